@@ -1,0 +1,45 @@
+"""custodes: keep law-enforcement audio/video footage unaltered and provably complete.
+
+The public API. Everything here is stable for agency tools; modules not
+re-exported here are internal.
+"""
+
+from __future__ import annotations
+
+from custodes._core import __version__
+from custodes.checksums import ChecksumEntry, parse_checksum_list
+from custodes.errors import (
+    ChangedWhileReadingError,
+    CustodesError,
+    DigestListError,
+    EvidenceNotFoundError,
+    EvidencePermissionError,
+    EvidenceReadError,
+    HashingCancelledError,
+    NotRegularFileError,
+    SymlinkLoopError,
+    UnknownAlgorithmError,
+)
+from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "ChangedWhileReadingError",
+    "ChecksumEntry",
+    "CustodesError",
+    "DigestListError",
+    "EvidenceNotFoundError",
+    "EvidencePermissionError",
+    "EvidenceReadError",
+    "HashProgress",
+    "HashResult",
+    "HashingCancelledError",
+    "NotRegularFileError",
+    "SymlinkLoopError",
+    "UnknownAlgorithmError",
+    "__version__",
+    "hash_files",
+    "parse_checksum_list",
+    "walk",
+]

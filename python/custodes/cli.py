@@ -1,0 +1,187 @@
+"""The ``custodes`` command line. It only adapts the Python API.
+
+Exit codes, for every command: 0 all good, 1 findings (something is wrong
+with the evidence), 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from custodes import __version__
+from custodes.checksums import format_line, format_tag_line, parse_checksum_list
+from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashResult, hash_files, walk
+from custodes.progress import ProgressLine
+
+EXIT_FINDINGS = 1
+
+
+def _write_json(obj: Any) -> None:
+    # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
+    # writes it as \udcXX, which is also its JSON escape, so the output stays
+    # valid JSON and json.loads gives the exact name back.
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` and ``--quiet``, shared by every command that reports."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="custodes")
+def main() -> None:
+    """custodes: keep law-enforcement footage unaltered and provably complete."""
+
+
+def _print_stderr(message: str) -> None:
+    click.echo(f"custodes: {message}", err=True)
+
+
+@main.command("hash")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option(
+    "--algo",
+    "algorithms",
+    multiple=True,
+    type=click.Choice(ALGORITHMS, case_sensitive=False),
+    help=f"Digest algorithm (default {DEFAULT_ALGORITHM}). Repeat for several; each file is still read once, "
+    "and the lines are then in BSD tag form (SHA256 (path) = hex).",
+)
+@click.option("--check", "-c", "check_list", type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+              help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, help="Files read at once (default: one per core).")
+@output_options
+def hash_command(paths: tuple[str, ...], algorithms: tuple[str, ...], check_list: str | None,
+                 workers: int | None, as_json: bool, quiet: bool) -> None:
+    """Hash footage files, or verify a checksum list.
+
+    PATHS are files or folders; folders are walked in byte order. Output lines
+    are exactly those of sha256sum / b3sum, so `sha256sum -c` and `b3sum -c`
+    can check them. With --check, prints `path: OK` or `path: FAILED` per
+    file. Exit 0 when every file was hashed (or matched), 1 when any file could
+    not be read, was modified or is missing, 2 on usage errors.
+    """
+    algorithms = tuple(dict.fromkeys(a.lower() for a in algorithms)) or (DEFAULT_ALGORITHM,)
+    if check_list is not None:
+        if paths:
+            raise click.UsageError("--check takes a checksum list, not PATHS; name the files in the list.")
+        if len(algorithms) > 1:
+            raise click.UsageError("--check takes one --algo (for untagged lines); tagged lines name their own.")
+        sys.exit(_check(check_list, algorithms[0], workers, as_json, quiet))
+    if not paths:
+        raise click.UsageError("give at least one file or folder to hash (or --check LIST).")
+    sys.exit(_hash(paths, algorithms, workers, as_json, quiet))
+
+
+def _run(paths: list[str], algorithms: tuple[str, ...], workers: int | None, quiet: bool) -> list[HashResult]:
+    progress = ProgressLine(quiet=quiet)
+    try:
+        return hash_files(paths, algorithms, threads=workers, progress=progress)
+    finally:
+        progress.close()
+
+
+def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | None, as_json: bool, quiet: bool) -> int:
+    walked = list(walk(paths))
+    to_hash = [p for p, err in walked if err is None]
+    hashed = iter(_run(to_hash, algorithms, workers, quiet))
+    results = [next(hashed) if err is None else HashResult(p, None, {}, err) for p, err in walked]
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        _write_json({"ok": not failed, "algorithms": list(algorithms), "files": [r.to_json() for r in results]})
+    else:
+        out = sys.stdout.buffer
+        for r in results:
+            if r.error is not None:
+                _print_stderr(str(r.error))
+            elif len(algorithms) == 1:
+                out.write(format_line(r.digests[algorithms[0]], r.path))
+            else:
+                for a in algorithms:
+                    out.write(format_tag_line(a, r.digests[a], r.path))
+        out.flush()
+    return EXIT_FINDINGS if failed else 0
+
+
+def _read_list(check_list: str) -> bytes:
+    try:
+        if check_list == "-":
+            return sys.stdin.buffer.read()
+        with open(check_list, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise click.UsageError(f"cannot read checksum list {check_list}: {e.strerror}") from e
+
+
+def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, quiet: bool) -> int:
+    entries, malformed = parse_checksum_list(_read_list(check_list), algorithm)
+    if not entries:
+        raise click.UsageError(
+            f"{check_list}: no properly formatted {algorithm} checksum lines"
+            + (" (is --algo right? sha256, blake3 and sm3 lists look alike)" if malformed else "")
+        )
+    for line_no in malformed:
+        _print_stderr(f"{check_list}: {line_no}: improperly formatted checksum line")
+    by_algorithm: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        by_algorithm.setdefault(e.algorithm, []).append(i)
+    results: list[HashResult | None] = [None] * len(entries)
+    for algo, idx in by_algorithm.items():
+        for i, r in zip(idx, _run([entries[i].path for i in idx], (algo,), workers, quiet)):
+            results[i] = r
+    rows = []
+    for e, r in zip(entries, results):
+        assert r is not None
+        if r.error is not None:
+            status = "missing" if isinstance(r.error, FileNotFoundError) else "unreadable"
+        else:
+            status = "ok" if r.digests[e.algorithm] == e.digest else "failed"
+        rows.append((e, r, status))
+    counts = {s: sum(1 for *_, st in rows if st == s) for s in ("ok", "failed", "missing", "unreadable")}
+    ok = counts["ok"] == len(rows) and not malformed
+    if as_json:
+        _write_json({
+            "ok": ok,
+            "checked": len(rows),
+            **{k: v for k, v in counts.items()},
+            "malformed_lines": malformed,
+            "files": [
+                {"path": e.path, "algorithm": e.algorithm, "expected": e.digest,
+                 "actual": r.digests.get(e.algorithm), "status": status,
+                 "error": None if r.error is None else {"kind": r.error.kind, "message": str(r.error)}}
+                for e, r, status in rows
+            ],
+        })
+    else:
+        out = sys.stdout.buffer
+        for e, r, status in rows:
+            if r.error is not None:
+                _print_stderr(str(r.error))
+            verdict = {"ok": b"OK", "failed": b"FAILED"}.get(status, b"FAILED open or read")
+            out.write(os.fsencode(e.path) + b": " + verdict + b"\n")
+        out.flush()
+        if counts["failed"]:
+            _print_stderr(f"WARNING: {counts['failed']} computed checksum(s) did NOT match")
+        if counts["missing"] + counts["unreadable"]:
+            _print_stderr(f"WARNING: {counts['missing'] + counts['unreadable']} listed file(s) could not be read")
+        if malformed:
+            _print_stderr(f"WARNING: {len(malformed)} line(s) improperly formatted")
+    return 0 if ok else EXIT_FINDINGS
+

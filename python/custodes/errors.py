@@ -1,0 +1,94 @@
+"""The custodes exception hierarchy, rooted in :class:`CustodesError`.
+
+Each class has a ``kind``: the snake_case name used for it in JSON output.
+Errors about one piece of evidence (a file that cannot be read) are also
+:class:`OSError` subclasses with ``errno``/``filename`` set where they apply,
+so ``except FileNotFoundError`` works as a Python user expects. The Rust
+binding maps each variant of its error enums to exactly one class here.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "ChangedWhileReadingError",
+    "CustodesError",
+    "DigestListError",
+    "EvidenceNotFoundError",
+    "EvidencePermissionError",
+    "EvidenceReadError",
+    "HashingCancelledError",
+    "NotRegularFileError",
+    "SymlinkLoopError",
+    "UnknownAlgorithmError",
+]
+
+
+class CustodesError(Exception):
+    """Base of every error custodes raises or reports."""
+
+    kind = "error"
+
+
+class UnknownAlgorithmError(CustodesError, ValueError):
+    """A hash algorithm name custodes does not know."""
+
+    kind = "unknown_algorithm"
+
+
+class DigestListError(CustodesError, ValueError):
+    """A checksum list (``--check``) that cannot be used at all."""
+
+    kind = "digest_list"
+
+
+class EvidenceReadError(CustodesError, OSError):
+    """One file could not be read to the end; the rest of a batch goes on."""
+
+    kind = "unreadable"
+
+    def __init__(self, errno: int | None, message: str, filename: str | os.PathLike[str]) -> None:
+        super().__init__(errno, message, os.fspath(filename))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+    def __reduce__(self):  # keeps pickling (multiprocessing, Dask) working
+        return (type(self), (self.errno, self.strerror, self.filename))
+
+
+class EvidenceNotFoundError(EvidenceReadError, FileNotFoundError):
+    """The path does not exist: never did, vanished, or is a dangling symlink."""
+
+    kind = "not_found"
+
+
+class EvidencePermissionError(EvidenceReadError, PermissionError):
+    """The operating system refused to open or read the file."""
+
+    kind = "permission_denied"
+
+
+class NotRegularFileError(EvidenceReadError):
+    """A directory, FIFO, socket or device where a regular file was expected."""
+
+    kind = "not_regular_file"
+
+
+class SymlinkLoopError(EvidenceReadError):
+    """Symbolic links that point at each other."""
+
+    kind = "symlink_loop"
+
+
+class ChangedWhileReadingError(EvidenceReadError):
+    """The file grew or shrank while it was read: its digest would not describe it."""
+
+    kind = "changed_while_reading"
+
+
+class HashingCancelledError(EvidenceReadError):
+    """The batch was cancelled (Ctrl-C) before this file was finished."""
+
+    kind = "cancelled"

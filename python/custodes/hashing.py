@@ -1,0 +1,158 @@
+"""Hashing footage: the public API over the Rust engine.
+
+:func:`hash_files` hashes a batch of files in parallel, each read once for all
+requested algorithms, and returns one :class:`HashResult` per path, in order.
+A file that cannot be read is a result with an ``error``, never an exception
+that loses the rest of the batch. :func:`walk` turns files and folders into
+the sorted list of files a run will hash.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from custodes import _core
+from custodes.errors import CustodesError, EvidenceReadError, NotRegularFileError
+
+__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "HashProgress", "HashResult", "hash_files", "walk"]
+
+#: Every algorithm the engine computes; ``md5`` is legacy, for stations that record it.
+ALGORITHMS: tuple[str, ...] = tuple(_core.algorithms())
+#: The evidence default.
+DEFAULT_ALGORITHM = "sha256"
+
+StrPath = str | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    """The digests of one file, or why it has none.
+
+    ``path`` is the path as given (non-UTF-8 bytes kept as surrogate escapes,
+    so ``os.fsencode(path)`` gives the original bytes back). ``digests`` maps
+    algorithm name to lowercase hex; it is empty when ``error`` is set.
+    """
+
+    path: str
+    size: int | None
+    digests: dict[str, str] = field(default_factory=dict)
+    error: CustodesError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "digests": self.digests,
+            "error": None if self.error is None else {"kind": self.error.kind, "message": str(self.error)},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HashProgress:
+    """A snapshot of a running batch, handed to the ``progress`` callback."""
+
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+
+
+def hash_files(
+    paths: Iterable[StrPath],
+    algorithms: Sequence[str] = (DEFAULT_ALGORITHM,),
+    *,
+    threads: int | None = None,
+    progress: Callable[[HashProgress], None] | None = None,
+    progress_interval: float = 0.2,
+) -> list[HashResult]:
+    """Hash ``paths`` with every algorithm in ``algorithms``.
+
+    ``threads`` bounds the files read at once (default: one per core; on a
+    rotational disk only one reader runs whatever this says). ``progress`` is
+    called about every ``progress_interval`` seconds while the batch runs, and
+    once at the end. Ctrl-C cancels the batch and re-raises KeyboardInterrupt.
+
+    Raises :class:`~custodes.errors.UnknownAlgorithmError` for an unknown
+    algorithm name; per-file problems are reported in the results.
+    """
+    fs_paths = [os.fspath(p) for p in paths]
+    job = _core.HashJob(fs_paths, list(algorithms), threads)
+    names = job.algorithms
+
+    def report() -> None:
+        if progress is not None:
+            progress(HashProgress(job.bytes_done, job.bytes_total, job.files_done, len(fs_paths)))
+
+    try:
+        while not job.wait(progress_interval if progress is not None else None):
+            report()
+    except BaseException:
+        job.cancel()
+        job.wait()
+        raise
+    report()
+    sizes, digest_arrays, errors = job.result()
+    failed = dict(errors)
+    results = []
+    for i, path in enumerate(fs_paths):
+        if i in failed:
+            results.append(HashResult(path, None, {}, failed[i]))
+        else:
+            digests = {name: arr[i].tobytes().hex() for name, arr in zip(names, digest_arrays)}
+            results.append(HashResult(path, int(sizes[i]), digests))
+    return results
+
+
+def _sort_key(entry: os.DirEntry[str]) -> bytes:
+    # Byte order, as `LC_ALL=C sort` and the archive's manifests use.
+    return os.fsencode(entry.name)
+
+
+def walk(paths: Iterable[StrPath]) -> Iterator[tuple[str, CustodesError | None]]:
+    """Yield ``(path, error)`` for every file under ``paths``, in sorted order.
+
+    A path named directly is taken as it is (a symlink to a folder is followed,
+    like ``find -H``). Inside folders, entries are visited in byte order,
+    depth first; symlinks to files are hashed through; a symlink to a folder is
+    reported and not followed, so a loop or a link out of the volume cannot
+    widen the run; a folder that cannot be listed is reported. Special files
+    (FIFOs, sockets, devices) are yielded so that hashing reports them.
+    """
+    for top in paths:
+        top = os.fspath(top)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(top).st_mode)
+        except OSError:
+            is_dir = False  # let hashing say exactly what is wrong with it
+        if is_dir:
+            yield from _walk_dir(top)
+        else:
+            yield top, None
+
+
+def _walk_dir(folder: str) -> Iterator[tuple[str, CustodesError | None]]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=_sort_key)
+    except OSError as e:
+        yield folder, EvidenceReadError(e.errno, f"cannot list folder: {e.strerror}", folder)
+        return
+    for entry in entries:
+        path = os.path.join(folder, entry.name)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk_dir(path)
+                continue
+            if entry.is_symlink() and entry.is_dir(follow_symlinks=True):
+                yield path, NotRegularFileError(None, "symlink to a folder, not followed", path)
+                continue
+        except OSError:
+            pass  # hashing the path reports the problem precisely
+        yield path, None

@@ -1,0 +1,513 @@
+//! Hashing footage at disk speed.
+//!
+//! Each file is opened once and read once, in chunks of about 1 MiB that stay
+//! in cache, and every requested algorithm consumes the same bytes. Files are
+//! hashed in parallel (rayon), but the number of readers per storage device is
+//! bounded: on a rotational disk a second reader makes both slower. A file that
+//! cannot be read, vanishes, is not a regular file, or changes size while it is
+//! read gives a per-file [`HashError`]; it never fails the batch.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use digest::Digest;
+use rayon::prelude::*;
+
+/// Chunk size for reads: large enough that syscalls are negligible, small
+/// enough that the chunk stays in L2 while every digest consumes it.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// A digest algorithm custodes can compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// SHA-256 (FIPS 180-4): the evidence default.
+    Sha256,
+    /// BLAKE3: fast re-verification.
+    Blake3,
+    /// SM3 (GB/T 32905-2016): required by Chinese government crypto rules.
+    Sm3,
+    /// MD5: legacy only, for collection stations that record it. Not collision resistant.
+    Md5,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 4] = [Algorithm::Sha256, Algorithm::Blake3, Algorithm::Sm3, Algorithm::Md5];
+
+    /// The name used in the CLI, JSON, the catalog and BagIt manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Blake3 => "blake3",
+            Algorithm::Sm3 => "sm3",
+            Algorithm::Md5 => "md5",
+        }
+    }
+
+    /// Length of the digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 | Algorithm::Blake3 | Algorithm::Sm3 => 32,
+            Algorithm::Md5 => 16,
+        }
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = UnknownAlgorithm;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s) || (s.eq_ignore_ascii_case("sha-256") && *a == Algorithm::Sha256))
+            .ok_or_else(|| UnknownAlgorithm(s.to_owned()))
+    }
+}
+
+/// An algorithm name that custodes does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown hash algorithm {0:?} (known: sha256, blake3, sm3, md5)")]
+pub struct UnknownAlgorithm(pub String);
+
+/// Why one file could not be hashed. Each variant maps to one Python exception class.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("no such file (dangling symlink or vanished before it was read)")]
+    NotFound,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("not a regular file: {kind}")]
+    NotRegularFile { kind: &'static str },
+    #[error("too many levels of symbolic links (symlink loop)")]
+    SymlinkLoop,
+    #[error("file changed size while being read: {expected} bytes when opened, {read} bytes read, {now} bytes now")]
+    ChangedWhileReading { expected: u64, read: u64, now: u64 },
+    #[error("hashing was cancelled before this file was finished")]
+    Cancelled,
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for HashError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => HashError::NotFound,
+            io::ErrorKind::PermissionDenied => HashError::PermissionDenied,
+            io::ErrorKind::IsADirectory => HashError::NotRegularFile { kind: "directory" },
+            _ if e.raw_os_error() == Some(libc::ELOOP) => HashError::SymlinkLoop,
+            _ => HashError::Io(e),
+        }
+    }
+}
+
+/// The digests of one file, in the order the algorithms were requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub size: u64,
+    pub digests: Vec<Vec<u8>>,
+}
+
+/// Shared counters a caller may read while a batch runs, and a way to stop it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_done: AtomicU64,
+    /// Sum of the sizes of the batch's files, set once they have all been looked at.
+    pub bytes_total: AtomicU64,
+    pub files_done: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+impl Progress {
+    /// Ask the batch to stop; files not yet finished end with [`HashError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// How a batch is run.
+#[derive(Debug, Clone)]
+pub struct HashOptions {
+    /// Files hashed at once; `None` = the rayon default (one per core).
+    pub threads: Option<usize>,
+    /// Readers at once on one rotational disk; solid-state devices get `threads`.
+    pub readers_per_rotational_device: usize,
+    pub chunk_size: usize,
+}
+
+impl Default for HashOptions {
+    fn default() -> Self {
+        HashOptions { threads: None, readers_per_rotational_device: 1, chunk_size: DEFAULT_CHUNK_SIZE }
+    }
+}
+
+/// One running digest of each requested algorithm, all fed the same bytes.
+struct MultiHasher {
+    states: Vec<State>,
+}
+
+enum State {
+    Sha256(sha2::Sha256),
+    Blake3(Box<blake3::Hasher>),
+    Sm3(sm3::Sm3),
+    Md5(md5::Md5),
+}
+
+impl MultiHasher {
+    fn new(algorithms: &[Algorithm]) -> Self {
+        let states = algorithms
+            .iter()
+            .map(|a| match a {
+                Algorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+                Algorithm::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
+                Algorithm::Sm3 => State::Sm3(sm3::Sm3::new()),
+                Algorithm::Md5 => State::Md5(md5::Md5::new()),
+            })
+            .collect();
+        MultiHasher { states }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        for state in &mut self.states {
+            match state {
+                State::Sha256(h) => h.update(bytes),
+                State::Blake3(h) => {
+                    h.update(bytes);
+                }
+                State::Sm3(h) => h.update(bytes),
+                State::Md5(h) => h.update(bytes),
+            }
+        }
+    }
+
+    fn finalize(self) -> Vec<Vec<u8>> {
+        self.states
+            .into_iter()
+            .map(|state| match state {
+                State::Sha256(h) => h.finalize().to_vec(),
+                State::Blake3(h) => h.finalize().as_bytes().to_vec(),
+                State::Sm3(h) => h.finalize().to_vec(),
+                State::Md5(h) => h.finalize().to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// Digests of an in-memory byte string (test vectors, ledger entries).
+pub fn hash_bytes(algorithms: &[Algorithm], bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut hasher = MultiHasher::new(algorithms);
+    hasher.update(bytes);
+    hasher.finalize()
+}
+
+/// Incremental digests of a stream, for callers that produce the bytes
+/// themselves (ingest hashes while it copies).
+pub struct StreamHasher {
+    inner: MultiHasher,
+    size: u64,
+}
+
+impl StreamHasher {
+    pub fn new(algorithms: &[Algorithm]) -> Self {
+        StreamHasher { inner: MultiHasher::new(algorithms), size: 0 }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.inner.update(bytes);
+    }
+
+    pub fn finalize(self) -> FileDigest {
+        FileDigest { size: self.size, digests: self.inner.finalize() }
+    }
+}
+
+fn file_kind(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "named pipe (FIFO)"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+/// Hash one file, reading it once.
+///
+/// The file is opened with `O_NONBLOCK` so that a FIFO planted on a volume
+/// cannot hang the run; the open descriptor is then checked to be a regular
+/// file before anything is read. The size is taken from that descriptor, and a
+/// file that ends early, grows, or whose size differs after reading is an error:
+/// its digest would describe bytes that are not the evidence.
+pub fn hash_file(
+    path: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<FileDigest, HashError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(HashError::NotRegularFile { kind: file_kind(&meta.file_type()) });
+    }
+    advise_sequential(&file);
+    let expected = meta.len();
+    let mut reader = file;
+    let mut hasher = MultiHasher::new(algorithms);
+    let mut buf = vec![0u8; chunk_size.max(4096)];
+    let mut read_total: u64 = 0;
+    loop {
+        if progress.is_cancelled() {
+            return Err(HashError::Cancelled);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        hasher.update(&buf[..n]);
+        read_total += n as u64;
+        progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        if read_total > expected {
+            break;
+        }
+    }
+    let now = reader.metadata()?.len();
+    if read_total != expected || now != expected {
+        return Err(HashError::ChangedWhileReading { expected, read: read_total, now });
+    }
+    Ok(FileDigest { size: expected, digests: hasher.finalize() })
+}
+
+/// Tell the kernel we read front to back, so its read-ahead runs ahead of the
+/// hashing and the disk and the CPU work at the same time.
+fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // Advice only: a file system that ignores it is fine.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
+/// Whether the block device holding files with this `st_dev` spins.
+/// Unknown (network, overlay, tmpfs) counts as solid state.
+fn is_rotational(dev: u64) -> bool {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    // A partition's queue/ lives on its parent disk, one level up.
+    for rel in ["queue/rotational", "../queue/rotational"] {
+        let p = format!("/sys/dev/block/{major}:{minor}/{rel}");
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            return s.trim() == "1";
+        }
+    }
+    false
+}
+
+/// A counting semaphore bounding the readers on one storage device.
+struct DeviceSlots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl DeviceSlots {
+    fn new(n: usize) -> Self {
+        DeviceSlots { free: Mutex::new(n.max(1)), freed: Condvar::new() }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a DeviceSlots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Hash many files in parallel. The result has one entry per path, in order.
+///
+/// Files are interleaved across storage devices so that a slow disk holding
+/// its one reader slot does not starve the others.
+pub fn hash_files(
+    paths: &[PathBuf],
+    algorithms: &[Algorithm],
+    options: &HashOptions,
+    progress: &Progress,
+) -> Vec<Result<FileDigest, HashError>> {
+    let run = || {
+        let threads = rayon::current_num_threads();
+        let metas: Vec<Option<std::fs::Metadata>> = paths.iter().map(|p| std::fs::metadata(p).ok()).collect();
+        let total = metas.iter().flatten().filter(|m| m.is_file()).map(|m| m.len()).sum();
+        progress.bytes_total.store(total, Ordering::Relaxed);
+        let devices: Vec<Option<u64>> = metas.iter().map(|m| m.as_ref().map(|m| m.dev())).collect();
+        let mut slots: HashMap<u64, DeviceSlots> = HashMap::new();
+        for dev in devices.iter().flatten() {
+            slots.entry(*dev).or_insert_with(|| {
+                let n = if is_rotational(*dev) { options.readers_per_rotational_device } else { threads };
+                DeviceSlots::new(n)
+            });
+        }
+        let order = interleave_by_device(&devices);
+        let mut out: Vec<(usize, Result<FileDigest, HashError>)> = order
+            .par_iter()
+            .with_max_len(1)
+            .map(|&i| {
+                let _slot = devices[i].and_then(|d| slots.get(&d)).map(DeviceSlots::acquire);
+                let r = hash_file(&paths[i], algorithms, options.chunk_size, progress);
+                progress.files_done.fetch_add(1, Ordering::Relaxed);
+                (i, r)
+            })
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
+    };
+    match options.threads {
+        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build() {
+            Ok(pool) => pool.install(run),
+            Err(_) => run(),
+        },
+        None => run(),
+    }
+}
+
+/// Indices of `devices` ordered round-robin across devices, keeping each
+/// device's files in their given order.
+fn interleave_by_device(devices: &[Option<u64>]) -> Vec<usize> {
+    let mut queues: Vec<(Option<u64>, Vec<usize>)> = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        match queues.iter_mut().find(|(k, _)| k == d) {
+            Some((_, q)) => q.push(i),
+            None => queues.push((*d, vec![i])),
+        }
+    }
+    let mut order = Vec::with_capacity(devices.len());
+    let longest = queues.iter().map(|(_, q)| q.len()).max().unwrap_or(0);
+    for round in 0..longest {
+        for (_, q) in &queues {
+            if let Some(&i) = q.get(round) {
+                order.push(i);
+            }
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn hex(b: &[u8]) -> String {
+        hex::encode(b)
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for a in Algorithm::ALL {
+            assert_eq!(a.name().parse::<Algorithm>().unwrap(), a);
+        }
+        assert!("sha1".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn empty_input_digests() {
+        let d = hash_bytes(&Algorithm::ALL, b"");
+        assert_eq!(hex(&d[0]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex(&d[1]), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+        assert_eq!(hex(&d[2]), "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b");
+        assert_eq!(hex(&d[3]), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn file_equals_bytes_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let p = dir.path().join("f.bin");
+        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+        let progress = Progress::default();
+        for chunk in [4096, 65_536, 1 << 20] {
+            let got = hash_file(&p, &Algorithm::ALL, chunk, &progress).unwrap();
+            assert_eq!(got.size, data.len() as u64);
+            assert_eq!(got.digests, hash_bytes(&Algorithm::ALL, &data));
+        }
+    }
+
+    #[test]
+    fn batch_keeps_order_and_isolates_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, b"abc").unwrap();
+        let paths = vec![good.clone(), dir.path().join("missing"), dir.path().to_path_buf(), good];
+        let r = hash_files(&paths, &[Algorithm::Sha256], &HashOptions::default(), &Progress::default());
+        assert_eq!(r.len(), 4);
+        assert_eq!(
+            hex(&r[0].as_ref().unwrap().digests[0]),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(matches!(r[1], Err(HashError::NotFound)));
+        assert!(matches!(r[2], Err(HashError::NotRegularFile { kind: "directory" })));
+        assert_eq!(r[3].as_ref().unwrap(), r[0].as_ref().unwrap());
+    }
+
+    #[test]
+    fn symlink_loop_and_fifo_are_errors_not_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let progress = Progress::default();
+        assert!(matches!(hash_file(&a, &[Algorithm::Sha256], 4096, &progress), Err(HashError::SymlinkLoop)));
+        assert!(matches!(
+            hash_file(&fifo, &[Algorithm::Sha256], 4096, &progress),
+            Err(HashError::NotRegularFile { kind: "named pipe (FIFO)" })
+        ));
+    }
+
+    #[test]
+    fn interleave_round_robins_devices() {
+        let devs = [Some(1), Some(1), Some(2), None, Some(1), Some(2)];
+        assert_eq!(interleave_by_device(&devs), vec![0, 2, 3, 1, 5, 4]);
+    }
+
+    #[test]
+    fn cancelled_batch_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![0u8; 10_000]).unwrap();
+        let progress = Progress::default();
+        progress.cancel();
+        let r = hash_files(&[p], &[Algorithm::Sha256], &HashOptions::default(), &progress);
+        assert!(matches!(&r[0], Err(HashError::Cancelled)));
+    }
+}

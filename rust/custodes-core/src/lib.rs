@@ -1,0 +1,6 @@
+//! custodes-core: the byte-level work of custodes, in pure Rust with no
+//! Python in it, so that `cargo test` and `cargo bench` exercise it alone.
+//!
+//! - [`hashing`]: reading footage once and computing SHA-256, BLAKE3, SM3 (and legacy MD5).
+
+pub mod hashing;

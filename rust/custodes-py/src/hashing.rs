@@ -1,0 +1,180 @@
+//! Bindings for `custodes_core::hashing`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use custodes_core::hashing::{self as core, Algorithm, FileDigest, HashError, HashOptions, Progress};
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::error;
+use crate::gateway::detached;
+
+fn parse_algorithms(py: Python<'_>, names: Vec<String>) -> PyResult<Vec<Algorithm>> {
+    if names.is_empty() {
+        return Err(error::unknown_algorithm(py, core::UnknownAlgorithm(String::new())));
+    }
+    let mut out: Vec<Algorithm> = Vec::with_capacity(names.len());
+    for n in names {
+        let a = n.parse().map_err(|e| error::unknown_algorithm(py, e))?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+type Outcomes = Vec<Result<FileDigest, HashError>>;
+
+/// A batch of files being hashed on background threads.
+///
+/// Python polls it (`wait`, `bytes_done`) to show progress and to stay
+/// interruptible; the batch itself never touches a Python object.
+#[pyclass(frozen, module = "custodes._core")]
+struct HashJob {
+    paths: Vec<PathBuf>,
+    algorithms: Vec<Algorithm>,
+    progress: Arc<Progress>,
+    done: Mutex<Option<Receiver<Outcomes>>>,
+    outcomes: Mutex<Option<Outcomes>>,
+}
+
+#[pymethods]
+impl HashJob {
+    #[new]
+    #[pyo3(signature = (paths, algorithms, threads=None, chunk_size=core::DEFAULT_CHUNK_SIZE))]
+    fn new(py: Python<'_>, paths: Vec<PathBuf>, algorithms: Vec<String>, threads: Option<usize>, chunk_size: usize) -> PyResult<Self> {
+        let algorithms = parse_algorithms(py, algorithms)?;
+        let progress = Arc::new(Progress::default());
+        let options = HashOptions { threads, chunk_size, ..HashOptions::default() };
+        let (tx, rx) = mpsc::channel();
+        let (job_paths, job_algorithms, job_progress) = (paths.clone(), algorithms.clone(), Arc::clone(&progress));
+        std::thread::Builder::new()
+            .name("custodes-hash".into())
+            .spawn(move || {
+                let outcomes = core::hash_files(&job_paths, &job_algorithms, &options, &job_progress);
+                // The receiver may be gone if Python dropped the job; nothing to report then.
+                let _ = tx.send(outcomes);
+            })?;
+        Ok(HashJob { paths, algorithms, progress, done: Mutex::new(Some(rx)), outcomes: Mutex::new(None) })
+    }
+
+    /// Wait up to `timeout` seconds (forever when None); True once the batch is finished.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> bool {
+        // Take the receiver out and drop the lock before letting go of the GIL:
+        // a second Python thread calling wait() must not block on our lock while
+        // holding the GIL we need back.
+        let taken = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(rx) = taken else {
+            // Finished, or another thread is waiting on it right now.
+            let finished = self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+            if !finished {
+                detached(py, || std::thread::sleep(Duration::from_millis(10)));
+            }
+            return finished;
+        };
+        let (rx, received) = detached(py, move || {
+            let r = match timeout {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(Duration::from_secs_f64(t.max(0.0))),
+            };
+            (rx, r)
+        });
+        let outcomes = match received {
+            Ok(outcomes) => outcomes,
+            Err(RecvTimeoutError::Timeout) => {
+                *self.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+                return false;
+            }
+            // The worker died without sending (a panic): report every file as failed rather than hang.
+            Err(RecvTimeoutError::Disconnected) => {
+                self.paths.iter().map(|_| Err(HashError::Io(std::io::Error::other("hashing thread failed")))).collect()
+            }
+        };
+        *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcomes);
+        true
+    }
+
+    /// Stop the batch; unfinished files end with HashingCancelledError.
+    fn cancel(&self) {
+        self.progress.cancel();
+    }
+
+    #[getter]
+    fn bytes_done(&self) -> u64 {
+        self.progress.bytes_done.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the batch will read, known once every file has been looked at (0 before).
+    #[getter]
+    fn bytes_total(&self) -> u64 {
+        self.progress.bytes_total.load(Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn files_done(&self) -> u64 {
+        self.progress.files_done.load(Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn algorithms(&self) -> Vec<&'static str> {
+        self.algorithms.iter().map(|a| a.name()).collect()
+    }
+
+    /// `(sizes, digests, errors)` once finished: sizes a uint64 array (0 where an
+    /// error occurred), digests one `(n, digest_len)` uint8 array per algorithm,
+    /// errors a list of `(index, exception)`.
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+        while !self.wait(py, None) {}
+        let guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let outcomes = guard.as_ref().expect("wait(None) stores the outcomes");
+        let n = outcomes.len();
+        let mut sizes = vec![0u64; n];
+        let mut digests: Vec<Vec<u8>> = self.algorithms.iter().map(|a| vec![0u8; n * a.digest_len()]).collect();
+        let errors = PyList::empty(py);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match outcome {
+                Ok(fd) => {
+                    sizes[i] = fd.size;
+                    for (k, (d, a)) in fd.digests.iter().zip(&self.algorithms).enumerate() {
+                        let len = a.digest_len();
+                        digests[k][i * len..(i + 1) * len].copy_from_slice(d);
+                    }
+                }
+                Err(e) => errors.append((i, error::hash_error(py, e, &self.paths[i])?))?,
+            }
+        }
+        let arrays = PyList::empty(py);
+        for (flat, a) in digests.into_iter().zip(&self.algorithms) {
+            arrays.append(flat.into_pyarray(py).reshape([n, a.digest_len()])?)?;
+        }
+        Ok((sizes.into_pyarray(py).into_any(), arrays, errors))
+    }
+}
+
+/// Digests of an in-memory byte string, one `bytes` per algorithm.
+#[pyfunction]
+fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let algorithms = parse_algorithms(py, algorithms)?;
+    let owned = data.to_vec();
+    let digests = detached(py, move || core::hash_bytes(&algorithms, &owned));
+    Ok(digests.iter().map(|d| PyBytes::new(py, d)).collect())
+}
+
+/// Names of the algorithms the core knows, the evidence default first.
+#[pyfunction]
+fn algorithms() -> Vec<&'static str> {
+    Algorithm::ALL.iter().map(|a| a.name()).collect()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<HashJob>()?;
+    m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(algorithms, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `custodes._core`: the Python face of custodes-core.
+//!
+//! Only adaptation lives here: paths and numpy arrays in, numpy arrays and
+//! small records out, the GIL released (through [`gateway::detached`]) around
+//! all work, Rust errors mapped to `custodes.errors` classes.
+
+mod error;
+mod gateway;
+mod hashing;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    hashing::register(m)?;
+    Ok(())
+}
