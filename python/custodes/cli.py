@@ -160,7 +160,10 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
         _write_json({
             "ok": ok,
             "checked": len(rows),
-            **{k: v for k, v in counts.items()},
+            "matched": counts["ok"],
+            "failed": counts["failed"],
+            "missing": counts["missing"],
+            "unreadable": counts["unreadable"],
             "malformed_lines": malformed,
             "files": [
                 {"path": e.path, "algorithm": e.algorithm, "expected": e.digest,

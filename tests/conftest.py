@@ -1,0 +1,44 @@
+"""Shared fixtures: the real test data and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+FOOTAGE = DATA / "footage"
+
+
+@pytest.fixture
+def footage_files() -> list[Path]:
+    """Every real footage file shipped in tests/data/footage (see PROVENANCE.md)."""
+    files = sorted(p for p in FOOTAGE.rglob("*") if p.is_file())
+    assert len(files) == 17
+    return files
+
+
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, input: bytes | None = None, obey_permissions: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
+
+    ``obey_permissions``: when the tests run as root (CI does), drop the
+    capabilities that let root read anything, so file modes apply as they
+    would to a custodian's account.
+    """
+    prefix = []
+    if obey_permissions and os.geteuid() == 0:
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
+        cwd=cwd, input=input, capture_output=True, timeout=300,
+    )
+
+
+def peer(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run an independent tool (sha256sum, b3sum, openssl ...) for cross-checking."""
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, timeout=300)
