@@ -2,8 +2,6 @@
 
 import os
 
-import numpy as np
-import numpy.typing as npt
 
 __version__: str
 
@@ -36,7 +34,5 @@ class HashJob:
     def files_done(self) -> int: ...
     @property
     def algorithms(self) -> list[str]: ...
-    def result(
-        self,
-    ) -> tuple[npt.NDArray[np.uint64], list[npt.NDArray[np.uint8]], list[tuple[int, Exception]]]:
-        """``(sizes, digests, errors)``: one ``(n, digest_len)`` array per algorithm."""
+    def result(self) -> tuple[list[int], list[bytes], list[tuple[int, Exception]]]:
+        """``(sizes, digests, errors)``: per algorithm, the n digests back to back."""

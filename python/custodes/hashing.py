@@ -98,15 +98,16 @@ def hash_files(
         job.wait()
         raise
     report()
-    sizes, digest_arrays, errors = job.result()
+    sizes, packed, errors = job.result()
     failed = dict(errors)
+    lengths = [len(p) // len(fs_paths) if fs_paths else 0 for p in packed]
     results = []
     for i, path in enumerate(fs_paths):
         if i in failed:
             results.append(HashResult(path, None, {}, failed[i]))
         else:
-            digests = {name: arr[i].tobytes().hex() for name, arr in zip(names, digest_arrays)}
-            results.append(HashResult(path, int(sizes[i]), digests))
+            digests = {name: p[i * n : (i + 1) * n].hex() for name, p, n in zip(names, packed, lengths)}
+            results.append(HashResult(path, sizes[i], digests))
     return results
 
 

@@ -13,8 +13,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use digest::Digest;
 use rayon::prelude::*;
@@ -138,14 +138,16 @@ impl Progress {
 pub struct HashOptions {
     /// Files hashed at once; `None` = the rayon default (one per core).
     pub threads: Option<usize>,
-    /// Readers at once on one rotational disk; solid-state devices get `threads`.
-    pub readers_per_rotational_device: usize,
+    /// Readers at once on one rotational disk (solid-state devices get `threads`);
+    /// `None` = 1 when `threads` is left to the default, else `threads`: a
+    /// caller who names a number of readers has said what the storage takes.
+    pub readers_per_rotational_device: Option<usize>,
     pub chunk_size: usize,
 }
 
 impl Default for HashOptions {
     fn default() -> Self {
-        HashOptions { threads: None, readers_per_rotational_device: 1, chunk_size: DEFAULT_CHUNK_SIZE }
+        HashOptions { threads: None, readers_per_rotational_device: None, chunk_size: DEFAULT_CHUNK_SIZE }
     }
 }
 
@@ -175,16 +177,22 @@ impl MultiHasher {
         MultiHasher { states }
     }
 
+    /// Feed one chunk to every digest. Work that can be split is offered to
+    /// rayon: several digests run side by side, and BLAKE3 hashes its tree in
+    /// parallel. While every worker has a file of its own this costs nothing
+    /// (nobody steals); at the tail of a batch, idle workers help the last files.
     fn update(&mut self, bytes: &[u8]) {
-        for state in &mut self.states {
-            match state {
-                State::Sha256(h) => h.update(bytes),
-                State::Blake3(h) => {
-                    h.update(bytes);
-                }
-                State::Sm3(h) => h.update(bytes),
-                State::Md5(h) => h.update(bytes),
+        let update_one = |state: &mut State| match state {
+            State::Sha256(h) => h.update(bytes),
+            State::Blake3(h) => {
+                h.update_rayon(bytes);
             }
+            State::Sm3(h) => h.update(bytes),
+            State::Md5(h) => h.update(bytes),
+        };
+        match self.states.as_mut_slice() {
+            [one] => update_one(one),
+            many => many.par_iter_mut().for_each(update_one),
         }
     }
 
@@ -308,17 +316,23 @@ fn advise_sequential(file: &File) {
 }
 
 /// Whether the block device holding files with this `st_dev` spins.
-/// Unknown (network, overlay, tmpfs) counts as solid state.
+///
+/// Unknown (network, overlay, tmpfs) counts as solid state. So do virtual
+/// disks (virtio, Xen, loop, device mapper): their `rotational` flag is a
+/// default the hypervisor never filled in (virtio-blk reports 1 on SSD-backed
+/// cloud volumes), and obeying it would serialise every read for nothing.
 fn is_rotational(dev: u64) -> bool {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    // A partition's queue/ lives on its parent disk, one level up.
-    for rel in ["queue/rotational", "../queue/rotational"] {
-        let p = format!("/sys/dev/block/{major}:{minor}/{rel}");
-        if let Ok(s) = std::fs::read_to_string(&p) {
-            return s.trim() == "1";
-        }
+    let node = PathBuf::from(format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev)));
+    let Ok(real) = std::fs::canonicalize(&node) else { return false };
+    let real = real.to_string_lossy();
+    if ["/virtual/", "/virtio", "/xen", "/vbd-"].iter().any(|v| real.contains(v)) {
+        return false;
     }
-    false
+    // A partition's queue/ lives on its parent disk, one level up.
+    ["queue/rotational", "../queue/rotational"]
+        .iter()
+        .find_map(|rel| std::fs::read_to_string(node.join(rel)).ok())
+        .is_some_and(|s| s.trim() == "1")
 }
 
 /// A counting semaphore bounding the readers on one storage device.
@@ -353,8 +367,10 @@ impl Drop for SlotGuard<'_> {
 
 /// Hash many files in parallel. The result has one entry per path, in order.
 ///
-/// Files are interleaved across storage devices so that a slow disk holding
-/// its one reader slot does not starve the others.
+/// Workers take files from one queue, largest first (so a big file never
+/// starts last and leaves the other cores idle at the end), interleaved
+/// across storage devices so that a slow disk holding its one reader slot does
+/// not starve the others.
 pub fn hash_files(
     paths: &[PathBuf],
     algorithms: &[Algorithm],
@@ -363,30 +379,39 @@ pub fn hash_files(
 ) -> Vec<Result<FileDigest, HashError>> {
     let run = || {
         let threads = rayon::current_num_threads();
+        let per_rotational = options.readers_per_rotational_device.unwrap_or(if options.threads.is_some() { threads } else { 1 });
         let metas: Vec<Option<std::fs::Metadata>> = paths.iter().map(|p| std::fs::metadata(p).ok()).collect();
-        let total = metas.iter().flatten().filter(|m| m.is_file()).map(|m| m.len()).sum();
-        progress.bytes_total.store(total, Ordering::Relaxed);
-        let devices: Vec<Option<u64>> = metas.iter().map(|m| m.as_ref().map(|m| m.dev())).collect();
+        let size = |i: usize| metas[i].as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len());
+        progress.bytes_total.store((0..paths.len()).map(size).sum(), Ordering::Relaxed);
         let mut slots: HashMap<u64, DeviceSlots> = HashMap::new();
-        for dev in devices.iter().flatten() {
-            slots.entry(*dev).or_insert_with(|| {
-                let n = if is_rotational(*dev) { options.readers_per_rotational_device } else { threads };
-                DeviceSlots::new(n)
+        for meta in metas.iter().flatten() {
+            slots.entry(meta.dev()).or_insert_with(|| {
+                DeviceSlots::new(if is_rotational(meta.dev()) { per_rotational } else { threads })
             });
         }
-        let order = interleave_by_device(&devices);
-        let mut out: Vec<(usize, Result<FileDigest, HashError>)> = order
-            .par_iter()
-            .with_max_len(1)
-            .map(|&i| {
-                let _slot = devices[i].and_then(|d| slots.get(&d)).map(DeviceSlots::acquire);
-                let r = hash_file(&paths[i], algorithms, options.chunk_size, progress);
-                progress.files_done.fetch_add(1, Ordering::Relaxed);
-                (i, r)
-            })
-            .collect();
-        out.sort_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, r)| r).collect()
+        let mut by_size: Vec<usize> = (0..paths.len()).collect();
+        by_size.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+        let devices: Vec<Option<u64>> = by_size.iter().map(|&i| metas[i].as_ref().map(|m| m.dev())).collect();
+        let queue: Vec<usize> = interleave_by_device(&devices).into_iter().map(|k| by_size[k]).collect();
+
+        let next = AtomicUsize::new(0);
+        let results: Vec<OnceLock<Result<FileDigest, HashError>>> = paths.iter().map(|_| OnceLock::new()).collect();
+        rayon::scope(|scope| {
+            for _ in 0..threads.min(paths.len()) {
+                scope.spawn(|_| {
+                    while let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _slot = metas[i].as_ref().and_then(|m| slots.get(&m.dev())).map(DeviceSlots::acquire);
+                        let r = hash_file(&paths[i], algorithms, options.chunk_size, progress);
+                        progress.files_done.fetch_add(1, Ordering::Relaxed);
+                        let _ = results[i].set(r);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.into_inner().expect("every queued file has a result"))
+            .collect()
     };
     match options.threads {
         Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build() {

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custodes_core::hashing::{self as core, Algorithm, FileDigest, HashError, HashOptions, Progress};
-use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -126,10 +125,12 @@ impl HashJob {
         self.algorithms.iter().map(|a| a.name()).collect()
     }
 
-    /// `(sizes, digests, errors)` once finished: sizes a uint64 array (0 where an
-    /// error occurred), digests one `(n, digest_len)` uint8 array per algorithm,
-    /// errors a list of `(index, exception)`.
-    fn result<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+    /// `(sizes, digests, errors)` once finished: sizes a list (0 where an
+    /// error occurred), digests one `bytes` per algorithm holding the n digests
+    /// back to back (digest i at `[i*len:(i+1)*len]`), errors a list of
+    /// `(index, exception)`. Packed bytes rather than numpy: a hash run should
+    /// not pay numpy's import time, and there is nothing to compute on them.
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<(Vec<u64>, Vec<Bound<'py, PyBytes>>, Bound<'py, PyList>)> {
         while !self.wait(py, None) {}
         let guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         let outcomes = guard.as_ref().expect("wait(None) stores the outcomes");
@@ -149,11 +150,7 @@ impl HashJob {
                 Err(e) => errors.append((i, error::hash_error(py, e, &self.paths[i])?))?,
             }
         }
-        let arrays = PyList::empty(py);
-        for (flat, a) in digests.into_iter().zip(&self.algorithms) {
-            arrays.append(flat.into_pyarray(py).reshape([n, a.digest_len()])?)?;
-        }
-        Ok((sizes.into_pyarray(py).into_any(), arrays, errors))
+        Ok((sizes, digests.iter().map(|d| PyBytes::new(py, d)).collect(), errors))
     }
 }
 
