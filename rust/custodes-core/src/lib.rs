@@ -2,5 +2,9 @@
 //! Python in it, so that `cargo test` and `cargo bench` exercise it alone.
 //!
 //! - [`hashing`]: reading footage once and computing SHA-256, BLAKE3, SM3 (and legacy MD5).
+//! - [`media`]: what an MP4/MOV file says about its own time, read as hostile input.
+//! - [`timeline`]: gaps, overlaps, sequence breaks, task coverage and clock checks over columns.
 
 pub mod hashing;
+pub mod media;
+pub mod timeline;
