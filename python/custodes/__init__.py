@@ -18,9 +18,12 @@ from custodes.errors import (
     HashingCancelledError,
     NotRegularFileError,
     SymlinkLoopError,
+    TimelineInputError,
     UnknownAlgorithmError,
 )
+from custodes.findings import Finding
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
+from custodes.media import CreationTime, MediaInfo, TrackInfo, probe, probe_many
 
 __all__ = [
     "ALGORITHMS",
@@ -32,14 +35,21 @@ __all__ = [
     "EvidenceNotFoundError",
     "EvidencePermissionError",
     "EvidenceReadError",
+    "CreationTime",
+    "Finding",
+    "MediaInfo",
+    "TrackInfo",
     "HashProgress",
     "HashResult",
     "HashingCancelledError",
     "NotRegularFileError",
     "SymlinkLoopError",
+    "TimelineInputError",
     "UnknownAlgorithmError",
     "__version__",
     "hash_files",
     "parse_checksum_list",
+    "probe",
+    "probe_many",
     "walk",
 ]

@@ -12,12 +12,17 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from custodes import __version__
+from custodes import timeline as tl
 from custodes.checksums import format_line, format_tag_line, parse_checksum_list
+from custodes.errors import CustodesError
+from custodes.findings import Finding, rfc3339
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashResult, hash_files, walk
+from custodes.media import MediaInfo, media_files, probe_many
 from custodes.progress import ProgressLine
 
 EXIT_FINDINGS = 1
@@ -188,3 +193,128 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
             _print_stderr(f"WARNING: {len(malformed)} line(s) improperly formatted")
     return 0 if ok else EXIT_FINDINGS
 
+
+
+def _finding_line(f: Finding) -> str:
+    where = " ".join(x for x in (f.device and f"[{f.device}]", f.path) if x)
+    when = f" {rfc3339(f.start)} .. {rfc3339(f.end)}" if f.start is not None and f.end is not None else ""
+    return f"{f.kind}: {where}{when}: {f.message}"
+
+
+@main.command("probe")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--gap-factor", type=click.FloatRange(min=1.0), default=3.0, show_default=True,
+              help="An internal gap is a step in presentation time longer than this many frame durations.")
+@output_options
+def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quiet: bool) -> None:
+    """Read what footage files say about their own time.
+
+    For each MP4/MOV file: creation time(s) and where each comes from, duration
+    per track and overall, completeness (truncation, missing bytes, no moov),
+    internal gaps in presentation time, audio/video offsets, and findings.
+    Prints one JSON object per file (a list with several files) with --json.
+    Exit 1 when any file has findings or cannot be read.
+    """
+    results = probe_many(files, gap_factor=gap_factor)
+    bad = False
+    objs = []
+    for path, r in zip(files, results):
+        if isinstance(r, CustodesError):
+            bad = True
+            objs.append({"path": path, "error": {"kind": r.kind, "message": str(r)}, "findings": []})
+            if not as_json:
+                _print_stderr(str(r))
+            continue
+        bad |= bool(r.findings)
+        objs.append(r.to_json())
+        if not as_json:
+            _print_probe(r)
+    if as_json:
+        _write_json(objs[0] if len(objs) == 1 else objs)
+    sys.exit(EXIT_FINDINGS if bad else 0)
+
+
+def _print_probe(r: MediaInfo) -> None:
+    click.echo(f"{r.path}")
+    click.echo(f"  created   {rfc3339(r.creation_time) or '(no time)'}"
+               + "".join(f"; {c.source} {rfc3339(c.time)}" for c in r.creation_times if c.source not in ("mvhd", "tkhd", "mdhd")))
+    click.echo(f"  duration  {r.duration if r.duration is not None else '?'} s, "
+               f"{'complete' if r.complete else 'INCOMPLETE'}" + (f", {r.missing_bytes} bytes missing" if r.missing_bytes else ""))
+    for t in r.tracks:
+        extra = f" timecode {t.timecode}" if t.timecode else ""
+        click.echo(f"  track {t.id}: {t.kind} {t.codec or '?'} {t.samples} samples {t.duration or 0:.3f} s{extra}")
+    for f in r.findings:
+        click.echo(f"  {_finding_line(f)}")
+
+
+@main.command("timeline")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--gap-tolerance", type=click.FloatRange(min=0), default=tl.DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
+              help="Seconds of unrecorded time between segments that still count as continuous.")
+@click.option("--clock-tolerance", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds a file name's time may differ from its container's time.")
+@click.option("--tz", default="UTC", show_default=True, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai).")
+@output_options
+def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str,
+                     as_json: bool, quiet: bool) -> None:
+    """Find gaps, overlaps, sequence breaks and clock faults across footage.
+
+    Each folder given is one device (named after the folder); a file given
+    directly belongs to the device of its folder. Segments are placed by their
+    container creation time and duration; the file number at the end of a
+    name feeds sequence breaks, a YYYYMMDDhhmmss in a name is checked against
+    the container time. Exit 1 when there are findings.
+    """
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise click.BadParameter(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)", param_hint="--tz") from e
+    device_of: dict[str, str] = {}
+    walk_errors: list[Finding] = []
+    for top in paths:
+        device = os.path.basename(os.path.normpath(top if os.path.isdir(top) else os.path.dirname(os.path.abspath(top))))
+        for path, err in walk([top]):
+            if err is not None:
+                walk_errors.append(Finding("unreadable", str(err), device=device, path=path))
+            else:
+                device_of[path] = device
+    files = media_files(list(device_of))
+    probed = probe_many(files)
+    findings = list(walk_errors)
+    segments: list[tl.Segment] = []
+    names: list[tuple[str, str, int, int]] = []
+    for path, r in zip(files, probed):
+        device = device_of[path]
+        if isinstance(r, CustodesError):
+            findings.append(Finding("unreadable", str(r), device=device, path=path))
+            continue
+        findings += [Finding(f.kind, f.message, device, f.path, f.start, f.end, f.evidence)
+                     for f in r.findings if f.kind in ("internal_gap", "clock_unset", "clock_future", "truncated", "no_moov")]
+        if r.creation_time is None or r.duration is None or any(f.kind == "clock_unset" for f in r.findings):
+            continue  # no trustworthy place on the time line
+        end = r.creation_time + round(r.duration * 1e9)
+        segments.append(tl.Segment(device, path, r.creation_time, end, tl.sequence_number(path)))
+        if (nt := tl.name_time(path, tz)) is not None:
+            names.append((device, path, nt, r.creation_time))
+    findings += tl.segment_findings(segments, gap_tolerance=round(gap_tolerance * 1e9))
+    tolerance = round(clock_tolerance * 1e9)
+    for device, path, nt, ct in names:
+        if abs(nt - ct) > tolerance:
+            findings.append(Finding("name_time_mismatch",
+                                    f"the name says {rfc3339(nt)} ({tz}), the container says {rfc3339(ct)}: "
+                                    f"{(ct - nt) / 1e9:+.0f} s apart", device=device, path=path, start=min(nt, ct), end=max(nt, ct),
+                                    evidence={"name_time": rfc3339(nt), "container_time": rfc3339(ct), "tz": tz}))
+    if as_json:
+        _write_json({
+            "ok": not findings,
+            "devices": sorted(set(device_of.values())),
+            "segments": [{"device": s.device, "path": s.path, "start": rfc3339(s.start), "end": rfc3339(s.end),
+                          "sequence": None if s.sequence < 0 else s.sequence} for s in segments],
+            "skipped": sorted(set(device_of) - set(files)),
+            "findings": [f.to_json() for f in findings],
+        })
+    else:
+        for f in findings:
+            click.echo(_finding_line(f))
+        click.echo(f"{len(segments)} segments on {len(set(s.device for s in segments))} device(s), {len(findings)} finding(s)", err=True)
+    sys.exit(EXIT_FINDINGS if findings else 0)

@@ -21,6 +21,7 @@ __all__ = [
     "HashingCancelledError",
     "NotRegularFileError",
     "SymlinkLoopError",
+    "TimelineInputError",
     "UnknownAlgorithmError",
 ]
 
@@ -92,3 +93,9 @@ class HashingCancelledError(EvidenceReadError):
     """The batch was cancelled (Ctrl-C) before this file was finished."""
 
     kind = "cancelled"
+
+
+class TimelineInputError(CustodesError, ValueError):
+    """Timeline columns that cannot be analysed (lengths differ, a segment ends before it starts)."""
+
+    kind = "timeline_input"

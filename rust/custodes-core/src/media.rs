@@ -531,7 +531,9 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, depth: usi
                     track.duration = u64::from(c.u32()?);
                 }
             }
-            b"hdlr" => {
+            // Only mdia's hdlr says what the track is; QuickTime puts a second,
+            // data-reference hdlr ('alis', 'url ') inside minf.
+            b"hdlr" if depth == 0 => {
                 let mut c = Cur::new(body);
                 c.full()?;
                 c.skip(4)?;
@@ -549,8 +551,16 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, depth: usi
                         // SampleEntry: 6 reserved + 2 data ref; then reserved, flags, timescale, frame duration, frames.
                         c.skip(6 + 2 + 4)?;
                         let flags = c.u32()?;
-                        c.skip(8)?;
-                        let fps = c.u8()?;
+                        let timescale = c.u32()?;
+                        let frame_duration = c.u32()?;
+                        let frames = c.u8()?;
+                        // The rate is timescale / frame duration (30000/1001 counts as 30), as
+                        // ffmpeg reads it; number_of_frames is sometimes written as 29 for that rate.
+                        let fps = if frame_duration > 0 {
+                            u8::try_from((u64::from(timescale) + u64::from(frame_duration) / 2) / u64::from(frame_duration)).unwrap_or(frames)
+                        } else {
+                            frames
+                        };
                         track.timecode = Some(Timecode { frame: 0, frames_per_second: fps, drop_frame: flags & 1 == 1 });
                     }
                 }

@@ -28,10 +28,20 @@ pub fn hash_error<'py>(py: Python<'py>, err: &HashError, path: &Path) -> PyResul
     class(py, name)?.call1(args)
 }
 
-pub fn unknown_algorithm(py: Python<'_>, err: UnknownAlgorithm) -> PyErr {
-    match class(py, "UnknownAlgorithmError") {
-        Ok(cls) => PyErr::from_value(cls.call1((err.to_string(),)).unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any())),
+/// A `custodes.errors` class instantiated with one message, as a raisable error.
+fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
+    match class(py, name).and_then(|cls| cls.call1((message,))) {
+        Ok(v) => PyErr::from_value(v),
         Err(e) => e,
     }
 }
 
+pub fn unknown_algorithm(py: Python<'_>, err: UnknownAlgorithm) -> PyErr {
+    raise(py, "UnknownAlgorithmError", err.to_string())
+}
+
+
+/// Bad timeline columns are the caller's mistake: a ValueError subclass.
+pub fn timeline(py: Python<'_>, err: custodes_core::timeline::TimelineError) -> PyErr {
+    raise(py, "TimelineInputError", err.to_string())
+}

@@ -7,6 +7,8 @@
 mod error;
 mod gateway;
 mod hashing;
+mod media;
+mod timeline;
 
 use pyo3::prelude::*;
 
@@ -14,5 +16,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(m)?;
+    media::register(m)?;
+    timeline::register(m)?;
     Ok(())
 }

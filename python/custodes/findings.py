@@ -1,0 +1,82 @@
+"""Findings: one typed result of a check, the unit every report is built from.
+
+A finding has a ``kind`` (the vocabulary of DESIGN.md: ``gap``, ``overlap``,
+``sequence_break``, ``internal_gap``, ``clock_unset``, ``clock_future``,
+``name_time_mismatch``, ``truncated``, ...), the subject it concerns (device,
+file), the time span where one applies, a severity, the regulation article it
+serves, and the numbers behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["ARTICLES", "Finding", "rfc3339"]
+
+#: The article of the regulation each kind of finding serves.
+ARTICLES: dict[str, int] = {
+    "gap": 14,
+    "internal_gap": 14,
+    "overlap": 10,
+    "sequence_break": 23,
+    "clock_unset": 10,
+    "clock_future": 10,
+    "name_time_mismatch": 10,
+    "truncated": 23,
+    "no_moov": 23,
+    "malformed": 23,
+    "unreadable": 23,
+}
+
+_SEVERITY = {"truncated": "error", "no_moov": "error", "sequence_break": "error", "overlap": "error", "unreadable": "error"}
+
+
+def rfc3339(ns: int | None) -> str | None:
+    """Int64 ns since the epoch as RFC 3339 UTC ending in ``Z`` (None stays None)."""
+    if ns is None:
+        return None
+    seconds, rest = divmod(int(ns), 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{rest:09d}".rstrip("0").rstrip(".") + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str
+    message: str
+    device: str | None = None
+    path: str | None = None
+    start: int | None = None  # ns since the epoch, UTC
+    end: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds between start and end, where both are known."""
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start) / 1e9
+
+    @property
+    def severity(self) -> str:
+        return _SEVERITY.get(self.kind, "warning")
+
+    @property
+    def article(self) -> int | None:
+        return ARTICLES.get(self.kind)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "article": self.article,
+            "message": self.message,
+            "device": self.device,
+            "path": self.path,
+            "start": rfc3339(self.start),
+            "end": rfc3339(self.end),
+            "duration": self.duration,
+            "evidence": self.evidence,
+        }

@@ -1,0 +1,211 @@
+"""Timelines: gaps, overlaps, sequence breaks, task coverage and clock checks.
+
+The heavy lifting is the Rust engine (one sort, one scan, over int64 ns
+columns handed over without a copy); this module maps device names to codes,
+turns the engine's columns into :class:`~custodes.findings.Finding`s, and
+builds segments from footage files for ``custodes timeline``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from custodes import _core
+from custodes.findings import Finding, rfc3339
+
+__all__ = [
+    "DEFAULT_CLOCK_FLOOR",
+    "DEFAULT_GAP_TOLERANCE",
+    "Coverage",
+    "Segment",
+    "analyse",
+    "clock_findings",
+    "correct_times",
+    "coverage",
+    "name_time",
+    "segment_findings",
+    "sequence_number",
+]
+
+NS = 1_000_000_000
+#: Times before 2005-01-01 are an unset clock: no enforcement recorder predates it.
+DEFAULT_CLOCK_FLOOR = 1_104_537_600 * NS
+#: Between chapters of one recording, more than 1 s uncovered is a gap (DESIGN.md).
+DEFAULT_GAP_TOLERANCE = 1 * NS
+NO_SEQUENCE = -1
+_RESET_EPOCHS = _core.clock_reset_epochs()
+
+
+def _col(values: Any) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _codes(devices: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, codes = np.unique(np.asarray(devices), return_inverse=True)
+    return labels, codes.astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One file as the device wrote it, placed on the time line."""
+
+    device: str
+    path: str
+    start: int  # ns, UTC
+    end: int
+    sequence: int = NO_SEQUENCE
+
+
+def analyse(
+    device: Sequence[str] | np.ndarray,
+    start: Any,
+    end: Any,
+    sequence: Any | None = None,
+    *,
+    gap_tolerance: int = DEFAULT_GAP_TOLERANCE,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Gaps, overlaps and sequence breaks as columns (the engine's output).
+
+    ``device`` holds names (or any labels); ``start``/``end`` int64 ns;
+    ``sequence`` file numbers with -1 for none. Returned ``device`` columns
+    hold the labels again, ``before``/``after`` index the input segments.
+    """
+    labels, codes = _codes(device)
+    seq = _col(np.full(len(codes), NO_SEQUENCE) if sequence is None else sequence)
+    out = _core.analyse(codes, _col(start), _col(end), seq, int(gap_tolerance))
+    for table in out.values():
+        table["device"] = labels[table["device"]] if len(labels) else table["device"]
+    return out
+
+
+def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAULT_GAP_TOLERANCE) -> list[Finding]:
+    """Findings ``gap``, ``overlap`` and ``sequence_break`` for placed segments."""
+    if not segments:
+        return []
+    r = analyse([s.device for s in segments], [s.start for s in segments], [s.end for s in segments],
+                [s.sequence for s in segments], gap_tolerance=gap_tolerance)
+    found: list[Finding] = []
+    g = r["gaps"]
+    for d, a, b, i, j in zip(g["device"], g["start"], g["end"], g["before"], g["after"]):
+        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {segments[i].path} and {segments[j].path}",
+                             device=str(d), start=int(a), end=int(b),
+                             evidence={"before": segments[i].path, "after": segments[j].path}))
+    o = r["overlaps"]
+    for d, a, b, i, j in zip(o["device"], o["start"], o["end"], o["before"], o["after"]):
+        found.append(Finding("overlap", f"{segments[j].path} starts {(b - a) / NS:.3f} s before {segments[i].path} ends: "
+                             "one device cannot record twice at once (clock jump or forgery)",
+                             device=str(d), start=int(a), end=int(b),
+                             evidence={"before": segments[i].path, "after": segments[j].path}))
+    q = r["sequence_breaks"]
+    for d, last, nxt, i, j in zip(q["device"], q["last_seen"], q["next_seen"], q["before"], q["after"]):
+        missing = list(range(int(last) + 1, int(nxt)))
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        found.append(Finding("sequence_break", f"file number(s) {shown} missing between {segments[i].path} and "
+                             f"{segments[j].path}: a deleted file until shown otherwise",
+                             device=str(d), start=segments[i].end, end=segments[j].start,
+                             evidence={"missing": missing, "before": segments[i].path, "after": segments[j].path}))
+    return sorted(found, key=lambda f: (f.device or "", f.start or 0, f.kind))
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How much of one task window a device's recordings cover."""
+
+    covered: int  # ns
+    window: int  # ns
+    uncovered: list[tuple[int, int]]
+
+    @property
+    def share(self) -> float:
+        return self.covered / self.window if self.window else 1.0
+
+
+def coverage(segment_device: Any, segment_start: Any, segment_end: Any,
+             task_device: Any, task_start: Any, task_end: Any) -> list[Coverage]:
+    """Coverage of each task window (device, start, end) by that device's segments."""
+    labels, codes = _codes(np.concatenate([np.asarray(segment_device), np.asarray(task_device)]))
+    n = len(segment_device)
+    ts, te = _col(task_start), _col(task_end)
+    r = _core.coverage(codes[:n].copy(), _col(segment_start), _col(segment_end), codes[n:].copy(), ts, te)
+    holes: list[list[tuple[int, int]]] = [[] for _ in range(len(ts))]
+    for j, a, b in zip(r["uncovered_task"], r["uncovered_start"], r["uncovered_end"]):
+        holes[int(j)].append((int(a), int(b)))
+    return [Coverage(int(c), int(e - s), h) for c, s, e, h in zip(r["covered"], ts, te, holes)]
+
+
+def clock_findings(
+    times: Sequence[int | None],
+    paths: Sequence[str],
+    devices: Sequence[str | None] | None = None,
+    *,
+    reference_time: int | None = None,
+    floor: int = DEFAULT_CLOCK_FLOOR,
+    tolerance: int = 5 * NS,
+) -> list[Finding]:
+    """``clock_unset`` (no time, before ``floor``, or just after a reset epoch)
+    and ``clock_future`` (after ``reference_time`` + ``tolerance``) per file."""
+    devices = devices if devices is not None else [None] * len(paths)
+    reference = time.time_ns() if reference_time is None else reference_time
+    known = [i for i, t in enumerate(times) if t is not None]
+    col = _col([times[i] for i in known])
+    unset = _core.clock_unset(col, floor)
+    future = _core.clock_future(col, reference, tolerance)
+    found = [Finding("clock_unset", "the container carries no creation time: the device clock was not set",
+                     device=devices[i], path=paths[i], evidence={"reason": "absent"})
+             for i, t in enumerate(times) if t is None]
+    for k, i in enumerate(known):
+        t = int(col[k])
+        if unset[k]:
+            reason = "before_floor" if unset[k] == 1 else f"reset_{_RESET_EPOCHS[unset[k] - 2][1]}"
+            found.append(Finding("clock_unset", f"recording time {rfc3339(t)} is not a real time "
+                                 f"({'just after the reset value ' + _RESET_EPOCHS[unset[k] - 2][1] if unset[k] > 1 else 'before ' + str(rfc3339(floor))})",
+                                 device=devices[i], path=paths[i], start=t, evidence={"reason": reason}))
+        elif future[k]:
+            found.append(Finding("clock_future", f"recording time {rfc3339(t)} is after {rfc3339(reference)}: the device clock runs ahead",
+                                 device=devices[i], path=paths[i], start=t,
+                                 evidence={"ahead_seconds": (t - reference) / NS}))
+    return found
+
+
+def correct_times(times: Any, device_readings: Any, trusted_readings: Any) -> np.ndarray:
+    """Device-clock times corrected by the clock readings taken at dockings
+    (linear between two readings, constant outside)."""
+    return _core.correct_times(_col(times), _col(device_readings), _col(trusted_readings))
+
+
+_NAME_TIME = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2})(?!\d)")
+_TRAILING_NUMBER = re.compile(r"(\d{3,})$")
+
+
+def name_time(name: str, tz: str = "UTC") -> int | None:
+    """The time a device wrote into a file name (``YYYYMMDDhhmmss``, optionally
+    with ``_``/``T``/``-`` between date and time), read in the device's zone, as UTC ns."""
+    m = _NAME_TIME.search(os.path.basename(name))
+    if not m:
+        return None
+    try:
+        dt = datetime(*map(int, m.groups()), tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+    except ValueError:
+        return None
+    return int(dt.timestamp()) * NS
+
+
+def sequence_number(name: str) -> int:
+    """The file number a device put at the end of a name (``CLIP0007.MP4`` -> 7), or -1.
+
+    Devices zero-pad their counters, so only a name ending in three or more
+    digits has one (``bt601.mov`` does, ``h265_clip.mp4`` does not); a 14-digit
+    time stamp is not a sequence number. Vendor drivers know their own naming."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    stem = _NAME_TIME.sub("", stem)
+    m = _TRAILING_NUMBER.search(stem)
+    return int(m.group(1)) if m else NO_SEQUENCE
