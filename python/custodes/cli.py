@@ -290,10 +290,12 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
             continue
         findings += [Finding(f.kind, f.message, device, f.path, f.start, f.end, f.evidence)
                      for f in r.findings if f.kind in ("internal_gap", "clock_unset", "clock_future", "truncated", "no_moov")]
+        sequence = tl.sequence_number(path)
         if r.creation_time is None or r.duration is None or any(f.kind == "clock_unset" for f in r.findings):
-            continue  # no trustworthy place on the time line
+            segments.append(tl.Segment(device, path, None, None, sequence))  # numbered, but no place in time
+            continue
         end = r.creation_time + round(r.duration * 1e9)
-        segments.append(tl.Segment(device, path, r.creation_time, end, tl.sequence_number(path)))
+        segments.append(tl.Segment(device, path, r.creation_time, end, sequence))
         if (nt := tl.name_time(path, tz)) is not None:
             names.append((device, path, nt, r.creation_time))
     findings += tl.segment_findings(segments, gap_tolerance=round(gap_tolerance * 1e9))
@@ -316,5 +318,6 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
     else:
         for f in findings:
             click.echo(_finding_line(f))
-        click.echo(f"{len(segments)} segments on {len(set(s.device for s in segments))} device(s), {len(findings)} finding(s)", err=True)
+        click.echo(f"{len(segments)} segments on {len(set(s.device for s in segments))} device(s), "
+                   f"{len(findings)} finding(s)", err=True)
     sys.exit(EXIT_FINDINGS if findings else 0)

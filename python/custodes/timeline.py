@@ -56,14 +56,16 @@ def _codes(devices: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One file as the device wrote it, placed on the time line."""
+    """One file as the device wrote it, placed on the time line.
+
+    ``start``/``end`` are None when the file gives no trustworthy time (an
+    unset clock): it still counts for file numbering, not for gaps."""
 
     device: str
     path: str
-    start: int  # ns, UTC
-    end: int
+    start: int | None  # ns, UTC
+    end: int | None
     sequence: int = NO_SEQUENCE
-
 
 def analyse(
     device: Sequence[str] | np.ndarray,
@@ -88,24 +90,28 @@ def analyse(
 
 
 def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAULT_GAP_TOLERANCE) -> list[Finding]:
-    """Findings ``gap``, ``overlap`` and ``sequence_break`` for placed segments."""
-    if not segments:
-        return []
-    r = analyse([s.device for s in segments], [s.start for s in segments], [s.end for s in segments],
-                [s.sequence for s in segments], gap_tolerance=gap_tolerance)
+    """Findings ``gap``, ``overlap`` and ``sequence_break`` for segments.
+
+    Gaps and overlaps come from the segments with a time; sequence breaks
+    from every numbered file, timed or not (a deleted file is missing from the
+    numbering whatever the clock said)."""
+    timed = [s for s in segments if s.start is not None and s.end is not None]
+    r = analyse([s.device for s in timed], [s.start for s in timed], [s.end for s in timed], gap_tolerance=gap_tolerance)
+    numbered = analyse([s.device for s in segments], [0] * len(segments), [0] * len(segments),
+                       [s.sequence for s in segments])
     found: list[Finding] = []
     g = r["gaps"]
     for d, a, b, i, j in zip(g["device"], g["start"], g["end"], g["before"], g["after"]):
-        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {segments[i].path} and {segments[j].path}",
+        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {timed[i].path} and {timed[j].path}",
                              device=str(d), start=int(a), end=int(b),
-                             evidence={"before": segments[i].path, "after": segments[j].path}))
+                             evidence={"before": timed[i].path, "after": timed[j].path}))
     o = r["overlaps"]
     for d, a, b, i, j in zip(o["device"], o["start"], o["end"], o["before"], o["after"]):
-        found.append(Finding("overlap", f"{segments[j].path} starts {(b - a) / NS:.3f} s before {segments[i].path} ends: "
+        found.append(Finding("overlap", f"{timed[j].path} starts {(b - a) / NS:.3f} s before {timed[i].path} ends: "
                              "one device cannot record twice at once (clock jump or forgery)",
                              device=str(d), start=int(a), end=int(b),
-                             evidence={"before": segments[i].path, "after": segments[j].path}))
-    q = r["sequence_breaks"]
+                             evidence={"before": timed[i].path, "after": timed[j].path}))
+    q = numbered["sequence_breaks"]
     for d, last, nxt, i, j in zip(q["device"], q["last_seen"], q["next_seen"], q["before"], q["after"]):
         missing = list(range(int(last) + 1, int(nxt)))
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")

@@ -207,8 +207,8 @@ pub fn coverage(
                 if s >= te {
                     break;
                 }
-                if e <= cursor {
-                    continue;
+                if e <= cursor || e == s {
+                    continue; // already covered, or an empty segment that covers nothing
                 }
                 if s > cursor {
                     holes.push((cursor, s));
