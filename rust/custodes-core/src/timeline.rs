@@ -44,6 +44,14 @@ impl Intervals {
         self.after.push(after as u64);
     }
 
+    fn extend(&mut self, other: Intervals) {
+        self.device.extend(other.device);
+        self.start.extend(other.start);
+        self.end.extend(other.end);
+        self.before.extend(other.before);
+        self.after.extend(other.after);
+    }
+
     pub fn len(&self) -> usize {
         self.device.len()
     }
@@ -94,14 +102,62 @@ fn check_intervals(start: &[i64], end: &[i64]) -> Result<(), TimelineError> {
     }
 }
 
-/// Indices ordered by (device, start, end): the one sort everything else scans.
-fn order_by_device_start(device: &[i64], start: &[i64], end: &[i64]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..device.len() as u32).collect();
-    order.par_sort_unstable_by_key(|&i| {
-        let i = i as usize;
-        (device[i], start[i], end[i])
-    });
-    order
+/// Dense group numbers for device codes: `device - min` when the codes are
+/// compact (the Python side hands over 0..n), otherwise ranks of the sorted
+/// distinct codes. Groups keep the order of the codes.
+fn device_groups(device: &[i64]) -> (Vec<u32>, usize) {
+    let (Some(&min), Some(&max)) = (device.par_iter().min(), device.par_iter().max()) else { return (Vec::new(), 0) };
+    let span = (i128::from(max) - i128::from(min)) as u128;
+    if span < (2 * device.len() as u128 + 1024).min(u32::MAX as u128) {
+        return (device.par_iter().map(|&d| (d - min) as u32).collect(), span as usize + 1);
+    }
+    let mut codes = device.to_vec();
+    codes.par_sort_unstable();
+    codes.dedup();
+    (device.par_iter().map(|d| codes.binary_search(d).expect("code is present") as u32).collect(), codes.len())
+}
+
+/// Rows bucketed by device: `rows[bounds[g]..bounds[g + 1]]` are group g's,
+/// each bucket sorted by `key`. A counting scatter reads the columns once,
+/// front to back, so 10^7 shuffled rows cost no random reads; each bucket
+/// then sorts inside the cache, buckets in parallel.
+fn bucket_by_device<T: Send + Copy + Default, K: Ord>(
+    groups: &[u32],
+    n_groups: usize,
+    row: impl Fn(usize) -> Option<T> + Sync,
+    key: impl Fn(&T) -> K + Sync,
+) -> (Vec<T>, Vec<usize>) {
+    let mut bounds = vec![0usize; n_groups + 1];
+    let mut rows: Vec<Option<T>> = Vec::new();
+    rows.reserve_exact(groups.len());
+    for (i, &g) in groups.iter().enumerate() {
+        if let Some(r) = row(i) {
+            bounds[g as usize + 1] += 1;
+            rows.push(Some(r));
+        } else {
+            rows.push(None);
+        }
+    }
+    for g in 0..n_groups {
+        bounds[g + 1] += bounds[g];
+    }
+    let mut next = bounds.clone();
+    let mut out = vec![T::default(); bounds[n_groups]];
+    for (r, &g) in rows.into_iter().zip(groups) {
+        if let Some(r) = r {
+            out[next[g as usize]] = r;
+            next[g as usize] += 1;
+        }
+    }
+    let mut slices: Vec<&mut [T]> = Vec::with_capacity(n_groups);
+    let mut rest = out.as_mut_slice();
+    for g in 0..n_groups {
+        let (head, tail) = rest.split_at_mut(bounds[g + 1] - bounds[g]);
+        slices.push(head);
+        rest = tail;
+    }
+    slices.into_par_iter().for_each(|b| b.sort_unstable_by_key(&key));
+    (out, bounds)
 }
 
 /// Per device: gaps longer than `gap_tolerance` ns, overlaps of any length,
@@ -117,43 +173,62 @@ pub fn analyse(seg: Segments<'_>, gap_tolerance: i64) -> Result<Analysis, Timeli
         return Err(TimelineError::LengthMismatch(format!("{} segments exceed 2^32", seg.device.len())));
     }
     check_intervals(seg.start, seg.end)?;
-    let (time_order, seq_order) = rayon::join(
-        || order_by_device_start(seg.device, seg.start, seg.end),
+    let (groups, n_groups) = device_groups(seg.device);
+    let ((by_time, time_bounds), (by_seq, seq_bounds)) = rayon::join(
+        || bucket_by_device(&groups, n_groups, |i| Some((seg.start[i], seg.end[i], i as u32)), |&(s, e, _)| (s, e)),
         || {
-            let mut o: Vec<u32> = (0..seg.device.len() as u32).filter(|&i| seg.sequence[i as usize] != NO_SEQUENCE).collect();
-            o.par_sort_unstable_by_key(|&i| (seg.device[i as usize], seg.sequence[i as usize]));
-            o
+            bucket_by_device(
+                &groups,
+                n_groups,
+                |i| (seg.sequence[i] != NO_SEQUENCE).then(|| (seg.sequence[i], i as u32)),
+                |&(q, _)| q,
+            )
         },
     );
-    let mut out = Analysis::default();
-    let mut reach: Option<(i64, i64, usize)> = None; // (device, furthest end, its segment)
-    for &i in &time_order {
-        let i = i as usize;
-        let (d, s, e) = (seg.device[i], seg.start[i], seg.end[i]);
-        match reach {
-            Some((rd, r_end, r_idx)) if rd == d => {
-                if s > r_end.saturating_add(gap_tolerance) {
-                    out.gaps.push(d, r_end, s, r_idx, i);
-                } else if s < r_end {
-                    out.overlaps.push(d, s, e.min(r_end), r_idx, i);
-                }
-                if e > r_end {
-                    reach = Some((d, e, i));
+    // Each device's scan is independent: run them in parallel, then concatenate in device order.
+    let per_device: Vec<(Intervals, Intervals, SequenceBreaks)> = (0..n_groups)
+        .into_par_iter()
+        .map(|g| {
+            let (mut gaps, mut overlaps, mut breaks) = (Intervals::default(), Intervals::default(), SequenceBreaks::default());
+            let rows = &by_time[time_bounds[g]..time_bounds[g + 1]];
+            if let Some(&(_, first_end, first)) = rows.first() {
+                let d = seg.device[first as usize];
+                let (mut reach, mut reach_idx) = (first_end, first as usize);
+                for &(s, e, i) in &rows[1..] {
+                    let i = i as usize;
+                    if s > reach.saturating_add(gap_tolerance) {
+                        gaps.push(d, reach, s, reach_idx, i);
+                    } else if s < reach {
+                        overlaps.push(d, s, e.min(reach), reach_idx, i);
+                    }
+                    if e > reach {
+                        (reach, reach_idx) = (e, i);
+                    }
                 }
             }
-            _ => reach = Some((d, e, i)),
-        }
-    }
-    for w in seq_order.windows(2) {
-        let (a, b) = (w[0] as usize, w[1] as usize);
-        if seg.device[a] == seg.device[b] && seg.sequence[b] > seg.sequence[a].saturating_add(1) {
-            let sb = &mut out.sequence_breaks;
-            sb.device.push(seg.device[a]);
-            sb.last_seen.push(seg.sequence[a]);
-            sb.next_seen.push(seg.sequence[b]);
-            sb.before.push(a as u64);
-            sb.after.push(b as u64);
-        }
+            for w in by_seq[seq_bounds[g]..seq_bounds[g + 1]].windows(2) {
+                let ((qa, a), (qb, b)) = (w[0], w[1]);
+                if qb > qa.saturating_add(1) {
+                    breaks.device.push(seg.device[a as usize]);
+                    breaks.last_seen.push(qa);
+                    breaks.next_seen.push(qb);
+                    breaks.before.push(u64::from(a));
+                    breaks.after.push(u64::from(b));
+                }
+            }
+            (gaps, overlaps, breaks)
+        })
+        .collect();
+    let mut out = Analysis::default();
+    for (gaps, overlaps, breaks) in per_device {
+        out.gaps.extend(gaps);
+        out.overlaps.extend(overlaps);
+        let sb = &mut out.sequence_breaks;
+        sb.device.extend(breaks.device);
+        sb.last_seen.extend(breaks.last_seen);
+        sb.next_seen.extend(breaks.next_seen);
+        sb.before.extend(breaks.before);
+        sb.after.extend(breaks.after);
     }
     Ok(out)
 }
@@ -183,27 +258,32 @@ pub fn coverage(
     check_lengths(&[("task_device", task_device.len()), ("task_start", task_start.len()), ("task_end", task_end.len())])?;
     check_intervals(seg_start, seg_end)?;
     check_intervals(task_start, task_end)?;
-    let order = order_by_device_start(seg_device, seg_start, seg_end);
-    // Running maximum of `end` within each device, in sorted order: monotone,
-    // so the first segment that can reach into a window is a binary search away.
-    let mut reach = Vec::with_capacity(order.len());
-    for (k, &i) in order.iter().enumerate() {
-        let i = i as usize;
-        let prev = (k > 0 && seg_device[order[k - 1] as usize] == seg_device[i]).then(|| reach[k - 1]);
-        reach.push(prev.map_or(seg_end[i], |p: i64| p.max(seg_end[i])));
+    // One grouping for segments and tasks alike, so a task finds its device's bucket.
+    let all: Vec<i64> = seg_device.iter().chain(task_device).copied().collect();
+    let (groups, n_groups) = device_groups(&all);
+    let (seg_groups, task_groups) = groups.split_at(seg_device.len());
+    let (rows, bounds) = bucket_by_device(seg_groups, n_groups, |i| Some((seg_start[i], seg_end[i])), |&r| r);
+    // Running maximum of `end` within each bucket: monotone, so the first
+    // segment that can reach into a window is a binary search away.
+    let mut reach = vec![0i64; rows.len()];
+    for g in 0..n_groups {
+        let mut r = i64::MIN;
+        for k in bounds[g]..bounds[g + 1] {
+            r = r.max(rows[k].1);
+            reach[k] = r;
+        }
     }
     let per_task: Vec<(i64, Vec<(i64, i64)>)> = (0..task_device.len())
         .into_par_iter()
         .map(|j| {
-            let (d, ts, te) = (task_device[j], task_start[j], task_end[j]);
-            let lo = order.partition_point(|&i| seg_device[i as usize] < d);
-            let hi = order.partition_point(|&i| seg_device[i as usize] <= d);
+            let (ts, te) = (task_start[j], task_end[j]);
+            let g = task_groups[j] as usize;
+            let (lo, hi) = (bounds[g], bounds[g + 1]);
             let first = lo + reach[lo..hi].partition_point(|&r| r <= ts);
             let mut covered = 0i64;
             let mut holes = Vec::new();
             let mut cursor = ts; // everything before `cursor` is accounted for
-            for &i in &order[first..hi] {
-                let (s, e) = (seg_start[i as usize], seg_end[i as usize]);
+            for &(s, e) in &rows[first..hi] {
                 if s >= te {
                     break;
                 }
