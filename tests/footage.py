@@ -10,7 +10,7 @@ T0 = datetime(2024, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
 
 
 def make_clip(path: Path, start: datetime, seconds: float = 2.0, *, audio: bool = False, hole_at: float | None = None,
-              hole: float = 1.0) -> Path:
+              hole: float = 1.0, fragmented: bool = False) -> Path:
     """An H.264 clip (10 fps) whose mvhd creation time is ``start``.
 
     ``hole_at``: from that second on, frames are shifted ``hole`` seconds
@@ -25,6 +25,8 @@ def make_clip(path: Path, start: datetime, seconds: float = 2.0, *, audio: bool 
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0"]
     if audio:
         args += ["-c:a", "aac", "-shortest"]
+    if fragmented:  # fragments as live-streaming cameras write them: timing in moof/traf, defaults in trex
+        args += ["-movflags", "frag_keyframe+empty_moov+default_base_moof"]
     args += ["-metadata", f"creation_time={start.strftime('%Y-%m-%dT%H:%M:%S.000000Z')}", str(path)]
     subprocess.run(args, check=True, capture_output=True)
     return path

@@ -13,6 +13,7 @@ import pytest
 import custodes
 from custodes.findings import rfc3339
 from conftest import DATA, FOOTAGE, run_cli
+from footage import T0, make_clip
 
 MEDIA = sorted(p for p in FOOTAGE.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".m4b"))
 KIND = {"video": "video", "audio": "audio"}  # ffprobe calls everything else "data"
@@ -49,6 +50,18 @@ def test_agrees_with_ffprobe(path: Path) -> None:
             assert ours.codec == st["codec_tag_string"]
         if "timecode" in st.get("tags", {}) and ours.kind == "timecode":
             assert ours.timecode == st["tags"]["timecode"]
+
+
+def test_fragmented_clip_made_by_ffmpeg(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "frag.mp4", T0, 3.0, audio=True, fragmented=True)
+    info = custodes.probe(clip)
+    theirs = ffprobe(clip)
+    assert info.fragmented and info.complete and info.findings == []
+    assert [t.samples for t in info.tracks] == [int(s["nb_read_packets"]) for s in theirs["streams"]]
+    assert info.duration == pytest.approx(float(theirs["format"]["duration"]), abs=1e-3)
+    for ours, st in zip(info.tracks, theirs["streams"]):
+        assert ours.end == pytest.approx(float(st["start_time"]) + float(st["duration"]), abs=1e-3)
+    assert info.tracks[0].frame_duration == pytest.approx(0.1)
 
 
 def androidx_dump(name: str) -> list[tuple[int, list[int]]]:

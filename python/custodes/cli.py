@@ -282,7 +282,7 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
     probed = probe_many(files)
     findings = list(walk_errors)
     segments: list[tl.Segment] = []
-    names: list[tuple[str, str, int, int]] = []
+    names: list[tuple[str | None, str, int, int]] = []
     for path, r in zip(files, probed):
         device = device_of[path]
         if isinstance(r, CustodesError):
@@ -299,13 +299,7 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
         if (nt := tl.name_time(path, tz)) is not None:
             names.append((device, path, nt, r.creation_time))
     findings += tl.segment_findings(segments, gap_tolerance=round(gap_tolerance * 1e9))
-    tolerance = round(clock_tolerance * 1e9)
-    for device, path, nt, ct in names:
-        if abs(nt - ct) > tolerance:
-            findings.append(Finding("name_time_mismatch",
-                                    f"the name says {rfc3339(nt)} ({tz}), the container says {rfc3339(ct)}: "
-                                    f"{(ct - nt) / 1e9:+.0f} s apart", device=device, path=path, start=min(nt, ct), end=max(nt, ct),
-                                    evidence={"name_time": rfc3339(nt), "container_time": rfc3339(ct), "tz": tz}))
+    findings += tl.name_time_findings(names, tz=tz, tolerance=round(clock_tolerance * 1e9))
     if as_json:
         _write_json({
             "ok": not findings,

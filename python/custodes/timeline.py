@@ -32,6 +32,7 @@ __all__ = [
     "correct_times",
     "coverage",
     "name_time",
+    "name_time_findings",
     "segment_findings",
     "sequence_number",
 ]
@@ -180,6 +181,23 @@ def clock_findings(
                                  device=devices[i], path=paths[i], start=t,
                                  evidence={"ahead_seconds": (t - reference) / NS}))
     return found
+
+
+def name_time_findings(
+    named: Sequence[tuple[str | None, str, int, int]], *, tz: str, tolerance: int
+) -> list[Finding]:
+    """``name_time_mismatch`` for (device, path, name time, container time)
+    rows whose two times differ by more than ``tolerance`` ns."""
+    if not named:
+        return []
+    mismatch = _core.time_mismatch(_col([n[2] for n in named]), _col([n[3] for n in named]), int(tolerance))
+    return [
+        Finding("name_time_mismatch",
+                f"the name says {rfc3339(nt)} ({tz}), the container says {rfc3339(ct)}: {(ct - nt) / NS:+.0f} s apart",
+                device=device, path=path, start=min(nt, ct), end=max(nt, ct),
+                evidence={"name_time": rfc3339(nt), "container_time": rfc3339(ct), "tz": tz})
+        for (device, path, nt, ct), bad in zip(named, mismatch) if bad
+    ]
 
 
 def correct_times(times: Any, device_readings: Any, trusted_readings: Any) -> np.ndarray:

@@ -155,6 +155,8 @@ pub struct MediaFacts {
     /// ISO 6709 location string (`+40.6892-074.0445+10.000/`).
     pub location: Option<String>,
     pub mdat: Vec<MediaData>,
+    /// `trex` defaults per track for fragments: (track id, sample duration, sample size).
+    pub fragment_defaults: Vec<(u32, u32, u32)>,
     /// Bytes that boxes or samples point to beyond the end of the file.
     pub missing_bytes: u64,
     pub problems: Vec<Problem>,
@@ -424,7 +426,20 @@ fn parse_moov(p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                 Ok(t) => facts.tracks.push(t),
                 Err(Malformed(e)) => facts.problem("malformed_track", e),
             },
-            b"mvex" => facts.fragmented = true,
+            b"mvex" => {
+                facts.fragmented = true;
+                for e in Children::of(body) {
+                    let (t, b) = e?;
+                    if &t == b"trex" {
+                        let mut c = Cur::new(b);
+                        c.full()?;
+                        let track_id = c.u32()?;
+                        c.skip(4)?; // default sample description index
+                        let (duration, size) = (c.u32()?, c.u32()?);
+                        facts.fragment_defaults.push((track_id, duration, size));
+                    }
+                }
+            }
             b"udta" => parse_udta(body, facts, 0),
             b"meta" => parse_meta(body, facts),
             _ => {}
@@ -786,8 +801,8 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
         }
         let mut track_id = 0u32;
         let mut base = moof_offset;
-        let mut default_duration = 0u32;
-        let mut default_size = 0u32;
+        let mut default_duration: Option<u32> = None;
+        let mut default_size: Option<u32> = None;
         let mut decode_time: Option<u64> = None;
         let mut runs: Vec<&[u8]> = Vec::new();
         for b in Children::of(body) {
@@ -804,10 +819,10 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                         c.skip(4)?;
                     }
                     if flags & 0x8 != 0 {
-                        default_duration = c.u32()?;
+                        default_duration = Some(c.u32()?);
                     }
                     if flags & 0x10 != 0 {
-                        default_size = c.u32()?;
+                        default_size = Some(c.u32()?);
                     }
                 }
                 b"tfdt" => {
@@ -818,6 +833,10 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                 _ => {}
             }
         }
+        // What tfhd leaves out, the movie's trex says.
+        let trex = facts.fragment_defaults.iter().find(|d| d.0 == track_id).copied();
+        let default_duration = default_duration.or(trex.map(|d| d.1)).unwrap_or(0);
+        let default_size = default_size.or(trex.map(|d| d.2)).unwrap_or(0);
         let Some(track) = facts.tracks.iter_mut().find(|t| t.id == track_id) else {
             facts.problem("unknown_track", format!("fragment for track {track_id}, which 'moov' does not declare"));
             continue;
