@@ -22,7 +22,10 @@ from custodes.checksums import format_line, format_tag_line, parse_checksum_list
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashResult, hash_files, walk
-from custodes.media import MediaInfo, media_files, probe_many
+from custodes.drivers import VolumeReading
+from custodes.media import MediaInfo, probe_many
+from custodes.plugins import UnknownPluginError, plugin_manager
+from custodes.volumes import NoDriverError, read_volume, timeline_findings
 from custodes.progress import ProgressLine
 
 EXIT_FINDINGS = 1
@@ -247,71 +250,131 @@ def _print_probe(r: MediaInfo) -> None:
         click.echo(f"  {_finding_line(f)}")
 
 
+def _driver_options(values: tuple[str, ...]) -> dict[str, str]:
+    options = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE", param_hint="--option")
+        options[key.strip()] = value
+    return options
+
+
+def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--driver`` and ``--option``, shared by every command that reads device volumes."""
+
+    @click.option("--driver", default=None, help="Device driver to use (default: the one that recognises the volume best).")
+    @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+                  help="Driver option, e.g. tz=Asia/Shanghai, device_id=BWC-07, officer_id=001234. Repeatable.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
+    try:
+        return [read_volume(p, driver, options) for p in paths]
+    except (NoDriverError, UnknownPluginError) as e:
+        raise click.UsageError(str(e)) from e
+
+
+@main.command("plugins")
+@output_options
+def plugins_command(as_json: bool, quiet: bool) -> None:
+    """List the loaded plugins: name, version, hooks, and the drivers, storage
+    backends, reporters and executors each provides. Plugins that failed to
+    load are listed under problems (exit 1)."""
+    pm = plugin_manager()
+    infos = pm.plugins()
+    if as_json:
+        _write_json({"plugins": [i.to_json() for i in infos],
+                     "problems": [{"plugin": p.plugin, "message": p.message} for p in pm.problems]})
+    else:
+        for i in infos:
+            provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in i.provides.items())
+            click.echo(f"{i.name} {i.version or '?'}{' (built-in)' if i.builtin else ''}  {provides}")
+        for p in pm.problems:
+            _print_stderr(f"plugin {p.plugin}: {p.message}")
+    sys.exit(EXIT_FINDINGS if pm.problems else 0)
+
+
+@main.command("volume")
+@click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
+@volume_options
+@output_options
+def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Read a device volume through its driver, without writing to it.
+
+    Shows the driver chosen, the device identity (device, officer, unit), the
+    segments with their vendor metadata (times, file numbers, important-file
+    marks, sidecars, GPS), clock readings, the device's event log, and
+    findings about anything odd on the volume. Exit 1 when there are findings.
+    """
+    (reading,) = _read_volumes((volume,), driver, _driver_options(options))
+    if as_json:
+        _write_json(reading.to_json())
+    else:
+        ident = reading.identity
+        click.echo(f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
+                   + (f", officer {ident.officer_id}" if ident.officer_id else "") + (f", unit {ident.unit_id}" if ident.unit_id else ""))
+        for s in reading.segments:
+            marks = " IMPORTANT" if s.important else ""
+            click.echo(f"  {s.name}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}")
+        for c in reading.clock_readings:
+            click.echo(f"  clock ({c.source}): device {rfc3339(c.device_time)} vs {rfc3339(c.trusted_time)}: {c.offset:+.1f} s")
+        for e in reading.events:
+            click.echo(f"  event {rfc3339(e.time)} {e.kind} {e.detail}")
+        for f in reading.findings:
+            click.echo(f"  {_finding_line(f)}")
+    sys.exit(EXIT_FINDINGS if reading.findings else 0)
+
+
 @main.command("timeline")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("volumes", nargs=-1, required=True, type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--gap-tolerance", type=click.FloatRange(min=0), default=tl.DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
               help="Seconds of unrecorded time between segments that still count as continuous.")
 @click.option("--clock-tolerance", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds a file name's time may differ from its container's time.")
-@click.option("--tz", default="UTC", show_default=True, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai).")
+@click.option("--tz", default=None, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); "
+              "the same as --option tz=ZONE.")
+@volume_options
 @output_options
-def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str,
-                     as_json: bool, quiet: bool) -> None:
-    """Find gaps, overlaps, sequence breaks and clock faults across footage.
+def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str | None,
+                     driver: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Find gaps, overlaps, sequence breaks and clock faults across device volumes.
 
-    Each folder given is one device (named after the folder); a file given
-    directly belongs to the device of its folder. Segments are placed by their
-    container creation time and duration; the file number at the end of a
-    name feeds sequence breaks, a YYYYMMDDhhmmss in a name is checked against
-    the container time. Exit 1 when there are findings.
+    Each VOLUME is a folder of one device, read by the driver that recognises
+    it best (or --driver). Segments are placed by the times the driver reads
+    (file names, sidecars or containers); file numbers feed sequence breaks;
+    a name's time is checked against the container's. Exit 1 when there are
+    findings.
     """
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise click.BadParameter(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)", param_hint="--tz") from e
-    device_of: dict[str, str] = {}
-    walk_errors: list[Finding] = []
-    for top in paths:
-        device = os.path.basename(os.path.normpath(top if os.path.isdir(top) else os.path.dirname(os.path.abspath(top))))
-        for path, err in walk([top]):
-            if err is not None:
-                walk_errors.append(Finding("unreadable", str(err), device=device, path=path))
-            else:
-                device_of[path] = device
-    files = media_files(list(device_of))
-    probed = probe_many(files)
-    findings = list(walk_errors)
-    segments: list[tl.Segment] = []
-    names: list[tuple[str | None, str, int, int]] = []
-    for path, r in zip(files, probed):
-        device = device_of[path]
-        if isinstance(r, CustodesError):
-            findings.append(Finding("unreadable", str(r), device=device, path=path))
-            continue
-        findings += [Finding(f.kind, f.message, device, f.path, f.start, f.end, f.evidence)
-                     for f in r.findings if f.kind in ("internal_gap", "clock_unset", "clock_future", "truncated", "no_moov")]
-        sequence = tl.sequence_number(path)
-        if r.creation_time is None or r.duration is None or any(f.kind == "clock_unset" for f in r.findings):
-            segments.append(tl.Segment(device, path, None, None, sequence))  # numbered, but no place in time
-            continue
-        end = r.creation_time + round(r.duration * 1e9)
-        segments.append(tl.Segment(device, path, r.creation_time, end, sequence))
-        if (nt := tl.name_time(path, tz)) is not None:
-            names.append((device, path, nt, r.creation_time))
-    findings += tl.segment_findings(segments, gap_tolerance=round(gap_tolerance * 1e9))
-    findings += tl.name_time_findings(names, tz=tz, tolerance=round(clock_tolerance * 1e9))
+    opts = _driver_options(options)
+    if tz is not None:
+        opts["tz"] = tz
+    opts.setdefault("clock_tolerance", str(clock_tolerance))
+    if "tz" in opts:
+        try:
+            ZoneInfo(opts["tz"])
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise click.BadParameter(f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)",
+                                     param_hint="--tz") from e
+    readings = _read_volumes(volumes, driver, opts)
+    findings = [f for r in readings for f in r.findings]
+    findings += timeline_findings(readings, gap_tolerance=round(gap_tolerance * 1e9))
     if as_json:
         _write_json({
             "ok": not findings,
-            "devices": sorted(set(device_of.values())),
-            "segments": [{"device": s.device, "path": s.path, "start": rfc3339(s.start), "end": rfc3339(s.end),
-                          "sequence": None if s.sequence < 0 else s.sequence} for s in segments],
-            "skipped": sorted(set(device_of) - set(files)),
+            "devices": [{"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings],
+            "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
+            "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
             "findings": [f.to_json() for f in findings],
         })
     else:
         for f in findings:
             click.echo(_finding_line(f))
-        click.echo(f"{len(segments)} segments on {len(set(s.device for s in segments))} device(s), "
+        click.echo(f"{sum(len(r.segments) for r in readings)} segments on {len(readings)} volume(s), "
                    f"{len(findings)} finding(s)", err=True)
     sys.exit(EXIT_FINDINGS if findings else 0)

@@ -79,6 +79,8 @@ class TrackInfo:
     internal_gaps: list[tuple[float, float]]
     timecode: str | None
     pts: np.ndarray | None = None  # per sample, media timescale, decode order (samples=True)
+    offsets: np.ndarray | None = None  # per sample file offset (samples=True)
+    sizes: np.ndarray | None = None  # per sample size in bytes (samples=True)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,7 +132,7 @@ def _track(t: dict[str, Any]) -> TrackInfo:
         frame_duration=timing["median_step"] if timing else None,
         internal_gaps=list(timing["gaps"]) if timing else [],
         timecode=t["timecode"]["display"] if t["timecode"] else None,
-        pts=t.get("pts"),
+        pts=t.get("pts"), offsets=t.get("offsets"), sizes=t.get("sizes"),
     )
 
 

@@ -92,6 +92,10 @@ pub struct Track {
     pub max_sample_end: u64,
     /// File offset of the first sample, where the tables give it.
     pub first_sample_offset: Option<u64>,
+    /// File offset and size of each sample, in decode order (capped at [`MAX_SAMPLES`]),
+    /// for drivers that read a metadata track's samples (GoPro GPMF telemetry).
+    pub sample_offsets: Vec<u64>,
+    pub sample_sizes: Vec<u32>,
     pub timecode: Option<Timecode>,
 }
 
@@ -696,13 +700,22 @@ fn build_samples(track: &mut Track, t: &SampleTables) -> Parse<()> {
                 break 'chunks;
             }
             let n = u64::from(per_chunk).min(total - sample);
+            let from = usize::try_from(sample).unwrap_or(usize::MAX);
+            let size_of = |k: usize| if t.constant_size > 0 { Some(t.constant_size) } else { t.sizes.get(k).copied() };
             let bytes = if t.constant_size > 0 {
                 n.saturating_mul(u64::from(t.constant_size))
             } else {
-                let from = usize::try_from(sample).unwrap_or(usize::MAX).min(t.sizes.len());
                 let to = usize::try_from(sample + n).unwrap_or(usize::MAX).min(t.sizes.len());
-                t.sizes[from..to].iter().map(|&s| u64::from(s)).sum()
+                t.sizes[from.min(t.sizes.len())..to].iter().map(|&s| u64::from(s)).sum()
             };
+            // Per-sample positions, as far as the cap allows.
+            let mut at = chunk_offset;
+            for k in from..from.saturating_add(n as usize).min(MAX_SAMPLES) {
+                let Some(size) = size_of(k) else { break };
+                track.sample_offsets.push(at);
+                track.sample_sizes.push(size);
+                at = at.saturating_add(u64::from(size));
+            }
             if sample == 0 {
                 track.first_sample_offset = Some(chunk_offset);
             }
@@ -876,6 +889,10 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                 };
                 if track.first_sample_offset.is_none() {
                     track.first_sample_offset = Some(offset);
+                }
+                if track.sample_offsets.len() < MAX_SAMPLES {
+                    track.sample_offsets.push(offset);
+                    track.sample_sizes.push(size);
                 }
                 if track.dts.len() < MAX_SAMPLES {
                     if flags & 0x800 != 0 || !track.cts_offsets.is_empty() {

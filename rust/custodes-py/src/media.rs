@@ -73,6 +73,8 @@ fn facts_to_dict<'py>(py: Python<'py>, f: &MediaFacts, gap_factor: f64, samples:
         }
         if samples {
             td.set_item("pts", t.pts().into_pyarray(py))?;
+            td.set_item("offsets", t.sample_offsets.clone().into_pyarray(py))?;
+            td.set_item("sizes", t.sample_sizes.clone().into_pyarray(py))?;
         }
         tracks.append(td)?;
     }

@@ -1,0 +1,1 @@
+"""Plugins that ship inside custodes, registered like any third-party plugin."""

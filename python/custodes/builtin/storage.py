@@ -1,0 +1,121 @@
+"""The ``local`` storage backend: a write-once, content-addressed object store
+in a directory.
+
+Objects live at ``objects/<algorithm>/ab/cd/<digest>`` as read-only files. A
+new object is written to ``tmp/`` first, fsynced, then linked into place with
+``link(2)``, which refuses to replace anything already there (rename would
+silently overwrite), and the directories are fsynced so the name survives a
+power cut. Nothing in this class deletes an object except :meth:`LocalStore.purge`,
+which the retention workflow calls only after writing a ledger tombstone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from custodes.errors import CustodesError
+from custodes.hookspecs import hookimpl
+from custodes.plugins import StorageBackend
+
+_DIGEST = re.compile(r"^[0-9a-f]{32,128}$")
+
+
+class StoreError(CustodesError):
+    """The object store refused an operation (bad digest, overwrite, early delete)."""
+
+    kind = "store"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    algorithm: str
+    digest: str
+    path: Path
+    size: int
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    def __init__(self, root: Path, algorithm: str = "sha256") -> None:
+        self.root = Path(root)
+        self.algorithm = algorithm
+        self.objects = self.root / "objects" / algorithm
+        self.tmp = self.root / "tmp"
+
+    @classmethod
+    def open(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
+        store = cls(Path(location), options.get("algorithm", "sha256"))
+        store.objects.mkdir(parents=True, exist_ok=True)
+        store.tmp.mkdir(parents=True, exist_ok=True)
+        return store
+
+    def path_for(self, digest: str) -> Path:
+        if not _DIGEST.match(digest):
+            raise StoreError(f"not a hex digest: {digest!r}")
+        return self.objects / digest[:2] / digest[2:4] / digest
+
+    def new_temp(self, hint: str) -> Path:
+        """A fresh name in the store's own tmp/ (same file system, so linking is atomic)."""
+        return self.tmp / f"{os.getpid()}-{os.urandom(6).hex()}-{hint}"
+
+    def put(self, temp: Path, digest: str) -> bool:
+        """Move a fully written, fsynced temp file into place under ``digest``.
+
+        Returns False (and removes the temp file) when the object is already
+        stored: an object is never replaced."""
+        final = self.path_for(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        try:
+            os.link(temp, final)
+        except FileExistsError:
+            os.unlink(temp)
+            return False
+        os.unlink(temp)
+        fsync_dir(final.parent)
+        fsync_dir(final.parent.parent)
+        fsync_dir(self.tmp)
+        return True
+
+    def stat(self, digest: str) -> os.stat_result | None:
+        try:
+            return os.stat(self.path_for(digest))
+        except FileNotFoundError:
+            return None
+
+    def get(self, digest: str) -> Path:
+        path = self.path_for(digest)
+        if not path.exists():
+            raise StoreError(f"object {digest} is not in the store")
+        return path
+
+    def list(self) -> Iterator[StoredObject]:
+        """Every file under objects/, including strays a verification must flag."""
+        for dirpath, _dirs, names in os.walk(self.objects):
+            for name in sorted(names):
+                p = Path(dirpath) / name
+                yield StoredObject(self.algorithm, name, p, p.lstat().st_size)
+
+    def purge(self, digest: str) -> None:
+        """Remove an object. Only the retention workflow calls this, after its tombstone is in the ledger."""
+        path = self.path_for(digest)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        os.unlink(path)
+        fsync_dir(path.parent)
+
+
+@hookimpl
+def custodes_storage_backends() -> list[StorageBackend]:
+    return [StorageBackend("local", "write-once content-addressed objects in a local directory", LocalStore.open)]

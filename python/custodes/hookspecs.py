@@ -1,0 +1,88 @@
+"""The hooks custodes plugins implement (pluggy project name ``custodes``).
+
+Each hook returns a list of declarative records (see :mod:`custodes.plugins`);
+the manager collects them from every plugin, sorts them by name and refuses
+two records with the same name. A plugin is a module or object with
+``@hookimpl``-decorated functions, published under the entry-point group
+``custodes``:
+
+.. code-block:: toml
+
+    [project.entry-points.custodes]
+    acme = "custodes_acme"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from custodes.plugins import DeviceDriver, Executor, Reporter, StorageBackend
+
+PROJECT = "custodes"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def custodes_device_drivers() -> list[DeviceDriver]:
+    """Device drivers this plugin provides: how to read a vendor's device volume.
+
+    Example::
+
+        from custodes.drivers import Driver, VolumeReading
+        from custodes.hookspecs import hookimpl
+        from custodes.plugins import DeviceDriver
+
+        class AcmeCam(Driver):
+            name = "acme"
+
+            def recognise(self, volume):
+                return 0.9 if (volume / "ACME.ID").exists() else 0.0
+
+            def read(self, volume, options):
+                ...  # -> VolumeReading
+
+        @hookimpl
+        def custodes_device_drivers():
+            return [DeviceDriver("acme", "ACME body cameras", AcmeCam)]
+    """
+
+
+@hookspec
+def custodes_storage_backends() -> list[StorageBackend]:
+    """Storage backends for the write-once object store.
+
+    Example::
+
+        @hookimpl
+        def custodes_storage_backends():
+            return [StorageBackend("s3-lock", "S3 with Object Lock", open=S3LockStore.open)]
+    """
+
+
+@hookspec
+def custodes_reporters() -> list[Reporter]:
+    """Report formats: each renders a list of findings (and summaries) to a file.
+
+    Example::
+
+        @hookimpl
+        def custodes_reporters():
+            return [Reporter("ndjson", "one finding per line", "application/x-ndjson", ".ndjson",
+                             render=lambda report, out: ...)]
+    """
+
+
+@hookspec
+def custodes_executors() -> list[Executor]:
+    """Executors that run a list of independent work shards (verification slices).
+
+    Example::
+
+        @hookimpl
+        def custodes_executors():
+            return [Executor("dask", "a Dask cluster", run=run_on_dask)]
+    """

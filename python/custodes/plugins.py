@@ -1,0 +1,249 @@
+"""Plugin records and the typed manager facade over pluggy.
+
+Built-in plugins (:data:`DEFAULT_PLUGINS`) are registered through the same
+path as third-party ones from the ``custodes`` entry-point group. Two
+environment variables steer loading: ``CUSTODES_BLOCK_PLUGINS`` (names not to
+load) and ``CUSTODES_PLUGINS`` (when set, only these load). A plugin that
+fails to import or whose hook raises is reported in :attr:`PluginManager.problems`
+and skipped; two records of one kind with the same name are an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar
+
+import pluggy
+
+from custodes import hookspecs
+from custodes.errors import CustodesError
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "DeviceDriver",
+    "DuplicatePluginError",
+    "Executor",
+    "PluginInfo",
+    "PluginManager",
+    "PluginProblem",
+    "Reporter",
+    "StorageBackend",
+    "UnknownPluginError",
+    "plugin_manager",
+]
+
+#: (plugin name, module) of the plugins that ship inside custodes.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("generic", "custodes.builtin.generic"),
+    ("local-storage", "custodes.builtin.storage"),
+    ("reporters", "custodes.builtin.reporters"),
+    ("local-executor", "custodes.builtin.executors"),
+)
+BLOCK_ENV = "CUSTODES_BLOCK_PLUGINS"
+ALLOW_ENV = "CUSTODES_PLUGINS"
+
+
+class DuplicatePluginError(CustodesError):
+    """Two plugins provide a driver/backend/reporter/executor of the same name."""
+
+    kind = "duplicate_plugin"
+
+
+class UnknownPluginError(CustodesError, LookupError):
+    """A driver/backend/reporter/executor name no loaded plugin provides."""
+
+    kind = "unknown_plugin"
+
+
+@dataclass(frozen=True)
+class DeviceDriver:
+    """A device driver: ``factory()`` gives a :class:`custodes.drivers.Driver`."""
+
+    name: str
+    description: str
+    factory: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class StorageBackend:
+    """A write-once object store: ``open(location, options)`` gives the store."""
+
+    name: str
+    description: str
+    open: Callable[[Path, Mapping[str, str]], Any]
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """A report format: ``render(report, out)`` writes ``report`` to binary ``out``."""
+
+    name: str
+    description: str
+    media_type: str
+    extension: str
+    render: Callable[[Any, IO[bytes]], None]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Runs ``fn`` over work shards: ``run(fn, shards, workers)`` yields results in order."""
+
+    name: str
+    description: str
+    run: Callable[[Callable[[Any], Any], list[Any], int | None], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    plugin: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    version: str | None
+    builtin: bool
+    hooks: list[str]
+    provides: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "builtin": self.builtin,
+                "hooks": self.hooks, "provides": self.provides}
+
+
+R = TypeVar("R", DeviceDriver, StorageBackend, Reporter, Executor)
+
+_KINDS: dict[str, str] = {
+    "drivers": "custodes_device_drivers",
+    "storage": "custodes_storage_backends",
+    "reporters": "custodes_reporters",
+    "executors": "custodes_executors",
+}
+
+
+class _Registry(Generic[R]):
+    def __init__(self, kind: str, records: dict[str, tuple[str, R]]) -> None:
+        self.kind = kind
+        self._records = records
+
+    def names(self) -> list[str]:
+        return sorted(self._records)
+
+    def get(self, name: str) -> R:
+        try:
+            return self._records[name][1]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise UnknownPluginError(f"no {self.kind} named {name!r} (known: {known}; see `custodes plugins`)") from None
+
+    def __iter__(self) -> Iterator[R]:
+        return (self._records[n][1] for n in self.names())
+
+    def provider(self, name: str) -> str:
+        return self._records[name][0]
+
+
+class PluginManager:
+    """Loads plugins once and answers typed questions about what they provide."""
+
+    def __init__(self, *, environ: Mapping[str, str] | None = None, use_entry_points: bool = True,
+                 extra: Iterable[tuple[str, object]] = ()) -> None:
+        env = os.environ if environ is None else environ
+        self._blocked = _names(env.get(BLOCK_ENV, ""))
+        allow = env.get(ALLOW_ENV)
+        self._allowed = _names(allow) if allow is not None else None
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self.problems: list[PluginProblem] = []
+        self._builtin: set[str] = set()
+        self._versions: dict[str, str | None] = {}
+        for name, module in DEFAULT_PLUGINS:
+            self._register(name, lambda module=module: importlib.import_module(module), None, builtin=True)
+        if use_entry_points:
+            for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+                self._register(ep.name, ep.load, _version(ep))
+        for name, obj in extra:
+            self._register(name, lambda obj=obj: obj, None)
+        self._registries = {kind: self._collect(kind, hook) for kind, hook in _KINDS.items()}
+
+    def _register(self, name: str, load: Callable[[], object], version: str | None, builtin: bool = False) -> None:
+        if name in self._blocked or (self._allowed is not None and name not in self._allowed):
+            return
+        if self._pm.has_plugin(name):
+            raise DuplicatePluginError(f"two plugins are named {name!r}; uninstall one of them")
+        try:
+            plugin = load()
+            self._pm.register(plugin, name=name)
+        except Exception as e:  # a broken plugin must not take custodes down with it
+            self.problems.append(PluginProblem(name, f"failed to load: {type(e).__name__}: {e}"))
+            return
+        if builtin:
+            self._builtin.add(name)
+            from custodes import __version__
+            version = __version__
+        self._versions[name] = version
+
+    def _collect(self, kind: str, hook: str) -> _Registry[Any]:
+        records: dict[str, tuple[str, Any]] = {}
+        for impl in getattr(self._pm.hook, hook).get_hookimpls():
+            plugin = self._pm.get_name(impl.plugin) or "?"
+            try:
+                provided = list(impl.function() or [])
+            except Exception as e:
+                self.problems.append(PluginProblem(plugin, f"{hook} failed: {type(e).__name__}: {e}"))
+                continue
+            for record in provided:
+                if record.name in records:
+                    other = records[record.name][0]
+                    raise DuplicatePluginError(
+                        f"{kind[:-1] if kind != 'storage' else 'storage backend'} {record.name!r} is provided by both "
+                        f"{other!r} and {plugin!r}; block one with {BLOCK_ENV}={plugin}")
+                records[record.name] = (plugin, record)
+        return _Registry(kind.rstrip("s") if kind != "storage" else "storage backend", records)
+
+    @property
+    def drivers(self) -> _Registry[DeviceDriver]:
+        return self._registries["drivers"]
+
+    @property
+    def storage_backends(self) -> _Registry[StorageBackend]:
+        return self._registries["storage"]
+
+    @property
+    def reporters(self) -> _Registry[Reporter]:
+        return self._registries["reporters"]
+
+    @property
+    def executors(self) -> _Registry[Executor]:
+        return self._registries["executors"]
+
+    def plugins(self) -> list[PluginInfo]:
+        out = []
+        for name, plugin in sorted(self._pm.list_name_plugin()):
+            provides = {kind: [n for n in reg.names() if reg.provider(n) == name]
+                        for kind, reg in self._registries.items()}
+            hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
+            out.append(PluginInfo(name, self._versions.get(name), name in self._builtin, hooks,
+                                  {k: v for k, v in provides.items() if v}))
+        return out
+
+
+def _names(text: str) -> set[str]:
+    return {n.strip() for n in text.split(",") if n.strip()}
+
+
+def _version(ep: EntryPoint) -> str | None:
+    return ep.dist.version if ep.dist is not None else None
+
+
+@cache
+def plugin_manager() -> PluginManager:
+    """The process-wide manager, loaded on first use."""
+    return PluginManager()

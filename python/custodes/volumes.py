@@ -1,0 +1,65 @@
+"""Reading device volumes through the driver plugins.
+
+:func:`read_volume` picks the driver that recognises a volume with the
+highest confidence (or the one named), reads it, and :func:`timeline_findings`
+runs the timeline engine over the segments of any number of volumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from custodes import timeline
+from custodes.drivers import Driver, VolumeReading
+from custodes.errors import CustodesError
+from custodes.findings import Finding
+from custodes.plugins import PluginManager, plugin_manager
+
+__all__ = ["NoDriverError", "choose_driver", "read_volume", "timeline_findings"]
+
+
+class NoDriverError(CustodesError, LookupError):
+    """No driver recognises the volume."""
+
+    kind = "no_driver"
+
+
+def choose_driver(volume: Path, name: str | None = None, manager: PluginManager | None = None) -> tuple[Driver, float]:
+    """The named driver, or the one most confident it knows ``volume`` (ties: by name)."""
+    pm = manager or plugin_manager()
+    if name is not None:
+        driver = pm.drivers.get(name).factory()
+        return driver, driver.recognise(volume)
+    scored = sorted(((d.factory(), d.name) for d in pm.drivers), key=lambda x: x[1])
+    best: tuple[Driver, float] | None = None
+    for driver, _ in scored:
+        confidence = driver.recognise(volume)
+        if confidence > 0 and (best is None or confidence > best[1]):
+            best = (driver, confidence)
+    if best is None:
+        raise NoDriverError(f"{volume}: no driver recognises this volume (drivers: {', '.join(pm.drivers.names())})")
+    return best
+
+
+def read_volume(volume: str | os.PathLike[str], driver: str | None = None, options: Mapping[str, str] | None = None,
+                manager: PluginManager | None = None) -> VolumeReading:
+    """Read a device volume (a folder) with the best or the named driver."""
+    path = Path(volume)
+    if not path.is_dir():
+        raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
+    chosen, _ = choose_driver(path, driver, manager)
+    return chosen.read(path, dict(options or {}))
+
+
+def timeline_findings(readings: Sequence[VolumeReading], *, gap_tolerance: int = timeline.DEFAULT_GAP_TOLERANCE) -> list[Finding]:
+    """Gaps, overlaps and sequence breaks over the segments of the volumes,
+    one device per identity. Photos count for file numbering, not for time
+    covered; a segment without a trustworthy time counts only for numbering."""
+    segments = [
+        timeline.Segment(r.identity.device_id, s.path,
+                         None if s.kind == "photo" else s.start, None if s.kind == "photo" else s.end, s.sequence)
+        for r in readings for s in r.segments
+    ]
+    return timeline.segment_findings(segments, gap_tolerance=gap_tolerance)
