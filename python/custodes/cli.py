@@ -22,7 +22,7 @@ from custodes.checksums import format_line, format_tag_line, parse_checksum_list
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashResult, hash_files, walk
-from custodes.drivers import VolumeReading
+from custodes.drivers import DriverOptionError, VolumeReading
 from custodes.media import MediaInfo, probe_many
 from custodes.plugins import UnknownPluginError, plugin_manager
 from custodes.volumes import NoDriverError, read_volume, timeline_findings
@@ -276,7 +276,7 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
     try:
         return [read_volume(p, driver, options) for p in paths]
-    except (NoDriverError, UnknownPluginError) as e:
+    except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
         raise click.UsageError(str(e)) from e
 
 

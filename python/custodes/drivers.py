@@ -29,7 +29,7 @@ from custodes.findings import Finding, rfc3339
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 
 __all__ = [
-    "ClockReading", "DeviceEvent", "DeviceIdentity", "Driver", "VolumeFile", "VolumeReading", "VolumeSegment",
+    "ClockReading", "DeviceEvent", "DeviceIdentity", "Driver", "DriverOptionError", "VolumeFile", "VolumeReading", "VolumeSegment",
     "NOISE", "identity_from", "media_segments", "scan_volume",
 ]
 
@@ -39,6 +39,12 @@ NOISE = frozenset({"System Volume Information", ".Trashes", "Thumbs.db", ".DS_St
                    ".fseventsd", "$RECYCLE.BIN", "desktop.ini"})
 AUDIO_EXTENSIONS = frozenset({".wav"})
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg"})
+
+
+class DriverOptionError(CustodesError, ValueError):
+    """A driver option that cannot be used (unknown naming field, time zone ...)."""
+
+    kind = "driver_option"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""custodes driver for GA/T 947 body-worn recorders. See README.md for the
+naming template and the on-volume identity, clock and event files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from custodes import timeline
+from custodes.drivers import (ClockReading, DeviceEvent, Driver, DriverOptionError, VolumeReading, identity_from,
+                              media_segments, scan_volume)
+from custodes.findings import Finding
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver
+
+__version__ = "0.1.0"
+
+DEFAULT_NAMING = "{officer}_{device}_{time}_{seq}{imp}.{ext}"
+DEFAULT_TZ = "Asia/Shanghai"
+IDENTITY_FILE = "GAT947_ID.TXT"
+CLOCK_FILE = "DOCKCLOCK.TXT"
+EVENT_FILE = "EVENTS.LOG"
+NS = 1_000_000_000
+
+_FIELDS = {
+    "officer": r"(?P<officer>[0-9A-Za-z]+)",
+    "device": r"(?P<device>[0-9A-Za-z-]+)",
+    "time": r"(?P<time>\d{14})",
+    "seq": r"(?P<seq>\d+)",
+    "imp": r"(?P<imp>IMP)?",
+    "ext": r"(?P<ext>[0-9A-Za-z]+)",
+}
+#: The GA/T 947 data-interface identity fields and the shape each must have.
+IDENTITY_SHAPES = {
+    "product_serial": re.compile(r"^[0-9A-Za-z]{7}$"),
+    "officer_number": re.compile(r"^\d{6}$"),
+    "officer_name": re.compile(r"^\S.{0,31}$"),
+    "unit_number": re.compile(r"^\d{12}$"),
+    "unit_name": re.compile(r"^\S.{0,63}$"),
+    "vendor": re.compile(r"^.{1,64}$"),
+    "model": re.compile(r"^.{1,64}$"),
+}
+
+
+def naming_pattern(template: str) -> re.Pattern[str]:
+    """A regular expression for a naming template such as ``{officer}_{device}_{time}_{seq}{imp}.{ext}``."""
+    parts = re.split(r"(\{\w+\})", template)
+    out = []
+    for p in parts:
+        if p.startswith("{") and p.endswith("}"):
+            if p[1:-1] not in _FIELDS:
+                raise DriverOptionError(f"unknown field {p} in naming template {template!r} (known: {', '.join(_FIELDS)})")
+            out.append(_FIELDS[p[1:-1]])
+        else:
+            out.append(re.escape(p))
+    return re.compile("^" + "".join(out) + "$", re.IGNORECASE)
+
+
+def read_key_values(path: Path) -> tuple[dict[str, str], list[str]]:
+    """``key=value`` lines of a small text file, and the lines that are not."""
+    values: dict[str, str] = {}
+    bad: list[str] = []
+    raw = path.read_bytes()[:65536]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return {}, ["not UTF-8 text"]
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            bad.append(line[:80])
+            continue
+        values[key.strip()] = value.strip()
+    return values, bad
+
+
+def _local(text: str, tz: ZoneInfo) -> int | None:
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return int(datetime.strptime(text.strip(), fmt).replace(tzinfo=tz).timestamp()) * NS
+        except ValueError:
+            continue
+    return None
+
+
+class Gat947Driver(Driver):
+    name = "gat947"
+
+    def recognise(self, volume: Path) -> float:
+        if (volume / IDENTITY_FILE).is_file():
+            return 0.9
+        pattern = naming_pattern(DEFAULT_NAMING)
+        files, _, _ = scan_volume(volume)
+        return 0.6 if any(pattern.match(os.path.basename(f.name)) for f in files) else 0.0
+
+    def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
+        tz_name = options.get("tz", DEFAULT_TZ)
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise DriverOptionError(f"unknown time zone {tz_name!r}") from e
+        pattern = naming_pattern(options.get("naming", DEFAULT_NAMING))
+        files, findings, skipped = scan_volume(volume)
+        own = {IDENTITY_FILE, CLOCK_FILE, EVENT_FILE}
+        found_identity, identity_findings = self._identity(volume)
+        identity = identity_from(volume, options, **found_identity)
+        device = identity.device_id
+        findings = [replace(f, device=device) for f in findings] + identity_findings
+        clock, clock_findings = self._clock(volume, tz)
+        events, event_findings = self._events(volume, tz)
+        findings += clock_findings + event_findings
+        segments, probe_findings, rest = media_segments([f for f in files if f.name not in own], device)
+        findings += probe_findings
+        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest]
+        named = []
+        out = []
+        for s in segments:
+            m = pattern.match(os.path.basename(s.name))
+            if not m:
+                findings.append(Finding("unexpected_name", f"name does not follow {options.get('naming', DEFAULT_NAMING)}; "
+                                        "kept, placed by its container time", device, s.path))
+                out.append(s)
+                continue
+            g = m.groupdict()
+            start = _local(g["time"], tz) if g.get("time") else s.start
+            if start is None:
+                findings.append(Finding("malformed", f"impossible time {g.get('time')} in the name", device, s.path))
+                out.append(s)
+                continue
+            duration = (s.media.duration if s.media and s.media.duration is not None else s.extra.get("duration"))
+            end = start if s.kind == "photo" else (start + round(duration * NS) if duration is not None else None)
+            seg = replace(s, start=start, end=end, start_source="name" if g.get("time") else s.start_source,
+                          sequence=int(g["seq"]) if g.get("seq") else s.sequence, important=bool(g.get("imp")),
+                          extra={**s.extra, **{k: g[k] for k in ("officer", "device") if g.get(k)}})
+            out.append(seg)
+            if s.container_time is not None:
+                named.append((device, s.path, start, s.container_time))
+        tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
+        findings += timeline.name_time_findings(named, tz=tz_name, tolerance=tolerance)
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped)
+
+    def _identity(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
+        path = volume / IDENTITY_FILE
+        if not path.is_file() or path.is_symlink():
+            return {}, []
+        values, bad = read_key_values(path)
+        findings = [Finding("malformed_identity", f"line is not key=value: {b!r}", path=str(path)) for b in bad]
+        good: dict[str, str] = {}
+        for key, value in values.items():
+            shape = IDENTITY_SHAPES.get(key)
+            if shape is None:
+                findings.append(Finding("malformed_identity", f"unknown identity field {key!r}", path=str(path)))
+            elif not shape.match(value):
+                findings.append(Finding("malformed_identity", f"{key}={value!r} does not have the GA/T 947 shape",
+                                        path=str(path), evidence={"field": key}))
+            else:
+                good[key] = value
+        serial = good.get("product_serial")
+        return {
+            "device_id": serial, "serial": serial, "vendor": good.get("vendor"), "model": good.get("model"),
+            "officer_id": good.get("officer_number"), "officer_name": good.get("officer_name"),
+            "unit_id": good.get("unit_number"), "unit_name": good.get("unit_name"), "kind": "body_camera",
+        }, findings
+
+    def _clock(self, volume: Path, tz: ZoneInfo) -> tuple[list[ClockReading], list[Finding]]:
+        path = volume / CLOCK_FILE
+        if not path.is_file() or path.is_symlink():
+            return [], []
+        values, _ = read_key_values(path)
+        device_time = _local(values.get("device_time", ""), tz)
+        station = values.get("station_time", "").replace("Z", "+00:00")
+        try:
+            trusted = int(datetime.fromisoformat(station).timestamp()) * NS if station else None
+        except ValueError:
+            trusted = None
+        if device_time is None or trusted is None:
+            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
+        return [ClockReading(device_time, trusted, "dock")], []
+
+    def _events(self, volume: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
+        path = volume / EVENT_FILE
+        if not path.is_file() or path.is_symlink():
+            return [], []
+        events, findings = [], []
+        for line in path.read_bytes()[: 1 << 20].decode("utf-8", "replace").splitlines():
+            parts = line.strip().split(None, 3)
+            if not parts:
+                continue
+            when = _local(" ".join(parts[:2]), tz) if len(parts) >= 3 else None
+            if when is None:
+                findings.append(Finding("malformed", f"event log line not understood: {line[:80]!r}", path=str(path)))
+                continue
+            events.append(DeviceEvent(when, parts[2], parts[3] if len(parts) > 3 else ""))
+        return events, findings
+
+
+@hookimpl
+def custodes_device_drivers() -> list[DeviceDriver]:
+    return [DeviceDriver("gat947", "GA/T 947 body-worn recorders: names with officer, device, local time, "
+                         "sequence and IMP mark", Gat947Driver)]

@@ -1,0 +1,118 @@
+"""GA/T 947 volumes made with ffmpeg: identities, segments and findings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import FOOTAGE, run_cli
+from custodes.volumes import read_volume
+from footage import T0, make_clip
+
+BEIJING = timezone(timedelta(hours=8))
+IDENTITY = """# GA/T 947 identity
+product_serial=A123456
+officer_number=001234
+officer_name=张三
+unit_number=110105000000
+unit_name=北京市公安局朝阳分局
+"""
+
+
+def local_name(officer: str, device: str, seconds: float, seq: int, imp: bool = False, ext: str = "MP4") -> str:
+    t = (T0 + timedelta(seconds=seconds)).astimezone(BEIJING)
+    return f"{officer}_{device}_{t:%Y%m%d%H%M%S}_{seq:04d}{'IMP' if imp else ''}.{ext}"
+
+
+def recorder(root: Path, officer: str, device: str, clips: list[tuple[float, int, bool]], identity: str | None = IDENTITY) -> Path:
+    vol = root / device
+    (vol / "DCIM").mkdir(parents=True)
+    for seconds, seq, imp in clips:
+        make_clip(vol / "DCIM" / local_name(officer, device, seconds, seq, imp), T0 + timedelta(seconds=seconds))
+    if identity is not None:
+        (vol / "GAT947_ID.TXT").write_text(identity.replace("001234", officer), encoding="utf-8")
+    return vol
+
+
+def test_identity_segments_and_marks(tmp_path: Path) -> None:
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False), (2, 2, True), (4, 3, False)])
+    shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "DCIM" / "stray.mov")  # not GA/T 947 naming
+    (vol / "DOCKCLOCK.TXT").write_text("device_time=2024-03-01 18:00:05\nstation_time=2024-03-01T10:00:00Z\n")
+    (vol / "EVENTS.LOG").write_text("2024-03-01 18:00:00 power_on\n2024-03-01 18:00:06 battery_low 15%\n")
+    r = read_volume(vol)
+    assert r.driver == "gat947"
+    ident = r.identity
+    assert (ident.device_id, ident.officer_id, ident.officer_name, ident.unit_id, ident.unit_name) == (
+        "A123456", "001234", "张三", "110105000000", "北京市公安局朝阳分局")
+    named = [s for s in r.segments if s.start_source == "name"]
+    assert [(s.sequence, s.important) for s in named] == [(1, False), (2, True), (3, False)]
+    assert named[0].start == int(T0.timestamp()) * 10**9  # 18:00 Beijing = 10:00Z
+    assert named[0].end - named[0].start == 2 * 10**9
+    assert [c.offset for c in r.clock_readings] == [5.0]
+    assert [(e.kind, e.detail) for e in r.events] == [("power_on", ""), ("battery_low", "15%")]
+    assert [f.kind for f in r.findings] == ["unexpected_name"]
+
+
+def test_fleet_timeline_finds_missing_file_and_lying_name(tmp_path: Path) -> None:
+    a = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False), (2, 2, False), (6, 4, True)])  # 0003 missing
+    b = recorder(tmp_path, "005678", "BWC0002", [(0, 7, False), (2, 8, False)], identity=IDENTITY.replace("A123456", "B765432"))
+    # A file whose name says 10:00:30Z but whose container says 10:00:04Z.
+    make_clip(b / "DCIM" / local_name("005678", "BWC0002", 30, 9), T0 + timedelta(seconds=4))
+    out = run_cli("timeline", "--json", a, b)
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert {d["driver"] for d in report["devices"]} == {"gat947"}
+    kinds = sorted((f["kind"], f["device"]) for f in report["findings"])
+    assert kinds == [("gap", "A123456"), ("gap", "B765432"), ("name_time_mismatch", "B765432"), ("sequence_break", "A123456")]
+    brk = next(f for f in report["findings"] if f["kind"] == "sequence_break")
+    assert brk["evidence"]["missing"] == [3]
+    mismatch = next(f for f in report["findings"] if f["kind"] == "name_time_mismatch")
+    assert mismatch["duration"] == 26.0 and mismatch["evidence"]["tz"] == "Asia/Shanghai"
+    important = [s["name"] for s in report["segments"] if s["important"]]
+    assert important == ["DCIM/" + local_name("001234", "BWC0001", 6, 4, True)]
+
+
+def test_audio_and_photo_records_count(tmp_path: Path) -> None:
+    vol = recorder(tmp_path, "001234", "BWC0003", [(0, 1, False)])
+    wav = vol / "DCIM" / local_name("001234", "BWC0003", 2, 2, ext="WAV")
+    import subprocess
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", str(wav)], check=True)
+    shutil.copy(vol / "GAT947_ID.TXT", vol / "DCIM" / local_name("001234", "BWC0003", 5, 3, ext="JPG"))
+    r = read_volume(vol)
+    kinds = [(s.kind, s.sequence, s.start_source) for s in r.segments]
+    assert kinds == [("video", 1, "name"), ("audio", 2, "name"), ("photo", 3, "name")]
+    audio = r.segments[1]
+    assert (audio.end - audio.start) == 3 * 10**9
+
+
+def test_custom_naming_template(tmp_path: Path) -> None:
+    vol = tmp_path / "REC9"
+    t = T0.astimezone(BEIJING)
+    make_clip(vol / f"REC9-{t:%Y%m%d%H%M%S}-0042IMP.mp4", T0)
+    r = read_volume(vol, "gat947", {"naming": "{device}-{time}-{seq}{imp}.{ext}"})
+    (s,) = r.segments
+    assert (s.sequence, s.important, s.start) == (42, True, int(T0.timestamp()) * 10**9)
+    assert r.findings == []
+
+
+def test_garbage_identity_file_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    vol = recorder(tmp_path, "001234", "BWC0004", [(0, 1, False)],
+                   identity="product_serial=TOO-LONG-SERIAL\nofficer_number=12\nthis is not a field\ncolour=blue\n")
+    r = read_volume(vol)
+    messages = sorted(f.message for f in r.findings if f.kind == "malformed_identity")
+    assert len(messages) == 4
+    assert r.identity.device_id == "BWC0004"  # falls back to the folder name
+    (vol / "GAT947_ID.TXT").write_bytes(b"\xff\xfe\x00garbage\x00" * 100)
+    r = read_volume(vol)
+    assert [f.message for f in r.findings] == ["line is not key=value: 'not UTF-8 text'"]
+
+
+@pytest.mark.parametrize("template", ["{officer}_{nonsense}.{ext}"])
+def test_bad_template_is_a_clear_error(tmp_path: Path, template: str) -> None:
+    vol = recorder(tmp_path, "001234", "BWC0005", [(0, 1, False)])
+    out = run_cli("volume", vol, "--driver", "gat947", "-o", f"naming={template}")
+    assert out.returncode == 2 and b"unknown field {nonsense}" in out.stderr
