@@ -259,8 +259,12 @@ def wav_duration(path: str) -> float | None:
     return None
 
 
-def media_segments(files: Iterable[VolumeFile], device: str | None = None) -> tuple[list[VolumeSegment], list[Finding], list[VolumeFile]]:
+def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
+                   samples: bool = False) -> tuple[list[VolumeSegment], list[Finding], list[VolumeFile]]:
     """Segments for the recordings among ``files`` with times from their containers.
+
+    ``samples`` keeps per-sample times, offsets and sizes in each segment's
+    ``media`` (for drivers that read telemetry tracks).
 
     Returns the segments, the findings of probing them, and the files that
     are not recordings (for a driver to claim as sidecars or report).
@@ -270,7 +274,7 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None) -> tu
     others = [f for f in files if f not in media]
     segments: list[VolumeSegment] = []
     findings: list[Finding] = []
-    for f, info in zip(media, probe_many([f.path for f in media])):
+    for f, info in zip(media, probe_many([f.path for f in media], samples=samples)):
         if isinstance(info, CustodesError):
             findings.append(Finding("unreadable", str(info), device=device, path=f.path))
             continue

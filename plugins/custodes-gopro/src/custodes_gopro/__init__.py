@@ -1,0 +1,155 @@
+"""custodes driver for GoPro cameras. See README.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from custodes.drivers import ClockReading, Driver, DriverOptionError, VolumeReading, identity_from, media_segments, scan_volume
+from custodes.findings import Finding
+from custodes.hookspecs import hookimpl
+from custodes.media import MediaInfo
+from custodes.plugins import DeviceDriver
+
+__version__ = "0.1.0"
+NS = 1_000_000_000
+QUARTER_HOUR = 900 * NS
+CHAPTER_NAME = re.compile(r"^(?:G[HXP](?P<chapter>\d{2})|GOPR)(?P<number>\d{4})\.MP4$", re.IGNORECASE)
+MAX_DEPTH = 8
+
+
+def gpmf_items(data: bytes, depth: int = 0) -> Iterator[tuple[bytes, int, bytes]]:
+    """(key, type, payload) of every GPMF KLV item, nested containers walked.
+
+    GPMF: 4-byte key, 1-byte type, 1-byte struct size, 2-byte repeat count,
+    payload of size*repeat bytes padded to 4. Type 0 nests. Bounded by the
+    bytes it is given and by depth, so telemetry from a broken file cannot
+    make it loop or read past the sample."""
+    pos = 0
+    while pos + 8 <= len(data) and depth <= MAX_DEPTH:
+        key, typ, size, repeat = struct.unpack_from(">4sBBH", data, pos)
+        length = size * repeat
+        payload = data[pos + 8: pos + 8 + length]
+        if len(payload) < length:
+            return
+        yield key, typ, payload
+        if typ == 0:
+            yield from gpmf_items(payload, depth + 1)
+        pos += 8 + (length + 3) // 4 * 4
+
+
+def gps_time(data: bytes) -> int | None:
+    """The first GPSU (``yymmddhhmmss.sss``, UTC) in a GPMF sample, as ns."""
+    for key, typ, payload in gpmf_items(data):
+        if key == b"GPSU" and typ == ord("U") and len(payload) >= 16:
+            try:
+                dt = datetime.strptime(payload[:16].decode("ascii"), "%y%m%d%H%M%S.%f").replace(tzinfo=timezone.utc)
+            except (UnicodeDecodeError, ValueError):
+                continue
+            return int(dt.timestamp()) * NS + dt.microsecond * 1000
+    return None
+
+
+def first_gps_time(path: str, info: MediaInfo) -> tuple[int, float] | None:
+    """(GPS time, seconds into the file) from the first telemetry sample that has one."""
+    track = next((t for t in info.tracks if t.codec == "gpmd" and t.offsets is not None), None)
+    if track is None or track.pts is None or not track.timescale:
+        return None
+    with open(path, "rb") as f:
+        for offset, size, pts in zip(track.offsets[:64], track.sizes[:64], track.pts[:64]):
+            f.seek(int(offset))
+            t = gps_time(f.read(min(int(size), 1 << 20)))
+            if t is not None:
+                return t, int(pts) / track.timescale
+    return None
+
+
+class GoProDriver(Driver):
+    name = "gopro"
+
+    def recognise(self, volume: Path) -> float:
+        files, _, _ = scan_volume(volume)
+        hits = sum(1 for f in files if CHAPTER_NAME.match(os.path.basename(f.name)))
+        return 0.8 if hits else 0.0
+
+    def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
+        tz: ZoneInfo | None = None
+        if "tz" in options:
+            try:
+                tz = ZoneInfo(options["tz"])
+            except (ZoneInfoNotFoundError, ValueError) as e:
+                raise DriverOptionError(f"unknown time zone {options['tz']!r}") from e
+        files, findings, skipped = scan_volume(volume)
+        identity = identity_from(volume, options, kind="camera", vendor="GoPro", **self._version(volume))
+        device = identity.device_id
+        findings = [replace(f, device=device) for f in findings]
+        segments, probe_findings, rest = media_segments(files, device, samples=True)
+        findings += probe_findings
+        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path)
+                     for f in rest if not f.name.upper().startswith(("MISC/", "DCIM/100GOPRO/GOPRO")) and
+                     os.path.splitext(f.name)[1].upper() not in (".THM", ".LRV")]
+        clock = []
+        out = []
+        chapters: dict[str, list[int]] = {}
+        for s in segments:
+            m = CHAPTER_NAME.match(os.path.basename(s.name))
+            if not m or s.media is None:
+                out.append(s)
+                continue
+            number = m["number"]
+            chapter = int(m["chapter"]) if m["chapter"] and not s.name.upper().startswith("GOPR") else 1
+            chapters.setdefault(number, []).append(chapter)
+            sidecars = tuple(n for n in (f"{os.path.splitext(s.name)[0]}.THM", s.name.replace("GH", "GL", 1)[:-3] + "LRV")
+                             if os.path.exists(os.path.join(volume, n)))
+            start, extra = s.container_time, {}
+            gps = first_gps_time(s.path, s.media) if s.container_time is not None else None
+            if gps is not None and s.container_time is not None:
+                gps_ns, at = gps
+                device_at = s.container_time + round(at * NS)
+                clock.append(ClockReading(device_at, gps_ns, "gps"))
+                zone = round((device_at - gps_ns) / QUARTER_HOUR) * QUARTER_HOUR
+                start = s.container_time - zone
+                extra = {"gps_offset_seconds": (device_at - gps_ns) / NS, "zone_offset_hours": zone / 3600 / NS,
+                         "clock_error_seconds": (device_at - zone - gps_ns) / NS}
+            elif tz is not None and s.container_time is not None:
+                local = datetime.fromtimestamp(s.container_time // NS, tz=timezone.utc).replace(tzinfo=tz)
+                start = int(local.timestamp()) * NS
+            end = start + round(s.media.duration * NS) if start is not None and s.media.duration is not None else None
+            out.append(replace(s, start=start, end=end, start_source="gps" if gps else s.start_source,
+                               sequence=int(number), recording=number, chapter=chapter, sidecars=sidecars,
+                               extra={**s.extra, **extra}))
+        # Names sort GH010007 < GH010009 < GH020007; a recording's chapters belong together.
+        out.sort(key=lambda s: (s.recording is None, s.recording or "", s.chapter or 0, s.name))
+        for number, seen in sorted(chapters.items()):
+            missing = sorted(set(range(1, max(seen) + 1)) - set(seen))
+            if missing:
+                findings.append(Finding("sequence_break", f"recording {number}: chapter(s) {missing} missing",
+                                        device=device, evidence={"recording": number, "missing_chapters": missing}))
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped)
+
+    def _version(self, volume: Path) -> dict[str, str | None]:
+        path = volume / "MISC" / "version.txt"
+        if not path.is_file() or path.is_symlink():
+            return {}
+        try:
+            text = path.read_bytes()[:65536].decode("utf-8", "replace").strip()
+            # GoPro writes JSON with a trailing comma before the closing brace.
+            info = json.loads(re.sub(r",\s*}\s*$", "}", text))
+        except ValueError:
+            return {}
+        if not isinstance(info, dict):
+            return {}
+        serial = info.get("camera serial number")
+        return {"model": info.get("camera type"), "serial": serial, "device_id": serial}
+
+
+@hookimpl
+def custodes_device_drivers() -> list[DeviceDriver]:
+    return [DeviceDriver("gopro", "GoPro cameras: chaptered recordings, GPS time from GPMF telemetry", GoProDriver)]
