@@ -1,0 +1,172 @@
+"""The plugin system: loading, steering, failure, and a third-party vendor."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from custodes import hookspecs
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver, DuplicatePluginError, PluginManager, Reporter, UnknownPluginError
+from custodes.volumes import read_volume
+from footage import T0, make_clip
+
+HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("custodes_")]
+THIS_FILE = Path(__file__).read_text()
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_with_an_example_and_tested(hook: str) -> None:
+    doc = getattr(hookspecs, hook).__doc__ or ""
+    assert "Example::" in doc and "@hookimpl" in doc, f"{hook} needs a docstring with a runnable example"
+    assert THIS_FILE.count(f"def {hook}(") >= 1, f"{hook} needs a test implementing it here"
+
+
+class FakeVendor:
+    """A plugin implementing every hook, as a tiny vendor would."""
+
+    @hookimpl
+    def custodes_device_drivers(self):
+        from custodes.builtin.generic import GenericDriver
+
+        class Acme(GenericDriver):
+            name = "acme"
+
+            def recognise(self, volume):
+                return 0.95 if (volume / "ACME.ID").exists() else 0.0
+
+        return [DeviceDriver("acme", "ACME cameras", Acme)]
+
+    @hookimpl
+    def custodes_storage_backends(self):
+        from custodes.builtin.storage import LocalStore
+        from custodes.plugins import StorageBackend
+        return [StorageBackend("acme-vault", "ACME vault", LocalStore.open)]
+
+    @hookimpl
+    def custodes_reporters(self):
+        return [Reporter("acme-txt", "plain text", "text/plain", ".txt", lambda report, out: out.write(b"ok"))]
+
+    @hookimpl
+    def custodes_executors(self):
+        from custodes.plugins import Executor
+        return [Executor("acme-serial", "one at a time", lambda fn, shards, workers: map(fn, shards))]
+
+
+def test_builtins_and_a_registered_plugin() -> None:
+    pm = PluginManager(use_entry_points=False, extra=[("acme", FakeVendor())])
+    assert pm.drivers.names() == ["acme", "generic"]
+    assert pm.storage_backends.names() == ["acme-vault", "local"]
+    assert pm.reporters.names() == ["acme-txt", "csv", "json"]
+    assert list(pm.executors.get("acme-serial").run(lambda x: x * 2, [1, 2], None)) == [2, 4]
+    info = {p.name: p for p in pm.plugins()}
+    assert info["acme"].provides["drivers"] == ["acme"] and not info["acme"].builtin
+    assert info["generic"].builtin and info["generic"].hooks == ["custodes_device_drivers"]
+    with pytest.raises(UnknownPluginError, match="no driver named 'nope'"):
+        pm.drivers.get("nope")
+
+
+def test_block_and_allow_lists() -> None:
+    blocked = PluginManager(environ={"CUSTODES_BLOCK_PLUGINS": "generic, reporters"}, use_entry_points=False)
+    assert blocked.drivers.names() == [] and blocked.reporters.names() == []
+    only = PluginManager(environ={"CUSTODES_PLUGINS": "local-storage"}, use_entry_points=False)
+    assert [p.name for p in only.plugins()] == ["local-storage"]
+
+
+def test_broken_plugin_is_reported_and_skipped() -> None:
+    class Broken:
+        @hookimpl
+        def custodes_reporters(self):
+            raise RuntimeError("vendor bug")
+
+    pm = PluginManager(use_entry_points=False, extra=[("broken", Broken())])
+    assert pm.reporters.names() == ["csv", "json"]
+    assert [(p.plugin, "vendor bug" in p.message) for p in pm.problems] == [("broken", True)]
+
+
+def test_duplicate_names_are_a_clear_error() -> None:
+    class Impostor:
+        @hookimpl
+        def custodes_device_drivers(self):
+            return [DeviceDriver("generic", "a second generic", object)]
+
+    with pytest.raises(DuplicatePluginError, match="'generic' is provided by both 'generic' and 'impostor'"):
+        PluginManager(use_entry_points=False, extra=[("impostor", Impostor())])
+
+
+def test_installed_plugins_are_listed_by_the_cli() -> None:
+    out = run_cli("plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    drivers = {d for p in report["plugins"] for d in p["provides"].get("drivers", [])}
+    assert drivers >= {"generic", "gat947", "gopro", "dji"}
+    names = {p["name"]: p for p in report["plugins"]}
+    assert names["gat947"]["version"] == "0.1.0" and not names["gat947"]["builtin"]
+    assert names["local-storage"]["provides"] == {"storage": ["local"]}
+    assert names["reporters"]["provides"] == {"reporters": ["csv", "json"]}
+
+
+def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
+    """A vendor package installed the ordinary way: a module plus dist-info with an entry point.
+    custodes is not changed; only the import path knows about it."""
+    site = tmp_path / "site"
+    (site / "custodes_fakevendor").mkdir(parents=True)
+    (site / "custodes_fakevendor" / "__init__.py").write_text(textwrap.dedent('''
+        from custodes.builtin.generic import GenericDriver
+        from custodes.hookspecs import hookimpl
+        from custodes.plugins import DeviceDriver
+
+        class FakeCam(GenericDriver):
+            name = "fakecam"
+            def recognise(self, volume):
+                return 1.0 if (volume / "FAKECAM.TXT").exists() else 0.0
+            def read(self, volume, options):
+                reading = super().read(volume, {**options, "device_id": (volume / "FAKECAM.TXT").read_text().strip()})
+                reading.driver = self.name
+                reading.findings = [f for f in reading.findings if not f.path.endswith("FAKECAM.TXT")]
+                return reading
+
+        @hookimpl
+        def custodes_device_drivers():
+            return [DeviceDriver("fakecam", "a tiny fake vendor", FakeCam)]
+    '''))
+    dist = site / "custodes_fakevendor-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-fakevendor\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[custodes]\nfakevendor = custodes_fakevendor\n")
+    vol = tmp_path / "card"
+    make_clip(vol / "CLIP0001.mp4", T0)
+    (vol / "FAKECAM.TXT").write_text("FAKE-42\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    import subprocess
+    listed = json.loads(subprocess.run([sys.executable, "-m", "custodes", "plugins", "--json"], env=env,
+                                       capture_output=True, check=True).stdout)
+    fake = next(p for p in listed["plugins"] if p["name"] == "fakevendor")
+    assert fake["version"] == "1.2.3" and fake["provides"] == {"drivers": ["fakecam"]}
+    used = subprocess.run([sys.executable, "-m", "custodes", "volume", "--json", str(vol)], env=env, capture_output=True)
+    reading = json.loads(used.stdout)
+    assert (reading["driver"], reading["identity"]["device_id"]) == ("fakecam", "FAKE-42")
+    blocked = subprocess.run([sys.executable, "-m", "custodes", "volume", "--json", str(vol)], capture_output=True,
+                             env={**env, "CUSTODES_BLOCK_PLUGINS": "fakevendor"})
+    assert json.loads(blocked.stdout)["driver"] == "generic"
+
+
+def test_unknown_driver_and_unrecognised_volume_are_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no footage here")
+    assert run_cli("volume", tmp_path).returncode == 2
+    assert run_cli("volume", tmp_path, "--driver", "nonesuch").returncode == 2
+    assert b"no driver named 'nonesuch'" in run_cli("timeline", tmp_path, "--driver", "nonesuch").stderr
+
+
+def test_driver_is_chosen_by_confidence(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    make_clip(vol / "001234_BWC0001_20240301180000_0001.MP4", T0)
+    assert read_volume(vol).driver == "gat947"
+    assert read_volume(vol, "generic").driver == "generic"
