@@ -26,7 +26,13 @@ from custodes.drivers import DriverOptionError, VolumeReading
 from custodes.media import MediaInfo, probe_many
 from custodes.plugins import UnknownPluginError, plugin_manager
 from custodes.volumes import NoDriverError, read_volume, timeline_findings
-from custodes.progress import ProgressLine
+from custodes.archive import Archive, ArchiveError, init_archive, open_archive
+from custodes.hashing import HashProgress
+from custodes.ingest import ingest
+from custodes.ledger import LedgerError
+from custodes.progress import ProgressLine, human_bytes
+from custodes.proofs import ledger_proof
+from custodes.verify import verify, verify_ledger_only
 
 EXIT_FINDINGS = 1
 
@@ -378,3 +384,167 @@ def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_toler
         click.echo(f"{sum(len(r.segments) for r in readings)} segments on {len(readings)} volume(s), "
                    f"{len(findings)} finding(s)", err=True)
     sys.exit(EXIT_FINDINGS if findings else 0)
+
+
+def _open_archive(path: str) -> Archive:
+    try:
+        return open_archive(path)
+    except (ArchiveError, LedgerError) as e:
+        raise click.UsageError(str(e)) from e
+
+
+def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], None]]:
+    line = ProgressLine(quiet=quiet)
+    return line, lambda done, total: line(HashProgress(done, total, 0, 0))
+
+
+@main.command("init")
+@click.argument("archive", type=click.Path(path_type=str))
+@click.option("--time-zone", default=None, help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).")
+@click.option("--algo", "algorithms", multiple=True, type=click.Choice(ALGORITHMS), default=("sha256", "blake3"),
+              show_default=True, help="Digests recorded for every object (sha256 always, first).")
+@click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
+@output_options
+def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str | None,
+                 as_json: bool, quiet: bool) -> None:
+    """Create an archive: policy file, SQLite catalog, write-once object store,
+    ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
+    Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
+    if time_zone is not None:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
+    try:
+        a = init_archive(archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key)
+    except ArchiveError as e:
+        raise click.UsageError(str(e)) from e
+    with a:
+        info = {"archive": str(a.root), "id": a.policy.archive_id, "origin": a.policy.origin,
+                "verifier_key": str(a.verifier_key), "signing_key": str(a.signing_key_path)}
+    if as_json:
+        _write_json(info)
+    else:
+        click.echo(f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
+                   f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)")
+
+
+@main.command("ingest")
+@click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--archive", "archive_path", required=True, type=click.Path(path_type=str), help="The archive to ingest into.")
+@volume_options
+@output_options
+def ingest_command(volume: str, archive_path: str, driver: str | None, options: tuple[str, ...], as_json: bool,
+                   quiet: bool) -> None:
+    """Copy a device volume into the archive, crash-safe, never touching the volume.
+
+    Each file is copied and hashed in one pass, fsynced, read back and
+    re-hashed, linked into the write-once store and recorded in the catalog
+    and the ledger in one transaction; then timeline findings and late_ingest
+    (Art. 16) are recorded and a signed checkpoint closes the ingest. Files
+    already in the archive are reported as already present; an interrupted
+    ingest finishes when run again. Exit 1 when a file failed or there are
+    findings.
+    """
+    with _open_archive(archive_path) as a:
+        line, progress = _bytes_progress(quiet)
+        try:
+            result = ingest(a, volume, driver, _driver_options(options), progress=progress)
+        except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
+            raise click.UsageError(str(e)) from e
+        finally:
+            line.close()
+    if as_json:
+        _write_json(result.to_json())
+    else:
+        click.echo(f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
+                   f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed")
+        for f in result.findings:
+            click.echo(f"  {_finding_line(f)}")
+        if result.checkpoint:
+            click.echo(f"  checkpoint: {result.checkpoint['size']} entries, root {result.checkpoint['root']}")
+    sys.exit(EXIT_FINDINGS if result.failed or result.findings else 0)
+
+
+@main.command("verify")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, help="Objects hashed at once (default: one per core).")
+@output_options
+def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool) -> None:
+    """Re-hash every object and check store against catalog against ledger against checkpoints.
+
+    Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
+    modified, truncated, missing, unexpected, ledger_mismatch,
+    checkpoint_mismatch, with the segment and object it concerns. Exit 0 when
+    the archive is intact, 1 otherwise.
+    """
+    with _open_archive(archive) as a:
+        line, progress = _bytes_progress(quiet)
+        try:
+            result = verify(a, workers=workers, progress=progress)
+        finally:
+            line.close()
+    if as_json:
+        _write_json(result.to_json())
+    else:
+        for f in result.findings:
+            click.echo(f"{f.kind}: {f.message}" + (f" [segment {f.segment}]" if f.segment is not None else ""))
+        click.echo(f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
+                   f"checked, {len(result.findings)} finding(s)")
+    sys.exit(0 if result.ok else EXIT_FINDINGS)
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """The archive's tamper-evident ledger: signed checkpoints and proofs."""
+
+
+@ledger_group.command("checkpoint")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@output_options
+def ledger_checkpoint_command(archive: str, as_json: bool, quiet: bool) -> None:
+    """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
+    and print the signed note, ready to hand to a witness or a supervisor."""
+    with _open_archive(archive) as a:
+        cp = a.checkpoint()
+    if as_json:
+        _write_json(cp.to_json())
+    else:
+        click.echo(cp.note, nl=False)
+
+
+@ledger_group.command("verify")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@output_options
+def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
+    """Check the ledger alone, without re-hashing objects: entries against their
+    leaf hashes, the tree against every signed checkpoint, the catalog against
+    the ledger. Exit 1 on any mismatch."""
+    with _open_archive(archive) as a:
+        result = verify_ledger_only(a)
+    if as_json:
+        _write_json(result.to_json())
+    else:
+        for f in result.findings:
+            click.echo(f"{f.kind}: {f.message}")
+        click.echo(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
+    sys.exit(0 if result.ok else EXIT_FINDINGS)
+
+
+@ledger_group.command("proof")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--entry", type=click.IntRange(min=0), default=None, help="Ledger index to prove.")
+@click.option("--segment", type=click.IntRange(min=1), default=None, help="Segment id whose ingest entry to prove.")
+@click.option("--from-size", type=click.IntRange(min=0), default=None,
+              help="Also prove the current tree extends the tree of this size (a consistency proof).")
+def ledger_proof_command(archive: str, entry: int | None, segment: int | None, from_size: int | None) -> None:
+    """Print (JSON) an inclusion proof for one ledger entry against the latest
+    checkpoint, with the entry itself and the signed note, so anyone holding the
+    archive's verifier key can check it offline with custodes.merkle."""
+    if (entry is None) == (segment is None) and from_size is None:
+        raise click.UsageError("give --entry N or --segment ID (and/or --from-size N)")
+    with _open_archive(archive) as a:
+        try:
+            _write_json(ledger_proof(a, entry=entry, segment=segment, from_size=from_size))
+        except (LedgerError, ValueError) as e:
+            raise click.UsageError(str(e)) from e

@@ -305,6 +305,62 @@ pub fn hash_file(
     Ok(FileDigest { size: expected, digests: hasher.finalize() })
 }
 
+/// Copy `src` to a new file `dst`, hashing the bytes as they pass: the one
+/// read of the evidence feeds both the copy and every digest.
+///
+/// `dst` must not exist (`O_EXCL`): a copy never overwrites. The copy is not
+/// fsynced here; the caller does that, then reads it back to re-hash, so each
+/// step of ingest can be checked (and crashed) on its own. The source is
+/// checked like [`hash_file`] checks it: a regular file that keeps its size.
+pub fn copy_file_hashed(
+    src: &Path,
+    dst: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<FileDigest, HashError> {
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(src)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(HashError::NotRegularFile { kind: file_kind(&meta.file_type()) });
+    }
+    advise_sequential(&file);
+    let expected = meta.len();
+    let writing = |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?;
+    let mut reader = file;
+    let mut hasher = MultiHasher::new(algorithms);
+    let mut buf = vec![0u8; chunk_size.max(4096)];
+    let mut read_total: u64 = 0;
+    loop {
+        if progress.is_cancelled() {
+            return Err(HashError::Cancelled);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.write_all(&buf[..n]).map_err(writing)?;
+        hasher.update(&buf[..n]);
+        read_total += n as u64;
+        progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        if read_total > expected {
+            break;
+        }
+    }
+    let now = reader.metadata()?.len();
+    if read_total != expected || now != expected {
+        return Err(HashError::ChangedWhileReading { expected, read: read_total, now });
+    }
+    Ok(FileDigest { size: expected, digests: hasher.finalize() })
+}
+
 /// Tell the kernel we read front to back, so its read-ahead runs ahead of the
 /// hashing and the disk and the CPU work at the same time.
 fn advise_sequential(file: &File) {

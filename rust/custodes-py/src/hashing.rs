@@ -163,6 +163,20 @@ fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> PyR
     Ok(digests.iter().map(|d| PyBytes::new(py, d)).collect())
 }
 
+/// Copy `src` to the new file `dst` (which must not exist), hashing on the way:
+/// `(size, [digest per algorithm])`. Not fsynced; read errors raise the
+/// same classes as per-file hashing errors.
+#[pyfunction]
+fn copy_and_hash<'py>(py: Python<'py>, src: PathBuf, dst: PathBuf, algorithms: Vec<String>) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>)> {
+    let algorithms = parse_algorithms(py, algorithms)?;
+    let (s, d) = (src.clone(), dst.clone());
+    let r = detached(py, move || core::copy_file_hashed(&s, &d, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default()));
+    match r {
+        Ok(fd) => Ok((fd.size, fd.digests.iter().map(|x| PyBytes::new(py, x)).collect())),
+        Err(e) => Err(PyErr::from_value(error::hash_error(py, &e, &src)?)),
+    }
+}
+
 /// Names of the algorithms the core knows, the evidence default first.
 #[pyfunction]
 fn algorithms() -> Vec<&'static str> {
@@ -173,5 +187,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HashJob>()?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms, m)?)?;
+    m.add_function(wrap_pyfunction!(copy_and_hash, m)?)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod error;
 mod gateway;
 mod hashing;
 mod media;
+mod merkle;
 mod timeline;
 
 use pyo3::prelude::*;
@@ -17,6 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(m)?;
     media::register(m)?;
+    merkle::register(m)?;
     timeline::register(m)?;
     Ok(())
 }

@@ -1,0 +1,308 @@
+"""The archive on disk: policy, catalog, write-once store, ledger, keys.
+
+    ARCHIVE/
+      custodes.toml          policy (retention, ingest deadline, tolerances, algorithms, device zone, key path)
+      catalog.sqlite         catalog + ledger table (WAL, synchronous=FULL, versioned schema)
+      objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
+      tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
+      ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
+      keys/checkpoint.vkey   the public verifier key (travels with the archive)
+      private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from custodes import _core
+from custodes import ledger as ledger_mod
+from custodes import merkle
+from custodes.builtin.storage import fsync_dir
+from custodes.errors import CustodesError
+from custodes.plugins import plugin_manager
+
+__all__ = ["Archive", "ArchiveError", "Policy", "SCHEMA_VERSION", "init_archive", "open_archive"]
+
+POLICY_FILE = "custodes.toml"
+CATALOG_FILE = "catalog.sqlite"
+NS = 1_000_000_000
+
+
+class ArchiveError(CustodesError):
+    """An archive that cannot be created or opened as asked."""
+
+    kind = "archive"
+
+
+@dataclass(frozen=True)
+class Policy:
+    archive_id: str
+    origin: str
+    ingest_deadline_hours: float = 24.0
+    retention_days: int = 730
+    gap_tolerance_seconds: float = 1.0
+    clock_tolerance_seconds: float = 2.0
+    algorithms: tuple[str, ...] = ("sha256", "blake3")
+    device_time_zone: str | None = None
+    signing_key: str = "private/checkpoint.key"
+    storage: str = "local"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ArchiveError(f"{path}: cannot read the policy: {e}") from e
+        a, i, r, t, h, d, k, s = (data.get(x, {}) for x in
+                                  ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"))
+        algorithms = tuple(h.get("algorithms", ["sha256", "blake3"]))
+        if not algorithms or algorithms[0] != "sha256":
+            raise ArchiveError(f"{path}: hashing.algorithms must start with sha256 (objects are addressed by it)")
+        return cls(
+            archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
+            ingest_deadline_hours=float(i.get("deadline_hours", 24)), retention_days=int(r.get("minimum_days", 730)),
+            gap_tolerance_seconds=float(t.get("gap_tolerance_seconds", 1.0)),
+            clock_tolerance_seconds=float(t.get("clock_tolerance_seconds", 2.0)),
+            algorithms=algorithms, device_time_zone=d.get("time_zone"),
+            signing_key=k.get("signing_key", "private/checkpoint.key"), storage=s.get("backend", "local"), extra=data,
+        )
+
+
+def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str) -> str:
+    zone = f'time_zone = "{time_zone}"' if time_zone else '# time_zone = "Asia/Shanghai"   # zone devices write local times in'
+    algos = ", ".join(f'"{a}"' for a in algorithms)
+    return f'''# custodes archive policy. Changes apply to what happens next; the ledger keeps what happened.
+
+[archive]
+id = "{archive_id}"
+origin = "custodes.local/{archive_id}"      # names this archive's checkpoints
+
+[ingest]
+deadline_hours = 24          # Art. 16: footage ingested later than this after it ends is late_ingest
+
+[retention]
+minimum_days = 730           # Art. 19: kept at least this long after the recording ends
+
+[timeline]
+gap_tolerance_seconds = 1.0  # more unrecorded time than this between segments is a gap
+clock_tolerance_seconds = 2.0
+
+[hashing]
+algorithms = [{algos}]       # sha256 first: objects are addressed by it
+
+[devices]
+{zone}
+
+[keys]
+signing_key = "{signing_key}"   # Ed25519 checkpoint key; relative to the archive or absolute
+
+[storage]
+backend = "local"
+'''
+
+
+MIGRATIONS: list[str] = [
+    # 1: the first catalog.
+    """
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY, kind TEXT, vendor TEXT, model TEXT, serial TEXT,
+        officer_id TEXT, officer_name TEXT, unit_id TEXT, unit_name TEXT, updated_ns INTEGER);
+    CREATE TABLE ingests (
+        id INTEGER PRIMARY KEY, volume TEXT NOT NULL, driver TEXT NOT NULL, device_id TEXT NOT NULL,
+        started_ns INTEGER NOT NULL, finished_ns INTEGER, result TEXT);
+    CREATE TABLE objects (
+        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL,
+        stored_ns INTEGER NOT NULL, last_verified_ns INTEGER);
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, original_name TEXT NOT NULL, kind TEXT NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES objects(sha256), size INTEGER NOT NULL,
+        start_ns INTEGER, end_ns INTEGER, start_source TEXT, corrected_start_ns INTEGER, corrected_end_ns INTEGER,
+        sequence INTEGER, important INTEGER NOT NULL DEFAULT 0, recording TEXT, chapter INTEGER,
+        officer_id TEXT, container TEXT, ingest_id INTEGER NOT NULL REFERENCES ingests(id),
+        ingested_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL,
+        UNIQUE (device_id, original_name, sha256));
+    CREATE INDEX segments_by_device_time ON segments(device_id, start_ns);
+    CREATE TABLE findings (
+        id INTEGER PRIMARY KEY, ingest_id INTEGER, segment_id INTEGER, kind TEXT NOT NULL, severity TEXT NOT NULL,
+        device_id TEXT, path TEXT, start_ns INTEGER, end_ns INTEGER, detail TEXT NOT NULL);
+    CREATE TABLE clock_readings (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, device_ns INTEGER NOT NULL, trusted_ns INTEGER NOT NULL,
+        source TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, device_ns, trusted_ns, source));
+    CREATE TABLE ledger (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf BLOB NOT NULL);
+    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created_ns INTEGER NOT NULL);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the catalog to SCHEMA_VERSION, one migration per transaction."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise ArchiveError(f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes")
+    for v in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[v].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+class Archive:
+    """An open archive. Not thread-safe; open one per thread or process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not (self.root / POLICY_FILE).is_file():
+            raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
+        self.policy = Policy.load(self.root / POLICY_FILE)
+        self.conn = connect(self.root / CATALOG_FILE)
+        migrate(self.conn)
+        backend = plugin_manager().storage_backends.get(self.policy.storage)
+        self.store = backend.open(self.root, {"algorithm": "sha256"})
+        self.verifier_key = ledger_mod.VerifierKey.parse((self.root / "keys" / "checkpoint.vkey").read_text())
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: catalog rows and their ledger entries commit together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @property
+    def signing_key_path(self) -> Path:
+        p = Path(self.policy.signing_key)
+        return p if p.is_absolute() else self.root / p
+
+    def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
+        """Copy a source file to a new temp file in the store while hashing it (the Rust core)."""
+        return _core.copy_and_hash(src, temp, list(algorithms))
+
+    def leaves(self, size: int | None = None) -> list[bytes]:
+        rows = self.conn.execute("SELECT leaf FROM ledger ORDER BY seq" + (" LIMIT ?" if size is not None else ""),
+                                 (size,) if size is not None else ())
+        return [bytes(r[0]) for r in rows]
+
+    def ledger_size(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+
+    def checkpoint(self) -> ledger_mod.Checkpoint:
+        """Sign (size, root) of the ledger as it is now and write the note.
+
+        Checkpoints are files named by size and never rewritten; the latest is
+        also at ledger/checkpoint, replaced atomically."""
+        key = ledger_mod.load_private_key(self.signing_key_path)
+        with self.transaction() as conn:
+            acc = merkle.Accumulator()
+            for (leaf,) in conn.execute("SELECT leaf FROM ledger ORDER BY seq"):
+                acc.extend(bytes(leaf))
+            cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
+            conn.execute("INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
+                         (cp.size, cp.root, cp.note, _now()))
+            existing = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,)).fetchone()[0]
+            cp = ledger_mod.parse_checkpoint(existing, self.verifier_key)
+        folder = self.root / "ledger" / "checkpoints"
+        _write_once(folder / str(cp.size), cp.note)
+        _replace(self.root / "ledger" / "checkpoint", cp.note)
+        return cp
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+def _write_once(path: Path, text: str) -> None:
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
+                 algorithms: tuple[str, ...] = ("sha256", "blake3"), signing_key: str | None = None) -> Archive:
+    """Create an archive in an empty (or new) folder and return it open."""
+    path = Path(root)
+    if path.exists() and any(path.iterdir()):
+        raise ArchiveError(f"{root}: folder is not empty; an archive starts in a new or empty folder")
+    if not algorithms or algorithms[0] != "sha256":
+        algorithms = ("sha256", *[a for a in algorithms if a != "sha256"])
+    archive_id = uuid.uuid4().hex
+    key_path = signing_key or "private/checkpoint.key"
+    path.mkdir(parents=True, exist_ok=True)
+    for sub in ("ledger/checkpoints", "keys"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    absolute_key = Path(key_path) if Path(key_path).is_absolute() else path / key_path
+    if absolute_key.exists():
+        key = ledger_mod.load_private_key(absolute_key)
+    else:
+        key = ledger_mod.new_private_key(absolute_key)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    origin = f"custodes.local/{archive_id}"
+    _replace(path / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
+    _replace(path / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
+    archive = Archive(path)
+    archive.checkpoint()  # the empty tree, signed: verification starts from a known state
+    return archive
+
+
+def open_archive(root: str | os.PathLike[str]) -> Archive:
+    return Archive(Path(root))
+

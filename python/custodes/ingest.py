@@ -1,0 +1,250 @@
+"""Ingest: footage off a device volume into the archive, crash-safe.
+
+Every file on the volume (recordings, sidecars, files no driver knows) is
+
+1. copied into the store's ``tmp/`` while it is hashed (one read of the source),
+2. fsynced, then read back and hashed again (the copy must equal the source),
+3. linked into the write-once store under its SHA-256 (never replacing),
+4. recorded in the catalog and the ledger in one SQLite transaction,
+
+then the timeline findings and ``late_ingest`` are recorded, and a signed
+checkpoint closes the ingest. A crash anywhere leaves the volume untouched and
+the archive verifiable; running the ingest again finishes the work. A file
+already in the archive (same device, name and content) is reported as
+already present and not copied again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from custodes import ledger, timeline
+from custodes._faults import crashpoint
+from custodes.archive import Archive
+from custodes.drivers import VolumeReading, VolumeSegment, scan_volume
+from custodes.errors import CustodesError
+from custodes.findings import Finding, rfc3339
+from custodes.hashing import hash_files
+from custodes.volumes import read_volume, timeline_findings
+
+__all__ = ["IngestResult", "ingest"]
+
+NS = 1_000_000_000
+
+
+@dataclass
+class IngestResult:
+    ingest_id: int
+    volume: str
+    driver: str
+    device: str
+    stored: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    bytes: int = 0
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "ingest": self.ingest_id, "volume": self.volume, "driver": self.driver, "device": self.device,
+            "stored": self.stored, "already_present": self.already_present, "failed": self.failed,
+            "skipped": self.skipped, "bytes": self.bytes, "findings": [f.to_json() for f in self.findings],
+            "checkpoint": self.checkpoint,
+        }
+
+
+def _clean_stale_temps(archive: Archive) -> None:
+    """Remove copies left in tmp/ by ingests that died (their pid is gone)."""
+    for p in archive.store.tmp.iterdir():
+        pid = p.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _finding_row(conn: Any, ingest_id: int, segment_id: int | None, f: Finding) -> None:
+    conn.execute(
+        "INSERT INTO findings (ingest_id, segment_id, kind, severity, device_id, path, start_ns, end_ns, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ingest_id, segment_id, f.kind, f.severity, f.device, f.path, f.start, f.end, json.dumps(f.to_json(), ensure_ascii=False)))
+
+
+def _corrected(times: list[int | None], readings: list[tuple[int, int]]) -> list[int | None]:
+    known = [t for t in times if t is not None]
+    if not readings or not known:
+        return times
+    fixed = iter(timeline.correct_times(known, [d for d, _ in readings], [t for _, t in readings]).tolist())
+    return [None if t is None else next(fixed) for t in times]
+
+
+def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None = None,
+           options: Mapping[str, str] | None = None, progress: Callable[[int, int], None] | None = None,
+           now: int | None = None) -> IngestResult:
+    """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file."""
+    opts = dict(options or {})
+    if archive.policy.device_time_zone:
+        opts.setdefault("tz", archive.policy.device_time_zone)
+    opts.setdefault("clock_tolerance", str(archive.policy.clock_tolerance_seconds))
+    reading = read_volume(volume, driver, opts)
+    files, _, skipped = scan_volume(Path(volume))
+    device = reading.identity.device_id
+    started = time.time_ns() if now is None else now
+    _clean_stale_temps(archive)
+    algorithms = archive.policy.algorithms
+    with archive.transaction() as conn:
+        ident = reading.identity
+        conn.execute("INSERT INTO devices (device_id, kind, vendor, model, serial, officer_id, officer_name, unit_id, unit_name, updated_ns) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
+                     "vendor=COALESCE(excluded.vendor, vendor), model=COALESCE(excluded.model, model), serial=COALESCE(excluded.serial, serial), "
+                     "officer_id=COALESCE(excluded.officer_id, officer_id), officer_name=COALESCE(excluded.officer_name, officer_name), "
+                     "unit_id=COALESCE(excluded.unit_id, unit_id), unit_name=COALESCE(excluded.unit_name, unit_name), updated_ns=excluded.updated_ns",
+                     (ident.device_id, ident.kind, ident.vendor, ident.model, ident.serial, ident.officer_id,
+                      ident.officer_name, ident.unit_id, ident.unit_name, started))
+        ingest_id = conn.execute("INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
+                                 (os.fspath(Path(volume).resolve()), reading.driver, device, started)).lastrowid
+        for c in reading.clock_readings:
+            conn.execute("INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) VALUES (?, ?, ?, ?, ?)",
+                         (device, c.device_time, c.trusted_time, c.source, ingest_id))
+        readings = [(int(d), int(t)) for d, t in conn.execute(
+            "SELECT device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' ORDER BY device_ns", (device,))]
+    assert ingest_id is not None
+    result = IngestResult(ingest_id, os.fspath(volume), reading.driver, device, skipped=skipped)
+    segments = {s.path: s for s in reading.segments}
+    total = sum(f.size for f in files)
+    done = 0
+    for f in files:
+        seg = segments.get(f.path)
+        outcome = _ingest_file(archive, ingest_id, device, f.path, f.name, seg, readings, algorithms, started)
+        if outcome == "stored":
+            result.stored.append(f.name)
+            result.bytes += f.size
+        elif outcome == "present":
+            result.already_present.append(f.name)
+        else:
+            result.failed.append(f.name)
+            result.findings.append(Finding("ingest_failed", outcome, device, f.path))
+        done += f.size
+        if progress is not None:
+            progress(done, total)
+    result.findings += reading.findings
+    result.findings += timeline_findings([reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS))
+    result.findings += _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device)
+    with archive.transaction() as conn:
+        seg_ids = {p: i for p, i in conn.execute(
+            "SELECT original_name, id FROM segments WHERE ingest_id = ?", (ingest_id,))}
+        for finding in result.findings:
+            name = os.path.relpath(finding.path, volume) if finding.path else None
+            _finding_row(conn, ingest_id, seg_ids.get(name), finding)
+        conn.execute("UPDATE ingests SET finished_ns = ?, result = ? WHERE id = ?",
+                     (time.time_ns(), json.dumps({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id))
+    crashpoint("before_checkpoint")
+    result.checkpoint = archive.checkpoint().to_json()
+    return result
+
+
+def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadline_hours: float, ingest_ns: int,
+          device: str) -> list[Finding]:
+    """Art. 16: footage must be handed in within the deadline after it ends."""
+    ends = _corrected([s.end for s in segments], readings)
+    deadline = round(deadline_hours * 3600 * NS)
+    return [
+        Finding("late_ingest", f"ingested {(ingest_ns - end) / 3600 / NS:.1f} h after the recording ended "
+                f"(deadline {deadline_hours:g} h)", device, s.path, end, ingest_ns,
+                evidence={"deadline_hours": deadline_hours, "recording_end": rfc3339(end)})
+        for s, end in zip(segments, ends)
+        if end is not None and ingest_ns - end > deadline
+    ]
+
+
+def _ingest_file(archive: Archive, ingest_id: int, device: str, path: str, name: str, seg: VolumeSegment | None,
+                 readings: list[tuple[int, int]], algorithms: tuple[str, ...], now: int) -> str:
+    """One file: 'stored', 'present', or the reason it failed."""
+    conn = archive.conn
+    known = conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND size = ?",
+                         (device, name, os.stat(path).st_size)).fetchall()
+    if known:
+        # Seen before: hash the source (a read, no copy) to tell "the same file" from "a new file, same name".
+        (r,) = hash_files([path], ("sha256",))
+        if r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]):
+            return "present"
+    temp = archive.store.new_temp(os.path.basename(name)[-40:])
+    crashpoint("copy")
+    try:
+        size, raw = archive.store_copy(path, temp, algorithms)
+    except CustodesError as e:
+        temp.unlink(missing_ok=True)
+        return f"could not copy: {e}"
+    digests = {a: d.hex() for a, d in zip(algorithms, raw)}
+    crashpoint("after_copy")
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    crashpoint("after_fsync")
+    (back,) = hash_files([temp], algorithms)
+    if not back.ok or back.digests != digests:
+        temp.unlink(missing_ok=True)
+        return "the copy read back differs from what was read from the volume (storage fault?)"
+    crashpoint("after_readback")
+    sha = digests["sha256"]
+    archive.store.put(temp, sha)
+    crashpoint("after_link")
+    start, end = (seg.start, seg.end) if seg else (None, None)
+    c_start, c_end = _corrected([start, end], readings)
+    container = None
+    if seg is not None and seg.media is not None:
+        m = seg.media
+        container = json.dumps({"creation_time": rfc3339(m.creation_time), "duration_ns": None if m.duration is None else round(m.duration * NS),
+                                "complete": m.complete, "missing_bytes": m.missing_bytes,
+                                "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks]})
+    with archive.transaction() as tx:
+        tx.execute("INSERT OR IGNORE INTO objects (sha256, size, digests, stored_ns) VALUES (?, ?, ?, ?)",
+                   (sha, size, json.dumps(digests, sort_keys=True), now))
+        exists = tx.execute("SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND sha256 = ?",
+                            (device, name, sha)).fetchone()
+        if exists:
+            return "present"
+        seq = tx.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger").fetchone()[0]
+        cur = tx.execute(
+            "INSERT INTO segments (device_id, original_name, kind, sha256, size, start_ns, end_ns, start_source, "
+            "corrected_start_ns, corrected_end_ns, sequence, important, recording, chapter, officer_id, container, "
+            "ingest_id, ingested_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, name, seg.kind if seg else "file", sha, size, start, end, seg.start_source if seg else None,
+             c_start, c_end, seg.sequence if seg and seg.sequence >= 0 else None, int(bool(seg and seg.important)),
+             seg.recording if seg else None, seg.chapter if seg else None,
+             (seg.extra.get("officer") if seg else None), container, ingest_id, now, seq))
+        entry = {
+            "type": "ingest", "segment": cur.lastrowid, "device": device, "name": name, "size": size,
+            "digests": digests, "kind": seg.kind if seg else "file", "start": start, "end": end,
+            "corrected_start": c_start, "corrected_end": c_end, "important": bool(seg and seg.important),
+            "ingest": ingest_id, "time": now,
+        }
+        index = ledger.append(tx, entry)
+        assert index == seq
+        crashpoint("in_transaction")
+    crashpoint("after_commit")
+    return "stored"

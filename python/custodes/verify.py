@@ -1,0 +1,236 @@
+"""Bulk verification: store against catalog against ledger against checkpoints.
+
+- **Ledger**: every entry's leaf hash is recomputed from its bytes; the tree
+  is rebuilt in O(log n) memory and its root at each checkpoint's size must
+  equal the signed root; each checkpoint's signature must verify with the
+  archive's public key; the latest checkpoint must cover the whole ledger.
+- **Catalog**: each segment row must match the ledger entry that recorded it.
+- **Store**: every object the catalog names is re-hashed in parallel by the
+  Rust engine (``missing``, ``truncated``, ``modified``); every file in the
+  store that the catalog does not name is ``unexpected``.
+
+Memory stays flat: objects are hashed in batches, and the store and the
+catalog are walked side by side in digest order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custodes import merkle
+from custodes.archive import Archive
+from custodes.errors import CustodesError
+from custodes.hashing import hash_files
+from custodes.ledger import LedgerError, parse_checkpoint
+
+__all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
+
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class VerifyFinding:
+    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch
+    message: str
+    segment: int | None = None
+    object: str | None = None
+    ledger_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "segment": self.segment, "object": self.object,
+                "ledger_index": self.ledger_index}
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    bytes: int = 0
+    findings: list[VerifyFinding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
+                "findings": [f.to_json() for f in self.findings]}
+
+
+def verify(archive: Archive, *, workers: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    result = VerifyResult()
+    _verify_ledger(archive, result)
+    _verify_catalog_against_ledger(archive, result)
+    _verify_store(archive, result, workers, progress)
+    return result
+
+
+def verify_ledger_only(archive: Archive) -> VerifyResult:
+    """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
+    result = VerifyResult()
+    _verify_ledger(archive, result)
+    _verify_catalog_against_ledger(archive, result)
+    return result
+
+
+def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
+    conn = archive.conn
+    checkpoints: list[tuple[int, bytes, str]] = []
+    for size, root, note in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
+        try:
+            cp = parse_checkpoint(note, archive.verifier_key)
+        except LedgerError as e:
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint at size {size}: {e}"))
+            continue
+        if cp.size != size or cp.root != bytes(root):
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note"))
+        checkpoints.append((cp.size, cp.root, note))
+    for path in sorted((archive.root / "ledger" / "checkpoints").iterdir(), key=lambda p: p.name):
+        try:
+            cp = parse_checkpoint(path.read_text(encoding="utf-8"), archive.verifier_key)
+        except (LedgerError, OSError, UnicodeDecodeError) as e:
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
+            continue
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints}:
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog"))
+            checkpoints.append((cp.size, cp.root, cp.note))
+    latest_file = archive.root / "ledger" / "checkpoint"
+    try:
+        latest = parse_checkpoint(latest_file.read_text(encoding="utf-8"), archive.verifier_key)
+    except (LedgerError, OSError) as e:
+        result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
+        latest = None
+    checkpoints.sort()
+    wanted = {s: r for s, r, _ in checkpoints}
+    acc = merkle.Accumulator()
+    expected_index = 0
+    if 0 in wanted and acc.root() != wanted[0]:
+        result.findings.append(VerifyFinding("checkpoint_mismatch", "the empty-tree checkpoint has a wrong root"))
+    for index, entry, leaf in conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq"):
+        if index != expected_index:
+            result.findings.append(VerifyFinding("ledger_mismatch", f"ledger entries {expected_index}..{index - 1} are gone",
+                                                 ledger_index=expected_index))
+            expected_index = index
+        recomputed = merkle.leaf_hash(bytes(entry))
+        if recomputed != bytes(leaf):
+            result.findings.append(VerifyFinding("ledger_mismatch", f"ledger entry {index} does not match its leaf hash (edited)",
+                                                 ledger_index=index))
+        acc.extend(recomputed)
+        expected_index += 1
+        if acc.size in wanted and acc.root() != wanted[acc.size]:
+            result.findings.append(VerifyFinding(
+                "checkpoint_mismatch", f"the ledger's first {acc.size} entries no longer have the signed root "
+                "(an entry was edited, removed, inserted or reordered)", ledger_index=acc.size - 1))
+    size = acc.size
+    beyond = [s for s in wanted if s > size]
+    if beyond:
+        result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoints sign {max(beyond)} entries; the ledger has {size} (entries removed)"))
+    top = max(wanted, default=0)
+    if latest is not None and (latest.size != top):
+        result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
+                                             f"but a checkpoint of size {top} exists (rolled back)"))
+    if size > top:
+        result.findings.append(VerifyFinding("checkpoint_mismatch", f"{size - top} ledger entries are not covered by any signed "
+                                             "checkpoint (rolled back, or an ingest was interrupted: run `custodes ledger checkpoint`)"))
+
+
+def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
+    conn = archive.conn
+    rows = conn.execute("SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, l.entry "
+                        "FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id")
+    for seg_id, device, name, sha, size, seq, entry in rows:
+        if entry is None:
+            result.findings.append(VerifyFinding("ledger_mismatch", f"segment {seg_id} ({name}) has no ledger entry",
+                                                 segment=seg_id, object=sha, ledger_index=seq))
+            continue
+        try:
+            e = json.loads(bytes(entry))
+        except ValueError:
+            e = {}
+        recorded = (e.get("segment"), e.get("device"), e.get("name"), (e.get("digests") or {}).get("sha256"), e.get("size"))
+        if recorded != (seg_id, device, name, sha, size):
+            result.findings.append(VerifyFinding("ledger_mismatch", f"catalog row of segment {seg_id} ({name}) differs from "
+                                                 f"what the ledger recorded at ingest", segment=seg_id, object=sha, ledger_index=seq))
+
+
+def _store_digests(archive: Archive) -> Iterator[tuple[str, Path]]:
+    """(name, path) of every file under objects/, in digest order."""
+    def walk(folder: Path) -> Iterator[tuple[str, Path]]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                yield from walk(Path(e.path))
+            else:
+                yield e.name, Path(e.path)
+    yield from walk(archive.store.objects)
+
+
+def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
+                  progress: Callable[[int, int], None] | None) -> None:
+    conn = archive.conn
+    total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
+    segment_of = lambda sha: conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)).fetchone()  # noqa: E731
+    on_disk = _store_digests(archive)
+    current = next(on_disk, None)
+    batch: list[tuple[str, int, dict[str, str], Path]] = []
+    verified: list[str] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        if not batch:
+            return
+        hashed = hash_files([p for *_, p in batch], archive.policy.algorithms, threads=workers)
+        for (sha, size, digests, path), r in zip(batch, hashed):
+            seg = segment_of(sha)
+            seg_id = seg[0] if seg else None
+            result.checked += 1
+            if r.error is not None:
+                kind = "missing" if isinstance(r.error, FileNotFoundError) else "modified"
+                result.findings.append(VerifyFinding(kind, str(r.error), seg_id, sha))
+                continue
+            result.bytes += r.size or 0
+            if r.size is not None and r.size < size:
+                result.findings.append(VerifyFinding("truncated", f"object is {r.size} bytes, {size - r.size} short of {size}", seg_id, sha))
+            elif r.size != size:
+                result.findings.append(VerifyFinding("modified", f"object is {r.size} bytes, expected {size} (extended or replaced)", seg_id, sha))
+            elif any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
+                result.findings.append(VerifyFinding("modified", "object content differs from its digest", seg_id, sha))
+            else:
+                verified.append(sha)
+            done += size
+        if progress is not None:
+            progress(done, total)
+        batch.clear()
+
+    for sha, size, digests_json in conn.execute("SELECT sha256, size, digests FROM objects ORDER BY sha256"):
+        while current is not None and current[0] < sha:
+            result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
+                                                 f"{current[1].relative_to(archive.root)}", object=current[0]))
+            current = next(on_disk, None)
+        path = archive.store.path_for(sha)
+        if current is not None and current[0] == sha:
+            if current[1] != path:
+                result.findings.append(VerifyFinding("unexpected", f"{current[1].relative_to(archive.root)} is not where object {sha} belongs",
+                                                     object=sha))
+            current = next(on_disk, None)
+        batch.append((sha, size, json.loads(digests_json), path))
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    while current is not None:
+        result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
+                                             f"{current[1].relative_to(archive.root)}", object=current[0]))
+        current = next(on_disk, None)
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        tx.executemany("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, s) for s in verified])
