@@ -123,7 +123,7 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, volume TEXT NOT NULL, driver TEXT NOT NULL, device_id TEXT NOT NULL,
         started_ns INTEGER NOT NULL, finished_ns INTEGER, result TEXT);
     CREATE TABLE objects (
-        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL,
+        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL, head_sha256 TEXT NOT NULL,
         stored_ns INTEGER NOT NULL, last_verified_ns INTEGER);
     CREATE TABLE segments (
         id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, original_name TEXT NOT NULL, kind TEXT NOT NULL,

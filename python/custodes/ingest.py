@@ -16,6 +16,7 @@ already present and not copied again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -179,6 +180,16 @@ def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadli
     ]
 
 
+HEAD_BYTES = 4096
+
+
+def head_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's first 4 KiB: lets verify tell a truncated object
+    (same head, shorter) from a replaced one."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+
+
 def _ingest_file(archive: Archive, ingest_id: int, device: str, path: str, name: str, seg: VolumeSegment | None,
                  readings: list[tuple[int, int]], algorithms: tuple[str, ...], now: int) -> str:
     """One file: 'stored', 'present', or the reason it failed."""
@@ -211,6 +222,7 @@ def _ingest_file(archive: Archive, ingest_id: int, device: str, path: str, name:
         return "the copy read back differs from what was read from the volume (storage fault?)"
     crashpoint("after_readback")
     sha = digests["sha256"]
+    head = head_digest(temp)
     archive.store.put(temp, sha)
     crashpoint("after_link")
     start, end = (seg.start, seg.end) if seg else (None, None)
@@ -222,8 +234,8 @@ def _ingest_file(archive: Archive, ingest_id: int, device: str, path: str, name:
                                 "complete": m.complete, "missing_bytes": m.missing_bytes,
                                 "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks]})
     with archive.transaction() as tx:
-        tx.execute("INSERT OR IGNORE INTO objects (sha256, size, digests, stored_ns) VALUES (?, ?, ?, ?)",
-                   (sha, size, json.dumps(digests, sort_keys=True), now))
+        tx.execute("INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
+                   (sha, size, json.dumps(digests, sort_keys=True), head, now))
         exists = tx.execute("SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND sha256 = ?",
                             (device, name, sha)).fetchone()
         if exists:

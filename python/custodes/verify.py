@@ -27,6 +27,7 @@ from custodes import merkle
 from custodes.archive import Archive
 from custodes.errors import CustodesError
 from custodes.hashing import hash_files
+from custodes.ingest import HEAD_BYTES, head_digest
 from custodes.ledger import LedgerError, parse_checkpoint
 
 __all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
@@ -181,7 +182,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
     segment_of = lambda sha: conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)).fetchone()  # noqa: E731
     on_disk = _store_digests(archive)
     current = next(on_disk, None)
-    batch: list[tuple[str, int, dict[str, str], Path]] = []
+    batch: list[tuple[str, int, dict[str, str], str, Path]] = []
     verified: list[str] = []
     done = 0
 
@@ -190,7 +191,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
         if not batch:
             return
         hashed = hash_files([p for *_, p in batch], archive.policy.algorithms, threads=workers)
-        for (sha, size, digests, path), r in zip(batch, hashed):
+        for (sha, size, digests, head, path), r in zip(batch, hashed):
             seg = segment_of(sha)
             seg_id = seg[0] if seg else None
             result.checked += 1
@@ -200,7 +201,12 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
                 continue
             result.bytes += r.size or 0
             if r.size is not None and r.size < size:
-                result.findings.append(VerifyFinding("truncated", f"object is {r.size} bytes, {size - r.size} short of {size}", seg_id, sha))
+                if r.size >= HEAD_BYTES and head_digest(path) == head:
+                    result.findings.append(VerifyFinding("truncated", f"object is {r.size} bytes, {size - r.size} short of {size}",
+                                                         seg_id, sha))
+                else:
+                    result.findings.append(VerifyFinding("modified", f"object is {r.size} bytes instead of {size} and its "
+                                                         "first bytes differ (replaced)", seg_id, sha))
             elif r.size != size:
                 result.findings.append(VerifyFinding("modified", f"object is {r.size} bytes, expected {size} (extended or replaced)", seg_id, sha))
             elif any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
@@ -212,7 +218,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
             progress(done, total)
         batch.clear()
 
-    for sha, size, digests_json in conn.execute("SELECT sha256, size, digests FROM objects ORDER BY sha256"):
+    for sha, size, digests_json, head in conn.execute("SELECT sha256, size, digests, head_sha256 FROM objects ORDER BY sha256"):
         while current is not None and current[0] < sha:
             result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
                                                  f"{current[1].relative_to(archive.root)}", object=current[0]))
@@ -223,7 +229,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
                 result.findings.append(VerifyFinding("unexpected", f"{current[1].relative_to(archive.root)} is not where object {sha} belongs",
                                                      object=sha))
             current = next(on_disk, None)
-        batch.append((sha, size, json.loads(digests_json), path))
+        batch.append((sha, size, json.loads(digests_json), head, path))
         if len(batch) >= BATCH:
             flush()
     flush()

@@ -1,0 +1,274 @@
+"""The archive end to end: ingest real and ffmpeg-made volumes, verify, and the tamper matrix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import FOOTAGE, run_cli
+from custodes.archive import init_archive, open_archive
+from custodes.ingest import ingest
+from custodes.verify import verify
+from footage import T0, make_clip
+
+
+def tree_digest(root: Path) -> dict[str, tuple[int, str]]:
+    import hashlib
+    return {str(p.relative_to(root)): (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def archive(tmp_path: Path):
+    a = init_archive(tmp_path / "archive")
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Path:
+    vol = tmp_path / "BWC0001"
+    for i, name in enumerate(["a.mp4", "b.mov", "c.mp4"]):
+        src = [FOOTAGE / "encoders" / "androidx-sample.mp4", FOOTAGE / "phones" / "bt601.mov",
+               FOOTAGE / "gopro" / "karma.mp4"][i]
+        (vol / "DCIM").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, vol / "DCIM" / name)
+    return vol
+
+
+def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
+    vol = tmp_path / "footage"
+    shutil.copytree(FOOTAGE, vol)
+    before = tree_digest(vol)
+    r = ingest(archive, vol)
+    assert len(r.stored) == 17 and not r.failed
+    assert tree_digest(vol) == before  # the volume is untouched
+    stored = list(archive.store.list())
+    import hashlib
+    assert len(stored) == len({hashlib.sha256(p.read_bytes()).digest() for p in vol.rglob("*") if p.is_file()})
+    for obj in stored:
+        assert stat.S_IMODE(obj.path.stat().st_mode) & 0o222 == 0  # read-only
+        out = subprocess.run(["sha256sum", str(obj.path)], capture_output=True, text=True).stdout.split()[0]
+        assert out == obj.digest  # content-addressed, by an independent tool
+    v = verify(archive)
+    assert v.ok and v.checked == len(stored) and v.bytes == sum(o.size for o in stored)
+    again = ingest(archive, vol)
+    assert again.stored == [] and len(again.already_present) == 17
+    assert verify(archive).ok
+
+
+def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> None:
+    vol = tmp_path / "REC"
+    (vol / "GAT947_ID.TXT").parent.mkdir(parents=True)
+    (vol / "GAT947_ID.TXT").write_text("product_serial=A123456\nofficer_number=001234\n")
+    from datetime import timezone
+    bj = timezone(timedelta(hours=8))
+    for i, seq in enumerate((1, 2, 4)):
+        t = T0 + timedelta(seconds=2 * i)
+        make_clip(vol / f"001234_A123456_{t.astimezone(bj):%Y%m%d%H%M%S}_{seq:04d}.MP4", t)
+    (vol / "DOCKCLOCK.TXT").write_text("device_time=2024-03-01 18:00:10\nstation_time=2024-03-01T10:00:00Z\n")
+    r = ingest(archive, vol, now=int((T0 + timedelta(hours=30)).timestamp()) * 10**9)
+    kinds = sorted(f.kind for f in r.findings)
+    assert kinds == ["late_ingest", "late_ingest", "late_ingest", "sequence_break"]
+    rows = archive.conn.execute("SELECT original_name, start_ns, corrected_start_ns, sequence, officer_id FROM segments "
+                                "WHERE kind = 'video' ORDER BY sequence").fetchall()
+    t0 = int(T0.timestamp()) * 10**9
+    assert [(r[1] - t0, r[2] - t0, r[3], r[4]) for r in rows] == [
+        (0, -10 * 10**9, 1, "001234"), (2 * 10**9, -8 * 10**9, 2, "001234"), (4 * 10**9, -6 * 10**9, 4, "001234")]
+    device = archive.conn.execute("SELECT officer_id, serial FROM devices").fetchone()
+    assert device == ("001234", "A123456")
+    stored_findings = archive.conn.execute("SELECT kind FROM findings ORDER BY kind").fetchall()
+    assert [k for (k,) in stored_findings] == kinds
+    assert verify(archive).ok
+
+
+def test_cli_init_ingest_verify(tmp_path: Path, volume: Path) -> None:
+    arch = tmp_path / "cli-archive"
+    assert run_cli("init", arch).returncode == 0
+    assert run_cli("init", arch).returncode == 2  # never over an existing archive
+    out = run_cli("ingest", volume, "--archive", arch, "--json")
+    report = json.loads(out.stdout)
+    assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
+    v = run_cli("verify", arch, "--json", "--workers", "2")
+    assert v.returncode == 0
+    assert json.loads(v.stdout) == {"ok": True, "checked": 3, "bytes": sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()),
+                                    "findings": []}
+    assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
+    assert run_cli("ledger", "verify", arch).returncode == 0
+
+
+def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> None:
+    arch = tmp_path / "shared"
+    init_archive(arch).close()
+    other = tmp_path / "BWC0002"
+    shutil.copytree(volume, other)
+    procs = [subprocess.Popen([sys.executable, "-m", "custodes", "ingest", str(v), "--archive", str(arch), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for v in (volume, other, volume)]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert len(outs[1]["stored"]) == 3
+    # The volume given twice: each file stored by exactly one of the two runs, reported present by the other.
+    first, third = outs[0], outs[2]
+    assert sorted(first["stored"] + third["stored"]) == sorted(f"DCIM/{n}" for n in ("a.mp4", "b.mov", "c.mp4"))
+    assert sorted(first["stored"] + first["already_present"]) == sorted(third["stored"] + third["already_present"])
+    with open_archive(arch) as a:
+        assert a.conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 6
+        assert a.conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 3  # same content, stored once
+        assert verify(a).ok
+
+
+# ---- the tamper matrix ---------------------------------------------------------------
+
+def _object(a, n=0) -> Path:
+    return sorted(o.path for o in a.store.list())[n]
+
+
+def _writable(p: Path) -> None:
+    p.chmod(0o644)
+
+
+def flip(where: str):
+    def tamper(a, tmp: Path) -> None:
+        p = _object(a)
+        _writable(p)
+        data = bytearray(p.read_bytes())
+        i = {"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]
+        data[i] ^= 0x01
+        p.write_bytes(bytes(data))
+    return tamper
+
+
+def truncate(a, tmp):
+    p = _object(a)
+    _writable(p)
+    os.truncate(p, p.stat().st_size - 100)
+
+
+def extend(a, tmp):
+    p = _object(a)
+    _writable(p)
+    with open(p, "ab") as f:
+        f.write(b"appended")
+
+
+def delete(a, tmp):
+    p = _object(a)
+    p.unlink()
+
+
+def replace_with_other(a, tmp):
+    p = _object(a)
+    _writable(p)
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", p)
+
+
+def stray(a, tmp):
+    p = a.store.objects / "ab" / "cd" / ("ab" + "cd" + "0" * 60)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"planted")
+
+
+def _catalog_edit(a, tmp):
+    import hashlib
+    p = _object(a)
+    old = p.name
+    data = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
+    new = hashlib.sha256(data).hexdigest()
+    from custodes import _core
+    b3 = _core.hash_bytes(["blake3"], data)[0].hex()
+    target = a.store.path_for(new)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    _writable(p)
+    p.unlink()
+    a.conn.execute("PRAGMA foreign_keys=OFF")  # the attacker edits the database file directly
+    with a.transaction() as c:
+        c.execute("UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
+                  (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old))
+        c.execute("UPDATE segments SET sha256 = ?, size = ? WHERE sha256 = ?", (new, len(data), old))
+
+
+def _ledger_edit(a, tmp):
+    with a.transaction() as c:
+        entry = json.loads(c.execute("SELECT entry FROM ledger WHERE seq = 1").fetchone()[0])
+        entry["name"] = "innocent.mp4"
+        data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        from custodes import merkle
+        c.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = 1", (data, merkle.leaf_hash(data)))
+
+
+def _ledger_delete(a, tmp):
+    with a.transaction() as c:
+        c.execute("DELETE FROM ledger WHERE seq = 1")
+
+
+def _ledger_reorder(a, tmp):
+    with a.transaction() as c:
+        rows = c.execute("SELECT seq, entry, leaf FROM ledger WHERE seq IN (0, 1)").fetchall()
+        c.execute("DELETE FROM ledger WHERE seq IN (0, 1)")
+        c.execute("INSERT INTO ledger VALUES (0, ?, ?)", (rows[1][1], rows[1][2]))
+        c.execute("INSERT INTO ledger VALUES (1, ?, ?)", (rows[0][1], rows[0][2]))
+
+
+def _checkpoint_rollback(a, tmp):
+    older = sorted((a.root / "ledger" / "checkpoints").iterdir(), key=lambda p: int(p.name))[0]
+    (a.root / "ledger" / "checkpoint").write_text(older.read_text())
+
+
+def _checkpoint_and_ledger_rollback(a, tmp):
+    """Drop the last entry and every newer checkpoint: the catalog row still points at the entry."""
+    with a.transaction() as c:
+        c.execute("DELETE FROM ledger WHERE seq = 2")
+        c.execute("DELETE FROM checkpoints WHERE size = 3")
+    (a.root / "ledger" / "checkpoints" / "3").unlink()
+    _checkpoint_rollback(a, tmp)
+
+
+TAMPERS = {
+    "bit_flip_start": (flip("start"), "modified"),
+    "bit_flip_middle": (flip("middle"), "modified"),
+    "bit_flip_end": (flip("end"), "modified"),
+    "truncated": (truncate, "truncated"),
+    "extended": (extend, "modified"),
+    "deleted": (delete, "missing"),
+    "replaced": (replace_with_other, "modified"),
+    "stray_file": (stray, "unexpected"),
+    "catalog_row_edited_to_match": (_catalog_edit, "ledger_mismatch"),
+    "ledger_entry_edited": (_ledger_edit, "checkpoint_mismatch"),
+    "ledger_entry_deleted": (_ledger_delete, "ledger_mismatch"),
+    "ledger_entries_reordered": (_ledger_reorder, "checkpoint_mismatch"),
+    "checkpoint_rolled_back": (_checkpoint_rollback, "checkpoint_mismatch"),
+    "ledger_and_checkpoint_rolled_back": (_checkpoint_and_ledger_rollback, "ledger_mismatch"),
+}
+
+
+@pytest.mark.parametrize("name", TAMPERS)
+def test_tamper_matrix(tmp_path: Path, volume: Path, name: str) -> None:
+    arch = tmp_path / "archive"
+    a = init_archive(arch)
+    for i, f in enumerate(sorted((volume / "DCIM").iterdir())):  # one ingest per file: several checkpoints
+        single = tmp_path / f"vol{i}" / "BWC0001"
+        single.mkdir(parents=True)
+        shutil.copy(f, single / f.name)
+        ingest(a, single)
+    clean = verify(a)
+    assert clean.ok and clean.findings == [] and clean.checked == 3
+    tamper, kind = TAMPERS[name]
+    tamper(a, tmp_path)
+    a.close()
+    out = run_cli("verify", arch, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and report["ok"] is False
+    kinds = {f["kind"] for f in report["findings"]}
+    assert kind in kinds, report["findings"]
+    if kind in ("modified", "truncated", "missing"):
+        f = next(f for f in report["findings"] if f["kind"] == kind)
+        assert f["segment"] is not None and f["object"]
