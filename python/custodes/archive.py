@@ -50,6 +50,7 @@ class Policy:
     archive_id: str
     origin: str
     ingest_deadline_hours: float = 24.0
+    readback: str = "storage"  # "storage": drop cached pages and read the copy from the disk; "cache": trust the page cache
     retention_days: int = 730
     gap_tolerance_seconds: float = 1.0
     clock_tolerance_seconds: float = 2.0
@@ -72,12 +73,19 @@ class Policy:
             raise ArchiveError(f"{path}: hashing.algorithms must start with sha256 (objects are addressed by it)")
         return cls(
             archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
-            ingest_deadline_hours=float(i.get("deadline_hours", 24)), retention_days=int(r.get("minimum_days", 730)),
+            ingest_deadline_hours=float(i.get("deadline_hours", 24)), readback=_readback(path, i.get("readback", "storage")),
+            retention_days=int(r.get("minimum_days", 730)),
             gap_tolerance_seconds=float(t.get("gap_tolerance_seconds", 1.0)),
             clock_tolerance_seconds=float(t.get("clock_tolerance_seconds", 2.0)),
             algorithms=algorithms, device_time_zone=d.get("time_zone"),
             signing_key=k.get("signing_key", "private/checkpoint.key"), storage=s.get("backend", "local"), extra=data,
         )
+
+
+def _readback(path: Path, value: str) -> str:
+    if value not in ("storage", "cache"):
+        raise ArchiveError(f"{path}: ingest.readback must be \"storage\" or \"cache\", not {value!r}")
+    return value
 
 
 def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str) -> str:
@@ -91,6 +99,7 @@ origin = "custodes.local/{archive_id}"      # names this archive's checkpoints
 
 [ingest]
 deadline_hours = 24          # Art. 16: footage ingested later than this after it ends is late_ingest
+readback = "storage"         # re-hash each copy as read back from the disk ("cache": from memory, faster, weaker)
 
 [retention]
 minimum_days = 730           # Art. 19: kept at least this long after the recording ends

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +104,9 @@ def _corrected(times: list[int | None], readings: list[tuple[int, int]]) -> list
 
 def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None = None,
            options: Mapping[str, str] | None = None, progress: Callable[[int, int], None] | None = None,
-           now: int | None = None) -> IngestResult:
-    """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file."""
+           now: int | None = None, workers: int | None = None) -> IngestResult:
+    """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
+    ``workers`` files are copied at once (default: one per core, at most 4)."""
     opts = dict(options or {})
     if archive.policy.device_time_zone:
         opts.setdefault("tz", archive.policy.device_time_zone)
@@ -136,20 +138,33 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
     segments = {s.path: s for s in reading.segments}
     total = sum(f.size for f in files)
     done = 0
-    for f in files:
-        seg = segments.get(f.path)
-        outcome = _ingest_file(archive, ingest_id, device, f.path, f.name, seg, readings, algorithms, started)
-        if outcome == "stored":
-            result.stored.append(f.name)
-            result.bytes += f.size
-        elif outcome == "present":
-            result.already_present.append(f.name)
-        else:
-            result.failed.append(f.name)
-            result.findings.append(Finding("ingest_failed", outcome, device, f.path))
-        done += f.size
-        if progress is not None:
-            progress(done, total)
+    # Copies run in parallel (the Rust copy releases the GIL, and one file's
+    # fsync overlaps the next one's copy); the catalog and ledger are written
+    # by this thread alone, in volume order.
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        # Largest first, so a big file does not start last and leave a worker idle at the end.
+        futures = {}
+        for f in sorted(files, key=lambda f: -f.size):
+            if not _already_present(archive, device, f.path, f.name):
+                futures[f.path] = pool.submit(_copy_into_store, archive, f.path, f.name, algorithms)
+        for f in files:
+            future = futures.get(f.path)
+            copied = "present" if future is None else future.result()
+            if isinstance(copied, tuple):
+                outcome = _record(archive, ingest_id, device, f.name, segments.get(f.path), readings, *copied, started)
+            else:
+                outcome = copied
+            if outcome == "stored":
+                result.stored.append(f.name)
+                result.bytes += f.size
+            elif outcome == "present":
+                result.already_present.append(f.name)
+            else:
+                result.failed.append(f.name)
+                result.findings.append(Finding("ingest_failed", outcome, device, f.path))
+            done += f.size
+            if progress is not None:
+                progress(done, total)
     result.findings += reading.findings
     result.findings += timeline_findings([reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS))
     result.findings += _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device)
@@ -190,41 +205,62 @@ def head_digest(path: str | os.PathLike[str]) -> str:
         return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 
-def _ingest_file(archive: Archive, ingest_id: int, device: str, path: str, name: str, seg: VolumeSegment | None,
-                 readings: list[tuple[int, int]], algorithms: tuple[str, ...], now: int) -> str:
-    """One file: 'stored', 'present', or the reason it failed."""
-    conn = archive.conn
-    known = conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND size = ?",
-                         (device, name, os.stat(path).st_size)).fetchall()
-    if known:
-        # Seen before: hash the source (a read, no copy) to tell "the same file" from "a new file, same name".
-        (r,) = hash_files([path], ("sha256",))
-        if r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]):
-            return "present"
+def _already_present(archive: Archive, device: str, path: str, name: str) -> bool:
+    """The same device, name, size and content is in the archive already.
+
+    Only a file seen before is read here (hashed, not copied), to tell "the
+    same file" from "a new file with the same name"."""
+    known = archive.conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND size = ?",
+                                 (device, name, os.stat(path).st_size)).fetchall()
+    if not known:
+        return False
+    (r,) = hash_files([path], ("sha256",))
+    return r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]) is not None
+
+
+#: Computed during every copy, recorded or not, so the read-back can check the copy fast.
+READBACK = "blake3"
+
+
+def _copy_into_store(archive: Archive, path: str, name: str,
+                     algorithms: tuple[str, ...]) -> tuple[int, dict[str, str], str] | str:
+    """Copy, fsync, read back from the disk and compare, link into the store.
+
+    Returns (size, digests, head digest), or the reason it failed."""
     temp = archive.store.new_temp(os.path.basename(name)[-40:])
     crashpoint("copy")
+    computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
     try:
-        size, raw = archive.store_copy(path, temp, algorithms)
+        size, raw = archive.store_copy(path, temp, computed)
     except CustodesError as e:
         temp.unlink(missing_ok=True)
         return f"could not copy: {e}"
-    digests = {a: d.hex() for a, d in zip(algorithms, raw)}
+    digests = {a: d.hex() for a, d in zip(computed, raw)}
     crashpoint("after_copy")
     fd = os.open(temp, os.O_RDONLY)
     try:
         os.fsync(fd)
+        if archive.policy.readback == "storage":
+            # Drop the copy's cached pages so the read-back comes from the storage itself.
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
     crashpoint("after_fsync")
-    (back,) = hash_files([temp], algorithms)
-    if not back.ok or back.digests != digests:
+    (back,) = hash_files([temp], (READBACK,))
+    if not back.ok or back.digests[READBACK] != digests[READBACK]:
         temp.unlink(missing_ok=True)
         return "the copy read back differs from what was read from the volume (storage fault?)"
     crashpoint("after_readback")
-    sha = digests["sha256"]
     head = head_digest(temp)
-    archive.store.put(temp, sha)
+    archive.store.put(temp, digests["sha256"])
     crashpoint("after_link")
+    return size, {a: digests[a] for a in algorithms}, head
+
+
+def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: VolumeSegment | None,
+            readings: list[tuple[int, int]], size: int, digests: dict[str, str], head: str, now: int) -> str:
+    """Catalog row and ledger entry for one stored file, in one transaction: 'stored' or 'present'."""
+    sha = digests["sha256"]
     start, end = (seg.start, seg.end) if seg else (None, None)
     c_start, c_end = _corrected([start, end], readings)
     container = None

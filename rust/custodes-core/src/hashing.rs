@@ -177,22 +177,31 @@ impl MultiHasher {
         MultiHasher { states }
     }
 
-    /// Feed one chunk to every digest. Work that can be split is offered to
-    /// rayon: several digests run side by side, and BLAKE3 hashes its tree in
-    /// parallel. While every worker has a file of its own this costs nothing
-    /// (nobody steals); at the tail of a batch, idle workers help the last files.
+    /// Feed one chunk to every digest. Inside a rayon pool (batch hashing),
+    /// work that can be split is offered to it: several digests side by side,
+    /// BLAKE3's tree in parallel; while every worker has a file of its own
+    /// nobody steals and this costs nothing, at the tail of a batch idle
+    /// workers help the last files. Outside a pool (a copy on a caller's
+    /// thread) everything stays on this thread: handing each chunk to another
+    /// thread would cost more than it saves.
     fn update(&mut self, bytes: &[u8]) {
+        let in_pool = rayon::current_thread_index().is_some();
         let update_one = |state: &mut State| match state {
             State::Sha256(h) => h.update(bytes),
             State::Blake3(h) => {
-                h.update_rayon(bytes);
+                if in_pool {
+                    h.update_rayon(bytes);
+                } else {
+                    h.update(bytes);
+                }
             }
             State::Sm3(h) => h.update(bytes),
             State::Md5(h) => h.update(bytes),
         };
         match self.states.as_mut_slice() {
             [one] => update_one(one),
-            many => many.par_iter_mut().for_each(update_one),
+            many if in_pool => many.par_iter_mut().for_each(update_one),
+            many => many.iter_mut().for_each(update_one),
         }
     }
 
