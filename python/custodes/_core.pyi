@@ -17,7 +17,15 @@ __all__ = [
     "clock_unset",
     "correct_times",
     "coverage",
+    "copy_and_hash",
     "hash_bytes",
+    "MerkleAccumulator",
+    "merkle_consistency_proof",
+    "merkle_inclusion_proof",
+    "merkle_leaf_hash",
+    "merkle_root",
+    "merkle_verify_consistency",
+    "merkle_verify_inclusion",
     "probe_files",
     "time_mismatch",
 ]
@@ -91,3 +99,22 @@ def correct_times(
     times: npt.NDArray[np.int64], device_readings: npt.NDArray[np.int64], trusted_readings: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
     """Device-clock times corrected linearly between docking clock readings."""
+
+def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str]) -> tuple[int, list[bytes]]:
+    """Copy ``src`` to the new file ``dst`` while hashing it: (size, digests). Not fsynced."""
+
+def merkle_leaf_hash(entry: bytes) -> bytes: ...
+def merkle_root(packed_leaves: bytes) -> bytes: ...
+def merkle_inclusion_proof(packed_leaves: bytes, index: int) -> list[bytes]: ...
+def merkle_consistency_proof(packed_leaves: bytes, size1: int) -> list[bytes]: ...
+def merkle_verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: list[bytes], root: bytes) -> bool: ...
+def merkle_verify_consistency(size1: int, size2: int, proof: list[bytes], root1: bytes, root2: bytes) -> bool: ...
+@final
+class MerkleAccumulator:
+    """The root of a growing RFC 9162 log in O(log n) memory."""
+
+    def __new__(cls) -> MerkleAccumulator: ...
+    def extend(self, packed_leaves: bytes) -> None: ...
+    @property
+    def size(self) -> int: ...
+    def root(self) -> bytes: ...
