@@ -264,17 +264,60 @@ fn file_kind(ft: &std::fs::FileType) -> &'static str {
 }
 
 /// Hash one file, reading it once.
+pub fn hash_file(
+    path: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<FileDigest, HashError> {
+    read_evidence(path, algorithms, chunk_size, progress, |_| Ok(()))
+}
+
+/// Copy `src` to a new file `dst`, hashing the bytes as they pass: the one
+/// read of the evidence feeds both the copy and every digest.
+///
+/// `dst` must not exist (`O_EXCL`): a copy never overwrites. The copy is not
+/// fsynced here; the caller does that, then reads it back to re-hash, so each
+/// step of ingest can be checked (and crashed) on its own.
+pub fn copy_file_hashed(
+    src: &Path,
+    dst: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<FileDigest, HashError> {
+    use std::io::Write;
+    let writing = |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
+    // Created only once the source has opened as a regular file: nothing is left behind for a bad source.
+    let mut out: Option<File> = None;
+    read_evidence(src, algorithms, chunk_size, progress, |chunk| {
+        if out.is_none() {
+            out = Some(std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?);
+        }
+        out.as_mut().expect("just opened").write_all(chunk).map_err(writing)
+    })
+    .and_then(|digest| {
+        if out.is_none() {
+            // An empty source: the copy is an empty file all the same.
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?;
+        }
+        Ok(digest)
+    })
+}
+
+/// Read a file once, front to back, feeding every digest and `sink`.
 ///
 /// The file is opened with `O_NONBLOCK` so that a FIFO planted on a volume
 /// cannot hang the run; the open descriptor is then checked to be a regular
 /// file before anything is read. The size is taken from that descriptor, and a
 /// file that ends early, grows, or whose size differs after reading is an error:
 /// its digest would describe bytes that are not the evidence.
-pub fn hash_file(
+fn read_evidence(
     path: &Path,
     algorithms: &[Algorithm],
     chunk_size: usize,
     progress: &Progress,
+    mut sink: impl FnMut(&[u8]) -> Result<(), HashError>,
 ) -> Result<FileDigest, HashError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -300,62 +343,7 @@ pub fn hash_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         };
-        hasher.update(&buf[..n]);
-        read_total += n as u64;
-        progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
-        if read_total > expected {
-            break;
-        }
-    }
-    let now = reader.metadata()?.len();
-    if read_total != expected || now != expected {
-        return Err(HashError::ChangedWhileReading { expected, read: read_total, now });
-    }
-    Ok(FileDigest { size: expected, digests: hasher.finalize() })
-}
-
-/// Copy `src` to a new file `dst`, hashing the bytes as they pass: the one
-/// read of the evidence feeds both the copy and every digest.
-///
-/// `dst` must not exist (`O_EXCL`): a copy never overwrites. The copy is not
-/// fsynced here; the caller does that, then reads it back to re-hash, so each
-/// step of ingest can be checked (and crashed) on its own. The source is
-/// checked like [`hash_file`] checks it: a regular file that keeps its size.
-pub fn copy_file_hashed(
-    src: &Path,
-    dst: &Path,
-    algorithms: &[Algorithm],
-    chunk_size: usize,
-    progress: &Progress,
-) -> Result<FileDigest, HashError> {
-    use std::io::Write;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(src)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(HashError::NotRegularFile { kind: file_kind(&meta.file_type()) });
-    }
-    advise_sequential(&file);
-    let expected = meta.len();
-    let writing = |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
-    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?;
-    let mut reader = file;
-    let mut hasher = MultiHasher::new(algorithms);
-    let mut buf = vec![0u8; chunk_size.max(4096)];
-    let mut read_total: u64 = 0;
-    loop {
-        if progress.is_cancelled() {
-            return Err(HashError::Cancelled);
-        }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        out.write_all(&buf[..n]).map_err(writing)?;
+        sink(&buf[..n])?;
         hasher.update(&buf[..n]);
         read_total += n as u64;
         progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
@@ -582,6 +570,30 @@ mod tests {
             hash_file(&fifo, &[Algorithm::Sha256], 4096, &progress),
             Err(HashError::NotRegularFile { kind: "named pipe (FIFO)" })
         ));
+    }
+
+    #[test]
+    fn copy_hashes_what_it_writes_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let data: Vec<u8> = (0..2_500_000u32).map(|i| (i * 31 % 256) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let dst = dir.path().join("dst");
+        let p = Progress::default();
+        let got = copy_file_hashed(&src, &dst, &[Algorithm::Sha256, Algorithm::Blake3], 1 << 20, &p).unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        assert_eq!(got.digests, hash_bytes(&[Algorithm::Sha256, Algorithm::Blake3], &data));
+        let again = copy_file_hashed(&src, &dst, &[Algorithm::Sha256], 1 << 20, &p);
+        assert!(matches!(again, Err(HashError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists));
+        assert_eq!(std::fs::read(&dst).unwrap(), data, "the existing copy is untouched");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let empty_copy = dir.path().join("empty-copy");
+        assert_eq!(copy_file_hashed(&empty, &empty_copy, &[Algorithm::Md5], 4096, &p).unwrap().size, 0);
+        assert!(empty_copy.exists());
+        let bad_dst = dir.path().join("from-a-folder");
+        assert!(matches!(copy_file_hashed(dir.path(), &bad_dst, &[Algorithm::Md5], 4096, &p), Err(HashError::NotRegularFile { .. })));
+        assert!(!bad_dst.exists(), "nothing is created for a source that cannot be read");
     }
 
     #[test]
