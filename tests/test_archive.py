@@ -272,3 +272,48 @@ def test_tamper_matrix(tmp_path: Path, volume: Path, name: str) -> None:
     if kind in ("modified", "truncated", "missing"):
         f = next(f for f in report["findings"] if f["kind"] == kind)
         assert f["segment"] is not None and f["object"]
+
+
+def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path) -> None:
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    (volume / "DCIM" / "b.mov").chmod(0)
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    out = subprocess.run([*prefix, sys.executable, "-m", "custodes", "ingest", str(volume), "--archive", str(arch), "--json"],
+                         capture_output=True)
+    report = json.loads(out.stdout)
+    assert out.returncode == 1
+    assert report["failed"] == ["DCIM/b.mov"] and sorted(report["stored"]) == ["DCIM/a.mp4", "DCIM/c.mp4"]
+    failed = next(f for f in report["findings"] if f["kind"] == "ingest_failed")
+    assert "permission denied" in failed["message"]
+    (volume / "DCIM" / "b.mov").chmod(0o644)
+    again = json.loads(run_cli("ingest", volume, "--archive", arch, "--json").stdout)
+    assert again["stored"] == ["DCIM/b.mov"] and len(again["already_present"]) == 2
+    with open_archive(arch) as a:
+        assert verify(a).ok
+
+
+def test_missing_catalog_or_checkpoints_are_reported(tmp_path: Path, volume: Path) -> None:
+    arch = tmp_path / "archive"
+    with init_archive(arch) as a:
+        ingest(a, volume)
+    shutil.rmtree(arch / "ledger" / "checkpoints")
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 1
+    assert "ledger/checkpoints/ is gone" in out.stdout.decode()
+    for f in arch.glob("catalog.sqlite*"):
+        f.unlink()
+    gone = run_cli("verify", arch)
+    assert gone.returncode == 2 and b"catalog (catalog.sqlite) is missing" in gone.stderr
+    assert not (arch / "catalog.sqlite").exists()  # not silently re-created empty
+
+
+def test_broken_policy_is_a_clear_error(tmp_path: Path) -> None:
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    policy = arch / "custodes.toml"
+    policy.write_text(policy.read_text().replace("[archive]\nid =", "[archive]\nname ="))
+    out = run_cli("verify", arch)
+    assert out.returncode == 2 and b"policy value missing" in out.stderr
+    policy.write_text("this is = = not toml")
+    assert b"cannot read the policy" in run_cli("verify", arch).stderr

@@ -66,6 +66,13 @@ class Policy:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ArchiveError(f"{path}: cannot read the policy: {e}") from e
+        try:
+            return cls._from(path, data)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise ArchiveError(f"{path}: policy value missing or of the wrong type: {e}") from e
+
+    @classmethod
+    def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in
                                   ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"))
         algorithms = tuple(h.get("algorithms", ["sha256", "blake3"]))
@@ -186,11 +193,14 @@ def migrate(conn: sqlite3.Connection) -> None:
 class Archive:
     """An open archive. Not thread-safe; open one per thread or process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, _creating: bool = False) -> None:
         self.root = Path(root)
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
         self.policy = Policy.load(self.root / POLICY_FILE)
+        if not (self.root / CATALOG_FILE).is_file() and not _creating:
+            raise ArchiveError(f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
+                               "(the ledger inside it is what proves the archive)")
         self.conn = connect(self.root / CATALOG_FILE)
         migrate(self.conn)
         backend = plugin_manager().storage_backends.get(self.policy.storage)
@@ -307,7 +317,7 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
     origin = f"custodes.local/{archive_id}"
     _replace(path / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
     _replace(path / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
-    archive = Archive(path)
+    archive = Archive(path, _creating=True)
     archive.checkpoint()  # the empty tree, signed: verification starts from a known state
     return archive
 

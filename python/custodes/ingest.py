@@ -210,8 +210,12 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
 
     Only a file seen before is read here (hashed, not copied), to tell "the
     same file" from "a new file with the same name"."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False  # gone or unreadable since the scan: the copy will say exactly why
     known = archive.conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND size = ?",
-                                 (device, name, os.stat(path).st_size)).fetchall()
+                                 (device, name, size)).fetchall()
     if not known:
         return False
     (r,) = hash_files([path], ("sha256",))

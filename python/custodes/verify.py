@@ -92,7 +92,11 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
         if cp.size != size or cp.root != bytes(root):
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note"))
         checkpoints.append((cp.size, cp.root, note))
-    for path in sorted((archive.root / "ledger" / "checkpoints").iterdir(), key=lambda p: p.name):
+    folder = archive.root / "ledger" / "checkpoints"
+    files = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
+    if not folder.is_dir():
+        result.findings.append(VerifyFinding("checkpoint_mismatch", "ledger/checkpoints/ is gone"))
+    for path in files:
         try:
             cp = parse_checkpoint(path.read_text(encoding="utf-8"), archive.verifier_key)
         except (LedgerError, OSError, UnicodeDecodeError) as e:
