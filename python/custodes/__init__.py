@@ -23,7 +23,17 @@ from custodes.errors import (
 )
 from custodes.findings import Finding
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
-from custodes.media import CreationTime, MediaInfo, TrackInfo, probe, probe_many
+
+# Probing needs numpy; load it on first use so hashing starts fast (PEP 562).
+_LAZY = {name: "custodes.media" for name in ("CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many")}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'custodes' has no attribute {name!r}")
 
 __all__ = [
     "ALGORITHMS",

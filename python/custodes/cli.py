@@ -11,28 +11,25 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from custodes import __version__
-from custodes import timeline as tl
 from custodes.checksums import format_line, format_tag_line, parse_checksum_list
+from custodes.defaults import DEFAULT_GAP_TOLERANCE
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
-from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashResult, hash_files, walk
-from custodes.drivers import DriverOptionError, VolumeReading
-from custodes.media import MediaInfo, probe_many
-from custodes.plugins import UnknownPluginError, plugin_manager
-from custodes.volumes import NoDriverError, read_volume, timeline_findings
-from custodes.archive import Archive, ArchiveError, init_archive, open_archive
-from custodes.hashing import HashProgress
-from custodes.ingest import ingest
-from custodes.ledger import LedgerError
+from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
 from custodes.progress import ProgressLine, human_bytes
-from custodes.proofs import ledger_proof
-from custodes.verify import verify, verify_ledger_only
+
+# Commands import what they need when they run: `custodes hash` must not pay
+# for numpy, pluggy and cryptography at start-up.
+if TYPE_CHECKING:
+    from custodes.archive import Archive
+    from custodes.drivers import VolumeReading
+    from custodes.media import MediaInfo
 
 EXIT_FINDINGS = 1
 
@@ -224,6 +221,8 @@ def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quie
     Prints one JSON object per file (a list with several files) with --json.
     Exit 1 when any file has findings or cannot be read.
     """
+    from custodes.media import probe_many
+
     results = probe_many(files, gap_factor=gap_factor)
     bad = False
     objs = []
@@ -280,6 +279,10 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
+    from custodes.drivers import DriverOptionError
+    from custodes.plugins import UnknownPluginError
+    from custodes.volumes import NoDriverError, read_volume
+
     try:
         return [read_volume(p, driver, options) for p in paths]
     except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
@@ -292,6 +295,8 @@ def plugins_command(as_json: bool, quiet: bool) -> None:
     """List the loaded plugins: name, version, hooks, and the drivers, storage
     backends, reporters and executors each provides. Plugins that failed to
     load are listed under problems (exit 1)."""
+    from custodes.plugins import plugin_manager
+
     pm = plugin_manager()
     infos = pm.plugins()
     if as_json:
@@ -339,7 +344,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
 
 @main.command("timeline")
 @click.argument("volumes", nargs=-1, required=True, type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--gap-tolerance", type=click.FloatRange(min=0), default=tl.DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
+@click.option("--gap-tolerance", type=click.FloatRange(min=0), default=DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
               help="Seconds of unrecorded time between segments that still count as continuous.")
 @click.option("--clock-tolerance", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds a file name's time may differ from its container's time.")
@@ -357,6 +362,8 @@ def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_toler
     a name's time is checked against the container's. Exit 1 when there are
     findings.
     """
+    from custodes.volumes import timeline_findings
+
     opts = _driver_options(options)
     if tz is not None:
         opts["tz"] = tz
@@ -387,6 +394,9 @@ def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_toler
 
 
 def _open_archive(path: str) -> Archive:
+    from custodes.archive import ArchiveError, open_archive
+    from custodes.ledger import LedgerError
+
     try:
         return open_archive(path)
     except (ArchiveError, LedgerError) as e:
@@ -410,6 +420,8 @@ def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...
     """Create an archive: policy file, SQLite catalog, write-once object store,
     ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
     Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
+    from custodes.archive import ArchiveError, init_archive
+
     if time_zone is not None:
         try:
             ZoneInfo(time_zone)
@@ -446,6 +458,11 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
     ingest finishes when run again. Exit 1 when a file failed or there are
     findings.
     """
+    from custodes.drivers import DriverOptionError
+    from custodes.ingest import ingest
+    from custodes.plugins import UnknownPluginError
+    from custodes.volumes import NoDriverError
+
     with _open_archive(archive_path) as a:
         line, progress = _bytes_progress(quiet)
         try:
@@ -478,6 +495,8 @@ def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool
     checkpoint_mismatch, with the segment and object it concerns. Exit 0 when
     the archive is intact, 1 otherwise.
     """
+    from custodes.verify import verify
+
     with _open_archive(archive) as a:
         line, progress = _bytes_progress(quiet)
         try:
@@ -520,6 +539,8 @@ def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
     """Check the ledger alone, without re-hashing objects: entries against their
     leaf hashes, the tree against every signed checkpoint, the catalog against
     the ledger. Exit 1 on any mismatch."""
+    from custodes.verify import verify_ledger_only
+
     with _open_archive(archive) as a:
         result = verify_ledger_only(a)
     if as_json:
@@ -541,6 +562,9 @@ def ledger_proof_command(archive: str, entry: int | None, segment: int | None, f
     """Print (JSON) an inclusion proof for one ledger entry against the latest
     checkpoint, with the entry itself and the signed note, so anyone holding the
     archive's verifier key can check it offline with custodes.merkle."""
+    from custodes.ledger import LedgerError
+    from custodes.proofs import ledger_proof
+
     if (entry is None) == (segment is None) and from_size is None:
         raise click.UsageError("give --entry N or --segment ID (and/or --from-size N)")
     with _open_archive(archive) as a:

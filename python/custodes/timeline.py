@@ -37,11 +37,7 @@ __all__ = [
     "sequence_number",
 ]
 
-NS = 1_000_000_000
-#: Times before 2005-01-01 are an unset clock: no enforcement recorder predates it.
-DEFAULT_CLOCK_FLOOR = 1_104_537_600 * NS
-#: Between chapters of one recording, more than 1 s uncovered is a gap (DESIGN.md).
-DEFAULT_GAP_TOLERANCE = 1 * NS
+from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, NS
 NO_SEQUENCE = -1
 _RESET_EPOCHS = _core.clock_reset_epochs()
 
