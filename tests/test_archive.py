@@ -61,6 +61,8 @@ def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
         assert out == obj.digest  # content-addressed, by an independent tool
     v = verify(archive)
     assert v.ok and v.checked == len(stored) and v.bytes == sum(o.size for o in stored)
+    never = archive.conn.execute("SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL").fetchone()[0]
+    assert never == 0  # every object records when it was last verified
     again = ingest(archive, vol)
     assert again.stored == [] and len(again.already_present) == 17
     assert verify(archive).ok

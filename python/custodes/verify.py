@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import merkle
-from custodes.archive import Archive
+from custodes.archive import CATALOG_FILE, Archive, connect
 from custodes.errors import CustodesError
 from custodes.hashing import hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
@@ -187,13 +187,17 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
     on_disk = _store_digests(archive)
     current = next(on_disk, None)
     batch: list[tuple[str, int, dict[str, str], str, Path]] = []
-    verified: list[str] = []
+    # Objects found intact are stamped batch by batch through a second
+    # connection (WAL lets it write while the digest-ordered read is open),
+    # so nothing grows with the size of the archive.
+    stamper = connect(archive.root / CATALOG_FILE)
     done = 0
 
     def flush() -> None:
         nonlocal done
         if not batch:
             return
+        verified: list[str] = []
         hashed = hash_files([p for *_, p in batch], archive.policy.algorithms, threads=workers)
         for (sha, size, digests, head, path), r in zip(batch, hashed):
             seg = segment_of(sha)
@@ -221,6 +225,10 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
         if progress is not None:
             progress(done, total)
         batch.clear()
+        now = time.time_ns()
+        stamper.execute("BEGIN IMMEDIATE")
+        stamper.executemany("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, v) for v in verified])
+        stamper.execute("COMMIT")
 
     for sha, size, digests_json, head in conn.execute("SELECT sha256, size, digests, head_sha256 FROM objects ORDER BY sha256"):
         while current is not None and current[0] < sha:
@@ -241,6 +249,4 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
         result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
                                              f"{current[1].relative_to(archive.root)}", object=current[0]))
         current = next(on_disk, None)
-    now = time.time_ns()
-    with archive.transaction() as tx:
-        tx.executemany("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, s) for s in verified])
+    stamper.close()
