@@ -269,14 +269,21 @@ def _now() -> int:
     return time.time_ns()
 
 
-def _write_once(path: Path, text: str) -> None:
-    if path.exists():
-        return
+def _durable_temp(path: Path, text: str) -> Path:
+    """``text`` written and fsynced to a temp file beside ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    return tmp
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` atomically; an existing file is never replaced."""
+    if path.exists():
+        return
+    tmp = _durable_temp(path, text)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -286,12 +293,8 @@ def _write_once(path: Path, text: str) -> None:
 
 
 def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace ``path`` atomically (the latest checkpoint, the policy at init)."""
+    os.replace(_durable_temp(path, text), path)
     fsync_dir(path.parent)
 
 

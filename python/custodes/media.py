@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -230,7 +230,3 @@ def probe(path: str | os.PathLike[str], **options: Any) -> MediaInfo:
         raise result
     return result
 
-
-def media_files(paths: Sequence[str]) -> list[str]:
-    """The files among ``paths`` whose extension says ISO-BMFF / QuickTime."""
-    return [p for p in paths if os.path.splitext(p)[1].lower() in MEDIA_EXTENSIONS]
