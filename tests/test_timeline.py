@@ -188,3 +188,17 @@ def test_name_time_and_sequence_number() -> None:
     assert timeline.sequence_number("CLIP0007.MP4") == 7
     assert timeline.sequence_number("20240301180000.mp4") == -1
     assert timeline.sequence_number("h265_clip.mp4") == -1
+
+
+def test_files_given_one_by_one(tmp_path: Path) -> None:
+    cam = tmp_path / "BWC07"
+    for i in (0, 1, 3):
+        make_clip(cam / f"CH{i + 1:04d}.mp4", at(2 * i))
+    make_clip(cam / "CH0009.mp4", T0.replace(year=2000, month=1, day=1))  # not asked about
+    code, found = findings_of(cam / "CH0001.mp4", cam / "CH0002.mp4", cam / "CH0004.mp4")
+    assert code == 1
+    assert sorted(f["kind"] for f in found) == ["gap", "sequence_break"]
+    assert all(f["device"] == "BWC07" for f in found)
+    code, found = findings_of(cam / "CH0001.mp4", cam / "CH0002.mp4")
+    assert (code, found) == (0, [])
+    assert run_cli("timeline", tmp_path / "nope.mp4").returncode == 2

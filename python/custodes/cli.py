@@ -343,7 +343,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
 
 
 @main.command("timeline")
-@click.argument("volumes", nargs=-1, required=True, type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, exists=True))
 @click.option("--gap-tolerance", type=click.FloatRange(min=0), default=DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
               help="Seconds of unrecorded time between segments that still count as continuous.")
 @click.option("--clock-tolerance", type=click.FloatRange(min=0), default=2.0, show_default=True,
@@ -352,12 +352,13 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
               "the same as --option tz=ZONE.")
 @volume_options
 @output_options
-def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str | None,
+def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str | None,
                      driver: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
-    """Find gaps, overlaps, sequence breaks and clock faults across device volumes.
+    """Find gaps, overlaps, sequence breaks and clock faults across footage.
 
-    Each VOLUME is a folder of one device, read by the driver that recognises
-    it best (or --driver). Segments are placed by the times the driver reads
+    Each folder in PATHS is the volume of one device, read by the driver that
+    recognises it best (or --driver); a file is read through the volume it
+    sits in, and only its own segments count. Segments are placed by the times the driver reads
     (file names, sidecars or containers); file numbers feed sequence breaks;
     a name's time is checked against the container's. Exit 1 when there are
     findings.
@@ -374,7 +375,14 @@ def timeline_command(volumes: tuple[str, ...], gap_tolerance: float, clock_toler
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise click.BadParameter(f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)",
                                      param_hint="--tz") from e
-    readings = _read_volumes(volumes, driver, opts)
+    from custodes.drivers import DriverOptionError
+    from custodes.plugins import UnknownPluginError
+    from custodes.volumes import NoDriverError, read_paths
+
+    try:
+        readings = read_paths(paths, driver, opts)
+    except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
+        raise click.UsageError(str(e)) from e
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=round(gap_tolerance * 1e9))
     if as_json:

@@ -17,7 +17,7 @@ from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
 
-__all__ = ["NoDriverError", "choose_driver", "read_volume", "timeline_findings"]
+__all__ = ["NoDriverError", "choose_driver", "read_paths", "read_volume", "timeline_findings"]
 
 
 class NoDriverError(CustodesError, LookupError):
@@ -51,6 +51,29 @@ def read_volume(volume: str | os.PathLike[str], driver: str | None = None, optio
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
     chosen, _ = choose_driver(path, driver, manager)
     return chosen.read(path, dict(options or {}))
+
+
+def read_paths(paths: Sequence[str], driver: str | None = None, options: Mapping[str, str] | None = None,
+               manager: PluginManager | None = None) -> list[VolumeReading]:
+    """Read folders as volumes, and files through the volume (their folder) they sit in.
+
+    Files given one by one keep only their own segments and findings; the
+    driver still reads the folder, so vendor naming and sidecars apply."""
+    readings: list[VolumeReading] = []
+    files_by_folder: dict[str, set[str]] = {}
+    for p in paths:
+        if os.path.isdir(p):
+            readings.append(read_volume(p, driver, options, manager))
+        elif os.path.lexists(p):
+            files_by_folder.setdefault(os.path.dirname(os.path.abspath(p)), set()).add(os.path.abspath(p))
+        else:
+            raise NoDriverError(f"{p}: no such file or folder")
+    for folder, wanted in files_by_folder.items():
+        r = read_volume(folder, driver, options, manager)
+        r.segments = [s for s in r.segments if os.path.abspath(s.path) in wanted]
+        r.findings = [f for f in r.findings if f.path is not None and os.path.abspath(f.path) in wanted]
+        readings.append(r)
+    return readings
 
 
 def timeline_findings(readings: Sequence[VolumeReading], *, gap_tolerance: int = timeline.DEFAULT_GAP_TOLERANCE) -> list[Finding]:
