@@ -159,6 +159,20 @@ MIGRATIONS: list[str] = [
     CREATE TABLE ledger (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf BLOB NOT NULL);
     CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created_ns INTEGER NOT NULL);
     """,
+    # 2: enforcement tasks, gap explanations, device event logs.
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY, type TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+        officers TEXT NOT NULL, devices TEXT NOT NULL, imported_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    CREATE TABLE gap_explanations (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+        cause TEXT NOT NULL, note TEXT, segment_id INTEGER REFERENCES segments(id), offset_ns INTEGER,
+        source TEXT NOT NULL, by TEXT NOT NULL, created_ns INTEGER NOT NULL, ledger_seq INTEGER);
+    CREATE INDEX gap_explanations_by_device ON gap_explanations(device_id, start_ns);
+    CREATE TABLE device_events (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, time_ns, kind, detail));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

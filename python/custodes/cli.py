@@ -580,3 +580,96 @@ def ledger_proof_command(archive: str, entry: int | None, segment: int | None, f
             _write_json(ledger_proof(a, entry=entry, segment=segment, from_size=from_size))
         except (LedgerError, ValueError) as e:
             raise click.UsageError(str(e)) from e
+
+
+@main.group("task")
+def task_group() -> None:
+    """Enforcement tasks from the agency's systems, and how well footage covers them."""
+
+
+@task_group.command("import")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("file", type=click.Path(path_type=str, exists=True, dir_okay=False))
+@output_options
+def task_import_command(archive: str, file: str, as_json: bool, quiet: bool) -> None:
+    """Import tasks from CSV (id,type,start,end,officers,devices; names split by ';')
+    or JSON (a list of objects with those keys). Times are RFC 3339 with an
+    offset. All or nothing: a bad row imports nothing and is named. Each new
+    or changed task is a ledger entry."""
+    from custodes.tasks import TaskError, import_tasks, load_tasks
+
+    with _open_archive(archive) as a:
+        try:
+            result = import_tasks(a, load_tasks(file))
+        except TaskError as e:
+            raise click.UsageError(str(e)) from e
+    if as_json:
+        _write_json(result)
+    else:
+        click.echo(", ".join(f"{len(v)} {k}" for k, v in result.items()))
+
+
+@task_group.command("coverage")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--task", "task_ids", multiple=True, help="Only these tasks (repeatable).")
+@output_options
+def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Coverage of each task: share of the window recorded by any of its devices
+    (its own, and those its officers' footage came from), share recorded by two
+    devices at once (Art. 11), the uncovered intervals with their causes, and a
+    gap_unexplained finding for every uncovered interval no annotation or device
+    event explains. Exit 1 when there are such findings."""
+    from custodes.tasks import TaskError, task_coverage
+
+    with _open_archive(archive) as a:
+        try:
+            covs = task_coverage(a, list(task_ids) or None)
+        except TaskError as e:
+            raise click.UsageError(str(e)) from e
+    findings = [f for c in covs for f in c.findings]
+    if as_json:
+        _write_json({"ok": not findings, "tasks": [c.to_json() for c in covs]})
+    else:
+        for c in covs:
+            click.echo(f"{c.task.id} ({c.task.type}): {100 * c.covered / c.window:.1f}% covered, "
+                       f"{100 * c.two_device / c.window:.1f}% by two devices; devices {', '.join(c.devices) or 'none'}")
+            for e in c.explained:
+                click.echo(f"  explained {e['start']} .. {e['end']}: {e['cause']} ({e['source']}) {e.get('note') or ''}")
+            for f in c.findings:
+                click.echo(f"  {_finding_line(f)}")
+    sys.exit(EXIT_FINDINGS if findings else 0)
+
+
+@main.group("gap")
+def gap_group() -> None:
+    """Explanations of recording gaps (Art. 14) and exemptions (Art. 8)."""
+
+
+@gap_group.command("explain")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--device", required=True, help="Device whose recording stopped.")
+@click.option("--from", "start", required=True, help="Start of the gap, RFC 3339 with offset.")
+@click.option("--to", "end", required=True, help="End of the gap, RFC 3339 with offset.")
+@click.option("--cause", required=True, help="device_fault, damage, weather, battery, storage_full, location_change, "
+              "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.")
+@click.option("--note", default="", help="What was said or decided, in words.")
+@click.option("--segment", type=click.IntRange(min=1), default=None, help="Segment where the officer states the reason on resuming.")
+@click.option("--offset", type=click.FloatRange(min=0), default=None, help="Seconds into that segment where it is said.")
+@output_options
+def gap_explain_command(archive: str, device: str, start: str, end: str, cause: str, note: str, segment: int | None,
+                        offset: float | None, as_json: bool, quiet: bool) -> None:
+    """Record why a device did not record from --from to --to. The annotation
+    is a ledger entry, signed by the next checkpoint, with the operating-system
+    user as its author."""
+    from custodes.tasks import TaskError, explain_gap, parse_time
+
+    with _open_archive(archive) as a:
+        try:
+            annotation = explain_gap(a, device, parse_time(start, "--from"), parse_time(end, "--to"), cause, note, segment,
+                                     None if offset is None else round(offset * 1e9))
+        except TaskError as e:
+            raise click.UsageError(str(e)) from e
+    if as_json:
+        _write_json({"annotation": annotation})
+    else:
+        click.echo(f"annotation {annotation} recorded")

@@ -128,6 +128,10 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
                       ident.officer_name, ident.unit_id, ident.unit_name, started))
         ingest_id = conn.execute("INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
                                  (os.fspath(Path(volume).resolve()), reading.driver, device, started)).lastrowid
+        for e in reading.events:
+            if e.time is not None:
+                conn.execute("INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
+                             (device, e.time, e.kind, e.detail, ingest_id))
         for c in reading.clock_readings:
             conn.execute("INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) VALUES (?, ?, ?, ?, ?)",
                          (device, c.device_time, c.trusted_time, c.source, ingest_id))

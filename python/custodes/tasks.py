@@ -1,0 +1,282 @@
+"""Enforcement tasks, their coverage, and gap explanations (Art. 8, 11, 14).
+
+A **task** is an enforcement act from the agency's systems: id, type, start,
+end, officers, devices. Inside a task the law asks for continuous recording.
+:func:`task_coverage` measures, per task, the share of the window recorded by
+any of its devices (the task's devices, and the devices its officers' footage
+came from), the uncovered intervals, and the share recorded by two devices at
+once (Art. 11). An uncovered interval is **explained** by an annotation
+(:func:`explain_gap`: the cause the officer stated on resuming, or an Art. 8
+exemption) or by the device's own event log (battery low, storage full, a
+fault); what is left is a ``gap_unexplained`` finding. Imports and
+annotations are ledger entries.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from custodes import ledger, timeline
+from custodes.archive import Archive
+from custodes.errors import CustodesError
+from custodes.findings import Finding, rfc3339
+
+__all__ = ["CAUSES", "EXEMPTIONS", "EVENT_CAUSES", "Task", "TaskCoverage", "TaskError", "explain_gap", "import_tasks", "parse_time",
+           "load_tasks", "task_coverage"]
+
+NS = 1_000_000_000
+#: Art. 8: recording is not required for secrets, work secrets, emergencies, or when objectively impossible.
+EXEMPTIONS = ("secret", "work_secret", "emergency", "impossible")
+#: Art. 14: the technical reasons recording may stop, plus the exemptions and "other".
+CAUSES = ("device_fault", "damage", "weather", "battery", "storage_full", "location_change", *EXEMPTIONS, "other")
+#: Device event kinds that state a cause by themselves.
+EVENT_CAUSES = {"battery_low": "battery", "storage_full": "storage_full", "device_fault": "device_fault"}
+#: An event this long before a gap begins still explains it (the device warns, then stops).
+EVENT_LEAD = 120 * NS
+
+
+class TaskError(CustodesError, ValueError):
+    """A task file or a gap explanation that cannot be accepted as given."""
+
+    kind = "task"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    type: str
+    start: int  # ns UTC
+    end: int
+    officers: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "start": rfc3339(self.start), "end": rfc3339(self.end),
+                "officers": list(self.officers), "devices": list(self.devices)}
+
+
+def parse_time(value: Any, where: str) -> int:
+    text = str(value).strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise TaskError(f"{where}: {value!r} is not an RFC 3339 time") from None
+    if dt.tzinfo is None:
+        raise TaskError(f"{where}: {value!r} has no time zone offset; say Z or +08:00")
+    return int(dt.timestamp()) * NS + dt.microsecond * 1000
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(v.strip() for v in str(value or "").replace(",", ";").split(";") if v.strip())
+
+
+def parse_tasks(records: Iterable[Mapping[str, Any]], source: str) -> list[Task]:
+    """Tasks from records (CSV rows or JSON objects), every problem reported with its row."""
+    tasks: list[Task] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, r in enumerate(records, start=1):
+        where = f"{source} row {n}"
+        try:
+            task_id = str(r.get("id") or "").strip()
+            if not task_id:
+                raise TaskError(f"{where}: no id")
+            if task_id in seen:
+                raise TaskError(f"{where}: task {task_id!r} appears twice")
+            start, end = parse_time(r.get("start"), where), parse_time(r.get("end"), where)
+            if end <= start:
+                raise TaskError(f"{where}: task {task_id!r} ends before it starts")
+            devices, officers = _names(r.get("devices")), _names(r.get("officers"))
+            if not devices and not officers:
+                raise TaskError(f"{where}: task {task_id!r} names no device and no officer")
+            seen.add(task_id)
+            tasks.append(Task(task_id, str(r.get("type") or "unspecified").strip(), start, end, officers, devices))
+        except TaskError as e:
+            problems.append(str(e))
+    if problems:
+        raise TaskError("nothing imported:\n  " + "\n  ".join(problems))
+    return tasks
+
+
+def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
+    """Tasks from a CSV file (columns id,type,start,end,officers,devices; names split by ';')
+    or a JSON file (a list of objects with the same keys)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TaskError(f"{path}: cannot read: {e}") from e
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise TaskError(f"{path}: not JSON: {e}") from e
+        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+            raise TaskError(f"{path}: expected a JSON list of task objects")
+        return parse_tasks(data, p.name)
+    return parse_tasks(csv.DictReader(io.StringIO(text)), p.name)
+
+
+def _who() -> str:
+    return getpass.getuser()
+
+
+def import_tasks(archive: Archive, tasks: Sequence[Task], by: str | None = None) -> dict[str, list[str]]:
+    """Record tasks (all or nothing): new ones and changed ones get a ledger entry, identical ones are skipped."""
+    by = by or _who()
+    now = time.time_ns()
+    out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
+    with archive.transaction() as tx:
+        for t in tasks:
+            row = tx.execute("SELECT type, start_ns, end_ns, officers, devices FROM tasks WHERE id = ?", (t.id,)).fetchone()
+            values = (t.type, t.start, t.end, json.dumps(list(t.officers)), json.dumps(list(t.devices)))
+            if row is not None and tuple(row) == values:
+                out["unchanged"].append(t.id)
+                continue
+            seq = ledger.append(tx, {"type": "task", "task": t.id, "task_type": t.type, "start": t.start, "end": t.end,
+                                     "officers": list(t.officers), "devices": list(t.devices), "by": by, "time": now})
+            tx.execute("INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET type=excluded.type, "
+                       "start_ns=excluded.start_ns, end_ns=excluded.end_ns, officers=excluded.officers, "
+                       "devices=excluded.devices, imported_ns=excluded.imported_ns, ledger_seq=excluded.ledger_seq",
+                       (t.id, *values, now, seq))
+            out["updated" if row is not None else "imported"].append(t.id)
+    if out["imported"] or out["updated"]:
+        archive.checkpoint()
+    return out
+
+
+def explain_gap(archive: Archive, device: str, start: int, end: int, cause: str, note: str = "",
+                segment: int | None = None, offset: int | None = None, by: str | None = None) -> int:
+    """Annotate the time ``start``..``end`` on ``device`` with a cause; returns the annotation id.
+
+    ``segment``/``offset`` point at where the officer states the reason on
+    resuming (Art. 14). The annotation is a ledger entry."""
+    if cause not in CAUSES:
+        raise TaskError(f"unknown cause {cause!r}; one of: {', '.join(CAUSES)}")
+    if end <= start:
+        raise TaskError("the explained interval ends before it starts")
+    by = by or _who()
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        if tx.execute("SELECT 1 FROM devices WHERE device_id = ?", (device,)).fetchone() is None:
+            raise TaskError(f"no device {device!r} in this archive")
+        if segment is not None and tx.execute("SELECT 1 FROM segments WHERE id = ?", (segment,)).fetchone() is None:
+            raise TaskError(f"no segment {segment} in this archive")
+        seq = ledger.append(tx, {"type": "annotation", "device": device, "start": start, "end": end, "cause": cause,
+                                 "note": note, "segment": segment, "offset": offset, "by": by, "time": now})
+        cur = tx.execute("INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
+                         "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
+                         (device, start, end, cause, note, segment, offset, by, now, seq))
+        annotation = int(cur.lastrowid or 0)
+    archive.checkpoint()
+    return annotation
+
+
+@dataclass
+class TaskCoverage:
+    task: Task
+    devices: list[str]
+    covered: int  # ns recorded by at least one device
+    two_device: int  # ns recorded by at least two devices (Art. 11)
+    uncovered: list[tuple[int, int]]
+    explained: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def window(self) -> int:
+        return self.task.end - self.task.start
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task.to_json(), "devices": self.devices,
+            "covered_share": self.covered / self.window, "covered_seconds": self.covered / NS,
+            "two_device_share": self.two_device / self.window,
+            "uncovered": [{"start": rfc3339(a), "end": rfc3339(b), "duration": (b - a) / NS} for a, b in self.uncovered],
+            "explained": self.explained, "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def _subtract(intervals: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``intervals`` minus the union of ``holes``."""
+    out = []
+    for a, b in intervals:
+        pieces = [(a, b)]
+        for h0, h1 in holes:
+            pieces = [p for x0, x1 in pieces for p in ((x0, min(x1, h0)), (max(x0, h1), x1)) if p[1] > p[0]]
+        out += pieces
+    return out
+
+
+def _at_least(k: int, per_device: list[list[tuple[int, int]]]) -> int:
+    """ns covered by at least ``k`` of the interval lists (a sweep over their edges)."""
+    edges = sorted([(a, 1) for iv in per_device for a, _ in iv] + [(b, -1) for iv in per_device for _, b in iv])
+    total, depth, last = 0, 0, None
+    for t, d in edges:
+        if last is not None and depth >= k:
+            total += t - last
+        depth += d
+        last = t
+    return total
+
+
+def task_coverage(archive: Archive, task_ids: Sequence[str] | None = None,
+                  gap_tolerance: int | None = None) -> list[TaskCoverage]:
+    """Coverage of each task window by its devices' segments (clock-corrected times where known)."""
+    tol = round(archive.policy.gap_tolerance_seconds * NS) if gap_tolerance is None else gap_tolerance
+    conn = archive.conn
+    rows = conn.execute("SELECT id, type, start_ns, end_ns, officers, devices FROM tasks ORDER BY start_ns, id").fetchall()
+    tasks = [Task(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), tuple(json.loads(r[5]))) for r in rows]
+    if task_ids is not None:
+        unknown = set(task_ids) - {t.id for t in tasks}
+        if unknown:
+            raise TaskError(f"no task {', '.join(sorted(unknown))} in this archive")
+        tasks = [t for t in tasks if t.id in set(task_ids)]
+    segs = conn.execute("SELECT device_id, officer_id, COALESCE(corrected_start_ns, start_ns), COALESCE(corrected_end_ns, end_ns) "
+                        "FROM segments WHERE kind IN ('video', 'audio') AND start_ns IS NOT NULL AND end_ns IS NOT NULL").fetchall()
+    pairs: list[tuple[Task, str]] = []
+    for t in tasks:
+        devices = set(t.devices) | {d for d, officer, s, e in segs if officer in t.officers and s < t.end and e > t.start}
+        pairs += [(t, d) for d in sorted(devices)]
+    covs = timeline.coverage([d for d, *_ in segs], [s for *_, s, _ in segs], [e for *_, e in segs],
+                             [d for _, d in pairs], [t.start for t, _ in pairs], [t.end for t, _ in pairs]) if pairs else []
+    explanations = conn.execute("SELECT device_id, start_ns, end_ns, cause, note, source, id FROM gap_explanations").fetchall()
+    events = conn.execute("SELECT device_id, time_ns, kind, detail FROM device_events").fetchall()
+    out = []
+    for t in tasks:
+        mine = [(d, c) for (task, d), c in zip(pairs, covs) if task.id == t.id]
+        devices = [d for d, _ in mine]
+        covered_by = [_subtract([(t.start, t.end)], c.uncovered) for _, c in mine]
+        union_uncovered = [(t.start, t.end)]
+        for iv in covered_by:
+            union_uncovered = _subtract(union_uncovered, iv)
+        tc = TaskCoverage(t, devices, _at_least(1, covered_by), _at_least(2, covered_by), union_uncovered)
+        for a, b in union_uncovered:
+            reasons = [(ea, eb, {"cause": cause, "note": note, "source": source, "device": d, "annotation": i})
+                       for d, ea, eb, cause, note, source, i in explanations if d in devices and ea < b and eb > a]
+            reasons += [(ts, b, {"cause": EVENT_CAUSES[kind], "note": detail, "source": "device_event", "device": d,
+                                 "event": kind, "time": rfc3339(ts)})
+                        for d, ts, kind, detail in events
+                        if d in devices and kind in EVENT_CAUSES and a - EVENT_LEAD <= ts <= b]
+            for ea, eb, why in reasons:
+                tc.explained.append({"start": rfc3339(max(a, ea)), "end": rfc3339(min(b, eb)), **why})
+            for x0, x1 in _subtract([(a, b)], [(ea, eb) for ea, eb, _ in reasons]):
+                if x1 - x0 > tol:
+                    tc.findings.append(Finding(
+                        "gap_unexplained", f"task {t.id}: {(x1 - x0) / NS:.0f} s not recorded by any of its devices "
+                        f"({', '.join(devices) or 'none'}) and no cause recorded", device=",".join(devices) or None,
+                        start=x0, end=x1, evidence={"task": t.id, "devices": devices}))
+        out.append(tc)
+    return out
