@@ -22,20 +22,23 @@ def footage_files() -> list[Path]:
 
 
 def run_cli(
-    *args: str | Path, cwd: Path | None = None, input: bytes | None = None, obey_permissions: bool = False
+    *args: str | Path, cwd: Path | None = None, input: bytes | None = None, obey_permissions: bool = False,
+    user: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
 
     ``obey_permissions``: when the tests run as root (CI does), drop the
     capabilities that let root read anything, so file modes apply as they
-    would to a custodian's account.
+    would to a custodian's account. ``user``: the operating-system user the
+    command sees (custody commands take identity from it).
     """
     prefix = []
     if obey_permissions and os.geteuid() == 0:
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    env = None if user is None else {**os.environ, "LOGNAME": user, "USER": user}  # what getpass.getuser() reads
     return subprocess.run(
         [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
-        cwd=cwd, input=input, capture_output=True, timeout=300,
+        cwd=cwd, input=input, capture_output=True, timeout=300, env=env,
     )
 
 

@@ -173,6 +173,28 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,
         detail TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, time_ns, kind, detail));
     """,
+    # 3: access (Art. 22, 24) and retention (Art. 19, 20).
+    """
+    ALTER TABLE segments ADD COLUMN classification INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE segments ADD COLUMN purged_ns INTEGER;
+    ALTER TABLE objects ADD COLUMN purged_ns INTEGER;
+    CREATE TABLE access_requests (
+        id INTEGER PRIMARY KEY, requester TEXT NOT NULL, segments TEXT NOT NULL, reason TEXT NOT NULL,
+        purpose TEXT NOT NULL, status TEXT NOT NULL, requested_ns INTEGER NOT NULL, decided_by TEXT,
+        decided_ns INTEGER, valid_from_ns INTEGER, valid_until_ns INTEGER);
+    CREATE TABLE access_log (
+        id INTEGER PRIMARY KEY, request_id INTEGER, person TEXT NOT NULL, action TEXT NOT NULL, segment_id INTEGER,
+        ok INTEGER NOT NULL, detail TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    CREATE TABLE cases (id TEXT PRIMARY KEY, retention_until_ns INTEGER, description TEXT NOT NULL DEFAULT '');
+    CREATE TABLE case_segments (case_id TEXT NOT NULL REFERENCES cases(id), segment_id INTEGER NOT NULL REFERENCES segments(id),
+        PRIMARY KEY (case_id, segment_id));
+    CREATE TABLE long_term (segment_id INTEGER PRIMARY KEY REFERENCES segments(id), reason TEXT NOT NULL, by TEXT NOT NULL,
+        created_ns INTEGER NOT NULL);
+    CREATE TABLE holds (id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL REFERENCES segments(id), reason TEXT NOT NULL,
+        by TEXT NOT NULL, placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT);
+    CREATE TABLE tombstones (sha256 TEXT PRIMARY KEY, segment_ids TEXT NOT NULL, request_id INTEGER NOT NULL,
+        by TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

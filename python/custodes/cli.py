@@ -673,3 +673,212 @@ def gap_explain_command(archive: str, device: str, start: str, end: str, cause: 
         _write_json({"annotation": annotation})
     else:
         click.echo(f"annotation {annotation} recorded")
+
+
+def _refusal(fn: Callable[[], Any]) -> Any:
+    """Run a custody action: a refusal by the rules is exit 1 (logged), a bad request exit 2."""
+    from custodes.access import AccessDenied
+
+    try:
+        return fn()
+    except AccessDenied as e:
+        _print_stderr(f"refused: {e}")
+        sys.exit(EXIT_FINDINGS)
+    except CustodesError as e:
+        raise click.UsageError(str(e)) from e
+
+
+@main.group("access")
+def access_group() -> None:
+    """Access to recordings (Art. 22, 24): request, approve or deny, open; every step logged."""
+
+
+@access_group.command("request")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--segment", "segments", type=int, multiple=True, required=True, help="Recording to see (repeatable).")
+@click.option("--reason", required=True, help="Why (logged with the viewer and the time).")
+@click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True)
+@output_options
+def access_request_command(archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool) -> None:
+    """Ask to view, export or purge recordings. The requester is the operating-system user."""
+    from custodes.access import request_access
+
+    with _open_archive(archive) as a:
+        req = _refusal(lambda: request_access(a, list(segments), reason, purpose))
+    _write_json(req.to_json()) if as_json else click.echo(f"request {req.id} pending ({req.purpose}: {req.reason})")
+
+
+@access_group.command("approve")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("request", type=int)
+@click.option("--hours", type=click.FloatRange(min=0), default=None, help="Length of the approved window (policy default 72).")
+@output_options
+def access_approve_command(archive: str, request: int, hours: float | None, as_json: bool, quiet: bool) -> None:
+    """Approve a request (approvers only, never one's own) for a window of time."""
+    from custodes.access import approve
+
+    with _open_archive(archive) as a:
+        req = _refusal(lambda: approve(a, request, hours))
+    _write_json(req.to_json()) if as_json else click.echo(f"request {req.id} approved until {rfc3339(req.valid_until)}")
+
+
+@access_group.command("deny")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("request", type=int)
+@click.option("--reason", required=True)
+def access_deny_command(archive: str, request: int, reason: str) -> None:
+    """Deny a request (approvers only); the reason is logged."""
+    from custodes.access import deny
+
+    with _open_archive(archive) as a:
+        req = _refusal(lambda: deny(a, request, reason))
+    click.echo(f"request {req.id} denied")
+
+
+@access_group.command("open")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("request", type=int)
+@click.option("--segment", type=int, required=True)
+@click.option("--to", "to_dir", type=click.Path(path_type=str, file_okay=False), default=None,
+              help="Copy the recording here (read-only) instead of printing the stored object's path.")
+def access_open_command(archive: str, request: int, segment: int, to_dir: str | None) -> None:
+    """Open one recording under an approved, unexpired view request. Refused
+    (and logged) without approval, after expiry, outside the request, or for a
+    classified recording without a role that may see it."""
+    import shutil
+
+    from custodes.access import grant_for
+
+    with _open_archive(archive) as a:
+        _refusal(lambda: grant_for(a, request, [segment], "view", "open"))
+        name, sha = a.conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
+        path = a.store.get(sha)
+        if to_dir is None:
+            click.echo(str(path))
+            return
+        os.makedirs(to_dir, exist_ok=True)
+        target = os.path.join(to_dir, os.path.basename(name))
+        shutil.copyfile(path, target)
+        os.chmod(target, 0o444)
+        click.echo(target)
+
+
+@access_group.command("classify")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--segment", type=int, required=True)
+@click.option("--level", type=click.IntRange(min=0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
+def access_classify_command(archive: str, segment: int, level: int) -> None:
+    """Set a recording's classification level (custodians and approvers)."""
+    from custodes.access import classify
+
+    with _open_archive(archive) as a:
+        _refusal(lambda: classify(a, segment, level))
+    click.echo(f"segment {segment}: level {level}")
+
+
+@main.group("retention")
+def retention_group() -> None:
+    """Retention and holds (Art. 19, 20): status, hold, release, due, purge."""
+
+
+@retention_group.command("status")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--segment", "segments", type=int, multiple=True)
+@output_options
+def retention_status_command(archive: str, segments: tuple[int, ...], as_json: bool, quiet: bool) -> None:
+    """How long each recording is kept and why, its holds, and whether it is due."""
+    from custodes.retention import status
+
+    with _open_archive(archive) as a:
+        rows = status(a, list(segments) or None)
+    if as_json:
+        _write_json({"segments": [r.to_json() for r in rows]})
+    else:
+        for r in rows:
+            click.echo(f"{r.segment} {r.name}: keep until {rfc3339(r.keep_until) or 'for ever'}"
+                       f" ({'; '.join(r.reasons)}){' HELD' if r.holds else ''}{' PURGED' if r.purged else ''}")
+
+
+@retention_group.command("hold")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--segment", type=int, required=True)
+@click.option("--reason", required=True)
+def retention_hold_command(archive: str, segment: int, reason: str) -> None:
+    """Place a legal hold on a recording; nothing purges it until released."""
+    from custodes.retention import hold
+
+    with _open_archive(archive) as a:
+        hold_id = _refusal(lambda: hold(a, segment, reason))
+    click.echo(f"hold {hold_id} on segment {segment}")
+
+
+@retention_group.command("release")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--hold", "hold_id", type=int, required=True)
+def retention_release_command(archive: str, hold_id: int) -> None:
+    """Release a legal hold (approvers only); the release is a ledger entry."""
+    from custodes.retention import release
+
+    with _open_archive(archive) as a:
+        _refusal(lambda: release(a, hold_id))
+    click.echo(f"hold {hold_id} released")
+
+
+@retention_group.command("long-term")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--segment", type=int, required=True)
+@click.option("--reason", type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]), required=True)
+def retention_long_term_command(archive: str, segment: int, reason: str) -> None:
+    """Keep a recording long-term for an Art. 20 reason: it is never due."""
+    from custodes.retention import long_term
+
+    with _open_archive(archive) as a:
+        _refusal(lambda: long_term(a, segment, reason))
+    click.echo(f"segment {segment}: kept long-term ({reason})")
+
+
+@retention_group.command("case")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--case", "case_id", required=True)
+@click.option("--segment", "segments", type=int, multiple=True, required=True)
+@click.option("--until", default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
+def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
+    """Link recordings to a case; they follow the case's retention (Art. 19)."""
+    from custodes.retention import link_case
+    from custodes.tasks import parse_time
+
+    with _open_archive(archive) as a:
+        _refusal(lambda: link_case(a, case_id, list(segments), None if until is None else parse_time(until, "--until")))
+    click.echo(f"case {case_id}: {len(segments)} recording(s)")
+
+
+@retention_group.command("due")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--at", default=None, help="As of this RFC 3339 time (default now).")
+@output_options
+def retention_due_command(archive: str, at: str | None, as_json: bool, quiet: bool) -> None:
+    """Recordings whose retention has run out and that no hold keeps."""
+    from custodes.retention import due
+    from custodes.tasks import parse_time
+
+    with _open_archive(archive) as a:
+        when = None if at is None else _refusal(lambda: parse_time(at, "--at"))
+        rows = due(a, when)
+    if as_json:
+        _write_json({"due": [r.to_json(when) for r in rows]})
+    else:
+        for r in rows:
+            click.echo(f"{r.segment} {r.name}: due since {rfc3339(r.keep_until)}")
+
+
+@retention_group.command("purge")
+@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.option("--request", type=int, required=True, help="An approved access request with purpose purge.")
+def retention_purge_command(archive: str, request: int) -> None:
+    """Purge the recordings of an approved purge request. Refused for anything
+    held, kept long-term or not yet due; a tombstone goes to the ledger first."""
+    from custodes.retention import purge
+
+    with _open_archive(archive) as a:
+        purged = _refusal(lambda: purge(a, request))
+    click.echo(f"purged segment(s) {purged}; tombstones are in the ledger")

@@ -164,6 +164,17 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
                                                  f"what the ledger recorded at ingest", segment=seg_id, object=sha, ledger_index=seq))
 
 
+def _tombstoned(conn: Any, sha: str) -> bool:
+    row = conn.execute("SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?", (sha,)).fetchone()
+    if row is None:
+        return False
+    try:
+        entry = json.loads(bytes(row[0]))
+    except ValueError:
+        return False
+    return entry.get("type") == "purge" and entry.get("sha256") == sha
+
+
 def _store_digests(archive: Archive) -> Iterator[tuple[str, Path]]:
     """(name, path) of every file under objects/, in digest order."""
     def walk(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -230,12 +241,22 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
         stamper.executemany("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, v) for v in verified])
         stamper.execute("COMMIT")
 
-    for sha, size, digests_json, head in conn.execute("SELECT sha256, size, digests, head_sha256 FROM objects ORDER BY sha256"):
+    for sha, size, digests_json, head, purged in conn.execute(
+            "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"):
         while current is not None and current[0] < sha:
             result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
                                                  f"{current[1].relative_to(archive.root)}", object=current[0]))
             current = next(on_disk, None)
         path = archive.store.path_for(sha)
+        if purged is not None:
+            # A lawful purge leaves a tombstone in the ledger; without one, the object is missing.
+            if not _tombstoned(conn, sha):
+                seg = segment_of(sha)
+                result.findings.append(VerifyFinding("missing", "object marked purged, but the ledger has no tombstone for it",
+                                                     seg[0] if seg else None, sha))
+            if current is not None and current[0] == sha:
+                current = next(on_disk, None)
+            continue
         if current is not None and current[0] == sha:
             if current[1] != path:
                 result.findings.append(VerifyFinding("unexpected", f"{current[1].relative_to(archive.root)} is not where object {sha} belongs",

@@ -1,0 +1,201 @@
+"""Access to recordings (Art. 22, 24): request, approval, access, all logged.
+
+People and roles come from the policy's ``[people]`` table (operating-system
+user = role: ``custodian``, ``approver``, ``viewer``, ``auditor``); identity
+is the operating-system user, unless ``[identity]`` maps it to another name.
+There is no password system: the operating system already authenticated the
+person. A request names recordings, a reason and a purpose (``view``,
+``export``, ``purge``); an approver other than the requester approves it for a
+window or denies it; access outside an approved, unexpired request, to a
+recording it does not name, or to a classified recording without a role that
+may see it, is refused. Every step, refusals included, is an access-log row
+and a ledger entry.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from custodes import ledger
+from custodes.archive import Archive
+from custodes.errors import CustodesError
+from custodes.findings import rfc3339
+
+__all__ = ["ROLES", "AccessDenied", "AccessRequest", "approve", "classify", "current_person", "deny", "grant_for",
+           "person_role", "request_access"]
+
+NS = 1_000_000_000
+ROLES = ("custodian", "approver", "viewer", "auditor")
+PURPOSES = ("view", "export", "purge")
+
+
+class AccessDenied(CustodesError, PermissionError):
+    """An access the rules refuse; the refusal itself is logged."""
+
+    kind = "unapproved_access"
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    id: int
+    requester: str
+    segments: tuple[int, ...]
+    reason: str
+    purpose: str
+    status: str  # pending, approved, denied
+    decided_by: str | None
+    valid_from: int | None
+    valid_until: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "requester": self.requester, "segments": list(self.segments), "reason": self.reason,
+                "purpose": self.purpose, "status": self.status, "decided_by": self.decided_by,
+                "valid_from": rfc3339(self.valid_from), "valid_until": rfc3339(self.valid_until)}
+
+
+def current_person(archive: Archive) -> str:
+    user = getpass.getuser()
+    mapping = archive.policy.extra.get("identity", {})
+    return str(mapping.get(user, user)) if isinstance(mapping, dict) else user
+
+
+def person_role(archive: Archive, person: str) -> str | None:
+    people = archive.policy.extra.get("people", {})
+    role = people.get(person) if isinstance(people, dict) else None
+    return role if role in ROLES else None
+
+
+def _classified_roles(archive: Archive) -> set[str]:
+    roles = archive.policy.extra.get("access", {}).get("classified_roles", ["approver"])
+    return set(roles)
+
+
+def _window_hours(archive: Archive) -> float:
+    return float(archive.policy.extra.get("access", {}).get("window_hours", 72))
+
+
+def _log(tx: Any, request: int | None, person: str, action: str, segment: int | None, ok: bool, detail: str, now: int) -> None:
+    seq = ledger.append(tx, {"type": f"access_{action}", "request": request, "person": person, "segment": segment,
+                             "ok": ok, "detail": detail, "time": now})
+    tx.execute("INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (request, person, action, segment, int(ok), detail, now, seq))
+
+
+def _refuse(archive: Archive, request: int | None, person: str, action: str, segment: int | None, why: str) -> AccessDenied:
+    with archive.transaction() as tx:
+        _log(tx, request, person, action, segment, False, why, time.time_ns())
+    archive.checkpoint()
+    return AccessDenied(why)
+
+
+def _load(archive: Archive, request_id: int) -> AccessRequest:
+    row = archive.conn.execute("SELECT id, requester, segments, reason, purpose, status, decided_by, valid_from_ns, "
+                               "valid_until_ns FROM access_requests WHERE id = ?", (request_id,)).fetchone()
+    if row is None:
+        raise CustodesError(f"no access request {request_id}")
+    return AccessRequest(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6], row[7], row[8])
+
+
+def request_access(archive: Archive, segments: list[int], reason: str, purpose: str = "view") -> AccessRequest:
+    person = current_person(archive)
+    if purpose not in PURPOSES:
+        raise CustodesError(f"purpose must be one of {', '.join(PURPOSES)}")
+    if not reason.strip():
+        raise CustodesError("a request needs a reason (Art. 22)")
+    if person_role(archive, person) is None:
+        raise _refuse(archive, None, person, "request", None, f"{person} has no role in this archive's policy")
+    known = {r[0] for r in archive.conn.execute(
+        f"SELECT id FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments)} if segments else set()
+    if not segments or known != set(segments):
+        raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        cur = tx.execute("INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
+                         "VALUES (?, ?, ?, ?, 'pending', ?)", (person, json.dumps(sorted(segments)), reason, purpose, now))
+        rid = int(cur.lastrowid or 0)
+        _log(tx, rid, person, "request", None, True, f"{purpose}: {reason}", now)
+    archive.checkpoint()
+    return _load(archive, rid)
+
+
+def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | None, why: str) -> AccessRequest:
+    person = current_person(archive)
+    req = _load(archive, request_id)
+    action = "approve" if approve_it else "deny"
+    if person_role(archive, person) != "approver":
+        raise _refuse(archive, request_id, person, action, None, f"{person} is not an approver")
+    if person == req.requester:
+        raise _refuse(archive, request_id, person, action, None, "nobody approves their own request")
+    if req.status != "pending":
+        raise CustodesError(f"request {request_id} is already {req.status}")
+    now = time.time_ns()
+    until = now + round((hours if hours is not None else _window_hours(archive)) * 3600 * NS) if approve_it else None
+    with archive.transaction() as tx:
+        tx.execute("UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
+                   "valid_until_ns = ? WHERE id = ?",
+                   ("approved" if approve_it else "denied", person, now, now if approve_it else None, until, request_id))
+        _log(tx, request_id, person, action, None, True, why, now)
+    archive.checkpoint()
+    return _load(archive, request_id)
+
+
+def approve(archive: Archive, request_id: int, hours: float | None = None, note: str = "") -> AccessRequest:
+    return _decide(archive, request_id, True, hours, note)
+
+
+def deny(archive: Archive, request_id: int, reason: str) -> AccessRequest:
+    return _decide(archive, request_id, False, None, reason)
+
+
+def classify(archive: Archive, segment: int, level: int) -> None:
+    """Set a recording's classification (0 = none); custodians and approvers only (Art. 24)."""
+    person = current_person(archive)
+    if person_role(archive, person) not in ("custodian", "approver"):
+        raise _refuse(archive, None, person, "classify", segment, f"{person} may not classify recordings")
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        if tx.execute("SELECT 1 FROM segments WHERE id = ?", (segment,)).fetchone() is None:
+            raise CustodesError(f"no segment {segment}")
+        tx.execute("UPDATE segments SET classification = ? WHERE id = ?", (level, segment))
+        _log(tx, None, person, "classify", segment, True, f"level {level}", now)
+    archive.checkpoint()
+
+
+def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: str, action: str) -> AccessRequest:
+    """Check that the current person may do ``purpose`` on ``segments`` under the request now.
+
+    Success is logged as ``action``; any refusal is logged and raised."""
+    person = current_person(archive)
+    try:
+        req = _load(archive, request_id)
+    except CustodesError as e:
+        raise _refuse(archive, None, person, action, None, str(e)) from None
+    now = time.time_ns()
+    why = None
+    if req.requester != person:
+        why = f"request {request_id} is {req.requester}'s, not {person}'s"
+    elif req.status != "approved":
+        why = f"request {request_id} is {req.status}, not approved"
+    elif req.purpose != purpose:
+        why = f"request {request_id} was approved for {req.purpose}, not {purpose}"
+    elif req.valid_until is not None and now > req.valid_until:
+        why = f"request {request_id} expired at {rfc3339(req.valid_until)}"
+    elif outside := sorted(set(segments) - set(req.segments)):
+        why = f"segment(s) {outside} are not in request {request_id}"
+    else:
+        rows = archive.conn.execute(f"SELECT id, classification FROM segments WHERE id IN ({','.join('?' * len(segments))})",
+                                    segments).fetchall()
+        classified = [i for i, level in rows if level and level > 0]
+        if classified and person_role(archive, person) not in _classified_roles(archive):
+            why = f"segment(s) {classified} are classified and {person}'s role may not see them"
+    if why is not None:
+        raise _refuse(archive, request_id, person, action, segments[0] if len(segments) == 1 else None, why)
+    with archive.transaction() as tx:
+        for s in segments:
+            _log(tx, request_id, person, action, s, True, req.reason, now)
+    archive.checkpoint()
+    return req
