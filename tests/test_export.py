@@ -1,0 +1,118 @@
+"""Evidence export: bags checked by bagit-python and by custodes, disc images by xorriso."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import bagit
+import pytest
+
+from conftest import run_cli
+from test_custody import PEOPLE, archive as archive  # noqa: F401  (the same archive fixture)
+from test_custody import as_, refused, request
+
+
+def bagit_valid(bag: Path) -> bool:
+    out = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True)
+    return out.returncode == 0
+
+
+@pytest.fixture
+def case_bag(archive: Path, tmp_path: Path) -> tuple[Path, Path]:  # noqa: F811
+    policy = archive / "custodes.toml"
+    assert PEOPLE in policy.read_text()
+    assert as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1", "--segment", "3").returncode == 0
+    rid = request(archive, "carol", 1, 3, purpose="export")
+    assert as_("bob", "access", "approve", archive, rid).returncode == 0
+    bag = tmp_path / "bag-C-7"
+    iso = tmp_path / "C-7.iso"
+    out = as_("carol", "export", archive, "--case", "C-7", "--request", rid, "--to", bag, "--iso", iso,
+              "--description", "Body camera footage of the stop")
+    assert out.returncode == 0, out.stderr
+    return bag, iso
+
+
+def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], archive: Path) -> None:  # noqa: F811
+    bag, _ = case_bag
+    assert bagit_valid(bag)
+    assert bagit.Bag(str(bag)).is_valid()
+    out = run_cli("bag", "validate", bag, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 0 and report["valid"] and report["version"] == "1.0"
+    assert report["files"] == 2 and report["custody_entries_checked"] == 3  # two ingests and the export itself
+    info = (bag / "bag-info.txt").read_text()
+    for field in ("Producer: ", "Extractor: carol", "Extraction-Date: ", "Case-Number: C-7",
+                  "External-Description: Body camera footage of the stop"):
+        assert field in info
+    entries = (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()
+    assert len(entries) == 3
+
+
+def test_changed_byte_removed_file_and_altered_proof_fail(case_bag: tuple[Path, Path]) -> None:
+    bag, _ = case_bag
+    victim = sorted((bag / "data").rglob("*.mp4"))[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    assert not bagit_valid(bag)
+    assert run_cli("bag", "validate", bag).returncode == 1
+    victim.write_bytes(original)
+    assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0
+    proofs = bag / "custody" / "inclusion-proofs.json"
+    saved = proofs.read_text()
+    data = json.loads(saved)
+    h = data[0]["proof"][0]
+    data[0]["proof"][0] = ("0" if h[0] != "0" else "1") + h[1:]
+    proofs.write_text(json.dumps(data))
+    out = run_cli("bag", "validate", bag)
+    assert out.returncode == 1 and b"is not proven in the signed checkpoint" in out.stdout
+    assert not bagit_valid(bag)  # the tag manifest covers the custody folder
+    proofs.write_text(saved)
+    victim.unlink()
+    assert not bagit_valid(bag)
+    out = run_cli("bag", "validate", bag)
+    assert out.returncode == 1 and b"missing" in out.stdout
+
+
+def test_disc_image_lists_and_extracts_identically(case_bag: tuple[Path, Path], tmp_path: Path) -> None:
+    bag, iso = case_bag
+    listing = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], capture_output=True, text=True)
+    names = {line.strip().strip("'") for line in listing.stdout.splitlines() if line.startswith("'")}
+    expected = {"/" + p.relative_to(bag).as_posix() for p in bag.rglob("*") if p.is_file()}
+    assert names == expected
+    out = tmp_path / "extracted"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out)], check=True, capture_output=True)
+    for p in bag.rglob("*"):
+        if p.is_file():
+            assert hashlib.sha256((out / p.relative_to(bag)).read_bytes()).digest() == hashlib.sha256(p.read_bytes()).digest()
+    assert run_cli("bag", "validate", out).returncode == 0
+
+
+def test_export_refusals(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+    assert as_("alice", "retention", "case", archive, "--case", "C-8", "--segment", "1", "--segment", "2").returncode == 0
+    partial = request(archive, "carol", 1, purpose="export")  # segment 2 is not in the approved set
+    assert as_("bob", "access", "approve", archive, partial).returncode == 0
+    refused(as_("carol", "export", archive, "--case", "C-8", "--request", partial, "--to", tmp_path / "b1"),
+            r"segment\(s\) \[2\] are not in request")
+    view = request(archive, "carol", 1, 2)
+    assert as_("bob", "access", "approve", archive, view).returncode == 0
+    refused(as_("carol", "export", archive, "--case", "C-8", "--request", view, "--to", tmp_path / "b2"),
+            "approved for view, not export")
+    assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
+    assert as_("carol", "export", archive, "--case", "NOPE", "--request", view, "--to", tmp_path / "b3").returncode == 2
+
+
+def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    (plain).mkdir()
+    (plain / "statement.txt").write_text("witness statement\n")
+    bagit.make_bag(str(plain), {"Contact-Name": "Custodian"}, checksums=["sha256", "sha512"])
+    out = run_cli("bag", "validate", plain, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 0 and report["version"] in ("0.97", "1.0") and report["files"] == 1
+    (plain / "data" / "statement.txt").write_text("altered\n")
+    assert run_cli("bag", "validate", plain).returncode == 1
+    assert run_cli("bag", "validate", tmp_path).returncode == 2  # not a bag
