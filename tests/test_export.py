@@ -116,3 +116,29 @@ def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
     (plain / "data" / "statement.txt").write_text("altered\n")
     assert run_cli("bag", "validate", plain).returncode == 1
     assert run_cli("bag", "validate", tmp_path).returncode == 2  # not a bag
+
+
+def test_sm3_manifest_when_the_policy_records_sm3(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import FOOTAGE
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "--algo", "sha256", "--algo", "sm3").returncode == 0
+    policy = arch / "custodes.toml"
+    policy.write_text(policy.read_text() + PEOPLE)
+    vol = tmp_path / "BWC0002"
+    vol.mkdir()
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "clip.mp4")
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    assert as_("alice", "retention", "case", arch, "--case", "C-9", "--segment", "1").returncode == 0
+    rid = request(arch, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    bag = tmp_path / "bag"
+    assert as_("carol", "export", arch, "--case", "C-9", "--request", rid, "--to", bag).returncode == 0
+    sm3_line = (bag / "manifest-sm3.txt").read_text().split()
+    expected = subprocess.run(["openssl", "dgst", "-sm3", "-r", str(FOOTAGE / "encoders" / "androidx-sample.mp4")],
+                              capture_output=True, text=True).stdout.split()[0]
+    assert sm3_line == [expected, "data/BWC0002/clip.mp4"]
+    assert run_cli("bag", "validate", bag).returncode == 0
+    out = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True, text=True)
+    assert out.returncode == 0  # bagit-python checks the sha256 manifest and tolerates the sm3 one
