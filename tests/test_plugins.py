@@ -64,7 +64,7 @@ def test_builtins_and_a_registered_plugin() -> None:
     pm = PluginManager(use_entry_points=False, extra=[("acme", FakeVendor())])
     assert pm.drivers.names() == ["acme", "generic"]
     assert pm.storage_backends.names() == ["acme-vault", "local"]
-    assert pm.reporters.names() == ["acme-txt", "csv", "json"]
+    assert pm.reporters.names() == ["acme-txt", "csv", "html", "json", "pdf"]
     assert list(pm.executors.get("acme-serial").run(lambda x: x * 2, [1, 2], None)) == [2, 4]
     info = {p.name: p for p in pm.plugins()}
     assert info["acme"].provides["drivers"] == ["acme"] and not info["acme"].builtin
@@ -74,7 +74,7 @@ def test_builtins_and_a_registered_plugin() -> None:
 
 
 def test_block_and_allow_lists() -> None:
-    blocked = PluginManager(environ={"CUSTODES_BLOCK_PLUGINS": "generic, reporters"}, use_entry_points=False)
+    blocked = PluginManager(environ={"CUSTODES_BLOCK_PLUGINS": "generic, reporters, report-pages"}, use_entry_points=False)
     assert blocked.drivers.names() == [] and blocked.reporters.names() == []
     only = PluginManager(environ={"CUSTODES_PLUGINS": "local-storage"}, use_entry_points=False)
     assert [p.name for p in only.plugins()] == ["local-storage"]
@@ -87,7 +87,7 @@ def test_broken_plugin_is_reported_and_skipped() -> None:
             raise RuntimeError("vendor bug")
 
     pm = PluginManager(use_entry_points=False, extra=[("broken", Broken())])
-    assert pm.reporters.names() == ["csv", "json"]
+    assert pm.reporters.names() == ["csv", "html", "json", "pdf"]
     assert [(p.plugin, "vendor bug" in p.message) for p in pm.problems] == [("broken", True)]
 
 

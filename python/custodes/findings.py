@@ -28,6 +28,17 @@ ARTICLES: dict[str, int] = {
     "no_moov": 23,
     "malformed": 23,
     "unreadable": 23,
+    "late_ingest": 16,
+    "gap_unexplained": 14,
+    "unapproved_access": 22,
+    "modified": 23,
+    "missing": 23,
+    "unexpected": 23,
+    "ledger_mismatch": 23,
+    "checkpoint_mismatch": 23,
+    "orphan_sidecar": 23,
+    "ingest_failed": 16,
+    "clock_drift": 10,
 }
 
 _SEVERITY = {"truncated": "error", "no_moov": "error", "sequence_break": "error", "overlap": "error", "unreadable": "error"}

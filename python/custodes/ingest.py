@@ -195,7 +195,8 @@ def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadli
                 f"(deadline {deadline_hours:g} h)", device, s.path, end, ingest_ns,
                 evidence={"deadline_hours": deadline_hours, "recording_end": rfc3339(end)})
         for s, end in zip(segments, ends)
-        if end is not None and ingest_ns - end > deadline
+        # An end before the clock floor is an unset clock (already a clock_unset finding), not a delay.
+        if end is not None and end >= timeline.DEFAULT_CLOCK_FLOOR and ingest_ns - end > deadline
     ]
 
 

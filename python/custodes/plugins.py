@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("generic", "custodes.builtin.generic"),
     ("local-storage", "custodes.builtin.storage"),
     ("reporters", "custodes.builtin.reporters"),
+    ("report-pages", "custodes.builtin.report_html"),
     ("local-executor", "custodes.builtin.executors"),
 )
 BLOCK_ENV = "CUSTODES_BLOCK_PLUGINS"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from custodes import timeline
-from custodes.drivers import Driver, VolumeReading
+from custodes.drivers import Driver, VolumeReading, VolumeSegment
 from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
@@ -80,9 +80,12 @@ def timeline_findings(readings: Sequence[VolumeReading], *, gap_tolerance: int =
     """Gaps, overlaps and sequence breaks over the segments of the volumes,
     one device per identity. Photos count for file numbering, not for time
     covered; a segment without a trustworthy time counts only for numbering."""
+    def placed(s: VolumeSegment) -> bool:
+        # A time before the clock floor is an unset clock, whether a name or a container said it.
+        return s.kind != "photo" and s.start is not None and s.start >= timeline.DEFAULT_CLOCK_FLOOR
+
     segments = [
-        timeline.Segment(r.identity.device_id, s.path,
-                         None if s.kind == "photo" else s.start, None if s.kind == "photo" else s.end, s.sequence)
+        timeline.Segment(r.identity.device_id, s.path, s.start if placed(s) else None, s.end if placed(s) else None, s.sequence)
         for r in readings for s in r.segments
     ]
     return timeline.segment_findings(segments, gap_tolerance=gap_tolerance)
