@@ -106,7 +106,9 @@ def test_csv_one_row_per_finding(built: Path, tmp_path: Path) -> None:
 
 def test_html_is_self_contained_and_pdf_carries_the_chinese_labels(built: Path, tmp_path: Path) -> None:
     page = report(built, "html", tmp_path / "r.html").read_text()
-    assert "执法音像记录合规报告" in page and "<svg" in page
+    assert "执法音像记录合规报告" in page
+    assert page.count("<svg") == 2  # one timeline for the device, one for the task
+    assert "时钟校正 -10.0 s" in page  # the docking correction, drawn on the device's timeline
     fetches = re.findall(r'(?:src|href)\s*=\s*["\']?(?:https?:)?//', page) + re.findall(r"@import|url\(", page)
     assert fetches == []  # nothing to fetch: opens with no network
     pdf = report(built, "pdf", tmp_path / "r.pdf")

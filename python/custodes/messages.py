@@ -61,6 +61,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "concern_altered": ("记录被篡改或伪造", "Recordings altered or falsified"),
     "concern_damaged": ("记录损坏", "Recordings damaged"),
     "none": ("无", "none"),
+    "clock_correction": ("时钟校正", "Clock correction"),
 }
 
 

@@ -161,20 +161,33 @@ def build_report(archive: Archive, *, start: int | None = None, end: int | None 
     }
 
 
-def _timelines(archive: Archive, seg_where: str, seg_args: tuple[Any, ...], covs: list[Any]) -> list[dict[str, Any]]:
-    """Per device: recorded intervals and explained gaps; per task: its window (for the pictures)."""
-    out: dict[str, dict[str, Any]] = {}
+def _timelines(archive: Archive, seg_where: str, seg_args: tuple[Any, ...], covs: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Data for the pictures: per device, recorded intervals, explained gaps, task windows and the
+    clock correction applied; per task, each device's recording inside the window and its gaps."""
+    devices: dict[str, dict[str, Any]] = {}
     for device, s, e in archive.conn.execute(
             f"SELECT s.device_id, COALESCE(s.corrected_start_ns, s.start_ns), COALESCE(s.corrected_end_ns, s.end_ns) "
-            f"FROM segments s WHERE {seg_where} AND s.start_ns IS NOT NULL AND s.end_ns IS NOT NULL "
+            f"FROM segments s WHERE {seg_where} AND s.start_ns >= {DEFAULT_CLOCK_FLOOR} AND s.end_ns IS NOT NULL "
             f"AND s.kind IN ('video', 'audio') ORDER BY 1, 2", seg_args):
-        out.setdefault(device, {"device": device, "recorded": [], "explained": [], "tasks": []})["recorded"].append([s, e])
+        devices.setdefault(device, {"device": device, "recorded": [], "explained": [], "tasks": [],
+                                    "correction_seconds": None})["recorded"].append([s, e])
+    for device, offset in archive.conn.execute(
+            "SELECT device_id, device_ns - trusted_ns FROM clock_readings r WHERE device_ns = "
+            "(SELECT MAX(device_ns) FROM clock_readings r2 WHERE r2.device_id = r.device_id)"):
+        if device in devices:
+            devices[device]["correction_seconds"] = -offset / NS
     for device, s, e, cause in archive.conn.execute("SELECT device_id, start_ns, end_ns, cause FROM gap_explanations"):
-        if device in out:
-            out[device]["explained"].append([s, e, cause])
+        if device in devices:
+            devices[device]["explained"].append([s, e, cause])
+    tasks = []
     for c in covs:
         for d in c.devices:
-            if d in out:
-                out[d]["tasks"].append({"task": c.task.id, "start": c.task.start, "end": c.task.end,
-                                        "unexplained": [[f.start, f.end] for f in c.findings]})
-    return list(out.values())
+            if d in devices:
+                devices[d]["tasks"].append({"task": c.task.id, "start": c.task.start, "end": c.task.end,
+                                            "unexplained": [[f.start, f.end] for f in c.findings]})
+        tasks.append({"task": c.task.id, "start": c.task.start, "end": c.task.end,
+                      "unexplained": [[f.start, f.end] for f in c.findings],
+                      "explained": [[e["start"], e["end"], e["cause"]] for e in c.explained],
+                      "devices": {d: [[max(s, c.task.start), min(e, c.task.end)] for s, e in devices.get(d, {}).get("recorded", [])
+                                      if s < c.task.end and e > c.task.start] for d in c.devices}})
+    return {"devices": list(devices.values()), "tasks": tasks}

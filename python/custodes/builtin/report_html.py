@@ -32,7 +32,7 @@ def _svg(t: dict[str, Any], lang: str) -> str:
     lo, hi = min(spans), max(ends)
     width, scale = 900, 900 / max(hi - lo, 1)
     x = lambda v: (v - lo) * scale  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="70" viewBox="0 0 {width} 70" role="img">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} 70" role="img">',
              f'<title>{_e(t["device"])}</title>']
     for task in t["tasks"]:
         parts.append(f'<rect x="{x(task["start"]):.1f}" y="4" width="{max(x(task["end"]) - x(task["start"]), 1):.1f}" height="14" '
@@ -53,8 +53,37 @@ def _svg(t: dict[str, Any], lang: str) -> str:
         if e > lo and s < hi:
             parts.append(f'<rect x="{x(max(s, lo)):.1f}" y="24" width="{max(x(min(e, hi)) - x(max(s, lo)), 1):.1f}" height="22" '
                          f'fill="{EXPLAINED}"><title>{_e(label("explained_gap", lang))}: {_e(cause)}</title></rect>')
+    if t.get("correction_seconds"):
+        parts.append(f'<text x="{width}" y="14" font-size="10" text-anchor="end">{_e(label("clock_correction", lang))} '
+                     f'{t["correction_seconds"]:+.1f} s</text>')
     parts.append(f'<text x="0" y="62" font-size="10">{_e(rfc3339(lo))}</text>'
                  f'<text x="{width}" y="62" font-size="10" text-anchor="end">{_e(rfc3339(hi))}</text></svg>')
+    return "".join(parts)
+
+
+def _task_svg(task: dict[str, Any], lang: str) -> str:
+    """One task window: a row per device (recorded in green), gaps red (unexplained) or orange (explained)."""
+    lo, hi = task["start"], task["end"]
+    width, row = 900, 20
+    scale = width / max(hi - lo, 1)
+    x = lambda v: (min(max(v, lo), hi) - lo) * scale  # noqa: E731
+    devices = sorted(task["devices"])
+    height = 24 + row * (len(devices) + 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {height}" role="img">',
+             f'<rect x="0" y="2" width="{width}" height="12" fill="none" stroke="#1565c0"/>']
+    for k, d in enumerate(devices):
+        y = 20 + row * k
+        parts.append(f'<text x="2" y="{y + 13}" font-size="9">{_e(d)}</text>')
+        for s, e in task["devices"][d]:
+            parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#2e7d32" opacity="0.8"/>')
+    y = 20 + row * len(devices)
+    for s, e in task["unexplained"]:
+        parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#c62828">'
+                     f'<title>{_e(label("unexplained_gaps", lang))}</title></rect>')
+    for s, e, cause in task["explained"]:
+        parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="{EXPLAINED}">'
+                     f'<title>{_e(cause)}</title></rect>')
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -96,7 +125,8 @@ def render_html_text(report: dict[str, Any]) -> str:
         + ("".join(f"<tr><td>25</td><td>{_e(L(x['concern']))} ({_e(', '.join(x['kinds']))})</td><td>{x['count']}</td></tr>"
                    for x in report["concerns"]) or f"<tr><td colspan='3'>{_e(L('none'))}</td></tr>") + "</table>",
         f"<h2>{_e(L('timelines'))}</h2>",
-        "".join(f"<h3>{_e(t['device'])}</h3>{_svg(t, lang)}" for t in report["timelines"]),
+        "".join(f"<h3>{_e(L('device'))} {_e(t['device'])}</h3>{_svg(t, lang)}" for t in report["timelines"]["devices"]),
+        "".join(f"<h3>{_e(L('task_window'))} {_e(t['task'])}</h3>{_task_svg(t, lang)}" for t in report["timelines"]["tasks"]),
     ]
     page_note = f"{report['archive']['id']} · {cp['root'][:16]} · {report['generated']}"
     css = f"""
