@@ -195,6 +195,13 @@ MIGRATIONS: list[str] = [
     CREATE TABLE tombstones (sha256 TEXT PRIMARY KEY, segment_ids TEXT NOT NULL, request_id INTEGER NOT NULL,
         by TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
     """,
+    # 4: lookups that run once per object or per segment (verify, retention, reports) must not scan.
+    """
+    CREATE INDEX segments_by_object ON segments(sha256);
+    CREATE INDEX holds_by_segment ON holds(segment_id);
+    CREATE INDEX case_segments_by_segment ON case_segments(segment_id);
+    CREATE INDEX access_log_by_time ON access_log(time_ns);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -338,6 +345,8 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
                  algorithms: tuple[str, ...] = ("sha256", "blake3"), signing_key: str | None = None) -> Archive:
     """Create an archive in an empty (or new) folder and return it open."""
     path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise ArchiveError(f"{root}: exists and is not a folder; an archive starts in a new or empty folder")
     if path.exists() and any(path.iterdir()):
         raise ArchiveError(f"{root}: folder is not empty; an archive starts in a new or empty folder")
     if not algorithms or algorithms[0] != "sha256":
