@@ -319,3 +319,47 @@ def test_broken_policy_is_a_clear_error(tmp_path: Path) -> None:
     assert out.returncode == 2 and b"policy value missing" in out.stderr
     policy.write_text("this is = = not toml")
     assert b"cannot read the policy" in run_cli("verify", arch).stderr
+
+
+def test_volume_and_archive_must_not_overlap(tmp_path: Path, volume: Path) -> None:
+    inside = volume / "archive"
+    assert run_cli("init", inside).returncode == 0
+    out = run_cli("ingest", volume, "--archive", inside)
+    assert out.returncode == 2 and b"the archive is inside the volume" in out.stderr
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    out = run_cli("ingest", arch / "objects", "--archive", arch)
+    assert out.returncode == 2 and b"the volume is inside the archive" in out.stderr
+    with open_archive(inside) as a:
+        assert list(a.store.list()) == []  # nothing, least of all the private key, was copied
+
+
+def test_init_on_a_file_and_report_to_a_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = run_cli("init", tmp_path / "afile")
+    assert out.returncode == 2 and b"is not a folder" in out.stderr
+    assert run_cli("init", tmp_path / "arch").returncode == 0
+    out = run_cli("report", tmp_path / "arch", "--format", "json", "--out", tmp_path / "nodir" / "r.json")
+    assert out.returncode == 2 and b"cannot write the report" in out.stderr
+
+
+def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
+    from custodes.archive import MIGRATIONS, SCHEMA_VERSION, connect
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    for f in arch.glob("catalog.sqlite*"):
+        f.unlink()
+    conn = connect(arch / "catalog.sqlite")  # a catalog as custodes 0.1 with schema 1 left it
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO devices (device_id, kind, updated_ns) VALUES ('OLD-1', 'body_camera', 0)")
+    conn.close()
+    with open_archive(arch) as a:
+        assert a.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert a.conn.execute("SELECT device_id FROM devices").fetchall() == [("OLD-1",)]
+        assert a.conn.execute("SELECT COUNT(*) FROM access_requests").fetchone()[0] == 0  # later tables exist
+        a.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    out = run_cli("verify", arch)
+    assert out.returncode == 2 and b"newer than this custodes" in out.stderr

@@ -466,6 +466,7 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
     ingest finishes when run again. Exit 1 when a file failed or there are
     findings.
     """
+    from custodes.archive import ArchiveError
     from custodes.drivers import DriverOptionError
     from custodes.ingest import ingest
     from custodes.plugins import UnknownPluginError
@@ -475,7 +476,7 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
         line, progress = _bytes_progress(quiet)
         try:
             result = ingest(a, volume, driver, _driver_options(options), progress=progress)
-        except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
+        except (NoDriverError, UnknownPluginError, DriverOptionError, ArchiveError) as e:
             raise click.UsageError(str(e)) from e
         finally:
             line.close()
@@ -972,6 +973,9 @@ def report_command(archive: str, fmt: str, out: str, start: str | None, end: str
         model = _refusal(lambda: build_report(
             a, start=None if start is None else parse_time(start, "--from"), end=None if end is None else parse_time(end, "--to"),
             scope=kind, value=value or None, full_verify=full_verify, lang=language))
-    with open(out, "wb") as f:
-        reporter.render(model, f)
+    try:
+        with open(out, "wb") as f:
+            reporter.render(model, f)
+    except OSError as e:
+        raise click.UsageError(f"cannot write the report to {out}: {e.strerror}") from e
     click.echo(f"{fmt} report written to {out}")

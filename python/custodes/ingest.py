@@ -30,7 +30,7 @@ import numpy as np
 
 from custodes import ledger, timeline
 from custodes._faults import crashpoint
-from custodes.archive import Archive
+from custodes.archive import Archive, ArchiveError
 from custodes.drivers import VolumeReading, VolumeSegment, scan_volume
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -67,6 +67,17 @@ class IngestResult:
             "skipped": self.skipped, "bytes": self.bytes, "findings": [f.to_json() for f in self.findings],
             "checkpoint": self.checkpoint,
         }
+
+
+def _refuse_overlap(archive: Archive, volume: Path) -> None:
+    """A volume that holds the archive (or its signing key), or lies inside it, is refused:
+    ingest would copy the archive into itself, private key included."""
+    vol = volume.resolve()
+    for inner, outer, what in ((archive.root.resolve(), vol, "the archive is inside the volume"),
+                               (archive.signing_key_path.resolve(), vol, "the archive's signing key is inside the volume"),
+                               (vol, archive.root.resolve(), "the volume is inside the archive")):
+        if inner == outer or outer in inner.parents:
+            raise ArchiveError(f"{volume}: {what}; ingest a device volume from outside the archive")
 
 
 def _clean_stale_temps(archive: Archive) -> None:
@@ -107,6 +118,7 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
            now: int | None = None, workers: int | None = None) -> IngestResult:
     """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
     ``workers`` files are copied at once (default: one per core, at most 4)."""
+    _refuse_overlap(archive, Path(volume))
     opts = dict(options or {})
     if archive.policy.device_time_zone:
         opts.setdefault("tz", archive.policy.device_time_zone)
