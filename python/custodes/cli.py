@@ -279,12 +279,13 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
+    """Folders as volumes, files through the volume they sit in; bad names and options are usage errors."""
     from custodes.drivers import DriverOptionError
     from custodes.plugins import UnknownPluginError
-    from custodes.volumes import NoDriverError, read_volume
+    from custodes.volumes import NoDriverError, read_paths
 
     try:
-        return [read_volume(p, driver, options) for p in paths]
+        return read_paths(paths, driver, options)
     except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
         raise click.UsageError(str(e)) from e
 
@@ -375,14 +376,7 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise click.BadParameter(f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)",
                                      param_hint="--tz") from e
-    from custodes.drivers import DriverOptionError
-    from custodes.plugins import UnknownPluginError
-    from custodes.volumes import NoDriverError, read_paths
-
-    try:
-        readings = read_paths(paths, driver, opts)
-    except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
-        raise click.UsageError(str(e)) from e
+    readings = _read_volumes(paths, driver, opts)
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=round(gap_tolerance * 1e9))
     if as_json:

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from custodes import __version__, merkle
+from custodes import __version__, ledger, merkle
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive
 from custodes.errors import CustodesError
@@ -76,7 +76,6 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
     grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
     extractor = current_person(archive)
     now = time.time_ns()
-    from custodes import ledger
     with archive.transaction() as tx:
         ledger.append(tx, {"type": "export", "case": case, "request": request_id, "segments": [r[0] for r in rows],
                            "by": extractor, "time": now})

@@ -32,6 +32,7 @@ from custodes import ledger, timeline
 from custodes._faults import crashpoint
 from custodes.archive import Archive, ArchiveError
 from custodes.drivers import VolumeReading, VolumeSegment, scan_volume
+from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import hash_files
@@ -207,8 +208,8 @@ def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadli
                 f"(deadline {deadline_hours:g} h)", device, s.path, end, ingest_ns,
                 evidence={"deadline_hours": deadline_hours, "recording_end": rfc3339(end)})
         for s, end in zip(segments, ends)
-        # An end before the clock floor is an unset clock (already a clock_unset finding), not a delay.
-        if end is not None and end >= timeline.DEFAULT_CLOCK_FLOOR and ingest_ns - end > deadline
+        # An unset clock is already a clock_unset finding, not a delay.
+        if end is not None and clock_is_set(s.start) and ingest_ns - end > deadline
     ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from custodes import __version__
 from custodes.archive import Archive
-from custodes.defaults import DEFAULT_CLOCK_FLOOR
+from custodes.defaults import SQL_CLOCK_IS_SET
 from custodes.findings import ARTICLES, rfc3339
 from custodes.verify import verify, verify_ledger_only
 
@@ -64,8 +64,7 @@ def build_report(archive: Archive, *, start: int | None = None, end: int | None 
     devices = _devices_in_scope(archive, scope, value)
     dev_sql, dev_args = _in("s.device_id", devices)
     # A recording is in the period its time says; with an unset clock (before the floor), its ingest's.
-    when = (f"CASE WHEN s.start_ns IS NULL OR s.start_ns < {DEFAULT_CLOCK_FLOOR} THEN s.ingested_ns "
-            "ELSE COALESCE(s.corrected_start_ns, s.start_ns) END")
+    when = f"CASE WHEN {SQL_CLOCK_IS_SET} THEN COALESCE(s.corrected_start_ns, s.start_ns) ELSE s.ingested_ns END"
     seg_where = f"{dev_sql} AND {when} >= ? AND {when} < ?"
     seg_args = (*dev_args, lo, hi)
     segments = conn.execute(f"SELECT s.id, s.device_id, s.ledger_seq FROM segments s WHERE {seg_where}", seg_args).fetchall()
@@ -107,7 +106,7 @@ def build_report(archive: Archive, *, start: int | None = None, end: int | None 
 
     delays = [(ing - e) / 3600 / NS for ing, e in conn.execute(
         f"SELECT s.ingested_ns, COALESCE(s.corrected_end_ns, s.end_ns) FROM segments s WHERE {seg_where} "
-        f"AND s.start_ns >= {DEFAULT_CLOCK_FLOOR} AND COALESCE(s.corrected_end_ns, s.end_ns) IS NOT NULL", seg_args)]
+        f"AND {SQL_CLOCK_IS_SET} AND COALESCE(s.corrected_end_ns, s.end_ns) IS NOT NULL", seg_args)]
     ingests = conn.execute(f"SELECT COUNT(DISTINCT s.ingest_id) FROM segments s WHERE {seg_where}", seg_args).fetchone()[0]
 
     from custodes.retention import status
@@ -167,7 +166,7 @@ def _timelines(archive: Archive, seg_where: str, seg_args: tuple[Any, ...], covs
     devices: dict[str, dict[str, Any]] = {}
     for device, s, e in archive.conn.execute(
             f"SELECT s.device_id, COALESCE(s.corrected_start_ns, s.start_ns), COALESCE(s.corrected_end_ns, s.end_ns) "
-            f"FROM segments s WHERE {seg_where} AND s.start_ns >= {DEFAULT_CLOCK_FLOOR} AND s.end_ns IS NOT NULL "
+            f"FROM segments s WHERE {seg_where} AND {SQL_CLOCK_IS_SET} AND s.end_ns IS NOT NULL "
             f"AND s.kind IN ('video', 'audio') ORDER BY 1, 2", seg_args):
         devices.setdefault(device, {"device": device, "recorded": [], "explained": [], "tasks": [],
                                     "correction_seconds": None})["recorded"].append([s, e])

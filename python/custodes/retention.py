@@ -84,12 +84,11 @@ def due(archive: Archive, at: int | None = None) -> list[RetentionStatus]:
 
 
 def _ledgered(archive: Archive, entry: dict[str, Any], sql: str, params: tuple[Any, ...]) -> int:
+    """Run one catalog change with its ledger entry in one transaction; returns the row id."""
     with archive.transaction() as tx:
-        seq = ledger.append(tx, entry)
-        cur = tx.execute(sql, params)
-        rowid = int(cur.lastrowid or 0)
+        ledger.append(tx, entry)
+        rowid = int(tx.execute(sql, params).lastrowid or 0)
     archive.checkpoint()
-    del seq
     return rowid
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from custodes import timeline
 from custodes.drivers import Driver, VolumeReading, VolumeSegment
+from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
@@ -81,8 +82,7 @@ def timeline_findings(readings: Sequence[VolumeReading], *, gap_tolerance: int =
     one device per identity. Photos count for file numbering, not for time
     covered; a segment without a trustworthy time counts only for numbering."""
     def placed(s: VolumeSegment) -> bool:
-        # A time before the clock floor is an unset clock, whether a name or a container said it.
-        return s.kind != "photo" and s.start is not None and s.start >= timeline.DEFAULT_CLOCK_FLOOR
+        return s.kind != "photo" and clock_is_set(s.start)
 
     segments = [
         timeline.Segment(r.identity.device_id, s.path, s.start if placed(s) else None, s.end if placed(s) else None, s.sequence)
