@@ -1,0 +1,168 @@
+"""The ledger commands as an auditor uses them: ``ledger verify`` on every
+ledger tamper, ``ledger proof`` checked independently with custodes.merkle and
+the verifier key, ``ledger checkpoint``, and ``report --verify``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from custodes import merkle
+from custodes.archive import init_archive
+from custodes.ingest import ingest
+from custodes.ledger import VerifierKey, parse_checkpoint
+from test_archive import TAMPERS, volume  # noqa: F401  (volume is a fixture)
+
+LEDGER_TAMPERS = [name for name, (_, kind) in TAMPERS.items() if kind in ("checkpoint_mismatch", "ledger_mismatch")]
+OBJECT_TAMPERS = ["bit_flip_middle", "truncated", "deleted"]
+
+
+@pytest.fixture
+def three_checkpoints(tmp_path: Path, volume: Path) -> Path:  # noqa: F811
+    """An archive of three recordings, one ingest (and checkpoint) each."""
+    arch = tmp_path / "archive"
+    a = init_archive(arch)
+    try:
+        for i, f in enumerate(sorted((volume / "DCIM").iterdir())):
+            single = tmp_path / f"vol{i}" / "BWC0001"
+            single.mkdir(parents=True)
+            shutil.copy(f, single / f.name)
+            assert ingest(a, single).stored == [f.name]
+    finally:
+        a.close()
+    return arch
+
+
+def _json(out) -> dict:
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    return json.loads(out.stdout)
+
+
+def test_ledger_verify_is_clean_on_a_clean_archive(three_checkpoints: Path) -> None:
+    out = run_cli("ledger", "verify", three_checkpoints, "--json")
+    assert (out.returncode, _json(out)["ok"], _json(out)["findings"]) == (0, True, [])
+
+
+@pytest.mark.parametrize("name", LEDGER_TAMPERS)
+def test_ledger_verify_catches_every_ledger_tamper(three_checkpoints: Path, tmp_path: Path, name: str) -> None:
+    from custodes.archive import open_archive
+
+    tamper, kind = TAMPERS[name]
+    a = open_archive(three_checkpoints)
+    try:
+        tamper(a, tmp_path)
+    finally:
+        a.close()
+    out = run_cli("ledger", "verify", three_checkpoints, "--json")
+    report = _json(out)
+    assert out.returncode == 1 and report["ok"] is False
+    assert kind in {f["kind"] for f in report["findings"]}, report["findings"]
+    text = run_cli("ledger", "verify", three_checkpoints)
+    assert text.returncode == 1 and b"NOT CONSISTENT" in text.stdout
+
+
+@pytest.mark.parametrize("name", OBJECT_TAMPERS)
+def test_ledger_verify_does_not_read_objects_but_verify_does(three_checkpoints: Path, tmp_path: Path, name: str) -> None:
+    """`ledger verify` is the cheap check of the ledger alone (documented): object damage needs `verify`."""
+    from custodes.archive import open_archive
+
+    tamper, kind = TAMPERS[name]
+    a = open_archive(three_checkpoints)
+    try:
+        tamper(a, tmp_path)
+    finally:
+        a.close()
+    assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
+    out = run_cli("verify", three_checkpoints, "--json")
+    assert out.returncode == 1 and kind in {f["kind"] for f in _json(out)["findings"]}
+
+
+def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoints: Path) -> None:
+    for segment in (1, 2, 3):
+        out = run_cli("ledger", "proof", three_checkpoints, "--segment", str(segment), "--from-size", "1")
+        assert out.returncode == 0, out.stderr
+        proof = _json(out)
+        key = VerifierKey.parse(proof["verifier_key"])
+        # The signed note is the archive's own, and its root is the proof's root.
+        cp = parse_checkpoint(proof["checkpoint"], key)
+        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (3, proof["root"])
+        inc = proof["inclusion"]
+        entry = base64.b64decode(inc["entry_base64"])
+        assert json.loads(entry) == inc["entry"] and inc["entry"]["segment"] == segment
+        leaf = merkle.leaf_hash(entry)
+        assert leaf.hex() == inc["leaf_hash"]
+        path = [bytes.fromhex(h) for h in inc["proof"]]
+        assert merkle.verify_inclusion(leaf, inc["index"], cp.size, path, cp.root)
+        for wrong in set(range(cp.size)) - {inc["index"]}:
+            assert not merkle.verify_inclusion(leaf, wrong, cp.size, path, cp.root)
+        # An entry changed by one byte no longer proves.
+        assert not merkle.verify_inclusion(merkle.leaf_hash(entry + b" "), inc["index"], cp.size, path, cp.root)
+        con = proof["consistency"]
+        assert merkle.verify_consistency(1, cp.size, [bytes.fromhex(h) for h in con["proof"]],
+                                         bytes.fromhex(con["root1"]), cp.root)
+    # A key that is not the archive's does not verify the note.
+    other = init_archive(three_checkpoints.parent / "other")
+    try:
+        with pytest.raises(Exception):
+            parse_checkpoint(proof["checkpoint"], other.verifier_key)
+    finally:
+        other.close()
+
+
+def test_ledger_proof_refuses_what_it_cannot_prove(three_checkpoints: Path) -> None:
+    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "3")
+    assert out.returncode == 2 and b"not covered by the latest checkpoint" in out.stderr
+    out = run_cli("ledger", "proof", three_checkpoints, "--segment", "99")
+    assert out.returncode == 2 and b"no segment 99" in out.stderr
+    out = run_cli("ledger", "proof", three_checkpoints)
+    assert out.returncode == 2 and b"--entry" in out.stderr
+    assert b"Traceback" not in out.stderr
+
+
+def test_ledger_checkpoint_signs_the_ledger_as_it_is(three_checkpoints: Path) -> None:
+    from custodes import ledger
+    from custodes.archive import open_archive
+
+    a = open_archive(three_checkpoints)
+    try:
+        size_before = a.ledger_size()
+        # An entry appended but not yet signed, as a crash before an ingest's checkpoint leaves it.
+        with a.transaction() as tx:
+            ledger.append(tx, {"type": "annotation", "segment": 1, "note": "left unsigned", "time": 1})
+        assert a.ledger_size() == size_before + 1
+        key = a.verifier_key
+    finally:
+        a.close()
+    out = run_cli("ledger", "checkpoint", three_checkpoints, "--json")
+    assert out.returncode == 0
+    cp = _json(out)
+    assert cp["size"] == size_before + 1
+    signed = parse_checkpoint(cp["note"], key)
+    assert (signed.size, signed.root.hex()) == (cp["size"], cp["root"])
+    assert (three_checkpoints / "ledger" / "checkpoint").read_text() == cp["note"]
+    assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
+
+
+def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "r.json"
+    out = run_cli("report", three_checkpoints, "--verify", "--out", out_file)
+    assert out.returncode == 0, out.stderr
+    integrity = json.loads(out_file.read_text())["integrity"]
+    assert integrity == {**integrity, "full_verify": True, "ok": True, "checked": 3, "findings": 0}
+    # Without --verify the integrity section is the ledger check alone and misses object damage.
+    from custodes.archive import open_archive
+    a = open_archive(three_checkpoints)
+    try:
+        TAMPERS["bit_flip_end"][0](a, tmp_path)
+    finally:
+        a.close()
+    assert run_cli("report", three_checkpoints, "--out", out_file).returncode == 0
+    assert json.loads(out_file.read_text())["integrity"]["ok"] is True
+    assert run_cli("report", three_checkpoints, "--verify", "--out", out_file).returncode == 0
+    integrity = json.loads(out_file.read_text())["integrity"]
+    assert (integrity["full_verify"], integrity["ok"], integrity["findings"]) == (True, False, 1)
