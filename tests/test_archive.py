@@ -99,6 +99,8 @@ def test_cli_init_ingest_verify(tmp_path: Path, volume: Path) -> None:
     assert run_cli("init", arch).returncode == 2  # never over an existing archive
     out = run_cli("ingest", volume, "--archive", arch, "--json")
     report = json.loads(out.stdout)
+    # Exit 1: the real footage was recorded years ago, so each recording is a late ingest, and years lie between them (gap); nothing else.
+    assert out.returncode == 1 and {f["kind"] for f in report["findings"]} == {"gap", "late_ingest"}
     assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
     v = run_cli("verify", arch, "--json", "--workers", "2")
     assert v.returncode == 0
@@ -116,6 +118,8 @@ def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> No
     procs = [subprocess.Popen([sys.executable, "-m", "custodes", "ingest", str(v), "--archive", str(arch), "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for v in (volume, other, volume)]
     outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1, 1]  # late_ingest and gap findings only, never an error
+    assert all({f["kind"] for f in o["findings"]} == {"gap", "late_ingest"} for o in outs)
     assert len(outs[1]["stored"]) == 3
     # The volume given twice: each file stored by exactly one of the two runs, reported present by the other.
     first, third = outs[0], outs[2]
@@ -289,7 +293,9 @@ def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path)
     failed = next(f for f in report["findings"] if f["kind"] == "ingest_failed")
     assert "permission denied" in failed["message"]
     (volume / "DCIM" / "b.mov").chmod(0o644)
-    again = json.loads(run_cli("ingest", volume, "--archive", arch, "--json").stdout)
+    rerun = run_cli("ingest", volume, "--archive", arch, "--json")
+    again = json.loads(rerun.stdout)
+    assert rerun.returncode == 1 and {f["kind"] for f in again["findings"]} == {"gap", "late_ingest"}
     assert again["stored"] == ["DCIM/b.mov"] and len(again["already_present"]) == 2
     with open_archive(arch) as a:
         assert verify(a).ok

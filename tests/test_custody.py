@@ -37,7 +37,8 @@ def archive(tmp_path: Path) -> Path:
     for name in ("androidx-sample.mp4", "go-mp4-sample.mp4"):
         shutil.copy(FOOTAGE / "encoders" / name, vol / name)
     shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "bt601.mov")
-    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    # exit 1: the 2016 footage is a late ingest, and go-mp4-sample has no clock
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
     return arch
 
 
