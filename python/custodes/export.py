@@ -23,50 +23,32 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from custodes import __version__, ledger, merkle
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive
-from custodes.errors import CustodesError
+from custodes.bags import BagError, BagReport, validate_bag
+from custodes.bags import manifest_path as _manifest_path
+from custodes.bags import safe_part as _safe_part
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
-from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
 
+# validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
 __all__ = ["BagReport", "ExportError", "export_case", "validate_bag", "write_iso"]
 
-#: Manifest algorithms custodes can check, and how (the Rust engine where it has them).
-_ENGINE = {"sha256", "sm3", "md5", "blake3"}
-_HASHLIB = {"sha1", "sha512"}
 
-
-class ExportError(CustodesError):
+class ExportError(BagError):
     """An export that cannot be made as asked (no such case, a folder in the way, a failed copy)."""
 
     kind = "export"
 
 
-def _manifest_path(rel: str) -> str:
-    """RFC 8493 §2.1.3: CR, LF and % in a path are percent-encoded."""
-    return rel.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _unescape(rel: str) -> str:
-    return rel.replace("%0A", "\n").replace("%0a", "\n").replace("%0D", "\r").replace("%0d", "\r").replace("%25", "%")
-
-
-def _safe_part(text: str) -> str:
-    return text.replace("/", "_").replace("\\", "_").replace("\x00", "_") or "_"
-
-
 def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = "") -> Path:
     """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
     bag = Path(to)
-    if bag.exists() and any(bag.iterdir()):
-        raise ExportError(f"{bag}: folder is not empty; a bag is written to a new folder")
+    _check_destination(bag)
     rows = archive.conn.execute(
         "SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, s.officer_id, o.digests "
         "FROM case_segments cs JOIN segments s ON s.id = cs.segment_id JOIN objects o ON o.sha256 = s.sha256 "
@@ -75,13 +57,18 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
         raise ExportError(f"case {case!r} has no recordings in this archive")
     grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
     extractor = current_person(archive)
+    try:  # made before the export is logged; data/ is new, so nothing else can be mixed into the bag
+        bag.mkdir(parents=True, exist_ok=True)
+        (bag / "data").mkdir()
+    except OSError as e:
+        raise ExportError(f"{bag}: cannot create the bag folder ({e.strerror}); give --to a new folder in a "
+                          "writable place") from e
     now = time.time_ns()
     with archive.transaction() as tx:
         ledger.append(tx, {"type": "export", "case": case, "request": request_id, "segments": [r[0] for r in rows],
                            "by": extractor, "time": now})
     checkpoint = archive.checkpoint()
     payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
-    (bag / "data").mkdir(parents=True, exist_ok=True)
     for seg, device, name, sha, size, seq, _officer, digests in rows:
         rel = Path("data") / _safe_part(device) / Path(*[_safe_part(p) for p in Path(name).parts])
         target = bag / rel
@@ -90,9 +77,9 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
         payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
     algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
     copies = hash_files([p for _, p, *_ in payload], algorithms)
-    for (rel, _, digests, size, _, _), r in zip(payload, copies):
+    for (written, _, digests, size, _, _), r in zip(payload, copies):
         if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
-            raise ExportError(f"the copy of {rel} differs from the archive's object; nothing exported is to be trusted")
+            raise ExportError(f"the copy of {written} differs from the archive's object; nothing exported is to be trusted")
     for algo in algorithms:
         lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies))
         (bag / f"manifest-{algo}.txt").write_text(lines, encoding="utf-8")
@@ -120,6 +107,20 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
     return bag
 
 
+def _check_destination(bag: Path) -> None:
+    """``--to`` names a new folder or an empty one: a bag never lands on a file or mixes into other files
+    (another bag above all). Checked before anything is logged or written."""
+    if (bag.is_symlink() and not bag.exists()) or (bag.exists() and not bag.is_dir()):
+        raise ExportError(f"{bag}: exists and is not a folder; give --to a new folder for the bag")
+    if bag.is_dir():
+        try:
+            empty = not any(bag.iterdir())
+        except OSError as e:
+            raise ExportError(f"{bag}: cannot be listed ({e.strerror}); give --to a new folder for the bag") from e
+        if not empty:
+            raise ExportError(f"{bag}: folder is not empty; a bag is written to a new or empty folder")
+
+
 def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note: str) -> None:
     custody = bag / "custody"
     custody.mkdir()
@@ -145,131 +146,3 @@ def write_iso(bag: Path, iso: Path, label: str) -> None:
                           "-o", str(iso), str(bag)], capture_output=True, text=True)
     if out.returncode != 0:
         raise ExportError(f"xorriso failed: {out.stderr.strip()[-400:]}")
-
-
-@dataclass
-class BagReport:
-    bag: str
-    version: str | None = None
-    files: int = 0
-    problems: list[str] = field(default_factory=list)
-    custody_checked: int = 0
-
-    @property
-    def valid(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {"bag": self.bag, "valid": self.valid, "version": self.version, "files": self.files,
-                "custody_entries_checked": self.custody_checked, "problems": self.problems}
-
-
-def _digest_files(paths: list[Path], algo: str) -> list[str | None]:
-    if algo in _ENGINE:
-        return [r.digests.get(algo) if r.ok else None for r in hash_files(paths, (algo,))]
-    out: list[str | None] = []
-    for p in paths:
-        try:
-            h = hashlib.new(algo)
-            with open(p, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            out.append(h.hexdigest())
-        except OSError:
-            out.append(None)
-    return out
-
-
-def _read_manifest(path: Path, report: BagReport) -> dict[str, str]:
-    entries: dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2:
-            report.problems.append(f"{path.name} line {n}: not 'digest path'")
-            continue
-        entries[_unescape(parts[1].lstrip("*"))] = parts[0].lower()
-    return entries
-
-
-def validate_bag(path: str | os.PathLike[str]) -> BagReport:
-    """Validate a BagIt bag (v0.97 or 1.0), and its custody proofs when it has them."""
-    bag = Path(path)
-    report = BagReport(str(bag))
-    decl = bag / "bagit.txt"
-    if not decl.is_file():
-        raise ExportError(f"{bag}: not a bag (no bagit.txt)")
-    fields = dict(line.split(": ", 1) for line in decl.read_text(encoding="utf-8-sig").splitlines() if ": " in line)
-    report.version = fields.get("BagIt-Version")
-    if report.version not in ("0.97", "1.0"):
-        report.problems.append(f"bagit.txt: BagIt-Version {report.version!r} is not 0.97 or 1.0")
-    payload = sorted(p for p in (bag / "data").rglob("*") if p.is_file()) if (bag / "data").is_dir() else []
-    report.files = len(payload)
-    on_disk = {p.relative_to(bag).as_posix(): p for p in payload}
-    manifests = sorted(bag.glob("manifest-*.txt"))
-    if not manifests:
-        report.problems.append("no payload manifest")
-    for m in manifests:
-        algo = m.name[len("manifest-"):-len(".txt")]
-        if algo not in _ENGINE | _HASHLIB:
-            report.problems.append(f"{m.name}: algorithm {algo!r} not supported")
-            continue
-        listed = _read_manifest(m, report)
-        for rel in sorted(set(on_disk) - set(listed)):
-            report.problems.append(f"{rel}: in data/ but not in {m.name}")
-        present = [rel for rel in sorted(listed) if rel in on_disk]
-        for rel in sorted(set(listed) - set(on_disk)):
-            report.problems.append(f"{rel}: listed in {m.name} but missing")
-        for rel, got in zip(present, _digest_files([on_disk[r] for r in present], algo)):
-            if got != listed[rel]:
-                report.problems.append(f"{rel}: {algo} does not match {m.name}")
-    info = bag / "bag-info.txt"
-    if info.is_file():
-        for line in info.read_text(encoding="utf-8").splitlines():
-            if line.startswith("Payload-Oxum:"):
-                expected = line.split(":", 1)[1].strip()
-                actual = f"{sum(p.stat().st_size for p in payload)}.{len(payload)}"
-                if expected != actual:
-                    report.problems.append(f"Payload-Oxum says {expected}, the payload is {actual}")
-    for m in sorted(bag.glob("tagmanifest-*.txt")):
-        algo = m.name[len("tagmanifest-"):-len(".txt")]
-        if algo not in _ENGINE | _HASHLIB:
-            continue
-        listed = _read_manifest(m, report)
-        for rel, want in sorted(listed.items()):
-            target = bag / rel
-            got = _digest_files([target], algo)[0] if target.is_file() else None
-            if got != want:
-                report.problems.append(f"{rel}: tag file {'missing' if got is None else 'changed'} ({m.name})")
-    if (bag / "custody").is_dir():
-        _validate_custody(bag, report)
-    return report
-
-
-def _validate_custody(bag: Path, report: BagReport) -> None:
-    custody = bag / "custody"
-    try:
-        key = VerifierKey.parse((custody / "checkpoint.vkey").read_text(encoding="utf-8"))
-        cp = parse_checkpoint((custody / "checkpoint").read_text(encoding="utf-8"), key)
-        entries = [json.loads(line) for line in (custody / "ledger-entries.jsonl").read_text(encoding="utf-8").splitlines() if line]
-        proofs = {p["index"]: p for p in json.loads((custody / "inclusion-proofs.json").read_text(encoding="utf-8"))}
-    except (OSError, ValueError, KeyError, LedgerError) as e:
-        report.problems.append(f"custody: {e}")
-        return
-    manifest = _read_manifest(bag / "manifest-sha256.txt", report) if (bag / "manifest-sha256.txt").is_file() else {}
-    for e in entries:
-        index = e.get("index")
-        data = base64.b64decode(e.get("entry", ""))
-        leaf = merkle.leaf_hash(data)
-        p = proofs.get(index)
-        if p is None or bytes.fromhex(p["leaf_hash"]) != leaf or p["tree_size"] != cp.size or not merkle.verify_inclusion(
-                leaf, index, cp.size, [bytes.fromhex(h) for h in p["proof"]], cp.root):
-            report.problems.append(f"custody: ledger entry {index} is not proven in the signed checkpoint")
-            continue
-        report.custody_checked += 1
-        entry = json.loads(data)
-        if entry.get("type") == "ingest":
-            rel = (Path("data") / _safe_part(entry["device"]) / Path(*[_safe_part(x) for x in Path(entry["name"]).parts])).as_posix()
-            if manifest.get(rel) != entry["digests"]["sha256"]:
-                report.problems.append(f"custody: {rel} does not have the digest its ingest entry recorded")
