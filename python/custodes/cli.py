@@ -919,11 +919,11 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
     every manifest, Payload-Oxum, tag manifests, and, when the bag has a
     custody/ folder, each ledger entry's inclusion proof against the signed
     checkpoint and each recording against its ingest entry. Exit 0 valid, 1 not."""
-    from custodes.export import ExportError, validate_bag
+    from custodes.bags import BagError, validate_bag
 
     try:
         report = validate_bag(bag)
-    except ExportError as e:
+    except BagError as e:
         raise click.UsageError(str(e)) from e
     if as_json:
         _write_json(report.to_json())
