@@ -1,16 +1,53 @@
-"""Crash points for the crash test: ``CUSTODES_CRASHPOINT=phase:n`` kills the
-process with SIGKILL the n-th time it reaches ``phase`` (1-based).
+"""Crash points and storage faults for the test suite. Both are planned from the
+environment, so they work in the real CLI subprocess; unset (always, outside
+tests) each check is one test of a module constant.
 
-Unset (always, outside tests), :func:`crashpoint` is a dictionary lookup."""
+``CUSTODES_CRASHPOINT=phase:n`` kills the process with SIGKILL the n-th time
+it reaches ``phase`` (1-based).
+
+``CUSTODES_FAULT=op:n:what`` makes the n-th storage operation of kind ``op``
+fail (1-based, counted over the whole process, every thread): ``what`` is an
+errno name (``EIO``, ``ENOSPC``, ...) raised as the :class:`OSError` that
+operation raises, or ``crash``: SIGKILL just before it, so a ``fsync:n:crash``
+is a power cut before that fsync completes. ``CUSTODES_FAULT_LOG=FILE``
+appends one line per operation (``op<TAB>n<TAB>path``, plus ``<TAB>fault``
+where one was injected): a clean run with only the log set counts the
+operations a test then walks through.
+
+The storage operations, each counted where the Python side performs it or
+hands it to Rust:
+
+- ``write``: bytes written to an archive or export file (the Rust copy of a
+  recording into ``tmp/``, a checkpoint, a bag file), or a name created or
+  removed (``link`` into the store, ``replace``, ``unlink`` of a purged object);
+- ``read``: an archive file read back (ingest's read-back and head digest,
+  export reading an object and re-hashing its copy);
+- ``fsync``: a file or directory fsynced.
+
+A failing ``write`` of a whole file (:func:`write_cut_short`) first lets the
+write run, then truncates the file to half and raises: a disk that fills
+mid-copy leaves a short file behind, and the code must clean it up.
+"""
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 import signal
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PLAN = os.environ.get("CUSTODES_CRASHPOINT", "")
 _PHASE, _, _N = _PLAN.partition(":")
 _COUNTS: dict[str, int] = {}
+
+OPS = ("write", "read", "fsync")
+_FAULT = os.environ.get("CUSTODES_FAULT", "")
+_LOG = os.environ.get("CUSTODES_FAULT_LOG", "")
+ACTIVE = bool(_FAULT or _LOG)
 
 
 def crashpoint(phase: str) -> None:
@@ -19,3 +56,65 @@ def crashpoint(phase: str) -> None:
     _COUNTS[phase] = _COUNTS.get(phase, 0) + 1
     if _COUNTS[phase] == int(_N or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse(plan: str) -> tuple[str, int, int | None]:
+    """(op, n, errno) from ``op:n:what``; errno None means crash. A bad plan
+    is a broken test, so it fails loudly at import."""
+    op, n, what = plan.split(":")
+    if op not in OPS or int(n) < 1:
+        raise ValueError(f"CUSTODES_FAULT={plan!r}: want op:n:what with op in {OPS} and n >= 1")
+    return op, int(n), None if what == "crash" else int(getattr(_errno, what))
+
+
+_TARGET = _parse(_FAULT) if _FAULT else None
+_OP_COUNTS = dict.fromkeys(OPS, 0)
+_LOCK = threading.Lock()
+
+
+def _hit(op: str, path: str | os.PathLike[str]) -> int | None:
+    """Count one ``op``; the errno to fail it with, when it is the planned one (a crash never returns)."""
+    with _LOCK:
+        _OP_COUNTS[op] += 1
+        n = _OP_COUNTS[op]
+        fire = _TARGET is not None and _TARGET[0] == op and _TARGET[1] == n
+        if _LOG:
+            with open(_LOG, "a", encoding="utf-8") as log:
+                log.write(f"{op}\t{n}\t{os.fsdecode(path)!r}" + ("\tfault\n" if fire else "\n"))
+    if not fire:
+        return None
+    assert _TARGET is not None
+    if _TARGET[2] is None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _TARGET[2]
+
+
+def storage_op(op: str, path: str | os.PathLike[str]) -> None:
+    """Call just before a storage operation on ``path``: raises the planned
+    :class:`OSError` (or crashes) when this is the planned one."""
+    if not ACTIVE:
+        return
+    code = _hit(op, path)
+    if code is not None:
+        raise OSError(code, os.strerror(code), os.fspath(path))
+
+
+def write_cut_short(path: str | os.PathLike[str], write: Callable[[], T],
+                    error: Callable[[OSError], Exception] | None = None) -> T:
+    """Run ``write`` (which creates and fills ``path``) as one storage write.
+
+    When it is the planned failure, the write runs, then ``path`` is cut to
+    half its length and the error is raised, shaped by ``error`` into what the
+    real writer raises (the Rust copy raises EvidenceReadError, not OSError)."""
+    if not ACTIVE:
+        return write()
+    code = _hit("write", path)
+    result = write()
+    if code is None:
+        return result
+    try:
+        os.truncate(path, os.stat(path).st_size // 2)
+    except OSError:
+        pass
+    e = OSError(code, os.strerror(code), os.fspath(path))
+    raise (error(e) if error else e)

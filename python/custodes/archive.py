@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from custodes import _core
 from custodes import ledger as ledger_mod
 from custodes import merkle
+from custodes._faults import storage_op, write_cut_short
 from custodes.builtin.storage import fsync_dir
-from custodes.errors import CustodesError
+from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
 
 __all__ = ["Archive", "ArchiveError", "Policy", "SCHEMA_VERSION", "init_archive", "open_archive"]
@@ -277,7 +278,9 @@ class Archive:
 
     def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
         """Copy a source file to a new temp file in the store while hashing it (the Rust core)."""
-        return _core.copy_and_hash(src, temp, list(algorithms))
+        # One storage write for the fault injector: the bytes are written in Rust.
+        return write_cut_short(temp, lambda: _core.copy_and_hash(src, temp, list(algorithms)),
+                               lambda e: EvidenceReadError(e.errno, f"writing the copy {temp}: {e.strerror}", src))
 
     def leaves(self, size: int | None = None) -> list[bytes]:
         rows = self.conn.execute("SELECT leaf FROM ledger ORDER BY seq" + (" LIMIT ?" if size is not None else ""),
@@ -303,8 +306,12 @@ class Archive:
             existing = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,)).fetchone()[0]
             cp = ledger_mod.parse_checkpoint(existing, self.verifier_key)
         folder = self.root / "ledger" / "checkpoints"
-        _write_once(folder / str(cp.size), cp.note)
-        _replace(self.root / "ledger" / "checkpoint", cp.note)
+        # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
+        # every file as a checkpoint): one left by a crash is cleaned there.
+        temps = self.root / "tmp"
+        temps.mkdir(exist_ok=True)
+        _write_once(folder / str(cp.size), cp.note, temps)
+        _replace(self.root / "ledger" / "checkpoint", cp.note, temps)
         return cp
 
 
@@ -312,32 +319,49 @@ def _now() -> int:
     return time.time_ns()
 
 
-def _durable_temp(path: Path, text: str) -> Path:
-    """``text`` written and fsynced to a temp file beside ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+def _durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
+    """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
+    named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
+    the temp is removed: a failed write leaves nothing behind."""
+    tmp = (folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}" if folder is not None
+           else path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            storage_op("write", tmp)
+            f.write(text)
+            f.flush()
+            storage_op("fsync", tmp)
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
 
 
-def _write_once(path: Path, text: str) -> None:
+def _write_once(path: Path, text: str, folder: Path | None = None) -> None:
     """Create ``path`` atomically; an existing file is never replaced."""
     if path.exists():
         return
-    tmp = _durable_temp(path, text)
+    tmp = _durable_temp(path, text, folder)
     try:
+        storage_op("write", path)
         os.link(tmp, path)
     except FileExistsError:
         pass
-    os.unlink(tmp)
+    finally:
+        os.unlink(tmp)
     fsync_dir(path.parent)
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, text: str, folder: Path | None = None) -> None:
     """Replace ``path`` atomically (the latest checkpoint, the policy at init)."""
-    os.replace(_durable_temp(path, text), path)
+    tmp = _durable_temp(path, text, folder)
+    try:
+        storage_op("write", path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from custodes import ledger, timeline
-from custodes._faults import crashpoint
+from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
 from custodes.drivers import VolumeReading, VolumeSegment, scan_volume
 from custodes.defaults import clock_is_set
@@ -259,22 +259,36 @@ def _copy_into_store(archive: Archive, path: str, name: str,
         return f"could not copy: {e}"
     digests = {a: d.hex() for a, d in zip(computed, raw)}
     crashpoint("after_copy")
-    fd = os.open(temp, os.O_RDONLY)
     try:
-        os.fsync(fd)
-        if archive.policy.readback == "storage":
-            # Drop the copy's cached pages so the read-back comes from the storage itself.
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    crashpoint("after_fsync")
-    (back,) = hash_files([temp], (READBACK,))
-    if not back.ok or back.digests[READBACK] != digests[READBACK]:
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            storage_op("fsync", temp)
+            os.fsync(fd)
+            if archive.policy.readback == "storage":
+                # Drop the copy's cached pages so the read-back comes from the storage itself.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        crashpoint("after_fsync")
+        storage_op("read", temp)
+        (back,) = hash_files([temp], (READBACK,))
+        if not back.ok:
+            temp.unlink(missing_ok=True)
+            return f"could not read the copy back: {back.error}"
+        if back.digests[READBACK] != digests[READBACK]:
+            temp.unlink(missing_ok=True)
+            return "the copy read back differs from what was read from the volume (storage fault?)"
+        crashpoint("after_readback")
+        storage_op("read", temp)
+        head = head_digest(temp)
+        archive.store.put(temp, digests["sha256"])
+    except OSError as e:
+        # The archive's storage failed this file (EIO, ENOSPC at an fsync,
+        # read-back or link): its copy goes, the file is reported
+        # ingest_failed with the reason, the rest of the volume goes on, and
+        # a re-run copies it again. put() leaves no half-made object.
         temp.unlink(missing_ok=True)
-        return "the copy read back differs from what was read from the volume (storage fault?)"
-    crashpoint("after_readback")
-    head = head_digest(temp)
-    archive.store.put(temp, digests["sha256"])
+        return f"could not store the copy: {e}"
     crashpoint("after_link")
     return size, {a: digests[a] for a in algorithms}, head
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from custodes._faults import storage_op
 from custodes.errors import CustodesError
 from custodes.hookspecs import hookimpl
 from custodes.plugins import StorageBackend
@@ -42,6 +43,17 @@ class StoredObject:
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        storage_op("fsync", path)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to the storage (the one fsync of a file the archive writes)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        storage_op("fsync", path)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -74,20 +86,34 @@ class LocalStore:
         """Move a fully written, fsynced temp file into place under ``digest``.
 
         Returns False (and removes the temp file) when the object is already
-        stored: an object is never replaced."""
+        stored: an object is never replaced. All or nothing: when the new name
+        cannot be made durable, the name this call created is removed again
+        and the error raised, so a failed put never leaves an object that no
+        catalog row will ever name (``verify`` would call it unexpected)."""
         final = self.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        created = False
         try:
-            os.link(temp, final)
-        except FileExistsError:
-            os.unlink(temp)
-            return False
+            storage_op("write", final)
+            try:
+                os.link(temp, final)
+                created = True
+            except FileExistsError:
+                pass
+            # Also when the name was there already: it may be the link of an
+            # earlier run that died before these fsyncs, and the catalog is
+            # about to rely on it surviving a power cut.
+            fsync_dir(final.parent)
+            fsync_dir(final.parent.parent)
+        except OSError:
+            if created:
+                final.unlink(missing_ok=True)
+            raise
+        # The temp's removal is not fsynced: the object is durable now, and a
+        # temp that a power cut brings back is cleaned by the next ingest.
         os.unlink(temp)
-        fsync_dir(final.parent)
-        fsync_dir(final.parent.parent)
-        fsync_dir(self.tmp)
-        return True
+        return created
 
     def stat(self, digest: str) -> os.stat_result | None:
         try:
@@ -112,6 +138,7 @@ class LocalStore:
         """Remove an object. Only the retention workflow calls this, after its tombstone is in the ledger."""
         path = self.path_for(digest)
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        storage_op("write", path)
         os.unlink(path)
         fsync_dir(path.parent)
 
