@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from custodes.cli import main
 
@@ -23,7 +24,14 @@ def all_commands(group: click.Group, prefix: str = "custodes") -> list[tuple[str
 
 @pytest.mark.parametrize(("name", "command"), all_commands(main), ids=lambda v: v if isinstance(v, str) else "")
 def test_command_has_help_and_is_in_readme(name: str, command: click.Command) -> None:
-    assert command.help and len(command.help) > 40, f"{name} needs a help text"
+    assert command.help, f"{name} needs a help text"
+    # The first line says what the command does, as a sentence, and --help shows it.
+    first = command.help.strip().split("\n\n")[0].replace("\n", " ")
+    assert len(first.split()) >= 4 and first.rstrip().endswith((".", ":", ")")), f"{name}: {first!r}"
+    undocumented = [p.name for p in command.params if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert undocumented == [], f"{name}: options without help: {undocumented}"
+    shown = CliRunner().invoke(main, [*name.split()[1:], "--help"])
+    assert shown.exit_code == 0 and " ".join(first.split()[:4]) in " ".join(shown.output.split())
     assert f"`{name}" in README, f"README.md does not document `{name}`"
 
 

@@ -102,11 +102,18 @@ def test_per_sample_times_agree_with_androidx(dump: str, path: Path) -> None:
 def test_broken_files_give_findings_never_exceptions() -> None:
     by_name = {p.name: custodes.probe(p) for p in (FOOTAGE / "broken").iterdir()}
     kinds = {n: {f.kind for f in i.findings} for n, i in by_name.items()}
-    assert kinds["go-mp4-sample_qt.mp4"] >= {"truncated", "clock_unset"}
+    # Exactly these findings, no more: each one is what ffprobe says (or fails to say) about the file.
+    assert kinds == {
+        "go-mp4-sample_qt.mp4": {"truncated", "clock_unset"},  # ffprobe: decode errors; declares 596 s
+        "large_stbl_truncated_after_moov.m4b": {"truncated", "clock_unset"},  # ffprobe: "partial file"
+        "sample_malformed_free_box.mp4": {"malformed", "no_moov"},  # ffprobe cannot read it: "moov atom not found"
+        "sample_mdat_too_long.mp4": {"truncated"},
+        "sample_missing_stsd.mp4": set(),  # ffprobe reads it; only the audio codec is unknown
+    }
     assert by_name["go-mp4-sample_qt.mp4"].missing_bytes > 38_000_000
-    assert "truncated" in kinds["sample_mdat_too_long.mp4"]
-    assert "truncated" in kinds["large_stbl_truncated_after_moov.m4b"]
-    assert "no_moov" in kinds["sample_malformed_free_box.mp4"]
+    free_box = by_name["sample_malformed_free_box.mp4"]
+    assert free_box.tracks == [] and free_box.duration is None and free_box.size == (FOOTAGE / "broken" / "sample_malformed_free_box.mp4").stat().st_size
+    assert [f.evidence.get("problem") for f in free_box.findings if f.kind == "malformed"] == ["malformed_box"]
     assert by_name["sample_missing_stsd.mp4"].tracks[1].codec is None
     assert not any(i.complete for n, i in by_name.items() if n != "sample_missing_stsd.mp4")
 
@@ -166,3 +173,6 @@ def test_hostile_bytes_never_crash(tmp_path: Path) -> None:
     assert len(results) == len(variants)
     assert all(isinstance(r, custodes.MediaInfo) for r in results)
     assert all(not r.complete for r in results[1:-3])  # every cut loses bytes or the index
+    # ... and says so with a finding, never silently.
+    assert all({f.kind for f in r.findings} & {"truncated", "no_moov", "malformed"} for r in results[:-3])
+    assert {f.kind for f in results[0].findings} == {"no_moov"}  # the empty file

@@ -121,6 +121,12 @@ def test_html_is_self_contained_and_pdf_carries_the_chinese_labels(built: Path, 
     png = tmp_path / "page"
     subprocess.run(["pdftoppm", "-png", "-f", "1", "-l", "1", "-r", "60", str(pdf), str(png)], check=True)
     first = next(tmp_path.glob("page*.png"))
-    assert first.stat().st_size > 5000
+    from PIL import Image
+    with Image.open(first) as img:
+        width, height = img.size
+        grey = img.convert("L")
+        dark = sum(grey.histogram()[:128])
+    assert abs(width - 496) <= 1 and abs(height - 702) <= 1  # A4 (210 x 297 mm) at 60 dpi, give or take rounding
+    assert 0.005 < dark / (width * height) < 0.5  # text and pictures on the page, not a blank or black page
     english = report(built, "html", tmp_path / "en.html", "--lang", "en").read_text()
     assert "Compliance report on enforcement recordings" in english

@@ -44,8 +44,9 @@ def test_gpmf_walk_finds_gpsu_and_survives_garbage() -> None:
     sample = data[start:start + 6188]
     assert gps_time(sample) == 1574120714 * 10**9  # 2019-11-18T23:45:14Z
     assert any(k == b"GPS5" for k, _, _ in gpmf_items(sample))
-    for cut in (0, 7, 100, 3000):
-        gps_time(sample[:cut])  # a cut-off sample: no exception
+    assert sample.find(b"GPSU") == 4832
+    for cut in (0, 7, 100, 3000, 4840):
+        assert gps_time(sample[:cut]) is None  # cut off before (or inside) GPSU: no time, and no exception
     assert gps_time(b"DEVC\x00\x01\xff\xff" + b"\x00" * 16) is None  # a size pointing past the end
 
 
