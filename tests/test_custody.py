@@ -105,9 +105,16 @@ def purge_request(arch: Path, *segments: int) -> int:
 
 
 def test_retention_holds_and_lawful_purge(archive: Path) -> None:
-    status = json.loads(as_("alice", "retention", "status", archive, "--json").stdout)["segments"]
-    # The 2016 and 2024 clips are past 730 days; go-mp4-sample.mp4 has no clock, so it counts from its ingest.
-    assert [(s["name"], s["due"]) for s in status] == [
+    def due_at(at: str) -> list[tuple[str, bool]]:
+        out = as_("alice", "retention", "status", archive, "--json", "--at", at)
+        assert out.returncode == 0, out.stderr
+        return [(s["name"], s["due"]) for s in json.loads(out.stdout)["segments"]]
+
+    # On a fixed clock: the 2016 clip is long past its 730 days; bt601.mov (2024-02-12T19:16:55Z, 1.02 s) is due
+    # 730 days after its end, from 2026-02-11T19:16:56.02Z on; go-mp4-sample.mp4 has no clock, so it counts from its ingest (today).
+    assert due_at("2026-02-11T19:16:56Z") == [
+        ("androidx-sample.mp4", True), ("bt601.mov", False), ("go-mp4-sample.mp4", False)]
+    assert due_at("2026-02-11T19:16:57Z") == [
         ("androidx-sample.mp4", True), ("bt601.mov", True), ("go-mp4-sample.mp4", False)]
     hold = as_("alice", "retention", "hold", archive, "--segment", "1", "--reason", "litigation 2026-3")
     assert hold.returncode == 0

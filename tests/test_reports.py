@@ -58,7 +58,9 @@ def report(arch: Path, fmt: str, out: Path, *args: str) -> Path:
 
 
 def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
-    model = json.loads(report(built, "json", tmp_path / "r.json").read_text())
+    # A fixed clock: the 2024-03-01 recordings are past their 730 days from 2026-03-01 on.
+    model = json.loads(report(built, "json", tmp_path / "r.json", "--at", "2026-06-01T00:00:00Z").read_text())
+    assert model["generated"] == "2026-06-01T00:00:00Z"
     c = model["completeness"]
     assert c["segments"] == 8  # 7 recordings + the clock file, each a catalog row
     # 4 s after 0003, and 300 s before 0007, whose name (the device clock) puts it there.
@@ -75,7 +77,11 @@ def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
     t = model["timeliness"]
     assert (t["ingests"], t["late_ingest"]) == (1, 6)  # the six timed recordings of 2024, not the clock-reset one
     assert t["delay_hours"]["max"] < 24 * 365 * 3  # the reset clock's "year 2000" is no delay
-    assert model["retention"] == {"due": 4, "held": 1, "long_term": 2, "purged": 0}  # long-term: 0003 marked, 0007 IMP
+    # Due: files 0003, 0005, 0006 (0001 is held; 0008's reset clock counts from its ingest, not from the year 2000).
+    assert model["retention"] == {"due": 3, "held": 1, "long_term": 2, "purged": 0}  # long-term: segment 3 (file 0002) marked, 0007 IMP
+    # A day before the 730 days have run, nothing is due yet.
+    before = json.loads(report(built, "json", tmp_path / "b.json", "--at", "2026-02-28T00:00:00Z").read_text())
+    assert before["retention"] == {"due": 0, "held": 1, "long_term": 2, "purged": 0}
     assert model["access"] == {"requests": 1, "approved": 1, "denied": 0, "refusals": 1, "views": 1, "exports": 0}
     concerns = {x["concern"]: x for x in model["concerns"]}
     assert concerns["concern_not_recorded"]["count"] == 2

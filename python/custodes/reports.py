@@ -57,8 +57,12 @@ def _in(col: str, values: list[str] | None) -> tuple[str, tuple[Any, ...]]:
 
 
 def build_report(archive: Archive, *, start: int | None = None, end: int | None = None, scope: str = "archive",
-                 value: str | None = None, full_verify: bool = False, lang: str = "zh") -> dict[str, Any]:
-    """The report for segments whose recording starts in [start, end) (ingest time when they have no clock)."""
+                 value: str | None = None, full_verify: bool = False, lang: str = "zh",
+                 at: int | None = None) -> dict[str, Any]:
+    """The report for segments whose recording starts in [start, end) (ingest time when they have no clock).
+
+    ``at`` (ns; default now) is the moment the report speaks for: what is due
+    for purge, and the generation time printed on it."""
     conn = archive.conn
     lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
     devices = _devices_in_scope(archive, scope, value)
@@ -111,7 +115,7 @@ def build_report(archive: Archive, *, start: int | None = None, end: int | None 
 
     from custodes.retention import status
     ret = [r for r in status(archive) if r.segment in seg_ids]
-    now = time.time_ns()
+    now = time.time_ns() if at is None else at
 
     access_rows = conn.execute("SELECT id, segments, status FROM access_requests").fetchall()
     in_scope_requests = [r for r in access_rows if devices is None or set(json.loads(r[1])) & seg_ids]

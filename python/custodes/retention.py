@@ -20,6 +20,7 @@ from custodes import ledger
 from custodes.access import AccessDenied, current_person, grant_for, person_role
 from custodes.archive import Archive
 from custodes.errors import CustodesError
+from custodes.defaults import SQL_CLOCK_IS_SET
 from custodes.findings import rfc3339
 
 __all__ = ["LONG_TERM_REASONS", "RetentionStatus", "due", "hold", "link_case", "long_term", "purge", "release", "status"]
@@ -58,7 +59,11 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
     conn = archive.conn
     minimum = archive.policy.retention_days * DAY
     where = f"WHERE s.id IN ({','.join('?' * len(segments))})" if segments else ""
-    rows = conn.execute(f"SELECT s.id, s.original_name, COALESCE(s.corrected_end_ns, s.end_ns, s.ingested_ns), s.important, "
+    # The minimum runs from the recording's end, or from its ingest when its clock
+    # cannot be believed (none, or an unset clock before the floor): a camera
+    # reset to the year 2000 must not make its footage due for purge at once.
+    rows = conn.execute(f"SELECT s.id, s.original_name, CASE WHEN {SQL_CLOCK_IS_SET} THEN "
+                        f"COALESCE(s.corrected_end_ns, s.end_ns, s.ingested_ns) ELSE s.ingested_ns END, s.important, "
                         f"s.purged_ns, lt.reason FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id {where} "
                         "ORDER BY s.id", segments or ()).fetchall()
     out = []
@@ -143,13 +148,18 @@ def link_case(archive: Archive, case: str, segments: list[int], until: int | Non
 
 
 def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]:
-    """Purge the recordings of an approved purge request: tombstone first, then the object."""
+    """Purge the recordings of an approved purge request: tombstone first, then the object.
+
+    A purge stopped part way (a storage error, a crash) is finished by running
+    it again: segments already purged are not refused but completed, and an
+    object whose tombstone is in the ledger but which is still in the store is
+    removed then."""
     req = archive.conn.execute("SELECT segments FROM access_requests WHERE id = ?", (request_id,)).fetchone()
     segments = json.loads(req[0]) if req else []
     at = time.time_ns() if at is None else at
     for st in status(archive, segments):
         if st.purged:
-            raise CustodesError(f"segment {st.segment} is already purged")
+            continue  # its tombstone is in the ledger: only the object's removal may be left to do
         if st.holds:
             raise AccessDenied(f"segment {st.segment} is under hold {st.holds}: nothing overrides a hold")
         if st.keep_until is None:
@@ -159,17 +169,26 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
     grant_for(archive, request_id, segments, "purge", "purge")
     person = current_person(archive)
     now = time.time_ns()
-    rows = archive.conn.execute(f"SELECT id, sha256 FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments).fetchall()
-    for seg, sha in rows:
-        with archive.transaction() as tx:
-            seq = ledger.append(tx, {"type": "purge", "segment": seg, "sha256": sha, "request": request_id, "by": person, "time": now})
-            tx.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, seg))
-            others = tx.execute("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha,)).fetchone()[0]
-            if not others:  # the object goes only when no live recording still needs its bytes
-                tx.execute("UPDATE objects SET purged_ns = ? WHERE sha256 = ?", (now, sha))
-                tx.execute("INSERT OR REPLACE INTO tombstones (sha256, segment_ids, request_id, by, time_ns, ledger_seq) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (sha, json.dumps([seg]), request_id, person, now, seq))
-        if not others and archive.store.stat(sha) is not None:
+    rows = archive.conn.execute(f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({','.join('?' * len(segments))})",
+                                segments).fetchall()
+    for seg, sha, purged in rows:
+        if purged is None:
+            with archive.transaction() as tx:
+                seq = ledger.append(tx, {"type": "purge", "segment": seg, "sha256": sha, "request": request_id, "by": person, "time": now})
+                tx.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, seg))
+                others = tx.execute("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha,)).fetchone()[0]
+                if not others:  # the object goes only when no live recording still needs its bytes
+                    tx.execute("UPDATE objects SET purged_ns = ? WHERE sha256 = ?", (now, sha))
+                    tx.execute("INSERT OR REPLACE INTO tombstones (sha256, segment_ids, request_id, by, time_ns, ledger_seq) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (sha, json.dumps([seg]), request_id, person, now, seq))
+        if _object_due_for_removal(archive, sha) and archive.store.stat(sha) is not None:
             archive.store.purge(sha)
     archive.checkpoint()
-    return [seg for seg, _ in rows]
+    return [seg for seg, _, _ in rows]
+
+
+def _object_due_for_removal(archive: Archive, sha: str) -> bool:
+    """The object's tombstone is in the ledger and no live recording needs its bytes."""
+    return archive.conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM tombstones WHERE sha256 = ?) "
+        "AND NOT EXISTS (SELECT 1 FROM segments WHERE sha256 = ? AND purged_ns IS NULL)", (sha, sha)).fetchone()[0] == 1
