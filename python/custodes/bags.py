@@ -149,6 +149,7 @@ class _Bag:
         self.real = os.path.realpath(root)
         self.report = report
         self.encoding = "utf-8"
+        self.manifests: dict[str, dict[str, str]] = {}  # payload manifests as read (once: each problem said once)
 
     def problem(self, where: str, reason: str, line: int | None = None) -> None:
         self.report.problems.append(f"{shown(where)}{'' if line is None else f' line {line}'}: {reason}")
@@ -229,7 +230,7 @@ class _Bag:
     def json_value(self, rel: str, text: str, line: int | None = None) -> tuple[bool, Any]:
         """Parse JSON from a bag; too deep, not JSON or too big a number is a problem."""
         depth = max_depth = 0
-        for c in text:  # a cheap nesting bound before json.loads recurses (brackets in strings only over-count)
+        for c in text if text.count("[") + text.count("{") > _MAX_JSON_DEPTH else ():  # a cheap nesting bound before json.loads recurses (brackets in strings only over-count)
             if c in "[{":
                 depth += 1
                 max_depth = max(max_depth, depth)
@@ -275,7 +276,7 @@ def validate_bag(path: str | os.PathLike[str]) -> BagReport:
     problem inside a bag is in the report."""
     root = Path(path)
     report = BagReport(str(root))
-    if not (root / "bagit.txt").is_file():
+    if not os.path.lexists(root / "bagit.txt"):  # present but a link, FIFO or folder: a problem, read below
         raise BagError(f"{root}: not a bag (no bagit.txt); give the folder that holds bagit.txt")
     bag = _Bag(root, report)
     if not _read_declaration(bag):
@@ -454,7 +455,7 @@ def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> No
     manifests = _manifests(bag, "manifest")
     if not manifests and not list(bag.root.glob("manifest-*.txt")):
         bag.problem("bag", "has no payload manifest (manifest-<algorithm>.txt)")
-    listed = {name: _read_manifest(bag, name, algo, payload=True) for name, algo in manifests}
+    listed = bag.manifests = {name: _read_manifest(bag, name, algo, payload=True) for name, algo in manifests}
     anywhere = set().union(*listed.values()) if listed else set()
     for rel in payload:
         missing_from = [name for name in listed if rel not in listed[name]]
@@ -532,12 +533,16 @@ def _validate_custody(bag: _Bag) -> None:
     if key_text is None or note is None:
         return
     try:
-        cp = parse_checkpoint(note, VerifierKey.parse(key_text))
+        key = VerifierKey.parse(key_text)
+    except LedgerError as e:
+        bag.problem("custody/checkpoint.vkey", str(e))
+        return
+    try:
+        cp = parse_checkpoint(note, key)
     except LedgerError as e:
         bag.problem("custody/checkpoint", str(e))
         return
-    manifest = _read_manifest(bag, "manifest-sha256.txt", "sha256", payload=True) \
-        if (bag.root / "manifest-sha256.txt").is_file() else {}
+    manifest = bag.manifests.get("manifest-sha256.txt", {})
     where = "custody/ledger-entries.jsonl"
     for n, index, data in entries:
         p = proofs.get(index)
