@@ -27,8 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from custodes import __version__, ledger, merkle
+from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive
+from custodes.builtin.storage import fsync_dir, fsync_file
 from custodes.bags import BagError, BagReport, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.bags import safe_part as _safe_part
@@ -57,54 +59,67 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
         raise ExportError(f"case {case!r} has no recordings in this archive")
     grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
     extractor = current_person(archive)
+    # The bag is written in a staging folder and moved into place whole once
+    # every byte is fsynced: a storage error or a crash part way never leaves
+    # a half bag at --to, and running the export again finishes it.
+    final = bag
     try:  # made before the export is logged; data/ is new, so nothing else can be mixed into the bag
-        bag.mkdir(parents=True, exist_ok=True)
+        bag = _staging(final)
         (bag / "data").mkdir()
     except OSError as e:
-        raise ExportError(f"{bag}: cannot create the bag folder ({e.strerror}); give --to a new folder in a "
+        raise ExportError(f"{final}: cannot create the bag folder ({e.strerror}); give --to a new folder in a "
                           "writable place") from e
-    now = time.time_ns()
-    with archive.transaction() as tx:
-        ledger.append(tx, {"type": "export", "case": case, "request": request_id, "segments": [r[0] for r in rows],
-                           "by": extractor, "time": now})
-    checkpoint = archive.checkpoint()
-    payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
-    for seg, device, name, sha, size, seq, _officer, digests in rows:
-        rel = Path("data") / _safe_part(device) / Path(*[_safe_part(p) for p in Path(name).parts])
-        target = bag / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(archive.store.get(sha), target)
-        payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
-    algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
-    copies = hash_files([p for _, p, *_ in payload], algorithms)
-    for (written, _, digests, size, _, _), r in zip(payload, copies):
-        if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
-            raise ExportError(f"the copy of {written} differs from the archive's object; nothing exported is to be trusted")
-    for algo in algorithms:
-        lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies))
-        (bag / f"manifest-{algo}.txt").write_text(lines, encoding="utf-8")
-    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8")
-    producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
-    oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
-    info = [
-        ("Source-Organization", archive.policy.origin),
-        ("Producer", "; ".join(producers)),
-        ("Extractor", extractor),
-        ("Extraction-Date", rfc3339(now)),
-        ("Case-Number", case),
-        ("External-Description", description or f"Evidence of case {case}, exported under access request {request_id}"),
-        ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=timezone.utc).strftime("%Y-%m-%d")),
-        ("Payload-Oxum", oxum),
-        ("Bag-Software-Agent", f"custodes {__version__}"),
-    ]
-    (bag / "bag-info.txt").write_text("".join(f"{k}: {v}\n" for k, v in info), encoding="utf-8")
-    _write_custody(archive, bag, [p[4] for p in payload], checkpoint.size, checkpoint.note)
-    tag_files = sorted(p for p in bag.rglob("*") if p.is_file() and not p.relative_to(bag).as_posix().startswith("data/")
-                       and not p.name.startswith("tagmanifest-"))
-    (bag / "tagmanifest-sha256.txt").write_text(
-        "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
-                for p in tag_files), encoding="utf-8")
-    return bag
+    try:
+        now = time.time_ns()
+        with archive.transaction() as tx:
+            ledger.append(tx, {"type": "export", "case": case, "request": request_id, "segments": [r[0] for r in rows],
+                               "by": extractor, "time": now})
+        checkpoint = archive.checkpoint()
+        payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
+        for seg, device, name, sha, size, seq, _officer, digests in rows:
+            rel = Path("data") / _safe_part(device) / Path(*[_safe_part(p) for p in Path(name).parts])
+            target = bag / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = archive.store.get(sha)
+            storage_op("read", source)
+            write_cut_short(target, lambda: shutil.copyfile(source, target))
+            payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
+        algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
+        for _, p, *_ in payload:
+            storage_op("read", p)
+        copies = hash_files([p for _, p, *_ in payload], algorithms)
+        for (written, _, digests, size, _, _), r in zip(payload, copies):
+            if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
+                raise ExportError(f"the copy of {written} differs from the archive's object; nothing exported is to be trusted")
+        for algo in algorithms:
+            lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies))
+            _write_text(bag / f"manifest-{algo}.txt", lines)
+        _write_text(bag / "bagit.txt", "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+        producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
+        oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
+        info = [
+            ("Source-Organization", archive.policy.origin),
+            ("Producer", "; ".join(producers)),
+            ("Extractor", extractor),
+            ("Extraction-Date", rfc3339(now)),
+            ("Case-Number", case),
+            ("External-Description", description or f"Evidence of case {case}, exported under access request {request_id}"),
+            ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=timezone.utc).strftime("%Y-%m-%d")),
+            ("Payload-Oxum", oxum),
+            ("Bag-Software-Agent", f"custodes {__version__}"),
+        ]
+        _write_text(bag / "bag-info.txt", "".join(f"{k}: {v}\n" for k, v in info))
+        _write_custody(archive, bag, [p[4] for p in payload], checkpoint.size, checkpoint.note)
+        tag_files = sorted(p for p in bag.rglob("*") if p.is_file() and not p.relative_to(bag).as_posix().startswith("data/")
+                           and not p.name.startswith("tagmanifest-"))
+        _write_text(bag / "tagmanifest-sha256.txt",
+                    "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
+                            for p in tag_files))
+        _publish(bag, final)
+    except BaseException:
+        shutil.rmtree(bag, ignore_errors=True)
+        raise
+    return final
 
 
 def _check_destination(bag: Path) -> None:
@@ -133,10 +148,59 @@ def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note
         entries.append(json.dumps({"index": seq, "entry": base64.b64encode(data).decode()}))
         proofs.append({"index": seq, "leaf_hash": leaves[seq].hex(), "tree_size": size,
                        "proof": [h.hex() for h in merkle.inclusion_proof(leaves, seq)]})
-    (custody / "ledger-entries.jsonl").write_text("\n".join(entries) + "\n", encoding="utf-8")
-    (custody / "inclusion-proofs.json").write_text(json.dumps(proofs, indent=1) + "\n", encoding="utf-8")
-    (custody / "checkpoint").write_text(note, encoding="utf-8")
-    (custody / "checkpoint.vkey").write_text(str(archive.verifier_key) + "\n", encoding="utf-8")
+    _write_text(custody / "ledger-entries.jsonl", "\n".join(entries) + "\n")
+    _write_text(custody / "inclusion-proofs.json", json.dumps(proofs, indent=1) + "\n")
+    _write_text(custody / "checkpoint", note)
+    _write_text(custody / "checkpoint.vkey", str(archive.verifier_key) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    storage_op("write", path)
+    path.write_text(text, encoding="utf-8")
+
+
+def _staging(final: Path) -> Path:
+    """A new folder to write the bag in, beside ``final`` (so one rename publishes it), or inside it when
+    ``final`` is a mount point (a rename cannot replace one). Staging folders left by dead exports go first."""
+    inside = final.is_dir() and os.path.ismount(final)
+    parent = final if inside else final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    prefix = ".custodes-partial-" if inside else f".{final.name}.partial-"
+    for old in parent.glob(f"{prefix}*"):
+        pid = old.name[len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = parent / f"{prefix}{os.getpid()}"
+    staging.mkdir()
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """fsync every file and folder of the bag, then move it to ``final`` (a new or empty folder)."""
+    for folder, _dirs, files in os.walk(staging, topdown=False):
+        for name in files:
+            fsync_file(Path(folder) / name)
+        fsync_dir(Path(folder))
+    if staging.parent == final:  # a mount point: move the entries up, the bag declaration last
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == "bagit.txt"):
+            storage_op("write", final / entry.name)
+            os.rename(entry, final / entry.name)
+        staging.rmdir()
+        fsync_dir(final)
+        return
+    storage_op("write", final)
+    os.rename(staging, final)  # replaces an empty folder at --to; never a non-empty one
+    fsync_dir(final.parent)
 
 
 def write_iso(bag: Path, iso: Path, label: str) -> None:
