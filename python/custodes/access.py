@@ -22,6 +22,7 @@ from typing import Any
 
 from custodes import ledger
 from custodes.archive import Archive
+from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 
@@ -133,7 +134,11 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
     if req.status != "pending":
         raise CustodesError(f"request {request_id} is already {req.status}")
     now = time.time_ns()
-    until = now + round((hours if hours is not None else _window_hours(archive)) * 3600 * NS) if approve_it else None
+    until = None
+    if approve_it:
+        window = hours if hours is not None else _window_hours(archive)
+        # The one int64-ns rule: --hours inf or 1e9 (or such a policy value) is refused before anything is logged.
+        until = ns_add(now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end")
     with archive.transaction() as tx:
         tx.execute("UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
                    "valid_until_ns = ? WHERE id = ?",
@@ -187,10 +192,15 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
     elif outside := sorted(set(segments) - set(req.segments)):
         why = f"segment(s) {outside} are not in request {request_id}"
     else:
-        rows = archive.conn.execute(f"SELECT id, classification FROM segments WHERE id IN ({','.join('?' * len(segments))})",
-                                    segments).fetchall()
-        classified = [i for i, level in rows if level and level > 0]
-        if classified and person_role(archive, person) not in _classified_roles(archive):
+        rows = archive.conn.execute(f"SELECT id, classification, purged_ns FROM segments WHERE id IN "
+                                    f"({','.join('?' * len(segments))})", segments).fetchall()
+        classified = [i for i, level, _ in rows if level and level > 0]
+        # A purged recording's bytes are gone: refuse (and log the refusal) before any success is logged.
+        # A purge request itself may name purged segments: retention.purge says "already purged".
+        purged = [(i, p) for i, _, p in rows if p is not None]
+        if purged and purpose != "purge":
+            why = "; ".join(f"segment {i} was purged at {rfc3339(p)} (its tombstone is in the ledger)" for i, p in purged)
+        elif classified and person_role(archive, person) not in _classified_roles(archive):
             why = f"segment(s) {classified} are classified and {person}'s role may not see them"
     if why is not None:
         raise _refuse(archive, request_id, person, action, segments[0] if len(segments) == 1 else None, why)

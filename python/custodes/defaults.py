@@ -1,5 +1,7 @@
 """Defaults a user can defend (DESIGN.md), in a module light enough for the CLI to import at start."""
 
+from custodes.errors import CustodesError
+
 NS = 1_000_000_000
 #: Times before 2005-01-01 are an unset clock: no enforcement recorder predates it.
 DEFAULT_CLOCK_FLOOR = 1_104_537_600 * NS
@@ -15,3 +17,64 @@ def clock_is_set(ns: int | None) -> bool:
 
 #: The same rule for a segment row in SQL.
 SQL_CLOCK_IS_SET = f"(s.start_ns IS NOT NULL AND s.start_ns >= {DEFAULT_CLOCK_FLOOR})"
+
+
+# ---------------------------------------------------------------------------
+# Times and durations as int64 nanoseconds.
+#
+# The catalog, the ledger and the Rust core hold every time as signed 64-bit
+# nanoseconds since 1970 UTC, which reach from 1677-09-21 to 2262-04-11. A
+# value outside that (a task "until 9999", --hours 1e9, --gap-tolerance inf)
+# must be refused where it enters, with the value named, not crash SQLite or
+# the core later. Every parser converts through these two functions, so the
+# rule lives in one place.
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+class TimeRangeError(CustodesError, ValueError):
+    """A time or duration that cannot be held as int64 nanoseconds (or is not a number)."""
+
+    kind = "time_range"
+
+
+def _checked(ns: int, what: str, value: object) -> int:
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise TimeRangeError(f"{what}: {value!r} is out of range: custodes records times from 1677-09-21 "
+                             "to 2262-04-11 (UTC) and durations up to 292 years")
+    return ns
+
+
+def ns_from_seconds(seconds: float, what: str) -> int:
+    """Seconds (a float from an option, a policy or a container) as int64 ns; NaN, infinities
+    and values past ±292 years raise :class:`TimeRangeError` naming ``what``."""
+    import math
+
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        raise TimeRangeError(f"{what}: {seconds!r} is not a finite number of seconds")
+    if isinstance(seconds, int):
+        return _checked(seconds * NS, what, seconds)
+    if abs(seconds) > INT64_MAX / NS + 1:  # before multiplying: 1e300 * 1e9 is inf, and round(inf) raises
+        return _checked(INT64_MAX + 1, what, seconds)
+    return _checked(round(seconds * NS), what, seconds)
+
+
+def ns_from_datetime(dt: object, what: str) -> int:
+    """An aware :class:`datetime.datetime` as int64 ns since 1970 UTC, exactly (integer arithmetic:
+    no float rounding, right before 1970 too)."""
+    from datetime import datetime, timedelta, timezone
+
+    assert isinstance(dt, datetime) and dt.tzinfo is not None, "ns_from_datetime needs an aware datetime"
+    try:
+        delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    except OverflowError:  # an offset that pushes year 1 or 9999 past datetime's own range
+        raise TimeRangeError(f"{what}: {dt.isoformat()!r} is out of range: custodes records times from "
+                             "1677-09-21 to 2262-04-11 (UTC)") from None
+    ns = delta // timedelta(microseconds=1) * 1000
+    return _checked(ns, what, dt.isoformat())
+
+
+def ns_add(a: int, b: int, what: str) -> int:
+    """``a + b`` for two int64 ns values (now + a window), refused when the sum leaves int64."""
+    return _checked(a + b, what, f"{a} + {b} ns")

@@ -28,6 +28,7 @@ from typing import Any
 
 from custodes import ledger, timeline
 from custodes.archive import Archive
+from custodes.defaults import TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
@@ -73,7 +74,10 @@ def parse_time(value: Any, where: str) -> int:
         raise TaskError(f"{where}: {value!r} is not an RFC 3339 time") from None
     if dt.tzinfo is None:
         raise TaskError(f"{where}: {value!r} has no time zone offset; say Z or +08:00")
-    return int(dt.timestamp()) * NS + dt.microsecond * 1000
+    try:
+        return ns_from_datetime(dt, where)  # the one int64-ns rule: year 9999 is refused here, not in SQLite
+    except TimeRangeError as e:
+        raise TaskError(str(e)) from None
 
 
 def _names(value: Any) -> tuple[str, ...]:
