@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from custodes import _core
@@ -30,6 +31,7 @@ from custodes import ledger as ledger_mod
 from custodes import merkle
 from custodes._faults import storage_op, write_cut_short
 from custodes.builtin.storage import fsync_dir
+from custodes.defaults import TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
 
@@ -76,18 +78,54 @@ class Policy:
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in
                                   ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"))
-        algorithms = tuple(h.get("algorithms", ["sha256", "blake3"]))
-        if not algorithms or algorithms[0] != "sha256":
-            raise ArchiveError(f"{path}: hashing.algorithms must start with sha256 (objects are addressed by it)")
+        algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         return cls(
             archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
-            ingest_deadline_hours=float(i.get("deadline_hours", 24)), readback=_readback(path, i.get("readback", "storage")),
+            ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
+            readback=_readback(path, i.get("readback", "storage")),
             retention_days=int(r.get("minimum_days", 730)),
-            gap_tolerance_seconds=float(t.get("gap_tolerance_seconds", 1.0)),
-            clock_tolerance_seconds=float(t.get("clock_tolerance_seconds", 2.0)),
+            gap_tolerance_seconds=_duration(path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)),
+            clock_tolerance_seconds=_duration(path, "timeline", "clock_tolerance_seconds", t.get("clock_tolerance_seconds", 2.0)),
             algorithms=algorithms, device_time_zone=d.get("time_zone"),
-            signing_key=k.get("signing_key", "private/checkpoint.key"), storage=s.get("backend", "local"), extra=data,
+            signing_key=k.get("signing_key", "private/checkpoint.key"), storage=_backend(path, s.get("backend", "local")),
+            extra=data,
         )
+
+
+# Every policy value is checked when the policy is loaded, so a typo stops the command that reads it with the
+# file, the key and the allowed values, instead of a crash deep inside an ingest.
+
+def _algorithms(path: Path, value: Any) -> tuple[str, ...]:
+    known = tuple(_core.algorithms())
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ArchiveError(f"{path}: [hashing] algorithms must be a list of names such as [\"sha256\", \"blake3\"]")
+    unknown = [x for x in value if x not in known]
+    if unknown:
+        raise ArchiveError(f"{path}: [hashing] algorithms: unknown {', '.join(map(repr, unknown))}; "
+                           f"allowed: {', '.join(known)} (sha256 first)")
+    if not value or value[0] != "sha256":
+        raise ArchiveError(f"{path}: [hashing] algorithms must start with sha256 (objects are addressed by it)")
+    return tuple(value)
+
+
+def _backend(path: Path, value: Any) -> str:
+    names = plugin_manager().storage_backends.names()
+    if value not in names:
+        raise ArchiveError(f"{path}: [storage] backend = {value!r} is not a storage backend here; "
+                           f"allowed: {', '.join(names)} (see `custodes plugins`)")
+    return str(value)
+
+
+def _duration(path: Path, table: str, key: str, value: Any, unit: int = 1) -> float:
+    """A non-negative, finite duration that fits int64 ns (the one rule in custodes.defaults)."""
+    where = f"{path}: [{table}] {key}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ArchiveError(f"{where} must be a number of {'hours' if unit == 3600 else 'seconds'}, 0 or more; not {value!r}")
+    try:
+        ns_from_seconds(value * unit, where)
+    except TimeRangeError as e:
+        raise ArchiveError(str(e)) from None
+    return float(value)
 
 
 def _readback(path: Path, value: str) -> str:
@@ -96,38 +134,42 @@ def _readback(path: Path, value: str) -> str:
     return value
 
 
+#: The comment written above each table of a new policy (fixed text: no user value ever goes into a comment).
+_POLICY_COMMENTS = {
+    "archive": "origin names this archive's checkpoints.",
+    "ingest": "deadline_hours: Art. 16, footage ingested later than this after it ends is late_ingest.\n"
+              "readback: \"storage\" re-hashes each copy as read back from the disk (\"cache\": from memory, faster, weaker).",
+    "retention": "minimum_days: Art. 19, kept at least this long after the recording ends.",
+    "timeline": "More unrecorded time than gap_tolerance_seconds between segments is a gap.",
+    "hashing": "Digests recorded for every object; sha256 first: objects are addressed by it.",
+    "devices": "time_zone: the zone devices write local times in, e.g. time_zone = \"Asia/Shanghai\".",
+    "keys": "signing_key: the Ed25519 checkpoint key; relative to the archive or absolute.",
+    "storage": "backend: a storage plugin (see `custodes plugins`).",
+}
+
+
 def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str) -> str:
-    zone = f'time_zone = "{time_zone}"' if time_zone else '# time_zone = "Asia/Shanghai"   # zone devices write local times in'
-    algos = ", ".join(f'"{a}"' for a in algorithms)
-    return f'''# custodes archive policy. Changes apply to what happens next; the ledger keeps what happened.
+    """The policy file of a new archive, written by a TOML library: a value holding a quote or a newline stays
+    one string and can never add a table (a ``[people]`` granting roles) to the policy."""
+    import tomli_w
 
-[archive]
-id = "{archive_id}"
-origin = "custodes.local/{archive_id}"      # names this archive's checkpoints
-
-[ingest]
-deadline_hours = 24          # Art. 16: footage ingested later than this after it ends is late_ingest
-readback = "storage"         # re-hash each copy as read back from the disk ("cache": from memory, faster, weaker)
-
-[retention]
-minimum_days = 730           # Art. 19: kept at least this long after the recording ends
-
-[timeline]
-gap_tolerance_seconds = 1.0  # more unrecorded time than this between segments is a gap
-clock_tolerance_seconds = 2.0
-
-[hashing]
-algorithms = [{algos}]       # sha256 first: objects are addressed by it
-
-[devices]
-{zone}
-
-[keys]
-signing_key = "{signing_key}"   # Ed25519 checkpoint key; relative to the archive or absolute
-
-[storage]
-backend = "local"
-'''
+    data: dict[str, dict[str, Any]] = {
+        "archive": {"id": archive_id, "origin": f"custodes.local/{archive_id}"},
+        "ingest": {"deadline_hours": 24, "readback": "storage"},
+        "retention": {"minimum_days": 730},
+        "timeline": {"gap_tolerance_seconds": 1.0, "clock_tolerance_seconds": 2.0},
+        "hashing": {"algorithms": list(algorithms)},
+        "devices": {"time_zone": time_zone} if time_zone else {},
+        "keys": {"signing_key": signing_key},
+        "storage": {"backend": "local"},
+    }
+    text = "# custodes archive policy. Changes apply to what happens next; the ledger keeps what happened.\n"
+    for name, table in data.items():
+        comment = "".join(f"# {line}\n" for line in _POLICY_COMMENTS[name].splitlines())
+        text += f"\n{comment}{tomli_w.dumps({name: table})}"
+    if tomllib.loads(text) != data:  # the file must say exactly what was asked, nothing more
+        raise ArchiveError("internal error: the policy would not read back as written")
+    return text
 
 
 MIGRATIONS: list[str] = [
@@ -203,6 +245,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX case_segments_by_segment ON case_segments(segment_id);
     CREATE INDEX access_log_by_time ON access_log(time_ns);
     """,
+    # 5: names that are not UTF-8 kept byte for byte (original_name holds drivers.name_text, this the
+    # exact bytes; NULL for UTF-8 names), and ingest intents: ingest notes each object here, in its
+    # own transaction, before linking it into the store, so verify tells an object of an ingest
+    # under way or interrupted (pending) from a file nobody recorded (unexpected).
+    """
+    ALTER TABLE segments ADD COLUMN original_name_bytes BLOB;
+    CREATE TABLE ingest_intents (
+        sha256 TEXT NOT NULL, ingest_id INTEGER NOT NULL REFERENCES ingests(id), created_ns INTEGER NOT NULL,
+        PRIMARY KEY (sha256, ingest_id));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -249,7 +301,7 @@ class Archive:
         migrate(self.conn)
         backend = plugin_manager().storage_backends.get(self.policy.storage)
         self.store = backend.open(self.root, {"algorithm": "sha256"})
-        self.verifier_key = ledger_mod.VerifierKey.parse((self.root / "keys" / "checkpoint.vkey").read_text())
+        self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
 
     def close(self) -> None:
         self.conn.close()
@@ -295,7 +347,7 @@ class Archive:
 
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
-        key = ledger_mod.load_private_key(self.signing_key_path)
+        key = _signing_key(self.signing_key_path)
         with self.transaction() as conn:
             acc = merkle.Accumulator()
             for (leaf,) in conn.execute("SELECT leaf FROM ledger ORDER BY seq"):
@@ -313,6 +365,18 @@ class Archive:
         _write_once(folder / str(cp.size), cp.note, temps)
         _replace(self.root / "ledger" / "checkpoint", cp.note, temps)
         return cp
+
+
+def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
+    """The archive's public key; without it no checkpoint can be checked, so every command stops here."""
+    try:
+        return ledger_mod.VerifierKey.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: the verifier key is missing; restore it from a backup or from the custody/ folder "
+                           "of a bag this archive exported (it is public; it checks every signed checkpoint)") from None
+    except (UnicodeDecodeError, ledger_mod.LedgerError) as e:  # other OSErrors: the CLI's one mapping names them
+        raise ArchiveError(f"{path}: the verifier key is damaged ({e}); restore it from a backup or from the "
+                           "custody/ folder of a bag this archive exported") from None
 
 
 def _now() -> int:
@@ -365,9 +429,26 @@ def _replace(path: Path, text: str, folder: Path | None = None) -> None:
     fsync_dir(path.parent)
 
 
+def _signing_key(path: Path) -> Any:
+    """The Ed25519 signing key at ``path``, or an :class:`ArchiveError` saying what is wrong with the file."""
+    try:
+        return ledger_mod.load_private_key(path)
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
+                           "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm, ledger_mod.LedgerError):
+        raise ArchiveError(f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); name the key custodes "
+                           "made for this archive, or a path where none exists yet to create one") from None
+
+
 def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
                  algorithms: tuple[str, ...] = ("sha256", "blake3"), signing_key: str | None = None) -> Archive:
-    """Create an archive in an empty (or new) folder and return it open."""
+    """Create an archive in an empty (or new) folder and return it open.
+
+    All or nothing: every input is checked before anything is created; a new
+    folder is built as a hidden sibling and renamed into place only when it is
+    complete (an existing empty folder is filled in place); on any failure what
+    was created is removed again, so the target is left as it was."""
     path = Path(root)
     if path.exists() and not path.is_dir():
         raise ArchiveError(f"{root}: exists and is not a folder; an archive starts in a new or empty folder")
@@ -375,23 +456,63 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
         raise ArchiveError(f"{root}: folder is not empty; an archive starts in a new or empty folder")
     if not algorithms or algorithms[0] != "sha256":
         algorithms = ("sha256", *[a for a in algorithms if a != "sha256"])
+    _algorithms(Path(POLICY_FILE), list(algorithms))
     archive_id = uuid.uuid4().hex
     key_path = signing_key or "private/checkpoint.key"
-    path.mkdir(parents=True, exist_ok=True)
-    for sub in ("ledger/checkpoints", "keys"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
-    absolute_key = Path(key_path) if Path(key_path).is_absolute() else path / key_path
-    if absolute_key.exists():
-        key = ledger_mod.load_private_key(absolute_key)
-    else:
-        key = ledger_mod.new_private_key(absolute_key)
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    origin = f"custodes.local/{archive_id}"
-    _replace(path / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
-    _replace(path / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
-    archive = Archive(path, _creating=True)
-    archive.checkpoint()  # the empty tree, signed: verification starts from a known state
-    return archive
+    if "\0" in key_path:
+        raise ArchiveError(f"--signing-key {key_path!r}: a path cannot hold a NUL byte")
+    if Path(key_path).is_absolute() and Path(key_path).exists():
+        _signing_key(Path(key_path))  # an existing key must be a key before anything is created
+    new_folder = not path.exists()
+    if new_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    work = path.with_name(f".{path.name}.init-{archive_id[:12]}") if new_folder else path
+    made_key: Path | None = None
+    try:
+        work.mkdir(exist_ok=not new_folder)
+        for sub in ("ledger/checkpoints", "keys"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        absolute_key = Path(key_path) if Path(key_path).is_absolute() else work / key_path
+        if absolute_key.exists():
+            key = _signing_key(absolute_key)
+        else:
+            key = ledger_mod.new_private_key(absolute_key)
+            made_key = absolute_key
+        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        origin = f"custodes.local/{archive_id}"
+        _replace(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
+        _replace(work / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
+        with Archive(work, _creating=True) as archive:
+            archive.checkpoint()  # the empty tree, signed: verification starts from a known state
+        if new_folder:
+            os.rename(work, path)
+            fsync_dir(path.parent)
+    except BaseException as e:
+        if made_key is not None:
+            made_key.unlink(missing_ok=True)
+        _remove_created(work, keep_folder=not new_folder)
+        if isinstance(e, OSError) and not isinstance(e, CustodesError):
+            where = os.fsdecode(e.filename) if e.filename is not None else str(root)
+            raise ArchiveError(f"{where}: cannot create the archive: {e.strerror}; nothing was kept, "
+                               f"so fix that and run init again") from None
+        raise
+    return Archive(path)
+
+
+def _remove_created(folder: Path, *, keep_folder: bool) -> None:
+    """Undo a failed init: remove what it created under ``folder`` (which was new or empty before)."""
+    import shutil
+
+    def writable_then_retry(fn: Any, p: str, _exc: Any) -> None:
+        os.chmod(os.path.dirname(p), 0o700)
+        fn(p)
+
+    children = list(folder.iterdir()) if keep_folder and folder.is_dir() else ([folder] if folder.exists() else [])
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, onerror=writable_then_retry)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def open_archive(root: str | os.PathLike[str]) -> Archive:

@@ -21,7 +21,12 @@ def ledger_proof(archive: Archive, *, entry: int | None = None, segment: int | N
     root; ``consistency``: the proof that the checkpoint's tree extends the tree
     of ``from_size``. Hashes are hex; the signed note and the verifier key are
     included so the whole proof can be checked offline."""
-    note = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
+    latest = archive.root / "ledger" / "checkpoint"
+    try:
+        note = latest.read_text(encoding="utf-8")
+    except FileNotFoundError:  # a proof needs a signed tree to be proven against
+        raise LedgerError(f"{latest}: no signed checkpoint to prove against; run `custodes verify` to see why it is "
+                          "missing, then `custodes ledger checkpoint` to sign the ledger as it is") from None
     cp = parse_checkpoint(note, archive.verifier_key)
     leaves = archive.leaves(cp.size)
     if merkle.root(leaves) != cp.root:
