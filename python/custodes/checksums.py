@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from custodes import _core
 from custodes.errors import DigestListError
 
-__all__ = ["ChecksumEntry", "format_line", "format_tag_line", "parse_checksum_list"]
+__all__ = ["ChecksumEntry", "format_check_line", "format_line", "format_tag_line", "parse_checksum_list"]
 
 _DIGEST_LEN = {name: len(digest) for name, digest in zip(_core.algorithms(), _core.hash_bytes(_core.algorithms(), b""))}
 _TAGS = {"SHA256": "sha256", "BLAKE3": "blake3", "SM3": "sm3", "MD5": "md5"}
@@ -70,6 +70,15 @@ def format_line(digest: str, path: str) -> bytes:
     """``<hex>  <path>\\n`` exactly as ``sha256sum``/``b3sum`` write it."""
     escaped, raw = _escape(path)
     return (b"\\" if escaped else b"") + digest.encode() + b"  " + raw + b"\n"
+
+
+def format_check_line(path: str, verdict: bytes) -> bytes:
+    """``<path>: OK`` as ``sha256sum -c`` prints it: a name holding a newline is escaped (backslash, newline
+    and carriage return) behind a leading backslash, so one file is always one line; other names are raw."""
+    raw = os.fsencode(path)
+    if b"\n" in raw:
+        raw = b"\\" + raw.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return raw + b": " + verdict + b"\n"
 
 
 def format_tag_line(algorithm: str, digest: str, path: str) -> bytes:
