@@ -262,7 +262,9 @@ def test_payload_manifest_path_outside_the_bag_is_an_error_and_never_read(tmp_pa
 def test_malformed_tag_files_are_invalid_with_file_and_line(tmp_path: Path) -> None:
     cases: list[tuple[str, bytes, str]] = [
         ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: KLINGON\n",
-         "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'KLINGON' is not an encoding"),
+         "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'KLINGON' is not a character encoding"),
+        ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: base64\n",
+         "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'base64' is not a character encoding"),
         ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8 \xff\n",
          "invalid: bagit.txt line 2: is not UTF-8 (byte 54); the bag declaration must be"),
         ("bagit.txt", b"BagIt-Version: 9.9\nTag-File-Character-Encoding: UTF-8\n",
@@ -272,6 +274,8 @@ def test_malformed_tag_files_are_invalid_with_file_and_line(tmp_path: Path) -> N
         ("bag-info.txt", b"Source-Organization: H\xe4nd\nPayload-Oxum: 6.1\n",
          "invalid: bag-info.txt line 1: is not valid UTF-8 (byte 22), the encoding bagit.txt declares"),
         ("bag-info.txt", b"Payload-Oxum: six.one\n", "invalid: bag-info.txt line 1: Payload-Oxum 'six.one' is not"),
+        ("bag-info.txt", b"Payload-Oxum: " + b"9" * 5000 + b".1\n",
+         "invalid: bag-info.txt line 1: Payload-Oxum says 99999"),
         ("manifest-sha256.txt", b"abc123  data/a.txt\n",
          "invalid: manifest-sha256.txt line 1: 'abc123' is not a sha256 digest"),
         ("manifest-sha256.txt", b"justonefield\n", "invalid: manifest-sha256.txt line 1: not 'digest path'"),

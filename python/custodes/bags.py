@@ -199,6 +199,9 @@ class _Bag:
             line = data[:e.start].count(b"\n") + 1 if codecs.lookup(encoding).name not in _WIDE else None
             self.problem(rel, f"is not valid {encoding} (byte {e.start}), the encoding bagit.txt declares", line)
             return None
+        except (UnicodeError, ValueError) as e:  # codecs such as idna raise their own errors
+            self.problem(rel, f"is not valid {encoding} ({str(e)[:80]}), the encoding bagit.txt declares")
+            return None
         return text[1:] if text.startswith("\ufeff") else text
 
     def tag_text(self, rel: str) -> str | None:
@@ -318,10 +321,12 @@ def _read_declaration(bag: _Bag) -> bool:
     if encoding is None:
         bag.problem("bagit.txt", "has no Tag-File-Character-Encoding")
         return False
-    try:
-        codecs.lookup(encoding)
+    try:  # a text encoding only: base64, rot13, zlib ... are codecs too, but bytes.decode refuses them
+        text_encoding = getattr(codecs.lookup(encoding), "_is_text_encoding", True)
     except LookupError:
-        bag.problem("bagit.txt", f"Tag-File-Character-Encoding {shown(encoding)!r} is not an encoding", n)
+        text_encoding = False
+    if not text_encoding:
+        bag.problem("bagit.txt", f"Tag-File-Character-Encoding {shown(encoding)!r} is not a character encoding", n)
         return False
     bag.encoding = encoding
     return True
@@ -504,7 +509,7 @@ def _check_oxum(bag: _Bag, payload: dict[str, Path]) -> None:
         except OSError as e:
             bag.problem("bag-info.txt", f"Payload-Oxum cannot be checked: {e.strerror}", n)
             continue
-        if f"{int(octets)}.{int(count)}" != actual:
+        if f"{octets.lstrip('0') or '0'}.{count.lstrip('0') or '0'}" != actual:  # no int(): 5000 digits are text
             bag.problem("bag-info.txt", f"Payload-Oxum says {shown(value)}, the payload is {actual}", n)
 
 
