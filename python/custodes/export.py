@@ -134,6 +134,14 @@ def _check_destination(bag: Path) -> None:
             raise ExportError(f"{bag}: cannot be listed ({e.strerror}); give --to a new folder for the bag") from e
         if not empty:
             raise ExportError(f"{bag}: folder is not empty; a bag is written to a new or empty folder")
+        return
+    above = bag.absolute().parent  # the folder will be made: its nearest existing ancestor must take it
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ExportError(f"{bag}: {above} is not a folder; give --to a new folder in a writable place")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ExportError(f"{bag}: {above} is not writable; give --to a new folder in a writable place")
 
 
 def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note: str) -> None:
