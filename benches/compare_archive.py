@@ -9,12 +9,21 @@ manifest of the same objects, ``hashdeep -a -j2`` with known hashes, and
 ``bagit.py --validate`` of a bag with the same payload. The corpus is the
 one benches/compare_hash.py builds (default 2 GiB), in the page cache.
 
+Threads are said on both sides: ingest and verify run on every core and with
+``--workers 1``; one-process peers (``cp``, ``sha256sum -c``) are compared with
+the one-worker figure, and ``sha256sum -c`` also runs as ``xargs -P <cores>``
+over per-file manifests. Every run is checked: ingest must store every file
+(exit 1 only for the findings random bytes named .mp4 must raise), verify and
+the peers must exit 0.
+
     .venv/bin/python benches/compare_archive.py [--size-mib 2048] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -29,10 +38,15 @@ from _corpus import MiB, build_corpus  # noqa: E402
 from compare_hash import hashlib_loop, make_bag  # noqa: E402
 
 BIN = Path(sys.executable).parent
+CORES = os.cpu_count() or 1
+#: What ingest must say of the corpus: random bytes named .mp4 have no sample index.
+CORPUS_FINDINGS = {"no_moov", "malformed", "late_ingest", "clock_unset"}
 
 
-def run(*args: str, **kw) -> None:
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+def run(*args: str, stdin_files: list[str] | None = None) -> None:
+    """A run that must exit 0; ``stdin_files`` are fed one per line (for xargs)."""
+    feed = None if stdin_files is None else "\n".join(stdin_files).encode()
+    subprocess.run(args, input=feed, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def median(fn: Callable[[], None], repeat: int, setup: Callable[[], None] = lambda: None) -> float:
@@ -67,44 +81,71 @@ def main() -> None:
         policy = work / "archive" / "custodes.toml"
         policy.write_text(policy.read_text().replace('readback = "storage"', f'readback = "{readback}"'))
 
-    def ingest_run() -> None:
-        subprocess.run([str(BIN / "custodes"), "ingest", str(volume), "--archive", str(work / "archive"), "--driver", "generic", "-q"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def ingest(*extra: str) -> Callable[[], None]:
+        def go() -> None:
+            out = subprocess.run([str(BIN / "custodes"), "ingest", str(volume), "--archive", str(work / "archive"),
+                                  "--driver", "generic", "-q", "--json", *extra], capture_output=True)
+            report = json.loads(out.stdout) if out.stdout else {}
+            kinds = {f["kind"] for f in report.get("findings", [])}
+            if out.returncode not in (0, 1) or len(report.get("stored", [])) != len(files) or report.get("failed") \
+                    or not kinds <= CORPUS_FINDINGS:
+                raise SystemExit(f"ingest went wrong (exit {out.returncode}): stored {len(report.get('stored', []))} "
+                                 f"of {len(files)}, failed {report.get('failed')}, findings {sorted(kinds)}; "
+                                 f"{out.stderr.decode()[-500:]}")
+        return go
 
     rows = {}
-    rows["custodes ingest"] = median(ingest_run, a.repeat, fresh)
-    rows["custodes ingest (readback=cache)"] = median(ingest_run, a.repeat, lambda: fresh("cache"))
-    rows["cp -r"] = median(lambda: run("cp", "-r", str(volume), str(work / "copy")), a.repeat, fresh)
-    rows["cp -r && sync"] = median(lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")), a.repeat, fresh)
+    rows[f"custodes ingest [{CORES} cores]"] = median(ingest(), a.repeat, fresh)
+    rows["custodes ingest --workers 1 [1 thread]"] = median(ingest("--workers", "1"), a.repeat, fresh)
+    rows[f"custodes ingest readback=cache [{CORES} cores]"] = median(ingest(), a.repeat, lambda: fresh("cache"))
+    rows["cp -r [1 thread]"] = median(lambda: run("cp", "-r", str(volume), str(work / "copy")), a.repeat, fresh)
+    rows["cp -r && sync [1 thread]"] = median(lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")), a.repeat, fresh)
     print("ingest:")
     for name, s in rows.items():
-        print(f"  {name:30} {total / s:8.0f} MiB/s  ({s:.2f} s)")
-    for ours in ("custodes ingest", "custodes ingest (readback=cache)"):
-        print(f"  ratio {ours} vs cp -r:          {rows['cp -r'] / rows[ours]:.2f}x")
-        print(f"  ratio {ours} vs cp -r && sync:  {rows['cp -r && sync'] / rows[ours]:.2f}x")
+        print(f"  {name:44} {total / s:8.0f} MiB/s  ({s:.2f} s)")
+    print("ratios (peer time / custodes time):")
+    for ours in (f"custodes ingest [{CORES} cores]", "custodes ingest --workers 1 [1 thread]",
+                 f"custodes ingest readback=cache [{CORES} cores]"):
+        for peer in ("cp -r [1 thread]", "cp -r && sync [1 thread]"):
+            print(f"  {ours:44} vs {peer:26} {rows[peer] / rows[ours]:.2f}x")
 
     archive = work / "archive"
     fresh()  # the cp timings reset the archive: fill it once more for the verify timings
-    subprocess.run([str(BIN / "custodes"), "ingest", str(volume), "--archive", str(archive), "--driver", "generic", "-q"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ingest()()
     objects = archive / "objects"
     manifest = work / "objects.sha256"
     object_files = [str(p) for p in sorted(objects.rglob("*")) if p.is_file()]
     manifest.write_bytes(subprocess.run(["sha256sum", *object_files], capture_output=True, check=True).stdout)
+    if len(object_files) != len(files):
+        raise SystemExit(f"the store holds {len(object_files)} objects, expected {len(files)}")
+    per_file = work / "per-file"
+    per_file.mkdir()
+    for i, line in enumerate(manifest.read_bytes().splitlines()):
+        (per_file / f"{i}.sha256").write_bytes(line + b"\n")
     known = work / "known.hashdeep"
     known.write_bytes(subprocess.run(["hashdeep", "-c", "sha256", "-r", str(objects)], capture_output=True).stdout)
-    verify_rows = {
-        "custodes verify": median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q"), a.repeat),
-        "sha256sum -c": median(lambda: run("sha256sum", "-c", "--quiet", str(manifest)), a.repeat),
-        "hashdeep -a -j2": median(lambda: run("hashdeep", "-c", "sha256", "-a", "-j2", "-k", str(known), "-r", str(objects)), a.repeat),
-        "bagit.py --validate": median(lambda: run(sys.executable, str(BIN / "bagit.py"), "--validate", "--processes", "2", str(bag)), a.repeat),
-    }
+    manifests = [str(p) for p in sorted(per_file.iterdir())]
+    # (name, threads "1" or "all", time); run() raises on any non-zero exit.
+    verify_rows = [
+        ("custodes verify", "all", median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q"), a.repeat)),
+        ("custodes verify --workers 1", "1",
+         median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q", "--workers", "1"), a.repeat)),
+        ("sha256sum -c", "1", median(lambda: run("sha256sum", "-c", "--quiet", str(manifest)), a.repeat)),
+        (f"xargs -P{CORES} sha256sum -c", "all",
+         median(lambda: run("xargs", "-n", "1", "-P", str(CORES), "sha256sum", "-c", "--quiet", stdin_files=manifests),
+                a.repeat)),
+        ("hashdeep -a -j2", "all", median(lambda: run("hashdeep", "-c", "sha256", "-a", "-j2", "-k", str(known), "-r", str(objects)), a.repeat)),
+        ("bagit.py --validate --processes 2", "all",
+         median(lambda: run(sys.executable, str(BIN / "bagit.py"), "--validate", "--processes", "2", str(bag)), a.repeat)),
+    ]
     print("\nverify:")
-    for name, s in verify_rows.items():
-        print(f"  {name:30} {total / s:8.0f} MiB/s  ({s:.2f} s)")
-    for name, s in verify_rows.items():
-        if name != "custodes verify":
-            print(f"  ratio custodes vs {name:22} {s / verify_rows['custodes verify']:.2f}x")
+    for name, th, s in verify_rows:
+        print(f"  {name:36} [{'1 thread' if th == '1' else f'{CORES} cores'}] {total / s:8.0f} MiB/s  ({s:.2f} s)")
+    ours = {th: s for name, th, s in verify_rows if name.startswith("custodes")}
+    print("ratios, like for like (peer time / custodes time):")
+    for name, th, s in verify_rows:
+        if not name.startswith("custodes"):
+            print(f"  {'1 thread' if th == '1' else f'{CORES} cores':9} custodes vs {name:36} {s / ours[th]:.2f}x")
     shutil.rmtree(work)
 
 

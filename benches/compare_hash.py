@@ -3,10 +3,15 @@
 
 Builds (once) a corpus of large random files, warms the page cache, then
 times each tool over the same files several times and prints the median
-throughput and the ratio to custodes. Peers: coreutils ``sha256sum``, the
-BLAKE3 team's ``b3sum``, ``hashdeep -c sha256 -j2``, ``bagit.py --validate``
-(sha256 manifest), and a plain single-process hashlib loop. Finally it
-measures the peak RSS of ``custodes hash`` over one 4 GiB file.
+throughput and the ratio to custodes. Peers: ``openssl dgst -sha256`` (the
+fastest SHA-256 here: SHA-NI), coreutils ``sha256sum``, the BLAKE3 team's
+``b3sum`` (multi-threaded itself), ``hashdeep -c sha256 -j2``,
+``bagit.py --validate`` (sha256 manifest), ``openssl dgst -sm3`` and a plain
+single-process hashlib loop. Threads are said on both sides: one-process peers
+are compared with ``custodes hash -j1``, and also run as ``xargs -P <cores>``
+across the files to compare with all-cores custodes. Every run's exit code is
+checked and its output must have one line per file. Finally it measures the
+peak RSS of ``custodes hash`` over one 4 GiB file.
 
     .venv/bin/python benches/compare_hash.py [--size-mib 2048] [--repeat 3]
 
@@ -43,9 +48,27 @@ def hashlib_loop(files: list[Path]) -> None:
         h.hexdigest()
 
 
-def command(*args: str) -> Callable[[], None]:
+def command(*args: str, lines: int | None = None) -> Callable[[], None]:
+    """A run that must exit 0 and, when ``lines`` is given, print exactly that many lines
+    (one digest per file): a tool that silently skipped files would otherwise look fast."""
     def run() -> None:
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+        got = out.count(b"\n")
+        if lines is not None and got != lines:
+            raise SystemExit(f"{' '.join(args[:3])}...: {got} output lines, expected {lines}")
+
+    return run
+
+
+def xargs(cores: int, *tool: str, files: list[Path]) -> Callable[[], None]:
+    """A one-process tool run on every core, one file per process, as a shell user parallelises it."""
+    def run() -> None:
+        out = subprocess.run(["xargs", "-0", "-n", "1", "-P", str(cores), *tool],
+                             input=b"\0".join(str(f).encode() for f in files), check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+        got = out.count(b"\n")
+        if got != len(files):
+            raise SystemExit(f"xargs {' '.join(tool)}: {got} output lines, expected {len(files)}")
 
     return run
 
@@ -120,26 +143,49 @@ def main() -> None:
 
     import custodes
 
-    measure("sha256", "custodes.hash_files (API)", lambda: custodes.hash_files(files))
-    measure("sha256", "custodes hash", command(CUSTODES, "hash", "-q", str(data)))
-    measure("sha256", "custodes hash -j1", command(CUSTODES, "hash", "-q", "-j1", str(data)))
-    measure("sha256", "hashlib loop (1 process)", lambda: hashlib_loop(files))
-    measure("sha256", "sha256sum", command("sha256sum", *map(str, files)))
-    measure("sha256", "hashdeep -c sha256 -j2", command("hashdeep", "-c", "sha256", "-j2", "-r", str(data)))
-    measure("sha256", "bagit.py --validate", command(sys.executable, BAGIT, "--validate", "--processes", "2", str(bag)))
-    measure("blake3", "custodes.hash_files (API)", lambda: custodes.hash_files(files, ("blake3",)))
-    measure("blake3", "custodes hash --algo blake3", command(CUSTODES, "hash", "-q", "--algo", "blake3", str(data)))
-    measure("blake3", "b3sum", command("b3sum", *map(str, files)))
-    measure("sm3", "custodes hash --algo sm3", command(CUSTODES, "hash", "-q", "--algo", "sm3", str(data)))
-    measure("sm3", "openssl dgst -sm3", command("openssl", "dgst", "-sm3", *map(str, files)))
+    def api_run(algo: str) -> Callable[[], None]:
+        def run() -> None:
+            bad = [r for r in custodes.hash_files(files, (algo,)) if not r.ok]
+            if bad:
+                raise SystemExit(f"custodes.hash_files failed: {bad}")
+        return run
 
-    print("\nratios (peer time / custodes time; > 1 means custodes is faster):")
-    cli = {algo: s for algo, name, s in rows if name.startswith("custodes hash") and "-j1" not in name}
-    api = {algo: s for algo, name, s in rows if name.endswith("(API)")}
-    for algo, name, s in rows:
+    n = len(files)
+    paths = [str(f) for f in files]
+    # (algorithm, name, threads: "1" or "all", the run)
+    plan: list[tuple[str, str, str, Callable[[], None]]] = [
+        ("sha256", "custodes.hash_files (API)", "all", api_run("sha256")),
+        ("sha256", "custodes hash", "all", command(CUSTODES, "hash", "-q", str(data), lines=n)),
+        ("sha256", "custodes hash -j1", "1", command(CUSTODES, "hash", "-q", "-j1", str(data), lines=n)),
+        ("sha256", "hashlib loop", "1", lambda: hashlib_loop(files)),
+        ("sha256", "openssl dgst -sha256", "1", command("openssl", "dgst", "-sha256", *paths, lines=n)),
+        ("sha256", f"xargs -P{cpus} openssl dgst -sha256", "all", xargs(cpus, "openssl", "dgst", "-sha256", files=files)),
+        ("sha256", "sha256sum", "1", command("sha256sum", *paths, lines=n)),
+        ("sha256", f"xargs -P{cpus} sha256sum", "all", xargs(cpus, "sha256sum", files=files)),
+        # hashdeep prints a 5-line header; bagit prints nothing on success.
+        ("sha256", "hashdeep -c sha256 -j2", "all", command("hashdeep", "-c", "sha256", "-j2", "-r", str(data), lines=n + 5)),
+        ("sha256", "bagit.py --validate --processes 2", "all", command(sys.executable, BAGIT, "--validate", "--processes", "2", str(bag))),
+        ("blake3", "custodes.hash_files (API)", "all", api_run("blake3")),
+        ("blake3", "custodes hash --algo blake3", "all", command(CUSTODES, "hash", "-q", "--algo", "blake3", str(data), lines=n)),
+        ("blake3", "custodes hash --algo blake3 -j1", "1", command(CUSTODES, "hash", "-q", "-j1", "--algo", "blake3", str(data), lines=n)),
+        ("blake3", "b3sum (multi-threaded)", "all", command("b3sum", *paths, lines=n)),
+        ("blake3", "b3sum --num-threads 1", "1", command("b3sum", "--num-threads", "1", *paths, lines=n)),
+        ("sm3", "custodes hash --algo sm3", "all", command(CUSTODES, "hash", "-q", "--algo", "sm3", str(data), lines=n)),
+        ("sm3", "custodes hash --algo sm3 -j1", "1", command(CUSTODES, "hash", "-q", "-j1", "--algo", "sm3", str(data), lines=n)),
+        ("sm3", "openssl dgst -sm3", "1", command("openssl", "dgst", "-sm3", *paths, lines=n)),
+        ("sm3", f"xargs -P{cpus} openssl dgst -sm3", "all", xargs(cpus, "openssl", "dgst", "-sm3", files=files)),
+    ]
+    threads: dict[tuple[str, str], str] = {}
+    for algo, name, th, fn in plan:
+        threads[(algo, name)] = th
+        measure(algo, f"{name} [{'1 thread' if th == '1' else f'{cpus} cores'}]", fn)
+
+    print("\nratios, like for like (peer time / custodes CLI time; > 1 means custodes is faster):")
+    ours = {(algo, th): s for (algo, name, s), (_, _, th, _) in zip(rows, plan) if name.startswith("custodes hash")}
+    for (algo, name, s), (_, _, th, _) in zip(rows, plan):
         if not name.startswith("custodes"):
-            via_api = f"   API {s / api[algo]:5.2f}x" if algo in api else ""
-            print(f"  {algo:7} vs {name:30} CLI {s / cli[algo]:5.2f}x{via_api}")
+            label = "1 thread " if th == "1" else f"{cpus} cores  "
+            print(f"  {algo:7} {label} vs {name:40} {s / ours[(algo, th)]:5.2f}x")
 
     if a.rss_file_gib:
         big = a.dir / "rss-check.bin"

@@ -3,9 +3,15 @@
 
 Probes every MP4/MOV file of tests/data/footage (real cameras and phones)
 ``--rounds`` times over and prints files/s and the ratios. ffprobe runs as a
-subprocess per file, as a tool that shells out to it would; PyAV opens each
-file in-process (libavformat) and reads the same facts: streams, frame
-counts, durations, creation time.
+subprocess per file, as a tool that shells out to it would, one at a time and
+as ``xargs -P <cores>`` across the files; PyAV opens each file in-process
+(libavformat) and reads the same facts: streams, frame counts, durations,
+creation time. Threads are said on both sides: one-thread custodes is
+compared with the one-process peers, all-cores custodes with ``xargs -P``.
+
+Every peer run is checked: ffprobe and PyAV must fail on exactly the files
+they are known not to read (the ``moov``-less broken file) and on no other,
+so a broken peer is never timed unnoticed.
 
     .venv/bin/python benches/compare_probe.py [--rounds 20]
 """
@@ -13,6 +19,7 @@ counts, durations, creation time.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -24,21 +31,47 @@ import av
 import custodes
 
 FOOTAGE = Path(__file__).parent.parent / "tests" / "data" / "footage"
+#: Files libavformat cannot open at all ("moov atom not found"); every other file must probe.
+PEER_UNREADABLE = {"sample_malformed_free_box.mp4"}
+CORES = os.cpu_count() or 1
+FFPROBE = ["ffprobe", "-v", "quiet", "-show_format", "-show_streams", "-of", "json"]
+
+
+def _expect_failures(peer: str, failed: set[str]) -> None:
+    if failed != PEER_UNREADABLE:
+        raise SystemExit(f"{peer} failed on {sorted(failed)}, expected exactly {sorted(PEER_UNREADABLE)}: "
+                         "a broken peer must not be timed")
 
 
 def ffprobe(files: list[Path]) -> None:
-    for f in files:
-        subprocess.run(["ffprobe", "-v", "quiet", "-show_format", "-show_streams", "-of", "json", str(f)],
-                       stdout=subprocess.DEVNULL, check=False)
+    failed = {f.name for f in files
+              if subprocess.run([*FFPROBE, str(f)], stdout=subprocess.DEVNULL).returncode != 0}
+    _expect_failures("ffprobe", failed)
+
+
+def ffprobe_xargs(files: list[Path]) -> None:
+    """ffprobe on all cores, as a shell user would parallelise it; prints each failing name."""
+    script = f'{" ".join(FFPROBE)} "$1" >/dev/null || echo "${{1##*/}}"'
+    r = subprocess.run(["xargs", "-0", "-P", str(CORES), "-n", "1", "sh", "-c", script, "sh"],
+                       input=b"\0".join(str(f).encode() for f in files), capture_output=True)
+    _expect_failures("ffprobe (xargs -P)", set(r.stdout.decode().split()))
 
 
 def pyav(files: list[Path]) -> None:
+    failed = set()
     for f in files:
         try:
             with av.open(str(f)) as c:
                 _ = [(s.type, s.frames, s.duration) for s in c.streams], c.duration, c.metadata.get("creation_time")
         except av.error.FFmpegError:
-            pass  # the broken files: ffmpeg refuses some of them
+            failed.add(f.name)
+    _expect_failures("PyAV", failed)
+
+
+def check_ours(results: list) -> None:
+    bad = [r for r in results if not isinstance(r, custodes.MediaInfo)]
+    if bad:
+        raise SystemExit(f"custodes could not probe {bad}")
 
 
 def median_rate(fn: Callable[[list[Path]], None], files: list[Path], rounds: int, repeat: int = 3) -> float:
@@ -56,20 +89,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="passes over the footage per timing")
     a = ap.parse_args()
     files = sorted(p for p in FOOTAGE.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".m4b"))
-    print(f"{len(files)} real footage files, {a.rounds} passes, median of 3\n")
+    print(f"{len(files)} real footage files, {a.rounds} passes, median of 3, {CORES} cores\n")
+    parallel = f"custodes.probe_many ({CORES} threads)"
+    single = "custodes.probe (1 thread, one by one)"
     rates = {
-        "custodes.probe_many (parallel)": median_rate(lambda fs: custodes.probe_many(fs), files, a.rounds),
-        "custodes.probe (one by one)": median_rate(lambda fs: [custodes.probe(f) for f in fs], files, a.rounds),
-        "PyAV (in-process libavformat)": median_rate(pyav, files, a.rounds),
-        "ffprobe (subprocess)": median_rate(ffprobe, files, max(1, a.rounds // 10)),
+        parallel: median_rate(lambda fs: check_ours(custodes.probe_many(fs)), files, a.rounds),
+        single: median_rate(lambda fs: check_ours([custodes.probe(f) for f in fs]), files, a.rounds),
+        "PyAV (1 process)": median_rate(pyav, files, a.rounds),
+        "ffprobe (1 process at a time)": median_rate(ffprobe, files, max(1, a.rounds // 10)),
+        f"ffprobe (xargs -P {CORES})": median_rate(ffprobe_xargs, files, max(1, a.rounds // 10)),
     }
     for name, r in rates.items():
-        print(f"  {name:34} {r:10.0f} files/s")
-    ours = rates["custodes.probe_many (parallel)"]
-    single = rates["custodes.probe (one by one)"]
-    print("\nratios (custodes files/s over peer files/s):")
-    for name in ("PyAV (in-process libavformat)", "ffprobe (subprocess)"):
-        print(f"  vs {name:32} parallel {ours / rates[name]:7.1f}x   one by one {single / rates[name]:7.1f}x")
+        print(f"  {name:40} {r:10.0f} files/s")
+    print("\nratios, like for like (custodes files/s over peer files/s):")
+    for name in ("PyAV (1 process)", "ffprobe (1 process at a time)"):
+        print(f"  1 thread:  {single} vs {name:32} {rates[single] / rates[name]:7.1f}x")
+    print(f"  {CORES} cores:   {parallel} vs ffprobe (xargs -P {CORES}) {' ' * 9}"
+          f"{rates[parallel] / rates[f'ffprobe (xargs -P {CORES})']:7.1f}x")
 
 
 if __name__ == "__main__":
