@@ -210,6 +210,10 @@ def test_fetch_entries_leaving_the_payload_are_invalid(tmp_path: Path) -> None:
     assert "invalid: fetch.txt line 4: path '~/.bashrc' starts with ~ (a home folder), which leaves the bag" in out
     assert "invalid: fetch.txt line 5: path './data/../bagit.txt' climbs out with .." in out
     assert "line 1" not in out
+    (bag / "fetch.txt").write_text("https://example.org/a.txt 6 data/a.txt\nhttps://example.org/c.txt 6 data/c.txt\n")
+    retag(bag)
+    rc, out = validate(bag)
+    assert rc == 1 and out.count("invalid: ") == 1 and "invalid: fetch.txt: data/c.txt is not in manifest-sha256.txt" in out
 
 
 def test_fetch_entry_not_yet_fetched_names_fetch_txt(tmp_path: Path) -> None:

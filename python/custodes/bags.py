@@ -346,10 +346,11 @@ def _payload_files(bag: _Bag) -> dict[str, Path]:
         bag.problem(os.path.relpath(e.filename or str(data), bag.root), f"cannot be listed ({e.strerror})")
 
     for folder, dirs, files in os.walk(data, onerror=walk_error):
+        folders = set(dirs)
         for name in sorted(dirs + files):
             full = os.path.join(folder, name)
             rel = Path(os.path.relpath(full, bag.root)).as_posix()
-            if name in dirs and not os.path.islink(full):
+            if name in folders and not os.path.islink(full):
                 continue
             target, why = bag.resolve(rel)
             if target is not None:
@@ -462,6 +463,10 @@ def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> No
         bag.problem("bag", "has no payload manifest (manifest-<algorithm>.txt)")
     listed = bag.manifests = {name: _read_manifest(bag, name, algo, payload=True) for name, algo in manifests}
     anywhere = set().union(*listed.values()) if listed else set()
+    for rel in sorted(fetched):  # RFC 8493 §2.2.3: what is to be fetched is in every payload manifest
+        for name in listed:
+            if rel not in listed[name]:
+                bag.problem("fetch.txt", f"{shown(rel)} is not in {name}")
     for rel in payload:
         missing_from = [name for name in listed if rel not in listed[name]]
         if bag.report.version == "0.97" and rel in anywhere:
