@@ -437,3 +437,42 @@ def test_random_damage_to_any_tag_file_is_a_problem_never_a_crash(case_bag: tupl
         assert bytes(data) == saved or target.name.startswith("tagmanifest-") or not report.valid, (target, bytes(data))
         target.write_bytes(saved)
     assert validate_bag(bag).valid
+
+
+def test_export_of_a_recording_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 is evidence like any other (issue 10): its bag path is UTF-8 (the
+    manifest is text), its bytes are the recording's, and the bag is valid to custodes and bagit-python."""
+    from conftest import FOOTAGE
+    from test_custody import PEOPLE
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    vol = tmp_path / "BWC0003"
+    vol.mkdir()
+    source = FOOTAGE / "encoders" / "androidx-sample.mp4"
+    odd = os.fsencode(vol) + b"/clip\xff\xfe.mp4"
+    with open(odd, "wb") as f:
+        f.write(source.read_bytes())
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1  # odd_name, late_ingest
+    assert as_("alice", "retention", "case", arch, "--case", "C-10", "--segment", "1").returncode == 0
+    rid = request(arch, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    bag = tmp_path / "bag"
+    out = as_("carol", "export", arch, "--case", "C-10", "--request", rid, "--to", bag)
+    assert out.returncode == 0 and b"Traceback" not in out.stderr, out.stderr
+    copies = [p for p in (bag / "data").rglob("*") if p.is_file()]
+    assert len(copies) == 1 and copies[0].read_bytes() == source.read_bytes()
+    manifest = (bag / "manifest-sha256.txt").read_bytes()
+    assert manifest.isascii() and manifest.count(b"\n") == 1
+    rc, report = validate_json(bag)
+    assert (rc, report["valid"], report["custody_entries_checked"]) == (0, True, 2), report
+    assert bagit_python_valid(bag)
+
+
+def test_a_device_name_cannot_climb_out_of_the_payload() -> None:
+    from custodes.bags import bag_path, safe_part
+
+    assert [safe_part(p) for p in ("..", ".", "", "a/b", "x\udcffy")] == ["_..", "_.", "_", "a_b", "x%FFy"]
+    assert bag_path("./data//a/./b.txt") == ("data/a/b.txt", "")
+    assert bag_path("data/a%250A%0d%0A")[0] == "data/a%0A\r\n"
