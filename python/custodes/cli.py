@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from custodes import __version__
-from custodes.checksums import format_line, format_tag_line, parse_checksum_list
-from custodes.defaults import DEFAULT_GAP_TOLERANCE
+from custodes.checksums import format_check_line, format_line, format_tag_line, parse_checksum_list
+from custodes.defaults import DEFAULT_GAP_TOLERANCE, TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
@@ -43,6 +43,58 @@ def _write_json(obj: Any) -> None:
     sys.stdout.buffer.flush()
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number of at least ``minimum``; with ``seconds_per_unit`` a duration (seconds: 1, hours: 3600)
+    whose nanoseconds must fit int64, by the one rule in :func:`custodes.defaults.ns_from_seconds`.
+
+    Every option that takes seconds, hours or a factor uses it: click's FloatRange lets ``nan`` and ``inf``
+    through, and ``1e9`` hours overflows every time stored as nanoseconds."""
+
+    name = "number"
+
+    def __init__(self, minimum: float = 0.0, seconds_per_unit: int | None = None) -> None:
+        self.minimum = minimum
+        self.seconds_per_unit = seconds_per_unit
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.minimum:
+            self.fail(f"{value!r} is less than {self.minimum:g}", param, ctx)
+        if self.seconds_per_unit is not None:
+            try:
+                ns_from_seconds(number * self.seconds_per_unit, str(value))
+            except TimeRangeError:
+                unit = "hours" if self.seconds_per_unit == 3600 else "seconds"
+                self.fail(f"{value!r} {unit} is too long: custodes holds durations up to 292 years", param, ctx)
+        return number
+
+
+def _clamp_workers_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """--workers above :func:`custodes.hashing.max_workers` is said once on stderr; hash_files applies
+    the same clamp (and the number of files) for every caller."""
+    from custodes.hashing import max_workers
+
+    if value is not None and value > max_workers():
+        _print_stderr(f"--workers {value} is more than this machine can use; using {max_workers()} "
+                      f"({max_workers() // (os.cpu_count() or 1)} per core)")
+        return max_workers()
+    return value
+
+
+def workers_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--workers", "-j", type=click.IntRange(min=1), default=None, callback=_clamp_workers_option,
+                        help=f"{what} at once (default: one per core; at most 4 per core).")
+
+
+SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
+HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--json`` and ``--quiet``, shared by every command that reports."""
 
@@ -55,14 +107,111 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+#: Where a command records the archive it works on, so an error without a file name (SQLite's) can name one.
+_ARCHIVE_META = "custodes.archive"
+
+# SQLite primary result codes (sqlite3.h) that are about the environment, not a bug in custodes.
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
+#: Below this much free space, an I/O error on the archive's disk is reported as a full disk.
+_NEARLY_FULL = 1 << 20
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _disk_full(where: str) -> str:
+    return f"the disk is full ({where}): free space on it, then run the command again (what was not finished was not recorded)"
+
+
+def environment_error(e: BaseException, archive: str | None) -> str | None:
+    """One line, ``<what> (<file>): <what to do>``, for an error of the environment or of the input; None for
+    anything else, which is a bug in custodes and keeps its traceback.
+
+    This is the one place every command's errors go through (see :class:`CustodesGroup`), so no command needs
+    its own handling for a full disk, a damaged catalog or a refused write."""
+    import errno
+    import sqlite3
+
+    if isinstance(e, CustodesError):
+        return str(e)  # custodes' own errors already name the file or value and what to do
+    catalog = os.path.join(archive, "catalog.sqlite") if archive else "the archive's catalog"
+    if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.ProgrammingError):
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+        text = str(e)
+        if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text:
+            return (f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
+                    "objects are untouched, and `custodes verify` on the restored archive shows what differs")
+        if code == _SQLITE_FULL or "disk is full" in text:
+            return _disk_full(catalog)
+        if code == _SQLITE_IOERR or "disk I/O error" in text:
+            free = _free_bytes(archive or ".")
+            if free is not None and free < _NEARLY_FULL:
+                return _disk_full(catalog)
+            return (f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
+                    "to a sound disk if it is failing, then run the command again")
+        if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+            return (f"cannot write the catalog: {text} ({catalog}): run as the account that keeps the archive, "
+                    "or remount its disk read-write")
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
+        return None
+    if isinstance(e, OSError) and e.errno is not None:
+        where = os.fsdecode(e.filename) if e.filename is not None else (archive or "?")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _disk_full(where)
+        if e.errno == errno.EIO:
+            return (f"input/output error ({where}): the disk failed to read or write; check it (dmesg, smartctl), "
+                    "then run the command again")
+        if e.errno == errno.EROFS:
+            return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied ({where}): run as the account that keeps the archive, or fix the permissions"
+    return None
+
+
+class CustodesGroup(click.Group):
+    """The root group: one error mapping for every command.
+
+    Environment errors (a full or failing disk, a damaged catalog, a
+    read-only mount) and custodes' own errors become one line on stderr and
+    exit 2; Ctrl-C exits 130 without a traceback. Anything else is a bug and
+    keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("custodes: interrupted; run the command again to finish", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as e:  # click's own exits and usage errors are not mapped: they pass through
+            if isinstance(e, (click.ClickException, click.exceptions.Exit, click.Abort)):
+                raise
+            line = environment_error(e, ctx.meta.get(_ARCHIVE_META))
+            if line is None:
+                raise
+            _print_stderr(line)
+            ctx.exit(EXIT_USAGE)
+
+
+@click.group(cls=CustodesGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="custodes")
 def main() -> None:
     """custodes: keep law-enforcement footage unaltered and provably complete."""
 
 
 def _print_stderr(message: str) -> None:
-    click.echo(f"custodes: {message}", err=True)
+    # backslashreplace: a non-UTF-8 file name in a message is shown escaped, never an encoding crash.
+    sys.stderr.flush()
+    sys.stderr.buffer.write(f"custodes: {message}\n".encode("utf-8", "backslashreplace"))
+    sys.stderr.buffer.flush()
 
 
 @main.command("hash")
@@ -77,7 +226,7 @@ def _print_stderr(message: str) -> None:
 )
 @click.option("--check", "-c", "check_list", type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
               help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, help="Files read at once (default: one per core).")
+@workers_option("Files read")
 @output_options
 def hash_command(paths: tuple[str, ...], algorithms: tuple[str, ...], check_list: str | None,
                  workers: int | None, as_json: bool, quiet: bool) -> None:
@@ -189,7 +338,7 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
             if r.error is not None:
                 _print_stderr(str(r.error))
             verdict = {"ok": b"OK", "failed": b"FAILED"}.get(status, b"FAILED open or read")
-            out.write(os.fsencode(e.path) + b": " + verdict + b"\n")
+            out.write(format_check_line(e.path, verdict))
         out.flush()
         if counts["failed"]:
             _print_stderr(f"WARNING: {counts['failed']} computed checksum(s) did NOT match")
@@ -202,14 +351,16 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
 
 
 def _finding_line(f: Finding) -> str:
-    where = " ".join(x for x in (f.device and f"[{f.device}]", f.path) if x)
+    from custodes.drivers import shown_name  # a file name on one line, escaped (issue 10)
+
+    where = " ".join(x for x in (f.device and f"[{f.device}]", f.path and shown_name(f.path)) if x)
     when = f" {rfc3339(f.start)} .. {rfc3339(f.end)}" if f.start is not None and f.end is not None else ""
     return f"{f.kind}: {where}{when}: {f.message}"
 
 
 @main.command("probe")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--gap-factor", type=click.FloatRange(min=1.0), default=3.0, show_default=True,
+@click.option("--gap-factor", type=FiniteFloat(1.0), default=3.0, show_default=True,
               help="An internal gap is a step in presentation time longer than this many frame durations.")
 @output_options
 def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quiet: bool) -> None:
@@ -345,9 +496,9 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
 
 @main.command("timeline")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, exists=True))
-@click.option("--gap-tolerance", type=click.FloatRange(min=0), default=DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
+@click.option("--gap-tolerance", type=SECONDS, default=DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
               help="Seconds of unrecorded time between segments that still count as continuous.")
-@click.option("--clock-tolerance", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--clock-tolerance", type=SECONDS, default=2.0, show_default=True,
               help="Seconds a file name's time may differ from its container's time.")
 @click.option("--tz", default=None, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); "
               "the same as --option tz=ZONE.")
@@ -378,7 +529,7 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
                                      param_hint="--tz") from e
     readings = _read_volumes(paths, driver, opts)
     findings = [f for r in readings for f in r.findings]
-    findings += timeline_findings(readings, gap_tolerance=round(gap_tolerance * 1e9))
+    findings += timeline_findings(readings, gap_tolerance=ns_from_seconds(gap_tolerance, "--gap-tolerance"))
     if as_json:
         _write_json({
             "ok": not findings,
@@ -395,14 +546,18 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
     sys.exit(EXIT_FINDINGS if findings else 0)
 
 
-def _open_archive(path: str) -> Archive:
-    from custodes.archive import ArchiveError, open_archive
-    from custodes.ledger import LedgerError
+def _note_archive(path: str) -> None:
+    """Remember the archive a command works on, so the one error mapping can name its catalog."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[_ARCHIVE_META] = path
 
-    try:
-        return open_archive(path)
-    except (ArchiveError, LedgerError) as e:
-        raise click.UsageError(str(e)) from e
+
+def _open_archive(path: str) -> Archive:
+    from custodes.archive import open_archive
+
+    _note_archive(path)
+    return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
 
 
 def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], None]]:
@@ -422,18 +577,15 @@ def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...
     """Create an archive: policy file, SQLite catalog, write-once object store,
     ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
     Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
-    from custodes.archive import ArchiveError, init_archive
+    from custodes.archive import init_archive
 
     if time_zone is not None:
         try:
             ZoneInfo(time_zone)
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
-    try:
-        a = init_archive(archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key)
-    except ArchiveError as e:
-        raise click.UsageError(str(e)) from e
-    with a:
+    _note_archive(archive)
+    with init_archive(archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key) as a:
         info = {"archive": str(a.root), "id": a.policy.archive_id, "origin": a.policy.origin,
                 "verifier_key": str(a.verifier_key), "signing_key": str(a.signing_key_path)}
     if as_json:
@@ -447,9 +599,10 @@ def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...
 @click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--archive", "archive_path", required=True, type=click.Path(path_type=str), help="The archive to ingest into.")
 @volume_options
+@workers_option("Files copied")
 @output_options
-def ingest_command(volume: str, archive_path: str, driver: str | None, options: tuple[str, ...], as_json: bool,
-                   quiet: bool) -> None:
+def ingest_command(volume: str, archive_path: str, driver: str | None, options: tuple[str, ...], workers: int | None,
+                   as_json: bool, quiet: bool) -> None:
     """Copy a device volume into the archive, crash-safe, never touching the volume.
 
     Each file is copied and hashed in one pass, fsynced, read back and
@@ -460,18 +613,12 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
     ingest finishes when run again. Exit 1 when a file failed or there are
     findings.
     """
-    from custodes.archive import ArchiveError
-    from custodes.drivers import DriverOptionError
     from custodes.ingest import ingest
-    from custodes.plugins import UnknownPluginError
-    from custodes.volumes import NoDriverError
 
     with _open_archive(archive_path) as a:
         line, progress = _bytes_progress(quiet)
-        try:
-            result = ingest(a, volume, driver, _driver_options(options), progress=progress)
-        except (NoDriverError, UnknownPluginError, DriverOptionError, ArchiveError) as e:
-            raise click.UsageError(str(e)) from e
+        try:  # a bad driver, option or volume is a CustodesError: one line, exit 2
+            result = ingest(a, volume, driver, _driver_options(options), progress=progress, workers=workers)
         finally:
             line.close()
     if as_json:
@@ -488,7 +635,7 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
 
 @main.command("verify")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, help="Objects hashed at once (default: one per core).")
+@workers_option("Objects hashed")
 @output_options
 def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool) -> None:
     """Re-hash every object and check store against catalog against ledger against checkpoints.
@@ -565,16 +712,12 @@ def ledger_proof_command(archive: str, entry: int | None, segment: int | None, f
     """Print (JSON) an inclusion proof for one ledger entry against the latest
     checkpoint, with the entry itself and the signed note, so anyone holding the
     archive's verifier key can check it offline with custodes.merkle."""
-    from custodes.ledger import LedgerError
     from custodes.proofs import ledger_proof
 
     if (entry is None) == (segment is None) and from_size is None:
         raise click.UsageError("give --entry N or --segment ID (and/or --from-size N)")
     with _open_archive(archive) as a:
-        try:
-            _write_json(ledger_proof(a, entry=entry, segment=segment, from_size=from_size))
-        except (LedgerError, ValueError) as e:
-            raise click.UsageError(str(e)) from e
+        _write_json(ledger_proof(a, entry=entry, segment=segment, from_size=from_size))
 
 
 @main.group("task")
@@ -591,13 +734,10 @@ def task_import_command(archive: str, file: str, as_json: bool, quiet: bool) -> 
     or JSON (a list of objects with those keys). Times are RFC 3339 with an
     offset. All or nothing: a bad row imports nothing and is named. Each new
     or changed task is a ledger entry."""
-    from custodes.tasks import TaskError, import_tasks, load_tasks
+    from custodes.tasks import import_tasks, load_tasks
 
     with _open_archive(archive) as a:
-        try:
-            result = import_tasks(a, load_tasks(file))
-        except TaskError as e:
-            raise click.UsageError(str(e)) from e
+        result = import_tasks(a, load_tasks(file))
     if as_json:
         _write_json(result)
     else:
@@ -614,13 +754,10 @@ def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool
     devices at once (Art. 11), the uncovered intervals with their causes, and a
     gap_unexplained finding for every uncovered interval no annotation or device
     event explains. Exit 1 when there are such findings."""
-    from custodes.tasks import TaskError, task_coverage
+    from custodes.tasks import task_coverage
 
     with _open_archive(archive) as a:
-        try:
-            covs = task_coverage(a, list(task_ids) or None)
-        except TaskError as e:
-            raise click.UsageError(str(e)) from e
+        covs = task_coverage(a, list(task_ids) or None)
     findings = [f for c in covs for f in c.findings]
     if as_json:
         _write_json({"ok": not findings, "tasks": [c.to_json() for c in covs]})
@@ -649,21 +786,18 @@ def gap_group() -> None:
               "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.")
 @click.option("--note", default="", help="What was said or decided, in words.")
 @click.option("--segment", type=click.IntRange(min=1), default=None, help="Segment where the officer states the reason on resuming.")
-@click.option("--offset", type=click.FloatRange(min=0), default=None, help="Seconds into that segment where it is said.")
+@click.option("--offset", type=SECONDS, default=None, help="Seconds into that segment where it is said.")
 @output_options
 def gap_explain_command(archive: str, device: str, start: str, end: str, cause: str, note: str, segment: int | None,
                         offset: float | None, as_json: bool, quiet: bool) -> None:
     """Record why a device did not record from --from to --to. The annotation
     is a ledger entry, signed by the next checkpoint, with the operating-system
     user as its author."""
-    from custodes.tasks import TaskError, explain_gap, parse_time
+    from custodes.tasks import explain_gap, parse_time
 
     with _open_archive(archive) as a:
-        try:
-            annotation = explain_gap(a, device, parse_time(start, "--from"), parse_time(end, "--to"), cause, note, segment,
-                                     None if offset is None else round(offset * 1e9))
-        except TaskError as e:
-            raise click.UsageError(str(e)) from e
+        annotation = explain_gap(a, device, parse_time(start, "--from"), parse_time(end, "--to"), cause, note, segment,
+                                 None if offset is None else ns_from_seconds(offset, "--offset"))
     if as_json:
         _write_json({"annotation": annotation})
     else:
@@ -679,8 +813,7 @@ def _refusal(fn: Callable[[], Any]) -> Any:
     except AccessDenied as e:
         _print_stderr(f"refused: {e}")
         sys.exit(EXIT_FINDINGS)
-    except CustodesError as e:
-        raise click.UsageError(str(e)) from e
+    # any other CustodesError is a bad request: the one mapping in CustodesGroup prints it, exit 2
 
 
 @main.group("access")
@@ -692,7 +825,7 @@ def access_group() -> None:
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", "segments", type=int, multiple=True, required=True, help="Recording to see (repeatable).")
 @click.option("--reason", required=True, help="Why (logged with the viewer and the time).")
-@click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True)
+@click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True, help="What the access is for: view it, export it, or purge it at the end of retention.")
 @output_options
 def access_request_command(archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool) -> None:
     """Ask to view, export or purge recordings. The requester is the operating-system user."""
@@ -706,7 +839,7 @@ def access_request_command(archive: str, segments: tuple[int, ...], reason: str,
 @access_group.command("approve")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.argument("request", type=int)
-@click.option("--hours", type=click.FloatRange(min=0), default=None, help="Length of the approved window (policy default 72).")
+@click.option("--hours", type=HOURS, default=None, help="Length of the approved window (policy default 72).")
 @output_options
 def access_approve_command(archive: str, request: int, hours: float | None, as_json: bool, quiet: bool) -> None:
     """Approve a request (approvers only, never one's own) for a window of time."""
@@ -720,7 +853,7 @@ def access_approve_command(archive: str, request: int, hours: float | None, as_j
 @access_group.command("deny")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.argument("request", type=int)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why the request is denied (logged and ledgered).")
 def access_deny_command(archive: str, request: int, reason: str) -> None:
     """Deny a request (approvers only); the reason is logged."""
     from custodes.access import deny
@@ -733,7 +866,7 @@ def access_deny_command(archive: str, request: int, reason: str) -> None:
 @access_group.command("open")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.argument("request", type=int)
-@click.option("--segment", type=int, required=True)
+@click.option("--segment", type=int, required=True, help="Recording to open (within an approved request of yours).")
 @click.option("--to", "to_dir", type=click.Path(path_type=str, file_okay=False), default=None,
               help="Copy the recording here (read-only) instead of printing the stored object's path.")
 def access_open_command(archive: str, request: int, segment: int, to_dir: str | None) -> None:
@@ -760,7 +893,7 @@ def access_open_command(archive: str, request: int, segment: int, to_dir: str | 
 
 @access_group.command("classify")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True)
+@click.option("--segment", type=int, required=True, help="Recording to classify.")
 @click.option("--level", type=click.IntRange(min=0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
 def access_classify_command(archive: str, segment: int, level: int) -> None:
     """Set a recording's classification level (custodians and approvers)."""
@@ -778,16 +911,19 @@ def retention_group() -> None:
 
 @retention_group.command("status")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", "segments", type=int, multiple=True)
+@click.option("--segment", "segments", type=int, multiple=True, help="Recordings to show (repeatable; default all).")
+@click.option("--at", default=None, help="Whether due as of this RFC 3339 time (default now).")
 @output_options
-def retention_status_command(archive: str, segments: tuple[int, ...], as_json: bool, quiet: bool) -> None:
+def retention_status_command(archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool) -> None:
     """How long each recording is kept and why, its holds, and whether it is due."""
     from custodes.retention import status
+    from custodes.tasks import parse_time
 
     with _open_archive(archive) as a:
+        when = None if at is None else _refusal(lambda: parse_time(at, "--at"))
         rows = status(a, list(segments) or None)
     if as_json:
-        _write_json({"segments": [r.to_json() for r in rows]})
+        _write_json({"segments": [r.to_json(when) for r in rows]})
     else:
         for r in rows:
             click.echo(f"{r.segment} {r.name}: keep until {rfc3339(r.keep_until) or 'for ever'}"
@@ -796,8 +932,8 @@ def retention_status_command(archive: str, segments: tuple[int, ...], as_json: b
 
 @retention_group.command("hold")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True)
-@click.option("--reason", required=True)
+@click.option("--segment", type=int, required=True, help="Recording to hold.")
+@click.option("--reason", required=True, help="Why (a case, a complaint, a court order); ledgered with the hold.")
 def retention_hold_command(archive: str, segment: int, reason: str) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
     from custodes.retention import hold
@@ -809,7 +945,7 @@ def retention_hold_command(archive: str, segment: int, reason: str) -> None:
 
 @retention_group.command("release")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--hold", "hold_id", type=int, required=True)
+@click.option("--hold", "hold_id", type=int, required=True, help="Hold id to release (see `retention status`).")
 def retention_release_command(archive: str, hold_id: int) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
     from custodes.retention import release
@@ -821,8 +957,8 @@ def retention_release_command(archive: str, hold_id: int) -> None:
 
 @retention_group.command("long-term")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True)
-@click.option("--reason", type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]), required=True)
+@click.option("--segment", type=int, required=True, help="Recording to keep long term.")
+@click.option("--reason", type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]), required=True, help="The Art. 20 reason for keeping it beyond the minimum.")
 def retention_long_term_command(archive: str, segment: int, reason: str) -> None:
     """Keep a recording long-term for an Art. 20 reason: it is never due."""
     from custodes.retention import long_term
@@ -834,8 +970,8 @@ def retention_long_term_command(archive: str, segment: int, reason: str) -> None
 
 @retention_group.command("case")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--case", "case_id", required=True)
-@click.option("--segment", "segments", type=int, multiple=True, required=True)
+@click.option("--case", "case_id", required=True, help="Case id the recordings belong to; an open case keeps them.")
+@click.option("--segment", "segments", type=int, multiple=True, required=True, help="Recording of the case (repeatable).")
 @click.option("--until", default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
 def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
@@ -944,8 +1080,9 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
 @click.option("--scope", default="archive", show_default=True, help="archive, or unit=ID, officer=ID, device=ID, case=ID.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help="Labels (default: the policy's, else zh).")
 @click.option("--verify/--no-verify", "full_verify", default=False, help="Re-hash every object for the integrity section.")
+@click.option("--at", default=None, help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.")
 def report_command(archive: str, fmt: str, out: str, start: str | None, end: str | None, scope: str, lang: str | None,
-                   full_verify: bool) -> None:
+                   full_verify: bool, at: str | None) -> None:
     """Write a compliance report for a period and scope (Art. 25): integrity,
     completeness, clocks, timeliness, retention, access, and the Art. 25
     concerns with the segments and ledger entries behind each. JSON is the
@@ -966,7 +1103,8 @@ def report_command(archive: str, fmt: str, out: str, start: str | None, end: str
         language = lang or str(a.policy.extra.get("report", {}).get("lang", "zh"))
         model = _refusal(lambda: build_report(
             a, start=None if start is None else parse_time(start, "--from"), end=None if end is None else parse_time(end, "--to"),
-            scope=kind, value=value or None, full_verify=full_verify, lang=language))
+            scope=kind, value=value or None, full_verify=full_verify, lang=language,
+            at=None if at is None else parse_time(at, "--at")))
     try:
         with open(out, "wb") as f:
             reporter.render(model, f)

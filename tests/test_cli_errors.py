@@ -1,0 +1,404 @@
+"""Issue 10: clear errors instead of tracebacks, through the real CLI.
+
+Every case here was once a Python traceback. Each must now end with the
+exact exit code (2: usage or environment; 1: a logged refusal), one line on
+stderr naming the file or value and what to do, and nothing stored that
+should not be (evidence is never modified or lost).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import FOOTAGE, peer, run_cli
+from custodes.hashing import clamp_workers, max_workers
+
+PEOPLE = """
+[people]
+alice = "custodian"
+bob = "approver"
+carol = "viewer"
+root = "custodian"
+"""
+
+
+def one_line_error(out: subprocess.CompletedProcess[bytes], pattern: str, code: int = 2) -> str:
+    """The command failed with ``code`` and exactly one ``custodes: ...`` line matching ``pattern``."""
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == code, (out.stdout, err)
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("custodes: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def bad_option(out: subprocess.CompletedProcess[bytes], option: str, pattern: str) -> None:
+    """click's usage error for a bad option value: exit 2, the option and the value named."""
+    err = out.stderr.decode()
+    assert out.returncode == 2, (out.stdout, err)
+    assert "Traceback" not in err, err
+    assert re.search(rf"Invalid value for '{re.escape(option)}': {pattern}", err), err
+
+
+def make_archive(root: Path, vol_parent: Path) -> Path:
+    assert run_cli("init", root).returncode == 0
+    (root / "custodes.toml").write_text((root / "custodes.toml").read_text() + PEOPLE)
+    vol = vol_parent / "BWC0001"
+    vol.mkdir()
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "androidx-sample.mp4")
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", vol / "go-mp4-sample.mp4")
+    assert run_cli("ingest", vol, "--archive", root, "--driver", "generic").returncode in (0, 1)
+    return root
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return make_archive(tmp_path / "archive", tmp_path)
+
+
+def objects(arch: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(arch)): p.read_bytes() for p in sorted((arch / "objects").rglob("*")) if p.is_file()}
+
+
+def catalog_rows(arch: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(arch / "catalog.sqlite") as conn:
+        return conn.execute(sql).fetchall()
+
+
+# 1 and 3: one mapping for every command; a damaged catalog, a missing verifier key, no checkpoint.
+
+@pytest.mark.parametrize("command", [["verify"], ["ledger", "verify"], ["ledger", "checkpoint"], ["retention", "status"],
+                                     ["task", "coverage"]])
+def test_corrupt_catalog_is_one_line_naming_it(archive: Path, command: list[str]) -> None:
+    stored = objects(archive)
+    for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
+        (archive / side).unlink(missing_ok=True)
+    (archive / "catalog.sqlite").write_bytes(b"\x13\x37 not sqlite at all " * 300)
+    out = run_cli(*command, archive)
+    one_line_error(out, rf"the catalog is damaged: file is not a database \({re.escape(str(archive / 'catalog.sqlite'))}\): "
+                        "restore catalog.sqlite from a backup")
+    assert objects(archive) == stored  # the evidence is untouched
+
+
+def test_missing_verifier_key(archive: Path) -> None:
+    (archive / "keys" / "checkpoint.vkey").unlink()
+    for command in (["verify", archive], ["ledger", "proof", archive, "--entry", "0"],
+                    ["report", archive, "--out", archive.parent / "r.json"]):
+        one_line_error(run_cli(*command), r"keys/checkpoint\.vkey: the verifier key is missing; restore it from a backup")
+    assert not (archive.parent / "r.json").exists()
+
+
+def test_ledger_proof_without_a_checkpoint(archive: Path) -> None:
+    (archive / "ledger" / "checkpoint").unlink()
+    one_line_error(run_cli("ledger", "proof", archive, "--entry", "0"),
+                   r"ledger/checkpoint: no signed checkpoint to prove against; .*`custodes ledger checkpoint`")
+    assert run_cli("ledger", "checkpoint", archive).returncode == 0
+    proof = run_cli("ledger", "proof", archive, "--entry", "0")
+    assert proof.returncode == 0 and json.loads(proof.stdout)["inclusion"]["index"] == 0
+
+
+def test_permission_denied_on_the_catalog_is_one_line(archive: Path) -> None:
+    (archive / "catalog.sqlite").chmod(0o444)
+    archive.chmod(0o555)
+    try:
+        out = run_cli("retention", "hold", archive, "--segment", "1", "--reason", "litigation", obey_permissions=True,
+                      user="alice")
+    finally:
+        archive.chmod(0o755)
+        (archive / "catalog.sqlite").chmod(0o644)
+    one_line_error(out, rf"cannot write the catalog: .*readonly database \({re.escape(str(archive))}/catalog\.sqlite\): "
+                        "run as the account that keeps the archive")
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM holds") == [(0,)]
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    # `hash --check -` blocks reading standard input: a real place for a user to press Ctrl-C.
+    proc = subprocess.Popen([sys.executable, "-m", "custodes", "hash", "--check", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until it sits in read(0, ...), so Python's handler is in place
+            fields = Path(f"/proc/{proc.pid}/syscall").read_text().split()
+            if fields[:2] in (["0", "0x0"], ["63", "0x0"]):  # read on fd 0 (x86-64, arm64)
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("custodes never started reading standard input")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and err.decode().splitlines() == ["custodes: interrupted; run the command again to finish"]
+
+
+# 2: a full disk, on a real small file system.
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the full-disk test needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte (again: a failed command may have freed pages on its way out)."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as f:
+        for chunk in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+    assert shutil.disk_usage(disk).free == 0
+    return filler
+
+
+def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    arch = make_archive(small_disk / "archive", tmp_path)
+    before = objects(arch)
+    segments = catalog_rows(arch, "SELECT id, sha256 FROM segments ORDER BY id")
+    ledger_size = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+    vol2 = tmp_path / "BWC0002"
+    vol2.mkdir()
+    shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol2 / "bt601.mov")
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("id,type,start,end,officers,devices\nT1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n")
+    full = r"the disk is full \(.*archive.*\): free space on it, then run the command again"
+    report = tmp_path / "report.json"
+    for command in (["verify", arch],  # it records when each object was last verified: a writer too
+                    ["ingest", vol2, "--archive", arch, "--driver", "generic"],
+                    ["ledger", "checkpoint", arch],
+                    ["access", "request", arch, "--segment", "1", "--reason", "complaint 7"],
+                    ["retention", "hold", arch, "--segment", "1", "--reason", "litigation"],
+                    ["task", "import", arch, tasks]):
+        fill(small_disk)
+        one_line_error(run_cli(*command, user="alice"), full)
+    # Pure readers: opening the catalog needs its WAL shared-memory file. Where a failed writer left it in
+    # place they answer, and correctly; where it cannot be created they stop with the same clear line.
+    for command, answered in ((["ledger", "verify", arch], lambda out: out.stdout == b"ledger consistent: 0 finding(s)\n"),
+                              (["report", arch, "--out", report],
+                               lambda out: json.loads(report.read_bytes())["integrity"] is not None)):
+        fill(small_disk)
+        out = run_cli(*command)
+        if out.returncode == 0:
+            assert out.stderr == b"" and answered(out), (out.stdout, out.stderr)
+        else:
+            one_line_error(out, full)
+    (small_disk / "filler").unlink()
+    intact = run_cli("verify", arch, "--json")
+    assert intact.returncode == 0, intact.stdout
+    assert json.loads(intact.stdout)["ok"] is True
+    assert objects(arch) == before
+    assert catalog_rows(arch, "SELECT id, sha256 FROM segments ORDER BY id") == segments
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == ledger_size  # nothing half-recorded
+    # With space again, the commands that failed do their work.
+    assert run_cli("ingest", vol2, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    assert run_cli("task", "import", arch, tasks).returncode == 0
+    assert run_cli("verify", arch).returncode == 0
+
+
+# 4: one int64-ns rule for every time and duration.
+
+def test_durations_that_are_not_finite_or_too_long(archive: Path, tmp_path: Path) -> None:
+    out = run_cli("access", "request", archive, "--segment", "1", "--reason", "complaint 7", "--json", user="carol")
+    rid = str(json.loads(out.stdout)["id"])
+    bad_option(run_cli("access", "approve", archive, rid, "--hours", "inf", user="bob"), "--hours", "'inf' is not a finite number")
+    bad_option(run_cli("access", "approve", archive, rid, "--hours", "nan", user="bob"), "--hours", "'nan' is not a finite number")
+    bad_option(run_cli("access", "approve", archive, rid, "--hours", "1e9", user="bob"), "--hours",
+               "'1e9' hours is too long: custodes holds durations up to 292 years")
+    # Short enough to be a duration, too long to end before 2262: the window's end is refused, not stored.
+    one_line_error(run_cli("access", "approve", archive, rid, "--hours", "2500000", user="bob"),
+                   r"the approval window's end: .* is out of range: custodes records times from 1677-09-21 to 2262-04-11")
+    assert catalog_rows(archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [("pending", None)]
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log WHERE action = 'approve'") == [(0,)]
+    approved = run_cli("access", "approve", archive, rid, "--hours", "2", "--json", user="bob")
+    assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved"
+    vol = archive.parent / "BWC0001"
+    bad_option(run_cli("timeline", vol, "--gap-tolerance", "nan"), "--gap-tolerance", "'nan' is not a finite number")
+    bad_option(run_cli("timeline", vol, "--gap-tolerance", "inf"), "--gap-tolerance", "'inf' is not a finite number")
+    bad_option(run_cli("timeline", vol, "--clock-tolerance", "-inf"), "--clock-tolerance", "'-inf' is not a finite number")
+    bad_option(run_cli("probe", vol / "go-mp4-sample.mp4", "--gap-factor", "nan"), "--gap-factor", "'nan' is not a finite number")
+    assert run_cli("timeline", vol, "--gap-tolerance", "1e6").returncode in (0, 1)
+
+
+def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("id,type,start,end,officers,devices\n"
+                     "T1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n"
+                     "T2,patrol,2024-01-01T00:00:00Z,9999-12-31T23:59:59Z,,BWC0001\n")
+    out = run_cli("task", "import", archive, tasks)
+    assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
+    assert re.search(rb"tasks.csv row 2: '9999-12-31T23:59:59\+00:00' is out of range: custodes records times from "
+                     rb"1677-09-21 to 2262-04-11", out.stderr), out.stderr
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM tasks") == [(0,)]  # all or nothing
+    device = catalog_rows(archive, "SELECT device_id FROM devices")[0][0]
+    one_line_error(run_cli("gap", "explain", archive, "--device", device, "--from", "2024-01-01T00:00:00Z",
+                           "--to", "9999-12-31T23:59:59+08:00", "--cause", "battery"),
+                   r"--to: '9999-12-31T23:59:59\+08:00' is out of range")
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM gap_explanations") == [(0,)]
+    bad_option(run_cli("gap", "explain", archive, "--device", device, "--from", "2024-01-01T00:00:00Z",
+                       "--to", "2024-01-01T00:10:00Z", "--cause", "battery", "--segment", "1", "--offset", "inf"),
+               "--offset", "'inf' is not a finite number")
+    report = tmp_path / "r.json"
+    one_line_error(run_cli("report", archive, "--out", report, "--from", "9999-01-01T00:00:00Z"),
+                   r"--from: '9999-01-01T00:00:00\+00:00' is out of range")
+    one_line_error(run_cli("retention", "due", archive, "--at", "0001-01-01T00:00:00Z"),
+                   r"--at: '0001-01-01T00:00:00\+00:00' is out of range")
+    assert not report.exists()
+    # The edge itself is fine: the last second an int64 of nanoseconds holds.
+    ok = run_cli("report", archive, "--out", report, "--from", "2024-01-01T00:00:00Z", "--to", "2262-04-11T23:47:16Z")
+    assert ok.returncode == 0, ok.stderr
+
+
+# 5: opening a purged recording is a logged refusal, never a logged success.
+
+def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: Path) -> None:
+    def request(user: str, purpose: str) -> str:
+        out = run_cli("access", "request", archive, "--segment", "1", "--reason", "complaint 7", "--purpose", purpose,
+                      "--json", user=user)
+        assert out.returncode == 0, out.stderr
+        rid = str(json.loads(out.stdout)["id"])
+        assert run_cli("access", "approve", archive, rid, user="bob").returncode == 0
+        return rid
+
+    view = request("carol", "view")
+    purge = request("alice", "purge")
+    assert run_cli("retention", "purge", archive, "--request", purge, user="alice").returncode == 0
+    out = run_cli("access", "open", archive, view, "--segment", "1", "--to", tmp_path / "seen", user="carol")
+    line = one_line_error(out, r"^custodes: refused: segment 1 was purged at \d{4}-.*Z \(its tombstone is in the ledger\)$",
+                          code=1)
+    assert out.stdout == b"" and not (tmp_path / "seen").exists()
+    assert catalog_rows(archive, "SELECT person, ok, detail FROM access_log WHERE action = 'open'") == [
+        ("carol", 0, line.removeprefix("custodes: refused: "))]
+    entries = [json.loads(e) for (e,) in catalog_rows(archive, "SELECT entry FROM ledger ORDER BY seq")]
+    assert [(e["person"], e["ok"]) for e in entries if e["type"] == "access_open"] == [("carol", False)]
+    assert run_cli("verify", archive).returncode == 0
+
+
+# 6: the policy is checked when it is loaded.
+
+@pytest.mark.parametrize("old, new, pattern", [
+    ('"blake3"', '"sha3"', r"\[hashing\] algorithms: unknown 'sha3'; allowed: .*sha256.*blake3.*sm3"),
+    ('backend = "local"', 'backend = "s3"', r"\[storage\] backend = 's3' is not a storage backend here; allowed: .*local"),
+    ("gap_tolerance_seconds = 1.0", "gap_tolerance_seconds = nan", r"\[timeline\] gap_tolerance_seconds: nan is not a finite"),
+    ("deadline_hours = 24", "deadline_hours = 1e300", r"\[ingest\] deadline_hours: .* is out of range"),
+])
+def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, pattern: str) -> None:
+    policy = archive / "custodes.toml"
+    text = policy.read_text()
+    assert old in text
+    policy.write_text(text.replace(old, new))
+    for command in (["verify", archive], ["ingest", archive.parent / "BWC0001", "--archive", archive]):
+        one_line_error(run_cli(*command), rf"{re.escape(str(policy))}: {pattern}")
+
+
+# 7 and 8: init is all or nothing, and writes the policy with a TOML library.
+
+def test_init_with_a_file_that_is_not_a_key_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "archive"
+    one_line_error(run_cli("init", target, "--signing-key", "/etc/passwd"),
+                   r"/etc/passwd: not an Ed25519 private key .*name the key custodes made")
+    assert not target.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(run_cli("init", empty, "--signing-key", "/etc/passwd"), "not an Ed25519 private key")
+    assert list(empty.iterdir()) == []
+
+
+def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
+    # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_error(run_cli("init", tmp_path / "archive", "--signing-key", "/etc/passwd/checkpoint.key"),
+                   r"cannot create the archive: .*nothing was kept")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no archive, no hidden half-built sibling
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(run_cli("init", empty, "--signing-key", "/etc/passwd/checkpoint.key"), "nothing was kept")
+    assert list(empty.iterdir()) == []
+    key = tmp_path / "keys" / "new.key"  # a key init made for a failed archive goes too
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "x").write_text("x")
+    assert run_cli("init", tmp_path / "occupied", "--signing-key", key).returncode == 2
+    assert not key.exists()
+
+
+def test_init_signing_key_with_quote_and_newline_round_trips(tmp_path: Path) -> None:
+    value = 'k"\n[people]\nmallory = "approver"\n#\\x'
+    arch = tmp_path / "archive"
+    out = run_cli("init", arch, "--signing-key", value)
+    assert out.returncode == 0, out.stderr
+    policy = tomllib.loads((arch / "custodes.toml").read_text())
+    assert policy["keys"] == {"signing_key": value}
+    assert set(policy) == {"archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"}
+    assert (arch / value).is_file()  # the key is where the policy says
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0
+    assert run_cli("verify", arch).returncode == 0
+
+
+# 9: --workers is clamped in one place.
+
+def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
+    files = [FOOTAGE / "encoders" / n for n in ("androidx-sample.mp4", "go-mp4-sample.mp4", "go-mp4-sample_fragmented.mp4")]
+    out = run_cli("hash", "--workers", "10000", *files)  # once 97 s; the subprocess timeout bounds it now
+    assert out.returncode == 0
+    assert out.stdout == peer("sha256sum", *files).stdout
+    cap = max_workers()
+    assert out.stderr.decode().splitlines() == [
+        f"custodes: --workers 10000 is more than this machine can use; using {cap} (4 per core)"]
+    out = run_cli("verify", archive, "--workers", "100000", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
+    assert out.stderr.decode().splitlines() == [
+        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"]
+    assert run_cli("hash", "--workers", str(cap), *files).stderr == b""  # at the cap: nothing to say
+    # The API clamp every command goes through: never more than the files, never less than one.
+    assert clamp_workers(10_000, 3) == 3 and clamp_workers(10_000, 10**6) == cap
+    assert clamp_workers(1, 0) == 1 and clamp_workers(None, 5) is None
+
+
+# 10: hash --check prints names as sha256sum -c does.
+
+def test_check_escapes_names_like_sha256sum(tmp_path: Path) -> None:
+    folder = tmp_path / "names"
+    folder.mkdir()
+    names = ["a\nb", "back\\slash", "cr\rhere", "all\\of\nthem\r", "plain"]
+    for i, n in enumerate(names):
+        (folder / n).write_bytes(bytes([i]) * 10)
+    listing = peer("sha256sum", *names, cwd=folder).stdout
+    (tmp_path / "list").write_bytes(listing)
+    ours = run_cli("hash", "--check", tmp_path / "list", cwd=folder)
+    theirs = peer("sha256sum", "-c", tmp_path / "list", cwd=folder)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout
+    assert b"\\a\\nb: OK\n" in ours.stdout and b"\\all\\\\of\\nthem\\r: OK\n" in ours.stdout
+    assert b"cr\rhere: OK\n" in ours.stdout  # no newline: printed raw, as sha256sum does
+    (folder / "a\nb").unlink()
+    (folder / "plain").write_bytes(b"changed")
+    ours = run_cli("hash", "--check", tmp_path / "list", cwd=folder)
+    theirs = peer("sha256sum", "-c", tmp_path / "list", cwd=folder)
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stdout == theirs.stdout
+    assert b"\\a\\nb: FAILED open or read\n" in ours.stdout and b"plain: FAILED\n" in ours.stdout
