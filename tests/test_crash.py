@@ -72,6 +72,9 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float) -
         proc.kill()
         proc.wait(timeout=60)
     assert digest_tree(vol) == before  # the crash left the source alone
+    with open_archive(arch) as a:  # before the re-run: work in flight is `pending`, never tampering
+        v = verify(a)
+        assert v.ok and {f.kind for f in v.findings} <= {"pending"}, v.to_json()
     done = subprocess.run(ingest_cmd(vol, arch), capture_output=True, timeout=120)
     report = json.loads(done.stdout)
     assert report["failed"] == [], report
@@ -79,7 +82,7 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float) -
     assert digest_tree(vol) == before
     with open_archive(arch) as a:
         v = verify(a)
-        assert v.ok, v.to_json()
+        assert v.ok and v.findings == [], v.to_json()  # finished: nothing pending any more
         rows = a.conn.execute("SELECT original_name, sha256 FROM segments").fetchall()
         assert sorted(n for n, _ in rows) == sorted(before)  # every source file exactly once
         assert all(before[n][0] == sha for n, sha in rows)

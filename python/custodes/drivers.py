@@ -14,6 +14,9 @@ noise, listing every file it skips.
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import os
 import stat
 import struct
@@ -30,7 +33,8 @@ from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 
 __all__ = [
     "ClockReading", "DeviceEvent", "DeviceIdentity", "Driver", "DriverOptionError", "VolumeFile", "VolumeReading", "VolumeSegment",
-    "NOISE", "identity_from", "media_segments", "scan_volume",
+    "NOISE", "check_reading", "identity_from", "media_segments", "name_bytes", "name_from", "name_text", "odd_name",
+    "scan_volume", "shown_name",
 ]
 
 NS = 1_000_000_000
@@ -58,9 +62,10 @@ class DeviceIdentity:
     officer_name: str | None = None
     unit_id: str | None = None
     unit_name: str | None = None
+    file: str | None = None  # the device file the identity was read from (findings about it name it)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "file"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class ClockReading:
     device_time: int  # ns, as the device clock showed it (its local zone applied)
     trusted_time: int  # ns UTC
     source: str  # "dock", "gps"
+    file: str | None = None  # the device file it was read from (findings about it name it)
 
     @property
     def offset(self) -> float:
@@ -125,6 +131,7 @@ class DeviceEvent:
     time: int | None
     kind: str  # battery_low, storage_full, device_fault, power_on, record_start, ...
     detail: str = ""
+    file: str | None = None  # the device log it was read from (findings about it name it)
 
     def to_json(self) -> dict[str, Any]:
         return {"time": rfc3339(self.time), "kind": self.kind, "detail": self.detail}
@@ -166,7 +173,7 @@ class Driver(ABC):
         """Read the volume (never writing to it) into a :class:`VolumeReading`."""
 
 
-IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__)
+IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__) - {"file"}
 
 
 def identity_from(volume: Path, options: Mapping[str, str], **found: str | None) -> DeviceIdentity:
@@ -174,8 +181,72 @@ def identity_from(volume: Path, options: Mapping[str, str], **found: str | None)
     ``options``; the device id defaults to the volume folder's name."""
     fields = {k: v for k, v in found.items() if v is not None}
     fields.update({k: v for k, v in options.items() if k in IDENTITY_FIELDS})
-    fields.setdefault("device_id", os.path.basename(os.path.abspath(volume)))
+    fields.setdefault("device_id", name_text(os.path.basename(os.path.abspath(volume))))
     return DeviceIdentity(**fields)
+
+
+# File names. A name on a volume is bytes; Python holds one that is not UTF-8
+# as a str with surrogate escapes (os.fsdecode), which neither SQLite TEXT nor
+# UTF-8 JSON can carry. The one rule for keeping such a name, used by the
+# catalog (segments.original_name + original_name_bytes) and the ledger
+# (entry "name" + "name_b64"):
+#   - name_text: the name as text. A UTF-8 name is kept exactly as it is; in a
+#     name that is not UTF-8 each byte that is not is written \xNN.
+#   - name_bytes: the exact bytes, kept beside the text only when the name is
+#     not UTF-8 (None otherwise, so ordinary names are stored as before).
+#   - name_from(text, raw) gives the name back, byte for byte.
+# shown_name is for output that is one line per file: it escapes backslash and
+# control characters as well, so every name reads unambiguously on one line.
+
+def name_text(name: str) -> str:
+    """The name as text to store: UTF-8 names exactly, other bytes as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def name_bytes(name: str) -> bytes | None:
+    """The name's exact bytes when they are not UTF-8, else None."""
+    raw = os.fsencode(name)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return None
+
+
+def name_from(text: str, raw: bytes | None) -> str:
+    """The name (surrogate-escaped str) back from what :func:`name_text` and :func:`name_bytes` kept."""
+    return os.fsdecode(bytes(raw)) if raw is not None else text
+
+
+def shown_name(name: str) -> str:
+    """The name on one line: backslash as ``\\\\``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t``,
+    other control characters and bytes that are not UTF-8 as ``\\xNN``."""
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode holds it
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch in _CONTROL_ESCAPES:
+            out.append(_CONTROL_ESCAPES[ch])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def odd_name(name: str) -> str | None:
+    """Why a name cannot be shown as it is (not UTF-8, control characters), or None."""
+    if name_bytes(name) is not None:
+        return "is not valid UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "holds control characters"
+    return None
 
 
 def _is_noise(name: str) -> bool:
@@ -212,8 +283,9 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
             except OSError as e:
                 findings.append(Finding("unreadable", f"cannot stat: {e.strerror}", path=entry.path))
                 continue
-            if os.fsencode(entry.name).decode("utf-8", "replace") != entry.name:
-                findings.append(Finding("odd_name", "file name is not valid UTF-8; kept byte for byte",
+            odd = odd_name(entry.name)
+            if odd is not None:
+                findings.append(Finding("odd_name", f"file name {odd}; kept byte for byte, shown as {shown_name(entry.name)}",
                                         path=entry.path, evidence={"name_bytes": os.fsencode(entry.name).hex()}))
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(entry.path)
@@ -259,6 +331,23 @@ def wav_duration(path: str) -> float | None:
     return None
 
 
+def _probe_each(paths: list[str], samples: bool) -> list[MediaInfo | Exception]:
+    """probe_many, in one batch; if the batch fails (a parser error on one hostile file), file by
+    file, so that file's error is its own result and every other file is still read."""
+    try:
+        return list(probe_many(paths, samples=samples))
+    except Exception as e:  # noqa: BLE001 - one hostile file never costs the others their metadata
+        if len(paths) == 1:
+            return [e]
+    out: list[MediaInfo | Exception] = []
+    for p in paths:
+        try:
+            out += probe_many([p], samples=samples)
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
+    return out
+
+
 def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
                    samples: bool = False) -> tuple[list[VolumeSegment], list[Finding], list[VolumeFile]]:
     """Segments for the recordings among ``files`` with times from their containers.
@@ -274,9 +363,15 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
     others = [f for f in files if f not in media]
     segments: list[VolumeSegment] = []
     findings: list[Finding] = []
-    for f, info in zip(media, probe_many([f.path for f in media], samples=samples)):
+    for f, info in zip(media, _probe_each([f.path for f in media], samples)):
         if isinstance(info, CustodesError):
             findings.append(Finding("unreadable", str(info), device=device, path=f.path))
+            continue
+        if isinstance(info, Exception):
+            findings.append(Finding("malformed", f"the container could not be read ({type(info).__name__}: {info}); "
+                                    "kept as it is, without container times", device=device, path=f.path))
+            segments.append(VolumeSegment(f.path, f.name, "video", None, None, None,
+                                          sequence=timeline.sequence_number(f.name)))
             continue
         findings += [replace(x, device=device) for x in info.findings]
         start = info.creation_time if not any(x.kind == "clock_unset" for x in info.findings) else None
@@ -300,3 +395,246 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
         else:
             rest.append(f)
     return segments, findings, rest
+
+
+# The driver contract, enforced. Everything a driver returns was read from a
+# device volume, which may be hostile, and a driver may be third-party code:
+# every field of every record is checked for its type and shape here, once,
+# before anything (catalog, ledger, timeline, JSON output) uses it. A bad
+# field is dropped (set to None, or its default) and becomes a `malformed`
+# finding naming the file it came from; a bad record is dropped the same way.
+# So no driver can crash ingest, volume or timeline with what it read.
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+TEXT_MAX = 4096  # characters in one text field from a device file
+
+
+def _int64(v: Any) -> int | None:
+    """``v`` as an int when it is an integer (not a bool) that SQLite and numpy can hold, else None."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        return None
+    v = int(v)
+    return v if INT64_MIN <= v <= INT64_MAX else None
+
+
+def _is_text(v: Any) -> bool:
+    """Text a catalog column and UTF-8 JSON can hold: a str, not too long, no NUL, no lone surrogates."""
+    if not isinstance(v, str) or len(v) > TEXT_MAX or "\x00" in v:
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_path(v: Any) -> bool:
+    """A file name or path: a str without NUL (names that are not UTF-8 are allowed: they are evidence)."""
+    return isinstance(v, str) and "\x00" not in v and bool(v)
+
+
+def _escaped_text(v: str) -> str:
+    """Any str as storable text: bytes that are not UTF-8 as ``\\xNN`` (as in :func:`name_text`), NUL as ``\\x00``."""
+    try:
+        text = name_text(v)
+    except UnicodeEncodeError:  # a surrogate no file name has
+        text = v.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
+
+
+def _json_ok(v: Any) -> bool:
+    try:
+        json.dumps(v, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _described(v: Any) -> str:
+    text = repr(v)
+    return f"{type(v).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
+
+
+class _Checker:
+    def __init__(self, driver: str, volume: str, device: str | None = None) -> None:
+        self.driver, self.volume, self.device = driver, volume, device
+        self.findings: list[Finding] = []
+
+    def bad(self, record: str, name: str, value: Any, file: str | None, want: str) -> None:
+        self.findings.append(Finding(
+            "malformed", f"driver {self.driver}: {record} field {name!r} is {_described(value)}, not {want}; dropped",
+            self.device, file if _is_path(file) else self.volume,
+            evidence={"driver": self.driver, "record": record, "field": name, "value": _described(value)}))
+
+    def text(self, record: str, obj: Any, name: str, file: str | None, *, required: bool = False) -> str | None:
+        v = getattr(obj, name, None)
+        if v is None and not required:
+            return None
+        if _is_text(v) and (v or not required):
+            return v  # type: ignore[no-any-return]
+        self.bad(record, name, v, file, "text")
+        return None
+
+    def time(self, record: str, obj: Any, name: str, file: str | None, *, required: bool = False) -> int | None:
+        v = getattr(obj, name, None)
+        if v is None and not required:
+            return None
+        t = _int64(v)
+        if t is None:
+            self.bad(record, name, v, file, "a time in integer nanoseconds (64-bit)")
+        return t
+
+
+def check_reading(reading: Any, driver: str, volume: str | os.PathLike[str], options: Mapping[str, str]) -> VolumeReading:
+    """What a driver returned, with every field checked against the contract (see above)."""
+    vol = os.fspath(volume)
+    if not isinstance(reading, VolumeReading):
+        c = _Checker(driver, vol)
+        c.bad("reading", "(whole)", reading, None, "a VolumeReading")
+        return VolumeReading(driver, vol, identity_from(Path(vol), options), findings=c.findings)
+    identity = _check_identity(reading.identity, driver, vol, options)
+    c = _Checker(driver, vol, identity.findings_device)
+    segments = [s for s in (_check_segment(c, s) for s in _items(c, reading.segments, "segments")) if s is not None]
+    clock = [x for x in (_check_clock(c, x) for x in _items(c, reading.clock_readings, "clock_readings")) if x is not None]
+    events = [x for x in (_check_event(c, x) for x in _items(c, reading.events, "events")) if x is not None]
+    findings = [x for x in (_check_finding(c, x) for x in _items(c, reading.findings, "findings")) if x is not None]
+    skipped = []
+    for x in _items(c, reading.skipped, "skipped"):
+        if _is_path(x):
+            skipped.append(x)
+        else:
+            c.bad("skipped", "(item)", x, None, "a path")
+    return VolumeReading(driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped)
+
+
+def _items(c: _Checker, v: Any, name: str) -> list[Any]:
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    c.bad("reading", name, v, None, "a list")
+    return []
+
+
+@dataclass
+class _CheckedIdentity:
+    value: DeviceIdentity
+    findings: list[Finding]
+
+    @property
+    def findings_device(self) -> str:
+        return self.value.device_id
+
+
+def _check_identity(identity: Any, driver: str, vol: str, options: Mapping[str, str]) -> _CheckedIdentity:
+    default = identity_from(Path(vol), options)
+    c = _Checker(driver, vol)
+    if not isinstance(identity, DeviceIdentity):
+        c.bad("identity", "(whole)", identity, None, "a DeviceIdentity")
+        return _CheckedIdentity(default, c.findings)
+    file = identity.file if _is_path(identity.file) else None
+    fields: dict[str, Any] = {name: c.text("identity", identity, name, file, required=name in ("device_id", "kind"))
+                              for name in IDENTITY_FIELDS}
+    fields["device_id"] = fields["device_id"] or default.device_id
+    fields["kind"] = fields["kind"] or default.kind
+    value = DeviceIdentity(**fields, file=file)
+    c.device = value.device_id
+    return _CheckedIdentity(value, [replace(f, device=value.device_id) for f in c.findings])
+
+
+def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
+    if not isinstance(s, VolumeSegment) or not _is_path(s.path) or not _is_path(s.name):
+        c.bad("segment", "(whole)", s, getattr(s, "path", None), "a VolumeSegment with a path and a name")
+        return None
+    f = s.path
+    fixed: dict[str, Any] = {
+        "kind": c.text("segment", s, "kind", f, required=True) or "file",
+        **{n: c.time("segment", s, n, f) for n in ("start", "end", "container_time")},
+        **{n: c.text("segment", s, n, f) for n in ("start_source", "recording", "location")},
+    }
+    seq = _int64(s.sequence)
+    if seq is None:
+        c.bad("segment", "sequence", s.sequence, f, "an integer")
+    fixed["sequence"] = timeline.NO_SEQUENCE if seq is None else seq
+    fixed["important"] = isinstance(s.important, bool) and s.important or _int64(s.important) == 1
+    if not isinstance(s.important, bool) and _int64(s.important) not in (0, 1):
+        c.bad("segment", "important", s.important, f, "true or false")
+    fixed["chapter"] = None if s.chapter is None else _int64(s.chapter)
+    if s.chapter is not None and fixed["chapter"] is None:
+        c.bad("segment", "chapter", s.chapter, f, "an integer")
+    if isinstance(s.sidecars, (list, tuple)) and all(_is_path(x) for x in s.sidecars):
+        fixed["sidecars"] = tuple(s.sidecars)
+    else:
+        c.bad("segment", "sidecars", s.sidecars, f, "a list of paths")
+        fixed["sidecars"] = ()
+    fixed["media"] = s.media if s.media is None or _media_ok(s.media) else None
+    if s.media is not None and fixed["media"] is None:
+        c.bad("segment", "media", s.media, f, "MediaInfo with times, duration and tracks of their types")
+    extra: dict[str, Any] = {}
+    if isinstance(s.extra, dict):
+        for k, v in s.extra.items():
+            if not _is_text(k) or not _json_ok(v) or (k == "officer" and v is not None and not _is_text(v)):
+                c.bad("segment", f"extra[{k!r}]", v, f, "a JSON value" + (" (text)" if k == "officer" else ""))
+            else:
+                extra[k] = v
+    else:
+        c.bad("segment", "extra", s.extra, f, "a mapping")
+    fixed["extra"] = extra
+    return replace(s, **fixed)
+
+
+def _media_ok(m: Any) -> bool:
+    """The container facts ingest records: times, duration (seconds, finite, in ns range), tracks."""
+    if not isinstance(m, MediaInfo):
+        return False
+    if m.creation_time is not None and _int64(m.creation_time) is None:
+        return False
+    if m.duration is not None and (not isinstance(m.duration, (int, float)) or not math.isfinite(m.duration)
+                                   or _int64(round(m.duration * NS)) is None):
+        return False
+    if _int64(m.missing_bytes) is None or not isinstance(m.tracks, list):
+        return False
+    return all(_is_text(t.kind) and (t.codec is None or _is_text(t.codec)) and _int64(t.samples) is not None
+               for t in m.tracks)
+
+
+def _check_clock(c: _Checker, x: Any) -> ClockReading | None:
+    file = getattr(x, "file", None)
+    if not isinstance(x, ClockReading):
+        c.bad("clock_reading", "(whole)", x, None, "a ClockReading")
+        return None
+    device_time = c.time("clock_reading", x, "device_time", file, required=True)
+    trusted_time = c.time("clock_reading", x, "trusted_time", file, required=True)
+    source = c.text("clock_reading", x, "source", file, required=True)
+    if device_time is None or trusted_time is None or source is None:
+        return None
+    return ClockReading(device_time, trusted_time, source, file if _is_path(file) else None)
+
+
+def _check_event(c: _Checker, x: Any) -> DeviceEvent | None:
+    file = getattr(x, "file", None)
+    if not isinstance(x, DeviceEvent):
+        c.bad("event", "(whole)", x, None, "a DeviceEvent")
+        return None
+    kind = c.text("event", x, "kind", file, required=True)
+    if kind is None:
+        return None
+    detail = c.text("event", x, "detail", file)
+    return DeviceEvent(c.time("event", x, "time", file), kind, detail or "", file if _is_path(file) else None)
+
+
+def _check_finding(c: _Checker, x: Any) -> Finding | None:
+    if not isinstance(x, Finding):
+        c.bad("finding", "(whole)", x, None, "a Finding")
+        return None
+    path = x.path if x.path is None or _is_path(x.path) else None
+    if path is None and x.path is not None:
+        c.bad("finding", "path", x.path, None, "a path")
+    kind = c.text("finding", x, "kind", path, required=True)
+    if kind is None:
+        return None
+    evidence = x.evidence if isinstance(x.evidence, dict) and _json_ok(x.evidence) else {}
+    if evidence is not x.evidence:
+        c.bad("finding", "evidence", x.evidence, path, "a JSON object")
+    # A message is the driver's prose and may quote a file name: escaped, never dropped.
+    message = _escaped_text(x.message) if isinstance(x.message, str) else c.text("finding", x, "message", path) or ""
+    return Finding(kind, message, c.text("finding", x, "device", path), path,
+                   c.time("finding", x, "start", path), c.time("finding", x, "end", path), evidence)

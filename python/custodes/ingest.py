@@ -16,9 +16,11 @@ already present and not copied again.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
@@ -30,8 +32,8 @@ import numpy as np
 
 from custodes import ledger, timeline
 from custodes._faults import crashpoint, storage_op
-from custodes.archive import Archive, ArchiveError
-from custodes.drivers import VolumeReading, VolumeSegment, scan_volume
+from custodes.archive import CATALOG_FILE, Archive, ArchiveError, connect
+from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -103,7 +105,8 @@ def _finding_row(conn: Any, ingest_id: int, segment_id: int | None, f: Finding) 
     conn.execute(
         "INSERT INTO findings (ingest_id, segment_id, kind, severity, device_id, path, start_ns, end_ns, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ingest_id, segment_id, f.kind, f.severity, f.device, f.path, f.start, f.end, json.dumps(f.to_json(), ensure_ascii=False)))
+        (ingest_id, segment_id, f.kind, f.severity, f.device, None if f.path is None else name_text(f.path),
+         f.start, f.end, _json_text(f.to_json())))
 
 
 def _corrected(times: list[int | None], readings: list[tuple[int, int]]) -> list[int | None]:
@@ -140,7 +143,7 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
                      (ident.device_id, ident.kind, ident.vendor, ident.model, ident.serial, ident.officer_id,
                       ident.officer_name, ident.unit_id, ident.unit_name, started))
         ingest_id = conn.execute("INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
-                                 (os.fspath(Path(volume).resolve()), reading.driver, device, started)).lastrowid
+                                 (name_text(os.fspath(Path(volume).resolve())), reading.driver, device, started)).lastrowid
         for e in reading.events:
             if e.time is not None:
                 conn.execute("INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
@@ -163,12 +166,12 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
         futures = {}
         for f in sorted(files, key=lambda f: -f.size):
             if not _already_present(archive, device, f.path, f.name):
-                futures[f.path] = pool.submit(_copy_into_store, archive, f.path, f.name, algorithms)
+                futures[f.path] = pool.submit(_copy_into_store, archive, f.path, f.name, algorithms, ingest_id)
         for f in files:
             future = futures.get(f.path)
-            copied = "present" if future is None else future.result()
+            copied = "present" if future is None else _copied(future)
             if isinstance(copied, tuple):
-                outcome = _record(archive, ingest_id, device, f.name, segments.get(f.path), readings, *copied, started)
+                outcome = _record_file(archive, ingest_id, device, f, segments.get(f.path), readings, copied, started, result)
             else:
                 outcome = copied
             if outcome == "stored":
@@ -183,19 +186,87 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
             if progress is not None:
                 progress(done, total)
     result.findings += reading.findings
-    result.findings += timeline_findings([reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS))
-    result.findings += _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device)
+    # Every file is stored by now; the volume-wide steps below cannot take that back.
+    result.findings += _volume_step("timeline", volume, device, lambda: timeline_findings(
+        [reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS)))
+    result.findings += _volume_step("late_ingest", volume, device, lambda: _late(
+        reading.segments, readings, archive.policy.ingest_deadline_hours, started, device))
     with archive.transaction() as conn:
         seg_ids = {p: i for p, i in conn.execute(
             "SELECT original_name, id FROM segments WHERE ingest_id = ?", (ingest_id,))}
         for finding in result.findings:
-            name = os.path.relpath(finding.path, volume) if finding.path else None
+            name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
             _finding_row(conn, ingest_id, seg_ids.get(name), finding)
-        conn.execute("UPDATE ingests SET finished_ns = ?, result = ? WHERE id = ?",
-                     (time.time_ns(), json.dumps({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id))
+        conn.execute("UPDATE ingests SET result = ? WHERE id = ?",
+                     (_json_text({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id))
     crashpoint("before_checkpoint")
     result.checkpoint = archive.checkpoint().to_json()
+    # Finished only once signed: until then verify calls this ingest's objects and
+    # unsigned ledger entries `pending` (under way, or interrupted: run it again).
+    # Running it again is how an interrupted ingest of this volume is finished, so
+    # those are marked finished too (their entries are under this checkpoint), and
+    # a later rollback of it cannot pass for work in flight.
+    with archive.transaction() as conn:
+        conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
+                     "volume = ? AND device_id = ?)", (time.time_ns(), ingest_id, ingest_id,
+                                                       name_text(os.fspath(Path(volume).resolve())), device))
     return result
+
+
+def _json_text(obj: Any) -> str:
+    """JSON as text SQLite can hold: a name that is not UTF-8 (a lone surrogate in Python)
+    becomes its JSON escape (``\\udcff``), so json.loads gives the exact name back."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _environment(e: BaseException) -> bool:
+    """An error of the archive's own storage or catalog (disk full, I/O error, locked, corrupt):
+    the ingest cannot go on for any file, so it stops the ingest (and the CLI says so). Any other
+    error (a value SQLite or JSON cannot hold, a name already taken) concerns one file only."""
+    return isinstance(e, (OSError, sqlite3.OperationalError)) or type(e) is sqlite3.DatabaseError
+
+
+def _copied(future: Any) -> tuple[int, dict[str, str], str] | str:
+    """The copy's result; an unexpected error copying one file is that file's failure."""
+    try:
+        return future.result()  # type: ignore[no-any-return]
+    except Exception as e:  # noqa: BLE001 - one file's trouble never stops the volume
+        if _environment(e):
+            raise
+        return f"could not copy: {type(e).__name__}: {e}"
+
+
+def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, seg: VolumeSegment | None,
+                 readings: list[tuple[int, int]], copied: tuple[int, dict[str, str], str], now: int,
+                 result: IngestResult) -> str:
+    """Record one stored file; when what the driver said about it cannot be recorded, record the
+    file as it is (its bytes are evidence) with a `malformed` finding. 'stored', 'present' or why not."""
+    try:
+        return _record(archive, ingest_id, device, f.name, seg, readings, *copied, now)
+    except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume
+        if _environment(e):
+            raise
+        if seg is None:
+            return f"stored, but could not be recorded: {type(e).__name__}: {e}"
+        result.findings.append(Finding("malformed", f"what the driver read from this file could not be recorded "
+                                       f"({type(e).__name__}: {e}); recorded as a plain file", device, f.path))
+    try:
+        return _record(archive, ingest_id, device, f.name, None, readings, *copied, now)
+    except Exception as e:  # noqa: BLE001
+        if _environment(e):
+            raise
+        return f"stored, but could not be recorded: {type(e).__name__}: {e}"
+
+
+def _volume_step(step: str, volume: str | os.PathLike[str], device: str, run: Callable[[], list[Finding]]) -> list[Finding]:
+    """Findings of a step over the whole volume; if it fails, a finding saying so (the files stay stored)."""
+    try:
+        return run()
+    except Exception as e:  # noqa: BLE001 - a volume-wide check never un-stores the volume
+        if _environment(e):
+            raise
+        return [Finding("malformed", f"{step} could not be worked out from what the driver read "
+                        f"({type(e).__name__}: {e}); the files are stored", device, os.fspath(volume))]
 
 
 def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadline_hours: float, ingest_ns: int,
@@ -232,8 +303,9 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
         size = os.stat(path).st_size
     except OSError:
         return False  # gone or unreadable since the scan: the copy will say exactly why
-    known = archive.conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND size = ?",
-                                 (device, name, size)).fetchall()
+    known = archive.conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND "
+                                 "original_name_bytes IS ? AND size = ?",
+                                 (device, name_text(name), name_bytes(name), size)).fetchall()
     if not known:
         return False
     (r,) = hash_files([path], ("sha256",))
@@ -244,9 +316,24 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
 READBACK = "blake3"
 
 
+def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
+    """Write down, durably and before the object is linked into the store, that this ingest is
+    about to link it: until the ingest records it, verify reports it as `pending`, not `unexpected`.
+
+    Runs in a copy worker, so through a connection of its own (the archive's is the main thread's)."""
+    conn = connect(archive.root / CATALOG_FILE)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
+                     (sha256, ingest_id, time.time_ns()))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 def _copy_into_store(archive: Archive, path: str, name: str,
-                     algorithms: tuple[str, ...]) -> tuple[int, dict[str, str], str] | str:
-    """Copy, fsync, read back from the disk and compare, link into the store.
+                     algorithms: tuple[str, ...], ingest_id: int) -> tuple[int, dict[str, str], str] | str:
+    """Copy, fsync, read back from the disk and compare, note the intent, link into the store.
 
     Returns (size, digests, head digest), or the reason it failed."""
     temp = archive.store.new_temp(os.path.basename(name)[-40:])
@@ -281,6 +368,7 @@ def _copy_into_store(archive: Archive, path: str, name: str,
         crashpoint("after_readback")
         storage_op("read", temp)
         head = head_digest(temp)
+        _note_intent(archive, ingest_id, digests["sha256"])
         archive.store.put(temp, digests["sha256"])
     except OSError as e:
         # The archive's storage failed this file (EIO, ENOSPC at an fsync,
@@ -295,8 +383,12 @@ def _copy_into_store(archive: Archive, path: str, name: str,
 
 def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: VolumeSegment | None,
             readings: list[tuple[int, int]], size: int, digests: dict[str, str], head: str, now: int) -> str:
-    """Catalog row and ledger entry for one stored file, in one transaction: 'stored' or 'present'."""
+    """Catalog row and ledger entry for one stored file, in one transaction: 'stored' or 'present'.
+
+    The name is kept as :func:`~custodes.drivers.name_text` (``original_name``, ledger ``name``) and,
+    when it is not UTF-8, its exact bytes too (``original_name_bytes``, ledger ``name_b64``)."""
     sha = digests["sha256"]
+    text, raw = name_text(name), name_bytes(name)
     start, end = (seg.start, seg.end) if seg else (None, None)
     c_start, c_end = _corrected([start, end], readings)
     container = None
@@ -308,25 +400,28 @@ def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: Volum
     with archive.transaction() as tx:
         tx.execute("INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
                    (sha, size, json.dumps(digests, sort_keys=True), head, now))
-        exists = tx.execute("SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND sha256 = ?",
-                            (device, name, sha)).fetchone()
+        exists = tx.execute("SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND "
+                            "original_name_bytes IS ? AND sha256 = ?", (device, text, raw, sha)).fetchone()
         if exists:
             return "present"
         seq = tx.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger").fetchone()[0]
         cur = tx.execute(
             "INSERT INTO segments (device_id, original_name, kind, sha256, size, start_ns, end_ns, start_source, "
             "corrected_start_ns, corrected_end_ns, sequence, important, recording, chapter, officer_id, container, "
-            "ingest_id, ingested_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, name, seg.kind if seg else "file", sha, size, start, end, seg.start_source if seg else None,
+            "ingest_id, ingested_ns, ledger_seq, original_name_bytes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, text, seg.kind if seg else "file", sha, size, start, end, seg.start_source if seg else None,
              c_start, c_end, seg.sequence if seg and seg.sequence >= 0 else None, int(bool(seg and seg.important)),
              seg.recording if seg else None, seg.chapter if seg else None,
-             (seg.extra.get("officer") if seg else None), container, ingest_id, now, seq))
+             (seg.extra.get("officer") if seg else None), container, ingest_id, now, seq, raw))
         entry = {
-            "type": "ingest", "segment": cur.lastrowid, "device": device, "name": name, "size": size,
+            "type": "ingest", "segment": cur.lastrowid, "device": device, "name": text, "size": size,
             "digests": digests, "kind": seg.kind if seg else "file", "start": start, "end": end,
             "corrected_start": c_start, "corrected_end": c_end, "important": bool(seg and seg.important),
             "ingest": ingest_id, "time": now,
         }
+        if raw is not None:
+            entry["name_b64"] = base64.b64encode(raw).decode("ascii")
         index = ledger.append(tx, entry)
         assert index == seq
         crashpoint("in_transaction")

@@ -7,7 +7,16 @@
 - **Catalog**: each segment row must match the ledger entry that recorded it.
 - **Store**: every object the catalog names is re-hashed in parallel by the
   Rust engine (``missing``, ``truncated``, ``modified``); every file in the
-  store that the catalog does not name is ``unexpected``.
+  store that the catalog does not name is ``unexpected``, unless an ingest
+  noted its intent to link it (``ingest_intents``, written before the link):
+  then it is ``pending``.
+- **Pending** is not a failure of integrity: objects and ledger entries of an
+  ingest that is under way, or was interrupted (killed, a power cut) and has
+  not been run again. Each ``pending`` finding says which ingest and how to
+  finish it; the archive is still intact (``ok``) when only these remain.
+  Verify reads the catalog in one snapshot; what an ingest running alongside
+  adds after it is checked again through a fresh read, so work in flight is
+  never taken for tampering.
 
 Memory stays flat: objects are hashed in batches, and the store and the
 catalog are walked side by side in digest order.
@@ -15,8 +24,11 @@ catalog are walked side by side in digest order.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shlex
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,11 +45,12 @@ from custodes.ledger import LedgerError, parse_checkpoint
 __all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
 
 BATCH = 256
+PENDING = "pending"
 
 
 @dataclass(frozen=True)
 class VerifyFinding:
-    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch
+    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch; pending (not a failure)
     message: str
     segment: int | None = None
     object: str | None = None
@@ -56,7 +69,8 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        """Intact: no finding but `pending` (work of an unfinished ingest, see the module notes)."""
+        return all(f.kind == PENDING for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
@@ -66,21 +80,54 @@ class VerifyResult:
 def verify(archive: Archive, *, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None) -> VerifyResult:
     result = VerifyResult()
-    _verify_ledger(archive, result)
-    _verify_catalog_against_ledger(archive, result)
-    _verify_store(archive, result, workers, progress)
+    fresh = connect(archive.root / CATALOG_FILE)
+    try:
+        _verify_ledger(archive, result, fresh)
+        _verify_catalog_against_ledger(archive, result)
+        _verify_store(archive, result, workers, progress, fresh)
+    finally:
+        fresh.close()
     return result
 
 
 def verify_ledger_only(archive: Archive) -> VerifyResult:
     """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
     result = VerifyResult()
-    _verify_ledger(archive, result)
+    fresh = connect(archive.root / CATALOG_FILE)
+    try:
+        _verify_ledger(archive, result, fresh)
+    finally:
+        fresh.close()
     _verify_catalog_against_ledger(archive, result)
     return result
 
 
-def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
+def _ingest_command(archive: Archive, volume: str | None) -> str:
+    return f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {shlex.quote(os.path.abspath(archive.root))}`"
+
+
+def _entry_ingest(entry: bytes) -> int | None:
+    """The ingest a ledger entry was written by, or None when it is not an ingest entry."""
+    try:
+        e = json.loads(bytes(entry))
+    except ValueError:
+        return None
+    ingest = e.get("ingest") if isinstance(e, dict) and e.get("type") == "ingest" else None
+    return ingest if isinstance(ingest, int) else None
+
+
+def _verify_ledger(archive: Archive, result: VerifyResult, fresh: sqlite3.Connection) -> None:
+    conn = archive.conn
+    # One snapshot of the catalog for all of this: an ingest running alongside
+    # may append entries and sign checkpoints meanwhile.
+    conn.execute("BEGIN")
+    try:
+        _verify_ledger_snapshot(archive, result, fresh)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlite3.Connection) -> None:
     conn = archive.conn
     checkpoints: list[tuple[int, bytes, str]] = []
     for size, root, note in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
@@ -92,6 +139,11 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
         if cp.size != size or cp.root != bytes(root):
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note"))
         checkpoints.append((cp.size, cp.root, note))
+
+    def signed_since(size: int, root: bytes) -> bool:
+        """Signed (by an ingest running alongside) after this verify's snapshot was taken."""
+        return fresh.execute("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)).fetchone() is not None
+
     folder = archive.root / "ledger" / "checkpoints"
     files = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
     if not folder.is_dir():
@@ -102,7 +154,7 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
         except (LedgerError, OSError, UnicodeDecodeError) as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
             continue
-        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints}:
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not signed_since(cp.size, cp.root):
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog"))
             checkpoints.append((cp.size, cp.root, cp.note))
     latest_file = archive.root / "ledger" / "checkpoint"
@@ -113,8 +165,13 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
         latest = None
     checkpoints.sort()
     wanted = {s: r for s, r, _ in checkpoints}
+    top = max(wanted, default=0)
     acc = merkle.Accumulator()
     expected_index = 0
+    # Ingests whose entries no checkpoint signs yet (and whether any other entry is unsigned).
+    unsigned_by: dict[int, int] = {}
+    unsigned_other = False
+    last_signed_by: int | None = None
     if 0 in wanted and acc.root() != wanted[0]:
         result.findings.append(VerifyFinding("checkpoint_mismatch", "the empty-tree checkpoint has a wrong root"))
     for index, entry, leaf in conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq"):
@@ -126,6 +183,14 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
         if recomputed != bytes(leaf):
             result.findings.append(VerifyFinding("ledger_mismatch", f"ledger entry {index} does not match its leaf hash (edited)",
                                                  ledger_index=index))
+        if index >= top:
+            by = _entry_ingest(entry)
+            if by is None:
+                unsigned_other = True
+            else:
+                unsigned_by[by] = unsigned_by.get(by, 0) + 1
+        elif index == top - 1:
+            last_signed_by = _entry_ingest(entry)
         acc.extend(recomputed)
         expected_index += 1
         if acc.size in wanted and acc.root() != wanted[acc.size]:
@@ -136,20 +201,33 @@ def _verify_ledger(archive: Archive, result: VerifyResult) -> None:
     beyond = [s for s in wanted if s > size]
     if beyond:
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoints sign {max(beyond)} entries; the ledger has {size} (entries removed)"))
-    top = max(wanted, default=0)
-    if latest is not None and (latest.size != top):
-        result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
-                                             f"but a checkpoint of size {top} exists (rolled back)"))
+    # An ingest is finished once its checkpoint is signed and written (ingest sets finished_ns
+    # last): entries and checkpoints of an unfinished one are work in flight, not a rollback.
+    unfinished = dict(conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
+    if latest is not None and latest.size != top and not (latest.size > top and signed_since(latest.size, latest.root)):
+        if latest.size < top and last_signed_by in unfinished:
+            result.findings.append(VerifyFinding(
+                PENDING, f"ingest {last_signed_by} signed a checkpoint of {top} entries but has not written it out yet "
+                f"(under way, or interrupted): {_ingest_command(archive, unfinished[last_signed_by])}"))
+        else:
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
+                                                 f"but a checkpoint of size {top} exists (rolled back)"))
     if size > top:
-        result.findings.append(VerifyFinding("checkpoint_mismatch", f"{size - top} ledger entries are not covered by any signed "
-                                             "checkpoint (rolled back, or an ingest was interrupted: run `custodes ledger checkpoint`)"))
+        if unsigned_by and not unsigned_other and set(unsigned_by) <= set(unfinished):
+            for ingest, count in sorted(unsigned_by.items()):
+                result.findings.append(VerifyFinding(
+                    PENDING, f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
+                    f"was interrupted; {_ingest_command(archive, unfinished[ingest])}"))
+        else:
+            result.findings.append(VerifyFinding("checkpoint_mismatch", f"{size - top} ledger entries are not covered by any signed "
+                                                 "checkpoint (rolled back, or an ingest was interrupted: run `custodes ledger checkpoint`)"))
 
 
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
     conn = archive.conn
-    rows = conn.execute("SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, l.entry "
-                        "FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id")
-    for seg_id, device, name, sha, size, seq, entry in rows:
+    rows = conn.execute("SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
+                        "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id")
+    for seg_id, device, name, raw_name, sha, size, seq, entry in rows:
         if entry is None:
             result.findings.append(VerifyFinding("ledger_mismatch", f"segment {seg_id} ({name}) has no ledger entry",
                                                  segment=seg_id, object=sha, ledger_index=seq))
@@ -158,8 +236,12 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
             e = json.loads(bytes(entry))
         except ValueError:
             e = {}
-        recorded = (e.get("segment"), e.get("device"), e.get("name"), (e.get("digests") or {}).get("sha256"), e.get("size"))
-        if recorded != (seg_id, device, name, sha, size):
+        if not isinstance(e, dict):
+            e = {}
+        recorded = (e.get("segment"), e.get("device"), e.get("name"), e.get("name_b64"),
+                    (e.get("digests") or {}).get("sha256"), e.get("size"))
+        name_b64 = None if raw_name is None else base64.b64encode(bytes(raw_name)).decode("ascii")
+        if recorded != (seg_id, device, name, name_b64, sha, size):
             result.findings.append(VerifyFinding("ledger_mismatch", f"catalog row of segment {seg_id} ({name}) differs from "
                                                  f"what the ledger recorded at ingest", segment=seg_id, object=sha, ledger_index=seq))
 
@@ -190,8 +272,25 @@ def _store_digests(archive: Archive) -> Iterator[tuple[str, Path]]:
     yield from walk(archive.store.objects)
 
 
+def _stray(archive: Archive, fresh: sqlite3.Connection, digest: str, path: Path) -> VerifyFinding:
+    """A file in the store that this verify's snapshot of the catalog does not know: `pending` when an
+    ingest noted its intent to link it (or recorded it after the snapshot), otherwise `unexpected`."""
+    where = path.relative_to(archive.root)
+    if fresh.execute("SELECT 1 FROM objects WHERE sha256 = ?", (digest,)).fetchone() is not None:
+        return VerifyFinding(PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time",
+                             object=digest)
+    row = fresh.execute("SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+                        "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1", (digest,)).fetchone()
+    if row is None:
+        return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
+    ingest, volume, finished = row
+    state = "is under way or was interrupted" if finished is None else "could not record it (see its ingest_failed finding)"
+    return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which {state}; {_ingest_command(archive, volume)}",
+                         object=digest)
+
+
 def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
-                  progress: Callable[[int, int], None] | None) -> None:
+                  progress: Callable[[int, int], None] | None, fresh: sqlite3.Connection) -> None:
     conn = archive.conn
     total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
     segment_of = lambda sha: conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)).fetchone()  # noqa: E731
@@ -244,8 +343,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
     for sha, size, digests_json, head, purged in conn.execute(
             "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"):
         while current is not None and current[0] < sha:
-            result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
-                                                 f"{current[1].relative_to(archive.root)}", object=current[0]))
+            result.findings.append(_stray(archive, fresh, *current))
             current = next(on_disk, None)
         path = archive.store.path_for(sha)
         if purged is not None:
@@ -267,7 +365,6 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
             flush()
     flush()
     while current is not None:
-        result.findings.append(VerifyFinding("unexpected", f"file in the store that the catalog does not know: "
-                                             f"{current[1].relative_to(archive.root)}", object=current[0]))
+        result.findings.append(_stray(archive, fresh, *current))
         current = next(on_disk, None)
     stamper.close()

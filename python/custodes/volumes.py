@@ -7,12 +7,13 @@ runs the timeline engine over the segments of any number of volumes.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from custodes import timeline
-from custodes.drivers import Driver, VolumeReading, VolumeSegment
+from custodes.drivers import Driver, VolumeReading, VolumeSegment, check_reading, identity_from
 from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
 from custodes.findings import Finding
@@ -36,7 +37,7 @@ def choose_driver(volume: Path, name: str | None = None, manager: PluginManager 
     scored = sorted(((d.factory(), d.name) for d in pm.drivers), key=lambda x: x[1])
     best: tuple[Driver, float] | None = None
     for driver, _ in scored:
-        confidence = driver.recognise(volume)
+        confidence = _confidence(driver, volume)
         if confidence > 0 and (best is None or confidence > best[1]):
             best = (driver, confidence)
     if best is None:
@@ -44,14 +45,41 @@ def choose_driver(volume: Path, name: str | None = None, manager: PluginManager 
     return best
 
 
+def _confidence(driver: Driver, volume: Path) -> float:
+    """A driver's recognise(); one that fails on what is on the volume does not know the volume."""
+    try:
+        confidence = float(driver.recognise(volume))
+    except Exception:  # noqa: BLE001 - third-party code reading a hostile volume
+        return 0.0
+    return confidence if math.isfinite(confidence) else 0.0
+
+
 def read_volume(volume: str | os.PathLike[str], driver: str | None = None, options: Mapping[str, str] | None = None,
                 manager: PluginManager | None = None) -> VolumeReading:
-    """Read a device volume (a folder) with the best or the named driver."""
+    """Read a device volume (a folder) with the best or the named driver.
+
+    What the driver returns is checked against the driver contract
+    (:func:`custodes.drivers.check_reading`). A driver that fails on what it
+    found (any error but a :class:`CustodesError`, which says what the user
+    must change) gives a reading without its metadata and a `malformed`
+    finding: the files are still there to ingest, and the failure is named."""
     path = Path(volume)
     if not path.is_dir():
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
     chosen, _ = choose_driver(path, driver, manager)
-    return chosen.read(path, dict(options or {}))
+    opts = dict(options or {})
+    name = getattr(chosen, "name", "") or type(chosen).__name__
+    try:
+        reading = chosen.read(path, opts)
+    except CustodesError:
+        raise
+    except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
+        identity = identity_from(path, opts)
+        return VolumeReading(name, os.fspath(path), identity, findings=[Finding(
+            "malformed", f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
+            "kept without the driver's metadata", identity.device_id, os.fspath(path),
+            evidence={"driver": name, "error": type(e).__name__})])
+    return check_reading(reading, name, path, opts)
 
 
 def read_paths(paths: Sequence[str], driver: str | None = None, options: Mapping[str, str] | None = None,

@@ -23,6 +23,9 @@ NS = 1_000_000_000
 QUARTER_HOUR = 900 * NS
 CHAPTER_NAME = re.compile(r"^(?:G[HXP](?P<chapter>\d{2})|GOPR)(?P<number>\d{4})\.MP4$", re.IGNORECASE)
 MAX_DEPTH = 8
+#: What MISC/version.txt holds: a camera type such as "HERO5 Black", a serial such as "C3261325012345".
+MODEL_SHAPE = re.compile(r"[\x20-\x7e]{1,64}")
+SERIAL_SHAPE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def gpmf_items(data: bytes, depth: int = 0) -> Iterator[tuple[bytes, int, bytes]]:
@@ -87,9 +90,10 @@ class GoProDriver(Driver):
             except (ZoneInfoNotFoundError, ValueError) as e:
                 raise DriverOptionError(f"unknown time zone {options['tz']!r}") from e
         files, findings, skipped = scan_volume(volume)
-        identity = identity_from(volume, options, kind="camera", vendor="GoPro", **self._version(volume))
+        found, version_findings = self._version(volume)
+        identity = identity_from(volume, options, kind="camera", vendor="GoPro", **found)
         device = identity.device_id
-        findings = [replace(f, device=device) for f in findings]
+        findings = [replace(f, device=device) for f in findings + version_findings]
         segments, probe_findings, rest = media_segments(files, device, samples=True)
         findings += probe_findings
         findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path)
@@ -134,20 +138,37 @@ class GoProDriver(Driver):
                                         device=device, evidence={"recording": number, "missing_chapters": missing}))
         return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped)
 
-    def _version(self, volume: Path) -> dict[str, str | None]:
+    def _version(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
+        """Model and serial from ``MISC/version.txt``, each checked for its shape; a field of
+        another shape (a list, a number, control characters) is left out and is a finding."""
         path = volume / "MISC" / "version.txt"
         if not path.is_file() or path.is_symlink():
-            return {}
+            return {}, []
+        file = os.fspath(path)
         try:
             text = path.read_bytes()[:65536].decode("utf-8", "replace").strip()
             # GoPro writes JSON with a trailing comma before the closing brace.
             info = json.loads(re.sub(r",\s*}\s*$", "}", text))
-        except ValueError:
-            return {}
+        except (OSError, ValueError, RecursionError) as e:
+            return {}, [Finding("malformed", f"not the JSON object GoPro writes ({type(e).__name__}); camera type and "
+                                "serial not read", path=file)]
         if not isinstance(info, dict):
-            return {}
-        serial = info.get("camera serial number")
-        return {"model": info.get("camera type"), "serial": serial, "device_id": serial}
+            return {}, [Finding("malformed", f"a JSON {type(info).__name__}, not an object; camera type and serial not read",
+                                path=file)]
+        found: dict[str, str | None] = {}
+        bad = []
+        for key, shape, fields in (("camera type", MODEL_SHAPE, ("model",)),
+                                   ("camera serial number", SERIAL_SHAPE, ("serial", "device_id"))):
+            value = info.get(key)
+            if value is None:
+                continue
+            if isinstance(value, str) and shape.fullmatch(value):
+                found.update(dict.fromkeys(fields, value))
+            else:
+                bad.append(f"{key!r} is {type(value).__name__} {json.dumps(value, ensure_ascii=True)[:60]}")
+        findings = [Finding("malformed", f"{'; '.join(bad)}: not of the shape GoPro writes; left out", path=file,
+                            evidence={"fields": bad})] if bad else []
+        return found, findings
 
 
 @hookimpl

@@ -1,0 +1,343 @@
+"""Issue 10: one odd file never keeps the rest of a volume out of the archive,
+and verify tells work in flight from tampering. Everything through the real CLI
+on real footage (tests/data/footage) and hand-made hostile files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+from conftest import FOOTAGE, run_cli
+
+GOPRO = "DCIM/100GOPRO"
+#: Ordinary recordings (real footage) and what each is a copy of.
+ORDINARY = {
+    f"{GOPRO}/GH010001.MP4": FOOTAGE / "gopro" / "karma.mp4",
+    f"{GOPRO}/GH010002.MP4": FOOTAGE / "gopro" / "max-heromode.mp4",
+    f"{GOPRO}/bt601.mov": FOOTAGE / "phones" / "bt601.mov",
+    f"{GOPRO}/sample.mp4": FOOTAGE / "encoders" / "androidx-sample.mp4",
+}
+ODD_NAME = os.fsdecode(GOPRO.encode() + b"/clip-\xff\xfe.mp4")  # not UTF-8
+NEWLINE_NAME = f"{GOPRO}/notes\nline.txt"
+LOCKED = f"{GOPRO}/locked.mp4"
+#: Every bad file of issue 10, and the finding kinds that may name it (at least one must).
+BAD = {
+    "MISC/version.txt": {"malformed"},  # the serial number is a list
+    f"{GOPRO}/flip.mp4": {"malformed", "clock_unset", "clock_future"},  # mvhd version 0 -> 1
+    ODD_NAME: {"odd_name"},
+    NEWLINE_NAME: {"odd_name"},
+    f"{GOPRO}/pipe.mp4": {"not_regular_file"},
+    f"{GOPRO}/cut.mp4": {"truncated"},
+    LOCKED: {"ingest_failed"},
+    f"{GOPRO}/traks.mp4": {"malformed", "clock_unset"},  # 2,000 empty trak boxes, no clock
+    f"{GOPRO}/empty.mp4": {"no_moov"},
+}
+
+
+def box(kind: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def many_traks(count: int) -> bytes:
+    """An MP4 whose moov holds ``count`` empty trak boxes (and an mvhd with no clock)."""
+    mvhd = box(b"mvhd", bytes(4) + struct.pack(">IIII", 0, 0, 1000, 1000) + struct.pack(">IH", 0x10000, 0x100)
+               + bytes(10 + 36 + 24) + struct.pack(">I", 2))
+    return box(b"ftyp", b"isom\0\0\0\0isom") + box(b"moov", mvhd + box(b"trak") * count) + box(b"mdat")
+
+
+def mvhd_flipped(src: Path) -> bytes:
+    """The file with its mvhd version byte flipped from 0 to 1: 64-bit fields read from 32-bit data."""
+    data = bytearray(src.read_bytes())
+    at = data.find(b"mvhd") + 4
+    assert data[at] == 0
+    data[at] = 1
+    return bytes(data)
+
+
+def gopro_card(root: Path, *, hostile: bool) -> Path:
+    vol = root / "GOPRO-CARD"
+    (vol / GOPRO).mkdir(parents=True)
+    (vol / "MISC").mkdir()
+    for name, src in ORDINARY.items():
+        shutil.copy(src, vol / name)
+    if not hostile:
+        return vol
+    (vol / "MISC" / "version.txt").write_text('{\n"camera type":"HERO5 Black",\n"camera serial number":["C3131", 7],\n}')
+    (vol / GOPRO / "flip.mp4").write_bytes(mvhd_flipped(FOOTAGE / "encoders" / "androidx-sample.mp4"))
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", os.fsencode(vol / ODD_NAME))
+    (vol / NEWLINE_NAME).write_text("officer's notes, a name with a newline\n")
+    os.mkfifo(vol / GOPRO / "pipe.mp4")
+    whole = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
+    (vol / GOPRO / "cut.mp4").write_bytes(whole[: len(whole) * 6 // 10])  # power lost mid-write
+    shutil.copy(FOOTAGE / "phones" / "sample_sef_slow_motion.mp4", vol / LOCKED)
+    (vol / LOCKED).chmod(0)
+    (vol / GOPRO / "traks.mp4").write_bytes(many_traks(2000))
+    (vol / GOPRO / "empty.mp4").write_bytes(b"")
+    return vol
+
+
+def regular_files(vol: Path) -> dict[str, str]:
+    """name (relative, str as os.fsdecode gives it) -> sha256 of every regular file."""
+    out = {}
+    for dirpath, _, names in os.walk(os.fsencode(vol)):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                rel = os.fsdecode(os.path.relpath(p, os.fsencode(vol)))
+                mode = os.stat(p).st_mode
+                os.chmod(p, mode | 0o400)  # the locked file too: the test may read what the archive may not
+                with open(p, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+                os.chmod(p, mode)
+    return out
+
+
+def ingest(vol: Path, arch: Path) -> tuple[int, dict, bytes]:
+    out = run_cli("ingest", vol, "--archive", arch, "--json", obey_permissions=True)
+    assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")
+    return out.returncode, json.loads(out.stdout), out.stderr
+
+
+def by_file(report: dict, vol: Path) -> dict[str, Counter]:
+    """Finding kinds per file (relative name), from ingest --json."""
+    found: dict[str, Counter] = {}
+    for f in report["findings"]:
+        if f["path"]:
+            found.setdefault(os.path.relpath(f["path"], vol), Counter())[f["kind"]] += 1
+    return found
+
+
+def test_hostile_volume_is_ingested_whole(tmp_path: Path) -> None:
+    clean = gopro_card(tmp_path / "clean", hostile=False)
+    base_arch = tmp_path / "base-archive"
+    assert run_cli("init", base_arch).returncode == 0
+    code, baseline, _ = ingest(clean, base_arch)
+    assert sorted(baseline["stored"]) == sorted(ORDINARY)
+
+    vol = gopro_card(tmp_path / "hostile", hostile=True)
+    files = regular_files(vol)
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    code, report, _ = ingest(vol, arch)
+    assert code == 1
+    assert report["driver"] == "gopro" and report["device"] == "GOPRO-CARD"  # the list serial is not the device id
+    readable = sorted(n for n in files if n != LOCKED)
+    assert sorted(report["stored"]) == readable  # every file that can be read, odd names included
+    assert report["failed"] == [LOCKED]  # only what truly could not be copied
+    found = by_file(report, vol)
+    for name, kinds in BAD.items():
+        assert set(found.get(name, ())) & kinds, (name, found.get(name))
+    for name in ORDINARY:  # the ordinary recordings: no finding they did not have alone
+        assert found.get(name, Counter()) == by_file(baseline, clean).get(name, Counter()), name
+    assert set(found) - set(BAD) - set(ORDINARY) <= {"."}  # nothing else is named (volume-wide findings aside)
+
+    # Stored byte for byte, names kept exactly: the catalog and the ledger give the name back.
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        rows = db.execute("SELECT s.original_name, s.original_name_bytes, s.sha256, l.entry FROM segments s "
+                          "JOIN ledger l ON l.seq = s.ledger_seq").fetchall()
+    stored = {}
+    for text, raw, sha, entry in rows:
+        e = json.loads(entry)
+        name = os.fsdecode(raw) if raw is not None else text
+        assert e["name"] == text and e.get("name_b64") == (None if raw is None else base64.b64encode(raw).decode())
+        stored[name] = sha
+        obj = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+        assert hashlib.sha256(obj.read_bytes()).hexdigest() == sha
+    assert stored == {n: d for n, d in files.items() if n != LOCKED}
+    odd = next(r for r in rows if r[1] is not None)
+    assert odd[0] == "DCIM/100GOPRO/clip-\\xff\\xfe.mp4" and odd[1] == os.fsencode(ODD_NAME)
+    assert any(r[0] == NEWLINE_NAME and r[1] is None for r in rows)  # valid UTF-8: kept as text, newline and all
+    odd_finding = next(f for f in report["findings"] if f["kind"] == "odd_name" and "\n" in f["path"])
+    assert "notes\\nline.txt" in odd_finding["message"]  # shown escaped, on one line
+
+    # Text output: one line per finding, no raw newline from a file name.
+    again = run_cli("ingest", vol, "--archive", arch, obey_permissions=True)
+    assert again.returncode == 1 and b"Traceback" not in again.stderr
+    assert b"notes\nline" not in again.stdout
+
+    # A re-run: all already present; the unreadable file is still the one failure.
+    code, rerun, _ = ingest(vol, arch)
+    assert code == 1 and rerun["stored"] == [] and rerun["failed"] == [LOCKED]
+    assert sorted(rerun["already_present"]) == readable
+    # Made readable, a re-run finishes the volume.
+    (vol / LOCKED).chmod(0o444)
+    code, last, _ = ingest(vol, arch)
+    assert last["stored"] == [LOCKED] and last["failed"] == [] and sorted(last["already_present"]) == readable
+
+    verified = run_cli("verify", arch, "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout) == {**json.loads(verified.stdout), "ok": True, "findings": []}
+    assert b"Traceback" not in verified.stderr
+
+
+def test_gopro_version_txt_of_the_wrong_shape_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    vol = gopro_card(tmp_path, hostile=False)
+    (vol / "MISC" / "version.txt").write_text('{"camera type": {"nested": 1}, "camera serial number": ["C1", "C2"],}')
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    code, report, _ = ingest(vol, arch)
+    assert code == 1 and sorted(report["stored"]) == sorted([*ORDINARY, "MISC/version.txt"])
+    bad = [f for f in report["findings"] if f["kind"] == "malformed"]
+    assert len(bad) == 1 and bad[0]["path"].endswith("MISC/version.txt")
+    assert "'camera type' is dict" in bad[0]["message"] and "'camera serial number' is list" in bad[0]["message"]
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        assert db.execute("SELECT device_id, model, serial FROM devices").fetchall() == [("GOPRO-CARD", None, None)]
+
+
+HOSTILE_DRIVER = '''
+import os
+from pathlib import Path
+from custodes.drivers import ClockReading, DeviceEvent, DeviceIdentity, Driver, VolumeReading, media_segments, scan_volume
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver
+
+class Hostile(Driver):
+    """Reads its device files and passes on whatever they held, unchecked."""
+    name = "hostile"
+    def recognise(self, volume):
+        return 1.0 if (volume / "HOSTILE.ID").exists() else 0.0
+    def read(self, volume, options):
+        if (volume / "CRASH").exists():
+            raise KeyError("a vendor bug")
+        files, findings, skipped = scan_volume(volume)
+        segments, probe_findings, _ = media_segments(files)
+        ident_file = os.fspath(volume / "HOSTILE.ID")
+        log = os.fspath(volume / "EVENTS.LOG")
+        first = segments[0]
+        segments[0] = first.__class__(**{**first.__dict__, "start": 10**30, "recording": b"raw",
+                                         "extra": {"officer": ["A", "B"], "speed": float("nan")}})
+        identity = DeviceIdentity("HOST-1", serial=["S", 1], officer_id=42, file=ident_file)
+        clock = [ClockReading(1.5, 2, "dock", file=log), ClockReading(10**9, 10**9, "dock", file=log)]
+        events = [DeviceEvent(10**25, "battery_low", file=log), DeviceEvent(None, "power_on", b"\\xff", file=log)]
+        return VolumeReading(self.name, os.fspath(volume), identity, segments, clock, events,
+                             findings + probe_findings + ["not a finding"], skipped)
+
+@hookimpl
+def custodes_device_drivers():
+    return [DeviceDriver("hostile", "a third-party driver that trusts its device", Hostile)]
+'''
+
+
+def run_with_plugin(site: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    return subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], env=env, capture_output=True, timeout=300)
+
+
+def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path) -> None:
+    """Whatever a driver hands back, ingest checks each field: a bad one is a finding naming the file
+    it came from, and every file of the volume is still stored."""
+    site = tmp_path / "site"
+    (site / "custodes_hostile").mkdir(parents=True)
+    (site / "custodes_hostile" / "__init__.py").write_text(textwrap.dedent(HOSTILE_DRIVER))
+    dist = site / "custodes_hostile-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-hostile\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[custodes]\nhostile = custodes_hostile\n")
+    vol = tmp_path / "HOSTCAM"
+    vol.mkdir()
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "A0001.mp4")
+    shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "A0002.mov")
+    (vol / "HOSTILE.ID").write_text("serial: S 1\n")
+    (vol / "EVENTS.LOG").write_text("garbage\n")
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    out = run_with_plugin(site, "ingest", vol, "--archive", arch, "--json")
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["driver"] == "hostile" and report["device"] == "HOST-1"
+    assert sorted(report["stored"]) == ["A0001.mp4", "A0002.mov", "EVENTS.LOG", "HOSTILE.ID"] and report["failed"] == []
+    bad = sorted((os.path.basename(f["path"]), f["evidence"]["record"], f["evidence"]["field"])
+                 for f in report["findings"] if f["kind"] == "malformed")
+    assert bad == [
+        ("A0001.mp4", "segment", "extra['officer']"), ("A0001.mp4", "segment", "extra['speed']"),
+        ("A0001.mp4", "segment", "recording"), ("A0001.mp4", "segment", "start"),
+        ("EVENTS.LOG", "clock_reading", "device_time"), ("EVENTS.LOG", "event", "detail"), ("EVENTS.LOG", "event", "time"),
+        ("HOSTCAM", "finding", "(whole)"),
+        ("HOSTILE.ID", "identity", "officer_id"), ("HOSTILE.ID", "identity", "serial"),
+    ]
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        assert db.execute("SELECT serial, officer_id FROM devices").fetchall() == [(None, None)]
+        assert db.execute("SELECT start_ns, recording FROM segments WHERE original_name = 'A0001.mp4'").fetchall() == [(None, None)]
+        assert db.execute("SELECT device_ns FROM clock_readings").fetchall() == [(10**9,)]  # the good reading is kept
+    assert run_cli("verify", arch).returncode == 0
+
+    # A driver that fails outright: the volume is still stored, the failure named.
+    (vol / "CRASH").write_text("")
+    arch2 = tmp_path / "archive2"
+    run_cli("init", arch2)
+    out = run_with_plugin(site, "ingest", vol, "--archive", arch2, "--json")
+    assert b"Traceback" not in out.stderr and out.returncode == 1
+    report = json.loads(out.stdout)
+    assert sorted(report["stored"]) == ["A0001.mp4", "A0002.mov", "CRASH", "EVENTS.LOG", "HOSTILE.ID"]
+    (failed,) = [f for f in report["findings"] if f["kind"] == "malformed"]
+    assert "driver hostile failed reading the volume (KeyError" in failed["message"] and failed["path"] == str(vol)
+
+
+def test_verify_after_a_killed_ingest_reports_pending_not_tampering(tmp_path: Path) -> None:
+    vol = gopro_card(tmp_path, hostile=False)
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
+    killed = subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
+                            env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    out = run_cli("verify", arch, "--json")
+    assert b"Traceback" not in out.stderr
+    result = json.loads(out.stdout)
+    assert out.returncode == 0 and result["ok"] is True  # in flight is not tampering
+    assert {f["kind"] for f in result["findings"]} == {"pending"}
+    assert all(f"custodes ingest {vol} --archive {arch}" in f["message"] for f in result["findings"])
+    text = run_cli("verify", arch)
+    assert text.returncode == 0 and b"pending: " in text.stdout and b"re-run `custodes ingest" in text.stdout
+
+    # A file nobody linked through an ingest is still tampering.
+    stray = arch / "objects" / "sha256" / "00" / "00" / ("00" * 32)
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"planted")
+    out = run_cli("verify", arch, "--json")
+    result = json.loads(out.stdout)
+    assert out.returncode == 1 and result["ok"] is False
+    assert [f["object"] for f in result["findings"] if f["kind"] == "unexpected"] == ["00" * 32]
+    stray.unlink()
+
+    # Re-run: the ingest finishes; verify is clean, nothing pending.
+    code, report, _ = ingest(vol, arch)
+    assert sorted(report["stored"] + report["already_present"]) == sorted(ORDINARY)
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == []
+
+
+def test_verify_after_a_kill_once_entries_are_recorded_reports_them_pending(tmp_path: Path) -> None:
+    """Killed after two files were recorded (ledger entries written, no checkpoint yet): pending too."""
+    vol = gopro_card(tmp_path, hostile=False)
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    env = {**os.environ, "CUSTODES_CRASHPOINT": "after_commit:2"}
+    killed = subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
+                            env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    out = run_cli("verify", arch, "--json")
+    result = json.loads(out.stdout)
+    assert out.returncode == 0 and result["ok"] is True
+    assert any(f["kind"] == "pending" and "2 ledger entries of ingest 1 are not signed yet" in f["message"]
+               for f in result["findings"])
+    # A checkpoint removed after an ingest finished is a rollback, not pending.
+    code, _, _ = ingest(vol, arch)
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        top = db.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0]
+        db.execute("DELETE FROM checkpoints WHERE size = ?", (top,))
+    (arch / "ledger" / "checkpoints" / str(top)).unlink()
+    out = run_cli("verify", arch, "--json")
+    kinds = {f["kind"] for f in json.loads(out.stdout)["findings"]}
+    assert out.returncode == 1 and "checkpoint_mismatch" in kinds and "pending" not in kinds
