@@ -341,3 +341,50 @@ def test_verify_after_a_kill_once_entries_are_recorded_reports_them_pending(tmp_
     out = run_cli("verify", arch, "--json")
     kinds = {f["kind"] for f in json.loads(out.stdout)["findings"]}
     assert out.returncode == 1 and "checkpoint_mismatch" in kinds and "pending" not in kinds
+
+
+def test_odd_names_keep_working_in_export_reports_access_and_verify(tmp_path: Path) -> None:
+    """A name that is not UTF-8 and one with a newline, all the way through: the bag (whose manifests
+    are UTF-8 text) holds them escaped and its custody entries carry the exact bytes."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    policy = arch / "custodes.toml"
+    policy.write_text(policy.read_text() + '\n[people]\nalice = "custodian"\nbob = "approver"\ncarol = "viewer"\n')
+    vol = tmp_path / "BWC0002"
+    vol.mkdir()
+    raw = b"clip-\xff.mp4"
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", os.path.join(os.fsencode(vol), raw))
+    shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "two\nlines.mov")
+    code, report, _ = ingest(vol, arch)
+    assert code == 1 and sorted(report["stored"]) == sorted([os.fsdecode(raw), "two\nlines.mov"])
+
+    def as_(user: str, *args: object) -> subprocess.CompletedProcess[bytes]:
+        out = run_cli(*args, user=user)
+        assert b"Traceback" not in out.stderr, out.stderr.decode()
+        return out
+
+    assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
+    rid = json.loads(as_("carol", "access", "request", arch, "--segment", "1", "--segment", "2", "--reason", "court",
+                         "--purpose", "export", "--json").stdout)["id"]
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    bag = tmp_path / "bag"
+    assert as_("carol", "export", arch, "--case", "C-1", "--request", rid, "--to", bag).returncode == 0
+    assert sorted(os.listdir(bag / "data" / "BWC0002")) == ["clip-_xff.mp4", "two\nlines.mov"]
+    assert (bag / "data" / "BWC0002" / "clip-_xff.mp4").read_bytes() == (FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes()
+    entries = [json.loads(line) for line in (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()]
+    ledger = [json.loads(base64.b64decode(e["entry"])) for e in entries]
+    assert [base64.b64decode(e["name_b64"]) for e in ledger if "name_b64" in e] == [raw]
+    validated = as_("carol", "bag", "validate", bag)
+    assert validated.returncode == 0, validated.stdout
+    assert subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True).returncode == 0
+
+    view = json.loads(as_("carol", "access", "request", arch, "--segment", "1", "--reason", "review", "--json").stdout)["id"]
+    assert as_("bob", "access", "approve", arch, view).returncode == 0
+    opened = as_("carol", "access", "open", arch, view, "--segment", "1", "--to", tmp_path / "viewed")
+    assert opened.returncode == 0 and os.listdir(tmp_path / "viewed") == ["clip-\\xff.mp4"]
+    for fmt in ("json", "csv", "html", "pdf"):
+        out = as_("alice", "report", arch, "--format", fmt, "--out", tmp_path / f"report.{fmt}")
+        assert out.returncode in (0, 1) and (tmp_path / f"report.{fmt}").stat().st_size > 0, (fmt, out.stderr)
+    assert "clip-\\\\xff.mp4" in (tmp_path / "report.json").read_text()  # the escaped name, as JSON text
+    verified = as_("alice", "verify", arch)
+    assert verified.returncode == 0 and b"intact" in verified.stdout

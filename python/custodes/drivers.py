@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import timeline
+from custodes.defaults import INT64_MAX, INT64_MIN
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
@@ -405,7 +406,6 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
 # finding naming the file it came from; a bad record is dropped the same way.
 # So no driver can crash ingest, volume or timeline with what it read.
 
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 TEXT_MAX = 4096  # characters in one text field from a device file
 
 
