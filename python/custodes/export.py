@@ -206,9 +206,17 @@ def _publish(staging: Path, final: Path) -> None:
         staging.rmdir()
         fsync_dir(final)
         return
+    was_folder = final.is_dir()
     storage_op("write", final)
     os.rename(staging, final)  # replaces an empty folder at --to; never a non-empty one
-    fsync_dir(final.parent)
+    try:
+        fsync_dir(final.parent)
+    except OSError:
+        # Not durable, so not exported: moved back for the caller to remove, and a re-run writes it again.
+        os.rename(final, staging)
+        if was_folder:
+            final.mkdir()
+        raise
 
 
 def write_iso(bag: Path, iso: Path, label: str) -> None:

@@ -1,0 +1,376 @@
+"""Storage faults injected into the real CLI: ingest, retention purge and export
+walked through every N of every storage operation (``CUSTODES_FAULT=op:n:what``,
+see custodes._faults).
+
+For each N the command runs once with the N-th write, read or fsync failing
+(ENOSPC or EIO, taking turns over N so both are met at every phase) or with a
+SIGKILL just before the N-th fsync completes; the walk goes one past the last
+operation a clean run counts, where the fault must no longer fire. After each
+faulted run: the exit code is exactly the one of its phase, no traceback, the
+volume is byte-identical, nothing is half-recorded, and verify is clean or
+names exactly the failure; then the same command without faults finishes the
+work and the archive verifies clean.
+
+Phases: a fault in one file's copy (its write, fsync, read-back, link and the
+link's directory fsyncs) is that file's ``ingest_failed`` finding, exit 1, and
+the rest of the volume is stored; a fault anywhere else (a checkpoint, a purge,
+a bag) is an environment error, exit 2, one line naming the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bagit
+import pytest
+
+from conftest import FOOTAGE
+from custodes.archive import init_archive, open_archive
+from custodes.verify import verify
+from test_custody import PEOPLE
+
+FILES = {
+    "DCIM/androidx-sample.mp4": FOOTAGE / "encoders" / "androidx-sample.mp4",  # 2016: due for purge
+    "DCIM/bt601.mov": FOOTAGE / "phones" / "bt601.mov",  # 2024-02-12: due for purge
+    "notes.SRT": FOOTAGE / "drones" / "p4p_sample.SRT",  # a sidecar, no clock: not due
+}
+SHA = {rel: hashlib.sha256(src.read_bytes()).hexdigest() for rel, src in FILES.items()}
+DUE = ["DCIM/androidx-sample.mp4", "DCIM/bt601.mov"]
+#: ENOSPC and EIO take turns over N; every other fsync is a crash before it completes.
+FAULTS = {"write": ("ENOSPC", "EIO"), "read": ("EIO",), "fsync": ("EIO", "crash")}
+
+
+def plan(op: str, n: int) -> str:
+    whats = FAULTS[op]
+    return f"{op}:{n}:{whats[n % len(whats)]}"
+
+
+def make_volume(root: Path) -> Path:
+    vol = root / "BWC0947"
+    for rel, src in FILES.items():
+        (vol / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, vol / rel)
+    return vol
+
+
+def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
+    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def cli(*args: object, fault: str | None = None, log: Path | None = None,
+        user: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``custodes ARGS`` in a subprocess with a fault plan (conftest.run_cli cannot set one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES_FAULT")}
+    if fault:
+        env["CUSTODES_FAULT"] = fault
+    if log:
+        env["CUSTODES_FAULT_LOG"] = str(log)
+    if user:
+        env["LOGNAME"] = env["USER"] = user
+    return subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], capture_output=True, timeout=300, env=env)
+
+
+def logged(log: Path) -> list[tuple[str, int, str, bool]]:
+    """(op, n, path, fault fired) per storage operation of one run."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        op, n, path, *fired = line.split("\t")
+        out.append((op, int(n), path[1:-1], fired == ["fault"]))
+    return out
+
+
+def count_ops(log: Path) -> dict[str, int]:
+    ops = logged(log)
+    assert not any(f for *_, f in ops)
+    return {op: sum(1 for o, *_ in ops if o == op) for op in FAULTS}
+
+
+def strerror(what: str) -> str:
+    return os.strerror(getattr(errno, what))
+
+
+def no_traceback(out: subprocess.CompletedProcess[bytes]) -> None:
+    assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")[-2000:]
+
+
+def one_line_error(out: subprocess.CompletedProcess[bytes], path: str) -> None:
+    """Exit 2, one line on stderr naming the file the storage failed on and what to do."""
+    text = out.stderr.decode()
+    assert out.returncode == 2, (out.returncode, text)
+    assert text.count("\n") == 1 and text.startswith("custodes: "), text
+    assert Path(path).name in text and "run the command again" in text, text
+
+
+def verify_kinds(arch: Path) -> set[str]:
+    with open_archive(arch) as a:
+        return {f.kind for f in verify(a).findings}
+
+
+def store_files(arch: Path) -> set[str]:
+    return {p.name for p in (arch / "objects").rglob("*") if p.is_file()}
+
+
+def assert_whole_rows(arch: Path, pending_ok: bool = False) -> None:
+    """Nothing half-recorded: every segment has its ledger entry and its catalogued object, every live object is
+    in the store, an object is purged exactly when its tombstone is in the ledger, and every file in the store is
+    catalogued (or, after a crash, linked under an ingest that has not finished: verify calls it pending)."""
+    with open_archive(arch) as a:
+        c = a.conn
+        assert c.execute("SELECT COUNT(*) FROM segments s LEFT JOIN objects o ON o.sha256 = s.sha256 "
+                         "LEFT JOIN ledger l ON l.seq = s.ledger_seq WHERE o.sha256 IS NULL OR l.seq IS NULL").fetchone()[0] == 0
+        live = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NULL")}
+        purged = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NOT NULL")}
+        tombs = {sha for (sha,) in c.execute("SELECT sha256 FROM tombstones")}
+        assert purged == tombs
+        on_disk = store_files(arch)
+        assert live <= on_disk
+        strays = on_disk - live - purged
+        if strays:
+            assert pending_ok, strays
+            with open_archive(arch) as b:
+                pending = {f.object for f in verify(b).findings if f.kind == "pending"}
+            assert strays <= pending, (strays, pending)
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def ingest(vol: Path, arch: Path, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json", **kw)  # type: ignore[arg-type]
+
+
+def new_archive(path: Path) -> Path:
+    init_archive(path).close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def ingest_ops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """Storage operations of a clean ingest of the volume (the walk's length), and its exit code."""
+    root = tmp_path_factory.mktemp("clean-ingest")
+    log = root / "ops"
+    out = ingest(make_volume(root), new_archive(root / "archive"), log=log)
+    no_traceback(out)
+    assert out.returncode == 1  # late_ingest, gap, unknown_file: the footage is old, the sidecar no recording
+    report = json.loads(out.stdout)
+    assert report["failed"] == [] and sorted(report["stored"]) == sorted(FILES)
+    counts = count_ops(log)
+    # 3 copies, 3 links, 2 checkpoint temps and their 2 links; 3 fsyncs of copies, 6 of the links' folders,
+    # 2 of the checkpoint temps and 2 of their folders; 2 reads back per copy.
+    assert counts == {"write": 10, "read": 6, "fsync": 13}
+    return counts
+
+
+def file_of(arch: Path, path: str) -> str | None:
+    """The volume file a storage operation worked for: its copy in tmp/, or its object (or object folder)."""
+    p = Path(path)
+    for rel, sha in SHA.items():
+        obj = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+        if (p.parent == arch / "tmp" and p.name.endswith("-" + Path(rel).name)) or p in (obj, obj.parent, obj.parent.parent):
+            return rel
+    return None
+
+
+@pytest.mark.parametrize("op", list(FAULTS))
+def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], op: str) -> None:
+    vol = make_volume(tmp_path)
+    before = digest_tree(vol)
+    for n in range(1, ingest_ops[op] + 2):
+        fault = plan(op, n)
+        what = fault.rsplit(":", 1)[1]
+        arch = new_archive(tmp_path / f"archive-{n}")
+        log = tmp_path / f"ops-{n}"
+        out = ingest(vol, arch, fault=fault, log=log)
+        no_traceback(out)
+        assert digest_tree(vol) == before, fault
+        hit = [path for o, _, path, fired in logged(log) if fired]
+        if n > ingest_ops[op]:  # past the last operation: the fault never fires, the ingest is whole
+            assert hit == [] and out.returncode == 1, (fault, out.stderr)
+            assert json.loads(out.stdout)["failed"] == []
+            continue
+        assert len(hit) == 1, (fault, hit)
+        victim = file_of(arch, hit[0])
+        if what == "crash":
+            assert out.returncode == -9, (fault, out.stderr)
+            assert_whole_rows(arch, pending_ok=True)
+            assert verify_kinds(arch) <= {"pending", "checkpoint_mismatch"}, fault
+        elif victim is not None:  # one file's copy: that file's finding, the rest stored
+            assert out.returncode == 1, (fault, out.stderr)
+            report = json.loads(out.stdout)
+            assert report["failed"] == [victim], (fault, report["failed"])
+            assert sorted(report["stored"]) == sorted(set(FILES) - {victim})
+            failed = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+            assert len(failed) == 1 and failed[0]["path"].endswith(victim) and strerror(what) in failed[0]["message"], failed
+            assert list((arch / "tmp").iterdir()) == []  # the failed copy is gone, not left half-written
+            assert_whole_rows(arch)
+            assert verify_kinds(arch) == set(), fault
+            assert SHA[victim] not in store_files(arch)
+        else:  # the checkpoint that closes the ingest: every file is recorded, the signature is not
+            one_line_error(out, hit[0])
+            assert list((arch / "tmp").iterdir()) == []
+            assert_whole_rows(arch)
+            # verify names the unsigned work as the pending ingest to re-run (or the checkpoint it lacks)
+            assert verify_kinds(arch) <= {"pending", "checkpoint_mismatch"}, fault
+        rerun = ingest(vol, arch)
+        no_traceback(rerun)
+        assert rerun.returncode == 1, (fault, rerun.stderr)
+        report = json.loads(rerun.stdout)
+        assert report["failed"] == [] and sorted(report["stored"] + report["already_present"]) == sorted(FILES), fault
+        assert digest_tree(vol) == before
+        with open_archive(arch) as a:
+            v = verify(a)
+            assert v.findings == [] and v.checked == len(FILES), (fault, v.to_json())
+            rows = a.conn.execute("SELECT original_name, sha256 FROM segments").fetchall()
+            assert sorted(rows) == sorted(SHA.items())  # every file exactly once, with its own bytes
+            assert a.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == len(FILES)
+        assert list((arch / "tmp").iterdir()) == []  # what a crash left in tmp/ is cleaned by the re-run
+        assert_whole_rows(arch)
+        shutil.rmtree(arch)
+
+
+# ---------------------------------------------------------------- retention purge
+
+
+@pytest.fixture(scope="module")
+def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, int]]:
+    """An archive holding the volume, with an approved purge request for the two recordings that are due;
+    the request id; and the storage operations of a clean purge."""
+    root = tmp_path_factory.mktemp("purge")
+    arch = root / "template"
+    assert cli("init", arch).returncode == 0
+    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    assert ingest(make_volume(root), arch).returncode == 1
+    with open_archive(arch) as a:
+        ids = dict(a.conn.execute("SELECT original_name, id FROM segments"))
+    out = cli("access", "request", arch, "--segment", ids[DUE[0]], "--segment", ids[DUE[1]], "--reason",
+              "retention ended", "--purpose", "purge", "--json", user="alice")
+    assert out.returncode == 0, out.stderr
+    rid = json.loads(out.stdout)["id"]
+    assert cli("access", "approve", arch, rid, user="bob").returncode == 0
+    clean = root / "clean"
+    shutil.copytree(arch, clean)
+    out = cli("retention", "purge", clean, "--request", rid, user="alice", log=root / "ops")
+    assert out.returncode == 0, out.stderr
+    counts = count_ops(root / "ops")
+    # two checkpoints (the logged grant, the purge) of 4 writes and 4 fsyncs each; per object an unlink and its fsync
+    assert counts == {"write": 10, "read": 0, "fsync": 10}
+    return arch, rid, counts
+
+
+@pytest.mark.parametrize("op", ["write", "fsync"])
+def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, int, dict[str, int]], op: str) -> None:
+    template, rid, counts = purge_template
+    due = {SHA[r] for r in DUE}
+    for n in range(1, counts[op] + 2):
+        fault = plan(op, n)
+        arch = tmp_path / f"archive-{n}"
+        shutil.copytree(template, arch)
+        log = tmp_path / f"ops-{n}"
+        out = cli("retention", "purge", arch, "--request", rid, user="alice", fault=fault, log=log)
+        no_traceback(out)
+        hit = [path for o, _, path, fired in logged(log) if fired]
+        if n > counts[op]:
+            assert hit == [] and out.returncode == 0, (fault, out.stderr)
+        else:
+            assert len(hit) == 1, (fault, hit)
+            if fault.endswith("crash"):
+                assert out.returncode == -9, (fault, out.stderr)
+            else:
+                one_line_error(out, hit[0])
+            assert_whole_rows(arch)
+            # A tombstone may be in the ledger with its object still present (the unlink failed): the re-run
+            # removes it. Verify then names only the checkpoint the purge could not sign.
+            assert verify_kinds(arch) <= {"checkpoint_mismatch"}, fault
+            rerun = cli("retention", "purge", arch, "--request", rid, user="alice")
+            no_traceback(rerun)
+            assert rerun.returncode == 0, (fault, rerun.stderr)
+        with open_archive(arch) as a:
+            v = verify(a)
+            assert v.findings == [] and v.checked == len(FILES) - len(DUE), (fault, v.to_json())
+            assert {sha for (sha,) in a.conn.execute("SELECT sha256 FROM tombstones")} == due
+            assert a.conn.execute("SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'purge'").fetchone()[0] == 2
+        assert store_files(arch) == set(SHA.values()) - due  # purged objects gone, the rest untouched
+        assert_whole_rows(arch)
+        shutil.rmtree(arch)
+
+
+# ---------------------------------------------------------------- export
+
+
+@pytest.fixture(scope="module")
+def export_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, int]]:
+    """An archive holding the volume, its two recordings linked to case C-9 and an approved export request;
+    the request id; and the storage operations of a clean export."""
+    root = tmp_path_factory.mktemp("export")
+    arch = root / "template"
+    assert cli("init", arch).returncode == 0
+    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    assert ingest(make_volume(root), arch).returncode == 1
+    with open_archive(arch) as a:
+        ids = dict(a.conn.execute("SELECT original_name, id FROM segments"))
+    segs = [x for r in DUE for x in ("--segment", ids[r])]
+    assert cli("retention", "case", arch, "--case", "C-9", *segs, user="alice").returncode == 0
+    out = cli("access", "request", arch, *segs, "--reason", "court order 9", "--purpose", "export", "--json", user="carol")
+    assert out.returncode == 0, out.stderr
+    rid = json.loads(out.stdout)["id"]
+    assert cli("access", "approve", arch, rid, user="bob").returncode == 0
+    clean = root / "clean"
+    shutil.copytree(arch, clean)
+    out = cli("export", clean, "--case", "C-9", "--request", rid, "--to", root / "bag", user="carol", log=root / "ops")
+    assert out.returncode == 0, out.stderr
+    assert bagit.Bag(str(root / "bag")).is_valid()
+    counts = count_ops(root / "ops")
+    # two checkpoints (the logged grant, the export entry): 8 writes, 8 fsyncs; 2 payload copies, 8 tag files
+    # and the rename into place; every file (10) and folder (5) of the bag fsynced, then --to's parent;
+    # per recording its object read and its copy read back.
+    assert counts == {"write": 19, "read": 4, "fsync": 24}
+    return arch, rid, counts
+
+
+@pytest.mark.parametrize("op", list(FAULTS))
+def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path, int, dict[str, int]], op: str) -> None:
+    template, rid, counts = export_template
+    for n in range(1, counts[op] + 2):
+        fault = plan(op, n)
+        arch = tmp_path / f"archive-{n}"
+        shutil.copytree(template, arch)
+        out_dir = tmp_path / f"out-{n}"
+        out_dir.mkdir()
+        bag = out_dir / "bag-C-9"
+        log = tmp_path / f"ops-{n}"
+        out = cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag, user="carol", fault=fault, log=log)
+        no_traceback(out)
+        hit = [path for o, _, path, fired in logged(log) if fired]
+        if n > counts[op]:
+            assert hit == [] and out.returncode == 0, (fault, out.stderr)
+        else:
+            assert len(hit) == 1, (fault, hit)
+            if fault.endswith("crash"):
+                assert out.returncode == -9, (fault, out.stderr)
+            else:
+                one_line_error(out, hit[0])
+                assert list(out_dir.iterdir()) == []  # no half bag, no staging folder
+            assert not bag.exists() or (bag.is_dir() and not any(bag.iterdir())), fault  # never a half bag at --to
+            assert verify_kinds(arch) <= {"checkpoint_mismatch"}, fault
+            rerun = cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag, user="carol")
+            no_traceback(rerun)
+            assert rerun.returncode == 0, (fault, rerun.stderr)
+        assert [p.name for p in out_dir.iterdir()] == ["bag-C-9"]  # a staging folder a crash left is cleaned
+        assert bagit.Bag(str(bag)).is_valid(), fault
+        assert sorted(p.name for p in (bag / "data").rglob("*") if p.is_file()) == sorted(Path(r).name for r in DUE)
+        with open_archive(arch) as a:
+            v = verify(a)
+            assert v.findings == [] and v.checked == len(FILES), (fault, v.to_json())
+        assert_whole_rows(arch)
+        shutil.rmtree(arch)
+        shutil.rmtree(out_dir)
