@@ -388,3 +388,26 @@ def test_odd_names_keep_working_in_export_reports_access_and_verify(tmp_path: Pa
     assert "clip-\\\\xff.mp4" in (tmp_path / "report.json").read_text()  # the escaped name, as JSON text
     verified = as_("alice", "verify", arch)
     assert verified.returncode == 0 and b"intact" in verified.stdout
+
+
+def test_dji_sidecars_of_the_wrong_shape_or_unreadable_are_findings(tmp_path: Path) -> None:
+    """The DJI driver reads positions from .SRT sidecars: a position that is not a number, or a
+    sidecar that cannot be read, is a finding on that sidecar; the volume is read and stored."""
+    vol = tmp_path / "DRONE"
+    vol.mkdir()
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "DJI_0001.MP4")
+    srt = (FOOTAGE / "drones" / "p4p_sample.SRT").read_text()
+    (vol / "DJI_0001.SRT").write_text(srt.replace("GPS (8.2090, 47.4692, 18)", "GPS (8.2.090, ., 18)", 1))
+    shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "DJI_0002.MOV")
+    shutil.copy(FOOTAGE / "drones" / "p4p_sample.SRT", vol / "DJI_0002.SRT")
+    (vol / "DJI_0002.SRT").chmod(0)
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    code, report, _ = ingest(vol, arch)
+    assert code == 1 and report["driver"] == "dji"
+    assert sorted(report["stored"]) == ["DJI_0001.MP4", "DJI_0001.SRT", "DJI_0002.MOV"]
+    assert report["failed"] == ["DJI_0002.SRT"]
+    found = by_file(report, vol)
+    assert found["DJI_0001.SRT"]["malformed"] == 1  # the damaged block
+    assert found["DJI_0002.SRT"] == Counter({"unreadable": 1, "ingest_failed": 1})
+    assert "DJI_0002.MOV" in report["stored"] and not any("driver dji failed" in f["message"] for f in report["findings"])

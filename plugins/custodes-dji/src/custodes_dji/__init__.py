@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +43,15 @@ class Fix:
     alt: float | None
 
 
+def _number(text: str | None) -> float | None:
+    """A coordinate from the sidecar, or None when the text is not a finite number."""
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
 def parse_srt(text: str, tz: ZoneInfo) -> tuple[list[Fix], bool]:
     """The telemetry blocks of a DJI sidecar, and whether it is whole.
 
@@ -75,10 +85,12 @@ def parse_srt(text: str, tz: ZoneInfo) -> tuple[list[Fix], bool]:
                 break
         lat = lon = alt = None
         if m := _LATLON.search(body):
-            lat, lon = float(m[1]), float(m[2])
-            alt = float(m[3]) if m[3] else None
+            lat, lon, alt = _number(m[1]), _number(m[2]), _number(m[3])
         elif m := _GPS.search(body):  # DJI writes GPS (longitude, latitude, altitude)
-            lon, lat, alt = float(m[1]), float(m[2]), float(m[3])
+            lon, lat, alt = _number(m[1]), _number(m[2]), _number(m[3])
+        if m and (lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180):
+            lat = lon = alt = None  # a position that is not one ("1.2.3", "."): the block is damaged
+            complete = False
         if not body:
             complete = False
         fixes.append(Fix(offset, wall, lat, lon, alt))
@@ -115,8 +127,12 @@ class DjiDriver(Driver):
         findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest]
         telemetry: dict[str, tuple[list[Fix], bool]] = {}
         for key, f in sidecars.items():
-            with open(f.path, "rb") as fh:
-                raw = fh.read(MAX_SIDECAR)
+            try:
+                with open(f.path, "rb") as fh:
+                    raw = fh.read(MAX_SIDECAR)
+            except OSError as e:
+                findings.append(Finding("unreadable", f"sidecar cannot be read: {e.strerror}", device, f.path))
+                continue
             fixes, complete = parse_srt(raw.decode("utf-8", "replace"), tz)
             telemetry[key] = (fixes, complete)
             if not complete:

@@ -111,7 +111,7 @@ class Gat947Driver(Driver):
         files, findings, skipped = scan_volume(volume)
         own = {IDENTITY_FILE, CLOCK_FILE, EVENT_FILE}
         found_identity, identity_findings = self._identity(volume)
-        identity = identity_from(volume, options, **found_identity)
+        identity = identity_from(volume, options, file=str(volume / IDENTITY_FILE), **found_identity)
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings] + identity_findings
         clock, clock_findings = self._clock(volume, tz)
@@ -183,7 +183,7 @@ class Gat947Driver(Driver):
             trusted = None
         if device_time is None or trusted is None:
             return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
-        return [ClockReading(device_time, trusted, "dock")], []
+        return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
     def _events(self, volume: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
         path = volume / EVENT_FILE
@@ -198,7 +198,7 @@ class Gat947Driver(Driver):
             if when is None:
                 findings.append(Finding("malformed", f"event log line not understood: {line[:80]!r}", path=str(path)))
                 continue
-            events.append(DeviceEvent(when, parts[2], parts[3] if len(parts) > 3 else ""))
+            events.append(DeviceEvent(when, parts[2], parts[3] if len(parts) > 3 else "", file=str(path)))
         return events, findings
 
 

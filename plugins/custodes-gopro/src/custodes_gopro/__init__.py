@@ -155,7 +155,7 @@ class GoProDriver(Driver):
         if not isinstance(info, dict):
             return {}, [Finding("malformed", f"a JSON {type(info).__name__}, not an object; camera type and serial not read",
                                 path=file)]
-        found: dict[str, str | None] = {}
+        found: dict[str, str | None] = {"file": file}  # findings about the identity name this file
         bad = []
         for key, shape, fields in (("camera type", MODEL_SHAPE, ("model",)),
                                    ("camera serial number", SERIAL_SHAPE, ("serial", "device_id"))):
