@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from custodes import _core
+from custodes.defaults import TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes import timeline as _timeline
@@ -40,16 +41,31 @@ def mp4_time(seconds_since_1904: int) -> int | None:
     return (seconds_since_1904 - MP4_EPOCH_OFFSET) * NS
 
 
-def _iso8601_ns(text: str) -> int | None:
-    """QuickTime's `2023-05-09T12:41:46+0100` (or with a Z / colon offset) as UTC ns."""
+#: Metadata texts that state a creation time.
+CREATION_DATE_KEYS = ("com.apple.quicktime.creationdate", "©day")
+
+
+def _iso8601(text: str) -> datetime | None:
+    """QuickTime's `2023-05-09T12:41:46+0100` (or with a Z / colon offset); None if it is not one."""
     text = text.strip()
     for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
         try:
-            dt = datetime.strptime(text.replace("Z", "+0000"), fmt)
-            return int(dt.timestamp()) * NS + dt.microsecond * 1000
+            return datetime.strptime(text.replace("Z", "+0000"), fmt)
         except ValueError:
             continue
     return None
+
+
+def _iso8601_ns(text: str) -> int | None:
+    """A QuickTime date text as UTC ns; None when it is not a date, or is one that
+    int64 ns cannot hold (year 9999): such a time is absent, never an overflow later."""
+    dt = _iso8601(text)
+    if dt is None:
+        return None
+    try:
+        return ns_from_datetime(dt, "creation date")
+    except TimeRangeError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +163,20 @@ def _creation_times(raw: dict[str, Any]) -> list[CreationTime]:
             if t is not None and all(c.time != t or c.source != source for c in out):
                 out.append(CreationTime(source, t, str(value)))
     for key, value in raw["metadata"]:
-        if key in ("com.apple.quicktime.creationdate", "©day") and (t := _iso8601_ns(value)) is not None:
+        if key in CREATION_DATE_KEYS and (t := _iso8601_ns(value)) is not None:
             out.append(CreationTime(key, t, value))
     return out
+
+
+def _metadata_time_findings(path: str, raw: dict[str, Any]) -> list[Finding]:
+    """A creation date that is a date but out of range is a misread or forged field: a finding."""
+    return [
+        Finding("malformed", f"time_out_of_range: {key} {value.strip()!r} is outside the times custodes can "
+                "represent (1677-09-21 to 2262-04-11 UTC); treated as absent",
+                path=path, evidence={"problem": "time_out_of_range", "key": key, "value": value})
+        for key, value in raw["metadata"]
+        if key in CREATION_DATE_KEYS and _iso8601(value) is not None and _iso8601_ns(value) is None
+    ]
 
 
 def _info(path: str, raw: dict[str, Any], *, reference_time: int, clock_floor: int, clock_tolerance: int) -> MediaInfo:
@@ -172,6 +199,7 @@ def _info(path: str, raw: dict[str, Any], *, reference_time: int, clock_floor: i
             findings.append(Finding("no_moov", detail, path=path))
         elif kind != "truncated_box":  # already said by the `truncated` finding
             findings.append(Finding("malformed", f"{kind}: {detail}", path=path, evidence={"problem": kind}))
+    findings += _metadata_time_findings(path, raw)
     for t in tracks:
         for a, b in t.internal_gaps:
             findings.append(Finding(

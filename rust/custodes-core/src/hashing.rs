@@ -305,20 +305,15 @@ pub fn copy_file_hashed(
     })
 }
 
-/// Read a file once, front to back, feeding every digest and `sink`.
+/// Open a file of evidence for reading: the one opener every reader of
+/// footage uses (hashing, copying, the box walker).
 ///
 /// The file is opened with `O_NONBLOCK` so that a FIFO planted on a volume
-/// cannot hang the run; the open descriptor is then checked to be a regular
-/// file before anything is read. The size is taken from that descriptor, and a
-/// file that ends early, grows, or whose size differs after reading is an error:
-/// its digest would describe bytes that are not the evidence.
-fn read_evidence(
-    path: &Path,
-    algorithms: &[Algorithm],
-    chunk_size: usize,
-    progress: &Progress,
-    mut sink: impl FnMut(&[u8]) -> Result<(), HashError>,
-) -> Result<FileDigest, HashError> {
+/// cannot hang the run (a blocking open of a FIFO waits for a writer for ever);
+/// the open descriptor is then checked to be a regular file before anything is
+/// read, so a device or pipe is refused at once. Returns the file and the
+/// metadata of that same descriptor (no race with a rename in between).
+pub fn open_evidence(path: &Path) -> Result<(File, std::fs::Metadata), HashError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -327,6 +322,22 @@ fn read_evidence(
     if !meta.file_type().is_file() {
         return Err(HashError::NotRegularFile { kind: file_kind(&meta.file_type()) });
     }
+    Ok((file, meta))
+}
+
+/// Read a file once, front to back, feeding every digest and `sink`.
+///
+/// The file comes from [`open_evidence`]. The size is taken from that
+/// descriptor, and a file that ends early, grows, or whose size differs after
+/// reading is an error: its digest would describe bytes that are not the evidence.
+fn read_evidence(
+    path: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+    mut sink: impl FnMut(&[u8]) -> Result<(), HashError>,
+) -> Result<FileDigest, HashError> {
+    let (file, meta) = open_evidence(path)?;
     advise_sequential(&file);
     let expected = meta.len();
     let mut reader = file;

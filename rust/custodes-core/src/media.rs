@@ -4,19 +4,57 @@
 //! is checked against the bytes that remain before anything is allocated,
 //! arithmetic is checked, nesting depth is bounded, and `mdat` payloads are
 //! never read (the walker seeks past them). Only `moov` and `moof` boxes are
-//! read into memory, each bounded in size. A damaged file gives facts as far
-//! as they go plus [`Problem`]s; it never gives a panic.
+//! read into memory, one at a time, each bounded in size. A damaged file gives
+//! facts as far as they go plus [`Problem`]s; it never gives a panic.
+//!
+//! Time and memory stay linear in the bytes read: every list the walker keeps
+//! (boxes per parent, tracks, edits, metadata items, fragments, samples,
+//! problems) has a hard cap, and breaching one is a problem, never a reason to
+//! keep going at any cost. A table that run-length encodes samples (`stts`,
+//! a `trun` without per-sample fields) is expanded only within one sample
+//! budget per file; what lies beyond is counted, not stored.
+//!
+//! Every value handed on fits the type that receives it: times are int64 ns
+//! since 1970 downstream, so an MP4 time or a span inside the file that would
+//! not fit is a `time_out_of_range` problem and is treated as absent
+//! ([`MediaFacts::mp4_time`], [`check_spans`]).
 
-use std::fs::File;
+use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use crate::hashing::{open_evidence, HashError};
 
 /// Seconds between 1904-01-01 (the MP4 epoch) and 1970-01-01.
 pub const MP4_EPOCH_OFFSET: i64 = 2_082_844_800;
 /// Largest `moov`/`moof` read into memory; a real one this large would hold days of samples.
 pub const MAX_META_BOX: u64 = 256 << 20;
-/// Samples kept per track for timing analysis (about 4 days of 30 fps video).
+/// Samples kept for timing analysis, all tracks of one file together (about
+/// 4 days of 30 fps video); at most 28 bytes each (time, offset, size, composition offset).
 pub const MAX_SAMPLES: usize = 10_000_000;
+/// Tracks read per movie: real footage has a handful (video, audio, timecode, telemetry).
+pub const MAX_TRACKS: usize = 1024;
+/// Child boxes read inside one box (a `moov` holds its tracks, a `moof` its `traf`s).
+pub const MAX_CHILDREN: usize = 100_000;
+/// Top-level boxes read per file (a fragmented recording has two per fragment).
+pub const MAX_TOP_LEVEL_BOXES: usize = 1_000_000;
+/// `moof` fragments read per file (10 hours in fragments of 0.1 s).
+pub const MAX_FRAGMENTS: usize = 360_000;
+/// Entries read from one edit list (real ones have one to three).
+pub const MAX_EDITS: usize = 1024;
+/// Metadata items (`udta` texts, `keys`/`ilst` entries) read per file.
+pub const MAX_METADATA_ITEMS: usize = 1024;
+/// Longest metadata key (`com.apple.quicktime.location.ISO6709` is 36 bytes).
+pub const MAX_KEY_LEN: usize = 1024;
+/// Problems listed per file; any beyond are counted in one last problem.
+pub const MAX_PROBLEMS: usize = 100;
+/// Longest span of time inside one file (a duration, an edit delay, a sample
+/// time): ten years. Nothing recorded lasts that long; a longer one is a misread field.
+pub const MAX_SPAN_SECONDS: u64 = 315_576_000;
+/// Latest MP4 time (seconds since 1904) custodes accepts, about 2252-04: its
+/// ns since 1970 fit int64 with room for any span inside the file, so a
+/// creation time plus a duration or a gap offset never overflows downstream.
+pub const LATEST_MP4_TIME: u64 = (i64::MAX as u64 / 1_000_000_000) - MAX_SPAN_SECONDS + MP4_EPOCH_OFFSET as u64;
 const MAX_DEPTH: usize = 16;
 
 /// A problem met while reading the container: the file is still evidence.
@@ -163,7 +201,19 @@ pub struct MediaFacts {
     pub fragment_defaults: Vec<(u32, u32, u32)>,
     /// Bytes that boxes or samples point to beyond the end of the file.
     pub missing_bytes: u64,
+    /// At most [`MAX_PROBLEMS`], then one `too_many_problems` counting the rest.
     pub problems: Vec<Problem>,
+    /// What the caps left out, reported once each when the walk ends.
+    caps: Caps,
+}
+
+/// Counters behind the caps of one walk.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Caps {
+    samples_kept: usize,
+    samples_dropped: u64,
+    metadata_dropped: usize,
+    problems_dropped: usize,
 }
 
 impl MediaFacts {
@@ -171,13 +221,76 @@ impl MediaFacts {
         self.top_level.iter().any(|t| t == "moov")
     }
 
+    /// Record a problem; past [`MAX_PROBLEMS`] only count it, so a file of a
+    /// million bad boxes cannot make a million findings.
     fn problem(&mut self, kind: &'static str, detail: impl Into<String>) {
-        self.problems.push(Problem { kind, detail: detail.into() });
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem { kind, detail: detail.into() });
+        } else {
+            self.caps.problems_dropped += 1;
+        }
     }
 
+    /// A byte the file points to: past the end it is missing (truncation);
+    /// past any offset a file can have (`off_t` is int64) it is a misread field.
     fn note_end(&mut self, end: u64) {
+        if end > i64::MAX as u64 {
+            self.problem("malformed_offset", format!("an offset of {end} points past the end any file can have"));
+            return;
+        }
         self.missing_bytes = self.missing_bytes.max(end.saturating_sub(self.file_size));
     }
+
+    /// Sample entries the file-wide budget still allows.
+    fn sample_room(&self) -> usize {
+        MAX_SAMPLES - self.caps.samples_kept
+    }
+
+    /// An MP4 time (seconds since 1904) as written, or 0 (no time) with a
+    /// problem when it lies after [`LATEST_MP4_TIME`]: the one range rule for
+    /// the creation and modification times of `mvhd`, `tkhd` and `mdhd`. Only
+    /// 64-bit (version 1) fields can exceed it, a version byte flipped from 0
+    /// to 1 among them.
+    fn mp4_time(&mut self, what: &str, raw: u64) -> u64 {
+        if raw <= LATEST_MP4_TIME {
+            return raw;
+        }
+        self.problem(
+            "time_out_of_range",
+            format!("{what} of {raw} s after 1904 is later than custodes can represent (after 2252); treated as absent"),
+        );
+        0
+    }
+
+    /// The problems that summarise what the caps left out; called once, last.
+    fn close_caps(&mut self) {
+        if self.caps.samples_dropped > 0 {
+            let n = self.caps.samples_dropped;
+            self.problem("too_many_samples", format!("timing of {n} samples not read: custodes reads {MAX_SAMPLES} per file"));
+        }
+        if self.caps.metadata_dropped > 0 {
+            let n = self.caps.metadata_dropped;
+            self.problem("too_many_boxes", format!("{n} metadata items not read: custodes reads {MAX_METADATA_ITEMS} per file"));
+        }
+        if self.caps.problems_dropped > 0 {
+            let n = self.caps.problems_dropped;
+            self.problems.push(Problem { kind: "too_many_problems", detail: format!("{n} more problems not listed") });
+        }
+    }
+}
+
+/// A duration field: all ones means "unknown" (ISO/IEC 14496-12 8.2.2.3), read as 0.
+fn header_duration(raw: u64, wide: bool) -> u64 {
+    if raw == u64::MAX || (!wide && raw == u64::from(u32::MAX)) {
+        0
+    } else {
+        raw
+    }
+}
+
+/// Whether `units` of `timescale` per second is a span custodes accepts ([`MAX_SPAN_SECONDS`]).
+fn span_fits(units: f64, timescale: u32) -> bool {
+    timescale == 0 || units.abs() / f64::from(timescale) <= MAX_SPAN_SECONDS as f64
 }
 
 /// Why a byte range could not be parsed.
@@ -248,9 +361,12 @@ fn fourcc_str(t: &[u8]) -> String {
     t.iter().map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' }).collect()
 }
 
-/// Child boxes of an in-memory box payload.
+/// Child boxes of an in-memory box payload, at most [`MAX_CHILDREN`] of them:
+/// one more is an error naming the parent, and the iteration ends there.
 struct Children<'a> {
     cur: Cur<'a>,
+    parent: &'static str,
+    seen: usize,
 }
 
 impl<'a> Iterator for Children<'a> {
@@ -260,6 +376,11 @@ impl<'a> Iterator for Children<'a> {
         if self.cur.remaining() == 0 {
             return None;
         }
+        if self.seen == MAX_CHILDREN {
+            self.cur.pos = self.cur.buf.len();
+            return Some(Err(Malformed(format!("more than {MAX_CHILDREN} boxes inside '{}'; the rest not read", self.parent))));
+        }
+        self.seen += 1;
         // Some QuickTime atoms end their child lists with a 4-byte zero terminator.
         if self.cur.remaining() < 8 {
             let rest = self.cur.take(self.cur.remaining()).ok()?;
@@ -270,8 +391,8 @@ impl<'a> Iterator for Children<'a> {
 }
 
 impl<'a> Children<'a> {
-    fn of(payload: &'a [u8]) -> Self {
-        Children { cur: Cur::new(payload) }
+    fn of(payload: &'a [u8], parent: &'static str) -> Self {
+        Children { cur: Cur::new(payload), parent, seen: 0 }
     }
 
     fn next_box(&mut self) -> Parse<([u8; 4], &'a [u8])> {
@@ -296,22 +417,27 @@ impl<'a> Children<'a> {
 }
 
 /// Read the container facts of the file at `path`.
-pub fn probe_file(path: &Path) -> io::Result<MediaFacts> {
-    let mut file = File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    probe_reader(&mut file, meta.len())
+///
+/// Opened through [`open_evidence`], the opener hashing uses: a FIFO, device
+/// or directory is refused at once as not a regular file, never waited on.
+pub fn probe_file(path: &Path) -> Result<MediaFacts, HashError> {
+    let (mut file, meta) = open_evidence(path)?;
+    Ok(probe_reader(&mut file, meta.len())?)
 }
 
 /// Read the container facts from any seekable byte source of `file_size` bytes.
 pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<MediaFacts> {
+    let r = &mut Source::new(r, file_size);
     let mut facts = MediaFacts { file_size, ..MediaFacts::default() };
-    let mut fragments: Vec<(u64, Vec<u8>)> = Vec::new();
+    // Where each `moof` lies; each is read and parsed after `moov`, one at a time.
+    let mut fragments: Vec<(u64, u64, u64)> = Vec::new();
     let mut moov: Option<Vec<u8>> = None;
     let mut pos = 0u64;
     while pos < file_size {
+        if facts.top_level.len() == MAX_TOP_LEVEL_BOXES {
+            facts.problem("too_many_boxes", format!("more than {MAX_TOP_LEVEL_BOXES} top-level boxes; the rest from offset {pos} not read"));
+            break;
+        }
         let Some((typ, header_len, size)) = read_top_header(r, pos, file_size, &mut facts)? else { break };
         let name = fourcc_str(&typ);
         let end = pos.saturating_add(size);
@@ -326,17 +452,16 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
             b"moov" | b"moof" => {
                 if size > MAX_META_BOX {
                     facts.problem("oversized_box", format!("'{name}' of {size} bytes is larger than custodes reads ({MAX_META_BOX})"));
-                } else {
-                    let payload = read_payload(r, pos, header_len, size, file_size)?;
-                    if &typ == b"moov" {
-                        if moov.is_some() {
-                            facts.problem("duplicate_moov", format!("second 'moov' at offset {pos} ignored"));
-                        } else {
-                            moov = Some(payload);
-                        }
+                } else if &typ == b"moov" {
+                    if moov.is_some() {
+                        facts.problem("duplicate_moov", format!("second 'moov' at offset {pos} ignored"));
                     } else {
-                        fragments.push((pos, payload));
+                        moov = Some(read_payload(r, pos, header_len, size, file_size)?);
                     }
+                } else if fragments.len() == MAX_FRAGMENTS {
+                    facts.problem("too_many_boxes", format!("'moof' at offset {pos} not read: custodes reads {MAX_FRAGMENTS} fragments per file"));
+                } else {
+                    fragments.push((pos, header_len, size));
                 }
             }
             _ => {}
@@ -351,22 +476,85 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
         }
         None => facts.problem("no_moov", "no 'moov' box: the file has no index of its samples (recording never finalised?)"),
     }
-    for (offset, payload) in &fragments {
+    if !fragments.is_empty() {
         facts.fragmented = true;
-        if let Err(Malformed(e)) = parse_moof(*offset, payload, &mut facts) {
-            facts.problem("malformed_moof", format!("at offset {offset}: {e}"));
+        // Lookups by track id in constant time: a file of many fragments must not cost fragments x tracks.
+        let mut index = FragmentIndex::default();
+        for (i, t) in facts.tracks.iter().enumerate() {
+            index.tracks.entry(t.id).or_insert(i);
+        }
+        for &(id, duration, size) in &facts.fragment_defaults {
+            index.trex.entry(id).or_insert((duration, size));
+        }
+        for &(offset, header_len, size) in &fragments {
+            let payload = read_payload(r, offset, header_len, size, file_size)?;
+            if let Err(Malformed(e)) = parse_moof(offset, &payload, &index, &mut facts) {
+                facts.problem("malformed_moof", format!("at offset {offset}: {e}"));
+            }
         }
     }
-    for t in &facts.tracks.clone() {
-        facts.note_end(t.max_sample_end);
+    check_spans(&mut facts);
+    let ends: Vec<u64> = facts.tracks.iter().map(|t| t.max_sample_end).collect();
+    for end in ends {
+        facts.note_end(end);
     }
     read_timecodes(r, &mut facts)?;
+    facts.close_caps();
     Ok(facts)
+}
+
+/// Every span inside the file, checked in one place once all is read: the
+/// movie and track durations and each track's sample times (edit list
+/// applied) must stay within [`MAX_SPAN_SECONDS`], else the value is a
+/// `time_out_of_range` problem and is treated as absent (duration 0, no
+/// sample times, hence no timing).
+fn check_spans(facts: &mut MediaFacts) {
+    let movie_timescale = facts.movie.as_ref().map_or(0, |m| m.timescale);
+    if let Some(m) = facts.movie.as_mut() {
+        if !span_fits(m.duration as f64, m.timescale) {
+            let detail = format!("'mvhd' duration of {} units at {} per second is longer than {MAX_SPAN_SECONDS} s; treated as absent", m.duration, m.timescale);
+            m.duration = 0;
+            facts.problem("time_out_of_range", detail);
+        }
+    }
+    let mut found = Vec::new();
+    for t in facts.tracks.iter_mut() {
+        if !span_fits(t.duration as f64, t.timescale) {
+            found.push(format!("track {}: duration of {} units at {} per second is longer than {MAX_SPAN_SECONDS} s; treated as absent", t.id, t.duration, t.timescale));
+            t.duration = 0;
+        }
+        // The furthest presentation time from zero, and the edit list's shift of it.
+        let cts = |i: usize| t.cts_offsets.get(i).copied().unwrap_or(0);
+        let furthest = (0..t.dts.len()).map(|i| (t.dts[i] as f64 + cts(i) as f64).abs()).fold(0.0, f64::max);
+        let (delay, media_start) = t.edit_shift();
+        let media = furthest + t.last_sample_duration as f64 + (media_start as f64).abs();
+        let fits = span_fits(media, t.timescale)
+            && span_fits(delay as f64, movie_timescale)
+            && (t.timescale == 0 || movie_timescale == 0 || {
+                let total = media / f64::from(t.timescale) + delay as f64 / f64::from(movie_timescale);
+                total <= MAX_SPAN_SECONDS as f64
+            });
+        if !fits && !t.dts.is_empty() {
+            found.push(format!("track {}: sample times reach beyond {MAX_SPAN_SECONDS} s; timing treated as absent", t.id));
+            t.dts = Vec::new();
+            t.cts_offsets = Vec::new();
+        }
+    }
+    for detail in found {
+        facts.problem("time_out_of_range", detail);
+    }
+}
+
+/// Tracks and `trex` defaults by track id, for fragments.
+#[derive(Default)]
+struct FragmentIndex {
+    tracks: HashMap<u32, usize>,
+    trex: HashMap<u32, (u32, u32)>,
 }
 
 /// The header of the top-level box at `pos`: (type, header length, total size).
 fn read_top_header<R: Read + Seek>(
-    r: &mut R,
+    r: &mut Source<'_, R>,
     pos: u64,
     file_size: u64,
     facts: &mut MediaFacts,
@@ -376,9 +564,8 @@ fn read_top_header<R: Read + Seek>(
         facts.problem("trailing_bytes", format!("{left} bytes after the last box at offset {pos}"));
         return Ok(None);
     }
-    r.seek(SeekFrom::Start(pos))?;
     let mut h = [0u8; 16];
-    r.read_exact(&mut h[..8])?;
+    r.read_at(pos, &mut h[..8])?;
     let size32 = u32::from_be_bytes(h[..4].try_into().expect("4"));
     let typ: [u8; 4] = h[4..8].try_into().expect("4");
     let (header_len, size) = match size32 {
@@ -388,12 +575,13 @@ fn read_top_header<R: Read + Seek>(
                 facts.problem("malformed_box", format!("64-bit box header at offset {pos} cut off"));
                 return Ok(None);
             }
-            r.read_exact(&mut h[8..16])?;
+            r.read_at(pos + 8, &mut h[8..16])?;
             (16, u64::from_be_bytes(h[8..16].try_into().expect("8")))
         }
         n => (8, u64::from(n)),
     };
-    if size < header_len || !typ.iter().all(|b| (0x20..0x7f).contains(b) || *b == 0xa9) {
+    // A size past what any file offset can be (`off_t` is int64) is not a size.
+    if size < header_len || size > i64::MAX as u64 || !typ.iter().all(|b| (0x20..0x7f).contains(b) || *b == 0xa9) {
         facts.problem("malformed_box", format!("not a box at offset {pos} (size {size}, type {:?})", fourcc_str(&typ)));
         return Ok(None);
     }
@@ -401,13 +589,52 @@ fn read_top_header<R: Read + Seek>(
 }
 
 /// The payload of a box, as much of it as the file holds.
-fn read_payload<R: Read + Seek>(r: &mut R, pos: u64, header_len: u64, size: u64, file_size: u64) -> io::Result<Vec<u8>> {
+fn read_payload<R: Read + Seek>(r: &mut Source<'_, R>, pos: u64, header_len: u64, size: u64, file_size: u64) -> io::Result<Vec<u8>> {
     let start = pos + header_len;
     let end = pos.saturating_add(size).min(file_size);
     let mut buf = vec![0u8; end.saturating_sub(start) as usize];
-    r.seek(SeekFrom::Start(start))?;
-    r.read_exact(&mut buf)?;
+    r.read_at(start, &mut buf)?;
     Ok(buf)
+}
+
+/// Bytes of the source around the last read, kept so that walking many
+/// small top-level boxes costs one read per window, not a seek and a read per box.
+const WINDOW: usize = 64 << 10;
+
+/// A byte source read at given offsets, through one window of [`WINDOW`] bytes.
+struct Source<'r, R> {
+    r: &'r mut R,
+    size: u64,
+    window: Vec<u8>,
+    start: u64,
+}
+
+impl<'r, R: Read + Seek> Source<'r, R> {
+    fn new(r: &'r mut R, size: u64) -> Self {
+        Source { r, size, window: Vec::new(), start: 0 }
+    }
+
+    /// Fill `buf` with the bytes at `pos`; an error if the source ends first.
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<()> {
+        if buf.len() > WINDOW / 2 {
+            self.r.seek(SeekFrom::Start(pos))?;
+            return self.r.read_exact(buf);
+        }
+        let end = pos.saturating_add(buf.len() as u64);
+        if pos < self.start || end > self.start + self.window.len() as u64 {
+            let want = usize::try_from(self.size.saturating_sub(pos)).unwrap_or(usize::MAX).clamp(buf.len(), WINDOW);
+            self.window.resize(want, 0);
+            self.start = pos;
+            self.r.seek(SeekFrom::Start(pos))?;
+            if let Err(e) = self.r.read_exact(&mut self.window) {
+                self.window.clear();
+                return Err(e);
+            }
+        }
+        let at = (pos - self.start) as usize;
+        buf.copy_from_slice(&self.window[at..at + buf.len()]);
+        Ok(())
+    }
 }
 
 fn parse_ftyp(p: &[u8], facts: &mut MediaFacts) {
@@ -422,48 +649,69 @@ fn parse_ftyp(p: &[u8], facts: &mut MediaFacts) {
 }
 
 fn parse_moov(p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
-    for child in Children::of(p) {
-        let (typ, body) = child?;
-        match &typ {
-            b"mvhd" => facts.movie = Some(parse_mvhd(body)?),
-            b"trak" => match parse_trak(body) {
-                Ok(t) => facts.tracks.push(t),
-                Err(Malformed(e)) => facts.problem("malformed_track", e),
-            },
-            b"mvex" => {
-                facts.fragmented = true;
-                for e in Children::of(body) {
-                    let (t, b) = e?;
-                    if &t == b"trex" {
-                        let mut c = Cur::new(b);
-                        c.full()?;
-                        let track_id = c.u32()?;
-                        c.skip(4)?; // default sample description index
-                        let (duration, size) = (c.u32()?, c.u32()?);
-                        facts.fragment_defaults.push((track_id, duration, size));
+    let mut traks = 0usize;
+    let mut trex = 0usize;
+    let walked = (|| {
+        for child in Children::of(p, "moov") {
+            let (typ, body) = child?;
+            match &typ {
+                b"mvhd" => facts.movie = Some(parse_mvhd(body, facts)?),
+                b"trak" => {
+                    traks += 1;
+                    if traks > MAX_TRACKS {
+                        continue;
+                    }
+                    match parse_trak(body, facts) {
+                        Ok(t) => facts.tracks.push(t),
+                        Err(Malformed(e)) => facts.problem("malformed_track", e),
                     }
                 }
+                b"mvex" => {
+                    facts.fragmented = true;
+                    for e in Children::of(body, "mvex") {
+                        let (t, b) = e?;
+                        if &t == b"trex" {
+                            trex += 1;
+                            if trex > MAX_TRACKS {
+                                continue;
+                            }
+                            let mut c = Cur::new(b);
+                            c.full()?;
+                            let track_id = c.u32()?;
+                            c.skip(4)?; // default sample description index
+                            let (duration, size) = (c.u32()?, c.u32()?);
+                            facts.fragment_defaults.push((track_id, duration, size));
+                        }
+                    }
+                }
+                b"udta" => parse_udta(body, facts, 0),
+                b"meta" => parse_meta(body, facts),
+                _ => {}
             }
-            b"udta" => parse_udta(body, facts, 0),
-            b"meta" => parse_meta(body, facts),
-            _ => {}
         }
+        Ok(())
+    })();
+    if traks > MAX_TRACKS {
+        facts.problem("too_many_tracks", format!("{traks} 'trak' boxes (or more); custodes reads the first {MAX_TRACKS}"));
     }
-    Ok(())
+    if trex > MAX_TRACKS {
+        facts.problem("too_many_tracks", format!("{trex} 'trex' boxes (or more); custodes reads the first {MAX_TRACKS}"));
+    }
+    walked
 }
 
-fn parse_mvhd(p: &[u8]) -> Parse<MovieHeader> {
+fn parse_mvhd(p: &[u8], facts: &mut MediaFacts) -> Parse<MovieHeader> {
     let mut c = Cur::new(p);
     let (version, _) = c.full()?;
-    Ok(if version == 1 {
-        MovieHeader { creation: c.u64()?, modification: c.u64()?, timescale: c.u32()?, duration: c.u64()? }
-    } else {
-        MovieHeader {
-            creation: u64::from(c.u32()?),
-            modification: u64::from(c.u32()?),
-            timescale: c.u32()?,
-            duration: u64::from(c.u32()?),
-        }
+    let wide = version == 1;
+    let (creation, modification) = if wide { (c.u64()?, c.u64()?) } else { (u64::from(c.u32()?), u64::from(c.u32()?)) };
+    let timescale = c.u32()?;
+    let duration = header_duration(if wide { c.u64()? } else { u64::from(c.u32()?) }, wide);
+    Ok(MovieHeader {
+        creation: facts.mp4_time("'mvhd' creation time", creation),
+        modification: facts.mp4_time("'mvhd' modification time", modification),
+        timescale,
+        duration,
     })
 }
 
@@ -480,46 +728,46 @@ struct SampleTables {
     sync: Option<u64>,
 }
 
-fn parse_trak(p: &[u8]) -> Parse<Track> {
+fn parse_trak(p: &[u8], facts: &mut MediaFacts) -> Parse<Track> {
     let mut track = Track::default();
     let mut tables = SampleTables::default();
-    for child in Children::of(p) {
+    for child in Children::of(p, "trak") {
         let (typ, body) = child?;
         match &typ {
             b"tkhd" => {
                 let mut c = Cur::new(body);
                 let (version, _) = c.full()?;
-                if version == 1 {
-                    track.tkhd_creation = c.u64()?;
-                    c.skip(8)?;
-                } else {
-                    track.tkhd_creation = u64::from(c.u32()?);
-                    c.skip(4)?;
-                }
+                let (creation, modification) =
+                    if version == 1 { (c.u64()?, c.u64()?) } else { (u64::from(c.u32()?), u64::from(c.u32()?)) };
                 track.id = c.u32()?;
+                track.tkhd_creation = facts.mp4_time(&format!("track {}: 'tkhd' creation time", track.id), creation);
+                facts.mp4_time(&format!("track {}: 'tkhd' modification time", track.id), modification);
             }
             b"edts" => {
-                for e in Children::of(body) {
+                for e in Children::of(body, "edts") {
                     let (t, b) = e?;
                     if &t == b"elst" {
-                        track.edits = parse_elst(b)?;
+                        track.edits = parse_elst(b, facts)?;
                     }
                 }
             }
-            b"mdia" => parse_mdia(body, &mut track, &mut tables, 0)?,
+            b"mdia" => parse_mdia(body, &mut track, &mut tables, facts, 0)?,
             _ => {}
         }
     }
-    build_samples(&mut track, &tables)?;
+    build_samples(&mut track, &tables, facts);
     Ok(track)
 }
 
-fn parse_elst(p: &[u8]) -> Parse<Vec<Edit>> {
+fn parse_elst(p: &[u8], facts: &mut MediaFacts) -> Parse<Vec<Edit>> {
     let mut c = Cur::new(p);
     let (version, _) = c.full()?;
     let n = c.count(if version == 1 { 20 } else { 12 })?;
-    let mut edits = Vec::with_capacity(n);
-    for _ in 0..n {
+    if n > MAX_EDITS {
+        facts.problem("too_many_boxes", format!("edit list of {n} entries; custodes reads the first {MAX_EDITS}"));
+    }
+    let mut edits = Vec::with_capacity(n.min(MAX_EDITS));
+    for _ in 0..n.min(MAX_EDITS) {
         let (segment_duration, media_time) =
             if version == 1 { (c.u64()?, c.u64()? as i64) } else { (u64::from(c.u32()?), i64::from(c.i32()?)) };
         c.skip(4)?; // media rate
@@ -528,27 +776,22 @@ fn parse_elst(p: &[u8]) -> Parse<Vec<Edit>> {
     Ok(edits)
 }
 
-fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, depth: usize) -> Parse<()> {
+fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, facts: &mut MediaFacts, depth: usize) -> Parse<()> {
     if depth > MAX_DEPTH {
         return Err(Malformed("boxes nested too deep".into()));
     }
-    for child in Children::of(p) {
+    for child in Children::of(p, ["mdia", "minf", "stbl"][depth.min(2)]) {
         let (typ, body) = child?;
         match &typ {
             b"mdhd" => {
                 let mut c = Cur::new(body);
                 let (version, _) = c.full()?;
-                if version == 1 {
-                    track.mdhd_creation = c.u64()?;
-                    c.skip(8)?;
-                    track.timescale = c.u32()?;
-                    track.duration = c.u64()?;
-                } else {
-                    track.mdhd_creation = u64::from(c.u32()?);
-                    c.skip(4)?;
-                    track.timescale = c.u32()?;
-                    track.duration = u64::from(c.u32()?);
-                }
+                let wide = version == 1;
+                let (creation, modification) = if wide { (c.u64()?, c.u64()?) } else { (u64::from(c.u32()?), u64::from(c.u32()?)) };
+                track.timescale = c.u32()?;
+                track.duration = header_duration(if wide { c.u64()? } else { u64::from(c.u32()?) }, wide);
+                track.mdhd_creation = facts.mp4_time(&format!("track {}: 'mdhd' creation time", track.id), creation);
+                facts.mp4_time(&format!("track {}: 'mdhd' modification time", track.id), modification);
             }
             // Only mdia's hdlr says what the track is; QuickTime puts a second,
             // data-reference hdlr ('alis', 'url ') inside minf.
@@ -558,7 +801,7 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, depth: usi
                 c.skip(4)?;
                 track.handler = fourcc_str(&c.fourcc()?);
             }
-            b"minf" | b"stbl" => parse_mdia(body, track, tables, depth + 1)?,
+            b"minf" | b"stbl" => parse_mdia(body, track, tables, facts, depth + 1)?,
             b"stsd" => {
                 let mut c = Cur::new(body);
                 c.full()?;
@@ -654,18 +897,21 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, depth: usi
 
 /// Turn the run-length tables into per-sample decode times and the furthest
 /// byte any sample occupies.
-fn build_samples(track: &mut Track, t: &SampleTables) -> Parse<()> {
+///
+/// Per-sample lists are kept only within the file's sample budget
+/// ([`MAX_SAMPLES`]); the counts, the last duration and the furthest byte are
+/// computed whatever the budget, from the tables alone.
+fn build_samples(track: &mut Track, t: &SampleTables, facts: &mut MediaFacts) {
     let declared: u64 = t.stts.iter().map(|&(n, _)| u64::from(n)).sum();
     track.sample_count = if t.size_count > 0 { t.size_count } else { declared };
     track.sync_sample_count = t.sync;
-    let keep = usize::try_from(declared).unwrap_or(usize::MAX).min(MAX_SAMPLES);
+    let room = facts.sample_room();
+    let keep = usize::try_from(declared).unwrap_or(usize::MAX).min(room);
     let mut dts = Vec::with_capacity(keep);
     let mut time: i64 = 0;
-    'runs: for &(count, delta) in &t.stts {
-        for _ in 0..count {
-            if dts.len() == keep {
-                break 'runs;
-            }
+    for &(count, delta) in &t.stts {
+        let n = (count as usize).min(keep - dts.len());
+        for _ in 0..n {
             dts.push(time);
             time = time.saturating_add(i64::from(delta));
         }
@@ -687,14 +933,22 @@ fn build_samples(track: &mut Track, t: &SampleTables) -> Parse<()> {
         }
     }
     // Where each sample lies: chunks from stco/co64, samples per chunk from stsc,
-    // sizes from stsz. Work is bounded by the chunk count (which the file's
-    // bytes bound), never by a count the file merely declares.
+    // sizes from stsz. Each chunk is visited once at most (stsc runs must
+    // start at increasing chunks), so the work is bounded by the chunk count,
+    // which the file's bytes bound, never by a count the file merely declares.
     let total = track.sample_count;
     let mut sample: u64 = 0;
     let n_chunks = t.chunk_offsets.len();
+    let mut next_chunk = 0usize;
+    let mut out_of_order = false;
     'chunks: for (k, &(first, per_chunk)) in t.stsc.iter().enumerate() {
         let first = (first as usize).saturating_sub(1);
+        if first < next_chunk {
+            out_of_order = true;
+            break;
+        }
         let last = t.stsc.get(k + 1).map_or(n_chunks, |&(next, _)| (next as usize).saturating_sub(1).min(n_chunks));
+        next_chunk = last.max(first);
         for &chunk_offset in t.chunk_offsets.get(first..last.max(first)).unwrap_or(&[]) {
             if sample >= total {
                 break 'chunks;
@@ -708,9 +962,9 @@ fn build_samples(track: &mut Track, t: &SampleTables) -> Parse<()> {
                 let to = usize::try_from(sample + n).unwrap_or(usize::MAX).min(t.sizes.len());
                 t.sizes[from.min(t.sizes.len())..to].iter().map(|&s| u64::from(s)).sum()
             };
-            // Per-sample positions, as far as the cap allows.
+            // Per-sample positions, as far as the budget allows.
             let mut at = chunk_offset;
-            for k in from..from.saturating_add(n as usize).min(MAX_SAMPLES) {
+            for k in from..from.saturating_add(n as usize).min(room) {
                 let Some(size) = size_of(k) else { break };
                 track.sample_offsets.push(at);
                 track.sample_sizes.push(size);
@@ -723,27 +977,40 @@ fn build_samples(track: &mut Track, t: &SampleTables) -> Parse<()> {
             sample += n;
         }
     }
-    Ok(())
+    if out_of_order {
+        facts.problem("malformed_track", format!("track {}: 'stsc' runs not in chunk order; sample positions read up to there", track.id));
+    }
+    facts.caps.samples_kept += track.dts.len().max(track.sample_offsets.len());
+    facts.caps.samples_dropped += declared.max(total).saturating_sub(room as u64);
 }
 
 fn parse_udta(p: &[u8], facts: &mut MediaFacts, depth: usize) {
-    for child in Children::of(p) {
+    for child in Children::of(p, "udta") {
         let Ok((typ, body)) = child else { return };
         match &typ {
             b"\xa9xyz" => {
                 if let Some(s) = quicktime_string(body) {
                     facts.location.get_or_insert(s.clone());
-                    facts.metadata.push(("\u{a9}xyz".into(), s));
+                    push_metadata(facts, "\u{a9}xyz".into(), s);
                 }
             }
             [0xa9, ..] => {
                 if let Some(s) = quicktime_string(body) {
-                    facts.metadata.push((fourcc_str(&typ).replacen('?', "\u{a9}", 1), s));
+                    push_metadata(facts, fourcc_str(&typ).replacen('?', "\u{a9}", 1), s);
                 }
             }
             b"meta" if depth < 2 => parse_meta(body, facts),
             _ => {}
         }
+    }
+}
+
+/// One metadata item, within the file's cap ([`MAX_METADATA_ITEMS`]).
+fn push_metadata(facts: &mut MediaFacts, key: String, value: String) {
+    if facts.metadata.len() < MAX_METADATA_ITEMS {
+        facts.metadata.push((key, value));
+    } else {
+        facts.caps.metadata_dropped += 1;
     }
 }
 
@@ -760,9 +1027,11 @@ fn quicktime_string(p: &[u8]) -> Option<String> {
 fn parse_meta(p: &[u8], facts: &mut MediaFacts) {
     // QuickTime's moov/meta is a plain box; ISO's udta/meta is a full box. Tell them apart by what follows.
     let body = if p.len() >= 8 && &p[4..8] == b"hdlr" { p } else { p.get(4..).unwrap_or(&[]) };
-    let mut keys: Vec<String> = Vec::new();
+    // A key longer than MAX_KEY_LEN is not used (None): keys are copied once per
+    // value, so a long one repeated would cost more than the bytes that hold it.
+    let mut keys: Vec<Option<String>> = Vec::new();
     let mut items: Vec<([u8; 4], &[u8])> = Vec::new();
-    for child in Children::of(body) {
+    for child in Children::of(body, "meta") {
         let Ok((typ, b)) = child else { return };
         match &typ {
             b"keys" => {
@@ -771,15 +1040,23 @@ fn parse_meta(p: &[u8], facts: &mut MediaFacts) {
                     return;
                 }
                 let Ok(n) = c.count(8) else { return };
-                for _ in 0..n {
+                if n > MAX_METADATA_ITEMS {
+                    facts.caps.metadata_dropped += n - MAX_METADATA_ITEMS;
+                }
+                for _ in 0..n.min(MAX_METADATA_ITEMS) {
                     let Ok(size) = c.u32() else { return };
                     let Ok(_ns) = c.fourcc() else { return };
                     let Ok(k) = c.take((size as usize).saturating_sub(8)) else { return };
-                    keys.push(String::from_utf8_lossy(k).into_owned());
+                    if k.len() > MAX_KEY_LEN {
+                        facts.problem("malformed_metadata", format!("metadata key of {} bytes (custodes reads keys up to {MAX_KEY_LEN})", k.len()));
+                        keys.push(None);
+                    } else {
+                        keys.push(Some(String::from_utf8_lossy(k).into_owned()));
+                    }
                 }
             }
             b"ilst" => {
-                for item in Children::of(b) {
+                for item in Children::of(b, "ilst") {
                     let Ok(item) = item else { break };
                     items.push(item);
                 }
@@ -789,8 +1066,11 @@ fn parse_meta(p: &[u8], facts: &mut MediaFacts) {
     }
     for (typ, b) in items {
         let index = u32::from_be_bytes(typ) as usize;
-        let key = if (1..=keys.len()).contains(&index) { keys[index - 1].clone() } else { fourcc_str(&typ).replacen('?', "\u{a9}", 1) };
-        for d in Children::of(b) {
+        let key = match keys.get(index.wrapping_sub(1)) {
+            Some(Some(k)) => k.clone(),
+            _ => fourcc_str(&typ).replacen('?', "\u{a9}", 1),
+        };
+        for d in Children::of(b, "ilst item") {
             let Ok((dt, db)) = d else { break };
             if &dt == b"data" && db.len() >= 8 {
                 let type_code = u32::from_be_bytes(db[..4].try_into().expect("4")) & 0x00ff_ffff;
@@ -799,18 +1079,23 @@ fn parse_meta(p: &[u8], facts: &mut MediaFacts) {
                     if key.ends_with("location.ISO6709") {
                         facts.location.get_or_insert(value.clone());
                     }
-                    facts.metadata.push((key.clone(), value));
+                    push_metadata(facts, key.clone(), value);
                 }
             }
         }
     }
 }
 
-fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
-    for child in Children::of(p) {
+fn parse_moof(moof_offset: u64, p: &[u8], index: &FragmentIndex, facts: &mut MediaFacts) -> Parse<()> {
+    let mut trafs = 0usize;
+    for child in Children::of(p, "moof") {
         let (typ, body) = child?;
         if &typ != b"traf" {
             continue;
+        }
+        trafs += 1;
+        if trafs > MAX_TRACKS {
+            return Err(Malformed(format!("more than {MAX_TRACKS} 'traf' boxes in one fragment; the rest not read")));
         }
         let mut track_id = 0u32;
         let mut base = moof_offset;
@@ -818,7 +1103,7 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
         let mut default_size: Option<u32> = None;
         let mut decode_time: Option<u64> = None;
         let mut runs: Vec<&[u8]> = Vec::new();
-        for b in Children::of(body) {
+        for b in Children::of(body, "traf") {
             let (t, tb) = b?;
             let mut c = Cur::new(tb);
             match &t {
@@ -847,13 +1132,17 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
             }
         }
         // What tfhd leaves out, the movie's trex says.
-        let trex = facts.fragment_defaults.iter().find(|d| d.0 == track_id).copied();
-        let default_duration = default_duration.or(trex.map(|d| d.1)).unwrap_or(0);
-        let default_size = default_size.or(trex.map(|d| d.2)).unwrap_or(0);
-        let Some(track) = facts.tracks.iter_mut().find(|t| t.id == track_id) else {
+        let trex = index.trex.get(&track_id).copied();
+        let default_duration = default_duration.or(trex.map(|d| d.0)).unwrap_or(0);
+        let default_size = default_size.or(trex.map(|d| d.1)).unwrap_or(0);
+        let Some(&at) = index.tracks.get(&track_id) else {
             facts.problem("unknown_track", format!("fragment for track {track_id}, which 'moov' does not declare"));
             continue;
         };
+        let mut room = facts.sample_room();
+        let mut dropped = 0u64;
+        let track = &mut facts.tracks[at];
+        let kept_before = track.dts.len().max(track.sample_offsets.len());
         let mut time = match decode_time {
             Some(t) => i64::try_from(t).unwrap_or(i64::MAX),
             None => track.dts.last().map_or(0, |d| d.saturating_add(track.last_sample_duration as i64)),
@@ -875,7 +1164,13 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
             if !fits {
                 return Err(Malformed(format!("trun declares {n} samples that do not fit")));
             }
-            for _ in 0..n {
+            if n > 0 && track.first_sample_offset.is_none() {
+                track.first_sample_offset = Some(offset);
+            }
+            // Samples read one by one: all of them when the run's bytes hold
+            // per-sample fields, else only those the budget keeps.
+            let one_by_one = if per_sample == 0 { n.min(room) } else { n };
+            for _ in 0..one_by_one {
                 let duration = if flags & 0x100 != 0 { c.u32()? } else { default_duration };
                 let size = if flags & 0x200 != 0 { c.u32()? } else { default_size };
                 if flags & 0x400 != 0 {
@@ -887,19 +1182,17 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                 } else {
                     0
                 };
-                if track.first_sample_offset.is_none() {
-                    track.first_sample_offset = Some(offset);
-                }
-                if track.sample_offsets.len() < MAX_SAMPLES {
+                if room > 0 {
+                    room -= 1;
                     track.sample_offsets.push(offset);
                     track.sample_sizes.push(size);
-                }
-                if track.dts.len() < MAX_SAMPLES {
                     if flags & 0x800 != 0 || !track.cts_offsets.is_empty() {
                         track.cts_offsets.resize(track.dts.len(), 0);
                         track.cts_offsets.push(cts);
                     }
                     track.dts.push(time);
+                } else {
+                    dropped += 1;
                 }
                 track.sample_count += 1;
                 time = time.saturating_add(i64::from(duration));
@@ -907,24 +1200,36 @@ fn parse_moof(moof_offset: u64, p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
                 offset = offset.saturating_add(u64::from(size));
                 track.max_sample_end = track.max_sample_end.max(offset);
             }
+            // The rest of a run without per-sample fields: all alike, counted in one step.
+            let rest = (n - one_by_one) as u64;
+            if rest > 0 {
+                dropped += rest;
+                track.sample_count += rest;
+                time = time.saturating_add(i64::try_from(rest.saturating_mul(u64::from(default_duration))).unwrap_or(i64::MAX));
+                track.last_sample_duration = u64::from(default_duration);
+                offset = offset.saturating_add(rest.saturating_mul(u64::from(default_size)));
+                track.max_sample_end = track.max_sample_end.max(offset);
+            }
         }
         track.duration = track.duration.max(u64::try_from(time).unwrap_or(0));
+        let kept = track.dts.len().max(track.sample_offsets.len()) - kept_before;
+        facts.caps.samples_kept += kept;
+        facts.caps.samples_dropped += dropped;
     }
     Ok(())
 }
 
 /// The first frame number of each `tmcd` track lives in its first sample, in
 /// `mdat`: four bytes read at that sample's offset, nothing else of `mdat`.
-fn read_timecodes<R: Read + Seek>(r: &mut R, facts: &mut MediaFacts) -> io::Result<()> {
+fn read_timecodes<R: Read + Seek>(r: &mut Source<'_, R>, facts: &mut MediaFacts) -> io::Result<()> {
     let file_size = facts.file_size;
     for t in facts.tracks.iter_mut() {
         let (Some(tc), Some(offset)) = (t.timecode.as_mut(), t.first_sample_offset) else { continue };
         if offset.checked_add(4).is_none_or(|end| end > file_size) {
             continue;
         }
-        r.seek(SeekFrom::Start(offset))?;
         let mut b = [0u8; 4];
-        r.read_exact(&mut b)?;
+        r.read_at(offset, &mut b)?;
         tc.frame = u32::from_be_bytes(b);
     }
     Ok(())
@@ -1022,6 +1327,254 @@ mod tests {
         assert_eq!(f.missing_bytes, 0x1000 - 108);
         assert!(f.problems.iter().any(|p| p.kind == "no_moov"));
         assert_eq!(f.major_brand.as_deref(), Some("isom"));
+    }
+
+    fn probe(bytes: &[u8]) -> MediaFacts {
+        probe_reader(&mut Cursor::new(bytes.to_vec()), bytes.len() as u64).unwrap()
+    }
+
+    fn kinds(f: &MediaFacts) -> Vec<&'static str> {
+        f.problems.iter().map(|p| p.kind).collect()
+    }
+
+    /// A version 1 `mvhd`: 64-bit creation, modification and duration.
+    fn mvhd_v1(creation: u64, timescale: u32, duration: u64) -> Vec<u8> {
+        let mut p = vec![1, 0, 0, 0];
+        p.extend_from_slice(&creation.to_be_bytes());
+        p.extend_from_slice(&creation.to_be_bytes());
+        p.extend_from_slice(&timescale.to_be_bytes());
+        p.extend_from_slice(&duration.to_be_bytes());
+        p.extend_from_slice(&[0u8; 80]);
+        bx(b"mvhd", &p)
+    }
+
+    /// A track whose `mdhd` and `tkhd` are version 1 with the given creation time.
+    fn trak_v1(id: u32, creation: u64, timescale: u32, duration: u64, stbl: &[u8]) -> Vec<u8> {
+        let mut tkhd = vec![1, 0, 0, 0];
+        tkhd.extend_from_slice(&creation.to_be_bytes());
+        tkhd.extend_from_slice(&creation.to_be_bytes());
+        tkhd.extend_from_slice(&id.to_be_bytes());
+        let mut mdhd = vec![1, 0, 0, 0];
+        mdhd.extend_from_slice(&creation.to_be_bytes());
+        mdhd.extend_from_slice(&creation.to_be_bytes());
+        mdhd.extend_from_slice(&timescale.to_be_bytes());
+        mdhd.extend_from_slice(&duration.to_be_bytes());
+        let minf = bx(b"minf", &bx(b"stbl", stbl));
+        bx(b"trak", &[bx(b"tkhd", &tkhd), bx(b"mdia", &[bx(b"mdhd", &mdhd), minf].concat())].concat())
+    }
+
+    fn full(typ: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
+        bx(typ, &[&[version, 0, 0, 0][..], body].concat())
+    }
+
+    fn be(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn one_time_range_rule_for_mvhd_tkhd_and_mdhd() {
+        let ok = LATEST_MP4_TIME;
+        let f = probe(&bx(b"moov", &[mvhd_v1(ok, 1000, 0), trak_v1(1, ok, 1000, 0, &[])].concat()));
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(f.movie.as_ref().unwrap().creation, ok);
+        assert_eq!((f.tracks[0].tkhd_creation, f.tracks[0].mdhd_creation), (ok, ok));
+        // The latest accepted time, in ns since 1970, leaves room for the longest accepted span.
+        let ns = i128::from(ok as i64 - MP4_EPOCH_OFFSET) * 1_000_000_000 + i128::from(MAX_SPAN_SECONDS) * 1_000_000_000;
+        assert!(ns <= i128::from(i64::MAX));
+
+        let bad = LATEST_MP4_TIME + 1;
+        let f = probe(&bx(b"moov", &[mvhd_v1(bad, 1000, 0), trak_v1(1, bad, 1000, 0, &[])].concat()));
+        let m = f.movie.as_ref().unwrap();
+        assert_eq!((m.creation, m.modification), (0, 0), "treated as absent");
+        assert_eq!((f.tracks[0].tkhd_creation, f.tracks[0].mdhd_creation), (0, 0));
+        // mvhd, tkhd and mdhd each: creation and modification.
+        assert_eq!(kinds(&f), vec!["time_out_of_range"; 6], "{:?}", f.problems);
+        assert!(f.problems[0].detail.contains("'mvhd' creation time"));
+    }
+
+    #[test]
+    fn a_version_byte_flipped_to_1_is_a_problem_not_an_overflow() {
+        // A version 0 mvhd (32-bit fields) read as version 1.
+        let mut p = vec![1, 0, 0, 0];
+        p.extend_from_slice(&be(&[3_800_000_000, 3_800_000_001, 1000, 60_000]));
+        p.extend_from_slice(&be(&[0x0001_0000, 0x0100_0000]));
+        p.extend_from_slice(&[0u8; 72]);
+        let f = probe(&bx(b"moov", &bx(b"mvhd", &p)));
+        let m = f.movie.as_ref().unwrap();
+        assert_eq!((m.creation, m.modification), (0, 0));
+        assert!(kinds(&f).contains(&"time_out_of_range"), "{:?}", f.problems);
+        // The duration, now read from the rate and volume, is out of range as well.
+        assert_eq!(m.duration, 0);
+    }
+
+    #[test]
+    fn durations_all_ones_are_unknown_and_too_long_ones_are_problems() {
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1000, u64::MAX), trak_v1(1, 0, 1000, u64::MAX, &[])].concat()));
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!((f.movie.as_ref().unwrap().duration, f.tracks[0].duration), (0, 0));
+
+        let long = (MAX_SPAN_SECONDS + 1) * 1000;
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1000, long), trak_v1(1, 0, 1000, long, &[])].concat()));
+        assert_eq!(kinds(&f), vec!["time_out_of_range"; 2], "{:?}", f.problems);
+        assert_eq!((f.movie.as_ref().unwrap().duration, f.tracks[0].duration), (0, 0));
+
+        let just = MAX_SPAN_SECONDS * 1000;
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1000, just), trak_v1(1, 0, 1000, just, &[])].concat()));
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+    }
+
+    #[test]
+    fn sample_times_beyond_the_span_leave_the_track_without_timing() {
+        // Two samples 2^32-1 ticks apart at 1 tick per second: 136 years.
+        let stts = full(b"stts", 0, &be(&[1, 2, u32::MAX]));
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1, 0), trak_v1(1, 0, 1, 0, &stts)].concat()));
+        assert_eq!(kinds(&f), vec!["time_out_of_range"], "{:?}", f.problems);
+        assert!(f.tracks[0].dts.is_empty() && track_timing(&f.tracks[0], 1, 3.0).is_none());
+        assert_eq!(f.tracks[0].sample_count, 2, "the count stands");
+    }
+
+    #[test]
+    fn tracks_are_capped_and_the_walk_stays_linear() {
+        let n = MAX_TRACKS + 10;
+        let moov = bx(b"moov", &bx(b"trak", &[]).repeat(n));
+        let f = probe(&moov);
+        assert_eq!(f.tracks.len(), MAX_TRACKS);
+        assert_eq!(kinds(&f), vec!["too_many_tracks"]);
+        assert!(f.problems[0].detail.starts_with(&format!("{n} 'trak' boxes")));
+    }
+
+    #[test]
+    fn children_per_box_are_capped() {
+        let moov = bx(b"moov", &bx(b"free", &[]).repeat(MAX_CHILDREN + 1));
+        let f = probe(&moov);
+        assert_eq!(kinds(&f), vec!["malformed_moov"]);
+        assert!(f.problems[0].detail.contains(&format!("more than {MAX_CHILDREN} boxes inside 'moov'")));
+        // Exactly at the cap is fine.
+        let f = probe(&bx(b"moov", &bx(b"free", &[]).repeat(MAX_CHILDREN)));
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+    }
+
+    #[test]
+    fn top_level_boxes_are_capped() {
+        let mut file = bx(b"moov", &[]);
+        file.extend_from_slice(&bx(b"free", &[]).repeat(MAX_TOP_LEVEL_BOXES));
+        let f = probe(&file);
+        assert_eq!(f.top_level.len(), MAX_TOP_LEVEL_BOXES);
+        assert_eq!(kinds(&f), vec!["too_many_boxes"]);
+    }
+
+    #[test]
+    fn the_sample_budget_is_per_file_not_per_track() {
+        // Three tracks, each a 12-byte stts claiming 2^32-1 samples.
+        let stts = full(b"stts", 0, &be(&[1, u32::MAX, 1]));
+        let traks: Vec<u8> = (1..=3).flat_map(|id| trak_v1(id, 0, 1000, 0, &stts)).collect();
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1000, 0), traks].concat()));
+        let kept: usize = f.tracks.iter().map(|t| t.dts.len()).sum();
+        assert_eq!(kept, MAX_SAMPLES);
+        assert!(f.tracks.iter().all(|t| t.sample_count == u64::from(u32::MAX)));
+        assert!(kinds(&f).contains(&"too_many_samples"), "{:?}", f.problems);
+    }
+
+    #[test]
+    fn runs_without_sample_fields_are_counted_not_expanded() {
+        // One track, fragments of runs of MAX_SAMPLES default samples each: only the budget is expanded.
+        let moov = bx(b"moov", &[mvhd_v1(0, 1000, 0), trak_v1(7, 0, 1000, 0, &[])].concat());
+        let tfhd = full(b"tfhd", 0, &be(&[7]));
+        let truns: Vec<u8> = full(b"trun", 0, &be(&[MAX_SAMPLES as u32])).repeat(50);
+        let moof = bx(b"moof", &bx(b"traf", &[tfhd, truns].concat()));
+        let f = probe(&[moov, moof].concat());
+        let t = &f.tracks[0];
+        assert_eq!(t.sample_count, 50 * MAX_SAMPLES as u64);
+        assert_eq!(t.dts.len(), MAX_SAMPLES);
+        assert!(kinds(&f).contains(&"too_many_samples"), "{:?}", f.problems);
+    }
+
+    #[test]
+    fn stsc_out_of_order_is_a_problem_not_a_quadratic_walk() {
+        // 20,000 chunks and 20,000 stsc runs of no samples that go back and forth
+        // between chunk 1 and the last: walked as written, 10^4 x 2 x 10^4 steps.
+        let stco = full(b"stco", 0, &[be(&[20_000]), be(&[0]).repeat(20_000)].concat());
+        let stsc = full(b"stsc", 0, &[be(&[20_000]), be(&[1, 0, 1, 20_000, 0, 1]).repeat(10_000)].concat());
+        let stts = full(b"stts", 0, &be(&[1, 10, 1]));
+        let f = probe(&bx(b"moov", &trak_v1(1, 0, 1000, 0, &[stts, stsc, stco].concat())));
+        assert_eq!(kinds(&f), vec!["malformed_track"], "{:?}", f.problems);
+        assert!(f.problems[0].detail.contains("not in chunk order"));
+    }
+
+    #[test]
+    fn problems_are_capped_and_counted() {
+        let moov = bx(b"moov", &[]);
+        let traf = bx(b"traf", &full(b"tfhd", 0, &be(&[99])));
+        let moof = bx(b"moof", &traf.repeat(MAX_TRACKS));
+        let f = probe(&[moov, moof].concat());
+        assert_eq!(f.problems.len(), MAX_PROBLEMS + 1);
+        let last = f.problems.last().unwrap();
+        assert_eq!(last.kind, "too_many_problems");
+        assert_eq!(last.detail, format!("{} more problems not listed", MAX_TRACKS - MAX_PROBLEMS));
+    }
+
+    #[test]
+    fn edits_metadata_and_fragments_are_capped() {
+        let elst = full(b"elst", 0, &[be(&[MAX_EDITS as u32 + 1]), be(&[1, 0, 0x0001_0000]).repeat(MAX_EDITS + 1)].concat());
+        let trak = bx(b"trak", &[full(b"tkhd", 0, &be(&[0, 0, 3])), bx(b"edts", &elst)].concat());
+        let text = [&[0u8, 1, 0, 0][..], b"x"].concat();
+        let udta = bx(b"udta", &bx(b"\xa9cmt", &text).repeat(MAX_METADATA_ITEMS + 5));
+        let f = probe(&bx(b"moov", &[trak, udta].concat()));
+        assert_eq!(f.tracks[0].edits.len(), MAX_EDITS);
+        assert_eq!(f.metadata.len(), MAX_METADATA_ITEMS);
+        assert_eq!(kinds(&f), vec!["too_many_boxes", "too_many_boxes"], "{:?}", f.problems);
+        assert!(f.problems[1].detail.starts_with("5 metadata items not read"));
+
+        let mut file = bx(b"moov", &[]);
+        file.extend_from_slice(&bx(b"moof", &[]).repeat(MAX_FRAGMENTS + 2));
+        let f = probe(&file);
+        assert_eq!(kinds(&f), vec!["too_many_boxes", "too_many_boxes"], "{:?}", f.problems);
+        assert!(f.fragmented);
+    }
+
+    #[test]
+    fn long_metadata_keys_are_not_copied() {
+        let key = vec![b'k'; MAX_KEY_LEN + 1];
+        let keys = full(b"keys", 0, &[be(&[1, key.len() as u32 + 8]), b"mdta".to_vec(), key].concat());
+        let data = bx(b"data", &[be(&[1, 0]), b"v".to_vec()].concat());
+        let ilst = bx(b"ilst", &bx(&[0, 0, 0, 1], &data.repeat(3)));
+        let meta = bx(b"meta", &[full(b"hdlr", 0, &[0u8; 20]), keys, ilst].concat());
+        let f = probe(&bx(b"moov", &meta));
+        assert_eq!(kinds(&f), vec!["malformed_metadata"], "{:?}", f.problems);
+        assert_eq!(f.metadata.len(), 3);
+        assert!(f.metadata.iter().all(|(k, v)| k == "\u{a9}???" && v == "v"), "{:?}", f.metadata);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut inner = full(b"stts", 0, &be(&[0]));
+        for _ in 0..10_000 {
+            inner = bx(b"minf", &inner);
+        }
+        let f = probe(&bx(b"moov", &bx(b"trak", &bx(b"mdia", &inner))));
+        assert_eq!(kinds(&f), vec!["malformed_track"]);
+        assert!(f.problems[0].detail.contains("nested too deep"));
+    }
+
+    #[test]
+    fn sizes_past_any_file_offset_are_malformed() {
+        let mut file = vec![0, 0, 0, 1, b'm', b'd', b'a', b't'];
+        file.extend_from_slice(&u64::MAX.to_be_bytes());
+        let f = probe(&file);
+        assert_eq!(f.missing_bytes, 0);
+        assert_eq!(kinds(&f), vec!["malformed_box", "no_moov"], "{:?}", f.problems);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.mp4");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        match probe_file(&fifo) {
+            Err(HashError::NotRegularFile { kind }) => assert_eq!(kind, "named pipe (FIFO)"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

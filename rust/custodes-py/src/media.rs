@@ -7,7 +7,7 @@ use custodes_core::hashing::HashError;
 use custodes_core::media::{self, MediaFacts};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use rayon::prelude::*;
 
 use crate::error;
@@ -18,7 +18,8 @@ fn facts_to_dict<'py>(py: Python<'py>, f: &MediaFacts, gap_factor: f64, samples:
     d.set_item("file_size", f.file_size)?;
     d.set_item("major_brand", &f.major_brand)?;
     d.set_item("compatible_brands", &f.compatible_brands)?;
-    d.set_item("top_level", &f.top_level)?;
+    // Interned: a file of a million top-level boxes of one type costs a million pointers, not a million strings.
+    d.set_item("top_level", PyList::new(py, f.top_level.iter().map(|t| PyString::intern(py, t)))?)?;
     d.set_item("fragmented", f.fragmented)?;
     let movie_timescale = f.movie.as_ref().map_or(0, |m| m.timescale);
     match &f.movie {
@@ -93,14 +94,13 @@ fn facts_to_dict<'py>(py: Python<'py>, f: &MediaFacts, gap_factor: f64, samples:
 #[pyo3(signature = (paths, gap_factor=3.0, samples=false))]
 fn probe_files<'py>(py: Python<'py>, paths: Vec<PathBuf>, gap_factor: f64, samples: bool) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let job_paths = paths.clone();
-    let outcomes: Vec<std::io::Result<MediaFacts>> = detached(py, move || job_paths.par_iter().map(|p| media::probe_file(p)).collect());
+    let outcomes: Vec<Result<MediaFacts, HashError>> = detached(py, move || job_paths.par_iter().map(|p| media::probe_file(p)).collect());
     outcomes
         .iter()
         .zip(&paths)
         .map(|(o, p)| match o {
             Ok(f) => Ok(facts_to_dict(py, f, gap_factor, samples)?.into_any()),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => error::hash_error(py, &HashError::NotRegularFile { kind: "not a regular file" }, p),
-            Err(e) => error::hash_error(py, &HashError::from(std::io::Error::new(e.kind(), e.to_string())), p),
+            Err(e) => error::hash_error(py, e, p),
         })
         .collect()
 }
