@@ -642,8 +642,9 @@ def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool
 
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
     modified, truncated, missing, unexpected, ledger_mismatch,
-    checkpoint_mismatch, with the segment and object it concerns. Exit 0 when
-    the archive is intact, 1 otherwise.
+    checkpoint_mismatch, with the segment and object it concerns, or pending:
+    work of an ingest under way or interrupted, which says how to finish it and
+    leaves the archive intact. Exit 0 when the archive is intact, 1 otherwise.
     """
     from custodes.verify import verify
 

@@ -120,6 +120,9 @@ def _verify_ledger(archive: Archive, result: VerifyResult, fresh: sqlite3.Connec
     conn = archive.conn
     # One snapshot of the catalog for all of this: an ingest running alongside
     # may append entries and sign checkpoints meanwhile.
+    if conn.in_transaction:  # the caller's transaction is the snapshot already
+        _verify_ledger_snapshot(archive, result, fresh)
+        return
     conn.execute("BEGIN")
     try:
         _verify_ledger_snapshot(archive, result, fresh)
@@ -211,7 +214,8 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
                 f"(under way, or interrupted): {_ingest_command(archive, unfinished[last_signed_by])}"))
         else:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
-                                                 f"but a checkpoint of size {top} exists (rolled back)"))
+                                                 f"but a checkpoint of size {top} exists (rolled back, or the command that "
+                                                 "signed it was stopped before writing it out: run `custodes ledger checkpoint`)"))
     if size > top:
         if unsigned_by and not unsigned_other and set(unsigned_by) <= set(unfinished):
             for ingest, count in sorted(unsigned_by.items()):
@@ -352,6 +356,14 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
                 seg = segment_of(sha)
                 result.findings.append(VerifyFinding("missing", "object marked purged, but the ledger has no tombstone for it",
                                                      seg[0] if seg else None, sha))
+            elif current is not None and current[0] == sha:
+                # Tombstone in the ledger, bytes still in the store: a purge stopped between the two (a storage
+                # error, a crash). Unfinished work, not tampering; running the purge again removes it.
+                (request,) = conn.execute("SELECT request_id FROM tombstones WHERE sha256 = ?", (sha,)).fetchone()
+                result.findings.append(VerifyFinding(
+                    PENDING, f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
+                    f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --request {request}`",
+                    object=sha))
             if current is not None and current[0] == sha:
                 current = next(on_disk, None)
             continue
