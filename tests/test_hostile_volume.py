@@ -413,3 +413,48 @@ def test_dji_sidecars_of_the_wrong_shape_or_unreadable_are_findings(tmp_path: Pa
     assert found["DJI_0001.SRT"]["malformed"] == 1  # the damaged block
     assert found["DJI_0002.SRT"] == Counter({"unreadable": 1, "ingest_failed": 1})
     assert "DJI_0002.MOV" in report["stored"] and not any("driver dji failed" in f["message"] for f in report["findings"])
+
+
+def test_verify_during_an_ingest_under_way_reports_pending(tmp_path: Path, monkeypatch) -> None:
+    """A verify (the real CLI, another process) while an ingest is between linking an object and
+    recording it: the ingest is alive, so the object is pending, and the archive intact."""
+    import threading
+
+    import custodes.ingest as ingest_mod
+    from custodes.archive import open_archive
+
+    vol = gopro_card(tmp_path, hostile=False)
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    linked, release = threading.Event(), threading.Event()
+    record = ingest_mod._record
+
+    def held_record(*args, **kwargs):  # the first file waits, linked but not recorded
+        if not linked.is_set():
+            linked.set()
+            assert release.wait(120)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "_record", held_record)
+    results: list = []
+
+    def run() -> None:
+        with open_archive(arch) as a:
+            results.append(ingest_mod.ingest(a, vol))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert linked.wait(120)
+        during = run_cli("verify", arch, "--json")
+    finally:
+        release.set()
+        worker.join(120)
+    assert b"Traceback" not in during.stderr
+    report = json.loads(during.stdout)
+    assert during.returncode == 0 and report["ok"] is True
+    assert report["findings"] and {f["kind"] for f in report["findings"]} == {"pending"}
+    assert "is under way or was interrupted" in report["findings"][0]["message"]
+    assert sorted(results[0].stored) == sorted(ORDINARY)
+    after = run_cli("verify", arch, "--json")
+    assert after.returncode == 0 and json.loads(after.stdout)["findings"] == []
