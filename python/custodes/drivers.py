@@ -18,6 +18,7 @@ import json
 import math
 import numbers
 import os
+import reprlib
 import stat
 import struct
 from abc import ABC, abstractmethod
@@ -451,7 +452,11 @@ def _json_ok(v: Any) -> bool:
 
 
 def _described(v: Any) -> str:
-    text = repr(v)
+    """The type and a short, bounded repr (a huge list costs no more than a small one)."""
+    try:
+        text = reprlib.repr(v)
+    except Exception:  # noqa: BLE001 - a driver's own object whose repr fails
+        text = "?"
     return f"{type(v).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
@@ -472,7 +477,7 @@ class _Checker:
             return None
         if _is_text(v) and (v or not required):
             return v  # type: ignore[no-any-return]
-        self.bad(record, name, v, file, "text")
+        self.bad(record, name, v, file, "non-empty text" if required else "text")
         return None
 
     def time(self, record: str, obj: Any, name: str, file: str | None, *, required: bool = False) -> int | None:
