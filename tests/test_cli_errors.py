@@ -306,6 +306,8 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
     ('backend = "local"', 'backend = "s3"', r"\[storage\] backend = 's3' is not a storage backend here; allowed: .*local"),
     ("gap_tolerance_seconds = 1.0", "gap_tolerance_seconds = nan", r"\[timeline\] gap_tolerance_seconds: nan is not a finite"),
     ("deadline_hours = 24", "deadline_hours = 1e300", r"\[ingest\] deadline_hours: .* is out of range"),
+    ("minimum_days = 730", "minimum_days = 10000000", r"\[retention\] minimum_days: .* is out of range"),
+    ("minimum_days = 730", 'minimum_days = "two years"', r"\[retention\] minimum_days must be a number of days"),
 ])
 def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, pattern: str) -> None:
     policy = archive / "custodes.toml"

@@ -83,7 +83,7 @@ class Policy:
             archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
             ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
             readback=_readback(path, i.get("readback", "storage")),
-            retention_days=int(r.get("minimum_days", 730)),
+            retention_days=int(_duration(path, "retention", "minimum_days", r.get("minimum_days", 730), 86400)),
             gap_tolerance_seconds=_duration(path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)),
             clock_tolerance_seconds=_duration(path, "timeline", "clock_tolerance_seconds", t.get("clock_tolerance_seconds", 2.0)),
             algorithms=algorithms, device_time_zone=d.get("time_zone"),
@@ -120,7 +120,8 @@ def _duration(path: Path, table: str, key: str, value: Any, unit: int = 1) -> fl
     """A non-negative, finite duration that fits int64 ns (the one rule in custodes.defaults)."""
     where = f"{path}: [{table}] {key}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ArchiveError(f"{where} must be a number of {'hours' if unit == 3600 else 'seconds'}, 0 or more; not {value!r}")
+        units = {1: "seconds", 3600: "hours", 86400: "days"}[unit]
+        raise ArchiveError(f"{where} must be a number of {units}, 0 or more; not {value!r}")
     try:
         ns_from_seconds(value * unit, where)
     except TimeRangeError as e:
