@@ -162,6 +162,13 @@ def test_hostile_volume_is_ingested_whole(tmp_path: Path) -> None:
     odd_finding = next(f for f in report["findings"] if f["kind"] == "odd_name" and "\n" in f["path"])
     assert "notes\\nline.txt" in odd_finding["message"]  # shown escaped, on one line
 
+    # volume and timeline read the same volume: findings, no crash, valid JSON.
+    for command in ("volume", "timeline"):
+        out = run_cli(command, "--json", vol, obey_permissions=True)
+        assert out.returncode == 1 and b"Traceback" not in out.stderr, (command, out.stderr)
+        kinds = {f["kind"] for f in json.loads(out.stdout)["findings"]}
+        assert {"odd_name", "malformed", "not_regular_file", "truncated", "no_moov"} <= kinds, (command, kinds)
+
     # Text output: one line per finding, no raw newline from a file name.
     again = run_cli("ingest", vol, "--archive", arch, obey_permissions=True)
     assert again.returncode == 1 and b"Traceback" not in again.stderr
