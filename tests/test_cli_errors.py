@@ -341,7 +341,8 @@ def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     empty.mkdir()
     one_line_error(run_cli("init", empty, "--signing-key", "/etc/passwd/checkpoint.key"), "nothing was kept")
     assert list(empty.iterdir()) == []
-    key = tmp_path / "keys" / "new.key"  # a key init made for a failed archive goes too
+    one_line_error(run_cli("init", "/etc/passwd/archive"), r"/etc/passwd: cannot make the folder the archive goes in")
+    key = tmp_path / "keys" / "new.key"  # a refused init makes no key either
     (tmp_path / "occupied").mkdir()
     (tmp_path / "occupied" / "x").write_text("x")
     assert run_cli("init", tmp_path / "occupied", "--signing-key", key).returncode == 2

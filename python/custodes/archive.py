@@ -466,7 +466,11 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
         _signing_key(Path(key_path))  # an existing key must be a key before anything is created
     new_folder = not path.exists()
     if new_folder:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ArchiveError(f"{path.parent}: cannot make the folder the archive goes in: {e.strerror}; "
+                               "name a path in a folder you can write to") from None
     work = path.with_name(f".{path.name}.init-{archive_id[:12]}") if new_folder else path
     made_key: Path | None = None
     try:
@@ -494,6 +498,7 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
         _remove_created(work, keep_folder=not new_folder)
         if isinstance(e, OSError) and not isinstance(e, CustodesError):
             where = os.fsdecode(e.filename) if e.filename is not None else str(root)
+            where = str(root) if where == str(work) else where  # the hidden build folder means nothing to the user
             raise ArchiveError(f"{where}: cannot create the archive: {e.strerror}; nothing was kept, "
                                f"so fix that and run init again") from None
         raise
