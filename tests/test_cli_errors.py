@@ -405,3 +405,18 @@ def test_check_escapes_names_like_sha256sum(tmp_path: Path) -> None:
     assert ours.returncode == theirs.returncode == 1
     assert ours.stdout == theirs.stdout
     assert b"\\a\\nb: FAILED open or read\n" in ours.stdout and b"plain: FAILED\n" in ours.stdout
+
+
+def test_ids_too_large_for_the_catalog(archive: Path) -> None:
+    huge = "99999999999999999999"  # once an OverflowError from SQLite
+    for command, option in ((["access", "approve", archive, huge], "REQUEST"),
+                            (["access", "request", archive, "--segment", huge, "--reason", "x"], "--segment"),
+                            (["access", "classify", archive, "--segment", "1", "--level", huge], "--level"),
+                            (["retention", "hold", archive, "--segment", huge, "--reason", "x"], "--segment"),
+                            (["retention", "status", archive, "--segment", huge], "--segment"),
+                            (["ledger", "proof", archive, "--entry", huge], "--entry")):
+        out = run_cli(*command, user="alice")
+        assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
+        assert re.search(rf"Invalid value for '{option}': {huge} is out of range: no id or index in the catalog is that "
+                         "large", out.stderr.decode()), out.stderr
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log") == [(0,)]

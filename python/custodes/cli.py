@@ -91,6 +91,24 @@ def workers_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., An
                         help=f"{what} at once (default: one per core; at most 4 per core).")
 
 
+class CatalogInt(click.types.IntParamType):
+    """An id, index or level stored in the catalog: an integer of at least ``minimum`` that fits SQLite's
+    INTEGER (int64). click's int takes any size, and 99999999999999999999 crashed inside SQLite."""
+
+    def __init__(self, minimum: int | None = None) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from custodes.defaults import INT64_MAX, INT64_MIN
+
+        number = super().convert(value, param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"{number} is less than {self.minimum}", param, ctx)
+        if not INT64_MIN <= number <= INT64_MAX:
+            self.fail(f"{number} is out of range: no id or index in the catalog is that large", param, ctx)
+        return number
+
+
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
 
@@ -705,9 +723,9 @@ def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
 
 @ledger_group.command("proof")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--entry", type=click.IntRange(min=0), default=None, help="Ledger index to prove.")
-@click.option("--segment", type=click.IntRange(min=1), default=None, help="Segment id whose ingest entry to prove.")
-@click.option("--from-size", type=click.IntRange(min=0), default=None,
+@click.option("--entry", type=CatalogInt(0), default=None, help="Ledger index to prove.")
+@click.option("--segment", type=CatalogInt(1), default=None, help="Segment id whose ingest entry to prove.")
+@click.option("--from-size", type=CatalogInt(0), default=None,
               help="Also prove the current tree extends the tree of this size (a consistency proof).")
 def ledger_proof_command(archive: str, entry: int | None, segment: int | None, from_size: int | None) -> None:
     """Print (JSON) an inclusion proof for one ledger entry against the latest
@@ -786,7 +804,7 @@ def gap_group() -> None:
 @click.option("--cause", required=True, help="device_fault, damage, weather, battery, storage_full, location_change, "
               "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.")
 @click.option("--note", default="", help="What was said or decided, in words.")
-@click.option("--segment", type=click.IntRange(min=1), default=None, help="Segment where the officer states the reason on resuming.")
+@click.option("--segment", type=CatalogInt(1), default=None, help="Segment where the officer states the reason on resuming.")
 @click.option("--offset", type=SECONDS, default=None, help="Seconds into that segment where it is said.")
 @output_options
 def gap_explain_command(archive: str, device: str, start: str, end: str, cause: str, note: str, segment: int | None,
@@ -824,7 +842,7 @@ def access_group() -> None:
 
 @access_group.command("request")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", "segments", type=int, multiple=True, required=True, help="Recording to see (repeatable).")
+@click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording to see (repeatable).")
 @click.option("--reason", required=True, help="Why (logged with the viewer and the time).")
 @click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True, help="What the access is for: view it, export it, or purge it at the end of retention.")
 @output_options
@@ -839,7 +857,7 @@ def access_request_command(archive: str, segments: tuple[int, ...], reason: str,
 
 @access_group.command("approve")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.argument("request", type=int)
+@click.argument("request", type=CatalogInt())
 @click.option("--hours", type=HOURS, default=None, help="Length of the approved window (policy default 72).")
 @output_options
 def access_approve_command(archive: str, request: int, hours: float | None, as_json: bool, quiet: bool) -> None:
@@ -853,7 +871,7 @@ def access_approve_command(archive: str, request: int, hours: float | None, as_j
 
 @access_group.command("deny")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.argument("request", type=int)
+@click.argument("request", type=CatalogInt())
 @click.option("--reason", required=True, help="Why the request is denied (logged and ledgered).")
 def access_deny_command(archive: str, request: int, reason: str) -> None:
     """Deny a request (approvers only); the reason is logged."""
@@ -866,8 +884,8 @@ def access_deny_command(archive: str, request: int, reason: str) -> None:
 
 @access_group.command("open")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.argument("request", type=int)
-@click.option("--segment", type=int, required=True, help="Recording to open (within an approved request of yours).")
+@click.argument("request", type=CatalogInt())
+@click.option("--segment", type=CatalogInt(), required=True, help="Recording to open (within an approved request of yours).")
 @click.option("--to", "to_dir", type=click.Path(path_type=str, file_okay=False), default=None,
               help="Copy the recording here (read-only) instead of printing the stored object's path.")
 def access_open_command(archive: str, request: int, segment: int, to_dir: str | None) -> None:
@@ -894,8 +912,8 @@ def access_open_command(archive: str, request: int, segment: int, to_dir: str | 
 
 @access_group.command("classify")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True, help="Recording to classify.")
-@click.option("--level", type=click.IntRange(min=0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
+@click.option("--segment", type=CatalogInt(), required=True, help="Recording to classify.")
+@click.option("--level", type=CatalogInt(0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
 def access_classify_command(archive: str, segment: int, level: int) -> None:
     """Set a recording's classification level (custodians and approvers)."""
     from custodes.access import classify
@@ -912,7 +930,7 @@ def retention_group() -> None:
 
 @retention_group.command("status")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", "segments", type=int, multiple=True, help="Recordings to show (repeatable; default all).")
+@click.option("--segment", "segments", type=CatalogInt(), multiple=True, help="Recordings to show (repeatable; default all).")
 @click.option("--at", default=None, help="Whether due as of this RFC 3339 time (default now).")
 @output_options
 def retention_status_command(archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool) -> None:
@@ -933,7 +951,7 @@ def retention_status_command(archive: str, segments: tuple[int, ...], at: str | 
 
 @retention_group.command("hold")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True, help="Recording to hold.")
+@click.option("--segment", type=CatalogInt(), required=True, help="Recording to hold.")
 @click.option("--reason", required=True, help="Why (a case, a complaint, a court order); ledgered with the hold.")
 def retention_hold_command(archive: str, segment: int, reason: str) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
@@ -946,7 +964,7 @@ def retention_hold_command(archive: str, segment: int, reason: str) -> None:
 
 @retention_group.command("release")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--hold", "hold_id", type=int, required=True, help="Hold id to release (see `retention status`).")
+@click.option("--hold", "hold_id", type=CatalogInt(), required=True, help="Hold id to release (see `retention status`).")
 def retention_release_command(archive: str, hold_id: int) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
     from custodes.retention import release
@@ -958,7 +976,7 @@ def retention_release_command(archive: str, hold_id: int) -> None:
 
 @retention_group.command("long-term")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", type=int, required=True, help="Recording to keep long term.")
+@click.option("--segment", type=CatalogInt(), required=True, help="Recording to keep long term.")
 @click.option("--reason", type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]), required=True, help="The Art. 20 reason for keeping it beyond the minimum.")
 def retention_long_term_command(archive: str, segment: int, reason: str) -> None:
     """Keep a recording long-term for an Art. 20 reason: it is never due."""
@@ -972,7 +990,7 @@ def retention_long_term_command(archive: str, segment: int, reason: str) -> None
 @retention_group.command("case")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--case", "case_id", required=True, help="Case id the recordings belong to; an open case keeps them.")
-@click.option("--segment", "segments", type=int, multiple=True, required=True, help="Recording of the case (repeatable).")
+@click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording of the case (repeatable).")
 @click.option("--until", default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
 def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
@@ -1005,7 +1023,7 @@ def retention_due_command(archive: str, at: str | None, as_json: bool, quiet: bo
 
 @retention_group.command("purge")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--request", type=int, required=True, help="An approved access request with purpose purge.")
+@click.option("--request", type=CatalogInt(), required=True, help="An approved access request with purpose purge.")
 def retention_purge_command(archive: str, request: int) -> None:
     """Purge the recordings of an approved purge request. Refused for anything
     held, kept long-term or not yet due; a tombstone goes to the ledger first."""
@@ -1019,7 +1037,7 @@ def retention_purge_command(archive: str, request: int) -> None:
 @main.command("export")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--case", "case_id", required=True, help="The case whose recordings to export.")
-@click.option("--request", type=int, required=True, help="An approved export request naming every recording of the case.")
+@click.option("--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case.")
 @click.option("--to", "to_dir", required=True, type=click.Path(path_type=str), help="New folder for the BagIt bag.")
 @click.option("--iso", "iso", type=click.Path(path_type=str, dir_okay=False), default=None, help="Also write a disc image.")
 @click.option("--description", default="", help="Written note on what is exported and why.")
