@@ -787,11 +787,15 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, facts: &mu
                 let mut c = Cur::new(body);
                 let (version, _) = c.full()?;
                 let wide = version == 1;
-                let (creation, modification) = if wide { (c.u64()?, c.u64()?) } else { (u64::from(c.u32()?), u64::from(c.u32()?)) };
+                // Each time is checked as soon as it is read: a box cut short after it still says so.
+                let mut time = |c: &mut Cur, what: &str| -> Parse<u64> {
+                    let raw = if wide { c.u64()? } else { u64::from(c.u32()?) };
+                    Ok(facts.mp4_time(&format!("track {}: 'mdhd' {what} time", track.id), raw))
+                };
+                track.mdhd_creation = time(&mut c, "creation")?;
+                time(&mut c, "modification")?;
                 track.timescale = c.u32()?;
                 track.duration = header_duration(if wide { c.u64()? } else { u64::from(c.u32()?) }, wide);
-                track.mdhd_creation = facts.mp4_time(&format!("track {}: 'mdhd' creation time", track.id), creation);
-                facts.mp4_time(&format!("track {}: 'mdhd' modification time", track.id), modification);
             }
             // Only mdia's hdlr says what the track is; QuickTime puts a second,
             // data-reference hdlr ('alis', 'url ') inside minf.
