@@ -465,3 +465,23 @@ def test_verify_during_an_ingest_under_way_reports_pending(tmp_path: Path, monke
     assert sorted(results[0].stored) == sorted(ORDINARY)
     after = run_cli("verify", arch, "--json")
     assert after.returncode == 0 and json.loads(after.stdout)["findings"] == []
+
+
+def test_a_name_that_is_not_utf8_never_takes_the_text_of_another_name(tmp_path: Path) -> None:
+    """b"a\\xff.mp4" and the UTF-8 name "a\\\\xff.mp4" (a backslash, x, f, f) with the same content are two
+    files: both are stored and recorded, each with its own text, and each name comes back exactly."""
+    vol = tmp_path / "BWC0003"
+    vol.mkdir()
+    raw = b"a\xff.mp4"
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", os.path.join(os.fsencode(vol), raw))
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", vol / "a\\xff.mp4")
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    code, report, _ = ingest(vol, arch)
+    assert code == 1 and report["failed"] == [] and len(report["stored"]) == 2
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        rows = sorted(db.execute("SELECT original_name, original_name_bytes FROM segments").fetchall())
+    assert rows == [("a\\\\xff.mp4", b"a\\xff.mp4"), ("a\\xff.mp4", raw)]
+    code, again, _ = ingest(vol, arch)
+    assert again["stored"] == [] and len(again["already_present"]) == 2
+    assert run_cli("verify", arch).returncode == 0

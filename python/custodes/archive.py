@@ -247,7 +247,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX access_log_by_time ON access_log(time_ns);
     """,
     # 5: names that are not UTF-8 kept byte for byte (original_name holds drivers.name_text, this the
-    # exact bytes; NULL for UTF-8 names), and ingest intents: ingest notes each object here, in its
+    # exact bytes; NULL when that text is the name itself), and ingest intents: ingest notes each object here, in its
     # own transaction, before linking it into the store, so verify tells an object of an ingest
     # under way or interrupted (pending) from a file nobody recorded (unexpected).
     """

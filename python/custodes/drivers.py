@@ -189,30 +189,54 @@ def identity_from(volume: Path, options: Mapping[str, str], **found: str | None)
 
 # File names. A name on a volume is bytes; Python holds one that is not UTF-8
 # as a str with surrogate escapes (os.fsdecode), which neither SQLite TEXT nor
-# UTF-8 JSON can carry. The one rule for keeping such a name, used by the
-# catalog (segments.original_name + original_name_bytes) and the ledger
-# (entry "name" + "name_b64"):
-#   - name_text: the name as text. A UTF-8 name is kept exactly as it is; in a
-#     name that is not UTF-8 each byte that is not is written \xNN.
-#   - name_bytes: the exact bytes, kept beside the text only when the name is
-#     not UTF-8 (None otherwise, so ordinary names are stored as before).
+# UTF-8 JSON can carry. The one rule for keeping a name, used by the catalog
+# (segments.original_name + original_name_bytes) and the ledger (entry "name"
+# + "name_b64"):
+#   - name_text: the name as text, one text per name (the catalog's unique key
+#     relies on it). A UTF-8 name without a backslash is kept exactly as it is
+#     (every name a camera's FAT/exFAT card can hold). Any other name is
+#     escaped: each byte that is not UTF-8 as \xNN and each backslash as \\, so
+#     its text always holds a backslash and can never be some other file's
+#     name ("a<0xff>" is a\xff, the UTF-8 name "a\xff" is a\\xff).
+#   - name_bytes: the exact bytes, kept beside the text only when the text is
+#     not the name itself (None otherwise, so ordinary names are stored as before).
 #   - name_from(text, raw) gives the name back, byte for byte.
-# shown_name is for output that is one line per file: it escapes backslash and
-# control characters as well, so every name reads unambiguously on one line.
+# shown_name is for output that is one line per file: it escapes control
+# characters as well, so every name reads unambiguously on one line.
+
+def _escaped(name: str, *, controls: bool) -> str:
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode holds it
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif controls and ch in _CONTROL_ESCAPES:
+            out.append(_CONTROL_ESCAPES[ch])
+        elif controls and (o < 0x20 or o == 0x7F):
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
 
 def name_text(name: str) -> str:
-    """The name as text to store: UTF-8 names exactly, other bytes as ``\\xNN``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    """The name as text to store (see above): itself when UTF-8 without a backslash, else escaped."""
+    return name if "\\" not in name and _is_utf8(name) else _escaped(name, controls=False)
 
 
 def name_bytes(name: str) -> bytes | None:
-    """The name's exact bytes when they are not UTF-8, else None."""
-    raw = os.fsencode(name)
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return None
+    """The name's exact bytes when :func:`name_text` is not the name itself, else None."""
+    return None if name_text(name) == name else os.fsencode(name)
 
 
 def name_from(text: str, raw: bytes | None) -> str:
@@ -223,20 +247,7 @@ def name_from(text: str, raw: bytes | None) -> str:
 def shown_name(name: str) -> str:
     """The name on one line: backslash as ``\\\\``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t``,
     other control characters and bytes that are not UTF-8 as ``\\xNN``."""
-    out = []
-    for ch in name:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode holds it
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch in _CONTROL_ESCAPES:
-            out.append(_CONTROL_ESCAPES[ch])
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _escaped(name, controls=True)
 
 
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -244,7 +255,7 @@ _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def odd_name(name: str) -> str | None:
     """Why a name cannot be shown as it is (not UTF-8, control characters), or None."""
-    if name_bytes(name) is not None:
+    if not _is_utf8(name):
         return "is not valid UTF-8"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return "holds control characters"
@@ -435,9 +446,9 @@ def _is_path(v: Any) -> bool:
 
 
 def _escaped_text(v: str) -> str:
-    """Any str as storable text: bytes that are not UTF-8 as ``\\xNN`` (as in :func:`name_text`), NUL as ``\\x00``."""
+    """Any str as storable text (prose, not a name: backslashes stay): bytes that are not UTF-8 as ``\\xNN``, NUL as ``\\x00``."""
     try:
-        text = name_text(v)
+        text = os.fsencode(v).decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no file name has
         text = v.encode("utf-8", "backslashreplace").decode("utf-8")
     return text.replace("\x00", "\\x00")
