@@ -36,6 +36,9 @@ from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
 from test_custody import PEOPLE
 
+#: About 200 short CLI runs in all (every N of every operation of three commands, and each re-run).
+pytestmark = pytest.mark.slow
+
 FILES = {
     "DCIM/androidx-sample.mp4": FOOTAGE / "encoders" / "androidx-sample.mp4",  # 2016: due for purge
     "DCIM/bt601.mov": FOOTAGE / "phones" / "bt601.mov",  # 2024-02-12: due for purge
