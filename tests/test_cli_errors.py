@@ -308,6 +308,8 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
     ("deadline_hours = 24", "deadline_hours = 1e300", r"\[ingest\] deadline_hours: .* is out of range"),
     ("minimum_days = 730", "minimum_days = 10000000", r"\[retention\] minimum_days: .* is out of range"),
     ("minimum_days = 730", 'minimum_days = "two years"', r"\[retention\] minimum_days must be a number of days"),
+    ('bob = "approver"', 'bob = "aprover"', r"\[people\] bob = 'aprover' is not a role; allowed: custodian, approver"),
+    ('[people]', '[access]\nwindow_hours = "3 days"\n[people]', r"\[access\] window_hours must be a number of hours"),
 ])
 def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, pattern: str) -> None:
     policy = archive / "custodes.toml"

@@ -79,6 +79,7 @@ class Policy:
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in
                                   ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"))
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
+        _access(path, data)
         return cls(
             archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
             ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
@@ -106,6 +107,24 @@ def _algorithms(path: Path, value: Any) -> tuple[str, ...]:
     if not value or value[0] != "sha256":
         raise ArchiveError(f"{path}: [hashing] algorithms must start with sha256 (objects are addressed by it)")
     return tuple(value)
+
+
+def _access(path: Path, data: dict[str, Any]) -> None:
+    """[people], [identity] and [access], read by custodes.access when a custody action runs: checked here,
+    so a typo is a clear error at load, never a crash (or a silently missing role) in the middle of an action."""
+    from custodes.access import ROLES
+
+    for table in ("people", "identity", "access"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ArchiveError(f"{path}: [{table}] must be a table")
+    for person, role in data.get("people", {}).items():
+        if role not in ROLES:
+            raise ArchiveError(f"{path}: [people] {person} = {role!r} is not a role; allowed: {', '.join(ROLES)}")
+    access = data.get("access", {})
+    _duration(path, "access", "window_hours", access.get("window_hours", 72), 3600)
+    roles = access.get("classified_roles", ["approver"])
+    if not isinstance(roles, list) or not all(r in ROLES for r in roles):
+        raise ArchiveError(f"{path}: [access] classified_roles must be a list of roles from: {', '.join(ROLES)}")
 
 
 def _backend(path: Path, value: Any) -> str:
