@@ -376,3 +376,60 @@ def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path,
         assert_whole_rows(arch)
         shutil.rmtree(arch)
         shutil.rmtree(out_dir)
+
+
+@pytest.fixture
+def mount_point(tmp_path: Path):
+    """An empty tmpfs mounted for the test: an export to the root of a disc or USB stick."""
+    disk = tmp_path / "stick"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the export-to-a-mount-point test needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_export_to_a_mount_point_through_faults(tmp_path: Path, mount_point: Path,
+                                                export_template: tuple[Path, int, dict[str, int]]) -> None:
+    """A mount point cannot be replaced by a rename: the bag is staged inside it and its entries moved up.
+    A fault while staging, while moving, or at the last fsync leaves the mount point empty; a crash leaves
+    only a hidden staging folder; either way the re-run writes the whole bag there."""
+    template, rid, _ = export_template
+    arch = tmp_path / "archive"
+    shutil.copytree(template, arch)
+    log = tmp_path / "clean-ops"
+    assert cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol", log=log).returncode == 0
+    assert bagit.Bag(str(mount_point)).is_valid()
+    ops = logged(log)
+    staged = [(o, n) for o, n, p, _ in ops if ".custodes-partial-" in p]
+    plans = [
+        next(f"write:{n}:ENOSPC" for o, n, p, _ in ops if o == "write" and p.endswith("/bag-info.txt")),
+        next(f"write:{n}:EIO" for o, n, p, _ in ops if o == "write" and Path(p).parent == mount_point),  # first move up
+        f"fsync:{max(n for o, n, p, _ in ops if o == 'fsync' and Path(p) == mount_point)}:EIO",  # after the moves
+        next(f"fsync:{n}:crash" for o, n in staged if o == "fsync"),
+    ]
+    assert len(set(plans)) == 4
+    for fault in plans:
+        for entry in mount_point.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        out = cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol", fault=fault)
+        no_traceback(out)
+        left = sorted(p.name for p in mount_point.iterdir())
+        if fault.endswith("crash"):
+            assert out.returncode == -9 and len(left) == 1 and left[0].startswith(".custodes-partial-"), (fault, left)
+        else:
+            op, n, _ = fault.split(":")
+            one_line_error(out, next(p for o, m, p, _ in ops if (o, m) == (op, int(n))))
+            assert left == [], (fault, left)
+        rerun = cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol")
+        no_traceback(rerun)
+        assert rerun.returncode == 0, (fault, rerun.stderr)
+        assert not any(p.name.startswith(".custodes-partial-") for p in mount_point.iterdir()), fault
+        assert bagit.Bag(str(mount_point)).is_valid(), fault
+    with open_archive(arch) as a:
+        assert verify(a).findings == []

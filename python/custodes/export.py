@@ -17,6 +17,7 @@ in the bag it produced.
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ class ExportError(BagError):
 def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = "") -> Path:
     """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
     bag = Path(to)
+    _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
     _check_destination(bag)
     rows = archive.conn.execute(
         "SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, s.officer_id, o.digests "
@@ -167,17 +169,27 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _staging(final: Path) -> Path:
-    """A new folder to write the bag in, beside ``final`` (so one rename publishes it), or inside it when
-    ``final`` is a mount point (a rename cannot replace one). Staging folders left by dead exports go first."""
-    inside = final.is_dir() and os.path.ismount(final)
-    parent = final if inside else final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    prefix = ".custodes-partial-" if inside else f".{final.name}.partial-"
-    for old in parent.glob(f"{prefix}*"):
+def _staging_place(final: Path) -> tuple[Path, str]:
+    """Where the bag is written before it is published: beside ``final`` (so one rename publishes it), or
+    inside it when ``final`` is a mount point (a rename cannot replace one); (folder, name prefix)."""
+    if final.is_dir() and os.path.ismount(final):
+        return final, ".custodes-partial-"
+    return final.parent, f".{final.name}.partial-"
+
+
+def _clean_stale_staging(final: Path) -> None:
+    """Remove the staging folders of exports to ``final`` whose process is gone (killed, a power cut)."""
+    parent, prefix = _staging_place(final)
+    for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
         pid = old.name[len(prefix):]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _staging(final: Path) -> Path:
+    """A new staging folder for the bag of ``final``."""
+    parent, prefix = _staging_place(final)
+    parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f"{prefix}{os.getpid()}"
     staging.mkdir()
     return staging
@@ -200,11 +212,18 @@ def _publish(staging: Path, final: Path) -> None:
             fsync_file(Path(folder) / name)
         fsync_dir(Path(folder))
     if staging.parent == final:  # a mount point: move the entries up, the bag declaration last
-        for entry in sorted(staging.iterdir(), key=lambda p: p.name == "bagit.txt"):
-            storage_op("write", final / entry.name)
-            os.rename(entry, final / entry.name)
+        moved: list[str] = []
+        try:
+            for entry in sorted(staging.iterdir(), key=lambda p: p.name == "bagit.txt"):
+                storage_op("write", final / entry.name)
+                os.rename(entry, final / entry.name)
+                moved.append(entry.name)
+            fsync_dir(final)
+        except OSError:
+            for name in moved:  # not durable, so not exported: back for the caller to remove
+                os.rename(final / name, staging / name)
+            raise
         staging.rmdir()
-        fsync_dir(final)
         return
     was_folder = final.is_dir()
     storage_op("write", final)
