@@ -379,6 +379,16 @@ def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
     assert out.stderr.decode().splitlines() == [
         f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"]
     assert run_cli("hash", "--workers", str(cap), *files).stderr == b""  # at the cap: nothing to say
+    # ingest copies through the same clamp: every file stored, once.
+    vol = tmp_path / "BWC0042"
+    vol.mkdir()
+    for f in files:
+        shutil.copy(f, vol / f.name)
+    out = run_cli("ingest", vol, "--archive", archive, "--workers", "100000", "--json")
+    assert out.returncode == 1 and b"Traceback" not in out.stderr  # 1: the 2016 footage is late, go-mp4 has no clock
+    assert sorted(json.loads(out.stdout)["stored"]) == sorted(f.name for f in files)
+    assert out.stderr.decode().splitlines()[0] == (
+        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)")
     # The API clamp every command goes through: never more than the files, never less than one.
     assert clamp_workers(10_000, 3) == 3 and clamp_workers(10_000, 10**6) == cap
     assert clamp_workers(1, 0) == 1 and clamp_workers(None, 5) is None

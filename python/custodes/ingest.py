@@ -37,7 +37,7 @@ from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_byte
 from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
-from custodes.hashing import hash_files
+from custodes.hashing import clamp_workers, hash_files
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["IngestResult", "ingest"]
@@ -161,7 +161,9 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
     # Copies run in parallel (the Rust copy releases the GIL, and one file's
     # fsync overlaps the next one's copy); the catalog and ledger are written
     # by this thread alone, in volume order.
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+    # The one --workers clamp (hashing.clamp_workers); by default one copy per core, at most 4.
+    copies = clamp_workers(workers, max(1, len(files))) or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=copies) as pool:
         # Largest first, so a big file does not start last and leave a worker idle at the end.
         futures = {}
         for f in sorted(files, key=lambda f: -f.size):
