@@ -523,17 +523,17 @@ fn check_spans(facts: &mut MediaFacts) {
             found.push(format!("track {}: duration of {} units at {} per second is longer than {MAX_SPAN_SECONDS} s; treated as absent", t.id, t.duration, t.timescale));
             t.duration = 0;
         }
-        // The furthest presentation time from zero, and the edit list's shift of it.
+        // How far from zero any time that track_timing derives can reach: the
+        // furthest presentation time, plus the last frame's duration (the
+        // recorded one, or else the median step, at most twice that furthest
+        // time), plus the edit list's media start and delay.
         let cts = |i: usize| t.cts_offsets.get(i).copied().unwrap_or(0);
         let furthest = (0..t.dts.len()).map(|i| (t.dts[i] as f64 + cts(i) as f64).abs()).fold(0.0, f64::max);
+        let last = (t.last_sample_duration as f64).max(2.0 * furthest);
         let (delay, media_start) = t.edit_shift();
-        let media = furthest + t.last_sample_duration as f64 + (media_start as f64).abs();
-        let fits = span_fits(media, t.timescale)
-            && span_fits(delay as f64, movie_timescale)
-            && (t.timescale == 0 || movie_timescale == 0 || {
-                let total = media / f64::from(t.timescale) + delay as f64 / f64::from(movie_timescale);
-                total <= MAX_SPAN_SECONDS as f64
-            });
+        let seconds = |units: f64, timescale: u32| if timescale == 0 { 0.0 } else { units / f64::from(timescale) };
+        let reach = seconds(furthest + last + (media_start as f64).abs(), t.timescale) + seconds(delay as f64, movie_timescale);
+        let fits = reach <= MAX_SPAN_SECONDS as f64;
         if !fits && !t.dts.is_empty() {
             found.push(format!("track {}: sample times reach beyond {MAX_SPAN_SECONDS} s; timing treated as absent", t.id));
             t.dts = Vec::new();
@@ -1289,6 +1289,35 @@ pub fn track_timing(track: &Track, movie_timescale: u32, k: f64) -> Option<Track
     Some(TrackTiming { start: at(first), end: at(last.saturating_add(last_duration)), median_step: median as f64 / ts, gaps })
 }
 
+/// Panics unless `facts` keep the walker's promises: every list within its
+/// cap, every time within [`LATEST_MP4_TIME`] (int64 ns with room for any
+/// span), every timing finite and within [`MAX_SPAN_SECONDS`]. For the fuzz
+/// target (`fuzz/fuzz_targets/box_walker.rs`) and the tests over its seeds.
+pub fn assert_walker_invariants(facts: &MediaFacts) {
+    assert!(facts.tracks.len() <= MAX_TRACKS);
+    assert!(facts.problems.len() <= MAX_PROBLEMS + 1);
+    assert!(facts.metadata.len() <= MAX_METADATA_ITEMS);
+    assert!(facts.top_level.len() <= MAX_TOP_LEVEL_BOXES);
+    assert!(facts.missing_bytes <= i64::MAX as u64);
+    assert!(facts.tracks.iter().map(|t| t.dts.len().max(t.sample_offsets.len())).sum::<usize>() <= MAX_SAMPLES);
+    assert!(facts.tracks.iter().all(|t| t.edits.len() <= MAX_EDITS));
+    let movie_timescale = facts.movie.as_ref().map_or(0, |m| m.timescale);
+    if let Some(m) = &facts.movie {
+        assert!(m.creation <= LATEST_MP4_TIME && m.modification <= LATEST_MP4_TIME);
+        assert!(m.timescale == 0 || m.duration / u64::from(m.timescale) <= MAX_SPAN_SECONDS);
+    }
+    let span = MAX_SPAN_SECONDS as f64 * (1.0 + 1e-9);
+    for track in &facts.tracks {
+        assert!(track.tkhd_creation <= LATEST_MP4_TIME && track.mdhd_creation <= LATEST_MP4_TIME);
+        assert!(track.timescale == 0 || track.duration / u64::from(track.timescale) <= MAX_SPAN_SECONDS);
+        if let Some(t) = track_timing(track, movie_timescale, 3.0) {
+            assert!(t.start.is_finite() && t.end.is_finite(), "{t:?}");
+            assert!(t.start.abs() <= span && t.end.abs() <= span, "{t:?}");
+            assert!(t.gaps.iter().all(|&(a, b)| a.abs() <= span && b.abs() <= span), "{t:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1578,6 +1607,42 @@ mod tests {
         match probe_file(&fifo) {
             Err(HashError::NotRegularFile { kind }) => assert_eq!(kind, "named pipe (FIFO)"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fuzz_seeds_keep_the_walker_invariants() {
+        // Each hostile seed of the fuzz run (fuzz/seeds/make_seeds.py), with the problem it must raise.
+        let expected = [
+            ("mvhd-version-flipped.mp4", "time_out_of_range"),
+            ("mdhd-version-flipped.mp4", "time_out_of_range"),
+            ("creationdate-9999.mov", ""), // the date is text: custodes.media judges it
+            ("many-traks.mp4", "too_many_tracks"),
+            ("deep-nesting.mp4", "malformed_track"),
+            ("huge-stts-counts.mp4", "too_many_samples"),
+            ("huge-trun-counts.mp4", "too_many_samples"),
+            ("stsc-out-of-order.mp4", "malformed_track"),
+            ("unknown-track-flood.mp4", "too_many_problems"),
+            ("many-edits.mp4", "too_many_boxes"),
+            ("many-metadata-items.mp4", "too_many_boxes"),
+            ("long-metadata-key.mp4", "malformed_metadata"),
+            ("size-past-any-offset.mp4", "malformed_box"),
+            ("duration-centuries.mp4", "time_out_of_range"),
+        ];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = expected.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed, "every seed has an expectation here");
+        for (name, kind) in expected {
+            let facts = probe_file(&dir.join(name)).unwrap();
+            assert_walker_invariants(&facts);
+            assert!(kind.is_empty() || kinds(&facts).contains(&kind), "{name}: {:?}", facts.problems);
         }
     }
 
