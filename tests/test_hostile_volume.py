@@ -485,3 +485,28 @@ def test_a_name_that_is_not_utf8_never_takes_the_text_of_another_name(tmp_path: 
     code, again, _ = ingest(vol, arch)
     assert again["stored"] == [] and len(again["already_present"]) == 2
     assert run_cli("verify", arch).returncode == 0
+
+
+def test_an_object_left_by_a_killed_ingest_whose_file_is_gone_stays_pending(tmp_path: Path) -> None:
+    """Killed after linking a file; the file is gone from the volume before the re-run, which finishes
+    the rest: verify still knows the object came from an ingest (pending, with why), never `unexpected`."""
+    vol = gopro_card(tmp_path, hostile=False)
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
+    subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)], env=env,
+                   capture_output=True, timeout=300)
+    # The kill lands at the first link; a second copy worker may have linked its file just before.
+    left = {f["object"] for f in json.loads(run_cli("verify", arch, "--json").stdout)["findings"]}
+    by_digest = {d: n for n, d in regular_files(vol).items()}
+    gone = {by_digest[d] for d in left}
+    assert 1 <= len(gone) < len(ORDINARY)
+    for name in gone:
+        (vol / name).unlink()
+    code, report, _ = ingest(vol, arch)
+    assert sorted(report["stored"] + report["already_present"]) == sorted(set(ORDINARY) - gone)
+    out = run_cli("verify", arch, "--json")
+    result = json.loads(out.stdout)
+    assert out.returncode == 0 and result["ok"] is True
+    assert {f["object"] for f in result["findings"]} == left
+    assert all(f["kind"] == "pending" and "finished without recording it" in f["message"] for f in result["findings"])

@@ -288,9 +288,12 @@ def _stray(archive: Archive, fresh: sqlite3.Connection, digest: str, path: Path)
     if row is None:
         return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
     ingest, volume, finished = row
-    state = "is under way or was interrupted" if finished is None else "could not record it (see its ingest_failed finding)"
-    return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which {state}; {_ingest_command(archive, volume)}",
-                         object=digest)
+    if finished is None:
+        return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which is under way or was interrupted; "
+                             f"{_ingest_command(archive, volume)}", object=digest)
+    return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which finished without recording it (an "
+                         f"ingest_failed file, or one gone from the volume since); {_ingest_command(archive, volume)} "
+                         "while the file is on the volume", object=digest)
 
 
 def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
