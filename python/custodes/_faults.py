@@ -9,7 +9,9 @@ it reaches ``phase`` (1-based).
 fail (1-based, counted over the whole process, every thread): ``what`` is an
 errno name (``EIO``, ``ENOSPC``, ...) raised as the :class:`OSError` that
 operation raises, or ``crash``: SIGKILL just before it, so a ``fsync:n:crash``
-is a power cut before that fsync completes. ``CUSTODES_FAULT_LOG=FILE``
+is a power cut before that fsync completes, or (for ``read``) ``corrupt``: the
+read succeeds but the storage hands back other bytes than it was given (one
+bit flipped in the middle of the file first: bit rot, a bad controller). ``CUSTODES_FAULT_LOG=FILE``
 appends one line per operation (``op<TAB>n<TAB>path``, plus ``<TAB>fault``
 where one was injected): a clean run with only the log set counts the
 operations a test then walks through.
@@ -58,12 +60,18 @@ def crashpoint(phase: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: The planned "errno" of a ``read:n:corrupt`` fault: no error, other bytes.
+CORRUPT = -1
+
+
 def _parse(plan: str) -> tuple[str, int, int | None]:
-    """(op, n, errno) from ``op:n:what``; errno None means crash. A bad plan
-    is a broken test, so it fails loudly at import."""
+    """(op, n, errno) from ``op:n:what``; errno None means crash, CORRUPT a
+    corrupting read. A bad plan is a broken test, so it fails loudly at import."""
     op, n, what = plan.split(":")
-    if op not in OPS or int(n) < 1:
-        raise ValueError(f"CUSTODES_FAULT={plan!r}: want op:n:what with op in {OPS} and n >= 1")
+    if op not in OPS or int(n) < 1 or (what == "corrupt" and op != "read"):
+        raise ValueError(f"CUSTODES_FAULT={plan!r}: want op:n:what with op in {OPS} and n >= 1 (corrupt: read only)")
+    if what == "corrupt":
+        return op, int(n), CORRUPT
     return op, int(n), None if what == "crash" else int(getattr(_errno, what))
 
 
@@ -95,8 +103,25 @@ def storage_op(op: str, path: str | os.PathLike[str]) -> None:
     if not ACTIVE:
         return
     code = _hit(op, path)
-    if code is not None:
+    if code == CORRUPT:
+        _flip_a_bit(path)
+    elif code is not None:
         raise OSError(code, os.strerror(code), os.fspath(path))
+
+
+def _flip_a_bit(path: str | os.PathLike[str]) -> None:
+    """What a read finds on a storage that lost a bit: the file changed under the reader."""
+    mode = os.stat(path).st_mode
+    os.chmod(path, mode | 0o200)
+    try:
+        with open(path, "r+b") as f:
+            middle = os.fstat(f.fileno()).st_size // 2
+            f.seek(middle)
+            byte = f.read(1)
+            f.seek(middle)
+            f.write(bytes([byte[0] ^ 0x01]) if byte else b"\x01")
+    finally:
+        os.chmod(path, mode)
 
 
 def write_cut_short(path: str | os.PathLike[str], write: Callable[[], T],
