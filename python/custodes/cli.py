@@ -109,6 +109,45 @@ class CatalogInt(click.types.IntParamType):
         return number
 
 
+class FreeText(click.ParamType):
+    """Free text a person types (a reason, a note, a case id, a device or task name) that is logged, ledgered
+    and printed: valid UTF-8 (argv that is not UTF-8 reaches Python as lone surrogates, which no ledger entry
+    or JSON output can hold) and no control characters, except tab and, where ``single_line`` is false,
+    newline. Every free-text option in this CLI uses :data:`TEXT_LINE` or :data:`TEXT`."""
+
+    name = "text"
+
+    def __init__(self, single_line: bool = True) -> None:
+        self.single_line = single_line
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not isinstance(value, str):
+            value = str(value)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "surrogateescape") if _surrogate_escaped(value) else value.encode("utf-8", "backslashreplace")
+            self.fail(f"{shown!r} is not valid UTF-8 text: give it in UTF-8", param, ctx)
+        allowed = "\t" if self.single_line else "\t\n"
+        for ch in value:
+            if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029"):
+                where = "one line of text" if self.single_line else "text"
+                self.fail(f"{value!r} holds a control character ({ch!r}): give {where} without it", param, ctx)
+        return value
+
+
+def _surrogate_escaped(value: str) -> bool:
+    try:
+        value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: One line of free text (reasons, case ids, device and task names); :data:`TEXT` also allows newlines.
+TEXT_LINE = FreeText(single_line=True)
+TEXT = FreeText(single_line=False)
+
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
 
@@ -437,8 +476,8 @@ def _driver_options(values: tuple[str, ...]) -> dict[str, str]:
 def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--driver`` and ``--option``, shared by every command that reads device volumes."""
 
-    @click.option("--driver", default=None, help="Device driver to use (default: the one that recognises the volume best).")
-    @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+    @click.option("--driver", type=TEXT_LINE, default=None, help="Device driver to use (default: the one that recognises the volume best).")
+    @click.option("--option", "-o", "options", type=TEXT_LINE, multiple=True, metavar="KEY=VALUE",
                   help="Driver option, e.g. tz=Asia/Shanghai, device_id=BWC-07, officer_id=001234. Repeatable.")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -518,7 +557,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
               help="Seconds of unrecorded time between segments that still count as continuous.")
 @click.option("--clock-tolerance", type=SECONDS, default=2.0, show_default=True,
               help="Seconds a file name's time may differ from its container's time.")
-@click.option("--tz", default=None, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); "
+@click.option("--tz", type=TEXT_LINE, default=None, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); "
               "the same as --option tz=ZONE.")
 @volume_options
 @output_options
@@ -585,10 +624,10 @@ def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], Non
 
 @main.command("init")
 @click.argument("archive", type=click.Path(path_type=str))
-@click.option("--time-zone", default=None, help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).")
+@click.option("--time-zone", type=TEXT_LINE, default=None, help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).")
 @click.option("--algo", "algorithms", multiple=True, type=click.Choice(ALGORITHMS), default=("sha256", "blake3"),
               show_default=True, help="Digests recorded for every object (sha256 always, first).")
-@click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
+@click.option("--signing-key", type=TEXT_LINE, default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
 @output_options
 def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str | None,
                  as_json: bool, quiet: bool) -> None:
@@ -765,7 +804,7 @@ def task_import_command(archive: str, file: str, as_json: bool, quiet: bool) -> 
 
 @task_group.command("coverage")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--task", "task_ids", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--task", "task_ids", type=TEXT_LINE, multiple=True, help="Only these tasks (repeatable).")
 @output_options
 def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Coverage of each task: share of the window recorded by any of its devices
@@ -798,12 +837,12 @@ def gap_group() -> None:
 
 @gap_group.command("explain")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--device", required=True, help="Device whose recording stopped.")
-@click.option("--from", "start", required=True, help="Start of the gap, RFC 3339 with offset.")
-@click.option("--to", "end", required=True, help="End of the gap, RFC 3339 with offset.")
-@click.option("--cause", required=True, help="device_fault, damage, weather, battery, storage_full, location_change, "
+@click.option("--device", type=TEXT_LINE, required=True, help="Device whose recording stopped.")
+@click.option("--from", "start", type=TEXT_LINE, required=True, help="Start of the gap, RFC 3339 with offset.")
+@click.option("--to", "end", type=TEXT_LINE, required=True, help="End of the gap, RFC 3339 with offset.")
+@click.option("--cause", type=TEXT_LINE, required=True, help="device_fault, damage, weather, battery, storage_full, location_change, "
               "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.")
-@click.option("--note", default="", help="What was said or decided, in words.")
+@click.option("--note", type=TEXT, default="", help="What was said or decided, in words.")
 @click.option("--segment", type=CatalogInt(1), default=None, help="Segment where the officer states the reason on resuming.")
 @click.option("--offset", type=SECONDS, default=None, help="Seconds into that segment where it is said.")
 @output_options
@@ -843,7 +882,7 @@ def access_group() -> None:
 @access_group.command("request")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording to see (repeatable).")
-@click.option("--reason", required=True, help="Why (logged with the viewer and the time).")
+@click.option("--reason", type=TEXT_LINE, required=True, help="Why (logged with the viewer and the time).")
 @click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True, help="What the access is for: view it, export it, or purge it at the end of retention.")
 @output_options
 def access_request_command(archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool) -> None:
@@ -872,7 +911,7 @@ def access_approve_command(archive: str, request: int, hours: float | None, as_j
 @access_group.command("deny")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.argument("request", type=CatalogInt())
-@click.option("--reason", required=True, help="Why the request is denied (logged and ledgered).")
+@click.option("--reason", type=TEXT_LINE, required=True, help="Why the request is denied (logged and ledgered).")
 def access_deny_command(archive: str, request: int, reason: str) -> None:
     """Deny a request (approvers only); the reason is logged."""
     from custodes.access import deny
@@ -931,7 +970,7 @@ def retention_group() -> None:
 @retention_group.command("status")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", "segments", type=CatalogInt(), multiple=True, help="Recordings to show (repeatable; default all).")
-@click.option("--at", default=None, help="Whether due as of this RFC 3339 time (default now).")
+@click.option("--at", type=TEXT_LINE, default=None, help="Whether due as of this RFC 3339 time (default now).")
 @output_options
 def retention_status_command(archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool) -> None:
     """How long each recording is kept and why, its holds, and whether it is due."""
@@ -952,7 +991,7 @@ def retention_status_command(archive: str, segments: tuple[int, ...], at: str | 
 @retention_group.command("hold")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to hold.")
-@click.option("--reason", required=True, help="Why (a case, a complaint, a court order); ledgered with the hold.")
+@click.option("--reason", type=TEXT_LINE, required=True, help="Why (a case, a complaint, a court order); ledgered with the hold.")
 def retention_hold_command(archive: str, segment: int, reason: str) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
     from custodes.retention import hold
@@ -989,9 +1028,9 @@ def retention_long_term_command(archive: str, segment: int, reason: str) -> None
 
 @retention_group.command("case")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--case", "case_id", required=True, help="Case id the recordings belong to; an open case keeps them.")
+@click.option("--case", "case_id", type=TEXT_LINE, required=True, help="Case id the recordings belong to; an open case keeps them.")
 @click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording of the case (repeatable).")
-@click.option("--until", default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
+@click.option("--until", type=TEXT_LINE, default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
 def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
     from custodes.retention import link_case
@@ -1004,7 +1043,7 @@ def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...]
 
 @retention_group.command("due")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--at", default=None, help="As of this RFC 3339 time (default now).")
+@click.option("--at", type=TEXT_LINE, default=None, help="As of this RFC 3339 time (default now).")
 @output_options
 def retention_due_command(archive: str, at: str | None, as_json: bool, quiet: bool) -> None:
     """Recordings whose retention has run out and that no hold keeps."""
@@ -1092,14 +1131,14 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
 
 @main.command("report")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--format", "fmt", default="json", show_default=True, help="A reporter: json, csv, html, pdf (see `custodes plugins`).")
+@click.option("--format", "fmt", type=TEXT_LINE, default="json", show_default=True, help="A reporter: json, csv, html, pdf (see `custodes plugins`).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=str, dir_okay=False), help="File to write.")
-@click.option("--from", "start", default=None, help="Period start (RFC 3339).")
-@click.option("--to", "end", default=None, help="Period end (RFC 3339), exclusive.")
-@click.option("--scope", default="archive", show_default=True, help="archive, or unit=ID, officer=ID, device=ID, case=ID.")
+@click.option("--from", "start", type=TEXT_LINE, default=None, help="Period start (RFC 3339).")
+@click.option("--to", "end", type=TEXT_LINE, default=None, help="Period end (RFC 3339), exclusive.")
+@click.option("--scope", type=TEXT_LINE, default="archive", show_default=True, help="archive, or unit=ID, officer=ID, device=ID, case=ID.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help="Labels (default: the policy's, else zh).")
 @click.option("--verify/--no-verify", "full_verify", default=False, help="Re-hash every object for the integrity section.")
-@click.option("--at", default=None, help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.")
+@click.option("--at", type=TEXT_LINE, default=None, help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.")
 def report_command(archive: str, fmt: str, out: str, start: str | None, end: str | None, scope: str, lang: str | None,
                    full_verify: bool, at: str | None) -> None:
     """Write a compliance report for a period and scope (Art. 25): integrity,
