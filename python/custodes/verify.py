@@ -215,7 +215,9 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
         else:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
                                                  f"but a checkpoint of size {top} exists (rolled back, or the command that "
-                                                 "signed it was stopped before writing it out: run `custodes ledger checkpoint`)"))
+                                                 "signed it was stopped before writing it out): find out which first (compare with a backup "
+                                                 "and the checkpoints held elsewhere); sign a new checkpoint only over a ledger "
+                                                 "known to be intact, else restore catalog.sqlite from a backup"))
     if size > top:
         if unsigned_by and not unsigned_other and set(unsigned_by) <= set(unfinished):
             for ingest, count in sorted(unsigned_by.items()):
@@ -224,7 +226,9 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
                     f"was interrupted; {_ingest_command(archive, unfinished[ingest])}"))
         else:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{size - top} ledger entries are not covered by any signed "
-                                                 "checkpoint (rolled back, or an ingest was interrupted: run `custodes ledger checkpoint`)"))
+                                                 "checkpoint (rolled back, or an ingest was interrupted): investigate first (the ingest log, a backup); "
+                                                 "sign them with `custodes ledger checkpoint` only once the ledger is known to "
+                                                 "be intact, else restore catalog.sqlite from a backup"))
 
 
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
