@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
@@ -244,7 +245,8 @@ def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, s
     """Record one stored file; when what the driver said about it cannot be recorded, record the
     file as it is (its bytes are evidence) with a `malformed` finding. 'stored', 'present' or why not."""
     try:
-        return _record(archive, ingest_id, device, f.name, seg, readings, *copied, now)
+        with _CATALOG_WRITES:
+            return _record(archive, ingest_id, device, f.name, seg, readings, *copied, now)
     except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume
         if _environment(e):
             raise
@@ -253,7 +255,8 @@ def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, s
         result.findings.append(Finding("malformed", f"what the driver read from this file could not be recorded "
                                        f"({type(e).__name__}: {e}); recorded as a plain file", device, f.path))
     try:
-        return _record(archive, ingest_id, device, f.name, None, readings, *copied, now)
+        with _CATALOG_WRITES:
+            return _record(archive, ingest_id, device, f.name, None, readings, *copied, now)
     except Exception as e:  # noqa: BLE001
         if _environment(e):
             raise
@@ -322,15 +325,25 @@ def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
     """Write down, durably and before the object is linked into the store, that this ingest is
     about to link it: until the ingest records it, verify reports it as `pending`, not `unexpected`.
 
-    Runs in a copy worker, so through a connection of its own (the archive's is the main thread's)."""
+    Runs in a copy worker, so through a connection of its own (the archive's is the main thread's).
+    Its cost is one catalog commit (an fsync) per file: a few ms, nothing beside copying a
+    recording, but measurable on a volume of many tiny files (300 x 20 KB: about 2x)."""
     conn = connect(archive.root / CATALOG_FILE)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
-                     (sha256, ingest_id, time.time_ns()))
-        conn.execute("COMMIT")
+        with _CATALOG_WRITES:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
+                         (sha256, ingest_id, time.time_ns()))
+            conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+#: Catalog writes of this process's ingest threads (intents from copy workers, records from the
+#: main thread) take turns here: a thread waiting on SQLite's own lock polls it with sleeps of up
+#: to 100 ms; this wakes the next writer as soon as the last commits. Other processes still meet
+#: SQLite's lock.
+_CATALOG_WRITES = threading.Lock()
 
 
 def _copy_into_store(archive: Archive, path: str, name: str,
