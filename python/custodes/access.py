@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from custodes import ledger
-from custodes.archive import Archive
+from custodes.archive import Archive, refuse_inside_archive
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 
 __all__ = ["ROLES", "AccessDenied", "AccessRequest", "approve", "classify", "current_person", "deny", "grant_for",
-           "person_role", "request_access"]
+           "open_recording", "person_role", "request_access"]
 
 NS = 1_000_000_000
 ROLES = ("custodian", "approver", "viewer", "auditor")
@@ -209,3 +211,53 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
             _log(tx, request_id, person, action, s, True, req.reason, now)
     archive.checkpoint()
     return req
+
+
+def open_recording(archive: Archive, request_id: int, segment: int, to: str | os.PathLike[str] | None = None) -> Path:
+    """Open one recording under an approved, unexpired view request (logged as ``open``).
+
+    Without ``to``: the stored object's path (read-only). With ``to``: a
+    read-only copy in that folder, checked against the archive's SHA-256 and
+    fsynced before it takes its name, which never replaces a file already
+    there. The folder is checked before the access is logged; a copy that
+    fails (a full disk, a read-only folder) leaves nothing behind and is
+    logged as ``open_failed`` after the granted ``open``."""
+    folder = None if to is None else refuse_inside_archive(archive, to, "--to")
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CustodesError(f"--to {folder}: cannot create the folder ({e.strerror})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise CustodesError(f"--to {folder}: the folder is not writable")
+    grant_for(archive, request_id, [segment], "view", "open")
+    name, sha = archive.conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
+    path = archive.store.get(sha)
+    if folder is None:
+        return path
+    target = folder / os.path.basename(name)
+    temp = folder / f".{os.path.basename(name)[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part"
+    try:
+        _size, (digest,) = archive.store_copy(os.fspath(path), temp, ("sha256",))
+        if digest.hex() != sha:
+            raise CustodesError(f"{path}: the stored object does not match its digest; run `custodes verify`")
+        os.chmod(temp, 0o444)
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, target)  # never replaces: an existing file of that name is left alone
+        except FileExistsError:
+            raise CustodesError(f"--to {target}: a file of that name is already there; open into another folder") from None
+    except (OSError, CustodesError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        with archive.transaction() as tx:
+            _log(tx, request_id, current_person(archive), "open_failed", segment, False,
+                 f"copy to {folder} failed: {why}", time.time_ns())
+        archive.checkpoint()
+        raise CustodesError(f"--to {target}: the copy failed ({why}); nothing was left there") from None
+    finally:
+        temp.unlink(missing_ok=True)
+    return target

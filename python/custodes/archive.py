@@ -543,3 +543,17 @@ def _remove_created(folder: Path, *, keep_folder: bool) -> None:
 def open_archive(root: str | os.PathLike[str]) -> Archive:
     return Archive(Path(root))
 
+
+def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option: str) -> Path:
+    """An output path a person names (``export --to``/``--iso``, ``report --out``,
+    ``access open --to``) must lie outside the archive and not be its signing
+    key: written there, an export or a report would overwrite evidence, the
+    catalog or the key. Links are resolved first, so a symlink cannot smuggle
+    the write in. Returns the path as given."""
+    given = Path(path)
+    resolved = given.resolve()
+    for inner, what in ((archive.root.resolve(), "inside the archive"),
+                        (archive.signing_key_path.resolve(), "the archive's signing key")):
+        if resolved == inner or inner in resolved.parents:
+            raise ArchiveError(f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder")
+    return given

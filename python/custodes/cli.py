@@ -931,22 +931,10 @@ def access_open_command(archive: str, request: int, segment: int, to_dir: str | 
     """Open one recording under an approved, unexpired view request. Refused
     (and logged) without approval, after expiry, outside the request, or for a
     classified recording without a role that may see it."""
-    import shutil
-
-    from custodes.access import grant_for
+    from custodes.access import open_recording
 
     with _open_archive(archive) as a:
-        _refusal(lambda: grant_for(a, request, [segment], "view", "open"))
-        name, sha = a.conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
-        path = a.store.get(sha)
-        if to_dir is None:
-            click.echo(str(path))
-            return
-        os.makedirs(to_dir, exist_ok=True)
-        target = os.path.join(to_dir, os.path.basename(name))
-        shutil.copyfile(path, target)
-        os.chmod(target, 0o444)
-        click.echo(target)
+        click.echo(str(_refusal(lambda: open_recording(a, request, segment, to_dir))))
 
 
 @access_group.command("classify")
@@ -1088,14 +1076,14 @@ def export_command(archive: str, case_id: str, request: int, to_dir: str, iso: s
     policy records SM3), bag-info.txt with producer, extractor, extraction
     time and case, custody/ with ledger entries, inclusion proofs, the signed
     checkpoint and the verifier key; --iso also writes a disc image."""
-    from pathlib import Path as _Path
-
-    from custodes.export import export_case, write_iso
+    from custodes.export import check_iso_target, export_case, write_iso
 
     with _open_archive(archive) as a:
+        # Both targets are checked before anything is exported (or logged).
+        iso_path = None if iso is None else _refusal(lambda: check_iso_target(a, iso, to_dir))
         bag = _refusal(lambda: export_case(a, case_id, request, to_dir, description))
-    if iso is not None:
-        _refusal(lambda: write_iso(bag, _Path(iso), case_id))
+    if iso_path is not None:
+        _refusal(lambda: write_iso(bag, iso_path, case_id))
     result = {"bag": str(bag), "iso": iso}
     _write_json(result) if as_json else click.echo(f"bag {bag}" + (f", disc image {iso}" if iso else ""))
 
@@ -1157,15 +1145,24 @@ def report_command(archive: str, fmt: str, out: str, start: str | None, end: str
         reporter = plugin_manager().reporters.get(fmt)
     except UnknownPluginError as e:
         raise click.UsageError(str(e)) from e
+    from custodes.archive import refuse_inside_archive
+
     with _open_archive(archive) as a:
+        refuse_inside_archive(a, out, "--out")  # a report must never land on the catalog, an object or the key
         language = lang or str(a.policy.extra.get("report", {}).get("lang", "zh"))
         model = _refusal(lambda: build_report(
             a, start=None if start is None else parse_time(start, "--from"), end=None if end is None else parse_time(end, "--to"),
             scope=kind, value=value or None, full_verify=full_verify, lang=language,
             at=None if at is None else parse_time(at, "--at")))
+    # Rendered beside --out and renamed over it whole: a failure never leaves half a report.
+    temp = f"{out}.{os.getpid()}.part"
     try:
-        with open(out, "wb") as f:
+        with open(temp, "wb") as f:
             reporter.render(model, f)
+        os.replace(temp, out)
     except OSError as e:
         raise click.UsageError(f"cannot write the report to {out}: {e.strerror}") from e
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
     click.echo(f"{fmt} report written to {out}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from custodes import __version__, ledger, merkle
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
-from custodes.archive import Archive
+from custodes.archive import Archive, refuse_inside_archive
 from custodes.builtin.storage import fsync_dir, fsync_file
 from custodes.bags import BagError, BagReport, validate_bag
 from custodes.bags import manifest_path as _manifest_path
@@ -39,7 +39,7 @@ from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
-__all__ = ["BagReport", "ExportError", "export_case", "validate_bag", "write_iso"]
+__all__ = ["BagReport", "ExportError", "check_iso_target", "export_case", "validate_bag", "write_iso"]
 
 
 class ExportError(BagError):
@@ -50,7 +50,7 @@ class ExportError(BagError):
 
 def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = "") -> Path:
     """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
-    bag = Path(to)
+    bag = refuse_inside_archive(archive, to, "--to")
     _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
     _check_destination(bag)
     rows = archive.conn.execute(
@@ -238,10 +238,42 @@ def _publish(staging: Path, final: Path) -> None:
         raise
 
 
+def check_iso_target(archive: Archive, iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> Path:
+    """Refuse a disc-image path before anything is exported (and logged): it must be a
+    new file in an existing folder, outside the archive and outside the bag it images.
+    An image written over an existing file could destroy evidence, a catalog or a key."""
+    target = refuse_inside_archive(archive, iso, "--iso")
+    resolved, bag_dir = target.resolve(), Path(bag).resolve()
+    if resolved == bag_dir or bag_dir in resolved.parents:
+        raise ExportError(f"--iso {target}: that is inside the bag it would image; write the disc image beside the bag")
+    if os.path.lexists(target):
+        raise ExportError(f"--iso {target}: a file is already there; name a new file (a disc image never replaces one)")
+    if not target.parent.is_dir():
+        raise ExportError(f"--iso {target}: the folder {target.parent} does not exist")
+    return target
+
+
 def write_iso(bag: Path, iso: Path, label: str) -> None:
-    """A disc image of the bag, ready to burn (ISO 9660 level 3: files over 4 GiB; Joliet and Rock Ridge names)."""
+    """A disc image of the bag, ready to burn (ISO 9660 level 3: files over 4 GiB; Joliet and Rock Ridge names).
+
+    xorriso writes a temporary name beside ``iso``; the image is then linked
+    into place, which refuses to replace a file that appeared meanwhile."""
     volid = "".join(c if c.isalnum() or c == "_" else "_" for c in label.upper())[:32] or "CUSTODES"
-    out = subprocess.run(["xorriso", "-as", "mkisofs", "-iso-level", "3", "-J", "-joliet-long", "-R", "-V", volid,
-                          "-o", str(iso), str(bag)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise ExportError(f"xorriso failed: {out.stderr.strip()[-400:]}")
+    temp = iso.with_name(f".{iso.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
+    try:
+        out = subprocess.run(["xorriso", "-as", "mkisofs", "-iso-level", "3", "-J", "-joliet-long", "-R", "-V", volid,
+                              "-o", str(temp), str(bag)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise ExportError(f"--iso {iso}: xorriso failed: {out.stderr.strip()[-400:]}")
+        storage_op("fsync", temp)
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, iso)
+        except FileExistsError:
+            raise ExportError(f"--iso {iso}: a file appeared there while the image was written; it was left alone") from None
+    finally:
+        temp.unlink(missing_ok=True)

@@ -1,0 +1,128 @@
+"""Where custodes writes what a person asked for (an export, a disc image, a
+report, an opened recording): never inside the archive, never over an
+existing file it was not asked to replace, and never half a file. A bad
+target is refused before anything is exported or logged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from test_custody import archive as archive  # noqa: F401  (the same archive fixture)
+from test_custody import as_, request
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("catalog.sqlite-")}
+
+
+def ledger_size(arch: Path) -> int:
+    with sqlite3.connect(arch / "catalog.sqlite") as c:
+        return c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+
+def one_line_error(out, exit_code: int = 2) -> str:
+    err = out.stderr.decode()
+    assert out.returncode == exit_code and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def export_request(archive: Path) -> int:  # noqa: F811
+    assert as_("alice", "retention", "case", archive, "--case", "C-3", "--segment", "1").returncode == 0
+    rid = request(archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", archive, rid).returncode == 0
+    return rid
+
+
+def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811
+    obj = next(p for p in (archive / "objects").rglob("*") if p.is_file())
+    elsewhere = tmp_path / "precious.txt"
+    elsewhere.write_text("not to be overwritten")
+    before, size = digests(archive), ledger_size(archive)
+    for target, says in [(obj, "inside the archive"), (archive / "catalog.sqlite", "inside the archive"),
+                         (archive / "private" / "checkpoint.key", "inside the archive"),
+                         (elsewhere, "already there"), (tmp_path / "bag" / "x.iso", "inside the bag"),
+                         (tmp_path / "no-such-folder" / "x.iso", "does not exist")]:
+        out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
+                  "--iso", target)
+        assert says in one_line_error(out), (target, out.stderr)
+        assert not (tmp_path / "bag").exists()  # refused before anything was exported ...
+    assert ledger_size(archive) == size  # ... or logged
+    assert digests(archive) == before and elsewhere.read_text() == "not to be overwritten"
+    # A new file beside the bag is fine, and lists with xorriso.
+    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
+              "--iso", tmp_path / "C-3.iso")
+    assert out.returncode == 0, out.stderr
+    listing = subprocess.run(["xorriso", "-indev", str(tmp_path / "C-3.iso"), "-find", "/", "-type", "f"],
+                             capture_output=True, text=True)
+    assert "bagit.txt" in listing.stdout
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_an_export_or_report_inside_the_archive_is_refused(archive: Path, export_request: int) -> None:  # noqa: F811
+    before, size = digests(archive), ledger_size(archive)
+    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", archive / "exports" / "C-3")
+    assert "inside the archive" in one_line_error(out)
+    link = archive.parent / "sneaky"
+    link.symlink_to(archive)
+    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", link / "bag")
+    assert "inside the archive" in one_line_error(out)  # a symlink does not smuggle the write in
+    for target in (archive / "catalog.sqlite", link / "custodes.toml"):
+        out = run_cli("report", archive, "--out", target)
+        assert "inside the archive" in one_line_error(out)
+    assert digests(archive) == before and ledger_size(archive) == size
+    assert run_cli("verify", archive).returncode == 0
+
+
+def test_a_report_is_written_whole(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+    out_file = tmp_path / "r.json"
+    out_file.write_text("an older report")
+    assert run_cli("report", archive, "--out", out_file).returncode == 0
+    assert out_file.read_text().startswith("{") and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_open_into_a_folder_copies_checks_and_never_replaces(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+    rid = request(archive, "carol", 1)
+    assert as_("bob", "access", "approve", archive, rid).returncode == 0
+    out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", tmp_path / "view")
+    assert out.returncode == 0, out.stderr
+    copy = Path(out.stdout.decode().strip())
+    with sqlite3.connect(archive / "catalog.sqlite") as c:
+        sha = c.execute("SELECT sha256 FROM segments WHERE id = 1").fetchone()[0]
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == sha and copy.stat().st_mode & 0o777 == 0o444
+    again = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", tmp_path / "view")
+    assert "already there" in one_line_error(again)
+    out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", archive / "objects")
+    assert "inside the archive" in one_line_error(out)
+    assert [p.name for p in (tmp_path / "view").iterdir()] == [copy.name]
+
+
+def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "full"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        rid = request(archive, "carol", 1)
+        assert as_("bob", "access", "approve", archive, rid).returncode == 0
+        out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", disk)
+        err = one_line_error(out)
+        assert str(disk) in err and "nothing was left there" in err
+        assert list(disk.iterdir()) == []
+        with sqlite3.connect(archive / "catalog.sqlite") as c:
+            log = c.execute("SELECT action, ok FROM access_log WHERE request_id = ? ORDER BY id", (rid,)).fetchall()
+        assert log == [("request", 1), ("approve", 1), ("open", 1), ("open_failed", 0)]
+        assert run_cli("ledger", "verify", archive).returncode == 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
