@@ -537,7 +537,7 @@ fn check_spans(facts: &mut MediaFacts) {
         // time), plus the edit list's media start and delay.
         let cts = |i: usize| t.cts_offsets.get(i).copied().unwrap_or(0);
         let furthest = (0..t.dts.len()).map(|i| (t.dts[i] as f64 + cts(i) as f64).abs()).fold(0.0, f64::max);
-        let last = (t.last_sample_duration as f64).max(2.0 * furthest);
+        let last = if t.last_sample_duration > 0 { t.last_sample_duration as f64 } else { 2.0 * furthest };
         let (delay, media_start) = t.edit_shift();
         let seconds = |units: f64, timescale: u32| if timescale == 0 { 0.0 } else { units / f64::from(timescale) };
         let reach = seconds(furthest + last + (media_start as f64).abs(), t.timescale) + seconds(delay as f64, movie_timescale);
@@ -1472,6 +1472,20 @@ mod tests {
         assert_eq!(kinds(&f), vec!["time_out_of_range"], "{:?}", f.problems);
         assert!(f.tracks[0].dts.is_empty() && track_timing(&f.tracks[0], 1, 3.0).is_none());
         assert_eq!(f.tracks[0].sample_count, 2, "the count stands");
+
+        // Within the span, but the last frame (no duration of its own) is given the
+        // median step, which would carry the end past it: also out of range.
+        let step = (MAX_SPAN_SECONDS * 6 / 10) as u32;
+        let stts = full(b"stts", 0, &be(&[2, 1, step, 1, 0]));
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1, 0), trak_v1(1, 0, 1, 0, &stts)].concat()));
+        assert_eq!(kinds(&f), vec!["time_out_of_range"], "{:?}", f.problems);
+        assert_walker_invariants(&f);
+        // A tenth of the span is fine, and its timing is kept.
+        let stts = full(b"stts", 0, &be(&[2, 1, step / 6, 1, 0]));
+        let f = probe(&bx(b"moov", &[mvhd_v1(0, 1, 0), trak_v1(1, 0, 1, 0, &stts)].concat()));
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(track_timing(&f.tracks[0], 1, 3.0).unwrap().end, 2.0 * f64::from(step / 6));
+        assert_walker_invariants(&f);
     }
 
     #[test]
