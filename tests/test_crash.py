@@ -44,11 +44,29 @@ def ingest_cmd(vol: Path, arch: Path) -> list[str]:
     return [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--driver", "generic", "--json"]
 
 
+def wait_for_ingest_row(arch: Path, proc: subprocess.Popen) -> float:
+    """Block until the ingest has written its catalog row (it is under way), polling read-only."""
+    import sqlite3
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True, timeout=0.05) as c:
+                if c.execute("SELECT COUNT(*) FROM ingests").fetchone()[0]:
+                    return time.monotonic()
+        except sqlite3.OperationalError:
+            pass  # locked by the ingest's write this instant
+        time.sleep(0.002)
+    raise AssertionError("the ingest never started (or ended before it was seen)")
+
+
 def crash_plans() -> list[tuple[str, str | float]]:
     plans: list[tuple[str, str | float]] = [("point", f"{phase}:{n}") for phase in PHASES for n in range(1, 7)]
     plans += [("point", "before_checkpoint:1")]
     rng = random.Random(947)
-    plans += [("timer", rng.uniform(0.05, 0.9)) for _ in range(8)]  # wherever the kill lands
+    # Timed kills, counted from the moment the ingest is provably under way (its catalog row exists):
+    # wherever they land in the copies, fsyncs and commits, each must land before the ingest ends.
+    plans += [("timer", rng.uniform(0.0, 0.08)) for _ in range(8)]
     return plans
 
 
@@ -68,11 +86,15 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float) -
         assert crashed.returncode == -9, (when, crashed.stderr[-400:])
     else:
         proc = subprocess.Popen(ingest_cmd(vol, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = wait_for_ingest_row(arch, proc)
         time.sleep(float(when))
+        assert proc.poll() is None, f"the ingest ended {time.monotonic() - started:.3f} s in, before the kill"
         proc.kill()
         proc.wait(timeout=60)
     assert digest_tree(vol) == before  # the crash left the source alone
     with open_archive(arch) as a:  # before the re-run: work in flight is `pending`, never tampering
+        # The kill provably landed mid-ingest: the ingest never reached its signed end.
+        assert a.conn.execute("SELECT COUNT(*) FROM ingests WHERE finished_ns IS NULL").fetchone()[0] == 1
         v = verify(a)
         assert v.ok and {f.kind for f in v.findings} <= {"pending"}, v.to_json()
     done = subprocess.run(ingest_cmd(vol, arch), capture_output=True, timeout=120)
