@@ -232,7 +232,7 @@ def test_durations_that_are_not_finite_or_too_long(archive: Path, tmp_path: Path
                "'1e9' hours is too long: custodes holds durations up to 292 years")
     # Short enough to be a duration, too long to end before 2262: the window's end is refused, not stored.
     one_line_error(run_cli("access", "approve", archive, rid, "--hours", "2500000", user="bob"),
-                   r"the approval window's end: .* is out of range: custodes records times from 1677-09-21 to 2262-04-11")
+                   r"the approval window's end would be past 2262-04-11 \(UTC\)")
     assert catalog_rows(archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [("pending", None)]
     assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log WHERE action = 'approve'") == [(0,)]
     approved = run_cli("access", "approve", archive, rid, "--hours", "2", "--json", user="bob")
@@ -352,7 +352,7 @@ def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_init_signing_key_with_quote_and_newline_round_trips(tmp_path: Path) -> None:
-    value = 'k"\n[people]\nmallory = "approver"\n#\\x'
+    value = 'private/k"\n[people]\nmallory = "approver"\n#\\x'  # inside the archive only private/ may hold it
     arch = tmp_path / "archive"
     out = run_cli("init", arch, "--signing-key", value)
     assert out.returncode == 0, out.stderr
@@ -432,3 +432,162 @@ def test_ids_too_large_for_the_catalog(archive: Path) -> None:
         assert re.search(rf"Invalid value for '{option}': {huge} is out of range: no id or index in the catalog is that "
                          "large", out.stderr.decode()), out.stderr
     assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log") == [(0,)]
+
+
+
+# Hostile review of issue 10: every policy key is checked at load, init checks its inputs by the same rules, and
+# every free-text option goes through one click type (TEXT_LINE).
+
+def edit_policy(arch: Path, table: str, key: str, value: str) -> Path:
+    """Set ``[table] key = value`` (``value`` in TOML) in the archive's policy, as a hand edit would."""
+    import tomli_w
+
+    policy = arch / "custodes.toml"
+    data = tomllib.loads(policy.read_text())
+    data.setdefault(table, {})[key] = tomllib.loads(f"v = {value}")["v"]
+    policy.write_text(tomli_w.dumps(data))
+    return policy
+
+
+def unchanged(arch: Path):
+    """Snapshot of an archive: the same after a refused command (catalog, ledger, checkpoints, objects)."""
+    return (catalog_rows(arch, "SELECT COUNT(*) FROM ledger"), catalog_rows(arch, "SELECT size FROM checkpoints"),
+            sorted(p.name for p in (arch / "ledger" / "checkpoints").iterdir()), objects(arch))
+
+
+def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Path, archive: Path) -> None:
+    arch = tmp_path / "dup"
+    out = run_cli("init", "--algo", "sha256", "--algo", "sha256", "--algo", "blake3", "--algo", "blake3", arch)
+    assert out.returncode == 0, out.stderr
+    assert tomllib.loads((arch / "custodes.toml").read_text())["hashing"]["algorithms"] == ["sha256", "blake3"]
+    assert run_cli("ingest", tmp_path / "BWC0001", "--archive", arch).returncode in (0, 1)
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(2,)]
+    before = unchanged(archive)
+    policy = edit_policy(archive, "hashing", "algorithms", '["sha256", "sha256", "blake3"]')
+    for command in (["ingest", tmp_path / "BWC0001", "--archive", archive], ["ledger", "checkpoint", archive],
+                    ["verify", archive]):
+        one_line_error(run_cli(*command), rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once")
+    assert unchanged(archive) == before
+
+
+@pytest.mark.parametrize("damage", ["empty", "no schema"])
+@pytest.mark.parametrize("command", [["ledger", "checkpoint"], ["verify"], ["retention", "status"], ["task", "coverage"],
+                                     ["ingest"], ["report"]])
+def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, damage: str, command: list[str]) -> None:
+    stored, checkpoints = objects(archive), sorted((archive / "ledger" / "checkpoints").iterdir())
+    head = (archive / "ledger" / "checkpoint").read_bytes()
+    for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
+        (archive / side).unlink(missing_ok=True)
+    (archive / "catalog.sqlite").unlink()
+    if damage == "empty":
+        (archive / "catalog.sqlite").write_bytes(b"")
+    else:
+        sqlite3.connect(archive / "catalog.sqlite").execute("CREATE TABLE unrelated (x)").connection.close()
+    args = {"ingest": [tmp_path / "BWC0001", "--archive", archive],
+            "report": [archive, "--out", tmp_path / "r.json"]}.get(command[0], [archive])
+    one_line_error(run_cli(*command, *args), rf"the catalog is damaged \(empty\).*\({re.escape(str(archive / 'catalog.sqlite'))}\): "
+                                             "restore it from a backup")
+    assert objects(archive) == stored and sorted((archive / "ledger" / "checkpoints").iterdir()) == checkpoints
+    assert (archive / "ledger" / "checkpoint").read_bytes() == head  # no size-0 checkpoint rolls the head back
+    assert not (tmp_path / "r.json").exists()
+    if damage == "empty":
+        assert (archive / "catalog.sqlite").read_bytes() == b""  # not turned into a new database
+
+
+@pytest.mark.parametrize("key, pattern", [
+    ("objects/sha256/k", r"--signing-key 'objects/sha256/k' is inside the archive folder \(objects/sha256/k\) but not under private/"),
+    ("catalog.sqlite", r"--signing-key 'catalog.sqlite' is inside the archive folder .* not under private/"),
+    ("tmp/k", r"--signing-key 'tmp/k' is inside the archive folder .* not under private/"),
+    ("private/../ledger/k", r"is inside the archive folder \(ledger/k\) but not under private/"),
+    ("ABSOLUTE/objects/k", r"is inside the archive folder \(objects/k\) but not under private/"),
+    ("/tmp", r"--signing-key '/tmp' is a folder \(/tmp\): name the key file"),
+    ("\udcff\udcfe.key", r"--signing-key b'\\xff\\xfe.key': the path is not UTF-8"),
+    ("", r"--signing-key must be the path of the Ed25519 key file"),
+])
+def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key: str, pattern: str) -> None:
+    target = tmp_path / "A6"
+    key = key.replace("ABSOLUTE", str(target))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_error(run_cli("init", "--signing-key", key, target, cwd=tmp_path), pattern)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no archive, no hidden staging folder, no key
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(run_cli("init", "--signing-key", key.replace(str(target), str(empty)), empty, cwd=tmp_path), pattern)
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("table, key, value, pattern", [
+    ("keys", "signing_key", "5", r"\[keys\] signing_key must be the path of the Ed25519 key file; not 5"),
+    ("keys", "signing_key", '"objects/k"', r"\[keys\] signing_key 'objects/k' is inside the archive folder"),
+    ("keys", "signing_key", '"/tmp"', r"\[keys\] signing_key '/tmp' is a folder \(/tmp\): name the key file"),
+    ("archive", "origin", "5", r"\[archive\] origin = 5 must be a non-empty string of printable characters"),
+    ("archive", "origin", '"a\\nb"', r"\[archive\] origin = 'a\\nb' must be a non-empty string"),
+    ("archive", "origin", '""', r"\[archive\] origin = '' must be a non-empty string"),
+    ("archive", "id", "5", r"\[archive\] id = 5 must be a non-empty string"),
+    ("devices", "time_zone", "5", r"\[devices\] time_zone must be an IANA zone name"),
+    ("devices", "time_zone", '"Mars/Olympus"', r"\[devices\] time_zone = 'Mars/Olympus' is not a time zone known here"),
+])
+def test_bad_policy_keys_are_named_at_load(archive: Path, tmp_path: Path, table: str, key: str, value: str,
+                                           pattern: str) -> None:
+    before = unchanged(archive)
+    policy = edit_policy(archive, table, key, value)
+    for command in (["ingest", tmp_path / "BWC0001", "--archive", archive], ["ledger", "checkpoint", archive],
+                    ["verify", archive]):
+        line = one_line_error(run_cli(*command), pattern)
+        assert line.startswith(f"custodes: {policy}: "), line
+    assert unchanged(archive) == before  # nothing ingested, no entry left unsigned
+
+
+def test_init_with_an_unknown_time_zone_creates_nothing(tmp_path: Path) -> None:
+    from custodes.archive import ArchiveError, init_archive
+
+    with pytest.raises(ArchiveError, match=r"--time-zone = 'Mars/Olympus' is not a time zone known here"):
+        init_archive(tmp_path / "a", time_zone="Mars/Olympus")
+    assert list(tmp_path.iterdir()) == []
+    out = run_cli("init", "--time-zone", "Mars/Olympus", tmp_path / "a")
+    assert out.returncode == 2 and b"Traceback" not in out.stderr and b"unknown time zone 'Mars/Olympus'" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("\udcff\udcfe", r"b'\\xff\\xfe' is not valid UTF-8 text"),
+    ("two\nlines", r"'two\\nlines' holds a control character \('\\n'\): give one line of text"),
+    ("bell\x07", r"'bell\\x07' holds a control character \('\\x07'\)"),
+])
+def test_free_text_options_refuse_bytes_and_control_characters(archive: Path, text: str, pattern: str) -> None:
+    before = unchanged(archive)
+    for command, option in ((["access", "request", archive, "--segment", "1", "--reason", text], "--reason"),
+                            (["access", "request", archive, "--segment", "1", "--json", "--reason", text], "--reason"),
+                            (["access", "deny", archive, "1", "--reason", text], "--reason"),
+                            (["retention", "hold", archive, "--segment", "1", "--reason", text], "--reason"),
+                            (["retention", "case", archive, "--case", text, "--segment", "1"], "--case"),
+                            (["gap", "explain", archive, "--device", text, "--from", "2024-01-01T00:00:00Z",
+                              "--to", "2024-01-01T01:00:00Z", "--cause", "other"], "--device"),
+                            (["task", "coverage", archive, "--task", text], "--task")):
+        bad_option(run_cli(*command, user="alice"), option, pattern)
+    assert unchanged(archive) == before
+    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_requests") == [(0,)]
+    # A note may span lines (tab and newline), but not hold other control characters.
+    gap = ["gap", "explain", archive, "--device", "BWC0001", "--from", "2024-01-01T00:00:00Z", "--to",
+           "2024-01-01T01:00:00Z", "--cause", "other", "--note"]
+    bad_option(run_cli(*gap, "bell\x07"), "--note", r"'bell\\x07' holds a control character \('\\x07'\): give text without it")
+
+
+def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = run_cli("hash", "--check", fifo)  # no writer: once it hung for ever
+    assert out.returncode == 2 and b"Traceback" not in out.stderr
+    assert f"cannot read checksum list {fifo}: not a regular file".encode() in out.stderr
+    bad_option(run_cli("hash", ""), "[PATHS]...", "'' is an empty path")
+    bad_option(run_cli("init", "", cwd=tmp_path), "ARCHIVE", "'' is an empty path")
+    # An init error names the target, never the hidden staging folder it builds in.
+    line = one_line_error(run_cli("init", "--signing-key", "private/" + "k" * 300, tmp_path / "T"), "nothing was kept")
+    assert ".init-" not in line and f"{tmp_path / 'T'}/private" in line
+    assert not (tmp_path / "T").exists() and not [p for p in tmp_path.iterdir() if ".init-" in p.name]
+    # An approval window past 2262 says so, not an internal sum of nanoseconds.
+    (archive / "custodes.toml").write_text((archive / "custodes.toml").read_text())
+    assert run_cli("access", "request", archive, "--segment", "1", "--reason", "court", user="carol").returncode == 0
+    line = one_line_error(run_cli("access", "approve", archive, "1", "--hours", "2562047", user="bob"),
+                          r"the approval window's end would be past 2262-04-11 \(UTC\)")
+    assert " ns" not in line and "+" not in line

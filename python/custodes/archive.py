@@ -76,19 +76,26 @@ class Policy:
 
     @classmethod
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
-        a, i, r, t, h, d, k, s = (data.get(x, {}) for x in
-                                  ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"))
+        tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage")
+        for table in tables:
+            if not isinstance(data.get(table, {}), dict):
+                raise ArchiveError(f"{path}: [{table}] must be a table")
+        a, i, r, t, h, d, k, s = (data.get(x, {}) for x in tables)
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
+        if "id" not in a:
+            raise ArchiveError(f"{path}: [archive] id is missing; restore custodes.toml from a backup")
+        archive_id = _name(path, "id", a["id"])
         return cls(
-            archive_id=a["id"], origin=a.get("origin", f"custodes.local/{a['id']}"),
+            archive_id=archive_id, origin=_name(path, "origin", a.get("origin", f"custodes.local/{archive_id}")),
             ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
             readback=_readback(path, i.get("readback", "storage")),
             retention_days=int(_duration(path, "retention", "minimum_days", r.get("minimum_days", 730), 86400)),
             gap_tolerance_seconds=_duration(path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)),
             clock_tolerance_seconds=_duration(path, "timeline", "clock_tolerance_seconds", t.get("clock_tolerance_seconds", 2.0)),
-            algorithms=algorithms, device_time_zone=d.get("time_zone"),
-            signing_key=k.get("signing_key", "private/checkpoint.key"), storage=_backend(path, s.get("backend", "local")),
+            algorithms=algorithms, device_time_zone=_time_zone(path, d.get("time_zone")),
+            signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
+            storage=_backend(path, s.get("backend", "local")),
             extra=data,
         )
 
@@ -106,7 +113,77 @@ def _algorithms(path: Path, value: Any) -> tuple[str, ...]:
                            f"allowed: {', '.join(known)} (sha256 first)")
     if not value or value[0] != "sha256":
         raise ArchiveError(f"{path}: [hashing] algorithms must start with sha256 (objects are addressed by it)")
+    twice = sorted({x for x in value if value.count(x) > 1})
+    if twice:
+        raise ArchiveError(f"{path}: [hashing] algorithms names {', '.join(map(repr, twice))} more than once; "
+                           "name each algorithm once")
     return tuple(value)
+
+
+def _name(path: Path, key: str, value: Any) -> str:
+    """[archive] id and origin: the origin is the first line of every signed checkpoint and the key name on its
+    signature line (C2SP signed note), so it must be a non-empty, single-line, printable string without spaces
+    or "+"; the id makes the default origin, so the same rule applies to it."""
+    if (not isinstance(value, str) or not value or not value.isprintable() or "+" in value
+            or any(ch.isspace() for ch in value)):
+        raise ArchiveError(f"{path}: [archive] {key} = {value!r} must be a non-empty string of printable characters "
+                           "without spaces or \"+\" (it names the archive's signed checkpoints); restore it from a backup")
+    return value
+
+
+def _time_zone(path: Path | None, value: Any) -> str | None:
+    """[devices] time_zone: None or an IANA zone name this machine knows (``path`` None: the init option)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None:
+        return None
+    where = f"{path}: [devices] time_zone" if path is not None else "--time-zone"
+    if not isinstance(value, str) or not value:
+        raise ArchiveError(f"{where} must be an IANA zone name such as \"Asia/Shanghai\"; not {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ArchiveError(f"{where} = {value!r} is not a time zone known here; use an IANA name such as "
+                           "\"Asia/Shanghai\"") from None
+    return value
+
+
+#: Where init puts the signing key; inside the archive folder a key may live only under this folder.
+DEFAULT_SIGNING_KEY = "private/checkpoint.key"
+
+
+def _key_path(path: Path | None, value: Any) -> str:
+    """[keys] signing_key (``path`` None: init's --signing-key): a path, UTF-8 (it is written into the policy),
+    never the archive's own files. Inside the archive folder only ``private/`` may hold it; outside, anywhere."""
+    where = f"{path}: [keys] signing_key" if path is not None else "--signing-key"
+    if not isinstance(value, str) or not value:
+        raise ArchiveError(f"{where} must be the path of the Ed25519 key file; not {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArchiveError(f"{where} {os.fsencode(value)!r}: the path is not UTF-8, and custodes.toml holds it as text; "
+                           "put the key at a path with a UTF-8 name") from None
+    if "\0" in value:
+        raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
+    return value
+
+
+def _key_place(root: Path, value: str, where: str) -> None:
+    """The one rule for where the signing key may live: inside the archive folder only under ``private/``
+    (never in the object store, tmp/, the ledger or the catalog, which verify and ingest own); outside it,
+    anywhere. ``value`` is absolute or relative to ``root``."""
+    key = Path(value) if os.path.isabs(value) else root / value
+    try:
+        rel = Path(os.path.normpath(key.parent.resolve() / key.name)).relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        rel = None  # outside the archive folder
+    if key.is_dir():
+        raise ArchiveError(f"{where} {value!r} is a folder ({key}): name the key file, e.g. "
+                           f"{os.path.join(value, 'checkpoint.key')}")
+    if rel is not None and (len(rel.parts) < 2 or rel.parts[0] != "private"):
+        raise ArchiveError(f"{where} {value!r} is inside the archive folder ({rel}) but not under private/; the "
+                           "archive's own files (object store, tmp/, ledger, catalog) must not hold it: keep the key "
+                           f"under private/ (the default is {DEFAULT_SIGNING_KEY}) or outside the archive")
 
 
 def _access(path: Path, data: dict[str, Any]) -> None:
@@ -148,8 +225,8 @@ def _duration(path: Path, table: str, key: str, value: Any, unit: int = 1) -> fl
     return float(value)
 
 
-def _readback(path: Path, value: str) -> str:
-    if value not in ("storage", "cache"):
+def _readback(path: Path, value: Any) -> str:
+    if not isinstance(value, str) or value not in ("storage", "cache"):
         raise ArchiveError(f"{path}: ingest.readback must be \"storage\" or \"cache\", not {value!r}")
     return value
 
@@ -314,10 +391,17 @@ class Archive:
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
         self.policy = Policy.load(self.root / POLICY_FILE)
+        _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
             raise ArchiveError(f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
                                "(the ledger inside it is what proves the archive)")
-        self.conn = connect(self.root / CATALOG_FILE)
+        catalog = self.root / CATALOG_FILE
+        if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
+            raise _empty_catalog(catalog)
+        self.conn = connect(catalog)
+        if not _creating and self.conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            self.conn.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
+            raise _empty_catalog(catalog)
         migrate(self.conn)
         backend = plugin_manager().storage_backends.get(self.policy.storage)
         self.store = backend.open(self.root, {"algorithm": "sha256"})
@@ -387,6 +471,12 @@ class Archive:
         return cp
 
 
+def _empty_catalog(catalog: Path) -> ArchiveError:
+    return ArchiveError(f"the catalog is damaged (empty): it holds no schema and no ledger ({catalog}): restore it "
+                        "from a backup; the stored objects are untouched, and `custodes verify` on the restored "
+                        "archive shows what differs (only `custodes init` creates a catalog)")
+
+
 def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
     """The archive's public key; without it no checkpoint can be checked, so every command stops here."""
     try:
@@ -453,6 +543,9 @@ def _signing_key(path: Path) -> Any:
     """The Ed25519 signing key at ``path``, or an :class:`ArchiveError` saying what is wrong with the file."""
     try:
         return ledger_mod.load_private_key(path)
+    except IsADirectoryError:
+        raise ArchiveError(f"{path}: the signing key path is a folder; set [keys] signing_key in custodes.toml to "
+                           "the key file") from None
     except FileNotFoundError:
         raise ArchiveError(f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
                            "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)") from None
@@ -469,20 +562,23 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
     folder is built as a hidden sibling and renamed into place only when it is
     complete (an existing empty folder is filled in place); on any failure what
     was created is removed again, so the target is left as it was."""
+    if not os.fspath(root):
+        raise ArchiveError("the archive path is empty (''): name the folder to create the archive in")
     path = Path(root)
     if path.exists() and not path.is_dir():
         raise ArchiveError(f"{root}: exists and is not a folder; an archive starts in a new or empty folder")
     if path.exists() and any(path.iterdir()):
         raise ArchiveError(f"{root}: folder is not empty; an archive starts in a new or empty folder")
-    if not algorithms or algorithms[0] != "sha256":
-        algorithms = ("sha256", *[a for a in algorithms if a != "sha256"])
+    # Every input is checked by the rules the policy loader applies, before anything is created.
+    algorithms = tuple(dict.fromkeys(("sha256", *algorithms)))  # sha256 first, each once, in the order given
     _algorithms(Path(POLICY_FILE), list(algorithms))
+    time_zone = _time_zone(None, time_zone)
     archive_id = uuid.uuid4().hex
-    key_path = signing_key or "private/checkpoint.key"
-    if "\0" in key_path:
-        raise ArchiveError(f"--signing-key {key_path!r}: a path cannot hold a NUL byte")
-    if Path(key_path).is_absolute() and Path(key_path).exists():
-        _signing_key(Path(key_path))  # an existing key must be a key before anything is created
+    key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
+    _key_place(path, key_path, "--signing-key")
+    target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
+    if target_key.exists():
+        _signing_key(target_key)  # an existing key must be a key before anything is created
     new_folder = not path.exists()
     if new_folder:
         try:
@@ -515,11 +611,16 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
         if made_key is not None:
             made_key.unlink(missing_ok=True)
         _remove_created(work, keep_folder=not new_folder)
+
+        def shown(text: str) -> str:  # the hidden build folder means nothing to the user: name the target
+            return text.replace(str(work), str(path)) if new_folder else text
+
         if isinstance(e, OSError) and not isinstance(e, CustodesError):
-            where = os.fsdecode(e.filename) if e.filename is not None else str(root)
-            where = str(root) if where == str(work) else where  # the hidden build folder means nothing to the user
+            where = shown(os.fsdecode(e.filename)) if e.filename is not None else str(root)
             raise ArchiveError(f"{where}: cannot create the archive: {e.strerror}; nothing was kept, "
                                f"so fix that and run init again") from None
+        if isinstance(e, CustodesError) and new_folder and str(work) in str(e):
+            raise ArchiveError(shown(str(e))) from None
         raise
     return Archive(path)
 
@@ -542,6 +643,7 @@ def _remove_created(folder: Path, *, keep_folder: bool) -> None:
 
 def open_archive(root: str | os.PathLike[str]) -> Archive:
     return Archive(Path(root))
+
 
 
 def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option: str) -> Path:

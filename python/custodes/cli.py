@@ -148,6 +148,15 @@ def _surrogate_escaped(value: str) -> bool:
 TEXT_LINE = FreeText(single_line=True)
 TEXT = FreeText(single_line=False)
 
+class GivenPath(click.Path):
+    """A path argument that may not be empty: ``''`` is a usage error naming it, never "." or a nameless file."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("'' is an empty path: name a file or folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
 
@@ -272,7 +281,7 @@ def _print_stderr(message: str) -> None:
 
 
 @main.command("hash")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=GivenPath(path_type=str))
 @click.option(
     "--algo",
     "algorithms",
@@ -341,7 +350,14 @@ def _read_list(check_list: str) -> bytes:
     try:
         if check_list == "-":
             return sys.stdin.buffer.read()
-        with open(check_list, "rb") as f:
+        # O_NONBLOCK: opening a FIFO with no writer must not hang; only a regular file (or -) is a list.
+        fd = os.open(check_list, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            import stat
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise click.UsageError(f"cannot read checksum list {check_list}: not a regular file "
+                                       "(give a file, or - to read standard input)")
             return f.read()
     except OSError as e:
         raise click.UsageError(f"cannot read checksum list {check_list}: {e.strerror}") from e
@@ -623,11 +639,11 @@ def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], Non
 
 
 @main.command("init")
-@click.argument("archive", type=click.Path(path_type=str))
+@click.argument("archive", type=GivenPath(path_type=str))
 @click.option("--time-zone", type=TEXT_LINE, default=None, help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).")
 @click.option("--algo", "algorithms", multiple=True, type=click.Choice(ALGORITHMS), default=("sha256", "blake3"),
               show_default=True, help="Digests recorded for every object (sha256 always, first).")
-@click.option("--signing-key", type=TEXT_LINE, default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
+@click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
 @output_options
 def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str | None,
                  as_json: bool, quiet: bool) -> None:
@@ -654,7 +670,7 @@ def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...
 
 @main.command("ingest")
 @click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--archive", "archive_path", required=True, type=click.Path(path_type=str), help="The archive to ingest into.")
+@click.option("--archive", "archive_path", required=True, type=GivenPath(path_type=str), help="The archive to ingest into.")
 @volume_options
 @workers_option("Files copied")
 @output_options

@@ -76,5 +76,11 @@ def ns_from_datetime(dt: object, what: str) -> int:
 
 
 def ns_add(a: int, b: int, what: str) -> int:
-    """``a + b`` for two int64 ns values (now + a window), refused when the sum leaves int64."""
-    return _checked(a + b, what, f"{a} + {b} ns")
+    """``a + b`` for two int64 ns values (now + a window), refused when the sum leaves int64; the message
+    says where the sum would fall (past 2262 or before 1677), never the internal nanosecond sum."""
+    if a + b > INT64_MAX:
+        raise TimeRangeError(f"{what} would be past 2262-04-11 (UTC), where custodes' times end: "
+                             "ask for a shorter time")
+    if a + b < INT64_MIN:
+        raise TimeRangeError(f"{what} would be before 1677-09-21 (UTC), where custodes' times begin")
+    return a + b
