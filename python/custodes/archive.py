@@ -84,7 +84,7 @@ class Policy:
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
         if "id" not in a:
-            raise ArchiveError(f"{path}: [archive] id is missing; restore custodes.toml from a backup")
+            raise ArchiveError(f"{path}: [archive] id: policy value missing; restore custodes.toml from a backup")
         archive_id = _name(path, "id", a["id"])
         return cls(
             archive_id=archive_id, origin=_name(path, "origin", a.get("origin", f"custodes.local/{archive_id}")),
