@@ -526,6 +526,7 @@ def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key:
     ("archive", "id", "5", r"\[archive\] id = 5 must be a non-empty string"),
     ("devices", "time_zone", "5", r"\[devices\] time_zone must be an IANA zone name"),
     ("devices", "time_zone", '"Mars/Olympus"', r"\[devices\] time_zone = 'Mars/Olympus' is not a time zone known here"),
+    ("report", "lang", '"fr"', r"\[report\] lang = 'fr' is not a report language; allowed: zh, en"),
 ])
 def test_bad_policy_keys_are_named_at_load(archive: Path, tmp_path: Path, table: str, key: str, value: str,
                                            pattern: str) -> None:

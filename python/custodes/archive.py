@@ -83,6 +83,7 @@ class Policy:
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in tables)
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
+        _report(path, data.get("report", {}))
         if "id" not in a:
             raise ArchiveError(f"{path}: [archive] id: policy value missing; restore custodes.toml from a backup")
         archive_id = _name(path, "id", a["id"])
@@ -202,6 +203,17 @@ def _access(path: Path, data: dict[str, Any]) -> None:
     roles = access.get("classified_roles", ["approver"])
     if not isinstance(roles, list) or not all(r in ROLES for r in roles):
         raise ArchiveError(f"{path}: [access] classified_roles must be a list of roles from: {', '.join(ROLES)}")
+
+
+def _report(path: Path, table: Any) -> None:
+    """[report] lang, read by `custodes report` when no --lang is given."""
+    from custodes.messages import LANGUAGES
+
+    if not isinstance(table, dict):
+        raise ArchiveError(f"{path}: [report] must be a table")
+    lang = table.get("lang", LANGUAGES[0])
+    if not isinstance(lang, str) or lang not in LANGUAGES:
+        raise ArchiveError(f"{path}: [report] lang = {lang!r} is not a report language; allowed: {', '.join(LANGUAGES)}")
 
 
 def _backend(path: Path, value: Any) -> str:
