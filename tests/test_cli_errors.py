@@ -582,6 +582,8 @@ def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
     assert f"cannot read checksum list {fifo}: not a regular file".encode() in out.stderr
     bad_option(run_cli("hash", ""), "[PATHS]...", "'' is an empty path")
     bad_option(run_cli("init", "", cwd=tmp_path), "ARCHIVE", "'' is an empty path")
+    bad_option(run_cli("hash", "--check", ""), "--check' / '-c", "'' is an empty path")
+    bad_option(run_cli("report", archive, "--out", ""), "--out", "'' is an empty path")
     # An init error names the target, never the hidden staging folder it builds in.
     line = one_line_error(run_cli("init", "--signing-key", "private/" + "k" * 300, tmp_path / "T"), "nothing was kept")
     assert ".init-" not in line and f"{tmp_path / 'T'}/private" in line

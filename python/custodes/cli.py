@@ -290,7 +290,7 @@ def _print_stderr(message: str) -> None:
     help=f"Digest algorithm (default {DEFAULT_ALGORITHM}). Repeat for several; each file is still read once, "
     "and the lines are then in BSD tag form (SHA256 (path) = hex).",
 )
-@click.option("--check", "-c", "check_list", type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+@click.option("--check", "-c", "check_list", type=GivenPath(path_type=str, dir_okay=False, allow_dash=True),
               help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).")
 @workers_option("Files read")
 @output_options
@@ -1136,7 +1136,7 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
 @main.command("report")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--format", "fmt", type=TEXT_LINE, default="json", show_default=True, help="A reporter: json, csv, html, pdf (see `custodes plugins`).")
-@click.option("--out", "out", required=True, type=click.Path(path_type=str, dir_okay=False), help="File to write.")
+@click.option("--out", "out", required=True, type=GivenPath(path_type=str, dir_okay=False), help="File to write.")
 @click.option("--from", "start", type=TEXT_LINE, default=None, help="Period start (RFC 3339).")
 @click.option("--to", "end", type=TEXT_LINE, default=None, help="Period end (RFC 3339), exclusive.")
 @click.option("--scope", type=TEXT_LINE, default="archive", show_default=True, help="archive, or unit=ID, officer=ID, device=ID, case=ID.")
