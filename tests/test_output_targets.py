@@ -126,3 +126,15 @@ def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path
         assert run_cli("ledger", "verify", archive).returncode == 0
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_export_text_must_fit_one_bag_info_line(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811
+    for bad in ("two\nlines", "\udcff\udcfe"):
+        out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
+                  "--description", bad)
+        assert out.returncode == 2 and b"Traceback" not in out.stderr and b"--description" in out.stderr
+        assert not (tmp_path / "bag").exists()
+    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
+              "--description", "Stop at\tgate 3, 2024")
+    assert out.returncode == 0, out.stderr
+    assert run_cli("bag", "validate", tmp_path / "bag").returncode == 0

@@ -223,13 +223,12 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
     fails (a full disk, a read-only folder) leaves nothing behind and is
     logged as ``open_failed`` after the granted ``open``."""
     folder = None if to is None else refuse_inside_archive(archive, to, "--to")
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CustodesError(f"--to {folder}: cannot create the folder ({e.strerror})") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise CustodesError(f"--to {folder}: the folder is not writable")
+    if folder is not None:  # checked without creating anything: a refused open leaves no trace outside the log
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise CustodesError(f"--to {folder}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise CustodesError(f"--to {folder}: {existing} is not writable")
     grant_for(archive, request_id, [segment], "view", "open")
     name, sha = archive.conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
     path = archive.store.get(sha)
@@ -238,6 +237,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
     target = folder / os.path.basename(name)
     temp = folder / f".{os.path.basename(name)[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         _size, (digest,) = archive.store_copy(os.fspath(path), temp, ("sha256",))
         if digest.hex() != sha:
             raise CustodesError(f"{path}: the stored object does not match its digest; run `custodes verify`")

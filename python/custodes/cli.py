@@ -1079,11 +1079,12 @@ def retention_purge_command(archive: str, request: int) -> None:
 
 @main.command("export")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--case", "case_id", required=True, help="The case whose recordings to export.")
+@click.option("--case", "case_id", type=TEXT_LINE, required=True, help="The case whose recordings to export.")
 @click.option("--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case.")
 @click.option("--to", "to_dir", required=True, type=click.Path(path_type=str), help="New folder for the BagIt bag.")
 @click.option("--iso", "iso", type=click.Path(path_type=str, dir_okay=False), default=None, help="Also write a disc image.")
-@click.option("--description", default="", help="Written note on what is exported and why.")
+@click.option("--description", type=TEXT_LINE, default="",
+              help="Written note on what is exported and why (one line: it becomes bag-info.txt's External-Description).")
 @output_options
 def export_command(archive: str, case_id: str, request: int, to_dir: str, iso: str | None, description: str,
                    as_json: bool, quiet: bool) -> None:
