@@ -369,3 +369,25 @@ def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
         a.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     out = run_cli("verify", arch)
     assert out.returncode == 2 and b"newer than this custodes" in out.stderr
+
+
+@pytest.mark.parametrize("where", ["objects/sha256/{first}/notahash", "objects/sha256/zz/evil.mp4", "objects/junk.txt",
+                                   "objects/md5/ab/planted", "objects/sha256/{first}/{other_digest}"])
+def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, volume: Path, where: str) -> None:
+    """A planted file never throws the digest-ordered walk off: every object is still re-hashed, and the
+    file is exactly one `unexpected` finding (never `pending` objects, never silence)."""
+    arch = tmp_path / "archive"
+    with init_archive(arch) as a:
+        ingest(a, volume)
+        objects = sorted(o.path for o in a.store.list())
+    first = objects[0].parent.relative_to(arch / "objects" / "sha256")
+    other = objects[-1].name  # a real digest, planted in another object's folder
+    planted = arch / where.format(first=first, other_digest=other)
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"planted")
+    out = run_cli("verify", arch, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    assert report["checked"] == 3
+    assert [f["kind"] for f in report["findings"]] == ["unexpected"], report["findings"]
+    assert str(planted.relative_to(arch)) in report["findings"][0]["message"]

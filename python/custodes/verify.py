@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import sqlite3
 import time
@@ -265,19 +266,47 @@ def _tombstoned(conn: Any, sha: str) -> bool:
     return entry.get("type") == "purge" and entry.get("sha256") == sha
 
 
-def _store_digests(archive: Archive) -> Iterator[tuple[str, Path]]:
-    """(name, path) of every file under objects/, in digest order."""
+def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str, Path]]:
+    """(digest, path) of every object file at its own place (``objects/sha256/ab/cd/<digest>``),
+    in digest order, which is the order verify walks the catalog in.
+
+    Anything else under ``objects/`` (a name that is not a digest, a digest in
+    another digest's folder, a file beside the algorithm folders) goes to
+    ``foreign`` instead: yielded among the objects it would break the digest
+    order the walk relies on, and make every object after it look unknown."""
+    store = archive.store
+
     def walk(folder: Path) -> Iterator[tuple[str, Path]]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             return
         for e in entries:
+            path = Path(e.path)
             if e.is_dir(follow_symlinks=False):
-                yield from walk(Path(e.path))
+                if folder == store.objects.parent and path != store.objects:
+                    foreign.extend(p for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+                else:
+                    yield from walk(path)
+            elif folder == store.objects.parent:
+                foreign.append(path)  # a file beside objects/sha256
+            elif _DIGEST_NAME.match(e.name) and store.path_for(e.name) == path:
+                yield e.name, path
             else:
-                yield e.name, Path(e.path)
-    yield from walk(archive.store.objects)
+                foreign.append(path)
+    yield from walk(store.objects.parent)
+
+
+#: An object's file name: its SHA-256, in lower-case hex.
+_DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _foreign(archive: Archive, path: Path) -> VerifyFinding:
+    """A file under objects/ that is not an object at its own place: never evidence custodes stored."""
+    where = path.relative_to(archive.root)
+    if _DIGEST_NAME.match(path.name):
+        return VerifyFinding("unexpected", f"{where} is not where object {path.name} belongs", object=path.name)
+    return VerifyFinding("unexpected", f"file in the store that is not an object: {where}")
 
 
 def _stray(archive: Archive, fresh: sqlite3.Connection, digest: str, path: Path) -> VerifyFinding:
@@ -305,7 +334,8 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
     conn = archive.conn
     total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
     segment_of = lambda sha: conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)).fetchone()  # noqa: E731
-    on_disk = _store_digests(archive)
+    foreign: list[Path] = []
+    on_disk = _store_digests(archive, foreign)
     current = next(on_disk, None)
     batch: list[tuple[str, int, dict[str, str], str, Path]] = []
     # Objects found intact are stamped batch by batch through a second
@@ -375,9 +405,6 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
                 current = next(on_disk, None)
             continue
         if current is not None and current[0] == sha:
-            if current[1] != path:
-                result.findings.append(VerifyFinding("unexpected", f"{current[1].relative_to(archive.root)} is not where object {sha} belongs",
-                                                     object=sha))
             current = next(on_disk, None)
         batch.append((sha, size, json.loads(digests_json), head, path))
         if len(batch) >= BATCH:
@@ -386,4 +413,5 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
     while current is not None:
         result.findings.append(_stray(archive, fresh, *current))
         current = next(on_disk, None)
+    result.findings += [_foreign(archive, p) for p in foreign]
     stamper.close()
