@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,19 @@ def run_cli(
 def peer(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run an independent tool (sha256sum, b3sum, openssl ...) for cross-checking."""
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, timeout=300)
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real small file system (tmpfs) mounted on ``folder`` for the test, unmounted after it:
+    a full disk, a USB stick's root. Skips the test where mounting is not allowed (not root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, peer, run_cli
+from conftest import FOOTAGE, peer, run_cli, small_tmpfs
 from custodes.hashing import clamp_workers, max_workers
 
 PEOPLE = """
@@ -150,17 +150,8 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for the full-disk test needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def fill(disk: Path) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 import bagit
 import pytest
 
-from conftest import FOOTAGE
+from conftest import FOOTAGE, small_tmpfs
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
 from test_custody import PEOPLE
@@ -381,17 +381,8 @@ def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path,
 @pytest.fixture
 def mount_point(tmp_path: Path):
     """An empty tmpfs mounted for the test: an export to the root of a disc or USB stick."""
-    disk = tmp_path / "stick"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for the export-to-a-mount-point test needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "stick", "16m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def test_export_to_a_mount_point_through_faults(tmp_path: Path, mount_point: Path,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, small_tmpfs
 from test_custody import archive as archive  # noqa: F401  (the same archive fixture)
 from test_custody import as_, request
 
@@ -107,13 +107,7 @@ def test_open_into_a_folder_copies_checks_and_never_replaces(archive: Path, tmp_
 
 
 def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path, tmp_path: Path) -> None:  # noqa: F811
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "full"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "full", "64k") as disk:
         rid = request(archive, "carol", 1)
         assert as_("bob", "access", "approve", archive, rid).returncode == 0
         out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", disk)
@@ -124,8 +118,6 @@ def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path
             log = c.execute("SELECT action, ok FROM access_log WHERE request_id = ? ORDER BY id", (rid,)).fetchall()
         assert log == [("request", 1), ("approve", 1), ("open", 1), ("open_failed", 0)]
         assert run_cli("ledger", "verify", archive).returncode == 0
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_export_text_must_fit_one_bag_info_line(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811

@@ -24,6 +24,7 @@ from typing import Any
 
 from custodes import ledger
 from custodes.archive import Archive, refuse_inside_archive
+from custodes.builtin.storage import fsync_file
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
@@ -242,11 +243,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         if digest.hex() != sha:
             raise CustodesError(f"{path}: the stored object does not match its digest; run `custodes verify`")
         os.chmod(temp, 0o444)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(temp)
         try:
             os.link(temp, target)  # never replaces: an existing file of that name is left alone
         except FileExistsError:

@@ -265,12 +265,7 @@ def write_iso(bag: Path, iso: Path, label: str) -> None:
                               "-o", str(temp), str(bag)], capture_output=True, text=True)
         if out.returncode != 0:
             raise ExportError(f"--iso {iso}: xorriso failed: {out.stderr.strip()[-400:]}")
-        storage_op("fsync", temp)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(temp)
         try:
             os.link(temp, iso)
         except FileExistsError:
