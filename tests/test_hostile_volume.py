@@ -223,7 +223,7 @@ class Hostile(Driver):
         ident_file = os.fspath(volume / "HOSTILE.ID")
         log = os.fspath(volume / "EVENTS.LOG")
         first = segments[0]
-        segments[0] = first.__class__(**{**first.__dict__, "start": 10**30, "recording": b"raw",
+        segments[0] = first.__class__(**{**first.__dict__, "start": 10**30, "recording": b"raw", "sequence": 10**20,
                                          "extra": {"officer": ["A", "B"], "speed": float("nan")}})
         identity = DeviceIdentity("HOST-1", serial=["S", 1], officer_id=42, file=ident_file)
         clock = [ClockReading(1.5, 2, "dock", file=log), ClockReading(10**9, 10**9, "dock", file=log)]
@@ -270,11 +270,14 @@ def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path)
                  for f in report["findings"] if f["kind"] == "malformed")
     assert bad == [
         ("A0001.mp4", "segment", "extra['officer']"), ("A0001.mp4", "segment", "extra['speed']"),
-        ("A0001.mp4", "segment", "recording"), ("A0001.mp4", "segment", "start"),
+        ("A0001.mp4", "segment", "recording"), ("A0001.mp4", "segment", "sequence"), ("A0001.mp4", "segment", "start"),
         ("EVENTS.LOG", "clock_reading", "device_time"), ("EVENTS.LOG", "event", "detail"), ("EVENTS.LOG", "event", "time"),
+        ("EVENTS.LOG", "event", "time"),  # an event without a time is dropped whole, and said so
         ("HOSTCAM", "finding", "(whole)"),
         ("HOSTILE.ID", "identity", "officer_id"), ("HOSTILE.ID", "identity", "serial"),
     ]
+    (seq,) = [f["message"] for f in report["findings"] if f["evidence"].get("field") == "sequence"]
+    assert seq == "driver hostile: segment field 'sequence' is int 100000000000000000000, not a 64-bit integer; dropped"
     with sqlite3.connect(arch / "catalog.sqlite") as db:
         assert db.execute("SELECT serial, officer_id FROM devices").fetchall() == [(None, None)]
         assert db.execute("SELECT start_ns, recording FROM segments WHERE original_name = 'A0001.mp4'").fetchall() == [(None, None)]
@@ -510,3 +513,99 @@ def test_an_object_left_by_a_killed_ingest_whose_file_is_gone_stays_pending(tmp_
     assert out.returncode == 0 and result["ok"] is True
     assert {f["object"] for f in result["findings"]} == left
     assert all(f["kind"] == "pending" and "finished without recording it" in f["message"] for f in result["findings"])
+
+
+def odd_names_volume(root: Path) -> Path:
+    """Four copies of one recording (so they overlap) under names that are hard to show on one line."""
+    vol = root / "ODDCAM"
+    vol.mkdir()
+    src = FOOTAGE / "encoders" / "androidx-sample.mp4"
+    for name in (b"new\nline.mp4", b"tab\there\r.mp4", b"x\\xff.mp4", b"x\xff.mp4"):
+        shutil.copy(src, os.fsencode(vol) + b"/" + name)
+    return vol
+
+
+def test_timeline_findings_and_the_segment_list_show_names_escaped_one_line_each(tmp_path: Path) -> None:
+    """Issue 10: an overlap (gap, sequence break) message names its files through the one display rule:
+    one finding per line, no raw TAB/CR, and the UTF-8 name x\\xff.mp4 (a backslash) never reads like
+    the name with the byte 0xff; so does the segment list of `custodes volume`."""
+    vol = odd_names_volume(tmp_path)
+    v = str(vol)
+    overlaps = [
+        f"overlap: [ODDCAM] 2016-05-31T17:01:35Z .. 2016-05-31T17:01:36.024Z: {v}/{after} starts 1.024 s before "
+        f"{v}/new\\nline.mp4 ends: one device cannot record twice at once (clock jump or forgery)"
+        for after in ("tab\\there\\r.mp4", "x\\\\xff.mp4", "x\\xff.mp4")
+    ]
+    out = run_cli("timeline", vol)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    lines = out.stdout.decode().splitlines()
+    assert [ln for ln in lines if ln.startswith("overlap")] == overlaps
+    assert all(ln.split(":", 1)[0] in ("odd_name", "overlap") for ln in lines)  # nothing split over two lines
+    assert b"\t" not in out.stdout and b"\r" not in out.stdout and b"\xff" not in out.stdout
+
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    out = run_cli("ingest", vol, "--archive", arch)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    lines = out.stdout.decode().splitlines()
+    assert [ln.strip() for ln in lines if ln.strip().startswith("overlap")] == overlaps
+    assert all(ln.startswith(("  ", v)) for ln in lines)
+    assert b"\t" not in out.stdout and b"\r" not in out.stdout and b"\xff" not in out.stdout
+
+    out = run_cli("volume", vol)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    rows = [ln.split("  video  ")[0].strip() for ln in out.stdout.decode().splitlines() if "  video  " in ln]
+    assert rows == ["new\\nline.mp4", "tab\\there\\r.mp4", "x\\\\xff.mp4", "x\\xff.mp4"]
+    assert b"\t" not in out.stdout and b"\r" not in out.stdout and b"\xff" not in out.stdout
+
+
+def gat947_volume(root: Path, identity: str, events: str) -> Path:
+    vol = root / "GAT"
+    (vol / "DCIM").mkdir(parents=True)
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "DCIM" / "001234_A123456_20160601010135_0001.MP4")
+    (vol / "GAT947_ID.TXT").write_text(identity)
+    (vol / "EVENTS.LOG").write_text(events)
+    return vol
+
+
+def test_an_event_whose_time_is_dropped_is_dropped_whole(tmp_path: Path) -> None:
+    """An EVENTS.LOG line dated outside the 64-bit ns range: its time is `malformed`, and the event
+    (which could neither be placed nor explain a gap) is not kept timeless."""
+    vol = gat947_volume(tmp_path, "product_serial=A123456\n", "1677-01-01 00:00:00 device_fault\n"
+                        "2262-12-31 00:00:00 device_fault\n2016-06-01 01:01:00 power_on\n")
+    out = run_cli("volume", vol)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    text = out.stdout.decode()
+    assert "event None" not in text and "device_fault" not in text.replace("'time' is", "")
+    assert [ln.strip() for ln in text.splitlines() if ln.strip().startswith("event ")] == ["event 2016-05-31T17:01:00Z power_on"]
+    assert text.count(f"malformed: [A123456] {vol}/EVENTS.LOG: driver gat947: event field 'time' is int ") == 2
+    report = json.loads(run_cli("volume", "--json", vol).stdout)
+    assert report["events"] == [{"time": "2016-05-31T17:01:00Z", "kind": "power_on", "detail": ""}]
+
+
+def test_an_identity_key_given_twice_is_ambiguous_and_the_first_value_is_kept(tmp_path: Path) -> None:
+    vol = gat947_volume(tmp_path, "product_serial=A123456\nproduct_serial=B999999\n", "")
+    out = run_cli("volume", vol)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    text = out.stdout.decode()
+    assert text.splitlines()[0] == f"{vol}: driver gat947, device A123456"
+    assert (f"  malformed: {vol}/GAT947_ID.TXT: 'product_serial' is given more than once: ambiguous; "
+            "the first value is kept") in text.splitlines()
+
+    card = gopro_card(tmp_path / "g", hostile=False)
+    (card / "MISC" / "version.txt").write_text('{"camera serial number":"C1","camera serial number":"C2"}')
+    out = run_cli("volume", card)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    text = out.stdout.decode()
+    assert text.splitlines()[0] == f"{card}: driver gopro, device C1"
+    assert (f"  malformed: [C1] {card}/MISC/version.txt: 'camera serial number' is given more than once: ambiguous; "
+            "the first value is kept") in text.splitlines()
+
+
+def test_gopro_version_txt_that_is_a_folder_is_a_finding(tmp_path: Path) -> None:
+    card = gopro_card(tmp_path, hostile=False)
+    (card / "MISC" / "version.txt").mkdir()
+    out = run_cli("volume", card)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    assert (f"  malformed: [GOPRO-CARD] {card}/MISC/version.txt: a folder, not the file GoPro writes; camera type and "
+            "serial not read") in out.stdout.decode().splitlines()

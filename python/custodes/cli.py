@@ -555,9 +555,11 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
         ident = reading.identity
         click.echo(f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
                    + (f", officer {ident.officer_id}" if ident.officer_id else "") + (f", unit {ident.unit_id}" if ident.unit_id else ""))
+        from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
+
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
-            click.echo(f"  {s.name}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}")
+            click.echo(f"  {shown_name(s.name)}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}")
         for c in reading.clock_readings:
             click.echo(f"  clock ({c.source}): device {rfc3339(c.device_time)} vs {rfc3339(c.trusted_time)}: {c.offset:+.1f} s")
         for e in reading.events:

@@ -30,7 +30,7 @@ from typing import Any
 from custodes import timeline
 from custodes.defaults import INT64_MAX, INT64_MIN
 from custodes.errors import CustodesError
-from custodes.findings import Finding, rfc3339
+from custodes.findings import Finding, _escaped, rfc3339, shown_name
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 
 __all__ = [
@@ -130,7 +130,7 @@ class ClockReading:
 
 @dataclass(frozen=True)
 class DeviceEvent:
-    time: int | None
+    time: int  # ns UTC; required: an event whose time is missing or out of range is dropped by check_reading
     kind: str  # battery_low, storage_full, device_fault, power_on, record_start, ...
     detail: str = ""
     file: str | None = None  # the device log it was read from (findings about it name it)
@@ -201,25 +201,9 @@ def identity_from(volume: Path, options: Mapping[str, str], **found: str | None)
 #   - name_bytes: the exact bytes, kept beside the text only when the text is
 #     not the name itself (None otherwise, so ordinary names are stored as before).
 #   - name_from(text, raw) gives the name back, byte for byte.
-# shown_name is for output that is one line per file: it escapes control
-# characters as well, so every name reads unambiguously on one line.
-
-def _escaped(name: str, *, controls: bool) -> str:
-    out = []
-    for ch in name:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode holds it
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch == "\\":
-            out.append("\\\\")
-        elif controls and ch in _CONTROL_ESCAPES:
-            out.append(_CONTROL_ESCAPES[ch])
-        elif controls and (o < 0x20 or o == 0x7F):
-            out.append(f"\\x{o:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
+# shown_name (in custodes.findings, re-exported here) is for output that is one
+# line per file and for every finding message that names a file: it escapes
+# control characters as well, so every name reads unambiguously on one line.
 
 def _is_utf8(name: str) -> bool:
     try:
@@ -242,15 +226,6 @@ def name_bytes(name: str) -> bytes | None:
 def name_from(text: str, raw: bytes | None) -> str:
     """The name (surrogate-escaped str) back from what :func:`name_text` and :func:`name_bytes` kept."""
     return os.fsdecode(bytes(raw)) if raw is not None else text
-
-
-def shown_name(name: str) -> str:
-    """The name on one line: backslash as ``\\\\``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t``,
-    other control characters and bytes that are not UTF-8 as ``\\xNN``."""
-    return _escaped(name, controls=True)
-
-
-_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def odd_name(name: str) -> str | None:
@@ -303,7 +278,7 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(entry.path)
                 outside = not os.path.realpath(entry.path).startswith(os.path.realpath(root) + os.sep)
-                findings.append(Finding("symlink", f"symbolic link to {target!r}{' (outside the volume)' if outside else ''}; not followed",
+                findings.append(Finding("symlink", f"symbolic link to {shown_name(target)}{' (outside the volume)' if outside else ''}; not followed",
                                         path=entry.path, evidence={"target": target, "outside": outside}))
             elif stat.S_ISDIR(st.st_mode):
                 subfolders.append(entry.path)
@@ -568,14 +543,14 @@ def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
     }
     seq = _int64(s.sequence)
     if seq is None:
-        c.bad("segment", "sequence", s.sequence, f, "an integer")
+        c.bad("segment", "sequence", s.sequence, f, "a 64-bit integer")
     fixed["sequence"] = timeline.NO_SEQUENCE if seq is None else seq
     fixed["important"] = isinstance(s.important, bool) and s.important or _int64(s.important) == 1
     if not isinstance(s.important, bool) and _int64(s.important) not in (0, 1):
         c.bad("segment", "important", s.important, f, "true or false")
     fixed["chapter"] = None if s.chapter is None else _int64(s.chapter)
     if s.chapter is not None and fixed["chapter"] is None:
-        c.bad("segment", "chapter", s.chapter, f, "an integer")
+        c.bad("segment", "chapter", s.chapter, f, "a 64-bit integer")
     if isinstance(s.sidecars, (list, tuple)) and all(_is_path(x) for x in s.sidecars):
         fixed["sidecars"] = tuple(s.sidecars)
     else:
@@ -631,10 +606,13 @@ def _check_event(c: _Checker, x: Any) -> DeviceEvent | None:
         c.bad("event", "(whole)", x, None, "a DeviceEvent")
         return None
     kind = c.text("event", x, "kind", file, required=True)
-    if kind is None:
-        return None
+    # An event without a time cannot explain a gap or be placed on the time line: the whole
+    # event is dropped (its `malformed` finding names the file and the value), never kept timeless.
+    when = c.time("event", x, "time", file, required=True)
     detail = c.text("event", x, "detail", file)
-    return DeviceEvent(c.time("event", x, "time", file), kind, detail or "", file if _is_path(file) else None)
+    if kind is None or when is None:
+        return None
+    return DeviceEvent(when, kind, detail or "", file if _is_path(file) else None)
 
 
 def _check_finding(c: _Checker, x: Any) -> Finding | None:

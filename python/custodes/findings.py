@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ARTICLES", "Finding", "rfc3339"]
+__all__ = ["ARTICLES", "Finding", "rfc3339", "shown_name"]
 
 #: The article of the regulation each kind of finding serves.
 ARTICLES: dict[str, int] = {
@@ -42,6 +42,38 @@ ARTICLES: dict[str, int] = {
 }
 
 _SEVERITY = {"truncated": "error", "no_moov": "error", "sequence_break": "error", "overlap": "error", "unreadable": "error"}
+
+
+def _escaped(name: str, *, controls: bool) -> str:
+    """``name`` with each byte that is not UTF-8 (as os.fsdecode holds it) as ``\\xNN`` and each backslash
+    as ``\\\\``; with ``controls``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t`` and other control characters as ``\\xNN``."""
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode holds it
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif controls and ch in _CONTROL_ESCAPES:
+            out.append(_CONTROL_ESCAPES[ch])
+        elif controls and (o < 0x20 or o == 0x7F):
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown_name(name: str) -> str:
+    """A file name (or path) on one line, the one way every finding message and every line of output
+    shows one (issue 10): backslash as ``\\\\``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t``, other
+    control characters and bytes that are not UTF-8 as ``\\xNN``. So the UTF-8 name ``x\\xff.mp4``
+    (a backslash) shows as ``x\\\\xff.mp4`` and the name with the byte 0xff as ``x\\xff.mp4``. It lives
+    here, beside :class:`Finding`, so that every module building a finding message can use it
+    (:mod:`custodes.drivers` keeps the rest of the name rule and re-exports it)."""
+    return _escaped(name, controls=True)
 
 
 def rfc3339(ns: int | None) -> str | None:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from custodes import _core
-from custodes.findings import Finding, rfc3339
+from custodes.findings import Finding, rfc3339, shown_name
 
 __all__ = [
     "DEFAULT_CLOCK_FLOOR",
@@ -97,14 +97,16 @@ def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAUL
     numbered = analyse([s.device for s in segments], [0] * len(segments), [0] * len(segments),
                        [s.sequence for s in segments])
     found: list[Finding] = []
+    # A message names files through shown_name, the one display rule (issue 10): one line, no two
+    # names alike; the evidence keeps the paths themselves.
     g = r["gaps"]
     for d, a, b, i, j in zip(g["device"], g["start"], g["end"], g["before"], g["after"]):
-        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {timed[i].path} and {timed[j].path}",
+        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {shown_name(timed[i].path)} and {shown_name(timed[j].path)}",
                              device=str(d), start=int(a), end=int(b),
                              evidence={"before": timed[i].path, "after": timed[j].path}))
     o = r["overlaps"]
     for d, a, b, i, j in zip(o["device"], o["start"], o["end"], o["before"], o["after"]):
-        found.append(Finding("overlap", f"{timed[j].path} starts {(b - a) / NS:.3f} s before {timed[i].path} ends: "
+        found.append(Finding("overlap", f"{shown_name(timed[j].path)} starts {(b - a) / NS:.3f} s before {shown_name(timed[i].path)} ends: "
                              "one device cannot record twice at once (clock jump or forgery)",
                              device=str(d), start=int(a), end=int(b),
                              evidence={"before": timed[i].path, "after": timed[j].path}))
@@ -112,8 +114,8 @@ def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAUL
     for d, last, nxt, i, j in zip(q["device"], q["last_seen"], q["next_seen"], q["before"], q["after"]):
         missing = list(range(int(last) + 1, int(nxt)))
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        found.append(Finding("sequence_break", f"file number(s) {shown} missing between {segments[i].path} and "
-                             f"{segments[j].path}: a deleted file until shown otherwise",
+        found.append(Finding("sequence_break", f"file number(s) {shown} missing between {shown_name(segments[i].path)} and "
+                             f"{shown_name(segments[j].path)}: a deleted file until shown otherwise",
                              device=str(d), start=segments[i].end, end=segments[j].start,
                              evidence={"missing": missing, "before": segments[i].path, "after": segments[j].path}))
     return sorted(found, key=lambda f: (f.device or "", f.start or 0, f.kind))

@@ -61,15 +61,17 @@ def naming_pattern(template: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$", re.IGNORECASE)
 
 
-def read_key_values(path: Path) -> tuple[dict[str, str], list[str]]:
-    """``key=value`` lines of a small text file, and the lines that are not."""
+def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """``key=value`` lines of a small text file, the lines that are not, and the keys given more
+    than once (ambiguous: the first value is kept, never silently the last)."""
     values: dict[str, str] = {}
     bad: list[str] = []
+    repeated: list[str] = []
     raw = path.read_bytes()[:65536]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return {}, ["not UTF-8 text"]
+        return {}, ["not UTF-8 text"], []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -78,8 +80,17 @@ def read_key_values(path: Path) -> tuple[dict[str, str], list[str]]:
         if not sep or not key.strip():
             bad.append(line[:80])
             continue
-        values[key.strip()] = value.strip()
-    return values, bad
+        key = key.strip()
+        if key not in values:
+            values[key] = value.strip()
+        elif key not in repeated:
+            repeated.append(key)
+    return values, bad, repeated
+
+
+def _repeated_findings(path: Path, repeated: list[str]) -> list[Finding]:
+    return [Finding("malformed", f"{key!r} is given more than once: ambiguous; the first value is kept",
+                    path=str(path), evidence={"key": key}) for key in repeated]
 
 
 def _local(text: str, tz: ZoneInfo) -> int | None:
@@ -151,8 +162,9 @@ class Gat947Driver(Driver):
         path = volume / IDENTITY_FILE
         if not path.is_file() or path.is_symlink():
             return {}, []
-        values, bad = read_key_values(path)
+        values, bad, repeated = read_key_values(path)
         findings = [Finding("malformed_identity", f"line is not key=value: {b!r}", path=str(path)) for b in bad]
+        findings += _repeated_findings(path, repeated)
         good: dict[str, str] = {}
         for key, value in values.items():
             shape = IDENTITY_SHAPES.get(key)
@@ -174,7 +186,7 @@ class Gat947Driver(Driver):
         path = volume / CLOCK_FILE
         if not path.is_file() or path.is_symlink():
             return [], []
-        values, _ = read_key_values(path)
+        values, _, repeated = read_key_values(path)
         device_time = _local(values.get("device_time", ""), tz)
         station = values.get("station_time", "").replace("Z", "+00:00")
         try:
@@ -182,8 +194,9 @@ class Gat947Driver(Driver):
         except ValueError:
             trusted = None
         if device_time is None or trusted is None:
-            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
-        return [ClockReading(device_time, trusted, "dock", file=str(path))], []
+            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path)),
+                        *_repeated_findings(path, repeated)]
+        return [ClockReading(device_time, trusted, "dock", file=str(path))], _repeated_findings(path, repeated)
 
     def _events(self, volume: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
         path = volume / EVENT_FILE

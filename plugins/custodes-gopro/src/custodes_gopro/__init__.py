@@ -28,6 +28,25 @@ MODEL_SHAPE = re.compile(r"[\x20-\x7e]{1,64}")
 SERIAL_SHAPE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
+def _json_first_wins(text: str) -> tuple[object, list[str]]:
+    """JSON whose objects keep the first value of a repeated key (never silently the last), and the
+    keys repeated in the outermost object (json's object_pairs_hook sees it last)."""
+    repeated: list[list[str]] = [[]]
+
+    def first_wins(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        obj: dict[str, object] = {}
+        again: list[str] = []
+        for key, value in pairs:
+            if key not in obj:
+                obj[key] = value
+            elif key not in again:
+                again.append(key)
+        repeated.append(again)
+        return obj
+
+    return json.loads(text, object_pairs_hook=first_wins), repeated[-1]
+
+
 def gpmf_items(data: bytes, depth: int = 0) -> Iterator[tuple[bytes, int, bytes]]:
     """(key, type, payload) of every GPMF KLV item, nested containers walked.
 
@@ -142,13 +161,16 @@ class GoProDriver(Driver):
         """Model and serial from ``MISC/version.txt``, each checked for its shape; a field of
         another shape (a list, a number, control characters) is left out and is a finding."""
         path = volume / "MISC" / "version.txt"
+        file = os.fspath(path)
+        if path.is_dir() and not path.is_symlink():  # links and FIFOs are already scan_volume's findings
+            return {}, [Finding("malformed", "a folder, not the file GoPro writes; camera type and serial not read",
+                                path=file)]
         if not path.is_file() or path.is_symlink():
             return {}, []
-        file = os.fspath(path)
         try:
             text = path.read_bytes()[:65536].decode("utf-8", "replace").strip()
             # GoPro writes JSON with a trailing comma before the closing brace.
-            info = json.loads(re.sub(r",\s*}\s*$", "}", text))
+            info, repeated = _json_first_wins(re.sub(r",\s*}\s*$", "}", text))
         except (OSError, ValueError, RecursionError) as e:
             return {}, [Finding("malformed", f"not the JSON object GoPro writes ({type(e).__name__}); camera type and "
                                 "serial not read", path=file)]
@@ -156,6 +178,9 @@ class GoProDriver(Driver):
             return {}, [Finding("malformed", f"a JSON {type(info).__name__}, not an object; camera type and serial not read",
                                 path=file)]
         found: dict[str, str | None] = {"file": file}  # findings about the identity name this file
+        # A key given twice makes the identity ambiguous: the first value is kept, and said so.
+        findings = [Finding("malformed", f"{key!r} is given more than once: ambiguous; the first value is kept",
+                            path=file, evidence={"key": key}) for key in repeated]
         bad = []
         for key, shape, fields in (("camera type", MODEL_SHAPE, ("model",)),
                                    ("camera serial number", SERIAL_SHAPE, ("serial", "device_id"))):
@@ -166,8 +191,8 @@ class GoProDriver(Driver):
                 found.update(dict.fromkeys(fields, value))
             else:
                 bad.append(f"{key!r} is {type(value).__name__} {json.dumps(value, ensure_ascii=True)[:60]}")
-        findings = [Finding("malformed", f"{'; '.join(bad)}: not of the shape GoPro writes; left out", path=file,
-                            evidence={"fields": bad})] if bad else []
+        findings += [Finding("malformed", f"{'; '.join(bad)}: not of the shape GoPro writes; left out", path=file,
+                             evidence={"fields": bad})] if bad else []
         return found, findings
 
 
