@@ -285,7 +285,8 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
             path = Path(e.path)
             if e.is_dir(follow_symlinks=False):
                 if folder == store.objects.parent and path != store.objects:
-                    foreign.extend(p for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+                    for top, dirs, files in os.walk(path):  # never follows links: a link loop cannot hang verify
+                        foreign.extend(Path(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))])
                 else:
                     yield from walk(path)
             elif folder == store.objects.parent:
