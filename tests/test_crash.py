@@ -24,7 +24,12 @@ PHASES = ["copy", "after_copy", "after_fsync", "after_readback", "after_link", "
 FILES = ["androidx-sample.mp4", "go-mp4-sample.mp4", "go-mp4-sample_fragmented.mp4"]
 
 
-def make_volume(root: Path) -> Path:
+#: For the timed kills: a 48 MiB device log beside the recordings makes the copy phase long enough
+#: (hundreds of ms) that a kill at a random share of it lands inside it on any machine.
+TIMED_FILLER_MIB = 48
+
+
+def make_volume(root: Path, filler_mib: int = 0) -> Path:
     vol = root / "BWC0009"
     (vol / "DCIM").mkdir(parents=True)
     for name in FILES:
@@ -32,6 +37,8 @@ def make_volume(root: Path) -> Path:
     shutil.copy(FOOTAGE / "gopro" / "karma.mp4", vol / "DCIM" / "karma.mp4")  # 4 MiB: time to kill mid-copy
     shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol / "bt601.mov")
     shutil.copy(FOOTAGE / "drones" / "p4p_sample.SRT", vol / "notes.SRT")
+    if filler_mib:
+        (vol / "DEVICE.LOG").write_bytes(random.Random(9).randbytes(filler_mib << 20))
     return vol
 
 
@@ -64,10 +71,39 @@ def crash_plans() -> list[tuple[str, str | float]]:
     plans: list[tuple[str, str | float]] = [("point", f"{phase}:{n}") for phase in PHASES for n in range(1, 7)]
     plans += [("point", "before_checkpoint:1")]
     rng = random.Random(947)
-    # Timed kills, counted from the moment the ingest is provably under way (its catalog row exists):
-    # wherever they land in the copies, fsyncs and commits, each must land before the ingest ends.
-    plans += [("timer", rng.uniform(0.0, 0.08)) for _ in range(8)]
+    # Timed kills at a random share of the ingest's own working time (measured on this machine by
+    # `ingest_span`), counted from the moment it is provably under way: wherever they land in the
+    # copies, fsyncs and commits, each lands before the ingest ends, on a fast machine or a slow one.
+    plans += [("timer", rng.uniform(0.05, 0.7)) for _ in range(8)]
     return plans
+
+
+@pytest.fixture(scope="module")
+def ingest_span(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """Seconds from an ingest's catalog row to its signed end, for this volume on this machine
+    (the shortest of three clean runs, so a kill at a share of it is early enough)."""
+    import sqlite3
+
+    spans = []
+    for i in range(3):
+        root = tmp_path_factory.mktemp(f"span{i}")
+        vol, arch = make_volume(root, TIMED_FILLER_MIB), root / "archive"
+        init_archive(arch).close()
+        proc = subprocess.Popen(ingest_cmd(vol, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = wait_for_ingest_row(arch, proc)
+        finished = None
+        while finished is None and time.monotonic() - started < 60:
+            try:
+                with sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True, timeout=0.05) as c:
+                    if c.execute("SELECT finished_ns FROM ingests").fetchone()[0] is not None:
+                        finished = time.monotonic()
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.001)
+        assert proc.wait(timeout=60) == 0 or proc.returncode == 1
+        assert finished is not None
+        spans.append(finished - started)
+    return min(spans)
 
 
 PLANS = crash_plans()
@@ -75,8 +111,8 @@ assert len(PLANS) >= 50
 
 
 @pytest.mark.parametrize("how,when", PLANS, ids=[f"{h}-{w if isinstance(w, str) else round(w, 2)}" for h, w in PLANS])
-def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float) -> None:
-    vol = make_volume(tmp_path)
+def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float, request: pytest.FixtureRequest) -> None:
+    vol = make_volume(tmp_path, TIMED_FILLER_MIB if how == "timer" else 0)
     before = digest_tree(vol)
     arch = tmp_path / "archive"
     init_archive(arch).close()
@@ -85,9 +121,10 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float) -
                                  env={**os.environ, "CUSTODES_CRASHPOINT": str(when)}, timeout=120)
         assert crashed.returncode == -9, (when, crashed.stderr[-400:])
     else:
+        span = request.getfixturevalue("ingest_span")
         proc = subprocess.Popen(ingest_cmd(vol, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = wait_for_ingest_row(arch, proc)
-        time.sleep(float(when))
+        time.sleep(float(when) * span)
         assert proc.poll() is None, f"the ingest ended {time.monotonic() - started:.3f} s in, before the kill"
         proc.kill()
         proc.wait(timeout=60)
