@@ -31,7 +31,7 @@ from custodes import __version__, ledger, merkle
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive, refuse_inside_archive
-from custodes.builtin.storage import fsync_dir, fsync_file
+from custodes.builtin.storage import fsync_dir, fsync_file, process_alive
 from custodes.bags import BagError, BagReport, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.bags import safe_part as _safe_part
@@ -182,7 +182,7 @@ def _clean_stale_staging(final: Path) -> None:
     parent, prefix = _staging_place(final)
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
         pid = old.name[len(prefix):]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -195,14 +195,6 @@ def _staging(final: Path) -> Path:
     return staging
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _publish(staging: Path, final: Path) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from custodes import ledger, timeline
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import CATALOG_FILE, Archive, ArchiveError, connect
+from custodes.builtin.storage import process_alive
 from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.defaults import clock_is_set
 from custodes.errors import CustodesError
@@ -88,18 +89,10 @@ def _clean_stale_temps(archive: Archive) -> None:
     """Remove copies left in tmp/ by ingests that died (their pid is gone)."""
     for p in archive.store.tmp.iterdir():
         pid = p.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             p.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _finding_row(conn: Any, ingest_id: int, segment_id: int | None, f: Finding) -> None:

@@ -49,6 +49,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process that named a temp file (``<pid>-...``) still runs: a dead one's
+    temps are leftovers to clean, a live one's are work in flight (another user's counts as live)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fsync_file(path: Path) -> None:
     """Flush a file's bytes to the storage (the one fsync of a file the archive writes)."""
     fd = os.open(path, os.O_RDONLY)
