@@ -449,6 +449,29 @@ mod tests {
         assert_eq!(time_mismatch(&[0, 100], &[2, 0], 5).unwrap(), vec![false, true]);
     }
 
+    // Found by cargo-mutants (scripts/mutants --rust): each edge below survived a mutant.
+    #[test]
+    fn edges_that_mutants_survived() {
+        // File number 1 counts and -1 means none: 1 then 3 is a break, the unnumbered file is not in it.
+        let a = analyse(segs(&[0, 0, 0], &[0, 10, 20], &[10, 20, 30], &[1, NO_SEQUENCE, 3]), 0).unwrap();
+        assert_eq!((a.sequence_breaks.last_seen, a.sequence_breaks.next_seen), (vec![1], vec![3]));
+        // A zero-length segment is valid (a file with no samples), only a negative one is an error.
+        assert!(analyse(segs(&[0], &[5], &[5], &[NO_SEQUENCE]), 0).is_ok());
+        // The interval lists count what they hold.
+        let a = analyse(segs(&[0, 0, 0], &[0, 20, 25], &[10, 30, 40], &[-1, -1, -1]), 0).unwrap();
+        assert_eq!((a.gaps.len(), a.gaps.is_empty(), a.overlaps.len(), a.overlaps.is_empty()), (1, false, 1, false));
+        let none = analyse(segs(&[0], &[0], &[1], &[-1]), 0).unwrap();
+        assert_eq!((none.gaps.len(), none.gaps.is_empty()), (0, true));
+        // Device codes far apart (and on both sides of zero) are ranked, not laid out densely:
+        // a dense layout would need a bucket per code in between, or wrap around u32.
+        for far in [[0, i64::MAX / 2], [-(1 << 40), 1 << 40]] {
+            let d = [far[1], far[0], far[1], far[0]];
+            let a = analyse(segs(&d, &[0, 0, 20, 10], &[10, 10, 30, 11], &[-1; 4]), 0).unwrap();
+            assert_eq!((a.gaps.device.clone(), a.gaps.start.clone(), a.gaps.end.clone()), (vec![far[1]], vec![10], vec![20]));
+            assert!(a.overlaps.is_empty());
+        }
+    }
+
     #[test]
     fn linear_clock_correction_between_dockings() {
         // Device 10 s slow at docking one (t=0), 30 s slow at docking two (t=1000 s).
