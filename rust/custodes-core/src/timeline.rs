@@ -472,6 +472,28 @@ mod tests {
         }
     }
 
+    // More edges cargo-mutants found unguarded: each comparison exactly at its boundary.
+    #[test]
+    fn boundaries_that_mutants_survived() {
+        // Two segments end together: the gap after them is "after" the first one (ties keep the earlier).
+        let a = analyse(segs(&[0, 0, 0], &[0, 5, 20], &[10, 10, 30], &[-1, -1, -1]), 0).unwrap();
+        assert_eq!((a.gaps.start.clone(), a.gaps.before.clone(), a.gaps.after.clone()), (vec![10], vec![0], vec![2]));
+        // Coverage: touching segments leave no hole; an empty segment inside a hole does not split it.
+        let c = coverage(&[0, 0], &[0, 50], &[50, 100], &[0], &[0], &[100]).unwrap();
+        assert_eq!((c.covered.clone(), c.uncovered_start.clone()), (vec![100], vec![]));
+        let c = coverage(&[0, 0], &[10, 50], &[10, 60], &[0], &[0], &[100]).unwrap();
+        assert_eq!((c.covered, c.uncovered_start, c.uncovered_end), (vec![10], vec![0, 60], vec![50, 100]));
+        // A reset clock is named for a year after its epoch (366 days), not a moment longer.
+        const YEAR: i64 = 366 * 86_400 * NS;
+        let y2k = 946_684_800 * NS;
+        let floor = 1_104_537_600 * NS;
+        assert_eq!(clock_unset(&[y2k + 200 * 86_400 * NS, y2k + YEAR - 1, y2k + YEAR], floor), vec![4, 4, 1]);
+        // Ahead of the reference by exactly the tolerance is not the future; one more nanosecond is.
+        assert_eq!(clock_future(&[30, 31], 20, 10), vec![false, true]);
+        // Name and container apart by exactly the tolerance agree; equal large times agree.
+        assert_eq!(time_mismatch(&[105, 106, 1_000_000], &[100, 100, 1_000_000], 5).unwrap(), vec![false, true, false]);
+    }
+
     #[test]
     fn linear_clock_correction_between_dockings() {
         // Device 10 s slow at docking one (t=0), 30 s slow at docking two (t=1000 s).
