@@ -492,6 +492,9 @@ mod tests {
         assert_eq!(clock_future(&[30, 31], 20, 10), vec![false, true]);
         // Name and container apart by exactly the tolerance agree; equal large times agree.
         assert_eq!(time_mismatch(&[105, 106, 1_000_000], &[100, 100, 1_000_000], 5).unwrap(), vec![false, true, false]);
+        // Clock correction between dockings that are not at time zero: 10 s slow at 1000 s, 30 s slow at 2000 s.
+        let got = correct_times(&[1500 * NS, 1250 * NS], &[1000 * NS, 2000 * NS], &[1010 * NS, 2030 * NS]).unwrap();
+        assert_eq!(got, vec![1520 * NS, 1265 * NS]);
     }
 
     #[test]
