@@ -66,7 +66,11 @@ fn main() {
         let mut base = 0.0;
         let mut threads = 1;
         while threads <= cores {
-            let opts = HashOptions { threads: Some(threads), readers_per_rotational_device: Some(threads), ..HashOptions::default() };
+            let opts = HashOptions {
+                threads: Some(threads),
+                readers_per_rotational_device: Some(threads),
+                ..HashOptions::default()
+            };
             let s = median3(|| {
                 let r = hash_files(&paths, &[algo], &opts, &p);
                 assert!(r.iter().all(|x| x.is_ok()));
@@ -74,7 +78,12 @@ fn main() {
             if threads == 1 {
                 base = s;
             }
-            println!("  {:7} custodes threads={threads:<3} {:7.2} GiB/s  speed-up {:5.2}x", algo.name(), total / s, base / s);
+            println!(
+                "  {:7} custodes threads={threads:<3} {:7.2} GiB/s  speed-up {:5.2}x",
+                algo.name(),
+                total / s,
+                base / s
+            );
             threads = if threads * 2 > cores && threads != cores { cores } else { threads * 2 };
         }
         let peer = if algo == Algorithm::Sha256 { "sha256sum" } else { "b3sum" };

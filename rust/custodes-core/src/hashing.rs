@@ -64,7 +64,9 @@ impl FromStr for Algorithm {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Algorithm::ALL
             .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s) || (s.eq_ignore_ascii_case("sha-256") && *a == Algorithm::Sha256))
+            .find(|a| {
+                a.name().eq_ignore_ascii_case(s) || (s.eq_ignore_ascii_case("sha-256") && *a == Algorithm::Sha256)
+            })
             .ok_or_else(|| UnknownAlgorithm(s.to_owned()))
     }
 }
@@ -287,12 +289,14 @@ pub fn copy_file_hashed(
     progress: &Progress,
 ) -> Result<FileDigest, HashError> {
     use std::io::Write;
-    let writing = |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
+    let writing =
+        |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
     // Created only once the source has opened as a regular file: nothing is left behind for a bad source.
     let mut out: Option<File> = None;
     read_evidence(src, algorithms, chunk_size, progress, |chunk| {
         if out.is_none() {
-            out = Some(std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?);
+            out =
+                Some(std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?);
         }
         out.as_mut().expect("just opened").write_all(chunk).map_err(writing)
     })
@@ -314,10 +318,7 @@ pub fn copy_file_hashed(
 /// read, so a device or pipe is refused at once. Returns the file and the
 /// metadata of that same descriptor (no race with a rename in between).
 pub fn open_evidence(path: &Path) -> Result<(File, std::fs::Metadata), HashError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Err(HashError::NotRegularFile { kind: file_kind(&meta.file_type()) });
@@ -443,15 +444,16 @@ pub fn hash_files(
 ) -> Vec<Result<FileDigest, HashError>> {
     let run = || {
         let threads = rayon::current_num_threads();
-        let per_rotational = options.readers_per_rotational_device.unwrap_or(if options.threads.is_some() { threads } else { 1 });
+        let per_rotational =
+            options.readers_per_rotational_device.unwrap_or(if options.threads.is_some() { threads } else { 1 });
         let metas: Vec<Option<std::fs::Metadata>> = paths.iter().map(|p| std::fs::metadata(p).ok()).collect();
         let size = |i: usize| metas[i].as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len());
         progress.bytes_total.store((0..paths.len()).map(size).sum(), Ordering::Relaxed);
         let mut slots: HashMap<u64, DeviceSlots> = HashMap::new();
         for meta in metas.iter().flatten() {
-            slots.entry(meta.dev()).or_insert_with(|| {
-                DeviceSlots::new(if is_rotational(meta.dev()) { per_rotational } else { threads })
-            });
+            slots
+                .entry(meta.dev())
+                .or_insert_with(|| DeviceSlots::new(if is_rotational(meta.dev()) { per_rotational } else { threads }));
         }
         let mut by_size: Vec<usize> = (0..paths.len()).collect();
         by_size.sort_by_key(|&i| std::cmp::Reverse(size(i)));
@@ -472,10 +474,7 @@ pub fn hash_files(
                 });
             }
         });
-        results
-            .into_iter()
-            .map(|r| r.into_inner().expect("every queued file has a result"))
-            .collect()
+        results.into_iter().map(|r| r.into_inner().expect("every queued file has a result")).collect()
     };
     match options.threads {
         Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build() {
@@ -603,7 +602,10 @@ mod tests {
         assert_eq!(copy_file_hashed(&empty, &empty_copy, &[Algorithm::Md5], 4096, &p).unwrap().size, 0);
         assert!(empty_copy.exists());
         let bad_dst = dir.path().join("from-a-folder");
-        assert!(matches!(copy_file_hashed(dir.path(), &bad_dst, &[Algorithm::Md5], 4096, &p), Err(HashError::NotRegularFile { .. })));
+        assert!(matches!(
+            copy_file_hashed(dir.path(), &bad_dst, &[Algorithm::Md5], 4096, &p),
+            Err(HashError::NotRegularFile { .. })
+        ));
         assert!(!bad_dst.exists(), "nothing is created for a source that cannot be read");
     }
 

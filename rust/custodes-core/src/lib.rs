@@ -8,5 +8,5 @@
 
 pub mod hashing;
 pub mod media;
-pub mod timeline;
 pub mod merkle;
+pub mod timeline;

@@ -257,7 +257,9 @@ impl MediaFacts {
         }
         self.problem(
             "time_out_of_range",
-            format!("{what} of {raw} s after 1904 is later than custodes can represent (after 2252); treated as absent"),
+            format!(
+                "{what} of {raw} s after 1904 is later than custodes can represent (after 2252); treated as absent"
+            ),
         );
         0
     }
@@ -266,11 +268,17 @@ impl MediaFacts {
     fn close_caps(&mut self) {
         if self.caps.samples_dropped > 0 {
             let n = self.caps.samples_dropped;
-            self.problem("too_many_samples", format!("timing of {n} samples not read: custodes reads {MAX_SAMPLES} per file"));
+            self.problem(
+                "too_many_samples",
+                format!("timing of {n} samples not read: custodes reads {MAX_SAMPLES} per file"),
+            );
         }
         if self.caps.metadata_dropped > 0 {
             let n = self.caps.metadata_dropped;
-            self.problem("too_many_boxes", format!("{n} metadata items not read: custodes reads {MAX_METADATA_ITEMS} per file"));
+            self.problem(
+                "too_many_boxes",
+                format!("{n} metadata items not read: custodes reads {MAX_METADATA_ITEMS} per file"),
+            );
         }
         if self.caps.problems_dropped > 0 {
             let n = self.caps.problems_dropped;
@@ -378,7 +386,10 @@ impl<'a> Iterator for Children<'a> {
         }
         if self.seen == MAX_CHILDREN {
             self.cur.pos = self.cur.buf.len();
-            return Some(Err(Malformed(format!("more than {MAX_CHILDREN} boxes inside '{}'; the rest not read", self.parent))));
+            return Some(Err(Malformed(format!(
+                "more than {MAX_CHILDREN} boxes inside '{}'; the rest not read",
+                self.parent
+            ))));
         }
         self.seen += 1;
         // Some QuickTime atoms end their child lists with a 4-byte zero terminator.
@@ -410,7 +421,11 @@ impl<'a> Children<'a> {
             .and_then(|s| s.checked_sub(header))
             .ok_or_else(|| Malformed(format!("box '{}' declares size {size}", fourcc_str(&typ))))?;
         let payload = self.cur.take(body).map_err(|_| {
-            Malformed(format!("box '{}' declares {size} bytes, only {} left", fourcc_str(&typ), self.cur.remaining() + header))
+            Malformed(format!(
+                "box '{}' declares {size} bytes, only {} left",
+                fourcc_str(&typ),
+                self.cur.remaining() + header
+            ))
         })?;
         Ok((typ, payload))
     }
@@ -436,7 +451,10 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
     let mut pos = 0u64;
     while pos < file_size {
         if facts.top_level.len() == MAX_TOP_LEVEL_BOXES {
-            facts.problem("too_many_boxes", format!("more than {MAX_TOP_LEVEL_BOXES} top-level boxes; the rest from offset {pos} not read"));
+            facts.problem(
+                "too_many_boxes",
+                format!("more than {MAX_TOP_LEVEL_BOXES} top-level boxes; the rest from offset {pos} not read"),
+            );
             break;
         }
         let Some((typ, header_len, size)) = read_top_header(r, pos, file_size, &mut facts)? else { break };
@@ -445,7 +463,13 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
         facts.top_level.push(name.clone());
         if end > file_size {
             facts.note_end(end);
-            facts.problem("truncated_box", format!("'{name}' at offset {pos} declares {size} bytes; the file ends {} bytes short", end - file_size));
+            facts.problem(
+                "truncated_box",
+                format!(
+                    "'{name}' at offset {pos} declares {size} bytes; the file ends {} bytes short",
+                    end - file_size
+                ),
+            );
         }
         match &typ {
             b"ftyp" => parse_ftyp(&read_payload(r, pos, header_len, size.min(4096), file_size)?, &mut facts),
@@ -453,7 +477,10 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
             b"mdat" => facts.mdat.push(MediaData { offset: pos, declared_size: size }),
             b"moov" | b"moof" => {
                 if size > MAX_META_BOX {
-                    facts.problem("oversized_box", format!("'{name}' of {size} bytes is larger than custodes reads ({MAX_META_BOX})"));
+                    facts.problem(
+                        "oversized_box",
+                        format!("'{name}' of {size} bytes is larger than custodes reads ({MAX_META_BOX})"),
+                    );
                 } else if &typ == b"moov" {
                     if moov.is_some() {
                         facts.problem("duplicate_moov", format!("second 'moov' at offset {pos} ignored"));
@@ -471,10 +498,16 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
         pos = end;
     }
     if skipped_moof > 0 {
-        facts.problem("too_many_boxes", format!("{skipped_moof} 'moof' fragments not read: custodes reads {MAX_FRAGMENTS} per file"));
+        facts.problem(
+            "too_many_boxes",
+            format!("{skipped_moof} 'moof' fragments not read: custodes reads {MAX_FRAGMENTS} per file"),
+        );
     }
     if skipped_mdat > 0 {
-        facts.problem("too_many_boxes", format!("{skipped_mdat} 'mdat' boxes not listed: custodes lists {MAX_FRAGMENTS} per file"));
+        facts.problem(
+            "too_many_boxes",
+            format!("{skipped_mdat} 'mdat' boxes not listed: custodes lists {MAX_FRAGMENTS} per file"),
+        );
     }
     match moov {
         Some(m) => {
@@ -482,7 +515,9 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, file_size: u64) -> io::Result<Med
                 facts.problem("malformed_moov", e);
             }
         }
-        None => facts.problem("no_moov", "no 'moov' box: the file has no index of its samples (recording never finalised?)"),
+        None => {
+            facts.problem("no_moov", "no 'moov' box: the file has no index of its samples (recording never finalised?)")
+        }
     }
     if !fragments.is_empty() {
         facts.fragmented = true;
@@ -520,7 +555,10 @@ fn check_spans(facts: &mut MediaFacts) {
     let movie_timescale = facts.movie.as_ref().map_or(0, |m| m.timescale);
     if let Some(m) = facts.movie.as_mut() {
         if !span_fits(m.duration as f64, m.timescale) {
-            let detail = format!("'mvhd' duration of {} units at {} per second is longer than {MAX_SPAN_SECONDS} s; treated as absent", m.duration, m.timescale);
+            let detail = format!(
+                "'mvhd' duration of {} units at {} per second is longer than {MAX_SPAN_SECONDS} s; treated as absent",
+                m.duration, m.timescale
+            );
             m.duration = 0;
             facts.problem("time_out_of_range", detail);
         }
@@ -540,10 +578,14 @@ fn check_spans(facts: &mut MediaFacts) {
         let last = if t.last_sample_duration > 0 { t.last_sample_duration as f64 } else { 2.0 * furthest };
         let (delay, media_start) = t.edit_shift();
         let seconds = |units: f64, timescale: u32| if timescale == 0 { 0.0 } else { units / f64::from(timescale) };
-        let reach = seconds(furthest + last + (media_start as f64).abs(), t.timescale) + seconds(delay as f64, movie_timescale);
+        let reach =
+            seconds(furthest + last + (media_start as f64).abs(), t.timescale) + seconds(delay as f64, movie_timescale);
         let fits = reach <= MAX_SPAN_SECONDS as f64;
         if !fits && !t.dts.is_empty() {
-            found.push(format!("track {}: sample times reach beyond {MAX_SPAN_SECONDS} s; timing treated as absent", t.id));
+            found.push(format!(
+                "track {}: sample times reach beyond {MAX_SPAN_SECONDS} s; timing treated as absent",
+                t.id
+            ));
             t.dts = Vec::new();
             t.cts_offsets = Vec::new();
         }
@@ -597,7 +639,13 @@ fn read_top_header<R: Read + Seek>(
 }
 
 /// The payload of a box, as much of it as the file holds.
-fn read_payload<R: Read + Seek>(r: &mut Source<'_, R>, pos: u64, header_len: u64, size: u64, file_size: u64) -> io::Result<Vec<u8>> {
+fn read_payload<R: Read + Seek>(
+    r: &mut Source<'_, R>,
+    pos: u64,
+    header_len: u64,
+    size: u64,
+    file_size: u64,
+) -> io::Result<Vec<u8>> {
     let start = pos + header_len;
     let end = pos.saturating_add(size).min(file_size);
     let mut buf = vec![0u8; end.saturating_sub(start) as usize];
@@ -700,10 +748,16 @@ fn parse_moov(p: &[u8], facts: &mut MediaFacts) -> Parse<()> {
         Ok(())
     })();
     if traks > MAX_TRACKS {
-        facts.problem("too_many_tracks", format!("{traks} 'trak' boxes (or more); custodes reads the first {MAX_TRACKS}"));
+        facts.problem(
+            "too_many_tracks",
+            format!("{traks} 'trak' boxes (or more); custodes reads the first {MAX_TRACKS}"),
+        );
     }
     if trex > MAX_TRACKS {
-        facts.problem("too_many_tracks", format!("{trex} 'trex' boxes (or more); custodes reads the first {MAX_TRACKS}"));
+        facts.problem(
+            "too_many_tracks",
+            format!("{trex} 'trex' boxes (or more); custodes reads the first {MAX_TRACKS}"),
+        );
     }
     walked
 }
@@ -784,7 +838,13 @@ fn parse_elst(p: &[u8], facts: &mut MediaFacts) -> Parse<Vec<Edit>> {
     Ok(edits)
 }
 
-fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, facts: &mut MediaFacts, depth: usize) -> Parse<()> {
+fn parse_mdia(
+    p: &[u8],
+    track: &mut Track,
+    tables: &mut SampleTables,
+    facts: &mut MediaFacts,
+    depth: usize,
+) -> Parse<()> {
     if depth > MAX_DEPTH {
         return Err(Malformed("boxes nested too deep".into()));
     }
@@ -831,11 +891,15 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, facts: &mu
                         // The rate is timescale / frame duration (30000/1001 counts as 30), as
                         // ffmpeg reads it; number_of_frames is sometimes written as 29 for that rate.
                         let fps = if frame_duration > 0 {
-                            u8::try_from((u64::from(timescale) + u64::from(frame_duration) / 2) / u64::from(frame_duration)).unwrap_or(frames)
+                            u8::try_from(
+                                (u64::from(timescale) + u64::from(frame_duration) / 2) / u64::from(frame_duration),
+                            )
+                            .unwrap_or(frames)
                         } else {
                             frames
                         };
-                        track.timecode = Some(Timecode { frame: 0, frames_per_second: fps, drop_frame: flags & 1 == 1 });
+                        track.timecode =
+                            Some(Timecode { frame: 0, frames_per_second: fps, drop_frame: flags & 1 == 1 });
                     }
                 }
             }
@@ -854,7 +918,8 @@ fn parse_mdia(p: &[u8], track: &mut Track, tables: &mut SampleTables, facts: &mu
                         let count = c.u32()?;
                         let raw = c.u32()?;
                         // Version 0 is unsigned by the letter of the spec, but encoders write negative offsets there too.
-                        let off = if version == 0 && raw <= i32::MAX as u32 { i64::from(raw) } else { i64::from(raw as i32) };
+                        let off =
+                            if version == 0 && raw <= i32::MAX as u32 { i64::from(raw) } else { i64::from(raw as i32) };
                         Ok((count, off))
                     })
                     .collect::<Parse<_>>()?;
@@ -990,7 +1055,10 @@ fn build_samples(track: &mut Track, t: &SampleTables, facts: &mut MediaFacts) {
         }
     }
     if out_of_order {
-        facts.problem("malformed_track", format!("track {}: 'stsc' runs not in chunk order; sample positions read up to there", track.id));
+        facts.problem(
+            "malformed_track",
+            format!("track {}: 'stsc' runs not in chunk order; sample positions read up to there", track.id),
+        );
     }
     facts.caps.samples_kept += track.dts.len().max(track.sample_offsets.len());
     facts.caps.samples_dropped += declared.max(total).saturating_sub(room as u64);
@@ -1060,7 +1128,10 @@ fn parse_meta(p: &[u8], facts: &mut MediaFacts) {
                     let Ok(_ns) = c.fourcc() else { return };
                     let Ok(k) = c.take((size as usize).saturating_sub(8)) else { return };
                     if k.len() > MAX_KEY_LEN {
-                        facts.problem("malformed_metadata", format!("metadata key of {} bytes (custodes reads keys up to {MAX_KEY_LEN})", k.len()));
+                        facts.problem(
+                            "malformed_metadata",
+                            format!("metadata key of {} bytes (custodes reads keys up to {MAX_KEY_LEN})", k.len()),
+                        );
                         keys.push(None);
                     } else {
                         keys.push(Some(String::from_utf8_lossy(k).into_owned()));
@@ -1172,7 +1243,11 @@ fn parse_moof(moof_offset: u64, p: &[u8], index: &FragmentIndex, facts: &mut Med
                 c.skip(4)?;
             }
             // With per-sample fields the bytes bound the count; without, only a sane ceiling does.
-            let fits = if per_sample == 0 { n <= MAX_SAMPLES } else { n.checked_mul(per_sample).is_some_and(|b| b <= c.remaining()) };
+            let fits = if per_sample == 0 {
+                n <= MAX_SAMPLES
+            } else {
+                n.checked_mul(per_sample).is_some_and(|b| b <= c.remaining())
+            };
             if !fits {
                 return Err(Malformed(format!("trun declares {n} samples that do not fit")));
             }
@@ -1190,7 +1265,11 @@ fn parse_moof(moof_offset: u64, p: &[u8], index: &FragmentIndex, facts: &mut Med
                 }
                 let cts = if flags & 0x800 != 0 {
                     let raw = c.u32()?;
-                    if version == 0 { i64::from(raw) } else { i64::from(raw as i32) }
+                    if version == 0 {
+                        i64::from(raw)
+                    } else {
+                        i64::from(raw as i32)
+                    }
                 } else {
                     0
                 };
@@ -1217,7 +1296,9 @@ fn parse_moof(moof_offset: u64, p: &[u8], index: &FragmentIndex, facts: &mut Med
             if rest > 0 {
                 dropped += rest;
                 track.sample_count += rest;
-                time = time.saturating_add(i64::try_from(rest.saturating_mul(u64::from(default_duration))).unwrap_or(i64::MAX));
+                time = time.saturating_add(
+                    i64::try_from(rest.saturating_mul(u64::from(default_duration))).unwrap_or(i64::MAX),
+                );
                 track.last_sample_duration = u64::from(default_duration);
                 offset = offset.saturating_add(rest.saturating_mul(u64::from(default_size)));
                 track.max_sample_end = track.max_sample_end.max(offset);
@@ -1294,7 +1375,12 @@ pub fn track_timing(track: &Track, movie_timescale: u32, k: f64) -> Option<Track
         }
     }
     let (first, last) = (pts[0], *pts.last().expect("non-empty"));
-    Some(TrackTiming { start: at(first), end: at(last.saturating_add(last_duration)), median_step: median as f64 / ts, gaps })
+    Some(TrackTiming {
+        start: at(first),
+        end: at(last.saturating_add(last_duration)),
+        median_step: median as f64 / ts,
+        gaps,
+    })
 }
 
 /// Panics unless `facts` keep the walker's promises: every list within its
@@ -1420,7 +1506,8 @@ mod tests {
         assert_eq!(f.movie.as_ref().unwrap().creation, ok);
         assert_eq!((f.tracks[0].tkhd_creation, f.tracks[0].mdhd_creation), (ok, ok));
         // The latest accepted time, in ns since 1970, leaves room for the longest accepted span.
-        let ns = i128::from(ok as i64 - MP4_EPOCH_OFFSET) * 1_000_000_000 + i128::from(MAX_SPAN_SECONDS) * 1_000_000_000;
+        let ns =
+            i128::from(ok as i64 - MP4_EPOCH_OFFSET) * 1_000_000_000 + i128::from(MAX_SPAN_SECONDS) * 1_000_000_000;
         assert!(ns <= i128::from(i64::MAX));
 
         let bad = LATEST_MP4_TIME + 1;
@@ -1570,7 +1657,8 @@ mod tests {
 
     #[test]
     fn edits_metadata_and_fragments_are_capped() {
-        let elst = full(b"elst", 0, &[be(&[MAX_EDITS as u32 + 1]), be(&[1, 0, 0x0001_0000]).repeat(MAX_EDITS + 1)].concat());
+        let elst =
+            full(b"elst", 0, &[be(&[MAX_EDITS as u32 + 1]), be(&[1, 0, 0x0001_0000]).repeat(MAX_EDITS + 1)].concat());
         let trak = bx(b"trak", &[full(b"tkhd", 0, &be(&[0, 0, 3])), bx(b"edts", &elst)].concat());
         let text = [&[0u8, 1, 0, 0][..], b"x"].concat();
         let udta = bx(b"udta", &bx(b"\xa9cmt", &text).repeat(MAX_METADATA_ITEMS + 5));
@@ -1584,7 +1672,10 @@ mod tests {
         file.extend_from_slice(&[bx(b"moof", &[]), bx(b"mdat", &[])].concat().repeat(MAX_FRAGMENTS + 2));
         let f = probe(&file);
         assert_eq!(kinds(&f), vec!["too_many_boxes", "too_many_boxes"], "{:?}", f.problems);
-        assert_eq!(f.problems[0].detail, format!("2 'moof' fragments not read: custodes reads {MAX_FRAGMENTS} per file"));
+        assert_eq!(
+            f.problems[0].detail,
+            format!("2 'moof' fragments not read: custodes reads {MAX_FRAGMENTS} per file")
+        );
         assert_eq!(f.problems[1].detail, format!("2 'mdat' boxes not listed: custodes lists {MAX_FRAGMENTS} per file"));
         assert_eq!(f.mdat.len(), MAX_FRAGMENTS);
         assert!(f.fragmented);

@@ -189,7 +189,8 @@ pub fn analyse(seg: Segments<'_>, gap_tolerance: i64) -> Result<Analysis, Timeli
     let per_device: Vec<(Intervals, Intervals, SequenceBreaks)> = (0..n_groups)
         .into_par_iter()
         .map(|g| {
-            let (mut gaps, mut overlaps, mut breaks) = (Intervals::default(), Intervals::default(), SequenceBreaks::default());
+            let (mut gaps, mut overlaps, mut breaks) =
+                (Intervals::default(), Intervals::default(), SequenceBreaks::default());
             let rows = &by_time[time_bounds[g]..time_bounds[g + 1]];
             if let Some(&(_, first_end, first)) = rows.first() {
                 let d = seg.device[first as usize];
@@ -255,7 +256,11 @@ pub fn coverage(
     task_end: &[i64],
 ) -> Result<Coverage, TimelineError> {
     check_lengths(&[("device", seg_device.len()), ("start", seg_start.len()), ("end", seg_end.len())])?;
-    check_lengths(&[("task_device", task_device.len()), ("task_start", task_start.len()), ("task_end", task_end.len())])?;
+    check_lengths(&[
+        ("task_device", task_device.len()),
+        ("task_start", task_start.len()),
+        ("task_end", task_end.len()),
+    ])?;
     check_intervals(seg_start, seg_end)?;
     check_intervals(task_start, task_end)?;
     // One grouping for segments and tasks alike, so a task finds its device's bucket.
@@ -334,10 +339,7 @@ pub fn clock_unset(times: &[i64], floor: i64) -> Vec<u8> {
             if t >= floor {
                 return 0;
             }
-            CLOCK_RESET_EPOCHS
-                .iter()
-                .position(|&(epoch, _)| t >= epoch && t - epoch < YEAR)
-                .map_or(1, |k| 2 + k as u8)
+            CLOCK_RESET_EPOCHS.iter().position(|&(epoch, _)| t >= epoch && t - epoch < YEAR).map_or(1, |k| 2 + k as u8)
         })
         .collect()
 }
@@ -360,7 +362,11 @@ pub fn time_mismatch(a: &[i64], b: &[i64], tolerance: i64) -> Result<Vec<bool>, 
 /// and its own trusted clock (`trusted_readings[k]`) at the same instant. The
 /// device's error is taken as linear between two readings (a clock drifts
 /// steadily) and constant before the first and after the last.
-pub fn correct_times(times: &[i64], device_readings: &[i64], trusted_readings: &[i64]) -> Result<Vec<i64>, TimelineError> {
+pub fn correct_times(
+    times: &[i64],
+    device_readings: &[i64],
+    trusted_readings: &[i64],
+) -> Result<Vec<i64>, TimelineError> {
     check_lengths(&[("device_readings", device_readings.len()), ("trusted_readings", trusted_readings.len())])?;
     let mut readings: Vec<(i64, i64)> =
         device_readings.iter().zip(trusted_readings).map(|(&d, &t)| (d, t.saturating_sub(d))).collect();
@@ -382,7 +388,8 @@ pub fn correct_times(times: &[i64], device_readings: &[i64], trusted_readings: &
                 if span == 0 {
                     o1
                 } else {
-                    (i128::from(o0) + (i128::from(o1) - i128::from(o0)) * (i128::from(t) - i128::from(d0)) / span) as i64
+                    (i128::from(o0) + (i128::from(o1) - i128::from(o0)) * (i128::from(t) - i128::from(d0)) / span)
+                        as i64
                 }
             };
             t.saturating_add(offset)
@@ -406,7 +413,10 @@ mod tests {
         let e = [30, 110, 10, 20, 5, 40];
         let q = [3, 2, 1, 2, 1, 5];
         let a = analyse(segs(&d, &s, &e, &q), 2).unwrap();
-        assert_eq!((a.gaps.device.clone(), a.gaps.start.clone(), a.gaps.end.clone()), (vec![1, 2], vec![20, 5], vec![25, 100]));
+        assert_eq!(
+            (a.gaps.device.clone(), a.gaps.start.clone(), a.gaps.end.clone()),
+            (vec![1, 2], vec![20, 5], vec![25, 100])
+        );
         assert_eq!((a.overlaps.start.clone(), a.overlaps.end.clone()), (vec![28], vec![30]));
         assert_eq!((a.sequence_breaks.last_seen.clone(), a.sequence_breaks.next_seen.clone()), (vec![3], vec![5]));
         assert_eq!(a.sequence_breaks.before, vec![0]);
@@ -433,7 +443,9 @@ mod tests {
 
     #[test]
     fn coverage_of_task_windows() {
-        let c = coverage(&[7, 7, 7, 8], &[0, 50, 60, 0], &[40, 55, 200, 1000], &[7, 7, 9], &[10, 45, 0], &[100, 58, 10]).unwrap();
+        let c =
+            coverage(&[7, 7, 7, 8], &[0, 50, 60, 0], &[40, 55, 200, 1000], &[7, 7, 9], &[10, 45, 0], &[100, 58, 10])
+                .unwrap();
         assert_eq!(c.covered, vec![30 + 5 + 40, 5 + 0, 0]);
         assert_eq!(c.uncovered_task, vec![0, 0, 1, 1, 2]);
         assert_eq!(c.uncovered_start, vec![40, 55, 45, 55, 0]);
@@ -467,7 +479,10 @@ mod tests {
         for far in [[0, i64::MAX / 2], [-(1 << 40), 1 << 40]] {
             let d = [far[1], far[0], far[1], far[0]];
             let a = analyse(segs(&d, &[0, 0, 20, 10], &[10, 10, 30, 11], &[-1; 4]), 0).unwrap();
-            assert_eq!((a.gaps.device.clone(), a.gaps.start.clone(), a.gaps.end.clone()), (vec![far[1]], vec![10], vec![20]));
+            assert_eq!(
+                (a.gaps.device.clone(), a.gaps.start.clone(), a.gaps.end.clone()),
+                (vec![far[1]], vec![10], vec![20])
+            );
             assert!(a.overlaps.is_empty());
         }
     }

@@ -52,7 +52,8 @@ fn nist_sha256_long_messages() {
 #[test]
 fn blake3_official_vectors() {
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(vectors_dir().join("blake3_test_vectors.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(vectors_dir().join("blake3_test_vectors.json")).unwrap())
+            .unwrap();
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 35);
     for case in cases {

@@ -24,7 +24,14 @@ pub fn hash_error<'py>(py: Python<'py>, err: &HashError, path: &Path) -> PyResul
         HashError::Io(e) => ("EvidenceReadError", e.raw_os_error()),
     };
     // OSError(errno, strerror, filename) fills .errno/.strerror/.filename.
-    let args = PyTuple::new(py, [errno.into_pyobject(py)?.into_any(), err.to_string().into_pyobject(py)?.into_any(), path.into_pyobject(py)?.into_any()])?;
+    let args = PyTuple::new(
+        py,
+        [
+            errno.into_pyobject(py)?.into_any(),
+            err.to_string().into_pyobject(py)?.into_any(),
+            path.into_pyobject(py)?.into_any(),
+        ],
+    )?;
     class(py, name)?.call1(args)
 }
 
@@ -39,7 +46,6 @@ fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
 pub fn unknown_algorithm(py: Python<'_>, err: UnknownAlgorithm) -> PyErr {
     raise(py, "UnknownAlgorithmError", err.to_string())
 }
-
 
 /// Bad timeline columns are the caller's mistake: a ValueError subclass.
 pub fn timeline(py: Python<'_>, err: custodes_core::timeline::TimelineError) -> PyErr {

@@ -46,19 +46,23 @@ struct HashJob {
 impl HashJob {
     #[new]
     #[pyo3(signature = (paths, algorithms, threads=None, chunk_size=core::DEFAULT_CHUNK_SIZE))]
-    fn new(py: Python<'_>, paths: Vec<PathBuf>, algorithms: Vec<String>, threads: Option<usize>, chunk_size: usize) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        algorithms: Vec<String>,
+        threads: Option<usize>,
+        chunk_size: usize,
+    ) -> PyResult<Self> {
         let algorithms = parse_algorithms(py, algorithms)?;
         let progress = Arc::new(Progress::default());
         let options = HashOptions { threads, chunk_size, ..HashOptions::default() };
         let (tx, rx) = mpsc::channel();
         let (job_paths, job_algorithms, job_progress) = (paths.clone(), algorithms.clone(), Arc::clone(&progress));
-        std::thread::Builder::new()
-            .name("custodes-hash".into())
-            .spawn(move || {
-                let outcomes = core::hash_files(&job_paths, &job_algorithms, &options, &job_progress);
-                // The receiver may be gone if Python dropped the job; nothing to report then.
-                let _ = tx.send(outcomes);
-            })?;
+        std::thread::Builder::new().name("custodes-hash".into()).spawn(move || {
+            let outcomes = core::hash_files(&job_paths, &job_algorithms, &options, &job_progress);
+            // The receiver may be gone if Python dropped the job; nothing to report then.
+            let _ = tx.send(outcomes);
+        })?;
         Ok(HashJob { paths, algorithms, progress, done: Mutex::new(Some(rx)), outcomes: Mutex::new(None) })
     }
 
@@ -167,10 +171,17 @@ fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> PyR
 /// `(size, [digest per algorithm])`. Not fsynced; read errors raise the
 /// same classes as per-file hashing errors.
 #[pyfunction]
-fn copy_and_hash<'py>(py: Python<'py>, src: PathBuf, dst: PathBuf, algorithms: Vec<String>) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>)> {
+fn copy_and_hash<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dst: PathBuf,
+    algorithms: Vec<String>,
+) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>)> {
     let algorithms = parse_algorithms(py, algorithms)?;
     let (s, d) = (src.clone(), dst.clone());
-    let r = detached(py, move || core::copy_file_hashed(&s, &d, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default()));
+    let r = detached(py, move || {
+        core::copy_file_hashed(&s, &d, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default())
+    });
     match r {
         Ok(fd) => Ok((fd.size, fd.digests.iter().map(|x| PyBytes::new(py, x)).collect())),
         Err(e) => Err(PyErr::from_value(error::hash_error(py, &e, &src)?)),

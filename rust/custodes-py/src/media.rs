@@ -92,9 +92,15 @@ fn facts_to_dict<'py>(py: Python<'py>, f: &MediaFacts, gap_factor: f64, samples:
 /// the exception saying why the file could not be opened.
 #[pyfunction]
 #[pyo3(signature = (paths, gap_factor=3.0, samples=false))]
-fn probe_files<'py>(py: Python<'py>, paths: Vec<PathBuf>, gap_factor: f64, samples: bool) -> PyResult<Vec<Bound<'py, PyAny>>> {
+fn probe_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    gap_factor: f64,
+    samples: bool,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let job_paths = paths.clone();
-    let outcomes: Vec<Result<MediaFacts, HashError>> = detached(py, move || job_paths.par_iter().map(|p| media::probe_file(p)).collect());
+    let outcomes: Vec<Result<MediaFacts, HashError>> =
+        detached(py, move || job_paths.par_iter().map(|p| media::probe_file(p)).collect());
     outcomes
         .iter()
         .zip(&paths)

@@ -36,28 +36,50 @@ fn merkle_root<'py>(py: Python<'py>, packed_leaves: &[u8]) -> PyResult<Bound<'py
 }
 
 #[pyfunction]
-fn merkle_inclusion_proof<'py>(py: Python<'py>, packed_leaves: &[u8], index: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+fn merkle_inclusion_proof<'py>(
+    py: Python<'py>,
+    packed_leaves: &[u8],
+    index: usize,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let l = leaves(packed_leaves)?;
-    let proof = detached(py, move || merkle::inclusion_proof(&l, index))
-        .ok_or_else(|| PyValueError::new_err(format!("leaf {index} is not in a tree of {} leaves", packed_leaves.len() / 32)))?;
+    let proof = detached(py, move || merkle::inclusion_proof(&l, index)).ok_or_else(|| {
+        PyValueError::new_err(format!("leaf {index} is not in a tree of {} leaves", packed_leaves.len() / 32))
+    })?;
     Ok(proof.iter().map(|h| PyBytes::new(py, h)).collect())
 }
 
 #[pyfunction]
-fn merkle_consistency_proof<'py>(py: Python<'py>, packed_leaves: &[u8], size1: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+fn merkle_consistency_proof<'py>(
+    py: Python<'py>,
+    packed_leaves: &[u8],
+    size1: usize,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let l = leaves(packed_leaves)?;
-    let proof = detached(py, move || merkle::consistency_proof(&l, size1))
-        .ok_or_else(|| PyValueError::new_err(format!("no consistency proof from size {size1} to {}", packed_leaves.len() / 32)))?;
+    let proof = detached(py, move || merkle::consistency_proof(&l, size1)).ok_or_else(|| {
+        PyValueError::new_err(format!("no consistency proof from size {size1} to {}", packed_leaves.len() / 32))
+    })?;
     Ok(proof.iter().map(|h| PyBytes::new(py, h)).collect())
 }
 
 #[pyfunction]
-fn merkle_verify_inclusion(leaf_hash: &[u8], index: u64, tree_size: u64, proof: Vec<Vec<u8>>, root: &[u8]) -> PyResult<bool> {
+fn merkle_verify_inclusion(
+    leaf_hash: &[u8],
+    index: u64,
+    tree_size: u64,
+    proof: Vec<Vec<u8>>,
+    root: &[u8],
+) -> PyResult<bool> {
     Ok(merkle::verify_inclusion(&hash(leaf_hash)?, index, tree_size, &hashes(proof)?, &hash(root)?))
 }
 
 #[pyfunction]
-fn merkle_verify_consistency(size1: u64, size2: u64, proof: Vec<Vec<u8>>, root1: &[u8], root2: &[u8]) -> PyResult<bool> {
+fn merkle_verify_consistency(
+    size1: u64,
+    size2: u64,
+    proof: Vec<Vec<u8>>,
+    root1: &[u8],
+    root2: &[u8],
+) -> PyResult<bool> {
     Ok(merkle::verify_consistency(size1, size2, &hashes(proof)?, &hash(root1)?, &hash(root2)?))
 }
 

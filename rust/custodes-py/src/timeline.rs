@@ -27,8 +27,16 @@ fn intervals_dict<'py>(py: Python<'py>, iv: Intervals) -> PyResult<Bound<'py, Py
 
 /// Gaps (longer than `gap_tolerance` ns), overlaps and sequence breaks per device.
 #[pyfunction]
-fn analyse<'py>(py: Python<'py>, device: Col<'py>, start: Col<'py>, end: Col<'py>, sequence: Col<'py>, gap_tolerance: i64) -> PyResult<Bound<'py, PyDict>> {
-    let seg = Segments { device: slice(&device)?, start: slice(&start)?, end: slice(&end)?, sequence: slice(&sequence)? };
+fn analyse<'py>(
+    py: Python<'py>,
+    device: Col<'py>,
+    start: Col<'py>,
+    end: Col<'py>,
+    sequence: Col<'py>,
+    gap_tolerance: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let seg =
+        Segments { device: slice(&device)?, start: slice(&start)?, end: slice(&end)?, sequence: slice(&sequence)? };
     // The readonly borrows keep the arrays alive and unchanged while detached.
     let result = detached(py, || timeline::analyse(seg, gap_tolerance)).map_err(|e| error::timeline(py, e))?;
     let d = PyDict::new(py);
@@ -80,20 +88,35 @@ fn clock_reset_epochs() -> Vec<(i64, &'static str)> {
 }
 
 #[pyfunction]
-fn clock_future<'py>(py: Python<'py>, times: Col<'py>, reference: i64, tolerance: i64) -> PyResult<Bound<'py, PyArray1<bool>>> {
+fn clock_future<'py>(
+    py: Python<'py>,
+    times: Col<'py>,
+    reference: i64,
+    tolerance: i64,
+) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let t = slice(&times)?;
     Ok(detached(py, || timeline::clock_future(t, reference, tolerance)).into_pyarray(py))
 }
 
 #[pyfunction]
-fn time_mismatch<'py>(py: Python<'py>, a: Col<'py>, b: Col<'py>, tolerance: i64) -> PyResult<Bound<'py, PyArray1<bool>>> {
+fn time_mismatch<'py>(
+    py: Python<'py>,
+    a: Col<'py>,
+    b: Col<'py>,
+    tolerance: i64,
+) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let (a, b) = (slice(&a)?, slice(&b)?);
     let r = detached(py, || timeline::time_mismatch(a, b, tolerance)).map_err(|e| error::timeline(py, e))?;
     Ok(r.into_pyarray(py))
 }
 
 #[pyfunction]
-fn correct_times<'py>(py: Python<'py>, times: Col<'py>, device_readings: Col<'py>, trusted_readings: Col<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+fn correct_times<'py>(
+    py: Python<'py>,
+    times: Col<'py>,
+    device_readings: Col<'py>,
+    trusted_readings: Col<'py>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let (t, d, r) = (slice(&times)?, slice(&device_readings)?, slice(&trusted_readings)?);
     let out = detached(py, || timeline::correct_times(t, d, r)).map_err(|e| error::timeline(py, e))?;
     Ok(out.into_pyarray(py))
