@@ -243,17 +243,22 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
 # ---------------------------------------------------------------- retention purge
 
 
-@pytest.fixture(scope="module")
-def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, int]]:
-    """An archive holding the volume, with an approved purge request for the two recordings that are due;
-    the request id; and the storage operations of a clean purge."""
-    root = tmp_path_factory.mktemp("purge")
+def archive_with_people(root: Path) -> tuple[Path, dict[str, int]]:
+    """A template archive with the policy's people, holding the volume; segment ids by file name."""
     arch = root / "template"
     assert cli("init", arch).returncode == 0
     (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
     assert ingest(make_volume(root), arch).returncode == 1
     with open_archive(arch) as a:
-        ids = dict(a.conn.execute("SELECT original_name, id FROM segments"))
+        return arch, dict(a.conn.execute("SELECT original_name, id FROM segments"))
+
+
+@pytest.fixture(scope="module")
+def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, int]]:
+    """An archive holding the volume, with an approved purge request for the two recordings that are due;
+    the request id; and the storage operations of a clean purge."""
+    root = tmp_path_factory.mktemp("purge")
+    arch, ids = archive_with_people(root)
     out = cli("access", "request", arch, "--segment", ids[DUE[0]], "--segment", ids[DUE[1]], "--reason",
               "retention ended", "--purpose", "purge", "--json", user="alice")
     assert out.returncode == 0, out.stderr
@@ -314,12 +319,7 @@ def export_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
     """An archive holding the volume, its two recordings linked to case C-9 and an approved export request;
     the request id; and the storage operations of a clean export."""
     root = tmp_path_factory.mktemp("export")
-    arch = root / "template"
-    assert cli("init", arch).returncode == 0
-    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
-    assert ingest(make_volume(root), arch).returncode == 1
-    with open_archive(arch) as a:
-        ids = dict(a.conn.execute("SELECT original_name, id FROM segments"))
+    arch, ids = archive_with_people(root)
     segs = [x for r in DUE for x in ("--segment", ids[r])]
     assert cli("retention", "case", arch, "--case", "C-9", *segs, user="alice").returncode == 0
     out = cli("access", "request", arch, *segs, "--reason", "court order 9", "--purpose", "export", "--json", user="carol")

@@ -296,14 +296,20 @@ def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path)
     assert "driver hostile failed reading the volume (KeyError" in failed["message"] and failed["path"] == str(vol)
 
 
-def test_verify_after_a_killed_ingest_reports_pending_not_tampering(tmp_path: Path) -> None:
+def killed_ingest(tmp_path: Path, crashpoint: str) -> tuple[Path, Path]:
+    """A GoPro card and an archive whose ingest of it was SIGKILLed at ``crashpoint``."""
     vol = gopro_card(tmp_path, hostile=False)
     arch = tmp_path / "archive"
     run_cli("init", arch)
-    env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
+    env = {**os.environ, "CUSTODES_CRASHPOINT": crashpoint}
     killed = subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
                             env=env, capture_output=True, timeout=300)
     assert killed.returncode == -9
+    return vol, arch
+
+
+def test_verify_after_a_killed_ingest_reports_pending_not_tampering(tmp_path: Path) -> None:
+    vol, arch = killed_ingest(tmp_path, "after_link:1")
     out = run_cli("verify", arch, "--json")
     assert b"Traceback" not in out.stderr
     result = json.loads(out.stdout)
@@ -332,13 +338,7 @@ def test_verify_after_a_killed_ingest_reports_pending_not_tampering(tmp_path: Pa
 
 def test_verify_after_a_kill_once_entries_are_recorded_reports_them_pending(tmp_path: Path) -> None:
     """Killed after two files were recorded (ledger entries written, no checkpoint yet): pending too."""
-    vol = gopro_card(tmp_path, hostile=False)
-    arch = tmp_path / "archive"
-    run_cli("init", arch)
-    env = {**os.environ, "CUSTODES_CRASHPOINT": "after_commit:2"}
-    killed = subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
-                            env=env, capture_output=True, timeout=300)
-    assert killed.returncode == -9
+    vol, arch = killed_ingest(tmp_path, "after_commit:2")
     out = run_cli("verify", arch, "--json")
     result = json.loads(out.stdout)
     assert out.returncode == 0 and result["ok"] is True

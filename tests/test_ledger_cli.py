@@ -38,6 +38,16 @@ def three_checkpoints(tmp_path: Path, volume: Path) -> Path:  # noqa: F811
     return arch
 
 
+def tampered(arch: Path, tmp_path: Path, name: str) -> str:
+    """Apply one case of the tamper matrix to the archive; the finding kind it must raise."""
+    from custodes.archive import open_archive
+
+    tamper, kind = TAMPERS[name]
+    with open_archive(arch) as a:
+        tamper(a, tmp_path)
+    return kind
+
+
 def _json(out) -> dict:
     assert b"Traceback" not in out.stderr, out.stderr.decode()
     return json.loads(out.stdout)
@@ -50,14 +60,7 @@ def test_ledger_verify_is_clean_on_a_clean_archive(three_checkpoints: Path) -> N
 
 @pytest.mark.parametrize("name", LEDGER_TAMPERS)
 def test_ledger_verify_catches_every_ledger_tamper(three_checkpoints: Path, tmp_path: Path, name: str) -> None:
-    from custodes.archive import open_archive
-
-    tamper, kind = TAMPERS[name]
-    a = open_archive(three_checkpoints)
-    try:
-        tamper(a, tmp_path)
-    finally:
-        a.close()
+    kind = tampered(three_checkpoints, tmp_path, name)
     out = run_cli("ledger", "verify", three_checkpoints, "--json")
     report = _json(out)
     assert out.returncode == 1 and report["ok"] is False
@@ -69,14 +72,7 @@ def test_ledger_verify_catches_every_ledger_tamper(three_checkpoints: Path, tmp_
 @pytest.mark.parametrize("name", OBJECT_TAMPERS)
 def test_ledger_verify_does_not_read_objects_but_verify_does(three_checkpoints: Path, tmp_path: Path, name: str) -> None:
     """`ledger verify` is the cheap check of the ledger alone (documented): object damage needs `verify`."""
-    from custodes.archive import open_archive
-
-    tamper, kind = TAMPERS[name]
-    a = open_archive(three_checkpoints)
-    try:
-        tamper(a, tmp_path)
-    finally:
-        a.close()
+    kind = tampered(three_checkpoints, tmp_path, name)
     assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
     out = run_cli("verify", three_checkpoints, "--json")
     assert out.returncode == 1 and kind in {f["kind"] for f in _json(out)["findings"]}
