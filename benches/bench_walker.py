@@ -67,8 +67,9 @@ def run(cmd: list[str]) -> tuple[float, int, int, bytes]:
     """Wall seconds, peak RSS (KiB), exit code and stdout of one process."""
     with tempfile.NamedTemporaryFile("r") as rss:
         t = time.perf_counter()
-        p = subprocess.run([GNU_TIME, "-q", "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL)
+        p = subprocess.run(
+            [GNU_TIME, "-q", "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         secs = time.perf_counter() - t
         return secs, int(rss.read().split()[-1]), p.returncode, p.stdout
 
@@ -97,8 +98,10 @@ def main() -> int:
                     rss = max(rss, kib)
                     kinds = {x.get("evidence", {}).get("problem", x["kind"]) for x in json.loads(out)["findings"]}
                     if code != 1 or expected not in kinds:
-                        print(f"FAIL {f.name}: exit {code}, findings {sorted(kinds)} (expected 1 with {expected})",
-                              file=sys.stderr)
+                        print(
+                            f"FAIL {f.name}: exit {code}, findings {sorted(kinds)} (expected 1 with {expected})",
+                            file=sys.stderr,
+                        )
                         ok = False
                 walker = []
                 for _ in range(args.rounds):
@@ -112,11 +115,15 @@ def main() -> int:
                     peer = f"{secs:.2f} s / {kib / 1024:.0f} MiB / exit {code}"
                 med = statistics.median(times)
                 rows.append((shape, n, mb, med, rss / 1024, wmed, peer))
-    print(f"{'shape':<7} {'boxes':>9} {'MB':>6} {'CLI s':>7} {'CLI RSS MiB':>12} {'walker ms':>10} "
-          f"{'walker ms/MB':>13}   ffprobe")
+    print(
+        f"{'shape':<7} {'boxes':>9} {'MB':>6} {'CLI s':>7} {'CLI RSS MiB':>12} {'walker ms':>10} "
+        f"{'walker ms/MB':>13}   ffprobe"
+    )
     for shape, n, mb, med, rss_mib, wmed, peer in rows:
-        print(f"{shape:<7} {n:>9} {mb:>6.2f} {med:>7.3f} {rss_mib:>12.1f} {wmed * 1e3:>10.1f} "
-              f"{wmed * 1e3 / mb:>13.2f}   {peer}")
+        print(
+            f"{shape:<7} {n:>9} {mb:>6.2f} {med:>7.3f} {rss_mib:>12.1f} {wmed * 1e3:>10.1f} "
+            f"{wmed * 1e3 / mb:>13.2f}   {peer}"
+        )
     return 0 if ok else 1
 
 

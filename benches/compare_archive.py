@@ -83,15 +83,35 @@ def main() -> None:
 
     def ingest(*extra: str) -> Callable[[], None]:
         def go() -> None:
-            out = subprocess.run([str(BIN / "custodes"), "ingest", str(volume), "--archive", str(work / "archive"),
-                                  "--driver", "generic", "-q", "--json", *extra], capture_output=True)
+            out = subprocess.run(
+                [
+                    str(BIN / "custodes"),
+                    "ingest",
+                    str(volume),
+                    "--archive",
+                    str(work / "archive"),
+                    "--driver",
+                    "generic",
+                    "-q",
+                    "--json",
+                    *extra,
+                ],
+                capture_output=True,
+            )
             report = json.loads(out.stdout) if out.stdout else {}
             kinds = {f["kind"] for f in report.get("findings", [])}
-            if out.returncode not in (0, 1) or len(report.get("stored", [])) != len(files) or report.get("failed") \
-                    or not kinds <= CORPUS_FINDINGS:
-                raise SystemExit(f"ingest went wrong (exit {out.returncode}): stored {len(report.get('stored', []))} "
-                                 f"of {len(files)}, failed {report.get('failed')}, findings {sorted(kinds)}; "
-                                 f"{out.stderr.decode()[-500:]}")
+            if (
+                out.returncode not in (0, 1)
+                or len(report.get("stored", [])) != len(files)
+                or report.get("failed")
+                or not kinds <= CORPUS_FINDINGS
+            ):
+                raise SystemExit(
+                    f"ingest went wrong (exit {out.returncode}): stored {len(report.get('stored', []))} "
+                    f"of {len(files)}, failed {report.get('failed')}, findings {sorted(kinds)}; "
+                    f"{out.stderr.decode()[-500:]}"
+                )
+
         return go
 
     rows = {}
@@ -99,13 +119,18 @@ def main() -> None:
     rows["custodes ingest --workers 1 [1 thread]"] = median(ingest("--workers", "1"), a.repeat, fresh)
     rows[f"custodes ingest readback=cache [{CORES} cores]"] = median(ingest(), a.repeat, lambda: fresh("cache"))
     rows["cp -r [1 thread]"] = median(lambda: run("cp", "-r", str(volume), str(work / "copy")), a.repeat, fresh)
-    rows["cp -r && sync [1 thread]"] = median(lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")), a.repeat, fresh)
+    rows["cp -r && sync [1 thread]"] = median(
+        lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")), a.repeat, fresh
+    )
     print("ingest:")
     for name, s in rows.items():
         print(f"  {name:44} {total / s:8.0f} MiB/s  ({s:.2f} s)")
     print("ratios (peer time / custodes time):")
-    for ours in (f"custodes ingest [{CORES} cores]", "custodes ingest --workers 1 [1 thread]",
-                 f"custodes ingest readback=cache [{CORES} cores]"):
+    for ours in (
+        f"custodes ingest [{CORES} cores]",
+        "custodes ingest --workers 1 [1 thread]",
+        f"custodes ingest readback=cache [{CORES} cores]",
+    ):
         for peer in ("cp -r [1 thread]", "cp -r && sync [1 thread]"):
             print(f"  {ours:44} vs {peer:26} {rows[peer] / rows[ours]:.2f}x")
 
@@ -128,15 +153,34 @@ def main() -> None:
     # (name, threads "1" or "all", time); run() raises on any non-zero exit.
     verify_rows = [
         ("custodes verify", "all", median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q"), a.repeat)),
-        ("custodes verify --workers 1", "1",
-         median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q", "--workers", "1"), a.repeat)),
+        (
+            "custodes verify --workers 1",
+            "1",
+            median(lambda: run(str(BIN / "custodes"), "verify", str(archive), "-q", "--workers", "1"), a.repeat),
+        ),
         ("sha256sum -c", "1", median(lambda: run("sha256sum", "-c", "--quiet", str(manifest)), a.repeat)),
-        (f"xargs -P{CORES} sha256sum -c", "all",
-         median(lambda: run("xargs", "-n", "1", "-P", str(CORES), "sha256sum", "-c", "--quiet", stdin_files=manifests),
-                a.repeat)),
-        ("hashdeep -a -j2", "all", median(lambda: run("hashdeep", "-c", "sha256", "-a", "-j2", "-k", str(known), "-r", str(objects)), a.repeat)),
-        ("bagit.py --validate --processes 2", "all",
-         median(lambda: run(sys.executable, str(BIN / "bagit.py"), "--validate", "--processes", "2", str(bag)), a.repeat)),
+        (
+            f"xargs -P{CORES} sha256sum -c",
+            "all",
+            median(
+                lambda: run("xargs", "-n", "1", "-P", str(CORES), "sha256sum", "-c", "--quiet", stdin_files=manifests),
+                a.repeat,
+            ),
+        ),
+        (
+            "hashdeep -a -j2",
+            "all",
+            median(
+                lambda: run("hashdeep", "-c", "sha256", "-a", "-j2", "-k", str(known), "-r", str(objects)), a.repeat
+            ),
+        ),
+        (
+            "bagit.py --validate --processes 2",
+            "all",
+            median(
+                lambda: run(sys.executable, str(BIN / "bagit.py"), "--validate", "--processes", "2", str(bag)), a.repeat
+            ),
+        ),
     ]
     print("\nverify:")
     for name, th, s in verify_rows:

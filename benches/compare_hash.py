@@ -51,6 +51,7 @@ def hashlib_loop(files: list[Path]) -> None:
 def command(*args: str, lines: int | None = None) -> Callable[[], None]:
     """A run that must exit 0 and, when ``lines`` is given, print exactly that many lines
     (one digest per file): a tool that silently skipped files would otherwise look fast."""
+
     def run() -> None:
         out = subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
         got = out.count(b"\n")
@@ -62,10 +63,15 @@ def command(*args: str, lines: int | None = None) -> Callable[[], None]:
 
 def xargs(cores: int, *tool: str, files: list[Path]) -> Callable[[], None]:
     """A one-process tool run on every core, one file per process, as a shell user parallelises it."""
+
     def run() -> None:
-        out = subprocess.run(["xargs", "-0", "-n", "1", "-P", str(cores), *tool],
-                             input=b"\0".join(str(f).encode() for f in files), check=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+        out = subprocess.run(
+            ["xargs", "-0", "-n", "1", "-P", str(cores), *tool],
+            input=b"\0".join(str(f).encode() for f in files),
+            check=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ).stdout
         got = out.count(b"\n")
         if got != len(files):
             raise SystemExit(f"xargs {' '.join(tool)}: {got} output lines, expected {len(files)}")
@@ -122,7 +128,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported")
     ap.add_argument("--dir", type=Path, default=Path("bench-corpus"), help="where the corpus lives")
     ap.add_argument("--rss-file-gib", type=int, default=4, help="size of the file for the RSS check (0 = skip)")
-    ap.add_argument("--cold", action="store_true", help="drop the page cache before every run (root): disk speed, not memory speed")
+    ap.add_argument(
+        "--cold", action="store_true", help="drop the page cache before every run (root): disk speed, not memory speed"
+    )
     a = ap.parse_args()
 
     files = build_corpus(a.dir, a.size_mib)
@@ -148,6 +156,7 @@ def main() -> None:
             bad = [r for r in custodes.hash_files(files, (algo,)) if not r.ok]
             if bad:
                 raise SystemExit(f"custodes.hash_files failed: {bad}")
+
         return run
 
     n = len(files)
@@ -159,19 +168,54 @@ def main() -> None:
         ("sha256", "custodes hash -j1", "1", command(CUSTODES, "hash", "-q", "-j1", str(data), lines=n)),
         ("sha256", "hashlib loop", "1", lambda: hashlib_loop(files)),
         ("sha256", "openssl dgst -sha256", "1", command("openssl", "dgst", "-sha256", *paths, lines=n)),
-        ("sha256", f"xargs -P{cpus} openssl dgst -sha256", "all", xargs(cpus, "openssl", "dgst", "-sha256", files=files)),
+        (
+            "sha256",
+            f"xargs -P{cpus} openssl dgst -sha256",
+            "all",
+            xargs(cpus, "openssl", "dgst", "-sha256", files=files),
+        ),
         ("sha256", "sha256sum", "1", command("sha256sum", *paths, lines=n)),
         ("sha256", f"xargs -P{cpus} sha256sum", "all", xargs(cpus, "sha256sum", files=files)),
         # hashdeep prints a 5-line header; bagit prints nothing on success.
-        ("sha256", "hashdeep -c sha256 -j2", "all", command("hashdeep", "-c", "sha256", "-j2", "-r", str(data), lines=n + 5)),
-        ("sha256", "bagit.py --validate --processes 2", "all", command(sys.executable, BAGIT, "--validate", "--processes", "2", str(bag))),
+        (
+            "sha256",
+            "hashdeep -c sha256 -j2",
+            "all",
+            command("hashdeep", "-c", "sha256", "-j2", "-r", str(data), lines=n + 5),
+        ),
+        (
+            "sha256",
+            "bagit.py --validate --processes 2",
+            "all",
+            command(sys.executable, BAGIT, "--validate", "--processes", "2", str(bag)),
+        ),
         ("blake3", "custodes.hash_files (API)", "all", api_run("blake3")),
-        ("blake3", "custodes hash --algo blake3", "all", command(CUSTODES, "hash", "-q", "--algo", "blake3", str(data), lines=n)),
-        ("blake3", "custodes hash --algo blake3 -j1", "1", command(CUSTODES, "hash", "-q", "-j1", "--algo", "blake3", str(data), lines=n)),
+        (
+            "blake3",
+            "custodes hash --algo blake3",
+            "all",
+            command(CUSTODES, "hash", "-q", "--algo", "blake3", str(data), lines=n),
+        ),
+        (
+            "blake3",
+            "custodes hash --algo blake3 -j1",
+            "1",
+            command(CUSTODES, "hash", "-q", "-j1", "--algo", "blake3", str(data), lines=n),
+        ),
         ("blake3", "b3sum (multi-threaded)", "all", command("b3sum", *paths, lines=n)),
         ("blake3", "b3sum --num-threads 1", "1", command("b3sum", "--num-threads", "1", *paths, lines=n)),
-        ("sm3", "custodes hash --algo sm3", "all", command(CUSTODES, "hash", "-q", "--algo", "sm3", str(data), lines=n)),
-        ("sm3", "custodes hash --algo sm3 -j1", "1", command(CUSTODES, "hash", "-q", "-j1", "--algo", "sm3", str(data), lines=n)),
+        (
+            "sm3",
+            "custodes hash --algo sm3",
+            "all",
+            command(CUSTODES, "hash", "-q", "--algo", "sm3", str(data), lines=n),
+        ),
+        (
+            "sm3",
+            "custodes hash --algo sm3 -j1",
+            "1",
+            command(CUSTODES, "hash", "-q", "-j1", "--algo", "sm3", str(data), lines=n),
+        ),
         ("sm3", "openssl dgst -sm3", "1", command("openssl", "dgst", "-sm3", *paths, lines=n)),
         ("sm3", f"xargs -P{cpus} openssl dgst -sm3", "all", xargs(cpus, "openssl", "dgst", "-sm3", files=files)),
     ]
@@ -181,8 +225,8 @@ def main() -> None:
         measure(algo, f"{name} [{'1 thread' if th == '1' else f'{cpus} cores'}]", fn)
 
     print("\nratios, like for like (peer time / custodes CLI time; > 1 means custodes is faster):")
-    ours = {(algo, th): s for (algo, name, s), (_, _, th, _) in zip(rows, plan) if name.startswith("custodes hash")}
-    for (algo, name, s), (_, _, th, _) in zip(rows, plan):
+    ours = {(algo, th): s for (algo, name, s), (_, _, th, _) in zip(rows, plan, strict=True) if name.startswith("custodes hash")}
+    for (algo, name, s), (_, _, th, _) in zip(rows, plan, strict=True):
         if not name.startswith("custodes"):
             label = "1 thread " if th == "1" else f"{cpus} cores  "
             print(f"  {algo:7} {label} vs {name:40} {s / ours[(algo, th)]:5.2f}x")
@@ -192,10 +236,13 @@ def main() -> None:
         with open(big, "wb") as f:
             f.truncate(a.rss_file_gib << 30)  # sparse: the read path is the same, the disk is spared
         rss = peak_rss_mib([CUSTODES, "hash", "-q", str(big)])
-        rss_all = peak_rss_mib([CUSTODES, "hash", "-q", "--algo", "sha256", "--algo", "blake3",
-                                "--algo", "sm3", "--algo", "md5", str(big)])
+        rss_all = peak_rss_mib(
+            [CUSTODES, "hash", "-q", "--algo", "sha256", "--algo", "blake3", "--algo", "sm3", "--algo", "md5", str(big)]
+        )
         big.unlink()
-        print(f"\npeak RSS hashing one {a.rss_file_gib} GiB file: sha256 {rss:.0f} MiB; all four algorithms {rss_all:.0f} MiB")
+        print(
+            f"\npeak RSS hashing one {a.rss_file_gib} GiB file: sha256 {rss:.0f} MiB; all four algorithms {rss_all:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

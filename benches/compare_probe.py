@@ -39,21 +39,25 @@ FFPROBE = ["ffprobe", "-v", "quiet", "-show_format", "-show_streams", "-of", "js
 
 def _expect_failures(peer: str, failed: set[str]) -> None:
     if failed != PEER_UNREADABLE:
-        raise SystemExit(f"{peer} failed on {sorted(failed)}, expected exactly {sorted(PEER_UNREADABLE)}: "
-                         "a broken peer must not be timed")
+        raise SystemExit(
+            f"{peer} failed on {sorted(failed)}, expected exactly {sorted(PEER_UNREADABLE)}: "
+            "a broken peer must not be timed"
+        )
 
 
 def ffprobe(files: list[Path]) -> None:
-    failed = {f.name for f in files
-              if subprocess.run([*FFPROBE, str(f)], stdout=subprocess.DEVNULL).returncode != 0}
+    failed = {f.name for f in files if subprocess.run([*FFPROBE, str(f)], stdout=subprocess.DEVNULL).returncode != 0}
     _expect_failures("ffprobe", failed)
 
 
 def ffprobe_xargs(files: list[Path]) -> None:
     """ffprobe on all cores, as a shell user would parallelise it; prints each failing name."""
     script = f'{" ".join(FFPROBE)} "$1" >/dev/null || echo "${{1##*/}}"'
-    r = subprocess.run(["xargs", "-0", "-P", str(CORES), "-n", "1", "sh", "-c", script, "sh"],
-                       input=b"\0".join(str(f).encode() for f in files), capture_output=True)
+    r = subprocess.run(
+        ["xargs", "-0", "-P", str(CORES), "-n", "1", "sh", "-c", script, "sh"],
+        input=b"\0".join(str(f).encode() for f in files),
+        capture_output=True,
+    )
     _expect_failures("ffprobe (xargs -P)", set(r.stdout.decode().split()))
 
 
@@ -104,8 +108,10 @@ def main() -> None:
     print("\nratios, like for like (custodes files/s over peer files/s):")
     for name in ("PyAV (1 process)", "ffprobe (1 process at a time)"):
         print(f"  1 thread:  {single} vs {name:32} {rates[single] / rates[name]:7.1f}x")
-    print(f"  {CORES} cores:   {parallel} vs ffprobe (xargs -P {CORES}) {' ' * 9}"
-          f"{rates[parallel] / rates[f'ffprobe (xargs -P {CORES})']:7.1f}x")
+    print(
+        f"  {CORES} cores:   {parallel} vs ffprobe (xargs -P {CORES}) {' ' * 9}"
+        f"{rates[parallel] / rates[f'ffprobe (xargs -P {CORES})']:7.1f}x"
+    )
 
 
 if __name__ == "__main__":

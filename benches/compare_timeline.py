@@ -42,7 +42,9 @@ def fleet(n: int, devices: int, seed: int = 7) -> tuple[np.ndarray, ...]:
 
 
 def pandas_analyse(device, start, end, seq, tol):
-    df = pd.DataFrame({"device": device, "start": start, "end": end}).sort_values(["device", "start", "end"], kind="stable")
+    df = pd.DataFrame({"device": device, "start": start, "end": end}).sort_values(
+        ["device", "start", "end"], kind="stable"
+    )
     reach = df.groupby("device", sort=False)["end"].cummax()
     prev_reach = reach.groupby(df["device"], sort=False).shift(1)
     has_prev = prev_reach.notna()
@@ -79,7 +81,9 @@ def main() -> None:
     ours_s, ours = median_seconds(lambda: custodes_analyse(*cols, tol), a.repeat)
     theirs_s, theirs = median_seconds(lambda: pandas_analyse(*cols, tol), a.repeat)
     assert ours == theirs, (ours, theirs)
-    print(f"{a.segments:,} segments over {a.devices:,} devices: {ours[0]:,} gaps, {ours[1]:,} overlaps, {ours[2]:,} sequence breaks")
+    print(
+        f"{a.segments:,} segments over {a.devices:,} devices: {ours[0]:,} gaps, {ours[1]:,} overlaps, {ours[2]:,} sequence breaks"
+    )
     print(f"  custodes timeline engine   {ours_s:7.2f} s")
     print(f"  pandas (vectorised)        {theirs_s:7.2f} s")
     print(f"  ratio                      {theirs_s / ours_s:7.1f}x")

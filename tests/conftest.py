@@ -24,7 +24,10 @@ def footage_files() -> list[Path]:
 
 
 def run_cli(
-    *args: str | Path, cwd: Path | None = None, input: bytes | None = None, obey_permissions: bool = False,
+    *args: str | Path,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    obey_permissions: bool = False,
     user: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
@@ -40,7 +43,11 @@ def run_cli(
     env = None if user is None else {**os.environ, "LOGNAME": user, "USER": user}  # what getpass.getuser() reads
     return subprocess.run(
         [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
-        cwd=cwd, input=input, capture_output=True, timeout=300, env=env,
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=300,
+        env=env,
     )
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-T0 = datetime(2024, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 10, 0, 0, tzinfo=UTC)
 
 
-def make_clip(path: Path, start: datetime, seconds: float = 2.0, *, audio: bool = False, hole_at: float | None = None,
-              hole: float = 1.0, fragmented: bool = False) -> Path:
+def make_clip(
+    path: Path,
+    start: datetime,
+    seconds: float = 2.0,
+    *,
+    audio: bool = False,
+    hole_at: float | None = None,
+    hole: float = 1.0,
+    fragmented: bool = False,
+) -> Path:
     """An H.264 clip (10 fps) whose mvhd creation time is ``start``.
 
     ``hole_at``: from that second on, frames are shifted ``hole`` seconds

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -23,8 +22,12 @@ from footage import T0, make_clip
 
 def tree_digest(root: Path) -> dict[str, tuple[int, str]]:
     import hashlib
-    return {str(p.relative_to(root)): (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(root.rglob("*")) if p.is_file()}
+
+    return {
+        str(p.relative_to(root)): (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -38,8 +41,11 @@ def archive(tmp_path: Path):
 def volume(tmp_path: Path) -> Path:
     vol = tmp_path / "BWC0001"
     for i, name in enumerate(["a.mp4", "b.mov", "c.mp4"]):
-        src = [FOOTAGE / "encoders" / "androidx-sample.mp4", FOOTAGE / "phones" / "bt601.mov",
-               FOOTAGE / "gopro" / "karma.mp4"][i]
+        src = [
+            FOOTAGE / "encoders" / "androidx-sample.mp4",
+            FOOTAGE / "phones" / "bt601.mov",
+            FOOTAGE / "gopro" / "karma.mp4",
+        ][i]
         (vol / "DCIM").mkdir(parents=True, exist_ok=True)
         shutil.copy(src, vol / "DCIM" / name)
     return vol
@@ -54,6 +60,7 @@ def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
     assert tree_digest(vol) == before  # the volume is untouched
     stored = list(archive.store.list())
     import hashlib
+
     assert len(stored) == len({hashlib.sha256(p.read_bytes()).digest() for p in vol.rglob("*") if p.is_file()})
     for obj in stored:
         assert stat.S_IMODE(obj.path.stat().st_mode) & 0o222 == 0  # read-only
@@ -73,6 +80,7 @@ def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> Non
     (vol / "GAT947_ID.TXT").parent.mkdir(parents=True)
     (vol / "GAT947_ID.TXT").write_text("product_serial=A123456\nofficer_number=001234\n")
     from datetime import timezone
+
     bj = timezone(timedelta(hours=8))
     for i, seq in enumerate((1, 2, 4)):
         t = T0 + timedelta(seconds=2 * i)
@@ -81,11 +89,16 @@ def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> Non
     r = ingest(archive, vol, now=int((T0 + timedelta(hours=30)).timestamp()) * 10**9)
     kinds = sorted(f.kind for f in r.findings)
     assert kinds == ["late_ingest", "late_ingest", "late_ingest", "sequence_break"]
-    rows = archive.conn.execute("SELECT original_name, start_ns, corrected_start_ns, sequence, officer_id FROM segments "
-                                "WHERE kind = 'video' ORDER BY sequence").fetchall()
+    rows = archive.conn.execute(
+        "SELECT original_name, start_ns, corrected_start_ns, sequence, officer_id FROM segments "
+        "WHERE kind = 'video' ORDER BY sequence"
+    ).fetchall()
     t0 = int(T0.timestamp()) * 10**9
     assert [(r[1] - t0, r[2] - t0, r[3], r[4]) for r in rows] == [
-        (0, -10 * 10**9, 1, "001234"), (2 * 10**9, -8 * 10**9, 2, "001234"), (4 * 10**9, -6 * 10**9, 4, "001234")]
+        (0, -10 * 10**9, 1, "001234"),
+        (2 * 10**9, -8 * 10**9, 2, "001234"),
+        (4 * 10**9, -6 * 10**9, 4, "001234"),
+    ]
     device = archive.conn.execute("SELECT officer_id, serial FROM devices").fetchone()
     assert device == ("001234", "A123456")
     stored_findings = archive.conn.execute("SELECT kind FROM findings ORDER BY kind").fetchall()
@@ -104,8 +117,12 @@ def test_cli_init_ingest_verify(tmp_path: Path, volume: Path) -> None:
     assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
     v = run_cli("verify", arch, "--json", "--workers", "2")
     assert v.returncode == 0
-    assert json.loads(v.stdout) == {"ok": True, "checked": 3, "bytes": sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()),
-                                    "findings": []}
+    assert json.loads(v.stdout) == {
+        "ok": True,
+        "checked": 3,
+        "bytes": sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()),
+        "findings": [],
+    }
     assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
     assert run_cli("ledger", "verify", arch).returncode == 0
 
@@ -115,8 +132,14 @@ def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> No
     init_archive(arch).close()
     other = tmp_path / "BWC0002"
     shutil.copytree(volume, other)
-    procs = [subprocess.Popen([sys.executable, "-m", "custodes", "ingest", str(v), "--archive", str(arch), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for v in (volume, other, volume)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "custodes", "ingest", str(v), "--archive", str(arch), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for v in (volume, other, volume)
+    ]
     outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
     assert [p.returncode for p in procs] == [1, 1, 1]  # late_ingest and gap findings only, never an error
     assert all({f["kind"] for f in o["findings"]} == {"gap", "late_ingest"} for o in outs)
@@ -132,6 +155,7 @@ def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> No
 
 
 # ---- the tamper matrix ---------------------------------------------------------------
+
 
 def _object(a, n=0) -> Path:
     return sorted(o.path for o in a.store.list())[n]
@@ -149,6 +173,7 @@ def flip(where: str):
         i = {"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]
         data[i] ^= 0x01
         p.write_bytes(bytes(data))
+
     return tamper
 
 
@@ -184,11 +209,13 @@ def stray(a, tmp):
 
 def _catalog_edit(a, tmp):
     import hashlib
+
     p = _object(a)
     old = p.name
     data = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
     new = hashlib.sha256(data).hexdigest()
     from custodes import _core
+
     b3 = _core.hash_bytes(["blake3"], data)[0].hex()
     target = a.store.path_for(new)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,8 +224,10 @@ def _catalog_edit(a, tmp):
     p.unlink()
     a.conn.execute("PRAGMA foreign_keys=OFF")  # the attacker edits the database file directly
     with a.transaction() as c:
-        c.execute("UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
-                  (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old))
+        c.execute(
+            "UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
+            (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old),
+        )
         c.execute("UPDATE segments SET sha256 = ?, size = ? WHERE sha256 = ?", (new, len(data), old))
 
 
@@ -208,6 +237,7 @@ def _ledger_edit(a, tmp):
         entry["name"] = "innocent.mp4"
         data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
         from custodes import merkle
+
         c.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = 1", (data, merkle.leaf_hash(data)))
 
 
@@ -285,8 +315,10 @@ def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path)
     init_archive(arch).close()
     (volume / "DCIM" / "b.mov").chmod(0)
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    out = subprocess.run([*prefix, sys.executable, "-m", "custodes", "ingest", str(volume), "--archive", str(arch), "--json"],
-                         capture_output=True)
+    out = subprocess.run(
+        [*prefix, sys.executable, "-m", "custodes", "ingest", str(volume), "--archive", str(arch), "--json"],
+        capture_output=True,
+    )
     report = json.loads(out.stdout)
     assert out.returncode == 1
     assert report["failed"] == ["DCIM/b.mov"] and sorted(report["stored"]) == ["DCIM/a.mp4", "DCIM/c.mp4"]
@@ -351,6 +383,7 @@ def test_init_on_a_file_and_report_to_a_missing_folder_are_clear_errors(tmp_path
 
 def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
     from custodes.archive import MIGRATIONS, SCHEMA_VERSION, connect
+
     arch = tmp_path / "archive"
     init_archive(arch).close()
     for f in arch.glob("catalog.sqlite*"):
@@ -371,8 +404,16 @@ def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
     assert out.returncode == 2 and b"newer than this custodes" in out.stderr
 
 
-@pytest.mark.parametrize("where", ["objects/sha256/{first}/notahash", "objects/sha256/zz/evil.mp4", "objects/junk.txt",
-                                   "objects/md5/ab/planted", "objects/sha256/{first}/{other_digest}"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "objects/sha256/{first}/notahash",
+        "objects/sha256/zz/evil.mp4",
+        "objects/junk.txt",
+        "objects/md5/ab/planted",
+        "objects/sha256/{first}/{other_digest}",
+    ],
+)
 def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, volume: Path, where: str) -> None:
     """A planted file never throws the digest-ordered walk off: every object is still re-hashed, and the
     file is exactly one `unexpected` finding (never `pending` objects, never silence)."""

@@ -46,8 +46,14 @@ def bagit_python_valid(bag: Path) -> bool:
     return out.returncode == 0
 
 
-def hand_bag(root: Path, payload: dict[str, bytes], algos: tuple[str, ...] = ("sha256",), version: str = "1.0",
-             encoding: str = "utf-8", prefix: str = "") -> Path:
+def hand_bag(
+    root: Path,
+    payload: dict[str, bytes],
+    algos: tuple[str, ...] = ("sha256",),
+    version: str = "1.0",
+    encoding: str = "utf-8",
+    prefix: str = "",
+) -> Path:
     """A bag written by hand, byte by byte, as the spec reads: payload under data/, one manifest per algorithm
     (paths percent-encoded, ``prefix`` before each), bagit.txt, bag-info.txt with Payload-Oxum, tag manifests."""
     root.mkdir()
@@ -55,11 +61,14 @@ def hand_bag(root: Path, payload: dict[str, bytes], algos: tuple[str, ...] = ("s
         (root / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "data" / rel).write_bytes(data)
     for algo in algos:
-        lines = "".join(f"{hashlib.new(algo, data).hexdigest()}  {prefix}data/{encode(rel)}\n"
-                        for rel, data in sorted(payload.items()))
+        lines = "".join(
+            f"{hashlib.new(algo, data).hexdigest()}  {prefix}data/{encode(rel)}\n"
+            for rel, data in sorted(payload.items())
+        )
         (root / f"manifest-{algo}.txt").write_bytes(lines.encode(encoding))
-    (root / "bagit.txt").write_bytes(f"BagIt-Version: {version}\nTag-File-Character-Encoding: {encoding.upper()}\n"
-                                     .encode())
+    (root / "bagit.txt").write_bytes(
+        f"BagIt-Version: {version}\nTag-File-Character-Encoding: {encoding.upper()}\n".encode()
+    )
     oxum = f"{sum(len(d) for d in payload.values())}.{len(payload)}"
     (root / "bag-info.txt").write_bytes(f"Source-Organization: Hand\nPayload-Oxum: {oxum}\n".encode(encoding))
     retag(root, algos, encoding)
@@ -74,11 +83,13 @@ def retag(root: Path, algos: tuple[str, ...] = ("sha256",), encoding: str = "utf
     """Rewrite the tag manifests over every tag file (so a test can change one and keep the bag consistent)."""
     for old in root.glob("tagmanifest-*.txt"):
         old.unlink()
-    tags = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-                  and p.relative_to(root).parts[0] != "data")
+    tags = sorted(
+        p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p.relative_to(root).parts[0] != "data"
+    )
     for algo in algos:
-        lines = "".join(f"{hashlib.new(algo, p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}\n"
-                        for p in tags)
+        lines = "".join(
+            f"{hashlib.new(algo, p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}\n" for p in tags
+        )
         (root / f"tagmanifest-{algo}.txt").write_bytes(lines.encode(encoding))
 
 
@@ -90,6 +101,7 @@ def outside_fifo(tmp_path: Path) -> Path:
 
 
 # --- bags written by bagit-python ---------------------------------------------------------------------------------
+
 
 def test_bagit_python_bags_with_every_hashlib_algorithm(tmp_path: Path) -> None:
     algos = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]
@@ -125,8 +137,9 @@ def test_bagit_python_utf16_manifests_declared_utf8_are_invalid(tmp_path: Path) 
 
 
 def test_utf16_tag_files_with_byte_order_mark(tmp_path: Path) -> None:
-    bag = hand_bag(tmp_path / "bag", {"a.txt": b"first\n", "dir/b.txt": b"second\n"}, ("sha256", "sha512"),
-                   encoding="utf-16")
+    bag = hand_bag(
+        tmp_path / "bag", {"a.txt": b"first\n", "dir/b.txt": b"second\n"}, ("sha256", "sha512"), encoding="utf-16"
+    )
     assert (bag / "manifest-sha256.txt").read_bytes()[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
     assert (bag / "bagit.txt").read_bytes().endswith(b"Tag-File-Character-Encoding: UTF-16\n")
     assert bagit_python_valid(bag)
@@ -161,8 +174,12 @@ def test_manifest_paths_with_leading_dot_slash(tmp_path: Path) -> None:
 
 
 def test_percent_encoded_cr_lf_and_percent_in_paths(tmp_path: Path) -> None:
-    names = {"line\nbreak.txt": b"lf\n", "carriage\rreturn.txt": b"cr\n", "100%.txt": b"pct\n",
-             "literal%0A.txt": b"the name holds the three characters %0A\n"}
+    names = {
+        "line\nbreak.txt": b"lf\n",
+        "carriage\rreturn.txt": b"cr\n",
+        "100%.txt": b"pct\n",
+        "literal%0A.txt": b"the name holds the three characters %0A\n",
+    }
     bag = hand_bag(tmp_path / "bag", names, ("sha256",))
     manifest = (bag / "manifest-sha256.txt").read_text()
     for written in ("data/line%0Abreak.txt", "data/carriage%0Dreturn.txt", "data/100%25.txt", "data/literal%250A.txt"):
@@ -178,8 +195,9 @@ def test_percent_encoded_cr_lf_and_percent_in_paths(tmp_path: Path) -> None:
 
 def test_every_payload_file_in_every_manifest_in_1_0_at_least_one_in_0_97(tmp_path: Path) -> None:
     for version, expected in (("1.0", 1), ("0.97", 0)):
-        bag = hand_bag(tmp_path / version, {"a.txt": b"first\n", "b.txt": b"second\n"}, ("sha256", "sha512"),
-                       version=version)
+        bag = hand_bag(
+            tmp_path / version, {"a.txt": b"first\n", "b.txt": b"second\n"}, ("sha256", "sha512"), version=version
+        )
         manifest = bag / "manifest-sha512.txt"
         manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if "b.txt" not in line))
         retag(bag, ("sha256", "sha512"))
@@ -190,17 +208,20 @@ def test_every_payload_file_in_every_manifest_in_1_0_at_least_one_in_0_97(tmp_pa
 
 # --- paths that leave the bag are errors and never read -------------------------------------------------------------
 
+
 def test_fetch_entries_leaving_the_payload_are_invalid(tmp_path: Path) -> None:
     bag = hand_bag(tmp_path / "bag", {"a.txt": b"first\n"})
     (bag / "fetch.txt").write_text("https://example.org/a.txt 6 data/a.txt\n")
     retag(bag)
     assert bagit_python_valid(bag)
     assert validate(bag)[0] == 0
-    (bag / "fetch.txt").write_text("https://example.org/a.txt 6 data/a.txt\n"
-                                   "https://example.org/p 10 /etc/passwd\n"
-                                   "https://example.org/q 10 data/../../outside.txt\n"
-                                   "https://example.org/r - ~/.bashrc\n"
-                                   "https://example.org/s 10 ./data/../bagit.txt\n")
+    (bag / "fetch.txt").write_text(
+        "https://example.org/a.txt 6 data/a.txt\n"
+        "https://example.org/p 10 /etc/passwd\n"
+        "https://example.org/q 10 data/../../outside.txt\n"
+        "https://example.org/r - ~/.bashrc\n"
+        "https://example.org/s 10 ./data/../bagit.txt\n"
+    )
     retag(bag)
     assert not bagit_python_valid(bag)
     rc, out = validate(bag)
@@ -213,7 +234,11 @@ def test_fetch_entries_leaving_the_payload_are_invalid(tmp_path: Path) -> None:
     (bag / "fetch.txt").write_text("https://example.org/a.txt 6 data/a.txt\nhttps://example.org/c.txt 6 data/c.txt\n")
     retag(bag)
     rc, out = validate(bag)
-    assert rc == 1 and out.count("invalid: ") == 1 and "invalid: fetch.txt: data/c.txt is not in manifest-sha256.txt" in out
+    assert (
+        rc == 1
+        and out.count("invalid: ") == 1
+        and "invalid: fetch.txt: data/c.txt is not in manifest-sha256.txt" in out
+    )
 
 
 def test_fetch_entry_not_yet_fetched_names_fetch_txt(tmp_path: Path) -> None:
@@ -234,12 +259,19 @@ def test_tag_manifest_path_outside_the_bag_is_an_error_and_never_read(tmp_path: 
     (bag / "escape").symlink_to(secret)  # a link inside the bag that leads out of it
     digest = hashlib.sha256(SECRET).hexdigest()
     tag = bag / "tagmanifest-sha256.txt"
-    tag.write_text(tag.read_text() + f"{digest}  ../secret.fifo\n{digest}  {fifo}\n{digest}  escape\n"
-                   f"{digest}  ../secret.txt\n")
+    tag.write_text(
+        tag.read_text() + f"{digest}  ../secret.fifo\n{digest}  {fifo}\n{digest}  escape\n{digest}  ../secret.txt\n"
+    )
     rc, out = validate(bag)
     assert rc == 1
-    assert "invalid: tagmanifest-sha256.txt line 4: path '../secret.fifo' climbs out with .., which leaves the bag; not read" in out
-    assert f"invalid: tagmanifest-sha256.txt line 5: path '{fifo}' is an absolute path, which leaves the bag; not read" in out
+    assert (
+        "invalid: tagmanifest-sha256.txt line 4: path '../secret.fifo' climbs out with .., which leaves the bag; not read"
+        in out
+    )
+    assert (
+        f"invalid: tagmanifest-sha256.txt line 5: path '{fifo}' is an absolute path, which leaves the bag; not read"
+        in out
+    )
     assert "invalid: escape: tag file leads outside the bag (a symbolic link); not read (tagmanifest-sha256.txt)" in out
     assert "invalid: tagmanifest-sha256.txt line 7: path '../secret.txt' climbs out" in out
     assert digest not in out
@@ -263,34 +295,71 @@ def test_payload_manifest_path_outside_the_bag_is_an_error_and_never_read(tmp_pa
 
 # --- every other malformed shape: a problem with file and line -----------------------------------------------------
 
+
 def test_malformed_tag_files_are_invalid_with_file_and_line(tmp_path: Path) -> None:
     cases: list[tuple[str, bytes, str]] = [
-        ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: KLINGON\n",
-         "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'KLINGON' is not a character encoding"),
-        ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: base64\n",
-         "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'base64' is not a character encoding"),
-        ("bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8 \xff\n",
-         "invalid: bagit.txt line 2: is not UTF-8 (byte 54); the bag declaration must be"),
-        ("bagit.txt", b"BagIt-Version: 9.9\nTag-File-Character-Encoding: UTF-8\n",
-         "invalid: bagit.txt: BagIt-Version '9.9' is not 0.97 or 1.0"),
-        ("bag-info.txt", b"Source-Organization: Hand\nno colon on this line\n",
-         "invalid: bag-info.txt line 2: not a 'Label: value' line: 'no colon on this line'"),
-        ("bag-info.txt", b"Source-Organization: H\xe4nd\nPayload-Oxum: 6.1\n",
-         "invalid: bag-info.txt line 1: is not valid UTF-8 (byte 22), the encoding bagit.txt declares"),
+        (
+            "bagit.txt",
+            b"BagIt-Version: 1.0\nTag-File-Character-Encoding: KLINGON\n",
+            "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'KLINGON' is not a character encoding",
+        ),
+        (
+            "bagit.txt",
+            b"BagIt-Version: 1.0\nTag-File-Character-Encoding: base64\n",
+            "invalid: bagit.txt line 2: Tag-File-Character-Encoding 'base64' is not a character encoding",
+        ),
+        (
+            "bagit.txt",
+            b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8 \xff\n",
+            "invalid: bagit.txt line 2: is not UTF-8 (byte 54); the bag declaration must be",
+        ),
+        (
+            "bagit.txt",
+            b"BagIt-Version: 9.9\nTag-File-Character-Encoding: UTF-8\n",
+            "invalid: bagit.txt: BagIt-Version '9.9' is not 0.97 or 1.0",
+        ),
+        (
+            "bag-info.txt",
+            b"Source-Organization: Hand\nno colon on this line\n",
+            "invalid: bag-info.txt line 2: not a 'Label: value' line: 'no colon on this line'",
+        ),
+        (
+            "bag-info.txt",
+            b"Source-Organization: H\xe4nd\nPayload-Oxum: 6.1\n",
+            "invalid: bag-info.txt line 1: is not valid UTF-8 (byte 22), the encoding bagit.txt declares",
+        ),
         ("bag-info.txt", b"Payload-Oxum: six.one\n", "invalid: bag-info.txt line 1: Payload-Oxum 'six.one' is not"),
-        ("bag-info.txt", b"Payload-Oxum: " + b"9" * 5000 + b".1\n",
-         "invalid: bag-info.txt line 1: Payload-Oxum says 99999"),
-        ("manifest-sha256.txt", b"abc123  data/a.txt\n",
-         "invalid: manifest-sha256.txt line 1: 'abc123' is not a sha256 digest"),
+        (
+            "bag-info.txt",
+            b"Payload-Oxum: " + b"9" * 5000 + b".1\n",
+            "invalid: bag-info.txt line 1: Payload-Oxum says 99999",
+        ),
+        (
+            "manifest-sha256.txt",
+            b"abc123  data/a.txt\n",
+            "invalid: manifest-sha256.txt line 1: 'abc123' is not a sha256 digest",
+        ),
         ("manifest-sha256.txt", b"justonefield\n", "invalid: manifest-sha256.txt line 1: not 'digest path'"),
-        ("manifest-sha256.txt", (f"{hashlib.sha256(b'first').hexdigest()}  bagit.txt\n").encode(),
-         "invalid: manifest-sha256.txt line 1: bagit.txt is not in the payload (data/)"),
-        ("manifest-sha256.txt", (f"{FIRST}  data/a.txt\n" * 2).encode(),
-         "invalid: manifest-sha256.txt line 2: lists data/a.txt more than once"),
-        ("manifest-sha256.txt", b"\xff\xfe\x00garbage\n",
-         "invalid: manifest-sha256.txt line 1: is not valid UTF-8 (byte 0), the encoding bagit.txt declares"),
-        ("manifest-whirlpool.txt", b"00  data/a.txt\n",
-         "invalid: manifest-whirlpool.txt: algorithm 'whirlpool' is not one custodes can check"),
+        (
+            "manifest-sha256.txt",
+            (f"{hashlib.sha256(b'first').hexdigest()}  bagit.txt\n").encode(),
+            "invalid: manifest-sha256.txt line 1: bagit.txt is not in the payload (data/)",
+        ),
+        (
+            "manifest-sha256.txt",
+            (f"{FIRST}  data/a.txt\n" * 2).encode(),
+            "invalid: manifest-sha256.txt line 2: lists data/a.txt more than once",
+        ),
+        (
+            "manifest-sha256.txt",
+            b"\xff\xfe\x00garbage\n",
+            "invalid: manifest-sha256.txt line 1: is not valid UTF-8 (byte 0), the encoding bagit.txt declares",
+        ),
+        (
+            "manifest-whirlpool.txt",
+            b"00  data/a.txt\n",
+            "invalid: manifest-whirlpool.txt: algorithm 'whirlpool' is not one custodes can check",
+        ),
     ]
     for n, (name, content, expected) in enumerate(cases):
         bag = hand_bag(tmp_path / f"bag{n}", {"a.txt": b"first\n"})
@@ -319,33 +388,61 @@ def test_payload_oxum_is_checked(case_bag: tuple[Path, Path]) -> None:  # noqa: 
 
 # --- custody folders of the wrong shape ----------------------------------------------------------------------------
 
+
 def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) -> None:  # noqa: F811
     bag, _ = case_bag
     custody = bag / "custody"
     entries = custody / "ledger-entries.jsonl"
     first = json.loads(entries.read_text().splitlines()[0])
     cases: list[tuple[str, bytes, str]] = [
-        ("ledger-entries.jsonl", b"[1, 2]\n",
-         "custody/ledger-entries.jsonl line 1: not a JSON object with index and entry"),
-        ("ledger-entries.jsonl", b'{"index": "zero", "entry": "e30="}\n',
-         "custody/ledger-entries.jsonl line 1: index is missing or not a whole number"),
-        ("ledger-entries.jsonl", b'\n{"index": 0, "entry": "not base64!"}\n',
-         "custody/ledger-entries.jsonl line 2: entry 0 is missing or not base64"),
-        ("ledger-entries.jsonl", b'{"index": 0, "entry": 7}\n',
-         "custody/ledger-entries.jsonl line 1: entry 0 is missing or not base64"),
+        (
+            "ledger-entries.jsonl",
+            b"[1, 2]\n",
+            "custody/ledger-entries.jsonl line 1: not a JSON object with index and entry",
+        ),
+        (
+            "ledger-entries.jsonl",
+            b'{"index": "zero", "entry": "e30="}\n',
+            "custody/ledger-entries.jsonl line 1: index is missing or not a whole number",
+        ),
+        (
+            "ledger-entries.jsonl",
+            b'\n{"index": 0, "entry": "not base64!"}\n',
+            "custody/ledger-entries.jsonl line 2: entry 0 is missing or not base64",
+        ),
+        (
+            "ledger-entries.jsonl",
+            b'{"index": 0, "entry": 7}\n',
+            "custody/ledger-entries.jsonl line 1: entry 0 is missing or not base64",
+        ),
         ("ledger-entries.jsonl", b"{\n", "custody/ledger-entries.jsonl line 1: not JSON"),
-        ("ledger-entries.jsonl", b'{"index": 0}\n{"entry": "\xff\xfe"}\n',
-         "custody/ledger-entries.jsonl line 2: is not valid UTF-8 (byte 24), the encoding bagit.txt declares"),
-        ("ledger-entries.jsonl", b"[" * 100_000 + b"\n",
-         "custody/ledger-entries.jsonl line 1: JSON nested deeper than 64 levels"),
-        ("ledger-entries.jsonl", json.dumps({"index": first["index"], "entry": "e30="}).encode() + b"\n",
-         f"custody/ledger-entries.jsonl line 1: ledger entry {first['index']} is not proven in the signed checkpoint"),
+        (
+            "ledger-entries.jsonl",
+            b'{"index": 0}\n{"entry": "\xff\xfe"}\n',
+            "custody/ledger-entries.jsonl line 2: is not valid UTF-8 (byte 24), the encoding bagit.txt declares",
+        ),
+        (
+            "ledger-entries.jsonl",
+            b"[" * 100_000 + b"\n",
+            "custody/ledger-entries.jsonl line 1: JSON nested deeper than 64 levels",
+        ),
+        (
+            "ledger-entries.jsonl",
+            json.dumps({"index": first["index"], "entry": "e30="}).encode() + b"\n",
+            f"custody/ledger-entries.jsonl line 1: ledger entry {first['index']} is not proven in the signed checkpoint",
+        ),
         ("inclusion-proofs.json", b'{"index": 0}', "custody/inclusion-proofs.json: not a JSON list of proofs"),
-        ("inclusion-proofs.json", b'[{"index": 0}, 5]',
-         "custody/inclusion-proofs.json: proof 0 has no valid leaf_hash, tree_size, proof"),
-        ("inclusion-proofs.json", b'[{"index": 0, "leaf_hash": "zz", "tree_size": -1, "proof": ["00"]}]',
-         "custody/inclusion-proofs.json: proof 0 has no valid leaf_hash, tree_size, proof"),
-        ("inclusion-proofs.json", b'[5]', "custody/inclusion-proofs.json: proof 0 is not a JSON object"),
+        (
+            "inclusion-proofs.json",
+            b'[{"index": 0}, 5]',
+            "custody/inclusion-proofs.json: proof 0 has no valid leaf_hash, tree_size, proof",
+        ),
+        (
+            "inclusion-proofs.json",
+            b'[{"index": 0, "leaf_hash": "zz", "tree_size": -1, "proof": ["00"]}]',
+            "custody/inclusion-proofs.json: proof 0 has no valid leaf_hash, tree_size, proof",
+        ),
+        ("inclusion-proofs.json", b"[5]", "custody/inclusion-proofs.json: proof 0 is not a JSON object"),
         ("inclusion-proofs.json", b"\x00\x01 not json", "custody/inclusion-proofs.json: not JSON"),
         ("checkpoint", b"\xc3\x28 origin\n", "custody/checkpoint line 1: is not valid UTF-8 (byte 0)"),
         ("checkpoint", b"origin\n12\nroot\n", "custody/checkpoint: checkpoint has no signature block"),
@@ -369,6 +466,7 @@ def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) 
 
 # --- export --to: never onto a file, never into another bag ---------------------------------------------------------
 
+
 def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(archive: Path, tmp_path: Path) -> None:  # noqa: F811
     assert as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1").returncode == 0
     rid = request(archive, "carol", 1, purpose="export")
@@ -389,10 +487,12 @@ def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(archiv
     listing = sorted(p.relative_to(earlier_bag) for p in earlier_bag.rglob("*"))
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere")
-    for to, expected in ((a_file, "exists and is not a folder; give --to a new folder for the bag"),
-                         (earlier_bag, "folder is not empty; a bag is written to a new or empty folder"),
-                         (dangling, "exists and is not a folder"),
-                         (a_file / "bag", f"{a_file} is not a folder; give --to a new folder in a writable place")):
+    for to, expected in (
+        (a_file, "exists and is not a folder; give --to a new folder for the bag"),
+        (earlier_bag, "folder is not empty; a bag is written to a new or empty folder"),
+        (dangling, "exists and is not a folder"),
+        (a_file / "bag", f"{a_file} is not a folder; give --to a new folder in a writable place"),
+    ):
         out = as_("carol", "export", archive, "--case", "C-7", "--request", rid, "--to", to)
         assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
         assert f"{to}: {expected}".encode() in out.stderr
@@ -431,7 +531,7 @@ def test_random_damage_to_any_tag_file_is_a_problem_never_a_crash(case_bag: tupl
             elif op == 1:
                 data[k:k] = rng.choice(inserts)
             else:
-                del data[k:k + rng.randrange(1, 40)]
+                del data[k : k + rng.randrange(1, 40)]
         target.write_bytes(bytes(data))
         report = validate_bag(bag)  # raises on any crash
         assert bytes(data) == saved or target.name.startswith("tagmanifest-") or not report.valid, (target, bytes(data))

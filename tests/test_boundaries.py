@@ -19,10 +19,12 @@ NS = 1_000_000_000
 S = 10 * NS  # a segment start well after the epoch
 
 
-def gaps_and_overlaps(starts: list[int], ends: list[int], tolerance: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def gaps_and_overlaps(
+    starts: list[int], ends: list[int], tolerance: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     r = timeline.analyse(["cam"] * len(starts), starts, ends, gap_tolerance=tolerance)
-    gaps = [(int(a), int(b)) for a, b in zip(r["gaps"]["start"], r["gaps"]["end"])]
-    overlaps = [(int(a), int(b)) for a, b in zip(r["overlaps"]["start"], r["overlaps"]["end"])]
+    gaps = [(int(a), int(b)) for a, b in zip(r["gaps"]["start"], r["gaps"]["end"], strict=True)]
+    overlaps = [(int(a), int(b)) for a, b in zip(r["overlaps"]["start"], r["overlaps"]["end"], strict=True)]
     return gaps, overlaps
 
 
@@ -31,7 +33,9 @@ def test_a_gap_exactly_at_the_tolerance_is_no_gap_one_ns_more_is(tolerance: int)
     end = S + 2 * NS
     assert gaps_and_overlaps([S, end + tolerance], [end, end + tolerance + NS], tolerance) == ([], [])
     assert gaps_and_overlaps([S, end + tolerance + 1], [end, end + tolerance + NS], tolerance) == (
-        [(end, end + tolerance + 1)], [])
+        [(end, end + tolerance + 1)],
+        [],
+    )
 
 
 def test_touching_segments_at_tolerance_zero_are_neither_gap_nor_overlap() -> None:

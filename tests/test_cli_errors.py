@@ -81,31 +81,44 @@ def catalog_rows(arch: Path, sql: str) -> list[tuple]:
 
 # 1 and 3: one mapping for every command; a damaged catalog, a missing verifier key, no checkpoint.
 
-@pytest.mark.parametrize("command", [["verify"], ["ledger", "verify"], ["ledger", "checkpoint"], ["retention", "status"],
-                                     ["task", "coverage"]])
+
+@pytest.mark.parametrize(
+    "command",
+    [["verify"], ["ledger", "verify"], ["ledger", "checkpoint"], ["retention", "status"], ["task", "coverage"]],
+)
 def test_corrupt_catalog_is_one_line_naming_it(archive: Path, command: list[str]) -> None:
     stored = objects(archive)
     for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
         (archive / side).unlink(missing_ok=True)
     (archive / "catalog.sqlite").write_bytes(b"\x13\x37 not sqlite at all " * 300)
     out = run_cli(*command, archive)
-    one_line_error(out, rf"the catalog is damaged: file is not a database \({re.escape(str(archive / 'catalog.sqlite'))}\): "
-                        "restore catalog.sqlite from a backup")
+    one_line_error(
+        out,
+        rf"the catalog is damaged: file is not a database \({re.escape(str(archive / 'catalog.sqlite'))}\): "
+        "restore catalog.sqlite from a backup",
+    )
     assert objects(archive) == stored  # the evidence is untouched
 
 
 def test_missing_verifier_key(archive: Path) -> None:
     (archive / "keys" / "checkpoint.vkey").unlink()
-    for command in (["verify", archive], ["ledger", "proof", archive, "--entry", "0"],
-                    ["report", archive, "--out", archive.parent / "r.json"]):
-        one_line_error(run_cli(*command), r"keys/checkpoint\.vkey: the verifier key is missing; restore it from a backup")
+    for command in (
+        ["verify", archive],
+        ["ledger", "proof", archive, "--entry", "0"],
+        ["report", archive, "--out", archive.parent / "r.json"],
+    ):
+        one_line_error(
+            run_cli(*command), r"keys/checkpoint\.vkey: the verifier key is missing; restore it from a backup"
+        )
     assert not (archive.parent / "r.json").exists()
 
 
 def test_ledger_proof_without_a_checkpoint(archive: Path) -> None:
     (archive / "ledger" / "checkpoint").unlink()
-    one_line_error(run_cli("ledger", "proof", archive, "--entry", "0"),
-                   r"ledger/checkpoint: no signed checkpoint to prove against; .*`custodes ledger checkpoint`")
+    one_line_error(
+        run_cli("ledger", "proof", archive, "--entry", "0"),
+        r"ledger/checkpoint: no signed checkpoint to prove against; .*`custodes ledger checkpoint`",
+    )
     assert run_cli("ledger", "checkpoint", archive).returncode == 0
     proof = run_cli("ledger", "proof", archive, "--entry", "0")
     assert proof.returncode == 0 and json.loads(proof.stdout)["inclusion"]["index"] == 0
@@ -115,20 +128,38 @@ def test_permission_denied_on_the_catalog_is_one_line(archive: Path) -> None:
     (archive / "catalog.sqlite").chmod(0o444)
     archive.chmod(0o555)
     try:
-        out = run_cli("retention", "hold", archive, "--segment", "1", "--reason", "litigation", obey_permissions=True,
-                      user="alice")
+        out = run_cli(
+            "retention",
+            "hold",
+            archive,
+            "--segment",
+            "1",
+            "--reason",
+            "litigation",
+            obey_permissions=True,
+            user="alice",
+        )
     finally:
         archive.chmod(0o755)
         (archive / "catalog.sqlite").chmod(0o644)
-    one_line_error(out, rf"cannot write the catalog: .*readonly database \({re.escape(str(archive))}/catalog\.sqlite\): "
-                        "run as the account that keeps the archive")
+    one_line_error(
+        out,
+        rf"cannot write the catalog: .*readonly database \({re.escape(str(archive))}/catalog\.sqlite\): "
+        "run as the account that keeps the archive",
+    )
     assert catalog_rows(archive, "SELECT COUNT(*) FROM holds") == [(0,)]
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     # `hash --check -` blocks reading standard input: a real place for a user to press Ctrl-C.
-    proc = subprocess.Popen([sys.executable, "-m", "custodes", "hash", "--check", "-"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "custodes", "hash", "--check", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # as at a terminal: a run started in the background (`cmd &`, mutmut) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until it sits in read(0, ...), so Python's handler is in place
@@ -143,10 +174,13 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert b"Traceback" not in err and err.decode().splitlines() == ["custodes: interrupted; run the command again to finish"]
+    assert b"Traceback" not in err and err.decode().splitlines() == [
+        "custodes: interrupted; run the command again to finish"
+    ]
 
 
 # 2: a full disk, on a real small file system.
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
@@ -177,22 +211,27 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
     vol2.mkdir()
     shutil.copy(FOOTAGE / "phones" / "bt601.mov", vol2 / "bt601.mov")
     tasks = tmp_path / "tasks.csv"
-    tasks.write_text("id,type,start,end,officers,devices\nT1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n")
+    tasks.write_text(
+        "id,type,start,end,officers,devices\nT1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n"
+    )
     full = r"the disk is full \(.*archive.*\): free space on it, then run the command again"
     report = tmp_path / "report.json"
-    for command in (["verify", arch],  # it records when each object was last verified: a writer too
-                    ["ingest", vol2, "--archive", arch, "--driver", "generic"],
-                    ["ledger", "checkpoint", arch],
-                    ["access", "request", arch, "--segment", "1", "--reason", "complaint 7"],
-                    ["retention", "hold", arch, "--segment", "1", "--reason", "litigation"],
-                    ["task", "import", arch, tasks]):
+    for command in (
+        ["verify", arch],  # it records when each object was last verified: a writer too
+        ["ingest", vol2, "--archive", arch, "--driver", "generic"],
+        ["ledger", "checkpoint", arch],
+        ["access", "request", arch, "--segment", "1", "--reason", "complaint 7"],
+        ["retention", "hold", arch, "--segment", "1", "--reason", "litigation"],
+        ["task", "import", arch, tasks],
+    ):
         fill(small_disk)
         one_line_error(run_cli(*command, user="alice"), full)
     # Pure readers: opening the catalog needs its WAL shared-memory file. Where a failed writer left it in
     # place they answer, and correctly; where it cannot be created they stop with the same clear line.
-    for command, answered in ((["ledger", "verify", arch], lambda out: out.stdout == b"ledger consistent: 0 finding(s)\n"),
-                              (["report", arch, "--out", report],
-                               lambda out: json.loads(report.read_bytes())["integrity"] is not None)):
+    for command, answered in (
+        (["ledger", "verify", arch], lambda out: out.stdout == b"ledger consistent: 0 finding(s)\n"),
+        (["report", arch, "--out", report], lambda out: json.loads(report.read_bytes())["integrity"] is not None),
+    ):
         fill(small_disk)
         out = run_cli(*command)
         if out.returncode == 0:
@@ -214,51 +253,113 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
 
 # 4: one int64-ns rule for every time and duration.
 
+
 def test_durations_that_are_not_finite_or_too_long(archive: Path, tmp_path: Path) -> None:
     out = run_cli("access", "request", archive, "--segment", "1", "--reason", "complaint 7", "--json", user="carol")
     rid = str(json.loads(out.stdout)["id"])
-    bad_option(run_cli("access", "approve", archive, rid, "--hours", "inf", user="bob"), "--hours", "'inf' is not a finite number")
-    bad_option(run_cli("access", "approve", archive, rid, "--hours", "nan", user="bob"), "--hours", "'nan' is not a finite number")
-    bad_option(run_cli("access", "approve", archive, rid, "--hours", "1e9", user="bob"), "--hours",
-               "'1e9' hours is too long: custodes holds durations up to 292 years")
+    bad_option(
+        run_cli("access", "approve", archive, rid, "--hours", "inf", user="bob"),
+        "--hours",
+        "'inf' is not a finite number",
+    )
+    bad_option(
+        run_cli("access", "approve", archive, rid, "--hours", "nan", user="bob"),
+        "--hours",
+        "'nan' is not a finite number",
+    )
+    bad_option(
+        run_cli("access", "approve", archive, rid, "--hours", "1e9", user="bob"),
+        "--hours",
+        "'1e9' hours is too long: custodes holds durations up to 292 years",
+    )
     # Short enough to be a duration, too long to end before 2262: the window's end is refused, not stored.
-    one_line_error(run_cli("access", "approve", archive, rid, "--hours", "2500000", user="bob"),
-                   r"the approval window's end would be past 2262-04-11 \(UTC\)")
-    assert catalog_rows(archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [("pending", None)]
+    one_line_error(
+        run_cli("access", "approve", archive, rid, "--hours", "2500000", user="bob"),
+        r"the approval window's end would be past 2262-04-11 \(UTC\)",
+    )
+    assert catalog_rows(archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [
+        ("pending", None)
+    ]
     assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log WHERE action = 'approve'") == [(0,)]
     approved = run_cli("access", "approve", archive, rid, "--hours", "2", "--json", user="bob")
     assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved"
     vol = archive.parent / "BWC0001"
     bad_option(run_cli("timeline", vol, "--gap-tolerance", "nan"), "--gap-tolerance", "'nan' is not a finite number")
     bad_option(run_cli("timeline", vol, "--gap-tolerance", "inf"), "--gap-tolerance", "'inf' is not a finite number")
-    bad_option(run_cli("timeline", vol, "--clock-tolerance", "-inf"), "--clock-tolerance", "'-inf' is not a finite number")
-    bad_option(run_cli("probe", vol / "go-mp4-sample.mp4", "--gap-factor", "nan"), "--gap-factor", "'nan' is not a finite number")
+    bad_option(
+        run_cli("timeline", vol, "--clock-tolerance", "-inf"), "--clock-tolerance", "'-inf' is not a finite number"
+    )
+    bad_option(
+        run_cli("probe", vol / "go-mp4-sample.mp4", "--gap-factor", "nan"),
+        "--gap-factor",
+        "'nan' is not a finite number",
+    )
     assert run_cli("timeline", vol, "--gap-tolerance", "1e6").returncode in (0, 1)
 
 
 def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
     tasks = tmp_path / "tasks.csv"
-    tasks.write_text("id,type,start,end,officers,devices\n"
-                     "T1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n"
-                     "T2,patrol,2024-01-01T00:00:00Z,9999-12-31T23:59:59Z,,BWC0001\n")
+    tasks.write_text(
+        "id,type,start,end,officers,devices\n"
+        "T1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n"
+        "T2,patrol,2024-01-01T00:00:00Z,9999-12-31T23:59:59Z,,BWC0001\n"
+    )
     out = run_cli("task", "import", archive, tasks)
     assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
-    assert re.search(rb"tasks.csv row 2: '9999-12-31T23:59:59\+00:00' is out of range: custodes records times from "
-                     rb"1677-09-21 to 2262-04-11", out.stderr), out.stderr
+    assert re.search(
+        rb"tasks.csv row 2: '9999-12-31T23:59:59\+00:00' is out of range: custodes records times from "
+        rb"1677-09-21 to 2262-04-11",
+        out.stderr,
+    ), out.stderr
     assert catalog_rows(archive, "SELECT COUNT(*) FROM tasks") == [(0,)]  # all or nothing
     device = catalog_rows(archive, "SELECT device_id FROM devices")[0][0]
-    one_line_error(run_cli("gap", "explain", archive, "--device", device, "--from", "2024-01-01T00:00:00Z",
-                           "--to", "9999-12-31T23:59:59+08:00", "--cause", "battery"),
-                   r"--to: '9999-12-31T23:59:59\+08:00' is out of range")
+    one_line_error(
+        run_cli(
+            "gap",
+            "explain",
+            archive,
+            "--device",
+            device,
+            "--from",
+            "2024-01-01T00:00:00Z",
+            "--to",
+            "9999-12-31T23:59:59+08:00",
+            "--cause",
+            "battery",
+        ),
+        r"--to: '9999-12-31T23:59:59\+08:00' is out of range",
+    )
     assert catalog_rows(archive, "SELECT COUNT(*) FROM gap_explanations") == [(0,)]
-    bad_option(run_cli("gap", "explain", archive, "--device", device, "--from", "2024-01-01T00:00:00Z",
-                       "--to", "2024-01-01T00:10:00Z", "--cause", "battery", "--segment", "1", "--offset", "inf"),
-               "--offset", "'inf' is not a finite number")
+    bad_option(
+        run_cli(
+            "gap",
+            "explain",
+            archive,
+            "--device",
+            device,
+            "--from",
+            "2024-01-01T00:00:00Z",
+            "--to",
+            "2024-01-01T00:10:00Z",
+            "--cause",
+            "battery",
+            "--segment",
+            "1",
+            "--offset",
+            "inf",
+        ),
+        "--offset",
+        "'inf' is not a finite number",
+    )
     report = tmp_path / "r.json"
-    one_line_error(run_cli("report", archive, "--out", report, "--from", "9999-01-01T00:00:00Z"),
-                   r"--from: '9999-01-01T00:00:00\+00:00' is out of range")
-    one_line_error(run_cli("retention", "due", archive, "--at", "0001-01-01T00:00:00Z"),
-                   r"--at: '0001-01-01T00:00:00\+00:00' is out of range")
+    one_line_error(
+        run_cli("report", archive, "--out", report, "--from", "9999-01-01T00:00:00Z"),
+        r"--from: '9999-01-01T00:00:00\+00:00' is out of range",
+    )
+    one_line_error(
+        run_cli("retention", "due", archive, "--at", "0001-01-01T00:00:00Z"),
+        r"--at: '0001-01-01T00:00:00\+00:00' is out of range",
+    )
     assert not report.exists()
     # The edge itself is fine: the last second an int64 of nanoseconds holds.
     ok = run_cli("report", archive, "--out", report, "--from", "2024-01-01T00:00:00Z", "--to", "2262-04-11T23:47:16Z")
@@ -267,10 +368,22 @@ def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
 
 # 5: opening a purged recording is a logged refusal, never a logged success.
 
+
 def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: Path) -> None:
     def request(user: str, purpose: str) -> str:
-        out = run_cli("access", "request", archive, "--segment", "1", "--reason", "complaint 7", "--purpose", purpose,
-                      "--json", user=user)
+        out = run_cli(
+            "access",
+            "request",
+            archive,
+            "--segment",
+            "1",
+            "--reason",
+            "complaint 7",
+            "--purpose",
+            purpose,
+            "--json",
+            user=user,
+        )
         assert out.returncode == 0, out.stderr
         rid = str(json.loads(out.stdout)["id"])
         assert run_cli("access", "approve", archive, rid, user="bob").returncode == 0
@@ -280,11 +393,13 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
     purge = request("alice", "purge")
     assert run_cli("retention", "purge", archive, "--request", purge, user="alice").returncode == 0
     out = run_cli("access", "open", archive, view, "--segment", "1", "--to", tmp_path / "seen", user="carol")
-    line = one_line_error(out, r"^custodes: refused: segment 1 was purged at \d{4}-.*Z \(its tombstone is in the ledger\)$",
-                          code=1)
+    line = one_line_error(
+        out, r"^custodes: refused: segment 1 was purged at \d{4}-.*Z \(its tombstone is in the ledger\)$", code=1
+    )
     assert out.stdout == b"" and not (tmp_path / "seen").exists()
     assert catalog_rows(archive, "SELECT person, ok, detail FROM access_log WHERE action = 'open'") == [
-        ("carol", 0, line.removeprefix("custodes: refused: "))]
+        ("carol", 0, line.removeprefix("custodes: refused: "))
+    ]
     entries = [json.loads(e) for (e,) in catalog_rows(archive, "SELECT entry FROM ledger ORDER BY seq")]
     assert [(e["person"], e["ok"]) for e in entries if e["type"] == "access_open"] == [("carol", False)]
     assert run_cli("verify", archive).returncode == 0
@@ -292,16 +407,36 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
 
 # 6: the policy is checked when it is loaded.
 
-@pytest.mark.parametrize("old, new, pattern", [
-    ('"blake3"', '"sha3"', r"\[hashing\] algorithms: unknown 'sha3'; allowed: .*sha256.*blake3.*sm3"),
-    ('backend = "local"', 'backend = "s3"', r"\[storage\] backend = 's3' is not a storage backend here; allowed: .*local"),
-    ("gap_tolerance_seconds = 1.0", "gap_tolerance_seconds = nan", r"\[timeline\] gap_tolerance_seconds: nan is not a finite"),
-    ("deadline_hours = 24", "deadline_hours = 1e300", r"\[ingest\] deadline_hours: .* is out of range"),
-    ("minimum_days = 730", "minimum_days = 10000000", r"\[retention\] minimum_days: .* is out of range"),
-    ("minimum_days = 730", 'minimum_days = "two years"', r"\[retention\] minimum_days must be a number of days"),
-    ('bob = "approver"', 'bob = "aprover"', r"\[people\] bob = 'aprover' is not a role; allowed: custodian, approver"),
-    ('[people]', '[access]\nwindow_hours = "3 days"\n[people]', r"\[access\] window_hours must be a number of hours"),
-])
+
+@pytest.mark.parametrize(
+    "old, new, pattern",
+    [
+        ('"blake3"', '"sha3"', r"\[hashing\] algorithms: unknown 'sha3'; allowed: .*sha256.*blake3.*sm3"),
+        (
+            'backend = "local"',
+            'backend = "s3"',
+            r"\[storage\] backend = 's3' is not a storage backend here; allowed: .*local",
+        ),
+        (
+            "gap_tolerance_seconds = 1.0",
+            "gap_tolerance_seconds = nan",
+            r"\[timeline\] gap_tolerance_seconds: nan is not a finite",
+        ),
+        ("deadline_hours = 24", "deadline_hours = 1e300", r"\[ingest\] deadline_hours: .* is out of range"),
+        ("minimum_days = 730", "minimum_days = 10000000", r"\[retention\] minimum_days: .* is out of range"),
+        ("minimum_days = 730", 'minimum_days = "two years"', r"\[retention\] minimum_days must be a number of days"),
+        (
+            'bob = "approver"',
+            'bob = "aprover"',
+            r"\[people\] bob = 'aprover' is not a role; allowed: custodian, approver",
+        ),
+        (
+            "[people]",
+            '[access]\nwindow_hours = "3 days"\n[people]',
+            r"\[access\] window_hours must be a number of hours",
+        ),
+    ],
+)
 def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, pattern: str) -> None:
     policy = archive / "custodes.toml"
     text = policy.read_text()
@@ -313,10 +448,13 @@ def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, 
 
 # 7 and 8: init is all or nothing, and writes the policy with a TOML library.
 
+
 def test_init_with_a_file_that_is_not_a_key_creates_nothing(tmp_path: Path) -> None:
     target = tmp_path / "new" / "archive"
-    one_line_error(run_cli("init", target, "--signing-key", "/etc/passwd"),
-                   r"/etc/passwd: not an Ed25519 private key .*name the key custodes made")
+    one_line_error(
+        run_cli("init", target, "--signing-key", "/etc/passwd"),
+        r"/etc/passwd: not an Ed25519 private key .*name the key custodes made",
+    )
     assert not target.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -327,8 +465,10 @@ def test_init_with_a_file_that_is_not_a_key_creates_nothing(tmp_path: Path) -> N
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())
-    one_line_error(run_cli("init", tmp_path / "archive", "--signing-key", "/etc/passwd/checkpoint.key"),
-                   r"cannot create the archive: .*nothing was kept")
+    one_line_error(
+        run_cli("init", tmp_path / "archive", "--signing-key", "/etc/passwd/checkpoint.key"),
+        r"cannot create the archive: .*nothing was kept",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no archive, no hidden half-built sibling
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -357,18 +497,23 @@ def test_init_signing_key_with_quote_and_newline_round_trips(tmp_path: Path) -> 
 
 # 9: --workers is clamped in one place.
 
+
 def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
-    files = [FOOTAGE / "encoders" / n for n in ("androidx-sample.mp4", "go-mp4-sample.mp4", "go-mp4-sample_fragmented.mp4")]
+    files = [
+        FOOTAGE / "encoders" / n for n in ("androidx-sample.mp4", "go-mp4-sample.mp4", "go-mp4-sample_fragmented.mp4")
+    ]
     out = run_cli("hash", "--workers", "10000", *files)  # once 97 s; the subprocess timeout bounds it now
     assert out.returncode == 0
     assert out.stdout == peer("sha256sum", *files).stdout
     cap = max_workers()
     assert out.stderr.decode().splitlines() == [
-        f"custodes: --workers 10000 is more than this machine can use; using {cap} (4 per core)"]
+        f"custodes: --workers 10000 is more than this machine can use; using {cap} (4 per core)"
+    ]
     out = run_cli("verify", archive, "--workers", "100000", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
     assert out.stderr.decode().splitlines() == [
-        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"]
+        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"
+    ]
     assert run_cli("hash", "--workers", str(cap), *files).stderr == b""  # at the cap: nothing to say
     # ingest copies through the same clamp: every file stored, once.
     vol = tmp_path / "BWC0042"
@@ -379,13 +524,15 @@ def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
     assert out.returncode == 1 and b"Traceback" not in out.stderr  # 1: the 2016 footage is late, go-mp4 has no clock
     assert sorted(json.loads(out.stdout)["stored"]) == sorted(f.name for f in files)
     assert out.stderr.decode().splitlines()[0] == (
-        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)")
+        f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"
+    )
     # The API clamp every command goes through: never more than the files, never less than one.
     assert clamp_workers(10_000, 3) == 3 and clamp_workers(10_000, 10**6) == cap
     assert clamp_workers(1, 0) == 1 and clamp_workers(None, 5) is None
 
 
 # 10: hash --check prints names as sha256sum -c does.
+
 
 def test_check_escapes_names_like_sha256sum(tmp_path: Path) -> None:
     folder = tmp_path / "names"
@@ -412,22 +559,27 @@ def test_check_escapes_names_like_sha256sum(tmp_path: Path) -> None:
 
 def test_ids_too_large_for_the_catalog(archive: Path) -> None:
     huge = "99999999999999999999"  # once an OverflowError from SQLite
-    for command, option in ((["access", "approve", archive, huge], "REQUEST"),
-                            (["access", "request", archive, "--segment", huge, "--reason", "x"], "--segment"),
-                            (["access", "classify", archive, "--segment", "1", "--level", huge], "--level"),
-                            (["retention", "hold", archive, "--segment", huge, "--reason", "x"], "--segment"),
-                            (["retention", "status", archive, "--segment", huge], "--segment"),
-                            (["ledger", "proof", archive, "--entry", huge], "--entry")):
+    for command, option in (
+        (["access", "approve", archive, huge], "REQUEST"),
+        (["access", "request", archive, "--segment", huge, "--reason", "x"], "--segment"),
+        (["access", "classify", archive, "--segment", "1", "--level", huge], "--level"),
+        (["retention", "hold", archive, "--segment", huge, "--reason", "x"], "--segment"),
+        (["retention", "status", archive, "--segment", huge], "--segment"),
+        (["ledger", "proof", archive, "--entry", huge], "--entry"),
+    ):
         out = run_cli(*command, user="alice")
         assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
-        assert re.search(rf"Invalid value for '{option}': {huge} is out of range: no id or index in the catalog is that "
-                         "large", out.stderr.decode()), out.stderr
+        assert re.search(
+            rf"Invalid value for '{option}': {huge} is out of range: no id or index in the catalog is that "
+            "large",
+            out.stderr.decode(),
+        ), out.stderr
     assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log") == [(0,)]
-
 
 
 # Hostile review of issue 10: every policy key is checked at load, init checks its inputs by the same rules, and
 # every free-text option goes through one click type (TEXT_LINE).
+
 
 def edit_policy(arch: Path, table: str, key: str, value: str) -> Path:
     """Set ``[table] key = value`` (``value`` in TOML) in the archive's policy, as a hand edit would."""
@@ -442,8 +594,12 @@ def edit_policy(arch: Path, table: str, key: str, value: str) -> Path:
 
 def unchanged(arch: Path):
     """Snapshot of an archive: the same after a refused command (catalog, ledger, checkpoints, objects)."""
-    return (catalog_rows(arch, "SELECT COUNT(*) FROM ledger"), catalog_rows(arch, "SELECT size FROM checkpoints"),
-            sorted(p.name for p in (arch / "ledger" / "checkpoints").iterdir()), objects(arch))
+    return (
+        catalog_rows(arch, "SELECT COUNT(*) FROM ledger"),
+        catalog_rows(arch, "SELECT size FROM checkpoints"),
+        sorted(p.name for p in (arch / "ledger" / "checkpoints").iterdir()),
+        objects(arch),
+    )
 
 
 def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Path, archive: Path) -> None:
@@ -455,15 +611,22 @@ def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Pat
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(2,)]
     before = unchanged(archive)
     policy = edit_policy(archive, "hashing", "algorithms", '["sha256", "sha256", "blake3"]')
-    for command in (["ingest", tmp_path / "BWC0001", "--archive", archive], ["ledger", "checkpoint", archive],
-                    ["verify", archive]):
-        one_line_error(run_cli(*command), rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once")
+    for command in (
+        ["ingest", tmp_path / "BWC0001", "--archive", archive],
+        ["ledger", "checkpoint", archive],
+        ["verify", archive],
+    ):
+        one_line_error(
+            run_cli(*command), rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once"
+        )
     assert unchanged(archive) == before
 
 
 @pytest.mark.parametrize("damage", ["empty", "no schema"])
-@pytest.mark.parametrize("command", [["ledger", "checkpoint"], ["verify"], ["retention", "status"], ["task", "coverage"],
-                                     ["ingest"], ["report"]])
+@pytest.mark.parametrize(
+    "command",
+    [["ledger", "checkpoint"], ["verify"], ["retention", "status"], ["task", "coverage"], ["ingest"], ["report"]],
+)
 def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, damage: str, command: list[str]) -> None:
     stored, checkpoints = objects(archive), sorted((archive / "ledger" / "checkpoints").iterdir())
     head = (archive / "ledger" / "checkpoint").read_bytes()
@@ -474,10 +637,15 @@ def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, dama
         (archive / "catalog.sqlite").write_bytes(b"")
     else:
         sqlite3.connect(archive / "catalog.sqlite").execute("CREATE TABLE unrelated (x)").connection.close()
-    args = {"ingest": [tmp_path / "BWC0001", "--archive", archive],
-            "report": [archive, "--out", tmp_path / "r.json"]}.get(command[0], [archive])
-    one_line_error(run_cli(*command, *args), rf"the catalog is damaged \(empty\).*\({re.escape(str(archive / 'catalog.sqlite'))}\): "
-                                             "restore it from a backup")
+    args = {
+        "ingest": [tmp_path / "BWC0001", "--archive", archive],
+        "report": [archive, "--out", tmp_path / "r.json"],
+    }.get(command[0], [archive])
+    one_line_error(
+        run_cli(*command, *args),
+        rf"the catalog is damaged \(empty\).*\({re.escape(str(archive / 'catalog.sqlite'))}\): "
+        "restore it from a backup",
+    )
     assert objects(archive) == stored and sorted((archive / "ledger" / "checkpoints").iterdir()) == checkpoints
     assert (archive / "ledger" / "checkpoint").read_bytes() == head  # no size-0 checkpoint rolls the head back
     assert not (tmp_path / "r.json").exists()
@@ -485,16 +653,22 @@ def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, dama
         assert (archive / "catalog.sqlite").read_bytes() == b""  # not turned into a new database
 
 
-@pytest.mark.parametrize("key, pattern", [
-    ("objects/sha256/k", r"--signing-key 'objects/sha256/k' is inside the archive folder \(objects/sha256/k\) but not under private/"),
-    ("catalog.sqlite", r"--signing-key 'catalog.sqlite' is inside the archive folder .* not under private/"),
-    ("tmp/k", r"--signing-key 'tmp/k' is inside the archive folder .* not under private/"),
-    ("private/../ledger/k", r"is inside the archive folder \(ledger/k\) but not under private/"),
-    ("ABSOLUTE/objects/k", r"is inside the archive folder \(objects/k\) but not under private/"),
-    ("/tmp", r"--signing-key '/tmp' is a folder \(/tmp\): name the key file"),
-    ("\udcff\udcfe.key", r"--signing-key b'\\xff\\xfe.key': the path is not UTF-8"),
-    ("", r"--signing-key must be the path of the Ed25519 key file"),
-])
+@pytest.mark.parametrize(
+    "key, pattern",
+    [
+        (
+            "objects/sha256/k",
+            r"--signing-key 'objects/sha256/k' is inside the archive folder \(objects/sha256/k\) but not under private/",
+        ),
+        ("catalog.sqlite", r"--signing-key 'catalog.sqlite' is inside the archive folder .* not under private/"),
+        ("tmp/k", r"--signing-key 'tmp/k' is inside the archive folder .* not under private/"),
+        ("private/../ledger/k", r"is inside the archive folder \(ledger/k\) but not under private/"),
+        ("ABSOLUTE/objects/k", r"is inside the archive folder \(objects/k\) but not under private/"),
+        ("/tmp", r"--signing-key '/tmp' is a folder \(/tmp\): name the key file"),
+        ("\udcff\udcfe.key", r"--signing-key b'\\xff\\xfe.key': the path is not UTF-8"),
+        ("", r"--signing-key must be the path of the Ed25519 key file"),
+    ],
+)
 def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key: str, pattern: str) -> None:
     target = tmp_path / "A6"
     key = key.replace("ABSOLUTE", str(target))
@@ -507,24 +681,36 @@ def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key:
     assert list(empty.iterdir()) == []
 
 
-@pytest.mark.parametrize("table, key, value, pattern", [
-    ("keys", "signing_key", "5", r"\[keys\] signing_key must be the path of the Ed25519 key file; not 5"),
-    ("keys", "signing_key", '"objects/k"', r"\[keys\] signing_key 'objects/k' is inside the archive folder"),
-    ("keys", "signing_key", '"/tmp"', r"\[keys\] signing_key '/tmp' is a folder \(/tmp\): name the key file"),
-    ("archive", "origin", "5", r"\[archive\] origin = 5 must be a non-empty string of printable characters"),
-    ("archive", "origin", '"a\\nb"', r"\[archive\] origin = 'a\\nb' must be a non-empty string"),
-    ("archive", "origin", '""', r"\[archive\] origin = '' must be a non-empty string"),
-    ("archive", "id", "5", r"\[archive\] id = 5 must be a non-empty string"),
-    ("devices", "time_zone", "5", r"\[devices\] time_zone must be an IANA zone name"),
-    ("devices", "time_zone", '"Mars/Olympus"', r"\[devices\] time_zone = 'Mars/Olympus' is not a time zone known here"),
-    ("report", "lang", '"fr"', r"\[report\] lang = 'fr' is not a report language; allowed: zh, en"),
-])
-def test_bad_policy_keys_are_named_at_load(archive: Path, tmp_path: Path, table: str, key: str, value: str,
-                                           pattern: str) -> None:
+@pytest.mark.parametrize(
+    "table, key, value, pattern",
+    [
+        ("keys", "signing_key", "5", r"\[keys\] signing_key must be the path of the Ed25519 key file; not 5"),
+        ("keys", "signing_key", '"objects/k"', r"\[keys\] signing_key 'objects/k' is inside the archive folder"),
+        ("keys", "signing_key", '"/tmp"', r"\[keys\] signing_key '/tmp' is a folder \(/tmp\): name the key file"),
+        ("archive", "origin", "5", r"\[archive\] origin = 5 must be a non-empty string of printable characters"),
+        ("archive", "origin", '"a\\nb"', r"\[archive\] origin = 'a\\nb' must be a non-empty string"),
+        ("archive", "origin", '""', r"\[archive\] origin = '' must be a non-empty string"),
+        ("archive", "id", "5", r"\[archive\] id = 5 must be a non-empty string"),
+        ("devices", "time_zone", "5", r"\[devices\] time_zone must be an IANA zone name"),
+        (
+            "devices",
+            "time_zone",
+            '"Mars/Olympus"',
+            r"\[devices\] time_zone = 'Mars/Olympus' is not a time zone known here",
+        ),
+        ("report", "lang", '"fr"', r"\[report\] lang = 'fr' is not a report language; allowed: zh, en"),
+    ],
+)
+def test_bad_policy_keys_are_named_at_load(
+    archive: Path, tmp_path: Path, table: str, key: str, value: str, pattern: str
+) -> None:
     before = unchanged(archive)
     policy = edit_policy(archive, table, key, value)
-    for command in (["ingest", tmp_path / "BWC0001", "--archive", archive], ["ledger", "checkpoint", archive],
-                    ["verify", archive]):
+    for command in (
+        ["ingest", tmp_path / "BWC0001", "--archive", archive],
+        ["ledger", "checkpoint", archive],
+        ["verify", archive],
+    ):
         line = one_line_error(run_cli(*command), pattern)
         assert line.startswith(f"custodes: {policy}: "), line
     assert unchanged(archive) == before  # nothing ingested, no entry left unsigned
@@ -541,28 +727,61 @@ def test_init_with_an_unknown_time_zone_creates_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("\udcff\udcfe", r"b'\\xff\\xfe' is not valid UTF-8 text"),
-    ("two\nlines", r"'two\\nlines' holds a control character \('\\n'\): give one line of text"),
-    ("bell\x07", r"'bell\\x07' holds a control character \('\\x07'\)"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("\udcff\udcfe", r"b'\\xff\\xfe' is not valid UTF-8 text"),
+        ("two\nlines", r"'two\\nlines' holds a control character \('\\n'\): give one line of text"),
+        ("bell\x07", r"'bell\\x07' holds a control character \('\\x07'\)"),
+    ],
+)
 def test_free_text_options_refuse_bytes_and_control_characters(archive: Path, text: str, pattern: str) -> None:
     before = unchanged(archive)
-    for command, option in ((["access", "request", archive, "--segment", "1", "--reason", text], "--reason"),
-                            (["access", "request", archive, "--segment", "1", "--json", "--reason", text], "--reason"),
-                            (["access", "deny", archive, "1", "--reason", text], "--reason"),
-                            (["retention", "hold", archive, "--segment", "1", "--reason", text], "--reason"),
-                            (["retention", "case", archive, "--case", text, "--segment", "1"], "--case"),
-                            (["gap", "explain", archive, "--device", text, "--from", "2024-01-01T00:00:00Z",
-                              "--to", "2024-01-01T01:00:00Z", "--cause", "other"], "--device"),
-                            (["task", "coverage", archive, "--task", text], "--task")):
+    for command, option in (
+        (["access", "request", archive, "--segment", "1", "--reason", text], "--reason"),
+        (["access", "request", archive, "--segment", "1", "--json", "--reason", text], "--reason"),
+        (["access", "deny", archive, "1", "--reason", text], "--reason"),
+        (["retention", "hold", archive, "--segment", "1", "--reason", text], "--reason"),
+        (["retention", "case", archive, "--case", text, "--segment", "1"], "--case"),
+        (
+            [
+                "gap",
+                "explain",
+                archive,
+                "--device",
+                text,
+                "--from",
+                "2024-01-01T00:00:00Z",
+                "--to",
+                "2024-01-01T01:00:00Z",
+                "--cause",
+                "other",
+            ],
+            "--device",
+        ),
+        (["task", "coverage", archive, "--task", text], "--task"),
+    ):
         bad_option(run_cli(*command, user="alice"), option, pattern)
     assert unchanged(archive) == before
     assert catalog_rows(archive, "SELECT COUNT(*) FROM access_requests") == [(0,)]
     # A note may span lines (tab and newline), but not hold other control characters.
-    gap = ["gap", "explain", archive, "--device", "BWC0001", "--from", "2024-01-01T00:00:00Z", "--to",
-           "2024-01-01T01:00:00Z", "--cause", "other", "--note"]
-    bad_option(run_cli(*gap, "bell\x07"), "--note", r"'bell\\x07' holds a control character \('\\x07'\): give text without it")
+    gap = [
+        "gap",
+        "explain",
+        archive,
+        "--device",
+        "BWC0001",
+        "--from",
+        "2024-01-01T00:00:00Z",
+        "--to",
+        "2024-01-01T01:00:00Z",
+        "--cause",
+        "other",
+        "--note",
+    ]
+    bad_option(
+        run_cli(*gap, "bell\x07"), "--note", r"'bell\\x07' holds a control character \('\\x07'\): give text without it"
+    )
 
 
 def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
@@ -582,6 +801,8 @@ def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
     # An approval window past 2262 says so, not an internal sum of nanoseconds.
     (archive / "custodes.toml").write_text((archive / "custodes.toml").read_text())
     assert run_cli("access", "request", archive, "--segment", "1", "--reason", "court", user="carol").returncode == 0
-    line = one_line_error(run_cli("access", "approve", archive, "1", "--hours", "2562047", user="bob"),
-                          r"the approval window's end would be past 2262-04-11 \(UTC\)")
+    line = one_line_error(
+        run_cli("access", "approve", archive, "1", "--hours", "2562047", user="bob"),
+        r"the approval window's end would be past 2262-04-11 \(UTC\)",
+    )
     assert " ns" not in line and "+" not in line

@@ -56,8 +56,12 @@ def test_peer_tools_check_our_lists(volume: Path, tmp_path: Path) -> None:
 
 def test_we_check_lists_written_by_peer_tools(volume: Path, tmp_path: Path) -> None:
     files = [os.fsdecode(p) for p in sorted_files(volume)]
-    for algo, tool_args in (("sha256", ["sha256sum"]), ("sha256", ["sha256sum", "--tag"]), ("blake3", ["b3sum"]),
-                            ("md5", ["md5sum", "--tag"])):
+    for algo, tool_args in (
+        ("sha256", ["sha256sum"]),
+        ("sha256", ["sha256sum", "--tag"]),
+        ("blake3", ["b3sum"]),
+        ("md5", ["md5sum", "--tag"]),
+    ):
         listing = tmp_path / "list.txt"
         listing.write_bytes(peer(*tool_args, *files).stdout)
         out = run_cli("hash", "--check", listing, "--algo", algo)
@@ -174,8 +178,12 @@ def test_progress_is_silent_when_piped_and_shown_on_a_terminal(tmp_path: Path) -
     assert piped.returncode == 0 and piped.stderr == b""
     # On a terminal: stderr is a pty; progress shows throughput and time left.
     leader, follower = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "custodes", "hash", "--algo", "sm3", str(big)],
-                          stdout=subprocess.PIPE, stderr=follower, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "custodes", "hash", "--algo", "sm3", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        timeout=300,
+    )
     os.close(follower)
     shown = b""
     while True:
@@ -189,14 +197,20 @@ def test_progress_is_silent_when_piped_and_shown_on_a_terminal(tmp_path: Path) -
     os.close(leader)
     assert proc.returncode == 0 and proc.stdout == piped.stdout
     assert b"/s" in shown and b"ETA" in shown and b"(0/1 files)" in shown
-    quiet = subprocess.run([sys.executable, "-m", "custodes", "hash", "-q", "--algo", "sm3", str(big)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    quiet = subprocess.run(
+        [sys.executable, "-m", "custodes", "hash", "-q", "--algo", "sm3", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=300,
+    )
     assert quiet.stderr == b""
 
 
 def test_hashing_starts_without_the_heavy_imports() -> None:
     """`custodes hash` runs on every docking station; it must not pay for numpy, pluggy or cryptography."""
-    code = ("import sys, custodes.cli, custodes; custodes.hash_files([]);"
-            "print(sorted(m for m in ('numpy', 'pluggy', 'cryptography') if m in sys.modules))")
+    code = (
+        "import sys, custodes.cli, custodes; custodes.hash_files([]);"
+        "print(sorted(m for m in ('numpy', 'pluggy', 'cryptography') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

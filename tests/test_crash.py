@@ -43,12 +43,26 @@ def make_volume(root: Path, filler_mib: int = 0) -> Path:
 
 
 def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def ingest_cmd(vol: Path, arch: Path) -> list[str]:
-    return [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--driver", "generic", "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "custodes",
+        "ingest",
+        str(vol),
+        "--archive",
+        str(arch),
+        "--driver",
+        "generic",
+        "--json",
+    ]
 
 
 def wait_for_ingest_row(arch: Path, proc: subprocess.Popen) -> float:
@@ -117,8 +131,12 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float, r
     arch = tmp_path / "archive"
     init_archive(arch).close()
     if how == "point":
-        crashed = subprocess.run(ingest_cmd(vol, arch), capture_output=True,
-                                 env={**os.environ, "CUSTODES_CRASHPOINT": str(when)}, timeout=120)
+        crashed = subprocess.run(
+            ingest_cmd(vol, arch),
+            capture_output=True,
+            env={**os.environ, "CUSTODES_CRASHPOINT": str(when)},
+            timeout=120,
+        )
         assert crashed.returncode == -9, (when, crashed.stderr[-400:])
     else:
         span = request.getfixturevalue("ingest_span")

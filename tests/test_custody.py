@@ -47,8 +47,18 @@ def as_(user: str, *args: object):
 
 
 def request(arch: Path, user: str, *segments: int, purpose: str = "view") -> int:
-    out = as_(user, "access", "request", arch, *[x for s in segments for x in ("--segment", s)],
-              "--reason", "complaint 2024-17 review", "--purpose", purpose, "--json")
+    out = as_(
+        user,
+        "access",
+        "request",
+        arch,
+        *[x for s in segments for x in ("--segment", s)],
+        "--reason",
+        "complaint 2024-17 review",
+        "--purpose",
+        purpose,
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["id"]
 
@@ -72,11 +82,15 @@ def test_access_workflow_and_every_refusal(archive: Path, tmp_path: Path) -> Non
     assert copy.read_bytes() == (FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes()
     refused(as_("carol", "access", "open", archive, rid, "--segment", "3"), r"segment\(s\) \[3\] are not in request")
     refused(as_("mallory", "access", "open", archive, rid, "--segment", "1"), "is carol's, not mallory's")
-    refused(as_("mallory", "access", "request", archive, "--segment", "1", "--reason", "curious"), "mallory has no role")
+    refused(
+        as_("mallory", "access", "request", archive, "--segment", "1", "--reason", "curious"), "mallory has no role"
+    )
     # Classified footage needs a role that may see it (Art. 24).
     refused(as_("carol", "access", "classify", archive, "--segment", "2", "--level", "1"), "carol may not classify")
     assert as_("alice", "access", "classify", archive, "--segment", "2", "--level", "1").returncode == 0
-    refused(as_("carol", "access", "open", archive, rid, "--segment", "2"), r"classified and carol's role may not see them")
+    refused(
+        as_("carol", "access", "open", archive, rid, "--segment", "2"), r"classified and carol's role may not see them"
+    )
     drid = request(archive, "dave", 2)
     assert as_("bob", "access", "approve", archive, drid).returncode == 0
     assert as_("dave", "access", "open", archive, drid, "--segment", "2").returncode == 0
@@ -113,9 +127,15 @@ def test_retention_holds_and_lawful_purge(archive: Path) -> None:
     # On a fixed clock: the 2016 clip is long past its 730 days; bt601.mov (2024-02-12T19:16:55Z, 1.02 s) is due
     # 730 days after its end, from 2026-02-11T19:16:56.02Z on; go-mp4-sample.mp4 has no clock, so it counts from its ingest (today).
     assert due_at("2026-02-11T19:16:56Z") == [
-        ("androidx-sample.mp4", True), ("bt601.mov", False), ("go-mp4-sample.mp4", False)]
+        ("androidx-sample.mp4", True),
+        ("bt601.mov", False),
+        ("go-mp4-sample.mp4", False),
+    ]
     assert due_at("2026-02-11T19:16:57Z") == [
-        ("androidx-sample.mp4", True), ("bt601.mov", True), ("go-mp4-sample.mp4", False)]
+        ("androidx-sample.mp4", True),
+        ("bt601.mov", True),
+        ("go-mp4-sample.mp4", False),
+    ]
     hold = as_("alice", "retention", "hold", archive, "--segment", "1", "--reason", "litigation 2026-3")
     assert hold.returncode == 0
     hold_id = int(hold.stdout.split()[1])
@@ -126,9 +146,13 @@ def test_retention_holds_and_lawful_purge(archive: Path) -> None:
     unapproved = request(archive, "alice", 2, purpose="purge")
     refused(as_("alice", "retention", "purge", archive, "--request", unapproved), "pending, not approved")
     assert as_("alice", "retention", "long-term", archive, "--segment", "3", "--reason", "complaint").returncode == 0
-    refused(as_("alice", "retention", "purge", archive, "--request", purge_request(archive, 3)), "kept for ever .*complaint")
+    refused(
+        as_("alice", "retention", "purge", archive, "--request", purge_request(archive, 3)), "kept for ever .*complaint"
+    )
     assert as_("alice", "retention", "case", archive, "--case", "C-1", "--segment", "2").returncode == 0
-    refused(as_("alice", "retention", "purge", archive, "--request", purge_request(archive, 2)), "kept for ever .*case C-1")
+    refused(
+        as_("alice", "retention", "purge", archive, "--request", purge_request(archive, 2)), "kept for ever .*case C-1"
+    )
     due = json.loads(as_("alice", "retention", "due", archive, "--json").stdout)["due"]
     assert [d["segment"] for d in due] == [1]
     out = as_("alice", "retention", "purge", archive, "--request", rid)
@@ -137,7 +161,9 @@ def test_retention_holds_and_lawful_purge(archive: Path) -> None:
         sha = a.conn.execute("SELECT sha256 FROM segments WHERE id = 1").fetchone()[0]
         assert a.store.stat(sha) is None
         assert verify(a).ok  # a lawful purge is not a finding
-        tomb = json.loads(a.conn.execute("SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq").fetchone()[0])
+        tomb = json.loads(
+            a.conn.execute("SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq").fetchone()[0]
+        )
         assert (tomb["type"], tomb["sha256"], tomb["by"]) == ("purge", sha, "alice")
         # A purge without a tombstone: an object removed and marked purged behind the ledger's back.
         other = a.conn.execute("SELECT sha256 FROM segments WHERE id = 2").fetchone()[0]

@@ -66,6 +66,7 @@ def test_hostile_volume(tmp_path: Path, driver: str) -> None:
 def test_unreadable_file_on_a_volume_is_a_finding(tmp_path: Path) -> None:
     import subprocess
     import sys
+
     vol = tmp_path / "vol"
     make_clip(vol / "CLIP0001.mp4", T0)
     shutil.copy(vol / "CLIP0001.mp4", vol / "CLIP0002.mp4")
@@ -73,6 +74,7 @@ def test_unreadable_file_on_a_volume_is_a_finding(tmp_path: Path) -> None:
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     out = subprocess.run([*prefix, sys.executable, "-m", "custodes", "volume", "--json", str(vol)], capture_output=True)
     import json
+
     reading = json.loads(out.stdout)
     assert out.returncode == 1
     (f,) = [f for f in reading["findings"] if f["kind"] == "unreadable"]

@@ -12,8 +12,8 @@ import bagit
 import pytest
 
 from conftest import run_cli
-from test_custody import PEOPLE, archive as archive  # noqa: F401  (the same archive fixture)
-from test_custody import as_, refused, request
+from test_custody import PEOPLE, as_, refused, request  # noqa: F401  (the same archive fixture)
+from test_custody import archive as archive
 
 
 def bagit_valid(bag: Path) -> bool:
@@ -25,13 +25,28 @@ def bagit_valid(bag: Path) -> bool:
 def case_bag(archive: Path, tmp_path: Path) -> tuple[Path, Path]:  # noqa: F811
     policy = archive / "custodes.toml"
     assert PEOPLE in policy.read_text()
-    assert as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1", "--segment", "3").returncode == 0
+    assert (
+        as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1", "--segment", "3").returncode == 0
+    )
     rid = request(archive, "carol", 1, 3, purpose="export")
     assert as_("bob", "access", "approve", archive, rid).returncode == 0
     bag = tmp_path / "bag-C-7"
     iso = tmp_path / "C-7.iso"
-    out = as_("carol", "export", archive, "--case", "C-7", "--request", rid, "--to", bag, "--iso", iso,
-              "--description", "Body camera footage of the stop")
+    out = as_(
+        "carol",
+        "export",
+        archive,
+        "--case",
+        "C-7",
+        "--request",
+        rid,
+        "--to",
+        bag,
+        "--iso",
+        iso,
+        "--description",
+        "Body camera footage of the stop",
+    )
     assert out.returncode == 0, out.stderr
     return bag, iso
 
@@ -45,8 +60,13 @@ def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], archive
     assert out.returncode == 0 and report["valid"] and report["version"] == "1.0"
     assert report["files"] == 2 and report["custody_entries_checked"] == 3  # two ingests and the export itself
     info = (bag / "bag-info.txt").read_text()
-    for field in ("Producer: ", "Extractor: carol", "Extraction-Date: ", "Case-Number: C-7",
-                  "External-Description: Body camera footage of the stop"):
+    for field in (
+        "Producer: ",
+        "Extractor: carol",
+        "Extraction-Date: ",
+        "Case-Number: C-7",
+        "External-Description: Body camera footage of the stop",
+    ):
         assert field in info
     entries = (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()
     assert len(entries) == 3
@@ -79,28 +99,41 @@ def test_changed_byte_removed_file_and_altered_proof_fail(case_bag: tuple[Path, 
 
 def test_disc_image_lists_and_extracts_identically(case_bag: tuple[Path, Path], tmp_path: Path) -> None:
     bag, iso = case_bag
-    listing = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], capture_output=True, text=True)
+    listing = subprocess.run(
+        ["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], capture_output=True, text=True
+    )
     names = {line.strip().strip("'") for line in listing.stdout.splitlines() if line.startswith("'")}
     expected = {"/" + p.relative_to(bag).as_posix() for p in bag.rglob("*") if p.is_file()}
     assert names == expected
     out = tmp_path / "extracted"
-    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out)], check=True, capture_output=True
+    )
     for p in bag.rglob("*"):
         if p.is_file():
-            assert hashlib.sha256((out / p.relative_to(bag)).read_bytes()).digest() == hashlib.sha256(p.read_bytes()).digest()
+            assert (
+                hashlib.sha256((out / p.relative_to(bag)).read_bytes()).digest()
+                == hashlib.sha256(p.read_bytes()).digest()
+            )
     assert run_cli("bag", "validate", out).returncode == 0
 
 
 def test_export_refusals(archive: Path, tmp_path: Path) -> None:  # noqa: F811
-    assert as_("alice", "retention", "case", archive, "--case", "C-8", "--segment", "1", "--segment", "2").returncode == 0
+    assert (
+        as_("alice", "retention", "case", archive, "--case", "C-8", "--segment", "1", "--segment", "2").returncode == 0
+    )
     partial = request(archive, "carol", 1, purpose="export")  # segment 2 is not in the approved set
     assert as_("bob", "access", "approve", archive, partial).returncode == 0
-    refused(as_("carol", "export", archive, "--case", "C-8", "--request", partial, "--to", tmp_path / "b1"),
-            r"segment\(s\) \[2\] are not in request")
+    refused(
+        as_("carol", "export", archive, "--case", "C-8", "--request", partial, "--to", tmp_path / "b1"),
+        r"segment\(s\) \[2\] are not in request",
+    )
     view = request(archive, "carol", 1, 2)
     assert as_("bob", "access", "approve", archive, view).returncode == 0
-    refused(as_("carol", "export", archive, "--case", "C-8", "--request", view, "--to", tmp_path / "b2"),
-            "approved for view, not export")
+    refused(
+        as_("carol", "export", archive, "--case", "C-8", "--request", view, "--to", tmp_path / "b2"),
+        "approved for view, not export",
+    )
     assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
     assert as_("carol", "export", archive, "--case", "NOPE", "--request", view, "--to", tmp_path / "b3").returncode == 2
 
@@ -122,6 +155,7 @@ def test_sm3_manifest_when_the_policy_records_sm3(tmp_path: Path) -> None:
     import shutil
 
     from conftest import FOOTAGE
+
     arch = tmp_path / "archive"
     assert run_cli("init", arch, "--algo", "sha256", "--algo", "sm3").returncode == 0
     policy = arch / "custodes.toml"
@@ -129,15 +163,20 @@ def test_sm3_manifest_when_the_policy_records_sm3(tmp_path: Path) -> None:
     vol = tmp_path / "BWC0002"
     vol.mkdir()
     shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "clip.mp4")
-    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1  # late_ingest (2016 footage)
+    assert (
+        run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
+    )  # late_ingest (2016 footage)
     assert as_("alice", "retention", "case", arch, "--case", "C-9", "--segment", "1").returncode == 0
     rid = request(arch, "carol", 1, purpose="export")
     assert as_("bob", "access", "approve", arch, rid).returncode == 0
     bag = tmp_path / "bag"
     assert as_("carol", "export", arch, "--case", "C-9", "--request", rid, "--to", bag).returncode == 0
     sm3_line = (bag / "manifest-sm3.txt").read_text().split()
-    expected = subprocess.run(["openssl", "dgst", "-sm3", "-r", str(FOOTAGE / "encoders" / "androidx-sample.mp4")],
-                              capture_output=True, text=True).stdout.split()[0]
+    expected = subprocess.run(
+        ["openssl", "dgst", "-sm3", "-r", str(FOOTAGE / "encoders" / "androidx-sample.mp4")],
+        capture_output=True,
+        text=True,
+    ).stdout.split()[0]
     assert sm3_line == [expected, "data/BWC0002/clip.mp4"]
     assert run_cli("bag", "validate", bag).returncode == 0
     out = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True, text=True)

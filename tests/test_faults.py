@@ -64,12 +64,16 @@ def make_volume(root: Path) -> Path:
 
 
 def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-def cli(*args: object, fault: str | None = None, log: Path | None = None,
-        user: str | None = None) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    *args: object, fault: str | None = None, log: Path | None = None, user: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``custodes ARGS`` in a subprocess with a fault plan (conftest.run_cli cannot set one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES_FAULT")}
     if fault:
@@ -78,7 +82,9 @@ def cli(*args: object, fault: str | None = None, log: Path | None = None,
         env["CUSTODES_FAULT_LOG"] = str(log)
     if user:
         env["LOGNAME"] = env["USER"] = user
-    return subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], capture_output=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "custodes", *map(str, args)], capture_output=True, timeout=300, env=env
+    )
 
 
 def logged(log: Path) -> list[tuple[str, int, str, bool]]:
@@ -130,8 +136,13 @@ def assert_whole_rows(arch: Path, pending_ok: bool = False) -> None:
     purged object still in the store (a purge stopped between tombstone and unlink) is reported pending too."""
     with open_archive(arch) as a:
         c = a.conn
-        assert c.execute("SELECT COUNT(*) FROM segments s LEFT JOIN objects o ON o.sha256 = s.sha256 "
-                         "LEFT JOIN ledger l ON l.seq = s.ledger_seq WHERE o.sha256 IS NULL OR l.seq IS NULL").fetchone()[0] == 0
+        assert (
+            c.execute(
+                "SELECT COUNT(*) FROM segments s LEFT JOIN objects o ON o.sha256 = s.sha256 "
+                "LEFT JOIN ledger l ON l.seq = s.ledger_seq WHERE o.sha256 IS NULL OR l.seq IS NULL"
+            ).fetchone()[0]
+            == 0
+        )
         live = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NULL")}
         purged = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NOT NULL")}
         tombs = {sha for (sha,) in c.execute("SELECT sha256 FROM tombstones")}
@@ -178,7 +189,11 @@ def file_of(arch: Path, path: str) -> str | None:
     p = Path(path)
     for rel, sha in SHA.items():
         obj = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
-        if (p.parent == arch / "tmp" and p.name.endswith("-" + Path(rel).name)) or p in (obj, obj.parent, obj.parent.parent):
+        if (p.parent == arch / "tmp" and p.name.endswith("-" + Path(rel).name)) or p in (
+            obj,
+            obj.parent,
+            obj.parent.parent,
+        ):
             return rel
     return None
 
@@ -212,7 +227,9 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
             assert report["failed"] == [victim], (fault, report["failed"])
             assert sorted(report["stored"]) == sorted(set(FILES) - {victim})
             failed = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
-            assert len(failed) == 1 and failed[0]["path"].endswith(victim) and strerror(what) in failed[0]["message"], failed
+            assert len(failed) == 1 and failed[0]["path"].endswith(victim) and strerror(what) in failed[0]["message"], (
+                failed
+            )
             assert list((arch / "tmp").iterdir()) == []  # the failed copy is gone, not left half-written
             assert_whole_rows(arch)
             assert verify_kinds(arch) == set(), fault
@@ -259,8 +276,21 @@ def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int,
     the request id; and the storage operations of a clean purge."""
     root = tmp_path_factory.mktemp("purge")
     arch, ids = archive_with_people(root)
-    out = cli("access", "request", arch, "--segment", ids[DUE[0]], "--segment", ids[DUE[1]], "--reason",
-              "retention ended", "--purpose", "purge", "--json", user="alice")
+    out = cli(
+        "access",
+        "request",
+        arch,
+        "--segment",
+        ids[DUE[0]],
+        "--segment",
+        ids[DUE[1]],
+        "--reason",
+        "retention ended",
+        "--purpose",
+        "purge",
+        "--json",
+        user="alice",
+    )
     assert out.returncode == 0, out.stderr
     rid = json.loads(out.stdout)["id"]
     assert cli("access", "approve", arch, rid, user="bob").returncode == 0
@@ -305,7 +335,12 @@ def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, i
             v = verify(a)
             assert v.findings == [] and v.checked == len(FILES) - len(DUE), (fault, v.to_json())
             assert {sha for (sha,) in a.conn.execute("SELECT sha256 FROM tombstones")} == due
-            assert a.conn.execute("SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'purge'").fetchone()[0] == 2
+            assert (
+                a.conn.execute("SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'purge'").fetchone()[
+                    0
+                ]
+                == 2
+            )
         assert store_files(arch) == set(SHA.values()) - due  # purged objects gone, the rest untouched
         assert_whole_rows(arch)
         shutil.rmtree(arch)
@@ -322,7 +357,9 @@ def export_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
     arch, ids = archive_with_people(root)
     segs = [x for r in DUE for x in ("--segment", ids[r])]
     assert cli("retention", "case", arch, "--case", "C-9", *segs, user="alice").returncode == 0
-    out = cli("access", "request", arch, *segs, "--reason", "court order 9", "--purpose", "export", "--json", user="carol")
+    out = cli(
+        "access", "request", arch, *segs, "--reason", "court order 9", "--purpose", "export", "--json", user="carol"
+    )
     assert out.returncode == 0, out.stderr
     rid = json.loads(out.stdout)["id"]
     assert cli("access", "approve", arch, rid, user="bob").returncode == 0
@@ -385,8 +422,9 @@ def mount_point(tmp_path: Path):
         yield disk
 
 
-def test_export_to_a_mount_point_through_faults(tmp_path: Path, mount_point: Path,
-                                                export_template: tuple[Path, int, dict[str, int]]) -> None:
+def test_export_to_a_mount_point_through_faults(
+    tmp_path: Path, mount_point: Path, export_template: tuple[Path, int, dict[str, int]]
+) -> None:
     """A mount point cannot be replaced by a rename: the bag is staged inside it and its entries moved up.
     A fault while staging, while moving, or at the last fsync leaves the mount point empty; a crash leaves
     only a hidden staging folder; either way the re-run writes the whole bag there."""
@@ -394,7 +432,10 @@ def test_export_to_a_mount_point_through_faults(tmp_path: Path, mount_point: Pat
     arch = tmp_path / "archive"
     shutil.copytree(template, arch)
     log = tmp_path / "clean-ops"
-    assert cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol", log=log).returncode == 0
+    assert (
+        cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol", log=log).returncode
+        == 0
+    )
     assert bagit.Bag(str(mount_point)).is_valid()
     ops = logged(log)
     staged = [(o, n) for o, n, p, _ in ops if ".custodes-partial-" in p]

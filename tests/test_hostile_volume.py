@@ -50,8 +50,14 @@ def box(kind: bytes, payload: bytes = b"") -> bytes:
 
 def many_traks(count: int) -> bytes:
     """An MP4 whose moov holds ``count`` empty trak boxes (and an mvhd with no clock)."""
-    mvhd = box(b"mvhd", bytes(4) + struct.pack(">IIII", 0, 0, 1000, 1000) + struct.pack(">IH", 0x10000, 0x100)
-               + bytes(10 + 36 + 24) + struct.pack(">I", 2))
+    mvhd = box(
+        b"mvhd",
+        bytes(4)
+        + struct.pack(">IIII", 0, 0, 1000, 1000)
+        + struct.pack(">IH", 0x10000, 0x100)
+        + bytes(10 + 36 + 24)
+        + struct.pack(">I", 2),
+    )
     return box(b"ftyp", b"isom\0\0\0\0isom") + box(b"moov", mvhd + box(b"trak") * count) + box(b"mdat")
 
 
@@ -72,7 +78,9 @@ def gopro_card(root: Path, *, hostile: bool) -> Path:
         shutil.copy(src, vol / name)
     if not hostile:
         return vol
-    (vol / "MISC" / "version.txt").write_text('{\n"camera type":"HERO5 Black",\n"camera serial number":["C3131", 7],\n}')
+    (vol / "MISC" / "version.txt").write_text(
+        '{\n"camera type":"HERO5 Black",\n"camera serial number":["C3131", 7],\n}'
+    )
     (vol / GOPRO / "flip.mp4").write_bytes(mvhd_flipped(FOOTAGE / "encoders" / "androidx-sample.mp4"))
     shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", os.fsencode(vol / ODD_NAME))
     (vol / NEWLINE_NAME).write_text("officer's notes, a name with a newline\n")
@@ -145,8 +153,10 @@ def test_hostile_volume_is_ingested_whole(tmp_path: Path) -> None:
 
     # Stored byte for byte, names kept exactly: the catalog and the ledger give the name back.
     with sqlite3.connect(arch / "catalog.sqlite") as db:
-        rows = db.execute("SELECT s.original_name, s.original_name_bytes, s.sha256, l.entry FROM segments s "
-                          "JOIN ledger l ON l.seq = s.ledger_seq").fetchall()
+        rows = db.execute(
+            "SELECT s.original_name, s.original_name_bytes, s.sha256, l.entry FROM segments s "
+            "JOIN ledger l ON l.seq = s.ledger_seq"
+        ).fetchall()
     stored = {}
     for text, raw, sha, entry in rows:
         e = json.loads(entry)
@@ -239,7 +249,9 @@ def custodes_device_drivers():
 
 def run_with_plugin(site: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
-    return subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], env=env, capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "custodes", *map(str, args)], env=env, capture_output=True, timeout=300
+    )
 
 
 def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path) -> None:
@@ -266,21 +278,32 @@ def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path)
     report = json.loads(out.stdout)
     assert report["driver"] == "hostile" and report["device"] == "HOST-1"
     assert sorted(report["stored"]) == ["A0001.mp4", "A0002.mov", "EVENTS.LOG", "HOSTILE.ID"] and report["failed"] == []
-    bad = sorted((os.path.basename(f["path"]), f["evidence"]["record"], f["evidence"]["field"])
-                 for f in report["findings"] if f["kind"] == "malformed")
+    bad = sorted(
+        (os.path.basename(f["path"]), f["evidence"]["record"], f["evidence"]["field"])
+        for f in report["findings"]
+        if f["kind"] == "malformed"
+    )
     assert bad == [
-        ("A0001.mp4", "segment", "extra['officer']"), ("A0001.mp4", "segment", "extra['speed']"),
-        ("A0001.mp4", "segment", "recording"), ("A0001.mp4", "segment", "sequence"), ("A0001.mp4", "segment", "start"),
-        ("EVENTS.LOG", "clock_reading", "device_time"), ("EVENTS.LOG", "event", "detail"), ("EVENTS.LOG", "event", "time"),
+        ("A0001.mp4", "segment", "extra['officer']"),
+        ("A0001.mp4", "segment", "extra['speed']"),
+        ("A0001.mp4", "segment", "recording"),
+        ("A0001.mp4", "segment", "sequence"),
+        ("A0001.mp4", "segment", "start"),
+        ("EVENTS.LOG", "clock_reading", "device_time"),
+        ("EVENTS.LOG", "event", "detail"),
+        ("EVENTS.LOG", "event", "time"),
         ("EVENTS.LOG", "event", "time"),  # an event without a time is dropped whole, and said so
         ("HOSTCAM", "finding", "(whole)"),
-        ("HOSTILE.ID", "identity", "officer_id"), ("HOSTILE.ID", "identity", "serial"),
+        ("HOSTILE.ID", "identity", "officer_id"),
+        ("HOSTILE.ID", "identity", "serial"),
     ]
     (seq,) = [f["message"] for f in report["findings"] if f["evidence"].get("field") == "sequence"]
     assert seq == "driver hostile: segment field 'sequence' is int 100000000000000000000, not a 64-bit integer; dropped"
     with sqlite3.connect(arch / "catalog.sqlite") as db:
         assert db.execute("SELECT serial, officer_id FROM devices").fetchall() == [(None, None)]
-        assert db.execute("SELECT start_ns, recording FROM segments WHERE original_name = 'A0001.mp4'").fetchall() == [(None, None)]
+        assert db.execute("SELECT start_ns, recording FROM segments WHERE original_name = 'A0001.mp4'").fetchall() == [
+            (None, None)
+        ]
         assert db.execute("SELECT device_ns FROM clock_readings").fetchall() == [(10**9,)]  # the good reading is kept
     assert run_cli("verify", arch).returncode == 0
 
@@ -302,8 +325,12 @@ def killed_ingest(tmp_path: Path, crashpoint: str) -> tuple[Path, Path]:
     arch = tmp_path / "archive"
     run_cli("init", arch)
     env = {**os.environ, "CUSTODES_CRASHPOINT": crashpoint}
-    killed = subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
-                            env=env, capture_output=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert killed.returncode == -9
     return vol, arch
 
@@ -342,8 +369,10 @@ def test_verify_after_a_kill_once_entries_are_recorded_reports_them_pending(tmp_
     out = run_cli("verify", arch, "--json")
     result = json.loads(out.stdout)
     assert out.returncode == 0 and result["ok"] is True
-    assert any(f["kind"] == "pending" and "2 ledger entries of ingest 1 are not signed yet" in f["message"]
-               for f in result["findings"])
+    assert any(
+        f["kind"] == "pending" and "2 ledger entries of ingest 1 are not signed yet" in f["message"]
+        for f in result["findings"]
+    )
     # A checkpoint removed after an ingest finished is a rollback, not pending.
     code, _, _ = ingest(vol, arch)
     with sqlite3.connect(arch / "catalog.sqlite") as db:
@@ -376,13 +405,30 @@ def test_odd_names_keep_working_in_export_reports_access_and_verify(tmp_path: Pa
         return out
 
     assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
-    rid = json.loads(as_("carol", "access", "request", arch, "--segment", "1", "--segment", "2", "--reason", "court",
-                         "--purpose", "export", "--json").stdout)["id"]
+    rid = json.loads(
+        as_(
+            "carol",
+            "access",
+            "request",
+            arch,
+            "--segment",
+            "1",
+            "--segment",
+            "2",
+            "--reason",
+            "court",
+            "--purpose",
+            "export",
+            "--json",
+        ).stdout
+    )["id"]
     assert as_("bob", "access", "approve", arch, rid).returncode == 0
     bag = tmp_path / "bag"
     assert as_("carol", "export", arch, "--case", "C-1", "--request", rid, "--to", bag).returncode == 0
     assert sorted(os.listdir(bag / "data" / "BWC0002")) == ["clip-_xff.mp4", "two\nlines.mov"]
-    assert (bag / "data" / "BWC0002" / "clip-_xff.mp4").read_bytes() == (FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes()
+    assert (bag / "data" / "BWC0002" / "clip-_xff.mp4").read_bytes() == (
+        FOOTAGE / "encoders" / "androidx-sample.mp4"
+    ).read_bytes()
     entries = [json.loads(line) for line in (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()]
     ledger = [json.loads(base64.b64decode(e["entry"])) for e in entries]
     assert [base64.b64decode(e["name_b64"]) for e in ledger if "name_b64" in e] == [raw]
@@ -390,7 +436,9 @@ def test_odd_names_keep_working_in_export_reports_access_and_verify(tmp_path: Pa
     assert validated.returncode == 0, validated.stdout
     assert subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True).returncode == 0
 
-    view = json.loads(as_("carol", "access", "request", arch, "--segment", "1", "--reason", "review", "--json").stdout)["id"]
+    view = json.loads(as_("carol", "access", "request", arch, "--segment", "1", "--reason", "review", "--json").stdout)[
+        "id"
+    ]
     assert as_("bob", "access", "approve", arch, view).returncode == 0
     opened = as_("carol", "access", "open", arch, view, "--segment", "1", "--to", tmp_path / "viewed")
     assert opened.returncode == 0 and os.listdir(tmp_path / "viewed") == ["clip-\\xff.mp4"]
@@ -422,7 +470,9 @@ def test_dji_sidecars_of_the_wrong_shape_or_unreadable_are_findings(tmp_path: Pa
     found = by_file(report, vol)
     assert found["DJI_0001.SRT"]["malformed"] == 1  # the damaged block
     assert found["DJI_0002.SRT"] == Counter({"unreadable": 1, "ingest_failed": 1})
-    assert "DJI_0002.MOV" in report["stored"] and not any("driver dji failed" in f["message"] for f in report["findings"])
+    assert "DJI_0002.MOV" in report["stored"] and not any(
+        "driver dji failed" in f["message"] for f in report["findings"]
+    )
 
 
 def test_verify_during_an_ingest_under_way_reports_pending(tmp_path: Path, monkeypatch) -> None:
@@ -497,8 +547,12 @@ def test_an_object_left_by_a_killed_ingest_whose_file_is_gone_stays_pending(tmp_
     arch = tmp_path / "archive"
     run_cli("init", arch)
     env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
-    subprocess.run([sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)], env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     # The kill lands at the first link; a second copy worker may have linked its file just before.
     left = {f["object"] for f in json.loads(run_cli("verify", arch, "--json").stdout)["findings"]}
     by_digest = {d: n for n, d in regular_files(vol).items()}
@@ -571,13 +625,18 @@ def gat947_volume(root: Path, identity: str, events: str) -> Path:
 def test_an_event_whose_time_is_dropped_is_dropped_whole(tmp_path: Path) -> None:
     """An EVENTS.LOG line dated outside the 64-bit ns range: its time is `malformed`, and the event
     (which could neither be placed nor explain a gap) is not kept timeless."""
-    vol = gat947_volume(tmp_path, "product_serial=A123456\n", "1677-01-01 00:00:00 device_fault\n"
-                        "2262-12-31 00:00:00 device_fault\n2016-06-01 01:01:00 power_on\n")
+    vol = gat947_volume(
+        tmp_path,
+        "product_serial=A123456\n",
+        "1677-01-01 00:00:00 device_fault\n2262-12-31 00:00:00 device_fault\n2016-06-01 01:01:00 power_on\n",
+    )
     out = run_cli("volume", vol)
     assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
     text = out.stdout.decode()
     assert "event None" not in text and "device_fault" not in text.replace("'time' is", "")
-    assert [ln.strip() for ln in text.splitlines() if ln.strip().startswith("event ")] == ["event 2016-05-31T17:01:00Z power_on"]
+    assert [ln.strip() for ln in text.splitlines() if ln.strip().startswith("event ")] == [
+        "event 2016-05-31T17:01:00Z power_on"
+    ]
     assert text.count(f"malformed: [A123456] {vol}/EVENTS.LOG: driver gat947: event field 'time' is int ") == 2
     report = json.loads(run_cli("volume", "--json", vol).stdout)
     assert report["events"] == [{"time": "2016-05-31T17:01:00Z", "kind": "power_on", "detail": ""}]
@@ -589,8 +648,10 @@ def test_an_identity_key_given_twice_is_ambiguous_and_the_first_value_is_kept(tm
     assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
     text = out.stdout.decode()
     assert text.splitlines()[0] == f"{vol}: driver gat947, device A123456"
-    assert (f"  malformed: {vol}/GAT947_ID.TXT: 'product_serial' is given more than once: ambiguous; "
-            "the first value is kept") in text.splitlines()
+    assert (
+        f"  malformed: {vol}/GAT947_ID.TXT: 'product_serial' is given more than once: ambiguous; "
+        "the first value is kept"
+    ) in text.splitlines()
 
     card = gopro_card(tmp_path / "g", hostile=False)
     (card / "MISC" / "version.txt").write_text('{"camera serial number":"C1","camera serial number":"C2"}')
@@ -598,8 +659,10 @@ def test_an_identity_key_given_twice_is_ambiguous_and_the_first_value_is_kept(tm
     assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
     text = out.stdout.decode()
     assert text.splitlines()[0] == f"{card}: driver gopro, device C1"
-    assert (f"  malformed: [C1] {card}/MISC/version.txt: 'camera serial number' is given more than once: ambiguous; "
-            "the first value is kept") in text.splitlines()
+    assert (
+        f"  malformed: [C1] {card}/MISC/version.txt: 'camera serial number' is given more than once: ambiguous; "
+        "the first value is kept"
+    ) in text.splitlines()
 
 
 def test_gopro_version_txt_that_is_a_folder_is_a_finding(tmp_path: Path) -> None:
@@ -607,5 +670,7 @@ def test_gopro_version_txt_that_is_a_folder_is_a_finding(tmp_path: Path) -> None
     (card / "MISC" / "version.txt").mkdir()
     out = run_cli("volume", card)
     assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
-    assert (f"  malformed: [GOPRO-CARD] {card}/MISC/version.txt: a folder, not the file GoPro writes; camera type and "
-            "serial not read") in out.stdout.decode().splitlines()
+    assert (
+        f"  malformed: [GOPRO-CARD] {card}/MISC/version.txt: a folder, not the file GoPro writes; camera type and "
+        "serial not read"
+    ) in out.stdout.decode().splitlines()

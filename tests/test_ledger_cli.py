@@ -70,7 +70,9 @@ def test_ledger_verify_catches_every_ledger_tamper(three_checkpoints: Path, tmp_
 
 
 @pytest.mark.parametrize("name", OBJECT_TAMPERS)
-def test_ledger_verify_does_not_read_objects_but_verify_does(three_checkpoints: Path, tmp_path: Path, name: str) -> None:
+def test_ledger_verify_does_not_read_objects_but_verify_does(
+    three_checkpoints: Path, tmp_path: Path, name: str
+) -> None:
     """`ledger verify` is the cheap check of the ledger alone (documented): object damage needs `verify`."""
     kind = tampered(three_checkpoints, tmp_path, name)
     assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
@@ -99,8 +101,9 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
         # An entry changed by one byte no longer proves.
         assert not merkle.verify_inclusion(merkle.leaf_hash(entry + b" "), inc["index"], cp.size, path, cp.root)
         con = proof["consistency"]
-        assert merkle.verify_consistency(1, cp.size, [bytes.fromhex(h) for h in con["proof"]],
-                                         bytes.fromhex(con["root1"]), cp.root)
+        assert merkle.verify_consistency(
+            1, cp.size, [bytes.fromhex(h) for h in con["proof"]], bytes.fromhex(con["root1"]), cp.root
+        )
     # A key that is not the archive's does not verify the note.
     other = init_archive(three_checkpoints.parent / "other")
     try:
@@ -152,6 +155,7 @@ def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_
     assert integrity == {**integrity, "full_verify": True, "ok": True, "checked": 3, "findings": 0}
     # Without --verify the integrity section is the ledger check alone and misses object damage.
     from custodes.archive import open_archive
+
     a = open_archive(three_checkpoints)
     try:
         TAMPERS["bit_flip_end"][0](a, tmp_path)

@@ -36,6 +36,7 @@ def path(m: int, d: list[bytes]) -> list[bytes]:
 
 def proof(m: int, d: list[bytes]) -> list[bytes]:
     """§2.1.4.1 PROOF(m, D[n]) = SUBPROOF(m, D[n], true)."""
+
     def sub(m: int, d: list[bytes], b: bool) -> list[bytes]:
         n = len(d)
         if m == n:
@@ -44,6 +45,7 @@ def proof(m: int, d: list[bytes]) -> list[bytes]:
         if m <= k:
             return sub(m, d[:k], b) + [mth(d[k:])]
         return sub(m - k, d[k:], False) + [mth(d[:k])]
+
     return sub(m, d, True)
 
 
@@ -76,7 +78,9 @@ def test_negative_proofs() -> None:
     root = merkle.root(leaves)
     p = merkle.inclusion_proof(leaves, 6)
     assert merkle.verify_inclusion(leaves[6], 6, 21, p, root)
-    assert not merkle.verify_inclusion(leaves[6], 6, 22, p, merkle.root(leaves + [merkle.leaf_hash(b"x")]))  # wrong size
+    assert not merkle.verify_inclusion(
+        leaves[6], 6, 22, p, merkle.root(leaves + [merkle.leaf_hash(b"x")])
+    )  # wrong size
     assert not merkle.verify_inclusion(leaves[6], 6, 20, p, merkle.root(leaves[:20]))
     assert not merkle.verify_inclusion(leaves[6], 6, 21, p[:-1], root)  # truncated proof
     assert not merkle.verify_inclusion(leaves[6], 6, 21, p + [p[0]], root)  # padded proof
@@ -100,7 +104,15 @@ def test_negative_proofs() -> None:
 
 
 def test_ct_reference_vector_through_the_public_api() -> None:
-    data = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57", bytes(range(0x60, 0x70))]
+    data = [
+        b"",
+        b"\x00",
+        b"\x10",
+        b"\x20\x21",
+        b"\x30\x31",
+        b"\x40\x41\x42\x43",
+        b"\x50\x51\x52\x53\x54\x55\x56\x57",
+        bytes(range(0x60, 0x70)),
+    ]
     leaves = [merkle.leaf_hash(x) for x in data]
     assert merkle.root(leaves).hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"

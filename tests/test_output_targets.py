@@ -6,7 +6,6 @@ target is refused before anything is exported or logged."""
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -19,8 +18,11 @@ from test_custody import as_, request
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("catalog.sqlite-")}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith("catalog.sqlite-")
+    }
 
 
 def ledger_size(arch: Path) -> int:
@@ -48,29 +50,58 @@ def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, 
     elsewhere = tmp_path / "precious.txt"
     elsewhere.write_text("not to be overwritten")
     before, size = digests(archive), ledger_size(archive)
-    for target, says in [(obj, "inside the archive"), (archive / "catalog.sqlite", "inside the archive"),
-                         (archive / "private" / "checkpoint.key", "inside the archive"),
-                         (elsewhere, "already there"), (tmp_path / "bag" / "x.iso", "inside the bag"),
-                         (tmp_path / "no-such-folder" / "x.iso", "does not exist")]:
-        out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
-                  "--iso", target)
+    for target, says in [
+        (obj, "inside the archive"),
+        (archive / "catalog.sqlite", "inside the archive"),
+        (archive / "private" / "checkpoint.key", "inside the archive"),
+        (elsewhere, "already there"),
+        (tmp_path / "bag" / "x.iso", "inside the bag"),
+        (tmp_path / "no-such-folder" / "x.iso", "does not exist"),
+    ]:
+        out = as_(
+            "carol",
+            "export",
+            archive,
+            "--case",
+            "C-3",
+            "--request",
+            export_request,
+            "--to",
+            tmp_path / "bag",
+            "--iso",
+            target,
+        )
         assert says in one_line_error(out), (target, out.stderr)
         assert not (tmp_path / "bag").exists()  # refused before anything was exported ...
     assert ledger_size(archive) == size  # ... or logged
     assert digests(archive) == before and elsewhere.read_text() == "not to be overwritten"
     # A new file beside the bag is fine, and lists with xorriso.
-    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
-              "--iso", tmp_path / "C-3.iso")
+    out = as_(
+        "carol",
+        "export",
+        archive,
+        "--case",
+        "C-3",
+        "--request",
+        export_request,
+        "--to",
+        tmp_path / "bag",
+        "--iso",
+        tmp_path / "C-3.iso",
+    )
     assert out.returncode == 0, out.stderr
-    listing = subprocess.run(["xorriso", "-indev", str(tmp_path / "C-3.iso"), "-find", "/", "-type", "f"],
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        ["xorriso", "-indev", str(tmp_path / "C-3.iso"), "-find", "/", "-type", "f"], capture_output=True, text=True
+    )
     assert "bagit.txt" in listing.stdout
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
 def test_an_export_or_report_inside_the_archive_is_refused(archive: Path, export_request: int) -> None:  # noqa: F811
     before, size = digests(archive), ledger_size(archive)
-    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", archive / "exports" / "C-3")
+    out = as_(
+        "carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", archive / "exports" / "C-3"
+    )
     assert "inside the archive" in one_line_error(out)
     link = archive.parent / "sneaky"
     link.symlink_to(archive)
@@ -122,11 +153,33 @@ def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path
 
 def test_export_text_must_fit_one_bag_info_line(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811
     for bad in ("two\nlines", "\udcff\udcfe"):
-        out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
-                  "--description", bad)
+        out = as_(
+            "carol",
+            "export",
+            archive,
+            "--case",
+            "C-3",
+            "--request",
+            export_request,
+            "--to",
+            tmp_path / "bag",
+            "--description",
+            bad,
+        )
         assert out.returncode == 2 and b"Traceback" not in out.stderr and b"--description" in out.stderr
         assert not (tmp_path / "bag").exists()
-    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", tmp_path / "bag",
-              "--description", "Stop at\tgate 3, 2024")
+    out = as_(
+        "carol",
+        "export",
+        archive,
+        "--case",
+        "C-3",
+        "--request",
+        export_request,
+        "--to",
+        tmp_path / "bag",
+        "--description",
+        "Stop at\tgate 3, 2024",
+    )
     assert out.returncode == 0, out.stderr
     assert run_cli("bag", "validate", tmp_path / "bag").returncode == 0

@@ -48,6 +48,7 @@ class FakeVendor:
     def custodes_storage_backends(self):
         from custodes.builtin.storage import LocalStore
         from custodes.plugins import StorageBackend
+
         return [StorageBackend("acme-vault", "ACME vault", LocalStore.open)]
 
     @hookimpl
@@ -57,6 +58,7 @@ class FakeVendor:
     @hookimpl
     def custodes_executors(self):
         from custodes.plugins import Executor
+
         return [Executor("acme-serial", "one at a time", lambda fn, shards, workers: map(fn, shards))]
 
 
@@ -74,7 +76,9 @@ def test_builtins_and_a_registered_plugin() -> None:
 
 
 def test_block_and_allow_lists() -> None:
-    blocked = PluginManager(environ={"CUSTODES_BLOCK_PLUGINS": "generic, reporters, report-pages"}, use_entry_points=False)
+    blocked = PluginManager(
+        environ={"CUSTODES_BLOCK_PLUGINS": "generic, reporters, report-pages"}, use_entry_points=False
+    )
     assert blocked.drivers.names() == [] and blocked.reporters.names() == []
     only = PluginManager(environ={"CUSTODES_PLUGINS": "local-storage"}, use_entry_points=False)
     assert [p.name for p in only.plugins()] == ["local-storage"]
@@ -118,7 +122,8 @@ def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
     custodes is not changed; only the import path knows about it."""
     site = tmp_path / "site"
     (site / "custodes_fakevendor").mkdir(parents=True)
-    (site / "custodes_fakevendor" / "__init__.py").write_text(textwrap.dedent('''
+    (site / "custodes_fakevendor" / "__init__.py").write_text(
+        textwrap.dedent("""
         from custodes.builtin.generic import GenericDriver
         from custodes.hookspecs import hookimpl
         from custodes.plugins import DeviceDriver
@@ -136,7 +141,8 @@ def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
         @hookimpl
         def custodes_device_drivers():
             return [DeviceDriver("fakecam", "a tiny fake vendor", FakeCam)]
-    '''))
+    """)
+    )
     dist = site / "custodes_fakevendor-1.2.3.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-fakevendor\nVersion: 1.2.3\n")
@@ -146,15 +152,24 @@ def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
     (vol / "FAKECAM.TXT").write_text("FAKE-42\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
     import subprocess
-    listed = json.loads(subprocess.run([sys.executable, "-m", "custodes", "plugins", "--json"], env=env,
-                                       capture_output=True, check=True).stdout)
+
+    listed = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "custodes", "plugins", "--json"], env=env, capture_output=True, check=True
+        ).stdout
+    )
     fake = next(p for p in listed["plugins"] if p["name"] == "fakevendor")
     assert fake["version"] == "1.2.3" and fake["provides"] == {"drivers": ["fakecam"]}
-    used = subprocess.run([sys.executable, "-m", "custodes", "volume", "--json", str(vol)], env=env, capture_output=True)
+    used = subprocess.run(
+        [sys.executable, "-m", "custodes", "volume", "--json", str(vol)], env=env, capture_output=True
+    )
     reading = json.loads(used.stdout)
     assert (reading["driver"], reading["identity"]["device_id"]) == ("fakecam", "FAKE-42")
-    blocked = subprocess.run([sys.executable, "-m", "custodes", "volume", "--json", str(vol)], capture_output=True,
-                             env={**env, "CUSTODES_BLOCK_PLUGINS": "fakevendor"})
+    blocked = subprocess.run(
+        [sys.executable, "-m", "custodes", "volume", "--json", str(vol)],
+        capture_output=True,
+        env={**env, "CUSTODES_BLOCK_PLUGINS": "fakevendor"},
+    )
     assert json.loads(blocked.stdout)["driver"] == "generic"
 
 

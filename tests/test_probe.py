@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import custodes
-from custodes.findings import rfc3339
 from conftest import DATA, FOOTAGE, run_cli
+from custodes.findings import rfc3339
 from footage import T0, make_clip
 
 MEDIA = sorted(p for p in FOOTAGE.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".m4b"))
@@ -20,8 +20,11 @@ KIND = {"video": "video", "audio": "audio"}  # ffprobe calls everything else "da
 
 
 def ffprobe(path: Path) -> dict | None:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_format", "-show_streams", "-of", "json", str(path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_packets", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+    )
     data = json.loads(out.stdout or "{}")
     return data if "format" in data else None
 
@@ -41,7 +44,7 @@ def test_agrees_with_ffprobe(path: Path) -> None:
         assert info.creation_time is None
     assert info.duration == pytest.approx(float(fmt["duration"]), abs=1e-3)
     assert len(info.tracks) == len(theirs["streams"])
-    for ours, st in zip(info.tracks, theirs["streams"]):
+    for ours, st in zip(info.tracks, theirs["streams"], strict=True):
         assert KIND.get(ours.kind, "data") == st["codec_type"]
         frames = st.get("nb_frames")
         expected_samples = int(frames) if frames not in (None, "N/A") else int(st["nb_read_packets"])
@@ -59,7 +62,7 @@ def test_fragmented_clip_made_by_ffmpeg(tmp_path: Path) -> None:
     assert info.fragmented and info.complete and info.findings == []
     assert [t.samples for t in info.tracks] == [int(s["nb_read_packets"]) for s in theirs["streams"]]
     assert info.duration == pytest.approx(float(theirs["format"]["duration"]), abs=1e-3)
-    for ours, st in zip(info.tracks, theirs["streams"]):
+    for ours, st in zip(info.tracks, theirs["streams"], strict=True):
         assert ours.end == pytest.approx(float(st["start_time"]) + float(st["duration"]), abs=1e-3)
     assert info.tracks[0].frame_duration == pytest.approx(0.1)
 
@@ -77,26 +80,31 @@ def androidx_dump(name: str) -> list[tuple[int, list[int]]]:
     return tracks
 
 
-@pytest.mark.parametrize(("dump", "path"), [
-    ("sample.mp4", FOOTAGE / "encoders" / "androidx-sample.mp4"),
-    ("bt601.mov", FOOTAGE / "phones" / "bt601.mov"),
-    ("sample_mdat_too_long.mp4", FOOTAGE / "broken" / "sample_mdat_too_long.mp4"),
-])
+@pytest.mark.parametrize(
+    ("dump", "path"),
+    [
+        ("sample.mp4", FOOTAGE / "encoders" / "androidx-sample.mp4"),
+        ("bt601.mov", FOOTAGE / "phones" / "bt601.mov"),
+        ("sample_mdat_too_long.mp4", FOOTAGE / "broken" / "sample_mdat_too_long.mp4"),
+    ],
+)
 def test_per_sample_times_agree_with_androidx(dump: str, path: Path) -> None:
     info = custodes.probe(path, samples=True)
     raw = custodes._core.probe_files([str(path)])[0]
     movie_ts = raw["movie"]["timescale"]
     expected = androidx_dump(dump)
     assert len(expected) == len(info.tracks)
-    for track, raw_track, (count, times) in zip(info.tracks, raw["tracks"], expected):
+    for track, raw_track, (count, times) in zip(info.tracks, raw["tracks"], expected, strict=True):
         delay, media_start = raw_track["edit_shift"]
         # Presentation time in µs, as the extractor computes it (edit list applied, floored).
-        ours = [(delay * 1_000_000) // movie_ts + ((int(p) - media_start) * 1_000_000) // track.timescale for p in track.pts]
+        ours = [
+            (delay * 1_000_000) // movie_ts + ((int(p) - media_start) * 1_000_000) // track.timescale for p in track.pts
+        ]
         edit_end = next(((delay + d) * 1_000_000 // movie_ts for d, mt in raw_track["edits"] if mt >= 0), None)
         if edit_end is not None:  # samples the edit list does not present are dropped
             ours = [t for t in ours if t < edit_end]
         assert len(ours) == count == len(times)
-        assert all(abs(a - b) <= 1 for a, b in zip(ours, times)), (track.id, ours[:5], times[:5])
+        assert all(abs(a - b) <= 1 for a, b in zip(ours, times, strict=True)), (track.id, ours[:5], times[:5])
 
 
 def test_broken_files_give_findings_never_exceptions() -> None:
@@ -112,7 +120,11 @@ def test_broken_files_give_findings_never_exceptions() -> None:
     }
     assert by_name["go-mp4-sample_qt.mp4"].missing_bytes > 38_000_000
     free_box = by_name["sample_malformed_free_box.mp4"]
-    assert free_box.tracks == [] and free_box.duration is None and free_box.size == (FOOTAGE / "broken" / "sample_malformed_free_box.mp4").stat().st_size
+    assert (
+        free_box.tracks == []
+        and free_box.duration is None
+        and free_box.size == (FOOTAGE / "broken" / "sample_malformed_free_box.mp4").stat().st_size
+    )
     assert [f.evidence.get("problem") for f in free_box.findings if f.kind == "malformed"] == ["malformed_box"]
     assert by_name["sample_missing_stsd.mp4"].tracks[1].codec is None
     assert not any(i.complete for n, i in by_name.items() if n != "sample_missing_stsd.mp4")
@@ -136,7 +148,7 @@ def test_gopro_timecode_location_and_av_offset() -> None:
 def test_slow_motion_decode_clumps_are_not_gaps() -> None:
     info = custodes.probe(FOOTAGE / "phones" / "sample_sef_slow_motion.mp4", samples=True)
     video = next(t for t in info.tracks if t.kind == "video")
-    dts_steps = sorted(set(int(b) - int(a) for a, b in zip(video.pts, video.pts[1:])))
+    dts_steps = sorted(set(int(b) - int(a) for a, b in zip(video.pts, video.pts[1:], strict=False)))
     assert video.internal_gaps == [] and not [f for f in info.findings if f.kind == "internal_gap"]
     assert video.frame_duration == pytest.approx(1 / 30, rel=1e-3)
     assert len(dts_steps) > 1  # decode order really is irregular
@@ -148,7 +160,10 @@ def test_cli_probe_json_shape_and_exit_codes(tmp_path: Path) -> None:
     obj = json.loads(out.stdout)
     assert obj["creation_time"] == "2016-05-31T17:01:35Z" and obj["complete"] is True
     assert obj["duration"] == pytest.approx(1.024)
-    assert [(t["kind"], t["codec"], t["samples"]) for t in obj["tracks"]] == [("video", "avc1", 30), ("audio", "mp4a", 45)]
+    assert [(t["kind"], t["codec"], t["samples"]) for t in obj["tracks"]] == [
+        ("video", "avc1", 30),
+        ("audio", "mp4a", 45),
+    ]
     assert obj["findings"] == []
     broken = run_cli("probe", "--json", FOOTAGE / "broken" / "go-mp4-sample_qt.mp4", tmp_path / "missing.mp4", FOOTAGE)
     assert broken.returncode == 1
@@ -162,8 +177,10 @@ def test_hostile_bytes_never_crash(tmp_path: Path) -> None:
     good = (FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes()
     moov = good.find(b"moov") - 4
     variants = [good[:n] for n in range(0, len(good), 997)]
-    variants += [good[:moov] + good[moov:moov + 8] + bytes(b ^ 0xFF for b in good[moov + 8:moov + 400]) + good[moov + 400:]]
-    variants += [good[:moov] + b"\xff\xff\xff\xff" + good[moov + 4:]]
+    variants += [
+        good[:moov] + good[moov : moov + 8] + bytes(b ^ 0xFF for b in good[moov + 8 : moov + 400]) + good[moov + 400 :]
+    ]
+    variants += [good[:moov] + b"\xff\xff\xff\xff" + good[moov + 4 :]]
     paths = []
     for i, v in enumerate(variants):
         p = tmp_path / f"v{i}.mp4"

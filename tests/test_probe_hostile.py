@@ -160,7 +160,9 @@ def test_many_tracks_are_capped_with_findings(tmp_path: Path) -> None:
     assert len(doc["tracks"]) == MAX_TRACKS
     assert problems(doc) == ["too_many_tracks", "malformed_moov"]
     messages = [x["message"] for x in doc["findings"] if x["kind"] == "malformed"]
-    assert messages[0].startswith(f"too_many_tracks: {MAX_CHILDREN} 'trak' boxes (or more); custodes reads the first {MAX_TRACKS}")
+    assert messages[0].startswith(
+        f"too_many_tracks: {MAX_CHILDREN} 'trak' boxes (or more); custodes reads the first {MAX_TRACKS}"
+    )
     assert messages[1] == f"malformed_moov: more than {MAX_CHILDREN} boxes inside 'moov'; the rest not read"
     assert all(x["path"] == str(f) for x in doc["findings"])
 
@@ -182,8 +184,11 @@ def test_sample_counts_far_beyond_the_bytes_are_counted_not_expanded(tmp_path: P
     """1024 tracks, each a 16-byte `stts` declaring 2^32-1 samples: one budget per file."""
     stts = full_box(b"stts", 0, struct.pack(">III", 1, 0xFFFF_FFFF, 1))
     mdhd = full_box(b"mdhd", 0, struct.pack(">IIII", 0, 0, 1000, 0) + bytes(4))
-    trak = box(b"trak", full_box(b"tkhd", 0, struct.pack(">III", 0, 0, 1) + bytes(80))
-               + box(b"mdia", mdhd + box(b"minf", box(b"stbl", stts))))
+    trak = box(
+        b"trak",
+        full_box(b"tkhd", 0, struct.pack(">III", 0, 0, 1) + bytes(80))
+        + box(b"mdia", mdhd + box(b"minf", box(b"stbl", stts))),
+    )
     f = tmp_path / "counts.mp4"
     f.write_bytes(FTYP + box(b"moov", trak * MAX_TRACKS))
     code, doc, _ = probe_json(f)
@@ -191,8 +196,10 @@ def test_sample_counts_far_beyond_the_bytes_are_counted_not_expanded(tmp_path: P
     assert problems(doc) == ["too_many_samples"]
     assert all(t["samples"] == 0xFFFF_FFFF for t in doc["tracks"])
     total = MAX_TRACKS * 0xFFFF_FFFF
-    assert doc["findings"][0]["message"] == \
-        f"too_many_samples: timing of {total - 10_000_000} samples not read: custodes reads 10000000 per file"
+    assert (
+        doc["findings"][0]["message"]
+        == f"too_many_samples: timing of {total - 10_000_000} samples not read: custodes reads 10000000 per file"
+    )
 
 
 def test_a_flood_of_bad_boxes_gives_a_bounded_list_of_findings(tmp_path: Path) -> None:
@@ -203,16 +210,25 @@ def test_a_flood_of_bad_boxes_gives_a_bounded_list_of_findings(tmp_path: Path) -
     code, doc, _ = probe_json(f)
     assert code == 1
     assert problems(doc) == ["unknown_track"] * MAX_PROBLEMS + ["too_many_problems"]
-    assert doc["findings"][MAX_PROBLEMS]["message"] == \
-        f"too_many_problems: {20 * 1000 - MAX_PROBLEMS} more problems not listed"
+    assert (
+        doc["findings"][MAX_PROBLEMS]["message"]
+        == f"too_many_problems: {20 * 1000 - MAX_PROBLEMS} more problems not listed"
+    )
 
 
 def test_real_footage_meets_no_cap_and_no_range_rule() -> None:
     """The caps and time ranges are far from anything a camera writes."""
     r = run_cli("probe", "--json", *MEDIA)
     assert b"Traceback" not in r.stderr
-    new_rules = {"time_out_of_range", "too_many_tracks", "too_many_boxes", "too_many_samples",
-                 "too_many_problems", "malformed_offset", "malformed_metadata"}
+    new_rules = {
+        "time_out_of_range",
+        "too_many_tracks",
+        "too_many_boxes",
+        "too_many_samples",
+        "too_many_problems",
+        "malformed_offset",
+        "malformed_metadata",
+    }
     for doc in json.loads(r.stdout):
         hit = [f for f in doc["findings"] if f["evidence"].get("problem") in new_rules]
         assert hit == [], (doc["path"], hit)

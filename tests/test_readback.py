@@ -57,7 +57,11 @@ def test_the_injected_corruption_is_real(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CUSTODES_FAULT", "read:1:corrupt")
     import subprocess
     import sys
-    subprocess.run([sys.executable, "-c", f"from custodes._faults import storage_op; storage_op('read', {str(f)!r})"],
-                   check=True, env=os.environ.copy())
+
+    subprocess.run(
+        [sys.executable, "-c", f"from custodes._faults import storage_op; storage_op('read', {str(f)!r})"],
+        check=True,
+        env=os.environ.copy(),
+    )
     assert f.read_bytes() == bytes(50) + b"\x01" + bytes(49)
     assert f.stat().st_mode & 0o777 == 0o444

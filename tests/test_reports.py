@@ -72,13 +72,20 @@ def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
     cl = model["clocks"]
     # 0007's name is 300 s off; 0008's says 00:00Z where its (reset) container says 10:00Z.
     assert (cl["clock_unset"], cl["name_time_mismatch"]) == (1, 2)
-    assert cl["drift"] == [{"device": "BWC0001", "readings": 1, "max_offset_seconds": 10.0, "last_offset_seconds": 10.0}]
+    assert cl["drift"] == [
+        {"device": "BWC0001", "readings": 1, "max_offset_seconds": 10.0, "last_offset_seconds": 10.0}
+    ]
     assert cl["corrected_segments"] == 7  # every recording with a time; the clock file has none
     t = model["timeliness"]
     assert (t["ingests"], t["late_ingest"]) == (1, 6)  # the six timed recordings of 2024, not the clock-reset one
     assert t["delay_hours"]["max"] < 24 * 365 * 3  # the reset clock's "year 2000" is no delay
     # Due: files 0003, 0005, 0006 (0001 is held; 0008's reset clock counts from its ingest, not from the year 2000).
-    assert model["retention"] == {"due": 3, "held": 1, "long_term": 2, "purged": 0}  # long-term: segment 3 (file 0002) marked, 0007 IMP
+    assert model["retention"] == {
+        "due": 3,
+        "held": 1,
+        "long_term": 2,
+        "purged": 0,
+    }  # long-term: segment 3 (file 0002) marked, 0007 IMP
     # A day before the 730 days have run, nothing is due yet.
     before = json.loads(report(built, "json", tmp_path / "b.json", "--at", "2026-02-28T00:00:00Z").read_text())
     assert before["retention"] == {"due": 0, "held": 1, "long_term": 2, "purged": 0}
@@ -128,6 +135,7 @@ def test_html_is_self_contained_and_pdf_carries_the_chinese_labels(built: Path, 
     subprocess.run(["pdftoppm", "-png", "-f", "1", "-l", "1", "-r", "60", str(pdf), str(png)], check=True)
     first = next(tmp_path.glob("page*.png"))
     from PIL import Image
+
     with Image.open(first) as img:
         width, height = img.size
         grey = img.convert("L")

@@ -36,15 +36,22 @@ def archive(tmp_path: Path) -> Path:
     assert run_cli("init", arch).returncode == 0
     # A records 0-10 s and 20-24 s; B records 0-4 s and 14-24 s and logged a low battery at 3 s.
     a = recorder(tmp_path, "BWCA", "001234", [0, 2, 4, 6, 8, 20, 22])
-    b = recorder(tmp_path, "BWCB", "005678", [0, 2, 14, 16, 18, 20, 22],
-                 events=f"{(T0 + timedelta(seconds=3)).astimezone(BJ):%Y-%m-%d %H:%M:%S} battery_low 5%\n")
+    b = recorder(
+        tmp_path,
+        "BWCB",
+        "005678",
+        [0, 2, 14, 16, 18, 20, 22],
+        events=f"{(T0 + timedelta(seconds=3)).astimezone(BJ):%Y-%m-%d %H:%M:%S} battery_low 5%\n",
+    )
     for vol in (a, b):
         assert run_cli("ingest", vol, "--archive", arch).returncode == 1  # late_ingest: the footage is from 2024
     tasks = arch.parent / "tasks.csv"
-    tasks.write_text("id,type,start,end,officers,devices\n"
-                     f"T1,traffic_stop,{iso(0)},{iso(24)},005678,BWCA\n"
-                     f"T2,inspection,{iso(0)},{iso(24)},,BWCA\n"
-                     f"T3,inspection,{iso(0)},{iso(14)},005678,\n")
+    tasks.write_text(
+        "id,type,start,end,officers,devices\n"
+        f"T1,traffic_stop,{iso(0)},{iso(24)},005678,BWCA\n"
+        f"T2,inspection,{iso(0)},{iso(24)},,BWCA\n"
+        f"T3,inspection,{iso(0)},{iso(14)},005678,\n"
+    )
     out = run_cli("task", "import", arch, tasks, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["imported"] == ["T1", "T2", "T3"]
     return arch
@@ -63,20 +70,42 @@ def test_coverage_two_device_share_and_explanations(archive: Path) -> None:
     assert [(u["start"], u["end"]) for u in t1["uncovered"]] == [(iso(10), iso(14))]
     t3 = cov["T3"]  # B alone: 4-14 s uncovered, explained by its own battery_low event at 3 s
     assert t3["devices"] == ["BWCB"] and t3["findings"] == []
-    assert [(e["cause"], e["source"], e["event"]) for e in t3["explained"]] == [("battery", "device_event", "battery_low")]
+    assert [(e["cause"], e["source"], e["event"]) for e in t3["explained"]] == [
+        ("battery", "device_event", "battery_low")
+    ]
     t2 = cov["T2"]  # A alone: 10-20 s uncovered and nobody said why
     assert code == 1
     assert [(f["kind"], f["start"], f["end"], f["duration"]) for f in t2["findings"]] == [
-        ("gap_unexplained", iso(10), iso(20), 10.0)]
+        ("gap_unexplained", iso(10), iso(20), 10.0)
+    ]
 
 
 def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> None:
     with open_archive(archive) as a:
         before = a.ledger_size()
-        seg = a.conn.execute("SELECT id FROM segments WHERE device_id = 'BWCA' AND start_ns > ? ORDER BY start_ns LIMIT 1",
-                             (int(T0.timestamp() * 1e9) + 15 * 10**9,)).fetchone()[0]
-    out = run_cli("gap", "explain", archive, "--device", "BWCA", "--from", iso(10), "--to", iso(20),
-                  "--cause", "location_change", "--note", "moved to the station", "--segment", seg, "--offset", "1.5")
+        seg = a.conn.execute(
+            "SELECT id FROM segments WHERE device_id = 'BWCA' AND start_ns > ? ORDER BY start_ns LIMIT 1",
+            (int(T0.timestamp() * 1e9) + 15 * 10**9,),
+        ).fetchone()[0]
+    out = run_cli(
+        "gap",
+        "explain",
+        archive,
+        "--device",
+        "BWCA",
+        "--from",
+        iso(10),
+        "--to",
+        iso(20),
+        "--cause",
+        "location_change",
+        "--note",
+        "moved to the station",
+        "--segment",
+        seg,
+        "--offset",
+        "1.5",
+    )
     assert out.returncode == 0, out.stderr
     code, cov = coverage(archive, "T2")
     assert code == 0 and cov["T2"]["findings"] == []
@@ -85,22 +114,34 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> N
     with open_archive(archive) as a:
         assert a.ledger_size() == before + 1
         entry = json.loads(a.conn.execute("SELECT entry FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()[0])
-        assert (entry["type"], entry["cause"], entry["segment"], entry["offset"]) == ("annotation", "location_change", seg, 1_500_000_000)
+        assert (entry["type"], entry["cause"], entry["segment"], entry["offset"]) == (
+            "annotation",
+            "location_change",
+            seg,
+            1_500_000_000,
+        )
         assert verify(a).ok
 
 
 def test_an_exemption_is_a_cause(archive: Path) -> None:
-    assert run_cli("gap", "explain", archive, "--device", "BWCA", "--from", iso(10), "--to", iso(20),
-                   "--cause", "secret").returncode == 0
+    assert (
+        run_cli(
+            "gap", "explain", archive, "--device", "BWCA", "--from", iso(10), "--to", iso(20), "--cause", "secret"
+        ).returncode
+        == 0
+    )
     assert coverage(archive, "T2")[0] == 0
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--cause", "tired"], b"unknown cause 'tired'"),
-    (["--cause", "battery", "--device", "NOPE"], b"no device 'NOPE'"),
-    (["--cause", "battery", "--from", iso(30)], b"ends before it starts"),
-    (["--cause", "battery", "--from", "2024-03-01 10:00:10"], b"no time zone offset"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cause", "tired"], b"unknown cause 'tired'"),
+        (["--cause", "battery", "--device", "NOPE"], b"no device 'NOPE'"),
+        (["--cause", "battery", "--from", iso(30)], b"ends before it starts"),
+        (["--cause", "battery", "--from", "2024-03-01 10:00:10"], b"no time zone offset"),
+    ],
+)
 def test_explanation_refusals(archive: Path, args: list[str], message: bytes) -> None:
     base = {"--device": "BWCA", "--from": iso(10), "--to": iso(20)}
     for i in range(0, len(args), 2):
@@ -112,12 +153,16 @@ def test_explanation_refusals(archive: Path, args: list[str], message: bytes) ->
 
 def test_bad_task_file_imports_nothing(archive: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([
-        {"id": "T9", "type": "x", "start": iso(0), "end": iso(5), "devices": ["BWCA"]},
-        {"id": "T10", "type": "x", "start": iso(5), "end": iso(1), "devices": ["BWCA"]},
-        {"id": "T11", "type": "x", "start": "yesterday", "end": iso(1), "officers": ["001234"]},
-        {"id": "T12", "type": "x", "start": iso(0), "end": iso(1)},
-    ]))
+    bad.write_text(
+        json.dumps(
+            [
+                {"id": "T9", "type": "x", "start": iso(0), "end": iso(5), "devices": ["BWCA"]},
+                {"id": "T10", "type": "x", "start": iso(5), "end": iso(1), "devices": ["BWCA"]},
+                {"id": "T11", "type": "x", "start": "yesterday", "end": iso(1), "officers": ["001234"]},
+                {"id": "T12", "type": "x", "start": iso(0), "end": iso(1)},
+            ]
+        )
+    )
     out = run_cli("task", "import", archive, bad)
     assert out.returncode == 2
     err = out.stderr.decode()

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import custodes
+from conftest import run_cli
 from custodes import timeline
 from footage import T0, at, make_clip
-from conftest import run_cli
 
 NS = 1_000_000_000
 
@@ -118,12 +118,13 @@ def reference_analysis(dev, start, end, seq, tol):
             else:
                 reach = end[i]
         numbers = sorted(seq[i] for i in idx if seq[i] >= 0)
-        breaks += [(d, a, b) for a, b in zip(numbers, numbers[1:]) if b > a + 1]
+        breaks += [(d, a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b > a + 1]
     return sorted(gaps), sorted(overlaps), sorted(breaks)
 
 
 segment_lists = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 200), st.integers(-1, 30)), max_size=60)
+    st.tuples(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 200), st.integers(-1, 30)), max_size=60
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -134,25 +135,35 @@ def test_engine_matches_reference(rows, tol) -> None:
     end = [r[1] + r[2] for r in rows]
     seq = [r[3] for r in rows]
     out = timeline.analyse(dev, start, end, seq, gap_tolerance=tol)
-    got_gaps = sorted(zip(out["gaps"]["device"].tolist(), out["gaps"]["start"].tolist(), out["gaps"]["end"].tolist()))
-    got_over = sorted(zip(out["overlaps"]["device"].tolist(), out["overlaps"]["start"].tolist(), out["overlaps"]["end"].tolist()))
+    got_gaps = sorted(zip(out["gaps"]["device"].tolist(), out["gaps"]["start"].tolist(), out["gaps"]["end"].tolist(), strict=True))
+    got_over = sorted(
+        zip(out["overlaps"]["device"].tolist(), out["overlaps"]["start"].tolist(), out["overlaps"]["end"].tolist(), strict=True)
+    )
     sb = out["sequence_breaks"]
-    got_breaks = sorted(zip(sb["device"].tolist(), sb["last_seen"].tolist(), sb["next_seen"].tolist()))
+    got_breaks = sorted(zip(sb["device"].tolist(), sb["last_seen"].tolist(), sb["next_seen"].tolist(), strict=True))
     assert (got_gaps, got_over, got_breaks) == reference_analysis(dev, start, end, seq, tol)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 300), st.integers(0, 80)), max_size=40),
-       st.lists(st.tuples(st.integers(0, 3), st.integers(0, 300), st.integers(0, 150)), min_size=1, max_size=8))
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 300), st.integers(0, 80)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 300), st.integers(0, 150)), min_size=1, max_size=8),
+)
 def test_coverage_matches_reference(segs, tasks) -> None:
-    covs = timeline.coverage([s[0] for s in segs], [s[1] for s in segs], [s[1] + s[2] for s in segs],
-                             [t[0] for t in tasks], [t[1] for t in tasks], [t[1] + t[2] for t in tasks])
-    for (d, ts, length), cov in zip(tasks, covs):
+    covs = timeline.coverage(
+        [s[0] for s in segs],
+        [s[1] for s in segs],
+        [s[1] + s[2] for s in segs],
+        [t[0] for t in tasks],
+        [t[1] for t in tasks],
+        [t[1] + t[2] for t in tasks],
+    )
+    for (d, ts, length), cov in zip(tasks, covs, strict=True):
         te = ts + length
         covered = np.zeros(max(te - ts, 0), dtype=bool)
         for sd, ss, sl in segs:
             if sd == d:
-                covered[max(ss, ts) - ts:max(min(ss + sl, te) - ts, 0)] = True
+                covered[max(ss, ts) - ts : max(min(ss + sl, te) - ts, 0)] = True
         assert cov.covered == int(covered.sum())
         holes, i = [], 0
         while i < len(covered):
@@ -177,8 +188,9 @@ def test_engine_rejects_bad_columns() -> None:
 def test_clock_correction_between_dockings() -> None:
     # Device 10 s slow at the first docking, 40 s slow at the second, 3000 s later.
     d0 = int(T0.timestamp()) * NS
-    corrected = timeline.correct_times([d0, d0 + 1500 * NS, d0 + 3000 * NS], [d0, d0 + 3000 * NS],
-                                       [d0 + 10 * NS, d0 + 3040 * NS])
+    corrected = timeline.correct_times(
+        [d0, d0 + 1500 * NS, d0 + 3000 * NS], [d0, d0 + 3000 * NS], [d0 + 10 * NS, d0 + 3040 * NS]
+    )
     assert (corrected - np.array([d0, d0 + 1500 * NS, d0 + 3000 * NS])).tolist() == [10 * NS, 25 * NS, 40 * NS]
 
 

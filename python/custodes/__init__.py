@@ -35,6 +35,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'custodes' has no attribute {name!r}")
 
+
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",

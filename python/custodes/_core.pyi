@@ -6,7 +6,6 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-
 __all__ = [
     "__version__",
     "HashJob",
@@ -100,7 +99,9 @@ def correct_times(
 ) -> npt.NDArray[np.int64]:
     """Device-clock times corrected linearly between docking clock readings."""
 
-def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str]) -> tuple[int, list[bytes]]:
+def copy_and_hash(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str]
+) -> tuple[int, list[bytes]]:
     """Copy ``src`` to the new file ``dst`` while hashing it: (size, digests). Not fsynced."""
 
 def merkle_leaf_hash(entry: bytes) -> bytes: ...
@@ -109,6 +110,7 @@ def merkle_inclusion_proof(packed_leaves: bytes, index: int) -> list[bytes]: ...
 def merkle_consistency_proof(packed_leaves: bytes, size1: int) -> list[bytes]: ...
 def merkle_verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: list[bytes], root: bytes) -> bool: ...
 def merkle_verify_consistency(size1: int, size2: int, proof: list[bytes], root1: bytes, root2: bytes) -> bool: ...
+
 @final
 class MerkleAccumulator:
     """The root of a growing RFC 9162 log in O(log n) memory."""

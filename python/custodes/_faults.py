@@ -124,8 +124,9 @@ def _flip_a_bit(path: str | os.PathLike[str]) -> None:
         os.chmod(path, mode)
 
 
-def write_cut_short(path: str | os.PathLike[str], write: Callable[[], T],
-                    error: Callable[[OSError], Exception] | None = None) -> T:
+def write_cut_short(
+    path: str | os.PathLike[str], write: Callable[[], T], error: Callable[[OSError], Exception] | None = None
+) -> T:
     """Run ``write`` (which creates and fills ``path``) as one storage write.
 
     When it is the planned failure, the write runs, then ``path`` is cut to

@@ -29,8 +29,19 @@ from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 
-__all__ = ["ROLES", "AccessDenied", "AccessRequest", "approve", "classify", "current_person", "deny", "grant_for",
-           "open_recording", "person_role", "request_access"]
+__all__ = [
+    "ROLES",
+    "AccessDenied",
+    "AccessRequest",
+    "approve",
+    "classify",
+    "current_person",
+    "deny",
+    "grant_for",
+    "open_recording",
+    "person_role",
+    "request_access",
+]
 
 NS = 1_000_000_000
 ROLES = ("custodian", "approver", "viewer", "auditor")
@@ -56,9 +67,17 @@ class AccessRequest:
     valid_until: int | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "requester": self.requester, "segments": list(self.segments), "reason": self.reason,
-                "purpose": self.purpose, "status": self.status, "decided_by": self.decided_by,
-                "valid_from": rfc3339(self.valid_from), "valid_until": rfc3339(self.valid_until)}
+        return {
+            "id": self.id,
+            "requester": self.requester,
+            "segments": list(self.segments),
+            "reason": self.reason,
+            "purpose": self.purpose,
+            "status": self.status,
+            "decided_by": self.decided_by,
+            "valid_from": rfc3339(self.valid_from),
+            "valid_until": rfc3339(self.valid_until),
+        }
 
 
 def current_person(archive: Archive) -> str:
@@ -82,14 +101,31 @@ def _window_hours(archive: Archive) -> float:
     return float(archive.policy.extra.get("access", {}).get("window_hours", 72))
 
 
-def _log(tx: Any, request: int | None, person: str, action: str, segment: int | None, ok: bool, detail: str, now: int) -> None:
-    seq = ledger.append(tx, {"type": f"access_{action}", "request": request, "person": person, "segment": segment,
-                             "ok": ok, "detail": detail, "time": now})
-    tx.execute("INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (request, person, action, segment, int(ok), detail, now, seq))
+def _log(
+    tx: Any, request: int | None, person: str, action: str, segment: int | None, ok: bool, detail: str, now: int
+) -> None:
+    seq = ledger.append(
+        tx,
+        {
+            "type": f"access_{action}",
+            "request": request,
+            "person": person,
+            "segment": segment,
+            "ok": ok,
+            "detail": detail,
+            "time": now,
+        },
+    )
+    tx.execute(
+        "INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (request, person, action, segment, int(ok), detail, now, seq),
+    )
 
 
-def _refuse(archive: Archive, request: int | None, person: str, action: str, segment: int | None, why: str) -> AccessDenied:
+def _refuse(
+    archive: Archive, request: int | None, person: str, action: str, segment: int | None, why: str
+) -> AccessDenied:
     with archive.transaction() as tx:
         _log(tx, request, person, action, segment, False, why, time.time_ns())
     archive.checkpoint()
@@ -97,8 +133,11 @@ def _refuse(archive: Archive, request: int | None, person: str, action: str, seg
 
 
 def _load(archive: Archive, request_id: int) -> AccessRequest:
-    row = archive.conn.execute("SELECT id, requester, segments, reason, purpose, status, decided_by, valid_from_ns, "
-                               "valid_until_ns FROM access_requests WHERE id = ?", (request_id,)).fetchone()
+    row = archive.conn.execute(
+        "SELECT id, requester, segments, reason, purpose, status, decided_by, valid_from_ns, "
+        "valid_until_ns FROM access_requests WHERE id = ?",
+        (request_id,),
+    ).fetchone()
     if row is None:
         raise CustodesError(f"no access request {request_id}")
     return AccessRequest(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6], row[7], row[8])
@@ -112,14 +151,25 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
         raise CustodesError("a request needs a reason (Art. 22)")
     if person_role(archive, person) is None:
         raise _refuse(archive, None, person, "request", None, f"{person} has no role in this archive's policy")
-    known = {r[0] for r in archive.conn.execute(
-        f"SELECT id FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments)} if segments else set()
+    known = (
+        {
+            r[0]
+            for r in archive.conn.execute(
+                f"SELECT id FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments
+            )
+        }
+        if segments
+        else set()
+    )
     if not segments or known != set(segments):
         raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
     now = time.time_ns()
     with archive.transaction() as tx:
-        cur = tx.execute("INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
-                         "VALUES (?, ?, ?, ?, 'pending', ?)", (person, json.dumps(sorted(segments)), reason, purpose, now))
+        cur = tx.execute(
+            "INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
+            "VALUES (?, ?, ?, ?, 'pending', ?)",
+            (person, json.dumps(sorted(segments)), reason, purpose, now),
+        )
         rid = int(cur.lastrowid or 0)
         _log(tx, rid, person, "request", None, True, f"{purpose}: {reason}", now)
     archive.checkpoint()
@@ -141,11 +191,15 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
     if approve_it:
         window = hours if hours is not None else _window_hours(archive)
         # The one int64-ns rule: --hours inf or 1e9 (or such a policy value) is refused before anything is logged.
-        until = ns_add(now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end")
+        until = ns_add(
+            now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end"
+        )
     with archive.transaction() as tx:
-        tx.execute("UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
-                   "valid_until_ns = ? WHERE id = ?",
-                   ("approved" if approve_it else "denied", person, now, now if approve_it else None, until, request_id))
+        tx.execute(
+            "UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
+            "valid_until_ns = ? WHERE id = ?",
+            ("approved" if approve_it else "denied", person, now, now if approve_it else None, until, request_id),
+        )
         _log(tx, request_id, person, action, None, True, why, now)
     archive.checkpoint()
     return _load(archive, request_id)
@@ -195,14 +249,18 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
     elif outside := sorted(set(segments) - set(req.segments)):
         why = f"segment(s) {outside} are not in request {request_id}"
     else:
-        rows = archive.conn.execute(f"SELECT id, classification, purged_ns FROM segments WHERE id IN "
-                                    f"({','.join('?' * len(segments))})", segments).fetchall()
+        rows = archive.conn.execute(
+            f"SELECT id, classification, purged_ns FROM segments WHERE id IN ({','.join('?' * len(segments))})",
+            segments,
+        ).fetchall()
         classified = [i for i, level, _ in rows if level and level > 0]
         # A purged recording's bytes are gone: refuse (and log the refusal) before any success is logged.
         # A purge request itself may name purged segments: retention.purge says "already purged".
         purged = [(i, p) for i, _, p in rows if p is not None]
         if purged and purpose != "purge":
-            why = "; ".join(f"segment {i} was purged at {rfc3339(p)} (its tombstone is in the ledger)" for i, p in purged)
+            why = "; ".join(
+                f"segment {i} was purged at {rfc3339(p)} (its tombstone is in the ledger)" for i, p in purged
+            )
         elif classified and person_role(archive, person) not in _classified_roles(archive):
             why = f"segment(s) {classified} are classified and {person}'s role may not see them"
     if why is not None:
@@ -247,12 +305,22 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         try:
             os.link(temp, target)  # never replaces: an existing file of that name is left alone
         except FileExistsError:
-            raise CustodesError(f"--to {target}: a file of that name is already there; open into another folder") from None
+            raise CustodesError(
+                f"--to {target}: a file of that name is already there; open into another folder"
+            ) from None
     except (OSError, CustodesError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         with archive.transaction() as tx:
-            _log(tx, request_id, current_person(archive), "open_failed", segment, False,
-                 f"copy to {folder} failed: {why}", time.time_ns())
+            _log(
+                tx,
+                request_id,
+                current_person(archive),
+                "open_failed",
+                segment,
+                False,
+                f"copy to {folder} failed: {why}",
+                time.time_ns(),
+            )
         archive.checkpoint()
         raise CustodesError(f"--to {target}: the copy failed ({why}); nothing was left there") from None
     finally:

@@ -1,13 +1,13 @@
 """The archive on disk: policy, catalog, write-once store, ledger, keys.
 
-    ARCHIVE/
-      custodes.toml          policy (retention, ingest deadline, tolerances, algorithms, device zone, key path)
-      catalog.sqlite         catalog + ledger table (WAL, synchronous=FULL, versioned schema)
-      objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
-      tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
-      ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
-      keys/checkpoint.vkey   the public verifier key (travels with the archive)
-      private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
+ARCHIVE/
+  custodes.toml          policy (retention, ingest deadline, tolerances, algorithms, device zone, key path)
+  catalog.sqlite         catalog + ledger table (WAL, synchronous=FULL, versioned schema)
+  objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
+  tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
+  ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
+  keys/checkpoint.vkey   the public verifier key (travels with the archive)
+  private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from custodes import _core
+from custodes import _core, merkle
 from custodes import ledger as ledger_mod
-from custodes import merkle
 from custodes._faults import storage_op, write_cut_short
 from custodes.builtin.storage import fsync_dir
 from custodes.defaults import TimeRangeError, ns_from_seconds
@@ -53,7 +52,9 @@ class Policy:
     archive_id: str
     origin: str
     ingest_deadline_hours: float = 24.0
-    readback: str = "storage"  # "storage": drop cached pages and read the copy from the disk; "cache": trust the page cache
+    readback: str = (
+        "storage"  # "storage": drop cached pages and read the copy from the disk; "cache": trust the page cache
+    )
     retention_days: int = 730
     gap_tolerance_seconds: float = 1.0
     clock_tolerance_seconds: float = 2.0
@@ -88,13 +89,19 @@ class Policy:
             raise ArchiveError(f"{path}: [archive] id: policy value missing; restore custodes.toml from a backup")
         archive_id = _name(path, "id", a["id"])
         return cls(
-            archive_id=archive_id, origin=_name(path, "origin", a.get("origin", f"custodes.local/{archive_id}")),
+            archive_id=archive_id,
+            origin=_name(path, "origin", a.get("origin", f"custodes.local/{archive_id}")),
             ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
             readback=_readback(path, i.get("readback", "storage")),
             retention_days=int(_duration(path, "retention", "minimum_days", r.get("minimum_days", 730), 86400)),
-            gap_tolerance_seconds=_duration(path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)),
-            clock_tolerance_seconds=_duration(path, "timeline", "clock_tolerance_seconds", t.get("clock_tolerance_seconds", 2.0)),
-            algorithms=algorithms, device_time_zone=_time_zone(path, d.get("time_zone")),
+            gap_tolerance_seconds=_duration(
+                path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)
+            ),
+            clock_tolerance_seconds=_duration(
+                path, "timeline", "clock_tolerance_seconds", t.get("clock_tolerance_seconds", 2.0)
+            ),
+            algorithms=algorithms,
+            device_time_zone=_time_zone(path, d.get("time_zone")),
             signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
             storage=_backend(path, s.get("backend", "local")),
             extra=data,
@@ -104,20 +111,24 @@ class Policy:
 # Every policy value is checked when the policy is loaded, so a typo stops the command that reads it with the
 # file, the key and the allowed values, instead of a crash deep inside an ingest.
 
+
 def _algorithms(path: Path, value: Any) -> tuple[str, ...]:
     known = tuple(_core.algorithms())
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise ArchiveError(f"{path}: [hashing] algorithms must be a list of names such as [\"sha256\", \"blake3\"]")
+        raise ArchiveError(f'{path}: [hashing] algorithms must be a list of names such as ["sha256", "blake3"]')
     unknown = [x for x in value if x not in known]
     if unknown:
-        raise ArchiveError(f"{path}: [hashing] algorithms: unknown {', '.join(map(repr, unknown))}; "
-                           f"allowed: {', '.join(known)} (sha256 first)")
+        raise ArchiveError(
+            f"{path}: [hashing] algorithms: unknown {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(known)} (sha256 first)"
+        )
     if not value or value[0] != "sha256":
         raise ArchiveError(f"{path}: [hashing] algorithms must start with sha256 (objects are addressed by it)")
     twice = sorted({x for x in value if value.count(x) > 1})
     if twice:
-        raise ArchiveError(f"{path}: [hashing] algorithms names {', '.join(map(repr, twice))} more than once; "
-                           "name each algorithm once")
+        raise ArchiveError(
+            f"{path}: [hashing] algorithms names {', '.join(map(repr, twice))} more than once; name each algorithm once"
+        )
     return tuple(value)
 
 
@@ -125,10 +136,17 @@ def _name(path: Path, key: str, value: Any) -> str:
     """[archive] id and origin: the origin is the first line of every signed checkpoint and the key name on its
     signature line (C2SP signed note), so it must be a non-empty, single-line, printable string without spaces
     or "+"; the id makes the default origin, so the same rule applies to it."""
-    if (not isinstance(value, str) or not value or not value.isprintable() or "+" in value
-            or any(ch.isspace() for ch in value)):
-        raise ArchiveError(f"{path}: [archive] {key} = {value!r} must be a non-empty string of printable characters "
-                           "without spaces or \"+\" (it names the archive's signed checkpoints); restore it from a backup")
+    if (
+        not isinstance(value, str)
+        or not value
+        or not value.isprintable()
+        or "+" in value
+        or any(ch.isspace() for ch in value)
+    ):
+        raise ArchiveError(
+            f"{path}: [archive] {key} = {value!r} must be a non-empty string of printable characters "
+            'without spaces or "+" (it names the archive\'s signed checkpoints); restore it from a backup'
+        )
     return value
 
 
@@ -140,12 +158,13 @@ def _time_zone(path: Path | None, value: Any) -> str | None:
         return None
     where = f"{path}: [devices] time_zone" if path is not None else "--time-zone"
     if not isinstance(value, str) or not value:
-        raise ArchiveError(f"{where} must be an IANA zone name such as \"Asia/Shanghai\"; not {value!r}")
+        raise ArchiveError(f'{where} must be an IANA zone name such as "Asia/Shanghai"; not {value!r}')
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ArchiveError(f"{where} = {value!r} is not a time zone known here; use an IANA name such as "
-                           "\"Asia/Shanghai\"") from None
+        raise ArchiveError(
+            f'{where} = {value!r} is not a time zone known here; use an IANA name such as "Asia/Shanghai"'
+        ) from None
     return value
 
 
@@ -162,8 +181,10 @@ def _key_path(path: Path | None, value: Any) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ArchiveError(f"{where} {os.fsencode(value)!r}: the path is not UTF-8, and custodes.toml holds it as text; "
-                           "put the key at a path with a UTF-8 name") from None
+        raise ArchiveError(
+            f"{where} {os.fsencode(value)!r}: the path is not UTF-8, and custodes.toml holds it as text; "
+            "put the key at a path with a UTF-8 name"
+        ) from None
     if "\0" in value:
         raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
     return value
@@ -179,12 +200,15 @@ def _key_place(root: Path, value: str, where: str) -> None:
     except (ValueError, OSError, RuntimeError):
         rel = None  # outside the archive folder
     if key.is_dir():
-        raise ArchiveError(f"{where} {value!r} is a folder ({key}): name the key file, e.g. "
-                           f"{os.path.join(value, 'checkpoint.key')}")
+        raise ArchiveError(
+            f"{where} {value!r} is a folder ({key}): name the key file, e.g. {os.path.join(value, 'checkpoint.key')}"
+        )
     if rel is not None and (len(rel.parts) < 2 or rel.parts[0] != "private"):
-        raise ArchiveError(f"{where} {value!r} is inside the archive folder ({rel}) but not under private/; the "
-                           "archive's own files (object store, tmp/, ledger, catalog) must not hold it: keep the key "
-                           f"under private/ (the default is {DEFAULT_SIGNING_KEY}) or outside the archive")
+        raise ArchiveError(
+            f"{where} {value!r} is inside the archive folder ({rel}) but not under private/; the "
+            "archive's own files (object store, tmp/, ledger, catalog) must not hold it: keep the key "
+            f"under private/ (the default is {DEFAULT_SIGNING_KEY}) or outside the archive"
+        )
 
 
 def _access(path: Path, data: dict[str, Any]) -> None:
@@ -213,14 +237,18 @@ def _report(path: Path, table: Any) -> None:
         raise ArchiveError(f"{path}: [report] must be a table")
     lang = table.get("lang", LANGUAGES[0])
     if not isinstance(lang, str) or lang not in LANGUAGES:
-        raise ArchiveError(f"{path}: [report] lang = {lang!r} is not a report language; allowed: {', '.join(LANGUAGES)}")
+        raise ArchiveError(
+            f"{path}: [report] lang = {lang!r} is not a report language; allowed: {', '.join(LANGUAGES)}"
+        )
 
 
 def _backend(path: Path, value: Any) -> str:
     names = plugin_manager().storage_backends.names()
     if value not in names:
-        raise ArchiveError(f"{path}: [storage] backend = {value!r} is not a storage backend here; "
-                           f"allowed: {', '.join(names)} (see `custodes plugins`)")
+        raise ArchiveError(
+            f"{path}: [storage] backend = {value!r} is not a storage backend here; "
+            f"allowed: {', '.join(names)} (see `custodes plugins`)"
+        )
     return str(value)
 
 
@@ -239,7 +267,7 @@ def _duration(path: Path, table: str, key: str, value: Any, unit: int = 1) -> fl
 
 def _readback(path: Path, value: Any) -> str:
     if not isinstance(value, str) or value not in ("storage", "cache"):
-        raise ArchiveError(f"{path}: ingest.readback must be \"storage\" or \"cache\", not {value!r}")
+        raise ArchiveError(f'{path}: ingest.readback must be "storage" or "cache", not {value!r}')
     return value
 
 
@@ -247,11 +275,11 @@ def _readback(path: Path, value: Any) -> str:
 _POLICY_COMMENTS = {
     "archive": "origin names this archive's checkpoints.",
     "ingest": "deadline_hours: Art. 16, footage ingested later than this after it ends is late_ingest.\n"
-              "readback: \"storage\" re-hashes each copy as read back from the disk (\"cache\": from memory, faster, weaker).",
+    'readback: "storage" re-hashes each copy as read back from the disk ("cache": from memory, faster, weaker).',
     "retention": "minimum_days: Art. 19, kept at least this long after the recording ends.",
     "timeline": "More unrecorded time than gap_tolerance_seconds between segments is a gap.",
     "hashing": "Digests recorded for every object; sha256 first: objects are addressed by it.",
-    "devices": "time_zone: the zone devices write local times in, e.g. time_zone = \"Asia/Shanghai\".",
+    "devices": 'time_zone: the zone devices write local times in, e.g. time_zone = "Asia/Shanghai".',
     "keys": "signing_key: the Ed25519 checkpoint key; relative to the archive or absolute.",
     "storage": "backend: a storage plugin (see `custodes plugins`).",
 }
@@ -405,8 +433,10 @@ class Archive:
         self.policy = Policy.load(self.root / POLICY_FILE)
         _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
-            raise ArchiveError(f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
-                               "(the ledger inside it is what proves the archive)")
+            raise ArchiveError(
+                f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
+                "(the ledger inside it is what proves the archive)"
+            )
         catalog = self.root / CATALOG_FILE
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
@@ -447,12 +477,17 @@ class Archive:
     def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
         """Copy a source file to a new temp file in the store while hashing it (the Rust core)."""
         # One storage write for the fault injector: the bytes are written in Rust.
-        return write_cut_short(temp, lambda: _core.copy_and_hash(src, temp, list(algorithms)),
-                               lambda e: EvidenceReadError(e.errno, f"writing the copy {temp}: {e.strerror}", src))
+        return write_cut_short(
+            temp,
+            lambda: _core.copy_and_hash(src, temp, list(algorithms)),
+            lambda e: EvidenceReadError(e.errno, f"writing the copy {temp}: {e.strerror}", src),
+        )
 
     def leaves(self, size: int | None = None) -> list[bytes]:
-        rows = self.conn.execute("SELECT leaf FROM ledger ORDER BY seq" + (" LIMIT ?" if size is not None else ""),
-                                 (size,) if size is not None else ())
+        rows = self.conn.execute(
+            "SELECT leaf FROM ledger ORDER BY seq" + (" LIMIT ?" if size is not None else ""),
+            (size,) if size is not None else (),
+        )
         return [bytes(r[0]) for r in rows]
 
     def ledger_size(self) -> int:
@@ -469,8 +504,10 @@ class Archive:
             for (leaf,) in conn.execute("SELECT leaf FROM ledger ORDER BY seq"):
                 acc.extend(bytes(leaf))
             cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
-            conn.execute("INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
-                         (cp.size, cp.root, cp.note, _now()))
+            conn.execute(
+                "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
+                (cp.size, cp.root, cp.note, _now()),
+            )
             existing = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,)).fetchone()[0]
             cp = ledger_mod.parse_checkpoint(existing, self.verifier_key)
         folder = self.root / "ledger" / "checkpoints"
@@ -484,9 +521,11 @@ class Archive:
 
 
 def _empty_catalog(catalog: Path) -> ArchiveError:
-    return ArchiveError(f"the catalog is damaged (empty): it holds no schema and no ledger ({catalog}): restore it "
-                        "from a backup; the stored objects are untouched, and `custodes verify` on the restored "
-                        "archive shows what differs (only `custodes init` creates a catalog)")
+    return ArchiveError(
+        f"the catalog is damaged (empty): it holds no schema and no ledger ({catalog}): restore it "
+        "from a backup; the stored objects are untouched, and `custodes verify` on the restored "
+        "archive shows what differs (only `custodes init` creates a catalog)"
+    )
 
 
 def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
@@ -494,11 +533,15 @@ def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
     try:
         return ledger_mod.VerifierKey.parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArchiveError(f"{path}: the verifier key is missing; restore it from a backup or from the custody/ folder "
-                           "of a bag this archive exported (it is public; it checks every signed checkpoint)") from None
+        raise ArchiveError(
+            f"{path}: the verifier key is missing; restore it from a backup or from the custody/ folder "
+            "of a bag this archive exported (it is public; it checks every signed checkpoint)"
+        ) from None
     except (UnicodeDecodeError, ledger_mod.LedgerError) as e:  # other OSErrors: the CLI's one mapping names them
-        raise ArchiveError(f"{path}: the verifier key is damaged ({e}); restore it from a backup or from the "
-                           "custody/ folder of a bag this archive exported") from None
+        raise ArchiveError(
+            f"{path}: the verifier key is damaged ({e}); restore it from a backup or from the "
+            "custody/ folder of a bag this archive exported"
+        ) from None
 
 
 def _now() -> int:
@@ -509,8 +552,11 @@ def _durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
     """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
     named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
     the temp is removed: a failed write leaves nothing behind."""
-    tmp = (folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}" if folder is not None
-           else path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+    tmp = (
+        folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}"
+        if folder is not None
+        else path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    )
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             storage_op("write", tmp)
@@ -556,18 +602,28 @@ def _signing_key(path: Path) -> Any:
     try:
         return ledger_mod.load_private_key(path)
     except IsADirectoryError:
-        raise ArchiveError(f"{path}: the signing key path is a folder; set [keys] signing_key in custodes.toml to "
-                           "the key file") from None
+        raise ArchiveError(
+            f"{path}: the signing key path is a folder; set [keys] signing_key in custodes.toml to the key file"
+        ) from None
     except FileNotFoundError:
-        raise ArchiveError(f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
-                           "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)") from None
+        raise ArchiveError(
+            f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
+            "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)"
+        ) from None
     except (ValueError, TypeError, UnsupportedAlgorithm, ledger_mod.LedgerError):
-        raise ArchiveError(f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); name the key custodes "
-                           "made for this archive, or a path where none exists yet to create one") from None
+        raise ArchiveError(
+            f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); name the key custodes "
+            "made for this archive, or a path where none exists yet to create one"
+        ) from None
 
 
-def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
-                 algorithms: tuple[str, ...] = ("sha256", "blake3"), signing_key: str | None = None) -> Archive:
+def init_archive(
+    root: str | os.PathLike[str],
+    *,
+    time_zone: str | None = None,
+    algorithms: tuple[str, ...] = ("sha256", "blake3"),
+    signing_key: str | None = None,
+) -> Archive:
     """Create an archive in an empty (or new) folder and return it open.
 
     All or nothing: every input is checked before anything is created; a new
@@ -596,8 +652,10 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ArchiveError(f"{path.parent}: cannot make the folder the archive goes in: {e.strerror}; "
-                               "name a path in a folder you can write to") from None
+            raise ArchiveError(
+                f"{path.parent}: cannot make the folder the archive goes in: {e.strerror}; "
+                "name a path in a folder you can write to"
+            ) from None
     work = path.with_name(f".{path.name}.init-{archive_id[:12]}") if new_folder else path
     made_key: Path | None = None
     try:
@@ -629,8 +687,9 @@ def init_archive(root: str | os.PathLike[str], *, time_zone: str | None = None,
 
         if isinstance(e, OSError) and not isinstance(e, CustodesError):
             where = shown(os.fsdecode(e.filename)) if e.filename is not None else str(root)
-            raise ArchiveError(f"{where}: cannot create the archive: {e.strerror}; nothing was kept, "
-                               f"so fix that and run init again") from None
+            raise ArchiveError(
+                f"{where}: cannot create the archive: {e.strerror}; nothing was kept, so fix that and run init again"
+            ) from None
         if isinstance(e, CustodesError) and new_folder and str(work) in str(e):
             raise ArchiveError(shown(str(e))) from None
         raise
@@ -657,7 +716,6 @@ def open_archive(root: str | os.PathLike[str]) -> Archive:
     return Archive(Path(root))
 
 
-
 def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option: str) -> Path:
     """An output path a person names (``export --to``/``--iso``, ``report --out``,
     ``access open --to``) must lie outside the archive and not be its signing
@@ -666,8 +724,12 @@ def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option
     the write in. Returns the path as given."""
     given = Path(path)
     resolved = given.resolve()
-    for inner, what in ((archive.root.resolve(), "inside the archive"),
-                        (archive.signing_key_path.resolve(), "the archive's signing key")):
+    for inner, what in (
+        (archive.root.resolve(), "inside the archive"),
+        (archive.signing_key_path.resolve(), "the archive's signing key"),
+    ):
         if resolved == inner or inner in resolved.parents:
-            raise ArchiveError(f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder")
+            raise ArchiveError(
+                f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder"
+            )
     return given

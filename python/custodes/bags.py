@@ -24,7 +24,6 @@ import codecs
 import hashlib
 import json
 import os
-import posixpath
 import re
 import stat
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ class BagError(CustodesError):
 
 
 # --- paths: how custodes writes them into a bag, and how it reads them back ---------------------------------------
+
 
 def manifest_path(rel: str) -> str:
     """RFC 8493 §2.1.3: CR, LF and % in a path are percent-encoded (and nothing else)."""
@@ -122,6 +122,7 @@ def shown(text: str) -> str:
 
 # --- the report --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class BagReport:
     bag: str
@@ -135,11 +136,18 @@ class BagReport:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {"bag": self.bag, "valid": self.valid, "version": self.version, "files": self.files,
-                "custody_entries_checked": self.custody_checked, "problems": self.problems}
+        return {
+            "bag": self.bag,
+            "valid": self.valid,
+            "version": self.version,
+            "files": self.files,
+            "custody_entries_checked": self.custody_checked,
+            "problems": self.problems,
+        }
 
 
 # --- the checked readers -----------------------------------------------------------------------------------------
+
 
 class _Bag:
     """One bag being read: its root, the declared tag-file encoding, and where problems go."""
@@ -196,7 +204,7 @@ class _Bag:
         try:
             text = data.decode(encoding)
         except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1 if codecs.lookup(encoding).name not in _WIDE else None
+            line = data[: e.start].count(b"\n") + 1 if codecs.lookup(encoding).name not in _WIDE else None
             self.problem(rel, f"is not valid {encoding} (byte {e.start}), the encoding bagit.txt declares", line)
             return None
         except (UnicodeError, ValueError) as e:  # codecs such as idna raise their own errors
@@ -233,7 +241,9 @@ class _Bag:
     def json_value(self, rel: str, text: str, line: int | None = None) -> tuple[bool, Any]:
         """Parse JSON from a bag; too deep, not JSON or too big a number is a problem."""
         depth = max_depth = 0
-        for c in text if text.count("[") + text.count("{") > _MAX_JSON_DEPTH else ():  # a cheap nesting bound before json.loads recurses (brackets in strings only over-count)
+        for c in (
+            text if text.count("[") + text.count("{") > _MAX_JSON_DEPTH else ()
+        ):  # a cheap nesting bound before json.loads recurses (brackets in strings only over-count)
             if c in "[{":
                 depth += 1
                 max_depth = max(max_depth, depth)
@@ -272,6 +282,7 @@ def _b64(value: Any) -> bytes | None:
 
 # --- validation --------------------------------------------------------------------------------------------------
 
+
 def validate_bag(path: str | os.PathLike[str]) -> BagReport:
     """Validate a BagIt bag (0.97 or 1.0), and its custody proofs when it has them.
 
@@ -308,8 +319,9 @@ def _read_declaration(bag: _Bag) -> bool:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        bag.problem("bagit.txt", f"is not UTF-8 (byte {e.start}); the bag declaration must be",
-                    data[:e.start].count(b"\n") + 1)
+        bag.problem(
+            "bagit.txt", f"is not UTF-8 (byte {e.start}); the bag declaration must be", data[: e.start].count(b"\n") + 1
+        )
         return False
     lines = [(n, line) for n, line in enumerate(_LINE_END.split(text), start=1) if line.strip()]
     fields = {label: (value, n) for label, value, n in bag.tags("bagit.txt", lines)}
@@ -338,8 +350,12 @@ def _payload_files(bag: _Bag) -> dict[str, Path]:
     out: dict[str, Path] = {}
     data = bag.root / "data"
     if not data.is_dir() or data.is_symlink():
-        bag.problem("data", "the payload folder is missing" if not data.is_symlink() else
-                    "the payload folder is a symbolic link; not followed")
+        bag.problem(
+            "data",
+            "the payload folder is missing"
+            if not data.is_symlink()
+            else "the payload folder is a symbolic link; not followed",
+        )
         return out
 
     def walk_error(e: OSError) -> None:
@@ -396,10 +412,11 @@ def _read_manifest(bag: _Bag, name: str, algo: str, payload: bool) -> dict[str, 
 def _manifests(bag: _Bag, prefix: str) -> list[tuple[str, str]]:
     out = []
     for p in sorted(bag.root.glob(f"{prefix}-*.txt")):
-        algo = p.name[len(prefix) + 1:-len(".txt")]
+        algo = p.name[len(prefix) + 1 : -len(".txt")]
         if algo not in ALGORITHMS:
-            bag.problem(p.name, f"algorithm {shown(algo)!r} is not one custodes can check "
-                                f"({', '.join(sorted(ALGORITHMS))})")
+            bag.problem(
+                p.name, f"algorithm {shown(algo)!r} is not one custodes can check ({', '.join(sorted(ALGORITHMS))})"
+            )
             continue
         out.append((p.name, algo))
     return out
@@ -478,13 +495,13 @@ def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> No
             if rel not in payload:
                 path, why = bag.resolve(rel)
                 if path is None and why == "missing":
-                    why = ("missing: listed in fetch.txt, fetch it before validating" if rel in fetched else "missing")
+                    why = "missing: listed in fetch.txt, fetch it before validating" if rel in fetched else "missing"
                 elif path is not None:
                     why = "not a payload file (a link or an unreadable file)"
                 bag.problem(rel, f"listed in {name} but {why}")
     present = sorted(set(anywhere) & set(payload))
     algos = {algo for name, algo in manifests}
-    for rel, got in zip(present, _digests([payload[r] for r in present], sorted(algos))):
+    for rel, got in zip(present, _digests([payload[r] for r in present], sorted(algos)), strict=True):
         if isinstance(got, str):
             bag.problem(rel, got)
             continue
@@ -535,6 +552,7 @@ def _check_tag_manifests(bag: _Bag) -> None:
 
 # --- custody: the ledger entries, proofs and checkpoint custodes puts in its bags --------------------------------
 
+
 def _validate_custody(bag: _Bag) -> None:
     key_text = bag.tag_text("custody/checkpoint.vkey")
     note = bag.tag_text("custody/checkpoint")
@@ -557,7 +575,12 @@ def _validate_custody(bag: _Bag) -> None:
     for n, index, data in entries:
         p = proofs.get(index)
         leaf = merkle.leaf_hash(data)
-        if p is None or p[0] != leaf or p[1] != cp.size or not merkle.verify_inclusion(leaf, index, cp.size, p[2], cp.root):
+        if (
+            p is None
+            or p[0] != leaf
+            or p[1] != cp.size
+            or not merkle.verify_inclusion(leaf, index, cp.size, p[2], cp.root)
+        ):
             bag.problem(where, f"ledger entry {index} is not proven in the signed checkpoint", n)
             continue
         bag.report.custody_checked += 1
@@ -568,8 +591,12 @@ def _validate_custody(bag: _Bag) -> None:
             bag.problem(where, f"ledger entry {index} is not a JSON object", n)
         elif entry.get("type") == "ingest":
             device, name, digests = entry.get("device"), entry.get("name"), entry.get("digests")
-            if not (isinstance(device, str) and isinstance(name, str) and isinstance(digests, dict)
-                    and isinstance(digests.get("sha256"), str)):
+            if not (
+                isinstance(device, str)
+                and isinstance(name, str)
+                and isinstance(digests, dict)
+                and isinstance(digests.get("sha256"), str)
+            ):
                 bag.problem(where, f"ingest entry {index} lacks device, name or digests.sha256", n)
                 continue
             rel = "/".join(["data", safe_part(device), *[safe_part(x) for x in Path(name).parts]])
@@ -619,12 +646,24 @@ def _custody_proofs(bag: _Bag) -> dict[int, tuple[bytes, int, list[bytes]]]:
         if not isinstance(p, dict):
             bag.problem(where, f"proof {i} is not a JSON object")
             continue
-        index, leaf, size, path = _int(p.get("index")), _hash32(p.get("leaf_hash")), _int(p.get("tree_size")), p.get("proof")
+        index, leaf, size, path = (
+            _int(p.get("index")),
+            _hash32(p.get("leaf_hash")),
+            _int(p.get("tree_size")),
+            p.get("proof"),
+        )
         hashes = [_hash32(h) for h in path] if isinstance(path, list) else None
         if index is None or leaf is None or size is None or hashes is None or None in hashes:
-            missing = [k for k, ok_ in (("index", index is not None), ("leaf_hash", leaf is not None),
-                                        ("tree_size", size is not None),
-                                        ("proof", hashes is not None and None not in hashes)) if not ok_]
+            missing = [
+                k
+                for k, ok_ in (
+                    ("index", index is not None),
+                    ("leaf_hash", leaf is not None),
+                    ("tree_size", size is not None),
+                    ("proof", hashes is not None and None not in hashes),
+                )
+                if not ok_
+            ]
             bag.problem(where, f"proof {i} has no valid {', '.join(missing)}")
             continue
         if index in out:

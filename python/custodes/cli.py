@@ -80,15 +80,23 @@ def _clamp_workers_option(ctx: click.Context, param: click.Parameter, value: int
     from custodes.hashing import max_workers
 
     if value is not None and value > max_workers():
-        _print_stderr(f"--workers {value} is more than this machine can use; using {max_workers()} "
-                      f"({max_workers() // (os.cpu_count() or 1)} per core)")
+        _print_stderr(
+            f"--workers {value} is more than this machine can use; using {max_workers()} "
+            f"({max_workers() // (os.cpu_count() or 1)} per core)"
+        )
         return max_workers()
     return value
 
 
 def workers_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("--workers", "-j", type=click.IntRange(min=1), default=None, callback=_clamp_workers_option,
-                        help=f"{what} at once (default: one per core; at most 4 per core).")
+    return click.option(
+        "--workers",
+        "-j",
+        type=click.IntRange(min=1),
+        default=None,
+        callback=_clamp_workers_option,
+        help=f"{what} at once (default: one per core; at most 4 per core).",
+    )
 
 
 class CatalogInt(click.types.IntParamType):
@@ -126,7 +134,11 @@ class FreeText(click.ParamType):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            shown = value.encode("utf-8", "surrogateescape") if _surrogate_escaped(value) else value.encode("utf-8", "backslashreplace")
+            shown = (
+                value.encode("utf-8", "surrogateescape")
+                if _surrogate_escaped(value)
+                else value.encode("utf-8", "backslashreplace")
+            )
             self.fail(f"{shown!r} is not valid UTF-8 text: give it in UTF-8", param, ctx)
         allowed = "\t" if self.single_line else "\t\n"
         for ch in value:
@@ -147,6 +159,7 @@ def _surrogate_escaped(value: str) -> bool:
 #: One line of free text (reasons, case ids, device and task names); :data:`TEXT` also allows newlines.
 TEXT_LINE = FreeText(single_line=True)
 TEXT = FreeText(single_line=False)
+
 
 class GivenPath(click.Path):
     """A path argument that may not be empty: ``''`` is a usage error naming it, never "." or a nameless file."""
@@ -213,19 +226,25 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
         text = str(e)
         if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text:
-            return (f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
-                    "objects are untouched, and `custodes verify` on the restored archive shows what differs")
+            return (
+                f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
+                "objects are untouched, and `custodes verify` on the restored archive shows what differs"
+            )
         if code == _SQLITE_FULL or "disk is full" in text:
             return _disk_full(catalog)
         if code == _SQLITE_IOERR or "disk I/O error" in text:
             free = _free_bytes(archive or ".")
             if free is not None and free < _NEARLY_FULL:
                 return _disk_full(catalog)
-            return (f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
-                    "to a sound disk if it is failing, then run the command again")
+            return (
+                f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
+                "to a sound disk if it is failing, then run the command again"
+            )
         if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
-            return (f"cannot write the catalog: {text} ({catalog}): run as the account that keeps the archive, "
-                    "or remount its disk read-write")
+            return (
+                f"cannot write the catalog: {text} ({catalog}): run as the account that keeps the archive, "
+                "or remount its disk read-write"
+            )
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
         return None
@@ -234,8 +253,10 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             return _disk_full(where)
         if e.errno == errno.EIO:
-            return (f"input/output error ({where}): the disk failed to read or write; check it (dmesg, smartctl), "
-                    "then run the command again")
+            return (
+                f"input/output error ({where}): the disk failed to read or write; check it (dmesg, smartctl), "
+                "then run the command again"
+            )
         if e.errno == errno.EROFS:
             return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
         if e.errno in (errno.EACCES, errno.EPERM):
@@ -290,12 +311,23 @@ def _print_stderr(message: str) -> None:
     help=f"Digest algorithm (default {DEFAULT_ALGORITHM}). Repeat for several; each file is still read once, "
     "and the lines are then in BSD tag form (SHA256 (path) = hex).",
 )
-@click.option("--check", "-c", "check_list", type=GivenPath(path_type=str, dir_okay=False, allow_dash=True),
-              help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).")
+@click.option(
+    "--check",
+    "-c",
+    "check_list",
+    type=GivenPath(path_type=str, dir_okay=False, allow_dash=True),
+    help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).",
+)
 @workers_option("Files read")
 @output_options
-def hash_command(paths: tuple[str, ...], algorithms: tuple[str, ...], check_list: str | None,
-                 workers: int | None, as_json: bool, quiet: bool) -> None:
+def hash_command(
+    paths: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    check_list: str | None,
+    workers: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Hash footage files, or verify a checksum list.
 
     PATHS are files or folders; folders are walked in byte order. Output lines
@@ -356,8 +388,10 @@ def _read_list(check_list: str) -> bytes:
             import stat
 
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise click.UsageError(f"cannot read checksum list {check_list}: not a regular file "
-                                       "(give a file, or - to read standard input)")
+                raise click.UsageError(
+                    f"cannot read checksum list {check_list}: not a regular file "
+                    "(give a file, or - to read standard input)"
+                )
             return f.read()
     except OSError as e:
         raise click.UsageError(f"cannot read checksum list {check_list}: {e.strerror}") from e
@@ -377,10 +411,10 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
         by_algorithm.setdefault(e.algorithm, []).append(i)
     results: list[HashResult | None] = [None] * len(entries)
     for algo, idx in by_algorithm.items():
-        for i, r in zip(idx, _run([entries[i].path for i in idx], (algo,), workers, quiet)):
+        for i, r in zip(idx, _run([entries[i].path for i in idx], (algo,), workers, quiet), strict=True):
             results[i] = r
     rows = []
-    for e, r in zip(entries, results):
+    for e, r in zip(entries, results, strict=True):
         assert r is not None
         if r.error is not None:
             status = "missing" if isinstance(r.error, FileNotFoundError) else "unreadable"
@@ -390,21 +424,28 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
     counts = {s: sum(1 for *_, st in rows if st == s) for s in ("ok", "failed", "missing", "unreadable")}
     ok = counts["ok"] == len(rows) and not malformed
     if as_json:
-        _write_json({
-            "ok": ok,
-            "checked": len(rows),
-            "matched": counts["ok"],
-            "failed": counts["failed"],
-            "missing": counts["missing"],
-            "unreadable": counts["unreadable"],
-            "malformed_lines": malformed,
-            "files": [
-                {"path": e.path, "algorithm": e.algorithm, "expected": e.digest,
-                 "actual": r.digests.get(e.algorithm), "status": status,
-                 "error": None if r.error is None else {"kind": r.error.kind, "message": str(r.error)}}
-                for e, r, status in rows
-            ],
-        })
+        _write_json(
+            {
+                "ok": ok,
+                "checked": len(rows),
+                "matched": counts["ok"],
+                "failed": counts["failed"],
+                "missing": counts["missing"],
+                "unreadable": counts["unreadable"],
+                "malformed_lines": malformed,
+                "files": [
+                    {
+                        "path": e.path,
+                        "algorithm": e.algorithm,
+                        "expected": e.digest,
+                        "actual": r.digests.get(e.algorithm),
+                        "status": status,
+                        "error": None if r.error is None else {"kind": r.error.kind, "message": str(r.error)},
+                    }
+                    for e, r, status in rows
+                ],
+            }
+        )
     else:
         out = sys.stdout.buffer
         for e, r, status in rows:
@@ -422,7 +463,6 @@ def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, 
     return 0 if ok else EXIT_FINDINGS
 
 
-
 def _finding_line(f: Finding) -> str:
     from custodes.drivers import shown_name  # a file name on one line, escaped (issue 10)
 
@@ -433,8 +473,13 @@ def _finding_line(f: Finding) -> str:
 
 @main.command("probe")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--gap-factor", type=FiniteFloat(1.0), default=3.0, show_default=True,
-              help="An internal gap is a step in presentation time longer than this many frame durations.")
+@click.option(
+    "--gap-factor",
+    type=FiniteFloat(1.0),
+    default=3.0,
+    show_default=True,
+    help="An internal gap is a step in presentation time longer than this many frame durations.",
+)
 @output_options
 def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quiet: bool) -> None:
     """Read what footage files say about their own time.
@@ -450,7 +495,7 @@ def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quie
     results = probe_many(files, gap_factor=gap_factor)
     bad = False
     objs = []
-    for path, r in zip(files, results):
+    for path, r in zip(files, results, strict=True):
         if isinstance(r, CustodesError):
             bad = True
             objs.append({"path": path, "error": {"kind": r.kind, "message": str(r)}, "findings": []})
@@ -468,10 +513,17 @@ def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quie
 
 def _print_probe(r: MediaInfo) -> None:
     click.echo(f"{r.path}")
-    click.echo(f"  created   {rfc3339(r.creation_time) or '(no time)'}"
-               + "".join(f"; {c.source} {rfc3339(c.time)}" for c in r.creation_times if c.source not in ("mvhd", "tkhd", "mdhd")))
-    click.echo(f"  duration  {r.duration if r.duration is not None else '?'} s, "
-               f"{'complete' if r.complete else 'INCOMPLETE'}" + (f", {r.missing_bytes} bytes missing" if r.missing_bytes else ""))
+    click.echo(
+        f"  created   {rfc3339(r.creation_time) or '(no time)'}"
+        + "".join(
+            f"; {c.source} {rfc3339(c.time)}" for c in r.creation_times if c.source not in ("mvhd", "tkhd", "mdhd")
+        )
+    )
+    click.echo(
+        f"  duration  {r.duration if r.duration is not None else '?'} s, "
+        f"{'complete' if r.complete else 'INCOMPLETE'}"
+        + (f", {r.missing_bytes} bytes missing" if r.missing_bytes else "")
+    )
     for t in r.tracks:
         extra = f" timecode {t.timecode}" if t.timecode else ""
         click.echo(f"  track {t.id}: {t.kind} {t.codec or '?'} {t.samples} samples {t.duration or 0:.3f} s{extra}")
@@ -492,9 +544,21 @@ def _driver_options(values: tuple[str, ...]) -> dict[str, str]:
 def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--driver`` and ``--option``, shared by every command that reads device volumes."""
 
-    @click.option("--driver", type=TEXT_LINE, default=None, help="Device driver to use (default: the one that recognises the volume best).")
-    @click.option("--option", "-o", "options", type=TEXT_LINE, multiple=True, metavar="KEY=VALUE",
-                  help="Driver option, e.g. tz=Asia/Shanghai, device_id=BWC-07, officer_id=001234. Repeatable.")
+    @click.option(
+        "--driver",
+        type=TEXT_LINE,
+        default=None,
+        help="Device driver to use (default: the one that recognises the volume best).",
+    )
+    @click.option(
+        "--option",
+        "-o",
+        "options",
+        type=TEXT_LINE,
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Driver option, e.g. tz=Asia/Shanghai, device_id=BWC-07, officer_id=001234. Repeatable.",
+    )
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
@@ -525,8 +589,12 @@ def plugins_command(as_json: bool, quiet: bool) -> None:
     pm = plugin_manager()
     infos = pm.plugins()
     if as_json:
-        _write_json({"plugins": [i.to_json() for i in infos],
-                     "problems": [{"plugin": p.plugin, "message": p.message} for p in pm.problems]})
+        _write_json(
+            {
+                "plugins": [i.to_json() for i in infos],
+                "problems": [{"plugin": p.plugin, "message": p.message} for p in pm.problems],
+            }
+        )
     else:
         for i in infos:
             provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in i.provides.items())
@@ -553,15 +621,22 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
         _write_json(reading.to_json())
     else:
         ident = reading.identity
-        click.echo(f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
-                   + (f", officer {ident.officer_id}" if ident.officer_id else "") + (f", unit {ident.unit_id}" if ident.unit_id else ""))
+        click.echo(
+            f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
+            + (f", officer {ident.officer_id}" if ident.officer_id else "")
+            + (f", unit {ident.unit_id}" if ident.unit_id else "")
+        )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
-            click.echo(f"  {shown_name(s.name)}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}")
+            click.echo(
+                f"  {shown_name(s.name)}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}"
+            )
         for c in reading.clock_readings:
-            click.echo(f"  clock ({c.source}): device {rfc3339(c.device_time)} vs {rfc3339(c.trusted_time)}: {c.offset:+.1f} s")
+            click.echo(
+                f"  clock ({c.source}): device {rfc3339(c.device_time)} vs {rfc3339(c.trusted_time)}: {c.offset:+.1f} s"
+            )
         for e in reading.events:
             click.echo(f"  event {rfc3339(e.time)} {e.kind} {e.detail}")
         for f in reading.findings:
@@ -571,16 +646,38 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
 
 @main.command("timeline")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, exists=True))
-@click.option("--gap-tolerance", type=SECONDS, default=DEFAULT_GAP_TOLERANCE / 1e9, show_default=True,
-              help="Seconds of unrecorded time between segments that still count as continuous.")
-@click.option("--clock-tolerance", type=SECONDS, default=2.0, show_default=True,
-              help="Seconds a file name's time may differ from its container's time.")
-@click.option("--tz", type=TEXT_LINE, default=None, help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); "
-              "the same as --option tz=ZONE.")
+@click.option(
+    "--gap-tolerance",
+    type=SECONDS,
+    default=DEFAULT_GAP_TOLERANCE / 1e9,
+    show_default=True,
+    help="Seconds of unrecorded time between segments that still count as continuous.",
+)
+@click.option(
+    "--clock-tolerance",
+    type=SECONDS,
+    default=2.0,
+    show_default=True,
+    help="Seconds a file name's time may differ from its container's time.",
+)
+@click.option(
+    "--tz",
+    type=TEXT_LINE,
+    default=None,
+    help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); the same as --option tz=ZONE.",
+)
 @volume_options
 @output_options
-def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_tolerance: float, tz: str | None,
-                     driver: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def timeline_command(
+    paths: tuple[str, ...],
+    gap_tolerance: float,
+    clock_tolerance: float,
+    tz: str | None,
+    driver: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Find gaps, overlaps, sequence breaks and clock faults across footage.
 
     Each folder in PATHS is the volume of one device, read by the driver that
@@ -600,24 +697,30 @@ def timeline_command(paths: tuple[str, ...], gap_tolerance: float, clock_toleran
         try:
             ZoneInfo(opts["tz"])
         except (ZoneInfoNotFoundError, ValueError) as e:
-            raise click.BadParameter(f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)",
-                                     param_hint="--tz") from e
+            raise click.BadParameter(
+                f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)", param_hint="--tz"
+            ) from e
     readings = _read_volumes(paths, driver, opts)
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=ns_from_seconds(gap_tolerance, "--gap-tolerance"))
     if as_json:
-        _write_json({
-            "ok": not findings,
-            "devices": [{"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings],
-            "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
-            "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
-            "findings": [f.to_json() for f in findings],
-        })
+        _write_json(
+            {
+                "ok": not findings,
+                "devices": [{"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings],
+                "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
+                "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
+                "findings": [f.to_json() for f in findings],
+            }
+        )
     else:
         for f in findings:
             click.echo(_finding_line(f))
-        click.echo(f"{sum(len(r.segments) for r in readings)} segments on {len(readings)} volume(s), "
-                   f"{len(findings)} finding(s)", err=True)
+        click.echo(
+            f"{sum(len(r.segments) for r in readings)} segments on {len(readings)} volume(s), "
+            f"{len(findings)} finding(s)",
+            err=True,
+        )
     sys.exit(EXIT_FINDINGS if findings else 0)
 
 
@@ -642,13 +745,31 @@ def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], Non
 
 @main.command("init")
 @click.argument("archive", type=GivenPath(path_type=str))
-@click.option("--time-zone", type=TEXT_LINE, default=None, help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).")
-@click.option("--algo", "algorithms", multiple=True, type=click.Choice(ALGORITHMS), default=("sha256", "blake3"),
-              show_default=True, help="Digests recorded for every object (sha256 always, first).")
+@click.option(
+    "--time-zone",
+    type=TEXT_LINE,
+    default=None,
+    help="Zone the agency's devices write local times in (e.g. Asia/Shanghai).",
+)
+@click.option(
+    "--algo",
+    "algorithms",
+    multiple=True,
+    type=click.Choice(ALGORITHMS),
+    default=("sha256", "blake3"),
+    show_default=True,
+    help="Digests recorded for every object (sha256 always, first).",
+)
 @click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
 @output_options
-def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str | None,
-                 as_json: bool, quiet: bool) -> None:
+def init_command(
+    archive: str,
+    time_zone: str | None,
+    algorithms: tuple[str, ...],
+    signing_key: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
     ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
     Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
@@ -661,23 +782,39 @@ def init_command(archive: str, time_zone: str | None, algorithms: tuple[str, ...
             raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
     _note_archive(archive)
     with init_archive(archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key) as a:
-        info = {"archive": str(a.root), "id": a.policy.archive_id, "origin": a.policy.origin,
-                "verifier_key": str(a.verifier_key), "signing_key": str(a.signing_key_path)}
+        info = {
+            "archive": str(a.root),
+            "id": a.policy.archive_id,
+            "origin": a.policy.origin,
+            "verifier_key": str(a.verifier_key),
+            "signing_key": str(a.signing_key_path),
+        }
     if as_json:
         _write_json(info)
     else:
-        click.echo(f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
-                   f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)")
+        click.echo(
+            f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
+            f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
+        )
 
 
 @main.command("ingest")
 @click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--archive", "archive_path", required=True, type=GivenPath(path_type=str), help="The archive to ingest into.")
+@click.option(
+    "--archive", "archive_path", required=True, type=GivenPath(path_type=str), help="The archive to ingest into."
+)
 @volume_options
 @workers_option("Files copied")
 @output_options
-def ingest_command(volume: str, archive_path: str, driver: str | None, options: tuple[str, ...], workers: int | None,
-                   as_json: bool, quiet: bool) -> None:
+def ingest_command(
+    volume: str,
+    archive_path: str,
+    driver: str | None,
+    options: tuple[str, ...],
+    workers: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Copy a device volume into the archive, crash-safe, never touching the volume.
 
     Each file is copied and hashed in one pass, fsynced, read back and
@@ -699,8 +836,10 @@ def ingest_command(volume: str, archive_path: str, driver: str | None, options: 
     if as_json:
         _write_json(result.to_json())
     else:
-        click.echo(f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
-                   f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed")
+        click.echo(
+            f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
+            f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed"
+        )
         for f in result.findings:
             click.echo(f"  {_finding_line(f)}")
         if result.checkpoint:
@@ -734,8 +873,10 @@ def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool
     else:
         for f in result.findings:
             click.echo(f"{f.kind}: {f.message}" + (f" [segment {f.segment}]" if f.segment is not None else ""))
-        click.echo(f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
-                   f"checked, {len(result.findings)} finding(s)")
+        click.echo(
+            f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
+            f"checked, {len(result.findings)} finding(s)"
+        )
     sys.exit(0 if result.ok else EXIT_FINDINGS)
 
 
@@ -782,8 +923,12 @@ def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--entry", type=CatalogInt(0), default=None, help="Ledger index to prove.")
 @click.option("--segment", type=CatalogInt(1), default=None, help="Segment id whose ingest entry to prove.")
-@click.option("--from-size", type=CatalogInt(0), default=None,
-              help="Also prove the current tree extends the tree of this size (a consistency proof).")
+@click.option(
+    "--from-size",
+    type=CatalogInt(0),
+    default=None,
+    help="Also prove the current tree extends the tree of this size (a consistency proof).",
+)
 def ledger_proof_command(archive: str, entry: int | None, segment: int | None, from_size: int | None) -> None:
     """Print (JSON) an inclusion proof for one ledger entry against the latest
     checkpoint, with the entry itself and the signed note, so anyone holding the
@@ -839,10 +984,14 @@ def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool
         _write_json({"ok": not findings, "tasks": [c.to_json() for c in covs]})
     else:
         for c in covs:
-            click.echo(f"{c.task.id} ({c.task.type}): {100 * c.covered / c.window:.1f}% covered, "
-                       f"{100 * c.two_device / c.window:.1f}% by two devices; devices {', '.join(c.devices) or 'none'}")
+            click.echo(
+                f"{c.task.id} ({c.task.type}): {100 * c.covered / c.window:.1f}% covered, "
+                f"{100 * c.two_device / c.window:.1f}% by two devices; devices {', '.join(c.devices) or 'none'}"
+            )
             for e in c.explained:
-                click.echo(f"  explained {e['start']} .. {e['end']}: {e['cause']} ({e['source']}) {e.get('note') or ''}")
+                click.echo(
+                    f"  explained {e['start']} .. {e['end']}: {e['cause']} ({e['source']}) {e.get('note') or ''}"
+                )
             for f in c.findings:
                 click.echo(f"  {_finding_line(f)}")
     sys.exit(EXIT_FINDINGS if findings else 0)
@@ -858,22 +1007,47 @@ def gap_group() -> None:
 @click.option("--device", type=TEXT_LINE, required=True, help="Device whose recording stopped.")
 @click.option("--from", "start", type=TEXT_LINE, required=True, help="Start of the gap, RFC 3339 with offset.")
 @click.option("--to", "end", type=TEXT_LINE, required=True, help="End of the gap, RFC 3339 with offset.")
-@click.option("--cause", type=TEXT_LINE, required=True, help="device_fault, damage, weather, battery, storage_full, location_change, "
-              "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.")
+@click.option(
+    "--cause",
+    type=TEXT_LINE,
+    required=True,
+    help="device_fault, damage, weather, battery, storage_full, location_change, "
+    "secret, work_secret, emergency, impossible (the Art. 8 exemptions) or other.",
+)
 @click.option("--note", type=TEXT, default="", help="What was said or decided, in words.")
-@click.option("--segment", type=CatalogInt(1), default=None, help="Segment where the officer states the reason on resuming.")
+@click.option(
+    "--segment", type=CatalogInt(1), default=None, help="Segment where the officer states the reason on resuming."
+)
 @click.option("--offset", type=SECONDS, default=None, help="Seconds into that segment where it is said.")
 @output_options
-def gap_explain_command(archive: str, device: str, start: str, end: str, cause: str, note: str, segment: int | None,
-                        offset: float | None, as_json: bool, quiet: bool) -> None:
+def gap_explain_command(
+    archive: str,
+    device: str,
+    start: str,
+    end: str,
+    cause: str,
+    note: str,
+    segment: int | None,
+    offset: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Record why a device did not record from --from to --to. The annotation
     is a ledger entry, signed by the next checkpoint, with the operating-system
     user as its author."""
     from custodes.tasks import explain_gap, parse_time
 
     with _open_archive(archive) as a:
-        annotation = explain_gap(a, device, parse_time(start, "--from"), parse_time(end, "--to"), cause, note, segment,
-                                 None if offset is None else ns_from_seconds(offset, "--offset"))
+        annotation = explain_gap(
+            a,
+            device,
+            parse_time(start, "--from"),
+            parse_time(end, "--to"),
+            cause,
+            note,
+            segment,
+            None if offset is None else ns_from_seconds(offset, "--offset"),
+        )
     if as_json:
         _write_json({"annotation": annotation})
     else:
@@ -899,11 +1073,21 @@ def access_group() -> None:
 
 @access_group.command("request")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording to see (repeatable).")
+@click.option(
+    "--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording to see (repeatable)."
+)
 @click.option("--reason", type=TEXT_LINE, required=True, help="Why (logged with the viewer and the time).")
-@click.option("--purpose", type=click.Choice(["view", "export", "purge"]), default="view", show_default=True, help="What the access is for: view it, export it, or purge it at the end of retention.")
+@click.option(
+    "--purpose",
+    type=click.Choice(["view", "export", "purge"]),
+    default="view",
+    show_default=True,
+    help="What the access is for: view it, export it, or purge it at the end of retention.",
+)
 @output_options
-def access_request_command(archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool) -> None:
+def access_request_command(
+    archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool
+) -> None:
     """Ask to view, export or purge recordings. The requester is the operating-system user."""
     from custodes.access import request_access
 
@@ -942,9 +1126,16 @@ def access_deny_command(archive: str, request: int, reason: str) -> None:
 @access_group.command("open")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.argument("request", type=CatalogInt())
-@click.option("--segment", type=CatalogInt(), required=True, help="Recording to open (within an approved request of yours).")
-@click.option("--to", "to_dir", type=click.Path(path_type=str, file_okay=False), default=None,
-              help="Copy the recording here (read-only) instead of printing the stored object's path.")
+@click.option(
+    "--segment", type=CatalogInt(), required=True, help="Recording to open (within an approved request of yours)."
+)
+@click.option(
+    "--to",
+    "to_dir",
+    type=click.Path(path_type=str, file_okay=False),
+    default=None,
+    help="Copy the recording here (read-only) instead of printing the stored object's path.",
+)
 def access_open_command(archive: str, request: int, segment: int, to_dir: str | None) -> None:
     """Open one recording under an approved, unexpired view request. Refused
     (and logged) without approval, after expiry, outside the request, or for a
@@ -975,10 +1166,14 @@ def retention_group() -> None:
 
 @retention_group.command("status")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--segment", "segments", type=CatalogInt(), multiple=True, help="Recordings to show (repeatable; default all).")
+@click.option(
+    "--segment", "segments", type=CatalogInt(), multiple=True, help="Recordings to show (repeatable; default all)."
+)
 @click.option("--at", type=TEXT_LINE, default=None, help="Whether due as of this RFC 3339 time (default now).")
 @output_options
-def retention_status_command(archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool) -> None:
+def retention_status_command(
+    archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool
+) -> None:
     """How long each recording is kept and why, its holds, and whether it is due."""
     from custodes.retention import status
     from custodes.tasks import parse_time
@@ -990,14 +1185,18 @@ def retention_status_command(archive: str, segments: tuple[int, ...], at: str | 
         _write_json({"segments": [r.to_json(when) for r in rows]})
     else:
         for r in rows:
-            click.echo(f"{r.segment} {r.name}: keep until {rfc3339(r.keep_until) or 'for ever'}"
-                       f" ({'; '.join(r.reasons)}){' HELD' if r.holds else ''}{' PURGED' if r.purged else ''}")
+            click.echo(
+                f"{r.segment} {r.name}: keep until {rfc3339(r.keep_until) or 'for ever'}"
+                f" ({'; '.join(r.reasons)}){' HELD' if r.holds else ''}{' PURGED' if r.purged else ''}"
+            )
 
 
 @retention_group.command("hold")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to hold.")
-@click.option("--reason", type=TEXT_LINE, required=True, help="Why (a case, a complaint, a court order); ledgered with the hold.")
+@click.option(
+    "--reason", type=TEXT_LINE, required=True, help="Why (a case, a complaint, a court order); ledgered with the hold."
+)
 def retention_hold_command(archive: str, segment: int, reason: str) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
     from custodes.retention import hold
@@ -1009,7 +1208,9 @@ def retention_hold_command(archive: str, segment: int, reason: str) -> None:
 
 @retention_group.command("release")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--hold", "hold_id", type=CatalogInt(), required=True, help="Hold id to release (see `retention status`).")
+@click.option(
+    "--hold", "hold_id", type=CatalogInt(), required=True, help="Hold id to release (see `retention status`)."
+)
 def retention_release_command(archive: str, hold_id: int) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
     from custodes.retention import release
@@ -1022,7 +1223,12 @@ def retention_release_command(archive: str, hold_id: int) -> None:
 @retention_group.command("long-term")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to keep long term.")
-@click.option("--reason", type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]), required=True, help="The Art. 20 reason for keeping it beyond the minimum.")
+@click.option(
+    "--reason",
+    type=click.Choice(["complaint", "obstruction_or_assault", "mass_incident", "other"]),
+    required=True,
+    help="The Art. 20 reason for keeping it beyond the minimum.",
+)
 def retention_long_term_command(archive: str, segment: int, reason: str) -> None:
     """Keep a recording long-term for an Art. 20 reason: it is never due."""
     from custodes.retention import long_term
@@ -1034,9 +1240,22 @@ def retention_long_term_command(archive: str, segment: int, reason: str) -> None
 
 @retention_group.command("case")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--case", "case_id", type=TEXT_LINE, required=True, help="Case id the recordings belong to; an open case keeps them.")
-@click.option("--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording of the case (repeatable).")
-@click.option("--until", type=TEXT_LINE, default=None, help="Keep until this RFC 3339 time; without it the case is open (kept for ever).")
+@click.option(
+    "--case",
+    "case_id",
+    type=TEXT_LINE,
+    required=True,
+    help="Case id the recordings belong to; an open case keeps them.",
+)
+@click.option(
+    "--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording of the case (repeatable)."
+)
+@click.option(
+    "--until",
+    type=TEXT_LINE,
+    default=None,
+    help="Keep until this RFC 3339 time; without it the case is open (kept for ever).",
+)
 def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
     from custodes.retention import link_case
@@ -1082,14 +1301,23 @@ def retention_purge_command(archive: str, request: int) -> None:
 @main.command("export")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
 @click.option("--case", "case_id", type=TEXT_LINE, required=True, help="The case whose recordings to export.")
-@click.option("--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case.")
+@click.option(
+    "--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case."
+)
 @click.option("--to", "to_dir", required=True, type=click.Path(path_type=str), help="New folder for the BagIt bag.")
-@click.option("--iso", "iso", type=click.Path(path_type=str, dir_okay=False), default=None, help="Also write a disc image.")
-@click.option("--description", type=TEXT_LINE, default="",
-              help="Written note on what is exported and why (one line: it becomes bag-info.txt's External-Description).")
+@click.option(
+    "--iso", "iso", type=click.Path(path_type=str, dir_okay=False), default=None, help="Also write a disc image."
+)
+@click.option(
+    "--description",
+    type=TEXT_LINE,
+    default="",
+    help="Written note on what is exported and why (one line: it becomes bag-info.txt's External-Description).",
+)
 @output_options
-def export_command(archive: str, case_id: str, request: int, to_dir: str, iso: str | None, description: str,
-                   as_json: bool, quiet: bool) -> None:
+def export_command(
+    archive: str, case_id: str, request: int, to_dir: str, iso: str | None, description: str, as_json: bool, quiet: bool
+) -> None:
     """Export a case's recordings as a BagIt 1.0 bag with custody proofs (Art. 21):
     copies under data/, manifest-sha256.txt (and manifest-sm3.txt when the
     policy records SM3), bag-info.txt with producer, extractor, extraction
@@ -1131,23 +1359,54 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
     else:
         for p in report.problems:
             click.echo(f"invalid: {p}")
-        click.echo(f"{bag}: {'valid' if report.valid else 'INVALID'} (BagIt {report.version}, {report.files} files, "
-                   f"{report.custody_checked} custody entries proven)")
+        click.echo(
+            f"{bag}: {'valid' if report.valid else 'INVALID'} (BagIt {report.version}, {report.files} files, "
+            f"{report.custody_checked} custody entries proven)"
+        )
     sys.exit(0 if report.valid else EXIT_FINDINGS)
 
 
 @main.command("report")
 @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@click.option("--format", "fmt", type=TEXT_LINE, default="json", show_default=True, help="A reporter: json, csv, html, pdf (see `custodes plugins`).")
+@click.option(
+    "--format",
+    "fmt",
+    type=TEXT_LINE,
+    default="json",
+    show_default=True,
+    help="A reporter: json, csv, html, pdf (see `custodes plugins`).",
+)
 @click.option("--out", "out", required=True, type=GivenPath(path_type=str, dir_okay=False), help="File to write.")
 @click.option("--from", "start", type=TEXT_LINE, default=None, help="Period start (RFC 3339).")
 @click.option("--to", "end", type=TEXT_LINE, default=None, help="Period end (RFC 3339), exclusive.")
-@click.option("--scope", type=TEXT_LINE, default="archive", show_default=True, help="archive, or unit=ID, officer=ID, device=ID, case=ID.")
+@click.option(
+    "--scope",
+    type=TEXT_LINE,
+    default="archive",
+    show_default=True,
+    help="archive, or unit=ID, officer=ID, device=ID, case=ID.",
+)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help="Labels (default: the policy's, else zh).")
-@click.option("--verify/--no-verify", "full_verify", default=False, help="Re-hash every object for the integrity section.")
-@click.option("--at", type=TEXT_LINE, default=None, help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.")
-def report_command(archive: str, fmt: str, out: str, start: str | None, end: str | None, scope: str, lang: str | None,
-                   full_verify: bool, at: str | None) -> None:
+@click.option(
+    "--verify/--no-verify", "full_verify", default=False, help="Re-hash every object for the integrity section."
+)
+@click.option(
+    "--at",
+    type=TEXT_LINE,
+    default=None,
+    help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.",
+)
+def report_command(
+    archive: str,
+    fmt: str,
+    out: str,
+    start: str | None,
+    end: str | None,
+    scope: str,
+    lang: str | None,
+    full_verify: bool,
+    at: str | None,
+) -> None:
     """Write a compliance report for a period and scope (Art. 25): integrity,
     completeness, clocks, timeliness, retention, access, and the Art. 25
     concerns with the segments and ledger entries behind each. JSON is the
@@ -1159,7 +1418,9 @@ def report_command(archive: str, fmt: str, out: str, start: str | None, end: str
 
     kind, _, value = scope.partition("=")
     if kind not in SCOPES or (kind != "archive" and not value):
-        raise click.BadParameter(f"{scope!r}: use archive, or one of unit=, officer=, device=, case= with an id", param_hint="--scope")
+        raise click.BadParameter(
+            f"{scope!r}: use archive, or one of unit=, officer=, device=, case= with an id", param_hint="--scope"
+        )
     try:
         reporter = plugin_manager().reporters.get(fmt)
     except UnknownPluginError as e:
@@ -1169,10 +1430,18 @@ def report_command(archive: str, fmt: str, out: str, start: str | None, end: str
     with _open_archive(archive) as a:
         refuse_inside_archive(a, out, "--out")  # a report must never land on the catalog, an object or the key
         language = lang or str(a.policy.extra.get("report", {}).get("lang", "zh"))
-        model = _refusal(lambda: build_report(
-            a, start=None if start is None else parse_time(start, "--from"), end=None if end is None else parse_time(end, "--to"),
-            scope=kind, value=value or None, full_verify=full_verify, lang=language,
-            at=None if at is None else parse_time(at, "--at")))
+        model = _refusal(
+            lambda: build_report(
+                a,
+                start=None if start is None else parse_time(start, "--from"),
+                end=None if end is None else parse_time(end, "--to"),
+                scope=kind,
+                value=value or None,
+                full_verify=full_verify,
+                lang=language,
+                at=None if at is None else parse_time(at, "--at"),
+            )
+        )
     # Rendered beside --out and renamed over it whole: a failure never leaves half a report.
     temp = f"{out}.{os.getpid()}.part"
     try:

@@ -1,5 +1,7 @@
 """Defaults a user can defend (DESIGN.md), in a module light enough for the CLI to import at start."""
 
+from datetime import UTC
+
 from custodes.errors import CustodesError
 
 NS = 1_000_000_000
@@ -41,8 +43,10 @@ class TimeRangeError(CustodesError, ValueError):
 
 def _checked(ns: int, what: str, value: object) -> int:
     if not INT64_MIN <= ns <= INT64_MAX:
-        raise TimeRangeError(f"{what}: {value!r} is out of range: custodes records times from 1677-09-21 "
-                             "to 2262-04-11 (UTC) and durations up to 292 years")
+        raise TimeRangeError(
+            f"{what}: {value!r} is out of range: custodes records times from 1677-09-21 "
+            "to 2262-04-11 (UTC) and durations up to 292 years"
+        )
     return ns
 
 
@@ -63,14 +67,15 @@ def ns_from_seconds(seconds: float, what: str) -> int:
 def ns_from_datetime(dt: object, what: str) -> int:
     """An aware :class:`datetime.datetime` as int64 ns since 1970 UTC, exactly (integer arithmetic:
     no float rounding, right before 1970 too)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     assert isinstance(dt, datetime) and dt.tzinfo is not None, "ns_from_datetime needs an aware datetime"
     try:
-        delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
     except OverflowError:  # an offset that pushes year 1 or 9999 past datetime's own range
-        raise TimeRangeError(f"{what}: {dt.isoformat()!r} is out of range: custodes records times from "
-                             "1677-09-21 to 2262-04-11 (UTC)") from None
+        raise TimeRangeError(
+            f"{what}: {dt.isoformat()!r} is out of range: custodes records times from 1677-09-21 to 2262-04-11 (UTC)"
+        ) from None
     ns = delta // timedelta(microseconds=1) * 1000
     return _checked(ns, what, dt.isoformat())
 
@@ -79,8 +84,9 @@ def ns_add(a: int, b: int, what: str) -> int:
     """``a + b`` for two int64 ns values (now + a window), refused when the sum leaves int64; the message
     says where the sum would fall (past 2262 or before 1677), never the internal nanosecond sum."""
     if a + b > INT64_MAX:
-        raise TimeRangeError(f"{what} would be past 2262-04-11 (UTC), where custodes' times end: "
-                             "ask for a shorter time")
+        raise TimeRangeError(
+            f"{what} would be past 2262-04-11 (UTC), where custodes' times end: ask for a shorter time"
+        )
     if a + b < INT64_MIN:
         raise TimeRangeError(f"{what} would be before 1677-09-21 (UTC), where custodes' times begin")
     return a + b

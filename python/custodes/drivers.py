@@ -34,15 +34,40 @@ from custodes.findings import Finding, _escaped, rfc3339, shown_name
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 
 __all__ = [
-    "ClockReading", "DeviceEvent", "DeviceIdentity", "Driver", "DriverOptionError", "VolumeFile", "VolumeReading", "VolumeSegment",
-    "NOISE", "check_reading", "identity_from", "media_segments", "name_bytes", "name_from", "name_text", "odd_name",
-    "scan_volume", "shown_name",
+    "ClockReading",
+    "DeviceEvent",
+    "DeviceIdentity",
+    "Driver",
+    "DriverOptionError",
+    "VolumeFile",
+    "VolumeReading",
+    "VolumeSegment",
+    "NOISE",
+    "check_reading",
+    "identity_from",
+    "media_segments",
+    "name_bytes",
+    "name_from",
+    "name_text",
+    "odd_name",
+    "scan_volume",
+    "shown_name",
 ]
 
 NS = 1_000_000_000
 #: Names file systems and desktops leave on removable volumes; skipped, and listed.
-NOISE = frozenset({"System Volume Information", ".Trashes", "Thumbs.db", ".DS_Store", ".Spotlight-V100",
-                   ".fseventsd", "$RECYCLE.BIN", "desktop.ini"})
+NOISE = frozenset(
+    {
+        "System Volume Information",
+        ".Trashes",
+        "Thumbs.db",
+        ".DS_Store",
+        ".Spotlight-V100",
+        ".fseventsd",
+        "$RECYCLE.BIN",
+        "desktop.ini",
+    }
+)
 AUDIO_EXTENSIONS = frozenset({".wav"})
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 
@@ -101,11 +126,20 @@ class VolumeSegment:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "name": self.name, "kind": self.kind,
-            "start": rfc3339(self.start), "end": rfc3339(self.end), "start_source": self.start_source,
-            "sequence": None if self.sequence < 0 else self.sequence, "important": self.important,
-            "recording": self.recording, "chapter": self.chapter, "sidecars": list(self.sidecars),
-            "location": self.location, "container_time": rfc3339(self.container_time), "extra": self.extra,
+            "path": self.path,
+            "name": self.name,
+            "kind": self.kind,
+            "start": rfc3339(self.start),
+            "end": rfc3339(self.end),
+            "start_source": self.start_source,
+            "sequence": None if self.sequence < 0 else self.sequence,
+            "important": self.important,
+            "recording": self.recording,
+            "chapter": self.chapter,
+            "sidecars": list(self.sidecars),
+            "location": self.location,
+            "container_time": rfc3339(self.container_time),
+            "extra": self.extra,
         }
 
 
@@ -124,8 +158,12 @@ class ClockReading:
         return (self.device_time - self.trusted_time) / NS
 
     def to_json(self) -> dict[str, Any]:
-        return {"device_time": rfc3339(self.device_time), "trusted_time": rfc3339(self.trusted_time),
-                "source": self.source, "offset_seconds": self.offset}
+        return {
+            "device_time": rfc3339(self.device_time),
+            "trusted_time": rfc3339(self.trusted_time),
+            "source": self.source,
+            "offset_seconds": self.offset,
+        }
 
 
 @dataclass(frozen=True)
@@ -152,11 +190,14 @@ class VolumeReading:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "driver": self.driver, "volume": self.volume, "identity": self.identity.to_json(),
+            "driver": self.driver,
+            "volume": self.volume,
+            "identity": self.identity.to_json(),
             "segments": [s.to_json() for s in self.segments],
             "clock_readings": [c.to_json() for c in self.clock_readings],
             "events": [e.to_json() for e in self.events],
-            "findings": [f.to_json() for f in self.findings], "skipped": self.skipped,
+            "findings": [f.to_json() for f in self.findings],
+            "skipped": self.skipped,
         }
 
 
@@ -204,6 +245,7 @@ def identity_from(volume: Path, options: Mapping[str, str], **found: str | None)
 # shown_name (in custodes.findings, re-exported here) is for output that is one
 # line per file and for every finding message that names a file: it escapes
 # control characters as well, so every name reads unambiguously on one line.
+
 
 def _is_utf8(name: str) -> bool:
     try:
@@ -273,20 +315,35 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
                 continue
             odd = odd_name(entry.name)
             if odd is not None:
-                findings.append(Finding("odd_name", f"file name {odd}; kept byte for byte, shown as {shown_name(entry.name)}",
-                                        path=entry.path, evidence={"name_bytes": os.fsencode(entry.name).hex()}))
+                findings.append(
+                    Finding(
+                        "odd_name",
+                        f"file name {odd}; kept byte for byte, shown as {shown_name(entry.name)}",
+                        path=entry.path,
+                        evidence={"name_bytes": os.fsencode(entry.name).hex()},
+                    )
+                )
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(entry.path)
                 outside = not os.path.realpath(entry.path).startswith(os.path.realpath(root) + os.sep)
-                findings.append(Finding("symlink", f"symbolic link to {shown_name(target)}{' (outside the volume)' if outside else ''}; not followed",
-                                        path=entry.path, evidence={"target": target, "outside": outside}))
+                findings.append(
+                    Finding(
+                        "symlink",
+                        f"symbolic link to {shown_name(target)}{' (outside the volume)' if outside else ''}; not followed",
+                        path=entry.path,
+                        evidence={"target": target, "outside": outside},
+                    )
+                )
             elif stat.S_ISDIR(st.st_mode):
                 subfolders.append(entry.path)
             elif stat.S_ISREG(st.st_mode):
                 files.append(VolumeFile(entry.path, rel, st.st_size))
             else:
-                findings.append(Finding("not_regular_file", "not a regular file (FIFO, socket or device); not read",
-                                        path=entry.path))
+                findings.append(
+                    Finding(
+                        "not_regular_file", "not a regular file (FIFO, socket or device); not read", path=entry.path
+                    )
+                )
         stack.extend(reversed(subfolders))
     files.sort(key=lambda f: os.fsencode(f.name))
     return files, findings, skipped
@@ -336,8 +393,9 @@ def _probe_each(paths: list[str], samples: bool) -> list[MediaInfo | Exception]:
     return out
 
 
-def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
-                   samples: bool = False) -> tuple[list[VolumeSegment], list[Finding], list[VolumeFile]]:
+def media_segments(
+    files: Iterable[VolumeFile], device: str | None = None, *, samples: bool = False
+) -> tuple[list[VolumeSegment], list[Finding], list[VolumeFile]]:
     """Segments for the recordings among ``files`` with times from their containers.
 
     ``samples`` keeps per-sample times, offsets and sizes in each segment's
@@ -351,23 +409,42 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
     others = [f for f in files if f not in media]
     segments: list[VolumeSegment] = []
     findings: list[Finding] = []
-    for f, info in zip(media, _probe_each([f.path for f in media], samples)):
+    for f, info in zip(media, _probe_each([f.path for f in media], samples), strict=True):
         if isinstance(info, CustodesError):
             findings.append(Finding("unreadable", str(info), device=device, path=f.path))
             continue
         if isinstance(info, Exception):
-            findings.append(Finding("malformed", f"the container could not be read ({type(info).__name__}: {info}); "
-                                    "kept as it is, without container times", device=device, path=f.path))
-            segments.append(VolumeSegment(f.path, f.name, "video", None, None, None,
-                                          sequence=timeline.sequence_number(f.name)))
+            findings.append(
+                Finding(
+                    "malformed",
+                    f"the container could not be read ({type(info).__name__}: {info}); "
+                    "kept as it is, without container times",
+                    device=device,
+                    path=f.path,
+                )
+            )
+            segments.append(
+                VolumeSegment(f.path, f.name, "video", None, None, None, sequence=timeline.sequence_number(f.name))
+            )
             continue
         findings += [replace(x, device=device) for x in info.findings]
         start = info.creation_time if not any(x.kind == "clock_unset" for x in info.findings) else None
         end = start + round(info.duration * NS) if start is not None and info.duration is not None else None
         kind = "video" if any(t.kind == "video" for t in info.tracks) else "audio"
-        segments.append(VolumeSegment(f.path, f.name, kind, start, end, "container" if start is not None else None,
-                                      sequence=timeline.sequence_number(f.name), location=info.location,
-                                      container_time=info.creation_time, media=info))
+        segments.append(
+            VolumeSegment(
+                f.path,
+                f.name,
+                kind,
+                start,
+                end,
+                "container" if start is not None else None,
+                sequence=timeline.sequence_number(f.name),
+                location=info.location,
+                container_time=info.creation_time,
+                media=info,
+            )
+        )
     rest = []
     for f in others:
         ext = os.path.splitext(f.name)[1].lower()
@@ -375,11 +452,22 @@ def media_segments(files: Iterable[VolumeFile], device: str | None = None, *,
             seconds = wav_duration(f.path)
             if seconds is None:
                 findings.append(Finding("malformed", "not a readable RIFF/WAVE file", device=device, path=f.path))
-            segments.append(VolumeSegment(f.path, f.name, "audio", None, None, None,
-                                          sequence=timeline.sequence_number(f.name), extra={"duration": seconds}))
+            segments.append(
+                VolumeSegment(
+                    f.path,
+                    f.name,
+                    "audio",
+                    None,
+                    None,
+                    None,
+                    sequence=timeline.sequence_number(f.name),
+                    extra={"duration": seconds},
+                )
+            )
         elif ext in PHOTO_EXTENSIONS:
-            segments.append(VolumeSegment(f.path, f.name, "photo", None, None, None,
-                                          sequence=timeline.sequence_number(f.name)))
+            segments.append(
+                VolumeSegment(f.path, f.name, "photo", None, None, None, sequence=timeline.sequence_number(f.name))
+            )
         else:
             rest.append(f)
     return segments, findings, rest
@@ -452,10 +540,15 @@ class _Checker:
         self.findings: list[Finding] = []
 
     def bad(self, record: str, name: str, value: Any, file: str | None, want: str) -> None:
-        self.findings.append(Finding(
-            "malformed", f"driver {self.driver}: {record} field {name!r} is {_described(value)}, not {want}; dropped",
-            self.device, file if _is_path(file) else self.volume,
-            evidence={"driver": self.driver, "record": record, "field": name, "value": _described(value)}))
+        self.findings.append(
+            Finding(
+                "malformed",
+                f"driver {self.driver}: {record} field {name!r} is {_described(value)}, not {want}; dropped",
+                self.device,
+                file if _is_path(file) else self.volume,
+                evidence={"driver": self.driver, "record": record, "field": name, "value": _described(value)},
+            )
+        )
 
     def text(self, record: str, obj: Any, name: str, file: str | None, *, required: bool = False) -> str | None:
         v = getattr(obj, name, None)
@@ -476,7 +569,9 @@ class _Checker:
         return t
 
 
-def check_reading(reading: Any, driver: str, volume: str | os.PathLike[str], options: Mapping[str, str]) -> VolumeReading:
+def check_reading(
+    reading: Any, driver: str, volume: str | os.PathLike[str], options: Mapping[str, str]
+) -> VolumeReading:
     """What a driver returned, with every field checked against the contract (see above)."""
     vol = os.fspath(volume)
     if not isinstance(reading, VolumeReading):
@@ -486,7 +581,9 @@ def check_reading(reading: Any, driver: str, volume: str | os.PathLike[str], opt
     identity = _check_identity(reading.identity, driver, vol, options)
     c = _Checker(driver, vol, identity.findings_device)
     segments = [s for s in (_check_segment(c, s) for s in _items(c, reading.segments, "segments")) if s is not None]
-    clock = [x for x in (_check_clock(c, x) for x in _items(c, reading.clock_readings, "clock_readings")) if x is not None]
+    clock = [
+        x for x in (_check_clock(c, x) for x in _items(c, reading.clock_readings, "clock_readings")) if x is not None
+    ]
     events = [x for x in (_check_event(c, x) for x in _items(c, reading.events, "events")) if x is not None]
     findings = [x for x in (_check_finding(c, x) for x in _items(c, reading.findings, "findings")) if x is not None]
     skipped = []
@@ -495,7 +592,9 @@ def check_reading(reading: Any, driver: str, volume: str | os.PathLike[str], opt
             skipped.append(x)
         else:
             c.bad("skipped", "(item)", x, None, "a path")
-    return VolumeReading(driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped)
+    return VolumeReading(
+        driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped
+    )
 
 
 def _items(c: _Checker, v: Any, name: str) -> list[Any]:
@@ -522,8 +621,10 @@ def _check_identity(identity: Any, driver: str, vol: str, options: Mapping[str, 
         c.bad("identity", "(whole)", identity, None, "a DeviceIdentity")
         return _CheckedIdentity(default, c.findings)
     file = identity.file if _is_path(identity.file) else None
-    fields: dict[str, Any] = {name: c.text("identity", identity, name, file, required=name in ("device_id", "kind"))
-                              for name in IDENTITY_FIELDS}
+    fields: dict[str, Any] = {
+        name: c.text("identity", identity, name, file, required=name in ("device_id", "kind"))
+        for name in IDENTITY_FIELDS
+    }
     fields["device_id"] = fields["device_id"] or default.device_id
     fields["kind"] = fields["kind"] or default.kind
     value = DeviceIdentity(**fields, file=file)
@@ -578,13 +679,17 @@ def _media_ok(m: Any) -> bool:
         return False
     if m.creation_time is not None and _int64(m.creation_time) is None:
         return False
-    if m.duration is not None and (not isinstance(m.duration, (int, float)) or not math.isfinite(m.duration)
-                                   or _int64(round(m.duration * NS)) is None):
+    if m.duration is not None and (
+        not isinstance(m.duration, (int, float))
+        or not math.isfinite(m.duration)
+        or _int64(round(m.duration * NS)) is None
+    ):
         return False
     if _int64(m.missing_bytes) is None or not isinstance(m.tracks, list):
         return False
-    return all(_is_text(t.kind) and (t.codec is None or _is_text(t.codec)) and _int64(t.samples) is not None
-               for t in m.tracks)
+    return all(
+        _is_text(t.kind) and (t.codec is None or _is_text(t.codec)) and _int64(t.samples) is not None for t in m.tracks
+    )
 
 
 def _check_clock(c: _Checker, x: Any) -> ClockReading | None:
@@ -630,5 +735,12 @@ def _check_finding(c: _Checker, x: Any) -> Finding | None:
         c.bad("finding", "evidence", x.evidence, path, "a JSON object")
     # A message is the driver's prose and may quote a file name: escaped, never dropped.
     message = _escaped_text(x.message) if isinstance(x.message, str) else c.text("finding", x, "message", path) or ""
-    return Finding(kind, message, c.text("finding", x, "device", path), path,
-                   c.time("finding", x, "start", path), c.time("finding", x, "end", path), evidence)
+    return Finding(
+        kind,
+        message,
+        c.text("finding", x, "device", path),
+        path,
+        c.time("finding", x, "start", path),
+        c.time("finding", x, "end", path),
+        evidence,
+    )

@@ -24,17 +24,17 @@ import os
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from custodes import __version__, ledger, merkle
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive, refuse_inside_archive
-from custodes.builtin.storage import fsync_dir, fsync_file, process_alive
 from custodes.bags import BagError, BagReport, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.bags import safe_part as _safe_part
+from custodes.builtin.storage import fsync_dir, fsync_file, process_alive
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
@@ -48,7 +48,9 @@ class ExportError(BagError):
     kind = "export"
 
 
-def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = "") -> Path:
+def export_case(
+    archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = ""
+) -> Path:
     """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
     bag = refuse_inside_archive(archive, to, "--to")
     _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
@@ -56,7 +58,9 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
     rows = archive.conn.execute(
         "SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, s.officer_id, o.digests "
         "FROM case_segments cs JOIN segments s ON s.id = cs.segment_id JOIN objects o ON o.sha256 = s.sha256 "
-        "WHERE cs.case_id = ? AND s.purged_ns IS NULL ORDER BY s.id", (case,)).fetchall()
+        "WHERE cs.case_id = ? AND s.purged_ns IS NULL ORDER BY s.id",
+        (case,),
+    ).fetchall()
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
     grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
@@ -69,13 +73,23 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
         bag = _staging(final)
         (bag / "data").mkdir()
     except OSError as e:
-        raise ExportError(f"{final}: cannot create the bag folder ({e.strerror}); give --to a new folder in a "
-                          "writable place") from e
+        raise ExportError(
+            f"{final}: cannot create the bag folder ({e.strerror}); give --to a new folder in a writable place"
+        ) from e
     try:
         now = time.time_ns()
         with archive.transaction() as tx:
-            ledger.append(tx, {"type": "export", "case": case, "request": request_id, "segments": [r[0] for r in rows],
-                               "by": extractor, "time": now})
+            ledger.append(
+                tx,
+                {
+                    "type": "export",
+                    "case": case,
+                    "request": request_id,
+                    "segments": [r[0] for r in rows],
+                    "by": extractor,
+                    "time": now,
+                },
+            )
         checkpoint = archive.checkpoint()
         payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
         for seg, device, name, sha, size, seq, _officer, digests in rows:
@@ -90,11 +104,13 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
         for _, p, *_ in payload:
             storage_op("read", p)
         copies = hash_files([p for _, p, *_ in payload], algorithms)
-        for (written, _, digests, size, _, _), r in zip(payload, copies):
+        for (written, _, digests, size, _, _), r in zip(payload, copies, strict=True):
             if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
-                raise ExportError(f"the copy of {written} differs from the archive's object; nothing exported is to be trusted")
+                raise ExportError(
+                    f"the copy of {written} differs from the archive's object; nothing exported is to be trusted"
+                )
         for algo in algorithms:
-            lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies))
+            lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies, strict=True))
             _write_text(bag / f"manifest-{algo}.txt", lines)
         _write_text(bag / "bagit.txt", "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
         producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
@@ -105,18 +121,30 @@ def export_case(archive: Archive, case: str, request_id: int, to: str | os.PathL
             ("Extractor", extractor),
             ("Extraction-Date", rfc3339(now)),
             ("Case-Number", case),
-            ("External-Description", description or f"Evidence of case {case}, exported under access request {request_id}"),
-            ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=timezone.utc).strftime("%Y-%m-%d")),
+            (
+                "External-Description",
+                description or f"Evidence of case {case}, exported under access request {request_id}",
+            ),
+            ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=UTC).strftime("%Y-%m-%d")),
             ("Payload-Oxum", oxum),
             ("Bag-Software-Agent", f"custodes {__version__}"),
         ]
         _write_text(bag / "bag-info.txt", "".join(f"{k}: {v}\n" for k, v in info))
         _write_custody(archive, bag, [p[4] for p in payload], checkpoint.size, checkpoint.note)
-        tag_files = sorted(p for p in bag.rglob("*") if p.is_file() and not p.relative_to(bag).as_posix().startswith("data/")
-                           and not p.name.startswith("tagmanifest-"))
-        _write_text(bag / "tagmanifest-sha256.txt",
-                    "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
-                            for p in tag_files))
+        tag_files = sorted(
+            p
+            for p in bag.rglob("*")
+            if p.is_file()
+            and not p.relative_to(bag).as_posix().startswith("data/")
+            and not p.name.startswith("tagmanifest-")
+        )
+        _write_text(
+            bag / "tagmanifest-sha256.txt",
+            "".join(
+                f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
+                for p in tag_files
+            ),
+        )
         _publish(bag, final)
     except BaseException:
         shutil.rmtree(bag, ignore_errors=True)
@@ -156,8 +184,14 @@ def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note
     for seq in wanted:
         data = bytes(archive.conn.execute("SELECT entry FROM ledger WHERE seq = ?", (seq,)).fetchone()[0])
         entries.append(json.dumps({"index": seq, "entry": base64.b64encode(data).decode()}))
-        proofs.append({"index": seq, "leaf_hash": leaves[seq].hex(), "tree_size": size,
-                       "proof": [h.hex() for h in merkle.inclusion_proof(leaves, seq)]})
+        proofs.append(
+            {
+                "index": seq,
+                "leaf_hash": leaves[seq].hex(),
+                "tree_size": size,
+                "proof": [h.hex() for h in merkle.inclusion_proof(leaves, seq)],
+            }
+        )
     _write_text(custody / "ledger-entries.jsonl", "\n".join(entries) + "\n")
     _write_text(custody / "inclusion-proofs.json", json.dumps(proofs, indent=1) + "\n")
     _write_text(custody / "checkpoint", note)
@@ -181,7 +215,7 @@ def _clean_stale_staging(final: Path) -> None:
     """Remove the staging folders of exports to ``final`` whose process is gone (killed, a power cut)."""
     parent, prefix = _staging_place(final)
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
-        pid = old.name[len(prefix):]
+        pid = old.name[len(prefix) :]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
 
@@ -193,8 +227,6 @@ def _staging(final: Path) -> Path:
     staging = parent / f"{prefix}{os.getpid()}"
     staging.mkdir()
     return staging
-
-
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -253,14 +285,33 @@ def write_iso(bag: Path, iso: Path, label: str) -> None:
     volid = "".join(c if c.isalnum() or c == "_" else "_" for c in label.upper())[:32] or "CUSTODES"
     temp = iso.with_name(f".{iso.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
-        out = subprocess.run(["xorriso", "-as", "mkisofs", "-iso-level", "3", "-J", "-joliet-long", "-R", "-V", volid,
-                              "-o", str(temp), str(bag)], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                "xorriso",
+                "-as",
+                "mkisofs",
+                "-iso-level",
+                "3",
+                "-J",
+                "-joliet-long",
+                "-R",
+                "-V",
+                volid,
+                "-o",
+                str(temp),
+                str(bag),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise ExportError(f"--iso {iso}: xorriso failed: {out.stderr.strip()[-400:]}")
         fsync_file(temp)
         try:
             os.link(temp, iso)
         except FileExistsError:
-            raise ExportError(f"--iso {iso}: a file appeared there while the image was written; it was left alone") from None
+            raise ExportError(
+                f"--iso {iso}: a file appeared there while the image was written; it was left alone"
+            ) from None
     finally:
         temp.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ serves, and the numbers behind it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["ARTICLES", "Finding", "rfc3339", "shown_name"]
@@ -41,7 +41,13 @@ ARTICLES: dict[str, int] = {
     "clock_drift": 10,
 }
 
-_SEVERITY = {"truncated": "error", "no_moov": "error", "sequence_break": "error", "overlap": "error", "unreadable": "error"}
+_SEVERITY = {
+    "truncated": "error",
+    "no_moov": "error",
+    "sequence_break": "error",
+    "overlap": "error",
+    "unreadable": "error",
+}
 
 
 def _escaped(name: str, *, controls: bool) -> str:
@@ -81,7 +87,7 @@ def rfc3339(ns: int | None) -> str | None:
     if ns is None:
         return None
     seconds, rest = divmod(int(ns), 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{rest:09d}".rstrip("0").rstrip(".") + "Z"
 
 

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from custodes import _core
 from custodes.errors import CustodesError, EvidenceReadError, NotRegularFileError
 
-__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "HashProgress", "HashResult", "clamp_workers", "hash_files", "max_workers", "walk"]
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "HashProgress",
+    "HashResult",
+    "clamp_workers",
+    "hash_files",
+    "max_workers",
+    "walk",
+]
 
 #: Every algorithm the engine computes; ``md5`` is legacy, for stations that record it.
 ALGORITHMS: tuple[str, ...] = tuple(_core.algorithms())
@@ -126,7 +135,7 @@ def hash_files(
         if i in failed:
             results.append(HashResult(path, None, {}, failed[i]))
         else:
-            digests = {name: p[i * n : (i + 1) * n].hex() for name, p, n in zip(names, packed, lengths)}
+            digests = {name: p[i * n : (i + 1) * n].hex() for name, p, n in zip(names, packed, lengths, strict=True)}
             results.append(HashResult(path, sizes[i], digests))
     return results
 

@@ -23,20 +23,18 @@ import os
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from custodes import ledger, timeline
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import CATALOG_FILE, Archive, ArchiveError, connect
 from custodes.builtin.storage import process_alive
-from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.defaults import clock_is_set
+from custodes.drivers import VolumeFile, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files
@@ -67,9 +65,17 @@ class IngestResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "ingest": self.ingest_id, "volume": self.volume, "driver": self.driver, "device": self.device,
-            "stored": self.stored, "already_present": self.already_present, "failed": self.failed,
-            "skipped": self.skipped, "bytes": self.bytes, "findings": [f.to_json() for f in self.findings],
+            "ok": self.ok,
+            "ingest": self.ingest_id,
+            "volume": self.volume,
+            "driver": self.driver,
+            "device": self.device,
+            "stored": self.stored,
+            "already_present": self.already_present,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "bytes": self.bytes,
+            "findings": [f.to_json() for f in self.findings],
             "checkpoint": self.checkpoint,
         }
 
@@ -78,9 +84,11 @@ def _refuse_overlap(archive: Archive, volume: Path) -> None:
     """A volume that holds the archive (or its signing key), or lies inside it, is refused:
     ingest would copy the archive into itself, private key included."""
     vol = volume.resolve()
-    for inner, outer, what in ((archive.root.resolve(), vol, "the archive is inside the volume"),
-                               (archive.signing_key_path.resolve(), vol, "the archive's signing key is inside the volume"),
-                               (vol, archive.root.resolve(), "the volume is inside the archive")):
+    for inner, outer, what in (
+        (archive.root.resolve(), vol, "the archive is inside the volume"),
+        (archive.signing_key_path.resolve(), vol, "the archive's signing key is inside the volume"),
+        (vol, archive.root.resolve(), "the volume is inside the archive"),
+    ):
         if inner == outer or outer in inner.parents:
             raise ArchiveError(f"{volume}: {what}; ingest a device volume from outside the archive")
 
@@ -93,14 +101,22 @@ def _clean_stale_temps(archive: Archive) -> None:
             p.unlink(missing_ok=True)
 
 
-
-
 def _finding_row(conn: Any, ingest_id: int, segment_id: int | None, f: Finding) -> None:
     conn.execute(
         "INSERT INTO findings (ingest_id, segment_id, kind, severity, device_id, path, start_ns, end_ns, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ingest_id, segment_id, f.kind, f.severity, f.device, None if f.path is None else name_text(f.path),
-         f.start, f.end, _json_text(f.to_json())))
+        (
+            ingest_id,
+            segment_id,
+            f.kind,
+            f.severity,
+            f.device,
+            None if f.path is None else name_text(f.path),
+            f.start,
+            f.end,
+            _json_text(f.to_json()),
+        ),
+    )
 
 
 def _corrected(times: list[int | None], readings: list[tuple[int, int]]) -> list[int | None]:
@@ -111,9 +127,15 @@ def _corrected(times: list[int | None], readings: list[tuple[int, int]]) -> list
     return [None if t is None else next(fixed) for t in times]
 
 
-def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None = None,
-           options: Mapping[str, str] | None = None, progress: Callable[[int, int], None] | None = None,
-           now: int | None = None, workers: int | None = None) -> IngestResult:
+def ingest(
+    archive: Archive,
+    volume: str | os.PathLike[str],
+    driver: str | None = None,
+    options: Mapping[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    now: int | None = None,
+    workers: int | None = None,
+) -> IngestResult:
     """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
     ``workers`` files are copied at once (default: one per core, at most 4)."""
     _refuse_overlap(archive, Path(volume))
@@ -129,24 +151,47 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
     algorithms = archive.policy.algorithms
     with archive.transaction() as conn:
         ident = reading.identity
-        conn.execute("INSERT INTO devices (device_id, kind, vendor, model, serial, officer_id, officer_name, unit_id, unit_name, updated_ns) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
-                     "vendor=COALESCE(excluded.vendor, vendor), model=COALESCE(excluded.model, model), serial=COALESCE(excluded.serial, serial), "
-                     "officer_id=COALESCE(excluded.officer_id, officer_id), officer_name=COALESCE(excluded.officer_name, officer_name), "
-                     "unit_id=COALESCE(excluded.unit_id, unit_id), unit_name=COALESCE(excluded.unit_name, unit_name), updated_ns=excluded.updated_ns",
-                     (ident.device_id, ident.kind, ident.vendor, ident.model, ident.serial, ident.officer_id,
-                      ident.officer_name, ident.unit_id, ident.unit_name, started))
-        ingest_id = conn.execute("INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
-                                 (name_text(os.fspath(Path(volume).resolve())), reading.driver, device, started)).lastrowid
+        conn.execute(
+            "INSERT INTO devices (device_id, kind, vendor, model, serial, officer_id, officer_name, unit_id, unit_name, updated_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
+            "vendor=COALESCE(excluded.vendor, vendor), model=COALESCE(excluded.model, model), serial=COALESCE(excluded.serial, serial), "
+            "officer_id=COALESCE(excluded.officer_id, officer_id), officer_name=COALESCE(excluded.officer_name, officer_name), "
+            "unit_id=COALESCE(excluded.unit_id, unit_id), unit_name=COALESCE(excluded.unit_name, unit_name), updated_ns=excluded.updated_ns",
+            (
+                ident.device_id,
+                ident.kind,
+                ident.vendor,
+                ident.model,
+                ident.serial,
+                ident.officer_id,
+                ident.officer_name,
+                ident.unit_id,
+                ident.unit_name,
+                started,
+            ),
+        )
+        ingest_id = conn.execute(
+            "INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
+            (name_text(os.fspath(Path(volume).resolve())), reading.driver, device, started),
+        ).lastrowid
         for e in reading.events:
             if e.time is not None:
-                conn.execute("INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
-                             (device, e.time, e.kind, e.detail, ingest_id))
+                conn.execute(
+                    "INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
+                    (device, e.time, e.kind, e.detail, ingest_id),
+                )
         for c in reading.clock_readings:
-            conn.execute("INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) VALUES (?, ?, ?, ?, ?)",
-                         (device, c.device_time, c.trusted_time, c.source, ingest_id))
-        readings = [(int(d), int(t)) for d, t in conn.execute(
-            "SELECT device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' ORDER BY device_ns", (device,))]
+            conn.execute(
+                "INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) VALUES (?, ?, ?, ?, ?)",
+                (device, c.device_time, c.trusted_time, c.source, ingest_id),
+            )
+        readings = [
+            (int(d), int(t))
+            for d, t in conn.execute(
+                "SELECT device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' ORDER BY device_ns",
+                (device,),
+            )
+        ]
     assert ingest_id is not None
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, device, skipped=skipped)
     segments = {s.path: s for s in reading.segments}
@@ -167,7 +212,9 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
             future = futures.get(f.path)
             copied = "present" if future is None else _copied(future)
             if isinstance(copied, tuple):
-                outcome = _record_file(archive, ingest_id, device, f, segments.get(f.path), readings, copied, started, result)
+                outcome = _record_file(
+                    archive, ingest_id, device, f, segments.get(f.path), readings, copied, started, result
+                )
             else:
                 outcome = copied
             if outcome == "stored":
@@ -183,18 +230,29 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
                 progress(done, total)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
-    result.findings += _volume_step("timeline", volume, device, lambda: timeline_findings(
-        [reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS)))
-    result.findings += _volume_step("late_ingest", volume, device, lambda: _late(
-        reading.segments, readings, archive.policy.ingest_deadline_hours, started, device))
+    result.findings += _volume_step(
+        "timeline",
+        volume,
+        device,
+        lambda: timeline_findings([reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS)),
+    )
+    result.findings += _volume_step(
+        "late_ingest",
+        volume,
+        device,
+        lambda: _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device),
+    )
     with archive.transaction() as conn:
-        seg_ids = {p: i for p, i in conn.execute(
-            "SELECT original_name, id FROM segments WHERE ingest_id = ?", (ingest_id,))}
+        seg_ids = {
+            p: i for p, i in conn.execute("SELECT original_name, id FROM segments WHERE ingest_id = ?", (ingest_id,))
+        }
         for finding in result.findings:
             name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
             _finding_row(conn, ingest_id, seg_ids.get(name), finding)
-        conn.execute("UPDATE ingests SET result = ? WHERE id = ?",
-                     (_json_text({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id))
+        conn.execute(
+            "UPDATE ingests SET result = ? WHERE id = ?",
+            (_json_text({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id),
+        )
     crashpoint("before_checkpoint")
     result.checkpoint = archive.checkpoint().to_json()
     # Finished only once signed: until then verify calls this ingest's objects and
@@ -203,9 +261,11 @@ def ingest(archive: Archive, volume: str | os.PathLike[str], driver: str | None 
     # those are marked finished too (their entries are under this checkpoint), and
     # a later rollback of it cannot pass for work in flight.
     with archive.transaction() as conn:
-        conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
-                     "volume = ? AND device_id = ?)", (time.time_ns(), ingest_id, ingest_id,
-                                                       name_text(os.fspath(Path(volume).resolve())), device))
+        conn.execute(
+            "UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
+            "volume = ? AND device_id = ?)",
+            (time.time_ns(), ingest_id, ingest_id, name_text(os.fspath(Path(volume).resolve())), device),
+        )
     return result
 
 
@@ -232,9 +292,17 @@ def _copied(future: Any) -> tuple[int, dict[str, str], str] | str:
         return f"could not copy: {type(e).__name__}: {e}"
 
 
-def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, seg: VolumeSegment | None,
-                 readings: list[tuple[int, int]], copied: tuple[int, dict[str, str], str], now: int,
-                 result: IngestResult) -> str:
+def _record_file(
+    archive: Archive,
+    ingest_id: int,
+    device: str,
+    f: VolumeFile,
+    seg: VolumeSegment | None,
+    readings: list[tuple[int, int]],
+    copied: tuple[int, dict[str, str], str],
+    now: int,
+    result: IngestResult,
+) -> str:
     """Record one stored file; when what the driver said about it cannot be recorded, record the
     file as it is (its bytes are evidence) with a `malformed` finding. 'stored', 'present' or why not."""
     try:
@@ -245,8 +313,15 @@ def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, s
             raise
         if seg is None:
             return f"stored, but could not be recorded: {type(e).__name__}: {e}"
-        result.findings.append(Finding("malformed", f"what the driver read from this file could not be recorded "
-                                       f"({type(e).__name__}: {e}); recorded as a plain file", device, f.path))
+        result.findings.append(
+            Finding(
+                "malformed",
+                f"what the driver read from this file could not be recorded "
+                f"({type(e).__name__}: {e}); recorded as a plain file",
+                device,
+                f.path,
+            )
+        )
     try:
         with _CATALOG_WRITES:
             return _record(archive, ingest_id, device, f.name, None, readings, *copied, now)
@@ -256,27 +331,43 @@ def _record_file(archive: Archive, ingest_id: int, device: str, f: VolumeFile, s
         return f"stored, but could not be recorded: {type(e).__name__}: {e}"
 
 
-def _volume_step(step: str, volume: str | os.PathLike[str], device: str, run: Callable[[], list[Finding]]) -> list[Finding]:
+def _volume_step(
+    step: str, volume: str | os.PathLike[str], device: str, run: Callable[[], list[Finding]]
+) -> list[Finding]:
     """Findings of a step over the whole volume; if it fails, a finding saying so (the files stay stored)."""
     try:
         return run()
     except Exception as e:  # noqa: BLE001 - a volume-wide check never un-stores the volume
         if _environment(e):
             raise
-        return [Finding("malformed", f"{step} could not be worked out from what the driver read "
-                        f"({type(e).__name__}: {e}); the files are stored", device, os.fspath(volume))]
+        return [
+            Finding(
+                "malformed",
+                f"{step} could not be worked out from what the driver read "
+                f"({type(e).__name__}: {e}); the files are stored",
+                device,
+                os.fspath(volume),
+            )
+        ]
 
 
-def _late(segments: list[VolumeSegment], readings: list[tuple[int, int]], deadline_hours: float, ingest_ns: int,
-          device: str) -> list[Finding]:
+def _late(
+    segments: list[VolumeSegment], readings: list[tuple[int, int]], deadline_hours: float, ingest_ns: int, device: str
+) -> list[Finding]:
     """Art. 16: footage must be handed in within the deadline after it ends."""
     ends = _corrected([s.end for s in segments], readings)
     deadline = round(deadline_hours * 3600 * NS)
     return [
-        Finding("late_ingest", f"ingested {(ingest_ns - end) / 3600 / NS:.1f} h after the recording ended "
-                f"(deadline {deadline_hours:g} h)", device, s.path, end, ingest_ns,
-                evidence={"deadline_hours": deadline_hours, "recording_end": rfc3339(end)})
-        for s, end in zip(segments, ends)
+        Finding(
+            "late_ingest",
+            f"ingested {(ingest_ns - end) / 3600 / NS:.1f} h after the recording ended (deadline {deadline_hours:g} h)",
+            device,
+            s.path,
+            end,
+            ingest_ns,
+            evidence={"deadline_hours": deadline_hours, "recording_end": rfc3339(end)},
+        )
+        for s, end in zip(segments, ends, strict=True)
         # An unset clock is already a clock_unset finding, not a delay.
         if end is not None and clock_is_set(s.start) and ingest_ns - end > deadline
     ]
@@ -301,13 +392,17 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
         size = os.stat(path).st_size
     except OSError:
         return False  # gone or unreadable since the scan: the copy will say exactly why
-    known = archive.conn.execute("SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND "
-                                 "original_name_bytes IS ? AND size = ?",
-                                 (device, name_text(name), name_bytes(name), size)).fetchall()
+    known = archive.conn.execute(
+        "SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND "
+        "original_name_bytes IS ? AND size = ?",
+        (device, name_text(name), name_bytes(name), size),
+    ).fetchall()
     if not known:
         return False
     (r,) = hash_files([path], ("sha256",))
-    return r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]) is not None
+    return (
+        r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]) is not None
+    )
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.
@@ -325,8 +420,10 @@ def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
     try:
         with _CATALOG_WRITES:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
-                         (sha256, ingest_id, time.time_ns()))
+            conn.execute(
+                "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
+                (sha256, ingest_id, time.time_ns()),
+            )
             conn.execute("COMMIT")
     finally:
         conn.close()
@@ -339,8 +436,9 @@ def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
 _CATALOG_WRITES = threading.Lock()
 
 
-def _copy_into_store(archive: Archive, path: str, name: str,
-                     algorithms: tuple[str, ...], ingest_id: int) -> tuple[int, dict[str, str], str] | str:
+def _copy_into_store(
+    archive: Archive, path: str, name: str, algorithms: tuple[str, ...], ingest_id: int
+) -> tuple[int, dict[str, str], str] | str:
     """Copy, fsync, read back from the disk and compare, note the intent, link into the store.
 
     Returns (size, digests, head digest), or the reason it failed."""
@@ -352,7 +450,7 @@ def _copy_into_store(archive: Archive, path: str, name: str,
     except CustodesError as e:
         temp.unlink(missing_ok=True)
         return f"could not copy: {e}"
-    digests = {a: d.hex() for a, d in zip(computed, raw)}
+    digests = {a: d.hex() for a, d in zip(computed, raw, strict=True)}
     crashpoint("after_copy")
     try:
         fd = os.open(temp, os.O_RDONLY)
@@ -389,8 +487,18 @@ def _copy_into_store(archive: Archive, path: str, name: str,
     return size, {a: digests[a] for a in algorithms}, head
 
 
-def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: VolumeSegment | None,
-            readings: list[tuple[int, int]], size: int, digests: dict[str, str], head: str, now: int) -> str:
+def _record(
+    archive: Archive,
+    ingest_id: int,
+    device: str,
+    name: str,
+    seg: VolumeSegment | None,
+    readings: list[tuple[int, int]],
+    size: int,
+    digests: dict[str, str],
+    head: str,
+    now: int,
+) -> str:
     """Catalog row and ledger entry for one stored file, in one transaction: 'stored' or 'present'.
 
     The name is kept as :func:`~custodes.drivers.name_text` (``original_name``, ledger ``name``) and,
@@ -402,14 +510,25 @@ def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: Volum
     container = None
     if seg is not None and seg.media is not None:
         m = seg.media
-        container = json.dumps({"creation_time": rfc3339(m.creation_time), "duration_ns": None if m.duration is None else round(m.duration * NS),
-                                "complete": m.complete, "missing_bytes": m.missing_bytes,
-                                "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks]})
+        container = json.dumps(
+            {
+                "creation_time": rfc3339(m.creation_time),
+                "duration_ns": None if m.duration is None else round(m.duration * NS),
+                "complete": m.complete,
+                "missing_bytes": m.missing_bytes,
+                "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks],
+            }
+        )
     with archive.transaction() as tx:
-        tx.execute("INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
-                   (sha, size, json.dumps(digests, sort_keys=True), head, now))
-        exists = tx.execute("SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND "
-                            "original_name_bytes IS ? AND sha256 = ?", (device, text, raw, sha)).fetchone()
+        tx.execute(
+            "INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
+            (sha, size, json.dumps(digests, sort_keys=True), head, now),
+        )
+        exists = tx.execute(
+            "SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND "
+            "original_name_bytes IS ? AND sha256 = ?",
+            (device, text, raw, sha),
+        ).fetchone()
         if exists:
             return "present"
         seq = tx.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger").fetchone()[0]
@@ -418,15 +537,44 @@ def _record(archive: Archive, ingest_id: int, device: str, name: str, seg: Volum
             "corrected_start_ns, corrected_end_ns, sequence, important, recording, chapter, officer_id, container, "
             "ingest_id, ingested_ns, ledger_seq, original_name_bytes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, text, seg.kind if seg else "file", sha, size, start, end, seg.start_source if seg else None,
-             c_start, c_end, seg.sequence if seg and seg.sequence >= 0 else None, int(bool(seg and seg.important)),
-             seg.recording if seg else None, seg.chapter if seg else None,
-             (seg.extra.get("officer") if seg else None), container, ingest_id, now, seq, raw))
+            (
+                device,
+                text,
+                seg.kind if seg else "file",
+                sha,
+                size,
+                start,
+                end,
+                seg.start_source if seg else None,
+                c_start,
+                c_end,
+                seg.sequence if seg and seg.sequence >= 0 else None,
+                int(bool(seg and seg.important)),
+                seg.recording if seg else None,
+                seg.chapter if seg else None,
+                (seg.extra.get("officer") if seg else None),
+                container,
+                ingest_id,
+                now,
+                seq,
+                raw,
+            ),
+        )
         entry = {
-            "type": "ingest", "segment": cur.lastrowid, "device": device, "name": text, "size": size,
-            "digests": digests, "kind": seg.kind if seg else "file", "start": start, "end": end,
-            "corrected_start": c_start, "corrected_end": c_end, "important": bool(seg and seg.important),
-            "ingest": ingest_id, "time": now,
+            "type": "ingest",
+            "segment": cur.lastrowid,
+            "device": device,
+            "name": text,
+            "size": size,
+            "digests": digests,
+            "kind": seg.kind if seg else "file",
+            "start": start,
+            "end": end,
+            "corrected_start": c_start,
+            "corrected_end": c_end,
+            "important": bool(seg and seg.important),
+            "ingest": ingest_id,
+            "time": now,
         }
         if raw is not None:
             entry["name_b64"] = base64.b64encode(raw).decode("ascii")

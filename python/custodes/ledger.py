@@ -35,7 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from custodes import merkle
 from custodes.errors import CustodesError
 
-__all__ = ["Checkpoint", "LedgerError", "VerifierKey", "append", "canonical_json", "make_checkpoint", "parse_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "LedgerError",
+    "VerifierKey",
+    "append",
+    "canonical_json",
+    "make_checkpoint",
+    "parse_checkpoint",
+]
 
 EM_DASH = "\u2014"
 ED25519 = 0x01
@@ -50,6 +58,7 @@ class LedgerError(CustodesError):
 def canonical_json(entry: dict[str, Any]) -> bytes:
     """The one byte form of an entry: sorted keys, no spaces, UTF-8 (RFC 8785
     for the integers and strings entries are made of; entries carry no floats)."""
+
     def no_floats(v: Any) -> None:
         if isinstance(v, float):
             raise LedgerError(f"ledger entries carry no floats (got {v!r}); use integers (ns, bytes)")
@@ -155,7 +164,9 @@ def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
         try:
             Ed25519PublicKey.from_public_bytes(key.public).verify(blob[4:], body.encode())
         except InvalidSignature:
-            raise LedgerError("checkpoint signature does not verify: the note was altered or signed by another key") from None
+            raise LedgerError(
+                "checkpoint signature does not verify: the note was altered or signed by another key"
+            ) from None
         return Checkpoint(origin, size, root, note)
     raise LedgerError(f"checkpoint carries no signature by {key.name}")
 

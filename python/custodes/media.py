@@ -14,16 +14,16 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from custodes import _core
+from custodes import timeline as _timeline
 from custodes.defaults import TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
-from custodes import timeline as _timeline
 
 __all__ = ["CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many", "MP4_EPOCH_OFFSET"]
 
@@ -100,10 +100,18 @@ class TrackInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": self.kind, "handler": self.handler, "codec": self.codec,
-            "timescale": self.timescale, "samples": self.samples, "duration": self.duration,
-            "start": self.start, "end": self.end, "frame_duration": self.frame_duration,
-            "internal_gaps": [list(g) for g in self.internal_gaps], "timecode": self.timecode,
+            "id": self.id,
+            "kind": self.kind,
+            "handler": self.handler,
+            "codec": self.codec,
+            "timescale": self.timescale,
+            "samples": self.samples,
+            "duration": self.duration,
+            "start": self.start,
+            "end": self.end,
+            "frame_duration": self.frame_duration,
+            "internal_gaps": [list(g) for g in self.internal_gaps],
+            "timecode": self.timecode,
         }
 
 
@@ -127,13 +135,20 @@ class MediaInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "size": self.size, "brand": self.brand,
+            "path": self.path,
+            "size": self.size,
+            "brand": self.brand,
             "creation_time": rfc3339(self.creation_time),
             "creation_times": [c.to_json() for c in self.creation_times],
-            "duration": self.duration, "complete": self.complete, "missing_bytes": self.missing_bytes,
-            "fragmented": self.fragmented, "location": self.location, "metadata": self.metadata,
+            "duration": self.duration,
+            "complete": self.complete,
+            "missing_bytes": self.missing_bytes,
+            "fragmented": self.fragmented,
+            "location": self.location,
+            "metadata": self.metadata,
             "tracks": [t.to_json() for t in self.tracks],
-            "av_offset_start": self.av_offset_start, "av_offset_end": self.av_offset_end,
+            "av_offset_start": self.av_offset_start,
+            "av_offset_end": self.av_offset_end,
             "findings": [f.to_json() for f in self.findings],
         }
 
@@ -142,13 +157,21 @@ def _track(t: dict[str, Any]) -> TrackInfo:
     timing = t["timing"]
     ts = t["timescale"]
     return TrackInfo(
-        id=t["id"], kind=t["kind"], handler=t["handler"], codec=t["codec"], timescale=ts,
-        samples=t["sample_count"], duration=t["duration"] / ts if ts else None,
-        start=timing["start"] if timing else None, end=timing["end"] if timing else None,
+        id=t["id"],
+        kind=t["kind"],
+        handler=t["handler"],
+        codec=t["codec"],
+        timescale=ts,
+        samples=t["sample_count"],
+        duration=t["duration"] / ts if ts else None,
+        start=timing["start"] if timing else None,
+        end=timing["end"] if timing else None,
         frame_duration=timing["median_step"] if timing else None,
         internal_gaps=list(timing["gaps"]) if timing else [],
         timecode=t["timecode"]["display"] if t["timecode"] else None,
-        pts=t.get("pts"), offsets=t.get("offsets"), sizes=t.get("sizes"),
+        pts=t.get("pts"),
+        offsets=t.get("offsets"),
+        sizes=t.get("sizes"),
     )
 
 
@@ -171,9 +194,13 @@ def _creation_times(raw: dict[str, Any]) -> list[CreationTime]:
 def _metadata_time_findings(path: str, raw: dict[str, Any]) -> list[Finding]:
     """A creation date that is a date but out of range is a misread or forged field: a finding."""
     return [
-        Finding("malformed", f"time_out_of_range: {key} {value.strip()!r} is outside the times custodes can "
-                "represent (1677-09-21 to 2262-04-11 UTC); treated as absent",
-                path=path, evidence={"problem": "time_out_of_range", "key": key, "value": value})
+        Finding(
+            "malformed",
+            f"time_out_of_range: {key} {value.strip()!r} is outside the times custodes can "
+            "represent (1677-09-21 to 2262-04-11 UTC); treated as absent",
+            path=path,
+            evidence={"problem": "time_out_of_range", "key": key, "value": value},
+        )
         for key, value in raw["metadata"]
         if key in CREATION_DATE_KEYS and _iso8601(value) is not None and _iso8601_ns(value) is None
     ]
@@ -191,9 +218,15 @@ def _info(path: str, raw: dict[str, Any], *, reference_time: int, clock_floor: i
     creation = mp4_time(movie["creation"]) if movie else None
     findings: list[Finding] = []
     if raw["missing_bytes"]:
-        findings.append(Finding("truncated", f"{raw['missing_bytes']} bytes missing at the end of the file "
-                                "(the container points past its end: recording cut off?)",
-                                path=path, evidence={"missing_bytes": raw["missing_bytes"], "size": raw["file_size"]}))
+        findings.append(
+            Finding(
+                "truncated",
+                f"{raw['missing_bytes']} bytes missing at the end of the file "
+                "(the container points past its end: recording cut off?)",
+                path=path,
+                evidence={"missing_bytes": raw["missing_bytes"], "size": raw["file_size"]},
+            )
+        )
     for kind, detail in raw["problems"]:
         if kind == "no_moov":
             findings.append(Finding("no_moov", detail, path=path))
@@ -202,24 +235,38 @@ def _info(path: str, raw: dict[str, Any], *, reference_time: int, clock_floor: i
     findings += _metadata_time_findings(path, raw)
     for t in tracks:
         for a, b in t.internal_gaps:
-            findings.append(Finding(
-                "internal_gap", f"{t.kind} track {t.id}: no samples for {b - a:.3f} s from {a:.3f} s",
-                path=path,
-                start=None if creation is None else creation + round(a * NS),
-                end=None if creation is None else creation + round(b * NS),
-                evidence={"track": t.id, "from": a, "to": b, "frame_duration": t.frame_duration}))
+            findings.append(
+                Finding(
+                    "internal_gap",
+                    f"{t.kind} track {t.id}: no samples for {b - a:.3f} s from {a:.3f} s",
+                    path=path,
+                    start=None if creation is None else creation + round(a * NS),
+                    end=None if creation is None else creation + round(b * NS),
+                    evidence={"track": t.id, "from": a, "to": b, "frame_duration": t.frame_duration},
+                )
+            )
     if has_moov:
         findings += _timeline.clock_findings(
-            [creation], [path], reference_time=reference_time, floor=clock_floor, tolerance=clock_tolerance)
+            [creation], [path], reference_time=reference_time, floor=clock_floor, tolerance=clock_tolerance
+        )
     video = next((t for t in tracks if t.kind == "video" and t.start is not None), None)
     audio = next((t for t in tracks if t.kind == "audio" and t.start is not None), None)
     both = video is not None and audio is not None
     return MediaInfo(
-        path=path, size=raw["file_size"], brand=raw["major_brand"], creation_time=creation,
-        creation_times=_creation_times(raw), duration=duration,
-        complete=has_moov and not raw["missing_bytes"] and not any(f.kind in ("malformed", "no_moov") for f in findings),
-        missing_bytes=raw["missing_bytes"], fragmented=raw["fragmented"], location=raw["location"],
-        metadata=dict(raw["metadata"]), tracks=tracks,
+        path=path,
+        size=raw["file_size"],
+        brand=raw["major_brand"],
+        creation_time=creation,
+        creation_times=_creation_times(raw),
+        duration=duration,
+        complete=has_moov
+        and not raw["missing_bytes"]
+        and not any(f.kind in ("malformed", "no_moov") for f in findings),
+        missing_bytes=raw["missing_bytes"],
+        fragmented=raw["fragmented"],
+        location=raw["location"],
+        metadata=dict(raw["metadata"]),
+        tracks=tracks,
         av_offset_start=video.start - audio.start if both else None,  # type: ignore[operator,union-attr]
         av_offset_end=video.end - audio.end if both else None,  # type: ignore[operator,union-attr]
         findings=findings,
@@ -245,9 +292,10 @@ def probe_many(
     ref = time.time_ns() if reference_time is None else reference_time
     raws = _core.probe_files(fs, gap_factor, samples)
     return [
-        r if isinstance(r, CustodesError)
+        r
+        if isinstance(r, CustodesError)
         else _info(p, r, reference_time=ref, clock_floor=clock_floor, clock_tolerance=clock_tolerance)
-        for p, r in zip(fs, raws)
+        for p, r in zip(fs, raws, strict=True)
     ]
 
 
@@ -257,4 +305,3 @@ def probe(path: str | os.PathLike[str], **options: Any) -> MediaInfo:
     if isinstance(result, CustodesError):
         raise result
     return result
-

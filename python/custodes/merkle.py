@@ -15,8 +15,15 @@ from collections.abc import Sequence
 
 from custodes import _core
 
-__all__ = ["Accumulator", "consistency_proof", "inclusion_proof", "leaf_hash", "root", "verify_consistency",
-           "verify_inclusion"]
+__all__ = [
+    "Accumulator",
+    "consistency_proof",
+    "inclusion_proof",
+    "leaf_hash",
+    "root",
+    "verify_consistency",
+    "verify_inclusion",
+]
 
 Accumulator = _core.MerkleAccumulator
 

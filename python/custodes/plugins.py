@@ -115,8 +115,13 @@ class PluginInfo:
     provides: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "builtin": self.builtin,
-                "hooks": self.hooks, "provides": self.provides}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "provides": self.provides,
+        }
 
 
 R = TypeVar("R", DeviceDriver, StorageBackend, Reporter, Executor)
@@ -142,7 +147,9 @@ class _Registry(Generic[R]):
             return self._records[name][1]
         except KeyError:
             known = ", ".join(self.names()) or "none"
-            raise UnknownPluginError(f"no {self.kind} named {name!r} (known: {known}; see `custodes plugins`)") from None
+            raise UnknownPluginError(
+                f"no {self.kind} named {name!r} (known: {known}; see `custodes plugins`)"
+            ) from None
 
     def __iter__(self) -> Iterator[R]:
         return (self._records[n][1] for n in self.names())
@@ -154,8 +161,13 @@ class _Registry(Generic[R]):
 class PluginManager:
     """Loads plugins once and answers typed questions about what they provide."""
 
-    def __init__(self, *, environ: Mapping[str, str] | None = None, use_entry_points: bool = True,
-                 extra: Iterable[tuple[str, object]] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        use_entry_points: bool = True,
+        extra: Iterable[tuple[str, object]] = (),
+    ) -> None:
         env = os.environ if environ is None else environ
         self._blocked = _names(env.get(BLOCK_ENV, ""))
         allow = env.get(ALLOW_ENV)
@@ -188,6 +200,7 @@ class PluginManager:
         if builtin:
             self._builtin.add(name)
             from custodes import __version__
+
             version = __version__
         self._versions[name] = version
 
@@ -205,7 +218,8 @@ class PluginManager:
                     other = records[record.name][0]
                     raise DuplicatePluginError(
                         f"{kind[:-1] if kind != 'storage' else 'storage backend'} {record.name!r} is provided by both "
-                        f"{other!r} and {plugin!r}; block one with {BLOCK_ENV}={plugin}")
+                        f"{other!r} and {plugin!r}; block one with {BLOCK_ENV}={plugin}"
+                    )
                 records[record.name] = (plugin, record)
         return _Registry(kind.rstrip("s") if kind != "storage" else "storage backend", records)
 
@@ -228,11 +242,19 @@ class PluginManager:
     def plugins(self) -> list[PluginInfo]:
         out = []
         for name, plugin in sorted(self._pm.list_name_plugin()):
-            provides = {kind: [n for n in reg.names() if reg.provider(n) == name]
-                        for kind, reg in self._registries.items()}
+            provides = {
+                kind: [n for n in reg.names() if reg.provider(n) == name] for kind, reg in self._registries.items()
+            }
             hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
-            out.append(PluginInfo(name, self._versions.get(name), name in self._builtin, hooks,
-                                  {k: v for k, v in provides.items() if v}))
+            out.append(
+                PluginInfo(
+                    name,
+                    self._versions.get(name),
+                    name in self._builtin,
+                    hooks,
+                    {k: v for k, v in provides.items() if v},
+                )
+            )
         return out
 
 

@@ -13,8 +13,9 @@ from custodes.ledger import LedgerError, parse_checkpoint
 __all__ = ["ledger_proof"]
 
 
-def ledger_proof(archive: Archive, *, entry: int | None = None, segment: int | None = None,
-                 from_size: int | None = None) -> dict[str, Any]:
+def ledger_proof(
+    archive: Archive, *, entry: int | None = None, segment: int | None = None, from_size: int | None = None
+) -> dict[str, Any]:
     """Proof material against the latest signed checkpoint.
 
     ``inclusion``: the entry, its leaf hash, index, tree size, audit path and
@@ -25,14 +26,20 @@ def ledger_proof(archive: Archive, *, entry: int | None = None, segment: int | N
     try:
         note = latest.read_text(encoding="utf-8")
     except FileNotFoundError:  # a proof needs a signed tree to be proven against
-        raise LedgerError(f"{latest}: no signed checkpoint to prove against; run `custodes verify` to see why it is "
-                          "missing, then `custodes ledger checkpoint` to sign the ledger as it is") from None
+        raise LedgerError(
+            f"{latest}: no signed checkpoint to prove against; run `custodes verify` to see why it is "
+            "missing, then `custodes ledger checkpoint` to sign the ledger as it is"
+        ) from None
     cp = parse_checkpoint(note, archive.verifier_key)
     leaves = archive.leaves(cp.size)
     if merkle.root(leaves) != cp.root:
         raise LedgerError("the ledger no longer matches its latest checkpoint; run `custodes verify`")
-    out: dict[str, Any] = {"checkpoint": note, "verifier_key": str(archive.verifier_key), "tree_size": cp.size,
-                           "root": cp.root.hex()}
+    out: dict[str, Any] = {
+        "checkpoint": note,
+        "verifier_key": str(archive.verifier_key),
+        "tree_size": cp.size,
+        "root": cp.root.hex(),
+    }
     if segment is not None:
         row = archive.conn.execute("SELECT ledger_seq FROM segments WHERE id = ?", (segment,)).fetchone()
         if row is None:
@@ -43,14 +50,18 @@ def ledger_proof(archive: Archive, *, entry: int | None = None, segment: int | N
             raise LedgerError(f"entry {entry} is not covered by the latest checkpoint (size {cp.size})")
         data = bytes(archive.conn.execute("SELECT entry FROM ledger WHERE seq = ?", (entry,)).fetchone()[0])
         out["inclusion"] = {
-            "index": entry, "entry": json.loads(data), "entry_base64": base64.b64encode(data).decode(),
-            "leaf_hash": leaves[entry].hex(), "proof": [h.hex() for h in merkle.inclusion_proof(leaves, entry)],
+            "index": entry,
+            "entry": json.loads(data),
+            "entry_base64": base64.b64encode(data).decode(),
+            "leaf_hash": leaves[entry].hex(),
+            "proof": [h.hex() for h in merkle.inclusion_proof(leaves, entry)],
         }
     if from_size is not None:
         if not 0 < from_size <= cp.size:
             raise LedgerError(f"--from-size must be between 1 and {cp.size}")
         out["consistency"] = {
-            "size1": from_size, "root1": merkle.root(leaves[:from_size]).hex(),
+            "size1": from_size,
+            "root1": merkle.root(leaves[:from_size]).hex(),
             "proof": [h.hex() for h in merkle.consistency_proof(leaves, from_size)],
         }
     return out

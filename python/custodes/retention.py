@@ -19,11 +19,21 @@ from typing import Any
 from custodes import ledger
 from custodes.access import AccessDenied, current_person, grant_for, person_role
 from custodes.archive import Archive
-from custodes.errors import CustodesError
 from custodes.defaults import SQL_CLOCK_IS_SET
+from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 
-__all__ = ["LONG_TERM_REASONS", "RetentionStatus", "due", "hold", "link_case", "long_term", "purge", "release", "status"]
+__all__ = [
+    "LONG_TERM_REASONS",
+    "RetentionStatus",
+    "due",
+    "hold",
+    "link_case",
+    "long_term",
+    "purge",
+    "release",
+    "status",
+]
 
 NS = 1_000_000_000
 DAY = 86_400 * NS
@@ -43,9 +53,15 @@ class RetentionStatus:
         return not self.purged and not self.holds and self.keep_until is not None and at >= self.keep_until
 
     def to_json(self, at: int | None = None) -> dict[str, Any]:
-        return {"segment": self.segment, "name": self.name, "keep_until": rfc3339(self.keep_until),
-                "reasons": self.reasons, "holds": self.holds, "purged": self.purged,
-                "due": self.due(time.time_ns() if at is None else at)}
+        return {
+            "segment": self.segment,
+            "name": self.name,
+            "keep_until": rfc3339(self.keep_until),
+            "reasons": self.reasons,
+            "holds": self.holds,
+            "purged": self.purged,
+            "due": self.due(time.time_ns() if at is None else at),
+        }
 
 
 def _require(archive: Archive, roles: tuple[str, ...]) -> str:
@@ -62,10 +78,13 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
     # The minimum runs from the recording's end, or from its ingest when its clock
     # cannot be believed (none, or an unset clock before the floor): a camera
     # reset to the year 2000 must not make its footage due for purge at once.
-    rows = conn.execute(f"SELECT s.id, s.original_name, CASE WHEN {SQL_CLOCK_IS_SET} THEN "
-                        f"COALESCE(s.corrected_end_ns, s.end_ns, s.ingested_ns) ELSE s.ingested_ns END, s.important, "
-                        f"s.purged_ns, lt.reason FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id {where} "
-                        "ORDER BY s.id", segments or ()).fetchall()
+    rows = conn.execute(
+        f"SELECT s.id, s.original_name, CASE WHEN {SQL_CLOCK_IS_SET} THEN "
+        f"COALESCE(s.corrected_end_ns, s.end_ns, s.ingested_ns) ELSE s.ingested_ns END, s.important, "
+        f"s.purged_ns, lt.reason FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id {where} "
+        "ORDER BY s.id",
+        segments or (),
+    ).fetchall()
     out = []
     for seg, name, end, important, purged, lt_reason in rows:
         reasons = [f"minimum {archive.policy.retention_days} days"]
@@ -74,11 +93,16 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
             keep, reasons = None, reasons + ["important-file mark (Art. 20)"]
         if lt_reason:
             keep, reasons = None, reasons + [f"long-term: {lt_reason} (Art. 20)"]
-        for case, until in conn.execute("SELECT c.id, c.retention_until_ns FROM case_segments cs JOIN cases c ON c.id = cs.case_id "
-                                        "WHERE cs.segment_id = ?", (seg,)):
+        for case, until in conn.execute(
+            "SELECT c.id, c.retention_until_ns FROM case_segments cs JOIN cases c ON c.id = cs.case_id "
+            "WHERE cs.segment_id = ?",
+            (seg,),
+        ):
             reasons.append(f"case {case}" + (f" until {rfc3339(until)}" if until else " (open)"))
             keep = None if until is None or keep is None else max(keep, until)
-        holds = [h for (h,) in conn.execute("SELECT id FROM holds WHERE segment_id = ? AND released_ns IS NULL", (seg,))]
+        holds = [
+            h for (h,) in conn.execute("SELECT id FROM holds WHERE segment_id = ? AND released_ns IS NULL", (seg,))
+        ]
         out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None))
     return out
 
@@ -107,8 +131,12 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
     person = _require(archive, ("custodian", "approver"))
     _segment_exists(archive, segment)
     now = time.time_ns()
-    return _ledgered(archive, {"type": "hold", "segment": segment, "reason": reason, "by": person, "time": now},
-                     "INSERT INTO holds (segment_id, reason, by, placed_ns) VALUES (?, ?, ?, ?)", (segment, reason, person, now))
+    return _ledgered(
+        archive,
+        {"type": "hold", "segment": segment, "reason": reason, "by": person, "time": now},
+        "INSERT INTO holds (segment_id, reason, by, placed_ns) VALUES (?, ?, ?, ?)",
+        (segment, reason, person, now),
+    )
 
 
 def release(archive: Archive, hold_id: int) -> None:
@@ -117,8 +145,12 @@ def release(archive: Archive, hold_id: int) -> None:
     if row is None or row[1] is not None:
         raise CustodesError(f"no active hold {hold_id}")
     now = time.time_ns()
-    _ledgered(archive, {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now},
-              "UPDATE holds SET released_ns = ?, released_by = ? WHERE id = ?", (now, person, hold_id))
+    _ledgered(
+        archive,
+        {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now},
+        "UPDATE holds SET released_ns = ?, released_by = ? WHERE id = ?",
+        (now, person, hold_id),
+    )
 
 
 def long_term(archive: Archive, segment: int, reason: str) -> None:
@@ -127,9 +159,12 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
         raise CustodesError(f"long-term reason must be one of {', '.join(LONG_TERM_REASONS)}")
     _segment_exists(archive, segment)
     now = time.time_ns()
-    _ledgered(archive, {"type": "retention_change", "segment": segment, "long_term": reason, "by": person, "time": now},
-              "INSERT OR REPLACE INTO long_term (segment_id, reason, by, created_ns) VALUES (?, ?, ?, ?)",
-              (segment, reason, person, now))
+    _ledgered(
+        archive,
+        {"type": "retention_change", "segment": segment, "long_term": reason, "by": person, "time": now},
+        "INSERT OR REPLACE INTO long_term (segment_id, reason, by, created_ns) VALUES (?, ?, ?, ?)",
+        (segment, reason, person, now),
+    )
 
 
 def link_case(archive: Archive, case: str, segments: list[int], until: int | None, description: str = "") -> None:
@@ -139,11 +174,25 @@ def link_case(archive: Archive, case: str, segments: list[int], until: int | Non
         _segment_exists(archive, s)
     now = time.time_ns()
     with archive.transaction() as tx:
-        ledger.append(tx, {"type": "retention_change", "case": case, "segments": sorted(segments), "until": until,
-                           "by": person, "time": now})
-        tx.execute("INSERT INTO cases (id, retention_until_ns, description) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                   "retention_until_ns = excluded.retention_until_ns", (case, until, description))
-        tx.executemany("INSERT OR IGNORE INTO case_segments (case_id, segment_id) VALUES (?, ?)", [(case, s) for s in segments])
+        ledger.append(
+            tx,
+            {
+                "type": "retention_change",
+                "case": case,
+                "segments": sorted(segments),
+                "until": until,
+                "by": person,
+                "time": now,
+            },
+        )
+        tx.execute(
+            "INSERT INTO cases (id, retention_until_ns, description) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "retention_until_ns = excluded.retention_until_ns",
+            (case, until, description),
+        )
+        tx.executemany(
+            "INSERT OR IGNORE INTO case_segments (case_id, segment_id) VALUES (?, ?)", [(case, s) for s in segments]
+        )
     archive.checkpoint()
 
 
@@ -169,18 +218,27 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
     grant_for(archive, request_id, segments, "purge", "purge")
     person = current_person(archive)
     now = time.time_ns()
-    rows = archive.conn.execute(f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({','.join('?' * len(segments))})",
-                                segments).fetchall()
+    rows = archive.conn.execute(
+        f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments
+    ).fetchall()
     for seg, sha, purged in rows:
         if purged is None:
             with archive.transaction() as tx:
-                seq = ledger.append(tx, {"type": "purge", "segment": seg, "sha256": sha, "request": request_id, "by": person, "time": now})
+                seq = ledger.append(
+                    tx,
+                    {"type": "purge", "segment": seg, "sha256": sha, "request": request_id, "by": person, "time": now},
+                )
                 tx.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, seg))
-                others = tx.execute("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha,)).fetchone()[0]
+                others = tx.execute(
+                    "SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha,)
+                ).fetchone()[0]
                 if not others:  # the object goes only when no live recording still needs its bytes
                     tx.execute("UPDATE objects SET purged_ns = ? WHERE sha256 = ?", (now, sha))
-                    tx.execute("INSERT OR REPLACE INTO tombstones (sha256, segment_ids, request_id, by, time_ns, ledger_seq) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (sha, json.dumps([seg]), request_id, person, now, seq))
+                    tx.execute(
+                        "INSERT OR REPLACE INTO tombstones (sha256, segment_ids, request_id, by, time_ns, ledger_seq) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (sha, json.dumps([seg]), request_id, person, now, seq),
+                    )
         if _object_due_for_removal(archive, sha) and archive.store.stat(sha) is not None:
             archive.store.purge(sha)
     archive.checkpoint()
@@ -189,6 +247,11 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
 
 def _object_due_for_removal(archive: Archive, sha: str) -> bool:
     """The object's tombstone is in the ledger and no live recording needs its bytes."""
-    return archive.conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM tombstones WHERE sha256 = ?) "
-        "AND NOT EXISTS (SELECT 1 FROM segments WHERE sha256 = ? AND purged_ns IS NULL)", (sha, sha)).fetchone()[0] == 1
+    return (
+        archive.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM tombstones WHERE sha256 = ?) "
+            "AND NOT EXISTS (SELECT 1 FROM segments WHERE sha256 = ? AND purged_ns IS NULL)",
+            (sha, sha),
+        ).fetchone()[0]
+        == 1
+    )

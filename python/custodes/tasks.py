@@ -32,8 +32,19 @@ from custodes.defaults import TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
-__all__ = ["CAUSES", "EXEMPTIONS", "EVENT_CAUSES", "Task", "TaskCoverage", "TaskError", "explain_gap", "import_tasks", "parse_time",
-           "load_tasks", "task_coverage"]
+__all__ = [
+    "CAUSES",
+    "EXEMPTIONS",
+    "EVENT_CAUSES",
+    "Task",
+    "TaskCoverage",
+    "TaskError",
+    "explain_gap",
+    "import_tasks",
+    "parse_time",
+    "load_tasks",
+    "task_coverage",
+]
 
 NS = 1_000_000_000
 #: Art. 8: recording is not required for secrets, work secrets, emergencies, or when objectively impossible.
@@ -62,8 +73,14 @@ class Task:
     devices: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "start": rfc3339(self.start), "end": rfc3339(self.end),
-                "officers": list(self.officers), "devices": list(self.devices)}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "start": rfc3339(self.start),
+            "end": rfc3339(self.end),
+            "officers": list(self.officers),
+            "devices": list(self.devices),
+        }
 
 
 def parse_time(value: Any, where: str) -> int:
@@ -144,26 +161,51 @@ def import_tasks(archive: Archive, tasks: Sequence[Task], by: str | None = None)
     out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
     with archive.transaction() as tx:
         for t in tasks:
-            row = tx.execute("SELECT type, start_ns, end_ns, officers, devices FROM tasks WHERE id = ?", (t.id,)).fetchone()
+            row = tx.execute(
+                "SELECT type, start_ns, end_ns, officers, devices FROM tasks WHERE id = ?", (t.id,)
+            ).fetchone()
             values = (t.type, t.start, t.end, json.dumps(list(t.officers)), json.dumps(list(t.devices)))
             if row is not None and tuple(row) == values:
                 out["unchanged"].append(t.id)
                 continue
-            seq = ledger.append(tx, {"type": "task", "task": t.id, "task_type": t.type, "start": t.start, "end": t.end,
-                                     "officers": list(t.officers), "devices": list(t.devices), "by": by, "time": now})
-            tx.execute("INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET type=excluded.type, "
-                       "start_ns=excluded.start_ns, end_ns=excluded.end_ns, officers=excluded.officers, "
-                       "devices=excluded.devices, imported_ns=excluded.imported_ns, ledger_seq=excluded.ledger_seq",
-                       (t.id, *values, now, seq))
+            seq = ledger.append(
+                tx,
+                {
+                    "type": "task",
+                    "task": t.id,
+                    "task_type": t.type,
+                    "start": t.start,
+                    "end": t.end,
+                    "officers": list(t.officers),
+                    "devices": list(t.devices),
+                    "by": by,
+                    "time": now,
+                },
+            )
+            tx.execute(
+                "INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET type=excluded.type, "
+                "start_ns=excluded.start_ns, end_ns=excluded.end_ns, officers=excluded.officers, "
+                "devices=excluded.devices, imported_ns=excluded.imported_ns, ledger_seq=excluded.ledger_seq",
+                (t.id, *values, now, seq),
+            )
             out["updated" if row is not None else "imported"].append(t.id)
     if out["imported"] or out["updated"]:
         archive.checkpoint()
     return out
 
 
-def explain_gap(archive: Archive, device: str, start: int, end: int, cause: str, note: str = "",
-                segment: int | None = None, offset: int | None = None, by: str | None = None) -> int:
+def explain_gap(
+    archive: Archive,
+    device: str,
+    start: int,
+    end: int,
+    cause: str,
+    note: str = "",
+    segment: int | None = None,
+    offset: int | None = None,
+    by: str | None = None,
+) -> int:
     """Annotate the time ``start``..``end`` on ``device`` with a cause; returns the annotation id.
 
     ``segment``/``offset`` point at where the officer states the reason on
@@ -179,11 +221,26 @@ def explain_gap(archive: Archive, device: str, start: int, end: int, cause: str,
             raise TaskError(f"no device {device!r} in this archive")
         if segment is not None and tx.execute("SELECT 1 FROM segments WHERE id = ?", (segment,)).fetchone() is None:
             raise TaskError(f"no segment {segment} in this archive")
-        seq = ledger.append(tx, {"type": "annotation", "device": device, "start": start, "end": end, "cause": cause,
-                                 "note": note, "segment": segment, "offset": offset, "by": by, "time": now})
-        cur = tx.execute("INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
-                         "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
-                         (device, start, end, cause, note, segment, offset, by, now, seq))
+        seq = ledger.append(
+            tx,
+            {
+                "type": "annotation",
+                "device": device,
+                "start": start,
+                "end": end,
+                "cause": cause,
+                "note": note,
+                "segment": segment,
+                "offset": offset,
+                "by": by,
+                "time": now,
+            },
+        )
+        cur = tx.execute(
+            "INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
+            "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
+            (device, start, end, cause, note, segment, offset, by, now, seq),
+        )
         annotation = int(cur.lastrowid or 0)
     archive.checkpoint()
     return annotation
@@ -205,11 +262,16 @@ class TaskCoverage:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "task": self.task.to_json(), "devices": self.devices,
-            "covered_share": self.covered / self.window, "covered_seconds": self.covered / NS,
+            "task": self.task.to_json(),
+            "devices": self.devices,
+            "covered_share": self.covered / self.window,
+            "covered_seconds": self.covered / NS,
             "two_device_share": self.two_device / self.window,
-            "uncovered": [{"start": rfc3339(a), "end": rfc3339(b), "duration": (b - a) / NS} for a, b in self.uncovered],
-            "explained": self.explained, "findings": [f.to_json() for f in self.findings],
+            "uncovered": [
+                {"start": rfc3339(a), "end": rfc3339(b), "duration": (b - a) / NS} for a, b in self.uncovered
+            ],
+            "explained": self.explained,
+            "findings": [f.to_json() for f in self.findings],
         }
 
 
@@ -236,31 +298,50 @@ def _at_least(k: int, per_device: list[list[tuple[int, int]]]) -> int:
     return total
 
 
-def task_coverage(archive: Archive, task_ids: Sequence[str] | None = None,
-                  gap_tolerance: int | None = None) -> list[TaskCoverage]:
+def task_coverage(
+    archive: Archive, task_ids: Sequence[str] | None = None, gap_tolerance: int | None = None
+) -> list[TaskCoverage]:
     """Coverage of each task window by its devices' segments (clock-corrected times where known)."""
     tol = round(archive.policy.gap_tolerance_seconds * NS) if gap_tolerance is None else gap_tolerance
     conn = archive.conn
-    rows = conn.execute("SELECT id, type, start_ns, end_ns, officers, devices FROM tasks ORDER BY start_ns, id").fetchall()
+    rows = conn.execute(
+        "SELECT id, type, start_ns, end_ns, officers, devices FROM tasks ORDER BY start_ns, id"
+    ).fetchall()
     tasks = [Task(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), tuple(json.loads(r[5]))) for r in rows]
     if task_ids is not None:
         unknown = set(task_ids) - {t.id for t in tasks}
         if unknown:
             raise TaskError(f"no task {', '.join(sorted(unknown))} in this archive")
         tasks = [t for t in tasks if t.id in set(task_ids)]
-    segs = conn.execute("SELECT device_id, officer_id, COALESCE(corrected_start_ns, start_ns), COALESCE(corrected_end_ns, end_ns) "
-                        "FROM segments WHERE kind IN ('video', 'audio') AND start_ns IS NOT NULL AND end_ns IS NOT NULL").fetchall()
+    segs = conn.execute(
+        "SELECT device_id, officer_id, COALESCE(corrected_start_ns, start_ns), COALESCE(corrected_end_ns, end_ns) "
+        "FROM segments WHERE kind IN ('video', 'audio') AND start_ns IS NOT NULL AND end_ns IS NOT NULL"
+    ).fetchall()
     pairs: list[tuple[Task, str]] = []
     for t in tasks:
-        devices = set(t.devices) | {d for d, officer, s, e in segs if officer in t.officers and s < t.end and e > t.start}
+        devices = set(t.devices) | {
+            d for d, officer, s, e in segs if officer in t.officers and s < t.end and e > t.start
+        }
         pairs += [(t, d) for d in sorted(devices)]
-    covs = timeline.coverage([d for d, *_ in segs], [s for *_, s, _ in segs], [e for *_, e in segs],
-                             [d for _, d in pairs], [t.start for t, _ in pairs], [t.end for t, _ in pairs]) if pairs else []
-    explanations = conn.execute("SELECT device_id, start_ns, end_ns, cause, note, source, id FROM gap_explanations").fetchall()
+    covs = (
+        timeline.coverage(
+            [d for d, *_ in segs],
+            [s for *_, s, _ in segs],
+            [e for *_, e in segs],
+            [d for _, d in pairs],
+            [t.start for t, _ in pairs],
+            [t.end for t, _ in pairs],
+        )
+        if pairs
+        else []
+    )
+    explanations = conn.execute(
+        "SELECT device_id, start_ns, end_ns, cause, note, source, id FROM gap_explanations"
+    ).fetchall()
     events = conn.execute("SELECT device_id, time_ns, kind, detail FROM device_events").fetchall()
     out = []
     for t in tasks:
-        mine = [(d, c) for (task, d), c in zip(pairs, covs) if task.id == t.id]
+        mine = [(d, c) for (task, d), c in zip(pairs, covs, strict=True) if task.id == t.id]
         devices = [d for d, _ in mine]
         covered_by = [_subtract([(t.start, t.end)], c.uncovered) for _, c in mine]
         union_uncovered = [(t.start, t.end)]
@@ -268,19 +349,41 @@ def task_coverage(archive: Archive, task_ids: Sequence[str] | None = None,
             union_uncovered = _subtract(union_uncovered, iv)
         tc = TaskCoverage(t, devices, _at_least(1, covered_by), _at_least(2, covered_by), union_uncovered)
         for a, b in union_uncovered:
-            reasons = [(ea, eb, {"cause": cause, "note": note, "source": source, "device": d, "annotation": i})
-                       for d, ea, eb, cause, note, source, i in explanations if d in devices and ea < b and eb > a]
-            reasons += [(ts, b, {"cause": EVENT_CAUSES[kind], "note": detail, "source": "device_event", "device": d,
-                                 "event": kind, "time": rfc3339(ts)})
-                        for d, ts, kind, detail in events
-                        if d in devices and kind in EVENT_CAUSES and a - EVENT_LEAD <= ts <= b]
+            reasons = [
+                (ea, eb, {"cause": cause, "note": note, "source": source, "device": d, "annotation": i})
+                for d, ea, eb, cause, note, source, i in explanations
+                if d in devices and ea < b and eb > a
+            ]
+            reasons += [
+                (
+                    ts,
+                    b,
+                    {
+                        "cause": EVENT_CAUSES[kind],
+                        "note": detail,
+                        "source": "device_event",
+                        "device": d,
+                        "event": kind,
+                        "time": rfc3339(ts),
+                    },
+                )
+                for d, ts, kind, detail in events
+                if d in devices and kind in EVENT_CAUSES and a - EVENT_LEAD <= ts <= b
+            ]
             for ea, eb, why in reasons:
                 tc.explained.append({"start": rfc3339(max(a, ea)), "end": rfc3339(min(b, eb)), **why})
             for x0, x1 in _subtract([(a, b)], [(ea, eb) for ea, eb, _ in reasons]):
                 if x1 - x0 > tol:
-                    tc.findings.append(Finding(
-                        "gap_unexplained", f"task {t.id}: {(x1 - x0) / NS:.0f} s not recorded by any of its devices "
-                        f"({', '.join(devices) or 'none'}) and no cause recorded", device=",".join(devices) or None,
-                        start=x0, end=x1, evidence={"task": t.id, "devices": devices}))
+                    tc.findings.append(
+                        Finding(
+                            "gap_unexplained",
+                            f"task {t.id}: {(x1 - x0) / NS:.0f} s not recorded by any of its devices "
+                            f"({', '.join(devices) or 'none'}) and no cause recorded",
+                            device=",".join(devices) or None,
+                            start=x0,
+                            end=x1,
+                            evidence={"task": t.id, "devices": devices},
+                        )
+                    )
         out.append(tc)
     return out

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, NS
+
 NO_SEQUENCE = -1
 _RESET_EPOCHS = _core.clock_reset_epochs()
 
@@ -63,6 +64,7 @@ class Segment:
     start: int | None  # ns, UTC
     end: int | None
     sequence: int = NO_SEQUENCE
+
 
 def analyse(
     device: Sequence[str] | np.ndarray,
@@ -93,31 +95,55 @@ def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAUL
     from every numbered file, timed or not (a deleted file is missing from the
     numbering whatever the clock said)."""
     timed = [s for s in segments if s.start is not None and s.end is not None]
-    r = analyse([s.device for s in timed], [s.start for s in timed], [s.end for s in timed], gap_tolerance=gap_tolerance)
-    numbered = analyse([s.device for s in segments], [0] * len(segments), [0] * len(segments),
-                       [s.sequence for s in segments])
+    r = analyse(
+        [s.device for s in timed], [s.start for s in timed], [s.end for s in timed], gap_tolerance=gap_tolerance
+    )
+    numbered = analyse(
+        [s.device for s in segments], [0] * len(segments), [0] * len(segments), [s.sequence for s in segments]
+    )
     found: list[Finding] = []
     # A message names files through shown_name, the one display rule (issue 10): one line, no two
     # names alike; the evidence keeps the paths themselves.
     g = r["gaps"]
-    for d, a, b, i, j in zip(g["device"], g["start"], g["end"], g["before"], g["after"]):
-        found.append(Finding("gap", f"{(b - a) / NS:.3f} s not recorded between {shown_name(timed[i].path)} and {shown_name(timed[j].path)}",
-                             device=str(d), start=int(a), end=int(b),
-                             evidence={"before": timed[i].path, "after": timed[j].path}))
+    for d, a, b, i, j in zip(g["device"], g["start"], g["end"], g["before"], g["after"], strict=True):
+        found.append(
+            Finding(
+                "gap",
+                f"{(b - a) / NS:.3f} s not recorded between {shown_name(timed[i].path)} and {shown_name(timed[j].path)}",
+                device=str(d),
+                start=int(a),
+                end=int(b),
+                evidence={"before": timed[i].path, "after": timed[j].path},
+            )
+        )
     o = r["overlaps"]
-    for d, a, b, i, j in zip(o["device"], o["start"], o["end"], o["before"], o["after"]):
-        found.append(Finding("overlap", f"{shown_name(timed[j].path)} starts {(b - a) / NS:.3f} s before {shown_name(timed[i].path)} ends: "
-                             "one device cannot record twice at once (clock jump or forgery)",
-                             device=str(d), start=int(a), end=int(b),
-                             evidence={"before": timed[i].path, "after": timed[j].path}))
+    for d, a, b, i, j in zip(o["device"], o["start"], o["end"], o["before"], o["after"], strict=True):
+        found.append(
+            Finding(
+                "overlap",
+                f"{shown_name(timed[j].path)} starts {(b - a) / NS:.3f} s before {shown_name(timed[i].path)} ends: "
+                "one device cannot record twice at once (clock jump or forgery)",
+                device=str(d),
+                start=int(a),
+                end=int(b),
+                evidence={"before": timed[i].path, "after": timed[j].path},
+            )
+        )
     q = numbered["sequence_breaks"]
-    for d, last, nxt, i, j in zip(q["device"], q["last_seen"], q["next_seen"], q["before"], q["after"]):
+    for d, last, nxt, i, j in zip(q["device"], q["last_seen"], q["next_seen"], q["before"], q["after"], strict=True):
         missing = list(range(int(last) + 1, int(nxt)))
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        found.append(Finding("sequence_break", f"file number(s) {shown} missing between {shown_name(segments[i].path)} and "
-                             f"{shown_name(segments[j].path)}: a deleted file until shown otherwise",
-                             device=str(d), start=segments[i].end, end=segments[j].start,
-                             evidence={"missing": missing, "before": segments[i].path, "after": segments[j].path}))
+        found.append(
+            Finding(
+                "sequence_break",
+                f"file number(s) {shown} missing between {shown_name(segments[i].path)} and "
+                f"{shown_name(segments[j].path)}: a deleted file until shown otherwise",
+                device=str(d),
+                start=segments[i].end,
+                end=segments[j].start,
+                evidence={"missing": missing, "before": segments[i].path, "after": segments[j].path},
+            )
+        )
     return sorted(found, key=lambda f: (f.device or "", f.start or 0, f.kind))
 
 
@@ -134,17 +160,18 @@ class Coverage:
         return self.covered / self.window if self.window else 1.0
 
 
-def coverage(segment_device: Any, segment_start: Any, segment_end: Any,
-             task_device: Any, task_start: Any, task_end: Any) -> list[Coverage]:
+def coverage(
+    segment_device: Any, segment_start: Any, segment_end: Any, task_device: Any, task_start: Any, task_end: Any
+) -> list[Coverage]:
     """Coverage of each task window (device, start, end) by that device's segments."""
     labels, codes = _codes(np.concatenate([np.asarray(segment_device), np.asarray(task_device)]))
     n = len(segment_device)
     ts, te = _col(task_start), _col(task_end)
     r = _core.coverage(codes[:n].copy(), _col(segment_start), _col(segment_end), codes[n:].copy(), ts, te)
     holes: list[list[tuple[int, int]]] = [[] for _ in range(len(ts))]
-    for j, a, b in zip(r["uncovered_task"], r["uncovered_start"], r["uncovered_end"]):
+    for j, a, b in zip(r["uncovered_task"], r["uncovered_start"], r["uncovered_end"], strict=True):
         holes[int(j)].append((int(a), int(b)))
-    return [Coverage(int(c), int(e - s), h) for c, s, e, h in zip(r["covered"], ts, te, holes)]
+    return [Coverage(int(c), int(e - s), h) for c, s, e, h in zip(r["covered"], ts, te, holes, strict=True)]
 
 
 def clock_findings(
@@ -164,37 +191,64 @@ def clock_findings(
     col = _col([times[i] for i in known])
     unset = _core.clock_unset(col, floor)
     future = _core.clock_future(col, reference, tolerance)
-    found = [Finding("clock_unset", "the container carries no creation time: the device clock was not set",
-                     device=devices[i], path=paths[i], evidence={"reason": "absent"})
-             for i, t in enumerate(times) if t is None]
+    found = [
+        Finding(
+            "clock_unset",
+            "the container carries no creation time: the device clock was not set",
+            device=devices[i],
+            path=paths[i],
+            evidence={"reason": "absent"},
+        )
+        for i, t in enumerate(times)
+        if t is None
+    ]
     for k, i in enumerate(known):
         t = int(col[k])
         if unset[k]:
             reason = "before_floor" if unset[k] == 1 else f"reset_{_RESET_EPOCHS[unset[k] - 2][1]}"
-            found.append(Finding("clock_unset", f"recording time {rfc3339(t)} is not a real time "
-                                 f"({'just after the reset value ' + _RESET_EPOCHS[unset[k] - 2][1] if unset[k] > 1 else 'before ' + str(rfc3339(floor))})",
-                                 device=devices[i], path=paths[i], start=t, evidence={"reason": reason}))
+            found.append(
+                Finding(
+                    "clock_unset",
+                    f"recording time {rfc3339(t)} is not a real time "
+                    f"({'just after the reset value ' + _RESET_EPOCHS[unset[k] - 2][1] if unset[k] > 1 else 'before ' + str(rfc3339(floor))})",
+                    device=devices[i],
+                    path=paths[i],
+                    start=t,
+                    evidence={"reason": reason},
+                )
+            )
         elif future[k]:
-            found.append(Finding("clock_future", f"recording time {rfc3339(t)} is after {rfc3339(reference)}: the device clock runs ahead",
-                                 device=devices[i], path=paths[i], start=t,
-                                 evidence={"ahead_seconds": (t - reference) / NS}))
+            found.append(
+                Finding(
+                    "clock_future",
+                    f"recording time {rfc3339(t)} is after {rfc3339(reference)}: the device clock runs ahead",
+                    device=devices[i],
+                    path=paths[i],
+                    start=t,
+                    evidence={"ahead_seconds": (t - reference) / NS},
+                )
+            )
     return found
 
 
-def name_time_findings(
-    named: Sequence[tuple[str | None, str, int, int]], *, tz: str, tolerance: int
-) -> list[Finding]:
+def name_time_findings(named: Sequence[tuple[str | None, str, int, int]], *, tz: str, tolerance: int) -> list[Finding]:
     """``name_time_mismatch`` for (device, path, name time, container time)
     rows whose two times differ by more than ``tolerance`` ns."""
     if not named:
         return []
     mismatch = _core.time_mismatch(_col([n[2] for n in named]), _col([n[3] for n in named]), int(tolerance))
     return [
-        Finding("name_time_mismatch",
-                f"the name says {rfc3339(nt)} ({tz}), the container says {rfc3339(ct)}: {(ct - nt) / NS:+.0f} s apart",
-                device=device, path=path, start=min(nt, ct), end=max(nt, ct),
-                evidence={"name_time": rfc3339(nt), "container_time": rfc3339(ct), "tz": tz})
-        for (device, path, nt, ct), bad in zip(named, mismatch) if bad
+        Finding(
+            "name_time_mismatch",
+            f"the name says {rfc3339(nt)} ({tz}), the container says {rfc3339(ct)}: {(ct - nt) / NS:+.0f} s apart",
+            device=device,
+            path=path,
+            start=min(nt, ct),
+            end=max(nt, ct),
+            evidence={"name_time": rfc3339(nt), "container_time": rfc3339(ct), "tz": tz},
+        )
+        for (device, path, nt, ct), bad in zip(named, mismatch, strict=True)
+        if bad
     ]
 
 

@@ -38,7 +38,6 @@ from typing import Any
 
 from custodes import merkle
 from custodes.archive import CATALOG_FILE, Archive, connect
-from custodes.errors import CustodesError
 from custodes.hashing import hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
 from custodes.ledger import LedgerError, parse_checkpoint
@@ -58,8 +57,13 @@ class VerifyFinding:
     ledger_index: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "segment": self.segment, "object": self.object,
-                "ledger_index": self.ledger_index}
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "segment": self.segment,
+            "object": self.object,
+            "ledger_index": self.ledger_index,
+        }
 
 
 @dataclass
@@ -74,12 +78,17 @@ class VerifyResult:
         return all(f.kind == PENDING for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
-                "findings": [f.to_json() for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "bytes": self.bytes,
+            "findings": [f.to_json() for f in self.findings],
+        }
 
 
-def verify(archive: Archive, *, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+def verify(
+    archive: Archive, *, workers: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> VerifyResult:
     result = VerifyResult()
     fresh = connect(archive.root / CATALOG_FILE)
     try:
@@ -141,12 +150,16 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint at size {size}: {e}"))
             continue
         if cp.size != size or cp.root != bytes(root):
-            result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note"))
+            result.findings.append(
+                VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note")
+            )
         checkpoints.append((cp.size, cp.root, note))
 
     def signed_since(size: int, root: bytes) -> bool:
         """Signed (by an ingest running alongside) after this verify's snapshot was taken."""
-        return fresh.execute("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)).fetchone() is not None
+        return (
+            fresh.execute("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)).fetchone() is not None
+        )
 
     folder = archive.root / "ledger" / "checkpoints"
     files = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
@@ -159,7 +172,9 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
             continue
         if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not signed_since(cp.size, cp.root):
-            result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog"))
+            result.findings.append(
+                VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
+            )
             checkpoints.append((cp.size, cp.root, cp.note))
     latest_file = archive.root / "ledger" / "checkpoint"
     try:
@@ -180,13 +195,21 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
         result.findings.append(VerifyFinding("checkpoint_mismatch", "the empty-tree checkpoint has a wrong root"))
     for index, entry, leaf in conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq"):
         if index != expected_index:
-            result.findings.append(VerifyFinding("ledger_mismatch", f"ledger entries {expected_index}..{index - 1} are gone",
-                                                 ledger_index=expected_index))
+            result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch",
+                    f"ledger entries {expected_index}..{index - 1} are gone",
+                    ledger_index=expected_index,
+                )
+            )
             expected_index = index
         recomputed = merkle.leaf_hash(bytes(entry))
         if recomputed != bytes(leaf):
-            result.findings.append(VerifyFinding("ledger_mismatch", f"ledger entry {index} does not match its leaf hash (edited)",
-                                                 ledger_index=index))
+            result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch", f"ledger entry {index} does not match its leaf hash (edited)", ledger_index=index
+                )
+            )
         if index >= top:
             by = _entry_ingest(entry)
             if by is None:
@@ -198,48 +221,85 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
         acc.extend(recomputed)
         expected_index += 1
         if acc.size in wanted and acc.root() != wanted[acc.size]:
-            result.findings.append(VerifyFinding(
-                "checkpoint_mismatch", f"the ledger's first {acc.size} entries no longer have the signed root "
-                "(an entry was edited, removed, inserted or reordered)", ledger_index=acc.size - 1))
+            result.findings.append(
+                VerifyFinding(
+                    "checkpoint_mismatch",
+                    f"the ledger's first {acc.size} entries no longer have the signed root "
+                    "(an entry was edited, removed, inserted or reordered)",
+                    ledger_index=acc.size - 1,
+                )
+            )
     size = acc.size
     beyond = [s for s in wanted if s > size]
     if beyond:
-        result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoints sign {max(beyond)} entries; the ledger has {size} (entries removed)"))
+        result.findings.append(
+            VerifyFinding(
+                "checkpoint_mismatch",
+                f"checkpoints sign {max(beyond)} entries; the ledger has {size} (entries removed)",
+            )
+        )
     # An ingest is finished once its checkpoint is signed and written (ingest sets finished_ns
     # last): entries and checkpoints of an unfinished one are work in flight, not a rollback.
     unfinished = dict(conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
     if latest is not None and latest.size != top and not (latest.size > top and signed_since(latest.size, latest.root)):
         if latest.size < top and last_signed_by in unfinished:
-            result.findings.append(VerifyFinding(
-                PENDING, f"ingest {last_signed_by} signed a checkpoint of {top} entries but has not written it out yet "
-                f"(under way, or interrupted): {_ingest_command(archive, unfinished[last_signed_by])}"))
+            result.findings.append(
+                VerifyFinding(
+                    PENDING,
+                    f"ingest {last_signed_by} signed a checkpoint of {top} entries but has not written it out yet "
+                    f"(under way, or interrupted): {_ingest_command(archive, unfinished[last_signed_by])}",
+                )
+            )
         else:
-            result.findings.append(VerifyFinding("checkpoint_mismatch", f"ledger/checkpoint is at size {latest.size}, "
-                                                 f"but a checkpoint of size {top} exists (rolled back, or the command that "
-                                                 "signed it was stopped before writing it out): find out which first (compare with a backup "
-                                                 "and the checkpoints held elsewhere); sign a new checkpoint only over a ledger "
-                                                 "known to be intact, else restore catalog.sqlite from a backup"))
+            result.findings.append(
+                VerifyFinding(
+                    "checkpoint_mismatch",
+                    f"ledger/checkpoint is at size {latest.size}, "
+                    f"but a checkpoint of size {top} exists (rolled back, or the command that "
+                    "signed it was stopped before writing it out): find out which first (compare with a backup "
+                    "and the checkpoints held elsewhere); sign a new checkpoint only over a ledger "
+                    "known to be intact, else restore catalog.sqlite from a backup",
+                )
+            )
     if size > top:
         if unsigned_by and not unsigned_other and set(unsigned_by) <= set(unfinished):
             for ingest, count in sorted(unsigned_by.items()):
-                result.findings.append(VerifyFinding(
-                    PENDING, f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
-                    f"was interrupted; {_ingest_command(archive, unfinished[ingest])}"))
+                result.findings.append(
+                    VerifyFinding(
+                        PENDING,
+                        f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
+                        f"was interrupted; {_ingest_command(archive, unfinished[ingest])}",
+                    )
+                )
         else:
-            result.findings.append(VerifyFinding("checkpoint_mismatch", f"{size - top} ledger entries are not covered by any signed "
-                                                 "checkpoint (rolled back, or an ingest was interrupted): investigate first (the ingest log, a backup); "
-                                                 "sign them with `custodes ledger checkpoint` only once the ledger is known to "
-                                                 "be intact, else restore catalog.sqlite from a backup"))
+            result.findings.append(
+                VerifyFinding(
+                    "checkpoint_mismatch",
+                    f"{size - top} ledger entries are not covered by any signed "
+                    "checkpoint (rolled back, or an ingest was interrupted): investigate first (the ingest log, a backup); "
+                    "sign them with `custodes ledger checkpoint` only once the ledger is known to "
+                    "be intact, else restore catalog.sqlite from a backup",
+                )
+            )
 
 
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
     conn = archive.conn
-    rows = conn.execute("SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
-                        "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id")
+    rows = conn.execute(
+        "SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
+        "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
+    )
     for seg_id, device, name, raw_name, sha, size, seq, entry in rows:
         if entry is None:
-            result.findings.append(VerifyFinding("ledger_mismatch", f"segment {seg_id} ({name}) has no ledger entry",
-                                                 segment=seg_id, object=sha, ledger_index=seq))
+            result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch",
+                    f"segment {seg_id} ({name}) has no ledger entry",
+                    segment=seg_id,
+                    object=sha,
+                    ledger_index=seq,
+                )
+            )
             continue
         try:
             e = json.loads(bytes(entry))
@@ -247,16 +307,31 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
             e = {}
         if not isinstance(e, dict):
             e = {}
-        recorded = (e.get("segment"), e.get("device"), e.get("name"), e.get("name_b64"),
-                    (e.get("digests") or {}).get("sha256"), e.get("size"))
+        recorded = (
+            e.get("segment"),
+            e.get("device"),
+            e.get("name"),
+            e.get("name_b64"),
+            (e.get("digests") or {}).get("sha256"),
+            e.get("size"),
+        )
         name_b64 = None if raw_name is None else base64.b64encode(bytes(raw_name)).decode("ascii")
         if recorded != (seg_id, device, name, name_b64, sha, size):
-            result.findings.append(VerifyFinding("ledger_mismatch", f"catalog row of segment {seg_id} ({name}) differs from "
-                                                 f"what the ledger recorded at ingest", segment=seg_id, object=sha, ledger_index=seq))
+            result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch",
+                    f"catalog row of segment {seg_id} ({name}) differs from what the ledger recorded at ingest",
+                    segment=seg_id,
+                    object=sha,
+                    ledger_index=seq,
+                )
+            )
 
 
 def _tombstoned(conn: Any, sha: str) -> bool:
-    row = conn.execute("SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?", (sha,)).fetchone()
+    row = conn.execute(
+        "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?", (sha,)
+    ).fetchone()
     if row is None:
         return False
     try:
@@ -286,7 +361,9 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
             if e.is_dir(follow_symlinks=False):
                 if folder == store.objects.parent and path != store.objects:
                     for top, dirs, files in os.walk(path):  # never follows links: a link loop cannot hang verify
-                        foreign.extend(Path(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))])
+                        foreign.extend(
+                            Path(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]
+                        )
                 else:
                     yield from walk(path)
             elif folder == store.objects.parent:
@@ -295,6 +372,7 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
                 yield e.name, path
             else:
                 foreign.append(path)
+
     yield from walk(store.objects.parent)
 
 
@@ -315,26 +393,45 @@ def _stray(archive: Archive, fresh: sqlite3.Connection, digest: str, path: Path)
     ingest noted its intent to link it (or recorded it after the snapshot), otherwise `unexpected`."""
     where = path.relative_to(archive.root)
     if fresh.execute("SELECT 1 FROM objects WHERE sha256 = ?", (digest,)).fetchone() is not None:
-        return VerifyFinding(PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time",
-                             object=digest)
-    row = fresh.execute("SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
-                        "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1", (digest,)).fetchone()
+        return VerifyFinding(
+            PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time", object=digest
+        )
+    row = fresh.execute(
+        "SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+        "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1",
+        (digest,),
+    ).fetchone()
     if row is None:
         return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
     ingest, volume, finished = row
     if finished is None:
-        return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which is under way or was interrupted; "
-                             f"{_ingest_command(archive, volume)}", object=digest)
-    return VerifyFinding(PENDING, f"{where} was linked by ingest {ingest}, which finished without recording it (an "
-                         f"ingest_failed file, or one gone from the volume since); {_ingest_command(archive, volume)} "
-                         "while the file is on the volume", object=digest)
+        return VerifyFinding(
+            PENDING,
+            f"{where} was linked by ingest {ingest}, which is under way or was interrupted; "
+            f"{_ingest_command(archive, volume)}",
+            object=digest,
+        )
+    return VerifyFinding(
+        PENDING,
+        f"{where} was linked by ingest {ingest}, which finished without recording it (an "
+        f"ingest_failed file, or one gone from the volume since); {_ingest_command(archive, volume)} "
+        "while the file is on the volume",
+        object=digest,
+    )
 
 
-def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
-                  progress: Callable[[int, int], None] | None, fresh: sqlite3.Connection) -> None:
+def _verify_store(
+    archive: Archive,
+    result: VerifyResult,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+    fresh: sqlite3.Connection,
+) -> None:
     conn = archive.conn
     total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
-    segment_of = lambda sha: conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)).fetchone()  # noqa: E731
+    segment_of = lambda sha: conn.execute(
+        "SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)
+    ).fetchone()  # noqa: E731
     foreign: list[Path] = []
     on_disk = _store_digests(archive, foreign)
     current = next(on_disk, None)
@@ -351,7 +448,7 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
             return
         verified: list[str] = []
         hashed = hash_files([p for *_, p in batch], archive.policy.algorithms, threads=workers)
-        for (sha, size, digests, head, path), r in zip(batch, hashed):
+        for (sha, size, digests, head, path), r in zip(batch, hashed, strict=True):
             seg = segment_of(sha)
             seg_id = seg[0] if seg else None
             result.checked += 1
@@ -362,13 +459,26 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
             result.bytes += r.size or 0
             if r.size is not None and r.size < size:
                 if r.size >= HEAD_BYTES and head_digest(path) == head:
-                    result.findings.append(VerifyFinding("truncated", f"object is {r.size} bytes, {size - r.size} short of {size}",
-                                                         seg_id, sha))
+                    result.findings.append(
+                        VerifyFinding(
+                            "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}", seg_id, sha
+                        )
+                    )
                 else:
-                    result.findings.append(VerifyFinding("modified", f"object is {r.size} bytes instead of {size} and its "
-                                                         "first bytes differ (replaced)", seg_id, sha))
+                    result.findings.append(
+                        VerifyFinding(
+                            "modified",
+                            f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)",
+                            seg_id,
+                            sha,
+                        )
+                    )
             elif r.size != size:
-                result.findings.append(VerifyFinding("modified", f"object is {r.size} bytes, expected {size} (extended or replaced)", seg_id, sha))
+                result.findings.append(
+                    VerifyFinding(
+                        "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)", seg_id, sha
+                    )
+                )
             elif any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
                 result.findings.append(VerifyFinding("modified", "object content differs from its digest", seg_id, sha))
             else:
@@ -383,7 +493,8 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
         stamper.execute("COMMIT")
 
     for sha, size, digests_json, head, purged in conn.execute(
-            "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"):
+        "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"
+    ):
         while current is not None and current[0] < sha:
             result.findings.append(_stray(archive, fresh, *current))
             current = next(on_disk, None)
@@ -392,16 +503,26 @@ def _verify_store(archive: Archive, result: VerifyResult, workers: int | None,
             # A lawful purge leaves a tombstone in the ledger; without one, the object is missing.
             if not _tombstoned(conn, sha):
                 seg = segment_of(sha)
-                result.findings.append(VerifyFinding("missing", "object marked purged, but the ledger has no tombstone for it",
-                                                     seg[0] if seg else None, sha))
+                result.findings.append(
+                    VerifyFinding(
+                        "missing",
+                        "object marked purged, but the ledger has no tombstone for it",
+                        seg[0] if seg else None,
+                        sha,
+                    )
+                )
             elif current is not None and current[0] == sha:
                 # Tombstone in the ledger, bytes still in the store: a purge stopped between the two (a storage
                 # error, a crash). Unfinished work, not tampering; running the purge again removes it.
                 (request,) = conn.execute("SELECT request_id FROM tombstones WHERE sha256 = ?", (sha,)).fetchone()
-                result.findings.append(VerifyFinding(
-                    PENDING, f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
-                    f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --request {request}`",
-                    object=sha))
+                result.findings.append(
+                    VerifyFinding(
+                        PENDING,
+                        f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
+                        f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --request {request}`",
+                        object=sha,
+                    )
+                )
             if current is not None and current[0] == sha:
                 current = next(on_disk, None)
             continue

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from custodes import timeline
-from custodes.drivers import Driver, VolumeReading, VolumeSegment, check_reading, identity_from
 from custodes.defaults import clock_is_set
+from custodes.drivers import Driver, VolumeReading, VolumeSegment, check_reading, identity_from
 from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
@@ -54,8 +54,12 @@ def _confidence(driver: Driver, volume: Path) -> float:
     return confidence if math.isfinite(confidence) else 0.0
 
 
-def read_volume(volume: str | os.PathLike[str], driver: str | None = None, options: Mapping[str, str] | None = None,
-                manager: PluginManager | None = None) -> VolumeReading:
+def read_volume(
+    volume: str | os.PathLike[str],
+    driver: str | None = None,
+    options: Mapping[str, str] | None = None,
+    manager: PluginManager | None = None,
+) -> VolumeReading:
     """Read a device volume (a folder) with the best or the named driver.
 
     What the driver returns is checked against the driver contract
@@ -75,15 +79,30 @@ def read_volume(volume: str | os.PathLike[str], driver: str | None = None, optio
         raise
     except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
         identity = identity_from(path, opts)
-        return VolumeReading(name, os.fspath(path), identity, findings=[Finding(
-            "malformed", f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
-            "kept without the driver's metadata", identity.device_id, os.fspath(path),
-            evidence={"driver": name, "error": type(e).__name__})])
+        return VolumeReading(
+            name,
+            os.fspath(path),
+            identity,
+            findings=[
+                Finding(
+                    "malformed",
+                    f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
+                    "kept without the driver's metadata",
+                    identity.device_id,
+                    os.fspath(path),
+                    evidence={"driver": name, "error": type(e).__name__},
+                )
+            ],
+        )
     return check_reading(reading, name, path, opts)
 
 
-def read_paths(paths: Sequence[str], driver: str | None = None, options: Mapping[str, str] | None = None,
-               manager: PluginManager | None = None) -> list[VolumeReading]:
+def read_paths(
+    paths: Sequence[str],
+    driver: str | None = None,
+    options: Mapping[str, str] | None = None,
+    manager: PluginManager | None = None,
+) -> list[VolumeReading]:
     """Read folders as volumes, and files through the volume (their folder) they sit in.
 
     Files given one by one keep only their own segments and findings; the
@@ -105,15 +124,21 @@ def read_paths(paths: Sequence[str], driver: str | None = None, options: Mapping
     return readings
 
 
-def timeline_findings(readings: Sequence[VolumeReading], *, gap_tolerance: int = timeline.DEFAULT_GAP_TOLERANCE) -> list[Finding]:
+def timeline_findings(
+    readings: Sequence[VolumeReading], *, gap_tolerance: int = timeline.DEFAULT_GAP_TOLERANCE
+) -> list[Finding]:
     """Gaps, overlaps and sequence breaks over the segments of the volumes,
     one device per identity. Photos count for file numbering, not for time
     covered; a segment without a trustworthy time counts only for numbering."""
+
     def placed(s: VolumeSegment) -> bool:
         return s.kind != "photo" and clock_is_set(s.start)
 
     segments = [
-        timeline.Segment(r.identity.device_id, s.path, s.start if placed(s) else None, s.end if placed(s) else None, s.sequence)
-        for r in readings for s in r.segments
+        timeline.Segment(
+            r.identity.device_id, s.path, s.start if placed(s) else None, s.end if placed(s) else None, s.sequence
+        )
+        for r in readings
+        for s in r.segments
     ]
     return timeline.segment_findings(segments, gap_tolerance=gap_tolerance)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ def test_volume_with_video_and_orphan_sidecars(tmp_path: Path) -> None:
     vol = tmp_path / "MAVIC"
     vol.mkdir()
     shutil.copy(DRONES / "mavic_air2.srt", vol / "DJI_0004.SRT")
-    make_clip(vol / "DJI_0004.MP4", datetime(2022, 5, 1, 15, 1, 58, tzinfo=timezone.utc), 1.0)
+    make_clip(vol / "DJI_0004.MP4", datetime(2022, 5, 1, 15, 1, 58, tzinfo=UTC), 1.0)
     shutil.copy(DRONES / "p4p_sample.SRT", vol / "DJI_0002.SRT")
     shutil.copy(DRONES / "broken_incomplete.SRT", vol / "DJI_0003.SRT")
     r = read_volume(vol)
@@ -43,7 +43,11 @@ def test_volume_with_video_and_orphan_sidecars(tmp_path: Path) -> None:
     assert video.start_source == "sidecar" and rfc3339(video.start) == "2022-05-01T15:01:58.531Z"
     assert video.location == "+41.4207+002.1622+27.300/" and video.sidecars == ("DJI_0004.SRT",)
     kinds = sorted((f.kind, Path(f.path).name) for f in r.findings)
-    assert kinds == [("malformed", "DJI_0003.SRT"), ("orphan_sidecar", "DJI_0002.SRT"), ("orphan_sidecar", "DJI_0003.SRT")]
+    assert kinds == [
+        ("malformed", "DJI_0003.SRT"),
+        ("orphan_sidecar", "DJI_0002.SRT"),
+        ("orphan_sidecar", "DJI_0003.SRT"),
+    ]
     orphan = next(f for f in r.findings if f.kind == "orphan_sidecar" and f.path.endswith("0003.SRT"))
     assert orphan.evidence["first_fix"] == "-34.7383-058.4563+19.000/"
 

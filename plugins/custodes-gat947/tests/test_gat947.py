@@ -28,7 +28,9 @@ def local_name(officer: str, device: str, seconds: float, seq: int, imp: bool = 
     return f"{officer}_{device}_{t:%Y%m%d%H%M%S}_{seq:04d}{'IMP' if imp else ''}.{ext}"
 
 
-def recorder(root: Path, officer: str, device: str, clips: list[tuple[float, int, bool]], identity: str | None = IDENTITY) -> Path:
+def recorder(
+    root: Path, officer: str, device: str, clips: list[tuple[float, int, bool]], identity: str | None = IDENTITY
+) -> Path:
     vol = root / device
     (vol / "DCIM").mkdir(parents=True)
     for seconds, seq, imp in clips:
@@ -47,7 +49,12 @@ def test_identity_segments_and_marks(tmp_path: Path) -> None:
     assert r.driver == "gat947"
     ident = r.identity
     assert (ident.device_id, ident.officer_id, ident.officer_name, ident.unit_id, ident.unit_name) == (
-        "A123456", "001234", "张三", "110105000000", "北京市公安局朝阳分局")
+        "A123456",
+        "001234",
+        "张三",
+        "110105000000",
+        "北京市公安局朝阳分局",
+    )
     named = [s for s in r.segments if s.start_source == "name"]
     assert [(s.sequence, s.important) for s in named] == [(1, False), (2, True), (3, False)]
     assert named[0].start == int(T0.timestamp()) * 10**9  # 18:00 Beijing = 10:00Z
@@ -59,7 +66,9 @@ def test_identity_segments_and_marks(tmp_path: Path) -> None:
 
 def test_fleet_timeline_finds_missing_file_and_lying_name(tmp_path: Path) -> None:
     a = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False), (2, 2, False), (6, 4, True)])  # 0003 missing
-    b = recorder(tmp_path, "005678", "BWC0002", [(0, 7, False), (2, 8, False)], identity=IDENTITY.replace("A123456", "B765432"))
+    b = recorder(
+        tmp_path, "005678", "BWC0002", [(0, 7, False), (2, 8, False)], identity=IDENTITY.replace("A123456", "B765432")
+    )
     # A file whose name says 10:00:30Z but whose container says 10:00:04Z.
     make_clip(b / "DCIM" / local_name("005678", "BWC0002", 30, 9), T0 + timedelta(seconds=4))
     out = run_cli("timeline", "--json", a, b)
@@ -67,7 +76,12 @@ def test_fleet_timeline_finds_missing_file_and_lying_name(tmp_path: Path) -> Non
     report = json.loads(out.stdout)
     assert {d["driver"] for d in report["devices"]} == {"gat947"}
     kinds = sorted((f["kind"], f["device"]) for f in report["findings"])
-    assert kinds == [("gap", "A123456"), ("gap", "B765432"), ("name_time_mismatch", "B765432"), ("sequence_break", "A123456")]
+    assert kinds == [
+        ("gap", "A123456"),
+        ("gap", "B765432"),
+        ("name_time_mismatch", "B765432"),
+        ("sequence_break", "A123456"),
+    ]
     brk = next(f for f in report["findings"] if f["kind"] == "sequence_break")
     assert brk["evidence"]["missing"] == [3]
     mismatch = next(f for f in report["findings"] if f["kind"] == "name_time_mismatch")
@@ -80,6 +94,7 @@ def test_audio_and_photo_records_count(tmp_path: Path) -> None:
     vol = recorder(tmp_path, "001234", "BWC0003", [(0, 1, False)])
     wav = vol / "DCIM" / local_name("001234", "BWC0003", 2, 2, ext="WAV")
     import subprocess
+
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", str(wav)], check=True)
     shutil.copy(vol / "GAT947_ID.TXT", vol / "DCIM" / local_name("001234", "BWC0003", 5, 3, ext="JPG"))
     r = read_volume(vol)
@@ -100,8 +115,13 @@ def test_custom_naming_template(tmp_path: Path) -> None:
 
 
 def test_garbage_identity_file_is_a_finding_not_a_crash(tmp_path: Path) -> None:
-    vol = recorder(tmp_path, "001234", "BWC0004", [(0, 1, False)],
-                   identity="product_serial=TOO-LONG-SERIAL\nofficer_number=12\nthis is not a field\ncolour=blue\n")
+    vol = recorder(
+        tmp_path,
+        "001234",
+        "BWC0004",
+        [(0, 1, False)],
+        identity="product_serial=TOO-LONG-SERIAL\nofficer_number=12\nthis is not a field\ncolour=blue\n",
+    )
     r = read_volume(vol)
     messages = sorted(f.message for f in r.findings if f.kind == "malformed_identity")
     assert len(messages) == 4

@@ -41,7 +41,7 @@ def test_gps_clock_of_the_real_max_file(tmp_path: Path) -> None:
 def test_gpmf_walk_finds_gpsu_and_survives_garbage() -> None:
     data = (FOOTAGE / "gopro" / "max-heromode.mp4").read_bytes()
     start = data.find(b"DEVC")
-    sample = data[start:start + 6188]
+    sample = data[start : start + 6188]
     assert gps_time(sample) == 1574120714 * 10**9  # 2019-11-18T23:45:14Z
     assert any(k == b"GPS5" for k, _, _ in gpmf_items(sample))
     assert sample.find(b"GPSU") == 4832
@@ -63,7 +63,9 @@ def test_chapters_group_into_recordings_and_a_missing_chapter_is_reported(tmp_pa
     assert segs == [("0007", 1), ("0007", 2), ("0007", 4), ("0009", 1)]
     kinds = sorted(f["kind"] for f in report["findings"])
     assert kinds == ["gap", "gap", "sequence_break", "sequence_break"]
-    chapter_break = next(f for f in report["findings"] if f["kind"] == "sequence_break" and "recording" in f["evidence"])
+    chapter_break = next(
+        f for f in report["findings"] if f["kind"] == "sequence_break" and "recording" in f["evidence"]
+    )
     assert chapter_break["evidence"]["missing_chapters"] == [3]
     file_break = next(f for f in report["findings"] if f["kind"] == "sequence_break" and "missing" in f["evidence"])
     assert file_break["evidence"]["missing"] == [8]

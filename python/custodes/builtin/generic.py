@@ -35,17 +35,28 @@ class GenericDriver(Driver):
         identity = identity_from(volume, options)
         files, findings, skipped = scan_volume(volume)
         segments, probe_findings, rest = media_segments(files, identity.device_id)
-        findings = [Finding(f.kind, f.message, identity.device_id, f.path, f.start, f.end, f.evidence) for f in findings]
+        findings = [
+            Finding(f.kind, f.message, identity.device_id, f.path, f.start, f.end, f.evidence) for f in findings
+        ]
         findings += probe_findings
-        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", identity.device_id, f.path)
-                     for f in rest]
+        findings += [
+            Finding("unknown_file", "not a recording this driver knows; kept as it is", identity.device_id, f.path)
+            for f in rest
+        ]
         tz = options.get("tz", "UTC")
-        named = [(identity.device_id, s.path, nt, s.container_time) for s in segments
-                 if s.container_time is not None and (nt := timeline.name_time(s.name, tz)) is not None]
-        findings += timeline.name_time_findings(named, tz=tz, tolerance=round(float(options.get("clock_tolerance", 2)) * 1e9))
+        named = [
+            (identity.device_id, s.path, nt, s.container_time)
+            for s in segments
+            if s.container_time is not None and (nt := timeline.name_time(s.name, tz)) is not None
+        ]
+        findings += timeline.name_time_findings(
+            named, tz=tz, tolerance=round(float(options.get("clock_tolerance", 2)) * 1e9)
+        )
         return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings, skipped=skipped)
 
 
 @hookimpl
 def custodes_device_drivers() -> list[DeviceDriver]:
-    return [DeviceDriver("generic", "any folder of MP4/MOV/WAV/JPG recordings; times from the containers", GenericDriver)]
+    return [
+        DeviceDriver("generic", "any folder of MP4/MOV/WAV/JPG recordings; times from the containers", GenericDriver)
+    ]

@@ -32,14 +32,20 @@ def _svg(t: dict[str, Any], lang: str) -> str:
     lo, hi = min(spans), max(ends)
     width, scale = 900, 900 / max(hi - lo, 1)
     x = lambda v: (v - lo) * scale  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} 70" role="img">',
-             f'<title>{_e(t["device"])}</title>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} 70" role="img">',
+        f"<title>{_e(t['device'])}</title>",
+    ]
     for task in t["tasks"]:
-        parts.append(f'<rect x="{x(task["start"]):.1f}" y="4" width="{max(x(task["end"]) - x(task["start"]), 1):.1f}" height="14" '
-                     f'fill="none" stroke="#1565c0"><title>{_e(label("task_window", lang))} {_e(task["task"])}</title></rect>')
+        parts.append(
+            f'<rect x="{x(task["start"]):.1f}" y="4" width="{max(x(task["end"]) - x(task["start"]), 1):.1f}" height="14" '
+            f'fill="none" stroke="#1565c0"><title>{_e(label("task_window", lang))} {_e(task["task"])}</title></rect>'
+        )
         for a, b in task["unexplained"]:
-            parts.append(f'<rect x="{x(a):.1f}" y="24" width="{max(x(b) - x(a), 1):.1f}" height="22" fill="#c62828">'
-                         f'<title>{_e(label("unexplained_gaps", lang))} {rfc3339(a)}</title></rect>')
+            parts.append(
+                f'<rect x="{x(a):.1f}" y="24" width="{max(x(b) - x(a), 1):.1f}" height="22" fill="#c62828">'
+                f"<title>{_e(label('unexplained_gaps', lang))} {rfc3339(a)}</title></rect>"
+            )
     # Intervals closer than a pixel are one bar on the page: 10^5 segments stay a few hundred rectangles.
     merged: list[list[int]] = []
     for s, e in t["recorded"]:
@@ -51,13 +57,19 @@ def _svg(t: dict[str, Any], lang: str) -> str:
         parts.append(f'<rect x="{x(s):.1f}" y="24" width="{max(x(e) - x(s), 1):.1f}" height="22" fill="#2e7d32"/>')
     for s, e, cause in t["explained"]:
         if e > lo and s < hi:
-            parts.append(f'<rect x="{x(max(s, lo)):.1f}" y="24" width="{max(x(min(e, hi)) - x(max(s, lo)), 1):.1f}" height="22" '
-                         f'fill="{EXPLAINED}"><title>{_e(label("explained_gap", lang))}: {_e(cause)}</title></rect>')
+            parts.append(
+                f'<rect x="{x(max(s, lo)):.1f}" y="24" width="{max(x(min(e, hi)) - x(max(s, lo)), 1):.1f}" height="22" '
+                f'fill="{EXPLAINED}"><title>{_e(label("explained_gap", lang))}: {_e(cause)}</title></rect>'
+            )
     if t.get("correction_seconds"):
-        parts.append(f'<text x="{width}" y="14" font-size="10" text-anchor="end">{_e(label("clock_correction", lang))} '
-                     f'{t["correction_seconds"]:+.1f} s</text>')
-    parts.append(f'<text x="0" y="62" font-size="10">{_e(rfc3339(lo))}</text>'
-                 f'<text x="{width}" y="62" font-size="10" text-anchor="end">{_e(rfc3339(hi))}</text></svg>')
+        parts.append(
+            f'<text x="{width}" y="14" font-size="10" text-anchor="end">{_e(label("clock_correction", lang))} '
+            f"{t['correction_seconds']:+.1f} s</text>"
+        )
+    parts.append(
+        f'<text x="0" y="62" font-size="10">{_e(rfc3339(lo))}</text>'
+        f'<text x="{width}" y="62" font-size="10" text-anchor="end">{_e(rfc3339(hi))}</text></svg>'
+    )
     return "".join(parts)
 
 
@@ -69,20 +81,28 @@ def _task_svg(task: dict[str, Any], lang: str) -> str:
     x = lambda v: (min(max(v, lo), hi) - lo) * scale  # noqa: E731
     devices = sorted(task["devices"])
     height = 24 + row * (len(devices) + 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {height}" role="img">',
-             f'<rect x="0" y="2" width="{width}" height="12" fill="none" stroke="#1565c0"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {height}" role="img">',
+        f'<rect x="0" y="2" width="{width}" height="12" fill="none" stroke="#1565c0"/>',
+    ]
     for k, d in enumerate(devices):
         y = 20 + row * k
         parts.append(f'<text x="2" y="{y + 13}" font-size="9">{_e(d)}</text>')
         for s, e in task["devices"][d]:
-            parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#2e7d32" opacity="0.8"/>')
+            parts.append(
+                f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#2e7d32" opacity="0.8"/>'
+            )
     y = 20 + row * len(devices)
     for s, e in task["unexplained"]:
-        parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#c62828">'
-                     f'<title>{_e(label("unexplained_gaps", lang))}</title></rect>')
+        parts.append(
+            f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#c62828">'
+            f"<title>{_e(label('unexplained_gaps', lang))}</title></rect>"
+        )
     for s, e, cause in task["explained"]:
-        parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="{EXPLAINED}">'
-                     f'<title>{_e(cause)}</title></rect>')
+        parts.append(
+            f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="{EXPLAINED}">'
+            f"<title>{_e(cause)}</title></rect>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -90,43 +110,115 @@ def _task_svg(task: dict[str, Any], lang: str) -> str:
 def render_html_text(report: dict[str, Any]) -> str:
     lang = report.get("lang", "zh")
     L = lambda k: label(k, lang)  # noqa: E731
-    c, cl, ti, re_, ac, integ = (report[k] for k in ("completeness", "clocks", "timeliness", "retention", "access", "integrity"))
+    c, cl, ti, re_, ac, integ = (
+        report[k] for k in ("completeness", "clocks", "timeliness", "retention", "access", "integrity")
+    )
     cp = report.get("checkpoint") or {"size": 0, "root": ""}
     delay = ti.get("delay_hours") or {}
     body = [
         f"<h1>{_e(L('title'))}</h1>",
-        _table([(L("archive"), report["archive"]["id"]), (L("period"), f"{report['period']['from'] or '…'} — {report['period']['to'] or '…'}"),
-                (L("scope"), f"{report['scope']['kind']} {report['scope']['value'] or ''}"), (L("generated"), report["generated"]),
-                (L("checkpoint"), f"{cp['size']} / {cp['root']}")]),
+        _table(
+            [
+                (L("archive"), report["archive"]["id"]),
+                (L("period"), f"{report['period']['from'] or '…'} — {report['period']['to'] or '…'}"),
+                (L("scope"), f"{report['scope']['kind']} {report['scope']['value'] or ''}"),
+                (L("generated"), report["generated"]),
+                (L("checkpoint"), f"{cp['size']} / {cp['root']}"),
+            ]
+        ),
         f"<h2>{_e(L('integrity'))}</h2>",
-        _table([(L("objects_checked"), integ["checked"]), (L("integrity_findings"), integ["findings"]),
-                (L("never_verified"), integ["objects_never_verified"])]),
+        _table(
+            [
+                (L("objects_checked"), integ["checked"]),
+                (L("integrity_findings"), integ["findings"]),
+                (L("never_verified"), integ["objects_never_verified"]),
+            ]
+        ),
         f"<h2>{_e(L('completeness'))}</h2>",
-        _table([(L("segments"), c["segments"]), (L("gaps"), c["gaps"]), (L("unexplained_gaps"), c["unexplained_gaps_in_tasks"]),
-                (L("sequence_breaks"), c["sequence_breaks"]), (L("internal_gaps"), c["internal_gaps"])]),
-        "<table><tr><th>ID</th><th>" + _e(L("task_coverage")) + "</th><th>" + _e(L("two_device")) + "</th><th>"
-        + _e(L("unexplained_gaps")) + "</th></tr>" + "".join(
+        _table(
+            [
+                (L("segments"), c["segments"]),
+                (L("gaps"), c["gaps"]),
+                (L("unexplained_gaps"), c["unexplained_gaps_in_tasks"]),
+                (L("sequence_breaks"), c["sequence_breaks"]),
+                (L("internal_gaps"), c["internal_gaps"]),
+            ]
+        ),
+        "<table><tr><th>ID</th><th>"
+        + _e(L("task_coverage"))
+        + "</th><th>"
+        + _e(L("two_device"))
+        + "</th><th>"
+        + _e(L("unexplained_gaps"))
+        + "</th></tr>"
+        + "".join(
             f"<tr><td>{_e(t['task'])}</td><td>{100 * t['covered_share']:.1f}%</td><td>{100 * t['two_device_share']:.1f}%</td>"
-            f"<td>{t['unexplained']}</td></tr>" for t in c["tasks"]) + "</table>",
+            f"<td>{t['unexplained']}</td></tr>"
+            for t in c["tasks"]
+        )
+        + "</table>",
         f"<h2>{_e(L('clocks'))}</h2>",
-        _table([(L("clock_unset"), cl["clock_unset"]), (L("clock_future"), cl["clock_future"]),
-                (L("name_time_mismatch"), cl["name_time_mismatch"])]
-               + [(f"{L('device')} {d['device']} · {L('max_offset')}", f"{d['max_offset_seconds']:.1f}") for d in cl["drift"]]),
+        _table(
+            [
+                (L("clock_unset"), cl["clock_unset"]),
+                (L("clock_future"), cl["clock_future"]),
+                (L("name_time_mismatch"), cl["name_time_mismatch"]),
+            ]
+            + [
+                (f"{L('device')} {d['device']} · {L('max_offset')}", f"{d['max_offset_seconds']:.1f}")
+                for d in cl["drift"]
+            ]
+        ),
         f"<h2>{_e(L('timeliness'))}</h2>",
-        _table([(L("ingests"), ti["ingests"]), (L("late_ingest"), ti["late_ingest"]),
-                (L("delay_median"), f"{delay.get('median', 0):.1f}"), (L("delay_max"), f"{delay.get('max', 0):.1f}")]),
+        _table(
+            [
+                (L("ingests"), ti["ingests"]),
+                (L("late_ingest"), ti["late_ingest"]),
+                (L("delay_median"), f"{delay.get('median', 0):.1f}"),
+                (L("delay_max"), f"{delay.get('max', 0):.1f}"),
+            ]
+        ),
         f"<h2>{_e(L('retention'))}</h2>",
-        _table([(L("due"), re_["due"]), (L("held"), re_["held"]), (L("long_term"), re_["long_term"]), (L("purged"), re_["purged"])]),
+        _table(
+            [
+                (L("due"), re_["due"]),
+                (L("held"), re_["held"]),
+                (L("long_term"), re_["long_term"]),
+                (L("purged"), re_["purged"]),
+            ]
+        ),
         f"<h2>{_e(L('access'))}</h2>",
-        _table([(L("requests"), ac["requests"]), (L("approved"), ac["approved"]), (L("denied"), ac["denied"]),
-                (L("refusals"), ac["refusals"]), (L("views"), ac["views"]), (L("exports"), ac["exports"])]),
+        _table(
+            [
+                (L("requests"), ac["requests"]),
+                (L("approved"), ac["approved"]),
+                (L("denied"), ac["denied"]),
+                (L("refusals"), ac["refusals"]),
+                (L("views"), ac["views"]),
+                (L("exports"), ac["exports"]),
+            ]
+        ),
         f"<h2>{_e(L('concerns'))}</h2>",
-        "<table><tr><th>" + _e(L("article")) + "</th><th>" + _e(L("kind")) + "</th><th>" + _e(L("count")) + "</th></tr>"
-        + ("".join(f"<tr><td>25</td><td>{_e(L(x['concern']))} ({_e(', '.join(x['kinds']))})</td><td>{x['count']}</td></tr>"
-                   for x in report["concerns"]) or f"<tr><td colspan='3'>{_e(L('none'))}</td></tr>") + "</table>",
+        "<table><tr><th>"
+        + _e(L("article"))
+        + "</th><th>"
+        + _e(L("kind"))
+        + "</th><th>"
+        + _e(L("count"))
+        + "</th></tr>"
+        + (
+            "".join(
+                f"<tr><td>25</td><td>{_e(L(x['concern']))} ({_e(', '.join(x['kinds']))})</td><td>{x['count']}</td></tr>"
+                for x in report["concerns"]
+            )
+            or f"<tr><td colspan='3'>{_e(L('none'))}</td></tr>"
+        )
+        + "</table>",
         f"<h2>{_e(L('timelines'))}</h2>",
         "".join(f"<h3>{_e(L('device'))} {_e(t['device'])}</h3>{_svg(t, lang)}" for t in report["timelines"]["devices"]),
-        "".join(f"<h3>{_e(L('task_window'))} {_e(t['task'])}</h3>{_task_svg(t, lang)}" for t in report["timelines"]["tasks"]),
+        "".join(
+            f"<h3>{_e(L('task_window'))} {_e(t['task'])}</h3>{_task_svg(t, lang)}" for t in report["timelines"]["tasks"]
+        ),
     ]
     page_note = f"{report['archive']['id']} · {cp['root'][:16]} · {report['generated']}"
     css = f"""
@@ -135,10 +227,12 @@ def render_html_text(report: dict[str, Any]) -> str:
       h1 {{ font-size: 16pt; }} h2 {{ font-size: 12pt; margin-top: 14pt; }}
       @page {{ size: A4; margin: 18mm 14mm;
         @top-center {{ content: "{_e(page_note)}"; font-size: 7pt; }}
-        @bottom-right {{ content: "{_e(L('page'))} " counter(page) " / " counter(pages); font-size: 8pt; }} }}
+        @bottom-right {{ content: "{_e(L("page"))} " counter(page) " / " counter(pages); font-size: 8pt; }} }}
     """
-    return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{_e(L("title"))}</title>'
-            f"<style>{css}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{_e(L("title"))}</title>'
+        f"<style>{css}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def render_html(report: Any, out: IO[bytes]) -> None:
@@ -149,7 +243,9 @@ def render_pdf(report: Any, out: IO[bytes]) -> None:
     try:
         from weasyprint import HTML  # heavy; only when a PDF is asked for
     except ImportError as e:
-        raise CustodesError("PDF reports need WeasyPrint: pip install 'custodes[pdf]' (and Pango from your system)") from e
+        raise CustodesError(
+            "PDF reports need WeasyPrint: pip install 'custodes[pdf]' (and Pango from your system)"
+        ) from e
 
     HTML(string=render_html_text(report)).write_pdf(out)
 
@@ -158,6 +254,11 @@ def render_pdf(report: Any, out: IO[bytes]) -> None:
 def custodes_reporters() -> list[Reporter]:
     return [
         Reporter("html", "one self-contained page with SVG timelines", "text/html", ".html", render_html),
-        Reporter("pdf", "the HTML page as PDF (WeasyPrint, Noto CJK), page numbers and checkpoint on every page",
-                 "application/pdf", ".pdf", render_pdf),
+        Reporter(
+            "pdf",
+            "the HTML page as PDF (WeasyPrint, Noto CJK), page numbers and checkpoint on every page",
+            "application/pdf",
+            ".pdf",
+            render_pdf,
+        ),
     ]

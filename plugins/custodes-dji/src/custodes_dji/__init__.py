@@ -12,7 +12,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import timeline
-from custodes.drivers import Driver, DriverOptionError, VolumeReading, VolumeSegment, identity_from, media_segments, scan_volume
+from custodes.drivers import (
+    Driver,
+    DriverOptionError,
+    VolumeReading,
+    VolumeSegment,
+    identity_from,
+    media_segments,
+    scan_volume,
+)
 from custodes.findings import Finding
 from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver
@@ -27,8 +35,10 @@ _WALL = [
     (re.compile(r"(\d{4})\.(\d{2})\.(\d{2}) (\d{2}):(\d{2}):(\d{2})"), False),
 ]
 # Some firmwares spell it "longtitude".
-_LATLON = re.compile(r"\[latitude\s*:\s*(-?[\d.]+)\]\s*\[(?:longitude|longtitude)\s*:\s*(-?[\d.]+)\]"
-                     r"(?:\s*\[(?:rel_alt|altitude)\s*:\s*(-?[\d.]+))?")
+_LATLON = re.compile(
+    r"\[latitude\s*:\s*(-?[\d.]+)\]\s*\[(?:longitude|longtitude)\s*:\s*(-?[\d.]+)\]"
+    r"(?:\s*\[(?:rel_alt|altitude)\s*:\s*(-?[\d.]+))?"
+)
 _GPS = re.compile(r"GPS\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)")
 
 
@@ -122,9 +132,13 @@ class DjiDriver(Driver):
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings]
         sidecars = {os.path.splitext(f.name)[0].upper(): f for f in files if f.name.upper().endswith(".SRT")}
-        segments, probe_findings, rest = media_segments([f for f in files if not f.name.upper().endswith(".SRT")], device)
+        segments, probe_findings, rest = media_segments(
+            [f for f in files if not f.name.upper().endswith(".SRT")], device
+        )
         findings += probe_findings
-        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest]
+        findings += [
+            Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest
+        ]
         telemetry: dict[str, tuple[list[Fix], bool]] = {}
         for key, f in sidecars.items():
             try:
@@ -136,8 +150,15 @@ class DjiDriver(Driver):
             fixes, complete = parse_srt(raw.decode("utf-8", "replace"), tz)
             telemetry[key] = (fixes, complete)
             if not complete:
-                findings.append(Finding("malformed", f"sidecar cut off or damaged: {len(fixes)} readable blocks",
-                                        device, f.path, evidence={"blocks": len(fixes)}))
+                findings.append(
+                    Finding(
+                        "malformed",
+                        f"sidecar cut off or damaged: {len(fixes)} readable blocks",
+                        device,
+                        f.path,
+                        evidence={"blocks": len(fixes)},
+                    )
+                )
         out: list[VolumeSegment] = []
         named = []
         for s in segments:
@@ -151,20 +172,37 @@ class DjiDriver(Driver):
             start = first_wall.wall - round(first_wall.offset * NS) if first_wall else s.start
             duration = s.media.duration if s.media else None
             end = start + round(duration * NS) if start is not None and duration is not None else None
-            out.append(replace(s, start=start, end=end, start_source="sidecar" if first_wall else s.start_source,
-                               sidecars=(sidecars[key].name,), location=iso6709(first_fix) if first_fix else s.location,
-                               extra={**s.extra, "telemetry_blocks": len(fixes)}))
+            out.append(
+                replace(
+                    s,
+                    start=start,
+                    end=end,
+                    start_source="sidecar" if first_wall else s.start_source,
+                    sidecars=(sidecars[key].name,),
+                    location=iso6709(first_fix) if first_fix else s.location,
+                    extra={**s.extra, "telemetry_blocks": len(fixes)},
+                )
+            )
             if first_wall and s.container_time is not None:
                 named.append((device, s.path, start, s.container_time))
         for key, (fixes, _) in sorted(telemetry.items()):
             f = sidecars[key]
             first_wall = next((x for x in fixes if x.wall is not None), None)
             first_fix = next((x for x in fixes if x.lat is not None), None)
-            findings.append(Finding("orphan_sidecar", "telemetry of a recording that is not on the volume",
-                                    device, f.path, start=first_wall.wall if first_wall else None,
-                                    evidence={"blocks": len(fixes),
-                                              "first_time": None if not first_wall else first_wall.wall,
-                                              "first_fix": None if not first_fix else iso6709(first_fix)}))
+            findings.append(
+                Finding(
+                    "orphan_sidecar",
+                    "telemetry of a recording that is not on the volume",
+                    device,
+                    f.path,
+                    start=first_wall.wall if first_wall else None,
+                    evidence={
+                        "blocks": len(fixes),
+                        "first_time": None if not first_wall else first_wall.wall,
+                        "first_fix": None if not first_fix else iso6709(first_fix),
+                    },
+                )
+            )
         tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
         findings += timeline.name_time_findings(named, tz=options.get("tz", "UTC"), tolerance=tolerance)
         return VolumeReading(self.name, os.fspath(volume), identity, out, [], [], findings, skipped)

@@ -12,8 +12,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import timeline
-from custodes.drivers import (ClockReading, DeviceEvent, Driver, DriverOptionError, VolumeReading, identity_from,
-                              media_segments, scan_volume)
+from custodes.drivers import (
+    ClockReading,
+    DeviceEvent,
+    Driver,
+    DriverOptionError,
+    VolumeReading,
+    identity_from,
+    media_segments,
+    scan_volume,
+)
 from custodes.findings import Finding
 from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver
@@ -54,7 +62,9 @@ def naming_pattern(template: str) -> re.Pattern[str]:
     for p in parts:
         if p.startswith("{") and p.endswith("}"):
             if p[1:-1] not in _FIELDS:
-                raise DriverOptionError(f"unknown field {p} in naming template {template!r} (known: {', '.join(_FIELDS)})")
+                raise DriverOptionError(
+                    f"unknown field {p} in naming template {template!r} (known: {', '.join(_FIELDS)})"
+                )
             out.append(_FIELDS[p[1:-1]])
         else:
             out.append(re.escape(p))
@@ -89,8 +99,15 @@ def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
 
 
 def _repeated_findings(path: Path, repeated: list[str]) -> list[Finding]:
-    return [Finding("malformed", f"{key!r} is given more than once: ambiguous; the first value is kept",
-                    path=str(path), evidence={"key": key}) for key in repeated]
+    return [
+        Finding(
+            "malformed",
+            f"{key!r} is given more than once: ambiguous; the first value is kept",
+            path=str(path),
+            evidence={"key": key},
+        )
+        for key in repeated
+    ]
 
 
 def _local(text: str, tz: ZoneInfo) -> int | None:
@@ -130,14 +147,23 @@ class Gat947Driver(Driver):
         findings += clock_findings + event_findings
         segments, probe_findings, rest = media_segments([f for f in files if f.name not in own], device)
         findings += probe_findings
-        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest]
+        findings += [
+            Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest
+        ]
         named = []
         out = []
         for s in segments:
             m = pattern.match(os.path.basename(s.name))
             if not m:
-                findings.append(Finding("unexpected_name", f"name does not follow {options.get('naming', DEFAULT_NAMING)}; "
-                                        "kept, placed by its container time", device, s.path))
+                findings.append(
+                    Finding(
+                        "unexpected_name",
+                        f"name does not follow {options.get('naming', DEFAULT_NAMING)}; "
+                        "kept, placed by its container time",
+                        device,
+                        s.path,
+                    )
+                )
                 out.append(s)
                 continue
             g = m.groupdict()
@@ -146,11 +172,17 @@ class Gat947Driver(Driver):
                 findings.append(Finding("malformed", f"impossible time {g.get('time')} in the name", device, s.path))
                 out.append(s)
                 continue
-            duration = (s.media.duration if s.media and s.media.duration is not None else s.extra.get("duration"))
+            duration = s.media.duration if s.media and s.media.duration is not None else s.extra.get("duration")
             end = start if s.kind == "photo" else (start + round(duration * NS) if duration is not None else None)
-            seg = replace(s, start=start, end=end, start_source="name" if g.get("time") else s.start_source,
-                          sequence=int(g["seq"]) if g.get("seq") else s.sequence, important=bool(g.get("imp")),
-                          extra={**s.extra, **{k: g[k] for k in ("officer", "device") if g.get(k)}})
+            seg = replace(
+                s,
+                start=start,
+                end=end,
+                start_source="name" if g.get("time") else s.start_source,
+                sequence=int(g["seq"]) if g.get("seq") else s.sequence,
+                important=bool(g.get("imp")),
+                extra={**s.extra, **{k: g[k] for k in ("officer", "device") if g.get(k)}},
+            )
             out.append(seg)
             if s.container_time is not None:
                 named.append((device, s.path, start, s.container_time))
@@ -171,15 +203,27 @@ class Gat947Driver(Driver):
             if shape is None:
                 findings.append(Finding("malformed_identity", f"unknown identity field {key!r}", path=str(path)))
             elif not shape.match(value):
-                findings.append(Finding("malformed_identity", f"{key}={value!r} does not have the GA/T 947 shape",
-                                        path=str(path), evidence={"field": key}))
+                findings.append(
+                    Finding(
+                        "malformed_identity",
+                        f"{key}={value!r} does not have the GA/T 947 shape",
+                        path=str(path),
+                        evidence={"field": key},
+                    )
+                )
             else:
                 good[key] = value
         serial = good.get("product_serial")
         return {
-            "device_id": serial, "serial": serial, "vendor": good.get("vendor"), "model": good.get("model"),
-            "officer_id": good.get("officer_number"), "officer_name": good.get("officer_name"),
-            "unit_id": good.get("unit_number"), "unit_name": good.get("unit_name"), "kind": "body_camera",
+            "device_id": serial,
+            "serial": serial,
+            "vendor": good.get("vendor"),
+            "model": good.get("model"),
+            "officer_id": good.get("officer_number"),
+            "officer_name": good.get("officer_name"),
+            "unit_id": good.get("unit_number"),
+            "unit_name": good.get("unit_name"),
+            "kind": "body_camera",
         }, findings
 
     def _clock(self, volume: Path, tz: ZoneInfo) -> tuple[list[ClockReading], list[Finding]]:
@@ -194,8 +238,10 @@ class Gat947Driver(Driver):
         except ValueError:
             trusted = None
         if device_time is None or trusted is None:
-            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path)),
-                        *_repeated_findings(path, repeated)]
+            return [], [
+                Finding("malformed", "clock reading needs device_time and station_time", path=str(path)),
+                *_repeated_findings(path, repeated),
+            ]
         return [ClockReading(device_time, trusted, "dock", file=str(path))], _repeated_findings(path, repeated)
 
     def _events(self, volume: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
@@ -217,5 +263,10 @@ class Gat947Driver(Driver):
 
 @hookimpl
 def custodes_device_drivers() -> list[DeviceDriver]:
-    return [DeviceDriver("gat947", "GA/T 947 body-worn recorders: names with officer, device, local time, "
-                         "sequence and IMP mark", Gat947Driver)]
+    return [
+        DeviceDriver(
+            "gat947",
+            "GA/T 947 body-worn recorders: names with officer, device, local time, sequence and IMP mark",
+            Gat947Driver,
+        )
+    ]

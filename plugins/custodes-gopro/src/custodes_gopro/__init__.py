@@ -8,11 +8,19 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from custodes.drivers import ClockReading, Driver, DriverOptionError, VolumeReading, identity_from, media_segments, scan_volume
+from custodes.drivers import (
+    ClockReading,
+    Driver,
+    DriverOptionError,
+    VolumeReading,
+    identity_from,
+    media_segments,
+    scan_volume,
+)
 from custodes.findings import Finding
 from custodes.hookspecs import hookimpl
 from custodes.media import MediaInfo
@@ -58,7 +66,7 @@ def gpmf_items(data: bytes, depth: int = 0) -> Iterator[tuple[bytes, int, bytes]
     while pos + 8 <= len(data) and depth <= MAX_DEPTH:
         key, typ, size, repeat = struct.unpack_from(">4sBBH", data, pos)
         length = size * repeat
-        payload = data[pos + 8: pos + 8 + length]
+        payload = data[pos + 8 : pos + 8 + length]
         if len(payload) < length:
             return
         yield key, typ, payload
@@ -72,7 +80,7 @@ def gps_time(data: bytes) -> int | None:
     for key, typ, payload in gpmf_items(data):
         if key == b"GPSU" and typ == ord("U") and len(payload) >= 16:
             try:
-                dt = datetime.strptime(payload[:16].decode("ascii"), "%y%m%d%H%M%S.%f").replace(tzinfo=timezone.utc)
+                dt = datetime.strptime(payload[:16].decode("ascii"), "%y%m%d%H%M%S.%f").replace(tzinfo=UTC)
             except (UnicodeDecodeError, ValueError):
                 continue
             return int(dt.timestamp()) * NS + dt.microsecond * 1000
@@ -85,7 +93,7 @@ def first_gps_time(path: str, info: MediaInfo) -> tuple[int, float] | None:
     if track is None or track.pts is None or not track.timescale:
         return None
     with open(path, "rb") as f:
-        for offset, size, pts in zip(track.offsets[:64], track.sizes[:64], track.pts[:64]):
+        for offset, size, pts in zip(track.offsets[:64], track.sizes[:64], track.pts[:64], strict=False):
             f.seek(int(offset))
             t = gps_time(f.read(min(int(size), 1 << 20)))
             if t is not None:
@@ -115,9 +123,12 @@ class GoProDriver(Driver):
         findings = [replace(f, device=device) for f in findings + version_findings]
         segments, probe_findings, rest = media_segments(files, device, samples=True)
         findings += probe_findings
-        findings += [Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path)
-                     for f in rest if not f.name.upper().startswith(("MISC/", "DCIM/100GOPRO/GOPRO")) and
-                     os.path.splitext(f.name)[1].upper() not in (".THM", ".LRV")]
+        findings += [
+            Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path)
+            for f in rest
+            if not f.name.upper().startswith(("MISC/", "DCIM/100GOPRO/GOPRO"))
+            and os.path.splitext(f.name)[1].upper() not in (".THM", ".LRV")
+        ]
         clock = []
         out = []
         chapters: dict[str, list[int]] = {}
@@ -129,8 +140,11 @@ class GoProDriver(Driver):
             number = m["number"]
             chapter = int(m["chapter"]) if m["chapter"] and not s.name.upper().startswith("GOPR") else 1
             chapters.setdefault(number, []).append(chapter)
-            sidecars = tuple(n for n in (f"{os.path.splitext(s.name)[0]}.THM", s.name.replace("GH", "GL", 1)[:-3] + "LRV")
-                             if os.path.exists(os.path.join(volume, n)))
+            sidecars = tuple(
+                n
+                for n in (f"{os.path.splitext(s.name)[0]}.THM", s.name.replace("GH", "GL", 1)[:-3] + "LRV")
+                if os.path.exists(os.path.join(volume, n))
+            )
             start, extra = s.container_time, {}
             gps = first_gps_time(s.path, s.media) if s.container_time is not None else None
             if gps is not None and s.container_time is not None:
@@ -139,22 +153,41 @@ class GoProDriver(Driver):
                 clock.append(ClockReading(device_at, gps_ns, "gps"))
                 zone = round((device_at - gps_ns) / QUARTER_HOUR) * QUARTER_HOUR
                 start = s.container_time - zone
-                extra = {"gps_offset_seconds": (device_at - gps_ns) / NS, "zone_offset_hours": zone / 3600 / NS,
-                         "clock_error_seconds": (device_at - zone - gps_ns) / NS}
+                extra = {
+                    "gps_offset_seconds": (device_at - gps_ns) / NS,
+                    "zone_offset_hours": zone / 3600 / NS,
+                    "clock_error_seconds": (device_at - zone - gps_ns) / NS,
+                }
             elif tz is not None and s.container_time is not None:
-                local = datetime.fromtimestamp(s.container_time // NS, tz=timezone.utc).replace(tzinfo=tz)
+                local = datetime.fromtimestamp(s.container_time // NS, tz=UTC).replace(tzinfo=tz)
                 start = int(local.timestamp()) * NS
             end = start + round(s.media.duration * NS) if start is not None and s.media.duration is not None else None
-            out.append(replace(s, start=start, end=end, start_source="gps" if gps else s.start_source,
-                               sequence=int(number), recording=number, chapter=chapter, sidecars=sidecars,
-                               extra={**s.extra, **extra}))
+            out.append(
+                replace(
+                    s,
+                    start=start,
+                    end=end,
+                    start_source="gps" if gps else s.start_source,
+                    sequence=int(number),
+                    recording=number,
+                    chapter=chapter,
+                    sidecars=sidecars,
+                    extra={**s.extra, **extra},
+                )
+            )
         # Names sort GH010007 < GH010009 < GH020007; a recording's chapters belong together.
         out.sort(key=lambda s: (s.recording is None, s.recording or "", s.chapter or 0, s.name))
         for number, seen in sorted(chapters.items()):
             missing = sorted(set(range(1, max(seen) + 1)) - set(seen))
             if missing:
-                findings.append(Finding("sequence_break", f"recording {number}: chapter(s) {missing} missing",
-                                        device=device, evidence={"recording": number, "missing_chapters": missing}))
+                findings.append(
+                    Finding(
+                        "sequence_break",
+                        f"recording {number}: chapter(s) {missing} missing",
+                        device=device,
+                        evidence={"recording": number, "missing_chapters": missing},
+                    )
+                )
         return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped)
 
     def _version(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
@@ -163,8 +196,9 @@ class GoProDriver(Driver):
         path = volume / "MISC" / "version.txt"
         file = os.fspath(path)
         if path.is_dir() and not path.is_symlink():  # links and FIFOs are already scan_volume's findings
-            return {}, [Finding("malformed", "a folder, not the file GoPro writes; camera type and serial not read",
-                                path=file)]
+            return {}, [
+                Finding("malformed", "a folder, not the file GoPro writes; camera type and serial not read", path=file)
+            ]
         if not path.is_file() or path.is_symlink():
             return {}, []
         try:
@@ -172,18 +206,37 @@ class GoProDriver(Driver):
             # GoPro writes JSON with a trailing comma before the closing brace.
             info, repeated = _json_first_wins(re.sub(r",\s*}\s*$", "}", text))
         except (OSError, ValueError, RecursionError) as e:
-            return {}, [Finding("malformed", f"not the JSON object GoPro writes ({type(e).__name__}); camera type and "
-                                "serial not read", path=file)]
+            return {}, [
+                Finding(
+                    "malformed",
+                    f"not the JSON object GoPro writes ({type(e).__name__}); camera type and serial not read",
+                    path=file,
+                )
+            ]
         if not isinstance(info, dict):
-            return {}, [Finding("malformed", f"a JSON {type(info).__name__}, not an object; camera type and serial not read",
-                                path=file)]
+            return {}, [
+                Finding(
+                    "malformed",
+                    f"a JSON {type(info).__name__}, not an object; camera type and serial not read",
+                    path=file,
+                )
+            ]
         found: dict[str, str | None] = {"file": file}  # findings about the identity name this file
         # A key given twice makes the identity ambiguous: the first value is kept, and said so.
-        findings = [Finding("malformed", f"{key!r} is given more than once: ambiguous; the first value is kept",
-                            path=file, evidence={"key": key}) for key in repeated]
+        findings = [
+            Finding(
+                "malformed",
+                f"{key!r} is given more than once: ambiguous; the first value is kept",
+                path=file,
+                evidence={"key": key},
+            )
+            for key in repeated
+        ]
         bad = []
-        for key, shape, fields in (("camera type", MODEL_SHAPE, ("model",)),
-                                   ("camera serial number", SERIAL_SHAPE, ("serial", "device_id"))):
+        for key, shape, fields in (
+            ("camera type", MODEL_SHAPE, ("model",)),
+            ("camera serial number", SERIAL_SHAPE, ("serial", "device_id")),
+        ):
             value = info.get(key)
             if value is None:
                 continue
@@ -191,8 +244,18 @@ class GoProDriver(Driver):
                 found.update(dict.fromkeys(fields, value))
             else:
                 bad.append(f"{key!r} is {type(value).__name__} {json.dumps(value, ensure_ascii=True)[:60]}")
-        findings += [Finding("malformed", f"{'; '.join(bad)}: not of the shape GoPro writes; left out", path=file,
-                             evidence={"fields": bad})] if bad else []
+        findings += (
+            [
+                Finding(
+                    "malformed",
+                    f"{'; '.join(bad)}: not of the shape GoPro writes; left out",
+                    path=file,
+                    evidence={"fields": bad},
+                )
+            ]
+            if bad
+            else []
+        )
         return found, findings
 
 
