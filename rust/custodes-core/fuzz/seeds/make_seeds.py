@@ -72,20 +72,36 @@ def seeds() -> dict[str, bytes]:
         "huge-stts-counts.mp4": FTYP + box(b"moov", mvhd() + trak(1, stts_bomb) + trak(2, stts_bomb)),
         "huge-trun-counts.mp4": FTYP + box(b"moov", mvhd() + trak(1)) + box(b"moof", fragment_traf),
         # stsc runs going back and forth between chunk 1 and the last (was a quadratic walk).
-        "stsc-out-of-order.mp4": FTYP + box(b"moov", trak(1, full(b"stts", 0, be(1, 10, 1))
-                                                          + full(b"stsc", 0, be(2000) + be(1, 0, 1, 2000, 0, 1) * 1000)
-                                                          + full(b"stco", 0, be(2000) + be(0) * 2000))),
+        "stsc-out-of-order.mp4": FTYP
+        + box(
+            b"moov",
+            trak(
+                1,
+                full(b"stts", 0, be(1, 10, 1))
+                + full(b"stsc", 0, be(2000) + be(1, 0, 1, 2000, 0, 1) * 1000)
+                + full(b"stco", 0, be(2000) + be(0) * 2000),
+            ),
+        ),
         # A flood of problems: fragments for a track the movie does not declare.
         "unknown-track-flood.mp4": FTYP + box(b"moov") + box(b"moof", box(b"traf", full(b"tfhd", 0, be(99))) * 300),
         # Edit list and metadata beyond their caps; a metadata key too long to copy.
-        "many-edits.mp4": FTYP + box(b"moov", trak(1, extra=box(b"edts", full(b"elst", 0, be(1100) + be(1, 0, 0x10000) * 1100)))),
+        "many-edits.mp4": FTYP
+        + box(b"moov", trak(1, extra=box(b"edts", full(b"elst", 0, be(1100) + be(1, 0, 0x10000) * 1100)))),
         "many-metadata-items.mp4": FTYP + box(b"moov", box(b"udta", box(b"\xa9cmt", be(0x00010000) + b"x") * 1100)),
-        "long-metadata-key.mp4": FTYP + box(b"moov", box(b"meta", full(b"hdlr", 0, bytes(20))
-                                                         + full(b"keys", 0, be(1, 2008) + b"mdta" + b"k" * 2000)
-                                                         + box(b"ilst", box(be(1), box(b"data", be(1, 0) + b"v") * 50)))),
+        "long-metadata-key.mp4": FTYP
+        + box(
+            b"moov",
+            box(
+                b"meta",
+                full(b"hdlr", 0, bytes(20))
+                + full(b"keys", 0, be(1, 2008) + b"mdta" + b"k" * 2000)
+                + box(b"ilst", box(be(1), box(b"data", be(1, 0) + b"v") * 50)),
+            ),
+        ),
         # Times and spans out of range: a 64-bit box size past any offset, durations of centuries.
         "size-past-any-offset.mp4": FTYP + b"\0\0\0\x01mdat" + struct.pack(">Q", 2**64 - 1),
-        "duration-centuries.mp4": FTYP + box(b"moov", mvhd(1, U32_MAX - 1) + trak(1, full(b"stts", 0, be(1, 2, U32_MAX)), timescale=1)),
+        "duration-centuries.mp4": FTYP
+        + box(b"moov", mvhd(1, U32_MAX - 1) + trak(1, full(b"stts", 0, be(1, 2, U32_MAX)), timescale=1)),
     }
 
 
