@@ -225,7 +225,11 @@ def main() -> None:
         measure(algo, f"{name} [{'1 thread' if th == '1' else f'{cpus} cores'}]", fn)
 
     print("\nratios, like for like (peer time / custodes CLI time; > 1 means custodes is faster):")
-    ours = {(algo, th): s for (algo, name, s), (_, _, th, _) in zip(rows, plan, strict=True) if name.startswith("custodes hash")}
+    ours = {
+        (algo, th): s
+        for (algo, name, s), (_, _, th, _) in zip(rows, plan, strict=True)
+        if name.startswith("custodes hash")
+    }
     for (algo, name, s), (_, _, th, _) in zip(rows, plan, strict=True):
         if not name.startswith("custodes"):
             label = "1 thread " if th == "1" else f"{cpus} cores  "

@@ -135,9 +135,16 @@ def test_engine_matches_reference(rows, tol) -> None:
     end = [r[1] + r[2] for r in rows]
     seq = [r[3] for r in rows]
     out = timeline.analyse(dev, start, end, seq, gap_tolerance=tol)
-    got_gaps = sorted(zip(out["gaps"]["device"].tolist(), out["gaps"]["start"].tolist(), out["gaps"]["end"].tolist(), strict=True))
+    got_gaps = sorted(
+        zip(out["gaps"]["device"].tolist(), out["gaps"]["start"].tolist(), out["gaps"]["end"].tolist(), strict=True)
+    )
     got_over = sorted(
-        zip(out["overlaps"]["device"].tolist(), out["overlaps"]["start"].tolist(), out["overlaps"]["end"].tolist(), strict=True)
+        zip(
+            out["overlaps"]["device"].tolist(),
+            out["overlaps"]["start"].tolist(),
+            out["overlaps"]["end"].tolist(),
+            strict=True,
+        )
     )
     sb = out["sequence_breaks"]
     got_breaks = sorted(zip(sb["device"].tolist(), sb["last_seen"].tolist(), sb["next_seen"].tolist(), strict=True))

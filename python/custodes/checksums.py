@@ -22,7 +22,10 @@ from custodes.errors import DigestListError
 
 __all__ = ["ChecksumEntry", "format_check_line", "format_line", "format_tag_line", "parse_checksum_list"]
 
-_DIGEST_LEN = {name: len(digest) for name, digest in zip(_core.algorithms(), _core.hash_bytes(_core.algorithms(), b""), strict=True)}
+_DIGEST_LEN = {
+    name: len(digest)
+    for name, digest in zip(_core.algorithms(), _core.hash_bytes(_core.algorithms(), b""), strict=True)
+}
 _TAGS = {"SHA256": "sha256", "BLAKE3": "blake3", "SM3": "sm3", "MD5": "md5"}
 _TAG_OF = {v: k for k, v in _TAGS.items()}
 

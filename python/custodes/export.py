@@ -110,7 +110,9 @@ def export_case(
                     f"the copy of {written} differs from the archive's object; nothing exported is to be trusted"
                 )
         for algo in algorithms:
-            lines = "".join(f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies, strict=True))
+            lines = "".join(
+                f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies, strict=True)
+            )
             _write_text(bag / f"manifest-{algo}.txt", lines)
         _write_text(bag / "bagit.txt", "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
         producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
