@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from custodes import _core
-from custodes.errors import DigestListError
+from custodes.errors import CustodesError, DigestListError
+from custodes.hashing import HashProgress, HashResult, hash_files
 
-__all__ = ["ChecksumEntry", "format_check_line", "format_line", "format_tag_line", "parse_checksum_list"]
+__all__ = [
+    "CheckStatus",
+    "ChecksumCheck",
+    "ChecksumEntry",
+    "EntryCheck",
+    "check_checksum_list",
+    "format_check_line",
+    "format_line",
+    "format_tag_line",
+    "parse_checksum_list",
+    "read_checksum_list",
+]
 
 _DIGEST_LEN = {
     name: len(digest)
@@ -121,3 +137,124 @@ def parse_checksum_list(data: bytes, algorithm: str) -> tuple[list[ChecksumEntry
                 continue
         malformed.append(line_no)
     return entries, malformed
+
+
+#: What checking one line of a list found: the digest matched, did not match, or the file could not be read
+#: (``missing``: it does not exist; ``unreadable``: any other error reading it).
+CheckStatus = Literal["ok", "failed", "missing", "unreadable"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """One line of a checksum list, checked: the entry, the digest computed (None when the file could not be
+    read), the verdict, and the error that kept the file from being read."""
+
+    entry: ChecksumEntry
+    actual: str | None
+    status: CheckStatus
+    error: CustodesError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.entry.path,
+            "algorithm": self.entry.algorithm,
+            "expected": self.entry.digest,
+            "actual": self.actual,
+            "status": self.status,
+            "error": None if self.error is None else {"kind": self.error.kind, "message": str(self.error)},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumCheck:
+    """A whole list checked: one :class:`EntryCheck` per well-formed line, in list order, and the numbers of
+    the lines that were not checksum lines. ``ok`` only when every file matched and no line was malformed."""
+
+    source: str
+    entries: tuple[EntryCheck, ...]
+    malformed: tuple[int, ...]
+
+    def count(self, status: CheckStatus) -> int:
+        return sum(1 for e in self.entries if e.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.entries) and not self.malformed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": len(self.entries),
+            "matched": self.count("ok"),
+            "failed": self.count("failed"),
+            "missing": self.count("missing"),
+            "unreadable": self.count("unreadable"),
+            "malformed_lines": list(self.malformed),
+            "files": [e.to_json() for e in self.entries],
+        }
+
+
+def read_checksum_list(source: str | os.PathLike[str]) -> bytes:
+    """The bytes of a checksum list: a regular file, or standard input for ``-``.
+
+    Raises :class:`DigestListError` naming the list when it cannot be read or is not a regular file (a FIFO
+    with no writer is refused at once rather than waited on)."""
+    name = os.fsdecode(source)
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read()
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DigestListError(
+                    f"cannot read checksum list {name}: not a regular file (give a file, or - to read standard input)"
+                )
+            return f.read()
+    except OSError as e:
+        raise DigestListError(f"cannot read checksum list {name}: {e.strerror}") from e
+
+
+def check_checksum_list(
+    source: str | os.PathLike[str],
+    algorithm: str,
+    *,
+    data: bytes | None = None,
+    workers: int | None = None,
+    progress: Callable[[HashProgress], None] | None = None,
+) -> ChecksumCheck:
+    """Check the files a checksum list names (``sha256sum -c``, ``b3sum -c``): read the list (``-`` is
+    standard input; ``data`` gives its bytes instead), hash each named file once per algorithm its lines use,
+    and compare. Paths in the list are taken as written, relative to the current directory.
+
+    ``algorithm`` applies to untagged lines (see :func:`parse_checksum_list`). Raises
+    :class:`DigestListError` when the list cannot be read or holds no well-formed line for ``algorithm``;
+    a file that cannot be read is a ``missing`` or ``unreadable`` result, never an exception."""
+    name = os.fsdecode(source)
+    entries, malformed = parse_checksum_list(read_checksum_list(source) if data is None else data, algorithm)
+    if not entries:
+        raise DigestListError(
+            f"{name}: no properly formatted {algorithm} checksum lines"
+            + (" (is --algo right? sha256, blake3 and sm3 lists look alike)" if malformed else "")
+        )
+    by_algorithm: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        by_algorithm.setdefault(e.algorithm, []).append(i)
+    hashed: list[HashResult | None] = [None] * len(entries)
+    for algo, idx in by_algorithm.items():
+        results = hash_files([entries[i].path for i in idx], (algo,), threads=workers, progress=progress)
+        for i, r in zip(idx, results, strict=True):
+            hashed[i] = r
+    checks = []
+    for e, r in zip(entries, hashed, strict=True):
+        assert r is not None
+        status: CheckStatus
+        if r.error is not None:
+            status = "missing" if isinstance(r.error, FileNotFoundError) else "unreadable"
+        else:
+            status = "ok" if r.digests[e.algorithm] == e.digest else "failed"
+        checks.append(EntryCheck(e, r.digests.get(e.algorithm), status, r.error))
+    return ChecksumCheck(name, tuple(checks), tuple(malformed))
