@@ -11,15 +11,16 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from custodes import __version__
-from custodes.checksums import format_check_line, format_line, format_tag_line, parse_checksum_list
+from custodes.checksums import check_checksum_list, format_check_line, format_line, format_tag_line
 from custodes.defaults import DEFAULT_GAP_TOLERANCE, TimeRangeError, ns_from_seconds
-from custodes.errors import CustodesError
+from custodes.errors import CustodesError, DigestListError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
 from custodes.progress import ProgressLine, human_bytes
@@ -174,14 +175,63 @@ SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
 
 
-def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json`` and ``--quiet``, shared by every command that reports."""
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What ``--json`` and ``--quiet`` ask of a command; :func:`output_options` hands it to the command as ``out``.
 
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+    ``progress``: a progress line may be drawn (the command has one and ``--quiet`` was not given); it still
+    shows only at a terminal (see :class:`custodes.progress.ProgressLine`)."""
+
+    json: bool
+    quiet: bool
+    progress: bool = False
+
+    def say(self, message: str, *, err: bool = False) -> None:
+        """A line that is not the data asked for (a summary, a confirmation): printed unless ``--quiet``."""
+        if not self.quiet:
+            click.echo(message, err=err)
+
+    def note(self, message: str) -> None:
+        """A ``custodes: ...`` line on stderr that is not an error (a total, a warning count): unless ``--quiet``."""
+        if not self.quiet:
+            _print_stderr(message)
+
+    def progress_line(self) -> ProgressLine:
+        return ProgressLine(quiet=not self.progress)
+
+
+#: --quiet on a command whose every line is the data asked for or an error.
+QUIET_NOTHING = "Accepted for compatibility: this command prints only its results and errors, so nothing is left out."
+
+
+def output_options(
+    *, quiet_help: str = QUIET_NOTHING, progress: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--json`` and ``--quiet``, shared by every command that reports; the command gets one :class:`Output`
+    as ``out``. ``quiet_help`` says what --quiet leaves out on that command; ``progress``: it draws progress."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+        @click.option("--quiet", "-q", is_flag=True, help=quiet_help)
+        @functools.wraps(fn)
+        def wrapper(*args: Any, as_json: bool, quiet: bool, **kwargs: Any) -> Any:
+            return fn(*args, out=Output(json=as_json, quiet=quiet, progress=progress and not quiet), **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def archive_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """ARCHIVE, for every command that works on an existing archive: click checks it is a folder, the archive
+    is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
+    as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2."""
+
+    @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+    def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
+        with _open_archive(archive) as opened:
+            return fn(*args, archive=opened, **kwargs)
 
     return wrapper
 
@@ -207,7 +257,10 @@ def _free_bytes(path: str) -> int | None:
 
 
 def _disk_full(where: str) -> str:
-    return f"the disk is full ({where}): free space on it, then run the command again (what was not finished was not recorded)"
+    return (
+        f"the disk is full ({where}): free space on it, then run the command again "
+        "(what was not finished was not recorded)"
+    )
 
 
 def environment_error(e: BaseException, archive: str | None) -> str | None:
@@ -267,10 +320,11 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
 class CustodesGroup(click.Group):
     """The root group: one error mapping for every command.
 
-    Environment errors (a full or failing disk, a damaged catalog, a
-    read-only mount) and custodes' own errors become one line on stderr and
-    exit 2; Ctrl-C exits 130 without a traceback. Anything else is a bug and
-    keeps its traceback."""
+    A refusal by the custody rules (:class:`custodes.access.AccessDenied`,
+    already logged) is ``custodes: refused: <why>`` and exit 1. Environment
+    errors (a full or failing disk, a damaged catalog, a read-only mount) and
+    custodes' other errors become one line on stderr and exit 2; Ctrl-C exits
+    130 without a traceback. Anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -281,11 +335,21 @@ class CustodesGroup(click.Group):
         except Exception as e:  # click's own exits and usage errors are not mapped: they pass through
             if isinstance(e, (click.ClickException, click.exceptions.Exit, click.Abort)):
                 raise
+            if _is_refusal(e):
+                _print_stderr(f"refused: {e}")
+                ctx.exit(EXIT_FINDINGS)
             line = environment_error(e, ctx.meta.get(_ARCHIVE_META))
             if line is None:
                 raise
             _print_stderr(line)
             ctx.exit(EXIT_USAGE)
+
+
+def _is_refusal(e: BaseException) -> bool:
+    # Only custodes.access raises AccessDenied (retention imports it from there): when no command has
+    # imported it, nothing was refused, and `custodes hash` does not pay for importing it here.
+    access = sys.modules.get("custodes.access")
+    return access is not None and isinstance(e, access.AccessDenied)
 
 
 @click.group(cls=CustodesGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -319,14 +383,16 @@ def _print_stderr(message: str) -> None:
     help="Verify the files named in a checksum list (from custodes, sha256sum or b3sum).",
 )
 @workers_option("Files read")
-@output_options
+@output_options(
+    progress=True,
+    quiet_help="No progress on stderr, and with --check no WARNING totals (each file's line and errors stay).",
+)
 def hash_command(
     paths: tuple[str, ...],
     algorithms: tuple[str, ...],
     check_list: str | None,
     workers: int | None,
-    as_json: bool,
-    quiet: bool,
+    out: Output,
 ) -> None:
     """Hash footage files, or verify a checksum list.
 
@@ -342,125 +408,67 @@ def hash_command(
             raise click.UsageError("--check takes a checksum list, not PATHS; name the files in the list.")
         if len(algorithms) > 1:
             raise click.UsageError("--check takes one --algo (for untagged lines); tagged lines name their own.")
-        sys.exit(_check(check_list, algorithms[0], workers, as_json, quiet))
+        sys.exit(_check(check_list, algorithms[0], workers, out))
     if not paths:
         raise click.UsageError("give at least one file or folder to hash (or --check LIST).")
-    sys.exit(_hash(paths, algorithms, workers, as_json, quiet))
+    sys.exit(_hash(paths, algorithms, workers, out))
 
 
-def _run(paths: list[str], algorithms: tuple[str, ...], workers: int | None, quiet: bool) -> list[HashResult]:
-    progress = ProgressLine(quiet=quiet)
-    try:
-        return hash_files(paths, algorithms, threads=workers, progress=progress)
-    finally:
-        progress.close()
-
-
-def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | None, as_json: bool, quiet: bool) -> int:
+def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | None, out: Output) -> int:
     walked = list(walk(paths))
     to_hash = [p for p, err in walked if err is None]
-    hashed = iter(_run(to_hash, algorithms, workers, quiet))
+    line = out.progress_line()
+    try:
+        hashed = iter(hash_files(to_hash, algorithms, threads=workers, progress=line))
+    finally:
+        line.close()
     results = [next(hashed) if err is None else HashResult(p, None, {}, err) for p, err in walked]
     failed = [r for r in results if not r.ok]
-    if as_json:
+    if out.json:
         _write_json({"ok": not failed, "algorithms": list(algorithms), "files": [r.to_json() for r in results]})
     else:
-        out = sys.stdout.buffer
+        stdout = sys.stdout.buffer
         for r in results:
             if r.error is not None:
                 _print_stderr(str(r.error))
             elif len(algorithms) == 1:
-                out.write(format_line(r.digests[algorithms[0]], r.path))
+                stdout.write(format_line(r.digests[algorithms[0]], r.path))
             else:
                 for a in algorithms:
-                    out.write(format_tag_line(a, r.digests[a], r.path))
-        out.flush()
+                    stdout.write(format_tag_line(a, r.digests[a], r.path))
+        stdout.flush()
     return EXIT_FINDINGS if failed else 0
 
 
-def _read_list(check_list: str) -> bytes:
+_VERDICTS = {"ok": b"OK", "failed": b"FAILED"}
+
+
+def _check(check_list: str, algorithm: str, workers: int | None, out: Output) -> int:
+    line = out.progress_line()
     try:
-        if check_list == "-":
-            return sys.stdin.buffer.read()
-        # O_NONBLOCK: opening a FIFO with no writer must not hang; only a regular file (or -) is a list.
-        fd = os.open(check_list, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as f:
-            import stat
-
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise click.UsageError(
-                    f"cannot read checksum list {check_list}: not a regular file "
-                    "(give a file, or - to read standard input)"
-                )
-            return f.read()
-    except OSError as e:
-        raise click.UsageError(f"cannot read checksum list {check_list}: {e.strerror}") from e
-
-
-def _check(check_list: str, algorithm: str, workers: int | None, as_json: bool, quiet: bool) -> int:
-    entries, malformed = parse_checksum_list(_read_list(check_list), algorithm)
-    if not entries:
-        raise click.UsageError(
-            f"{check_list}: no properly formatted {algorithm} checksum lines"
-            + (" (is --algo right? sha256, blake3 and sm3 lists look alike)" if malformed else "")
-        )
-    for line_no in malformed:
+        check = check_checksum_list(check_list, algorithm, workers=workers, progress=line)
+    except DigestListError as e:  # an unreadable or empty list is a usage error, as sha256sum has it
+        raise click.UsageError(str(e)) from e
+    finally:
+        line.close()
+    for line_no in check.malformed:
         _print_stderr(f"{check_list}: {line_no}: improperly formatted checksum line")
-    by_algorithm: dict[str, list[int]] = {}
-    for i, e in enumerate(entries):
-        by_algorithm.setdefault(e.algorithm, []).append(i)
-    results: list[HashResult | None] = [None] * len(entries)
-    for algo, idx in by_algorithm.items():
-        for i, r in zip(idx, _run([entries[i].path for i in idx], (algo,), workers, quiet), strict=True):
-            results[i] = r
-    rows = []
-    for e, r in zip(entries, results, strict=True):
-        assert r is not None
-        if r.error is not None:
-            status = "missing" if isinstance(r.error, FileNotFoundError) else "unreadable"
-        else:
-            status = "ok" if r.digests[e.algorithm] == e.digest else "failed"
-        rows.append((e, r, status))
-    counts = {s: sum(1 for *_, st in rows if st == s) for s in ("ok", "failed", "missing", "unreadable")}
-    ok = counts["ok"] == len(rows) and not malformed
-    if as_json:
-        _write_json(
-            {
-                "ok": ok,
-                "checked": len(rows),
-                "matched": counts["ok"],
-                "failed": counts["failed"],
-                "missing": counts["missing"],
-                "unreadable": counts["unreadable"],
-                "malformed_lines": malformed,
-                "files": [
-                    {
-                        "path": e.path,
-                        "algorithm": e.algorithm,
-                        "expected": e.digest,
-                        "actual": r.digests.get(e.algorithm),
-                        "status": status,
-                        "error": None if r.error is None else {"kind": r.error.kind, "message": str(r.error)},
-                    }
-                    for e, r, status in rows
-                ],
-            }
-        )
+    if out.json:
+        _write_json(check.to_json())
     else:
-        out = sys.stdout.buffer
-        for e, r, status in rows:
-            if r.error is not None:
-                _print_stderr(str(r.error))
-            verdict = {"ok": b"OK", "failed": b"FAILED"}.get(status, b"FAILED open or read")
-            out.write(format_check_line(e.path, verdict))
-        out.flush()
-        if counts["failed"]:
-            _print_stderr(f"WARNING: {counts['failed']} computed checksum(s) did NOT match")
-        if counts["missing"] + counts["unreadable"]:
-            _print_stderr(f"WARNING: {counts['missing'] + counts['unreadable']} listed file(s) could not be read")
-        if malformed:
-            _print_stderr(f"WARNING: {len(malformed)} line(s) improperly formatted")
-    return 0 if ok else EXIT_FINDINGS
+        stdout = sys.stdout.buffer
+        for c in check.entries:
+            if c.error is not None:
+                _print_stderr(str(c.error))
+            stdout.write(format_check_line(c.entry.path, _VERDICTS.get(c.status, b"FAILED open or read")))
+        stdout.flush()
+        if failed := check.count("failed"):
+            out.note(f"WARNING: {failed} computed checksum(s) did NOT match")
+        if unread := check.count("missing") + check.count("unreadable"):
+            out.note(f"WARNING: {unread} listed file(s) could not be read")
+        if check.malformed:
+            out.note(f"WARNING: {len(check.malformed)} line(s) improperly formatted")
+    return 0 if check.ok else EXIT_FINDINGS
 
 
 def _finding_line(f: Finding) -> str:
@@ -480,8 +488,8 @@ def _finding_line(f: Finding) -> str:
     show_default=True,
     help="An internal gap is a step in presentation time longer than this many frame durations.",
 )
-@output_options
-def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quiet: bool) -> None:
+@output_options()
+def probe_command(files: tuple[str, ...], gap_factor: float, out: Output) -> None:
     """Read what footage files say about their own time.
 
     For each MP4/MOV file: creation time(s) and where each comes from, duration
@@ -499,14 +507,14 @@ def probe_command(files: tuple[str, ...], gap_factor: float, as_json: bool, quie
         if isinstance(r, CustodesError):
             bad = True
             objs.append({"path": path, "error": {"kind": r.kind, "message": str(r)}, "findings": []})
-            if not as_json:
+            if not out.json:
                 _print_stderr(str(r))
             continue
         bad |= bool(r.findings)
         objs.append(r.to_json())
-        if not as_json:
+        if not out.json:
             _print_probe(r)
-    if as_json:
+    if out.json:
         _write_json(objs[0] if len(objs) == 1 else objs)
     sys.exit(EXIT_FINDINGS if bad else 0)
 
@@ -579,8 +587,8 @@ def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str,
 
 
 @main.command("plugins")
-@output_options
-def plugins_command(as_json: bool, quiet: bool) -> None:
+@output_options()
+def plugins_command(out: Output) -> None:
     """List the loaded plugins: name, version, hooks, and the drivers, storage
     backends, reporters and executors each provides. Plugins that failed to
     load are listed under problems (exit 1)."""
@@ -588,7 +596,7 @@ def plugins_command(as_json: bool, quiet: bool) -> None:
 
     pm = plugin_manager()
     infos = pm.plugins()
-    if as_json:
+    if out.json:
         _write_json(
             {
                 "plugins": [i.to_json() for i in infos],
@@ -607,8 +615,8 @@ def plugins_command(as_json: bool, quiet: bool) -> None:
 @main.command("volume")
 @click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
 @volume_options
-@output_options
-def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+@output_options()
+def volume_command(volume: str, driver: str | None, options: tuple[str, ...], out: Output) -> None:
     """Read a device volume through its driver, without writing to it.
 
     Shows the driver chosen, the device identity (device, officer, unit), the
@@ -617,7 +625,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
     findings about anything odd on the volume. Exit 1 when there are findings.
     """
     (reading,) = _read_volumes((volume,), driver, _driver_options(options))
-    if as_json:
+    if out.json:
         _write_json(reading.to_json())
     else:
         ident = reading.identity
@@ -630,9 +638,8 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
 
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
-            click.echo(
-                f"  {shown_name(s.name)}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {s.sequence if s.sequence >= 0 else '-'}{marks}"
-            )
+            seq = s.sequence if s.sequence >= 0 else "-"
+            click.echo(f"  {shown_name(s.name)}  {s.kind}  {rfc3339(s.start) or '(no time)'}  seq {seq}{marks}")
         for c in reading.clock_readings:
             click.echo(
                 f"  clock ({c.source}): device {rfc3339(c.device_time)} vs {rfc3339(c.trusted_time)}: {c.offset:+.1f} s"
@@ -667,7 +674,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], as
     help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); the same as --option tz=ZONE.",
 )
 @volume_options
-@output_options
+@output_options(quiet_help="No summary line (segments, volumes, findings) on stderr; the findings stay.")
 def timeline_command(
     paths: tuple[str, ...],
     gap_tolerance: float,
@@ -675,8 +682,7 @@ def timeline_command(
     tz: str | None,
     driver: str | None,
     options: tuple[str, ...],
-    as_json: bool,
-    quiet: bool,
+    out: Output,
 ) -> None:
     """Find gaps, overlaps, sequence breaks and clock faults across footage.
 
@@ -703,7 +709,7 @@ def timeline_command(
     readings = _read_volumes(paths, driver, opts)
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=ns_from_seconds(gap_tolerance, "--gap-tolerance"))
-    if as_json:
+    if out.json:
         _write_json(
             {
                 "ok": not findings,
@@ -716,7 +722,7 @@ def timeline_command(
     else:
         for f in findings:
             click.echo(_finding_line(f))
-        click.echo(
+        out.say(
             f"{sum(len(r.segments) for r in readings)} segments on {len(readings)} volume(s), "
             f"{len(findings)} finding(s)",
             err=True,
@@ -738,8 +744,8 @@ def _open_archive(path: str) -> Archive:
     return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
 
 
-def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], None]]:
-    line = ProgressLine(quiet=quiet)
+def _bytes_progress(out: Output) -> tuple[ProgressLine, Callable[[int, int], None]]:
+    line = out.progress_line()
     return line, lambda done, total: line(HashProgress(done, total, 0, 0))
 
 
@@ -761,14 +767,13 @@ def _bytes_progress(quiet: bool) -> tuple[ProgressLine, Callable[[int, int], Non
     help="Digests recorded for every object (sha256 always, first).",
 )
 @click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
-@output_options
+@output_options(quiet_help="Print nothing when the archive is created (--json still prints its object).")
 def init_command(
     archive: str,
     time_zone: str | None,
     algorithms: tuple[str, ...],
     signing_key: str | None,
-    as_json: bool,
-    quiet: bool,
+    out: Output,
 ) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
     ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
@@ -789,10 +794,10 @@ def init_command(
             "verifier_key": str(a.verifier_key),
             "signing_key": str(a.signing_key_path),
         }
-    if as_json:
+    if out.json:
         _write_json(info)
     else:
-        click.echo(
+        out.say(
             f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
             f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
         )
@@ -805,15 +810,16 @@ def init_command(
 )
 @volume_options
 @workers_option("Files copied")
-@output_options
+@output_options(
+    progress=True, quiet_help="No progress on stderr and no checkpoint line; the summary and findings stay."
+)
 def ingest_command(
     volume: str,
     archive_path: str,
     driver: str | None,
     options: tuple[str, ...],
     workers: int | None,
-    as_json: bool,
-    quiet: bool,
+    out: Output,
 ) -> None:
     """Copy a device volume into the archive, crash-safe, never touching the volume.
 
@@ -828,12 +834,12 @@ def ingest_command(
     from custodes.ingest import ingest
 
     with _open_archive(archive_path) as a:
-        line, progress = _bytes_progress(quiet)
+        line, progress = _bytes_progress(out)
         try:  # a bad driver, option or volume is a CustodesError: one line, exit 2
             result = ingest(a, volume, driver, _driver_options(options), progress=progress, workers=workers)
         finally:
             line.close()
-    if as_json:
+    if out.json:
         _write_json(result.to_json())
     else:
         click.echo(
@@ -843,15 +849,18 @@ def ingest_command(
         for f in result.findings:
             click.echo(f"  {_finding_line(f)}")
         if result.checkpoint:
-            click.echo(f"  checkpoint: {result.checkpoint['size']} entries, root {result.checkpoint['root']}")
+            out.say(f"  checkpoint: {result.checkpoint['size']} entries, root {result.checkpoint['root']}")
     sys.exit(EXIT_FINDINGS if result.failed or result.findings else 0)
 
 
 @main.command("verify")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @workers_option("Objects hashed")
-@output_options
-def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool) -> None:
+@output_options(
+    progress=True,
+    quiet_help="No progress on stderr and no closing summary line; findings stay (the exit code says intact or not).",
+)
+def verify_command(archive: Archive, workers: int | None, out: Output) -> None:
     """Re-hash every object and check store against catalog against ledger against checkpoints.
 
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
@@ -862,18 +871,17 @@ def verify_command(archive: str, workers: int | None, as_json: bool, quiet: bool
     """
     from custodes.verify import verify
 
-    with _open_archive(archive) as a:
-        line, progress = _bytes_progress(quiet)
-        try:
-            result = verify(a, workers=workers, progress=progress)
-        finally:
-            line.close()
-    if as_json:
+    line, progress = _bytes_progress(out)
+    try:
+        result = verify(archive, workers=workers, progress=progress)
+    finally:
+        line.close()
+    if out.json:
         _write_json(result.to_json())
     else:
         for f in result.findings:
             click.echo(f"{f.kind}: {f.message}" + (f" [segment {f.segment}]" if f.segment is not None else ""))
-        click.echo(
+        out.say(
             f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
             f"checked, {len(result.findings)} finding(s)"
         )
@@ -886,41 +894,39 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("checkpoint")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@output_options
-def ledger_checkpoint_command(archive: str, as_json: bool, quiet: bool) -> None:
+@archive_argument
+@output_options()
+def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
     and print the signed note, ready to hand to a witness or a supervisor."""
-    with _open_archive(archive) as a:
-        cp = a.checkpoint()
-    if as_json:
+    cp = archive.checkpoint()
+    if out.json:
         _write_json(cp.to_json())
     else:
         click.echo(cp.note, nl=False)
 
 
 @ledger_group.command("verify")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
-@output_options
-def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
+@archive_argument
+@output_options(quiet_help="No closing summary line; findings stay (the exit code says consistent or not).")
+def ledger_verify_command(archive: Archive, out: Output) -> None:
     """Check the ledger alone, without re-hashing objects: entries against their
     leaf hashes, the tree against every signed checkpoint, the catalog against
     the ledger. Exit 1 on any mismatch."""
     from custodes.verify import verify_ledger_only
 
-    with _open_archive(archive) as a:
-        result = verify_ledger_only(a)
-    if as_json:
+    result = verify_ledger_only(archive)
+    if out.json:
         _write_json(result.to_json())
     else:
         for f in result.findings:
             click.echo(f"{f.kind}: {f.message}")
-        click.echo(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
+        out.say(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
     sys.exit(0 if result.ok else EXIT_FINDINGS)
 
 
 @ledger_group.command("proof")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--entry", type=CatalogInt(0), default=None, help="Ledger index to prove.")
 @click.option("--segment", type=CatalogInt(1), default=None, help="Segment id whose ingest entry to prove.")
 @click.option(
@@ -929,7 +935,7 @@ def ledger_verify_command(archive: str, as_json: bool, quiet: bool) -> None:
     default=None,
     help="Also prove the current tree extends the tree of this size (a consistency proof).",
 )
-def ledger_proof_command(archive: str, entry: int | None, segment: int | None, from_size: int | None) -> None:
+def ledger_proof_command(archive: Archive, entry: int | None, segment: int | None, from_size: int | None) -> None:
     """Print (JSON) an inclusion proof for one ledger entry against the latest
     checkpoint, with the entry itself and the signed note, so anyone holding the
     archive's verifier key can check it offline with custodes.merkle."""
@@ -937,8 +943,7 @@ def ledger_proof_command(archive: str, entry: int | None, segment: int | None, f
 
     if (entry is None) == (segment is None) and from_size is None:
         raise click.UsageError("give --entry N or --segment ID (and/or --from-size N)")
-    with _open_archive(archive) as a:
-        _write_json(ledger_proof(a, entry=entry, segment=segment, from_size=from_size))
+    _write_json(ledger_proof(archive, entry=entry, segment=segment, from_size=from_size))
 
 
 @main.group("task")
@@ -947,29 +952,28 @@ def task_group() -> None:
 
 
 @task_group.command("import")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.argument("file", type=click.Path(path_type=str, exists=True, dir_okay=False))
-@output_options
-def task_import_command(archive: str, file: str, as_json: bool, quiet: bool) -> None:
+@output_options(quiet_help="Print nothing on success (no line counting the tasks; --json still prints them).")
+def task_import_command(archive: Archive, file: str, out: Output) -> None:
     """Import tasks from CSV (id,type,start,end,officers,devices; names split by ';')
     or JSON (a list of objects with those keys). Times are RFC 3339 with an
     offset. All or nothing: a bad row imports nothing and is named. Each new
     or changed task is a ledger entry."""
     from custodes.tasks import import_tasks, load_tasks
 
-    with _open_archive(archive) as a:
-        result = import_tasks(a, load_tasks(file))
-    if as_json:
+    result = import_tasks(archive, load_tasks(file))
+    if out.json:
         _write_json(result)
     else:
-        click.echo(", ".join(f"{len(v)} {k}" for k, v in result.items()))
+        out.say(", ".join(f"{len(v)} {k}" for k, v in result.items()))
 
 
 @task_group.command("coverage")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--task", "task_ids", type=TEXT_LINE, multiple=True, help="Only these tasks (repeatable).")
-@output_options
-def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+@output_options()
+def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Output) -> None:
     """Coverage of each task: share of the window recorded by any of its devices
     (its own, and those its officers' footage came from), share recorded by two
     devices at once (Art. 11), the uncovered intervals with their causes, and a
@@ -977,10 +981,9 @@ def task_coverage_command(archive: str, task_ids: tuple[str, ...], as_json: bool
     event explains. Exit 1 when there are such findings."""
     from custodes.tasks import task_coverage
 
-    with _open_archive(archive) as a:
-        covs = task_coverage(a, list(task_ids) or None)
+    covs = task_coverage(archive, list(task_ids) or None)
     findings = [f for c in covs for f in c.findings]
-    if as_json:
+    if out.json:
         _write_json({"ok": not findings, "tasks": [c.to_json() for c in covs]})
     else:
         for c in covs:
@@ -1003,7 +1006,7 @@ def gap_group() -> None:
 
 
 @gap_group.command("explain")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--device", type=TEXT_LINE, required=True, help="Device whose recording stopped.")
 @click.option("--from", "start", type=TEXT_LINE, required=True, help="Start of the gap, RFC 3339 with offset.")
 @click.option("--to", "end", type=TEXT_LINE, required=True, help="End of the gap, RFC 3339 with offset.")
@@ -1019,9 +1022,9 @@ def gap_group() -> None:
     "--segment", type=CatalogInt(1), default=None, help="Segment where the officer states the reason on resuming."
 )
 @click.option("--offset", type=SECONDS, default=None, help="Seconds into that segment where it is said.")
-@output_options
+@output_options()
 def gap_explain_command(
-    archive: str,
+    archive: Archive,
     device: str,
     start: str,
     end: str,
@@ -1029,41 +1032,27 @@ def gap_explain_command(
     note: str,
     segment: int | None,
     offset: float | None,
-    as_json: bool,
-    quiet: bool,
+    out: Output,
 ) -> None:
     """Record why a device did not record from --from to --to. The annotation
     is a ledger entry, signed by the next checkpoint, with the operating-system
     user as its author."""
     from custodes.tasks import explain_gap, parse_time
 
-    with _open_archive(archive) as a:
-        annotation = explain_gap(
-            a,
-            device,
-            parse_time(start, "--from"),
-            parse_time(end, "--to"),
-            cause,
-            note,
-            segment,
-            None if offset is None else ns_from_seconds(offset, "--offset"),
-        )
-    if as_json:
+    annotation = explain_gap(
+        archive,
+        device,
+        parse_time(start, "--from"),
+        parse_time(end, "--to"),
+        cause,
+        note,
+        segment,
+        None if offset is None else ns_from_seconds(offset, "--offset"),
+    )
+    if out.json:
         _write_json({"annotation": annotation})
     else:
         click.echo(f"annotation {annotation} recorded")
-
-
-def _refusal(fn: Callable[[], Any]) -> Any:
-    """Run a custody action: a refusal by the rules is exit 1 (logged), a bad request exit 2."""
-    from custodes.access import AccessDenied
-
-    try:
-        return fn()
-    except AccessDenied as e:
-        _print_stderr(f"refused: {e}")
-        sys.exit(EXIT_FINDINGS)
-    # any other CustodesError is a bad request: the one mapping in CustodesGroup prints it, exit 2
 
 
 @main.group("access")
@@ -1072,7 +1061,7 @@ def access_group() -> None:
 
 
 @access_group.command("request")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option(
     "--segment", "segments", type=CatalogInt(), multiple=True, required=True, help="Recording to see (repeatable)."
 )
@@ -1084,47 +1073,42 @@ def access_group() -> None:
     show_default=True,
     help="What the access is for: view it, export it, or purge it at the end of retention.",
 )
-@output_options
-def access_request_command(
-    archive: str, segments: tuple[int, ...], reason: str, purpose: str, as_json: bool, quiet: bool
-) -> None:
+@output_options()
+def access_request_command(archive: Archive, segments: tuple[int, ...], reason: str, purpose: str, out: Output) -> None:
     """Ask to view, export or purge recordings. The requester is the operating-system user."""
     from custodes.access import request_access
 
-    with _open_archive(archive) as a:
-        req = _refusal(lambda: request_access(a, list(segments), reason, purpose))
-    _write_json(req.to_json()) if as_json else click.echo(f"request {req.id} pending ({req.purpose}: {req.reason})")
+    req = request_access(archive, list(segments), reason, purpose)
+    _write_json(req.to_json()) if out.json else click.echo(f"request {req.id} pending ({req.purpose}: {req.reason})")
 
 
 @access_group.command("approve")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.argument("request", type=CatalogInt())
 @click.option("--hours", type=HOURS, default=None, help="Length of the approved window (policy default 72).")
-@output_options
-def access_approve_command(archive: str, request: int, hours: float | None, as_json: bool, quiet: bool) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints the request).")
+def access_approve_command(archive: Archive, request: int, hours: float | None, out: Output) -> None:
     """Approve a request (approvers only, never one's own) for a window of time."""
     from custodes.access import approve
 
-    with _open_archive(archive) as a:
-        req = _refusal(lambda: approve(a, request, hours))
-    _write_json(req.to_json()) if as_json else click.echo(f"request {req.id} approved until {rfc3339(req.valid_until)}")
+    req = approve(archive, request, hours)
+    _write_json(req.to_json()) if out.json else out.say(f"request {req.id} approved until {rfc3339(req.valid_until)}")
 
 
 @access_group.command("deny")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.argument("request", type=CatalogInt())
 @click.option("--reason", type=TEXT_LINE, required=True, help="Why the request is denied (logged and ledgered).")
-def access_deny_command(archive: str, request: int, reason: str) -> None:
+def access_deny_command(archive: Archive, request: int, reason: str) -> None:
     """Deny a request (approvers only); the reason is logged."""
     from custodes.access import deny
 
-    with _open_archive(archive) as a:
-        req = _refusal(lambda: deny(a, request, reason))
+    req = deny(archive, request, reason)
     click.echo(f"request {req.id} denied")
 
 
 @access_group.command("open")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.argument("request", type=CatalogInt())
 @click.option(
     "--segment", type=CatalogInt(), required=True, help="Recording to open (within an approved request of yours)."
@@ -1136,26 +1120,24 @@ def access_deny_command(archive: str, request: int, reason: str) -> None:
     default=None,
     help="Copy the recording here (read-only) instead of printing the stored object's path.",
 )
-def access_open_command(archive: str, request: int, segment: int, to_dir: str | None) -> None:
+def access_open_command(archive: Archive, request: int, segment: int, to_dir: str | None) -> None:
     """Open one recording under an approved, unexpired view request. Refused
     (and logged) without approval, after expiry, outside the request, or for a
     classified recording without a role that may see it."""
     from custodes.access import open_recording
 
-    with _open_archive(archive) as a:
-        click.echo(str(_refusal(lambda: open_recording(a, request, segment, to_dir))))
+    click.echo(str(open_recording(archive, request, segment, to_dir)))
 
 
 @access_group.command("classify")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to classify.")
 @click.option("--level", type=CatalogInt(0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
-def access_classify_command(archive: str, segment: int, level: int) -> None:
+def access_classify_command(archive: Archive, segment: int, level: int) -> None:
     """Set a recording's classification level (custodians and approvers)."""
     from custodes.access import classify
 
-    with _open_archive(archive) as a:
-        _refusal(lambda: classify(a, segment, level))
+    classify(archive, segment, level)
     click.echo(f"segment {segment}: level {level}")
 
 
@@ -1165,23 +1147,20 @@ def retention_group() -> None:
 
 
 @retention_group.command("status")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option(
     "--segment", "segments", type=CatalogInt(), multiple=True, help="Recordings to show (repeatable; default all)."
 )
 @click.option("--at", type=TEXT_LINE, default=None, help="Whether due as of this RFC 3339 time (default now).")
-@output_options
-def retention_status_command(
-    archive: str, segments: tuple[int, ...], at: str | None, as_json: bool, quiet: bool
-) -> None:
+@output_options()
+def retention_status_command(archive: Archive, segments: tuple[int, ...], at: str | None, out: Output) -> None:
     """How long each recording is kept and why, its holds, and whether it is due."""
     from custodes.retention import status
     from custodes.tasks import parse_time
 
-    with _open_archive(archive) as a:
-        when = None if at is None else _refusal(lambda: parse_time(at, "--at"))
-        rows = status(a, list(segments) or None)
-    if as_json:
+    when = None if at is None else parse_time(at, "--at")
+    rows = status(archive, list(segments) or None)
+    if out.json:
         _write_json({"segments": [r.to_json(when) for r in rows]})
     else:
         for r in rows:
@@ -1192,36 +1171,34 @@ def retention_status_command(
 
 
 @retention_group.command("hold")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to hold.")
 @click.option(
     "--reason", type=TEXT_LINE, required=True, help="Why (a case, a complaint, a court order); ledgered with the hold."
 )
-def retention_hold_command(archive: str, segment: int, reason: str) -> None:
+def retention_hold_command(archive: Archive, segment: int, reason: str) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
     from custodes.retention import hold
 
-    with _open_archive(archive) as a:
-        hold_id = _refusal(lambda: hold(a, segment, reason))
+    hold_id = hold(archive, segment, reason)
     click.echo(f"hold {hold_id} on segment {segment}")
 
 
 @retention_group.command("release")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option(
     "--hold", "hold_id", type=CatalogInt(), required=True, help="Hold id to release (see `retention status`)."
 )
-def retention_release_command(archive: str, hold_id: int) -> None:
+def retention_release_command(archive: Archive, hold_id: int) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
     from custodes.retention import release
 
-    with _open_archive(archive) as a:
-        _refusal(lambda: release(a, hold_id))
+    release(archive, hold_id)
     click.echo(f"hold {hold_id} released")
 
 
 @retention_group.command("long-term")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to keep long term.")
 @click.option(
     "--reason",
@@ -1229,17 +1206,16 @@ def retention_release_command(archive: str, hold_id: int) -> None:
     required=True,
     help="The Art. 20 reason for keeping it beyond the minimum.",
 )
-def retention_long_term_command(archive: str, segment: int, reason: str) -> None:
+def retention_long_term_command(archive: Archive, segment: int, reason: str) -> None:
     """Keep a recording long-term for an Art. 20 reason: it is never due."""
     from custodes.retention import long_term
 
-    with _open_archive(archive) as a:
-        _refusal(lambda: long_term(a, segment, reason))
+    long_term(archive, segment, reason)
     click.echo(f"segment {segment}: kept long-term ({reason})")
 
 
 @retention_group.command("case")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option(
     "--case",
     "case_id",
@@ -1256,29 +1232,27 @@ def retention_long_term_command(archive: str, segment: int, reason: str) -> None
     default=None,
     help="Keep until this RFC 3339 time; without it the case is open (kept for ever).",
 )
-def retention_case_command(archive: str, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
+def retention_case_command(archive: Archive, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
     from custodes.retention import link_case
     from custodes.tasks import parse_time
 
-    with _open_archive(archive) as a:
-        _refusal(lambda: link_case(a, case_id, list(segments), None if until is None else parse_time(until, "--until")))
+    link_case(archive, case_id, list(segments), None if until is None else parse_time(until, "--until"))
     click.echo(f"case {case_id}: {len(segments)} recording(s)")
 
 
 @retention_group.command("due")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--at", type=TEXT_LINE, default=None, help="As of this RFC 3339 time (default now).")
-@output_options
-def retention_due_command(archive: str, at: str | None, as_json: bool, quiet: bool) -> None:
+@output_options()
+def retention_due_command(archive: Archive, at: str | None, out: Output) -> None:
     """Recordings whose retention has run out and that no hold keeps."""
     from custodes.retention import due
     from custodes.tasks import parse_time
 
-    with _open_archive(archive) as a:
-        when = None if at is None else _refusal(lambda: parse_time(at, "--at"))
-        rows = due(a, when)
-    if as_json:
+    when = None if at is None else parse_time(at, "--at")
+    rows = due(archive, when)
+    if out.json:
         _write_json({"due": [r.to_json(when) for r in rows]})
     else:
         for r in rows:
@@ -1286,20 +1260,19 @@ def retention_due_command(archive: str, at: str | None, as_json: bool, quiet: bo
 
 
 @retention_group.command("purge")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--request", type=CatalogInt(), required=True, help="An approved access request with purpose purge.")
-def retention_purge_command(archive: str, request: int) -> None:
+def retention_purge_command(archive: Archive, request: int) -> None:
     """Purge the recordings of an approved purge request. Refused for anything
     held, kept long-term or not yet due; a tombstone goes to the ledger first."""
     from custodes.retention import purge
 
-    with _open_archive(archive) as a:
-        purged = _refusal(lambda: purge(a, request))
+    purged = purge(archive, request)
     click.echo(f"purged segment(s) {purged}; tombstones are in the ledger")
 
 
 @main.command("export")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option("--case", "case_id", type=TEXT_LINE, required=True, help="The case whose recordings to export.")
 @click.option(
     "--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case."
@@ -1314,9 +1287,9 @@ def retention_purge_command(archive: str, request: int) -> None:
     default="",
     help="Written note on what is exported and why (one line: it becomes bag-info.txt's External-Description).",
 )
-@output_options
+@output_options(quiet_help="Print nothing on success (no line naming the bag and disc image; --json still prints).")
 def export_command(
-    archive: str, case_id: str, request: int, to_dir: str, iso: str | None, description: str, as_json: bool, quiet: bool
+    archive: Archive, case_id: str, request: int, to_dir: str, iso: str | None, description: str, out: Output
 ) -> None:
     """Export a case's recordings as a BagIt 1.0 bag with custody proofs (Art. 21):
     copies under data/, manifest-sha256.txt (and manifest-sm3.txt when the
@@ -1325,14 +1298,13 @@ def export_command(
     checkpoint and the verifier key; --iso also writes a disc image."""
     from custodes.export import check_iso_target, export_case, write_iso
 
-    with _open_archive(archive) as a:
-        # Both targets are checked before anything is exported (or logged).
-        iso_path = None if iso is None else _refusal(lambda: check_iso_target(a, iso, to_dir))
-        bag = _refusal(lambda: export_case(a, case_id, request, to_dir, description))
+    # Both targets are checked before anything is exported (or logged).
+    iso_path = None if iso is None else check_iso_target(archive, iso, to_dir)
+    bag = export_case(archive, case_id, request, to_dir, description)
     if iso_path is not None:
-        _refusal(lambda: write_iso(bag, iso_path, case_id))
+        write_iso(bag, iso_path, case_id)
     result = {"bag": str(bag), "iso": iso}
-    _write_json(result) if as_json else click.echo(f"bag {bag}" + (f", disc image {iso}" if iso else ""))
+    _write_json(result) if out.json else out.say(f"bag {bag}" + (f", disc image {iso}" if iso else ""))
 
 
 @main.group("bag")
@@ -1342,8 +1314,8 @@ def bag_group() -> None:
 
 @bag_group.command("validate")
 @click.argument("bag", type=click.Path(path_type=str, exists=True, file_okay=False))
-@output_options
-def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
+@output_options(quiet_help="No closing summary line; each problem is still listed (the exit code says valid or not).")
+def bag_validate_command(bag: str, out: Output) -> None:
     """Validate a BagIt bag (v0.97 or 1.0) offline: every payload file against
     every manifest, Payload-Oxum, tag manifests, and, when the bag has a
     custody/ folder, each ledger entry's inclusion proof against the signed
@@ -1354,20 +1326,32 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
         report = validate_bag(bag)
     except BagError as e:
         raise click.UsageError(str(e)) from e
-    if as_json:
+    if out.json:
         _write_json(report.to_json())
     else:
         for p in report.problems:
             click.echo(f"invalid: {p}")
-        click.echo(
+        out.say(
             f"{bag}: {'valid' if report.valid else 'INVALID'} (BagIt {report.version}, {report.files} files, "
             f"{report.custody_checked} custody entries proven)"
         )
     sys.exit(0 if report.valid else EXIT_FINDINGS)
 
 
+def _check_scope(scope: str) -> str:
+    """--scope is checked as it is parsed, before the archive is opened."""
+    from custodes.reports import SCOPES
+
+    kind, _, value = scope.partition("=")
+    if kind not in SCOPES or (kind != "archive" and not value):
+        raise click.BadParameter(
+            f"{scope!r}: use archive, or one of unit=, officer=, device=, case= with an id", param_hint="--scope"
+        )
+    return scope
+
+
 @main.command("report")
-@click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+@archive_argument
 @click.option(
     "--format",
     "fmt",
@@ -1384,6 +1368,7 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
     type=TEXT_LINE,
     default="archive",
     show_default=True,
+    callback=lambda ctx, param, scope: _check_scope(scope),
     help="archive, or unit=ID, officer=ID, device=ID, case=ID.",
 )
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help="Labels (default: the policy's, else zh).")
@@ -1397,7 +1382,7 @@ def bag_validate_command(bag: str, as_json: bool, quiet: bool) -> None:
     help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.",
 )
 def report_command(
-    archive: str,
+    archive: Archive,
     fmt: str,
     out: str,
     start: str | None,
@@ -1413,35 +1398,27 @@ def report_command(
     complete model; CSV one row per finding (UTF-8 with BOM); HTML a
     self-contained page with SVG timelines; PDF the same page."""
     from custodes.plugins import UnknownPluginError, plugin_manager
-    from custodes.reports import SCOPES, build_report
+    from custodes.reports import build_report
     from custodes.tasks import parse_time
 
-    kind, _, value = scope.partition("=")
-    if kind not in SCOPES or (kind != "archive" and not value):
-        raise click.BadParameter(
-            f"{scope!r}: use archive, or one of unit=, officer=, device=, case= with an id", param_hint="--scope"
-        )
+    kind, _, value = scope.partition("=")  # checked by _check_scope
     try:
         reporter = plugin_manager().reporters.get(fmt)
     except UnknownPluginError as e:
         raise click.UsageError(str(e)) from e
     from custodes.archive import refuse_inside_archive
 
-    with _open_archive(archive) as a:
-        refuse_inside_archive(a, out, "--out")  # a report must never land on the catalog, an object or the key
-        language = lang or str(a.policy.extra.get("report", {}).get("lang", "zh"))
-        model = _refusal(
-            lambda: build_report(
-                a,
-                start=None if start is None else parse_time(start, "--from"),
-                end=None if end is None else parse_time(end, "--to"),
-                scope=kind,
-                value=value or None,
-                full_verify=full_verify,
-                lang=language,
-                at=None if at is None else parse_time(at, "--at"),
-            )
-        )
+    refuse_inside_archive(archive, out, "--out")  # a report must never land on the catalog, an object or the key
+    model = build_report(
+        archive,
+        start=None if start is None else parse_time(start, "--from"),
+        end=None if end is None else parse_time(end, "--to"),
+        scope=kind,
+        value=value or None,
+        full_verify=full_verify,
+        lang=lang or str(archive.policy.extra.get("report", {}).get("lang", "zh")),
+        at=None if at is None else parse_time(at, "--at"),
+    )
     # Rendered beside --out and renamed over it whole: a failure never leaves half a report.
     temp = f"{out}.{os.getpid()}.part"
     try:
