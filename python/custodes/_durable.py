@@ -1,0 +1,108 @@
+"""Durable writes: every file and folder the archive writes reaches the storage before it is relied on.
+
+One home for the fsync rules, shared by the store, the ledger's checkpoint files, ingest, export and
+access: a file is written under a temporary name, flushed, then linked or renamed into place and its
+folder flushed, so a crash leaves either the old state or the new one, never half a file. Each
+storage step goes through the fault injector (``_faults.storage_op``) so tests can fail it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from custodes._faults import storage_op
+
+__all__ = ["durable_temp", "fsync_dir", "fsync_file", "process_alive", "replace_file", "write_new_file", "write_once"]
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        storage_op("fsync", path)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path, *, drop_cache: bool = False) -> None:
+    """Flush a file's bytes to the storage (the one fsync of a file the archive writes). With
+    ``drop_cache``, its cached pages are dropped after, so the next read comes from the storage itself."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        storage_op("fsync", path)
+        os.fsync(fd)
+        if drop_cache:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process that named a temp file (``<pid>-...``) still runs: a dead one's
+    temps are leftovers to clean, a live one's are work in flight (another user's counts as live)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
+    """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
+    named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
+    the temp is removed: a failed write leaves nothing behind."""
+    tmp = (
+        folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}"
+        if folder is not None
+        else path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    )
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            storage_op("write", tmp)
+            f.write(text)
+            f.flush()
+            storage_op("fsync", tmp)
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_once(path: Path, text: str, folder: Path | None = None) -> None:
+    """Create ``path`` atomically; an existing file is never replaced."""
+    if path.exists():
+        return
+    tmp = durable_temp(path, text, folder)
+    try:
+        storage_op("write", path)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def replace_file(path: Path, text: str, folder: Path | None = None) -> None:
+    """Replace ``path`` atomically (the latest checkpoint, the policy at init)."""
+    tmp = durable_temp(path, text, folder)
+    try:
+        storage_op("write", path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``data`` and ``mode``, flushed; never replaces a file already there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)

@@ -1,0 +1,139 @@
+"""The catalog: the one place that speaks SQL.
+
+``catalog.sqlite`` holds what the archive knows (segments, objects, devices,
+ingests, findings, tasks, access and retention records) and the ledger those
+facts are proven by. Every statement lives in this package, behind a named
+operation on one table group; the rest of custodes calls those operations
+and never sees a connection. A test (tests/test_no_sql_outside_catalog.py)
+keeps it that way.
+
+    catalog = Catalog.open(path)
+    with catalog.transaction():          # all of it commits, or none of it
+        index = catalog.ledger.append(data, leaf)
+        catalog.retention.place_hold(segment, reason, by, now)
+
+Tables are reached as attributes (``catalog.segments``, ``catalog.objects``,
+``catalog.ledger`` ...). Reads run in the caller's transaction when there is
+one, else each in its own implicit one; :meth:`Catalog.snapshot` holds one
+read transaction over several reads (verify), and :meth:`Catalog.another`
+opens a second connection to the same file (a copy worker's writes, a fresh
+look past a snapshot).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from custodes.catalog.custody import AccessRequests, GapExplanations, Retention, Tasks
+from custodes.catalog.devices import Devices, Findings, Ingests
+from custodes.catalog.evidence import Objects, Scope, Segments
+from custodes.catalog.ledger import Checkpoints, Ledger
+from custodes.catalog.schema import MIGRATIONS
+from custodes.errors import CustodesError
+
+__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "Scope"]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class CatalogError(CustodesError):
+    """The catalog cannot be used as it is (a schema from a newer custodes)."""
+
+
+class Catalog:
+    """One connection to ``catalog.sqlite`` and the named operations over it. Not thread-safe:
+    a thread that writes on its own opens :meth:`another`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self.segments = Segments(conn)
+        self.objects = Objects(conn)
+        self.ledger = Ledger(conn)
+        self.checkpoints = Checkpoints(conn)
+        self.devices = Devices(conn)
+        self.ingests = Ingests(conn)
+        self.findings = Findings(conn)
+        self.tasks = Tasks(conn)
+        self.gap_explanations = GapExplanations(conn)
+        self.access = AccessRequests(conn)
+        self.retention = Retention(conn)
+
+    @classmethod
+    def open(cls, path: Path, *, migrate: bool = True) -> Catalog:
+        """Connect (WAL, full fsync on commit, foreign keys on) and bring the schema up to date."""
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=60000")
+            catalog = cls(path, conn)
+            if migrate:
+                catalog.migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return catalog
+
+    def another(self) -> Catalog:
+        """A second connection to the same catalog (already migrated)."""
+        return Catalog.open(self.path, migrate=False)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the catalog to SCHEMA_VERSION, one migration per transaction."""
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes"
+            )
+        for v in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {v + 1}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    @contextmanager
+    def transaction(self) -> Iterator[Catalog]:
+        """One write transaction: catalog rows and their ledger entries commit together or not at all."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Catalog]:
+        """One read transaction over several reads: what others commit meanwhile is not seen.
+        Inside a transaction already, that transaction is the snapshot."""
+        if self._conn.in_transaction:
+            yield self
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._conn.execute("COMMIT")

@@ -1,0 +1,201 @@
+"""Who may see what and how long it is kept: access requests and their log (Art. 22, 24);
+holds, cases, long-term marks and tombstones (Art. 19, 20); enforcement tasks and gap explanations."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from custodes.catalog.evidence import Table
+
+
+class AccessRow(NamedTuple):
+    id: int
+    requester: str
+    segments: str  # JSON list of segment ids
+    reason: str
+    purpose: str
+    status: str
+    decided_by: str | None
+    valid_from_ns: int | None
+    valid_until_ns: int | None
+
+
+class AccessLogRow(NamedTuple):
+    action: str
+    ok: int
+    person: str
+    segment_id: int | None
+    detail: str
+    time_ns: int
+    ledger_seq: int
+
+
+class AccessRequests(Table):
+    def add(self, requester: str, segments: str, reason: str, purpose: str, now: int) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
+            "VALUES (?, ?, ?, ?, 'pending', ?)",
+            (requester, segments, reason, purpose, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def get(self, request: int) -> AccessRow | None:
+        row = self._conn.execute(
+            f"SELECT {', '.join(AccessRow._fields)} FROM access_requests WHERE id = ?", (request,)
+        ).fetchone()
+        return None if row is None else AccessRow(*row)
+
+    def all(self) -> list[AccessRow]:
+        return [
+            AccessRow(*r) for r in self._conn.execute(f"SELECT {', '.join(AccessRow._fields)} FROM access_requests")
+        ]
+
+    def decide(self, request: int, status: str, by: str, now: int, valid_until: int | None) -> None:
+        """Approve (valid from now until ``valid_until``) or deny a pending request."""
+        self._conn.execute(
+            "UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
+            "valid_until_ns = ? WHERE id = ?",
+            (status, by, now, now if status == "approved" else None, valid_until, request),
+        )
+
+    def log(
+        self,
+        request: int | None,
+        person: str,
+        action: str,
+        segment: int | None,
+        ok: bool,
+        detail: str,
+        now: int,
+        ledger_seq: int,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (request, person, action, segment, int(ok), detail, now, ledger_seq),
+        )
+
+    def log_in_period(self, lo: int, hi: int) -> list[AccessLogRow]:
+        sql = f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ?"
+        return [AccessLogRow(*r) for r in self._conn.execute(sql, (lo, hi))]
+
+
+class Retention(Table):
+    # --- holds ---
+    def place_hold(self, segment: int, reason: str, by: str, now: int) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO holds (segment_id, reason, by, placed_ns) VALUES (?, ?, ?, ?)", (segment, reason, by, now)
+        )
+        return int(cur.lastrowid or 0)
+
+    def hold(self, hold: int) -> tuple[int, int | None] | None:
+        """(segment, released) of a hold."""
+        return self._conn.execute("SELECT segment_id, released_ns FROM holds WHERE id = ?", (hold,)).fetchone()
+
+    def release_hold(self, hold: int, by: str, now: int) -> None:
+        self._conn.execute("UPDATE holds SET released_ns = ?, released_by = ? WHERE id = ?", (now, by, hold))
+
+    def active_holds(self, segment: int) -> list[int]:
+        sql = "SELECT id FROM holds WHERE segment_id = ? AND released_ns IS NULL"
+        return [h for (h,) in self._conn.execute(sql, (segment,))]
+
+    # --- long-term marks and cases ---
+    def mark_long_term(self, segment: int, reason: str, by: str, now: int) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO long_term (segment_id, reason, by, created_ns) VALUES (?, ?, ?, ?)",
+            (segment, reason, by, now),
+        )
+
+    def link_case(self, case: str, until: int | None, description: str, segments: list[int]) -> None:
+        """Create the case or set its retention end, and link the segments to it."""
+        self._conn.execute(
+            "INSERT INTO cases (id, retention_until_ns, description) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "retention_until_ns = excluded.retention_until_ns",
+            (case, until, description),
+        )
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO case_segments (case_id, segment_id) VALUES (?, ?)", [(case, s) for s in segments]
+        )
+
+    def cases_of(self, segment: int) -> list[tuple[str, int | None]]:
+        """(case, retention end or None while open) of each case the segment is linked to."""
+        sql = (
+            "SELECT c.id, c.retention_until_ns FROM case_segments cs JOIN cases c ON c.id = cs.case_id "
+            "WHERE cs.segment_id = ?"
+        )
+        return self._conn.execute(sql, (segment,)).fetchall()
+
+    # --- tombstones ---
+    def add_tombstone(self, sha256: str, segments: str, request: int, by: str, now: int, ledger_seq: int) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO tombstones (sha256, segment_ids, request_id, by, time_ns, ledger_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (sha256, segments, request, by, now, ledger_seq),
+        )
+
+    def tombstone_request(self, sha256: str) -> int | None:
+        return self._one("SELECT request_id FROM tombstones WHERE sha256 = ?", (sha256,))
+
+
+class TaskRow(NamedTuple):
+    id: str
+    type: str
+    start_ns: int
+    end_ns: int
+    officers: str  # JSON list
+    devices: str  # JSON list
+
+
+class Tasks(Table):
+    def get(self, task: str) -> TaskRow | None:
+        row = self._conn.execute(f"SELECT {', '.join(TaskRow._fields)} FROM tasks WHERE id = ?", (task,)).fetchone()
+        return None if row is None else TaskRow(*row)
+
+    def upsert(self, row: TaskRow, now: int, ledger_seq: int) -> None:
+        self._conn.execute(
+            "INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET type=excluded.type, "
+            "start_ns=excluded.start_ns, end_ns=excluded.end_ns, officers=excluded.officers, "
+            "devices=excluded.devices, imported_ns=excluded.imported_ns, ledger_seq=excluded.ledger_seq",
+            (*row, now, ledger_seq),
+        )
+
+    def all(self) -> list[TaskRow]:
+        sql = f"SELECT {', '.join(TaskRow._fields)} FROM tasks ORDER BY start_ns, id"
+        return [TaskRow(*r) for r in self._conn.execute(sql)]
+
+
+class Explanation(NamedTuple):
+    device_id: str
+    start_ns: int
+    end_ns: int
+    cause: str
+    note: str | None
+    source: str
+    id: int
+
+
+class GapExplanations(Table):
+    def add(
+        self,
+        device: str,
+        start: int,
+        end: int,
+        cause: str,
+        note: str,
+        segment: int | None,
+        offset: int | None,
+        by: str,
+        now: int,
+        ledger_seq: int,
+    ) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
+            "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
+            (device, start, end, cause, note, segment, offset, by, now, ledger_seq),
+        )
+        return int(cur.lastrowid or 0)
+
+    def all(self) -> list[Explanation]:
+        sql = f"SELECT {', '.join(Explanation._fields)} FROM gap_explanations"
+        return [Explanation(*r) for r in self._conn.execute(sql)]

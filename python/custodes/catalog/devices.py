@@ -1,0 +1,172 @@
+"""Devices, their event logs and clock readings; ingests (one per volume read), their intents and findings."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from custodes.catalog.evidence import Table, placeholders
+
+
+class DeviceIdentity(NamedTuple):
+    device_id: str
+    kind: str | None
+    vendor: str | None
+    model: str | None
+    serial: str | None
+    officer_id: str | None
+    officer_name: str | None
+    unit_id: str | None
+    unit_name: str | None
+
+
+class Drift(NamedTuple):
+    device_id: str
+    readings: int
+    max_offset_ns: int
+    last_offset_ns: int
+
+
+class Devices(Table):
+    def upsert(self, identity: DeviceIdentity, now: int) -> None:
+        """Record a device as its volume describes it; what this volume leaves unsaid is kept."""
+        keep = ", ".join(f"{c}=COALESCE(excluded.{c}, {c})" for c in DeviceIdentity._fields[2:])
+        self._conn.execute(
+            f"INSERT INTO devices ({', '.join(DeviceIdentity._fields)}, updated_ns) "
+            f"VALUES ({placeholders(identity)}, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
+            f"{keep}, updated_ns=excluded.updated_ns",
+            (*identity, now),
+        )
+
+    def exists(self, device: str) -> bool:
+        return self._one("SELECT 1 FROM devices WHERE device_id = ?", (device,)) is not None
+
+    def of_unit(self, unit: str | None) -> list[str]:
+        sql = "SELECT device_id FROM devices WHERE unit_id = ? OR unit_name = ?"
+        return [d for (d,) in self._conn.execute(sql, (unit, unit))]
+
+    def of_officer(self, officer: str | None) -> list[str]:
+        """Devices issued to the officer, or that recorded footage marked as theirs, sorted."""
+        sql = (
+            "SELECT device_id FROM devices WHERE officer_id = ? "
+            "UNION SELECT device_id FROM segments WHERE officer_id = ?"
+        )
+        return sorted({d for (d,) in self._conn.execute(sql, (officer, officer))})
+
+    def of_case(self, case: str | None) -> list[str]:
+        sql = "SELECT s.device_id FROM case_segments c JOIN segments s ON s.id = c.segment_id WHERE c.case_id = ?"
+        return sorted({d for (d,) in self._conn.execute(sql, (case,))})
+
+    def add_event(self, device: str, time_ns: int, kind: str, detail: str, ingest_id: int) -> None:
+        """An entry of the device's own log; one read before (an earlier ingest) is not repeated."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
+            (device, time_ns, kind, detail, ingest_id),
+        )
+
+    def events(self) -> list[tuple[str, int, str, str]]:
+        """(device, time, kind, detail) of every device event."""
+        return self._conn.execute("SELECT device_id, time_ns, kind, detail FROM device_events").fetchall()
+
+    def add_clock_reading(self, device: str, device_ns: int, trusted_ns: int, source: str, ingest_id: int) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (device, device_ns, trusted_ns, source, ingest_id),
+        )
+
+    def dock_readings(self, device: str) -> list[tuple[int, int]]:
+        """(device clock, trusted clock) of the device's dock readings, by device clock."""
+        sql = (
+            "SELECT device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' "
+            "ORDER BY device_ns"
+        )
+        return [(int(d), int(t)) for d, t in self._conn.execute(sql, (device,))]
+
+    def drift(self, devices: list[str] | None) -> list[Drift]:
+        """Per device (all when None): readings, the largest and the latest clock offset (device - trusted)."""
+        where = "1=1" if devices is None else f"device_id IN ({placeholders(devices)})"
+        latest = (
+            "SELECT device_ns - trusted_ns FROM clock_readings r2 WHERE r2.device_id = r.device_id "
+            "ORDER BY device_ns DESC LIMIT 1"
+        )
+        sql = (
+            f"SELECT device_id, COUNT(*), MAX(ABS(device_ns - trusted_ns)), ({latest}) "
+            f"FROM clock_readings r WHERE {where} GROUP BY device_id ORDER BY device_id"
+        )
+        return [Drift(*r) for r in self._conn.execute(sql, devices or ())]
+
+    def latest_offsets(self) -> list[tuple[str, int]]:
+        """(device, device - trusted) at each device's latest clock reading."""
+        sql = (
+            "SELECT device_id, device_ns - trusted_ns FROM clock_readings r WHERE device_ns = "
+            "(SELECT MAX(device_ns) FROM clock_readings r2 WHERE r2.device_id = r.device_id)"
+        )
+        return self._conn.execute(sql).fetchall()
+
+
+class Ingests(Table):
+    def start(self, volume: str, driver: str, device: str, now: int) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
+            (volume, driver, device, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def set_result(self, ingest_id: int, result: str) -> None:
+        self._conn.execute("UPDATE ingests SET result = ? WHERE id = ?", (result, ingest_id))
+
+    def finish(self, ingest_id: int, volume: str, device: str, now: int) -> None:
+        """Mark the ingest finished, and with it earlier unfinished ingests of the same volume and
+        device: running an ingest again is how an interrupted one is finished."""
+        self._conn.execute(
+            "UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
+            "volume = ? AND device_id = ?)",
+            (now, ingest_id, ingest_id, volume, device),
+        )
+
+    def unfinished(self) -> dict[int, str]:
+        """Volume of each ingest not finished (under way, or interrupted)."""
+        return dict(self._conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
+
+    def note_intent(self, sha256: str, ingest_id: int, now: int) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
+            (sha256, ingest_id, now),
+        )
+
+    def intent_for(self, sha256: str) -> tuple[int, str, int | None] | None:
+        """(ingest, volume, finished) of the latest ingest that noted it would link this object."""
+        return self._conn.execute(
+            "SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+            "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1",
+            (sha256,),
+        ).fetchone()
+
+
+class FindingRow(NamedTuple):
+    ingest_id: int
+    segment_id: int | None
+    kind: str
+    severity: str
+    device_id: str | None
+    path: str | None
+    start_ns: int | None
+    end_ns: int | None
+    detail: str  # the finding as JSON
+
+
+class Findings(Table):
+    def add(self, row: FindingRow) -> None:
+        self._conn.execute(f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({placeholders(row)})", row)
+
+    def in_period(self, devices: list[str] | None, lo: int, hi: int) -> list[tuple[int | None, str]]:
+        """(segment, finding JSON) of findings on ``devices`` (all when None) in [lo, hi): their own
+        time, or their ingest's when they have none."""
+        where = "1=1" if devices is None else f"f.device_id IN ({placeholders(devices)})"
+        when = "COALESCE(f.start_ns, i.started_ns)"
+        sql = (
+            f"SELECT f.segment_id, f.detail FROM findings f JOIN ingests i ON i.id = f.ingest_id "
+            f"WHERE {where} AND {when} >= ? AND {when} < ?"
+        )
+        params: tuple[Any, ...] = (*(devices or ()), lo, hi)
+        return self._conn.execute(sql, params).fetchall()

@@ -1,0 +1,285 @@
+"""Segments (one recorded file each) and objects (the stored bytes they point at, by SHA-256)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from custodes.defaults import DEFAULT_CLOCK_FLOOR
+
+#: A segment's clock can be believed: known, and not before the floor (defaults.clock_is_set, in SQL).
+CLOCK_IS_SET = f"(s.start_ns IS NOT NULL AND s.start_ns >= {DEFAULT_CLOCK_FLOOR})"
+#: When a recording happened, for periods: its (corrected) start, or its ingest when its clock is unset.
+_WHEN = f"CASE WHEN {CLOCK_IS_SET} THEN COALESCE(s.corrected_start_ns, s.start_ns) ELSE s.ingested_ns END"
+#: When its minimum retention starts: its (corrected) end, or its ingest when its clock is unset.
+_RETENTION_FROM = (
+    f"CASE WHEN {CLOCK_IS_SET} THEN COALESCE(s.corrected_end_ns, s.end_ns, s.ingested_ns) ELSE s.ingested_ns END"
+)
+
+
+def placeholders(values: Iterable[Any]) -> str:
+    """``?, ?, ?`` for an ``IN (...)`` list; ``NULL`` for none, which matches nothing."""
+    return ",".join("?" * len(list(values))) or "NULL"
+
+
+class Table:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The segments a report speaks for: recorded in [lo, hi) on ``devices`` (None: every device)."""
+
+    devices: list[str] | None
+    lo: int
+    hi: int
+
+    def where(self) -> tuple[str, tuple[Any, ...]]:
+        devices = "1=1" if self.devices is None else f"s.device_id IN ({placeholders(self.devices)})"
+        return f"{devices} AND {_WHEN} >= ? AND {_WHEN} < ?", (*(self.devices or ()), self.lo, self.hi)
+
+
+class NewSegment(NamedTuple):
+    device_id: str
+    original_name: str
+    kind: str
+    sha256: str
+    size: int
+    start_ns: int | None
+    end_ns: int | None
+    start_source: str | None
+    corrected_start_ns: int | None
+    corrected_end_ns: int | None
+    sequence: int | None
+    important: int
+    recording: str | None
+    chapter: int | None
+    officer_id: str | None
+    container: str | None
+    ingest_id: int
+    ingested_ns: int
+    ledger_seq: int
+    original_name_bytes: bytes | None
+
+
+class LedgerView(NamedTuple):
+    """A segment as the catalog holds it, beside the ledger entry it was recorded with (None: none)."""
+
+    id: int
+    device_id: str
+    original_name: str
+    original_name_bytes: bytes | None
+    sha256: str
+    size: int
+    ledger_seq: int
+    entry: bytes | None
+
+
+class RetentionFacts(NamedTuple):
+    id: int
+    original_name: str
+    retention_from_ns: int
+    important: int
+    purged_ns: int | None
+    long_term_reason: str | None
+
+
+class CaseRecording(NamedTuple):
+    id: int
+    device_id: str
+    original_name: str
+    sha256: str
+    size: int
+    ledger_seq: int
+    officer_id: str | None
+    digests: str
+
+
+class Segments(Table):
+    def insert(self, row: NewSegment) -> int:
+        cur = self._conn.execute(
+            f"INSERT INTO segments ({', '.join(NewSegment._fields)}) VALUES ({placeholders(row)})", row
+        )
+        return int(cur.lastrowid or 0)
+
+    def exists(self, segment: int) -> bool:
+        return self._one("SELECT 1 FROM segments WHERE id = ?", (segment,)) is not None
+
+    def existing(self, segments: list[int]) -> set[int]:
+        sql = f"SELECT id FROM segments WHERE id IN ({placeholders(segments)})"
+        return {i for (i,) in self._conn.execute(sql, segments)}
+
+    def find(self, device: str, name: str, name_bytes: bytes | None, sha256: str) -> int | None:
+        """The segment of this device, name and content, if recorded."""
+        return self._one(
+            "SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND original_name_bytes IS ? "
+            "AND sha256 = ?",
+            (device, name, name_bytes, sha256),
+        )
+
+    def objects_named(self, device: str, name: str, name_bytes: bytes | None, size: int) -> list[str]:
+        """The objects recorded for this device, name and size."""
+        sql = (
+            "SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND "
+            "original_name_bytes IS ? AND size = ?"
+        )
+        return [sha for (sha,) in self._conn.execute(sql, (device, name, name_bytes, size))]
+
+    def ids_by_name(self, ingest_id: int) -> dict[str, int]:
+        sql = "SELECT original_name, id FROM segments WHERE ingest_id = ?"
+        return dict(self._conn.execute(sql, (ingest_id,)).fetchall())
+
+    def first_for_object(self, sha256: str) -> int | None:
+        return self._one("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,))
+
+    def name_and_object(self, segment: int) -> tuple[str, str] | None:
+        row = self._conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def ledger_index(self, segment: int) -> int | None:
+        return self._one("SELECT ledger_seq FROM segments WHERE id = ?", (segment,))
+
+    def access_facts(self, segments: list[int]) -> list[tuple[int, int, int | None]]:
+        """(id, classification, purged_ns) of each segment that exists."""
+        sql = f"SELECT id, classification, purged_ns FROM segments WHERE id IN ({placeholders(segments)})"
+        return self._conn.execute(sql, segments).fetchall()
+
+    def set_classification(self, segment: int, level: int) -> None:
+        self._conn.execute("UPDATE segments SET classification = ? WHERE id = ?", (level, segment))
+
+    def purge_facts(self, segments: list[int]) -> list[tuple[int, str, int | None]]:
+        """(id, sha256, purged_ns) of each segment that exists."""
+        sql = f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({placeholders(segments)})"
+        return self._conn.execute(sql, segments).fetchall()
+
+    def mark_purged(self, segment: int, now: int) -> None:
+        self._conn.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, segment))
+
+    def live_for_object(self, sha256: str) -> int:
+        """How many recordings not purged still need this object's bytes."""
+        return int(self._one("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha256,)))
+
+    def retention_facts(self, segments: list[int] | None = None) -> list[RetentionFacts]:
+        where = f"WHERE s.id IN ({placeholders(segments)})" if segments else ""
+        sql = (
+            f"SELECT s.id, s.original_name, {_RETENTION_FROM}, s.important, s.purged_ns, lt.reason "
+            f"FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id {where} ORDER BY s.id"
+        )
+        return [RetentionFacts(*r) for r in self._conn.execute(sql, segments or ())]
+
+    def of_case(self, case: str) -> list[CaseRecording]:
+        """The case's recordings that are not purged, with their objects' digests, in segment order."""
+        sql = (
+            "SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, s.officer_id, o.digests "
+            "FROM case_segments cs JOIN segments s ON s.id = cs.segment_id JOIN objects o ON o.sha256 = s.sha256 "
+            "WHERE cs.case_id = ? AND s.purged_ns IS NULL ORDER BY s.id"
+        )
+        return [CaseRecording(*r) for r in self._conn.execute(sql, (case,))]
+
+    def beside_ledger(self) -> Iterator[LedgerView]:
+        """Every segment beside its ledger entry, in id order (streamed)."""
+        sql = (
+            "SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
+            "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
+        )
+        return (LedgerView(*r) for r in self._conn.execute(sql))
+
+    def timed_recordings(self) -> list[tuple[str, str | None, int, int]]:
+        """(device, officer, start, end) of every timed audio/video segment, clock-corrected where known."""
+        sql = (
+            "SELECT device_id, officer_id, COALESCE(corrected_start_ns, start_ns), COALESCE(corrected_end_ns, end_ns) "
+            "FROM segments WHERE kind IN ('video', 'audio') AND start_ns IS NOT NULL AND end_ns IS NOT NULL"
+        )
+        return self._conn.execute(sql).fetchall()
+
+    # --- a report's scope ---------------------------------------------------------------
+
+    def in_scope(self, scope: Scope) -> list[tuple[int, str, int]]:
+        """(id, device, ledger index) of the scope's segments."""
+        where, args = scope.where()
+        return self._conn.execute(
+            f"SELECT s.id, s.device_id, s.ledger_seq FROM segments s WHERE {where}", args
+        ).fetchall()
+
+    def clock_corrected_count(self, scope: Scope) -> int:
+        where, args = scope.where()
+        sql = (
+            f"SELECT COUNT(*) FROM segments s WHERE {where} AND s.corrected_start_ns IS NOT NULL "
+            "AND s.corrected_start_ns != s.start_ns"
+        )
+        return int(self._one(sql, args))
+
+    def ingest_delays(self, scope: Scope) -> list[tuple[int, int]]:
+        """(ingested, recording end) of the scope's segments whose clock can be believed."""
+        where, args = scope.where()
+        end = "COALESCE(s.corrected_end_ns, s.end_ns)"
+        sql = f"SELECT s.ingested_ns, {end} FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND {end} IS NOT NULL"
+        return self._conn.execute(sql, args).fetchall()
+
+    def ingest_count(self, scope: Scope) -> int:
+        where, args = scope.where()
+        return int(self._one(f"SELECT COUNT(DISTINCT s.ingest_id) FROM segments s WHERE {where}", args))
+
+    def recorded(self, scope: Scope) -> list[tuple[str, int, int]]:
+        """(device, start, end) of the scope's timed audio/video, clock-corrected, by device and start."""
+        where, args = scope.where()
+        sql = (
+            "SELECT s.device_id, COALESCE(s.corrected_start_ns, s.start_ns), COALESCE(s.corrected_end_ns, s.end_ns) "
+            f"FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND s.end_ns IS NOT NULL "
+            "AND s.kind IN ('video', 'audio') ORDER BY 1, 2"
+        )
+        return self._conn.execute(sql, args).fetchall()
+
+
+class StoredObject(NamedTuple):
+    sha256: str
+    size: int
+    digests: str  # JSON {algorithm: hex}
+    head_sha256: str
+    purged_ns: int | None
+
+
+class Objects(Table):
+    def add(self, sha256: str, size: int, digests: str, head_sha256: str, now: int) -> None:
+        """Record an object; one recorded already (the same bytes under another name) is kept as it is."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
+            (sha256, size, digests, head_sha256, now),
+        )
+
+    def known(self, sha256: str) -> bool:
+        return self._one("SELECT 1 FROM objects WHERE sha256 = ?", (sha256,)) is not None
+
+    def total_size(self) -> int:
+        return int(self._one("SELECT COALESCE(SUM(size), 0) FROM objects"))
+
+    def walk(self) -> Iterator[StoredObject]:
+        """Every object in digest order (streamed: nothing grows with the archive)."""
+        sql = "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"
+        return (StoredObject(*r) for r in self._conn.execute(sql))
+
+    def stamp_verified(self, digests: list[str], now: int) -> None:
+        self._conn.executemany(
+            "UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, sha) for sha in digests]
+        )
+
+    def never_verified(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL AND purged_ns IS NULL"))
+
+    def mark_purged(self, sha256: str, now: int) -> None:
+        self._conn.execute("UPDATE objects SET purged_ns = ? WHERE sha256 = ?", (now, sha256))
+
+    def due_for_removal(self, sha256: str) -> bool:
+        """The object's tombstone is recorded and no live recording needs its bytes."""
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM tombstones WHERE sha256 = ?) "
+            "AND NOT EXISTS (SELECT 1 FROM segments WHERE sha256 = ? AND purged_ns IS NULL)"
+        )
+        return self._one(sql, (sha256, sha256)) == 1

@@ -1,0 +1,82 @@
+"""The ledger (append-only entries and their Merkle leaves) and the signed checkpoints over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from custodes.catalog.evidence import Table
+
+
+class LedgerRow(NamedTuple):
+    seq: int
+    entry: bytes
+    leaf: bytes
+
+
+class Ledger(Table):
+    def next_index(self) -> int:
+        """The index the next entry gets: a row that names its own entry (a segment) is written first,
+        inside the same transaction as the entry."""
+        return int(self._one("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger"))
+
+    def append(self, entry: bytes, leaf: bytes) -> int:
+        """Append one entry inside the caller's transaction; returns its index."""
+        index = self.next_index()
+        self._conn.execute("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", (index, entry, leaf))
+        return index
+
+    def size(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM ledger"))
+
+    def leaves(self, size: int | None = None) -> list[bytes]:
+        """The first ``size`` leaves (all when None), in order."""
+        if size is None:
+            rows = self._conn.execute("SELECT leaf FROM ledger ORDER BY seq")
+        else:
+            rows = self._conn.execute("SELECT leaf FROM ledger ORDER BY seq LIMIT ?", (size,))
+        return [bytes(leaf) for (leaf,) in rows]
+
+    def entry(self, index: int) -> bytes | None:
+        data = self._one("SELECT entry FROM ledger WHERE seq = ?", (index,))
+        return None if data is None else bytes(data)
+
+    def walk(self) -> Iterator[LedgerRow]:
+        """Every entry in order, as stored (streamed)."""
+        return (
+            LedgerRow(seq, bytes(entry), bytes(leaf))
+            for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
+        )
+
+    def tombstone_entry(self, sha256: str) -> bytes | None:
+        """The ledger entry an object's tombstone points at (None: no tombstone)."""
+        sql = "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?"
+        data = self._one(sql, (sha256,))
+        return None if data is None else bytes(data)
+
+
+class CheckpointRow(NamedTuple):
+    size: int
+    root: bytes
+    note: str
+
+
+class Checkpoints(Table):
+    def add(self, size: int, root: bytes, note: str, now: int) -> str:
+        """Record a signed checkpoint; returns the note recorded at that size (the first one signed)."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
+            (size, root, note, now),
+        )
+        return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
+
+    def all(self) -> list[CheckpointRow]:
+        rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
+        return [CheckpointRow(size, bytes(root), note) for size, root, note in rows]
+
+    def has(self, size: int, root: bytes) -> bool:
+        return self._one("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)) is not None
+
+    def latest(self) -> tuple[int, bytes] | None:
+        row = self._conn.execute("SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))

@@ -1,0 +1,96 @@
+"""The catalog's schema: one migration per schema version, applied in order, each in its own transaction.
+
+A migration is only ever appended: an archive written by an older custodes is brought forward on
+open, and one written by a newer custodes is refused rather than misread."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the first catalog.
+    """
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY, kind TEXT, vendor TEXT, model TEXT, serial TEXT,
+        officer_id TEXT, officer_name TEXT, unit_id TEXT, unit_name TEXT, updated_ns INTEGER);
+    CREATE TABLE ingests (
+        id INTEGER PRIMARY KEY, volume TEXT NOT NULL, driver TEXT NOT NULL, device_id TEXT NOT NULL,
+        started_ns INTEGER NOT NULL, finished_ns INTEGER, result TEXT);
+    CREATE TABLE objects (
+        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL, head_sha256 TEXT NOT NULL,
+        stored_ns INTEGER NOT NULL, last_verified_ns INTEGER);
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, original_name TEXT NOT NULL, kind TEXT NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES objects(sha256), size INTEGER NOT NULL,
+        start_ns INTEGER, end_ns INTEGER, start_source TEXT, corrected_start_ns INTEGER, corrected_end_ns INTEGER,
+        sequence INTEGER, important INTEGER NOT NULL DEFAULT 0, recording TEXT, chapter INTEGER,
+        officer_id TEXT, container TEXT, ingest_id INTEGER NOT NULL REFERENCES ingests(id),
+        ingested_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL,
+        UNIQUE (device_id, original_name, sha256));
+    CREATE INDEX segments_by_device_time ON segments(device_id, start_ns);
+    CREATE TABLE findings (
+        id INTEGER PRIMARY KEY, ingest_id INTEGER, segment_id INTEGER, kind TEXT NOT NULL, severity TEXT NOT NULL,
+        device_id TEXT, path TEXT, start_ns INTEGER, end_ns INTEGER, detail TEXT NOT NULL);
+    CREATE TABLE clock_readings (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, device_ns INTEGER NOT NULL, trusted_ns INTEGER NOT NULL,
+        source TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, device_ns, trusted_ns, source));
+    CREATE TABLE ledger (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf BLOB NOT NULL);
+    CREATE TABLE checkpoints (
+        size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created_ns INTEGER NOT NULL);
+    """,
+    # 2: enforcement tasks, gap explanations, device event logs.
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY, type TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+        officers TEXT NOT NULL, devices TEXT NOT NULL, imported_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    CREATE TABLE gap_explanations (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+        cause TEXT NOT NULL, note TEXT, segment_id INTEGER REFERENCES segments(id), offset_ns INTEGER,
+        source TEXT NOT NULL, by TEXT NOT NULL, created_ns INTEGER NOT NULL, ledger_seq INTEGER);
+    CREATE INDEX gap_explanations_by_device ON gap_explanations(device_id, start_ns);
+    CREATE TABLE device_events (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, time_ns, kind, detail));
+    """,
+    # 3: access (Art. 22, 24) and retention (Art. 19, 20).
+    """
+    ALTER TABLE segments ADD COLUMN classification INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE segments ADD COLUMN purged_ns INTEGER;
+    ALTER TABLE objects ADD COLUMN purged_ns INTEGER;
+    CREATE TABLE access_requests (
+        id INTEGER PRIMARY KEY, requester TEXT NOT NULL, segments TEXT NOT NULL, reason TEXT NOT NULL,
+        purpose TEXT NOT NULL, status TEXT NOT NULL, requested_ns INTEGER NOT NULL, decided_by TEXT,
+        decided_ns INTEGER, valid_from_ns INTEGER, valid_until_ns INTEGER);
+    CREATE TABLE access_log (
+        id INTEGER PRIMARY KEY, request_id INTEGER, person TEXT NOT NULL, action TEXT NOT NULL, segment_id INTEGER,
+        ok INTEGER NOT NULL, detail TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    CREATE TABLE cases (id TEXT PRIMARY KEY, retention_until_ns INTEGER, description TEXT NOT NULL DEFAULT '');
+    CREATE TABLE case_segments (
+        case_id TEXT NOT NULL REFERENCES cases(id), segment_id INTEGER NOT NULL REFERENCES segments(id),
+        PRIMARY KEY (case_id, segment_id));
+    CREATE TABLE long_term (
+        segment_id INTEGER PRIMARY KEY REFERENCES segments(id), reason TEXT NOT NULL, by TEXT NOT NULL,
+        created_ns INTEGER NOT NULL);
+    CREATE TABLE holds (
+        id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL REFERENCES segments(id), reason TEXT NOT NULL,
+        by TEXT NOT NULL, placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT);
+    CREATE TABLE tombstones (sha256 TEXT PRIMARY KEY, segment_ids TEXT NOT NULL, request_id INTEGER NOT NULL,
+        by TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    """,
+    # 4: lookups that run once per object or per segment (verify, retention, reports) must not scan.
+    """
+    CREATE INDEX segments_by_object ON segments(sha256);
+    CREATE INDEX holds_by_segment ON holds(segment_id);
+    CREATE INDEX case_segments_by_segment ON case_segments(segment_id);
+    CREATE INDEX access_log_by_time ON access_log(time_ns);
+    """,
+    # 5: names that are not UTF-8 kept byte for byte (original_name holds drivers.name_text, this the
+    # exact bytes; NULL when that text is the name itself), and ingest intents: ingest notes each object here, in its
+    # own transaction, before linking it into the store, so verify tells an object of an ingest
+    # under way or interrupted (pending) from a file nobody recorded (unexpected).
+    """
+    ALTER TABLE segments ADD COLUMN original_name_bytes BLOB;
+    CREATE TABLE ingest_intents (
+        sha256 TEXT NOT NULL, ingest_id INTEGER NOT NULL REFERENCES ingests(id), created_ns INTEGER NOT NULL,
+        PRIMARY KEY (sha256, ingest_id));
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
