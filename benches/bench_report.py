@@ -15,8 +15,11 @@ import argparse
 import io
 import json
 import random
+import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from custodes import merkle
 from custodes.archive import init_archive
@@ -27,12 +30,26 @@ from custodes.reports import build_report
 NS = 1_000_000_000
 
 
+@contextmanager
+def seeding(archive) -> Iterator[sqlite3.Connection]:
+    """The bench writes a large synthetic catalog straight into the database file, in one
+    transaction: fixture data at a scale no ingest could make in a bench run, not custodes' own path."""
+    conn = sqlite3.connect(archive.root / "catalog.sqlite", isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 def fill(archive, n: int, devices: int = 200) -> None:
     rng = random.Random(7)
     t0 = 1_709_280_000 * NS
-    with archive.transaction() as tx:
+    with seeding(archive) as tx:
         tx.executemany(
-            "INSERT INTO devices (device_id, kind, officer_id, unit_id, updated_ns) VALUES (?, 'body_camera', ?, 'U1', 0)",
+            "INSERT INTO devices (device_id, kind, officer_id, unit_id, updated_ns) "
+            "VALUES (?, 'body_camera', ?, 'U1', 0)",
             [(f"D{d:03d}", f"{d:06d}") for d in range(devices)],
         )
         tx.execute(
@@ -101,7 +118,8 @@ def fill(archive, n: int, devices: int = 200) -> None:
         )
         tx.executemany(
             "INSERT INTO segments (id, device_id, original_name, kind, sha256, size, start_ns, end_ns, start_source, "
-            "corrected_start_ns, corrected_end_ns, sequence, important, officer_id, ingest_id, ingested_ns, ledger_seq) "
+            "corrected_start_ns, corrected_end_ns, sequence, important, officer_id, ingest_id, ingested_ns, "
+            "ledger_seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             segments,
         )
@@ -135,7 +153,8 @@ def main() -> None:
     model = build_report(archive)
     model_s = time.perf_counter() - t
     print(
-        f"  report model            {model_s:6.2f} s  ({len(model['findings']):,} findings, {len(model['completeness']['tasks'])} tasks)"
+        f"  report model            {model_s:6.2f} s  ({len(model['findings']):,} findings, "
+        f"{len(model['completeness']['tasks'])} tasks)"
     )
     renders = [("json", render_json), ("csv", render_csv), ("html", render_html)] + (
         [("pdf", render_pdf)] if a.pdf else []

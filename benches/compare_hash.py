@@ -245,7 +245,8 @@ def main() -> None:
         )
         big.unlink()
         print(
-            f"\npeak RSS hashing one {a.rss_file_gib} GiB file: sha256 {rss:.0f} MiB; all four algorithms {rss_all:.0f} MiB"
+            f"\npeak RSS hashing one {a.rss_file_gib} GiB file: sha256 {rss:.0f} MiB; "
+            f"all four algorithms {rss_all:.0f} MiB"
         )
 
 

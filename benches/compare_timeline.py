@@ -82,7 +82,8 @@ def main() -> None:
     theirs_s, theirs = median_seconds(lambda: pandas_analyse(*cols, tol), a.repeat)
     assert ours == theirs, (ours, theirs)
     print(
-        f"{a.segments:,} segments over {a.devices:,} devices: {ours[0]:,} gaps, {ours[1]:,} overlaps, {ours[2]:,} sequence breaks"
+        f"{a.segments:,} segments over {a.devices:,} devices: {ours[0]:,} gaps, {ours[1]:,} overlaps, "
+        f"{ours[2]:,} sequence breaks"
     )
     print(f"  custodes timeline engine   {ours_s:7.2f} s")
     print(f"  pandas (vectorised)        {theirs_s:7.2f} s")

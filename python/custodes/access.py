@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from custodes import ledger
+from custodes._durable import fsync_file
 from custodes.archive import Archive, refuse_inside_archive
-from custodes.builtin.storage import fsync_file
+from custodes.catalog import Catalog
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
@@ -43,7 +44,6 @@ __all__ = [
     "request_access",
 ]
 
-NS = 1_000_000_000
 ROLES = ("custodian", "approver", "viewer", "auditor")
 PURPOSES = ("view", "export", "purge")
 
@@ -102,10 +102,17 @@ def _window_hours(archive: Archive) -> float:
 
 
 def _log(
-    tx: Any, request: int | None, person: str, action: str, segment: int | None, ok: bool, detail: str, now: int
+    catalog: Catalog,
+    request: int | None,
+    person: str,
+    action: str,
+    segment: int | None,
+    ok: bool,
+    detail: str,
+    now: int,
 ) -> None:
     seq = ledger.append(
-        tx,
+        catalog,
         {
             "type": f"access_{action}",
             "request": request,
@@ -116,11 +123,7 @@ def _log(
             "time": now,
         },
     )
-    tx.execute(
-        "INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (request, person, action, segment, int(ok), detail, now, seq),
-    )
+    catalog.access.log(request, person, action, segment, ok, detail, now, seq)
 
 
 def _refuse(
@@ -133,14 +136,20 @@ def _refuse(
 
 
 def _load(archive: Archive, request_id: int) -> AccessRequest:
-    row = archive.conn.execute(
-        "SELECT id, requester, segments, reason, purpose, status, decided_by, valid_from_ns, "
-        "valid_until_ns FROM access_requests WHERE id = ?",
-        (request_id,),
-    ).fetchone()
+    row = archive.catalog.access.get(request_id)
     if row is None:
         raise CustodesError(f"no access request {request_id}")
-    return AccessRequest(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6], row[7], row[8])
+    return AccessRequest(
+        row.id,
+        row.requester,
+        tuple(json.loads(row.segments)),
+        row.reason,
+        row.purpose,
+        row.status,
+        row.decided_by,
+        row.valid_from_ns,
+        row.valid_until_ns,
+    )
 
 
 def request_access(archive: Archive, segments: list[int], reason: str, purpose: str = "view") -> AccessRequest:
@@ -151,26 +160,12 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
         raise CustodesError("a request needs a reason (Art. 22)")
     if person_role(archive, person) is None:
         raise _refuse(archive, None, person, "request", None, f"{person} has no role in this archive's policy")
-    known = (
-        {
-            r[0]
-            for r in archive.conn.execute(
-                f"SELECT id FROM segments WHERE id IN ({','.join('?' * len(segments))})", segments
-            )
-        }
-        if segments
-        else set()
-    )
+    known = archive.catalog.segments.existing(segments)
     if not segments or known != set(segments):
         raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
     now = time.time_ns()
     with archive.transaction() as tx:
-        cur = tx.execute(
-            "INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
-            "VALUES (?, ?, ?, ?, 'pending', ?)",
-            (person, json.dumps(sorted(segments)), reason, purpose, now),
-        )
-        rid = int(cur.lastrowid or 0)
+        rid = tx.access.add(person, json.dumps(sorted(segments)), reason, purpose, now)
         _log(tx, rid, person, "request", None, True, f"{purpose}: {reason}", now)
     archive.checkpoint()
     return _load(archive, rid)
@@ -195,11 +190,7 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
             now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end"
         )
     with archive.transaction() as tx:
-        tx.execute(
-            "UPDATE access_requests SET status = ?, decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
-            "valid_until_ns = ? WHERE id = ?",
-            ("approved" if approve_it else "denied", person, now, now if approve_it else None, until, request_id),
-        )
+        tx.access.decide(request_id, "approved" if approve_it else "denied", person, now, until)
         _log(tx, request_id, person, action, None, True, why, now)
     archive.checkpoint()
     return _load(archive, request_id)
@@ -220,9 +211,9 @@ def classify(archive: Archive, segment: int, level: int) -> None:
         raise _refuse(archive, None, person, "classify", segment, f"{person} may not classify recordings")
     now = time.time_ns()
     with archive.transaction() as tx:
-        if tx.execute("SELECT 1 FROM segments WHERE id = ?", (segment,)).fetchone() is None:
+        if not tx.segments.exists(segment):
             raise CustodesError(f"no segment {segment}")
-        tx.execute("UPDATE segments SET classification = ? WHERE id = ?", (level, segment))
+        tx.segments.set_classification(segment, level)
         _log(tx, None, person, "classify", segment, True, f"level {level}", now)
     archive.checkpoint()
 
@@ -249,10 +240,7 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
     elif outside := sorted(set(segments) - set(req.segments)):
         why = f"segment(s) {outside} are not in request {request_id}"
     else:
-        rows = archive.conn.execute(
-            f"SELECT id, classification, purged_ns FROM segments WHERE id IN ({','.join('?' * len(segments))})",
-            segments,
-        ).fetchall()
+        rows = archive.catalog.segments.access_facts(segments)
         classified = [i for i, level, _ in rows if level and level > 0]
         # A purged recording's bytes are gone: refuse (and log the refusal) before any success is logged.
         # A purge request itself may name purged segments: retention.purge says "already purged".
@@ -289,7 +277,9 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         if not os.access(existing, os.W_OK | os.X_OK):
             raise CustodesError(f"--to {folder}: {existing} is not writable")
     grant_for(archive, request_id, [segment], "view", "open")
-    name, sha = archive.conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
+    recorded = archive.catalog.segments.name_and_object(segment)
+    assert recorded is not None  # grant_for refused a segment not in the request, and requests name known ones
+    name, sha = recorded
     path = archive.store.get(sha)
     if folder is None:
         return path

@@ -13,12 +13,10 @@ ARCHIVE/
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 
 from custodes import _core, merkle
 from custodes import ledger as ledger_mod
-from custodes._faults import storage_op, write_cut_short
-from custodes.builtin.storage import fsync_dir
+from custodes._durable import fsync_dir, replace_file, write_once
+from custodes._faults import write_cut_short
+from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
@@ -38,7 +37,6 @@ __all__ = ["Archive", "ArchiveError", "Policy", "SCHEMA_VERSION", "init_archive"
 
 POLICY_FILE = "custodes.toml"
 CATALOG_FILE = "catalog.sqlite"
-NS = 1_000_000_000
 
 
 class ArchiveError(CustodesError):
@@ -309,120 +307,6 @@ def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, 
     return text
 
 
-MIGRATIONS: list[str] = [
-    # 1: the first catalog.
-    """
-    CREATE TABLE devices (
-        device_id TEXT PRIMARY KEY, kind TEXT, vendor TEXT, model TEXT, serial TEXT,
-        officer_id TEXT, officer_name TEXT, unit_id TEXT, unit_name TEXT, updated_ns INTEGER);
-    CREATE TABLE ingests (
-        id INTEGER PRIMARY KEY, volume TEXT NOT NULL, driver TEXT NOT NULL, device_id TEXT NOT NULL,
-        started_ns INTEGER NOT NULL, finished_ns INTEGER, result TEXT);
-    CREATE TABLE objects (
-        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL, head_sha256 TEXT NOT NULL,
-        stored_ns INTEGER NOT NULL, last_verified_ns INTEGER);
-    CREATE TABLE segments (
-        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, original_name TEXT NOT NULL, kind TEXT NOT NULL,
-        sha256 TEXT NOT NULL REFERENCES objects(sha256), size INTEGER NOT NULL,
-        start_ns INTEGER, end_ns INTEGER, start_source TEXT, corrected_start_ns INTEGER, corrected_end_ns INTEGER,
-        sequence INTEGER, important INTEGER NOT NULL DEFAULT 0, recording TEXT, chapter INTEGER,
-        officer_id TEXT, container TEXT, ingest_id INTEGER NOT NULL REFERENCES ingests(id),
-        ingested_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL,
-        UNIQUE (device_id, original_name, sha256));
-    CREATE INDEX segments_by_device_time ON segments(device_id, start_ns);
-    CREATE TABLE findings (
-        id INTEGER PRIMARY KEY, ingest_id INTEGER, segment_id INTEGER, kind TEXT NOT NULL, severity TEXT NOT NULL,
-        device_id TEXT, path TEXT, start_ns INTEGER, end_ns INTEGER, detail TEXT NOT NULL);
-    CREATE TABLE clock_readings (
-        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, device_ns INTEGER NOT NULL, trusted_ns INTEGER NOT NULL,
-        source TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, device_ns, trusted_ns, source));
-    CREATE TABLE ledger (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf BLOB NOT NULL);
-    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created_ns INTEGER NOT NULL);
-    """,
-    # 2: enforcement tasks, gap explanations, device event logs.
-    """
-    CREATE TABLE tasks (
-        id TEXT PRIMARY KEY, type TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-        officers TEXT NOT NULL, devices TEXT NOT NULL, imported_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
-    CREATE TABLE gap_explanations (
-        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-        cause TEXT NOT NULL, note TEXT, segment_id INTEGER REFERENCES segments(id), offset_ns INTEGER,
-        source TEXT NOT NULL, by TEXT NOT NULL, created_ns INTEGER NOT NULL, ledger_seq INTEGER);
-    CREATE INDEX gap_explanations_by_device ON gap_explanations(device_id, start_ns);
-    CREATE TABLE device_events (
-        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,
-        detail TEXT NOT NULL, ingest_id INTEGER, UNIQUE (device_id, time_ns, kind, detail));
-    """,
-    # 3: access (Art. 22, 24) and retention (Art. 19, 20).
-    """
-    ALTER TABLE segments ADD COLUMN classification INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE segments ADD COLUMN purged_ns INTEGER;
-    ALTER TABLE objects ADD COLUMN purged_ns INTEGER;
-    CREATE TABLE access_requests (
-        id INTEGER PRIMARY KEY, requester TEXT NOT NULL, segments TEXT NOT NULL, reason TEXT NOT NULL,
-        purpose TEXT NOT NULL, status TEXT NOT NULL, requested_ns INTEGER NOT NULL, decided_by TEXT,
-        decided_ns INTEGER, valid_from_ns INTEGER, valid_until_ns INTEGER);
-    CREATE TABLE access_log (
-        id INTEGER PRIMARY KEY, request_id INTEGER, person TEXT NOT NULL, action TEXT NOT NULL, segment_id INTEGER,
-        ok INTEGER NOT NULL, detail TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
-    CREATE TABLE cases (id TEXT PRIMARY KEY, retention_until_ns INTEGER, description TEXT NOT NULL DEFAULT '');
-    CREATE TABLE case_segments (case_id TEXT NOT NULL REFERENCES cases(id), segment_id INTEGER NOT NULL REFERENCES segments(id),
-        PRIMARY KEY (case_id, segment_id));
-    CREATE TABLE long_term (segment_id INTEGER PRIMARY KEY REFERENCES segments(id), reason TEXT NOT NULL, by TEXT NOT NULL,
-        created_ns INTEGER NOT NULL);
-    CREATE TABLE holds (id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL REFERENCES segments(id), reason TEXT NOT NULL,
-        by TEXT NOT NULL, placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT);
-    CREATE TABLE tombstones (sha256 TEXT PRIMARY KEY, segment_ids TEXT NOT NULL, request_id INTEGER NOT NULL,
-        by TEXT NOT NULL, time_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
-    """,
-    # 4: lookups that run once per object or per segment (verify, retention, reports) must not scan.
-    """
-    CREATE INDEX segments_by_object ON segments(sha256);
-    CREATE INDEX holds_by_segment ON holds(segment_id);
-    CREATE INDEX case_segments_by_segment ON case_segments(segment_id);
-    CREATE INDEX access_log_by_time ON access_log(time_ns);
-    """,
-    # 5: names that are not UTF-8 kept byte for byte (original_name holds drivers.name_text, this the
-    # exact bytes; NULL when that text is the name itself), and ingest intents: ingest notes each object here, in its
-    # own transaction, before linking it into the store, so verify tells an object of an ingest
-    # under way or interrupted (pending) from a file nobody recorded (unexpected).
-    """
-    ALTER TABLE segments ADD COLUMN original_name_bytes BLOB;
-    CREATE TABLE ingest_intents (
-        sha256 TEXT NOT NULL, ingest_id INTEGER NOT NULL REFERENCES ingests(id), created_ns INTEGER NOT NULL,
-        PRIMARY KEY (sha256, ingest_id));
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=60000")
-    return conn
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the catalog to SCHEMA_VERSION, one migration per transaction."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise ArchiveError(f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes")
-    for v in range(version, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[v].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {v + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
 class Archive:
     """An open archive. Not thread-safe; open one per thread or process."""
 
@@ -440,17 +324,17 @@ class Archive:
         catalog = self.root / CATALOG_FILE
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
-        self.conn = connect(catalog)
-        if not _creating and self.conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            self.conn.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
+        self.catalog = Catalog.open(catalog, migrate=False)
+        if not _creating and self.catalog.schema_version == 0:
+            self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
             raise _empty_catalog(catalog)
-        migrate(self.conn)
+        self.catalog.migrate()
         backend = plugin_manager().storage_backends.get(self.policy.storage)
         self.store = backend.open(self.root, {"algorithm": "sha256"})
         self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
 
     def close(self) -> None:
-        self.conn.close()
+        self.catalog.close()
 
     def __enter__(self) -> Archive:
         return self
@@ -458,16 +342,9 @@ class Archive:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[Catalog]:
         """One write transaction: catalog rows and their ledger entries commit together or not at all."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return self.catalog.transaction()
 
     @property
     def signing_key_path(self) -> Path:
@@ -484,14 +361,10 @@ class Archive:
         )
 
     def leaves(self, size: int | None = None) -> list[bytes]:
-        rows = self.conn.execute(
-            "SELECT leaf FROM ledger ORDER BY seq" + (" LIMIT ?" if size is not None else ""),
-            (size,) if size is not None else (),
-        )
-        return [bytes(r[0]) for r in rows]
+        return self.catalog.ledger.leaves(size)
 
     def ledger_size(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+        return self.catalog.ledger.size()
 
     def checkpoint(self) -> ledger_mod.Checkpoint:
         """Sign (size, root) of the ledger as it is now and write the note.
@@ -499,24 +372,21 @@ class Archive:
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
         key = _signing_key(self.signing_key_path)
-        with self.transaction() as conn:
+        with self.transaction() as catalog:
             acc = merkle.Accumulator()
-            for (leaf,) in conn.execute("SELECT leaf FROM ledger ORDER BY seq"):
-                acc.extend(bytes(leaf))
+            for leaf in catalog.ledger.leaves():
+                acc.extend(leaf)
             cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
-            conn.execute(
-                "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
-                (cp.size, cp.root, cp.note, _now()),
-            )
-            existing = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,)).fetchone()[0]
-            cp = ledger_mod.parse_checkpoint(existing, self.verifier_key)
+            # The note of the first checkpoint signed at this size stands; another signing is not recorded.
+            recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now())
+            cp = ledger_mod.parse_checkpoint(recorded, self.verifier_key)
         folder = self.root / "ledger" / "checkpoints"
         # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
         # every file as a checkpoint): one left by a crash is cleaned there.
         temps = self.root / "tmp"
         temps.mkdir(exist_ok=True)
-        _write_once(folder / str(cp.size), cp.note, temps)
-        _replace(self.root / "ledger" / "checkpoint", cp.note, temps)
+        write_once(folder / str(cp.size), cp.note, temps)
+        replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
         return cp
 
 
@@ -546,55 +416,6 @@ def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
 
 def _now() -> int:
     return time.time_ns()
-
-
-def _durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
-    """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
-    named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
-    the temp is removed: a failed write leaves nothing behind."""
-    tmp = (
-        folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}"
-        if folder is not None
-        else path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    )
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            storage_op("write", tmp)
-            f.write(text)
-            f.flush()
-            storage_op("fsync", tmp)
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _write_once(path: Path, text: str, folder: Path | None = None) -> None:
-    """Create ``path`` atomically; an existing file is never replaced."""
-    if path.exists():
-        return
-    tmp = _durable_temp(path, text, folder)
-    try:
-        storage_op("write", path)
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
-
-
-def _replace(path: Path, text: str, folder: Path | None = None) -> None:
-    """Replace ``path`` atomically (the latest checkpoint, the policy at init)."""
-    tmp = _durable_temp(path, text, folder)
-    try:
-        storage_op("write", path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def _signing_key(path: Path) -> Any:
@@ -670,8 +491,8 @@ def init_archive(
             made_key = absolute_key
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         origin = f"custodes.local/{archive_id}"
-        _replace(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
-        _replace(work / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
+        replace_file(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
+        replace_file(work / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
         with Archive(work, _creating=True) as archive:
             archive.checkpoint()  # the empty tree, signed: verification starts from a known state
         if new_folder:

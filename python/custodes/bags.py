@@ -480,25 +480,7 @@ def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> No
         bag.problem("bag", "has no payload manifest (manifest-<algorithm>.txt)")
     listed = bag.manifests = {name: _read_manifest(bag, name, algo, payload=True) for name, algo in manifests}
     anywhere = set().union(*listed.values()) if listed else set()
-    for rel in sorted(fetched):  # RFC 8493 §2.2.3: what is to be fetched is in every payload manifest
-        for name in listed:
-            if rel not in listed[name]:
-                bag.problem("fetch.txt", f"{shown(rel)} is not in {name}")
-    for rel in payload:
-        missing_from = [name for name in listed if rel not in listed[name]]
-        if bag.report.version == "0.97" and rel in anywhere:
-            continue
-        for name in missing_from:
-            bag.problem(rel, f"in data/ but not in {name}")
-    for name, entries in listed.items():
-        for rel in entries:
-            if rel not in payload:
-                path, why = bag.resolve(rel)
-                if path is None and why == "missing":
-                    why = "missing: listed in fetch.txt, fetch it before validating" if rel in fetched else "missing"
-                elif path is not None:
-                    why = "not a payload file (a link or an unreadable file)"
-                bag.problem(rel, f"listed in {name} but {why}")
+    _check_listed(bag, listed, anywhere, payload, fetched)
     present = sorted(set(anywhere) & set(payload))
     algos = {algo for name, algo in manifests}
     for rel, got in zip(present, _digests([payload[r] for r in present], sorted(algos)), strict=True):
@@ -509,6 +491,31 @@ def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> No
             want = listed[name].get(rel)
             if want is not None and got.get(algo) != want:
                 bag.problem(rel, f"{algo} does not match {name}")
+
+
+def _check_listed(
+    bag: _Bag, listed: dict[str, dict[str, str]], anywhere: set[str], payload: dict[str, Path], fetched: set[str]
+) -> None:
+    """The manifests and the payload name the same files: nothing in data/ unlisted, nothing listed absent."""
+    for rel in sorted(fetched):  # RFC 8493 §2.2.3: what is to be fetched is in every payload manifest
+        for name in listed:
+            if rel not in listed[name]:
+                bag.problem("fetch.txt", f"{shown(rel)} is not in {name}")
+    for rel in payload:
+        if bag.report.version == "0.97" and rel in anywhere:
+            continue
+        for name in listed:
+            if rel not in listed[name]:
+                bag.problem(rel, f"in data/ but not in {name}")
+    for name, entries in listed.items():
+        for rel in entries:
+            if rel not in payload:
+                path, why = bag.resolve(rel)
+                if path is None and why == "missing":
+                    why = "missing: listed in fetch.txt, fetch it before validating" if rel in fetched else "missing"
+                elif path is not None:
+                    why = "not a payload file (a link or an unreadable file)"
+                bag.problem(rel, f"listed in {name} but {why}")
 
 
 def _check_oxum(bag: _Bag, payload: dict[str, Path]) -> None:

@@ -17,10 +17,6 @@ def clock_is_set(ns: int | None) -> bool:
     return ns is not None and ns >= DEFAULT_CLOCK_FLOOR
 
 
-#: The same rule for a segment row in SQL.
-SQL_CLOCK_IS_SET = f"(s.start_ns IS NOT NULL AND s.start_ns >= {DEFAULT_CLOCK_FLOOR})"
-
-
 # ---------------------------------------------------------------------------
 # Times and durations as int64 nanoseconds.
 #

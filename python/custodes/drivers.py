@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import timeline
-from custodes.defaults import INT64_MAX, INT64_MIN
+from custodes.defaults import INT64_MAX, INT64_MIN, NS
 from custodes.errors import CustodesError
 from custodes.findings import Finding, _escaped, rfc3339, shown_name
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
@@ -54,7 +54,6 @@ __all__ = [
     "shown_name",
 ]
 
-NS = 1_000_000_000
 #: Names file systems and desktops leave on removable volumes; skipped, and listed.
 NOISE = frozenset(
     {
@@ -329,7 +328,8 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
                 findings.append(
                     Finding(
                         "symlink",
-                        f"symbolic link to {shown_name(target)}{' (outside the volume)' if outside else ''}; not followed",
+                        f"symbolic link to {shown_name(target)}"
+                        f"{' (outside the volume)' if outside else ''}; not followed",
                         path=entry.path,
                         evidence={"target": target, "outside": outside},
                     )
@@ -509,7 +509,8 @@ def _is_path(v: Any) -> bool:
 
 
 def _escaped_text(v: str) -> str:
-    """Any str as storable text (prose, not a name: backslashes stay): bytes that are not UTF-8 as ``\\xNN``, NUL as ``\\x00``."""
+    """Any str as storable text (prose, not a name: backslashes stay): bytes that are not UTF-8
+    as ``\\xNN``, NUL as ``\\x00``."""
     try:
         text = os.fsencode(v).decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no file name has

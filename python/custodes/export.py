@@ -17,6 +17,7 @@ in the bag it produced.
 from __future__ import annotations
 
 import base64
+import functools
 import glob
 import hashlib
 import json
@@ -28,13 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from custodes import __version__, ledger, merkle
+from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive, refuse_inside_archive
 from custodes.bags import BagError, BagReport, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.bags import safe_part as _safe_part
-from custodes.builtin.storage import fsync_dir, fsync_file, process_alive
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
@@ -55,12 +56,7 @@ def export_case(
     bag = refuse_inside_archive(archive, to, "--to")
     _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
     _check_destination(bag)
-    rows = archive.conn.execute(
-        "SELECT s.id, s.device_id, s.original_name, s.sha256, s.size, s.ledger_seq, s.officer_id, o.digests "
-        "FROM case_segments cs JOIN segments s ON s.id = cs.segment_id JOIN objects o ON o.sha256 = s.sha256 "
-        "WHERE cs.case_id = ? AND s.purged_ns IS NULL ORDER BY s.id",
-        (case,),
-    ).fetchall()
+    rows = archive.catalog.segments.of_case(case)
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
     grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
@@ -98,7 +94,7 @@ def export_case(
             target.parent.mkdir(parents=True, exist_ok=True)
             source = archive.store.get(sha)
             storage_op("read", source)
-            write_cut_short(target, lambda: shutil.copyfile(source, target))
+            write_cut_short(target, functools.partial(shutil.copyfile, source, target))
             payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
         algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
         for _, p, *_ in payload:
@@ -184,7 +180,8 @@ def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note
     wanted = sorted(set(seqs) | {export_seq})
     entries, proofs = [], []
     for seq in wanted:
-        data = bytes(archive.conn.execute("SELECT entry FROM ledger WHERE seq = ?", (seq,)).fetchone()[0])
+        data = archive.catalog.ledger.entry(seq)
+        assert data is not None  # seq < size, which the export's own checkpoint covers
         entries.append(json.dumps({"index": seq, "entry": base64.b64encode(data).decode()}))
         proofs.append(
             {

@@ -52,7 +52,8 @@ _SEVERITY = {
 
 def _escaped(name: str, *, controls: bool) -> str:
     """``name`` with each byte that is not UTF-8 (as os.fsdecode holds it) as ``\\xNN`` and each backslash
-    as ``\\\\``; with ``controls``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t`` and other control characters as ``\\xNN``."""
+    as ``\\\\``; with ``controls``, newline, CR, tab as ``\\n``, ``\\r``, ``\\t`` and other control
+    characters as ``\\xNN``."""
     out = []
     for ch in name:
         o = ord(ch)

@@ -30,19 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from custodes import ledger, timeline
+from custodes._durable import fsync_file, process_alive
 from custodes._faults import crashpoint, storage_op
-from custodes.archive import CATALOG_FILE, Archive, ArchiveError, connect
-from custodes.builtin.storage import process_alive
-from custodes.defaults import clock_is_set
-from custodes.drivers import VolumeFile, VolumeSegment, name_bytes, name_text, scan_volume
+from custodes.archive import Archive, ArchiveError
+from custodes.catalog.devices import DeviceIdentity, FindingRow
+from custodes.catalog.evidence import NewSegment
+from custodes.defaults import NS, clock_is_set
+from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["IngestResult", "ingest"]
-
-NS = 1_000_000_000
 
 
 @dataclass
@@ -101,21 +101,10 @@ def _clean_stale_temps(archive: Archive) -> None:
             p.unlink(missing_ok=True)
 
 
-def _finding_row(conn: Any, ingest_id: int, segment_id: int | None, f: Finding) -> None:
-    conn.execute(
-        "INSERT INTO findings (ingest_id, segment_id, kind, severity, device_id, path, start_ns, end_ns, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            ingest_id,
-            segment_id,
-            f.kind,
-            f.severity,
-            f.device,
-            None if f.path is None else name_text(f.path),
-            f.start,
-            f.end,
-            _json_text(f.to_json()),
-        ),
+def _finding_row(ingest_id: int, segment_id: int | None, f: Finding) -> FindingRow:
+    path = None if f.path is None else name_text(f.path)
+    return FindingRow(
+        ingest_id, segment_id, f.kind, f.severity, f.device, path, f.start, f.end, _json_text(f.to_json())
     )
 
 
@@ -137,7 +126,11 @@ def ingest(
     workers: int | None = None,
 ) -> IngestResult:
     """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
-    ``workers`` files are copied at once (default: one per core, at most 4)."""
+    ``workers`` files are copied at once (default: one per core, at most 4).
+
+    Stages: read the volume (the driver), record the device and the ingest, store every file
+    (copy, read back, record), the volume-wide checks, then the findings, a signed checkpoint,
+    and last the mark that the ingest finished."""
     _refuse_overlap(archive, Path(volume))
     opts = dict(options or {})
     if archive.policy.device_time_zone:
@@ -145,19 +138,27 @@ def ingest(
     opts.setdefault("clock_tolerance", str(archive.policy.clock_tolerance_seconds))
     reading = read_volume(volume, driver, opts)
     files, _, skipped = scan_volume(Path(volume))
-    device = reading.identity.device_id
     started = time.time_ns() if now is None else now
     _clean_stale_temps(archive)
-    algorithms = archive.policy.algorithms
-    with archive.transaction() as conn:
+    volume_text = name_text(os.fspath(Path(volume).resolve()))
+    ingest_id, readings = _begin(archive, reading, volume_text, started)
+    result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
+    _store_files(archive, files, reading, readings, started, result, progress, workers)
+    result.findings += reading.findings
+    # Every file is stored by now; the volume-wide steps below cannot take that back.
+    result.findings += _volume_checks(archive, volume, reading, readings, started)
+    _finish(archive, volume, volume_text, result)
+    return result
+
+
+def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) -> tuple[int, list[tuple[int, int]]]:
+    """Record the device as the volume describes it, the ingest, the device's own log and clock readings;
+    returns the ingest's id and the device's dock readings (device clock, trusted clock)."""
+    device = reading.identity.device_id
+    with archive.transaction() as catalog:
         ident = reading.identity
-        conn.execute(
-            "INSERT INTO devices (device_id, kind, vendor, model, serial, officer_id, officer_name, unit_id, unit_name, updated_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
-            "vendor=COALESCE(excluded.vendor, vendor), model=COALESCE(excluded.model, model), serial=COALESCE(excluded.serial, serial), "
-            "officer_id=COALESCE(excluded.officer_id, officer_id), officer_name=COALESCE(excluded.officer_name, officer_name), "
-            "unit_id=COALESCE(excluded.unit_id, unit_id), unit_name=COALESCE(excluded.unit_name, unit_name), updated_ns=excluded.updated_ns",
-            (
+        catalog.devices.upsert(
+            DeviceIdentity(
                 ident.device_id,
                 ident.kind,
                 ident.vendor,
@@ -167,33 +168,30 @@ def ingest(
                 ident.officer_name,
                 ident.unit_id,
                 ident.unit_name,
-                started,
             ),
+            started,
         )
-        ingest_id = conn.execute(
-            "INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
-            (name_text(os.fspath(Path(volume).resolve())), reading.driver, device, started),
-        ).lastrowid
+        ingest_id = catalog.ingests.start(volume, reading.driver, device, started)
         for e in reading.events:
             if e.time is not None:
-                conn.execute(
-                    "INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
-                    (device, e.time, e.kind, e.detail, ingest_id),
-                )
+                catalog.devices.add_event(device, e.time, e.kind, e.detail, ingest_id)
         for c in reading.clock_readings:
-            conn.execute(
-                "INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) VALUES (?, ?, ?, ?, ?)",
-                (device, c.device_time, c.trusted_time, c.source, ingest_id),
-            )
-        readings = [
-            (int(d), int(t))
-            for d, t in conn.execute(
-                "SELECT device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' ORDER BY device_ns",
-                (device,),
-            )
-        ]
-    assert ingest_id is not None
-    result = IngestResult(ingest_id, os.fspath(volume), reading.driver, device, skipped=skipped)
+            catalog.devices.add_clock_reading(device, c.device_time, c.trusted_time, c.source, ingest_id)
+        return ingest_id, catalog.devices.dock_readings(device)
+
+
+def _store_files(
+    archive: Archive,
+    files: list[VolumeFile],
+    reading: VolumeReading,
+    readings: list[tuple[int, int]],
+    started: int,
+    result: IngestResult,
+    progress: Callable[[int, int], None] | None,
+    workers: int | None,
+) -> None:
+    """Copy every file not already present into the store and record it; each outcome goes into ``result``."""
+    device = result.device
     segments = {s.path: s for s in reading.segments}
     total = sum(f.size for f in files)
     done = 0
@@ -207,13 +205,15 @@ def ingest(
         futures = {}
         for f in sorted(files, key=lambda f: -f.size):
             if not _already_present(archive, device, f.path, f.name):
-                futures[f.path] = pool.submit(_copy_into_store, archive, f.path, f.name, algorithms, ingest_id)
+                futures[f.path] = pool.submit(
+                    _copy_into_store, archive, f.path, f.name, archive.policy.algorithms, result.ingest_id
+                )
         for f in files:
             future = futures.get(f.path)
             copied = "present" if future is None else _copied(future)
             if isinstance(copied, tuple):
                 outcome = _record_file(
-                    archive, ingest_id, device, f, segments.get(f.path), readings, copied, started, result
+                    archive, result.ingest_id, device, f, segments.get(f.path), readings, copied, started, result
                 )
             else:
                 outcome = copied
@@ -228,30 +228,37 @@ def ingest(
             done += f.size
             if progress is not None:
                 progress(done, total)
-    result.findings += reading.findings
-    # Every file is stored by now; the volume-wide steps below cannot take that back.
-    result.findings += _volume_step(
-        "timeline",
-        volume,
-        device,
-        lambda: timeline_findings([reading], gap_tolerance=round(archive.policy.gap_tolerance_seconds * NS)),
-    )
-    result.findings += _volume_step(
+
+
+def _volume_checks(
+    archive: Archive,
+    volume: str | os.PathLike[str],
+    reading: VolumeReading,
+    readings: list[tuple[int, int]],
+    started: int,
+) -> list[Finding]:
+    """The checks over the whole volume: its timeline (gaps, overlaps, clocks) and late ingest."""
+    device = reading.identity.device_id
+    gap_tolerance = round(archive.policy.gap_tolerance_seconds * NS)
+    return _volume_step(
+        "timeline", volume, device, lambda: timeline_findings([reading], gap_tolerance=gap_tolerance)
+    ) + _volume_step(
         "late_ingest",
         volume,
         device,
         lambda: _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device),
     )
-    with archive.transaction() as conn:
-        seg_ids = {
-            p: i for p, i in conn.execute("SELECT original_name, id FROM segments WHERE ingest_id = ?", (ingest_id,))
-        }
+
+
+def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, result: IngestResult) -> None:
+    """Record the findings and the result, sign a checkpoint, then mark the ingest finished."""
+    with archive.transaction() as catalog:
+        seg_ids = catalog.segments.ids_by_name(result.ingest_id)
         for finding in result.findings:
             name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-            _finding_row(conn, ingest_id, seg_ids.get(name), finding)
-        conn.execute(
-            "UPDATE ingests SET result = ? WHERE id = ?",
-            (_json_text({k: v for k, v in result.to_json().items() if k != "findings"}), ingest_id),
+            catalog.findings.add(_finding_row(result.ingest_id, seg_ids.get(name), finding))
+        catalog.ingests.set_result(
+            result.ingest_id, _json_text({k: v for k, v in result.to_json().items() if k != "findings"})
         )
     crashpoint("before_checkpoint")
     result.checkpoint = archive.checkpoint().to_json()
@@ -260,13 +267,8 @@ def ingest(
     # Running it again is how an interrupted ingest of this volume is finished, so
     # those are marked finished too (their entries are under this checkpoint), and
     # a later rollback of it cannot pass for work in flight.
-    with archive.transaction() as conn:
-        conn.execute(
-            "UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
-            "volume = ? AND device_id = ?)",
-            (time.time_ns(), ingest_id, ingest_id, name_text(os.fspath(Path(volume).resolve())), device),
-        )
-    return result
+    with archive.transaction() as catalog:
+        catalog.ingests.finish(result.ingest_id, volume_text, result.device, time.time_ns())
 
 
 def _json_text(obj: Any) -> str:
@@ -392,17 +394,11 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
         size = os.stat(path).st_size
     except OSError:
         return False  # gone or unreadable since the scan: the copy will say exactly why
-    known = archive.conn.execute(
-        "SELECT sha256 FROM segments WHERE device_id = ? AND original_name = ? AND "
-        "original_name_bytes IS ? AND size = ?",
-        (device, name_text(name), name_bytes(name), size),
-    ).fetchall()
+    known = archive.catalog.segments.objects_named(device, name_text(name), name_bytes(name), size)
     if not known:
         return False
     (r,) = hash_files([path], ("sha256",))
-    return (
-        r.ok and any(r.digests["sha256"] == k for (k,) in known) and archive.store.stat(r.digests["sha256"]) is not None
-    )
+    return r.ok and r.digests["sha256"] in known and archive.store.stat(r.digests["sha256"]) is not None
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.
@@ -416,17 +412,8 @@ def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
     Runs in a copy worker, so through a connection of its own (the archive's is the main thread's).
     Its cost is one catalog commit (an fsync) per file: a few ms, nothing beside copying a
     recording, but measurable on a volume of many tiny files (300 x 20 KB: about 2x)."""
-    conn = connect(archive.root / CATALOG_FILE)
-    try:
-        with _CATALOG_WRITES:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
-                (sha256, ingest_id, time.time_ns()),
-            )
-            conn.execute("COMMIT")
-    finally:
-        conn.close()
+    with archive.catalog.another() as catalog, _CATALOG_WRITES, catalog.transaction():
+        catalog.ingests.note_intent(sha256, ingest_id, time.time_ns())
 
 
 #: Catalog writes of this process's ingest threads (intents from copy workers, records from the
@@ -453,15 +440,8 @@ def _copy_into_store(
     digests = {a: d.hex() for a, d in zip(computed, raw, strict=True)}
     crashpoint("after_copy")
     try:
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            storage_op("fsync", temp)
-            os.fsync(fd)
-            if archive.policy.readback == "storage":
-                # Drop the copy's cached pages so the read-back comes from the storage itself.
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        # With readback = "storage", the read-back below comes from the storage itself, not the page cache.
+        fsync_file(temp, drop_cache=archive.policy.readback == "storage")
         crashpoint("after_fsync")
         storage_op("read", temp)
         (back,) = hash_files([temp], (READBACK,))
@@ -519,50 +499,38 @@ def _record(
                 "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks],
             }
         )
-    with archive.transaction() as tx:
-        tx.execute(
-            "INSERT OR IGNORE INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
-            (sha, size, json.dumps(digests, sort_keys=True), head, now),
-        )
-        exists = tx.execute(
-            "SELECT id FROM segments WHERE device_id = ? AND original_name = ? AND "
-            "original_name_bytes IS ? AND sha256 = ?",
-            (device, text, raw, sha),
-        ).fetchone()
-        if exists:
+    with archive.transaction() as catalog:
+        catalog.objects.add(sha, size, json.dumps(digests, sort_keys=True), head, now)
+        if catalog.segments.find(device, text, raw, sha) is not None:
             return "present"
-        seq = tx.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger").fetchone()[0]
-        cur = tx.execute(
-            "INSERT INTO segments (device_id, original_name, kind, sha256, size, start_ns, end_ns, start_source, "
-            "corrected_start_ns, corrected_end_ns, sequence, important, recording, chapter, officer_id, container, "
-            "ingest_id, ingested_ns, ledger_seq, original_name_bytes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                device,
-                text,
-                seg.kind if seg else "file",
-                sha,
-                size,
-                start,
-                end,
-                seg.start_source if seg else None,
-                c_start,
-                c_end,
-                seg.sequence if seg and seg.sequence >= 0 else None,
-                int(bool(seg and seg.important)),
-                seg.recording if seg else None,
-                seg.chapter if seg else None,
-                (seg.extra.get("officer") if seg else None),
-                container,
-                ingest_id,
-                now,
-                seq,
-                raw,
-            ),
+        seq = catalog.ledger.next_index()
+        segment = catalog.segments.insert(
+            NewSegment(
+                device_id=device,
+                original_name=text,
+                kind=seg.kind if seg else "file",
+                sha256=sha,
+                size=size,
+                start_ns=start,
+                end_ns=end,
+                start_source=seg.start_source if seg else None,
+                corrected_start_ns=c_start,
+                corrected_end_ns=c_end,
+                sequence=seg.sequence if seg and seg.sequence >= 0 else None,
+                important=int(bool(seg and seg.important)),
+                recording=seg.recording if seg else None,
+                chapter=seg.chapter if seg else None,
+                officer_id=seg.extra.get("officer") if seg else None,
+                container=container,
+                ingest_id=ingest_id,
+                ingested_ns=now,
+                ledger_seq=seq,
+                original_name_bytes=raw,
+            )
         )
         entry = {
             "type": "ingest",
-            "segment": cur.lastrowid,
+            "segment": segment,
             "device": device,
             "name": text,
             "size": size,
@@ -578,7 +546,7 @@ def _record(
         }
         if raw is not None:
             entry["name_b64"] = base64.b64encode(raw).decode("ascii")
-        index = ledger.append(tx, entry)
+        index = ledger.append(catalog, entry)
         assert index == seq
         crashpoint("in_transaction")
     crashpoint("after_commit")

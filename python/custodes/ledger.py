@@ -22,18 +22,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custodes import merkle
+from custodes._durable import write_new_file
 from custodes.errors import CustodesError
+
+if TYPE_CHECKING:
+    from custodes.catalog import Catalog
 
 __all__ = [
     "Checkpoint",
@@ -73,12 +75,10 @@ def canonical_json(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def append(conn: sqlite3.Connection, entry: dict[str, Any]) -> int:
-    """Append ``entry`` inside the caller's transaction; returns its index."""
+def append(catalog: Catalog, entry: dict[str, Any]) -> int:
+    """Append ``entry`` (canonical JSON, and its Merkle leaf) inside the caller's transaction; returns its index."""
     data = canonical_json(entry)
-    (index,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger").fetchone()
-    conn.execute("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", (index, data, merkle.leaf_hash(data)))
-    return int(index)
+    return catalog.ledger.append(data, merkle.leaf_hash(data))
 
 
 @dataclass(frozen=True)
@@ -183,9 +183,5 @@ def new_private_key(path: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+    write_new_file(path, pem, 0o600)
     return key

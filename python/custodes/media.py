@@ -21,7 +21,7 @@ import numpy as np
 
 from custodes import _core
 from custodes import timeline as _timeline
-from custodes.defaults import TimeRangeError, ns_from_datetime
+from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
@@ -29,7 +29,6 @@ __all__ = ["CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many", "MP4
 
 #: Seconds from 1904-01-01 (the MP4 epoch) to 1970-01-01.
 MP4_EPOCH_OFFSET = 2_082_844_800
-NS = 1_000_000_000
 #: Extensions of the ISO-BMFF / QuickTime family the box walker reads.
 MEDIA_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".m4a", ".m4b", ".3gp", ".3g2", ".mj2"})
 

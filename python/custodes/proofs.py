@@ -41,14 +41,14 @@ def ledger_proof(
         "root": cp.root.hex(),
     }
     if segment is not None:
-        row = archive.conn.execute("SELECT ledger_seq FROM segments WHERE id = ?", (segment,)).fetchone()
-        if row is None:
+        entry = archive.catalog.segments.ledger_index(segment)
+        if entry is None:
             raise LedgerError(f"no segment {segment}")
-        entry = int(row[0])
     if entry is not None:
         if entry >= cp.size:
             raise LedgerError(f"entry {entry} is not covered by the latest checkpoint (size {cp.size})")
-        data = bytes(archive.conn.execute("SELECT entry FROM ledger WHERE seq = ?", (entry,)).fetchone()[0])
+        data = archive.catalog.ledger.entry(entry)
+        assert data is not None  # entry < cp.size, and the ledger matches the checkpoint
         out["inclusion"] = {
             "index": entry,
             "entry": json.loads(data),

@@ -28,7 +28,8 @@ from typing import Any
 
 from custodes import ledger, timeline
 from custodes.archive import Archive
-from custodes.defaults import TimeRangeError, ns_from_datetime
+from custodes.catalog.custody import TaskRow
+from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
@@ -46,7 +47,6 @@ __all__ = [
     "task_coverage",
 ]
 
-NS = 1_000_000_000
 #: Art. 8: recording is not required for secrets, work secrets, emergencies, or when objectively impossible.
 EXEMPTIONS = ("secret", "work_secret", "emergency", "impossible")
 #: Art. 14: the technical reasons recording may stop, plus the exemptions and "other".
@@ -161,11 +161,9 @@ def import_tasks(archive: Archive, tasks: Sequence[Task], by: str | None = None)
     out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
     with archive.transaction() as tx:
         for t in tasks:
-            row = tx.execute(
-                "SELECT type, start_ns, end_ns, officers, devices FROM tasks WHERE id = ?", (t.id,)
-            ).fetchone()
-            values = (t.type, t.start, t.end, json.dumps(list(t.officers)), json.dumps(list(t.devices)))
-            if row is not None and tuple(row) == values:
+            row = tx.tasks.get(t.id)
+            values = TaskRow(t.id, t.type, t.start, t.end, json.dumps(list(t.officers)), json.dumps(list(t.devices)))
+            if row == values:
                 out["unchanged"].append(t.id)
                 continue
             seq = ledger.append(
@@ -182,13 +180,7 @@ def import_tasks(archive: Archive, tasks: Sequence[Task], by: str | None = None)
                     "time": now,
                 },
             )
-            tx.execute(
-                "INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET type=excluded.type, "
-                "start_ns=excluded.start_ns, end_ns=excluded.end_ns, officers=excluded.officers, "
-                "devices=excluded.devices, imported_ns=excluded.imported_ns, ledger_seq=excluded.ledger_seq",
-                (t.id, *values, now, seq),
-            )
+            tx.tasks.upsert(values, now, seq)
             out["updated" if row is not None else "imported"].append(t.id)
     if out["imported"] or out["updated"]:
         archive.checkpoint()
@@ -217,9 +209,9 @@ def explain_gap(
     by = by or _who()
     now = time.time_ns()
     with archive.transaction() as tx:
-        if tx.execute("SELECT 1 FROM devices WHERE device_id = ?", (device,)).fetchone() is None:
+        if not tx.devices.exists(device):
             raise TaskError(f"no device {device!r} in this archive")
-        if segment is not None and tx.execute("SELECT 1 FROM segments WHERE id = ?", (segment,)).fetchone() is None:
+        if segment is not None and not tx.segments.exists(segment):
             raise TaskError(f"no segment {segment} in this archive")
         seq = ledger.append(
             tx,
@@ -236,12 +228,7 @@ def explain_gap(
                 "time": now,
             },
         )
-        cur = tx.execute(
-            "INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
-            "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
-            (device, start, end, cause, note, segment, offset, by, now, seq),
-        )
-        annotation = int(cur.lastrowid or 0)
+        annotation = tx.gap_explanations.add(device, start, end, cause, note, segment, offset, by, now, seq)
     archive.checkpoint()
     return annotation
 
@@ -303,20 +290,17 @@ def task_coverage(
 ) -> list[TaskCoverage]:
     """Coverage of each task window by its devices' segments (clock-corrected times where known)."""
     tol = round(archive.policy.gap_tolerance_seconds * NS) if gap_tolerance is None else gap_tolerance
-    conn = archive.conn
-    rows = conn.execute(
-        "SELECT id, type, start_ns, end_ns, officers, devices FROM tasks ORDER BY start_ns, id"
-    ).fetchall()
-    tasks = [Task(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), tuple(json.loads(r[5]))) for r in rows]
+    catalog = archive.catalog
+    tasks = [
+        Task(r.id, r.type, r.start_ns, r.end_ns, tuple(json.loads(r.officers)), tuple(json.loads(r.devices)))
+        for r in catalog.tasks.all()
+    ]
     if task_ids is not None:
         unknown = set(task_ids) - {t.id for t in tasks}
         if unknown:
             raise TaskError(f"no task {', '.join(sorted(unknown))} in this archive")
         tasks = [t for t in tasks if t.id in set(task_ids)]
-    segs = conn.execute(
-        "SELECT device_id, officer_id, COALESCE(corrected_start_ns, start_ns), COALESCE(corrected_end_ns, end_ns) "
-        "FROM segments WHERE kind IN ('video', 'audio') AND start_ns IS NOT NULL AND end_ns IS NOT NULL"
-    ).fetchall()
+    segs = catalog.segments.timed_recordings()
     pairs: list[tuple[Task, str]] = []
     for t in tasks:
         devices = set(t.devices) | {
@@ -335,10 +319,8 @@ def task_coverage(
         if pairs
         else []
     )
-    explanations = conn.execute(
-        "SELECT device_id, start_ns, end_ns, cause, note, source, id FROM gap_explanations"
-    ).fetchall()
-    events = conn.execute("SELECT device_id, time_ns, kind, detail FROM device_events").fetchall()
+    explanations = catalog.gap_explanations.all()
+    events = catalog.devices.events()
     out = []
     for t in tasks:
         mine = [(d, c) for (task, d), c in zip(pairs, covs, strict=True) if task.id == t.id]

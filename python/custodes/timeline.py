@@ -109,7 +109,8 @@ def segment_findings(segments: Sequence[Segment], *, gap_tolerance: int = DEFAUL
         found.append(
             Finding(
                 "gap",
-                f"{(b - a) / NS:.3f} s not recorded between {shown_name(timed[i].path)} and {shown_name(timed[j].path)}",
+                f"{(b - a) / NS:.3f} s not recorded between {shown_name(timed[i].path)} "
+                f"and {shown_name(timed[j].path)}",
                 device=str(d),
                 start=int(a),
                 end=int(b),
@@ -206,11 +207,15 @@ def clock_findings(
         t = int(col[k])
         if unset[k]:
             reason = "before_floor" if unset[k] == 1 else f"reset_{_RESET_EPOCHS[unset[k] - 2][1]}"
+            why = (
+                f"just after the reset value {_RESET_EPOCHS[unset[k] - 2][1]}"
+                if unset[k] > 1
+                else f"before {rfc3339(floor)}"
+            )
             found.append(
                 Finding(
                     "clock_unset",
-                    f"recording time {rfc3339(t)} is not a real time "
-                    f"({'just after the reset value ' + _RESET_EPOCHS[unset[k] - 2][1] if unset[k] > 1 else 'before ' + str(rfc3339(floor))})",
+                    f"recording time {rfc3339(t)} is not a real time ({why})",
                     device=devices[i],
                     path=paths[i],
                     start=t,

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shlex
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from custodes import merkle
-from custodes.archive import CATALOG_FILE, Archive, connect
-from custodes.hashing import hash_files
+from custodes.archive import Archive
+from custodes.catalog import Catalog
+from custodes.hashing import HashResult, hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
-from custodes.ledger import LedgerError, parse_checkpoint
+from custodes.ledger import Checkpoint, LedgerError, parse_checkpoint
 
 __all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
 
@@ -90,30 +90,25 @@ def verify(
     archive: Archive, *, workers: int | None = None, progress: Callable[[int, int], None] | None = None
 ) -> VerifyResult:
     result = VerifyResult()
-    fresh = connect(archive.root / CATALOG_FILE)
-    try:
+    with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh)
         _verify_catalog_against_ledger(archive, result)
         _verify_store(archive, result, workers, progress, fresh)
-    finally:
-        fresh.close()
     return result
 
 
 def verify_ledger_only(archive: Archive) -> VerifyResult:
     """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
     result = VerifyResult()
-    fresh = connect(archive.root / CATALOG_FILE)
-    try:
+    with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh)
-    finally:
-        fresh.close()
     _verify_catalog_against_ledger(archive, result)
     return result
 
 
 def _ingest_command(archive: Archive, volume: str | None) -> str:
-    return f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {shlex.quote(os.path.abspath(archive.root))}`"
+    archive_path = shlex.quote(os.path.abspath(archive.root))
+    return f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {archive_path}`"
 
 
 def _entry_ingest(entry: bytes) -> int | None:
@@ -126,41 +121,38 @@ def _entry_ingest(entry: bytes) -> int | None:
     return ingest if isinstance(ingest, int) else None
 
 
-def _verify_ledger(archive: Archive, result: VerifyResult, fresh: sqlite3.Connection) -> None:
-    conn = archive.conn
+def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog) -> None:
     # One snapshot of the catalog for all of this: an ingest running alongside
     # may append entries and sign checkpoints meanwhile.
-    if conn.in_transaction:  # the caller's transaction is the snapshot already
+    with archive.catalog.snapshot():
         _verify_ledger_snapshot(archive, result, fresh)
-        return
-    conn.execute("BEGIN")
-    try:
-        _verify_ledger_snapshot(archive, result, fresh)
-    finally:
-        conn.execute("COMMIT")
 
 
-def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlite3.Connection) -> None:
-    conn = archive.conn
+def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catalog) -> None:
+    """Four passes: the signed checkpoints (catalog rows and files), the latest one, the ledger
+    walked against them, and whether everything after the last signature is work in flight."""
+    checkpoints = _signed_checkpoints(archive, result, fresh)
+    latest = _latest_checkpoint(archive, result)
+    wanted = {s: r for s, r, _ in sorted(checkpoints)}
+    top = max(wanted, default=0)
+    walk = _walk_ledger(archive.catalog, result, wanted, top)
+    _check_unsigned(archive, result, fresh, latest, top, walk)
+
+
+def _signed_checkpoints(archive: Archive, result: VerifyResult, fresh: Catalog) -> list[tuple[int, bytes, str]]:
+    """Every checkpoint the catalog records or ledger/checkpoints/ holds, each checked against its signature."""
     checkpoints: list[tuple[int, bytes, str]] = []
-    for size, root, note in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
+    for size, root, note in archive.catalog.checkpoints.all():
         try:
             cp = parse_checkpoint(note, archive.verifier_key)
         except LedgerError as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint at size {size}: {e}"))
             continue
-        if cp.size != size or cp.root != bytes(root):
+        if cp.size != size or cp.root != root:
             result.findings.append(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint row {size} differs from its signed note")
             )
         checkpoints.append((cp.size, cp.root, note))
-
-    def signed_since(size: int, root: bytes) -> bool:
-        """Signed (by an ingest running alongside) after this verify's snapshot was taken."""
-        return (
-            fresh.execute("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)).fetchone() is not None
-        )
-
     folder = archive.root / "ledger" / "checkpoints"
     files = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
     if not folder.is_dir():
@@ -171,29 +163,44 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
         except (LedgerError, OSError, UnicodeDecodeError) as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
             continue
-        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not signed_since(cp.size, cp.root):
+        # Signed by an ingest running alongside after this verify's snapshot was taken: not a stray.
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not fresh.checkpoints.has(
+            cp.size, cp.root
+        ):
             result.findings.append(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
             )
             checkpoints.append((cp.size, cp.root, cp.note))
-    latest_file = archive.root / "ledger" / "checkpoint"
+    return checkpoints
+
+
+def _latest_checkpoint(archive: Archive, result: VerifyResult) -> Checkpoint | None:
     try:
-        latest = parse_checkpoint(latest_file.read_text(encoding="utf-8"), archive.verifier_key)
+        text = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
+        return parse_checkpoint(text, archive.verifier_key)
     except (LedgerError, OSError) as e:
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
-        latest = None
-    checkpoints.sort()
-    wanted = {s: r for s, r, _ in checkpoints}
-    top = max(wanted, default=0)
+        return None
+
+
+@dataclass
+class _LedgerWalk:
+    """What walking the ledger found beyond the findings: its size, and who wrote what no checkpoint signs."""
+
+    size: int = 0
+    unsigned_by: dict[int, int] = field(default_factory=dict)  # ingest -> its unsigned entries
+    unsigned_other: bool = False  # an unsigned entry that no ingest wrote
+    last_signed_by: int | None = None  # the ingest of the last signed entry
+
+
+def _walk_ledger(catalog: Catalog, result: VerifyResult, wanted: dict[int, bytes], top: int) -> _LedgerWalk:
+    """Every entry against its leaf hash, and every signed size against the root of that many leaves."""
+    walk = _LedgerWalk()
     acc = merkle.Accumulator()
     expected_index = 0
-    # Ingests whose entries no checkpoint signs yet (and whether any other entry is unsigned).
-    unsigned_by: dict[int, int] = {}
-    unsigned_other = False
-    last_signed_by: int | None = None
     if 0 in wanted and acc.root() != wanted[0]:
         result.findings.append(VerifyFinding("checkpoint_mismatch", "the empty-tree checkpoint has a wrong root"))
-    for index, entry, leaf in conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq"):
+    for index, entry, leaf in catalog.ledger.walk():
         if index != expected_index:
             result.findings.append(
                 VerifyFinding(
@@ -203,8 +210,8 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
                 )
             )
             expected_index = index
-        recomputed = merkle.leaf_hash(bytes(entry))
-        if recomputed != bytes(leaf):
+        recomputed = merkle.leaf_hash(entry)
+        if recomputed != leaf:
             result.findings.append(
                 VerifyFinding(
                     "ledger_mismatch", f"ledger entry {index} does not match its leaf hash (edited)", ledger_index=index
@@ -213,11 +220,11 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
         if index >= top:
             by = _entry_ingest(entry)
             if by is None:
-                unsigned_other = True
+                walk.unsigned_other = True
             else:
-                unsigned_by[by] = unsigned_by.get(by, 0) + 1
+                walk.unsigned_by[by] = walk.unsigned_by.get(by, 0) + 1
         elif index == top - 1:
-            last_signed_by = _entry_ingest(entry)
+            walk.last_signed_by = _entry_ingest(entry)
         acc.extend(recomputed)
         expected_index += 1
         if acc.size in wanted and acc.root() != wanted[acc.size]:
@@ -229,25 +236,33 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
                     ledger_index=acc.size - 1,
                 )
             )
-    size = acc.size
-    beyond = [s for s in wanted if s > size]
+    walk.size = acc.size
+    beyond = [s for s in wanted if s > walk.size]
     if beyond:
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
-                f"checkpoints sign {max(beyond)} entries; the ledger has {size} (entries removed)",
+                f"checkpoints sign {max(beyond)} entries; the ledger has {walk.size} (entries removed)",
             )
         )
+    return walk
+
+
+def _check_unsigned(
+    archive: Archive, result: VerifyResult, fresh: Catalog, latest: Checkpoint | None, top: int, walk: _LedgerWalk
+) -> None:
+    """The latest checkpoint and the entries past the last signed one: work in flight, or a rollback."""
     # An ingest is finished once its checkpoint is signed and written (ingest sets finished_ns
     # last): entries and checkpoints of an unfinished one are work in flight, not a rollback.
-    unfinished = dict(conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
-    if latest is not None and latest.size != top and not (latest.size > top and signed_since(latest.size, latest.root)):
-        if latest.size < top and last_signed_by in unfinished:
+    unfinished = archive.catalog.ingests.unfinished()
+    signed_meanwhile = latest is not None and latest.size > top and fresh.checkpoints.has(latest.size, latest.root)
+    if latest is not None and latest.size != top and not signed_meanwhile:
+        if latest.size < top and walk.last_signed_by in unfinished:
             result.findings.append(
                 VerifyFinding(
                     PENDING,
-                    f"ingest {last_signed_by} signed a checkpoint of {top} entries but has not written it out yet "
-                    f"(under way, or interrupted): {_ingest_command(archive, unfinished[last_signed_by])}",
+                    f"ingest {walk.last_signed_by} signed a checkpoint of {top} entries but has not written it out "
+                    f"yet (under way, or interrupted): {_ingest_command(archive, unfinished[walk.last_signed_by])}",
                 )
             )
         else:
@@ -261,35 +276,32 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: sqlit
                     "known to be intact, else restore catalog.sqlite from a backup",
                 )
             )
-    if size > top:
-        if unsigned_by and not unsigned_other and set(unsigned_by) <= set(unfinished):
-            for ingest, count in sorted(unsigned_by.items()):
-                result.findings.append(
-                    VerifyFinding(
-                        PENDING,
-                        f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
-                        f"was interrupted; {_ingest_command(archive, unfinished[ingest])}",
-                    )
-                )
-        else:
+    if walk.size <= top:
+        return
+    if walk.unsigned_by and not walk.unsigned_other and set(walk.unsigned_by) <= set(unfinished):
+        for ingest, count in sorted(walk.unsigned_by.items()):
             result.findings.append(
                 VerifyFinding(
-                    "checkpoint_mismatch",
-                    f"{size - top} ledger entries are not covered by any signed "
-                    "checkpoint (rolled back, or an ingest was interrupted): investigate first (the ingest log, a backup); "
-                    "sign them with `custodes ledger checkpoint` only once the ledger is known to "
-                    "be intact, else restore catalog.sqlite from a backup",
+                    PENDING,
+                    f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
+                    f"was interrupted; {_ingest_command(archive, unfinished[ingest])}",
                 )
             )
+    else:
+        result.findings.append(
+            VerifyFinding(
+                "checkpoint_mismatch",
+                f"{walk.size - top} ledger entries are not covered by any signed "
+                "checkpoint (rolled back, or an ingest was interrupted): investigate first "
+                "(the ingest log, a backup); "
+                "sign them with `custodes ledger checkpoint` only once the ledger is known to "
+                "be intact, else restore catalog.sqlite from a backup",
+            )
+        )
 
 
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
-    conn = archive.conn
-    rows = conn.execute(
-        "SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
-        "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
-    )
-    for seg_id, device, name, raw_name, sha, size, seq, entry in rows:
+    for seg_id, device, name, raw_name, sha, size, seq, entry in archive.catalog.segments.beside_ledger():
         if entry is None:
             result.findings.append(
                 VerifyFinding(
@@ -328,14 +340,12 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
             )
 
 
-def _tombstoned(conn: Any, sha: str) -> bool:
-    row = conn.execute(
-        "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?", (sha,)
-    ).fetchone()
-    if row is None:
+def _tombstoned(catalog: Catalog, sha: str) -> bool:
+    data = catalog.ledger.tombstone_entry(sha)
+    if data is None:
         return False
     try:
-        entry = json.loads(bytes(row[0]))
+        entry = json.loads(data)
     except ValueError:
         return False
     return entry.get("type") == "purge" and entry.get("sha256") == sha
@@ -388,19 +398,15 @@ def _foreign(archive: Archive, path: Path) -> VerifyFinding:
     return VerifyFinding("unexpected", f"file in the store that is not an object: {where}")
 
 
-def _stray(archive: Archive, fresh: sqlite3.Connection, digest: str, path: Path) -> VerifyFinding:
+def _stray(archive: Archive, fresh: Catalog, digest: str, path: Path) -> VerifyFinding:
     """A file in the store that this verify's snapshot of the catalog does not know: `pending` when an
     ingest noted its intent to link it (or recorded it after the snapshot), otherwise `unexpected`."""
     where = path.relative_to(archive.root)
-    if fresh.execute("SELECT 1 FROM objects WHERE sha256 = ?", (digest,)).fetchone() is not None:
+    if fresh.objects.known(digest):
         return VerifyFinding(
             PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time", object=digest
         )
-    row = fresh.execute(
-        "SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
-        "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1",
-        (digest,),
-    ).fetchone()
+    row = fresh.ingests.intent_for(digest)
     if row is None:
         return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
     ingest, volume, finished = row
@@ -425,13 +431,12 @@ def _verify_store(
     result: VerifyResult,
     workers: int | None,
     progress: Callable[[int, int], None] | None,
-    fresh: sqlite3.Connection,
+    fresh: Catalog,
 ) -> None:
-    conn = archive.conn
-    total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
-    segment_of = lambda sha: conn.execute(
-        "SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)
-    ).fetchone()  # noqa: E731
+    """Walk the catalog's objects and the store's files side by side, both in digest order: each
+    recorded object is re-hashed (in batches), each file nobody recorded is a stray."""
+    catalog = archive.catalog
+    total = catalog.objects.total_size()
     foreign: list[Path] = []
     on_disk = _store_digests(archive, foreign)
     current = next(on_disk, None)
@@ -439,7 +444,7 @@ def _verify_store(
     # Objects found intact are stamped batch by batch through a second
     # connection (WAL lets it write while the digest-ordered read is open),
     # so nothing grows with the size of the archive.
-    stamper = connect(archive.root / CATALOG_FILE)
+    stamper = catalog.another()
     done = 0
 
     def flush() -> None:
@@ -449,86 +454,33 @@ def _verify_store(
         verified: list[str] = []
         hashed = hash_files([p for *_, p in batch], archive.policy.algorithms, threads=workers)
         for (sha, size, digests, head, path), r in zip(batch, hashed, strict=True):
-            seg = segment_of(sha)
-            seg_id = seg[0] if seg else None
             result.checked += 1
-            if r.error is not None:
-                kind = "missing" if isinstance(r.error, FileNotFoundError) else "modified"
-                result.findings.append(VerifyFinding(kind, str(r.error), seg_id, sha))
-                continue
-            result.bytes += r.size or 0
-            if r.size is not None and r.size < size:
-                if r.size >= HEAD_BYTES and head_digest(path) == head:
-                    result.findings.append(
-                        VerifyFinding(
-                            "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}", seg_id, sha
-                        )
-                    )
-                else:
-                    result.findings.append(
-                        VerifyFinding(
-                            "modified",
-                            f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)",
-                            seg_id,
-                            sha,
-                        )
-                    )
-            elif r.size != size:
-                result.findings.append(
-                    VerifyFinding(
-                        "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)", seg_id, sha
-                    )
-                )
-            elif any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
-                result.findings.append(VerifyFinding("modified", "object content differs from its digest", seg_id, sha))
-            else:
+            if r.error is None:  # a file that could not be read counts no bytes towards the progress
+                result.bytes += r.size or 0
+                done += size
+            finding = _compare(r, size, digests, head, path)
+            if finding is None:
                 verified.append(sha)
-            done += size
+            else:
+                kind, detail = finding
+                result.findings.append(VerifyFinding(kind, detail, catalog.segments.first_for_object(sha), sha))
         if progress is not None:
             progress(done, total)
         batch.clear()
-        now = time.time_ns()
-        stamper.execute("BEGIN IMMEDIATE")
-        stamper.executemany("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", [(now, v) for v in verified])
-        stamper.execute("COMMIT")
+        with stamper.transaction():
+            stamper.objects.stamp_verified(verified, time.time_ns())
 
-    for sha, size, digests_json, head, purged in conn.execute(
-        "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"
-    ):
+    for sha, size, digests_json, head, purged in catalog.objects.walk():
         while current is not None and current[0] < sha:
             result.findings.append(_stray(archive, fresh, *current))
             current = next(on_disk, None)
-        path = archive.store.path_for(sha)
-        if purged is not None:
-            # A lawful purge leaves a tombstone in the ledger; without one, the object is missing.
-            if not _tombstoned(conn, sha):
-                seg = segment_of(sha)
-                result.findings.append(
-                    VerifyFinding(
-                        "missing",
-                        "object marked purged, but the ledger has no tombstone for it",
-                        seg[0] if seg else None,
-                        sha,
-                    )
-                )
-            elif current is not None and current[0] == sha:
-                # Tombstone in the ledger, bytes still in the store: a purge stopped between the two (a storage
-                # error, a crash). Unfinished work, not tampering; running the purge again removes it.
-                (request,) = conn.execute("SELECT request_id FROM tombstones WHERE sha256 = ?", (sha,)).fetchone()
-                result.findings.append(
-                    VerifyFinding(
-                        PENDING,
-                        f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
-                        f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --request {request}`",
-                        object=sha,
-                    )
-                )
-            if current is not None and current[0] == sha:
-                current = next(on_disk, None)
-            continue
-        if current is not None and current[0] == sha:
+        in_store = current is not None and current[0] == sha
+        if in_store:
             current = next(on_disk, None)
-        batch.append((sha, size, json.loads(digests_json), head, path))
+        if purged is not None:
+            result.findings += _purged_object(archive, sha, in_store)
+            continue
+        batch.append((sha, size, json.loads(digests_json), head, archive.store.path_for(sha)))
         if len(batch) >= BATCH:
             flush()
     flush()
@@ -537,3 +489,46 @@ def _verify_store(
         current = next(on_disk, None)
     result.findings += [_foreign(archive, p) for p in foreign]
     stamper.close()
+
+
+def _compare(r: HashResult, size: int, digests: dict[str, str], head: str, path: Path) -> tuple[str, str] | None:
+    """(kind, detail) of what is wrong with an object re-hashed as ``r``; None when it is intact."""
+    if r.error is not None:
+        return ("missing" if isinstance(r.error, FileNotFoundError) else "modified"), str(r.error)
+    if r.size is not None and r.size < size:
+        if r.size >= HEAD_BYTES and head_digest(path) == head:
+            return "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}"
+        return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
+    if r.size != size:
+        return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"
+    if any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
+        return "modified", "object content differs from its digest"
+    return None
+
+
+def _purged_object(archive: Archive, sha: str, in_store: bool) -> list[VerifyFinding]:
+    """A lawful purge leaves a tombstone in the ledger; without one, the object is missing."""
+    catalog = archive.catalog
+    if not _tombstoned(catalog, sha):
+        return [
+            VerifyFinding(
+                "missing",
+                "object marked purged, but the ledger has no tombstone for it",
+                catalog.segments.first_for_object(sha),
+                sha,
+            )
+        ]
+    if not in_store:
+        return []
+    # Tombstone in the ledger, bytes still in the store: a purge stopped between the two (a storage
+    # error, a crash). Unfinished work, not tampering; running the purge again removes it.
+    request = catalog.retention.tombstone_request(sha)
+    return [
+        VerifyFinding(
+            PENDING,
+            f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
+            f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} "
+            f"--request {request}`",
+            object=sha,
+        )
+    ]

@@ -38,7 +38,8 @@ def _svg(t: dict[str, Any], lang: str) -> str:
     ]
     for task in t["tasks"]:
         parts.append(
-            f'<rect x="{x(task["start"]):.1f}" y="4" width="{max(x(task["end"]) - x(task["start"]), 1):.1f}" height="14" '
+            f'<rect x="{x(task["start"]):.1f}" y="4" '
+            f'width="{max(x(task["end"]) - x(task["start"]), 1):.1f}" height="14" '
             f'fill="none" stroke="#1565c0"><title>{_e(label("task_window", lang))} {_e(task["task"])}</title></rect>'
         )
         for a, b in task["unexplained"]:
@@ -90,7 +91,8 @@ def _task_svg(task: dict[str, Any], lang: str) -> str:
         parts.append(f'<text x="2" y="{y + 13}" font-size="9">{_e(d)}</text>')
         for s, e in task["devices"][d]:
             parts.append(
-                f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" fill="#2e7d32" opacity="0.8"/>'
+                f'<rect x="{x(s):.1f}" y="{y}" width="{max(x(e) - x(s), 1):.1f}" height="{row - 4}" '
+                'fill="#2e7d32" opacity="0.8"/>'
             )
     y = 20 + row * len(devices)
     for s, e in task["unexplained"]:
@@ -152,7 +154,8 @@ def render_html_text(report: dict[str, Any]) -> str:
         + _e(L("unexplained_gaps"))
         + "</th></tr>"
         + "".join(
-            f"<tr><td>{_e(t['task'])}</td><td>{100 * t['covered_share']:.1f}%</td><td>{100 * t['two_device_share']:.1f}%</td>"
+            f"<tr><td>{_e(t['task'])}</td><td>{100 * t['covered_share']:.1f}%</td>"
+            f"<td>{100 * t['two_device_share']:.1f}%</td>"
             f"<td>{t['unexplained']}</td></tr>"
             for t in c["tasks"]
         )
@@ -223,7 +226,8 @@ def render_html_text(report: dict[str, Any]) -> str:
     page_note = f"{report['archive']['id']} · {cp['root'][:16]} · {report['generated']}"
     css = f"""
       body {{ font-family: "Noto Sans CJK SC", "Noto Sans CJK", sans-serif; font-size: 10pt; }}
-      table {{ border-collapse: collapse; margin: 4pt 0 10pt; }} th, td {{ border: 1px solid #999; padding: 2pt 6pt; text-align: left; }}
+      table {{ border-collapse: collapse; margin: 4pt 0 10pt; }}
+      th, td {{ border: 1px solid #999; padding: 2pt 6pt; text-align: left; }}
       h1 {{ font-size: 16pt; }} h2 {{ font-size: 12pt; margin-top: 14pt; }}
       @page {{ size: A4; margin: 18mm 14mm;
         @top-center {{ content: "{_e(page_note)}"; font-size: 7pt; }}

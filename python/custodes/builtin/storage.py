@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from custodes._durable import fsync_dir
 from custodes._faults import storage_op
 from custodes.errors import CustodesError
 from custodes.hookspecs import hookimpl
@@ -38,37 +39,6 @@ class StoredObject:
     digest: str
     path: Path
     size: int
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        storage_op("fsync", path)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether the process that named a temp file (``<pid>-...``) still runs: a dead one's
-    temps are leftovers to clean, a live one's are work in flight (another user's counts as live)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's bytes to the storage (the one fsync of a file the archive writes)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        storage_op("fsync", path)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore:

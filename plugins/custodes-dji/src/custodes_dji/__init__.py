@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import timeline
+from custodes.defaults import NS
 from custodes.drivers import (
     Driver,
     DriverOptionError,
@@ -26,7 +27,6 @@ from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver
 
 __version__ = "0.1.0"
-NS = 1_000_000_000
 MAX_SIDECAR = 64 << 20
 
 _CUE = re.compile(r"^(\d+):(\d{2}):(\d{2})[,.](\d{3})\s*-->\s*(\d+):(\d{2}):(\d{2})[,.](\d{3})")

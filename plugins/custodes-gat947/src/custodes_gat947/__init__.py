@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import timeline
+from custodes.defaults import NS
 from custodes.drivers import (
     ClockReading,
     DeviceEvent,
@@ -33,7 +34,6 @@ DEFAULT_TZ = "Asia/Shanghai"
 IDENTITY_FILE = "GAT947_ID.TXT"
 CLOCK_FILE = "DOCKCLOCK.TXT"
 EVENT_FILE = "EVENTS.LOG"
-NS = 1_000_000_000
 
 _FIELDS = {
     "officer": r"(?P<officer>[0-9A-Za-z]+)",

@@ -8,10 +8,11 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from custodes.defaults import NS
 from custodes.drivers import (
     ClockReading,
     Driver,
@@ -27,7 +28,6 @@ from custodes.media import MediaInfo
 from custodes.plugins import DeviceDriver
 
 __version__ = "0.1.0"
-NS = 1_000_000_000
 QUARTER_HOUR = 900 * NS
 CHAPTER_NAME = re.compile(r"^(?:G[HXP](?P<chapter>\d{2})|GOPR)(?P<number>\d{4})\.MP4$", re.IGNORECASE)
 MAX_DEPTH = 8
