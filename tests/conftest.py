@@ -1,18 +1,24 @@
-"""Shared fixtures: the real test data and a way to run the real CLI."""
+"""The suite's fixtures, each defined once. Plain helpers (running the CLI, the test data, the tamper matrix ...)
+are in helpers.py.
+
+Archives come in two kinds: ``archive`` is an open ``Archive`` object for library tests; ``cli_archive`` and
+``two_clip_archive`` are paths to archives made through the CLI, and ``make_cli_archive`` makes more of them.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
-FOOTAGE = DATA / "footage"
+from custodes.archive import init_archive
+from helpers import FOOTAGE, PEOPLE, PEOPLE_AND_ROOT, THREE_RECORDINGS, as_, build_cli_archive, request
+
+if TYPE_CHECKING:
+    from custodes.archive import Archive
 
 
 @pytest.fixture
@@ -23,50 +29,82 @@ def footage_files() -> list[Path]:
     return files
 
 
-def run_cli(
-    *args: str | Path,
-    cwd: Path | None = None,
-    input: bytes | None = None,
-    obey_permissions: bool = False,
-    user: str | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[Archive]:
+    """An open, empty ``Archive`` object at ``tmp_path/archive`` (library tests), closed after the test."""
+    a = init_archive(tmp_path / "archive")
+    yield a
+    a.close()
 
-    ``obey_permissions``: when the tests run as root (CI does), drop the
-    capabilities that let root read anything, so file modes apply as they
-    would to a custodian's account. ``user``: the operating-system user the
-    command sees (custody commands take identity from it).
-    """
-    prefix = []
-    if obey_permissions and os.geteuid() == 0:
-        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    env = None if user is None else {**os.environ, "LOGNAME": user, "USER": user}  # what getpass.getuser() reads
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        timeout=300,
-        env=env,
+
+@pytest.fixture
+def dcim_volume(tmp_path: Path) -> Path:
+    """A volume ``tmp_path/BWC0001`` with three real recordings in DCIM/: a.mp4, b.mov, c.mp4."""
+    vol = tmp_path / "BWC0001"
+    for i, name in enumerate(["a.mp4", "b.mov", "c.mp4"]):
+        src = [
+            FOOTAGE / "encoders" / "androidx-sample.mp4",
+            FOOTAGE / "phones" / "bt601.mov",
+            FOOTAGE / "gopro" / "karma.mp4",
+        ][i]
+        (vol / "DCIM").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, vol / "DCIM" / name)
+    return vol
+
+
+@pytest.fixture
+def make_cli_archive(tmp_path: Path) -> Callable[..., Path]:
+    """A factory: ``make_cli_archive(name="archive", **kw)`` is the path of a CLI-made archive at ``tmp_path/name``;
+    ``kw`` as for ``helpers.build_cli_archive`` (people, recordings, volume, init_args, driver, ingest_exit)."""
+
+    def make(name: str = "archive", **kw: object) -> Path:
+        return build_cli_archive(tmp_path / name, **kw)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def cli_archive(make_cli_archive: Callable[..., Path]) -> Path:
+    """The path of a CLI-made archive ``tmp_path/archive`` with the custody people (helpers.PEOPLE) and three
+    recordings (segments 1-3) ingested from ``tmp_path/BWC0001``."""
+    # exit 1: the 2016 footage is a late ingest, and go-mp4-sample has no clock
+    return make_cli_archive(recordings=THREE_RECORDINGS, ingest_exit=(1,))
+
+
+@pytest.fixture
+def two_clip_archive(make_cli_archive: Callable[..., Path]) -> Path:
+    """The path of a CLI-made archive ``tmp_path/archive`` with helpers.PEOPLE_AND_ROOT and two recordings
+    (androidx-sample, go-mp4-sample) ingested from ``tmp_path/BWC0001``."""
+    return make_cli_archive(people=PEOPLE_AND_ROOT, recordings=THREE_RECORDINGS[:2], ingest_exit=(0, 1))
+
+
+@pytest.fixture
+def case_bag(cli_archive: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A real export of case C-7 (segments 1 and 3 of ``cli_archive``) by carol: the bag folder and its disc image."""
+    policy = cli_archive / "custodes.toml"
+    assert PEOPLE in policy.read_text()
+    assert (
+        as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1", "--segment", "3").returncode
+        == 0
     )
-
-
-def peer(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run an independent tool (sha256sum, b3sum, openssl ...) for cross-checking."""
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, timeout=300)
-
-
-@contextmanager
-def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A real small file system (tmpfs) mounted on ``folder`` for the test, unmounted after it:
-    a full disk, a USB stick's root. Skips the test where mounting is not allowed (not root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    folder.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
+    rid = request(cli_archive, "carol", 1, 3, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    bag = tmp_path / "bag-C-7"
+    iso = tmp_path / "C-7.iso"
+    out = as_(
+        "carol",
+        "export",
+        cli_archive,
+        "--case",
+        "C-7",
+        "--request",
+        rid,
+        "--to",
+        bag,
+        "--iso",
+        iso,
+        "--description",
+        "Body camera footage of the stop",
+    )
+    assert out.returncode == 0, out.stderr
+    return bag, iso

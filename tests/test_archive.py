@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, run_cli
 from custodes.archive import init_archive, open_archive
 from custodes.ingest import ingest
 from custodes.verify import verify
 from footage import T0, make_clip
+from helpers import FOOTAGE, TAMPERS, run_cli
 
 
 def tree_digest(root: Path) -> dict[str, tuple[int, str]]:
@@ -28,27 +28,6 @@ def tree_digest(root: Path) -> dict[str, tuple[int, str]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-@pytest.fixture
-def archive(tmp_path: Path):
-    a = init_archive(tmp_path / "archive")
-    yield a
-    a.close()
-
-
-@pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    vol = tmp_path / "BWC0001"
-    for i, name in enumerate(["a.mp4", "b.mov", "c.mp4"]):
-        src = [
-            FOOTAGE / "encoders" / "androidx-sample.mp4",
-            FOOTAGE / "phones" / "bt601.mov",
-            FOOTAGE / "gopro" / "karma.mp4",
-        ][i]
-        (vol / "DCIM").mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, vol / "DCIM" / name)
-    return vol
 
 
 def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
@@ -106,13 +85,14 @@ def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> Non
     assert verify(archive).ok
 
 
-def test_cli_init_ingest_verify(tmp_path: Path, volume: Path) -> None:
+def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
     arch = tmp_path / "cli-archive"
     assert run_cli("init", arch).returncode == 0
     assert run_cli("init", arch).returncode == 2  # never over an existing archive
-    out = run_cli("ingest", volume, "--archive", arch, "--json")
+    out = run_cli("ingest", dcim_volume, "--archive", arch, "--json")
     report = json.loads(out.stdout)
-    # Exit 1: the real footage was recorded years ago, so each recording is a late ingest, and years lie between them (gap); nothing else.
+    # Exit 1: the real footage was recorded years ago, so each recording is a late ingest, and years lie between
+    # them (gap); nothing else.
     assert out.returncode == 1 and {f["kind"] for f in report["findings"]} == {"gap", "late_ingest"}
     assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
     v = run_cli("verify", arch, "--json", "--workers", "2")
@@ -120,25 +100,25 @@ def test_cli_init_ingest_verify(tmp_path: Path, volume: Path) -> None:
     assert json.loads(v.stdout) == {
         "ok": True,
         "checked": 3,
-        "bytes": sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()),
+        "bytes": sum(p.stat().st_size for p in dcim_volume.rglob("*") if p.is_file()),
         "findings": [],
     }
     assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
     assert run_cli("ledger", "verify", arch).returncode == 0
 
 
-def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> None:
+def test_two_ingests_at_once_stay_consistent(tmp_path: Path, dcim_volume: Path) -> None:
     arch = tmp_path / "shared"
     init_archive(arch).close()
     other = tmp_path / "BWC0002"
-    shutil.copytree(volume, other)
+    shutil.copytree(dcim_volume, other)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "custodes", "ingest", str(v), "--archive", str(arch), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for v in (volume, other, volume)
+        for v in (dcim_volume, other, dcim_volume)
     ]
     outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
     assert [p.returncode for p in procs] == [1, 1, 1]  # late_ingest and gap findings only, never an error
@@ -157,140 +137,11 @@ def test_two_ingests_at_once_stay_consistent(tmp_path: Path, volume: Path) -> No
 # ---- the tamper matrix ---------------------------------------------------------------
 
 
-def _object(a, n=0) -> Path:
-    return sorted(o.path for o in a.store.list())[n]
-
-
-def _writable(p: Path) -> None:
-    p.chmod(0o644)
-
-
-def flip(where: str):
-    def tamper(a, tmp: Path) -> None:
-        p = _object(a)
-        _writable(p)
-        data = bytearray(p.read_bytes())
-        i = {"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]
-        data[i] ^= 0x01
-        p.write_bytes(bytes(data))
-
-    return tamper
-
-
-def truncate(a, tmp):
-    p = _object(a)
-    _writable(p)
-    os.truncate(p, p.stat().st_size - 100)
-
-
-def extend(a, tmp):
-    p = _object(a)
-    _writable(p)
-    with open(p, "ab") as f:
-        f.write(b"appended")
-
-
-def delete(a, tmp):
-    p = _object(a)
-    p.unlink()
-
-
-def replace_with_other(a, tmp):
-    p = _object(a)
-    _writable(p)
-    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", p)
-
-
-def stray(a, tmp):
-    p = a.store.objects / "ab" / "cd" / ("ab" + "cd" + "0" * 60)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(b"planted")
-
-
-def _catalog_edit(a, tmp):
-    import hashlib
-
-    p = _object(a)
-    old = p.name
-    data = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
-    new = hashlib.sha256(data).hexdigest()
-    from custodes import _core
-
-    b3 = _core.hash_bytes(["blake3"], data)[0].hex()
-    target = a.store.path_for(new)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    _writable(p)
-    p.unlink()
-    a.conn.execute("PRAGMA foreign_keys=OFF")  # the attacker edits the database file directly
-    with a.transaction() as c:
-        c.execute(
-            "UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
-            (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old),
-        )
-        c.execute("UPDATE segments SET sha256 = ?, size = ? WHERE sha256 = ?", (new, len(data), old))
-
-
-def _ledger_edit(a, tmp):
-    with a.transaction() as c:
-        entry = json.loads(c.execute("SELECT entry FROM ledger WHERE seq = 1").fetchone()[0])
-        entry["name"] = "innocent.mp4"
-        data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-        from custodes import merkle
-
-        c.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = 1", (data, merkle.leaf_hash(data)))
-
-
-def _ledger_delete(a, tmp):
-    with a.transaction() as c:
-        c.execute("DELETE FROM ledger WHERE seq = 1")
-
-
-def _ledger_reorder(a, tmp):
-    with a.transaction() as c:
-        rows = c.execute("SELECT seq, entry, leaf FROM ledger WHERE seq IN (0, 1)").fetchall()
-        c.execute("DELETE FROM ledger WHERE seq IN (0, 1)")
-        c.execute("INSERT INTO ledger VALUES (0, ?, ?)", (rows[1][1], rows[1][2]))
-        c.execute("INSERT INTO ledger VALUES (1, ?, ?)", (rows[0][1], rows[0][2]))
-
-
-def _checkpoint_rollback(a, tmp):
-    older = sorted((a.root / "ledger" / "checkpoints").iterdir(), key=lambda p: int(p.name))[0]
-    (a.root / "ledger" / "checkpoint").write_text(older.read_text())
-
-
-def _checkpoint_and_ledger_rollback(a, tmp):
-    """Drop the last entry and every newer checkpoint: the catalog row still points at the entry."""
-    with a.transaction() as c:
-        c.execute("DELETE FROM ledger WHERE seq = 2")
-        c.execute("DELETE FROM checkpoints WHERE size = 3")
-    (a.root / "ledger" / "checkpoints" / "3").unlink()
-    _checkpoint_rollback(a, tmp)
-
-
-TAMPERS = {
-    "bit_flip_start": (flip("start"), "modified"),
-    "bit_flip_middle": (flip("middle"), "modified"),
-    "bit_flip_end": (flip("end"), "modified"),
-    "truncated": (truncate, "truncated"),
-    "extended": (extend, "modified"),
-    "deleted": (delete, "missing"),
-    "replaced": (replace_with_other, "modified"),
-    "stray_file": (stray, "unexpected"),
-    "catalog_row_edited_to_match": (_catalog_edit, "ledger_mismatch"),
-    "ledger_entry_edited": (_ledger_edit, "checkpoint_mismatch"),
-    "ledger_entry_deleted": (_ledger_delete, "ledger_mismatch"),
-    "ledger_entries_reordered": (_ledger_reorder, "checkpoint_mismatch"),
-    "checkpoint_rolled_back": (_checkpoint_rollback, "checkpoint_mismatch"),
-    "ledger_and_checkpoint_rolled_back": (_checkpoint_and_ledger_rollback, "ledger_mismatch"),
-}
-
-
 @pytest.mark.parametrize("name", TAMPERS)
-def test_tamper_matrix(tmp_path: Path, volume: Path, name: str) -> None:
+def test_tamper_matrix(tmp_path: Path, dcim_volume: Path, name: str) -> None:
     arch = tmp_path / "archive"
     a = init_archive(arch)
-    for i, f in enumerate(sorted((volume / "DCIM").iterdir())):  # one ingest per file: several checkpoints
+    for i, f in enumerate(sorted((dcim_volume / "DCIM").iterdir())):  # one ingest per file: several checkpoints
         single = tmp_path / f"vol{i}" / "BWC0001"
         single.mkdir(parents=True)
         shutil.copy(f, single / f.name)
@@ -310,13 +161,13 @@ def test_tamper_matrix(tmp_path: Path, volume: Path, name: str) -> None:
         assert f["segment"] is not None and f["object"]
 
 
-def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path) -> None:
+def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, dcim_volume: Path) -> None:
     arch = tmp_path / "archive"
     init_archive(arch).close()
-    (volume / "DCIM" / "b.mov").chmod(0)
+    (dcim_volume / "DCIM" / "b.mov").chmod(0)
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     out = subprocess.run(
-        [*prefix, sys.executable, "-m", "custodes", "ingest", str(volume), "--archive", str(arch), "--json"],
+        [*prefix, sys.executable, "-m", "custodes", "ingest", str(dcim_volume), "--archive", str(arch), "--json"],
         capture_output=True,
     )
     report = json.loads(out.stdout)
@@ -324,8 +175,8 @@ def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path)
     assert report["failed"] == ["DCIM/b.mov"] and sorted(report["stored"]) == ["DCIM/a.mp4", "DCIM/c.mp4"]
     failed = next(f for f in report["findings"] if f["kind"] == "ingest_failed")
     assert "permission denied" in failed["message"]
-    (volume / "DCIM" / "b.mov").chmod(0o644)
-    rerun = run_cli("ingest", volume, "--archive", arch, "--json")
+    (dcim_volume / "DCIM" / "b.mov").chmod(0o644)
+    rerun = run_cli("ingest", dcim_volume, "--archive", arch, "--json")
     again = json.loads(rerun.stdout)
     assert rerun.returncode == 1 and {f["kind"] for f in again["findings"]} == {"gap", "late_ingest"}
     assert again["stored"] == ["DCIM/b.mov"] and len(again["already_present"]) == 2
@@ -333,10 +184,10 @@ def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, volume: Path)
         assert verify(a).ok
 
 
-def test_missing_catalog_or_checkpoints_are_reported(tmp_path: Path, volume: Path) -> None:
+def test_missing_catalog_or_checkpoints_are_reported(tmp_path: Path, dcim_volume: Path) -> None:
     arch = tmp_path / "archive"
     with init_archive(arch) as a:
-        ingest(a, volume)
+        ingest(a, dcim_volume)
     shutil.rmtree(arch / "ledger" / "checkpoints")
     out = run_cli("verify", arch, "--json")
     assert out.returncode == 1
@@ -359,10 +210,10 @@ def test_broken_policy_is_a_clear_error(tmp_path: Path) -> None:
     assert b"cannot read the policy" in run_cli("verify", arch).stderr
 
 
-def test_volume_and_archive_must_not_overlap(tmp_path: Path, volume: Path) -> None:
-    inside = volume / "archive"
+def test_volume_and_archive_must_not_overlap(tmp_path: Path, dcim_volume: Path) -> None:
+    inside = dcim_volume / "archive"
     assert run_cli("init", inside).returncode == 0
-    out = run_cli("ingest", volume, "--archive", inside)
+    out = run_cli("ingest", dcim_volume, "--archive", inside)
     assert out.returncode == 2 and b"the archive is inside the volume" in out.stderr
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
@@ -414,12 +265,12 @@ def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
         "objects/sha256/{first}/{other_digest}",
     ],
 )
-def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, volume: Path, where: str) -> None:
+def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, dcim_volume: Path, where: str) -> None:
     """A planted file never throws the digest-ordered walk off: every object is still re-hashed, and the
     file is exactly one `unexpected` finding (never `pending` objects, never silence)."""
     arch = tmp_path / "archive"
     with init_archive(arch) as a:
-        ingest(a, volume)
+        ingest(a, dcim_volume)
         objects = sorted(o.path for o in a.store.list())
     first = objects[0].parent.relative_to(arch / "objects" / "sha256")
     other = objects[-1].name  # a real digest, planted in another object's folder

@@ -2,7 +2,7 @@
 and a malformed bag is INVALID with a reason naming the file and line, never a traceback.
 
 Bags come from bagit-python (``bagit.make_bag``) or are made by hand here, one per rule; custody cases start from
-a real export (the ``case_bag`` fixture of test_export.py).
+a real export (the ``case_bag`` fixture of conftest.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import bagit
 import pytest
 
-from conftest import run_cli
-from test_custody import archive as archive  # noqa: F401  (the archive fixture with two ingested recordings)
-from test_custody import as_, request
-from test_export import case_bag as case_bag  # noqa: F401  (a real export of case C-7)
+from helpers import FOOTAGE, PEOPLE, as_, request, run_cli
 
 SECRET = b"the secret outside the bag\n"
 FIRST = hashlib.sha256(b"first\n").hexdigest()
@@ -265,8 +263,8 @@ def test_tag_manifest_path_outside_the_bag_is_an_error_and_never_read(tmp_path: 
     rc, out = validate(bag)
     assert rc == 1
     assert (
-        "invalid: tagmanifest-sha256.txt line 4: path '../secret.fifo' climbs out with .., which leaves the bag; not read"
-        in out
+        "invalid: tagmanifest-sha256.txt line 4: path '../secret.fifo' climbs out with .., "
+        "which leaves the bag; not read" in out
     )
     assert (
         f"invalid: tagmanifest-sha256.txt line 5: path '{fifo}' is an absolute path, which leaves the bag; not read"
@@ -370,7 +368,7 @@ def test_malformed_tag_files_are_invalid_with_file_and_line(tmp_path: Path) -> N
         assert rc == 1 and expected in out, (name, content, out)
 
 
-def test_payload_oxum_is_checked(case_bag: tuple[Path, Path]) -> None:  # noqa: F811
+def test_payload_oxum_is_checked(case_bag: tuple[Path, Path]) -> None:
     bag, _ = case_bag
     info = bag / "bag-info.txt"
     text = info.read_text()
@@ -389,7 +387,7 @@ def test_payload_oxum_is_checked(case_bag: tuple[Path, Path]) -> None:  # noqa: 
 # --- custody folders of the wrong shape ----------------------------------------------------------------------------
 
 
-def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) -> None:  # noqa: F811
+def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) -> None:
     bag, _ = case_bag
     custody = bag / "custody"
     entries = custody / "ledger-entries.jsonl"
@@ -429,7 +427,8 @@ def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) 
         (
             "ledger-entries.jsonl",
             json.dumps({"index": first["index"], "entry": "e30="}).encode() + b"\n",
-            f"custody/ledger-entries.jsonl line 1: ledger entry {first['index']} is not proven in the signed checkpoint",
+            f"custody/ledger-entries.jsonl line 1: ledger entry {first['index']} "
+            "is not proven in the signed checkpoint",
         ),
         ("inclusion-proofs.json", b'{"index": 0}', "custody/inclusion-proofs.json: not a JSON list of proofs"),
         (
@@ -467,14 +466,14 @@ def test_malformed_custody_is_invalid_and_says_why(case_bag: tuple[Path, Path]) 
 # --- export --to: never onto a file, never into another bag ---------------------------------------------------------
 
 
-def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(archive: Path, tmp_path: Path) -> None:  # noqa: F811
-    assert as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1").returncode == 0
-    rid = request(archive, "carol", 1, purpose="export")
-    assert as_("bob", "access", "approve", archive, rid).returncode == 0
+def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(cli_archive: Path, tmp_path: Path) -> None:
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
 
     def logged() -> list[str]:
         """The types of the ledger entries: an export (and its access) is logged only when the bag is written."""
-        db = sqlite3.connect(f"file:{archive / 'catalog.sqlite'}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{cli_archive / 'catalog.sqlite'}?mode=ro", uri=True)
         try:
             return [json.loads(bytes(e))["type"] for (e,) in db.execute("SELECT entry FROM ledger ORDER BY seq")]
         finally:
@@ -493,7 +492,7 @@ def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(archiv
         (dangling, "exists and is not a folder"),
         (a_file / "bag", f"{a_file} is not a folder; give --to a new folder in a writable place"),
     ):
-        out = as_("carol", "export", archive, "--case", "C-7", "--request", rid, "--to", to)
+        out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", to)
         assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
         assert f"{to}: {expected}".encode() in out.stderr
     assert a_file.read_bytes() == b"someone's notes\n"
@@ -502,12 +501,12 @@ def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(archiv
     assert logged() == before  # nothing was logged: the refusals come before the access check and the export
     empty = tmp_path / "empty"
     empty.mkdir()
-    out = as_("carol", "export", archive, "--case", "C-7", "--request", rid, "--to", empty)
+    out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", empty)
     assert out.returncode == 0, out.stderr
     assert validate(empty)[0] == 0 and logged() == [*before, "access_export", "export"]
 
 
-def test_random_damage_to_any_tag_file_is_a_problem_never_a_crash(case_bag: tuple[Path, Path]) -> None:  # noqa: F811
+def test_random_damage_to_any_tag_file_is_a_problem_never_a_crash(case_bag: tuple[Path, Path]) -> None:
     """A seeded sweep of flipped, inserted and cut bytes over every tag file of a real export, validated in
     process (the CLI cases above show the exit codes): never an exception, and since the tag manifest covers
     every other tag file, every damaged bag is invalid."""
@@ -539,15 +538,10 @@ def test_random_damage_to_any_tag_file_is_a_problem_never_a_crash(case_bag: tupl
     assert validate_bag(bag).valid
 
 
-def test_export_of_a_recording_whose_name_is_not_utf8(tmp_path: Path) -> None:
+def test_export_of_a_recording_whose_name_is_not_utf8(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
     """A file name that is not UTF-8 is evidence like any other (issue 10): its bag path is UTF-8 (the
     manifest is text), its bytes are the recording's, and the bag is valid to custodes and bagit-python."""
-    from conftest import FOOTAGE
-    from test_custody import PEOPLE
-
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    arch = make_cli_archive(people=PEOPLE)
     vol = tmp_path / "BWC0003"
     vol.mkdir()
     source = FOOTAGE / "encoders" / "androidx-sample.mp4"

@@ -23,27 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, peer, run_cli, small_tmpfs
 from custodes.hashing import clamp_workers, max_workers
-
-PEOPLE = """
-[people]
-alice = "custodian"
-bob = "approver"
-carol = "viewer"
-root = "custodian"
-"""
-
-
-def one_line_error(out: subprocess.CompletedProcess[bytes], pattern: str, code: int = 2) -> str:
-    """The command failed with ``code`` and exactly one ``custodes: ...`` line matching ``pattern``."""
-    err = out.stderr.decode("utf-8", "replace")
-    assert out.returncode == code, (out.stdout, err)
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("custodes: "), err
-    assert re.search(pattern, lines[0]), lines[0]
-    return lines[0]
+from helpers import (
+    FOOTAGE,
+    PEOPLE_AND_ROOT,
+    THREE_RECORDINGS,
+    build_cli_archive,
+    catalog_rows,
+    one_line_error,
+    peer,
+    run_cli,
+    small_tmpfs,
+)
 
 
 def bad_option(out: subprocess.CompletedProcess[bytes], option: str, pattern: str) -> None:
@@ -54,29 +45,8 @@ def bad_option(out: subprocess.CompletedProcess[bytes], option: str, pattern: st
     assert re.search(rf"Invalid value for '{re.escape(option)}': {pattern}", err), err
 
 
-def make_archive(root: Path, vol_parent: Path) -> Path:
-    assert run_cli("init", root).returncode == 0
-    (root / "custodes.toml").write_text((root / "custodes.toml").read_text() + PEOPLE)
-    vol = vol_parent / "BWC0001"
-    vol.mkdir()
-    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "androidx-sample.mp4")
-    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", vol / "go-mp4-sample.mp4")
-    assert run_cli("ingest", vol, "--archive", root, "--driver", "generic").returncode in (0, 1)
-    return root
-
-
-@pytest.fixture
-def archive(tmp_path: Path) -> Path:
-    return make_archive(tmp_path / "archive", tmp_path)
-
-
 def objects(arch: Path) -> dict[str, bytes]:
     return {str(p.relative_to(arch)): p.read_bytes() for p in sorted((arch / "objects").rglob("*")) if p.is_file()}
-
-
-def catalog_rows(arch: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(arch / "catalog.sqlite") as conn:
-        return conn.execute(sql).fetchall()
 
 
 # 1 and 3: one mapping for every command; a damaged catalog, a missing verifier key, no checkpoint.
@@ -86,52 +56,52 @@ def catalog_rows(arch: Path, sql: str) -> list[tuple]:
     "command",
     [["verify"], ["ledger", "verify"], ["ledger", "checkpoint"], ["retention", "status"], ["task", "coverage"]],
 )
-def test_corrupt_catalog_is_one_line_naming_it(archive: Path, command: list[str]) -> None:
-    stored = objects(archive)
+def test_corrupt_catalog_is_one_line_naming_it(two_clip_archive: Path, command: list[str]) -> None:
+    stored = objects(two_clip_archive)
     for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
-        (archive / side).unlink(missing_ok=True)
-    (archive / "catalog.sqlite").write_bytes(b"\x13\x37 not sqlite at all " * 300)
-    out = run_cli(*command, archive)
+        (two_clip_archive / side).unlink(missing_ok=True)
+    (two_clip_archive / "catalog.sqlite").write_bytes(b"\x13\x37 not sqlite at all " * 300)
+    out = run_cli(*command, two_clip_archive)
     one_line_error(
         out,
-        rf"the catalog is damaged: file is not a database \({re.escape(str(archive / 'catalog.sqlite'))}\): "
+        rf"the catalog is damaged: file is not a database \({re.escape(str(two_clip_archive / 'catalog.sqlite'))}\): "
         "restore catalog.sqlite from a backup",
     )
-    assert objects(archive) == stored  # the evidence is untouched
+    assert objects(two_clip_archive) == stored  # the evidence is untouched
 
 
-def test_missing_verifier_key(archive: Path) -> None:
-    (archive / "keys" / "checkpoint.vkey").unlink()
+def test_missing_verifier_key(two_clip_archive: Path) -> None:
+    (two_clip_archive / "keys" / "checkpoint.vkey").unlink()
     for command in (
-        ["verify", archive],
-        ["ledger", "proof", archive, "--entry", "0"],
-        ["report", archive, "--out", archive.parent / "r.json"],
+        ["verify", two_clip_archive],
+        ["ledger", "proof", two_clip_archive, "--entry", "0"],
+        ["report", two_clip_archive, "--out", two_clip_archive.parent / "r.json"],
     ):
         one_line_error(
             run_cli(*command), r"keys/checkpoint\.vkey: the verifier key is missing; restore it from a backup"
         )
-    assert not (archive.parent / "r.json").exists()
+    assert not (two_clip_archive.parent / "r.json").exists()
 
 
-def test_ledger_proof_without_a_checkpoint(archive: Path) -> None:
-    (archive / "ledger" / "checkpoint").unlink()
+def test_ledger_proof_without_a_checkpoint(two_clip_archive: Path) -> None:
+    (two_clip_archive / "ledger" / "checkpoint").unlink()
     one_line_error(
-        run_cli("ledger", "proof", archive, "--entry", "0"),
+        run_cli("ledger", "proof", two_clip_archive, "--entry", "0"),
         r"ledger/checkpoint: no signed checkpoint to prove against; .*`custodes ledger checkpoint`",
     )
-    assert run_cli("ledger", "checkpoint", archive).returncode == 0
-    proof = run_cli("ledger", "proof", archive, "--entry", "0")
+    assert run_cli("ledger", "checkpoint", two_clip_archive).returncode == 0
+    proof = run_cli("ledger", "proof", two_clip_archive, "--entry", "0")
     assert proof.returncode == 0 and json.loads(proof.stdout)["inclusion"]["index"] == 0
 
 
-def test_permission_denied_on_the_catalog_is_one_line(archive: Path) -> None:
-    (archive / "catalog.sqlite").chmod(0o444)
-    archive.chmod(0o555)
+def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) -> None:
+    (two_clip_archive / "catalog.sqlite").chmod(0o444)
+    two_clip_archive.chmod(0o555)
     try:
         out = run_cli(
             "retention",
             "hold",
-            archive,
+            two_clip_archive,
             "--segment",
             "1",
             "--reason",
@@ -140,14 +110,14 @@ def test_permission_denied_on_the_catalog_is_one_line(archive: Path) -> None:
             user="alice",
         )
     finally:
-        archive.chmod(0o755)
-        (archive / "catalog.sqlite").chmod(0o644)
+        two_clip_archive.chmod(0o755)
+        (two_clip_archive / "catalog.sqlite").chmod(0o644)
     one_line_error(
         out,
-        rf"cannot write the catalog: .*readonly database \({re.escape(str(archive))}/catalog\.sqlite\): "
+        rf"cannot write the catalog: .*readonly database \({re.escape(str(two_clip_archive))}/catalog\.sqlite\): "
         "run as the account that keeps the archive",
     )
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM holds") == [(0,)]
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
@@ -203,7 +173,13 @@ def fill(disk: Path) -> Path:
 
 
 def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
-    arch = make_archive(small_disk / "archive", tmp_path)
+    arch = build_cli_archive(
+        small_disk / "archive",
+        people=PEOPLE_AND_ROOT,
+        recordings=THREE_RECORDINGS[:2],
+        volume=tmp_path / "BWC0001",
+        ingest_exit=(0, 1),
+    )
     before = objects(arch)
     segments = catalog_rows(arch, "SELECT id, sha256 FROM segments ORDER BY id")
     ledger_size = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
@@ -254,36 +230,38 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
 # 4: one int64-ns rule for every time and duration.
 
 
-def test_durations_that_are_not_finite_or_too_long(archive: Path, tmp_path: Path) -> None:
-    out = run_cli("access", "request", archive, "--segment", "1", "--reason", "complaint 7", "--json", user="carol")
+def test_durations_that_are_not_finite_or_too_long(two_clip_archive: Path, tmp_path: Path) -> None:
+    out = run_cli(
+        "access", "request", two_clip_archive, "--segment", "1", "--reason", "complaint 7", "--json", user="carol"
+    )
     rid = str(json.loads(out.stdout)["id"])
     bad_option(
-        run_cli("access", "approve", archive, rid, "--hours", "inf", user="bob"),
+        run_cli("access", "approve", two_clip_archive, rid, "--hours", "inf", user="bob"),
         "--hours",
         "'inf' is not a finite number",
     )
     bad_option(
-        run_cli("access", "approve", archive, rid, "--hours", "nan", user="bob"),
+        run_cli("access", "approve", two_clip_archive, rid, "--hours", "nan", user="bob"),
         "--hours",
         "'nan' is not a finite number",
     )
     bad_option(
-        run_cli("access", "approve", archive, rid, "--hours", "1e9", user="bob"),
+        run_cli("access", "approve", two_clip_archive, rid, "--hours", "1e9", user="bob"),
         "--hours",
         "'1e9' hours is too long: custodes holds durations up to 292 years",
     )
     # Short enough to be a duration, too long to end before 2262: the window's end is refused, not stored.
     one_line_error(
-        run_cli("access", "approve", archive, rid, "--hours", "2500000", user="bob"),
+        run_cli("access", "approve", two_clip_archive, rid, "--hours", "2500000", user="bob"),
         r"the approval window's end would be past 2262-04-11 \(UTC\)",
     )
-    assert catalog_rows(archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [
+    assert catalog_rows(two_clip_archive, f"SELECT status, valid_until_ns FROM access_requests WHERE id = {rid}") == [
         ("pending", None)
     ]
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log WHERE action = 'approve'") == [(0,)]
-    approved = run_cli("access", "approve", archive, rid, "--hours", "2", "--json", user="bob")
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM access_log WHERE action = 'approve'") == [(0,)]
+    approved = run_cli("access", "approve", two_clip_archive, rid, "--hours", "2", "--json", user="bob")
     assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved"
-    vol = archive.parent / "BWC0001"
+    vol = two_clip_archive.parent / "BWC0001"
     bad_option(run_cli("timeline", vol, "--gap-tolerance", "nan"), "--gap-tolerance", "'nan' is not a finite number")
     bad_option(run_cli("timeline", vol, "--gap-tolerance", "inf"), "--gap-tolerance", "'inf' is not a finite number")
     bad_option(
@@ -297,27 +275,27 @@ def test_durations_that_are_not_finite_or_too_long(archive: Path, tmp_path: Path
     assert run_cli("timeline", vol, "--gap-tolerance", "1e6").returncode in (0, 1)
 
 
-def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
+def test_times_in_the_year_9999(two_clip_archive: Path, tmp_path: Path) -> None:
     tasks = tmp_path / "tasks.csv"
     tasks.write_text(
         "id,type,start,end,officers,devices\n"
         "T1,patrol,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,,BWC0001\n"
         "T2,patrol,2024-01-01T00:00:00Z,9999-12-31T23:59:59Z,,BWC0001\n"
     )
-    out = run_cli("task", "import", archive, tasks)
+    out = run_cli("task", "import", two_clip_archive, tasks)
     assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
     assert re.search(
         rb"tasks.csv row 2: '9999-12-31T23:59:59\+00:00' is out of range: custodes records times from "
         rb"1677-09-21 to 2262-04-11",
         out.stderr,
     ), out.stderr
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM tasks") == [(0,)]  # all or nothing
-    device = catalog_rows(archive, "SELECT device_id FROM devices")[0][0]
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM tasks") == [(0,)]  # all or nothing
+    device = catalog_rows(two_clip_archive, "SELECT device_id FROM devices")[0][0]
     one_line_error(
         run_cli(
             "gap",
             "explain",
-            archive,
+            two_clip_archive,
             "--device",
             device,
             "--from",
@@ -329,12 +307,12 @@ def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
         ),
         r"--to: '9999-12-31T23:59:59\+08:00' is out of range",
     )
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM gap_explanations") == [(0,)]
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM gap_explanations") == [(0,)]
     bad_option(
         run_cli(
             "gap",
             "explain",
-            archive,
+            two_clip_archive,
             "--device",
             device,
             "--from",
@@ -353,28 +331,30 @@ def test_times_in_the_year_9999(archive: Path, tmp_path: Path) -> None:
     )
     report = tmp_path / "r.json"
     one_line_error(
-        run_cli("report", archive, "--out", report, "--from", "9999-01-01T00:00:00Z"),
+        run_cli("report", two_clip_archive, "--out", report, "--from", "9999-01-01T00:00:00Z"),
         r"--from: '9999-01-01T00:00:00\+00:00' is out of range",
     )
     one_line_error(
-        run_cli("retention", "due", archive, "--at", "0001-01-01T00:00:00Z"),
+        run_cli("retention", "due", two_clip_archive, "--at", "0001-01-01T00:00:00Z"),
         r"--at: '0001-01-01T00:00:00\+00:00' is out of range",
     )
     assert not report.exists()
     # The edge itself is fine: the last second an int64 of nanoseconds holds.
-    ok = run_cli("report", archive, "--out", report, "--from", "2024-01-01T00:00:00Z", "--to", "2262-04-11T23:47:16Z")
+    ok = run_cli(
+        "report", two_clip_archive, "--out", report, "--from", "2024-01-01T00:00:00Z", "--to", "2262-04-11T23:47:16Z"
+    )
     assert ok.returncode == 0, ok.stderr
 
 
 # 5: opening a purged recording is a logged refusal, never a logged success.
 
 
-def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: Path) -> None:
+def test_open_a_purged_recording_is_refused_and_logged(two_clip_archive: Path, tmp_path: Path) -> None:
     def request(user: str, purpose: str) -> str:
         out = run_cli(
             "access",
             "request",
-            archive,
+            two_clip_archive,
             "--segment",
             "1",
             "--reason",
@@ -386,23 +366,23 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
         )
         assert out.returncode == 0, out.stderr
         rid = str(json.loads(out.stdout)["id"])
-        assert run_cli("access", "approve", archive, rid, user="bob").returncode == 0
+        assert run_cli("access", "approve", two_clip_archive, rid, user="bob").returncode == 0
         return rid
 
     view = request("carol", "view")
     purge = request("alice", "purge")
-    assert run_cli("retention", "purge", archive, "--request", purge, user="alice").returncode == 0
-    out = run_cli("access", "open", archive, view, "--segment", "1", "--to", tmp_path / "seen", user="carol")
+    assert run_cli("retention", "purge", two_clip_archive, "--request", purge, user="alice").returncode == 0
+    out = run_cli("access", "open", two_clip_archive, view, "--segment", "1", "--to", tmp_path / "seen", user="carol")
     line = one_line_error(
         out, r"^custodes: refused: segment 1 was purged at \d{4}-.*Z \(its tombstone is in the ledger\)$", code=1
     )
     assert out.stdout == b"" and not (tmp_path / "seen").exists()
-    assert catalog_rows(archive, "SELECT person, ok, detail FROM access_log WHERE action = 'open'") == [
+    assert catalog_rows(two_clip_archive, "SELECT person, ok, detail FROM access_log WHERE action = 'open'") == [
         ("carol", 0, line.removeprefix("custodes: refused: "))
     ]
-    entries = [json.loads(e) for (e,) in catalog_rows(archive, "SELECT entry FROM ledger ORDER BY seq")]
+    entries = [json.loads(e) for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger ORDER BY seq")]
     assert [(e["person"], e["ok"]) for e in entries if e["type"] == "access_open"] == [("carol", False)]
-    assert run_cli("verify", archive).returncode == 0
+    assert run_cli("verify", two_clip_archive).returncode == 0
 
 
 # 6: the policy is checked when it is loaded.
@@ -437,12 +417,15 @@ def test_open_a_purged_recording_is_refused_and_logged(archive: Path, tmp_path: 
         ),
     ],
 )
-def test_bad_policy_values_are_named_at_load(archive: Path, old: str, new: str, pattern: str) -> None:
-    policy = archive / "custodes.toml"
+def test_bad_policy_values_are_named_at_load(two_clip_archive: Path, old: str, new: str, pattern: str) -> None:
+    policy = two_clip_archive / "custodes.toml"
     text = policy.read_text()
     assert old in text
     policy.write_text(text.replace(old, new))
-    for command in (["verify", archive], ["ingest", archive.parent / "BWC0001", "--archive", archive]):
+    for command in (
+        ["verify", two_clip_archive],
+        ["ingest", two_clip_archive.parent / "BWC0001", "--archive", two_clip_archive],
+    ):
         one_line_error(run_cli(*command), rf"{re.escape(str(policy))}: {pattern}")
 
 
@@ -498,7 +481,7 @@ def test_init_signing_key_with_quote_and_newline_round_trips(tmp_path: Path) -> 
 # 9: --workers is clamped in one place.
 
 
-def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
+def test_workers_are_clamped_and_said(tmp_path: Path, two_clip_archive: Path) -> None:
     files = [
         FOOTAGE / "encoders" / n for n in ("androidx-sample.mp4", "go-mp4-sample.mp4", "go-mp4-sample_fragmented.mp4")
     ]
@@ -509,7 +492,7 @@ def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
     assert out.stderr.decode().splitlines() == [
         f"custodes: --workers 10000 is more than this machine can use; using {cap} (4 per core)"
     ]
-    out = run_cli("verify", archive, "--workers", "100000", "--json")
+    out = run_cli("verify", two_clip_archive, "--workers", "100000", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
     assert out.stderr.decode().splitlines() == [
         f"custodes: --workers 100000 is more than this machine can use; using {cap} (4 per core)"
@@ -520,7 +503,7 @@ def test_workers_are_clamped_and_said(tmp_path: Path, archive: Path) -> None:
     vol.mkdir()
     for f in files:
         shutil.copy(f, vol / f.name)
-    out = run_cli("ingest", vol, "--archive", archive, "--workers", "100000", "--json")
+    out = run_cli("ingest", vol, "--archive", two_clip_archive, "--workers", "100000", "--json")
     assert out.returncode == 1 and b"Traceback" not in out.stderr  # 1: the 2016 footage is late, go-mp4 has no clock
     assert sorted(json.loads(out.stdout)["stored"]) == sorted(f.name for f in files)
     assert out.stderr.decode().splitlines()[0] == (
@@ -557,15 +540,15 @@ def test_check_escapes_names_like_sha256sum(tmp_path: Path) -> None:
     assert b"\\a\\nb: FAILED open or read\n" in ours.stdout and b"plain: FAILED\n" in ours.stdout
 
 
-def test_ids_too_large_for_the_catalog(archive: Path) -> None:
+def test_ids_too_large_for_the_catalog(two_clip_archive: Path) -> None:
     huge = "99999999999999999999"  # once an OverflowError from SQLite
     for command, option in (
-        (["access", "approve", archive, huge], "REQUEST"),
-        (["access", "request", archive, "--segment", huge, "--reason", "x"], "--segment"),
-        (["access", "classify", archive, "--segment", "1", "--level", huge], "--level"),
-        (["retention", "hold", archive, "--segment", huge, "--reason", "x"], "--segment"),
-        (["retention", "status", archive, "--segment", huge], "--segment"),
-        (["ledger", "proof", archive, "--entry", huge], "--entry"),
+        (["access", "approve", two_clip_archive, huge], "REQUEST"),
+        (["access", "request", two_clip_archive, "--segment", huge, "--reason", "x"], "--segment"),
+        (["access", "classify", two_clip_archive, "--segment", "1", "--level", huge], "--level"),
+        (["retention", "hold", two_clip_archive, "--segment", huge, "--reason", "x"], "--segment"),
+        (["retention", "status", two_clip_archive, "--segment", huge], "--segment"),
+        (["ledger", "proof", two_clip_archive, "--entry", huge], "--entry"),
     ):
         out = run_cli(*command, user="alice")
         assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
@@ -574,7 +557,7 @@ def test_ids_too_large_for_the_catalog(archive: Path) -> None:
             "large",
             out.stderr.decode(),
         ), out.stderr
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_log") == [(0,)]
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM access_log") == [(0,)]
 
 
 # Hostile review of issue 10: every policy key is checked at load, init checks its inputs by the same rules, and
@@ -602,24 +585,24 @@ def unchanged(arch: Path):
     )
 
 
-def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Path, archive: Path) -> None:
+def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Path, two_clip_archive: Path) -> None:
     arch = tmp_path / "dup"
     out = run_cli("init", "--algo", "sha256", "--algo", "sha256", "--algo", "blake3", "--algo", "blake3", arch)
     assert out.returncode == 0, out.stderr
     assert tomllib.loads((arch / "custodes.toml").read_text())["hashing"]["algorithms"] == ["sha256", "blake3"]
     assert run_cli("ingest", tmp_path / "BWC0001", "--archive", arch).returncode in (0, 1)
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(2,)]
-    before = unchanged(archive)
-    policy = edit_policy(archive, "hashing", "algorithms", '["sha256", "sha256", "blake3"]')
+    before = unchanged(two_clip_archive)
+    policy = edit_policy(two_clip_archive, "hashing", "algorithms", '["sha256", "sha256", "blake3"]')
     for command in (
-        ["ingest", tmp_path / "BWC0001", "--archive", archive],
-        ["ledger", "checkpoint", archive],
-        ["verify", archive],
+        ["ingest", tmp_path / "BWC0001", "--archive", two_clip_archive],
+        ["ledger", "checkpoint", two_clip_archive],
+        ["verify", two_clip_archive],
     ):
         one_line_error(
             run_cli(*command), rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once"
         )
-    assert unchanged(archive) == before
+    assert unchanged(two_clip_archive) == before
 
 
 @pytest.mark.parametrize("damage", ["empty", "no schema"])
@@ -627,30 +610,35 @@ def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Pat
     "command",
     [["ledger", "checkpoint"], ["verify"], ["retention", "status"], ["task", "coverage"], ["ingest"], ["report"]],
 )
-def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, damage: str, command: list[str]) -> None:
-    stored, checkpoints = objects(archive), sorted((archive / "ledger" / "checkpoints").iterdir())
-    head = (archive / "ledger" / "checkpoint").read_bytes()
+def test_an_empty_catalog_is_damaged_not_new(
+    two_clip_archive: Path, tmp_path: Path, damage: str, command: list[str]
+) -> None:
+    stored, checkpoints = objects(two_clip_archive), sorted((two_clip_archive / "ledger" / "checkpoints").iterdir())
+    head = (two_clip_archive / "ledger" / "checkpoint").read_bytes()
     for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
-        (archive / side).unlink(missing_ok=True)
-    (archive / "catalog.sqlite").unlink()
+        (two_clip_archive / side).unlink(missing_ok=True)
+    (two_clip_archive / "catalog.sqlite").unlink()
     if damage == "empty":
-        (archive / "catalog.sqlite").write_bytes(b"")
+        (two_clip_archive / "catalog.sqlite").write_bytes(b"")
     else:
-        sqlite3.connect(archive / "catalog.sqlite").execute("CREATE TABLE unrelated (x)").connection.close()
+        sqlite3.connect(two_clip_archive / "catalog.sqlite").execute("CREATE TABLE unrelated (x)").connection.close()
     args = {
-        "ingest": [tmp_path / "BWC0001", "--archive", archive],
-        "report": [archive, "--out", tmp_path / "r.json"],
-    }.get(command[0], [archive])
+        "ingest": [tmp_path / "BWC0001", "--archive", two_clip_archive],
+        "report": [two_clip_archive, "--out", tmp_path / "r.json"],
+    }.get(command[0], [two_clip_archive])
     one_line_error(
         run_cli(*command, *args),
-        rf"the catalog is damaged \(empty\).*\({re.escape(str(archive / 'catalog.sqlite'))}\): "
+        rf"the catalog is damaged \(empty\).*\({re.escape(str(two_clip_archive / 'catalog.sqlite'))}\): "
         "restore it from a backup",
     )
-    assert objects(archive) == stored and sorted((archive / "ledger" / "checkpoints").iterdir()) == checkpoints
-    assert (archive / "ledger" / "checkpoint").read_bytes() == head  # no size-0 checkpoint rolls the head back
+    assert (
+        objects(two_clip_archive) == stored
+        and sorted((two_clip_archive / "ledger" / "checkpoints").iterdir()) == checkpoints
+    )
+    assert (two_clip_archive / "ledger" / "checkpoint").read_bytes() == head  # no size-0 checkpoint rolls the head back
     assert not (tmp_path / "r.json").exists()
     if damage == "empty":
-        assert (archive / "catalog.sqlite").read_bytes() == b""  # not turned into a new database
+        assert (two_clip_archive / "catalog.sqlite").read_bytes() == b""  # not turned into a new database
 
 
 @pytest.mark.parametrize(
@@ -658,7 +646,8 @@ def test_an_empty_catalog_is_damaged_not_new(archive: Path, tmp_path: Path, dama
     [
         (
             "objects/sha256/k",
-            r"--signing-key 'objects/sha256/k' is inside the archive folder \(objects/sha256/k\) but not under private/",
+            r"--signing-key 'objects/sha256/k' is inside the archive folder \(objects/sha256/k\) "
+            r"but not under private/",
         ),
         ("catalog.sqlite", r"--signing-key 'catalog.sqlite' is inside the archive folder .* not under private/"),
         ("tmp/k", r"--signing-key 'tmp/k' is inside the archive folder .* not under private/"),
@@ -702,18 +691,18 @@ def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key:
     ],
 )
 def test_bad_policy_keys_are_named_at_load(
-    archive: Path, tmp_path: Path, table: str, key: str, value: str, pattern: str
+    two_clip_archive: Path, tmp_path: Path, table: str, key: str, value: str, pattern: str
 ) -> None:
-    before = unchanged(archive)
-    policy = edit_policy(archive, table, key, value)
+    before = unchanged(two_clip_archive)
+    policy = edit_policy(two_clip_archive, table, key, value)
     for command in (
-        ["ingest", tmp_path / "BWC0001", "--archive", archive],
-        ["ledger", "checkpoint", archive],
-        ["verify", archive],
+        ["ingest", tmp_path / "BWC0001", "--archive", two_clip_archive],
+        ["ledger", "checkpoint", two_clip_archive],
+        ["verify", two_clip_archive],
     ):
         line = one_line_error(run_cli(*command), pattern)
         assert line.startswith(f"custodes: {policy}: "), line
-    assert unchanged(archive) == before  # nothing ingested, no entry left unsigned
+    assert unchanged(two_clip_archive) == before  # nothing ingested, no entry left unsigned
 
 
 def test_init_with_an_unknown_time_zone_creates_nothing(tmp_path: Path) -> None:
@@ -735,19 +724,19 @@ def test_init_with_an_unknown_time_zone_creates_nothing(tmp_path: Path) -> None:
         ("bell\x07", r"'bell\\x07' holds a control character \('\\x07'\)"),
     ],
 )
-def test_free_text_options_refuse_bytes_and_control_characters(archive: Path, text: str, pattern: str) -> None:
-    before = unchanged(archive)
+def test_free_text_options_refuse_bytes_and_control_characters(two_clip_archive: Path, text: str, pattern: str) -> None:
+    before = unchanged(two_clip_archive)
     for command, option in (
-        (["access", "request", archive, "--segment", "1", "--reason", text], "--reason"),
-        (["access", "request", archive, "--segment", "1", "--json", "--reason", text], "--reason"),
-        (["access", "deny", archive, "1", "--reason", text], "--reason"),
-        (["retention", "hold", archive, "--segment", "1", "--reason", text], "--reason"),
-        (["retention", "case", archive, "--case", text, "--segment", "1"], "--case"),
+        (["access", "request", two_clip_archive, "--segment", "1", "--reason", text], "--reason"),
+        (["access", "request", two_clip_archive, "--segment", "1", "--json", "--reason", text], "--reason"),
+        (["access", "deny", two_clip_archive, "1", "--reason", text], "--reason"),
+        (["retention", "hold", two_clip_archive, "--segment", "1", "--reason", text], "--reason"),
+        (["retention", "case", two_clip_archive, "--case", text, "--segment", "1"], "--case"),
         (
             [
                 "gap",
                 "explain",
-                archive,
+                two_clip_archive,
                 "--device",
                 text,
                 "--from",
@@ -759,16 +748,16 @@ def test_free_text_options_refuse_bytes_and_control_characters(archive: Path, te
             ],
             "--device",
         ),
-        (["task", "coverage", archive, "--task", text], "--task"),
+        (["task", "coverage", two_clip_archive, "--task", text], "--task"),
     ):
         bad_option(run_cli(*command, user="alice"), option, pattern)
-    assert unchanged(archive) == before
-    assert catalog_rows(archive, "SELECT COUNT(*) FROM access_requests") == [(0,)]
+    assert unchanged(two_clip_archive) == before
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM access_requests") == [(0,)]
     # A note may span lines (tab and newline), but not hold other control characters.
     gap = [
         "gap",
         "explain",
-        archive,
+        two_clip_archive,
         "--device",
         "BWC0001",
         "--from",
@@ -784,7 +773,7 @@ def test_free_text_options_refuse_bytes_and_control_characters(archive: Path, te
     )
 
 
-def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
+def test_minor_usage_errors(tmp_path: Path, two_clip_archive: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     out = run_cli("hash", "--check", fifo)  # no writer: once it hung for ever
@@ -793,16 +782,19 @@ def test_minor_usage_errors(tmp_path: Path, archive: Path) -> None:
     bad_option(run_cli("hash", ""), "[PATHS]...", "'' is an empty path")
     bad_option(run_cli("init", "", cwd=tmp_path), "ARCHIVE", "'' is an empty path")
     bad_option(run_cli("hash", "--check", ""), "--check' / '-c", "'' is an empty path")
-    bad_option(run_cli("report", archive, "--out", ""), "--out", "'' is an empty path")
+    bad_option(run_cli("report", two_clip_archive, "--out", ""), "--out", "'' is an empty path")
     # An init error names the target, never the hidden staging folder it builds in.
     line = one_line_error(run_cli("init", "--signing-key", "private/" + "k" * 300, tmp_path / "T"), "nothing was kept")
     assert ".init-" not in line and f"{tmp_path / 'T'}/private" in line
     assert not (tmp_path / "T").exists() and not [p for p in tmp_path.iterdir() if ".init-" in p.name]
     # An approval window past 2262 says so, not an internal sum of nanoseconds.
-    (archive / "custodes.toml").write_text((archive / "custodes.toml").read_text())
-    assert run_cli("access", "request", archive, "--segment", "1", "--reason", "court", user="carol").returncode == 0
+    (two_clip_archive / "custodes.toml").write_text((two_clip_archive / "custodes.toml").read_text())
+    assert (
+        run_cli("access", "request", two_clip_archive, "--segment", "1", "--reason", "court", user="carol").returncode
+        == 0
+    )
     line = one_line_error(
-        run_cli("access", "approve", archive, "1", "--hours", "2562047", user="bob"),
+        run_cli("access", "approve", two_clip_archive, "1", "--hours", "2562047", user="bob"),
         r"the approval window's end would be past 2262-04-11 \(UTC\)",
     )
     assert " ns" not in line and "+" not in line

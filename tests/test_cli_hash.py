@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, peer, run_cli
+from helpers import FOOTAGE, peer, run_cli
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
+def nested_volume(tmp_path: Path) -> Path:
     """A small device volume: real clips in nested folders, names in byte order tricks."""
     vol = tmp_path / "vol"
     (vol / "DCIM" / "100GOPRO").mkdir(parents=True)
@@ -37,25 +37,25 @@ def sorted_files(root: Path) -> list[bytes]:
 
 
 @pytest.mark.parametrize(("algo", "tool"), [("sha256", "sha256sum"), ("blake3", "b3sum"), ("md5", "md5sum")])
-def test_output_is_byte_identical_to_the_peer_tool(volume: Path, algo: str, tool: str) -> None:
-    out = run_cli("hash", "--algo", algo, volume)
+def test_output_is_byte_identical_to_the_peer_tool(nested_volume: Path, algo: str, tool: str) -> None:
+    out = run_cli("hash", "--algo", algo, nested_volume)
     assert out.returncode == 0, out.stderr
-    files = [os.fsdecode(p) for p in sorted_files(volume)]
+    files = [os.fsdecode(p) for p in sorted_files(nested_volume)]
     assert len(files) == 4
     assert out.stdout == peer(tool, *files).stdout
 
 
-def test_peer_tools_check_our_lists(volume: Path, tmp_path: Path) -> None:
+def test_peer_tools_check_our_lists(nested_volume: Path, tmp_path: Path) -> None:
     for algo, tool in (("sha256", "sha256sum"), ("blake3", "b3sum")):
         listing = tmp_path / f"{algo}.txt"
-        listing.write_bytes(run_cli("hash", "--algo", algo, volume).stdout)
+        listing.write_bytes(run_cli("hash", "--algo", algo, nested_volume).stdout)
         checked = peer(tool, "--check", listing)
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.decode().count(": OK") == 4
 
 
-def test_we_check_lists_written_by_peer_tools(volume: Path, tmp_path: Path) -> None:
-    files = [os.fsdecode(p) for p in sorted_files(volume)]
+def test_we_check_lists_written_by_peer_tools(nested_volume: Path, tmp_path: Path) -> None:
+    files = [os.fsdecode(p) for p in sorted_files(nested_volume)]
     for algo, tool_args in (
         ("sha256", ["sha256sum"]),
         ("sha256", ["sha256sum", "--tag"]),
@@ -69,10 +69,10 @@ def test_we_check_lists_written_by_peer_tools(volume: Path, tmp_path: Path) -> N
         assert out.stdout.decode().splitlines() == [f"{f}: OK" for f in files]
 
 
-def test_check_reports_modified_and_missing_like_sha256sum(volume: Path, tmp_path: Path) -> None:
+def test_check_reports_modified_and_missing_like_sha256sum(nested_volume: Path, tmp_path: Path) -> None:
     listing = tmp_path / "list.txt"
-    listing.write_bytes(run_cli("hash", volume).stdout)
-    files = [os.fsdecode(p) for p in sorted_files(volume)]
+    listing.write_bytes(run_cli("hash", nested_volume).stdout)
+    files = [os.fsdecode(p) for p in sorted_files(nested_volume)]
     with open(files[1], "r+b") as f:  # one bit flipped in the middle of a clip
         f.seek(5000)
         b = f.read(1)
@@ -91,8 +91,8 @@ def test_check_reports_modified_and_missing_like_sha256sum(volume: Path, tmp_pat
     assert (report["checked"], report["matched"], report["failed"], report["missing"]) == (4, 2, 1, 1)
 
 
-def test_check_from_stdin(volume: Path) -> None:
-    listing = run_cli("hash", "--algo", "sm3", volume).stdout
+def test_check_from_stdin(nested_volume: Path) -> None:
+    listing = run_cli("hash", "--algo", "sm3", nested_volume).stdout
     out = run_cli("hash", "--check", "-", "--algo", "sm3", input=listing)
     assert out.returncode == 0 and out.stdout.count(b": OK") == 4
 
@@ -109,22 +109,22 @@ def test_names_with_newline_and_backslash_round_trip(tmp_path: Path) -> None:
     assert run_cli("hash", "-c", listing).returncode == 0
 
 
-def test_several_algorithms_give_bsd_tag_lines(volume: Path) -> None:
-    clip = volume / "RECORD" / "b.mov"
+def test_several_algorithms_give_bsd_tag_lines(nested_volume: Path) -> None:
+    clip = nested_volume / "RECORD" / "b.mov"
     out = run_cli("hash", "--algo", "sha256", "--algo", "md5", clip)
     assert out.returncode == 0
     assert out.stdout == peer("sha256sum", "--tag", clip).stdout + peer("md5sum", "--tag", clip).stdout
 
 
-def test_json_output(volume: Path) -> None:
-    raw = os.path.join(os.fsencode(volume), b"\xff.mp4")
+def test_json_output(nested_volume: Path) -> None:
+    raw = os.path.join(os.fsencode(nested_volume), b"\xff.mp4")
     shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", raw)
-    out = run_cli("hash", "--json", "--algo", "sha256", "--algo", "blake3", volume)
+    out = run_cli("hash", "--json", "--algo", "sha256", "--algo", "blake3", nested_volume)
     assert out.returncode == 0
     report = json.loads(out.stdout)
     assert report["ok"] is True and report["algorithms"] == ["sha256", "blake3"]
     by_path = {os.fsencode(f["path"]): f for f in report["files"]}
-    assert set(by_path) == set(sorted_files(volume))
+    assert set(by_path) == set(sorted_files(nested_volume))
     expected = peer("b3sum", os.fsdecode(raw)).stdout.split()[0].decode()
     assert by_path[raw]["digests"]["blake3"] == expected
     assert by_path[raw]["size"] == os.path.getsize(raw)
@@ -155,9 +155,9 @@ def test_list_with_no_usable_line_is_a_usage_error(tmp_path: Path) -> None:
     assert "no properly formatted sha256 checksum lines" in out.stderr.decode()
 
 
-def test_malformed_lines_are_reported_and_fail_the_check(volume: Path, tmp_path: Path) -> None:
+def test_malformed_lines_are_reported_and_fail_the_check(nested_volume: Path, tmp_path: Path) -> None:
     listing = tmp_path / "list.txt"
-    listing.write_bytes(run_cli("hash", volume).stdout + b"garbage line\n")
+    listing.write_bytes(run_cli("hash", nested_volume).stdout + b"garbage line\n")
     out = run_cli("hash", "--check", listing)
     assert out.returncode == 1
     assert out.stdout.count(b": OK") == 4
@@ -199,8 +199,7 @@ def test_progress_is_silent_when_piped_and_shown_on_a_terminal(tmp_path: Path) -
     assert b"/s" in shown and b"ETA" in shown and b"(0/1 files)" in shown
     quiet = subprocess.run(
         [sys.executable, "-m", "custodes", "hash", "-q", "--algo", "sm3", str(big)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         timeout=300,
     )
     assert quiet.stderr == b""

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
+from helpers import FOOTAGE
 
 # Phases of ingest, in order, and how many times each is reached for a 6-file volume.
 PHASES = ["copy", "after_copy", "after_fsync", "after_readback", "after_link", "in_transaction", "after_commit"]

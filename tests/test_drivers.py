@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE
 from custodes.volumes import read_volume
 from footage import T0, make_clip
+from helpers import FOOTAGE
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:

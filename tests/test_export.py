@@ -6,14 +6,12 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import bagit
-import pytest
 
-from conftest import run_cli
-from test_custody import PEOPLE, as_, refused, request  # noqa: F401  (the same archive fixture)
-from test_custody import archive as archive
+from helpers import FOOTAGE, as_, refused, request, run_cli
 
 
 def bagit_valid(bag: Path) -> bool:
@@ -21,37 +19,7 @@ def bagit_valid(bag: Path) -> bool:
     return out.returncode == 0
 
 
-@pytest.fixture
-def case_bag(archive: Path, tmp_path: Path) -> tuple[Path, Path]:  # noqa: F811
-    policy = archive / "custodes.toml"
-    assert PEOPLE in policy.read_text()
-    assert (
-        as_("alice", "retention", "case", archive, "--case", "C-7", "--segment", "1", "--segment", "3").returncode == 0
-    )
-    rid = request(archive, "carol", 1, 3, purpose="export")
-    assert as_("bob", "access", "approve", archive, rid).returncode == 0
-    bag = tmp_path / "bag-C-7"
-    iso = tmp_path / "C-7.iso"
-    out = as_(
-        "carol",
-        "export",
-        archive,
-        "--case",
-        "C-7",
-        "--request",
-        rid,
-        "--to",
-        bag,
-        "--iso",
-        iso,
-        "--description",
-        "Body camera footage of the stop",
-    )
-    assert out.returncode == 0, out.stderr
-    return bag, iso
-
-
-def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], archive: Path) -> None:  # noqa: F811
+def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], cli_archive: Path) -> None:
     bag, _ = case_bag
     assert bagit_valid(bag)
     assert bagit.Bag(str(bag)).is_valid()
@@ -118,24 +86,28 @@ def test_disc_image_lists_and_extracts_identically(case_bag: tuple[Path, Path], 
     assert run_cli("bag", "validate", out).returncode == 0
 
 
-def test_export_refusals(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_export_refusals(cli_archive: Path, tmp_path: Path) -> None:
     assert (
-        as_("alice", "retention", "case", archive, "--case", "C-8", "--segment", "1", "--segment", "2").returncode == 0
+        as_("alice", "retention", "case", cli_archive, "--case", "C-8", "--segment", "1", "--segment", "2").returncode
+        == 0
     )
-    partial = request(archive, "carol", 1, purpose="export")  # segment 2 is not in the approved set
-    assert as_("bob", "access", "approve", archive, partial).returncode == 0
+    partial = request(cli_archive, "carol", 1, purpose="export")  # segment 2 is not in the approved set
+    assert as_("bob", "access", "approve", cli_archive, partial).returncode == 0
     refused(
-        as_("carol", "export", archive, "--case", "C-8", "--request", partial, "--to", tmp_path / "b1"),
+        as_("carol", "export", cli_archive, "--case", "C-8", "--request", partial, "--to", tmp_path / "b1"),
         r"segment\(s\) \[2\] are not in request",
     )
-    view = request(archive, "carol", 1, 2)
-    assert as_("bob", "access", "approve", archive, view).returncode == 0
+    view = request(cli_archive, "carol", 1, 2)
+    assert as_("bob", "access", "approve", cli_archive, view).returncode == 0
     refused(
-        as_("carol", "export", archive, "--case", "C-8", "--request", view, "--to", tmp_path / "b2"),
+        as_("carol", "export", cli_archive, "--case", "C-8", "--request", view, "--to", tmp_path / "b2"),
         "approved for view, not export",
     )
     assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
-    assert as_("carol", "export", archive, "--case", "NOPE", "--request", view, "--to", tmp_path / "b3").returncode == 2
+    assert (
+        as_("carol", "export", cli_archive, "--case", "NOPE", "--request", view, "--to", tmp_path / "b3").returncode
+        == 2
+    )
 
 
 def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
@@ -151,21 +123,13 @@ def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
     assert run_cli("bag", "validate", tmp_path).returncode == 2  # not a bag
 
 
-def test_sm3_manifest_when_the_policy_records_sm3(tmp_path: Path) -> None:
-    import shutil
-
-    from conftest import FOOTAGE
-
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch, "--algo", "sha256", "--algo", "sm3").returncode == 0
-    policy = arch / "custodes.toml"
-    policy.write_text(policy.read_text() + PEOPLE)
-    vol = tmp_path / "BWC0002"
-    vol.mkdir()
-    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "clip.mp4")
-    assert (
-        run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
-    )  # late_ingest (2016 footage)
+def test_sm3_manifest_when_the_policy_records_sm3(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    arch = make_cli_archive(
+        init_args=("--algo", "sha256", "--algo", "sm3"),
+        recordings={"clip.mp4": FOOTAGE / "encoders" / "androidx-sample.mp4"},
+        volume=tmp_path / "BWC0002",
+        ingest_exit=(1,),  # late_ingest (2016 footage)
+    )
     assert as_("alice", "retention", "case", arch, "--case", "C-9", "--segment", "1").returncode == 0
     rid = request(arch, "carol", 1, purpose="export")
     assert as_("bob", "access", "approve", arch, rid).returncode == 0

@@ -31,10 +31,9 @@ from pathlib import Path
 import bagit
 import pytest
 
-from conftest import FOOTAGE, small_tmpfs
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from test_custody import PEOPLE
+from helpers import FOOTAGE, PEOPLE, small_tmpfs
 
 #: About 200 short CLI runs in all (every N of every operation of three commands, and each re-run).
 pytestmark = pytest.mark.slow
@@ -74,7 +73,7 @@ def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
 def cli(
     *args: object, fault: str | None = None, log: Path | None = None, user: str | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """``custodes ARGS`` in a subprocess with a fault plan (conftest.run_cli cannot set one)."""
+    """``custodes ARGS`` in a subprocess with a fault plan (helpers.run_cli cannot set one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES_FAULT")}
     if fault:
         env["CUSTODES_FAULT"] = fault
@@ -112,7 +111,7 @@ def no_traceback(out: subprocess.CompletedProcess[bytes]) -> None:
     assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")[-2000:]
 
 
-def one_line_error(out: subprocess.CompletedProcess[bytes], path: str) -> None:
+def one_line_storage_error(out: subprocess.CompletedProcess[bytes], path: str) -> None:
     """Exit 2, one line on stderr naming the file the storage failed on and what to do."""
     text = out.stderr.decode()
     assert out.returncode == 2, (out.returncode, text)
@@ -235,7 +234,7 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
             assert verify_kinds(arch) == set(), fault
             assert SHA[victim] not in store_files(arch)
         else:  # the checkpoint that closes the ingest: every file is recorded, the signature is not
-            one_line_error(out, hit[0])
+            one_line_storage_error(out, hit[0])
             assert list((arch / "tmp").iterdir()) == []
             assert_whole_rows(arch)
             # verify names the unsigned work as the pending ingest to re-run (or the checkpoint it lacks)
@@ -323,7 +322,7 @@ def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, i
             if fault.endswith("crash"):
                 assert out.returncode == -9, (fault, out.stderr)
             else:
-                one_line_error(out, hit[0])
+                one_line_storage_error(out, hit[0])
             # A tombstone may be in the ledger with its object still present (the unlink failed): verify calls it
             # pending and names the purge to re-run, and the checkpoint the purge could not sign; the re-run does both.
             assert_whole_rows(arch)
@@ -397,7 +396,7 @@ def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path,
             if fault.endswith("crash"):
                 assert out.returncode == -9, (fault, out.stderr)
             else:
-                one_line_error(out, hit[0])
+                one_line_storage_error(out, hit[0])
                 assert list(out_dir.iterdir()) == []  # no half bag, no staging folder
             assert not bag.exists() or (bag.is_dir() and not any(bag.iterdir())), fault  # never a half bag at --to
             assert verify_kinds(arch) <= {"checkpoint_mismatch"}, fault
@@ -456,7 +455,7 @@ def test_export_to_a_mount_point_through_faults(
             assert out.returncode == -9 and len(left) == 1 and left[0].startswith(".custodes-partial-"), (fault, left)
         else:
             op, n, _ = fault.split(":")
-            one_line_error(out, next(p for o, m, p, _ in ops if (o, m) == (op, int(n))))
+            one_line_storage_error(out, next(p for o, m, p, _ in ops if (o, m) == (op, int(n))))
             assert left == [], (fault, left)
         rerun = cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol")
         no_traceback(rerun)

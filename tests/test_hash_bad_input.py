@@ -12,64 +12,66 @@ from pathlib import Path
 import pytest
 
 import custodes
-from conftest import FOOTAGE, peer, run_cli
+from helpers import FOOTAGE, peer, run_cli
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 NON_UTF8 = b"\xff\xfeclip-\xe4\xb8.mp4"  # Latin-1 bytes, invalid as UTF-8
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
+def good_files_dir(tmp_path: Path) -> Path:
     shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", tmp_path / "a-good.mp4")
     shutil.copy(FOOTAGE / "phones" / "bt601.mov", tmp_path / "z-good.mov")
     return tmp_path
 
 
-def test_dangling_symlink(volume: Path) -> None:
-    (volume / "dangling.mp4").symlink_to(volume / "gone.mp4")
-    good, dangling, good2 = custodes.hash_files([volume / "a-good.mp4", volume / "dangling.mp4", volume / "z-good.mov"])
+def test_dangling_symlink(good_files_dir: Path) -> None:
+    (good_files_dir / "dangling.mp4").symlink_to(good_files_dir / "gone.mp4")
+    good, dangling, good2 = custodes.hash_files(
+        [good_files_dir / "a-good.mp4", good_files_dir / "dangling.mp4", good_files_dir / "z-good.mov"]
+    )
     assert good.ok and good2.ok
     assert isinstance(dangling.error, custodes.EvidenceNotFoundError)
     assert isinstance(dangling.error, FileNotFoundError)
-    assert dangling.error.filename == str(volume / "dangling.mp4")
+    assert dangling.error.filename == str(good_files_dir / "dangling.mp4")
     assert "no such file" in str(dangling.error)
 
 
-def test_symlink_loop(volume: Path) -> None:
-    (volume / "loop1").symlink_to(volume / "loop2")
-    (volume / "loop2").symlink_to(volume / "loop1")
-    (r,) = custodes.hash_files([volume / "loop1"])
+def test_symlink_loop(good_files_dir: Path) -> None:
+    (good_files_dir / "loop1").symlink_to(good_files_dir / "loop2")
+    (good_files_dir / "loop2").symlink_to(good_files_dir / "loop1")
+    (r,) = custodes.hash_files([good_files_dir / "loop1"])
     assert isinstance(r.error, custodes.SymlinkLoopError)
     assert "symlink loop" in str(r.error)
 
 
-def test_directory_where_a_file_was_expected(volume: Path) -> None:
-    sub = volume / "DCIM"
+def test_directory_where_a_file_was_expected(good_files_dir: Path) -> None:
+    sub = good_files_dir / "DCIM"
     sub.mkdir()
-    d, good = custodes.hash_files([sub, volume / "a-good.mp4"])
+    d, good = custodes.hash_files([sub, good_files_dir / "a-good.mp4"])
     assert isinstance(d.error, custodes.NotRegularFileError)
     assert "directory" in str(d.error)
     assert good.ok
 
 
-def test_fifo_does_not_hang(volume: Path) -> None:
-    os.mkfifo(volume / "pipe.mp4")
-    (r,) = custodes.hash_files([volume / "pipe.mp4"])
+def test_fifo_does_not_hang(good_files_dir: Path) -> None:
+    os.mkfifo(good_files_dir / "pipe.mp4")
+    (r,) = custodes.hash_files([good_files_dir / "pipe.mp4"])
     assert isinstance(r.error, custodes.NotRegularFileError)
     assert "FIFO" in str(r.error)
 
 
-def test_zero_byte_file_has_the_empty_digest(volume: Path) -> None:
-    (volume / "empty.mp4").write_bytes(b"")
-    (r,) = custodes.hash_files([volume / "empty.mp4"], ("sha256", "blake3"))
+def test_zero_byte_file_has_the_empty_digest(good_files_dir: Path) -> None:
+    (good_files_dir / "empty.mp4").write_bytes(b"")
+    (r,) = custodes.hash_files([good_files_dir / "empty.mp4"], ("sha256", "blake3"))
     assert r.ok and r.size == 0
     assert r.digests["sha256"] == EMPTY_SHA256
     assert r.digests["blake3"] == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
 
 
-def test_non_utf8_name_is_hashed_and_printed_as_sha256sum_does(volume: Path) -> None:
-    raw = os.path.join(os.fsencode(volume), NON_UTF8)
-    shutil.copy(volume / "a-good.mp4", raw)
+def test_non_utf8_name_is_hashed_and_printed_as_sha256sum_does(good_files_dir: Path) -> None:
+    raw = os.path.join(os.fsencode(good_files_dir), NON_UTF8)
+    shutil.copy(good_files_dir / "a-good.mp4", raw)
     (r,) = custodes.hash_files([os.fsdecode(raw)])
     assert r.ok and os.fsencode(r.path) == raw
     out = run_cli("hash", os.fsdecode(raw))
@@ -77,14 +79,17 @@ def test_non_utf8_name_is_hashed_and_printed_as_sha256sum_does(volume: Path) -> 
     assert out.stdout == peer("sha256sum", os.fsdecode(raw)).stdout
 
 
-def test_unreadable_file(volume: Path) -> None:
-    secret = volume / "secret.mp4"
-    shutil.copy(volume / "a-good.mp4", secret)
+def test_unreadable_file(good_files_dir: Path) -> None:
+    secret = good_files_dir / "secret.mp4"
+    shutil.copy(good_files_dir / "a-good.mp4", secret)
     secret.chmod(0)
-    out = run_cli("hash", volume, obey_permissions=True)
+    out = run_cli("hash", good_files_dir, obey_permissions=True)
     assert out.returncode == 1
     lines = out.stdout.decode().splitlines()
-    assert [line.split("  ")[1] for line in lines] == [str(volume / "a-good.mp4"), str(volume / "z-good.mov")]
+    assert [line.split("  ")[1] for line in lines] == [
+        str(good_files_dir / "a-good.mp4"),
+        str(good_files_dir / "z-good.mov"),
+    ]
     assert f"{secret}: permission denied" in out.stderr.decode()
 
 
@@ -126,38 +131,38 @@ def test_file_growing_while_hashed(tmp_path: Path) -> None:
     assert grown and isinstance(r.error, custodes.ChangedWhileReadingError)
 
 
-def test_cli_mixed_batch_hashes_the_rest_and_exits_1(volume: Path) -> None:
-    (volume / "b-dangling.mp4").symlink_to(volume / "nowhere")
-    (volume / "c-loop").symlink_to(volume / "c-loop")
-    os.mkfifo(volume / "d-fifo")
-    (volume / "e-empty.mp4").write_bytes(b"")
-    (volume / "f-link-to-folder").symlink_to("/etc")
-    out = run_cli("hash", volume)
+def test_cli_mixed_batch_hashes_the_rest_and_exits_1(good_files_dir: Path) -> None:
+    (good_files_dir / "b-dangling.mp4").symlink_to(good_files_dir / "nowhere")
+    (good_files_dir / "c-loop").symlink_to(good_files_dir / "c-loop")
+    os.mkfifo(good_files_dir / "d-fifo")
+    (good_files_dir / "e-empty.mp4").write_bytes(b"")
+    (good_files_dir / "f-link-to-folder").symlink_to("/etc")
+    out = run_cli("hash", good_files_dir)
     assert out.returncode == 1
     stdout = out.stdout.decode()
     stderr = out.stderr.decode()
-    files = [volume / n for n in ("a-good.mp4", "e-empty.mp4", "z-good.mov")]
+    files = [good_files_dir / n for n in ("a-good.mp4", "e-empty.mp4", "z-good.mov")]
     assert stdout == peer("sha256sum", *files).stdout.decode()
-    assert f"{volume / 'b-dangling.mp4'}: no such file" in stderr
-    assert f"{volume / 'c-loop'}: too many levels of symbolic links" in stderr
-    assert f"{volume / 'd-fifo'}: not a regular file: named pipe (FIFO)" in stderr
-    assert f"{volume / 'f-link-to-folder'}: symlink to a folder, not followed" in stderr
+    assert f"{good_files_dir / 'b-dangling.mp4'}: no such file" in stderr
+    assert f"{good_files_dir / 'c-loop'}: too many levels of symbolic links" in stderr
+    assert f"{good_files_dir / 'd-fifo'}: not a regular file: named pipe (FIFO)" in stderr
+    assert f"{good_files_dir / 'f-link-to-folder'}: symlink to a folder, not followed" in stderr
     assert "/etc/" not in stdout  # the walk never leaves the volume through a link
 
 
-def test_missing_path_on_command_line(volume: Path) -> None:
-    out = run_cli("hash", volume / "a-good.mp4", volume / "nope.mp4")
+def test_missing_path_on_command_line(good_files_dir: Path) -> None:
+    out = run_cli("hash", good_files_dir / "a-good.mp4", good_files_dir / "nope.mp4")
     assert out.returncode == 1
-    assert out.stdout.decode().startswith(peer("sha256sum", volume / "a-good.mp4").stdout.decode()[:64])
+    assert out.stdout.decode().startswith(peer("sha256sum", good_files_dir / "a-good.mp4").stdout.decode()[:64])
     assert "nope.mp4: no such file" in out.stderr.decode()
 
 
-def test_unlistable_folder_is_reported(volume: Path) -> None:
-    locked = volume / "locked"
+def test_unlistable_folder_is_reported(good_files_dir: Path) -> None:
+    locked = good_files_dir / "locked"
     locked.mkdir()
     (locked / "x.mp4").write_bytes(b"x")
     locked.chmod(stat.S_IWUSR)
-    out = run_cli("hash", volume, obey_permissions=True)
+    out = run_cli("hash", good_files_dir, obey_permissions=True)
     locked.chmod(0o755)
     assert out.returncode == 1
     assert f"{locked}: cannot list folder" in out.stderr.decode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import custodes
-from conftest import peer
+from helpers import peer
 
 
 def peer_digests(tool: list[str], files: list[Path]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import custodes
-from conftest import DATA
+from helpers import DATA
 
 VECTORS = DATA / "vectors"
 

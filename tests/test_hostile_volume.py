@@ -17,7 +17,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from conftest import FOOTAGE, run_cli
+from helpers import FOOTAGE, run_cli
 
 GOPRO = "DCIM/100GOPRO"
 #: Ordinary recordings (real footage) and what each is a copy of.
@@ -216,7 +216,9 @@ def test_gopro_version_txt_of_the_wrong_shape_is_a_finding_not_a_crash(tmp_path:
 HOSTILE_DRIVER = '''
 import os
 from pathlib import Path
-from custodes.drivers import ClockReading, DeviceEvent, DeviceIdentity, Driver, VolumeReading, media_segments, scan_volume
+from custodes.drivers import (
+    ClockReading, DeviceEvent, DeviceIdentity, Driver, VolumeReading, media_segments, scan_volume,
+)
 from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver
 

@@ -11,24 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from custodes import merkle
 from custodes.archive import init_archive
 from custodes.ingest import ingest
-from custodes.ledger import VerifierKey, parse_checkpoint
-from test_archive import TAMPERS, volume  # noqa: F401  (volume is a fixture)
+from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
+from helpers import TAMPERS, run_cli
 
 LEDGER_TAMPERS = [name for name, (_, kind) in TAMPERS.items() if kind in ("checkpoint_mismatch", "ledger_mismatch")]
 OBJECT_TAMPERS = ["bit_flip_middle", "truncated", "deleted"]
 
 
 @pytest.fixture
-def three_checkpoints(tmp_path: Path, volume: Path) -> Path:  # noqa: F811
+def three_checkpoints(tmp_path: Path, dcim_volume: Path) -> Path:
     """An archive of three recordings, one ingest (and checkpoint) each."""
     arch = tmp_path / "archive"
     a = init_archive(arch)
     try:
-        for i, f in enumerate(sorted((volume / "DCIM").iterdir())):
+        for i, f in enumerate(sorted((dcim_volume / "DCIM").iterdir())):
             single = tmp_path / f"vol{i}" / "BWC0001"
             single.mkdir(parents=True)
             shutil.copy(f, single / f.name)
@@ -107,7 +106,7 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
     # A key that is not the archive's does not verify the note.
     other = init_archive(three_checkpoints.parent / "other")
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(LedgerError):
             parse_checkpoint(proof["checkpoint"], other.verifier_key)
     finally:
         other.close()

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, small_tmpfs
-from test_custody import archive as archive  # noqa: F401  (the same archive fixture)
-from test_custody import as_, request
+from helpers import as_, request, run_cli, small_tmpfs
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -30,7 +28,7 @@ def ledger_size(arch: Path) -> int:
         return c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
 
 
-def one_line_error(out, exit_code: int = 2) -> str:
+def single_error_line(out, exit_code: int = 2) -> str:
     err = out.stderr.decode()
     assert out.returncode == exit_code and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
@@ -38,22 +36,22 @@ def one_line_error(out, exit_code: int = 2) -> str:
 
 
 @pytest.fixture
-def export_request(archive: Path) -> int:  # noqa: F811
-    assert as_("alice", "retention", "case", archive, "--case", "C-3", "--segment", "1").returncode == 0
-    rid = request(archive, "carol", 1, purpose="export")
-    assert as_("bob", "access", "approve", archive, rid).returncode == 0
+def export_request(cli_archive: Path) -> int:
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-3", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
     return rid
 
 
-def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811
-    obj = next(p for p in (archive / "objects").rglob("*") if p.is_file())
+def test_a_disc_image_never_replaces_a_file(cli_archive: Path, export_request: int, tmp_path: Path) -> None:
+    obj = next(p for p in (cli_archive / "objects").rglob("*") if p.is_file())
     elsewhere = tmp_path / "precious.txt"
     elsewhere.write_text("not to be overwritten")
-    before, size = digests(archive), ledger_size(archive)
+    before, size = digests(cli_archive), ledger_size(cli_archive)
     for target, says in [
         (obj, "inside the archive"),
-        (archive / "catalog.sqlite", "inside the archive"),
-        (archive / "private" / "checkpoint.key", "inside the archive"),
+        (cli_archive / "catalog.sqlite", "inside the archive"),
+        (cli_archive / "private" / "checkpoint.key", "inside the archive"),
         (elsewhere, "already there"),
         (tmp_path / "bag" / "x.iso", "inside the bag"),
         (tmp_path / "no-such-folder" / "x.iso", "does not exist"),
@@ -61,7 +59,7 @@ def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, 
         out = as_(
             "carol",
             "export",
-            archive,
+            cli_archive,
             "--case",
             "C-3",
             "--request",
@@ -71,15 +69,15 @@ def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, 
             "--iso",
             target,
         )
-        assert says in one_line_error(out), (target, out.stderr)
+        assert says in single_error_line(out), (target, out.stderr)
         assert not (tmp_path / "bag").exists()  # refused before anything was exported ...
-    assert ledger_size(archive) == size  # ... or logged
-    assert digests(archive) == before and elsewhere.read_text() == "not to be overwritten"
+    assert ledger_size(cli_archive) == size  # ... or logged
+    assert digests(cli_archive) == before and elsewhere.read_text() == "not to be overwritten"
     # A new file beside the bag is fine, and lists with xorriso.
     out = as_(
         "carol",
         "export",
-        archive,
+        cli_archive,
         "--case",
         "C-3",
         "--request",
@@ -97,66 +95,74 @@ def test_a_disc_image_never_replaces_a_file(archive: Path, export_request: int, 
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
-def test_an_export_or_report_inside_the_archive_is_refused(archive: Path, export_request: int) -> None:  # noqa: F811
-    before, size = digests(archive), ledger_size(archive)
+def test_an_export_or_report_inside_the_archive_is_refused(cli_archive: Path, export_request: int) -> None:
+    before, size = digests(cli_archive), ledger_size(cli_archive)
     out = as_(
-        "carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", archive / "exports" / "C-3"
+        "carol",
+        "export",
+        cli_archive,
+        "--case",
+        "C-3",
+        "--request",
+        export_request,
+        "--to",
+        cli_archive / "exports" / "C-3",
     )
-    assert "inside the archive" in one_line_error(out)
-    link = archive.parent / "sneaky"
-    link.symlink_to(archive)
-    out = as_("carol", "export", archive, "--case", "C-3", "--request", export_request, "--to", link / "bag")
-    assert "inside the archive" in one_line_error(out)  # a symlink does not smuggle the write in
-    for target in (archive / "catalog.sqlite", link / "custodes.toml"):
-        out = run_cli("report", archive, "--out", target)
-        assert "inside the archive" in one_line_error(out)
-    assert digests(archive) == before and ledger_size(archive) == size
-    assert run_cli("verify", archive).returncode == 0
+    assert "inside the archive" in single_error_line(out)
+    link = cli_archive.parent / "sneaky"
+    link.symlink_to(cli_archive)
+    out = as_("carol", "export", cli_archive, "--case", "C-3", "--request", export_request, "--to", link / "bag")
+    assert "inside the archive" in single_error_line(out)  # a symlink does not smuggle the write in
+    for target in (cli_archive / "catalog.sqlite", link / "custodes.toml"):
+        out = run_cli("report", cli_archive, "--out", target)
+        assert "inside the archive" in single_error_line(out)
+    assert digests(cli_archive) == before and ledger_size(cli_archive) == size
+    assert run_cli("verify", cli_archive).returncode == 0
 
 
-def test_a_report_is_written_whole(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_report_is_written_whole(cli_archive: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "r.json"
     out_file.write_text("an older report")
-    assert run_cli("report", archive, "--out", out_file).returncode == 0
+    assert run_cli("report", cli_archive, "--out", out_file).returncode == 0
     assert out_file.read_text().startswith("{") and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
-def test_open_into_a_folder_copies_checks_and_never_replaces(archive: Path, tmp_path: Path) -> None:  # noqa: F811
-    rid = request(archive, "carol", 1)
-    assert as_("bob", "access", "approve", archive, rid).returncode == 0
-    out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", tmp_path / "view")
+def test_open_into_a_folder_copies_checks_and_never_replaces(cli_archive: Path, tmp_path: Path) -> None:
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", tmp_path / "view")
     assert out.returncode == 0, out.stderr
     copy = Path(out.stdout.decode().strip())
-    with sqlite3.connect(archive / "catalog.sqlite") as c:
+    with sqlite3.connect(cli_archive / "catalog.sqlite") as c:
         sha = c.execute("SELECT sha256 FROM segments WHERE id = 1").fetchone()[0]
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == sha and copy.stat().st_mode & 0o777 == 0o444
-    again = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", tmp_path / "view")
-    assert "already there" in one_line_error(again)
-    out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", archive / "objects")
-    assert "inside the archive" in one_line_error(out)
+    again = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", tmp_path / "view")
+    assert "already there" in single_error_line(again)
+    out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", cli_archive / "objects")
+    assert "inside the archive" in single_error_line(out)
     assert [p.name for p in (tmp_path / "view").iterdir()] == [copy.name]
 
 
-def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(archive: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(cli_archive: Path, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "full", "64k") as disk:
-        rid = request(archive, "carol", 1)
-        assert as_("bob", "access", "approve", archive, rid).returncode == 0
-        out = as_("carol", "access", "open", archive, rid, "--segment", "1", "--to", disk)
-        err = one_line_error(out)
+        rid = request(cli_archive, "carol", 1)
+        assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+        out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", disk)
+        err = single_error_line(out)
         assert str(disk) in err and "nothing was left there" in err
         assert list(disk.iterdir()) == []
-        with sqlite3.connect(archive / "catalog.sqlite") as c:
+        with sqlite3.connect(cli_archive / "catalog.sqlite") as c:
             log = c.execute("SELECT action, ok FROM access_log WHERE request_id = ? ORDER BY id", (rid,)).fetchall()
         assert log == [("request", 1), ("approve", 1), ("open", 1), ("open_failed", 0)]
-        assert run_cli("ledger", "verify", archive).returncode == 0
+        assert run_cli("ledger", "verify", cli_archive).returncode == 0
 
 
-def test_export_text_must_fit_one_bag_info_line(archive: Path, export_request: int, tmp_path: Path) -> None:  # noqa: F811
+def test_export_text_must_fit_one_bag_info_line(cli_archive: Path, export_request: int, tmp_path: Path) -> None:
     for bad in ("two\nlines", "\udcff\udcfe"):
         out = as_(
             "carol",
             "export",
-            archive,
+            cli_archive,
             "--case",
             "C-3",
             "--request",
@@ -171,7 +177,7 @@ def test_export_text_must_fit_one_bag_info_line(archive: Path, export_request: i
     out = as_(
         "carol",
         "export",
-        archive,
+        cli_archive,
         "--case",
         "C-3",
         "--request",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from custodes import hookspecs
 from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver, DuplicatePluginError, PluginManager, Reporter, UnknownPluginError
 from custodes.volumes import read_volume
 from footage import T0, make_clip
+from helpers import run_cli
 
 HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("custodes_")]
 THIS_FILE = Path(__file__).read_text()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import custodes
-from conftest import DATA, FOOTAGE, run_cli
 from custodes.findings import rfc3339
 from footage import T0, make_clip
+from helpers import DATA, FOOTAGE, run_cli
 
 MEDIA = sorted(p for p in FOOTAGE.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".m4b"))
 KIND = {"video": "video", "audio": "audio"}  # ffprobe calls everything else "data"

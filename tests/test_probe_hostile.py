@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, run_cli
+from helpers import FOOTAGE, run_cli
 
 ANDROIDX = FOOTAGE / "encoders" / "androidx-sample.mp4"
 IPHONE = FOOTAGE / "phones" / "dolbyVision-hdr.MOV"

@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import FOOTAGE, run_cli
 from custodes.archive import open_archive
+from helpers import FOOTAGE, run_cli
 
 BIG, SMALL = FOOTAGE / "gopro" / "karma.mp4", FOOTAGE / "encoders" / "androidx-sample.mp4"
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from footage import T0, make_clip
-from test_custody import PEOPLE, as_, request
+from helpers import as_, build_cli_archive, request, run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -27,9 +26,7 @@ def name(seconds: int, seq: int, imp: bool = False, lie: int = 0) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    arch = root / "archive"
-    assert run_cli("init", arch).returncode == 0
-    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    arch = build_cli_archive(root / "archive")  # the custody people, nothing ingested yet
     vol = root / "BWC0001"
     # Recorded 0-6 s, then 10-14 s (a 4 s gap), file 0004 missing, 0007 important.
     for seconds, seq, imp in [(0, 1, False), (2, 2, False), (4, 3, False), (10, 5, False), (12, 6, False)]:

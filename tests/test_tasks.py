@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from custodes.archive import open_archive
 from custodes.verify import verify
 from footage import T0, make_clip
+from helpers import run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -31,7 +31,7 @@ def iso(seconds: float) -> str:
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Path:
+def tasks_archive(tmp_path: Path) -> Path:
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
     # A records 0-10 s and 20-24 s; B records 0-4 s and 14-24 s and logged a low battery at 3 s.
@@ -62,8 +62,8 @@ def coverage(arch: Path, *tasks: str) -> tuple[int, dict[str, dict]]:
     return out.returncode, {t["task"]["id"]: t for t in json.loads(out.stdout)["tasks"]}
 
 
-def test_coverage_two_device_share_and_explanations(archive: Path) -> None:
-    code, cov = coverage(archive)
+def test_coverage_two_device_share_and_explanations(tasks_archive: Path) -> None:
+    code, cov = coverage(tasks_archive)
     t1 = cov["T1"]  # A and, through officer 005678, B
     assert t1["devices"] == ["BWCA", "BWCB"]
     assert t1["covered_share"] == pytest.approx(20 / 24) and t1["two_device_share"] == pytest.approx(8 / 24)
@@ -80,8 +80,8 @@ def test_coverage_two_device_share_and_explanations(archive: Path) -> None:
     ]
 
 
-def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> None:
-    with open_archive(archive) as a:
+def test_explaining_a_gap_clears_the_finding_and_is_ledgered(tasks_archive: Path) -> None:
+    with open_archive(tasks_archive) as a:
         before = a.ledger_size()
         seg = a.conn.execute(
             "SELECT id FROM segments WHERE device_id = 'BWCA' AND start_ns > ? ORDER BY start_ns LIMIT 1",
@@ -90,7 +90,7 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> N
     out = run_cli(
         "gap",
         "explain",
-        archive,
+        tasks_archive,
         "--device",
         "BWCA",
         "--from",
@@ -107,11 +107,11 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> N
         "1.5",
     )
     assert out.returncode == 0, out.stderr
-    code, cov = coverage(archive, "T2")
+    code, cov = coverage(tasks_archive, "T2")
     assert code == 0 and cov["T2"]["findings"] == []
     (e,) = cov["T2"]["explained"]
     assert (e["cause"], e["source"], e["note"]) == ("location_change", "annotation", "moved to the station")
-    with open_archive(archive) as a:
+    with open_archive(tasks_archive) as a:
         assert a.ledger_size() == before + 1
         entry = json.loads(a.conn.execute("SELECT entry FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()[0])
         assert (entry["type"], entry["cause"], entry["segment"], entry["offset"]) == (
@@ -123,14 +123,14 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(archive: Path) -> N
         assert verify(a).ok
 
 
-def test_an_exemption_is_a_cause(archive: Path) -> None:
+def test_an_exemption_is_a_cause(tasks_archive: Path) -> None:
     assert (
         run_cli(
-            "gap", "explain", archive, "--device", "BWCA", "--from", iso(10), "--to", iso(20), "--cause", "secret"
+            "gap", "explain", tasks_archive, "--device", "BWCA", "--from", iso(10), "--to", iso(20), "--cause", "secret"
         ).returncode
         == 0
     )
-    assert coverage(archive, "T2")[0] == 0
+    assert coverage(tasks_archive, "T2")[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -142,16 +142,16 @@ def test_an_exemption_is_a_cause(archive: Path) -> None:
         (["--cause", "battery", "--from", "2024-03-01 10:00:10"], b"no time zone offset"),
     ],
 )
-def test_explanation_refusals(archive: Path, args: list[str], message: bytes) -> None:
+def test_explanation_refusals(tasks_archive: Path, args: list[str], message: bytes) -> None:
     base = {"--device": "BWCA", "--from": iso(10), "--to": iso(20)}
     for i in range(0, len(args), 2):
         base[args[i]] = args[i + 1]
     flat = [x for k, v in base.items() for x in (k, v)]
-    out = run_cli("gap", "explain", archive, *flat)
+    out = run_cli("gap", "explain", tasks_archive, *flat)
     assert out.returncode == 2 and message in out.stderr
 
 
-def test_bad_task_file_imports_nothing(archive: Path, tmp_path: Path) -> None:
+def test_bad_task_file_imports_nothing(tasks_archive: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(
         json.dumps(
@@ -163,14 +163,14 @@ def test_bad_task_file_imports_nothing(archive: Path, tmp_path: Path) -> None:
             ]
         )
     )
-    out = run_cli("task", "import", archive, bad)
+    out = run_cli("task", "import", tasks_archive, bad)
     assert out.returncode == 2
     err = out.stderr.decode()
     assert "bad.json row 2: task 'T10' ends before it starts" in err
     assert "bad.json row 3: 'yesterday' is not an RFC 3339 time" in err
     assert "bad.json row 4: task 'T12' names no device and no officer" in err
-    code, cov = coverage(archive)
+    code, cov = coverage(tasks_archive)
     assert "T9" not in cov  # all or nothing
-    same = run_cli("task", "import", archive, archive.parent / "tasks.csv", "--json")
+    same = run_cli("task", "import", tasks_archive, tasks_archive.parent / "tasks.csv", "--json")
     assert json.loads(same.stdout)["unchanged"] == ["T1", "T2", "T3"]
-    assert run_cli("task", "coverage", archive, "--task", "NOPE").returncode == 2
+    assert run_cli("task", "coverage", tasks_archive, "--task", "NOPE").returncode == 2

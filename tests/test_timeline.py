@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import custodes
-from conftest import run_cli
 from custodes import timeline
 from footage import T0, at, make_clip
+from helpers import run_cli
 
 NS = 1_000_000_000
 

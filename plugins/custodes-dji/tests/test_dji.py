@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from conftest import FOOTAGE
 from custodes.findings import rfc3339
 from custodes.volumes import read_volume
 from custodes_dji import parse_srt
 from footage import make_clip
+from helpers import FOOTAGE
 
 DRONES = FOOTAGE / "drones"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FOOTAGE, run_cli
 from custodes.volumes import read_volume
 from footage import T0, make_clip
+from helpers import FOOTAGE, run_cli
 
 BEIJING = timezone(timedelta(hours=8))
 IDENTITY = """# GA/T 947 identity

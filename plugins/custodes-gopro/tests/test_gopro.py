@@ -7,10 +7,10 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from conftest import FOOTAGE, run_cli
 from custodes.volumes import read_volume
 from custodes_gopro import gpmf_items, gps_time
 from footage import T0, make_clip
+from helpers import FOOTAGE, run_cli
 
 
 def card(tmp_path: Path) -> Path:

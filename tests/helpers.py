@@ -1,0 +1,316 @@
+"""Plain helpers shared by the tests: the test data, running the real CLI and peer tools, a small file system,
+CLI archives with people and recordings, the custody commands, and the tamper matrix.
+
+Fixtures live in conftest.py; everything here is an ordinary function or constant, imported as
+``from helpers import ...`` (tests/ is on pytest's pythonpath).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+FOOTAGE = DATA / "footage"
+
+# ---- running the real CLI and independent tools ------------------------------------------
+
+
+def run_cli(
+    *args: str | Path,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    obey_permissions: bool = False,
+    user: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
+
+    ``obey_permissions``: when the tests run as root (CI does), drop the
+    capabilities that let root read anything, so file modes apply as they
+    would to a custodian's account. ``user``: the operating-system user the
+    command sees (custody commands take identity from it).
+    """
+    prefix = []
+    if obey_permissions and os.geteuid() == 0:
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    env = None if user is None else {**os.environ, "LOGNAME": user, "USER": user}  # what getpass.getuser() reads
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def peer(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run an independent tool (sha256sum, b3sum, openssl ...) for cross-checking."""
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, timeout=300)
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real small file system (tmpfs) mounted on ``folder`` for the test, unmounted after it:
+    a full disk, a USB stick's root. Skips the test where mounting is not allowed (not root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def one_line_error(out: subprocess.CompletedProcess[bytes], pattern: str, code: int = 2) -> str:
+    """The command failed with ``code`` and exactly one ``custodes: ...`` line matching ``pattern``."""
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == code, (out.stdout, err)
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("custodes: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def catalog_rows(arch: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` read straight from the archive's catalog file, as an auditor with sqlite3 would."""
+    with sqlite3.connect(arch / "catalog.sqlite") as conn:
+        return conn.execute(sql).fetchall()
+
+
+# ---- CLI archives with people and recordings ----------------------------------------------
+
+#: The people of the custody tests: a custodian, two approvers, a viewer; approvers may see classified footage.
+PEOPLE = """
+[people]
+alice = "custodian"
+bob = "approver"
+carol = "viewer"
+dave = "approver"
+
+[access]
+window_hours = 72
+classified_roles = ["approver"]
+"""
+
+#: The people of the CLI error tests: no dave, and root (who runs CI) is a custodian.
+PEOPLE_AND_ROOT = """
+[people]
+alice = "custodian"
+bob = "approver"
+carol = "viewer"
+root = "custodian"
+"""
+
+#: Three real recordings: androidx-sample (2016), go-mp4-sample (no clock), bt601.mov (2024).
+THREE_RECORDINGS = (
+    FOOTAGE / "encoders" / "androidx-sample.mp4",
+    FOOTAGE / "encoders" / "go-mp4-sample.mp4",
+    FOOTAGE / "phones" / "bt601.mov",
+)
+
+
+def build_cli_archive(
+    arch: Path,
+    *,
+    people: str | None = PEOPLE,
+    recordings: Sequence[Path] | Mapping[str, Path] = (),
+    volume: Path | None = None,
+    init_args: Sequence[str] = (),
+    driver: str | None = "generic",
+    ingest_exit: Collection[int] = (1,),
+) -> Path:
+    """An archive made through the CLI at ``arch``: ``custodes init arch INIT_ARGS``, ``people`` appended to its
+    policy, then (when there are ``recordings``) one volume holding copies of them (``volume``, by default
+    ``BWC0001`` next to the archive; a mapping gives each copy its name) ingested with ``driver``, whose exit code
+    must be one of ``ingest_exit``."""
+    out = run_cli("init", arch, *init_args)
+    assert out.returncode == 0, out.stderr
+    if people is not None:
+        policy = arch / "custodes.toml"
+        policy.write_text(policy.read_text() + people)
+    if recordings:
+        vol = volume if volume is not None else arch.parent / "BWC0001"
+        vol.mkdir()
+        named = recordings.items() if isinstance(recordings, Mapping) else [(src.name, src) for src in recordings]
+        for name, src in named:
+            shutil.copy(src, vol / name)
+        driver_args = () if driver is None else ("--driver", driver)
+        out = run_cli("ingest", vol, "--archive", arch, *driver_args)
+        assert out.returncode in ingest_exit, (out.returncode, out.stderr)
+    return arch
+
+
+# ---- custody commands as a person runs them ----------------------------------------------
+
+
+def as_(user: str, *args: object):
+    return run_cli(*args, user=user)
+
+
+def request(arch: Path, user: str, *segments: int, purpose: str = "view") -> int:
+    out = as_(
+        user,
+        "access",
+        "request",
+        arch,
+        *[x for s in segments for x in ("--segment", s)],
+        "--reason",
+        "complaint 2024-17 review",
+        "--purpose",
+        purpose,
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["id"]
+
+
+def refused(out, pattern: str) -> None:
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert re.search(pattern, out.stderr.decode()), out.stderr
+
+
+# ---- the tamper matrix: one way each to damage an archive (an open Archive ``a``) ------------
+
+
+def _object(a, n=0) -> Path:
+    return sorted(o.path for o in a.store.list())[n]
+
+
+def _writable(p: Path) -> None:
+    p.chmod(0o644)
+
+
+def flip(where: str):
+    def tamper(a, tmp: Path) -> None:
+        p = _object(a)
+        _writable(p)
+        data = bytearray(p.read_bytes())
+        i = {"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]
+        data[i] ^= 0x01
+        p.write_bytes(bytes(data))
+
+    return tamper
+
+
+def truncate(a, tmp):
+    p = _object(a)
+    _writable(p)
+    os.truncate(p, p.stat().st_size - 100)
+
+
+def extend(a, tmp):
+    p = _object(a)
+    _writable(p)
+    with open(p, "ab") as f:
+        f.write(b"appended")
+
+
+def delete(a, tmp):
+    p = _object(a)
+    p.unlink()
+
+
+def replace_with_other(a, tmp):
+    p = _object(a)
+    _writable(p)
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", p)
+
+
+def stray(a, tmp):
+    p = a.store.objects / "ab" / "cd" / ("ab" + "cd" + "0" * 60)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"planted")
+
+
+def _catalog_edit(a, tmp):
+    import hashlib
+
+    p = _object(a)
+    old = p.name
+    data = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
+    new = hashlib.sha256(data).hexdigest()
+    from custodes import _core
+
+    b3 = _core.hash_bytes(["blake3"], data)[0].hex()
+    target = a.store.path_for(new)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    _writable(p)
+    p.unlink()
+    a.conn.execute("PRAGMA foreign_keys=OFF")  # the attacker edits the database file directly
+    with a.transaction() as c:
+        c.execute(
+            "UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
+            (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old),
+        )
+        c.execute("UPDATE segments SET sha256 = ?, size = ? WHERE sha256 = ?", (new, len(data), old))
+
+
+def _ledger_edit(a, tmp):
+    with a.transaction() as c:
+        entry = json.loads(c.execute("SELECT entry FROM ledger WHERE seq = 1").fetchone()[0])
+        entry["name"] = "innocent.mp4"
+        data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        from custodes import merkle
+
+        c.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = 1", (data, merkle.leaf_hash(data)))
+
+
+def _ledger_delete(a, tmp):
+    with a.transaction() as c:
+        c.execute("DELETE FROM ledger WHERE seq = 1")
+
+
+def _ledger_reorder(a, tmp):
+    with a.transaction() as c:
+        rows = c.execute("SELECT seq, entry, leaf FROM ledger WHERE seq IN (0, 1)").fetchall()
+        c.execute("DELETE FROM ledger WHERE seq IN (0, 1)")
+        c.execute("INSERT INTO ledger VALUES (0, ?, ?)", (rows[1][1], rows[1][2]))
+        c.execute("INSERT INTO ledger VALUES (1, ?, ?)", (rows[0][1], rows[0][2]))
+
+
+def _checkpoint_rollback(a, tmp):
+    older = sorted((a.root / "ledger" / "checkpoints").iterdir(), key=lambda p: int(p.name))[0]
+    (a.root / "ledger" / "checkpoint").write_text(older.read_text())
+
+
+def _checkpoint_and_ledger_rollback(a, tmp):
+    """Drop the last entry and every newer checkpoint: the catalog row still points at the entry."""
+    with a.transaction() as c:
+        c.execute("DELETE FROM ledger WHERE seq = 2")
+        c.execute("DELETE FROM checkpoints WHERE size = 3")
+    (a.root / "ledger" / "checkpoints" / "3").unlink()
+    _checkpoint_rollback(a, tmp)
+
+
+TAMPERS = {
+    "bit_flip_start": (flip("start"), "modified"),
+    "bit_flip_middle": (flip("middle"), "modified"),
+    "bit_flip_end": (flip("end"), "modified"),
+    "truncated": (truncate, "truncated"),
+    "extended": (extend, "modified"),
+    "deleted": (delete, "missing"),
+    "replaced": (replace_with_other, "modified"),
+    "stray_file": (stray, "unexpected"),
+    "catalog_row_edited_to_match": (_catalog_edit, "ledger_mismatch"),
+    "ledger_entry_edited": (_ledger_edit, "checkpoint_mismatch"),
+    "ledger_entry_deleted": (_ledger_delete, "ledger_mismatch"),
+    "ledger_entries_reordered": (_ledger_reorder, "checkpoint_mismatch"),
+    "checkpoint_rolled_back": (_checkpoint_rollback, "checkpoint_mismatch"),
+    "ledger_and_checkpoint_rolled_back": (_checkpoint_and_ledger_rollback, "ledger_mismatch"),
+}
