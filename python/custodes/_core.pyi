@@ -67,7 +67,10 @@ class HashJob:
 def probe_files(
     paths: list[str | os.PathLike[str]], gap_factor: float = 3.0, samples: bool = False
 ) -> list[dict[str, Any] | Exception]:
-    """Container facts of each file (read in parallel), or the exception saying why it could not be opened."""
+    """Container facts of each file (read in parallel), or the exception saying why it could not be opened or read.
+
+    The exceptions are :class:`custodes.errors.EvidenceReadError` subclasses naming the path.
+    """
 
 def analyse(
     device: npt.NDArray[np.int64],
@@ -102,8 +105,14 @@ def correct_times(
 def copy_and_hash(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str]
 ) -> tuple[int, list[bytes]]:
-    """Copy ``src`` to the new file ``dst`` while hashing it: (size, digests). Not fsynced."""
+    """Copy ``src`` to the new file ``dst`` while hashing it: (size, digests). Not fsynced.
 
+    Raises the :class:`custodes.errors.EvidenceReadError` subclass saying why ``src`` could not be read.
+    """
+
+# The merkle_* functions and MerkleAccumulator.extend raise custodes.errors.MerkleInputError
+# (a ValueError) for a hash that is not 32 bytes, packed leaves not a multiple of 32 bytes,
+# a leaf index past the tree's end, or a consistency proof from a size the log does not have.
 def merkle_leaf_hash(entry: bytes) -> bytes: ...
 def merkle_root(packed_leaves: bytes) -> bytes: ...
 def merkle_inclusion_proof(packed_leaves: bytes, index: int) -> list[bytes]: ...

@@ -19,6 +19,7 @@ __all__ = [
     "EvidencePermissionError",
     "EvidenceReadError",
     "HashingCancelledError",
+    "MerkleInputError",
     "NotRegularFileError",
     "SymlinkLoopError",
     "TimelineInputError",
@@ -99,3 +100,9 @@ class TimelineInputError(CustodesError, ValueError):
     """Timeline columns that cannot be analysed (lengths differ, a segment ends before it starts)."""
 
     kind = "timeline_input"
+
+
+class MerkleInputError(CustodesError, ValueError):
+    """Merkle input that describes no tree or proof (a hash not 32 bytes, a leaf index past the tree's end)."""
+
+    kind = "merkle_input"

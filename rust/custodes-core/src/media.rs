@@ -431,13 +431,28 @@ impl<'a> Children<'a> {
     }
 }
 
+/// Why the container facts of a file could not be read at all.
+///
+/// Hostile or broken content is never an error here: it becomes a problem in
+/// the facts. Only a file that cannot be opened or read ends a probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The file was refused at opening, for the reasons hashing refuses one
+    /// (missing, permission denied, not a regular file, a symlink loop).
+    #[error(transparent)]
+    Open(#[from] HashError),
+    /// Reading the container failed part way: an I/O error, or the file shrank under the reader.
+    #[error("read failed while probing: {0}")]
+    Read(#[source] io::Error),
+}
+
 /// Read the container facts of the file at `path`.
 ///
 /// Opened through [`open_evidence`], the opener hashing uses: a FIFO, device
 /// or directory is refused at once as not a regular file, never waited on.
-pub fn probe_file(path: &Path) -> Result<MediaFacts, HashError> {
+pub fn probe_file(path: &Path) -> Result<MediaFacts, ProbeError> {
     let (mut file, meta) = open_evidence(path)?;
-    Ok(probe_reader(&mut file, meta.len())?)
+    probe_reader(&mut file, meta.len()).map_err(ProbeError::Read)
 }
 
 /// Read the container facts from any seekable byte source of `file_size` bytes.
@@ -1721,9 +1736,19 @@ mod tests {
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         match probe_file(&fifo) {
-            Err(HashError::NotRegularFile { kind }) => assert_eq!(kind, "named pipe (FIFO)"),
+            Err(ProbeError::Open(HashError::NotRegularFile { kind })) => assert_eq!(kind, "named pipe (FIFO)"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_directory_or_a_missing_file_is_refused_at_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        match probe_file(dir.path()) {
+            Err(ProbeError::Open(HashError::NotRegularFile { kind })) => assert_eq!(kind, "directory"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(probe_file(&dir.path().join("gone.mp4")), Err(ProbeError::Open(HashError::NotFound))));
     }
 
     #[test]

@@ -10,6 +10,36 @@ use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
 
+/// Why a Merkle operation was refused: input that describes no tree or no proof.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MerkleError {
+    /// A hash (leaf, node or root) that is not 32 bytes long.
+    #[error("a Merkle hash is 32 bytes, not {0}")]
+    HashLength(usize),
+    /// Leaf hashes packed back to back whose total length is not a multiple of 32.
+    #[error("packed leaf hashes must be a multiple of 32 bytes, not {0}")]
+    PackedLength(usize),
+    /// An inclusion proof asked for a leaf the tree does not have.
+    #[error("leaf {index} is not in a tree of {size} leaves")]
+    LeafOutOfRange { index: usize, size: usize },
+    /// A consistency proof asked for from an empty tree or from a tree larger than the log.
+    #[error("no consistency proof from size {from} to {to}: the older size must be between 1 and {to}")]
+    ConsistencyRange { from: usize, to: usize },
+}
+
+/// One 32-byte hash from a byte string of any length.
+pub fn hash_from_slice(bytes: &[u8]) -> Result<Hash, MerkleError> {
+    bytes.try_into().map_err(|_| MerkleError::HashLength(bytes.len()))
+}
+
+/// Leaf hashes packed back to back (32 bytes each), as the ledger stores them.
+pub fn unpack_leaves(packed: &[u8]) -> Result<Vec<Hash>, MerkleError> {
+    if !packed.len().is_multiple_of(32) {
+        return Err(MerkleError::PackedLength(packed.len()));
+    }
+    Ok(packed.chunks_exact(32).map(|c| c.try_into().expect("chunks of 32 bytes")).collect())
+}
+
 pub fn leaf_hash(entry: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
@@ -49,9 +79,9 @@ pub fn root(leaves: &[Hash]) -> Hash {
 }
 
 /// PATH(m, D[n]): the inclusion proof of leaf `index` (§2.1.3.1).
-pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Result<Vec<Hash>, MerkleError> {
     if index >= leaves.len() {
-        return None;
+        return Err(MerkleError::LeafOutOfRange { index, size: leaves.len() });
     }
     fn path(m: usize, d: &[Hash], out: &mut Vec<Hash>) {
         let n = d.len();
@@ -69,13 +99,13 @@ pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
     }
     let mut out = Vec::new();
     path(index, leaves, &mut out);
-    Some(out)
+    Ok(out)
 }
 
 /// PROOF(m, D[n]): the consistency proof between sizes `m` and `n = leaves.len()` (§2.1.4.1).
-pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
+pub fn consistency_proof(leaves: &[Hash], m: usize) -> Result<Vec<Hash>, MerkleError> {
     if m == 0 || m > leaves.len() {
-        return None;
+        return Err(MerkleError::ConsistencyRange { from: m, to: leaves.len() });
     }
     fn subproof(m: usize, d: &[Hash], b: bool, out: &mut Vec<Hash>) {
         let n = d.len();
@@ -96,7 +126,7 @@ pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
     }
     let mut out = Vec::new();
     subproof(m, leaves, true, &mut out);
-    Some(out)
+    Ok(out)
 }
 
 /// Verify an inclusion proof (§2.1.3.2).
@@ -299,14 +329,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn refusals_say_what_was_wrong() {
+        let leaves: Vec<Hash> = (0..3u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let e = inclusion_proof(&leaves, 3).unwrap_err();
+        assert_eq!(e, MerkleError::LeafOutOfRange { index: 3, size: 3 });
+        assert_eq!(e.to_string(), "leaf 3 is not in a tree of 3 leaves");
+        assert_eq!(inclusion_proof(&[], 0), Err(MerkleError::LeafOutOfRange { index: 0, size: 0 }));
+        assert_eq!(hash_from_slice(&[0u8; 31]), Err(MerkleError::HashLength(31)));
+        assert_eq!(hash_from_slice(&leaves[1]), Ok(leaves[1]));
+        assert_eq!(unpack_leaves(&[0u8; 33]), Err(MerkleError::PackedLength(33)));
+        assert_eq!(unpack_leaves(&leaves.concat()), Ok(leaves.clone()));
+        assert_eq!(unpack_leaves(&[]), Ok(Vec::new()));
+    }
+
     // Found by cargo-mutants (scripts/mutants --rust): each edge below survived a mutant.
     #[test]
     fn edges_that_mutants_survived() {
         let leaves: Vec<Hash> = (0..5u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
         let (r4, r5) = (root(&leaves[..4]), root(&leaves));
         // No consistency proof from the empty tree or from a tree larger than the log.
-        assert_eq!(consistency_proof(&leaves, 0), None);
-        assert_eq!(consistency_proof(&leaves, 6), None);
+        assert_eq!(consistency_proof(&leaves, 0), Err(MerkleError::ConsistencyRange { from: 0, to: 5 }));
+        assert_eq!(consistency_proof(&leaves, 6), Err(MerkleError::ConsistencyRange { from: 6, to: 5 }));
         // Equal sizes: only an empty proof between equal roots.
         assert!(verify_consistency(5, 5, &[], &r5, &r5));
         assert!(!verify_consistency(5, 5, &[], &r4, &r5));

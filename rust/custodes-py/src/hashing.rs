@@ -13,13 +13,13 @@ use pyo3::types::{PyBytes, PyList};
 use crate::error;
 use crate::gateway::detached;
 
-fn parse_algorithms(py: Python<'_>, names: Vec<String>) -> PyResult<Vec<Algorithm>> {
+fn parse_algorithms(names: Vec<String>) -> error::Result<Vec<Algorithm>> {
     if names.is_empty() {
-        return Err(error::unknown_algorithm(py, core::UnknownAlgorithm(String::new())));
+        return Err(core::UnknownAlgorithm(String::new()).into());
     }
     let mut out: Vec<Algorithm> = Vec::with_capacity(names.len());
     for n in names {
-        let a = n.parse().map_err(|e| error::unknown_algorithm(py, e))?;
+        let a: Algorithm = n.parse()?;
         if !out.contains(&a) {
             out.push(a);
         }
@@ -47,13 +47,12 @@ impl HashJob {
     #[new]
     #[pyo3(signature = (paths, algorithms, threads=None, chunk_size=core::DEFAULT_CHUNK_SIZE))]
     fn new(
-        py: Python<'_>,
         paths: Vec<PathBuf>,
         algorithms: Vec<String>,
         threads: Option<usize>,
         chunk_size: usize,
-    ) -> PyResult<Self> {
-        let algorithms = parse_algorithms(py, algorithms)?;
+    ) -> error::Result<Self> {
+        let algorithms = parse_algorithms(algorithms)?;
         let progress = Arc::new(Progress::default());
         let options = HashOptions { threads, chunk_size, ..HashOptions::default() };
         let (tx, rx) = mpsc::channel();
@@ -151,7 +150,7 @@ impl HashJob {
                         digests[k][i * len..(i + 1) * len].copy_from_slice(d);
                     }
                 }
-                Err(e) => errors.append((i, error::hash_error(py, e, &self.paths[i])?))?,
+                Err(e) => errors.append((i, error::hash_exception(py, e, &self.paths[i])?))?,
             }
         }
         Ok((sizes, digests.iter().map(|d| PyBytes::new(py, d)).collect(), errors))
@@ -160,8 +159,8 @@ impl HashJob {
 
 /// Digests of an in-memory byte string, one `bytes` per algorithm.
 #[pyfunction]
-fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let algorithms = parse_algorithms(py, algorithms)?;
+fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> error::Result<Vec<Bound<'py, PyBytes>>> {
+    let algorithms = parse_algorithms(algorithms)?;
     let owned = data.to_vec();
     let digests = detached(py, move || core::hash_bytes(&algorithms, &owned));
     Ok(digests.iter().map(|d| PyBytes::new(py, d)).collect())
@@ -169,23 +168,25 @@ fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> PyR
 
 /// Copy `src` to the new file `dst` (which must not exist), hashing on the way:
 /// `(size, [digest per algorithm])`. Not fsynced; read errors raise the
-/// same classes as per-file hashing errors.
+/// same classes as per-file hashing errors, naming `src`.
 #[pyfunction]
 fn copy_and_hash<'py>(
     py: Python<'py>,
     src: PathBuf,
     dst: PathBuf,
     algorithms: Vec<String>,
-) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>)> {
-    let algorithms = parse_algorithms(py, algorithms)?;
-    let (s, d) = (src.clone(), dst.clone());
+) -> error::Result<(u64, Vec<Bound<'py, PyBytes>>)> {
+    let algorithms = parse_algorithms(algorithms)?;
+    let s = src.clone();
     let r = detached(py, move || {
-        core::copy_file_hashed(&s, &d, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default())
+        core::copy_file_hashed(&s, &dst, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default())
     });
-    match r {
-        Ok(fd) => Ok((fd.size, fd.digests.iter().map(|x| PyBytes::new(py, x)).collect())),
-        Err(e) => Err(PyErr::from_value(error::hash_error(py, &e, &src)?)),
-    }
+    // The core's error does not carry the path; the binding adds it here.
+    let fd = match r {
+        Ok(fd) => fd,
+        Err(error) => return Err(error::Error::Hash { path: src, error }),
+    };
+    Ok((fd.size, fd.digests.iter().map(|x| PyBytes::new(py, x)).collect()))
 }
 
 /// Names of the algorithms the core knows, the evidence default first.

@@ -15,6 +15,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The custodes.errors classes, looked up now so that a missing one fails this import.
+    error::init(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(m)?;
     media::register(m)?;

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use custodes_core::hashing::HashError;
-use custodes_core::media::{self, MediaFacts};
+use custodes_core::media::{self, MediaFacts, ProbeError};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -99,14 +98,14 @@ fn probe_files<'py>(
     samples: bool,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let job_paths = paths.clone();
-    let outcomes: Vec<Result<MediaFacts, HashError>> =
+    let outcomes: Vec<Result<MediaFacts, ProbeError>> =
         detached(py, move || job_paths.par_iter().map(|p| media::probe_file(p)).collect());
     outcomes
         .iter()
         .zip(&paths)
         .map(|(o, p)| match o {
             Ok(f) => Ok(facts_to_dict(py, f, gap_factor, samples)?.into_any()),
-            Err(e) => error::hash_error(py, e, p),
+            Err(e) => error::probe_exception(py, e, p),
         })
         .collect()
 }

@@ -1,27 +1,16 @@
 //! Bindings for `custodes_core::merkle`: raw 32-byte hashes as `bytes`.
+//! Malformed input raises `custodes.errors.MerkleInputError` (a `ValueError`).
 
-use custodes_core::merkle::{self, Accumulator, Hash};
-use pyo3::exceptions::PyValueError;
+use custodes_core::merkle::{self, Accumulator, Hash, MerkleError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::Mutex;
 
+use crate::error;
 use crate::gateway::detached;
 
-fn hash(b: &[u8]) -> PyResult<Hash> {
-    b.try_into().map_err(|_| PyValueError::new_err(format!("a Merkle hash is 32 bytes, not {}", b.len())))
-}
-
-/// Leaf hashes packed back to back (32 bytes each), as the ledger stores them.
-fn leaves(packed: &[u8]) -> PyResult<Vec<Hash>> {
-    if packed.len() % 32 != 0 {
-        return Err(PyValueError::new_err("packed leaf hashes must be a multiple of 32 bytes"));
-    }
-    Ok(packed.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect())
-}
-
-fn hashes(list: Vec<Vec<u8>>) -> PyResult<Vec<Hash>> {
-    list.iter().map(|b| hash(b)).collect()
+fn hashes(list: &[Vec<u8>]) -> Result<Vec<Hash>, MerkleError> {
+    list.iter().map(|b| merkle::hash_from_slice(b)).collect()
 }
 
 #[pyfunction]
@@ -30,8 +19,8 @@ fn merkle_leaf_hash<'py>(py: Python<'py>, entry: &[u8]) -> Bound<'py, PyBytes> {
 }
 
 #[pyfunction]
-fn merkle_root<'py>(py: Python<'py>, packed_leaves: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let l = leaves(packed_leaves)?;
+fn merkle_root<'py>(py: Python<'py>, packed_leaves: &[u8]) -> error::Result<Bound<'py, PyBytes>> {
+    let l = merkle::unpack_leaves(packed_leaves)?;
     Ok(PyBytes::new(py, &detached(py, move || merkle::root(&l))))
 }
 
@@ -40,11 +29,9 @@ fn merkle_inclusion_proof<'py>(
     py: Python<'py>,
     packed_leaves: &[u8],
     index: usize,
-) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let l = leaves(packed_leaves)?;
-    let proof = detached(py, move || merkle::inclusion_proof(&l, index)).ok_or_else(|| {
-        PyValueError::new_err(format!("leaf {index} is not in a tree of {} leaves", packed_leaves.len() / 32))
-    })?;
+) -> error::Result<Vec<Bound<'py, PyBytes>>> {
+    let l = merkle::unpack_leaves(packed_leaves)?;
+    let proof = detached(py, move || merkle::inclusion_proof(&l, index))?;
     Ok(proof.iter().map(|h| PyBytes::new(py, h)).collect())
 }
 
@@ -53,11 +40,9 @@ fn merkle_consistency_proof<'py>(
     py: Python<'py>,
     packed_leaves: &[u8],
     size1: usize,
-) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let l = leaves(packed_leaves)?;
-    let proof = detached(py, move || merkle::consistency_proof(&l, size1)).ok_or_else(|| {
-        PyValueError::new_err(format!("no consistency proof from size {size1} to {}", packed_leaves.len() / 32))
-    })?;
+) -> error::Result<Vec<Bound<'py, PyBytes>>> {
+    let l = merkle::unpack_leaves(packed_leaves)?;
+    let proof = detached(py, move || merkle::consistency_proof(&l, size1))?;
     Ok(proof.iter().map(|h| PyBytes::new(py, h)).collect())
 }
 
@@ -68,8 +53,9 @@ fn merkle_verify_inclusion(
     tree_size: u64,
     proof: Vec<Vec<u8>>,
     root: &[u8],
-) -> PyResult<bool> {
-    Ok(merkle::verify_inclusion(&hash(leaf_hash)?, index, tree_size, &hashes(proof)?, &hash(root)?))
+) -> error::Result<bool> {
+    let (leaf, proof, root) = (merkle::hash_from_slice(leaf_hash)?, hashes(&proof)?, merkle::hash_from_slice(root)?);
+    Ok(merkle::verify_inclusion(&leaf, index, tree_size, &proof, &root))
 }
 
 #[pyfunction]
@@ -79,8 +65,9 @@ fn merkle_verify_consistency(
     proof: Vec<Vec<u8>>,
     root1: &[u8],
     root2: &[u8],
-) -> PyResult<bool> {
-    Ok(merkle::verify_consistency(size1, size2, &hashes(proof)?, &hash(root1)?, &hash(root2)?))
+) -> error::Result<bool> {
+    let (proof, root1, root2) = (hashes(&proof)?, merkle::hash_from_slice(root1)?, merkle::hash_from_slice(root2)?);
+    Ok(merkle::verify_consistency(size1, size2, &proof, &root1, &root2))
 }
 
 /// The root of a growing log in O(log n) memory, for streaming verification.
@@ -97,8 +84,8 @@ impl MerkleAccumulator {
     }
 
     /// Append leaf hashes packed back to back.
-    fn extend(&self, packed_leaves: &[u8]) -> PyResult<()> {
-        let l = leaves(packed_leaves)?;
+    fn extend(&self, packed_leaves: &[u8]) -> error::Result<()> {
+        let l = merkle::unpack_leaves(packed_leaves)?;
         let mut acc = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for h in l {
             acc.push(h);

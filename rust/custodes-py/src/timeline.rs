@@ -34,11 +34,11 @@ fn analyse<'py>(
     end: Col<'py>,
     sequence: Col<'py>,
     gap_tolerance: i64,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> error::Result<Bound<'py, PyDict>> {
     let seg =
         Segments { device: slice(&device)?, start: slice(&start)?, end: slice(&end)?, sequence: slice(&sequence)? };
     // The readonly borrows keep the arrays alive and unchanged while detached.
-    let result = detached(py, || timeline::analyse(seg, gap_tolerance)).map_err(|e| error::timeline(py, e))?;
+    let result = detached(py, || timeline::analyse(seg, gap_tolerance))?;
     let d = PyDict::new(py);
     d.set_item("gaps", intervals_dict(py, result.gaps)?)?;
     d.set_item("overlaps", intervals_dict(py, result.overlaps)?)?;
@@ -63,10 +63,10 @@ fn coverage<'py>(
     task_device: Col<'py>,
     task_start: Col<'py>,
     task_end: Col<'py>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> error::Result<Bound<'py, PyDict>> {
     let (d, s, e) = (slice(&device)?, slice(&start)?, slice(&end)?);
     let (td, ts, te) = (slice(&task_device)?, slice(&task_start)?, slice(&task_end)?);
-    let c = detached(py, || timeline::coverage(d, s, e, td, ts, te)).map_err(|e| error::timeline(py, e))?;
+    let c = detached(py, || timeline::coverage(d, s, e, td, ts, te))?;
     let out = PyDict::new(py);
     out.set_item("covered", c.covered.into_pyarray(py))?;
     out.set_item("uncovered_task", c.uncovered_task.into_pyarray(py))?;
@@ -104,9 +104,9 @@ fn time_mismatch<'py>(
     a: Col<'py>,
     b: Col<'py>,
     tolerance: i64,
-) -> PyResult<Bound<'py, PyArray1<bool>>> {
+) -> error::Result<Bound<'py, PyArray1<bool>>> {
     let (a, b) = (slice(&a)?, slice(&b)?);
-    let r = detached(py, || timeline::time_mismatch(a, b, tolerance)).map_err(|e| error::timeline(py, e))?;
+    let r = detached(py, || timeline::time_mismatch(a, b, tolerance))?;
     Ok(r.into_pyarray(py))
 }
 
@@ -116,9 +116,9 @@ fn correct_times<'py>(
     times: Col<'py>,
     device_readings: Col<'py>,
     trusted_readings: Col<'py>,
-) -> PyResult<Bound<'py, PyArray1<i64>>> {
+) -> error::Result<Bound<'py, PyArray1<i64>>> {
     let (t, d, r) = (slice(&times)?, slice(&device_readings)?, slice(&trusted_readings)?);
-    let out = detached(py, || timeline::correct_times(t, d, r)).map_err(|e| error::timeline(py, e))?;
+    let out = detached(py, || timeline::correct_times(t, d, r))?;
     Ok(out.into_pyarray(py))
 }
 
