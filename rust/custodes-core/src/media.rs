@@ -853,6 +853,9 @@ fn parse_elst(p: &[u8], facts: &mut MediaFacts) -> Parse<Vec<Edit>> {
     Ok(edits)
 }
 
+/// Walk `mdia` and the containers below it (`minf`, `stbl`; depth 0, 1, 2),
+/// handing each box to its parser. Any of these boxes is read at any depth, as
+/// files put them; only `mdia`'s own `hdlr` names the track's handler.
 fn parse_mdia(
     p: &[u8],
     track: &mut Track,
@@ -866,125 +869,161 @@ fn parse_mdia(
     for child in Children::of(p, ["mdia", "minf", "stbl"][depth.min(2)]) {
         let (typ, body) = child?;
         match &typ {
-            b"mdhd" => {
-                let mut c = Cur::new(body);
-                let (version, _) = c.full()?;
-                let wide = version == 1;
-                // Each time is checked as soon as it is read: a box cut short after it still says so.
-                let mut time = |c: &mut Cur, what: &str| -> Parse<u64> {
-                    let raw = if wide { c.u64()? } else { u64::from(c.u32()?) };
-                    Ok(facts.mp4_time(&format!("track {}: 'mdhd' {what} time", track.id), raw))
-                };
-                track.mdhd_creation = time(&mut c, "creation")?;
-                time(&mut c, "modification")?;
-                track.timescale = c.u32()?;
-                track.duration = header_duration(if wide { c.u64()? } else { u64::from(c.u32()?) }, wide);
-            }
+            b"mdhd" => parse_mdhd(body, track, facts)?,
             // Only mdia's hdlr says what the track is; QuickTime puts a second,
             // data-reference hdlr ('alis', 'url ') inside minf.
-            b"hdlr" if depth == 0 => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                c.skip(4)?;
-                track.handler = fourcc_str(&c.fourcc()?);
-            }
+            b"hdlr" if depth == 0 => track.handler = parse_hdlr(body)?,
             b"minf" | b"stbl" => parse_mdia(body, track, tables, facts, depth + 1)?,
-            b"stsd" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                if c.u32()? > 0 {
-                    let _size = c.u32()?;
-                    let fmt = c.fourcc()?;
-                    track.codec = Some(fourcc_str(&fmt));
-                    if &fmt == b"tmcd" {
-                        // SampleEntry: 6 reserved + 2 data ref; then reserved, flags, timescale, frame duration, frames.
-                        c.skip(6 + 2 + 4)?;
-                        let flags = c.u32()?;
-                        let timescale = c.u32()?;
-                        let frame_duration = c.u32()?;
-                        let frames = c.u8()?;
-                        // The rate is timescale / frame duration (30000/1001 counts as 30), as
-                        // ffmpeg reads it; number_of_frames is sometimes written as 29 for that rate.
-                        let fps = if frame_duration > 0 {
-                            u8::try_from(
-                                (u64::from(timescale) + u64::from(frame_duration) / 2) / u64::from(frame_duration),
-                            )
-                            .unwrap_or(frames)
-                        } else {
-                            frames
-                        };
-                        track.timecode =
-                            Some(Timecode { frame: 0, frames_per_second: fps, drop_frame: flags & 1 == 1 });
-                    }
-                }
-            }
-            b"stts" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                let n = c.count(8)?;
-                tables.stts = (0..n).map(|_| Ok((c.u32()?, c.u32()?))).collect::<Parse<_>>()?;
-            }
-            b"ctts" => {
-                let mut c = Cur::new(body);
-                let (version, _) = c.full()?;
-                let n = c.count(8)?;
-                tables.ctts = (0..n)
-                    .map(|_| {
-                        let count = c.u32()?;
-                        let raw = c.u32()?;
-                        // Version 0 is unsigned by the letter of the spec, but encoders write negative offsets there too.
-                        let off =
-                            if version == 0 && raw <= i32::MAX as u32 { i64::from(raw) } else { i64::from(raw as i32) };
-                        Ok((count, off))
-                    })
-                    .collect::<Parse<_>>()?;
-            }
-            b"stsz" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                tables.constant_size = c.u32()?;
-                if tables.constant_size == 0 {
-                    let n = c.count(4)?;
-                    tables.sizes = (0..n).map(|_| c.u32()).collect::<Parse<_>>()?;
-                    tables.size_count = n as u64;
-                } else {
-                    tables.size_count = u64::from(c.u32()?);
-                }
-            }
-            b"stsc" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                let n = c.count(12)?;
-                tables.stsc = (0..n)
-                    .map(|_| {
-                        let first = c.u32()?;
-                        let per_chunk = c.u32()?;
-                        c.skip(4)?;
-                        Ok((first, per_chunk))
-                    })
-                    .collect::<Parse<_>>()?;
-            }
-            b"stco" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                let n = c.count(4)?;
-                tables.chunk_offsets = (0..n).map(|_| Ok(u64::from(c.u32()?))).collect::<Parse<_>>()?;
-            }
-            b"co64" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                let n = c.count(8)?;
-                tables.chunk_offsets = (0..n).map(|_| c.u64()).collect::<Parse<_>>()?;
-            }
-            b"stss" => {
-                let mut c = Cur::new(body);
-                c.full()?;
-                tables.sync = Some(c.count(4)? as u64);
-            }
+            b"stsd" => parse_stsd(body, track)?,
+            b"stts" => tables.stts = parse_stts(body)?,
+            b"ctts" => tables.ctts = parse_ctts(body)?,
+            b"stsz" => parse_stsz(body, tables)?,
+            b"stsc" => tables.stsc = parse_stsc(body)?,
+            b"stco" => tables.chunk_offsets = parse_stco(body)?,
+            b"co64" => tables.chunk_offsets = parse_co64(body)?,
+            b"stss" => tables.sync = Some(parse_stss(body)?),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// `mdhd`: the track's creation time, timescale and duration.
+fn parse_mdhd(p: &[u8], track: &mut Track, facts: &mut MediaFacts) -> Parse<()> {
+    let mut c = Cur::new(p);
+    let (version, _) = c.full()?;
+    let wide = version == 1;
+    // Each time is checked as soon as it is read: a box cut short after it still says so.
+    let mut time = |c: &mut Cur, what: &str| -> Parse<u64> {
+        let raw = if wide { c.u64()? } else { u64::from(c.u32()?) };
+        Ok(facts.mp4_time(&format!("track {}: 'mdhd' {what} time", track.id), raw))
+    };
+    track.mdhd_creation = time(&mut c, "creation")?;
+    time(&mut c, "modification")?;
+    track.timescale = c.u32()?;
+    track.duration = header_duration(if wide { c.u64()? } else { u64::from(c.u32()?) }, wide);
+    Ok(())
+}
+
+/// `hdlr`: the handler type ('vide', 'soun', 'tmcd', ...).
+fn parse_hdlr(p: &[u8]) -> Parse<String> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    c.skip(4)?;
+    Ok(fourcc_str(&c.fourcc()?))
+}
+
+/// `stsd`: the codec of the first sample entry, and a timecode track's rate.
+/// An empty description leaves what an earlier `stsd` said.
+fn parse_stsd(p: &[u8], track: &mut Track) -> Parse<()> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    if c.u32()? == 0 {
+        return Ok(());
+    }
+    let _size = c.u32()?;
+    let fmt = c.fourcc()?;
+    track.codec = Some(fourcc_str(&fmt));
+    if &fmt == b"tmcd" {
+        track.timecode = Some(parse_tmcd_entry(&mut c)?);
+    }
+    Ok(())
+}
+
+/// The rest of a `tmcd` sample entry, after its size and format.
+fn parse_tmcd_entry(c: &mut Cur) -> Parse<Timecode> {
+    // SampleEntry: 6 reserved + 2 data ref; then reserved, flags, timescale, frame duration, frames.
+    c.skip(6 + 2 + 4)?;
+    let flags = c.u32()?;
+    let timescale = c.u32()?;
+    let frame_duration = c.u32()?;
+    let frames = c.u8()?;
+    // The rate is timescale / frame duration (30000/1001 counts as 30), as
+    // ffmpeg reads it; number_of_frames is sometimes written as 29 for that rate.
+    let fps = if frame_duration > 0 {
+        u8::try_from((u64::from(timescale) + u64::from(frame_duration) / 2) / u64::from(frame_duration))
+            .unwrap_or(frames)
+    } else {
+        frames
+    };
+    Ok(Timecode { frame: 0, frames_per_second: fps, drop_frame: flags & 1 == 1 })
+}
+
+/// `stts`: (sample count, sample duration) runs.
+fn parse_stts(p: &[u8]) -> Parse<Vec<(u32, u32)>> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    let n = c.count(8)?;
+    (0..n).map(|_| Ok((c.u32()?, c.u32()?))).collect()
+}
+
+/// `ctts`: (sample count, composition offset) runs.
+fn parse_ctts(p: &[u8]) -> Parse<Vec<(u32, i64)>> {
+    let mut c = Cur::new(p);
+    let (version, _) = c.full()?;
+    let n = c.count(8)?;
+    (0..n)
+        .map(|_| {
+            let count = c.u32()?;
+            let raw = c.u32()?;
+            // Version 0 is unsigned by the letter of the spec, but encoders write negative offsets there too.
+            let off = if version == 0 && raw <= i32::MAX as u32 { i64::from(raw) } else { i64::from(raw as i32) };
+            Ok((count, off))
+        })
+        .collect()
+}
+
+/// `stsz`: one size for every sample, or each sample's size.
+fn parse_stsz(p: &[u8], tables: &mut SampleTables) -> Parse<()> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    tables.constant_size = c.u32()?;
+    if tables.constant_size == 0 {
+        let n = c.count(4)?;
+        tables.sizes = (0..n).map(|_| c.u32()).collect::<Parse<_>>()?;
+        tables.size_count = n as u64;
+    } else {
+        tables.size_count = u64::from(c.u32()?);
+    }
+    Ok(())
+}
+
+/// `stsc`: (first chunk, samples per chunk) runs; the description index is skipped.
+fn parse_stsc(p: &[u8]) -> Parse<Vec<(u32, u32)>> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    let n = c.count(12)?;
+    (0..n)
+        .map(|_| {
+            let first = c.u32()?;
+            let per_chunk = c.u32()?;
+            c.skip(4)?;
+            Ok((first, per_chunk))
+        })
+        .collect()
+}
+
+/// `stco`: 32-bit chunk offsets.
+fn parse_stco(p: &[u8]) -> Parse<Vec<u64>> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    let n = c.count(4)?;
+    (0..n).map(|_| Ok(u64::from(c.u32()?))).collect()
+}
+
+/// `co64`: 64-bit chunk offsets.
+fn parse_co64(p: &[u8]) -> Parse<Vec<u64>> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    let n = c.count(8)?;
+    (0..n).map(|_| c.u64()).collect()
+}
+
+/// `stss`: the number of sync samples (the list itself is not kept).
+fn parse_stss(p: &[u8]) -> Parse<u64> {
+    let mut c = Cur::new(p);
+    c.full()?;
+    Ok(c.count(4)? as u64)
 }
 
 /// Turn the run-length tables into per-sample decode times and the furthest
