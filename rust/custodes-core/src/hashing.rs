@@ -610,6 +610,61 @@ mod tests {
     }
 
     #[test]
+    fn digest_lengths_are_the_lengths_computed() {
+        let digests = hash_bytes(&Algorithm::ALL, b"abc");
+        for (a, d) in Algorithm::ALL.into_iter().zip(&digests) {
+            assert_eq!(a.digest_len(), d.len(), "{}", a.name());
+        }
+        assert_eq!(Algorithm::Md5.digest_len(), 16);
+    }
+
+    #[test]
+    fn sha_256_with_a_hyphen_is_sha256_in_any_case() {
+        // What sha256sum --tag and RFC 3230 write; no other name maps to SHA-256.
+        for s in ["sha-256", "SHA-256", "Sha-256", "SHA256"] {
+            assert_eq!(s.parse::<Algorithm>().unwrap(), Algorithm::Sha256, "{s}");
+        }
+        assert_eq!("BLAKE3".parse::<Algorithm>().unwrap(), Algorithm::Blake3);
+        assert!("blake-3".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn io_errors_map_to_what_a_custodian_can_act_on() {
+        let from = |e: io::Error| HashError::from(e);
+        assert!(matches!(from(io::Error::from(io::ErrorKind::NotFound)), HashError::NotFound));
+        assert!(matches!(from(io::Error::from(io::ErrorKind::PermissionDenied)), HashError::PermissionDenied));
+        assert!(matches!(
+            from(io::Error::from_raw_os_error(libc::EISDIR)),
+            HashError::NotRegularFile { kind: "directory" }
+        ));
+        assert!(matches!(from(io::Error::from_raw_os_error(libc::ELOOP)), HashError::SymlinkLoop));
+        assert!(
+            matches!(from(io::Error::from_raw_os_error(libc::EIO)), HashError::Io(e) if e.raw_os_error() == Some(libc::EIO))
+        );
+    }
+
+    #[test]
+    fn stream_hasher_counts_every_byte_it_is_fed() {
+        let mut h = StreamHasher::new(&[Algorithm::Sha256, Algorithm::Sm3]);
+        h.update(b"hello, ");
+        h.update(b"");
+        h.update(b"world");
+        let got = h.finalize();
+        assert_eq!(got.size, 12);
+        assert_eq!(got.digests, hash_bytes(&[Algorithm::Sha256, Algorithm::Sm3], b"hello, world"));
+    }
+
+    #[test]
+    fn a_file_whose_size_lies_is_refused() {
+        // Files under /proc say 0 bytes but read as more: what was read is not what the file is.
+        let got = hash_file(Path::new("/proc/self/status"), &[Algorithm::Sha256], 4096, &Progress::default());
+        assert!(
+            matches!(got, Err(HashError::ChangedWhileReading { expected: 0, read, now: 0 }) if read > 0),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn interleave_round_robins_devices() {
         let devs = [Some(1), Some(1), Some(2), None, Some(1), Some(2)];
         assert_eq!(interleave_by_device(&devs), vec![0, 2, 3, 1, 5, 4]);
