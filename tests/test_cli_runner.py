@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import FOOTAGE
 from custodes.checksums import ChecksumCheck, EntryCheck, check_checksum_list
 from custodes.cli import Output, main
 from custodes.errors import DigestListError, EvidenceNotFoundError
+from helpers import FOOTAGE
 
 CLIP = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
 OTHER = FOOTAGE / "gopro" / "karma.mp4"
