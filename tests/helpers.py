@@ -86,10 +86,27 @@ def one_line_error(out: subprocess.CompletedProcess[bytes], pattern: str, code: 
     return lines[0]
 
 
-def catalog_rows(arch: Path, sql: str) -> list[tuple]:
-    """Rows of ``sql`` read straight from the archive's catalog file, as an auditor with sqlite3 would."""
-    with sqlite3.connect(arch / "catalog.sqlite") as conn:
-        return conn.execute(sql).fetchall()
+def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of ``sql`` read straight from the archive's catalog file, as an auditor with sqlite3 would:
+    the tests check what is stored, not what custodes says is stored."""
+    conn = sqlite3.connect(arch / "catalog.sqlite", timeout=60)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+    """The catalog file edited directly in one transaction, as an attacker with sqlite3 would."""
+    conn = sqlite3.connect(arch / "catalog.sqlite", timeout=60, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 # ---- CLI archives with people and recordings ----------------------------------------------
@@ -252,8 +269,7 @@ def _catalog_edit(a, tmp):
     target.write_bytes(data)
     _writable(p)
     p.unlink()
-    a.conn.execute("PRAGMA foreign_keys=OFF")  # the attacker edits the database file directly
-    with a.transaction() as c:
+    with catalog_edit(a.root, foreign_keys=False) as c:  # the attacker edits the database file directly
         c.execute(
             "UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
             (new, len(data), json.dumps({"blake3": b3, "sha256": new}), hashlib.sha256(data[:4096]).hexdigest(), old),
@@ -262,7 +278,7 @@ def _catalog_edit(a, tmp):
 
 
 def _ledger_edit(a, tmp):
-    with a.transaction() as c:
+    with catalog_edit(a.root) as c:
         entry = json.loads(c.execute("SELECT entry FROM ledger WHERE seq = 1").fetchone()[0])
         entry["name"] = "innocent.mp4"
         data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
@@ -272,12 +288,12 @@ def _ledger_edit(a, tmp):
 
 
 def _ledger_delete(a, tmp):
-    with a.transaction() as c:
+    with catalog_edit(a.root) as c:
         c.execute("DELETE FROM ledger WHERE seq = 1")
 
 
 def _ledger_reorder(a, tmp):
-    with a.transaction() as c:
+    with catalog_edit(a.root) as c:
         rows = c.execute("SELECT seq, entry, leaf FROM ledger WHERE seq IN (0, 1)").fetchall()
         c.execute("DELETE FROM ledger WHERE seq IN (0, 1)")
         c.execute("INSERT INTO ledger VALUES (0, ?, ?)", (rows[1][1], rows[1][2]))
@@ -291,7 +307,7 @@ def _checkpoint_rollback(a, tmp):
 
 def _checkpoint_and_ledger_rollback(a, tmp):
     """Drop the last entry and every newer checkpoint: the catalog row still points at the entry."""
-    with a.transaction() as c:
+    with catalog_edit(a.root) as c:
         c.execute("DELETE FROM ledger WHERE seq = 2")
         c.execute("DELETE FROM checkpoints WHERE size = 3")
     (a.root / "ledger" / "checkpoints" / "3").unlink()

@@ -17,7 +17,7 @@ from custodes.archive import init_archive, open_archive
 from custodes.ingest import ingest
 from custodes.verify import verify
 from footage import T0, make_clip
-from helpers import FOOTAGE, TAMPERS, run_cli
+from helpers import FOOTAGE, TAMPERS, catalog_edit, catalog_rows, run_cli
 
 
 def tree_digest(root: Path) -> dict[str, tuple[int, str]]:
@@ -47,7 +47,7 @@ def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
         assert out == obj.digest  # content-addressed, by an independent tool
     v = verify(archive)
     assert v.ok and v.checked == len(stored) and v.bytes == sum(o.size for o in stored)
-    never = archive.conn.execute("SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL").fetchone()[0]
+    never = catalog_rows(archive.root, "SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL")[0][0]
     assert never == 0  # every object records when it was last verified
     again = ingest(archive, vol)
     assert again.stored == [] and len(again.already_present) == 17
@@ -68,19 +68,20 @@ def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> Non
     r = ingest(archive, vol, now=int((T0 + timedelta(hours=30)).timestamp()) * 10**9)
     kinds = sorted(f.kind for f in r.findings)
     assert kinds == ["late_ingest", "late_ingest", "late_ingest", "sequence_break"]
-    rows = archive.conn.execute(
+    rows = catalog_rows(
+        archive.root,
         "SELECT original_name, start_ns, corrected_start_ns, sequence, officer_id FROM segments "
-        "WHERE kind = 'video' ORDER BY sequence"
-    ).fetchall()
+        "WHERE kind = 'video' ORDER BY sequence",
+    )
     t0 = int(T0.timestamp()) * 10**9
     assert [(r[1] - t0, r[2] - t0, r[3], r[4]) for r in rows] == [
         (0, -10 * 10**9, 1, "001234"),
         (2 * 10**9, -8 * 10**9, 2, "001234"),
         (4 * 10**9, -6 * 10**9, 4, "001234"),
     ]
-    device = archive.conn.execute("SELECT officer_id, serial FROM devices").fetchone()
+    device = catalog_rows(archive.root, "SELECT officer_id, serial FROM devices")[0]
     assert device == ("001234", "A123456")
-    stored_findings = archive.conn.execute("SELECT kind FROM findings ORDER BY kind").fetchall()
+    stored_findings = catalog_rows(archive.root, "SELECT kind FROM findings ORDER BY kind")
     assert [k for (k,) in stored_findings] == kinds
     assert verify(archive).ok
 
@@ -129,8 +130,8 @@ def test_two_ingests_at_once_stay_consistent(tmp_path: Path, dcim_volume: Path) 
     assert sorted(first["stored"] + third["stored"]) == sorted(f"DCIM/{n}" for n in ("a.mp4", "b.mov", "c.mp4"))
     assert sorted(first["stored"] + first["already_present"]) == sorted(third["stored"] + third["already_present"])
     with open_archive(arch) as a:
-        assert a.conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 6
-        assert a.conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 3  # same content, stored once
+        assert catalog_rows(a.root, "SELECT COUNT(*) FROM segments")[0][0] == 6
+        assert catalog_rows(a.root, "SELECT COUNT(*) FROM objects")[0][0] == 3  # same content, stored once
         assert verify(a).ok
 
 
@@ -233,13 +234,16 @@ def test_init_on_a_file_and_report_to_a_missing_folder_are_clear_errors(tmp_path
 
 
 def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
-    from custodes.archive import MIGRATIONS, SCHEMA_VERSION, connect
+    import sqlite3
+
+    from custodes.catalog import SCHEMA_VERSION
+    from custodes.catalog.schema import MIGRATIONS
 
     arch = tmp_path / "archive"
     init_archive(arch).close()
     for f in arch.glob("catalog.sqlite*"):
         f.unlink()
-    conn = connect(arch / "catalog.sqlite")  # a catalog as custodes 0.1 with schema 1 left it
+    conn = sqlite3.connect(arch / "catalog.sqlite", isolation_level=None)  # as custodes 0.1 with schema 1 left it
     for statement in MIGRATIONS[0].split(";"):
         if statement.strip():
             conn.execute(statement)
@@ -247,10 +251,11 @@ def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
     conn.execute("INSERT INTO devices (device_id, kind, updated_ns) VALUES ('OLD-1', 'body_camera', 0)")
     conn.close()
     with open_archive(arch) as a:
-        assert a.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert a.conn.execute("SELECT device_id FROM devices").fetchall() == [("OLD-1",)]
-        assert a.conn.execute("SELECT COUNT(*) FROM access_requests").fetchone()[0] == 0  # later tables exist
-        a.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        assert catalog_rows(a.root, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+        assert catalog_rows(a.root, "SELECT device_id FROM devices") == [("OLD-1",)]
+        assert catalog_rows(a.root, "SELECT COUNT(*) FROM access_requests")[0][0] == 0  # later tables exist
+    with catalog_edit(arch) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     out = run_cli("verify", arch)
     assert out.returncode == 2 and b"newer than this custodes" in out.stderr
 

@@ -17,7 +17,7 @@ import pytest
 
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE
+from helpers import FOOTAGE, catalog_rows
 
 # Phases of ingest, in order, and how many times each is reached for a 6-file volume.
 PHASES = ["copy", "after_copy", "after_fsync", "after_readback", "after_link", "in_transaction", "after_commit"]
@@ -149,7 +149,7 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float, r
     assert digest_tree(vol) == before  # the crash left the source alone
     with open_archive(arch) as a:  # before the re-run: work in flight is `pending`, never tampering
         # The kill provably landed mid-ingest: the ingest never reached its signed end.
-        assert a.conn.execute("SELECT COUNT(*) FROM ingests WHERE finished_ns IS NULL").fetchone()[0] == 1
+        assert catalog_rows(a.root, "SELECT COUNT(*) FROM ingests WHERE finished_ns IS NULL")[0][0] == 1
         v = verify(a)
         assert v.ok and {f.kind for f in v.findings} <= {"pending"}, v.to_json()
     done = subprocess.run(ingest_cmd(vol, arch), capture_output=True, timeout=120)
@@ -160,8 +160,8 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float, r
     with open_archive(arch) as a:
         v = verify(a)
         assert v.ok and v.findings == [], v.to_json()  # finished: nothing pending any more
-        rows = a.conn.execute("SELECT original_name, sha256 FROM segments").fetchall()
+        rows = catalog_rows(a.root, "SELECT original_name, sha256 FROM segments")
         assert sorted(n for n, _ in rows) == sorted(before)  # every source file exactly once
         assert all(before[n][0] == sha for n, sha in rows)
         assert list(a.store.tmp.iterdir()) == []  # no stale copies left behind
-        assert a.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == len(before)
+        assert catalog_rows(a.root, "SELECT COUNT(*) FROM ledger")[0][0] == len(before)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from custodes.archive import open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, as_, refused, request, run_cli
+from helpers import FOOTAGE, as_, catalog_edit, catalog_rows, refused, request, run_cli
 
 
 def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) -> None:
@@ -47,8 +47,8 @@ def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) ->
     assert as_("bob", "access", "deny", cli_archive, no, "--reason", "not related to the complaint").returncode == 0
     refused(as_("carol", "access", "open", cli_archive, no, "--segment", "3"), "is denied, not approved")
     with open_archive(cli_archive) as a:
-        log = a.conn.execute("SELECT person, action, ok FROM access_log ORDER BY id").fetchall()
-        entries = [json.loads(e)["type"] for (e,) in a.conn.execute("SELECT entry FROM ledger ORDER BY seq")]
+        log = catalog_rows(a.root, "SELECT person, action, ok FROM access_log ORDER BY id")
+        entries = [json.loads(e)["type"] for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger ORDER BY seq")]
         assert verify(a).ok
     refusals = [(p, act) for p, act, ok in log if not ok]
     assert len(refusals) == 11 and ("carol", "open") in refusals and ("mallory", "request") in refusals
@@ -108,19 +108,19 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
     out = as_("alice", "retention", "purge", cli_archive, "--request", rid)
     assert out.returncode == 0, out.stderr
     with open_archive(cli_archive) as a:
-        sha = a.conn.execute("SELECT sha256 FROM segments WHERE id = 1").fetchone()[0]
+        sha = catalog_rows(a.root, "SELECT sha256 FROM segments WHERE id = 1")[0][0]
         assert a.store.stat(sha) is None
         assert verify(a).ok  # a lawful purge is not a finding
         tomb = json.loads(
-            a.conn.execute("SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq").fetchone()[0]
+            catalog_rows(a.root, "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq")[0][0]
         )
         assert (tomb["type"], tomb["sha256"], tomb["by"]) == ("purge", sha, "alice")
         # A purge without a tombstone: an object removed and marked purged behind the ledger's back.
-        other = a.conn.execute("SELECT sha256 FROM segments WHERE id = 2").fetchone()[0]
+        other = catalog_rows(a.root, "SELECT sha256 FROM segments WHERE id = 2")[0][0]
         path = a.store.path_for(other)
         path.chmod(0o644)
         path.unlink()
-        with a.transaction() as tx:
+        with catalog_edit(a.root) as tx:
             tx.execute("UPDATE objects SET purged_ns = 1 WHERE sha256 = ?", (other,))
     report = json.loads(run_cli("verify", cli_archive, "--json").stdout)
     assert [(f["kind"], f["object"]) for f in report["findings"]] == [("missing", other)]

@@ -33,7 +33,7 @@ import pytest
 
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, PEOPLE, small_tmpfs
+from helpers import FOOTAGE, PEOPLE, catalog_rows, small_tmpfs
 
 #: About 200 short CLI runs in all (every N of every operation of three commands, and each re-run).
 pytestmark = pytest.mark.slow
@@ -134,17 +134,14 @@ def assert_whole_rows(arch: Path, pending_ok: bool = False) -> None:
     catalogued (or, after a crash, linked under an ingest that has not finished: verify calls it pending). A
     purged object still in the store (a purge stopped between tombstone and unlink) is reported pending too."""
     with open_archive(arch) as a:
-        c = a.conn
-        assert (
-            c.execute(
-                "SELECT COUNT(*) FROM segments s LEFT JOIN objects o ON o.sha256 = s.sha256 "
-                "LEFT JOIN ledger l ON l.seq = s.ledger_seq WHERE o.sha256 IS NULL OR l.seq IS NULL"
-            ).fetchone()[0]
-            == 0
-        )
-        live = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NULL")}
-        purged = {sha for (sha,) in c.execute("SELECT sha256 FROM objects WHERE purged_ns IS NOT NULL")}
-        tombs = {sha for (sha,) in c.execute("SELECT sha256 FROM tombstones")}
+        assert catalog_rows(
+            arch,
+            "SELECT COUNT(*) FROM segments s LEFT JOIN objects o ON o.sha256 = s.sha256 "
+            "LEFT JOIN ledger l ON l.seq = s.ledger_seq WHERE o.sha256 IS NULL OR l.seq IS NULL",
+        ) == [(0,)]
+        live = {sha for (sha,) in catalog_rows(arch, "SELECT sha256 FROM objects WHERE purged_ns IS NULL")}
+        purged = {sha for (sha,) in catalog_rows(arch, "SELECT sha256 FROM objects WHERE purged_ns IS NOT NULL")}
+        tombs = {sha for (sha,) in catalog_rows(arch, "SELECT sha256 FROM tombstones")}
         assert purged == tombs
         pending = {f.object for f in verify(a).findings if f.kind == "pending"}
     on_disk = store_files(arch)
@@ -248,9 +245,9 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
         with open_archive(arch) as a:
             v = verify(a)
             assert v.findings == [] and v.checked == len(FILES), (fault, v.to_json())
-            rows = a.conn.execute("SELECT original_name, sha256 FROM segments").fetchall()
+            rows = catalog_rows(a.root, "SELECT original_name, sha256 FROM segments")
             assert sorted(rows) == sorted(SHA.items())  # every file exactly once, with its own bytes
-            assert a.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == len(FILES)
+            assert catalog_rows(a.root, "SELECT COUNT(*) FROM ledger")[0][0] == len(FILES)
         assert list((arch / "tmp").iterdir()) == []  # what a crash left in tmp/ is cleaned by the re-run
         assert_whole_rows(arch)
         shutil.rmtree(arch)
@@ -266,7 +263,7 @@ def archive_with_people(root: Path) -> tuple[Path, dict[str, int]]:
     (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
     assert ingest(make_volume(root), arch).returncode == 1
     with open_archive(arch) as a:
-        return arch, dict(a.conn.execute("SELECT original_name, id FROM segments"))
+        return arch, dict(catalog_rows(a.root, "SELECT original_name, id FROM segments"))
 
 
 @pytest.fixture(scope="module")
@@ -333,11 +330,9 @@ def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, i
         with open_archive(arch) as a:
             v = verify(a)
             assert v.findings == [] and v.checked == len(FILES) - len(DUE), (fault, v.to_json())
-            assert {sha for (sha,) in a.conn.execute("SELECT sha256 FROM tombstones")} == due
+            assert {sha for (sha,) in catalog_rows(a.root, "SELECT sha256 FROM tombstones")} == due
             assert (
-                a.conn.execute("SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'purge'").fetchone()[
-                    0
-                ]
+                catalog_rows(a.root, "SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'purge'")[0][0]
                 == 2
             )
         assert store_files(arch) == set(SHA.values()) - due  # purged objects gone, the rest untouched

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from custodes.archive import open_archive
-from helpers import FOOTAGE, run_cli
+from helpers import FOOTAGE, catalog_rows, run_cli
 
 BIG, SMALL = FOOTAGE / "gopro" / "karma.mp4", FOOTAGE / "encoders" / "androidx-sample.mp4"
 
@@ -35,9 +35,9 @@ def test_a_copy_that_reads_back_different_is_not_stored(tmp_path: Path, monkeypa
     (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
     assert failed["path"].endswith("big.mp4") and "differs" in failed["message"]
     with open_archive(arch) as a:
-        names = [n for (n,) in a.conn.execute("SELECT original_name FROM segments")]
+        names = [n for (n,) in catalog_rows(a.root, "SELECT original_name FROM segments")]
         assert names == ["small.mp4"]  # nothing recorded for the bad copy
-        assert [e for (e,) in a.conn.execute("SELECT entry FROM ledger") if b"big.mp4" in bytes(e)] == []
+        assert [e for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger") if b"big.mp4" in bytes(e)] == []
         assert len(list(a.store.list())) == 1  # nothing linked for it either
         assert list(a.store.tmp.iterdir()) == []  # and its temp copy is gone
     assert run_cli("verify", arch).returncode == 0

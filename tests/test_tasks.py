@@ -11,7 +11,7 @@ import pytest
 from custodes.archive import open_archive
 from custodes.verify import verify
 from footage import T0, make_clip
-from helpers import run_cli
+from helpers import catalog_rows, run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -83,10 +83,11 @@ def test_coverage_two_device_share_and_explanations(tasks_archive: Path) -> None
 def test_explaining_a_gap_clears_the_finding_and_is_ledgered(tasks_archive: Path) -> None:
     with open_archive(tasks_archive) as a:
         before = a.ledger_size()
-        seg = a.conn.execute(
+        seg = catalog_rows(
+            a.root,
             "SELECT id FROM segments WHERE device_id = 'BWCA' AND start_ns > ? ORDER BY start_ns LIMIT 1",
             (int(T0.timestamp() * 1e9) + 15 * 10**9,),
-        ).fetchone()[0]
+        )[0][0]
     out = run_cli(
         "gap",
         "explain",
@@ -113,7 +114,7 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(tasks_archive: Path
     assert (e["cause"], e["source"], e["note"]) == ("location_change", "annotation", "moved to the station")
     with open_archive(tasks_archive) as a:
         assert a.ledger_size() == before + 1
-        entry = json.loads(a.conn.execute("SELECT entry FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()[0])
+        entry = json.loads(catalog_rows(a.root, "SELECT entry FROM ledger ORDER BY seq DESC LIMIT 1")[0][0])
         assert (entry["type"], entry["cause"], entry["segment"], entry["offset"]) == (
             "annotation",
             "location_change",
