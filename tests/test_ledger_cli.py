@@ -15,7 +15,7 @@ from custodes import merkle
 from custodes.archive import init_archive
 from custodes.ingest import ingest
 from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
-from helpers import TAMPERS, run_cli
+from helpers import TAMPERS, catalog_edit, catalog_rows, run_cli
 
 LEDGER_TAMPERS = [name for name, (_, kind) in TAMPERS.items() if kind in ("checkpoint_mismatch", "ledger_mismatch")]
 OBJECT_TAMPERS = ["bit_flip_middle", "truncated", "deleted"]
@@ -165,3 +165,48 @@ def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_
     assert run_cli("report", three_checkpoints, "--verify", "--out", out_file).returncode == 0
     integrity = json.loads(out_file.read_text())["integrity"]
     assert (integrity["full_verify"], integrity["ok"], integrity["findings"]) == (True, False, 1)
+
+
+def test_hand_edits_of_the_wrong_type_are_findings_not_tracebacks(cli_archive: Path) -> None:
+    # Found by a hostile user: an entry rewritten as TEXT and garbage in ledger/checkpoint crashed verify.
+    with catalog_edit(cli_archive) as c:
+        c.execute("UPDATE ledger SET entry = replace(CAST(entry AS TEXT), 'ingest', 'ingesT') WHERE seq = 1")
+    assert catalog_rows(cli_archive, "SELECT typeof(entry) FROM ledger WHERE seq = 1") == [("text",)]
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    found = {(f["kind"], f.get("ledger_index")) for f in json.loads(out.stdout)["findings"]}
+    assert ("ledger_mismatch", 1) in found
+    assert run_cli("ledger", "verify", cli_archive).returncode == 1
+
+    (cli_archive / "ledger" / "checkpoint").write_bytes(b"\xff\xfe garbage \x00")
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    assert any(
+        f["kind"] == "checkpoint_mismatch" and f["message"].startswith("latest checkpoint:")
+        for f in json.loads(out.stdout)["findings"]
+    )
+    out = run_cli("ledger", "proof", cli_archive, "--entry", "0")
+    assert out.returncode != 0 and b"Traceback" not in out.stderr
+    assert b"not a signed checkpoint (not UTF-8 text)" in out.stderr
+
+
+def test_consistency_from_the_empty_tree_needs_the_empty_root() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(3)]
+    root = merkle.root(leaves)
+    assert merkle.verify_consistency(0, 3, [], merkle.root([]), root)
+    assert not merkle.verify_consistency(0, 3, [], b"\0" * 32, root)
+
+
+def test_an_object_cut_below_its_recorded_head_is_not_called_replaced(cli_archive: Path) -> None:
+    # Found by a hostile user: 100 bytes left of a recording were said to have "first bytes that differ".
+    (sha,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 1")[0]
+    obj = next((cli_archive / "objects").rglob(sha))
+    obj.chmod(0o644)
+    with open(obj, "r+b") as f:
+        f.truncate(100)
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1
+    (finding,) = [f for f in json.loads(out.stdout)["findings"] if f.get("object") == sha]
+    assert finding["kind"] == "modified"
+    assert finding["message"].startswith("object is 100 bytes instead of ")
+    assert finding["message"].endswith(" (truncated or replaced)")

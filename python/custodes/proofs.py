@@ -30,6 +30,8 @@ def ledger_proof(
             f"{latest}: no signed checkpoint to prove against; run `custodes verify` to see why it is "
             "missing, then `custodes ledger checkpoint` to sign the ledger as it is"
         ) from None
+    except UnicodeDecodeError:
+        raise LedgerError(f"{latest}: not a signed checkpoint (not UTF-8 text); run `custodes verify`") from None
     cp = parse_checkpoint(note, archive.verifier_key)
     leaves = archive.leaves(cp.size)
     if merkle.root(leaves) != cp.root:

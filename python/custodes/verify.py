@@ -178,7 +178,7 @@ def _latest_checkpoint(archive: Archive, result: VerifyResult) -> Checkpoint | N
     try:
         text = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
         return parse_checkpoint(text, archive.verifier_key)
-    except (LedgerError, OSError) as e:
+    except (LedgerError, OSError, UnicodeDecodeError) as e:  # garbage in the file is a finding, not a crash
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
         return None
 
@@ -498,6 +498,8 @@ def _compare(r: HashResult, size: int, digests: dict[str, str], head: str, path:
     if r.size is not None and r.size < size:
         if r.size >= HEAD_BYTES and head_digest(path) == head:
             return "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}"
+        if r.size < HEAD_BYTES:  # too little left to compare with the recorded first bytes
+            return "modified", f"object is {r.size} bytes instead of {size} (truncated or replaced)"
         return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
     if r.size != size:
         return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"

@@ -24,6 +24,12 @@ def placeholders(values: Iterable[Any]) -> str:
     return ",".join("?" * len(list(values))) or "NULL"
 
 
+def blob(value: bytes | memoryview | str) -> bytes:
+    """A stored BLOB as bytes. Custodes writes BLOBs; one rewritten as TEXT (by hand, with sqlite3)
+    is read as its UTF-8 bytes, so verify compares it like any other value and never crashes on it."""
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+
+
 class Table:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -189,7 +195,10 @@ class Segments(Table):
             "SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
             "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
         )
-        return (LedgerView(*r) for r in self._conn.execute(sql))
+        return (
+            LedgerView(*r[:3], None if r[3] is None else blob(r[3]), *r[4:7], None if r[7] is None else blob(r[7]))
+            for r in self._conn.execute(sql)
+        )
 
     def timed_recordings(self) -> list[tuple[str, str | None, int, int]]:
         """(device, officer, start, end) of every timed audio/video segment, clock-corrected where known."""

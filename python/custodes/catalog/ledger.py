@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from custodes.catalog.evidence import Table
+from custodes.catalog.evidence import Table, blob
 
 
 class LedgerRow(NamedTuple):
@@ -35,16 +35,16 @@ class Ledger(Table):
             rows = self._conn.execute("SELECT leaf FROM ledger ORDER BY seq")
         else:
             rows = self._conn.execute("SELECT leaf FROM ledger ORDER BY seq LIMIT ?", (size,))
-        return [bytes(leaf) for (leaf,) in rows]
+        return [blob(leaf) for (leaf,) in rows]
 
     def entry(self, index: int) -> bytes | None:
         data = self._one("SELECT entry FROM ledger WHERE seq = ?", (index,))
-        return None if data is None else bytes(data)
+        return None if data is None else blob(data)
 
     def walk(self) -> Iterator[LedgerRow]:
         """Every entry in order, as stored (streamed)."""
         return (
-            LedgerRow(seq, bytes(entry), bytes(leaf))
+            LedgerRow(seq, blob(entry), blob(leaf))
             for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
         )
 
@@ -52,7 +52,7 @@ class Ledger(Table):
         """The ledger entry an object's tombstone points at (None: no tombstone)."""
         sql = "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?"
         data = self._one(sql, (sha256,))
-        return None if data is None else bytes(data)
+        return None if data is None else blob(data)
 
 
 class CheckpointRow(NamedTuple):
@@ -72,11 +72,11 @@ class Checkpoints(Table):
 
     def all(self) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
-        return [CheckpointRow(size, bytes(root), note) for size, root, note in rows]
+        return [CheckpointRow(size, blob(root), note) for size, root, note in rows]
 
     def has(self, size: int, root: bytes) -> bool:
         return self._one("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)) is not None
 
     def latest(self) -> tuple[int, bytes] | None:
         row = self._conn.execute("SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        return None if row is None else (int(row[0]), blob(row[1]))

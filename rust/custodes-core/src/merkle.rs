@@ -166,7 +166,8 @@ pub fn verify_consistency(size1: u64, size2: u64, proof: &[Hash], root1: &Hash, 
         return proof.is_empty() && root1 == root2;
     }
     if size1 == 0 {
-        return proof.is_empty();
+        // Every tree extends the empty one, whose root is fixed: a claimed root of size 0 must be it.
+        return proof.is_empty() && *root1 == empty_root();
     }
     if proof.is_empty() {
         return false;
@@ -249,6 +250,15 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_empty_tree_has_one_root() {
+        let leaves = [leaf_hash(b"a"), leaf_hash(b"b"), leaf_hash(b"c")];
+        let r = root(&leaves);
+        assert!(verify_consistency(0, 3, &[], &empty_root(), &r));
+        assert!(!verify_consistency(0, 3, &[], &[0u8; 32], &r), "a made-up root of the empty tree");
+        assert!(!verify_consistency(0, 3, &[r], &empty_root(), &r), "no proof is needed from the empty tree");
+    }
 
     /// The leaves of the Certificate Transparency reference tests (RFC 6962 test data).
     fn ct_leaves() -> Vec<Hash> {
