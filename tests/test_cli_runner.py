@@ -11,13 +11,14 @@ import os
 import shutil
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from custodes.checksums import ChecksumCheck, EntryCheck, check_checksum_list
 from custodes.cli import Output, main
 from custodes.errors import DigestListError, EvidenceNotFoundError
-from helpers import FOOTAGE
+from helpers import FOOTAGE, request, run_cli
 
 CLIP = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
 OTHER = FOOTAGE / "gopro" / "karma.mp4"
@@ -250,3 +251,55 @@ def test_check_checksum_list_refuses_a_list_it_cannot_use(tmp_path: Path) -> Non
     os.mkfifo(fifo)  # no writer: refused at once, never waited on
     with pytest.raises(DigestListError, match="not a regular file"):
         check_checksum_list(fifo, "sha256")
+
+
+def _leaf_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out += _leaf_commands(cmd, f"{prefix}{name} ")
+        else:
+            out.append((f"{prefix}{name}", cmd))
+    return out
+
+
+def test_every_command_takes_json_and_quiet() -> None:
+    # The README promises it of every command; a hostile user found ten without (issue 12).
+    commands = _leaf_commands(main)
+    assert len(commands) > 25
+    missing = {
+        name: sorted({"--json", "--quiet"} - {o for p in cmd.params for o in getattr(p, "opts", [])})
+        for name, cmd in commands
+    }
+    assert {name: m for name, m in missing.items() if m} == {}
+
+
+def test_custody_commands_print_one_json_object(cli_archive: Path) -> None:
+    def as_json(user: str, *args: object) -> dict:
+        out = run_cli(*args, "--json", user=user)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)  # exactly one object: json.loads refuses trailing data
+
+    assert as_json("alice", "retention", "hold", cli_archive, "--segment", "2", "--reason", "court order") == {
+        "hold": 1,
+        "segment": 2,
+    }
+    assert as_json("bob", "retention", "release", cli_archive, "--hold", "1") == {"hold": 1, "released": True}
+    assert as_json("alice", "access", "classify", cli_archive, "--segment", "3", "--level", "1") == {
+        "segment": 3,
+        "level": 1,
+    }
+    assert as_json("alice", "retention", "long-term", cli_archive, "--segment", "3", "--reason", "complaint") == {
+        "segment": 3,
+        "long_term": "complaint",
+    }
+    case = as_json("alice", "retention", "case", cli_archive, "--case", "C-9", "--segment", "1", "--segment", "1")
+    assert case == {"case": "C-9", "segments": [1], "until": None}
+    rid = request(cli_archive, "dave", 1)
+    denied = as_json("bob", "access", "deny", cli_archive, str(rid), "--reason", "not needed")
+    assert denied["id"] == rid and denied["status"] == "denied"
+    quiet = run_cli("retention", "hold", cli_archive, "--segment", "1", "--reason", "again", "-q", user="alice")
+    assert quiet.returncode == 0 and quiet.stdout == b"hold 2 on segment 1\n"  # the new id is the data asked for
+    report = as_json("alice", "report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
+    assert report["out"] == str(cli_archive.parent / "r.json") and report["format"] == "json"
+    assert json.loads((cli_archive.parent / "r.json").read_text())["report"] == "custodes compliance report"

@@ -935,7 +935,10 @@ def ledger_verify_command(archive: Archive, out: Output) -> None:
     default=None,
     help="Also prove the current tree extends the tree of this size (a consistency proof).",
 )
-def ledger_proof_command(archive: Archive, entry: int | None, segment: int | None, from_size: int | None) -> None:
+@output_options(quiet_help="Accepted for compatibility: the proof (always one JSON object) is the output.")
+def ledger_proof_command(
+    archive: Archive, entry: int | None, segment: int | None, from_size: int | None, out: Output
+) -> None:
     """Print (JSON) an inclusion proof for one ledger entry against the latest
     checkpoint, with the entry itself and the signed note, so anyone holding the
     archive's verifier key can check it offline with custodes.merkle."""
@@ -1099,12 +1102,13 @@ def access_approve_command(archive: Archive, request: int, hours: float | None, 
 @archive_argument
 @click.argument("request", type=CatalogInt())
 @click.option("--reason", type=TEXT_LINE, required=True, help="Why the request is denied (logged and ledgered).")
-def access_deny_command(archive: Archive, request: int, reason: str) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def access_deny_command(archive: Archive, request: int, reason: str, out: Output) -> None:
     """Deny a request (approvers only); the reason is logged."""
     from custodes.access import deny
 
     req = deny(archive, request, reason)
-    click.echo(f"request {req.id} denied")
+    _write_json(req.to_json()) if out.json else out.say(f"request {req.id} denied")
 
 
 @access_group.command("open")
@@ -1120,25 +1124,28 @@ def access_deny_command(archive: Archive, request: int, reason: str) -> None:
     default=None,
     help="Copy the recording here (read-only) instead of printing the stored object's path.",
 )
-def access_open_command(archive: Archive, request: int, segment: int, to_dir: str | None) -> None:
+@output_options(quiet_help="Accepted for compatibility: the path opened is the output.")
+def access_open_command(archive: Archive, request: int, segment: int, to_dir: str | None, out: Output) -> None:
     """Open one recording under an approved, unexpired view request. Refused
     (and logged) without approval, after expiry, outside the request, or for a
     classified recording without a role that may see it."""
     from custodes.access import open_recording
 
-    click.echo(str(open_recording(archive, request, segment, to_dir)))
+    path = open_recording(archive, request, segment, to_dir)
+    _write_json({"request": request, "segment": segment, "path": str(path)}) if out.json else click.echo(str(path))
 
 
 @access_group.command("classify")
 @archive_argument
 @click.option("--segment", type=CatalogInt(), required=True, help="Recording to classify.")
 @click.option("--level", type=CatalogInt(0), required=True, help="0 = not classified; 1 and up = classified (Art. 24).")
-def access_classify_command(archive: Archive, segment: int, level: int) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def access_classify_command(archive: Archive, segment: int, level: int, out: Output) -> None:
     """Set a recording's classification level (custodians and approvers)."""
     from custodes.access import classify
 
     classify(archive, segment, level)
-    click.echo(f"segment {segment}: level {level}")
+    _write_json({"segment": segment, "level": level}) if out.json else out.say(f"segment {segment}: level {level}")
 
 
 @main.group("retention")
@@ -1176,12 +1183,15 @@ def retention_status_command(archive: Archive, segments: tuple[int, ...], at: st
 @click.option(
     "--reason", type=TEXT_LINE, required=True, help="Why (a case, a complaint, a court order); ledgered with the hold."
 )
-def retention_hold_command(archive: Archive, segment: int, reason: str) -> None:
+@output_options(quiet_help="Accepted for compatibility: the new hold's id is the output.")
+def retention_hold_command(archive: Archive, segment: int, reason: str, out: Output) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
     from custodes.retention import hold
 
     hold_id = hold(archive, segment, reason)
-    click.echo(f"hold {hold_id} on segment {segment}")
+    _write_json({"hold": hold_id, "segment": segment}) if out.json else click.echo(
+        f"hold {hold_id} on segment {segment}"
+    )
 
 
 @retention_group.command("release")
@@ -1189,12 +1199,13 @@ def retention_hold_command(archive: Archive, segment: int, reason: str) -> None:
 @click.option(
     "--hold", "hold_id", type=CatalogInt(), required=True, help="Hold id to release (see `retention status`)."
 )
-def retention_release_command(archive: Archive, hold_id: int) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def retention_release_command(archive: Archive, hold_id: int, out: Output) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
     from custodes.retention import release
 
     release(archive, hold_id)
-    click.echo(f"hold {hold_id} released")
+    _write_json({"hold": hold_id, "released": True}) if out.json else out.say(f"hold {hold_id} released")
 
 
 @retention_group.command("long-term")
@@ -1206,12 +1217,16 @@ def retention_release_command(archive: Archive, hold_id: int) -> None:
     required=True,
     help="The Art. 20 reason for keeping it beyond the minimum.",
 )
-def retention_long_term_command(archive: Archive, segment: int, reason: str) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def retention_long_term_command(archive: Archive, segment: int, reason: str, out: Output) -> None:
     """Keep a recording long-term for an Art. 20 reason: it is never due."""
     from custodes.retention import long_term
 
     long_term(archive, segment, reason)
-    click.echo(f"segment {segment}: kept long-term ({reason})")
+    if out.json:
+        _write_json({"segment": segment, "long_term": reason})
+    else:
+        out.say(f"segment {segment}: kept long-term ({reason})")
 
 
 @retention_group.command("case")
@@ -1232,13 +1247,20 @@ def retention_long_term_command(archive: Archive, segment: int, reason: str) -> 
     default=None,
     help="Keep until this RFC 3339 time; without it the case is open (kept for ever).",
 )
-def retention_case_command(archive: Archive, case_id: str, segments: tuple[int, ...], until: str | None) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def retention_case_command(
+    archive: Archive, case_id: str, segments: tuple[int, ...], until: str | None, out: Output
+) -> None:
     """Link recordings to a case; they follow the case's retention (Art. 19)."""
     from custodes.retention import link_case
     from custodes.tasks import parse_time
 
-    link_case(archive, case_id, list(segments), None if until is None else parse_time(until, "--until"))
-    click.echo(f"case {case_id}: {len(segments)} recording(s)")
+    until_ns = None if until is None else parse_time(until, "--until")
+    link_case(archive, case_id, list(segments), until_ns)
+    if out.json:
+        _write_json({"case": case_id, "segments": sorted(set(segments)), "until": rfc3339(until_ns)})
+    else:
+        out.say(f"case {case_id}: {len(segments)} recording(s)")
 
 
 @retention_group.command("due")
@@ -1262,13 +1284,17 @@ def retention_due_command(archive: Archive, at: str | None, out: Output) -> None
 @retention_group.command("purge")
 @archive_argument
 @click.option("--request", type=CatalogInt(), required=True, help="An approved access request with purpose purge.")
-def retention_purge_command(archive: Archive, request: int) -> None:
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def retention_purge_command(archive: Archive, request: int, out: Output) -> None:
     """Purge the recordings of an approved purge request. Refused for anything
     held, kept long-term or not yet due; a tombstone goes to the ledger first."""
     from custodes.retention import purge
 
     purged = purge(archive, request)
-    click.echo(f"purged segment(s) {purged}; tombstones are in the ledger")
+    if out.json:
+        _write_json({"request": request, "purged": purged})
+    else:
+        out.say(f"purged segment(s) {purged}; tombstones are in the ledger")
 
 
 @main.command("export")
@@ -1360,7 +1386,7 @@ def _check_scope(scope: str) -> str:
     show_default=True,
     help="A reporter: json, csv, html, pdf (see `custodes plugins`).",
 )
-@click.option("--out", "out", required=True, type=GivenPath(path_type=str, dir_okay=False), help="File to write.")
+@click.option("--out", "out_path", required=True, type=GivenPath(path_type=str, dir_okay=False), help="File to write.")
 @click.option("--from", "start", type=TEXT_LINE, default=None, help="Period start (RFC 3339).")
 @click.option("--to", "end", type=TEXT_LINE, default=None, help="Period end (RFC 3339), exclusive.")
 @click.option(
@@ -1381,16 +1407,18 @@ def _check_scope(scope: str) -> str:
     default=None,
     help="The moment the report speaks for (RFC 3339; default now): what is due for purge then.",
 )
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
 def report_command(
     archive: Archive,
     fmt: str,
-    out: str,
+    out_path: str,
     start: str | None,
     end: str | None,
     scope: str,
     lang: str | None,
     full_verify: bool,
     at: str | None,
+    out: Output,
 ) -> None:
     """Write a compliance report for a period and scope (Art. 25): integrity,
     completeness, clocks, timeliness, retention, access, and the Art. 25
@@ -1408,7 +1436,7 @@ def report_command(
         raise click.UsageError(str(e)) from e
     from custodes.archive import refuse_inside_archive
 
-    refuse_inside_archive(archive, out, "--out")  # a report must never land on the catalog, an object or the key
+    refuse_inside_archive(archive, out_path, "--out")  # a report must never land on the catalog, an object or the key
     model = build_report(
         archive,
         start=None if start is None else parse_time(start, "--from"),
@@ -1420,14 +1448,17 @@ def report_command(
         at=None if at is None else parse_time(at, "--at"),
     )
     # Rendered beside --out and renamed over it whole: a failure never leaves half a report.
-    temp = f"{out}.{os.getpid()}.part"
+    temp = f"{out_path}.{os.getpid()}.part"
     try:
         with open(temp, "wb") as f:
             reporter.render(model, f)
-        os.replace(temp, out)
+        os.replace(temp, out_path)
     except OSError as e:
-        raise click.UsageError(f"cannot write the report to {out}: {e.strerror}") from e
+        raise click.UsageError(f"cannot write the report to {out_path}: {e.strerror}") from e
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    click.echo(f"{fmt} report written to {out}")
+    if out.json:
+        _write_json({"format": fmt, "out": os.path.abspath(out_path), "findings": len(model["findings"])})
+    else:
+        out.say(f"{fmt} report written to {out_path}")
