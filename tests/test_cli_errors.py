@@ -29,6 +29,7 @@ from helpers import (
     PEOPLE_AND_ROOT,
     THREE_RECORDINGS,
     build_cli_archive,
+    catalog_edit,
     catalog_rows,
     one_line_error,
     peer,
@@ -68,6 +69,20 @@ def test_corrupt_catalog_is_one_line_naming_it(two_clip_archive: Path, command: 
         "restore catalog.sqlite from a backup",
     )
     assert objects(two_clip_archive) == stored  # the evidence is untouched
+
+
+@pytest.mark.parametrize("table", ["ledger", "segments", "checkpoints"])
+def test_a_dropped_table_is_a_damaged_catalog_not_a_traceback(two_clip_archive: Path, table: str) -> None:
+    # Found by a hostile user: `drop table ledger` made verify a Python traceback.
+    with catalog_edit(two_clip_archive, foreign_keys=False) as c:
+        c.execute(f"DROP TABLE {table}")
+    catalog = re.escape(str(two_clip_archive / "catalog.sqlite"))
+    for command in (
+        ["verify", two_clip_archive],
+        ["ledger", "verify", two_clip_archive],
+        ["report", two_clip_archive, "--out", two_clip_archive.parent / "r.json"],
+    ):
+        one_line_error(run_cli(*command), rf"the catalog is damaged: no such table: {table} \({catalog}\)")
 
 
 def test_missing_verifier_key(two_clip_archive: Path) -> None:

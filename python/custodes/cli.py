@@ -278,7 +278,9 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
     if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.ProgrammingError):
         code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
         text = str(e)
-        if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text:
+        # A table or column of the schema gone (dropped by hand) is damage too, not a bug in custodes.
+        schema_gone = text.startswith(("no such table", "no such column"))
+        if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text or schema_gone:
             return (
                 f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
                 "objects are untouched, and `custodes verify` on the restored archive shows what differs"
