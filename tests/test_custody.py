@@ -115,6 +115,15 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
             catalog_rows(a.root, "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq")[0][0]
         )
         assert (tomb["type"], tomb["sha256"], tomb["by"]) == ("purge", sha, "alice")
+    # The card still holds the purged recording: ingesting it again must not bring the bytes back
+    # (found by a hostile user: they came back, and verify called the purge interrupted).
+    again = run_cli("ingest", cli_archive.parent / "BWC0001", "--archive", cli_archive, "--json")
+    assert again.returncode == 1, again.stderr  # the same findings as the first ingest (late, no clock)
+    name = catalog_rows(cli_archive, "SELECT original_name FROM segments WHERE id = 1")[0][0]
+    assert name in json.loads(again.stdout)["already_present"] and json.loads(again.stdout)["stored"] == []
+    with open_archive(cli_archive) as a:
+        assert a.store.stat(sha) is None
+        assert verify(a).ok
         # A purge without a tombstone: an object removed and marked purged behind the ledger's back.
         other = catalog_rows(a.root, "SELECT sha256 FROM segments WHERE id = 2")[0][0]
         path = a.store.path_for(other)

@@ -386,7 +386,9 @@ def head_digest(path: str | os.PathLike[str]) -> str:
 
 
 def _already_present(archive: Archive, device: str, path: str, name: str) -> bool:
-    """The same device, name, size and content is in the archive already.
+    """The same device, name, size and content is in the archive already: stored, or lawfully purged
+    (its tombstone is in the ledger, and the card that still holds it must not bring the bytes back).
+    An object recorded but gone from the store without a tombstone is copied again.
 
     Only a file seen before is read here (hashed, not copied), to tell "the
     same file" from "a new file with the same name"."""
@@ -398,7 +400,10 @@ def _already_present(archive: Archive, device: str, path: str, name: str) -> boo
     if not known:
         return False
     (r,) = hash_files([path], ("sha256",))
-    return r.ok and r.digests["sha256"] in known and archive.store.stat(r.digests["sha256"]) is not None
+    if not r.ok or r.digests["sha256"] not in known:
+        return False
+    sha = r.digests["sha256"]
+    return archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha)
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.
