@@ -430,6 +430,13 @@ def test_open_a_purged_recording_is_refused_and_logged(two_clip_archive: Path, t
             '[access]\nwindow_hours = "3 days"\n[people]',
             r"\[access\] window_hours must be a number of hours",
         ),
+        # A misspelt key or table would fall back to the default silently (found by a hostile user).
+        (
+            "minimum_days = 730",
+            "minimum_dayz = 3650",
+            r"\[retention\] minimum_dayz: not a key of \[retention\]; allowed: minimum_days",
+        ),
+        ("[retention]", "[retension]", r"\[retension\] is not a policy table; allowed: archive, ingest, retention"),
     ],
 )
 def test_bad_policy_values_are_named_at_load(two_clip_archive: Path, old: str, new: str, pattern: str) -> None:

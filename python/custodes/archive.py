@@ -79,6 +79,7 @@ class Policy:
         for table in tables:
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
+        _known_keys(path, data)
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in tables)
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
@@ -108,6 +109,37 @@ class Policy:
 
 # Every policy value is checked when the policy is loaded, so a typo stops the command that reads it with the
 # file, the key and the allowed values, instead of a crash deep inside an ingest.
+
+#: Every table and key the policy may hold ([people] and [identity] map names of the agency's own choosing).
+POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
+    "archive": ("id", "origin"),
+    "ingest": ("deadline_hours", "readback"),
+    "retention": ("minimum_days",),
+    "timeline": ("gap_tolerance_seconds", "clock_tolerance_seconds"),
+    "hashing": ("algorithms",),
+    "devices": ("time_zone",),
+    "keys": ("signing_key",),
+    "storage": ("backend",),
+    "access": ("window_hours", "classified_roles"),
+    "report": ("lang",),
+    "people": None,
+    "identity": None,
+}
+
+
+def _known_keys(path: Path, data: dict[str, Any]) -> None:
+    """A misspelt table or key (``[retension]``, ``minimum_dayz``) would silently fall back to its default,
+    730 days of retention instead of the ten years asked for: refused, naming what is allowed."""
+    for table, value in data.items():
+        if table not in POLICY_KEYS:
+            raise ArchiveError(f"{path}: [{table}] is not a policy table; allowed: {', '.join(POLICY_KEYS)}")
+        keys = POLICY_KEYS[table]
+        if keys is not None and isinstance(value, dict):
+            unknown = sorted(set(value) - set(keys))
+            if unknown:
+                raise ArchiveError(
+                    f"{path}: [{table}] {', '.join(unknown)}: not a key of [{table}]; allowed: {', '.join(keys)}"
+                )
 
 
 def _algorithms(path: Path, value: Any) -> tuple[str, ...]:
