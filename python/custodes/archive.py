@@ -238,6 +238,7 @@ def _key_place(root: Path, value: str, where: str) -> None:
             f"{where} {value!r} is inside the archive folder ({rel}) but not under private/; the "
             "archive's own files (object store, tmp/, ledger, catalog) must not hold it: keep the key "
             f"under private/ (the default is {DEFAULT_SIGNING_KEY}) or outside the archive"
+            + ("" if os.path.isabs(value) else f" (a relative path is taken from the archive folder {root})")
         )
 
 
