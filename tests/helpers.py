@@ -111,6 +111,21 @@ def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.C
 
 # ---- CLI archives with people and recordings ----------------------------------------------
 
+
+def grant(arch: Path, role: str, person: str | None = None) -> str:
+    """Give ``person`` (default: the account running the tests) ``role`` in the archive's policy; returns the person."""
+    import getpass
+
+    person = person or getpass.getuser()
+    policy = arch / "custodes.toml"
+    text = policy.read_text()
+    line = f'{person} = "{role}"\n'
+    policy.write_text(
+        text.replace("[people]\n", f"[people]\n{line}", 1) if "[people]\n" in text else f"{text}\n[people]\n{line}"
+    )
+    return person
+
+
 #: The people of the custody tests: a custodian, two approvers, a viewer; approvers may see classified footage.
 PEOPLE = """
 [people]

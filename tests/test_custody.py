@@ -142,3 +142,54 @@ def test_purge_before_due(cli_archive: Path) -> None:
         as_("alice", "retention", "purge", cli_archive, "--request", purge_request(cli_archive, 1)), "not due until 21"
     )
     assert json.loads(as_("alice", "retention", "due", cli_archive, "--json").stdout)["due"] == []
+
+
+def test_every_act_needs_its_role_and_every_refusal_is_logged(cli_archive: Path, tmp_path: Path) -> None:
+    # Issue 13, part 6: refused holds, releases, purges, task imports and gap explanations left no trace,
+    # and task import and gap explain needed no role at all.
+    def log() -> list[tuple[str, str, int]]:
+        return catalog_rows(cli_archive, "SELECT person, action, ok FROM access_log ORDER BY id")
+
+    def ledgered(action: str) -> list[dict]:
+        entries = [json.loads(e) for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")]
+        return [e for e in entries if e["type"] == f"access_{action}"]
+
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("id,type,start,end,officers,devices\nT1,stop,2024-03-01T10:00:00Z,2024-03-01T10:05:00Z,,BWC0001\n")
+    before = len(log())
+    refused(
+        as_("carol", "task", "import", cli_archive, tasks), "carol may not task_import .needs custodian or approver."
+    )
+    refused(
+        as_(
+            "carol",
+            "gap",
+            "explain",
+            cli_archive,
+            "--device",
+            "BWC0001",
+            "--from",
+            "2024-03-01T10:00:00Z",
+            "--to",
+            "2024-03-01T10:01:00Z",
+            "--cause",
+            "device_fault",
+        ),
+        "carol may not gap_explain",
+    )
+    refused(as_("carol", "retention", "hold", cli_archive, "--segment", "1", "--reason", "x"), "carol may not hold")
+    refused(as_("alice", "retention", "release", cli_archive, "--hold", "1"), "alice may not release .needs approver.")
+    assert log()[before:] == [
+        ("carol", "task_import", 0),
+        ("carol", "gap_explain", 0),
+        ("carol", "hold", 0),
+        ("alice", "release", 0),
+    ]
+    assert [e["person"] for e in ledgered("hold")] == ["carol"] and not ledgered("hold")[0]["ok"]
+    assert run_cli("ledger", "verify", cli_archive).returncode == 0  # each refusal is under a signed checkpoint
+    # The right roles still may; a purge refused by a hold is logged too.
+    assert as_("alice", "task", "import", cli_archive, tasks).returncode == 0
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "court").returncode == 0
+    rid = purge_request(cli_archive, 1)
+    refused(as_("alice", "retention", "purge", cli_archive, "--request", rid), "under hold")
+    assert log()[-1] == ("alice", "purge", 0)

@@ -38,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tasks = root / "tasks.json"
     start, end = (T0 - timedelta(seconds=10)).isoformat(), (T0 + timedelta(seconds=6)).isoformat()
     tasks.write_text(json.dumps([{"id": "T1", "type": "stop", "start": start, "end": end, "devices": ["BWC0001"]}]))
-    assert run_cli("task", "import", arch, tasks).returncode == 0
+    assert as_("alice", "task", "import", arch, tasks).returncode == 0  # alice: the custodian
     rid = request(arch, "carol", 1)
     assert as_("bob", "access", "approve", arch, rid).returncode == 0
     assert as_("carol", "access", "open", arch, rid, "--segment", "1").returncode == 0

@@ -11,7 +11,7 @@ import pytest
 from custodes.archive import open_archive
 from custodes.verify import verify
 from footage import T0, make_clip
-from helpers import catalog_rows, run_cli
+from helpers import catalog_rows, grant, run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -34,6 +34,7 @@ def iso(seconds: float) -> str:
 def tasks_archive(tmp_path: Path) -> Path:
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")  # tasks and gap explanations are recorded by a custodian (or an approver)
     # A records 0-10 s and 20-24 s; B records 0-4 s and 14-24 s and logged a low battery at 3 s.
     a = recorder(tmp_path, "BWCA", "001234", [0, 2, 4, 6, 8, 20, 22])
     b = recorder(

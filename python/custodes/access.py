@@ -135,6 +135,25 @@ def _refuse(
     return AccessDenied(why)
 
 
+def require_role(
+    archive: Archive, roles: tuple[str, ...], action: str, segment: int | None = None, request: int | None = None
+) -> str:
+    """The current person, if their role is one of ``roles``; otherwise the refusal is logged (an access-log
+    row and a ledger entry, like every refusal) and raised. Every act on the archive's records goes through
+    this or :func:`grant_for`."""
+    person = current_person(archive)
+    if person_role(archive, person) not in roles:
+        raise _refuse(
+            archive, request, person, action, segment, f"{person} may not {action} (needs {' or '.join(roles)})"
+        )
+    return person
+
+
+def refuse(archive: Archive, request: int | None, action: str, segment: int | None, why: str) -> AccessDenied:
+    """Log and ledger a refusal of ``action`` by the current person; returns the error to raise."""
+    return _refuse(archive, request, current_person(archive), action, segment, why)
+
+
 def _load(archive: Archive, request_id: int) -> AccessRequest:
     row = archive.catalog.access.get(request_id)
     if row is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from custodes import ledger
-from custodes.access import AccessDenied, current_person, grant_for, person_role
+from custodes.access import current_person, grant_for, refuse, require_role
 from custodes.archive import Archive
 from custodes.catalog import Catalog
 from custodes.defaults import NS
@@ -67,13 +67,6 @@ class RetentionStatus:
         }
 
 
-def _require(archive: Archive, roles: tuple[str, ...]) -> str:
-    person = current_person(archive)
-    if person_role(archive, person) not in roles:
-        raise AccessDenied(f"{person} may not do this (needs {' or '.join(roles)})")
-    return person
-
-
 def status(archive: Archive, segments: list[int] | None = None) -> list[RetentionStatus]:
     catalog = archive.catalog
     minimum = archive.policy.retention_days * DAY
@@ -117,7 +110,7 @@ def _segment_exists(archive: Archive, segment: int) -> None:
 
 def hold(archive: Archive, segment: int, reason: str) -> int:
     """A legal hold: nothing purges the recording until it is released."""
-    person = _require(archive, ("custodian", "approver"))
+    person = require_role(archive, ("custodian", "approver"), "hold", segment)
     _segment_exists(archive, segment)
     now = time.time_ns()
     return _ledgered(
@@ -128,7 +121,7 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
 
 
 def release(archive: Archive, hold_id: int) -> None:
-    person = _require(archive, ("approver",))
+    person = require_role(archive, ("approver",), "release")
     row = archive.catalog.retention.hold(hold_id)
     if row is None or row[1] is not None:
         raise CustodesError(f"no active hold {hold_id}")
@@ -141,7 +134,7 @@ def release(archive: Archive, hold_id: int) -> None:
 
 
 def long_term(archive: Archive, segment: int, reason: str) -> None:
-    person = _require(archive, ("custodian", "approver"))
+    person = require_role(archive, ("custodian", "approver"), "long_term", segment)
     if reason not in LONG_TERM_REASONS:
         raise CustodesError(f"long-term reason must be one of {', '.join(LONG_TERM_REASONS)}")
     _segment_exists(archive, segment)
@@ -155,7 +148,7 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
 
 def link_case(archive: Archive, case: str, segments: list[int], until: int | None, description: str = "") -> None:
     """Link recordings to a case; they follow its retention (``until`` None: the case is open)."""
-    person = _require(archive, ("custodian", "approver"))
+    person = require_role(archive, ("custodian", "approver"), "case")
     for s in segments:
         _segment_exists(archive, s)
     now = time.time_ns()
@@ -186,12 +179,31 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
     for st in status(archive, segments):
         if st.purged:
             continue  # its tombstone is in the ledger: only the object's removal may be left to do
+        # Each refusal is logged and ledgered like an access refusal (Art. 22): who tried to destroy what.
         if st.holds:
-            raise AccessDenied(f"segment {st.segment} is under hold {st.holds}: nothing overrides a hold")
+            raise refuse(
+                archive,
+                request_id,
+                "purge",
+                st.segment,
+                f"segment {st.segment} is under hold {st.holds}: nothing overrides a hold",
+            )
         if st.keep_until is None:
-            raise AccessDenied(f"segment {st.segment} is kept for ever ({'; '.join(st.reasons[1:])})")
+            raise refuse(
+                archive,
+                request_id,
+                "purge",
+                st.segment,
+                f"segment {st.segment} is kept for ever ({'; '.join(st.reasons[1:])})",
+            )
         if at < st.keep_until:
-            raise AccessDenied(f"segment {st.segment} is not due until {rfc3339(st.keep_until)}")
+            raise refuse(
+                archive,
+                request_id,
+                "purge",
+                st.segment,
+                f"segment {st.segment} is not due until {rfc3339(st.keep_until)}",
+            )
     grant_for(archive, request_id, segments, "purge", "purge")
     person = current_person(archive)
     now = time.time_ns()

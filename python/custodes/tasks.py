@@ -15,7 +15,6 @@ annotations are ledger entries.
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import ledger, timeline
+from custodes.access import require_role
 from custodes.archive import Archive
 from custodes.catalog.custody import TaskRow
 from custodes.defaults import NS, TimeRangeError, ns_from_datetime
@@ -150,13 +150,13 @@ def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     return parse_tasks(csv.DictReader(io.StringIO(text)), p.name)
 
 
-def _who() -> str:
-    return getpass.getuser()
+#: Who may record tasks and explain gaps: the agency's custodians and approvers (a refusal is logged).
+RECORDERS = ("custodian", "approver")
 
 
-def import_tasks(archive: Archive, tasks: Sequence[Task], by: str | None = None) -> dict[str, list[str]]:
+def import_tasks(archive: Archive, tasks: Sequence[Task]) -> dict[str, list[str]]:
     """Record tasks (all or nothing): new ones and changed ones get a ledger entry, identical ones are skipped."""
-    by = by or _who()
+    by = require_role(archive, RECORDERS, "task_import")
     now = time.time_ns()
     out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
     with archive.transaction() as tx:
@@ -196,7 +196,6 @@ def explain_gap(
     note: str = "",
     segment: int | None = None,
     offset: int | None = None,
-    by: str | None = None,
 ) -> int:
     """Annotate the time ``start``..``end`` on ``device`` with a cause; returns the annotation id.
 
@@ -206,7 +205,7 @@ def explain_gap(
         raise TaskError(f"unknown cause {cause!r}; one of: {', '.join(CAUSES)}")
     if end <= start:
         raise TaskError("the explained interval ends before it starts")
-    by = by or _who()
+    by = require_role(archive, RECORDERS, "gap_explain", segment)
     now = time.time_ns()
     with archive.transaction() as tx:
         if not tx.devices.exists(device):
