@@ -145,3 +145,23 @@ def test_sm3_manifest_when_the_policy_records_sm3(make_cli_archive: Callable[...
     assert run_cli("bag", "validate", bag).returncode == 0
     out = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True, text=True)
     assert out.returncode == 0  # bagit-python checks the sha256 manifest and tolerates the sm3 one
+
+
+def test_two_names_that_become_one_bag_path_are_both_exported(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Found by a hostile user: `a\b.mp4` (a backslash, kept escaped) and `a__b.mp4` made the same bag path;
+    # the second copy overwrote the first and export called the archive's object corrupt.
+    clips = {"a\\b.mp4": FOOTAGE / "encoders" / "go-mp4-sample.mp4", "a__b.mp4": FOOTAGE / "gopro" / "karma.mp4"}
+    arch = make_cli_archive(recordings=clips, ingest_exit=(0, 1))
+    assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
+    rid = request(arch, "carol", 1, 2, purpose="export")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    bag = tmp_path / "bag"
+    out = as_("carol", "export", arch, "--case", "C-1", "--request", rid, "--to", bag)
+    assert out.returncode == 0, out.stderr
+    files = sorted(p.relative_to(bag / "data").as_posix() for p in (bag / "data").rglob("*") if p.is_file())
+    assert len(files) == 2 and files[0] != files[1]
+    digests = {hashlib.sha256((bag / "data" / f).read_bytes()).hexdigest() for f in files}
+    assert digests == {hashlib.sha256(p.read_bytes()).hexdigest() for p in clips.values()}
+    assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0

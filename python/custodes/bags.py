@@ -27,7 +27,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -74,6 +74,18 @@ class BagError(CustodesError):
 def manifest_path(rel: str) -> str:
     """RFC 8493 §2.1.3: CR, LF and % in a path are percent-encoded (and nothing else)."""
     return rel.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def payload_path(device: str, name: str, segment: int, taken: set[str]) -> str:
+    """Where a recording goes in a bag: ``data/<device>/<name>``, made of :func:`safe_part` components.
+    Two names that become the same path (``a\\b.mp4`` and ``a__b.mp4``) must not overwrite each other:
+    taken in segment order, a later one is told apart by its segment id (``a__b.seg12.mp4``). Export
+    and ``bag validate`` both place recordings by this one rule; ``taken`` is updated."""
+    rel = PurePosixPath("data", safe_part(device), *[safe_part(x) for x in Path(name).parts])
+    if str(rel) in taken:
+        rel = rel.with_name(f"{rel.stem}.seg{segment}{rel.suffix}")
+    taken.add(str(rel))
+    return str(rel)
 
 
 def safe_part(text: str) -> str:
@@ -579,7 +591,8 @@ def _validate_custody(bag: _Bag) -> None:
         return
     manifest = bag.manifests.get("manifest-sha256.txt", {})
     where = "custody/ledger-entries.jsonl"
-    for n, index, data in entries:
+    taken: set[str] = set()  # bag paths placed so far, in ledger (= segment) order: see payload_path
+    for n, index, data in sorted(entries, key=lambda e: e[1]):
         p = proofs.get(index)
         leaf = merkle.leaf_hash(data)
         if (
@@ -606,7 +619,7 @@ def _validate_custody(bag: _Bag) -> None:
             ):
                 bag.problem(where, f"ingest entry {index} lacks device, name or digests.sha256", n)
                 continue
-            rel = "/".join(["data", safe_part(device), *[safe_part(x) for x in Path(name).parts]])
+            rel = payload_path(device, name, _int(entry.get("segment")) or 0, taken)
             if manifest.get(rel) != digests["sha256"]:
                 bag.problem(where, f"{shown(rel)} does not have the digest its ingest entry {index} recorded", n)
 

@@ -33,9 +33,8 @@ from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive, refuse_inside_archive
-from custodes.bags import BagError, BagReport, validate_bag
+from custodes.bags import BagError, BagReport, payload_path, validate_bag
 from custodes.bags import manifest_path as _manifest_path
-from custodes.bags import safe_part as _safe_part
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
@@ -88,8 +87,9 @@ def export_case(
             )
         checkpoint = archive.checkpoint()
         payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
-        for seg, device, name, sha, size, seq, _officer, digests in rows:
-            rel = Path("data") / _safe_part(device) / Path(*[_safe_part(p) for p in Path(name).parts])
+        taken: set[str] = set()
+        for seg, device, name, sha, size, seq, _officer, digests in rows:  # in segment order, as payload_path wants
+            rel = Path(payload_path(device, name, seg, taken))
             target = bag / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             source = archive.store.get(sha)
