@@ -79,13 +79,13 @@ class Policy:
         for table in tables:
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
-        _known_keys(path, data)
         a, i, r, t, h, d, k, s = (data.get(x, {}) for x in tables)
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
         _report(path, data.get("report", {}))
         if "id" not in a:
             raise ArchiveError(f"{path}: [archive] id: policy value missing; restore custodes.toml from a backup")
+        _known_keys(path, data)  # after the one required key: a renamed id is said to be missing
         archive_id = _name(path, "id", a["id"])
         return cls(
             archive_id=archive_id,
