@@ -329,6 +329,28 @@ def _checkpoint_and_ledger_rollback(a, tmp):
     _checkpoint_rollback(a, tmp)
 
 
+def _segment_time_moved(a, tmp):
+    """A recording moved by an hour in the catalog only (its ingest entry keeps the real time)."""
+    with catalog_edit(a.root) as c:
+        c.execute("UPDATE segments SET start_ns = start_ns + 3600000000000 WHERE id = 2")
+
+
+def _important_mark_flipped(a, tmp):
+    with catalog_edit(a.root) as c:
+        c.execute("UPDATE segments SET important = 1 - important WHERE id = 2")
+
+
+def _segment_and_object_deleted(a, tmp):
+    """A recording made to vanish from the catalog and the store together; its ingest entry stays."""
+    (sha,) = catalog_rows(a.root, "SELECT sha256 FROM segments WHERE id = 2")[0]
+    p = a.store.path_for(sha)
+    _writable(p)
+    p.unlink()
+    with catalog_edit(a.root, foreign_keys=False) as c:
+        c.execute("DELETE FROM segments WHERE id = 2")
+        c.execute("DELETE FROM objects WHERE sha256 = ?", (sha,))
+
+
 TAMPERS = {
     "bit_flip_start": (flip("start"), "modified"),
     "bit_flip_middle": (flip("middle"), "modified"),
@@ -344,4 +366,7 @@ TAMPERS = {
     "ledger_entries_reordered": (_ledger_reorder, "checkpoint_mismatch"),
     "checkpoint_rolled_back": (_checkpoint_rollback, "checkpoint_mismatch"),
     "ledger_and_checkpoint_rolled_back": (_checkpoint_and_ledger_rollback, "ledger_mismatch"),
+    "segment_time_moved": (_segment_time_moved, "ledger_mismatch"),
+    "important_mark_flipped": (_important_mark_flipped, "ledger_mismatch"),
+    "segment_and_object_deleted": (_segment_and_object_deleted, "missing"),
 }

@@ -38,6 +38,8 @@ from typing import Any
 from custodes import merkle
 from custodes.archive import Archive
 from custodes.catalog import Catalog
+from custodes.catalog.evidence import LedgerView
+from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
 from custodes.ledger import Checkpoint, LedgerError, parse_checkpoint
@@ -300,44 +302,98 @@ def _check_unsigned(
         )
 
 
+#: What an ingest entry records of its segment beyond the identity checked above: entry key -> catalog row.
+_LEDGERED_FACTS = {
+    "kind": lambda row: row.kind,
+    "start": lambda row: row.start_ns,
+    "end": lambda row: row.end_ns,
+    "corrected_start": lambda row: row.corrected_start_ns,
+    "corrected_end": lambda row: row.corrected_end_ns,
+    "important": lambda row: bool(row.important),
+    "ingest": lambda row: row.ingest_id,
+    "time": lambda row: row.ingested_ns,
+}
+
+
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
-    for seg_id, device, name, raw_name, sha, size, seq, entry in archive.catalog.segments.beside_ledger():
-        if entry is None:
-            result.findings.append(
-                VerifyFinding(
-                    "ledger_mismatch",
-                    f"segment {seg_id} ({name}) has no ledger entry",
-                    segment=seg_id,
-                    object=sha,
-                    ledger_index=seq,
-                )
+    """Every segment row against the ingest entry it was recorded with (its identity, content and every fact
+    the entry holds), and every ingest entry against a segment row: one the catalog lost is ``missing``."""
+    seen: set[int] = set()
+    # One snapshot for both walks: an ingest running alongside commits a row and its entry together.
+    with archive.catalog.snapshot():
+        for row in archive.catalog.segments.beside_ledger():
+            seen.add(row.id)
+            finding = _row_against_entry(row)
+            if finding is not None:
+                result.findings.append(finding)
+        lost = []  # ingest entries whose segment the catalog does not have (only those are kept)
+        for index, data, _leaf in archive.catalog.ledger.walk():
+            e = _entry_json(data)
+            if e.get("type") == "ingest" and isinstance(e.get("segment"), int) and e["segment"] not in seen:
+                lost.append((index, e))
+    for index, e in lost:
+        segment = e["segment"]
+        sha = (e.get("digests") or {}).get("sha256") if isinstance(e.get("digests"), dict) else None
+        result.findings.append(
+            VerifyFinding(
+                "missing",
+                f"segment {segment} ({shown_name(str(e.get('name')))}) is in the ledger (entry {index}) "
+                "but not in the catalog",
+                segment=segment,
+                object=sha if isinstance(sha, str) else None,
+                ledger_index=index,
             )
-            continue
-        try:
-            e = json.loads(bytes(entry))
-        except ValueError:
-            e = {}
-        if not isinstance(e, dict):
-            e = {}
-        recorded = (
-            e.get("segment"),
-            e.get("device"),
-            e.get("name"),
-            e.get("name_b64"),
-            (e.get("digests") or {}).get("sha256"),
-            e.get("size"),
         )
-        name_b64 = None if raw_name is None else base64.b64encode(bytes(raw_name)).decode("ascii")
-        if recorded != (seg_id, device, name, name_b64, sha, size):
-            result.findings.append(
-                VerifyFinding(
-                    "ledger_mismatch",
-                    f"catalog row of segment {seg_id} ({name}) differs from what the ledger recorded at ingest",
-                    segment=seg_id,
-                    object=sha,
-                    ledger_index=seq,
-                )
-            )
+
+
+def _entry_json(data: bytes | None) -> dict[str, Any]:
+    try:
+        e = json.loads(data) if data is not None else {}
+    except ValueError:
+        return {}
+    return e if isinstance(e, dict) else {}
+
+
+def _row_against_entry(row: LedgerView) -> VerifyFinding | None:
+    seg_id, name, sha, seq = row.id, row.original_name, row.sha256, row.ledger_seq
+    if row.entry is None:
+        return VerifyFinding(
+            "ledger_mismatch",
+            f"segment {seg_id} ({name}) has no ledger entry",
+            segment=seg_id,
+            object=sha,
+            ledger_index=seq,
+        )
+    e = _entry_json(row.entry)
+    recorded = (
+        e.get("segment"),
+        e.get("device"),
+        e.get("name"),
+        e.get("name_b64"),
+        (e.get("digests") or {}).get("sha256") if isinstance(e.get("digests"), dict) else None,
+        e.get("size"),
+    )
+    name_b64 = None if row.original_name_bytes is None else base64.b64encode(row.original_name_bytes).decode("ascii")
+    if recorded != (seg_id, row.device_id, name, name_b64, sha, row.size):
+        return VerifyFinding(
+            "ledger_mismatch",
+            f"catalog row of segment {seg_id} ({name}) differs from what the ledger recorded at ingest",
+            segment=seg_id,
+            object=sha,
+            ledger_index=seq,
+        )
+    # Only the facts the entry holds: an entry written by an older custodes may hold fewer.
+    differ = [key for key, of_row in _LEDGERED_FACTS.items() if key in e and e[key] != of_row(row)]
+    if differ:
+        return VerifyFinding(
+            "ledger_mismatch",
+            f"catalog row of segment {seg_id} ({name}): {', '.join(differ)} differ from what the ledger recorded "
+            "at ingest",
+            segment=seg_id,
+            object=sha,
+            ledger_index=seq,
+        )
+    return None
 
 
 def _tombstoned(catalog: Catalog, sha: str) -> bool:

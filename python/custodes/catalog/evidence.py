@@ -86,6 +86,14 @@ class LedgerView(NamedTuple):
     size: int
     ledger_seq: int
     entry: bytes | None
+    kind: str
+    start_ns: int | None
+    end_ns: int | None
+    corrected_start_ns: int | None
+    corrected_end_ns: int | None
+    important: int
+    ingest_id: int
+    ingested_ns: int
 
 
 class RetentionFacts(NamedTuple):
@@ -193,10 +201,13 @@ class Segments(Table):
         """Every segment beside its ledger entry, in id order (streamed)."""
         sql = (
             "SELECT s.id, s.device_id, s.original_name, s.original_name_bytes, s.sha256, s.size, s.ledger_seq, "
-            "l.entry FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
+            "l.entry, s.kind, s.start_ns, s.end_ns, s.corrected_start_ns, s.corrected_end_ns, s.important, "
+            "s.ingest_id, s.ingested_ns FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
         )
         return (
-            LedgerView(*r[:3], None if r[3] is None else blob(r[3]), *r[4:7], None if r[7] is None else blob(r[7]))
+            LedgerView(
+                *r[:3], None if r[3] is None else blob(r[3]), *r[4:7], None if r[7] is None else blob(r[7]), *r[8:]
+            )
             for r in self._conn.execute(sql)
         )
 
