@@ -210,3 +210,41 @@ def test_an_object_cut_below_its_recorded_head_is_not_called_replaced(cli_archiv
     assert finding["kind"] == "modified"
     assert finding["message"].startswith("object is 100 bytes instead of ")
     assert finding["message"].endswith(" (truncated or replaced)")
+
+
+def test_lost_checkpoint_files_are_found_and_written_back(cli_archive: Path) -> None:
+    # Found by a hostile user: deleting every file in ledger/checkpoints/ left `ledger verify` at exit 0.
+    folder = cli_archive / "ledger" / "checkpoints"
+    sizes = sorted(int(p.name) for p in folder.iterdir())
+    assert len(sizes) >= 2
+    for p in folder.iterdir():
+        p.unlink()
+    out = run_cli("ledger", "verify", cli_archive, "--json")
+    assert out.returncode == 1
+    gone = [f["message"] for f in json.loads(out.stdout)["findings"] if "is gone" in f["message"]]
+    assert gone == [f"ledger/checkpoints/{s} is gone {GONE_TAIL}" for s in sizes[:-1]]
+    assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0
+    assert sorted(int(p.name) for p in folder.iterdir()) == sizes  # the same signed notes, written back
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
+GONE_TAIL = (
+    "(the catalog still holds its signed note): find out who removed it; `custodes ledger checkpoint` writes "
+    "the missing files back from the catalog's signed notes"
+)
+
+
+def test_an_object_replaced_by_a_link_to_a_copy_is_not_intact(cli_archive: Path, tmp_path: Path) -> None:
+    # Found by a hostile user: the link was followed, the copy hashed, and verify said intact.
+    (sha,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 2")[0]
+    obj = next((cli_archive / "objects").rglob(sha))
+    copy = tmp_path / "outside.mp4"
+    copy.write_bytes(obj.read_bytes())
+    obj.parent.chmod(0o755)
+    obj.unlink()
+    obj.symlink_to(copy)
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1
+    (finding,) = [f for f in json.loads(out.stdout)["findings"] if f.get("object") == sha]
+    assert finding["kind"] == "modified" and finding["segment"] == 2
+    assert "symbolic link" in finding["message"]
