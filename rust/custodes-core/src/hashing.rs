@@ -655,6 +655,14 @@ mod tests {
     }
 
     #[test]
+    fn a_read_error_ends_the_file_with_that_error() {
+        // /proc/self/mem is a regular file whose first page is never mapped: read(2) fails with EIO,
+        // which must end this file with the error, not be retried for ever like an interrupted read.
+        let got = hash_file(Path::new("/proc/self/mem"), &[Algorithm::Sha256], 4096, &Progress::default());
+        assert!(matches!(&got, Err(HashError::Io(e)) if e.raw_os_error() == Some(libc::EIO)), "{got:?}");
+    }
+
+    #[test]
     fn a_file_whose_size_lies_is_refused() {
         // Files under /proc say 0 bytes but read as more: what was read is not what the file is.
         let got = hash_file(Path::new("/proc/self/status"), &[Algorithm::Sha256], 4096, &Progress::default());
