@@ -330,27 +330,18 @@ _LEDGERED_FACTS = {
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
     """Every segment row against the ingest entry it was recorded with (its identity, content and every fact
     the entry holds), and every ingest entry against a segment row: one the catalog lost is ``missing``."""
-    seen: set[int] = set()
-    # One snapshot for both walks: an ingest running alongside commits a row and its entry together.
+    # One snapshot for both: an ingest running alongside commits a row and its entry together.
     with archive.catalog.snapshot():
         for row in archive.catalog.segments.beside_ledger():
-            seen.add(row.id)
             finding = _row_against_entry(row)
             if finding is not None:
                 result.findings.append(finding)
-        lost = []  # ingest entries whose segment the catalog does not have (only those are kept)
-        for index, data, _leaf in archive.catalog.ledger.walk():
-            e = _entry_json(data)
-            if e.get("type") == "ingest" and isinstance(e.get("segment"), int) and e["segment"] not in seen:
-                lost.append((index, e))
-    for index, e in lost:
-        segment = e["segment"]
-        sha = (e.get("digests") or {}).get("sha256") if isinstance(e.get("digests"), dict) else None
+        lost = archive.catalog.ledger.ingests_without_segment()
+    for index, name, sha, segment in lost:
         result.findings.append(
             VerifyFinding(
                 "missing",
-                f"segment {segment} ({shown_name(str(e.get('name')))}) is in the ledger (entry {index}) "
-                "but not in the catalog",
+                f"segment {segment} ({shown_name(str(name))}) is in the ledger (entry {index}) but not in the catalog",
                 segment=segment,
                 object=sha if isinstance(sha, str) else None,
                 ledger_index=index,

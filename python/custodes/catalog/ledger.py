@@ -48,6 +48,19 @@ class Ledger(Table):
             for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
         )
 
+    def ingests_without_segment(self) -> list[tuple[int, str | None, str | None, int]]:
+        """(index, name, sha256, segment) of each ingest entry whose segment row the catalog does not have.
+        SQLite reads the JSON (far faster than a Python pass over every entry); an entry that is not JSON
+        is skipped here (the leaf check reports it)."""
+        text = "CAST(entry AS TEXT)"
+        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        sql = (
+            f"SELECT seq, {field % 'name'}, {field % 'digests.sha256'}, {field % 'segment'} FROM ledger "
+            f"WHERE {field % 'type'} = 'ingest' AND typeof({field % 'segment'}) = 'integer' "
+            f"AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.id = {field % 'segment'}) ORDER BY seq"
+        )
+        return self._conn.execute(sql).fetchall()
+
     def tombstone_entry(self, sha256: str) -> bytes | None:
         """The ledger entry an object's tombstone points at (None: no tombstone)."""
         sql = "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?"
