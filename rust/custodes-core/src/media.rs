@@ -1478,6 +1478,83 @@ mod tests {
         v
     }
 
+    /// Real footage, as ffprobe (6.1) reads it: codec tags, frame counts, the tmcd timecode, the creation
+    /// time and the duration. The pytest suite compares with ffprobe live; this keeps the same facts in
+    /// `cargo test`, where cargo-mutants looks.
+    #[test]
+    fn real_footage_agrees_with_ffprobe() {
+        type Expected = (&'static str, u64, f64, Vec<(&'static str, &'static str, u64, Option<&'static str>)>);
+        let cases: Vec<Expected> = vec![
+            (
+                "gopro/karma.mp4", // 2017-04-17T19:27:57Z
+                1_492_457_277,
+                12.078733,
+                vec![
+                    ("video", "avc1", 362, None),
+                    ("audio", "mp4a", 566, None),
+                    ("timecode", "tmcd", 1, Some("19:26:48:04")),
+                    ("metadata", "gpmd", 13, None),
+                    ("metadata", "fdsc", 943, None),
+                ],
+            ),
+            (
+                "gopro/max-heromode.mp4", // 2019-11-18T15:45:32Z
+                1_574_091_932,
+                10.517333,
+                vec![
+                    ("video", "avc1", 315, None),
+                    ("audio", "mp4a", 493, None),
+                    ("timecode", "tmcd", 1, Some("15:44:35:10")),
+                    ("metadata", "gpmd", 11, None),
+                    ("metadata", "fdsc", 821, None),
+                ],
+            ),
+            (
+                "phones/bt601.mov", // 2024-02-12T19:16:55Z
+                1_707_765_415,
+                1.0201,
+                vec![("audio", "mp4a", 45, None), ("video", "avc1", 30, None)],
+            ),
+        ];
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/footage");
+        for (name, created, duration, tracks) in cases {
+            let f = probe_file(&root.join(name)).unwrap();
+            let m = f.movie.as_ref().unwrap();
+            assert_eq!(m.creation - MP4_EPOCH_OFFSET as u64, created, "{name}");
+            assert!((m.duration as f64 / f64::from(m.timescale) - duration).abs() < 1e-6, "{name}");
+            let got: Vec<_> = f
+                .tracks
+                .iter()
+                .map(|t| {
+                    (
+                        t.kind(),
+                        t.codec.as_deref().unwrap_or(""),
+                        t.sample_count,
+                        t.timecode.as_ref().map(|c| c.display()),
+                    )
+                })
+                .collect();
+            let want: Vec<_> = tracks.iter().map(|&(k, c, n, tc)| (k, c, n, tc.map(String::from))).collect();
+            assert_eq!(got, want, "{name}");
+            assert!(f.problems.is_empty(), "{name}: {:?}", f.problems);
+        }
+    }
+
+    #[test]
+    fn the_latest_time_leaves_room_for_a_span_and_no_more() {
+        // int64 ns since 1970 must hold the latest creation time plus the longest span inside a file.
+        let latest = LATEST_MP4_TIME - MP4_EPOCH_OFFSET as u64;
+        assert!((latest + MAX_SPAN_SECONDS) as i128 * 1_000_000_000 <= i64::MAX as i128);
+        assert!((latest + MAX_SPAN_SECONDS + 1) as i128 * 1_000_000_000 > i64::MAX as i128);
+        assert!((8_880_000_000..8_910_000_000).contains(&latest), "about 2252-04: {latest}"); // not a mis-typed epoch
+        let tc = Timecode { frame: 30 * 3600 + 29, frames_per_second: 30, drop_frame: false };
+        assert_eq!(tc.display(), "01:00:00:29");
+        assert_eq!(
+            Timecode { frame: 24 * 3600 * 25 + 26, frames_per_second: 25, drop_frame: false }.display(),
+            "00:00:01:01"
+        );
+    }
+
     #[test]
     fn empty_and_garbage_inputs_give_problems_not_panics() {
         for bytes in [&b""[..], b"\0\0\0", b"\0\0\0\x08moov", b"\xff\xff\xff\xffmoov", b"\0\0\0\x01mdat\0\0"] {
