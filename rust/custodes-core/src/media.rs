@@ -1541,6 +1541,25 @@ mod tests {
     }
 
     #[test]
+    fn every_handler_has_its_kind() {
+        let kinds = [
+            ("vide", "video"),
+            ("soun", "audio"),
+            ("tmcd", "timecode"),
+            ("meta", "metadata"),
+            ("mdta", "metadata"),
+            ("subt", "subtitle"),
+            ("text", "subtitle"),
+            ("sbtl", "subtitle"),
+            ("hint", "data"),
+            ("", "data"),
+        ];
+        for (handler, kind) in kinds {
+            assert_eq!(Track { handler: handler.into(), ..Track::default() }.kind(), kind, "{handler:?}");
+        }
+    }
+
+    #[test]
     fn the_latest_time_leaves_room_for_a_span_and_no_more() {
         // int64 ns since 1970 must hold the latest creation time plus the longest span inside a file.
         let latest = LATEST_MP4_TIME - MP4_EPOCH_OFFSET as u64;
