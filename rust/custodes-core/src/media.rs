@@ -1541,6 +1541,26 @@ mod tests {
     }
 
     #[test]
+    fn timecode_seconds_and_edit_shifts() {
+        let tc = Timecode { frame: 25 * 3661 + 5, frames_per_second: 25, drop_frame: false };
+        assert_eq!(tc.seconds_of_day(), 3661.2); // 01:01:01 and 5 of 25 frames
+        let delayed = Track {
+            edits: vec![
+                Edit { segment_duration: 600, media_time: -1 },
+                Edit { segment_duration: 400, media_time: -1 },
+                Edit { segment_duration: 9000, media_time: 1024 },
+                Edit { segment_duration: 5, media_time: -1 },
+            ],
+            ..Track::default()
+        };
+        assert_eq!(delayed.edit_shift(), (1000, 1024)); // empty edits before the first media edit only
+        let plain = Track { edits: vec![Edit { segment_duration: 9000, media_time: 0 }], ..Track::default() };
+        assert_eq!(plain.edit_shift(), (0, 0));
+        let only_empty = Track { edits: vec![Edit { segment_duration: 7, media_time: -1 }], ..Track::default() };
+        assert_eq!(only_empty.edit_shift(), (7, 0));
+    }
+
+    #[test]
     fn every_handler_has_its_kind() {
         let kinds = [
             ("vide", "video"),
@@ -1603,6 +1623,7 @@ mod tests {
         let f = probe_reader(&mut Cursor::new(file.clone()), file.len() as u64).unwrap();
         assert_eq!(f.missing_bytes, 0x1000 - 108);
         assert!(f.problems.iter().any(|p| p.kind == "no_moov"));
+        assert!(!f.has_moov());
         assert_eq!(f.major_brand.as_deref(), Some("isom"));
     }
 
