@@ -265,6 +265,12 @@ def test_durations_that_are_not_finite_or_too_long(two_clip_archive: Path, tmp_p
         "--hours",
         "'1e9' hours is too long: custodes holds durations up to 292 years",
     )
+    # An approval that ends as it starts is no approval (found by a hostile user).
+    bad_option(
+        run_cli("access", "approve", two_clip_archive, rid, "--hours", "0", user="bob"),
+        "--hours",
+        "'0': must be more than 0",
+    )
     # Short enough to be a duration, too long to end before 2262: the window's end is refused, not stored.
     one_line_error(
         run_cli("access", "approve", two_clip_archive, rid, "--hours", "2500000", user="bob"),
@@ -820,3 +826,24 @@ def test_minor_usage_errors(tmp_path: Path, two_clip_archive: Path) -> None:
         r"the approval window's end would be past 2262-04-11 \(UTC\)",
     )
     assert " ns" not in line and "+" not in line
+
+
+def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
+    # Found by a hostile user: a report whose --from is after --to was written, empty.
+    out = run_cli(
+        "report",
+        two_clip_archive,
+        "--out",
+        two_clip_archive.parent / "r.json",
+        "--from",
+        "2024-03-02T00:00:00Z",
+        "--to",
+        "2024-03-01T00:00:00Z",
+    )
+    assert out.returncode == 2 and b"is not before --to 2024-03-01T00:00:00Z: the period would be empty" in out.stderr
+    assert not (two_clip_archive.parent / "r.json").exists()
+    same = "2024-03-01T10:00:00Z"
+    out = run_cli(
+        "gap", "explain", two_clip_archive, "--device", "BWC0001", "--from", same, "--to", same, "--cause", "battery"
+    )
+    one_line_error(out, r"the explained interval is empty \(--from equals --to\)")

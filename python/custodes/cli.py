@@ -53,9 +53,10 @@ class FiniteFloat(click.ParamType):
 
     name = "number"
 
-    def __init__(self, minimum: float = 0.0, seconds_per_unit: int | None = None) -> None:
+    def __init__(self, minimum: float = 0.0, seconds_per_unit: int | None = None, *, above: bool = False) -> None:
         self.minimum = minimum
         self.seconds_per_unit = seconds_per_unit
+        self.above = above  # the minimum itself is refused too (an approval window of 0 hours)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         try:
@@ -66,6 +67,8 @@ class FiniteFloat(click.ParamType):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if number < self.minimum:
             self.fail(f"{value!r} is less than {self.minimum:g}", param, ctx)
+        if self.above and number == self.minimum:
+            self.fail(f"{value!r}: must be more than {self.minimum:g}", param, ctx)
         if self.seconds_per_unit is not None:
             try:
                 ns_from_seconds(number * self.seconds_per_unit, str(value))
@@ -172,7 +175,7 @@ class GivenPath(click.Path):
 
 
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
-HOURS = FiniteFloat(0.0, seconds_per_unit=3600)
+HOURS = FiniteFloat(0.0, seconds_per_unit=3600, above=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1439,10 +1442,14 @@ def report_command(
     from custodes.archive import refuse_inside_archive
 
     refuse_inside_archive(archive, out_path, "--out")  # a report must never land on the catalog, an object or the key
+    period_start = None if start is None else parse_time(start, "--from")
+    period_end = None if end is None else parse_time(end, "--to")
+    if period_start is not None and period_end is not None and period_start >= period_end:
+        raise click.UsageError(f"--from {start} is not before --to {end}: the period would be empty")
     model = build_report(
         archive,
-        start=None if start is None else parse_time(start, "--from"),
-        end=None if end is None else parse_time(end, "--to"),
+        start=period_start,
+        end=period_end,
         scope=kind,
         value=value or None,
         full_verify=full_verify,

@@ -204,7 +204,11 @@ def explain_gap(
     if cause not in CAUSES:
         raise TaskError(f"unknown cause {cause!r}; one of: {', '.join(CAUSES)}")
     if end <= start:
-        raise TaskError("the explained interval ends before it starts")
+        raise TaskError(
+            "the explained interval is empty (--from equals --to)"
+            if end == start
+            else "the explained interval ends before it starts"
+        )
     by = require_role(archive, RECORDERS, "gap_explain", segment)
     now = time.time_ns()
     with archive.transaction() as tx:
