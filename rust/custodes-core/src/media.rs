@@ -1886,6 +1886,25 @@ mod tests {
     }
 
     #[test]
+    fn the_last_offset_a_file_can_have_is_the_boundary() {
+        let mut f = MediaFacts { file_size: 100, ..MediaFacts::default() };
+        f.note_end(i64::MAX as u64); // as far as any file can reach: truncation, not a misread
+        assert_eq!(f.missing_bytes, i64::MAX as u64 - 100);
+        assert!(f.problems.is_empty());
+        f.note_end(i64::MAX as u64 + 1);
+        assert_eq!(kinds(&f), vec!["malformed_offset"]);
+    }
+
+    #[test]
+    fn all_ones_is_an_unknown_duration_in_its_own_width() {
+        assert_eq!(header_duration(u64::from(u32::MAX), false), 0); // version 0: 32 bits of ones
+        assert_eq!(header_duration(u64::from(u32::MAX), true), u64::from(u32::MAX)); // a real 64-bit value
+        assert_eq!(header_duration(u64::MAX, true), 0);
+        assert_eq!(header_duration(90_000, false), 90_000);
+        assert_eq!(header_duration(90_000, true), 90_000);
+    }
+
+    #[test]
     fn a_fifo_is_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo.mp4");
