@@ -193,3 +193,27 @@ def test_every_act_needs_its_role_and_every_refusal_is_logged(cli_archive: Path,
     rid = purge_request(cli_archive, 1)
     refused(as_("alice", "retention", "purge", cli_archive, "--request", rid), "under hold")
     assert log()[-1] == ("alice", "purge", 0)
+
+
+def test_retention_status_says_until_when_and_why(cli_archive: Path) -> None:
+    # mutmut: the JSON keys and values of `retention status` were asserted nowhere but `due` and `name`.
+    ids = dict(catalog_rows(cli_archive, "SELECT original_name, id FROM segments"))
+    bt601, clockless = ids["bt601.mov"], ids["go-mp4-sample.mp4"]
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", bt601, "--reason", "court").returncode == 0
+    long_term = ["--segment", clockless, "--reason", "complaint"]
+    assert as_("alice", "retention", "long-term", cli_archive, *long_term).returncode == 0
+    out = as_("alice", "retention", "status", cli_archive, "--json", "--at", "2026-02-11T19:16:57Z")
+    assert out.returncode == 0, out.stderr
+    by_segment = {s["segment"]: s for s in json.loads(out.stdout)["segments"]}
+    # bt601.mov ends at 2024-02-12T19:16:56.0201Z (ffprobe: created 19:16:55, 1.0201 s): kept 730 days after.
+    assert by_segment[bt601] == {
+        "segment": bt601,
+        "name": "bt601.mov",
+        "keep_until": "2026-02-11T19:16:56.0201Z",
+        "reasons": ["minimum 730 days"],
+        "holds": [1],
+        "purged": False,
+        "due": False,  # the hold keeps it
+    }
+    assert by_segment[clockless]["keep_until"] is None and by_segment[clockless]["due"] is False
+    assert by_segment[clockless]["reasons"] == ["minimum 730 days", "long-term: complaint (Art. 20)"]
