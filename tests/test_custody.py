@@ -218,3 +218,21 @@ def test_retention_status_says_until_when_and_why(cli_archive: Path) -> None:
     }
     assert by_segment[clockless]["keep_until"] is None and by_segment[clockless]["due"] is False
     assert by_segment[clockless]["reasons"] == ["minimum 730 days", "long-term: complaint (Art. 20)"]
+
+
+def test_a_release_is_recorded_whole_and_only_once(cli_archive: Path) -> None:
+    # mutmut: release's ledger entry, its catalog row and the "no active hold" refusal were checked nowhere.
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", "2", "--reason", "court").returncode == 0
+    assert as_("bob", "retention", "release", cli_archive, "--hold", "1").returncode == 0
+    (entry,) = [
+        json.loads(e)
+        for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")
+        if json.loads(e)["type"] == "hold_release"
+    ]
+    ((released_ns, released_by),) = catalog_rows(cli_archive, "SELECT released_ns, released_by FROM holds WHERE id = 1")
+    assert entry == {"type": "hold_release", "hold": 1, "segment": 2, "by": "bob", "time": released_ns}
+    assert released_by == "bob"
+    for again in ("1", "7"):  # released already; never placed
+        out = as_("bob", "retention", "release", cli_archive, "--hold", again)
+        assert out.returncode == 2 and out.stderr.decode().strip() == f"custodes: no active hold {again}"
+    assert run_cli("verify", cli_archive).returncode == 0
