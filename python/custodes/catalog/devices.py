@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from custodes.catalog.evidence import Table, placeholders
+from custodes.catalog.evidence import Table, question_marks
 
 
 class DeviceIdentity(NamedTuple):
@@ -32,7 +32,7 @@ class Devices(Table):
         keep = ", ".join(f"{c}=COALESCE(excluded.{c}, {c})" for c in DeviceIdentity._fields[2:])
         self._conn.execute(
             f"INSERT INTO devices ({', '.join(DeviceIdentity._fields)}, updated_ns) "
-            f"VALUES ({placeholders(identity)}, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
+            f"VALUES ({question_marks(identity)}, ?) ON CONFLICT(device_id) DO UPDATE SET kind=excluded.kind, "
             f"{keep}, updated_ns=excluded.updated_ns",
             (*identity, now),
         )
@@ -84,7 +84,7 @@ class Devices(Table):
 
     def drift(self, devices: list[str] | None) -> list[Drift]:
         """Per device (all when None): readings, the largest and the latest clock offset (device - trusted)."""
-        where = "1=1" if devices is None else f"device_id IN ({placeholders(devices)})"
+        where = "1=1" if devices is None else f"device_id IN ({question_marks(devices)})"
         latest = (
             "SELECT device_ns - trusted_ns FROM clock_readings r2 WHERE r2.device_id = r.device_id "
             "ORDER BY device_ns DESC LIMIT 1"
@@ -157,12 +157,14 @@ class FindingRow(NamedTuple):
 
 class Findings(Table):
     def add(self, row: FindingRow) -> None:
-        self._conn.execute(f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({placeholders(row)})", row)
+        self._conn.execute(
+            f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({question_marks(row)})", row
+        )
 
     def in_period(self, devices: list[str] | None, lo: int, hi: int) -> list[tuple[int | None, str]]:
         """(segment, finding JSON) of findings on ``devices`` (all when None) in [lo, hi): their own
         time, or their ingest's when they have none."""
-        where = "1=1" if devices is None else f"f.device_id IN ({placeholders(devices)})"
+        where = "1=1" if devices is None else f"f.device_id IN ({question_marks(devices)})"
         when = "COALESCE(f.start_ns, i.started_ns)"
         sql = (
             f"SELECT f.segment_id, f.detail FROM findings f JOIN ingests i ON i.id = f.ingest_id "

@@ -19,7 +19,7 @@ _RETENTION_FROM = (
 )
 
 
-def placeholders(values: Iterable[Any]) -> str:
+def question_marks(values: Iterable[Any]) -> str:
     """``?, ?, ?`` for an ``IN (...)`` list; ``NULL`` for none, which matches nothing."""
     return ",".join("?" * len(list(values))) or "NULL"
 
@@ -48,7 +48,7 @@ class Scope:
     hi: int
 
     def where(self) -> tuple[str, tuple[Any, ...]]:
-        devices = "1=1" if self.devices is None else f"s.device_id IN ({placeholders(self.devices)})"
+        devices = "1=1" if self.devices is None else f"s.device_id IN ({question_marks(self.devices)})"
         return f"{devices} AND {_WHEN} >= ? AND {_WHEN} < ?", (*(self.devices or ()), self.lo, self.hi)
 
 
@@ -119,7 +119,7 @@ class CaseRecording(NamedTuple):
 class Segments(Table):
     def insert(self, row: NewSegment) -> int:
         cur = self._conn.execute(
-            f"INSERT INTO segments ({', '.join(NewSegment._fields)}) VALUES ({placeholders(row)})", row
+            f"INSERT INTO segments ({', '.join(NewSegment._fields)}) VALUES ({question_marks(row)})", row
         )
         return int(cur.lastrowid or 0)
 
@@ -127,7 +127,7 @@ class Segments(Table):
         return self._one("SELECT 1 FROM segments WHERE id = ?", (segment,)) is not None
 
     def existing(self, segments: list[int]) -> set[int]:
-        sql = f"SELECT id FROM segments WHERE id IN ({placeholders(segments)})"
+        sql = f"SELECT id FROM segments WHERE id IN ({question_marks(segments)})"
         return {i for (i,) in self._conn.execute(sql, segments)}
 
     def find(self, device: str, name: str, name_bytes: bytes | None, sha256: str) -> int | None:
@@ -162,7 +162,7 @@ class Segments(Table):
 
     def access_facts(self, segments: list[int]) -> list[tuple[int, int, int | None]]:
         """(id, classification, purged_ns) of each segment that exists."""
-        sql = f"SELECT id, classification, purged_ns FROM segments WHERE id IN ({placeholders(segments)})"
+        sql = f"SELECT id, classification, purged_ns FROM segments WHERE id IN ({question_marks(segments)})"
         return self._conn.execute(sql, segments).fetchall()
 
     def set_classification(self, segment: int, level: int) -> None:
@@ -170,7 +170,7 @@ class Segments(Table):
 
     def purge_facts(self, segments: list[int]) -> list[tuple[int, str, int | None]]:
         """(id, sha256, purged_ns) of each segment that exists."""
-        sql = f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({placeholders(segments)})"
+        sql = f"SELECT id, sha256, purged_ns FROM segments WHERE id IN ({question_marks(segments)})"
         return self._conn.execute(sql, segments).fetchall()
 
     def mark_purged(self, segment: int, now: int) -> None:
@@ -181,7 +181,7 @@ class Segments(Table):
         return int(self._one("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha256,)))
 
     def retention_facts(self, segments: list[int] | None = None) -> list[RetentionFacts]:
-        where = f"WHERE s.id IN ({placeholders(segments)})" if segments else ""
+        where = f"WHERE s.id IN ({question_marks(segments)})" if segments else ""
         sql = (
             f"SELECT s.id, s.original_name, {_RETENTION_FROM}, s.important, s.purged_ns, lt.reason "
             f"FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id {where} ORDER BY s.id"
