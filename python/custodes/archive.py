@@ -419,14 +419,23 @@ class Archive:
         temps = self.root / "tmp"
         temps.mkdir(exist_ok=True)
         write_once(folder / str(cp.size), cp.note, temps)
-        # A checkpoint file lost since (deleted, a crash before it was written) is written back from the
-        # catalog's signed note: it is the same signed text, so this can only restore, never forge.
+        replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
+        return cp
+
+    def restore_checkpoint_files(self) -> list[int]:
+        """Write back every checkpoint file gone from ledger/checkpoints/ (deleted, or a crash before it was
+        written) from the catalog's signed note; returns their sizes. It is the same signed text, so this
+        can only restore, never forge. Run by `custodes ledger checkpoint`, not by every checkpoint: it
+        looks at every checkpoint ever signed."""
+        folder, temps = self.root / "ledger" / "checkpoints", self.root / "tmp"
+        temps.mkdir(exist_ok=True)
+        restored = []
         for size, _root, note in self.catalog.checkpoints.all():
             if not (folder / str(size)).exists():
                 ledger_mod.parse_checkpoint(note, self.verifier_key)  # only a note this archive's key signed
                 write_once(folder / str(size), note, temps)
-        replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
-        return cp
+                restored.append(size)
+        return restored
 
 
 def _empty_catalog(catalog: Path) -> ArchiveError:
