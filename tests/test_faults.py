@@ -132,7 +132,7 @@ def assert_whole_rows(arch: Path, pending_ok: bool = False) -> None:
     """Nothing half-recorded: every segment has its ledger entry and its catalogued object, every live object is
     in the store, an object is purged exactly when its tombstone is in the ledger, and every file in the store is
     catalogued (or, after a crash, linked under an ingest that has not finished: verify calls it pending). A
-    purged object still in the store (a purge stopped between tombstone and unlink) is reported pending too."""
+    purged object still in the store (a purge stopped between tombstone and unlink) is purge_incomplete."""
     with open_archive(arch) as a:
         assert catalog_rows(
             arch,
@@ -143,12 +143,15 @@ def assert_whole_rows(arch: Path, pending_ok: bool = False) -> None:
         purged = {sha for (sha,) in catalog_rows(arch, "SELECT sha256 FROM objects WHERE purged_ns IS NOT NULL")}
         tombs = {sha for (sha,) in catalog_rows(arch, "SELECT sha256 FROM tombstones")}
         assert purged == tombs
-        pending = {f.object for f in verify(a).findings if f.kind == "pending"}
+        findings = verify(a).findings
+        pending = {f.object for f in findings if f.kind == "pending"}
+        incomplete = {f.object for f in findings if f.kind == "purge_incomplete"}
     on_disk = store_files(arch)
     assert live <= on_disk
     strays = on_disk - live - purged
     assert not strays or pending_ok, strays
-    assert strays | (purged & on_disk) <= pending, (strays, purged & on_disk, pending)
+    assert strays <= pending, (strays, pending)
+    assert purged & on_disk == incomplete, (purged & on_disk, incomplete)
 
 
 # ---------------------------------------------------------------- ingest
@@ -295,8 +298,9 @@ def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int,
     out = cli("retention", "purge", clean, "--request", rid, user="alice", log=root / "ops")
     assert out.returncode == 0, out.stderr
     counts = count_ops(root / "ops")
-    # two checkpoints (the logged grant, the purge) of 4 writes and 4 fsyncs each; per object an unlink and its fsync
-    assert counts == {"write": 10, "read": 0, "fsync": 10}
+    # three checkpoints (the logged grant, the tombstones, the removals) of 4 writes and 4 fsyncs each; per object
+    # an unlink and its fsync
+    assert counts == {"write": 14, "read": 0, "fsync": 14}
     return arch, rid, counts
 
 
@@ -321,9 +325,9 @@ def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, i
             else:
                 one_line_storage_error(out, hit[0])
             # A tombstone may be in the ledger with its object still present (the unlink failed): verify calls it
-            # pending and names the purge to re-run, and the checkpoint the purge could not sign; the re-run does both.
+            # purge_incomplete, and the checkpoint the purge could not sign; the re-run finishes and signs both.
             assert_whole_rows(arch)
-            assert verify_kinds(arch) <= {"pending", "checkpoint_mismatch"}, fault
+            assert verify_kinds(arch) <= {"purge_incomplete", "checkpoint_mismatch"}, fault
             rerun = cli("retention", "purge", arch, "--request", rid, user="alice")
             no_traceback(rerun)
             assert rerun.returncode == 0, (fault, rerun.stderr)

@@ -1291,18 +1291,35 @@ def retention_due_command(archive: Archive, at: str | None, out: Output) -> None
 
 @retention_group.command("purge")
 @archive_argument
-@click.option("--request", type=CatalogInt(), required=True, help="An approved access request with purpose purge.")
+@click.option("--request", type=CatalogInt(), default=None, help="An approved access request with purpose purge.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Only finish purges that were interrupted after their tombstone (custodians and approvers); no request.",
+)
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
-def retention_purge_command(archive: Archive, request: int, out: Output) -> None:
+def retention_purge_command(archive: Archive, request: int | None, resume: bool, out: Output) -> None:
     """Purge the recordings of an approved purge request. Refused for anything
-    held, kept long-term or not yet due; a tombstone goes to the ledger first."""
-    from custodes.retention import purge
+    held, kept long-term or not yet due; a tombstone goes to the ledger first,
+    then the bytes go and that is ledgered too. Every run also finishes any
+    purge that was interrupted between the two (verify: purge_incomplete)."""
+    from custodes.errors import CustodesError
+    from custodes.retention import purge, resume_purge
 
-    purged = purge(archive, request)
+    if (request is not None) == resume:
+        raise CustodesError("give either --request ID (a purge) or --resume (finish interrupted purges)")
+    result = resume_purge(archive) if request is None else purge(archive, request)
     if out.json:
-        _write_json({"request": request, "purged": purged})
-    else:
-        out.say(f"purged segment(s) {purged}; tombstones are in the ledger")
+        _write_json(result.to_json())
+        return
+    if result.purged:
+        out.say(f"purged segment(s) {result.purged}; tombstones and removals are in the ledger")
+    if result.finished:
+        out.say(f"finished the interrupted purge of segment(s) {result.finished}: their bytes are gone now")
+    if result.already:
+        out.say(f"segment(s) {result.already} were purged already")
+    if resume and not result.finished:
+        out.say("no interrupted purge to finish")
 
 
 @main.command("export")

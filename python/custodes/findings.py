@@ -36,6 +36,7 @@ ARTICLES: dict[str, int] = {
     "unexpected": 23,
     "ledger_mismatch": 23,
     "checkpoint_mismatch": 23,
+    "purge_incomplete": 19,
     "orphan_sidecar": 23,
     "ingest_failed": 16,
     "clock_drift": 10,

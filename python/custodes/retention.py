@@ -6,7 +6,9 @@ a recording marked for long-term keeping (the Art. 20 reasons) or marked
 important by the device is never due; a legal hold overrides everything.
 Purge needs an approved ``purge`` access request, refuses anything held,
 long-term or not yet due, and writes a tombstone to the ledger *before* the
-object is removed, so ``verify`` tells a lawful purge from a deletion.
+object is removed, so ``verify`` tells a lawful purge from a deletion; the
+removal is then recorded too (``purge_done``), and a purge stopped between
+the two is finished by the next one (or ``resume_purge``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ __all__ = [
     "hold",
     "link_case",
     "long_term",
+    "PurgeResult",
     "purge",
     "release",
+    "resume_purge",
     "status",
 ]
 
@@ -166,17 +170,37 @@ def link_case(archive: Archive, case: str, segments: list[int], until: int | Non
     )
 
 
-def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]:
-    """Purge the recordings of an approved purge request: tombstone first, then the object.
+@dataclass(frozen=True)
+class PurgeResult:
+    """What one purge run did: ``purged``, the recordings it tombstoned and removed; ``finished``, those of
+    earlier purges it completed (their tombstones were in the ledger, their bytes still stored, or their
+    removal not yet recorded); ``already``, recordings of the request whose purge was complete before."""
 
-    A purge stopped part way (a storage error, a crash) is finished by running
-    it again: segments already purged are not refused but completed, and an
-    object whose tombstone is in the ledger but which is still in the store is
-    removed then."""
+    request: int | None
+    purged: list[int]
+    finished: list[int]
+    already: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"request": self.request, "purged": self.purged, "finished": self.finished, "already": self.already}
+
+
+def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResult:
+    """Purge the recordings of an approved purge request, in two phases, then finish every purge left
+    unfinished in the archive (see :func:`resume_purge`).
+
+    Phase 1 writes each recording's tombstone (a ``purge`` ledger entry) and marks it purged, and signs a
+    checkpoint: the lawful decision is in the signed ledger before any bytes go. Phase 2 removes each
+    object's bytes and records that as a ``purge_done`` entry. A run stopped between the two (a storage
+    error, a crash) leaves objects that ``verify`` reports as ``purge_incomplete``; the next purge run
+    finishes them. Segments of the request purged already are not refused but reported."""
     req = archive.catalog.access.get(request_id)
     segments = json.loads(req.segments) if req else []
+    # Destroying evidence is a custodian's or an approver's act, even under a request an approver granted.
+    require_role(archive, ("custodian", "approver"), "purge", segments[0] if len(segments) == 1 else None, request_id)
     at = time.time_ns() if at is None else at
-    for st in status(archive, segments):
+    # No such request: no segment to check (an empty list would mean all of them); grant_for refuses it.
+    for st in status(archive, segments) if segments else []:
         if st.purged:
             continue  # its tombstone is in the ledger: only the object's removal may be left to do
         # Each refusal is logged and ledgered like an access refusal (Art. 22): who tried to destroy what.
@@ -208,8 +232,9 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
     person = current_person(archive)
     now = time.time_ns()
     rows = archive.catalog.segments.purge_facts(segments)
-    for seg, sha, purged in rows:
-        if purged is None:
+    purged = []
+    for seg, sha, was_purged in rows:
+        if was_purged is None:
             with archive.transaction() as tx:
                 seq = ledger.append(
                     tx,
@@ -219,7 +244,50 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> list[int]
                 if not tx.segments.live_for_object(sha):  # the object goes only when no live recording needs it
                     tx.objects.mark_purged(sha, now)
                     tx.retention.add_tombstone(sha, json.dumps([seg]), request_id, person, now, seq)
-        if archive.catalog.objects.due_for_removal(sha) and archive.store.stat(sha) is not None:
-            archive.store.purge(sha)
-    archive.checkpoint()
-    return [seg for seg, _, _ in rows]
+            purged.append(seg)
+    if purged:
+        archive.checkpoint()  # phase 1 is signed before phase 2 removes anything
+    finished = _finish(archive, person)
+    return PurgeResult(
+        request_id,
+        purged,
+        sorted(set(finished) - set(purged)),
+        [seg for seg, _, was_purged in rows if was_purged is not None and seg not in finished],
+    )
+
+
+def resume_purge(archive: Archive) -> PurgeResult:
+    """Finish every purge that was stopped after its tombstone (``purge_incomplete``), without a request:
+    the tombstone in the signed ledger is the lawful decision, and the request that made it may have
+    expired since. Custodians and approvers only; a refusal is logged like any other."""
+    finished = _finish(archive, require_role(archive, ("custodian", "approver"), "purge_resume"))
+    return PurgeResult(None, [], finished, [])
+
+
+def _finish(archive: Archive, person: str) -> list[int]:
+    """Phase 2 of every tombstoned object whose completion is not in the ledger: remove its bytes (when
+    still stored), then append its ``purge_done`` entry, one object at a time, so a run stopped part way
+    leaves each object either finished and recorded or still to do. Returns the segments finished."""
+    finished = []
+    for tomb in archive.catalog.retention.unfinished_tombstones():
+        if not archive.catalog.objects.due_for_removal(tomb.sha256):
+            continue  # a live recording needs the bytes (not reachable through purge; never remove them)
+        stored = archive.store.stat(tomb.sha256) is not None
+        if stored:
+            archive.store.purge(tomb.sha256)
+        segments = json.loads(tomb.segment_ids)
+        entry = {
+            "type": "purge_done",
+            "sha256": tomb.sha256,
+            "segments": segments,
+            "request": tomb.request_id,
+            "removed": stored,  # False: the bytes were gone already (a run stopped before recording this)
+            "by": person,
+            "time": time.time_ns(),
+        }
+        with archive.transaction() as tx:
+            ledger.append(tx, entry)
+        finished += segments
+    if finished:
+        archive.checkpoint()
+    return sorted(finished)

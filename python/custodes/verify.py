@@ -52,7 +52,8 @@ PENDING = "pending"
 
 @dataclass(frozen=True)
 class VerifyFinding:
-    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch; pending (not a failure)
+    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch, purge_incomplete;
+    # pending (not a failure)
     message: str
     segment: int | None = None
     object: str | None = None
@@ -594,15 +595,28 @@ def _purged_object(archive: Archive, sha: str, in_store: bool) -> list[VerifyFin
         ]
     if not in_store:
         return []
-    # Tombstone in the ledger, bytes still in the store: a purge stopped between the two (a storage
-    # error, a crash). Unfinished work, not tampering; running the purge again removes it.
-    request = catalog.retention.tombstone_request(sha)
+    segment = catalog.segments.first_for_object(sha)
+    done = catalog.ledger.purge_done_index(sha)
+    if done is not None:  # the removal was recorded: bytes back afterwards are nobody's lawful act
+        return [
+            VerifyFinding(
+                "unexpected",
+                f"object {sha} was purged (its removal is ledger entry {done}) but its bytes are in the store again",
+                segment,
+                sha,
+                done,
+            )
+        ]
+    # Tombstone in the ledger, bytes still in the store: a purge stopped between its two phases (a storage
+    # error, a crash). The footage is still readable although its destruction was decided: a failure, not
+    # work in flight, until a purge run finishes it.
     return [
         VerifyFinding(
-            PENDING,
-            f"object {sha} is purged in the ledger but still in the store (the purge was interrupted): "
-            f"re-run `custodes retention purge {shlex.quote(os.path.abspath(archive.root))} "
-            f"--request {request}`",
-            object=sha,
+            "purge_incomplete",
+            f"object {sha} is purged in the ledger (request {catalog.retention.tombstone_request(sha)}) but its "
+            f"bytes are still in the store (the purge was interrupted): run "
+            f"`custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --resume`",
+            segment,
+            sha,
         )
     ]

@@ -30,6 +30,12 @@ class AccessLogRow(NamedTuple):
     ledger_seq: int
 
 
+class Tombstone(NamedTuple):
+    sha256: str
+    segment_ids: str  # JSON list of the segments purged with the object
+    request_id: int
+
+
 class AccessRequests(Table):
     def add(self, requester: str, segments: str, reason: str, purpose: str, now: int) -> int:
         cur = self._conn.execute(
@@ -135,6 +141,20 @@ class Retention(Table):
 
     def tombstone_request(self, sha256: str) -> int | None:
         return self._one("SELECT request_id FROM tombstones WHERE sha256 = ?", (sha256,))
+
+    def unfinished_tombstones(self) -> list[Tombstone]:
+        """Tombstones whose completion is not in the ledger (no ``purge_done`` entry for the object), in
+        digest order: purges stopped between the tombstone and the removal of the bytes, or before that
+        removal was recorded. One pass over the ledger (SQLite reads the JSON); an entry that is not JSON
+        is skipped here (verify's leaf check reports it)."""
+        text = "CAST(entry AS TEXT)"
+        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        sql = (
+            "SELECT sha256, segment_ids, request_id FROM tombstones WHERE sha256 NOT IN ("
+            f"SELECT {field % 'sha256'} FROM ledger WHERE {field % 'type'} = 'purge_done' "
+            f"AND {field % 'sha256'} IS NOT NULL) ORDER BY sha256"
+        )
+        return [Tombstone(*r) for r in self._conn.execute(sql)]
 
 
 class TaskRow(NamedTuple):

@@ -61,6 +61,14 @@ class Ledger(Table):
         )
         return self._conn.execute(sql).fetchall()
 
+    def purge_done_index(self, sha256: str) -> int | None:
+        """The index of the entry that records the object's purge as finished (its bytes removed), or None.
+        Scans the ledger: verify asks only for a purged object whose bytes are still in the store."""
+        text = "CAST(entry AS TEXT)"
+        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        sql = f"SELECT MIN(seq) FROM ledger WHERE {field % 'type'} = 'purge_done' AND {field % 'sha256'} = ?"
+        return self._one(sql, (sha256,))
+
     def tombstone_entry(self, sha256: str) -> bytes | None:
         """The ledger entry an object's tombstone points at (None: no tombstone)."""
         sql = "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?"
