@@ -262,7 +262,7 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
         rows = archive.catalog.segments.access_facts(segments)
         classified = [i for i, level, _ in rows if level and level > 0]
         # A purged recording's bytes are gone: refuse (and log the refusal) before any success is logged.
-        # A purge request itself may name purged segments: retention.purge says "already purged".
+        # A purge request itself may name purged segments: retention.purge finishes or reports them.
         purged = [(i, p) for i, _, p in rows if p is not None]
         if purged and purpose != "purge":
             why = "; ".join(

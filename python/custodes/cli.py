@@ -870,7 +870,8 @@ def verify_command(archive: Archive, workers: int | None, out: Output) -> None:
 
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
     modified, truncated, missing, unexpected, ledger_mismatch,
-    checkpoint_mismatch, with the segment and object it concerns, or pending:
+    checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
+    purge --resume`), with the segment and object it concerns, or pending:
     work of an ingest under way or interrupted, which says how to finish it and
     leaves the archive intact. Exit 0 when the archive is intact, 1 otherwise.
     """
