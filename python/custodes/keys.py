@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from custodes import ledger
 from custodes._durable import write_new_file
+from custodes._faults import crashpoint
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 
 if TYPE_CHECKING:
@@ -240,6 +241,7 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     write_new_file(path, pem, 0o600)  # durable before the entry names it: a crash leaves the old key in force
+    crashpoint("rotate_key_file_written")
     endorsement = old_private.sign(rotation_statement(archive.policy.origin, old, new))
     with archive.transaction() as tx:
         in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
@@ -257,6 +259,7 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
                 "time": now,
             },
         )
+    crashpoint("rotate_key_entry_committed")  # `ledger checkpoint` then signs the entry, with the old key
     cp = archive.checkpoint()  # signed by the old key: the entry's own checkpoint
     return {
         "index": index,
