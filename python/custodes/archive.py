@@ -6,8 +6,9 @@ ARCHIVE/
   objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
   tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
   ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
-  keys/checkpoint.vkey   the public verifier key (travels with the archive)
+  keys/checkpoint.vkey   the public verifier key (travels with the archive); the first key, where trust starts
   private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
+  private/checkpoint.key.<key id>  keys rotated in since, each named by a key_rotation entry (custodes.keys)
 """
 
 from __future__ import annotations

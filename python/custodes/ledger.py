@@ -14,7 +14,8 @@ change they record. A checkpoint is a signed note over (origin, size, root):
 written to ``ledger/checkpoints/<size>`` (never rewritten) and to
 ``ledger/checkpoint`` (the latest). The public key travels with the archive
 as a verifier key (``keys/checkpoint.vkey``); the private key lives where the
-policy says, outside the object store.
+policy says, outside the object store. Which key must sign a checkpoint once
+the key was rotated, and which key to trust at all, is :mod:`custodes.keys`.
 """
 
 from __future__ import annotations
