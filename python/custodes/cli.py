@@ -1024,14 +1024,14 @@ def ledger_rotate_key_command(archive: Archive, out: Output) -> None:
 
 @ledger_group.command("publish")
 @archive_argument
-@click.argument("folder", type=GivenPath(path_type=str, file_okay=False))
+@click.argument("folder", metavar="DIR", type=GivenPath(path_type=str, file_okay=False))
 @output_options(quiet_help="Print nothing on success (--json still prints what was published).")
 def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
-    """Append each signed checkpoint not yet published to FOLDER, an outside
+    """Append each signed checkpoint not yet published to DIR, an outside
     append-only place (another disk, another machine's folder): files are
-    written new, never rewritten. `verify --witness FOLDER` then proves the
+    written new, never rewritten. `verify --witness DIR` then proves the
     ledger still extends every one. When the ledger no longer extends what
-    FOLDER holds, nothing is published and the findings are listed (exit 1)."""
+    DIR holds, nothing is published and the findings are listed (exit 1)."""
     from pathlib import Path
 
     from custodes.witness import publish
