@@ -30,6 +30,7 @@ from custodes.progress import ProgressLine, human_bytes
 if TYPE_CHECKING:
     from custodes.archive import Archive
     from custodes.drivers import VolumeReading
+    from custodes.ledger import VerifierKey
     from custodes.media import MediaInfo
 
 EXIT_FINDINGS = 1
@@ -888,7 +889,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def _trusted(value: str | None) -> Any:
+def _trusted(value: str | None) -> VerifierKey | None:
     from custodes.keys import load_trusted
 
     return None if value is None else load_trusted(value)  # not a key: one line, exit 2
