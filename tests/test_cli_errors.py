@@ -220,7 +220,7 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
     # Pure readers: opening the catalog needs its WAL shared-memory file. Where a failed writer left it in
     # place they answer, and correctly; where it cannot be created they stop with the same clear line.
     for command, answered in (
-        (["ledger", "verify", arch], lambda out: out.stdout == b"ledger consistent: 0 finding(s)\n"),
+        (["ledger", "verify", arch], lambda out: out.stdout.endswith(b")\nledger consistent: 0 finding(s)\n")),
         (["report", arch, "--out", report], lambda out: json.loads(report.read_bytes())["integrity"] is not None),
     ):
         fill(small_disk)

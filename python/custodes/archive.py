@@ -6,8 +6,9 @@ ARCHIVE/
   objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
   tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
   ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
-  keys/checkpoint.vkey   the public verifier key (travels with the archive)
+  keys/checkpoint.vkey   the public verifier key (travels with the archive); the first key, where trust starts
   private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
+  private/checkpoint.key.<key id>  keys rotated in since, each named by a key_rotation entry (custodes.keys)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from custodes import _core, merkle
+from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import fsync_dir, replace_file, write_once
 from custodes._faults import write_cut_short
@@ -404,15 +405,16 @@ class Archive:
 
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
-        key = _signing_key(self.signing_key_path)
         with self.transaction() as catalog:
             acc = merkle.Accumulator()
             for leaf in catalog.ledger.leaves():
                 acc.extend(leaf)
+            chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
+            key = keys.signing_key(self, chain.key_for(acc.size))
             cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
             # The note of the first checkpoint signed at this size stands; another signing is not recorded.
             recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now())
-            cp = ledger_mod.parse_checkpoint(recorded, self.verifier_key)
+            cp = chain.parse(recorded)
         folder = self.root / "ledger" / "checkpoints"
         # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
         # every file as a checkpoint): one left by a crash is cleaned there.
@@ -430,9 +432,10 @@ class Archive:
         folder, temps = self.root / "ledger" / "checkpoints", self.root / "tmp"
         temps.mkdir(exist_ok=True)
         restored = []
+        chain = keys.archive_chain(self)
         for size, _root, note in self.catalog.checkpoints.all():
             if not (folder / str(size)).exists():
-                ledger_mod.parse_checkpoint(note, self.verifier_key)  # only a note this archive's key signed
+                chain.parse(note)  # only a note this archive's keys signed
                 write_once(folder / str(size), note, temps)
                 restored.append(size)
         return restored

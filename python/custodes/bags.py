@@ -34,7 +34,8 @@ from urllib.parse import urlparse
 from custodes import merkle
 from custodes.errors import CustodesError
 from custodes.hashing import hash_files
-from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
+from custodes.keys import chain_from_entries, untrusted
+from custodes.ledger import LedgerError, VerifierKey
 
 __all__ = ["ALGORITHMS", "BagError", "BagReport", "bag_path", "manifest_path", "safe_part", "validate_bag"]
 
@@ -142,6 +143,7 @@ class BagReport:
     files: int = 0
     problems: list[str] = field(default_factory=list)
     custody_checked: int = 0
+    trust: dict[str, Any] | None = None  # the key chain the custody checkpoint was checked with (custodes.keys)
 
     @property
     def valid(self) -> bool:
@@ -155,6 +157,7 @@ class BagReport:
             "files": self.files,
             "custody_entries_checked": self.custody_checked,
             "problems": self.problems,
+            "trust": self.trust,
         }
 
 
@@ -295,8 +298,9 @@ def _b64(value: Any) -> bytes | None:
 # --- validation --------------------------------------------------------------------------------------------------
 
 
-def validate_bag(path: str | os.PathLike[str]) -> BagReport:
-    """Validate a BagIt bag (0.97 or 1.0), and its custody proofs when it has them.
+def validate_bag(path: str | os.PathLike[str], trusted_key: VerifierKey | None = None) -> BagReport:
+    """Validate a BagIt bag (0.97 or 1.0), and its custody proofs when it has them, checked with
+    ``trusted_key`` (kept outside the archive) or else the bag's own custody/checkpoint.vkey.
 
     Raises :class:`BagError` only when ``path`` is not a bag at all; every
     problem inside a bag is in the report."""
@@ -314,7 +318,9 @@ def validate_bag(path: str | os.PathLike[str]) -> BagReport:
     _check_oxum(bag, payload)
     _check_tag_manifests(bag)
     if (root / "custody").is_dir():
-        _validate_custody(bag)
+        _validate_custody(bag, trusted_key)
+    elif trusted_key is not None:
+        bag.problem("custody/", "missing: the bag has no signed custody proofs to check the trusted key against")
     return report
 
 
@@ -572,7 +578,7 @@ def _check_tag_manifests(bag: _Bag) -> None:
 # --- custody: the ledger entries, proofs and checkpoint custodes puts in its bags --------------------------------
 
 
-def _validate_custody(bag: _Bag) -> None:
+def _validate_custody(bag: _Bag, trusted: VerifierKey | None) -> None:
     key_text = bag.tag_text("custody/checkpoint.vkey")
     note = bag.tag_text("custody/checkpoint")
     entries = _custody_entries(bag)
@@ -584,8 +590,18 @@ def _validate_custody(bag: _Bag) -> None:
     except LedgerError as e:
         bag.problem("custody/checkpoint.vkey", str(e))
         return
+    # From the trusted key (else the bag's own) through the key rotations among the entries to the key that
+    # signed; an entry not proven below makes the bag invalid, so a planted rotation cannot pass.
+    chain = chain_from_entries(
+        key if trusted is None else trusted,
+        "bag" if trusted is None else "trusted-key",
+        sorted((i, d) for _, i, d in entries),
+    )
+    bag.report.trust = chain.to_json()
+    for message, index in untrusted(chain, key, "custody/checkpoint.vkey"):
+        bag.problem("custody/checkpoint.vkey" if index is None else "custody/ledger-entries.jsonl", message)
     try:
-        cp = parse_checkpoint(note, key)
+        cp = chain.parse(note)
     except LedgerError as e:
         bag.problem("custody/checkpoint", str(e))
         return

@@ -30,6 +30,7 @@ from custodes.progress import ProgressLine, human_bytes
 if TYPE_CHECKING:
     from custodes.archive import Archive
     from custodes.drivers import VolumeReading
+    from custodes.ledger import VerifierKey
     from custodes.media import MediaInfo
 
 EXIT_FINDINGS = 1
@@ -784,6 +785,7 @@ def init_command(
     ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
     Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
     from custodes.archive import init_archive
+    from custodes.keys import fingerprint
 
     if time_zone is not None:
         try:
@@ -797,6 +799,7 @@ def init_command(
             "id": a.policy.archive_id,
             "origin": a.policy.origin,
             "verifier_key": str(a.verifier_key),
+            "verifier_key_fingerprint": fingerprint(a.verifier_key),
             "signing_key": str(a.signing_key_path),
         }
     if out.json:
@@ -804,6 +807,9 @@ def init_command(
     else:
         out.say(
             f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
+            f"  fingerprint  {info['verifier_key_fingerprint']} (SHA-256 of the verifier key text)\n"
+            "  keep both outside the archive (on paper, with the agency): `verify --trusted-key KEY` checks the "
+            "archive against them\n"
             f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
         )
 
@@ -858,33 +864,79 @@ def ingest_command(
     sys.exit(EXIT_FINDINGS if result.failed or result.findings else 0)
 
 
+def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--trusted-key KEY|FILE (and --witness DIR): what verify, ledger verify and bag validate check the
+    signatures (and the tree) against, instead of what the archive or bag says of itself (custodes.keys)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option(
+            "--trusted-key",
+            "trusted_key",
+            type=TEXT_LINE,
+            default=None,
+            help="The verifier key kept outside the archive (as init printed it), or a file holding it; "
+            "checkpoints must verify with it, through the key rotations in the ledger.",
+        )(fn)
+        if witness:
+            fn = click.option(
+                "--witness",
+                type=click.Path(path_type=str, exists=True, file_okay=False),
+                default=None,
+                help="A folder `ledger publish` wrote checkpoints to: the ledger must extend every one.",
+            )(fn)
+        return fn
+
+    return decorate
+
+
+def _trusted(value: str | None) -> VerifierKey | None:
+    from custodes.keys import load_trusted
+
+    return None if value is None else load_trusted(value)  # not a key: one line, exit 2
+
+
 @main.command("verify")
 @archive_argument
 @workers_option("Objects hashed")
+@trust_options()
 @output_options(
     progress=True,
     quiet_help="No progress on stderr and no closing summary line; findings stay (the exit code says intact or not).",
 )
-def verify_command(archive: Archive, workers: int | None, out: Output) -> None:
+def verify_command(
+    archive: Archive, workers: int | None, trusted_key: str | None, witness: str | None, out: Output
+) -> None:
     """Re-hash every object and check store against catalog against ledger against checkpoints.
 
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
     modified, truncated, missing, unexpected, ledger_mismatch,
     checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
-    purge --resume`), with the segment and object it concerns, or pending:
-    work of an ingest under way or interrupted, which says how to finish it and
-    leaves the archive intact. Exit 0 when the archive is intact, 1 otherwise.
+    purge --resume`), untrusted_key, witness_mismatch, with the segment and
+    object it concerns, or pending: work of an ingest under way or interrupted,
+    which says how to finish it and leaves the archive intact; "trust" says which
+    key the checkpoints were checked with and where it came from. Exit 0 when
+    the archive is intact, 1 otherwise.
     """
+    from pathlib import Path
+
     from custodes.verify import verify
 
+    trusted = _trusted(trusted_key)
     line, progress = _bytes_progress(out)
     try:
-        result = verify(archive, workers=workers, progress=progress)
+        result = verify(
+            archive,
+            workers=workers,
+            progress=progress,
+            trusted_key=trusted,
+            witness=None if witness is None else Path(witness),
+        )
     finally:
         line.close()
     if out.json:
         _write_json(result.to_json())
     else:
+        _say_trust(out, result.trust)
         for f in result.findings:
             click.echo(f"{f.kind}: {f.message}" + (f" [segment {f.segment}]" if f.segment is not None else ""))
         out.say(
@@ -917,21 +969,86 @@ def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
 
 @ledger_group.command("verify")
 @archive_argument
+@trust_options()
 @output_options(quiet_help="No closing summary line; findings stay (the exit code says consistent or not).")
-def ledger_verify_command(archive: Archive, out: Output) -> None:
+def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: str | None, out: Output) -> None:
     """Check the ledger alone, without re-hashing objects: entries against their
-    leaf hashes, the tree against every signed checkpoint, the catalog against
-    the ledger. Exit 1 on any mismatch."""
+    leaf hashes, the tree against every signed checkpoint (with --trusted-key,
+    signed by that key or a rotation it made), the catalog against the ledger,
+    and with --witness the tree against every published checkpoint. Exit 1 on
+    any mismatch."""
+    from pathlib import Path
+
     from custodes.verify import verify_ledger_only
 
-    result = verify_ledger_only(archive)
+    trusted = _trusted(trusted_key)
+    result = verify_ledger_only(archive, trusted_key=trusted, witness=None if witness is None else Path(witness))
     if out.json:
         _write_json(result.to_json())
     else:
+        _say_trust(out, result.trust)
         for f in result.findings:
             click.echo(f"{f.kind}: {f.message}")
         out.say(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
     sys.exit(0 if result.ok else EXIT_FINDINGS)
+
+
+def _say_trust(out: Output, trust: dict[str, Any] | None) -> None:
+    """The line naming the key a check trusted and where it came from (custodes.keys.KeyChain.describe)."""
+    from custodes.keys import describe_trust
+
+    if trust is not None:
+        out.say(describe_trust(trust))
+
+
+@ledger_group.command("rotate-key")
+@archive_argument
+@output_options(quiet_help="Print nothing on success (--json still prints the new key).")
+def ledger_rotate_key_command(archive: Archive, out: Output) -> None:
+    """Hand the signing over to a new Ed25519 key (custodians only): the new key
+    is written beside the old one, then a key_rotation ledger entry naming it,
+    endorsed by the old key, is signed by the old key's checkpoint; later
+    checkpoints are signed by the new key. Checks follow the rotation from the
+    first (trusted) key, which stays the one to keep outside the archive."""
+    from custodes.keys import rotate_key
+
+    info = rotate_key(archive)
+    if out.json:
+        _write_json(info)
+    else:
+        out.say(
+            f"rotated the checkpoint key at ledger entry {info['index']}\n"
+            f"  new verifier key {info['key']}\n  fingerprint      {info['fingerprint']}\n"
+            f"  signing key      {info['signing_key']} (keep it safe; the old key signs nothing new: "
+            "keep it offline or destroy it)"
+        )
+
+
+@ledger_group.command("publish")
+@archive_argument
+@click.argument("folder", metavar="DIR", type=GivenPath(path_type=str, file_okay=False))
+@output_options(quiet_help="Print nothing on success (--json still prints what was published).")
+def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
+    """Append each signed checkpoint not yet published to DIR, an outside
+    append-only place (another disk, another machine's folder): files are
+    written new, never rewritten. `verify --witness DIR` then proves the
+    ledger still extends every one. When the ledger no longer extends what
+    DIR holds, nothing is published and the findings are listed (exit 1)."""
+    from pathlib import Path
+
+    from custodes.witness import publish
+
+    result, findings = publish(archive, Path(folder))
+    if out.json:
+        _write_json(result.to_json() | {"ok": not findings, "findings": [f.to_json() for f in findings]})
+    else:
+        for f in findings:
+            click.echo(f"{f.kind}: {f.message}")
+        if findings:
+            out.say(f"NOT PUBLISHED: the ledger disagrees with {folder}")
+        else:
+            out.say(f"published {len(result.published)} checkpoint(s) to {folder} ({result.already} there before)")
+    sys.exit(EXIT_FINDINGS if findings else 0)
 
 
 @ledger_group.command("proof")
@@ -1366,21 +1483,25 @@ def bag_group() -> None:
 
 @bag_group.command("validate")
 @click.argument("bag", type=click.Path(path_type=str, exists=True, file_okay=False))
+@trust_options(witness=False)
 @output_options(quiet_help="No closing summary line; each problem is still listed (the exit code says valid or not).")
-def bag_validate_command(bag: str, out: Output) -> None:
+def bag_validate_command(bag: str, trusted_key: str | None, out: Output) -> None:
     """Validate a BagIt bag (v0.97 or 1.0) offline: every payload file against
     every manifest, Payload-Oxum, tag manifests, and, when the bag has a
     custody/ folder, each ledger entry's inclusion proof against the signed
-    checkpoint and each recording against its ingest entry. Exit 0 valid, 1 not."""
+    checkpoint (with --trusted-key, signed by that key or a rotation it made)
+    and each recording against its ingest entry. Exit 0 valid, 1 not."""
     from custodes.bags import BagError, validate_bag
 
+    trusted = _trusted(trusted_key)
     try:
-        report = validate_bag(bag)
+        report = validate_bag(bag, trusted)
     except BagError as e:
         raise click.UsageError(str(e)) from e
     if out.json:
         _write_json(report.to_json())
     else:
+        _say_trust(out, report.trust)
         for p in report.problems:
             click.echo(f"invalid: {p}")
         out.say(

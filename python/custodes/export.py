@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from custodes import __version__, ledger, merkle
+from custodes import __version__, keys, ledger, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
@@ -126,6 +126,7 @@ def export_case(
             ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=UTC).strftime("%Y-%m-%d")),
             ("Payload-Oxum", oxum),
             ("Bag-Software-Agent", f"custodes {__version__}"),
+            ("Verifier-Key-Fingerprint", keys.fingerprint(archive.verifier_key)),  # custody/checkpoint.vkey's
         ]
         _write_text(bag / "bag-info.txt", "".join(f"{k}: {v}\n" for k, v in info))
         _write_custody(archive, bag, [p[4] for p in payload], checkpoint.size, checkpoint.note)
@@ -177,7 +178,9 @@ def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note
     custody.mkdir()
     leaves = archive.leaves(size)
     export_seq = size - 1  # the export entry just written is the last one the checkpoint covers
-    wanted = sorted(set(seqs) | {export_seq})
+    # The key rotations too: they lead from the first key (checkpoint.vkey) to the one that signed (custodes.keys).
+    rotations = {i for i, _ in archive.catalog.ledger.of_type(keys.ROTATION) if i < size}
+    wanted = sorted(set(seqs) | {export_seq} | rotations)
     entries, proofs = [], []
     for seq in wanted:
         data = archive.catalog.ledger.entry(seq)

@@ -37,6 +37,8 @@ ARTICLES: dict[str, int] = {
     "ledger_mismatch": 23,
     "checkpoint_mismatch": 23,
     "purge_incomplete": 19,
+    "untrusted_key": 23,
+    "witness_mismatch": 23,
     "orphan_sidecar": 23,
     "ingest_failed": 16,
     "clock_drift": 10,

@@ -14,7 +14,8 @@ change they record. A checkpoint is a signed note over (origin, size, root):
 written to ``ledger/checkpoints/<size>`` (never rewritten) and to
 ``ledger/checkpoint`` (the latest). The public key travels with the archive
 as a verifier key (``keys/checkpoint.vkey``); the private key lives where the
-policy says, outside the object store.
+policy says, outside the object store. Which key must sign a checkpoint once
+the key was rotated, and which key to trust at all, is :mod:`custodes.keys`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "VerifierKey",
     "append",
     "canonical_json",
+    "checkpoint_body",
     "make_checkpoint",
     "parse_checkpoint",
 ]
@@ -134,13 +136,13 @@ def make_checkpoint(private: Ed25519PrivateKey, origin: str, size: int, root: by
     return Checkpoint(origin, size, root, note)
 
 
-def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
-    """Parse a signed checkpoint note and check its signature with ``key``."""
-    body, sep, sigs = note.partition("\n\n")
+def checkpoint_body(note: str) -> tuple[str, int, bytes]:
+    """(origin, size, root) of a checkpoint note, its signatures not yet checked: which key must have
+    signed it depends on its size once the key was rotated (:mod:`custodes.keys`)."""
+    body, sep, _sigs = note.partition("\n\n")
     if not sep:
         raise LedgerError("checkpoint has no signature block")
-    body += "\n"
-    lines = body.split("\n")
+    lines = (body + "\n").split("\n")
     if len(lines) < 4:
         raise LedgerError("checkpoint body needs origin, size and root")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
@@ -151,6 +153,14 @@ def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
         raise LedgerError(f"checkpoint size or root unreadable: {e}") from e
     if size < 0 or len(root) != 32 or str(size) != size_text:
         raise LedgerError("checkpoint size or root malformed")
+    return origin, size, root
+
+
+def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
+    """Parse a signed checkpoint note and check its signature with ``key``."""
+    origin, size, root = checkpoint_body(note)
+    body, _, sigs = note.partition("\n\n")
+    body += "\n"
     for line in sigs.splitlines():
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != EM_DASH or parts[1] != key.name:

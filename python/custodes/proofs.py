@@ -8,7 +8,8 @@ from typing import Any
 
 from custodes import merkle
 from custodes.archive import Archive
-from custodes.ledger import LedgerError, parse_checkpoint
+from custodes.keys import archive_chain
+from custodes.ledger import LedgerError
 
 __all__ = ["ledger_proof"]
 
@@ -32,13 +33,15 @@ def ledger_proof(
         ) from None
     except UnicodeDecodeError:
         raise LedgerError(f"{latest}: not a signed checkpoint (not UTF-8 text); run `custodes verify`") from None
-    cp = parse_checkpoint(note, archive.verifier_key)
+    chain = archive_chain(archive)
+    cp = chain.parse(note)
     leaves = archive.leaves(cp.size)
     if merkle.root(leaves) != cp.root:
         raise LedgerError("the ledger no longer matches its latest checkpoint; run `custodes verify`")
     out: dict[str, Any] = {
         "checkpoint": note,
-        "verifier_key": str(archive.verifier_key),
+        "verifier_key": str(chain.key_for(cp.size)),  # the key that signed the checkpoint (after any rotation)
+        "trust": chain.to_json(),
         "tree_size": cp.size,
         "root": cp.root.hex(),
     }

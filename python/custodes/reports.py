@@ -18,6 +18,7 @@ from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS
 from custodes.findings import ARTICLES, rfc3339
+from custodes.keys import fingerprint
 from custodes.verify import verify, verify_ledger_only
 
 __all__ = ["SCOPES", "build_report"]
@@ -33,6 +34,8 @@ CONCERNS = {
         "truncated_object",
         "ledger_mismatch",
         "checkpoint_mismatch",
+        "untrusted_key",
+        "witness_mismatch",
         "overlap",
         "name_time_mismatch",
     ),
@@ -101,7 +104,12 @@ def build_report(
         "report": "custodes compliance report",
         "version": __version__,
         "lang": lang,
-        "archive": {"id": archive.policy.archive_id, "origin": archive.policy.origin},
+        "archive": {
+            "id": archive.policy.archive_id,
+            "origin": archive.policy.origin,
+            # to compare with the fingerprint init printed and kept outside the archive (custodes.keys)
+            "verifier_key_fingerprint": fingerprint(archive.verifier_key),
+        },
         "generated": rfc3339(now),
         "period": {"from": rfc3339(start), "to": rfc3339(end)},
         "scope": {"kind": scope, "value": value, "devices": devices},

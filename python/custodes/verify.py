@@ -42,7 +42,9 @@ from custodes.catalog.evidence import LedgerView
 from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
-from custodes.ledger import Checkpoint, LedgerError, parse_checkpoint
+from custodes.keys import UNTRUSTED_KEY, KeyChain, archive_chain, untrusted
+from custodes.ledger import Checkpoint, LedgerError, VerifierKey
+from custodes.witness import check_witness
 
 __all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
 
@@ -74,6 +76,7 @@ class VerifyResult:
     checked: int = 0
     bytes: int = 0
     findings: list[VerifyFinding] = field(default_factory=list)
+    trust: dict[str, Any] | None = None  # the key chain checkpoints were checked with, and the witness (keys.py)
 
     @property
     def ok(self) -> bool:
@@ -86,27 +89,50 @@ class VerifyResult:
             "checked": self.checked,
             "bytes": self.bytes,
             "findings": [f.to_json() for f in self.findings],
+            "trust": self.trust,
         }
 
 
 def verify(
-    archive: Archive, *, workers: int | None = None, progress: Callable[[int, int], None] | None = None
+    archive: Archive,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    trusted_key: VerifierKey | None = None,
+    witness: Path | None = None,
 ) -> VerifyResult:
+    """``trusted_key``: the key kept outside the archive (else its own keys/checkpoint.vkey is trusted);
+    ``witness``: a folder of published checkpoints the tree must extend (custodes.witness)."""
     result = VerifyResult()
+    chain = _trust(archive, result, trusted_key, witness)
     with archive.catalog.another() as fresh:
-        _verify_ledger(archive, result, fresh)
+        _verify_ledger(archive, result, fresh, chain)
         _verify_catalog_against_ledger(archive, result)
         _verify_store(archive, result, workers, progress, fresh)
     return result
 
 
-def verify_ledger_only(archive: Archive) -> VerifyResult:
+def verify_ledger_only(
+    archive: Archive, *, trusted_key: VerifierKey | None = None, witness: Path | None = None
+) -> VerifyResult:
     """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
     result = VerifyResult()
+    chain = _trust(archive, result, trusted_key, witness)
     with archive.catalog.another() as fresh:
-        _verify_ledger(archive, result, fresh)
+        _verify_ledger(archive, result, fresh, chain)
     _verify_catalog_against_ledger(archive, result)
     return result
+
+
+def _trust(archive: Archive, result: VerifyResult, trusted_key: VerifierKey | None, witness: Path | None) -> KeyChain:
+    """The key chain checkpoints are checked with (custodes.keys), what is wrong with it, and the witness's findings."""
+    chain = archive_chain(archive, trusted_key)
+    for message, index in untrusted(chain, archive.verifier_key, "keys/checkpoint.vkey"):
+        result.findings.append(VerifyFinding(UNTRUSTED_KEY, message, ledger_index=index))
+    result.trust = chain.to_json() | {"witness": None if witness is None else str(witness)}
+    if witness is not None:
+        result.findings += check_witness(archive, witness, chain)
+    return chain
 
 
 def _ingest_command(archive: Archive, volume: str | None) -> str:
@@ -124,30 +150,32 @@ def _entry_ingest(entry: bytes) -> int | None:
     return ingest if isinstance(ingest, int) else None
 
 
-def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog) -> None:
+def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> None:
     # One snapshot of the catalog for all of this: an ingest running alongside
     # may append entries and sign checkpoints meanwhile.
     with archive.catalog.snapshot():
-        _verify_ledger_snapshot(archive, result, fresh)
+        _verify_ledger_snapshot(archive, result, fresh, chain)
 
 
-def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catalog) -> None:
+def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> None:
     """Four passes: the signed checkpoints (catalog rows and files), the latest one, the ledger
     walked against them, and whether everything after the last signature is work in flight."""
-    checkpoints = _signed_checkpoints(archive, result, fresh)
-    latest = _latest_checkpoint(archive, result)
+    checkpoints = _signed_checkpoints(archive, result, fresh, chain)
+    latest = _latest_checkpoint(archive, result, chain)
     wanted = {s: r for s, r, _ in sorted(checkpoints)}
     top = max(wanted, default=0)
     walk = _walk_ledger(archive.catalog, result, wanted, top)
     _check_unsigned(archive, result, fresh, latest, top, walk)
 
 
-def _signed_checkpoints(archive: Archive, result: VerifyResult, fresh: Catalog) -> list[tuple[int, bytes, str]]:
+def _signed_checkpoints(
+    archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain
+) -> list[tuple[int, bytes, str]]:
     """Every checkpoint the catalog records or ledger/checkpoints/ holds, each checked against its signature."""
     checkpoints: list[tuple[int, bytes, str]] = []
     for size, root, note in archive.catalog.checkpoints.all():
         try:
-            cp = parse_checkpoint(note, archive.verifier_key)
+            cp = chain.parse(note)
         except LedgerError as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"checkpoint at size {size}: {e}"))
             continue
@@ -163,7 +191,7 @@ def _signed_checkpoints(archive: Archive, result: VerifyResult, fresh: Catalog) 
     recorded = {size for size, _, _ in checkpoints}
     for path in files:
         try:
-            cp = parse_checkpoint(path.read_text(encoding="utf-8"), archive.verifier_key)
+            cp = chain.parse(path.read_text(encoding="utf-8"))
         except (LedgerError, OSError, UnicodeDecodeError) as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
             continue
@@ -189,10 +217,10 @@ def _signed_checkpoints(archive: Archive, result: VerifyResult, fresh: Catalog) 
     return checkpoints
 
 
-def _latest_checkpoint(archive: Archive, result: VerifyResult) -> Checkpoint | None:
+def _latest_checkpoint(archive: Archive, result: VerifyResult, chain: KeyChain) -> Checkpoint | None:
     try:
         text = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
-        return parse_checkpoint(text, archive.verifier_key)
+        return chain.parse(text)
     except (LedgerError, OSError, UnicodeDecodeError) as e:  # garbage in the file is a finding, not a crash
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -68,6 +69,19 @@ class Ledger(Table):
         field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
         sql = f"SELECT MIN(seq) FROM ledger WHERE {field % 'type'} = 'purge_done' AND {field % 'sha256'} = ?"
         return self._one(sql, (sha256,))
+
+    def of_type(self, kind: str) -> list[tuple[int, bytes]]:
+        """(index, entry) of every entry whose ``type`` is ``kind``, in order (the key rotations, read each time a
+        checkpoint is signed). A byte search for the canonical ``"type":"<kind>"`` skips the other entries before
+        SQLite parses any JSON; the JSON check then keeps only entries of that type (a quote inside a name is
+        escaped, so a name cannot hold the marker)."""
+        text = "CAST(entry AS TEXT)"
+        marker = f'"type":{json.dumps(kind)}'.encode()
+        sql = (
+            f"SELECT seq, entry FROM ledger WHERE instr(entry, ?) > 0 AND json_valid({text}) "
+            f"AND json_extract({text}, '$.type') = ? ORDER BY seq"
+        )
+        return [(seq, blob(entry)) for seq, entry in self._conn.execute(sql, (marker, kind))]
 
     def tombstone_entry(self, sha256: str) -> bytes | None:
         """The ledger entry an object's tombstone points at (None: no tombstone)."""

@@ -1,0 +1,273 @@
+"""Pinned keys and key rotation: which Ed25519 key must have signed each checkpoint.
+
+Trust starts at one verifier key (C2SP note verifier-key text), the **trusted key**: the one a person
+kept outside the archive when ``custodes init`` printed it (``--trusted-key``), or else the archive's own
+``keys/checkpoint.vkey`` (a bag's ``custody/checkpoint.vkey``), which whoever can write the archive can
+replace, so the output says which it was. Its **fingerprint** is the SHA-256 of the verifier-key text
+(one line, no line end), in hex: short enough to read out, print on the evidence receipt or compare by eye.
+
+A **key rotation** is a ledger entry ``key_rotation`` naming the new verifier key and the previous one,
+with an endorsement: the previous key's Ed25519 signature over :func:`rotation_statement`. The entry is
+signed into the tree by the previous key's checkpoint; from the next entry on the new key signs. So the key
+that must sign the checkpoint of size ``n`` follows from the trusted key and the rotations among the first
+``n - 1`` entries (:meth:`KeyChain.key_for`): a rotation that the key in force did not endorse is not
+followed (it is reported), and every checkpoint its key signed then fails to verify.
+
+The new private key is written (durably, never over a file) beside the first one, named by its key id,
+before its entry is appended: a crash between the two leaves an unused file and the old key in force.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from custodes import ledger
+from custodes._durable import write_new_file
+from custodes._faults import crashpoint
+from custodes.ledger import Checkpoint, LedgerError, VerifierKey
+
+if TYPE_CHECKING:
+    from custodes.archive import Archive
+
+__all__ = [
+    "ROTATION",
+    "UNTRUSTED_KEY",
+    "KeyChain",
+    "archive_chain",
+    "chain_from_entries",
+    "describe_trust",
+    "fingerprint",
+    "load_trusted",
+    "rotate_key",
+    "rotated_key_path",
+    "rotation_statement",
+    "signing_key",
+    "untrusted",
+]
+
+#: The ledger entry type of a key rotation.
+ROTATION = "key_rotation"
+#: The finding kind of a key that is not the trusted one, or a rotation the key in force did not make.
+UNTRUSTED_KEY = "untrusted_key"
+
+
+def fingerprint(key: VerifierKey) -> str:
+    """SHA-256 of the verifier-key text (``name+keyid+base64``, no line end), hex."""
+    return hashlib.sha256(str(key).encode("utf-8")).hexdigest()
+
+
+def load_trusted(value: str) -> VerifierKey:
+    """``--trusted-key KEY|FILE``: the verifier-key text itself, or a file holding it (as init printed it)."""
+    try:
+        return VerifierKey.parse(value)
+    except LedgerError:
+        pass  # not the key text: a file holding it
+    path = Path(value)
+    if not path.is_file():
+        raise LedgerError(
+            f"--trusted-key {value!r}: neither a verifier key (name+keyid+base64, as `custodes init` printed it) "
+            "nor a file holding one"
+        )
+    try:
+        return VerifierKey.parse(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, LedgerError) as e:
+        raise LedgerError(f"--trusted-key {value}: the file does not hold a verifier key ({e})") from None
+
+
+def rotation_statement(origin: str, previous: VerifierKey, new: VerifierKey) -> bytes:
+    """What the previous key signs to hand over to the new one (bound to the archive's origin)."""
+    return f"custodes key rotation\n{origin}\n{previous}\n{new}\n".encode()
+
+
+@dataclass
+class KeyChain:
+    """The trusted key and the rotations followed from it, in ledger order."""
+
+    root: VerifierKey
+    source: str  # "trusted-key" (given by the person), "archive" (keys/checkpoint.vkey), "bag" (custody/)
+    rotations: list[tuple[int, VerifierKey]] = field(default_factory=list)
+    #: (ledger index, why) of each rotation entry not followed: not endorsed by the key in force.
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+    def key_for(self, size: int) -> VerifierKey:
+        """The key that must sign the checkpoint of ``size`` entries: a rotation at index ``i`` is signed
+        into the tree by the previous key (size ``i + 1``) and hands over from size ``i + 2`` on."""
+        key = self.root
+        for index, new in self.rotations:
+            if index + 1 < size:
+                key = new
+        return key
+
+    @property
+    def current(self) -> VerifierKey:
+        """The key in force after every rotation (the one that signs the next checkpoint past them)."""
+        return self.rotations[-1][1] if self.rotations else self.root
+
+    def parse(self, note: str) -> Checkpoint:
+        """A checkpoint note checked against the key that must have signed it."""
+        _origin, size, _root = ledger.checkpoint_body(note)
+        key = self.key_for(size)
+        try:
+            return ledger.parse_checkpoint(note, key)
+        except LedgerError as e:
+            raise LedgerError(f"{e} (the key in force at size {size} has fingerprint {fingerprint(key)})") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": str(self.root),
+            "fingerprint": fingerprint(self.root),
+            "source": self.source,
+            "rotations": [{"index": i, "key": str(k), "fingerprint": fingerprint(k)} for i, k in self.rotations],
+        }
+
+
+def describe_trust(trust: dict[str, Any]) -> str:
+    """One line for people from :meth:`KeyChain.to_json`: which key was trusted, from where, and the witness."""
+    where = {
+        "trusted-key": "given with --trusted-key",
+        "archive": "taken from the archive itself (keys/checkpoint.vkey); pin it with --trusted-key",
+        "bag": "taken from the bag itself (custody/checkpoint.vkey); pin it with --trusted-key",
+    }[trust["source"]]
+    rotated = f", {len(trust['rotations'])} key rotation(s) followed" if trust["rotations"] else ""
+    witness = f"; witness {trust['witness']}" if trust.get("witness") else ""
+    return f"trusted key {trust['fingerprint']} ({where}){rotated}{witness}"
+
+
+def chain_from_entries(root: VerifierKey, source: str, entries: Iterable[tuple[int, bytes]]) -> KeyChain:
+    """The chain from ``root`` through the ``key_rotation`` entries among ``entries`` ((index, bytes), in order)."""
+    import json
+
+    chain = KeyChain(root, source)
+    for index, data in entries:
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("type") != ROTATION:
+            continue
+        why = _endorsement_problem(chain.current, entry)
+        if why is None:
+            chain.rotations.append((index, VerifierKey.parse(entry["key"])))
+        else:
+            chain.refused.append((index, why))
+    return chain
+
+
+def _endorsement_problem(in_force: VerifierKey, entry: dict[str, Any]) -> str | None:
+    """Why a rotation entry does not hand over from the key in force (None: it does)."""
+    try:
+        new = VerifierKey.parse(str(entry.get("key")))
+        previous = VerifierKey.parse(str(entry.get("previous")))
+        signature = base64.b64decode(str(entry.get("endorsement")), validate=True)
+    except (LedgerError, ValueError) as e:
+        return f"key rotation entry is malformed ({e})"
+    if previous != in_force:
+        return (
+            f"key rotation names previous key {fingerprint(previous)}, but the key in force is {fingerprint(in_force)}"
+        )
+    try:
+        Ed25519PublicKey.from_public_bytes(in_force.public).verify(
+            signature, rotation_statement(in_force.name, previous, new)
+        )
+    except InvalidSignature:
+        return f"key rotation to {fingerprint(new)} is not signed by the key in force {fingerprint(in_force)}"
+    return None
+
+
+def untrusted(chain: KeyChain, own: VerifierKey, where: str) -> list[tuple[str, int | None]]:
+    """(message, ledger index) of what is wrong with a chain: the archive's or bag's own key (at ``where``)
+    not being the trusted key, and each rotation entry the key in force did not endorse."""
+    out: list[tuple[str, int | None]] = []
+    if chain.root != own:
+        out.append(
+            (
+                f"{where} (fingerprint {fingerprint(own)}) is not the trusted key (fingerprint "
+                f"{fingerprint(chain.root)}): its checkpoints must verify with the trusted key",
+                None,
+            )
+        )
+    out += [(f"ledger entry {index}: {why}", index) for index, why in chain.refused]
+    return out
+
+
+def archive_chain(archive: Archive, trusted: VerifierKey | None = None) -> KeyChain:
+    """The archive's chain from ``trusted`` (else its own keys/checkpoint.vkey) through its ledger's rotations."""
+    root, source = (archive.verifier_key, "archive") if trusted is None else (trusted, "trusted-key")
+    return chain_from_entries(root, source, archive.catalog.ledger.of_type(ROTATION))
+
+
+def rotated_key_path(first: Path, key: VerifierKey) -> Path:
+    """Where a rotated-in signing key lives: beside the first one, named by its key id."""
+    return first.with_name(f"{first.name}.{key.key_id.hex()}")
+
+
+def signing_key(archive: Archive, key: VerifierKey) -> Ed25519PrivateKey:
+    """The private key of ``key``: the policy's signing key for the archive's first key, else the rotated-in
+    file beside it."""
+    from custodes.archive import _signing_key as load  # the one reader that says what is wrong with a key file
+
+    path = archive.signing_key_path if key == archive.verifier_key else rotated_key_path(archive.signing_key_path, key)
+    private = load(path)
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if public != key.public:
+        raise LedgerError(
+            f"{path}: this signing key is not the key in force ({fingerprint(key)}); restore the right key file"
+        )
+    return private
+
+
+def rotate_key(archive: Archive) -> dict[str, Any]:
+    """Make a new signing key and hand over to it with a ledger entry endorsed and signed by the old one."""
+    from custodes.access import require_role
+
+    person = require_role(archive, ("custodian",), "rotate_key")
+    old = archive_chain(archive).current
+    old_private = signing_key(archive, old)
+    new_private = Ed25519PrivateKey.generate()
+    public = new_private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    new = VerifierKey(archive.policy.origin, public)
+    path = rotated_key_path(archive.signing_key_path, new)
+    pem = new_private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_new_file(path, pem, 0o600)  # durable before the entry names it: a crash leaves the old key in force
+    crashpoint("rotate_key_file_written")
+    endorsement = old_private.sign(rotation_statement(archive.policy.origin, old, new))
+    with archive.transaction() as tx:
+        in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
+        if in_force != old:  # another rotation committed meanwhile: this endorsement speaks for a retired key
+            raise LedgerError("the key was rotated by someone else meanwhile; run `custodes ledger rotate-key` again")
+        now = time.time_ns()
+        index = ledger.append(
+            tx,
+            {
+                "type": ROTATION,
+                "key": str(new),
+                "previous": str(old),
+                "endorsement": base64.b64encode(endorsement).decode(),
+                "by": person,
+                "time": now,
+            },
+        )
+    crashpoint("rotate_key_entry_committed")  # `ledger checkpoint` then signs the entry, with the old key
+    cp = archive.checkpoint()  # signed by the old key: the entry's own checkpoint
+    return {
+        "index": index,
+        "previous_key": str(old),
+        "previous_fingerprint": fingerprint(old),
+        "key": str(new),
+        "fingerprint": fingerprint(new),
+        "signing_key": str(path),
+        "checkpoint": cp.to_json(),
+        "by": person,
+    }
