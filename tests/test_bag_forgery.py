@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from helpers import FOOTAGE, as_, catalog_rows, one_line_error, request, run_cli
 
 
@@ -263,6 +265,32 @@ def test_an_export_cut_off_after_its_entry_is_ledgered_failed_by_the_next(cli_ar
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_a_failure_after_the_export_entry_is_ledgered_against_it(cli_archive: Path, tmp_path: Path) -> None:
+    """The disk fills as the tag manifest is written, after the export entry and its custody files: the export
+    entry is followed by export_failed naming it, nothing is left beside --to, and the next run exports."""
+    rid = approved_export(cli_archive, "C-7", 1, 3)
+    clean = tmp_path / "clean"
+    shutil.copytree(cli_archive, clean)
+    log = tmp_path / "ops"
+    assert (
+        fault_run("export", clean, "--case", "C-7", "--request", rid, "--to", tmp_path / "b0", log=log).returncode == 0
+    )
+    writes = [line.split("\t") for line in log.read_text().splitlines() if line.startswith("write\t")]
+    n = next(n for _, n, path in writes if path.endswith("tagmanifest-sha256.txt'"))
+    out = tmp_path / "out"
+    out.mkdir()
+    bag = out / "bag"
+    before = len(ledger_entries(cli_archive))
+    full = fault_run("export", cli_archive, "--case", "C-7", "--request", rid, "--to", bag, fault=f"write:{n}:ENOSPC")
+    one_line_error(full, r"the disk is full \(.*tagmanifest-sha256\.txt\)")
+    assert list(out.iterdir()) == []
+    added = ledger_entries(cli_archive)[before:]
+    assert [e["type"] for e in added] == ["access_export", "access_export", "export", "export_failed"]
+    assert added[3]["export"] == before + 2 and added[3]["reason"].startswith("No space left on device (")
+    assert fault_run("export", cli_archive, "--case", "C-7", "--request", rid, "--to", bag).returncode == 0
+    assert validate(bag) == (0, [])
+
+
 def test_export_through_a_symbolic_link_is_refused_before_logging(cli_archive: Path, tmp_path: Path) -> None:
     rid = approved_export(cli_archive, "C-7", 1)
     real = tmp_path / "real"
@@ -299,15 +327,18 @@ def test_export_through_a_symbolic_link_is_refused_before_logging(cli_archive: P
     assert as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", real / "bag").returncode == 0
 
 
-def test_a_dot_dot_device_id_stays_inside_data(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("device", "safe"), [("..", "_.."), ("/", "_"), ("../..", ".._..")])
+def test_an_unsafe_device_id_stays_inside_data(
+    make_cli_archive: Callable[..., Path], tmp_path: Path, device: str, safe: str
+) -> None:
     arch = make_cli_archive(driver=None)
     vol = tmp_path / "BWC0009"
     vol.mkdir()
     source = FOOTAGE / "phones" / "bt601.mov"
     (vol / "clip.mov").write_bytes(source.read_bytes())
-    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "-o", "device_id=..")
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "-o", f"device_id={device}")
     assert out.returncode in (0, 1), out.stderr
-    assert catalog_rows(arch, "SELECT device_id, original_name FROM segments") == [("..", "clip.mov")]
+    assert catalog_rows(arch, "SELECT device_id, original_name FROM segments") == [(device, "clip.mov")]
     rid = approved_export(arch, "C-5", 1)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -315,12 +346,12 @@ def test_a_dot_dot_device_id_stays_inside_data(make_cli_archive: Callable[..., P
     assert as_("carol", "export", arch, "--case", "C-5", "--request", rid, "--to", bag).returncode == 0
     assert sorted(p.name for p in out_dir.iterdir()) == ["bag"]  # nothing written beside the bag
     files = sorted(p.relative_to(bag).as_posix() for p in bag.rglob("*") if p.is_file() and p.parts[-2] != "custody")
-    assert "data/_../clip.mov" in files and all(f.startswith("data/") or "/" not in f for f in files)
-    assert (bag / "data" / "_.." / "clip.mov").read_bytes() == source.read_bytes()
-    assert "Producer: unknown officer (..)" in (bag / "bag-info.txt").read_text()  # the original, beside the safe path
+    assert f"data/{safe}/clip.mov" in files and all(f.startswith("data/") or "/" not in f for f in files)
+    assert (bag / "data" / safe / "clip.mov").read_bytes() == source.read_bytes()
+    assert f"Producer: unknown officer ({device})" in (bag / "bag-info.txt").read_text()  # the original is kept
     ingest = [
         json.loads(base64.b64decode(json.loads(line)["entry"]))
         for line in (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()
     ]
-    assert [e["device"] for e in ingest if e["type"] == "ingest"] == [".."]
+    assert [e["device"] for e in ingest if e["type"] == "ingest"] == [device]
     assert validate(bag) == (0, []) and bagit_python_valid(bag)
