@@ -11,7 +11,7 @@ top: a problem is a finding about the bag (exit 1), never an exception.
 
 Paths are the other half of the rule: a path read from a tag file goes through
 :func:`bag_path` (percent-decoding, ``./`` normalisation, no absolute paths,
-no ``~``, no ``..``), and a file is only opened by :meth:`_Bag.open_inside`,
+no ``~``, no ``..``), and a file is only opened through :meth:`_Bag.resolve`,
 which refuses anything whose real path is outside the bag (a symbolic link
 included) and anything that is not a regular file (a FIFO would hang the run).
 A bag holds files, not links: every symbolic link anywhere in it is a problem
@@ -33,6 +33,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -378,7 +379,9 @@ def _read_declaration(bag: _Bag) -> bool:
     return True
 
 
-def _walk_error(bag: _Bag):
+def _walk_error(bag: _Bag) -> Callable[[OSError], None]:
+    """os.walk's onerror: a folder that cannot be listed is a problem naming it."""
+
     def report(e: OSError) -> None:
         bag.problem(os.path.relpath(e.filename or str(bag.root), bag.root), f"cannot be listed ({e.strerror})")
 
