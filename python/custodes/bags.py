@@ -11,9 +11,16 @@ top: a problem is a finding about the bag (exit 1), never an exception.
 
 Paths are the other half of the rule: a path read from a tag file goes through
 :func:`bag_path` (percent-decoding, ``./`` normalisation, no absolute paths,
-no ``~``, no ``..``), and a file is only opened by :meth:`_Bag.open_inside`,
+no ``~``, no ``..``), and a file is only opened through :meth:`_Bag.resolve`,
 which refuses anything whose real path is outside the bag (a symbolic link
 included) and anything that is not a regular file (a FIFO would hang the run).
+A bag holds files, not links: every symbolic link anywhere in it is a problem
+(one pointing inside the bag too, so a payload "file" cannot be a tag file or
+another recording under a second name).
+
+A bag with a ``custody/`` folder is held against its own custody: its payload is
+exactly the recordings its proven export entry lists, each with the digest of
+its proven ingest entry, and every other file in it is covered by the tag manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -173,9 +181,20 @@ class _Bag:
         self.report = report
         self.encoding = "utf-8"
         self.manifests: dict[str, dict[str, str]] = {}  # payload manifests as read (once: each problem said once)
+        self.payload: dict[str, Path] = {}  # the regular files under data/, by bag path
+        self.tagged: set[str] = set()  # the paths the tag manifests list
 
     def problem(self, where: str, reason: str, line: int | None = None) -> None:
-        self.report.problems.append(f"{shown(where)}{'' if line is None else f' line {line}'}: {reason}")
+        text = f"{shown(where)}{'' if line is None else f' line {line}'}: {reason}"
+        if text not in self.report.problems:  # a link is met by the walk and again by each reader: said once
+            self.report.problems.append(text)
+
+    def link_reason(self, rel: str) -> str:
+        """Why the link at ``rel`` (or one on its way) is not followed: out of the bag, or a link at all."""
+        real = os.path.realpath(os.path.join(self.real, rel))
+        if os.path.commonpath([self.real, real]) != self.real:
+            return "leads outside the bag (a symbolic link); not read"
+        return "is a symbolic link (a bag holds files, not links); not read"
 
     def resolve(self, rel: str) -> tuple[Path | None, str]:
         """The file ``rel`` names, if it is a regular file whose real path is inside the bag; else why not.
@@ -183,8 +202,8 @@ class _Bag:
         Nothing is opened here: the check runs on the path alone (``lstat`` and
         ``realpath``), so a FIFO or a link to a secret outside is never read."""
         real = os.path.realpath(os.path.join(self.real, rel))
-        if os.path.commonpath([self.real, real]) != self.real:
-            return None, "leads outside the bag (a symbolic link); not read"
+        if real != os.path.normpath(os.path.join(self.real, rel)):  # bag_path left no "..": a link is on the way
+            return None, self.link_reason(rel)
         try:
             st = os.stat(real)
         except FileNotFoundError:
@@ -298,27 +317,33 @@ def _b64(value: Any) -> bytes | None:
 # --- validation --------------------------------------------------------------------------------------------------
 
 
-def validate_bag(path: str | os.PathLike[str], trusted_key: VerifierKey | None = None) -> BagReport:
+def validate_bag(
+    path: str | os.PathLike[str], trusted_key: VerifierKey | None = None, *, hash_payload: bool = True
+) -> BagReport:
     """Validate a BagIt bag (0.97 or 1.0), and its custody proofs when it has them, checked with
     ``trusted_key`` (kept outside the archive) or else the bag's own custody/checkpoint.vkey.
 
     Raises :class:`BagError` only when ``path`` is not a bag at all; every
-    problem inside a bag is in the report."""
+    problem inside a bag is in the report. ``hash_payload=False`` skips reading
+    the payload files (every other check is made): export uses it on a bag it
+    validated in full a moment before, once its custody files are added."""
     root = Path(path)
     report = BagReport(str(root))
     if not os.path.lexists(root / "bagit.txt"):  # present but a link, FIFO or folder: a problem, read below
         raise BagError(f"{root}: not a bag (no bagit.txt); give the folder that holds bagit.txt")
     bag = _Bag(root, report)
+    _report_links(bag)
     if not _read_declaration(bag):
         return report
     payload = _payload_files(bag)
     report.files = len(payload)
     fetched = _read_fetch(bag)
-    _check_payload(bag, payload, fetched)
+    _check_payload(bag, payload, fetched, hash_payload)
     _check_oxum(bag, payload)
     _check_tag_manifests(bag)
     if (root / "custody").is_dir():
         _validate_custody(bag, trusted_key)
+        _check_untagged(bag)
     elif trusted_key is not None:
         bag.problem("custody/", "missing: the bag has no signed custody proofs to check the trusted key against")
     return report
@@ -362,38 +387,50 @@ def _read_declaration(bag: _Bag) -> bool:
     return True
 
 
+def _walk_error(bag: _Bag) -> Callable[[OSError], None]:
+    """os.walk's onerror: a folder that cannot be listed is a problem naming it."""
+
+    def report(e: OSError) -> None:
+        bag.problem(os.path.relpath(e.filename or str(bag.root), bag.root), f"cannot be listed ({e.strerror})")
+
+    return report
+
+
+def _report_links(bag: _Bag) -> None:
+    """Every symbolic link anywhere in the bag is a problem, never followed: a payload link to
+    /etc/passwd would put a secret in the bag, and one to a file inside it would count a file twice."""
+    for folder, dirs, files in os.walk(bag.root, onerror=_walk_error(bag)):  # never descends into a linked folder
+        for name in sorted(dirs + files):
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                rel = Path(os.path.relpath(full, bag.root)).as_posix()
+                bag.problem(rel, bag.link_reason(rel))
+
+
 def _payload_files(bag: _Bag) -> dict[str, Path]:
-    """Regular files under data/ by bag path. Links are not followed out of the bag, and special
-    files are never opened: each is a problem."""
+    """Regular files under data/ by bag path. Links (each a problem of :func:`_report_links`) are
+    not payload files, and special files are never opened: each is a problem."""
     out: dict[str, Path] = {}
     data = bag.root / "data"
-    if not data.is_dir() or data.is_symlink():
-        bag.problem(
-            "data",
-            "the payload folder is missing"
-            if not data.is_symlink()
-            else "the payload folder is a symbolic link; not followed",
-        )
+    if data.is_symlink():
+        return out  # _report_links said so
+    if not data.is_dir():
+        bag.problem("data", "the payload folder is missing")
         return out
-
-    def walk_error(e: OSError) -> None:
-        bag.problem(os.path.relpath(e.filename or str(data), bag.root), f"cannot be listed ({e.strerror})")
-
-    for folder, dirs, files in os.walk(data, onerror=walk_error):
+    for folder, dirs, files in os.walk(data, onerror=_walk_error(bag)):
         folders = set(dirs)
         for name in sorted(dirs + files):
             full = os.path.join(folder, name)
-            rel = Path(os.path.relpath(full, bag.root)).as_posix()
-            if name in folders and not os.path.islink(full):
+            if os.path.islink(full) or name in folders:
                 continue
+            rel = Path(os.path.relpath(full, bag.root)).as_posix()
             target, why = bag.resolve(rel)
             if target is not None:
                 out[rel] = target
-            elif why == "is a folder, not a file":
-                bag.problem(rel, "is a symbolic link to a folder; not followed")
             else:
                 bag.problem(rel, why)
-    return dict(sorted(out.items()))
+    bag.payload = dict(sorted(out.items()))
+    return bag.payload
 
 
 def _read_manifest(bag: _Bag, name: str, algo: str, payload: bool) -> dict[str, str]:
@@ -490,16 +527,16 @@ def _read_fetch(bag: _Bag) -> set[str]:
     return out
 
 
-def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str]) -> None:
+def _check_payload(bag: _Bag, payload: dict[str, Path], fetched: set[str], hash_payload: bool = True) -> None:
     """Every payload file against every payload manifest (RFC 8493 §3: each payload file is in
-    every manifest in 1.0; the 0.97 draft asks for at least one)."""
+    every manifest in 1.0; the 0.97 draft asks for at least one); the digests only with ``hash_payload``."""
     manifests = _manifests(bag, "manifest")
     if not manifests and not list(bag.root.glob("manifest-*.txt")):
         bag.problem("bag", "has no payload manifest (manifest-<algorithm>.txt)")
     listed = bag.manifests = {name: _read_manifest(bag, name, algo, payload=True) for name, algo in manifests}
     anywhere = set().union(*listed.values()) if listed else set()
     _check_listed(bag, listed, anywhere, payload, fetched)
-    present = sorted(set(anywhere) & set(payload))
+    present = sorted(set(anywhere) & set(payload)) if hash_payload else []
     algos = {algo for name, algo in manifests}
     for rel, got in zip(present, _digests([payload[r] for r in present], sorted(algos)), strict=True):
         if isinstance(got, str):
@@ -564,6 +601,7 @@ def _check_tag_manifests(bag: _Bag) -> None:
     """Each tag manifest entry: a path inside the bag (never read otherwise) whose file matches."""
     for name, algo in _manifests(bag, "tagmanifest"):
         for rel, want in _read_manifest(bag, name, algo, payload=False).items():
+            bag.tagged.add(rel)
             path, why = bag.resolve(rel)
             if path is None:
                 bag.problem(rel, f"tag file {why} ({name})")
@@ -573,6 +611,19 @@ def _check_tag_manifests(bag: _Bag) -> None:
                 bag.problem(rel, f"tag file {got} ({name})")
             elif got.get(algo) != want:
                 bag.problem(rel, f"tag file changed ({name})")
+
+
+def _check_untagged(bag: _Bag) -> None:
+    """A custodes bag has no file outside data/ that its tag manifests do not cover: a file slipped in
+    beside the custody proofs is named, as one in data/ is."""
+    for folder, dirs, files in os.walk(bag.root, onerror=_walk_error(bag)):
+        if folder == str(bag.root):
+            dirs[:] = [d for d in dirs if d != "data"]
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            rel = Path(os.path.relpath(full, bag.root)).as_posix()
+            if not os.path.islink(full) and rel not in bag.tagged and not re.match(r"tagmanifest-[^/]*\.txt\Z", rel):
+                bag.problem(rel, "is not in the tag manifest; every file of a custodes bag outside data/ is")
 
 
 # --- custody: the ledger entries, proofs and checkpoint custodes puts in its bags --------------------------------
@@ -605,9 +656,9 @@ def _validate_custody(bag: _Bag, trusted: VerifierKey | None) -> None:
     except LedgerError as e:
         bag.problem("custody/checkpoint", str(e))
         return
-    manifest = bag.manifests.get("manifest-sha256.txt", {})
     where = "custody/ledger-entries.jsonl"
-    taken: set[str] = set()  # bag paths placed so far, in ledger (= segment) order: see payload_path
+    ingests: dict[int, tuple[int, int, dict[str, Any]]] = {}  # segment -> (line, index, proven ingest entry)
+    exports: list[tuple[int, int, dict[str, Any]]] = []  # (line, index, proven export entry)
     for n, index, data in sorted(entries, key=lambda e: e[1]):
         p = proofs.get(index)
         leaf = merkle.leaf_hash(data)
@@ -625,19 +676,69 @@ def _validate_custody(bag: _Bag, trusted: VerifierKey | None) -> None:
             continue
         if not isinstance(entry, dict):
             bag.problem(where, f"ledger entry {index} is not a JSON object", n)
+        elif entry.get("type") == "export":
+            exports.append((n, index, entry))
         elif entry.get("type") == "ingest":
             device, name, digests = entry.get("device"), entry.get("name"), entry.get("digests")
+            segment = _int(entry.get("segment"))
             if not (
                 isinstance(device, str)
                 and isinstance(name, str)
                 and isinstance(digests, dict)
                 and isinstance(digests.get("sha256"), str)
+                and segment is not None
             ):
-                bag.problem(where, f"ingest entry {index} lacks device, name or digests.sha256", n)
+                bag.problem(where, f"ingest entry {index} lacks segment, device, name or digests.sha256", n)
                 continue
-            rel = payload_path(device, name, _int(entry.get("segment")) or 0, taken)
-            if manifest.get(rel) != digests["sha256"]:
-                bag.problem(where, f"{shown(rel)} does not have the digest its ingest entry {index} recorded", n)
+            ingests[segment] = (n, index, entry)
+    _hold_payload_to_export(bag, ingests, exports)
+
+
+def _hold_payload_to_export(
+    bag: _Bag, ingests: dict[int, tuple[int, int, dict[str, Any]]], exports: list[tuple[int, int, dict[str, Any]]]
+) -> None:
+    """The payload is exactly the recordings the one proven export entry lists, each where
+    :func:`payload_path` puts it and with the sha256 of its proven ingest entry: a file planted in
+    data/, a recording taken out (manifests and Payload-Oxum regenerated) or swapped is named here."""
+    where = "custody/ledger-entries.jsonl"
+    if len(exports) != 1:
+        found = ", ".join(str(i) for _, i, _ in exports) or "none"
+        bag.problem(
+            where, f"a bag holds the proof of exactly one export entry (found: {found}); payload not held to it"
+        )
+        return
+    n, index, export = exports[0]
+    segments = export.get("segments")
+    if not isinstance(segments, list) or any(_int(s) is None for s in segments) or len(set(segments)) != len(segments):
+        bag.problem(where, f"export entry {index} does not list its segments (distinct whole numbers)", n)
+        return
+    expected: dict[str, tuple[int, int, str]] = {}  # bag path -> (segment, ingest index, sha256)
+    taken: set[str] = set()  # bag paths placed so far, in segment order: see payload_path
+    for segment in sorted(segments):
+        if segment not in ingests:
+            bag.problem(
+                where, f"export entry {index} lists segment {segment}, whose ingest entry is not proven here", n
+            )
+            continue
+        _, ingest_index, entry = ingests[segment]
+        rel = payload_path(entry["device"], entry["name"], segment, taken)
+        expected[rel] = (segment, ingest_index, entry["digests"]["sha256"])
+    for segment, (line, ingest_index, _) in sorted(ingests.items()):
+        if segment not in segments:
+            bag.problem(
+                where, f"ingest entry {ingest_index} (segment {segment}) is not exported by entry {index}", line
+            )
+    manifest = bag.manifests.get("manifest-sha256.txt", {})
+    for rel in bag.payload:
+        if rel not in expected:
+            bag.problem(rel, f"is not a recording export entry {index} lists (a file added to the payload)")
+    for rel, (segment, ingest_index, sha) in expected.items():
+        if rel not in bag.payload:
+            bag.problem(
+                rel, f"missing: export entry {index} lists segment {segment} (ingest entry {ingest_index}) here"
+            )
+        elif manifest.get(rel) != sha.lower():
+            bag.problem(rel, f"does not have the digest its ingest entry {ingest_index} recorded")
 
 
 def _custody_entries(bag: _Bag) -> list[tuple[int, int, bytes]]:

@@ -1464,7 +1464,9 @@ def export_command(
     copies under data/, manifest-sha256.txt (and manifest-sm3.txt when the
     policy records SM3), bag-info.txt with producer, extractor, extraction
     time and case, custody/ with ledger entries, inclusion proofs, the signed
-    checkpoint and the verifier key; --iso also writes a disc image."""
+    checkpoint and the verifier key; --iso also writes a disc image. The
+    export entry is written only once the staged bag is whole and valid; a
+    failure is ledgered as export_failed and leaves no bag (exit 2)."""
     from custodes.export import check_iso_target, export_case, write_iso
 
     # Both targets are checked before anything is exported (or logged).
@@ -1489,8 +1491,10 @@ def bag_validate_command(bag: str, trusted_key: str | None, out: Output) -> None
     """Validate a BagIt bag (v0.97 or 1.0) offline: every payload file against
     every manifest, Payload-Oxum, tag manifests, and, when the bag has a
     custody/ folder, each ledger entry's inclusion proof against the signed
-    checkpoint (with --trusted-key, signed by that key or a rotation it made)
-    and each recording against its ingest entry. Exit 0 valid, 1 not."""
+    checkpoint (with --trusted-key, signed by that key or a rotation it made),
+    and that data/ holds exactly the recordings the export entry lists, each
+    with its ingest entry's digest. A symbolic link anywhere in the bag is a
+    problem. Exit 0 valid, 1 not."""
     from custodes.bags import BagError, validate_bag
 
     trusted = _trusted(trusted_key)

@@ -17,6 +17,7 @@ in the bag it produced.
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import glob
 import hashlib
@@ -27,19 +28,25 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from custodes import __version__, keys, ledger, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
 from custodes.archive import Archive, refuse_inside_archive
-from custodes.bags import BagError, BagReport, payload_path, validate_bag
+from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
 __all__ = ["BagReport", "ExportError", "check_iso_target", "export_case", "validate_bag", "write_iso"]
+
+
+#: The storage errors the CLI turns into its own advice (custodes.cli.environment_error); any other
+#: failure becomes one ExportError line.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class ExportError(BagError):
@@ -51,104 +58,142 @@ class ExportError(BagError):
 def export_case(
     archive: Archive, case: str, request_id: int, to: str | os.PathLike[str], description: str = ""
 ) -> Path:
-    """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
+    """Write the bag of a case's recordings to ``to`` (a new or empty folder).
+
+    The order makes the ledger honest at every step: the bag is staged beside ``to`` and validated; only
+    then is the export entry appended; the custody files that prove that entry are written and the whole
+    bag checked again; then it is moved into place. Any failure after the grant is an ``export_failed``
+    entry naming the reason, and its staging folder is removed; a crash leaves the staging folder (a
+    hidden ``.partial-`` name), which the next export to ``to`` removes and ledgers as failed."""
     bag = refuse_inside_archive(archive, to, "--to")
-    _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
+    refuse_links(bag, "--to")
+    _clean_stale_staging(archive, bag)  # what a crashed export left must not make --to look taken
     _check_destination(bag)
     rows = archive.catalog.segments.of_case(case)
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
-    grant_for(archive, request_id, [r[0] for r in rows], "export", "export")
+    segments = [r[0] for r in rows]
+    grant_for(archive, request_id, segments, "export", "export")
     extractor = current_person(archive)
-    # The bag is written in a staging folder and moved into place whole once
-    # every byte is fsynced: a storage error or a crash part way never leaves
-    # a half bag at --to, and running the export again finishes it.
-    final = bag
-    try:  # made before the export is logged; data/ is new, so nothing else can be mixed into the bag
-        bag = _staging(final)
-        (bag / "data").mkdir()
-    except OSError as e:
-        raise ExportError(
-            f"{final}: cannot create the bag folder ({e.strerror}); give --to a new folder in a writable place"
-        ) from e
+    now = time.time_ns()
+    about: dict[str, Any] = {"case": case, "request": request_id, "segments": segments, "by": extractor}
+    final, staging, export_seq = bag, None, None
     try:
-        now = time.time_ns()
+        staging = _staging(final, now)
+        payload = _stage(archive, staging, rows, about, now, description)
+        _check_staged(staging, hash_payload=True)
+        with archive.transaction() as tx:
+            export_seq = ledger.append(tx, {"type": "export", **about, "time": now})
+        checkpoint = archive.checkpoint()
+        _write_custody(archive, staging, [p[4] for p in payload] + [export_seq], checkpoint.size, checkpoint.note)
+        _write_tag_manifest(staging)
+        _check_staged(staging, hash_payload=False)  # the payload was hashed above; now its custody is checked
+        refuse_links(final, "--to")  # again: a link planted on the way since the first look is not followed
+        _publish(staging, final)
+    except BaseException as e:
+        why = _reason(e)
+        if _record_failure(archive, about, export_seq, why):
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt) or (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
+            raise  # the CLI names the file and what to do (a full disk, a failing one ...), or stops as Ctrl-C does
+        raise ExportError(
+            f"export of case {case} failed: {why}; the failure is in the ledger and no bag was left at {final}"
+        ) from None
+    return final
+
+
+def refuse_links(path: str | os.PathLike[str], option: str) -> Path:
+    """An output path reached through a symbolic link (any component, the last included) is refused:
+    a link planted in the way would send evidence, or a write, somewhere the person did not name."""
+    given = Path(path)
+    parts = given.absolute().parts
+    here = Path(parts[0])
+    for part in parts[1:]:
+        here = here / part
+        if os.path.islink(here):
+            raise ExportError(
+                f"{option} {given}: {here} is a symbolic link; name the real folder (an export never follows a link)"
+            )
+    return given
+
+
+def _reason(e: BaseException) -> str:
+    """One line for the ledger: what failed (an OSError names its file)."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(e, OSError):
+        where = f" ({os.fsdecode(e.filename)})" if e.filename is not None else ""
+        return f"{e.strerror or e}{where}"
+    return str(e) or type(e).__name__
+
+
+def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | None, why: str) -> bool:
+    """Append ``export_failed`` (naming the export entry when one was appended, so no reader takes that
+    entry for a bag that exists) and sign a checkpoint. False when even that failed: the staging folder
+    is then kept for the next export to ``--to`` to ledger (see :func:`_clean_stale_staging`)."""
+    try:
         with archive.transaction() as tx:
             ledger.append(
-                tx,
-                {
-                    "type": "export",
-                    "case": case,
-                    "request": request_id,
-                    "segments": [r[0] for r in rows],
-                    "by": extractor,
-                    "time": now,
-                },
+                tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": time.time_ns()}
             )
-        checkpoint = archive.checkpoint()
-        payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
-        taken: set[str] = set()
-        for seg, device, name, sha, size, seq, _officer, digests in rows:  # in segment order, as payload_path wants
-            rel = Path(payload_path(device, name, seg, taken))
-            target = bag / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = archive.store.get(sha)
-            storage_op("read", source)
-            write_cut_short(target, functools.partial(shutil.copyfile, source, target))
-            payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
-        algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
-        for _, p, *_ in payload:
-            storage_op("read", p)
-        copies = hash_files([p for _, p, *_ in payload], algorithms)
-        for (written, _, digests, size, _, _), r in zip(payload, copies, strict=True):
-            if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
-                raise ExportError(
-                    f"the copy of {written} differs from the archive's object; nothing exported is to be trusted"
-                )
-        for algo in algorithms:
-            lines = "".join(
-                f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies, strict=True)
+        archive.checkpoint()
+    except Exception:  # the first error is the one the person sees
+        return False
+    return True
+
+
+def _stage(
+    archive: Archive, bag: Path, rows: list[Any], about: dict[str, Any], now: int, description: str
+) -> list[tuple[str, Path, dict[str, str], int, int, int]]:
+    """The payload copies (each re-hashed against the archive's digests), the manifests, bagit.txt and
+    bag-info.txt, in the staging folder ``bag``; returns (bag path, copy, digests, size, ledger seq, segment)."""
+    (bag / "data").mkdir()  # new, so nothing else can be mixed into the bag
+    payload: list[tuple[str, Path, dict[str, str], int, int, int]] = []
+    taken: set[str] = set()
+    for seg, device, name, sha, size, seq, _officer, digests in rows:  # in segment order, as payload_path wants
+        rel = Path(payload_path(device, name, seg, taken))
+        target = bag / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = archive.store.get(sha)
+        storage_op("read", source)
+        write_cut_short(target, functools.partial(shutil.copyfile, source, target))
+        payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
+    algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
+    for _, p, *_ in payload:
+        storage_op("read", p)
+    copies = hash_files([p for _, p, *_ in payload], algorithms)
+    for (written, _, digests, size, _, _), r in zip(payload, copies, strict=True):
+        if not r.ok or r.digests["sha256"] != digests["sha256"] or r.size != size:
+            raise ExportError(
+                f"the copy of {written} differs from the archive's object; nothing exported is to be trusted"
             )
-            _write_text(bag / f"manifest-{algo}.txt", lines)
-        _write_text(bag / "bagit.txt", "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
-        producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
-        oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
-        info = [
-            ("Source-Organization", archive.policy.origin),
-            ("Producer", "; ".join(producers)),
-            ("Extractor", extractor),
-            ("Extraction-Date", rfc3339(now)),
-            ("Case-Number", case),
-            (
-                "External-Description",
-                description or f"Evidence of case {case}, exported under access request {request_id}",
-            ),
-            ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=UTC).strftime("%Y-%m-%d")),
-            ("Payload-Oxum", oxum),
-            ("Bag-Software-Agent", f"custodes {__version__}"),
-            ("Verifier-Key-Fingerprint", keys.fingerprint(archive.verifier_key)),  # custody/checkpoint.vkey's
-        ]
-        _write_text(bag / "bag-info.txt", "".join(f"{k}: {v}\n" for k, v in info))
-        _write_custody(archive, bag, [p[4] for p in payload], checkpoint.size, checkpoint.note)
-        tag_files = sorted(
-            p
-            for p in bag.rglob("*")
-            if p.is_file()
-            and not p.relative_to(bag).as_posix().startswith("data/")
-            and not p.name.startswith("tagmanifest-")
+    for algo in algorithms:
+        lines = "".join(
+            f"{r.digests[algo]}  {_manifest_path(rel)}\n" for (rel, *_), r in zip(payload, copies, strict=True)
         )
-        _write_text(
-            bag / "tagmanifest-sha256.txt",
-            "".join(
-                f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
-                for p in tag_files
-            ),
-        )
-        _publish(bag, final)
-    except BaseException:
-        shutil.rmtree(bag, ignore_errors=True)
-        raise
-    return final
+        _write_text(bag / f"manifest-{algo}.txt", lines)
+    _write_text(bag / "bagit.txt", "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    producers = sorted({f"{officer or 'unknown officer'} ({device})" for _, device, _, _, _, _, officer, _ in rows})
+    oxum = f"{sum(p[3] for p in payload)}.{len(payload)}"
+    info = [
+        ("Source-Organization", archive.policy.origin),
+        ("Producer", "; ".join(producers)),
+        ("Extractor", about["by"]),
+        ("Extraction-Date", rfc3339(now)),
+        ("Case-Number", about["case"]),
+        (
+            "External-Description",
+            description or f"Evidence of case {about['case']}, exported under access request {about['request']}",
+        ),
+        ("Bagging-Date", datetime.fromtimestamp(now / 1e9, tz=UTC).strftime("%Y-%m-%d")),
+        ("Payload-Oxum", oxum),
+        ("Bag-Software-Agent", f"custodes {__version__}"),
+        ("Verifier-Key-Fingerprint", keys.fingerprint(archive.verifier_key)),  # custody/checkpoint.vkey's
+    ]
+    # A device id or officer comes from a device file: shown() keeps it on its line (a newline would add a field)
+    _write_text(bag / "bag-info.txt", "".join(f"{k}: {shown(str(v))}\n" for k, v in info))
+    return payload
 
 
 def _check_destination(bag: Path) -> None:
@@ -174,13 +219,14 @@ def _check_destination(bag: Path) -> None:
 
 
 def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note: str) -> None:
+    """custody/: the ledger entries ``seqs`` (the recordings' ingests and the export), each with its
+    inclusion proof in the checkpoint of ``size`` (signed after the export entry), the note and the key."""
     custody = bag / "custody"
     custody.mkdir()
     leaves = archive.leaves(size)
-    export_seq = size - 1  # the export entry just written is the last one the checkpoint covers
     # The key rotations too: they lead from the first key (checkpoint.vkey) to the one that signed (custodes.keys).
     rotations = {i for i, _ in archive.catalog.ledger.of_type(keys.ROTATION) if i < size}
-    wanted = sorted(set(seqs) | {export_seq} | rotations)
+    wanted = sorted(set(seqs) | rotations)
     entries, proofs = [], []
     for seq in wanted:
         data = archive.catalog.ledger.entry(seq)
@@ -200,6 +246,32 @@ def _write_custody(archive: Archive, bag: Path, seqs: list[int], size: int, note
     _write_text(custody / "checkpoint.vkey", str(archive.verifier_key) + "\n")
 
 
+def _write_tag_manifest(bag: Path) -> None:
+    """tagmanifest-sha256.txt over every file outside data/ (custody/ included), written last."""
+    tag_files = sorted(
+        p
+        for p in bag.rglob("*")
+        if p.is_file()
+        and not p.relative_to(bag).as_posix().startswith("data/")
+        and not p.name.startswith("tagmanifest-")
+    )
+    _write_text(
+        bag / "tagmanifest-sha256.txt",
+        "".join(
+            f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_manifest_path(p.relative_to(bag).as_posix())}\n"
+            for p in tag_files
+        ),
+    )
+
+
+def _check_staged(bag: Path, hash_payload: bool) -> None:
+    """The staged bag as ``bag validate`` reads it: any problem stops the export before it is published."""
+    report = validate_bag(bag, hash_payload=hash_payload)
+    if not report.valid:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ExportError(f"the staged bag is not valid: {report.problems[0]}{more}")
+
+
 def _write_text(path: Path, text: str) -> None:
     storage_op("write", path)
     path.write_text(text, encoding="utf-8")
@@ -213,21 +285,47 @@ def _staging_place(final: Path) -> tuple[Path, str]:
     return final.parent, f".{final.name}.partial-"
 
 
-def _clean_stale_staging(final: Path) -> None:
-    """Remove the staging folders of exports to ``final`` whose process is gone (killed, a power cut)."""
+def _clean_stale_staging(archive: Archive, final: Path) -> None:
+    """Remove the staging folders of exports to ``final`` whose process is gone (killed, a power cut).
+    One whose export entry is in the ledger with no outcome is ledgered as failed first: its bag never
+    reached ``final``, and the ledger must not read as if it had."""
     parent, prefix = _staging_place(final)
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
-        pid = old.name[len(prefix) :]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+        pid, _, started = old.name[len(prefix) :].partition("-")
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        if started.isdigit():
+            _ledger_interrupted(archive, int(started), old)
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def _staging(final: Path) -> Path:
-    """A new staging folder for the bag of ``final``."""
+def _ledger_interrupted(archive: Archive, started: int, staging: Path) -> None:
+    """``export_failed`` for the export entry of time ``started`` (the staging folder's name carries it)
+    unless the ledger already holds its outcome; nothing when the crash came before that entry."""
+    export_seq, about = None, None
+    for row in archive.catalog.ledger.walk():  # rare (after a crash only), so a plain walk
+        entry = json.loads(row.entry)
+        if entry.get("type") == "export" and entry.get("time") == started:
+            export_seq, about = row.seq, {k: entry.get(k) for k in ("case", "request", "segments", "by")}
+        elif entry.get("type") == "export_failed" and export_seq is not None and entry.get("export") == export_seq:
+            return
+    if about is not None:
+        why = f"interrupted before its bag was published; the partial bag {staging.name} was removed"
+        if not _record_failure(archive, about, export_seq, why):
+            raise ExportError(f"{staging}: an interrupted export could not be ledgered as failed; run again")
+
+
+def _staging(final: Path, started: int) -> Path:
+    """A new staging folder for the bag of ``final``, named by this process and the export's time."""
     parent, prefix = _staging_place(final)
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f"{prefix}{os.getpid()}"
-    staging.mkdir()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = parent / f"{prefix}{os.getpid()}-{started}"
+        staging.mkdir()
+    except OSError as e:
+        raise ExportError(
+            f"{final}: cannot create the bag folder ({e.strerror}); give --to a new folder in a writable place"
+        ) from e
     return staging
 
 
@@ -268,7 +366,7 @@ def check_iso_target(archive: Archive, iso: str | os.PathLike[str], bag: str | o
     """Refuse a disc-image path before anything is exported (and logged): it must be a
     new file in an existing folder, outside the archive and outside the bag it images.
     An image written over an existing file could destroy evidence, a catalog or a key."""
-    target = refuse_inside_archive(archive, iso, "--iso")
+    target = refuse_links(refuse_inside_archive(archive, iso, "--iso"), "--iso")
     resolved, bag_dir = target.resolve(), Path(bag).resolve()
     if resolved == bag_dir or bag_dir in resolved.parents:
         raise ExportError(f"--iso {target}: that is inside the bag it would image; write the disc image beside the bag")
