@@ -54,7 +54,7 @@ def export_case(
     """Write the bag of a case's recordings to ``to`` (a new or empty folder)."""
     bag = refuse_inside_archive(archive, to, "--to")
     _clean_stale_staging(bag)  # what a crashed export left must not make --to look taken
-    _check_destination(bag)
+    check_destination(bag)
     rows = archive.catalog.segments.of_case(case)
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
@@ -150,7 +150,7 @@ def export_case(
     return final
 
 
-def _check_destination(bag: Path) -> None:
+def check_destination(bag: Path) -> None:
     """``--to`` names a new folder or an empty one: a bag never lands on a file or mixes into other files
     (another bag above all). Checked before anything is logged or written."""
     if (bag.is_symlink() and not bag.exists()) or (bag.exists() and not bag.is_dir()):
