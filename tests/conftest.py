@@ -15,10 +15,28 @@ from typing import TYPE_CHECKING
 import pytest
 
 from custodes.archive import init_archive
-from helpers import FOOTAGE, PEOPLE, PEOPLE_AND_ROOT, THREE_RECORDINGS, as_, build_cli_archive, request
+from helpers import (
+    FOOTAGE,
+    PEOPLE,
+    PEOPLE_AND_ROOT,
+    SERVICES,
+    THREE_RECORDINGS,
+    as_,
+    build_cli_archive,
+    request,
+    stop_service,
+)
 
 if TYPE_CHECKING:
     from custodes.archive import Archive
+
+
+@pytest.fixture(autouse=True)
+def _stop_services() -> Iterator[None]:
+    """Every archive service a test started (helpers.serve) is stopped by its pid when the test ends."""
+    yield
+    for arch in list(SERVICES):
+        stop_service(arch)
 
 
 @pytest.fixture

@@ -32,26 +32,159 @@ def run_cli(
     input: bytes | None = None,
     obey_permissions: bool = False,
     user: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
 
     ``obey_permissions``: when the tests run as root (CI does), drop the
     capabilities that let root read anything, so file modes apply as they
-    would to a custodian's account. ``user``: the operating-system user the
-    command sees (custody commands take identity from it).
+    would to a custodian's account. ``user``: run it as that real account
+    (created for the test, see :func:`ensure_accounts`); the archive among
+    ``args`` is then kept by its service (:func:`serve`), started on first
+    use, as on a station where people share an archive. ``env``: extra
+    environment variables.
     """
-    prefix = []
+    prefix: list[str] = []
     if obey_permissions and os.geteuid() == 0:
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    env = None if user is None else {**os.environ, "LOGNAME": user, "USER": user}  # what getpass.getuser() reads
+    command = [sys.executable, "-m", "custodes"]
+    full_env = {**os.environ, **(env or {})}
+    if user is not None:
+        for arg in args:
+            if isinstance(arg, Path) and (arg / "custodes.toml").is_file():
+                serve(arg)
+                cwd = cwd if cwd is not None else arg.parent  # a folder the person may write (copies land here)
+                break
+        prefix, command = as_account(user), account_python()
+        full_env["HOME"] = "/"  # LOGNAME and USER stay whatever they were: they say nothing about who runs it
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "custodes", *map(str, args)],
+        [*prefix, *command, *map(str, args)],
         cwd=cwd,
         input=input,
         capture_output=True,
         timeout=300,
-        env=env,
+        env=full_env,
     )
+
+
+# ---- real accounts and the archive service ----------------------------------------------
+
+#: The people of the custody tests, as real accounts (created when the tests run as root, which CI does).
+ACCOUNTS = ("alice", "bob", "carol", "dave", "mallory")
+#: The archive service's own account: it alone can read a served archive.
+SERVICE_ACCOUNT = "custodes-svc"
+#: Services started by the tests, stopped after each test (conftest.py) by their pid.
+SERVICES: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+def ensure_accounts() -> None:
+    """The test accounts exist (created as system accounts without a home or a login shell)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("people are real accounts in these tests: creating them needs root")
+    for name in (*ACCOUNTS, SERVICE_ACCOUNT):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+                capture_output=True,
+            )
+
+
+def as_account(name: str) -> list[str]:
+    """The prefix that runs a command as the real account ``name`` (uid, gid, no supplementary groups)."""
+    ensure_accounts()
+    return ["setpriv", f"--reuid={name}", f"--regid={name}", "--clear-groups"]
+
+
+def _reachable(path: Path) -> bool:
+    """Every folder on the way to ``path`` lets other accounts through, and ``path`` is theirs to read."""
+    import stat
+
+    real = path.resolve()
+    folders_ok = all(os.stat(p).st_mode & stat.S_IXOTH for p in real.parents)
+    return folders_ok and bool(os.stat(real).st_mode & stat.S_IROTH)
+
+
+def account_python() -> list[str]:
+    """``python -m custodes`` for another account. This interpreter when they can reach it; otherwise the
+    system's Python of the same version, with this environment's packages (and no others) added as a site
+    folder: pyenv keeps its interpreters under /root, which other accounts cannot enter."""
+    import custodes
+
+    package = Path(custodes.__file__).parent
+    if not _reachable(package / "__init__.py"):
+        pytest.skip(f"{package} is not readable by other accounts: clone the repository outside /root")
+    if _reachable(Path(sys.executable)):
+        return [sys.executable, "-m", "custodes"]
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    site_packages = Path(__import__("sysconfig").get_paths()["purelib"])
+    if not (system.exists() and _reachable(site_packages)):
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} other accounts can run")
+    boot = (
+        f"import runpy, site, sys; site.addsitedir({str(site_packages)!r}); sys.argv[0] = 'custodes'; "
+        "runpy.run_module('custodes', run_name='__main__', alter_sys=True)"
+    )
+    return [str(system), "-S", "-c", boot]  # -S: none of the system's own packages, only this environment's
+
+
+def _let_accounts_through(folder: Path) -> None:
+    """The test's folder is shared like /tmp (sticky, anyone may create), and its parents may be passed."""
+    import stat
+
+    folder.chmod(0o1777)
+    for parent in folder.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def serve(arch: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Hand ``arch`` to its service account and start ``custodes serve`` there (once; ``env``: extra
+    variables for the service, e.g. an injected fault). Returns the running service."""
+    import time
+
+    running = SERVICES.get(arch)
+    if running is not None and running.poll() is None:
+        return running
+    ensure_accounts()
+    _let_accounts_through(arch.parent)
+    subprocess.run(["chown", "-R", f"{SERVICE_ACCOUNT}:", str(arch)], check=True)
+    log_path = arch.parent / f"{arch.name}.service.log"
+    said_before = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")  # noqa: SIM115 (the service writes it until stopped)
+    service = subprocess.Popen(
+        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(arch)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env={**os.environ, **(env or {}), "HOME": "/"},
+    )
+    log.close()
+    SERVICES[arch] = service
+    deadline = time.monotonic() + 60
+    while b"custodes: serving " not in log_path.read_bytes()[said_before:]:  # it says so once it listens
+        if service.poll() is not None or time.monotonic() > deadline:
+            stop_service(arch)
+            raise AssertionError(f"the service of {arch} did not start: {log_path.read_text()}")
+        time.sleep(0.05)
+    return service
+
+
+def stop_service(arch: Path) -> None:
+    """Stop ``arch``'s service by its pid (SIGTERM, then SIGKILL after 10 s)."""
+    service = SERVICES.pop(arch, None)
+    if service is None:
+        return
+    service.terminate()
+    try:
+        service.wait(10)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        service.wait(10)
 
 
 def peer(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:

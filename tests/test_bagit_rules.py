@@ -489,7 +489,10 @@ def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(cli_ar
     for to, expected in (
         (a_file, "exists and is not a folder; give --to a new folder for the bag"),
         (earlier_bag, "folder is not empty; a bag is written to a new or empty folder"),
-        (dangling, f"{dangling} is a symbolic link; name the real folder (an export never follows a link)"),
+        (
+            dangling,
+            f"{dangling} is a symbolic link; name the real folder (custodes never writes evidence through a link)",
+        ),
         (a_file / "bag", f"{a_file} is not a folder; give --to a new folder in a writable place"),
     ):
         out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", to)

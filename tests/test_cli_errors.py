@@ -122,7 +122,6 @@ def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) ->
             "--reason",
             "litigation",
             obey_permissions=True,
-            user="alice",
         )
     finally:
         two_clip_archive.chmod(0o755)
@@ -216,7 +215,7 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
         ["task", "import", arch, tasks],
     ):
         fill(small_disk)
-        one_line_error(run_cli(*command, user="alice"), full)
+        one_line_error(run_cli(*command), full)  # root: the custodian of PEOPLE_AND_ROOT, embedded
     # Pure readers: opening the catalog needs its WAL shared-memory file. Where a failed writer left it in
     # place they answer, and correctly; where it cannot be created they stop with the same clear line.
     for command, answered in (

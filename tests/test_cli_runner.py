@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from custodes.checksums import ChecksumCheck, EntryCheck, check_checksum_list
 from custodes.cli import Output, main
 from custodes.errors import DigestListError, EvidenceNotFoundError
+from custodes.identity import account_name
 from helpers import FOOTAGE, request, run_cli
 
 CLIP = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
@@ -25,7 +26,7 @@ OTHER = FOOTAGE / "gopro" / "karma.mp4"
 
 
 def invoke(*args: str | Path, user: str | None = None, input: bytes | None = None) -> Result:
-    env = None if user is None else {"LOGNAME": user, "USER": user}  # what getpass.getuser() reads
+    env = None if user is None else {"LOGNAME": user, "USER": user}  # what getpass.getuser() read, once
     return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input)
 
 
@@ -195,9 +196,10 @@ def test_output_is_one_small_frozen_object() -> None:
 
 def test_a_refusal_is_exit_1_and_one_line(archive: Path) -> None:
     # The archive's policy names nobody, so whoever asks has no role: refused, and the refusal is logged.
+    # The person is this process's account, whatever LOGNAME and USER say (issue 13).
     result = invoke("access", "request", archive, "--segment", "1", "--reason", "complaint 17", user="mallory")
     line = one_line(result, 1)
-    assert line == "custodes: refused: mallory has no role in this archive's policy"
+    assert line == f"custodes: refused: {account_name(os.getuid())} has no role in this archive's policy"
     assert result.stdout == ""
     # logged in the ledger: it is still consistent, and holds the refusal
     assert invoke("ledger", "verify", archive, "-q").exit_code == 0

@@ -135,7 +135,7 @@ def test_open_into_a_folder_copies_checks_and_never_replaces(cli_archive: Path, 
     copy = Path(out.stdout.decode().strip())
     with sqlite3.connect(cli_archive / "catalog.sqlite") as c:
         sha = c.execute("SELECT sha256 FROM segments WHERE id = 1").fetchone()[0]
-    assert hashlib.sha256(copy.read_bytes()).hexdigest() == sha and copy.stat().st_mode & 0o777 == 0o444
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == sha and copy.stat().st_mode & 0o777 == 0o400
     again = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", tmp_path / "view")
     assert "already there" in single_error_line(again)
     out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", cli_archive / "objects")

@@ -59,7 +59,9 @@ def durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
         else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     )
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # 0600 whatever the umask: these are an archive's own files (checkpoints, the policy, the verifier key).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             storage_op("write", tmp)
             f.write(text)
             f.flush()

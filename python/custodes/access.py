@@ -14,7 +14,6 @@ and a ledger entry.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import time
@@ -24,11 +23,12 @@ from typing import Any
 
 from custodes import ledger
 from custodes._durable import fsync_file
-from custodes.archive import Archive, refuse_inside_archive
+from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
+from custodes.identity import current_caller
 
 __all__ = [
     "ROLES",
@@ -81,7 +81,9 @@ class AccessRequest:
 
 
 def current_person(archive: Archive) -> str:
-    user = getpass.getuser()
+    """The person acting, as the records name them: the account the kernel vouches for (see
+    :mod:`custodes.identity`; never ``LOGNAME``), renamed by the policy's ``[identity]`` table if it says so."""
+    user = current_caller().account
     mapping = archive.policy.extra.get("identity", {})
     return str(mapping.get(user, user)) if isinstance(mapping, dict) else user
 
@@ -198,6 +200,17 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
         raise _refuse(archive, request_id, person, action, None, f"{person} is not an approver")
     if person == req.requester:
         raise _refuse(archive, request_id, person, action, None, "nobody approves their own request")
+    if current_caller().via == "process":
+        # The embedded CLI acts as one account, the archive's owner: it cannot be the second person.
+        raise _refuse(
+            archive,
+            request_id,
+            person,
+            action,
+            None,
+            "a decision needs a second person: run it through the archive service (`custodes serve`), "
+            "where each person acts as their own account",
+        )
     if req.status != "pending":
         raise CustodesError(f"request {request_id} is already {req.status}")
     now = time.time_ns()
@@ -288,7 +301,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
     there. The folder is checked before the access is logged; a copy that
     fails (a full disk, a read-only folder) leaves nothing behind and is
     logged as ``open_failed`` after the granted ``open``."""
-    folder = None if to is None else refuse_inside_archive(archive, to, "--to")
+    folder = None if to is None else refuse_links(refuse_inside_archive(archive, to, "--to"), "--to")
     if folder is not None:  # checked without creating anything: a refused open leaves no trace outside the log
         existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
         if not existing.is_dir():
@@ -309,7 +322,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         _size, (digest,) = archive.store_copy(os.fspath(path), temp, ("sha256",))
         if digest.hex() != sha:
             raise CustodesError(f"{path}: the stored object does not match its digest; run `custodes verify`")
-        os.chmod(temp, 0o444)
+        os.chmod(temp, 0o400)  # read-only, and not for other accounts to read
         fsync_file(temp)
         try:
             os.link(temp, target)  # never replaces: an existing file of that name is left alone

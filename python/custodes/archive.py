@@ -546,6 +546,7 @@ def init_archive(
         replace_file(work / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
         with Archive(work, _creating=True) as archive:
             archive.checkpoint()  # the empty tree, signed: verification starts from a known state
+        _owner_only(work)
         if new_folder:
             os.rename(work, path)
             fsync_dir(path.parent)
@@ -566,6 +567,16 @@ def init_archive(
             raise ArchiveError(shown(str(e))) from None
         raise
     return Archive(path)
+
+
+def _owner_only(root: Path) -> None:
+    """Folders 0700, files 0600: only the archive's account (and its service) reads the catalog, the key
+    or the footage; everyone else goes through the service, which applies the roles (see custodes.service)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o700)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o600)
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
 
 def _remove_created(folder: Path, *, keep_folder: bool) -> None:
@@ -594,14 +605,38 @@ def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option
     key: written there, an export or a report would overwrite evidence, the
     catalog or the key. Links are resolved first, so a symlink cannot smuggle
     the write in. Returns the path as given."""
+    return refuse_inside(archive.root, path, option, archive.signing_key_path)
+
+
+def refuse_inside(
+    root: str | os.PathLike[str], path: str | os.PathLike[str], option: str, signing_key: Path | None = None
+) -> Path:
+    """:func:`refuse_inside_archive` for a caller that knows only the archive's folder (the CLI in front of
+    the archive service, which cannot read the policy to learn where the key lives)."""
     given = Path(path)
     resolved = given.resolve()
-    for inner, what in (
-        (archive.root.resolve(), "inside the archive"),
-        (archive.signing_key_path.resolve(), "the archive's signing key"),
-    ):
+    places = [(Path(root).resolve(), "inside the archive")]
+    if signing_key is not None:
+        places.append((signing_key.resolve(), "the archive's signing key"))
+    for inner, what in places:
         if resolved == inner or inner in resolved.parents:
             raise ArchiveError(
                 f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder"
+            )
+    return given
+
+
+def refuse_links(path: str | os.PathLike[str], option: str) -> Path:
+    """An output path reached through a symbolic link (any component, the last included) is refused:
+    a link planted in the way would send evidence, or a write, somewhere the person did not name."""
+    given = Path(path)
+    parts = given.absolute().parts
+    here = Path(parts[0])
+    for part in parts[1:]:
+        here = here / part
+        if os.path.islink(here):
+            raise ArchiveError(
+                f"{option} {given}: {here} is a symbolic link; name the real folder (custodes never writes "
+                "evidence through a link)"
             )
     return given

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -175,6 +176,72 @@ class GivenPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class ArchivePath(GivenPath):
+    """ARCHIVE of a command that works on an existing archive. In the archive service it is the archive
+    served: the caller reached the service through this path, which names the archive in the caller's
+    folder, not the service's. It need not be readable: an archive kept by a service lets others only pass
+    through its folder, to the service's socket."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(readable=False, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from custodes.service import request
+
+        served = request()
+        return str(served.archive) if served is not None else super().convert(value, param, ctx)
+
+
+class ClientInput(click.Path):
+    """A file or folder a command reads (a volume, a task file). Through the service, the client opens it and
+    passes the descriptor, and the service reads it only if it is that same file: nobody can make the service
+    read something for them that they could not open themselves."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from custodes.service import request
+
+        served = request()
+        return super().convert(value if served is None else served.input_path(value), param, ctx)
+
+
+class ClientOutput(GivenPath):
+    """A file or folder a command writes (``--to``, ``--iso``, ``--out``). Through the service, the command
+    writes it into the service's private outbox and the client writes it as the person (see custodes.service).
+    ``served_default``: the value an omitted option takes through the service."""
+
+    def __init__(
+        self,
+        *,
+        served_default: str | None = None,
+        preflight: Callable[[str, str], None] | None = None,
+        replaces: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.served_default = served_default
+        self.replaces = replaces  # the file it names is replaced whole (a report), never written into
+        #: ``preflight(option, path)``: what the command checks of the path before it logs or writes anything,
+        #: run by the client on its own path when the command goes to the service (which sees only its outbox).
+        self.preflight = preflight
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from custodes.service import request
+
+        value = super().convert(value, param, ctx)
+        served = request()
+        return (
+            value if served is None or param is None or param.name is None else served.stage_output(value, param.name)
+        )
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path for the lines a command prints: through the service, an output as the caller named it."""
+    from custodes.service import request
+
+    served = request()
+    return os.fspath(path) if served is None else served.shown(path)
+
+
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600, above=True)
 
@@ -231,7 +298,7 @@ def archive_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
     as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2."""
 
-    @click.argument("archive", type=click.Path(path_type=str, exists=True, file_okay=False))
+    @click.argument("archive", type=ArchivePath(path_type=str, exists=True, file_okay=False))
     @functools.wraps(fn)
     def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
         with _open_archive(archive) as opened:
@@ -332,6 +399,13 @@ class CustodesGroup(click.Group):
     custodes' other errors become one line on stderr and exit 2; Ctrl-C exits
     130 without a traceback. Anything else is a bug and keeps its traceback."""
 
+    #: The command line of the latest run: what the CLI hands the archive service when one keeps the archive.
+    args: list[str] = []
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        self.args = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -360,7 +434,14 @@ def _is_refusal(e: BaseException) -> bool:
 
 @click.group(cls=CustodesGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="custodes")
-def main() -> None:
+@click.option(
+    "--server",
+    envvar="CUSTODES_SERVER",
+    type=GivenPath(path_type=str, dir_okay=False),
+    default=None,
+    help="The archive service's socket (default: ARCHIVE/run/custodes.sock when a service answers there).",
+)
+def main(server: str | None) -> None:
     """custodes: keep law-enforcement footage unaltered and provably complete."""
 
 
@@ -744,10 +825,86 @@ def _note_archive(path: str) -> None:
 
 
 def _open_archive(path: str) -> Archive:
+    """The archive a command works on. When a service keeps it, the command line goes to the service
+    instead, and this process exits with the service's exit code. Otherwise (embedded) only the
+    archive's owner may work on it directly."""
     from custodes.archive import open_archive
+    from custodes.service import request
 
     _note_archive(path)
+    if request() is None:
+        _forward_if_served(path)
+        _refuse_unless_owner(path)
     return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+
+
+def _forward_if_served(path: str) -> None:
+    from custodes import service
+
+    ctx = click.get_current_context()
+    server = ctx.find_root().params.get("server")
+    conn = service.connect(server if server is not None else service.socket_path(path), required=server is not None)
+    if conn is None:
+        return  # no service: embedded
+    params = [(p, ctx.params.get(p.name or "")) for p in ctx.command.params]
+    inputs = [v for p, v in params if isinstance(p.type, ClientInput) and v is not None]
+    outputs = {
+        p.name: v if v is not None else p.type.served_default
+        for p, v in params
+        if isinstance(p.type, ClientOutput) and p.name and (v is not None or p.type.served_default is not None)
+    }
+    named = [(p, outputs[p.name]) for p, _ in params if isinstance(p.type, ClientOutput) and p.name in outputs]
+    for p, v in named:
+        _preflight_output(path, p, v)
+        for other, w in named:  # a disc image inside the bag it images, say: the other output would take it in
+            if other is not p and Path(w).resolve() in Path(v).resolve().parents:
+                raise CustodesError(
+                    f"{max(p.opts, key=len)} {v}: that is inside {max(other.opts, key=len)} {w}; write it beside"
+                )
+    replaceable = frozenset(p.name for p, _ in named if isinstance(p.type, ClientOutput) and p.type.replaces and p.name)
+    root = ctx.find_root().command
+    argv = root.args if isinstance(root, CustodesGroup) else sys.argv[1:]
+    sys.stdout.flush()
+    sys.exit(service.forward(conn, argv, inputs, outputs, replaceable))
+
+
+def _preflight_output(archive: str, param: click.Parameter, value: str) -> None:
+    """The checks an output path gets before the command runs, here on the caller's side of the service."""
+    from custodes.archive import refuse_inside, refuse_links
+
+    assert isinstance(param.type, ClientOutput)
+    option = max(param.opts, key=len)
+    refuse_links(refuse_inside(archive, value, option), option)
+    if param.type.preflight is not None:
+        param.type.preflight(option, value)
+
+
+def _new_bag_folder(_option: str, value: str) -> None:
+    from custodes.export import check_destination
+
+    check_destination(Path(value))
+
+
+def _new_file(option: str, value: str) -> None:
+    if os.path.lexists(value):
+        raise CustodesError(
+            f"{option} {value}: a file is already there; name a new file (a disc image never replaces one)"
+        )
+    if not Path(value).absolute().parent.is_dir():
+        raise CustodesError(f"{option} {value}: the folder {Path(value).absolute().parent} does not exist")
+
+
+def _refuse_unless_owner(path: str) -> None:
+    from custodes.archive import ArchiveError
+    from custodes.identity import account_name
+
+    owner = os.stat(path).st_uid
+    if owner != os.getuid():
+        raise ArchiveError(
+            f"{path}: the archive belongs to {account_name(owner)} and no archive service answers for it; "
+            f"without a service custodes works on an archive only as its owner. Ask for `custodes serve` to be "
+            f"run as {account_name(owner)}, or run this as {account_name(owner)}"
+        )
 
 
 def _bytes_progress(out: Output) -> tuple[ProgressLine, Callable[[int, int], None]]:
@@ -814,10 +971,39 @@ def init_command(
         )
 
 
-@main.command("ingest")
-@click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
+@main.command("serve")
+@click.argument("archive", type=GivenPath(path_type=str, exists=True, file_okay=False, readable=False))
 @click.option(
-    "--archive", "archive_path", required=True, type=GivenPath(path_type=str), help="The archive to ingest into."
+    "--socket",
+    "listen",
+    type=GivenPath(path_type=str, dir_okay=False),
+    default=None,
+    help="Listen here instead of ARCHIVE/run/custodes.sock (clients then pass --server PATH).",
+)
+@output_options(quiet_help="No line on stderr when the service is ready (--json still prints its object).")
+def serve_command(archive: str, listen: str | None, out: Output) -> None:
+    """Run the archive service: the one process that writes the catalog, reads
+    the objects and holds the signing key. Run it as the archive's own account
+    (see the README for a systemd unit). Everyone else runs the usual commands;
+    the CLI hands them to the service, which knows each caller's account from
+    the kernel (SO_PEERCRED) and applies the policy's [people] roles. Stops on
+    SIGTERM or Ctrl-C."""
+    from custodes.identity import account_name
+    from custodes.service import serve
+
+    def ready(root: object, path: object) -> None:
+        if out.json:
+            _write_json({"archive": str(root), "socket": str(path), "account": account_name(os.getuid())})
+        out.note(f"serving {root} on {path} as {account_name(os.getuid())}")
+
+    _note_archive(archive)
+    serve(archive, listen, ready)
+
+
+@main.command("ingest")
+@click.argument("volume", type=ClientInput(path_type=str, exists=True, file_okay=False))
+@click.option(
+    "--archive", "archive_path", required=True, type=ArchivePath(path_type=str), help="The archive to ingest into."
 )
 @volume_options
 @workers_option("Files copied")
@@ -1082,7 +1268,7 @@ def task_group() -> None:
 
 @task_group.command("import")
 @archive_argument
-@click.argument("file", type=click.Path(path_type=str, exists=True, dir_okay=False))
+@click.argument("file", type=ClientInput(path_type=str, exists=True, dir_okay=False))
 @output_options(quiet_help="Print nothing on success (no line counting the tasks; --json still prints them).")
 def task_import_command(archive: Archive, file: str, out: Output) -> None:
     """Import tasks from CSV (id,type,start,end,officers,devices; names split by ';')
@@ -1246,9 +1432,10 @@ def access_deny_command(archive: Archive, request: int, reason: str, out: Output
 @click.option(
     "--to",
     "to_dir",
-    type=click.Path(path_type=str, file_okay=False),
+    type=ClientOutput(path_type=str, file_okay=False, served_default="."),
     default=None,
-    help="Copy the recording here (read-only) instead of printing the stored object's path.",
+    help="Copy the recording here (read-only) instead of printing the stored object's path "
+    "(through the archive service, whose objects only it can read: the current folder by default).",
 )
 @output_options(quiet_help="Accepted for compatibility: the path opened is the output.")
 def access_open_command(archive: Archive, request: int, segment: int, to_dir: str | None, out: Output) -> None:
@@ -1256,9 +1443,13 @@ def access_open_command(archive: Archive, request: int, segment: int, to_dir: st
     (and logged) without approval, after expiry, outside the request, or for a
     classified recording without a role that may see it."""
     from custodes.access import open_recording
+    from custodes.service import request as served
 
-    path = open_recording(archive, request, segment, to_dir)
-    _write_json({"request": request, "segment": segment, "path": str(path)}) if out.json else click.echo(str(path))
+    serving = served()
+    if to_dir is None and serving is not None:  # only the service reads its objects: it sends a copy
+        to_dir = serving.stage_output(".", "to_dir")
+    path = shown_path(open_recording(archive, request, segment, to_dir))
+    _write_json({"request": request, "segment": segment, "path": path}) if out.json else click.echo(path)
 
 
 @access_group.command("classify")
@@ -1446,9 +1637,19 @@ def retention_purge_command(archive: Archive, request: int | None, resume: bool,
 @click.option(
     "--request", type=CatalogInt(), required=True, help="An approved export request naming every recording of the case."
 )
-@click.option("--to", "to_dir", required=True, type=click.Path(path_type=str), help="New folder for the BagIt bag.")
 @click.option(
-    "--iso", "iso", type=click.Path(path_type=str, dir_okay=False), default=None, help="Also write a disc image."
+    "--to",
+    "to_dir",
+    required=True,
+    type=ClientOutput(path_type=str, preflight=_new_bag_folder),
+    help="New folder for the BagIt bag.",
+)
+@click.option(
+    "--iso",
+    "iso",
+    type=ClientOutput(path_type=str, dir_okay=False, preflight=_new_file),
+    default=None,
+    help="Also write a disc image.",
 )
 @click.option(
     "--description",
@@ -1474,8 +1675,9 @@ def export_command(
     bag = export_case(archive, case_id, request, to_dir, description)
     if iso_path is not None:
         write_iso(bag, iso_path, case_id)
-    result = {"bag": str(bag), "iso": iso}
-    _write_json(result) if out.json else out.say(f"bag {bag}" + (f", disc image {iso}" if iso else ""))
+    bag_shown, iso_shown = shown_path(bag), None if iso is None else shown_path(iso)
+    result = {"bag": bag_shown, "iso": iso_shown}
+    _write_json(result) if out.json else out.say(f"bag {bag_shown}" + (f", disc image {iso_shown}" if iso else ""))
 
 
 @main.group("bag")
@@ -1537,7 +1739,13 @@ def _check_scope(scope: str) -> str:
     show_default=True,
     help="A reporter: json, csv, html, pdf (see `custodes plugins`).",
 )
-@click.option("--out", "out_path", required=True, type=GivenPath(path_type=str, dir_okay=False), help="File to write.")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=ClientOutput(path_type=str, dir_okay=False, replaces=True),
+    help="File to write.",
+)
 @click.option("--from", "start", type=TEXT_LINE, default=None, help="Period start (RFC 3339).")
 @click.option("--to", "end", type=TEXT_LINE, default=None, help="Period end (RFC 3339), exclusive.")
 @click.option(
@@ -1614,6 +1822,6 @@ def report_command(
         if os.path.exists(temp):
             os.unlink(temp)
     if out.json:
-        _write_json({"format": fmt, "out": os.path.abspath(out_path), "findings": len(model["findings"])})
+        _write_json({"format": fmt, "out": shown_path(os.path.abspath(out_path)), "findings": len(model["findings"])})
     else:
-        out.say(f"{fmt} report written to {out_path}")
+        out.say(f"{fmt} report written to {shown_path(out_path)}")

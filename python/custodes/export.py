@@ -34,7 +34,7 @@ from custodes import __version__, keys, ledger, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for
-from custodes.archive import Archive, refuse_inside_archive
+from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.findings import rfc3339
@@ -68,7 +68,7 @@ def export_case(
     bag = refuse_inside_archive(archive, to, "--to")
     refuse_links(bag, "--to")
     _clean_stale_staging(archive, bag)  # what a crashed export left must not make --to look taken
-    _check_destination(bag)
+    check_destination(bag)
     rows = archive.catalog.segments.of_case(case)
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
@@ -101,21 +101,6 @@ def export_case(
             f"export of case {case} failed: {why}; the failure is in the ledger and no bag was left at {final}"
         ) from None
     return final
-
-
-def refuse_links(path: str | os.PathLike[str], option: str) -> Path:
-    """An output path reached through a symbolic link (any component, the last included) is refused:
-    a link planted in the way would send evidence, or a write, somewhere the person did not name."""
-    given = Path(path)
-    parts = given.absolute().parts
-    here = Path(parts[0])
-    for part in parts[1:]:
-        here = here / part
-        if os.path.islink(here):
-            raise ExportError(
-                f"{option} {given}: {here} is a symbolic link; name the real folder (an export never follows a link)"
-            )
-    return given
 
 
 def _reason(e: BaseException) -> str:
@@ -196,7 +181,7 @@ def _stage(
     return payload
 
 
-def _check_destination(bag: Path) -> None:
+def check_destination(bag: Path) -> None:
     """``--to`` names a new folder or an empty one: a bag never lands on a file or mixes into other files
     (another bag above all). Checked before anything is logged or written."""
     if (bag.is_symlink() and not bag.exists()) or (bag.exists() and not bag.is_dir()):

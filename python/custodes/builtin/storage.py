@@ -51,8 +51,9 @@ class LocalStore:
     @classmethod
     def open(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
         store = cls(Path(location), options.get("algorithm", "sha256"))
-        store.objects.mkdir(parents=True, exist_ok=True)
-        store.tmp.mkdir(parents=True, exist_ok=True)
+        store.objects.parent.mkdir(mode=0o700, exist_ok=True)
+        store.objects.mkdir(mode=0o700, exist_ok=True)
+        store.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         return store
 
     def path_for(self, digest: str) -> Path:
@@ -73,8 +74,9 @@ class LocalStore:
         and the error raised, so a failed put never leaves an object that no
         catalog row will ever name (``verify`` would call it unexpected)."""
         final = self.path_for(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        for folder in (final.parent.parent, final.parent):  # each made 0700 (parents=True would not)
+            folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(temp, stat.S_IRUSR)  # read-only, and for the archive's account alone
         created = False
         try:
             storage_op("write", final)

@@ -1,0 +1,86 @@
+"""Who is acting: an account the kernel vouches for, never an environment variable.
+
+Two ways to act on an archive (see :mod:`custodes.service`):
+
+- **Through the archive service**, the one process that writes the catalog and
+  holds the signing key. It learns each caller's account from the kernel
+  (``SO_PEERCRED`` on its Unix socket: the caller's real uid, as PostgreSQL's
+  ``peer`` authentication does) and acts as that account for the request.
+- **Embedded**, on the folder itself: the process's real uid (``getuid()``,
+  not ``LOGNAME``/``USER``, which anyone can set). The CLI does this only as
+  the archive's owner, a one-person station.
+
+The policy's ``[people]`` table maps accounts to roles; ``[identity]`` may
+give an account another name in the records. A tool that authenticates its
+own users (a web front end) runs each of their acts inside
+:func:`acting_as`, and answers for that mapping.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+__all__ = ["Caller", "acting_as", "account_name", "current_caller", "peer_caller", "served"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An account and how custodes knows it: ``peer`` (the kernel, through the service's socket),
+    ``process`` (this process's real uid) or ``tool`` (a program that authenticated the person itself)."""
+
+    uid: int | None
+    account: str
+    via: str
+
+
+_acting: ContextVar[Caller | None] = ContextVar("custodes_acting", default=None)
+
+
+def account_name(uid: int) -> str:
+    """The account name of ``uid``; an account without a passwd entry (a container's stray uid) is ``uid:N``."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
+
+
+def current_caller() -> Caller:
+    """Who acts now: the caller the service or a tool set with :func:`acting_as`, else this process's real uid."""
+    caller = _acting.get()
+    if caller is not None:
+        return caller
+    uid = os.getuid()
+    return Caller(uid, account_name(uid), "process")
+
+
+def served() -> bool:
+    """True while acting for a caller of the archive service."""
+    caller = _acting.get()
+    return caller is not None and caller.via == "peer"
+
+
+@contextmanager
+def acting_as(caller: Caller) -> Iterator[Caller]:
+    """Act as ``caller`` inside the block (this thread or task only)."""
+    token = _acting.set(caller)
+    try:
+        yield caller
+    finally:
+        _acting.reset(token)
+
+
+# struct ucred in <sys/socket.h>: pid_t pid; uid_t uid; gid_t gid (three 32-bit ints on Linux).
+_UCRED = struct.Struct("3i")
+
+
+def peer_caller(conn: socket.socket) -> Caller:
+    """The account at the other end of a connected Unix socket, as the kernel recorded it at connect time."""
+    _pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return Caller(uid, account_name(uid), "peer")

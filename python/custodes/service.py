@@ -1,0 +1,499 @@
+"""The archive service: one process keeps the archive; people reach it through a Unix socket.
+
+``custodes serve ARCHIVE`` runs as the archive's own account, the only one
+that can read its folders (0700), objects (0400), catalog and signing key
+(0600). The same ``custodes`` CLI, run by anyone, finds the socket in the
+archive's ``run/`` folder (or ``--server PATH``) and hands the service its
+command line. The service learns who is asking from the kernel (``SO_PEERCRED``),
+runs the command as that account (:func:`custodes.identity.acting_as`), and
+streams back its stdout, stderr and exit code, so a command reads and exits
+the same in both modes.
+
+Paths a person names stay that person's:
+
+- an input (a volume to ingest, a task file) is opened by the client, and the
+  descriptor is passed with the request: the service accepts the path only if
+  it is the very file the caller could open (device and inode match), so
+  nobody makes the service read a file for them that they cannot read;
+- an output (``access open --to``, ``export --to``/``--iso``, ``report --out``)
+  is written by the command into a private staging folder of the service, then
+  streamed to the client, which writes it as the person, never through a link
+  (``O_NOFOLLOW|O_EXCL``), never replacing a file, never world-readable.
+
+Requests are served one at a time: the catalog takes one writer anyway, and
+a single thread keeps each request's identity and output apart.
+
+Frames from the service: one byte of kind, four bytes of length, the payload:
+``o``/``e`` stdout/stderr bytes; ``D`` a folder and ``F`` a file to create
+(JSON: output index, relative path, mode), ``d`` the file's bytes, ``c`` its
+end; ``x`` the exit code, last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from custodes._durable import fsync_dir
+from custodes.errors import CustodesError
+from custodes.identity import Caller, account_name, acting_as, peer_caller
+
+__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "request", "serve", "socket_path"]
+
+SOCKET_NAME = "custodes.sock"
+PROTOCOL = 1
+_FRAME = struct.Struct(">cI")
+_MAX_HEADER = 1 << 20
+_MAX_FDS = 16
+_CHUNK = 1 << 20
+#: A caller has this long to send its request, and to take each frame of the answer.
+_REQUEST_TIMEOUT_S = 30.0
+_ANSWER_TIMEOUT_S = 300.0
+#: What the service tells a client when the command hit a bug (as sysexits.h's EX_SOFTWARE).
+EXIT_INTERNAL = 70
+
+
+class ServiceError(CustodesError):
+    """The service cannot be started, reached, or understood."""
+
+    kind = "service"
+
+
+def socket_path(archive: str | os.PathLike[str]) -> Path:
+    """Where an archive's service listens by default: ``ARCHIVE/run/custodes.sock``."""
+    return Path(archive) / "run" / SOCKET_NAME
+
+
+# ---- the request being served -------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One client's request, as the service runs it: the archive served, the caller's working folder (for
+    relative paths), the descriptors the caller passed for its input paths, and the staged outputs."""
+
+    archive: Path
+    cwd: str
+    inputs: dict[str, int]  # the path as the caller gave it -> the descriptor the caller opened it as
+    outbox: Path
+    #: Each output parameter's name -> (the path the caller named, made absolute; where it is staged).
+    outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
+
+    def absolute(self, given: str) -> str:
+        return os.path.join(self.cwd, given)
+
+    def input_path(self, given: str) -> str:
+        """The caller's input path, once it is proven to be the file the caller opened."""
+        fd = self.inputs.get(given)
+        path = self.absolute(given)
+        if fd is None:
+            raise ServiceError(f"{given}: the client did not open it; run the command with the custodes CLI")
+        try:
+            named, opened = os.stat(path), os.fstat(fd)
+        except OSError as e:
+            raise ServiceError(f"{given}: the archive service cannot read it ({e.strerror})") from None
+        if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            raise ServiceError(f"{given}: changed while the request was sent; run the command again")
+        return path
+
+    def stage_output(self, given: str, name: str) -> str:
+        """Where the command writes the output ``name`` the caller named: a fresh place in the outbox."""
+        staged = self.outbox / str(len(self.outputs)) / "out"
+        staged.parent.mkdir(mode=0o700)
+        self.outputs[name] = (self.absolute(given), staged)
+        return str(staged)
+
+    def shown(self, path: str | os.PathLike[str]) -> str:
+        """A staged path as the caller named it (for the lines a command prints)."""
+        text = os.fspath(path)
+        for given, staged in self.outputs.values():
+            if text == str(staged) or text.startswith(f"{staged}{os.sep}"):
+                return given + text[len(str(staged)) :]
+        return text
+
+
+_request: ContextVar[Request | None] = ContextVar("custodes_request", default=None)
+
+
+def request() -> Request | None:
+    """The request being served, or None outside the service (the CLI on its own, or the library)."""
+    return _request.get()
+
+
+# ---- the service ------------------------------------------------------------------------
+
+
+def serve(
+    archive: str | os.PathLike[str],
+    listen: str | os.PathLike[str] | None = None,
+    on_ready: Callable[[Path, Path], None] | None = None,
+) -> None:
+    """Serve ``archive`` on its socket until SIGTERM or SIGINT. Only the archive's owner may serve it.
+    ``on_ready(archive, socket)`` is called once the socket accepts connections."""
+    from custodes.archive import open_archive
+
+    root = Path(archive).absolute()
+    owner = os.stat(root).st_uid
+    if owner != os.getuid():
+        raise ServiceError(
+            f"{root} belongs to {account_name(owner)}; run `custodes serve` as that account (the service "
+            "is the one process that reads the archive and holds its signing key)"
+        )
+    os.umask(0o077)
+    open_archive(root).close()  # a damaged archive is refused now, not at the first request
+    path = Path(listen) if listen is not None else socket_path(root)
+    if listen is None:
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(path.parent, 0o755)
+        os.chmod(root, 0o711)  # people reach run/ through the archive folder, without seeing what else is there
+    server = _bind(path)
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        server.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if on_ready is not None:
+        on_ready(root, path)
+    try:
+        while not stopping:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                if stopping:
+                    break
+                raise
+            with conn:
+                _answer(root, conn)
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _bind(path: Path) -> socket.socket:
+    """Listen on ``path``; a socket left by a service that died is replaced, a live one is not."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ServiceError(f"{path}: exists and is not a socket; move it away, then start the service")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+        else:
+            raise ServiceError(f"{path}: a service already answers there; stop it first")
+        finally:
+            probe.close()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    # Anyone may connect: who they are comes from the kernel, and what they may do from the policy's roles.
+    os.chmod(path, 0o666)
+    server.listen(16)
+    return server
+
+
+def _answer(root: Path, conn: socket.socket) -> None:
+    """Serve one connection; whatever goes wrong ends this request only, never the service."""
+    fds: list[int] = []
+    try:
+        caller = peer_caller(conn)
+        conn.settimeout(_REQUEST_TIMEOUT_S)
+        header, fds = _read_request(conn)
+        conn.settimeout(_ANSWER_TIMEOUT_S)
+        _run(root, conn, caller, header, fds)
+    except (OSError, ServiceError, ValueError) as e:
+        print(f"custodes: a request failed: {e}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            _send(conn, b"e", f"custodes: the archive service could not answer: {e}\n".encode())
+            _send(conn, b"x", struct.pack(">i", 2))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, _MAX_FDS)
+    while not data.endswith(b"\n"):
+        if len(data) > _MAX_HEADER:
+            raise ServiceError("the request is too long")
+        more = conn.recv(65536)
+        if not more:
+            raise ServiceError("the client hung up before its request was complete")
+        data += more
+    header = json.loads(data)
+    if not isinstance(header, dict) or header.get("v") != PROTOCOL:
+        raise ServiceError(f"this service speaks protocol {PROTOCOL}; use the custodes CLI of the same version")
+    argv, cwd, inputs = header.get("argv"), header.get("cwd"), header.get("inputs")
+    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)):
+        raise ServiceError("a malformed request (argv and cwd)")
+    if not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs) and len(inputs) == len(fds)):
+        raise ServiceError("a malformed request (each input path needs its descriptor)")
+    return header, fds
+
+
+def _run(root: Path, conn: socket.socket, caller: Caller, header: dict[str, Any], fds: list[int]) -> None:
+    from custodes.cli import main
+
+    argv: list[str] = header["argv"]
+    with tempfile.TemporaryDirectory(prefix="custodes-outbox-") as outbox:
+        req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), Path(outbox))
+        token = _request.set(req)
+        code: int
+        try:
+            with acting_as(caller), _redirected(conn):
+                print(f"custodes: {caller.account}: {' '.join(argv[:2])}", file=sys.__stderr__, flush=True)
+                code = _exit_code(main, argv)
+        finally:
+            _request.reset(token)
+        if code == 0 or req.outputs:
+            _ship_outputs(conn, req)
+    _send(conn, b"x", struct.pack(">i", code))
+
+
+def _exit_code(main: Any, argv: list[str]) -> int:
+    try:
+        main.main(args=argv, prog_name="custodes", standalone_mode=True)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except Exception:  # a bug: the caller gets one line, the service's log the traceback
+        traceback.print_exc(file=sys.__stderr__)
+        print("custodes: internal error in the archive service (its log has the details)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0
+
+
+class _FrameWriter(io.RawIOBase):
+    """A byte stream sent to the client as frames of one kind (``o`` or ``e``)."""
+
+    def __init__(self, conn: socket.socket, kind: bytes) -> None:
+        self.conn, self.kind = conn, kind
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        if data:
+            _send(self.conn, self.kind, data)
+        return len(data)
+
+
+@contextlib.contextmanager
+def _redirected(conn: socket.socket) -> Iterator[None]:
+    """stdout and stderr of the command go to the client, as they would to its terminal."""
+    saved = sys.stdout, sys.stderr
+    out, err = (
+        io.TextIOWrapper(io.BufferedWriter(_FrameWriter(conn, kind)), "utf-8", "backslashreplace", write_through=True)
+        for kind in (b"o", b"e")
+    )
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:
+        for stream in (out, err):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _send(conn: socket.socket, kind: bytes, payload: bytes) -> None:
+    conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
+
+
+def _ship_outputs(conn: socket.socket, req: Request) -> None:
+    """Stream what the command staged to the client: folders first, then each file's bytes."""
+    for name, (_given, staged) in req.outputs.items():
+        if staged.is_file():
+            _ship_file(conn, name, "", staged)
+            continue
+        if not staged.is_dir():
+            continue  # the command wrote nothing there (it failed, or the output was optional)
+        for dirpath, dirnames, filenames in os.walk(staged):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, staged)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            _send(conn, b"D", json.dumps({"output": name, "rel": rel_dir}).encode())
+            for file in sorted(filenames):
+                _ship_file(conn, name, os.path.join(rel_dir, file), Path(dirpath) / file)
+
+
+def _ship_file(conn: socket.socket, output: str, rel: str, path: Path) -> None:
+    with open(path, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        _send(conn, b"F", json.dumps({"output": output, "rel": rel, "mode": stat.S_IMODE(mode)}).encode())
+        while chunk := f.read(_CHUNK):
+            _send(conn, b"d", chunk)
+    _send(conn, b"c", b"")
+
+
+# ---- the client ---------------------------------------------------------------------------
+
+
+def connect(listen: str | os.PathLike[str], *, required: bool) -> socket.socket | None:
+    """A connection to the service at ``listen``; None when none answers there and ``required`` is False
+    (no socket, or one a stopped service left behind: the CLI then works embedded)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(os.fspath(listen))
+    except OSError as e:
+        conn.close()
+        if required:
+            raise ServiceError(
+                f"{os.fspath(listen)}: no archive service answers there ({e.strerror}); start it with "
+                "`custodes serve ARCHIVE` as the archive's account"
+            ) from None
+        return None
+    return conn
+
+
+def forward(
+    conn: socket.socket,
+    argv: list[str],
+    inputs: list[str],
+    outputs: dict[str, str],
+    replaceable: frozenset[str] = frozenset(),
+) -> int:
+    """Send a command line to the service on ``conn``; print what it prints, write what it sends, and
+    return its exit code. ``inputs``: the input paths as given (each opened here, its descriptor passed);
+    ``outputs``: each output parameter's name -> the path as given; ``replaceable``: the outputs that
+    replace a file already there (a report), where every other output refuses to."""
+    fds: list[int] = []
+    try:
+        for given in inputs:
+            try:
+                fds.append(os.open(given, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
+            except OSError as e:
+                raise ServiceError(f"{given}: cannot open it: {e.strerror}") from None
+        header = json.dumps({"v": PROTOCOL, "argv": argv, "cwd": os.getcwd(), "inputs": inputs}) + "\n"
+        socket.send_fds(conn, [header.encode("utf-8", "surrogateescape")], fds)
+        return _receive(conn, _ClientFiles(outputs, replaceable))
+    finally:
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+
+def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
+    reader = conn.makefile("rb")
+    try:
+        while True:
+            head = reader.read(_FRAME.size)
+            if len(head) < _FRAME.size:
+                raise ServiceError("the archive service hung up before the command finished; see its log")
+            kind, length = _FRAME.unpack(head)
+            payload = reader.read(length)
+            if len(payload) < length:
+                raise ServiceError("the archive service hung up in the middle of an answer; see its log")
+            if kind in (b"o", b"e"):
+                stream = sys.stdout if kind == b"o" else sys.stderr
+                stream.flush()
+                stream.buffer.write(payload)
+                stream.buffer.flush()
+            elif kind == b"x":
+                return int(struct.unpack(">i", payload)[0])
+            else:
+                writer.frame(kind, payload)
+    finally:
+        writer.abandon()
+
+
+class _ClientFiles:
+    """Writes the files the service streams, as the person running the CLI: each under a temp name opened
+    ``O_EXCL|O_NOFOLLOW``, fsynced, then linked to its name (which never replaces a file or follows a link),
+    owner-only (read-only when the service's copy was)."""
+
+    def __init__(self, outputs: dict[str, str], replaceable: frozenset[str]) -> None:
+        self.outputs, self.replaceable = outputs, replaceable
+        self.current: tuple[BinaryIO, Path, Path, int, bool] | None = None
+
+    def _target(self, meta: dict[str, Any]) -> Path:
+        name, rel = meta.get("output"), meta.get("rel")
+        if name not in self.outputs or not isinstance(rel, str):
+            raise ServiceError("the archive service sent a file for no output of this command")
+        base = Path(self.outputs[name])
+        if os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise ServiceError(f"the archive service sent a path outside {base}: {rel!r}")
+        return base / rel if rel else base
+
+    def frame(self, kind: bytes, payload: bytes) -> None:
+        if kind == b"D":
+            _make_folder(self._target(json.loads(payload)))
+        elif kind == b"F":
+            meta = json.loads(payload)
+            target = self._target(meta)
+            _make_folder(target.parent)
+            temp = target.with_name(f".{target.name[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            replace = meta["output"] in self.replaceable and not meta["rel"]
+            self.current = (os.fdopen(fd, "wb"), temp, target, int(meta.get("mode", 0o600)), replace)
+        elif kind == b"d" and self.current is not None:
+            self.current[0].write(payload)
+        elif kind == b"c" and self.current is not None:
+            self._close()
+        else:
+            raise ServiceError(f"the archive service sent an unknown frame {kind!r}")
+
+    def _close(self) -> None:
+        assert self.current is not None
+        f, temp, target, mode, replace = self.current
+        self.current = None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            # Owner-only, and read-only when the service's copy was (a recording opened for viewing).
+            os.fchmod(f.fileno(), 0o400 if not mode & stat.S_IWUSR else 0o600)
+            f.close()
+            try:
+                if replace:
+                    os.rename(temp, target)  # replaces the name itself: a link there is replaced, never followed
+                else:
+                    os.link(temp, target, follow_symlinks=False)
+            except FileExistsError:
+                raise ServiceError(f"{target}: a file of that name is already there; nothing was replaced") from None
+            fsync_dir(target.parent)
+        finally:
+            f.close()
+            temp.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        if self.current is not None:
+            f, temp = self.current[0], self.current[1]
+            self.current = None
+            f.close()
+            temp.unlink(missing_ok=True)
+
+
+def _make_folder(path: Path) -> None:
+    """Make ``path`` and its missing parents, owner-only; a link where the folder should be is refused,
+    never followed (a planted link would carry the footage wherever it points)."""
+    missing = []
+    p = path
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        os.mkdir(folder, 0o700)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ServiceError(f"{path}: is not a folder (a link or a file is in the way); nothing was written there")

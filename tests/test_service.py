@@ -1,0 +1,273 @@
+"""The archive service (issue 13): one account keeps the archive, people are real accounts the kernel names.
+
+Every test here runs the service as its own account and the CLI as other real accounts (helpers.serve,
+helpers.as_account; the suite creates them, as root). Identity never comes from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    SERVICE_ACCOUNT,
+    account_python,
+    as_,
+    as_account,
+    catalog_rows,
+    refused,
+    request,
+    run_cli,
+    serve,
+    stop_service,
+)
+
+
+def _log(arch: Path) -> list[tuple[str, str, int]]:
+    return catalog_rows(arch, "SELECT person, action, ok FROM access_log ORDER BY id")
+
+
+def _as(user: str, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(*map(lambda a: a if isinstance(a, Path) else str(a), args), user=user, env=env)
+
+
+def test_a_viewer_who_says_she_is_the_approver_is_still_the_viewer(cli_archive: Path) -> None:
+    # Issue 13: `LOGNAME=bob custodes access approve` approved one's own request in the approver's name.
+    rid = request(cli_archive, "carol", 1)
+    pretend = {"LOGNAME": "bob", "USER": "bob"}
+    refused(_as("carol", "access", "approve", cli_archive, rid, env=pretend), "carol is not an approver")
+    refused(
+        _as("carol", "retention", "hold", cli_archive, "--segment", "1", "--reason", "x", env=pretend),
+        "carol may not hold",
+    )
+    assert _log(cli_archive)[-2:] == [("carol", "approve", 0), ("carol", "hold", 0)]
+    status = catalog_rows(cli_archive, "SELECT status, decided_by FROM access_requests WHERE id = ?", (rid,))
+    assert status == [("pending", None)]
+    # The real approver may, and the record names him.
+    assert _as("bob", "access", "approve", cli_archive, rid, env={"LOGNAME": "carol"}).returncode == 0
+    status = catalog_rows(cli_archive, "SELECT status, decided_by FROM access_requests WHERE id = ?", (rid,))
+    assert status == [("approved", "bob")]
+
+
+def test_a_person_without_a_role_cannot_read_an_object_the_catalog_or_the_key(cli_archive: Path) -> None:
+    serve(cli_archive)
+    objects = sorted((cli_archive / "objects").rglob("*"))
+    an_object = next(p for p in objects if p.is_file())
+    for path in (an_object, cli_archive / "catalog.sqlite", cli_archive / "private", cli_archive / "custodes.toml"):
+        for person in ("mallory", "carol"):
+            out = subprocess.run([*as_account(person), "cat", str(path)], capture_output=True)
+            assert out.returncode == 1 and b"Permission denied" in out.stderr, (person, path, out)
+    listing = subprocess.run([*as_account("mallory"), "ls", str(cli_archive)], capture_output=True)
+    assert listing.returncode == 2 and b"Permission denied" in listing.stderr
+    # What init and ingest made is the archive account's alone: folders 0700 (the top one may only be
+    # passed through, to reach run/), objects 0400, every other file 0600.
+    assert stat.S_IMODE(cli_archive.stat().st_mode) == 0o711
+    for p in cli_archive.rglob("*"):
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        if p.parent == cli_archive / "run" or p == cli_archive / "run":
+            continue
+        if p.is_dir():
+            assert mode == 0o700, (p, oct(mode))
+        elif "objects" in p.parts:
+            assert mode == 0o400, (p, oct(mode))
+        else:
+            assert mode == 0o600, (p, oct(mode))
+        assert p.lstat().st_uid == stat_uid(SERVICE_ACCOUNT)
+
+
+def stat_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid
+
+
+def test_without_a_service_only_the_owner_works_on_the_archive(cli_archive: Path) -> None:
+    serve(cli_archive)  # hands the archive to the service account
+    stop_service(cli_archive)
+    assert not (cli_archive / "run" / "custodes.sock").exists()
+    out = _as_without_service("carol", "verify", cli_archive)
+    assert out.returncode == 2, out
+    assert b"belongs to custodes-svc and no archive service answers for it" in out.stderr
+    assert b"Traceback" not in out.stderr
+    # The owner works embedded, as itself, and a decision that needs a second person is refused and logged.
+    rid = _as_without_service(SERVICE_ACCOUNT, "access", "request", cli_archive, "--segment", "1", "--reason", "x")
+    assert rid.returncode == 1 and b"custodes-svc has no role" in rid.stderr  # the owner acts as itself, no one else
+
+
+def _as_without_service(user: str, *args: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*as_account(user), *account_python(), *map(str, args)],
+        capture_output=True,
+        timeout=120,
+        cwd=Path(args[-1]).parent if isinstance(args[-1], Path) else None,
+    )
+
+
+def test_the_embedded_owner_cannot_be_the_second_person(tmp_path: Path) -> None:
+    arch = tmp_path / "station"
+    assert run_cli("init", arch, "-q").returncode == 0
+    policy = arch / "custodes.toml"
+    policy.write_text(
+        policy.read_text() + '\n[people]\n"officer 7" = "viewer"\n"officer 8" = "approver"\n'
+        '[identity]\nroot = "officer 7"\n'
+    )
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    (vol / "clip.mp4").write_bytes((Path(__file__).parent / "data/footage/encoders/go-mp4-sample.mp4").read_bytes())
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    made = run_cli("access", "request", arch, "--segment", "1", "--reason", "review", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["requester"] == "officer 7"  # [identity] names the account in the records
+    # Another name in [identity] cannot make the one account two people: only the service has two callers.
+    policy.write_text(policy.read_text().replace('root = "officer 7"', 'root = "officer 8"'))
+    out = run_cli("access", "approve", arch, "1")
+    assert out.returncode == 1, out.stderr
+    assert b"a decision needs a second person" in out.stderr
+    assert catalog_rows(arch, "SELECT status FROM access_requests") == [("pending",)]
+    assert catalog_rows(arch, "SELECT person, action, ok FROM access_log ORDER BY id")[-1] == (
+        "officer 8",
+        "approve",
+        0,
+    )
+
+
+def test_a_copy_is_written_as_the_person_and_never_through_a_planted_link(cli_archive: Path, tmp_path: Path) -> None:
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    view = tmp_path / "view"
+    view.mkdir(mode=0o777)
+    view.chmod(0o1777)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not footage\n")
+    (view / "androidx-sample.mp4").symlink_to(victim)  # planted by someone else, where the copy would go
+    out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", view)
+    assert out.returncode == 2 and b"already there; nothing was replaced" in out.stderr, out
+    assert victim.read_text() == "not footage\n"
+    assert sorted(p.name for p in view.iterdir()) == ["androidx-sample.mp4"]  # no temp left behind
+    # A folder that is a link is refused whole.
+    linked = tmp_path / "linked"
+    linked.symlink_to(victim.parent / "elsewhere", target_is_directory=True)
+    (victim.parent / "elsewhere").mkdir()
+    out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", linked)
+    assert out.returncode == 2 and b"is not a folder (a link or a file is in the way)" in out.stderr, out
+    assert list((victim.parent / "elsewhere").iterdir()) == []
+    # Into a fresh folder: carol's file, read-only, for her alone, with the footage's bytes.
+    mine = tmp_path / "mine"
+    out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", mine, "--json")
+    assert out.returncode == 0, out.stderr
+    copy = Path(json.loads(out.stdout)["path"])
+    assert copy == mine / "androidx-sample.mp4"
+    st = copy.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (stat_uid("carol"), 0o400)
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    shas = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 1")
+    assert __import__("hashlib").sha256(copy.read_bytes()).hexdigest() == shas[0][0]
+
+
+def test_the_service_reads_only_input_files_the_caller_can_open(cli_archive: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "tasks.csv"
+    secret.write_text("id,type,start,end,officers,devices\nT1,stop,2024-03-01T10:00:00Z,2024-03-01T10:05:00Z,,B\n")
+    secret.chmod(0o600)  # root's: alice may not read it, though the service could be asked to
+    out = as_("alice", "task", "import", cli_archive, secret)
+    assert out.returncode == 2, out
+    assert b"tasks.csv' is not readable" in out.stderr  # the CLI's own check, before it asks the service
+    # A client of its own that names the file but passes another descriptor, or none, is refused by the service.
+    for passed in ("/dev/null", None):
+        answer = _raw_request(cli_archive, "alice", ["task", "import", str(cli_archive), str(secret)], secret, passed)
+        assert b"x\x00\x00\x00\x04\x00\x00\x00\x02" in answer, answer  # exit 2
+        why = b"changed while the request was sent" if passed else b"the client did not open it"
+        assert why in answer, answer
+    assert catalog_rows(cli_archive, "SELECT count(*) FROM tasks") == [(0,)]
+    secret.chmod(0o644)
+    assert as_("alice", "task", "import", cli_archive, secret).returncode == 0
+    assert catalog_rows(cli_archive, "SELECT count(*) FROM tasks") == [(1,)]
+
+
+def test_commands_read_and_exit_the_same_through_the_service(cli_archive: Path, tmp_path: Path) -> None:
+    embedded = run_cli("verify", cli_archive, "--json")
+    serve(cli_archive)
+    served = run_cli("verify", cli_archive, "--json")  # root, through the service
+    assert (embedded.returncode, served.returncode) == (0, 0)
+    assert json.loads(embedded.stdout) == json.loads(served.stdout)
+    report = tmp_path / "out" / "report.json"
+    (tmp_path / "out").mkdir()
+    out = run_cli("report", cli_archive, "--out", report, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["out"] == str(report)
+    assert json.loads(report.read_text())["archive"]
+    bad = run_cli("access", "approve", cli_archive, "999")
+    assert bad.returncode == 2 and bad.stderr == b"custodes: no access request 999\n"
+    usage = run_cli("access", "approve", cli_archive, "--hours", "nan", "1")
+    assert usage.returncode == 2 and b"Traceback" not in usage.stderr
+
+
+def test_the_service_runs_only_as_the_archive_owner_and_only_once(cli_archive: Path, tmp_path: Path) -> None:
+    serve(cli_archive)
+    again = subprocess.run(
+        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
+    )
+    assert again.returncode == 2 and b"a service already answers there; stop it first" in again.stderr
+    stop_service(cli_archive)
+    not_owner = subprocess.run(
+        [*as_account("alice"), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
+    )
+    assert not_owner.returncode == 2 and b"run `custodes serve` as that account" in not_owner.stderr
+    # A socket left by a service that was killed is replaced by the next one.
+    killed = serve(cli_archive)
+    killed.kill()
+    killed.wait()
+    stop_service(cli_archive)
+    assert (cli_archive / "run" / "custodes.sock").exists()
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with pytest.raises(ConnectionRefusedError):
+        probe.connect(str(cli_archive / "run" / "custodes.sock"))
+    probe.close()
+    start = time.monotonic()
+    serve(cli_archive)
+    assert time.monotonic() - start < 60
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+
+
+def test_a_caller_that_never_sends_its_request_does_not_hold_the_service(cli_archive: Path) -> None:
+    serve(cli_archive)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(str(cli_archive / "run" / "custodes.sock"))
+    silent.sendall(b'{"v": 1, "argv": ["verify"')  # and then nothing: no newline
+    silent.shutdown(socket.SHUT_WR)
+    out = run_cli("verify", cli_archive, "-q")
+    assert out.returncode == 0, out.stderr
+    answer = silent.recv(4096)
+    silent.close()
+    assert b"the client hung up before its request was complete" in answer
+    assert os.path.exists(cli_archive / "run" / "custodes.sock")
+
+
+_RAW_CLIENT = """
+import json, os, socket, sys
+argv, given, passed, path = json.loads(sys.argv[1])
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(path)
+fds = [os.open(passed, os.O_RDONLY)] if passed else []
+header = {"v": 1, "argv": argv, "cwd": "/", "inputs": [given] if passed else []}
+socket.send_fds(conn, [json.dumps(header).encode() + b"\\n"], fds)
+data = b""
+while chunk := conn.recv(65536):
+    data += chunk
+sys.stdout.buffer.write(data)
+"""
+
+
+def _raw_request(arch: Path, user: str, argv: list[str], given: Path, passed: str | None) -> bytes:
+    """A request sent by a client of the caller's own making, not the custodes CLI; the service's raw answer."""
+    python = account_python()[0]
+    args = json.dumps([argv, str(given), passed, str(arch / "run" / "custodes.sock")])
+    out = subprocess.run([*as_account(user), python, "-S", "-c", _RAW_CLIENT, args], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
