@@ -260,12 +260,14 @@ def grant(arch: Path, role: str, person: str | None = None) -> str:
 
 
 #: The people of the custody tests: a custodian, two approvers, a viewer; approvers may see classified footage.
+#: root, who runs the tests, audits (through the service, nobody without a role sees anything).
 PEOPLE = """
 [people]
 alice = "custodian"
 bob = "approver"
 carol = "viewer"
 dave = "approver"
+root = "auditor"
 
 [access]
 window_hours = 72

@@ -156,7 +156,7 @@ def test_a_copy_is_written_as_the_person_and_never_through_a_planted_link(cli_ar
     linked.symlink_to(victim.parent / "elsewhere", target_is_directory=True)
     (victim.parent / "elsewhere").mkdir()
     out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", linked)
-    assert out.returncode == 2 and b"is not a folder (a link or a file is in the way)" in out.stderr, out
+    assert out.returncode == 2 and b"linked is a symbolic link; name the real folder" in out.stderr, out
     assert list((victim.parent / "elsewhere").iterdir()) == []
     # Into a fresh folder: carol's file, read-only, for her alone, with the footage's bytes.
     mine = tmp_path / "mine"
@@ -264,10 +264,65 @@ sys.stdout.buffer.write(data)
 """
 
 
-def _raw_request(arch: Path, user: str, argv: list[str], given: Path, passed: str | None) -> bytes:
+def _raw_request(arch: Path, user: str, argv: list[str], given: Path | None, passed: str | None) -> bytes:
     """A request sent by a client of the caller's own making, not the custodes CLI; the service's raw answer."""
     python = account_python()[0]
     args = json.dumps([argv, str(given), passed, str(arch / "run" / "custodes.sock")])
     out = subprocess.run([*as_account(user), python, "-S", "-c", _RAW_CLIENT, args], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def test_nobody_without_a_role_gets_anything_through_the_service(cli_archive: Path, tmp_path: Path) -> None:
+    serve(cli_archive)
+    before = len(_log(cli_archive))
+    for command in (
+        ["verify", cli_archive],
+        ["report", cli_archive, "--out", tmp_path / "r.json"],
+        ["ledger", "verify", cli_archive],
+        ["retention", "due", cli_archive],
+    ):
+        refused(_as("mallory", *command), "mallory has no role in this archive's policy")
+    assert not (tmp_path / "r.json").exists()
+    assert _log(cli_archive)[before:] == [
+        ("mallory", "verify", 0),
+        ("mallory", "report", 0),
+        ("mallory", "ledger_verify", 0),
+        ("mallory", "retention_due", 0),
+    ]
+    # Ingest adds evidence: through the service only a custodian may, and a viewer's try is logged.
+    vol = tmp_path / "BWC0009"
+    vol.mkdir()
+    (vol / "clip.mp4").write_bytes((Path(__file__).parent / "data/footage/phones/bt601.mov").read_bytes())
+    refused(_as("carol", "ingest", vol, "--archive", cli_archive), r"carol may not ingest \(needs custodian\)")
+    assert _as("alice", "ingest", vol, "--archive", cli_archive, "--driver", "generic").returncode in (0, 1)
+    assert catalog_rows(cli_archive, "SELECT count(*) FROM segments") == [(4,)]
+
+
+def test_the_service_runs_archive_commands_only(cli_archive: Path) -> None:
+    serve(cli_archive)
+    key = cli_archive / "private"
+    for argv in (["hash", str(key)], ["init", "/tmp/elsewhere"], ["serve", str(cli_archive)], ["bag", "validate", "/"]):
+        answer = _raw_request(cli_archive, "alice", argv, None, None)
+        assert b"it runs only commands on its archive" in answer and answer.endswith(
+            b"x\x00\x00\x00\x04\x00\x00\x00\x02"
+        )
+    assert not Path("/tmp/elsewhere").exists()
+
+
+def test_a_trusted_key_file_is_read_from_the_callers_descriptor(cli_archive: Path, tmp_path: Path) -> None:
+    vkey = (cli_archive / "keys" / "checkpoint.vkey").read_text().strip()
+    serve(cli_archive)
+    pinned = tmp_path / "pinned" / "archive.vkey"
+    pinned.parent.mkdir(mode=0o700)  # root's private folder: the service's account cannot enter it
+    pinned.write_text(vkey + "\n")
+    for given in (str(pinned), vkey):
+        out = run_cli("verify", cli_archive, "--trusted-key", given, "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["trust"]["source"] == "trusted-key"
+    assert run_cli("init", tmp_path / "another", "-q").returncode == 0
+    other = tmp_path / "pinned" / "other.vkey"
+    other.write_text((tmp_path / "another" / "keys" / "checkpoint.vkey").read_text())
+    out = run_cli("verify", cli_archive, "--trusted-key", other, "--json")
+    assert out.returncode == 1, out.stderr
+    assert "untrusted_key" in {f["kind"] for f in json.loads(out.stdout)["findings"]}

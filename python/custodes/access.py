@@ -151,6 +151,23 @@ def require_role(
     return person
 
 
+#: What a caller of the archive service needs for a command beyond having a role (the default): ingesting
+#: adds evidence, which only a custodian does for others; the embedded owner is the station itself.
+SERVED_ROLES: dict[str, tuple[str, ...]] = {"ingest": ("custodian",)}
+
+
+def require_role_to_serve(archive: Archive, command: str) -> str:
+    """The gate of the archive service: the caller has a role in the policy (else the refusal is logged,
+    even for a command that only reads: a report or a verification shows what the catalog holds), and the
+    role :data:`SERVED_ROLES` asks for the command."""
+    person = current_person(archive)
+    action = command.replace(" ", "_")
+    if person_role(archive, person) is None:
+        raise _refuse(archive, None, person, action, None, f"{person} has no role in this archive's policy")
+    roles = SERVED_ROLES.get(command)
+    return person if roles is None else require_role(archive, roles, action)
+
+
 def refuse(archive: Archive, request: int | None, action: str, segment: int | None, why: str) -> AccessDenied:
     """Log and ledger a refusal of ``action`` by the current person; returns the error to raise."""
     return _refuse(archive, request, current_person(archive), action, segment, why)

@@ -193,15 +193,41 @@ class ArchivePath(GivenPath):
 
 
 class ClientInput(click.Path):
-    """A file or folder a command reads (a volume, a task file). Through the service, the client opens it and
-    passes the descriptor, and the service reads it only if it is that same file: nobody can make the service
-    read something for them that they could not open themselves."""
+    """A file or folder a command uses (a volume, a task file, a witness folder). Through the service, the
+    client opens it and passes the descriptor: the service reads a file from that descriptor, and a folder only
+    if it is that same folder, so nobody can make the service read something for them that they could not
+    open themselves (see custodes.service)."""
+
+    def is_input(self, value: str) -> bool:
+        """Whether ``value`` names a file or folder for the client to open (see :class:`KeyOrFile`)."""
+        return True
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from custodes.service import request
 
         served = request()
-        return super().convert(value if served is None else served.input_path(value), param, ctx)
+        if served is None or not self.is_input(value):
+            return super().convert(value, param, ctx)
+        return super().convert(served.input_path(value), param, ctx)
+
+
+class KeyOrFile(ClientInput):
+    """``--trusted-key KEY|FILE``: the verifier-key text itself, or a file holding it."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=str, dir_okay=False)
+
+    def is_input(self, value: str) -> bool:
+        from custodes.ledger import LedgerError, VerifierKey
+
+        try:
+            VerifierKey.parse(value)
+        except LedgerError:
+            return True
+        return False
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(value, param, ctx) if self.is_input(value) else value
 
 
 class ClientOutput(GivenPath):
@@ -835,7 +861,35 @@ def _open_archive(path: str) -> Archive:
     if request() is None:
         _forward_if_served(path)
         _refuse_unless_owner(path)
-    return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+        return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+    from custodes.access import require_role_to_serve
+
+    archive = open_archive(path)
+    try:  # through the service, nobody without a role in the policy sees anything of the archive
+        require_role_to_serve(archive, click.get_current_context().command_path.partition(" ")[2])
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def served_command(argv: list[str]) -> str | None:
+    """The command ``argv`` names ("access open") when it works on an archive, the only kind the archive
+    service runs; None for any other (hash, probe, init, serve, a bag ...), which the caller runs itself."""
+    ctx = main.make_context("custodes", list(argv), resilient_parsing=True)
+    command: click.Command = main
+    rest, names = [*ctx.protected_args, *ctx.args], []
+    while isinstance(command, click.Group):
+        if not rest:
+            return None
+        name, sub, rest = command.resolve_command(ctx, rest)
+        if sub is None or name is None:
+            return None
+        names.append(name)
+        command = sub
+        ctx = sub.make_context(name, list(rest), parent=ctx, resilient_parsing=True)
+        rest = [*ctx.protected_args, *ctx.args]
+    return " ".join(names) if any(isinstance(p.type, ArchivePath) for p in command.params) else None
 
 
 def _forward_if_served(path: str) -> None:
@@ -847,7 +901,7 @@ def _forward_if_served(path: str) -> None:
     if conn is None:
         return  # no service: embedded
     params = [(p, ctx.params.get(p.name or "")) for p in ctx.command.params]
-    inputs = [v for p, v in params if isinstance(p.type, ClientInput) and v is not None]
+    inputs = [v for p, v in params if isinstance(p.type, ClientInput) and v is not None and p.type.is_input(v)]
     outputs = {
         p.name: v if v is not None else p.type.served_default
         for p, v in params
@@ -1058,7 +1112,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
         fn = click.option(
             "--trusted-key",
             "trusted_key",
-            type=TEXT_LINE,
+            type=KeyOrFile(),
             default=None,
             help="The verifier key kept outside the archive (as init printed it), or a file holding it; "
             "checkpoints must verify with it, through the key rotations in the ledger.",
@@ -1066,7 +1120,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
         if witness:
             fn = click.option(
                 "--witness",
-                type=click.Path(path_type=str, exists=True, file_okay=False),
+                type=ClientInput(path_type=str, exists=True, file_okay=False),
                 default=None,
                 help="A folder `ledger publish` wrote checkpoints to: the ledger must extend every one.",
             )(fn)
@@ -1212,7 +1266,7 @@ def ledger_rotate_key_command(archive: Archive, out: Output) -> None:
 
 @ledger_group.command("publish")
 @archive_argument
-@click.argument("folder", metavar="DIR", type=GivenPath(path_type=str, file_okay=False))
+@click.argument("folder", metavar="DIR", type=ClientInput(path_type=str, file_okay=False))
 @output_options(quiet_help="Print nothing on success (--json still prints what was published).")
 def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     """Append each signed checkpoint not yet published to DIR, an outside

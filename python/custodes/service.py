@@ -60,6 +60,8 @@ _FRAME = struct.Struct(">cI")
 _MAX_HEADER = 1 << 20
 _MAX_FDS = 16
 _CHUNK = 1 << 20
+#: The largest input file (a task list, a policy) the service copies from a caller's descriptor.
+_MAX_INPUT = 64 << 20
 #: A caller has this long to send its request, and to take each frame of the answer.
 _REQUEST_TIMEOUT_S = 30.0
 _ANSWER_TIMEOUT_S = 300.0
@@ -92,23 +94,54 @@ class Request:
     outbox: Path
     #: Each output parameter's name -> (the path the caller named, made absolute; where it is staged).
     outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
+    #: Input files copied from the caller's descriptors: (the path as given, the copy the command reads).
+    staged_inputs: list[tuple[str, Path]] = field(default_factory=list)
 
     def absolute(self, given: str) -> str:
         return os.path.join(self.cwd, given)
 
     def input_path(self, given: str) -> str:
-        """The caller's input path, once it is proven to be the file the caller opened."""
+        """The path the command reads for an input the caller named. A file is read from the descriptor the
+        caller passed (the service may have no right to its name) into the outbox; a folder (a volume) is
+        walked by name, with the service's rights, once proven to be the folder the caller opened."""
         fd = self.inputs.get(given)
-        path = self.absolute(given)
         if fd is None:
             raise ServiceError(f"{given}: the client did not open it; run the command with the custodes CLI")
+        opened = os.fstat(fd)
+        if stat.S_ISREG(opened.st_mode):
+            return self._stage_input(given, fd, opened.st_size)
         try:
-            named, opened = os.stat(path), os.fstat(fd)
+            named = os.stat(self.absolute(given))
         except OSError as e:
-            raise ServiceError(f"{given}: the archive service cannot read it ({e.strerror})") from None
+            raise ServiceError(
+                f"{given}: the archive service cannot reach it ({e.strerror}); a folder it reads (a device volume) "
+                "must be readable by the service's account"
+            ) from None
         if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
-        return path
+        return self.absolute(given)
+
+    def _stage_input(self, given: str, fd: int, size: int) -> str:
+        if size > _MAX_INPUT:
+            raise ServiceError(f"{given}: {size} bytes is more than the service takes for one file ({_MAX_INPUT})")
+        folder = self.outbox / f"in-{len(self.staged_inputs)}"
+        folder.mkdir(mode=0o700)
+        staged = folder / (os.path.basename(given.rstrip(os.sep)) or "input")
+        with open(staged, "xb") as f:
+            offset = 0
+            while chunk := os.pread(fd, _CHUNK, offset):
+                offset += len(chunk)
+                if offset > _MAX_INPUT:
+                    raise ServiceError(f"{given}: grew past {_MAX_INPUT} bytes while it was read")
+                f.write(chunk)
+        self.staged_inputs.append((given, staged))
+        return str(staged)
+
+    def shown_text(self, data: bytes) -> bytes:
+        """Error and note lines with each staged path as the caller named it."""
+        for given, staged in [*self.staged_inputs, *self.outputs.values()]:
+            data = data.replace(os.fsencode(staged), os.fsencode(given))
+        return data
 
     def stage_output(self, given: str, name: str) -> str:
         """Where the command writes the output ``name`` the caller named: a fresh place in the outbox."""
@@ -250,15 +283,17 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 
 def _run(root: Path, conn: socket.socket, caller: Caller, header: dict[str, Any], fds: list[int]) -> None:
-    from custodes.cli import main
+    from custodes.cli import main, served_command
 
     argv: list[str] = header["argv"]
+    if served_command(argv) is None:  # a raw client may send anything: the service runs archive commands only
+        raise ServiceError(f"it runs only commands on its archive, not `custodes {' '.join(argv[:2])}`")
     with tempfile.TemporaryDirectory(prefix="custodes-outbox-") as outbox:
         req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), Path(outbox))
         token = _request.set(req)
         code: int
         try:
-            with acting_as(caller), _redirected(conn):
+            with acting_as(caller), _redirected(conn, req):
                 print(f"custodes: {caller.account}: {' '.join(argv[:2])}", file=sys.__stderr__, flush=True)
                 code = _exit_code(main, argv)
         finally:
@@ -284,10 +319,11 @@ def _exit_code(main: Any, argv: list[str]) -> int:
 
 
 class _FrameWriter(io.RawIOBase):
-    """A byte stream sent to the client as frames of one kind (``o`` or ``e``)."""
+    """A byte stream sent to the client as frames of one kind (``o`` or ``e``), each passed through
+    ``shown`` first."""
 
-    def __init__(self, conn: socket.socket, kind: bytes) -> None:
-        self.conn, self.kind = conn, kind
+    def __init__(self, conn: socket.socket, kind: bytes, shown: Callable[[bytes], bytes]) -> None:
+        self.conn, self.kind, self.shown = conn, kind, shown
 
     def writable(self) -> bool:
         return True
@@ -295,17 +331,21 @@ class _FrameWriter(io.RawIOBase):
     def write(self, b: Any) -> int:
         data = bytes(b)
         if data:
-            _send(self.conn, self.kind, data)
+            _send(self.conn, self.kind, self.shown(data))
         return len(data)
 
 
 @contextlib.contextmanager
-def _redirected(conn: socket.socket) -> Iterator[None]:
-    """stdout and stderr of the command go to the client, as they would to its terminal."""
+def _redirected(conn: socket.socket, req: Request) -> Iterator[None]:
+    """stdout and stderr of the command go to the client, as they would to its terminal. Lines on stderr
+    name staged paths as the caller named them; stdout is data (JSON among it), which the commands print
+    with :func:`custodes.cli.shown_path` themselves, so it is sent as written."""
     saved = sys.stdout, sys.stderr
     out, err = (
-        io.TextIOWrapper(io.BufferedWriter(_FrameWriter(conn, kind)), "utf-8", "backslashreplace", write_through=True)
-        for kind in (b"o", b"e")
+        io.TextIOWrapper(
+            io.BufferedWriter(_FrameWriter(conn, kind, shown)), "utf-8", "backslashreplace", write_through=True
+        )
+        for kind, shown in ((b"o", lambda data: data), (b"e", req.shown_text))
     )
     sys.stdout, sys.stderr = out, err
     try:
