@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -98,11 +99,21 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
     assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
     v = run_cli("verify", arch, "--json", "--workers", "2")
     assert v.returncode == 0
-    assert json.loads(v.stdout) == {
+    verified = json.loads(v.stdout)
+    vkey = (arch / "keys" / "checkpoint.vkey").read_text().strip()
+    assert verified == {
         "ok": True,
         "checked": 3,
         "bytes": sum(p.stat().st_size for p in dcim_volume.rglob("*") if p.is_file()),
         "findings": [],
+        # No --trusted-key: it says it trusted the archive's own key, and which.
+        "trust": {
+            "key": vkey,
+            "fingerprint": hashlib.sha256(vkey.encode()).hexdigest(),
+            "source": "archive",
+            "rotations": [],
+            "witness": None,
+        },
     }
     assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
     assert run_cli("ledger", "verify", arch).returncode == 0
