@@ -7,7 +7,9 @@ Archives come in two kinds: ``archive`` is an open ``Archive`` object for librar
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +31,21 @@ from helpers import (
 
 if TYPE_CHECKING:
     from custodes.archive import Archive
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Test folders live in a folder of this session's own, not under /tmp/pytest-of-<user>: every pytest run
+    makes that one 0700 again, which shuts the test accounts out of the archives a running session serves
+    them (helpers.serve opens the folders on their way)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"custodes-tests-{os.getpid()}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A session's folder is removed when everything passed; after a failure it stays, to be looked at."""
+    basetemp = session.config.option.basetemp
+    if exitstatus == 0 and basetemp and Path(basetemp).name.startswith("custodes-tests-"):
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

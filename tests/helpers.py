@@ -49,12 +49,14 @@ def run_cli(
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     command = [sys.executable, "-m", "custodes"]
     full_env = {**os.environ, **(env or {})}
+    handed = _archive_in(args)
+    if user is None and handed is not None and _served_before(handed):
+        serve(handed)  # an archive once handed to its service stays served, for root's commands too
     if user is not None:
-        for arg in args:
-            if isinstance(arg, Path) and (arg / "custodes.toml").is_file():
-                serve(arg)
-                cwd = cwd if cwd is not None else arg.parent  # a folder the person may write (copies land here)
-                break
+        arch = _archive_in(args)
+        if arch is not None:
+            serve(arch)
+            cwd = cwd if cwd is not None else arch.parent  # a folder the person may write (copies land here)
         prefix, command = as_account(user), account_python()
         full_env["HOME"] = "/"  # LOGNAME and USER stay whatever they were: they say nothing about who runs it
     return subprocess.run(
@@ -172,6 +174,60 @@ def serve(arch: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[
             raise AssertionError(f"the service of {arch} did not start: {log_path.read_text()}")
         time.sleep(0.05)
     return service
+
+
+def _served_before(arch: Path) -> bool:
+    import pwd
+
+    try:
+        return arch.stat().st_uid == pwd.getpwnam(SERVICE_ACCOUNT).pw_uid
+    except KeyError:
+        return False
+
+
+def copy_archive(src: Path, dst: Path) -> Path:
+    """A copy of an archive (as root: the copy is root's until a service takes it), without its run/ folder,
+    whose socket belongs to the service of the original."""
+    return Path(
+        shutil.copytree(src, dst, symlinks=True, ignore=lambda folder, _: ["run"] if Path(folder) == src else [])
+    )
+
+
+def _archive_in(args: Sequence[object]) -> Path | None:
+    return next((a for a in args if isinstance(a, Path) and (a / "custodes.toml").is_file()), None)
+
+
+def run_cli_with_faults(
+    *args: str | Path,
+    user: str | None = None,
+    fault: str | None = None,
+    log: Path | None = None,
+    crashpoint: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """``custodes ARGS`` with a storage fault planned (``CUSTODES_FAULT``, see custodes._faults) in the process
+    that does the work: with ``user``, the archive's service, started with the plan for this one command and
+    stopped after it (a caller's environment never reaches the service); else the CLI itself. ``log``: where
+    the storage operations are logged (``CUSTODES_FAULT_LOG``); ``crashpoint``: a ``CUSTODES_CRASHPOINT`` phase
+    (custodes._faults.crashpoint) where the process is killed. When a crash plan killed the service, the
+    client must have said so, and the exit code is the service's (-9), as it is the CLI's when it does the work."""
+    env = {
+        "CUSTODES_FAULT": fault or "",
+        "CUSTODES_FAULT_LOG": "" if log is None else str(log),
+        "CUSTODES_CRASHPOINT": crashpoint or "",
+    }
+    arch = _archive_in(args)
+    if user is None or arch is None:
+        return run_cli(*args, env=env, user=user)
+    stop_service(arch)
+    service = serve(arch, env=env)
+    try:
+        out = run_cli(*args, user=user)
+    finally:
+        stop_service(arch)
+    if service.returncode == -9:  # a crash plan killed the service mid-command: report that, as for the CLI
+        assert out.returncode == 2 and b"the archive service hung up before the command finished" in out.stderr, out
+        out.returncode = -9
+    return out
 
 
 def stop_service(arch: Path) -> None:

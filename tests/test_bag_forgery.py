@@ -14,7 +14,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, as_, catalog_rows, one_line_error, request, run_cli
+from helpers import FOOTAGE, as_, catalog_rows, copy_archive, one_line_error, request, run_cli
 
 
 def validate(bag: Path) -> tuple[int, list[str]]:
@@ -235,7 +234,7 @@ def test_an_export_cut_off_after_its_entry_is_ledgered_failed_by_the_next(cli_ar
     marked staging folder; the next export to that place removes it and ledgers the cut-off export as failed."""
     rid = approved_export(cli_archive, "C-7", 1, 3)
     clean = tmp_path / "clean"
-    shutil.copytree(cli_archive, clean)
+    copy_archive(cli_archive, clean)
     log = tmp_path / "ops"
     assert (
         fault_run("export", clean, "--case", "C-7", "--request", rid, "--to", tmp_path / "b0", log=log).returncode == 0
@@ -270,7 +269,7 @@ def test_a_failure_after_the_export_entry_is_ledgered_against_it(cli_archive: Pa
     entry is followed by export_failed naming it, nothing is left beside --to, and the next run exports."""
     rid = approved_export(cli_archive, "C-7", 1, 3)
     clean = tmp_path / "clean"
-    shutil.copytree(cli_archive, clean)
+    copy_archive(cli_archive, clean)
     log = tmp_path / "ops"
     assert (
         fault_run("export", clean, "--case", "C-7", "--request", rid, "--to", tmp_path / "b0", log=log).returncode == 0

@@ -117,13 +117,19 @@ def test_quiet_init_prints_nothing(tmp_path: Path) -> None:
 
 
 def test_quiet_verify_and_ledger_verify_leave_out_the_summary(archive: Path) -> None:
+    # The first line says which key was trusted, and that it came from the archive itself (issue 13).
+    trusted = "trusted key {} (taken from the archive itself (keys/checkpoint.vkey); pin it with --trusted-key)\n"
+    fingerprint = hashlib.sha256((archive / "keys" / "checkpoint.vkey").read_text().strip().encode()).hexdigest()
     loud = invoke("verify", archive)
-    assert loud.exit_code == 0 and loud.stdout.startswith("intact: 0 objects")
+    assert (
+        loud.exit_code == 0
+        and loud.stdout == trusted.format(fingerprint) + "intact: 0 objects, 0 B checked, 0 finding(s)\n"
+    )
     quiet = invoke("verify", archive, "--quiet")
     assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
 
     loud = invoke("ledger", "verify", archive)
-    assert loud.exit_code == 0 and loud.stdout == "ledger consistent: 0 finding(s)\n"
+    assert loud.exit_code == 0 and loud.stdout == trusted.format(fingerprint) + "ledger consistent: 0 finding(s)\n"
     quiet = invoke("ledger", "verify", archive, "-q")
     assert quiet.exit_code == 0 and quiet.stdout == ""
 

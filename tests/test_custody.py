@@ -25,7 +25,8 @@ def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) ->
     refused(
         as_("carol", "access", "open", cli_archive, rid, "--segment", "3"), r"segment\(s\) \[3\] are not in request"
     )
-    refused(as_("mallory", "access", "open", cli_archive, rid, "--segment", "1"), "is carol's, not mallory's")
+    refused(as_("dave", "access", "open", cli_archive, rid, "--segment", "1"), "is carol's, not dave's")
+    refused(as_("mallory", "access", "open", cli_archive, rid, "--segment", "1"), "mallory has no role")
     refused(
         as_("mallory", "access", "request", cli_archive, "--segment", "1", "--reason", "curious"), "mallory has no role"
     )
@@ -52,7 +53,8 @@ def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) ->
         entries = [json.loads(e)["type"] for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger ORDER BY seq")]
         assert verify(a).ok
     refusals = [(p, act) for p, act, ok in log if not ok]
-    assert len(refusals) == 11 and ("carol", "open") in refusals and ("mallory", "request") in refusals
+    # mallory has no role: the service's gate refuses (and logs) her under the command's name.
+    assert len(refusals) == 12 and ("carol", "open") in refusals and ("mallory", "access_request") in refusals
     assert ("carol", "open", 1) in log and ("dave", "open", 1) in log
     assert entries.count("access_open") == 9  # every open attempt, allowed or refused, is in the ledger
     assert "access_approve" in entries and "access_deny" in entries and "access_classify" in entries
@@ -118,7 +120,7 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
         assert (tomb["type"], tomb["sha256"], tomb["by"]) == ("purge", sha, "alice")
     # The card still holds the purged recording: ingesting it again must not bring the bytes back
     # (found by a hostile user: they came back, and verify called the purge interrupted).
-    again = run_cli("ingest", cli_archive.parent / "BWC0001", "--archive", cli_archive, "--json")
+    again = as_("alice", "ingest", cli_archive.parent / "BWC0001", "--archive", cli_archive, "--json")
     assert again.returncode == 1, again.stderr  # the same findings as the first ingest (late, no clock)
     name = catalog_rows(cli_archive, "SELECT original_name FROM segments WHERE id = 1")[0][0]
     assert name in json.loads(again.stdout)["already_present"] and json.loads(again.stdout)["stored"] == []

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import bagit
@@ -33,7 +32,7 @@ import pytest
 
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, PEOPLE, catalog_rows, small_tmpfs
+from helpers import FOOTAGE, PEOPLE, catalog_rows, copy_archive, run_cli_with_faults, small_tmpfs
 
 #: About 200 short CLI runs in all (every N of every operation of three commands, and each re-run).
 pytestmark = pytest.mark.slow
@@ -73,17 +72,8 @@ def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
 def cli(
     *args: object, fault: str | None = None, log: Path | None = None, user: str | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """``custodes ARGS`` in a subprocess with a fault plan (helpers.run_cli cannot set one)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES_FAULT")}
-    if fault:
-        env["CUSTODES_FAULT"] = fault
-    if log:
-        env["CUSTODES_FAULT_LOG"] = str(log)
-    if user:
-        env["LOGNAME"] = env["USER"] = user
-    return subprocess.run(
-        [sys.executable, "-m", "custodes", *map(str, args)], capture_output=True, timeout=300, env=env
-    )
+    """``custodes ARGS`` with a fault plan, in the process that does the work (helpers.run_cli_with_faults)."""
+    return run_cli_with_faults(*[a if isinstance(a, Path) else str(a) for a in args], user=user, fault=fault, log=log)
 
 
 def logged(log: Path) -> list[tuple[str, int, str, bool]]:
@@ -294,7 +284,7 @@ def purge_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int,
     rid = json.loads(out.stdout)["id"]
     assert cli("access", "approve", arch, rid, user="bob").returncode == 0
     clean = root / "clean"
-    shutil.copytree(arch, clean)
+    copy_archive(arch, clean)
     out = cli("retention", "purge", clean, "--request", rid, user="alice", log=root / "ops")
     assert out.returncode == 0, out.stderr
     counts = count_ops(root / "ops")
@@ -311,7 +301,7 @@ def test_purge_through_every_fault(tmp_path: Path, purge_template: tuple[Path, i
     for n in range(1, counts[op] + 2):
         fault = plan(op, n)
         arch = tmp_path / f"archive-{n}"
-        shutil.copytree(template, arch)
+        copy_archive(template, arch)
         log = tmp_path / f"ops-{n}"
         out = cli("retention", "purge", arch, "--request", rid, user="alice", fault=fault, log=log)
         no_traceback(out)
@@ -362,7 +352,7 @@ def export_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
     rid = json.loads(out.stdout)["id"]
     assert cli("access", "approve", arch, rid, user="bob").returncode == 0
     clean = root / "clean"
-    shutil.copytree(arch, clean)
+    copy_archive(arch, clean)
     out = cli("export", clean, "--case", "C-9", "--request", rid, "--to", root / "bag", user="carol", log=root / "ops")
     assert out.returncode == 0, out.stderr
     assert bagit.Bag(str(root / "bag")).is_valid()
@@ -380,7 +370,7 @@ def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path,
     for n in range(1, counts[op] + 2):
         fault = plan(op, n)
         arch = tmp_path / f"archive-{n}"
-        shutil.copytree(template, arch)
+        copy_archive(template, arch)
         out_dir = tmp_path / f"out-{n}"
         out_dir.mkdir()
         bag = out_dir / "bag-C-9"
@@ -428,7 +418,7 @@ def test_export_to_a_mount_point_through_faults(
     only a hidden staging folder; either way the re-run writes the whole bag there."""
     template, rid, _ = export_template
     arch = tmp_path / "archive"
-    shutil.copytree(template, arch)
+    copy_archive(template, arch)
     log = tmp_path / "clean-ops"
     assert (
         cli("export", arch, "--case", "C-9", "--request", rid, "--to", mount_point, user="carol", log=log).returncode

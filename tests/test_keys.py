@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,18 @@ from custodes.ledger import (
     make_checkpoint,
     parse_checkpoint,
 )
-from helpers import FOOTAGE, as_, catalog_edit, catalog_rows, one_line_error, request, run_cli
+from helpers import (
+    FOOTAGE,
+    SERVICE_ACCOUNT,
+    as_,
+    catalog_edit,
+    catalog_rows,
+    ensure_accounts,
+    one_line_error,
+    request,
+    run_cli,
+    run_cli_with_faults,
+)
 
 HOUR = 3_600_000_000_000
 
@@ -172,7 +181,7 @@ def test_resigned_archive_is_caught_by_the_trusted_key(cli_archive: Path) -> Non
 
 
 def test_resigned_archive_is_caught_by_the_witness_without_a_trusted_key(cli_archive: Path, tmp_path: Path) -> None:
-    witness = tmp_path / "witness"
+    witness = _witness(tmp_path)
     out = run_cli("ledger", "publish", cli_archive, witness, "--json")
     assert out.returncode == 0, out.stderr
     published = sorted(int(p.name) for p in witness.iterdir())
@@ -192,7 +201,7 @@ def test_resigned_archive_is_caught_by_the_witness_without_a_trusted_key(cli_arc
 
 def test_the_witness_catches_a_rewrite_by_whoever_holds_the_signing_key(cli_archive: Path, tmp_path: Path) -> None:
     trusted = str(_vkey(cli_archive))
-    witness = tmp_path / "witness"
+    witness = _witness(tmp_path)
     assert run_cli("ledger", "publish", cli_archive, witness).returncode == 0
     own_key = load_private_key(cli_archive / "private" / "checkpoint.key")
     _move_and_resign(cli_archive, own_key)  # same key: every signature is genuine
@@ -206,7 +215,7 @@ def test_the_witness_catches_a_rewrite_by_whoever_holds_the_signing_key(cli_arch
 
 
 def test_the_witness_catches_a_rolled_back_ledger(cli_archive: Path, tmp_path: Path) -> None:
-    witness = tmp_path / "witness"
+    witness = _witness(tmp_path)
     _hold(cli_archive)
     assert run_cli("ledger", "publish", cli_archive, witness).returncode == 0
     (top,) = max(_sizes(cli_archive))
@@ -229,7 +238,7 @@ def test_the_witness_catches_a_rolled_back_ledger(cli_archive: Path, tmp_path: P
 def test_publish_appends_only_new_checkpoints_and_an_honest_archive_stays_consistent(
     cli_archive: Path, tmp_path: Path
 ) -> None:
-    witness = tmp_path / "witness"
+    witness = _witness(tmp_path)
     assert run_cli("ledger", "publish", cli_archive, witness).returncode == 0
     first = {p.name: (p.stat().st_ino, p.read_bytes()) for p in witness.iterdir()}
     _hold(cli_archive)
@@ -409,14 +418,23 @@ def test_a_forged_rotation_signed_by_the_new_key_only_is_caught(cli_archive: Pat
         assert json.loads(out.stdout)["trust"]["rotations"] == []
 
 
+def _witness(tmp_path: Path) -> Path:
+    """The outside folder checkpoints are published to, made beforehand: through the archive service it is the
+    service's account that appends to it (see the README), so that account may write it."""
+    import shutil
+
+    folder = tmp_path / "witness"
+    folder.mkdir()
+    ensure_accounts()
+    shutil.chown(folder, SERVICE_ACCOUNT, SERVICE_ACCOUNT)
+    return folder
+
+
 # ---- a crash in the middle of a rotation ----------------------------------------------------------------------
 
 
 def _crash(arch: Path, phase: str) -> None:
-    env = {**os.environ, "CUSTODES_CRASHPOINT": phase, "LOGNAME": "alice", "USER": "alice"}
-    out = subprocess.run(
-        [sys.executable, "-m", "custodes", "ledger", "rotate-key", str(arch)], env=env, capture_output=True, timeout=300
-    )
+    out = run_cli_with_faults("ledger", "rotate-key", arch, user="alice", crashpoint=phase)
     assert out.returncode == -9, out.stderr  # SIGKILL at the crash point
 
 

@@ -49,7 +49,7 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
+def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> Path:
     """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
     named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
     the temp is removed: a failed write leaves nothing behind."""
@@ -59,8 +59,9 @@ def durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
         else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     )
     try:
-        # 0600 whatever the umask: these are an archive's own files (checkpoints, the policy, the verifier key).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        # 0600 by default whatever the umask: an archive's own files (checkpoints, the policy, the verifier key).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        os.fchmod(fd, mode)  # the umask may have taken bits a published file needs
         with open(fd, "w", encoding="utf-8") as f:
             storage_op("write", tmp)
             f.write(text)
@@ -73,11 +74,11 @@ def durable_temp(path: Path, text: str, folder: Path | None = None) -> Path:
     return tmp
 
 
-def write_once(path: Path, text: str, folder: Path | None = None) -> None:
-    """Create ``path`` atomically; an existing file is never replaced."""
+def write_once(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> None:
+    """Create ``path`` atomically (``mode``: 0600 unless said); an existing file is never replaced."""
     if path.exists():
         return
-    tmp = durable_temp(path, text, folder)
+    tmp = durable_temp(path, text, folder, mode)
     try:
         storage_op("write", path)
         os.link(tmp, path)

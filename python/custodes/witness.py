@@ -134,6 +134,6 @@ def publish(archive: Archive, folder: Path) -> tuple[PublishResult, list[VerifyF
         if str(size) in names:
             continue
         chain.parse(note)  # only what the archive's keys signed leaves it
-        write_once(folder / str(size), note)
+        write_once(folder / str(size), note, mode=0o644)  # public: any witness reads it
         written.append(size)
     return PublishResult(str(folder), written, len(existing)), []
