@@ -230,6 +230,21 @@ def run_cli_with_faults(
     return out
 
 
+def hand_back(arch: Path) -> Path:
+    """The archive back from its service to root: the service stopped, the files root's again, so root works on
+    it embedded, as its owner (tests of the export's own crash mechanics, set up by people through the service)."""
+    stop_service(arch)
+    subprocess.run(["chown", "-R", "root:", str(arch)], check=True)
+    return arch
+
+
+def person_folder(path: Path, user: str) -> Path:
+    """A folder of ``user``'s own (made here, then given to that account), for what they export or open."""
+    path.mkdir(parents=True)
+    shutil.chown(path, user, user)
+    return path
+
+
 def stop_service(arch: Path) -> None:
     """Stop ``arch``'s service by its pid (SIGTERM, then SIGKILL after 10 s)."""
     service = SERVICES.pop(arch, None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, as_, catalog_rows, copy_archive, one_line_error, request, run_cli
+from helpers import (
+    FOOTAGE,
+    as_,
+    catalog_rows,
+    copy_archive,
+    hand_back,
+    one_line_error,
+    person_folder,
+    request,
+    run_cli,
+    run_cli_with_faults,
+)
 
 
 def validate(bag: Path) -> tuple[int, list[str]]:
@@ -179,10 +189,15 @@ def test_a_clean_custodes_bag_is_valid_to_both(case_bag: tuple[Path, Path]) -> N
 # --- export: ledgered only when whole, failures ledgered, no links, safe names ------------------------------------
 
 
-def approved_export(arch: Path, case: str, *segments: int) -> int:
+def approved_export(arch: Path, case: str, *segments: int, requester: str = "carol") -> int:
     segs = [x for s in segments for x in ("--segment", s)]
     assert as_("alice", "retention", "case", arch, "--case", case, *segs).returncode == 0
-    rid = request(arch, "carol", *segments, purpose="export")
+    if requester == "root":  # root audits; its request goes through the service like everyone's
+        out = run_cli("access", "request", arch, *segs, "--reason", "court order", "--purpose", "export", "--json")
+        assert out.returncode == 0, out.stderr
+        rid = json.loads(out.stdout)["id"]
+    else:
+        rid = request(arch, requester, *segments, purpose="export")
     assert as_("bob", "access", "approve", arch, rid).returncode == 0
     return rid
 
@@ -193,8 +208,7 @@ def test_an_export_whose_object_vanished_is_a_ledgered_failure(cli_archive: Path
     (obj,) = [p for p in (cli_archive / "objects").rglob(sha)]
     obj.unlink()
     before = len(ledger_entries(cli_archive))
-    out = tmp_path / "out"
-    out.mkdir()
+    out = person_folder(tmp_path / "out", "carol")
     bag = out / "bag"
     result = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", bag)
     one_line_error(
@@ -217,22 +231,16 @@ def test_an_export_whose_object_vanished_is_a_ledgered_failure(cli_archive: Path
 
 
 def fault_run(*args: object, fault: str | None = None, log: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """The real CLI as carol with a storage-fault plan (custodes._faults): here, a power cut at one fsync."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES_FAULT")}
-    env.update({"LOGNAME": "carol", "USER": "carol"})
-    if fault:
-        env["CUSTODES_FAULT"] = fault
-    if log:
-        env["CUSTODES_FAULT_LOG"] = str(log)
-    return subprocess.run(
-        [sys.executable, "-m", "custodes", *map(str, args)], capture_output=True, env=env, timeout=300
-    )
+    """The real CLI as root, embedded (the archive handed back to it), with a storage-fault plan
+    (custodes._faults): here, a power cut at one fsync or a full disk at one write."""
+    return run_cli_with_faults(*[a if isinstance(a, Path) else str(a) for a in args], fault=fault, log=log)
 
 
 def test_an_export_cut_off_after_its_entry_is_ledgered_failed_by_the_next(cli_archive: Path, tmp_path: Path) -> None:
     """A power cut while the bag is published (its export entry is in the ledger, its bag not at --to) leaves a
     marked staging folder; the next export to that place removes it and ledgers the cut-off export as failed."""
-    rid = approved_export(cli_archive, "C-7", 1, 3)
+    rid = approved_export(cli_archive, "C-7", 1, 3, requester="root")
+    hand_back(cli_archive)  # set up through the service; root exports embedded, as the owner again
     clean = tmp_path / "clean"
     copy_archive(cli_archive, clean)
     log = tmp_path / "ops"
@@ -267,7 +275,8 @@ def test_an_export_cut_off_after_its_entry_is_ledgered_failed_by_the_next(cli_ar
 def test_a_failure_after_the_export_entry_is_ledgered_against_it(cli_archive: Path, tmp_path: Path) -> None:
     """The disk fills as the tag manifest is written, after the export entry and its custody files: the export
     entry is followed by export_failed naming it, nothing is left beside --to, and the next run exports."""
-    rid = approved_export(cli_archive, "C-7", 1, 3)
+    rid = approved_export(cli_archive, "C-7", 1, 3, requester="root")
+    hand_back(cli_archive)  # set up through the service; root exports embedded, as the owner again
     clean = tmp_path / "clean"
     copy_archive(cli_archive, clean)
     log = tmp_path / "ops"
@@ -292,10 +301,9 @@ def test_a_failure_after_the_export_entry_is_ledgered_against_it(cli_archive: Pa
 
 def test_export_through_a_symbolic_link_is_refused_before_logging(cli_archive: Path, tmp_path: Path) -> None:
     rid = approved_export(cli_archive, "C-7", 1)
-    real = tmp_path / "real"
-    real.mkdir()
+    real = person_folder(tmp_path / "real", "carol")
     (tmp_path / "link").symlink_to(real)
-    (tmp_path / "empty").mkdir()
+    person_folder(tmp_path / "empty", "carol")
     (tmp_path / "link-to-empty").symlink_to(tmp_path / "empty")
     before = len(ledger_entries(cli_archive))
     for to, link in (
@@ -339,8 +347,7 @@ def test_an_unsafe_device_id_stays_inside_data(
     assert out.returncode in (0, 1), out.stderr
     assert catalog_rows(arch, "SELECT device_id, original_name FROM segments") == [(device, "clip.mov")]
     rid = approved_export(arch, "C-5", 1)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
+    out_dir = person_folder(tmp_path / "out", "carol")
     bag = out_dir / "bag"
     assert as_("carol", "export", arch, "--case", "C-5", "--request", rid, "--to", bag).returncode == 0
     assert sorted(p.name for p in out_dir.iterdir()) == ["bag"]  # nothing written beside the bag

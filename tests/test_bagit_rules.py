@@ -20,7 +20,7 @@ from pathlib import Path
 import bagit
 import pytest
 
-from helpers import FOOTAGE, PEOPLE, as_, request, run_cli
+from helpers import FOOTAGE, PEOPLE, as_, person_folder, request, run_cli
 
 SECRET = b"the secret outside the bag\n"
 FIRST = hashlib.sha256(b"first\n").hexdigest()
@@ -502,8 +502,7 @@ def test_export_to_a_file_or_a_non_empty_folder_is_refused_before_logging(cli_ar
     assert sorted(p.relative_to(earlier_bag) for p in earlier_bag.rglob("*")) == listing
     assert validate(earlier_bag)[0] == 0 and not (tmp_path / "nowhere").exists()
     assert logged() == before  # nothing was logged: the refusals come before the access check and the export
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    empty = person_folder(tmp_path / "empty", "carol")
     out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", empty)
     assert out.returncode == 0, out.stderr
     assert validate(empty)[0] == 0 and logged() == [*before, "access_export", "export"]

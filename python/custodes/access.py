@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from custodes import ledger
 from custodes._durable import fsync_file
-from custodes.archive import Archive, refuse_inside_archive, refuse_links
+from custodes.archive import Archive, open_archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
@@ -364,4 +365,27 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         raise CustodesError(f"--to {target}: the copy failed ({why}); nothing was left there") from None
     finally:
         temp.unlink(missing_ok=True)
+    if_undelivered(
+        archive,
+        lambda tx, why, now: _log(tx, request_id, current_person(archive), "open_failed", segment, False, why, now),
+    )
     return target
+
+
+def if_undelivered(archive: Archive, record: Callable[[Catalog, str, int], None]) -> None:
+    """Through the archive service, a copy the command made still has to reach the caller, whose CLI writes
+    it: if that fails, ``record(catalog, why, now)`` runs in one transaction, as the caller, followed by a
+    checkpoint, so the log never says a copy was handed over that never arrived (see custodes.service)."""
+    from custodes.service import request
+
+    serving = request()
+    if serving is None:
+        return
+
+    def undelivered(why: str) -> None:
+        with open_archive(serving.archive) as again:
+            with again.transaction() as tx:
+                record(tx, why, time.time_ns())
+            again.checkpoint()
+
+    serving.on_undelivered(undelivered)

@@ -243,7 +243,7 @@ class ClientOutput(GivenPath):
         replaces: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(readable=False, **kwargs)  # written, never read: its own checks say what is wrong
         self.served_default = served_default
         self.replaces = replaces  # the file it names is replaced whole (a report), never written into
         #: ``preflight(option, path)``: what the command checks of the path before it logs or writes anything,
@@ -908,13 +908,12 @@ def _forward_if_served(path: str) -> None:
         if isinstance(p.type, ClientOutput) and p.name and (v is not None or p.type.served_default is not None)
     }
     named = [(p, outputs[p.name]) for p, _ in params if isinstance(p.type, ClientOutput) and p.name in outputs]
+    if "iso" in outputs and "to_dir" in outputs:  # export: the disc image must not be written into its own bag
+        from custodes.export import refuse_iso_in_bag
+
+        refuse_iso_in_bag(outputs["iso"], outputs["to_dir"])
     for p, v in named:
         _preflight_output(path, p, v)
-        for other, w in named:  # a disc image inside the bag it images, say: the other output would take it in
-            if other is not p and Path(w).resolve() in Path(v).resolve().parents:
-                raise CustodesError(
-                    f"{max(p.opts, key=len)} {v}: that is inside {max(other.opts, key=len)} {w}; write it beside"
-                )
     replaceable = frozenset(p.name for p, _ in named if isinstance(p.type, ClientOutput) and p.type.replaces and p.name)
     root = ctx.find_root().command
     argv = root.args if isinstance(root, CustodesGroup) else sys.argv[1:]

@@ -33,7 +33,7 @@ from typing import Any
 from custodes import __version__, keys, ledger, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
-from custodes.access import current_person, grant_for
+from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
@@ -100,6 +100,13 @@ def export_case(
         raise ExportError(
             f"export of case {case} failed: {why}; the failure is in the ledger and no bag was left at {final}"
         ) from None
+    # Through the service the bag still has to reach the caller: if it does not, the export is ledgered failed.
+    if_undelivered(
+        archive,
+        lambda tx, why, now: ledger.append(
+            tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": now}
+        ),
+    )
     return final
 
 
@@ -347,14 +354,19 @@ def _publish(staging: Path, final: Path) -> None:
         raise
 
 
+def refuse_iso_in_bag(iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> None:
+    """A disc image is never written into the bag it images (checked where the paths are the caller's)."""
+    resolved, bag_dir = Path(iso).resolve(), Path(bag).resolve()
+    if resolved == bag_dir or bag_dir in resolved.parents:
+        raise ExportError(f"--iso {iso}: that is inside the bag it would image; write the disc image beside the bag")
+
+
 def check_iso_target(archive: Archive, iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> Path:
     """Refuse a disc-image path before anything is exported (and logged): it must be a
     new file in an existing folder, outside the archive and outside the bag it images.
     An image written over an existing file could destroy evidence, a catalog or a key."""
     target = refuse_links(refuse_inside_archive(archive, iso, "--iso"), "--iso")
-    resolved, bag_dir = target.resolve(), Path(bag).resolve()
-    if resolved == bag_dir or bag_dir in resolved.parents:
-        raise ExportError(f"--iso {target}: that is inside the bag it would image; write the disc image beside the bag")
+    refuse_iso_in_bag(target, bag)
     if os.path.lexists(target):
         raise ExportError(f"--iso {target}: a file is already there; name a new file (a disc image never replaces one)")
     if not target.parent.is_dir():

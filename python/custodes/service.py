@@ -25,8 +25,10 @@ a single thread keeps each request's identity and output apart.
 
 Frames from the service: one byte of kind, four bytes of length, the payload:
 ``o``/``e`` stdout/stderr bytes; ``D`` a folder and ``F`` a file to create
-(JSON: output index, relative path, mode), ``d`` the file's bytes, ``c`` its
-end; ``x`` the exit code, last.
+(JSON: output name, relative path, mode), ``d`` the file's bytes, ``c`` its
+end; ``w``: the client answers ``k`` (every output written) or ``f`` with why not,
+and a copy that failed is recorded by the command's own rule (``open_failed``,
+``export_failed``); ``x`` the exit code, last.
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ class Request:
     outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
     #: Input files copied from the caller's descriptors: (the path as given, the copy the command reads).
     staged_inputs: list[tuple[str, Path]] = field(default_factory=list)
+    #: What the command asks done if the caller could not write its outputs (a failed copy is ledgered).
+    if_undelivered: list[Callable[[str], None]] = field(default_factory=list)
+
+    def on_undelivered(self, record: Callable[[str], None]) -> None:
+        """``record(reason)`` runs, as the caller, when the caller's CLI could not write the outputs: the
+        command said what it did, and only the caller can say whether it reached them."""
+        self.if_undelivered.append(record)
 
     def absolute(self, given: str) -> str:
         return os.path.join(self.cwd, given)
@@ -298,9 +307,44 @@ def _run(root: Path, conn: socket.socket, caller: Caller, header: dict[str, Any]
                 code = _exit_code(main, argv)
         finally:
             _request.reset(token)
-        if code == 0 or req.outputs:
+        if req.outputs and any(staged.exists() for _given, staged in req.outputs.values()):
             _ship_outputs(conn, req)
+            undelivered = _await_delivery(conn)
+            if undelivered is not None:
+                code = _undelivered(conn, req, caller, undelivered, code)
     _send(conn, b"x", struct.pack(">i", code))
+
+
+def _await_delivery(conn: socket.socket) -> str | None:
+    """Ask the client whether it wrote every output; None when it did, else its reason."""
+    _send(conn, b"w", b"")
+    head = _recv_exact(conn, _FRAME.size)
+    kind, length = _FRAME.unpack(head)
+    reason = _recv_exact(conn, length).decode("utf-8", "replace")
+    return None if kind == b"k" else reason or "the copy failed"
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = conn.recv(n - len(data))
+        if not more:
+            raise ServiceError("the client hung up before it said whether it wrote the outputs")
+        data += more
+    return data
+
+
+def _undelivered(conn: socket.socket, req: Request, caller: Caller, reason: str, code: int) -> int:
+    """The caller could not write what the command made: record it as the command asked, and say so."""
+    token = _request.set(req)
+    try:
+        with acting_as(caller), _redirected(conn, req):
+            for record in req.if_undelivered:
+                record(reason)
+            print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
+    finally:
+        _request.reset(token)
+    return 2 if code == 0 else code
 
 
 def _exit_code(main: Any, argv: list[str]) -> int:
@@ -436,6 +480,7 @@ def forward(
 
 def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
     reader = conn.makefile("rb")
+    failed: str | None = None  # the first output that could not be written; the rest of it is skipped
     try:
         while True:
             head = reader.read(_FRAME.size)
@@ -452,10 +497,26 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
                 stream.buffer.flush()
             elif kind == b"x":
                 return int(struct.unpack(">i", payload)[0])
-            else:
-                writer.frame(kind, payload)
+            elif kind == b"w":  # the service asks whether every output was written
+                if failed is not None:
+                    writer.remove_written()
+                _send(conn, b"k" if failed is None else b"f", (failed or "").encode("utf-8", "backslashreplace"))
+            elif failed is None:
+                try:
+                    writer.frame(kind, payload)
+                except (OSError, ServiceError) as e:
+                    failed = _write_failure(e, writer.target_now())
+                    writer.abandon()
     finally:
         writer.abandon()
+
+
+def _write_failure(e: BaseException, target: Path | None) -> str:
+    """One line on a copy the client could not write, naming the file the person asked for (not its temp)."""
+    if isinstance(e, OSError):
+        where = target if target is not None else (os.fsdecode(e.filename) if e.filename is not None else "?")
+        return f"{where}: the copy failed ({e.strerror or e})"
+    return str(e)
 
 
 class _ClientFiles:
@@ -466,6 +527,7 @@ class _ClientFiles:
     def __init__(self, outputs: dict[str, str], replaceable: frozenset[str]) -> None:
         self.outputs, self.replaceable = outputs, replaceable
         self.current: tuple[BinaryIO, Path, Path, int, bool] | None = None
+        self.written: list[Path] = []  # files and folders this client made, in order: removed if one fails
 
     def _target(self, meta: dict[str, Any]) -> Path:
         name, rel = meta.get("output"), meta.get("rel")
@@ -478,11 +540,11 @@ class _ClientFiles:
 
     def frame(self, kind: bytes, payload: bytes) -> None:
         if kind == b"D":
-            _make_folder(self._target(json.loads(payload)))
+            self.written += _make_folder(self._target(json.loads(payload)))
         elif kind == b"F":
             meta = json.loads(payload)
             target = self._target(meta)
-            _make_folder(target.parent)
+            self.written += _make_folder(target.parent)
             temp = target.with_name(f".{target.name[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part")
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             replace = meta["output"] in self.replaceable and not meta["rel"]
@@ -511,10 +573,22 @@ class _ClientFiles:
                     os.link(temp, target, follow_symlinks=False)
             except FileExistsError:
                 raise ServiceError(f"{target}: a file of that name is already there; nothing was replaced") from None
+            self.written.append(target)
             fsync_dir(target.parent)
         finally:
             f.close()
             temp.unlink(missing_ok=True)
+
+    def target_now(self) -> Path | None:
+        return None if self.current is None else self.current[2]
+
+    def remove_written(self) -> None:
+        """Undo a delivery that failed part way: what this client made goes again, newest first (a half bag
+        must not look like a bag), and nothing that was there before is touched."""
+        for path in reversed(self.written):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        self.written = []
 
     def abandon(self) -> None:
         if self.current is not None:
@@ -524,9 +598,9 @@ class _ClientFiles:
             temp.unlink(missing_ok=True)
 
 
-def _make_folder(path: Path) -> None:
-    """Make ``path`` and its missing parents, owner-only; a link where the folder should be is refused,
-    never followed (a planted link would carry the footage wherever it points)."""
+def _make_folder(path: Path) -> list[Path]:
+    """Make ``path`` and its missing parents, owner-only, and return those made; a link where the folder
+    should be is refused, never followed (a planted link would carry the footage wherever it points)."""
     missing = []
     p = path
     while not os.path.lexists(p):
@@ -537,3 +611,4 @@ def _make_folder(path: Path) -> None:
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise ServiceError(f"{path}: is not a folder (a link or a file is in the way); nothing was written there")
+    return list(reversed(missing))
