@@ -298,7 +298,8 @@ def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ:
     is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
     as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2.
     So is one whose custodes.toml differs from its ledgered policy (custodes.policy), except for the commands
-    that say so themselves (``@archive_argument(policy_may_differ=True)``: verify, policy show and set)."""
+    that say so themselves or only read the ledger (``@archive_argument(policy_may_differ=True)``: verify,
+    ledger verify and proof, policy show and set)."""
     if fn is None:
         return functools.partial(archive_argument, policy_may_differ=policy_may_differ)
 
@@ -952,8 +953,9 @@ def init_command(
     out: Output,
 ) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
-    ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
-    Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
+    ledger (its first entry the policy) with a signed checkpoint, and the
+    Ed25519 checkpoint key. Change deadlines, retention, tolerances
+    and people with `custodes policy set` (a hand edit makes commands refuse)."""
     from custodes.archive import init_archive
     from custodes.keys import fingerprint
 
@@ -1252,7 +1254,7 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
 
 
 @ledger_group.command("proof")
-@archive_argument
+@archive_argument(policy_may_differ=True)
 @click.option("--entry", type=CatalogInt(0), default=None, help="Ledger index to prove.")
 @click.option("--segment", type=CatalogInt(1), default=None, help="Segment id whose ingest entry to prove.")
 @click.option(
