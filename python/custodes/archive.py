@@ -344,8 +344,8 @@ def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, 
         "storage": {"backend": "local"},
     }
     text = (
-        "# custodes archive policy, in force as the ledger records it. Change it with `custodes policy set ARCHIVE\n"
-        "# FILE` (an approver); an edit of this file alone makes commands refuse. Changes apply to what happens next.\n"
+        "# custodes archive policy, in force as the ledger records it: change it with `custodes policy set`\n"
+        "# (an approver); an edit of this file alone makes commands refuse. Changes apply to what happens next.\n"
     )
     for name, table in data.items():
         comment = "".join(f"# {line}\n" for line in _POLICY_COMMENTS[name].splitlines())
