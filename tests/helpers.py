@@ -316,17 +316,36 @@ def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.C
 # ---- CLI archives with people and recordings ----------------------------------------------
 
 
+def set_policy(arch: Path, text: str, user: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``custodes policy set ARCH FILE`` with ``text`` in FILE (beside the archive), as ``user`` through the
+    service (None: the account running the tests, embedded while no service keeps the archive)."""
+    new = arch.parent / f"{arch.name}.policy-{os.urandom(4).hex()}.toml"
+    new.write_text(text)
+    new.chmod(0o644)  # the service reads it too
+    try:
+        return run_cli("policy", "set", arch, new, user=user)
+    finally:
+        new.unlink()
+
+
+def policy_text(arch: Path) -> str:
+    """The archive's policy file as it is now."""
+    return (arch / "custodes.toml").read_text()
+
+
 def grant(arch: Path, role: str, person: str | None = None) -> str:
-    """Give ``person`` (default: the account running the tests) ``role`` in the archive's policy; returns the person."""
+    """Give ``person`` (default: the account running the tests) ``role`` through `custodes policy set`, as the
+    archive's owner (a new archive's first people); returns the person."""
     import getpass
 
     person = person or getpass.getuser()
-    policy = arch / "custodes.toml"
-    text = policy.read_text()
+    text = policy_text(arch)
     line = f'{person} = "{role}"\n'
-    policy.write_text(
-        text.replace("[people]\n", f"[people]\n{line}", 1) if "[people]\n" in text else f"{text}\n[people]\n{line}"
+    out = set_policy(
+        arch,
+        text.replace("[people]\n", f"[people]\n{line}", 1) if "[people]\n" in text else f"{text}\n[people]\n{line}",
     )
+    assert out.returncode == 0, out.stderr
     return person
 
 
@@ -372,15 +391,15 @@ def build_cli_archive(
     driver: str | None = "generic",
     ingest_exit: Collection[int] = (1,),
 ) -> Path:
-    """An archive made through the CLI at ``arch``: ``custodes init arch INIT_ARGS``, ``people`` appended to its
-    policy, then (when there are ``recordings``) one volume holding copies of them (``volume``, by default
-    ``BWC0001`` next to the archive; a mapping gives each copy its name) ingested with ``driver``, whose exit code
-    must be one of ``ingest_exit``."""
+    """An archive made through the CLI at ``arch``: ``custodes init arch INIT_ARGS``, ``people`` added to its
+    policy by `custodes policy set` as its owner, then (when there are ``recordings``) one volume holding copies of
+    them (``volume``, by default ``BWC0001`` next to the archive; a mapping gives each copy its name) ingested with
+    ``driver``, whose exit code must be one of ``ingest_exit``."""
     out = run_cli("init", arch, *init_args)
     assert out.returncode == 0, out.stderr
     if people is not None:
-        policy = arch / "custodes.toml"
-        policy.write_text(policy.read_text() + people)
+        out = set_policy(arch, policy_text(arch) + people)
+        assert out.returncode == 0, out.stderr
     if recordings:
         vol = volume if volume is not None else arch.parent / "BWC0001"
         vol.mkdir()

@@ -96,7 +96,7 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
     # Exit 1: the real footage was recorded years ago, so each recording is a late ingest, and years lie between
     # them (gap); nothing else.
     assert out.returncode == 1 and {f["kind"] for f in report["findings"]} == {"gap", "late_ingest"}
-    assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 3
+    assert len(report["stored"]) == 3 and report["checkpoint"]["size"] == 4  # init's policy entry, three ingests
     v = run_cli("verify", arch, "--json", "--workers", "2")
     assert v.returncode == 0
     verified = json.loads(v.stdout)
@@ -215,11 +215,17 @@ def test_broken_policy_is_a_clear_error(tmp_path: Path) -> None:
     arch = tmp_path / "archive"
     init_archive(arch).close()
     policy = arch / "custodes.toml"
-    policy.write_text(policy.read_text().replace("[archive]\nid =", "[archive]\nname ="))
-    out = run_cli("verify", arch)
+    broken = tmp_path / "broken.toml"
+    broken.write_text(policy.read_text().replace("[archive]\nid =", "[archive]\nname ="))
+    out = run_cli("policy", "set", arch, broken)
     assert out.returncode == 2 and b"policy value missing" in out.stderr
+    broken.write_text("this is = = not toml")
+    assert b"cannot read the policy" in run_cli("policy", "set", arch, broken).stderr
+    # The same broken text put in place by hand: the archive keeps its ledgered policy, and says the file differs.
     policy.write_text("this is = = not toml")
-    assert b"cannot read the policy" in run_cli("verify", arch).stderr
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 1 and [f["kind"] for f in json.loads(out.stdout)["findings"]] == ["policy_mismatch"]
+    assert run_cli("ledger", "checkpoint", arch).returncode == 2
 
 
 def test_volume_and_archive_must_not_overlap(tmp_path: Path, dcim_volume: Path) -> None:

@@ -444,16 +444,18 @@ def test_open_a_purged_recording_is_refused_and_logged(two_clip_archive: Path, t
         ("[retention]", "[retension]", r"\[retension\] is not a policy table; allowed: archive, ingest, retention"),
     ],
 )
-def test_bad_policy_values_are_named_at_load(two_clip_archive: Path, old: str, new: str, pattern: str) -> None:
-    policy = two_clip_archive / "custodes.toml"
-    text = policy.read_text()
+def test_bad_policy_values_are_named_at_load(
+    two_clip_archive: Path, tmp_path: Path, old: str, new: str, pattern: str
+) -> None:
+    # A policy changes only through `policy set`, which checks the new file with the loader every open uses.
+    text = (two_clip_archive / "custodes.toml").read_text()
     assert old in text
-    policy.write_text(text.replace(old, new))
-    for command in (
-        ["verify", two_clip_archive],
-        ["ingest", two_clip_archive.parent / "BWC0001", "--archive", two_clip_archive],
-    ):
-        one_line_error(run_cli(*command), rf"{re.escape(str(policy))}: {pattern}")
+    edited = tmp_path / "edited.toml"
+    edited.write_text(text.replace(old, new))
+    before = unchanged(two_clip_archive)
+    one_line_error(run_cli("policy", "set", two_clip_archive, edited), rf"{re.escape(str(edited))}: {pattern}")
+    assert unchanged(two_clip_archive) == before  # nothing recorded, the file untouched
+    assert (two_clip_archive / "custodes.toml").read_text() == text
 
 
 # 7 and 8: init is all or nothing, and writes the policy with a TOML library.
@@ -592,14 +594,15 @@ def test_ids_too_large_for_the_catalog(two_clip_archive: Path) -> None:
 
 
 def edit_policy(arch: Path, table: str, key: str, value: str) -> Path:
-    """Set ``[table] key = value`` (``value`` in TOML) in the archive's policy, as a hand edit would."""
+    """The archive's policy with ``[table] key = value`` (``value`` in TOML), in a new file beside the archive
+    for `custodes policy set`."""
     import tomli_w
 
-    policy = arch / "custodes.toml"
-    data = tomllib.loads(policy.read_text())
+    data = tomllib.loads((arch / "custodes.toml").read_text())
     data.setdefault(table, {})[key] = tomllib.loads(f"v = {value}")["v"]
-    policy.write_text(tomli_w.dumps(data))
-    return policy
+    edited = arch.parent / "edited.toml"
+    edited.write_text(tomli_w.dumps(data))
+    return edited
 
 
 def unchanged(arch: Path):
@@ -621,14 +624,10 @@ def test_duplicate_algorithms_deduplicated_at_init_refused_at_load(tmp_path: Pat
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(2,)]
     before = unchanged(two_clip_archive)
     policy = edit_policy(two_clip_archive, "hashing", "algorithms", '["sha256", "sha256", "blake3"]')
-    for command in (
-        ["ingest", tmp_path / "BWC0001", "--archive", two_clip_archive],
-        ["ledger", "checkpoint", two_clip_archive],
-        ["verify", two_clip_archive],
-    ):
-        one_line_error(
-            run_cli(*command), rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once"
-        )
+    one_line_error(
+        run_cli("policy", "set", two_clip_archive, policy),
+        rf"{re.escape(str(policy))}: \[hashing\] algorithms names 'sha256' more than once",
+    )
     assert unchanged(two_clip_archive) == before
 
 
@@ -722,14 +721,9 @@ def test_bad_policy_keys_are_named_at_load(
 ) -> None:
     before = unchanged(two_clip_archive)
     policy = edit_policy(two_clip_archive, table, key, value)
-    for command in (
-        ["ingest", tmp_path / "BWC0001", "--archive", two_clip_archive],
-        ["ledger", "checkpoint", two_clip_archive],
-        ["verify", two_clip_archive],
-    ):
-        line = one_line_error(run_cli(*command), pattern)
-        assert line.startswith(f"custodes: {policy}: "), line
-    assert unchanged(two_clip_archive) == before  # nothing ingested, no entry left unsigned
+    line = one_line_error(run_cli("policy", "set", two_clip_archive, policy), pattern)
+    assert line.startswith(f"custodes: {policy}: "), line
+    assert unchanged(two_clip_archive) == before  # nothing recorded, no entry left unsigned
 
 
 def test_init_with_an_unknown_time_zone_creates_nothing(tmp_path: Path) -> None:

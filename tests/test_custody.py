@@ -7,7 +7,7 @@ from pathlib import Path
 
 from custodes.archive import open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, as_, catalog_edit, catalog_rows, refused, request, run_cli
+from helpers import FOOTAGE, as_, catalog_edit, catalog_rows, policy_text, refused, request, run_cli, set_policy
 
 
 def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) -> None:
@@ -139,8 +139,8 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
 
 
 def test_purge_before_due(cli_archive: Path) -> None:
-    policy = cli_archive / "custodes.toml"
-    policy.write_text(policy.read_text().replace("minimum_days = 730", "minimum_days = 36500"))
+    longer = policy_text(cli_archive).replace("minimum_days = 730", "minimum_days = 36500")
+    assert set_policy(cli_archive, longer, user="bob").returncode == 0  # an approver changes it, in the ledger
     refused(
         as_("alice", "retention", "purge", cli_archive, "--request", purge_request(cli_archive, 1)), "not due until 21"
     )

@@ -32,7 +32,17 @@ import pytest
 
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, PEOPLE, catalog_rows, copy_archive, hand_back, run_cli_with_faults, small_tmpfs
+from helpers import (
+    FOOTAGE,
+    PEOPLE,
+    catalog_rows,
+    copy_archive,
+    hand_back,
+    policy_text,
+    run_cli_with_faults,
+    set_policy,
+    small_tmpfs,
+)
 
 #: About 200 short CLI runs in all (every N of every operation of three commands, and each re-run).
 pytestmark = pytest.mark.slow
@@ -240,7 +250,7 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
             assert v.findings == [] and v.checked == len(FILES), (fault, v.to_json())
             rows = catalog_rows(a.root, "SELECT original_name, sha256 FROM segments")
             assert sorted(rows) == sorted(SHA.items())  # every file exactly once, with its own bytes
-            assert catalog_rows(a.root, "SELECT COUNT(*) FROM ledger")[0][0] == len(FILES)
+            assert catalog_rows(a.root, "SELECT COUNT(*) FROM ledger")[0][0] == len(FILES) + 1  # and the policy
         assert list((arch / "tmp").iterdir()) == []  # what a crash left in tmp/ is cleaned by the re-run
         assert_whole_rows(arch)
         shutil.rmtree(arch)
@@ -253,7 +263,7 @@ def archive_with_people(root: Path) -> tuple[Path, dict[str, int]]:
     """A template archive with the policy's people, holding the volume; segment ids by file name."""
     arch = root / "template"
     assert cli("init", arch).returncode == 0
-    (arch / "custodes.toml").write_text((arch / "custodes.toml").read_text() + PEOPLE)
+    assert set_policy(arch, policy_text(arch) + PEOPLE).returncode == 0
     assert ingest(make_volume(root), arch).returncode == 1
     with open_archive(arch) as a:
         return arch, dict(catalog_rows(a.root, "SELECT original_name, id FROM segments"))

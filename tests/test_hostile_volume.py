@@ -17,7 +17,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from helpers import FOOTAGE, run_cli
+from helpers import FOOTAGE, policy_text, run_cli, set_policy
 
 GOPRO = "DCIM/100GOPRO"
 #: Ordinary recordings (real footage) and what each is a copy of.
@@ -391,8 +391,8 @@ def test_odd_names_keep_working_in_export_reports_access_and_verify(tmp_path: Pa
     are UTF-8 text) holds them escaped and its custody entries carry the exact bytes."""
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
-    policy = arch / "custodes.toml"
-    policy.write_text(policy.read_text() + '\n[people]\nalice = "custodian"\nbob = "approver"\ncarol = "viewer"\n')
+    people = '\n[people]\nalice = "custodian"\nbob = "approver"\ncarol = "viewer"\n'
+    assert set_policy(arch, policy_text(arch) + people).returncode == 0
     vol = tmp_path / "BWC0002"
     vol.mkdir()
     raw = b"clip-\xff.mp4"

@@ -87,7 +87,7 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
         key = VerifierKey.parse(proof["verifier_key"])
         # The signed note is the archive's own, and its root is the proof's root.
         cp = parse_checkpoint(proof["checkpoint"], key)
-        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (3, proof["root"])
+        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (4, proof["root"])  # policy, 3
         inc = proof["inclusion"]
         entry = base64.b64decode(inc["entry_base64"])
         assert json.loads(entry) == inc["entry"] and inc["entry"]["segment"] == segment
@@ -113,7 +113,7 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
 
 
 def test_ledger_proof_refuses_what_it_cannot_prove(three_checkpoints: Path) -> None:
-    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "3")
+    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "4")  # init's policy entry and three ingests
     assert out.returncode == 2 and b"not covered by the latest checkpoint" in out.stderr
     out = run_cli("ledger", "proof", three_checkpoints, "--segment", "99")
     assert out.returncode == 2 and b"no segment 99" in out.stderr
@@ -170,12 +170,13 @@ def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_
 def test_hand_edits_of_the_wrong_type_are_findings_not_tracebacks(cli_archive: Path) -> None:
     # Found by a hostile user: an entry rewritten as TEXT and garbage in ledger/checkpoint crashed verify.
     with catalog_edit(cli_archive) as c:
-        c.execute("UPDATE ledger SET entry = replace(CAST(entry AS TEXT), 'ingest', 'ingesT') WHERE seq = 1")
-    assert catalog_rows(cli_archive, "SELECT typeof(entry) FROM ledger WHERE seq = 1") == [("text",)]
+        # seq 2: the first ingest entry (0 and 1 are the policy of init and the one with the people)
+        c.execute("UPDATE ledger SET entry = replace(CAST(entry AS TEXT), 'ingest', 'ingesT') WHERE seq = 2")
+    assert catalog_rows(cli_archive, "SELECT typeof(entry) FROM ledger WHERE seq = 2") == [("text",)]
     out = run_cli("verify", cli_archive, "--json")
     assert out.returncode == 1 and b"Traceback" not in out.stderr
     found = {(f["kind"], f.get("ledger_index")) for f in json.loads(out.stdout)["findings"]}
-    assert ("ledger_mismatch", 1) in found
+    assert ("ledger_mismatch", 2) in found
     assert run_cli("ledger", "verify", cli_archive).returncode == 1
 
     (cli_archive / "ledger" / "checkpoint").write_bytes(b"\xff\xfe garbage \x00")

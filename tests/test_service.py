@@ -22,10 +22,12 @@ from helpers import (
     as_,
     as_account,
     catalog_rows,
+    policy_text,
     refused,
     request,
     run_cli,
     serve,
+    set_policy,
     stop_service,
 )
 
@@ -113,11 +115,9 @@ def _as_without_service(user: str, *args: object) -> subprocess.CompletedProcess
 def test_the_embedded_owner_cannot_be_the_second_person(tmp_path: Path) -> None:
     arch = tmp_path / "station"
     assert run_cli("init", arch, "-q").returncode == 0
-    policy = arch / "custodes.toml"
-    policy.write_text(
-        policy.read_text() + '\n[people]\n"officer 7" = "viewer"\n"officer 8" = "approver"\n'
-        '[identity]\nroot = "officer 7"\n'
-    )
+    # The owner sets the first people while the policy names no approver: root acts as officer 7, a viewer.
+    first = policy_text(arch) + '\n[people]\n"officer 7" = "viewer"\n[identity]\nroot = "officer 7"\n'
+    assert set_policy(arch, first).returncode == 0
     vol = tmp_path / "BWC0001"
     vol.mkdir()
     (vol / "clip.mp4").write_bytes((Path(__file__).parent / "data/footage/encoders/go-mp4-sample.mp4").read_bytes())
@@ -126,7 +126,9 @@ def test_the_embedded_owner_cannot_be_the_second_person(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["requester"] == "officer 7"  # [identity] names the account in the records
     # Another name in [identity] cannot make the one account two people: only the service has two callers.
-    policy.write_text(policy.read_text().replace('root = "officer 7"', 'root = "officer 8"'))
+    # Still no approver in the ledgered policy: the owner adds one, and names itself so.
+    second = first.replace('"officer 7" = "viewer"\n', '"officer 7" = "viewer"\n"officer 8" = "approver"\n')
+    assert set_policy(arch, second.replace('root = "officer 7"', 'root = "officer 8"')).returncode == 0
     out = run_cli("access", "approve", arch, "1")
     assert out.returncode == 1, out.stderr
     assert b"a decision needs a second person" in out.stderr

@@ -1,7 +1,8 @@
 """The archive on disk: policy, catalog, write-once store, ledger, keys.
 
 ARCHIVE/
-  custodes.toml          policy (retention, ingest deadline, tolerances, algorithms, device zone, key path)
+  custodes.toml          policy (retention, ingest deadline, tolerances, algorithms, device zone, key path, people);
+                         in force only as the ledger's latest policy entry says it (custodes.policy)
   catalog.sqlite         catalog + ledger table (WAL, synchronous=FULL, versioned schema)
   objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
   tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
@@ -66,11 +67,21 @@ class Policy:
     @classmethod
     def load(cls, path: Path) -> Policy:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArchiveError(f"{path}: cannot read the policy: {e}") from e
+        return cls.parse(text, path)
+
+    @classmethod
+    def parse(cls, text: str, path: Path | str) -> Policy:
+        """The policy ``text`` says, by the one loader: a file, a file given to `policy set`, or the text of the
+        ledger's policy entry (``path`` then names where it came from in every error)."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
             raise ArchiveError(f"{path}: cannot read the policy: {e}") from e
         try:
-            return cls._from(path, data)
+            return cls._from(Path(path), data)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise ArchiveError(f"{path}: policy value missing or of the wrong type: {e}") from e
 
@@ -332,7 +343,10 @@ def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, 
         "keys": {"signing_key": signing_key},
         "storage": {"backend": "local"},
     }
-    text = "# custodes archive policy. Changes apply to what happens next; the ledger keeps what happened.\n"
+    text = (
+        "# custodes archive policy, in force as the ledger records it: change it with `custodes policy set`\n"
+        "# (an approver); an edit of this file alone makes commands refuse. Changes apply to what happens next.\n"
+    )
     for name, table in data.items():
         comment = "".join(f"# {line}\n" for line in _POLICY_COMMENTS[name].splitlines())
         text += f"\n{comment}{tomli_w.dumps({name: table})}"
@@ -345,11 +359,11 @@ class Archive:
     """An open archive. Not thread-safe; open one per thread or process."""
 
     def __init__(self, root: Path, _creating: bool = False) -> None:
+        from custodes import policy as policy_mod
+
         self.root = Path(root)
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
-        self.policy = Policy.load(self.root / POLICY_FILE)
-        _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
             raise ArchiveError(
                 f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
@@ -363,9 +377,24 @@ class Archive:
             self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
             raise _empty_catalog(catalog)
         self.catalog.migrate()
-        backend = plugin_manager().storage_backends.get(self.policy.storage)
-        self.store = backend.open(self.root, {"algorithm": "sha256"})
-        self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
+        try:
+            # The policy in force is the ledger's latest policy entry, never the file as it is now (a hand edit of
+            # custodes.toml changes no role and no retention; custodes.policy says how the two are compared).
+            # An archive from before policy entries adopts its file, once (custodes.policy.adopt).
+            self.ledgered_policy = policy_mod.latest(self.catalog)
+            if self.ledgered_policy is None:
+                self.policy = Policy.load(self.root / POLICY_FILE)
+            else:
+                self.policy = Policy.parse(self.ledgered_policy.text, policy_mod.where(self.root, self.ledgered_policy))
+            _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
+            backend = plugin_manager().storage_backends.get(self.policy.storage)
+            self.store = backend.open(self.root, {"algorithm": "sha256"})
+            self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
+            if self.ledgered_policy is None and not _creating:
+                policy_mod.adopt(self)
+        except BaseException:
+            self.catalog.close()
+            raise
 
     def close(self) -> None:
         self.catalog.close()
@@ -543,9 +572,13 @@ def init_archive(
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         origin = f"custodes.local/{archive_id}"
         replace_file(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
-        replace_file(work / POLICY_FILE, _policy_text(archive_id, time_zone, algorithms, key_path))
+        policy_text = _policy_text(archive_id, time_zone, algorithms, key_path)
+        replace_file(work / POLICY_FILE, policy_text)
         with Archive(work, _creating=True) as archive:
-            archive.checkpoint()  # the empty tree, signed: verification starts from a known state
+            from custodes.policy import record_init
+
+            record_init(archive, policy_text)  # the first entry: the policy, and who set it
+            archive.checkpoint()  # signed: verification starts from a known state
         _owner_only(work)
         if new_folder:
             os.rename(work, path)

@@ -319,15 +319,20 @@ def output_options(
     return decorate
 
 
-def archive_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ: bool = False) -> Callable[..., Any]:
     """ARCHIVE, for every command that works on an existing archive: click checks it is a folder, the archive
     is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
-    as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2."""
+    as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2.
+    So is one whose custodes.toml differs from its ledgered policy (custodes.policy), except for the commands
+    that say so themselves or only read the ledger (``@archive_argument(policy_may_differ=True)``: verify,
+    ledger verify and proof, policy show and set)."""
+    if fn is None:
+        return functools.partial(archive_argument, policy_may_differ=policy_may_differ)
 
     @click.argument("archive", type=ArchivePath(path_type=str, exists=True, file_okay=False))
     @functools.wraps(fn)
     def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
-        with _open_archive(archive) as opened:
+        with _open_archive(archive, policy_may_differ=policy_may_differ) as opened:
             return fn(*args, archive=opened, **kwargs)
 
     return wrapper
@@ -850,23 +855,27 @@ def _note_archive(path: str) -> None:
         ctx.meta[_ARCHIVE_META] = path
 
 
-def _open_archive(path: str) -> Archive:
+def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
     """The archive a command works on. When a service keeps it, the command line goes to the service
     instead, and this process exits with the service's exit code. Otherwise (embedded) only the
-    archive's owner may work on it directly."""
+    archive's owner may work on it directly. A policy file that differs from the ledgered policy is
+    refused (one line naming both, exit 2) unless ``policy_may_differ``."""
     from custodes.archive import open_archive
+    from custodes.policy import require_current
     from custodes.service import request
 
     _note_archive(path)
     if request() is None:
         _forward_if_served(path)
         _refuse_unless_owner(path)
-        return open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
-    from custodes.access import require_role_to_serve
+    archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+    try:
+        if request() is not None:  # through the service, nobody without a role sees anything of the archive
+            from custodes.access import require_role_to_serve
 
-    archive = open_archive(path)
-    try:  # through the service, nobody without a role in the policy sees anything of the archive
-        require_role_to_serve(archive, click.get_current_context().command_path.partition(" ")[2])
+            require_role_to_serve(archive, click.get_current_context().command_path.partition(" ")[2])
+        if not policy_may_differ:
+            require_current(archive)
     except BaseException:
         archive.close()
         raise
@@ -992,8 +1001,9 @@ def init_command(
     out: Output,
 ) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
-    ledger with a signed empty checkpoint, and the Ed25519 checkpoint key.
-    Edit ARCHIVE/custodes.toml for deadlines, retention and tolerances."""
+    ledger (its first entry the policy) with a signed checkpoint, and the
+    Ed25519 checkpoint key. Change deadlines, retention, tolerances
+    and people with `custodes policy set` (a hand edit makes commands refuse)."""
     from custodes.archive import init_archive
     from custodes.keys import fingerprint
 
@@ -1135,7 +1145,7 @@ def _trusted(value: str | None) -> VerifierKey | None:
 
 
 @main.command("verify")
-@archive_argument
+@archive_argument(policy_may_differ=True)
 @workers_option("Objects hashed")
 @trust_options()
 @output_options(
@@ -1150,7 +1160,8 @@ def verify_command(
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
     modified, truncated, missing, unexpected, ledger_mismatch,
     checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
-    purge --resume`), untrusted_key, witness_mismatch, with the segment and
+    purge --resume`), untrusted_key, witness_mismatch, policy_mismatch
+    (custodes.toml is not the ledgered policy), with the segment and
     object it concerns, or pending: work of an ingest under way or interrupted,
     which says how to finish it and leaves the archive intact; "trust" says which
     key the checkpoints were checked with and where it came from. Exit 0 when
@@ -1207,7 +1218,7 @@ def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
 
 
 @ledger_group.command("verify")
-@archive_argument
+@archive_argument(policy_may_differ=True)
 @trust_options()
 @output_options(quiet_help="No closing summary line; findings stay (the exit code says consistent or not).")
 def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: str | None, out: Output) -> None:
@@ -1291,7 +1302,7 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
 
 
 @ledger_group.command("proof")
-@archive_argument
+@archive_argument(policy_may_differ=True)
 @click.option("--entry", type=CatalogInt(0), default=None, help="Ledger index to prove.")
 @click.option("--segment", type=CatalogInt(1), default=None, help="Segment id whose ingest entry to prove.")
 @click.option(
@@ -1312,6 +1323,60 @@ def ledger_proof_command(
     if (entry is None) == (segment is None) and from_size is None:
         raise click.UsageError("give --entry N or --segment ID (and/or --from-size N)")
     _write_json(ledger_proof(archive, entry=entry, segment=segment, from_size=from_size))
+
+
+@main.group("policy")
+def policy_group() -> None:
+    """The archive's policy, as the ledger records it: custodes.toml is in force only as its latest policy entry."""
+
+
+@policy_group.command("show")
+@archive_argument(policy_may_differ=True)
+@output_options()
+def policy_show_command(archive: Archive, out: Output) -> None:
+    """The ledgered policy (its entry, who set it and when, its SHA-256) and
+    whether ARCHIVE/custodes.toml matches it; --json adds its text and every
+    earlier policy. The archive's owner or anyone with a role may look. Exit 1
+    when the file differs: until it matches again, commands that act refuse."""
+    from custodes.policy import show
+
+    info = show(archive)
+    if out.json:
+        _write_json(info)
+    else:
+        p = info["policy"]
+        click.echo(f"policy: ledger entry {p['index']} ({p['action']}), set by {p['person']} at {p['time']}")
+        click.echo(f"  sha256 {p['sha256']}")
+        if info["file"]["matches"]:
+            click.echo(f"{info['file']['path']}: matches the ledgered policy")
+        else:
+            click.echo(f"policy_mismatch: {info['file']['mismatch']}")
+    sys.exit(0 if info["file"]["matches"] else EXIT_FINDINGS)
+
+
+@policy_group.command("set")
+@archive_argument(policy_may_differ=True)
+@click.argument("file", type=ClientInput(path_type=str, exists=True, dir_okay=False))
+@output_options(quiet_help="Print nothing on success (--json still prints the entry).")
+def policy_set_command(archive: Archive, file: str, out: Output) -> None:
+    """Make FILE the archive's policy: checked by the loader every command uses
+    (the archive's id, origin, storage and key stay), recorded as a ledger entry
+    by an approver (while the ledgered policy names no approver, by the
+    archive's owner), then written to ARCHIVE/custodes.toml. Running it again
+    with the same FILE finishes a change a crash cut short. A refusal is logged."""
+    from custodes.policy import set_policy
+
+    result = set_policy(archive, file)
+    if out.json:
+        _write_json(result.to_json())
+    else:
+        said = {
+            "recorded": "recorded as",
+            "unchanged": "already is",
+            "file_rewritten": "already is (custodes.toml was behind it and is written now)",
+        }[result.status]
+        p = result.policy
+        out.say(f"{shown_path(file)}: {said} the policy, ledger entry {p.index} by {p.person}, sha256 {p.sha256}")
 
 
 @main.group("task")

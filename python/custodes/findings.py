@@ -39,6 +39,7 @@ ARTICLES: dict[str, int] = {
     "purge_incomplete": 19,
     "untrusted_key": 23,
     "witness_mismatch": 23,
+    "policy_mismatch": 23,
     "orphan_sidecar": 23,
     "ingest_failed": 16,
     "clock_drift": 10,

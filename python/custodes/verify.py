@@ -44,6 +44,7 @@ from custodes.hashing import HashResult, hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
 from custodes.keys import UNTRUSTED_KEY, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
+from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.witness import check_witness
 
 __all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
@@ -54,8 +55,8 @@ PENDING = "pending"
 
 @dataclass(frozen=True)
 class VerifyFinding:
-    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch, purge_incomplete;
-    # pending (not a failure)
+    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch, purge_incomplete,
+    # policy_mismatch; pending (not a failure)
     message: str
     segment: int | None = None
     object: str | None = None
@@ -105,6 +106,7 @@ def verify(
     ``witness``: a folder of published checkpoints the tree must extend (custodes.witness)."""
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
+    _verify_policy(archive, result)
     with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh, chain)
         _verify_catalog_against_ledger(archive, result)
@@ -122,6 +124,14 @@ def verify_ledger_only(
         _verify_ledger(archive, result, fresh, chain)
     _verify_catalog_against_ledger(archive, result)
     return result
+
+
+def _verify_policy(archive: Archive, result: VerifyResult) -> None:
+    """custodes.toml must be the ledgered policy (custodes.policy); the rest is verified either way."""
+    line = mismatch(archive)
+    if line is not None:
+        index = archive.ledgered_policy.index if archive.ledgered_policy is not None else None
+        result.findings.append(VerifyFinding(POLICY_MISMATCH, line, ledger_index=index))
 
 
 def _trust(archive: Archive, result: VerifyResult, trusted_key: VerifierKey | None, witness: Path | None) -> KeyChain:
