@@ -184,8 +184,14 @@ def test_the_service_reads_only_input_files_the_caller_can_open(cli_archive: Pat
     for passed in ("/dev/null", None):
         answer = _raw_request(cli_archive, "alice", ["task", "import", str(cli_archive), str(secret)], secret, passed)
         assert b"x\x00\x00\x00\x04\x00\x00\x00\x02" in answer, answer  # exit 2
-        why = b"changed while the request was sent" if passed else b"the client did not open it"
+        # A device (or a FIFO) would be reopened by name and could block the service: refused.
+        why = b"neither a file nor a folder" if passed else b"the client did not open it"
         assert why in answer, answer
+    fifo = tmp_path / "tasks.fifo"
+    os.mkfifo(fifo, 0o666)
+    out = as_("alice", "task", "import", cli_archive, fifo)
+    assert out.returncode == 2 and b"tasks.fifo: neither a file nor a folder" in out.stderr, out
+    assert run_cli("verify", cli_archive, "-q").returncode == 0  # and the service still answers
     assert catalog_rows(cli_archive, "SELECT count(*) FROM tasks") == [(0,)]
     secret.chmod(0o644)
     assert as_("alice", "task", "import", cli_archive, secret).returncode == 0
@@ -257,7 +263,8 @@ argv, given, passed, path = json.loads(sys.argv[1])
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 conn.connect(path)
 fds = [os.open(passed, os.O_RDONLY)] if passed else []
-header = {"v": 1, "argv": argv, "cwd": "/", "inputs": [given] if passed else []}
+st = os.stat(os.path.dirname(path.rstrip("/")).rsplit("/run", 1)[0])
+header = {"v": 1, "argv": argv, "cwd": "/", "inputs": [given] if passed else [], "archive": [st.st_dev, st.st_ino]}
 socket.send_fds(conn, [json.dumps(header).encode() + b"\\n"], fds)
 data = b""
 while chunk := conn.recv(65536):
@@ -328,3 +335,67 @@ def test_a_trusted_key_file_is_read_from_the_callers_descriptor(cli_archive: Pat
     out = run_cli("verify", cli_archive, "--trusted-key", other, "--json")
     assert out.returncode == 1, out.stderr
     assert "untrusted_key" in {f["kind"] for f in json.loads(out.stdout)["findings"]}
+
+
+def test_the_cli_talks_only_to_the_archive_owners_service_about_that_archive(cli_archive: Path, tmp_path: Path) -> None:
+    # Found by a hostile review: anyone could plant a socket and have `--server` (or CUSTODES_SERVER) trust it,
+    # and a named socket answered for whatever ARCHIVE the command named.
+    serve(cli_archive)
+    fake = tmp_path / "fake.sock"
+    planted = subprocess.Popen(
+        [*as_account("mallory"), account_python()[0], "-S", "-c", _FAKE_SERVER, str(fake)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert planted.stdout is not None and planted.stdout.readline() == b"listening\n"
+        out = run_cli("--server", fake, "verify", cli_archive, user="carol")
+        assert out.returncode == 2 and out.stdout == b"", out
+        assert f"{fake}: answered by mallory, not by {SERVICE_ACCOUNT}".encode() in out.stderr
+    finally:
+        planted.kill()
+        planted.wait()
+        assert planted.stdout is not None
+        planted.stdout.close()
+    other = tmp_path / "other"
+    assert run_cli("init", other, "-q").returncode == 0
+    out = run_cli("--server", cli_archive / "run" / "custodes.sock", "verify", other)
+    assert out.returncode == 2 and b"answered by custodes-svc, not by root, who owns" in out.stderr, out
+    subprocess.run(["chown", "-R", f"{SERVICE_ACCOUNT}:", str(other)], check=True)  # the same owner: the service
+    out = run_cli("--server", cli_archive / "run" / "custodes.sock", "verify", other)  # itself sees the difference
+    assert out.returncode == 2 and b"not the archive the command names" in out.stderr, out
+
+
+_FAKE_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+import os; os.chmod(sys.argv[1], 0o666)
+s.listen(1)
+print("listening", flush=True)
+conn, _ = s.accept()
+conn.recv(65536)
+said = b"intact: 999 objects, 0 finding(s)\\n"
+conn.sendall(b"o" + len(said).to_bytes(4, "big") + said + b"x" + (4).to_bytes(4, "big") + (0).to_bytes(4, "big"))
+"""
+
+
+def test_a_malformed_request_ends_that_request_never_the_service(cli_archive: Path) -> None:
+    serve(cli_archive)
+    for raw in (b"[" * 100000 + b"\n", b"\xff\xfe not json\n", b'{"v": 1}\n'):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(cli_archive / "run" / "custodes.sock"))
+        conn.sendall(raw)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        conn.close()
+        assert b"the archive service could not answer" in answer and answer.endswith(b"\x00\x00\x00\x02"), answer
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+
+
+def test_a_stopped_service_leaves_the_archive_owner_only_again(cli_archive: Path) -> None:
+    serve(cli_archive)
+    assert stat.S_IMODE(cli_archive.stat().st_mode) == 0o711
+    stop_service(cli_archive)
+    assert stat.S_IMODE(cli_archive.stat().st_mode) == 0o700
+    assert not (cli_archive / "run" / "custodes.sock").exists()

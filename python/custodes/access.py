@@ -154,7 +154,12 @@ def require_role(
 
 #: What a caller of the archive service needs for a command beyond having a role (the default): ingesting
 #: adds evidence, which only a custodian does for others; the embedded owner is the station itself.
-SERVED_ROLES: dict[str, tuple[str, ...]] = {"ingest": ("custodian",)}
+SERVED_ROLES: dict[str, tuple[str, ...]] = {
+    "ingest": ("custodian",),
+    # The service writes to the witness folder and signs checkpoints with the archive's key: custodial acts.
+    "ledger publish": ("custodian",),
+    "ledger checkpoint": ("custodian", "approver"),
+}
 
 
 def require_role_to_serve(archive: Archive, command: str) -> str:

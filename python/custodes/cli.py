@@ -906,7 +906,8 @@ def _forward_if_served(path: str) -> None:
 
     ctx = click.get_current_context()
     server = ctx.find_root().params.get("server")
-    conn = service.connect(server if server is not None else service.socket_path(path), required=server is not None)
+    listen = server if server is not None else service.socket_path(path)
+    conn = service.connect(listen, path, required=server is not None)
     if conn is None:
         return  # no service: embedded
     params = [(p, ctx.params.get(p.name or "")) for p in ctx.command.params]
@@ -927,7 +928,7 @@ def _forward_if_served(path: str) -> None:
     root = ctx.find_root().command
     argv = root.args if isinstance(root, CustodesGroup) else sys.argv[1:]
     sys.stdout.flush()
-    sys.exit(service.forward(conn, argv, inputs, outputs, replaceable))
+    sys.exit(service.forward(conn, path, argv, inputs, outputs, replaceable))
 
 
 def _preflight_output(archive: str, param: click.Parameter, value: str) -> None:

@@ -64,9 +64,10 @@ _MAX_FDS = 16
 _CHUNK = 1 << 20
 #: The largest input file (a task list, a policy) the service copies from a caller's descriptor.
 _MAX_INPUT = 64 << 20
-#: A caller has this long to send its request, and to take each frame of the answer.
-_REQUEST_TIMEOUT_S = 30.0
-_ANSWER_TIMEOUT_S = 300.0
+#: A caller has this long to send its request, to take each frame of the answer, and to say whether it wrote
+#: the outputs. The service answers one request at a time, so a caller that stalls holds everyone up: short.
+_REQUEST_TIMEOUT_S = 5.0
+_ANSWER_TIMEOUT_S = 60.0
 #: What the service tells a client when the command hit a bug (as sysexits.h's EX_SOFTWARE).
 EXIT_INTERNAL = 70
 
@@ -107,7 +108,7 @@ class Request:
         self.if_undelivered.append(record)
 
     def absolute(self, given: str) -> str:
-        return os.path.join(self.cwd, given)
+        return os.path.normpath(os.path.join(self.cwd, given))
 
     def input_path(self, given: str) -> str:
         """The path the command reads for an input the caller named. A file is read from the descriptor the
@@ -119,6 +120,8 @@ class Request:
         opened = os.fstat(fd)
         if stat.S_ISREG(opened.st_mode):
             return self._stage_input(given, fd, opened.st_size)
+        if not stat.S_ISDIR(opened.st_mode):  # a FIFO or a device, reopened by name, would block the service
+            raise ServiceError(f"{given}: neither a file nor a folder; give a regular file")
         try:
             named = os.stat(self.absolute(given))
         except OSError as e:
@@ -162,7 +165,7 @@ class Request:
     def shown(self, path: str | os.PathLike[str]) -> str:
         """A staged path as the caller named it (for the lines a command prints)."""
         text = os.fspath(path)
-        for given, staged in self.outputs.values():
+        for given, staged in [*self.staged_inputs, *self.outputs.values()]:
             if text == str(staged) or text.startswith(f"{staged}{os.sep}"):
                 return given + text[len(str(staged)) :]
         return text
@@ -228,6 +231,8 @@ def serve(
         server.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        if listen is None:
+            os.chmod(root, 0o700)  # owner-only again: with no service, nobody else has business in it
 
 
 def _bind(path: Path) -> socket.socket:
@@ -261,8 +266,8 @@ def _answer(root: Path, conn: socket.socket) -> None:
         header, fds = _read_request(conn)
         conn.settimeout(_ANSWER_TIMEOUT_S)
         _run(root, conn, caller, header, fds)
-    except (OSError, ServiceError, ValueError) as e:
-        print(f"custodes: a request failed: {e}", file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - a request, however malformed (JSON nested 100,000 deep), never ends the service
+        print(f"custodes: a request failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         with contextlib.suppress(OSError):
             _send(conn, b"e", f"custodes: the archive service could not answer: {e}\n".encode())
             _send(conn, b"x", struct.pack(">i", 2))
@@ -297,6 +302,9 @@ def _run(root: Path, conn: socket.socket, caller: Caller, header: dict[str, Any]
     argv: list[str] = header["argv"]
     if served_command(argv) is None:  # a raw client may send anything: the service runs archive commands only
         raise ServiceError(f"it runs only commands on its archive, not `custodes {' '.join(argv[:2])}`")
+    here = os.stat(root)
+    if header.get("archive") != [here.st_dev, here.st_ino]:  # --server names a socket, ARCHIVE the archive
+        raise ServiceError(f"it serves {root}, not the archive the command names; name that archive, or its socket")
     with tempfile.TemporaryDirectory(prefix="custodes-outbox-") as outbox:
         req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), Path(outbox))
         token = _request.set(req)
@@ -340,7 +348,7 @@ def _undelivered(conn: socket.socket, req: Request, caller: Caller, reason: str,
     try:
         with acting_as(caller), _redirected(conn, req):
             for record in req.if_undelivered:
-                record(reason)
+                record(f"sent; the caller reported it could not write it: {reason}")
             print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
     finally:
         _request.reset(token)
@@ -434,9 +442,11 @@ def _ship_file(conn: socket.socket, output: str, rel: str, path: Path) -> None:
 # ---- the client ---------------------------------------------------------------------------
 
 
-def connect(listen: str | os.PathLike[str], *, required: bool) -> socket.socket | None:
-    """A connection to the service at ``listen``; None when none answers there and ``required`` is False
-    (no socket, or one a stopped service left behind: the CLI then works embedded)."""
+def connect(listen: str | os.PathLike[str], archive: str, *, required: bool) -> socket.socket | None:
+    """A connection to the service of ``archive`` at ``listen``; None when none answers there and ``required``
+    is False (no socket, or one a stopped service left behind: the CLI then works embedded). Whatever answers
+    must run as the archive's owner (the kernel says who, as it tells the service who calls): a socket anyone
+    else planted gets neither the command, nor a descriptor, nor trust in what it prints."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(os.fspath(listen))
@@ -448,11 +458,19 @@ def connect(listen: str | os.PathLike[str], *, required: bool) -> socket.socket 
                 "`custodes serve ARCHIVE` as the archive's account"
             ) from None
         return None
+    server, owner = peer_caller(conn), os.stat(archive).st_uid
+    if server.uid != owner:
+        conn.close()
+        raise ServiceError(
+            f"{os.fspath(listen)}: answered by {server.account}, not by {account_name(owner)}, who owns {archive}; "
+            "nothing was sent to it"
+        )
     return conn
 
 
 def forward(
     conn: socket.socket,
+    archive: str,
     argv: list[str],
     inputs: list[str],
     outputs: dict[str, str],
@@ -469,7 +487,13 @@ def forward(
                 fds.append(os.open(given, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
             except OSError as e:
                 raise ServiceError(f"{given}: cannot open it: {e.strerror}") from None
-        header = json.dumps({"v": PROTOCOL, "argv": argv, "cwd": os.getcwd(), "inputs": inputs}) + "\n"
+        try:
+            cwd = os.getcwd()
+        except FileNotFoundError:
+            raise ServiceError("the current folder no longer exists; change to a folder that does") from None
+        st = os.stat(archive)
+        request = {"v": PROTOCOL, "argv": argv, "cwd": cwd, "inputs": inputs, "archive": [st.st_dev, st.st_ino]}
+        header = json.dumps(request) + "\n"
         socket.send_fds(conn, [header.encode("utf-8", "surrogateescape")], fds)
         return _receive(conn, _ClientFiles(outputs, replaceable))
     finally:
@@ -481,6 +505,7 @@ def forward(
 def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
     reader = conn.makefile("rb")
     failed: str | None = None  # the first output that could not be written; the rest of it is skipped
+    held: list[bytes] = []
     try:
         while True:
             head = reader.read(_FRAME.size)
@@ -490,12 +515,18 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
             payload = reader.read(length)
             if len(payload) < length:
                 raise ServiceError("the archive service hung up in the middle of an answer; see its log")
-            if kind in (b"o", b"e"):
+            if kind == b"o" and writer.outputs:
+                held.append(payload)  # printed once the outputs are written: a failed copy leaves stdout empty
+            elif kind in (b"o", b"e"):
                 stream = sys.stdout if kind == b"o" else sys.stderr
                 stream.flush()
                 stream.buffer.write(payload)
                 stream.buffer.flush()
             elif kind == b"x":
+                if failed is None and held:
+                    sys.stdout.flush()
+                    sys.stdout.buffer.write(b"".join(held))
+                    sys.stdout.buffer.flush()
                 return int(struct.unpack(">i", payload)[0])
             elif kind == b"w":  # the service asks whether every output was written
                 if failed is not None:
@@ -528,6 +559,7 @@ class _ClientFiles:
         self.outputs, self.replaceable = outputs, replaceable
         self.current: tuple[BinaryIO, Path, Path, int, bool] | None = None
         self.written: list[Path] = []  # files and folders this client made, in order: removed if one fails
+        self.last_target: Path | None = None  # the file being written, as the person named it (for errors)
 
     def _target(self, meta: dict[str, Any]) -> Path:
         name, rel = meta.get("output"), meta.get("rel")
@@ -543,7 +575,7 @@ class _ClientFiles:
             self.written += _make_folder(self._target(json.loads(payload)))
         elif kind == b"F":
             meta = json.loads(payload)
-            target = self._target(meta)
+            target = self.last_target = self._target(meta)
             self.written += _make_folder(target.parent)
             temp = target.with_name(f".{target.name[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part")
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -580,7 +612,7 @@ class _ClientFiles:
             temp.unlink(missing_ok=True)
 
     def target_now(self) -> Path | None:
-        return None if self.current is None else self.current[2]
+        return self.last_target
 
     def remove_written(self) -> None:
         """Undo a delivery that failed part way: what this client made goes again, newest first (a half bag
