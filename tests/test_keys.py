@@ -217,7 +217,7 @@ def test_the_witness_catches_a_rewrite_by_whoever_holds_the_signing_key(cli_arch
 def test_the_witness_catches_a_rolled_back_ledger(cli_archive: Path, tmp_path: Path) -> None:
     witness = _witness(tmp_path)
     _hold(cli_archive)
-    assert run_cli("ledger", "publish", cli_archive, witness).returncode == 0
+    assert as_("alice", "ledger", "publish", cli_archive, witness).returncode == 0
     (top,) = max(_sizes(cli_archive))
     with catalog_edit(cli_archive) as c:  # the hold, its entry and its checkpoint undone
         c.execute("DELETE FROM holds")
@@ -239,14 +239,14 @@ def test_publish_appends_only_new_checkpoints_and_an_honest_archive_stays_consis
     cli_archive: Path, tmp_path: Path
 ) -> None:
     witness = _witness(tmp_path)
-    assert run_cli("ledger", "publish", cli_archive, witness).returncode == 0
+    assert as_("alice", "ledger", "publish", cli_archive, witness).returncode == 0
     first = {p.name: (p.stat().st_ino, p.read_bytes()) for p in witness.iterdir()}
     _hold(cli_archive)
     _hold(cli_archive)
     out = run_cli("verify", cli_archive, "--witness", witness)
     assert out.returncode == 0, out.stdout
     assert f"witness {witness}" in out.stdout.decode()
-    out = run_cli("ledger", "publish", cli_archive, witness, "--json")
+    out = as_("alice", "ledger", "publish", cli_archive, witness, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     new = sorted(int(n) for n in {p.name for p in witness.iterdir()} - set(first))
@@ -254,7 +254,7 @@ def test_publish_appends_only_new_checkpoints_and_an_honest_archive_stays_consis
     assert result["already_published"] == len(first)
     assert {n: (p.stat().st_ino, p.read_bytes()) for n in first for p in [witness / n]} == first  # untouched
     assert not [p for p in witness.iterdir() if p.name.startswith(".")]  # no temp left behind
-    assert run_cli("ledger", "publish", cli_archive, witness, "--json").stdout.count(b'"published": []') == 1
+    assert as_("alice", "ledger", "publish", cli_archive, witness, "--json").stdout.count(b'"published": []') == 1
 
 
 def test_an_empty_witness_is_one_line_exit_2(cli_archive: Path, tmp_path: Path) -> None:
