@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custodes import ledger
 from custodes._durable import fsync_file
 from custodes.archive import Archive, open_archive, refuse_inside_archive, refuse_links
-from custodes.catalog import Catalog
+from custodes.catalog import Catalog, replay
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
@@ -113,20 +112,21 @@ def _log(
     ok: bool,
     detail: str,
     now: int,
+    **facts: Any,
 ) -> None:
-    seq = ledger.append(
-        catalog,
-        {
-            "type": f"access_{action}",
-            "request": request,
-            "person": person,
-            "segment": segment,
-            "ok": ok,
-            "detail": detail,
-            "time": now,
-        },
-    )
-    catalog.access.log(request, person, action, segment, ok, detail, now, seq)
+    """Ledger one step and make its rows from the entry (catalog.replay): its access-log row, and what a
+    granted step records beyond it (``facts``: a request's segments, reason and purpose; a decision's window;
+    a classification's level)."""
+    entry = {
+        "type": f"access_{action}",
+        "request": request,
+        "person": person,
+        "segment": segment,
+        "ok": ok,
+        "detail": detail,
+        "time": now,
+    }
+    replay.record(catalog, entry | facts)
 
 
 def _refuse(
@@ -209,8 +209,9 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
         raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
     now = time.time_ns()
     with archive.transaction() as tx:
-        rid = tx.access.add(person, json.dumps(sorted(segments)), reason, purpose, now)
-        _log(tx, rid, person, "request", None, True, f"{purpose}: {reason}", now)
+        rid = replay.next_id(tx, "access_requests")
+        facts = {"segments": sorted(segments), "reason": reason, "purpose": purpose}
+        _log(tx, rid, person, "request", None, True, f"{purpose}: {reason}", now, **facts)
     archive.checkpoint()
     return _load(archive, rid)
 
@@ -245,8 +246,7 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
             now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end"
         )
     with archive.transaction() as tx:
-        tx.access.decide(request_id, "approved" if approve_it else "denied", person, now, until)
-        _log(tx, request_id, person, action, None, True, why, now)
+        _log(tx, request_id, person, action, None, True, why, now, valid_until=until)
     archive.checkpoint()
     return _load(archive, request_id)
 
@@ -268,8 +268,7 @@ def classify(archive: Archive, segment: int, level: int) -> None:
     with archive.transaction() as tx:
         if not tx.segments.exists(segment):
             raise CustodesError(f"no segment {segment}")
-        tx.segments.set_classification(segment, level)
-        _log(tx, None, person, "classify", segment, True, f"level {level}", now)
+        _log(tx, None, person, "classify", segment, True, f"level {level}", now, level=level)
     archive.checkpoint()
 
 

@@ -1252,6 +1252,45 @@ def _say_trust(out: Output, trust: dict[str, Any] | None) -> None:
         out.say(describe_trust(trust))
 
 
+@ledger_group.command("rebuild-catalog")
+@archive_argument
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Put the rebuilt catalog in place of catalog.sqlite (custodians only), keeping the old file as "
+    "catalog.sqlite.before-rebuild-<time>.",
+)
+@output_options(quiet_help="No closing summary line; differences stay (the exit code says equal or not).")
+def ledger_rebuild_catalog_command(archive: Archive, replace: bool, out: Output) -> None:
+    """Rebuild the catalog from the ledger alone into a new file and prove it
+    equal to the live one, table by table, row by row (the check verify makes):
+    each difference is listed as verify lists it (missing, unexpected,
+    ledger_mismatch) and exits 1. With --replace the rebuilt catalog takes the
+    live one's place atomically, whatever the differences (exit 0): for an
+    archive whose catalog rows were lost or damaged while its ledger is intact
+    (run `custodes ledger verify` first)."""
+    from custodes.access import require_role
+    from custodes.verify import rebuild_catalog
+
+    if replace:
+        require_role(archive, ("custodian",), "rebuild_catalog")
+    result = rebuild_catalog(archive, replace=replace)
+    if out.json:
+        _write_json(result.to_json())
+    else:
+        for f in result.findings:
+            click.echo(f"{f.kind}: {f.message}")
+        if result.unknown:
+            types = ", ".join(f"{t} ({n})" for t, n in sorted(result.unknown.items()))
+            out.note(f"entries of types this custodes makes no catalog rows for: {types}")
+        if result.replaced:
+            out.say(f"catalog replaced by its rebuild from the ledger; the old one is kept as {result.kept}")
+        else:
+            differ = "EQUAL to" if result.equal else f"DIFFERS from ({len(result.findings)} row(s))"
+            out.say(f"the catalog rebuilt from the ledger {differ} the live one; nothing was replaced")
+    sys.exit(0 if result.equal or result.replaced else EXIT_FINDINGS)
+
+
 @ledger_group.command("rotate-key")
 @archive_argument
 @output_options(quiet_help="Print nothing on success (--json still prints the new key).")

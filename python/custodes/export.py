@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custodes import __version__, keys, ledger, merkle
+from custodes import __version__, keys, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
+from custodes.catalog import replay
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
@@ -83,7 +84,7 @@ def export_case(
         payload = _stage(archive, staging, rows, about, now, description)
         _check_staged(staging, hash_payload=True)
         with archive.transaction() as tx:
-            export_seq = ledger.append(tx, {"type": "export", **about, "time": now})
+            export_seq = replay.record(tx, {"type": "export", **about, "time": now})
         checkpoint = archive.checkpoint()
         _write_custody(archive, staging, [p[4] for p in payload] + [export_seq], checkpoint.size, checkpoint.note)
         _write_tag_manifest(staging)
@@ -126,7 +127,7 @@ def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | N
     is then kept for the next export to ``--to`` to ledger (see :func:`_clean_stale_staging`)."""
     try:
         with archive.transaction() as tx:
-            ledger.append(
+            replay.record(
                 tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": time.time_ns()}
             )
         archive.checkpoint()

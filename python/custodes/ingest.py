@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custodes import ledger, timeline
+from custodes import timeline
 from custodes._durable import fsync_file, process_alive
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
+from custodes.catalog import replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
-from custodes.catalog.evidence import NewSegment
 from custodes.defaults import NS, clock_is_set
 from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
 from custodes.errors import CustodesError
@@ -155,28 +155,23 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
     """Record the device as the volume describes it, the ingest, the device's own log and clock readings;
     returns the ingest's id and the device's dock readings (device clock, trusted clock)."""
     device = reading.identity.device_id
+    ident = reading.identity
     with archive.transaction() as catalog:
-        ident = reading.identity
-        catalog.devices.upsert(
-            DeviceIdentity(
-                ident.device_id,
-                ident.kind,
-                ident.vendor,
-                ident.model,
-                ident.serial,
-                ident.officer_id,
-                ident.officer_name,
-                ident.unit_id,
-                ident.unit_name,
-            ),
-            started,
+        ingest_id = replay.next_id(catalog, "ingests")
+        replay.record(
+            catalog,
+            {
+                "type": "ingest_begin",
+                "ingest": ingest_id,
+                "volume": volume,
+                "driver": reading.driver,
+                "device": device,
+                "identity": {k: getattr(ident, k) for k in DeviceIdentity._fields[1:]},
+                "events": [[e.time, e.kind, e.detail] for e in reading.events if e.time is not None],
+                "clock_readings": [[c.device_time, c.trusted_time, c.source] for c in reading.clock_readings],
+                "time": started,
+            },
         )
-        ingest_id = catalog.ingests.start(volume, reading.driver, device, started)
-        for e in reading.events:
-            if e.time is not None:
-                catalog.devices.add_event(device, e.time, e.kind, e.detail, ingest_id)
-        for c in reading.clock_readings:
-            catalog.devices.add_clock_reading(device, c.device_time, c.trusted_time, c.source, ingest_id)
         return ingest_id, catalog.devices.dock_readings(device)
 
 
@@ -254,11 +249,19 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
     """Record the findings and the result, sign a checkpoint, then mark the ingest finished."""
     with archive.transaction() as catalog:
         seg_ids = catalog.segments.ids_by_name(result.ingest_id)
+        findings = []
         for finding in result.findings:
             name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-            catalog.findings.add(_finding_row(result.ingest_id, seg_ids.get(name), finding))
-        catalog.ingests.set_result(
-            result.ingest_id, _json_text({k: v for k, v in result.to_json().items() if k != "findings"})
+            findings.append(_finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict())
+        replay.record(
+            catalog,
+            {
+                "type": "ingest_end",
+                "ingest": result.ingest_id,
+                "findings": [{k: v for k, v in f.items() if k != "ingest_id"} for f in findings],
+                "result": _json_text({k: v for k, v in result.to_json().items() if k != "findings"}),
+                "time": time.time_ns(),
+            },
         )
     crashpoint("before_checkpoint")
     result.checkpoint = archive.checkpoint().to_json()
@@ -505,54 +508,35 @@ def _record(
             }
         )
     with archive.transaction() as catalog:
-        catalog.objects.add(sha, size, json.dumps(digests, sort_keys=True), head, now)
         if catalog.segments.find(device, text, raw, sha) is not None:
             return "present"
-        seq = catalog.ledger.next_index()
-        segment = catalog.segments.insert(
-            NewSegment(
-                device_id=device,
-                original_name=text,
-                kind=seg.kind if seg else "file",
-                sha256=sha,
-                size=size,
-                start_ns=start,
-                end_ns=end,
-                start_source=seg.start_source if seg else None,
-                corrected_start_ns=c_start,
-                corrected_end_ns=c_end,
-                sequence=seg.sequence if seg and seg.sequence >= 0 else None,
-                important=int(bool(seg and seg.important)),
-                recording=seg.recording if seg else None,
-                chapter=seg.chapter if seg else None,
-                officer_id=seg.extra.get("officer") if seg else None,
-                container=container,
-                ingest_id=ingest_id,
-                ingested_ns=now,
-                ledger_seq=seq,
-                original_name_bytes=raw,
-            )
-        )
+        # Every fact of the segment and its object is in the entry: the rows are made from it (catalog.replay).
         entry = {
             "type": "ingest",
-            "segment": segment,
+            "segment": replay.next_id(catalog, "segments"),
             "device": device,
             "name": text,
             "size": size,
             "digests": digests,
+            "head_sha256": head,
             "kind": seg.kind if seg else "file",
             "start": start,
             "end": end,
+            "start_source": seg.start_source if seg else None,
             "corrected_start": c_start,
             "corrected_end": c_end,
+            "sequence": seg.sequence if seg and seg.sequence >= 0 else None,
             "important": bool(seg and seg.important),
+            "recording": seg.recording if seg else None,
+            "chapter": seg.chapter if seg else None,
+            "officer": seg.extra.get("officer") if seg else None,
+            "container": container,
             "ingest": ingest_id,
             "time": now,
         }
         if raw is not None:
             entry["name_b64"] = base64.b64encode(raw).decode("ascii")
-        index = ledger.append(catalog, entry)
-        assert index == seq
+        replay.record(catalog, entry)
         crashpoint("in_transaction")
     crashpoint("after_commit")
     return "stored"

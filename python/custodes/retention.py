@@ -17,17 +17,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from custodes import ledger
 from custodes.access import current_person, grant_for, refuse, require_role
 from custodes.archive import Archive
-from custodes.catalog import Catalog
+from custodes.catalog import Catalog, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
-
-T = TypeVar("T")
 
 __all__ = [
     "LONG_TERM_REASONS",
@@ -98,13 +95,12 @@ def due(archive: Archive, at: int | None = None) -> list[RetentionStatus]:
     return [s for s in status(archive) if s.due(at)]
 
 
-def _ledgered(archive: Archive, entry: dict[str, Any], change: Callable[[Catalog], T]) -> T:
-    """Make one catalog change with its ledger entry in one transaction, then sign a checkpoint."""
+def _ledgered(archive: Archive, entry: Callable[[Catalog], dict[str, Any]]) -> None:
+    """Ledger one change and make its rows from the entry (catalog.replay), in one transaction, then sign a
+    checkpoint. ``entry`` is made inside the transaction: it may name the id its row gets."""
     with archive.transaction() as catalog:
-        ledger.append(catalog, entry)
-        out = change(catalog)
+        replay.record(catalog, entry(catalog))
     archive.checkpoint()
-    return out
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:
@@ -117,11 +113,14 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
     person = require_role(archive, ("custodian", "approver"), "hold", segment)
     _segment_exists(archive, segment)
     now = time.time_ns()
-    return _ledgered(
-        archive,
-        {"type": "hold", "segment": segment, "reason": reason, "by": person, "time": now},
-        lambda catalog: catalog.retention.place_hold(segment, reason, person, now),
-    )
+    held: list[int] = []
+
+    def entry(catalog: Catalog) -> dict[str, Any]:
+        held.append(replay.next_id(catalog, "holds"))
+        return {"type": "hold", "hold": held[-1], "segment": segment, "reason": reason, "by": person, "time": now}
+
+    _ledgered(archive, entry)
+    return held[-1]
 
 
 def release(archive: Archive, hold_id: int) -> None:
@@ -131,9 +130,7 @@ def release(archive: Archive, hold_id: int) -> None:
         raise CustodesError(f"no active hold {hold_id}")
     now = time.time_ns()
     _ledgered(
-        archive,
-        {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now},
-        lambda catalog: catalog.retention.release_hold(hold_id, person, now),
+        archive, lambda _: {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now}
     )
 
 
@@ -145,8 +142,7 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
     now = time.time_ns()
     _ledgered(
         archive,
-        {"type": "retention_change", "segment": segment, "long_term": reason, "by": person, "time": now},
-        lambda catalog: catalog.retention.mark_long_term(segment, reason, person, now),
+        lambda _: {"type": "retention_change", "segment": segment, "long_term": reason, "by": person, "time": now},
     )
 
 
@@ -158,15 +154,15 @@ def link_case(archive: Archive, case: str, segments: list[int], until: int | Non
     now = time.time_ns()
     _ledgered(
         archive,
-        {
+        lambda _: {
             "type": "retention_change",
             "case": case,
             "segments": sorted(segments),
             "until": until,
+            "description": description,
             "by": person,
             "time": now,
         },
-        lambda catalog: catalog.retention.link_case(case, until, description, segments),
     )
 
 
@@ -235,15 +231,11 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResu
     purged = []
     for seg, sha, was_purged in rows:
         if was_purged is None:
-            with archive.transaction() as tx:
-                seq = ledger.append(
+            with archive.transaction() as tx:  # the tombstone is made from the entry (catalog.replay)
+                replay.record(
                     tx,
                     {"type": "purge", "segment": seg, "sha256": sha, "request": request_id, "by": person, "time": now},
                 )
-                tx.segments.mark_purged(seg, now)
-                if not tx.segments.live_for_object(sha):  # the object goes only when no live recording needs it
-                    tx.objects.mark_purged(sha, now)
-                    tx.retention.add_tombstone(sha, json.dumps([seg]), request_id, person, now, seq)
             purged.append(seg)
     if purged:
         archive.checkpoint()  # phase 1 is signed before phase 2 removes anything
@@ -286,7 +278,7 @@ def _finish(archive: Archive, person: str) -> list[int]:
             "time": time.time_ns(),
         }
         with archive.transaction() as tx:
-            ledger.append(tx, entry)
+            replay.record(tx, entry)
         finished += segments
     if finished:
         archive.checkpoint()

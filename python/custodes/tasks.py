@@ -25,9 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from custodes import ledger, timeline
+from custodes import timeline
 from custodes.access import require_role
 from custodes.archive import Archive
+from custodes.catalog import replay
 from custodes.catalog.custody import TaskRow
 from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
@@ -166,7 +167,7 @@ def import_tasks(archive: Archive, tasks: Sequence[Task]) -> dict[str, list[str]
             if row == values:
                 out["unchanged"].append(t.id)
                 continue
-            seq = ledger.append(
+            replay.record(  # the row is made from the entry (catalog.replay)
                 tx,
                 {
                     "type": "task",
@@ -180,7 +181,6 @@ def import_tasks(archive: Archive, tasks: Sequence[Task]) -> dict[str, list[str]
                     "time": now,
                 },
             )
-            tx.tasks.upsert(values, now, seq)
             out["updated" if row is not None else "imported"].append(t.id)
     if out["imported"] or out["updated"]:
         archive.checkpoint()
@@ -216,10 +216,12 @@ def explain_gap(
             raise TaskError(f"no device {device!r} in this archive")
         if segment is not None and not tx.segments.exists(segment):
             raise TaskError(f"no segment {segment} in this archive")
-        seq = ledger.append(
+        annotation = replay.next_id(tx, "gap_explanations")
+        replay.record(  # the row is made from the entry (catalog.replay)
             tx,
             {
                 "type": "annotation",
+                "annotation": annotation,
                 "device": device,
                 "start": start,
                 "end": end,
@@ -231,7 +233,6 @@ def explain_gap(
                 "time": now,
             },
         )
-        annotation = tx.gap_explanations.add(device, start, end, cause, note, segment, offset, by, now, seq)
     archive.checkpoint()
     return annotation
 

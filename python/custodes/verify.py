@@ -4,7 +4,10 @@
   is rebuilt in O(log n) memory and its root at each checkpoint's size must
   equal the signed root; each checkpoint's signature must verify with the
   archive's public key; the latest checkpoint must cover the whole ledger.
-- **Catalog**: each segment row must match the ledger entry that recorded it.
+- **Catalog**: the catalog is a view of the ledger (:mod:`custodes.catalog.replay`): the whole ledger is
+  replayed into a fresh in-memory catalog and every fact table compared with the live one, row by row. A
+  row the ledger does not explain is ``unexpected``, one that differs from it ``ledger_mismatch``, a
+  ledgered fact with no row ``missing``; each names the table, the row and the ledger entry.
 - **Store**: every object the catalog names is re-hashed in parallel by the
   Rust engine (``missing``, ``truncated``, ``modified``); every file in the
   store that the catalog does not name is ``unexpected``, unless an ingest
@@ -36,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from custodes import merkle
+from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
-from custodes.catalog import Catalog
+from custodes.catalog import Catalog, replay
 from custodes.catalog.evidence import LedgerView
 from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
@@ -47,7 +51,7 @@ from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.witness import check_witness
 
-__all__ = ["VerifyFinding", "VerifyResult", "verify", "verify_ledger_only"]
+__all__ = ["RebuildResult", "VerifyFinding", "VerifyResult", "rebuild_catalog", "verify", "verify_ledger_only"]
 
 BATCH = 256
 PENDING = "pending"
@@ -61,6 +65,8 @@ class VerifyFinding:
     segment: int | None = None
     object: str | None = None
     ledger_index: int | None = None
+    table: str | None = None  # a catalog row against its replay: the table and the row's key
+    row: tuple[Any, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,8 @@ class VerifyFinding:
             "segment": self.segment,
             "object": self.object,
             "ledger_index": self.ledger_index,
+            "table": self.table,
+            "row": None if self.row is None else list(self.row),
         }
 
 
@@ -150,13 +158,17 @@ def _ingest_command(archive: Archive, volume: str | None) -> str:
     return f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {archive_path}`"
 
 
+#: The entries an ingest writes (catalog.replay): until its checkpoint is signed they are its work in flight.
+_INGEST_TYPES = ("ingest_begin", "ingest", "ingest_end")
+
+
 def _entry_ingest(entry: bytes) -> int | None:
     """The ingest a ledger entry was written by, or None when it is not an ingest entry."""
     try:
         e = json.loads(bytes(entry))
     except ValueError:
         return None
-    ingest = e.get("ingest") if isinstance(e, dict) and e.get("type") == "ingest" else None
+    ingest = e.get("ingest") if isinstance(e, dict) and e.get("type") in _INGEST_TYPES else None
     return ingest if isinstance(ingest, int) else None
 
 
@@ -367,6 +379,96 @@ _LEDGERED_FACTS = {
 
 
 def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
+    """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
+    row. An archive written before this custodes whose first write has not yet adopted its older rows
+    (replay.adopt_pending) is held to what its ingest entries record, as it was then."""
+    # One snapshot: an ingest running alongside commits a row and its entry together.
+    with archive.catalog.snapshot():
+        if replay.adopt_pending(archive.catalog):
+            _verify_segments_against_ingests(archive, result)
+            return
+        with Catalog.open(Path(":memory:")) as fresh:
+            made = replay.replay(archive.catalog, fresh)
+            found = replay.differences(archive.catalog, fresh, made)
+    result.findings += _replay_findings(made, found)
+
+
+def _replay_findings(made: replay.Replay, found: list[replay.Difference]) -> list[VerifyFinding]:
+    """Verify's findings for what replaying the ledger could not apply and for each row that differs."""
+    out = [VerifyFinding("ledger_mismatch", f"ledger entry {i} {why}", ledger_index=i) for i, why in made.failed]
+    for d in found:
+        key = d.key[0] if len(d.key) == 1 else None
+        out.append(
+            VerifyFinding(
+                d.kind,
+                d.message(),
+                segment=key if d.table == "segments" else None,
+                object=key if d.table in ("objects", "tombstones") else None,
+                ledger_index=d.entry,
+                table=d.table,
+                row=d.key,
+            )
+        )
+    return out
+
+
+@dataclass
+class RebuildResult:
+    """``custodes ledger rebuild-catalog``: how the catalog rebuilt from the ledger differs from the live one
+    (``findings``), the entry types it made no rows for, and where the old catalog was kept when replaced."""
+
+    findings: list[VerifyFinding]
+    unknown: dict[str, int]
+    replaced: bool = False
+    kept: str | None = None
+
+    @property
+    def equal(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "equal": self.equal,
+            "findings": [f.to_json() for f in self.findings],
+            "unknown_entry_types": self.unknown,
+            "replaced": self.replaced,
+            "kept": self.kept,
+        }
+
+
+def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult:
+    """Rebuild the catalog from the ledger alone into a new file (catalog.replay.rebuild) and compare it with
+    the live one. With ``replace``, the new file takes catalog.sqlite's place atomically (a rename), the old
+    file kept beside it as ``catalog.sqlite.before-rebuild-<ns>`` (a hard link, made first: at every moment
+    one of the two names holds each catalog). For an archive whose fact tables were lost or damaged: the ledger
+    table itself is what is replayed, so it must be intact (``ledger verify`` says)."""
+    live = archive.catalog.path
+    temps = archive.root / "tmp"
+    temps.mkdir(mode=0o700, exist_ok=True)
+    now = time.time_ns()
+    new = temps / f"catalog.rebuilt-{os.getpid()}-{now}.sqlite"
+    try:
+        with archive.catalog.snapshot():
+            made, found = replay.rebuild(archive.catalog, new)
+        result = RebuildResult(_replay_findings(made, found), made.unknown)
+        if not replace:
+            return result
+        os.chmod(new, 0o600)
+        fsync_file(new)
+        archive.catalog.flush_wal()
+        archive.catalog.close()  # nothing of this process may write the old file once it is renamed
+        kept = live.with_name(f"{live.name}.before-rebuild-{now}")
+        os.link(live, kept)
+        os.replace(new, live)
+        fsync_dir(live.parent)
+        result.replaced, result.kept = True, str(kept)
+        return result
+    finally:
+        for leftover in (new, new.with_name(new.name + "-wal"), new.with_name(new.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _verify_segments_against_ingests(archive: Archive, result: VerifyResult) -> None:
     """Every segment row against the ingest entry it was recorded with (its identity, content and every fact
     the entry holds), and every ingest entry against a segment row: one the catalog lost is ``missing``."""
     # One snapshot for both: an ingest running alongside commits a row and its entry together.

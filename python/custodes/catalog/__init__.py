@@ -104,6 +104,11 @@ class Catalog:
     def close(self) -> None:
         self._conn.close()
 
+    def flush_wal(self) -> None:
+        """Write everything committed into the database file itself and empty the WAL: the file alone is then
+        the whole catalog (kept aside by ``ledger rebuild-catalog --replace``)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def __enter__(self) -> Catalog:
         return self
 

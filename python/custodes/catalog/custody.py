@@ -37,13 +37,13 @@ class Tombstone(NamedTuple):
 
 
 class AccessRequests(Table):
-    def add(self, requester: str, segments: str, reason: str, purpose: str, now: int) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO access_requests (requester, segments, reason, purpose, status, requested_ns) "
-            "VALUES (?, ?, ?, ?, 'pending', ?)",
-            (requester, segments, reason, purpose, now),
+    def add(self, request: int, requester: str, segments: str, reason: str, purpose: str, now: int) -> None:
+        """A request under the id its ``access_request`` entry names (catalog.replay)."""
+        self._conn.execute(
+            "INSERT INTO access_requests (id, requester, segments, reason, purpose, status, requested_ns) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (request, requester, segments, reason, purpose, now),
         )
-        return int(cur.lastrowid or 0)
 
     def get(self, request: int) -> AccessRow | None:
         row = self._conn.execute(
@@ -74,12 +74,13 @@ class AccessRequests(Table):
         detail: str,
         now: int,
         ledger_seq: int,
-    ) -> None:
-        self._conn.execute(
+    ) -> int:
+        cur = self._conn.execute(
             "INSERT INTO access_log (request_id, person, action, segment_id, ok, detail, time_ns, ledger_seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (request, person, action, segment, int(ok), detail, now, ledger_seq),
         )
+        return int(cur.lastrowid or 0)
 
     def log_in_period(self, lo: int, hi: int) -> list[AccessLogRow]:
         sql = f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ?"
@@ -88,9 +89,11 @@ class AccessRequests(Table):
 
 class Retention(Table):
     # --- holds ---
-    def place_hold(self, segment: int, reason: str, by: str, now: int) -> int:
+    def place_hold(self, hold: int | None, segment: int, reason: str, by: str, now: int) -> int:
+        """A hold under the id its entry names (None: the next one, for entries written before ids were)."""
         cur = self._conn.execute(
-            "INSERT INTO holds (segment_id, reason, by, placed_ns) VALUES (?, ?, ?, ?)", (segment, reason, by, now)
+            "INSERT INTO holds (id, segment_id, reason, by, placed_ns) VALUES (?, ?, ?, ?, ?)",
+            (hold, segment, reason, by, now),
         )
         return int(cur.lastrowid or 0)
 
@@ -198,6 +201,7 @@ class Explanation(NamedTuple):
 class GapExplanations(Table):
     def add(
         self,
+        annotation: int | None,
         device: str,
         start: int,
         end: int,
@@ -210,9 +214,9 @@ class GapExplanations(Table):
         ledger_seq: int,
     ) -> int:
         cur = self._conn.execute(
-            "INSERT INTO gap_explanations (device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
-            "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
-            (device, start, end, cause, note, segment, offset, by, now, ledger_seq),
+            "INSERT INTO gap_explanations (id, device_id, start_ns, end_ns, cause, note, segment_id, offset_ns, "
+            "source, by, created_ns, ledger_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'annotation', ?, ?, ?)",
+            (annotation, device, start, end, cause, note, segment, offset, by, now, ledger_seq),
         )
         return int(cur.lastrowid or 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, NamedTuple
 
 from custodes.catalog.evidence import Table, question_marks
@@ -24,6 +25,12 @@ class Drift(NamedTuple):
     readings: int
     max_offset_ns: int
     last_offset_ns: int
+
+
+def _inserted(cur: sqlite3.Cursor) -> int | None:
+    """The id of the row an ``INSERT OR IGNORE`` made, None when it made none (lastrowid would then be
+    the connection's previous insert, of any table)."""
+    return int(cur.lastrowid or 0) if cur.rowcount == 1 else None
 
 
 class Devices(Table):
@@ -56,22 +63,30 @@ class Devices(Table):
         sql = "SELECT s.device_id FROM case_segments c JOIN segments s ON s.id = c.segment_id WHERE c.case_id = ?"
         return sorted({d for (d,) in self._conn.execute(sql, (case,))})
 
-    def add_event(self, device: str, time_ns: int, kind: str, detail: str, ingest_id: int) -> None:
-        """An entry of the device's own log; one read before (an earlier ingest) is not repeated."""
-        self._conn.execute(
-            "INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) VALUES (?, ?, ?, ?, ?)",
-            (device, time_ns, kind, detail, ingest_id),
+    def add_event(self, device: str, time_ns: int, kind: str, detail: str, ingest_id: int) -> int | None:
+        """An entry of the device's own log; one read before (an earlier ingest) is not repeated (None)."""
+        return _inserted(
+            self._conn.execute(
+                "INSERT OR IGNORE INTO device_events (device_id, time_ns, kind, detail, ingest_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (device, time_ns, kind, detail, ingest_id),
+            )
         )
 
     def events(self) -> list[tuple[str, int, str, str]]:
         """(device, time, kind, detail) of every device event."""
         return self._conn.execute("SELECT device_id, time_ns, kind, detail FROM device_events").fetchall()
 
-    def add_clock_reading(self, device: str, device_ns: int, trusted_ns: int, source: str, ingest_id: int) -> None:
-        self._conn.execute(
-            "INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (device, device_ns, trusted_ns, source, ingest_id),
+    def add_clock_reading(
+        self, device: str, device_ns: int, trusted_ns: int, source: str, ingest_id: int
+    ) -> int | None:
+        """A clock reading; one read before (an earlier ingest) is not repeated (None)."""
+        return _inserted(
+            self._conn.execute(
+                "INSERT OR IGNORE INTO clock_readings (device_id, device_ns, trusted_ns, source, ingest_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (device, device_ns, trusted_ns, source, ingest_id),
+            )
         )
 
     def dock_readings(self, device: str) -> list[tuple[int, int]]:
@@ -105,12 +120,12 @@ class Devices(Table):
 
 
 class Ingests(Table):
-    def start(self, volume: str, driver: str, device: str, now: int) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO ingests (volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?)",
-            (volume, driver, device, now),
+    def start(self, ingest_id: int, volume: str, driver: str, device: str, now: int) -> None:
+        """An ingest under the id its ``ingest_begin`` entry names (catalog.replay)."""
+        self._conn.execute(
+            "INSERT INTO ingests (id, volume, driver, device_id, started_ns) VALUES (?, ?, ?, ?, ?)",
+            (ingest_id, volume, driver, device, now),
         )
-        return int(cur.lastrowid or 0)
 
     def set_result(self, ingest_id: int, result: str) -> None:
         self._conn.execute("UPDATE ingests SET result = ? WHERE id = ?", (result, ingest_id))
@@ -156,10 +171,11 @@ class FindingRow(NamedTuple):
 
 
 class Findings(Table):
-    def add(self, row: FindingRow) -> None:
-        self._conn.execute(
+    def add(self, row: FindingRow) -> int:
+        cur = self._conn.execute(
             f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({question_marks(row)})", row
         )
+        return int(cur.lastrowid or 0)
 
     def in_period(self, devices: list[str] | None, lo: int, hi: int) -> list[tuple[int | None, str]]:
         """(segment, finding JSON) of findings on ``devices`` (all when None) in [lo, hi): their own

@@ -117,11 +117,12 @@ class CaseRecording(NamedTuple):
 
 
 class Segments(Table):
-    def insert(self, row: NewSegment) -> int:
-        cur = self._conn.execute(
-            f"INSERT INTO segments ({', '.join(NewSegment._fields)}) VALUES ({question_marks(row)})", row
+    def insert(self, segment: int, row: NewSegment) -> None:
+        """A segment under the id its ingest entry names (catalog.replay)."""
+        self._conn.execute(
+            f"INSERT INTO segments (id, {', '.join(NewSegment._fields)}) VALUES (?, {question_marks(row)})",
+            (segment, *row),
         )
-        return int(cur.lastrowid or 0)
 
     def exists(self, segment: int) -> bool:
         return self._one("SELECT 1 FROM segments WHERE id = ?", (segment,)) is not None

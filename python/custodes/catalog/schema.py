@@ -92,5 +92,13 @@ MIGRATIONS: list[str] = [
         sha256 TEXT NOT NULL, ingest_id INTEGER NOT NULL REFERENCES ingests(id), created_ns INTEGER NOT NULL,
         PRIMARY KEY (sha256, ingest_id));
     """,
+    # 6: the catalog is a view of the ledger (catalog/replay.py). An archive written before keeps facts its
+    # ledger entries do not hold (findings, device logs, a segment's officer ...): its first write transaction
+    # after this migration adopts them with one `catalog_adopt` entry (replay.adopt_pending); a new catalog has
+    # nothing to adopt. The flag is set here only when the ledger already has entries.
+    """
+    CREATE TABLE replay_state (id INTEGER PRIMARY KEY CHECK (id = 1), adopt_pending INTEGER NOT NULL);
+    INSERT INTO replay_state (id, adopt_pending) SELECT 1, EXISTS (SELECT 1 FROM ledger);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
