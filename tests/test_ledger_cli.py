@@ -87,7 +87,8 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
         key = VerifierKey.parse(proof["verifier_key"])
         # The signed note is the archive's own, and its root is the proof's root.
         cp = parse_checkpoint(proof["checkpoint"], key)
-        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (4, proof["root"])  # policy, 3
+        # init's policy entry; three ingests, each ingest_begin, ingest and ingest_end (catalog.replay): ten entries.
+        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (10, proof["root"])
         inc = proof["inclusion"]
         entry = base64.b64decode(inc["entry_base64"])
         assert json.loads(entry) == inc["entry"] and inc["entry"]["segment"] == segment
@@ -113,7 +114,7 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
 
 
 def test_ledger_proof_refuses_what_it_cannot_prove(three_checkpoints: Path) -> None:
-    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "4")  # init's policy entry and three ingests
+    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "10")  # the policy entry and 3 ingests of 3: 0..9
     assert out.returncode == 2 and b"not covered by the latest checkpoint" in out.stderr
     out = run_cli("ledger", "proof", three_checkpoints, "--segment", "99")
     assert out.returncode == 2 and b"no segment 99" in out.stderr
@@ -123,15 +124,17 @@ def test_ledger_proof_refuses_what_it_cannot_prove(three_checkpoints: Path) -> N
 
 
 def test_ledger_checkpoint_signs_the_ledger_as_it_is(three_checkpoints: Path) -> None:
-    from custodes import ledger
     from custodes.archive import open_archive
+    from custodes.catalog import replay
 
     a = open_archive(three_checkpoints)
     try:
         size_before = a.ledger_size()
-        # An entry appended but not yet signed, as a crash before an ingest's checkpoint leaves it.
+        # An entry appended (with its row) but not yet signed, as a crash before a checkpoint leaves it.
         with a.transaction() as tx:
-            ledger.append(tx, {"type": "annotation", "segment": 1, "note": "left unsigned", "time": 1})
+            entry = {"type": "annotation", "annotation": 1, "device": "BWC0001", "start": 1, "end": 2}
+            entry |= {"cause": "other", "note": "left unsigned", "segment": 1, "offset": None, "by": "x", "time": 1}
+            replay.record(tx, entry)
         assert a.ledger_size() == size_before + 1
         key = a.verifier_key
     finally:

@@ -397,13 +397,14 @@ def _replay_findings(made: replay.Replay, found: list[replay.Difference]) -> lis
     """Verify's findings for what replaying the ledger could not apply and for each row that differs."""
     out = [VerifyFinding("ledger_mismatch", f"ledger entry {i} {why}", ledger_index=i) for i, why in made.failed]
     for d in found:
-        key = d.key[0] if len(d.key) == 1 else None
+        segment = d.key[0] if d.table == "segments" else d.values.get("segment_id")
+        sha = d.values.get("sha256")
         out.append(
             VerifyFinding(
                 d.kind,
                 d.message(),
-                segment=key if d.table == "segments" else None,
-                object=key if d.table in ("objects", "tombstones") else None,
+                segment=segment if isinstance(segment, int) else None,
+                object=sha if isinstance(sha, str) else None,
                 ledger_index=d.entry,
                 table=d.table,
                 row=d.key,

@@ -48,8 +48,8 @@ __all__ = ["Difference", "Replay", "adopt_pending", "apply", "differences", "nex
 FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "devices": (("device_id",), ()),
     "ingests": (("id",), ("finished_ns",)),
-    "objects": (("sha256",), ("last_verified_ns",)),
     "segments": (("id",), ()),
+    "objects": (("sha256",), ("last_verified_ns",)),
     "findings": (("id",), ()),
     "clock_readings": (("id",), ()),
     "device_events": (("id",), ()),
@@ -326,6 +326,7 @@ class Difference:
     key: Key
     entry: int | None  # the ledger entry that last wrote the row, None for an unexpected one
     columns: tuple[str, ...] = ()  # ledger_mismatch: the columns that differ
+    values: dict[str, Any] = field(default_factory=dict)  # the row as the ledger has it (unexpected: as found)
 
     def message(self) -> str:
         row = f"{self.table} row {', '.join(map(str, self.key))}"
@@ -366,13 +367,14 @@ def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Differen
         have = rows(live, table, columns) or {}
         for key in sorted(want.keys() | have.keys(), key=_sortable):
             entry = made.written_by.get((table, key))
+            values = dict(zip(columns, want.get(key) or have[key], strict=True))
             if key not in have:
-                out.append(Difference("missing", table, key, entry))
+                out.append(Difference("missing", table, key, entry, (), values))
             elif key not in want:
-                out.append(Difference("unexpected", table, key, None))
+                out.append(Difference("unexpected", table, key, None, (), values))
             elif have[key] != want[key]:
                 differ = tuple(c for c, a, b in zip(columns, have[key], want[key], strict=True) if a != b)
-                out.append(Difference("ledger_mismatch", table, key, entry, differ))
+                out.append(Difference("ledger_mismatch", table, key, entry, differ, values))
     return out
 
 
