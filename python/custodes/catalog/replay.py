@@ -279,10 +279,10 @@ def apply(catalog: Catalog, seq: int, entry: dict[str, Any]) -> Touched | None:
 
 @dataclass
 class Replay:
-    """What replaying a ledger made: per row, the last entry that wrote it; entries of unknown types
-    (type -> count), and entries that could not be applied (index, why)."""
+    """What replaying a ledger made: per row, the entries that wrote it (the first made it); entries of unknown
+    types (type -> count), and entries that could not be applied (index, why)."""
 
-    written_by: dict[tuple[str, Key], int] = field(default_factory=dict)
+    written_by: dict[tuple[str, Key], list[int]] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
@@ -312,7 +312,7 @@ def replay(source: Catalog, target: Catalog) -> Replay:
                 out.unknown[kind] = out.unknown.get(kind, 0) + 1
                 continue
             for key in touched:
-                out.written_by[key] = seq
+                out.written_by.setdefault(key, []).append(seq)
     return out
 
 
@@ -324,18 +324,24 @@ class Difference:
     kind: str  # missing (ledgered, no row), unexpected (a row the ledger does not explain), ledger_mismatch
     table: str
     key: Key
-    entry: int | None  # the ledger entry that last wrote the row, None for an unexpected one
+    entries: tuple[int, ...]  # the ledger entries that wrote the row, the first made it; none for an unexpected one
     columns: tuple[str, ...] = ()  # ledger_mismatch: the columns that differ
     values: dict[str, Any] = field(default_factory=dict)  # the row as the ledger has it (unexpected: as found)
 
+    @property
+    def entry(self) -> int | None:
+        """The entry that made the row."""
+        return self.entries[0] if self.entries else None
+
     def message(self) -> str:
         row = f"{self.table} row {', '.join(map(str, self.key))}"
+        named = f"{'entries' if len(self.entries) > 1 else 'entry'} {', '.join(map(str, self.entries))}"
         if self.kind == "missing":
-            return f"{row} is in the ledger (entry {self.entry}) but not in the catalog"
+            return f"{row} is in the ledger ({named}) but not in the catalog"
         if self.kind == "unexpected":
             return f"{row} is in the catalog but no ledger entry explains it"
         verb = "differs" if len(self.columns) == 1 else "differ"
-        return f"{row}: {', '.join(self.columns)} {verb} from what ledger entry {self.entry} recorded"
+        return f"{row}: {', '.join(self.columns)} {verb} from what ledger {named} recorded"
 
 
 def _columns(catalog: Catalog, table: str) -> list[str]:
@@ -366,12 +372,12 @@ def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Differen
         want = rows(replayed, table, columns) or {}
         have = rows(live, table, columns) or {}
         for key in sorted(want.keys() | have.keys(), key=_sortable):
-            entry = made.written_by.get((table, key))
+            entry = tuple(made.written_by.get((table, key), ()))
             values = dict(zip(columns, want.get(key) or have[key], strict=True))
             if key not in have:
                 out.append(Difference("missing", table, key, entry, (), values))
             elif key not in want:
-                out.append(Difference("unexpected", table, key, None, (), values))
+                out.append(Difference("unexpected", table, key, (), (), values))
             elif have[key] != want[key]:
                 differ = tuple(c for c, a, b in zip(columns, have[key], want[key], strict=True) if a != b)
                 out.append(Difference("ledger_mismatch", table, key, entry, differ, values))

@@ -1,0 +1,301 @@
+"""The catalog is a view of the ledger (issue 13, part 2): the catalog tamper matrix beside the object one
+(helpers.TAMPERS). Each edit an attacker with write access to catalog.sqlite could make is found by
+`custodes verify --json` with the right kind, naming the table, the row and the ledger entry; a clean
+archive has no finding; `custodes ledger rebuild-catalog` rebuilds a catalog equal to the live one on
+every shape of archive the suite makes, and with --replace restores a damaged one."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from footage import T0, make_clip
+from helpers import as_, build_cli_archive, catalog_edit, catalog_rows, request, run_cli, stop_service
+
+BJ = timezone(timedelta(hours=8))
+DEVICE = "BWC0001"
+
+
+def clip_name(seconds: int, seq: int, important: bool = False) -> str:
+    """A name as the body camera writes it: officer 001234, device, local start time, sequence, IMP mark."""
+    t = (T0 + timedelta(seconds=seconds)).astimezone(BJ)
+    return f"001234_{DEVICE}_{t:%Y%m%d%H%M%S}_{seq:04d}{'IMP' if important else ''}.MP4"
+
+
+@pytest.fixture(scope="module")
+def acted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An archive after every kind of custody act, through the service as the people who do them: three
+    recordings (one marked important, all with their officer) with a dock clock reading; a task; a view request
+    approved and used, a refused open, a denied request and one left pending; a hold, a long-term mark, a case
+    link, a classification and a gap explanation."""
+    root = tmp_path_factory.mktemp("acted")
+    arch = build_cli_archive(root / "archive")
+    vol = root / DEVICE
+    for seconds, seq, important in [(0, 1, False), (2, 2, False), (10, 3, True)]:
+        make_clip(vol / clip_name(seconds, seq, important), T0 + timedelta(seconds=seconds))
+    (vol / "DOCKCLOCK.TXT").write_text("device_time=2024-03-01 18:00:10\nstation_time=2024-03-01T10:00:00Z\n")
+    assert run_cli("ingest", vol, "--archive", arch).returncode == 1  # late ingest, a gap: findings
+    tasks = root / "tasks.json"
+    start, end = (T0 - timedelta(seconds=10)).isoformat(), (T0 + timedelta(seconds=6)).isoformat()
+    tasks.write_text(json.dumps([{"id": "T1", "type": "stop", "start": start, "end": end, "devices": [DEVICE]}]))
+    assert as_("alice", "task", "import", arch, tasks).returncode == 0
+    rid = request(arch, "carol", 1)
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    assert as_("carol", "access", "open", arch, rid, "--segment", "1").returncode == 0
+    assert as_("carol", "access", "open", arch, rid, "--segment", "2").returncode == 1  # refused and logged
+    denied = request(arch, "carol", 3)
+    assert as_("bob", "access", "deny", arch, denied, "--reason", "not needed").returncode == 0
+    request(arch, "carol", 2)  # left pending
+    assert as_("alice", "retention", "hold", arch, "--segment", "2", "--reason", "complaint").returncode == 0
+    assert as_("alice", "retention", "long-term", arch, "--segment", "3", "--reason", "complaint").returncode == 0
+    assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
+    assert as_("alice", "access", "classify", arch, "--segment", "1", "--level", "2").returncode == 0
+    gap = ["--from", (T0 + timedelta(seconds=4)).isoformat(), "--to", (T0 + timedelta(seconds=10)).isoformat()]
+    out = as_("alice", "gap", "explain", arch, "--device", DEVICE, *gap, "--cause", "location_change")
+    assert out.returncode == 0, out.stderr
+    stop_service(arch)
+    return arch
+
+
+@pytest.fixture
+def copy(acted: Path, tmp_path: Path) -> Path:
+    """A copy of ``acted`` of this test's own (root's, so the CLI works on it embedded, as its owner)."""
+    return Path(shutil.copytree(acted, tmp_path / "archive", ignore=shutil.ignore_patterns("*.sock")))
+
+
+def verify_findings(arch: Path, code: int, *args: str) -> list[dict]:
+    out = run_cli("verify", arch, "--json", *args)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    assert out.returncode == code, (out.stdout.decode(), out.stderr.decode())
+    return json.loads(out.stdout)["findings"]
+
+
+def rebuilt(arch: Path, *args: str, user: str | None = None) -> tuple[int, dict]:
+    out = run_cli("ledger", "rebuild-catalog", arch, "--json", *args, user=user)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    return out.returncode, json.loads(out.stdout)
+
+
+def sql(*statements: str) -> Callable[[Path], None]:
+    def tamper(arch: Path) -> None:
+        with catalog_edit(arch, foreign_keys=False) as c:  # the attacker edits the database file directly
+            for s in statements:
+                c.execute(s)
+
+    return tamper
+
+
+def _segment_and_object_deleted(arch: Path) -> None:
+    (sha,) = catalog_rows(arch, "SELECT sha256 FROM segments WHERE id = 2")[0]
+    (arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha).unlink()
+    sql("DELETE FROM segments WHERE id = 2", f"DELETE FROM objects WHERE sha256 = '{sha}'")(arch)
+
+
+HOUR = 3_600_000_000_000
+#: name: (the edit, the (kind, table) verify must report). The object matrix is helpers.TAMPERS.
+CATALOG_TAMPERS: dict[str, tuple[Callable[[Path], None], set[tuple[str, str]]]] = {
+    "request_status_approved": (
+        sql("UPDATE access_requests SET status = 'approved', decided_by = 'bob' WHERE status = 'pending'"),
+        {("ledger_mismatch", "access_requests")},
+    ),
+    "access_log_rows_deleted": (sql("DELETE FROM access_log WHERE ok = 0"), {("missing", "access_log")}),
+    "access_log_dropped": (sql("DROP TABLE access_log"), {("missing", "access_log")}),
+    "segment_times_moved": (
+        sql(f"UPDATE segments SET start_ns = start_ns + {HOUR}, end_ns = end_ns + {HOUR} WHERE id = 1"),
+        {("ledger_mismatch", "segments")},
+    ),
+    "corrected_time_moved": (
+        sql(f"UPDATE segments SET corrected_start_ns = corrected_start_ns - {HOUR} WHERE id = 2"),
+        {("ledger_mismatch", "segments")},
+    ),
+    "important_mark_cleared": (sql("UPDATE segments SET important = 0"), {("ledger_mismatch", "segments")}),
+    "officer_cleared": (sql("UPDATE segments SET officer_id = NULL"), {("ledger_mismatch", "segments")}),
+    "classification_lowered": (sql("UPDATE segments SET classification = 0"), {("ledger_mismatch", "segments")}),
+    "hold_deleted": (sql("DELETE FROM holds"), {("missing", "holds")}),
+    "hold_released_by_hand": (
+        sql("UPDATE holds SET released_ns = 1, released_by = 'bob'"),
+        {("ledger_mismatch", "holds")},
+    ),
+    "hold_planted": (
+        sql("INSERT INTO holds (segment_id, reason, by, placed_ns) VALUES (1, 'planted', 'alice', 1)"),
+        {("unexpected", "holds")},
+    ),
+    "case_link_deleted": (sql("DELETE FROM case_segments WHERE segment_id = 2"), {("missing", "case_segments")}),
+    "long_term_mark_deleted": (sql("DELETE FROM long_term"), {("missing", "long_term")}),
+    "finding_deleted": (
+        sql("DELETE FROM findings WHERE id = (SELECT MIN(id) FROM findings)"),
+        {("missing", "findings")},
+    ),
+    "task_moved": (sql(f"UPDATE tasks SET end_ns = end_ns + {HOUR}"), {("ledger_mismatch", "tasks")}),
+    "gap_explanation_deleted": (sql("DELETE FROM gap_explanations"), {("missing", "gap_explanations")}),
+    "clock_reading_changed": (
+        sql("UPDATE clock_readings SET trusted_ns = trusted_ns + 1"),
+        {("ledger_mismatch", "clock_readings")},
+    ),
+    "device_kind_changed": (sql("UPDATE devices SET kind = 'dashboard_camera'"), {("ledger_mismatch", "devices")}),
+    "segment_and_object_deleted": (_segment_and_object_deleted, {("missing", "segments"), ("missing", "objects")}),
+}
+
+
+def test_the_acted_archive_holds_every_fact_the_matrix_edits(acted: Path) -> None:
+    """Each edit below changes something that is there: an important mark, an officer, a pending request ..."""
+    for query in [
+        "SELECT 1 FROM segments WHERE important = 1",
+        "SELECT 1 FROM segments WHERE officer_id IS NOT NULL",
+        "SELECT 1 FROM segments WHERE id = 2 AND corrected_start_ns IS NOT NULL",
+        "SELECT 1 FROM segments WHERE classification = 2",
+        "SELECT 1 FROM access_requests WHERE status = 'pending'",
+        "SELECT 1 FROM access_requests WHERE status = 'denied'",
+        "SELECT 1 FROM access_log WHERE ok = 0",
+        "SELECT 1 FROM holds",
+        "SELECT 1 FROM case_segments WHERE segment_id = 2",
+        "SELECT 1 FROM long_term",
+        "SELECT 1 FROM findings",
+        "SELECT 1 FROM tasks",
+        "SELECT 1 FROM gap_explanations",
+        "SELECT 1 FROM clock_readings",
+        f"SELECT 1 FROM devices WHERE device_id = '{DEVICE}' AND kind IS NOT NULL",
+    ]:
+        assert catalog_rows(acted, query), query
+
+
+def test_a_clean_archive_has_no_finding_and_rebuilds_equal(copy: Path) -> None:
+    assert verify_findings(copy, 0) == []
+    code, report = rebuilt(copy)
+    assert (code, report["equal"], report["findings"], report["replaced"]) == (0, True, [], False)
+    assert sorted(p.name for p in copy.iterdir() if p.name.startswith("catalog.sqlite")) == ["catalog.sqlite"]
+
+
+@pytest.mark.parametrize("name", CATALOG_TAMPERS)
+def test_catalog_tamper_matrix(copy: Path, name: str) -> None:
+    tamper, expected = CATALOG_TAMPERS[name]
+    tamper(copy)
+    findings = verify_findings(copy, 1)
+    found = {(f["kind"], f["table"]) for f in findings}
+    assert expected <= found, findings
+    # Nothing else is blamed: every finding is about the table(s) this edit touched.
+    assert {table for _, table in found} == {table for _, table in expected}, findings
+    for f in findings:
+        assert f["row"], f  # the row, by its key
+        if f["kind"] != "unexpected":  # a row the ledger does not explain has no entry to name
+            assert isinstance(f["ledger_index"], int), f
+            assert re.search(rf"entr(y|ies) {f['ledger_index']}\b", f["message"]), f
+    # `ledger verify` (no re-hashing) finds the same rows.
+    out = run_cli("ledger", "verify", copy, "--json")
+    assert out.returncode == 1
+    assert expected <= {(f["kind"], f["table"]) for f in json.loads(out.stdout)["findings"]}
+    # The rebuild from the ledger reports the same differences, and replaces nothing without --replace.
+    code, report = rebuilt(copy)
+    assert (code, report["equal"], report["replaced"]) == (1, False, False)
+    assert {(f["kind"], f["table"]) for f in report["findings"]} == found
+
+
+def test_segment_findings_name_the_segment_its_object_and_its_ingest_entry(copy: Path) -> None:
+    """Segment 1 was made by its ingest entry and classified later: the finding names both entries, and
+    gives the one that made the row as its ledger index."""
+    (seq, sha) = catalog_rows(copy, "SELECT ledger_seq, sha256 FROM segments WHERE id = 1")[0]
+    entries = [json.loads(e) for (e,) in catalog_rows(copy, "SELECT entry FROM ledger ORDER BY seq")]
+    (classified,) = [i for i, e in enumerate(entries) if e["type"] == "access_classify"]
+    sql(f"UPDATE segments SET start_ns = start_ns + {HOUR} WHERE id = 1")(copy)
+    (f,) = verify_findings(copy, 1)
+    assert (f["kind"], f["table"], f["row"], f["segment"], f["object"], f["ledger_index"]) == (
+        "ledger_mismatch",
+        "segments",
+        [1],
+        1,
+        sha,
+        seq,
+    )
+    assert f"start_ns differs from what ledger entries {seq}, {classified} recorded" in f["message"]
+
+
+def test_rebuild_catalog_replace_restores_a_damaged_catalog(two_clip_archive: Path) -> None:
+    """Findings and the whole access log gone, a segment's times moved: --replace puts the rebuild in place
+    (root is a custodian of two_clip_archive), keeps the damaged file beside it, and verify is clean again."""
+    assert verify_findings(two_clip_archive, 0) == []
+    sql("DELETE FROM findings", f"UPDATE segments SET start_ns = start_ns + {HOUR} WHERE id = 1")(two_clip_archive)
+    assert {f["table"] for f in verify_findings(two_clip_archive, 1)} == {"findings", "segments"}
+    code, report = rebuilt(two_clip_archive, "--replace")
+    assert (code, report["equal"], report["replaced"]) == (0, False, True)
+    kept = Path(report["kept"])
+    assert kept.parent == two_clip_archive and kept.name.startswith("catalog.sqlite.before-rebuild-")
+    assert verify_findings(two_clip_archive, 0) == []
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM findings")[0][0] > 0
+    assert rebuilt(two_clip_archive)[0] == 0
+
+
+def test_rebuild_catalog_replace_needs_a_custodian(cli_archive: Path) -> None:
+    """root has no role in cli_archive's policy: refused (exit 1), logged, and nothing replaced."""
+    before = catalog_rows(cli_archive, "SELECT COUNT(*) FROM access_log")[0][0]
+    out = run_cli("ledger", "rebuild-catalog", cli_archive, "--replace")
+    assert out.returncode == 1 and b"may not rebuild_catalog" in out.stderr
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM access_log")[0][0] == before + 1
+    assert not [p for p in cli_archive.iterdir() if "before-rebuild" in p.name]
+    assert verify_findings(cli_archive, 0) == []
+
+
+# ---- rebuild-catalog equals the live catalog on every shape of test archive -------------------------
+
+
+def test_rebuild_equals_the_cli_archive(cli_archive: Path) -> None:
+    code, report = rebuilt(cli_archive)
+    assert (code, report["equal"], report["unknown_entry_types"]) == (0, True, {})
+
+
+def test_rebuild_equals_the_two_clip_archive(two_clip_archive: Path) -> None:
+    code, report = rebuilt(two_clip_archive)
+    assert (code, report["equal"], report["unknown_entry_types"]) == (0, True, {})
+
+
+def test_rebuild_equals_an_archive_after_a_purge(cli_archive: Path) -> None:
+    seg = dict(catalog_rows(cli_archive, "SELECT original_name, id FROM segments"))["androidx-sample.mp4"]  # 2016
+    rid = request(cli_archive, "alice", seg, purpose="purge")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    assert as_("alice", "retention", "purge", cli_archive, "--request", rid).returncode == 0
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM tombstones")[0][0] == 1
+    code, report = rebuilt(cli_archive, user="alice")
+    assert (code, report["equal"]) == (0, True), report
+    out = as_("alice", "verify", cli_archive, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == []
+
+
+def test_rebuild_equals_an_archive_after_an_export(case_bag: tuple[Path, Path], cli_archive: Path) -> None:
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM case_segments")[0][0] == 2
+    code, report = rebuilt(cli_archive, user="alice")
+    assert (code, report["equal"]) == (0, True), report
+
+
+# ---- archives written before the catalog was a view of the ledger ------------------------------------
+
+
+def _as_before(arch: Path, *statements: str) -> None:
+    """Make ``arch``'s catalog look as custodes left it before this change: schema 5 (no replay_state) and rows
+    its ledger does not hold (an older custodes wrote findings without an entry). Opening it migrates it."""
+    sql("DROP TABLE replay_state", *statements, "PRAGMA user_version = 5")(arch)
+
+
+def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archive: Path) -> None:
+    older = "INSERT INTO findings (ingest_id, kind, severity, detail) VALUES (1, 'gap', 'warning', '{}')"
+    _as_before(two_clip_archive, older)
+    # Before its first write it is held to what its ingest entries record, as before: intact.
+    assert verify_findings(two_clip_archive, 0) == []
+    # Its first write (a hold, by root, its custodian) adopts the rows its ledger does not explain, once.
+    assert run_cli("retention", "hold", two_clip_archive, "--segment", "1", "--reason", "x").returncode == 0
+    types = [json.loads(e)["type"] for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger ORDER BY seq")]
+    assert types[-2:] == ["catalog_adopt", "hold"]
+    entries = [json.loads(e) for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger")]
+    (adopt,) = [e for e in entries if e["type"] == "catalog_adopt"]
+    assert list(adopt["tables"]) == ["findings"] and len(adopt["tables"]["findings"]["rows"]) == 1
+    assert verify_findings(two_clip_archive, 0) == []
+    assert rebuilt(two_clip_archive)[1]["equal"] is True
+    # The flag set again by hand adopts nothing more: a row planted now is unexpected.
+    sql("UPDATE replay_state SET adopt_pending = 1", older)(two_clip_archive)
+    assert run_cli("retention", "hold", two_clip_archive, "--segment", "2", "--reason", "x").returncode == 0
+    findings = verify_findings(two_clip_archive, 1)
+    assert [(f["kind"], f["table"]) for f in findings] == [("unexpected", "findings")]
