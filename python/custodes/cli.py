@@ -1163,7 +1163,9 @@ def verify_command(
     checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
     purge --resume`), untrusted_key, witness_mismatch, policy_mismatch
     (custodes.toml is not the ledgered policy), with the segment and
-    object it concerns, or pending: work of an ingest under way or interrupted,
+    object it concerns (a catalog row that the ledger, replayed, does not
+    explain also names its table, row and ledger entry), or pending: work of
+    an ingest under way or interrupted,
     which says how to finish it and leaves the archive intact; "trust" says which
     key the checkpoints were checked with and where it came from. Exit 0 when
     the archive is intact, 1 otherwise.
