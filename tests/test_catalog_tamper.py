@@ -282,7 +282,7 @@ def _as_before(arch: Path, *statements: str) -> None:
 
 def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archive: Path) -> None:
     older = "INSERT INTO findings (ingest_id, kind, severity, detail) VALUES (1, 'gap', 'warning', '{}')"
-    _as_before(two_clip_archive, older)
+    _as_before(two_clip_archive, older, "UPDATE segments SET officer_id = '001234' WHERE id = 2")
     # Before its first write it is held to what its ingest entries record, as before: intact.
     assert verify_findings(two_clip_archive, 0) == []
     # Its first write (a hold, by root, its custodian) adopts the rows its ledger does not explain, once.
@@ -291,7 +291,9 @@ def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archi
     assert types[-2:] == ["catalog_adopt", "hold"]
     entries = [json.loads(e) for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger")]
     (adopt,) = [e for e in entries if e["type"] == "catalog_adopt"]
-    assert list(adopt["tables"]) == ["findings"] and len(adopt["tables"]["findings"]["rows"]) == 1
+    assert sorted(adopt["tables"]) == ["findings", "segments"]
+    assert [len(adopt["tables"][t]["rows"]) for t in ("findings", "segments")] == [1, 1]
+    assert catalog_rows(two_clip_archive, "SELECT officer_id FROM segments WHERE id = 2") == [("001234",)]
     assert verify_findings(two_clip_archive, 0) == []
     assert rebuilt(two_clip_archive)[1]["equal"] is True
     # The flag set again by hand adopts nothing more: a row planted now is unexpected.
@@ -299,3 +301,16 @@ def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archi
     assert run_cli("retention", "hold", two_clip_archive, "--segment", "2", "--reason", "x").returncode == 0
     findings = verify_findings(two_clip_archive, 1)
     assert [(f["kind"], f["table"]) for f in findings] == [("unexpected", "findings")]
+
+
+def test_rebuilding_an_older_archive_adopts_its_rows_first(cli_archive: Path) -> None:
+    """A rebuild before any write would lose the rows the older ledger does not hold: it adopts them first
+    (signed), so the rebuilt catalog equals the live one and verify stays clean."""
+    _as_before(
+        cli_archive, "INSERT INTO findings (ingest_id, kind, severity, detail) VALUES (1, 'gap', 'warning', '{}')"
+    )
+    code, report = rebuilt(cli_archive)
+    assert (code, report["equal"], report["findings"]) == (0, True, [])
+    entries = [json.loads(e) for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")]
+    assert entries[-1]["type"] == "catalog_adopt" and list(entries[-1]["tables"]) == ["findings"]
+    assert verify_findings(cli_archive, 0) == []

@@ -442,11 +442,18 @@ def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult
     the live one. With ``replace``, the new file takes catalog.sqlite's place atomically (a rename), the old
     file kept beside it as ``catalog.sqlite.before-rebuild-<ns>`` (a hard link, made first: at every moment
     one of the two names holds each catalog). For an archive whose fact tables were lost or damaged: the ledger
-    table itself is what is replayed, so it must be intact (``ledger verify`` says)."""
+    table itself is what is replayed, so it must be intact (``ledger verify`` says). An archive written before
+    the catalog was a view of the ledger adopts its older rows first (catalog.replay.adopt), as its first
+    write would: a rebuild without them would lose them."""
     live = archive.catalog.path
     temps = archive.root / "tmp"
     temps.mkdir(mode=0o700, exist_ok=True)
     now = time.time_ns()
+    if replay.adopt_pending(archive.catalog):
+        with archive.transaction() as tx:
+            adopted = replay.adopt(tx, now)
+        if adopted is not None:
+            archive.checkpoint()
     new = temps / f"catalog.rebuilt-{os.getpid()}-{now}.sqlite"
     try:
         with archive.catalog.snapshot():

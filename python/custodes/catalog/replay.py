@@ -235,10 +235,14 @@ def _adopt(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     for table, held in e["tables"].items():
         keys, _ = FACT_TABLES[table]
         columns = held["columns"]
+        # An upsert, never a delete and insert: rows of other tables point at these (segments, objects).
+        others = [col for col in columns if col not in keys]
+        update = f"DO UPDATE SET {', '.join(f'{col} = excluded.{col}' for col in others)}" if others else "DO NOTHING"
         for values in held["rows"]:
             row = [_unpack(v) for v in values]
             _conn(c).execute(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))}) "  # noqa: S608
+                f"ON CONFLICT ({', '.join(keys)}) {update}",
                 row,
             )
             touched.append((table, tuple(row[columns.index(k)] for k in keys)))
