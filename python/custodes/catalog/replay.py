@@ -15,8 +15,8 @@ Entry types and the rows they make (see :data:`HANDLERS`):
 - ``hold``, ``hold_release``, ``retention_change`` (long-term mark or case link), ``purge`` (tombstone).
 - ``task``, ``annotation`` (gap explanation).
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
-- No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation`` (the ledger is their record).
-  Any other type (``policy``, or one a newer custodes writes) makes no rows here and is counted as unknown.
+- No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy`` (the ledger is their
+  record). Any other type (one a newer custodes writes) makes no rows here and is counted as unknown.
 
 Not facts, so neither replayed nor compared (:data:`NOT_FACTS`): the ledger and its checkpoints (the proof
 itself, and a cache of the signed notes in ``ledger/checkpoints/``), ``ingest_intents`` (an ingest in flight:
@@ -65,7 +65,7 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state")
 #: Types that are ledgered on purpose without any catalog row.
-LEDGER_ONLY = ("purge_done", "export", "export_failed", "key_rotation")
+LEDGER_ONLY = ("purge_done", "export", "export_failed", "key_rotation", "policy")
 
 Key = tuple[Any, ...]
 Touched = list[tuple[str, Key]]
