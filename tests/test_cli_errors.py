@@ -77,11 +77,14 @@ def test_a_dropped_table_is_a_damaged_catalog_not_a_traceback(two_clip_archive: 
     with catalog_edit(two_clip_archive, foreign_keys=False) as c:
         c.execute(f"DROP TABLE {table}")
     catalog = re.escape(str(two_clip_archive / "catalog.sqlite"))
-    for command in (
-        ["verify", two_clip_archive],
-        ["ledger", "verify", two_clip_archive],
-        ["report", two_clip_archive, "--out", two_clip_archive.parent / "r.json"],
-    ):
+    checks = [["verify", two_clip_archive], ["ledger", "verify", two_clip_archive]]
+    if table == "segments":  # a fact table: verify replays the ledger and names every segment it lost (catalog.replay)
+        for command in checks:
+            out = run_cli(*command, "--json")
+            found = [(f["kind"], f["table"], f["row"]) for f in json.loads(out.stdout)["findings"]]
+            assert (out.returncode, found) == (1, [("missing", "segments", [1]), ("missing", "segments", [2])])
+        checks = []
+    for command in [*checks, ["report", two_clip_archive, "--out", two_clip_archive.parent / "r.json"]]:
         one_line_error(run_cli(*command), rf"the catalog is damaged: no such table: {table} \({catalog}\)")
 
 
