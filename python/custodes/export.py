@@ -104,7 +104,7 @@ def export_case(
     # Through the service the bag still has to reach the caller: if it does not, the export is ledgered failed.
     if_undelivered(
         archive,
-        lambda tx, why, now: ledger.append(
+        lambda tx, why, now: replay.record(
             tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": now}
         ),
     )
