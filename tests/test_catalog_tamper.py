@@ -143,6 +143,15 @@ CATALOG_TAMPERS: dict[str, tuple[Callable[[Path], None], set[tuple[str, str]]]] 
 }
 
 
+def test_every_table_of_the_schema_is_a_fact_table_or_named_as_not_one(acted: Path) -> None:
+    """A table added later must be replayed and compared, or named among the caches and run state."""
+    from custodes.catalog import Catalog
+    from custodes.catalog.replay import unclassified_tables
+
+    with Catalog.open(acted / "catalog.sqlite", migrate=False) as catalog:
+        assert unclassified_tables(catalog) == []
+
+
 def test_the_acted_archive_holds_every_fact_the_matrix_edits(acted: Path) -> None:
     """Each edit below changes something that is there: an important mark, an officer, a pending request ..."""
     for query in [
