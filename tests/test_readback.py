@@ -37,7 +37,13 @@ def test_a_copy_that_reads_back_different_is_not_stored(tmp_path: Path, monkeypa
     with open_archive(arch) as a:
         names = [n for (n,) in catalog_rows(a.root, "SELECT original_name FROM segments")]
         assert names == ["small.mp4"]  # nothing recorded for the bad copy
-        assert [e for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger") if b"big.mp4" in bytes(e)] == []
+        entries = [json.loads(e) for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger")]
+        # No recording entry for it; the failure itself is ledgered, among the ingest's findings (ingest_end).
+        assert [e["name"] for e in entries if e["type"] == "ingest"] == ["small.mp4"]
+        (end,) = [e for e in entries if e["type"] == "ingest_end"]
+        assert [
+            (f["kind"], f["path"].endswith("big.mp4")) for f in end["findings"] if f["kind"] == "ingest_failed"
+        ] == [("ingest_failed", True)]
         assert len(list(a.store.list())) == 1  # nothing linked for it either
         assert list(a.store.tmp.iterdir()) == []  # and its temp copy is gone
     assert run_cli("verify", arch).returncode == 0
