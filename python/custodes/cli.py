@@ -239,15 +239,16 @@ class ClientOutput(GivenPath):
         self,
         *,
         served_default: str | None = None,
-        preflight: Callable[[str, str], None] | None = None,
+        preflight: Callable[[str, str, dict[str, str]], None] | None = None,
         replaces: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(readable=False, **kwargs)  # written, never read: its own checks say what is wrong
         self.served_default = served_default
         self.replaces = replaces  # the file it names is replaced whole (a report), never written into
-        #: ``preflight(option, path)``: what the command checks of the path before it logs or writes anything,
-        #: run by the client on its own path when the command goes to the service (which sees only its outbox).
+        #: ``preflight(option, path, outputs)``: what the command checks of the path before it logs or writes
+        #: anything, run by the client on its own paths (``outputs``: every output of the command, by parameter
+        #: name) when the command goes to the service, which sees only its outbox.
         self.preflight = preflight
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -918,12 +919,8 @@ def _forward_if_served(path: str) -> None:
         if isinstance(p.type, ClientOutput) and p.name and (v is not None or p.type.served_default is not None)
     }
     named = [(p, outputs[p.name]) for p, _ in params if isinstance(p.type, ClientOutput) and p.name in outputs]
-    if "iso" in outputs and "to_dir" in outputs:  # export: the disc image must not be written into its own bag
-        from custodes.export import refuse_iso_in_bag
-
-        refuse_iso_in_bag(outputs["iso"], outputs["to_dir"])
     for p, v in named:
-        _preflight_output(path, p, v)
+        _preflight_output(path, p, v, outputs)
     replaceable = frozenset(p.name for p, _ in named if isinstance(p.type, ClientOutput) and p.type.replaces and p.name)
     root = ctx.find_root().command
     argv = root.args if isinstance(root, CustodesGroup) else sys.argv[1:]
@@ -931,7 +928,7 @@ def _forward_if_served(path: str) -> None:
     sys.exit(service.forward(conn, path, argv, inputs, outputs, replaceable))
 
 
-def _preflight_output(archive: str, param: click.Parameter, value: str) -> None:
+def _preflight_output(archive: str, param: click.Parameter, value: str, outputs: dict[str, str]) -> None:
     """The checks an output path gets before the command runs, here on the caller's side of the service."""
     from custodes.archive import refuse_inside, refuse_links
 
@@ -939,22 +936,19 @@ def _preflight_output(archive: str, param: click.Parameter, value: str) -> None:
     option = max(param.opts, key=len)
     refuse_links(refuse_inside(archive, value, option), option)
     if param.type.preflight is not None:
-        param.type.preflight(option, value)
+        param.type.preflight(option, value, outputs)
 
 
-def _new_bag_folder(_option: str, value: str) -> None:
+def _new_bag_folder(_option: str, value: str, _outputs: dict[str, str]) -> None:
     from custodes.export import check_destination
 
     check_destination(Path(value))
 
 
-def _new_file(option: str, value: str) -> None:
-    if os.path.lexists(value):
-        raise CustodesError(
-            f"{option} {value}: a file is already there; name a new file (a disc image never replaces one)"
-        )
-    if not Path(value).absolute().parent.is_dir():
-        raise CustodesError(f"{option} {value}: the folder {Path(value).absolute().parent} does not exist")
+def _new_disc_image(_option: str, value: str, outputs: dict[str, str]) -> None:
+    from custodes.export import check_iso_path
+
+    check_iso_path(value, outputs["to_dir"])
 
 
 def _refuse_unless_owner(path: str) -> None:
@@ -1170,8 +1164,6 @@ def verify_command(
     key the checkpoints were checked with and where it came from. Exit 0 when
     the archive is intact, 1 otherwise.
     """
-    from pathlib import Path
-
     from custodes.verify import verify
 
     trusted = _trusted(trusted_key)
@@ -1230,8 +1222,6 @@ def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: st
     signed by that key or a rotation it made), the catalog against the ledger,
     and with --witness the tree against every published checkpoint. Exit 1 on
     any mismatch."""
-    from pathlib import Path
-
     from custodes.verify import verify_ledger_only
 
     trusted = _trusted(trusted_key)
@@ -1326,8 +1316,6 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     written new, never rewritten. `verify --witness DIR` then proves the
     ledger still extends every one. When the ledger no longer extends what
     DIR holds, nothing is published and the findings are listed (exit 1)."""
-    from pathlib import Path
-
     from custodes.witness import publish
 
     result, findings = publish(archive, Path(folder))
@@ -1807,7 +1795,7 @@ def retention_purge_command(archive: Archive, request: int | None, resume: bool,
 @click.option(
     "--iso",
     "iso",
-    type=ClientOutput(path_type=str, dir_okay=False, preflight=_new_file),
+    type=ClientOutput(path_type=str, dir_okay=False, preflight=_new_disc_image),
     default=None,
     help="Also write a disc image.",
 )

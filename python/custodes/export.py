@@ -355,23 +355,24 @@ def _publish(staging: Path, final: Path) -> None:
         raise
 
 
-def refuse_iso_in_bag(iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> None:
-    """A disc image is never written into the bag it images (checked where the paths are the caller's)."""
-    resolved, bag_dir = Path(iso).resolve(), Path(bag).resolve()
-    if resolved == bag_dir or bag_dir in resolved.parents:
-        raise ExportError(f"--iso {iso}: that is inside the bag it would image; write the disc image beside the bag")
-
-
 def check_iso_target(archive: Archive, iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> Path:
     """Refuse a disc-image path before anything is exported (and logged): it must be a
     new file in an existing folder, outside the archive and outside the bag it images.
     An image written over an existing file could destroy evidence, a catalog or a key."""
-    target = refuse_links(refuse_inside_archive(archive, iso, "--iso"), "--iso")
-    refuse_iso_in_bag(target, bag)
+    return check_iso_path(refuse_links(refuse_inside_archive(archive, iso, "--iso"), "--iso"), bag)
+
+
+def check_iso_path(iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> Path:
+    """The checks of :func:`check_iso_target` that need no archive: also made by the CLI on the caller's own
+    paths when the export runs in the archive service (which sees only its outbox)."""
+    target = Path(iso)
+    resolved, bag_dir = target.resolve(), Path(bag).resolve()
+    if resolved == bag_dir or bag_dir in resolved.parents:
+        raise ExportError(f"--iso {target}: that is inside the bag it would image; write the disc image beside the bag")
     if os.path.lexists(target):
         raise ExportError(f"--iso {target}: a file is already there; name a new file (a disc image never replaces one)")
-    if not target.parent.is_dir():
-        raise ExportError(f"--iso {target}: the folder {target.parent} does not exist")
+    if not target.absolute().parent.is_dir():
+        raise ExportError(f"--iso {target}: the folder {target.absolute().parent} does not exist")
     return target
 
 
