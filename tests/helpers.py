@@ -534,10 +534,10 @@ def _ledger_delete(a, tmp):
 
 def _ledger_reorder(a, tmp):
     with catalog_edit(a.root) as c:
-        rows = c.execute("SELECT seq, entry, leaf FROM ledger WHERE seq IN (0, 1)").fetchall()
+        rows = c.execute("SELECT entry, leaf, type FROM ledger WHERE seq IN (0, 1) ORDER BY seq").fetchall()
         c.execute("DELETE FROM ledger WHERE seq IN (0, 1)")
-        c.execute("INSERT INTO ledger VALUES (0, ?, ?)", (rows[1][1], rows[1][2]))
-        c.execute("INSERT INTO ledger VALUES (1, ?, ?)", (rows[0][1], rows[0][2]))
+        for seq, row in ((0, rows[1]), (1, rows[0])):  # each filed under its own type, as a careful attacker would
+            c.execute("INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, ?)", (seq, *row))
 
 
 def _checkpoint_rollback(a, tmp):

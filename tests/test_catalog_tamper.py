@@ -284,9 +284,33 @@ def test_rebuild_equals_an_archive_after_an_export(case_bag: tuple[Path, Path], 
 
 
 def _as_before(arch: Path, *statements: str) -> None:
-    """Make ``arch``'s catalog look as custodes left it before this change: schema 5 (no replay_state) and rows
-    its ledger does not hold (an older custodes wrote findings without an entry). Opening it migrates it."""
-    sql("DROP TABLE replay_state", *statements, "PRAGMA user_version = 5")(arch)
+    """Make ``arch``'s catalog look as custodes left it before the replay: schema 5 (no replay_state, no type
+    column on the ledger) and rows its ledger does not hold (an older custodes wrote findings without an
+    entry). Opening it migrates it."""
+    schema_5 = ["DROP TABLE replay_state", "DROP INDEX ledger_by_type", "ALTER TABLE ledger DROP COLUMN type"]
+    sql(*schema_5, *statements, "PRAGMA user_version = 5")(arch)
+
+
+def test_a_policy_entry_hidden_from_the_type_index_is_found(copy: Path) -> None:
+    """Commands find the policy in force through the ledger's type column: refiling the latest policy entry
+    under another type would put the older policy in force. The file now differs from that older policy, so
+    commands refuse, and verify names the refiled entry."""
+    (latest,) = catalog_rows(copy, "SELECT MAX(seq) FROM ledger WHERE type = 'policy'")[0]
+    assert len(catalog_rows(copy, "SELECT seq FROM ledger WHERE type = 'policy'")) >= 2  # an older one to fall to
+    sql(f"UPDATE ledger SET type = 'note' WHERE seq = {latest}")(copy)
+    findings = verify_findings(copy, 1)
+    (misfiled,) = [f for f in findings if f["kind"] == "ledger_mismatch"]
+    assert misfiled["ledger_index"] == latest
+    assert f"ledger entry {latest} is a policy entry but is filed as note" in misfiled["message"]
+    assert "policy_mismatch" in {f["kind"] for f in findings}
+    refused = run_cli("retention", "status", copy)
+    assert refused.returncode == 2 and b"differs from the ledgered policy" in refused.stderr
+    # An entry filed under the policy's type that is not a policy entry is reported too, and is not taken.
+    (other,) = catalog_rows(copy, "SELECT MAX(seq) FROM ledger WHERE type != 'policy'")[0]
+    sql(f"UPDATE ledger SET type = 'policy' WHERE seq IN ({latest}, {other})")(copy)
+    assert run_cli("retention", "status", copy).returncode == 0
+    (misfiled,) = [f for f in verify_findings(copy, 1) if f["kind"] == "ledger_mismatch"]
+    assert misfiled["ledger_index"] == other and "filed as policy" in misfiled["message"]
 
 
 def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archive: Path) -> None:
@@ -298,6 +322,8 @@ def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archi
     assert run_cli("retention", "hold", two_clip_archive, "--segment", "1", "--reason", "x").returncode == 0
     types = [json.loads(e)["type"] for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger ORDER BY seq")]
     assert types[-2:] == ["catalog_adopt", "hold"]
+    # The migration filed every older entry under its type, and the new ones are filed as they are appended.
+    assert catalog_rows(two_clip_archive, "SELECT type FROM ledger ORDER BY seq") == [(t,) for t in types]
     entries = [json.loads(e) for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger")]
     (adopt,) = [e for e in entries if e["type"] == "catalog_adopt"]
     assert sorted(adopt["tables"]) == ["findings", "segments"]

@@ -45,6 +45,7 @@ __all__ = [
     "append",
     "canonical_json",
     "checkpoint_body",
+    "entry_type",
     "make_checkpoint",
     "parse_checkpoint",
 ]
@@ -77,10 +78,17 @@ def canonical_json(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def entry_type(entry: dict[str, Any]) -> str | None:
+    """What an entry is filed under in the ledger's index: its ``type`` when that is a string."""
+    kind = entry.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def append(catalog: Catalog, entry: dict[str, Any]) -> int:
-    """Append ``entry`` (canonical JSON, and its Merkle leaf) inside the caller's transaction; returns its index."""
+    """Append ``entry`` (canonical JSON, its Merkle leaf, filed under its type) inside the caller's transaction;
+    returns its index."""
     data = canonical_json(entry)
-    return catalog.ledger.append(data, merkle.leaf_hash(data))
+    return catalog.ledger.append(data, merkle.leaf_hash(data), entry_type(entry))
 
 
 @dataclass(frozen=True)

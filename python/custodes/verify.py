@@ -302,6 +302,15 @@ def _walk_ledger(catalog: Catalog, result: VerifyResult, wanted: dict[int, bytes
                 )
             )
     walk.size = acc.size
+    for index, filed, own in catalog.ledger.misfiled():
+        result.findings.append(
+            VerifyFinding(
+                "ledger_mismatch",
+                f"ledger entry {index} is a {own or 'malformed'} entry but is filed as {filed or 'nothing'} "
+                "(the index commands find entries by was edited: a hidden policy entry puts an older policy in force)",
+                ledger_index=index,
+            )
+        )
     beyond = [s for s in wanted if s > walk.size]
     if beyond:
         result.findings.append(

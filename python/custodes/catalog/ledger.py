@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from custodes.catalog.evidence import Table, blob
+
+_TEXT = "CAST(entry AS TEXT)"
+#: An entry's own ``type`` as SQLite reads it: NULL when the entry is not JSON or its type is not a string,
+#: the same rule :func:`custodes.ledger.entry_type` applies when the entry is appended.
+_JSON_TYPE = (
+    f"(CASE WHEN json_valid({_TEXT}) AND json_type({_TEXT}, '$.type') = 'text' "
+    f"THEN json_extract({_TEXT}, '$.type') END)"
+)
 
 
 class LedgerRow(NamedTuple):
@@ -21,11 +28,20 @@ class Ledger(Table):
         inside the same transaction as the entry."""
         return int(self._one("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger"))
 
-    def append(self, entry: bytes, leaf: bytes) -> int:
-        """Append one entry inside the caller's transaction; returns its index."""
+    def append(self, entry: bytes, leaf: bytes, type: str | None) -> int:  # noqa: A002 - the entry's own word
+        """Append one entry, filed under its ``type`` (the entry's own ``type`` field: what :meth:`of_type`
+        finds it by), inside the caller's transaction; returns its index."""
         index = self.next_index()
-        self._conn.execute("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", (index, entry, leaf))
+        self._conn.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, ?)", (index, entry, leaf, type)
+        )
         return index
+
+    def restore(self, rows: Iterable[LedgerRow]) -> None:
+        """Copy another catalog's entries as they are (a rebuild), each filed under its own entry's type: the
+        copy trusts no index of the catalog it comes from."""
+        self._conn.executemany("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", rows)
+        self._conn.execute(f"UPDATE ledger SET type = {_JSON_TYPE}")
 
     def size(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM ledger"))
@@ -53,35 +69,36 @@ class Ledger(Table):
         """(index, name, sha256, segment) of each ingest entry whose segment row the catalog does not have.
         SQLite reads the JSON (far faster than a Python pass over every entry); an entry that is not JSON
         is skipped here (the leaf check reports it)."""
-        text = "CAST(entry AS TEXT)"
-        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        field = f"CASE WHEN json_valid({_TEXT}) THEN json_extract({_TEXT}, '$.%s') END"
         sql = (
             f"SELECT seq, {field % 'name'}, {field % 'digests.sha256'}, {field % 'segment'} FROM ledger "
-            f"WHERE {field % 'type'} = 'ingest' AND typeof({field % 'segment'}) = 'integer' "
+            f"WHERE type = 'ingest' AND {field % 'type'} = 'ingest' AND typeof({field % 'segment'}) = 'integer' "
             f"AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.id = {field % 'segment'}) ORDER BY seq"
         )
         return self._conn.execute(sql).fetchall()
 
     def purge_done_index(self, sha256: str) -> int | None:
-        """The index of the entry that records the object's purge as finished (its bytes removed), or None.
-        Scans the ledger: verify asks only for a purged object whose bytes are still in the store."""
-        text = "CAST(entry AS TEXT)"
-        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
-        sql = f"SELECT MIN(seq) FROM ledger WHERE {field % 'type'} = 'purge_done' AND {field % 'sha256'} = ?"
+        """The index of the entry that records the object's purge as finished (its bytes removed), or None."""
+        sql = (
+            f"SELECT MIN(seq) FROM ledger WHERE type = 'purge_done' AND {_JSON_TYPE} = 'purge_done' "
+            f"AND json_extract({_TEXT}, '$.sha256') = ?"
+        )
         return self._one(sql, (sha256,))
 
     def of_type(self, kind: str) -> list[tuple[int, bytes]]:
-        """(index, entry) of every entry whose ``type`` is ``kind``, in order (the key rotations, read each time a
-        checkpoint is signed). A byte search for the canonical ``"type":"<kind>"`` skips the other entries before
-        SQLite parses any JSON; the JSON check then keeps only entries of that type (a quote inside a name is
-        escaped, so a name cannot hold the marker)."""
-        text = "CAST(entry AS TEXT)"
-        marker = f'"type":{json.dumps(kind)}'.encode()
-        sql = (
-            f"SELECT seq, entry FROM ledger WHERE instr(entry, ?) > 0 AND json_valid({text}) "
-            f"AND json_extract({text}, '$.type') = ? ORDER BY seq"
-        )
-        return [(seq, blob(entry)) for seq, entry in self._conn.execute(sql, (marker, kind))]
+        """(index, entry) of every entry whose ``type`` is ``kind``, in order: the policy in force, read on every
+        open, and the key rotations, read each time a checkpoint is signed. The index on the ``type`` column
+        finds them without reading the rest of the ledger; the entry's own JSON is checked too, so an index row
+        edited to file another entry under ``kind`` finds nothing (and :meth:`misfiled` reports both ways)."""
+        sql = f"SELECT seq, entry FROM ledger WHERE type = ? AND {_JSON_TYPE} = ? ORDER BY seq"
+        return [(seq, blob(entry)) for seq, entry in self._conn.execute(sql, (kind, kind))]
+
+    def misfiled(self) -> list[tuple[int, str | None, str | None]]:
+        """(index, filed type, entry's type) of each entry whose ``type`` column is not its entry's own ``type``:
+        an edit of the index (the entry itself is covered by its leaf hash). Hiding the latest policy entry from
+        :meth:`of_type` would put an older policy in force, so verify reports every one."""
+        sql = f"SELECT seq, type, {_JSON_TYPE} AS own FROM ledger WHERE type IS NOT own ORDER BY seq"
+        return self._conn.execute(sql).fetchall()
 
     def tombstone_entry(self, sha256: str) -> bytes | None:
         """The ledger entry an object's tombstone points at (None: no tombstone)."""

@@ -96,12 +96,12 @@ def record(catalog: Catalog, entry: dict[str, Any]) -> int:
 
     The rows are made from the entry as the ledger holds it (its canonical JSON read back), exactly as
     :func:`replay` makes them."""
-    from custodes.ledger import canonical_json  # the ledger module imports the catalog for its types only
+    from custodes.ledger import canonical_json, entry_type  # the ledger module imports the catalog for types only
 
     if adopt_pending(catalog):  # the first write since the migration: the ledger takes the older rows first
         adopt(catalog, int(entry.get("time") or 0))
     data = canonical_json(entry)
-    index = catalog.ledger.append(data, merkle.leaf_hash(data))
+    index = catalog.ledger.append(data, merkle.leaf_hash(data), entry_type(entry))
     apply(catalog, index, json.loads(data))
     return index
 
@@ -463,8 +463,7 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
     with _Catalog.open(path) as new:
         _conn(new).execute("UPDATE replay_state SET adopt_pending = 0")
         with new.transaction():
-            for seq, data, leaf in live.ledger.walk():
-                _conn(new).execute("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", (seq, data, leaf))
+            new.ledger.restore(live.ledger.walk())
             _copy(live, new, "checkpoints", ("size", "root", "note", "created_ns"))
         made = replay(live, new)
         with new.transaction():
