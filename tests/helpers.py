@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,19 +82,23 @@ SERVICES: dict[Path, subprocess.Popen[bytes]] = {}
 
 def ensure_accounts() -> None:
     """The test accounts exist (created as system accounts without a home or a login shell)."""
+    import fcntl
     import pwd
 
     if os.geteuid() != 0:
         pytest.skip("people are real accounts in these tests: creating them needs root")
-    for name in (*ACCOUNTS, SERVICE_ACCOUNT):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                check=True,
-                capture_output=True,
-            )
+    # pytest-xdist workers ask at the same moment, and useradd refuses while another holds /etc/passwd's lock.
+    with open(Path(tempfile.gettempdir()) / "custodes-tests-accounts.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in (*ACCOUNTS, SERVICE_ACCOUNT):
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                subprocess.run(
+                    ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                    check=True,
+                    capture_output=True,
+                )
 
 
 def as_account(name: str) -> list[str]:
