@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -94,11 +95,14 @@ def _refuse_overlap(archive: Archive, volume: Path) -> None:
 
 
 def _clean_stale_temps(archive: Archive) -> None:
-    """Remove copies left in tmp/ by ingests that died (their pid is gone)."""
+    """Remove copies left in tmp/ by ingests that died (their pid is gone), and a verify's replay folder."""
     for p in archive.store.tmp.iterdir():
         pid = p.name.split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            p.unlink(missing_ok=True)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _finding_row(ingest_id: int, segment_id: int | None, f: Finding) -> FindingRow:

@@ -396,7 +396,7 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
         if replay.adopt_pending(archive.catalog):
             _verify_segments_against_ingests(archive, result)
             return
-        with Catalog.open(Path(":memory:")) as fresh:
+        with replay.scratch(archive.catalog) as fresh:
             made = replay.replay(archive.catalog, fresh)
             found = replay.differences(archive.catalog, fresh, made)
     result.findings += _replay_findings(made, found)

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +45,17 @@ from custodes.catalog.evidence import NewSegment, blob
 if TYPE_CHECKING:
     from custodes.catalog import Catalog
 
-__all__ = ["Difference", "Replay", "adopt_pending", "apply", "differences", "next_id", "record", "replay"]
+__all__ = [
+    "Difference",
+    "Replay",
+    "adopt_pending",
+    "apply",
+    "differences",
+    "next_id",
+    "record",
+    "replay",
+    "scratch",
+]
 
 #: Each fact table: its key columns, and the columns that are not facts (caches and run state, see above).
 FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -292,12 +305,17 @@ def apply(catalog: Catalog, seq: int, entry: dict[str, Any]) -> Touched | None:
 
 @dataclass
 class Replay:
-    """What replaying a ledger made: per row, the entries that wrote it (the first made it); entries of unknown
-    types (type -> count), and entries that could not be applied (index, why)."""
+    """What replaying a ledger made, beyond its rows: entries of unknown types (type -> count), and entries that
+    could not be applied (index, why). Which entries wrote each row is kept in the replayed catalog itself
+    (:data:`WRITTEN_BY`), not in memory: a ledger of millions of entries touches millions of rows."""
 
-    written_by: dict[tuple[str, Key], list[int]] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+#: The replayed catalog's own table of the entries that wrote each row: (table, key as JSON, entry index).
+#: Not part of the schema: :func:`rebuild` drops it before its catalog can replace the live one.
+WRITTEN_BY = "replay_written_by"
 
 
 def replay(source: Catalog, target: Catalog) -> Replay:
@@ -305,6 +323,7 @@ def replay(source: Catalog, target: Catalog) -> Replay:
     Foreign keys are off there: a row of an older entry may refer to one only its adoption makes."""
     out = Replay()
     _conn(target).execute("PRAGMA foreign_keys=OFF")
+    _conn(target).execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
     with target.transaction():
         for seq, data, _leaf in source.ledger.walk():
             try:
@@ -328,9 +347,22 @@ def replay(source: Catalog, target: Catalog) -> Replay:
                 kind = str(entry.get("type"))
                 out.unknown[kind] = out.unknown.get(kind, 0) + 1
                 continue
-            for key in touched:
-                out.written_by.setdefault(key, []).append(seq)
+            _conn(target).executemany(
+                f"INSERT INTO {WRITTEN_BY} (tbl, key, seq) VALUES (?, ?, ?)",  # noqa: S608
+                [(table, _key_text(key), seq) for table, key in touched],
+            )
+        _conn(target).execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
+
+
+def _key_text(key: Key) -> str:
+    return json.dumps(list(key), separators=(",", ":"))
+
+
+def _written_by(replayed: Catalog, table: str, key: Key) -> tuple[int, ...]:
+    """The entries that wrote a row of the replayed catalog, in order (the first made it)."""
+    sql = f"SELECT seq FROM {WRITTEN_BY} WHERE tbl = ? AND key = ? ORDER BY seq"  # noqa: S608
+    return tuple(seq for (seq,) in _conn(replayed).execute(sql, (table, _key_text(key))))
 
 
 # --- comparing a catalog with its replay -----------------------------------------------------------------
@@ -344,6 +376,7 @@ class Difference:
     entries: tuple[int, ...]  # the ledger entries that wrote the row, the first made it; none for an unexpected one
     columns: tuple[str, ...] = ()  # ledger_mismatch: the columns that differ
     values: dict[str, Any] = field(default_factory=dict)  # the row as the ledger has it (unexpected: as found)
+    found: tuple[Any, ...] | None = None  # the catalog's row as it is (None: missing)
 
     @property
     def entry(self) -> int | None:
@@ -366,43 +399,103 @@ def _columns(catalog: Catalog, table: str) -> list[str]:
     return [r[1] for r in _conn(catalog).execute(f"PRAGMA table_info({table})") if r[1] not in excluded]
 
 
-def rows(catalog: Catalog, table: str, columns: list[str]) -> dict[Key, tuple[Any, ...]] | None:
-    """The table's rows by key (BLOBs as bytes), or None when it cannot be read (dropped, a column gone)."""
-    keys = FACT_TABLES[table][0]
-    at = [columns.index(k) for k in keys]
+def rows(catalog: Catalog, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """The table's rows (BLOBs as bytes) in key order, streamed; none when the table cannot be read (dropped,
+    a column gone)."""
+    keys = ", ".join(FACT_TABLES[table][0])
     try:
-        got = _conn(catalog).execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()  # noqa: S608
+        cursor = _conn(catalog).execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {keys}")  # noqa: S608
     except sqlite3.Error:
-        return None
-    out = {}
-    for r in got:
-        values = tuple(blob(v) if isinstance(v, memoryview) else v for v in r)
-        out[tuple(values[i] for i in at)] = values
-    return out
+        return
+    for r in cursor:
+        yield tuple(blob(v) if isinstance(v, memoryview) else v for v in r)
+
+
+def _in_key_order(catalog: Catalog, table: str, columns: list[str]) -> Iterator[tuple[Key, tuple[Any, ...]]]:
+    """(key, row) of each row in the order SQLite sorts the keys (see :func:`_sortable`)."""
+    at = [columns.index(k) for k in FACT_TABLES[table][0]]
+    for values in rows(catalog, table, columns):
+        yield tuple(values[i] for i in at), values
+
+
+def _paired(
+    want: Iterator[tuple[Key, tuple[Any, ...]]], have: Iterator[tuple[Key, tuple[Any, ...]]]
+) -> Iterator[tuple[Key, tuple[Any, ...] | None, tuple[Any, ...] | None]]:
+    """Two tables' rows in key order, merged: (key, replayed row or None, live row or None). Two live rows
+    with one key (a table re-made without its key) give the second as a row the ledger does not explain."""
+    w, h = next(want, None), next(have, None)
+    last: Key | None = None  # the live key seen last
+    while w is not None or h is not None:
+        if h is not None and last is not None and h[0] == last:
+            yield h[0], None, h[1]
+            h = next(have, None)
+        elif h is None or (w is not None and _sortable(w[0]) < _sortable(h[0])):
+            assert w is not None
+            yield w[0], w[1], None
+            w = next(want, None)
+        elif w is None or _sortable(h[0]) < _sortable(w[0]):
+            last = h[0]
+            yield h[0], None, h[1]
+            h = next(have, None)
+        else:
+            last = h[0]
+            yield w[0], w[1], h[1]
+            w, h = next(want, None), next(have, None)
 
 
 def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Difference]:
-    """Every fact table of ``live`` against ``replayed``, row by row, in table and key order."""
+    """Every fact table of ``live`` against ``replayed``, row by row, in table and key order. Both are read as
+    streams in key order and merged, so memory holds the differences, not the tables."""
     out: list[Difference] = []
     for table in FACT_TABLES:
         columns = _columns(replayed, table)
-        want = rows(replayed, table, columns) or {}
-        have = rows(live, table, columns) or {}
-        for key in sorted(want.keys() | have.keys(), key=_sortable):
-            entry = tuple(made.written_by.get((table, key), ()))
-            values = dict(zip(columns, want.get(key) or have[key], strict=True))
-            if key not in have:
-                out.append(Difference("missing", table, key, entry, (), values))
-            elif key not in want:
-                out.append(Difference("unexpected", table, key, (), (), values))
-            elif have[key] != want[key]:
-                differ = tuple(c for c, a, b in zip(columns, have[key], want[key], strict=True) if a != b)
-                out.append(Difference("ledger_mismatch", table, key, entry, differ, values))
+        pairs = _paired(_in_key_order(replayed, table, columns), _in_key_order(live, table, columns))
+        for key, want, have in pairs:
+            values = dict(zip(columns, want or have or (), strict=True))
+            if have is None:
+                out.append(Difference("missing", table, key, _written_by(replayed, table, key), (), values))
+            elif want is None:
+                out.append(Difference("unexpected", table, key, (), (), values, have))
+            elif have != want:
+                differ = tuple(c for c, a, b in zip(columns, have, want, strict=True) if a != b)
+                entries = _written_by(replayed, table, key)
+                out.append(Difference("ledger_mismatch", table, key, entries, differ, values, have))
     return out
 
 
-def _sortable(key: Key) -> tuple[tuple[int, str], ...]:
-    return tuple((0, f"{v:020d}") if isinstance(v, int) and v >= 0 else (1, str(v)) for v in key)
+def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
+    """A key as SQLite's ORDER BY sorts it: NULL, then numbers by value, then text (BINARY: UTF-8 bytes, which
+    is code point order), then BLOBs; column by column. A key column may hold any type once someone edited the
+    file, so the merge must agree with SQLite on every one."""
+    rank: list[tuple[int, Any]] = []
+    for v in key:
+        if v is None:
+            rank.append((0, 0))
+        elif isinstance(v, int | float):
+            rank.append((1, v))
+        elif isinstance(v, str):
+            rank.append((2, v))
+        else:
+            rank.append((3, bytes(v)))
+    return tuple(rank)
+
+
+@contextmanager
+def scratch(live: Catalog) -> Iterator[Catalog]:
+    """An empty catalog to replay into, in a file removed afterwards: in the archive's own tmp/ (owner-only,
+    on the disk that holds the catalog) when it can be written there, else the system's temporary folder. A
+    file, not memory: the replay of an agency's ledger is as large as its catalog."""
+    from custodes.catalog import Catalog as _Catalog
+
+    here = live.path.parent / "tmp"
+    folder = here if here.is_dir() and os.access(here, os.W_OK | os.X_OK) else None
+    # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove.
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-replay-", dir=folder) as tmp,
+        _Catalog.open(Path(tmp) / "replay.sqlite") as fresh,
+    ):
+        _conn(fresh).execute("PRAGMA synchronous=OFF")  # thrown away after: a crash loses nothing of value
+        yield fresh
 
 
 # --- archives written before: adoption ------------------------------------------------------------------
@@ -426,18 +519,14 @@ def adopt(catalog: Catalog, now: int) -> int | None:
     _conn(catalog).execute("UPDATE replay_state SET adopt_pending = 0")
     if catalog.ledger.of_type("catalog_adopt"):
         return None
-    from custodes.catalog import Catalog as _Catalog
-
-    with _Catalog.open(Path(":memory:")) as fresh:
+    with scratch(catalog) as fresh:
         made = replay(catalog, fresh)
         tables: dict[str, Any] = {}
         for d in differences(catalog, fresh, made):
-            if d.kind == "missing":
+            if d.found is None:
                 continue
-            columns = _columns(fresh, d.table)
-            have = rows(catalog, d.table, columns) or {}
-            held = tables.setdefault(d.table, {"columns": columns, "rows": []})
-            held["rows"].append([_pack(v) for v in have[d.key]])
+            held = tables.setdefault(d.table, {"columns": _columns(fresh, d.table), "rows": []})
+            held["rows"].append([_pack(v) for v in d.found])
     if not tables:
         return None
     return record(catalog, {"type": "catalog_adopt", "tables": tables, "time": now})
@@ -473,7 +562,9 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
                 finished = []
             _conn(new).executemany("UPDATE ingests SET finished_ns = ? WHERE id = ?", [(f, i) for i, f in finished])
         _conn(new).execute("PRAGMA foreign_keys=ON")
-        return made, differences(live, new, made)
+        found = differences(live, new, made)
+        _conn(new).execute(f"DROP TABLE {WRITTEN_BY}")  # the replay's own record, not the schema's
+        return made, found
 
 
 def _copy(live: Catalog, new: Catalog, table: str, columns: Iterable[str]) -> None:
