@@ -11,6 +11,7 @@ real service and real footage.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import pwd
 import shutil
 import struct
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,16 +79,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _ingest_as_alice(vol: Path, arch: Path, *, groups: bool = False) -> subprocess.CompletedProcess[bytes]:
-    """``custodes ingest VOL --archive ARCH --json`` as alice through the service; ``groups``: her process holds
-    her supplementary groups (a login's), where helpers.as_account clears them."""
+def _ingest_as_alice(vol: Path, arch: Path, *more: str, groups: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """``custodes ingest VOL --archive ARCH --json MORE`` as alice through the service; ``groups``: her process
+    holds her supplementary groups (a login's), where helpers.as_account clears them."""
     if not groups:
-        return run_cli("ingest", vol, "--archive", arch, "--json", user="alice")
+        return run_cli("ingest", vol, "--archive", arch, "--json", *more, user="alice")
     serve(arch)
     ensure_accounts()
     return subprocess.run(
         ["setpriv", "--reuid=alice", "--regid=alice", "--init-groups", *account_python()]
-        + ["ingest", str(vol), "--archive", str(arch), "--json"],
+        + ["ingest", str(vol), "--archive", str(arch), "--json", *more],
         cwd=arch.parent,
         capture_output=True,
         timeout=300,
@@ -187,6 +189,55 @@ def test_a_link_out_of_the_volume_is_refused_before_a_driver_follows_it(fresh_ar
     one_line_error(out, f"MISC: a symbolic link to {private}, outside what the service checked")
     assert b"SVC-ONLY-7" not in out.stdout + out.stderr
     assert _archive_state(fresh_archive) == before
+
+
+def _swap_once(watched: Path, event: int, path: Path, target: Path) -> threading.Thread:
+    """At the first inotify ``event`` on ``watched``, put a link to ``target`` in the place of ``path`` (an
+    atomic rename): the caller racing her own ingest, between the service's check and its copy."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(watched), event) < 0:
+        pytest.skip(f"no inotify here: {os.strerror(ctypes.get_errno())}")
+
+    def swap() -> None:
+        os.read(fd, 4096)  # blocks until the event
+        link = path.with_name(".swapped")
+        os.symlink(target, link)
+        os.rename(link, path)
+        os.close(fd)
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    return thread
+
+
+_IN_CREATE = 0x100
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_copied(fresh_archive: Path, tmp_path: Path) -> None:
+    private = tmp_path / "svc-private"
+    private.mkdir()
+    shutil.copy(SECRET, private / "clip.mov")
+    _owned(private / "clip.mov", SERVICE_ACCOUNT, 0o600)
+    _owned(private, SERVICE_ACCOUNT, 0o700)
+    vol = _card(tmp_path)
+    serve(fresh_archive)
+    # The check passes (the card is all hers), the driver and ingest's own scan see her two clips; one copy at a
+    # time, largest first: when the first copy starts (its temp appears in the store's tmp/), the second clip's
+    # name is made to lead to a file only the service may read. The copy holds the file it opens to the one
+    # the check approved.
+    later = vol / GOPRO / "GH010002.MP4"
+    swapper = _swap_once(fresh_archive / "tmp", _IN_CREATE, later, private / "clip.mov")
+    out = _ingest_as_alice(vol, fresh_archive, "--workers", "1")
+    swapper.join(10)
+    assert not swapper.is_alive() and later.is_symlink()
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["stored"] == [f"{GOPRO}/GH010001.MP4"] and report["failed"] == [f"{GOPRO}/GH010002.MP4"]
+    (failure,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert "not the file the archive service checked you could read" in failure["message"]
+    state = _archive_state(fresh_archive)
+    assert _sha256(SECRET) not in str(state) and len(state["segments"]) == 1
 
 
 def test_a_group_counts_only_when_the_callers_process_holds_it(fresh_archive: Path, tmp_path: Path) -> None:

@@ -48,16 +48,24 @@ rules that would stop the caller are not (they stop the service only as far
 as its own labels say), nor capabilities of a caller other than root
 (``CAP_DAC_READ_SEARCH``: not credited, so such a caller is refused more,
 never less); a root caller is credited with reading everything even when
-its process dropped the capability. The check and the reads are separate
-steps: an entry swapped between them is read unchecked. Who can swap it is
-bounded: only an account with write access to its folder (on a volume of
-one's own, the caller); ``fs.protected_hardlinks`` (on by default) stops
-the caller from linking in a file they could not read; a link put in place
-of a checked file is not followed by ``scan_volume``; and the volume itself
-must still be the folder the caller opened (device and inode, checked by
-:class:`custodes.service.Request`). A folder swapped for a link after the
-check is the one gap left: closing it needs the reads made relative to the
-checked descriptors (``openat2`` with ``RESOLVE_BENEATH``), not paths.
+its process dropped the capability.
+
+**The race.** The check and the reads are separate steps, and the command
+reads by name: an entry swapped between them would be read unchecked. Who
+can swap it is bounded: only an account with write access to a folder of the
+volume (on a card of the caller's own, the caller); ``fs.protected_hardlinks``
+(on by default) stops anyone from linking in a file they cannot read; the
+volume itself must still be the folder the caller opened (device and inode,
+:meth:`custodes.service.Request.input_path`). What is left, someone replacing
+a checked file or folder by a link to what only the service reads, is closed
+where bytes enter the archive: ingest copies each file through
+:func:`as_checked`, which opens it and copies it only if it is one of the
+very files (device and inode) the check approved. A driver's reads of
+metadata (a device's identity file, container times) and the reads of a
+witness folder are not held to it: those could still show, between the
+check and the read, what a swapped name leads to; closing that needs every
+read relative to the descriptors the check opened (``openat2`` with
+``RESOLVE_BENEATH``).
 """
 
 from __future__ import annotations
@@ -66,13 +74,15 @@ import errno
 import os
 import stat
 import struct
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
 from custodes.drivers import _is_noise
 from custodes.errors import CustodesError
 from custodes.findings import shown_name
 from custodes.identity import Caller, account_name
 
-__all__ = ["FolderRightsError", "check_folder", "may"]
+__all__ = ["FolderRightsError", "as_checked", "check_folder", "may"]
 
 READ, SEARCH = 4, 1  # the rwx bits: what reading a file, and listing and passing a folder, need
 _FILE, _FOLDER = READ, READ | SEARCH
@@ -151,13 +161,15 @@ def _verb(want: int) -> str:
     return "list and enter" if want & SEARCH else "read"
 
 
-def check_folder(folder: str, given: str, caller: Caller) -> None:
+def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int, int]]:
     """Refuse (:class:`FolderRightsError`) unless ``caller`` could read everything in ``folder`` that custodes
     reads: every folder listed and entered, every regular file read, every link leading to such an entry
-    inside ``folder``. ``given`` is the folder as the caller named it, for the message."""
+    inside ``folder``. ``given`` is the folder as the caller named it, for the message. Returns the regular
+    files checked, as (device, inode): what :func:`as_checked` lets a copy read."""
     root = os.path.realpath(folder)
     links: list[str] = []
-    _entry(folder, folder, given, caller, links, follow=True)  # the caller opened it through any link
+    files: set[tuple[int, int]] = set()
+    _entry(folder, folder, given, caller, links, files, follow=True)  # the caller opened it through any link
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -170,18 +182,28 @@ def check_folder(folder: str, given: str, caller: Caller) -> None:
         for entry in entries:
             if _is_noise(entry.name):
                 continue  # never opened: scan_volume lists it as skipped, by name only
-            if _entry(entry.path, folder, given, caller, links):
+            if _entry(entry.path, folder, given, caller, links, files):
                 subfolders.append(entry.path)
         stack.extend(reversed(subfolders))
     for link in links:
         target = os.path.realpath(link)
         inside = os.path.relpath(target, root)
-        if target != root and (inside.startswith(os.pardir) or any(_is_noise(p) for p in inside.split(os.sep))):
+        outside = inside == os.pardir or inside.startswith(os.pardir + os.sep)
+        if target != root and (outside or any(_is_noise(p) for p in inside.split(os.sep))):
             why = f"a symbolic link to {shown_name(os.readlink(link))}, outside what the service checked"
             raise _refusal(link, folder, given, why)
+    return frozenset(files)
 
 
-def _entry(path: str, folder: str, given: str, caller: Caller, links: list[str], follow: bool = False) -> bool:
+def _entry(
+    path: str,
+    folder: str,
+    given: str,
+    caller: Caller,
+    links: list[str],
+    files: set[tuple[int, int]],
+    follow: bool = False,
+) -> bool:
     """Check one entry; True when it is a folder to walk into."""
     try:
         st = os.stat(path, follow_symlinks=follow)
@@ -196,7 +218,34 @@ def _entry(path: str, folder: str, given: str, caller: Caller, links: list[str],
     why = may(st, _access_acl(path, folder, given, follow), caller, want)
     if why is not None:
         raise _refusal(path, folder, given, f"you ({caller.account}) cannot {_verb(want)} it: {why}")
+    if stat.S_ISREG(st.st_mode):
+        files.add((st.st_dev, st.st_ino))
     return stat.S_ISDIR(st.st_mode)
+
+
+@contextmanager
+def as_checked(path: str, checked: Collection[tuple[int, int]] | None) -> Iterator[str]:
+    """The path to copy ``path`` from: ``path`` itself when nothing was checked (embedded, where the kernel
+    checks every read), else the descriptor of the very file :func:`check_folder` approved
+    (``/proc/self/fd/N``), opened first and held against the approved (device, inode): whatever was put in its
+    place or on the way to it since (a link to a file of the service's) is refused, not copied."""
+    if checked is None:
+        yield path
+        return
+    try:  # O_NONBLOCK: a FIFO put there must not block the service
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        raise FolderRightsError(f"{shown_name(path)}: cannot open it ({e.strerror}); not copied") from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) not in checked:
+            raise FolderRightsError(
+                f"{shown_name(path)}: not the file the archive service checked you could read (it changed since); "
+                "not copied"
+            )
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def _access_acl(path: str, folder: str, given: str, follow: bool) -> bytes | None:

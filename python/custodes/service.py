@@ -102,6 +102,8 @@ class Request:
     outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
     #: Input files copied from the caller's descriptors: (the path as given, the copy the command reads).
     staged_inputs: list[tuple[str, Path]] = field(default_factory=list)
+    #: The regular files (device, inode) of the caller's folders that custodes.rights found the caller could read.
+    checked: set[tuple[int, int]] = field(default_factory=set)
     #: What the command asks done if the caller could not write its outputs (a failed copy is ledgered).
     if_undelivered: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -135,7 +137,8 @@ class Request:
             ) from None
         if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
-        check_folder(self.absolute(given), given, current_caller())
+        # Before any driver runs; what bounds an entry swapped after it: custodes.rights ("The race").
+        self.checked |= check_folder(self.absolute(given), given, current_caller())
         return self.absolute(given)
 
     def _stage_input(self, given: str, fd: int, size: int) -> str:
