@@ -195,8 +195,8 @@ class ArchivePath(GivenPath):
 class ClientInput(click.Path):
     """A file or folder a command uses (a volume, a task file, a witness folder). Through the service, the
     client opens it and passes the descriptor: the service reads a file from that descriptor, and a folder only
-    if it is that same folder, so nobody can make the service read something for them that they could not
-    open themselves (see custodes.service)."""
+    if it is that same folder and holds nothing the caller could not read, so nobody can make the service read
+    something for them that they could not open themselves (see custodes.service, custodes.rights)."""
 
     def is_input(self, value: str) -> bool:
         """Whether ``value`` names a file or folder for the client to open (see :class:`KeyOrFile`)."""

@@ -38,6 +38,10 @@ class Caller:
     uid: int | None
     account: str
     via: str
+    #: The groups the caller's process held (its gid first, then its supplementary groups), as the kernel
+    #: reported them; what a folder the caller hands the service is read with (custodes.rights). Empty when
+    #: unknown: no group then counts for the caller.
+    groups: tuple[int, ...] = ()
 
 
 _acting: ContextVar[Caller | None] = ContextVar("custodes_acting", default=None)
@@ -57,7 +61,7 @@ def current_caller() -> Caller:
     if caller is not None:
         return caller
     uid = os.getuid()
-    return Caller(uid, account_name(uid), "process")
+    return Caller(uid, account_name(uid), "process", (os.getgid(), *os.getgroups()))
 
 
 def served() -> bool:
@@ -78,9 +82,27 @@ def acting_as(caller: Caller) -> Iterator[Caller]:
 
 # struct ucred in <sys/socket.h>: pid_t pid; uid_t uid; gid_t gid (three 32-bit ints on Linux).
 _UCRED = struct.Struct("3i")
+#: SO_PEERGROUPS (Linux 4.13, <asm-generic/socket.h>): the peer's supplementary groups at connect time.
+#: Python's socket module does not name it.
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+#: The most bytes Python's getsockopt takes: 256 groups. A caller in more gets ERANGE, and no group credited.
+_GROUPS_BYTES = 1024
 
 
 def peer_caller(conn: socket.socket) -> Caller:
-    """The account at the other end of a connected Unix socket, as the kernel recorded it at connect time."""
-    _pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-    return Caller(uid, account_name(uid), "peer")
+    """The account at the other end of a connected Unix socket, as the kernel recorded it at connect time:
+    its uid, and the groups its process held (SO_PEERCRED's gid, SO_PEERGROUPS' supplementary groups)."""
+    _pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return Caller(uid, account_name(uid), "peer", (gid, *_peer_groups(conn)))
+
+
+def _peer_groups(conn: socket.socket) -> tuple[int, ...]:
+    """The peer process's supplementary groups, as the kernel holds them: not the group database, which
+    says what a fresh login would get (a process may have dropped a group, or never picked up a new one).
+    A kernel without SO_PEERGROUPS (or a caller in more than 256 groups) credits none: the caller is then
+    held to its gid, never to more."""
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, _GROUPS_BYTES)
+    except OSError:
+        return ()
+    return struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])

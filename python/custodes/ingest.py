@@ -41,6 +41,8 @@ from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_byte
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files
+from custodes.rights import as_checked
+from custodes.service import request
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["IngestResult", "ingest"]
@@ -199,13 +201,15 @@ def _store_files(
     # by this thread alone, in volume order.
     # The one --workers clamp (hashing.clamp_workers); by default one copy per core, at most 4.
     copies = clamp_workers(workers, max(1, len(files))) or min(4, os.cpu_count() or 1)
+    served = request()  # read here: the copying threads do not see the request being served
+    checked = None if served is None else frozenset(served.checked)
     with ThreadPoolExecutor(max_workers=copies) as pool:
         # Largest first, so a big file does not start last and leave a worker idle at the end.
         futures = {}
         for f in sorted(files, key=lambda f: -f.size):
             if not _already_present(archive, device, f.path, f.name):
                 futures[f.path] = pool.submit(
-                    _copy_into_store, archive, f.path, f.name, archive.policy.algorithms, result.ingest_id
+                    _copy_into_store, archive, f.path, f.name, archive.policy.algorithms, result.ingest_id, checked
                 )
         for f in files:
             future = futures.get(f.path)
@@ -436,16 +440,23 @@ _CATALOG_WRITES = threading.Lock()
 
 
 def _copy_into_store(
-    archive: Archive, path: str, name: str, algorithms: tuple[str, ...], ingest_id: int
+    archive: Archive,
+    path: str,
+    name: str,
+    algorithms: tuple[str, ...],
+    ingest_id: int,
+    checked: frozenset[tuple[int, int]] | None = None,
 ) -> tuple[int, dict[str, str], str] | str:
-    """Copy, fsync, read back from the disk and compare, note the intent, link into the store.
+    """Copy, fsync, read back from the disk and compare, note the intent, link into the store. ``checked``:
+    through the service, the files the caller was found to be able to read (custodes.rights.as_checked).
 
     Returns (size, digests, head digest), or the reason it failed."""
     temp = archive.store.new_temp(os.path.basename(name)[-40:])
     crashpoint("copy")
     computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
     try:
-        size, raw = archive.store_copy(path, temp, computed)
+        with as_checked(path, checked) as source:
+            size, raw = archive.store_copy(source, temp, computed)
     except CustodesError as e:
         temp.unlink(missing_ok=True)
         return f"could not copy: {e}"

@@ -12,9 +12,11 @@ the same in both modes.
 Paths a person names stay that person's:
 
 - an input (a volume to ingest, a task file) is opened by the client, and the
-  descriptor is passed with the request: the service accepts the path only if
-  it is the very file the caller could open (device and inode match), so
-  nobody makes the service read a file for them that they cannot read;
+  descriptor is passed with the request: the service reads a file from that
+  descriptor, and accepts a folder only if it is the very folder the caller
+  could open (device and inode match) and holds nothing the caller could not
+  read (:mod:`custodes.rights`), so nobody makes the service read a file for
+  them that they cannot read;
 - an output (``access open --to``, ``export --to``/``--iso``, ``report --out``)
   is written by the command into a private staging folder of the service, then
   streamed to the client, which writes it as the person, never through a link
@@ -52,7 +54,8 @@ from typing import Any, BinaryIO
 
 from custodes._durable import fsync_dir
 from custodes.errors import CustodesError
-from custodes.identity import Caller, account_name, acting_as, peer_caller
+from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
+from custodes.rights import check_folder
 
 __all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "request", "serve", "socket_path"]
 
@@ -99,6 +102,8 @@ class Request:
     outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
     #: Input files copied from the caller's descriptors: (the path as given, the copy the command reads).
     staged_inputs: list[tuple[str, Path]] = field(default_factory=list)
+    #: The regular files (device, inode) of the caller's folders that custodes.rights found the caller could read.
+    checked: set[tuple[int, int]] = field(default_factory=set)
     #: What the command asks done if the caller could not write its outputs (a failed copy is ledgered).
     if_undelivered: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -113,7 +118,8 @@ class Request:
     def input_path(self, given: str) -> str:
         """The path the command reads for an input the caller named. A file is read from the descriptor the
         caller passed (the service may have no right to its name) into the outbox; a folder (a volume) is
-        walked by name, with the service's rights, once proven to be the folder the caller opened."""
+        walked by name, with the service's rights, once proven to be the folder the caller opened and to
+        hold only what the caller could read (custodes.rights.check_folder; refused otherwise)."""
         fd = self.inputs.get(given)
         if fd is None:
             raise ServiceError(f"{given}: the client did not open it; run the command with the custodes CLI")
@@ -131,6 +137,8 @@ class Request:
             ) from None
         if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
+        # Before any driver runs; what bounds an entry swapped after it: custodes.rights ("The race").
+        self.checked |= check_folder(self.absolute(given), given, current_caller())
         return self.absolute(given)
 
     def _stage_input(self, given: str, fd: int, size: int) -> str:
