@@ -250,6 +250,16 @@ def person_folder(path: Path, user: str) -> Path:
     return path
 
 
+def shared_witness(path: Path, user: str) -> Path:
+    """A witness folder as the README asks for one: the service's account appends to it for ``user``, a
+    custodian who may write there too (the folder's group is the user's own, rwx for both)."""
+    ensure_accounts()
+    path.mkdir(parents=True)
+    shutil.chown(path, SERVICE_ACCOUNT, user)
+    path.chmod(0o775)
+    return path
+
+
 def stop_service(arch: Path) -> None:
     """Stop ``arch``'s service by its pid (SIGTERM, then SIGKILL after 10 s)."""
     service = SERVICES.pop(arch, None)

@@ -31,15 +31,14 @@ from custodes.ledger import (
 )
 from helpers import (
     FOOTAGE,
-    SERVICE_ACCOUNT,
     as_,
     catalog_edit,
     catalog_rows,
-    ensure_accounts,
     one_line_error,
     request,
     run_cli,
     run_cli_with_faults,
+    shared_witness,
 )
 
 HOUR = 3_600_000_000_000
@@ -420,14 +419,9 @@ def test_a_forged_rotation_signed_by_the_new_key_only_is_caught(cli_archive: Pat
 
 def _witness(tmp_path: Path) -> Path:
     """The outside folder checkpoints are published to, made beforehand: through the archive service it is the
-    service's account that appends to it (see the README), so that account may write it."""
-    import shutil
-
-    folder = tmp_path / "witness"
-    folder.mkdir()
-    ensure_accounts()
-    shutil.chown(folder, SERVICE_ACCOUNT, SERVICE_ACCOUNT)
-    return folder
+    service's account that appends to it, for a custodian who may write there too (see the README): the
+    service's folder, shared with alice's group."""
+    return shared_witness(tmp_path / "witness", "alice")
 
 
 # ---- a crash in the middle of a rotation ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from helpers import (
     person_folder,
     run_cli,
     serve,
+    shared_witness,
 )
 
 CLIPS = {"GH010001.MP4": FOOTAGE / "gopro" / "max-heromode.mp4", "GH010002.MP4": FOOTAGE / "phones" / "bt601.mov"}
@@ -306,8 +307,8 @@ def test_a_posix_acl_is_decided_as_the_kernel_decides_it(fresh_archive: Path, tm
 
 
 def test_a_witness_folder_is_read_only_as_far_as_the_caller_could(cli_archive: Path, tmp_path: Path) -> None:
-    # Made beforehand for the service's account, which appends to it through the service (as in test_keys).
-    witness = person_folder(tmp_path / "witness", SERVICE_ACCOUNT)
+    # Made beforehand for the service's account, which appends to it for alice (as in test_keys).
+    witness = shared_witness(tmp_path / "witness", "alice")
     assert run_cli("ledger", "publish", cli_archive, witness, user="alice").returncode == 0
     assert run_cli("verify", cli_archive, "--witness", witness, "-q", user="alice").returncode == 0
     first = min(witness.iterdir(), key=lambda p: int(p.name))
@@ -317,6 +318,21 @@ def test_a_witness_folder_is_read_only_as_far_as_the_caller_could(cli_archive: P
         one_line_error(out, f"witness/{first.name}: you \\(alice\\) cannot read it: owner {SERVICE_ACCOUNT}, mode 0600")
     for command in (("verify",), ("ledger", "verify")):  # root could read it: so may the service, for root
         assert run_cli(*command, cli_archive, "--witness", witness, "-q").returncode == 0
+
+
+def test_publish_writes_only_where_the_caller_could_write(cli_archive: Path, tmp_path: Path) -> None:
+    """`ledger publish DIR` through the service writes as the service's account: a folder only that account
+    may write (its own) is refused, naming the folder, and nothing is written there."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    _owned(theirs, SERVICE_ACCOUNT, 0o755)
+    out = run_cli("ledger", "publish", cli_archive, theirs, user="alice")
+    one_line_error(out, f"theirs: you \\(alice\\) cannot create files in it: owner {SERVICE_ACCOUNT}, mode 0755")
+    assert list(theirs.iterdir()) == []
+    assert (
+        run_cli("ledger", "publish", cli_archive, shared_witness(tmp_path / "ours", "alice"), user="alice").returncode
+        == 0
+    )
 
 
 def test_volume_and_timeline_read_as_the_caller_never_through_the_service(fresh_archive: Path, tmp_path: Path) -> None:

@@ -196,7 +196,12 @@ class ClientInput(click.Path):
     """A file or folder a command uses (a volume, a task file, a witness folder). Through the service, the
     client opens it and passes the descriptor: the service reads a file from that descriptor, and a folder only
     if it is that same folder and holds nothing the caller could not read, so nobody can make the service read
-    something for them that they could not open themselves (see custodes.service, custodes.rights)."""
+    something for them that they could not open themselves (see custodes.service, custodes.rights).
+    ``writes``: the command also creates files in the folder, which the caller must be able to do too."""
+
+    def __init__(self, *, writes: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.writes = writes
 
     def is_input(self, value: str) -> bool:
         """Whether ``value`` names a file or folder for the client to open (see :class:`KeyOrFile`)."""
@@ -208,7 +213,7 @@ class ClientInput(click.Path):
         served = request()
         if served is None or not self.is_input(value):
             return super().convert(value, param, ctx)
-        return super().convert(served.input_path(value), param, ctx)
+        return super().convert(served.input_path(value, writes=self.writes), param, ctx)
 
 
 class KeyOrFile(ClientInput):
@@ -1308,7 +1313,7 @@ def ledger_rotate_key_command(archive: Archive, out: Output) -> None:
 
 @ledger_group.command("publish")
 @archive_argument
-@click.argument("folder", metavar="DIR", type=ClientInput(path_type=str, file_okay=False))
+@click.argument("folder", metavar="DIR", type=ClientInput(path_type=str, file_okay=False, writes=True))
 @output_options(quiet_help="Print nothing on success (--json still prints what was published).")
 def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     """Append each signed checkpoint not yet published to DIR, an outside

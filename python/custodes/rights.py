@@ -82,10 +82,10 @@ from custodes.errors import CustodesError
 from custodes.findings import shown_name
 from custodes.identity import Caller, account_name
 
-__all__ = ["FolderRightsError", "as_checked", "check_folder", "may"]
+__all__ = ["FolderRightsError", "as_checked", "check_folder", "check_writable", "may"]
 
-READ, SEARCH = 4, 1  # the rwx bits: what reading a file, and listing and passing a folder, need
-_FILE, _FOLDER = READ, READ | SEARCH
+READ, WRITE, SEARCH = 4, 2, 1  # the rwx bits: what reading a file, writing in and passing a folder need
+_FILE, _FOLDER, _WRITABLE = READ, READ | SEARCH, WRITE | SEARCH
 
 ACL_ACCESS = "system.posix_acl_access"
 #: ACLs the kernel enforces that this module does not evaluate: an entry carrying one is refused.
@@ -158,7 +158,24 @@ def _owned(st: os.stat_result) -> str:
 
 
 def _verb(want: int) -> str:
+    if want & WRITE:
+        return "create files in"
     return "list and enter" if want & SEARCH else "read"
+
+
+def check_writable(folder: str, given: str, caller: Caller) -> None:
+    """Refuse (:class:`FolderRightsError`) unless ``caller`` could create files in ``folder`` themselves: the
+    service writes there for them (``ledger publish``), and must not write where only its own account may."""
+    try:
+        st = os.stat(folder)
+    except OSError as e:
+        raise _refusal(folder, folder, given, f"the archive service cannot see it ({e.strerror})") from None
+    why = may(st, _access_acl(folder, folder, given, True), caller, _WRITABLE)
+    if why is not None:
+        raise FolderRightsError(
+            f"{shown_name(given)}: you ({caller.account}) cannot {_verb(_WRITABLE)} it: {why}; the archive "
+            "service writes in a folder only as far as you could yourself"
+        )
 
 
 def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int, int]]:

@@ -55,7 +55,7 @@ from typing import Any, BinaryIO
 from custodes._durable import fsync_dir
 from custodes.errors import CustodesError
 from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
-from custodes.rights import check_folder
+from custodes.rights import check_folder, check_writable
 
 __all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "request", "serve", "socket_path"]
 
@@ -115,7 +115,7 @@ class Request:
     def absolute(self, given: str) -> str:
         return os.path.normpath(os.path.join(self.cwd, given))
 
-    def input_path(self, given: str) -> str:
+    def input_path(self, given: str, *, writes: bool = False) -> str:
         """The path the command reads for an input the caller named. A file is read from the descriptor the
         caller passed (the service may have no right to its name) into the outbox; a folder (a volume) is
         walked by name, with the service's rights, once proven to be the folder the caller opened and to
@@ -139,6 +139,8 @@ class Request:
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
         # Before any driver runs; what bounds an entry swapped after it: custodes.rights ("The race").
         self.checked |= check_folder(self.absolute(given), given, current_caller())
+        if writes:  # a folder the command also writes in (ledger publish): the caller's right to, too
+            check_writable(self.absolute(given), given, current_caller())
         return self.absolute(given)
 
     def _stage_input(self, given: str, fd: int, size: int) -> str:
