@@ -20,7 +20,9 @@ from helpers import (
     refused,
     request,
     run_cli,
+    serve,
     set_policy,
+    stop_service,
 )
 
 
@@ -385,3 +387,22 @@ def test_the_owner_s_first_people_keep_the_names_they_acted_under(tmp_path: Path
     named += '\n[identity]\ndave = "d. jones"\n'
     assert set_policy(arch, named).returncode == 0
     assert policy_text(arch) == named and len(policy_entries(arch)) == 3
+
+
+def test_a_crash_between_the_approval_and_the_file_is_finished_by_approving_again(cli_archive: Path) -> None:
+    serve(cli_archive, env={"CUSTODES_CRASHPOINT": "policy_entry_committed:1"})  # the service dies there once
+    before = policy_text(cli_archive)
+    longer = before.replace("minimum_days = 730", "minimum_days = 3650")
+    n = propose(cli_archive, "bob", longer)
+    crashed = as_("dave", "policy", "approve", cli_archive, n)
+    assert crashed.returncode == 2 and b"Traceback" not in crashed.stderr, crashed.stderr
+    stop_service(cli_archive)
+    assert policy_text(cli_archive) == before  # the ledger has it, the file not yet
+    assert policy_entries(cli_archive)[-1][1]["proposal"] == n
+    shown = as_("carol", "policy", "show", cli_archive)
+    assert shown.returncode == 1 and b"the file is behind the ledger" in shown.stdout, shown.stdout
+    done = as_("dave", "policy", "approve", cli_archive, n, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "file_rewritten"
+    assert policy_text(cli_archive) == longer
+    assert run_cli("verify", cli_archive, user="alice").returncode == 0  # the entry the crash left unsigned is signed
