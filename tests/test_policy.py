@@ -262,7 +262,12 @@ def test_an_approver_alone_cannot_lower_retention_and_a_second_person_puts_it_in
         assert a.policy.retention_days == 3650
     refused(as_("alice", "retention", "purge", cli_archive, "--request", rid), "not due until 2034")
     shown = json.loads(as_("carol", "policy", "show", cli_archive, "--json").stdout)
-    assert [(q["id"], q["person"], q["status"]) for q in shown["proposals"]][-1] == (n, "bob", "pending")
+    assert [(q["id"], q["person"], q["status"], q["text"]) for q in shown["proposals"]][-1] == (
+        n,
+        "bob",
+        "pending",
+        zero,
+    )
     said = as_("carol", "policy", "show", cli_archive)
     assert f"proposal {n}: by bob".encode() in said.stdout and b"(pending" in said.stdout
     # Bob cannot approve it himself, a viewer cannot, and neither can the owner embedded (no second person).

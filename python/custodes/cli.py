@@ -1372,7 +1372,7 @@ def policy_show_command(archive: Archive, out: Output) -> None:
     """The ledgered policy (its entry, who set it and when, its SHA-256),
     whether ARCHIVE/custodes.toml matches it, and the proposals waiting for a
     second person; --json adds its text, every earlier policy and every
-    proposal. The archive's owner or anyone with a role may look. Exit 1 when
+    proposal with its text (read it before approving). The archive's owner or anyone with a role may look. Exit 1 when
     the file differs: until it matches again, commands that act refuse."""
     from custodes.policy import show
 

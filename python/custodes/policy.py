@@ -259,7 +259,8 @@ def show(archive: Archive) -> dict[str, Any]:
             "mismatch": mismatch(archive),
         },
         "history": [p.to_json() for p in history(archive.catalog)],
-        "proposals": [p.to_json() for p in proposals(archive.catalog)],
+        # With their text: whoever approves a change reads what they put in force.
+        "proposals": [p.to_json() | {"text": p.text} for p in proposals(archive.catalog)],
     }
 
 
@@ -368,13 +369,14 @@ def _may_decide(archive: Archive, proposal: Proposal, action: str) -> str:
 def approve_proposal(archive: Archive, proposal_id: int) -> SetResult:
     """Put proposal ``proposal_id`` in force: its policy entry (naming proposer, approver and proposal) first,
     then custodes.toml. Approving it again after a crash between the two finishes writing the file."""
-    from custodes.access import refuse
+    from custodes.access import refuse, require_role
     from custodes.archive import Policy
 
     proposal = _proposal(archive, proposal_id)
     current = archive.ledgered_policy
     assert current is not None
     if proposal.status == "approved" and current.proposal == proposal.id:
+        require_role(archive, DECIDERS, APPROVE)  # finishing it takes the role that may decide it
         status = "file_rewritten" if _write_file(archive, proposal.text) else "unchanged"
         return SetResult(_in_force(archive, Policy.parse(proposal.text, where(archive.root, current))), status)
     if proposal.status != "pending":
@@ -394,7 +396,7 @@ def approve_proposal(archive: Archive, proposal_id: int) -> SetResult:
     _keeps_names(archive, new, label)  # someone may have acted under a name it gives since it was proposed
     now = time.time_ns()
     with archive.transaction() as tx:
-        _decision(tx, APPROVE, person, proposal, True, f"{label} by {proposal.person} put in force", now)
+        _decision(tx, APPROVE, person, proposal, f"{label} by {proposal.person} put in force", now)
         ledger.append(
             tx,
             _entry(proposal.text, person, now, "set")
@@ -414,15 +416,17 @@ def deny_proposal(archive: Archive, proposal_id: int, reason: str) -> Proposal:
         raise CustodesError(f"policy proposal {proposal.id} is already {proposal.status} by {proposal.decided_by}")
     person = _may_decide(archive, proposal, DENY)
     with archive.transaction() as tx:
-        _decision(tx, DENY, person, proposal, True, reason, time.time_ns())
+        _decision(tx, DENY, person, proposal, reason, time.time_ns())
     archive.checkpoint()
     return _proposal(archive, proposal_id)
 
 
-def _decision(tx: Catalog, action: str, person: str, proposal: Proposal, ok: bool, detail: str, now: int) -> None:
+def _decision(tx: Catalog, action: str, person: str, proposal: Proposal, detail: str, now: int) -> None:
+    """A granted decision on ``proposal``: its access-log row, naming the proposal (refusals go through
+    access.refuse)."""
     from custodes.access import log_step
 
-    log_step(tx, None, person, action, None, ok, detail, now, proposal=proposal.id)
+    log_step(tx, None, person, action, None, True, detail, now, proposal=proposal.id)
 
 
 @dataclass(frozen=True)
