@@ -331,16 +331,25 @@ def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.C
 # ---- CLI archives with people and recordings ----------------------------------------------
 
 
-def set_policy(arch: Path, text: str, user: str | None = None) -> subprocess.CompletedProcess[bytes]:
+def set_policy(
+    arch: Path, text: str, user: str | None = None, approver: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``custodes policy set ARCH FILE`` with ``text`` in FILE (beside the archive), as ``user`` through the
-    service (None: the account running the tests, embedded while no service keeps the archive)."""
+    service (None: the account running the tests, embedded while no service keeps the archive: the owner's
+    bootstrap). With ``approver``: ``user`` proposes it and ``approver`` puts it in force with ``custodes policy
+    approve``, whose result is returned (the proposal's, if it was refused)."""
     new = arch.parent / f"{arch.name}.policy-{os.urandom(4).hex()}.toml"
     new.write_text(text)
     new.chmod(0o644)  # the service reads it too
     try:
-        return run_cli("policy", "set", arch, new, user=user)
+        out = run_cli("policy", "set", arch, new, "--json", user=user)
     finally:
         new.unlink()
+    if approver is None or out.returncode != 0:
+        return out
+    proposed = json.loads(out.stdout)
+    assert proposed["status"] == "proposed", proposed
+    return run_cli("policy", "approve", arch, proposed["proposal"]["id"], user=approver)
 
 
 def policy_text(arch: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from footage import T0, make_clip
-from helpers import as_, build_cli_archive, catalog_edit, catalog_rows, request, run_cli, stop_service
+from helpers import as_, build_cli_archive, catalog_edit, catalog_rows, request, run_cli, set_policy, stop_service
 
 BJ = timezone(timedelta(hours=8))
 DEVICE = "BWC0001"
@@ -28,12 +28,17 @@ def clip_name(seconds: int, seq: int, important: bool = False) -> str:
     return f"001234_{DEVICE}_{t:%Y%m%d%H%M%S}_{seq:04d}{'IMP' if important else ''}.MP4"
 
 
+def proposal_id(arch: Path) -> int:
+    """The latest policy proposal's id (its ledger index)."""
+    return catalog_rows(arch, "SELECT MAX(ledger_seq) FROM access_log WHERE action = 'propose_policy'")[0][0]
+
+
 @pytest.fixture(scope="module")
 def acted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive after every kind of custody act, through the service as the people who do them: three
     recordings (one marked important, all with their officer) with a dock clock reading; a task; a view request
     approved and used, a refused open, a denied request and one left pending; a hold, a long-term mark, a case
-    link, a classification and a gap explanation."""
+    link, a classification, a policy proposal approved and one refused and denied, and a gap explanation."""
     root = tmp_path_factory.mktemp("acted")
     arch = build_cli_archive(root / "archive")
     vol = root / DEVICE
@@ -56,6 +61,11 @@ def acted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert as_("alice", "retention", "long-term", arch, "--segment", "3", "--reason", "complaint").returncode == 0
     assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
     assert as_("alice", "access", "classify", arch, "--segment", "1", "--level", "2").returncode == 0
+    longer = (arch / "custodes.toml").read_text().replace("minimum_days = 730", "minimum_days = 3650")
+    assert set_policy(arch, longer, user="bob", approver="dave").returncode == 0  # proposed, then approved
+    assert set_policy(arch, longer + "\n", user="bob").returncode == 0  # proposed, then refused and denied:
+    assert as_("bob", "policy", "approve", arch, proposal_id(arch)).returncode == 1
+    assert as_("alice", "policy", "deny", arch, proposal_id(arch), "--reason", "no change").returncode == 0
     gap = ["--from", (T0 + timedelta(seconds=4)).isoformat(), "--to", (T0 + timedelta(seconds=10)).isoformat()]
     out = as_("alice", "gap", "explain", arch, "--device", DEVICE, *gap, "--cause", "location_change")
     assert out.returncode == 0, out.stderr

@@ -144,7 +144,7 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
 
 def test_purge_before_due(cli_archive: Path) -> None:
     longer = policy_text(cli_archive).replace("minimum_days = 730", "minimum_days = 36500")
-    assert set_policy(cli_archive, longer, user="bob").returncode == 0  # an approver changes it, in the ledger
+    assert set_policy(cli_archive, longer, user="bob", approver="dave").returncode == 0  # bob proposes, dave approves
     refused(
         as_("alice", "retention", "purge", cli_archive, "--request", purge_request(cli_archive, 1)), "not due until 21"
     )

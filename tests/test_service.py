@@ -126,15 +126,19 @@ def test_the_embedded_owner_cannot_be_the_second_person(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["requester"] == "officer 7"  # [identity] names the account in the records
     # Another name in [identity] cannot make the one account two people: only the service has two callers.
-    # Still no approver in the ledgered policy: the owner adds one, and names itself so.
+    # Still no approver in the ledgered policy: the owner adds one and would name itself so, but root has acted
+    # as officer 7 and keeps that name (custodes.policy) ...
     second = first.replace('"officer 7" = "viewer"\n', '"officer 7" = "viewer"\n"officer 8" = "approver"\n')
-    assert set_policy(arch, second.replace('root = "officer 7"', 'root = "officer 8"')).returncode == 0
+    renamed = set_policy(arch, second.replace('root = "officer 7"', 'root = "officer 8"'))
+    assert renamed.returncode == 2 and b"account root 'officer 8', but it has acted as 'officer 7'" in renamed.stderr
+    # ... and as an approver under its own name it still cannot decide its own request: the same account.
+    assert set_policy(arch, first.replace('"officer 7" = "viewer"', '"officer 7" = "approver"')).returncode == 0
     out = run_cli("access", "approve", arch, "1")
     assert out.returncode == 1, out.stderr
-    assert b"a decision needs a second person" in out.stderr
+    assert b"nobody approves their own request" in out.stderr
     assert catalog_rows(arch, "SELECT status FROM access_requests") == [("pending",)]
     assert catalog_rows(arch, "SELECT person, action, ok FROM access_log ORDER BY id")[-1] == (
-        "officer 8",
+        "officer 7",
         "approve",
         0,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes._durable import fsync_file
-from custodes.archive import Archive, open_archive, refuse_inside_archive, refuse_links
+from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog, replay
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
@@ -39,6 +39,7 @@ __all__ = [
     "current_person",
     "deny",
     "grant_for",
+    "log_step",
     "open_recording",
     "person_role",
     "request_access",
@@ -80,12 +81,37 @@ class AccessRequest:
         }
 
 
+def identities(policy: Policy) -> dict[str, str]:
+    """The policy's ``[identity]`` table: account -> the name the records give it."""
+    mapping = policy.extra.get("identity", {})
+    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+
+
+def person_of(policy: Policy, account: str) -> str:
+    """The name ``policy`` gives ``account`` in the records: its ``[identity]`` name, else the account's own."""
+    return identities(policy).get(account, account)
+
+
+def accounts_named(policy: Policy, name: str) -> set[str]:
+    """The accounts ``policy`` gives the name ``name`` (the account of that name, unless [identity] renames it)."""
+    mapping = identities(policy)
+    return {a for a, n in mapping.items() if n == name} | (set() if name in mapping else {name})
+
+
 def current_person(archive: Archive) -> str:
     """The person acting, as the records name them: the account the kernel vouches for (see
     :mod:`custodes.identity`; never ``LOGNAME``), renamed by the policy's ``[identity]`` table if it says so."""
-    user = current_caller().account
-    mapping = archive.policy.extra.get("identity", {})
-    return str(mapping.get(user, user)) if isinstance(mapping, dict) else user
+    return person_of(archive.policy, current_caller().account)
+
+
+def requester_accounts(archive: Archive, request_id: int, requester: str) -> set[str]:
+    """The account that made request ``request_id``, as its entry records it; for an entry from before entries
+    recorded the account, every account the policy in force gives the requester's name."""
+    for _index, data in archive.catalog.ledger.of_type("access_request"):
+        e = json.loads(data)
+        if e.get("request") == request_id and e.get("ok") and isinstance(e.get("account"), str):
+            return {e["account"]}
+    return accounts_named(archive.policy, requester)
 
 
 def person_role(archive: Archive, person: str) -> str | None:
@@ -113,7 +139,7 @@ def _log(
     detail: str,
     now: int,
     **facts: Any,
-) -> None:
+) -> int:
     """Ledger one step and make its rows from the entry (catalog.replay): its access-log row, and what a
     granted step records beyond it (``facts``: a request's segments, reason and purpose; a decision's window;
     a classification's level)."""
@@ -125,8 +151,15 @@ def _log(
         "ok": ok,
         "detail": detail,
         "time": now,
+        # The account as well as the name: a name is the policy's to give, the account is the kernel's, and
+        # self-approval and the names rule (custodes.policy) compare accounts.
+        "account": current_caller().account,
     }
-    replay.record(catalog, entry | facts)
+    return replay.record(catalog, entry | facts)
+
+
+#: Other workflows' steps (a policy proposal and its decision) are logged the same way; returns the entry's index.
+log_step = _log
 
 
 def _refuse(
@@ -222,7 +255,8 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
     action = "approve" if approve_it else "deny"
     if person_role(archive, person) != "approver":
         raise _refuse(archive, request_id, person, action, None, f"{person} is not an approver")
-    if person == req.requester:
+    if person == req.requester or current_caller().account in requester_accounts(archive, request_id, req.requester):
+        # Names and accounts: another name in [identity] does not make the same account a second person.
         raise _refuse(archive, request_id, person, action, None, "nobody approves their own request")
     if current_caller().via == "process":
         # The embedded CLI acts as one account, the archive's owner: it cannot be the second person.

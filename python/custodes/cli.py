@@ -1362,17 +1362,23 @@ def ledger_proof_command(
 
 @main.group("policy")
 def policy_group() -> None:
-    """The archive's policy, as the ledger records it: custodes.toml is in force only as its latest policy entry."""
+    """The archive's policy, as the ledger records it: custodes.toml is in force only as its latest policy entry.
+
+    A change takes two people: an approver proposes it (`policy set`), another
+    person on another account (an approver or a custodian) approves it
+    (`policy approve`). Only while the policy names no approver does the
+    archive's owner set it alone (a new archive's first people)."""
 
 
 @policy_group.command("show")
 @archive_argument(policy_may_differ=True)
 @output_options()
 def policy_show_command(archive: Archive, out: Output) -> None:
-    """The ledgered policy (its entry, who set it and when, its SHA-256) and
-    whether ARCHIVE/custodes.toml matches it; --json adds its text and every
-    earlier policy. The archive's owner or anyone with a role may look. Exit 1
-    when the file differs: until it matches again, commands that act refuse."""
+    """The ledgered policy (its entry, who set it and when, its SHA-256),
+    whether ARCHIVE/custodes.toml matches it, and the proposals waiting for a
+    second person; --json adds its text, every earlier policy and every
+    proposal with its text (read it before approving). The archive's owner or anyone with a role may look. Exit 1 when
+    the file differs: until it matches again, commands that act refuse."""
     from custodes.policy import show
 
     info = show(archive)
@@ -1386,6 +1392,12 @@ def policy_show_command(archive: Archive, out: Output) -> None:
             click.echo(f"{info['file']['path']}: matches the ledgered policy")
         else:
             click.echo(f"policy_mismatch: {info['file']['mismatch']}")
+        for q in info["proposals"]:
+            if q["status"] == "pending":
+                click.echo(
+                    f"proposal {q['id']}: by {q['person']} at {q['time']}, on the policy of ledger entry "
+                    f"{q['base']}, sha256 {q['sha256']} (pending: `custodes policy approve ARCHIVE {q['id']}`)"
+                )
     sys.exit(0 if info["file"]["matches"] else EXIT_FINDINGS)
 
 
@@ -1394,24 +1406,68 @@ def policy_show_command(archive: Archive, out: Output) -> None:
 @click.argument("file", type=ClientInput(path_type=str, exists=True, dir_okay=False))
 @output_options(quiet_help="Print nothing on success (--json still prints the entry).")
 def policy_set_command(archive: Archive, file: str, out: Output) -> None:
-    """Make FILE the archive's policy: checked by the loader every command uses
-    (the archive's id, origin, storage and key stay), recorded as a ledger entry
-    by an approver (while the ledgered policy names no approver, by the
-    archive's owner), then written to ARCHIVE/custodes.toml. Running it again
-    with the same FILE finishes a change a crash cut short. A refusal is logged."""
+    """Propose FILE as the archive's policy (approvers only): checked by the
+    loader every command uses (the archive's id, origin, storage and key stay;
+    an account that has acted keeps its name), recorded as a proposal in the
+    ledger and the access log. Nothing changes until another person on another
+    account approves it (`custodes policy approve ARCHIVE N`). While the
+    ledgered policy names no approver, the archive's owner sets it directly (a
+    new archive's first people). The policy in force is written to
+    ARCHIVE/custodes.toml after its entry: running this again with the same
+    FILE finishes a change a crash cut short. A refusal is logged."""
     from custodes.policy import set_policy
 
-    result = set_policy(archive, file)
+    _say_policy(set_policy(archive, file), shown_path(file), out)
+
+
+def _say_policy(result: Any, what: str, out: Output) -> None:
     if out.json:
         _write_json(result.to_json())
-    else:
-        said = {
-            "recorded": "recorded as",
-            "unchanged": "already is",
-            "file_rewritten": "already is (custodes.toml was behind it and is written now)",
-        }[result.status]
-        p = result.policy
-        out.say(f"{shown_path(file)}: {said} the policy, ledger entry {p.index} by {p.person}, sha256 {p.sha256}")
+        return
+    p, q = result.policy, result.proposal
+    if result.status == "proposed":
+        out.say(
+            f"{what}: proposed as policy proposal {q.id} by {q.person}, sha256 {q.sha256}; nothing changes until "
+            f"another approver or a custodian approves it: `custodes policy approve ARCHIVE {q.id}`"
+        )
+        return
+    said = {
+        "recorded": "recorded as",
+        "unchanged": "already is",
+        "file_rewritten": "already is (custodes.toml was behind it and is written now)",
+    }[result.status]
+    by = p.person if p.proposed_by is None else f"{p.person} (proposal {p.proposal} by {p.proposed_by})"
+    out.say(f"{what}: {said} the policy, ledger entry {p.index} by {by}, sha256 {p.sha256}")
+
+
+@policy_group.command("approve")
+@archive_argument(policy_may_differ=True)
+@click.argument("proposal", type=CatalogInt())
+@output_options(quiet_help="Print nothing on success (--json still prints the entry).")
+def policy_approve_command(archive: Archive, proposal: int, out: Output) -> None:
+    """Put policy proposal PROPOSAL in force (`policy show` lists them): by an
+    approver or a custodian who is neither the proposer's person nor account,
+    through the archive service; only while it is based on the policy in force
+    (else propose it again). Its ledger entry names proposer and approver; the
+    file is written after it, and approving again finishes a change a crash cut
+    short. A refusal is logged."""
+    from custodes.policy import approve_proposal
+
+    _say_policy(approve_proposal(archive, proposal), f"policy proposal {proposal}", out)
+
+
+@policy_group.command("deny")
+@archive_argument(policy_may_differ=True)
+@click.argument("proposal", type=CatalogInt())
+@click.option("--reason", type=TEXT_LINE, required=True, help="Why the proposal is denied (logged and ledgered).")
+@output_options(quiet_help="Print nothing on success (--json still prints the proposal).")
+def policy_deny_command(archive: Archive, proposal: int, reason: str, out: Output) -> None:
+    """Close policy proposal PROPOSAL without putting it in force (an approver
+    or a custodian; the proposer may withdraw their own). The reason is logged."""
+    from custodes.policy import deny_proposal
+
+    q = deny_proposal(archive, proposal, reason)
+    _write_json(q.to_json()) if out.json else out.say(f"policy proposal {q.id} denied")
 
 
 @main.group("task")

@@ -3,18 +3,34 @@
 A ``policy`` entry holds the policy file's exact text, its SHA-256, who set it,
 when, and how (``init``: the archive's first entry; ``adopt``: an archive from
 before policy entries took its file as it was, the first time it was opened;
-``set``: `custodes policy set`, by an approver). Roles, retention and every
+``set``: the owner's first people, or a proposal put in force by a second person). Roles, retention and every
 other setting are read from that entry's text, never from the file as it is
 now: a hand edit (``minimum_days = 730`` to ``0``, a new approver in
 ``[people]``) changes nothing that custodes does. While the file differs from
 the ledgered policy, every command that acts on evidence or records refuses
 (:func:`require_current`) and ``custodes verify`` reports ``policy_mismatch``.
 
-``policy set`` checks the new file with the same loader, needs the approver role
-(while the ledgered policy names no approver, the archive's owner may set it: the
-first people of a new archive), appends the entry, then replaces the file
-atomically. A crash between the two leaves the ledger ahead: the file is
-*behind*, said as such, and `policy set` with the same file finishes the change.
+No approver acts alone through the policy: the policy says who may do
+everything else, so changing it needs two people on two accounts.
+``policy set`` checks the new file with the same loader, needs the approver
+role, and only **proposes** the change: an ``access_propose_policy`` entry (its
+access-log row; the entry holds the full text, its SHA-256, the proposer's
+account and the policy entry it is based on), whose ledger index is the
+proposal's id. ``policy approve N`` by another person on another account puts
+it in force as a ``policy`` entry (action ``set``, naming the proposer, the
+approver and the proposal); ``policy deny N`` closes it. A proposal no longer
+based on the policy in force (another change was approved meanwhile) cannot be
+approved. While the ledgered policy names no approver, the archive's owner
+sets the policy directly (the first people of a new archive). Either way the
+entry comes first and the file after: a crash between the two leaves the file
+*behind*, said as such, and the same `policy set` (or `policy approve`) again
+finishes the change.
+
+An account keeps its name: a policy that renames an account that has acted
+(the ledger names it as the person of an act or a refusal), or gives a name
+another account has acted under to a new account, is refused
+(:func:`_keeps_names`), so the records, decisions and reports name each person
+one way, and self-approval compares accounts as well as names.
 """
 
 from __future__ import annotations
@@ -44,12 +60,16 @@ __all__ = [
     "POLICY_MISMATCH",
     "LedgeredPolicy",
     "PolicyMismatch",
+    "Proposal",
     "SetResult",
     "adopt",
+    "approve_proposal",
+    "deny_proposal",
     "digest",
     "history",
     "latest",
     "mismatch",
+    "proposals",
     "record_init",
     "require_current",
     "set_policy",
@@ -60,6 +80,13 @@ __all__ = [
 POLICY = "policy"
 #: The verify finding kind of a policy file that is not the ledgered policy.
 POLICY_MISMATCH = "policy_mismatch"
+#: The access actions of a policy change: their entries are ``access_<action>`` (an access-log row each, see
+#: catalog.replay), refusals included.
+PROPOSE, APPROVE, DENY = "propose_policy", "approve_policy", "deny_policy"
+#: Who may put another person's proposal in force, or deny it. An approver, or a custodian: a station with one
+#: approver must still be able to change its policy, and the custodian is the other person answerable for the
+#: archive. Since only an approver proposes, every change has an approver's and a second person's consent.
+DECIDERS = ("approver", "custodian")
 
 
 class PolicyMismatch(CustodesError):
@@ -78,6 +105,8 @@ class LedgeredPolicy:
     person: str
     time: int
     action: str  # init, adopt, set
+    proposal: int | None = None  # set from a proposal: its id, and who proposed it
+    proposed_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +115,8 @@ class LedgeredPolicy:
             "person": self.person,
             "time": rfc3339(self.time),
             "action": self.action,
+            "proposal": self.proposal,
+            "proposed_by": self.proposed_by,
         }
 
 
@@ -109,7 +140,9 @@ def history(catalog: Catalog) -> list[LedgeredPolicy]:
         except (ValueError, KeyError, TypeError):
             continue
         if isinstance(text, str) and sha == digest(text) and isinstance(person, str) and isinstance(at, int):
-            found.append(LedgeredPolicy(index, text, sha, person, at, str(action)))
+            proposal, by = e.get("proposal"), e.get("proposed_by")
+            proposal = proposal if isinstance(proposal, int) else None
+            found.append(LedgeredPolicy(index, text, sha, person, at, str(action), proposal, by))
     return found
 
 
@@ -186,8 +219,8 @@ def mismatch(archive: Archive) -> str | None:
         )
     return (
         f"{said}: an edit by hand is not the policy (roles and retention stay the ledger's); put the file back "
-        "(`custodes policy show ARCHIVE --json` holds the ledgered text) or have an approver record the change "
-        "with `custodes policy set ARCHIVE FILE`"
+        "(`custodes policy show ARCHIVE --json` holds the ledgered text) or have an approver propose the change "
+        "with `custodes policy set ARCHIVE FILE` and a second person approve it (`custodes policy approve`)"
     )
 
 
@@ -226,18 +259,191 @@ def show(archive: Archive) -> dict[str, Any]:
             "mismatch": mismatch(archive),
         },
         "history": [p.to_json() for p in history(archive.catalog)],
+        # With their text: whoever approves a change reads what they put in force.
+        "proposals": [p.to_json() | {"text": p.text} for p in proposals(archive.catalog)],
     }
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A policy change an approver proposed: its ``access_propose_policy`` entry, whose index is its id."""
+
+    id: int
+    text: str
+    sha256: str
+    person: str
+    account: str
+    time: int
+    base: int  # the ledger index of the policy in force when it was proposed
+    status: str = "pending"  # pending, approved, denied
+    decided_by: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "person": self.person,
+            "time": rfc3339(self.time),
+            "base": self.base,
+            "status": self.status,
+            "decided_by": self.decided_by,
+        }
+
+
+def proposals(catalog: Catalog) -> list[Proposal]:
+    """Every policy proposal, oldest first, with its status: approved when a policy entry names it, denied when
+    a granted deny_policy entry does, else pending."""
+    decided: dict[int, tuple[str, str]] = {
+        p.proposal: ("approved", p.person) for p in history(catalog) if p.proposal is not None
+    }
+    for _index, data in catalog.ledger.of_type(f"access_{DENY}"):
+        e = json.loads(data)
+        if e.get("ok") and isinstance(e.get("proposal"), int):
+            decided.setdefault(e["proposal"], ("denied", str(e.get("person"))))
+    found = []
+    for index, data in catalog.ledger.of_type(f"access_{PROPOSE}"):
+        try:
+            e = json.loads(data)
+            if not e["ok"]:
+                continue
+            text, sha, person, account, at, base = (
+                e["text"],
+                e["sha256"],
+                e["person"],
+                e["account"],
+                e["time"],
+                e["base"],
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(text, str) and sha == digest(text) and isinstance(base, int) and isinstance(at, int):
+            status, by = decided.get(index, ("pending", None))
+            found.append(Proposal(index, text, sha, str(person), str(account), at, base, status, by))
+    return found
+
+
+def _propose(archive: Archive, person: str, text: str, current: LedgeredPolicy) -> Proposal:
+    """Record ``text`` as a proposal on the policy in force (its entry and access-log row); nothing changes."""
+    from custodes.access import log_step
+
+    sha = digest(text)
+    detail = f"policy sha256 {sha} proposed on the policy of ledger entry {current.index}"
+    with archive.transaction() as tx:
+        index = log_step(
+            tx, None, person, PROPOSE, None, True, detail, time.time_ns(), text=text, sha256=sha, base=current.index
+        )
+    archive.checkpoint()
+    return next(p for p in proposals(archive.catalog) if p.id == index)
+
+
+def _proposal(archive: Archive, proposal_id: int) -> Proposal:
+    found = [p for p in proposals(archive.catalog) if p.id == proposal_id]
+    if not found:
+        raise CustodesError(f"no policy proposal {proposal_id} (`custodes policy show ARCHIVE` lists them)")
+    return found[0]
+
+
+def _may_decide(archive: Archive, proposal: Proposal, action: str) -> str:
+    """The person deciding ``proposal``: an approver or a custodian (see :data:`DECIDERS`) and, to approve it,
+    another person on another account than the proposer, through the service. Refusals are logged."""
+    from custodes.access import refuse, require_role
+
+    person = require_role(archive, DECIDERS, action)
+    if action != APPROVE:
+        return person  # a proposer may withdraw their own proposal: that changes nothing
+    if person == proposal.person or current_caller().account == proposal.account:
+        raise refuse(archive, None, action, None, f"nobody approves their own policy proposal ({proposal.id})")
+    if current_caller().via == "process":
+        # The embedded CLI acts as one account, the archive's owner: it cannot be the second person.
+        raise refuse(
+            archive,
+            None,
+            action,
+            None,
+            "a policy change needs a second person: run it through the archive service (`custodes serve`), "
+            "where each person acts as their own account",
+        )
+    return person
+
+
+def approve_proposal(archive: Archive, proposal_id: int) -> SetResult:
+    """Put proposal ``proposal_id`` in force: its policy entry (naming proposer, approver and proposal) first,
+    then custodes.toml. Approving it again after a crash between the two finishes writing the file."""
+    from custodes.access import refuse, require_role
+    from custodes.archive import Policy
+
+    proposal = _proposal(archive, proposal_id)
+    current = archive.ledgered_policy
+    assert current is not None
+    if proposal.status == "approved" and current.proposal == proposal.id:
+        require_role(archive, DECIDERS, APPROVE)  # finishing it takes the role that may decide it
+        status = "file_rewritten" if _write_file(archive, proposal.text) else "unchanged"
+        return SetResult(_in_force(archive, Policy.parse(proposal.text, where(archive.root, current))), status)
+    if proposal.status != "pending":
+        raise CustodesError(f"policy proposal {proposal.id} is already {proposal.status} by {proposal.decided_by}")
+    person = _may_decide(archive, proposal, APPROVE)
+    if proposal.base != current.index:
+        raise refuse(
+            archive,
+            None,
+            APPROVE,
+            None,
+            f"policy proposal {proposal.id} was made on the policy of ledger entry {proposal.base}, but entry "
+            f"{current.index} is in force now: it cannot be approved; propose the change again on the policy in force",
+        )
+    label = f"policy proposal {proposal.id}"
+    new = Policy.parse(proposal.text, label)  # it parsed when proposed; the same custodes parses it the same way
+    _keeps_names(archive, new, label)  # someone may have acted under a name it gives since it was proposed
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        _decision(tx, APPROVE, person, proposal, f"{label} by {proposal.person} put in force", now)
+        ledger.append(
+            tx,
+            _entry(proposal.text, person, now, "set")
+            | {"proposal": proposal.id, "proposed_by": proposal.person, "account": current_caller().account},
+        )
+    crashpoint("policy_entry_committed")
+    _write_file(archive, proposal.text)
+    return SetResult(_in_force(archive, new), "recorded", _proposal(archive, proposal_id))
+
+
+def deny_proposal(archive: Archive, proposal_id: int, reason: str) -> Proposal:
+    """Close proposal ``proposal_id`` without putting it in force."""
+    if not reason.strip():
+        raise CustodesError("a denial needs a reason")
+    proposal = _proposal(archive, proposal_id)
+    if proposal.status != "pending":
+        raise CustodesError(f"policy proposal {proposal.id} is already {proposal.status} by {proposal.decided_by}")
+    person = _may_decide(archive, proposal, DENY)
+    with archive.transaction() as tx:
+        _decision(tx, DENY, person, proposal, reason, time.time_ns())
+    archive.checkpoint()
+    return _proposal(archive, proposal_id)
+
+
+def _decision(tx: Catalog, action: str, person: str, proposal: Proposal, detail: str, now: int) -> None:
+    """A granted decision on ``proposal``: its access-log row, naming the proposal (refusals go through
+    access.refuse)."""
+    from custodes.access import log_step
+
+    log_step(tx, None, person, action, None, True, detail, now, proposal=proposal.id)
 
 
 @dataclass(frozen=True)
 class SetResult:
     policy: LedgeredPolicy
     #: recorded: a new entry; unchanged: the ledger and the file already held it; file_rewritten: the ledger
-    #: held it (a change a crash cut short), and only the file was written.
+    #: held it (a change a crash cut short), and only the file was written; proposed: a proposal was recorded
+    #: and the policy in force (``policy``) is unchanged.
     status: str
+    proposal: Proposal | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "policy": self.policy.to_json()}
+        return {
+            "status": self.status,
+            "policy": self.policy.to_json(),
+            "proposal": None if self.proposal is None else self.proposal.to_json(),
+        }
 
 
 def _read_new(path: str) -> str:
@@ -279,39 +485,81 @@ def _same_archive(archive: Archive, new: Policy, path: str) -> None:
             )
 
 
-def _may_set(archive: Archive) -> str:
-    """The person setting the policy: an approver, or, while the ledgered policy names no approver, the
-    archive's owner (a new archive's first people). Anyone else is refused, and the refusal is logged."""
+def _may_set(archive: Archive) -> tuple[str, bool]:
+    """The person setting the policy, and whether they set it directly: the archive's owner while the ledgered
+    policy names no approver (a new archive's first people); else an approver, who proposes. Anyone else is
+    refused, and the refusal is logged."""
     from custodes.access import current_person, require_role
 
     people = archive.policy.extra.get("people", {})
     if "approver" not in people.values() and current_caller().uid == _owner(archive):
-        return current_person(archive)
-    return require_role(archive, ("approver",), "set_policy")
+        return current_person(archive), True
+    return require_role(archive, ("approver",), "set_policy"), False
+
+
+def _keeps_names(archive: Archive, new: Policy, path: str) -> None:
+    """Refuse a policy that gives an account that has acted another name, or gives a name that an account has
+    acted under to another account: the log, the decisions and the reports name a person by it, and a second
+    name for one account (or one name for two) would let one person pass for two or hide behind another."""
+    from custodes.access import accounts_named, identities, person_of
+
+    acted: dict[str, set[str]] = {}
+    for name, account in archive.catalog.ledger.actors():
+        # An entry from before entries recorded the account: the accounts the policy in force gives that name.
+        acted.setdefault(name, set()).update({account} if account else accounts_named(archive.policy, name))
+    for name, accounts in sorted(acted.items()):
+        for account in sorted(accounts):
+            if person_of(new, account) != name:
+                raise CustodesError(
+                    f"{path}: [identity] names account {account} {person_of(new, account)!r}, but it has acted as "
+                    f"{name!r}, and an account keeps its name in the records; keep {account} = {name!r}"
+                )
+    for account, name in sorted(identities(new).items()):
+        others = acted.get(name, set()) - {account}
+        if others and account not in acted.get(name, set()):
+            raise CustodesError(
+                f"{path}: [identity] gives account {account} the name {name!r}, which account "
+                f"{sorted(others)[0]} has acted under; a name stays with its account: choose another"
+            )
+
+
+def _write_file(archive: Archive, text: str) -> bool:
+    """custodes.toml takes ``text`` (after its entry: a crash between them leaves the file behind, never ahead);
+    False when it held it already."""
+    if _file_digest(archive) == digest(text):
+        return False
+    (archive.root / "tmp").mkdir(exist_ok=True)
+    replace_file(_file(archive), text, archive.root / "tmp")
+    return True
+
+
+def _in_force(archive: Archive, new: Policy) -> LedgeredPolicy:
+    archive.ledgered_policy = latest(archive.catalog)
+    archive.policy = new
+    archive.checkpoint()  # also signs an entry a crash left unsigned
+    assert archive.ledgered_policy is not None
+    return archive.ledgered_policy
 
 
 def set_policy(archive: Archive, path: str) -> SetResult:
-    """Record the policy in the file at ``path`` as the archive's policy, then write it to custodes.toml."""
+    """Propose the policy in the file at ``path`` (an approver), or record it and write it to custodes.toml (the
+    owner while no approver is named; anyone allowed to set it, when the ledger already holds it)."""
     from custodes.archive import Policy
 
     text = _read_new(path)
     new = Policy.parse(text, path)  # the same loader as every open: a bad file is refused before anything
     _same_archive(archive, new, path)
-    person = _may_set(archive)
+    _keeps_names(archive, new, path)
+    person, directly = _may_set(archive)
     current = archive.ledgered_policy
-    status = "unchanged"
-    if current is None or current.sha256 != digest(text):
-        with archive.transaction() as tx:
-            ledger.append(tx, _entry(text, person, time.time_ns(), "set"))
-        status = "recorded"
-        crashpoint("policy_entry_committed")
-    if _file_digest(archive) != digest(text):
-        # The ledger first, the file after: a crash between them leaves the file behind, never ahead.
-        (archive.root / "tmp").mkdir(exist_ok=True)
-        replace_file(_file(archive), text, archive.root / "tmp")
-        status = "file_rewritten" if status == "unchanged" else status
-    archive.ledgered_policy = latest(archive.catalog)
-    archive.policy = new
-    archive.checkpoint()  # also signs an entry a crash left unsigned
-    assert archive.ledgered_policy is not None
-    return SetResult(archive.ledgered_policy, status)
+    assert current is not None  # an archive opened for work has one (init records it, an old one adopts it)
+    if current.sha256 == digest(text):  # in force already; the file may still be behind (a crash)
+        status = "file_rewritten" if _write_file(archive, text) else "unchanged"
+        return SetResult(_in_force(archive, new), status)
+    if not directly:
+        return SetResult(current, "proposed", _propose(archive, person, text, current))
+    with archive.transaction() as tx:
+        ledger.append(tx, _entry(text, person, time.time_ns(), "set"))
+    crashpoint("policy_entry_committed")
+    _write_file(archive, text)
+    return SetResult(_in_force(archive, new), "recorded")

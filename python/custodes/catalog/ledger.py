@@ -100,6 +100,20 @@ class Ledger(Table):
         sql = f"SELECT seq, type, {_JSON_TYPE} AS own FROM ledger WHERE type IS NOT own ORDER BY seq"
         return self._conn.execute(sql).fetchall()
 
+    def actors(self) -> list[tuple[str, str | None]]:
+        """Every (name, account) that an entry names as the person who acted (``person``, or ``by`` of a hold or
+        retention change), refusals included; the account is None in an entry that does not record it (one
+        written before entries did). Policy entries are left out: init and the owner's first people are
+        recorded before anyone has a name. Read when a policy is proposed or put in force (custodes.policy)."""
+        text = "CAST(entry AS TEXT)"
+        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        who = f"COALESCE({field % 'person'}, {field % 'by'})"
+        sql = (
+            f"SELECT DISTINCT {who}, {field % 'account'} FROM ledger "
+            f"WHERE {field % 'type'} IS NOT 'policy' AND typeof({who}) = 'text'"
+        )
+        return [(name, account if isinstance(account, str) else None) for name, account in self._conn.execute(sql)]
+
     def tombstone_entry(self, sha256: str) -> bytes | None:
         """The ledger entry an object's tombstone points at (None: no tombstone)."""
         sql = "SELECT l.entry FROM tombstones t JOIN ledger l ON l.seq = t.ledger_seq WHERE t.sha256 = ?"

@@ -11,7 +11,9 @@ Entry types and the rows they make (see :data:`HANDLERS`):
   readings; ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
   ``ingest_end``: the ingest's findings and result.
 - ``access_<action>``: an access-log row each; ``access_request`` (granted) the request; ``access_approve`` /
-  ``access_deny`` the decision; ``access_classify`` the classification.
+  ``access_deny`` the decision; ``access_classify`` the classification. A policy proposal and its decisions
+  (``access_propose_policy``, ``access_approve_policy``, ``access_deny_policy``) make their access-log row only:
+  the proposal's text is in its entry, and the policy it puts in force is the ``policy`` entry (custodes.policy).
 - ``hold``, ``hold_release``, ``retention_change`` (long-term mark or case link), ``purge`` (tombstone).
 - ``task``, ``annotation`` (gap explanation).
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
