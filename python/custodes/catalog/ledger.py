@@ -105,12 +105,11 @@ class Ledger(Table):
         retention change), refusals included; the account is None in an entry that does not record it (one
         written before entries did). Policy entries are left out: init and the owner's first people are
         recorded before anyone has a name. Read when a policy is proposed or put in force (custodes.policy)."""
-        text = "CAST(entry AS TEXT)"
-        field = f"CASE WHEN json_valid({text}) THEN json_extract({text}, '$.%s') END"
+        field = f"CASE WHEN json_valid({_TEXT}) THEN json_extract({_TEXT}, '$.%s') END"
         who = f"COALESCE({field % 'person'}, {field % 'by'})"
         sql = (
             f"SELECT DISTINCT {who}, {field % 'account'} FROM ledger "
-            f"WHERE {field % 'type'} IS NOT 'policy' AND typeof({who}) = 'text'"
+            f"WHERE {_JSON_TYPE} IS NOT 'policy' AND typeof({who}) = 'text'"
         )
         return [(name, account if isinstance(account, str) else None) for name, account in self._conn.execute(sql)]
 
