@@ -103,6 +103,12 @@ def _window_hours(archive: Archive) -> float:
     return float(archive.policy.extra.get("access", {}).get("window_hours", 72))
 
 
+def _max_window_hours(archive: Archive) -> float:
+    """The longest approval window an approver may open (``[access] max_window_hours``, default 30 days): an
+    approval is for a review, not a standing licence to the footage."""
+    return float(archive.policy.extra.get("access", {}).get("max_window_hours", 720))
+
+
 def _log(
     catalog: Catalog,
     request: int | None,
@@ -245,6 +251,13 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
         until = ns_add(
             now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end"
         )
+        longest = _max_window_hours(archive)
+        if window > longest:  # before anything is logged too: a mistyped --hours is an error, not an act
+            given = f"--hours {window:g}" if hours is not None else f"the policy's window_hours = {window:g}"
+            raise CustodesError(
+                f"{given} is longer than the longest approval window the policy allows ([access] "
+                f"max_window_hours = {longest:g}); approve for {longest:g} hours or fewer"
+            )
     with archive.transaction() as tx:
         _log(tx, request_id, person, action, None, True, why, now, valid_until=until)
     archive.checkpoint()

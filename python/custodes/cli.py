@@ -1548,7 +1548,12 @@ def access_request_command(archive: Archive, segments: tuple[int, ...], reason: 
 @access_group.command("approve")
 @archive_argument
 @click.argument("request", type=CatalogInt())
-@click.option("--hours", type=HOURS, default=None, help="Length of the approved window (policy default 72).")
+@click.option(
+    "--hours",
+    type=HOURS,
+    default=None,
+    help="Length of the approved window (policy default 72; at most [access] max_window_hours, default 720).",
+)
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints the request).")
 def access_approve_command(archive: Archive, request: int, hours: float | None, out: Output) -> None:
     """Approve a request (approvers only, never one's own) for a window of time."""
