@@ -286,7 +286,7 @@ def test_rebuild_equals_an_archive_after_an_export(case_bag: tuple[Path, Path], 
 def _as_before(arch: Path, *statements: str) -> None:
     """Make ``arch``'s catalog look as custodes left it before this change: schema 5 (no replay_state) and rows
     its ledger does not hold (an older custodes wrote findings without an entry). Opening it migrates it."""
-    sql("DROP TABLE replay_state", *statements, "PRAGMA user_version = 5")(arch)
+    sql("DROP TABLE replay_state", "DROP TABLE refusal_windows", *statements, "PRAGMA user_version = 5")(arch)
 
 
 def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archive: Path) -> None:

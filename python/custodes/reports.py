@@ -211,7 +211,9 @@ def _retention_section(archive: Archive, seg_ids: set[int], now: int) -> dict[st
 
 
 def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Art. 22, 24: requests and their decisions, views and exports; and each refusal as a finding."""
+    """Art. 22, 24: requests and their decisions, views and exports; and each refusal as a finding. A count of
+    refusals answered without an entry each (custodes.access: refusals beyond the policy's limit) is one finding
+    carrying its count."""
     devices = period.devices
     in_scope_requests = [
         r for r in archive.catalog.access.all() if devices is None or set(json.loads(r.segments)) & seg_ids
@@ -221,29 +223,37 @@ def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple
         for row in archive.catalog.access.log_in_period(period.lo, period.hi)
         if devices is None or row.segment_id in seg_ids or row.segment_id is None
     ]
-    refusals = [
-        {
-            "kind": "unapproved_access",
-            "article": 22,
-            "person": row.person,
-            "action": row.action,
-            "segment": row.segment_id,
-            "message": row.detail,
-            "start": rfc3339(row.time_ns),
-            "ledger_index": row.ledger_seq,
-        }
-        for row in log
-        if not row.ok
-    ]
+    refusals = [_refusal(archive, row) for row in log if not row.ok]
     section = {
         "requests": len(in_scope_requests),
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
         "denied": sum(1 for r in in_scope_requests if r.status == "denied"),
-        "refusals": len(refusals),
+        "refusals": sum(f["count"] for f in refusals),
         "views": sum(1 for row in log if row.action == "open" and row.ok),
         "exports": sum(1 for row in log if row.action == "export" and row.ok),
     }
     return section, refusals
+
+
+def _refusal(archive: Archive, row: Any) -> dict[str, Any]:
+    """The unapproved_access finding of one refused step (or of a count of them: its entry holds the number)."""
+    from custodes.access import REFUSAL_COUNT
+
+    count = 1
+    if row.action == REFUSAL_COUNT:
+        data = archive.catalog.ledger.entry(row.ledger_seq)
+        count = int(json.loads(data)["count"]) if data is not None else 0
+    return {
+        "kind": "unapproved_access",
+        "article": 22,
+        "person": row.person,
+        "action": row.action,
+        "segment": row.segment_id,
+        "message": row.detail,
+        "start": rfc3339(row.time_ns),
+        "ledger_index": row.ledger_seq,
+        "count": count,
+    }
 
 
 def _concerns(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
