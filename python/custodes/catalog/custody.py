@@ -29,6 +29,7 @@ class AccessLogRow(NamedTuple):
     detail: str
     time_ns: int
     ledger_seq: int
+    request_id: int | None
 
 
 class Tombstone(NamedTuple):
@@ -84,7 +85,10 @@ class AccessRequests(Table):
         return int(cur.lastrowid or 0)
 
     def log_in_period(self, lo: int, hi: int) -> list[AccessLogRow]:
-        sql = f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ?"
+        sql = (
+            f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ? "
+            "ORDER BY ledger_seq, id"
+        )
         return [AccessLogRow(*r) for r in self._conn.execute(sql, (lo, hi))]
 
 
