@@ -31,6 +31,7 @@ from custodes.progress import ProgressLine, human_bytes
 if TYPE_CHECKING:
     from custodes.archive import Archive
     from custodes.drivers import VolumeReading
+    from custodes.keys import Fingerprint
     from custodes.ledger import VerifierKey
     from custodes.media import MediaInfo
 
@@ -212,18 +213,20 @@ class ClientInput(click.Path):
 
 
 class KeyOrFile(ClientInput):
-    """``--trusted-key KEY|FILE``: the verifier-key text itself, or a file holding it."""
+    """``--trusted-key KEY|FINGERPRINT|FILE``: the verifier-key text itself, its fingerprint (64 hex digits, as
+    init printed it; a file of such a name is given as ./NAME), or a file holding the key."""
 
     def __init__(self) -> None:
         super().__init__(path_type=str, dir_okay=False)
 
     def is_input(self, value: str) -> bool:
+        from custodes.keys import is_fingerprint
         from custodes.ledger import LedgerError, VerifierKey
 
         try:
             VerifierKey.parse(value)
         except LedgerError:
-            return True
+            return not is_fingerprint(value)
         return False
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -1024,7 +1027,7 @@ def init_command(
             f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
             f"  fingerprint  {info['verifier_key_fingerprint']} (SHA-256 of the verifier key text)\n"
             "  keep both outside the archive (on paper, with the agency): `verify --trusted-key KEY` checks the "
-            "archive against them\n"
+            "archive against them (the key, or just its fingerprint)\n"
             f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
         )
 
@@ -1109,8 +1112,8 @@ def ingest_command(
 
 
 def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--trusted-key KEY|FILE (and --witness DIR): what verify, ledger verify and bag validate check the
-    signatures (and the tree) against, instead of what the archive or bag says of itself (custodes.keys)."""
+    """--trusted-key KEY|FINGERPRINT|FILE (and --witness DIR): what verify, ledger verify and bag validate check
+    the signatures (and the tree) against, instead of what the archive or bag says of itself (custodes.keys)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn = click.option(
@@ -1118,8 +1121,8 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
             "trusted_key",
             type=KeyOrFile(),
             default=None,
-            help="The verifier key kept outside the archive (as init printed it), or a file holding it; "
-            "checkpoints must verify with it, through the key rotations in the ledger.",
+            help="The verifier key kept outside the archive (as init printed it), its fingerprint, or a file "
+            "holding the key; checkpoints must verify with it, through the key rotations in the ledger.",
         )(fn)
         if witness:
             fn = click.option(
@@ -1133,7 +1136,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def _trusted(value: str | None) -> VerifierKey | None:
+def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
     from custodes.keys import load_trusted
 
     return None if value is None else load_trusted(value)  # not a key: one line, exit 2
