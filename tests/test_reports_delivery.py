@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from helpers import as_, catalog_rows, one_line_error, request, run_cli, small_tmpfs
+from helpers import as_, catalog_edit, catalog_rows, one_line_error, request, run_cli, small_tmpfs
 
 
 def _report(arch: Path, out: Path, fmt: str = "json") -> Path:
@@ -97,3 +97,15 @@ def test_an_export_that_never_arrived_is_a_failed_delivery(cli_archive: Path, tm
     pdf = _report(cli_archive, tmp_path / "r.pdf", "pdf")
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"未送达的副本\s+1", text) and "carol" in text
+
+    # A failure entry edited by hand does not break the report: verify's checks name the edit, the report is made.
+    with catalog_edit(cli_archive) as c:
+        seq, data = c.execute(
+            "SELECT seq, entry FROM ledger WHERE instr(entry, ?)", (b'"type":"export_failed"',)
+        ).fetchone()
+        edited = json.loads(data) | {"segments": [[1], "x"], "time": "soon"}
+        c.execute(
+            "UPDATE ledger SET entry = ? WHERE seq = ?", (json.dumps(edited, separators=(",", ":")).encode(), seq)
+        )
+    model = _model(cli_archive, tmp_path / "r3.json")
+    assert model["integrity"]["ok"] is False and model["access"]["failed"] == 0

@@ -250,9 +250,13 @@ def _refusal(archive: Archive, row: Any) -> dict[str, Any]:
     from custodes.access import REFUSAL_COUNT
 
     count = 1
-    if row.action == REFUSAL_COUNT:
+    if row.action == REFUSAL_COUNT:  # the row was made from its entry; an entry edited since is verify's finding
         data = archive.catalog.ledger.entry(row.ledger_seq)
-        count = int(json.loads(data)["count"]) if data is not None else 0
+        try:
+            held = json.loads(data)["count"] if data is not None else None
+        except (ValueError, KeyError, TypeError):
+            held = None
+        count = held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 1
     return {
         "kind": "unapproved_access",
         "article": 22,
@@ -274,10 +278,12 @@ def _deliveries(
     recording that is not cancelled yet; what is left was delivered."""
     events: list[tuple[int, Any]] = [(row.ledger_seq, row) for row in log]
     for seq, data in archive.catalog.ledger.of_type(EXPORT_FAILED):
-        e = json.loads(data)
-        in_scope = period.devices is None or set(e.get("segments") or ()) & seg_ids
-        if in_scope and period.lo <= e["time"] < period.hi:
-            events.append((seq, e))
+        e = json.loads(data)  # of_type returns valid JSON objects of that type only
+        listed = e.get("segments") if isinstance(e.get("segments"), list) else []
+        segments = [s for s in listed if isinstance(s, int)]
+        in_scope = period.devices is None or set(segments) & seg_ids
+        if in_scope and isinstance(e.get("time"), int) and period.lo <= e["time"] < period.hi:
+            events.append((seq, e | {"segments": segments}))
     granted: dict[tuple[str, int | None, str, int | None], list[int]] = {}
     failed: list[dict[str, Any]] = []
     for seq, item in sorted(events, key=lambda x: x[0]):
