@@ -297,7 +297,12 @@ def _as_before(arch: Path, *statements: str) -> None:
     """Make ``arch``'s catalog look as custodes left it before the replay: schema 5 (no replay_state, no type
     column on the ledger) and rows its ledger does not hold (an older custodes wrote findings without an
     entry). Opening it migrates it."""
-    schema_5 = ["DROP TABLE replay_state", "DROP INDEX ledger_by_type", "ALTER TABLE ledger DROP COLUMN type"]
+    schema_5 = [
+        "DROP TABLE replay_state",
+        "DROP TABLE refusal_windows",
+        "DROP INDEX ledger_by_type",
+        "ALTER TABLE ledger DROP COLUMN type",
+    ]
     sql(*schema_5, *statements, "PRAGMA user_version = 5")(arch)
 
 

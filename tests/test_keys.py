@@ -345,6 +345,75 @@ def test_resigned_bag_is_caught_by_the_trusted_key(cli_archive: Path, case_bag: 
     assert any(p.startswith("custody/checkpoint: ") for p in problems), problems
 
 
+# ---- the fingerprint people keep -------------------------------------------------------------------------------
+
+
+def test_the_fingerprint_as_printed_pins_the_key(
+    cli_archive: Path, case_bag: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bag, _iso = case_bag
+    key_text = (cli_archive / "keys" / "checkpoint.vkey").read_text().strip()
+    fp = hashlib.sha256(key_text.encode()).hexdigest()  # what init printed ("SHA-256 of the verifier key text")
+    for given in (fp, fp.upper()):
+        for command in (("verify",), ("ledger", "verify")):
+            out = run_cli(*command, cli_archive, "--trusted-key", given, "--json")
+            assert out.returncode == 0, out.stdout
+            trust = json.loads(out.stdout)["trust"]
+            assert (trust["source"], trust["fingerprint"], trust["given_fingerprint"], trust["matched"]) == (
+                "fingerprint",
+                fp,
+                fp,
+                True,
+            )
+    human = run_cli("verify", cli_archive, "--trusted-key", fp)
+    assert human.returncode == 0, human.stdout
+    assert (
+        f"trusted key {fp} (its own key, matched by the fingerprint given with --trusted-key)" in human.stdout.decode()
+    )
+    # Through the service, the fingerprint is a value, not a file for the client to open.
+    out = as_("alice", "ledger", "verify", cli_archive, "--trusted-key", fp, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["trust"]["matched"] is True, out.stderr
+    bag_out = run_cli("bag", "validate", bag, "--trusted-key", fp, "--json")
+    assert bag_out.returncode == 0, bag_out.stdout
+    assert json.loads(bag_out.stdout)["trust"]["source"] == "fingerprint"
+    # A file whose name is 64 hex digits is still a file, named as ./NAME.
+    (tmp_path / fp).write_text(key_text + "\n")
+    out = run_cli("ledger", "verify", cli_archive, "--trusted-key", f"./{fp}", "--json", cwd=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout)["trust"]["source"] == "trusted-key", out.stderr
+
+
+def test_a_wrong_fingerprint_fails_like_a_wrong_key(cli_archive: Path, case_bag: tuple[Path, Path]) -> None:
+    bag, _iso = case_bag
+    wrong = hashlib.sha256(b"custodes.local/other+00000000+AAAA").hexdigest()
+    for command in (("verify",), ("ledger", "verify")):
+        out = run_cli(*command, cli_archive, "--trusted-key", wrong, "--json")
+        assert out.returncode == 1, out.stdout
+        assert "untrusted_key" in _kinds(out)
+        assert json.loads(out.stdout)["trust"]["matched"] is False
+    human = run_cli("ledger", "verify", cli_archive, "--trusted-key", wrong)
+    assert human.returncode == 1
+    said = human.stdout.decode()
+    assert f"trusted fingerprint {wrong} (given with --trusted-key) does NOT match its own key" in said
+    assert f"does not have the trusted fingerprint {wrong}" in said
+    out = run_cli("bag", "validate", bag, "--trusted-key", wrong, "--json")
+    assert out.returncode == 1, out.stdout
+    assert any(p.startswith("custody/checkpoint.vkey: ") and wrong in p for p in json.loads(out.stdout)["problems"]), (
+        out.stdout
+    )
+
+
+def test_the_fingerprint_catches_the_resigned_archive_and_bag(cli_archive: Path, case_bag: tuple[Path, Path]) -> None:
+    bag, _iso = case_bag
+    fp = fingerprint(_vkey(cli_archive))
+    _move_and_resign(cli_archive, Ed25519PrivateKey.generate())
+    assert run_cli("verify", cli_archive).returncode == 0  # unpinned, the attack works
+    out = run_cli("verify", cli_archive, "--trusted-key", fp, "--json")
+    assert out.returncode == 1 and "untrusted_key" in _kinds(out), out.stdout
+    _resign_bag(bag, Ed25519PrivateKey.generate())
+    assert run_cli("bag", "validate", bag).returncode == 0
+    assert run_cli("bag", "validate", bag, "--trusted-key", fp).returncode == 1
+
+
 # ---- key rotation --------------------------------------------------------------------------------------------
 
 

@@ -86,7 +86,16 @@ def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
     # A day before the 730 days have run, nothing is due yet.
     before = json.loads(report(built, "json", tmp_path / "b.json", "--at", "2026-02-28T00:00:00Z").read_text())
     assert before["retention"] == {"due": 0, "held": 1, "long_term": 2, "purged": 0}
-    assert model["access"] == {"requests": 1, "approved": 1, "denied": 0, "refusals": 1, "views": 1, "exports": 0}
+    assert model["access"] == {
+        "requests": 1,
+        "approved": 1,
+        "denied": 0,
+        "refusals": 1,
+        "views": 1,
+        "exports": 0,
+        "failed": 0,
+        "failed_deliveries": [],
+    }
     concerns = {x["concern"]: x for x in model["concerns"]}
     assert concerns["concern_not_recorded"]["count"] == 2
     assert concerns["concern_unapproved"]["count"] == 1

@@ -31,6 +31,7 @@ from custodes.findings import rfc3339
 from custodes.identity import current_caller
 
 __all__ = [
+    "REFUSAL_COUNT",
     "ROLES",
     "AccessDenied",
     "AccessRequest",
@@ -129,6 +130,12 @@ def _window_hours(archive: Archive) -> float:
     return float(archive.policy.extra.get("access", {}).get("window_hours", 72))
 
 
+def _max_window_hours(archive: Archive) -> float:
+    """The longest approval window an approver may open (``[access] max_window_hours``, default 30 days): an
+    approval is for a review, not a standing licence to the footage."""
+    return float(archive.policy.extra.get("access", {}).get("max_window_hours", 720))
+
+
 def _log(
     catalog: Catalog,
     request: int | None,
@@ -197,14 +204,101 @@ SERVED_ROLES: dict[str, tuple[str, ...]] = {
 
 def require_role_to_serve(archive: Archive, command: str) -> str:
     """The gate of the archive service: the caller has a role in the policy (else the refusal is logged,
-    even for a command that only reads: a report or a verification shows what the catalog holds), and the
-    role :data:`SERVED_ROLES` asks for the command."""
+    even for a command that only reads: a report or a verification shows what the catalog holds, within the
+    limit of :func:`_refuse_without_role`), and the role :data:`SERVED_ROLES` asks for the command. Every
+    request through the gate first ledgers the counts of refusal windows that have closed."""
     person = current_person(archive)
     action = command.replace(" ", "_")
     if person_role(archive, person) is None:
-        raise _refuse(archive, None, person, action, None, f"{person} has no role in this archive's policy")
+        raise _refuse_without_role(archive, person, action)
+    _close_refusal_windows(archive)
     roles = SERVED_ROLES.get(command)
     return person if roles is None else require_role(archive, roles, action)
+
+
+#: The access-log action (entry ``access_refusal_count``) of refusals counted beyond the limit in one window.
+REFUSAL_COUNT = "refusal_count"
+
+
+def _refusal_limits(archive: Archive) -> tuple[int, int]:
+    """([access] refusals_per_window, default 10; [access] refusal_window_seconds in ns, default one hour)."""
+    access = archive.policy.extra.get("access", {})
+    seconds = access.get("refusal_window_seconds", 3600)
+    return int(access.get("refusals_per_window", 10)), ns_from_seconds(seconds, "[access] refusal_window_seconds")
+
+
+def _refuse_without_role(archive: Archive, person: str, action: str) -> AccessDenied:
+    """Refuse a request from an account with no role, without letting such requests grow the ledger at will.
+
+    Every local account can reach the service, and a refusal ledgered one by one is an entry, an access-log
+    row and a signed checkpoint, each kept for ever: a loop of ``custodes report`` by anyone would grow the
+    archive without bound. Yet the regulation wants every refused attempt on record. So, per account, a window
+    opens at its first refusal and lasts ``[access] refusal_window_seconds`` (default 3600); the first
+    ``refusals_per_window`` (default 10) refusals in it are ledgered one by one, as every other refusal; any
+    further one is answered at once and only counted (with its command, first and last time) in the catalog's
+    ``refusal_windows`` table, in its own transaction, before the answer goes out. When the window has closed,
+    the next request through the gate, by anyone, ledgers the count as one ``access_refusal_count`` entry
+    (one access-log row: "N further refused requests from ACCOUNT between T1 and T2") and ends the window, in
+    one transaction. So an account adds at most ``refusals_per_window + 1`` entries per window, and every
+    refusal is in the ledger, one by one or in a count, once its window has closed and the service answered
+    one more request. The count is never only in memory: a crash or restart of the service loses nothing
+    counted (a refusal whose count did not commit was not answered either), and the count is ledgered
+    exactly once (entry and end of window commit together). Counts of a window still open are not yet in the
+    ledger, so not in a report; an archive whose service never runs again keeps them in the table.
+    People with a role are not limited: their refusals name the request and the recording they tried, each a
+    fact of its own, and they are accountable for every one."""
+    why = f"{person} has no role in this archive's policy"
+    limit, window = _refusal_limits(archive)
+    now = time.time_ns()
+    with archive.transaction() as tx:
+        closed = _ledger_closed_windows(tx, now, limit, window)
+        current = tx.refusals.get(person) or tx.refusals.start(person, now)
+        one_by_one = current.logged < limit
+        if one_by_one:
+            tx.refusals.note_logged(person)
+            _log(tx, None, person, action, None, False, why, now)
+        else:
+            tx.refusals.note_counted(current, action, now)
+    if one_by_one or closed:
+        archive.checkpoint()
+    if one_by_one:
+        return AccessDenied(why)
+    return AccessDenied(
+        f"{why}; its refusals past {limit} since {rfc3339(current.started_ns)} are counted, and the count is "
+        f"ledgered after {rfc3339(current.started_ns + window)}"
+    )
+
+
+def _close_refusal_windows(archive: Archive) -> None:
+    """Ledger the count of every refusal window that has closed (one read when none has)."""
+    limit, window = _refusal_limits(archive)
+    now = time.time_ns()
+    if not archive.catalog.refusals.started_by(now - window):
+        return
+    with archive.transaction() as tx:
+        closed = _ledger_closed_windows(tx, now, limit, window)
+    if closed:
+        archive.checkpoint()
+
+
+def _ledger_closed_windows(tx: Catalog, now: int, limit: int, window: int) -> int:
+    """In ``tx``: one ``access_refusal_count`` entry for each closed window that counted refusals, and every
+    closed window ended; returns how many entries were appended."""
+    appended = 0
+    for w in tx.refusals.started_by(now - window):
+        if w.counted:
+            actions = json.loads(w.actions)
+            tally = ", ".join(f"{a} {n}" for a, n in sorted(actions.items()))
+            detail = (
+                f"{w.counted} further refused requests from {w.person} between {rfc3339(w.first_ns)} and "
+                f"{rfc3339(w.last_ns)} ({tally}): past the {limit} ledgered one by one in the window from "
+                f"{rfc3339(w.started_ns)}, counted"
+            )
+            facts = {"count": w.counted, "first": w.first_ns, "last": w.last_ns, "actions": actions}
+            _log(tx, None, w.person, REFUSAL_COUNT, None, False, detail, now, window_start=w.started_ns, **facts)
+            appended += 1
+        tx.refusals.end(w.person)
+    return appended
 
 
 def refuse(archive: Archive, request: int | None, action: str, segment: int | None, why: str) -> AccessDenied:
@@ -279,6 +373,13 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
         until = ns_add(
             now, ns_from_seconds(window * 3600, f"approval window of {window} hours"), "the approval window's end"
         )
+        longest = _max_window_hours(archive)
+        if window > longest:  # before anything is logged too: a mistyped --hours is an error, not an act
+            given = f"--hours {window:g}" if hours is not None else f"the policy's window_hours = {window:g}"
+            raise CustodesError(
+                f"{given} is longer than the longest approval window the policy allows ([access] "
+                f"max_window_hours = {longest:g}); approve for {longest:g} hours or fewer"
+            )
     with archive.transaction() as tx:
         _log(tx, request_id, person, action, None, True, why, now, valid_until=until)
     archive.checkpoint()

@@ -132,7 +132,13 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "devices": ("time_zone",),
     "keys": ("signing_key",),
     "storage": ("backend",),
-    "access": ("window_hours", "classified_roles"),
+    "access": (
+        "window_hours",
+        "classified_roles",
+        "max_window_hours",
+        "refusals_per_window",
+        "refusal_window_seconds",
+    ),
     "report": ("lang",),
     "people": None,
     "identity": None,
@@ -267,6 +273,13 @@ def _access(path: Path, data: dict[str, Any]) -> None:
             raise ArchiveError(f"{path}: [people] {person} = {role!r} is not a role; allowed: {', '.join(ROLES)}")
     access = data.get("access", {})
     _duration(path, "access", "window_hours", access.get("window_hours", 72), 3600)
+    # Not checked against window_hours here: an archive whose ledgered policy has a longer default window still
+    # opens; approve refuses any window beyond the maximum, naming both.
+    _duration(path, "access", "max_window_hours", access.get("max_window_hours", 720), 3600)
+    _duration(path, "access", "refusal_window_seconds", access.get("refusal_window_seconds", 3600))
+    limit = access.get("refusals_per_window", 10)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ArchiveError(f"{path}: [access] refusals_per_window must be a whole number, 0 or more; not {limit!r}")
     roles = access.get("classified_roles", ["approver"])
     if not isinstance(roles, list) or not all(r in ROLES for r in roles):
         raise ArchiveError(f"{path}: [access] classified_roles must be a list of roles from: {', '.join(ROLES)}")

@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 from custodes import merkle
 from custodes.errors import CustodesError
 from custodes.hashing import hash_files
-from custodes.keys import chain_from_entries, untrusted
+from custodes.keys import Fingerprint, KeyChain, chain_from_entries, untrusted
 from custodes.ledger import LedgerError, VerifierKey
 
 __all__ = ["ALGORITHMS", "BagError", "BagReport", "bag_path", "manifest_path", "safe_part", "validate_bag"]
@@ -318,7 +318,7 @@ def _b64(value: Any) -> bytes | None:
 
 
 def validate_bag(
-    path: str | os.PathLike[str], trusted_key: VerifierKey | None = None, *, hash_payload: bool = True
+    path: str | os.PathLike[str], trusted_key: VerifierKey | Fingerprint | None = None, *, hash_payload: bool = True
 ) -> BagReport:
     """Validate a BagIt bag (0.97 or 1.0), and its custody proofs when it has them, checked with
     ``trusted_key`` (kept outside the archive) or else the bag's own custody/checkpoint.vkey.
@@ -629,7 +629,7 @@ def _check_untagged(bag: _Bag) -> None:
 # --- custody: the ledger entries, proofs and checkpoint custodes puts in its bags --------------------------------
 
 
-def _validate_custody(bag: _Bag, trusted: VerifierKey | None) -> None:
+def _validate_custody(bag: _Bag, trusted: VerifierKey | Fingerprint | None) -> None:
     key_text = bag.tag_text("custody/checkpoint.vkey")
     note = bag.tag_text("custody/checkpoint")
     entries = _custody_entries(bag)
@@ -643,11 +643,8 @@ def _validate_custody(bag: _Bag, trusted: VerifierKey | None) -> None:
         return
     # From the trusted key (else the bag's own) through the key rotations among the entries to the key that
     # signed; an entry not proven below makes the bag invalid, so a planted rotation cannot pass.
-    chain = chain_from_entries(
-        key if trusted is None else trusted,
-        "bag" if trusted is None else "trusted-key",
-        sorted((i, d) for _, i, d in entries),
-    )
+    start = KeyChain.start(trusted, key, "bag")
+    chain = chain_from_entries(start, start.source, sorted((i, d) for _, i, d in entries))
     bag.report.trust = chain.to_json()
     for message, index in untrusted(chain, key, "custody/checkpoint.vkey"):
         bag.problem("custody/checkpoint.vkey" if index is None else "custody/ledger-entries.jsonl", message)

@@ -31,6 +31,7 @@ from custodes.progress import ProgressLine, human_bytes
 if TYPE_CHECKING:
     from custodes.archive import Archive
     from custodes.drivers import VolumeReading
+    from custodes.keys import Fingerprint
     from custodes.ledger import VerifierKey
     from custodes.media import MediaInfo
 
@@ -217,18 +218,20 @@ class ClientInput(click.Path):
 
 
 class KeyOrFile(ClientInput):
-    """``--trusted-key KEY|FILE``: the verifier-key text itself, or a file holding it."""
+    """``--trusted-key KEY|FINGERPRINT|FILE``: the verifier-key text itself, its fingerprint (64 hex digits, as
+    init printed it; a file of such a name is given as ./NAME), or a file holding the key."""
 
     def __init__(self) -> None:
         super().__init__(path_type=str, dir_okay=False)
 
     def is_input(self, value: str) -> bool:
+        from custodes.keys import is_fingerprint
         from custodes.ledger import LedgerError, VerifierKey
 
         try:
             VerifierKey.parse(value)
         except LedgerError:
-            return True
+            return not is_fingerprint(value)
         return False
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -1029,7 +1032,7 @@ def init_command(
             f"created archive {info['archive']} ({info['id']})\n  verifier key {info['verifier_key']}\n"
             f"  fingerprint  {info['verifier_key_fingerprint']} (SHA-256 of the verifier key text)\n"
             "  keep both outside the archive (on paper, with the agency): `verify --trusted-key KEY` checks the "
-            "archive against them\n"
+            "archive against them (the key, or just its fingerprint)\n"
             f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
         )
 
@@ -1114,8 +1117,8 @@ def ingest_command(
 
 
 def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--trusted-key KEY|FILE (and --witness DIR): what verify, ledger verify and bag validate check the
-    signatures (and the tree) against, instead of what the archive or bag says of itself (custodes.keys)."""
+    """--trusted-key KEY|FINGERPRINT|FILE (and --witness DIR): what verify, ledger verify and bag validate check
+    the signatures (and the tree) against, instead of what the archive or bag says of itself (custodes.keys)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn = click.option(
@@ -1123,8 +1126,8 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
             "trusted_key",
             type=KeyOrFile(),
             default=None,
-            help="The verifier key kept outside the archive (as init printed it), or a file holding it; "
-            "checkpoints must verify with it, through the key rotations in the ledger.",
+            help="The verifier key kept outside the archive (as init printed it), its fingerprint, or a file "
+            "holding the key; checkpoints must verify with it, through the key rotations in the ledger.",
         )(fn)
         if witness:
             fn = click.option(
@@ -1138,7 +1141,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def _trusted(value: str | None) -> VerifierKey | None:
+def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
     from custodes.keys import load_trusted
 
     return None if value is None else load_trusted(value)  # not a key: one line, exit 2
@@ -1609,7 +1612,12 @@ def access_request_command(archive: Archive, segments: tuple[int, ...], reason: 
 @access_group.command("approve")
 @archive_argument
 @click.argument("request", type=CatalogInt())
-@click.option("--hours", type=HOURS, default=None, help="Length of the approved window (policy default 72).")
+@click.option(
+    "--hours",
+    type=HOURS,
+    default=None,
+    help="Length of the approved window (policy default 72; at most [access] max_window_hours, default 720).",
+)
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints the request).")
 def access_approve_command(archive: Archive, request: int, hours: float | None, out: Output) -> None:
     """Approve a request (approvers only, never one's own) for a window of time."""

@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ROTATION",
     "UNTRUSTED_KEY",
+    "Fingerprint",
     "KeyChain",
     "archive_chain",
     "chain_from_entries",
     "describe_trust",
     "fingerprint",
+    "is_fingerprint",
     "load_trusted",
     "rotate_key",
     "rotated_key_path",
@@ -66,17 +68,35 @@ def fingerprint(key: VerifierKey) -> str:
     return hashlib.sha256(str(key).encode("utf-8")).hexdigest()
 
 
-def load_trusted(value: str) -> VerifierKey:
-    """``--trusted-key KEY|FILE``: the verifier-key text itself, or a file holding it (as init printed it)."""
+@dataclass(frozen=True)
+class Fingerprint:
+    """``--trusted-key`` given as the fingerprint init printed (what people keep: short enough to write down).
+    A fingerprint cannot check a signature, so it picks the key the archive or bag holds itself, and only if
+    that key has this fingerprint; otherwise nothing that key signed is trusted (:func:`untrusted`)."""
+
+    hex: str
+
+
+def is_fingerprint(value: str) -> bool:
+    """Whether ``value`` is a fingerprint as printed: 64 hex digits (a file of such a name is given as ./NAME)."""
+    text = value.strip()
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def load_trusted(value: str) -> VerifierKey | Fingerprint:
+    """``--trusted-key KEY|FINGERPRINT|FILE``: the verifier-key text itself, its fingerprint, or a file holding
+    the key (as init printed them)."""
     try:
         return VerifierKey.parse(value)
     except LedgerError:
-        pass  # not the key text: a file holding it
+        pass  # not the key text: its fingerprint, or a file holding it
+    if is_fingerprint(value):
+        return Fingerprint(value.strip().lower())
     path = Path(value)
     if not path.is_file():
         raise LedgerError(
-            f"--trusted-key {value!r}: neither a verifier key (name+keyid+base64, as `custodes init` printed it) "
-            "nor a file holding one"
+            f"--trusted-key {value!r}: neither a verifier key (name+keyid+base64, as `custodes init` printed it), "
+            "nor its fingerprint (64 hex digits), nor a file holding the key"
         )
     try:
         return VerifierKey.parse(path.read_text(encoding="utf-8"))
@@ -94,10 +114,14 @@ class KeyChain:
     """The trusted key and the rotations followed from it, in ledger order."""
 
     root: VerifierKey
-    source: str  # "trusted-key" (given by the person), "archive" (keys/checkpoint.vkey), "bag" (custody/)
+    #: "trusted-key" (given by the person), "fingerprint" (the archive's or bag's own key, picked by the
+    #: fingerprint the person gave), "archive" (keys/checkpoint.vkey), "bag" (custody/)
+    source: str
     rotations: list[tuple[int, VerifierKey]] = field(default_factory=list)
     #: (ledger index, why) of each rotation entry not followed: not endorsed by the key in force.
     refused: list[tuple[int, str]] = field(default_factory=list)
+    #: The fingerprint the person gave (source "fingerprint"): ``root`` is trusted only if it has it.
+    pinned: str | None = None
 
     def key_for(self, size: int) -> VerifierKey:
         """The key that must sign the checkpoint of ``size`` entries: a rotation at index ``i`` is signed
@@ -123,31 +147,54 @@ class KeyChain:
             raise LedgerError(f"{e} (the key in force at size {size} has fingerprint {fingerprint(key)})") from None
 
     def to_json(self) -> dict[str, Any]:
+        pinned = {} if self.pinned is None else {"given_fingerprint": self.pinned, "matched": self.matched}
         return {
             "key": str(self.root),
             "fingerprint": fingerprint(self.root),
             "source": self.source,
             "rotations": [{"index": i, "key": str(k), "fingerprint": fingerprint(k)} for i, k in self.rotations],
-        }
+        } | pinned
+
+    @property
+    def matched(self) -> bool:
+        """The root has the fingerprint the person gave (always, when none was given)."""
+        return self.pinned is None or fingerprint(self.root) == self.pinned
+
+    @classmethod
+    def start(cls, trusted: VerifierKey | Fingerprint | None, own: VerifierKey, own_source: str) -> KeyChain:
+        """The chain's root before any rotation: the key the person gave, else the archive's or bag's own key
+        (``own``, from ``own_source``), picked by the fingerprint the person gave when that is what they gave."""
+        if trusted is None:
+            return cls(own, own_source)
+        if isinstance(trusted, Fingerprint):
+            return cls(own, "fingerprint", pinned=trusted.hex)
+        return cls(trusted, "trusted-key")
 
 
 def describe_trust(trust: dict[str, Any]) -> str:
     """One line for people from :meth:`KeyChain.to_json`: which key was trusted, from where, and the witness."""
     where = {
         "trusted-key": "given with --trusted-key",
+        "fingerprint": "its own key, matched by the fingerprint given with --trusted-key",
         "archive": "taken from the archive itself (keys/checkpoint.vkey); pin it with --trusted-key",
         "bag": "taken from the bag itself (custody/checkpoint.vkey); pin it with --trusted-key",
     }[trust["source"]]
     rotated = f", {len(trust['rotations'])} key rotation(s) followed" if trust["rotations"] else ""
     witness = f"; witness {trust['witness']}" if trust.get("witness") else ""
+    if not trust.get("matched", True):
+        return (
+            f"trusted fingerprint {trust['given_fingerprint']} (given with --trusted-key) does NOT match its own "
+            f"key {trust['fingerprint']}: nothing that key signed is trusted{witness}"
+        )
     return f"trusted key {trust['fingerprint']} ({where}){rotated}{witness}"
 
 
-def chain_from_entries(root: VerifierKey, source: str, entries: Iterable[tuple[int, bytes]]) -> KeyChain:
-    """The chain from ``root`` through the ``key_rotation`` entries among ``entries`` ((index, bytes), in order)."""
+def chain_from_entries(root: VerifierKey | KeyChain, source: str, entries: Iterable[tuple[int, bytes]]) -> KeyChain:
+    """The chain from ``root`` (a key, or a chain just started by :meth:`KeyChain.start`) through the
+    ``key_rotation`` entries among ``entries`` ((index, bytes), in order)."""
     import json
 
-    chain = KeyChain(root, source)
+    chain = root if isinstance(root, KeyChain) else KeyChain(root, source)
     for index, data in entries:
         try:
             entry = json.loads(data)
@@ -188,6 +235,14 @@ def untrusted(chain: KeyChain, own: VerifierKey, where: str) -> list[tuple[str, 
     """(message, ledger index) of what is wrong with a chain: the archive's or bag's own key (at ``where``)
     not being the trusted key, and each rotation entry the key in force did not endorse."""
     out: list[tuple[str, int | None]] = []
+    if not chain.matched:
+        out.append(
+            (
+                f"{where} (fingerprint {fingerprint(own)}) does not have the trusted fingerprint {chain.pinned} "
+                "given with --trusted-key: nothing it signed can be trusted",
+                None,
+            )
+        )
     if chain.root != own:
         out.append(
             (
@@ -200,10 +255,10 @@ def untrusted(chain: KeyChain, own: VerifierKey, where: str) -> list[tuple[str, 
     return out
 
 
-def archive_chain(archive: Archive, trusted: VerifierKey | None = None) -> KeyChain:
+def archive_chain(archive: Archive, trusted: VerifierKey | Fingerprint | None = None) -> KeyChain:
     """The archive's chain from ``trusted`` (else its own keys/checkpoint.vkey) through its ledger's rotations."""
-    root, source = (archive.verifier_key, "archive") if trusted is None else (trusted, "trusted-key")
-    return chain_from_entries(root, source, archive.catalog.ledger.of_type(ROTATION))
+    start = KeyChain.start(trusted, archive.verifier_key, "archive")
+    return chain_from_entries(start, start.source, archive.catalog.ledger.of_type(ROTATION))
 
 
 def rotated_key_path(first: Path, key: VerifierKey) -> Path:

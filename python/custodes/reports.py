@@ -210,8 +210,17 @@ def _retention_section(archive: Archive, seg_ids: set[int], now: int) -> dict[st
     }
 
 
+#: Access-log actions that record a copy which never reached the person, logged after its granted step
+#: (custodes.access.open_recording): a failed delivery, not a refusal. An export's is its ``export_failed``
+#: ledger entry (custodes.export), which makes no access-log row.
+UNDELIVERED = {"open_failed": "open"}
+EXPORT_FAILED = "export_failed"
+
+
 def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Art. 22, 24: requests and their decisions, views and exports; and each refusal as a finding."""
+    """Art. 22, 24: requests and their decisions; views and exports that reached the person, and each copy that
+    did not (with why); each refusal as a finding. A count of refusals answered without an entry each
+    (custodes.access: refusals beyond the policy's limit) is one finding carrying its count."""
     devices = period.devices
     in_scope_requests = [
         r for r in archive.catalog.access.all() if devices is None or set(json.loads(r.segments)) & seg_ids
@@ -221,29 +230,102 @@ def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple
         for row in archive.catalog.access.log_in_period(period.lo, period.hi)
         if devices is None or row.segment_id in seg_ids or row.segment_id is None
     ]
-    refusals = [
-        {
-            "kind": "unapproved_access",
-            "article": 22,
-            "person": row.person,
-            "action": row.action,
-            "segment": row.segment_id,
-            "message": row.detail,
-            "start": rfc3339(row.time_ns),
-            "ledger_index": row.ledger_seq,
-        }
-        for row in log
-        if not row.ok
-    ]
+    refusals = [_refusal(archive, row) for row in log if not row.ok and row.action not in UNDELIVERED]
+    delivered, failed = _deliveries(archive, period, seg_ids, log)
     section = {
         "requests": len(in_scope_requests),
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
         "denied": sum(1 for r in in_scope_requests if r.status == "denied"),
-        "refusals": len(refusals),
-        "views": sum(1 for row in log if row.action == "open" and row.ok),
-        "exports": sum(1 for row in log if row.action == "export" and row.ok),
+        "refusals": sum(f["count"] for f in refusals),
+        "views": delivered["open"],
+        "exports": delivered["export"],
+        "failed": len(failed),
+        "failed_deliveries": failed,
     }
     return section, refusals
+
+
+def _refusal(archive: Archive, row: Any) -> dict[str, Any]:
+    """The unapproved_access finding of one refused step (or of a count of them: its entry holds the number)."""
+    from custodes.access import REFUSAL_COUNT
+
+    count = 1
+    if row.action == REFUSAL_COUNT:  # the row was made from its entry; an entry edited since is verify's finding
+        data = archive.catalog.ledger.entry(row.ledger_seq)
+        try:
+            held = json.loads(data)["count"] if data is not None else None
+        except (ValueError, KeyError, TypeError):
+            held = None
+        count = held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 1
+    return {
+        "kind": "unapproved_access",
+        "article": 22,
+        "person": row.person,
+        "action": row.action,
+        "segment": row.segment_id,
+        "message": row.detail,
+        "start": rfc3339(row.time_ns),
+        "ledger_index": row.ledger_seq,
+        "count": count,
+    }
+
+
+def _deliveries(
+    archive: Archive, period: Scope, seg_ids: set[int], log: list[Any]
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """How many granted opens and exports reached the person, and each copy that did not. A failure is recorded
+    after its grant, so in ledger order it cancels the latest earlier grant of the same request, person and
+    recording that is not cancelled yet; what is left was delivered."""
+    events: list[tuple[int, Any]] = [(row.ledger_seq, row) for row in log]
+    for seq, data in archive.catalog.ledger.of_type(EXPORT_FAILED):
+        e = json.loads(data)  # of_type returns valid JSON objects of that type only
+        listed = e.get("segments") if isinstance(e.get("segments"), list) else []
+        segments = [s for s in listed if isinstance(s, int)]
+        in_scope = period.devices is None or set(segments) & seg_ids
+        if in_scope and isinstance(e.get("time"), int) and period.lo <= e["time"] < period.hi:
+            events.append((seq, e | {"segments": segments}))
+    granted: dict[tuple[str, int | None, str, int | None], list[int]] = {}
+    failed: list[dict[str, Any]] = []
+    for seq, item in sorted(events, key=lambda x: x[0]):
+        if isinstance(item, dict):  # an export_failed entry: one bag, every recording it was to hold
+            for s in item.get("segments") or ():
+                _cancel(granted, ("export", item.get("request"), item.get("by"), s))
+            failed.append(_failure("export", item.get("by"), item.get("request"), item.get("segments"), item, seq))
+        elif item.ok and item.action in ("open", "export"):
+            granted.setdefault((item.action, item.request_id, item.person, item.segment_id), []).append(seq)
+        elif item.action in UNDELIVERED:
+            action = UNDELIVERED[item.action]
+            _cancel(granted, (action, item.request_id, item.person, item.segment_id))
+            failed.append(
+                _failure(
+                    action,
+                    item.person,
+                    item.request_id,
+                    [item.segment_id],
+                    {"reason": item.detail, "time": item.time_ns},
+                    seq,
+                )
+            )
+    delivered = {a: sum(len(v) for k, v in granted.items() if k[0] == a) for a in ("open", "export")}
+    return delivered, failed
+
+
+def _cancel(granted: dict[tuple[str, int | None, str, int | None], list[int]], key: Any) -> None:
+    pending = granted.get(key)
+    if pending:
+        pending.pop()
+
+
+def _failure(action: str, person: Any, request: Any, segments: Any, about: dict[str, Any], seq: int) -> dict[str, Any]:
+    return {
+        "action": action,
+        "person": person,
+        "request": request,
+        "segments": list(segments or ()),
+        "reason": about.get("reason"),
+        "time": rfc3339(about.get("time")),
+        "ledger_index": seq,
+    }
 
 
 def _concerns(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ from custodes.catalog.evidence import LedgerView
 from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.ingest import HEAD_BYTES, head_digest
-from custodes.keys import UNTRUSTED_KEY, KeyChain, archive_chain, untrusted
+from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.witness import check_witness
@@ -107,7 +107,7 @@ def verify(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    trusted_key: VerifierKey | None = None,
+    trusted_key: VerifierKey | Fingerprint | None = None,
     witness: Path | None = None,
 ) -> VerifyResult:
     """``trusted_key``: the key kept outside the archive (else its own keys/checkpoint.vkey is trusted);
@@ -123,7 +123,7 @@ def verify(
 
 
 def verify_ledger_only(
-    archive: Archive, *, trusted_key: VerifierKey | None = None, witness: Path | None = None
+    archive: Archive, *, trusted_key: VerifierKey | Fingerprint | None = None, witness: Path | None = None
 ) -> VerifyResult:
     """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
     result = VerifyResult()
@@ -142,7 +142,9 @@ def _verify_policy(archive: Archive, result: VerifyResult) -> None:
         result.findings.append(VerifyFinding(POLICY_MISMATCH, line, ledger_index=index))
 
 
-def _trust(archive: Archive, result: VerifyResult, trusted_key: VerifierKey | None, witness: Path | None) -> KeyChain:
+def _trust(
+    archive: Archive, result: VerifyResult, trusted_key: VerifierKey | Fingerprint | None, witness: Path | None
+) -> KeyChain:
     """The key chain checkpoints are checked with (custodes.keys), what is wrong with it, and the witness's findings."""
     chain = archive_chain(archive, trusted_key)
     for message, index in untrusted(chain, archive.verifier_key, "keys/checkpoint.vkey"):

@@ -24,6 +24,22 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
+def _failed_table(failed: list[dict[str, Any]], L: Any) -> str:  # noqa: N803 (the page's label function)
+    """Each granted copy that never reached the person, and why (custodes.reports)."""
+    if not failed:
+        return ""
+    head = "".join(f"<th>{_e(L(k))}</th>" for k in ("time", "person", "action", "recordings", "reason"))
+    return (
+        f"<table><tr>{head}</tr>"
+        + "".join(
+            f"<tr><td>{_e(f['time'])}</td><td>{_e(f['person'])}</td><td>{_e(L(f['action']))}</td>"
+            f"<td>{_e(', '.join(map(str, f['segments'])))}</td><td>{_e(f['reason'])}</td></tr>"
+            for f in failed
+        )
+        + "</table>"
+    )
+
+
 def _svg(t: dict[str, Any], lang: str) -> str:
     spans = [s for s, _ in t["recorded"]] + [task["start"] for task in t["tasks"]]
     ends = [e for _, e in t["recorded"]] + [task["end"] for task in t["tasks"]]
@@ -199,8 +215,10 @@ def render_html_text(report: dict[str, Any]) -> str:
                 (L("refusals"), ac["refusals"]),
                 (L("views"), ac["views"]),
                 (L("exports"), ac["exports"]),
+                (L("failed_deliveries"), ac["failed"]),
             ]
         ),
+        _failed_table(ac["failed_deliveries"], L),
         f"<h2>{_e(L('concerns'))}</h2>",
         "<table><tr><th>"
         + _e(L("article"))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from custodes.catalog.custody import AccessRequests, GapExplanations, Retention, Tasks
+from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments
 from custodes.catalog.ledger import Checkpoints, Ledger
@@ -61,6 +61,7 @@ class Catalog:
         self.gap_explanations = GapExplanations(conn)
         self.access = AccessRequests(conn)
         self.retention = Retention(conn)
+        self.refusals = RefusalWindows(conn)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Catalog:

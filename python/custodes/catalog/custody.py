@@ -3,6 +3,7 @@ holds, cases, long-term marks and tombstones (Art. 19, 20); enforcement tasks an
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from custodes.catalog.evidence import Table
@@ -28,6 +29,7 @@ class AccessLogRow(NamedTuple):
     detail: str
     time_ns: int
     ledger_seq: int
+    request_id: int | None
 
 
 class Tombstone(NamedTuple):
@@ -83,8 +85,60 @@ class AccessRequests(Table):
         return int(cur.lastrowid or 0)
 
     def log_in_period(self, lo: int, hi: int) -> list[AccessLogRow]:
-        sql = f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ?"
+        sql = (
+            f"SELECT {', '.join(AccessLogRow._fields)} FROM access_log WHERE time_ns >= ? AND time_ns < ? "
+            "ORDER BY ledger_seq, id"
+        )
         return [AccessLogRow(*r) for r in self._conn.execute(sql, (lo, hi))]
+
+
+class RefusalWindow(NamedTuple):
+    person: str
+    started_ns: int
+    logged: int  # refusals of the window ledgered one by one
+    counted: int  # refusals beyond the limit, counted here until the window closes
+    first_ns: int | None
+    last_ns: int | None
+    actions: str  # JSON {action: count} of the counted ones
+
+
+class RefusalWindows(Table):
+    """The refusal windows of accounts without a role (custodes.access); run state, not facts."""
+
+    def get(self, person: str) -> RefusalWindow | None:
+        row = self._conn.execute(
+            f"SELECT {', '.join(RefusalWindow._fields)} FROM refusal_windows WHERE person = ?", (person,)
+        ).fetchone()
+        return None if row is None else RefusalWindow(*row)
+
+    def start(self, person: str, now: int) -> RefusalWindow:
+        self._conn.execute(
+            "INSERT INTO refusal_windows (person, started_ns, logged, counted, actions) VALUES (?, ?, 0, 0, '{}')",
+            (person, now),
+        )
+        return RefusalWindow(person, now, 0, 0, None, None, "{}")
+
+    def note_logged(self, person: str) -> None:
+        self._conn.execute("UPDATE refusal_windows SET logged = logged + 1 WHERE person = ?", (person,))
+
+    def note_counted(self, window: RefusalWindow, action: str, now: int) -> None:
+        """One more refusal counted, not ledgered: ``action`` tallied, the first and last time kept (inside the
+        transaction that read ``window``)."""
+        actions = json.loads(window.actions)
+        actions[action] = actions.get(action, 0) + 1
+        self._conn.execute(
+            "UPDATE refusal_windows SET counted = counted + 1, first_ns = COALESCE(first_ns, ?), last_ns = ?, "
+            "actions = ? WHERE person = ?",
+            (now, now, json.dumps(actions, sort_keys=True), window.person),
+        )
+
+    def started_by(self, cutoff: int) -> list[RefusalWindow]:
+        """The windows started at or before ``cutoff``: closed, when ``cutoff`` is now less the window's length."""
+        sql = f"SELECT {', '.join(RefusalWindow._fields)} FROM refusal_windows WHERE started_ns <= ? ORDER BY person"
+        return [RefusalWindow(*r) for r in self._conn.execute(sql, (cutoff,))]
+
+    def end(self, person: str) -> None:
+        self._conn.execute("DELETE FROM refusal_windows WHERE person = ?", (person,))
 
 
 class Retention(Table):

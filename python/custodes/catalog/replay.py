@@ -11,7 +11,9 @@ Entry types and the rows they make (see :data:`HANDLERS`):
   readings; ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
   ``ingest_end``: the ingest's findings and result.
 - ``access_<action>``: an access-log row each; ``access_request`` (granted) the request; ``access_approve`` /
-  ``access_deny`` the decision; ``access_classify`` the classification. A policy proposal and its decisions
+  ``access_deny`` the decision; ``access_classify`` the classification; ``access_refusal_count`` (the refusals
+  of an account without a role counted beyond the policy's limit in one window, see custodes.access) only
+  its row, like every refusal. A policy proposal and its decisions
   (``access_propose_policy``, ``access_approve_policy``, ``access_deny_policy``) make their access-log row only:
   the proposal's text is in its entry, and the policy it puts in force is the ``policy`` entry (custodes.policy).
 - ``hold``, ``hold_release``, ``retention_change`` (long-term mark or case link), ``purge`` (tombstone).
@@ -23,7 +25,9 @@ Entry types and the rows they make (see :data:`HANDLERS`):
 Not facts, so neither replayed nor compared (:data:`NOT_FACTS`): the ledger and its checkpoints (the proof
 itself, and a cache of the signed notes in ``ledger/checkpoints/``), ``ingest_intents`` (an ingest in flight:
 what it is about to link), ``objects.last_verified_ns`` (when verify last re-hashed it), ``ingests.finished_ns``
-(set once the ingest's checkpoint is signed, after its last entry) and ``replay_state``.
+(set once the ingest's checkpoint is signed, after its last entry), ``replay_state`` and ``refusal_windows``
+(refusals being counted in a window still open: the count becomes an ``access_refusal_count`` entry when it
+closes; a rebuild carries it over).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
-from custodes.catalog.custody import TaskRow
+from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment, blob
 
@@ -78,7 +82,7 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "holds": (("id",), ()),
     "tombstones": (("sha256",), ()),
 }
-NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state")
+NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state", "refusal_windows")
 
 
 def unclassified_tables(catalog: Catalog) -> list[str]:
@@ -547,8 +551,8 @@ def _unpack(value: Any) -> Any:
 
 def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
     """Write a new catalog at ``path`` from ``live``'s ledger alone: its ledger and checkpoints copied, every
-    row replayed, the run state an archive needs (an ingest finished) taken from the live catalog where it can
-    be read. Returns the replay and its differences from ``live``."""
+    row replayed, the run state an archive needs (an ingest finished, refusals being counted) taken from the
+    live catalog where it can be read. Returns the replay and its differences from ``live``."""
     from custodes.catalog import Catalog as _Catalog
 
     with _Catalog.open(path) as new:
@@ -556,6 +560,8 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
         with new.transaction():
             new.ledger.restore(live.ledger.walk())
             _copy(live, new, "checkpoints", ("size", "root", "note", "created_ns"))
+            # Refusals counted in a window still open are in no entry yet: the rebuilt catalog keeps counting them.
+            _copy(live, new, "refusal_windows", RefusalWindow._fields)
         made = replay(live, new)
         with new.transaction():
             try:

@@ -110,5 +110,13 @@ MIGRATIONS: list[str] = [
         AND json_type(CAST(entry AS TEXT), '$.type') = 'text' THEN json_extract(CAST(entry AS TEXT), '$.type') END;
     CREATE INDEX ledger_by_type ON ledger(type, seq);
     """,
+    # 8: refusals of accounts without a role being counted (custodes.access): beyond the policy's limit in a
+    # window they are counted here, in the refusal's own transaction, and ledgered as one entry when the window
+    # closes. Run state, not a fact (replay.NOT_FACTS): what it counts is in the ledger once the window closes.
+    """
+    CREATE TABLE refusal_windows (
+        person TEXT PRIMARY KEY, started_ns INTEGER NOT NULL, logged INTEGER NOT NULL, counted INTEGER NOT NULL,
+        first_ns INTEGER, last_ns INTEGER, actions TEXT NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
