@@ -217,11 +217,19 @@ def test_commands_read_and_exit_the_same_through_the_service(cli_archive: Path, 
 
 
 def test_the_service_runs_only_as_the_archive_owner_and_only_once(cli_archive: Path, tmp_path: Path) -> None:
-    serve(cli_archive)
-    again = subprocess.run(
-        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
-    )
-    assert again.returncode == 2 and b"a service already answers there; stop it first" in again.stderr
+    running = serve(cli_archive)
+    # Found by a hostile review: a second service on another socket started beside the first (two writers).
+    # The one service holds the archive's lock whatever socket it listens on; a second one says who holds it.
+    elsewhere = tmp_path / "other.sock"
+    for extra in ([], ["--socket", str(elsewhere)]):
+        again = subprocess.run(
+            [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive), *extra],
+            capture_output=True,
+            timeout=60,
+        )
+        holder = f"already served (by pid {running.pid} on {cli_archive}/run/custodes.sock); stop that service first"
+        assert again.returncode == 2 and again.stderr == f"custodes: {cli_archive}: {holder}\n".encode(), again
+        assert not elsewhere.exists()
     stop_service(cli_archive)
     not_owner = subprocess.run(
         [*as_account("alice"), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
