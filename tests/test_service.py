@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,126 @@ def test_a_stopped_service_leaves_the_archive_owner_only_again(cli_archive: Path
     stop_service(cli_archive)
     assert stat.S_IMODE(cli_archive.stat().st_mode) == 0o700
     assert not (cli_archive / "run" / "custodes.sock").exists()
+
+
+_STALLER = """
+import json, os, socket, sys
+argv, path = json.loads(sys.argv[1])
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(path)
+st = os.stat(path.rsplit("/run/", 1)[0])
+header = {"v": 1, "argv": argv, "cwd": "/", "inputs": [], "archive": [st.st_dev, st.st_ino]}
+conn.sendall(json.dumps(header).encode() + b"\\n")
+print("sent", flush=True)
+sys.stdin.read()  # never reads its answer, never says whether it wrote the outputs: until stdin closes
+"""
+
+
+def _wait_for(what: str, done: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+
+
+def test_callers_that_stall_hold_up_nobody_else(cli_archive: Path, tmp_path: Path) -> None:
+    # Found by a hostile review: the service answered one connection at a time, so a caller that sent nothing,
+    # or never took its answer, held up every other person for 5 s, or 60 s per frame.
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    service = serve(cli_archive)
+    sock = cli_archive / "run" / "custodes.sock"
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # root connects and sends nothing
+    silent.connect(str(sock))
+    argv = ["access", "open", str(cli_archive), str(rid), "--segment", "1", "--to", str(tmp_path / "never")]
+    stalling = subprocess.Popen(
+        [*as_account("carol"), account_python()[0], "-S", "-c", _STALLER, json.dumps([argv, str(sock)])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert stalling.stdin is not None and stalling.stdout is not None
+    try:
+        assert stalling.stdout.readline() == b"sent\n"
+        # carol's copy was made and sent; her client now neither reads it nor says whether it wrote it
+        _wait_for("carol's open", lambda: ("carol", "open", 1) in _log(cli_archive))
+        start = time.monotonic()
+        out = _as("alice", "retention", "status", cli_archive, "--json")
+        took = time.monotonic() - start
+        assert out.returncode == 0, out.stderr
+        assert [s["segment"] for s in json.loads(out.stdout)["segments"]] == [1, 2, 3]
+        assert took < 4.0, f"alice waited {took:.1f} s behind the stalled callers"
+        # The silent one is told why once its 5 s are up; nothing of it was run.
+        silent.settimeout(30)
+        answer = silent.recv(4096)
+        assert b"the archive service could not answer: timed out" in answer, answer
+        assert answer.endswith(b"x\x00\x00\x00\x04\x00\x00\x00\x02"), answer
+        # Stopped while carol's client still stalls: the service cuts her off after its grace, records the copy
+        # she never confirmed as open_failed (her command's own rule), and exits by itself.
+        stop_service(cli_archive)
+        assert service.returncode == 0
+    finally:
+        silent.close()
+        stalling.stdin.close()
+        stalling.wait(30)
+        stalling.stdout.close()
+    assert _log(cli_archive)[-2:] == [("carol", "open", 1), ("carol", "open_failed", 0)]
+    assert not (tmp_path / "never").exists()
+    assert list((cli_archive / "tmp" / "outbox").iterdir()) == []  # no outbox left behind
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+
+
+def test_people_asking_at_once_each_get_their_own_answer(cli_archive: Path) -> None:
+    serve(cli_archive)
+    before = len(_log(cli_archive))
+    people = ["alice", "bob"] * 5
+    running = [
+        subprocess.Popen(
+            [
+                *as_account(person),
+                *account_python(),
+                "access",
+                "request",
+                str(cli_archive),
+                "--segment",
+                str(1 + n % 3),
+                "--reason",
+                f"asked by {person}, number {n}",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd="/",
+        )
+        for n, person in enumerate(people)
+    ]
+    answers = []
+    for person, proc in zip(people, running, strict=True):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        answers.append((person, json.loads(out)))
+    for n, (person, said) in enumerate(answers):
+        assert said["requester"] == person
+        rows = catalog_rows(cli_archive, "SELECT requester, reason FROM access_requests WHERE id = ?", (said["id"],))
+        assert rows == [(person, f"asked by {person}, number {n}")]
+    assert len({said["id"] for _, said in answers}) == 10
+    assert sorted(_log(cli_archive)[before:]) == sorted((person, "request", 1) for person in people)
+
+
+def test_a_connection_beyond_the_bound_is_told_the_service_is_busy(cli_archive: Path) -> None:
+    serve(cli_archive)
+    sock = str(cli_archive / "run" / "custodes.sock")
+    held = []
+    try:
+        for _ in range(32):  # every connection slot taken by a caller that sends nothing
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(sock)
+            held.append(conn)
+        start = time.monotonic()
+        out = run_cli("verify", cli_archive, "-q")
+        assert time.monotonic() - start < 4.0  # told at once, never queued behind them
+        assert out.returncode == 2, out
+        assert out.stderr == b"custodes: the archive service is busy (32 requests at once); try again\n"
+    finally:
+        for conn in held:
+            conn.close()
+    _wait_for("a free slot", lambda: run_cli("verify", cli_archive, "-q").returncode == 0)

@@ -229,6 +229,9 @@ class _Service:
     root: Path
     commands: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: The connections being answered (their threads' own), so a stop can cut off those that outstay it.
+    open: set[socket.socket] = field(default_factory=set)
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
 
 def outbox_root(archive: str | os.PathLike[str]) -> Path:
@@ -297,14 +300,21 @@ def serve(
 
 def _finish(service: _Service, threads: list[threading.Thread]) -> None:
     """On the way out: the command that runs finishes (however long it takes: it writes the ledger), and
-    deliveries in flight get :data:`_STOP_GRACE_S`; an outbox left by one cut off is swept at the next start.
-    Leaves holding the lock, so nothing of a command is midway when the process ends."""
+    deliveries in flight get :data:`_STOP_GRACE_S`. Connections still open then are cut off, so each thread
+    records its delivery as failed (the command's own rule) within another grace; an outbox left even so is
+    swept at the next start. Leaves holding the lock, so nothing of a command is midway when the process ends."""
     service.stopping.set()
     with service.commands:
         pass
-    deadline = time.monotonic() + _STOP_GRACE_S
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    for cut_off in (False, True):
+        if cut_off:
+            with service.guard:
+                for conn in service.open:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
     service.commands.acquire()
 
 
@@ -386,10 +396,14 @@ def _turn_away(conn: socket.socket, why: str) -> None:
 
 
 def _connection(service: _Service, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
+    with service.guard:
+        service.open.add(conn)
     try:
         with conn:
             _answer(service, conn)
     finally:
+        with service.guard:
+            service.open.discard(conn)
         slots.release()
 
 
@@ -468,7 +482,7 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
                 undelivered = _deliver(conn, req)
                 if undelivered is not None:
                     with service.commands:  # recording it writes the ledger: one writer, as for a command
-                        code = _as_caller(req, caller, spool, lambda: _undelivered(req, undelivered, code))
+                        code = _as_caller(req, caller, spool, lambda: _undelivered(req, *undelivered, code))
                 settled = True
                 _send_spooled(conn, spool)
         _send(conn, b"x", struct.pack(">i", code))
@@ -496,16 +510,18 @@ def _send_spooled(conn: socket.socket, spool: IO[bytes]) -> None:
     spool.truncate()
 
 
-def _deliver(conn: socket.socket, req: Request) -> str | None:
-    """Stream the staged outputs and ask the client whether it wrote every one; None when it did, else why
-    not. A client that hangs up, or stalls past the timeout, did not confirm it: that is undelivered too."""
+def _deliver(conn: socket.socket, req: Request) -> tuple[str, str] | None:
+    """Stream the staged outputs and ask the client whether it wrote every one; None when it did, else (why,
+    for the record; the line for the caller). A client that hangs up, stalls past the timeout, or is cut off
+    by a stop did not confirm it: that is undelivered too."""
     try:
         _ship_outputs(conn, req)
-        return _await_delivery(conn)
+        said = _await_delivery(conn)
     except (OSError, ServiceError) as e:
         reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
         _log(f"a delivery failed: {reason}")
-        return f"the connection ended before the client confirmed it wrote the outputs ({reason})"
+        return f"sent; the connection ended before the caller confirmed it was written ({reason})", reason
+    return None if said is None else (f"sent; the caller reported it could not write it: {said}", said)
 
 
 def _await_delivery(conn: socket.socket) -> str | None:
@@ -527,10 +543,10 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def _undelivered(req: Request, reason: str, code: int) -> int:
+def _undelivered(req: Request, why: str, reason: str, code: int) -> int:
     """The caller could not write what the command made: record it as the command asked, and say so."""
     for record in req.if_undelivered:
-        record(f"sent; the caller reported it could not write it: {reason}")
+        record(why)
     print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
     return 2 if code == 0 else code
 
@@ -688,6 +704,7 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
     reader = conn.makefile("rb")
     failed: str | None = None  # the first output that could not be written; the rest of it is skipped
     held: list[bytes] = []
+    confirmed = False  # whether this client told the service it wrote every output
     try:
         while True:
             head = reader.read(_FRAME.size)
@@ -714,12 +731,18 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
                 if failed is not None:
                     writer.remove_written()
                 _send(conn, b"k" if failed is None else b"f", (failed or "").encode("utf-8", "backslashreplace"))
+                confirmed = failed is None
             elif failed is None:
                 try:
                     writer.frame(kind, payload)
                 except (OSError, ServiceError) as e:
                     failed = _write_failure(e, writer.target_now())
                     writer.abandon()
+    except BaseException:
+        if not confirmed:  # the service hung up mid-delivery (it died, or was stopped): a half bag is no bag
+            writer.abandon()
+            writer.remove_written()
+        raise
     finally:
         writer.abandon()
 
