@@ -23,10 +23,12 @@ from helpers import (
     as_,
     as_account,
     catalog_rows,
+    person_folder,
     policy_text,
     refused,
     request,
     run_cli,
+    run_cli_with_faults,
     serve,
     set_policy,
     stop_service,
@@ -531,3 +533,44 @@ def test_a_connection_beyond_the_bound_is_told_the_service_is_busy(cli_archive: 
         for conn in held:
             conn.close()
     _wait_for("a free slot", lambda: run_cli("verify", cli_archive, "-q").returncode == 0)
+
+
+def _ledger(arch: Path) -> list[dict]:
+    return [json.loads(bytes(e)) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+
+
+@pytest.mark.parametrize(
+    ("crashpoint", "reason"),
+    [
+        ("export_entry_committed", "interrupted before its bag was published; the partial bag .out.partial-"),
+        ("service_before_delivery", "the archive service stopped before the caller had the bag; the bag was removed"),
+    ],
+)
+def test_an_export_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts_again(
+    cli_archive: Path, tmp_path: Path, crashpoint: str, reason: str
+) -> None:
+    # Found by a hostile review: the outbox was a temp folder in /tmp, so a service killed between the export's
+    # entry and the delivery left a bag no one found, and a ledger that read as if the export had been made.
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    out = person_folder(tmp_path / "out", "carol")
+    bag = out / "bag"
+    argv = ("export", cli_archive, "--case", "C-7", "--request", str(rid), "--to", bag)
+    killed = run_cli_with_faults(*argv, user="carol", crashpoint=crashpoint)
+    assert killed.returncode == -9, killed.stderr
+    assert list(out.iterdir()) == []  # nothing reached carol's folder
+    entries = _ledger(cli_archive)
+    assert entries[-1]["type"] == "export"  # the cut-off export: nothing yet says what became of it
+    cut_off = len(entries) - 1
+    assert len(list((cli_archive / "tmp" / "outbox").iterdir())) == 1  # the dead service's outbox, in the archive
+    serve(cli_archive)  # the next service finds it, by the export's own rule
+    after = _ledger(cli_archive)[cut_off + 1 :]
+    assert [e["type"] for e in after] == ["export_failed"]
+    assert (after[0]["export"], after[0]["case"], after[0]["by"]) == (cut_off, "C-7", "carol")
+    assert after[0]["reason"].startswith(reason), after[0]["reason"]
+    assert list((cli_archive / "tmp" / "outbox").iterdir()) == []  # no staging and no bag left behind
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+    again = as_("carol", *argv)
+    assert again.returncode == 0, again.stderr
+    assert (bag / "bagit.txt").is_file()

@@ -32,7 +32,7 @@ from typing import Any
 
 from custodes import __version__, keys, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
-from custodes._faults import storage_op, write_cut_short
+from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
@@ -93,6 +93,7 @@ def export_case(
         _check_staged(staging, hash_payload=True)
         with archive.transaction() as tx:
             export_seq = replay.record(tx, {"type": "export", **about, "time": now})
+        crashpoint("export_entry_committed")
         checkpoint = archive.checkpoint()
         _write_custody(archive, staging, [p[4] for p in payload] + [export_seq], checkpoint.size, checkpoint.note)
         _write_tag_manifest(staging)

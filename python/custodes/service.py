@@ -348,8 +348,9 @@ def _sweep_outboxes(archive: Archive) -> None:
         pid = old.name.partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
-        for staged in sorted(old.glob("[0-9]*/out")):
-            sweep_undelivered(archive, staged)
+        for output in sorted(old.iterdir()):
+            if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
+                sweep_undelivered(archive, output / "out")
         shutil.rmtree(old, ignore_errors=True)
 
 
