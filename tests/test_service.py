@@ -100,6 +100,11 @@ def test_without_a_service_only_the_owner_works_on_the_archive(cli_archive: Path
     out = _as_without_service("carol", "verify", cli_archive)
     assert out.returncode == 2, out
     assert b"belongs to custodes-svc and no archive service answers for it" in out.stderr
+    # The advice is to have the service started, not to become the archive's account (found by a hostile review).
+    assert out.stderr.endswith(
+        f"ask {SERVICE_ACCOUNT} to start its archive service (`custodes serve {cli_archive}` as {SERVICE_ACCOUNT}), "
+        "which then answers for everyone; if it listens on another socket, pass --server SOCKET\n".encode()
+    ), out.stderr
     assert b"Traceback" not in out.stderr
     # The owner works embedded, as itself, and a decision that needs a second person is refused and logged.
     rid = _as_without_service(SERVICE_ACCOUNT, "access", "request", cli_archive, "--segment", "1", "--reason", "x")
@@ -574,3 +579,23 @@ def test_an_export_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts
     again = as_("carol", *argv)
     assert again.returncode == 0, again.stderr
     assert (bag / "bagit.txt").is_file()
+
+
+def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: Path) -> None:
+    # Found by a hostile review: the service, already the archive's account, told people to run as that account.
+    serve(cli_archive)
+    catalog = cli_archive / "catalog.sqlite"
+    catalog.chmod(0o400)  # a hand-made mistake in the archive's modes: the service itself cannot write it
+    try:
+        out = _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x")
+    finally:
+        for made in cli_archive.glob("catalog.sqlite*"):  # SQLite gave a -shm it made the catalog's mode
+            made.chmod(0o600)
+    assert out.returncode == 2, out
+    assert out.stderr.startswith(b"custodes: cannot write the catalog: attempt to write a readonly database ("), out
+    assert out.stderr.endswith(
+        f"): the archive service runs as {SERVICE_ACCOUNT}, the archive's account, and is still refused: give the "
+        "archive's files back to that account, or remount its disk read-write\n".encode()
+    ), out.stderr
+    assert b"run as the account that keeps the archive" not in out.stderr
+    assert _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x").returncode == 0

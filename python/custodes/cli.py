@@ -400,8 +400,7 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
             )
         if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
             return (
-                f"cannot write the catalog: {text} ({catalog}): run as the account that keeps the archive, "
-                "or remount its disk read-write"
+                f"cannot write the catalog: {text} ({catalog}): {keeper_advice(archive, 'remount its disk read-write')}"
             )
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
@@ -418,8 +417,44 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno == errno.EROFS:
             return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
         if e.errno in (errno.EACCES, errno.EPERM):
-            return f"permission denied ({where}): run as the account that keeps the archive, or fix the permissions"
+            return f"permission denied ({where}): {keeper_advice(archive, 'fix the permissions')}"
     return None
+
+
+def keeper_advice(archive: str | None, otherwise: str = "") -> str:
+    """What to do when the archive's files refuse a person, as fits the mode; the one place that says it.
+    In the archive service (already the archive's account) the files' owner or modes are wrong; where a
+    service answers for the archive, people use it; without one, the archive's account works on it, or
+    starts its service for the others. ``otherwise``: the other remedy (a read-only disk remounted), added
+    where the person could apply it."""
+    alternative = f", or {otherwise}" if otherwise else ""
+    import contextlib
+    import socket
+
+    from custodes import identity, service
+
+    if identity.served():
+        return (
+            f"the archive service runs as {identity.account_name(os.getuid())}, the archive's account, and is "
+            f"still refused: give the archive's files back to that account{alternative}"
+        )
+    owner = None
+    with contextlib.suppress(OSError):
+        owner = os.stat(archive).st_uid if archive else None
+    if owner is None or owner == os.getuid():
+        return f"run as the account that keeps the archive{alternative}"
+    listen = service.socket_path(archive or ".")
+    with contextlib.suppress(OSError, CustodesError), contextlib.closing(socket.socket(socket.AF_UNIX)) as probe:
+        probe.connect(os.fspath(listen))
+        return (
+            f"its archive service answers at {listen}: run the custodes command on the archive as yourself, and "
+            "the CLI hands it to the service (nobody else works on the archive's files)"
+        )
+    name = identity.account_name(owner)
+    return (
+        f"ask {name} to start its archive service (`custodes serve {archive}` as {name}), which then answers for "
+        "everyone; if it listens on another socket, pass --server SOCKET"
+    )
 
 
 class CustodesGroup(click.Group):
@@ -959,8 +994,7 @@ def _refuse_unless_owner(path: str) -> None:
     if owner != os.getuid():
         raise ArchiveError(
             f"{path}: the archive belongs to {account_name(owner)} and no archive service answers for it; "
-            f"without a service custodes works on an archive only as its owner. Ask for `custodes serve` to be "
-            f"run as {account_name(owner)}, or run this as {account_name(owner)}"
+            f"without a service custodes works on an archive only as its owner: {keeper_advice(path)}"
         )
 
 
