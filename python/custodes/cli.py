@@ -1078,8 +1078,9 @@ def serve_command(archive: str, listen: str | None, out: Output) -> None:
     the objects and holds the signing key. Run it as the archive's own account
     (see the README for a systemd unit). Everyone else runs the usual commands;
     the CLI hands them to the service, which knows each caller's account from
-    the kernel (SO_PEERCRED) and applies the policy's [people] roles. Stops on
-    SIGTERM or Ctrl-C."""
+    the kernel (SO_PEERCRED) and applies the policy's [people] roles. One
+    service per archive, whatever socket it listens on. Stops on SIGTERM or
+    Ctrl-C, once the command that runs has finished."""
     from custodes.identity import account_name
     from custodes.service import serve
 

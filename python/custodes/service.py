@@ -6,7 +6,7 @@ that can read its folders (0700), objects (0400), catalog and signing key
 archive's ``run/`` folder (or ``--server PATH``) and hands the service its
 command line. The service learns who is asking from the kernel (``SO_PEERCRED``),
 runs the command as that account (:func:`custodes.identity.acting_as`), and
-streams back its stdout, stderr and exit code, so a command reads and exits
+sends back its stdout, stderr and exit code, so a command reads and exits
 the same in both modes.
 
 Paths a person names stay that person's:
@@ -16,8 +16,8 @@ Paths a person names stay that person's:
   it is the very file the caller could open (device and inode match), so
   nobody makes the service read a file for them that they cannot read;
 - an output (``access open --to``, ``export --to``/``--iso``, ``report --out``)
-  is written by the command into a private staging folder of the service, then
-  streamed to the client, which writes it as the person, never through a link
+  is written by the command into the request's outbox (owner-only, see below),
+  then streamed to the client, which writes it as the person, never through a link
   (``O_NOFOLLOW|O_EXCL``), never replacing a file, never world-readable.
 
 Each connection has a thread of its own (at most :data:`_MAX_CONNECTIONS`; one
@@ -42,8 +42,9 @@ Frames from the service: one byte of kind, four bytes of length, the payload:
 ``o``/``e`` stdout/stderr bytes; ``D`` a folder and ``F`` a file to create
 (JSON: output name, relative path, mode), ``d`` the file's bytes, ``c`` its
 end; ``w``: the client answers ``k`` (every output written) or ``f`` with why not,
-and a copy that failed is recorded by the command's own rule (``open_failed``,
-``export_failed``); ``x`` the exit code, last.
+and a copy that failed, or that the client never confirmed (it hung up, stalled
+past the timeout, or the service stopped), is recorded by the command's own rule
+(``open_failed``, ``export_failed``); ``x`` the exit code, last.
 """
 
 from __future__ import annotations
