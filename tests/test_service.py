@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -599,3 +600,50 @@ def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: 
     ), out.stderr
     assert b"run as the account that keeps the archive" not in out.stderr
     assert _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x").returncode == 0
+
+
+def test_a_service_on_another_socket_is_still_the_archives_one_writer(cli_archive: Path, tmp_path: Path) -> None:
+    serve(cli_archive)  # hands the archive to the service account
+    stop_service(cli_archive)
+    elsewhere = tmp_path / "elsewhere.sock"
+    other = subprocess.Popen(
+        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive), "--socket", str(elsewhere)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for("the service on --socket", elsewhere.exists)
+        again = subprocess.run(
+            [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive)],
+            capture_output=True,
+            timeout=60,
+        )
+        holder = f"pid {other.pid} on {elsewhere}"
+        assert again.returncode == 2, again
+        assert (
+            again.stderr == f"custodes: {cli_archive}: already served (by {holder}); stop that service first\n".encode()
+        )
+        assert not (cli_archive / "run" / "custodes.sock").exists()
+        # The owner's CLI does not find that socket by itself; it does not work beside the service either.
+        embedded = _as_without_service(
+            SERVICE_ACCOUNT, "retention", "hold", cli_archive, "--segment", "1", "--reason", "x"
+        )
+        assert embedded.returncode == 2, embedded
+        assert (
+            embedded.stderr
+            == (
+                f"custodes: {cli_archive}: served (by {holder}); a command works on it through that service: "
+                f"pass --server {elsewhere}\n"
+            ).encode()
+        )
+        assert catalog_rows(cli_archive, "SELECT count(*) FROM holds") == [(0,)]
+        through = subprocess.run(
+            [sys.executable, "-m", "custodes", "--server", str(elsewhere), "verify", str(cli_archive), "-q"],
+            capture_output=True,
+            timeout=120,
+        )
+        assert through.returncode == 0, through.stderr  # root, the auditor, through that service
+    finally:
+        other.terminate()
+        _, err = other.communicate(timeout=30)
+    assert other.returncode == 0, err

@@ -423,16 +423,15 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
 
 def keeper_advice(archive: str | None, otherwise: str = "") -> str:
     """What to do when the archive's files refuse a person, as fits the mode; the one place that says it.
-    In the archive service (already the archive's account) the files' owner or modes are wrong; where a
-    service answers for the archive, people use it; without one, the archive's account works on it, or
-    starts its service for the others. ``otherwise``: the other remedy (a read-only disk remounted), added
-    where the person could apply it."""
-    alternative = f", or {otherwise}" if otherwise else ""
+    In the archive service (already the archive's account) the files' owner or modes are wrong; without
+    one, the archive's account works on it, or starts its service for the others (where a service answers,
+    the CLI hands it the command before it touches the archive). ``otherwise``: the other remedy (a
+    read-only disk remounted), added where the person could apply it."""
     import contextlib
-    import socket
 
-    from custodes import identity, service
+    from custodes import identity
 
+    alternative = f", or {otherwise}" if otherwise else ""
     if identity.served():
         return (
             f"the archive service runs as {identity.account_name(os.getuid())}, the archive's account, and is "
@@ -443,13 +442,7 @@ def keeper_advice(archive: str | None, otherwise: str = "") -> str:
         owner = os.stat(archive).st_uid if archive else None
     if owner is None or owner == os.getuid():
         return f"run as the account that keeps the archive{alternative}"
-    listen = service.socket_path(archive or ".")
-    with contextlib.suppress(OSError, CustodesError), contextlib.closing(socket.socket(socket.AF_UNIX)) as probe:
-        probe.connect(os.fspath(listen))
-        return (
-            f"its archive service answers at {listen}: run the custodes command on the archive as yourself, and "
-            "the CLI hands it to the service (nobody else works on the archive's files)"
-        )
+    # Another's archive, and no service answered (one that does is handed the command before anything is read).
     name = identity.account_name(owner)
     return (
         f"ask {name} to start its archive service (`custodes serve {archive}` as {name}), which then answers for "
@@ -898,12 +891,13 @@ def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
     refused (one line naming both, exit 2) unless ``policy_may_differ``."""
     from custodes.archive import open_archive
     from custodes.policy import require_current
-    from custodes.service import request
+    from custodes.service import hold_embedded, request
 
     _note_archive(path)
     if request() is None:
         _forward_if_served(path)
         _refuse_unless_owner(path)
+        hold_embedded(path)  # no second writer beside a service on another socket
     archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
     try:
         if request() is not None:  # through the service, nobody without a role sees anything of the archive

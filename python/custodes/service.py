@@ -78,9 +78,11 @@ from custodes.identity import Caller, account_name, acting_as, peer_caller
 if TYPE_CHECKING:
     from custodes.archive import Archive
 
-__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "request", "serve", "socket_path"]
+__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "hold_embedded", "request", "serve", "socket_path"]
 
 SOCKET_NAME = "custodes.sock"
+#: In ARCHIVE/run/: held exclusively by the archive's one service, shared by the owner's CLI working embedded.
+_LOCK_NAME = "service.lock"
 PROTOCOL = 1
 _FRAME = struct.Struct(">cI")
 _MAX_HEADER = 1 << 20
@@ -321,20 +323,61 @@ def _finish(service: _Service, threads: list[threading.Thread]) -> None:
 
 def _hold_archive(root: Path, listen: Path) -> int:
     """The exclusive lock of the archive's one service (``run/service.lock``), whatever socket it listens on:
-    two services would be two writers. Returns the descriptor that holds it; a second service is told who."""
+    two services would be two writers, and so would a service and the owner's CLI working embedded (which
+    holds the lock shared, :func:`hold_embedded`). Returns the descriptor that holds it; a second service is
+    told who has it."""
     run = root / "run"
     run.mkdir(mode=0o755, exist_ok=True)
     os.chmod(run, 0o755)  # the default socket is there, for everyone
-    fd = os.open(run / "service.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(run / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        holder = _holder(fd)
         os.close(fd)
-        raise ServiceError(f"{root}: already served (by {holder}); stop that service first") from None
+        if holder is None:
+            why = "a custodes command works on it directly; start the service once it is done"
+        else:
+            why = f"already served (by {holder}); stop that service first"
+        raise ServiceError(f"{root}: {why}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {listen.absolute()}\n".encode("utf-8", "surrogateescape"), 0)
     return fd
+
+
+def _holder(fd: int) -> str | None:
+    """Who holds the lock, as the service that took it wrote it ("pid N on SOCKET"); None when that service
+    is gone (the text is left by it) and the holder is a command working embedded."""
+    holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    pid = holder.split(" ")[1] if holder.startswith("pid ") else ""
+    return holder if pid.isdigit() and process_alive(int(pid)) else None
+
+
+#: The descriptors by which this process holds archives' service locks shared (the CLI working embedded).
+_EMBEDDED: dict[Path, int] = {}
+
+
+def hold_embedded(archive: str | os.PathLike[str]) -> None:
+    """The owner's CLI working on the archive directly holds its service lock shared for the rest of the
+    process: it refuses while a service serves the archive on another socket (``--socket``, which the CLI
+    does not find by itself), and a service does not start while it works. No lock file: never served."""
+    root = Path(archive).absolute()
+    if root in _EMBEDDED:
+        return
+    try:
+        fd = os.open(root / "run" / _LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd) or "a service"
+        os.close(fd)
+        listen = holder.partition(" on ")[2] or "SOCKET"
+        raise ServiceError(
+            f"{archive}: served (by {holder}); a command works on it through that service: pass --server {listen}"
+        ) from None
+    _EMBEDDED[root] = fd
 
 
 def _sweep_outboxes(archive: Archive) -> None:
