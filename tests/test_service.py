@@ -647,3 +647,28 @@ def test_a_service_on_another_socket_is_still_the_archives_one_writer(cli_archiv
         other.terminate()
         _, err = other.communicate(timeout=30)
     assert other.returncode == 0, err
+
+
+def test_an_export_whose_caller_hangs_up_is_ledgered_failed(cli_archive: Path, tmp_path: Path) -> None:
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    before = len(_ledger(cli_archive))
+    sock = cli_archive / "run" / "custodes.sock"
+    argv = ["export", str(cli_archive), "--case", "C-7", "--request", str(rid), "--to", str(tmp_path / "bag")]
+    gone = subprocess.Popen(
+        [*as_account("carol"), account_python()[0], "-S", "-c", _STALLER, json.dumps([argv, str(sock)])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = gone.communicate(b"", timeout=60)  # sends its request, then hangs up without reading a byte
+    assert out == b"sent\n"
+    outbox = cli_archive / "tmp" / "outbox"
+    # The export, then its failure recorded; the request's outbox goes once that is done.
+    _wait_for("the request's end", lambda: len(_ledger(cli_archive)) >= before + 3 and not any(outbox.iterdir()))
+    added = _ledger(cli_archive)[before:]
+    assert [e["type"] for e in added] == ["access_export", "export", "export_failed"], added
+    assert added[2]["export"] == before + 1 and added[2]["by"] == "carol"
+    assert added[2]["reason"].startswith("sent; the connection ended before the caller confirmed it was written")
+    assert not (tmp_path / "bag").exists()
+    assert run_cli("verify", cli_archive, "-q").returncode == 0

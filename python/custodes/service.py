@@ -392,7 +392,7 @@ def _sweep_outboxes(archive: Archive) -> None:
         pid = old.name.partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
-        for output in sorted(old.iterdir()):
+        for output in [] if old.name.endswith(_DELIVERED) else sorted(old.iterdir()):
             if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
                 sweep_undelivered(archive, output / "out")
         shutil.rmtree(old, ignore_errors=True)
@@ -491,6 +491,10 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return header, fds
 
 
+#: The suffix an outbox takes once its caller confirmed it wrote every output.
+_DELIVERED = ".delivered"
+
+
 def _new_outbox(root: Path) -> Path:
     """A fresh outbox for one request, named by this process (so the next service knows a dead one's)."""
     folder = outbox_root(root)
@@ -520,12 +524,16 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
                     raise ServiceError("it is stopping; run the command again once it is back")
                 _log(f"{caller.account}: {' '.join(argv[:2])}")
                 code = _as_caller(req, caller, spool, lambda: _exit_code(main, argv))
-            _send_spooled(conn, spool)
-            if req.outputs and any(staged.exists() for _given, staged in req.outputs.values()):
+            if not (req.outputs and any(staged.exists() for _given, staged in req.outputs.values())):
+                _send_spooled(conn, spool)
+            else:
                 crashpoint("service_before_delivery")
                 settled = False
-                undelivered = _deliver(conn, req)
-                if undelivered is not None:
+                undelivered = _deliver(conn, req, spool)
+                if undelivered is None:
+                    # Renamed at once: an outbox the sweep finds after a crash from here on was delivered.
+                    outbox = outbox.rename(outbox.with_name(outbox.name + _DELIVERED))
+                else:
                     with service.commands:  # recording it writes the ledger: one writer, as for a command
                         code = _as_caller(req, caller, spool, lambda: _undelivered(req, *undelivered, code))
                 settled = True
@@ -555,11 +563,12 @@ def _send_spooled(conn: socket.socket, spool: IO[bytes]) -> None:
     spool.truncate()
 
 
-def _deliver(conn: socket.socket, req: Request) -> tuple[str, str] | None:
-    """Stream the staged outputs and ask the client whether it wrote every one; None when it did, else (why,
-    for the record; the line for the caller). A client that hangs up, stalls past the timeout, or is cut off
-    by a stop did not confirm it: that is undelivered too."""
+def _deliver(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[str, str] | None:
+    """Send what the command printed, stream the staged outputs and ask the client whether it wrote every one;
+    None when it did, else (why, for the record; the line for the caller). A client that hangs up, stalls past
+    the timeout, or is cut off by a stop did not confirm it: that is undelivered too."""
     try:
+        _send_spooled(conn, spool)
         _ship_outputs(conn, req)
         said = _await_delivery(conn)
     except (OSError, ServiceError) as e:
