@@ -11,7 +11,9 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,12 @@ from helpers import (
     as_,
     as_account,
     catalog_rows,
+    person_folder,
     policy_text,
     refused,
     request,
     run_cli,
+    run_cli_with_faults,
     serve,
     set_policy,
     stop_service,
@@ -97,6 +101,11 @@ def test_without_a_service_only_the_owner_works_on_the_archive(cli_archive: Path
     out = _as_without_service("carol", "verify", cli_archive)
     assert out.returncode == 2, out
     assert b"belongs to custodes-svc and no archive service answers for it" in out.stderr
+    # The advice is to have the service started, not to become the archive's account (found by a hostile review).
+    assert out.stderr.endswith(
+        f"ask {SERVICE_ACCOUNT} to start its archive service (`custodes serve {cli_archive}` as {SERVICE_ACCOUNT}), "
+        "which then answers for everyone; if it listens on another socket, pass --server SOCKET\n".encode()
+    ), out.stderr
     assert b"Traceback" not in out.stderr
     # The owner works embedded, as itself, and a decision that needs a second person is refused and logged.
     rid = _as_without_service(SERVICE_ACCOUNT, "access", "request", cli_archive, "--segment", "1", "--reason", "x")
@@ -221,11 +230,19 @@ def test_commands_read_and_exit_the_same_through_the_service(cli_archive: Path, 
 
 
 def test_the_service_runs_only_as_the_archive_owner_and_only_once(cli_archive: Path, tmp_path: Path) -> None:
-    serve(cli_archive)
-    again = subprocess.run(
-        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
-    )
-    assert again.returncode == 2 and b"a service already answers there; stop it first" in again.stderr
+    running = serve(cli_archive)
+    # Found by a hostile review: a second service on another socket started beside the first (two writers).
+    # The one service holds the archive's lock whatever socket it listens on; a second one says who holds it.
+    elsewhere = tmp_path / "other.sock"
+    for extra in ([], ["--socket", str(elsewhere)]):
+        again = subprocess.run(
+            [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive), *extra],
+            capture_output=True,
+            timeout=60,
+        )
+        holder = f"already served (by pid {running.pid} on {cli_archive}/run/custodes.sock); stop that service first"
+        assert again.returncode == 2 and again.stderr == f"custodes: {cli_archive}: {holder}\n".encode(), again
+        assert not elsewhere.exists()
     stop_service(cli_archive)
     not_owner = subprocess.run(
         [*as_account("alice"), *account_python(), "serve", str(cli_archive)], capture_output=True, timeout=60
@@ -403,3 +420,259 @@ def test_a_stopped_service_leaves_the_archive_owner_only_again(cli_archive: Path
     stop_service(cli_archive)
     assert stat.S_IMODE(cli_archive.stat().st_mode) == 0o700
     assert not (cli_archive / "run" / "custodes.sock").exists()
+
+
+_STALLER = """
+import json, os, socket, sys
+argv, path = json.loads(sys.argv[1])
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(path)
+st = os.stat(path.rsplit("/run/", 1)[0])
+header = {"v": 1, "argv": argv, "cwd": "/", "inputs": [], "archive": [st.st_dev, st.st_ino]}
+conn.sendall(json.dumps(header).encode() + b"\\n")
+print("sent", flush=True)
+sys.stdin.read()  # never reads its answer, never says whether it wrote the outputs: until stdin closes
+"""
+
+
+def _wait_for(what: str, done: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+
+
+def test_callers_that_stall_hold_up_nobody_else(cli_archive: Path, tmp_path: Path) -> None:
+    # Found by a hostile review: the service answered one connection at a time, so a caller that sent nothing,
+    # or never took its answer, held up every other person for 5 s, or 60 s per frame.
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    service = serve(cli_archive)
+    sock = cli_archive / "run" / "custodes.sock"
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # root connects and sends nothing
+    silent.connect(str(sock))
+    argv = ["access", "open", str(cli_archive), str(rid), "--segment", "1", "--to", str(tmp_path / "never")]
+    stalling = subprocess.Popen(
+        [*as_account("carol"), account_python()[0], "-S", "-c", _STALLER, json.dumps([argv, str(sock)])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert stalling.stdin is not None and stalling.stdout is not None
+    try:
+        assert stalling.stdout.readline() == b"sent\n"
+        # carol's copy was made and sent; her client now neither reads it nor says whether it wrote it
+        _wait_for("carol's open", lambda: ("carol", "open", 1) in _log(cli_archive))
+        start = time.monotonic()
+        out = _as("alice", "retention", "status", cli_archive, "--json")
+        took = time.monotonic() - start
+        assert out.returncode == 0, out.stderr
+        assert [s["segment"] for s in json.loads(out.stdout)["segments"]] == [1, 2, 3]
+        assert took < 4.0, f"alice waited {took:.1f} s behind the stalled callers"
+        # The silent one is told why once its 5 s are up; nothing of it was run.
+        silent.settimeout(30)
+        answer = silent.recv(4096)
+        assert b"the archive service could not answer: timed out" in answer, answer
+        assert answer.endswith(b"x\x00\x00\x00\x04\x00\x00\x00\x02"), answer
+        # Stopped while carol's client still stalls: the service cuts her off after its grace, records the copy
+        # she never confirmed as open_failed (her command's own rule), and exits by itself.
+        stop_service(cli_archive)
+        assert service.returncode == 0
+    finally:
+        silent.close()
+        stalling.stdin.close()
+        stalling.wait(30)
+        stalling.stdout.close()
+    assert _log(cli_archive)[-2:] == [("carol", "open", 1), ("carol", "open_failed", 0)]
+    assert not (tmp_path / "never").exists()
+    assert list((cli_archive / "tmp" / "outbox").iterdir()) == []  # no outbox left behind
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+
+
+def test_people_asking_at_once_each_get_their_own_answer(cli_archive: Path) -> None:
+    serve(cli_archive)
+    before = len(_log(cli_archive))
+    people = ["alice", "bob"] * 5
+    running = [
+        subprocess.Popen(
+            [
+                *as_account(person),
+                *account_python(),
+                "access",
+                "request",
+                str(cli_archive),
+                "--segment",
+                str(1 + n % 3),
+                "--reason",
+                f"asked by {person}, number {n}",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd="/",
+        )
+        for n, person in enumerate(people)
+    ]
+    answers = []
+    for person, proc in zip(people, running, strict=True):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        answers.append((person, json.loads(out)))
+    for n, (person, said) in enumerate(answers):
+        assert said["requester"] == person
+        rows = catalog_rows(cli_archive, "SELECT requester, reason FROM access_requests WHERE id = ?", (said["id"],))
+        assert rows == [(person, f"asked by {person}, number {n}")]
+    assert len({said["id"] for _, said in answers}) == 10
+    assert sorted(_log(cli_archive)[before:]) == sorted((person, "request", 1) for person in people)
+
+
+def test_a_connection_beyond_the_bound_is_told_the_service_is_busy(cli_archive: Path) -> None:
+    serve(cli_archive)
+    sock = str(cli_archive / "run" / "custodes.sock")
+    held = []
+    try:
+        for _ in range(32):  # every connection slot taken by a caller that sends nothing
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(sock)
+            held.append(conn)
+        start = time.monotonic()
+        out = run_cli("verify", cli_archive, "-q")
+        assert time.monotonic() - start < 4.0  # told at once, never queued behind them
+        assert out.returncode == 2, out
+        assert out.stderr == b"custodes: the archive service is busy (32 requests at once); try again\n"
+    finally:
+        for conn in held:
+            conn.close()
+    _wait_for("a free slot", lambda: run_cli("verify", cli_archive, "-q").returncode == 0)
+
+
+def _ledger(arch: Path) -> list[dict]:
+    return [json.loads(bytes(e)) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+
+
+@pytest.mark.parametrize(
+    ("crashpoint", "reason"),
+    [
+        ("export_entry_committed", "interrupted before its bag was published; the partial bag .out.partial-"),
+        ("service_before_delivery", "the archive service stopped before the caller had the bag; the bag was removed"),
+    ],
+)
+def test_an_export_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts_again(
+    cli_archive: Path, tmp_path: Path, crashpoint: str, reason: str
+) -> None:
+    # Found by a hostile review: the outbox was a temp folder in /tmp, so a service killed between the export's
+    # entry and the delivery left a bag no one found, and a ledger that read as if the export had been made.
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    out = person_folder(tmp_path / "out", "carol")
+    bag = out / "bag"
+    argv = ("export", cli_archive, "--case", "C-7", "--request", str(rid), "--to", bag)
+    killed = run_cli_with_faults(*argv, user="carol", crashpoint=crashpoint)
+    assert killed.returncode == -9, killed.stderr
+    assert list(out.iterdir()) == []  # nothing reached carol's folder
+    entries = _ledger(cli_archive)
+    assert entries[-1]["type"] == "export"  # the cut-off export: nothing yet says what became of it
+    cut_off = len(entries) - 1
+    assert len(list((cli_archive / "tmp" / "outbox").iterdir())) == 1  # the dead service's outbox, in the archive
+    serve(cli_archive)  # the next service finds it, by the export's own rule
+    after = _ledger(cli_archive)[cut_off + 1 :]
+    assert [e["type"] for e in after] == ["export_failed"]
+    assert (after[0]["export"], after[0]["case"], after[0]["by"]) == (cut_off, "C-7", "carol")
+    assert after[0]["reason"].startswith(reason), after[0]["reason"]
+    assert list((cli_archive / "tmp" / "outbox").iterdir()) == []  # no staging and no bag left behind
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+    again = as_("carol", *argv)
+    assert again.returncode == 0, again.stderr
+    assert (bag / "bagit.txt").is_file()
+
+
+def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: Path) -> None:
+    # Found by a hostile review: the service, already the archive's account, told people to run as that account.
+    serve(cli_archive)
+    catalog = cli_archive / "catalog.sqlite"
+    catalog.chmod(0o400)  # a hand-made mistake in the archive's modes: the service itself cannot write it
+    try:
+        out = _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x")
+    finally:
+        for made in cli_archive.glob("catalog.sqlite*"):  # SQLite gave a -shm it made the catalog's mode
+            made.chmod(0o600)
+    assert out.returncode == 2, out
+    assert out.stderr.startswith(b"custodes: cannot write the catalog: attempt to write a readonly database ("), out
+    assert out.stderr.endswith(
+        f"): the archive service runs as {SERVICE_ACCOUNT}, the archive's account, and is still refused: give the "
+        "archive's files back to that account, or remount its disk read-write\n".encode()
+    ), out.stderr
+    assert b"run as the account that keeps the archive" not in out.stderr
+    assert _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x").returncode == 0
+
+
+def test_a_service_on_another_socket_is_still_the_archives_one_writer(cli_archive: Path, tmp_path: Path) -> None:
+    serve(cli_archive)  # hands the archive to the service account
+    stop_service(cli_archive)
+    elsewhere = tmp_path / "elsewhere.sock"
+    other = subprocess.Popen(
+        [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive), "--socket", str(elsewhere)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for("the service on --socket", elsewhere.exists)
+        again = subprocess.run(
+            [*as_account(SERVICE_ACCOUNT), *account_python(), "serve", str(cli_archive)],
+            capture_output=True,
+            timeout=60,
+        )
+        holder = f"pid {other.pid} on {elsewhere}"
+        assert again.returncode == 2, again
+        assert (
+            again.stderr == f"custodes: {cli_archive}: already served (by {holder}); stop that service first\n".encode()
+        )
+        assert not (cli_archive / "run" / "custodes.sock").exists()
+        # The owner's CLI does not find that socket by itself; it does not work beside the service either.
+        embedded = _as_without_service(
+            SERVICE_ACCOUNT, "retention", "hold", cli_archive, "--segment", "1", "--reason", "x"
+        )
+        assert embedded.returncode == 2, embedded
+        assert (
+            embedded.stderr
+            == (
+                f"custodes: {cli_archive}: served (by {holder}); a command works on it through that service: "
+                f"pass --server {elsewhere}\n"
+            ).encode()
+        )
+        assert catalog_rows(cli_archive, "SELECT count(*) FROM holds") == [(0,)]
+        through = subprocess.run(
+            [sys.executable, "-m", "custodes", "--server", str(elsewhere), "verify", str(cli_archive), "-q"],
+            capture_output=True,
+            timeout=120,
+        )
+        assert through.returncode == 0, through.stderr  # root, the auditor, through that service
+    finally:
+        other.terminate()
+        _, err = other.communicate(timeout=30)
+    assert other.returncode == 0, err
+
+
+def test_an_export_whose_caller_hangs_up_is_ledgered_failed(cli_archive: Path, tmp_path: Path) -> None:
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    before = len(_ledger(cli_archive))
+    sock = cli_archive / "run" / "custodes.sock"
+    argv = ["export", str(cli_archive), "--case", "C-7", "--request", str(rid), "--to", str(tmp_path / "bag")]
+    gone = subprocess.Popen(
+        [*as_account("carol"), account_python()[0], "-S", "-c", _STALLER, json.dumps([argv, str(sock)])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = gone.communicate(b"", timeout=60)  # sends its request, then hangs up without reading a byte
+    assert out == b"sent\n"
+    outbox = cli_archive / "tmp" / "outbox"
+    # The export, then its failure recorded; the request's outbox goes once that is done.
+    _wait_for("the request's end", lambda: len(_ledger(cli_archive)) >= before + 3 and not any(outbox.iterdir()))
+    added = _ledger(cli_archive)[before:]
+    assert [e["type"] for e in added] == ["access_export", "export", "export_failed"], added
+    assert added[2]["export"] == before + 1 and added[2]["by"] == "carol"
+    assert added[2]["reason"].startswith("sent; the connection ended before the caller confirmed it was written")
+    assert not (tmp_path / "bag").exists()
+    assert run_cli("verify", cli_archive, "-q").returncode == 0

@@ -6,6 +6,7 @@ ARCHIVE/
   catalog.sqlite         catalog + ledger table (WAL, synchronous=FULL, versioned schema)
   objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
   tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
+  tmp/outbox/            the archive service's per-request outboxes (custodes.service)
   ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
   keys/checkpoint.vkey   the public verifier key (travels with the archive); the first key, where trust starts
   private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
@@ -650,7 +651,15 @@ def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option
     ``access open --to``) must lie outside the archive and not be its signing
     key: written there, an export or a report would overwrite evidence, the
     catalog or the key. Links are resolved first, so a symlink cannot smuggle
-    the write in. Returns the path as given."""
+    the write in. Returns the path as given.
+
+    Through the archive service the command writes to a staged path in the request's outbox (under the
+    archive's tmp/) instead; the path the person named was checked by their CLI (custodes.cli)."""
+    from custodes.service import request
+
+    served = request()
+    if served is not None and served.is_staged(path):
+        return Path(path)
     return refuse_inside(archive.root, path, option, archive.signing_key_path)
 
 

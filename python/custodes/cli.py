@@ -408,8 +408,7 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
             )
         if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
             return (
-                f"cannot write the catalog: {text} ({catalog}): run as the account that keeps the archive, "
-                "or remount its disk read-write"
+                f"cannot write the catalog: {text} ({catalog}): {keeper_advice(archive, 'remount its disk read-write')}"
             )
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
@@ -426,8 +425,37 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno == errno.EROFS:
             return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
         if e.errno in (errno.EACCES, errno.EPERM):
-            return f"permission denied ({where}): run as the account that keeps the archive, or fix the permissions"
+            return f"permission denied ({where}): {keeper_advice(archive, 'fix the permissions')}"
     return None
+
+
+def keeper_advice(archive: str | None, otherwise: str = "") -> str:
+    """What to do when the archive's files refuse a person, as fits the mode; the one place that says it.
+    In the archive service (already the archive's account) the files' owner or modes are wrong; without
+    one, the archive's account works on it, or starts its service for the others (where a service answers,
+    the CLI hands it the command before it touches the archive). ``otherwise``: the other remedy (a
+    read-only disk remounted), added where the person could apply it."""
+    import contextlib
+
+    from custodes import identity
+
+    alternative = f", or {otherwise}" if otherwise else ""
+    if identity.served():
+        return (
+            f"the archive service runs as {identity.account_name(os.getuid())}, the archive's account, and is "
+            f"still refused: give the archive's files back to that account{alternative}"
+        )
+    owner = None
+    with contextlib.suppress(OSError):
+        owner = os.stat(archive).st_uid if archive else None
+    if owner is None or owner == os.getuid():
+        return f"run as the account that keeps the archive{alternative}"
+    # Another's archive, and no service answered (one that does is handed the command before anything is read).
+    name = identity.account_name(owner)
+    return (
+        f"ask {name} to start its archive service (`custodes serve {archive}` as {name}), which then answers for "
+        "everyone; if it listens on another socket, pass --server SOCKET"
+    )
 
 
 class CustodesGroup(click.Group):
@@ -871,12 +899,13 @@ def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
     refused (one line naming both, exit 2) unless ``policy_may_differ``."""
     from custodes.archive import open_archive
     from custodes.policy import require_current
-    from custodes.service import request
+    from custodes.service import hold_embedded, request
 
     _note_archive(path)
     if request() is None:
         _forward_if_served(path)
         _refuse_unless_owner(path)
+        hold_embedded(path)  # no second writer beside a service on another socket
     archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
     try:
         if request() is not None:  # through the service, nobody without a role sees anything of the archive
@@ -967,8 +996,7 @@ def _refuse_unless_owner(path: str) -> None:
     if owner != os.getuid():
         raise ArchiveError(
             f"{path}: the archive belongs to {account_name(owner)} and no archive service answers for it; "
-            f"without a service custodes works on an archive only as its owner. Ask for `custodes serve` to be "
-            f"run as {account_name(owner)}, or run this as {account_name(owner)}"
+            f"without a service custodes works on an archive only as its owner: {keeper_advice(path)}"
         )
 
 
@@ -1052,8 +1080,9 @@ def serve_command(archive: str, listen: str | None, out: Output) -> None:
     the objects and holds the signing key. Run it as the archive's own account
     (see the README for a systemd unit). Everyone else runs the usual commands;
     the CLI hands them to the service, which knows each caller's account from
-    the kernel (SO_PEERCRED) and applies the policy's [people] roles. Stops on
-    SIGTERM or Ctrl-C."""
+    the kernel (SO_PEERCRED) and applies the policy's [people] roles. One
+    service per archive, whatever socket it listens on. Stops on SIGTERM or
+    Ctrl-C, once the command that runs has finished."""
     from custodes.identity import account_name
     from custodes.service import serve
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from custodes import __version__, keys, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
-from custodes._faults import storage_op, write_cut_short
+from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
@@ -42,7 +42,15 @@ from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
-__all__ = ["BagReport", "ExportError", "check_iso_target", "export_case", "validate_bag", "write_iso"]
+__all__ = [
+    "BagReport",
+    "ExportError",
+    "check_iso_target",
+    "export_case",
+    "sweep_undelivered",
+    "validate_bag",
+    "write_iso",
+]
 
 
 #: The storage errors the CLI turns into its own advice (custodes.cli.environment_error); any other
@@ -85,6 +93,7 @@ def export_case(
         _check_staged(staging, hash_payload=True)
         with archive.transaction() as tx:
             export_seq = replay.record(tx, {"type": "export", **about, "time": now})
+        crashpoint("export_entry_committed")
         checkpoint = archive.checkpoint()
         _write_custody(archive, staging, [p[4] for p in payload] + [export_seq], checkpoint.size, checkpoint.note)
         _write_tag_manifest(staging)
@@ -292,7 +301,23 @@ def _clean_stale_staging(archive: Archive, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _ledger_interrupted(archive: Archive, started: int, staging: Path) -> None:
+def sweep_undelivered(archive: Archive, final: Path) -> None:
+    """What an export left at ``final`` in an outbox of an archive service that died (custodes.service): the
+    staging folder of a crash before the bag was published, handled as after any crash, or a published bag
+    that never reached the caller, whose export entry (found in the bag's own custody entries) is then
+    ledgered failed too. The caller removes ``final``'s folder afterwards."""
+    _clean_stale_staging(archive, final)
+    entries = final / "custody" / "ledger-entries.jsonl"
+    if final.is_symlink() or not entries.is_file():
+        return
+    for line in entries.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(base64.b64decode(json.loads(line)["entry"]))
+        if entry.get("type") == "export" and isinstance(entry.get("time"), int):
+            why = "the archive service stopped before the caller had the bag; the bag was removed"
+            _ledger_interrupted(archive, entry["time"], final, why)
+
+
+def _ledger_interrupted(archive: Archive, started: int, staging: Path, why: str | None = None) -> None:
     """``export_failed`` for the export entry of time ``started`` (the staging folder's name carries it)
     unless the ledger already holds its outcome; nothing when the crash came before that entry."""
     export_seq, about = None, None
@@ -303,7 +328,7 @@ def _ledger_interrupted(archive: Archive, started: int, staging: Path) -> None:
         elif entry.get("type") == "export_failed" and export_seq is not None and entry.get("export") == export_seq:
             return
     if about is not None:
-        why = f"interrupted before its bag was published; the partial bag {staging.name} was removed"
+        why = why or f"interrupted before its bag was published; the partial bag {staging.name} was removed"
         if not _record_failure(archive, about, export_seq, why):
             raise ExportError(f"{staging}: an interrupted export could not be ledgered as failed; run again")
 

@@ -6,7 +6,7 @@ that can read its folders (0700), objects (0400), catalog and signing key
 archive's ``run/`` folder (or ``--server PATH``) and hands the service its
 command line. The service learns who is asking from the kernel (``SO_PEERCRED``),
 runs the command as that account (:func:`custodes.identity.acting_as`), and
-streams back its stdout, stderr and exit code, so a command reads and exits
+sends back its stdout, stderr and exit code, so a command reads and exits
 the same in both modes.
 
 Paths a person names stay that person's:
@@ -18,48 +18,74 @@ Paths a person names stay that person's:
   read (:mod:`custodes.rights`), so nobody makes the service read a file for
   them that they cannot read;
 - an output (``access open --to``, ``export --to``/``--iso``, ``report --out``)
-  is written by the command into a private staging folder of the service, then
-  streamed to the client, which writes it as the person, never through a link
+  is written by the command into the request's outbox (owner-only, see below),
+  then streamed to the client, which writes it as the person, never through a link
   (``O_NOFOLLOW|O_EXCL``), never replacing a file, never world-readable.
 
-Requests are served one at a time: the catalog takes one writer anyway, and
-a single thread keeps each request's identity and output apart.
+Each connection has a thread of its own (at most :data:`_MAX_CONNECTIONS`; one
+more is told the service is busy), so a caller that stalls (sends nothing,
+never reads its answer, never says whether it wrote the outputs) holds up
+nobody but itself. The commands themselves run one at a time under one lock:
+the catalog takes one writer, and ``sys.stdout``/``sys.stderr`` are redirected
+for the command that runs. Their output is spooled (in memory, then in a
+temp file of the request's outbox) and sent once the lock is released,
+together with the staged outputs. The identity a command acts as is the
+contextvar of the thread that runs it (:func:`custodes.identity.acting_as`).
+
+Outboxes (staged inputs and outputs, spooled output) live in the archive's
+own ``tmp/outbox/``, named by the service's pid: one left by a service that
+died is swept when the next one starts, and an export in it that never
+reached its caller is ledgered failed by the export's own rule
+(:func:`custodes.export.sweep_undelivered`). One service per archive: it holds
+an exclusive lock on ``run/service.lock`` for its life, whatever socket it
+listens on.
 
 Frames from the service: one byte of kind, four bytes of length, the payload:
 ``o``/``e`` stdout/stderr bytes; ``D`` a folder and ``F`` a file to create
 (JSON: output name, relative path, mode), ``d`` the file's bytes, ``c`` its
 end; ``w``: the client answers ``k`` (every output written) or ``f`` with why not,
-and a copy that failed is recorded by the command's own rule (``open_failed``,
-``export_failed``); ``x`` the exit code, last.
+and a copy that failed, or that the client never confirmed (it hung up, stalled
+past the timeout, or the service stopped), is recorded by the command's own rule
+(``open_failed``, ``export_failed``); ``x`` the exit code, last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import struct
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from custodes._durable import fsync_dir
+from custodes._durable import fsync_dir, process_alive
+from custodes._faults import crashpoint
 from custodes.errors import CustodesError
 from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
 from custodes.rights import check_folder, check_writable
 
-__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "request", "serve", "socket_path"]
+if TYPE_CHECKING:
+    from custodes.archive import Archive
+
+__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "hold_embedded", "request", "serve", "socket_path"]
 
 SOCKET_NAME = "custodes.sock"
+#: In ARCHIVE/run/: held exclusively by the archive's one service, shared by the owner's CLI working embedded.
+_LOCK_NAME = "service.lock"
 PROTOCOL = 1
 _FRAME = struct.Struct(">cI")
 _MAX_HEADER = 1 << 20
@@ -68,9 +94,18 @@ _CHUNK = 1 << 20
 #: The largest input file (a task list, a policy) the service copies from a caller's descriptor.
 _MAX_INPUT = 64 << 20
 #: A caller has this long to send its request, to take each frame of the answer, and to say whether it wrote
-#: the outputs. The service answers one request at a time, so a caller that stalls holds everyone up: short.
+#: the outputs. Each connection has its own thread, so a caller that stalls holds up only itself (and one of
+#: the service's connection slots, until these run out).
 _REQUEST_TIMEOUT_S = 5.0
 _ANSWER_TIMEOUT_S = 60.0
+#: Connections served at once (a thread each); one more is told the service is busy, never queued.
+_MAX_CONNECTIONS = 32
+#: How long a connection beyond the bound is given to send its request before it is told so and closed.
+_TURN_AWAY_S = 0.2
+#: A command's stdout and stderr are kept in memory up to this, then in a temp file of its outbox.
+_SPOOL_MEMORY = 1 << 20
+#: On SIGTERM, how long deliveries in flight may still take once the running command has finished.
+_STOP_GRACE_S = 5.0
 #: What the service tells a client when the command hit a bug (as sysexits.h's EX_SOFTWARE).
 EXIT_INTERNAL = 70
 
@@ -172,6 +207,12 @@ class Request:
         self.outputs[name] = (self.absolute(given), staged)
         return str(staged)
 
+    def is_staged(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is one of this request's staged outputs (or inside one)."""
+        resolved = Path(path).resolve()
+        staged = [p.resolve() for _given, p in self.outputs.values()]
+        return any(resolved == p or p in resolved.parents for p in staged)
+
     def shown(self, path: str | os.PathLike[str]) -> str:
         """A staged path as the caller named it (for the lines a command prints)."""
         text = os.fspath(path)
@@ -192,13 +233,32 @@ def request() -> Request | None:
 # ---- the service ------------------------------------------------------------------------
 
 
+@dataclass
+class _Service:
+    """What the connection threads share: the archive served, the lock every command runs under (the catalog
+    takes one writer, and sys.stdout/sys.stderr are redirected for one command at a time), and whether the
+    service is stopping (a command not yet started then is refused)."""
+
+    root: Path
+    commands: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: The connections being answered (their threads' own), so a stop can cut off those that outstay it.
+    open: set[socket.socket] = field(default_factory=set)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+
+def outbox_root(archive: str | os.PathLike[str]) -> Path:
+    """Where the service stages each request's files: ``ARCHIVE/tmp/outbox/``, owner-only like all of it."""
+    return Path(archive) / "tmp" / "outbox"
+
+
 def serve(
     archive: str | os.PathLike[str],
     listen: str | os.PathLike[str] | None = None,
     on_ready: Callable[[Path, Path], None] | None = None,
 ) -> None:
-    """Serve ``archive`` on its socket until SIGTERM or SIGINT. Only the archive's owner may serve it.
-    ``on_ready(archive, socket)`` is called once the socket accepts connections."""
+    """Serve ``archive`` on its socket until SIGTERM or SIGINT. Only the archive's owner may serve it, and only
+    one service at a time. ``on_ready(archive, socket)`` is called once the socket accepts connections."""
     from custodes.archive import open_archive
 
     root = Path(archive).absolute()
@@ -209,40 +269,143 @@ def serve(
             "is the one process that reads the archive and holds its signing key)"
         )
     os.umask(0o077)
-    open_archive(root).close()  # a damaged archive is refused now, not at the first request
     path = Path(listen) if listen is not None else socket_path(root)
+    held = _hold_archive(root, path)  # noqa: F841 - the lock is the open descriptor, held until the process ends
+    with contextlib.closing(open_archive(root)) as opened:  # a damaged archive is refused now, not at a request
+        _sweep_outboxes(opened)
     if listen is None:
-        path.parent.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(path.parent, 0o755)
         os.chmod(root, 0o711)  # people reach run/ through the archive folder, without seeing what else is there
     server = _bind(path)
-    stopping = False
+    service = _Service(root)
 
     def stop(_signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        service.stopping.set()
         server.close()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if on_ready is not None:
         on_ready(root, path)
+    slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+    threads: list[threading.Thread] = []
     try:
-        while not stopping:
+        while not service.stopping.is_set():
             try:
                 conn, _ = server.accept()
             except OSError:
-                if stopping:
+                if service.stopping.is_set():
                     break
                 raise
-            with conn:
-                _answer(root, conn)
+            if not slots.acquire(blocking=False):
+                _turn_away(conn, f"the archive service is busy ({_MAX_CONNECTIONS} requests at once); try again")
+                continue
+            thread = threading.Thread(target=_connection, args=(service, conn, slots), daemon=True)
+            thread.start()
+            threads = [t for t in threads if t.is_alive()] + [thread]
     finally:
         server.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        _finish(service, threads)
         if listen is None:
             os.chmod(root, 0o700)  # owner-only again: with no service, nobody else has business in it
+
+
+def _finish(service: _Service, threads: list[threading.Thread]) -> None:
+    """On the way out: the command that runs finishes (however long it takes: it writes the ledger), and
+    deliveries in flight get :data:`_STOP_GRACE_S`. Connections still open then are cut off, so each thread
+    records its delivery as failed (the command's own rule) within another grace; an outbox left even so is
+    swept at the next start. Leaves holding the lock, so nothing of a command is midway when the process ends."""
+    service.stopping.set()
+    with service.commands:
+        pass
+    for cut_off in (False, True):
+        if cut_off:
+            with service.guard:
+                for conn in service.open:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    service.commands.acquire()
+
+
+def _hold_archive(root: Path, listen: Path) -> int:
+    """The exclusive lock of the archive's one service (``run/service.lock``), whatever socket it listens on:
+    two services would be two writers, and so would a service and the owner's CLI working embedded (which
+    holds the lock shared, :func:`hold_embedded`). Returns the descriptor that holds it; a second service is
+    told who has it."""
+    run = root / "run"
+    run.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(run, 0o755)  # the default socket is there, for everyone
+    fd = os.open(run / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        if holder is None:
+            why = "a custodes command works on it directly; start the service once it is done"
+        else:
+            why = f"already served (by {holder}); stop that service first"
+        raise ServiceError(f"{root}: {why}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {listen.absolute()}\n".encode("utf-8", "surrogateescape"), 0)
+    return fd
+
+
+def _holder(fd: int) -> str | None:
+    """Who holds the lock, as the service that took it wrote it ("pid N on SOCKET"); None when that service
+    is gone (the text is left by it) and the holder is a command working embedded."""
+    holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    pid = holder.split(" ")[1] if holder.startswith("pid ") else ""
+    return holder if pid.isdigit() and process_alive(int(pid)) else None
+
+
+#: The descriptors by which this process holds archives' service locks shared (the CLI working embedded).
+_EMBEDDED: dict[Path, int] = {}
+
+
+def hold_embedded(archive: str | os.PathLike[str]) -> None:
+    """The owner's CLI working on the archive directly holds its service lock shared for the rest of the
+    process: it refuses while a service serves the archive on another socket (``--socket``, which the CLI
+    does not find by itself), and a service does not start while it works. No lock file: never served."""
+    root = Path(archive).absolute()
+    if root in _EMBEDDED:
+        return
+    try:
+        fd = os.open(root / "run" / _LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd) or "a service"
+        os.close(fd)
+        listen = holder.partition(" on ")[2] or "SOCKET"
+        raise ServiceError(
+            f"{archive}: served (by {holder}); a command works on it through that service: pass --server {listen}"
+        ) from None
+    _EMBEDDED[root] = fd
+
+
+def _sweep_outboxes(archive: Archive) -> None:
+    """Remove the outboxes of services that died, each output first handed to the export's rule for what a
+    crash left (:func:`custodes.export.sweep_undelivered`): an export whose bag never reached its caller is
+    ledgered failed, so the ledger never reads as if it had."""
+    from custodes.export import sweep_undelivered
+
+    folder = outbox_root(archive.root)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in sorted(folder.iterdir()):
+        pid = old.name.partition("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+            continue
+        for output in [] if old.name.endswith(_DELIVERED) else sorted(old.iterdir()):
+            if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
+                sweep_undelivered(archive, output / "out")
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _bind(path: Path) -> socket.socket:
@@ -267,7 +430,39 @@ def _bind(path: Path) -> socket.socket:
     return server
 
 
-def _answer(root: Path, conn: socket.socket) -> None:
+def _log(line: str) -> None:
+    """A line for the service's own log. Never sys.stderr: while a command runs, that is the command's."""
+    print(f"custodes: {line}", file=sys.__stderr__, flush=True)
+
+
+def _turn_away(conn: socket.socket, why: str) -> None:
+    """Answer a connection beyond the bound with one error line and exit 2, without a thread: its request
+    is taken first (a moment only), so the client's send completes and it reads the answer."""
+    with conn:
+        conn.settimeout(_TURN_AWAY_S)
+        with contextlib.suppress(OSError):
+            _data, fds, _flags, _addr = socket.recv_fds(conn, 65536, _MAX_FDS)
+            for fd in fds:
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            _send(conn, b"e", f"custodes: {why}\n".encode())
+            _send(conn, b"x", struct.pack(">i", 2))
+    _log(why)
+
+
+def _connection(service: _Service, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
+    with service.guard:
+        service.open.add(conn)
+    try:
+        with conn:
+            _answer(service, conn)
+    finally:
+        with service.guard:
+            service.open.discard(conn)
+        slots.release()
+
+
+def _answer(service: _Service, conn: socket.socket) -> None:
     """Serve one connection; whatever goes wrong ends this request only, never the service."""
     fds: list[int] = []
     try:
@@ -275,9 +470,9 @@ def _answer(root: Path, conn: socket.socket) -> None:
         conn.settimeout(_REQUEST_TIMEOUT_S)
         header, fds = _read_request(conn)
         conn.settimeout(_ANSWER_TIMEOUT_S)
-        _run(root, conn, caller, header, fds)
+        _run(service, conn, caller, header, fds)
     except Exception as e:  # noqa: BLE001 - a request, however malformed (JSON nested 100,000 deep), never ends the service
-        print(f"custodes: a request failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        _log(f"a request failed: {type(e).__name__}: {e}")
         with contextlib.suppress(OSError):
             _send(conn, b"e", f"custodes: the archive service could not answer: {e}\n".encode())
             _send(conn, b"x", struct.pack(">i", 2))
@@ -306,31 +501,91 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return header, fds
 
 
-def _run(root: Path, conn: socket.socket, caller: Caller, header: dict[str, Any], fds: list[int]) -> None:
+#: The suffix an outbox takes once its caller confirmed it wrote every output.
+_DELIVERED = ".delivered"
+
+
+def _new_outbox(root: Path) -> Path:
+    """A fresh outbox for one request, named by this process (so the next service knows a dead one's)."""
+    folder = outbox_root(root)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    outbox = folder / f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
+    outbox.mkdir(mode=0o700)
+    return outbox
+
+
+def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[str, Any], fds: list[int]) -> None:
     from custodes.cli import main, served_command
 
+    root = service.root
     argv: list[str] = header["argv"]
     if served_command(argv) is None:  # a raw client may send anything: the service runs archive commands only
         raise ServiceError(f"it runs only commands on its archive, not `custodes {' '.join(argv[:2])}`")
     here = os.stat(root)
     if header.get("archive") != [here.st_dev, here.st_ino]:  # --server names a socket, ARCHIVE the archive
         raise ServiceError(f"it serves {root}, not the archive the command names; name that archive, or its socket")
-    with tempfile.TemporaryDirectory(prefix="custodes-outbox-") as outbox:
-        req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), Path(outbox))
-        token = _request.set(req)
-        code: int
-        try:
-            with acting_as(caller), _redirected(conn, req):
-                print(f"custodes: {caller.account}: {' '.join(argv[:2])}", file=sys.__stderr__, flush=True)
-                code = _exit_code(main, argv)
-        finally:
-            _request.reset(token)
-        if req.outputs and any(staged.exists() for _given, staged in req.outputs.values()):
-            _ship_outputs(conn, req)
-            undelivered = _await_delivery(conn)
-            if undelivered is not None:
-                code = _undelivered(conn, req, caller, undelivered, code)
-    _send(conn, b"x", struct.pack(">i", code))
+    outbox = _new_outbox(root)
+    settled = True  # False while a delivery that failed is not yet recorded: the outbox is then left for the sweep
+    try:
+        req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
+        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=outbox) as spool:
+            with service.commands:
+                if service.stopping.is_set():
+                    raise ServiceError("it is stopping; run the command again once it is back")
+                _log(f"{caller.account}: {' '.join(argv[:2])}")
+                code = _as_caller(req, caller, spool, lambda: _exit_code(main, argv))
+            if not (req.outputs and any(staged.exists() for _given, staged in req.outputs.values())):
+                _send_spooled(conn, spool)
+            else:
+                crashpoint("service_before_delivery")
+                settled = False
+                undelivered = _deliver(conn, req, spool)
+                if undelivered is None:
+                    # Renamed at once: an outbox the sweep finds after a crash from here on was delivered.
+                    outbox = outbox.rename(outbox.with_name(outbox.name + _DELIVERED))
+                else:
+                    with service.commands:  # recording it writes the ledger: one writer, as for a command
+                        code = _as_caller(req, caller, spool, lambda: _undelivered(req, *undelivered, code))
+                settled = True
+                _send_spooled(conn, spool)
+        _send(conn, b"x", struct.pack(">i", code))
+    finally:
+        if settled:
+            shutil.rmtree(outbox, ignore_errors=True)
+
+
+def _as_caller(req: Request, caller: Caller, spool: IO[bytes], work: Callable[[], int]) -> int:
+    """``work()`` as the caller, for this request, its stdout and stderr spooled as frames (under the lock)."""
+    token = _request.set(req)
+    try:
+        with acting_as(caller), _redirected(spool, req):
+            return work()
+    finally:
+        _request.reset(token)
+
+
+def _send_spooled(conn: socket.socket, spool: IO[bytes]) -> None:
+    """Send the frames a command wrote into ``spool`` (outside the lock: a slow reader holds up only itself)."""
+    spool.seek(0)
+    while chunk := spool.read(_CHUNK):
+        conn.sendall(chunk)
+    spool.seek(0)
+    spool.truncate()
+
+
+def _deliver(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[str, str] | None:
+    """Send what the command printed, stream the staged outputs and ask the client whether it wrote every one;
+    None when it did, else (why, for the record; the line for the caller). A client that hangs up, stalls past
+    the timeout, or is cut off by a stop did not confirm it: that is undelivered too."""
+    try:
+        _send_spooled(conn, spool)
+        _ship_outputs(conn, req)
+        said = _await_delivery(conn)
+    except (OSError, ServiceError) as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
+        _log(f"a delivery failed: {reason}")
+        return f"sent; the connection ended before the caller confirmed it was written ({reason})", reason
+    return None if said is None else (f"sent; the caller reported it could not write it: {said}", said)
 
 
 def _await_delivery(conn: socket.socket) -> str | None:
@@ -352,16 +607,11 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def _undelivered(conn: socket.socket, req: Request, caller: Caller, reason: str, code: int) -> int:
+def _undelivered(req: Request, why: str, reason: str, code: int) -> int:
     """The caller could not write what the command made: record it as the command asked, and say so."""
-    token = _request.set(req)
-    try:
-        with acting_as(caller), _redirected(conn, req):
-            for record in req.if_undelivered:
-                record(f"sent; the caller reported it could not write it: {reason}")
-            print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
-    finally:
-        _request.reset(token)
+    for record in req.if_undelivered:
+        record(why)
+    print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
     return 2 if code == 0 else code
 
 
@@ -381,11 +631,11 @@ def _exit_code(main: Any, argv: list[str]) -> int:
 
 
 class _FrameWriter(io.RawIOBase):
-    """A byte stream sent to the client as frames of one kind (``o`` or ``e``), each passed through
-    ``shown`` first."""
+    """A byte stream written as frames of one kind (``o`` or ``e``) into the request's spool, each passed
+    through ``shown`` first."""
 
-    def __init__(self, conn: socket.socket, kind: bytes, shown: Callable[[bytes], bytes]) -> None:
-        self.conn, self.kind, self.shown = conn, kind, shown
+    def __init__(self, sink: IO[bytes], kind: bytes, shown: Callable[[bytes], bytes]) -> None:
+        self.sink, self.kind, self.shown = sink, kind, shown
 
     def writable(self) -> bool:
         return True
@@ -393,19 +643,21 @@ class _FrameWriter(io.RawIOBase):
     def write(self, b: Any) -> int:
         data = bytes(b)
         if data:
-            _send(self.conn, self.kind, self.shown(data))
+            payload = self.shown(data)
+            self.sink.write(_FRAME.pack(self.kind, len(payload)) + payload)
         return len(data)
 
 
 @contextlib.contextmanager
-def _redirected(conn: socket.socket, req: Request) -> Iterator[None]:
-    """stdout and stderr of the command go to the client, as they would to its terminal. Lines on stderr
-    name staged paths as the caller named them; stdout is data (JSON among it), which the commands print
-    with :func:`custodes.cli.shown_path` themselves, so it is sent as written."""
+def _redirected(sink: IO[bytes], req: Request) -> Iterator[None]:
+    """stdout and stderr of the command go to the client, as they would to its terminal (spooled in ``sink``
+    until the command is done). Lines on stderr name staged paths as the caller named them; stdout is data
+    (JSON among it), which the commands print with :func:`custodes.cli.shown_path` themselves, so it is sent
+    as written."""
     saved = sys.stdout, sys.stderr
     out, err = (
         io.TextIOWrapper(
-            io.BufferedWriter(_FrameWriter(conn, kind, shown)), "utf-8", "backslashreplace", write_through=True
+            io.BufferedWriter(_FrameWriter(sink, kind, shown)), "utf-8", "backslashreplace", write_through=True
         )
         for kind, shown in ((b"o", lambda data: data), (b"e", req.shown_text))
     )
@@ -516,6 +768,7 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
     reader = conn.makefile("rb")
     failed: str | None = None  # the first output that could not be written; the rest of it is skipped
     held: list[bytes] = []
+    confirmed = False  # whether this client told the service it wrote every output
     try:
         while True:
             head = reader.read(_FRAME.size)
@@ -542,12 +795,18 @@ def _receive(conn: socket.socket, writer: _ClientFiles) -> int:
                 if failed is not None:
                     writer.remove_written()
                 _send(conn, b"k" if failed is None else b"f", (failed or "").encode("utf-8", "backslashreplace"))
+                confirmed = failed is None
             elif failed is None:
                 try:
                     writer.frame(kind, payload)
                 except (OSError, ServiceError) as e:
                     failed = _write_failure(e, writer.target_now())
                     writer.abandon()
+    except BaseException:
+        if not confirmed:  # the service hung up mid-delivery (it died, or was stopped): a half bag is no bag
+            writer.abandon()
+            writer.remove_written()
+        raise
     finally:
         writer.abandon()
 
