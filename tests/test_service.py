@@ -553,7 +553,7 @@ def _ledger(arch: Path) -> list[dict]:
     ("crashpoint", "reason"),
     [
         ("export_entry_committed", "interrupted before its bag was published; the partial bag .out.partial-"),
-        ("service_before_delivery", "the archive service stopped before the caller had the bag; the bag was removed"),
+        ("service_before_delivery", "the archive service stopped before the caller confirmed it had written it"),
     ],
 )
 def test_an_export_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts_again(
@@ -584,6 +584,37 @@ def test_an_export_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts
     again = as_("carol", *argv)
     assert again.returncode == 0, again.stderr
     assert (bag / "bagit.txt").is_file()
+
+
+def test_a_view_cut_off_by_a_killed_service_is_ledgered_failed_when_it_starts_again(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    # Found by a review: a copy staged for `access open` by a service that was then killed was logged as a view
+    # for ever; the note the command left in its outbox now has the next service ledger it as not delivered.
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    out = person_folder(tmp_path / "out", "carol")
+    argv = ("access", "open", cli_archive, rid, "--segment", "1", "--to", out)
+    killed = run_cli_with_faults(*argv, user="carol", crashpoint="service_before_delivery")
+    assert killed.returncode == -9, killed.stderr
+    assert list(out.iterdir()) == []
+    before = _ledger(cli_archive)
+    assert (before[-1]["type"], before[-1]["request"], before[-1]["segment"]) == ("access_open", rid, 1)
+    serve(cli_archive)
+    stop_service(cli_archive)
+    serve(cli_archive)  # a second start finds nothing more to record
+    after = _ledger(cli_archive)[len(before) :]
+    assert [e["type"] for e in after] == ["access_open_failed"]
+    failed = after[0]
+    assert (failed["request"], failed["segment"], failed["person"], failed["account"]) == (rid, 1, "carol", "carol")
+    assert failed["detail"] == "the archive service stopped before the caller confirmed it had written it"
+    assert list((cli_archive / "tmp" / "outbox").iterdir()) == []
+    report = tmp_path / "report.json"
+    assert run_cli("report", cli_archive, "--format", "json", "--out", report).returncode in (0, 1)
+    access = json.loads(report.read_text())["access"]
+    assert (access["views"], access["failed"]) == (0, 1)
+    assert run_cli("verify", cli_archive, "-q").returncode == 0
+    assert as_("carol", *argv).returncode == 0 and len(list(out.iterdir())) == 1  # and she can open it again
 
 
 def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: Path) -> None:

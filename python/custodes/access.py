@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,14 @@ def _log(
     """Ledger one step and make its rows from the entry (catalog.replay): its access-log row, and what a
     granted step records beyond it (``facts``: a request's segments, reason and purpose; a decision's window;
     a classification's level)."""
-    entry = {
+    return replay.record(catalog, _step(request, person, action, segment, ok, detail, now) | facts)
+
+
+def _step(
+    request: int | None, person: str, action: str, segment: int | None, ok: bool, detail: str, now: int | None
+) -> dict[str, Any]:
+    """The ledger entry of one access step by the current caller (``now`` None: stamped when recorded)."""
+    return {
         "type": f"access_{action}",
         "request": request,
         "person": person,
@@ -162,7 +168,6 @@ def _log(
         # self-approval and the names rule (custodes.policy) compare accounts.
         "account": current_caller().account,
     }
-    return replay.record(catalog, entry | facts)
 
 
 #: Other workflows' steps (a policy proposal and its decision) are logged the same way; returns the entry's index.
@@ -504,27 +509,34 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
         raise CustodesError(f"--to {target}: the copy failed ({why}); nothing was left there") from None
     finally:
         temp.unlink(missing_ok=True)
-    if_undelivered(
-        archive,
-        lambda tx, why, now: _log(tx, request_id, current_person(archive), "open_failed", segment, False, why, now),
-    )
+    if_undelivered(_step(request_id, current_person(archive), "open_failed", segment, False, "", None), "detail")
     return target
 
 
-def if_undelivered(archive: Archive, record: Callable[[Catalog, str, int], None]) -> None:
+def if_undelivered(entry: dict[str, Any], why_field: str) -> None:
     """Through the archive service, a copy the command made still has to reach the caller, whose CLI writes
-    it: if that fails, ``record(catalog, why, now)`` runs in one transaction, as the caller, followed by a
-    checkpoint, so the log never says a copy was handed over that never arrived (see custodes.service)."""
+    it: if it does not (the caller says so, hangs up, or the service dies first), ``entry`` is ledgered with
+    the reason in ``why_field`` (see :func:`record_undelivered`), so the log never says a copy was handed over
+    that never arrived. The service keeps the entry in the request's outbox, where the next service finds it
+    after a crash (custodes.service)."""
     from custodes.service import request
 
     serving = request()
-    if serving is None:
+    if serving is not None:
+        serving.on_undelivered(entry, why_field)
+
+
+def record_undelivered(root: Path, notes: list[tuple[str, dict[str, Any], str]], why: str) -> None:
+    """Ledger each note (delivery id, entry, field for the reason) of a copy that never reached its caller, in
+    one transaction, then sign. A note already ledgered (its delivery id is in an entry of its type: the
+    service died after recording it, before removing its outbox) is not ledgered twice."""
+    if not notes:
         return
-
-    def undelivered(why: str) -> None:
-        with open_archive(serving.archive) as again:
-            with again.transaction() as tx:
-                record(tx, why, time.time_ns())
-            again.checkpoint()
-
-    serving.on_undelivered(undelivered)
+    with open_archive(root) as archive:
+        with archive.transaction() as tx:
+            now = time.time_ns()
+            for delivery, entry, field in notes:
+                kind = str(entry["type"])
+                if all(json.loads(data).get("delivery") != delivery for _i, data in tx.ledger.of_type(kind)):
+                    replay.record(tx, entry | {field: why, "time": now, "delivery": delivery})
+        archive.checkpoint()

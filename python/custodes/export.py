@@ -111,12 +111,7 @@ def export_case(
             f"export of case {case} failed: {why}; the failure is in the ledger and no bag was left at {final}"
         ) from None
     # Through the service the bag still has to reach the caller: if it does not, the export is ledgered failed.
-    if_undelivered(
-        archive,
-        lambda tx, why, now: replay.record(
-            tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": now}
-        ),
-    )
+    if_undelivered({"type": "export_failed", **about, "export": export_seq}, "reason")
     return final
 
 

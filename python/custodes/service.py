@@ -139,13 +139,23 @@ class Request:
     staged_inputs: list[tuple[str, Path]] = field(default_factory=list)
     #: The regular files (device, inode) of the caller's folders that custodes.rights found the caller could read.
     checked: set[tuple[int, int]] = field(default_factory=set)
-    #: What the command asks done if the caller could not write its outputs (a failed copy is ledgered).
-    if_undelivered: list[Callable[[str], None]] = field(default_factory=list)
+    #: What the command asks ledgered if its outputs never reach the caller: (delivery id, entry, the entry's
+    #: field for the reason), each also noted in the outbox (:data:`_NOTES`) for the sweep after a crash.
+    if_undelivered: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
 
-    def on_undelivered(self, record: Callable[[str], None]) -> None:
-        """``record(reason)`` runs, as the caller, when the caller's CLI could not write the outputs: the
-        command said what it did, and only the caller can say whether it reached them."""
-        self.if_undelivered.append(record)
+    def on_undelivered(self, entry: dict[str, Any], why_field: str) -> None:
+        """``entry`` is ledgered, with the reason, if the caller's CLI does not confirm it wrote the outputs: the
+        command said what it did, and only the caller can say whether it reached them. Noted durably in the
+        outbox first, so a service that dies before the caller confirmed leaves it to the next one."""
+        note = (f"{self.outbox.name}/{len(self.if_undelivered)}", entry, why_field)
+        line = json.dumps({"delivery": note[0], "entry": entry, "field": why_field}, separators=(",", ":"))
+        fd = os.open(self.outbox / _NOTES, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.if_undelivered.append(note)
 
     def absolute(self, given: str) -> str:
         return os.path.normpath(os.path.join(self.cwd, given))
@@ -391,9 +401,12 @@ def hold_embedded(archive: str | os.PathLike[str]) -> None:
 
 
 def _sweep_outboxes(archive: Archive) -> None:
-    """Remove the outboxes of services that died, each output first handed to the export's rule for what a
-    crash left (:func:`custodes.export.sweep_undelivered`): an export whose bag never reached its caller is
-    ledgered failed, so the ledger never reads as if it had."""
+    """Remove the outboxes of services that died, first ledgering what never reached its caller, so the ledger
+    never reads as if it had: the entries the command noted for an undelivered output (a view's
+    ``open_failed``, an export's ``export_failed``, see :meth:`Request.on_undelivered`), or, where a crash came
+    before the note, what the export's own rule finds in its staging folder or bag
+    (:func:`custodes.export.sweep_undelivered`)."""
+    from custodes.access import record_undelivered
     from custodes.export import sweep_undelivered
 
     folder = outbox_root(archive.root)
@@ -402,10 +415,33 @@ def _sweep_outboxes(archive: Archive) -> None:
         pid = old.name.partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
-        for output in [] if old.name.endswith(_DELIVERED) else sorted(old.iterdir()):
-            if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
-                sweep_undelivered(archive, output / "out")
+        if old.name.endswith(_DELIVERED):
+            pass  # its caller confirmed every output
+        elif (old / _NOTES).is_file():
+            why = "the archive service stopped before the caller confirmed it had written it"
+            record_undelivered(archive.root, _read_notes(old / _NOTES), why)
+        else:
+            for output in sorted(old.iterdir()):
+                if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
+                    sweep_undelivered(archive, output / "out")
         shutil.rmtree(old, ignore_errors=True)
+
+
+#: The file in an outbox that notes what to ledger if its outputs never reach the caller (JSON lines).
+_NOTES = "undelivered.jsonl"
+
+
+def _read_notes(path: Path) -> list[tuple[str, dict[str, Any], str]]:
+    """The notes of an outbox; a line a crash cut short (the last, unsynced) is left out: its copy was never
+    sent, since a note is synced before the command goes on."""
+    notes = []
+    for line in path.read_bytes().splitlines():
+        try:
+            n = json.loads(line)
+            notes.append((str(n["delivery"]), dict(n["entry"]), str(n["field"])))
+        except (ValueError, KeyError, TypeError):
+            _log(f"{path}: a note cut short is left out: {line[:80]!r}")
+    return notes
 
 
 def _bind(path: Path) -> socket.socket:
@@ -609,8 +645,9 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 def _undelivered(req: Request, why: str, reason: str, code: int) -> int:
     """The caller could not write what the command made: record it as the command asked, and say so."""
-    for record in req.if_undelivered:
-        record(why)
+    from custodes.access import record_undelivered
+
+    record_undelivered(req.archive, req.if_undelivered, why)
     print(f"custodes: {reason}; nothing was left there", file=sys.stderr)
     return 2 if code == 0 else code
 
