@@ -95,6 +95,8 @@ def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
         "exports": 0,
         "failed": 0,
         "failed_deliveries": [],
+        "unconfirmed": 0,
+        "unconfirmed_deliveries": [],
     }
     concerns = {x["concern"]: x for x in model["concerns"]}
     assert concerns["concern_not_recorded"]["count"] == 2

@@ -29,6 +29,7 @@ from helpers import (
     FOOTAGE,
     SERVICE_ACCOUNT,
     account_python,
+    as_account,
     catalog_rows,
     ensure_accounts,
     one_line_error,
@@ -333,6 +334,45 @@ def test_publish_writes_only_where_the_caller_could_write(cli_archive: Path, tmp
         run_cli("ledger", "publish", cli_archive, shared_witness(tmp_path / "ours", "alice"), user="alice").returncode
         == 0
     )
+
+
+_FLIPPER = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b, seconds = sys.argv[1].encode(), sys.argv[2].encode(), float(sys.argv[3])
+print("flipping", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE: the folder and the link trade places, atomically
+"""
+
+
+def test_publish_writes_into_the_folder_checked_however_its_name_is_swapped(cli_archive: Path, tmp_path: Path) -> None:
+    # Found by a hostile review: the folder was checked once, then written by name; a custodian swapping it for
+    # a link to a folder only the service may write (renameat2 RENAME_EXCHANGE, in a loop) won within two
+    # tries. Now every write goes through the caller's own descriptor of the folder it checked.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    _owned(theirs, SERVICE_ACCOUNT, 0o755)
+    mine = person_folder(tmp_path / "mine", "alice")
+    ensure_accounts()
+    for round_ in range(8):
+        folder, link = mine / f"w{round_}", mine / f"s{round_}"
+        shared_witness(folder, "alice")
+        link.symlink_to(theirs)
+        os.lchown(link, *(pwd.getpwnam("alice")[2:4]))
+        flipper = subprocess.Popen(
+            [*as_account("alice"), account_python()[0], "-S", "-c", _FLIPPER, str(folder), str(link), "3"],
+            stdout=subprocess.PIPE,
+        )
+        assert flipper.stdout is not None and flipper.stdout.readline() == b"flipping\n"
+        out = run_cli("ledger", "publish", cli_archive, folder, user="alice")
+        # Published, or refused with one line (the folder changed, or was the link when checked): never a
+        # crash (a path that stopped being a link while it was resolved once raised out of the rights check).
+        log = cli_archive.parent / "archive.service.log"
+        assert out.returncode in (0, 2) and b"Traceback" not in out.stderr, (out.stderr, log.read_text()[-3000:].replace("\n", " | "))
+        flipper.communicate(timeout=30)
+        assert list(theirs.iterdir()) == [], f"round {round_}: the service wrote into a folder alice cannot"
 
 
 def test_volume_and_timeline_read_as_the_caller_never_through_the_service(fresh_archive: Path, tmp_path: Path) -> None:

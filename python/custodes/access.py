@@ -526,17 +526,41 @@ def if_undelivered(entry: dict[str, Any], why_field: str) -> None:
         serving.on_undelivered(entry, why_field)
 
 
-def record_undelivered(root: Path, notes: list[tuple[str, dict[str, Any], str]], why: str) -> None:
-    """Ledger each note (delivery id, entry, field for the reason) of a copy that never reached its caller, in
-    one transaction, then sign. A note already ledgered (its delivery id is in an entry of its type: the
-    service died after recording it, before removing its outbox) is not ledgered twice."""
+#: The access-log action of a copy that left the service but whose receipt the caller's CLI did not confirm.
+UNCONFIRMED = "delivery_unconfirmed"
+
+
+def record_undelivered(
+    root: Path, notes: list[tuple[str, dict[str, Any], str]], why: str, *, sent: bool = False
+) -> None:
+    """Ledger what became of copies whose delivery the caller's CLI did not confirm, in one transaction, then
+    sign. ``notes``: (delivery id, the entry the command asked for, its field for the reason).
+
+    Not ``sent`` (no byte left the service): each note's own entry, the command's rule for a copy that never
+    arrived (``open_failed``, ``export_failed``), with ``why``. ``sent``: the service cannot know what the
+    caller kept (its CLI could keep every byte and still say it failed), so the copy stays handed over and an
+    ``access_delivery_unconfirmed`` step says what the caller's CLI reported. A note already ledgered (its
+    delivery id is in an entry of that type: a service that died after recording it) is not ledgered again."""
     if not notes:
         return
     with open_archive(root) as archive:
         with archive.transaction() as tx:
             now = time.time_ns()
             for delivery, entry, field in notes:
-                kind = str(entry["type"])
+                made = _unconfirmed_step(entry, why, now) if sent else entry | {field: why, "time": now}
+                kind = str(made["type"])
                 if all(json.loads(data).get("delivery") != delivery for _i, data in tx.ledger.of_type(kind)):
-                    replay.record(tx, entry | {field: why, "time": now, "delivery": delivery})
+                    replay.record(tx, made | {"delivery": delivery})
         archive.checkpoint()
+
+
+def _unconfirmed_step(entry: dict[str, Any], said: str, now: int) -> dict[str, Any]:
+    """The access step of a copy sent but not confirmed, from the entry its command noted: same request, person
+    and recording (an export's: every recording of the bag)."""
+    what = "the bag" if entry.get("type") == "export_failed" else "the copy"
+    detail = f"{what} was sent; the caller's CLI did not confirm it wrote it: {said[:500]}"
+    step = _step(
+        entry.get("request"), str(entry.get("person") or entry.get("by")), UNCONFIRMED, None, True, detail, now
+    )
+    step["account"] = entry.get("account", step["account"])  # the caller's, though a later service records it
+    return step | {"segment": entry.get("segment"), "segments": entry.get("segments")}

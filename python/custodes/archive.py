@@ -669,7 +669,10 @@ def refuse_inside(
     """:func:`refuse_inside_archive` for a caller that knows only the archive's folder (the CLI in front of
     the archive service, which cannot read the policy to learn where the key lives)."""
     given = Path(path)
-    resolved = given.resolve()
+    try:
+        resolved = given.resolve()
+    except OSError as e:  # a link swapped in or out while it is resolved (readlink on what is no longer one)
+        raise ArchiveError(f"{option} {given}: it changed while it was checked ({e.strerror}); run again") from None
     places = [(Path(root).resolve(), "inside the archive")]
     if signing_key is not None:
         places.append((signing_key.resolve(), "the archive's signing key"))

@@ -908,10 +908,7 @@ def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
         hold_embedded(path)  # no second writer beside a service on another socket
     archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
     try:
-        if request() is not None:  # through the service, nobody without a role sees anything of the archive
-            from custodes.access import require_role_to_serve
-
-            require_role_to_serve(archive, click.get_current_context().command_path.partition(" ")[2])
+        # Through the service, the role gate ran before the command line was parsed (custodes.service._gate).
         if not policy_may_differ:
             require_current(archive)
     except BaseException:
@@ -1356,15 +1353,17 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     from custodes.witness import publish
 
     result, findings = publish(archive, Path(folder))
+    shown = shown_path(folder)
     if out.json:
-        _write_json(result.to_json() | {"ok": not findings, "findings": [f.to_json() for f in findings]})
+        found = [f.to_json() for f in findings]
+        _write_json(result.to_json() | {"folder": shown, "ok": not findings, "findings": found})
     else:
         for f in findings:
             click.echo(f"{f.kind}: {f.message}")
         if findings:
-            out.say(f"NOT PUBLISHED: the ledger disagrees with {folder}")
+            out.say(f"NOT PUBLISHED: the ledger disagrees with {shown}")
         else:
-            out.say(f"published {len(result.published)} checkpoint(s) to {folder} ({result.already} there before)")
+            out.say(f"published {len(result.published)} checkpoint(s) to {shown} ({result.already} there before)")
     sys.exit(EXIT_FINDINGS if findings else 0)
 
 

@@ -49,6 +49,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "views": ("查看", "Views"),
     "exports": ("导出", "Exports"),
     "failed_deliveries": ("未送达的副本", "Copies not delivered"),
+    "unconfirmed_deliveries": ("已发出但未确认收到的副本", "Copies sent, receipt not confirmed"),
     "time": ("时间", "Time"),
     "person": ("人员", "Person"),
     "action": ("操作", "Action"),

@@ -232,6 +232,7 @@ def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple
     ]
     refusals = [_refusal(archive, row) for row in log if not row.ok and row.action not in UNDELIVERED]
     delivered, failed = _deliveries(archive, period, seg_ids, log)
+    unconfirmed = _unconfirmed(archive, log)
     section = {
         "requests": len(in_scope_requests),
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
@@ -241,8 +242,34 @@ def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple
         "exports": delivered["export"],
         "failed": len(failed),
         "failed_deliveries": failed,
+        "unconfirmed": len(unconfirmed),
+        "unconfirmed_deliveries": unconfirmed,
     }
     return section, refusals
+
+
+def _unconfirmed(archive: Archive, log: list[Any]) -> list[dict[str, Any]]:
+    """Each copy that left the archive service but whose receipt the caller's CLI did not confirm
+    (custodes.access.record_undelivered): counted among the views and exports (the service cannot know what
+    the caller kept), and listed with what the CLI said."""
+    from custodes.access import UNCONFIRMED
+
+    out = []
+    for row in log:
+        if row.action != UNCONFIRMED:
+            continue
+        data = archive.catalog.ledger.entry(row.ledger_seq)
+        try:
+            listed = json.loads(data).get("segments") if data is not None else None
+        except (ValueError, AttributeError):
+            listed = None  # an edited entry: verify names it; the report still lists the row
+        export = isinstance(listed, list)
+        segments = [x for x in listed if isinstance(x, int)] if export else [row.segment_id]
+        about = {"reason": row.detail, "time": row.time_ns}
+        out.append(
+            _failure("export" if export else "open", row.person, row.request_id, segments, about, row.ledger_seq)
+        )
+    return out
 
 
 def _refusal(archive: Archive, row: Any) -> dict[str, Any]:

@@ -183,7 +183,10 @@ def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int
     reads: every folder listed and entered, every regular file read, every link leading to such an entry
     inside ``folder``. ``given`` is the folder as the caller named it, for the message. Returns the regular
     files checked, as (device, inode): what :func:`as_checked` lets a copy read."""
-    root = os.path.realpath(folder)
+    try:
+        root = os.path.realpath(folder, strict=True)
+    except OSError as e:  # a link swapped in or out while it is looked at (readlink on what is no longer one)
+        raise _refusal(folder, folder, given, f"it changed while it was checked ({e.strerror})") from None
     links: list[str] = []
     files: set[tuple[int, int]] = set()
     _entry(folder, folder, given, caller, links, files, follow=True)  # the caller opened it through any link
@@ -203,7 +206,10 @@ def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int
                 subfolders.append(entry.path)
         stack.extend(reversed(subfolders))
     for link in links:
-        target = os.path.realpath(link)
+        try:
+            target = os.path.realpath(link, strict=True)
+        except OSError as e:  # dangling, a loop, or changed while it is looked at: nothing to read there
+            raise _refusal(link, folder, given, f"a symbolic link that leads nowhere readable ({e.strerror})") from None
         inside = os.path.relpath(target, root)
         outside = inside == os.pardir or inside.startswith(os.pardir + os.sep)
         if target != root and (outside or any(_is_noise(p) for p in inside.split(os.sep))):

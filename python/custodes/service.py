@@ -52,10 +52,12 @@ past the timeout, or the service stopped), is recorded by the command's own rule
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -100,6 +102,11 @@ _REQUEST_TIMEOUT_S = 5.0
 _ANSWER_TIMEOUT_S = 60.0
 #: Connections served at once (a thread each); one more is told the service is busy, never queued.
 _MAX_CONNECTIONS = 32
+#: Connections one account may hold at once: one account alone cannot take every slot (each of its requests
+#: still has only _REQUEST_TIMEOUT_S in all to arrive).
+_MAX_PER_ACCOUNT = 8
+#: The longest reason a client may give for not writing an output (it is shown, never ledgered).
+_MAX_REASON = 4096
 #: How long a connection beyond the bound is given to send its request before it is told so and closed.
 _TURN_AWAY_S = 0.2
 #: A command's stdout and stderr are kept in memory up to this, then in a temp file of its outbox.
@@ -184,9 +191,15 @@ class Request:
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
         # Before any driver runs; what bounds an entry swapped after it: custodes.rights ("The race").
         self.checked |= check_folder(self.absolute(given), given, current_caller())
-        if writes:  # a folder the command also writes in (ledger publish): the caller's right to, too
-            check_writable(self.absolute(given), given, current_caller())
-        return self.absolute(given)
+        if not writes:
+            return self.absolute(given)
+        # A folder the command also writes in (ledger publish): the caller's right to, too, and every write
+        # goes through the caller's own descriptor (/proc/self/fd/N names the folder itself, not a path), so a
+        # folder swapped for a link after the check cannot send the service's writes anywhere else.
+        by_descriptor = f"/proc/self/fd/{fd}"
+        check_writable(by_descriptor, given, current_caller())
+        self.staged_inputs.append((self.absolute(given), Path(by_descriptor)))
+        return by_descriptor
 
     def _stage_input(self, given: str, fd: int, size: int) -> str:
         if size > _MAX_INPUT:
@@ -219,7 +232,10 @@ class Request:
 
     def is_staged(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path`` is one of this request's staged outputs (or inside one)."""
-        resolved = Path(path).resolve()
+        try:
+            resolved = Path(path).resolve()
+        except OSError:  # changed while it was resolved: not a staged output, whose folders nobody else touches
+            return False
         staged = [p.resolve() for _given, p in self.outputs.values()]
         return any(resolved == p or p in resolved.parents for p in staged)
 
@@ -254,6 +270,8 @@ class _Service:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: The connections being answered (their threads' own), so a stop can cut off those that outstay it.
     open: set[socket.socket] = field(default_factory=set)
+    #: Open connections per account (uid), under ``guard``.
+    per_account: dict[int | None, int] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -302,14 +320,25 @@ def serve(
         while not service.stopping.is_set():
             try:
                 conn, _ = server.accept()
-            except OSError:
+            except OSError as e:
                 if service.stopping.is_set():
                     break
+                if e.errno in _SHORT_OF_RESOURCES:  # out of descriptors or memory for now: never a reason to stop
+                    _log(f"cannot take a connection now ({e.strerror}); waiting")
+                    time.sleep(0.1)
+                    continue
                 raise
+            caller = _peer(conn)
+            if caller is None:
+                continue
+            if not _admit(service, caller.uid):
+                _turn_away(conn, f"{caller.account} has {_MAX_PER_ACCOUNT} requests open already; try again")
+                continue
             if not slots.acquire(blocking=False):
+                _leave(service, caller.uid)
                 _turn_away(conn, f"the archive service is busy ({_MAX_CONNECTIONS} requests at once); try again")
                 continue
-            thread = threading.Thread(target=_connection, args=(service, conn, slots), daemon=True)
+            thread = threading.Thread(target=_connection, args=(service, conn, caller, slots), daemon=True)
             thread.start()
             threads = [t for t in threads if t.is_alive()] + [thread]
     finally:
@@ -415,11 +444,11 @@ def _sweep_outboxes(archive: Archive) -> None:
         pid = old.name.partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
-        if old.name.endswith(_DELIVERED):
-            pass  # its caller confirmed every output
-        elif (old / _NOTES).is_file():
+        if (old / _NOTES).is_file():  # gone once the caller confirmed; sent or not, say what became of it
             why = "the archive service stopped before the caller confirmed it had written it"
-            record_undelivered(archive.root, _read_notes(old / _NOTES), why)
+            record_undelivered(archive.root, _read_notes(old / _NOTES), why, sent=(old / _SENT).exists())
+        elif (old / _SENT).exists():
+            pass  # confirmed, or sent by a command that noted nothing
         else:
             for output in sorted(old.iterdir()):
                 if output.name.isdigit():  # an output's folder (see Request.stage_output): its bag, or its staging
@@ -486,24 +515,54 @@ def _turn_away(conn: socket.socket, why: str) -> None:
     _log(why)
 
 
-def _connection(service: _Service, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
+#: accept(2) errors that pass: the process is short of descriptors or memory for a moment.
+_SHORT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED})
+
+
+def _peer(conn: socket.socket) -> Caller | None:
+    """Who connected (the kernel says); None, with the connection closed, when it cannot say."""
+    try:
+        return peer_caller(conn)
+    except OSError as e:
+        _log(f"a connection whose peer is unknown was closed: {e}")
+        conn.close()
+        return None
+
+
+def _admit(service: _Service, uid: int | None) -> bool:
+    """Count one more connection of ``uid``, unless it holds :data:`_MAX_PER_ACCOUNT` already."""
+    with service.guard:
+        held = service.per_account.get(uid, 0)
+        if held >= _MAX_PER_ACCOUNT:
+            return False
+        service.per_account[uid] = held + 1
+        return True
+
+
+def _leave(service: _Service, uid: int | None) -> None:
+    with service.guard:
+        service.per_account[uid] -= 1
+        if not service.per_account[uid]:
+            del service.per_account[uid]
+
+
+def _connection(service: _Service, conn: socket.socket, caller: Caller, slots: threading.BoundedSemaphore) -> None:
     with service.guard:
         service.open.add(conn)
     try:
         with conn:
-            _answer(service, conn)
+            _answer(service, conn, caller)
     finally:
         with service.guard:
             service.open.discard(conn)
+        _leave(service, caller.uid)
         slots.release()
 
 
-def _answer(service: _Service, conn: socket.socket) -> None:
+def _answer(service: _Service, conn: socket.socket, caller: Caller) -> None:
     """Serve one connection; whatever goes wrong ends this request only, never the service."""
     fds: list[int] = []
     try:
-        caller = peer_caller(conn)
-        conn.settimeout(_REQUEST_TIMEOUT_S)
         header, fds = _read_request(conn)
         conn.settimeout(_ANSWER_TIMEOUT_S)
         _run(service, conn, caller, header, fds)
@@ -518,11 +577,33 @@ def _answer(service: _Service, conn: socket.socket) -> None:
 
 
 def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request and the descriptors passed with it, within :data:`_REQUEST_TIMEOUT_S` in all (a byte now
+    and then does not keep a connection open). The descriptors are closed here if the request is refused."""
+    deadline = time.monotonic() + _REQUEST_TIMEOUT_S
+    conn.settimeout(_REQUEST_TIMEOUT_S)
     data, fds, _flags, _addr = socket.recv_fds(conn, 65536, _MAX_FDS)
+    try:
+        return _parse_request(conn, data, fds, deadline)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _parse_request(
+    conn: socket.socket, data: bytes, fds: list[int], deadline: float
+) -> tuple[dict[str, Any], list[int]]:
     while not data.endswith(b"\n"):
         if len(data) > _MAX_HEADER:
             raise ServiceError("the request is too long")
-        more = conn.recv(65536)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServiceError(f"the request did not arrive within {_REQUEST_TIMEOUT_S:g} s")
+        conn.settimeout(left)
+        try:
+            more = conn.recv(65536)
+        except TimeoutError:
+            raise ServiceError(f"the request did not arrive within {_REQUEST_TIMEOUT_S:g} s") from None
         if not more:
             raise ServiceError("the client hung up before its request was complete")
         data += more
@@ -535,10 +616,6 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     if not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs) and len(inputs) == len(fds)):
         raise ServiceError("a malformed request (each input path needs its descriptor)")
     return header, fds
-
-
-#: The suffix an outbox takes once its caller confirmed it wrote every output.
-_DELIVERED = ".delivered"
 
 
 def _new_outbox(root: Path) -> Path:
@@ -555,7 +632,8 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
 
     root = service.root
     argv: list[str] = header["argv"]
-    if served_command(argv) is None:  # a raw client may send anything: the service runs archive commands only
+    command = served_command(argv)
+    if command is None:  # a raw client may send anything: the service runs archive commands only
         raise ServiceError(f"it runs only commands on its archive, not `custodes {' '.join(argv[:2])}`")
     here = os.stat(root)
     if header.get("archive") != [here.st_dev, here.st_ino]:  # --server names a socket, ARCHIVE the archive
@@ -569,25 +647,44 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
                 if service.stopping.is_set():
                     raise ServiceError("it is stopping; run the command again once it is back")
                 _log(f"{caller.account}: {' '.join(argv[:2])}")
-                code = _as_caller(req, caller, spool, lambda: _exit_code(main, argv))
+                code = _as_caller(req, caller, spool, lambda: _gate(root, command) or _exit_code(main, argv))
             if not (req.outputs and any(staged.exists() for _given, staged in req.outputs.values())):
                 _send_spooled(conn, spool)
             else:
                 crashpoint("service_before_delivery")
                 settled = False
-                undelivered = _deliver(conn, req, spool)
-                if undelivered is None:
-                    # Renamed at once: an outbox the sweep finds after a crash from here on was delivered.
-                    outbox = outbox.rename(outbox.with_name(outbox.name + _DELIVERED))
-                else:
+                unsent, unconfirmed = _deliver(conn, req, spool)
+                if unsent is not None:
                     with service.commands:  # recording it writes the ledger: one writer, as for a command
-                        code = _as_caller(req, caller, spool, lambda: _undelivered(req, *undelivered, code))
+                        code = _as_caller(req, caller, spool, lambda: _undelivered(req, *unsent, code))
+                elif unconfirmed is not None:
+                    with service.commands:
+                        code = _as_caller(req, caller, spool, lambda: _unconfirmed(req, unconfirmed, code))
+                else:
+                    (req.outbox / _NOTES).unlink(missing_ok=True)  # confirmed: nothing for a sweep to record
                 settled = True
                 _send_spooled(conn, spool)
         _send(conn, b"x", struct.pack(">i", code))
     finally:
         if settled:
             shutil.rmtree(outbox, ignore_errors=True)
+
+
+def _gate(root: Path, command: str) -> int:
+    """The role gate (:func:`custodes.access.require_role_to_serve`), before the command line is even parsed:
+    parsing opens and checks the caller's folders (custodes.rights), which nobody without the role should make
+    the service do. 0 when the caller may go on; a refusal (logged by the gate) is one line and exit 1, as the
+    CLI says it."""
+    from custodes.access import AccessDenied, require_role_to_serve
+    from custodes.archive import open_archive
+
+    try:
+        with contextlib.closing(open_archive(root)) as archive:
+            require_role_to_serve(archive, command)
+    except AccessDenied as e:
+        print(f"custodes: refused: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _as_caller(req: Request, caller: Caller, spool: IO[bytes], work: Callable[[], int]) -> int:
@@ -609,26 +706,68 @@ def _send_spooled(conn: socket.socket, spool: IO[bytes]) -> None:
     spool.truncate()
 
 
-def _deliver(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[str, str] | None:
-    """Send what the command printed, stream the staged outputs and ask the client whether it wrote every one;
-    None when it did, else (why, for the record; the line for the caller). A client that hangs up, stalls past
-    the timeout, or is cut off by a stop did not confirm it: that is undelivered too."""
+def _deliver(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[tuple[str, str] | None, str | None]:
+    """Send what the command printed, stream the staged outputs and ask the client whether it wrote every one.
+    Returns (unsent, unconfirmed): ``unsent`` (why, for the record; the line for the caller) when the connection
+    failed before any byte of an output left the service; ``unconfirmed`` (the line for the caller) when bytes
+    did leave but the client did not confirm it wrote them all.
+
+    Only the first is ledgered as not delivered (the command's own rule: ``open_failed``, ``export_failed``).
+    Whatever the client says once bytes have left, the service cannot know what the caller kept: the client is
+    the caller's own program, which could keep every byte and still say it failed, or hang up one byte short.
+    So a copy sent in full or in part stays recorded as handed over; the caller is told so."""
     try:
         _send_spooled(conn, spool)
+        if _hung_up(conn):
+            raise ServiceError("the client hung up before its outputs were sent")
+    except (OSError, ServiceError) as e:
+        reason = _failure(e)
+        _log(f"a delivery failed before any output was sent: {reason}")
+        return (f"not sent: the connection ended before the copy was sent ({reason})", reason), None
+    _mark_sent(req.outbox)
+    try:
         _ship_outputs(conn, req)
         said = _await_delivery(conn)
     except (OSError, ServiceError) as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
-        _log(f"a delivery failed: {reason}")
-        return f"sent; the connection ended before the caller confirmed it was written ({reason})", reason
-    return None if said is None else (f"sent; the caller reported it could not write it: {said}", said)
+        said = f"the connection ended before the caller confirmed it was written ({_failure(e)})"
+    if said is not None:
+        _log(f"a delivery was not confirmed: {said}")
+    return None, said
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client has closed its connection both ways (POLLHUP; a client that only stopped writing
+    still reads): then no output is sent at all."""
+    poller = select.poll()
+    poller.register(conn, select.POLLHUP | select.POLLERR)
+    return any(events & (select.POLLHUP | select.POLLERR) for _fd, events in poller.poll(0))
+
+
+def _failure(e: BaseException) -> str:
+    return "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
+
+
+#: In an outbox: its outputs began to leave the service, so what they hold counts as handed over (see _deliver).
+_SENT = "sent"
+
+
+def _mark_sent(outbox: Path) -> None:
+    """Note, durably, that outputs begin to leave: the sweep after a crash then records nothing as undelivered."""
+    fd = os.open(outbox / _SENT, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(outbox)
 
 
 def _await_delivery(conn: socket.socket) -> str | None:
-    """Ask the client whether it wrote every output; None when it did, else its reason."""
+    """Ask the client whether it wrote every output; None when it did, else its reason (shown, never kept)."""
     _send(conn, b"w", b"")
     head = _recv_exact(conn, _FRAME.size)
     kind, length = _FRAME.unpack(head)
+    if length > _MAX_REASON:
+        raise ServiceError(f"the client's answer is {length} bytes long; it says in at most {_MAX_REASON}")
     reason = _recv_exact(conn, length).decode("utf-8", "replace")
     return None if kind == b"k" else reason or "the copy failed"
 
@@ -641,6 +780,16 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
             raise ServiceError("the client hung up before it said whether it wrote the outputs")
         data += more
     return data
+
+
+def _unconfirmed(req: Request, said: str, code: int) -> int:
+    """Bytes left the service, but the caller's CLI did not confirm it wrote them (see :func:`_deliver`): the
+    copy stays recorded as handed over, with what the CLI said."""
+    from custodes.access import record_undelivered
+
+    record_undelivered(req.archive, req.if_undelivered, said, sent=True)
+    print(f"custodes: {said}; the copy was sent, so the archive records it as handed over to you", file=sys.stderr)
+    return 2 if code == 0 else code
 
 
 def _undelivered(req: Request, why: str, reason: str, code: int) -> int:

@@ -216,9 +216,11 @@ def render_html_text(report: dict[str, Any]) -> str:
                 (L("views"), ac["views"]),
                 (L("exports"), ac["exports"]),
                 (L("failed_deliveries"), ac["failed"]),
+                (L("unconfirmed_deliveries"), ac["unconfirmed"]),
             ]
         ),
         _failed_table(ac["failed_deliveries"], L),
+        _failed_table(ac["unconfirmed_deliveries"], L),
         f"<h2>{_e(L('concerns'))}</h2>",
         "<table><tr><th>"
         + _e(L("article"))
