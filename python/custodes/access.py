@@ -411,15 +411,23 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
         )
         longest = _max_window_hours(archive)
         if window > longest:  # before anything is logged too: a mistyped --hours is an error, not an act
-            given = f"--hours {window:g}" if hours is not None else f"the policy's window_hours = {window:g}"
+            given = (
+                f"--hours {_hours(window)}" if hours is not None else f"the policy's window_hours = {_hours(window)}"
+            )
             raise CustodesError(
                 f"{given} is longer than the longest approval window the policy allows ([access] "
-                f"max_window_hours = {longest:g}); approve for {longest:g} hours or fewer"
+                f"max_window_hours = {_hours(longest)}); approve for {_hours(longest)} hours or fewer"
             )
     with archive.transaction() as tx:
         _log(tx, request_id, person, action, None, True, why, now, valid_until=until)
     archive.checkpoint()
     return _load(archive, request_id)
+
+
+def _hours(value: float) -> str:
+    """A number of hours as given, with every digit that tells it from another (``:g`` would show 720.0000001 as
+    720, "longer than 720"), and no ``.0`` on a whole number."""
+    return repr(float(value)).removesuffix(".0")
 
 
 def approve(archive: Archive, request_id: int, hours: float | None = None, note: str = "") -> AccessRequest:
