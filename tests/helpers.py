@@ -34,6 +34,7 @@ def run_cli(
     obey_permissions: bool = False,
     user: str | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
 
@@ -43,7 +44,8 @@ def run_cli(
     (created for the test, see :func:`ensure_accounts`); the archive among
     ``args`` is then kept by its service (:func:`serve`), started on first
     use, as on a station where people share an archive. ``env``: extra
-    environment variables.
+    environment variables. ``timeout``: seconds before the test fails
+    (``subprocess.TimeoutExpired``): a command that must not hang.
     """
     prefix: list[str] = []
     if obey_permissions and os.geteuid() == 0:
@@ -65,7 +67,7 @@ def run_cli(
         cwd=cwd,
         input=input,
         capture_output=True,
-        timeout=300,
+        timeout=timeout,
         env=full_env,
     )
 

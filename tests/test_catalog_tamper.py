@@ -316,7 +316,10 @@ def test_a_policy_entry_hidden_from_the_type_index_is_found(copy: Path) -> None:
     findings = verify_findings(copy, 1)
     (misfiled,) = [f for f in findings if f["kind"] == "ledger_mismatch"]
     assert misfiled["ledger_index"] == latest
-    assert f"ledger entry {latest} is a policy entry but is filed as note" in misfiled["message"]
+    assert misfiled["message"] == (
+        f"ledger entry {latest} is a policy entry but is filed as note in the ledger's type index (an edited index: "
+        "a hidden policy entry would put an older policy in force)"
+    )
     assert "policy_mismatch" in {f["kind"] for f in findings}
     refused = run_cli("retention", "status", copy)
     assert refused.returncode == 2 and b"differs from the ledgered policy" in refused.stderr

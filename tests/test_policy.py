@@ -12,6 +12,8 @@ from pathlib import Path
 
 from custodes.archive import open_archive
 from helpers import (
+    FOOTAGE,
+    PEOPLE,
     as_,
     catalog_edit,
     catalog_rows,
@@ -392,6 +394,47 @@ def test_the_owner_s_first_people_keep_the_names_they_acted_under(tmp_path: Path
     named += '\n[identity]\ndave = "d. jones"\n'
     assert set_policy(arch, named).returncode == 0
     assert policy_text(arch) == named and len(policy_entries(arch)) == 3
+
+
+def test_a_name_given_in_identity_is_not_the_role_of_another_account_of_that_name(make_cli_archive) -> None:
+    # The hostile review: [identity] gives account dave the name "mallory", a viewer; account mallory (as if made
+    # later with useradd) has no entry of its own. A name belongs to one account: mallory is not that person.
+    people = (
+        PEOPLE.replace('carol = "viewer"', 'carol = "viewer"\nmallory = "viewer"') + '\n[identity]\ndave = "mallory"\n'
+    )
+    arch = make_cli_archive(people=people, recordings=[FOOTAGE / "phones" / "bt601.mov"])
+    why = "account:mallory has no role in this archive's policy: \\[identity\\] gives the name mallory to account dave"
+    refused(as_("mallory", "verify", arch), why)
+    refused(as_("mallory", "access", "request", arch, "--segment", "1", "--reason", "curious"), why)
+    log = catalog_rows(arch, "SELECT person, action, ok FROM access_log WHERE person LIKE '%mallory'")
+    assert log == [("account:mallory", "verify", 0), ("account:mallory", "access_request", 0)]
+    entries = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+    assert [(e["person"], e["account"]) for e in entries if "mallory" in str(e.get("person"))][-1] == (
+        "account:mallory",
+        "mallory",
+    )
+    # Account dave is the person mallory, with her role: a viewer may verify and ask, in the name the policy gives.
+    assert as_("dave", "verify", arch).returncode == 0
+    assert request(arch, "dave", 1) > 0
+    assert catalog_rows(arch, "SELECT requester FROM access_requests") == [("mallory",)]
+    text = policy_text(arch)  # the people above, in force
+    # The names rule still holds: the name stays with dave, who acted under it; mallory cannot be given it too.
+    one_line_error(
+        set_policy(arch, text + 'mallory = "mallory"\n', user="bob"),
+        r"\[identity\] gives account mallory the name 'mallory', which account dave has acted under",
+    )
+    one_line_error(
+        set_policy(arch, text.replace('dave = "mallory"', ""), user="bob"),
+        r"names account dave 'dave', but it has acted as 'mallory'",
+    )
+    # Nor can a policy name anyone as the records name such an account.
+    one_line_error(
+        set_policy(arch, text.replace('mallory = "viewer"', '"account:mallory" = "viewer"'), user="bob"),
+        r"\[people\] 'account:mallory'.*reserved",
+    )
+    assert run_cli("verify", arch, user="alice").returncode == 0
+    rebuilt = run_cli("ledger", "rebuild-catalog", arch, "--json", user="alice")
+    assert rebuilt.returncode == 0 and json.loads(rebuilt.stdout)["equal"] is True, rebuilt.stdout
 
 
 def test_a_crash_between_the_approval_and_the_file_is_finished_by_approving_again(cli_archive: Path) -> None:

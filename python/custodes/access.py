@@ -87,15 +87,45 @@ def identities(policy: Policy) -> dict[str, str]:
     return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
 
 
+#: How the records name an account whose own login name ``[identity]`` gives another account: ``account:zoe``.
+#: No person is named so (the policy loader refuses the prefix in [people] and [identity]), so it has no role.
+UNNAMED = "account:"
+
+
+def name_holder(policy: Policy, account: str) -> str | None:
+    """The account ``policy``'s ``[identity]`` gives ``account``'s login name to, when ``account`` has no entry of
+    its own there: then ``account`` is not that person (None otherwise)."""
+    mapping = identities(policy)
+    if account in mapping:
+        return None
+    return next((a for a, n in sorted(mapping.items()) if n == account), None)
+
+
 def person_of(policy: Policy, account: str) -> str:
-    """The name ``policy`` gives ``account`` in the records: its ``[identity]`` name, else the account's own."""
+    """The name ``policy`` gives ``account`` in the records: its ``[identity]`` name, else the account's own,
+    unless [identity] gives that name to another account. A name belongs to one account: with ``zed = "zoe"``,
+    a ``zoe`` account made later is not the person zoe (nor has her role), but ``account:zoe``."""
+    if name_holder(policy, account) is not None:
+        return UNNAMED + account
     return identities(policy).get(account, account)
 
 
 def accounts_named(policy: Policy, name: str) -> set[str]:
-    """The accounts ``policy`` gives the name ``name`` (the account of that name, unless [identity] renames it)."""
-    mapping = identities(policy)
-    return {a for a, n in mapping.items() if n == name} | (set() if name in mapping else {name})
+    """The accounts ``policy`` gives the name ``name`` (see :func:`person_of`)."""
+    candidates = {*identities(policy), name, name.removeprefix(UNNAMED)}
+    return {a for a in candidates if person_of(policy, a) == name}
+
+
+def no_role(archive: Archive, person: str) -> str:
+    """Why ``person`` has no role, as a refusal says it."""
+    why = f"{person} has no role in this archive's policy"
+    own = person.removeprefix(UNNAMED)
+    holder = name_holder(archive.policy, own) if own != person else None
+    return (
+        why
+        if holder is None
+        else f"{why}: [identity] gives the name {own} to account {holder}, and a name belongs to one account"
+    )
 
 
 def current_person(archive: Archive) -> str:
@@ -191,9 +221,10 @@ def require_role(
     this or :func:`grant_for`."""
     person = current_person(archive)
     if person_role(archive, person) not in roles:
-        raise _refuse(
-            archive, request, person, action, segment, f"{person} may not {action} (needs {' or '.join(roles)})"
-        )
+        why = f"{person} may not {action} (needs {' or '.join(roles)})"
+        if person.startswith(UNNAMED):  # the embedded owner, whose login name [identity] gives another account
+            why += f"; {no_role(archive, person)}"
+        raise _refuse(archive, request, person, action, segment, why)
     return person
 
 
@@ -252,7 +283,7 @@ def _refuse_without_role(archive: Archive, person: str, action: str) -> AccessDe
     ledger, so not in a report; an archive whose service never runs again keeps them in the table.
     People with a role are not limited: their refusals name the request and the recording they tried, each a
     fact of its own, and they are accountable for every one."""
-    why = f"{person} has no role in this archive's policy"
+    why = no_role(archive, person)
     limit, window = _refusal_limits(archive)
     now = time.time_ns()
     with archive.transaction() as tx:
@@ -335,7 +366,7 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
     if not reason.strip():
         raise CustodesError("a request needs a reason (Art. 22)")
     if person_role(archive, person) is None:
-        raise _refuse(archive, None, person, "request", None, f"{person} has no role in this archive's policy")
+        raise _refuse(archive, None, person, "request", None, no_role(archive, person))
     known = archive.catalog.segments.existing(segments)
     if not segments or known != set(segments):
         raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
@@ -380,15 +411,23 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
         )
         longest = _max_window_hours(archive)
         if window > longest:  # before anything is logged too: a mistyped --hours is an error, not an act
-            given = f"--hours {window:g}" if hours is not None else f"the policy's window_hours = {window:g}"
+            given = (
+                f"--hours {_hours(window)}" if hours is not None else f"the policy's window_hours = {_hours(window)}"
+            )
             raise CustodesError(
                 f"{given} is longer than the longest approval window the policy allows ([access] "
-                f"max_window_hours = {longest:g}); approve for {longest:g} hours or fewer"
+                f"max_window_hours = {_hours(longest)}); approve for {_hours(longest)} hours or fewer"
             )
     with archive.transaction() as tx:
         _log(tx, request_id, person, action, None, True, why, now, valid_until=until)
     archive.checkpoint()
     return _load(archive, request_id)
+
+
+def _hours(value: float) -> str:
+    """A number of hours as given, with every digit that tells it from another (``:g`` would show 720.0000001 as
+    720, "longer than 720"), and no ``.0`` on a whole number."""
+    return repr(float(value)).removesuffix(".0")
 
 
 def approve(archive: Archive, request_id: int, hours: float | None = None, note: str = "") -> AccessRequest:

@@ -264,7 +264,7 @@ def _key_place(root: Path, value: str, where: str) -> None:
 def _access(path: Path, data: dict[str, Any]) -> None:
     """[people], [identity] and [access], read by custodes.access when a custody action runs: checked here,
     so a typo is a clear error at load, never a crash (or a silently missing role) in the middle of an action."""
-    from custodes.access import ROLES
+    from custodes.access import ROLES, UNNAMED
 
     for table in ("people", "identity", "access"):
         if not isinstance(data.get(table, {}), dict):
@@ -272,6 +272,14 @@ def _access(path: Path, data: dict[str, Any]) -> None:
     for person, role in data.get("people", {}).items():
         if role not in ROLES:
             raise ArchiveError(f"{path}: [people] {person} = {role!r} is not a role; allowed: {', '.join(ROLES)}")
+    named = [("people", p) for p in data.get("people", {})] + [
+        ("identity", n) for n in data.get("identity", {}).values()
+    ]
+    for table, name in named:
+        if str(name).startswith(UNNAMED):  # the records' name for an account [identity] took the name of
+            raise ArchiveError(
+                f"{path}: [{table}] {name!r}: a name starting with {UNNAMED!r} is reserved; choose another"
+            )
     access = data.get("access", {})
     _duration(path, "access", "window_hours", access.get("window_hours", 72), 3600)
     # Not checked against window_hours here: an archive whose ledgered policy has a longer default window still

@@ -501,19 +501,16 @@ def _keeps_names(archive: Archive, new: Policy, path: str) -> None:
     """Refuse a policy that gives an account that has acted another name, or gives a name that an account has
     acted under to another account: the log, the decisions and the reports name a person by it, and a second
     name for one account (or one name for two) would let one person pass for two or hide behind another."""
-    from custodes.access import accounts_named, identities, person_of
+    from custodes.access import UNNAMED, accounts_named, identities, name_holder, person_of
 
     acted: dict[str, set[str]] = {}
     for name, account in archive.catalog.ledger.actors():
+        if name.startswith(UNNAMED):
+            continue  # no name: an account [identity] took the name of, refused; the records name the account
         # An entry from before entries recorded the account: the accounts the policy in force gives that name.
         acted.setdefault(name, set()).update({account} if account else accounts_named(archive.policy, name))
-    for name, accounts in sorted(acted.items()):
-        for account in sorted(accounts):
-            if person_of(new, account) != name:
-                raise CustodesError(
-                    f"{path}: [identity] names account {account} {person_of(new, account)!r}, but it has acted as "
-                    f"{name!r}, and an account keeps its name in the records; keep {account} = {name!r}"
-                )
+    # A name given to another account first: it also leaves the account that acted under it unnamed
+    # (custodes.access.person_of), and this says the cause.
     for account, name in sorted(identities(new).items()):
         others = acted.get(name, set()) - {account}
         if others and account not in acted.get(name, set()):
@@ -521,6 +518,17 @@ def _keeps_names(archive: Archive, new: Policy, path: str) -> None:
                 f"{path}: [identity] gives account {account} the name {name!r}, which account "
                 f"{sorted(others)[0]} has acted under; a name stays with its account: choose another"
             )
+    for name, accounts in sorted(acted.items()):
+        for account in sorted(accounts):
+            if person_of(new, account) != name:
+                holder = name_holder(new, account)
+                given = (
+                    repr(person_of(new, account)) if holder is None else f"nothing (it gives {account!r} to {holder})"
+                )
+                raise CustodesError(
+                    f"{path}: [identity] names account {account} {given}, but it has acted as "
+                    f"{name!r}, and an account keeps its name in the records; keep {account} = {name!r}"
+                )
 
 
 def _write_file(archive: Archive, text: str) -> bool:

@@ -308,8 +308,8 @@ def _walk_ledger(catalog: Catalog, result: VerifyResult, wanted: dict[int, bytes
         result.findings.append(
             VerifyFinding(
                 "ledger_mismatch",
-                f"ledger entry {index} is a {own or 'malformed'} entry but is filed as {filed or 'nothing'} "
-                "(the index commands find entries by was edited: a hidden policy entry puts an older policy in force)",
+                f"ledger entry {index} is a {own or 'malformed'} entry but is filed as {filed or 'nothing'} in the "
+                "ledger's type index (an edited index: a hidden policy entry would put an older policy in force)",
                 ledger_index=index,
             )
         )

@@ -14,10 +14,19 @@ against the published root). Whoever holds the signing key can rewrite the ledge
 checkpoint, but cannot make the new tree consistent with roots published before: a rewritten or
 rolled-back ledger is ``witness_mismatch``. Each published note must also verify with the trusted key
 chain (:mod:`custodes.keys`): a note re-signed by another key is a mismatch too.
+
+Whoever may write in DIR may put anything there, and the archive service reads DIR for its callers: each
+file is read by :func:`_read_note` only, which never blocks and never reads much. Anything but a small
+regular file under a name (a FIFO, a device, a socket, a link, a folder, a file bigger than any note) is a
+``witness_mismatch`` naming it (and so ``ledger publish`` publishes nothing), never a read that hangs the
+service or fills its memory.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +45,9 @@ __all__ = ["MISMATCH", "PublishResult", "WitnessError", "check_witness", "publis
 
 #: The finding kind of a published checkpoint the archive no longer agrees with.
 MISMATCH = "witness_mismatch"
+#: The most a published file may hold: a signed note is a few hundred bytes, a few key rotations' signatures
+#: included; anything bigger is not a checkpoint, and is not read into memory to find that out.
+MAX_NOTE = 64 * 1024
 
 
 class WitnessError(CustodesError):
@@ -77,8 +89,10 @@ def _disagreement(
 ) -> str | None:
     """Why the archive's tree (``size`` leaves, ``root``) disagrees with the note published at ``path``."""
     try:
-        note = path.read_text(encoding="utf-8")
+        note = _read_note(path)
         origin, published, published_root = checkpoint_body(note)
+    except _NotANote as e:
+        return str(e)
     except (OSError, UnicodeDecodeError, LedgerError) as e:
         return f"not a readable checkpoint ({e})"
     if origin != archive.policy.origin:
@@ -104,6 +118,43 @@ def _disagreement(
     except LedgerError as e:
         return f"not signed by the trusted key chain: {e}"
     return None
+
+
+class _NotANote(Exception):
+    """A published name that holds no small regular file: why, as the finding says it."""
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+    kinds += ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a link"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _read_note(path: Path) -> str:
+    """The text of the file published at ``path``, read without following a link and without blocking (a FIFO
+    opened O_NONBLOCK returns at once), and only when the descriptor is a regular file of at most
+    :data:`MAX_NOTE` bytes; else :class:`_NotANote`. Checked on the descriptor, so nothing swapped in after a
+    look by name is read. A device is not even opened (opening one may act on it): a look first skips it."""
+    if not stat.S_ISREG(mode := os.lstat(path).st_mode):
+        raise _NotANote(f"{_kind(mode)}, not a checkpoint file; a witness folder holds only the notes published")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise _NotANote("a link, not a checkpoint file; a witness folder holds only the notes published") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise _NotANote(f"{_kind(opened.st_mode)}, not a checkpoint file (it changed while it was read)")
+        data = b""
+        while len(data) <= MAX_NOTE and (chunk := os.read(fd, MAX_NOTE + 1 - len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > MAX_NOTE:
+        raise _NotANote(f"more than {MAX_NOTE} bytes, bigger than any checkpoint note; not read further")
+    return data.decode("utf-8")
 
 
 @dataclass(frozen=True)
