@@ -370,7 +370,10 @@ def test_publish_writes_into_the_folder_checked_however_its_name_is_swapped(cli_
         # Published, or refused with one line (the folder changed, or was the link when checked): never a
         # crash (a path that stopped being a link while it was resolved once raised out of the rights check).
         log = cli_archive.parent / "archive.service.log"
-        assert out.returncode in (0, 2) and b"Traceback" not in out.stderr, (out.stderr, log.read_text()[-3000:].replace("\n", " | "))
+        assert out.returncode in (0, 2) and b"Traceback" not in out.stderr, (
+            out.stderr,
+            log.read_text()[-3000:].replace("\n", " | "),
+        )
         flipper.communicate(timeout=30)
         assert list(theirs.iterdir()) == [], f"round {round_}: the service wrote into a folder alice cannot"
 
