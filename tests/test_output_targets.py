@@ -149,11 +149,14 @@ def test_open_onto_a_full_disk_leaves_nothing_and_logs_the_failure(cli_archive: 
         assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
         out = as_("carol", "access", "open", cli_archive, rid, "--segment", "1", "--to", disk)
         err = single_error_line(out)
-        assert str(disk) in err and "nothing was left there" in err and out.stdout == b""  # no path of a copy
-        assert list(disk.iterdir()) == []
+        assert str(disk) in err and out.stdout == b""  # no path of a copy
+        # The copy was sent before her disk refused it: the archive cannot know what her CLI kept, so it stays
+        # a view, its receipt unconfirmed (test_reports_delivery has what the report makes of it).
+        assert "the copy was sent, so the archive records it as handed over to you" in err
+        assert list(disk.iterdir()) == []  # her CLI left nothing there
         with sqlite3.connect(cli_archive / "catalog.sqlite") as c:
             log = c.execute("SELECT action, ok FROM access_log WHERE request_id = ? ORDER BY id", (rid,)).fetchall()
-        assert log == [("request", 1), ("approve", 1), ("open", 1), ("open_failed", 0)]
+        assert log == [("request", 1), ("approve", 1), ("open", 1), ("delivery_unconfirmed", 1)]
         assert run_cli("ledger", "verify", cli_archive).returncode == 0
 
 

@@ -277,6 +277,18 @@ def shown_path(path: str | os.PathLike[str]) -> str:
     return os.fspath(path) if served is None else served.shown(path)
 
 
+def shown_text(text: str) -> str:
+    """A message as the caller would read it: through the service, every staged path in it as they named it."""
+    from custodes.service import request
+
+    served = request()
+    return (
+        text
+        if served is None
+        else served.shown_text(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+    )
+
+
 SECONDS = FiniteFloat(0.0, seconds_per_unit=1)
 HOURS = FiniteFloat(0.0, seconds_per_unit=3600, above=True)
 
@@ -1355,11 +1367,11 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     result, findings = publish(archive, Path(folder))
     shown = shown_path(folder)
     if out.json:
-        found = [f.to_json() for f in findings]
+        found = [f.to_json() | {"message": shown_text(f.message)} for f in findings]
         _write_json(result.to_json() | {"folder": shown, "ok": not findings, "findings": found})
     else:
         for f in findings:
-            click.echo(f"{f.kind}: {f.message}")
+            click.echo(f"{f.kind}: {shown_text(f.message)}")
         if findings:
             out.say(f"NOT PUBLISHED: the ledger disagrees with {shown}")
         else:
