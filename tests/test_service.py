@@ -526,15 +526,19 @@ def test_people_asking_at_once_each_get_their_own_answer(cli_archive: Path) -> N
 
 
 _HOLDER = """
-import socket, sys
-held = []
-for _ in range(int(sys.argv[2])):
+import select, socket, sys, time
+def begun():
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(sys.argv[1])
-    held.append(conn)
     conn.sendall(b"{")  # a request begun, never finished
+    return conn
+held = [begun() for _ in range(int(sys.argv[2]))]
 print("held", flush=True)
-sys.stdin.read()
+while not select.select([sys.stdin], [], [], 0.05)[0]:  # until stdin closes
+    for i, conn in enumerate(held):  # one the service let go (its 5 s are up) is taken again at once
+        if select.select([conn], [], [], 0)[0]:
+            conn.close()
+            held[i] = begun()
 """
 
 
@@ -550,17 +554,21 @@ def _hold(person: str, sock: Path, n: int) -> subprocess.Popen[bytes]:
 
 
 def test_one_account_cannot_take_every_connection_and_all_of_them_are_told_busy(cli_archive: Path) -> None:
-    # Found by a hostile review: any local account held all 32 slots with idle connections (one byte every few
-    # seconds kept each open), and nobody else was served.
+    # Found by hostile reviews: any local account held all 32 slots with idle connections (one byte every few
+    # seconds kept each open); then four accounts without a role, 8 each. An account without a role now gets one
+    # connection at a time (its requests are refused anyway), one with a role 8, and 32 in all.
     serve(cli_archive)
     sock = cli_archive / "run" / "custodes.sock"
-    holders = [_hold("mallory", sock, 8)]
+    holders = [_hold("mallory", sock, 1)]  # no role in this archive
     try:
-        out = as_("mallory", "verify", cli_archive, "-q")  # mallory's ninth
-        assert out.stderr == b"custodes: mallory has 8 requests open already; try again\n", out
-        assert out.returncode == 2
+        out = as_("mallory", "verify", cli_archive, "-q")  # her second
+        assert (out.returncode, out.stderr) == (2, b"custodes: mallory has 1 request(s) open already; try again\n")
+        holders.append(_hold("carol", sock, 8))
+        out = as_("carol", "verify", cli_archive, "-q")  # her ninth
+        assert (out.returncode, out.stderr) == (2, b"custodes: carol has 8 request(s) open already; try again\n")
         assert as_("alice", "verify", cli_archive, "-q").returncode == 0  # another person is served at once
-        holders += [_hold(person, sock, 8) for person in ("alice", "bob", "carol")]  # every slot taken now
+        holders += [_hold(person, sock, 8) for person in ("alice", "bob")]
+        holders.append(_hold("dave", sock, 7))  # every slot taken now: 1 + 8 + 8 + 8 + 7
         start = time.monotonic()
         out = as_("dave", "verify", cli_archive, "-q")
         assert time.monotonic() - start < 4.0  # told at once, never queued behind them

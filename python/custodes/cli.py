@@ -198,11 +198,13 @@ class ClientInput(click.Path):
     client opens it and passes the descriptor: the service reads a file from that descriptor, and a folder only
     if it is that same folder and holds nothing the caller could not read, so nobody can make the service read
     something for them that they could not open themselves (see custodes.service, custodes.rights).
-    ``writes``: the command also creates files in the folder, which the caller must be able to do too."""
+    ``writes``: the command also creates files in the folder, which the caller must be able to do too;
+    ``by_descriptor``: the service uses the folder through the caller's descriptor, not its name (implied by
+    ``writes``; for a folder whose name matters to nobody, such as a witness)."""
 
-    def __init__(self, *, writes: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, writes: bool = False, by_descriptor: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.writes = writes
+        self.writes, self.by_descriptor = writes, by_descriptor
 
     def is_input(self, value: str) -> bool:
         """Whether ``value`` names a file or folder for the client to open (see :class:`KeyOrFile`)."""
@@ -214,7 +216,8 @@ class ClientInput(click.Path):
         served = request()
         if served is None or not self.is_input(value):
             return super().convert(value, param, ctx)
-        return super().convert(served.input_path(value, writes=self.writes), param, ctx)
+        held = served.input_path(value, writes=self.writes, by_descriptor=self.by_descriptor)
+        return super().convert(held, param, ctx)
 
 
 class KeyOrFile(ClientInput):
@@ -1170,7 +1173,7 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
         if witness:
             fn = click.option(
                 "--witness",
-                type=ClientInput(path_type=str, exists=True, file_okay=False),
+                type=ClientInput(path_type=str, exists=True, file_okay=False, by_descriptor=True),
                 default=None,
                 help="A folder `ledger publish` wrote checkpoints to: the ledger must extend every one.",
             )(fn)
@@ -1225,11 +1228,12 @@ def verify_command(
     finally:
         line.close()
     if out.json:
-        _write_json(result.to_json())
+        _write_json(_as_named(result.to_json()))
     else:
-        _say_trust(out, result.trust)
+        _say_trust(out, _as_named(result.to_json())["trust"])
         for f in result.findings:
-            click.echo(f"{f.kind}: {f.message}" + (f" [segment {f.segment}]" if f.segment is not None else ""))
+            segment = f" [segment {f.segment}]" if f.segment is not None else ""
+            click.echo(f"{f.kind}: {shown_text(f.message)}{segment}")
         out.say(
             f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
             f"checked, {len(result.findings)} finding(s)"
@@ -1273,13 +1277,23 @@ def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: st
     trusted = _trusted(trusted_key)
     result = verify_ledger_only(archive, trusted_key=trusted, witness=None if witness is None else Path(witness))
     if out.json:
-        _write_json(result.to_json())
+        _write_json(_as_named(result.to_json()))
     else:
-        _say_trust(out, result.trust)
+        _say_trust(out, _as_named(result.to_json())["trust"])
         for f in result.findings:
-            click.echo(f"{f.kind}: {f.message}")
+            click.echo(f"{f.kind}: {shown_text(f.message)}")
         out.say(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
     sys.exit(0 if result.ok else EXIT_FINDINGS)
+
+
+def _as_named(report: dict[str, Any]) -> dict[str, Any]:
+    """A verify result with the witness folder as the caller named it (the service reads it by descriptor)."""
+    trust = report.get("trust")
+    if isinstance(trust, dict) and trust.get("witness") is not None:
+        report["trust"] = trust | {"witness": shown_path(trust["witness"])}
+    for f in report.get("findings", []):
+        f["message"] = shown_text(f["message"])
+    return report
 
 
 def _say_trust(out: Output, trust: dict[str, Any] | None) -> None:

@@ -81,7 +81,7 @@ from custodes.identity import Caller, account_name, acting_as, current_caller, p
 from custodes.rights import check_folder, check_writable
 
 if TYPE_CHECKING:
-    from custodes.archive import Archive
+    from custodes.archive import Archive, Policy
 
 __all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "hold_embedded", "request", "serve", "socket_path"]
 
@@ -107,6 +107,11 @@ _MAX_CONNECTIONS = 32
 _MAX_PER_ACCOUNT = 8
 #: The longest reason a client may give for not writing an output (it is shown, never ledgered).
 _MAX_REASON = 4096
+#: A caller takes its whole answer within _ANSWER_TIMEOUT_S plus one second per this many bytes of it: a
+#: reader that takes a byte now and then does not hold its connection for hours.
+_MIN_RATE = 1 << 20
+#: Connections turned away at once (each answered by a short thread); beyond that one is simply closed.
+_MAX_TURNING_AWAY = 16
 #: How long a connection beyond the bound is given to send its request before it is told so and closed.
 _TURN_AWAY_S = 0.2
 #: A command's stdout and stderr are kept in memory up to this, then in a temp file of its outbox.
@@ -167,7 +172,7 @@ class Request:
     def absolute(self, given: str) -> str:
         return os.path.normpath(os.path.join(self.cwd, given))
 
-    def input_path(self, given: str, *, writes: bool = False) -> str:
+    def input_path(self, given: str, *, writes: bool = False, by_descriptor: bool = False) -> str:
         """The path the command reads for an input the caller named. A file is read from the descriptor the
         caller passed (the service may have no right to its name) into the outbox; a folder (a volume) is
         walked by name, with the service's rights, once proven to be the folder the caller opened and to
@@ -190,16 +195,18 @@ class Request:
         if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
             raise ServiceError(f"{given}: changed while the request was sent; run the command again")
         # Before any driver runs; what bounds an entry swapped after it: custodes.rights ("The race").
-        self.checked |= check_folder(self.absolute(given), given, current_caller())
-        if not writes:
+        if not (writes or by_descriptor):
+            self.checked |= check_folder(self.absolute(given), given, current_caller())
             return self.absolute(given)
-        # A folder the command also writes in (ledger publish): the caller's right to, too, and every write
-        # goes through the caller's own descriptor (/proc/self/fd/N names the folder itself, not a path), so a
-        # folder swapped for a link after the check cannot send the service's writes anywhere else.
-        by_descriptor = f"/proc/self/fd/{fd}"
-        check_writable(by_descriptor, given, current_caller())
-        self.staged_inputs.append((self.absolute(given), Path(by_descriptor)))
-        return by_descriptor
+        # A folder whose own name matters to nobody (a witness; what ledger publish writes in) is used through
+        # the caller's own descriptor: /proc/self/fd/N names the folder itself, not a path, so a folder swapped
+        # for a link after the check cannot send the service's reads or writes anywhere else.
+        held = f"/proc/self/fd/{fd}"
+        self.checked |= check_folder(held, given, current_caller())
+        if writes:  # and the caller's right to write in it
+            check_writable(held, given, current_caller())
+        self.staged_inputs.append((self.absolute(given), Path(held)))
+        return held
 
     def _stage_input(self, given: str, fd: int, size: int) -> str:
         if size > _MAX_INPUT:
@@ -273,6 +280,17 @@ class _Service:
     #: Open connections per account (uid), under ``guard``.
     per_account: dict[int | None, int] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
+    #: The policy in force (read at the start and after every command): an account without a role in it gets
+    #: one connection at a time, so accounts nobody answers for cannot take the service's slots.
+    policy: Policy | None = None
+
+    def has_role(self, account: str) -> bool:
+        from custodes.access import ROLES, person_of
+
+        if self.policy is None:
+            return True
+        people = self.policy.extra.get("people", {})
+        return isinstance(people, dict) and people.get(person_of(self.policy, account)) in ROLES
 
 
 def outbox_root(archive: str | os.PathLike[str]) -> Path:
@@ -301,10 +319,11 @@ def serve(
     held = _hold_archive(root, path)  # noqa: F841 - the lock is the open descriptor, held until the process ends
     with contextlib.closing(open_archive(root)) as opened:  # a damaged archive is refused now, not at a request
         _sweep_outboxes(opened)
+        policy_in_force = opened.policy
     if listen is None:
         os.chmod(root, 0o711)  # people reach run/ through the archive folder, without seeing what else is there
     server = _bind(path)
-    service = _Service(root)
+    service = _Service(root, policy=policy_in_force)
 
     def stop(_signum: int, _frame: Any) -> None:
         service.stopping.set()
@@ -331,8 +350,9 @@ def serve(
             caller = _peer(conn)
             if caller is None:
                 continue
-            if not _admit(service, caller.uid):
-                _turn_away(conn, f"{caller.account} has {_MAX_PER_ACCOUNT} requests open already; try again")
+            most = _MAX_PER_ACCOUNT if service.has_role(caller.account) else 1
+            if not _admit(service, caller.uid, most):
+                _turn_away(conn, f"{caller.account} has {most} request(s) open already; try again")
                 continue
             if not slots.acquire(blocking=False):
                 _leave(service, caller.uid)
@@ -500,9 +520,28 @@ def _log(line: str) -> None:
     print(f"custodes: {line}", file=sys.__stderr__, flush=True)
 
 
+_turning_away = threading.BoundedSemaphore(_MAX_TURNING_AWAY)
+
+
 def _turn_away(conn: socket.socket, why: str) -> None:
-    """Answer a connection beyond the bound with one error line and exit 2, without a thread: its request
-    is taken first (a moment only), so the client's send completes and it reads the answer."""
+    """Answer a connection beyond a bound with one error line and exit 2, in a short thread of its own, so the
+    accept loop never waits on it; beyond :data:`_MAX_TURNING_AWAY` at once, the connection is just closed."""
+    _log(why)
+    if not _turning_away.acquire(blocking=False):
+        conn.close()
+        return
+    threading.Thread(target=_answer_turned_away, args=(conn, why), daemon=True).start()
+
+
+def _answer_turned_away(conn: socket.socket, why: str) -> None:
+    """Its request is taken first (a moment only), so the client's send completes and it reads the answer."""
+    try:
+        _turned_away(conn, why)
+    finally:
+        _turning_away.release()
+
+
+def _turned_away(conn: socket.socket, why: str) -> None:
     with conn:
         conn.settimeout(_TURN_AWAY_S)
         with contextlib.suppress(OSError):
@@ -512,7 +551,6 @@ def _turn_away(conn: socket.socket, why: str) -> None:
         with contextlib.suppress(OSError):
             _send(conn, b"e", f"custodes: {why}\n".encode())
             _send(conn, b"x", struct.pack(">i", 2))
-    _log(why)
 
 
 #: accept(2) errors that pass: the process is short of descriptors or memory for a moment.
@@ -529,11 +567,11 @@ def _peer(conn: socket.socket) -> Caller | None:
         return None
 
 
-def _admit(service: _Service, uid: int | None) -> bool:
-    """Count one more connection of ``uid``, unless it holds :data:`_MAX_PER_ACCOUNT` already."""
+def _admit(service: _Service, uid: int | None, most: int) -> bool:
+    """Count one more connection of ``uid``, unless it holds ``most`` already."""
     with service.guard:
         held = service.per_account.get(uid, 0)
-        if held >= _MAX_PER_ACCOUNT:
+        if held >= most:
             return False
         service.per_account[uid] = held + 1
         return True
@@ -648,6 +686,7 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
                     raise ServiceError("it is stopping; run the command again once it is back")
                 _log(f"{caller.account}: {' '.join(argv[:2])}")
                 code = _as_caller(req, caller, spool, lambda: _gate(root, command) or _exit_code(main, argv))
+                _reread_policy(service)  # a command may have put another in force
             if not (req.outputs and any(staged.exists() for _given, staged in req.outputs.values())):
                 _send_spooled(conn, spool)
             else:
@@ -668,6 +707,16 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
     finally:
         if settled:
             shutil.rmtree(outbox, ignore_errors=True)
+
+
+def _reread_policy(service: _Service) -> None:
+    from custodes.archive import open_archive
+
+    try:
+        with contextlib.closing(open_archive(service.root)) as archive:
+            service.policy = archive.policy
+    except CustodesError as e:  # the next command says what is wrong; the slots keep the policy read last
+        _log(f"the policy could not be read again: {e}")
 
 
 def _gate(root: Path, command: str) -> int:
@@ -701,6 +750,7 @@ def _send_spooled(conn: socket.socket, spool: IO[bytes]) -> None:
     """Send the frames a command wrote into ``spool`` (outside the lock: a slow reader holds up only itself)."""
     spool.seek(0)
     while chunk := spool.read(_CHUNK):
+        _pace(conn)
         conn.sendall(chunk)
     spool.seek(0)
     spool.truncate()
@@ -716,6 +766,21 @@ def _deliver(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[tuple
     Whatever the client says once bytes have left, the service cannot know what the caller kept: the client is
     the caller's own program, which could keep every byte and still say it failed, or hang up one byte short.
     So a copy sent in full or in part stays recorded as handed over; the caller is told so."""
+    size = spool.seek(0, os.SEEK_END) + sum(_staged_size(staged) for _given, staged in req.outputs.values())
+    _delivery.deadline = time.monotonic() + _ANSWER_TIMEOUT_S + size / _MIN_RATE
+    try:
+        return _delivered(conn, req, spool)
+    finally:
+        del _delivery.deadline
+
+
+def _staged_size(staged: Path) -> int:
+    if staged.is_file():
+        return staged.stat().st_size
+    return sum(p.stat().st_size for p in staged.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _delivered(conn: socket.socket, req: Request, spool: IO[bytes]) -> tuple[tuple[str, str] | None, str | None]:
     try:
         _send_spooled(conn, spool)
         if _hung_up(conn):
@@ -775,6 +840,7 @@ def _await_delivery(conn: socket.socket) -> str | None:
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
+        _pace(conn)
         more = conn.recv(n - len(data))
         if not more:
             raise ServiceError("the client hung up before it said whether it wrote the outputs")
@@ -858,7 +924,23 @@ def _redirected(sink: IO[bytes], req: Request) -> Iterator[None]:
 
 
 def _send(conn: socket.socket, kind: bytes, payload: bytes) -> None:
+    _pace(conn)
     conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
+
+
+#: Per connection thread: when its delivery must be done by (time.monotonic()), or absent.
+_delivery = threading.local()
+
+
+def _pace(conn: socket.socket) -> None:
+    """Before each send or read of a delivery: the time left of the whole of it (see :data:`_MIN_RATE`)."""
+    deadline = getattr(_delivery, "deadline", None)
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the caller took longer than its answer allows")
+    conn.settimeout(min(left, _ANSWER_TIMEOUT_S))
 
 
 def _ship_outputs(conn: socket.socket, req: Request) -> None:
