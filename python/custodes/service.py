@@ -587,14 +587,16 @@ def _leave(service: _Service, uid: int | None) -> None:
 def _connection(service: _Service, conn: socket.socket, caller: Caller, slots: threading.BoundedSemaphore) -> None:
     with service.guard:
         service.open.add(conn)
-    try:
-        with conn:
+    with conn:
+        try:
             _answer(service, conn, caller)
-    finally:
-        with service.guard:
-            service.open.discard(conn)
-        _leave(service, caller.uid)
-        slots.release()
+        finally:
+            # Given back before the connection closes: a caller that reads its answer to the end may connect
+            # again at once, and must find its place free.
+            with service.guard:
+                service.open.discard(conn)
+            _leave(service, caller.uid)
+            slots.release()
 
 
 def _answer(service: _Service, conn: socket.socket, caller: Caller) -> None:
