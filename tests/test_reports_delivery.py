@@ -95,8 +95,9 @@ def test_an_export_sent_but_unconfirmed_counts_and_one_never_sent_does_not(cli_a
     with small_tmpfs(tmp_path / "full", "64k") as disk:
         out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", disk / "bag")
         assert out.returncode == 2, out.stderr
-    kinds = [json.loads(e)["type"] for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")[-4:]]
-    assert kinds == ["access_export", "access_export", "export", "access_delivery_unconfirmed"]
+    last = [json.loads(e) for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")[-4:]]
+    assert [e["type"] for e in last] == ["access_export", "access_export", "export", "access_delivery_unconfirmed"]
+    assert (last[-1]["person"], last[-1]["account"], last[-1]["segments"]) == ("carol", "carol", [1, 3])
     access = _model(cli_archive, tmp_path / "r1.json")["access"]
     assert (access["exports"], access["views"], access["failed"], access["unconfirmed"]) == (2, 0, 0, 1)
     (said,) = access["unconfirmed_deliveries"]
@@ -111,6 +112,8 @@ def test_an_export_sent_but_unconfirmed_counts_and_one_never_sent_does_not(cli_a
     (failure,) = access["failed_deliveries"]
     assert (failure["action"], failure["person"], failure["segments"]) == ("export", "carol", [1, 3])
     assert failure["reason"]
+    (entry,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE seq = ?", (failure["ledger_index"],))[0]
+    assert json.loads(entry)["account"] == "carol"  # hers, though the service that started next recorded it
 
     # Exported again, to a folder with room: both recordings counted again.
     out = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", tmp_path / "bag")

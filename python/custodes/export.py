@@ -40,6 +40,7 @@ from custodes.bags import manifest_path as _manifest_path
 from custodes.catalog import replay
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
+from custodes.identity import current_caller
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
 __all__ = [
@@ -111,7 +112,10 @@ def export_case(
             f"export of case {case} failed: {why}; the failure is in the ledger and no bag was left at {final}"
         ) from None
     # Through the service the bag still has to reach the caller: if it does not, the export is ledgered failed.
-    if_undelivered({"type": "export_failed", **about, "export": export_seq}, "reason")
+    # The caller's account goes with it: a service that records it after a crash is not the one who exported.
+    if_undelivered(
+        {"type": "export_failed", **about, "export": export_seq, "account": current_caller().account}, "reason"
+    )
     return final
 
 
