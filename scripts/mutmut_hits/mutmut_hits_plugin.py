@@ -15,7 +15,8 @@ def pytest_runtest_teardown(item, nextitem):
     from mutmut.state import state
 
     for path in Path(folder).iterdir():
-        if path.suffix == ".part":
-            continue
-        state()._stats.update(filter(None, path.read_text().splitlines()))
+        # Only whole lines: a process still running (the archive service) may be writing one now. The file is
+        # removed; that process makes a new one for its next hit.
+        text = path.read_text()
+        state()._stats.update(line for line in text[: text.rfind("\n") + 1].splitlines() if line)
         path.unlink()

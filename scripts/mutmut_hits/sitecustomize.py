@@ -5,7 +5,6 @@ subprocess, whose hits would be lost. Here a subprocess keeps its hits and write
 ``$CUSTODES_MUTMUT_HITS/<pid>`` at exit; ``mutmut_hits_plugin`` hands them to mutmut for the test
 that started the subprocess."""
 
-import atexit
 import os
 
 _folder = os.environ.get("CUSTODES_MUTMUT_HITS")
@@ -14,17 +13,19 @@ if _folder and os.environ.get("MUTANT_UNDER_TEST") == "stats":
     import mutmut.mutation.trampoline as _trampoline
 
     _hits: set[str] = set()
+    _path = os.path.join(_folder, str(os.getpid()))
 
     def _record(name: str, caller: str | None = None) -> None:
-        # mutmut's own recorder reads the config of the current folder, which a subprocess does not have
-        _hits.add(name)
+        # mutmut's own recorder reads the config of the current folder, which a subprocess does not have.
+        # Each new hit is written at once, one line per O_APPEND write: the archive service is a process that
+        # outlives the test's own command (its hits must reach the test that is running), and a process
+        # killed by a signal runs no exit hook.
+        if name not in _hits:
+            _hits.add(name)
+            fd = os.open(_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, (name + "\n").encode())
+            finally:
+                os.close(fd)
 
     _trampoline.record_trampoline_hit = _record
-
-    @atexit.register
-    def _write_hits() -> None:
-        if _hits:
-            path = os.path.join(_folder, str(os.getpid()))
-            with open(path + ".part", "w") as out:
-                out.write("\n".join(sorted(_hits)))
-            os.replace(path + ".part", path)
