@@ -133,8 +133,10 @@ def account_python() -> list[str]:
     site_packages = Path(__import__("sysconfig").get_paths()["purelib"])
     if not (system.exists() and _reachable(site_packages)):
         pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} other accounts can run")
+    # sitecustomize is imported as a Python without -S would (scripts/mutants puts one on PYTHONPATH).
     boot = (
-        f"import runpy, site, sys; site.addsitedir({str(site_packages)!r}); sys.argv[0] = 'custodes'; "
+        f"import importlib.util, runpy, site, sys; site.addsitedir({str(site_packages)!r}); "
+        "importlib.util.find_spec('sitecustomize') and __import__('sitecustomize'); sys.argv[0] = 'custodes'; "
         "runpy.run_module('custodes', run_name='__main__', alter_sys=True)"
     )
     return [str(system), "-S", "-c", boot]  # -S: none of the system's own packages, only this environment's
