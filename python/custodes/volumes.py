@@ -14,7 +14,14 @@ from pathlib import Path
 
 from custodes import timeline
 from custodes.defaults import clock_is_set
-from custodes.drivers import Driver, VolumeReading, VolumeSegment, check_reading, identity_from
+from custodes.drivers import (
+    Driver,
+    VolumeReading,
+    VolumeSegment,
+    check_reading,
+    identity_from,
+    one_scan_per_volume,
+)
 from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
@@ -70,30 +77,31 @@ def read_volume(
     path = Path(volume)
     if not path.is_dir():
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
-    chosen, _ = choose_driver(path, driver, manager)
     opts = dict(options or {})
-    name = getattr(chosen, "name", "") or type(chosen).__name__
-    try:
-        reading = chosen.read(path, opts)
-    except CustodesError:
-        raise
-    except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
-        identity = identity_from(path, opts)
-        return VolumeReading(
-            name,
-            os.fspath(path),
-            identity,
-            findings=[
-                Finding(
-                    "malformed",
-                    f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
-                    "kept without the driver's metadata",
-                    identity.device_id,
-                    os.fspath(path),
-                    evidence={"driver": name, "error": type(e).__name__},
-                )
-            ],
-        )
+    with one_scan_per_volume():  # the drivers' recognise() and the read walk the volume once between them
+        chosen, _ = choose_driver(path, driver, manager)
+        name = getattr(chosen, "name", "") or type(chosen).__name__
+        try:
+            reading = chosen.read(path, opts)
+        except CustodesError:
+            raise
+        except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
+            identity = identity_from(path, opts)
+            return VolumeReading(
+                name,
+                os.fspath(path),
+                identity,
+                findings=[
+                    Finding(
+                        "malformed",
+                        f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
+                        "kept without the driver's metadata",
+                        identity.device_id,
+                        os.fspath(path),
+                        evidence={"driver": name, "error": type(e).__name__},
+                    )
+                ],
+            )
     return check_reading(reading, name, path, opts)
 
 
