@@ -28,7 +28,7 @@ from custodes.errors import CustodesError
 from custodes.findings import Finding
 from custodes.plugins import PluginManager, plugin_manager
 
-__all__ = ["NoDriverError", "choose_driver", "read_paths", "read_volume", "timeline_findings"]
+__all__ = ["NoDriverError", "choose_driver", "cycles_collected_after", "read_paths", "read_volume", "timeline_findings"]
 
 
 class NoDriverError(CustodesError, LookupError):
@@ -64,8 +64,9 @@ def _confidence(driver: Driver, volume: Path) -> float:
 
 
 @contextmanager
-def _cycles_collected_after() -> Iterator[None]:
-    """The cyclic garbage collector paused while a volume is read, and resumed after.
+def cycles_collected_after() -> Iterator[None]:
+    """The cyclic garbage collector paused while a volume is read (or its reading written out),
+    and resumed after.
 
     A reading is some objects per file (files, segments, findings, container facts), none of them
     garbage until the reading is; each full collection walks every one of them, which cost a third
@@ -99,7 +100,7 @@ def read_volume(
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
     opts = dict(options or {})
     # The drivers' recognise() and the read walk the volume once between them.
-    with _cycles_collected_after(), one_scan_per_volume():
+    with cycles_collected_after(), one_scan_per_volume():
         chosen, _ = choose_driver(path, driver, manager)
         name = getattr(chosen, "name", "") or type(chosen).__name__
         try:
