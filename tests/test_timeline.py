@@ -221,3 +221,33 @@ def test_files_given_one_by_one(tmp_path: Path) -> None:
     code, found = findings_of(cam / "CH0001.mp4", cam / "CH0002.mp4")
     assert (code, found) == (0, [])
     assert run_cli("timeline", tmp_path / "nope.mp4").returncode == 2
+
+
+def test_clock_checks_agree_with_the_engine_at_every_boundary() -> None:
+    """A probe checks each file's time in Python (timeline.clock_state, clock_ahead: no numpy at
+    start-up); they must answer as the engine's clock_unset and clock_future columns do, at each
+    floor, each reset epoch and a year after it, and the ends of int64."""
+    from custodes import _core
+
+    lo, hi = -(2**63), 2**63 - 1
+    year = 366 * 86_400 * NS
+    edges = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
+    for epoch, _ in _core.clock_reset_epochs():
+        edges += [epoch - 1, epoch, epoch + 1, epoch + year - 1, epoch + year, epoch + year + 1]
+    # Floors up to 2**62 (year 2116): above about 7.1e18 the engine's t - epoch wraps around int64
+    # for the 1904 epoch and names a time near the end of int64 a 1904 reset; no floor is that late.
+    for floor in (timeline.DEFAULT_CLOCK_FLOOR, 0, 946_684_800 * NS + 100 * 86_400 * NS, lo, 2**62):
+        times = sorted({t for t in [*edges, floor - 1, floor, floor + 1] if lo <= t <= hi})
+        engine = _core.clock_unset(np.array(times, dtype=np.int64), floor).tolist()
+        assert [timeline.clock_state(t, floor) for t in times] == engine, floor
+        assert {1, 2, 3, 4} & set(engine) or floor <= 0  # the floors above do reach the reset names
+    for reference, tolerance in ((20, 10), (20, 0), (hi - 5, 10), (lo + 5, -10), (0, hi), (hi, hi)):
+        times = sorted(
+            {
+                t
+                for t in [*edges, reference + tolerance - 1, reference + tolerance, reference + tolerance + 1]
+                if lo <= t <= hi
+            }
+        )
+        engine = _core.clock_future(np.array(times, dtype=np.int64), reference, tolerance).tolist()
+        assert [timeline.clock_ahead(t, reference, tolerance) for t in times] == engine, (reference, tolerance)

@@ -794,9 +794,12 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
     marks, sidecars, GPS), clock readings, the device's event log, and
     findings about anything odd on the volume. Exit 1 when there are findings.
     """
+    from custodes.volumes import cycles_collected_after
+
     (reading,) = _read_volumes((volume,), driver, _driver_options(options))
     if out.json:
-        _write_json(reading.to_json())
+        with cycles_collected_after():  # a dict per segment and finding: none of them garbage yet
+            _write_json(reading.to_json())
     else:
         ident = reading.identity
         click.echo(
@@ -863,7 +866,7 @@ def timeline_command(
     a name's time is checked against the container's. Exit 1 when there are
     findings.
     """
-    from custodes.volumes import timeline_findings
+    from custodes.volumes import cycles_collected_after, timeline_findings
 
     opts = _driver_options(options)
     if tz is not None:
@@ -880,15 +883,18 @@ def timeline_command(
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=ns_from_seconds(gap_tolerance, "--gap-tolerance"))
     if out.json:
-        _write_json(
-            {
-                "ok": not findings,
-                "devices": [{"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings],
-                "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
-                "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
-                "findings": [f.to_json() for f in findings],
-            }
-        )
+        with cycles_collected_after():  # a dict per segment and finding: none of them garbage yet
+            _write_json(
+                {
+                    "ok": not findings,
+                    "devices": [
+                        {"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings
+                    ],
+                    "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
+                    "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
+                    "findings": [f.to_json() for f in findings],
+                }
+            )
     else:
         for f in findings:
             click.echo(_finding_line(f))

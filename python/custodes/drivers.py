@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import operator
 import os
+import re
 import reprlib
 import stat
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ __all__ = [
     "name_from",
     "name_text",
     "odd_name",
+    "one_scan_per_volume",
     "scan_volume",
     "shown_name",
 ]
@@ -269,11 +274,14 @@ def name_from(text: str, raw: bytes | None) -> str:
     return os.fsdecode(bytes(raw)) if raw is not None else text
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def odd_name(name: str) -> str | None:
     """Why a name cannot be shown as it is (not UTF-8, control characters), or None."""
-    if not _is_utf8(name):
+    if not name.isascii() and not _is_utf8(name):  # ASCII is UTF-8: no encoding per ordinary name
         return "is not valid UTF-8"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL.search(name):
         return "holds control characters"
     return None
 
@@ -282,28 +290,70 @@ def _is_noise(name: str) -> bool:
     return name in NOISE or name.startswith("._")
 
 
-def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str]]:
-    """Every regular file on the volume, the findings about what is not one, and the skipped noise.
+_NAME = operator.attrgetter("name")
+_Scan = tuple[list[VolumeFile], list[Finding], list[str]]
+#: The walks made inside :func:`one_scan_per_volume`, by volume path (None outside one).
+_SCANS: ContextVar[dict[str, _Scan] | None] = ContextVar("custodes_volume_scans", default=None)
+
+
+@contextmanager
+def one_scan_per_volume() -> Iterator[None]:
+    """Inside this block :func:`scan_volume` walks each volume once: every driver's ``recognise``
+    and the chosen driver's ``read`` share that walk, so choosing a driver costs no extra pass over
+    10^5 files. Outside it (and in the next block) each call walks the volume afresh. A block
+    inside another shares the outer one's walks (a caller that reads the volume and then lists
+    its files wraps both)."""
+    if _SCANS.get() is not None:
+        yield
+        return
+    token = _SCANS.set({})
+    try:
+        yield
+    finally:
+        _SCANS.reset(token)
+
+
+def scan_volume(volume: Path) -> _Scan:
+    """Every regular file on the volume (in byte order of their names), the findings about what
+    is not one, and the skipped noise.
 
     Nothing is followed out of the volume: a symbolic link is a finding (with
-    where it points), never a file to read.
+    where it points), never a file to read. Each entry is stat'ed once.
     """
-    root = os.fspath(volume)
+    scans = _SCANS.get()
+    key = os.fspath(volume)
+    if scans is not None and key in scans:
+        files, findings, skipped = scans[key]
+    else:
+        files, findings, skipped = _walk(key)
+        if scans is not None:
+            scans[key] = (files, findings, skipped)
+    return list(files), list(findings), list(skipped)  # copies: a driver may change its lists
+
+
+def _walk(root: str) -> _Scan:
     files: list[VolumeFile] = []
     findings: list[Finding] = []
     skipped: list[str] = []
-    stack = [root]
+    real_root: str | None = None  # resolved once, at the first link
+    all_ascii = True  # every name on the volume is ASCII: its byte order is the order of the str
+    stack = [(root, "")]  # (folder, its name relative to the volume; "" for the volume itself)
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+                entries = list(it)
         except OSError as e:
             findings.append(Finding("unreadable", f"cannot list folder: {e.strerror}", path=folder))
             continue
+        if "".join(e.name for e in entries).isascii():
+            entries.sort(key=_NAME)
+        else:
+            entries.sort(key=lambda e: os.fsencode(e.name))
+            all_ascii = False
         subfolders = []
         for entry in entries:
-            rel = os.path.relpath(entry.path, root)
+            rel = prefix + entry.name  # what os.path.relpath(entry.path, root) gives, without its work per file
             if _is_noise(entry.name):
                 skipped.append(rel)
                 continue
@@ -323,8 +373,10 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
                     )
                 )
             if stat.S_ISLNK(st.st_mode):
+                if real_root is None:
+                    real_root = os.path.realpath(root) + os.sep
                 target = os.readlink(entry.path)
-                outside = not os.path.realpath(entry.path).startswith(os.path.realpath(root) + os.sep)
+                outside = not os.path.realpath(entry.path).startswith(real_root)
                 findings.append(
                     Finding(
                         "symlink",
@@ -335,7 +387,7 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
                     )
                 )
             elif stat.S_ISDIR(st.st_mode):
-                subfolders.append(entry.path)
+                subfolders.append((entry.path, rel + os.sep))
             elif stat.S_ISREG(st.st_mode):
                 files.append(VolumeFile(entry.path, rel, st.st_size))
             else:
@@ -345,7 +397,7 @@ def scan_volume(volume: Path) -> tuple[list[VolumeFile], list[Finding], list[str
                     )
                 )
         stack.extend(reversed(subfolders))
-    files.sort(key=lambda f: os.fsencode(f.name))
+    files.sort(key=_NAME if all_ascii else lambda f: os.fsencode(f.name))
     return files, findings, skipped
 
 
@@ -404,9 +456,14 @@ def media_segments(
     Returns the segments, the findings of probing them, and the files that
     are not recordings (for a driver to claim as sidecars or report).
     """
-    files = list(files)
-    media = [f for f in files if os.path.splitext(f.name)[1].lower() in MEDIA_EXTENSIONS]
-    others = [f for f in files if f not in media]
+    media: list[VolumeFile] = []
+    others: list[tuple[VolumeFile, str]] = []  # with the extension, lower case
+    for f in files:  # one pass: comparing each file with every media file was quadratic
+        ext = os.path.splitext(f.name)[1].lower()
+        if ext in MEDIA_EXTENSIONS:
+            media.append(f)
+        else:
+            others.append((f, ext))
     segments: list[VolumeSegment] = []
     findings: list[Finding] = []
     for f, info in zip(media, _probe_each([f.path for f in media], samples), strict=True):
@@ -446,8 +503,7 @@ def media_segments(
             )
         )
     rest = []
-    for f in others:
-        ext = os.path.splitext(f.name)[1].lower()
+    for f, ext in others:
         if ext in AUDIO_EXTENSIONS:
             seconds = wav_duration(f.path)
             if seconds is None:
@@ -486,6 +542,8 @@ TEXT_MAX = 4096  # characters in one text field from a device file
 
 def _int64(v: Any) -> int | None:
     """``v`` as an int when it is an integer (not a bool) that SQLite and numpy can hold, else None."""
+    if type(v) is int:  # the common case, without numbers.Integral's slow ABC check
+        return v if INT64_MIN <= v <= INT64_MAX else None
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         return None
     v = int(v)
@@ -518,7 +576,12 @@ def _escaped_text(v: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
 def _json_ok(v: Any) -> bool:
+    if type(v) is dict and all(type(k) is str and type(x) in _FLAT for k, x in v.items()):
+        return True  # flat evidence, the usual kind: JSON as it is, without encoding it per finding
     try:
         json.dumps(v, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, RecursionError):

@@ -15,15 +15,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from custodes import _core
 from custodes import timeline as _timeline
 from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
+
+if TYPE_CHECKING:
+    import numpy as np  # only the per-sample columns (samples=True) are numpy arrays; probe starts without it
 
 __all__ = ["CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many", "MP4_EPOCH_OFFSET"]
 

@@ -14,10 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-import numpy as np
 
 from custodes import _core
 from custodes.findings import Finding, rfc3339, shown_name
@@ -28,7 +26,9 @@ __all__ = [
     "Coverage",
     "Segment",
     "analyse",
+    "clock_ahead",
     "clock_findings",
+    "clock_state",
     "correct_times",
     "coverage",
     "name_time",
@@ -37,17 +37,29 @@ __all__ = [
     "sequence_number",
 ]
 
-from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, NS
+from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, INT64_MAX, INT64_MIN, NS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where the engine's columns are built, not at the top: `custodes probe` and
+# the hash path read this module and must start without it (tests/test_startup_imports.py).
 
 NO_SEQUENCE = -1
 _RESET_EPOCHS = _core.clock_reset_epochs()
+#: A reset clock is named for a year (366 days) after its epoch, as the engine's ``clock_unset``.
+_RESET_YEAR = 366 * 86_400 * NS
 
 
 def _col(values: Any) -> np.ndarray:
+    import numpy as np
+
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
 def _codes(devices: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     labels, codes = np.unique(np.asarray(devices), return_inverse=True)
     return labels, codes.astype(np.int64)
 
@@ -80,6 +92,8 @@ def analyse(
     ``sequence`` file numbers with -1 for none. Returned ``device`` columns
     hold the labels again, ``before``/``after`` index the input segments.
     """
+    import numpy as np
+
     labels, codes = _codes(device)
     seq = _col(np.full(len(codes), NO_SEQUENCE) if sequence is None else sequence)
     out = _core.analyse(codes, _col(start), _col(end), seq, int(gap_tolerance))
@@ -165,6 +179,8 @@ def coverage(
     segment_device: Any, segment_start: Any, segment_end: Any, task_device: Any, task_start: Any, task_end: Any
 ) -> list[Coverage]:
     """Coverage of each task window (device, start, end) by that device's segments."""
+    import numpy as np
+
     labels, codes = _codes(np.concatenate([np.asarray(segment_device), np.asarray(task_device)]))
     n = len(segment_device)
     ts, te = _col(task_start), _col(task_end)
@@ -173,6 +189,24 @@ def coverage(
     for j, a, b in zip(r["uncovered_task"], r["uncovered_start"], r["uncovered_end"], strict=True):
         holes[int(j)].append((int(a), int(b)))
     return [Coverage(int(c), int(e - s), h) for c, s, e, h in zip(r["covered"], ts, te, holes, strict=True)]
+
+
+def clock_state(t: int, floor: int) -> int:
+    """0 when a recording time is plausible, 1 when it is before ``floor``, 2 + k when it lies
+    within a year after reset epoch k (``_core.clock_reset_epochs()``, which names it).
+
+    Per time in Python, not through the engine's ``clock_unset`` columns: a probe checks one time
+    per file, and building a numpy column for it made every ``custodes probe`` import numpy.
+    tests/test_timeline.py holds this to the engine's answers at every boundary."""
+    if t >= floor:
+        return 0
+    return next((2 + k for k, (epoch, _) in enumerate(_RESET_EPOCHS) if epoch <= t < epoch + _RESET_YEAR), 1)
+
+
+def clock_ahead(t: int, reference: int, tolerance: int) -> bool:
+    """Whether ``t`` lies more than ``tolerance`` after ``reference`` (the bound saturates at the
+    int64 range, as the engine's ``clock_future``)."""
+    return t > min(max(reference + tolerance, INT64_MIN), INT64_MAX)
 
 
 def clock_findings(
@@ -188,10 +222,6 @@ def clock_findings(
     and ``clock_future`` (after ``reference_time`` + ``tolerance``) per file."""
     devices = devices if devices is not None else [None] * len(paths)
     reference = time.time_ns() if reference_time is None else reference_time
-    known = [i for i, t in enumerate(times) if t is not None]
-    col = _col([times[i] for i in known])
-    unset = _core.clock_unset(col, floor)
-    future = _core.clock_future(col, reference, tolerance)
     found = [
         Finding(
             "clock_unset",
@@ -203,14 +233,15 @@ def clock_findings(
         for i, t in enumerate(times)
         if t is None
     ]
-    for k, i in enumerate(known):
-        t = int(col[k])
-        if unset[k]:
-            reason = "before_floor" if unset[k] == 1 else f"reset_{_RESET_EPOCHS[unset[k] - 2][1]}"
+    for i, t in enumerate(times):
+        if t is None:
+            continue
+        t = int(t)
+        unset = clock_state(t, floor)
+        if unset:
+            reason = "before_floor" if unset == 1 else f"reset_{_RESET_EPOCHS[unset - 2][1]}"
             why = (
-                f"just after the reset value {_RESET_EPOCHS[unset[k] - 2][1]}"
-                if unset[k] > 1
-                else f"before {rfc3339(floor)}"
+                f"just after the reset value {_RESET_EPOCHS[unset - 2][1]}" if unset > 1 else f"before {rfc3339(floor)}"
             )
             found.append(
                 Finding(
@@ -222,7 +253,7 @@ def clock_findings(
                     evidence={"reason": reason},
                 )
             )
-        elif future[k]:
+        elif clock_ahead(t, reference, tolerance):
             found.append(
                 Finding(
                     "clock_future",

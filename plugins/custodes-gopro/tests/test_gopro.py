@@ -69,3 +69,26 @@ def test_chapters_group_into_recordings_and_a_missing_chapter_is_reported(tmp_pa
     assert chapter_break["evidence"]["missing_chapters"] == [3]
     file_break = next(f for f in report["findings"] if f["kind"] == "sequence_break" and "missing" in f["evidence"])
     assert file_break["evidence"]["missing"] == [8]
+
+
+def test_sidecars_are_the_files_beside_each_chapter(tmp_path: Path) -> None:
+    """A chapter's thumbnail (.THM) and low-resolution copy (.LRV) are its sidecars when they are
+    files on the card; a link in their place is a finding, never a sidecar, and a chapter without
+    them has none."""
+    vol = card(tmp_path)
+    d = vol / "DCIM" / "100GOPRO"
+    for number in (1, 2, 3):
+        make_clip(d / f"GH01000{number}.MP4", T0 + timedelta(seconds=60 * number))
+    (d / "GH010001.THM").write_bytes(b"thumbnail")
+    (d / "GL010001.LRV").write_bytes(b"low resolution")
+    (d / "GH010002.THM").symlink_to(d / "GH010001.THM")
+    out = run_cli("volume", "--json", vol)
+    assert out.returncode == 1  # the link is a finding
+    reading = json.loads(out.stdout)
+    assert reading["driver"] == "gopro"
+    assert {s["name"]: s["sidecars"] for s in reading["segments"]} == {
+        "DCIM/100GOPRO/GH010001.MP4": ["DCIM/100GOPRO/GH010001.THM", "DCIM/100GOPRO/GL010001.LRV"],
+        "DCIM/100GOPRO/GH010002.MP4": [],
+        "DCIM/100GOPRO/GH010003.MP4": [],
+    }
+    assert [(f["kind"], Path(f["path"]).name) for f in reading["findings"]] == [("symlink", "GH010002.THM")]

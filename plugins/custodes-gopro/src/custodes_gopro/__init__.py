@@ -132,6 +132,7 @@ class GoProDriver(Driver):
         clock = []
         out = []
         chapters: dict[str, list[int]] = {}
+        on_volume = {f.name for f in files}  # sidecars are looked up here: no stat per chapter
         for s in segments:
             m = CHAPTER_NAME.match(os.path.basename(s.name))
             if not m or s.media is None:
@@ -143,7 +144,7 @@ class GoProDriver(Driver):
             sidecars = tuple(
                 n
                 for n in (f"{os.path.splitext(s.name)[0]}.THM", s.name.replace("GH", "GL", 1)[:-3] + "LRV")
-                if os.path.exists(os.path.join(volume, n))
+                if n in on_volume
             )
             start, extra = s.container_time, {}
             gps = first_gps_time(s.path, s.media) if s.container_time is not None else None

@@ -1,0 +1,43 @@
+"""What a command pays for at start-up: `custodes hash` runs on every docking station and
+`custodes probe FILE` is called once per file by scripts, so neither may import the heavy
+modules (numpy, pluggy, cryptography, sqlite3, weasyprint, dask) that other commands need."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import FOOTAGE
+
+HEAVY = ("numpy", "pluggy", "cryptography", "sqlite3", "_sqlite3", "weasyprint", "dask")
+CLIP = FOOTAGE / "gopro" / "karma.mp4"
+
+
+def imported(args: list[str]) -> set[str]:
+    """Every module the real command imports (``python -X importtime``), after checking it worked."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "custodes", *args], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout  # it did its work: a digest line, a JSON object
+    lines = [line for line in out.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # the first line is the header
+
+
+@pytest.mark.parametrize("args", [["hash", str(CLIP)], ["probe", str(CLIP), "--json"]], ids=["hash", "probe"])
+def test_command_starts_without_the_heavy_imports(args: list[str]) -> None:
+    modules = imported(args)
+    assert "custodes.cli" in modules and "click" in modules  # the list is real: the CLI itself is in it
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
+
+
+def test_hashing_api_starts_without_the_heavy_imports() -> None:
+    """The hash path as a library: custodes.hash_files on its own."""
+    code = (
+        "import sys, custodes.cli, custodes; custodes.hash_files([]);"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
