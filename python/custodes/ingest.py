@@ -7,7 +7,7 @@ Every file on the volume (recordings, sidecars, files no driver knows) is
 3. linked into the write-once store under its SHA-256 (never replacing),
 4. recorded in the catalog and the ledger,
 
-in groups of files (:data:`GROUP_FILES`, :data:`GROUP_BYTES`, :data:`GROUP_SECONDS`):
+in groups of files (:class:`Groups`, bounded in files, bytes and seconds):
 each step is done for the whole group at once (one sync of the store's file
 system for the copies and one for the new names, one catalog commit for the
 intents and one for the records), because a device volume is mostly small
@@ -29,11 +29,11 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from custodes import timeline
 from custodes._durable import drop_cached_pages, process_alive, sync_together
@@ -50,7 +50,7 @@ from custodes.rights import as_checked
 from custodes.service import request
 from custodes.volumes import read_volume, timeline_findings
 
-__all__ = ["IngestResult", "ingest"]
+__all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 
 
 @dataclass
@@ -135,9 +135,11 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
     now: int | None = None,
     workers: int | None = None,
+    groups: Groups | None = None,
 ) -> IngestResult:
     """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
-    ``workers`` files are copied at once (default: one per core, at most 4).
+    ``workers`` files are copied at once (default: one per core, at most 4); ``groups`` bounds each group of
+    files stored together (default :data:`GROUPS`).
 
     Stages: read the volume (the driver), record the device and the ingest, store every file
     (copy, read back, record), the volume-wide checks, then the findings, a signed checkpoint,
@@ -154,7 +156,7 @@ def ingest(
     volume_text = name_text(os.fspath(Path(volume).resolve()))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
-    _store_files(archive, files, reading, readings, started, result, progress, workers)
+    _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     result.findings += _volume_checks(archive, volume, reading, readings, started)
@@ -186,25 +188,28 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
         return ingest_id, catalog.devices.dock_readings(device)
 
 
-#: A group is at most this many files, this many bytes (or one file, if that is bigger) and this many seconds
-#: of copying: what a crash can cost is bounded, and the per-group syncs and commits are paid rarely.
-GROUP_FILES = 1000
-GROUP_BYTES = 512 << 20
-GROUP_SECONDS = 5.0
+class Groups(NamedTuple):
+    """The bounds of a group of files stored together: at most ``files`` files and ``bytes`` bytes (or one
+    file, if that is bigger), and no copy started after ``seconds`` of copying. What a crash can cost is
+    bounded by them, and the per-group syncs and commits are paid rarely."""
+
+    files: int
+    bytes: int
+    seconds: float
 
 
-def _groups(files: list[VolumeFile]) -> Iterator[list[VolumeFile]]:
-    """Runs of files in volume order, each within GROUP_FILES and GROUP_BYTES."""
-    group: list[VolumeFile] = []
+#: The default bounds: about a second of copying small files, a few seconds of big ones on a local disk.
+GROUPS = Groups(files=1000, bytes=512 << 20, seconds=5.0)
+
+
+def _next_group(files: list[VolumeFile], bounds: Groups) -> list[VolumeFile]:
+    """The first run of ``files`` (in volume order) within the bounds."""
     size = 0
-    for f in files:
-        if group and (len(group) == GROUP_FILES or size + f.size > GROUP_BYTES):
-            yield group
-            group, size = [], 0
-        group.append(f)
+    for i, f in enumerate(files):
+        if i and (i == bounds.files or size + f.size > bounds.bytes):
+            return files[:i]
         size += f.size
-    if group:
-        yield group
+    return files
 
 
 def _store_files(
@@ -216,6 +221,7 @@ def _store_files(
     result: IngestResult,
     progress: Callable[[int, int], None] | None,
     workers: int | None,
+    bounds: Groups,
 ) -> None:
     """Copy every file not already present into the store and record it, group by group; each outcome
     goes into ``result``, in volume order."""
@@ -231,8 +237,8 @@ def _store_files(
     todo = list(files)
     with ThreadPoolExecutor(max_workers=copies) as pool:
         while todo:
-            group = next(_groups(todo))
-            copied, deferred = _copy_group(archive, pool, group, result.device, result.ingest_id, checked)
+            group = _next_group(todo, bounds)
+            copied, deferred = _copy_group(archive, pool, group, result.device, result.ingest_id, checked, bounds)
             todo = deferred + todo[len(group) :]
             outcomes = _record_group(archive, result, group, copied, segments, readings, started)
             for f in group:
@@ -270,6 +276,7 @@ def _copy_group(
     device: str,
     ingest_id: int,
     checked: frozenset[tuple[int, int]] | None,
+    bounds: Groups,
 ) -> tuple[dict[str, _Copy | str], list[VolumeFile]]:
     """Copy the group's files that are not in the archive yet, in parallel and largest first (so a big file
     does not start last and leave a worker idle), then settle the copies together (:func:`_settle`).
@@ -282,7 +289,7 @@ def _copy_group(
         for f in sorted(group, key=lambda f: -f.size)
         if f.path not in outcomes
     }
-    deferred = _wait_for_copies(futures)
+    deferred = _wait_for_copies(futures, bounds.seconds)
     for future, f in futures.items():
         if not future.cancelled():
             outcomes[f.path] = _copied(future)
@@ -290,20 +297,15 @@ def _copy_group(
     return outcomes, deferred
 
 
-def _wait_for_copies(futures: dict[Future[_Copy | str], VolumeFile]) -> list[VolumeFile]:
-    """Wait for the group's copies; once GROUP_SECONDS are up, the copies not yet started are called off
-    and returned (in volume order) for the next group, and those under way are finished."""
-    deadline = time.monotonic() + GROUP_SECONDS
-    running = set(futures)
-    deferred = []
-    while running:
-        _, running = wait(running, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED)
-        if running and time.monotonic() >= deadline:
-            called_off = {future for future in running if future.cancel()}
-            deferred += [futures[future] for future in called_off]
-            running -= called_off
-            deadline = float("inf")
-    return sorted(deferred, key=lambda f: os.fsencode(f.name))
+def _wait_for_copies(futures: dict[Future[_Copy | str], VolumeFile], seconds: float) -> list[VolumeFile]:
+    """Wait for the group's copies; once ``seconds`` are up, the copies not yet started are called off and
+    returned (in volume order) for the next group, and those under way are finished. The first copy is never
+    called off, so every group stores at least one file."""
+    _, running = wait(futures, timeout=seconds)
+    first = next(iter(futures), None)
+    called_off = {future for future in running if future is not first and future.cancel()}
+    wait(running - called_off)
+    return sorted((futures[future] for future in called_off), key=lambda f: os.fsencode(f.name))
 
 
 def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None) -> _Copy | str:

@@ -89,8 +89,10 @@ class LocalStore:
         for temp, digest in items:
             final = self.path_for(digest)
             try:
-                for folder in (final.parent.parent, final.parent):  # each made 0700 (parents=True would not)
-                    folder.mkdir(mode=0o700, exist_ok=True)
+                for folder in (final.parent.parent, final.parent):
+                    if folder not in folders:
+                        _make_folder(folder)
+                        folders[folder] = None
                 os.chmod(temp, stat.S_IRUSR)  # read-only, and for the archive's account alone
                 storage_op("write", final)
                 try:
@@ -99,10 +101,9 @@ class LocalStore:
                     outcomes.append(True)
                 except FileExistsError:
                     outcomes.append(False)
-                # Also when the name was there already: it may be the link of an
-                # earlier run that died before its sync, and the catalog is
+                # Also when the name was there already, its folders are synced: it may be
+                # the link of an earlier run that died before its sync, and the catalog is
                 # about to rely on it surviving a power cut.
-                folders.update(dict.fromkeys((final.parent, final.parent.parent)))
             except OSError as e:
                 outcomes.append(e)
         try:
@@ -144,6 +145,14 @@ class LocalStore:
         storage_op("write", path)
         os.unlink(path)
         fsync_dir(path.parent)
+
+
+def _make_folder(folder: Path) -> None:
+    """A folder of the store, made 0700 (``parents=True`` would not), or left as it is."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
 
 
 @hookimpl
