@@ -129,3 +129,25 @@ def test_copies_not_started_in_a_groups_time_wait_for_the_next_group(setup: tupl
     with open_archive(arch) as a:
         v = verify(a)
     assert v.ok and v.findings == [] and v.checked == len(NAMES)
+
+
+def test_findings_are_ledgered_a_thousand_an_entry(tmp_path: Path) -> None:
+    # 1,001 files the generic driver does not know: 1,001 unknown_file findings, in two entries, not one
+    # entry that grows with the volume (10^5 files made one of 48 MB).
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    for i in range(1001):
+        (vol / f"{i:04d}.LOG").write_bytes(b"%d" % i)
+    out = ingest(arch, vol, files=1000)
+    assert out.returncode == 0, out.stderr
+    assert [f["kind"] for f in json.loads(out.stdout)["findings"]] == ["unknown_file"] * 1001
+    rows = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest_findings' ORDER BY seq")
+    chunks = [json.loads(entry)["findings"] for (entry,) in rows]
+    assert [len(c) for c in chunks] == [1000, 1]
+    assert [f["path"] for c in chunks for f in c] == [str(vol / f"{i:04d}.LOG") for i in range(1001)]
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM findings WHERE kind = 'unknown_file'") == [(1001,)]
+    with open_archive(arch) as a:
+        v = verify(a)  # the rows replayed from the entries are the rows the catalog holds
+    assert v.ok and v.findings == [] and v.checked == 1001
