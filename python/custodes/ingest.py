@@ -283,7 +283,7 @@ def _copy_group(
 
     Returns, by volume path, each file's linked copy, "present" or why it failed; and the files deferred to
     the next group: those not started when the group's time was up."""
-    outcomes: dict[str, _Copy | str] = {f.path: "present" for f in group if _already_present(archive, device, f)}
+    outcomes: dict[str, _Copy | str] = dict.fromkeys(_already_present(archive, device, group), "present")
     futures: dict[Future[_Copy | str], VolumeFile] = {
         pool.submit(_copy_one, archive, f, checked): f
         for f in sorted(group, key=lambda f: -f.size)
@@ -581,21 +581,28 @@ def head_digest(path: str | os.PathLike[str]) -> str:
         return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 
-def _already_present(archive: Archive, device: str, f: VolumeFile) -> bool:
-    """The same device, name, size and content is in the archive already: stored, or lawfully purged
-    (its tombstone is in the ledger, and the card that still holds it must not bring the bytes back).
-    An object recorded but gone from the store without a tombstone is copied again.
+def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> set[str]:
+    """The volume paths of the group's files whose device, name, size and content are in the archive already:
+    stored, or lawfully purged (its tombstone is in the ledger, and the card that still holds it must not bring
+    the bytes back). An object recorded but gone from the store without a tombstone is copied again.
 
-    Only a file seen before is read here (hashed, not copied), to tell "the
+    Only a file seen before is read here (hashed, not copied; all of the group's in one batch), to tell "the
     same file" from "a new file with the same name"."""
-    known = archive.catalog.segments.objects_named(device, name_text(f.name), name_bytes(f.name), f.size)
-    if not known:
-        return False
-    (r,) = hash_files([f.path], ("sha256",))
-    if not r.ok or r.digests["sha256"] not in known:
-        return False
-    sha = r.digests["sha256"]
-    return archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha)
+    known = {}
+    for f in group:
+        shas = archive.catalog.segments.objects_named(device, name_text(f.name), name_bytes(f.name), f.size)
+        if shas:
+            known[f.path] = shas
+    present = set()
+    for r in hash_files(list(known), ("sha256",)):
+        sha = r.digests.get("sha256")
+        if (
+            sha is not None
+            and sha in known[r.path]
+            and (archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha))
+        ):
+            present.add(r.path)
+    return present
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.
