@@ -11,10 +11,13 @@ volume is byte-identical, nothing is half-recorded, and verify is clean or
 names exactly the failure; then the same command without faults finishes the
 work and the archive verifies clean.
 
-Phases: a fault in one file's copy (its write, fsync, read-back, link and the
-link's directory fsyncs) is that file's ``ingest_failed`` finding, exit 1, and
-the rest of the volume is stored; a fault anywhere else (a checkpoint, a purge,
-a bag) is an environment error, exit 2, one line naming the file.
+Phases: a fault in one file's copy (its write, read-back or link) is that
+file's ``ingest_failed`` finding, exit 1, and the rest of the volume is stored;
+a fault in the sync of a group of copies or of their new names (ingest syncs
+each group's files together, custodes._durable.sync_together) fails every file
+of the group the same way, since a sync cannot say whose write-back failed; a
+fault anywhere else (a checkpoint, a purge, a bag) is an environment error,
+exit 2, one line naming the file.
 """
 
 from __future__ import annotations
@@ -177,24 +180,24 @@ def ingest_ops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     report = json.loads(out.stdout)
     assert report["failed"] == [] and sorted(report["stored"]) == sorted(FILES)
     counts = count_ops(log)
-    # 3 copies, 3 links, 2 checkpoint temps and their 2 links; 3 fsyncs of copies, 6 of the links' folders,
-    # 2 of the checkpoint temps and 2 of their folders; 2 reads back per copy.
-    assert counts == {"write": 10, "read": 6, "fsync": 13}
+    # 3 copies, 3 links, 2 checkpoint temps and their 2 links; one sync of the group's copies and one of their
+    # new names (all 3 files are one group), 2 fsyncs of the checkpoint temps and 2 of their folders; 2 reads
+    # back per copy.
+    assert counts == {"write": 10, "read": 6, "fsync": 6}
     return counts
 
 
-def file_of(arch: Path, path: str) -> str | None:
-    """The volume file a storage operation worked for: its copy in tmp/, or its object (or object folder)."""
+def files_of(arch: Path, path: str) -> set[str]:
+    """The volume files a storage operation worked for: one file's copy in tmp/ or its object; every file
+    (the volume is one group) for the sync of the group's copies (tmp/) or of their names (objects/sha256)."""
     p = Path(path)
+    if p in (arch / "tmp", arch / "objects" / "sha256"):
+        return set(FILES)
     for rel, sha in SHA.items():
         obj = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
-        if (p.parent == arch / "tmp" and p.name.endswith("-" + Path(rel).name)) or p in (
-            obj,
-            obj.parent,
-            obj.parent.parent,
-        ):
-            return rel
-    return None
+        if (p.parent == arch / "tmp" and p.name.endswith("-" + Path(rel).name)) or p == obj:
+            return {rel}
+    return set()
 
 
 @pytest.mark.parametrize("op", list(FAULTS))
@@ -215,24 +218,23 @@ def test_ingest_through_every_fault(tmp_path: Path, ingest_ops: dict[str, int], 
             assert json.loads(out.stdout)["failed"] == []
             continue
         assert len(hit) == 1, (fault, hit)
-        victim = file_of(arch, hit[0])
+        victims = files_of(arch, hit[0])
         if what == "crash":
             assert out.returncode == -9, (fault, out.stderr)
             assert_whole_rows(arch, pending_ok=True)
             assert verify_kinds(arch) <= {"pending", "checkpoint_mismatch"}, fault
-        elif victim is not None:  # one file's copy: that file's finding, the rest stored
+        elif victims:  # one file's copy, or its group's sync: those files' findings, the rest stored
             assert out.returncode == 1, (fault, out.stderr)
             report = json.loads(out.stdout)
-            assert report["failed"] == [victim], (fault, report["failed"])
-            assert sorted(report["stored"]) == sorted(set(FILES) - {victim})
+            assert sorted(report["failed"]) == sorted(victims), (fault, report["failed"])
+            assert sorted(report["stored"]) == sorted(set(FILES) - victims)
             failed = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
-            assert len(failed) == 1 and failed[0]["path"].endswith(victim) and strerror(what) in failed[0]["message"], (
-                failed
-            )
-            assert list((arch / "tmp").iterdir()) == []  # the failed copy is gone, not left half-written
+            assert sorted(Path(f["path"]).relative_to(vol).as_posix() for f in failed) == sorted(victims), failed
+            assert all(strerror(what) in f["message"] for f in failed), failed
+            assert list((arch / "tmp").iterdir()) == []  # the failed copies are gone, not left half-written
             assert_whole_rows(arch)
             assert verify_kinds(arch) == set(), fault
-            assert SHA[victim] not in store_files(arch)
+            assert not {SHA[v] for v in victims} & store_files(arch)
         else:  # the checkpoint that closes the ingest: every file is recorded, the signature is not
             one_line_storage_error(out, hit[0])
             assert list((arch / "tmp").iterdir()) == []

@@ -87,8 +87,9 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
         key = VerifierKey.parse(proof["verifier_key"])
         # The signed note is the archive's own, and its root is the proof's root.
         cp = parse_checkpoint(proof["checkpoint"], key)
-        # init's policy entry; three ingests, each ingest_begin, ingest and ingest_end (catalog.replay): ten entries.
-        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (10, proof["root"])
+        # init's policy entry; three ingests, each ingest_begin, ingest, ingest_findings (its late_ingest) and
+        # ingest_end (catalog.replay): thirteen entries.
+        assert (cp.size, cp.root.hex()) == (proof["tree_size"], proof["root"]) == (13, proof["root"])
         inc = proof["inclusion"]
         entry = base64.b64decode(inc["entry_base64"])
         assert json.loads(entry) == inc["entry"] and inc["entry"]["segment"] == segment
@@ -114,7 +115,7 @@ def test_ledger_proof_checks_out_with_merkle_and_the_verifier_key(three_checkpoi
 
 
 def test_ledger_proof_refuses_what_it_cannot_prove(three_checkpoints: Path) -> None:
-    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "10")  # the policy entry and 3 ingests of 3: 0..9
+    out = run_cli("ledger", "proof", three_checkpoints, "--entry", "13")  # the policy entry and 3 ingests of 4: 0..12
     assert out.returncode == 2 and b"not covered by the latest checkpoint" in out.stderr
     out = run_cli("ledger", "proof", three_checkpoints, "--segment", "99")
     assert out.returncode == 2 and b"no segment 99" in out.stderr

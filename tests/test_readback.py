@@ -38,11 +38,11 @@ def test_a_copy_that_reads_back_different_is_not_stored(tmp_path: Path, monkeypa
         names = [n for (n,) in catalog_rows(a.root, "SELECT original_name FROM segments")]
         assert names == ["small.mp4"]  # nothing recorded for the bad copy
         entries = [json.loads(e) for (e,) in catalog_rows(a.root, "SELECT entry FROM ledger")]
-        # No recording entry for it; the failure itself is ledgered, among the ingest's findings (ingest_end).
+        # No recording entry for it; the failure itself is ledgered, among the ingest's findings (ingest_findings).
         assert [e["name"] for e in entries if e["type"] == "ingest"] == ["small.mp4"]
-        (end,) = [e for e in entries if e["type"] == "ingest_end"]
+        (found,) = [e for e in entries if e["type"] == "ingest_findings"]
         assert [
-            (f["kind"], f["path"].endswith("big.mp4")) for f in end["findings"] if f["kind"] == "ingest_failed"
+            (f["kind"], f["path"].endswith("big.mp4")) for f in found["findings"] if f["kind"] == "ingest_failed"
         ] == [("ingest_failed", True)]
         assert len(list(a.store.list())) == 1  # nothing linked for it either
         assert list(a.store.tmp.iterdir()) == []  # and its temp copy is gone

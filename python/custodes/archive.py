@@ -457,14 +457,12 @@ class Archive:
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
         with self.transaction() as catalog:
-            acc = merkle.Accumulator()
-            for leaf in catalog.ledger.leaves():
-                acc.extend(leaf)
+            acc = _accumulator(catalog)
             chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
             key = keys.signing_key(self, chain.key_for(acc.size))
             cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
             # The note of the first checkpoint signed at this size stands; another signing is not recorded.
-            recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now())
+            recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
             cp = chain.parse(recorded)
         folder = self.root / "ledger" / "checkpoints"
         # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
@@ -622,6 +620,26 @@ def init_archive(
             raise ArchiveError(shown(str(e))) from None
         raise
     return Archive(path)
+
+
+def _accumulator(catalog: Catalog) -> merkle.Accumulator:
+    """The Merkle accumulator over the whole ledger: from the frontier the latest checkpoint kept, plus the
+    entries appended since, or (no usable frontier) from every leaf. A frontier is used only when it gives its
+    checkpoint's root and the ledger still reaches its size; any edit of the leaves under it is verify's to
+    find (the signed checkpoints say what they were)."""
+    saved = catalog.checkpoints.latest_frontier()
+    if saved is not None:
+        size, root, packed = saved
+        try:
+            acc = merkle.Accumulator.resume(size, [packed[i : i + 32] for i in range(0, len(packed), 32)])
+        except CustodesError:  # a frontier of the wrong length: not used
+            acc = None
+        if acc is not None and acc.root() == root and catalog.ledger.size() >= size:
+            acc.extend(b"".join(catalog.ledger.leaves_from(size)))
+            return acc
+    acc = merkle.Accumulator()
+    acc.extend(b"".join(catalog.ledger.leaves()))
+    return acc
 
 
 def _owner_only(root: Path) -> None:

@@ -3,11 +3,17 @@
 Every file on the volume (recordings, sidecars, files no driver knows) is
 
 1. copied into the store's ``tmp/`` while it is hashed (one read of the source),
-2. fsynced, then read back and hashed again (the copy must equal the source),
+2. made durable, then read back and hashed again (the copy must equal the source),
 3. linked into the write-once store under its SHA-256 (never replacing),
-4. recorded in the catalog and the ledger in one SQLite transaction,
+4. recorded in the catalog and the ledger,
 
-then the timeline findings and ``late_ingest`` are recorded, and a signed
+in groups of files (:class:`Groups`, bounded in files, bytes and seconds):
+each step is done for the whole group at once (one sync of the store's file
+system for the copies and one for the new names, one catalog commit for the
+intents and one for the records), because a device volume is mostly small
+files and a sync or a commit per file costs more than copying one. A crash
+loses at most one group's unrecorded work, which the next run copies again.
+Then the timeline findings and ``late_ingest`` are recorded, and a signed
 checkpoint closes the ingest. A crash anywhere leaves the volume untouched and
 the archive verifiable; running the ingest again finishes the work. A file
 already in the archive (same device, name and content) is reported as
@@ -22,19 +28,18 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from custodes import timeline
-from custodes._durable import fsync_file, process_alive
+from custodes._durable import drop_cached_pages, process_alive, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
-from custodes.catalog import replay
+from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.defaults import NS, clock_is_set
 from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
@@ -45,7 +50,7 @@ from custodes.rights import as_checked
 from custodes.service import request
 from custodes.volumes import read_volume, timeline_findings
 
-__all__ = ["IngestResult", "ingest"]
+__all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 
 
 @dataclass
@@ -130,9 +135,11 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
     now: int | None = None,
     workers: int | None = None,
+    groups: Groups | None = None,
 ) -> IngestResult:
     """Ingest a device volume into ``archive``. ``progress(bytes_done, bytes_total)`` is called per file;
-    ``workers`` files are copied at once (default: one per core, at most 4).
+    ``workers`` files are copied at once (default: one per core, at most 4); ``groups`` bounds each group of
+    files stored together (default :data:`GROUPS`).
 
     Stages: read the volume (the driver), record the device and the ingest, store every file
     (copy, read back, record), the volume-wide checks, then the findings, a signed checkpoint,
@@ -149,7 +156,7 @@ def ingest(
     volume_text = name_text(os.fspath(Path(volume).resolve()))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
-    _store_files(archive, files, reading, readings, started, result, progress, workers)
+    _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     result.findings += _volume_checks(archive, volume, reading, readings, started)
@@ -181,6 +188,30 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
         return ingest_id, catalog.devices.dock_readings(device)
 
 
+class Groups(NamedTuple):
+    """The bounds of a group of files stored together: at most ``files`` files and ``bytes`` bytes (or one
+    file, if that is bigger), and no copy started after ``seconds`` of copying. What a crash can cost is
+    bounded by them, and the per-group syncs and commits are paid rarely."""
+
+    files: int
+    bytes: int
+    seconds: float
+
+
+#: The default bounds: about a second of copying small files, a few seconds of big ones on a local disk.
+GROUPS = Groups(files=1000, bytes=512 << 20, seconds=5.0)
+
+
+def _next_group(files: list[VolumeFile], bounds: Groups) -> list[VolumeFile]:
+    """The first run of ``files`` (in volume order) within the bounds."""
+    size = 0
+    for i, f in enumerate(files):
+        if i and (i == bounds.files or size + f.size > bounds.bytes):
+            return files[:i]
+        size += f.size
+    return files
+
+
 def _store_files(
     archive: Archive,
     files: list[VolumeFile],
@@ -190,47 +221,197 @@ def _store_files(
     result: IngestResult,
     progress: Callable[[int, int], None] | None,
     workers: int | None,
+    bounds: Groups,
 ) -> None:
-    """Copy every file not already present into the store and record it; each outcome goes into ``result``."""
-    device = result.device
+    """Copy every file not already present into the store and record it, group by group; each outcome
+    goes into ``result``, in volume order."""
     segments = {s.path: s for s in reading.segments}
     total = sum(f.size for f in files)
     done = 0
-    # Copies run in parallel (the Rust copy releases the GIL, and one file's
-    # fsync overlaps the next one's copy); the catalog and ledger are written
-    # by this thread alone, in volume order.
+    # Copies run in parallel (the Rust copy releases the GIL); the catalog and the
+    # ledger are written by this thread alone, in volume order within each group.
     # The one --workers clamp (hashing.clamp_workers); by default one copy per core, at most 4.
     copies = clamp_workers(workers, max(1, len(files))) or min(4, os.cpu_count() or 1)
     served = request()  # read here: the copying threads do not see the request being served
     checked = None if served is None else frozenset(served.checked)
+    todo = list(files)
     with ThreadPoolExecutor(max_workers=copies) as pool:
-        # Largest first, so a big file does not start last and leave a worker idle at the end.
-        futures = {}
-        for f in sorted(files, key=lambda f: -f.size):
-            if not _already_present(archive, device, f.path, f.name):
-                futures[f.path] = pool.submit(
-                    _copy_into_store, archive, f.path, f.name, archive.policy.algorithms, result.ingest_id, checked
-                )
-        for f in files:
-            future = futures.get(f.path)
-            copied = "present" if future is None else _copied(future)
-            if isinstance(copied, tuple):
-                outcome = _record_file(
-                    archive, result.ingest_id, device, f, segments.get(f.path), readings, copied, started, result
-                )
-            else:
-                outcome = copied
-            if outcome == "stored":
-                result.stored.append(f.name)
-                result.bytes += f.size
-            elif outcome == "present":
-                result.already_present.append(f.name)
-            else:
-                result.failed.append(f.name)
-                result.findings.append(Finding("ingest_failed", outcome, device, f.path))
-            done += f.size
-            if progress is not None:
-                progress(done, total)
+        while todo:
+            group = _next_group(todo, bounds)
+            copied, deferred = _copy_group(archive, pool, group, result.device, result.ingest_id, checked, bounds)
+            todo = deferred + todo[len(group) :]
+            outcomes = _record_group(archive, result, group, copied, segments, readings, started)
+            for f in group:
+                if f.path not in outcomes:
+                    continue  # deferred to the next group
+                outcome = outcomes[f.path]
+                if outcome == "stored":
+                    result.stored.append(f.name)
+                    result.bytes += f.size
+                elif outcome == "present":
+                    result.already_present.append(f.name)
+                else:
+                    result.failed.append(f.name)
+                    result.findings.append(Finding("ingest_failed", outcome, result.device, f.path))
+                done += f.size
+                if progress is not None:
+                    progress(done, total)
+
+
+@dataclass
+class _Copy:
+    """One file's copy in the store's tmp/, on its way into the store."""
+
+    temp: Path
+    size: int
+    digests: dict[str, str]  # the policy's algorithms, as recorded
+    readback: str  # the READBACK digest computed while copying
+    head: str = ""  # head_digest of the copy
+
+
+def _copy_group(
+    archive: Archive,
+    pool: ThreadPoolExecutor,
+    group: list[VolumeFile],
+    device: str,
+    ingest_id: int,
+    checked: frozenset[tuple[int, int]] | None,
+    bounds: Groups,
+) -> tuple[dict[str, _Copy | str], list[VolumeFile]]:
+    """Copy the group's files that are not in the archive yet, in parallel and largest first (so a big file
+    does not start last and leave a worker idle), then settle the copies together (:func:`_settle`).
+
+    Returns, by volume path, each file's linked copy, "present" or why it failed; and the files deferred to
+    the next group: those not started when the group's time was up."""
+    outcomes: dict[str, _Copy | str] = dict.fromkeys(_already_present(archive, device, group), "present")
+    futures: dict[Future[_Copy | str], VolumeFile] = {
+        pool.submit(_copy_one, archive, f, checked): f
+        for f in sorted(group, key=lambda f: -f.size)
+        if f.path not in outcomes
+    }
+    deferred = _wait_for_copies(futures, bounds.seconds)
+    for future, f in futures.items():
+        if not future.cancelled():
+            outcomes[f.path] = _copied(future)
+    outcomes.update(_settle(archive, ingest_id, {p: c for p, c in outcomes.items() if isinstance(c, _Copy)}))
+    return outcomes, deferred
+
+
+def _wait_for_copies(futures: dict[Future[_Copy | str], VolumeFile], seconds: float) -> list[VolumeFile]:
+    """Wait for the group's copies; once ``seconds`` are up, the copies not yet started are called off and
+    returned (in volume order) for the next group, and those under way are finished. The first copy is never
+    called off, so every group stores at least one file."""
+    _, running = wait(futures, timeout=seconds)
+    first = next(iter(futures), None)
+    called_off = {future for future in running if future is not first and future.cancel()}
+    wait(running - called_off)
+    return sorted((futures[future] for future in called_off), key=lambda f: os.fsencode(f.name))
+
+
+def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None) -> _Copy | str:
+    """Copy one file into a new temp in the store's tmp/ while hashing it. ``checked``: through the service,
+    the files the caller was found to be able to read (custodes.rights.as_checked). The copy, or why not."""
+    temp = archive.store.new_temp(os.path.basename(f.name)[-40:])
+    crashpoint("copy")
+    algorithms = archive.policy.algorithms
+    computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
+    try:
+        with as_checked(f.path, checked) as source:
+            size, raw = archive.store_copy(source, temp, computed)
+    except CustodesError as e:
+        temp.unlink(missing_ok=True)
+        return f"could not copy: {e}"
+    crashpoint("after_copy")
+    digests = {a: d.hex() for a, d in zip(computed, raw, strict=True)}
+    return _Copy(temp, size, {a: digests[a] for a in algorithms}, digests[READBACK])
+
+
+def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[str, _Copy | str]:
+    """Make a group's copies durable together, read each back from the disk and compare, note the intents,
+    and link the copies into the store. By volume path: the linked copy, or why it failed (its temp removed)."""
+    outcomes: dict[str, _Copy | str] = dict(copies)
+
+    def fail(path: str, why: str) -> None:
+        copies[path].temp.unlink(missing_ok=True)
+        outcomes[path] = why
+
+    # The archive's storage failing a file (EIO, ENOSPC at a sync, the read-back or
+    # the link) is that file's ingest_failed with the reason; the rest of the volume
+    # goes on, and a re-run copies it again. A failed sync fails the whole group:
+    # it cannot say which file's write-back failed.
+    try:
+        sync_together(archive.store.tmp, [c.temp for c in copies.values()])
+    except OSError as e:
+        for path in copies:
+            fail(path, f"could not store the copy: {e}")
+        return outcomes
+    for path, c in copies.items():
+        crashpoint("after_fsync")
+        try:
+            if archive.policy.readback == "storage":  # the read-back below comes from the storage, not the cache
+                drop_cached_pages(c.temp)
+            storage_op("read", c.temp)
+        except OSError as e:
+            fail(path, f"could not store the copy: {e}")
+    _read_back(archive, {p: c for p, c in copies.items() if outcomes[p] is c}, fail)
+    linked = {p: c for p, c in copies.items() if outcomes[p] is c}
+    if linked:
+        with archive.transaction() as catalog:
+            # Written down, durably and before the objects are linked into the store, that this ingest is about
+            # to link them: until it records them, verify reports them as `pending`, not `unexpected`.
+            for c in linked.values():
+                catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns())
+    put = archive.store.put_many([(c.temp, c.digests["sha256"]) for c in linked.values()])
+    for path, stored in zip(linked, put, strict=True):
+        if isinstance(stored, OSError):
+            fail(path, f"could not store the copy: {stored}")
+        else:
+            crashpoint("after_link")
+    return outcomes
+
+
+def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> None:
+    """Hash the group's copies again as read back (one batch for the group), and take their head digests."""
+    paths = list(copies)
+    for path, back in zip(paths, hash_files([copies[p].temp for p in paths], (READBACK,)), strict=True):
+        c = copies[path]
+        if not back.ok:
+            fail(path, f"could not read the copy back: {back.error}")
+        elif back.digests[READBACK] != c.readback:
+            fail(path, "the copy read back differs from what was read from the volume (storage fault?)")
+        else:
+            crashpoint("after_readback")
+            try:
+                storage_op("read", c.temp)
+                c.head = head_digest(c.temp)
+            except OSError as e:
+                fail(path, f"could not store the copy: {e}")
+
+
+def _record_group(
+    archive: Archive,
+    result: IngestResult,
+    group: list[VolumeFile],
+    outcomes: dict[str, _Copy | str],
+    segments: dict[str, VolumeSegment],
+    readings: list[tuple[int, int]],
+    now: int,
+) -> dict[str, str]:
+    """Record the group's stored files in one transaction, in volume order: by volume path, 'stored',
+    'present' or why not (the outcomes that are not copies pass through)."""
+    recorded: dict[str, str] = {}
+    with archive.transaction() as catalog:
+        for f in group:
+            copied = outcomes.get(f.path)
+            if isinstance(copied, _Copy):
+                recorded[f.path] = _record_file(catalog, result, f, segments.get(f.path), readings, copied, now)
+                crashpoint("in_transaction")
+            elif copied is not None:
+                recorded[f.path] = copied
+    for outcome in recorded.values():
+        if outcome == "stored":
+            crashpoint("after_commit")
+    return recorded
 
 
 def _volume_checks(
@@ -253,20 +434,30 @@ def _volume_checks(
     )
 
 
+#: Findings per ``ingest_findings`` entry: a volume of 10^5 files the driver does not know has 10^5 findings,
+#: and one entry holding them all (48 MB) would be built, parsed and hashed whole by ingest and every verify.
+FINDINGS_PER_ENTRY = 1000
+
+
 def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, result: IngestResult) -> None:
-    """Record the findings and the result, sign a checkpoint, then mark the ingest finished."""
+    """Record the findings (in entries of at most FINDINGS_PER_ENTRY) and the result, sign a checkpoint,
+    then mark the ingest finished."""
     with archive.transaction() as catalog:
         seg_ids = catalog.segments.ids_by_name(result.ingest_id)
-        findings = []
-        for finding in result.findings:
-            name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-            findings.append(_finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict())
+        for first in range(0, len(result.findings), FINDINGS_PER_ENTRY):
+            rows = []
+            for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
+                name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
+                row = _finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict()
+                del row["ingest_id"]  # the entry's own
+                rows.append(row)
+            entry = {"type": "ingest_findings", "ingest": result.ingest_id, "findings": rows, "time": time.time_ns()}
+            replay.record(catalog, entry)
         replay.record(
             catalog,
             {
                 "type": "ingest_end",
                 "ingest": result.ingest_id,
-                "findings": [{k: v for k, v in f.items() if k != "ingest_id"} for f in findings],
                 "result": _json_text({k: v for k, v in result.to_json().items() if k != "findings"}),
                 "time": time.time_ns(),
             },
@@ -295,10 +486,10 @@ def _environment(e: BaseException) -> bool:
     return isinstance(e, (OSError, sqlite3.OperationalError)) or type(e) is sqlite3.DatabaseError
 
 
-def _copied(future: Any) -> tuple[int, dict[str, str], str] | str:
+def _copied(future: Future[_Copy | str]) -> _Copy | str:
     """The copy's result; an unexpected error copying one file is that file's failure."""
     try:
-        return future.result()  # type: ignore[no-any-return]
+        return future.result()
     except Exception as e:  # noqa: BLE001 - one file's trouble never stops the volume
         if _environment(e):
             raise
@@ -306,42 +497,36 @@ def _copied(future: Any) -> tuple[int, dict[str, str], str] | str:
 
 
 def _record_file(
-    archive: Archive,
-    ingest_id: int,
-    device: str,
+    catalog: Catalog,
+    result: IngestResult,
     f: VolumeFile,
     seg: VolumeSegment | None,
     readings: list[tuple[int, int]],
-    copied: tuple[int, dict[str, str], str],
+    copied: _Copy,
     now: int,
-    result: IngestResult,
 ) -> str:
-    """Record one stored file; when what the driver said about it cannot be recorded, record the
-    file as it is (its bytes are evidence) with a `malformed` finding. 'stored', 'present' or why not."""
-    try:
-        with _CATALOG_WRITES:
-            return _record(archive, ingest_id, device, f.name, seg, readings, *copied, now)
-    except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume
-        if _environment(e):
-            raise
-        if seg is None:
-            return f"stored, but could not be recorded: {type(e).__name__}: {e}"
-        result.findings.append(
-            Finding(
-                "malformed",
-                f"what the driver read from this file could not be recorded "
-                f"({type(e).__name__}: {e}); recorded as a plain file",
-                device,
-                f.path,
+    """Record one stored file inside the group's transaction; when what the driver said about it cannot be
+    recorded, record the file as it is (its bytes are evidence) with a `malformed` finding. Each attempt is
+    its own savepoint, so a failed one leaves nothing of itself. 'stored', 'present' or why not."""
+    for attempt in (seg, None) if seg is not None else (None,):
+        try:
+            with catalog.savepoint():
+                return _record(catalog, result.ingest_id, result.device, f.name, attempt, readings, copied, now)
+        except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume
+            if _environment(e):
+                raise
+            if attempt is None:
+                return f"stored, but could not be recorded: {type(e).__name__}: {e}"
+            result.findings.append(
+                Finding(
+                    "malformed",
+                    f"what the driver read from this file could not be recorded "
+                    f"({type(e).__name__}: {e}); recorded as a plain file",
+                    result.device,
+                    f.path,
+                )
             )
-        )
-    try:
-        with _CATALOG_WRITES:
-            return _record(archive, ingest_id, device, f.name, None, readings, *copied, now)
-    except Exception as e:  # noqa: BLE001
-        if _environment(e):
-            raise
-        return f"stored, but could not be recorded: {type(e).__name__}: {e}"
+    raise AssertionError("unreachable: the last attempt returns")
 
 
 def _volume_step(
@@ -396,117 +581,49 @@ def head_digest(path: str | os.PathLike[str]) -> str:
         return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 
-def _already_present(archive: Archive, device: str, path: str, name: str) -> bool:
-    """The same device, name, size and content is in the archive already: stored, or lawfully purged
-    (its tombstone is in the ledger, and the card that still holds it must not bring the bytes back).
-    An object recorded but gone from the store without a tombstone is copied again.
+def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> set[str]:
+    """The volume paths of the group's files whose device, name, size and content are in the archive already:
+    stored, or lawfully purged (its tombstone is in the ledger, and the card that still holds it must not bring
+    the bytes back). An object recorded but gone from the store without a tombstone is copied again.
 
-    Only a file seen before is read here (hashed, not copied), to tell "the
+    Only a file seen before is read here (hashed, not copied; all of the group's in one batch), to tell "the
     same file" from "a new file with the same name"."""
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        return False  # gone or unreadable since the scan: the copy will say exactly why
-    known = archive.catalog.segments.objects_named(device, name_text(name), name_bytes(name), size)
-    if not known:
-        return False
-    (r,) = hash_files([path], ("sha256",))
-    if not r.ok or r.digests["sha256"] not in known:
-        return False
-    sha = r.digests["sha256"]
-    return archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha)
+    known = {}
+    for f in group:
+        shas = archive.catalog.segments.objects_named(device, name_text(f.name), name_bytes(f.name), f.size)
+        if shas:
+            known[f.path] = shas
+    present = set()
+    for r in hash_files(list(known), ("sha256",)):
+        sha = r.digests.get("sha256")
+        if (
+            sha is not None
+            and sha in known[r.path]
+            and (archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha))
+        ):
+            present.add(r.path)
+    return present
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.
 READBACK = "blake3"
 
 
-def _note_intent(archive: Archive, ingest_id: int, sha256: str) -> None:
-    """Write down, durably and before the object is linked into the store, that this ingest is
-    about to link it: until the ingest records it, verify reports it as `pending`, not `unexpected`.
-
-    Runs in a copy worker, so through a connection of its own (the archive's is the main thread's).
-    Its cost is one catalog commit (an fsync) per file: a few ms, nothing beside copying a
-    recording, but measurable on a volume of many tiny files (300 x 20 KB: about 2x)."""
-    with archive.catalog.another() as catalog, _CATALOG_WRITES, catalog.transaction():
-        catalog.ingests.note_intent(sha256, ingest_id, time.time_ns())
-
-
-#: Catalog writes of this process's ingest threads (intents from copy workers, records from the
-#: main thread) take turns here: a thread waiting on SQLite's own lock polls it with sleeps of up
-#: to 100 ms; this wakes the next writer as soon as the last commits. Other processes still meet
-#: SQLite's lock.
-_CATALOG_WRITES = threading.Lock()
-
-
-def _copy_into_store(
-    archive: Archive,
-    path: str,
-    name: str,
-    algorithms: tuple[str, ...],
-    ingest_id: int,
-    checked: frozenset[tuple[int, int]] | None = None,
-) -> tuple[int, dict[str, str], str] | str:
-    """Copy, fsync, read back from the disk and compare, note the intent, link into the store. ``checked``:
-    through the service, the files the caller was found to be able to read (custodes.rights.as_checked).
-
-    Returns (size, digests, head digest), or the reason it failed."""
-    temp = archive.store.new_temp(os.path.basename(name)[-40:])
-    crashpoint("copy")
-    computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
-    try:
-        with as_checked(path, checked) as source:
-            size, raw = archive.store_copy(source, temp, computed)
-    except CustodesError as e:
-        temp.unlink(missing_ok=True)
-        return f"could not copy: {e}"
-    digests = {a: d.hex() for a, d in zip(computed, raw, strict=True)}
-    crashpoint("after_copy")
-    try:
-        # With readback = "storage", the read-back below comes from the storage itself, not the page cache.
-        fsync_file(temp, drop_cache=archive.policy.readback == "storage")
-        crashpoint("after_fsync")
-        storage_op("read", temp)
-        (back,) = hash_files([temp], (READBACK,))
-        if not back.ok:
-            temp.unlink(missing_ok=True)
-            return f"could not read the copy back: {back.error}"
-        if back.digests[READBACK] != digests[READBACK]:
-            temp.unlink(missing_ok=True)
-            return "the copy read back differs from what was read from the volume (storage fault?)"
-        crashpoint("after_readback")
-        storage_op("read", temp)
-        head = head_digest(temp)
-        _note_intent(archive, ingest_id, digests["sha256"])
-        archive.store.put(temp, digests["sha256"])
-    except OSError as e:
-        # The archive's storage failed this file (EIO, ENOSPC at an fsync,
-        # read-back or link): its copy goes, the file is reported
-        # ingest_failed with the reason, the rest of the volume goes on, and
-        # a re-run copies it again. put() leaves no half-made object.
-        temp.unlink(missing_ok=True)
-        return f"could not store the copy: {e}"
-    crashpoint("after_link")
-    return size, {a: digests[a] for a in algorithms}, head
-
-
 def _record(
-    archive: Archive,
+    catalog: Catalog,
     ingest_id: int,
     device: str,
     name: str,
     seg: VolumeSegment | None,
     readings: list[tuple[int, int]],
-    size: int,
-    digests: dict[str, str],
-    head: str,
+    copied: _Copy,
     now: int,
 ) -> str:
-    """Catalog row and ledger entry for one stored file, in one transaction: 'stored' or 'present'.
+    """Catalog row and ledger entry for one stored file, inside the caller's transaction: 'stored' or 'present'.
 
     The name is kept as :func:`~custodes.drivers.name_text` (``original_name``, ledger ``name``) and,
     when it is not UTF-8, its exact bytes too (``original_name_bytes``, ledger ``name_b64``)."""
-    sha = digests["sha256"]
+    sha = copied.digests["sha256"]
     text, raw = name_text(name), name_bytes(name)
     start, end = (seg.start, seg.end) if seg else (None, None)
     c_start, c_end = _corrected([start, end], readings)
@@ -522,36 +639,33 @@ def _record(
                 "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks],
             }
         )
-    with archive.transaction() as catalog:
-        if catalog.segments.find(device, text, raw, sha) is not None:
-            return "present"
-        # Every fact of the segment and its object is in the entry: the rows are made from it (catalog.replay).
-        entry = {
-            "type": "ingest",
-            "segment": replay.next_id(catalog, "segments"),
-            "device": device,
-            "name": text,
-            "size": size,
-            "digests": digests,
-            "head_sha256": head,
-            "kind": seg.kind if seg else "file",
-            "start": start,
-            "end": end,
-            "start_source": seg.start_source if seg else None,
-            "corrected_start": c_start,
-            "corrected_end": c_end,
-            "sequence": seg.sequence if seg and seg.sequence >= 0 else None,
-            "important": bool(seg and seg.important),
-            "recording": seg.recording if seg else None,
-            "chapter": seg.chapter if seg else None,
-            "officer": seg.extra.get("officer") if seg else None,
-            "container": container,
-            "ingest": ingest_id,
-            "time": now,
-        }
-        if raw is not None:
-            entry["name_b64"] = base64.b64encode(raw).decode("ascii")
-        replay.record(catalog, entry)
-        crashpoint("in_transaction")
-    crashpoint("after_commit")
+    if catalog.segments.find(device, text, raw, sha) is not None:
+        return "present"
+    # Every fact of the segment and its object is in the entry: the rows are made from it (catalog.replay).
+    entry = {
+        "type": "ingest",
+        "segment": replay.next_id(catalog, "segments"),
+        "device": device,
+        "name": text,
+        "size": copied.size,
+        "digests": copied.digests,
+        "head_sha256": copied.head,
+        "kind": seg.kind if seg else "file",
+        "start": start,
+        "end": end,
+        "start_source": seg.start_source if seg else None,
+        "corrected_start": c_start,
+        "corrected_end": c_end,
+        "sequence": seg.sequence if seg and seg.sequence >= 0 else None,
+        "important": bool(seg and seg.important),
+        "recording": seg.recording if seg else None,
+        "chapter": seg.chapter if seg else None,
+        "officer": seg.extra.get("officer") if seg else None,
+        "container": container,
+        "ingest": ingest_id,
+        "time": now,
+    }
+    if raw is not None:
+        entry["name_b64"] = base64.b64encode(raw).decode("ascii")
+    replay.record(catalog, entry)
     return "stored"

@@ -161,7 +161,7 @@ def _ingest_command(archive: Archive, volume: str | None) -> str:
 
 
 #: The entries an ingest writes (catalog.replay): until its checkpoint is signed they are its work in flight.
-_INGEST_TYPES = ("ingest_begin", "ingest", "ingest_end")
+_INGEST_TYPES = ("ingest_begin", "ingest", "ingest_findings", "ingest_end")
 
 
 def _entry_ingest(entry: bytes) -> int | None:

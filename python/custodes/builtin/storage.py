@@ -2,10 +2,10 @@
 in a directory.
 
 Objects live at ``objects/<algorithm>/ab/cd/<digest>`` as read-only files. A
-new object is written to ``tmp/`` first, fsynced, then linked into place with
-``link(2)``, which refuses to replace anything already there (rename would
-silently overwrite), and the directories are fsynced so the name survives a
-power cut. Nothing in this class deletes an object except :meth:`LocalStore.purge`,
+new object is written to ``tmp/`` first, made durable, then linked into place
+with ``link(2)``, which refuses to replace anything already there (rename would
+silently overwrite), and the new names are synced so they survive a power cut.
+Nothing in this class deletes an object except :meth:`LocalStore.purge`,
 which the retention workflow calls only after writing a ledger tombstone.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from custodes._durable import fsync_dir
+from custodes._durable import fsync_dir, sync_together
 from custodes._faults import storage_op
 from custodes.errors import CustodesError
 from custodes.hookspecs import hookimpl
@@ -66,38 +66,58 @@ class LocalStore:
         return self.tmp / f"{os.getpid()}-{os.urandom(6).hex()}-{hint}"
 
     def put(self, temp: Path, digest: str) -> bool:
-        """Move a fully written, fsynced temp file into place under ``digest``.
+        """Move one fully written, durable temp file into place under ``digest`` (see :meth:`put_many`);
+        raises the error that stopped it."""
+        (outcome,) = self.put_many([(temp, digest)])
+        if isinstance(outcome, OSError):
+            raise outcome
+        return outcome
 
-        Returns False (and removes the temp file) when the object is already
-        stored: an object is never replaced. All or nothing: when the new name
-        cannot be made durable, the name this call created is removed again
-        and the error raised, so a failed put never leaves an object that no
-        catalog row will ever name (``verify`` would call it unexpected)."""
-        final = self.path_for(digest)
-        for folder in (final.parent.parent, final.parent):  # each made 0700 (parents=True would not)
-            folder.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(temp, stat.S_IRUSR)  # read-only, and for the archive's account alone
-        created = False
-        try:
-            storage_op("write", final)
+    def put_many(self, items: list[tuple[Path, str]]) -> list[bool | OSError]:
+        """Move fully written, durable temp files into place, each under its digest, and make the new names
+        durable together: one sync for the whole group (custodes._durable.sync_together), not two folder
+        fsyncs per object.
+
+        Per item: True (stored), False (already stored: an object is never replaced, and the temp is
+        removed) or the OSError that stopped it. All or nothing per name: a name this call created is
+        removed again when it cannot be made durable, so a failed put never leaves an object that no
+        catalog row will ever name (``verify`` would call it unexpected). The temps of the items that
+        failed are left for the caller to remove."""
+        outcomes: list[bool | OSError] = []
+        created: list[Path] = []
+        folders: dict[Path, None] = {}
+        for temp, digest in items:
+            final = self.path_for(digest)
             try:
-                os.link(temp, final)
-                created = True
-            except FileExistsError:
-                pass
-            # Also when the name was there already: it may be the link of an
-            # earlier run that died before these fsyncs, and the catalog is
-            # about to rely on it surviving a power cut.
-            fsync_dir(final.parent)
-            fsync_dir(final.parent.parent)
-        except OSError:
-            if created:
+                for folder in (final.parent.parent, final.parent):
+                    if folder not in folders:
+                        _make_folder(folder)
+                        folders[folder] = None
+                os.chmod(temp, stat.S_IRUSR)  # read-only, and for the archive's account alone
+                storage_op("write", final)
+                try:
+                    os.link(temp, final)
+                    created.append(final)
+                    outcomes.append(True)
+                except FileExistsError:
+                    outcomes.append(False)
+                # Also when the name was there already, its folders are synced: it may be
+                # the link of an earlier run that died before its sync, and the catalog is
+                # about to rely on it surviving a power cut.
+            except OSError as e:
+                outcomes.append(e)
+        try:
+            sync_together(self.objects, list(folders))
+        except OSError as e:
+            for final in created:
                 final.unlink(missing_ok=True)
-            raise
-        # The temp's removal is not fsynced: the object is durable now, and a
+            return [e if isinstance(o, bool) else o for o in outcomes]
+        # The temps' removal is not synced: the objects are durable now, and a
         # temp that a power cut brings back is cleaned by the next ingest.
-        os.unlink(temp)
-        return created
+        for (temp, _), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, bool):
+                os.unlink(temp)
+        return outcomes
 
     def stat(self, digest: str) -> os.stat_result | None:
         try:
@@ -125,6 +145,14 @@ class LocalStore:
         storage_op("write", path)
         os.unlink(path)
         fsync_dir(path.parent)
+
+
+def _make_folder(folder: Path) -> None:
+    """A folder of the store, made 0700 (``parents=True`` would not), or left as it is."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
 
 
 @hookimpl

@@ -132,6 +132,19 @@ class Catalog:
         self._conn.execute("COMMIT")
 
     @contextmanager
+    def savepoint(self) -> Iterator[Catalog]:
+        """A part of the caller's transaction that can fail alone: what it wrote is undone, the rest stays
+        (ingest records a group of files in one transaction, and one file's bad metadata must not undo the others)."""
+        self._conn.execute("SAVEPOINT part")
+        try:
+            yield self
+        except BaseException:
+            self._conn.execute("ROLLBACK TO part")
+            self._conn.execute("RELEASE part")
+            raise
+        self._conn.execute("RELEASE part")
+
+    @contextmanager
     def snapshot(self) -> Iterator[Catalog]:
         """One read transaction over several reads: what others commit meanwhile is not seen.
         Inside a transaction already, that transaction is the snapshot."""

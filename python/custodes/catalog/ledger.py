@@ -46,6 +46,11 @@ class Ledger(Table):
     def size(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM ledger"))
 
+    def leaves_from(self, start: int) -> list[bytes]:
+        """The leaves from index ``start`` on, in order."""
+        rows = self._conn.execute("SELECT leaf FROM ledger WHERE seq >= ? ORDER BY seq", (start,))
+        return [blob(leaf) for (leaf,) in rows]
+
     def leaves(self, size: int | None = None) -> list[bytes]:
         """The first ``size`` leaves (all when None), in order."""
         if size is None:
@@ -127,13 +132,20 @@ class CheckpointRow(NamedTuple):
 
 
 class Checkpoints(Table):
-    def add(self, size: int, root: bytes, note: str, now: int) -> str:
-        """Record a signed checkpoint; returns the note recorded at that size (the first one signed)."""
+    def add(self, size: int, root: bytes, note: str, now: int, frontier: bytes | None = None) -> str:
+        """Record a signed checkpoint and the Merkle frontier of its size (the subtree roots packed back to
+        back); returns the note recorded at that size (the first one signed)."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
-            (size, root, note, now),
+            "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns, frontier) VALUES (?, ?, ?, ?, ?)",
+            (size, root, note, now, frontier),
         )
         return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
+
+    def latest_frontier(self) -> tuple[int, bytes, bytes] | None:
+        """(size, root, frontier) of the latest checkpoint that kept its frontier."""
+        sql = "SELECT size, root, frontier FROM checkpoints WHERE frontier IS NOT NULL ORDER BY size DESC LIMIT 1"
+        row = self._conn.execute(sql).fetchone()
+        return None if row is None else (int(row[0]), blob(row[1]), blob(row[2]))
 
     def all(self) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")

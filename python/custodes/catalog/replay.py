@@ -9,7 +9,8 @@ Entry types and the rows they make (see :data:`HANDLERS`):
 
 - ``ingest_begin``: the device (as the volume describes it), the ingest, the device's own log and clock
   readings; ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
-  ``ingest_end``: the ingest's findings and result.
+  ``ingest_findings``: some of the ingest's findings (at most 1000 an entry); ``ingest_end``: the ingest's
+  result (and, written before ``ingest_findings`` existed, its findings).
 - ``access_<action>``: an access-log row each; ``access_request`` (granted) the request; ``access_approve`` /
   ``access_deny`` the decision; ``access_classify`` the classification; ``access_refusal_count`` (the refusals
   of an account without a role counted beyond the policy's limit in one window, see custodes.access) only
@@ -177,11 +178,16 @@ def _ingest(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     return [("objects", (sha,)), ("segments", (e["segment"],))]
 
 
-def _ingest_end(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
-    touched: Touched = [("ingests", (e["ingest"],))]
+def _ingest_findings(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
+    touched: Touched = []
     for f in e.get("findings", []):
         rowid = c.findings.add(FindingRow(ingest_id=e["ingest"], **f))  # the row's fields but its ingest
         touched.append(("findings", (rowid,)))
+    return touched
+
+
+def _ingest_end(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
+    touched: Touched = [("ingests", (e["ingest"],)), *_ingest_findings(c, seq, e)]
     c.ingests.set_result(e["ingest"], e["result"])
     return touched
 
@@ -284,6 +290,7 @@ def _nothing(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
 HANDLERS: dict[str, Callable[[Catalog, int, dict[str, Any]], Touched]] = {
     "ingest_begin": _ingest_begin,
     "ingest": _ingest,
+    "ingest_findings": _ingest_findings,
     "ingest_end": _ingest_end,
     "hold": _hold,
     "hold_release": _hold_release,

@@ -25,6 +25,9 @@ pub enum MerkleError {
     /// A consistency proof asked for from an empty tree or from a tree larger than the log.
     #[error("no consistency proof from size {from} to {to}: the older size must be between 1 and {to}")]
     ConsistencyRange { from: usize, to: usize },
+    /// A frontier whose number of hashes is not the number of perfect subtrees of its size.
+    #[error("a tree of {size} leaves has a frontier of {want} hashes, not {got}")]
+    FrontierLength { size: u64, want: usize, got: usize },
 }
 
 /// One 32-byte hash from a byte string of any length.
@@ -236,6 +239,24 @@ impl Accumulator {
         self.size += 1;
     }
 
+    /// The roots of the perfect subtrees, left to right: with the size, all a later
+    /// accumulator needs to go on from here ([`Accumulator::resume`]) without
+    /// reading the leaves again.
+    pub fn frontier(&self) -> Vec<Hash> {
+        self.stack.iter().map(|&(_, h)| h).collect()
+    }
+
+    /// Go on from a frontier saved at `size`. The subtrees' heights are the set
+    /// bits of `size`, highest first, so their number must be its popcount.
+    pub fn resume(size: u64, frontier: &[Hash]) -> Result<Self, MerkleError> {
+        let want = size.count_ones() as usize;
+        if frontier.len() != want {
+            return Err(MerkleError::FrontierLength { size, want, got: frontier.len() });
+        }
+        let heights = (0..64u32).rev().filter(|b| size >> b & 1 == 1);
+        Ok(Self { stack: heights.zip(frontier.iter().copied()).collect(), size })
+    }
+
     /// MTH of everything pushed so far.
     pub fn root(&self) -> Hash {
         let mut it = self.stack.iter().rev();
@@ -250,6 +271,26 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_accumulator_goes_on_as_the_original() {
+        let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for cut in [0usize, 1, 2, 3, 7, 8, 33, 64, 69] {
+            let mut first = Accumulator::new();
+            leaves[..cut].iter().for_each(|&l| first.push(l));
+            let mut resumed = Accumulator::resume(cut as u64, &first.frontier()).unwrap();
+            assert_eq!(resumed.root(), root(&leaves[..cut]), "at {cut}");
+            leaves[cut..].iter().for_each(|&l| resumed.push(l));
+            assert_eq!((resumed.size(), resumed.root()), (70, root(&leaves)), "from {cut}");
+        }
+        let three = Accumulator::resume(3, &[leaf_hash(b"a"), leaf_hash(b"b")]).unwrap();
+        assert_eq!(three.frontier().len(), 2);
+        assert!(matches!(
+            Accumulator::resume(3, &[leaf_hash(b"a")]),
+            Err(MerkleError::FrontierLength { size: 3, want: 2, got: 1 })
+        ));
+        assert!(Accumulator::resume(0, &[leaf_hash(b"a")]).is_err());
+    }
 
     #[test]
     fn the_empty_tree_has_one_root() {

@@ -101,6 +101,19 @@ impl MerkleAccumulator {
     fn root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.lock().unwrap_or_else(|p| p.into_inner()).root())
     }
+
+    /// The roots of the perfect subtrees so far, left to right (see `resume`).
+    fn frontier<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        let acc = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        acc.frontier().iter().map(|h| PyBytes::new(py, h)).collect()
+    }
+
+    /// An accumulator that goes on from a frontier saved at `size`.
+    #[staticmethod]
+    fn resume(size: u64, frontier: Vec<Vec<u8>>) -> error::Result<Self> {
+        let inner = Accumulator::resume(size, &hashes(&frontier)?)?;
+        Ok(MerkleAccumulator { inner: Mutex::new(inner) })
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
