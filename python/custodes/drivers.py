@@ -99,7 +99,7 @@ class DeviceIdentity:
         return {k: v for k, v in self.__dict__.items() if k != "file"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VolumeFile:
     """A regular file on the volume: absolute ``path`` and ``name`` relative to the volume."""
 
@@ -108,7 +108,7 @@ class VolumeFile:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VolumeSegment:
     """One recording file with what the vendor's naming and sidecars say about it."""
 

@@ -42,7 +42,15 @@ from custodes.archive import Archive, ArchiveError
 from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.defaults import NS, clock_is_set
-from custodes.drivers import VolumeFile, VolumeReading, VolumeSegment, name_bytes, name_text, scan_volume
+from custodes.drivers import (
+    VolumeFile,
+    VolumeReading,
+    VolumeSegment,
+    name_bytes,
+    name_text,
+    one_scan_per_volume,
+    scan_volume,
+)
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files
@@ -149,8 +157,9 @@ def ingest(
     if archive.policy.device_time_zone:
         opts.setdefault("tz", archive.policy.device_time_zone)
     opts.setdefault("clock_tolerance", str(archive.policy.clock_tolerance_seconds))
-    reading = read_volume(volume, driver, opts)
-    files, _, skipped = scan_volume(Path(volume))
+    with one_scan_per_volume():  # the driver's reading and the files to store come from one walk of the volume
+        reading = read_volume(volume, driver, opts)
+        files, _, skipped = scan_volume(Path(volume))
     started = time.time_ns() if now is None else now
     _clean_stale_temps(archive)
     volume_text = name_text(os.fspath(Path(volume).resolve()))
