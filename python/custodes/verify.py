@@ -584,6 +584,8 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
     One ``scandir`` per folder and no system call per file: paths are strings, and whether an entry is a
     folder or a link comes from the directory listing itself."""
     store = archive.store
+    # A plugin's store may not have folder_of (builtin/storage.py): its path_for says the same, at a Path's cost.
+    folder_of = getattr(store, "folder_of", None) or (lambda digest: os.fspath(store.path_for(digest).parent))
     top_folder = os.fspath(store.objects.parent)
     objects_folder = os.fspath(store.objects)
 
@@ -605,7 +607,7 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
                     yield from walk(e.path)
             elif at_top:
                 foreign.append(Path(e.path))  # a file beside objects/sha256
-            elif _DIGEST_NAME.match(e.name) and store.folder_of(e.name) == folder:
+            elif _DIGEST_NAME.match(e.name) and folder_of(e.name) == folder:
                 yield e.name, e.path, e.is_symlink()
             else:
                 foreign.append(Path(e.path))
@@ -715,8 +717,8 @@ def _verify_store(
         # The walk saw the object's file and whether it is a link; only one it did not see (gone, or in a
         # folder that is itself a link) is looked at once more here.
         path = found[1] if found is not None else os.fspath(archive.store.path_for(sha))
-        if found[2] if found is not None else os.path.islink(path):
-            # hashing would follow it: the bytes checked would not be the archive's own
+        is_link = found[2] if found is not None else os.path.islink(path)
+        if is_link:  # hashing would follow it: the bytes checked would not be the archive's own
             result.checked += 1
             target = os.readlink(path)
             result.findings.append(
