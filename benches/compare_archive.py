@@ -12,7 +12,8 @@ one benches/compare_hash.py builds (default 2 GiB), in the page cache.
 With ``--small N``, a many-small-files volume instead (N files of 20-200 KiB, random sizes and bytes, seeded):
 ingest against ``cp -r && sync`` and ``rsync -a && sync``, and verify of an archive of ``--objects`` (default
 20,000) objects of 4 KiB against ``sha256sum -c`` and ``xargs -P <cores>`` of it over one manifest per core,
-each with the peak RSS of custodes' runs (wait4 of each run, benches/_measure.py).
+each run with its peak RSS (GNU time's, else wait4's: benches/_measure.py). rsync is left out, and said so, where
+it is not installed.
 
 Threads are said on both sides: ingest and verify run on every core and with
 ``--workers 1``; one-process peers (``cp``, ``sha256sum -c``) are compared with
