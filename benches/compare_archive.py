@@ -9,6 +9,12 @@ manifest of the same objects, ``hashdeep -a -j2`` with known hashes, and
 ``bagit.py --validate`` of a bag with the same payload. The corpus is the
 one benches/compare_hash.py builds (default 2 GiB), in the page cache.
 
+With ``--small N``, a many-small-files volume instead (N files of 20-200 KiB, random sizes and bytes, seeded):
+ingest against ``cp -r && sync`` and ``rsync -a && sync``, and verify of an archive of ``--objects`` (default
+20,000) objects of 4 KiB against ``sha256sum -c`` and ``xargs -P <cores>`` of it over one manifest per core,
+each run with its peak RSS (GNU time's, else wait4's: benches/_measure.py). rsync is left out, and said so, where
+it is not installed.
+
 Threads are said on both sides: ingest and verify run on every core and with
 ``--workers 1``; one-process peers (``cp``, ``sha256sum -c``) are compared with
 the one-worker figure, and ``sha256sum -c`` also runs as ``xargs -P <cores>``
@@ -17,6 +23,7 @@ over per-file manifests. Every run is checked: ingest must store every file
 the peers must exit 0.
 
     .venv/bin/python benches/compare_archive.py [--size-mib 2048] [--repeat 3]
+    .venv/bin/python benches/compare_archive.py --small 5000 [--objects 20000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -31,10 +39,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import MiB, build_corpus  # noqa: E402
+from _measure import Run, measure, must  # noqa: E402
 from compare_hash import hashlib_loop, make_bag  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -64,7 +74,12 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=Path("bench-corpus"))
+    ap.add_argument("--small", type=int, default=None, help="files of 20-200 KiB in the many-small-files volume")
+    ap.add_argument("--objects", type=int, default=20_000, help="4 KiB objects in the archive --small verifies")
     a = ap.parse_args()
+    if a.small is not None:
+        small_main(a)
+        return
     files = build_corpus(a.dir, a.size_mib)
     volume = a.dir / "data"
     total = sum(f.stat().st_size for f in files) / MiB
@@ -191,6 +206,158 @@ def main() -> None:
         if not name.startswith("custodes"):
             print(f"  {'1 thread' if th == '1' else f'{CORES} cores':9} custodes vs {name:36} {s / ours[th]:.2f}x")
     shutil.rmtree(work)
+
+
+#: What ingest must say of a volume of random .bin files: no driver reads their time.
+SMALL_FINDINGS = {"unknown_file"}
+
+
+def small_corpus(root: Path, files: int, low: int, high: int, seed: int = 14) -> Path:
+    """``files`` files of ``low``..``high`` bytes (random sizes and bytes from ``seed``: every run the same
+    volume, and every file a new object), written once and reused."""
+    folder = root / f"small-{files}-{low}-{high}-{seed}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "data").mkdir(parents=True)
+    rng = random.Random(seed)
+    for i in range(files):
+        (folder / "data" / f"f{i:06d}.bin").write_bytes(rng.randbytes(rng.randint(low, high)))
+    done.touch()
+    return folder / "data"
+
+
+@dataclass
+class Small:
+    """One many-small-files run: its work folder, the archive and copy in it, and the repeat count."""
+
+    work: Path
+    repeat: int
+
+    @property
+    def archive(self) -> Path:
+        return self.work / "archive"
+
+    @property
+    def copy(self) -> Path:
+        return self.work / "copy"
+
+    def fresh(self) -> None:
+        shutil.rmtree(self.archive, ignore_errors=True)
+        shutil.rmtree(self.copy, ignore_errors=True)
+        run("sync")  # every run starts with no dirty pages from the last one
+        run(str(BIN / "custodes"), "init", str(self.archive), "--algo", "sha256")
+
+    def ingest(self, source: Path, count: int, *extra: str) -> Run:
+        args = ("ingest", str(source), "--archive", str(self.archive), "--driver", "generic", "-q", "--json")
+        got = must(measure(str(BIN / "custodes"), *args, *extra), "ingest", ok=(0, 1))
+        report = json.loads(got.stdout)
+        kinds = {f["kind"] for f in report["findings"]}
+        if len(report["stored"]) != count or report["failed"] or not kinds <= SMALL_FINDINGS:
+            raise SystemExit(
+                f"ingest went wrong (exit {got.rc}): stored {len(report['stored'])} of {count}, "
+                f"failed {report['failed']}, findings {sorted(kinds)}"
+            )
+        return got
+
+    def timed(self, runs: Callable[[], list[Run]], fresh: bool = True) -> tuple[float, float]:
+        """Median time of the repeated runs, each of one or more processes (a copy, then sync), and the
+        largest peak RSS of any of them."""
+        got = []
+        for _ in range(self.repeat):
+            if fresh:
+                self.fresh()
+            steps = runs()
+            got.append((sum(r.seconds for r in steps), max(r.rss_mib for r in steps)))
+        return statistics.median(s for s, _ in got), max(m for _, m in got)
+
+
+def small_main(a: argparse.Namespace) -> None:
+    """The many-small-files figures: see the module notes."""
+    run_ = Small(Path(tempfile.mkdtemp(dir=a.dir)), a.repeat)
+    small_ingest(run_, small_corpus(a.dir, a.small, 20 << 10, 200 << 10))
+    small_verify(run_, small_corpus(a.dir, a.objects, 4 << 10, 4 << 10), a.objects)
+    shutil.rmtree(run_.work)
+
+
+def small_ingest(r: Small, volume: Path) -> None:
+    files = sorted(volume.iterdir())
+    total = sum(f.stat().st_size for f in files) / MiB
+    print(f"volume: {len(files)} files of 20-200 KiB, {total:.0f} MiB, median of {r.repeat} runs, warm cache\n")
+    rows = {
+        f"custodes ingest [{CORES} cores]": r.timed(lambda: [r.ingest(volume, len(files))]),
+        "custodes ingest --workers 1 [1 thread]": r.timed(lambda: [r.ingest(volume, len(files), "--workers", "1")]),
+        "cp -r && sync [1 thread]": r.timed(
+            lambda: [must(measure("cp", "-r", str(volume), str(r.copy)), "cp -r"), must(measure("sync"), "sync")]
+        ),
+    }
+    rsync = shutil.which("rsync")
+    if rsync is None:
+        print("rsync is not installed on this machine: its row is left out\n")
+    else:
+        rows["rsync -a && sync [2 processes]"] = r.timed(
+            lambda: [must(measure(rsync, "-a", f"{volume}/", f"{r.copy}/"), "rsync -a"), must(measure("sync"), "sync")]
+        )
+    print("ingest:")
+    for name, (s, rss) in rows.items():
+        print(f"  {name:40} {len(files) / s:7.0f} files/s {total / s:6.0f} MiB/s ({s:6.2f} s)  peak RSS {rss:4.0f} MiB")
+    print("ratios (peer time / custodes time; 1.00x is as fast as the peer):")
+    for ours in (f"custodes ingest [{CORES} cores]", "custodes ingest --workers 1 [1 thread]"):
+        for peer in [name for name in rows if not name.startswith("custodes")]:
+            print(f"  {ours:40} vs {peer:32} {rows[peer][0] / rows[ours][0]:.2f}x")
+
+
+def small_verify(r: Small, source: Path, count: int) -> None:
+    r.fresh()
+    r.ingest(source, count)
+    object_files = [str(p) for p in sorted((r.archive / "objects").rglob("*")) if p.is_file()]
+    if len(object_files) != count:
+        raise SystemExit(f"the store holds {len(object_files)} objects, expected {count}")
+    manifest = r.work / "objects.sha256"
+    listed = "\n".join(object_files).encode()
+    manifest.write_bytes(must(measure("xargs", "-d", "\n", "sha256sum", stdin=listed), "sha256sum").stdout)
+    lines = manifest.read_bytes().splitlines(keepends=True)
+    parts = []
+    for k in range(CORES):  # one manifest per core, for xargs -P to check side by side
+        part = r.work / f"objects.{k}.sha256"
+        part.write_bytes(b"".join(lines[k::CORES]))
+        parts.append(str(part))
+
+    def verify(*extra: str) -> list[Run]:
+        got = must(measure(str(BIN / "custodes"), "verify", str(r.archive), "-q", "--json", *extra), "verify")
+        checked = json.loads(got.stdout)["checked"]
+        if checked != count:
+            raise SystemExit(f"verify checked {checked} objects, the archive holds {count}")
+        return [got]
+
+    def peer(*args: str, stdin: bytes | None = None) -> Callable[[], list[Run]]:
+        return lambda: [must(measure(*args, stdin=stdin), " ".join(args))]
+
+    rows = {  # name: (threads, (median seconds, peak RSS))
+        "custodes verify": ("all", r.timed(verify, fresh=False)),
+        "custodes verify --workers 1": ("1", r.timed(lambda: verify("--workers", "1"), fresh=False)),
+        "sha256sum -c": ("1", r.timed(peer("sha256sum", "-c", "--quiet", str(manifest)), fresh=False)),
+        f"xargs -P{CORES} sha256sum -c (a manifest per core)": (
+            "all",
+            r.timed(
+                peer(
+                    "xargs", "-n", "1", "-P", str(CORES), "sha256sum", "-c", "--quiet", stdin="\n".join(parts).encode()
+                ),
+                fresh=False,
+            ),
+        ),
+    }
+    print(f"\nverify: {count} objects of 4 KiB ({count * 4 / 1024:.0f} MiB)")
+    for name, (th, (s, rss)) in rows.items():
+        threads = "1 thread" if th == "1" else f"{CORES} cores"
+        print(f"  {name:46} [{threads}] {count / s:7.0f} objects/s ({s:5.2f} s)  peak RSS {rss:4.0f} MiB")
+    ours = {th: s for name, (th, (s, _)) in rows.items() if name.startswith("custodes")}
+    print("ratios, like for like (peer time / custodes time):")
+    for name, (th, (s, _)) in rows.items():
+        if not name.startswith("custodes"):
+            threads = "1 thread" if th == "1" else f"{CORES} cores"
+            print(f"  {threads:9} custodes vs {name:46} {s / ours[th]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class LocalStore:
         self.root = Path(root)
         self.algorithm = algorithm
         self.objects = self.root / "objects" / algorithm
+        self._objects = os.fspath(self.objects)
         self.tmp = self.root / "tmp"
 
     @classmethod
@@ -59,7 +60,12 @@ class LocalStore:
     def path_for(self, digest: str) -> Path:
         if not _DIGEST.match(digest):
             raise StoreError(f"not a hex digest: {digest!r}")
-        return self.objects / digest[:2] / digest[2:4] / digest
+        return Path(self.folder_of(digest), digest)
+
+    def folder_of(self, digest: str) -> str:
+        """The folder ``digest``'s object belongs in, as a string: verify asks it of every file in the store,
+        where building a Path each time would cost more than the rest of the check."""
+        return os.path.join(self._objects, digest[:2], digest[2:4])
 
     def new_temp(self, hint: str) -> Path:
         """A fresh name in the store's own tmp/ (same file system, so linking is atomic)."""

@@ -116,13 +116,16 @@ class CaseRecording(NamedTuple):
     digests: str
 
 
+#: Made once: verify's replay inserts a segment per ingest entry, and building the statement cost more than running it.
+_INSERT_SEGMENT = (
+    f"INSERT INTO segments (id, {', '.join(NewSegment._fields)}) VALUES (?, {question_marks(NewSegment._fields)})"
+)
+
+
 class Segments(Table):
     def insert(self, segment: int, row: NewSegment) -> None:
         """A segment under the id its ingest entry names (catalog.replay)."""
-        self._conn.execute(
-            f"INSERT INTO segments (id, {', '.join(NewSegment._fields)}) VALUES (?, {question_marks(row)})",
-            (segment, *row),
-        )
+        self._conn.execute(_INSERT_SEGMENT, (segment, *row))
 
     def exists(self, segment: int) -> bool:
         return self._one("SELECT 1 FROM segments WHERE id = ?", (segment,)) is not None

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from custodes import merkle
 from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import DeviceIdentity, FindingRow
-from custodes.catalog.evidence import NewSegment, blob
+from custodes.catalog.evidence import NewSegment
 
 if TYPE_CHECKING:
     from custodes.catalog import Catalog
@@ -331,44 +331,93 @@ class Replay:
 WRITTEN_BY = "replay_written_by"
 
 
+#: Entries applied under one savepoint. One savepoint per entry cost two statements per entry, as much as the
+#: rows of an ingest entry; an entry that cannot be applied is rare (an edited ledger), and then its group is
+#: rolled back and applied again entry by entry, which leaves exactly what applying each alone would.
+GROUP = 1000
+
+
 def replay(source: Catalog, target: Catalog) -> Replay:
     """Apply every entry of ``source``'s ledger, in order, to the empty catalog ``target`` (one transaction).
     Foreign keys are off there: a row of an older entry may refer to one only its adoption makes."""
     out = Replay()
-    _conn(target).execute("PRAGMA foreign_keys=OFF")
-    _conn(target).execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
+    conn = _conn(target)
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
+    group: list[tuple[int, dict[str, Any]]] = []  # bounded: memory does not grow with the ledger
     with target.transaction():
         for seq, data, _leaf in source.ledger.walk():
             try:
                 entry = json.loads(data)
             except ValueError:
+                _apply_group(target, group, out)  # the entries before it first: failures are listed in order
                 out.failed.append((seq, "not JSON (verify's leaf and checkpoint checks say more)"))
                 continue
             if not isinstance(entry, dict):
+                _apply_group(target, group, out)
                 out.failed.append((seq, "not a JSON object"))
                 continue
-            _conn(target).execute("SAVEPOINT entry")  # an entry that cannot be applied leaves no part of its rows
-            try:
-                touched = apply(target, seq, entry)
-            except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
-                _conn(target).execute("ROLLBACK TO entry")
-                out.failed.append((seq, f"cannot be applied: {type(exc).__name__}: {exc}"))
-                continue
-            finally:
-                _conn(target).execute("RELEASE entry")
-            if touched is None:
-                kind = str(entry.get("type"))
-                out.unknown[kind] = out.unknown.get(kind, 0) + 1
-                continue
-            _conn(target).executemany(
-                f"INSERT INTO {WRITTEN_BY} (tbl, key, seq) VALUES (?, ?, ?)",  # noqa: S608
-                [(table, _key_text(key), seq) for table, key in touched],
-            )
-        _conn(target).execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
+            group.append((seq, entry))
+            if len(group) >= GROUP:
+                _apply_group(target, group, out)
+        _apply_group(target, group, out)
+        conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
 
 
+class _NotApplied(Exception):
+    pass
+
+
+def _apply_group(target: Catalog, group: list[tuple[int, dict[str, Any]]], out: Replay) -> None:
+    """Apply a group of entries, in order, under one savepoint; when one cannot be applied, the group again entry
+    by entry (:func:`_apply_one`). Records who wrote each row (:data:`WRITTEN_BY`) and the unknown types."""
+    if not group:
+        return
+    conn = _conn(target)
+    conn.execute("SAVEPOINT entries")
+    try:
+        done = [(seq, entry, apply(target, seq, entry)) for seq, entry in group]
+    except (KeyError, TypeError, ValueError, sqlite3.Error):
+        conn.execute("ROLLBACK TO entries")
+        done = None
+    finally:
+        conn.execute("RELEASE entries")
+    if done is None:
+        done = []
+        for seq, entry in group:
+            try:
+                done.append((seq, entry, _apply_one(target, seq, entry)))
+            except _NotApplied as exc:
+                out.failed.append((seq, str(exc)))
+    written = []
+    for seq, entry, touched in done:
+        if touched is None:
+            kind = str(entry.get("type"))
+            out.unknown[kind] = out.unknown.get(kind, 0) + 1
+        else:
+            written += [(table, _key_text(key), seq) for table, key in touched]
+    conn.executemany(f"INSERT INTO {WRITTEN_BY} (tbl, key, seq) VALUES (?, ?, ?)", written)  # noqa: S608
+    group.clear()
+
+
+def _apply_one(target: Catalog, seq: int, entry: dict[str, Any]) -> Touched | None:
+    """Apply one entry under its own savepoint: one that cannot be applied leaves no part of its rows."""
+    conn = _conn(target)
+    conn.execute("SAVEPOINT entry")
+    try:
+        return apply(target, seq, entry)
+    except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
+        conn.execute("ROLLBACK TO entry")
+        raise _NotApplied(f"cannot be applied: {type(exc).__name__}: {exc}") from None
+    finally:
+        conn.execute("RELEASE entry")
+
+
 def _key_text(key: Key) -> str:
+    # Most rows' key (an id, or a digest), written as json.dumps writes it, without its cost.
+    if len(key) == 1 and (type(key[0]) is int or (type(key[0]) is str and key[0].isascii() and key[0].isalnum())):
+        return f"[{key[0]}]" if type(key[0]) is int else f'["{key[0]}"]'
     return json.dumps(list(key), separators=(",", ":"))
 
 
@@ -413,46 +462,50 @@ def _columns(catalog: Catalog, table: str) -> list[str]:
 
 
 def rows(catalog: Catalog, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]:
-    """The table's rows (BLOBs as bytes) in key order, streamed; none when the table cannot be read (dropped,
-    a column gone)."""
+    """The table's rows (BLOBs as bytes, as sqlite3 reads them) in key order, streamed; none when the table cannot
+    be read (dropped, a column gone)."""
     keys = ", ".join(FACT_TABLES[table][0])
     try:
         cursor = _conn(catalog).execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {keys}")  # noqa: S608
     except sqlite3.Error:
         return
-    for r in cursor:
-        yield tuple(blob(v) if isinstance(v, memoryview) else v for v in r)
-
-
-def _in_key_order(catalog: Catalog, table: str, columns: list[str]) -> Iterator[tuple[Key, tuple[Any, ...]]]:
-    """(key, row) of each row in the order SQLite sorts the keys (see :func:`_sortable`)."""
-    at = [columns.index(k) for k in FACT_TABLES[table][0]]
-    for values in rows(catalog, table, columns):
-        yield tuple(values[i] for i in at), values
+    yield from cursor
 
 
 def _paired(
-    want: Iterator[tuple[Key, tuple[Any, ...]]], have: Iterator[tuple[Key, tuple[Any, ...]]]
+    want: Iterator[tuple[Any, ...]], have: Iterator[tuple[Any, ...]], at: list[int]
 ) -> Iterator[tuple[Key, tuple[Any, ...] | None, tuple[Any, ...] | None]]:
-    """Two tables' rows in key order, merged: (key, replayed row or None, live row or None). Two live rows
-    with one key (a table re-made without its key) give the second as a row the ledger does not explain."""
+    """Two tables' rows in key order (the key is the columns at ``at``), merged: (key, replayed row or None, live
+    row or None), for every pair that differs. Two live rows with one key (a table re-made without its key) give
+    the second as a row the ledger does not explain.
+
+    A row the same on both sides is passed over without working out its key: that is nearly every row, and
+    nothing is said of it. Its key is above every key seen so far (the replayed keys only rise), so it is never
+    the second row of one key."""
+
+    def key(row: tuple[Any, ...]) -> Key:
+        return tuple(row[i] for i in at)
+
     w, h = next(want, None), next(have, None)
-    last: Key | None = None  # the live key seen last
+    last: tuple[Any, ...] | None = None  # the live row seen last
     while w is not None or h is not None:
-        if h is not None and last is not None and h[0] == last:
-            yield h[0], None, h[1]
+        if w is not None and w == h:
+            last = h
+            w, h = next(want, None), next(have, None)
+        elif h is not None and last is not None and key(h) == key(last):
+            yield key(h), None, h
             h = next(have, None)
-        elif h is None or (w is not None and _sortable(w[0]) < _sortable(h[0])):
+        elif h is None or (w is not None and _sortable(key(w)) < _sortable(key(h))):
             assert w is not None
-            yield w[0], w[1], None
+            yield key(w), w, None
             w = next(want, None)
-        elif w is None or _sortable(h[0]) < _sortable(w[0]):
-            last = h[0]
-            yield h[0], None, h[1]
+        elif w is None or _sortable(key(h)) < _sortable(key(w)):
+            last = h
+            yield key(h), None, h
             h = next(have, None)
         else:
-            last = h[0]
-            yield w[0], w[1], h[1]
+            last = h
+            yield key(w), w, h
             w, h = next(want, None), next(have, None)
 
 
@@ -462,7 +515,8 @@ def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Differen
     out: list[Difference] = []
     for table in FACT_TABLES:
         columns = _columns(replayed, table)
-        pairs = _paired(_in_key_order(replayed, table, columns), _in_key_order(live, table, columns))
+        at = [columns.index(k) for k in FACT_TABLES[table][0]]
+        pairs = _paired(rows(replayed, table, columns), rows(live, table, columns), at)
         for key, want, have in pairs:
             values = dict(zip(columns, want or have or (), strict=True))
             if have is None:

@@ -1,0 +1,73 @@
+"""One child process, timed, with its exit code, output and peak RSS: its own, not the whole bench's
+(``getrusage(RUSAGE_CHILDREN)`` keeps the largest child seen so far): GNU time's when this machine has it, else
+wait4's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    rss_mib: float  # peak resident set of the child (and the children it waited for)
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def _gnu_time() -> bool:
+    try:
+        said = subprocess.run([GNU_TIME, "--version"], capture_output=True)
+        return b"GNU" in said.stdout + said.stderr
+    except OSError:
+        return False
+
+
+HAVE_GNU_TIME = _gnu_time()
+
+
+def measure(*args: str, stdin: bytes | None = None) -> Run:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryFile() as feed,
+        tempfile.NamedTemporaryFile() as rss,
+    ):
+        if stdin is not None:
+            feed.write(stdin)
+            feed.seek(0)
+        prefix = [GNU_TIME, "-q", "-f", "%M", "-o", rss.name] if HAVE_GNU_TIME else []
+        # Without GNU time, a child's figure starts at the bench's own (Linux keeps the memory high-water mark
+        # of the process a child was spawned from through its exec): GNU time's own child starts from time's.
+        actions = [
+            (os.POSIX_SPAWN_DUP2, feed.fileno(), 0)
+            if stdin is not None
+            else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+        ]
+        argv = [*prefix, *args]
+        t0 = time.perf_counter()
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
+        seconds = time.perf_counter() - t0
+        rc = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        kib = int(rss.read().split()[-1]) if HAVE_GNU_TIME else usage.ru_maxrss
+        return Run(seconds, rc, out.read(), err.read(), kib / 1024)
+
+
+def must(run: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
+    """The run, or the bench stops saying what went wrong: a figure from a failed run is no figure."""
+    if run.rc not in ok:
+        raise SystemExit(f"{what} exited {run.rc}: {run.stderr.decode(errors='replace')[-800:]}")
+    return run
