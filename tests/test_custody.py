@@ -242,3 +242,43 @@ def test_a_release_is_recorded_whole_and_only_once(cli_archive: Path) -> None:
         out = as_("bob", "retention", "release", cli_archive, "--hold", again)
         assert out.returncode == 2 and out.stderr.decode().strip() == f"custodes: no active hold {again}"
     assert run_cli("verify", cli_archive).returncode == 0
+
+
+def test_a_case_link_is_recorded_whole_by_a_custodian_or_an_approver_only(cli_archive: Path) -> None:
+    # mutmut: link_case's roles, the action its refusal names and its ledger entry's fields were checked nowhere.
+    import time
+    from datetime import UTC, datetime
+
+    from custodes import retention
+
+    refused(as_("carol", "retention", "case", cli_archive, "--case", "C-5", "--segment", "2"), r"carol may not case")
+    (row,) = catalog_rows(cli_archive, "SELECT person, action, ok FROM access_log ORDER BY rowid DESC LIMIT 1")
+    assert row == ("carol", "case", 0)
+    before = time.time_ns()
+    until = "2031-05-01T00:00:00Z"
+    out = as_(
+        "bob", "retention", "case", cli_archive, "--case", "C-5", "--segment", "2", "--segment", "1", "--until", until
+    )
+    assert out.returncode == 0, out.stderr
+    (entry,) = [
+        json.loads(e)
+        for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'retention_change' ORDER BY seq")
+        if json.loads(e).get("case") == "C-5"
+    ]
+    assert before <= entry.pop("time") <= time.time_ns()
+    assert entry == {
+        "type": "retention_change",
+        "case": "C-5",
+        "segments": [1, 2],
+        "until": int(datetime(2031, 5, 1, tzinfo=UTC).timestamp()) * 10**9,
+        "description": "",
+        "by": "bob",
+    }
+    assert run_cli("verify", cli_archive).returncode == 0
+    # What is due is worked out at the time asked: nothing in 1970; not the case's recordings before its end; all
+    # three (none is held) in 2200.
+    with open_archive(cli_archive) as a:
+        assert retention.due(a, at=0) == []
+        in_2030 = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()) * 10**9
+        assert not {s.segment for s in retention.due(a, at=in_2030)} & {1, 2}
+        assert {s.segment for s in retention.due(a, at=7_258_118_400 * 10**9)} == {1, 2, 3}
