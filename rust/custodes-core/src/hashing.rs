@@ -202,9 +202,10 @@ impl MultiHasher {
     /// nobody steals and this costs nothing, at the tail of a batch idle
     /// workers help the last files. Outside a pool (a copy on a caller's
     /// thread) everything stays on this thread: handing each chunk to another
-    /// thread would cost more than it saves.
+    /// thread would cost more than it saves. So does a worker holding a
+    /// device's reader slot (see [`hashing_alone`]).
     fn update(&mut self, bytes: &[u8]) {
-        let in_pool = rayon::current_thread_index().is_some();
+        let in_pool = rayon::current_thread_index().is_some() && !ALONE.get();
         let update_one = |state: &mut State| match state {
             State::Sha256(h) => h.update(bytes),
             State::Blake3(h) => {
@@ -662,8 +663,13 @@ pub fn hash_files(
             for _ in 0..threads.min(paths.len()) {
                 scope.spawn(|_| {
                     while let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let _slot = metas[i].as_ref().and_then(|m| slots.get(&m.dev())).map(DeviceSlots::acquire);
-                        let r = read(&paths[i], algorithms, options.chunk_size, progress);
+                        let slot = metas[i].as_ref().and_then(|m| slots.get(&m.dev())).map(DeviceSlots::acquire);
+                        let r = match slot {
+                            Some(_slot) => {
+                                hashing_alone(|| hash_file(&paths[i], algorithms, options.chunk_size, progress))
+                            }
+                            None => read(&paths[i], algorithms, options.chunk_size, progress),
+                        };
                         progress.files_done.fetch_add(1, Ordering::Relaxed);
                         let _ = results[i].set(r);
                     }
@@ -718,6 +724,28 @@ fn sized_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().ok()?);
     *last = Some((n, Arc::clone(&pool)));
     Some(pool)
+}
+
+thread_local! {
+    /// Set while this thread hashes a file under a device's reader slot.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with every digest on this thread: no rayon join, hence no stealing.
+///
+/// A worker holding the only reader slot of a spinning disk must not, while
+/// it waits in a join, steal another file's task: that task would wait for
+/// the slot held further up the same stack, for ever. Such a disk reads far
+/// slower than one core hashes, so nothing is lost.
+fn hashing_alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.set(self.0);
+        }
+    }
+    let _restore = Restore(ALONE.replace(true));
+    f()
 }
 
 /// Indices of `devices` ordered round-robin across devices, keeping each
@@ -1040,6 +1068,28 @@ mod tests {
             assert!(matches!(got[1], Err(HashError::NotFound)));
         }
         assert!(Arc::ptr_eq(&sized_pool(2).unwrap(), &sized_pool(2).unwrap()), "a pool of a size is reused");
+    }
+
+    #[test]
+    fn hashing_alone_is_exact_and_scoped_to_its_file() {
+        // Under a reader slot the digests run serially on the worker (MultiHasher::update reads the flag);
+        // the digests are those of the bytes, and the flag does not outlive the file.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data = pattern(3 << 20, 5);
+        std::fs::write(&p, &data).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let algos = [Algorithm::Sha256, Algorithm::Blake3];
+        pool.install(|| {
+            let me = rayon::current_thread_index();
+            let got = hashing_alone(|| {
+                assert!(ALONE.get());
+                hash_file(&p, &algos, 1 << 20, &Progress::default())
+            });
+            assert_eq!(got.unwrap().digests, hash_bytes(&algos, &data));
+            assert!(!ALONE.get(), "restored after the file");
+            assert_eq!(rayon::current_thread_index(), me);
+        });
     }
 
     #[test]
