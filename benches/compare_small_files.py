@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096, help="bytes per small file (default 4096)")
     ap.add_argument("--big-mib", type=int, default=1024, help="the large file's size (default 1024 MiB; 0 = skip)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per tool; the median is reported (default 5)")
-    ap.add_argument("--dir", type=Path, default=Path("bench-small-files"), help="where the corpus lives")
+    ap.add_argument("--dir", type=Path, default=Path("bench-corpus/small-files"), help="where the corpus lives")
     a = ap.parse_args()
     if a.repeat < 1:
         ap.error("--repeat must be at least 1")
