@@ -13,9 +13,9 @@ import pytest
 
 from helpers import peer, run_cli
 
-#: BLAKE3's several-cores mode reads 4 MiB at a time (4 x the 1 MiB chunk): this file is several such reads
+#: BLAKE3's several-cores mode reads 2 MiB at a time (2 x the 1 MiB chunk): this file is several such reads
 #: and a ragged end that is neither a BLAKE3 chunk (1 KiB) nor a page.
-MULTI_CHUNK = 6 * (4 << 20) + 1_234_567
+MULTI_CHUNK = 12 * (2 << 20) + 1_234_567
 
 
 @pytest.fixture

@@ -33,12 +33,13 @@ use rayon::prelude::*;
 /// enough that the chunk stays in L2 while every digest consumes it.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 
-/// In the several-cores BLAKE3 mode, each read fills this many chunks (4 MiB
+/// In the several-cores BLAKE3 mode, each read fills this many chunks (2 MiB
 /// by default): big enough that BLAKE3's parallel update splits it across the
-/// cores, small enough that the two buffers stay in the last-level cache
-/// between the copy out of the page cache and the hashing. At 8 MiB the copy
-/// went to memory and back and a 1 GiB file took 20% more CPU time than at 1-4 MiB.
-const WIDE_CHUNKS: usize = 4;
+/// cores, small enough that the two buffers stay in cache between the copy out
+/// of the page cache and the hashing. Measured on 1 GiB (2 cores): at 8 MiB the
+/// copy went to memory and back (20% more CPU time than at 1-4 MiB), and 4 MiB
+/// was slower than 1-2 MiB.
+const WIDE_CHUNKS: usize = 2;
 
 /// A digest algorithm custodes can compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -995,10 +996,10 @@ mod tests {
 
     #[test]
     fn a_large_file_hashed_on_several_cores_equals_hash_bytes() {
-        // 64 KiB chunks make 256 KiB wide reads: this file is several of them and a ragged end.
+        // 64 KiB chunks make 128 KiB wide reads: this file is several of them and a ragged end.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big");
-        let data = pattern(5 * (256 << 10) + 12_345, 7);
+        let data = pattern(5 * (128 << 10) + 12_345, 7);
         std::fs::write(&p, &data).unwrap();
         let algos = [Algorithm::Sha256, Algorithm::Blake3, Algorithm::Md5];
         let progress = Progress::default();
