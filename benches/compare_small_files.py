@@ -11,7 +11,8 @@ hash --algo blake3`` against ``b3sum`` (which maps the file and hashes it on eve
 Threads are said on both sides: ``-j1`` runs are compared with one-process peers, all-cores runs with
 all-cores peers (``b3sum`` on one file is all-cores by itself). Every run's exit code is checked and its
 output must have one line per file. Warm cache (every file is read once before timing); the median of
-``--repeat`` runs (default 5). Timings on a shared machine are noisy: compare the ratios.
+``--repeat`` rounds (default 5), each round running every tool once in turn, so that a load drifting over
+minutes falls on all of them alike. Timings on a shared machine are noisy: compare the ratios.
 
     .venv/bin/python benches/compare_small_files.py [--files 20000] [--size 4096] [--big-mib 1024]
 
@@ -25,14 +26,16 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import MiB  # noqa: E402
-from compare_hash import command, median_seconds, peak_rss_mib  # noqa: E402
+from compare_hash import command, peak_rss_mib  # noqa: E402
 
 CUSTODES = [sys.executable, "-m", "custodes"]
 PER_FOLDER = 100
@@ -113,32 +116,11 @@ def main() -> None:
         f"warm cache; custodes timed as a whole process ({' '.join(CUSTODES[1:])})\n"
     )
 
-    rows: dict[str, float] = {}
-
-    def measure(label: str, fn: Callable[[], None]) -> float:
-        s = median_seconds(fn, a.repeat)
-        rows[label] = s
-        print(f"  {label:58} {s:7.3f} s", flush=True)
-        return s
-
     all_cores, one = f"[{cores} cores]", "[1 thread]"
-    ours = {
-        ("blake3", "all"): measure(
-            f"custodes hash --algo blake3 {all_cores}",
-            command(*CUSTODES, "hash", "-q", "--algo", "blake3", str(folder), lines=n),
-        ),
-        ("blake3", "1"): measure(
-            f"custodes hash --algo blake3 -j1 {one}",
-            command(*CUSTODES, "hash", "-q", "-j1", "--algo", "blake3", str(folder), lines=n),
-        ),
-        ("sha256", "all"): measure(
-            f"custodes hash {all_cores}", command(*CUSTODES, "hash", "-q", str(folder), lines=n)
-        ),
-        ("sha256", "1"): measure(
-            f"custodes hash -j1 {one}", command(*CUSTODES, "hash", "-q", "-j1", str(folder), lines=n)
-        ),
-    }
-    peers = [
+    # (algorithm, threads: "1" or "all", label, run); custodes first in each algorithm.
+    small = [
+        ("blake3", "all", f"custodes hash --algo blake3 {all_cores}", custodes(n, "--algo", "blake3", folder)),
+        ("blake3", "1", f"custodes hash --algo blake3 -j1 {one}", custodes(n, "-j1", "--algo", "blake3", folder)),
         ("blake3", "1", f"b3sum FILES... {one} (one file at a time)", command("b3sum", *names, lines=n)),
         (
             "blake3",
@@ -146,6 +128,8 @@ def main() -> None:
             f"find | xargs -P{cores} -n{per_process} b3sum {all_cores}",
             find_xargs(folder, cores, per_process, "b3sum", lines=n),
         ),
+        ("sha256", "all", f"custodes hash {all_cores}", custodes(n, folder)),
+        ("sha256", "1", f"custodes hash -j1 {one}", custodes(n, "-j1", folder)),
         ("sha256", "1", f"openssl dgst -sha256 FILES... {one}", command("openssl", "dgst", "-sha256", *names, lines=n)),
         (
             "sha256",
@@ -155,42 +139,55 @@ def main() -> None:
         ),
         ("sha256", "1", f"sha256sum FILES... {one} (coreutils, no SHA-NI)", command("sha256sum", *names, lines=n)),
     ]
-    ratios = []
-    for algo, threads, label, fn in peers:
-        s = measure(label, fn)
-        ratios.append(
-            (f"{algo} {'all cores' if threads == 'all' else '1 thread '} vs {label}", s / ours[(algo, threads)])
-        )
-    # b3sum is the BLAKE3 team's own tool: compare all-cores custodes with it too, whatever its threading.
-    ratios.append(("blake3 all cores vs b3sum FILES... (one process)", rows[peers[0][2]] / ours[("blake3", "all")]))
-
-    print("\nratios (peer time / custodes time; > 1 means custodes is faster):")
-    for label, r in ratios:
-        print(f"  {label:86} {r:5.2f}x")
+    report(small, interleaved_medians([(label, fn) for _, _, label, fn in small], a.repeat))
 
     if a.big_mib:
         big = big_file(a.dir, a.big_mib)
         warm([big])
         print(f"\none file of {a.big_mib} MiB:")
-        b3 = measure(
-            f"custodes hash --algo blake3 {all_cores}",
-            command(*CUSTODES, "hash", "-q", "--algo", "blake3", str(big), lines=1),
-        )
-        b3_1 = measure(
-            f"custodes hash --algo blake3 -j1 {one}",
-            command(*CUSTODES, "hash", "-q", "-j1", "--algo", "blake3", str(big), lines=1),
-        )
-        peer_b3 = measure(f"b3sum {all_cores} (maps the file)", command("b3sum", str(big), lines=1))
-        peer_b3_1 = measure(f"b3sum --num-threads 1 {one}", command("b3sum", "--num-threads", "1", str(big), lines=1))
-        sha = measure(f"custodes hash {one} (sha256 is serial)", command(*CUSTODES, "hash", "-q", str(big), lines=1))
-        peer_sha = measure(f"openssl dgst -sha256 {one}", command("openssl", "dgst", "-sha256", str(big), lines=1))
+        large = [
+            ("blake3", "all", f"custodes hash --algo blake3 {all_cores}", custodes(1, "--algo", "blake3", big)),
+            ("blake3", "1", f"custodes hash --algo blake3 -j1 {one}", custodes(1, "-j1", "--algo", "blake3", big)),
+            ("blake3", "all", f"b3sum {all_cores} (maps the file)", command("b3sum", str(big), lines=1)),
+            ("blake3", "1", f"b3sum --num-threads 1 {one}", command("b3sum", "--num-threads", "1", str(big), lines=1)),
+            ("sha256", "1", f"custodes hash {one} (sha256 is serial)", custodes(1, big)),
+            ("sha256", "1", f"openssl dgst -sha256 {one}", command("openssl", "dgst", "-sha256", str(big), lines=1)),
+        ]
+        report(large, interleaved_medians([(label, fn) for _, _, label, fn in large], a.repeat))
         rss = peak_rss_mib([*CUSTODES, "hash", "-q", "--algo", "blake3", str(big)])
         rss_b3 = peak_rss_mib(["b3sum", str(big)])
-        print("\nratios (peer time / custodes time):")
-        print(f"  blake3 {all_cores} vs b3sum                     {peer_b3 / b3:5.2f}x")
-        print(f"  blake3 {one} vs b3sum --num-threads 1     {peer_b3_1 / b3_1:5.2f}x")
-        print(f"  sha256 {one} vs openssl dgst -sha256      {peer_sha / sha:5.2f}x")
         print(f"peak RSS: custodes hash --algo blake3 {rss:.0f} MiB; b3sum {rss_b3:.0f} MiB (its mapping counts)")
+
+
+def custodes(lines: int, *args: str | Path) -> Callable[[], None]:
+    return command(*CUSTODES, "hash", "-q", *map(str, args), lines=lines)
+
+
+def interleaved_medians(plan: list[tuple[str, Callable[[], None]]], repeat: int) -> dict[str, float]:
+    """Each round runs every tool once, in turn: on a shared machine the load drifts over minutes, and
+    running one tool's repeats back to back would hand that drift to the comparison."""
+    times: dict[str, list[float]] = {label: [] for label, _ in plan}
+    for _ in range(repeat):
+        for label, fn in plan:
+            t0 = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t0)
+    return {label: statistics.median(ts) for label, ts in times.items()}
+
+
+def report(plan: list[tuple[str, str, str, Callable[[], None]]], medians: dict[str, float]) -> None:
+    """The medians, then each peer against custodes on the same threads (and b3sum against all cores)."""
+    for _, _, label, _ in plan:
+        print(f"  {label:62} {medians[label]:7.3f} s")
+    ours = {(algo, th): medians[label] for algo, th, label, _ in plan if label.startswith("custodes")}
+    print("ratios (peer time / custodes time; > 1 means custodes is faster):")
+    for algo, th, label, _ in plan:
+        if label.startswith("custodes"):
+            continue
+        side = "all cores" if th == "all" else "1 thread "
+        print(f"  {algo} {side} vs {label:62} {medians[label] / ours[(algo, th)]:5.2f}x")
+        if label.startswith("b3sum") and th == "1":
+            print(f"  {algo} all cores vs {label:62} {medians[label] / ours[(algo, 'all')]:5.2f}x")
 
 
 if __name__ == "__main__":
