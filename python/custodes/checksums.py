@@ -61,7 +61,7 @@ class ChecksumEntry:
 
 def _escape(path: str) -> tuple[bool, bytes]:
     raw = os.fsencode(path)
-    if not any(c in raw for c in (b"\\", b"\n", b"\r")):
+    if b"\\" not in raw and b"\n" not in raw and b"\r" not in raw:  # three scans in C; a generator cost more
         return False, raw
     return True, raw.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
 

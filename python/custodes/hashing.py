@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -104,7 +105,8 @@ def hash_files(
 
     ``threads`` bounds the files read at once (default: one per core; on a
     rotational disk only one reader runs whatever this says), clamped by
-    :func:`clamp_workers`. ``progress`` is
+    :func:`clamp_workers`; a batch of fewer files than threads hashes each
+    large file on several of them in BLAKE3 mode. ``progress`` is
     called about every ``progress_interval`` seconds while the batch runs, and
     once at the end. Ctrl-C cancels the batch and re-raises KeyboardInterrupt.
 
@@ -112,7 +114,9 @@ def hash_files(
     algorithm name; per-file problems are reported in the results.
     """
     fs_paths = [os.fspath(p) for p in paths]
-    job = _core.HashJob(fs_paths, list(algorithms), clamp_workers(threads, len(fs_paths)))
+    # Fewer files than cores: the engine hashes a large file on the idle cores (BLAKE3), so `-j4` on one
+    # file keeps the cores it names rather than being cut to one thread per file.
+    job = _core.HashJob(fs_paths, list(algorithms), clamp_workers(threads, max(len(fs_paths), os.cpu_count() or 1)))
     names = job.algorithms
 
     def report() -> None:
@@ -129,20 +133,26 @@ def hash_files(
     report()
     sizes, packed, errors = job.result()
     failed = dict(errors)
-    lengths = [len(p) // len(fs_paths) if fs_paths else 0 for p in packed]
+    # One hex() per algorithm for the whole batch, then slices of it: per-file work stays a few steps.
+    columns = [
+        (name, p.hex(), 2 * len(p) // len(fs_paths) if fs_paths else 0) for name, p in zip(names, packed, strict=True)
+    ]
     results = []
     for i, path in enumerate(fs_paths):
-        if i in failed:
-            results.append(HashResult(path, None, {}, failed[i]))
+        error = failed.get(i)
+        if error is not None:
+            results.append(HashResult(path, None, {}, error))
         else:
-            digests = {name: p[i * n : (i + 1) * n].hex() for name, p, n in zip(names, packed, lengths, strict=True)}
-            results.append(HashResult(path, sizes[i], digests))
+            results.append(HashResult(path, sizes[i], {name: h[i * n : (i + 1) * n] for name, h, n in columns}))
     return results
 
 
 def _sort_key(entry: os.DirEntry[str]) -> bytes:
-    # Byte order, as `LC_ALL=C sort` and the archive's manifests use.
-    return os.fsencode(entry.name)
+    # Byte order, as `LC_ALL=C sort` and the archive's manifests use (os.fsencode, without its per-call lookups).
+    return entry.name.encode(_FS_ENCODING, _FS_ERRORS)
+
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def walk(paths: Iterable[StrPath]) -> Iterator[tuple[str, CustodesError | None]]:
@@ -175,7 +185,7 @@ def _walk_dir(folder: str) -> Iterator[tuple[str, CustodesError | None]]:
         yield folder, EvidenceReadError(e.errno, f"cannot list folder: {e.strerror}", folder)
         return
     for entry in entries:
-        path = os.path.join(folder, entry.name)
+        path = entry.path  # os.path.join(folder, entry.name), already made by scandir
         try:
             if entry.is_dir(follow_symlinks=False):
                 yield from _walk_dir(path)

@@ -56,12 +56,11 @@ impl HashJob {
         let progress = Arc::new(Progress::default());
         let options = HashOptions { threads, chunk_size, ..HashOptions::default() };
         let (tx, rx) = mpsc::channel();
-        let (job_paths, job_algorithms, job_progress) = (paths.clone(), algorithms.clone(), Arc::clone(&progress));
-        std::thread::Builder::new().name("custodes-hash".into()).spawn(move || {
-            let outcomes = core::hash_files(&job_paths, &job_algorithms, &options, &job_progress);
+        // On the hashing pool, not a thread of its own: ingest starts a batch per file it reads back.
+        core::hash_files_in_background(paths.clone(), algorithms.clone(), options, Arc::clone(&progress), move |o| {
             // The receiver may be gone if Python dropped the job; nothing to report then.
-            let _ = tx.send(outcomes);
-        })?;
+            let _ = tx.send(o);
+        });
         Ok(HashJob { paths, algorithms, progress, done: Mutex::new(Some(rx)), outcomes: Mutex::new(None) })
     }
 
