@@ -53,7 +53,7 @@ from custodes.drivers import (
 )
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
-from custodes.hashing import clamp_workers, hash_files
+from custodes.hashing import clamp_workers, hash_files, max_workers
 from custodes.rights import as_checked
 from custodes.service import request
 from custodes.volumes import read_volume, timeline_findings
@@ -382,7 +382,10 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
 def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> None:
     """Hash the group's copies again as read back (one batch for the group), and take their head digests."""
     paths = list(copies)
-    for path, back in zip(paths, hash_files([copies[p].temp for p in paths], (READBACK,)), strict=True):
+    # Reading back from the storage waits on the disk, not the cores: more reads in flight keep its queue full
+    # (5,000 small copies: 1.0 s with one reader per core, 0.6 s with four; a spinning disk still gets one).
+    backs = hash_files([copies[p].temp for p in paths], (READBACK,), threads=max_workers())
+    for path, back in zip(paths, backs, strict=True):
         c = copies[path]
         if not back.ok:
             fail(path, f"could not read the copy back: {back.error}")
