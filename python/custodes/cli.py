@@ -42,9 +42,19 @@ def _write_json(obj: Any) -> None:
     # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
     # writes it as \udcXX, which is also its JSON escape, so the output stays
     # valid JSON and json.loads gives the exact name back.
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
-    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
-    sys.stdout.buffer.flush()
+    # Written as it is encoded, in pieces of about 64 KiB: the whole text of a volume of 10^5 files, held as the
+    # encoder's millions of small strings and then joined, took the run from about 200 to 590 MiB.
+    out = sys.stdout.buffer
+    pending: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(obj):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 1 << 16:
+            out.write("".join(pending).encode("utf-8", "backslashreplace"))
+            pending, size = [], 0
+    out.write("".join(pending).encode("utf-8", "backslashreplace") + b"\n")
+    out.flush()
 
 
 class FiniteFloat(click.ParamType):
