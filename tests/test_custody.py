@@ -7,7 +7,18 @@ from pathlib import Path
 
 from custodes.archive import open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, as_, catalog_edit, catalog_rows, policy_text, refused, request, run_cli, set_policy
+from helpers import (
+    FOOTAGE,
+    PEOPLE_AND_ROOT,
+    as_,
+    catalog_edit,
+    catalog_rows,
+    policy_text,
+    refused,
+    request,
+    run_cli,
+    set_policy,
+)
 
 
 def test_access_workflow_and_every_refusal(cli_archive: Path, tmp_path: Path) -> None:
@@ -282,3 +293,31 @@ def test_a_case_link_is_recorded_whole_by_a_custodian_or_an_approver_only(cli_ar
         in_2030 = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()) * 10**9
         assert not {s.segment for s in retention.due(a, at=in_2030)} & {1, 2}
         assert {s.segment for s in retention.due(a, at=7_258_118_400 * 10**9)} == {1, 2, 3}
+
+
+def test_the_library_names_the_lawful_long_term_reasons_and_due_starts_at_keep_until(tmp_path: Path) -> None:
+    # mutmut: the refusal of an unknown long-term reason (the CLI's choice list keeps it from the CLI, not from an
+    # agency tool calling the library) was checked nowhere, nor a recording exactly at its keep-until time.
+    import pytest
+
+    from custodes import retention
+    from custodes.archive import init_archive
+    from custodes.errors import CustodesError
+    from custodes.ingest import ingest
+
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    assert set_policy(arch, policy_text(arch) + PEOPLE_AND_ROOT).returncode == 0  # root: a custodian, embedded
+    with open_archive(arch) as a:
+        ingest(a, vol, driver="generic")
+        with pytest.raises(CustodesError) as refused_reason:
+            retention.long_term(a, 1, "curiosity")
+        assert str(refused_reason.value) == (
+            "long-term reason must be one of complaint, obstruction_or_assault, mass_incident, other"
+        )
+        (status,) = retention.status(a, [1])
+        assert status.keep_until is not None
+        assert (status.due(status.keep_until - 1), status.due(status.keep_until)) == (False, True)
