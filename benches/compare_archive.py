@@ -93,8 +93,11 @@ def main() -> None:
         shutil.rmtree(work / "copy", ignore_errors=True)
         run("sync")  # start every run with no dirty pages from the last one
         run(str(BIN / "custodes"), "init", str(work / "archive"), "--algo", "sha256")
-        policy = work / "archive" / "custodes.toml"
-        policy.write_text(policy.read_text().replace('readback = "storage"', f'readback = "{readback}"'))
+        if readback != "storage":  # the policy is ledgered: the owner sets it with `policy set`, not by hand
+            policy = work / "archive" / "custodes.toml"
+            changed = work / "policy.toml"
+            changed.write_text(policy.read_text().replace('readback = "storage"', f'readback = "{readback}"'))
+            run(str(BIN / "custodes"), "policy", "set", str(work / "archive"), str(changed))
 
     def ingest(*extra: str) -> Callable[[], None]:
         def go() -> None:

@@ -384,7 +384,10 @@ def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, 
     paths = list(copies)
     # Reading back from the storage waits on the disk, not the cores: more reads in flight keep its queue full
     # (5,000 small copies: 1.0 s with one reader per core, 0.6 s with four; a spinning disk still gets one).
-    backs = hash_files([copies[p].temp for p in paths], (READBACK,), threads=max_workers())
+    # Never more readers than copies: with fewer files than threads the engine spreads each file over several
+    # cores, and five big copies (2 GiB) read back in 1.8 s that way against 1.0 s with one reader each.
+    readers = min(max_workers(), len(paths))
+    backs = hash_files([copies[p].temp for p in paths], (READBACK,), threads=readers)
     for path, back in zip(paths, backs, strict=True):
         c = copies[path]
         if not back.ok:
