@@ -92,7 +92,7 @@ def test_groups_store_the_volume_in_order_with_two_syncs_each(setup: tuple[Path,
         ("after_commit:3", 4),  # the second group is committed; killed before the third starts
         ("in_transaction:4", 2),  # inside the second group's transaction: none of its records stay
         ("after_link:5", 4),  # the third group's first object is linked, not recorded: it is pending
-        ("after_copy:7", 6),  # the last group's copy: six recorded
+        ("after_readback:7", 6),  # the last group read back (its copy overlapped the third group's recording)
     ],
 )
 def test_a_crash_costs_at_most_the_group_under_way(setup: tuple[Path, Path], crash: str, kept: int) -> None:

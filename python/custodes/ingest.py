@@ -245,10 +245,16 @@ def _store_files(
     checked = None if served is None else frozenset(served.checked)
     todo = list(files)
     with ThreadPoolExecutor(max_workers=copies) as pool:
-        while todo:
-            group = _next_group(todo, bounds)
-            copied, deferred = _copy_group(archive, pool, group, result.device, result.ingest_id, checked, bounds)
+        group = _next_group(todo, bounds)
+        copying = _start_copies(archive, pool, group, result.device, checked)
+        while group:
+            copied, deferred = _finish_copies(copying, bounds.seconds)
             todo = deferred + todo[len(group) :]
+            # The next group copies while this one is synced, read back, linked and recorded: the cores copy while
+            # the disk syncs and reads back (a big file's group would otherwise leave one of them idle).
+            following = _next_group(todo, bounds)
+            copying = _start_copies(archive, pool, following, result.device, checked)
+            copied.update(_settle(archive, result.ingest_id, {p: c for p, c in copied.items() if isinstance(c, _Copy)}))
             outcomes = _record_group(archive, result, group, copied, segments, readings, started)
             for f in group:
                 if f.path not in outcomes:
@@ -265,6 +271,7 @@ def _store_files(
                 done += f.size
                 if progress is not None:
                     progress(done, total)
+            group = following
 
 
 @dataclass
@@ -278,43 +285,48 @@ class _Copy:
     head: str = ""  # head_digest of the copy
 
 
-def _copy_group(
+class _Copying(NamedTuple):
+    """A group's copies under way: the files found present already, the copies' futures, when they started."""
+
+    present: set[str]
+    futures: dict[Future[_Copy | str], VolumeFile]
+    started: float
+
+
+def _start_copies(
     archive: Archive,
     pool: ThreadPoolExecutor,
     group: list[VolumeFile],
     device: str,
-    ingest_id: int,
     checked: frozenset[tuple[int, int]] | None,
-    bounds: Groups,
-) -> tuple[dict[str, _Copy | str], list[VolumeFile]]:
-    """Copy the group's files that are not in the archive yet, in parallel and largest first (so a big file
-    does not start last and leave a worker idle), then settle the copies together (:func:`_settle`).
-
-    Returns, by volume path, each file's linked copy, "present" or why it failed; and the files deferred to
-    the next group: those not started when the group's time was up."""
-    outcomes: dict[str, _Copy | str] = dict.fromkeys(_already_present(archive, device, group), "present")
-    futures: dict[Future[_Copy | str], VolumeFile] = {
+) -> _Copying:
+    """Start copying the group's files that are not in the archive yet, in parallel and largest first (so a big
+    file does not start last and leave a worker idle)."""
+    present = _already_present(archive, device, group)
+    futures = {
         pool.submit(_copy_one, archive, f, checked): f
         for f in sorted(group, key=lambda f: -f.size)
-        if f.path not in outcomes
+        if f.path not in present
     }
-    deferred = _wait_for_copies(futures, bounds.seconds)
-    for future, f in futures.items():
-        if not future.cancelled():
-            outcomes[f.path] = _copied(future)
-    outcomes.update(_settle(archive, ingest_id, {p: c for p, c in outcomes.items() if isinstance(c, _Copy)}))
-    return outcomes, deferred
+    return _Copying(present, futures, time.monotonic())
 
 
-def _wait_for_copies(futures: dict[Future[_Copy | str], VolumeFile], seconds: float) -> list[VolumeFile]:
-    """Wait for the group's copies; once ``seconds`` are up, the copies not yet started are called off and
-    returned (in volume order) for the next group, and those under way are finished. The first copy is never
-    called off, so every group stores at least one file."""
-    _, running = wait(futures, timeout=seconds)
+def _finish_copies(copying: _Copying, seconds: float) -> tuple[dict[str, _Copy | str], list[VolumeFile]]:
+    """Wait for a group's copies; once ``seconds`` from their start are up, the copies not yet started are called
+    off and returned (in volume order) for the next group, and those under way are finished. The first copy is
+    never called off, so every group stores at least one file.
+
+    Returns, by volume path, each file's copy, "present" or why it failed; and the files called off."""
+    futures = copying.futures
+    _, running = wait(futures, timeout=max(0.0, copying.started + seconds - time.monotonic()))
     first = next(iter(futures), None)
     called_off = {future for future in running if future is not first and future.cancel()}
     wait(running - called_off)
-    return sorted((futures[future] for future in called_off), key=lambda f: os.fsencode(f.name))
+    outcomes: dict[str, _Copy | str] = dict.fromkeys(copying.present, "present")
+    for future, f in futures.items():
+        if future not in called_off:
+            outcomes[f.path] = _copied(future)
+    return outcomes, sorted((futures[future] for future in called_off), key=lambda f: os.fsencode(f.name))
 
 
 def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None) -> _Copy | str:
