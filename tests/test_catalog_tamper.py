@@ -295,8 +295,8 @@ def test_rebuild_equals_an_archive_after_an_export(case_bag: tuple[Path, Path], 
 
 def _as_before(arch: Path, *statements: str) -> None:
     """Make ``arch``'s catalog look as custodes left it before the replay: schema 5 (no replay_state, no type
-    column on the ledger, no frontier kept with a checkpoint) and rows its ledger does not hold (an older custodes wrote findings without an
-    entry). Opening it migrates it."""
+    column on the ledger, no frontier kept with a checkpoint) and rows its ledger does not hold (an older
+    custodes wrote findings without an entry). Opening it migrates it."""
     schema_5 = [
         "ALTER TABLE checkpoints DROP COLUMN frontier",
         "DROP TABLE replay_state",

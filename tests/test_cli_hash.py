@@ -203,4 +203,3 @@ def test_progress_is_silent_when_piped_and_shown_on_a_terminal(tmp_path: Path) -
         timeout=300,
     )
     assert quiet.stderr == b""
-
