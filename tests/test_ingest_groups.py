@@ -151,3 +151,46 @@ def test_findings_are_ledgered_a_thousand_an_entry(tmp_path: Path) -> None:
     with open_archive(arch) as a:
         v = verify(a)  # the rows replayed from the entries are the rows the catalog holds
     assert v.ok and v.findings == [] and v.checked == 1001
+
+
+@pytest.mark.parametrize("swap", ["file", "folder"])
+def test_what_is_put_in_a_files_place_after_the_scan_is_refused_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    # Found by a hostile review: a file (or a folder on the way to it) swapped for a link to /etc between the scan
+    # and the copy was followed, and /etc/shadow stored as evidence. The swap is made right after the volume is
+    # read (the race the attacker wins, made certain); the copy must be of the file the scan found, or nothing.
+    import hashlib
+
+    import custodes.ingest as ingest_module
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "B.LOG").write_bytes(b"a file outside the volume")
+    vol = tmp_path / "vol"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "A.LOG").write_bytes(b"evidence A")
+    (vol / "DCIM" / "B.LOG").write_bytes(b"evidence B")
+    read_volume = ingest_module.read_volume
+
+    def read_then_swap(*args: object, **kwargs: object) -> object:
+        reading = read_volume(*args, **kwargs)  # type: ignore[arg-type]
+        if swap == "file":
+            (vol / "DCIM" / "B.LOG").unlink()
+            (vol / "DCIM" / "B.LOG").symlink_to(elsewhere / "B.LOG")
+        else:
+            (vol / "DCIM").rename(tmp_path / "away")
+            (vol / "DCIM").symlink_to(elsewhere)
+        return reading
+
+    monkeypatch.setattr(ingest_module, "read_volume", read_then_swap)
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    with open_archive(arch) as a:
+        result = ingest_module.ingest(a, vol, driver="generic")
+        outside = hashlib.sha256(b"a file outside the volume").hexdigest()
+        assert a.store.stat(outside) is None  # never copied in
+    assert "DCIM/B.LOG" in result.failed
+    (failure,) = [f for f in result.findings if f.kind == "ingest_failed" and f.path.endswith("B.LOG")]
+    assert "not the file found there when the volume was read (it changed since); not copied" in failure.message
+    assert ("DCIM/A.LOG" in result.stored) == (swap == "file")  # a swapped folder takes A's place too

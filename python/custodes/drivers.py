@@ -101,11 +101,14 @@ class DeviceIdentity:
 
 @dataclass(frozen=True, slots=True)
 class VolumeFile:
-    """A regular file on the volume: absolute ``path`` and ``name`` relative to the volume."""
+    """A regular file on the volume: absolute ``path`` and ``name`` relative to the volume, and the file the scan
+    found there (``device``, ``inode``): what is copied must be that very file, not one put in its place since."""
 
     path: str
     name: str
     size: int
+    device: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +392,7 @@ def _walk(root: str) -> _Scan:
             elif stat.S_ISDIR(st.st_mode):
                 subfolders.append((entry.path, rel + os.sep))
             elif stat.S_ISREG(st.st_mode):
-                files.append(VolumeFile(entry.path, rel, st.st_size))
+                files.append(VolumeFile(entry.path, rel, st.st_size, st.st_dev, st.st_ino))
             else:
                 findings.append(
                     Finding(

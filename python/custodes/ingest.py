@@ -336,8 +336,14 @@ def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int
     crashpoint("copy")
     algorithms = archive.policy.algorithms
     computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
+    # The file copied is the one the scan found (through the service: the one found readable by the caller): a
+    # link or another file put in its place since, or on the way to it, is refused, never followed.
     try:
-        with as_checked(f.path, checked) as source:
+        with (
+            as_checked(f.path, checked)
+            if checked is not None
+            else as_checked(f.path, {(f.device, f.inode)}, "the file found there when the volume was read")
+        ) as source:
             size, raw = archive.store_copy(source, temp, computed)
     except CustodesError as e:
         temp.unlink(missing_ok=True)

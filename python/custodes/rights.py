@@ -247,11 +247,16 @@ def _entry(
 
 
 @contextmanager
-def as_checked(path: str, checked: Collection[tuple[int, int]] | None) -> Iterator[str]:
-    """The path to copy ``path`` from: ``path`` itself when nothing was checked (embedded, where the kernel
-    checks every read), else the descriptor of the very file :func:`check_folder` approved
-    (``/proc/self/fd/N``), opened first and held against the approved (device, inode): whatever was put in its
-    place or on the way to it since (a link to a file of the service's) is refused, not copied."""
+def as_checked(
+    path: str,
+    checked: Collection[tuple[int, int]] | None,
+    what: str = "the file the archive service checked you could read",
+) -> Iterator[str]:
+    """The path to copy ``path`` from: ``path`` itself when nothing was checked, else the descriptor of the very
+    file :func:`check_folder` approved, or ingest's scan found (``what`` says which, for the refusal), as
+    ``/proc/self/fd/N``, opened first and held against its (device, inode): whatever was put in its place or on
+    the way to it since (a link to a file of the service's, or to any file root can read) is refused, not
+    copied."""
     if checked is None:
         yield path
         return
@@ -262,10 +267,7 @@ def as_checked(path: str, checked: Collection[tuple[int, int]] | None) -> Iterat
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) not in checked:
-            raise FolderRightsError(
-                f"{shown_name(path)}: not the file the archive service checked you could read (it changed since); "
-                "not copied"
-            )
+            raise FolderRightsError(f"{shown_name(path)}: not {what} (it changed since); not copied")
         yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
