@@ -99,7 +99,7 @@ class DeviceIdentity:
         return {k: v for k, v in self.__dict__.items() if k != "file"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VolumeFile:
     """A regular file on the volume: absolute ``path`` and ``name`` relative to the volume, and the file the scan
     found there (``device``, ``inode``): what is copied must be that very file, not one put in its place since."""
@@ -111,7 +111,7 @@ class VolumeFile:
     inode: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VolumeSegment:
     """One recording file with what the vendor's naming and sidecars say about it."""
 
