@@ -61,3 +61,25 @@ def test_a_frontier_that_is_not_its_checkpoints_is_not_used(tmp_path: Path, edit
     with open_archive(arch) as a:
         cp = ingest(a, _volume(tmp_path, 5), driver="generic").checkpoint
     assert cp is not None and (cp["size"], bytes.fromhex(cp["root"])) == _root_of_every_leaf(arch)
+
+
+def test_a_frontier_edited_with_its_root_column_is_not_signed(tmp_path: Path) -> None:
+    # Found by a hostile review: a frontier was checked against the catalog's own root column, so an edit of both
+    # had the next ingest sign a checkpoint over roots the ledger does not have. It is checked against the note.
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    with open_archive(arch) as a:
+        ingest(a, _volume(tmp_path, 3), driver="generic")
+    ((size, length),) = catalog_rows(arch, "SELECT size, length(frontier) FROM checkpoints ORDER BY size DESC LIMIT 1")
+    forged = merkle.Accumulator.resume(size, [bytes(32)] * (length // 32)).root()
+    with catalog_edit(arch) as db:
+        db.execute("UPDATE checkpoints SET frontier = ?, root = ? WHERE size = ?", (bytes(length), forged, size))
+    with open_archive(arch) as a:
+        cp = ingest(a, _volume(tmp_path, 5), driver="generic").checkpoint
+    assert cp is not None and (cp["size"], bytes.fromhex(cp["root"])) == _root_of_every_leaf(arch)
+    # A frontier that is not what SQLite holds it as (text that is not UTF-8) is not read either.
+    with catalog_edit(arch) as db:
+        db.execute("UPDATE checkpoints SET frontier = CAST(x'ff' AS TEXT)")
+    with open_archive(arch) as a:
+        cp = ingest(a, _volume(tmp_path, 7), driver="generic").checkpoint
+    assert cp is not None and (cp["size"], bytes.fromhex(cp["root"])) == _root_of_every_leaf(arch)

@@ -457,8 +457,8 @@ class Archive:
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
         with self.transaction() as catalog:
-            acc = _accumulator(catalog)
             chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
+            acc = _accumulator(catalog, chain)
             key = keys.signing_key(self, chain.key_for(acc.size))
             cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
             # The note of the first checkpoint signed at this size stands; another signing is not recorded.
@@ -622,19 +622,21 @@ def init_archive(
     return Archive(path)
 
 
-def _accumulator(catalog: Catalog) -> merkle.Accumulator:
+def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
     """The Merkle accumulator over the whole ledger: from the frontier the latest checkpoint kept, plus the
-    entries appended since, or (no usable frontier) from every leaf. A frontier is used only when it gives its
-    checkpoint's root and the ledger still reaches its size; any edit of the leaves under it is verify's to
-    find (the signed checkpoints say what they were)."""
+    entries appended since, or (no usable frontier) from every leaf. A frontier is used only when it gives the
+    root of its checkpoint's signed note (checked with the key in force at its size: the catalog's own root column
+    could be edited to match an edited frontier) and the ledger still reaches its size; any edit of the leaves
+    under it is verify's to find (the signed checkpoints say what they were)."""
     saved = catalog.checkpoints.latest_frontier()
     if saved is not None:
-        size, root, packed = saved
+        size, note, packed = saved
         try:
+            signed = chain.parse(note)
             acc = merkle.Accumulator.resume(size, [packed[i : i + 32] for i in range(0, len(packed), 32)])
-        except CustodesError:  # a frontier of the wrong length: not used
+        except CustodesError:  # a note that does not verify, or a frontier of the wrong length: not used
             acc = None
-        if acc is not None and acc.root() == root and catalog.ledger.size() >= size:
+        if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.size() >= size:
             acc.extend(b"".join(catalog.ledger.leaves_from(size)))
             return acc
     acc = merkle.Accumulator()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -141,11 +142,20 @@ class Checkpoints(Table):
         )
         return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
 
-    def latest_frontier(self) -> tuple[int, bytes, bytes] | None:
-        """(size, root, frontier) of the latest checkpoint that kept its frontier."""
-        sql = "SELECT size, root, frontier FROM checkpoints WHERE frontier IS NOT NULL ORDER BY size DESC LIMIT 1"
-        row = self._conn.execute(sql).fetchone()
-        return None if row is None else (int(row[0]), blob(row[1]), blob(row[2]))
+    def latest_frontier(self) -> tuple[int, str, bytes] | None:
+        """(size, signed note, frontier) of the latest checkpoint that kept its frontier (as bytes: anything else
+        there is an edit, and not read)."""
+        sql = (
+            "SELECT size, note, frontier FROM checkpoints WHERE typeof(frontier) = 'blob' "
+            "AND typeof(note) = 'text' ORDER BY size DESC LIMIT 1"
+        )
+        try:
+            row = self._conn.execute(sql).fetchone()
+        except sqlite3.OperationalError as e:  # a note that is not UTF-8: an edit; the frontier is not used
+            if "decode" not in str(e):
+                raise
+            return None
+        return None if row is None else (int(row[0]), str(row[1]), blob(row[2]))
 
     def all(self) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
