@@ -368,3 +368,17 @@ def test_rebuilding_an_older_archive_adopts_its_rows_first(cli_archive: Path) ->
     entries = [json.loads(e) for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")]
     assert entries[-1]["type"] == "catalog_adopt" and list(entries[-1]["tables"]) == ["findings"]
     assert verify_findings(cli_archive, 0) == []
+
+
+def test_text_that_is_not_utf8_in_the_catalog_is_a_finding_not_a_crash(copy: Path) -> None:
+    # Found by a hostile review: one cell of text that is not UTF-8 made verify, report and the ledger commands
+    # stop with a traceback, reporting nothing, not even a modified object.
+    sql("UPDATE segments SET original_name = CAST(x'ff' AS TEXT) WHERE id = 1")(copy)
+    (found,) = [f for f in verify_findings(copy, 1) if f["kind"] == "ledger_mismatch"]
+    assert found["table"] == "segments" and found["row"] == [1] and "original_name differs" in found["message"]
+    sql("UPDATE ledger SET type = CAST(x'ff' AS TEXT) WHERE seq = 1")(copy)
+    assert any(f["kind"] == "ledger_mismatch" and f["ledger_index"] == 1 for f in verify_findings(copy, 1))
+    ledger = run_cli("ledger", "verify", copy)
+    assert ledger.returncode == 1 and b"ledger_mismatch" in ledger.stdout, ledger.stderr.decode()
+    report = run_cli("report", copy, "--format", "json", "--out", copy.parent / "r.json")
+    assert report.returncode == 0 and b"Traceback" not in report.stderr, report.stderr.decode()

@@ -807,6 +807,9 @@ def test_minor_usage_errors(tmp_path: Path, two_clip_archive: Path) -> None:
     bad_option(run_cli("init", "", cwd=tmp_path), "ARCHIVE", "'' is an empty path")
     bad_option(run_cli("hash", "--check", ""), "--check' / '-c", "'' is an empty path")
     bad_option(run_cli("report", two_clip_archive, "--out", ""), "--out", "'' is an empty path")
+    # ingest into an archive that is not there: click's message, as every other command's (once a traceback)
+    missing = tmp_path / "no-archive"
+    bad_option(run_cli("ingest", tmp_path, "--archive", missing), "--archive", f"Directory '{missing}' does not exist")
     # An init error names the target, never the hidden staging folder it builds in.
     line = one_line_error(run_cli("init", "--signing-key", "private/" + "k" * 300, tmp_path / "T"), "nothing was kept")
     assert ".init-" not in line and f"{tmp_path / 'T'}/private" in line

@@ -1126,7 +1126,11 @@ def serve_command(archive: str, listen: str | None, out: Output) -> None:
 @main.command("ingest")
 @click.argument("volume", type=ClientInput(path_type=str, exists=True, file_okay=False))
 @click.option(
-    "--archive", "archive_path", required=True, type=ArchivePath(path_type=str), help="The archive to ingest into."
+    "--archive",
+    "archive_path",
+    required=True,
+    type=ArchivePath(path_type=str, exists=True, file_okay=False),
+    help="The archive to ingest into.",
 )
 @volume_options
 @workers_option("Files copied")

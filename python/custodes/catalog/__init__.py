@@ -39,6 +39,10 @@ __all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "Scope"]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 class CatalogError(CustodesError):
     """The catalog cannot be used as it is (a schema from a newer custodes)."""
 
@@ -67,6 +71,10 @@ class Catalog:
     def open(cls, path: Path, *, migrate: bool = True) -> Catalog:
         """Connect (WAL, full fsync on commit, foreign keys on) and bring the schema up to date."""
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
+        # Text that is not UTF-8 (an edit of the file: custodes writes none) is read with its bytes kept as
+        # surrogates, so verify compares it and names the row instead of stopping at it (one such cell made
+        # verify, report and the ledger commands fail with a traceback and report nothing).
+        conn.text_factory = _text
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
