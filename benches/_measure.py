@@ -71,3 +71,18 @@ def must(run: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
     if run.rc not in ok:
         raise SystemExit(f"{what} exited {run.rc}: {run.stderr.decode(errors='replace')[-800:]}")
     return run
+
+
+def stored_all(run: Run, what: str, files: int, findings: set[str]) -> Run:
+    """An ingest run (``--json``) that stored every one of ``files`` files, failed none and said nothing but
+    ``findings``; otherwise the bench stops, naming what went wrong (a failed ingest must never be timed)."""
+    import json
+
+    report = json.loads(run.stdout)
+    kinds = {f["kind"] for f in report["findings"]}
+    if len(report["stored"]) != files or report["failed"] or not kinds <= findings:
+        raise SystemExit(
+            f"{what} went wrong (exit {run.rc}): stored {len(report['stored'])} of {files}, "
+            f"failed {report['failed']}, findings {sorted(kinds)}"
+        )
+    return run

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import measure, must  # noqa: E402
+from _measure import measure, must, stored_all  # noqa: E402
 
 CUSTODES = [sys.executable, "-m", "custodes"]
 #: What the generic driver says of files it cannot read the time of: every file here.
@@ -59,14 +59,7 @@ def ingest(archive: Path, volume: Path, files: int) -> float:
         f"ingest of {volume}",
         ok=(0, 1),
     )
-    report = json.loads(run.stdout)
-    kinds = {f["kind"] for f in report["findings"]}
-    if len(report["stored"]) != files or report["failed"] or not kinds <= VOLUME_FINDINGS:
-        raise SystemExit(
-            f"ingest of {volume} went wrong: stored {len(report['stored'])} of {files}, "
-            f"failed {report['failed']}, findings {sorted(kinds)}"
-        )
-    return run.seconds
+    return stored_all(run, f"ingest of {volume}", files, VOLUME_FINDINGS).seconds
 
 
 def verify(archive: Path, objects: int) -> str:

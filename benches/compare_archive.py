@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import MiB, build_corpus  # noqa: E402
-from _measure import Run, measure, must  # noqa: E402
+from _measure import Run, measure, must, stored_all  # noqa: E402
 from compare_hash import hashlib_loop, make_bag  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -255,14 +255,7 @@ class Small:
     def ingest(self, source: Path, count: int, *extra: str) -> Run:
         args = ("ingest", str(source), "--archive", str(self.archive), "--driver", "generic", "-q", "--json")
         got = must(measure(str(BIN / "custodes"), *args, *extra), "ingest", ok=(0, 1))
-        report = json.loads(got.stdout)
-        kinds = {f["kind"] for f in report["findings"]}
-        if len(report["stored"]) != count or report["failed"] or not kinds <= SMALL_FINDINGS:
-            raise SystemExit(
-                f"ingest went wrong (exit {got.rc}): stored {len(report['stored'])} of {count}, "
-                f"failed {report['failed']}, findings {sorted(kinds)}"
-            )
-        return got
+        return stored_all(got, "ingest", count, SMALL_FINDINGS)
 
     def timed(self, runs: Callable[[], list[Run]], fresh: bool = True) -> tuple[float, float]:
         """Median time of the repeated runs, each of one or more processes (a copy, then sync), and the
