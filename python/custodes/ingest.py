@@ -233,7 +233,8 @@ def _store_files(
     bounds: Groups,
 ) -> None:
     """Copy every file not already present into the store and record it, group by group; each outcome
-    goes into ``result``, in volume order."""
+    goes into ``result``, in volume order within each group (a copy deferred past its group's time is
+    recorded with the next group)."""
     segments = {s.path: s for s in reading.segments}
     total = sum(f.size for f in files)
     done = 0
