@@ -224,8 +224,8 @@ def test_files_given_one_by_one(tmp_path: Path) -> None:
 
 
 def test_clock_checks_agree_with_the_engine_at_every_boundary() -> None:
-    """A probe checks each file's time in Python (timeline.clock_state, clock_ahead: no numpy at
-    start-up); they must answer as the engine's clock_unset and clock_future columns do, at each
+    """A probe checks each file's time through the engine's list binding (timeline.clock_state, clock_ahead: no
+    numpy at start-up); they must answer as the engine's clock_unset and clock_future columns do, at each
     floor, each reset epoch and a year after it, and the ends of int64."""
     from custodes import _core
 
@@ -234,9 +234,9 @@ def test_clock_checks_agree_with_the_engine_at_every_boundary() -> None:
     edges = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
     for epoch, _ in _core.clock_reset_epochs():
         edges += [epoch - 1, epoch, epoch + 1, epoch + year - 1, epoch + year, epoch + year + 1]
-    # Floors up to 2**62 (year 2116): above about 7.1e18 the engine's t - epoch wraps around int64
-    # for the 1904 epoch and names a time near the end of int64 a 1904 reset; no floor is that late.
-    for floor in (timeline.DEFAULT_CLOCK_FLOOR, 0, 946_684_800 * NS + 100 * 86_400 * NS, lo, 2**62):
+    # The last floor is past 2195, where the engine's t - epoch once wrapped around int64 and named a time near
+    # the end of int64 a 1904 reset.
+    for floor in (timeline.DEFAULT_CLOCK_FLOOR, 0, 946_684_800 * NS + 100 * 86_400 * NS, lo, 2**62, hi):
         times = sorted({t for t in [*edges, floor - 1, floor, floor + 1] if lo <= t <= hi})
         engine = _core.clock_unset(np.array(times, dtype=np.int64), floor).tolist()
         assert [timeline.clock_state(t, floor) for t in times] == engine, floor

@@ -11,6 +11,7 @@ __all__ = [
     "HashJob",
     "algorithms",
     "analyse",
+    "clock_checks",
     "clock_future",
     "clock_reset_epochs",
     "clock_unset",
@@ -96,6 +97,7 @@ def clock_unset(times: npt.NDArray[np.int64], floor: int) -> npt.NDArray[np.uint
 
 def clock_reset_epochs() -> list[tuple[int, str]]: ...
 def clock_future(times: npt.NDArray[np.int64], reference: int, tolerance: int) -> npt.NDArray[np.bool_]: ...
+def clock_checks(times: list[int], floor: int, reference: int, tolerance: int) -> tuple[bytes, list[bool]]: ...
 def time_mismatch(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], tolerance: int) -> npt.NDArray[np.bool_]: ...
 def correct_times(
     times: npt.NDArray[np.int64], device_readings: npt.NDArray[np.int64], trusted_readings: npt.NDArray[np.int64]

@@ -37,7 +37,7 @@ __all__ = [
     "sequence_number",
 ]
 
-from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, INT64_MAX, INT64_MIN, NS
+from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, INT64_MIN, NS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 NO_SEQUENCE = -1
 _RESET_EPOCHS = _core.clock_reset_epochs()
-#: A reset clock is named for a year (366 days) after its epoch, as the engine's ``clock_unset``.
-_RESET_YEAR = 366 * 86_400 * NS
 
 
 def _col(values: Any) -> np.ndarray:
@@ -193,20 +191,15 @@ def coverage(
 
 def clock_state(t: int, floor: int) -> int:
     """0 when a recording time is plausible, 1 when it is before ``floor``, 2 + k when it lies
-    within a year after reset epoch k (``_core.clock_reset_epochs()``, which names it).
-
-    Per time in Python, not through the engine's ``clock_unset`` columns: a probe checks one time
-    per file, and building a numpy column for it made every ``custodes probe`` import numpy.
-    tests/test_timeline.py holds this to the engine's answers at every boundary."""
-    if t >= floor:
-        return 0
-    return next((2 + k for k, (epoch, _) in enumerate(_RESET_EPOCHS) if epoch <= t < epoch + _RESET_YEAR), 1)
+    within a year after reset epoch k (``_core.clock_reset_epochs()``, which names it): the engine's
+    ``clock_unset`` for one time, given as a list (no numpy column, so `custodes probe` starts without numpy)."""
+    return _core.clock_checks([t], floor, 0, 0)[0][0]
 
 
 def clock_ahead(t: int, reference: int, tolerance: int) -> bool:
     """Whether ``t`` lies more than ``tolerance`` after ``reference`` (the bound saturates at the
-    int64 range, as the engine's ``clock_future``)."""
-    return t > min(max(reference + tolerance, INT64_MIN), INT64_MAX)
+    int64 range): the engine's ``clock_future`` for one time."""
+    return _core.clock_checks([t], INT64_MIN, reference, tolerance)[1][0]
 
 
 def clock_findings(
@@ -233,11 +226,9 @@ def clock_findings(
         for i, t in enumerate(times)
         if t is None
     ]
-    for i, t in enumerate(times):
-        if t is None:
-            continue
-        t = int(t)
-        unset = clock_state(t, floor)
+    known = [(i, int(t)) for i, t in enumerate(times) if t is not None]
+    states, ahead = _core.clock_checks([t for _, t in known], floor, reference, tolerance)
+    for (i, t), unset, future in zip(known, states, ahead, strict=True):
         if unset:
             reason = "before_floor" if unset == 1 else f"reset_{_RESET_EPOCHS[unset - 2][1]}"
             why = (
@@ -253,7 +244,7 @@ def clock_findings(
                     evidence={"reason": reason},
                 )
             )
-        elif clock_ahead(t, reference, tolerance):
+        elif future:
             found.append(
                 Finding(
                     "clock_future",

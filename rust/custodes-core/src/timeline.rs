@@ -331,6 +331,8 @@ pub const CLOCK_RESET_EPOCHS: [(i64, &str); 3] =
 
 /// For each time: 0 when plausible, 1 when before `floor`, or 2 + k when
 /// within a year after reset epoch k of [`CLOCK_RESET_EPOCHS`] (which names it).
+/// The year is added to the epoch, never subtracted from the time: `t - epoch`
+/// wrapped around for times near the end of int64 with a floor past 2195.
 pub fn clock_unset(times: &[i64], floor: i64) -> Vec<u8> {
     const YEAR: i64 = 366 * 86_400 * NS;
     times
@@ -339,7 +341,7 @@ pub fn clock_unset(times: &[i64], floor: i64) -> Vec<u8> {
             if t >= floor {
                 return 0;
             }
-            CLOCK_RESET_EPOCHS.iter().position(|&(epoch, _)| t >= epoch && t - epoch < YEAR).map_or(1, |k| 2 + k as u8)
+            CLOCK_RESET_EPOCHS.iter().position(|&(epoch, _)| t >= epoch && t < epoch + YEAR).map_or(1, |k| 2 + k as u8)
         })
         .collect()
 }
@@ -458,6 +460,8 @@ mod tests {
         let t = [0, 946_684_800 * NS + 3600 * NS, 1_000_000_000 * NS, -2_082_844_800 * NS, 1_700_000_000 * NS];
         assert_eq!(clock_unset(&t, floor), vec![3, 4, 1, 2, 0]);
         assert_eq!(clock_future(&[10, 20, 31], 20, 10), vec![false, false, true]);
+        // A time near the end of int64 under a late floor is before the floor, not a 1904 reset.
+        assert_eq!(clock_unset(&[i64::MAX - 2, i64::MAX - 1, i64::MAX], i64::MAX), vec![1, 1, 0]);
         assert_eq!(time_mismatch(&[0, 100], &[2, 0], 5).unwrap(), vec![false, true]);
     }
 

@@ -82,6 +82,13 @@ fn clock_unset<'py>(py: Python<'py>, times: Col<'py>, floor: i64) -> PyResult<Bo
     Ok(detached(py, || timeline::clock_unset(t, floor)).into_pyarray(py))
 }
 
+/// `clock_unset` and `clock_future` of a few times given as a list, not a numpy column: a probe
+/// checks one time per file, and `custodes probe` starts without numpy.
+#[pyfunction]
+fn clock_checks(times: Vec<i64>, floor: i64, reference: i64, tolerance: i64) -> (Vec<u8>, Vec<bool>) {
+    (timeline::clock_unset(&times, floor), timeline::clock_future(&times, reference, tolerance))
+}
+
 #[pyfunction]
 fn clock_reset_epochs() -> Vec<(i64, &'static str)> {
     timeline::CLOCK_RESET_EPOCHS.to_vec()
@@ -127,6 +134,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(coverage, m)?)?;
     m.add_function(wrap_pyfunction!(clock_unset, m)?)?;
     m.add_function(wrap_pyfunction!(clock_reset_epochs, m)?)?;
+    m.add_function(wrap_pyfunction!(clock_checks, m)?)?;
     m.add_function(wrap_pyfunction!(clock_future, m)?)?;
     m.add_function(wrap_pyfunction!(time_mismatch, m)?)?;
     m.add_function(wrap_pyfunction!(correct_times, m)?)?;
