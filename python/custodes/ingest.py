@@ -627,7 +627,9 @@ def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> 
         shas = archive.catalog.segments.objects_named(device, name_text(f.name), name_bytes(f.name), f.size)
         if shas:
             known[f.path] = shas
-    present = set()
+    present: set[str] = set()
+    if not known:  # a volume seen for the first time: no hashing job at all
+        return present
     for r in hash_files(list(known), ("sha256",)):
         sha = r.digests.get("sha256")
         if (
