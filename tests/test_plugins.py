@@ -59,7 +59,10 @@ class FakeVendor:
     def custodes_executors(self):
         from custodes.plugins import Executor
 
-        return [Executor("acme-serial", "one at a time", lambda fn, shards, workers: map(fn, shards))]
+        def run(fn, shards, options):
+            return ((i, fn(shard, options.workers)) for i, shard in enumerate(shards))
+
+        return [Executor("acme-serial", "one at a time", run, remote=False)]
 
 
 def test_builtins_and_a_registered_plugin() -> None:
@@ -67,7 +70,10 @@ def test_builtins_and_a_registered_plugin() -> None:
     assert pm.drivers.names() == ["acme", "generic"]
     assert pm.storage_backends.names() == ["acme-vault", "local"]
     assert pm.reporters.names() == ["acme-txt", "csv", "html", "json", "pdf"]
-    assert list(pm.executors.get("acme-serial").run(lambda x: x * 2, [1, 2], None)) == [2, 4]
+    from custodes.plugins import ExecutorOptions
+
+    serial = pm.executors.get("acme-serial").run(lambda x, threads: (x * 2, threads), [1, 2], ExecutorOptions(3))
+    assert list(serial) == [(0, (2, 3)), (1, (4, 3))]
     info = {p.name: p for p in pm.plugins()}
     assert info["acme"].provides["drivers"] == ["acme"] and not info["acme"].builtin
     assert info["generic"].builtin and info["generic"].hooks == ["custodes_device_drivers"]

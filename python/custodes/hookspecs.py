@@ -78,11 +78,12 @@ def custodes_reporters() -> list[Reporter]:
 
 @hookspec
 def custodes_executors() -> list[Executor]:
-    """Executors that run a list of independent work shards (verification slices).
+    """Executors that run a list of independent work shards (verification slices); the contract is
+    :class:`custodes.plugins.Executor`'s: ``run(fn, shards, options)`` yields ``(index, result)`` per shard.
 
     Example::
 
         @hookimpl
         def custodes_executors():
-            return [Executor("dask", "a Dask cluster", run=run_on_dask)]
+            return [Executor("ray", "a Ray cluster", run=run_on_ray, remote=True)]
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -29,6 +29,8 @@ __all__ = [
     "DeviceDriver",
     "DuplicatePluginError",
     "Executor",
+    "ExecutorError",
+    "ExecutorOptions",
     "PluginInfo",
     "PluginManager",
     "PluginProblem",
@@ -92,12 +94,50 @@ class Reporter:
 
 
 @dataclass(frozen=True)
+class ExecutorOptions:
+    """Where an executor runs shards: ``workers`` (local: threads hashing at once; dask: the workers of a
+    ``LocalCluster`` started for the run) and ``scheduler`` (the address of a running cluster, for example
+    ``tcp://10.0.0.5:8786``; None: the executor decides, dask starts a ``LocalCluster`` on loopback)."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+
+
+class ExecutorError(CustodesError):
+    """An executor could not run a shard: its cluster cannot be reached, or the shard failed on every retry."""
+
+    kind = "executor"
+
+
+#: The work function an executor runs: ``fn(shard, threads)`` returns the shard's result; ``threads`` is how
+#: many threads the shard may use where it runs (the local executor gives it every worker, a cluster one
+#: thread per task, its parallelism being the cluster's own).
+ShardFn = Callable[[Any, "int | None"], Any]
+
+
+@dataclass(frozen=True)
 class Executor:
-    """Runs ``fn`` over work shards: ``run(fn, shards, workers)`` yields results in order."""
+    """Runs a work function over independent shards (verification's slices of an archive).
+
+    ``run(fn, shards, options)`` yields ``(index, result)`` for every shard exactly once, in the order they
+    finish. The contract, for a Ray or Spark plugin as much as for the two that ship:
+
+    - ``fn`` is a module-level function and the shards plain data, so both pickle; ``fn`` is idempotent, so a
+      shard whose worker died is simply run again (somewhere else) and only its last result is yielded.
+    - A shard that fails on every retry, or a cluster that cannot be reached, raises :class:`ExecutorError`
+      naming the shard or the address; nothing is yielded twice.
+    - Closing the generator early (a verify whose budget is spent) cancels the shards not yet finished and
+      stops whatever the executor started for the run (a ``LocalCluster``); a cluster given by address is
+      left running.
+    - ``remote``: results come from other processes or machines. The caller trusts none of them alone:
+      verify checks that each result covers exactly its shard's objects and compares every digest with the
+      catalog itself, and re-hashes here any object a remote worker says is bad before reporting it.
+    """
 
     name: str
     description: str
-    run: Callable[[Callable[[Any], Any], list[Any], int | None], Iterator[Any]]
+    run: Callable[[ShardFn, Sequence[Any], ExecutorOptions], Iterator[tuple[int, Any]]]
+    remote: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,23 @@
-"""The ``local`` executor: work shards on a thread pool in this process.
+"""The ``local`` executor: work shards one after another in this process.
 
-The shards custodes runs (hashing slices of an archive) spend their time in
-the Rust core with the GIL released, so threads scale like processes here
-without pickling anything."""
+The shards custodes runs (re-hashing slices of an archive) spend their time in the Rust core with the GIL
+released, and each shard already hashes its objects on every thread it is given: one shard at a time, with all
+the workers, keeps the disk's queue full without threads fighting over it, and pickles nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from custodes.hookspecs import hookimpl
-from custodes.plugins import Executor
+from custodes.plugins import Executor, ExecutorOptions, ShardFn
 
 
-def run_local(fn: Callable[[Any], Any], shards: list[Any], workers: int | None) -> Iterator[Any]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fn, shards)
+def run_local(fn: ShardFn, shards: Sequence[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
+    for index, shard in enumerate(shards):
+        yield index, fn(shard, options.workers)
 
 
 @hookimpl
 def custodes_executors() -> list[Executor]:
-    return [Executor("local", "a thread pool in this process", run_local)]
+    return [Executor("local", "this machine's cores, one shard at a time (the default)", run_local, remote=False)]
