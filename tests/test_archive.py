@@ -116,6 +116,20 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
             "rotations": [],
             "witness": None,
         },
+        "rehashed": True,
+        # The whole archive, once, here: a verification run that finished, with nothing left.
+        "run": {
+            "id": 1,
+            "resumed": False,
+            "selection": {"slice": None, "older_than_days": None, "quick": False},
+            "budget": "none",
+            "executor": "local",
+            "stopped": None,
+            "left": {"objects": 0, "bytes": 0},
+            "run_objects": 3,
+            "run_bytes": sum(p.stat().st_size for p in dcim_volume.rglob("*") if p.is_file()),
+            "verified_before": 0,
+        },
     }
     assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
     assert run_cli("ledger", "verify", arch).returncode == 0

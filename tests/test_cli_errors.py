@@ -504,7 +504,17 @@ def test_init_signing_key_with_quote_and_newline_round_trips(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     policy = tomllib.loads((arch / "custodes.toml").read_text())
     assert policy["keys"] == {"signing_key": value}
-    assert set(policy) == {"archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage"}
+    assert set(policy) == {
+        "archive",
+        "ingest",
+        "retention",
+        "timeline",
+        "hashing",
+        "devices",
+        "keys",
+        "storage",
+        "verification",
+    }
     assert (arch / value).is_file()  # the key is where the policy says
     assert run_cli("ledger", "checkpoint", arch).returncode == 0
     assert run_cli("verify", arch).returncode == 0

@@ -63,6 +63,7 @@ class Policy:
     device_time_zone: str | None = None
     signing_key: str = "private/checkpoint.key"
     storage: str = "local"
+    verification_window_days: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -88,11 +89,11 @@ class Policy:
 
     @classmethod
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
-        tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage")
+        tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage", "verification")
         for table in tables:
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
-        a, i, r, t, h, d, k, s = (data.get(x, {}) for x in tables)
+        a, i, r, t, h, d, k, s, v = (data.get(x, {}) for x in tables)
         algorithms = _algorithms(path, h.get("algorithms", ["sha256", "blake3"]))
         _access(path, data)
         _report(path, data.get("report", {}))
@@ -116,6 +117,7 @@ class Policy:
             device_time_zone=_time_zone(path, d.get("time_zone")),
             signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
             storage=_backend(path, s.get("backend", "local")),
+            verification_window_days=_duration(path, "verification", "window_days", v.get("window_days", 30), 86400),
             extra=data,
         )
 
@@ -133,6 +135,7 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "devices": ("time_zone",),
     "keys": ("signing_key",),
     "storage": ("backend",),
+    "verification": ("window_days",),
     "access": (
         "window_hours",
         "classified_roles",
@@ -347,6 +350,8 @@ _POLICY_COMMENTS = {
     "devices": 'time_zone: the zone devices write local times in, e.g. time_zone = "Asia/Shanghai".',
     "keys": "signing_key: the Ed25519 checkpoint key; relative to the archive or absolute.",
     "storage": "backend: a storage plugin (see `custodes plugins`).",
+    "verification": "window_days: every object is re-hashed at least this often (`custodes verify --older-than`);\n"
+    "the compliance report lists the objects overdue.",
 }
 
 
@@ -364,6 +369,7 @@ def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, 
         "devices": {"time_zone": time_zone} if time_zone else {},
         "keys": {"signing_key": signing_key},
         "storage": {"backend": "local"},
+        "verification": {"window_days": 30},
     }
     text = (
         "# custodes archive policy, in force as the ledger records it: change it with `custodes policy set`\n"

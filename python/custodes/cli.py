@@ -1208,16 +1208,104 @@ def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
     return None if value is None else load_trusted(value)  # not a key: one line, exit 2
 
 
+def _schedule_value(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the schedule's own parser (custodes.schedule), its message as a usage error."""
+    from custodes.schedule import ScheduleError
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ScheduleError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
+
+
+def _parse_slice(value: str) -> Any:
+    from custodes.schedule import parse_slice
+
+    return parse_slice(value)
+
+
+def _parse_budget(value: str) -> Any:
+    from custodes.schedule import parse_budget
+
+    return parse_budget(value)
+
+
 @main.command("verify")
 @archive_argument(policy_may_differ=True)
 @workers_option("Objects hashed")
 @trust_options()
+@click.option(
+    "--slice",
+    "part",
+    metavar="K/N",
+    callback=_schedule_value(_parse_slice),
+    help="Re-hash only slice K of N of the objects, by digest (stable as the archive grows; N slices cover "
+    "every object once). The ledger, catalog and the slice's store listing are checked in every run.",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Re-hash only objects last re-hashed more than DAYS ago (or never), the least recently verified first.",
+)
+@click.option(
+    "--budget",
+    metavar="BYTES|DURATION",
+    callback=_schedule_value(_parse_budget),
+    help="Stop cleanly once this much is re-hashed (500GB, 2TiB) or this long has passed (90s, 30min, 8h) and "
+    "say how far the run got; running the same selection again continues it.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Check sizes and presence, catalog, ledger and checkpoints without re-reading any object's bytes.",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Who re-hashes the shards: local (this machine's cores) or a plugin's, such as dask (see `custodes plugins`).",
+)
+@click.option(
+    "--shard-size",
+    "shard_objects",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    metavar="OBJECTS",
+    help="Objects per shard (and at most 4 GiB): the unit an executor runs and a run records; smaller shards "
+    "spread better over a cluster and lose less to a kill, larger ones start fewer jobs.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="The cluster to run on, for example tcp://10.0.0.5:8786 (dask); without it, dask starts a cluster of "
+    "--workers processes on this machine.",
+)
 @output_options(
     progress=True,
     quiet_help="No progress on stderr and no closing summary line; findings stay (the exit code says intact or not).",
 )
 def verify_command(
-    archive: Archive, workers: int | None, trusted_key: str | None, witness: str | None, out: Output
+    archive: Archive,
+    workers: int | None,
+    trusted_key: str | None,
+    witness: str | None,
+    part: Any,
+    older_than: float | None,
+    budget: Any,
+    quick: bool,
+    executor: str,
+    shard_objects: int,
+    scheduler: str | None,
+    out: Output,
 ) -> None:
     """Re-hash every object and check store against catalog against ledger against checkpoints.
 
@@ -1230,12 +1318,21 @@ def verify_command(
     explain also names its table, row and ledger entry), or pending: work of
     an ingest under way or interrupted,
     which says how to finish it and leaves the archive intact; "trust" says which
-    key the checkpoints were checked with and where it came from. Exit 0 when
+    key the checkpoints were checked with and where it came from; "rehashed"
+    is false after --quick; "run" says which verification run this was (a run
+    stopped by --budget or killed is resumed by the same selection), whether
+    the budget stopped it and what it left. executor_fault: a worker of a
+    remote executor reported an object bad that is intact here. Exit 0 when
     the archive is intact, 1 otherwise.
     """
-    from custodes.verify import verify
+    from custodes.schedule import Budget, Selection
+    from custodes.verify import Schedule, verify
 
     trusted = _trusted(trusted_key)
+    schedule = Schedule(Selection(part, older_than, quick), budget or Budget(), executor, scheduler, shard_objects)
+    from custodes.plugins import plugin_manager
+
+    plugin_manager().executors.get(executor)  # an unknown name: one line, before anything is read
     line, progress = _bytes_progress(out)
     try:
         result = verify(
@@ -1244,6 +1341,7 @@ def verify_command(
             progress=progress,
             trusted_key=trusted,
             witness=None if witness is None else Path(witness),
+            schedule=schedule,
         )
     finally:
         line.close()
@@ -1254,11 +1352,31 @@ def verify_command(
         for f in result.findings:
             segment = f" [segment {f.segment}]" if f.segment is not None else ""
             click.echo(f"{f.kind}: {shown_text(f.message)}{segment}")
+        _say_run(out, result)
         out.say(
             f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
-            f"checked, {len(result.findings)} finding(s)"
+            f"{'checked' if result.rehashed else 'checked by size only: no object was re-hashed (--quick)'}, "
+            f"{len(result.findings)} finding(s)"
         )
     sys.exit(0 if result.ok else EXIT_FINDINGS)
+
+
+def _say_run(out: Output, result: Any) -> None:
+    """Which run this was, and how far it got when a budget stopped it."""
+    run = result.run
+    if run is None:
+        return
+    if run["resumed"]:
+        out.say(
+            f"resumed verification run {run['id']}: {run['verified_before']} object(s) it had re-hashed "
+            "before it stopped were not re-hashed again"
+        )
+    if run["stopped"] is not None:
+        left = run["left"]
+        out.say(
+            f"stopped: {run['stopped']}; {left['objects']} object(s) ({human_bytes(left['bytes'])}) left for the "
+            f"next run of the same selection (run {run['id']} has re-hashed {run['run_objects']} so far)"
+        )
 
 
 @main.group("ledger")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -120,7 +120,11 @@ class Executor:
     """Runs a work function over independent shards (verification's slices of an archive).
 
     ``run(fn, shards, options)`` yields ``(index, result)`` for every shard exactly once, in the order they
-    finish. The contract, for a Ray or Spark plugin as much as for the two that ship:
+    finish; ``index`` is the shard's position in ``shards``. The contract, for a Ray or Spark plugin as much as
+    for the two that ship:
+
+    - ``shards`` is an iterable made as the run goes (an archive of 10^7 objects is thousands of shards): take
+      the next one only when there is room for it, a few per worker in flight, never the whole list at once.
 
     - ``fn`` is a module-level function and the shards plain data, so both pickle; ``fn`` is idempotent, so a
       shard whose worker died is simply run again (somewhere else) and only its last result is yielded.
@@ -136,7 +140,7 @@ class Executor:
 
     name: str
     description: str
-    run: Callable[[ShardFn, Sequence[Any], ExecutorOptions], Iterator[tuple[int, Any]]]
+    run: Callable[[ShardFn, Iterable[Any], ExecutorOptions], Iterator[tuple[int, Any]]]
     remote: bool = True
 
 

@@ -42,21 +42,36 @@ from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
 from custodes.catalog import Catalog, replay
-from custodes.catalog.evidence import LedgerView
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView
 from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
+from custodes.schedule import Budget, Selection, begin
 from custodes.witness import check_witness
 
-__all__ = ["RebuildResult", "VerifyFinding", "VerifyResult", "rebuild_catalog", "verify", "verify_ledger_only"]
+__all__ = [
+    "RebuildResult",
+    "Rehashed",
+    "Schedule",
+    "Shard",
+    "VerifyFinding",
+    "VerifyResult",
+    "hash_shard",
+    "rebuild_catalog",
+    "verify",
+    "verify_ledger_only",
+]
 
 #: Objects hashed by one engine job. A job starts its readers and waits for its slowest file at the end, which
 #: on 20,000 small objects cost more than hashing them when a job held 256; what a batch holds is a few strings
 #: per object (never their bytes), so memory stays flat either way, and progress is reported within a job.
 BATCH = 4096
 PENDING = "pending"
+#: A worker of a remote executor reported an object bad that is intact when re-hashed here, or returned a result
+#: that does not match its shard: the run's machinery is at fault, not the evidence; still a failure to look at.
+EXECUTOR_FAULT = "executor_fault"
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class VerifyResult:
     bytes: int = 0
     findings: list[VerifyFinding] = field(default_factory=list)
     trust: dict[str, Any] | None = None  # the key chain checkpoints were checked with, and the witness (keys.py)
+    rehashed: bool = True  # False: --quick, sizes only, no object's bytes read
+    run: dict[str, Any] | None = None  # the verification run (custodes.schedule): resumed, stopped, left
 
     @property
     def ok(self) -> bool:
@@ -101,6 +118,8 @@ class VerifyResult:
             "bytes": self.bytes,
             "findings": [f.to_json() for f in self.findings],
             "trust": self.trust,
+            "rehashed": self.rehashed,
+            "run": self.run,
         }
 
 
@@ -111,16 +130,18 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
     trusted_key: VerifierKey | Fingerprint | None = None,
     witness: Path | None = None,
+    schedule: Schedule | None = None,
 ) -> VerifyResult:
     """``trusted_key``: the key kept outside the archive (else its own keys/checkpoint.vkey is trusted);
-    ``witness``: a folder of published checkpoints the tree must extend (custodes.witness)."""
+    ``witness``: a folder of published checkpoints the tree must extend (custodes.witness); ``schedule``: which
+    objects to re-hash, within what budget, on which executor (default: all of them, here)."""
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
     _verify_policy(archive, result)
     with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh, chain)
         _verify_catalog_against_ledger(archive, result)
-        _verify_store(archive, result, workers, progress, fresh)
+        _verify_store(archive, result, workers, progress, fresh, schedule or Schedule())
     return result
 
 
@@ -572,9 +593,12 @@ def _tombstoned(catalog: Catalog, sha: str) -> bool:
     return entry.get("type") == "purge" and entry.get("sha256") == sha
 
 
-def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str, str, bool]]:
+def _store_digests(
+    archive: Archive, foreign: list[Path], within: DigestRange = EVERY_DIGEST
+) -> Iterator[tuple[str, str, bool]]:
     """(digest, path, is a symbolic link) of every object file at its own place
-    (``objects/sha256/ab/cd/<digest>``), in digest order, which is the order verify walks the catalog in.
+    (``objects/sha256/ab/cd/<digest>``) whose digest is ``within`` the range (a verify slice: folders wholly
+    outside it are not listed), in digest order, which is the order verify walks the catalog in.
 
     Anything else under ``objects/`` (a name that is not a digest, a digest in
     another digest's folder, a file beside the algorithm folders) goes to
@@ -588,8 +612,15 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
     folder_of = getattr(store, "folder_of", None) or (lambda digest: os.fspath(store.path_for(digest).parent))
     top_folder = os.fspath(store.objects.parent)
     objects_folder = os.fspath(store.objects)
+    low, high = within.low or "", within.high
 
-    def walk(folder: str) -> Iterator[tuple[str, str, bool]]:
+    def outside(prefix: str) -> bool:
+        """A folder of digests starting with ``prefix`` (ab, then abcd) holds none within the range."""
+        if not _HEX_PREFIX.match(prefix):
+            return False  # not a digest folder: listed, and what is in it is foreign
+        return prefix.ljust(64, "f") < low or (high is not None and prefix.ljust(64, "0") >= high)
+
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, str, bool]]:
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -598,25 +629,30 @@ def _store_digests(archive: Archive, foreign: list[Path]) -> Iterator[tuple[str,
         at_top = folder == top_folder
         for e in entries:
             if e.is_dir(follow_symlinks=False):
+                below = "" if e.path == objects_folder or at_top else prefix + e.name
+                if below and outside(below):
+                    continue
                 if at_top and e.path != objects_folder:
                     for top, dirs, files in os.walk(e.path):  # never follows links: a link loop cannot hang verify
                         foreign.extend(
                             Path(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]
                         )
                 else:
-                    yield from walk(e.path)
+                    yield from walk(e.path, below)
             elif at_top:
                 foreign.append(Path(e.path))  # a file beside objects/sha256
             elif _DIGEST_NAME.match(e.name) and folder_of(e.name) == folder:
-                yield e.name, e.path, e.is_symlink()
+                if e.name >= low and (high is None or e.name < high):
+                    yield e.name, e.path, e.is_symlink()
             else:
                 foreign.append(Path(e.path))
 
-    yield from walk(top_folder)
+    yield from walk(top_folder, "")
 
 
 #: An object's file name: its SHA-256, in lower-case hex.
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{1,63}$")
 
 
 def _foreign(archive: Archive, path: Path) -> VerifyFinding:
@@ -655,109 +691,388 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, path: Path) -> VerifyF
     )
 
 
+#: Bounds of one shard, the unit an executor runs and a run records: a few thousand objects or a few GB, so a
+#: cluster's workers get work of a similar size, a killed run loses at most a shard per worker, and a shard's
+#: job starts its readers once for many small objects.
+SHARD_OBJECTS = BATCH
+SHARD_BYTES = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Objects one executor task re-hashes: plain data, so it pickles to a cluster's worker, which reads each
+    object at ``path`` (the store as that worker mounts it) and returns digests, never bytes."""
+
+    index: int
+    algorithms: tuple[str, ...]
+    objects: tuple[tuple[str, str], ...]  # (sha256, path)
+
+
+@dataclass(frozen=True)
+class Rehashed:
+    """What a worker read of one object: its size and digests, or why it could not read it."""
+
+    sha256: str
+    size: int | None
+    digests: dict[str, str]
+    error: str | None = None
+    missing: bool = False  # the error is that no file is there
+
+
+def hash_shard(shard: Shard, threads: int | None) -> list[Rehashed]:
+    """An executor's work function (custodes.plugins.Executor): re-hash a shard's objects where it runs."""
+    paths = [path for _, path in shard.objects]
+    hashed = hash_files(paths, shard.algorithms, threads=threads)
+    return [_rehashed(sha, r) for (sha, _), r in zip(shard.objects, hashed, strict=True)]
+
+
+def _rehashed(sha: str, r: HashResult) -> Rehashed:
+    if r.error is None:
+        return Rehashed(sha, r.size, r.digests)
+    return Rehashed(sha, None, {}, str(r.error), isinstance(r.error, FileNotFoundError))
+
+
+@dataclass(frozen=True)
+class _Due:
+    """An object the run re-hashes, with what the catalog says it is."""
+
+    sha256: str
+    size: int
+    digests: str  # JSON
+    head: str
+    path: str
+    last_verified_ns: int | None
+
+
+@dataclass
+class Schedule:
+    """How a verify run is made: what it selects (custodes.schedule), how much it may do, and who re-hashes."""
+
+    selection: Selection = field(default_factory=Selection)
+    budget: Budget = field(default_factory=Budget)
+    executor: str = "local"
+    scheduler: str | None = None
+    shard_objects: int = SHARD_OBJECTS  # at most this many objects per shard (and SHARD_BYTES)
+
+
 def _verify_store(
     archive: Archive,
     result: VerifyResult,
     workers: int | None,
     progress: Callable[[int, int], None] | None,
     fresh: Catalog,
+    schedule: Schedule,
 ) -> None:
-    """Walk the catalog's objects and the store's files side by side, both in digest order: each
-    recorded object is re-hashed (in batches), each file nobody recorded is a stray."""
+    """Walk the catalog's objects and the store's files side by side, both in digest order (strays, links,
+    purges), and re-hash the objects the schedule selects on its executor, shard by shard."""
+    selection = schedule.selection
+    result.rehashed = not selection.quick
+    if selection.quick:
+        quick = _StoreWalk(archive, result, fresh, selection.range)
+        for d in quick:
+            _check_size(archive, result, d)
+        quick.finish()
+        return
     catalog = archive.catalog
-    total = catalog.objects.total_size()
-    foreign: list[Path] = []
-    on_disk = _store_digests(archive, foreign)
-    current = next(on_disk, None)
-    batch: list[tuple[str, int, str, str, str]] = []
-    # Objects found intact are stamped batch by batch through a second
-    # connection (WAL lets it write while the digest-ordered read is open),
-    # so nothing grows with the size of the archive.
-    stamper = catalog.another()
-    done = 0
+    run, resumed = begin(catalog, selection, archive.policy.verification_window_days, time.time_ns())
+    walk = _StoreWalk(archive, result, fresh, selection.range)
+    cutoff = selection.cutoff_ns(run.started_ns)
+    if cutoff is None:
+        # Resuming: what this run re-hashed and found intact before it stopped is not re-hashed again.
+        due: Iterator[_Due] = (d for d in walk if (d.last_verified_ns or 0) < run.started_ns)
+    else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
+        walk.finish()
+        due = walk.least_recently_verified(cutoff)
+    hashing = _Hashing(archive, result, schedule, workers, progress, run.id)
+    hashing.run(due)
+    left = hashing.left
+    for d in due:  # what the budget left, counted only (and the listing finished as it goes)
+        left.append(d.size)
+    walk.finish()
+    with catalog.transaction():
+        if hashing.stopped is None:
+            catalog.verify_runs.finish(run.id, time.time_ns())
+        else:
+            catalog.verify_runs.stop(run.id, hashing.stopped)
+    got = catalog.verify_runs.get(run.id)
+    result.run = {
+        "id": run.id,
+        "resumed": resumed,
+        "selection": selection.to_json(),
+        "budget": str(schedule.budget),
+        "executor": schedule.executor,
+        "stopped": hashing.stopped,
+        "left": {"objects": len(left), "bytes": sum(left)},
+        "run_objects": None if got is None else got.objects,
+        "run_bytes": None if got is None else got.bytes,
+        "verified_before": run.objects,  # by this run before it stopped: not re-hashed again
+    }
 
-    def flush() -> None:
-        nonlocal done
-        if not batch:
-            return
-        verified: list[str] = []
-        hashed = hash_files(
-            [p for *_, p in batch],
-            archive.policy.algorithms,
-            threads=workers,
-            progress=None if progress is None else lambda h: progress(done + h.bytes_done, total),
+
+class _StoreWalk:
+    """The catalog's objects (in a digest range) and the store's files, merged in digest order.
+
+    Iterating yields the live objects that are regular files (or not there: re-hashing says missing); strays,
+    foreign files, links and purged objects become findings on the way. :meth:`finish` walks the rest."""
+
+    def __init__(self, archive: Archive, result: VerifyResult, fresh: Catalog, within: DigestRange) -> None:
+        self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
+        self.foreign: list[Path] = []
+        self.links: set[str] = set()
+        self._objects = archive.catalog.objects.walk(within)
+        self._rows = self._merge()
+
+    def __iter__(self) -> Iterator[_Due]:
+        return self._rows
+
+    def finish(self) -> None:
+        for _ in self._rows:
+            pass
+        self.result.findings += [_foreign(self.archive, p) for p in self.foreign]
+        self.foreign = []
+
+    def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
+        store = self.archive.store
+        for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
+            if o.sha256 not in self.links:
+                path = os.fspath(store.path_for(o.sha256))
+                yield _Due(o.sha256, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+
+    def _merge(self) -> Iterator[_Due]:
+        archive, result, catalog = self.archive, self.result, self.archive.catalog
+        on_disk = _store_digests(archive, self.foreign, self.within)
+        current = next(on_disk, None)
+        for o in self._objects:
+            sha = o.sha256
+            while current is not None and current[0] < sha:
+                result.findings.append(_stray(archive, self.fresh, current[0], Path(current[1])))
+                current = next(on_disk, None)
+            found = current if current is not None and current[0] == sha else None
+            if found is not None:
+                current = next(on_disk, None)
+            if o.purged_ns is not None:
+                result.findings += _purged_object(archive, sha, found is not None)
+                continue
+            # The walk saw the object's file and whether it is a link; only one it did not see (gone, or in a
+            # folder that is itself a link) is looked at once more here.
+            path = found[1] if found is not None else os.fspath(archive.store.path_for(sha))
+            if found[2] if found is not None else os.path.islink(path):
+                # Hashing would follow it: the bytes checked would not be the archive's own.
+                self.links.add(sha)
+                result.checked += 1
+                result.findings.append(
+                    VerifyFinding(
+                        "modified",
+                        f"object is a symbolic link (to {shown_name(os.readlink(path))}), not the file the archive "
+                        "stored",
+                        catalog.segments.first_for_object(sha),
+                        sha,
+                    )
+                )
+                continue
+            yield _Due(sha, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+        while current is not None:
+            result.findings.append(_stray(archive, self.fresh, current[0], Path(current[1])))
+            current = next(on_disk, None)
+
+
+def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
+    """--quick: the object is there, a regular file of its recorded size; its bytes are not read."""
+    result.checked += 1
+    try:
+        st = os.lstat(due.path)
+    except FileNotFoundError:
+        found: tuple[str, str] | None = ("missing", "object is not in the store")
+    except OSError as e:
+        found = ("modified", f"object cannot be looked at: {e.strerror}")
+    else:
+        if st.st_size < due.size:
+            found = (
+                "truncated",
+                f"object is {st.st_size} bytes, {due.size - st.st_size} short of {due.size} "
+                "(sizes only: --quick read none of its bytes)",
+            )
+        elif st.st_size != due.size:
+            found = ("modified", f"object is {st.st_size} bytes, expected {due.size} (sizes only)")
+        else:
+            found = None
+    if found is not None:
+        kind, detail = found
+        result.findings.append(
+            VerifyFinding(kind, detail, archive.catalog.segments.first_for_object(due.sha256), due.sha256)
         )
-        for (sha, size, digests, head, path), r in zip(batch, hashed, strict=True):
+
+
+class _Hashing:
+    """Shards of due objects handed to the executor, their results checked against the catalog and recorded
+    shard by shard (objects found intact stamped verified, the run's counts), within the budget."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        result: VerifyResult,
+        schedule: Schedule,
+        workers: int | None,
+        progress: Callable[[int, int], None] | None,
+        run: int,
+    ) -> None:
+        from custodes.plugins import ExecutorOptions, plugin_manager
+
+        self.archive, self.result, self.budget, self.progress, self.run_id = (
+            archive,
+            result,
+            schedule.budget,
+            progress,
+            run,
+        )
+        self.shard_objects = max(1, schedule.shard_objects)
+        self.executor = plugin_manager().executors.get(schedule.executor)
+        self.options = ExecutorOptions(workers=workers, scheduler=schedule.scheduler)
+        self.workers = workers
+        self.in_flight: dict[int, list[_Due]] = {}
+        self.stopped: str | None = None
+        self.left: list[int] = []  # sizes of the due objects the budget left for the next run
+        self.handed_bytes = 0
+        self.done = 0
+        self.total = archive.catalog.objects.total_size(schedule.selection.range)
+        self.started = time.monotonic()
+        # Stamps go through a second connection (WAL lets it write while the digest-ordered read is open).
+        self.stamper = archive.catalog.another()
+
+    def run(self, due: Iterator[_Due]) -> None:
+        results = self.executor.run(hash_shard, self._shards(due), self.options)
+        try:
+            for index, hashed in results:
+                self._record(self.in_flight.pop(index), hashed)
+                if self._out_of_time():
+                    break
+        finally:
+            results.close()  # cancels what is still in flight (a budget spent, an error)
+            self.stamper.close()
+        for shard in self.in_flight.values():  # handed out, not finished: left for the next run
+            self.left += [d.size for d in shard]
+        self.in_flight.clear()
+
+    def _out_of_time(self) -> bool:
+        seconds = self.budget.seconds
+        if seconds is None or time.monotonic() - self.started < seconds:
+            return False
+        self.stopped = self.stopped or f"time budget of {seconds:g} s spent"
+        return True
+
+    def _shards(self, due: Iterator[_Due]) -> Iterator[Shard]:
+        algorithms = tuple(self.archive.policy.algorithms)
+        index, shard, size = 0, [], 0
+        limit = self.budget.bytes
+        for d in due:
+            # At least one object per run, however large: a budget smaller than an object must not stall.
+            if limit is not None and self.handed_bytes + size + d.size > limit and (shard or self.handed_bytes):
+                self.stopped = f"byte budget of {limit:,} bytes spent"
+            if self.stopped is not None or self._out_of_time():
+                self.left.append(d.size)
+                break
+            shard.append(d)
+            size += d.size
+            if len(shard) >= self.shard_objects or size >= SHARD_BYTES:
+                yield self._hand_out(index, shard, algorithms, size)
+                index, shard, size = index + 1, [], 0
+        else:
+            if shard:
+                yield self._hand_out(index, shard, algorithms, size)
+            return
+        # The budget stopped it: what is in hand is within it; the rest is counted by the caller.
+        if shard:
+            yield self._hand_out(index, shard, algorithms, size)
+
+    def _hand_out(self, index: int, shard: list[_Due], algorithms: tuple[str, ...], size: int) -> Shard:
+        self.in_flight[index] = shard
+        self.handed_bytes += size
+        return Shard(index, algorithms, tuple((d.sha256, d.path) for d in shard))
+
+    def _record(self, shard: list[_Due], hashed: Any) -> None:
+        result, catalog = self.result, self.archive.catalog
+        hashed = self._trusted(shard, hashed)
+        verified: list[str] = []
+        size = 0
+        for d, r in zip(shard, hashed, strict=True):
             result.checked += 1
             if r.error is None:  # a file that could not be read counts no bytes towards the progress
                 result.bytes += r.size or 0
-                done += size
-            finding = _compare(r, size, json.loads(digests), head, path)
-            if finding is None:
-                verified.append(sha)
+            found = _compare(r, d)
+            if found is not None and self.executor.remote:
+                found = self._confirm(d, found)
+            if found is None:
+                verified.append(d.sha256)
+                size += d.size
             else:
-                kind, detail = finding
-                result.findings.append(VerifyFinding(kind, detail, catalog.segments.first_for_object(sha), sha))
-        if progress is not None:
-            progress(done, total)
-        batch.clear()
-        with stamper.transaction():
-            stamper.objects.stamp_verified(verified, time.time_ns())
+                kind, detail = found
+                result.findings.append(
+                    VerifyFinding(kind, detail, catalog.segments.first_for_object(d.sha256), d.sha256)
+                )
+        self.done += sum(d.size for d in shard)
+        with self.stamper.transaction():
+            self.stamper.objects.stamp_verified(verified, time.time_ns())
+            self.stamper.verify_runs.add(self.run_id, len(verified), size)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
-    for sha, size, digests_json, head, purged in catalog.objects.walk():
-        while current is not None and current[0] < sha:
-            result.findings.append(_stray(archive, fresh, current[0], Path(current[1])))
-            current = next(on_disk, None)
-        found = current if current is not None and current[0] == sha else None
-        if found is not None:
-            current = next(on_disk, None)
-        if purged is not None:
-            result.findings += _purged_object(archive, sha, found is not None)
-            continue
-        # The walk saw the object's file and whether it is a link; only one it did not see (gone, or in a
-        # folder that is itself a link) is looked at once more here.
-        path = found[1] if found is not None else os.fspath(archive.store.path_for(sha))
-        is_link = found[2] if found is not None else os.path.islink(path)
-        if is_link:  # hashing would follow it: the bytes checked would not be the archive's own
-            result.checked += 1
-            target = os.readlink(path)
-            result.findings.append(
+    def _trusted(self, shard: list[_Due], hashed: Any) -> list[Rehashed]:
+        """A result must be one Rehashed per object of its shard, in order; anything else (a plugin's bug, a
+        worker of another custodes version) is not taken: the shard is re-hashed here and the fault reported."""
+        if (
+            isinstance(hashed, list)
+            and len(hashed) == len(shard)
+            and all(isinstance(r, Rehashed) and r.sha256 == d.sha256 for r, d in zip(hashed, shard, strict=True))
+        ):
+            return hashed
+        self.result.findings.append(
+            VerifyFinding(
+                EXECUTOR_FAULT,
+                f"executor {self.executor.name!r} returned a result that does not match its shard of "
+                f"{len(shard)} objects; the shard was re-hashed here",
+            )
+        )
+        return hash_shard(
+            Shard(-1, tuple(self.archive.policy.algorithms), tuple((d.sha256, d.path) for d in shard)), self.workers
+        )
+
+    def _confirm(self, d: _Due, found: tuple[str, str]) -> tuple[str, str] | None:
+        """A remote worker says an object is bad: re-hashed here before it is reported. Intact here: the worker
+        is what is wrong (a fault of its machine or its mount), and that is reported instead."""
+        (mine,) = hash_shard(Shard(-1, tuple(self.archive.policy.algorithms), ((d.sha256, d.path),)), 1)
+        again = _compare(mine, d)
+        if again is None:
+            self.result.findings.append(
                 VerifyFinding(
-                    "modified",
-                    f"object is a symbolic link (to {shown_name(target)}), not the file the archive stored",
-                    catalog.segments.first_for_object(sha),
-                    sha,
+                    EXECUTOR_FAULT,
+                    f"a worker of executor {self.executor.name!r} said: {found[1]}; re-hashed here, the object is "
+                    "intact (check that worker's machine and its view of the store)",
+                    self.archive.catalog.segments.first_for_object(d.sha256),
+                    d.sha256,
                 )
             )
-            continue
-        batch.append((sha, size, digests_json, head, path))
-        if len(batch) >= BATCH:
-            flush()
-    flush()
-    while current is not None:
-        result.findings.append(_stray(archive, fresh, current[0], Path(current[1])))
-        current = next(on_disk, None)
-    result.findings += [_foreign(archive, p) for p in foreign]
-    stamper.close()
+        return again
 
 
-def _compare(r: HashResult, size: int, digests: dict[str, str], head: str, path: str) -> tuple[str, str] | None:
-    """(kind, detail) of what is wrong with an object re-hashed as ``r``; None when it is intact."""
+def _compare(r: Rehashed, d: _Due) -> tuple[str, str] | None:
+    """(kind, detail) of what is wrong with object ``d`` re-hashed as ``r``; None when it is intact."""
+    size = d.size
     if r.error is not None:
-        return ("missing" if isinstance(r.error, FileNotFoundError) else "modified"), str(r.error)
+        return ("missing" if r.missing else "modified"), r.error
     if r.size is not None and r.size < size:
         # Only here: ingest brings the drivers and the timeline (numpy) with it, which verify needs for nothing
         # else, and which cost more start-up time than checking a few thousand small objects.
         from custodes.ingest import HEAD_BYTES, head_digest
 
-        if r.size >= HEAD_BYTES and head_digest(path) == head:
+        if r.size >= HEAD_BYTES and head_digest(d.path) == d.head:
             return "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}"
         if r.size < HEAD_BYTES:  # too little left to compare with the recorded first bytes
             return "modified", f"object is {r.size} bytes instead of {size} (truncated or replaced)"
         return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
     if r.size != size:
         return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"
-    if any(r.digests.get(a) != d for a, d in digests.items() if a in r.digests):
+    digests = json.loads(d.digests)
+    if any(r.digests.get(a) != h for a, h in digests.items() if a in r.digests):
         return "modified", "object content differs from its digest"
     return None
 

@@ -6,14 +6,14 @@ the workers, keeps the disk's queue full without threads fighting over it, and p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from custodes.hookspecs import hookimpl
 from custodes.plugins import Executor, ExecutorOptions, ShardFn
 
 
-def run_local(fn: ShardFn, shards: Sequence[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
+def run_local(fn: ShardFn, shards: Iterable[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
     for index, shard in enumerate(shards):
         yield index, fn(shard, options.workers)
 

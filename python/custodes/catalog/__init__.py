@@ -29,7 +29,7 @@ from pathlib import Path
 
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import Devices, Findings, Ingests
-from custodes.catalog.evidence import Objects, Scope, Segments
+from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
 from custodes.catalog.schema import MIGRATIONS
 from custodes.errors import CustodesError
@@ -66,6 +66,7 @@ class Catalog:
         self.access = AccessRequests(conn)
         self.retention = Retention(conn)
         self.refusals = RefusalWindows(conn)
+        self.verify_runs = VerifyRuns(conn)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Catalog:

@@ -268,6 +268,38 @@ class StoredObject(NamedTuple):
     digests: str  # JSON {algorithm: hex}
     head_sha256: str
     purged_ns: int | None
+    last_verified_ns: int | None
+
+
+class DigestRange(NamedTuple):
+    """Objects whose SHA-256 (lower-case hex) is ``>= low`` and ``< high``; None is open on that side."""
+
+    low: str | None = None
+    high: str | None = None
+
+    def where(self) -> tuple[str, tuple[str, ...]]:
+        parts, args = [], []
+        if self.low is not None:
+            parts.append("sha256 >= ?")
+            args.append(self.low)
+        if self.high is not None:
+            parts.append("sha256 < ?")
+            args.append(self.high)
+        return (" AND ".join(parts) or "1"), tuple(args)
+
+
+#: Every digest: a verify run that is not a slice.
+EVERY_DIGEST = DigestRange()
+
+
+class OverdueObject(NamedTuple):
+    sha256: str
+    size: int
+    stored_ns: int
+    last_verified_ns: int | None
+
+
+_OBJECT_COLUMNS = "sha256, size, digests, head_sha256, purged_ns, last_verified_ns"
 
 
 class Objects(Table):
@@ -281,13 +313,25 @@ class Objects(Table):
     def known(self, sha256: str) -> bool:
         return self._one("SELECT 1 FROM objects WHERE sha256 = ?", (sha256,)) is not None
 
-    def total_size(self) -> int:
-        return int(self._one("SELECT COALESCE(SUM(size), 0) FROM objects"))
+    def total_size(self, within: DigestRange = EVERY_DIGEST) -> int:
+        where, args = within.where()
+        return int(self._one(f"SELECT COALESCE(SUM(size), 0) FROM objects WHERE {where}", args))  # noqa: S608
 
-    def walk(self) -> Iterator[StoredObject]:
+    def walk(self, within: DigestRange = EVERY_DIGEST) -> Iterator[StoredObject]:
         """Every object in digest order (streamed: nothing grows with the archive)."""
-        sql = "SELECT sha256, size, digests, head_sha256, purged_ns FROM objects ORDER BY sha256"
-        return (StoredObject(*r) for r in self._conn.execute(sql))
+        where, args = within.where()
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {where} ORDER BY sha256"  # noqa: S608
+        return (StoredObject(*r) for r in self._conn.execute(sql, args))
+
+    def least_recently_verified(self, before_ns: int, within: DigestRange = EVERY_DIGEST) -> Iterator[StoredObject]:
+        """Live objects not re-hashed since ``before_ns``, never-verified first, then the oldest first (streamed,
+        through the index on last_verified_ns)."""
+        where, args = within.where()
+        sql = (
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE purged_ns IS NULL AND {where} "  # noqa: S608
+            "AND (last_verified_ns IS NULL OR last_verified_ns < ?) ORDER BY last_verified_ns NULLS FIRST, sha256"
+        )
+        return (StoredObject(*r) for r in self._conn.execute(sql, (*args, before_ns)))
 
     def stamp_verified(self, digests: list[str], now: int) -> None:
         self._conn.executemany(
@@ -296,6 +340,21 @@ class Objects(Table):
 
     def never_verified(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL AND purged_ns IS NULL"))
+
+    def overdue(self, before_ns: int, limit: int) -> tuple[int, int, list[OverdueObject]]:
+        """(count, bytes, the ``limit`` most overdue) of live objects last re-hashed before ``before_ns``, or
+        never re-hashed and stored before it: what the policy's verification window says is due."""
+        due = "purged_ns IS NULL AND (last_verified_ns < ?1 OR (last_verified_ns IS NULL AND stored_ns < ?1))"
+        count, size = self._conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {due}",
+            (before_ns,),  # noqa: S608
+        ).fetchone()
+        rows = self._conn.execute(
+            f"SELECT sha256, size, stored_ns, last_verified_ns FROM objects WHERE {due} "  # noqa: S608
+            "ORDER BY COALESCE(last_verified_ns, stored_ns), sha256 LIMIT ?2",
+            (before_ns, limit),
+        ).fetchall()
+        return int(count), int(size), [OverdueObject(*r) for r in rows]
 
     def mark_purged(self, sha256: str, now: int) -> None:
         self._conn.execute("UPDATE objects SET purged_ns = ? WHERE sha256 = ?", (now, sha256))
@@ -307,3 +366,47 @@ class Objects(Table):
             "AND NOT EXISTS (SELECT 1 FROM segments WHERE sha256 = ? AND purged_ns IS NULL)"
         )
         return self._one(sql, (sha256, sha256)) == 1
+
+
+class VerifyRun(NamedTuple):
+    id: int
+    selection: str  # JSON of the run's selection (custodes.schedule.Selection.key)
+    started_ns: int
+    finished_ns: int | None
+    objects: int
+    bytes: int
+    stopped: str | None  # why it stopped before the end (a budget spent), None while running or when finished
+
+
+class VerifyRuns(Table):
+    """Verification runs (custodes.schedule): run state, so a stopped run resumes; not a fact."""
+
+    _COLUMNS = "id, selection, started_ns, finished_ns, objects, bytes, stopped"
+
+    def start(self, selection: str, now: int) -> VerifyRun:
+        cur = self._conn.execute("INSERT INTO verify_runs (selection, started_ns) VALUES (?, ?)", (selection, now))
+        return VerifyRun(int(cur.lastrowid or 0), selection, now, None, 0, 0, None)
+
+    def unfinished(self, selection: str, since_ns: int) -> VerifyRun | None:
+        """The latest run of this selection that started after ``since_ns`` and has not finished."""
+        row = self._conn.execute(
+            f"SELECT {self._COLUMNS} FROM verify_runs WHERE selection = ? AND finished_ns IS NULL "  # noqa: S608
+            "AND started_ns >= ? ORDER BY id DESC LIMIT 1",
+            (selection, since_ns),
+        ).fetchone()
+        return None if row is None else VerifyRun(*row)
+
+    def add(self, run: int, objects: int, size: int) -> None:
+        self._conn.execute(
+            "UPDATE verify_runs SET objects = objects + ?, bytes = bytes + ? WHERE id = ?", (objects, size, run)
+        )
+
+    def stop(self, run: int, reason: str) -> None:
+        self._conn.execute("UPDATE verify_runs SET stopped = ? WHERE id = ?", (reason, run))
+
+    def finish(self, run: int, now: int) -> None:
+        self._conn.execute("UPDATE verify_runs SET finished_ns = ?, stopped = NULL WHERE id = ?", (now, run))
+
+    def get(self, run: int) -> VerifyRun | None:
+        row = self._conn.execute(f"SELECT {self._COLUMNS} FROM verify_runs WHERE id = ?", (run,)).fetchone()  # noqa: S608
+        return None if row is None else VerifyRun(*row)

@@ -28,7 +28,8 @@ itself, and a cache of the signed notes in ``ledger/checkpoints/``), ``ingest_in
 what it is about to link), ``objects.last_verified_ns`` (when verify last re-hashed it), ``ingests.finished_ns``
 (set once the ingest's checkpoint is signed, after its last entry), ``replay_state`` and ``refusal_windows``
 (refusals being counted in a window still open: the count becomes an ``access_refusal_count`` entry when it
-closes; a rebuild carries it over).
+closes; a rebuild carries it over), ``verify_runs`` (verification runs under way, to resume them; see
+custodes.schedule).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "holds": (("id",), ()),
     "tombstones": (("sha256",), ()),
 }
-NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state", "refusal_windows")
+NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state", "refusal_windows", "verify_runs")
 
 
 def unclassified_tables(catalog: Catalog) -> list[str]:

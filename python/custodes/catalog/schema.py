@@ -125,5 +125,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checkpoints ADD COLUMN frontier BLOB;
     """,
+    # 10: verification runs (custodes.schedule): a run's selection (slice, age, quick) and when it started, so a
+    # run stopped by its budget or killed resumes where it was (objects stamped verified since it started are
+    # not re-hashed); objects found by age and by when they were last re-hashed. Run state, not a fact.
+    """
+    CREATE TABLE verify_runs (
+        id INTEGER PRIMARY KEY, selection TEXT NOT NULL, started_ns INTEGER NOT NULL, finished_ns INTEGER,
+        objects INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, stopped TEXT);
+    CREATE INDEX objects_by_last_verified ON objects(last_verified_ns);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

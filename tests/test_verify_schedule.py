@@ -1,0 +1,201 @@
+"""The verification schedule (issue 16): slices, the least recently verified first, budgets, resuming a run
+that stopped or was killed, and --quick; through the CLI, on archives of real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import catalog_edit, catalog_rows, run_cli
+
+OBJECTS = 40
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    """An archive of OBJECTS small objects of different sizes (random bytes), ingested by the generic driver."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "CAM7" / "DCIM"
+    vol.mkdir(parents=True)
+    for i in range(OBJECTS):
+        (vol / f"clip{i:03}.bin").write_bytes(os.urandom(1000 + 97 * i))
+    out = run_cli("ingest", vol.parent, "--archive", arch, "--driver", "generic", "-o", "device_id=cam7")
+    assert out.returncode in (0, 1), out.stderr  # unknown_file findings: the generic driver keeps them as they are
+    return arch
+
+
+def verify(arch: Path, *args: object, code: int = 0) -> dict:
+    out = run_cli("verify", arch, *args, "--json")
+    assert out.returncode == code, (out.returncode, out.stderr)
+    return json.loads(out.stdout)
+
+
+def stamps(arch: Path) -> dict[str, int | None]:
+    return dict(catalog_rows(arch, "SELECT sha256, last_verified_ns FROM objects"))
+
+
+def rehashed_since(arch: Path, before: dict[str, int | None]) -> set[str]:
+    """Objects whose verified stamp changed since ``before``: what the run in between re-hashed and found intact."""
+    return {sha for sha, ns in stamps(arch).items() if ns != before[sha]}
+
+
+def test_slices_cover_every_object_exactly_once(many: Path) -> None:
+    everything = set(stamps(many))
+    assert len(everything) == OBJECTS
+    for n in (3, 7):
+        seen: list[str] = []
+        for k in range(1, n + 1):
+            before = stamps(many)
+            report = verify(many, "--slice", f"{k}/{n}")
+            got = rehashed_since(many, before)
+            assert report["checked"] == len(got) and report["ok"]
+            # Independently of custodes: slice k of n holds the digests from (k-1)/n to k/n of the digest space.
+            assert got == {sha for sha in everything if int(sha, 16) * n >> 256 == k - 1}
+            seen += got
+        assert sorted(seen) == sorted(everything)  # all of them, none twice
+
+
+def test_a_slice_reports_a_damaged_object_only_in_its_own_slice_but_ledger_damage_in_every_one(many: Path) -> None:
+    victim = sorted(stamps(many))[0]  # the lowest digest: slice 1 of 2
+    path = many / "objects" / "sha256" / victim[:2] / victim[2:4] / victim
+    path.chmod(0o644)
+    path.write_bytes(b"x" + path.read_bytes()[1:])
+    first = verify(many, "--slice", "1/2", code=1)
+    assert [(f["kind"], f["object"]) for f in first["findings"]] == [("modified", victim)]
+    assert verify(many, "--slice", "2/2")["ok"]
+    with catalog_edit(many) as db:
+        db.execute("UPDATE segments SET important = 1 - important WHERE id = 2")
+    for k in (1, 2):
+        kinds = {f["kind"] for f in verify(many, "--slice", f"{k}/2", code=1)["findings"]}
+        assert "ledger_mismatch" in kinds
+
+
+def test_older_than_takes_the_least_recently_verified_first(many: Path) -> None:
+    shas = sorted(stamps(many))
+    day = 86_400 * 10**9
+    now = time.time_ns()
+    # Run state set by hand: five objects last re-hashed 40, 39, ... days ago, the rest yesterday.
+    with catalog_edit(many) as db:
+        db.execute("UPDATE objects SET last_verified_ns = ?", (now - day,))
+        oldest = shas[10:15]
+        for i, sha in enumerate(oldest):
+            db.execute("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", (now - (40 - i) * day, sha))
+    sizes = dict(catalog_rows(many, "SELECT sha256, size FROM objects"))
+    budget = sum(sizes[s] for s in oldest[:3])
+    before = stamps(many)
+    report = verify(many, "--older-than", "30", "--budget", str(budget))
+    assert rehashed_since(many, before) == set(oldest[:3])  # the three oldest, no other
+    assert report["run"]["stopped"].startswith("byte budget") and report["run"]["left"]["objects"] == 2
+    before = stamps(many)
+    report = verify(many, "--older-than", "30")
+    assert rehashed_since(many, before) == set(oldest[3:])  # the same run goes on with the two left
+    assert report["run"]["resumed"] and report["run"]["stopped"] is None
+    assert verify(many, "--older-than", "30")["checked"] == 0  # nothing older than 30 days is left
+
+
+def test_a_budget_stops_cleanly_and_the_next_run_continues(many: Path) -> None:
+    total = sum(size for (size,) in catalog_rows(many, "SELECT size FROM objects"))
+    everything = set(stamps(many))
+    seen: list[str] = []
+    runs = []
+    for _ in range(20):
+        before = stamps(many)
+        out = run_cli("verify", many, "--budget", str(total // 4), "--shard-size", "3")
+        assert out.returncode == 0, out.stderr
+        seen += rehashed_since(many, before)
+        runs.append(out.stdout.decode())
+        if "stopped:" not in out.stdout.decode():
+            break
+    assert 4 <= len(runs) <= 6, runs  # a quarter of the bytes per run, give or take the object that crosses it
+    assert "left for the next run of the same selection" in runs[0]
+    assert "resumed verification run" in runs[1]
+    assert sorted(seen) == sorted(everything)  # every object re-hashed once over the runs
+    report = verify(many)
+    assert report["run"]["resumed"] is False and report["checked"] == OBJECTS  # the finished run is not resumed
+
+
+def test_a_time_budget_stops_between_shards(many: Path) -> None:
+    report = verify(many, "--budget", "0s", "--shard-size", "1")
+    assert report["run"]["stopped"] == "time budget of 0 s spent"
+    assert report["checked"] == 0 and report["run"]["left"]["objects"] == OBJECTS
+
+
+def test_a_verify_killed_mid_run_resumes_without_rehashing_finished_shards(many: Path, tmp_path: Path) -> None:
+    """SIGKILL the verify process itself once three shards of five objects are recorded; the next run of the
+    same selection re-hashes only the rest."""
+    script = tmp_path / "killed_verify.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "import custodes.builtin.executors as local\n"
+        "plain = local.run_local\n"
+        "def dies_after_three(fn, shards, options):\n"
+        "    for n, done in enumerate(plain(fn, shards, options)):\n"
+        "        if n == 3:\n"  # three shards recorded (each when the next one is taken)
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        yield done\n"
+        "local.run_local = dies_after_three\n"  # before the plugins load: the local executor is this one
+        "from custodes.archive import open_archive\n"
+        "from custodes.verify import Schedule, verify\n"
+        "archive = open_archive(sys.argv[1])\n"
+        "verify(archive, schedule=Schedule(shard_objects=5))\n"
+    )
+    before = stamps(many)
+    killed = subprocess.run([sys.executable, str(script), str(many)], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done = rehashed_since(many, before)
+    assert len(done) == 15
+    before = stamps(many)
+    report = verify(many, "--shard-size", "5")
+    assert report["run"]["resumed"] and report["run"]["verified_before"] == 15
+    assert report["checked"] == OBJECTS - 15
+    assert rehashed_since(many, before) == set(before) - done
+    assert report["run"]["run_objects"] == OBJECTS
+
+
+def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_reading_bytes(many: Path) -> None:
+    shas = sorted(stamps(many))
+    folder = many / "objects" / "sha256"
+    gone, short, flipped = (folder / s[:2] / s[2:4] / s for s in shas[:3])
+    gone.unlink()
+    short.chmod(0o644)
+    os.truncate(short, short.stat().st_size - 10)
+    flipped.chmod(0o644)
+    flipped.write_bytes(b"!" + flipped.read_bytes()[1:])  # same size: only a re-hash can see it
+    before = stamps(many)
+    report = verify(many, "--quick", code=1)
+    assert report["rehashed"] is False and report["bytes"] == 0 and report["run"] is None
+    found = {(f["kind"], f["object"]) for f in report["findings"]}
+    assert found == {("missing", shas[0]), ("truncated", shas[1])}  # nothing it did not check
+    assert stamps(many) == before  # and nothing stamped as verified
+    out = run_cli("verify", many, "--quick")
+    assert "checked by size only: no object was re-hashed (--quick)" in out.stdout.decode()
+    with catalog_edit(many) as db:
+        db.execute("UPDATE ledger SET entry = CAST(REPLACE(CAST(entry AS TEXT), 'cam7', 'cam8') AS BLOB) WHERE seq = 3")
+    kinds = {f["kind"] for f in verify(many, "--quick", code=1)["findings"]}
+    assert "ledger_mismatch" in kinds or "checkpoint_mismatch" in kinds
+    full = {(f["kind"], f["object"]) for f in verify(many, code=1)["findings"]}
+    assert ("modified", shas[2]) in full  # the full run finds what --quick said it could not
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--slice", "0/4"), "K must be from 1 to N"),
+        (("--slice", "two"), "give it as K/N"),
+        (("--budget", "lots"), "give bytes"),
+        (("--older-than", "-1"), "--older-than"),
+        (("--executor", "ray"), "no executor named 'ray'"),
+    ],
+)
+def test_schedule_arguments_that_cannot_be_taken_are_one_line_errors(many: Path, args, message) -> None:
+    out = run_cli("verify", many, *args)
+    assert out.returncode == 2 and message in out.stderr.decode(), out.stderr
+    assert b"Traceback" not in out.stderr
