@@ -1,0 +1,236 @@
+"""The dask executor on real clusters: a LocalCluster started for the run, and `dask scheduler` / `dask worker`
+processes started as a user starts them. No mocks: workers are processes, a dead worker is a SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from distributed import Client
+
+from custodes.plugins import ExecutorError, ExecutorOptions, PluginManager
+from custodes_dask import RETRIES, run_dask
+from custodes_dask.testing import CliCluster, dask_cli_cluster, listening
+
+# ---- shard functions: module-level, so workers import them by name -------------------------------------
+
+
+def square(shard: int, threads: int | None) -> tuple[int, int | None, int]:
+    return shard * shard, threads, os.getpid()
+
+
+def always_fails(shard: tuple[str, int], threads: int | None) -> None:
+    folder, index = shard
+    with open(Path(folder) / f"attempts-{index}", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    raise ValueError(f"shard {index} is unreadable")
+
+
+def _wait_for(path: Path, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def held(shard: tuple[str, int, int], threads: int | None) -> tuple[int, int]:
+    """Shard ``held`` says it runs (a file named by index and pid), then waits for the test's ``go`` file."""
+    folder, index, hold = shard
+    if index == hold:
+        (Path(folder) / f"running-{index}-{os.getpid()}").touch()
+        _wait_for(Path(folder) / "go")
+    return index, os.getpid()
+
+
+def kills_its_worker(shard: int, threads: int | None) -> int:
+    if shard == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return shard
+
+
+def scheduler_keys(dask_scheduler) -> list[str]:  # noqa: ANN001 (the scheduler, passed by run_on_scheduler)
+    return [str(k) for k in dask_scheduler.tasks]
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+def running_markers(folder: Path, index: int) -> list[int]:
+    return [int(p.name.rsplit("-", 1)[1]) for p in folder.glob(f"running-{index}-*")]
+
+
+def wait_until(cond, limit: float = 30.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+def spawned_workers() -> list[psutil.Process]:
+    """This process's LocalCluster worker processes: spawned children, titled "dask worker [ADDRESS]" once up."""
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("spawn_main" in part or part.startswith("dask worker") for part in child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_loopback_only(pids: list[int]) -> None:
+    found = listening(pids)
+    assert found, f"ss shows no listening socket of {pids}"
+    assert all(addr.startswith("127.0.0.1:") for _, addr in found), found
+
+
+# ---- the plugin --------------------------------------------------------------------------------------------
+
+
+def test_the_plugin_provides_a_remote_dask_executor() -> None:
+    executor = PluginManager(environ={}).executors.get("dask")
+    assert executor.remote is True and executor.run is run_dask
+
+
+# ---- LocalCluster -------------------------------------------------------------------------------------------
+
+
+def test_local_cluster_runs_every_shard_once_with_one_thread() -> None:
+    results = []
+    pids_seen: set[int] = set()
+    gen = run_dask(square, list(range(10)), ExecutorOptions())  # two workers unless told
+    for index, result in gen:
+        if not pids_seen:  # the cluster is up: what it listens on, it listens on loopback
+            workers = spawned_workers()
+            assert len(workers) == 2
+            assert_loopback_only([os.getpid(), *(p.pid for p in workers)])
+        results.append((index, result))
+        pids_seen.add(result[2])
+    assert sorted(i for i, _ in results) == list(range(10))
+    assert all(r[:2] == (i * i, 1) for i, r in results)
+    assert os.getpid() not in pids_seen and len(pids_seen) <= 2  # run by the cluster's worker processes
+    assert wait_until(lambda: not spawned_workers(), 15), "the LocalCluster's workers outlived the run"
+
+
+def test_no_shards_start_no_cluster() -> None:
+    assert list(run_dask(square, [], ExecutorOptions())) == []
+    assert not spawned_workers()
+
+
+def test_closing_early_cancels_the_rest_and_stops_the_local_cluster(tmp_path: Path) -> None:
+    shards = [(str(tmp_path), i, 1) for i in range(8)]  # shard 1 holds its worker until "go" (never, here)
+    gen = run_dask(held, shards, ExecutorOptions(workers=3))
+    index, _ = next(gen)
+    assert index != 1
+    assert wait_until(lambda: running_markers(tmp_path, 1), 30)
+    workers = spawned_workers()
+    assert len(workers) == 3
+    started = time.monotonic()
+    gen.close()
+    assert time.monotonic() - started < 30
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert alive == [], f"worker processes left behind: {alive}"
+    assert not spawned_workers()
+
+
+# ---- the CLI cluster, as a user starts one ----------------------------------------------------------------------
+
+
+def test_cli_cluster_listens_on_loopback_only(dask_cli_cluster: CliCluster) -> None:
+    assert_loopback_only(dask_cli_cluster.pids)
+    assert {pid for pid, _ in listening(dask_cli_cluster.pids)} == set(dask_cli_cluster.pids)
+    assert all(a.startswith("tcp://127.0.0.1:") for a in [dask_cli_cluster.address, *dask_cli_cluster.workers])
+
+
+def test_cli_cluster_runs_every_shard_once_on_its_workers(dask_cli_cluster: CliCluster) -> None:
+    results = list(run_dask(square, list(range(12)), ExecutorOptions(scheduler=dask_cli_cluster.address)))
+    assert sorted(i for i, _ in results) == list(range(12))
+    assert all(r[:2] == (i * i, 1) for i, r in results)
+    assert {r[2] for _, r in results} <= set(dask_cli_cluster.worker_pids)
+    with Client(dask_cli_cluster.address, timeout=10, set_as_default=False) as client:
+        assert wait_until(lambda: client.run_on_scheduler(scheduler_keys) == [], 10)  # nothing kept
+
+
+def test_a_shard_that_always_fails_names_its_index(dask_cli_cluster: CliCluster, tmp_path: Path) -> None:
+    shards = [(str(tmp_path), i) for i in range(3)]
+    with pytest.raises(ExecutorError, match=r"shard [0-2] of 3 failed .*ValueError: shard [0-2] is unreadable"):
+        list(run_dask(always_fails, shards, ExecutorOptions(scheduler=dask_cli_cluster.address)))
+    # The first failure ends the run; the shard that failed was tried RETRIES more times first.
+    attempts = {p.name: p.read_text().split() for p in tmp_path.glob("attempts-*")}
+    assert max(len(a) for a in attempts.values()) == RETRIES + 1
+
+
+def test_closing_early_cancels_shards_on_a_cluster_given_by_address(
+    dask_cli_cluster: CliCluster, tmp_path: Path
+) -> None:
+    shards = [(str(tmp_path), i, 0) for i in range(20)]  # shard 0 holds one worker; the other runs the rest
+    gen = run_dask(held, shards, ExecutorOptions(scheduler=dask_cli_cluster.address))
+    first, _ = next(gen)
+    assert first != 0
+    gen.close()
+    (tmp_path / "go").touch()  # the running shard cannot be interrupted; let it end
+    with Client(dask_cli_cluster.address, timeout=10, set_as_default=False) as client:
+        assert wait_until(lambda: client.run_on_scheduler(scheduler_keys) == [], 15)
+        assert len(client.scheduler_info()["workers"]) == 2  # the cluster given by address is left running
+
+
+def test_unreachable_scheduler_is_an_executor_error_naming_it() -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ExecutorError, match=f"cannot reach the Dask scheduler at {address}"):
+        list(run_dask(square, [1, 2], ExecutorOptions(scheduler=address)))
+    assert time.monotonic() - started < 15
+
+
+# ---- a worker dies mid-shard ------------------------------------------------------------------------------------
+
+
+def test_a_killed_worker_s_shard_runs_again_elsewhere_and_is_yielded_once(
+    fresh_dask_cli_cluster: CliCluster, tmp_path: Path
+) -> None:
+    cluster = fresh_dask_cli_cluster
+    shards = [(str(tmp_path), i, 3) for i in range(10)]
+    results: list[tuple[int, tuple[int, int]]] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            results.extend(run_dask(held, shards, ExecutorOptions(scheduler=cluster.address)))
+        except BaseException as e:  # handed to the test thread
+            errors.append(e)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    assert wait_until(lambda: running_markers(tmp_path, 3), 30), cluster.log_tail()
+    (victim,) = running_markers(tmp_path, 3)
+    cluster.kill_worker(victim)
+    assert wait_until(lambda: len(running_markers(tmp_path, 3)) == 2, 30), cluster.log_tail()
+    (tmp_path / "go").touch()
+    consumer.join(60)
+    assert not consumer.is_alive() and errors == []
+    assert sorted(i for i, _ in results) == list(range(10))
+    (survivor,) = set(cluster.worker_pids) - {victim}
+    assert dict(results)[3] == (3, survivor)
+    assert set(running_markers(tmp_path, 3)) == {victim, survivor}
+
+
+def test_a_shard_that_kills_every_worker_it_runs_on_is_an_executor_error(tmp_path: Path) -> None:
+    """KilledWorker: the scheduler gives up on a task after ``allowed-failures`` worker deaths (here 0: the first);
+    the run fails naming the shard, rather than killing the whole cluster."""
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with dask_cli_cluster(workers=2, tmp=tmp_path, env=env) as cluster:
+        with pytest.raises(ExecutorError, match=r"shard 1 of 2 failed .*KilledWorker"):
+            list(run_dask(kills_its_worker, [0, 1], ExecutorOptions(scheduler=cluster.address)))
