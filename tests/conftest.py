@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -143,3 +143,13 @@ def case_bag(cli_archive: Path, tmp_path: Path) -> tuple[Path, Path]:
     )
     assert out.returncode == 0, out.stderr
     return bag, iso
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[Any]:
+    """A real Dask cluster started as a user starts one (``dask scheduler`` and two ``dask worker`` processes on
+    loopback, no nanny), stopped by pid after the test: custodes_dask.testing.CliCluster."""
+    from custodes_dask.testing import dask_cli_cluster
+
+    with dask_cli_cluster(workers=2, tmp=tmp_path / "dask") as cluster:
+        yield cluster

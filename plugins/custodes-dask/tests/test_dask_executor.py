@@ -125,6 +125,23 @@ def test_local_cluster_runs_every_shard_once_with_one_thread() -> None:
     assert wait_until(lambda: not spawned_workers(), 15), "the LocalCluster's workers outlived the run"
 
 
+def test_shards_are_taken_only_as_there_is_room_for_them() -> None:
+    """The shards of an archive are made as the run goes: two per worker thread in flight, then one more per
+    result, never the whole list at once."""
+    taken = []
+
+    def made():
+        for i in range(100):
+            taken.append(i)
+            yield i
+
+    gen = run_dask(square, made(), ExecutorOptions(workers=2))
+    results = [next(gen) for _ in range(3)]
+    assert len(taken) <= 4 + 3  # two workers of one thread: four in flight, and one taken after each result
+    gen.close()
+    assert len(results) == 3 and len(taken) < 100
+
+
 def test_no_shards_start_no_cluster() -> None:
     assert list(run_dask(square, [], ExecutorOptions())) == []
     assert not spawned_workers()
@@ -166,7 +183,7 @@ def test_cli_cluster_runs_every_shard_once_on_its_workers(dask_cli_cluster: CliC
 
 def test_a_shard_that_always_fails_names_its_index(dask_cli_cluster: CliCluster, tmp_path: Path) -> None:
     shards = [(str(tmp_path), i) for i in range(3)]
-    with pytest.raises(ExecutorError, match=r"shard [0-2] of 3 failed .*ValueError: shard [0-2] is unreadable"):
+    with pytest.raises(ExecutorError, match=r"shard [0-2] failed .*ValueError: shard [0-2] is unreadable"):
         list(run_dask(always_fails, shards, ExecutorOptions(scheduler=dask_cli_cluster.address)))
     # The first failure ends the run; the shard that failed was tried RETRIES more times first.
     attempts = {p.name: p.read_text().split() for p in tmp_path.glob("attempts-*")}
@@ -232,5 +249,5 @@ def test_a_shard_that_kills_every_worker_it_runs_on_is_an_executor_error(tmp_pat
     the run fails naming the shard, rather than killing the whole cluster."""
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
     with dask_cli_cluster(workers=2, tmp=tmp_path, env=env) as cluster:
-        with pytest.raises(ExecutorError, match=r"shard 1 of 2 failed .*KilledWorker"):
+        with pytest.raises(ExecutorError, match=r"shard 1 failed .*KilledWorker"):
             list(run_dask(kills_its_worker, [0, 1], ExecutorOptions(scheduler=cluster.address)))

@@ -10,8 +10,9 @@ fails, and a scheduler that cannot be reached, is an :class:`~custodes.plugins.E
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from itertools import islice
 from typing import Any
 
 from custodes.hookspecs import hookimpl
@@ -59,25 +60,40 @@ def _client(options: ExecutorOptions, stack: ExitStack) -> Any:
     return client
 
 
-def run_dask(fn: ShardFn, shards: Sequence[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
-    """Run ``fn(shard, 1)`` for every shard on the cluster; yield ``(index, result)`` as they finish."""
+#: Shards in flight per worker thread: one running, one queued behind it, so a worker never waits for the
+#: coordinator to record a result and make the next shard; the rest are made only as these finish.
+IN_FLIGHT_PER_THREAD = 2
+
+
+def run_dask(fn: ShardFn, shards: Iterable[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(shard, 1)`` for every shard on the cluster; yield ``(index, result)`` as they finish. Shards are
+    taken from ``shards`` only as there is room for them (the contract: an archive is thousands of shards)."""
     from distributed import as_completed
 
-    if not shards:
+    todo = enumerate(shards)
+    first = next(todo, None)
+    if first is None:  # nothing to run: no cluster is started
         return
     with ExitStack() as stack:
         client = _client(options, stack)
         run = uuid.uuid4().hex[:12]
         name = getattr(fn, "__name__", "shard")
-        futures = {
-            client.submit(fn, shard, 1, key=f"custodes-{name}-{run}-{index}", pure=False, retries=RETRIES): index
-            for index, shard in enumerate(shards)
-        }
-        pending = dict(futures)
+        pending: dict[Any, int] = {}
         # Whatever ends the loop (done, a failed shard, the caller closing the generator), the shards not yet
         # yielded are cancelled: a cluster given by address must not go on hashing for a verify that stopped.
+        # Dask cannot stop a shard already running on a worker; that one finishes and its result is dropped.
         stack.callback(lambda: client.cancel(list(pending)) if pending else None)
-        for future in as_completed(futures, loop=client.loop):
+
+        def submit(index: int, shard: Any) -> Any:
+            future = client.submit(fn, shard, 1, key=f"custodes-{name}-{run}-{index}", pure=False, retries=RETRIES)
+            pending[future] = index
+            return future
+
+        queue = as_completed([submit(*first)], loop=client.loop)
+        room = max(2, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
+        for index, shard in islice(todo, room - 1):
+            queue.add(submit(index, shard))
+        for future in queue:
             index = pending.pop(future, None)
             if index is None:  # as_completed yields each future once; this keeps the contract if it did not
                 continue
@@ -85,11 +101,14 @@ def run_dask(fn: ShardFn, shards: Sequence[Any], options: ExecutorOptions) -> It
                 result = future.result()
             except Exception as e:  # the task's own error, KilledWorker, or a cancelled future
                 raise ExecutorError(
-                    f"shard {index} of {len(shards)} failed on the Dask cluster "
-                    f"({options.scheduler or 'local'}): {type(e).__name__}: {e}"
+                    f"shard {index} failed on the Dask cluster ({options.scheduler or 'local'}): "
+                    f"{type(e).__name__}: {e}"
                 ) from e
             finally:
                 future.release()
+            following = next(todo, None)  # before yielding: the worker starts it while the caller records this one
+            if following is not None:
+                queue.add(submit(*following))
             yield index, result
 
 

@@ -1,0 +1,146 @@
+"""Verification on a Dask cluster (issue 16): the same findings as a local verify, workers that die, and
+workers whose answers are checked rather than trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custodes.archive import init_archive, open_archive
+from custodes.ingest import ingest
+from custodes.plugins import Executor, ExecutorOptions, ShardFn
+from custodes.verify import Rehashed, Schedule, verify
+from helpers import FOOTAGE, TAMPERS, run_cli
+
+
+def tampered(tmp_path: Path, names: Iterable[str], big: int = 0) -> Path:
+    """An archive of real footage and random files (and ``big`` files of 32 MiB), damaged by several rows of the
+    tamper matrix at once."""
+    arch = tmp_path / "archive"
+    a = init_archive(arch)
+    vol = tmp_path / "BWC0001" / "DCIM"
+    vol.mkdir(parents=True)
+    for src in (FOOTAGE / "encoders" / "androidx-sample.mp4", FOOTAGE / "phones" / "bt601.mov"):
+        shutil.copy(src, vol / src.name)
+    for i in range(30):
+        (vol / f"note{i:02}.bin").write_bytes(os.urandom(500 + 131 * i))
+    for i in range(big):
+        (vol / f"long{i:02}.bin").write_bytes(os.urandom(32 << 20))
+    ingest(a, vol.parent, driver="generic")
+    for name in names:
+        TAMPERS[name][0](a, tmp_path)
+    a.close()
+    return arch
+
+
+def findings(report: dict) -> list[tuple[str, str | None, str]]:
+    return sorted((f["kind"], f["object"], f["message"]) for f in report["findings"])
+
+
+def test_a_verify_on_the_cli_cluster_finds_what_a_local_verify_finds(tmp_path: Path, dask_cluster: Any) -> None:
+    arch = tampered(tmp_path, ["bit_flip_middle", "stray_file", "catalog_row_edited_to_match"])
+    local = run_cli("verify", arch, "--json")
+    on_dask = run_cli(
+        "verify", arch, "--json", "--executor", "dask", "--scheduler", dask_cluster.address, "--shard-size", "4"
+    )
+    assert local.returncode == on_dask.returncode == 1, on_dask.stderr
+    here, there = json.loads(local.stdout), json.loads(on_dask.stdout)
+    assert findings(here) == findings(there)
+    # (the catalog edit makes the flipped object's rows match it: the replay finds them, the store walk a miss)
+    assert {kind for kind, _, _ in findings(here)} == {"missing", "unexpected", "ledger_mismatch"}
+    assert here["checked"] == there["checked"] == 32 and there["run"]["executor"] == "dask"
+    # An intact archive is intact on the cluster too, and every object was re-hashed there.
+    clean = tampered(tmp_path / "clean", [])
+    out = run_cli("verify", clean, "--json", "--executor", "dask", "--scheduler", dask_cluster.address)
+    assert out.returncode == 0 and json.loads(out.stdout)["checked"] == 32, out.stderr
+
+
+def test_a_worker_killed_mid_verify_has_its_shards_run_again(tmp_path: Path, dask_cluster: Any) -> None:
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    arch = tampered(tmp_path, [], big=8)
+    victim = dask_cluster.worker_pids[0]
+    address = next(a for a, p in dask_cluster.workers.items() if p == victim)
+    with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "custodes",
+                "verify",
+                str(arch),
+                "--json",
+                "--executor",
+                "dask",
+                "--scheduler",
+                dask_cluster.address,
+                "--shard-size",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        # One shard per object, eight of them 32 MiB: kill the worker as soon as the scheduler has given it a
+        # shard, while the verify still runs.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not client.processing().get(address):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the verify ended before a worker could be killed mid-run"
+        dask_cluster.kill_worker(victim)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["checked"] == 40 and report["run"]["run_objects"] == 40
+
+
+def test_a_local_cluster_of_workers_is_started_when_no_scheduler_is_given(tmp_path: Path) -> None:
+    arch = tampered(tmp_path, ["deleted"])
+    out = run_cli("verify", arch, "--json", "--executor", "dask", "--workers", "2", "--shard-size", "8")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert [f["kind"] for f in report["findings"]] == ["missing"] and report["checked"] == 32
+
+
+# ---- remote workers are checked, not trusted (an executor plugin through the public contract) ----------------
+
+
+def lying(fn: ShardFn, shards: Iterable[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
+    """A remote executor whose worker gets one digest wrong and drops an object from another shard."""
+    for index, shard in enumerate(shards):
+        result = fn(shard, 1)
+        if index == 0:
+            first = result[0]
+            result[0] = Rehashed(first.sha256, first.size, {**first.digests, "sha256": "0" * 64})
+        if index == 1:
+            result = result[1:]
+        yield index, result
+
+
+@pytest.fixture
+def lying_executor(monkeypatch: pytest.MonkeyPatch) -> str:
+    from custodes.plugins import plugin_manager
+
+    registry = plugin_manager().executors
+    monkeypatch.setitem(registry._records, "liar", ("test", Executor("liar", "lies", lying, remote=True)))  # noqa: SLF001
+    return "liar"
+
+
+def test_a_worker_that_lies_is_caught_and_the_evidence_is_not_blamed(tmp_path: Path, lying_executor: str) -> None:
+    arch = tampered(tmp_path, [])
+    with open_archive(arch) as a:
+        result = verify(a, schedule=Schedule(executor=lying_executor, shard_objects=5))
+    kinds = [f.kind for f in result.findings]
+    assert kinds == ["executor_fault", "executor_fault"], result.findings
+    assert "re-hashed here, the object is intact" in result.findings[0].message
+    assert "does not match its shard of 5 objects" in result.findings[1].message
+    assert result.checked == 32 and not result.ok  # a faulty worker fails the run, though no object is bad
