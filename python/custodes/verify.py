@@ -21,8 +21,13 @@
   adds after it is checked again through a fresh read, so work in flight is
   never taken for tampering.
 
-Memory stays flat: objects are hashed in batches, and the store and the
-catalog are walked side by side in digest order.
+- **Schedule** (custodes.schedule): a run may re-hash only a slice, the least recently verified objects, or as
+  much as a budget allows, and resumes where a stopped or killed run was; ``--quick`` re-hashes nothing.
+- **Executors**: objects are re-hashed in shards by an executor plugin (``local``, or ``dask`` on a cluster);
+  each shard's result is checked against the catalog here, never trusted, and recorded as it arrives.
+
+Memory stays flat: shards are made as the executor takes them, and the store and the catalog are walked side
+by side in digest order.
 """
 
 from __future__ import annotations
