@@ -952,7 +952,9 @@ class _Hashing:
                 if self._out_of_time():
                     break
         finally:
-            results.close()  # cancels what is still in flight (a budget spent, an error)
+            close = getattr(results, "close", None)  # a generator: cancels what is still in flight (a budget
+            if close is not None:  # spent, an error); a plain iterator has nothing running to cancel
+                close()
             self.stamper.close()
         for shard in self.in_flight.values():  # handed out, not finished: left for the next run
             self.left += [d.size for d in shard]
@@ -967,7 +969,8 @@ class _Hashing:
 
     def _shards(self, due: Iterator[_Due]) -> Iterator[Shard]:
         algorithms = tuple(self.archive.policy.algorithms)
-        index, shard, size = 0, [], 0
+        index, size = 0, 0
+        shard: list[_Due] = []
         limit = self.budget.bytes
         for d in due:
             # At least one object per run, however large: a budget smaller than an object must not stall.
