@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from custodes.archive import open_archive
+from custodes.reports import build_report
 from helpers import catalog_edit, catalog_rows, run_cli
 
 OBJECTS = 40
@@ -199,3 +201,39 @@ def test_schedule_arguments_that_cannot_be_taken_are_one_line_errors(many: Path,
     out = run_cli("verify", many, *args)
     assert out.returncode == 2 and message in out.stderr.decode(), out.stderr
     assert b"Traceback" not in out.stderr
+
+
+def test_the_compliance_report_lists_the_objects_overdue_and_verify_older_than_clears_them(
+    many: Path, tmp_path: Path
+) -> None:
+    day = 86_400 * 10**9
+    now = time.time_ns()
+    shas = sorted(stamps(many))
+    with catalog_edit(many) as db:  # run state set by hand: re-hashed yesterday, seven 60 to 54 days ago, one never
+        db.execute("UPDATE objects SET last_verified_ns = ?", (now - day,))
+        for i, sha in enumerate(shas[:7]):
+            db.execute("UPDATE objects SET last_verified_ns = ? WHERE sha256 = ?", (now - (60 - i) * day, sha))
+        db.execute("UPDATE objects SET last_verified_ns = NULL WHERE sha256 = ?", (shas[7],))
+
+    def verification() -> dict:
+        out = tmp_path / "report.json"
+        assert run_cli("report", many, "--format", "json", "--out", out).returncode == 0
+        return json.loads(out.read_text())["integrity"]["verification"]
+
+    due = verification()
+    # Never re-hashed but stored today: not overdue yet. The seven, the most overdue first.
+    assert due["window_days"] == 30 and due["overdue"] == 7
+    sizes = dict(catalog_rows(many, "SELECT sha256, size FROM objects"))
+    assert due["overdue_bytes"] == sum(sizes[s] for s in shas[:7])
+    assert [o["object"] for o in due["overdue_objects"]] == shas[:7]
+    # Seen from 45 days on: everything is overdue, the never verified one (stored today) listed by its store time.
+    with open_archive(many) as a:
+        later = build_report(a, at=now + 45 * day)["integrity"]["verification"]
+    assert later["overdue"] == OBJECTS and later["overdue_objects"][0]["object"] == shas[0]
+    (never,) = [o for o in later["overdue_objects"] if o["last_verified"] is None]
+    assert never["object"] == shas[7]
+    assert verify(many, "--older-than", "30")["checked"] == 8  # the seven, and the one never re-hashed
+    assert verification()["overdue"] == 0
+    html = tmp_path / "report.html"
+    assert run_cli("report", many, "--format", "html", "--lang", "en", "--out", html).returncode == 0
+    assert "Objects overdue for verification" in html.read_text()

@@ -43,6 +43,32 @@ CONCERNS = {
 }
 
 
+#: Overdue objects listed by name in a report (the most overdue first); all of them are counted.
+OVERDUE_LISTED = 100
+
+
+def _verification_section(archive: Archive, now: int) -> dict[str, Any]:
+    """The objects the policy's verification window says are due for re-hashing (custodes.schedule): last
+    re-hashed before the window began, or never and stored before it; `custodes verify --older-than DAYS` takes
+    them, the oldest first."""
+    window = archive.policy.verification_window_days
+    count, size, most = archive.catalog.objects.overdue(now - int(window * 86_400 * 10**9), OVERDUE_LISTED)
+    return {
+        "window_days": window,
+        "overdue": count,
+        "overdue_bytes": size,
+        "overdue_objects": [
+            {
+                "object": o.sha256,
+                "size": o.size,
+                "stored": rfc3339(o.stored_ns),
+                "last_verified": None if o.last_verified_ns is None else rfc3339(o.last_verified_ns),
+            }
+            for o in most
+        ],
+    }
+
+
 def _devices_in_scope(archive: Archive, scope: str, value: str | None) -> list[str] | None:
     devices = archive.catalog.devices
     if scope == "archive":
@@ -121,6 +147,7 @@ def build_report(
             "bytes": result.bytes,
             "findings": len(result.findings),
             "objects_never_verified": catalog.objects.never_verified(),
+            "verification": _verification_section(archive, now),
         },
         "completeness": _completeness_section(len(segments), findings, covs, unexplained),
         "clocks": _clocks_section(archive, period, findings),

@@ -40,6 +40,25 @@ def _failed_table(failed: list[dict[str, Any]], L: Any) -> str:  # noqa: N803 (t
     )
 
 
+def _overdue(verification: dict[str, Any], L: Any) -> str:  # noqa: N803 (the page's label function)
+    """The objects most overdue for re-hashing (the report lists the first of them; all are counted)."""
+    listed = verification["overdue_objects"]
+    if not listed:
+        return ""
+    head = "".join(f"<th>{_e(L(k))}</th>" for k in ("object", "size", "stored", "last_verified"))
+    more = verification["overdue"] - len(listed)
+    return (
+        f"<table><tr>{head}</tr>"
+        + "".join(
+            f"<tr><td><code>{_e(o['object'])}</code></td><td>{o['size']}</td><td>{_e(o['stored'])}</td>"
+            f"<td>{_e(o['last_verified'] or L('never_verified'))}</td></tr>"
+            for o in listed
+        )
+        + "</table>"
+        + (f"<p>… +{more}</p>" if more > 0 else "")
+    )
+
+
 def _svg(t: dict[str, Any], lang: str) -> str:
     spans = [s for s, _ in t["recorded"]] + [task["start"] for task in t["tasks"]]
     ends = [e for _, e in t["recorded"]] + [task["end"] for task in t["tasks"]]
@@ -150,8 +169,11 @@ def render_html_text(report: dict[str, Any]) -> str:
                 (L("objects_checked"), integ["checked"]),
                 (L("integrity_findings"), integ["findings"]),
                 (L("never_verified"), integ["objects_never_verified"]),
+                (L("verification_window"), integ["verification"]["window_days"]),
+                (L("overdue"), integ["verification"]["overdue"]),
             ]
         ),
+        _overdue(integ["verification"], L),
         f"<h2>{_e(L('completeness'))}</h2>",
         _table(
             [
