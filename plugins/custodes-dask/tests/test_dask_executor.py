@@ -251,3 +251,21 @@ def test_a_shard_that_kills_every_worker_it_runs_on_is_an_executor_error(tmp_pat
     with dask_cli_cluster(workers=2, tmp=tmp_path, env=env) as cluster:
         with pytest.raises(ExecutorError, match=r"shard 1 failed .*KilledWorker"):
             list(run_dask(kills_its_worker, [0, 1], ExecutorOptions(scheduler=cluster.address)))
+
+
+def test_without_a_dask_script_beside_python_the_cluster_runs_as_python_m(tmp_path: Path) -> None:
+    """An interpreter that imports custodes from PYTHONPATH may have no ``dask`` script beside it (the bench runs
+    so on a lent machine): the same command line interface is then ``python -m distributed.cli.dask_SUB``."""
+    import subprocess
+    import sys
+
+    from custodes_dask.testing import dask_command
+
+    python = str(tmp_path / "python")
+    assert dask_command("worker", python=python) == [python, "-m", "distributed.cli.dask_worker"]
+    (tmp_path / "dask").touch()
+    assert dask_command("scheduler", python=python) == [str(tmp_path / "dask"), "scheduler"]
+    for sub, option in (("scheduler", "--idle-timeout"), ("worker", "--no-nanny")):  # options dask_cli_cluster uses
+        argv = dask_command(sub, python=str(tmp_path / "elsewhere" / "python"))
+        said = subprocess.run([sys.executable, *argv[1:], "--help"], capture_output=True, text=True, timeout=60)
+        assert said.returncode == 0 and option in said.stdout

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CliCluster", "dask_cli_cluster", "dask_script", "listening", "stop_pid"]
+__all__ = ["CliCluster", "dask_cli_cluster", "dask_command", "dask_script", "listening", "stop_pid"]
 
 #: Run as ``python -c PRELUDE DASK ARGS...``: ask for SIGKILL when the parent dies, then become ``dask`` (exec
 #: keeps the pid and the death signal), so a test run that is killed leaves no cluster behind.
@@ -81,6 +81,20 @@ def dask_script() -> str:
     return found
 
 
+def dask_command(sub: str, python: str | None = None) -> list[str]:
+    """The argv that runs ``dask SUB`` (``scheduler`` or ``worker``): the ``dask`` script beside this Python,
+    else this interpreter itself as ``python -m distributed.cli.dask_SUB`` (the same command line interface).
+    The second is for an interpreter that imports custodes and distributed from PYTHONPATH or a system
+    install with no ``dask`` script next to it; a ``dask`` elsewhere on PATH is not taken, as it may belong
+    to another environment, whose workers could not import the tasks this one submits. ``python``: the
+    interpreter to look beside (default: this one)."""
+    python = python or sys.executable
+    beside = Path(python).with_name("dask")
+    if beside.exists():
+        return [str(beside), sub]
+    return [python, "-m", f"distributed.cli.dask_{sub}"]
+
+
 def _child_env() -> dict[str, str]:
     """This process's environment, with the import path it was given (a source checkout, a test folder) on
     PYTHONPATH: workers import a task's module by name, so they must see the code this process sees."""
@@ -96,7 +110,7 @@ def _child_env() -> dict[str, str]:
 def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", _PRELUDE, dask_script(), *args],
+            [sys.executable, "-c", _PRELUDE, *dask_command(args[0]), *args[1:]],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
