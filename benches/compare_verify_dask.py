@@ -30,8 +30,9 @@ round, and quoted as medians:
   sum of the two, as verify computes both digests.
 
 Dask rows use ``--shard-size`` from ``--shard-size-big`` (default 1: one 64 MiB object per shard, so W
-workers have W shards to run; the CLI default of 4,096 objects and 4 GiB puts a whole 2 GiB archive in one
-shard, on one worker) and ``--shard-size-small`` (default 4,096, the CLI default).
+workers have W shards to run; the CLI's own bound on a cluster, 256 MiB, makes four-object shards, and its
+4 GiB bound before this bench put a whole 2 GiB archive in one shard, on one worker) and
+``--shard-size-small`` (default 4,096, the CLI default).
 
 Every run is checked: custodes must exit 0 and its ``--json`` must say ok, no findings, ``checked`` equal to
 the archive's objects and ``bytes`` to its bytes, and name the executor; openssl must print one line per object

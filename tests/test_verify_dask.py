@@ -144,3 +144,31 @@ def test_a_worker_that_lies_is_caught_and_the_evidence_is_not_blamed(tmp_path: P
     assert "re-hashed here, the object is intact" in result.findings[0].message
     assert "does not match its shard of 5 objects" in result.findings[1].message
     assert result.checked == 32 and not result.ok  # a faulty worker fails the run, though no object is bad
+
+
+SEEN: list[int] = []
+
+
+def counting(fn: ShardFn, shards: Iterable[Any], options: ExecutorOptions) -> Iterator[tuple[int, Any]]:
+    """A remote executor that notes how many objects each shard holds."""
+    for index, shard in enumerate(shards):
+        SEEN.append(len(shard.objects))
+        yield index, fn(shard, 1)
+
+
+def test_a_cluster_gets_shards_of_at_most_256_mib_so_big_files_spread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from custodes.plugins import plugin_manager
+
+    registry = plugin_manager().executors
+    monkeypatch.setitem(registry._records, "counting", ("test", Executor("counting", "", counting)))  # noqa: SLF001
+    arch = tampered(tmp_path, [], big=9)  # 9 x 32 MiB beside the small files: more than one cluster shard
+    SEEN.clear()
+    with open_archive(arch) as a:
+        assert verify(a, schedule=Schedule(executor="counting")).ok
+    assert len(SEEN) >= 2 and sum(SEEN) == 41
+    SEEN.clear()
+    with open_archive(arch) as a:  # the local executor keeps them together: its shard runs on all its threads
+        assert verify(a, schedule=Schedule(executor="counting", shard_bytes=4 << 30)).ok
+    assert SEEN == [41]

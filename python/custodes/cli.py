@@ -1279,8 +1279,9 @@ def _parse_budget(value: str) -> Any:
     default=4096,
     show_default=True,
     metavar="OBJECTS",
-    help="Objects per shard (and at most 4 GiB): the unit an executor runs and a run records; smaller shards "
-    "spread better over a cluster and lose less to a kill, larger ones start fewer jobs.",
+    help="Objects per shard (and at most 4 GiB locally, 256 MiB on a cluster): the unit an executor runs and a "
+    "run records; smaller shards spread better over a cluster and lose less to a kill, larger ones start fewer "
+    "jobs.",
 )
 @click.option(
     "--scheduler",

@@ -696,11 +696,13 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, path: Path) -> VerifyF
     )
 
 
-#: Bounds of one shard, the unit an executor runs and a run records: a few thousand objects or a few GB, so a
-#: cluster's workers get work of a similar size, a killed run loses at most a shard per worker, and a shard's
-#: job starts its readers once for many small objects.
+#: Bounds of one shard, the unit an executor runs and a run records: a few thousand objects, so a shard's job
+#: starts its readers once for many small objects, and a killed run loses at most a shard per worker. In bytes:
+#: the local executor runs one shard at a time on all its threads, which a large shard keeps busy; a cluster's
+#: workers each take a shard on one thread, so shards of a few seconds' reading spread big files over all of
+#: them (with 4 GiB, a bench's 1 GiB of 64 MiB files was one shard for one worker of sixteen).
 SHARD_OBJECTS = BATCH
-SHARD_BYTES = 4 * 2**30
+SHARD_BYTES = {"local": 4 * 2**30, "remote": 256 * 2**20}
 
 
 @dataclass(frozen=True)
@@ -757,7 +759,8 @@ class Schedule:
     budget: Budget = field(default_factory=Budget)
     executor: str = "local"
     scheduler: str | None = None
-    shard_objects: int = SHARD_OBJECTS  # at most this many objects per shard (and SHARD_BYTES)
+    shard_objects: int = SHARD_OBJECTS  # at most this many objects per shard
+    shard_bytes: int | None = None  # and at most this many bytes (None: SHARD_BYTES for the executor's kind)
 
 
 def _verify_store(
@@ -932,6 +935,8 @@ class _Hashing:
         )
         self.shard_objects = max(1, schedule.shard_objects)
         self.executor = plugin_manager().executors.get(schedule.executor)
+        kind = "remote" if self.executor.remote else "local"
+        self.shard_bytes = max(1, schedule.shard_bytes or SHARD_BYTES[kind])
         self.options = ExecutorOptions(workers=workers, scheduler=schedule.scheduler)
         self.workers = workers
         self.in_flight: dict[int, list[_Due]] = {}
@@ -981,7 +986,7 @@ class _Hashing:
                 break
             shard.append(d)
             size += d.size
-            if len(shard) >= self.shard_objects or size >= SHARD_BYTES:
+            if len(shard) >= self.shard_objects or size >= self.shard_bytes:
                 yield self._hand_out(index, shard, algorithms, size)
                 index, shard, size = index + 1, [], 0
         else:
