@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Report generation on an archive of 10^5 segments (target: under 30 s).
 
-Fills a fresh archive's catalog with synthetic segments (200 devices, gaps,
-late ingests, clock readings, tasks, access events) straight through SQL,
-which is what 10^5 ingests would leave, then times the report model and each
-format.
+Fills a fresh archive's ledger and catalog with synthetic recordings (200
+devices, gaps, late ingests, tasks) through custodes' own replay of ledger
+entries, which is what 10^5 ingests would leave, then times the report model
+and each format.
 
     .venv/bin/python benches/bench_report.py [--segments 100000]
 """
@@ -15,128 +15,66 @@ import argparse
 import io
 import json
 import random
-import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from custodes import merkle
 from custodes.archive import init_archive
 from custodes.builtin.report_html import render_html, render_pdf
 from custodes.builtin.reporters import render_csv, render_json
+from custodes.catalog import replay
 from custodes.reports import build_report
 
 NS = 1_000_000_000
 
 
-@contextmanager
-def seeding(archive) -> Iterator[sqlite3.Connection]:
-    """The bench writes a large synthetic catalog straight into the database file, in one
-    transaction: fixture data at a scale no ingest could make in a bench run, not custodes' own path."""
-    conn = sqlite3.connect(archive.root / "catalog.sqlite", isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield conn
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
 def fill(archive, n: int, devices: int = 200) -> None:
+    """Ledger what ``n`` ingested recordings on ``devices`` devices would: an ``ingest_begin`` per device, an
+    ``ingest`` entry per recording (every 10th with a ``late_ingest`` finding, in ``ingest_findings`` entries of
+    1,000), 500 ``task`` entries; each entry recorded and its rows made by custodes' own code (catalog.replay),
+    in one transaction, so the catalog is one the report's verification finds nothing wrong with."""
     rng = random.Random(7)
     t0 = 1_709_280_000 * NS
-    with seeding(archive) as tx:
-        tx.executemany(
-            "INSERT INTO devices (device_id, kind, officer_id, unit_id, updated_ns) "
-            "VALUES (?, 'body_camera', ?, 'U1', 0)",
-            [(f"D{d:03d}", f"{d:06d}") for d in range(devices)],
-        )
-        tx.execute(
-            "INSERT INTO ingests (id, volume, driver, device_id, started_ns) VALUES (1, 'bench', 'generic', 'D000', ?)",
-            (t0,),
-        )
-        objects, segments, ledger, findings = [], [], [], []
+    with archive.transaction() as catalog:
+        for d in range(devices):
+            identity = {"kind": "body_camera", "officer_id": f"{d:06d}", "unit_id": "U1"}
+            replay.record(
+                catalog,
+                {"type": "ingest_begin", "ingest": d + 1, "device": f"D{d:03d}", "driver": "generic",
+                 "volume": f"bench/D{d:03d}", "identity": identity, "events": [], "clock_readings": [], "time": t0},
+            )  # fmt: skip
         clock = {d: t0 for d in range(devices)}
+        late: list[dict] = []
         for i in range(n):
             d = i % devices
             start = clock[d] + rng.choice([0, 0, 0, 5, 600]) * NS
             end = start + rng.randint(60, 600) * NS
             clock[d] = end
             sha = f"{i:064x}"
-            entry = json.dumps(
-                {
-                    "type": "ingest",
-                    "segment": i + 1,
-                    "device": f"D{d:03d}",
-                    "name": f"CLIP{i:06d}.MP4",
-                    "digests": {"sha256": sha},
-                    "size": 1000,
-                },
-                sort_keys=True,
-                separators=(",", ":"),
-            ).encode()
-            objects.append((sha, 1000, json.dumps({"sha256": sha}), sha, t0))
-            segments.append(
-                (
-                    i + 1,
-                    f"D{d:03d}",
-                    f"CLIP{i:06d}.MP4",
-                    "video",
-                    sha,
-                    1000,
-                    start,
-                    end,
-                    "container",
-                    start,
-                    end,
-                    i // devices,
-                    0,
-                    f"{d:06d}",
-                    1,
-                    end + rng.choice([1, 30]) * 3600 * NS,
-                    i,
-                )
-            )
-            ledger.append((i, entry, merkle.leaf_hash(entry)))
+            ingested = end + rng.choice([1, 30]) * 3600 * NS
+            replay.record(
+                catalog,
+                {"type": "ingest", "ingest": d + 1, "segment": i + 1, "device": f"D{d:03d}", "name": f"CLIP{i:06d}.MP4",
+                 "kind": "video", "digests": {"sha256": sha}, "head_sha256": sha, "size": 1000, "start": start,
+                 "end": end, "start_source": "container", "corrected_start": start, "corrected_end": end,
+                 "sequence": i // devices, "important": False, "recording": None, "chapter": None,
+                 "officer": f"{d:06d}", "container": None, "time": ingested},
+            )  # fmt: skip
             if rng.random() < 0.1:
-                findings.append(
-                    (
-                        1,
-                        i + 1,
-                        "late_ingest",
-                        "warning",
-                        f"D{d:03d}",
-                        f"CLIP{i:06d}.MP4",
-                        end,
-                        end + 30 * 3600 * NS,
-                        json.dumps({"kind": "late_ingest", "message": "late", "article": 16}),
-                    )
-                )
-        tx.executemany(
-            "INSERT INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)", objects
-        )
-        tx.executemany(
-            "INSERT INTO segments (id, device_id, original_name, kind, sha256, size, start_ns, end_ns, start_source, "
-            "corrected_start_ns, corrected_end_ns, sequence, important, officer_id, ingest_id, ingested_ns, "
-            "ledger_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            segments,
-        )
-        tx.executemany("INSERT INTO ledger (seq, entry, leaf) VALUES (?, ?, ?)", ledger)
-        tx.executemany(
-            "INSERT INTO findings (ingest_id, segment_id, kind, severity, device_id, path, start_ns, end_ns, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            findings,
-        )
-        tx.executemany(
-            "INSERT INTO tasks (id, type, start_ns, end_ns, officers, devices, imported_ns, ledger_seq) "
-            "VALUES (?, 'stop', ?, ?, '[]', ?, 0, 0)",
-            [
-                (f"T{k}", t0 + k * 3600 * NS, t0 + k * 3600 * NS + 1800 * NS, json.dumps([f"D{k % devices:03d}"]))
-                for k in range(500)
-            ],
-        )
+                detail = json.dumps({"kind": "late_ingest", "message": "late", "article": 16})
+                late.append(
+                    {"segment_id": i + 1, "kind": "late_ingest", "severity": "warning", "device_id": f"D{d:03d}",
+                     "path": f"CLIP{i:06d}.MP4", "start_ns": end, "end_ns": end + 30 * 3600 * NS, "detail": detail},
+                )  # fmt: skip
+            if len(late) == 1000 or (i == n - 1 and late):
+                replay.record(catalog, {"type": "ingest_findings", "ingest": 1, "findings": late, "time": t0})
+                late = []
+        for k in range(500):
+            replay.record(
+                catalog,
+                {"type": "task", "task": f"T{k}", "task_type": "stop", "start": t0 + k * 3600 * NS,
+                 "end": t0 + k * 3600 * NS + 1800 * NS, "officers": [], "devices": [f"D{k % devices:03d}"],
+                 "time": t0},
+            )  # fmt: skip
     archive.checkpoint()
 
 

@@ -15,7 +15,7 @@ Every run is checked: each ingest must store its whole volume (exit 1 only for t
 findings of files no driver knows), each verify must exit 0 having checked every object so far.
 Not part of CI: 10^6 segments take hours on a small machine; ``--segments 100000`` takes minutes.
 
-    .venv/bin/python benches/bench_scale.py [--segments 1000000] [--per-volume 1000] [--dir bench-scale]
+    .venv/bin/python benches/bench_scale.py [--segments 1000000] [--per-volume 1000] [--dir bench-scale] [--keep]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--per-volume", type=int, default=1000)
     ap.add_argument("--file-size", type=int, default=1024)
     ap.add_argument("--dir", type=Path, default=Path("bench-scale"))
+    ap.add_argument("--keep", action="store_true", help="keep the archive (to time the report model on it again)")
     a = ap.parse_args()
     count = max(1, a.segments // a.per_volume)
     shutil.rmtree(a.dir, ignore_errors=True)
@@ -128,7 +129,8 @@ def main() -> None:
         f"\nthe whole bench took {(time.perf_counter() - started) / 60:.1f} min ({took / 60:.1f} min filling); "
         f"the archive holds {size:,.0f} MiB"
     )
-    shutil.rmtree(a.dir)
+    if not a.keep:
+        shutil.rmtree(a.dir)
 
 
 if __name__ == "__main__":

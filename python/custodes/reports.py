@@ -103,13 +103,7 @@ def build_report(
     devices = _devices_in_scope(archive, scope, value)
     # A recording is in the period its time says; with an unset clock (before the floor), its ingest's.
     period = Scope(devices, lo, hi)
-    segments = catalog.segments.in_scope(period)
-    seg_ids = {s for s, _, _ in segments}
-    ledger_of = {s: seq for s, _, seq in segments}
-    findings = [
-        json.loads(detail) | {"segment": seg, "ledger_index": ledger_of.get(seg)}
-        for seg, detail in catalog.findings.in_period(devices, lo, hi)
-    ]
+    findings = _catalog_findings(archive, period)
 
     result = verify(archive) if full_verify else verify_ledger_only(archive)
     integrity_findings = [f.to_json() | {"article": 23} for f in result.findings]
@@ -122,7 +116,7 @@ def build_report(
         if lo <= c.task.start < hi and (devices is None or set(c.devices) & set(devices))
     ]
     unexplained = [f.to_json() for c in covs for f in c.findings]
-    access, refusals = _access_section(archive, period, seg_ids)
+    access, refusals = _access_section(archive, period)
     everything = findings + integrity_findings + unexplained + refusals
     cp = catalog.checkpoints.latest()
     now = time.time_ns() if at is None else at
@@ -149,15 +143,73 @@ def build_report(
             "objects_never_verified": catalog.objects.never_verified(),
             "verification": _verification_section(archive, now),
         },
-        "completeness": _completeness_section(len(segments), findings, covs, unexplained),
+        "completeness": _completeness_section(catalog.segments.count_in_scope(period), findings, covs, unexplained),
         "clocks": _clocks_section(archive, period, findings),
         "timeliness": _timeliness_section(archive, period, findings),
-        "retention": _retention_section(archive, seg_ids, now),
+        "retention": _retention_section(archive, period, now),
         "access": access,
         "concerns": _concerns(everything),
-        "findings": [{**f, "article": f.get("article") or ARTICLES.get(f["kind"])} for f in everything],
+        "findings": _with_articles(everything),
         "timelines": _timelines(archive, period, covs),
     }
+
+
+def _catalog_findings(archive: Archive, period: Scope) -> list[dict[str, Any]]:
+    """The findings ingest recorded in the scope, each with its segment and that segment's ledger index (None
+    when the segment is not in the scope), in one pass. At 10^6 findings they are most of the model's memory:
+    their JSON is read in runs of one document (so each run shares its key strings), and the short values most
+    findings repeat (kind, severity, message, device) are shared too; a detail SQLite does not read as one JSON
+    object is parsed alone, as it always was, and fails or not as it always did."""
+    out: list[dict[str, Any]] = []
+    shared: dict[str, str] = {}
+    run: list[tuple[Any, Any, str]] = []
+
+    def flush() -> None:
+        parsed = None
+        if len(run) > 1:
+            try:
+                parsed = json.loads("[" + ",".join(detail for _, _, detail in run) + "]")
+            except ValueError:
+                parsed = None
+        if parsed is None or len(parsed) != len(run):
+            parsed = [json.loads(detail) for _, _, detail in run]
+        for (seg, ledger_index, _), f in zip(run, parsed, strict=True):
+            if type(f) is not dict:
+                out.append(f | {"segment": seg, "ledger_index": ledger_index})  # fails as it always did
+                continue
+            for key in _SHARED_VALUES:
+                v = f.get(key)
+                if type(v) is str and len(v) <= _SHARED_LENGTH:
+                    f[key] = shared.setdefault(v, v)
+            f["segment"], f["ledger_index"] = seg, ledger_index  # what `f | {...}` gives, without a copy
+            out.append(f)
+        run.clear()
+
+    for seg, ledger_index, detail, is_object in archive.catalog.findings.in_scope(period):
+        if not is_object:
+            flush()
+            run.append((seg, ledger_index, detail))
+            flush()
+        else:
+            run.append((seg, ledger_index, detail))
+            if len(run) >= _RUN:
+                flush()
+    flush()
+    return out
+
+
+#: Findings parsed as one JSON document; the values of these keys shared between findings when short.
+_RUN = 1000
+_SHARED_VALUES = ("kind", "severity", "message", "device")
+_SHARED_LENGTH = 200
+
+
+def _with_articles(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every finding with its article: its own, or the one its kind is under. Set in place (each finding is a dict
+    of its own, made for this model): one dict per finding, not two."""
+    for f in everything:
+        f["article"] = f.get("article") or ARTICLES.get(f["kind"])
+    return everything
 
 
 def _count(findings: list[dict[str, Any]], kind: str) -> int:
@@ -214,27 +266,20 @@ def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, An
 
 def _timeliness_section(archive: Archive, period: Scope, findings: list[dict[str, Any]]) -> dict[str, Any]:
     """Art. 16: how long after recording the footage was ingested."""
-    delays = [(ing - e) / 3600 / NS for ing, e in archive.catalog.segments.ingest_delays(period)]
+    n, ranked = archive.catalog.segments.ingest_delay_ranks(period)
+    hours = [(ing - e) / 3600 / NS for ing, e in ranked]  # the lowest, the middle one or two, the highest
     return {
         "ingests": archive.catalog.segments.ingest_count(period),
         "late_ingest": _count(findings, "late_ingest"),
-        "delay_hours": {"min": min(delays), "median": statistics.median(delays), "max": max(delays)}
-        if delays
-        else None,
+        "delay_hours": {"min": hours[0], "median": statistics.median(hours[1:-1]), "max": hours[-1]} if n else None,
     }
 
 
-def _retention_section(archive: Archive, seg_ids: set[int], now: int) -> dict[str, Any]:
+def _retention_section(archive: Archive, period: Scope, now: int) -> dict[str, Any]:
     """Art. 19, 20: what is due for purge at ``now``, held, kept for ever, purged."""
-    from custodes.retention import status
+    from custodes.retention import counts
 
-    ret = [r for r in status(archive) if r.segment in seg_ids]
-    return {
-        "due": sum(1 for r in ret if r.due(now)),
-        "held": sum(1 for r in ret if r.holds),
-        "long_term": sum(1 for r in ret if r.keep_until is None and not r.purged),
-        "purged": sum(1 for r in ret if r.purged),
-    }
+    return counts(archive, period, now)
 
 
 #: Access-log actions that record a copy which never reached the person, logged after its granted step
@@ -244,21 +289,26 @@ UNDELIVERED = {"open_failed": "open"}
 EXPORT_FAILED = "export_failed"
 
 
-def _access_section(archive: Archive, period: Scope, seg_ids: set[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _access_section(archive: Archive, period: Scope) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Art. 22, 24: requests and their decisions; views and exports that reached the person, and each copy that
     did not (with why); each refusal as a finding. A count of refusals answered without an entry each
     (custodes.access: refusals beyond the policy's limit) is one finding carrying its count."""
     devices = period.devices
-    in_scope_requests = [
-        r for r in archive.catalog.access.all() if devices is None or set(json.loads(r.segments)) & seg_ids
+    requests: list[tuple[Any, Any]] = [
+        (r, json.loads(r.segments) if devices is not None else None) for r in archive.catalog.access.all()
     ]
-    log = [
-        row
-        for row in archive.catalog.access.log_in_period(period.lo, period.hi)
-        if devices is None or row.segment_id in seg_ids or row.segment_id is None
-    ]
+    log = archive.catalog.access.log_in_period(period.lo, period.hi)
+    failures = _export_failures(archive, period)
+    # Which of the recordings these name are in the scope (a scope of devices only; the whole archive's has all).
+    seg_ids: set[int] = set()
+    if devices is not None:
+        named = [x for _, listed in requests for x in listed] + [row.segment_id for row in log]
+        named += [x for _, e in failures for x in e["segments"]]
+        seg_ids = archive.catalog.segments.in_scope_among(period, _integral(named))
+    in_scope_requests = [r for r, listed in requests if devices is None or set(listed) & seg_ids]
+    log = [row for row in log if devices is None or row.segment_id in seg_ids or row.segment_id is None]
     refusals = [_refusal(archive, row) for row in log if not row.ok and row.action not in UNDELIVERED]
-    delivered, failed = _deliveries(archive, period, seg_ids, log)
+    delivered, failed = _deliveries(period, seg_ids, log, failures)
     unconfirmed = _unconfirmed(archive, log)
     section = {
         "requests": len(in_scope_requests),
@@ -324,20 +374,39 @@ def _refusal(archive: Archive, row: Any) -> dict[str, Any]:
     }
 
 
+def _integral(values: list[Any]) -> list[int]:
+    """The ids among ``values`` a segment id can equal (Python's ==: 2, 2.0 and True == 1 all can)."""
+    out = []
+    for v in values:
+        if isinstance(v, int):
+            out.append(int(v))
+        elif isinstance(v, float) and v.is_integer():
+            out.append(int(v))
+    return out
+
+
+def _export_failures(archive: Archive, period: Scope) -> list[tuple[int, dict[str, Any]]]:
+    """The ``export_failed`` entries of the period: (ledger index, entry with its int segments only)."""
+    out = []
+    for seq, data in archive.catalog.ledger.of_type(EXPORT_FAILED):
+        e = json.loads(data)  # of_type returns valid JSON objects of that type only
+        listed = e.get("segments") if isinstance(e.get("segments"), list) else []
+        segments = [s for s in listed if isinstance(s, int)]
+        if isinstance(e.get("time"), int) and period.lo <= e["time"] < period.hi:
+            out.append((seq, e | {"segments": segments}))
+    return out
+
+
 def _deliveries(
-    archive: Archive, period: Scope, seg_ids: set[int], log: list[Any]
+    period: Scope, seg_ids: set[int], log: list[Any], failures: list[tuple[int, dict[str, Any]]]
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """How many granted opens and exports reached the person, and each copy that did not. A failure is recorded
     after its grant, so in ledger order it cancels the latest earlier grant of the same request, person and
     recording that is not cancelled yet; what is left was delivered."""
     events: list[tuple[int, Any]] = [(row.ledger_seq, row) for row in log]
-    for seq, data in archive.catalog.ledger.of_type(EXPORT_FAILED):
-        e = json.loads(data)  # of_type returns valid JSON objects of that type only
-        listed = e.get("segments") if isinstance(e.get("segments"), list) else []
-        segments = [s for s in listed if isinstance(s, int)]
-        in_scope = period.devices is None or set(segments) & seg_ids
-        if in_scope and isinstance(e.get("time"), int) and period.lo <= e["time"] < period.hi:
-            events.append((seq, e | {"segments": segments}))
+    for seq, e in failures:
+        if period.devices is None or set(e["segments"]) & seg_ids:
+            events.append((seq, e))
     granted: dict[tuple[str, int | None, str, int | None], list[int]] = {}
     failed: list[dict[str, Any]] = []
     for seq, item in sorted(events, key=lambda x: x[0]):

@@ -21,7 +21,7 @@ from typing import Any
 
 from custodes.access import current_person, grant_for, refuse, require_role
 from custodes.archive import Archive
-from custodes.catalog import Catalog, replay
+from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
@@ -29,6 +29,7 @@ from custodes.findings import rfc3339
 __all__ = [
     "LONG_TERM_REASONS",
     "RetentionStatus",
+    "counts",
     "due",
     "hold",
     "link_case",
@@ -77,16 +78,44 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
     out = []
     for seg, name, end, important, purged, lt_reason in catalog.segments.retention_facts(segments):
         reasons = [f"minimum {archive.policy.retention_days} days"]
-        keep: int | None = end + minimum
         if important:
-            keep, reasons = None, reasons + ["important-file mark (Art. 20)"]
+            reasons.append("important-file mark (Art. 20)")
         if lt_reason:
-            keep, reasons = None, reasons + [f"long-term: {lt_reason} (Art. 20)"]
-        for case, until in catalog.retention.cases_of(seg):
-            reasons.append(f"case {case}" + (f" until {rfc3339(until)}" if until else " (open)"))
-            keep = None if until is None or keep is None else max(keep, until)
+            reasons.append(f"long-term: {lt_reason} (Art. 20)")
+        cases = catalog.retention.cases_of(seg)
+        reasons += [f"case {case}" + (f" until {rfc3339(until)}" if until else " (open)") for case, until in cases]
+        keep = _keep_until(end + minimum, important, lt_reason, [until for _, until in cases])
         holds = catalog.retention.active_holds(seg)
         out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None))
+    return out
+
+
+def _keep_until(minimum_end: int, important: Any, lt_reason: Any, case_ends: list[int | None]) -> int | None:
+    """Until when a recording is kept: the minimum, or longer for its cases; None (for ever) when it is marked
+    important or long-term, or linked to an open case."""
+    keep: int | None = None if important or lt_reason else minimum_end
+    for until in case_ends:
+        keep = None if until is None or keep is None else max(keep, until)
+    return keep
+
+
+def counts(archive: Archive, scope: Scope, at: int) -> dict[str, int]:
+    """How many of the scope's recordings are due for purge at ``at``, held, kept for ever, purged: what
+    :func:`status` says of each, counted in one pass over the scope (the compliance report, Art. 19, 20)."""
+    catalog = archive.catalog
+    minimum = archive.policy.retention_days * DAY
+    case_ends, held = catalog.retention.case_ends(), catalog.retention.held_segments()
+    out = {"due": 0, "held": 0, "long_term": 0, "purged": 0}
+    for seg, end, important, purged, lt_reason in catalog.segments.retention_in_scope(scope):
+        keep = _keep_until(end + minimum, important, lt_reason, case_ends.get(seg, []))
+        if purged is not None:
+            out["purged"] += 1
+        elif keep is None:
+            out["long_term"] += 1
+        if seg in held:
+            out["held"] += 1
+        elif purged is None and keep is not None and at >= keep:
+            out["due"] += 1
     return out
 
 

@@ -19,7 +19,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -304,13 +304,21 @@ def task_coverage(
         if unknown:
             raise TaskError(f"no task {', '.join(sorted(unknown))} in this archive")
         tasks = [t for t in tasks if t.id in set(task_ids)]
+    if not tasks:
+        return []
     segs = catalog.segments.timed_recordings()
+    by_officer: dict[Any, list[tuple[str, int, int]]] = {}  # each task looks at its officers' recordings only
+    for d, officer, s, e in segs:
+        by_officer.setdefault(officer, []).append((d, s, e))
     pairs: list[tuple[Task, str]] = []
     for t in tasks:
-        devices = set(t.devices) | {
-            d for d, officer, s, e in segs if officer in t.officers and s < t.end and e > t.start
+        found = set(t.devices) | {
+            d
+            for officer in {o for o in t.officers if isinstance(o, Hashable)}  # another never equals an officer
+            for d, s, e in by_officer.get(officer, ())
+            if s < t.end and e > t.start
         }
-        pairs += [(t, d) for d in sorted(devices)]
+        pairs += [(t, d) for d in sorted(found)]
     covs = (
         timeline.coverage(
             [d for d, *_ in segs],

@@ -188,6 +188,18 @@ class Retention(Table):
         )
         return self._conn.execute(sql, (segment,)).fetchall()
 
+    def case_ends(self) -> dict[int, list[int | None]]:
+        """Per segment linked to a case, the retention end of each of its cases (None while open)."""
+        sql = "SELECT cs.segment_id, c.retention_until_ns FROM case_segments cs JOIN cases c ON c.id = cs.case_id"
+        out: dict[int, list[int | None]] = {}
+        for segment, until in self._conn.execute(sql):
+            out.setdefault(segment, []).append(until)
+        return out
+
+    def held_segments(self) -> set[int]:
+        """The segments under at least one hold not released."""
+        return {s for (s,) in self._conn.execute("SELECT DISTINCT segment_id FROM holds WHERE released_ns IS NULL")}
+
     # --- tombstones ---
     def add_tombstone(self, sha256: str, segments: str, request: int, by: str, now: int, ledger_seq: int) -> None:
         self._conn.execute(

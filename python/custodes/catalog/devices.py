@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from custodes.catalog.evidence import Table, question_marks
+from custodes.catalog.evidence import Scope, Table, question_marks
 
 
 class DeviceIdentity(NamedTuple):
@@ -188,3 +189,19 @@ class Findings(Table):
         )
         params: tuple[Any, ...] = (*(devices or ()), lo, hi)
         return self._conn.execute(sql, params).fetchall()
+
+    def in_scope(self, scope: Scope) -> Iterator[tuple[int | None, int | None, str, int]]:
+        """What :meth:`in_period` gives for the scope's devices and period, streamed in finding order, each with the
+        ledger index of its segment when that segment is in the scope (else None), and 1 when its JSON is an object
+        by SQLite's reading (0 otherwise: the caller parses it alone)."""
+        seg_where, seg_args = scope.where()
+        where = "1=1" if scope.devices is None else f"f.device_id IN ({question_marks(scope.devices)})"
+        when = "COALESCE(f.start_ns, i.started_ns)"
+        sql = (
+            "SELECT f.segment_id, s.ledger_seq, f.detail, "
+            "CASE WHEN json_valid(f.detail) THEN json_type(f.detail) = 'object' ELSE 0 END "
+            "FROM findings f JOIN ingests i ON i.id = f.ingest_id "
+            f"LEFT JOIN segments s ON s.id = f.segment_id AND {seg_where} "
+            f"WHERE {where} AND {when} >= ? AND {when} < ? ORDER BY f.id"
+        )
+        return iter(self._conn.execute(sql, (*seg_args, *(scope.devices or ()), scope.lo, scope.hi)))

@@ -232,6 +232,30 @@ class Segments(Table):
             f"SELECT s.id, s.device_id, s.ledger_seq FROM segments s WHERE {where}", args
         ).fetchall()
 
+    def count_in_scope(self, scope: Scope) -> int:
+        where, args = scope.where()
+        return int(self._one(f"SELECT COUNT(*) FROM segments s WHERE {where}", args))
+
+    def in_scope_among(self, scope: Scope, segments: Iterable[int]) -> set[int]:
+        """Which of ``segments`` (ids) are in the scope: a few ids looked up, not the scope's every id held."""
+        wanted = sorted(set(segments))
+        where, args = scope.where()
+        found: set[int] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            sql = f"SELECT s.id FROM segments s WHERE s.id IN ({question_marks(chunk)}) AND {where}"
+            found.update(i for (i,) in self._conn.execute(sql, (*chunk, *args)))
+        return found
+
+    def retention_in_scope(self, scope: Scope) -> Iterator[tuple[int, int, int, int | None, str | None]]:
+        """(id, retention from, important, purged, long-term reason) of the scope's segments (streamed)."""
+        where, args = scope.where()
+        sql = (
+            f"SELECT s.id, {_RETENTION_FROM}, s.important, s.purged_ns, lt.reason "
+            f"FROM segments s LEFT JOIN long_term lt ON lt.segment_id = s.id WHERE {where}"
+        )
+        return iter(self._conn.execute(sql, args))
+
     def clock_corrected_count(self, scope: Scope) -> int:
         where, args = scope.where()
         sql = (
@@ -246,6 +270,22 @@ class Segments(Table):
         end = "COALESCE(s.corrected_end_ns, s.end_ns)"
         sql = f"SELECT s.ingested_ns, {end} FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND {end} IS NOT NULL"
         return self._conn.execute(sql, args).fetchall()
+
+    def ingest_delay_ranks(self, scope: Scope) -> tuple[int, list[tuple[int, int]]]:
+        """How many pairs :meth:`ingest_delays` gives, and, in the order of ingested - end, the (ingested, end) of
+        the lowest, the middle one (or two, for an even count) and the highest: what a minimum, median and maximum
+        are made of, found by SQLite instead of every pair held in memory."""
+        where, args = scope.where()
+        end = "COALESCE(s.corrected_end_ns, s.end_ns)"
+        rows = f"FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND {end} IS NOT NULL"
+        n = int(self._one(f"SELECT COUNT(*) {rows}", args))
+        if not n:
+            return 0, []
+        pick = f"SELECT s.ingested_ns, {end} {rows} ORDER BY s.ingested_ns - {end}"
+        lowest = self._conn.execute(f"{pick} LIMIT 1", args).fetchone()
+        middle = self._conn.execute(f"{pick} LIMIT ? OFFSET ?", (*args, 2 - n % 2, (n - 1) // 2)).fetchall()
+        highest = self._conn.execute(f"{pick} DESC LIMIT 1", args).fetchone()
+        return n, [lowest, *middle, highest]
 
     def ingest_count(self, scope: Scope) -> int:
         where, args = scope.where()
