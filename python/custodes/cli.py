@@ -1210,9 +1210,10 @@ def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
 
 def _schedule_value(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A click callback: the schedule's own parser (custodes.schedule), its message as a usage error."""
-    from custodes.schedule import ScheduleError
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        from custodes.schedule import ScheduleError  # here: the catalog (sqlite3) only for a verify
+
         if value is None:
             return None
         try:

@@ -27,7 +27,7 @@ from custodes.catalog import Catalog
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, VerifyRun
 from custodes.errors import CustodesError
 
-__all__ = ["Budget", "Selection", "Slice", "begin", "parse_budget", "parse_slice"]
+__all__ = ["Budget", "Selection", "Slice", "parse_budget", "parse_slice", "resumable"]
 
 NS_PER_DAY = 86_400 * 10**9
 _DIGEST_SPACE = 1 << 256
@@ -143,11 +143,7 @@ class Selection:
         return started_ns - int(self.older_than_days * NS_PER_DAY)
 
 
-def begin(catalog: Catalog, selection: Selection, window_days: float, now: int) -> tuple[VerifyRun, bool]:
+def resumable(catalog: Catalog, selection: Selection, window_days: float, now: int) -> VerifyRun | None:
     """The run to go on with: the latest unfinished one of this selection started within the verification
-    window (True: resumed), else a new one."""
-    with catalog.transaction():
-        run = catalog.verify_runs.unfinished(selection.key, now - int(window_days * NS_PER_DAY))
-        if run is not None:
-            return run, True
-        return catalog.verify_runs.start(selection.key, now), False
+    window, or None (a new run, recorded by verify with its first shard)."""
+    return catalog.verify_runs.unfinished(selection.key, now - int(window_days * NS_PER_DAY))

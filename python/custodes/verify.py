@@ -47,13 +47,13 @@ from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
 from custodes.catalog import Catalog, replay
-from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView, VerifyRun
 from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
-from custodes.schedule import Budget, Selection, begin
+from custodes.schedule import Budget, Selection, resumable
 from custodes.witness import check_witness
 
 __all__ = [
@@ -782,30 +782,36 @@ def _verify_store(
         quick.finish()
         return
     catalog = archive.catalog
-    run, resumed = begin(catalog, selection, archive.policy.verification_window_days, time.time_ns())
+    # Only read here: the run's row is written with its first shard's stamps (_Hashing._record), so a verify
+    # that has nothing to stamp never waits for the catalog's write lock (an ingest holds it while it records).
+    now = time.time_ns()
+    earlier = resumable(catalog, selection, archive.policy.verification_window_days, now)
+    started = now if earlier is None else earlier.started_ns
     walk = _StoreWalk(archive, result, fresh, selection.range)
-    cutoff = selection.cutoff_ns(run.started_ns)
+    cutoff = selection.cutoff_ns(started)
     if cutoff is None:
         # Resuming: what this run re-hashed and found intact before it stopped is not re-hashed again.
-        due: Iterator[_Due] = (d for d in walk if (d.last_verified_ns or 0) < run.started_ns)
+        due: Iterator[_Due] = (d for d in walk if (d.last_verified_ns or 0) < started)
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
         walk.finish()
         due = walk.least_recently_verified(cutoff)
-    hashing = _Hashing(archive, result, schedule, workers, progress, run.id)
+    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started)
     hashing.run(due)
     left = hashing.left
     for d in due:  # what the budget left, counted only (and the listing finished as it goes)
         left.append(d.size)
     walk.finish()
-    with catalog.transaction():
-        if hashing.stopped is None:
-            catalog.verify_runs.finish(run.id, time.time_ns())
-        else:
-            catalog.verify_runs.stop(run.id, hashing.stopped)
-    got = catalog.verify_runs.get(run.id)
+    run = hashing.run_id
+    if run is not None:
+        with catalog.transaction():
+            if hashing.stopped is None:
+                catalog.verify_runs.finish(run, time.time_ns())
+            else:
+                catalog.verify_runs.stop(run, hashing.stopped)
+    got = None if run is None else catalog.verify_runs.get(run)
     result.run = {
-        "id": run.id,
-        "resumed": resumed,
+        "id": run,  # None: nothing was re-hashed, so nothing was recorded
+        "resumed": earlier is not None,
         "selection": selection.to_json(),
         "budget": str(schedule.budget),
         "executor": schedule.executor,
@@ -813,7 +819,7 @@ def _verify_store(
         "left": {"objects": len(left), "bytes": sum(left)},
         "run_objects": None if got is None else got.objects,
         "run_bytes": None if got is None else got.bytes,
-        "verified_before": run.objects,  # by this run before it stopped: not re-hashed again
+        "verified_before": 0 if earlier is None else earlier.objects,  # by this run before: not again
     }
 
 
@@ -922,17 +928,14 @@ class _Hashing:
         schedule: Schedule,
         workers: int | None,
         progress: Callable[[int, int], None] | None,
-        run: int,
+        earlier: VerifyRun | None,
+        started: int,
     ) -> None:
         from custodes.plugins import ExecutorOptions, plugin_manager
 
-        self.archive, self.result, self.budget, self.progress, self.run_id = (
-            archive,
-            result,
-            schedule.budget,
-            progress,
-            run,
-        )
+        self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
+        self.run_id = None if earlier is None else earlier.id
+        self.selection, self.started_ns = schedule.selection.key, started
         self.shard_objects = max(1, schedule.shard_objects)
         self.executor = plugin_manager().executors.get(schedule.executor)
         kind = "remote" if self.executor.remote else "local"
@@ -1024,6 +1027,8 @@ class _Hashing:
                 )
         self.done += sum(d.size for d in shard)
         with self.stamper.transaction():
+            if self.run_id is None:
+                self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
             self.stamper.objects.stamp_verified(verified, time.time_ns())
             self.stamper.verify_runs.add(self.run_id, len(verified), size)
         if self.progress is not None:
