@@ -910,3 +910,14 @@ def test_without_a_role_nothing_of_a_command_line_is_looked_at(cli_archive: Path
     assert out.returncode == 1, out.stderr
     assert out.stderr == b"custodes: refused: mallory has no role in this archive's policy\n"
     assert _log(cli_archive)[before:] == [("mallory", "verify", 0)]  # the refusal, logged
+
+
+def test_through_the_service_verify_runs_no_cluster_a_caller_names(cli_archive: Path) -> None:
+    """Found by a hostile review: a viewer passed --executor dask --scheduler ADDR of their own cluster, and the
+    service unpickled that cluster's answers: code run as the archive's account. Through the service, verify
+    re-hashes on the service's machine only; the archive's own account may run a cluster directly."""
+    for args in (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], ["--executor", "dask"]):
+        out = run_cli("verify", cli_archive, *args, user="alice")
+        assert out.returncode == 2 and b"through the archive service, verify re-hashes on this machine" in out.stderr
+        assert b"Traceback" not in out.stderr
+    assert run_cli("verify", cli_archive, "--executor", "local", user="alice").returncode == 0

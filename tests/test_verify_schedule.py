@@ -97,7 +97,7 @@ def test_older_than_takes_the_least_recently_verified_first(many: Path) -> None:
     assert rehashed_since(many, before) == set(oldest[:3])  # the three oldest, no other
     assert report["run"]["stopped"].startswith("byte budget") and report["run"]["left"]["objects"] == 2
     before = stamps(many)
-    report = verify(many, "--older-than", "30")
+    report = verify(many, "--older-than", "30", "--resume")
     assert rehashed_since(many, before) == set(oldest[3:])  # the same run goes on with the two left
     assert report["run"]["resumed"] and report["run"]["stopped"] is None
     assert verify(many, "--older-than", "30")["checked"] == 0  # nothing older than 30 days is left
@@ -110,15 +110,15 @@ def test_a_budget_stops_cleanly_and_the_next_run_continues(many: Path) -> None:
     runs = []
     for _ in range(20):
         before = stamps(many)
-        out = run_cli("verify", many, "--budget", str(total // 4), "--shard-size", "3")
+        out = run_cli("verify", many, "--budget", str(total // 4), "--shard-size", "3", *(["--resume"] if runs else []))
         assert out.returncode == 0, out.stderr
         seen += rehashed_since(many, before)
         runs.append(out.stdout.decode())
         if "stopped:" not in out.stdout.decode():
             break
     assert 4 <= len(runs) <= 6, runs  # a quarter of the bytes per run, give or take the object that crosses it
-    assert "left for the next run of the same selection" in runs[0]
-    assert "resumed verification run" in runs[1]
+    assert "the same selection with --resume goes on" in runs[0]
+    assert "resumed: " in runs[1] and "checked for presence and size only" in runs[1]
     assert sorted(seen) == sorted(everything)  # every object re-hashed once over the runs
     report = verify(many)
     assert report["run"]["resumed"] is False and report["checked"] == OBJECTS  # the finished run is not resumed
@@ -155,9 +155,9 @@ def test_a_verify_killed_mid_run_resumes_without_rehashing_finished_shards(many:
     done = rehashed_since(many, before)
     assert len(done) == 15
     before = stamps(many)
-    report = verify(many, "--shard-size", "5")
+    report = verify(many, "--shard-size", "5", "--resume")
     assert report["run"]["resumed"] and report["run"]["verified_before"] == 15
-    assert report["checked"] == OBJECTS - 15
+    assert report["checked"] == OBJECTS  # the 15 by presence and size, the rest re-hashed
     assert rehashed_since(many, before) == set(before) - done
     assert report["run"]["run_objects"] == OBJECTS
 
@@ -195,6 +195,13 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
         (("--budget", "lots"), "give bytes"),
         (("--older-than", "-1"), "--older-than"),
         (("--executor", "ray"), "no executor named 'ray'"),
+        (("--older-than", "inf"), "a number of days from 0 to 36,525"),
+        (("--older-than", "nan"), "a number of days from 0 to 36,525"),
+        (("--older-than", "1e308"), "a number of days from 0 to 36,525"),
+        (("--slice", "1/99999999999"), "at most 4,294,967,296 slices"),
+        (("--budget", "99999999999999999999PB"), "at most a zettabyte"),
+        (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler is for a cluster's executor"),
+        (("--quick", "--budget", "1GB"), "--quick re-hashes nothing"),
     ],
 )
 def test_schedule_arguments_that_cannot_be_taken_are_one_line_errors(many: Path, args, message) -> None:
@@ -237,3 +244,40 @@ def test_the_compliance_report_lists_the_objects_overdue_and_verify_older_than_c
     html = tmp_path / "report.html"
     assert run_cli("report", many, "--format", "html", "--lang", "en", "--out", html).returncode == 0
     assert "Objects overdue for verification" in html.read_text()
+
+
+def test_a_resumed_run_finds_objects_deleted_or_truncated_since_and_a_plain_run_never_resumes(many: Path) -> None:
+    """Found by a hostile review: a resumed run took what it had verified before the stop as still intact, and
+    a plain verify resumed by itself, so one planted verify_runs row made it check nothing."""
+    total = sum(size for (size,) in catalog_rows(many, "SELECT size FROM objects"))
+    assert verify(many, "--budget", str(total // 2))["run"]["stopped"]
+    done = sorted(sha for sha, ns in stamps(many).items() if ns is not None)
+    folder = many / "objects" / "sha256"
+    gone, short = (folder / s[:2] / s[2:4] / s for s in done[:2])
+    gone.unlink()
+    short.chmod(0o644)
+    os.truncate(short, short.stat().st_size - 1)
+    report = verify(many, "--resume", code=1)
+    assert report["run"]["resumed"] and report["checked"] == OBJECTS
+    assert {(f["kind"], f["object"]) for f in report["findings"]} == {("missing", done[0]), ("truncated", done[1])}
+    # A run planted in the catalog, unfinished and "verified" everything: a plain verify is a new, full run.
+    with catalog_edit(many) as db:
+        db.execute("UPDATE objects SET last_verified_ns = ?", (time.time_ns(),))
+        db.execute(
+            "INSERT INTO verify_runs (selection, started_ns) VALUES (?, ?)",
+            ('{"older_than_days": null, "slice": null}', 1),
+        )
+    plain = verify(many, code=1)
+    assert plain["run"]["resumed"] is False and plain["checked"] == OBJECTS
+
+
+def test_a_run_of_part_of_the_archive_still_finds_objects_gone_from_the_store(many: Path) -> None:
+    """The listing every run makes finds a deleted object outside what the run re-hashes (a hostile review: a
+    slice, --older-than or a spent budget said intact)."""
+    victim = sorted(stamps(many))[-1]  # the highest digest: slice 2 of 2
+    (many / "objects" / "sha256" / victim[:2] / victim[2:4] / victim).unlink()
+    for args in (("--older-than", "1"), ("--budget", "0s"), ("--budget", "1")):
+        found = [(f["kind"], f["object"]) for f in verify(many, *args, code=1)["findings"]]
+        assert found == [("missing", victim)], args
+    assert verify(many, "--slice", "1/2")["ok"]  # not in slice 1: its listing does not reach it
+    assert [f["kind"] for f in verify(many, "--slice", "2/2", code=1)["findings"]] == ["missing"]

@@ -1230,6 +1230,12 @@ def _parse_slice(value: str) -> Any:
     return parse_slice(value)
 
 
+def _parse_age(value: float) -> float:
+    from custodes.schedule import Selection
+
+    return Selection(older_than_days=value).older_than_days or 0.0  # its own check: finite, 0 to a century
+
+
 def _parse_budget(value: str) -> Any:
     from custodes.schedule import parse_budget
 
@@ -1251,16 +1257,23 @@ def _parse_budget(value: str) -> Any:
 @click.option(
     "--older-than",
     "older_than",
-    type=click.FloatRange(min=0),
+    type=float,
     metavar="DAYS",
+    callback=_schedule_value(_parse_age),
     help="Re-hash only objects last re-hashed more than DAYS ago (or never), the least recently verified first.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on with the latest unfinished run of the same selection (stopped by its budget, or killed): what "
+    "it found intact is checked for presence and size only, not re-hashed again.",
 )
 @click.option(
     "--budget",
     metavar="BYTES|DURATION",
     callback=_schedule_value(_parse_budget),
     help="Stop cleanly once this much is re-hashed (500GB, 2TiB) or this long has passed (90s, 30min, 8h) and "
-    "say how far the run got; running the same selection again continues it.",
+    "say how far the run got; the same selection with --resume continues it.",
 )
 @click.option(
     "--quick",
@@ -1302,6 +1315,7 @@ def verify_command(
     witness: str | None,
     part: Any,
     older_than: float | None,
+    resume: bool,
     budget: Any,
     quick: bool,
     executor: str,
@@ -1331,10 +1345,26 @@ def verify_command(
     from custodes.verify import Schedule, verify
 
     trusted = _trusted(trusted_key)
-    schedule = Schedule(Selection(part, older_than, quick), budget or Budget(), executor, scheduler, shard_objects)
+    from custodes import identity
     from custodes.plugins import plugin_manager
 
-    plugin_manager().executors.get(executor)  # an unknown name: one line, before anything is read
+    remote = plugin_manager().executors.get(executor).remote  # an unknown name: one line, before anything is read
+    if scheduler is not None and not remote:
+        raise click.UsageError(f"--scheduler is for a cluster's executor (--executor dask), not {executor!r}")
+    if quick and (budget is not None or older_than is not None or resume or executor != "local"):
+        raise click.UsageError(
+            "--quick re-hashes nothing: --budget, --older-than, --resume and --executor do not apply"
+        )
+    if remote and identity.served():
+        # A cluster runs code as whoever reads its answers, and the service holds the archive and its key.
+        raise click.UsageError(
+            f"through the archive service, verify re-hashes on this machine (--executor local): executor "
+            f"{executor!r} would run a cluster's code as the archive's account; that account runs `custodes verify "
+            f"--executor {executor}` itself"
+        )
+    schedule = Schedule(
+        Selection(part, older_than, quick), budget or Budget(), executor, scheduler, shard_objects, resume=resume
+    )
     line, progress = _bytes_progress(out)
     try:
         result = verify(
@@ -1368,16 +1398,24 @@ def _say_run(out: Output, result: Any) -> None:
     run = result.run
     if run is None:
         return
+    chosen = run["selection"]
+    parts = [f"slice {chosen['slice']}" if chosen["slice"] else "every object"]
+    if chosen["older_than_days"] is not None:
+        parts.append(f"last re-hashed over {chosen['older_than_days']:g} days ago, oldest first")
+    if run["budget"] != "none":
+        parts.append(f"budget {run['budget']}")
+    out.say(f"verification run {run['id'] or '(none recorded)'}: {', '.join(parts)}; executor {run['executor']}")
     if run["resumed"]:
         out.say(
-            f"resumed verification run {run['id']}: {run['verified_before']} object(s) it had re-hashed "
-            "before it stopped were not re-hashed again"
+            f"resumed: {run['verified_before']} object(s) it had found intact before it stopped were checked "
+            "for presence and size only, not re-hashed again"
         )
     if run["stopped"] is not None:
         left = run["left"]
         out.say(
-            f"stopped: {run['stopped']}; {left['objects']} object(s) ({human_bytes(left['bytes'])}) left for the "
-            f"next run of the same selection (run {run['id']} has re-hashed {run['run_objects']} so far)"
+            f"stopped: {run['stopped']}; {left['objects']} object(s) ({human_bytes(left['bytes'])}) not re-hashed: "
+            f"the same selection with --resume goes on (run {run['id']} has re-hashed {run['run_objects'] or 0} "
+            "so far)"
         )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from custodes.catalog import Catalog
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, VerifyRun
@@ -30,6 +31,10 @@ from custodes.errors import CustodesError
 __all__ = ["Budget", "Selection", "Slice", "parse_budget", "parse_slice", "resumable"]
 
 NS_PER_DAY = 86_400 * 10**9
+#: More slices than this cannot each hold an object of any archive (2^32: four billion objects).
+MAX_SLICES = 2**32
+#: --older-than at most a century: a cut-off that fits int64 nanoseconds, and older than any archive.
+MAX_AGE_DAYS = 36_525
 _DIGEST_SPACE = 1 << 256
 
 
@@ -49,6 +54,8 @@ class Slice:
     def __post_init__(self) -> None:
         if not (1 <= self.k <= self.n):
             raise ScheduleError(f"slice {self.k}/{self.n}: K must be from 1 to N")
+        if self.n > MAX_SLICES:
+            raise ScheduleError(f"slice {self.k}/{self.n}: at most {MAX_SLICES:,} slices")
 
     @property
     def range(self) -> DigestRange:
@@ -62,7 +69,7 @@ class Slice:
 
 
 def parse_slice(text: str) -> Slice:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    m = re.fullmatch(r"([0-9]{1,12})/([0-9]{1,12})", text.strip())
     if m is None:
         raise ScheduleError(f"slice {text!r}: give it as K/N, for example 3/30")
     return Slice(int(m.group(1)), int(m.group(2)))
@@ -85,21 +92,28 @@ class Budget:
 
 
 _BYTE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
-_BYTE_UNITS |= {"t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_BYTE_UNITS |= {"t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15}
+_BYTE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+#: A budget larger than this (a zettabyte, a hundred years) is a typo, not a plan.
+MAX_BUDGET_BYTES, MAX_BUDGET_SECONDS = 10**21, 100 * 365.25 * 86_400
 _TIME_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_budget(text: str) -> Budget:
     """``500GB``, ``2TiB``, ``1048576`` (bytes) or ``90s``, ``30min``, ``8h``, ``1d`` (time)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([a-zA-Z]*)", text.strip())
     unit = "" if m is None else m.group(2).lower()
-    if m is not None and unit in _TIME_UNITS and unit != "":
-        return Budget(seconds=float(m.group(1)) * _TIME_UNITS[unit])
-    if m is not None and unit in _BYTE_UNITS:
-        return Budget(bytes=int(float(m.group(1)) * _BYTE_UNITS[unit]))
+    if m is not None and unit in _TIME_UNITS:  # "m" is minutes: time first
+        seconds = Fraction(m.group(1)) * _TIME_UNITS[unit]
+        if seconds <= MAX_BUDGET_SECONDS:
+            return Budget(seconds=float(seconds))
+    elif m is not None and unit in _BYTE_UNITS:
+        size = int(Fraction(m.group(1)) * _BYTE_UNITS[unit])  # exact: no float rounds a byte count
+        if size <= MAX_BUDGET_BYTES:
+            return Budget(bytes=size)
     raise ScheduleError(
-        f"budget {text!r}: give bytes (500GB, 2TiB, 1048576) or a duration (90s, 30min, 8h, 1d); "
-        "m is minutes, MB megabytes"
+        f"budget {text!r}: give bytes (500GB, 2TiB, 1PB, 1048576) or a duration (90s, 30min, 8h, 1d), at most "
+        "a zettabyte or a hundred years; m is minutes, MB megabytes"
     )
 
 
@@ -113,8 +127,9 @@ class Selection:
     quick: bool = False
 
     def __post_init__(self) -> None:
-        if self.older_than_days is not None and not self.older_than_days >= 0:
-            raise ScheduleError(f"--older-than {self.older_than_days}: a number of days, 0 or more")
+        days = self.older_than_days
+        if days is not None and not (0 <= days <= MAX_AGE_DAYS):  # NaN fails too
+            raise ScheduleError(f"--older-than {days}: a number of days from 0 to {MAX_AGE_DAYS:,}")
 
     @property
     def range(self) -> DigestRange:

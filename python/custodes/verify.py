@@ -36,6 +36,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -761,6 +762,7 @@ class Schedule:
     scheduler: str | None = None
     shard_objects: int = SHARD_OBJECTS  # at most this many objects per shard
     shard_bytes: int | None = None  # and at most this many bytes (None: SHARD_BYTES for the executor's kind)
+    resume: bool = False  # go on with the latest unfinished run of this selection (custodes.schedule)
 
 
 def _verify_store(
@@ -785,13 +787,15 @@ def _verify_store(
     # Only read here: the run's row is written with its first shard's stamps (_Hashing._record), so a verify
     # that has nothing to stamp never waits for the catalog's write lock (an ingest holds it while it records).
     now = time.time_ns()
-    earlier = resumable(catalog, selection, archive.policy.verification_window_days, now)
+    window = archive.policy.verification_window_days
+    earlier = resumable(catalog, selection, window, now) if schedule.resume else None
     started = now if earlier is None else earlier.started_ns
-    walk = _StoreWalk(archive, result, fresh, selection.range)
+    # Resuming: what this run re-hashed and found intact before it stopped is checked for presence and size
+    # (a deletion or truncation since is found), not re-hashed again.
+    walk = _StoreWalk(archive, result, fresh, selection.range, None if earlier is None else started)
     cutoff = selection.cutoff_ns(started)
     if cutoff is None:
-        # Resuming: what this run re-hashed and found intact before it stopped is not re-hashed again.
-        due: Iterator[_Due] = (d for d in walk if (d.last_verified_ns or 0) < started)
+        due: Iterator[_Due] = iter(walk)
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
         walk.finish()
         due = walk.least_recently_verified(cutoff)
@@ -829,10 +833,22 @@ class _StoreWalk:
     Iterating yields the live objects that are regular files (or not there: re-hashing says missing); strays,
     foreign files, links and purged objects become findings on the way. :meth:`finish` walks the rest."""
 
-    def __init__(self, archive: Archive, result: VerifyResult, fresh: Catalog, within: DigestRange) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        result: VerifyResult,
+        fresh: Catalog,
+        within: DigestRange,
+        verified_since: int | None = None,
+    ) -> None:
+        """``verified_since``: objects stamped verified since then (by the run being resumed) are checked for
+        presence and size, not yielded to be re-hashed."""
         self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
+        self.verified_since = verified_since
         self.foreign: list[Path] = []
+        # Objects the listing found to be links or gone, or (resuming) checked by size: reported already.
         self.links: set[str] = set()
+        self.absent: set[str] = set()
         self._objects = archive.catalog.objects.walk(within)
         self._rows = self._merge()
 
@@ -848,7 +864,7 @@ class _StoreWalk:
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
         store = self.archive.store
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
-            if o.sha256 not in self.links:
+            if o.sha256 not in self.links and o.sha256 not in self.absent:
                 path = os.fspath(store.path_for(o.sha256))
                 yield _Due(o.sha256, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
 
@@ -870,6 +886,15 @@ class _StoreWalk:
             # The walk saw the object's file and whether it is a link; only one it did not see (gone, or in a
             # folder that is itself a link) is looked at once more here.
             path = found[1] if found is not None else os.fspath(archive.store.path_for(sha))
+            if found is None and not os.path.lexists(path):
+                # Gone: found by the listing every run makes, whatever it re-hashes (a slice, the oldest, a
+                # budget), not left to a re-hash this run may never reach.
+                self.absent.add(sha)
+                result.checked += 1
+                result.findings.append(
+                    VerifyFinding("missing", "object is not in the store", catalog.segments.first_for_object(sha), sha)
+                )
+                continue
             if found[2] if found is not None else os.path.islink(path):
                 # Hashing would follow it: the bytes checked would not be the archive's own.
                 self.links.add(sha)
@@ -884,7 +909,12 @@ class _StoreWalk:
                     )
                 )
                 continue
-            yield _Due(sha, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+            due = _Due(sha, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+            since = self.verified_since
+            if since is not None and o.last_verified_ns is not None and o.last_verified_ns >= since:
+                _check_size(archive, result, due)  # (and --older-than's query no longer takes it)
+                continue
+            yield due
         while current is not None:
             result.findings.append(_stray(archive, self.fresh, current[0], Path(current[1])))
             current = next(on_disk, None)
@@ -1008,6 +1038,8 @@ class _Hashing:
     def _record(self, shard: list[_Due], hashed: Any) -> None:
         result, catalog = self.result, self.archive.catalog
         hashed = self._trusted(shard, hashed)
+        if self.executor.remote:
+            hashed = self._spot_checked(shard, hashed)
         verified: list[str] = []
         size = 0
         for d, r in zip(shard, hashed, strict=True):
@@ -1050,14 +1082,35 @@ class _Hashing:
                 f"{len(shard)} objects; the shard was re-hashed here",
             )
         )
-        return hash_shard(
-            Shard(-1, tuple(self.archive.policy.algorithms), tuple((d.sha256, d.path) for d in shard)), self.workers
+        return self._here(shard, self.workers)
+
+    def _spot_checked(self, shard: list[_Due], hashed: list[Rehashed]) -> list[Rehashed]:
+        """A remote worker that reads another copy of the store (a stale mount) calls damaged objects good: one
+        object of every shard, chosen at random, is re-hashed here too. Any difference: the shard's results are
+        not taken, the whole shard is re-hashed here, and the worker's fault is reported."""
+        pick = secrets.randbelow(len(shard))
+        (mine,) = self._here([shard[pick]], 1)
+        theirs = hashed[pick]
+        if (mine.size, mine.digests, mine.error is None) == (theirs.size, theirs.digests, theirs.error is None):
+            return hashed
+        self.result.findings.append(
+            VerifyFinding(
+                EXECUTOR_FAULT,
+                f"a worker of executor {self.executor.name!r} read object {shard[pick].sha256} otherwise than it "
+                f"reads here (a stale or other copy of the store?); its shard of {len(shard)} objects was re-hashed "
+                "here",
+            )
         )
+        return self._here(shard, self.workers)
+
+    def _here(self, shard: list[_Due], threads: int | None) -> list[Rehashed]:
+        algorithms = tuple(self.archive.policy.algorithms)
+        return hash_shard(Shard(-1, algorithms, tuple((d.sha256, d.path) for d in shard)), threads)
 
     def _confirm(self, d: _Due, found: tuple[str, str]) -> tuple[str, str] | None:
         """A remote worker says an object is bad: re-hashed here before it is reported. Intact here: the worker
         is what is wrong (a fault of its machine or its mount), and that is reported instead."""
-        (mine,) = hash_shard(Shard(-1, tuple(self.archive.policy.algorithms), ((d.sha256, d.path),)), 1)
+        (mine,) = self._here([d], 1)
         again = _compare(mine, d)
         if again is None:
             self.result.findings.append(
