@@ -1404,7 +1404,8 @@ def _say_run(out: Output, result: Any) -> None:
         parts.append(f"last re-hashed over {chosen['older_than_days']:g} days ago, oldest first")
     if run["budget"] != "none":
         parts.append(f"budget {run['budget']}")
-    out.say(f"verification run {run['id'] or '(none recorded)'}: {', '.join(parts)}; executor {run['executor']}")
+    recorded = f"verification run {run['id']}" if run["id"] else "verification run (nothing re-hashed, not recorded)"
+    out.say(f"{recorded}: {', '.join(parts)}; executor {run['executor']}")
     if run["resumed"]:
         out.say(
             f"resumed: {run['verified_before']} object(s) it had found intact before it stopped were checked "
