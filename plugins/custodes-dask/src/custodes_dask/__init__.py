@@ -123,8 +123,11 @@ def _local_client(options: ExecutorOptions, stack: ExitStack) -> Any:
     stack.callback(cluster.close)
     client = Client(cluster, set_as_default=False, security=cluster.security)
     stack.callback(client.close)  # closed before the cluster (callbacks run last first)
-    client.run_on_scheduler(_stop_scheduler_http)
-    client.register_plugin(_no_http_plugin())  # on the workers there are, and any that a nanny restarts
+    try:
+        client.run_on_scheduler(_stop_scheduler_http)
+        client.register_plugin(_no_http_plugin())  # on the workers there are, and any that a nanny restarts
+    except Exception as e:
+        raise ExecutorError(f"cannot start a local Dask cluster: {type(e).__name__}: {_one_line(e)}") from e
     return client
 
 
