@@ -3,19 +3,24 @@ processes started as a user starts them. No mocks: workers are processes, a dead
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 from distributed import Client
 
+import custodes_dask
 from custodes.plugins import ExecutorError, ExecutorOptions, PluginManager
-from custodes_dask import RETRIES, run_dask
+from custodes_dask import CONNECT_TIMEOUT, RETRIES, connect, run_dask
 from custodes_dask.testing import CliCluster, dask_cli_cluster, listening
 
 # ---- shard functions: module-level, so workers import them by name -------------------------------------
@@ -163,6 +168,64 @@ def test_closing_early_cancels_the_rest_and_stops_the_local_cluster(tmp_path: Pa
     assert not spawned_workers()
 
 
+def tls_certificate(port: int) -> bytes:
+    """The certificate the server on 127.0.0.1:``port`` presents in a TLS handshake (b"" if it speaks no TLS)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True) or b""
+    except (OSError, ssl.SSLError):
+        return b""
+
+
+def http_answer(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            return s.recv(64)
+        except OSError:
+            return b""
+
+
+def test_local_cluster_speaks_only_mutual_tls_and_opens_no_http_server() -> None:
+    """Any local account can reach loopback ports: the LocalCluster's listeners must each demand the run's own
+    certificates, and no scheduler or worker dashboard may listen at all."""
+    from distributed import Security
+
+    gen = run_dask(square, list(range(6)), ExecutorOptions(workers=2))
+    first, _ = next(gen)
+    workers = [p for p in spawned_workers() if "tcp://" not in " ".join(p.cmdline())]  # not a CLI cluster's
+    found = listening([os.getpid(), *(p.pid for p in workers)])
+    ports = [int(addr.rsplit(":", 1)[1]) for _, addr in found]
+    # a scheduler, and a nanny in this process and a worker process per worker: nothing else (no 8787)
+    assert len(ports) == 1 + 2 * 2, found
+    assert all(addr.startswith("127.0.0.1:") for _, addr in found), found
+    for port in ports:
+        assert tls_certificate(port), f"port {port} does not speak TLS: {found}"
+        assert not http_answer(port).startswith(b"HTTP"), f"port {port} answers HTTP"
+        for address, security in (
+            (f"tcp://127.0.0.1:{port}", None),  # a plain client
+            (f"tls://127.0.0.1:{port}", Security.temporary()),  # TLS with certificates of its own
+        ):
+            with pytest.raises(ExecutorError, match="cannot reach"):
+                connect(address, security=security).close()
+    assert sorted([first, *(i for i, _ in gen)]) == list(range(6))  # the run's own client was not disturbed
+
+
+def test_distributed_is_quiet_during_a_run_and_restored_after() -> None:
+    before = logging.getLogger("distributed").level
+    during = []
+
+    for _ in run_dask(square, [1, 2], ExecutorOptions(workers=1)):
+        during.append(logging.getLogger("distributed.comm.tcp").getEffectiveLevel())
+        during.append(logging.getLogger("distributed.client").getEffectiveLevel())
+    assert set(during) == {logging.CRITICAL}
+    assert logging.getLogger("distributed").level == before
+
+
 # ---- the CLI cluster, as a user starts one ----------------------------------------------------------------------
 
 
@@ -210,6 +273,72 @@ def test_unreachable_scheduler_is_an_executor_error_naming_it() -> None:
     with pytest.raises(ExecutorError, match=f"cannot reach the Dask scheduler at {address}"):
         list(run_dask(square, [1, 2], ExecutorOptions(scheduler=address)))
     assert time.monotonic() - started < 15
+
+
+def listener(answer: bytes | None) -> tuple[str, Callable[[], None]]:
+    """A TCP server on loopback that accepts and then says nothing (``answer`` None) or sends ``answer``; it
+    holds its connections open until the returned ``stop()``, which returns once the port is closed."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        held = []
+        with server:
+            while not done.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                if answer is not None:
+                    conn.sendall(answer)
+                held.append(conn)
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join(10)
+
+    return f"tcp://127.0.0.1:{server.getsockname()[1]}", stop
+
+
+def no_unclosed_clients() -> list[Client]:
+    gc.collect()  # a Client left half-started prints "Exception ignored in Client.__del__" when collected
+    return [c for c in gc.get_objects() if isinstance(c, Client) and c.status != "closed"]
+
+
+@pytest.mark.parametrize(
+    "answer", [None, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"], ids=["silent", "http"]
+)
+def test_a_listener_that_is_no_scheduler_is_an_executor_error_within_the_bound(answer: bytes | None) -> None:
+    address, stop = listener(answer)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ExecutorError, match=f"cannot reach the Dask scheduler at {address}") as caught:
+            list(run_dask(square, [1, 2], ExecutorOptions(scheduler=address)))
+    finally:
+        stop()  # before the next test, which may count this process's listening sockets
+    assert time.monotonic() - started < CONNECT_TIMEOUT + 5
+    assert "\n" not in str(caught.value)
+    assert no_unclosed_clients() == []
+
+
+def test_a_scheduler_without_workers_is_an_executor_error_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(custodes_dask, "WORKER_TIMEOUT", 3)
+    with dask_cli_cluster(workers=0, tmp=tmp_path) as cluster:
+        started = time.monotonic()
+        with pytest.raises(ExecutorError, match=f"Dask scheduler at {cluster.address} has had no worker for 3 s"):
+            list(run_dask(square, [1, 2], ExecutorOptions(scheduler=cluster.address)))
+        assert time.monotonic() - started < 3 + CONNECT_TIMEOUT
+    assert no_unclosed_clients() == []
 
 
 # ---- a worker dies mid-shard ------------------------------------------------------------------------------------

@@ -202,7 +202,8 @@ def dask_cli_cluster(
         worker_pids = [p.pid for p in procs[1:]]
         with Client(address, timeout=max(1.0, deadline - time.monotonic()), set_as_default=False) as client:
             try:
-                client.wait_for_workers(workers, timeout=max(1.0, deadline - time.monotonic()))
+                if workers:  # none: a scheduler alone, as one whose workers are gone
+                    client.wait_for_workers(workers, timeout=max(1.0, deadline - time.monotonic()))
             except TimeoutError as e:
                 tails = "\n".join(logs[p].read_text(errors="replace")[-2000:] for p in worker_pids)
                 raise RuntimeError(f"{workers} dask workers did not join {address}:\n{tails}") from e
