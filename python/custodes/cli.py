@@ -1208,7 +1208,7 @@ def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
     return None if value is None else load_trusted(value)  # not a key: one line, exit 2
 
 
-def _schedule_value(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+def _schedule_value(parse: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A click callback: the schedule's own parser (custodes.schedule), its message as a usage error."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
