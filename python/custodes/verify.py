@@ -801,9 +801,9 @@ def _verify_store(
         due = walk.least_recently_verified(cutoff)
     hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started)
     hashing.run(due)
-    left = hashing.left
-    for d in due:  # what the budget left, counted only (and the listing finished as it goes)
-        left.append(d.size)
+    left, left_bytes = len(hashing.left), sum(hashing.left)  # handed out and not finished, or taken and not handed
+    for d in due:  # what the budget left, counted only (and the listing finished as it goes): two numbers
+        left, left_bytes = left + 1, left_bytes + d.size
     walk.finish()
     run = hashing.run_id
     if run is not None:
@@ -820,7 +820,7 @@ def _verify_store(
         "budget": str(schedule.budget),
         "executor": schedule.executor,
         "stopped": hashing.stopped,
-        "left": {"objects": len(left), "bytes": sum(left)},
+        "left": {"objects": left, "bytes": left_bytes},
         "run_objects": None if got is None else got.objects,
         "run_bytes": None if got is None else got.bytes,
         "verified_before": 0 if earlier is None else earlier.objects,  # by this run before: not again
