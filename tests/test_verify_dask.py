@@ -195,7 +195,9 @@ def test_a_worker_that_reads_another_copy_is_caught_by_the_spot_check(
     registry = plugin_manager().executors
     monkeypatch.setitem(registry._records, "stale", ("test", Executor("stale", "", all_good)))  # noqa: SLF001
     arch = tampered(tmp_path, ["bit_flip_middle"])
-    with open_archive(arch) as a:  # one object per shard: every object is spot-checked here
+    with open_archive(
+        arch
+    ) as a:  # one object per shard: the first (the lowest digest, the damaged one) is spot-checked
         result = verify(a, schedule=Schedule(executor="stale", shard_objects=1))
     kinds = sorted(f.kind for f in result.findings)
     assert kinds == ["executor_fault", "modified"] and not result.ok
