@@ -848,9 +848,8 @@ class _StoreWalk:
         self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
         self.verified_since = verified_since
         self.foreign: list[Path] = []
-        # Objects the listing found to be links or gone, or (resuming) checked by size: reported already.
-        self.links: set[str] = set()
-        self.absent: set[str] = set()
+        # Objects the listing found to be links or gone: reported already, not for --older-than to re-hash.
+        self.reported: set[str] = set()
         self._objects = archive.catalog.objects.walk(within)
         self._rows = self._merge()
 
@@ -866,7 +865,7 @@ class _StoreWalk:
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
         store = self.archive.store
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
-            if o.sha256 not in self.links and o.sha256 not in self.absent:
+            if o.sha256 not in self.reported:
                 path = os.fspath(store.path_for(o.sha256))
                 yield _Due(o.sha256, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
 
@@ -891,7 +890,7 @@ class _StoreWalk:
             if found is None and not os.path.lexists(path):
                 # Gone: found by the listing every run makes, whatever it re-hashes (a slice, the oldest, a
                 # budget), not left to a re-hash this run may never reach.
-                self.absent.add(sha)
+                self.reported.add(sha)
                 result.checked += 1
                 result.findings.append(
                     VerifyFinding("missing", "object is not in the store", catalog.segments.first_for_object(sha), sha)
@@ -899,7 +898,7 @@ class _StoreWalk:
                 continue
             if found[2] if found is not None else os.path.islink(path):
                 # Hashing would follow it: the bytes checked would not be the archive's own.
-                self.links.add(sha)
+                self.reported.add(sha)
                 result.checked += 1
                 result.findings.append(
                     VerifyFinding(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from custodes.catalog.evidence import Scope, Table, question_marks
 
@@ -177,18 +177,6 @@ class Findings(Table):
             f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({question_marks(row)})", row
         )
         return int(cur.lastrowid or 0)
-
-    def in_period(self, devices: list[str] | None, lo: int, hi: int) -> list[tuple[int | None, str]]:
-        """(segment, finding JSON) of findings on ``devices`` (all when None) in [lo, hi): their own
-        time, or their ingest's when they have none."""
-        where = "1=1" if devices is None else f"f.device_id IN ({question_marks(devices)})"
-        when = "COALESCE(f.start_ns, i.started_ns)"
-        sql = (
-            f"SELECT f.segment_id, f.detail FROM findings f JOIN ingests i ON i.id = f.ingest_id "
-            f"WHERE {where} AND {when} >= ? AND {when} < ?"
-        )
-        params: tuple[Any, ...] = (*(devices or ()), lo, hi)
-        return self._conn.execute(sql, params).fetchall()
 
     def in_scope(self, scope: Scope) -> Iterator[tuple[int | None, int | None, str, int]]:
         """What :meth:`in_period` gives for the scope's devices and period, streamed in finding order, each with the

@@ -225,13 +225,6 @@ class Segments(Table):
 
     # --- a report's scope ---------------------------------------------------------------
 
-    def in_scope(self, scope: Scope) -> list[tuple[int, str, int]]:
-        """(id, device, ledger index) of the scope's segments."""
-        where, args = scope.where()
-        return self._conn.execute(
-            f"SELECT s.id, s.device_id, s.ledger_seq FROM segments s WHERE {where}", args
-        ).fetchall()
-
     def count_in_scope(self, scope: Scope) -> int:
         where, args = scope.where()
         return int(self._one(f"SELECT COUNT(*) FROM segments s WHERE {where}", args))
@@ -264,17 +257,11 @@ class Segments(Table):
         )
         return int(self._one(sql, args))
 
-    def ingest_delays(self, scope: Scope) -> list[tuple[int, int]]:
-        """(ingested, recording end) of the scope's segments whose clock can be believed."""
-        where, args = scope.where()
-        end = "COALESCE(s.corrected_end_ns, s.end_ns)"
-        sql = f"SELECT s.ingested_ns, {end} FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND {end} IS NOT NULL"
-        return self._conn.execute(sql, args).fetchall()
-
     def ingest_delay_ranks(self, scope: Scope) -> tuple[int, list[tuple[int, int]]]:
-        """How many pairs :meth:`ingest_delays` gives, and, in the order of ingested - end, the (ingested, end) of
-        the lowest, the middle one (or two, for an even count) and the highest: what a minimum, median and maximum
-        are made of, found by SQLite instead of every pair held in memory."""
+        """How many (ingested, recording end) pairs the scope's segments whose clock can be believed give, and,
+        in the order of ingested - end, the (ingested, end) of the lowest, the middle one (or two, for an even
+        count) and the highest: what a minimum, median and maximum are made of, found by SQLite instead of every
+        pair held in memory."""
         where, args = scope.where()
         end = "COALESCE(s.corrected_end_ns, s.end_ns)"
         rows = f"FROM segments s WHERE {where} AND {CLOCK_IS_SET} AND {end} IS NOT NULL"
