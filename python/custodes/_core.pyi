@@ -38,6 +38,18 @@ def hash_bytes(algorithms: list[str], data: bytes) -> list[bytes]:
     """Digests of ``data``, one per algorithm, in the order given."""
 
 @final
+class StreamHasher:
+    """Digests of a stream fed chunk by chunk (every algorithm in one pass, the GIL let go for large chunks)."""
+
+    def __new__(cls, algorithms: list[str]) -> StreamHasher: ...
+    def update(self, chunk: bytes) -> None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def algorithms(self) -> list[str]: ...
+    def finish(self) -> tuple[int, list[bytes]]:
+        """``(size, [digest per algorithm])``; ValueError on any later call."""
+
 class HashJob:
     """A batch of files hashed on background threads; the GIL is free meanwhile."""
 

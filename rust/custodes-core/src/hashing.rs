@@ -263,6 +263,11 @@ impl StreamHasher {
         self.inner.update(bytes);
     }
 
+    /// Bytes fed so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     pub fn finalize(self) -> FileDigest {
         FileDigest { size: self.size, digests: self.inner.finalize() }
     }

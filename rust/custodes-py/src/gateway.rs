@@ -2,7 +2,9 @@
 //!
 //! Everything slow (reading files, hashing, waiting for a background batch)
 //! runs inside [`detached`]; the closure may hold only owned Rust data, never a
-//! Python object, so nothing Python can change moves under it.
+//! Python object, so nothing Python can change moves under it. The one borrow
+//! allowed is the buffer of an immutable `bytes` object the caller holds
+//! (`StreamHasher.update`): no Python code can change it.
 
 use pyo3::marker::Ungil;
 use pyo3::Python;

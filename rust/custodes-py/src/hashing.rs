@@ -188,6 +188,65 @@ fn copy_and_hash<'py>(
     Ok((fd.size, fd.digests.iter().map(|x| PyBytes::new(py, x)).collect()))
 }
 
+/// Digests of a stream fed in chunks (an object read from any storage
+/// backend): every algorithm in one pass over each chunk, the GIL let go while
+/// a chunk is hashed. Only immutable `bytes` are taken, so no Python code can
+/// change a chunk while it is being hashed without the GIL.
+#[pyclass(frozen, module = "custodes._core")]
+struct StreamHasher {
+    algorithms: Vec<Algorithm>,
+    state: Mutex<Option<core::StreamHasher>>,
+}
+
+impl StreamHasher {
+    fn finished() -> PyErr {
+        pyo3::exceptions::PyValueError::new_err("this StreamHasher has finished; start a new one")
+    }
+}
+
+#[pymethods]
+impl StreamHasher {
+    #[new]
+    fn new(algorithms: Vec<String>) -> error::Result<Self> {
+        let algorithms = parse_algorithms(algorithms)?;
+        let state = Mutex::new(Some(core::StreamHasher::new(&algorithms)));
+        Ok(StreamHasher { algorithms, state })
+    }
+
+    /// Feed one chunk.
+    fn update(&self, py: Python<'_>, chunk: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let bytes: &[u8] = chunk.as_bytes();
+        let mut guard = self.state.lock().map_err(|_| Self::finished())?;
+        let hasher = guard.as_mut().ok_or_else(Self::finished)?;
+        // Large chunks only: for a few bytes, letting go of the GIL costs more than hashing them.
+        if bytes.len() >= 64 * 1024 {
+            detached(py, || hasher.update(bytes));
+        } else {
+            hasher.update(bytes);
+        }
+        Ok(())
+    }
+
+    /// Bytes fed so far.
+    #[getter]
+    fn size(&self) -> PyResult<u64> {
+        let guard = self.state.lock().map_err(|_| Self::finished())?;
+        Ok(guard.as_ref().ok_or_else(Self::finished)?.size())
+    }
+
+    #[getter]
+    fn algorithms(&self) -> Vec<&'static str> {
+        self.algorithms.iter().map(|a| a.name()).collect()
+    }
+
+    /// `(size, [digest per algorithm])`; the hasher takes no more chunks after this.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>)> {
+        let hasher = self.state.lock().map_err(|_| Self::finished())?.take().ok_or_else(Self::finished)?;
+        let fd = hasher.finalize();
+        Ok((fd.size, fd.digests.iter().map(|d| PyBytes::new(py, d)).collect()))
+    }
+}
+
 /// Names of the algorithms the core knows, the evidence default first.
 #[pyfunction]
 fn algorithms() -> Vec<&'static str> {
@@ -196,6 +255,7 @@ fn algorithms() -> Vec<&'static str> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HashJob>()?;
+    m.add_class::<StreamHasher>()?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(copy_and_hash, m)?)?;

@@ -1,0 +1,237 @@
+"""The storage contract: the one way custodes reaches stored bytes.
+
+Every module (ingest, verify, export, ``access open``, purge, reports) speaks to a store through the methods of
+:class:`ObjectStore` and nothing else: no module but the backend knows where bytes live, whether in a folder
+(the builtin ``local`` backend), a bucket (the ``s3`` plugin) or anything a plugin adds.
+
+An object is named by its SHA-256 (lower-case hex) and is **write-once**: a backend refuses to replace an
+object that exists, keeps it until :meth:`ObjectStore.purge` (which custodes calls only after a ledger
+tombstone), and where it can, has the server itself refuse to delete it before its retention date or while a
+legal hold is on.
+
+The contract in one view:
+
+- :meth:`ObjectStore.put_many`: new objects from complete, durable local files (the archive's spool), each
+  with every digest the caller computed; the backend checks the bytes it stores against them (a server-side
+  checksum where it has one, a read-back where it does not) and consumes the file.
+- :meth:`ObjectStore.put_stream`: one new object from a stream (a repair from a replica).
+- :meth:`ObjectStore.open`: a streaming read, whole or a byte range.
+- :meth:`ObjectStore.stat`: an object's size, retention and hold, or None.
+- :meth:`ObjectStore.list`: every object in digest order, lazily (a listing of millions of objects never sits in
+  memory), with anything that is not a sound object (a link, a stray file, an overwritten version) reported
+  as :class:`Listed` with its problem.
+- :meth:`ObjectStore.hash_objects`: digests of objects as read now (verification); a backend reads them its own
+  fastest way, :func:`hash_by_streaming` is the portable one.
+- :meth:`ObjectStore.retain`, :meth:`ObjectStore.hold`: retention until a date (extended, never shortened) and
+  a legal hold, where the backend enforces them.
+- :meth:`ObjectStore.purge`: removal after the tombstone.
+- :meth:`ObjectStore.guarantees`: what the store really guarantees, probed (``custodes storage check``).
+- :meth:`ObjectStore.spec`: how to open the same store elsewhere (a cluster's worker).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol, runtime_checkable
+
+from custodes import _core
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
+from custodes.errors import CustodesError, EvidenceReadError
+from custodes.hashing import HashResult
+
+__all__ = [
+    "CHUNK",
+    "Guarantee",
+    "Listed",
+    "ObjectStore",
+    "Put",
+    "StoreError",
+    "StoreSpec",
+    "StoredObject",
+    "hash_by_streaming",
+    "open_store",
+    "valid_digest",
+]
+
+#: Bytes read at a time when streaming an object (hashing, export): large enough that the per-call cost
+#: vanishes, small enough that a dozen streams at once stay well under the memory a 4 GiB file would take.
+CHUNK = 8 * 2**20
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StoreError(CustodesError):
+    """The object store refused an operation (bad digest, overwrite, early delete, a missing object)."""
+
+    kind = "store"
+
+
+def valid_digest(digest: str) -> str:
+    """``digest`` if it is an object's name (64 lower-case hex digits), else StoreError: a name from outside
+    never reaches a path or a key unchecked."""
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise StoreError(f"not a SHA-256 digest: {digest!r}")
+    return digest
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a store says of one object. ``retain_until_ns`` and ``legal_hold`` are None where the backend
+    keeps no retention of its own (``local``: the catalog's holds and the read-only file are the guard)."""
+
+    digest: str
+    size: int
+    retain_until_ns: int | None = None
+    legal_hold: bool | None = None
+
+
+#: What a listing found that is not a sound object, each reported by verify with this kind:
+PROBLEMS = {
+    "link": "modified",  # a symbolic link where the object should be: hashing it would read other bytes
+    "misplaced": "unexpected",  # an object's name where it does not belong
+    "foreign": "unexpected",  # something that is not an object at all
+    "versions": "modified",  # the object was written again (an overwrite as a new version)
+    "deleted": "missing",  # the object's latest version is a delete marker
+}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry of :meth:`ObjectStore.list`. ``name`` is what findings show (``objects/sha256/ab/cd/<digest>``,
+    ``s3://bucket/prefix/<digest>``); ``digest`` the object it is or claims to be (None for a foreign entry);
+    ``problem`` None for a sound object, else a key of :data:`PROBLEMS`, and ``detail`` says what was seen."""
+
+    name: str
+    digest: str | None
+    size: int
+    problem: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Put:
+    """One object to create: ``file`` is a complete, durable local file (the archive's spool) that the store
+    consumes (removes) once the object is stored; ``digests`` every digest the caller computed, ``sha256``
+    among them (the object's name). ``retain_until_ns`` and ``legal_hold`` are applied where the backend
+    enforces them, before the object is reported stored."""
+
+    file: Path
+    size: int
+    digests: Mapping[str, str]
+    retain_until_ns: int | None = None
+    legal_hold: bool = False
+
+    @property
+    def digest(self) -> str:
+        return self.digests["sha256"]
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """One guarantee :meth:`ObjectStore.guarantees` probed: ``held`` or not, and what was seen."""
+
+    name: str
+    held: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How to open a store anywhere custodes runs (plain data: it pickles to a cluster's worker)."""
+
+    backend: str
+    location: str
+    options: tuple[tuple[str, str], ...] = field(default=())
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """The contract every storage backend keeps. See the module's docstring for the whole picture."""
+
+    #: The backend's name (``local``, ``s3``).
+    backend: str
+    #: True where reading an object crosses a network: verify sizes its shards for it.
+    remote: bool
+
+    def describe(self, digest: str | None = None) -> str:
+        """Where the store is (no digest) or where one object lives, as findings and messages show it."""
+        ...
+
+    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+        """Create objects, write-once. Per item: True (stored now), False (it was there already, unchanged:
+        never replaced; the file is removed) or the OSError that stopped it (its file left for the caller).
+        An object is reported stored only once it is durable and its bytes were checked against its digests;
+        one that could not be made so is not left behind."""
+        ...
+
+    def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
+        """Create one object from a stream (same rules as :meth:`put_many`); raises what stopped it."""
+        ...
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
+        """A binary stream of the object's bytes from ``offset`` (``length`` of them, or to the end); StoreError
+        when there is no such object."""
+        ...
+
+    def stat(self, digest: str) -> StoredObject | None: ...
+
+    def list(self, within: DigestRange = EVERY_DIGEST) -> Iterator[Listed]:
+        """Every object whose digest is ``within`` the range, in digest order, lazily; entries that are not
+        sound objects are listed too (verify reports them), foreign ones in any order."""
+        ...
+
+    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+        """Each object's size and digests as read now, one :class:`HashResult` per digest in order (``path``:
+        :meth:`describe`); an object that cannot be read is a result with an error, never an exception."""
+        ...
+
+    def retain(self, digest: str, until_ns: int) -> None:
+        """Keep the object until ``until_ns`` at least: extended, never shortened."""
+        ...
+
+    def hold(self, digest: str, on: bool) -> None:
+        """Put a legal hold on the object, or take it off."""
+        ...
+
+    def purge(self, digest: str) -> None:
+        """Remove the object for good. Only the retention workflow calls this, after its tombstone."""
+        ...
+
+    def guarantees(self) -> list[Guarantee]:
+        """Probe what the store guarantees (write-once, retention, holds, checksums) and say what was seen."""
+        ...
+
+    def spec(self) -> StoreSpec: ...
+
+
+def open_store(spec: StoreSpec) -> ObjectStore:
+    """The store ``spec`` names, opened through its backend's plugin."""
+    from custodes.plugins import plugin_manager
+
+    backend = plugin_manager().storage_backends.get(spec.backend)
+    store: ObjectStore = backend.open(Path(spec.location), dict(spec.options))
+    return store
+
+
+def hash_by_streaming(store: ObjectStore, digests: Sequence[str], algorithms: Sequence[str]) -> list[HashResult]:
+    """:meth:`ObjectStore.hash_objects` for any store: each object streamed through the core's incremental
+    hasher (every algorithm in one pass, the GIL let go while it hashes a chunk)."""
+    results = []
+    for digest in digests:
+        where = store.describe(digest)
+        try:
+            hasher = _core.StreamHasher(list(algorithms))
+            with store.open(digest) as stream:
+                while chunk := stream.read(CHUNK):
+                    hasher.update(chunk)
+            size, raw = hasher.finish()
+        except CustodesError as e:
+            results.append(HashResult(where, None, error=e))
+        except OSError as e:
+            results.append(HashResult(where, None, error=EvidenceReadError(e.errno, f"reading {where}: {e}", where)))
+        else:
+            results.append(HashResult(where, size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}))
+    return results
