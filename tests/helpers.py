@@ -473,7 +473,7 @@ def refused(out, pattern: str) -> None:
 
 
 def _object(a, n=0) -> Path:
-    return sorted(o.path for o in a.store.list())[n]
+    return sorted(a.store.path_for(o.digest) for o in a.store.list())[n]
 
 
 def _writable(p: Path) -> None:

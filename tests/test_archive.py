@@ -42,12 +42,13 @@ def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
     import hashlib
 
     assert len(stored) == len({hashlib.sha256(p.read_bytes()).digest() for p in vol.rglob("*") if p.is_file()})
-    for obj in stored:
-        assert stat.S_IMODE(obj.path.stat().st_mode) & 0o222 == 0  # read-only
-        out = subprocess.run(["sha256sum", str(obj.path)], capture_output=True, text=True).stdout.split()[0]
+    paths = [archive.store.path_for(obj.digest) for obj in stored]
+    for obj, path in zip(stored, paths, strict=True):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0  # read-only
+        out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True).stdout.split()[0]
         assert out == obj.digest  # content-addressed, by an independent tool
     v = verify(archive)
-    assert v.ok and v.checked == len(stored) and v.bytes == sum(o.size for o in stored)
+    assert v.ok and v.checked == len(stored) and v.bytes == sum(p.stat().st_size for p in paths)
     never = catalog_rows(archive.root, "SELECT COUNT(*) FROM objects WHERE last_verified_ns IS NULL")[0][0]
     assert never == 0  # every object records when it was last verified
     again = ingest(archive, vol)
@@ -310,7 +311,7 @@ def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, d
     arch = tmp_path / "archive"
     with init_archive(arch) as a:
         ingest(a, dcim_volume)
-        objects = sorted(o.path for o in a.store.list())
+        objects = sorted(a.store.path_for(o.digest) for o in a.store.list())
     first = objects[0].parent.relative_to(arch / "objects" / "sha256")
     other = objects[-1].name  # a real digest, planted in another object's folder
     planted = arch / where.format(first=first, other_digest=other)

@@ -163,7 +163,7 @@ def test_kill_anywhere_then_rerun(tmp_path: Path, how: str, when: str | float, r
         rows = catalog_rows(a.root, "SELECT original_name, sha256 FROM segments")
         assert sorted(n for n, _ in rows) == sorted(before)  # every source file exactly once
         assert all(before[n][0] == sha for n, sha in rows)
-        assert list(a.store.tmp.iterdir()) == []  # no stale copies left behind
+        assert list(a.spool.iterdir()) == []  # no stale copies left behind
         # One ingest entry per file; each run's ingest_begin and ingest_end around them (catalog.replay).
         recorded = "SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'ingest'"
         assert catalog_rows(a.root, recorded)[0][0] == len(before)

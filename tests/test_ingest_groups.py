@@ -112,7 +112,7 @@ def test_a_crash_costs_at_most_the_group_under_way(setup: tuple[Path, Path], cra
     with open_archive(arch) as a:
         v = verify(a)
         assert v.ok and v.findings == [] and v.checked == len(NAMES), v.to_json()
-        assert list(a.store.tmp.iterdir()) == []
+        assert list(a.spool.iterdir()) == []
 
 
 def test_copies_not_started_in_a_groups_time_wait_for_the_next_group(setup: tuple[Path, Path], tmp_path: Path) -> None:

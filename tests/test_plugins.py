@@ -49,7 +49,7 @@ class FakeVendor:
         from custodes.builtin.storage import LocalStore
         from custodes.plugins import StorageBackend
 
-        return [StorageBackend("acme-vault", "ACME vault", LocalStore.open)]
+        return [StorageBackend("acme-vault", "ACME vault", LocalStore.connect)]
 
     @hookimpl
     def custodes_reporters(self):

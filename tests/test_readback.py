@@ -45,7 +45,7 @@ def test_a_copy_that_reads_back_different_is_not_stored(tmp_path: Path, monkeypa
             (f["kind"], f["path"].endswith("big.mp4")) for f in found["findings"] if f["kind"] == "ingest_failed"
         ] == [("ingest_failed", True)]
         assert len(list(a.store.list())) == 1  # nothing linked for it either
-        assert list(a.store.tmp.iterdir()) == []  # and its temp copy is gone
+        assert list(a.spool.iterdir()) == []  # and its temp copy is gone
     assert run_cli("verify", arch).returncode == 0
     assert (vol / "big.mp4").read_bytes() == BIG.read_bytes()  # the volume is untouched
     # The storage behaves again: a re-run stores the file.

@@ -182,9 +182,9 @@ def all_good(fn: ShardFn, shards: Iterable[Any], options: ExecutorOptions) -> It
     from custodes.archive import open_archive as reopen
 
     for index, shard in enumerate(shards):
-        with reopen(shard.objects[0][1].split("/objects/")[0]) as a:
+        with reopen(shard.store.location) as a:
             rows = {sha: (size, json.loads(d)) for sha, size, d, *_ in a.catalog.objects.walk()}
-        yield index, [Rehashed(sha, rows[sha][0], rows[sha][1]) for sha, _ in shard.objects]
+        yield index, [Rehashed(sha, rows[sha][0], rows[sha][1]) for sha in shard.objects]
 
 
 def test_a_worker_that_reads_another_copy_is_caught_by_the_spot_check(

@@ -48,7 +48,8 @@ def test_entries_that_cannot_be_applied_are_named_in_order_and_the_rest_applied(
 
 def test_an_object_reached_through_a_linked_folder_is_not_intact(cli_archive: Path, tmp_path: Path) -> None:
     # The store walk reads links from the folder listing: a folder of the store replaced by a link to a copy
-    # (the same bytes, elsewhere) must still be found, as it was when every path was looked at on its own.
+    # (the same bytes, elsewhere) is found, and the object is not in the store's own tree: missing, whatever
+    # bytes the link leads to.
     (sha,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 2")[0]
     folder = cli_archive / "objects" / "sha256" / sha[:2]
     outside = tmp_path / "outside"
@@ -58,14 +59,15 @@ def test_an_object_reached_through_a_linked_folder_is_not_intact(cli_archive: Pa
     folder.rename(outside)
     folder.symlink_to(outside)
     findings = _verify(cli_archive)
-    assert {(f["kind"], f["message"]) for f in findings} == {
-        ("unexpected", f"file in the store that is not an object: objects/sha256/{sha[:2]}")
+    assert {(f["kind"], f["message"], f["object"]) for f in findings} == {
+        ("unexpected", f"file in the store that is not an object: objects/sha256/{sha[:2]}", None),
+        ("missing", "object is not in the store", sha),
     }
 
 
 def test_an_object_that_is_a_link_in_a_linked_folder_is_not_intact(cli_archive: Path, tmp_path: Path) -> None:
-    # The walk never sees this object's file (its folder is a link, not walked), so the link check falls back
-    # to looking at the path itself: hashing through the link would find the genuine bytes and say intact.
+    # The walk never sees this object's file (its folder is a link, not walked): never looked at through the
+    # link (hashing through it would find the genuine bytes and say intact), it is missing from the store.
     (sha,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 2")[0]
     folder = cli_archive / "objects" / "sha256" / sha[:2]
     outside, copy = tmp_path / "outside", tmp_path / "copy.mp4"
@@ -80,5 +82,5 @@ def test_an_object_that_is_a_link_in_a_linked_folder_is_not_intact(cli_archive: 
     obj.symlink_to(copy)
     findings = _verify(cli_archive)
     (linked,) = [f for f in findings if f["object"] == sha]
-    assert linked["kind"] == "modified" and linked["segment"] == 2 and "symbolic link" in linked["message"]
-    assert {f["kind"] for f in findings} == {"modified", "unexpected"}
+    assert linked["kind"] == "missing" and linked["segment"] == 2
+    assert {f["kind"] for f in findings} == {"missing", "unexpected"}

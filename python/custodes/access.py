@@ -14,6 +14,7 @@ and a ledger entry.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -22,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from custodes._durable import fsync_file
+from custodes._faults import write_cut_short
 from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog, replay
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
+from custodes.storage import copy_object
 
 __all__ = [
     "REFUSAL_COUNT",
@@ -509,20 +512,30 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
             raise CustodesError(f"--to {folder}: {existing} is not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise CustodesError(f"--to {folder}: {existing} is not writable")
+    local_file = getattr(archive.store, "local_file", None)  # only a store that keeps objects as local files
+    if folder is None and local_file is None:
+        raise CustodesError(
+            f"this archive's objects are stored in {archive.store.describe()}, not in local files: open the "
+            "recording with --to FOLDER for a checked copy"
+        )
     grant_for(archive, request_id, [segment], "view", "open")
     recorded = archive.catalog.segments.name_and_object(segment)
     assert recorded is not None  # grant_for refused a segment not in the request, and requests name known ones
     name, sha = recorded
-    path = archive.store.get(sha)
     if folder is None:
-        return path
+        local = local_file(sha)
+        if local is None:
+            raise CustodesError(f"recording {segment}'s object is not in the store; run `custodes verify`")
+        return local
     target = folder / os.path.basename(name)
     temp = folder / f".{os.path.basename(name)[-40:]}.{os.getpid()}-{os.urandom(4).hex()}.part"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _size, (digest,) = archive.store_copy(os.fspath(path), temp, ("sha256",))
-        if digest.hex() != sha:
-            raise CustodesError(f"{path}: the stored object does not match its digest; run `custodes verify`")
+        copied = write_cut_short(temp, functools.partial(copy_object, archive.store, sha, temp))
+        if copied["sha256"] != sha:
+            raise CustodesError(
+                f"{archive.store.describe(sha)}: the stored object does not match its digest; run `custodes verify`"
+            )
         os.chmod(temp, 0o400)  # read-only, and not for other accounts to read
         fsync_file(temp)
         try:

@@ -19,10 +19,11 @@ import os
 import time
 import tomllib
 import uuid
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +36,9 @@ from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
+
+if TYPE_CHECKING:
+    from custodes.storage import ObjectStore
 
 __all__ = ["Archive", "ArchiveError", "Policy", "SCHEMA_VERSION", "init_archive", "open_archive"]
 
@@ -63,6 +67,8 @@ class Policy:
     device_time_zone: str | None = None
     signing_key: str = "private/checkpoint.key"
     storage: str = "local"
+    #: The [storage] table's other keys, for the backend to read and check (bucket, endpoint, prefix...).
+    storage_options: dict[str, str] = field(default_factory=dict)
     verification_window_days: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +123,7 @@ class Policy:
             device_time_zone=_time_zone(path, d.get("time_zone")),
             signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
             storage=_backend(path, s.get("backend", "local")),
+            storage_options=_storage_options(path, s),
             verification_window_days=_duration(path, "verification", "window_days", v.get("window_days", 30), 86400),
             extra=data,
         )
@@ -134,7 +141,7 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "hashing": ("algorithms",),
     "devices": ("time_zone",),
     "keys": ("signing_key",),
-    "storage": ("backend",),
+    "storage": None,  # backend, and the backend's own options (custodes.storage; checked when it opens)
     "verification": ("window_days",),
     "access": (
         "window_hours",
@@ -310,6 +317,19 @@ def _report(path: Path, table: Any) -> None:
         )
 
 
+def _storage_options(path: Path, table: dict[str, Any], check_backend: bool = False) -> dict[str, str]:
+    if check_backend:
+        _backend(path, table.get("backend", "local"))
+    options = {}
+    for key, value in table.items():
+        if key == "backend":
+            continue
+        if key == "algorithm" or not isinstance(value, str | int) or isinstance(value, bool):
+            raise ArchiveError(f"{path}: [storage] {key} = {value!r}: a storage option is a string or a number")
+        options[key] = str(value)
+    return options
+
+
 def _backend(path: Path, value: Any) -> str:
     names = plugin_manager().storage_backends.names()
     if value not in names:
@@ -349,13 +369,20 @@ _POLICY_COMMENTS = {
     "hashing": "Digests recorded for every object; sha256 first: objects are addressed by it.",
     "devices": 'time_zone: the zone devices write local times in, e.g. time_zone = "Asia/Shanghai".',
     "keys": "signing_key: the Ed25519 checkpoint key; relative to the archive or absolute.",
-    "storage": "backend: a storage plugin (see `custodes plugins`).",
+    "storage": "backend: a storage plugin (see `custodes plugins`), and that backend's options (s3: bucket,\n"
+    "endpoint, prefix, region, retention_mode; credentials come from the environment, never from here).",
     "verification": "window_days: every object is re-hashed at least this often (`custodes verify --older-than`);\n"
     "the compliance report lists the objects overdue.",
 }
 
 
-def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, ...], signing_key: str) -> str:
+def _policy_text(
+    archive_id: str,
+    time_zone: str | None,
+    algorithms: tuple[str, ...],
+    signing_key: str,
+    storage: Mapping[str, str] | None = None,
+) -> str:
     """The policy file of a new archive, written by a TOML library: a value holding a quote or a newline stays
     one string and can never add a table (a ``[people]`` granting roles) to the policy."""
     import tomli_w
@@ -368,7 +395,7 @@ def _policy_text(archive_id: str, time_zone: str | None, algorithms: tuple[str, 
         "hashing": {"algorithms": list(algorithms)},
         "devices": {"time_zone": time_zone} if time_zone else {},
         "keys": {"signing_key": signing_key},
-        "storage": {"backend": "local"},
+        "storage": {"backend": "local", **(storage or {})},
         "verification": {"window_days": 30},
     }
     text = (
@@ -415,8 +442,11 @@ class Archive:
             else:
                 self.policy = Policy.parse(self.ledgered_policy.text, policy_mod.where(self.root, self.ledgered_policy))
             _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
+            # The spool: copies in flight, on the archive's own disk whatever the storage (custodes.storage).
+            self.spool = self.root / "tmp"
+            self.spool.mkdir(mode=0o700, exist_ok=True)
             backend = plugin_manager().storage_backends.get(self.policy.storage)
-            self.store = backend.open(self.root, {"algorithm": "sha256"})
+            self.store: ObjectStore = backend.open(self.root, {"algorithm": "sha256", **self.policy.storage_options})
             self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
             if self.ledgered_policy is None and not _creating:
                 policy_mod.adopt(self)
@@ -442,8 +472,12 @@ class Archive:
         p = Path(self.policy.signing_key)
         return p if p.is_absolute() else self.root / p
 
+    def new_temp(self, hint: str) -> Path:
+        """A fresh name in the spool (on the local store's file system, so its copies are linked into place)."""
+        return self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-{hint}"
+
     def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
-        """Copy a source file to a new temp file in the store while hashing it (the Rust core)."""
+        """Copy a source file to a new temp file in the spool while hashing it (the Rust core)."""
         # One storage write for the fault injector: the bytes are written in Rust.
         return write_cut_short(
             temp,
@@ -550,8 +584,10 @@ def init_archive(
     time_zone: str | None = None,
     algorithms: tuple[str, ...] = ("sha256", "blake3"),
     signing_key: str | None = None,
+    storage: Mapping[str, str] | None = None,
 ) -> Archive:
-    """Create an archive in an empty (or new) folder and return it open.
+    """Create an archive in an empty (or new) folder and return it open. ``storage``: the ``[storage]`` table
+    (``backend`` and that backend's options; default the ``local`` backend in the archive's folder).
 
     All or nothing: every input is checked before anything is created; a new
     folder is built as a hidden sibling and renamed into place only when it is
@@ -568,6 +604,7 @@ def init_archive(
     algorithms = tuple(dict.fromkeys(("sha256", *algorithms)))  # sha256 first, each once, in the order given
     _algorithms(Path(POLICY_FILE), list(algorithms))
     time_zone = _time_zone(None, time_zone)
+    _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
     archive_id = uuid.uuid4().hex
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
@@ -598,7 +635,7 @@ def init_archive(
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         origin = f"custodes.local/{archive_id}"
         replace_file(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
-        policy_text = _policy_text(archive_id, time_zone, algorithms, key_path)
+        policy_text = _policy_text(archive_id, time_zone, algorithms, key_path, storage)
         replace_file(work / POLICY_FILE, policy_text)
         with Archive(work, _creating=True) as archive:
             from custodes.policy import record_init

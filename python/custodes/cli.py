@@ -1051,12 +1051,36 @@ def _bytes_progress(out: Output) -> tuple[ProgressLine, Callable[[int, int], Non
     help="Digests recorded for every object (sha256 always, first).",
 )
 @click.option("--signing-key", default=None, help="Where the Ed25519 checkpoint key lives (default ARCHIVE/private/).")
+@click.option(
+    "--storage",
+    "backend",
+    type=TEXT_LINE,
+    default="local",
+    show_default=True,
+    help="Storage backend for the objects (`custodes plugins` lists them; s3: a bucket with Object Lock).",
+)
+@click.option("--bucket", type=TEXT_LINE, default=None, help="s3: the bucket (made with Object Lock enabled).")
+@click.option("--endpoint", type=TEXT_LINE, default=None, help="s3: the server's URL (default: AWS).")
+@click.option("--prefix", type=TEXT_LINE, default=None, help="s3: a key prefix for this archive's objects.")
+@click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    type=TEXT_LINE,
+    metavar="KEY=VALUE",
+    help="Any other option of the backend (region=..., retention_mode=GOVERNANCE). Never credentials.",
+)
 @output_options(quiet_help="Print nothing when the archive is created (--json still prints its object).")
 def init_command(
     archive: str,
     time_zone: str | None,
     algorithms: tuple[str, ...],
     signing_key: str | None,
+    backend: str,
+    bucket: str | None,
+    endpoint: str | None,
+    prefix: str | None,
+    storage_options: tuple[str, ...],
     out: Output,
 ) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
@@ -1071,8 +1095,17 @@ def init_command(
             ZoneInfo(time_zone)
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
+    storage = {"backend": backend}
+    for option in storage_options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{option!r} is not KEY=VALUE", param_hint="--storage-option")
+        storage[key.strip()] = value
+    storage |= {k: v for k, v in (("bucket", bucket), ("endpoint", endpoint), ("prefix", prefix)) if v is not None}
     _note_archive(archive)
-    with init_archive(archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key) as a:
+    with init_archive(
+        archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key, storage=storage
+    ) as a:
         info = {
             "archive": str(a.root),
             "id": a.policy.archive_id,
@@ -1080,6 +1113,7 @@ def init_command(
             "verifier_key": str(a.verifier_key),
             "verifier_key_fingerprint": fingerprint(a.verifier_key),
             "signing_key": str(a.signing_key_path),
+            "storage": a.store.describe(),
         }
     if out.json:
         _write_json(info)
@@ -1418,6 +1452,53 @@ def _say_run(out: Output, result: Any) -> None:
             f"the same selection with --resume goes on (run {run['id']} has re-hashed {run['run_objects'] or 0} "
             "so far)"
         )
+
+
+@main.group("storage")
+def storage_group() -> None:
+    """The archive's object storage: what it guarantees, and its locks kept in step with the catalog."""
+
+
+@storage_group.command("check")
+@archive_argument
+@output_options()
+def storage_check_command(archive: Archive, out: Output) -> None:
+    """Probe what the storage really guarantees (write-once, retention and legal holds enforced by the storage,
+    checksums) and name each guarantee it is missing. Exit 1 when one is missing."""
+    guarantees = archive.store.guarantees()
+    missing = [g for g in guarantees if not g.held]
+    if out.json:
+        _write_json(
+            {
+                "storage": archive.store.describe(),
+                "backend": archive.store.backend,
+                "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in guarantees],
+                "missing": [g.name for g in missing],
+            }
+        )
+    else:
+        out.say(f"storage {archive.store.describe()} ({archive.store.backend})")
+        for g in guarantees:
+            click.echo(f"  {'held   ' if g.held else 'MISSING'}  {g.name}: {g.detail}")
+    if missing:
+        sys.exit(EXIT_FINDINGS)
+
+
+@storage_group.command("sync")
+@archive_argument
+@output_options(quiet_help="Print nothing on success (--json still prints its object).")
+def storage_sync_command(archive: Archive, out: Output) -> None:
+    """Set every object's retention date and legal hold in the storage from the catalog (custodians): what a
+    retention change interrupted before it reached the storage is applied. No-op for storage that enforces
+    neither (local)."""
+    from custodes.access import require_role
+    from custodes.retention import to_store
+
+    require_role(archive, ("custodian", "approver"), "storage_sync")
+    digests = [o.sha256 for o in archive.catalog.objects.walk() if o.purged_ns is None]
+    to_store(archive, digests)
+    applied = len(digests) if archive.store.enforces_retention else 0
+    _write_json({"objects": applied}) if out.json else out.say(f"retention and holds set on {applied} object(s)")
 
 
 @main.group("ledger")

@@ -41,6 +41,7 @@ from custodes.catalog import replay
 from custodes.findings import rfc3339
 from custodes.hashing import hash_files
 from custodes.identity import current_caller
+from custodes.storage import copy_object
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
 __all__ = [
@@ -156,9 +157,8 @@ def _stage(
         rel = Path(payload_path(device, name, seg, taken))
         target = bag / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        source = archive.store.get(sha)
-        storage_op("read", source)
-        write_cut_short(target, functools.partial(shutil.copyfile, source, target))
+        # 0666 less the umask, as any file a person writes: the bag is theirs to hand over.
+        write_cut_short(target, functools.partial(copy_object, archive.store, sha, target, mode=0o666))
         payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
     algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
     for _, p, *_ in payload:

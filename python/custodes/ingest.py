@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from custodes import timeline
+from custodes import retention, timeline
 from custodes._durable import drop_cached_pages, process_alive, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
@@ -56,6 +56,7 @@ from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files, max_workers
 from custodes.rights import as_checked
 from custodes.service import request
+from custodes.storage import ObjectStore, Put
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
@@ -111,7 +112,7 @@ def _refuse_overlap(archive: Archive, volume: Path) -> None:
 
 def _clean_stale_temps(archive: Archive) -> None:
     """Remove copies left in tmp/ by ingests that died (their pid is gone), and a verify's replay folder."""
-    for p in archive.store.tmp.iterdir():
+    for p in archive.spool.iterdir():
         pid = p.name.split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             if p.is_dir() and not p.is_symlink():
@@ -333,7 +334,7 @@ def _finish_copies(copying: _Copying, seconds: float) -> tuple[dict[str, _Copy |
 def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None) -> _Copy | str:
     """Copy one file into a new temp in the store's tmp/ while hashing it. ``checked``: through the service,
     the files the caller was found to be able to read (custodes.rights.as_checked). The copy, or why not."""
-    temp = archive.store.new_temp(os.path.basename(f.name)[-40:])
+    temp = archive.new_temp(os.path.basename(f.name)[-40:])
     crashpoint("copy")
     algorithms = archive.policy.algorithms
     computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
@@ -368,7 +369,7 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
     # goes on, and a re-run copies it again. A failed sync fails the whole group:
     # it cannot say which file's write-back failed.
     try:
-        sync_together(archive.store.tmp, [c.temp for c in copies.values()])
+        sync_together(archive.spool, [c.temp for c in copies.values()])
     except OSError as e:
         for path in copies:
             fail(path, f"could not store the copy: {e}")
@@ -389,7 +390,7 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
             # to link them: until it records them, verify reports them as `pending`, not `unexpected`.
             for c in linked.values():
                 catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns())
-    put = archive.store.put_many([(c.temp, c.digests["sha256"]) for c in linked.values()])
+    put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in linked.values()])
     for path, stored in zip(linked, put, strict=True):
         if isinstance(stored, OSError):
             fail(path, f"could not store the copy: {stored}")
@@ -417,7 +418,7 @@ def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, 
             crashpoint("after_readback")
             try:
                 storage_op("read", c.temp)
-                c.head = head_digest(c.temp)
+                c.head = head_digest(None, c.temp)
             except OSError as e:
                 fail(path, f"could not store the copy: {e}")
 
@@ -445,6 +446,9 @@ def _record_group(
     for outcome in recorded.values():
         if outcome == "stored":
             crashpoint("after_commit")
+    # The storage's own lock on what was stored (S3 Object Lock), now that the catalog says how long it is kept.
+    stored = [c.digests["sha256"] for p, c in outcomes.items() if isinstance(c, _Copy) and recorded.get(p) == "stored"]
+    retention.to_store(archive, stored)
     return recorded
 
 
@@ -608,10 +612,10 @@ def _late(
 HEAD_BYTES = 4096
 
 
-def head_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's first 4 KiB: lets verify tell a truncated object
-    (same head, shorter) from a replaced one."""
-    with open(path, "rb") as f:
+def head_digest(store: ObjectStore | None, name: str | os.PathLike[str]) -> str:
+    """SHA-256 of the first 4 KiB of a spool file (``store`` None) or of the object ``name`` in ``store``: lets
+    verify tell a truncated object (same head, shorter) from a replaced one."""
+    with open(name, "rb") if store is None else store.open(os.fspath(name), 0, HEAD_BYTES) as f:
         return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 

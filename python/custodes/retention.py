@@ -124,12 +124,38 @@ def due(archive: Archive, at: int | None = None) -> list[RetentionStatus]:
     return [s for s in status(archive) if s.due(at)]
 
 
-def _ledgered(archive: Archive, entry: Callable[[Catalog], dict[str, Any]]) -> None:
+def _ledgered(archive: Archive, entry: Callable[[Catalog], dict[str, Any]], segments: list[int]) -> None:
     """Ledger one change and make its rows from the entry (catalog.replay), in one transaction, then sign a
-    checkpoint. ``entry`` is made inside the transaction: it may name the id its row gets."""
+    checkpoint and have the store keep the ``segments``' objects as the change now says (:func:`to_store`).
+    ``entry`` is made inside the transaction: it may name the id its row gets."""
     with archive.transaction() as catalog:
         replay.record(catalog, entry(catalog))
     archive.checkpoint()
+    to_store(archive, archive.catalog.segments.objects_of(segments))
+
+
+def to_store(archive: Archive, digests: list[str]) -> None:
+    """Have the store itself keep each object as long as the catalog says its recordings are kept (Art. 19,
+    20): retention until the latest of their dates, extended and never shortened, and a legal hold while any
+    of them is held or kept for ever (an open case, a long-term or important mark: an S3 retention date cannot
+    say "for ever", a legal hold can). A backend that cannot enforce either ignores it (``local``).
+
+    Called after every change that moves a date or a hold, and by ingest for the objects it stored: the
+    catalog and the ledger are the record, this makes the storage refuse what they forbid. Interrupted
+    before it ran, a change is applied by the next one touching the object, or ``custodes storage sync``."""
+    store = archive.store
+    if not digests or not store.enforces_retention:
+        return
+    needed = archive.catalog.segments.of_objects(digests)
+    for digest in digests:
+        statuses = status(archive, needed[digest]) if needed[digest] else []
+        if not statuses:
+            continue  # no recording needs it any more: its purge decides
+        ends = [st.keep_until for st in statuses]
+        held = any(st.holds for st in statuses) or None in ends
+        if None not in ends:
+            store.retain(digest, max(e for e in ends if e is not None))
+        store.hold(digest, held)
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:
@@ -148,7 +174,7 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
         held.append(replay.next_id(catalog, "holds"))
         return {"type": "hold", "hold": held[-1], "segment": segment, "reason": reason, "by": person, "time": now}
 
-    _ledgered(archive, entry)
+    _ledgered(archive, entry, [segment])
     return held[-1]
 
 
@@ -159,7 +185,9 @@ def release(archive: Archive, hold_id: int) -> None:
         raise CustodesError(f"no active hold {hold_id}")
     now = time.time_ns()
     _ledgered(
-        archive, lambda _: {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now}
+        archive,
+        lambda _: {"type": "hold_release", "hold": hold_id, "segment": row[0], "by": person, "time": now},
+        [row[0]],
     )
 
 
@@ -172,6 +200,7 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
     _ledgered(
         archive,
         lambda _: {"type": "retention_change", "segment": segment, "long_term": reason, "by": person, "time": now},
+        [segment],
     )
 
 
@@ -192,6 +221,7 @@ def link_case(archive: Archive, case: str, segments: list[int], until: int | Non
             "by": person,
             "time": now,
         },
+        segments,
     )
 
 

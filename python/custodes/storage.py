@@ -47,10 +47,12 @@ __all__ = [
     "Guarantee",
     "Listed",
     "ObjectStore",
+    "PROBLEMS",
     "Put",
     "StoreError",
     "StoreSpec",
     "StoredObject",
+    "copy_object",
     "hash_by_streaming",
     "open_store",
     "valid_digest",
@@ -102,11 +104,12 @@ PROBLEMS = {
 class Listed:
     """One entry of :meth:`ObjectStore.list`. ``name`` is what findings show (``objects/sha256/ab/cd/<digest>``,
     ``s3://bucket/prefix/<digest>``); ``digest`` the object it is or claims to be (None for a foreign entry);
-    ``problem`` None for a sound object, else a key of :data:`PROBLEMS`, and ``detail`` says what was seen."""
+    ``problem`` None for a sound object, else a key of :data:`PROBLEMS`, and ``detail`` says what was seen.
+    ``size`` is None where the listing does not give it (``local`` reads no file's size to list it)."""
 
     name: str
     digest: str | None
-    size: int
+    size: int | None
     problem: str | None = None
     detail: str = ""
 
@@ -155,6 +158,9 @@ class ObjectStore(Protocol):
     backend: str
     #: True where reading an object crosses a network: verify sizes its shards for it.
     remote: bool
+    #: True where the storage itself enforces :meth:`retain` and :meth:`hold` (S3 Object Lock); False where
+    #: they are no-ops (``local``), and custodes does not spend time working out the dates.
+    enforces_retention: bool
 
     def describe(self, digest: str | None = None) -> str:
         """Where the store is (no digest) or where one object lives, as findings and messages show it."""
@@ -214,6 +220,23 @@ def open_store(spec: StoreSpec) -> ObjectStore:
     backend = plugin_manager().storage_backends.get(spec.backend)
     store: ObjectStore = backend.open(Path(spec.location), dict(spec.options))
     return store
+
+
+def copy_object(
+    store: ObjectStore, digest: str, target: Path, algorithms: Sequence[str] = ("sha256",), mode: int = 0o600
+) -> dict[str, str]:
+    """Write object ``digest`` to the new file ``target`` (never replacing one, never through a link), hashing
+    the bytes on the way: the digests of what was written. Not synced: the caller decides when it must be."""
+    import os
+
+    hasher = _core.StreamHasher(list(algorithms))
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as out, store.open(digest) as stream:
+        while chunk := stream.read(CHUNK):
+            hasher.update(chunk)
+            out.write(chunk)
+    _size, raw = hasher.finish()
+    return {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
 
 
 def hash_by_streaming(store: ObjectStore, digests: Sequence[str], algorithms: Sequence[str]) -> list[HashResult]:

@@ -33,9 +33,9 @@ by side in digest order.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
-import re
 import secrets
 import shlex
 import time
@@ -48,13 +48,14 @@ from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
 from custodes.catalog import Catalog, replay
-from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView, VerifyRun
+from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.findings import shown_name
-from custodes.hashing import HashResult, hash_files
+from custodes.hashing import HashResult
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.schedule import Budget, Selection, resumable
+from custodes.storage import PROBLEMS, Listed, ObjectStore, StoreSpec, open_store
 from custodes.witness import check_witness
 
 __all__ = [
@@ -599,80 +600,26 @@ def _tombstoned(catalog: Catalog, sha: str) -> bool:
     return entry.get("type") == "purge" and entry.get("sha256") == sha
 
 
-def _store_digests(
-    archive: Archive, foreign: list[Path], within: DigestRange = EVERY_DIGEST
-) -> Iterator[tuple[str, str, bool]]:
-    """(digest, path, is a symbolic link) of every object file at its own place
-    (``objects/sha256/ab/cd/<digest>``) whose digest is ``within`` the range (a verify slice: folders wholly
-    outside it are not listed), in digest order, which is the order verify walks the catalog in.
-
-    Anything else under ``objects/`` (a name that is not a digest, a digest in
-    another digest's folder, a file beside the algorithm folders) goes to
-    ``foreign`` instead: yielded among the objects it would break the digest
-    order the walk relies on, and make every object after it look unknown.
-
-    One ``scandir`` per folder and no system call per file: paths are strings, and whether an entry is a
-    folder or a link comes from the directory listing itself."""
-    store = archive.store
-    # A plugin's store may not have folder_of (builtin/storage.py): its path_for says the same, at a Path's cost.
-    folder_of = getattr(store, "folder_of", None) or (lambda digest: os.fspath(store.path_for(digest).parent))
-    top_folder = os.fspath(store.objects.parent)
-    objects_folder = os.fspath(store.objects)
-    low, high = within.low or "", within.high
-
-    def outside(prefix: str) -> bool:
-        """A folder of digests starting with ``prefix`` (ab, then abcd) holds none within the range."""
-        if not _HEX_PREFIX.match(prefix):
-            return False  # not a digest folder: listed, and what is in it is foreign
-        return prefix.ljust(64, "f") < low or (high is not None and prefix.ljust(64, "0") >= high)
-
-    def walk(folder: str, prefix: str) -> Iterator[tuple[str, str, bool]]:
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            return
-        at_top = folder == top_folder
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                below = "" if e.path == objects_folder or at_top else prefix + e.name
-                if below and outside(below):
-                    continue
-                if at_top and e.path != objects_folder:
-                    for top, dirs, files in os.walk(e.path):  # never follows links: a link loop cannot hang verify
-                        foreign.extend(
-                            Path(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]
-                        )
-                else:
-                    yield from walk(e.path, below)
-            elif at_top:
-                foreign.append(Path(e.path))  # a file beside objects/sha256
-            elif _DIGEST_NAME.match(e.name) and folder_of(e.name) == folder:
-                if e.name >= low and (high is None or e.name < high):
-                    yield e.name, e.path, e.is_symlink()
-            else:
-                foreign.append(Path(e.path))
-
-    yield from walk(top_folder, "")
+def _listed_finding(archive: Archive, listed: Listed) -> VerifyFinding:
+    """Something the store's listing found that is not a sound object at its own name: never evidence custodes
+    stored as it is (a stray file, a link, an object overwritten or deleted through another client)."""
+    kind = PROBLEMS[listed.problem or "foreign"]
+    digest = listed.digest
+    segment = None if digest is None else archive.catalog.segments.first_for_object(digest)
+    if listed.problem == "misplaced":
+        detail = f"{listed.name} is not where object {digest} belongs"
+    elif listed.problem == "link":
+        detail = f"object is a symbolic link (to {shown_name(listed.detail)}), not the file the archive stored"
+    elif listed.problem in ("versions", "deleted"):
+        detail = f"{listed.name}: {listed.detail}"
+    else:
+        detail = f"file in the store that is not an object: {listed.name}"
+    return VerifyFinding(kind, detail, segment if kind != "unexpected" else None, digest)
 
 
-#: An object's file name: its SHA-256, in lower-case hex.
-_DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
-_HEX_PREFIX = re.compile(r"^[0-9a-f]{1,63}$")
-
-
-def _foreign(archive: Archive, path: Path) -> VerifyFinding:
-    """A file under objects/ that is not an object at its own place: never evidence custodes stored."""
-    where = path.relative_to(archive.root)
-    if _DIGEST_NAME.match(path.name):
-        return VerifyFinding("unexpected", f"{where} is not where object {path.name} belongs", object=path.name)
-    return VerifyFinding("unexpected", f"file in the store that is not an object: {where}")
-
-
-def _stray(archive: Archive, fresh: Catalog, digest: str, path: Path) -> VerifyFinding:
-    """A file in the store that this verify's snapshot of the catalog does not know: `pending` when an
-    ingest noted its intent to link it (or recorded it after the snapshot), otherwise `unexpected`."""
-    where = path.relative_to(archive.root)
+def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyFinding:
+    """An object in the store that this verify's snapshot of the catalog does not know: `pending` when an
+    ingest noted its intent to store it (or recorded it after the snapshot), otherwise `unexpected`."""
     if fresh.objects.known(digest):
         return VerifyFinding(
             PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time", object=digest
@@ -710,12 +657,14 @@ SHARD_BYTES = {"local": 4 * 2**30, "remote": 256 * 2**20}
 
 @dataclass(frozen=True)
 class Shard:
-    """Objects one executor task re-hashes: plain data, so it pickles to a cluster's worker, which reads each
-    object at ``path`` (the store as that worker mounts it) and returns digests, never bytes."""
+    """Objects one executor task re-hashes: plain data, so it pickles to a cluster's worker, which opens the
+    store ``store`` names (custodes.storage.open_store: a local archive as that worker mounts it, a bucket),
+    reads each object and returns digests, never bytes."""
 
     index: int
     algorithms: tuple[str, ...]
-    objects: tuple[tuple[str, str], ...]  # (sha256, path)
+    store: StoreSpec
+    objects: tuple[str, ...]  # digests
 
 
 @dataclass(frozen=True)
@@ -731,9 +680,14 @@ class Rehashed:
 
 def hash_shard(shard: Shard, threads: int | None) -> list[Rehashed]:
     """An executor's work function (custodes.plugins.Executor): re-hash a shard's objects where it runs."""
-    paths = [path for _, path in shard.objects]
-    hashed = hash_files(paths, shard.algorithms, threads=threads)
-    return [_rehashed(sha, r) for (sha, _), r in zip(shard.objects, hashed, strict=True)]
+    hashed = _opened(shard.store).hash_objects(shard.objects, shard.algorithms, threads)
+    return [_rehashed(sha, r) for sha, r in zip(shard.objects, hashed, strict=True)]
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(spec: StoreSpec) -> ObjectStore:
+    """A worker opens each store once, not once per shard."""
+    return open_store(spec)
 
 
 def _rehashed(sha: str, r: HashResult) -> Rehashed:
@@ -750,7 +704,6 @@ class _Due:
     size: int
     digests: str  # JSON
     head: str
-    path: str
     last_verified_ns: int | None
 
 
@@ -847,7 +800,7 @@ class _StoreWalk:
         presence and size, not yielded to be re-hashed."""
         self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
         self.verified_since = verified_since
-        self.foreign: list[Path] = []
+        self.foreign: list[Listed] = []
         # Objects the listing found to be links or gone: reported already, not for --older-than to re-hash.
         self.reported: set[str] = set()
         self._objects = archive.catalog.objects.walk(within)
@@ -859,35 +812,39 @@ class _StoreWalk:
     def finish(self) -> None:
         for _ in self._rows:
             pass
-        self.result.findings += [_foreign(self.archive, p) for p in self.foreign]
+        self.result.findings += [_listed_finding(self.archive, x) for x in self.foreign]
         self.foreign = []
 
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
-        store = self.archive.store
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
             if o.sha256 not in self.reported:
-                path = os.fspath(store.path_for(o.sha256))
-                yield _Due(o.sha256, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+                yield _Due(o.sha256, o.size, o.digests, o.head_sha256, o.last_verified_ns)
+
+    def _listing(self) -> Iterator[Listed]:
+        """The store's objects within the range, in digest order; what is not an object at all is set aside
+        (reported at the end: among the objects it would break the order the merge relies on)."""
+        for listed in self.archive.store.list(self.within):
+            if listed.digest is None or listed.problem in ("misplaced", "foreign"):
+                self.foreign.append(listed)
+            else:
+                yield listed
 
     def _merge(self) -> Iterator[_Due]:
         archive, result, catalog = self.archive, self.result, self.archive.catalog
-        on_disk = _store_digests(archive, self.foreign, self.within)
-        current = next(on_disk, None)
+        in_store = self._listing()
+        current = next(in_store, None)
         for o in self._objects:
             sha = o.sha256
-            while current is not None and current[0] < sha:
-                result.findings.append(_stray(archive, self.fresh, current[0], Path(current[1])))
-                current = next(on_disk, None)
-            found = current if current is not None and current[0] == sha else None
+            while current is not None and current.digest < sha:  # type: ignore[operator]
+                result.findings.append(_stray(archive, self.fresh, current.digest, current.name))  # type: ignore[arg-type]
+                current = next(in_store, None)
+            found = current if current is not None and current.digest == sha else None
             if found is not None:
-                current = next(on_disk, None)
+                current = next(in_store, None)
             if o.purged_ns is not None:
-                result.findings += _purged_object(archive, sha, found is not None)
+                result.findings += _purged_object(archive, sha, found is not None and found.problem != "deleted")
                 continue
-            # The walk saw the object's file and whether it is a link; only one it did not see (gone, or in a
-            # folder that is itself a link) is looked at once more here.
-            path = found[1] if found is not None else os.fspath(archive.store.path_for(sha))
-            if found is None and not os.path.lexists(path):
+            if found is None:
                 # Gone: found by the listing every run makes, whatever it re-hashes (a slice, the oldest, a
                 # budget), not left to a re-hash this run may never reach.
                 self.reported.add(sha)
@@ -896,51 +853,42 @@ class _StoreWalk:
                     VerifyFinding("missing", "object is not in the store", catalog.segments.first_for_object(sha), sha)
                 )
                 continue
-            if found[2] if found is not None else os.path.islink(path):
-                # Hashing would follow it: the bytes checked would not be the archive's own.
+            if found.problem is not None:
+                # A link (hashing would follow it: the bytes checked would not be the archive's own), an object
+                # written again or deleted through another client: reported as the listing saw it.
                 self.reported.add(sha)
                 result.checked += 1
-                result.findings.append(
-                    VerifyFinding(
-                        "modified",
-                        f"object is a symbolic link (to {shown_name(os.readlink(path))}), not the file the archive "
-                        "stored",
-                        catalog.segments.first_for_object(sha),
-                        sha,
-                    )
-                )
+                result.findings.append(_listed_finding(archive, found))
                 continue
-            due = _Due(sha, o.size, o.digests, o.head_sha256, path, o.last_verified_ns)
+            due = _Due(sha, o.size, o.digests, o.head_sha256, o.last_verified_ns)
             since = self.verified_since
             if since is not None and o.last_verified_ns is not None and o.last_verified_ns >= since:
                 _check_size(archive, result, due)  # (and --older-than's query no longer takes it)
                 continue
             yield due
         while current is not None:
-            result.findings.append(_stray(archive, self.fresh, current[0], Path(current[1])))
-            current = next(on_disk, None)
+            result.findings.append(_stray(archive, self.fresh, current.digest, current.name))  # type: ignore[arg-type]
+            current = next(in_store, None)
 
 
 def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
     """--quick: the object is there, a regular file of its recorded size; its bytes are not read."""
     result.checked += 1
     try:
-        st = os.lstat(due.path)
-    except FileNotFoundError:
-        found: tuple[str, str] | None = ("missing", "object is not in the store")
+        st = archive.store.stat(due.sha256)
     except OSError as e:
-        found = ("modified", f"object cannot be looked at: {e.strerror}")
+        st, found = None, ("modified", f"object cannot be looked at: {e.strerror or e}")
     else:
-        if st.st_size < due.size:
+        found = None if st is not None else ("missing", "object is not in the store")
+    if st is not None:
+        if st.size < due.size:
             found = (
                 "truncated",
-                f"object is {st.st_size} bytes, {due.size - st.st_size} short of {due.size} "
+                f"object is {st.size} bytes, {due.size - st.size} short of {due.size} "
                 "(sizes only: --quick read none of its bytes)",
             )
-        elif st.st_size != due.size:
-            found = ("modified", f"object is {st.st_size} bytes, expected {due.size} (sizes only)")
-        else:
-            found = None
+        elif st.size != due.size:
+            found = ("modified", f"object is {st.size} bytes, expected {due.size} (sizes only)")
     if found is not None:
         kind, detail = found
         result.findings.append(
@@ -1035,7 +983,7 @@ class _Hashing:
     def _hand_out(self, index: int, shard: list[_Due], algorithms: tuple[str, ...], size: int) -> Shard:
         self.in_flight[index] = shard
         self.handed_bytes += size
-        return Shard(index, algorithms, tuple((d.sha256, d.path) for d in shard))
+        return Shard(index, algorithms, self.archive.store.spec(), tuple(d.sha256 for d in shard))
 
     def _record(self, shard: list[_Due], hashed: Any) -> None:
         result, catalog = self.result, self.archive.catalog
@@ -1048,7 +996,7 @@ class _Hashing:
             result.checked += 1
             if r.error is None:  # a file that could not be read counts no bytes towards the progress
                 result.bytes += r.size or 0
-            found = _compare(r, d)
+            found = _compare(self.archive.store, r, d)
             if found is not None and self.executor.remote:
                 found = self._confirm(d, found)
             if found is None:
@@ -1114,13 +1062,13 @@ class _Hashing:
 
     def _here(self, shard: list[_Due], threads: int | None) -> list[Rehashed]:
         algorithms = tuple(self.archive.policy.algorithms)
-        return hash_shard(Shard(-1, algorithms, tuple((d.sha256, d.path) for d in shard)), threads)
+        return hash_shard(Shard(-1, algorithms, self.archive.store.spec(), tuple(d.sha256 for d in shard)), threads)
 
     def _confirm(self, d: _Due, found: tuple[str, str]) -> tuple[str, str] | None:
         """A remote worker says an object is bad: re-hashed here before it is reported. Intact here: the worker
         is what is wrong (a fault of its machine or its mount), and that is reported instead."""
         (mine,) = self._here([d], 1)
-        again = _compare(mine, d)
+        again = _compare(self.archive.store, mine, d)
         if again is None:
             self.result.findings.append(
                 VerifyFinding(
@@ -1134,7 +1082,7 @@ class _Hashing:
         return again
 
 
-def _compare(r: Rehashed, d: _Due) -> tuple[str, str] | None:
+def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None:
     """(kind, detail) of what is wrong with object ``d`` re-hashed as ``r``; None when it is intact."""
     size = d.size
     if r.error is not None:
@@ -1144,7 +1092,7 @@ def _compare(r: Rehashed, d: _Due) -> tuple[str, str] | None:
         # else, and which cost more start-up time than checking a few thousand small objects.
         from custodes.ingest import HEAD_BYTES, head_digest
 
-        if r.size >= HEAD_BYTES and head_digest(d.path) == d.head:
+        if r.size >= HEAD_BYTES and head_digest(store, d.sha256) == d.head:
             return "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}"
         if r.size < HEAD_BYTES:  # too little left to compare with the recorded first bytes
             return "modified", f"object is {r.size} bytes instead of {size} (truncated or replaced)"

@@ -14,95 +14,103 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO, cast
 
 from custodes._durable import fsync_dir, sync_together
 from custodes._faults import storage_op
-from custodes.errors import CustodesError
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
+from custodes.hashing import HashResult, hash_files
 from custodes.hookspecs import hookimpl
 from custodes.plugins import StorageBackend
+from custodes.storage import (
+    CHUNK,
+    Guarantee,
+    Listed,
+    Put,
+    StoredObject,
+    StoreError,
+    StoreSpec,
+    valid_digest,
+)
 
-_DIGEST = re.compile(r"^[0-9a-f]{32,128}$")
+__all__ = ["LocalStore", "StoreError"]
 
-
-class StoreError(CustodesError):
-    """The object store refused an operation (bad digest, overwrite, early delete)."""
-
-    kind = "store"
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    algorithm: str
-    digest: str
-    path: Path
-    size: int
+#: An object's file name (its SHA-256), and the start of one (the names of its folders).
+_DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{1,63}$")
 
 
 class LocalStore:
+    """The ``local`` backend of :class:`custodes.storage.ObjectStore`. ``spool`` is the archive's tmp/
+    folder, on the same file system as the objects, so the copies ingest writes there are linked into
+    place, never copied again."""
+
+    backend = "local"
+    remote = False
+    enforces_retention = False
+
     def __init__(self, root: Path, algorithm: str = "sha256") -> None:
         self.root = Path(root)
         self.algorithm = algorithm
         self.objects = self.root / "objects" / algorithm
         self._objects = os.fspath(self.objects)
-        self.tmp = self.root / "tmp"
+        self.spool = self.root / "tmp"
 
     @classmethod
-    def open(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
+    def connect(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
+        """The store of the archive at ``location`` (the plugin's ``StorageBackend.open``)."""
         store = cls(Path(location), options.get("algorithm", "sha256"))
         store.objects.parent.mkdir(mode=0o700, exist_ok=True)
         store.objects.mkdir(mode=0o700, exist_ok=True)
-        store.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         return store
 
+    def spec(self) -> StoreSpec:
+        return StoreSpec(self.backend, os.fspath(self.root), (("algorithm", self.algorithm),))
+
+    def describe(self, digest: str | None = None) -> str:
+        return os.fspath(self.root if digest is None else self.path_for(digest))
+
     def path_for(self, digest: str) -> Path:
-        if not _DIGEST.match(digest):
-            raise StoreError(f"not a hex digest: {digest!r}")
-        return Path(self.folder_of(digest), digest)
+        return Path(self.folder_of(valid_digest(digest)), digest)
 
     def folder_of(self, digest: str) -> str:
-        """The folder ``digest``'s object belongs in, as a string: verify asks it of every file in the store,
-        where building a Path each time would cost more than the rest of the check."""
+        """The folder ``digest``'s object belongs in, as a string: the listing asks it of every file in the
+        store, where building a Path each time would cost more than the rest of the check."""
         return os.path.join(self._objects, digest[:2], digest[2:4])
 
-    def new_temp(self, hint: str) -> Path:
-        """A fresh name in the store's own tmp/ (same file system, so linking is atomic)."""
-        return self.tmp / f"{os.getpid()}-{os.urandom(6).hex()}-{hint}"
+    def local_file(self, digest: str) -> Path | None:
+        """The object as the read-only file it is (``access open`` without a folder hands out its path)."""
+        path = self.path_for(digest)
+        return path if os.path.isfile(path) and not os.path.islink(path) else None
 
-    def put(self, temp: Path, digest: str) -> bool:
-        """Move one fully written, durable temp file into place under ``digest`` (see :meth:`put_many`);
-        raises the error that stopped it."""
-        (outcome,) = self.put_many([(temp, digest)])
-        if isinstance(outcome, OSError):
-            raise outcome
-        return outcome
-
-    def put_many(self, items: list[tuple[Path, str]]) -> list[bool | OSError]:
-        """Move fully written, durable temp files into place, each under its digest, and make the new names
+    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+        """Link fully written, durable spool files into place, each under its digest, and make the new names
         durable together: one sync for the whole group (custodes._durable.sync_together), not two folder
-        fsyncs per object.
+        fsyncs per object. link(2) refuses to replace a name (rename would silently overwrite).
 
-        Per item: True (stored), False (already stored: an object is never replaced, and the temp is
-        removed) or the OSError that stopped it. All or nothing per name: a name this call created is
-        removed again when it cannot be made durable, so a failed put never leaves an object that no
-        catalog row will ever name (``verify`` would call it unexpected). The temps of the items that
-        failed are left for the caller to remove."""
+        The spool file is the object: linking it moves no byte, so the bytes stored are the bytes the caller
+        hashed and read back. All or nothing per name: a name this call created is removed again when it
+        cannot be made durable, so a failed put never leaves an object that no catalog row will ever name
+        (verify would call it unexpected)."""
         outcomes: list[bool | OSError] = []
         created: list[Path] = []
         folders: dict[Path, None] = {}
-        for temp, digest in items:
-            final = self.path_for(digest)
+        for item in items:
             try:
+                final = self.path_for(item.digest)
+                if os.path.dirname(os.path.abspath(item.file)) != os.fspath(self.spool.absolute()):
+                    raise StoreError(f"{item.file}: the local store links only files in its spool, {self.spool}")
                 for folder in (final.parent.parent, final.parent):
                     if folder not in folders:
                         _make_folder(folder)
                         folders[folder] = None
-                os.chmod(temp, stat.S_IRUSR)  # read-only, and for the archive's account alone
+                os.chmod(item.file, stat.S_IRUSR)  # read-only, and for the archive's account alone
                 storage_op("write", final)
                 try:
-                    os.link(temp, final)
+                    os.link(item.file, final)
                     created.append(final)
                     outcomes.append(True)
                 except FileExistsError:
@@ -110,39 +118,134 @@ class LocalStore:
                 # Also when the name was there already, its folders are synced: it may be
                 # the link of an earlier run that died before its sync, and the catalog is
                 # about to rely on it surviving a power cut.
-            except OSError as e:
-                outcomes.append(e)
+            except (OSError, StoreError) as e:
+                outcomes.append(e if isinstance(e, OSError) else OSError(0, str(e)))
         try:
             sync_together(self.objects, list(folders))
         except OSError as e:
             for final in created:
                 final.unlink(missing_ok=True)
             return [e if isinstance(o, bool) else o for o in outcomes]
-        # The temps' removal is not synced: the objects are durable now, and a
-        # temp that a power cut brings back is cleaned by the next ingest.
-        for (temp, _), outcome in zip(items, outcomes, strict=True):
+        # The spool files' removal is not synced: the objects are durable now, and one
+        # that a power cut brings back is cleaned by the next ingest.
+        for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, bool):
-                os.unlink(temp)
+                os.unlink(item.file)
         return outcomes
 
-    def stat(self, digest: str) -> os.stat_result | None:
+    def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
+        """One object from a stream: written to the spool while hashed, checked against ``digests``, made
+        durable, then linked like :meth:`put_many`'s."""
+        from custodes import _core
+        from custodes._durable import fsync_file
+
+        algorithms = sorted(digests)
+        temp = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-stream"
+        hasher = _core.StreamHasher(algorithms)
         try:
-            return os.stat(self.path_for(digest))
+            with open(temp, "xb") as out:
+                while chunk := stream.read(CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            fsync_file(temp)
+            got_size, raw = hasher.finish()
+            got = {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
+            if got_size != size or got != dict(digests):
+                raise StoreError(f"the bytes streamed for object {digests.get('sha256')} are not the ones named")
+            (outcome,) = self.put_many([Put(temp, size, dict(digests))])
+            if isinstance(outcome, OSError):
+                raise outcome
+            return outcome
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
+        path = self.path_for(digest)
+        storage_op("read", path)
+        try:
+            # Never through a link: the bytes read are the archive's own file's, or none.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise StoreError(f"object {digest} is not in the store") from None
+        f = os.fdopen(fd, "rb")
+        if offset:
+            f.seek(offset)
+        return f if length is None else cast(IO[bytes], _Limited(f, length))
+
+    def stat(self, digest: str) -> StoredObject | None:
+        try:
+            st = os.lstat(self.path_for(digest))
         except FileNotFoundError:
             return None
+        return StoredObject(digest, st.st_size)
 
-    def get(self, digest: str) -> Path:
-        path = self.path_for(digest)
-        if not path.exists():
-            raise StoreError(f"object {digest} is not in the store")
-        return path
+    def list(self, within: DigestRange = EVERY_DIGEST) -> Iterator[Listed]:
+        """Every object file at its own place (``objects/sha256/ab/cd/<digest>``) whose digest is ``within``
+        the range (folders wholly outside it are not listed), in digest order; anything else under
+        ``objects/`` is listed as ``misplaced`` or ``foreign``, and an object that is a symbolic link as
+        ``link``.
 
-    def list(self) -> Iterator[StoredObject]:
-        """Every file under objects/, including strays a verification must flag."""
-        for dirpath, _dirs, names in os.walk(self.objects):
-            for name in sorted(names):
-                p = Path(dirpath) / name
-                yield StoredObject(self.algorithm, name, p, p.lstat().st_size)
+        One ``scandir`` per folder and no system call per file: paths are strings, and whether an entry is a
+        folder or a link comes from the directory listing itself."""
+        low, high = within.low or "", within.high
+
+        def outside(prefix: str) -> bool:
+            """A folder of digests starting with ``prefix`` (ab, then abcd) holds none within the range."""
+            if not _HEX_PREFIX.match(prefix):
+                return False  # not a digest folder: listed, and what is in it is foreign
+            return prefix.ljust(64, "f") < low or (high is not None and prefix.ljust(64, "0") >= high)
+
+        def walk(folder: str, prefix: str) -> Iterator[Listed]:
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                return
+            at_top = folder == top_folder
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    below = "" if e.path == self._objects or at_top else prefix + e.name
+                    if below and outside(below):
+                        continue
+                    if at_top and e.path != self._objects:
+                        yield from self._all_foreign(e.path)
+                    else:
+                        yield from walk(e.path, below)
+                elif at_top:
+                    yield self._listed(e.path, None)  # a file beside objects/sha256
+                elif _DIGEST_NAME.match(e.name) and self.folder_of(e.name) == folder:
+                    if e.name >= low and (high is None or e.name < high):
+                        yield self._listed(e.path, e.name, "link" if e.is_symlink() else None)
+                else:
+                    yield self._listed(e.path, e.name if _DIGEST_NAME.match(e.name) else None, "misplaced")
+
+        top_folder = os.fspath(self.objects.parent)
+        yield from walk(top_folder, "")
+
+    def _listed(self, path: str, digest: str | None, problem: str | None = "foreign") -> Listed:
+        name = os.path.relpath(path, self.root)
+        if digest is None:
+            return Listed(name, None, None, "foreign")
+        return Listed(name, digest, None, problem, os.readlink(path) if problem == "link" else "")
+
+    def _all_foreign(self, folder: str) -> Iterator[Listed]:
+        """Everything in a folder beside objects/sha256: foreign (never follows links, so a loop cannot hang it)."""
+        for top, dirs, files in os.walk(folder):
+            for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+                yield self._listed(os.path.join(top, n), None)
+
+    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+        # The core's batch hasher reads the files in parallel at the disk's speed: a stream per object
+        # (custodes.storage.hash_by_streaming) would give that up for nothing.
+        return hash_files([self.path_for(d) for d in digests], tuple(algorithms), threads=threads)
+
+    def retain(self, digest: str, until_ns: int) -> None:
+        """A local disk cannot refuse its owner a delete: the catalog's retention and holds, the read-only
+        file and the ledger are the guard (``guarantees`` says so)."""
+        valid_digest(digest)
+
+    def hold(self, digest: str, on: bool) -> None:
+        valid_digest(digest)
 
     def purge(self, digest: str) -> None:
         """Remove an object. Only the retention workflow calls this, after its tombstone is in the ledger."""
@@ -151,6 +254,41 @@ class LocalStore:
         storage_op("write", path)
         os.unlink(path)
         fsync_dir(path.parent)
+
+    def guarantees(self) -> list[Guarantee]:
+        return [
+            Guarantee("write-once", True, "objects are linked into place with link(2), which never replaces a name"),
+            Guarantee("read-only objects", True, "objects are read-only files of the archive's account (0400)"),
+            Guarantee(
+                "retention enforced by the storage",
+                False,
+                "a local disk lets its owner (and root) delete any file: only custodes' holds and the ledger's "
+                "tombstones guard retention, and verify finds what went missing",
+            ),
+            Guarantee("legal hold enforced by the storage", False, "as for retention: custodes' holds only"),
+        ]
+
+
+class _Limited:
+    """A file read up to ``length`` bytes (a ranged read)."""
+
+    def __init__(self, f: IO[bytes], length: int) -> None:
+        self._f, self._left = f, length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _Limited:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _make_folder(folder: Path) -> None:
@@ -163,4 +301,4 @@ def _make_folder(folder: Path) -> None:
 
 @hookimpl
 def custodes_storage_backends() -> list[StorageBackend]:
-    return [StorageBackend("local", "write-once content-addressed objects in a local directory", LocalStore.open)]
+    return [StorageBackend("local", "write-once content-addressed objects in a local directory", LocalStore.connect)]

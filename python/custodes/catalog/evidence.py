@@ -180,6 +180,21 @@ class Segments(Table):
     def mark_purged(self, segment: int, now: int) -> None:
         self._conn.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, segment))
 
+    def of_objects(self, digests: list[str]) -> dict[str, list[int]]:
+        """The recordings not purged that need each object's bytes, by digest."""
+        sql = (
+            f"SELECT sha256, id FROM segments WHERE sha256 IN ({question_marks(digests)}) AND purged_ns IS NULL "
+            "ORDER BY id"
+        )
+        out: dict[str, list[int]] = {d: [] for d in digests}
+        for sha, seg in self._conn.execute(sql, digests):
+            out[sha].append(seg)
+        return out
+
+    def objects_of(self, segments: list[int]) -> list[str]:
+        sql = f"SELECT DISTINCT sha256 FROM segments WHERE id IN ({question_marks(segments)})"
+        return [sha for (sha,) in self._conn.execute(sql, segments)]
+
     def live_for_object(self, sha256: str) -> int:
         """How many recordings not purged still need this object's bytes."""
         return int(self._one("SELECT COUNT(*) FROM segments WHERE sha256 = ? AND purged_ns IS NULL", (sha256,)))

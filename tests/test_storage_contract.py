@@ -1,0 +1,157 @@
+"""The storage contract (custodes.storage.ObjectStore), kept by every backend: the same tests for each, through the
+contract's methods only, with real bytes cross-checked by independent tools (sha256sum, b3sum)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from custodes import _core
+from custodes.catalog.evidence import DigestRange
+from custodes.storage import ObjectStore, Put, StoreError, copy_object, hash_by_streaming, open_store
+from helpers import FOOTAGE, run_cli
+
+
+def _spool_file(spool: Path, data: bytes) -> Put:
+    """A complete spool file and its Put, digests computed by hashlib (not by the code under test)."""
+    path = spool / f"{os.getpid()}-{os.urandom(6).hex()}-test"
+    path.write_bytes(data)
+    return Put(path, len(data), {"sha256": hashlib.sha256(data).hexdigest()})
+
+
+@pytest.fixture(params=["local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ObjectStore, Path]]:
+    """(store, spool): a fresh store of each backend, and the folder its puts come from."""
+    from custodes.archive import init_archive
+
+    with init_archive(tmp_path / "arch") as a:
+        yield a.store, a.spool
+
+
+def test_put_is_write_once_and_reads_back(store: tuple[ObjectStore, Path]) -> None:
+    s, spool = store
+    data = os.urandom(300_000)
+    item = _spool_file(spool, data)
+    assert s.put_many([item]) == [True]
+    assert not item.file.exists()  # consumed
+    again = _spool_file(spool, b"other bytes under the same name")
+    again = Put(again.file, again.size, {"sha256": item.digest})
+    assert s.put_many([again]) == [False]  # never replaced
+    with s.open(item.digest) as f:
+        assert f.read() == data
+    with s.open(item.digest, 1000, 24) as f:
+        assert f.read() == data[1000:1024]
+    st = s.stat(item.digest)
+    assert st is not None and st.size == len(data)
+    assert s.stat("0" * 64) is None
+    with pytest.raises(StoreError):
+        s.open("0" * 64)
+    with pytest.raises(StoreError, match="not a SHA-256"):
+        s.open("../../etc/passwd")
+
+
+def test_listing_is_in_digest_order_and_honours_a_range(store: tuple[ObjectStore, Path]) -> None:
+    s, spool = store
+    items = [_spool_file(spool, os.urandom(100) + bytes([i])) for i in range(40)]
+    assert s.put_many(items) == [True] * 40
+    digests = sorted(i.digest for i in items)
+    listed = [x for x in s.list() if x.problem is None]
+    assert [x.digest for x in listed] == digests
+    low, high = digests[10], digests[30]
+    assert [x.digest for x in s.list(DigestRange(low, high)) if x.problem is None] == digests[10:30]
+
+
+def test_hash_objects_agrees_with_sha256sum_and_b3sum(store: tuple[ObjectStore, Path], tmp_path: Path) -> None:
+    s, spool = store
+    data = max((p for p in FOOTAGE.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size).read_bytes()
+    item = _spool_file(spool, data)
+    s.put_many([item])
+    (r,) = s.hash_objects([item.digest], ("sha256", "blake3"), None)
+    (streamed,) = hash_by_streaming(s, [item.digest], ("sha256", "blake3"))
+    copy = tmp_path / "copy.mp4"
+    assert copy_object(s, item.digest, copy, ("sha256", "blake3")) == r.digests == streamed.digests
+    sha = subprocess.run(["sha256sum", str(copy)], capture_output=True, text=True, check=True).stdout.split()[0]
+    b3 = subprocess.run(["b3sum", str(copy)], capture_output=True, text=True, check=True).stdout.split()[0]
+    assert r.digests == {"sha256": sha, "blake3": b3} and r.size == streamed.size == len(data)
+    (gone,) = s.hash_objects(["1" * 64], ("sha256",), None)
+    assert gone.error is not None and isinstance(gone.error, FileNotFoundError)
+
+
+def test_put_stream_refuses_bytes_that_are_not_the_ones_named(store: tuple[ObjectStore, Path]) -> None:
+    s, _ = store
+    data = os.urandom(50_000)
+    digests = {"sha256": hashlib.sha256(data).hexdigest()}
+    with pytest.raises(StoreError, match="not the ones named"):
+        s.put_stream(io.BytesIO(data[:-1] + b"!"), len(data), digests)
+    assert s.stat(digests["sha256"]) is None  # nothing left behind
+    assert s.put_stream(io.BytesIO(data), len(data), digests) is True
+    assert s.put_stream(io.BytesIO(data), len(data), digests) is False
+
+
+def test_the_store_reopens_from_its_spec(store: tuple[ObjectStore, Path]) -> None:
+    s, spool = store
+    item = _spool_file(spool, b"spec")
+    s.put_many([item])
+    again = open_store(s.spec())
+    with again.open(item.digest) as f:
+        assert f.read() == b"spec"
+
+
+def test_local_listing_names_links_and_strays(tmp_path: Path) -> None:
+    from custodes.archive import init_archive
+
+    with init_archive(tmp_path / "arch") as a:
+        s = a.store
+        item = _spool_file(a.spool, b"linked")
+        s.put_many([item])
+        path = s.path_for(item.digest)  # type: ignore[attr-defined]
+        outside = tmp_path / "elsewhere"
+        outside.write_bytes(b"linked")
+        path.chmod(0o600)
+        path.unlink()
+        path.symlink_to(outside)
+        (path.parent / "notes.txt").write_text("x")
+        problems = {(x.problem, x.digest) for x in s.list()}
+        assert problems == {("link", item.digest), ("foreign", None)}
+        with pytest.raises(OSError):
+            s.open(item.digest)  # never read through the link
+
+
+def test_stream_hasher_matches_published_vectors() -> None:
+    # FIPS 180-2 "abc", BLAKE3's reference empty-input hash, GB/T 32905 "abc", RFC 1321 "abc".
+    h = _core.StreamHasher(["sha256", "blake3", "sm3", "md5"])
+    for b in (b"a", b"", b"bc"):
+        h.update(b)
+    size, (sha, _b3, sm3, md5) = h.finish()
+    assert size == 3
+    assert sha.hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sm3.hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    assert md5.hex() == "900150983cd24fb0d6963f7d28e17f72"
+    empty = _core.StreamHasher(["blake3"])
+    assert empty.finish()[1][0].hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    with pytest.raises(ValueError, match="finished"):
+        h.update(b"more")
+
+
+def test_storage_check_names_what_a_local_disk_cannot_guarantee(cli_archive: Path) -> None:
+    r = run_cli("storage", "check", str(cli_archive), "--json")
+    assert r.returncode == 1, r.stderr
+    import json
+
+    report = json.loads(r.stdout)
+    assert report["backend"] == "local"
+    assert set(report["missing"]) == {"retention enforced by the storage", "legal hold enforced by the storage"}
+    assert {g["name"] for g in report["guarantees"] if g["held"]} == {"write-once", "read-only objects"}
+
+
+def test_init_refuses_an_unknown_backend_and_a_bad_option(tmp_path: Path) -> None:
+    r = run_cli("init", str(tmp_path / "a"), "--storage", "tape-robot")
+    assert r.returncode == 2 and b"tape-robot" in r.stderr and not (tmp_path / "a").exists()
+    r = run_cli("init", str(tmp_path / "b"), "--storage-option", "noequals")
+    assert r.returncode == 2 and b"KEY=VALUE" in r.stderr and not (tmp_path / "b").exists()
