@@ -27,6 +27,7 @@ __all__ = [
     "merkle_verify_consistency",
     "merkle_verify_inclusion",
     "probe_files",
+    "StreamHasher",
     "time_mismatch",
 ]
 __version__: str
@@ -50,6 +51,7 @@ class StreamHasher:
     def finish(self) -> tuple[int, list[bytes]]:
         """``(size, [digest per algorithm])``; ValueError on any later call."""
 
+@final
 class HashJob:
     """A batch of files hashed on background threads; the GIL is free meanwhile."""
 
