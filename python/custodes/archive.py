@@ -69,6 +69,8 @@ class Policy:
     storage: str = "local"
     #: The [storage] table's other keys, for the backend to read and check (bucket, endpoint, prefix...).
     storage_options: dict[str, str] = field(default_factory=dict)
+    #: The [replica] table: a second copy of every object (``backend`` and its options; None: one copy).
+    replica: dict[str, str] | None = None
     verification_window_days: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,7 +98,7 @@ class Policy:
     @classmethod
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
         tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage", "verification")
-        for table in tables:
+        for table in (*tables, "replica"):
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
         a, i, r, t, h, d, k, s, v = (data.get(x, {}) for x in tables)
@@ -124,6 +126,7 @@ class Policy:
             signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
             storage=_backend(path, s.get("backend", "local")),
             storage_options=_storage_options(path, s),
+            replica=_replica(path, data.get("replica")),
             verification_window_days=_duration(path, "verification", "window_days", v.get("window_days", 30), 86400),
             extra=data,
         )
@@ -142,6 +145,7 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "devices": ("time_zone",),
     "keys": ("signing_key",),
     "storage": None,  # backend, and the backend's own options (custodes.storage; checked when it opens)
+    "replica": None,  # the same for the second copy
     "verification": ("window_days",),
     "access": (
         "window_hours",
@@ -330,6 +334,42 @@ def _storage_options(path: Path, table: dict[str, Any], check_backend: bool = Fa
     return options
 
 
+def _open_replica(archive: Archive) -> ObjectStore:
+    """The store of the second copy: a local one in its own folder (made like an archive's store), any other
+    backend from its options as the first copy's are."""
+    options = dict(archive.policy.replica or {})
+    backend = plugin_manager().storage_backends.get(options.pop("backend"))
+    location = Path(options.pop("location", archive.root))
+    _outside(archive.root, location)
+    replica: ObjectStore = backend.open(location, {"algorithm": "sha256", **options})
+    return replica
+
+
+def _check_storage(root: Path, storage: Mapping[str, str] | None, replica: Mapping[str, str] | None) -> None:
+    """A new archive's [storage] and [replica], by the policy loader's rules, before anything is created."""
+    _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
+    second = _replica(Path(POLICY_FILE), None if replica is None else dict(replica))
+    if second is not None and "location" in second:
+        _outside(root, Path(second["location"]))
+
+
+def _outside(root: Path, location: Path) -> None:
+    """A second copy inside the archive's folder is no second copy (and verify would call it foreign)."""
+    if location.resolve() == root.resolve() or root.resolve() in location.resolve().parents:
+        raise ArchiveError(f"[replica] location {location}: the second copy must live outside the archive's folder")
+
+
+def _replica(path: Path, table: dict[str, Any] | None) -> dict[str, str] | None:
+    """The second copy's backend and options; a local one names its own folder (``location``)."""
+    if table is None:
+        return None
+    backend = _backend(path, table.get("backend"))
+    options = {"backend": backend, **_storage_options(path, table)}
+    if backend == "local" and not options.get("location"):
+        raise ArchiveError(f"{path}: [replica] location: a local replica needs its own folder (another disk)")
+    return options
+
+
 def _backend(path: Path, value: Any) -> str:
     names = plugin_manager().storage_backends.names()
     if value not in names:
@@ -373,6 +413,9 @@ _POLICY_COMMENTS = {
     "endpoint, prefix, region, retention_mode; credentials come from the environment, never from here).",
     "verification": "window_days: every object is re-hashed at least this often (`custodes verify --older-than`);\n"
     "the compliance report lists the objects overdue.",
+    "replica": "A second copy of every object: backend and its options (local: location, a folder on another\n"
+    "disk). Ingest stores both before it records a file; verify checks both; `custodes storage repair` restores a\n"
+    "bad copy from the good one.",
 }
 
 
@@ -382,6 +425,7 @@ def _policy_text(
     algorithms: tuple[str, ...],
     signing_key: str,
     storage: Mapping[str, str] | None = None,
+    replica: Mapping[str, str] | None = None,
 ) -> str:
     """The policy file of a new archive, written by a TOML library: a value holding a quote or a newline stays
     one string and can never add a table (a ``[people]`` granting roles) to the policy."""
@@ -397,6 +441,7 @@ def _policy_text(
         "keys": {"signing_key": signing_key},
         "storage": {"backend": "local", **(storage or {})},
         "verification": {"window_days": 30},
+        **({"replica": dict(replica)} if replica else {}),
     }
     text = (
         "# custodes archive policy, in force as the ledger records it: change it with `custodes policy set`\n"
@@ -447,6 +492,7 @@ class Archive:
             self.spool.mkdir(mode=0o700, exist_ok=True)
             backend = plugin_manager().storage_backends.get(self.policy.storage)
             self.store: ObjectStore = backend.open(self.root, {"algorithm": "sha256", **self.policy.storage_options})
+            self.replica: ObjectStore | None = None if self.policy.replica is None else _open_replica(self)
             self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
             if self.ledgered_policy is None and not _creating:
                 policy_mod.adopt(self)
@@ -585,9 +631,11 @@ def init_archive(
     algorithms: tuple[str, ...] = ("sha256", "blake3"),
     signing_key: str | None = None,
     storage: Mapping[str, str] | None = None,
+    replica: Mapping[str, str] | None = None,
 ) -> Archive:
     """Create an archive in an empty (or new) folder and return it open. ``storage``: the ``[storage]`` table
-    (``backend`` and that backend's options; default the ``local`` backend in the archive's folder).
+    (``backend`` and that backend's options; default the ``local`` backend in the archive's folder);
+    ``replica``: the ``[replica]`` table, a second copy of every object (None: one copy).
 
     All or nothing: every input is checked before anything is created; a new
     folder is built as a hidden sibling and renamed into place only when it is
@@ -604,7 +652,7 @@ def init_archive(
     algorithms = tuple(dict.fromkeys(("sha256", *algorithms)))  # sha256 first, each once, in the order given
     _algorithms(Path(POLICY_FILE), list(algorithms))
     time_zone = _time_zone(None, time_zone)
-    _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
+    _check_storage(path, storage, replica)
     archive_id = uuid.uuid4().hex
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
@@ -635,7 +683,7 @@ def init_archive(
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         origin = f"custodes.local/{archive_id}"
         replace_file(work / "keys" / "checkpoint.vkey", str(ledger_mod.VerifierKey(origin, public)) + "\n")
-        policy_text = _policy_text(archive_id, time_zone, algorithms, key_path, storage)
+        policy_text = _policy_text(archive_id, time_zone, algorithms, key_path, storage, replica)
         replace_file(work / POLICY_FILE, policy_text)
         with Archive(work, _creating=True) as archive:
             from custodes.policy import record_init

@@ -1033,6 +1033,16 @@ def _bytes_progress(out: Output) -> tuple[ProgressLine, Callable[[int, int], Non
     return line, lambda done, total: line(HashProgress(done, total, 0, 0))
 
 
+def _key_values(options: tuple[str, ...], hint: str) -> dict[str, str]:
+    out = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{option!r} is not KEY=VALUE", param_hint=hint)
+        out[key.strip()] = value
+    return out
+
+
 @main.command("init")
 @click.argument("archive", type=GivenPath(path_type=str))
 @click.option(
@@ -1070,6 +1080,21 @@ def _bytes_progress(out: Output) -> tuple[ProgressLine, Callable[[int, int], Non
     metavar="KEY=VALUE",
     help="Any other option of the backend (region=..., retention_mode=GOVERNANCE). Never credentials.",
 )
+@click.option(
+    "--replica",
+    "replica_backend",
+    type=TEXT_LINE,
+    default=None,
+    help="Keep a second copy of every object on this backend (with --replica-option location=DIR for local).",
+)
+@click.option(
+    "--replica-option",
+    "replica_options",
+    multiple=True,
+    type=TEXT_LINE,
+    metavar="KEY=VALUE",
+    help="An option of the second copy's backend (location=/mnt/disk2/copy, bucket=..., endpoint=...).",
+)
 @output_options(quiet_help="Print nothing when the archive is created (--json still prints its object).")
 def init_command(
     archive: str,
@@ -1081,6 +1106,8 @@ def init_command(
     endpoint: str | None,
     prefix: str | None,
     storage_options: tuple[str, ...],
+    replica_backend: str | None,
+    replica_options: tuple[str, ...],
     out: Output,
 ) -> None:
     """Create an archive: policy file, SQLite catalog, write-once object store,
@@ -1095,16 +1122,16 @@ def init_command(
             ZoneInfo(time_zone)
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
-    storage = {"backend": backend}
-    for option in storage_options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{option!r} is not KEY=VALUE", param_hint="--storage-option")
-        storage[key.strip()] = value
+    storage = {"backend": backend, **_key_values(storage_options, "--storage-option")}
     storage |= {k: v for k, v in (("bucket", bucket), ("endpoint", endpoint), ("prefix", prefix)) if v is not None}
+    replica = None
+    if replica_backend is not None:
+        replica = {"backend": replica_backend, **_key_values(replica_options, "--replica-option")}
+    elif replica_options:
+        raise click.BadParameter("give --replica BACKEND with it", param_hint="--replica-option")
     _note_archive(archive)
     with init_archive(
-        archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key, storage=storage
+        archive, time_zone=time_zone, algorithms=algorithms, signing_key=signing_key, storage=storage, replica=replica
     ) as a:
         info = {
             "archive": str(a.root),
@@ -1114,6 +1141,7 @@ def init_command(
             "verifier_key_fingerprint": fingerprint(a.verifier_key),
             "signing_key": str(a.signing_key_path),
             "storage": a.store.describe(),
+            "replica": None if a.replica is None else a.replica.describe(),
         }
     if out.json:
         _write_json(info)
@@ -1499,6 +1527,28 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
     to_store(archive, digests)
     applied = len(digests) if archive.store.enforces_retention else 0
     _write_json({"objects": applied}) if out.json else out.say(f"retention and holds set on {applied} object(s)")
+
+
+@storage_group.command("repair")
+@archive_argument
+@output_options(quiet_help="Print nothing when nothing is left to repair (--json still prints its object).")
+def storage_repair_command(archive: Archive, out: Output) -> None:
+    """Verify both copies of every object and restore each one bad in one copy from the intact other
+    (custodians; each repair is a ledger entry). Exit 1 when an object could not be repaired."""
+    from custodes.repair import repair
+
+    result = repair(archive)
+    if out.json:
+        _write_json(result.to_json())
+    else:
+        for r in result.repaired:
+            out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']}; restored from the other copy")
+        for r in result.unrepairable + result.failed:
+            click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
+        if not (result.repaired or result.unrepairable or result.failed):
+            out.say("both copies of every object are intact: nothing to repair")
+    if not result.ok:
+        sys.exit(EXIT_FINDINGS)
 
 
 @main.group("ledger")

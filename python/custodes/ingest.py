@@ -390,6 +390,8 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
             # to link them: until it records them, verify reports them as `pending`, not `unexpected`.
             for c in linked.values():
                 catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns())
+    if archive.replica is not None:
+        linked = _put_replica(archive, linked, fail)
     put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in linked.values()])
     for path, stored in zip(linked, put, strict=True):
         if isinstance(stored, OSError):
@@ -397,6 +399,28 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
         else:
             crashpoint("after_link")
     return outcomes
+
+
+def _put_replica(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> dict[str, _Copy]:
+    """Store the second copy of each (before the first: the catalog records a file only once both copies are
+    stored). The replica consumes a second name of each spool file, so the first copy's file stays for the
+    first store. The copies the replica stored; the others failed, with why."""
+    assert archive.replica is not None
+    items = []
+    for c in copies.values():
+        second = c.temp.with_name(c.temp.name + "-2")
+        second.unlink(missing_ok=True)
+        os.link(c.temp, second)
+        items.append(Put(second, c.size, c.digests))
+    outcomes = archive.replica.put_many(items)
+    stored = {}
+    for (path, c), item, outcome in zip(copies.items(), items, outcomes, strict=True):
+        if isinstance(outcome, OSError):
+            item.file.unlink(missing_ok=True)
+            fail(path, f"could not store the second copy ({archive.replica.describe()}): {outcome}")
+        else:
+            stored[path] = c
+    return stored
 
 
 def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> None:

@@ -33,6 +33,7 @@ by side in digest order.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import os
@@ -42,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file
@@ -91,10 +92,12 @@ class VerifyFinding:
     ledger_index: int | None = None
     table: str | None = None  # a catalog row against its replay: the table and the row's key
     row: tuple[Any, ...] | None = None
+    copy: str | None = None  # "replica": found in the second copy ([replica] of the policy); None: the first
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "copy": self.copy,
             "message": self.message,
             "segment": self.segment,
             "object": self.object,
@@ -728,8 +731,47 @@ def _verify_store(
     fresh: Catalog,
     schedule: Schedule,
 ) -> None:
+    """Check the store, then the second copy where the policy keeps one: each finding says which copy."""
+    _verify_copy(archive, result, workers, progress, fresh, schedule)
+    if archive.replica is None:
+        return
+    first = (result.run, result.checked, result.bytes, len(result.findings))
+    # The same selection, all of it now: the budget and --resume are the first copy's (its run is recorded).
+    second = Schedule(selection=schedule.selection, executor=schedule.executor, scheduler=schedule.scheduler)
+    _verify_copy(cast(Archive, _SecondCopy(archive)), result, workers, None, fresh, second, record=False)
+    where = archive.replica.describe()
+    result.findings[first[3] :] = [
+        dataclasses.replace(f, copy="replica", message=f"second copy ({where}): {f.message}")
+        for f in result.findings[first[3] :]
+    ]
+    replica = {"checked": result.checked - first[1], "bytes": result.bytes - first[2]}
+    result.run, result.checked, result.bytes = first[0], first[1], first[2]
+    if result.run is not None:
+        result.run["replica"] = replica
+
+
+class _SecondCopy:
+    """The archive as verify sees it for the second copy: the same catalog and policy, the replica's store."""
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive, self.store = archive, archive.replica
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._archive, name)
+
+
+def _verify_copy(
+    archive: Archive,
+    result: VerifyResult,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+    fresh: Catalog,
+    schedule: Schedule,
+    record: bool = True,
+) -> None:
     """Walk the catalog's objects and the store's files side by side, both in digest order (strays, links,
-    purges), and re-hash the objects the schedule selects on its executor, shard by shard."""
+    purges), and re-hash the objects the schedule selects on its executor, shard by shard. ``record``: stamp
+    what was found intact and record the run (the first copy's pass)."""
     selection = schedule.selection
     result.rehashed = not selection.quick
     if selection.quick:
@@ -754,7 +796,7 @@ def _verify_store(
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
         walk.finish()
         due = walk.least_recently_verified(cutoff)
-    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started)
+    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started, record)
     hashing.run(due)
     left, left_bytes = len(hashing.left), sum(hashing.left)  # handed out and not finished, or taken and not handed
     for d in due:  # what the budget left, counted only (and the listing finished as it goes): two numbers
@@ -909,9 +951,11 @@ class _Hashing:
         progress: Callable[[int, int], None] | None,
         earlier: VerifyRun | None,
         started: int,
+        record: bool = True,
     ) -> None:
         from custodes.plugins import ExecutorOptions, plugin_manager
 
+        self.record = record
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
@@ -1008,6 +1052,8 @@ class _Hashing:
                     VerifyFinding(kind, detail, catalog.segments.first_for_object(d.sha256), d.sha256)
                 )
         self.done += sum(d.size for d in shard)
+        if not self.record:
+            return
         with self.stamper.transaction():
             if self.run_id is None:
                 self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id

@@ -62,6 +62,7 @@ class LocalStore:
     def connect(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
         """The store of the archive at ``location`` (the plugin's ``StorageBackend.open``)."""
         store = cls(Path(location), options.get("algorithm", "sha256"))
+        store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
         store.objects.parent.mkdir(mode=0o700, exist_ok=True)
         store.objects.mkdir(mode=0o700, exist_ok=True)
         store.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -91,18 +92,68 @@ class LocalStore:
         durable together: one sync for the whole group (custodes._durable.sync_together), not two folder
         fsyncs per object. link(2) refuses to replace a name (rename would silently overwrite).
 
-        The spool file is the object: linking it moves no byte, so the bytes stored are the bytes the caller
-        hashed and read back. All or nothing per name: a name this call created is removed again when it
-        cannot be made durable, so a failed put never leaves an object that no catalog row will ever name
-        (verify would call it unexpected)."""
+        A file in this store's own spool (ingest's copies) is the object: linking it moves no byte, so the
+        bytes stored are the bytes the caller hashed and read back. A file from elsewhere (the first copy's
+        spool, when this store keeps the second copy on another disk) is first copied into the spool while
+        hashed, and refused unless it has the digests named.
+
+        All or nothing per name: a name this call created is removed again when it cannot be made durable,
+        so a failed put never leaves an object that no catalog row will ever name (verify would call it
+        unexpected)."""
+        spooled = self._into_spool(items)
+        outcomes = self._link_many(spooled)
+        for item, own, outcome in zip(items, spooled, outcomes, strict=True):
+            if isinstance(own, Put) and own.file != item.file:
+                if isinstance(outcome, bool):
+                    os.unlink(item.file)  # stored from its copy: consumed, as a file of the spool would be
+                else:
+                    own.file.unlink(missing_ok=True)  # the copy goes, the caller's file stays theirs
+
+        return outcomes
+
+    def _into_spool(self, items: Sequence[Put]) -> list[Put | OSError]:
+        """Each item as a file of this store's spool: as it is, or a durable copy whose digests were checked."""
+        from custodes import _core
+
+        out: list[Put | OSError] = []
+        copies: list[Path] = []
+        for item in items:
+            if os.path.dirname(os.path.abspath(item.file)) == os.fspath(self.spool.absolute()):
+                out.append(item)
+                continue
+            temp = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-copy"
+            algorithms = sorted(item.digests)
+            try:
+                storage_op("write", temp)
+                size, raw = _core.copy_and_hash(os.fspath(item.file), os.fspath(temp), algorithms)
+                if size != item.size or {a: d.hex() for a, d in zip(algorithms, raw, strict=True)} != item.digests:
+                    temp.unlink(missing_ok=True)
+                    raise OSError(0, f"{item.file}: its bytes are not the ones named for object {item.digest}")
+            except OSError as e:
+                temp.unlink(missing_ok=True)
+                out.append(e)
+                continue
+            copies.append(temp)
+            out.append(Put(temp, item.size, item.digests, item.retain_until_ns, item.legal_hold))
+        if copies:
+            try:
+                sync_together(self.spool, copies)
+            except OSError as e:
+                for temp in copies:
+                    temp.unlink(missing_ok=True)
+                return [e if isinstance(x, Put) and x.file in copies else x for x in out]
+        return out
+
+    def _link_many(self, items: Sequence[Put | OSError]) -> list[bool | OSError]:
         outcomes: list[bool | OSError] = []
         created: list[Path] = []
         folders: dict[Path, None] = {}
         for item in items:
+            if isinstance(item, OSError):
+                outcomes.append(item)
+                continue
             try:
                 final = self.path_for(item.digest)
-                if os.path.dirname(os.path.abspath(item.file)) != os.fspath(self.spool.absolute()):
-                    raise StoreError(f"{item.file}: the local store links only files in its spool, {self.spool}")
                 for folder in (final.parent.parent, final.parent):
                     if folder not in folders:
                         _make_folder(folder)
@@ -136,6 +187,39 @@ class LocalStore:
     def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
         """One object from a stream: written to the spool while hashed, checked against ``digests``, made
         durable, then linked like :meth:`put_many`'s."""
+        temp = self._spooled(stream, size, digests)
+        try:
+            (outcome,) = self.put_many([Put(temp, size, dict(digests))])
+            if isinstance(outcome, OSError):
+                raise outcome
+            return outcome
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> None:
+        """The checked bytes take the damaged object's place: what is there (a damaged file, a link) is removed
+        and the new file linked in, its folder synced; between the two a crash leaves the object missing, which
+        the next verify reports and the next repair restores."""
+        digest = valid_digest(digests["sha256"])
+        temp = self._spooled(stream, size, digests)
+        try:
+            path = self.path_for(digest)
+            for folder in (path.parent.parent, path.parent):
+                _make_folder(folder)
+            if os.path.lexists(path):
+                if not os.path.islink(path):
+                    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+                storage_op("write", path)
+                os.unlink(path)
+            os.chmod(temp, stat.S_IRUSR)
+            os.link(temp, path)
+            fsync_dir(path.parent)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _spooled(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Path:
+        """A durable spool file of the stream's bytes, refused (and removed) unless they are ``size`` bytes
+        with ``digests``."""
         from custodes import _core
         from custodes._durable import fsync_file
 
@@ -152,12 +236,10 @@ class LocalStore:
             got = {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
             if got_size != size or got != dict(digests):
                 raise StoreError(f"the bytes streamed for object {digests.get('sha256')} are not the ones named")
-            (outcome,) = self.put_many([Put(temp, size, dict(digests))])
-            if isinstance(outcome, OSError):
-                raise outcome
-            return outcome
-        finally:
+        except BaseException:
             temp.unlink(missing_ok=True)
+            raise
+        return temp
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)

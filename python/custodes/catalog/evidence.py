@@ -355,6 +355,10 @@ class Objects(Table):
     def known(self, sha256: str) -> bool:
         return self._one("SELECT 1 FROM objects WHERE sha256 = ?", (sha256,)) is not None
 
+    def get(self, sha256: str) -> StoredObject | None:
+        row = self._conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE sha256 = ?", (sha256,)).fetchone()  # noqa: S608
+        return None if row is None else StoredObject(*row)
+
     def total_size(self, within: DigestRange = EVERY_DIGEST) -> int:
         where, args = within.where()
         return int(self._one(f"SELECT COALESCE(SUM(size), 0) FROM objects WHERE {where}", args))  # noqa: S608

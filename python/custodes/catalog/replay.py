@@ -95,7 +95,7 @@ def unclassified_tables(catalog: Catalog) -> list[str]:
 
 
 #: Types that are ledgered on purpose without any catalog row.
-LEDGER_ONLY = ("purge_done", "export", "export_failed", "key_rotation", "policy")
+LEDGER_ONLY = ("purge_done", "export", "export_failed", "key_rotation", "policy", "storage_repair")
 
 Key = tuple[Any, ...]
 Touched = list[tuple[str, Key]]

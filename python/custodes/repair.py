@@ -1,0 +1,81 @@
+"""Repairing one copy of the archive's objects from the other (``custodes storage repair``).
+
+Where the policy keeps a second copy (``[replica]``), verify checks both and says which copy of an object is
+bad. A repair re-verifies both copies whole, then puts back each object that is missing, modified or
+truncated in exactly one copy from the intact one, through the bad store's :meth:`ObjectStore.restore`
+(which checks the bytes against the catalog's digests before they take the object's place), and ledgers
+each repair (``storage_repair``: the object, the copy, what was wrong, who, when). An object bad in both
+copies cannot be repaired from the archive and is reported, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from custodes.access import require_role
+from custodes.archive import Archive
+from custodes.catalog import replay
+from custodes.errors import CustodesError
+from custodes.verify import verify
+
+__all__ = ["REPAIRABLE", "RepairResult", "repair"]
+
+#: What a repair puts right: the object's bytes are gone or wrong in one copy.
+REPAIRABLE = ("missing", "modified", "truncated")
+FIRST, REPLICA = "first", "replica"
+
+
+@dataclass
+class RepairResult:
+    repaired: list[dict[str, Any]] = field(default_factory=list)  # {object, copy, was}
+    unrepairable: list[dict[str, Any]] = field(default_factory=list)  # {object, why}
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {object, copy, why}: the restore itself failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.unrepairable and not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repaired": self.repaired, "unrepairable": self.unrepairable, "failed": self.failed}
+
+
+def repair(archive: Archive) -> RepairResult:
+    """Verify both copies and restore each object bad in one of them from the other (custodians)."""
+    if archive.replica is None:
+        raise CustodesError(
+            "this archive keeps one copy of its objects: there is nothing to repair from (a [replica] table in "
+            "the policy names a second copy)"
+        )
+    person = require_role(archive, ("custodian",), "storage_repair")
+    bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found
+    for f in verify(archive).findings:
+        if f.object is not None and f.kind in REPAIRABLE:
+            bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
+    result = RepairResult()
+    stores = {FIRST: archive.store, REPLICA: archive.replica}
+    for digest, copies in sorted(bad.items()):
+        recorded = archive.catalog.objects.get(digest)
+        if recorded is None or recorded.purged_ns is not None:
+            continue  # not evidence the archive keeps (a stray, a purged object): verify reports it
+        if len(copies) == 2:
+            result.unrepairable.append({"object": digest, "why": f"both copies are bad ({copies})"})
+            continue
+        ((copy, was),) = copies.items()
+        source = stores[REPLICA if copy == FIRST else FIRST]
+        try:
+            with source.open(digest) as stream:
+                stores[copy].restore(stream, recorded.size, json.loads(recorded.digests))
+        except (OSError, CustodesError) as e:
+            result.failed.append({"object": digest, "copy": copy, "why": str(e)})
+            continue
+        now = time.time_ns()
+        entry = {"type": "storage_repair", "sha256": digest, "copy": copy, "was": was, "by": person, "time": now}
+        with archive.transaction() as catalog:
+            replay.record(catalog, entry)
+        result.repaired.append({"object": digest, "copy": copy, "was": was})
+    if result.repaired:
+        archive.checkpoint()
+    return result

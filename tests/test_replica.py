@@ -1,0 +1,120 @@
+"""A second copy of every object ([replica] in the policy): ingest stores both before it records a file, verify
+checks both and names the bad copy, `custodes storage repair` restores it from the good one (a ledger entry)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import PEOPLE, THREE_RECORDINGS, run_cli
+
+CUSTODIAN_ROOT = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
+
+
+def _objects(root: Path) -> dict[str, Path]:
+    return {p.name: p for p in (root / "objects" / "sha256").rglob("*") if p.is_file()}
+
+
+def _verify(arch: Path) -> tuple[int, list[dict[str, object]]]:
+    r = run_cli("verify", arch, "--json")
+    return r.returncode, json.loads(r.stdout)["findings"]
+
+
+def _flip_a_byte(path: Path) -> None:
+    path.chmod(0o600)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    path.chmod(0o400)
+
+
+def _archive_with_replica(make_cli_archive: Callable[..., Path], second: Path) -> Path:
+    return make_cli_archive(
+        recordings=THREE_RECORDINGS,
+        ingest_exit=(1,),  # the 2016 footage is a late ingest, and go-mp4-sample has no clock
+        people=CUSTODIAN_ROOT,
+        init_args=("--replica", "local", "--replica-option", f"location={second}"),
+    )
+
+
+def test_ingest_stores_both_copies_byte_for_byte(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    first, copies = _objects(arch), _objects(second)
+    assert len(first) == 3 and first.keys() == copies.keys()
+    for name, path in copies.items():
+        # By an independent tool: each copy's bytes are the object its name says.
+        out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+        assert out == name == hashlib.sha256(first[name].read_bytes()).hexdigest()
+        assert path.stat().st_mode & 0o222 == 0  # read-only there too
+    assert _verify(arch) == (0, [])
+    assert list((second / "tmp").iterdir()) == []  # no copy left in the second store's spool
+
+
+def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    _flip_a_byte(_objects(second)[names[0]])  # the second copy of one object damaged
+    lost = _objects(arch)[names[1]]  # the first copy of another lost
+    lost.chmod(0o600)
+    lost.unlink()
+    rc, findings = _verify(arch)
+    assert rc == 1
+    assert {(f["kind"], f["copy"], f["object"]) for f in findings} == {
+        ("modified", "replica", names[0]),
+        ("missing", None, names[1]),
+    }
+    replica_finding = next(f for f in findings if f["copy"] == "replica")
+    assert str(second) in str(replica_finding["message"])  # the message says where the bad copy is
+
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stderr
+    repaired = json.loads(r.stdout)["repaired"]
+    assert {(x["object"], x["copy"], x["was"]) for x in repaired} == {
+        (names[0], "replica", "modified"),
+        (names[1], "first", "missing"),
+    }
+    assert _verify(arch) == (0, [])  # the ledger (with the repairs) and both copies check out
+    for name in names:
+        assert hashlib.sha256(_objects(second)[name].read_bytes()).hexdigest() == name
+        assert hashlib.sha256(_objects(arch)[name].read_bytes()).hexdigest() == name
+    with sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+        entries = [json.loads(e) for (e,) in db.execute("SELECT entry FROM ledger ORDER BY seq")]
+    repairs = [e for e in entries if e["type"] == "storage_repair"]
+    assert sorted(e["sha256"] for e in repairs) == sorted(names[:2]) and {e["by"] for e in repairs} == {"root"}
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 0 and b"nothing to repair" in r.stdout
+
+
+def test_an_object_bad_in_both_copies_is_reported_not_guessed(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    name = sorted(_objects(arch))[2]
+    _flip_a_byte(_objects(arch)[name])
+    _flip_a_byte(_objects(second)[name])
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["repaired"] == [] and [u["object"] for u in out["unrepairable"]] == [name]
+    rc, findings = _verify(arch)
+    assert rc == 1 and {f["copy"] for f in findings} == {None, "replica"}  # nothing was changed
+
+
+def test_repair_needs_a_second_copy_and_a_custodian(cli_archive: Path) -> None:
+    r = run_cli("storage", "repair", cli_archive)
+    assert r.returncode != 0 and b"one copy" in r.stderr
+
+
+def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:
+    arch = tmp_path / "arch"
+    r = run_cli("init", arch, "--replica", "local", "--replica-option", f"location={arch / 'copy'}")
+    assert r.returncode == 2 and b"outside the archive" in r.stderr and not arch.exists()
+    r = run_cli("init", tmp_path / "b", "--replica", "local")
+    assert r.returncode == 2 and b"location" in r.stderr
