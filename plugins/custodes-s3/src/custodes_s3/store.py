@@ -81,9 +81,18 @@ READERS = 8
 #: shortening under a few seconds of clock skew, short enough that the next check can remove it.
 PROBE_RETENTION = timedelta(seconds=30)
 
+# The class has a method named ``list`` (the contract's): its annotations name these instead of ``list[...]``.
+Entries = list[dict[str, Any]]  # a key's versions and delete markers, as ListObjectVersions gives them
+Outcomes = list[bool | OSError]
+Hashes = list[HashResult]
+Guarantees = list[Guarantee]
+Names = list[str]
+
 _EXISTS = object()  # what a conditional create answers when the key is there already
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
-_BAD_CHECKSUM = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidRequest"}
+#: What a server answers (400) to bytes that do not have the checksum sent with them: AWS and SeaweedFS say
+#: BadDigest, others one of the rest.
+_BAD_CHECKSUM = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
 
 
 class S3ObjectError(StoreError, OSError):
@@ -332,12 +341,12 @@ class S3Store:
 
     # ---- put ----------------------------------------------------------------------------------------------
 
-    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+    def put_many(self, items: Sequence[Put]) -> Outcomes:
         """Create each object, write-once (see the module's docstring), one after the other: a group's
         throughput is the link's, and one file at a time keeps memory to a part's worth. Multipart uploads an
         earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
         self._abort_abandoned_uploads()
-        outcomes: list[bool | OSError] = []
+        outcomes: Outcomes = []
         for item in items:
             try:
                 outcomes.append(self._put(item))
@@ -539,12 +548,18 @@ class S3Store:
         if current is None and until_ns <= time.time_ns():
             return  # a date already past keeps nothing, and the server refuses it
         mode = "COMPLIANCE" if "COMPLIANCE" in (self.mode, (head or {}).get("ObjectLockMode")) else self.mode
-        self._s3.put_object_retention(
-            Bucket=self.bucket,
-            Key=key,
-            Retention={"Mode": mode, "RetainUntilDate": _date(until_ns)},
-            **_version(version),
-        )
+        try:
+            self._s3.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": mode, "RetainUntilDate": _date(until_ns)},
+                **_version(version),
+            )
+        except ClientError:
+            # Refused as a shortening: a new version the bucket's default retention locked already, for longer.
+            now = self._head(key, version) if head is None else None
+            if now is None or (_ns(now.get("ObjectLockRetainUntilDate")) or 0) < until_ns:
+                raise
 
     def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
         """One object from a stream: written to the archive's spool while hashed, checked against ``digests``,
@@ -636,7 +651,7 @@ class S3Store:
             raise S3ObjectError(f"s3://{self.bucket}/{key}: {_reason(e)}") from None
         return head
 
-    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> Hashes:
         """Each object streamed through the core's hasher, ``threads`` GETs in flight (default :data:`READERS`):
         a GET waits on the network far longer than its bytes take to hash."""
         workers = max(1, min(threads or READERS, len(digests)))
@@ -664,7 +679,7 @@ class S3Store:
             yield self._listed(key, name, entries)
         yield from self._elsewhere()
 
-    def _versions(self, prefix: str, marker: str = "", delimiter: str = "") -> Iterator[tuple[str, list[dict]]]:
+    def _versions(self, prefix: str, marker: str = "", delimiter: str = "") -> Iterator[tuple[str, Entries]]:
         """``(key, its versions and delete markers)`` in key order, lazily: one page in memory, and a key whose
         versions straddle two pages is given once, whole."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -676,7 +691,7 @@ class S3Store:
             **args, PaginationConfig={"PageSize": self.page_size}
         )
         key: str | None = None
-        entries: list[dict] = []
+        entries: Entries = []
         try:
             for page in pages:
                 found = page.get("Versions", []) + [{**m, "DeleteMarker": True} for m in page.get("DeleteMarkers", [])]
@@ -691,7 +706,7 @@ class S3Store:
         if key is not None:
             yield key, entries
 
-    def _listed(self, key: str, name: str, entries: list[dict]) -> Listed:
+    def _listed(self, key: str, name: str, entries: Entries) -> Listed:
         where = f"s3://{self.bucket}/{key}"
         versions = [e for e in entries if not e.get("DeleteMarker")]
         markers = len(entries) - len(versions)
@@ -712,7 +727,7 @@ class S3Store:
 
     def _elsewhere(self) -> Iterator[Listed]:
         """Keys under ``objects/`` but not ``objects/sha256/``: foreign (or misplaced objects)."""
-        top: list[str] = []
+        top: Names = []
         try:
             for page in self._s3.get_paginator("list_object_versions").paginate(
                 Bucket=self.bucket, Prefix=self._objects, Delimiter="/"
@@ -728,11 +743,11 @@ class S3Store:
 
     # ---- retention, hold, purge ---------------------------------------------------------------------------
 
-    def _key_entries(self, key: str) -> list[dict]:
+    def _key_entries(self, key: str) -> Entries:
         """Every version and delete marker of exactly ``key``."""
         return next((entries for k, entries in self._versions(key) if k == key), [])
 
-    def _object_versions(self, digest: str) -> tuple[str, list[dict]]:
+    def _object_versions(self, digest: str) -> tuple[str, Entries]:
         key = self.key(digest)
         versions = [e for e in self._key_entries(key) if not e.get("DeleteMarker")]
         if not versions:
@@ -792,7 +807,7 @@ class S3Store:
 
     # ---- guarantees ---------------------------------------------------------------------------------------
 
-    def guarantees(self) -> list[Guarantee]:
+    def guarantees(self) -> Guarantees:
         """What the bucket really does, probed with small objects under ``probes/`` (see custodes_s3.probes)."""
         from custodes_s3.probes import probe
 
