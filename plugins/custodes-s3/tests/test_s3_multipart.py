@@ -163,3 +163,19 @@ def test_an_upload_a_killed_process_left_is_aborted_by_the_next_put_once_abandon
     item = Put(path, 12 * MiB, digests)
     monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
     assert store.put_many([item]) == [True]  # the re-run stores it
+
+
+def test_a_large_object_already_stored_is_not_sent_again(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    first, again = tmp_path / "first", tmp_path / "again"
+    digests = _write(first, 11 * MiB)
+    again.write_bytes(first.read_bytes())
+    assert store.put_many([Put(first, 11 * MiB, digests)]) == [True]
+    started: list[str] = []
+    real = store._s3.create_multipart_upload
+    monkeypatch.setattr(store._s3, "create_multipart_upload", lambda **kw: started.append(kw["Key"]) or real(**kw))
+    assert store.put_many([Put(again, 11 * MiB, digests)]) == [False]
+    assert started == [] and not again.exists()

@@ -421,6 +421,8 @@ class S3Store:
         """A multipart upload, each part read from the file as it is sent with its own SHA-256, completed on the
         condition that the key still does not exist: the new version's id, or _EXISTS."""
         part = max(PART_SIZE, -(-item.size // _MAX_PARTS))
+        if self._head(key, None) is not None:
+            return _EXISTS  # not gigabytes sent to learn it at the completion (which still checks, for a race)
         try:
             upload = self._s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType="application/octet-stream", ChecksumAlgorithm="SHA256"
@@ -469,7 +471,7 @@ class S3Store:
             with self._get(key, version) as body:
                 while chunk := body.read(CHUNK):
                     hasher.update(chunk)
-        except OSError as e:
+        except (OSError, StoreError) as e:
             return f"could not be read back ({e})"
         size, raw = hasher.finish()
         if size != item.size:
