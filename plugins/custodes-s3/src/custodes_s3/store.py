@@ -677,7 +677,7 @@ class S3Store:
             if low is not None and name < low:
                 continue
             if high is not None and name >= high:
-                return
+                break
             yield self._listed(key, name, entries)
         yield from self._elsewhere()
 
