@@ -309,6 +309,7 @@ class S3Store:
 
     backend = "s3"
     remote = True
+    enforces_retention = True
     #: Keys asked for per ListObjectVersions page (S3's most); a test lowers it to cross pages with few objects.
     page_size = 1000
 
