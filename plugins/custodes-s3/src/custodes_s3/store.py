@@ -1,0 +1,858 @@
+"""The ``s3`` backend of :class:`custodes.storage.ObjectStore`: objects in a bucket with Object Lock.
+
+Layout: object ``<digest>`` is the key ``<prefix>objects/sha256/<digest>``; :meth:`S3Store.guarantees` writes its
+probe objects under ``<prefix>probes/``; nothing else is written. The archive's catalog, ledger and spool stay in
+its local folder (``location``).
+
+Every call goes through one boto3 client (README.md, "Which client": obstore cannot send the caller's
+SHA-256, set a retention or a legal hold, or list versions, and boto3 read faster here than obstore did).
+
+What the server is asked to enforce, and what the store checks itself:
+
+- **write-once**: every create is conditional (``If-None-Match: *``, on the single PUT and on the completion
+  of a multipart upload): an existing key is never replaced, whatever another client does at the same time.
+- **the bytes named**: a PUT carries the caller's SHA-256 (``x-amz-checksum-sha256``) and each part of a
+  multipart upload its own, so the server refuses bytes that changed on the way; then the object is **read back**
+  (its version, streamed and hashed again with every digest the caller gave) before it counts as stored.
+- **retention and legal hold** come only after the read-back: an object whose bytes are wrong can still be
+  removed (unless the bucket's default retention locks it at once; then it stays and the error says so).
+- **tampering** through another client shows in :meth:`S3Store.list`: a key written again (``versions``) or
+  deleted (``deleted``), and keys that are not objects (``foreign``, ``misplaced``).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import errno
+import ipaddress
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from custodes import _core
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
+from custodes.errors import EvidenceReadError
+from custodes.hashing import HashResult
+from custodes.storage import (
+    CHUNK,
+    Guarantee,
+    Listed,
+    Put,
+    StoredObject,
+    StoreError,
+    StoreSpec,
+    hash_by_streaming,
+    valid_digest,
+)
+
+__all__ = ["ABANDONED_AFTER", "MULTIPART_THRESHOLD", "OPTIONS", "S3ObjectError", "S3Store"]
+
+log = logging.getLogger("custodes_s3")
+
+#: The ``[storage]`` options the backend reads (``algorithm`` is custodes' own, always sha256 here).
+OPTIONS = ("algorithm", "bucket", "endpoint", "prefix", "profile", "region", "retention_mode")
+#: An option named like one of these is a credential: refused, whatever its value.
+_SECRET_NAME = re.compile(r"secret|passw|token|credential|access|(^|[_.-])key($|[_.-])|key_?id", re.IGNORECASE)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+#: Files larger than this are sent as a multipart upload: parts read from the file one at a time.
+MULTIPART_THRESHOLD = 64 * 2**20
+#: A part's size (or more, for a file that would need more than S3's 10,000 parts).
+PART_SIZE = 16 * 2**20
+_MAX_PARTS = 10_000
+#: A multipart upload under ``objects/`` whose last part (or start) is older than this, by the server's clock, is
+#: abandoned: the next :meth:`S3Store.put_many` aborts it. A live upload sends a part every few seconds; one
+#: aborted by mistake fails its completion, and its put keeps the file to be tried again: nothing is lost.
+ABANDONED_AFTER = timedelta(hours=1)
+#: GETs in flight in :meth:`S3Store.hash_objects` when the caller does not say.
+READERS = 8
+#: How long :meth:`S3Store.guarantees` locks its probe (COMPLIANCE): long enough to try the delete and the
+#: shortening under a few seconds of clock skew, short enough that the next check can remove it.
+PROBE_RETENTION = timedelta(seconds=30)
+
+# The class has a method named ``list`` (the contract's): its annotations name these instead of ``list[...]``.
+Entries = list[dict[str, Any]]  # a key's versions and delete markers, as ListObjectVersions gives them
+Outcomes = list[bool | OSError]
+Hashes = list[HashResult]
+Guarantees = list[Guarantee]
+Names = list[str]
+
+_EXISTS = object()  # what a conditional create answers when the key is there already
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+#: What a server answers (400) to bytes that do not have the checksum sent with them: AWS and SeaweedFS say
+#: BadDigest, others one of the rest.
+_BAD_CHECKSUM = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
+
+
+class S3ObjectError(StoreError, OSError):
+    """One object's operation failed at the bucket; the message names the object and the reason. An OSError too,
+    as :meth:`S3Store.put_many` reports a failed item with one."""
+
+    kind = "store"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args)
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _status(e: ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, ClientError):
+        error = e.response.get("Error", {})
+        return f"{error.get('Code', _status(e))}: {error.get('Message', '')}".rstrip(": ")
+    return f"{type(e).__name__}: {e}"
+
+
+def _missing(e: ClientError) -> bool:
+    return _code(e) in _MISSING or _status(e) == 404
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _ns(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+def _date(ns: int) -> datetime:
+    """A retention date for ``ns``, rounded up to the second: rounding never shortens what was asked."""
+    seconds = -(-ns // 10**9)
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _iso(ns: int | None) -> str:
+    return "never" if ns is None else datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_options(options: Mapping[str, str]) -> dict[str, str]:
+    """The backend's options, checked and completed with their defaults; StoreError saying what to change."""
+    for name in options:
+        if name not in OPTIONS:
+            if _SECRET_NAME.search(name):
+                raise StoreError(
+                    f"[storage] {name}: credentials are never an archive option (the policy is in the ledger, "
+                    "which every auditor reads): give the s3 backend AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                    "(and AWS_SESSION_TOKEN) in its environment, or name an AWS profile with [storage] profile"
+                )
+            raise StoreError(f"[storage] {name}: not an option of the s3 backend (it reads {', '.join(OPTIONS)})")
+    bucket = options.get("bucket", "")
+    if not _BUCKET.match(bucket):
+        raise StoreError(f"[storage] bucket = {bucket!r}: the s3 backend needs a bucket name (3-63 of a-z 0-9 . -)")
+    if options.get("algorithm", "sha256") != "sha256":
+        raise StoreError(f"[storage] algorithm = {options['algorithm']!r}: s3 objects are named by their sha256")
+    mode = options.get("retention_mode", "COMPLIANCE").upper()
+    if mode not in ("COMPLIANCE", "GOVERNANCE"):
+        raise StoreError(f"[storage] retention_mode = {options['retention_mode']!r}: COMPLIANCE or GOVERNANCE")
+    prefix = options.get("prefix", "")
+    if prefix.startswith("/") or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise StoreError(f"[storage] prefix = {prefix!r}: a key prefix such as 'agency/archive/' (no leading /)")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return {
+        "bucket": bucket,
+        "endpoint": _check_endpoint(options.get("endpoint", "")),
+        "prefix": prefix,
+        "region": options.get("region", "") or "us-east-1",
+        "retention_mode": mode,
+        "profile": options.get("profile", ""),
+    }
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if not endpoint:
+        return ""
+    url = urlsplit(endpoint)
+    if url.username is not None or url.password is not None:
+        raise StoreError("[storage] endpoint: credentials are never part of the endpoint URL (see [storage] profile)")
+    if url.scheme not in ("https", "http") or not url.hostname or url.query or url.fragment:
+        raise StoreError(f"[storage] endpoint = {endpoint!r}: an URL such as https://s3.example.org")
+    if url.scheme == "http" and not _loopback(url.hostname):
+        # Footage and the requests' signatures would cross the network in clear.
+        raise StoreError(
+            f"[storage] endpoint = {endpoint!r}: plain http is for a server on this machine only; use https"
+        )
+    return endpoint
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _session(profile: str) -> Any:
+    """A boto3 session whose credentials are the environment's or the named profile's, and nothing else's (no
+    instance or container metadata, no default profile picked up by chance)."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    if profile:
+        try:
+            session = boto3.session.Session(profile_name=profile)
+        except ProfileNotFound:
+            raise StoreError(f"[storage] profile = {profile!r}: no such AWS profile on this machine") from None
+        credentials = session.get_credentials()
+        if credentials is None or credentials.method in ("env", "iam-role", "container-role"):
+            raise StoreError(f"[storage] profile = {profile!r}: the AWS profile gives no credentials of its own")
+        return session
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not key or not secret:
+        raise StoreError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
+            "temporary ones) in custodes' environment, or name an AWS profile with [storage] profile"
+        )
+    return boto3.session.Session(
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
+    )
+
+
+def _client(options: Mapping[str, str]) -> Any:
+    from botocore.config import Config
+
+    config = Config(
+        region_name=options["region"],
+        signature_version="s3v4",
+        # A server of one's own (SeaweedFS, MinIO, Ceph) rarely has a DNS name per bucket.
+        s3={"addressing_style": "path" if options["endpoint"] else "auto"},
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=120,
+        tcp_keepalive=True,
+        max_pool_connections=32,
+        # Checksums are custodes' own (the caller's SHA-256, the read-back): no CRC32 computed over every body.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        # The endpoint is the archive's option, never an AWS_ENDPOINT_URL* variable or a profile's setting.
+        ignore_configured_endpoint_urls=True,
+    )
+    return _session(options["profile"]).client("s3", endpoint_url=options["endpoint"] or None, config=config)
+
+
+class _Slice:
+    """Bytes ``offset`` to ``offset + length`` of an open file, as the seekable body of one part: read with
+    pread, so a part is never held in memory whole and botocore can rewind it for a retry."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd, self._offset, self._length, self._pos = fd, offset, length, 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._length - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self._fd, n, self._offset + self._pos) if n else b""
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, min(self._length, base + pos))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _Body:
+    """An object's bytes as a binary stream (``read(n)``, ``close``, ``with``): errors while reading are
+    EvidenceReadError (an OSError) naming the object, never botocore's own."""
+
+    def __init__(self, body: Any, where: str) -> None:
+        self._body, self._where = body, where
+
+    def read(self, n: int = -1) -> bytes:
+        if self._body is None:
+            return b""
+        try:
+            return bytes(self._body.read(None if n is None or n < 0 else n))
+        except (BotoCoreError, OSError, ValueError) as e:
+            raise EvidenceReadError(errno.EIO, f"reading {self._where}: {_reason(e)}", self._where) from e
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class S3Store:
+    """Objects in an S3 bucket, each under its SHA-256, write-once and locked by the server."""
+
+    backend = "s3"
+    remote = True
+    enforces_retention = True
+    #: Keys asked for per ListObjectVersions page (S3's most); a test lowers it to cross pages with few objects.
+    page_size = 1000
+
+    def __init__(self, location: Path, options: Mapping[str, str], client: Any) -> None:
+        checked = check_options(options)
+        self.location = Path(location)
+        self.options = dict(options)
+        self.bucket = checked["bucket"]
+        self.prefix = checked["prefix"]
+        self.mode = checked["retention_mode"]
+        self._s3 = client
+        self._objects = self.prefix + "objects/"
+        self._base = self.prefix + "objects/sha256/"
+
+    @classmethod
+    def connect(cls, location: Path, options: Mapping[str, str]) -> S3Store:
+        """The store of the archive at ``location`` (the plugin's ``StorageBackend.open``; not named ``open``,
+        which is the contract's read). Nothing is sent to the server yet: a wrong bucket or refused credentials
+        show on the first call, naming the bucket."""
+        return cls(location, options, _client(check_options(options)))
+
+    def spec(self) -> StoreSpec:
+        return StoreSpec(self.backend, os.fspath(self.location), tuple(sorted(self.options.items())))
+
+    def key(self, digest: str) -> str:
+        return self._base + valid_digest(digest)
+
+    def describe(self, digest: str | None = None) -> str:
+        return f"s3://{self.bucket}/{self.prefix if digest is None else self.key(digest)}"
+
+    # ---- put ----------------------------------------------------------------------------------------------
+
+    def put_many(self, items: Sequence[Put]) -> Outcomes:
+        """Create each object, write-once (see the module's docstring), one after the other: a group's
+        throughput is the link's, and one file at a time keeps memory to a part's worth. Multipart uploads an
+        earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
+        self._abort_abandoned_uploads()
+        outcomes: Outcomes = []
+        for item in items:
+            try:
+                outcomes.append(self._put(item))
+            except S3ObjectError as e:
+                outcomes.append(e)
+            except (StoreError, OSError, BotoCoreError, ClientError) as e:
+                outcomes.append(S3ObjectError(f"{self._where(item)}: not stored: {_reason(e)}"))
+        return outcomes
+
+    def _where(self, item: Put) -> str:
+        try:
+            return self.describe(item.digest)
+        except StoreError:
+            return f"s3://{self.bucket}/{self._base}{item.digest!r}"
+
+    def _put(self, item: Put) -> bool:
+        key, where = self.key(item.digest), self.describe(item.digest)
+        with open(item.file, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != item.size:
+                raise S3ObjectError(f"{where}: {item.file} holds {size} bytes, not {item.size}: not stored")
+            # A crash while sending leaves nothing (a PUT is stored whole or not at all) or an open multipart
+            # upload (aborted by a later put_many once abandoned); the re-run sends the file again.
+            if size > MULTIPART_THRESHOLD:
+                version = self._create_multipart(f.fileno(), key, item)
+            else:
+                version = self._create(f, key, item)
+        if version is _EXISTS:
+            return self._complete_existing(key, item)
+        # A crash from here on leaves the object unread and unlocked: the re-run's create answers "exists", and
+        # _complete_existing reads it back and locks it then.
+        failed = self._read_back(key, version, item)
+        if failed:
+            # Never locked yet, so it can go (only this version: the one this call created).
+            raise S3ObjectError(f"{where}: {failed}; {self._discard(key, version)}")
+        # A crash while locking: the re-run reads it back again and sets what is missing (extended, never
+        # shortened). A crash before the unlink: the re-run finds it locked as asked and removes the file.
+        self._lock(key, version, item, None)
+        os.unlink(item.file)
+        return True
+
+    def _create(self, f: IO[bytes], key: str, item: Put) -> Any:
+        """One conditional PUT carrying the caller's SHA-256: the new version's id, or _EXISTS."""
+        try:
+            r = self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=f,
+                ContentLength=item.size,
+                ContentType="application/octet-stream",
+                ChecksumSHA256=_b64(item.digest),
+                IfNoneMatch="*",
+            )
+        except ClientError as e:
+            # 412: the key exists. A retried PUT whose first attempt was stored and whose answer was lost gets 412
+            # too: _complete_existing checks that object like any other, and the put reports False.
+            if _status(e) == 412:
+                return _EXISTS
+            raise self._refused(key, item, e) from None
+        return r.get("VersionId")
+
+    def _refused(self, key: str, item: Put, e: ClientError) -> S3ObjectError:
+        where = self.describe(item.digest)
+        if _code(e) in _BAD_CHECKSUM and _status(e) == 400:
+            return S3ObjectError(
+                f"{where}: the server refused the bytes sent: they do not have the SHA-256 the object is named by "
+                f"(was {item.file} changed after it was hashed?); nothing stored ({_reason(e)})"
+            )
+        return S3ObjectError(f"{where}: not stored: {_reason(e)}")
+
+    def _create_multipart(self, fd: int, key: str, item: Put) -> Any:
+        """A multipart upload, each part read from the file as it is sent with its own SHA-256, completed on the
+        condition that the key still does not exist: the new version's id, or _EXISTS."""
+        part = max(PART_SIZE, -(-item.size // _MAX_PARTS))
+        if self._head(key, None) is not None:
+            return _EXISTS  # not gigabytes sent to learn it at the completion (which still checks, for a race)
+        try:
+            upload = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType="application/octet-stream", ChecksumAlgorithm="SHA256"
+            )["UploadId"]
+        except ClientError as e:
+            raise self._refused(key, item, e) from None
+        try:
+            parts = []
+            for number, offset in enumerate(range(0, item.size, part), start=1):
+                length = min(part, item.size - offset)
+                checksum = _part_sha256(fd, offset, length)
+                r = self._s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload,
+                    PartNumber=number,
+                    Body=_Slice(fd, offset, length),
+                    ContentLength=length,
+                    ChecksumSHA256=checksum,
+                )
+                parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum})
+            r = self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
+        except ClientError as e:
+            self._abort(key, upload)
+            if _status(e) == 412:
+                return _EXISTS
+            raise self._refused(key, item, e) from None
+        except BaseException:
+            self._abort(key, upload)  # a crash instead leaves it to the sweep
+            raise
+        return r.get("VersionId")
+
+    def _abort(self, key: str, upload: str) -> None:
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+        except (ClientError, BotoCoreError) as e:
+            log.warning("s3://%s/%s: multipart upload %s not aborted (%s)", self.bucket, key, upload, _reason(e))
+
+    def _read_back(self, key: str, version: str | None, item: Put) -> str | None:
+        """Why the stored version is not the object named (None: it is, by every digest the caller gave)."""
+        algorithms = sorted(item.digests)
+        hasher = _core.StreamHasher(algorithms)
+        try:
+            with self._get(key, version) as body:
+                while chunk := body.read(CHUNK):
+                    hasher.update(chunk)
+        except (OSError, StoreError) as e:
+            return f"could not be read back ({e})"
+        size, raw = hasher.finish()
+        if size != item.size:
+            return f"read back {size} bytes, not {item.size}"
+        differ = [a for a, d in zip(algorithms, raw, strict=True) if d.hex() != item.digests[a].lower()]
+        if differ:
+            return f"read back with another {', '.join(differ)} than the object's"
+        return None
+
+    def _get(self, key: str, version: str | None, **ranged: str) -> _Body:
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            r = self._s3.get_object(Bucket=self.bucket, Key=key, **_version(version), **ranged)
+        except ClientError as e:
+            if _missing(e):
+                raise StoreError(f"{where}: no such object") from None
+            if _status(e) == 416:  # a range starting at or past the end: no bytes, as a file read there gives
+                return _Body(None, where)
+            raise EvidenceReadError(errno.EIO, f"reading {where}: {_reason(e)}", where) from None
+        except BotoCoreError as e:
+            raise EvidenceReadError(errno.EIO, f"reading {where}: {_reason(e)}", where) from None
+        return _Body(r["Body"], where)
+
+    def _discard(self, key: str, version: str | None) -> str:
+        """Delete the version this put created, after a failed read-back; says what became of it."""
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(version))
+        except (ClientError, BotoCoreError) as e:
+            return f"it could not be removed ({_reason(e)}: a default retention of the bucket?) and stays for verify"
+        return "it was removed"
+
+    def _complete_existing(self, key: str, item: Put) -> bool:
+        """The key exists: never replaced. It is this object if its size (and its SHA-256, where the server kept
+        a whole-object one) agree; then whatever an interrupted put of it left undone is done (read back,
+        locked), the file is removed, and the put reports False. An object that disagrees is left as it is
+        (it is evidence of something: verify reports it) and the put fails."""
+        where = self.describe(item.digest)
+        head = self._head(key, None, checksums=True)
+        if head is None:
+            raise S3ObjectError(f"{where}: the server said it exists, then that it does not (deleted meanwhile?)")
+        if head["ContentLength"] != item.size:
+            raise S3ObjectError(f"{where}: exists with {head['ContentLength']} bytes, not {item.size}: not replaced")
+        checksum = head.get("ChecksumSHA256")
+        if checksum and "-" not in checksum and checksum != _b64(item.digest):  # "-N": a multipart upload's
+            raise S3ObjectError(f"{where}: exists with another SHA-256 checksum than its name: not replaced")
+        version = head.get("VersionId")
+        if not _locked_as_asked(head, item):
+            # Not locked as asked: a put that stopped before its lock (or one that asks for none, where nothing
+            # tells): read back before anything is locked or the file removed. On failure nothing is deleted:
+            # this object may be one an earlier ingest recorded.
+            failed = self._read_back(key, version, item)
+            if failed:
+                raise S3ObjectError(f"{where}: exists, but {failed}: not replaced, left for verify")
+            self._lock(key, version, item, head)
+        os.unlink(item.file)
+        return False
+
+    def _lock(self, key: str, version: str | None, item: Put, head: Mapping[str, Any] | None) -> None:
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            if item.retain_until_ns is not None:
+                self._retain_version(key, version, item.retain_until_ns, head)
+            if item.legal_hold and (head is None or head.get("ObjectLockLegalHoldStatus") != "ON"):
+                self._s3.put_object_legal_hold(
+                    Bucket=self.bucket, Key=key, LegalHold={"Status": "ON"}, **_version(version)
+                )
+        except (ClientError, BotoCoreError) as e:
+            raise S3ObjectError(f"{where}: stored and read back, but not locked as asked: {_reason(e)}") from None
+
+    def _retain_version(self, key: str, version: str | None, until_ns: int, head: Mapping[str, Any] | None) -> None:
+        """Retention of one version until ``until_ns``, if it is not kept that long already (never shortened: a
+        shorter date is left alone, and COMPLIANCE stays COMPLIANCE)."""
+        current = _ns(head.get("ObjectLockRetainUntilDate")) if head else None
+        if current is not None and current >= until_ns:
+            return
+        if current is None and until_ns <= time.time_ns():
+            return  # a date already past keeps nothing, and the server refuses it
+        mode = "COMPLIANCE" if "COMPLIANCE" in (self.mode, (head or {}).get("ObjectLockMode")) else self.mode
+        try:
+            self._s3.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": mode, "RetainUntilDate": _date(until_ns)},
+                **_version(version),
+            )
+        except ClientError:
+            # Refused as a shortening: a new version the bucket's default retention locked already, for longer.
+            now = self._head(key, version) if head is None else None
+            if now is None or (_ns(now.get("ObjectLockRetainUntilDate")) or 0) < until_ns:
+                raise
+
+    def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
+        """One object from a stream: written to the archive's spool while hashed, checked against ``digests``,
+        then stored as :meth:`put_many` stores a file (a PUT needs its length and its bytes twice: for the
+        signature over plain http, and again for a retry)."""
+        valid_digest(digests.get("sha256", ""))
+        algorithms = sorted(digests)
+        spool = self.location / "tmp"
+        spool.mkdir(mode=0o700, exist_ok=True)
+        temp = spool / f"{os.getpid()}-{os.urandom(6).hex()}-s3-stream"
+        hasher = _core.StreamHasher(algorithms)
+        try:
+            with open(temp, "xb") as out:
+                while chunk := stream.read(CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            got_size, raw = hasher.finish()
+            got = {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
+            if got_size != size or got != {a: d.lower() for a, d in digests.items()}:
+                raise StoreError(f"the bytes streamed for {self.describe(digests['sha256'])} are not the ones named")
+            (outcome,) = self.put_many([Put(temp, size, dict(digests))])
+            if isinstance(outcome, OSError):
+                raise outcome
+            return outcome
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _abort_abandoned_uploads(self) -> None:
+        """Abort the multipart uploads under ``objects/`` that nobody has sent a part to for
+        :data:`ABANDONED_AFTER` (by the server's clock: its Date header). A sweep that fails stops no put."""
+        try:
+            pages = self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._objects)
+            for page in pages:
+                now = _server_time(page)
+                for upload in page.get("Uploads", []):
+                    if (
+                        now - upload["Initiated"] >= ABANDONED_AFTER
+                        and now - self._last_part(upload) >= ABANDONED_AFTER
+                    ):
+                        self._abort(upload["Key"], upload["UploadId"])
+        except (ClientError, BotoCoreError) as e:
+            log.warning("%s: open multipart uploads not listed (%s)", self.describe(), _reason(e))
+
+    def _last_part(self, upload: Mapping[str, Any]) -> datetime:
+        last: datetime = upload["Initiated"]
+        pages = self._s3.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+        for page in pages:
+            for part in page.get("Parts", []):
+                last = max(last, part["LastModified"])
+        return last
+
+    # ---- read ---------------------------------------------------------------------------------------------
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
+        """The object's bytes, streamed (a ranged GET for ``offset``/``length``); StoreError if there is none."""
+        key = self.key(digest)
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"offset {offset} and length {length} must not be negative")
+        if length == 0:
+            return _Body(None, self.describe(digest))  # type: ignore[return-value]
+        ranged = {} if offset == 0 and length is None else {"Range": _range(offset, length)}
+        try:
+            return self._get(key, None, **ranged)  # type: ignore[return-value]
+        except StoreError:
+            raise StoreError(f"object {digest} is not in the store ({self.describe(digest)})") from None
+
+    def stat(self, digest: str) -> StoredObject | None:
+        head = self._head(self.key(digest), None)
+        if head is None:
+            return None
+        return StoredObject(
+            digest,
+            head["ContentLength"],
+            _ns(head.get("ObjectLockRetainUntilDate")),
+            head.get("ObjectLockLegalHoldStatus") == "ON",
+        )
+
+    def _head(self, key: str, version: str | None, checksums: bool = False) -> dict[str, Any] | None:
+        extra = {"ChecksumMode": "ENABLED"} if checksums else {}
+        try:
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=key, **_version(version), **extra)
+        except ClientError as e:
+            if _missing(e) or _status(e) == 405:  # 405: the version is a delete marker
+                return None
+            raise S3ObjectError(f"s3://{self.bucket}/{key}: {_reason(e)}") from None
+        except BotoCoreError as e:
+            raise S3ObjectError(f"s3://{self.bucket}/{key}: {_reason(e)}") from None
+        return head
+
+    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> Hashes:
+        """Each object streamed through the core's hasher, ``threads`` GETs in flight (default :data:`READERS`):
+        a GET waits on the network far longer than its bytes take to hash."""
+        workers = max(1, min(threads or READERS, len(digests)))
+        if workers == 1:
+            return hash_by_streaming(self, digests, algorithms)
+        with ThreadPoolExecutor(workers, thread_name_prefix="custodes-s3") as pool:
+            return [r for (r,) in pool.map(lambda d: hash_by_streaming(self, [d], algorithms), digests)]
+
+    # ---- list ---------------------------------------------------------------------------------------------
+
+    def list(self, within: DigestRange = EVERY_DIGEST) -> Iterator[Listed]:
+        """Every key under ``objects/sha256/`` within the range, in digest order, page by page
+        (ListObjectVersions: a key written again or deleted through another client shows there), then every
+        key elsewhere under ``objects/`` (foreign, whatever the range, as the local backend lists them)."""
+        low, high = within.low, within.high
+        # S3 lists the keys after the marker: one just below the first key of the range (its last character one
+        # lower, then "~", above every hex digit). A key between the two is not an object's and is skipped below.
+        marker = self._base + low[:-1] + chr(max(ord(low[-1]) - 1, 0)) + "~" if low else ""
+        for key, entries in self._versions(self._base, marker):
+            name = key[len(self._base) :]
+            if low is not None and name < low:
+                continue
+            if high is not None and name >= high:
+                break
+            yield self._listed(key, name, entries)
+        yield from self._elsewhere()
+
+    def _versions(self, prefix: str, marker: str = "", delimiter: str = "") -> Iterator[tuple[str, Entries]]:
+        """``(key, its versions and delete markers)`` in key order, lazily: one page in memory, and a key whose
+        versions straddle two pages is given once, whole."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if marker:
+            args["KeyMarker"] = marker
+        if delimiter:
+            args["Delimiter"] = delimiter
+        pages = self._s3.get_paginator("list_object_versions").paginate(
+            **args, PaginationConfig={"PageSize": self.page_size}
+        )
+        key: str | None = None
+        entries: Entries = []
+        try:
+            for page in pages:
+                found = page.get("Versions", []) + [{**m, "DeleteMarker": True} for m in page.get("DeleteMarkers", [])]
+                for entry in sorted(found, key=lambda e: e["Key"]):
+                    if entry["Key"] != key:
+                        if key is not None:
+                            yield key, entries
+                        key, entries = entry["Key"], []
+                    entries.append(entry)
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(f"{self.describe()}: the bucket could not be listed: {_reason(e)}") from None
+        if key is not None:
+            yield key, entries
+
+    def _listed(self, key: str, name: str, entries: Entries) -> Listed:
+        where = f"s3://{self.bucket}/{key}"
+        versions = [e for e in entries if not e.get("DeleteMarker")]
+        markers = len(entries) - len(versions)
+        newest = max(versions, key=lambda v: v["LastModified"], default=None)
+        size = 0 if newest is None else int(newest["Size"])
+        if not _SHA256_NAME.match(name):
+            last = name.rsplit("/", 1)[-1]
+            if _SHA256_NAME.match(last):
+                return Listed(where, last, size, "misplaced", f"an object's name, not at {self._base}{last}")
+            return Listed(where, None, size, "foreign", "not an object's key")
+        if any(e.get("IsLatest") and e.get("DeleteMarker") for e in entries):
+            return Listed(where, name, size, "deleted", f"its latest version is a delete marker ({len(versions)} kept)")
+        if len(entries) > 1:
+            return Listed(
+                where, name, size, "versions", f"{len(versions)} versions and {markers} delete markers: written again"
+            )
+        return Listed(where, name, size)
+
+    def _elsewhere(self) -> Iterator[Listed]:
+        """Keys under ``objects/`` but not ``objects/sha256/``: foreign (or misplaced objects)."""
+        top: Names = []
+        try:
+            for page in self._s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._objects, Delimiter="/"
+            ):
+                top += [p["Prefix"] for p in page.get("CommonPrefixes", []) if p["Prefix"] != self._base]
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(f"{self.describe()}: the bucket could not be listed: {_reason(e)}") from None
+        for key, entries in self._versions(self._objects, delimiter="/"):
+            yield self._listed(key, key[len(self._objects) :], entries)
+        for prefix in top:
+            for key, entries in self._versions(prefix):
+                yield self._listed(key, key[len(self._objects) :], entries)
+
+    # ---- retention, hold, purge ---------------------------------------------------------------------------
+
+    def _key_entries(self, key: str) -> Entries:
+        """Every version and delete marker of exactly ``key``."""
+        return next((entries for k, entries in self._versions(key) if k == key), [])
+
+    def _object_versions(self, digest: str) -> tuple[str, Entries]:
+        key = self.key(digest)
+        versions = [e for e in self._key_entries(key) if not e.get("DeleteMarker")]
+        if not versions:
+            raise StoreError(f"object {digest} is not in the store ({self.describe(digest)})")
+        return key, versions
+
+    def retain(self, digest: str, until_ns: int) -> None:
+        """Every version of the key kept until ``until_ns`` at least (the original and, if the key was written
+        again, the later ones too: evidence of the tampering): extended, never shortened."""
+        key, versions = self._object_versions(digest)
+        for v in versions:
+            version = v.get("VersionId")
+            try:
+                self._retain_version(key, version, until_ns, self._head(key, version))
+            except (ClientError, BotoCoreError) as e:
+                raise S3ObjectError(
+                    f"{self.describe(digest)}: not retained until {_iso(until_ns)}: {_reason(e)}"
+                ) from None
+
+    def hold(self, digest: str, on: bool) -> None:
+        """A legal hold on every version of the key, or off every one."""
+        key, versions = self._object_versions(digest)
+        for v in versions:
+            try:
+                self._s3.put_object_legal_hold(
+                    Bucket=self.bucket,
+                    Key=key,
+                    LegalHold={"Status": "ON" if on else "OFF"},
+                    **_version(v.get("VersionId")),
+                )
+            except (ClientError, BotoCoreError) as e:
+                state = "on" if on else "off"
+                raise S3ObjectError(f"{self.describe(digest)}: legal hold not turned {state}: {_reason(e)}") from None
+
+    def purge(self, digest: str) -> None:
+        """Every version and delete marker of the key deleted, once no retention or hold of any is in force
+        (checked first, so a locked object is refused whole, not half deleted). Nothing there: done already."""
+        key, where = self.key(digest), self.describe(digest)
+        entries = self._key_entries(key)
+        now = time.time_ns()
+        for v in entries:
+            if v.get("DeleteMarker"):
+                continue
+            head = self._head(key, v.get("VersionId")) or {}
+            until = _ns(head.get("ObjectLockRetainUntilDate"))
+            if head.get("ObjectLockLegalHoldStatus") == "ON":
+                raise StoreError(f"{where}: under a legal hold: not purged (the hold must be released first)")
+            if until is not None and until > now:
+                raise StoreError(f"{where}: retained until {_iso(until)} ({head.get('ObjectLockMode')}): not purged")
+        for v in entries:
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(v.get("VersionId")))
+            except (ClientError, BotoCoreError) as e:
+                raise StoreError(
+                    f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
+                ) from None
+
+    # ---- guarantees ---------------------------------------------------------------------------------------
+
+    def guarantees(self) -> Guarantees:
+        """What the bucket really does, probed with small objects under ``probes/`` (see custodes_s3.probes)."""
+        from custodes_s3.probes import probe
+
+        return probe(self)
+
+
+def _version(version: str | None) -> dict[str, str]:
+    return {} if version is None else {"VersionId": version}
+
+
+def _range(offset: int, length: int | None) -> str:
+    return f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+
+
+def _part_sha256(fd: int, offset: int, length: int) -> str:
+    """A part's SHA-256 (base64, as S3 wants it), read in chunks."""
+    hasher = _core.StreamHasher(["sha256"])
+    done = 0
+    while done < length:
+        chunk = os.pread(fd, min(CHUNK, length - done), offset + done)
+        if not chunk:
+            raise S3ObjectError(f"the file ended at {offset + done} bytes, before its part did")
+        hasher.update(chunk)
+        done += len(chunk)
+    return base64.b64encode(hasher.finish()[1][0]).decode()
+
+
+def _locked_as_asked(head: Mapping[str, Any], item: Put) -> bool:
+    """Whether an existing object already carries the retention and hold ``item`` asks for: set only after a
+    read-back, so it tells that an earlier put finished. A put asking for neither is never taken as finished."""
+    if item.retain_until_ns is None and not item.legal_hold:
+        return False
+    until = _ns(head.get("ObjectLockRetainUntilDate"))
+    retained = item.retain_until_ns is None or (until is not None and until >= item.retain_until_ns)
+    held = not item.legal_hold or head.get("ObjectLockLegalHoldStatus") == "ON"
+    return retained and held
+
+
+def _server_time(page: Mapping[str, Any]) -> datetime:
+    """The server's clock, from a response's Date header (ours, when it has none)."""
+    date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)

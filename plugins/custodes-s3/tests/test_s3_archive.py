@@ -1,0 +1,85 @@
+"""An archive on the s3 backend, used through the real CLI as a custodian would: init with --storage s3, storage
+check, ingest, verify, and verify again after someone tampered with the bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custodes_s3 import testing
+from custodes_s3.testing import Seaweed
+from footage import make_clip
+from helpers import run_cli
+
+
+@pytest.fixture
+def environ(seaweed: Seaweed, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment: the server's identity, and the plugin found through its entry point as an installed
+    distribution's would be (a dist-info ahead on the path; where the plugin is installed, the same name)."""
+    dist = tmp_path / "site" / "custodes_s3-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-s3\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[custodes]\ns3 = custodes_s3\n")
+    path = os.pathsep.join([str(dist.parent), *(p for p in sys.path if p)])
+    return {**seaweed.environ(), "PYTHONPATH": path}
+
+
+def _json(result: Any) -> Any:
+    assert result.stdout, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: Any, tmp_path: Path) -> None:
+    testing.make_bucket(seaweed, "station-evidence")
+    archive, card = tmp_path / "archive", tmp_path / "card"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for i in range(3):
+        make_clip(card / f"CLIP000{i}.mp4", start + timedelta(seconds=3 * i))
+    made = run_cli(
+        "init", "--storage", "s3", "--bucket", "station-evidence", "--endpoint", seaweed.endpoint,
+        "--prefix", "station1", archive, env=environ,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr.decode()
+    checked = _json(run_cli("storage", "check", "--json", archive, env=environ))
+    assert checked["storage"] == "s3://station-evidence/station1/" and checked["missing"] == []
+
+    ingested = run_cli("ingest", card, "--archive", archive, "--json", env=environ)
+    assert _json(ingested)["stored"] == ["CLIP0000.mp4", "CLIP0001.mp4", "CLIP0002.mp4"]
+    listed = raw.list_objects_v2(Bucket="station-evidence", Prefix="station1/objects/")["Contents"]
+    keys = sorted(o["Key"] for o in listed)
+    assert len(keys) == 3 and all(k.startswith("station1/objects/sha256/") for k in keys)
+    head = raw.head_object(Bucket="station-evidence", Key=keys[0])
+    assert head["ObjectLockMode"] == "COMPLIANCE"  # kept by the server as long as the policy keeps the recording
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(days=700)
+    assert not list((archive / "tmp").iterdir())  # the spool's copies were consumed
+
+    verified = run_cli("verify", "--json", archive, env=environ)
+    assert verified.returncode == 0 and _json(verified)["checked"] == 3
+
+    raw.put_object(Bucket="station-evidence", Key=keys[0], Body=b"forged")
+    raw.delete_object(Bucket="station-evidence", Key=keys[1])
+    tampered = run_cli("verify", "--json", archive, env=environ)
+    assert tampered.returncode == 1
+    found = {(f["kind"], f["object"]) for f in _json(tampered)["findings"]}
+    assert found == {("modified", keys[0].rsplit("/", 1)[1]), ("missing", keys[1].rsplit("/", 1)[1])}
+
+
+def test_storage_check_names_what_a_bucket_without_object_lock_lacks(
+    seaweed: Seaweed, environ: dict[str, str], tmp_path: Path
+) -> None:
+    testing.make_bucket(seaweed, "unlocked-evidence", lock=False)
+    archive = tmp_path / "archive"
+    made = run_cli(
+        "init", "--storage", "s3", "--bucket", "unlocked-evidence", "--endpoint", seaweed.endpoint, archive,
+        env=environ,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr.decode()
+    checked = run_cli("storage", "check", "--json", archive, env=environ)
+    assert checked.returncode == 1
+    assert "retention enforced by the storage" in _json(checked)["missing"]

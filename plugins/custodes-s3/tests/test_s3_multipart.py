@@ -1,0 +1,181 @@
+"""Large objects: multipart uploads with memory bounded by a part, and what an interrupted one leaves (nothing
+that lasts: the next put aborts it once abandoned)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custodes.storage import Put
+from custodes_s3 import S3ObjectError, S3Store
+from custodes_s3 import store as s3store
+
+MiB = 2**20
+
+
+def _write(path: Path, size: int) -> dict[str, str]:
+    """A file of ``size`` random bytes, written a MiB at a time; its sha256 and md5."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with path.open("wb") as f:
+        for _ in range(size // MiB):
+            chunk = os.urandom(MiB)
+            sha.update(chunk)
+            md5.update(chunk)
+            f.write(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _peak_kib() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def _rss_kib() -> int:
+    return int(re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def _uploads(raw: Any, bucket: str) -> list[dict]:
+    return raw.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+@pytest.mark.slow
+def test_a_large_file_goes_in_parts_with_memory_bounded(store: S3Store, tmp_path: Path, raw: Any) -> None:
+    size = 80 * MiB
+    path = tmp_path / "large"
+    digests = _write(path, size)
+    item = Put(path, size, digests, retain_until_ns=time.time_ns() + 60 * 10**9)
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
+    before = _rss_kib()
+    assert store.put_many([item]) == [True]
+    grown = (_peak_kib() - before) // 1024
+    assert grown < 40, f"peak RSS grew by {grown} MiB putting an 80 MiB file"
+    head = raw.head_object(Bucket=store.bucket, Key=f"agency/a1/objects/sha256/{item.digest}", ChecksumMode="ENABLED")
+    assert head["ContentLength"] == size and head["ChecksumSHA256"].endswith("-5")  # five 16 MiB parts
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    (hashed,) = store.hash_objects([item.digest], ["sha256", "md5"], None)
+    assert hashed.digests == digests
+    assert _uploads(raw, store.bucket) == []
+
+
+def test_multipart_bytes_that_are_not_the_object_are_removed(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each part reaches the server intact (its SHA-256 is checked), but the whole is not the object named: the
+    read-back sees it, and the version is deleted before any lock could keep it."""
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    path = tmp_path / "changed"
+    digests = _write(path, 11 * MiB)
+    with path.open("r+b") as f:  # changed after it was hashed
+        f.write(b"tampered")
+    item = Put(path, 11 * MiB, digests, retain_until_ns=time.time_ns() + 60 * 10**9)
+    (outcome,) = store.put_many([item])
+    assert isinstance(outcome, S3ObjectError)
+    assert "read back with another md5, sha256 than the object's; it was removed" in str(outcome)
+    assert store.stat(item.digest) is None and path.exists()
+    assert raw.list_object_versions(Bucket=store.bucket, Prefix="agency/").get("Versions") is None
+    assert _uploads(raw, store.bucket) == []
+
+
+def test_an_upload_interrupted_in_the_process_is_aborted_at_once(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    path = tmp_path / "interrupted"
+    item = Put(path, 12 * MiB, _write(path, 12 * MiB))
+    real = s3store._Slice.read
+
+    def read(self: Any, n: int = -1) -> bytes:
+        if self._offset:  # the second part
+            raise KeyboardInterrupt
+        return real(self, n)
+
+    monkeypatch.setattr(s3store._Slice, "read", read)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_many([item])
+    assert _uploads(raw, store.bucket) == [] and path.exists()
+    assert store.stat(item.digest) is None
+
+
+_KILLED_MID_UPLOAD = """
+import pathlib, sys, time
+from custodes.storage import Put
+from custodes_s3 import store as s3store
+s3store.MULTIPART_THRESHOLD = s3store.PART_SIZE = 5 * 2**20
+real = s3store._Slice.read
+def read(self, n=-1):
+    if self._offset:  # the second part: say so, and wait for the SIGKILL
+        pathlib.Path(sys.argv[1] + ".sending").touch()
+        time.sleep(600)
+    return real(self, n)
+s3store._Slice.read = read
+options = {"bucket": sys.argv[3], "endpoint": sys.argv[4], "prefix": "agency/a1"}
+store = s3store.S3Store.connect(pathlib.Path(sys.argv[2]), options)
+store.put_many([Put(pathlib.Path(sys.argv[1]), int(sys.argv[5]), {"sha256": sys.argv[6]})])
+"""
+
+
+def test_an_upload_a_killed_process_left_is_aborted_by_the_next_put_once_abandoned(
+    open_store: Callable[..., S3Store],
+    spool: Callable[..., Put],
+    tmp_path: Path,
+    raw: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store(prefix="agency/a1")
+    path = tmp_path / "killed"
+    digests = _write(path, 12 * MiB)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    args = [str(path), str(store.location), store.bucket, store.options["endpoint"], str(12 * MiB), digests["sha256"]]
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_MID_UPLOAD, *args], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not Path(f"{path}.sending").exists():
+            assert child.poll() is None and time.monotonic() < deadline, "the put never reached its second part"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (left,) = _uploads(raw, store.bucket)
+    assert left["Key"] == f"agency/a1/objects/sha256/{digests['sha256']}"
+    # Another archive's upload (another prefix) is not this store's to abort.
+    elsewhere = raw.create_multipart_upload(Bucket=store.bucket, Key=f"agency/a2/objects/sha256/{'a' * 64}")
+    assert store.put_many([spool(b"an ordinary put")]) == [True]  # by default an upload is abandoned after an hour
+    assert len(_uploads(raw, store.bucket)) == 2
+
+    time.sleep(3.2)  # the server counts whole seconds
+    # Nor is one a running process has just started.
+    running = raw.create_multipart_upload(Bucket=store.bucket, Key=f"agency/a1/objects/sha256/{'b' * 64}")
+    monkeypatch.setattr(s3store, "ABANDONED_AFTER", timedelta(seconds=2))
+    assert store.put_many([]) == []
+    assert {u["UploadId"] for u in _uploads(raw, store.bucket)} == {elsewhere["UploadId"], running["UploadId"]}
+    item = Put(path, 12 * MiB, digests)
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    assert store.put_many([item]) == [True]  # the re-run stores it
+
+
+def test_a_large_object_already_stored_is_not_sent_again(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    first, again = tmp_path / "first", tmp_path / "again"
+    digests = _write(first, 11 * MiB)
+    again.write_bytes(first.read_bytes())
+    assert store.put_many([Put(first, 11 * MiB, digests)]) == [True]
+    started: list[str] = []
+    real = store._s3.create_multipart_upload
+    monkeypatch.setattr(store._s3, "create_multipart_upload", lambda **kw: started.append(kw["Key"]) or real(**kw))
+    assert store.put_many([Put(again, 11 * MiB, digests)]) == [False]
+    assert started == [] and not again.exists()
