@@ -145,6 +145,29 @@ def case_bag(cli_archive: Path, tmp_path: Path) -> tuple[Path, Path]:
     return bag, iso
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3 server with Object Lock for the session (SeaweedFS ``weed mini`` on loopback, signed requests
+    only, stopped by its pid: custodes_s3.testing)."""
+    from custodes_s3 import testing
+
+    with testing.seaweed_server(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_archive_options(seaweed: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The [storage] table of an archive in a new bucket with Object Lock on the session's server, with the
+    server's identity in the environment (the one place, with a profile, the backend takes it from)."""
+    from custodes_s3 import testing
+
+    for name, value in seaweed.environ().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"evidence-{os.getpid()}-{os.urandom(4).hex()}"
+    testing.make_bucket(seaweed, bucket)
+    return {"backend": "s3", "bucket": bucket, "endpoint": seaweed.endpoint}
+
+
 @pytest.fixture
 def dask_cluster(tmp_path: Path) -> Iterator[Any]:
     """A real Dask cluster started as a user starts one (``dask scheduler`` and two ``dask worker`` processes on

@@ -14,7 +14,15 @@ import pytest
 
 from custodes import _core
 from custodes.catalog.evidence import DigestRange
-from custodes.storage import ObjectStore, Put, StoreError, copy_object, hash_by_streaming, open_store
+from custodes.storage import (
+    ObjectMissingError,
+    ObjectStore,
+    Put,
+    StoreError,
+    copy_object,
+    hash_by_streaming,
+    open_store,
+)
 from helpers import FOOTAGE, run_cli
 
 
@@ -25,12 +33,14 @@ def _spool_file(spool: Path, data: bytes) -> Put:
     return Put(path, len(data), {"sha256": hashlib.sha256(data).hexdigest()})
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ObjectStore, Path]]:
-    """(store, spool): a fresh store of each backend, and the folder its puts come from."""
+    """(store, spool): a fresh store of each backend (s3: a bucket with Object Lock on a real server), and the
+    folder its puts come from."""
     from custodes.archive import init_archive
 
-    with init_archive(tmp_path / "arch") as a:
+    storage = request.getfixturevalue("s3_archive_options") if request.param == "s3" else None
+    with init_archive(tmp_path / "arch", storage=storage) as a:
         yield a.store, a.spool
 
 
@@ -40,9 +50,9 @@ def test_put_is_write_once_and_reads_back(store: tuple[ObjectStore, Path]) -> No
     item = _spool_file(spool, data)
     assert s.put_many([item]) == [True]
     assert not item.file.exists()  # consumed
-    again = _spool_file(spool, b"other bytes under the same name")
-    again = Put(again.file, again.size, {"sha256": item.digest})
-    assert s.put_many([again]) == [False]  # never replaced
+    again = _spool_file(spool, data)
+    assert s.put_many([again]) == [False]  # there already: never replaced, and the file consumed
+    assert not again.file.exists()
     with s.open(item.digest) as f:
         assert f.read() == data
     with s.open(item.digest, 1000, 24) as f:
@@ -50,7 +60,7 @@ def test_put_is_write_once_and_reads_back(store: tuple[ObjectStore, Path]) -> No
     st = s.stat(item.digest)
     assert st is not None and st.size == len(data)
     assert s.stat("0" * 64) is None
-    with pytest.raises(StoreError):
+    with pytest.raises(ObjectMissingError):
         s.open("0" * 64)
     with pytest.raises(StoreError, match="not a SHA-256"):
         s.open("../../etc/passwd")

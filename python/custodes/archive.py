@@ -339,8 +339,10 @@ def _open_replica(archive: Archive) -> ObjectStore:
     backend from its options as the first copy's are."""
     options = dict(archive.policy.replica or {})
     backend = plugin_manager().storage_backends.get(options.pop("backend"))
-    location = Path(options.pop("location", archive.root))
-    _outside(archive.root, location)
+    location = archive.root  # a bucket's store keeps only its spool in the archive's folder
+    if "location" in options:
+        location = Path(options.pop("location"))
+        _outside(archive.root, location)
     replica: ObjectStore = backend.open(location, {"algorithm": "sha256", **options})
     return replica
 

@@ -1525,7 +1525,8 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
     require_role(archive, ("custodian", "approver"), "storage_sync")
     digests = [o.sha256 for o in archive.catalog.objects.walk() if o.purged_ns is None]
     to_store(archive, digests)
-    applied = len(digests) if archive.store.enforces_retention else 0
+    enforcing = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+    applied = len(digests) if enforcing else 0
     _write_json({"objects": applied}) if out.json else out.say(f"retention and holds set on {applied} object(s)")
 
 

@@ -19,6 +19,7 @@ from custodes.access import require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
 from custodes.errors import CustodesError
+from custodes.retention import to_store
 from custodes.verify import verify
 
 __all__ = ["REPAIRABLE", "RepairResult", "repair"]
@@ -71,6 +72,7 @@ def repair(archive: Archive) -> RepairResult:
         except (OSError, CustodesError) as e:
             result.failed.append({"object": digest, "copy": copy, "why": str(e)})
             continue
+        to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         now = time.time_ns()
         entry = {"type": "storage_repair", "sha256": digest, "copy": copy, "was": was, "by": person, "time": now}
         with archive.transaction() as catalog:

@@ -135,16 +135,18 @@ def _ledgered(archive: Archive, entry: Callable[[Catalog], dict[str, Any]], segm
 
 
 def to_store(archive: Archive, digests: list[str]) -> None:
-    """Have the store itself keep each object as long as the catalog says its recordings are kept (Art. 19,
+    """Have the storage itself keep each object as long as the catalog says its recordings are kept (Art. 19,
     20): retention until the latest of their dates, extended and never shortened, and a legal hold while any
     of them is held or kept for ever (an open case, a long-term or important mark: an S3 retention date cannot
-    say "for ever", a legal hold can). A backend that cannot enforce either ignores it (``local``).
+    say "for ever", a legal hold can). Both copies, where the policy keeps a second; a backend that cannot
+    enforce either is skipped (``local``).
 
-    Called after every change that moves a date or a hold, and by ingest for the objects it stored: the
-    catalog and the ledger are the record, this makes the storage refuse what they forbid. Interrupted
-    before it ran, a change is applied by the next one touching the object, or ``custodes storage sync``."""
-    store = archive.store
-    if not digests or not store.enforces_retention:
+    Called after every change that moves a date or a hold, by ingest for the objects it stored and by a
+    repair for what it restored: the catalog and the ledger are the record, this makes the storage refuse
+    what they forbid. Interrupted before it ran, a change is applied by the next one touching the object, or
+    ``custodes storage sync``."""
+    stores = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+    if not digests or not stores:
         return
     needed = archive.catalog.segments.of_objects(digests)
     for digest in digests:
@@ -153,9 +155,10 @@ def to_store(archive: Archive, digests: list[str]) -> None:
             continue  # no recording needs it any more: its purge decides
         ends = [st.keep_until for st in statuses]
         held = any(st.holds for st in statuses) or None in ends
-        if None not in ends:
-            store.retain(digest, max(e for e in ends if e is not None))
-        store.hold(digest, held)
+        for store in stores:
+            if None not in ends:
+                store.retain(digest, max(e for e in ends if e is not None))
+            store.hold(digest, held)
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "CHUNK",
     "Guarantee",
     "Listed",
+    "ObjectMissingError",
     "ObjectStore",
     "PROBLEMS",
     "Put",
@@ -69,6 +70,13 @@ class StoreError(CustodesError):
     """The object store refused an operation (bad digest, overwrite, early delete, a missing object)."""
 
     kind = "store"
+
+
+class ObjectMissingError(StoreError, FileNotFoundError):
+    """There is no such object in the store (what :meth:`ObjectStore.open` raises, and the error of a
+    :meth:`ObjectStore.hash_objects` result for it: a FileNotFoundError, as a missing file's is)."""
+
+    kind = "missing"
 
 
 def valid_digest(digest: str) -> str:
@@ -167,8 +175,10 @@ class ObjectStore(Protocol):
         ...
 
     def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
-        """Create objects, write-once. Per item: True (stored now), False (it was there already, unchanged:
-        never replaced; the file is removed) or the OSError that stopped it (its file left for the caller).
+        """Create objects, write-once. Per item: True (stored now), False (an object of that name was there
+        already: never replaced; the file is removed) or the OSError that stopped it (its file left for the
+        caller; a backend that can see the object there is not the one named, by its size or checksum, says
+        so this way).
         An object is reported stored only once it is durable and its bytes were checked against its digests;
         one that could not be made so is not left behind."""
         ...
@@ -178,8 +188,8 @@ class ObjectStore(Protocol):
         ...
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
-        """A binary stream of the object's bytes from ``offset`` (``length`` of them, or to the end); StoreError
-        when there is no such object."""
+        """A binary stream of the object's bytes from ``offset`` (``length`` of them, or to the end);
+        :class:`ObjectMissingError` when there is no such object."""
         ...
 
     def stat(self, digest: str) -> StoredObject | None: ...

@@ -28,6 +28,7 @@ from custodes.storage import (
     CHUNK,
     Guarantee,
     Listed,
+    ObjectMissingError,
     Put,
     StoredObject,
     StoreError,
@@ -248,7 +249,7 @@ class LocalStore:
             # Never through a link: the bytes read are the archive's own file's, or none.
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            raise StoreError(f"object {digest} is not in the store") from None
+            raise ObjectMissingError(f"object {digest} is not in the store") from None
         f = os.fdopen(fd, "rb")
         if offset:
             f.seek(offset)

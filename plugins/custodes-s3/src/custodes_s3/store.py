@@ -47,6 +47,7 @@ from custodes.storage import (
     CHUNK,
     Guarantee,
     Listed,
+    ObjectMissingError,
     Put,
     StoredObject,
     StoreError,
@@ -629,7 +630,7 @@ class S3Store:
         try:
             return self._get(key, None, **ranged)  # type: ignore[return-value]
         except StoreError:
-            raise StoreError(f"object {digest} is not in the store ({self.describe(digest)})") from None
+            raise ObjectMissingError(f"object {digest} is not in the store ({self.describe(digest)})") from None
 
     def stat(self, digest: str) -> StoredObject | None:
         head = self._head(self.key(digest), None)
@@ -807,6 +808,44 @@ class S3Store:
                 raise StoreError(
                     f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
                 ) from None
+
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> None:
+        """Put back an object verify found damaged or gone (``custodes storage repair``). A version of a key is
+        never changed, so the object's own version is usually still there under what was written after it:
+        the oldest version that reads back as the object becomes the current one again, every other version
+        and delete marker deleted. With no such version the bytes from the other copy (``stream``,
+        checked against ``digests``) are stored anew, after the versions that are not the object, where the
+        server lets them go. A version the server keeps (a lock of its own) is named, and the object is left
+        as verify found it but for what was deleted."""
+        digest = valid_digest(digests.get("sha256", ""))
+        key, where = self.key(digest), self.describe(digest)
+        wanted = Put(Path(os.devnull), size, dict(digests))  # what the read-back compares with
+        entries = self._key_entries(key)
+        # The object's own version: the oldest that reads back as the object (a conditional create made it the
+        # key's first; a version of a key never changes, so it is usually still there under what came after).
+        oldest_first = sorted(
+            (e for e in entries if not e.get("DeleteMarker")), key=lambda e: (e["LastModified"], not e.get("IsLatest"))
+        )
+        own = next(
+            (
+                e
+                for e in oldest_first
+                if e.get("Size") == size and self._read_back(key, e.get("VersionId"), wanted) is None
+            ),
+            None,
+        )
+        kept = []
+        for e in entries:  # every other version and delete marker: what was written over or deleted it
+            if e is own:
+                continue
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(e.get("VersionId")))
+            except (ClientError, BotoCoreError) as err:
+                kept.append(f"version {e.get('VersionId')} ({_reason(err)})")
+        if kept:
+            raise StoreError(f"{where}: not restored: the server keeps {'; '.join(kept)}")
+        if own is None:
+            self.put_stream(stream, size, digests)
 
     # ---- guarantees ---------------------------------------------------------------------------------------
 
