@@ -31,6 +31,7 @@ The contract in one view:
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ class ObjectStore(Protocol):
         """Where the store is (no digest) or where one object lives, as findings and messages show it."""
         ...
 
-    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+    def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Create objects, write-once. Per item: True (stored now), False (an object of that name was there
         already: never replaced; the file is removed) or the OSError that stopped it (its file left for the
         caller; a backend that can see the object there is not the one named, by its size or checksum, says
@@ -199,7 +200,9 @@ class ObjectStore(Protocol):
         sound objects are listed too (verify reports them), foreign ones in any order."""
         ...
 
-    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+    def hash_objects(
+        self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None
+    ) -> builtins.list[HashResult]:
         """Each object's size and digests as read now, one :class:`HashResult` per digest in order (``path``:
         :meth:`describe`); an object that cannot be read is a result with an error, never an exception."""
         ...
@@ -223,7 +226,7 @@ class ObjectStore(Protocol):
         version) is removed where the storage allows it, and StoreError says why where it does not."""
         ...
 
-    def guarantees(self) -> list[Guarantee]:
+    def guarantees(self) -> builtins.list[Guarantee]:
         """Probe what the store guarantees (write-once, retention, holds, checksums) and say what was seen."""
         ...
 
