@@ -155,10 +155,9 @@ def to_store(archive: Archive, digests: list[str]) -> None:
             continue  # no recording needs it any more: its purge decides
         ends = [st.keep_until for st in statuses]
         held = any(st.holds for st in statuses) or None in ends
+        until = None if None in ends else max(e for e in ends if e is not None)
         for store in stores:
-            if None not in ends:
-                store.retain(digest, max(e for e in ends if e is not None))
-            store.hold(digest, held)
+            store.lock(digest, until, held)
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:

@@ -22,8 +22,8 @@ The contract in one view:
   as :class:`Listed` with its problem.
 - :meth:`ObjectStore.hash_objects`: digests of objects as read now (verification); a backend reads them its own
   fastest way, :func:`hash_by_streaming` is the portable one.
-- :meth:`ObjectStore.retain`, :meth:`ObjectStore.hold`: retention until a date (extended, never shortened) and
-  a legal hold, where the backend enforces them.
+- :meth:`ObjectStore.lock`: retention until a date (extended, never shortened) and a legal hold, where the
+  backend enforces them.
 - :meth:`ObjectStore.purge`: removal after the tombstone.
 - :meth:`ObjectStore.guarantees`: what the store really guarantees, probed (``custodes storage check``).
 - :meth:`ObjectStore.spec`: how to open the same store elsewhere (a cluster's worker).
@@ -167,8 +167,8 @@ class ObjectStore(Protocol):
     backend: str
     #: True where reading an object crosses a network: verify sizes its shards for it.
     remote: bool
-    #: True where the storage itself enforces :meth:`retain` and :meth:`hold` (S3 Object Lock); False where
-    #: they are no-ops (``local``), and custodes does not spend time working out the dates.
+    #: True where the storage itself enforces :meth:`lock` (S3 Object Lock); False where it is a no-op
+    #: (``local``), and custodes does not spend time working out the dates.
     enforces_retention: bool
 
     def describe(self, digest: str | None = None) -> str:
@@ -207,12 +207,11 @@ class ObjectStore(Protocol):
         :meth:`describe`); an object that cannot be read is a result with an error, never an exception."""
         ...
 
-    def retain(self, digest: str, until_ns: int) -> None:
-        """Keep the object until ``until_ns`` at least: extended, never shortened."""
-        ...
-
-    def hold(self, digest: str, on: bool) -> None:
-        """Put a legal hold on the object, or take it off."""
+    def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
+        """Have the storage keep the object (every version of it) until ``retain_until_ns`` at least (extended,
+        never shortened; None: the date is left as it is) and under a legal hold or not (None: left as it is).
+        One call for both: on a bucket each is a request per version, and the object's versions are listed
+        once."""
         ...
 
     def purge(self, digest: str) -> None:

@@ -325,12 +325,9 @@ class LocalStore:
         # (custodes.storage.hash_by_streaming) would give that up for nothing.
         return hash_files([self.path_for(d) for d in digests], tuple(algorithms), threads=threads)
 
-    def retain(self, digest: str, until_ns: int) -> None:
+    def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
         """A local disk cannot refuse its owner a delete: the catalog's retention and holds, the read-only
         file and the ledger are the guard (``guarantees`` says so)."""
-        valid_digest(digest)
-
-    def hold(self, digest: str, on: bool) -> None:
         valid_digest(digest)
 
     def purge(self, digest: str) -> None:
