@@ -417,8 +417,8 @@ def test_open_a_purged_recording_is_refused_and_logged(two_clip_archive: Path, t
         ('"blake3"', '"sha3"', r"\[hashing\] algorithms: unknown 'sha3'; allowed: .*sha256.*blake3.*sm3"),
         (
             'backend = "local"',
-            'backend = "s3"',
-            r"\[storage\] backend = 's3' is not a storage backend here; allowed: .*local",
+            'backend = "tape-robot"',
+            r"\[storage\] backend = 'tape-robot' is not a storage backend here; allowed: .*local.*s3",
         ),
         (
             "gap_tolerance_seconds = 1.0",
