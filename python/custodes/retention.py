@@ -25,6 +25,7 @@ from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
+from custodes.storage import ObjectStore, StoredObject
 
 __all__ = [
     "LONG_TERM_REASONS",
@@ -145,20 +146,45 @@ def to_store(archive: Archive, digests: list[str]) -> None:
     repair for what it restored: the catalog and the ledger are the record, this makes the storage refuse
     what they forbid. Interrupted before it ran, a change is applied by the next one touching the object, or
     ``custodes storage sync``."""
-    stores = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+    stores = enforcing_stores(archive)
     if not digests or not stores:
         return
+    for digest, (until, held) in storage_locks(archive, digests).items():
+        for store in stores:
+            if until is not None:
+                store.retain(digest, until)
+            store.hold(digest, held)
+
+
+def enforcing_stores(archive: Archive) -> list[ObjectStore]:
+    """The archive's copies whose storage enforces retention and legal holds itself (S3 Object Lock)."""
+    return [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+
+
+def storage_locks(archive: Archive, digests: list[str]) -> dict[str, tuple[int | None, bool]]:
+    """What :func:`to_store` has the storage keep of each object, as the catalog says now: ``(retain until,
+    legal hold)``, the date None when a recording is kept for ever (the hold says it then). An object no
+    recording needs any more is left out: its purge decides."""
     needed = archive.catalog.segments.of_objects(digests)
+    locks = {}
     for digest in digests:
         statuses = status(archive, needed[digest]) if needed[digest] else []
         if not statuses:
-            continue  # no recording needs it any more: its purge decides
+            continue
         ends = [st.keep_until for st in statuses]
         held = any(st.holds for st in statuses) or None in ends
-        for store in stores:
-            if None not in ends:
-                store.retain(digest, max(e for e in ends if e is not None))
-            store.hold(digest, held)
+        locks[digest] = (None if None in ends else max(e for e in ends if e is not None), held)
+    return locks
+
+
+def locked_as_recorded(stored: StoredObject, lock: tuple[int | None, bool], now: int) -> bool:
+    """Whether the storage keeps an object (``stored``, its :meth:`~custodes.storage.ObjectStore.stat`) as
+    :func:`storage_locks` says it must: held or not as recorded, and retained until the recorded date (a date
+    already past keeps nothing, so none is needed then)."""
+    until, held = lock
+    if bool(stored.legal_hold) != held:
+        return False
+    return until is None or until <= now or (stored.retain_until_ns or 0) >= until
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:
