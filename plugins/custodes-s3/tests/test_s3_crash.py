@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +177,41 @@ def test_killed_after_a_multipart_upload_completed_then_rerun(
     crashed = subprocess.run(ingest(card, arch), capture_output=True, env=env, timeout=120)
     assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
     assert before["DEVICE.LOG"] in bucket_objects(raw, bucket)
+    check_killed(arch, bucket, raw, card, before)
+    rerun = subprocess.run(ingest(card, arch), capture_output=True, timeout=120)
+    check_finished(arch, bucket, raw, card, before, rerun)
+
+
+@pytest.mark.parametrize("how", ["crashpoint", "timed"])
+def test_killed_during_a_multipart_upload_then_rerun(
+    seaweed: Seaweed, credentials: None, raw: Any, bucket: str, card: Path, tmp_path: Path, how: str
+) -> None:
+    """SIGKILL while the big file's multipart upload is open at the server: after its second part (a crash point
+    in the backend), or from outside, as soon as the server lists the upload with a part sent."""
+    arch = make_archive(seaweed, tmp_path, bucket)
+    before = digest_tree(card)
+    if how == "crashpoint":
+        env = {**os.environ, "CUSTODES_CRASHPOINT": "s3_part_sent:2"}
+        crashed = subprocess.run(ingest(card, arch), capture_output=True, env=env, timeout=120)
+        assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
+    else:
+        proc = subprocess.Popen(ingest(card, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None and time.monotonic() < deadline, "no multipart upload seen under way"
+                opened = uploads(raw, bucket)
+                if opened and raw.list_parts(Bucket=bucket, Key=opened[0]["Key"], UploadId=opened[0]["UploadId"]).get(
+                    "Parts"
+                ):
+                    break
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait(60)
+    (left,) = uploads(raw, bucket)  # the killed run's upload, open at the server
+    assert left["Key"] == f"objects/sha256/{before['DEVICE.LOG']}"
+    assert before["DEVICE.LOG"] not in bucket_objects(raw, bucket)  # never completed
     check_killed(arch, bucket, raw, card, before)
     rerun = subprocess.run(ingest(card, arch), capture_output=True, timeout=120)
     check_finished(arch, bucket, raw, card, before, rerun)
