@@ -72,13 +72,13 @@ class RetentionStatus:
 
 def status(archive: Archive, segments: list[int] | None = None) -> list[RetentionStatus]:
     catalog = archive.catalog
-    minimum = archive.policy.retention_days * DAY
+    minimum = minimum_ns(archive)
     # The minimum runs from the recording's end, or from its ingest when its clock
     # cannot be believed (none, or an unset clock before the floor): a camera
     # reset to the year 2000 must not make its footage due for purge at once.
     out = []
     for seg, name, end, important, purged, lt_reason in catalog.segments.retention_facts(segments):
-        reasons = [f"minimum {archive.policy.retention_days} days"]
+        reasons = [f"minimum {_days(archive.policy.retention_days)} days"]
         if important:
             reasons.append("important-file mark (Art. 20)")
         if lt_reason:
@@ -89,6 +89,16 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
         holds = catalog.retention.active_holds(seg)
         out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None))
     return out
+
+
+def minimum_ns(archive: Archive) -> int:
+    """The policy's minimum retention (``[retention] minimum_days``, fractions of a day included) in ns."""
+    return round(archive.policy.retention_days * DAY)
+
+
+def _days(days: float) -> str:
+    """A number of days as the policy gives it: ``730``, ``0.5`` (every digit that tells it from another)."""
+    return repr(float(days)).removesuffix(".0")
 
 
 def _keep_until(minimum_end: int, important: Any, lt_reason: Any, case_ends: list[int | None]) -> int | None:
@@ -104,7 +114,7 @@ def counts(archive: Archive, scope: Scope, at: int) -> dict[str, int]:
     """How many of the scope's recordings are due for purge at ``at``, held, kept for ever, purged: what
     :func:`status` says of each, counted in one pass over the scope (the compliance report, Art. 19, 20)."""
     catalog = archive.catalog
-    minimum = archive.policy.retention_days * DAY
+    minimum = minimum_ns(archive)
     case_ends, held = catalog.retention.case_ends(), catalog.retention.held_segments()
     out = {"due": 0, "held": 0, "long_term": 0, "purged": 0}
     for seg, end, important, purged, lt_reason in catalog.segments.retention_in_scope(scope):

@@ -144,6 +144,25 @@ def test_a_recordings_object_cannot_be_deleted_overwritten_or_kept_shorter(
     assert verified(arch) == (1, {("modified", b.rsplit("/", 1)[1]), ("missing", c.rsplit("/", 1)[1])})
 
 
+def test_a_fraction_of_a_day_of_retention_is_kept_not_rounded_down(
+    seaweed: Seaweed, credentials: None, raw: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``minimum_days = 0.5`` keeps a recording half a day after it ends (the policy loader once made it 0)."""
+    arch = archive_in_bucket(
+        seaweed, tmp_path, bucket, lambda text: text.replace("minimum_days = 730", "minimum_days = 0.5")
+    )
+    card = tmp_path / "BWC0022"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    make_clip(card / "CLIP0000.mp4", start)
+    ((seg, key),) = ingest(arch, card, 0).values()
+    end = ns(start) + 2 * NS  # the clip's two seconds
+    assert keep_until(arch) == {seg: end + 12 * 3600 * NS}
+    status = json.loads(run_cli("retention", "status", arch, "--json").stdout)["segments"][0]
+    assert status["reasons"] == ["minimum 0.5 days"] and status["due"] is False
+    head = raw.head_object(Bucket=bucket, Key=key)
+    assert (head["ObjectLockMode"], ns(head["ObjectLockRetainUntilDate"])) == ("COMPLIANCE", end + 12 * 3600 * NS)
+
+
 #: Seconds from making the backdated clips to the end of the first one's retention: time to ingest them (their
 #: retention is set only while its date is ahead) and place the hold (4 s here), and all the test waits for.
 LEFT = 10
