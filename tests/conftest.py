@@ -27,6 +27,7 @@ from helpers import (
     build_cli_archive,
     request,
     stop_service,
+    storage_args,
 )
 
 if TYPE_CHECKING:
@@ -65,9 +66,23 @@ def footage_files() -> list[Path]:
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
+def archive_backend() -> str:
+    """The storage backend of the archives a test makes (``archive``, ``make_cli_archive``, ``cli_archive``):
+    ``local``; a test of the archive's workflows runs on a bucket too with
+    ``@pytest.mark.parametrize("archive_backend", BACKENDS)``."""
+    return "local"
+
+
+@pytest.fixture
+def storage_options(archive_backend: str, request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """The [storage] table of the archives a test makes (None: local, in the archive's folder)."""
+    return request.getfixturevalue("s3_archive_options") if archive_backend == "s3" else None
+
+
+@pytest.fixture
+def archive(tmp_path: Path, storage_options: dict[str, str] | None) -> Iterator[Archive]:
     """An open, empty ``Archive`` object at ``tmp_path/archive`` (library tests), closed after the test."""
-    a = init_archive(tmp_path / "archive")
+    a = init_archive(tmp_path / "archive", storage=storage_options)
     yield a
     a.close()
 
@@ -88,12 +103,15 @@ def dcim_volume(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_cli_archive(tmp_path: Path) -> Callable[..., Path]:
+def make_cli_archive(tmp_path: Path, storage_options: dict[str, str] | None) -> Callable[..., Path]:
     """A factory: ``make_cli_archive(name="archive", **kw)`` is the path of a CLI-made archive at ``tmp_path/name``;
-    ``kw`` as for ``helpers.build_cli_archive`` (people, recordings, volume, init_args, driver, ingest_exit)."""
+    ``kw`` as for ``helpers.build_cli_archive`` (people, recordings, volume, init_args, driver, ingest_exit), on the
+    test's ``archive_backend``."""
+    storage = storage_args(storage_options)
 
-    def make(name: str = "archive", **kw: object) -> Path:
-        return build_cli_archive(tmp_path / name, **kw)  # type: ignore[arg-type]
+    def make(name: str = "archive", **kw: Any) -> Path:
+        kw["init_args"] = (*storage, *kw.get("init_args", ()))
+        return build_cli_archive(tmp_path / name, **kw)
 
     return make
 

@@ -472,8 +472,57 @@ def refused(out, pattern: str) -> None:
 # ---- the tamper matrix: one way each to damage an archive (an open Archive ``a``) ------------
 
 
-def _object(a, n=0) -> Path:
-    return sorted(a.store.path_for(o.digest) for o in a.store.list())[n]
+# Object tampers act on the store as another client would: on a local store through its files, on a bucket
+# through a plain S3 client of the same identity (a new version, a delete marker), never through custodes.
+
+
+def _object(a, n=0) -> str:
+    """The digest of the archive's n-th object, in digest order."""
+    return sorted(x.digest for x in a.store.list() if x.problem is None)[n]
+
+
+def _raw_s3(a):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=a.store.options["endpoint"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def _rewrite(a, digest: str, change) -> None:
+    """The object's bytes become ``change(bytes)``: the file rewritten, or the key written again."""
+    if a.store.backend == "s3":
+        key = a.store.key(digest)
+        data = _raw_s3(a).get_object(Bucket=a.store.bucket, Key=key)["Body"].read()
+        _raw_s3(a).put_object(Bucket=a.store.bucket, Key=key, Body=change(data))
+        return
+    p = a.store.path_for(digest)
+    _writable(p)
+    p.write_bytes(change(p.read_bytes()))
+
+
+def _remove(a, digest: str) -> None:
+    """The object deleted: the file unlinked, or a delete marker put on the key."""
+    if a.store.backend == "s3":
+        _raw_s3(a).delete_object(Bucket=a.store.bucket, Key=a.store.key(digest))
+        return
+    p = a.store.path_for(digest)
+    _writable(p)
+    p.unlink()
+
+
+def plant(a, digest: str, data: bytes) -> None:
+    """Bytes put where object ``digest`` would live, custodes not asked."""
+    if a.store.backend == "s3":
+        _raw_s3(a).put_object(Bucket=a.store.bucket, Key=a.store.key(digest), Body=data)
+        return
+    p = a.store.path_for(digest)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
 
 
 def _writable(p: Path) -> None:
@@ -482,61 +531,47 @@ def _writable(p: Path) -> None:
 
 def flip(where: str):
     def tamper(a, tmp: Path) -> None:
-        p = _object(a)
-        _writable(p)
-        data = bytearray(p.read_bytes())
-        i = {"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]
-        data[i] ^= 0x01
-        p.write_bytes(bytes(data))
+        def flipped(data: bytes) -> bytes:
+            out = bytearray(data)
+            out[{"start": 0, "middle": len(data) // 2, "end": len(data) - 1}[where]] ^= 0x01
+            return bytes(out)
+
+        _rewrite(a, _object(a), flipped)
 
     return tamper
 
 
 def truncate(a, tmp):
-    p = _object(a)
-    _writable(p)
-    os.truncate(p, p.stat().st_size - 100)
+    _rewrite(a, _object(a), lambda data: data[:-100])
 
 
 def extend(a, tmp):
-    p = _object(a)
-    _writable(p)
-    with open(p, "ab") as f:
-        f.write(b"appended")
+    _rewrite(a, _object(a), lambda data: data + b"appended")
 
 
 def delete(a, tmp):
-    p = _object(a)
-    p.unlink()
+    _remove(a, _object(a))
 
 
 def replace_with_other(a, tmp):
-    p = _object(a)
-    _writable(p)
-    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", p)
+    _rewrite(a, _object(a), lambda _: (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes())
 
 
 def stray(a, tmp):
-    p = a.store.objects / "ab" / "cd" / ("ab" + "cd" + "0" * 60)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(b"planted")
+    plant(a, "ab" + "cd" + "0" * 60, b"planted")
 
 
 def _catalog_edit(a, tmp):
     import hashlib
 
-    p = _object(a)
-    old = p.name
+    old = _object(a)
     data = (FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes()
     new = hashlib.sha256(data).hexdigest()
     from custodes import _core
 
     b3 = _core.hash_bytes(["blake3"], data)[0].hex()
-    target = a.store.path_for(new)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    _writable(p)
-    p.unlink()
+    plant(a, new, data)
+    _remove(a, old)
     with catalog_edit(a.root, foreign_keys=False) as c:  # the attacker edits the database file directly
         c.execute(
             "UPDATE objects SET sha256 = ?, size = ?, digests = ?, head_sha256 = ? WHERE sha256 = ?",
@@ -599,12 +634,25 @@ def _important_mark_flipped(a, tmp):
 def _segment_and_object_deleted(a, tmp):
     """A recording made to vanish from the catalog and the store together; its ingest entry stays."""
     (sha,) = catalog_rows(a.root, "SELECT sha256 FROM segments WHERE id = 2")[0]
-    p = a.store.path_for(sha)
-    _writable(p)
-    p.unlink()
+    _remove(a, sha)
     with catalog_edit(a.root, foreign_keys=False) as c:
         c.execute("DELETE FROM segments WHERE id = 2")
         c.execute("DELETE FROM objects WHERE sha256 = ?", (sha,))
+
+
+#: What a tamper of the objects is found as on a bucket, where it differs: a key's bytes cannot be changed, only
+#: written again as a new version, which the listing reports as modified before any byte is read.
+S3_KINDS = {"truncated": "modified"}
+#: The storage backends the archive's workflows are tested on (tests/conftest.py: archive_backend).
+BACKENDS = ["local", "s3"]
+
+
+def storage_args(options: Mapping[str, str] | None) -> list[str]:
+    """``custodes init`` options for an archive on the [storage] table ``options`` (None: local)."""
+    args = [] if options is None else ["--storage", options["backend"]]
+    for key, value in (options or {}).items():
+        args += [] if key == "backend" else ["--storage-option", f"{key}={value}"]
+    return args
 
 
 TAMPERS = {

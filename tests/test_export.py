@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bagit
+import pytest
 
-from helpers import FOOTAGE, as_, refused, request, run_cli
+from helpers import BACKENDS, FOOTAGE, as_, refused, request, run_cli
 
 
 def bagit_valid(bag: Path) -> bool:
@@ -19,6 +20,7 @@ def bagit_valid(bag: Path) -> bool:
     return out.returncode == 0
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], cli_archive: Path) -> None:
     bag, _ = case_bag
     assert bagit_valid(bag)

@@ -15,17 +15,17 @@ from custodes import merkle
 from custodes.archive import init_archive
 from custodes.ingest import ingest
 from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
-from helpers import TAMPERS, catalog_edit, catalog_rows, run_cli
+from helpers import BACKENDS, TAMPERS, catalog_edit, catalog_rows, run_cli
 
 LEDGER_TAMPERS = [name for name, (_, kind) in TAMPERS.items() if kind in ("checkpoint_mismatch", "ledger_mismatch")]
 OBJECT_TAMPERS = ["bit_flip_middle", "truncated", "deleted"]
 
 
 @pytest.fixture
-def three_checkpoints(tmp_path: Path, dcim_volume: Path) -> Path:
-    """An archive of three recordings, one ingest (and checkpoint) each."""
+def three_checkpoints(tmp_path: Path, dcim_volume: Path, storage_options: dict[str, str] | None) -> Path:
+    """An archive of three recordings, one ingest (and checkpoint) each, on the test's archive_backend."""
     arch = tmp_path / "archive"
-    a = init_archive(arch)
+    a = init_archive(arch, storage=storage_options)
     try:
         for i, f in enumerate(sorted((dcim_volume / "DCIM").iterdir())):
             single = tmp_path / f"vol{i}" / "BWC0001"
@@ -150,6 +150,7 @@ def test_ledger_checkpoint_signs_the_ledger_as_it_is(three_checkpoints: Path) ->
     assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "r.json"
     out = run_cli("report", three_checkpoints, "--verify", "--out", out_file)

@@ -8,12 +8,17 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from custodes.archive import open_archive
 from helpers import (
+    BACKENDS,
     FOOTAGE,
     as_,
     catalog_rows,
     copy_archive,
     one_line_error,
+    plant,
     refused,
     request,
     run_cli,
@@ -114,24 +119,30 @@ def test_a_purge_stopped_after_its_tombstone_is_incomplete_until_the_next_purge(
     assert len(ledger_of(cli_archive, "purge_done")) == 1
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_a_clean_purge_records_tombstone_then_removal(cli_archive: Path) -> None:
     seg = segment_ids(cli_archive)["androidx-sample.mp4"]
-    obj = object_path(cli_archive, seg)
+    (sha,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = ?", (seg,))[0]
+    with open_archive(cli_archive) as a:
+        assert a.store.stat(sha) is not None
     rid = purge_request(cli_archive, seg)
     out = as_("alice", "retention", "purge", cli_archive, "--request", rid, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"request": rid, "purged": [seg], "finished": [], "already": []}
-    assert not obj.exists()
+    with open_archive(cli_archive) as a:
+        assert a.store.stat(sha) is None  # gone from the store: the file, or every version of the key
+        assert [x for x in a.store.list() if x.digest == sha] == []
     types = [json.loads(e)["type"] for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")]
     assert types[-3:] == ["access_purge", "purge", "purge_done"]  # the grant, the tombstone, the removal
     assert verify_json(cli_archive, 0) == []
     # Bytes put back after a recorded removal are nobody's lawful act.
-    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", obj)
+    with open_archive(cli_archive) as a:
+        plant(a, sha, (FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
     (done,) = catalog_rows(
         cli_archive, "SELECT seq FROM ledger WHERE json_extract(CAST(entry AS TEXT), '$.type') = 'purge_done'"
     )[0]
     report = json.loads(run_cli("verify", cli_archive, "--json").stdout)
-    assert [(f["kind"], f["object"], f["ledger_index"]) for f in report["findings"]] == [("unexpected", obj.name, done)]
+    assert [(f["kind"], f["object"], f["ledger_index"]) for f in report["findings"]] == [("unexpected", sha, done)]
 
 
 def test_resume_finishes_without_a_request_and_records_a_removal_a_crash_left_unrecorded(

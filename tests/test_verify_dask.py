@@ -18,14 +18,14 @@ from custodes.archive import init_archive, open_archive
 from custodes.ingest import ingest
 from custodes.plugins import Executor, ExecutorOptions, ShardFn
 from custodes.verify import Rehashed, Schedule, verify
-from helpers import FOOTAGE, TAMPERS, run_cli
+from helpers import BACKENDS, FOOTAGE, TAMPERS, run_cli
 
 
-def tampered(tmp_path: Path, names: Iterable[str], big: int = 0) -> Path:
+def tampered(tmp_path: Path, names: Iterable[str], big: int = 0, storage: dict[str, str] | None = None) -> Path:
     """An archive of real footage and random files (and ``big`` files of 32 MiB), damaged by several rows of the
-    tamper matrix at once."""
+    tamper matrix at once; on the ``storage`` given (None: local)."""
     arch = tmp_path / "archive"
-    a = init_archive(arch)
+    a = init_archive(arch, storage=storage)
     vol = tmp_path / "BWC0001" / "DCIM"
     vol.mkdir(parents=True)
     for src in (FOOTAGE / "encoders" / "androidx-sample.mp4", FOOTAGE / "phones" / "bt601.mov"):
@@ -104,8 +104,12 @@ def test_a_worker_killed_mid_verify_has_its_shards_run_again(tmp_path: Path, das
     assert report["ok"] and report["checked"] == 40 and report["run"]["run_objects"] == 40
 
 
-def test_a_local_cluster_of_workers_is_started_when_no_scheduler_is_given(tmp_path: Path) -> None:
-    arch = tampered(tmp_path, ["deleted"])
+@pytest.mark.parametrize("archive_backend", BACKENDS)
+def test_a_local_cluster_of_workers_is_started_when_no_scheduler_is_given(
+    tmp_path: Path, storage_options: dict[str, str] | None
+) -> None:
+    # On a bucket, each worker opens the store from the shard's spec (credentials from its environment).
+    arch = tampered(tmp_path, ["deleted"], storage=storage_options)
     out = run_cli("verify", arch, "--json", "--executor", "dask", "--workers", "2", "--shard-size", "8")
     assert out.returncode == 1, out.stderr
     report = json.loads(out.stdout)

@@ -15,16 +15,16 @@ import pytest
 
 from custodes.archive import open_archive
 from custodes.reports import build_report
-from helpers import catalog_edit, catalog_rows, run_cli
+from helpers import BACKENDS, catalog_edit, catalog_rows, run_cli, storage_args
 
 OBJECTS = 40
 
 
 @pytest.fixture
-def many(tmp_path: Path) -> Path:
+def many(tmp_path: Path, storage_options: dict[str, str] | None) -> Path:
     """An archive of OBJECTS small objects of different sizes (random bytes), ingested by the generic driver."""
     arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
+    assert run_cli("init", arch, *storage_args(storage_options)).returncode == 0
     vol = tmp_path / "CAM7" / "DCIM"
     vol.mkdir(parents=True)
     for i in range(OBJECTS):
@@ -49,6 +49,7 @@ def rehashed_since(arch: Path, before: dict[str, int | None]) -> set[str]:
     return {sha for sha, ns in stamps(arch).items() if ns != before[sha]}
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_slices_cover_every_object_exactly_once(many: Path) -> None:
     everything = set(stamps(many))
     assert len(everything) == OBJECTS
@@ -80,6 +81,7 @@ def test_a_slice_reports_a_damaged_object_only_in_its_own_slice_but_ledger_damag
         assert "ledger_mismatch" in kinds
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_older_than_takes_the_least_recently_verified_first(many: Path) -> None:
     shas = sorted(stamps(many))
     day = 86_400 * 10**9
@@ -103,6 +105,7 @@ def test_older_than_takes_the_least_recently_verified_first(many: Path) -> None:
     assert verify(many, "--older-than", "30")["checked"] == 0  # nothing older than 30 days is left
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_a_budget_stops_cleanly_and_the_next_run_continues(many: Path) -> None:
     total = sum(size for (size,) in catalog_rows(many, "SELECT size FROM objects"))
     everything = set(stamps(many))

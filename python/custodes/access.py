@@ -523,7 +523,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
     assert recorded is not None  # grant_for refused a segment not in the request, and requests name known ones
     name, sha = recorded
     if folder is None:
-        local = local_file(sha)
+        local = None if local_file is None else local_file(sha)
         if local is None:
             raise CustodesError(f"recording {segment}'s object is not in the store; run `custodes verify`")
         return local

@@ -53,13 +53,19 @@ def custodes_device_drivers() -> list[DeviceDriver]:
 
 @hookspec
 def custodes_storage_backends() -> list[StorageBackend]:
-    """Storage backends for the write-once object store.
+    """Storage backends for the write-once object store. ``open(location, options)`` gives an object keeping the
+    contract of :class:`custodes.storage.ObjectStore` (bytes, never paths: ``put_many`` from spool files with
+    the caller's digests, ``put_stream``, ``open`` whole or ranged, ``stat``, ``list`` in digest order with the
+    problems it sees, ``hash_objects``, ``lock`` (retention and legal hold) where the storage enforces them, ``purge`` after a
+    tombstone, ``restore`` for a repair, ``guarantees`` probed, ``spec`` to reopen it on a cluster's worker).
+    ``location`` is the archive's folder (its spool is ``location/tmp``); ``options`` the policy's
+    ``[storage]`` (or ``[replica]``) table. ``tests/test_storage_contract.py`` is the contract's test suite.
 
-    Example::
+    Example (plugins/custodes-s3 is the full one)::
 
         @hookimpl
         def custodes_storage_backends():
-            return [StorageBackend("s3-lock", "S3 with Object Lock", open=S3LockStore.open)]
+            return [StorageBackend("vault", "ACME evidence vault", open=VaultStore.connect)]
     """
 
 

@@ -161,9 +161,7 @@ def to_store(archive: Archive, digests: list[str]) -> None:
         return
     for digest, (until, held) in storage_locks(archive, digests).items():
         for store in stores:
-            if until is not None:
-                store.retain(digest, until)
-            store.hold(digest, held)
+            store.lock(digest, until, held)
 
 
 def enforcing_stores(archive: Archive) -> list[ObjectStore]:

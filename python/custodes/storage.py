@@ -22,8 +22,8 @@ The contract in one view:
   as :class:`Listed` with its problem.
 - :meth:`ObjectStore.hash_objects`: digests of objects as read now (verification); a backend reads them its own
   fastest way, :func:`hash_by_streaming` is the portable one.
-- :meth:`ObjectStore.retain`, :meth:`ObjectStore.hold`: retention until a date (extended, never shortened) and
-  a legal hold, where the backend enforces them.
+- :meth:`ObjectStore.lock`: retention until a date (extended, never shortened) and a legal hold, where the
+  backend enforces them.
 - :meth:`ObjectStore.purge`: removal after the tombstone.
 - :meth:`ObjectStore.guarantees`: what the store really guarantees, probed (``custodes storage check``).
 - :meth:`ObjectStore.spec`: how to open the same store elsewhere (a cluster's worker).
@@ -31,6 +31,7 @@ The contract in one view:
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,15 +167,15 @@ class ObjectStore(Protocol):
     backend: str
     #: True where reading an object crosses a network: verify sizes its shards for it.
     remote: bool
-    #: True where the storage itself enforces :meth:`retain` and :meth:`hold` (S3 Object Lock); False where
-    #: they are no-ops (``local``), and custodes does not spend time working out the dates.
+    #: True where the storage itself enforces :meth:`lock` (S3 Object Lock); False where it is a no-op
+    #: (``local``), and custodes does not spend time working out the dates.
     enforces_retention: bool
 
     def describe(self, digest: str | None = None) -> str:
         """Where the store is (no digest) or where one object lives, as findings and messages show it."""
         ...
 
-    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+    def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Create objects, write-once. Per item: True (stored now), False (an object of that name was there
         already: never replaced; the file is removed) or the OSError that stopped it (its file left for the
         caller; a backend that can see the object there is not the one named, by its size or checksum, says
@@ -199,17 +200,18 @@ class ObjectStore(Protocol):
         sound objects are listed too (verify reports them), foreign ones in any order."""
         ...
 
-    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+    def hash_objects(
+        self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None
+    ) -> builtins.list[HashResult]:
         """Each object's size and digests as read now, one :class:`HashResult` per digest in order (``path``:
         :meth:`describe`); an object that cannot be read is a result with an error, never an exception."""
         ...
 
-    def retain(self, digest: str, until_ns: int) -> None:
-        """Keep the object until ``until_ns`` at least: extended, never shortened."""
-        ...
-
-    def hold(self, digest: str, on: bool) -> None:
-        """Put a legal hold on the object, or take it off."""
+    def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
+        """Have the storage keep the object (every version of it) until ``retain_until_ns`` at least (extended,
+        never shortened; None: the date is left as it is) and under a legal hold or not (None: left as it is).
+        One call for both: on a bucket each is a request per version, and the object's versions are listed
+        once."""
         ...
 
     def purge(self, digest: str) -> None:
@@ -223,7 +225,7 @@ class ObjectStore(Protocol):
         version) is removed where the storage allows it, and StoreError says why where it does not."""
         ...
 
-    def guarantees(self) -> list[Guarantee]:
+    def guarantees(self) -> builtins.list[Guarantee]:
         """Probe what the store guarantees (write-once, retention, holds, checksums) and say what was seen."""
         ...
 

@@ -916,6 +916,7 @@ class _StoreWalk:
 def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
     """--quick: the object is there, a regular file of its recorded size; its bytes are not read."""
     result.checked += 1
+    found: tuple[str, str] | None
     try:
         st = archive.store.stat(due.sha256)
     except OSError as e:

@@ -11,6 +11,7 @@ which the retention workflow calls only after writing a ledger tombstone.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import stat
@@ -88,7 +89,7 @@ class LocalStore:
         path = self.path_for(digest)
         return path if os.path.isfile(path) and not os.path.islink(path) else None
 
-    def put_many(self, items: Sequence[Put]) -> list[bool | OSError]:
+    def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Link fully written, durable spool files into place, each under its digest, and make the new names
         durable together: one sync for the whole group (custodes._durable.sync_together), not two folder
         fsyncs per object. link(2) refuses to replace a name (rename would silently overwrite).
@@ -112,7 +113,7 @@ class LocalStore:
 
         return outcomes
 
-    def _into_spool(self, items: Sequence[Put]) -> list[Put | OSError]:
+    def _into_spool(self, items: Sequence[Put]) -> builtins.list[Put | OSError]:
         """Each item as a file of this store's spool: as it is, or a durable copy whose digests were checked."""
         from custodes import _core
 
@@ -145,7 +146,7 @@ class LocalStore:
                 return [e if isinstance(x, Put) and x.file in copies else x for x in out]
         return out
 
-    def _link_many(self, items: Sequence[Put | OSError]) -> list[bool | OSError]:
+    def _link_many(self, items: Sequence[Put | OSError]) -> builtins.list[bool | OSError]:
         outcomes: list[bool | OSError] = []
         created: list[Path] = []
         folders: dict[Path, None] = {}
@@ -181,7 +182,7 @@ class LocalStore:
         # The spool files' removal is not synced: the objects are durable now, and one
         # that a power cut brings back is cleaned by the next ingest.
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, bool):
+            if isinstance(item, Put) and isinstance(outcome, bool):
                 os.unlink(item.file)
         return outcomes
 
@@ -317,17 +318,16 @@ class LocalStore:
             for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
                 yield self._listed(os.path.join(top, n), None)
 
-    def hash_objects(self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None) -> list[HashResult]:
+    def hash_objects(
+        self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None
+    ) -> builtins.list[HashResult]:
         # The core's batch hasher reads the files in parallel at the disk's speed: a stream per object
         # (custodes.storage.hash_by_streaming) would give that up for nothing.
         return hash_files([self.path_for(d) for d in digests], tuple(algorithms), threads=threads)
 
-    def retain(self, digest: str, until_ns: int) -> None:
+    def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
         """A local disk cannot refuse its owner a delete: the catalog's retention and holds, the read-only
         file and the ledger are the guard (``guarantees`` says so)."""
-        valid_digest(digest)
-
-    def hold(self, digest: str, on: bool) -> None:
         valid_digest(digest)
 
     def purge(self, digest: str) -> None:
@@ -338,7 +338,7 @@ class LocalStore:
         os.unlink(path)
         fsync_dir(path.parent)
 
-    def guarantees(self) -> list[Guarantee]:
+    def guarantees(self) -> builtins.list[Guarantee]:
         return [
             Guarantee("write-once", True, "objects are linked into place with link(2), which never replaces a name"),
             Guarantee("read-only objects", True, "objects are read-only files of the archive's account (0400)"),
@@ -383,5 +383,5 @@ def _make_folder(folder: Path) -> None:
 
 
 @hookimpl
-def custodes_storage_backends() -> list[StorageBackend]:
+def custodes_storage_backends() -> builtins.list[StorageBackend]:
     return [StorageBackend("local", "write-once content-addressed objects in a local directory", LocalStore.connect)]

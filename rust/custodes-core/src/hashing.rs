@@ -246,6 +246,9 @@ pub fn hash_bytes(algorithms: &[Algorithm], bytes: &[u8]) -> Vec<Vec<u8>> {
     hasher.finalize()
 }
 
+/// Chunks at least this large are spread over the pool (see [`StreamHasher::update`]).
+pub const SPREAD_CHUNK: usize = 1 << 20;
+
 /// Incremental digests of a stream, for callers that produce the bytes
 /// themselves (ingest hashes while it copies).
 pub struct StreamHasher {
@@ -258,9 +261,20 @@ impl StreamHasher {
         StreamHasher { inner: MultiHasher::new(algorithms), size: 0 }
     }
 
+    /// Feed one chunk. A chunk of [`SPREAD_CHUNK`] or more fed from outside a
+    /// pool is hashed on the global rayon pool, where BLAKE3's tree and several
+    /// digests go side by side on idle cores: one big object streamed from a
+    /// bucket would otherwise hash on one core (BLAKE3 at under half the speed
+    /// of the batch hasher on the same file). A smaller chunk stays on the
+    /// caller's thread, where the handoff would cost more than it saves.
     pub fn update(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
-        self.inner.update(bytes);
+        if bytes.len() >= SPREAD_CHUNK && rayon::current_thread_index().is_none() {
+            let inner = &mut self.inner;
+            rayon::scope(|_| inner.update(bytes)); // runs the closure on a worker of the global pool
+        } else {
+            self.inner.update(bytes);
+        }
     }
 
     /// Bytes fed so far.
@@ -921,6 +935,21 @@ mod tests {
         let got = h.finalize();
         assert_eq!(got.size, 12);
         assert_eq!(got.digests, hash_bytes(&[Algorithm::Sha256, Algorithm::Sm3], b"hello, world"));
+    }
+
+    #[test]
+    fn chunks_spread_over_the_pool_give_the_digests_of_the_whole() {
+        // Chunks on both sides of SPREAD_CHUNK, every algorithm: the pool's side-by-side digests and BLAKE3's
+        // parallel tree must give exactly what one pass over the whole gives.
+        let all = [Algorithm::Sha256, Algorithm::Blake3, Algorithm::Sm3, Algorithm::Md5];
+        let data: Vec<u8> = (0..(5 * SPREAD_CHUNK + 12_345)).map(|i| (i * 31 % 251) as u8).collect();
+        let mut h = StreamHasher::new(&all);
+        for piece in [&data[..100], &data[100..SPREAD_CHUNK + 100], &data[SPREAD_CHUNK + 100..]] {
+            h.update(piece);
+        }
+        let got = h.finalize();
+        assert_eq!(got.size, data.len() as u64);
+        assert_eq!(got.digests, hash_bytes(&all, &data));
     }
 
     #[test]

@@ -774,33 +774,43 @@ class S3Store:
             raise StoreError(f"object {digest} is not in the store ({self.describe(digest)})")
         return key, versions
 
-    def retain(self, digest: str, until_ns: int) -> None:
-        """Every version of the key kept until ``until_ns`` at least (the original and, if the key was written
-        again, the later ones too: evidence of the tampering): extended, never shortened."""
+    def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
+        """Every version of the key (the original and, if the key was written again, the later ones too:
+        evidence of the tampering) kept until ``retain_until_ns`` at least (extended, never shortened; None: left
+        as it is) and its legal hold set to ``hold`` (None: left as it is). The versions are listed once and each
+        looked at once: a request is sent only for what must change (a new object: list, head, retention: three
+        requests)."""
         key, versions = self._object_versions(digest)
         for v in versions:
             version = v.get("VersionId")
+            head = self._head(key, version)
             try:
-                self._retain_version(key, version, until_ns, self._head(key, version))
+                if retain_until_ns is not None:
+                    self._retain_version(key, version, retain_until_ns, head)
+                if hold is not None and (head or {}).get("ObjectLockLegalHoldStatus", "OFF") != (
+                    "ON" if hold else "OFF"
+                ):
+                    self._s3.put_object_legal_hold(
+                        Bucket=self.bucket, Key=key, LegalHold={"Status": "ON" if hold else "OFF"}, **_version(version)
+                    )
             except (ClientError, BotoCoreError) as e:
+                asked = [] if retain_until_ns is None else [f"retained until {_iso(retain_until_ns)}"]
+                asked += [] if hold is None else [f"legal hold {'on' if hold else 'off'}"]
                 raise S3ObjectError(
-                    f"{self.describe(digest)}: not retained until {_iso(until_ns)}: {_reason(e)}"
+                    f"{self.describe(digest)}: not locked as asked ({', '.join(asked)}): {_reason(e)}"
                 ) from None
 
-    def hold(self, digest: str, on: bool) -> None:
-        """A legal hold on every version of the key, or off every one."""
+    def retain(self, digest: str, until_ns: int) -> None:
+        """:meth:`lock` of the retention alone, the legal hold as it is."""
         key, versions = self._object_versions(digest)
-        for v in versions:
-            try:
-                self._s3.put_object_legal_hold(
-                    Bucket=self.bucket,
-                    Key=key,
-                    LegalHold={"Status": "ON" if on else "OFF"},
-                    **_version(v.get("VersionId")),
-                )
-            except (ClientError, BotoCoreError) as e:
-                state = "on" if on else "off"
-                raise S3ObjectError(f"{self.describe(digest)}: legal hold not turned {state}: {_reason(e)}") from None
+        held = any(
+            (self._head(key, v.get("VersionId")) or {}).get("ObjectLockLegalHoldStatus") == "ON" for v in versions
+        )
+        self.lock(digest, until_ns, held)
+
+    def hold(self, digest: str, on: bool) -> None:
+        """:meth:`lock` of the legal hold alone, the retention as it is."""
+        self.lock(digest, None, on)
 
     def purge(self, digest: str) -> None:
         """Every version and delete marker of the key deleted, once no retention or hold of any is in force
