@@ -60,7 +60,7 @@ class Policy:
     readback: str = (
         "storage"  # "storage": drop cached pages and read the copy from the disk; "cache": trust the page cache
     )
-    retention_days: int = 730
+    retention_days: float = 730
     gap_tolerance_seconds: float = 1.0
     clock_tolerance_seconds: float = 2.0
     algorithms: tuple[str, ...] = ("sha256", "blake3")
@@ -114,7 +114,8 @@ class Policy:
             origin=_name(path, "origin", a.get("origin", f"custodes.local/{archive_id}")),
             ingest_deadline_hours=_duration(path, "ingest", "deadline_hours", i.get("deadline_hours", 24), 3600),
             readback=_readback(path, i.get("readback", "storage")),
-            retention_days=int(_duration(path, "retention", "minimum_days", r.get("minimum_days", 730), 86400)),
+            # As given, fractions of a day too: int() here made 0.5 days a retention of none.
+            retention_days=_duration(path, "retention", "minimum_days", r.get("minimum_days", 730), 86400),
             gap_tolerance_seconds=_duration(
                 path, "timeline", "gap_tolerance_seconds", t.get("gap_tolerance_seconds", 1.0)
             ),

@@ -56,7 +56,7 @@ from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files, max_workers
 from custodes.rights import as_checked
 from custodes.service import request
-from custodes.storage import ObjectStore, Put
+from custodes.storage import ObjectStore, Put, StoredObject
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
@@ -658,15 +658,39 @@ def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> 
     present: set[str] = set()
     if not known:  # a volume seen for the first time: no hashing job at all
         return present
+    stored: dict[str, StoredObject] = {}
     for r in hash_files(list(known), ("sha256",)):
         sha = r.digests.get("sha256")
-        if (
-            sha is not None
-            and sha in known[r.path]
-            and (archive.store.stat(sha) is not None or archive.catalog.objects.due_for_removal(sha))
-        ):
+        if sha is None or sha not in known[r.path]:
+            continue
+        found = archive.store.stat(sha)
+        if found is not None:
+            stored[sha] = found
             present.add(r.path)
+        elif archive.catalog.objects.due_for_removal(sha):
+            present.add(r.path)
+    _lock_as_recorded(archive, stored)
     return present
+
+
+def _lock_as_recorded(archive: Archive, stored: dict[str, StoredObject]) -> None:
+    """The storage lock (S3 Object Lock) of objects found present, completed where it is not what the catalog
+    says: an ingest killed after recording a group and before locking it (:func:`_record_group`) left them
+    recorded and unlocked, and running it again, which finds them present, is what finishes it. Objects the
+    storage keeps as recorded cost nothing more here (the first copy's stat is the one taken above)."""
+    stores = retention.enforcing_stores(archive)
+    if not stored or not stores:
+        return
+    now = time.time_ns()
+    locks = retention.storage_locks(archive, list(stored))
+    unlocked = []
+    for sha, lock in locks.items():
+        for store in stores:
+            seen = stored[sha] if store is archive.store else store.stat(sha)
+            if seen is not None and not retention.locked_as_recorded(seen, lock, now):
+                unlocked.append(sha)
+                break
+    retention.to_store(archive, unlocked)
 
 
 #: Computed during every copy, recorded or not, so the read-back can check the copy fast.

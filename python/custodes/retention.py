@@ -25,6 +25,7 @@ from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
+from custodes.storage import ObjectStore, StoredObject
 
 __all__ = [
     "LONG_TERM_REASONS",
@@ -71,13 +72,13 @@ class RetentionStatus:
 
 def status(archive: Archive, segments: list[int] | None = None) -> list[RetentionStatus]:
     catalog = archive.catalog
-    minimum = archive.policy.retention_days * DAY
+    minimum = minimum_ns(archive)
     # The minimum runs from the recording's end, or from its ingest when its clock
     # cannot be believed (none, or an unset clock before the floor): a camera
     # reset to the year 2000 must not make its footage due for purge at once.
     out = []
     for seg, name, end, important, purged, lt_reason in catalog.segments.retention_facts(segments):
-        reasons = [f"minimum {archive.policy.retention_days} days"]
+        reasons = [f"minimum {_days(archive.policy.retention_days)} days"]
         if important:
             reasons.append("important-file mark (Art. 20)")
         if lt_reason:
@@ -88,6 +89,16 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
         holds = catalog.retention.active_holds(seg)
         out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None))
     return out
+
+
+def minimum_ns(archive: Archive) -> int:
+    """The policy's minimum retention (``[retention] minimum_days``, fractions of a day included) in ns."""
+    return round(archive.policy.retention_days * DAY)
+
+
+def _days(days: float) -> str:
+    """A number of days as the policy gives it: ``730``, ``0.5`` (every digit that tells it from another)."""
+    return repr(float(days)).removesuffix(".0")
 
 
 def _keep_until(minimum_end: int, important: Any, lt_reason: Any, case_ends: list[int | None]) -> int | None:
@@ -103,7 +114,7 @@ def counts(archive: Archive, scope: Scope, at: int) -> dict[str, int]:
     """How many of the scope's recordings are due for purge at ``at``, held, kept for ever, purged: what
     :func:`status` says of each, counted in one pass over the scope (the compliance report, Art. 19, 20)."""
     catalog = archive.catalog
-    minimum = archive.policy.retention_days * DAY
+    minimum = minimum_ns(archive)
     case_ends, held = catalog.retention.case_ends(), catalog.retention.held_segments()
     out = {"due": 0, "held": 0, "long_term": 0, "purged": 0}
     for seg, end, important, purged, lt_reason in catalog.segments.retention_in_scope(scope):
@@ -145,19 +156,43 @@ def to_store(archive: Archive, digests: list[str]) -> None:
     repair for what it restored: the catalog and the ledger are the record, this makes the storage refuse
     what they forbid. Interrupted before it ran, a change is applied by the next one touching the object, or
     ``custodes storage sync``."""
-    stores = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+    stores = enforcing_stores(archive)
     if not digests or not stores:
         return
+    for digest, (until, held) in storage_locks(archive, digests).items():
+        for store in stores:
+            store.lock(digest, until, held)
+
+
+def enforcing_stores(archive: Archive) -> list[ObjectStore]:
+    """The archive's copies whose storage enforces retention and legal holds itself (S3 Object Lock)."""
+    return [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
+
+
+def storage_locks(archive: Archive, digests: list[str]) -> dict[str, tuple[int | None, bool]]:
+    """What :func:`to_store` has the storage keep of each object, as the catalog says now: ``(retain until,
+    legal hold)``, the date None when a recording is kept for ever (the hold says it then). An object no
+    recording needs any more is left out: its purge decides."""
     needed = archive.catalog.segments.of_objects(digests)
+    locks = {}
     for digest in digests:
         statuses = status(archive, needed[digest]) if needed[digest] else []
         if not statuses:
-            continue  # no recording needs it any more: its purge decides
+            continue
         ends = [st.keep_until for st in statuses]
         held = any(st.holds for st in statuses) or None in ends
-        until = None if None in ends else max(e for e in ends if e is not None)
-        for store in stores:
-            store.lock(digest, until, held)
+        locks[digest] = (None if None in ends else max(e for e in ends if e is not None), held)
+    return locks
+
+
+def locked_as_recorded(stored: StoredObject, lock: tuple[int | None, bool], now: int) -> bool:
+    """Whether the storage keeps an object (``stored``, its :meth:`~custodes.storage.ObjectStore.stat`) as
+    :func:`storage_locks` says it must: held or not as recorded, and retained until the recorded date (a date
+    already past keeps nothing, so none is needed then)."""
+    until, held = lock
+    if bool(stored.legal_hold) != held:
+        return False
+    return until is None or until <= now or (stored.retain_until_ns or 0) >= until
 
 
 def _segment_exists(archive: Archive, segment: int) -> None:

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from custodes import _core
+from custodes._faults import crashpoint
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.errors import EvidenceReadError
 from custodes.hashing import HashResult
@@ -371,9 +372,10 @@ class S3Store:
             if size != item.size:
                 raise S3ObjectError(f"{where}: {item.file} holds {size} bytes, not {item.size}: not stored")
             # A crash while sending leaves nothing (a PUT is stored whole or not at all) or an open multipart
-            # upload (aborted by a later put_many once abandoned); the re-run sends the file again.
+            # upload; the re-run sends the file again and, the key there, aborts the uploads left open for it.
             if size > MULTIPART_THRESHOLD:
                 version = self._create_multipart(f.fileno(), key, item)
+                self._abort_uploads_of(key)
             else:
                 version = self._create(f, key, item)
         if version is _EXISTS:
@@ -446,6 +448,7 @@ class S3Store:
                     ChecksumSHA256=checksum,
                 )
                 parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum})
+                crashpoint("s3_part_sent")  # the tests' SIGKILL with the upload open at the server
             r = self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
             )
@@ -458,6 +461,19 @@ class S3Store:
             self._abort(key, upload)  # a crash instead leaves it to the sweep
             raise
         return r.get("VersionId")
+
+    def _abort_uploads_of(self, key: str) -> None:
+        """Abort every multipart upload still open for ``key``, which exists now: none can ever complete (a
+        completion is a conditional create), so each is what a killed put of this object left (the re-run that
+        stored it is the one that knows it is dead, long before :data:`ABANDONED_AFTER`), or a put of it running
+        elsewhere at this moment, which then fails and keeps its file: nothing is lost. Failing stops no put."""
+        try:
+            for page in self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=key):
+                for upload in page.get("Uploads", []):
+                    if upload["Key"] == key:
+                        self._abort(key, upload["UploadId"])
+        except (ClientError, BotoCoreError) as e:
+            log.warning("s3://%s/%s: open multipart uploads not listed (%s)", self.bucket, key, _reason(e))
 
     def _abort(self, key: str, upload: str) -> None:
         try:
