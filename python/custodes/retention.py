@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,9 +160,15 @@ def to_store(archive: Archive, digests: list[str]) -> None:
     stores = enforcing_stores(archive)
     if not digests or not stores:
         return
-    for digest, (until, held) in storage_locks(archive, digests).items():
-        for store in stores:
-            store.lock(digest, until, held)
+    locks = [(store, digest, lock) for digest, lock in storage_locks(archive, digests).items() for store in stores]
+    # Each lock is a few requests that wait on the storage: several at once (one at a time, half of a small
+    # file's ingest into a bucket was its lock). The catalog was read above, on this thread only.
+    with ThreadPoolExecutor(min(LOCKS_IN_FLIGHT, max(1, len(locks))), thread_name_prefix="custodes-lock") as pool:
+        list(pool.map(lambda job: job[0].lock(job[1], *job[2]), locks))  # the first error, if any, raised here
+
+
+#: Objects :func:`to_store` locks at once.
+LOCKS_IN_FLIGHT = 8
 
 
 def enforcing_stores(archive: Archive) -> list[ObjectStore]:

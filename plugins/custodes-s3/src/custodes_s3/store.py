@@ -31,7 +31,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -79,6 +79,9 @@ _MAX_PARTS = 10_000
 ABANDONED_AFTER = timedelta(hours=1)
 #: GETs in flight in :meth:`S3Store.hash_objects` when the caller does not say.
 READERS = 8
+#: Objects sent whole that :meth:`S3Store.put_many` sends at once, and parts of one multipart upload.
+PUTS_IN_FLIGHT = 8
+PARTS_IN_FLIGHT = 4
 #: How long :meth:`S3Store.guarantees` locks its probe (COMPLIANCE): long enough to try the delete and the
 #: shortening under a few seconds of clock skew, short enough that the next check can remove it.
 PROBE_RETENTION = timedelta(seconds=30)
@@ -345,19 +348,30 @@ class S3Store:
     # ---- put ----------------------------------------------------------------------------------------------
 
     def put_many(self, items: Sequence[Put]) -> Outcomes:
-        """Create each object, write-once (see the module's docstring), one after the other: a group's
-        throughput is the link's, and one file at a time keeps memory to a part's worth. Multipart uploads an
-        earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
+        """Create each object, write-once (see the module's docstring). Objects sent whole go
+        :data:`PUTS_IN_FLIGHT` at a time: each is a few requests that mostly wait on the server (one after the
+        other, 300 small files took 6x as long as rclone's four at a time). Multipart objects go one after the
+        other, each :data:`PARTS_IN_FLIGHT` parts at a time, so memory stays at a few parts' worth. Multipart
+        uploads an earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
         self._abort_abandoned_uploads()
-        outcomes: Outcomes = []
-        for item in items:
-            try:
-                outcomes.append(self._put(item))
-            except S3ObjectError as e:
-                outcomes.append(e)
-            except (StoreError, OSError, BotoCoreError, ClientError) as e:
-                outcomes.append(S3ObjectError(f"{self._where(item)}: not stored: {_reason(e)}"))
-        return outcomes
+        whole = [i for i, item in enumerate(items) if item.size <= MULTIPART_THRESHOLD]
+        outcomes: list[bool | OSError | None] = [None] * len(items)
+        if whole:
+            with ThreadPoolExecutor(min(PUTS_IN_FLIGHT, len(whole)), thread_name_prefix="custodes-s3-put") as pool:
+                for i, outcome in zip(whole, pool.map(lambda i: self._put_one(items[i]), whole), strict=True):
+                    outcomes[i] = outcome
+        for i, item in enumerate(items):
+            if outcomes[i] is None:
+                outcomes[i] = self._put_one(item)
+        return [o for o in outcomes if o is not None]
+
+    def _put_one(self, item: Put) -> bool | OSError:
+        try:
+            return self._put(item)
+        except S3ObjectError as e:
+            return e
+        except (StoreError, OSError, BotoCoreError, ClientError) as e:
+            return S3ObjectError(f"{self._where(item)}: not stored: {_reason(e)}")
 
     def _where(self, item: Put) -> str:
         try:
@@ -433,22 +447,31 @@ class S3Store:
             )["UploadId"]
         except ClientError as e:
             raise self._refused(key, item, e) from None
+
+        def send(number: int, offset: int) -> dict[str, Any]:
+            length = min(part, item.size - offset)
+            checksum = _part_sha256(fd, offset, length)
+            r = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload,
+                PartNumber=number,
+                Body=_Slice(fd, offset, length),
+                ContentLength=length,
+                ChecksumSHA256=checksum,
+            )
+            return {"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum}
+
         try:
             parts = []
-            for number, offset in enumerate(range(0, item.size, part), start=1):
-                length = min(part, item.size - offset)
-                checksum = _part_sha256(fd, offset, length)
-                r = self._s3.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload,
-                    PartNumber=number,
-                    Body=_Slice(fd, offset, length),
-                    ContentLength=length,
-                    ChecksumSHA256=checksum,
-                )
-                parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum})
-                crashpoint("s3_part_sent")  # the tests' SIGKILL with the upload open at the server
+            # A few parts in flight: one stream waits on each part's round trip (75 MiB/s here, against
+            # rclone's four at a time); each part is read from the file with pread, never held whole.
+            with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="custodes-s3-part") as pool:
+                sent = [pool.submit(send, n, o) for n, o in enumerate(range(0, item.size, part), start=1)]
+                for future in as_completed(sent):
+                    parts.append(future.result())
+                    crashpoint("s3_part_sent")  # the tests' SIGKILL with the upload open at the server
+            parts.sort(key=lambda p: p["PartNumber"])
             r = self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
             )
