@@ -41,6 +41,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -750,6 +751,63 @@ def _verify_store(
         result.run["replica"] = replica
 
 
+#: Objects whose storage lock :func:`_verify_locks` looks at together: their catalog facts read at once, their
+#: stats sent :data:`LOCK_STATS_IN_FLIGHT` at a time.
+LOCK_BATCH = 1000
+LOCK_STATS_IN_FLIGHT = 8
+LOCK_MISMATCH = "lock_mismatch"
+
+
+def _verify_locks(archive: Archive, result: VerifyResult, within: DigestRange, reported: set[str]) -> None:
+    """Where the storage enforces retention itself (S3 Object Lock), every live object must be locked as the
+    catalog keeps it (custodes.retention.storage_locks): retained until its date, under a legal hold exactly
+    while a recording of it is held or kept for ever. An object left unlocked (an ingest or a retention change
+    killed before its lock, a hold lifted through another client) reads back intact, yet the storage would
+    let it be deleted: ``lock_mismatch``, which ``custodes storage sync`` puts right. Objects the listing
+    reported already (gone, written over) are not looked at again."""
+    store = archive.store
+    if not store.enforces_retention:
+        return
+    from custodes.findings import rfc3339
+    from custodes.retention import locked_as_recorded, storage_locks
+
+    now = time.time_ns()
+
+    def check(batch: list[str]) -> None:
+        locks = storage_locks(archive, batch)
+        with ThreadPoolExecutor(LOCK_STATS_IN_FLIGHT, thread_name_prefix="custodes-verify-lock") as pool:
+            seen = dict(zip(locks, pool.map(store.stat, locks), strict=True))
+        for digest, (until, held) in locks.items():
+            got = seen[digest]
+            if got is None or locked_as_recorded(got, (until, held), now):
+                continue
+            wrong = []
+            if until is not None and until > now and (got.retain_until_ns or 0) < until:
+                kept = (
+                    "no retention" if got.retain_until_ns is None else f"retention until {rfc3339(got.retain_until_ns)}"
+                )
+                wrong.append(f"the storage has {kept}, the catalog keeps it until {rfc3339(until)}")
+            if bool(got.legal_hold) != held:
+                wrong.append(
+                    "no legal hold in the storage, but a recording of it is held or kept for ever"
+                    if held
+                    else "a legal hold in the storage that no recording of it has"
+                )
+            detail = "; ".join(wrong) + " (`custodes storage sync` sets what the catalog says)"
+            segment = archive.catalog.segments.first_for_object(digest)
+            result.findings.append(VerifyFinding(LOCK_MISMATCH, detail, segment, digest))
+
+    batch: list[str] = []
+    for o in archive.catalog.objects.walk(within):
+        if o.purged_ns is None and o.sha256 not in reported:
+            batch.append(o.sha256)
+            if len(batch) >= LOCK_BATCH:
+                check(batch)
+                batch = []
+    if batch:
+        check(batch)
+
+
 class _SecondCopy:
     """The archive as verify sees it for the second copy: the same catalog and policy, the replica's store."""
 
@@ -779,6 +837,7 @@ def _verify_copy(
         for d in quick:
             _check_size(archive, result, d)
         quick.finish()
+        _verify_locks(archive, result, selection.range, quick.reported)
         return
     catalog = archive.catalog
     # Only read here: the run's row is written with its first shard's stamps (_Hashing._record), so a verify
@@ -802,6 +861,7 @@ def _verify_copy(
     for d in due:  # what the budget left, counted only (and the listing finished as it goes): two numbers
         left, left_bytes = left + 1, left_bytes + d.size
     walk.finish()
+    _verify_locks(archive, result, selection.range, walk.reported)
     run = hashing.run_id
     if run is not None:
         with catalog.transaction():

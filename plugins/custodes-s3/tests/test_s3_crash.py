@@ -116,13 +116,20 @@ def recorded(arch: Path) -> dict[str, str]:
 
 def check_killed(arch: Path, bucket: str, raw: Any, vol: Path, before: dict[str, str]) -> None:
     """What a killed ingest left: the volume untouched, the ingest unfinished, and verify calling every object in
-    the bucket that the catalog does not record `pending` (an intent noted before its upload), never `unexpected`."""
+    the bucket that the catalog does not record `pending` (an intent noted before its upload), never `unexpected`,
+    and every object it recorded but had not locked yet `lock_mismatch` (the storage would let it go)."""
     assert digest_tree(vol) == before
     assert catalog_rows(arch, "SELECT COUNT(*) FROM ingests WHERE finished_ns IS NULL")[0][0] == 1
     unrecorded = set(bucket_objects(raw, bucket)) - set(recorded(arch).values())
+    unlocked = {
+        sha
+        for sha in recorded(arch).values()
+        if raw.head_object(Bucket=bucket, Key=f"objects/sha256/{sha}").get("ObjectLockMode") is None
+    }
     code, found = verified(arch)
-    assert code == 0 and {kind for kind, _ in found} <= {"pending"}, found
-    assert unrecorded <= {obj for _, obj in found}, (unrecorded, found)
+    assert {(kind, obj) for kind, obj in found if kind != "pending"} == {("lock_mismatch", sha) for sha in unlocked}
+    assert code == (1 if unlocked else 0), found
+    assert unrecorded <= {obj for kind, obj in found if kind == "pending"}, (unrecorded, found)
 
 
 def check_finished(arch: Path, bucket: str, raw: Any, vol: Path, before: dict[str, str], rerun: Any) -> None:

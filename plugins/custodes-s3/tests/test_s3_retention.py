@@ -225,3 +225,38 @@ def test_a_held_recording_outlives_its_retention_until_released_then_purge_remov
     removed = [(e["sha256"], e["removed"], e["request"]) for e in entries if e["type"] == "purge_done"]
     assert sorted(removed) == sorted((sha, True, rid) for sha in tombs.values())
     assert verified(arch) == (0, set())
+
+
+def test_verify_finds_an_object_the_storage_does_not_keep_as_the_catalog_says(
+    seaweed: Seaweed, credentials: None, raw: Any, bucket: str, tmp_path: Path, services: None
+) -> None:
+    # A lock lifted or added through another client (the archive's own identity may lift a legal hold: S3's
+    # rule) reads back intact, yet the storage would let the object go, or keep it from a lawful purge.
+    arch = archive_in_bucket(seaweed, tmp_path, bucket, PEOPLE)
+    card = tmp_path / "card"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for i in range(2):
+        make_clip(card / f"CLIP000{i}.mp4", start + timedelta(seconds=3 * i))
+    recorded = ingest(arch, card, 0)
+    (held_seg, held_key), (other_seg, other_key) = recorded["CLIP0000.mp4"], recorded["CLIP0001.mp4"]
+    assert as_("alice", "retention", "hold", arch, "--segment", held_seg, "--reason", "case 7").returncode == 0
+    assert raw.head_object(Bucket=bucket, Key=held_key)["ObjectLockLegalHoldStatus"] == "ON"
+    assert run_cli("verify", arch).returncode == 0
+
+    raw.put_object_legal_hold(Bucket=bucket, Key=held_key, LegalHold={"Status": "OFF"})  # lifted behind its back
+    raw.put_object_legal_hold(Bucket=bucket, Key=other_key, LegalHold={"Status": "ON"})  # and one added
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 1
+    found = {(f["kind"], f["segment"]): f["message"] for f in json.loads(out.stdout)["findings"]}
+    assert set(found) == {("lock_mismatch", held_seg), ("lock_mismatch", other_seg)}
+    assert "no legal hold in the storage" in found[("lock_mismatch", held_seg)]
+    assert "a legal hold in the storage that no recording of it has" in found[("lock_mismatch", other_seg)]
+    assert {f["kind"] for f in json.loads(run_cli("verify", arch, "--quick", "--json").stdout)["findings"]} == {
+        "lock_mismatch"
+    }  # sizes only, the locks all the same
+
+    synced = as_("alice", "storage", "sync", arch)
+    assert synced.returncode == 0, synced.stderr
+    assert raw.head_object(Bucket=bucket, Key=held_key)["ObjectLockLegalHoldStatus"] == "ON"
+    assert raw.head_object(Bucket=bucket, Key=other_key)["ObjectLockLegalHoldStatus"] == "OFF"
+    assert run_cli("verify", arch).returncode == 0
