@@ -79,6 +79,7 @@ _MAX_PARTS = 10_000
 ABANDONED_AFTER = timedelta(hours=1)
 #: GETs in flight in :meth:`S3Store.hash_objects` when the caller does not say.
 READERS = 8
+_NOT_FRESH = object()
 #: Objects sent whole that :meth:`S3Store.put_many` sends at once, and parts of one multipart upload.
 PUTS_IN_FLIGHT = 8
 PARTS_IN_FLIGHT = 4
@@ -328,6 +329,11 @@ class S3Store:
         self._s3 = client
         self._objects = self.prefix + "objects/"
         self._base = self.prefix + "objects/sha256/"
+        # Versions this store created and has not locked yet, by digest: the lock the catalog asks right after
+        # (custodes.retention.to_store) needs neither a listing nor a HEAD for them (5 requests a small file
+        # became 3). Another client's version written over one in those seconds is not locked with it, and
+        # verify reports it written again all the same.
+        self._fresh: dict[str, str | None] = {}
 
     @classmethod
     def connect(cls, location: Path, options: Mapping[str, str]) -> S3Store:
@@ -403,6 +409,8 @@ class S3Store:
         # A crash while locking: the re-run reads it back again and sets what is missing (extended, never
         # shortened). A crash before the unlink: the re-run finds it locked as asked and removes the file.
         self._lock(key, version, item, None)
+        if item.retain_until_ns is None and not item.legal_hold:
+            self._fresh[item.digest] = version  # for the lock the catalog asks next (:meth:`lock`)
         os.unlink(item.file)
         return True
 
@@ -801,12 +809,16 @@ class S3Store:
         """Every version of the key (the original and, if the key was written again, the later ones too:
         evidence of the tampering) kept until ``retain_until_ns`` at least (extended, never shortened; None: left
         as it is) and its legal hold set to ``hold`` (None: left as it is). The versions are listed once and each
-        looked at once: a request is sent only for what must change (a new object: list, head, retention: three
-        requests)."""
-        key, versions = self._object_versions(digest)
+        looked at once: a request is sent only for what must change. An object this store created moments ago is
+        neither listed nor looked at: the retention alone is sent (and the hold, if asked)."""
+        fresh = self._fresh.pop(digest, _NOT_FRESH)
+        if fresh is not _NOT_FRESH:  # created by this store moments ago: no hold, no retention but a default's
+            key, versions = self.key(digest), [{"VersionId": fresh}]
+        else:
+            key, versions = self._object_versions(digest)
         for v in versions:
             version = v.get("VersionId")
-            head = self._head(key, version)
+            head = None if fresh is not _NOT_FRESH else self._head(key, version)
             try:
                 if retain_until_ns is not None:
                     self._retain_version(key, version, retain_until_ns, head)
