@@ -169,18 +169,23 @@ def test_an_interrupted_put_is_finished_by_the_next(
     assert again.put_many([twice]) == [False] and reads == [_key(store, item.digest)]  # locked as asked: no re-read
 
 
+#: Not held on SeaweedFS with Object Lock and one identity: S3 lets whoever may set a legal hold lift it.
+LIFTABLE = ["legal hold kept from the archive's own identity"]
+
+
 def test_guarantees_all_held_with_object_lock(store: S3Store, raw: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3store, "PROBE_RETENTION", timedelta(seconds=2))
     found = store.guarantees()
     assert [g.name for g in found] == list(NAMES)
-    assert [g.name for g in found if not g.held] == [], found
+    assert [g.name for g in found if not g.held] == LIFTABLE, found
+    assert "took a legal hold off" in found[-1].detail
     details = {g.name: g.detail for g in found}
     assert "refused (412)" in details["write-once"]
     assert "deleting a locked version was refused (AccessDenied" in details["retention enforced by the storage"]
     probes = {v["Key"] for v in _versions_under(raw, store.bucket, f"{store.prefix}probes/")}
     assert probes and all("-write-once" in k for k in probes)  # the locked probe waits; the others are gone
     time.sleep(2.5)
-    assert all(g.held for g in store.guarantees())
+    assert [g.name for g in store.guarantees() if not g.held] == LIFTABLE
     later = {v["Key"] for v in _versions_under(raw, store.bucket, f"{store.prefix}probes/")}
     assert later and not later & probes  # the first check's probe, unlocked by now, was removed by the second
 
@@ -193,6 +198,26 @@ def test_guarantees_named_missing_without_object_lock(open_store: Callable[..., 
     assert "the bucket has no Object Lock" in found["object lock enabled"].detail
     assert "could not be set" in found["retention enforced by the storage"].detail
     assert _versions_under(raw, store.bucket, "probes/") == []  # nothing locked, nothing left
+
+
+def test_a_check_deletes_its_own_probes_only_and_writes_nothing_to_a_missing_bucket(
+    open_store: Callable[..., S3Store], spool: Callable[..., Put], raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by a hostile user: an archive whose prefix was "probes/" lost every object to a check of an archive
+    # at the top of the same bucket, and a check of a bucket not made yet made it, without Object Lock.
+    monkeypatch.setattr(s3store, "PROBE_RETENTION", timedelta(seconds=1))
+    top = open_store(prefix="")
+    below = open_store(bucket=top.bucket, prefix="probes/")
+    item = spool(b"evidence below")
+    assert below.put_many([item]) == [True]
+    top.guarantees()
+    time.sleep(1.5)
+    top.guarantees()  # clears the first check's probes, now unlocked: only those
+    with below.open(item.digest) as f:
+        assert f.read() == b"evidence below"
+    missing = open_store(bucket="not-made-yet")
+    assert [(g.name, g.held) for g in missing.guarantees()] == [("bucket exists", False)]
+    assert "not-made-yet" not in {b["Name"] for b in raw.list_buckets()["Buckets"]}
 
 
 def _versions_under(raw: Any, bucket: str, prefix: str) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ NAMES = (
     "retention never shortened",
     "legal hold enforced by the storage",
     "retention mode",
+    "legal hold kept from the archive's own identity",
 )
 
 _BODY = b"custodes storage probe\n"
@@ -47,6 +49,7 @@ class _Probe:
         self.store, self.s3, self.bucket = store, store._s3, store.bucket
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.run = f"{store.prefix}probes/{stamp}-{os.urandom(4).hex()}"
+        self.lifted: bool | None = None  # whether a legal hold could be taken off (_legal_hold)
 
     def call(self, name: str, **kwargs: Any) -> dict[str, Any]:
         result: dict[str, Any] = getattr(self.s3, name)(Bucket=self.bucket, **kwargs)
@@ -215,9 +218,28 @@ def _legal_hold(p: _Probe, key: str) -> Guarantee:
     finally:
         try:
             p.call("put_object_legal_hold", Key=key, LegalHold={"Status": "OFF"}, **s3store._version(version))
+            p.lifted = True
         except (ClientError, BotoCoreError):
-            pass
+            p.lifted = False
         p.delete(key, version)
+
+
+def _hold_lifted(p: _Probe) -> Guarantee:
+    """Whether the archive's own identity could take the probe's legal hold off (S3's rule: whoever may set a
+    hold may lift it, unless a policy denies ``s3:PutObjectLegalHold`` with ``s3:object-lock-legal-hold`` OFF)."""
+    name = NAMES[8]
+    if p.lifted is None:
+        return Guarantee(name, False, "not probed: no probe object under a legal hold")
+    if p.lifted:
+        return Guarantee(
+            name,
+            False,
+            "the archive's own credentials took a legal hold off: whoever holds them can lift a hold and then "
+            "delete a held recording whose retention date has passed; deny this identity s3:PutObjectLegalHold "
+            "with s3:object-lock-legal-hold=OFF (releases then need an identity of their own) and keep the "
+            "retention dates, which no one can shorten in COMPLIANCE mode",
+        )
+    return Guarantee(name, True, "the archive's own credentials could not take a legal hold off")
 
 
 def _mode(store: S3Store) -> Guarantee:
@@ -230,11 +252,19 @@ def _mode(store: S3Store) -> Guarantee:
     )
 
 
+#: A probe object's key below ``<prefix>probes/``: what a check wrote, and the only thing a later check deletes
+#: (an archive whose prefix lies below this one's ``probes/`` must never lose a key to it).
+_PROBE_KEY = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}-[a-z-]+$")
+
+
 def _clear_earlier(p: _Probe) -> None:
     """Delete what earlier checks left under probes/ (their locks have run out, or the delete is refused and the
-    probe waits for the next check)."""
+    probe waits for the next check): the keys a check writes, nothing else found there."""
+    top = p.store.prefix + "probes/"
     try:
-        for key, entries in p.store._versions(p.store.prefix + "probes/"):
+        for key, entries in p.store._versions(top, delimiter="/"):
+            if not _PROBE_KEY.match(key[len(top) :]):
+                continue
             for entry in entries:
                 p.delete(key, entry.get("VersionId"))
     except StoreError:
@@ -243,6 +273,12 @@ def _clear_earlier(p: _Probe) -> None:
 
 def probe(store: S3Store) -> list[Guarantee]:
     p = _Probe(store)
+    try:
+        p.s3.head_bucket(Bucket=store.bucket)
+    except (ClientError, BotoCoreError) as e:
+        # Nothing written to a bucket that is not there: some servers (SeaweedFS) would make it on the first
+        # PUT, without Object Lock, and the name could never be made right.
+        return [Guarantee("bucket exists", False, f"{store.describe()}: {s3store._reason(e)}; nothing probed")]
     _clear_earlier(p)
     found = [_guard(NAMES[0], lambda: _lock_configuration(p)), _guard(NAMES[1], lambda: _versioning(p))]
     key = f"{p.run}-write-once"
@@ -259,5 +295,5 @@ def probe(store: S3Store) -> list[Guarantee]:
         p.delete(key, version)  # refused while locked: removed by a later check
     else:
         found += [Guarantee(n, False, "no probe object to lock") for n in NAMES[4:6]]
-    found += [_guard(NAMES[6], lambda: _legal_hold(p, f"{p.run}-hold")), _mode(store)]
+    found += [_guard(NAMES[6], lambda: _legal_hold(p, f"{p.run}-hold")), _mode(store), _hold_lifted(p)]
     return found
