@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import PEOPLE, THREE_RECORDINGS, run_cli
+from helpers import PEOPLE, THREE_RECORDINGS, policy_text, run_cli, set_policy
 
 CUSTODIAN_ROOT = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
 
@@ -118,3 +118,25 @@ def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 2 and b"outside the archive" in r.stderr and not arch.exists()
     r = run_cli("init", tmp_path / "b", "--replica", "local")
     assert r.returncode == 2 and b"location" in r.stderr
+
+
+def test_a_second_copy_never_shares_a_place(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    # Found by a hostile user: a relative location was taken from wherever a command ran, a policy set could put
+    # the copy inside the archive (and no command could open it again), an unmounted disk was made anew, and
+    # two archives could keep their copies in one folder (a purge of one deleting the other's).
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    r = run_cli("init", tmp_path / "b", "--replica", "local", "--replica-option", "location=relative/copy")
+    assert r.returncode == 2 and b"absolute path" in r.stderr and not (tmp_path / "b").exists()
+    r = run_cli("init", tmp_path / "c", "--replica", "local", "--replica-option", f"location={second}")
+    assert r.returncode == 2 and b"belongs to archive" in r.stderr and not (tmp_path / "c").exists()
+    inside = policy_text(arch).replace(str(second), str(arch / "copy"))
+    r = set_policy(arch, inside)
+    assert r.returncode != 0 and b"outside the archive" in r.stderr
+    assert _verify(arch) == (0, [])  # and the archive still opens
+    moved = tmp_path / "disk2-unmounted"
+    (tmp_path / "disk2").rename(moved)
+    r = run_cli("verify", arch)
+    assert r.returncode == 2 and b"not there (an unmounted disk?)" in r.stderr and not second.exists()
+    moved.rename(tmp_path / "disk2")
+    assert _verify(arch) == (0, [])

@@ -329,13 +329,13 @@ def _storage_options(path: Path, table: dict[str, Any], check_backend: bool = Fa
     for key, value in table.items():
         if key == "backend":
             continue
-        if key == "algorithm" or not isinstance(value, str | int) or isinstance(value, bool):
+        if key in ("algorithm", "owner") or not isinstance(value, str | int) or isinstance(value, bool):
             raise ArchiveError(f"{path}: [storage] {key} = {value!r}: a storage option is a string or a number")
         options[key] = str(value)
     return options
 
 
-def _open_replica(archive: Archive) -> ObjectStore:
+def _open_replica(archive: Archive, creating: bool) -> ObjectStore:
     """The store of the second copy: a local one in its own folder (made like an archive's store), any other
     backend from its options as the first copy's are."""
     options = dict(archive.policy.replica or {})
@@ -344,16 +344,48 @@ def _open_replica(archive: Archive) -> ObjectStore:
     if "location" in options:
         location = Path(options.pop("location"))
         _outside(archive.root, location)
-    replica: ObjectStore = backend.open(location, {"algorithm": "sha256", **options})
+        if not creating and not location.is_dir():
+            # Never made again here: an unmounted disk would get a new, empty "copy" and verify would say every
+            # object is missing from it, or worse, nothing would say the real copy is not being written.
+            raise ArchiveError(
+                f"[replica] location {location}: the second copy's folder is not there (an unmounted disk?); "
+                "mount it, or make the folder to start a new second copy (`custodes storage repair` fills it)"
+            )
+    replica: ObjectStore = backend.open(
+        location, {**options, "algorithm": "sha256", "owner": f"{archive.policy.archive_id}/replica"}
+    )
     return replica
+
+
+def _claim_places(archive: Archive) -> None:
+    """The copies' places are this archive's before anything is recorded (another archive's: refused)."""
+    for store in (archive.store, archive.replica):
+        if store is not None:
+            store.claim()
 
 
 def _check_storage(root: Path, storage: Mapping[str, str] | None, replica: Mapping[str, str] | None) -> None:
     """A new archive's [storage] and [replica], by the policy loader's rules, before anything is created."""
-    _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
+    options = _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
     second = _replica(Path(POLICY_FILE), None if replica is None else dict(replica))
-    if second is not None and "location" in second:
+    _two_places(root, {"backend": (storage or {}).get("backend", "local"), **options}, second)
+
+
+def check_storage_place(root: Path, policy: Policy) -> None:
+    """Where ``policy`` puts the archive's copies, checked for the archive at ``root`` (``policy set``)."""
+    _two_places(root, {"backend": policy.storage, **policy.storage_options}, policy.replica)
+
+
+def _two_places(root: Path, first: Mapping[str, str], second: Mapping[str, str] | None) -> None:
+    """The second copy outside the archive's folder, and not where the first copy is (two copies in one place
+    are one copy: one failure loses both)."""
+    if second is None:
+        return
+    if "location" in second:
         _outside(root, Path(second["location"]))
+    place = {k: v for k, v in second.items() if k not in ("location",)}
+    if second.get("backend") == first.get("backend") != "local" and place == dict(first):
+        raise ArchiveError("[replica] is the same place as [storage]: a second copy needs a place of its own")
 
 
 def _outside(root: Path, location: Path) -> None:
@@ -370,6 +402,9 @@ def _replica(path: Path, table: dict[str, Any] | None) -> dict[str, str] | None:
     options = {"backend": backend, **_storage_options(path, table)}
     if backend == "local" and not options.get("location"):
         raise ArchiveError(f"{path}: [replica] location: a local replica needs its own folder (another disk)")
+    if "location" in options and not os.path.isabs(options["location"]):
+        # Relative, it would be taken from wherever a command runs: each run a copy somewhere else.
+        raise ArchiveError(f"{path}: [replica] location = {options['location']!r}: give the folder as an absolute path")
     return options
 
 
@@ -494,8 +529,11 @@ class Archive:
             self.spool = self.root / "tmp"
             self.spool.mkdir(mode=0o700, exist_ok=True)
             backend = plugin_manager().storage_backends.get(self.policy.storage)
-            self.store: ObjectStore = backend.open(self.root, {"algorithm": "sha256", **self.policy.storage_options})
-            self.replica: ObjectStore | None = None if self.policy.replica is None else _open_replica(self)
+            # ``owner``: the store's claim on its place, so that no two archives (nor an archive's two copies)
+            # ever share one (custodes.storage: a bucket prefix or a folder holds one archive's objects).
+            owner = {"algorithm": "sha256", "owner": self.policy.archive_id}
+            self.store: ObjectStore = backend.open(self.root, {**self.policy.storage_options, **owner})
+            self.replica: ObjectStore | None = None if self.policy.replica is None else _open_replica(self, _creating)
             self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
             if self.ledgered_policy is None and not _creating:
                 policy_mod.adopt(self)
@@ -690,6 +728,8 @@ def init_archive(
         replace_file(work / POLICY_FILE, policy_text)
         with Archive(work, _creating=True) as archive:
             from custodes.policy import record_init
+
+            _claim_places(archive)
 
             record_init(archive, policy_text)  # the first entry: the policy, and who set it
             archive.checkpoint()  # signed: verification starts from a known state

@@ -556,6 +556,11 @@ def set_policy(archive: Archive, path: str) -> SetResult:
 
     text = _read_new(path)
     new = Policy.parse(text, path)  # the same loader as every open: a bad file is refused before anything
+    from custodes.archive import check_storage_place
+
+    # Where the copies go, by the rules init applies: a second copy inside the archive's folder would make the
+    # archive one that no command can open any more, this one included.
+    check_storage_place(archive.root, new)
     _same_archive(archive, new, path)
     _keeps_names(archive, new, path)
     person, directly = _may_set(archive)

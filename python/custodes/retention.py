@@ -55,6 +55,7 @@ class RetentionStatus:
     reasons: list[str]
     holds: list[int]
     purged: bool
+    minimum_until: int = 0  # the end of the minimum alone (what a recording kept for ever is kept until at least)
 
     def due(self, at: int) -> bool:
         return not self.purged and not self.holds and self.keep_until is not None and at >= self.keep_until
@@ -88,7 +89,7 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
         reasons += [f"case {case}" + (f" until {rfc3339(until)}" if until else " (open)") for case, until in cases]
         keep = _keep_until(end + minimum, important, lt_reason, [until for _, until in cases])
         holds = catalog.retention.active_holds(seg)
-        out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None))
+        out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None, end + minimum))
     return out
 
 
@@ -178,17 +179,19 @@ def enforcing_stores(archive: Archive) -> list[ObjectStore]:
 
 def storage_locks(archive: Archive, digests: list[str]) -> dict[str, tuple[int | None, bool]]:
     """What :func:`to_store` has the storage keep of each object, as the catalog says now: ``(retain until,
-    legal hold)``, the date None when a recording is kept for ever (the hold says it then). An object no
-    recording needs any more is left out: its purge decides."""
+    legal hold)``. The date is the latest its recordings are kept until, a recording kept for ever counting
+    with the end of its minimum: a legal hold alone can be lifted by whoever may set one (S3's rule), a
+    COMPLIANCE date by no one, so a held or kept-for-ever recording is never guarded by the hold alone while
+    its minimum runs. An object no recording needs any more is left out: its purge decides."""
     needed = archive.catalog.segments.of_objects(digests)
     locks = {}
     for digest in digests:
         statuses = status(archive, needed[digest]) if needed[digest] else []
         if not statuses:
             continue
-        ends = [st.keep_until for st in statuses]
-        held = any(st.holds for st in statuses) or None in ends
-        locks[digest] = (None if None in ends else max(e for e in ends if e is not None), held)
+        held = any(st.holds for st in statuses) or any(st.keep_until is None for st in statuses)
+        until = max(st.minimum_until if st.keep_until is None else st.keep_until for st in statuses)
+        locks[digest] = (until, held)
     return locks
 
 

@@ -175,6 +175,12 @@ class ObjectStore(Protocol):
         """Where the store is (no digest) or where one object lives, as findings and messages show it."""
         ...
 
+    def claim(self) -> None:
+        """Make the store's place (a bucket prefix, a folder) this archive's, or this copy's, or refuse with
+        StoreError when another's it is: ``init`` calls it, and a backend before it writes, lists or deletes
+        anything. Two archives in one place would purge each other's evidence; two copies in one are one."""
+        ...
+
     def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Create objects, write-once. Per item: True (stored now), False (an object of that name was there
         already: never replaced; the file is removed) or the OSError that stopped it (its file left for the

@@ -47,7 +47,9 @@ def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: 
     )  # fmt: skip
     assert made.returncode == 0, made.stderr.decode()
     checked = _json(run_cli("storage", "check", "--json", archive, env=environ))
-    assert checked["storage"] == "s3://station-evidence/station1/" and checked["missing"] == ["legal hold kept from the archive's own identity"]
+    assert checked["storage"] == "s3://station-evidence/station1/" and checked["missing"] == [
+        "legal hold kept from the archive's own identity"
+    ]
 
     ingested = run_cli("ingest", card, "--archive", archive, "--json", env=environ)
     assert _json(ingested)["stored"] == ["CLIP0000.mp4", "CLIP0001.mp4", "CLIP0002.mp4"]

@@ -90,3 +90,22 @@ def test_a_local_second_copy_repairs_the_bucket(seaweed: Seaweed, credentials: N
     assert repaired.returncode == 0, repaired.stderr.decode()
     assert _findings(arch) == (0, set())
     assert next(p for p in (second / "objects").rglob(names[1])).stat().st_mode & 0o222 == 0
+
+
+def test_one_prefix_holds_one_archive_and_one_copy(seaweed: Seaweed, credentials: None, tmp_path: Path) -> None:
+    # Found by a hostile user: two archives on one bucket and prefix each took the other's objects for its own,
+    # and a lawful purge in one left the other's recording missing; a "second copy" in the first copy's own
+    # place was one copy.
+    testing.make_bucket(seaweed, "shared-prefix")
+    first = ("--storage", "s3", "--bucket", "shared-prefix", "--endpoint", seaweed.endpoint, "--prefix", "station")
+    made = run_cli("init", tmp_path / "a", *first)
+    assert made.returncode == 0, made.stderr.decode()
+    r = run_cli("init", tmp_path / "b", *first)
+    assert r.returncode == 2 and b"belongs to archive" in r.stderr and not (tmp_path / "b").exists()
+    same = ("--replica", "s3", "--replica-option", "bucket=shared-prefix", "--replica-option", "prefix=mirror")
+    endpoint = ("--replica-option", f"endpoint={seaweed.endpoint}")
+    r = run_cli("init", tmp_path / "c", *first[:-1], "mirror", *same, *endpoint)
+    assert r.returncode == 2 and b"place of its own" in r.stderr and not (tmp_path / "c").exists()
+    r = run_cli("init", tmp_path / "d", *first[:-1], "d1", "--replica", "s3", "--replica-option",
+                "bucket=shared-prefix", "--replica-option", "prefix=station", *endpoint)  # fmt: skip
+    assert r.returncode == 2 and b"belongs to archive" in r.stderr  # another archive's first copy

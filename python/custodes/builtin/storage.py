@@ -59,6 +59,7 @@ class LocalStore:
         self.objects = self.root / "objects" / algorithm
         self._objects = os.fspath(self.objects)
         self.spool = self.root / "tmp"
+        self.owner = ""
 
     @classmethod
     def connect(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
@@ -68,7 +69,14 @@ class LocalStore:
         store.objects.parent.mkdir(mode=0o700, exist_ok=True)
         store.objects.mkdir(mode=0o700, exist_ok=True)
         store.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store.owner = options.get("owner", "")
+        store.claim()
         return store
+
+    def claim(self) -> None:
+        """A second copy's folder is claimed (the archive's own folder is the archive's by being it)."""
+        if self.owner.endswith("/replica"):
+            _claim(self.root / OWNER_FILE, self.owner)
 
     def spec(self) -> StoreSpec:
         return StoreSpec(self.backend, os.fspath(self.root), (("algorithm", self.algorithm),))
@@ -372,6 +380,30 @@ class _Limited:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: In a second copy's folder: the archive (and copy) the folder belongs to.
+OWNER_FILE = "custodes-archive.txt"
+
+
+def _claim(path: Path, owner: str) -> None:
+    """The folder is ``owner``'s: written once (O_EXCL) by the first archive to use it, refused to any other (two
+    archives in one folder would purge each other's evidence)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+    except FileExistsError:
+        found = path.read_text(errors="replace")
+        if found != owner:
+            raise StoreError(
+                f"{path.parent} belongs to archive {found!r} ({path.name}), not to {owner!r}: a folder holds one "
+                "archive's copy: give this one a folder of its own"
+            ) from None
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(owner)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
 
 
 def _make_folder(folder: Path) -> None:

@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -62,7 +63,9 @@ __all__ = ["ABANDONED_AFTER", "MULTIPART_THRESHOLD", "OPTIONS", "S3ObjectError",
 log = logging.getLogger("custodes_s3")
 
 #: The ``[storage]`` options the backend reads (``algorithm`` is custodes' own, always sha256 here).
-OPTIONS = ("algorithm", "bucket", "endpoint", "prefix", "profile", "region", "retention_mode")
+OPTIONS = ("algorithm", "bucket", "endpoint", "owner", "prefix", "profile", "region", "retention_mode")
+#: The key, under the prefix, naming the archive (and which of its copies) the prefix belongs to.
+OWNER_KEY = "custodes-archive.txt"
 #: An option named like one of these is a credential: refused, whatever its value.
 _SECRET_NAME = re.compile(r"secret|passw|token|credential|access|(^|[_.-])key($|[_.-])|key_?id", re.IGNORECASE)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -179,6 +182,7 @@ def check_options(options: Mapping[str, str]) -> dict[str, str]:
         "region": options.get("region", "") or "us-east-1",
         "retention_mode": mode,
         "profile": options.get("profile", ""),
+        "owner": options.get("owner", ""),
     }
 
 
@@ -329,6 +333,9 @@ class S3Store:
         self._s3 = client
         self._objects = self.prefix + "objects/"
         self._base = self.prefix + "objects/sha256/"
+        self.owner = checked["owner"]
+        self._claimed = threading.Lock()
+        self._claim_checked = False
         # Versions this store created and has not locked yet, by digest: the lock the catalog asks right after
         # (custodes.retention.to_store) needs neither a listing nor a HEAD for them (5 requests a small file
         # became 3). Another client's version written over one in those seconds is not locked with it, and
@@ -353,12 +360,41 @@ class S3Store:
 
     # ---- put ----------------------------------------------------------------------------------------------
 
+    def claim(self) -> None:
+        """The prefix is this archive's (this copy's): its owner key says so, written with a conditional create
+        by the first archive to use it; another archive's (or this archive's other copy's) is refused before
+        anything is written, listed or deleted here. A purge or a probe of one archive must never touch
+        another's evidence, and two "copies" in one place are one copy."""
+        if not self.owner or self._claim_checked:
+            return
+        with self._claimed:
+            if self._claim_checked:
+                return
+            key = self.prefix + OWNER_KEY
+            try:
+                try:
+                    self._s3.put_object(Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*")
+                except ClientError as e:
+                    if _status(e) != 412:
+                        raise
+                    found = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode(errors="replace")
+                    if found != self.owner:
+                        raise StoreError(
+                            f"{self.describe()} belongs to archive {found!r} ({key}), not to {self.owner!r}: a "
+                            "bucket prefix holds one archive's objects (and one of its copies): give this one a "
+                            "prefix of its own"
+                        ) from None
+            except (ClientError, BotoCoreError) as e:
+                raise StoreError(f"{self.describe()}: whose prefix this is could not be found: {_reason(e)}") from None
+            self._claim_checked = True
+
     def put_many(self, items: Sequence[Put]) -> Outcomes:
         """Create each object, write-once (see the module's docstring). Objects sent whole go
         :data:`PUTS_IN_FLIGHT` at a time: each is a few requests that mostly wait on the server (one after the
         other, 300 small files took 6x as long as rclone's four at a time). Multipart objects go one after the
         other, each :data:`PARTS_IN_FLIGHT` parts at a time, so memory stays at a few parts' worth. Multipart
         uploads an earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
+        self.claim()
         self._abort_abandoned_uploads()
         whole = [i for i, item in enumerate(items) if item.size <= MULTIPART_THRESHOLD]
         outcomes: list[bool | OSError | None] = [None] * len(items)
@@ -717,6 +753,7 @@ class S3Store:
         """Every key under ``objects/sha256/`` within the range, in digest order, page by page
         (ListObjectVersions: a key written again or deleted through another client shows there), then every
         key elsewhere under ``objects/`` (foreign, whatever the range, as the local backend lists them)."""
+        self.claim()
         low, high = within.low, within.high
         # S3 lists the keys after the marker: one just below the first key of the range (its last character one
         # lower, then "~", above every hex digit). A key between the two is not an object's and is skipped below.
@@ -850,6 +887,7 @@ class S3Store:
     def purge(self, digest: str) -> None:
         """Every version and delete marker of the key deleted, once no retention or hold of any is in force
         (checked first, so a locked object is refused whole, not half deleted). Nothing there: done already."""
+        self.claim()
         key, where = self.key(digest), self.describe(digest)
         entries = self._key_entries(key)
         now = time.time_ns()
@@ -878,6 +916,7 @@ class S3Store:
         checked against ``digests``) are stored anew, after the versions that are not the object, where the
         server lets them go. A version the server keeps (a lock of its own) is named, and the object is left
         as verify found it but for what was deleted."""
+        self.claim()
         digest = valid_digest(digests.get("sha256", ""))
         key, where = self.key(digest), self.describe(digest)
         wanted = Put(Path(os.devnull), size, dict(digests))  # what the read-back compares with
