@@ -75,9 +75,9 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 0, r.stderr
     repaired = json.loads(r.stdout)["repaired"]
-    assert {(x["object"], x["copy"], x["was"]) for x in repaired} == {
-        (names[0], "replica", "modified"),
-        (names[1], "first", "missing"),
+    assert {(x["object"], x["copy"], x["was"], x["done"][0].split(" of ")[0]) for x in repaired} == {
+        (names[0], "replica", "modified", "removed a damaged file"),
+        (names[1], "first", "missing", "the object was missing"),
     }
     assert _verify(arch) == (0, [])  # the ledger (with the repairs) and both copies check out
     for name in names:
@@ -87,6 +87,7 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
         entries = [json.loads(e) for (e,) in db.execute("SELECT entry FROM ledger ORDER BY seq")]
     repairs = [e for e in entries if e["type"] == "storage_repair"]
     assert sorted(e["sha256"] for e in repairs) == sorted(names[:2]) and {e["by"] for e in repairs} == {"root"}
+    assert all(e["done"] for e in repairs)  # what each repair removed is in the ledger
     r = run_cli("storage", "repair", arch)
     assert r.returncode == 0 and b"nothing to repair" in r.stdout
 

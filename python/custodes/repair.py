@@ -68,16 +68,24 @@ def repair(archive: Archive) -> RepairResult:
         source = stores[REPLICA if copy == FIRST else FIRST]
         try:
             with source.open(digest) as stream:
-                stores[copy].restore(stream, recorded.size, json.loads(recorded.digests))
+                done = stores[copy].restore(stream, recorded.size, json.loads(recorded.digests))
         except (OSError, CustodesError) as e:
             result.failed.append({"object": digest, "copy": copy, "why": str(e)})
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         now = time.time_ns()
-        entry = {"type": "storage_repair", "sha256": digest, "copy": copy, "was": was, "by": person, "time": now}
+        entry = {
+            "type": "storage_repair",
+            "sha256": digest,
+            "copy": copy,
+            "was": was,
+            "done": done,  # what the repair removed (forged versions, a damaged file): the damage's record
+            "by": person,
+            "time": now,
+        }
         with archive.transaction() as catalog:
             replay.record(catalog, entry)
-        result.repaired.append({"object": digest, "copy": copy, "was": was})
+        result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})
     if result.repaired:
         archive.checkpoint()
     return result

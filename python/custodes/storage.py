@@ -224,11 +224,12 @@ class ObjectStore(Protocol):
         """Remove the object for good. Only the retention workflow calls this, after its tombstone."""
         ...
 
-    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> None:
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> builtins.list[str]:
         """Put back an object that verify found damaged or gone in this store, from the intact copy of the
         other store (``custodes storage repair``, which ledgers each). The bytes are checked against
         ``digests`` before they take the object's place; what was there (damaged bytes, a link, an overwriting
-        version) is removed where the storage allows it, and StoreError says why where it does not."""
+        version) is removed where the storage allows it, and StoreError says why where it does not. Returns
+        what it removed or did, one line each, for the repair's ledger entry (the damage is evidence too)."""
         ...
 
     def guarantees(self) -> builtins.list[Guarantee]:

@@ -61,10 +61,11 @@ def test_a_bucket_as_the_second_copy(seaweed: Seaweed, credentials: None, raw: A
 
     repaired = run_cli("storage", "repair", arch, "--json")
     assert repaired.returncode == 0, repaired.stderr.decode()
-    assert {(r["object"], r["copy"]) for r in json.loads(repaired.stdout)["repaired"]} == {
-        (names[0], "replica"),
-        (names[1], "replica"),
-    }
+    done = {r["object"]: (r["copy"], r["done"]) for r in json.loads(repaired.stdout)["repaired"]}
+    assert set(done) == {names[0], names[1]} and {c for c, _ in done.values()} == {"replica"}
+    # What the repair deleted is named for its ledger entry: the forged version, the delete marker.
+    assert len(done[names[0]][1]) == 1 and "6 bytes, ETag" in done[names[0]][1][0]  # b"forged"
+    assert len(done[names[1]][1]) == 1 and done[names[1]][1][0].startswith("delete marker")
     assert _findings(arch) == (0, set())
     for key in keys[:2]:  # the object's own version is current again, and the only one left
         versions = raw.list_object_versions(Bucket="second-copy", Prefix=key)

@@ -206,7 +206,7 @@ class LocalStore:
         finally:
             temp.unlink(missing_ok=True)
 
-    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> None:
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> builtins.list[str]:
         """The checked bytes take the damaged object's place: what is there (a damaged file, a link) is removed
         and the new file linked in, its folder synced; between the two a crash leaves the object missing, which
         the next verify reports and the next repair restores."""
@@ -216,8 +216,12 @@ class LocalStore:
             path = self.path_for(digest)
             for folder in (path.parent.parent, path.parent):
                 _make_folder(folder)
+            done = ["the object was missing"]
             if os.path.lexists(path):
-                if not os.path.islink(path):
+                if os.path.islink(path):
+                    done = [f"removed a symbolic link to {os.readlink(path)}"]
+                else:
+                    done = [f"removed a damaged file of {os.lstat(path).st_size} bytes"]
                     os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
                 storage_op("write", path)
                 os.unlink(path)
@@ -226,6 +230,7 @@ class LocalStore:
             fsync_dir(path.parent)
         finally:
             temp.unlink(missing_ok=True)
+        return done
 
     def _spooled(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Path:
         """A durable spool file of the stream's bytes, refused (and removed) unless they are ``size`` bytes

@@ -908,7 +908,7 @@ class S3Store:
                     f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
                 ) from None
 
-    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> None:
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> list[str]:
         """Put back an object verify found damaged or gone (``custodes storage repair``). A version of a key is
         never changed, so the object's own version is usually still there under what was written after it:
         the oldest version that reads back as the object becomes the current one again, every other version
@@ -934,18 +934,29 @@ class S3Store:
             ),
             None,
         )
-        kept = []
+        kept, removed = [], []
         for e in entries:  # every other version and delete marker: what was written over or deleted it
             if e is own:
                 continue
+            # What it was, for the repair's ledger entry: the tampering's evidence is gone from the bucket after.
+            what = (
+                f"delete marker {e.get('VersionId')} of {e['LastModified'].isoformat()}"
+                if e.get("DeleteMarker")
+                else f"version {e.get('VersionId')} of {e['LastModified'].isoformat()}, {e.get('Size')} bytes, "
+                f"ETag {e.get('ETag')}"
+            )
             try:
                 self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(e.get("VersionId")))
             except (ClientError, BotoCoreError) as err:
                 kept.append(f"version {e.get('VersionId')} ({_reason(err)})")
+            else:
+                removed.append(what)
         if kept:
             raise StoreError(f"{where}: not restored: the server keeps {'; '.join(kept)}")
         if own is None:
             self.put_stream(stream, size, digests)
+            removed.append("no version of the object was left: its bytes were stored again from the other copy")
+        return removed
 
     # ---- guarantees ---------------------------------------------------------------------------------------
 
