@@ -121,6 +121,15 @@ def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 2 and b"location" in r.stderr
 
 
+def test_storage_check_probes_both_copies(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    r = run_cli("storage", "check", arch, "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 1 and report["replica"]["storage"] == str(second)
+    assert "retention enforced by the storage" in report["replica"]["missing"]  # a disk, honestly named
+
+
 def test_a_second_copy_never_shares_a_place(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
     # Found by a hostile user: a relative location was taken from wherever a command ran, a policy set could put
     # the copy inside the archive (and no command could open it again), an unmounted disk was made anew, and

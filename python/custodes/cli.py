@@ -1491,23 +1491,34 @@ def storage_group() -> None:
 @archive_argument
 @output_options()
 def storage_check_command(archive: Archive, out: Output) -> None:
-    """Probe what the storage really guarantees (write-once, retention and legal holds enforced by the storage,
-    checksums) and name each guarantee it is missing. Exit 1 when one is missing."""
-    guarantees = archive.store.guarantees()
-    missing = [g for g in guarantees if not g.held]
+    """Probe what the storage of each copy really guarantees (write-once, retention and legal holds enforced by
+    the storage, checksums) and name each guarantee it is missing. Exit 1 when one is missing."""
+    copies = [("first", archive.store)] + ([("replica", archive.replica)] if archive.replica is not None else [])
+    checked = [(copy, store, store.guarantees()) for copy, store in copies]
+    missing = [(copy, g) for copy, _, found in checked for g in found if not g.held]
     if out.json:
         _write_json(
             {
                 "storage": archive.store.describe(),
                 "backend": archive.store.backend,
-                "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in guarantees],
-                "missing": [g.name for g in missing],
+                "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in checked[0][2]],
+                "missing": [g.name for copy, g in missing if copy == "first"],
+                "replica": None
+                if archive.replica is None
+                else {
+                    "storage": archive.replica.describe(),
+                    "backend": archive.replica.backend,
+                    "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in checked[1][2]],
+                    "missing": [g.name for copy, g in missing if copy == "replica"],
+                },
             }
         )
     else:
-        out.say(f"storage {archive.store.describe()} ({archive.store.backend})")
-        for g in guarantees:
-            click.echo(f"  {'held   ' if g.held else 'MISSING'}  {g.name}: {g.detail}")
+        for copy, store, found in checked:
+            label = "" if copy == "first" else "second copy: "
+            out.say(f"{label}storage {store.describe()} ({store.backend})")
+            for g in found:
+                click.echo(f"  {'held   ' if g.held else 'MISSING'}  {g.name}: {g.detail}")
     if missing:
         sys.exit(EXIT_FINDINGS)
 
