@@ -233,3 +233,16 @@ def test_credentials_come_from_the_environment_or_a_profile_only(
     with pytest.raises(StoreError, match="gives no credentials of its own"):
         S3Store.connect(tmp_path, {**options, "profile": "empty"})
     assert S3Store.connect(tmp_path, {**options, "profile": "default"}).stat("0" * 64) is None
+
+
+def test_an_aws_profile_variable_naming_no_profile_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by a hostile user: a traceback from botocore.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with pytest.raises(StoreError, match="AWS_PROFILE='no-such-profile' in the environment names no AWS profile"):
+        S3Store.connect(tmp_path, {"bucket": "evidence"})

@@ -232,11 +232,18 @@ def _session(profile: str) -> Any:
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
             "temporary ones) in custodes' environment, or name an AWS profile with [storage] profile"
         )
-    return boto3.session.Session(
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
-    )
+    try:
+        return boto3.session.Session(
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
+        )
+    except ProfileNotFound:  # botocore reads AWS_PROFILE from the environment whatever the keys given
+        raise StoreError(
+            f"AWS_PROFILE={os.environ.get('AWS_PROFILE')!r} in the environment names no AWS profile on this "
+            "machine: unset it (the keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or name a "
+            "profile with [storage] profile"
+        ) from None
 
 
 def _client(options: Mapping[str, str]) -> Any:
