@@ -26,7 +26,7 @@ from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
-from custodes.storage import ObjectStore, StoredObject
+from custodes.storage import ObjectStore, StoredObject, StoreError
 
 __all__ = [
     "LONG_TERM_REASONS",
@@ -144,7 +144,13 @@ def _ledgered(archive: Archive, entry: Callable[[Catalog], dict[str, Any]], segm
     with archive.transaction() as catalog:
         replay.record(catalog, entry(catalog))
     archive.checkpoint()
-    to_store(archive, archive.catalog.segments.objects_of(segments))
+    try:
+        to_store(archive, archive.catalog.segments.objects_of(segments))
+    except StoreError as e:
+        raise StoreError(
+            f"the change is recorded in the ledger, but the storage does not keep the recording as it says yet: "
+            f"{e}; `custodes storage sync` applies it once the storage can"
+        ) from None
 
 
 def to_store(archive: Archive, digests: list[str]) -> None:
@@ -162,10 +168,22 @@ def to_store(archive: Archive, digests: list[str]) -> None:
     if not digests or not stores:
         return
     locks = [(store, digest, lock) for digest, lock in storage_locks(archive, digests).items() for store in stores]
+
     # Each lock is a few requests that wait on the storage: several at once (one at a time, half of a small
     # file's ingest into a bucket was its lock). The catalog was read above, on this thread only.
+    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> str | None:
+        store, digest, (until, held) = job
+        try:
+            store.lock(digest, until, held)
+        except (StoreError, OSError) as e:
+            return str(e)
+        return None
+
     with ThreadPoolExecutor(min(LOCKS_IN_FLIGHT, max(1, len(locks))), thread_name_prefix="custodes-lock") as pool:
-        list(pool.map(lambda job: job[0].lock(job[1], *job[2]), locks))  # the first error, if any, raised here
+        failed = [why for why in pool.map(lock, locks) if why is not None]
+    if failed:  # every lock was tried: one that fails (an object gone) stops none of the others
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise StoreError(f"{len(failed)} object(s) not locked as the catalog keeps them: {failed[0]}{more}")
 
 
 #: Objects :func:`to_store` locks at once.
