@@ -202,7 +202,7 @@ def storage_locks(archive: Archive, digests: list[str]) -> dict[str, tuple[int |
     COMPLIANCE date by no one, so a held or kept-for-ever recording is never guarded by the hold alone while
     its minimum runs. An object no recording needs any more is left out: its purge decides."""
     needed = archive.catalog.segments.of_objects(digests)
-    locks = {}
+    locks: dict[str, tuple[int | None, bool]] = {}
     for digest in digests:
         statuses = status(archive, needed[digest]) if needed[digest] else []
         if not statuses:
