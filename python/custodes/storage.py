@@ -55,6 +55,8 @@ __all__ = [
     "StoreSpec",
     "StoredObject",
     "copy_object",
+    "spool_stream",
+    "write_hashed",
     "hash_by_streaming",
     "open_store",
     "valid_digest",
@@ -248,21 +250,51 @@ def open_store(spec: StoreSpec) -> ObjectStore:
     return store
 
 
-def copy_object(
-    store: ObjectStore, digest: str, target: Path, algorithms: Sequence[str] = ("sha256",), mode: int = 0o600
-) -> dict[str, str]:
-    """Write object ``digest`` to the new file ``target`` (never replacing one, never through a link), hashing
-    the bytes on the way: the digests of what was written. Not synced: the caller decides when it must be."""
+def write_hashed(
+    stream: IO[bytes], target: Path, algorithms: Sequence[str], mode: int = 0o600
+) -> tuple[int, dict[str, str]]:
+    """Write ``stream`` to the new file ``target`` (never replacing one, never through a link), hashing the bytes
+    on the way: ``(size, digests)`` of what was written. Not synced: the caller decides when it must be. The one
+    copy loop of the storage layer (an object to a person's folder, a stream into a spool)."""
     import os
 
     hasher = _core.StreamHasher(list(algorithms))
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as out, store.open(digest) as stream:
+    with os.fdopen(fd, "wb") as out:
         while chunk := stream.read(CHUNK):
             hasher.update(chunk)
             out.write(chunk)
-    _size, raw = hasher.finish()
-    return {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
+    size, raw = hasher.finish()
+    return size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
+
+
+def spool_stream(spool: Path, stream: IO[bytes], size: int, digests: Mapping[str, str], durable: bool) -> Path:
+    """A new spool file of the stream's bytes (synced when ``durable``), refused with StoreError and removed
+    unless they are ``size`` bytes with ``digests``: what a backend's ``put_stream`` and ``restore`` store."""
+    import os
+
+    temp = spool / f"{os.getpid()}-{os.urandom(6).hex()}-stream"
+    try:
+        got_size, got = write_hashed(stream, temp, sorted(digests))
+        if got_size != size or got != {a: d.lower() for a, d in digests.items()}:
+            raise StoreError(f"the bytes streamed for object {digests.get('sha256')} are not the ones named")
+        if durable:
+            from custodes._durable import fsync_file
+
+            fsync_file(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def copy_object(
+    store: ObjectStore, digest: str, target: Path, algorithms: Sequence[str] = ("sha256",), mode: int = 0o600
+) -> dict[str, str]:
+    """Write object ``digest`` to the new file ``target`` (see :func:`write_hashed`): the digests of what was
+    written."""
+    with store.open(digest) as stream:
+        return write_hashed(stream, target, algorithms, mode)[1]
 
 
 def hash_by_streaming(store: ObjectStore, digests: Sequence[str], algorithms: Sequence[str]) -> list[HashResult]:

@@ -26,7 +26,6 @@ from custodes.hashing import HashResult, hash_files
 from custodes.hookspecs import hookimpl
 from custodes.plugins import StorageBackend
 from custodes.storage import (
-    CHUNK,
     Guarantee,
     Listed,
     ObjectMissingError,
@@ -34,6 +33,7 @@ from custodes.storage import (
     StoredObject,
     StoreError,
     StoreSpec,
+    spool_stream,
     valid_digest,
 )
 
@@ -197,7 +197,7 @@ class LocalStore:
     def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
         """One object from a stream: written to the spool while hashed, checked against ``digests``, made
         durable, then linked like :meth:`put_many`'s."""
-        temp = self._spooled(stream, size, digests)
+        temp = spool_stream(self.spool, stream, size, digests, durable=True)
         try:
             (outcome,) = self.put_many([Put(temp, size, dict(digests))])
             if isinstance(outcome, OSError):
@@ -211,7 +211,7 @@ class LocalStore:
         and the new file linked in, its folder synced; between the two a crash leaves the object missing, which
         the next verify reports and the next repair restores."""
         digest = valid_digest(digests["sha256"])
-        temp = self._spooled(stream, size, digests)
+        temp = spool_stream(self.spool, stream, size, digests, durable=True)
         try:
             path = self.path_for(digest)
             for folder in (path.parent.parent, path.parent):
@@ -231,30 +231,6 @@ class LocalStore:
         finally:
             temp.unlink(missing_ok=True)
         return done
-
-    def _spooled(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Path:
-        """A durable spool file of the stream's bytes, refused (and removed) unless they are ``size`` bytes
-        with ``digests``."""
-        from custodes import _core
-        from custodes._durable import fsync_file
-
-        algorithms = sorted(digests)
-        temp = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-stream"
-        hasher = _core.StreamHasher(algorithms)
-        try:
-            with open(temp, "xb") as out:
-                while chunk := stream.read(CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-            fsync_file(temp)
-            got_size, raw = hasher.finish()
-            got = {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
-            if got_size != size or got != dict(digests):
-                raise StoreError(f"the bytes streamed for object {digests.get('sha256')} are not the ones named")
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return temp
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)

@@ -55,6 +55,7 @@ from custodes.storage import (
     StoreError,
     StoreSpec,
     hash_by_streaming,
+    spool_stream,
     valid_digest,
 )
 
@@ -660,20 +661,11 @@ class S3Store:
         then stored as :meth:`put_many` stores a file (a PUT needs its length and its bytes twice: for the
         signature over plain http, and again for a retry)."""
         valid_digest(digests.get("sha256", ""))
-        algorithms = sorted(digests)
         spool = self.location / "tmp"
         spool.mkdir(mode=0o700, exist_ok=True)
-        temp = spool / f"{os.getpid()}-{os.urandom(6).hex()}-s3-stream"
-        hasher = _core.StreamHasher(algorithms)
+        # Not synced: the bucket, not the spool, is where it must last (the read-back checks what it keeps).
+        temp = spool_stream(spool, stream, size, digests, durable=False)
         try:
-            with open(temp, "xb") as out:
-                while chunk := stream.read(CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-            got_size, raw = hasher.finish()
-            got = {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}
-            if got_size != size or got != {a: d.lower() for a, d in digests.items()}:
-                raise StoreError(f"the bytes streamed for {self.describe(digests['sha256'])} are not the ones named")
             (outcome,) = self.put_many([Put(temp, size, dict(digests))])
             if isinstance(outcome, OSError):
                 raise outcome
