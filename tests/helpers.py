@@ -206,6 +206,13 @@ def _archive_in(args: Sequence[object]) -> Path | None:
     return next((a for a in args if isinstance(a, Path) and (a / "custodes.toml").is_file()), None)
 
 
+def ingest_cmd(vol: Path, arch: Path) -> list[str]:
+    """``custodes ingest VOL --archive ARCH --driver generic --json`` as a subprocess's argv (the crash tests
+    start it themselves, to kill it)."""
+    return [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--driver", "generic",
+            "--json"]  # fmt: skip
+
+
 def run_cli_with_faults(
     *args: str | Path,
     user: str | None = None,

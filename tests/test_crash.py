@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from custodes.archive import init_archive, open_archive
 from custodes.verify import verify
-from helpers import FOOTAGE, catalog_rows
+from helpers import FOOTAGE, catalog_rows, ingest_cmd
 
 # Phases of ingest, in order, and how many times each is reached for a 6-file volume.
 PHASES = ["copy", "after_copy", "after_fsync", "after_readback", "after_link", "in_transaction", "after_commit"]
@@ -48,21 +47,6 @@ def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def ingest_cmd(vol: Path, arch: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "custodes",
-        "ingest",
-        str(vol),
-        "--archive",
-        str(arch),
-        "--driver",
-        "generic",
-        "--json",
-    ]
 
 
 def wait_for_ingest_row(arch: Path, proc: subprocess.Popen) -> float:

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from custodes_s3 import testing
 from custodes_s3.store import MULTIPART_THRESHOLD
 from custodes_s3.testing import Seaweed
 from footage import make_clip
-from helpers import catalog_rows, run_cli
+from helpers import catalog_rows, ingest_cmd, run_cli
 
 MiB = 2**20
 #: The volume's big file: over the multipart threshold, five parts (four of 16 MiB and one of 2 MiB).
@@ -73,21 +72,6 @@ def make_archive(seaweed: Seaweed, tmp_path: Path, bucket: str) -> Path:
     made = run_cli("init", arch, "--storage", "s3", "--bucket", bucket, "--endpoint", seaweed.endpoint)
     assert made.returncode == 0, made.stderr.decode()
     return arch
-
-
-def ingest(vol: Path, arch: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "custodes",
-        "ingest",
-        str(vol),
-        "--archive",
-        str(arch),
-        "--driver",
-        "generic",
-        "--json",
-    ]
 
 
 def uploads(raw: Any, bucket: str) -> list[dict[str, Any]]:
@@ -166,11 +150,11 @@ def test_killed_between_upload_and_commit_then_rerun(
     arch = make_archive(seaweed, tmp_path, bucket)
     before = digest_tree(small_card)
     env = {**os.environ, "CUSTODES_CRASHPOINT": point}
-    crashed = subprocess.run(ingest(small_card, arch), capture_output=True, env=env, timeout=120)
+    crashed = subprocess.run(ingest_cmd(small_card, arch), capture_output=True, env=env, timeout=120)
     assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
     assert set(bucket_objects(raw, bucket)) == set(before.values())  # uploaded before the kill
     check_killed(arch, bucket, raw, small_card, before)
-    rerun = subprocess.run(ingest(small_card, arch), capture_output=True, timeout=120)
+    rerun = subprocess.run(ingest_cmd(small_card, arch), capture_output=True, timeout=120)
     check_finished(arch, bucket, raw, small_card, before, rerun)
 
 
@@ -181,11 +165,11 @@ def test_killed_after_a_multipart_upload_completed_then_rerun(
     arch = make_archive(seaweed, tmp_path, bucket)
     before = digest_tree(card)
     env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
-    crashed = subprocess.run(ingest(card, arch), capture_output=True, env=env, timeout=120)
+    crashed = subprocess.run(ingest_cmd(card, arch), capture_output=True, env=env, timeout=120)
     assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
     assert before["DEVICE.LOG"] in bucket_objects(raw, bucket)
     check_killed(arch, bucket, raw, card, before)
-    rerun = subprocess.run(ingest(card, arch), capture_output=True, timeout=120)
+    rerun = subprocess.run(ingest_cmd(card, arch), capture_output=True, timeout=120)
     check_finished(arch, bucket, raw, card, before, rerun)
 
 
@@ -199,10 +183,10 @@ def test_killed_during_a_multipart_upload_then_rerun(
     before = digest_tree(card)
     if how == "crashpoint":
         env = {**os.environ, "CUSTODES_CRASHPOINT": "s3_part_sent:2"}
-        crashed = subprocess.run(ingest(card, arch), capture_output=True, env=env, timeout=120)
+        crashed = subprocess.run(ingest_cmd(card, arch), capture_output=True, env=env, timeout=120)
         assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
     else:
-        proc = subprocess.Popen(ingest(card, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(ingest_cmd(card, arch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -220,5 +204,5 @@ def test_killed_during_a_multipart_upload_then_rerun(
     assert left["Key"] == f"objects/sha256/{before['DEVICE.LOG']}"
     assert before["DEVICE.LOG"] not in bucket_objects(raw, bucket)  # never completed
     check_killed(arch, bucket, raw, card, before)
-    rerun = subprocess.run(ingest(card, arch), capture_output=True, timeout=120)
+    rerun = subprocess.run(ingest_cmd(card, arch), capture_output=True, timeout=120)
     check_finished(arch, bucket, raw, card, before, rerun)
