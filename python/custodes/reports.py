@@ -102,7 +102,7 @@ def build_report(
     lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
     devices = _devices_in_scope(archive, scope, value)
     # A recording is in the period its time says; with an unset clock (before the floor), its ingest's.
-    period = Scope(devices, lo, hi)
+    period = Scope(devices, lo, hi, value if scope == "officer" else None)
     findings = _catalog_findings(archive, period)
 
     result = verify(archive) if full_verify else verify_ledger_only(archive)

@@ -41,15 +41,22 @@ class Table:
 
 @dataclass(frozen=True)
 class Scope:
-    """The segments a report speaks for: recorded in [lo, hi) on ``devices`` (None: every device)."""
+    """The segments a report speaks for: recorded in [lo, hi) on ``devices`` (None: every device) and, for an
+    officer's report, made by ``officer``: a recording's own officer decides (a device docked by several officers
+    gives each only theirs), and a recording without one belongs to whom its device is issued to (``devices``)."""
 
     devices: list[str] | None
     lo: int
     hi: int
+    officer: str | None = None
 
     def where(self) -> tuple[str, tuple[Any, ...]]:
         devices = "1=1" if self.devices is None else f"s.device_id IN ({question_marks(self.devices)})"
-        return f"{devices} AND {_WHEN} >= ? AND {_WHEN} < ?", (*(self.devices or ()), self.lo, self.hi)
+        args: tuple[Any, ...] = (*(self.devices or ()), self.lo, self.hi)
+        if self.officer is not None:
+            devices = f"(s.officer_id = ? OR (s.officer_id IS NULL AND {devices}))"
+            args = (self.officer, *args)
+        return f"{devices} AND {_WHEN} >= ? AND {_WHEN} < ?", args
 
 
 class NewSegment(NamedTuple):
