@@ -65,6 +65,9 @@ class Policy:
     clock_tolerance_seconds: float = 2.0
     algorithms: tuple[str, ...] = ("sha256", "blake3")
     device_time_zone: str | None = None
+    #: The [time_zones] table: device model (DeviceIdentity.model) = the zone that model writes local times in;
+    #: above [devices] time_zone, below what a device states and the user's tz (custodes.drivers.device_zone).
+    model_time_zones: dict[str, str] = field(default_factory=dict)
     signing_key: str = "private/checkpoint.key"
     storage: str = "local"
     #: The [storage] table's other keys, for the backend to read and check (bucket, endpoint, prefix...).
@@ -98,7 +101,7 @@ class Policy:
     @classmethod
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
         tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage", "verification")
-        for table in (*tables, "replica"):
+        for table in (*tables, "replica", "time_zones"):
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
         a, i, r, t, h, d, k, s, v = (data.get(x, {}) for x in tables)
@@ -124,6 +127,7 @@ class Policy:
             ),
             algorithms=algorithms,
             device_time_zone=_time_zone(path, d.get("time_zone")),
+            model_time_zones=_model_time_zones(path, data.get("time_zones", {})),
             signing_key=_key_path(path, k.get("signing_key", DEFAULT_SIGNING_KEY)),
             storage=_backend(path, s.get("backend", "local")),
             storage_options=_storage_options(path, s),
@@ -144,6 +148,7 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "timeline": ("gap_tolerance_seconds", "clock_tolerance_seconds"),
     "hashing": ("algorithms",),
     "devices": ("time_zone",),
+    "time_zones": None,  # device model = zone, models of the agency's own devices
     "keys": ("signing_key",),
     "storage": None,  # backend, and the backend's own options (custodes.storage; checked when it opens)
     "replica": None,  # the same for the second copy
@@ -214,22 +219,29 @@ def _name(path: Path, key: str, value: Any) -> str:
     return value
 
 
-def _time_zone(path: Path | None, value: Any) -> str | None:
-    """[devices] time_zone: None or an IANA zone name this machine knows (``path`` None: the init option)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def _time_zone(path: Path | None, value: Any, where: str = "[devices] time_zone") -> str | None:
+    """[devices] time_zone (or a [time_zones] entry): None or a zone this machine knows, an IANA name, UTC or a
+    fixed offset such as "+08:00" (custodes.timeline.zone_info; ``path`` None: the init option)."""
+    from custodes.timeline import zone_info
 
     if value is None:
         return None
-    where = f"{path}: [devices] time_zone" if path is not None else "--time-zone"
+    where = f"{path}: {where}" if path is not None else "--time-zone"
     if not isinstance(value, str) or not value:
         raise ArchiveError(f'{where} must be an IANA zone name such as "Asia/Shanghai"; not {value!r}')
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone_info(value)
+    except ValueError:
         raise ArchiveError(
-            f'{where} = {value!r} is not a time zone known here; use an IANA name such as "Asia/Shanghai"'
+            f'{where} = {value!r} is not a time zone known here; use an IANA name such as "Asia/Shanghai" '
+            'or a UTC offset such as "+08:00"'
         ) from None
     return value
+
+
+def _model_time_zones(path: Path, table: dict[str, Any]) -> dict[str, str]:
+    """[time_zones]: device model = zone, each zone checked as [devices] time_zone is."""
+    return {str(model): _time_zone(path, zone, f"[time_zones] {model!r}") or "" for model, zone in table.items()}
 
 
 #: Where init puts the signing key; inside the archive folder a key may live only under this folder.

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -816,6 +815,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
             f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
             + (f", officer {ident.officer_id}" if ident.officer_id else "")
             + (f", unit {ident.unit_id}" if ident.unit_id else "")
+            + (f", local times in {reading.time_zone.zone} ({reading.time_zone.source})" if reading.time_zone else "")
         )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 
@@ -854,7 +854,8 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
     "--tz",
     type=TEXT_LINE,
     default=None,
-    help="Time zone the devices write file-name times in (e.g. Asia/Shanghai); the same as --option tz=ZONE.",
+    help="Time zone the devices write local times in (Asia/Shanghai, +08:00, UTC), above what a device states; "
+    "the same as --option tz=ZONE.",
 )
 @volume_options
 @output_options(quiet_help="No summary line (segments, volumes, findings) on stderr; the findings stay.")
@@ -883,12 +884,12 @@ def timeline_command(
         opts["tz"] = tz
     opts.setdefault("clock_tolerance", str(clock_tolerance))
     if "tz" in opts:
+        from custodes.timeline import zone_info
+
         try:
-            ZoneInfo(opts["tz"])
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise click.BadParameter(
-                f"unknown time zone {opts['tz']!r} (use an IANA name such as Asia/Shanghai)", param_hint="--tz"
-            ) from e
+            zone_info(opts["tz"])
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--tz") from e
     readings = _read_volumes(paths, driver, opts)
     findings = [f for r in readings for f in r.findings]
     findings += timeline_findings(readings, gap_tolerance=ns_from_seconds(gap_tolerance, "--gap-tolerance"))
@@ -1118,10 +1119,12 @@ def init_command(
     from custodes.keys import fingerprint
 
     if time_zone is not None:
+        from custodes.timeline import zone_info
+
         try:
-            ZoneInfo(time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise click.BadParameter(f"unknown time zone {time_zone!r}", param_hint="--time-zone") from e
+            zone_info(time_zone)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--time-zone") from e
     storage = {"backend": backend, **_key_values(storage_options, "--storage-option")}
     storage |= {k: v for k, v in (("bucket", bucket), ("endpoint", endpoint), ("prefix", prefix)) if v is not None}
     replica = None

@@ -10,6 +10,56 @@ Drivers never write to a volume and never read outside it: :func:`scan_volume`
 walks it without following symbolic links, reports links, FIFOs, sockets,
 devices and unreadable folders as findings, and skips only known file-system
 noise, listing every file it skips.
+
+The records
+-----------
+Times are integer nanoseconds since 1970-01-01 UTC (64-bit: 1677 to 2262);
+durations in :class:`~custodes.media.MediaInfo` are float seconds. Text fields
+hold at most :data:`TEXT_MAX` characters, UTF-8, without NUL.
+
+- :class:`DeviceIdentity`, :class:`VolumeSegment`, :class:`ClockReading`,
+  :class:`DeviceEvent` and :class:`VolumeFile` are **frozen**: build each with
+  its constructor (keywords for everything after the first few fields) and
+  derive a changed one with :func:`dataclasses.replace`
+  (``replace(seg, start=t, start_source="name")``).
+  :class:`VolumeReading` is the one mutable record: a driver fills its lists.
+- Allowed values, enforced by :func:`check_reading` (a value outside them is
+  dropped and becomes a ``malformed`` finding naming the file):
+  ``VolumeSegment.kind`` in :data:`SEGMENT_KINDS`, ``start_source`` in
+  :data:`START_SOURCES` (or None), ``DeviceIdentity.kind`` in
+  :data:`IDENTITY_KINDS`, ``ClockReading.source`` in :data:`CLOCK_SOURCES`,
+  ``VolumeReading.time_zone.source`` in :data:`ZONE_SOURCES`.
+  ``DeviceEvent.kind`` is open (a device logs what it logs), but only the kinds
+  in :data:`EVENT_KINDS` mean something to custodes; spell those as written there.
+- :func:`identity_from` takes the keys in :data:`IDENTITY_FIELDS` (every
+  :class:`DeviceIdentity` field but ``file``), from what the driver found and,
+  above it, from the user's ``-o`` options.
+
+The device time zone
+--------------------
+Devices write local times (in names, logs, clock files). Which zone they are
+read in is decided by one function, :func:`device_zone`, in one order, first
+that applies:
+
+1. ``option``: the user's explicit ``-o tz=ZONE`` (``--tz``), above all;
+2. ``device``: what the device itself states on the volume (the driver reads it
+   and passes it as ``stated``);
+3. ``policy_model``: the archive policy's ``[time_zones]`` entry for the device
+   model (``"Model X" = "Asia/Shanghai"``);
+4. ``policy_default``: the archive policy's ``[devices] time_zone``;
+5. ``driver``: the driver's own default for its devices (UTC when it names none).
+
+The commands (``volume``, ``timeline``, ``ingest``) set the policy's part with
+:func:`zone_policy`; a driver calls :func:`device_zone` and puts the answer in
+``VolumeReading.time_zone``, which ``volume --json``, ``ingest --json`` and the
+ingest's ledger entry show. A zone is an IANA name, ``UTC`` or a fixed offset
+(``+08:00``): :func:`custodes.timeline.zone_info`.
+
+Checks every driver gets
+------------------------
+:func:`shared_findings` runs once for every reading, whatever driver made it:
+the name-vs-container time check (``name_time_mismatch``). Drivers do not run
+it themselves.
 """
 
 from __future__ import annotations
@@ -28,6 +78,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +94,17 @@ __all__ = [
     "DeviceIdentity",
     "Driver",
     "DriverOptionError",
+    "CLOCK_SOURCES",
+    "EVENT_KINDS",
+    "IDENTITY_FIELDS",
+    "IDENTITY_KINDS",
+    "SEGMENT_KINDS",
+    "START_SOURCES",
+    "TimeZoneChoice",
+    "ZONE_SOURCES",
+    "device_zone",
+    "shared_findings",
+    "zone_policy",
     "VolumeFile",
     "VolumeReading",
     "VolumeSegment",
@@ -72,6 +134,29 @@ NOISE = frozenset(
         "desktop.ini",
     }
 )
+#: ``VolumeSegment.kind``: a video recording (with or without sound), sound only, a still photo.
+SEGMENT_KINDS = ("video", "audio", "photo")
+#: ``VolumeSegment.start_source``, where the start time was read: the container's own creation time, the file
+#: name (device-local time), a sidecar file (device-local time, e.g. a drone's .SRT), GPS time in the footage.
+START_SOURCES = ("container", "name", "sidecar", "gps")
+#: ``DeviceIdentity.kind``.
+IDENTITY_KINDS = ("body_camera", "handheld_terminal", "recorder", "camera", "cctv", "drone")
+#: ``ClockReading.source``: a docking station's trusted clock, or GPS time found in the footage.
+CLOCK_SOURCES = ("dock", "gps")
+#: ``DeviceEvent.kind`` values custodes acts on: ``battery_low``, ``storage_full`` and ``device_fault`` explain a
+#: gap that begins after them (custodes.tasks); the others place the device's own log on the time line. A driver
+#: may pass other kinds its device logs (kept as they are, acted on by nobody).
+EVENT_KINDS = (
+    "power_on",
+    "power_off",
+    "record_start",
+    "record_stop",
+    "battery_low",
+    "storage_full",
+    "device_fault",
+)
+#: ``TimeZoneChoice.source``, in the order :func:`device_zone` tries them (see the module docstring).
+ZONE_SOURCES = ("option", "device", "policy_model", "policy_default", "driver")
 AUDIO_EXTENSIONS = frozenset({".wav"})
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 
@@ -84,10 +169,17 @@ class DriverOptionError(CustodesError, ValueError):
 
 @dataclass(frozen=True)
 class DeviceIdentity:
-    device_id: str
-    kind: str = "body_camera"  # body_camera, handheld_terminal, recorder, camera, cctv, drone
+    """Who the device is and whom it is issued to, as the volume (and the user's options) say.
+
+    Frozen; build it with :func:`identity_from`, which fills ``device_id`` from the folder name
+    when the volume names none and lets the user's ``-o`` options override what was found.
+    ``officer_id`` is whom the device is issued to at this docking; a recording's own officer is
+    :attr:`VolumeSegment.officer`."""
+
+    device_id: str  # the archive's name for the device; non-empty text
+    kind: str = "body_camera"  # one of IDENTITY_KINDS
     vendor: str | None = None
-    model: str | None = None
+    model: str | None = None  # the key of the policy's [time_zones] table
     serial: str | None = None
     officer_id: str | None = None
     officer_name: str | None = None
@@ -113,23 +205,30 @@ class VolumeFile:
 
 @dataclass(frozen=True)
 class VolumeSegment:
-    """One recording file with what the vendor's naming and sidecars say about it."""
+    """One recording file with what the vendor's naming and sidecars say about it.
 
-    path: str
-    name: str
-    kind: str  # video, audio, photo
-    start: int | None  # ns UTC, on the device clock
-    end: int | None
-    start_source: str | None  # "container", "name", "sidecar"
-    sequence: int = timeline.NO_SEQUENCE
-    important: bool = False
+    Frozen; :func:`media_segments` builds one per recording with the container's times, and a
+    driver refines it with :func:`dataclasses.replace`."""
+
+    path: str  # absolute path of the file
+    name: str  # its name relative to the volume (what the archive keeps)
+    kind: str  # one of SEGMENT_KINDS
+    start: int | None  # ns UTC, on the device clock (not yet corrected by clock readings); None: no trustworthy time
+    end: int | None  # ns UTC; a photo's end is its start
+    start_source: str | None  # one of START_SOURCES, or None without a start
+    sequence: int = timeline.NO_SEQUENCE  # the device's file number (>= 0), or NO_SEQUENCE (-1)
+    important: bool = False  # the officer marked it important (kept long-term)
     recording: str | None = None  # chapters of one take share this
-    chapter: int | None = None
-    sidecars: tuple[str, ...] = ()
+    chapter: int | None = None  # 1, 2, ... within ``recording``
+    sidecars: tuple[str, ...] = ()  # names (relative to the volume) of the files that describe this one
     location: str | None = None  # ISO 6709 of the first fix
-    container_time: int | None = None  # ns, what the container's own clock said
+    container_time: int | None = None  # ns, what the container's own clock said (compared with a name's time)
     media: MediaInfo | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # vendor facts, JSON values; shown, not acted on
+    #: The officer who made this recording (a body camera's file name often says). None: the officer the device
+    #: is issued to at this docking (``DeviceIdentity.officer_id``) is recorded for it. Drivers written before
+    #: this field put it in ``extra["officer"]``, still read when this is None.
+    officer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,17 +245,18 @@ class VolumeSegment:
             "sidecars": list(self.sidecars),
             "location": self.location,
             "container_time": rfc3339(self.container_time),
+            "officer": self.officer,
             "extra": self.extra,
         }
 
 
 @dataclass(frozen=True)
 class ClockReading:
-    """The device clock against a trusted clock at one instant (a docking, or GPS in the footage)."""
+    """The device clock against a trusted clock at one instant (a docking, or GPS in the footage). Frozen."""
 
     device_time: int  # ns, as the device clock showed it (its local zone applied)
     trusted_time: int  # ns UTC
-    source: str  # "dock", "gps"
+    source: str  # one of CLOCK_SOURCES
     file: str | None = None  # the device file it was read from (findings about it name it)
 
     @property
@@ -175,8 +275,10 @@ class ClockReading:
 
 @dataclass(frozen=True)
 class DeviceEvent:
+    """One line of the device's own event log. Frozen."""
+
     time: int  # ns UTC; required: an event whose time is missing or out of range is dropped by check_reading
-    kind: str  # battery_low, storage_full, device_fault, power_on, record_start, ...
+    kind: str  # non-empty text; EVENT_KINDS are the ones custodes acts on
     detail: str = ""
     file: str | None = None  # the device log it was read from (findings about it name it)
 
@@ -184,21 +286,42 @@ class DeviceEvent:
         return {"time": rfc3339(self.time), "kind": self.kind, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class TimeZoneChoice:
+    """The zone a volume's device-local times were read in, and why (see :func:`device_zone`). Frozen."""
+
+    zone: str  # an IANA name, UTC, or a fixed offset such as +08:00 (custodes.timeline.zone_info)
+    source: str  # one of ZONE_SOURCES
+
+    @property
+    def tzinfo(self) -> tzinfo:
+        return timeline.zone_info(self.zone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"zone": self.zone, "source": self.source}
+
+
 @dataclass
 class VolumeReading:
-    driver: str
-    volume: str
+    """What a driver read from a volume. Mutable: a driver fills its lists, and custodes checks all of it
+    (:func:`check_reading`) before using any."""
+
+    driver: str  # the driver's name
+    volume: str  # the volume folder
     identity: DeviceIdentity
     segments: list[VolumeSegment] = field(default_factory=list)
     clock_readings: list[ClockReading] = field(default_factory=list)
     events: list[DeviceEvent] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # names of the file-system noise not read (scan_volume's)
+    #: The zone device-local times were read in (:func:`device_zone`'s answer); None when the driver read none.
+    time_zone: TimeZoneChoice | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "driver": self.driver,
             "volume": self.volume,
+            "time_zone": None if self.time_zone is None else self.time_zone.to_json(),
             "identity": self.identity.to_json(),
             "segments": [s.to_json() for s in self.segments],
             "clock_readings": [c.to_json() for c in self.clock_readings],
@@ -223,16 +346,76 @@ class Driver(ABC):
         """Read the volume (never writing to it) into a :class:`VolumeReading`."""
 
 
+#: The keys :func:`identity_from` takes (as found, and as ``-o`` options): every DeviceIdentity field but ``file``.
 IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__) - {"file"}
 
 
 def identity_from(volume: Path, options: Mapping[str, str], **found: str | None) -> DeviceIdentity:
-    """The identity a driver found on the volume, overridden by the user's
-    ``options``; the device id defaults to the volume folder's name."""
+    """The identity a driver found on the volume (``found``: :data:`IDENTITY_FIELDS` and ``file``),
+    overridden by the user's ``options``; the device id defaults to the volume folder's name.
+    A ``kind`` option outside :data:`IDENTITY_KINDS` is a :class:`DriverOptionError`."""
+    if "kind" in options and options["kind"] not in IDENTITY_KINDS:
+        raise DriverOptionError(f"unknown device kind {options['kind']!r} (known: {', '.join(IDENTITY_KINDS)})")
     fields = {k: v for k, v in found.items() if v is not None}
     fields.update({k: v for k, v in options.items() if k in IDENTITY_FIELDS})
     fields.setdefault("device_id", name_text(os.path.basename(os.path.abspath(volume))))
     return DeviceIdentity(**fields)
+
+
+@dataclass(frozen=True)
+class _ZonePolicy:
+    by_model: Mapping[str, str]
+    default: str | None
+
+
+_ZONE_POLICY: ContextVar[_ZonePolicy | None] = ContextVar("custodes_zone_policy", default=None)
+
+
+@contextmanager
+def zone_policy(by_model: Mapping[str, str], default: str | None) -> Iterator[None]:
+    """Inside this block :func:`device_zone` knows the archive policy's zones: ``by_model`` (the
+    ``[time_zones]`` table, device model to zone) and ``default`` (``[devices] time_zone``).
+    Outside any (``volume`` and ``timeline`` read volumes without an archive) it knows none."""
+    token = _ZONE_POLICY.set(_ZonePolicy(dict(by_model), default))
+    try:
+        yield
+    finally:
+        _ZONE_POLICY.reset(token)
+
+
+def _zone_checked(zone: str, what: str) -> str:
+    try:
+        timeline.zone_info(zone)
+    except ValueError as e:
+        raise DriverOptionError(f"{what}: {e}") from None
+    return zone
+
+
+def device_zone(
+    options: Mapping[str, str], *, stated: str | None = None, model: str | None = None, default: str = "UTC"
+) -> TimeZoneChoice:
+    """The zone to read a device's local times in, and why: the one order of the module docstring.
+
+    ``options``: the user's driver options (``tz`` is the user's zone); ``stated``: the zone the
+    device itself states on the volume (None if it states none); ``model``: the device model (the
+    policy's ``[time_zones]`` key); ``default``: the driver's own default. A user's zone that is
+    not one is a :class:`DriverOptionError` (a usage error); a device's statement that is not one
+    is ignored here (the driver reports it as a finding) and the order goes on."""
+    if "tz" in options:
+        return TimeZoneChoice(_zone_checked(options["tz"], "option tz"), "option")
+    if stated is not None and _is_text(stated):
+        try:
+            timeline.zone_info(stated)
+            return TimeZoneChoice(stated, "device")
+        except ValueError:
+            pass
+    policy = _ZONE_POLICY.get()
+    if policy is not None:
+        if model is not None and model in policy.by_model:
+            return TimeZoneChoice(policy.by_model[model], "policy_model")
+        if policy.default is not None:
+            return TimeZoneChoice(policy.default, "policy_default")
+    return TimeZoneChoice(_zone_checked(default, "driver default zone"), "driver")
 
 
 # File names. A name on a volume is bytes; Python holds one that is not UTF-8
@@ -626,6 +809,18 @@ class _Checker:
         self.bad(record, name, v, file, "non-empty text" if required else "text")
         return None
 
+    def one_of(
+        self, record: str, obj: Any, name: str, file: str | None, allowed: tuple[str, ...], *, required: bool = False
+    ) -> str | None:
+        """The field when it is one of ``allowed`` (the module's constants), else None and a finding."""
+        v = getattr(obj, name, None)
+        if v is None and not required:
+            return None
+        if isinstance(v, str) and v in allowed:
+            return v
+        self.bad(record, name, v, file, f"one of {', '.join(allowed)}")
+        return None
+
     def time(self, record: str, obj: Any, name: str, file: str | None, *, required: bool = False) -> int | None:
         v = getattr(obj, name, None)
         if v is None and not required:
@@ -659,9 +854,54 @@ def check_reading(
             skipped.append(x)
         else:
             c.bad("skipped", "(item)", x, None, "a path")
+    zone = reading.time_zone
+    if zone is not None and not _zone_ok(zone):
+        c.bad("reading", "time_zone", zone, None, f"a TimeZoneChoice with a zone and a source in {ZONE_SOURCES}")
+        zone = None
     return VolumeReading(
-        driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped
+        driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped, zone
     )
+
+
+def shared_findings(reading: VolumeReading, options: Mapping[str, str]) -> list[Finding]:
+    """The checks every driver's (checked) reading gets, run once by custodes and never by a driver:
+    a file name's time against its container's own time (``name_time_mismatch``, beyond the option
+    ``clock_tolerance`` seconds, default 2).
+
+    A name's time is the segment's start when the driver read it from the name or a sidecar
+    (device-local, the reading's zone applied), else a ``YYYYMMDDhhmmss`` in the name read in the
+    reading's zone. A reading without a zone gets :func:`device_zone`'s answer, set on it (its
+    names were read in that zone, so the output says so)."""
+    if reading.time_zone is None:
+        reading.time_zone = device_zone(options, model=reading.identity.model)
+    zone = reading.time_zone.zone
+    try:
+        tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
+    except ValueError:
+        raise DriverOptionError(
+            f"option clock_tolerance: not a number of seconds: {options['clock_tolerance']!r}"
+        ) from None
+    named = []
+    for s in reading.segments:
+        if s.container_time is None:
+            continue
+        if s.start_source in ("name", "sidecar"):
+            nt = s.start
+        else:
+            nt = timeline.name_time(s.name, zone)
+        if nt is not None and _int64(nt) is not None:  # a name's year 9999 is no time the engine can hold
+            named.append((reading.identity.device_id, s.path, nt, s.container_time))
+    return timeline.name_time_findings(named, tz=zone, tolerance=tolerance)
+
+
+def _zone_ok(zone: Any) -> bool:
+    if not isinstance(zone, TimeZoneChoice) or zone.source not in ZONE_SOURCES or not _is_text(zone.zone):
+        return False
+    try:
+        timeline.zone_info(zone.zone)
+    except ValueError:
+        return False
+    return True
 
 
 def _items(c: _Checker, v: Any, name: str) -> list[Any]:
@@ -689,9 +929,10 @@ def _check_identity(identity: Any, driver: str, vol: str, options: Mapping[str, 
         return _CheckedIdentity(default, c.findings)
     file = identity.file if _is_path(identity.file) else None
     fields: dict[str, Any] = {
-        name: c.text("identity", identity, name, file, required=name in ("device_id", "kind"))
-        for name in IDENTITY_FIELDS
+        name: c.text("identity", identity, name, file, required=name == "device_id")
+        for name in IDENTITY_FIELDS - {"kind"}
     }
+    fields["kind"] = c.one_of("identity", identity, "kind", file, IDENTITY_KINDS, required=True)
     fields["device_id"] = fields["device_id"] or default.device_id
     fields["kind"] = fields["kind"] or default.kind
     value = DeviceIdentity(**fields, file=file)
@@ -705,9 +946,10 @@ def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
         return None
     f = s.path
     fixed: dict[str, Any] = {
-        "kind": c.text("segment", s, "kind", f, required=True) or "file",
+        "kind": c.one_of("segment", s, "kind", f, SEGMENT_KINDS, required=True) or "file",
         **{n: c.time("segment", s, n, f) for n in ("start", "end", "container_time")},
-        **{n: c.text("segment", s, n, f) for n in ("start_source", "recording", "location")},
+        "start_source": c.one_of("segment", s, "start_source", f, START_SOURCES),
+        **{n: c.text("segment", s, n, f) for n in ("recording", "location", "officer")},
     }
     seq = _int64(s.sequence)
     if seq is None:
@@ -737,6 +979,8 @@ def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
     else:
         c.bad("segment", "extra", s.extra, f, "a mapping")
     fixed["extra"] = extra
+    if fixed["officer"] is None and s.officer is None and isinstance(extra.get("officer"), str):
+        fixed["officer"] = extra["officer"]  # a driver from before the field: the one place it is still read
     return replace(s, **fixed)
 
 
@@ -766,7 +1010,7 @@ def _check_clock(c: _Checker, x: Any) -> ClockReading | None:
         return None
     device_time = c.time("clock_reading", x, "device_time", file, required=True)
     trusted_time = c.time("clock_reading", x, "trusted_time", file, required=True)
-    source = c.text("clock_reading", x, "source", file, required=True)
+    source = c.one_of("clock_reading", x, "source", file, CLOCK_SOURCES, required=True)
     if device_time is None or trusted_time is None or source is None:
         return None
     return ClockReading(device_time, trusted_time, source, file if _is_path(file) else None)

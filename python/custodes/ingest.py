@@ -31,7 +31,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,6 +50,7 @@ from custodes.drivers import (
     name_text,
     one_scan_per_volume,
     scan_volume,
+    zone_policy,
 )
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -75,6 +76,8 @@ class IngestResult:
     findings: list[Finding] = field(default_factory=list)
     bytes: int = 0
     checkpoint: dict[str, Any] | None = None
+    #: The zone the device's local times were read in and why (custodes.drivers.device_zone), as the ledger has it.
+    time_zone: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,7 @@ class IngestResult:
             "bytes": self.bytes,
             "findings": [f.to_json() for f in self.findings],
             "checkpoint": self.checkpoint,
+            "time_zone": self.time_zone,
         }
 
 
@@ -155,10 +159,11 @@ def ingest(
     and last the mark that the ingest finished."""
     _refuse_overlap(archive, Path(volume))
     opts = dict(options or {})
-    if archive.policy.device_time_zone:
-        opts.setdefault("tz", archive.policy.device_time_zone)
     opts.setdefault("clock_tolerance", str(archive.policy.clock_tolerance_seconds))
-    with one_scan_per_volume():  # the driver's reading and the files to store come from one walk of the volume
+    # The policy's zones go to the one zone order (custodes.drivers.device_zone), never into the option `tz`:
+    # that is the user's alone, and above what the device itself states.
+    zones = zone_policy(archive.policy.model_time_zones, archive.policy.device_time_zone)
+    with zones, one_scan_per_volume():  # the driver's reading and the files to store come from one walk of the volume
         reading = read_volume(volume, driver, opts)
         files, _, skipped = scan_volume(Path(volume))
     started = time.time_ns() if now is None else now
@@ -166,6 +171,7 @@ def ingest(
     volume_text = name_text(os.fspath(Path(volume).resolve()))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
+    result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
@@ -192,6 +198,8 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
                 "identity": {k: getattr(ident, k) for k in DeviceIdentity._fields[1:]},
                 "events": [[e.time, e.kind, e.detail] for e in reading.events if e.time is not None],
                 "clock_readings": [[c.device_time, c.trusted_time, c.source] for c in reading.clock_readings],
+                # the zone the device's local times (events, clock, names) were read in, and why
+                "time_zone": None if reading.time_zone is None else reading.time_zone.to_json(),
                 "time": started,
             },
         )
@@ -236,7 +244,11 @@ def _store_files(
     """Copy every file not already present into the store and record it, group by group; each outcome
     goes into ``result``, in volume order within each group (a copy deferred past its group's time is
     recorded with the next group)."""
-    segments = {s.path: s for s in reading.segments}
+    # A recording's officer is its own (VolumeSegment.officer), else whom the device is issued to at this docking.
+    issued = reading.identity.officer_id
+    segments = {
+        s.path: s if s.officer is not None or issued is None else replace(s, officer=issued) for s in reading.segments
+    }
     total = sum(f.size for f in files)
     done = 0
     # Copies run in parallel (the Rust copy releases the GIL); the catalog and the
@@ -748,7 +760,7 @@ def _record(
         "important": bool(seg and seg.important),
         "recording": seg.recording if seg else None,
         "chapter": seg.chapter if seg else None,
-        "officer": seg.extra.get("officer") if seg else None,
+        "officer": seg.officer if seg else None,
         "container": container,
         "ingest": ingest_id,
         "time": now,

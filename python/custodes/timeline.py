@@ -13,9 +13,9 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import _core
 from custodes.findings import Finding, rfc3339, shown_name
@@ -35,6 +35,7 @@ __all__ = [
     "name_time_findings",
     "segment_findings",
     "sequence_number",
+    "zone_info",
 ]
 
 from custodes.defaults import DEFAULT_CLOCK_FLOOR, DEFAULT_GAP_TOLERANCE, INT64_MIN, NS
@@ -289,14 +290,42 @@ _NAME_TIME = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2}
 _TRAILING_NUMBER = re.compile(r"(\d{3,})$")
 
 
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})?$")
+
+
+def zone_info(zone: str) -> tzinfo:
+    """A time zone as a device or a person names it: ``UTC`` (or ``Z``), a fixed offset from UTC
+    (``+08:00``, ``-05:30``, ``+0800``, ``+08``), or an IANA name (``Asia/Shanghai``).
+
+    Fixed offsets are accepted wherever a zone is: many devices know only their offset, not a
+    region. Raises ValueError naming the three forms for anything else."""
+    if zone in ("UTC", "Z"):
+        return UTC
+    m = _OFFSET.match(zone)
+    if m:
+        hours, minutes = int(m.group(2)), int(m.group(3) or 0)
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"time zone offset {zone!r} is out of range (-23:59 to +23:59)")
+        delta = timedelta(hours=hours, minutes=minutes)
+        return timezone(-delta if m.group(1) == "-" else delta)
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {zone!r} (use an IANA name such as Asia/Shanghai, a UTC offset such as +08:00, or UTC)"
+        ) from None
+
+
 def name_time(name: str, tz: str = "UTC") -> int | None:
     """The time a device wrote into a file name (``YYYYMMDDhhmmss``, optionally
-    with ``_``/``T``/``-`` between date and time), read in the device's zone, as UTC ns."""
+    with ``_``/``T``/``-`` between date and time), read in the device's zone (any form
+    :func:`zone_info` takes), as UTC ns."""
     m = _NAME_TIME.search(os.path.basename(name))
     if not m:
         return None
+    zone = zone_info(tz)
     try:
-        dt = datetime(*map(int, m.groups()), tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+        dt = datetime(*map(int, m.groups()), tzinfo=zone)  # type: ignore[misc]
     except ValueError:
         return None
     return int(dt.timestamp()) * NS

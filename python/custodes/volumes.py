@@ -23,6 +23,7 @@ from custodes.drivers import (
     check_reading,
     identity_from,
     one_scan_per_volume,
+    shared_findings,
 )
 from custodes.errors import CustodesError
 from custodes.findings import Finding
@@ -124,7 +125,9 @@ def read_volume(
                     )
                 ],
             )
-        return check_reading(reading, name, path, opts)
+        checked = check_reading(reading, name, path, opts)
+        checked.findings += shared_findings(checked, opts)  # every driver's reading, once (custodes.drivers)
+        return checked
 
 
 def read_paths(

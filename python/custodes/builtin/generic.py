@@ -2,8 +2,8 @@
 
 Identity comes from options (``device_id``, ``kind``, ``vendor``, ``model``,
 ``serial``, ``officer_id``, ``unit_id``) or the folder's name; times come from
-the containers; a ``YYYYMMDDhhmmss`` in a name (read in option ``tz``,
-default UTC) is checked against the container. Files that are not
+the containers; a ``YYYYMMDDhhmmss`` in a name is checked against the
+container by the check every driver gets (custodes.drivers.shared_findings). Files that are not
 recordings are reported as ``unknown_file``. It recognises any folder with a
 recording in it, with the lowest confidence, so a vendor driver always wins.
 """
@@ -14,7 +14,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from custodes import timeline
 from custodes.drivers import Driver, VolumeReading, identity_from, media_segments, scan_volume
 from custodes.findings import Finding
 from custodes.hookspecs import hookimpl
@@ -43,15 +42,6 @@ class GenericDriver(Driver):
             Finding("unknown_file", "not a recording this driver knows; kept as it is", identity.device_id, f.path)
             for f in rest
         ]
-        tz = options.get("tz", "UTC")
-        named = [
-            (identity.device_id, s.path, nt, s.container_time)
-            for s in segments
-            if s.container_time is not None and (nt := timeline.name_time(s.name, tz)) is not None
-        ]
-        findings += timeline.name_time_findings(
-            named, tz=tz, tolerance=round(float(options.get("clock_tolerance", 2)) * 1e9)
-        )
         return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings, skipped=skipped)
 
 

@@ -7,17 +7,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from custodes import timeline
 from custodes.defaults import NS
 from custodes.drivers import (
     Driver,
-    DriverOptionError,
     VolumeReading,
     VolumeSegment,
+    device_zone,
     identity_from,
     media_segments,
     scan_volume,
@@ -62,7 +60,7 @@ def _number(text: str | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def parse_srt(text: str, tz: ZoneInfo) -> tuple[list[Fix], bool]:
+def parse_srt(text: str, tz: tzinfo) -> tuple[list[Fix], bool]:
     """The telemetry blocks of a DJI sidecar, and whether it is whole.
 
     A sidecar is cut off or damaged when a block has no cue line, no body, or
@@ -123,12 +121,10 @@ class DjiDriver(Driver):
         return 0.5 if any(n.startswith("DJI_") for n in names) else 0.0
 
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
-        try:
-            tz = ZoneInfo(options.get("tz", "UTC"))
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise DriverOptionError(f"unknown time zone {options.get('tz')!r}") from e
         files, findings, skipped = scan_volume(volume)
         identity = identity_from(volume, options, kind="drone", vendor="DJI")
+        zone = device_zone(options, model=identity.model)  # the aircraft's clock, in its .SRT: UTC unless told
+        tz = zone.tzinfo
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings]
         sidecars = {os.path.splitext(f.name)[0].upper(): f for f in files if f.name.upper().endswith(".SRT")}
@@ -160,7 +156,6 @@ class DjiDriver(Driver):
                     )
                 )
         out: list[VolumeSegment] = []
-        named = []
         for s in segments:
             key = os.path.splitext(s.name)[0].upper()
             if key not in telemetry:
@@ -183,8 +178,6 @@ class DjiDriver(Driver):
                     extra={**s.extra, "telemetry_blocks": len(fixes)},
                 )
             )
-            if first_wall and s.container_time is not None:
-                named.append((device, s.path, start, s.container_time))
         for key, (fixes, _) in sorted(telemetry.items()):
             f = sidecars[key]
             first_wall = next((x for x in fixes if x.wall is not None), None)
@@ -203,9 +196,8 @@ class DjiDriver(Driver):
                     },
                 )
             )
-        tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
-        findings += timeline.name_time_findings(named, tz=options.get("tz", "UTC"), tolerance=tolerance)
-        return VolumeReading(self.name, os.fspath(volume), identity, out, [], [], findings, skipped)
+        # The sidecar's time against the container's runs centrally for every driver (drivers.shared_findings).
+        return VolumeReading(self.name, os.fspath(volume), identity, out, [], [], findings, skipped, zone)
 
 
 @hookimpl

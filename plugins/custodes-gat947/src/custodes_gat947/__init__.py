@@ -7,9 +7,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import timeline
 from custodes.defaults import NS
@@ -19,6 +18,7 @@ from custodes.drivers import (
     Driver,
     DriverOptionError,
     VolumeReading,
+    device_zone,
     identity_from,
     media_segments,
     scan_volume,
@@ -110,7 +110,7 @@ def _repeated_findings(path: Path, repeated: list[str]) -> list[Finding]:
     ]
 
 
-def _local(text: str, tz: ZoneInfo) -> int | None:
+def _local(text: str, tz: tzinfo) -> int | None:
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S"):
         try:
             return int(datetime.strptime(text.strip(), fmt).replace(tzinfo=tz).timestamp()) * NS
@@ -130,11 +130,6 @@ class Gat947Driver(Driver):
         return 0.6 if any(pattern.match(os.path.basename(f.name)) for f in files) else 0.0
 
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
-        tz_name = options.get("tz", DEFAULT_TZ)
-        try:
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise DriverOptionError(f"unknown time zone {tz_name!r}") from e
         pattern = naming_pattern(options.get("naming", DEFAULT_NAMING))
         files, findings, skipped = scan_volume(volume)
         own = {IDENTITY_FILE, CLOCK_FILE, EVENT_FILE}
@@ -142,15 +137,18 @@ class Gat947Driver(Driver):
         identity = identity_from(volume, options, file=str(volume / IDENTITY_FILE), **found_identity)
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings] + identity_findings
-        clock, clock_findings = self._clock(volume, tz)
+        dock, dock_findings = self._dock_values(volume)
+        # The device's own statement of its zone is the dock's time_zone line; the user's tz is above it.
+        zone = device_zone(options, stated=dock.get("time_zone"), model=identity.model, default=DEFAULT_TZ)
+        tz = zone.tzinfo
+        clock, clock_findings = self._clock(volume, dock, tz)
         events, event_findings = self._events(volume, tz)
-        findings += clock_findings + event_findings
+        findings += dock_findings + clock_findings + event_findings
         segments, probe_findings, rest = media_segments([f for f in files if f.name not in own], device)
         findings += probe_findings
         findings += [
             Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path) for f in rest
         ]
-        named = []
         out = []
         for s in segments:
             m = pattern.match(os.path.basename(s.name))
@@ -181,14 +179,12 @@ class Gat947Driver(Driver):
                 start_source="name" if g.get("time") else s.start_source,
                 sequence=int(g["seq"]) if g.get("seq") else s.sequence,
                 important=bool(g.get("imp")),
-                extra={**s.extra, **{k: g[k] for k in ("officer", "device") if g.get(k)}},
+                officer=g.get("officer") or None,
+                extra={**s.extra, **({"device": g["device"]} if g.get("device") else {})},
             )
             out.append(seg)
-            if s.container_time is not None:
-                named.append((device, s.path, start, s.container_time))
-        tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
-        findings += timeline.name_time_findings(named, tz=tz_name, tolerance=tolerance)
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped)
+        # The name's time against the container's runs centrally for every driver (drivers.shared_findings).
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped, zone)
 
     def _identity(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         path = volume / IDENTITY_FILE
@@ -226,11 +222,25 @@ class Gat947Driver(Driver):
             "kind": "body_camera",
         }, findings
 
-    def _clock(self, volume: Path, tz: ZoneInfo) -> tuple[list[ClockReading], list[Finding]]:
+    def _dock_values(self, volume: Path) -> tuple[dict[str, str], list[Finding]]:
+        """The docking station's ``key=value`` lines, with findings for keys given twice and for a
+        ``time_zone`` that is not a zone."""
+        path = volume / CLOCK_FILE
+        if not path.is_file() or path.is_symlink():
+            return {}, []
+        values, _, repeated = read_key_values(path)
+        findings = _repeated_findings(path, repeated)
+        if "time_zone" in values:
+            try:
+                timeline.zone_info(values["time_zone"])
+            except ValueError as e:
+                findings.append(Finding("malformed", f"time_zone: {e}; not used", path=str(path)))
+        return values, findings
+
+    def _clock(self, volume: Path, values: dict[str, str], tz: tzinfo) -> tuple[list[ClockReading], list[Finding]]:
         path = volume / CLOCK_FILE
         if not path.is_file() or path.is_symlink():
             return [], []
-        values, _, repeated = read_key_values(path)
         device_time = _local(values.get("device_time", ""), tz)
         station = values.get("station_time", "").replace("Z", "+00:00")
         try:
@@ -238,13 +248,10 @@ class Gat947Driver(Driver):
         except ValueError:
             trusted = None
         if device_time is None or trusted is None:
-            return [], [
-                Finding("malformed", "clock reading needs device_time and station_time", path=str(path)),
-                *_repeated_findings(path, repeated),
-            ]
-        return [ClockReading(device_time, trusted, "dock", file=str(path))], _repeated_findings(path, repeated)
+            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
+        return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
-    def _events(self, volume: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
+    def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[Finding]]:
         path = volume / EVENT_FILE
         if not path.is_file() or path.is_symlink():
             return [], []

@@ -10,14 +10,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes.defaults import NS
 from custodes.drivers import (
     ClockReading,
     Driver,
-    DriverOptionError,
     VolumeReading,
+    device_zone,
     identity_from,
     media_segments,
     scan_volume,
@@ -110,15 +109,13 @@ class GoProDriver(Driver):
         return 0.8 if hits else 0.0
 
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
-        tz: ZoneInfo | None = None
-        if "tz" in options:
-            try:
-                tz = ZoneInfo(options["tz"])
-            except (ZoneInfoNotFoundError, ValueError) as e:
-                raise DriverOptionError(f"unknown time zone {options['tz']!r}") from e
         files, findings, skipped = scan_volume(volume)
         found, version_findings = self._version(volume)
         identity = identity_from(volume, options, kind="camera", vendor="GoPro", **found)
+        # GoPro cameras write local time into the container; without GPS to tell the offset, a zone
+        # from the user or the policy says which; the driver's own default (UTC) leaves the times as written.
+        zone = device_zone(options, model=identity.model)
+        tz = zone.tzinfo if zone.source != "driver" else None
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings + version_findings]
         segments, probe_findings, rest = media_segments(files, device, samples=True)
@@ -189,7 +186,7 @@ class GoProDriver(Driver):
                         evidence={"recording": number, "missing_chapters": missing},
                     )
                 )
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped)
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped, zone)
 
     def _version(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         """Model and serial from ``MISC/version.txt``, each checked for its shape; a field of
