@@ -1,0 +1,324 @@
+"""The driver contract as a vendor meets it (issue 17): allowed values enforced in one place, a recording's own
+officer, one time-zone order shown in the output, and the shared checks run centrally for every driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from custodes import timeline
+from custodes.drivers import (
+    ClockReading,
+    DeviceEvent,
+    DeviceIdentity,
+    DriverOptionError,
+    TimeZoneChoice,
+    VolumeReading,
+    check_reading,
+    device_zone,
+    media_segments,
+    scan_volume,
+    zone_policy,
+)
+from footage import T0, make_clip
+from helpers import catalog_rows, grant, policy_text, run_cli, set_policy
+
+NS = 10**9
+T0_NS = int(T0.timestamp()) * NS
+PLUS8 = timezone(timedelta(hours=8))
+
+
+def gat947_name(officer: str, device: str, seconds: float, seq: int, tz: timezone = PLUS8) -> str:
+    t = (T0 + timedelta(seconds=seconds)).astimezone(tz)
+    return f"{officer}_{device}_{t:%Y%m%d%H%M%S}_{seq:04d}.MP4"
+
+
+def local(seconds: float, tz: timezone = PLUS8) -> str:
+    return f"{(T0 + timedelta(seconds=seconds)).astimezone(tz):%Y-%m-%d %H:%M:%S}"
+
+
+# --- allowed values, one place -------------------------------------------------------------------------------
+
+
+def test_values_outside_the_allowed_ones_are_dropped_with_a_finding_naming_the_field(tmp_path: Path) -> None:
+    vol = tmp_path / "CAM"
+    make_clip(vol / "A0001.mp4", T0)
+    files, _, _ = scan_volume(vol)
+    (seg,), _, _ = media_segments(files)
+    bad = VolumeReading(
+        "acme",
+        os.fspath(vol),
+        DeviceIdentity("CAM-1", kind="tank"),
+        [replace(seg, kind="movie", start_source="exif", officer=7)],  # type: ignore[arg-type]
+        [ClockReading(T0_NS, T0_NS, "ntp", file=os.fspath(vol / "CLOCK"))],
+        [DeviceEvent(T0_NS, "battery_low")],
+        time_zone=TimeZoneChoice("Mars/Olympus", "device"),
+    )
+    r = check_reading(bad, "acme", vol, {})
+    dropped = sorted((f.evidence["record"], f.evidence["field"]) for f in r.findings if f.kind == "malformed")
+    assert dropped == [
+        ("clock_reading", "source"),
+        ("identity", "kind"),
+        ("reading", "time_zone"),
+        ("segment", "kind"),
+        ("segment", "officer"),
+        ("segment", "start_source"),
+    ]
+    (kind,) = [f.message for f in r.findings if f.evidence["field"] == "kind" and f.evidence["record"] == "segment"]
+    assert kind == "driver acme: segment field 'kind' is str 'movie', not one of video, audio, photo; dropped"
+    (s,) = r.segments
+    assert (s.kind, s.start_source, s.officer) == ("file", None, None)
+    assert r.identity.kind == "body_camera" and r.clock_readings == [] and r.time_zone is None
+    assert [e.kind for e in r.events] == ["battery_low"]  # event kinds are the device's own: kept
+
+
+def test_an_old_driver_s_extra_officer_is_still_read_and_the_field_wins(tmp_path: Path) -> None:
+    vol = tmp_path / "CAM"
+    make_clip(vol / "A0001.mp4", T0)
+    make_clip(vol / "A0002.mp4", T0 + timedelta(seconds=2))
+    files, _, _ = scan_volume(vol)
+    (a, b), _, _ = media_segments(files)
+    old = replace(a, extra={"officer": "000111"})
+    new = replace(b, officer="000222", extra={"officer": "000999"})
+    r = check_reading(VolumeReading("acme", os.fspath(vol), DeviceIdentity("CAM-1"), [old, new]), "acme", vol, {})
+    assert [s.officer for s in r.segments] == ["000111", "000222"]
+
+
+def test_an_unknown_device_kind_option_is_a_usage_error(tmp_path: Path) -> None:
+    vol = tmp_path / "CAM"
+    make_clip(vol / "A0001.mp4", T0)
+    out = run_cli("volume", vol, "-o", "kind=tank")
+    assert out.returncode == 2 and b"Traceback" not in out.stderr
+    assert b"unknown device kind 'tank' (known: body_camera, handheld_terminal" in out.stderr
+
+
+# --- time zones ----------------------------------------------------------------------------------------------
+
+
+def test_zones_accept_fixed_offsets() -> None:
+    assert timeline.name_time("X_20240301180000_0001.MP4", "+08:00") == T0_NS
+    assert timeline.name_time("X_20240301043000_0001.MP4", "-05:30") == T0_NS
+    assert timeline.name_time("X_20240301100000_0001.MP4", "UTC") == T0_NS
+    assert timeline.name_time("X_20240301180000_0001.MP4", "+0800") == T0_NS
+    for bad in ("+24:00", "+08:60", "Mars/Olympus", "8"):
+        with pytest.raises(ValueError, match="time zone"):
+            timeline.zone_info(bad)
+
+
+def test_one_zone_order() -> None:
+    """The user's tz, then the device's statement, then the policy per model, then the policy's default, then
+    the driver's own."""
+    with zone_policy({"BWC-X8": "+08:00"}, "Asia/Tokyo"):
+        assert device_zone({"tz": "-05:30"}, stated="+08:00", model="BWC-X8") == TimeZoneChoice("-05:30", "option")
+        assert device_zone({}, stated="+07:00", model="BWC-X8") == TimeZoneChoice("+07:00", "device")
+        assert device_zone({}, stated="nonsense", model="BWC-X8") == TimeZoneChoice("+08:00", "policy_model")
+        assert device_zone({}, model="other", default="Asia/Shanghai") == TimeZoneChoice("Asia/Tokyo", "policy_default")
+    assert device_zone({}, model="BWC-X8", default="Asia/Shanghai") == TimeZoneChoice("Asia/Shanghai", "driver")
+    assert device_zone({}) == TimeZoneChoice("UTC", "driver")
+    with pytest.raises(DriverOptionError, match="option tz: unknown time zone 'Mars/Olympus'"):
+        device_zone({"tz": "Mars/Olympus"})
+
+
+def plus8_recorder(root: Path, *, states_zone: bool = True, model: str | None = None) -> Path:
+    """A GA/T 947 recorder whose clock is set to +08:00: records 0-4 s and 20-24 s, logs battery_low at 3 s (its
+    local time), docked at 30 s with its clock right; its dock file states its zone when ``states_zone``."""
+    vol = root / "BWC0008"
+    for seconds, seq in [(0, 1), (2, 2), (20, 3)]:
+        make_clip(vol / gat947_name("001234", "BWC0008", seconds, seq), T0 + timedelta(seconds=seconds), 2.0)
+    (vol / "EVENTS.LOG").write_text(f"{local(3)} battery_low 5%\n")
+    dock = f"device_time={local(30)}\nstation_time={(T0 + timedelta(seconds=30)):%Y-%m-%dT%H:%M:%SZ}\n"
+    (vol / "DOCKCLOCK.TXT").write_text(dock + ("time_zone=+08:00\n" if states_zone else ""))
+    if model is not None:
+        (vol / "GAT947_ID.TXT").write_text(f"product_serial=BWC0008\nmodel={model}\n")
+    return vol
+
+
+def tokyo_archive(path: Path) -> Path:
+    assert run_cli("init", path, "--time-zone", "Asia/Tokyo").returncode == 0
+    return path
+
+
+def ingested(vol: Path, arch: Path, *args: str) -> dict:
+    out = run_cli("ingest", vol, "--archive", arch, "--json", *args)
+    assert out.returncode == 1, out.stderr  # late_ingest: the footage is from 2024
+    return json.loads(out.stdout)
+
+
+def test_a_plus8_device_in_a_tokyo_archive_keeps_its_events_and_gaps_in_place(tmp_path: Path) -> None:
+    vol = plus8_recorder(tmp_path)
+    shown = json.loads(run_cli("volume", vol, "--json").stdout)
+    assert shown["time_zone"] == {"zone": "+08:00", "source": "device"}
+    assert "local times in +08:00 (device)" in run_cli("volume", vol).stdout.decode()
+
+    arch = tokyo_archive(tmp_path / "archive")
+    result = ingested(vol, arch)
+    assert result["time_zone"] == {"zone": "+08:00", "source": "device"}
+    (begin,) = [
+        json.loads(e)
+        for (e,) in catalog_rows(arch, "SELECT entry FROM ledger")
+        if json.loads(e)["type"] == "ingest_begin"
+    ]
+    assert begin["time_zone"] == {"zone": "+08:00", "source": "device"}
+    assert catalog_rows(arch, "SELECT time_ns, kind FROM device_events") == [(T0_NS + 3 * NS, "battery_low")]
+    starts = catalog_rows(arch, "SELECT start_ns FROM segments WHERE kind = 'video' ORDER BY start_ns")
+    assert [s for (s,) in starts] == [T0_NS, T0_NS + 2 * NS, T0_NS + 20 * NS]
+    assert [f for f in result["findings"] if f["kind"] == "name_time_mismatch"] == []
+    # The device's 4-20 s gap is explained by its own battery_low at 3 s, inside a task over 0-22 s.
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text(f"id,type,start,end,officers,devices\nT1,patrol,{iso(0)},{iso(22)},,BWC0008\n")
+    grant(arch, "custodian")  # tasks are recorded by a custodian
+    assert run_cli("task", "import", arch, tasks).returncode == 0
+    cov = json.loads(run_cli("task", "coverage", arch, "--json").stdout)["tasks"][0]
+    assert cov["findings"] == []
+    assert [(e["start"], e["end"], e["event"]) for e in cov["explained"]] == [(iso(4), iso(20), "battery_low")]
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_zone_order_through_the_cli(tmp_path: Path) -> None:
+    """The same +08:00 recorder without its zone statement: the archive's default (Tokyo) reads it an hour
+    off, the policy's entry for its model reads it right, the user's tz is above everything, and each says
+    where its zone came from."""
+    silent = plus8_recorder(tmp_path / "a", states_zone=False, model="BWC-X8")
+    first = tokyo_archive(tmp_path / "first")
+    assert ingested(silent, first)["time_zone"] == {"zone": "Asia/Tokyo", "source": "policy_default"}
+    hour_off = T0_NS + 3 * NS - 3600 * NS
+    assert catalog_rows(first, "SELECT time_ns FROM device_events") == [(hour_off,)]
+
+    second = tokyo_archive(tmp_path / "second")
+    assert set_policy(second, policy_text(second) + '\n[time_zones]\n"BWC-X8" = "+08:00"\n').returncode == 0
+    assert ingested(silent, second)["time_zone"] == {"zone": "+08:00", "source": "policy_model"}
+    assert catalog_rows(second, "SELECT time_ns FROM device_events") == [(T0_NS + 3 * NS,)]
+
+    stated = plus8_recorder(tmp_path / "b")
+    third = tokyo_archive(tmp_path / "third")
+    assert ingested(stated, third, "-o", "tz=+09:00")["time_zone"] == {"zone": "+09:00", "source": "option"}
+    assert catalog_rows(third, "SELECT time_ns FROM device_events") == [(hour_off,)]
+
+    out = set_policy(third, policy_text(third) + '\n[time_zones]\n"BWC-X8" = "+25:00"\n')
+    assert out.returncode == 2 and b"[time_zones] 'BWC-X8' = '+25:00' is not a time zone known here" in out.stderr
+    out = run_cli("timeline", stated, "--tz", "Mars/Olympus")
+    assert out.returncode == 2 and b"unknown time zone 'Mars/Olympus'" in out.stderr
+
+
+# --- officer, first class ------------------------------------------------------------------------------------
+
+
+def test_each_recording_keeps_its_own_officer_across_a_redock(tmp_path: Path) -> None:
+    """One device docked twice: officer 001234's three recordings, then 001235's three with the device's
+    identity overridden to officer 0077 at that docking. The names decide; the report gives each officer only
+    their recordings, and a docking whose names carry no officer gives its recordings to the issued officer."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    for dock, officer, first_seq, extra in [(1, "001234", 1, ()), (2, "001235", 4, ("-o", "officer_id=0077"))]:
+        vol = tmp_path / f"dock{dock}" / "BWC0009"
+        for n in range(3):
+            seconds = 100 * dock + 2 * n
+            make_clip(vol / gat947_name(officer, "BWC0009", seconds, first_seq + n), T0 + timedelta(seconds=seconds))
+        assert run_cli("ingest", vol, "--archive", arch, *extra).returncode == 1  # late_ingest
+    third = tmp_path / "dock3" / "BWC0009"
+    t = (T0 + timedelta(seconds=300)).astimezone(PLUS8)
+    make_clip(third / f"BWC0009-{t:%Y%m%d%H%M%S}-0007.MP4", T0 + timedelta(seconds=300))
+    naming = "naming={device}-{time}-{seq}{imp}.{ext}"
+    assert run_cli("ingest", third, "--archive", arch, "-o", naming, "-o", "officer_id=0088").returncode == 1
+
+    rows = catalog_rows(arch, "SELECT sequence, officer_id FROM segments ORDER BY sequence")
+    assert rows == [
+        (1, "001234"),
+        (2, "001234"),
+        (3, "001234"),
+        (4, "001235"),
+        (5, "001235"),
+        (6, "001235"),
+        (7, "0088"),
+    ]
+    shown = json.loads(run_cli("volume", tmp_path / "dock1" / "BWC0009", "--json").stdout)
+    assert [s["officer"] for s in shown["segments"]] == ["001234"] * 3
+    counts = {}
+    for officer in ("001234", "001235", "0077", "0088"):
+        out = tmp_path / f"report-{officer}.json"
+        r = run_cli("report", arch, "--format", "json", "--out", out, "--scope", f"officer={officer}")
+        assert r.returncode == 0, r.stderr
+        counts[officer] = json.loads(out.read_text())["completeness"]["segments"]
+    assert counts == {"001234": 3, "001235": 3, "0077": 0, "0088": 1}
+
+
+# --- shared checks, central ----------------------------------------------------------------------------------
+
+THIRD_PARTY = '''
+import os
+from custodes.drivers import Driver, VolumeReading, identity_from, media_segments, scan_volume
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver
+
+class Plain(Driver):
+    """A vendor driver that reads containers and nothing else: it runs no time checks of its own."""
+    name = "plaincam"
+    def recognise(self, volume):
+        return 1.0 if (volume / "PLAIN.ID").exists() else 0.0
+    def read(self, volume, options):
+        files, findings, skipped = scan_volume(volume)
+        identity = identity_from(volume, options, device_id="PLAIN-1")
+        segments, probe_findings, _ = media_segments([f for f in files if f.name != "PLAIN.ID"], "PLAIN-1")
+        return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings + probe_findings,
+                             skipped=skipped)
+
+@hookimpl
+def custodes_device_drivers():
+    return [DeviceDriver("plaincam", "a vendor driver without time checks", Plain)]
+'''
+
+
+def with_plugin(site: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    return subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], env=env, capture_output=True)
+
+
+def test_a_third_party_driver_gets_the_name_time_check_without_calling_it(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "custodes_plaincam").mkdir(parents=True)
+    (site / "custodes_plaincam" / "__init__.py").write_text(textwrap.dedent(THIRD_PARTY))
+    dist = site / "custodes_plaincam-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-plaincam\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[custodes]\nplaincam = custodes_plaincam\n")
+    vol = tmp_path / "PLAIN"
+    make_clip(vol / "CAM_20240301100000_0001.mp4", T0)  # the name agrees with the container (read in UTC)
+    make_clip(vol / "CAM_20240301100500_0002.mp4", T0)  # the name says 300 s later
+    (vol / "PLAIN.ID").write_text("plain\n")
+    out = with_plugin(site, "volume", vol, "--json")
+    assert out.returncode == 1, out.stderr
+    reading = json.loads(out.stdout)
+    assert reading["driver"] == "plaincam" and reading["time_zone"] == {"zone": "UTC", "source": "driver"}
+    (mismatch,) = [f for f in reading["findings"] if f["kind"] == "name_time_mismatch"]
+    assert os.path.basename(mismatch["path"]) == "CAM_20240301100500_0002.mp4"
+    assert mismatch["evidence"] == {
+        "name_time": "2024-03-01T10:05:00Z",
+        "container_time": "2024-03-01T10:00:00Z",
+        "tz": "UTC",
+    }
+    # The user's zone moves the name's time; the check follows it.
+    shifted = json.loads(with_plugin(site, "volume", vol, "--json", "-o", "tz=+00:05").stdout)
+    assert [os.path.basename(f["path"]) for f in shifted["findings"] if f["kind"] == "name_time_mismatch"] == [
+        "CAM_20240301100000_0001.mp4"
+    ]
+
+
+def test_a_bundled_driver_reports_each_mismatch_once(tmp_path: Path) -> None:
+    vol = tmp_path / "BWC0010"
+    make_clip(vol / gat947_name("001234", "BWC0010", 0, 1), T0)
+    make_clip(vol / gat947_name("001234", "BWC0010", 300, 2), T0 + timedelta(seconds=4))  # its name is 296 s off
+    reading = json.loads(run_cli("volume", vol, "--json").stdout)
+    assert reading["time_zone"] == {"zone": "Asia/Shanghai", "source": "driver"}
+    mismatches = [f for f in reading["findings"] if f["kind"] == "name_time_mismatch"]
+    assert [os.path.basename(f["path"]) for f in mismatches] == [gat947_name("001234", "BWC0010", 300, 2)]
