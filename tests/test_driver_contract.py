@@ -156,7 +156,6 @@ def test_a_plus8_device_in_a_tokyo_archive_keeps_its_events_and_gaps_in_place(tm
     vol = plus8_recorder(tmp_path)
     shown = json.loads(run_cli("volume", vol, "--json").stdout)
     assert shown["time_zone"] == {"zone": "+08:00", "source": "device"}
-    assert "local times in +08:00 (device)" in run_cli("volume", vol).stdout.decode()
 
     arch = tokyo_archive(tmp_path / "archive")
     result = ingested(vol, arch)

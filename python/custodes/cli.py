@@ -815,7 +815,6 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
             f"{reading.volume}: driver {reading.driver}, device {ident.device_id}"
             + (f", officer {ident.officer_id}" if ident.officer_id else "")
             + (f", unit {ident.unit_id}" if ident.unit_id else "")
-            + (f", local times in {reading.time_zone.zone} ({reading.time_zone.source})" if reading.time_zone else "")
         )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 

@@ -114,8 +114,8 @@ class GoProDriver(Driver):
         identity = identity_from(volume, options, kind="camera", vendor="GoPro", **found)
         # GoPro cameras write local time into the container; without GPS to tell the offset, a zone
         # from the user or the policy says which; the driver's own default (UTC) leaves the times as written.
-        zone = device_zone(options, model=identity.model)
-        tz = zone.tzinfo if zone.source != "driver" else None
+        local_zone = device_zone(options, model=identity.model)
+        tz = local_zone.tzinfo if local_zone.source != "driver" else None
         device = identity.device_id
         findings = [replace(f, device=device) for f in findings + version_findings]
         segments, probe_findings, rest = media_segments(files, device, samples=True)
@@ -186,7 +186,7 @@ class GoProDriver(Driver):
                         evidence={"recording": number, "missing_chapters": missing},
                     )
                 )
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped, zone)
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped, local_zone)
 
     def _version(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         """Model and serial from ``MISC/version.txt``, each checked for its shape; a field of
