@@ -156,6 +156,9 @@ def test_a_plus8_device_in_a_tokyo_archive_keeps_its_events_and_gaps_in_place(tm
     vol = plus8_recorder(tmp_path)
     shown = json.loads(run_cli("volume", vol, "--json").stdout)
     assert shown["time_zone"] == {"zone": "+08:00", "source": "device"}
+    placed = json.loads(run_cli("timeline", vol, "--json").stdout)
+    assert [d["time_zone"] for d in placed["devices"]] == [{"zone": "+08:00", "source": "device"}]
+    assert [(f["kind"], f["start"], f["end"]) for f in placed["findings"]] == [("gap", iso(4), iso(20))]
 
     arch = tokyo_archive(tmp_path / "archive")
     result = ingested(vol, arch)

@@ -898,7 +898,13 @@ def timeline_command(
                 {
                     "ok": not findings,
                     "devices": [
-                        {"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings
+                        {
+                            "volume": r.volume,
+                            "driver": r.driver,
+                            "device": r.identity.device_id,
+                            "time_zone": None if r.time_zone is None else r.time_zone.to_json(),
+                        }
+                        for r in readings
                     ],
                     "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
                     "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
