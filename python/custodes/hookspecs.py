@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 PROJECT = "custodes"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+# A hookspec's body never runs (pluggy calls the plugins' implementations): each raises, so the type it returns
+# is the plugins' and no caller of the spec itself gets a silent None.
 
 
 @hookspec
@@ -49,6 +51,7 @@ def custodes_device_drivers() -> list[DeviceDriver]:
         def custodes_device_drivers():
             return [DeviceDriver("acme", "ACME body cameras", AcmeCam)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -68,6 +71,7 @@ def custodes_storage_backends() -> list[StorageBackend]:
         def custodes_storage_backends():
             return [StorageBackend("vault", "ACME evidence vault", open=VaultStore.connect)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -81,6 +85,7 @@ def custodes_reporters() -> list[Reporter]:
             return [Reporter("ndjson", "one finding per line", "application/x-ndjson", ".ndjson",
                              render=lambda report, out: ...)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -94,3 +99,4 @@ def custodes_executors() -> list[Executor]:
         def custodes_executors():
             return [Executor("ray", "a Ray cluster", run=run_on_ray, remote=True)]
     """
+    raise NotImplementedError

@@ -510,7 +510,7 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
             rows = []
             for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
                 name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-                row = _finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict()
+                row = _finding_row(result.ingest_id, None if name is None else seg_ids.get(name), finding)._asdict()
                 del row["ingest_id"]  # the entry's own
                 rows.append(row)
             entry = {"type": "ingest_findings", "ingest": result.ingest_id, "findings": rows, "time": time.time_ns()}

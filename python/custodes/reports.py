@@ -341,7 +341,7 @@ def _unconfirmed(archive: Archive, log: list[Any]) -> list[dict[str, Any]]:
         except (ValueError, AttributeError):
             listed = None  # an edited entry: verify names it; the report still lists the row
         export = isinstance(listed, list)
-        segments = [x for x in listed if isinstance(x, int)] if export else [row.segment_id]
+        segments = [x for x in listed if isinstance(x, int)] if isinstance(listed, list) else [row.segment_id]
         about = {"reason": row.detail, "time": row.time_ns}
         out.append(
             _failure("export" if export else "open", row.person, row.request_id, segments, about, row.ledger_seq)
