@@ -98,6 +98,9 @@ def rfc3339(ns: int | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One thing found wrong or worth a look about the evidence: its ``kind`` (see ARTICLES), a message, and
+    the device, file and time range (ns UTC) it is about, with the facts that show it in ``evidence``."""
+
     kind: str
     message: str
     device: str | None = None

@@ -21,8 +21,21 @@ import pluggy
 if TYPE_CHECKING:
     from custodes.plugins import DeviceDriver, Executor, Reporter, StorageBackend
 
+__all__ = [
+    "PROJECT",
+    "custodes_device_drivers",
+    "custodes_executors",
+    "custodes_reporters",
+    "custodes_storage_backends",
+    "hookimpl",
+    "hookspec",
+]
+
+#: The pluggy project name, and the entry-point group a plugin is published under.
 PROJECT = "custodes"
+#: Marks the hook specifications below (custodes' own).
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's implementation of a hook: ``@hookimpl def custodes_device_drivers(): ...``.
 hookimpl = pluggy.HookimplMarker(PROJECT)
 # A hookspec's body never runs (pluggy calls the plugins' implementations): each raises, so the type it returns
 # is the plugins' and no caller of the spec itself gets a silent None.

@@ -64,6 +64,9 @@ __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 
 @dataclass
 class IngestResult:
+    """What one ingest did: the files stored, already present, failed or skipped (by name), the findings it
+    recorded, the bytes copied and the checkpoint signed after it."""
+
     ingest_id: int
     volume: str
     driver: str

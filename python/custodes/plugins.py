@@ -146,12 +146,16 @@ class Executor:
 
 @dataclass(frozen=True)
 class PluginProblem:
+    """A plugin that could not be loaded or whose records were refused, and why."""
+
     plugin: str
     message: str
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """One loaded plugin: its name, version, the hooks it implements and the records it provides, by kind."""
+
     name: str
     version: str | None
     builtin: bool

@@ -23,6 +23,7 @@ from custodes.verify import verify, verify_ledger_only
 
 __all__ = ["SCOPES", "build_report"]
 
+#: What a report can be scoped to: the whole archive, or one unit, officer, device or case.
 SCOPES = ("archive", "unit", "officer", "device", "case")
 #: Art. 25 concerns and the finding kinds that show each.
 CONCERNS = {
