@@ -115,7 +115,7 @@ def cli_report(arch: Path, out: Path, *args: str) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
-def test_the_published_schema_is_the_types(built: Path) -> None:
+def test_the_published_schema_is_the_types() -> None:
     published = json.loads((ROOT / "docs" / "report.schema.json").read_text())
     assert published == report_schema()  # scripts/apidoc writes it; tests/test_public_api.py checks it is current
     assert published["required"] == list(HEADER)
