@@ -472,7 +472,7 @@ def build_report(
     tasks' coverage) is gathered once, and only when one of them is asked for.
     One section per concern of the regulation, each built by its own function
     below. Raises :class:`ReportError` for a section that does not exist."""
-    wanted = set(sections)
+    wanted = {sections} if isinstance(sections, str) else set(sections)  # "completeness" is one name, not letters
     unknown = sorted(wanted - set(SECTIONS))
     if unknown:
         raise ReportError(f"no report section {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
