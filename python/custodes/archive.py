@@ -54,6 +54,8 @@ class ArchiveError(CustodesError):
 
 @dataclass(frozen=True)
 class Policy:
+    """An archive's policy (``custodes.toml``): what the ledger holds in force is ``Archive.policy``."""
+
     archive_id: str
     origin: str
     ingest_deadline_hours: float = 24.0
@@ -815,6 +817,7 @@ def _remove_created(folder: Path, *, keep_folder: bool) -> None:
 
 
 def open_archive(root: str | os.PathLike[str]) -> Archive:
+    """The archive at ``root``, opened (use it as a context manager: ``with open_archive(path) as archive``)."""
     return Archive(Path(root))
 
 

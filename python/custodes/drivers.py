@@ -84,6 +84,8 @@ class DriverOptionError(CustodesError, ValueError):
 
 @dataclass(frozen=True)
 class DeviceIdentity:
+    """Who and what the device is, as its volume says: the id the archive files its recordings under."""
+
     device_id: str
     kind: str = "body_camera"  # body_camera, handheld_terminal, recorder, camera, cctv, drone
     vendor: str | None = None
@@ -175,6 +177,8 @@ class ClockReading:
 
 @dataclass(frozen=True)
 class DeviceEvent:
+    """One entry of the device's own log (a low battery, a full card, a fault) at ``time`` (ns UTC)."""
+
     time: int  # ns UTC; required: an event whose time is missing or out of range is dropped by check_reading
     kind: str  # battery_low, storage_full, device_fault, power_on, record_start, ...
     detail: str = ""
@@ -186,6 +190,9 @@ class DeviceEvent:
 
 @dataclass
 class VolumeReading:
+    """Everything a driver read from one volume (``Driver.read``): identity, recordings, clock readings,
+    events, findings, and the files it skipped."""
+
     driver: str
     volume: str
     identity: DeviceIdentity

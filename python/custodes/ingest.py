@@ -63,6 +63,9 @@ __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 
 @dataclass
 class IngestResult:
+    """What one ingest did: the files stored, already present, failed or skipped (by name), the findings it
+    recorded, the bytes copied and the checkpoint signed after it."""
+
     ingest_id: int
     volume: str
     driver: str
@@ -498,7 +501,7 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
             rows = []
             for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
                 name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-                row = _finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict()
+                row = _finding_row(result.ingest_id, None if name is None else seg_ids.get(name), finding)._asdict()
                 del row["ingest_id"]  # the entry's own
                 rows.append(row)
             entry = {"type": "ingest_findings", "ingest": result.ingest_id, "findings": rows, "time": time.time_ns()}
