@@ -984,11 +984,12 @@ def _forward_if_served(path: str) -> None:
         return  # no service: embedded
     params = [(p, ctx.params.get(p.name or "")) for p in ctx.command.params]
     inputs = [v for p, v in params if isinstance(p.type, ClientInput) and v is not None and p.type.is_input(v)]
-    outputs = {
-        p.name: v if v is not None else p.type.served_default
-        for p, v in params
-        if isinstance(p.type, ClientOutput) and p.name and (v is not None or p.type.served_default is not None)
-    }
+    outputs: dict[str, str] = {}
+    for p, v in params:
+        if isinstance(p.type, ClientOutput) and p.name:
+            given = v if v is not None else p.type.served_default
+            if given is not None:
+                outputs[p.name] = given
     named = [(p, outputs[p.name]) for p, _ in params if isinstance(p.type, ClientOutput) and p.name in outputs]
     for p, v in named:
         _preflight_output(path, p, v, outputs)

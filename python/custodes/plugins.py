@@ -14,7 +14,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
@@ -146,12 +146,16 @@ class Executor:
 
 @dataclass(frozen=True)
 class PluginProblem:
+    """A plugin that could not be loaded or whose records were refused, and why."""
+
     plugin: str
     message: str
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """One loaded plugin: its name, version, the hooks it implements and the records it provides, by kind."""
+
     name: str
     version: str | None
     builtin: bool
@@ -181,7 +185,7 @@ _KINDS: dict[str, str] = {
 class _Registry(Generic[R]):
     def __init__(self, kind: str, records: dict[str, tuple[str, R]]) -> None:
         self.kind = kind
-        self._records = records
+        self._records: dict[str, tuple[str, R]] = records  # annotated: mypy infers none for a constrained R
 
     def names(self) -> list[str]:
         return sorted(self._records)
@@ -222,12 +226,12 @@ class PluginManager:
         self._builtin: set[str] = set()
         self._versions: dict[str, str | None] = {}
         for name, module in DEFAULT_PLUGINS:
-            self._register(name, lambda module=module: importlib.import_module(module), None, builtin=True)
+            self._register(name, partial(importlib.import_module, module), None, builtin=True)
         if use_entry_points:
             for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
                 self._register(ep.name, ep.load, _version(ep))
         for name, obj in extra:
-            self._register(name, lambda obj=obj: obj, None)
+            self._register(name, partial(_given, obj), None)
         self._registries = {kind: self._collect(kind, hook) for kind, hook in _KINDS.items()}
 
     def _register(self, name: str, load: Callable[[], object], version: str | None, builtin: bool = False) -> None:
@@ -300,6 +304,11 @@ class PluginManager:
                 )
             )
         return out
+
+
+def _given(obj: object) -> object:
+    """The loader of a plugin object given as it is (``extra``)."""
+    return obj
 
 
 def _names(text: str) -> set[str]:

@@ -325,7 +325,8 @@ def name_time(name: str, tz: str = "UTC") -> int | None:
         return None
     zone = zone_info(tz)
     try:
-        dt = datetime(*map(int, m.groups()), tzinfo=zone)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        dt = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except ValueError:
         return None
     return int(dt.timestamp()) * NS
