@@ -8,7 +8,8 @@ made by the very code that rebuilds it: :func:`replay` applies the whole ledger 
 Entry types and the rows they make (see :data:`HANDLERS`):
 
 - ``ingest_begin``: the device (as the volume describes it), the ingest, the device's own log and clock
-  readings (and the zone its local times were read in, with its source: the entry is its only record); ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
+  readings (and the zone its local times were read in, with its source: the entry is its only record);
+  ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
   ``ingest_findings``: some of the ingest's findings (at most 1000 an entry); ``ingest_end``: the ingest's
   result (and, written before ``ingest_findings`` existed, its findings).
 - ``access_<action>``: an access-log row each; ``access_request`` (granted) the request; ``access_approve`` /
