@@ -97,12 +97,19 @@ def test_the_bundled_drivers_pass_the_conformance_suite(tmp_path: Path, driver: 
     assert check_driver(driver, vol, options) == []
 
 
-def test_a_broken_driver_fails_the_suite_with_clear_messages(tmp_path: Path) -> None:
+def acme_drivers() -> tuple[type, type]:
+    """The example's driver and its broken copy, imported from the example's source folder."""
     sys.path.insert(0, str(ACME / "src"))
     try:
+        from custodes_acme import AcmeDriver
         from custodes_acme.broken import BrokenAcmeDriver
     finally:
         sys.path.remove(str(ACME / "src"))
+    return AcmeDriver, BrokenAcmeDriver
+
+
+def test_a_broken_driver_fails_the_suite_with_clear_messages(tmp_path: Path) -> None:
+    AcmeDriver, BrokenAcmeDriver = acme_drivers()
     vol = tmp_path / "ACME-CAM"
     shutil.copytree(ACME_SAMPLE, vol)
     problems = check_driver(BrokenAcmeDriver, vol, SHANGHAI)
@@ -124,12 +131,35 @@ def test_a_broken_driver_fails_the_suite_with_clear_messages(tmp_path: Path) -> 
     # the good driver, on the same kind of copy: nothing
     from_sample = tmp_path / "again" / "ACME-CAM"
     shutil.copytree(ACME_SAMPLE, from_sample)
-    sys.path.insert(0, str(ACME / "src"))
-    try:
-        from custodes_acme import AcmeDriver
-    finally:
-        sys.path.remove(str(ACME / "src"))
     assert check_driver(AcmeDriver, from_sample, SHANGHAI) == []
+
+
+def test_the_suite_catches_lost_scan_findings_bad_confidence_and_undocumented_options(tmp_path: Path) -> None:
+    AcmeDriver, _ = acme_drivers()
+
+    class Forgetful(AcmeDriver):
+        accepted_options = {"event_log": ""}
+
+        def recognise(self, volume):
+            return 2
+
+        def read(self, volume, options):
+            reading = super().read(volume, options)
+            reading.findings = [f for f in reading.findings if f.kind not in ("symlink", "not_regular_file")]
+            return reading
+
+    problems = [str(p) for p in check_driver(Forgetful, ACME_SAMPLE, SHANGHAI)]
+    hostile = [p for p in problems if p.startswith("hostile: ")]
+    assert problems[:2] == [
+        "options_declared: accepted_options['event_log'] must map a key to a one-line meaning, not ''",
+        f"recognise: recognise returned 2 on {ACME_SAMPLE}, not a number from 0 to 1",
+    ]
+    assert hostile[0].startswith("hostile: recognise returned 2 on ")
+    assert hostile[1:] == [
+        "hostile: the scan's findings about DCIM/conformance-escape.mp4, DCIM/conformance-pipe.mp4 (links, FIFOs, "
+        "unreadable entries) are not in the reading: pass scan_volume's findings on"
+    ]
+    assert len(problems) == 4
 
 
 def test_the_acme_vendor_runs_the_suite_in_its_own_ci(tmp_path: Path) -> None:

@@ -35,8 +35,9 @@ __all__ = [
     "DriverPluginError",
     "NoDriverError",
     "choose_driver",
-    "rank_drivers",
     "cycles_collected_after",
+    "raised_at",
+    "rank_drivers",
     "read_paths",
     "read_volume",
     "timeline_findings",
@@ -103,7 +104,8 @@ def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Dr
 
 
 def choose_driver(volume: Path, name: str | None = None, manager: PluginManager | None = None) -> tuple[Driver, float]:
-    """The named driver, or the one most confident it knows ``volume`` (ties: by name)."""
+    """The named driver (its confidence not asked: 0.0), or the one most confident it knows ``volume``
+    (ties: by name) with its confidence."""
     driver, choice = _chosen(volume, name, manager)
     return driver, choice.confidence if choice.confidence is not None else 0.0
 
@@ -166,7 +168,7 @@ def read_volume(
             raise
         except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
             identity = identity_from(path, opts)
-            where = _raised_at(e)
+            where = raised_at(e)
             return VolumeReading(
                 name,
                 os.fspath(path),
@@ -188,8 +190,9 @@ def read_volume(
         return checked
 
 
-def _raised_at(e: BaseException) -> str | None:
-    """Where in the driver's code ``e`` was raised (file:line of the innermost frame), for its vendor."""
+def raised_at(e: BaseException) -> str | None:
+    """Where in the driver's code ``e`` was raised (file:line of the innermost frame), for its vendor; None
+    for an exception without a traceback."""
     tb = e.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

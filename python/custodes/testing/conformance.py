@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from custodes.defaults import NS
 from custodes.drivers import (
     Driver,
     DriverOptionError,
@@ -73,6 +74,7 @@ from custodes.drivers import (
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339, shown_name
 from custodes.media import MEDIA_EXTENSIONS
+from custodes.volumes import raised_at
 
 __all__ = ["CHECKS", "Problem", "check_driver", "conformance_tests", "main"]
 
@@ -88,9 +90,8 @@ CHECKS = (
     "findings",
     "hostile",
 )
-_NS = 1_000_000_000
-_EARLIEST = 631_152_000 * _NS  # 1990-01-01T00:00:00Z: no digital evidence recorder is older
-_QUARTER_HOUR = 900 * _NS
+_EARLIEST = 631_152_000 * NS  # 1990-01-01T00:00:00Z: no digital evidence recorder is older
+_QUARTER_HOUR = 900 * NS
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
 #: How long a read of the hostile copy may take before it counts as hung (on the FIFO, most likely).
 HOSTILE_SECONDS = 120.0
@@ -228,11 +229,8 @@ def _declared(drv: Driver) -> list[Problem]:
 
 def _raised(e: BaseException) -> str:
     """The exception and where in the driver it was raised."""
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = "" if tb is None else f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-    return f"{type(e).__name__}: {e}{where}"
+    where = raised_at(e)
+    return f"{type(e).__name__}: {e}{f' at {where}' if where else ''}"
 
 
 def _recognise(drv: Driver, vol: Path, problems: list[Problem], check: str) -> float | None:
@@ -330,7 +328,7 @@ def _lexically_inside(vol: Path, path: str) -> bool:
 
 def _times(reading: VolumeReading) -> list[Problem]:
     vol = Path(reading.volume)
-    latest = time.time_ns() + 86_400 * _NS
+    latest = time.time_ns() + 86_400 * NS
     named = {_rel(vol, f.path) for f in reading.findings}
     out = []
 
@@ -353,8 +351,8 @@ def _times(reading: VolumeReading) -> list[Problem]:
         if s.start is not None and s.container_time is not None and s.start_source in ("name", "sidecar"):
             off = s.start - s.container_time
             whole = round(off / _QUARTER_HOUR) * _QUARTER_HOUR
-            if off and 30 * 60 * _NS <= abs(off) <= 14 * 3600 * _NS and abs(off - whole) <= 5 * _NS:
-                hours, minutes = divmod(abs(whole) // (60 * _NS), 60)
+            if off and 30 * 60 * NS <= abs(off) <= 14 * 3600 * NS and abs(off - whole) <= 5 * NS:
+                hours, minutes = divmod(abs(whole) // (60 * NS), 60)
                 out.append(
                     Problem(
                         "times",
@@ -449,16 +447,16 @@ def _hostile(drv: Driver, name: str, vol: Path, opts: Mapping[str, str]) -> list
         copy = Path(tmp) / vol.name
         shutil.copytree(vol, copy, symlinks=True, ignore=_specials)
         outside = Path(tmp) / "outside-secret.mp4"
-        media = sorted(
-            (p for p in copy.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix.lower() in MEDIA_EXTENSIONS),
-            key=lambda p: os.fsencode(p),
-        )
-        data = media[0].read_bytes() if media else b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
+        scanned, _, _ = scan_volume(copy)  # never follows a link the sample may hold
+        media = [Path(f.path) for f in scanned if os.path.splitext(f.name)[1].lower() in MEDIA_EXTENSIONS]
         folder = media[0].parent if media else copy
-        outside.write_bytes(data)
-        (folder / HOSTILE_CUT).write_bytes(data[: len(data) * 6 // 10])
-        with open(os.path.join(os.fsencode(folder), HOSTILE_ODD), "wb") as odd:
-            odd.write(data)
+        if media:  # copies of the sample's first recording, whatever its size
+            shutil.copyfile(media[0], outside)
+        else:
+            outside.write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64))
+        shutil.copyfile(outside, folder / HOSTILE_CUT)
+        os.truncate(folder / HOSTILE_CUT, outside.stat().st_size * 6 // 10)  # power lost mid-write
+        shutil.copyfile(outside, os.path.join(os.fsencode(folder), HOSTILE_ODD))
         (folder / HOSTILE_LINK).symlink_to(outside)
         fifo = folder / HOSTILE_FIFO
         os.mkfifo(fifo)
