@@ -55,6 +55,7 @@ PUBLIC_MODULES = (
     "custodes.proofs",
     "custodes.reports",
     "custodes.storage",
+    "custodes.testing.conformance",
     "custodes.timeline",
     "custodes.verify",
 )

@@ -754,15 +754,11 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
-    """Folders as volumes, files through the volume they sit in; bad names and options are usage errors."""
-    from custodes.drivers import DriverOptionError
-    from custodes.plugins import UnknownPluginError
-    from custodes.volumes import NoDriverError, read_paths
+    """Folders as volumes, files through the volume they sit in. A driver name or option no driver takes,
+    a volume no driver knows, a broken driver plugin: custodes errors, one line and exit 2 (CustodesGroup)."""
+    from custodes.volumes import read_paths
 
-    try:
-        return read_paths(paths, driver, options)
-    except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
-        raise click.UsageError(str(e)) from e
+    return read_paths(paths, driver, options)
 
 
 @main.command("plugins")
@@ -818,6 +814,8 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
         )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 
+        for line in _choice_lines(reading):
+            click.echo(f"  {line}")
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
             seq = s.sequence if s.sequence >= 0 else "-"
@@ -828,9 +826,26 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
             )
         for e in reading.events:
             click.echo(f"  event {rfc3339(e.time)} {e.kind} {e.detail}")
+        for n in reading.non_recordings:
+            click.echo(f"  {shown_name(n.name)}  {n.role} (not a recording)")
         for f in reading.findings:
             click.echo(f"  {_finding_line(f)}")
     sys.exit(EXIT_FINDINGS if reading.findings else 0)
+
+
+def _choice_lines(reading: VolumeReading) -> list[str]:
+    """How the driver was chosen, when that is worth a look: a close runner-up, a recognise that raised."""
+    c = reading.choice
+    if c is None:
+        return []
+    lines = []
+    if c.runner_up is not None:
+        lines.append(
+            f"driver {c.driver} chosen with confidence {c.confidence:.2f}; runner-up {c.runner_up} "
+            f"{c.runner_up_confidence:.2f} (close: name one with --driver)"
+        )
+    lines += [f"driver {d}: recognise failed ({e}); counted as 0" for d, e in c.failed]
+    return lines
 
 
 @main.command("timeline")
@@ -903,6 +918,7 @@ def timeline_command(
                             "driver": r.driver,
                             "device": r.identity.device_id,
                             "time_zone": None if r.time_zone is None else r.time_zone.to_json(),
+                            "choice": None if r.choice is None else r.choice.to_json(),
                         }
                         for r in readings
                     ],
@@ -912,6 +928,9 @@ def timeline_command(
                 }
             )
     else:
+        for r in readings:
+            for line in _choice_lines(r):
+                out.say(f"{r.volume}: {line}", err=True)
         for f in findings:
             click.echo(_finding_line(f))
         out.say(

@@ -80,7 +80,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from custodes import timeline
 from custodes.defaults import INT64_MAX, INT64_MIN, NS
@@ -91,8 +91,10 @@ from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 __all__ = [
     "ClockReading",
     "DeviceEvent",
+    "COMMON_OPTIONS",
     "DeviceIdentity",
     "Driver",
+    "DriverChoice",
     "DriverOptionError",
     "CLOCK_SOURCES",
     "EVENT_KINDS",
@@ -105,12 +107,16 @@ __all__ = [
     "device_zone",
     "shared_findings",
     "zone_policy",
+    "NON_RECORDING_ROLES",
+    "NonRecording",
     "VolumeFile",
     "VolumeReading",
     "VolumeSegment",
     "NOISE",
+    "check_options",
     "check_reading",
     "identity_from",
+    "known_options",
     "media_segments",
     "name_bytes",
     "name_from",
@@ -301,6 +307,51 @@ class TimeZoneChoice:
         return {"zone": self.zone, "source": self.source}
 
 
+#: What a known non-recording file is to its device (:attr:`NonRecording.role`).
+NON_RECORDING_ROLES = frozenset({"identity", "log", "sidecar", "index", "thumbnail", "other"})
+
+
+@dataclass(frozen=True)
+class NonRecording:
+    """A file the driver knows and that is not a recording: ``name`` relative to the volume (as
+    :attr:`VolumeFile.name`), ``role`` one of :data:`NON_RECORDING_ROLES` (identity file, device log,
+    sidecar, index, thumbnail, other). Ingest stores it like every file; ``volume`` lists it, so every
+    file on a volume is accounted for: a segment, a non-recording, skipped noise, or a finding."""
+
+    name: str
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role}
+
+
+#: Confidences this close (or closer) are a close call: the runner-up is shown beside the choice.
+CLOSE_CONFIDENCE = 0.1
+
+
+@dataclass(frozen=True)
+class DriverChoice:
+    """How the driver of a volume was chosen: the one named (``confidence`` None) or the most confident,
+    the runner-up when its confidence is within :data:`CLOSE_CONFIDENCE` of the choice, and the drivers
+    whose ``recognise`` raised (counted as 0), each with its error."""
+
+    driver: str
+    confidence: float | None = None
+    runner_up: str | None = None
+    runner_up_confidence: float | None = None
+    failed: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "confidence": self.confidence,
+            "runner_up": None
+            if self.runner_up is None
+            else {"driver": self.runner_up, "confidence": self.runner_up_confidence},
+            "recognise_failed": [{"driver": d, "error": e} for d, e in self.failed],
+        }
+
+
 @dataclass
 class VolumeReading:
     """What a driver read from a volume. Mutable: a driver fills its lists, and custodes checks all of it
@@ -314,6 +365,8 @@ class VolumeReading:
     events: list[DeviceEvent] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # names of the file-system noise not read (scan_volume's)
+    non_recordings: list[NonRecording] = field(default_factory=list)
+    choice: DriverChoice | None = None  # set by custodes.volumes.read_volume
     #: The zone device-local times were read in (:func:`device_zone`'s answer); None when the driver read none.
     time_zone: TimeZoneChoice | None = None
 
@@ -328,6 +381,8 @@ class VolumeReading:
             "events": [e.to_json() for e in self.events],
             "findings": [f.to_json() for f in self.findings],
             "skipped": self.skipped,
+            "non_recordings": [n.to_json() for n in self.non_recordings],
+            "choice": None if self.choice is None else self.choice.to_json(),
         }
 
 
@@ -336,6 +391,9 @@ class Driver(ABC):
     ``custodes_device_drivers`` hook."""
 
     name: str = ""
+    #: The ``-o KEY=VALUE`` options this driver reads beyond :data:`COMMON_OPTIONS`: key -> one-line meaning.
+    #: Any other key is refused (:func:`check_options`) before the driver reads the volume.
+    accepted_options: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def recognise(self, volume: Path) -> float:
@@ -348,6 +406,38 @@ class Driver(ABC):
 
 #: The keys :func:`identity_from` takes (as found, and as ``-o`` options): every DeviceIdentity field but ``file``.
 IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__) - {"file"}
+
+#: The options every driver takes, declared once: the identity fields :func:`identity_from` reads
+#: (they override what the volume says), the device time zone and the name-vs-container tolerance.
+COMMON_OPTIONS: Mapping[str, str] = {
+    "device_id": "device id (default: what the volume says, else the volume folder's name)",
+    "kind": "device kind: body_camera, handheld_terminal, recorder, camera, cctv, drone",
+    "vendor": "device vendor",
+    "model": "device model",
+    "serial": "device serial number",
+    "officer_id": "officer the device is issued to",
+    "officer_name": "that officer's name",
+    "unit_id": "unit the device belongs to",
+    "unit_name": "that unit's name",
+    "tz": "time zone the device clock shows (Asia/Shanghai, +08:00, UTC), above what the device states",
+    "clock_tolerance": "seconds a file name's time may differ from its container's",
+}
+
+
+def known_options(driver: Driver) -> dict[str, str]:
+    """Every option ``driver`` takes: :data:`COMMON_OPTIONS` and its own ``accepted_options``."""
+    own = getattr(driver, "accepted_options", {})
+    return {**COMMON_OPTIONS, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+def check_options(driver: Driver, name: str, options: Mapping[str, str]) -> None:
+    """Refuse an option ``driver`` does not declare (a typo must not be ignored in silence)."""
+    known = known_options(driver)
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise DriverOptionError(
+            f"driver {name} takes no option {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+        )
 
 
 def identity_from(volume: Path, options: Mapping[str, str], **found: str | None) -> DeviceIdentity:
@@ -854,12 +944,24 @@ def check_reading(
             skipped.append(x)
         else:
             c.bad("skipped", "(item)", x, None, "a path")
+    non_recordings = [
+        x for x in (_check_non_recording(c, x) for x in _items(c, reading.non_recordings, "non_recordings")) if x
+    ]
     zone = reading.time_zone
     if zone is not None and not _zone_ok(zone):
         c.bad("reading", "time_zone", zone, None, f"a TimeZoneChoice with a zone and a source in {ZONE_SOURCES}")
         zone = None
     return VolumeReading(
-        driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped, zone
+        driver,
+        vol,
+        identity.value,
+        segments,
+        clock,
+        events,
+        identity.findings + findings + c.findings,
+        skipped,
+        non_recordings,
+        time_zone=zone,
     )
 
 
@@ -902,6 +1004,22 @@ def _zone_ok(zone: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_non_recording(c: _Checker, x: Any) -> NonRecording | None:
+    if not isinstance(x, NonRecording) or not _is_path(x.name):
+        c.bad("non_recording", "(whole)", x, None, "a NonRecording with a name")
+        return None
+    if x.role not in NON_RECORDING_ROLES:
+        c.bad(
+            "non_recording",
+            "role",
+            x.role,
+            os.path.join(c.volume, x.name),
+            f"one of {', '.join(sorted(NON_RECORDING_ROLES))}",
+        )
+        return NonRecording(x.name, "other")
+    return x
 
 
 def _items(c: _Checker, v: Any, name: str) -> list[Any]:

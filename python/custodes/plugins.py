@@ -146,10 +146,12 @@ class Executor:
 
 @dataclass(frozen=True)
 class PluginProblem:
-    """A plugin that could not be loaded or whose records were refused, and why."""
+    """A plugin that could not be loaded (``hook`` None) or whose ``hook`` raised or gave refused records, and
+    why."""
 
     plugin: str
     message: str
+    hook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ class PluginManager:
             try:
                 provided = list(impl.function() or [])
             except Exception as e:
-                self.problems.append(PluginProblem(plugin, f"{hook} failed: {type(e).__name__}: {e}"))
+                self.problems.append(PluginProblem(plugin, f"{hook} failed: {type(e).__name__}: {e}", hook))
                 continue
             for record in provided:
                 if record.name in records:
@@ -270,6 +272,12 @@ class PluginManager:
                     )
                 records[record.name] = (plugin, record)
         return _Registry(kind.rstrip("s") if kind != "storage" else "storage backend", records)
+
+    @property
+    def driver_problems(self) -> list[PluginProblem]:
+        """The problems that may have cost a driver: a plugin that failed to load (it may have provided
+        one) or whose ``custodes_device_drivers`` raised."""
+        return [p for p in self.problems if p.hook in (None, _KINDS["drivers"])]
 
     @property
     def drivers(self) -> _Registry[DeviceDriver]:

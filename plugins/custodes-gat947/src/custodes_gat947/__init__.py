@@ -17,6 +17,7 @@ from custodes.drivers import (
     DeviceEvent,
     Driver,
     DriverOptionError,
+    NonRecording,
     VolumeReading,
     device_zone,
     identity_from,
@@ -119,8 +120,13 @@ def _local(text: str, tz: tzinfo) -> int | None:
     return None
 
 
+#: The device's own files and what each is (``volume`` lists them; ingest stores them).
+OWN_FILES = {IDENTITY_FILE: "identity", CLOCK_FILE: "log", EVENT_FILE: "log"}
+
+
 class Gat947Driver(Driver):
     name = "gat947"
+    accepted_options = {"naming": f"file-naming template (default {DEFAULT_NAMING}); fields {', '.join(_FIELDS)}"}
 
     def recognise(self, volume: Path) -> float:
         if (volume / IDENTITY_FILE).is_file():
@@ -132,7 +138,7 @@ class Gat947Driver(Driver):
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
         pattern = naming_pattern(options.get("naming", DEFAULT_NAMING))
         files, findings, skipped = scan_volume(volume)
-        own = {IDENTITY_FILE, CLOCK_FILE, EVENT_FILE}
+        own = set(OWN_FILES)
         found_identity, identity_findings = self._identity(volume)
         identity = identity_from(volume, options, file=str(volume / IDENTITY_FILE), **found_identity)
         device = identity.device_id
@@ -184,7 +190,10 @@ class Gat947Driver(Driver):
             )
             out.append(seg)
         # The name's time against the container's runs centrally for every driver (drivers.shared_findings).
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped, zone)
+        known = [NonRecording(f.name, OWN_FILES[f.name]) for f in files if f.name in OWN_FILES]
+        return VolumeReading(
+            self.name, os.fspath(volume), identity, out, clock, events, findings, skipped, known, time_zone=zone
+        )
 
     def _identity(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         path = volume / IDENTITY_FILE
