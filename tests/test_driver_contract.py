@@ -232,7 +232,12 @@ def test_each_recording_keeps_its_own_officer_across_a_redock(tmp_path: Path) ->
     t = (T0 + timedelta(seconds=300)).astimezone(PLUS8)
     make_clip(third / f"BWC0009-{t:%Y%m%d%H%M%S}-0007.MP4", T0 + timedelta(seconds=300))
     naming = "naming={device}-{time}-{seq}{imp}.{ext}"
-    assert run_cli("ingest", third, "--archive", arch, "-o", naming, "-o", "officer_id=0088").returncode == 1
+    assert (
+        run_cli(
+            "ingest", third, "--archive", arch, "--driver", "gat947", "-o", naming, "-o", "officer_id=0088"
+        ).returncode
+        == 1
+    )
 
     rows = catalog_rows(arch, "SELECT sequence, officer_id FROM segments ORDER BY sequence")
     assert rows == [
