@@ -14,16 +14,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes.drivers import (
     DeviceEvent,
     Driver,
-    DriverOptionError,
     NonRecording,
     VolumeReading,
+    device_zone,
     identity_from,
     media_segments,
     scan_volume,
@@ -39,7 +38,7 @@ NAME = re.compile(r"^ACME_(?P<time>\d{14})_(?P<seq>\d{4})\.MP4$", re.IGNORECASE)
 NS = 1_000_000_000
 
 
-def _local(text: str, fmt: str, tz: ZoneInfo) -> int | None:
+def _local(text: str, fmt: str, tz: tzinfo) -> int | None:
     """A device-local time as ns UTC (None when it is not a time)."""
     try:
         return int(datetime.strptime(text, fmt).replace(tzinfo=tz).timestamp()) * NS
@@ -59,15 +58,15 @@ class AcmeDriver(Driver):
         return 0.6 if any(NAME.match(os.path.basename(f.name)) for f in files) else 0.0
 
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
-        try:
-            tz = ZoneInfo(options.get("tz", "UTC"))
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise DriverOptionError(f"unknown time zone {options.get('tz')!r}") from e
         log_name = options.get("event_log", EVENT_LOG)
         files, findings, skipped = scan_volume(volume)  # links, FIFOs, odd names: already findings
         found, identity_findings = self._identity(volume)
         identity = identity_from(volume, options, kind="body_camera", vendor="Acme", **found)
         device = identity.device_id
+        # The zone its local times are read in: custodes' one order (the user's tz, then the archive policy's
+        # zone for this model, then its default zone, then UTC); Acme volumes state no zone of their own.
+        zone = device_zone(options, model=identity.model)
+        tz = zone.tzinfo
         findings = [replace(f, device=device) for f in findings + identity_findings]
         own = {IDENTITY_FILE: "identity", log_name: "log"}
         known = [NonRecording(f.name, own[f.name]) for f in files if f.name in own]
@@ -91,7 +90,9 @@ class AcmeDriver(Driver):
             out.append(replace(s, start=start, end=end, start_source="name", sequence=int(m["seq"])))
         events, event_findings = self._events(volume / log_name, tz)
         findings += event_findings
-        return VolumeReading(self.name, os.fspath(volume), identity, out, [], events, findings, skipped, known)
+        return VolumeReading(
+            self.name, os.fspath(volume), identity, out, [], events, findings, skipped, known, time_zone=zone
+        )
 
     def _identity(self, volume: Path) -> tuple[dict[str, str], list[Finding]]:
         path = volume / IDENTITY_FILE
@@ -114,7 +115,7 @@ class AcmeDriver(Driver):
             found["officer_id"] = values["officer"]
         return found, findings
 
-    def _events(self, path: Path, tz: ZoneInfo) -> tuple[list[DeviceEvent], list[Finding]]:
+    def _events(self, path: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[Finding]]:
         if not path.is_file() or path.is_symlink():
             return [], []
         events, findings = [], []
