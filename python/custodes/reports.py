@@ -17,7 +17,7 @@ from custodes import __version__
 from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS
-from custodes.findings import ARTICLES, rfc3339
+from custodes.findings import ARTICLES, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
 from custodes.verify import verify, verify_ledger_only
 
@@ -108,11 +108,13 @@ def build_report(
     result = verify(archive) if full_verify else verify_ledger_only(archive)
     integrity_findings = [f.to_json() | {"article": 23} for f in result.findings]
 
-    from custodes.tasks import task_coverage
+    from custodes.tasks import Explanations, task_coverage
 
+    explanations = Explanations.of(archive)
+    _resolve_gaps(findings, explanations)
     covs = [
         c
-        for c in task_coverage(archive)
+        for c in task_coverage(archive, explanations=explanations)
         if lo <= c.task.start < hi and (devices is None or set(c.devices) & set(devices))
     ]
     unexplained = [f.to_json() for c in covs for f in c.findings]
@@ -204,6 +206,37 @@ _SHARED_VALUES = ("kind", "severity", "message", "device")
 _SHARED_LENGTH = 200
 
 
+def _resolve_gaps(findings: list[dict[str, Any]], explanations: Any) -> None:
+    """Each ``gap`` finding with ``resolved_by``: the explanations that cover the whole gap (an annotation made
+    after the fact, with its ledger index; the device event that explains it, with its kind and time, by the
+    rule of custodes.tasks.Explanations), or None while part of it is explained by nothing (it stays open).
+    The finding itself is recorded once; what resolves it is a later fact, shown beside it, not a second
+    finding. Set in place."""
+    for f in findings:
+        if f.get("kind") != "gap":
+            continue
+        try:
+            device, a, b = f["device"], ns_from_rfc3339(f["start"]), ns_from_rfc3339(f["end"])
+        except (KeyError, ValueError):  # a detail edited out of shape: verify names it; the gap is shown open
+            device = None
+        if not isinstance(device, str):
+            f["resolved_by"] = None
+            continue
+        covering = explanations.within([device], a, b)
+        f["resolved_by"] = (
+            None
+            if explanations.unexplained([device], a, b)
+            else [
+                {k: v for k, v in why.items() if k in _RESOLUTION_KEYS} | {"start": rfc3339(x0), "end": rfc3339(x1)}
+                for x0, x1, why in covering
+            ]
+        )
+
+
+#: What a resolved gap shows of each explanation.
+_RESOLUTION_KEYS = ("source", "cause", "ledger_index", "event", "time")
+
+
 def _with_articles(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every finding with its article: its own, or the one its kind is under. Set in place (each finding is a dict
     of its own, made for this model): one dict per finding, not two."""
@@ -225,9 +258,12 @@ def _completeness_section(
         gaps_by_cause[e["cause"]] = gaps_by_cause.get(e["cause"], 0) + 1
     if unexplained:
         gaps_by_cause["unexplained"] = len(unexplained)
+    resolved = sum(1 for f in findings if f["kind"] == "gap" and f.get("resolved_by"))
     return {
         "segments": segments,
-        "gaps": _count(findings, "gap"),
+        "gaps": _count(findings, "gap"),  # each gap once (custodes.catalog.devices.FINDING_IDENTITY)
+        "gaps_open": _count(findings, "gap") - resolved,
+        "gaps_resolved": resolved,
         "gaps_by_cause": gaps_by_cause,
         "unexplained_gaps_in_tasks": len(unexplained),
         "sequence_breaks": _count(findings, "sequence_break"),
@@ -238,6 +274,7 @@ def _completeness_section(
                 "covered_share": c.covered / c.window,
                 "two_device_share": c.two_device / c.window,
                 "unexplained": len(c.findings),
+                "explained": c.explained,  # each with the gap it explains and what explained it
             }
             for c in covs
         ],
@@ -504,7 +541,10 @@ def _timelines(archive: Archive, period: Scope, covs: list[Any]) -> dict[str, li
                 "start": c.task.start,
                 "end": c.task.end,
                 "unexplained": [[f.start, f.end] for f in c.findings],
-                "explained": [[e["start"], e["end"], e["cause"]] for e in c.explained],
+                # ns, as every other span of the picture (c.explained holds RFC 3339 text)
+                "explained": [
+                    [ns_from_rfc3339(e["start"]), ns_from_rfc3339(e["end"]), e["cause"]] for e in c.explained
+                ],
                 "devices": {
                     d: [
                         [max(s, c.task.start), min(e, c.task.end)]

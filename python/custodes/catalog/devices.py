@@ -171,7 +171,29 @@ class FindingRow(NamedTuple):
     detail: str  # the finding as JSON
 
 
+#: The file a finding row concerns, as its volume names it: the row's path less its ingest's volume folder (the
+#: same card docked at another mount point names the same file), the path as recorded when it is not under it.
+#: NULL for a finding about a span of a device's time (gap, overlap, sequence_break: no path).
+_FINDING_FILE = (
+    "CASE WHEN f.path IS NULL THEN NULL WHEN substr(f.path, 1, length(i.volume) + 1) = i.volume || '/' "
+    "THEN substr(f.path, length(i.volume) + 2) ELSE f.path END"
+)
+#: A finding's identity (issue 17): its kind, its device, and what it is about: the file for a finding about a
+#: file (late_ingest, clock_unset, truncated ...: one per kind and file, whatever its times; a late_ingest's end
+#: is the time of the ingest that found it), the span of the device's own time for a finding about no file
+#: (gap, overlap, sequence_break: the container times, the same at every docking of the card).
+FINDING_IDENTITY = (
+    f"f.kind, f.device_id, {_FINDING_FILE}, CASE WHEN f.path IS NULL THEN f.start_ns END, "
+    "CASE WHEN f.path IS NULL THEN f.end_ns END"
+)
+
+
 class Findings(Table):
+    """Every ingest's findings as its entries hold them: a volume ingested again (or a later docking of the same
+    card) finds the same facts again, and an archive written before issue 17 holds them once per ingest. The
+    findings of the archive are the first row of each identity (:data:`FINDING_IDENTITY`): the ingest that first
+    found it."""
+
     def add(self, row: FindingRow) -> int:
         cur = self._conn.execute(
             f"INSERT INTO findings ({', '.join(FindingRow._fields)}) VALUES ({question_marks(row)})", row
@@ -179,17 +201,19 @@ class Findings(Table):
         return int(cur.lastrowid or 0)
 
     def in_scope(self, scope: Scope) -> Iterator[tuple[int | None, int | None, str, int]]:
-        """What :meth:`in_period` gives for the scope's devices and period, streamed in finding order, each with the
-        ledger index of its segment when that segment is in the scope (else None), and 1 when its JSON is an object
-        by SQLite's reading (0 otherwise: the caller parses it alone)."""
+        """The archive's findings (the first row of each identity) of the scope's devices whose time (their start,
+        else their first ingest's) is in the scope's period, streamed in finding order, each with the ledger index
+        of its segment when that segment is in the scope (else None), and 1 when its JSON is an object by
+        SQLite's reading (0 otherwise: the caller parses it alone)."""
         seg_where, seg_args = scope.where()
         where = "1=1" if scope.devices is None else f"f.device_id IN ({question_marks(scope.devices)})"
-        when = "COALESCE(f.start_ns, i.started_ns)"
         sql = (
+            "WITH firsts AS (SELECT f.id, f.segment_id, f.detail, COALESCE(f.start_ns, i.started_ns) AS at_ns, "
+            f"ROW_NUMBER() OVER (PARTITION BY {FINDING_IDENTITY} ORDER BY f.id) AS nth "
+            f"FROM findings f JOIN ingests i ON i.id = f.ingest_id WHERE {where}) "
             "SELECT f.segment_id, s.ledger_seq, f.detail, "
             "CASE WHEN json_valid(f.detail) THEN json_type(f.detail) = 'object' ELSE 0 END "
-            "FROM findings f JOIN ingests i ON i.id = f.ingest_id "
-            f"LEFT JOIN segments s ON s.id = f.segment_id AND {seg_where} "
-            f"WHERE {where} AND {when} >= ? AND {when} < ? ORDER BY f.id"
+            f"FROM firsts f LEFT JOIN segments s ON s.id = f.segment_id AND {seg_where} "
+            "WHERE f.nth = 1 AND f.at_ns >= ? AND f.at_ns < ? ORDER BY f.id"
         )
-        return iter(self._conn.execute(sql, (*seg_args, *(scope.devices or ()), scope.lo, scope.hi)))
+        return iter(self._conn.execute(sql, (*(scope.devices or ()), *seg_args, scope.lo, scope.hi)))
