@@ -203,3 +203,18 @@ def test_an_event_more_than_the_lead_before_a_gap_explains_nothing(tmp_path: Pat
     (gap,) = [f for f in model["findings"] if f["kind"] == "gap"]
     assert (gap["start"], gap["end"], gap["resolved_by"]) == (iso(130), iso(140), None)
     assert (model["completeness"]["gaps_open"], model["completeness"]["gaps_resolved"]) == (1, 0)
+
+
+def test_a_new_recording_under_an_old_name_is_a_new_fact(tmp_path: Path) -> None:
+    # The card formatted and the numbering begun again: another recording (3 s, not 2) under the first one's name.
+    first = recorder(tmp_path / "before", [(0, 2.0)])
+    again = recorder(tmp_path / "after", [(0, 3.0)])
+    assert [p.name for p in first.iterdir()] == [p.name for p in again.iterdir()]
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, first)
+    ingest(arch, again)
+    ingest(arch, first)  # the first card once more: nothing new
+    model = report(arch)
+    late = [f for f in model["findings"] if f["kind"] == "late_ingest"]
+    assert [f["segment"] for f in late] == [1, 2]
+    assert model["timeliness"]["late_ingest"] == 2
