@@ -132,7 +132,23 @@ def test_a_gap_explained_after_the_fact_is_resolved_not_repeated(tmp_path: Path)
     assert explained.returncode == 0, explained.stderr
     (annotation_index,) = catalog_rows(arch, "SELECT ledger_seq FROM gap_explanations")[0]
     ingest(arch, vol)  # docked again after the explanation: still one finding per gap
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text(f"id,type,start,end,officers,devices\nT1,stop,{iso(0)},{iso(22)},,{DEVICE}\n")
+    assert run_cli("task", "import", arch, tasks).returncode == 0
     model = report(arch)
+    assert model["completeness"]["gaps_by_cause"] == {"location_change": 1, "unexplained": 1}
+    # Explained once more, by someone else's annotation: still one gap, resolved, now with both annotations.
+    again = run_cli("gap", "explain", arch, "--device", DEVICE, "--from", iso(1), "--to", iso(11), "--cause", "weather")
+    assert again.returncode == 0, again.stderr
+    model_again = report(arch)
+    assert model_again["completeness"]["gaps_by_cause"] == {"location_change": 1, "weather": 1, "unexplained": 1}
+    assert counts(model_again) == counts(model)
+    assert len(next(f for f in model_again["findings"] if f["kind"] == "gap")["resolved_by"]) == 2
+    explained = run_cli(
+        "gap", "explain", arch, "--device", DEVICE, "--from", iso(2), "--to", iso(10), "--cause", "location_change"
+    )
+    assert explained.returncode == 0, explained.stderr  # the same explanation twice: one gap, one cause
+    assert report(arch)["completeness"]["gaps_by_cause"] == {"location_change": 1, "weather": 1, "unexplained": 1}
     assert counts(model) | {"listed": None} == {
         "gaps": 2,
         "gaps_open": 1,

@@ -254,8 +254,9 @@ def _completeness_section(
 ) -> dict[str, Any]:
     """Art. 11, 14: gaps (explained by cause, or not), sequence breaks, and each task's coverage."""
     gaps_by_cause: dict[str, int] = {}
-    for e in (e for c in covs for e in c.explained):
-        gaps_by_cause[e["cause"]] = gaps_by_cause.get(e["cause"], 0) + 1
+    # Each task gap once per cause: a gap explained again (a second annotation) is not a second gap.
+    for cause in {(c.task.id, e["gap"]["start"], e["gap"]["end"], e["cause"]) for c in covs for e in c.explained}:
+        gaps_by_cause[cause[3]] = gaps_by_cause.get(cause[3], 0) + 1
     if unexplained:
         gaps_by_cause["unexplained"] = len(unexplained)
     resolved = sum(1 for f in findings if f["kind"] == "gap" and f.get("resolved_by"))
