@@ -191,6 +191,8 @@ def test_an_event_explains_the_gap_after_it_and_no_later_one(tmp_path: Path) -> 
         (iso(4), iso(10), "battery", "battery_low", iso(3))
     ]
     assert [(f["kind"], f["start"], f["end"]) for f in task["findings"]] == [("gap_unexplained", iso(12), iso(20))]
+    text = run_cli("task", "coverage", arch).stdout.decode()
+    assert f"  explained {iso(4)} .. {iso(10)}: battery (battery_low at {iso(3)}) 5%\n" in text
 
     # The report shows the event beside the gap it explained, and the later gap open.
     model = report(arch)
