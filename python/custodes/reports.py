@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custodes import __version__
 from custodes.archive import Archive
@@ -20,6 +20,9 @@ from custodes.defaults import NS
 from custodes.findings import ARTICLES, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
 from custodes.verify import verify, verify_ledger_only
+
+if TYPE_CHECKING:
+    from custodes.tasks import Explanations
 
 __all__ = ["SCOPES", "build_report"]
 
@@ -110,8 +113,10 @@ def build_report(
 
     from custodes.tasks import Explanations, task_coverage
 
-    explanations = Explanations.of(archive)
-    _resolve_gaps(findings, explanations)
+    # Read only when a gap is to be resolved: it reads every recording (task_coverage reads them for its tasks).
+    explanations = Explanations.of(archive) if any(f.get("kind") == "gap" for f in findings) else None
+    if explanations is not None:
+        _resolve_gaps(findings, explanations)
     covs = [
         c
         for c in task_coverage(archive, explanations=explanations)
@@ -206,7 +211,7 @@ _SHARED_VALUES = ("kind", "severity", "message", "device")
 _SHARED_LENGTH = 200
 
 
-def _resolve_gaps(findings: list[dict[str, Any]], explanations: Any) -> None:
+def _resolve_gaps(findings: list[dict[str, Any]], explanations: Explanations) -> None:
     """Each ``gap`` finding with ``resolved_by``: the explanations that cover the whole gap (an annotation made
     after the fact, with its ledger index; the device event that explains it, with its kind and time, by the
     rule of custodes.tasks.Explanations), or None while part of it is explained by nothing (it stays open).

@@ -30,7 +30,7 @@ from custodes import timeline
 from custodes.access import require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
-from custodes.catalog.custody import TaskRow
+from custodes.catalog.custody import Explanation, TaskRow
 from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -315,7 +315,7 @@ class Explanations:
     def __init__(
         self,
         recordings: Iterable[tuple[str, int, int]],
-        annotations: Iterable[Any],
+        annotations: Iterable[Explanation],
         events: Iterable[tuple[str, int, str, str]],
         tolerance: int,
     ) -> None:
