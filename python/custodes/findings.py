@@ -5,6 +5,12 @@ A finding has a ``kind`` (the vocabulary of DESIGN.md: ``gap``, ``overlap``,
 ``name_time_mismatch``, ``truncated``, ...), the subject it concerns (device,
 file), the time span where one applies, a severity, the regulation article it
 serves, and the numbers behind it.
+
+A finding is a fact about evidence, counted once: each ingest records what it found (the ledger keeps every
+run), and the archive's findings are one per identity (kind, device, and the recording or file it concerns, or
+the span of device time for a finding about no file), the first ingest's: see
+custodes.catalog.devices.FINDING_IDENTITY. A gap a later fact explains keeps its one finding and shows
+``resolved_by`` in the report (custodes.reports, custodes.tasks.Explanations).
 """
 
 from __future__ import annotations
