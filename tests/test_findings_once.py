@@ -238,3 +238,39 @@ def test_a_new_recording_under_an_old_name_is_a_new_fact(tmp_path: Path) -> None
     late = [f for f in model["findings"] if f["kind"] == "late_ingest"]
     assert [f["segment"] for f in late] == [1, 2]
     assert model["timeliness"]["late_ingest"] == 2
+
+
+def test_a_clock_finding_shows_the_later_docking_that_corrects_it(tmp_path: Path) -> None:
+    # The recorder's clock runs years ahead: its recordings say 2030 (clock_future at every ingest until then).
+    ahead = T0.replace(year=2030)
+    first = tmp_path / "first" / DEVICE
+    make_clip(first / f"001234_{DEVICE}_{ahead.astimezone(BJ):%Y%m%d%H%M%S}_0001.MP4", ahead)
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, first)
+    ingest(arch, first)
+    model = report(arch)
+    (future,) = [f for f in model["findings"] if f["kind"] == "clock_future"]
+    assert (future["segment"], future["resolved_by"]) == (1, None)
+    assert (model["clocks"]["clock_findings_open"], model["clocks"]["clock_findings_resolved"]) == (1, 0)
+
+    # Docked later at a station that read the device clock against trusted time: 2030 on the device, 2024 true.
+    later = tmp_path / "later" / DEVICE
+    t = ahead + timedelta(seconds=60)
+    make_clip(later / f"001234_{DEVICE}_{t.astimezone(BJ):%Y%m%d%H%M%S}_0002.MP4", t)
+    (later / "DOCKCLOCK.TXT").write_text(
+        f"device_time={(ahead + timedelta(seconds=600)).astimezone(BJ):%Y-%m-%d %H:%M:%S}\n"
+        f"station_time={(T0 + timedelta(seconds=600)):%Y-%m-%dT%H:%M:%SZ}\n"
+    )
+    ingest(arch, later)
+    (begin,) = [
+        seq
+        for seq, entry in catalog_rows(arch, "SELECT seq, entry FROM ledger WHERE type = 'ingest_begin'")
+        if json.loads(entry)["ingest"] == 3
+    ]
+    model = report(arch)
+    futures = [f for f in model["findings"] if f["kind"] == "clock_future"]
+    offset = (ahead - T0).total_seconds()
+    assert [(f["segment"], f["resolved_by"]) for f in futures] == [
+        (s, [{"source": "clock_reading", "ingest": 3, "ledger_index": begin, "offset_seconds": offset}]) for s in (1, 2)
+    ]
+    assert (model["clocks"]["clock_findings_open"], model["clocks"]["clock_findings_resolved"]) == (0, 2)

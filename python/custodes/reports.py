@@ -117,6 +117,7 @@ def build_report(
     explanations = Explanations.of(archive) if any(f.get("kind") == "gap" for f in findings) else None
     if explanations is not None:
         _resolve_gaps(findings, explanations)
+    _resolve_clocks(archive, findings)
     covs = [
         c
         for c in task_coverage(archive, explanations=explanations)
@@ -238,6 +239,42 @@ def _resolve_gaps(findings: list[dict[str, Any]], explanations: Explanations) ->
         )
 
 
+#: Findings of a device clock that a dock clock reading corrects: the recording's time is known to be wrong, and
+#: a reading of that clock against trusted time (at the ingest that stored it, or a later docking) measures by how
+#: much (custodes.ingest corrects times by such readings). ``clock_unset`` without a time (the container held
+#: none) is not among them: no reading gives a time to a recording that has none.
+CLOCK_CORRECTED = ("clock_future", "clock_unset")
+
+
+def _resolve_clocks(archive: Archive, findings: list[dict[str, Any]]) -> None:
+    """Each clock finding (:data:`CLOCK_CORRECTED`) with ``resolved_by``: the dock clock reading that corrects
+    it (its ingest, the ledger index of the entry holding it, the offset it measured), or None while no docking
+    has read that device's clock since. Set in place; the finding itself stays one."""
+    readings: dict[int, tuple[int, int, int, int | None] | None] = {}
+    for f in findings:
+        if f.get("kind") not in CLOCK_CORRECTED:
+            continue
+        segment = f.get("segment")
+        if not isinstance(segment, int) or f.get("start") is None:
+            f["resolved_by"] = None
+            continue
+        if segment not in readings:
+            readings[segment] = archive.catalog.devices.dock_reading_since(segment)
+        found = readings[segment]
+        f["resolved_by"] = (
+            None
+            if found is None
+            else [
+                {
+                    "source": "clock_reading",
+                    "ingest": found[2],
+                    "ledger_index": found[3],
+                    "offset_seconds": (found[0] - found[1]) / NS,
+                }
+            ]
+        )
+
+
 #: What a resolved gap shows of each explanation.
 _RESOLUTION_KEYS = ("source", "cause", "ledger_index", "event", "time")
 
@@ -298,8 +335,12 @@ def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, An
         }
         for d in archive.catalog.devices.drift(period.devices)
     ]
+    resolved = sum(1 for f in findings if f["kind"] in CLOCK_CORRECTED and f.get("resolved_by"))
     return {
         "drift": drift,
+        # clock_unset and clock_future whose recording a dock clock reading corrects, and those still open
+        "clock_findings_resolved": resolved,
+        "clock_findings_open": sum(1 for f in findings if f["kind"] in CLOCK_CORRECTED) - resolved,
         "clock_unset": _count(findings, "clock_unset"),
         "clock_future": _count(findings, "clock_future"),
         "name_time_mismatch": _count(findings, "name_time_mismatch"),

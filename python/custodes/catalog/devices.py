@@ -98,6 +98,20 @@ class Devices(Table):
         )
         return [(int(d), int(t)) for d, t in self._conn.execute(sql, (device,))]
 
+    def dock_reading_since(self, segment: int) -> tuple[int, int, int, int | None] | None:
+        """The first dock clock reading of the segment's device taken at or after the segment's own ingest (the
+        docking that measured the clock the segment was recorded by): (device clock, trusted clock, its ingest,
+        the ledger index of that ingest's ``ingest_begin`` entry, which holds the reading), or None."""
+        sql = (
+            "SELECT r.device_ns, r.trusted_ns, r.ingest_id, (SELECT l.seq FROM ledger l WHERE l.type = 'ingest_begin' "
+            "AND json_valid(CAST(l.entry AS TEXT)) AND json_extract(CAST(l.entry AS TEXT), '$.ingest') = r.ingest_id "
+            "ORDER BY l.seq LIMIT 1) FROM clock_readings r JOIN segments s ON s.id = ? "
+            "WHERE r.device_id = s.device_id AND r.source = 'dock' AND r.ingest_id >= s.ingest_id "
+            "ORDER BY r.ingest_id, r.id LIMIT 1"
+        )
+        row = self._conn.execute(sql, (segment,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), row[3])
+
     def drift(self, devices: list[str] | None) -> list[Drift]:
         """Per device (all when None): readings, the largest and the latest clock offset (device - trusted)."""
         where = "1=1" if devices is None else f"device_id IN ({question_marks(devices)})"
