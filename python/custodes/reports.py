@@ -8,6 +8,7 @@ same things another way and compare.
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 import time
@@ -247,32 +248,39 @@ CLOCK_CORRECTED = ("clock_future", "clock_unset")
 
 
 def _resolve_clocks(archive: Archive, findings: list[dict[str, Any]]) -> None:
-    """Each clock finding (:data:`CLOCK_CORRECTED`) with ``resolved_by``: the dock clock reading that corrects
-    it (its ingest, the ledger index of the entry holding it, the offset it measured), or None while no docking
-    has read that device's clock since. Set in place; the finding itself stays one."""
-    readings: dict[int, tuple[int, int, int, int | None] | None] = {}
+    """Each clock finding (:data:`CLOCK_CORRECTED`) with ``resolved_by``: the first dock clock reading of its
+    device taken at the ingest that stored the recording or later (its ingest, the ledger index of the entry
+    holding it, the offset it measured), or None while no docking has read that clock since. Set in place; the
+    finding itself stays one. Each device's readings are read once, each docking's entry looked up once."""
+    catalog = archive.catalog
+    readings: dict[str, list[tuple[int, int, int]]] = {}
+    entries: dict[int, int | None] = {}
     for f in findings:
         if f.get("kind") not in CLOCK_CORRECTED:
             continue
+        f["resolved_by"] = None
         segment = f.get("segment")
-        if not isinstance(segment, int) or f.get("start") is None:
-            f["resolved_by"] = None
+        docked = catalog.devices.docked(segment) if isinstance(segment, int) and f.get("start") is not None else None
+        if docked is None:
             continue
-        if segment not in readings:
-            readings[segment] = archive.catalog.devices.dock_reading_since(segment)
-        found = readings[segment]
-        f["resolved_by"] = (
-            None
-            if found is None
-            else [
-                {
-                    "source": "clock_reading",
-                    "ingest": found[2],
-                    "ledger_index": found[3],
-                    "offset_seconds": (found[0] - found[1]) / NS,
-                }
-            ]
-        )
+        device, own = docked
+        if device not in readings:
+            readings[device] = catalog.devices.dock_readings_by_ingest(device)
+        mine = readings[device]
+        first = bisect.bisect_left(mine, own, key=lambda r: r[0])  # the first docking at or after its own
+        if first == len(mine):
+            continue
+        at = mine[first]
+        if at[0] not in entries:
+            entries[at[0]] = catalog.ledger.ingest_begin_index(at[0])
+        f["resolved_by"] = [
+            {
+                "source": "clock_reading",
+                "ingest": at[0],
+                "ledger_index": entries[at[0]],
+                "offset_seconds": (at[1] - at[2]) / NS,
+            }
+        ]
 
 
 #: What a resolved gap shows of each explanation.

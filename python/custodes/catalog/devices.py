@@ -98,19 +98,19 @@ class Devices(Table):
         )
         return [(int(d), int(t)) for d, t in self._conn.execute(sql, (device,))]
 
-    def dock_reading_since(self, segment: int) -> tuple[int, int, int, int | None] | None:
-        """The first dock clock reading of the segment's device taken at or after the segment's own ingest (the
-        docking that measured the clock the segment was recorded by): (device clock, trusted clock, its ingest,
-        the ledger index of that ingest's ``ingest_begin`` entry, which holds the reading), or None."""
+    def docked(self, segment: int) -> tuple[str, int] | None:
+        """(device, ingest) of a segment: the docking that stored it; None for no such segment."""
+        row = self._conn.execute("SELECT device_id, ingest_id FROM segments WHERE id = ?", (segment,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def dock_readings_by_ingest(self, device: str) -> list[tuple[int, int, int]]:
+        """(ingest, device clock, trusted clock) of the device's dock clock readings, in ingest order: as many as
+        the device's dockings, not its recordings."""
         sql = (
-            "SELECT r.device_ns, r.trusted_ns, r.ingest_id, (SELECT l.seq FROM ledger l WHERE l.type = 'ingest_begin' "
-            "AND json_valid(CAST(l.entry AS TEXT)) AND json_extract(CAST(l.entry AS TEXT), '$.ingest') = r.ingest_id "
-            "ORDER BY l.seq LIMIT 1) FROM clock_readings r JOIN segments s ON s.id = ? "
-            "WHERE r.device_id = s.device_id AND r.source = 'dock' AND r.ingest_id >= s.ingest_id "
-            "ORDER BY r.ingest_id, r.id LIMIT 1"
+            "SELECT ingest_id, device_ns, trusted_ns FROM clock_readings WHERE device_id = ? AND source = 'dock' "
+            "AND ingest_id IS NOT NULL ORDER BY ingest_id, id"
         )
-        row = self._conn.execute(sql, (segment,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), row[3])
+        return [(int(i), int(d), int(t)) for i, d, t in self._conn.execute(sql, (device,))]
 
     def drift(self, devices: list[str] | None) -> list[Drift]:
         """Per device (all when None): readings, the largest and the latest clock offset (device - trusted)."""
