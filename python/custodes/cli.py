@@ -1922,9 +1922,14 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
                 f"{c.task.id} ({c.task.type}): {100 * c.covered / c.window:.1f}% covered, "
                 f"{100 * c.two_device / c.window:.1f}% by two devices; devices {', '.join(c.devices) or 'none'}"
             )
-            for e in c.explained:
+            for e in c.explained:  # beside each explained gap, what explained it (custodes.tasks.Explanations)
+                by = (
+                    f"{e['event']} at {e['time']}"
+                    if e["source"] == "device_event"
+                    else f"annotation {e.get('annotation')}, ledger entry {e.get('ledger_index')}"
+                )
                 click.echo(
-                    f"  explained {e['start']} .. {e['end']}: {e['cause']} ({e['source']}) {e.get('note') or ''}"
+                    f"  explained {e['start']} .. {e['end']}: {e['cause']} ({by}) {e.get('note') or ''}".rstrip()
                 )
             for f in c.findings:
                 click.echo(f"  {_finding_line(f)}")

@@ -5,6 +5,12 @@ A finding has a ``kind`` (the vocabulary of DESIGN.md: ``gap``, ``overlap``,
 ``name_time_mismatch``, ``truncated``, ...), the subject it concerns (device,
 file), the time span where one applies, a severity, the regulation article it
 serves, and the numbers behind it.
+
+A finding is a fact about evidence, counted once: each ingest records what it found (the ledger keeps every
+run), and the archive's findings are one per identity (kind, device, and the recording or file it concerns, or
+the span of device time for a finding about no file), the first ingest's: see
+custodes.catalog.devices.FINDING_IDENTITY. A gap a later fact explains keeps its one finding and shows
+``resolved_by`` in the report (custodes.reports, custodes.tasks.Explanations).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
 
-__all__ = ["ARTICLES", "Finding", "rfc3339", "shown_name"]
+__all__ = ["ARTICLES", "Finding", "ns_from_rfc3339", "rfc3339", "shown_name"]
 
 #: The article of the regulation each kind of finding serves.
 ARTICLES: dict[str, int] = {
@@ -100,6 +106,18 @@ def rfc3339(ns: int | None) -> str | None:
     seconds, rest = divmod(int(ns), 1_000_000_000)
     base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{rest:09d}".rstrip("0").rstrip(".") + "Z"
+
+
+def ns_from_rfc3339(text: str) -> int:
+    """The int64 ns that :func:`rfc3339` wrote as ``text`` (exact to the nanosecond, as datetime is not);
+    ValueError for any other text."""
+    if not isinstance(text, str) or not text.endswith("Z") or len(text) < 20 or text[19:20] not in ("Z", "."):
+        raise ValueError(f"not a time custodes wrote: {text!r}")
+    base = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    fraction = text[20:-1]
+    if len(fraction) > 9 or not fraction.isdigit() and fraction:
+        raise ValueError(f"not a time custodes wrote: {text!r}")
+    return (int(base.timestamp()) * 1_000_000_000) + int(fraction.ljust(9, "0") or 0)
 
 
 @dataclass(frozen=True, slots=True)

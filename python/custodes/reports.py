@@ -13,6 +13,7 @@ count the same things another way and compare.
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 import time
@@ -27,12 +28,12 @@ from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS
 from custodes.errors import CustodesError
-from custodes.findings import ARTICLES, rfc3339
+from custodes.findings import ARTICLES, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
 from custodes.verify import VerifyResult, verify, verify_ledger_only
 
 if typing.TYPE_CHECKING:
-    from custodes.tasks import TaskCoverage
+    from custodes.tasks import Explanations, TaskCoverage
 
 __all__ = [
     "SCOPES",
@@ -41,6 +42,7 @@ __all__ = [
     "ArchiveInfo",
     "CheckpointInfo",
     "ClocksSection",
+    "ExplainedGap",
     "CompletenessSection",
     "Concern",
     "DelayHours",
@@ -176,6 +178,25 @@ class TaskShare(TypedDict):
     covered_share: float
     two_device_share: float
     unexplained: int
+    explained: list[ExplainedGap]
+
+
+class ExplainedGap(TypedDict, total=False):
+    """A task gap (``gap``: its start and end) and, for the part ``start``..``end`` of it, what explained it
+    (custodes.tasks.Explanations): its ``cause`` and ``source`` (``device_event``, or the annotation's source),
+    and the annotation (``annotation``, ``ledger_index``, ``note``) or the event (``event``, ``time``)."""
+
+    start: str
+    end: str
+    gap: dict[str, str]
+    cause: str
+    source: str
+    device: str
+    note: str
+    annotation: int
+    ledger_index: int | None
+    event: str
+    time: str
 
 
 class CompletenessSection(TypedDict):
@@ -183,6 +204,8 @@ class CompletenessSection(TypedDict):
 
     segments: int
     gaps: int
+    gaps_open: int
+    gaps_resolved: int
     gaps_by_cause: dict[str, int]
     unexplained_gaps_in_tasks: int
     sequence_breaks: int
@@ -203,6 +226,8 @@ class ClocksSection(TypedDict):
     """Art. 10: device clocks: drift, clock faults, segments whose times were corrected."""
 
     drift: list[Drift]
+    clock_findings_resolved: int
+    clock_findings_open: int
     clock_unset: int
     clock_future: int
     name_time_mismatch: int
@@ -315,14 +340,14 @@ class DeviceTimeline(TypedDict):
 
 
 class TaskTimeline(TypedDict):
-    """One task's picture: window (ns), unexplained ([start, end] ns) and explained ([start, end, cause], RFC
-    3339) gaps, and each device's recording inside the window ([start, end] ns)."""
+    """One task's picture: window (ns), unexplained ([start, end] ns) and explained ([start, end, cause], ns)
+    gaps, and each device's recording inside the window ([start, end] ns)."""
 
     task: str
     start: int
     end: int
     unexplained: list[list[int | None]]
-    explained: list[list[str]]
+    explained: list[list[int | str]]
     devices: dict[str, list[list[int]]]
 
 
@@ -531,8 +556,20 @@ class _Facts:
 
     @cached_property
     def findings(self) -> list[dict[str, Any]]:
-        """The findings ingest recorded in the scope."""
-        return _catalog_findings(self.archive, self.period)
+        """The findings ingest recorded in the scope, each gap and clock fault with what resolved it since."""
+        found = _catalog_findings(self.archive, self.period)
+        if any(f.get("kind") == "gap" for f in found):
+            _resolve_gaps(found, self.explanations)
+        _resolve_clocks(self.archive, found)
+        return found
+
+    @cached_property
+    def explanations(self) -> Explanations:
+        """Every stated cause of a device not recording: read only when a gap is to be resolved (it reads every
+        recording), then shared with the tasks' coverage."""
+        from custodes.tasks import Explanations
+
+        return Explanations.of(self.archive)
 
     @cached_property
     def verification(self) -> VerifyResult:
@@ -546,7 +583,9 @@ class _Facts:
         devices, lo, hi = self.period.devices, self.period.lo, self.period.hi
         return [
             c
-            for c in task_coverage(self.archive)
+            # the explanations the gaps were resolved by, when they were read (else task_coverage reads only what
+            # its tasks need)
+            for c in task_coverage(self.archive, explanations=self.__dict__.get("explanations"))
             if lo <= c.task.start < hi and (devices is None or set(c.devices) & set(devices))
         ]
 
@@ -631,6 +670,80 @@ _SHARED_VALUES = ("kind", "severity", "message", "device")
 _SHARED_LENGTH = 200
 
 
+def _resolve_gaps(findings: list[dict[str, Any]], explanations: Explanations) -> None:
+    """Each ``gap`` finding with ``resolved_by``: the explanations that cover the whole gap (an annotation made
+    after the fact, with its ledger index; the device event that explains it, with its kind and time, by the
+    rule of custodes.tasks.Explanations), or None while part of it is explained by nothing (it stays open).
+    The finding itself is recorded once; what resolves it is a later fact, shown beside it, not a second
+    finding. Set in place."""
+    for f in findings:
+        if f.get("kind") != "gap":
+            continue
+        try:
+            device, a, b = f["device"], ns_from_rfc3339(f["start"]), ns_from_rfc3339(f["end"])
+        except (KeyError, ValueError):  # a detail edited out of shape: verify names it; the gap is shown open
+            device = None
+        if not isinstance(device, str):
+            f["resolved_by"] = None
+            continue
+        covering = explanations.within([device], a, b)
+        f["resolved_by"] = (
+            None
+            if explanations.unexplained([device], a, b)
+            else [
+                {k: v for k, v in why.items() if k in _RESOLUTION_KEYS} | {"start": rfc3339(x0), "end": rfc3339(x1)}
+                for x0, x1, why in covering
+            ]
+        )
+
+
+#: Findings of a device clock that a dock clock reading corrects: the recording's time is known to be wrong, and
+#: a reading of that clock against trusted time (at the ingest that stored it, or a later docking) measures by how
+#: much (custodes.ingest corrects times by such readings). ``clock_unset`` without a time (the container held
+#: none) is not among them: no reading gives a time to a recording that has none.
+CLOCK_CORRECTED = ("clock_future", "clock_unset")
+
+
+def _resolve_clocks(archive: Archive, findings: list[dict[str, Any]]) -> None:
+    """Each clock finding (:data:`CLOCK_CORRECTED`) with ``resolved_by``: the first dock clock reading of its
+    device taken at the ingest that stored the recording or later (its ingest, the ledger index of the entry
+    holding it, the offset it measured), or None while no docking has read that clock since. Set in place; the
+    finding itself stays one. Each device's readings are read once, each docking's entry looked up once."""
+    catalog = archive.catalog
+    readings: dict[str, list[tuple[int, int, int]]] = {}
+    entries: dict[int, int | None] = {}
+    for f in findings:
+        if f.get("kind") not in CLOCK_CORRECTED:
+            continue
+        f["resolved_by"] = None
+        segment = f.get("segment")
+        docked = catalog.devices.docked(segment) if isinstance(segment, int) and f.get("start") is not None else None
+        if docked is None:
+            continue
+        device, own = docked
+        if device not in readings:
+            readings[device] = catalog.devices.dock_readings_by_ingest(device)
+        mine = readings[device]
+        first = bisect.bisect_left(mine, own, key=lambda r: r[0])  # the first docking at or after its own
+        if first == len(mine):
+            continue
+        at = mine[first]
+        if at[0] not in entries:
+            entries[at[0]] = catalog.ledger.ingest_begin_index(at[0])
+        f["resolved_by"] = [
+            {
+                "source": "clock_reading",
+                "ingest": at[0],
+                "ledger_index": entries[at[0]],
+                "offset_seconds": (at[1] - at[2]) / NS,
+            }
+        ]
+
+
+#: What a resolved gap shows of each explanation.
+_RESOLUTION_KEYS = ("source", "cause", "ledger_index", "event", "time")
+
+
 def _with_articles(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every finding with its article: its own, or the one its kind is under. Set in place (each finding is a dict
     of its own, made for this model): one dict per finding, not two."""
@@ -648,13 +761,17 @@ def _completeness_section(
 ) -> CompletenessSection:
     """Art. 11, 14: gaps (explained by cause, or not), sequence breaks, and each task's coverage."""
     gaps_by_cause: dict[str, int] = {}
-    for e in (e for c in covs for e in c.explained):
-        gaps_by_cause[e["cause"]] = gaps_by_cause.get(e["cause"], 0) + 1
+    # Each task gap once per cause: a gap explained again (a second annotation) is not a second gap.
+    for cause in {(c.task.id, e["gap"]["start"], e["gap"]["end"], e["cause"]) for c in covs for e in c.explained}:
+        gaps_by_cause[cause[3]] = gaps_by_cause.get(cause[3], 0) + 1
     if unexplained:
         gaps_by_cause["unexplained"] = len(unexplained)
+    resolved = sum(1 for f in findings if f["kind"] == "gap" and f.get("resolved_by"))
     return {
         "segments": segments,
-        "gaps": _count(findings, "gap"),
+        "gaps": _count(findings, "gap"),  # each gap once (custodes.catalog.devices.FINDING_IDENTITY)
+        "gaps_open": _count(findings, "gap") - resolved,
+        "gaps_resolved": resolved,
         "gaps_by_cause": gaps_by_cause,
         "unexplained_gaps_in_tasks": len(unexplained),
         "sequence_breaks": _count(findings, "sequence_break"),
@@ -665,6 +782,7 @@ def _completeness_section(
                 "covered_share": c.covered / c.window,
                 "two_device_share": c.two_device / c.window,
                 "unexplained": len(c.findings),
+                "explained": cast(list[ExplainedGap], c.explained),  # each with its gap and what explained it
             }
             for c in covs
         ],
@@ -682,8 +800,12 @@ def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, An
         }
         for d in archive.catalog.devices.drift(period.devices)
     ]
+    resolved = sum(1 for f in findings if f["kind"] in CLOCK_CORRECTED and f.get("resolved_by"))
     return {
         "drift": drift,
+        # clock_unset and clock_future whose recording a dock clock reading corrects, and those still open
+        "clock_findings_resolved": resolved,
+        "clock_findings_open": sum(1 for f in findings if f["kind"] in CLOCK_CORRECTED) - resolved,
         "clock_unset": _count(findings, "clock_unset"),
         "clock_future": _count(findings, "clock_future"),
         "name_time_mismatch": _count(findings, "name_time_mismatch"),
@@ -932,7 +1054,10 @@ def _timelines(archive: Archive, period: Scope, covs: list[TaskCoverage]) -> Tim
                 "start": c.task.start,
                 "end": c.task.end,
                 "unexplained": [[f.start, f.end] for f in c.findings],
-                "explained": [[e["start"], e["end"], e["cause"]] for e in c.explained],
+                # ns, as every other span of the picture (c.explained holds RFC 3339 text)
+                "explained": [
+                    [ns_from_rfc3339(e["start"]), ns_from_rfc3339(e["end"]), e["cause"]] for e in c.explained
+                ],
                 "devices": {
                     d: [
                         [max(s, c.task.start), min(e, c.task.end)]

@@ -14,6 +14,7 @@ annotations are ledger entries.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -29,7 +30,7 @@ from custodes import timeline
 from custodes.access import require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
-from custodes.catalog.custody import TaskRow
+from custodes.catalog.custody import Explanation, TaskRow
 from custodes.defaults import NS, TimeRangeError, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -38,6 +39,8 @@ __all__ = [
     "CAUSES",
     "EXEMPTIONS",
     "EVENT_CAUSES",
+    "EVENT_LEAD",
+    "Explanations",
     "Task",
     "TaskCoverage",
     "TaskError",
@@ -54,7 +57,8 @@ EXEMPTIONS = ("secret", "work_secret", "emergency", "impossible")
 CAUSES = ("device_fault", "damage", "weather", "battery", "storage_full", "location_change", *EXEMPTIONS, "other")
 #: Device event kinds that state a cause by themselves.
 EVENT_CAUSES = {"battery_low": "battery", "storage_full": "storage_full", "device_fault": "device_fault"}
-#: An event this long before a gap begins still explains it (the device warns, then stops).
+#: An event this long before a gap begins still explains it (the device warns, then stops). The whole rule is
+#: :class:`Explanations`.
 EVENT_LEAD = 120 * NS
 
 
@@ -289,10 +293,107 @@ def _at_least(k: int, per_device: list[list[tuple[int, int]]]) -> int:
     return total
 
 
+#: No next recording: an event's explanation runs to the end of time (a task window clips it).
+_NEVER = 2**63 - 1
+
+
+class Explanations:
+    """Every stated cause of a device not recording, as spans of time per device, from the two sources the law
+    accepts (Art. 14): an annotation (``custodes gap explain``: the span it names), and the device's own event
+    log, by one rule:
+
+    A device event (:data:`EVENT_CAUSES`) explains the one gap of its device that begins within
+    :data:`EVENT_LEAD` after the event (the device warns, then stops), or at most the gap tolerance before it
+    (a device logs in whole seconds and may log as it stops): from that gap's start to the device's next
+    recording. Never a later gap, once recording resumed; an event further from the start of a gap explains
+    nothing. A gap is where the device's recordings (clock-corrected where known) leave more than the gap
+    tolerance unrecorded.
+
+    Each span comes with what explained it: its cause, and the annotation (its id and ledger index) or the
+    event (its kind and time)."""
+
+    def __init__(
+        self,
+        recordings: Iterable[tuple[str, int, int]],
+        annotations: Iterable[Explanation],
+        events: Iterable[tuple[str, int, str, str]],
+        tolerance: int,
+    ) -> None:
+        self._spans: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+        for x in annotations:
+            why = {"cause": x.cause, "note": x.note, "source": x.source, "device": x.device_id, "annotation": x.id}
+            self._spans.setdefault(x.device_id, []).append((x.start_ns, x.end_ns, why | {"ledger_index": x.ledger_seq}))
+        runs = _runs(recordings, tolerance)
+        for d, ts, kind, detail in events:
+            if kind not in EVENT_CAUSES or d not in runs:
+                continue
+            gap = _gap_after(runs[d], ts, tolerance)
+            if gap is not None:
+                why = {"cause": EVENT_CAUSES[kind], "note": detail, "source": "device_event", "device": d}
+                self._spans.setdefault(d, []).append((*gap, why | {"event": kind, "time": rfc3339(ts)}))
+
+    @classmethod
+    def of(cls, archive: Archive, tolerance: int | None = None) -> Explanations:
+        """The archive's explanations, gaps measured with ``tolerance`` ns (default: the policy's)."""
+        tol = round(archive.policy.gap_tolerance_seconds * NS) if tolerance is None else tolerance
+        recordings = [(d, s, e) for d, _, s, e in archive.catalog.segments.timed_recordings()]
+        return cls(recordings, archive.catalog.gap_explanations.all(), archive.catalog.devices.events(), tol)
+
+    def within(self, devices: Iterable[str], start: int, end: int) -> list[tuple[int, int, dict[str, Any]]]:
+        """The explanations of ``devices`` that cover part of ``start``..``end``, each clipped to it."""
+        return [
+            (max(start, a), min(end, b), why)
+            for d in devices
+            for a, b, why in self._spans.get(d, ())
+            if a < end and b > start
+        ]
+
+    def unexplained(self, devices: Iterable[str], start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``start``..``end`` no explanation of ``devices`` covers."""
+        return _subtract([(start, end)], [(a, b) for a, b, _ in self.within(devices, start, end)])
+
+
+def _runs(recordings: Iterable[tuple[str, int, int]], tolerance: int) -> dict[str, list[tuple[int, int]]]:
+    """Per device, its recorded time as runs: recordings less than ``tolerance`` apart are one run."""
+    by_device: dict[str, list[tuple[int, int]]] = {}
+    for d, s, e in recordings:
+        by_device.setdefault(d, []).append((s, e))
+    runs: dict[str, list[tuple[int, int]]] = {}
+    for d, spans in by_device.items():
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(spans):
+            if merged and s - merged[-1][1] <= tolerance:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        runs[d] = merged
+    return runs
+
+
+def _gap_after(runs: list[tuple[int, int]], ts: int, tolerance: int) -> tuple[int, int] | None:
+    """The gap an event at ``ts`` explains (see :class:`Explanations`): (its start, the next recording's start),
+    or None."""
+    i = bisect.bisect_right(runs, (ts, _NEVER))  # runs[:i] start at or before ts
+    if i and runs[i - 1][1] > ts:  # recording at ts: the gap begins when this run ends
+        start = runs[i - 1][1]
+        if start - ts > EVENT_LEAD:
+            return None
+    elif i and ts - runs[i - 1][1] <= tolerance:  # logged as the device stopped
+        start = runs[i - 1][1]
+    else:  # not recording since long before the event (or never yet): no gap begins after it
+        return None
+    return start, runs[i][0] if i < len(runs) else _NEVER
+
+
 def task_coverage(
-    archive: Archive, task_ids: Sequence[str] | None = None, gap_tolerance: int | None = None
+    archive: Archive,
+    task_ids: Sequence[str] | None = None,
+    gap_tolerance: int | None = None,
+    explanations: Explanations | None = None,
 ) -> list[TaskCoverage]:
-    """Coverage of each task window by its devices' segments (clock-corrected times where known)."""
+    """Coverage of each task window by its devices' segments (clock-corrected times where known); the gaps
+    explained by ``explanations`` (default: the archive's, :class:`Explanations`) are listed with what
+    explained each, the rest are ``gap_unexplained`` findings."""
     tol = round(archive.policy.gap_tolerance_seconds * NS) if gap_tolerance is None else gap_tolerance
     catalog = archive.catalog
     tasks = [
@@ -331,8 +432,9 @@ def task_coverage(
         if pairs
         else []
     )
-    explanations = catalog.gap_explanations.all()
-    events = catalog.devices.events()
+    if explanations is None:
+        explanations = Explanations([(d, s, e) for d, _, s, e in segs], catalog.gap_explanations.all(),
+                                    catalog.devices.events(), tol)  # fmt: skip
     out = []
     for t in tasks:
         mine = [(d, c) for (task, d), c in zip(pairs, covs, strict=True) if task.id == t.id]
@@ -343,30 +445,10 @@ def task_coverage(
             union_uncovered = _subtract(union_uncovered, iv)
         tc = TaskCoverage(t, devices, _at_least(1, covered_by), _at_least(2, covered_by), union_uncovered)
         for a, b in union_uncovered:
-            reasons = [
-                (ea, eb, {"cause": cause, "note": note, "source": source, "device": d, "annotation": i})
-                for d, ea, eb, cause, note, source, i in explanations
-                if d in devices and ea < b and eb > a
-            ]
-            reasons += [
-                (
-                    ts,
-                    b,
-                    {
-                        "cause": EVENT_CAUSES[kind],
-                        "note": detail,
-                        "source": "device_event",
-                        "device": d,
-                        "event": kind,
-                        "time": rfc3339(ts),
-                    },
-                )
-                for d, ts, kind, detail in events
-                if d in devices and kind in EVENT_CAUSES and a - EVENT_LEAD <= ts <= b
-            ]
-            for ea, eb, why in reasons:
-                tc.explained.append({"start": rfc3339(max(a, ea)), "end": rfc3339(min(b, eb)), **why})
-            for x0, x1 in _subtract([(a, b)], [(ea, eb) for ea, eb, _ in reasons]):
+            gap = {"start": rfc3339(a), "end": rfc3339(b)}
+            for ea, eb, why in explanations.within(devices, a, b):
+                tc.explained.append({"start": rfc3339(ea), "end": rfc3339(eb), **why, "gap": gap})
+            for x0, x1 in explanations.unexplained(devices, a, b):
                 if x1 - x0 > tol:
                     tc.findings.append(
                         Finding(

@@ -24,6 +24,30 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
+def _explained_table(tasks: list[dict[str, Any]], L: Any) -> str:  # noqa: N803 (the page's label function)
+    """Each task gap that has a cause, beside what stated it: the device event (its kind and time) or the
+    annotation (its ledger entry), by the rule of custodes.tasks.Explanations."""
+    rows = [(t["task"], e) for t in tasks for e in t.get("explained") or ()]
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(L(k))}</th>" for k in ("task_window", "explained_gap", "reason", "explained_by"))
+
+    def source(e: dict[str, Any]) -> str:
+        if e.get("source") == "device_event":
+            return f"{e.get('event')} {e.get('time')}"
+        return f"{L('annotation')} {e.get('annotation')} (ledger {e.get('ledger_index')})"
+
+    return (
+        f"<table><tr>{head}</tr>"
+        + "".join(
+            f"<tr><td>{_e(task)}</td><td>{_e(e['gap']['start'])} — {_e(e['gap']['end'])}</td>"
+            f"<td>{_e(e['cause'])}</td><td>{_e(source(e))}</td></tr>"
+            for task, e in rows
+        )
+        + "</table>"
+    )
+
+
 def _failed_table(failed: list[dict[str, Any]], L: Any) -> str:  # noqa: N803 (the page's label function)
     """Each granted copy that never reached the person, and why (custodes.reports)."""
     if not failed:
@@ -179,6 +203,8 @@ def render_html_text(report: dict[str, Any]) -> str:
             [
                 (L("segments"), c["segments"]),
                 (L("gaps"), c["gaps"]),
+                (L("gaps_open"), c["gaps_open"]),
+                (L("gaps_resolved"), c["gaps_resolved"]),
                 (L("unexplained_gaps"), c["unexplained_gaps_in_tasks"]),
                 (L("sequence_breaks"), c["sequence_breaks"]),
                 (L("internal_gaps"), c["internal_gaps"]),
@@ -198,6 +224,7 @@ def render_html_text(report: dict[str, Any]) -> str:
             for t in c["tasks"]
         )
         + "</table>",
+        _explained_table(c["tasks"], L),
         f"<h2>{_e(L('clocks'))}</h2>",
         _table(
             [

@@ -262,6 +262,7 @@ class Explanation(NamedTuple):
     note: str | None
     source: str
     id: int
+    ledger_seq: int | None  # the annotation's entry
 
 
 class GapExplanations(Table):

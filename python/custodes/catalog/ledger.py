@@ -99,6 +99,15 @@ class Ledger(Table):
         sql = f"SELECT seq, entry FROM ledger WHERE type = ? AND {_JSON_TYPE} = ? ORDER BY seq"
         return [(seq, blob(entry)) for seq, entry in self._conn.execute(sql, (kind, kind))]
 
+    def ingest_begin_index(self, ingest: int) -> int | None:
+        """The index of the ``ingest_begin`` entry of ``ingest`` (it holds the device's log and clock readings as
+        the volume gave them), found through the type index."""
+        sql = (
+            f"SELECT seq FROM ledger WHERE type = 'ingest_begin' AND {_JSON_TYPE} = 'ingest_begin' "
+            f"AND json_extract({_TEXT}, '$.ingest') = ? ORDER BY seq LIMIT 1"
+        )
+        return self._one(sql, (ingest,))
+
     def misfiled(self) -> list[tuple[int, str | None, str | None]]:
         """(index, filed type, entry's type) of each entry whose ``type`` column is not its entry's own ``type``:
         an edit of the index (the entry itself is covered by its leaf hash). Hiding the latest policy entry from

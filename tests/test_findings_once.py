@@ -1,0 +1,277 @@
+"""Findings are facts about evidence, recorded once (issue 17): ingesting a volume again, or a volume that holds
+it and more, leaves the report's counts as they were; a gap explained after the fact shows as resolved, not
+twice; a device event explains only the gap that begins after it (within EVENT_LEAD), never a later one.
+Real GA/T 947 volumes made with ffmpeg, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from footage import T0, make_clip
+from helpers import catalog_rows, grant, run_cli
+
+BJ = timezone(timedelta(hours=8))
+DEVICE = "BWC0001"
+
+
+def recorder(where: Path, clips: list[tuple[int, float]], events: str = "") -> Path:
+    """A GA/T 947 volume of officer 001234 (the folder names the device) in ``where``: a clip per (start second
+    after T0, seconds), numbered in order."""
+    vol = where / DEVICE
+    for n, (s, seconds) in enumerate(clips, start=1):
+        t = T0 + timedelta(seconds=s)
+        make_clip(vol / f"001234_{DEVICE}_{t.astimezone(BJ):%Y%m%d%H%M%S}_{n:04d}.MP4", t, seconds)
+    if events:
+        (vol / "EVENTS.LOG").write_text(events)
+    return vol
+
+
+def logged(seconds: int, kind: str) -> str:
+    """An event-log line at T0 + seconds, in the device's own (Beijing) time, as GA/T 947 devices write it."""
+    return f"{(T0 + timedelta(seconds=seconds)).astimezone(BJ):%Y-%m-%d %H:%M:%S} {kind}\n"
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_archive(path: Path) -> Path:
+    assert run_cli("init", path).returncode == 0
+    return path
+
+
+def ingest(arch: Path, vol: Path) -> None:
+    out = run_cli("ingest", vol, "--archive", arch, "--json")
+    assert out.returncode == 1, out.stderr  # late_ingest and gaps: the footage is from 2024
+    assert json.loads(out.stdout)["device"] == DEVICE
+
+
+def report(arch: Path) -> dict[str, Any]:
+    out_path = arch.parent / f"{arch.name}-report.json"
+    out = run_cli("report", arch, "--out", out_path, "--lang", "en")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out_path.read_text())
+
+
+def counts(model: dict[str, Any]) -> dict[str, Any]:
+    """The report's counts of what ingest found, and the findings it lists of each kind."""
+    c, cl, ti = model["completeness"], model["clocks"], model["timeliness"]
+    kinds: dict[str, int] = {}
+    for f in model["findings"]:
+        kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+    return {
+        "gaps": c["gaps"],
+        "gaps_open": c["gaps_open"],
+        "gaps_resolved": c["gaps_resolved"],
+        "sequence_breaks": c["sequence_breaks"],
+        "late_ingest": ti["late_ingest"],
+        "clock_unset": cl["clock_unset"],
+        "clock_future": cl["clock_future"],
+        "name_time_mismatch": cl["name_time_mismatch"],
+        "listed": kinds,
+    }
+
+
+# Three clips of 2 s at 0, 10 and 20 s: two gaps (2-10 s, 12-20 s) and three late ingests. The superset adds
+# a fourth clip right after the third (22-24 s): no new gap, one more late ingest.
+CLIPS = [(0, 2.0), (10, 2.0), (20, 2.0)]
+MORE = [(22, 2.0)]
+
+
+def test_ingesting_again_and_a_superset_changes_no_count(tmp_path: Path) -> None:
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, vol)
+    once = counts(report(arch))
+    assert once == {
+        "gaps": 2,
+        "gaps_open": 2,
+        "gaps_resolved": 0,
+        "sequence_breaks": 0,
+        "late_ingest": 3,
+        "clock_unset": 0,
+        "clock_future": 0,
+        "name_time_mismatch": 0,
+        "listed": {"gap": 2, "late_ingest": 3},
+    }
+    ingest(arch, vol)
+    assert counts(report(arch)) == once  # issue 17: the gaps were 4 and late_ingest 6 here
+
+    # The same card docked again later, with the fourth clip on it, from another mount point.
+    superset = shutil.copytree(vol, tmp_path / "later" / DEVICE)  # the first three clips byte for byte
+    t = T0 + timedelta(seconds=MORE[0][0])
+    make_clip(superset / f"001234_{DEVICE}_{t.astimezone(BJ):%Y%m%d%H%M%S}_0004.MP4", t, MORE[0][1])
+    ingest(arch, superset)
+    both = counts(report(arch))
+
+    # What one ingest of the superset alone finds.
+    alone = new_archive(tmp_path / "alone")
+    ingest(alone, superset)
+    assert both == counts(report(alone)) == once | {"late_ingest": 4, "listed": {"gap": 2, "late_ingest": 4}}
+
+    # The ledger holds every ingest's findings (it is append-only: each of the three ingests found the two gaps);
+    # the report counts each once, and so does the catalog rebuilt from the ledger.
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM findings WHERE kind = 'gap'")[0][0] == 6
+    grant(arch, "custodian")  # who may rebuild the catalog
+    rebuilt = run_cli("ledger", "rebuild-catalog", arch, "--replace", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert counts(report(arch)) == both
+    checked = run_cli("verify", arch, "--json")  # the rows are the ledger's, duplicates of old entries and all
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_a_gap_explained_after_the_fact_is_resolved_not_repeated(tmp_path: Path) -> None:
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    grant(arch, "custodian")
+    ingest(arch, vol)
+    explained = run_cli(
+        "gap", "explain", arch, "--device", DEVICE, "--from", iso(2), "--to", iso(10), "--cause", "location_change"
+    )
+    assert explained.returncode == 0, explained.stderr
+    (annotation_index,) = catalog_rows(arch, "SELECT ledger_seq FROM gap_explanations")[0]
+    ingest(arch, vol)  # docked again after the explanation: still one finding per gap
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text(f"id,type,start,end,officers,devices\nT1,stop,{iso(0)},{iso(22)},,{DEVICE}\n")
+    assert run_cli("task", "import", arch, tasks).returncode == 0
+    model = report(arch)
+    assert model["completeness"]["gaps_by_cause"] == {"location_change": 1, "unexplained": 1}
+    # Explained once more, by someone else's annotation: still one gap, resolved, now with both annotations.
+    again = run_cli("gap", "explain", arch, "--device", DEVICE, "--from", iso(1), "--to", iso(11), "--cause", "weather")
+    assert again.returncode == 0, again.stderr
+    model_again = report(arch)
+    assert model_again["completeness"]["gaps_by_cause"] == {"location_change": 1, "weather": 1, "unexplained": 1}
+    assert counts(model_again) == counts(model)
+    assert len(next(f for f in model_again["findings"] if f["kind"] == "gap")["resolved_by"]) == 2
+    explained = run_cli(
+        "gap", "explain", arch, "--device", DEVICE, "--from", iso(2), "--to", iso(10), "--cause", "location_change"
+    )
+    assert explained.returncode == 0, explained.stderr  # the same explanation twice: one gap, one cause
+    assert report(arch)["completeness"]["gaps_by_cause"] == {"location_change": 1, "weather": 1, "unexplained": 1}
+    assert counts(model) | {"listed": None} == {
+        "gaps": 2,
+        "gaps_open": 1,
+        "gaps_resolved": 1,
+        "sequence_breaks": 0,
+        "late_ingest": 3,
+        "clock_unset": 0,
+        "clock_future": 0,
+        "name_time_mismatch": 0,
+        "listed": None,
+    }
+    gaps = sorted((f for f in model["findings"] if f["kind"] == "gap"), key=lambda f: f["start"])
+    assert [g["start"][:19] for g in gaps] == [iso(2)[:19], iso(12)[:19]]
+    first, second = gaps
+    assert first["resolved_by"] == [
+        {
+            "source": "annotation",
+            "cause": "location_change",
+            "ledger_index": annotation_index,
+            "start": first["start"],
+            "end": first["end"],
+        }
+    ]
+    assert second["resolved_by"] is None
+
+
+def test_an_event_explains_the_gap_after_it_and_no_later_one(tmp_path: Path) -> None:
+    # Recording 0-4 s, battery low at 3 s, stopped 4-10 s, recording 10-12 s, stopped 12-20 s, recording 20-22 s.
+    vol = recorder(tmp_path / "card", [(0, 2.0), (2, 2.0), (10, 2.0), (20, 2.0)], events=logged(3, "battery_low 5%"))
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, vol)
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text(f"id,type,start,end,officers,devices\nT1,stop,{iso(0)},{iso(22)},,{DEVICE}\n")
+    grant(arch, "custodian")  # who may record tasks
+    assert run_cli("task", "import", arch, tasks).returncode == 0
+    out = run_cli("task", "coverage", arch, "--json")
+    assert out.returncode == 1  # the second gap is nobody's explanation
+    (task,) = json.loads(out.stdout)["tasks"]
+    assert [(e["start"], e["end"], e["cause"], e["event"], e["time"]) for e in task["explained"]] == [
+        (iso(4), iso(10), "battery", "battery_low", iso(3))
+    ]
+    assert [(f["kind"], f["start"], f["end"]) for f in task["findings"]] == [("gap_unexplained", iso(12), iso(20))]
+    text = run_cli("task", "coverage", arch).stdout.decode()
+    assert f"  explained {iso(4)} .. {iso(10)}: battery (battery_low at {iso(3)}) 5%\n" in text
+
+    # The report shows the event beside the gap it explained, and the later gap open.
+    model = report(arch)
+    gaps = sorted((f for f in model["findings"] if f["kind"] == "gap"), key=lambda f: f["start"])
+    assert [(g["start"], g["end"]) for g in gaps] == [(iso(4), iso(10)), (iso(12), iso(20))]
+    assert gaps[0]["resolved_by"] == [
+        {"source": "device_event", "cause": "battery", "event": "battery_low", "time": iso(3), "start": iso(4),
+         "end": iso(10)}
+    ]  # fmt: skip
+    assert gaps[1]["resolved_by"] is None
+    (t1,) = model["completeness"]["tasks"]
+    assert [(e["event"], e["time"], e["gap"]) for e in t1["explained"]] == [
+        ("battery_low", iso(3), {"start": iso(4), "end": iso(10)})
+    ]
+    html = tmp_path / "report.html"
+    assert run_cli("report", arch, "--format", "html", "--out", html, "--lang", "en").returncode == 0
+    assert f"battery_low {iso(3)}" in html.read_text()
+
+
+def test_an_event_more_than_the_lead_before_a_gap_explains_nothing(tmp_path: Path) -> None:
+    # One clip recording 0-130 s with a storage_full logged at 5 s: the gap after it begins 125 s after the event.
+    vol = recorder(tmp_path / "card", [(0, 130.0), (140, 2.0)], events=logged(5, "storage_full"))
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, vol)
+    model = report(arch)
+    (gap,) = [f for f in model["findings"] if f["kind"] == "gap"]
+    assert (gap["start"], gap["end"], gap["resolved_by"]) == (iso(130), iso(140), None)
+    assert (model["completeness"]["gaps_open"], model["completeness"]["gaps_resolved"]) == (1, 0)
+
+
+def test_a_new_recording_under_an_old_name_is_a_new_fact(tmp_path: Path) -> None:
+    # The card formatted and the numbering begun again: another recording (3 s, not 2) under the first one's name.
+    first = recorder(tmp_path / "before", [(0, 2.0)])
+    again = recorder(tmp_path / "after", [(0, 3.0)])
+    assert [p.name for p in first.iterdir()] == [p.name for p in again.iterdir()]
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, first)
+    ingest(arch, again)
+    ingest(arch, first)  # the first card once more: nothing new
+    model = report(arch)
+    late = [f for f in model["findings"] if f["kind"] == "late_ingest"]
+    assert [f["segment"] for f in late] == [1, 2]
+    assert model["timeliness"]["late_ingest"] == 2
+
+
+def test_a_clock_finding_shows_the_later_docking_that_corrects_it(tmp_path: Path) -> None:
+    # The recorder's clock runs years ahead: its recordings say 2030 (clock_future at every ingest until then).
+    ahead = T0.replace(year=2030)
+    first = tmp_path / "first" / DEVICE
+    make_clip(first / f"001234_{DEVICE}_{ahead.astimezone(BJ):%Y%m%d%H%M%S}_0001.MP4", ahead)
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, first)
+    ingest(arch, first)
+    model = report(arch)
+    (future,) = [f for f in model["findings"] if f["kind"] == "clock_future"]
+    assert (future["segment"], future["resolved_by"]) == (1, None)
+    assert (model["clocks"]["clock_findings_open"], model["clocks"]["clock_findings_resolved"]) == (1, 0)
+
+    # Docked later at a station that read the device clock against trusted time: 2030 on the device, 2024 true.
+    later = tmp_path / "later" / DEVICE
+    t = ahead + timedelta(seconds=60)
+    make_clip(later / f"001234_{DEVICE}_{t.astimezone(BJ):%Y%m%d%H%M%S}_0002.MP4", t)
+    (later / "DOCKCLOCK.TXT").write_text(
+        f"device_time={(ahead + timedelta(seconds=600)).astimezone(BJ):%Y-%m-%d %H:%M:%S}\n"
+        f"station_time={(T0 + timedelta(seconds=600)):%Y-%m-%dT%H:%M:%SZ}\n"
+    )
+    ingest(arch, later)
+    (begin,) = [
+        seq
+        for seq, entry in catalog_rows(arch, "SELECT seq, entry FROM ledger WHERE type = 'ingest_begin'")
+        if json.loads(entry)["ingest"] == 3
+    ]
+    model = report(arch)
+    futures = [f for f in model["findings"] if f["kind"] == "clock_future"]
+    offset = (ahead - T0).total_seconds()
+    assert [(f["segment"], f["resolved_by"]) for f in futures] == [
+        (s, [{"source": "clock_reading", "ingest": 3, "ledger_index": begin, "offset_seconds": offset}]) for s in (1, 2)
+    ]
+    assert (model["clocks"]["clock_findings_open"], model["clocks"]["clock_findings_resolved"]) == (0, 2)
