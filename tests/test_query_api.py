@@ -169,7 +169,7 @@ def coverage_findings(arch: Path, f: dict[str, Any]) -> list[tuple[str, str, str
             continue
         if "device" in f and f["device"] not in t["devices"]:
             continue
-        if "officer" in f and "task" not in f and f["officer"] not in TASK_OFFICERS[task]:
+        if "officer" in f and f["officer"] not in TASK_OFFICERS[task]:
             continue
         found += [(task, x["kind"], x["start"], x["end"]) for x in t["findings"]]
     lo, hi = f.get("start"), f.get("end")
@@ -196,6 +196,8 @@ FILTERS = [
     {"task": "T1", "device": "BWCB"},
     {"device": "BWCA", "start": T0_NS + 5 * S, "end": T0_NS + 21 * S},
     {"officer": "005678", "case": "C1"},
+    {"officer": "005678", "task": "T2"},
+    {"device": "BWCA", "task": "T2", "start": T0_NS + 15 * S},
 ]
 
 
@@ -223,7 +225,7 @@ def test_the_filters_select_something(small: Path) -> None:
     assert counts[json.dumps({"case": "C1"})] == 2
     assert counts[json.dumps({"task": "T3"})] == 2  # BWCB's clips at 0 and 2 s; the one at 14 s starts as T3 ends
     assert len(expected_catalog_findings(small, {})) > 0
-    assert coverage_findings(small, {"task": "T2"}) == [("T2", "gap_unexplained", iso(10), iso(20))]
+    assert coverage_findings(small, {"task": "T2"}) == [("T2", "gap_unexplained", iso(9), iso(20))]  # 1 s clips
 
 
 def test_a_segment_record_holds_what_the_catalog_holds(small: Path) -> None:

@@ -163,14 +163,11 @@ def _task_findings(archive: Archive, sel: Selection, cov: TaskCoverage | None) -
     else:
         from custodes.tasks import task_coverage
 
-        covs = [
-            c
-            for c in task_coverage(archive)
-            if (sel.devices is None or set(sel.devices) & set(c.devices))
-            and (sel.officer is None or sel.officer in c.task.officers)
-        ]
+        covs = task_coverage(archive)
     for c in covs:
         if sel.devices is not None and not set(sel.devices) & set(c.devices):
+            continue
+        if sel.officer is not None and sel.officer not in c.task.officers:
             continue
         for f in c.findings:
             s, e = f.start, f.end if f.end is not None else f.start
