@@ -24,8 +24,9 @@ A device, officer, task or case the archive does not know is a :class:`QueryErro
 
 Which findings: :meth:`~custodes.archive.Archive.findings` yields the findings ingests recorded (by id), then the
 ``gap_unexplained`` findings of the tasks' coverage, as the report shows them (a ``case`` filter selects no task
-finding: a gap belongs to no recording). The integrity findings of ``custodes verify`` are not facts the catalog
-holds: run :func:`custodes.verify.verify` for them.
+finding: a gap belongs to no recording). Not here: the integrity findings of ``custodes verify`` (not facts the
+catalog holds: run :func:`custodes.verify.verify`) and the access refusals the report lists from the access log
+(:func:`custodes.reports.build_report`'s ``access`` section).
 """
 
 from __future__ import annotations
