@@ -194,3 +194,8 @@ def dask_cluster(tmp_path: Path) -> Iterator[Any]:
 
     with dask_cli_cluster(workers=2, tmp=tmp_path / "dask") as cluster:
         yield cluster
+
+
+#: tests/data holds files the tests read, the example vendor plugin's own tests among them (they run in
+#: its own project, as its vendor's CI would: tests/test_driver_kit.py).
+collect_ignore = ["data"]

@@ -110,7 +110,7 @@ def test_an_object_bad_in_both_copies_is_reported_not_guessed(
 
 def test_repair_needs_a_second_copy_and_a_custodian(cli_archive: Path) -> None:
     r = run_cli("storage", "repair", cli_archive)
-    assert r.returncode != 0 and b"one copy" in r.stderr
+    assert r.returncode == 2 and b"one copy" in r.stderr
 
 
 def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:
@@ -150,3 +150,20 @@ def test_a_second_copy_never_shares_a_place(make_cli_archive: Callable[..., Path
     assert r.returncode == 2 and b"not there (an unmounted disk?)" in r.stderr and not second.exists()
     moved.rename(tmp_path / "disk2")
     assert _verify(arch) == (0, [])
+
+
+def test_copies_a_dead_process_left_in_the_second_copy_s_spool_are_swept(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Hostile review (issue 15): a copy onto the second disk cut short by a crash stayed in its tmp/ for ever
+    # (only the archive's own tmp/ was swept), filling the disk that holds the evidence's second copy.
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout.strip()
+    left = second / "tmp" / f"{dead}-0123456789ab-copy"
+    left.write_bytes(b"half a copy")
+    in_flight = second / "tmp" / f"{1}-0123456789ab-copy"  # pid 1 runs: its copy is work in flight
+    in_flight.write_bytes(b"being written")
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and in_flight.exists()

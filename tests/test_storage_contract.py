@@ -165,3 +165,25 @@ def test_init_refuses_an_unknown_backend_and_a_bad_option(tmp_path: Path) -> Non
     assert r.returncode == 2 and b"tape-robot" in r.stderr and not (tmp_path / "a").exists()
     r = run_cli("init", str(tmp_path / "b"), "--storage-option", "noequals")
     assert r.returncode == 2 and b"KEY=VALUE" in r.stderr and not (tmp_path / "b").exists()
+
+
+def test_the_local_backend_refuses_a_bucket_s_options_rather_than_ignoring_them(tmp_path: Path) -> None:
+    # Hostile review (issue 15): `--storage local --bucket B` made a local archive and said nothing, so a user
+    # who mistyped the backend believed the objects were going to the bucket.
+    for args in (["--bucket", "evidence"], ["--storage-option", "endpoint=http://127.0.0.1:1"]):
+        target = tmp_path / args[-1].split("=")[0].strip("-:/.")
+        r = run_cli("init", str(target), "--storage", "local", *args)
+        assert r.returncode == 2, r.stderr
+        assert b"not an option of the local backend" in r.stderr and not target.exists()
+    replica = tmp_path / "second"
+    r = run_cli(
+        "init",
+        str(tmp_path / "r"),
+        "--replica",
+        "local",
+        "--replica-option",
+        f"location={replica}",
+        "--replica-option",
+        "prefix=p/",
+    )
+    assert r.returncode == 2 and b"[storage] prefix" in r.stderr and not (tmp_path / "r").exists()

@@ -1,7 +1,18 @@
 """custodes: keep law-enforcement audio/video footage unaltered and provably complete.
 
-The public API. Everything here is stable for agency tools; modules not
-re-exported here are internal.
+The public API, for agency tools and driver vendors, is:
+
+- the names in this package's ``__all__`` (hashing, probing, checksum lists,
+  findings and the errors, re-exported for short imports);
+- each module named in :data:`PUBLIC_MODULES`, through the names in its own
+  ``__all__``.
+
+Everything else is internal and may change in any release: every other
+module (``custodes.catalog``, ``custodes.cli``, ``custodes.ledger``, the
+``_``-prefixed ones, ...) and every name outside a public module's ``__all__``.
+``docs/reference.md`` documents the public API, generated from these
+docstrings by ``scripts/apidoc``; tests/test_public_api.py keeps this rule, the
+README and that page in agreement.
 """
 
 from __future__ import annotations
@@ -24,6 +35,30 @@ from custodes.errors import (
 )
 from custodes.findings import Finding
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
+
+#: The public modules, each used through its ``__all__``: the library an agency tool calls (archive, ingest,
+#: verify, proofs, merkle, policy, reports, timeline; errors, findings, hashing, checksums, media) and the
+#: contract a vendor's plugin is written against (drivers, plugins, hookspecs, storage).
+PUBLIC_MODULES = (
+    "custodes.archive",
+    "custodes.checksums",
+    "custodes.drivers",
+    "custodes.errors",
+    "custodes.findings",
+    "custodes.hashing",
+    "custodes.hookspecs",
+    "custodes.ingest",
+    "custodes.media",
+    "custodes.merkle",
+    "custodes.plugins",
+    "custodes.policy",
+    "custodes.proofs",
+    "custodes.reports",
+    "custodes.storage",
+    "custodes.testing.conformance",
+    "custodes.timeline",
+    "custodes.verify",
+)
 
 # Probing needs numpy; load it on first use so hashing starts fast (PEP 562).
 _LAZY = {name: "custodes.media" for name in ("CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many")}
@@ -56,6 +91,7 @@ __all__ = [
     "HashingCancelledError",
     "MerkleInputError",
     "NotRegularFileError",
+    "PUBLIC_MODULES",
     "SymlinkLoopError",
     "TimelineInputError",
     "UnknownAlgorithmError",

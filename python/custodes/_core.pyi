@@ -1,10 +1,13 @@
 """Type stubs for the Rust extension ``custodes._core`` (rust/custodes-py)."""
 
 import os
+from collections.abc import Sequence
 from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+
+from custodes.errors import EvidenceReadError
 
 __all__ = [
     "__version__",
@@ -57,7 +60,7 @@ class HashJob:
 
     def __new__(
         cls,
-        paths: list[str | os.PathLike[str]],
+        paths: Sequence[str | os.PathLike[str]],
         algorithms: list[str],
         threads: int | None = None,
         chunk_size: int = ...,
@@ -76,12 +79,12 @@ class HashJob:
     def files_done(self) -> int: ...
     @property
     def algorithms(self) -> list[str]: ...
-    def result(self) -> tuple[list[int], list[bytes], list[tuple[int, Exception]]]:
+    def result(self) -> tuple[list[int], list[bytes], list[tuple[int, EvidenceReadError]]]:
         """``(sizes, digests, errors)``: per algorithm, the n digests back to back."""
 
 def probe_files(
-    paths: list[str | os.PathLike[str]], gap_factor: float = 3.0, samples: bool = False
-) -> list[dict[str, Any] | Exception]:
+    paths: Sequence[str | os.PathLike[str]], gap_factor: float = 3.0, samples: bool = False
+) -> list[dict[str, Any] | EvidenceReadError]:
     """Container facts of each file (read in parallel), or the exception saying why it could not be opened or read.
 
     The exceptions are :class:`custodes.errors.EvidenceReadError` subclasses naming the path.

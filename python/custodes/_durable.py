@@ -8,6 +8,7 @@ storage step goes through the fault injector (``_faults.storage_op``) so tests c
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from custodes._faults import storage_op
@@ -18,6 +19,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "process_alive",
+    "sweep_dead_temps",
     "replace_file",
     "sync_together",
     "write_new_file",
@@ -107,6 +109,23 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def sweep_dead_temps(folder: Path) -> None:
+    """Remove what dead processes left in ``folder`` (entries named ``<pid>-...`` whose pid is gone: half-written
+    copies, a verify's replay folder); a live process's entries are work in flight and stay. Run only by the
+    process that writes the folder, on the archive's own machine: a worker elsewhere sees other pids."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> Path:

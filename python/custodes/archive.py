@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
-from custodes._durable import fsync_dir, replace_file, write_once
+from custodes._durable import fsync_dir, replace_file, sweep_dead_temps, write_once
 from custodes._faults import write_cut_short
 from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
@@ -55,6 +55,8 @@ class ArchiveError(CustodesError):
 
 @dataclass(frozen=True)
 class Policy:
+    """An archive's policy (``custodes.toml``): what the ledger holds in force is ``Archive.policy``."""
+
     archive_id: str
     origin: str
     ingest_deadline_hours: float = 24.0
@@ -545,6 +547,16 @@ class Archive:
     def close(self) -> None:
         self.catalog.close()
 
+    def sweep_spools(self) -> None:
+        """Remove what dead ingests, repairs and verifies left half-written in the spools: the archive's tmp/,
+        and a local second copy's own (a copy from the archive's disk onto the replica's is made there first;
+        one cut short by a crash used to stay for ever)."""
+        sweep_dead_temps(self.spool)
+        for store in (self.store, self.replica):
+            spool = getattr(store, "spool", None)  # a folder store's own spool; a bucket's is the archive's tmp/
+            if isinstance(spool, Path) and spool != self.spool:
+                sweep_dead_temps(spool)
+
     def __enter__(self) -> Archive:
         return self
 
@@ -859,6 +871,7 @@ def _remove_created(folder: Path, *, keep_folder: bool) -> None:
 
 
 def open_archive(root: str | os.PathLike[str]) -> Archive:
+    """The archive at ``root``, opened (use it as a context manager: ``with open_archive(path) as archive``)."""
     return Archive(Path(root))
 
 

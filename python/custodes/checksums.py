@@ -246,8 +246,8 @@ def check_checksum_list(
     hashed: list[HashResult | None] = [None] * len(entries)
     for algo, idx in by_algorithm.items():
         results = hash_files([entries[i].path for i in idx], (algo,), threads=workers, progress=progress)
-        for i, r in zip(idx, results, strict=True):
-            hashed[i] = r
+        for i, one in zip(idx, results, strict=True):
+            hashed[i] = one
     checks = []
     for e, r in zip(entries, hashed, strict=True):
         assert r is not None

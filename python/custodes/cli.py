@@ -755,15 +755,11 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
-    """Folders as volumes, files through the volume they sit in; bad names and options are usage errors."""
-    from custodes.drivers import DriverOptionError
-    from custodes.plugins import UnknownPluginError
-    from custodes.volumes import NoDriverError, read_paths
+    """Folders as volumes, files through the volume they sit in. A driver name or option no driver takes,
+    a volume no driver knows, a broken driver plugin: custodes errors, one line and exit 2 (CustodesGroup)."""
+    from custodes.volumes import read_paths
 
-    try:
-        return read_paths(paths, driver, options)
-    except (NoDriverError, UnknownPluginError, DriverOptionError) as e:
-        raise click.UsageError(str(e)) from e
+    return read_paths(paths, driver, options)
 
 
 @main.command("plugins")
@@ -819,6 +815,8 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
         )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 
+        for line in _choice_lines(reading):
+            click.echo(f"  {line}")
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
             seq = s.sequence if s.sequence >= 0 else "-"
@@ -829,9 +827,26 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
             )
         for e in reading.events:
             click.echo(f"  event {rfc3339(e.time)} {e.kind} {e.detail}")
+        for n in reading.non_recordings:
+            click.echo(f"  {shown_name(n.name)}  {n.role} (not a recording)")
         for f in reading.findings:
             click.echo(f"  {_finding_line(f)}")
     sys.exit(EXIT_FINDINGS if reading.findings else 0)
+
+
+def _choice_lines(reading: VolumeReading) -> list[str]:
+    """How the driver was chosen, when that is worth a look: a close runner-up, a recognise that raised."""
+    c = reading.choice
+    if c is None:
+        return []
+    lines = []
+    if c.runner_up is not None:
+        lines.append(
+            f"driver {c.driver} chosen with confidence {c.confidence:.2f}; runner-up {c.runner_up} "
+            f"{c.runner_up_confidence:.2f} (close: name one with --driver)"
+        )
+    lines += [f"driver {d}: recognise failed ({e}); counted as 0" for d, e in c.failed]
+    return lines
 
 
 @main.command("timeline")
@@ -898,7 +913,13 @@ def timeline_command(
                 {
                     "ok": not findings,
                     "devices": [
-                        {"volume": r.volume, "driver": r.driver, "device": r.identity.device_id} for r in readings
+                        {
+                            "volume": r.volume,
+                            "driver": r.driver,
+                            "device": r.identity.device_id,
+                            "choice": None if r.choice is None else r.choice.to_json(),
+                        }
+                        for r in readings
                     ],
                     "segments": [{"device": r.identity.device_id, **s.to_json()} for r in readings for s in r.segments],
                     "skipped": [os.path.join(r.volume, n) for r in readings for n in r.skipped],
@@ -906,6 +927,9 @@ def timeline_command(
                 }
             )
     else:
+        for r in readings:
+            for line in _choice_lines(r):
+                out.say(f"{r.volume}: {line}", err=True)
         for f in findings:
             click.echo(_finding_line(f))
         out.say(
@@ -978,11 +1002,12 @@ def _forward_if_served(path: str) -> None:
         return  # no service: embedded
     params = [(p, ctx.params.get(p.name or "")) for p in ctx.command.params]
     inputs = [v for p, v in params if isinstance(p.type, ClientInput) and v is not None and p.type.is_input(v)]
-    outputs = {
-        p.name: v if v is not None else p.type.served_default
-        for p, v in params
-        if isinstance(p.type, ClientOutput) and p.name and (v is not None or p.type.served_default is not None)
-    }
+    outputs: dict[str, str] = {}
+    for p, v in params:
+        if isinstance(p.type, ClientOutput) and p.name:
+            given = v if v is not None else p.type.served_default
+            if given is not None:
+                outputs[p.name] = given
     named = [(p, outputs[p.name]) for p, _ in params if isinstance(p.type, ClientOutput) and p.name in outputs]
     for p, v in named:
         _preflight_output(path, p, v, outputs)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from custodes import timeline
 from custodes.defaults import INT64_MAX, INT64_MIN, NS
@@ -40,15 +40,21 @@ from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 __all__ = [
     "ClockReading",
     "DeviceEvent",
+    "COMMON_OPTIONS",
     "DeviceIdentity",
     "Driver",
+    "DriverChoice",
     "DriverOptionError",
+    "NON_RECORDING_ROLES",
+    "NonRecording",
     "VolumeFile",
     "VolumeReading",
     "VolumeSegment",
     "NOISE",
+    "check_options",
     "check_reading",
     "identity_from",
+    "known_options",
     "media_segments",
     "name_bytes",
     "name_from",
@@ -84,6 +90,8 @@ class DriverOptionError(CustodesError, ValueError):
 
 @dataclass(frozen=True)
 class DeviceIdentity:
+    """Who and what the device is, as its volume says: the id the archive files its recordings under."""
+
     device_id: str
     kind: str = "body_camera"  # body_camera, handheld_terminal, recorder, camera, cctv, drone
     vendor: str | None = None
@@ -175,6 +183,8 @@ class ClockReading:
 
 @dataclass(frozen=True)
 class DeviceEvent:
+    """One entry of the device's own log (a low battery, a full card, a fault) at ``time`` (ns UTC)."""
+
     time: int  # ns UTC; required: an event whose time is missing or out of range is dropped by check_reading
     kind: str  # battery_low, storage_full, device_fault, power_on, record_start, ...
     detail: str = ""
@@ -184,8 +194,56 @@ class DeviceEvent:
         return {"time": rfc3339(self.time), "kind": self.kind, "detail": self.detail}
 
 
+#: What a known non-recording file is to its device (:attr:`NonRecording.role`).
+NON_RECORDING_ROLES = frozenset({"identity", "log", "sidecar", "index", "thumbnail", "other"})
+
+
+@dataclass(frozen=True)
+class NonRecording:
+    """A file the driver knows and that is not a recording: ``name`` relative to the volume (as
+    :attr:`VolumeFile.name`), ``role`` one of :data:`NON_RECORDING_ROLES` (identity file, device log,
+    sidecar, index, thumbnail, other). Ingest stores it like every file; ``volume`` lists it, so every
+    file on a volume is accounted for: a segment, a non-recording, skipped noise, or a finding."""
+
+    name: str
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role}
+
+
+#: Confidences this close (or closer) are a close call: the runner-up is shown beside the choice.
+CLOSE_CONFIDENCE = 0.1
+
+
+@dataclass(frozen=True)
+class DriverChoice:
+    """How the driver of a volume was chosen: the one named (``confidence`` None) or the most confident,
+    the runner-up when its confidence is within :data:`CLOSE_CONFIDENCE` of the choice, and the drivers
+    whose ``recognise`` raised (counted as 0), each with its error."""
+
+    driver: str
+    confidence: float | None = None
+    runner_up: str | None = None
+    runner_up_confidence: float | None = None
+    failed: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "confidence": self.confidence,
+            "runner_up": None
+            if self.runner_up is None
+            else {"driver": self.runner_up, "confidence": self.runner_up_confidence},
+            "recognise_failed": [{"driver": d, "error": e} for d, e in self.failed],
+        }
+
+
 @dataclass
 class VolumeReading:
+    """Everything a driver read from one volume (``Driver.read``): identity, recordings, clock readings,
+    events, findings, and the files it skipped."""
+
     driver: str
     volume: str
     identity: DeviceIdentity
@@ -194,6 +252,8 @@ class VolumeReading:
     events: list[DeviceEvent] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    non_recordings: list[NonRecording] = field(default_factory=list)
+    choice: DriverChoice | None = None  # set by custodes.volumes.read_volume
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,6 +265,8 @@ class VolumeReading:
             "events": [e.to_json() for e in self.events],
             "findings": [f.to_json() for f in self.findings],
             "skipped": self.skipped,
+            "non_recordings": [n.to_json() for n in self.non_recordings],
+            "choice": None if self.choice is None else self.choice.to_json(),
         }
 
 
@@ -213,6 +275,9 @@ class Driver(ABC):
     ``custodes_device_drivers`` hook."""
 
     name: str = ""
+    #: The ``-o KEY=VALUE`` options this driver reads beyond :data:`COMMON_OPTIONS`: key -> one-line meaning.
+    #: Any other key is refused (:func:`check_options`) before the driver reads the volume.
+    accepted_options: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def recognise(self, volume: Path) -> float:
@@ -224,6 +289,38 @@ class Driver(ABC):
 
 
 IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__) - {"file"}
+
+#: The options every driver takes, declared once: the identity fields :func:`identity_from` reads
+#: (they override what the volume says), the device time zone and the name-vs-container tolerance.
+COMMON_OPTIONS: Mapping[str, str] = {
+    "device_id": "device id (default: what the volume says, else the volume folder's name)",
+    "kind": "device kind: body_camera, handheld_terminal, recorder, camera, cctv, drone",
+    "vendor": "device vendor",
+    "model": "device model",
+    "serial": "device serial number",
+    "officer_id": "officer the device is issued to",
+    "officer_name": "that officer's name",
+    "unit_id": "unit the device belongs to",
+    "unit_name": "that unit's name",
+    "tz": "time zone the device clock shows (IANA name such as Asia/Shanghai)",
+    "clock_tolerance": "seconds a file name's time may differ from its container's",
+}
+
+
+def known_options(driver: Driver) -> dict[str, str]:
+    """Every option ``driver`` takes: :data:`COMMON_OPTIONS` and its own ``accepted_options``."""
+    own = getattr(driver, "accepted_options", {})
+    return {**COMMON_OPTIONS, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+def check_options(driver: Driver, name: str, options: Mapping[str, str]) -> None:
+    """Refuse an option ``driver`` does not declare (a typo must not be ignored in silence)."""
+    known = known_options(driver)
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise DriverOptionError(
+            f"driver {name} takes no option {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+        )
 
 
 def identity_from(volume: Path, options: Mapping[str, str], **found: str | None) -> DeviceIdentity:
@@ -659,9 +756,36 @@ def check_reading(
             skipped.append(x)
         else:
             c.bad("skipped", "(item)", x, None, "a path")
+    non_recordings = [
+        x for x in (_check_non_recording(c, x) for x in _items(c, reading.non_recordings, "non_recordings")) if x
+    ]
     return VolumeReading(
-        driver, vol, identity.value, segments, clock, events, identity.findings + findings + c.findings, skipped
+        driver,
+        vol,
+        identity.value,
+        segments,
+        clock,
+        events,
+        identity.findings + findings + c.findings,
+        skipped,
+        non_recordings,
     )
+
+
+def _check_non_recording(c: _Checker, x: Any) -> NonRecording | None:
+    if not isinstance(x, NonRecording) or not _is_path(x.name):
+        c.bad("non_recording", "(whole)", x, None, "a NonRecording with a name")
+        return None
+    if x.role not in NON_RECORDING_ROLES:
+        c.bad(
+            "non_recording",
+            "role",
+            x.role,
+            os.path.join(c.volume, x.name),
+            f"one of {', '.join(sorted(NON_RECORDING_ROLES))}",
+        )
+        return NonRecording(x.name, "other")
+    return x
 
 
 def _items(c: _Checker, v: Any, name: str) -> list[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 __all__ = ["ARTICLES", "Finding", "rfc3339", "shown_name"]
 
@@ -87,6 +87,12 @@ def shown_name(name: str) -> str:
     return _escaped(name, controls=True)
 
 
+@overload
+def rfc3339(ns: int) -> str: ...
+@overload
+def rfc3339(ns: None) -> None: ...
+@overload
+def rfc3339(ns: int | None) -> str | None: ...
 def rfc3339(ns: int | None) -> str | None:
     """Int64 ns since the epoch as RFC 3339 UTC ending in ``Z`` (None stays None)."""
     if ns is None:
@@ -98,6 +104,9 @@ def rfc3339(ns: int | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One thing found wrong or worth a look about the evidence: its ``kind`` (see ARTICLES), a message, and
+    the device, file and time range (ns UTC) it is about, with the facts that show it in ``evidence``."""
+
     kind: str
     message: str
     device: str | None = None

@@ -21,9 +21,24 @@ import pluggy
 if TYPE_CHECKING:
     from custodes.plugins import DeviceDriver, Executor, Reporter, StorageBackend
 
+__all__ = [
+    "PROJECT",
+    "custodes_device_drivers",
+    "custodes_executors",
+    "custodes_reporters",
+    "custodes_storage_backends",
+    "hookimpl",
+    "hookspec",
+]
+
+#: The pluggy project name, and the entry-point group a plugin is published under.
 PROJECT = "custodes"
+#: Marks the hook specifications below (custodes' own).
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's implementation of a hook: ``@hookimpl def custodes_device_drivers(): ...``.
 hookimpl = pluggy.HookimplMarker(PROJECT)
+# A hookspec's body never runs (pluggy calls the plugins' implementations): each raises, so the type it returns
+# is the plugins' and no caller of the spec itself gets a silent None.
 
 
 @hookspec
@@ -49,6 +64,7 @@ def custodes_device_drivers() -> list[DeviceDriver]:
         def custodes_device_drivers():
             return [DeviceDriver("acme", "ACME body cameras", AcmeCam)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -68,6 +84,7 @@ def custodes_storage_backends() -> list[StorageBackend]:
         def custodes_storage_backends():
             return [StorageBackend("vault", "ACME evidence vault", open=VaultStore.connect)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -81,6 +98,7 @@ def custodes_reporters() -> list[Reporter]:
             return [Reporter("ndjson", "one finding per line", "application/x-ndjson", ".ndjson",
                              render=lambda report, out: ...)]
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -94,3 +112,4 @@ def custodes_executors() -> list[Executor]:
         def custodes_executors():
             return [Executor("ray", "a Ray cluster", run=run_on_ray, remote=True)]
     """
+    raise NotImplementedError

@@ -26,7 +26,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from custodes import retention, timeline
-from custodes._durable import drop_cached_pages, process_alive, sync_together
+from custodes._durable import drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
 from custodes.catalog import Catalog, replay
@@ -65,6 +64,9 @@ __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 
 @dataclass
 class IngestResult:
+    """What one ingest did: the files stored, already present, failed or skipped (by name), the findings it
+    recorded, the bytes copied and the checkpoint signed after it."""
+
     ingest_id: int
     volume: str
     driver: str
@@ -114,17 +116,6 @@ def _refuse_overlap(archive: Archive, volume: Path) -> None:
             raise ArchiveError(f"{volume}: {what}; ingest a device volume from outside the archive")
 
 
-def _clean_stale_temps(archive: Archive) -> None:
-    """Remove copies left in tmp/ by ingests that died (their pid is gone), and a verify's replay folder."""
-    for p in archive.spool.iterdir():
-        pid = p.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-
-
 def _finding_row(ingest_id: int, segment_id: int | None, f: Finding) -> FindingRow:
     path = None if f.path is None else name_text(f.path)
     return FindingRow(
@@ -166,7 +157,7 @@ def ingest(
         reading = read_volume(volume, driver, opts)
         files, _, skipped = scan_volume(Path(volume))
     started = time.time_ns() if now is None else now
-    _clean_stale_temps(archive)
+    archive.sweep_spools()
     volume_text = name_text(os.fspath(Path(volume).resolve()))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
@@ -528,7 +519,7 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
             rows = []
             for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
                 name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-                row = _finding_row(result.ingest_id, seg_ids.get(name), finding)._asdict()
+                row = _finding_row(result.ingest_id, None if name is None else seg_ids.get(name), finding)._asdict()
                 del row["ingest_id"]  # the entry's own
                 rows.append(row)
             entry = {"type": "ingest_findings", "ingest": result.ingest_id, "findings": rows, "time": time.time_ns()}

@@ -82,6 +82,8 @@ class CreationTime:
 
 @dataclass(frozen=True, slots=True)
 class TrackInfo:
+    """One track of a container as its boxes describe it (times in seconds of the presentation)."""
+
     id: int
     kind: str  # video, audio, timecode, metadata, subtitle, data
     handler: str
@@ -117,6 +119,9 @@ class TrackInfo:
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
+    """What a file says about itself (:func:`probe`): its container's times, completeness, tracks and the
+    findings about them. ``creation_time`` is ns since the epoch as the device's clock said it."""
+
     path: str
     size: int
     brand: str | None

@@ -39,10 +39,12 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
 
 
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
+    """The audit path of the leaf at ``index`` in the tree of ``leaf_hashes`` (RFC 9162 2.1.3)."""
     return _core.merkle_inclusion_proof(b"".join(leaf_hashes), index)
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], size1: int) -> list[bytes]:
+    """The proof that the tree of ``leaf_hashes`` extends its first ``size1`` leaves (RFC 9162 2.1.4)."""
     return _core.merkle_consistency_proof(b"".join(leaf_hashes), size1)
 
 

@@ -14,7 +14,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
@@ -146,12 +146,18 @@ class Executor:
 
 @dataclass(frozen=True)
 class PluginProblem:
+    """A plugin that could not be loaded (``hook`` None) or whose ``hook`` raised or gave refused records, and
+    why."""
+
     plugin: str
     message: str
+    hook: str | None = None
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """One loaded plugin: its name, version, the hooks it implements and the records it provides, by kind."""
+
     name: str
     version: str | None
     builtin: bool
@@ -181,7 +187,7 @@ _KINDS: dict[str, str] = {
 class _Registry(Generic[R]):
     def __init__(self, kind: str, records: dict[str, tuple[str, R]]) -> None:
         self.kind = kind
-        self._records = records
+        self._records: dict[str, tuple[str, R]] = records  # annotated: mypy infers none for a constrained R
 
     def names(self) -> list[str]:
         return sorted(self._records)
@@ -222,12 +228,12 @@ class PluginManager:
         self._builtin: set[str] = set()
         self._versions: dict[str, str | None] = {}
         for name, module in DEFAULT_PLUGINS:
-            self._register(name, lambda module=module: importlib.import_module(module), None, builtin=True)
+            self._register(name, partial(importlib.import_module, module), None, builtin=True)
         if use_entry_points:
             for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
                 self._register(ep.name, ep.load, _version(ep))
         for name, obj in extra:
-            self._register(name, lambda obj=obj: obj, None)
+            self._register(name, partial(_given, obj), None)
         self._registries = {kind: self._collect(kind, hook) for kind, hook in _KINDS.items()}
 
     def _register(self, name: str, load: Callable[[], object], version: str | None, builtin: bool = False) -> None:
@@ -255,7 +261,7 @@ class PluginManager:
             try:
                 provided = list(impl.function() or [])
             except Exception as e:
-                self.problems.append(PluginProblem(plugin, f"{hook} failed: {type(e).__name__}: {e}"))
+                self.problems.append(PluginProblem(plugin, f"{hook} failed: {type(e).__name__}: {e}", hook))
                 continue
             for record in provided:
                 if record.name in records:
@@ -266,6 +272,12 @@ class PluginManager:
                     )
                 records[record.name] = (plugin, record)
         return _Registry(kind.rstrip("s") if kind != "storage" else "storage backend", records)
+
+    @property
+    def driver_problems(self) -> list[PluginProblem]:
+        """The problems that may have cost a driver: a plugin that failed to load (it may have provided
+        one) or whose ``custodes_device_drivers`` raised."""
+        return [p for p in self.problems if p.hook in (None, _KINDS["drivers"])]
 
     @property
     def drivers(self) -> _Registry[DeviceDriver]:
@@ -300,6 +312,11 @@ class PluginManager:
                 )
             )
         return out
+
+
+def _given(obj: object) -> object:
+    """The loader of a plugin object given as it is (``extra``)."""
+    return obj
 
 
 def _names(text: str) -> set[str]:

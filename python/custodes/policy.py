@@ -431,6 +431,8 @@ def _decision(tx: Catalog, action: str, person: str, proposal: Proposal, detail:
 
 @dataclass(frozen=True)
 class SetResult:
+    """What :func:`set_policy` did with the file: the policy in force after it and how it got there."""
+
     policy: LedgeredPolicy
     #: recorded: a new entry; unchanged: the ledger and the file already held it; file_rewritten: the ledger
     #: held it (a change a crash cut short), and only the file was written; proposed: a proposal was recorded

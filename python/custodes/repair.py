@@ -51,6 +51,7 @@ def repair(archive: Archive) -> RepairResult:
             "the policy names a second copy)"
         )
     person = require_role(archive, ("custodian",), "storage_repair")
+    archive.sweep_spools()  # a repair cut short left its half-restored copies there
     bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found
     for f in verify(archive).findings:
         if f.object is not None and f.kind in REPAIRABLE:

@@ -1,9 +1,14 @@
 """The compliance report model (Art. 25): built only from catalog facts and findings.
 
 :func:`build_report` returns one JSON-ready dict, the stable model for agency
-tools; reporter plugins render it (JSON, CSV, HTML, PDF). Every number comes
-from a query on the catalog for the period and scope, so a test can count the
-same things another way and compare.
+tools, typed by :class:`Report` (one TypedDict per section; its JSON schema,
+generated from these types by :func:`report_schema`, is published as
+``docs/report.schema.json``); reporter plugins render it (JSON, CSV, HTML,
+PDF). A caller may build only the sections it needs
+(``build_report(archive, sections=("completeness",))``): the facts a section
+needs are gathered only when a section asked for needs them. Every number
+comes from a query on the catalog for the period and scope, so a test can
+count the same things another way and compare.
 """
 
 from __future__ import annotations
@@ -11,18 +16,56 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from typing import Any
+import types
+import typing
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any, Literal, TypedDict, cast
 
 from custodes import __version__
 from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS
+from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, rfc3339
 from custodes.keys import fingerprint
-from custodes.verify import verify, verify_ledger_only
+from custodes.verify import VerifyResult, verify, verify_ledger_only
 
-__all__ = ["SCOPES", "build_report"]
+if typing.TYPE_CHECKING:
+    from custodes.tasks import TaskCoverage
 
+__all__ = [
+    "SCOPES",
+    "SECTIONS",
+    "AccessSection",
+    "ArchiveInfo",
+    "CheckpointInfo",
+    "ClocksSection",
+    "CompletenessSection",
+    "Concern",
+    "DelayHours",
+    "Delivery",
+    "DeviceTask",
+    "DeviceTimeline",
+    "Drift",
+    "IntegritySection",
+    "OverdueObject",
+    "Period",
+    "Report",
+    "ReportError",
+    "ReportFinding",
+    "RetentionSection",
+    "ScopeInfo",
+    "TaskShare",
+    "TaskTimeline",
+    "TimelinessSection",
+    "Timelines",
+    "VerificationSection",
+    "build_report",
+    "report_schema",
+]
+
+#: What a report can be scoped to: the whole archive, or one unit, officer, device or case.
 SCOPES = ("archive", "unit", "officer", "device", "case")
 #: Art. 25 concerns and the finding kinds that show each.
 CONCERNS = {
@@ -46,8 +89,334 @@ CONCERNS = {
 #: Overdue objects listed by name in a report (the most overdue first); all of them are counted.
 OVERDUE_LISTED = 100
 
+#: The sections of a report after its header, in the order the model holds them: what ``sections`` may name.
+SECTIONS = (
+    "integrity",
+    "completeness",
+    "clocks",
+    "timeliness",
+    "retention",
+    "access",
+    "concerns",
+    "findings",
+    "timelines",
+)
 
-def _verification_section(archive: Archive, now: int) -> dict[str, Any]:
+
+class ReportError(CustodesError, ValueError):
+    """A report that cannot be built as asked (a section that does not exist)."""
+
+
+# The model's types. Times are RFC 3339 UTC strings unless a name says ns (int ns since the epoch, UTC) or
+# seconds; shares are 0 to 1. The JSON is exactly these dicts (report_schema() is their JSON schema).
+
+
+class ArchiveInfo(TypedDict):
+    """Which archive the report speaks for, and the fingerprint of its checkpoint key (to compare with the one
+    ``init`` printed and kept outside the archive)."""
+
+    id: str
+    origin: str
+    verifier_key_fingerprint: str
+
+
+#: The period asked for: recordings that start in [from, to); None: unbounded.
+Period = TypedDict("Period", {"from": str | None, "to": str | None})
+
+
+class ScopeInfo(TypedDict):
+    """The scope asked for (one of SCOPES, its value) and the devices it covers (None: every device)."""
+
+    kind: str
+    value: str | None
+    devices: list[str] | None
+
+
+class CheckpointInfo(TypedDict):
+    """The latest signed checkpoint: tree size and root (hex)."""
+
+    size: int
+    root: str
+
+
+class OverdueObject(TypedDict):
+    """An object due for re-hashing: its SHA-256, size, when it was stored and last re-hashed (None: never)."""
+
+    object: str
+    size: int
+    stored: str
+    last_verified: str | None
+
+
+class VerificationSection(TypedDict):
+    """The objects the policy's verification window says are due for re-hashing."""
+
+    window_days: float
+    overdue: int
+    overdue_bytes: int
+    overdue_objects: list[OverdueObject]
+
+
+class IntegritySection(TypedDict):
+    """Art. 23: the verification run for the report (ledger only, or every object re-hashed)."""
+
+    full_verify: bool
+    ok: bool
+    checked: int
+    bytes: int
+    findings: int
+    objects_never_verified: int
+    verification: VerificationSection
+
+
+class TaskShare(TypedDict):
+    """One task's coverage: the shares of its window recorded by one device and by two, and its unexplained gaps."""
+
+    task: str
+    covered_share: float
+    two_device_share: float
+    unexplained: int
+
+
+class CompletenessSection(TypedDict):
+    """Art. 11, 14: gaps (explained by cause, or not), sequence breaks, and each task's coverage."""
+
+    segments: int
+    gaps: int
+    gaps_by_cause: dict[str, int]
+    unexplained_gaps_in_tasks: int
+    sequence_breaks: int
+    internal_gaps: int
+    tasks: list[TaskShare]
+
+
+class Drift(TypedDict):
+    """One device's clock against trusted time: readings, the largest and the latest offset (device - trusted)."""
+
+    device: str
+    readings: int
+    max_offset_seconds: float
+    last_offset_seconds: float
+
+
+class ClocksSection(TypedDict):
+    """Art. 10: device clocks: drift, clock faults, segments whose times were corrected."""
+
+    drift: list[Drift]
+    clock_unset: int
+    clock_future: int
+    name_time_mismatch: int
+    corrected_segments: int
+
+
+class DelayHours(TypedDict):
+    """Hours from recording to ingest: the lowest, the median, the highest."""
+
+    min: float
+    median: float
+    max: float
+
+
+class TimelinessSection(TypedDict):
+    """Art. 16: how long after recording the footage was ingested (None: no timed recording)."""
+
+    ingests: int
+    late_ingest: int
+    delay_hours: DelayHours | None
+
+
+class RetentionSection(TypedDict):
+    """Art. 19, 20: the scope's recordings due for purge, held, kept for ever, purged."""
+
+    due: int
+    held: int
+    long_term: int
+    purged: int
+
+
+class Delivery(TypedDict):
+    """A copy that did not reach the person, or whose receipt was not confirmed: the action (open, export), who
+    and which request, the recordings, why, when, and its ledger entry."""
+
+    action: str
+    person: str | None
+    request: int | None
+    segments: list[int]
+    reason: str | None
+    time: str | None
+    ledger_index: int
+
+
+class AccessSection(TypedDict):
+    """Art. 22, 24: requests and decisions, views and exports delivered, copies that failed or are unconfirmed."""
+
+    requests: int
+    approved: int
+    denied: int
+    refusals: int
+    views: int
+    exports: int
+    failed: int
+    failed_deliveries: list[Delivery]
+    unconfirmed: int
+    unconfirmed_deliveries: list[Delivery]
+
+
+class Concern(TypedDict):
+    """Art. 25: the findings of one concern a supervisor looks into, with their segments and ledger entries."""
+
+    article: int
+    concern: str
+    count: int
+    kinds: list[str]
+    segments: list[int]
+    ledger_indexes: list[int]
+
+
+class _FindingKind(TypedDict):
+    kind: str
+    article: int | None
+
+
+class ReportFinding(_FindingKind, total=False):
+    """One finding: its kind and article always; the keys its source gives (a Finding's, verify's, a refusal's),
+    and any facts of its own kind (open: the schema allows other keys)."""
+
+    severity: str
+    message: str
+    device: str | None
+    path: str | None
+    start: str | None
+    end: str | None
+    duration: float | None
+    evidence: dict[str, Any]
+    segment: int | None
+    ledger_index: int | None
+
+
+class DeviceTask(TypedDict):
+    """A task a device served: its window (ns) and the unexplained gaps in it ([start, end] ns)."""
+
+    task: str
+    start: int
+    end: int
+    unexplained: list[list[int | None]]
+
+
+class DeviceTimeline(TypedDict):
+    """One device's picture: recorded intervals and explained gaps ([start, end(, cause)], ns), its tasks, and
+    the clock correction applied (seconds; None: none)."""
+
+    device: str
+    recorded: list[list[int]]
+    explained: list[list[int | str]]
+    tasks: list[DeviceTask]
+    correction_seconds: float | None
+
+
+class TaskTimeline(TypedDict):
+    """One task's picture: window (ns), unexplained ([start, end] ns) and explained ([start, end, cause], RFC
+    3339) gaps, and each device's recording inside the window ([start, end] ns)."""
+
+    task: str
+    start: int
+    end: int
+    unexplained: list[list[int | None]]
+    explained: list[list[str]]
+    devices: dict[str, list[list[int]]]
+
+
+class Timelines(TypedDict):
+    """Data for the pictures: per device and per task."""
+
+    devices: list[DeviceTimeline]
+    tasks: list[TaskTimeline]
+
+
+class _ReportHeader(TypedDict):
+    report: str
+    version: str
+    lang: str
+    archive: ArchiveInfo
+    generated: str
+    period: Period
+    scope: ScopeInfo
+    checkpoint: CheckpointInfo | None
+
+
+class Report(_ReportHeader, total=False):
+    """The whole model: the header (always) and each section asked for (all by default), named as SECTIONS."""
+
+    integrity: IntegritySection
+    completeness: CompletenessSection
+    clocks: ClocksSection
+    timeliness: TimelinessSection
+    retention: RetentionSection
+    access: AccessSection
+    concerns: list[Concern]
+    findings: list[ReportFinding]
+    timelines: Timelines
+
+
+#: Records whose JSON may hold keys beyond their type's: a finding carries the facts of its own kind.
+_OPEN_RECORDS = (ReportFinding,)
+_JSON_TYPES: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    Any: {},
+}
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON schema (draft 2020-12) of :class:`Report`, generated from the types above: every record's keys,
+    which are required, and their JSON types."""
+    defs: dict[str, Any] = {}
+    root = _schema_of(Report, defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "custodes compliance report",
+        **root,
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    if tp in _JSON_TYPES:
+        return _JSON_TYPES[tp]
+    if typing.is_typeddict(tp):
+        if tp is Report:
+            return _record_schema(tp, defs)
+        if tp.__name__ not in defs:
+            defs[tp.__name__] = {}  # reserved before its fields are walked: a record met again is a reference
+            defs[tp.__name__] = _record_schema(tp, defs)
+        return {"$ref": f"#/$defs/{tp.__name__}"}
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return {"anyOf": [_schema_of(a, defs) for a in args]}
+    if origin is list:
+        return {"type": "array", "items": _schema_of(args[0], defs)}
+    if origin is dict and args[0] is str:
+        return {"type": "object", "additionalProperties": _schema_of(args[1], defs)}
+    if origin is Literal:
+        return {"enum": list(args)}
+    raise TypeError(f"no JSON schema for {tp!r}")  # a type the model must not use: JSON has no such value
+
+
+def _record_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(tp)
+    out: dict[str, Any] = {"type": "object"}
+    if tp.__doc__ and tp.__doc__.strip() and not tp.__doc__.startswith(tp.__name__):
+        out["description"] = " ".join(tp.__doc__.split())
+    out["properties"] = {key: _schema_of(hint, defs) for key, hint in hints.items()}
+    out["required"] = [key for key in hints if key in tp.__required_keys__]
+    out["additionalProperties"] = tp in _OPEN_RECORDS
+    return out
+
+
+def _verification_section(archive: Archive, now: int) -> VerificationSection:
     """The objects the policy's verification window says are due for re-hashing (custodes.schedule): last
     re-hashed before the window began, or never and stored before it; `custodes verify --older-than DAYS` takes
     them, the oldest first."""
@@ -92,35 +461,27 @@ def build_report(
     full_verify: bool = False,
     lang: str = "zh",
     at: int | None = None,
-) -> dict[str, Any]:
+    sections: Iterable[str] = SECTIONS,
+) -> Report:
     """The report for segments whose recording starts in [start, end) (ingest time when they have no clock).
 
     ``at`` (ns; default now) is the moment the report speaks for: what is due
-    for purge, and the generation time printed on it. One section per concern of
-    the regulation, each built by its own function below."""
-    catalog = archive.catalog
+    for purge, and the generation time printed on it. ``sections`` (names from
+    SECTIONS; all by default) are the sections built after the header; a fact
+    several sections share (the catalog's findings, the verification, the
+    tasks' coverage) is gathered once, and only when one of them is asked for.
+    One section per concern of the regulation, each built by its own function
+    below. Raises :class:`ReportError` for a section that does not exist."""
+    wanted = {sections} if isinstance(sections, str) else set(sections)  # "completeness" is one name, not letters
+    unknown = sorted(wanted - set(SECTIONS))
+    if unknown:
+        raise ReportError(f"no report section {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
     lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
     devices = _devices_in_scope(archive, scope, value)
     # A recording is in the period its time says; with an unset clock (before the floor), its ingest's.
-    period = Scope(devices, lo, hi)
-    findings = _catalog_findings(archive, period)
-
-    result = verify(archive) if full_verify else verify_ledger_only(archive)
-    integrity_findings = [f.to_json() | {"article": 23} for f in result.findings]
-
-    from custodes.tasks import task_coverage
-
-    covs = [
-        c
-        for c in task_coverage(archive)
-        if lo <= c.task.start < hi and (devices is None or set(c.devices) & set(devices))
-    ]
-    unexplained = [f.to_json() for c in covs for f in c.findings]
-    access, refusals = _access_section(archive, period)
-    everything = findings + integrity_findings + unexplained + refusals
-    cp = catalog.checkpoints.latest()
-    now = time.time_ns() if at is None else at
-    return {
+    facts = _Facts(archive, Scope(devices, lo, hi), full_verify, time.time_ns() if at is None else at)
+    cp = archive.catalog.checkpoints.latest()
+    report: Report = {
         "report": "custodes compliance report",
         "version": __version__,
         "lang": lang,
@@ -130,28 +491,89 @@ def build_report(
             # to compare with the fingerprint init printed and kept outside the archive (custodes.keys)
             "verifier_key_fingerprint": fingerprint(archive.verifier_key),
         },
-        "generated": rfc3339(now),
+        "generated": rfc3339(facts.now),
         "period": {"from": rfc3339(start), "to": rfc3339(end)},
         "scope": {"kind": scope, "value": value, "devices": devices},
         "checkpoint": {"size": cp[0], "root": cp[1].hex()} if cp else None,
-        "integrity": {
-            "full_verify": full_verify,
+    }
+    if "integrity" in wanted:
+        report["integrity"] = facts.integrity()
+    if "completeness" in wanted:
+        report["completeness"] = facts.completeness()
+    if "clocks" in wanted:
+        report["clocks"] = _clocks_section(archive, facts.period, facts.findings)
+    if "timeliness" in wanted:
+        report["timeliness"] = _timeliness_section(archive, facts.period, facts.findings)
+    if "retention" in wanted:
+        report["retention"] = _retention_section(archive, facts.period, facts.now)
+    if "access" in wanted:
+        report["access"] = facts.access[0]
+    if "concerns" in wanted:
+        report["concerns"] = _concerns(facts.everything)
+    if "findings" in wanted:
+        report["findings"] = facts.everything
+    if "timelines" in wanted:
+        report["timelines"] = _timelines(archive, facts.period, facts.coverage)
+    return report
+
+
+class _Facts:
+    """What several sections share, each gathered on first use (so a report of one section reads only what it
+    needs) and then kept for the others."""
+
+    def __init__(self, archive: Archive, period: Scope, full_verify: bool, now: int) -> None:
+        self.archive, self.period, self.full_verify, self.now = archive, period, full_verify, now
+
+    @cached_property
+    def findings(self) -> list[dict[str, Any]]:
+        """The findings ingest recorded in the scope."""
+        return _catalog_findings(self.archive, self.period)
+
+    @cached_property
+    def verification(self) -> VerifyResult:
+        return verify(self.archive) if self.full_verify else verify_ledger_only(self.archive)
+
+    @cached_property
+    def coverage(self) -> list[TaskCoverage]:
+        """The coverage of the tasks that start in the period and name a device of the scope."""
+        from custodes.tasks import task_coverage
+
+        devices, lo, hi = self.period.devices, self.period.lo, self.period.hi
+        return [
+            c
+            for c in task_coverage(self.archive)
+            if lo <= c.task.start < hi and (devices is None or set(c.devices) & set(devices))
+        ]
+
+    @cached_property
+    def unexplained(self) -> list[dict[str, Any]]:
+        return [f.to_json() for c in self.coverage for f in c.findings]
+
+    @cached_property
+    def access(self) -> tuple[AccessSection, list[dict[str, Any]]]:
+        return _access_section(self.archive, self.period)
+
+    @cached_property
+    def everything(self) -> list[ReportFinding]:
+        """Every finding of the report, each with its article (_with_articles makes every dict a ReportFinding)."""
+        integrity = [f.to_json() | {"article": 23} for f in self.verification.findings]
+        return cast(list[ReportFinding], _with_articles(self.findings + integrity + self.unexplained + self.access[1]))
+
+    def integrity(self) -> IntegritySection:
+        result = self.verification
+        return {
+            "full_verify": self.full_verify,
             "ok": result.ok,
             "checked": result.checked,
             "bytes": result.bytes,
             "findings": len(result.findings),
-            "objects_never_verified": catalog.objects.never_verified(),
-            "verification": _verification_section(archive, now),
-        },
-        "completeness": _completeness_section(catalog.segments.count_in_scope(period), findings, covs, unexplained),
-        "clocks": _clocks_section(archive, period, findings),
-        "timeliness": _timeliness_section(archive, period, findings),
-        "retention": _retention_section(archive, period, now),
-        "access": access,
-        "concerns": _concerns(everything),
-        "findings": _with_articles(everything),
-        "timelines": _timelines(archive, period, covs),
-    }
+            "objects_never_verified": self.archive.catalog.objects.never_verified(),
+            "verification": _verification_section(self.archive, self.now),
+        }
+
+    def completeness(self) -> CompletenessSection:
+        segments = self.archive.catalog.segments.count_in_scope(self.period)
+        return _completeness_section(segments, self.findings, self.coverage, self.unexplained)
 
 
 def _catalog_findings(archive: Archive, period: Scope) -> list[dict[str, Any]]:
@@ -217,8 +639,8 @@ def _count(findings: list[dict[str, Any]], kind: str) -> int:
 
 
 def _completeness_section(
-    segments: int, findings: list[dict[str, Any]], covs: list[Any], unexplained: list[dict[str, Any]]
-) -> dict[str, Any]:
+    segments: int, findings: list[dict[str, Any]], covs: list[TaskCoverage], unexplained: list[dict[str, Any]]
+) -> CompletenessSection:
     """Art. 11, 14: gaps (explained by cause, or not), sequence breaks, and each task's coverage."""
     gaps_by_cause: dict[str, int] = {}
     for e in (e for c in covs for e in c.explained):
@@ -244,9 +666,9 @@ def _completeness_section(
     }
 
 
-def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, Any]]) -> dict[str, Any]:
+def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, Any]]) -> ClocksSection:
     """Art. 10: device clocks: drift against trusted time, clock faults, segments whose times were corrected."""
-    drift = [
+    drift: list[Drift] = [
         {
             "device": d.device_id,
             "readings": d.readings,
@@ -264,7 +686,7 @@ def _clocks_section(archive: Archive, period: Scope, findings: list[dict[str, An
     }
 
 
-def _timeliness_section(archive: Archive, period: Scope, findings: list[dict[str, Any]]) -> dict[str, Any]:
+def _timeliness_section(archive: Archive, period: Scope, findings: list[dict[str, Any]]) -> TimelinessSection:
     """Art. 16: how long after recording the footage was ingested."""
     n, ranked = archive.catalog.segments.ingest_delay_ranks(period)
     hours = [(ing - e) / 3600 / NS for ing, e in ranked]  # the lowest, the middle one or two, the highest
@@ -275,11 +697,12 @@ def _timeliness_section(archive: Archive, period: Scope, findings: list[dict[str
     }
 
 
-def _retention_section(archive: Archive, period: Scope, now: int) -> dict[str, Any]:
+def _retention_section(archive: Archive, period: Scope, now: int) -> RetentionSection:
     """Art. 19, 20: what is due for purge at ``now``, held, kept for ever, purged."""
     from custodes.retention import counts
 
-    return counts(archive, period, now)
+    c = counts(archive, period, now)
+    return {"due": c["due"], "held": c["held"], "long_term": c["long_term"], "purged": c["purged"]}
 
 
 #: Access-log actions that record a copy which never reached the person, logged after its granted step
@@ -289,7 +712,7 @@ UNDELIVERED = {"open_failed": "open"}
 EXPORT_FAILED = "export_failed"
 
 
-def _access_section(archive: Archive, period: Scope) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _access_section(archive: Archive, period: Scope) -> tuple[AccessSection, list[dict[str, Any]]]:
     """Art. 22, 24: requests and their decisions; views and exports that reached the person, and each copy that
     did not (with why); each refusal as a finding. A count of refusals answered without an entry each
     (custodes.access: refusals beyond the policy's limit) is one finding carrying its count."""
@@ -310,7 +733,7 @@ def _access_section(archive: Archive, period: Scope) -> tuple[dict[str, Any], li
     refusals = [_refusal(archive, row) for row in log if not row.ok and row.action not in UNDELIVERED]
     delivered, failed = _deliveries(period, seg_ids, log, failures)
     unconfirmed = _unconfirmed(archive, log)
-    section = {
+    section: AccessSection = {
         "requests": len(in_scope_requests),
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
         "denied": sum(1 for r in in_scope_requests if r.status == "denied"),
@@ -325,7 +748,7 @@ def _access_section(archive: Archive, period: Scope) -> tuple[dict[str, Any], li
     return section, refusals
 
 
-def _unconfirmed(archive: Archive, log: list[Any]) -> list[dict[str, Any]]:
+def _unconfirmed(archive: Archive, log: list[Any]) -> list[Delivery]:
     """Each copy that left the archive service but whose receipt the caller's CLI did not confirm
     (custodes.access.record_undelivered): counted among the views and exports (the service cannot know what
     the caller kept), and listed with what the CLI said."""
@@ -341,7 +764,7 @@ def _unconfirmed(archive: Archive, log: list[Any]) -> list[dict[str, Any]]:
         except (ValueError, AttributeError):
             listed = None  # an edited entry: verify names it; the report still lists the row
         export = isinstance(listed, list)
-        segments = [x for x in listed if isinstance(x, int)] if export else [row.segment_id]
+        segments = [x for x in listed if isinstance(x, int)] if isinstance(listed, list) else [row.segment_id]
         about = {"reason": row.detail, "time": row.time_ns}
         out.append(
             _failure("export" if export else "open", row.person, row.request_id, segments, about, row.ledger_seq)
@@ -399,7 +822,7 @@ def _export_failures(archive: Archive, period: Scope) -> list[tuple[int, dict[st
 
 def _deliveries(
     period: Scope, seg_ids: set[int], log: list[Any], failures: list[tuple[int, dict[str, Any]]]
-) -> tuple[dict[str, int], list[dict[str, Any]]]:
+) -> tuple[dict[str, int], list[Delivery]]:
     """How many granted opens and exports reached the person, and each copy that did not. A failure is recorded
     after its grant, so in ledger order it cancels the latest earlier grant of the same request, person and
     recording that is not cancelled yet; what is left was delivered."""
@@ -408,7 +831,7 @@ def _deliveries(
         if period.devices is None or set(e["segments"]) & seg_ids:
             events.append((seq, e))
     granted: dict[tuple[str, int | None, str, int | None], list[int]] = {}
-    failed: list[dict[str, Any]] = []
+    failed: list[Delivery] = []
     for seq, item in sorted(events, key=lambda x: x[0]):
         if isinstance(item, dict):  # an export_failed entry: one bag, every recording it was to hold
             for s in item.get("segments") or ():
@@ -439,7 +862,7 @@ def _cancel(granted: dict[tuple[str, int | None, str, int | None], list[int]], k
         pending.pop()
 
 
-def _failure(action: str, person: Any, request: Any, segments: Any, about: dict[str, Any], seq: int) -> dict[str, Any]:
+def _failure(action: str, person: Any, request: Any, segments: Any, about: dict[str, Any], seq: int) -> Delivery:
     return {
         "action": action,
         "person": person,
@@ -451,9 +874,9 @@ def _failure(action: str, person: Any, request: Any, segments: Any, about: dict[
     }
 
 
-def _concerns(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _concerns(everything: list[ReportFinding]) -> list[Concern]:
     """Art. 25: the findings grouped by the concern a supervisor looks into."""
-    concerns = []
+    concerns: list[Concern] = []
     for key, kinds in CONCERNS.items():
         hits = [f for f in everything if f["kind"] in kinds]
         if hits:
@@ -463,17 +886,17 @@ def _concerns(everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "concern": key,
                     "count": len(hits),
                     "kinds": sorted({f["kind"] for f in hits}),
-                    "segments": sorted({f["segment"] for f in hits if f.get("segment")}),
-                    "ledger_indexes": sorted({f["ledger_index"] for f in hits if f.get("ledger_index") is not None}),
+                    "segments": sorted({s for f in hits if (s := f.get("segment"))}),
+                    "ledger_indexes": sorted({i for f in hits if (i := f.get("ledger_index")) is not None}),
                 }
             )
     return concerns
 
 
-def _timelines(archive: Archive, period: Scope, covs: list[Any]) -> dict[str, list[dict[str, Any]]]:
+def _timelines(archive: Archive, period: Scope, covs: list[TaskCoverage]) -> Timelines:
     """Data for the pictures: per device, recorded intervals, explained gaps, task windows and the
     clock correction applied; per task, each device's recording inside the window and its gaps."""
-    devices: dict[str, dict[str, Any]] = {}
+    devices: dict[str, DeviceTimeline] = {}
     for device, s, e in archive.catalog.segments.recorded(period):
         devices.setdefault(
             device, {"device": device, "recorded": [], "explained": [], "tasks": [], "correction_seconds": None}
@@ -486,7 +909,7 @@ def _timelines(archive: Archive, period: Scope, covs: list[Any]) -> dict[str, li
             devices[explanation.device_id]["explained"].append(
                 [explanation.start_ns, explanation.end_ns, explanation.cause]
             )
-    tasks = []
+    tasks: list[TaskTimeline] = []
     for c in covs:
         for d in c.devices:
             if d in devices:
@@ -508,7 +931,7 @@ def _timelines(archive: Archive, period: Scope, covs: list[Any]) -> dict[str, li
                 "devices": {
                     d: [
                         [max(s, c.task.start), min(e, c.task.end)]
-                        for s, e in devices.get(d, {}).get("recorded", [])
+                        for s, e in (devices[d]["recorded"] if d in devices else [])
                         if s < c.task.end and e > c.task.start
                     ]
                     for d in c.devices

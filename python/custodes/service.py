@@ -682,7 +682,7 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
     settled = True  # False while a delivery that failed is not yet recorded: the outbox is then left for the sweep
     try:
         req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
-        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=outbox) as spool:
+        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=os.fspath(outbox)) as spool:
             with service.commands:
                 if service.stopping.is_set():
                     raise ServiceError("it is stopping; run the command again once it is back")

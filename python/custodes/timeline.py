@@ -296,7 +296,8 @@ def name_time(name: str, tz: str = "UTC") -> int | None:
     if not m:
         return None
     try:
-        dt = datetime(*map(int, m.groups()), tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        dt = datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(tz))
     except ValueError:
         return None
     return int(dt.timestamp()) * NS

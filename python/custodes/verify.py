@@ -85,6 +85,8 @@ EXECUTOR_FAULT = "executor_fault"
 
 @dataclass(frozen=True)
 class VerifyFinding:
+    """One thing verify found: an object, catalog row, ledger entry or checkpoint that is not as recorded."""
+
     kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch, purge_incomplete,
     # policy_mismatch; pending (not a failure)
     message: str
@@ -110,6 +112,8 @@ class VerifyFinding:
 
 @dataclass
 class VerifyResult:
+    """What a verification checked (objects, bytes) and found; ``ok`` when nothing but pending work."""
+
     checked: int = 0
     bytes: int = 0
     findings: list[VerifyFinding] = field(default_factory=list)

@@ -17,18 +17,31 @@ from pathlib import Path
 from custodes import timeline
 from custodes.defaults import clock_is_set
 from custodes.drivers import (
+    CLOSE_CONFIDENCE,
     Driver,
+    DriverChoice,
     VolumeReading,
     VolumeSegment,
+    check_options,
     check_reading,
     identity_from,
     one_scan_per_volume,
 )
 from custodes.errors import CustodesError
 from custodes.findings import Finding
-from custodes.plugins import PluginManager, plugin_manager
+from custodes.plugins import BLOCK_ENV, PluginManager, plugin_manager
 
-__all__ = ["NoDriverError", "choose_driver", "cycles_collected_after", "read_paths", "read_volume", "timeline_findings"]
+__all__ = [
+    "DriverPluginError",
+    "NoDriverError",
+    "choose_driver",
+    "cycles_collected_after",
+    "raised_at",
+    "rank_drivers",
+    "read_paths",
+    "read_volume",
+    "timeline_findings",
+]
 
 
 class NoDriverError(CustodesError, LookupError):
@@ -37,30 +50,75 @@ class NoDriverError(CustodesError, LookupError):
     kind = "no_driver"
 
 
-def choose_driver(volume: Path, name: str | None = None, manager: PluginManager | None = None) -> tuple[Driver, float]:
-    """The named driver, or the one most confident it knows ``volume`` (ties: by name)."""
+class DriverPluginError(CustodesError):
+    """A plugin failed to load, so the driver that knows a volume may be missing: no driver is chosen
+    for the volume (``--driver`` names one instead)."""
+
+    kind = "driver_plugin"
+
+
+def _driver_name(driver: object) -> str:
+    return getattr(driver, "name", "") or type(driver).__name__
+
+
+def _refuse_broken_plugins(pm: PluginManager) -> None:
+    """A driver plugin that failed to load might be the one that knows the volume: choosing among the
+    others would file its footage under the wrong driver in silence."""
+    broken = pm.driver_problems
+    if broken:
+        named = "; ".join(f"plugin {p.plugin}: {p.message}" for p in broken)
+        raise DriverPluginError(
+            f"{named}; no driver is chosen while a plugin is broken: fix or uninstall it, "
+            f"block it with {BLOCK_ENV}={broken[0].plugin}, or name the driver with --driver"
+        )
+
+
+def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Driver, DriverChoice]:
+    """The driver most confident it knows ``volume`` (ties: by name), with how it was chosen: the
+    runner-up when close (:data:`custodes.drivers.CLOSE_CONFIDENCE`), and the drivers whose
+    ``recognise`` raised (each counts as 0, and is named with its error)."""
     pm = manager or plugin_manager()
-    if name is not None:
-        driver = pm.drivers.get(name).factory()
-        return driver, driver.recognise(volume)
-    scored = sorted(((d.factory(), d.name) for d in pm.drivers), key=lambda x: x[1])
-    best: tuple[Driver, float] | None = None
-    for driver, _ in scored:
-        confidence = _confidence(driver, volume)
-        if confidence > 0 and (best is None or confidence > best[1]):
-            best = (driver, confidence)
-    if best is None:
-        raise NoDriverError(f"{volume}: no driver recognises this volume (drivers: {', '.join(pm.drivers.names())})")
-    return best
+    _refuse_broken_plugins(pm)
+    scored: list[tuple[float, str, Driver]] = []
+    failed: list[tuple[str, str]] = []
+    for record in pm.drivers:  # by name
+        try:
+            driver = record.factory()
+            confidence = float(driver.recognise(volume))
+        except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
+            failed.append((record.name, f"{type(e).__name__}: {e}"[:300]))
+            continue
+        if math.isfinite(confidence) and confidence > 0:
+            scored.append((confidence, record.name, driver))
+    if not scored:
+        raise NoDriverError(
+            f"{volume}: no driver recognises this volume (drivers: {', '.join(pm.drivers.names())})"
+            + "".join(f"; {d}: recognise failed ({e})" for d, e in failed)
+        )
+    scored.sort(key=lambda x: -x[0])  # stable: equal confidences stay in name order
+    (confidence, name, driver), rest = scored[0], scored[1:]
+    close = rest[0] if rest and confidence - rest[0][0] <= CLOSE_CONFIDENCE + 1e-9 else None
+    return driver, DriverChoice(
+        name, confidence, close[1] if close else None, close[0] if close else None, tuple(failed)
+    )
 
 
-def _confidence(driver: Driver, volume: Path) -> float:
-    """A driver's recognise(); one that fails on what is on the volume does not know the volume."""
+def choose_driver(volume: Path, name: str | None = None, manager: PluginManager | None = None) -> tuple[Driver, float]:
+    """The named driver (its confidence not asked: 0.0), or the one most confident it knows ``volume``
+    (ties: by name) with its confidence."""
+    driver, choice = _chosen(volume, name, manager)
+    return driver, choice.confidence if choice.confidence is not None else 0.0
+
+
+def _chosen(volume: Path, name: str | None, manager: PluginManager | None) -> tuple[Driver, DriverChoice]:
+    if name is None:
+        return rank_drivers(volume, manager)
+    record = (manager or plugin_manager()).drivers.get(name)
     try:
-        confidence = float(driver.recognise(volume))
-    except Exception:  # noqa: BLE001 - third-party code reading a hostile volume
-        return 0.0
-    return confidence if math.isfinite(confidence) else 0.0
+        driver = record.factory()
+    except Exception as e:  # noqa: BLE001 - third-party code
+        raise DriverPluginError(f"driver {name} could not be made ({type(e).__name__}: {e})") from None
+    return driver, DriverChoice(name)
 
 
 @contextmanager
@@ -101,14 +159,16 @@ def read_volume(
     opts = dict(options or {})
     # The drivers' recognise() and the read walk the volume once between them.
     with cycles_collected_after(), one_scan_per_volume():
-        chosen, _ = choose_driver(path, driver, manager)
-        name = getattr(chosen, "name", "") or type(chosen).__name__
+        chosen, choice = _chosen(path, driver, manager)
+        name = _driver_name(chosen)
+        check_options(chosen, name, opts)
         try:
             reading = chosen.read(path, opts)
         except CustodesError:
             raise
         except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
             identity = identity_from(path, opts)
+            where = raised_at(e)
             return VolumeReading(
                 name,
                 os.fspath(path),
@@ -116,15 +176,27 @@ def read_volume(
                 findings=[
                     Finding(
                         "malformed",
-                        f"driver {name} failed reading the volume ({type(e).__name__}: {e}); its files are "
-                        "kept without the driver's metadata",
+                        f"driver {name} failed reading the volume ({type(e).__name__}: {e}"
+                        f"{f', at {where}' if where else ''}); its files are kept without the driver's metadata",
                         identity.device_id,
                         os.fspath(path),
-                        evidence={"driver": name, "error": type(e).__name__},
+                        evidence={"driver": name, "error": type(e).__name__, "at": where},
                     )
                 ],
+                choice=choice,
             )
-        return check_reading(reading, name, path, opts)
+        checked = check_reading(reading, name, path, opts)
+        checked.choice = choice
+        return checked
+
+
+def raised_at(e: BaseException) -> str | None:
+    """Where in the driver's code ``e`` was raised (file:line of the innermost frame), for its vendor; None
+    for an exception without a traceback."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return None if tb is None else f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
 
 
 def read_paths(
@@ -150,6 +222,7 @@ def read_paths(
         r = read_volume(folder, driver, options, manager)
         r.segments = [s for s in r.segments if os.path.abspath(s.path) in wanted]
         r.findings = [f for f in r.findings if f.path is not None and os.path.abspath(f.path) in wanted]
+        r.non_recordings = [n for n in r.non_recordings if os.path.abspath(os.path.join(folder, n.name)) in wanted]
         readings.append(r)
     return readings
 

@@ -287,7 +287,7 @@ def render_html(report: Any, out: IO[bytes]) -> None:
 
 def render_pdf(report: Any, out: IO[bytes]) -> None:
     try:
-        from weasyprint import HTML  # heavy; only when a PDF is asked for
+        from weasyprint import HTML  # type: ignore[import-untyped]  # heavy, only for a PDF; WeasyPrint has no stubs
     except ImportError as e:
         raise CustodesError(
             "PDF reports need WeasyPrint: pip install 'custodes[pdf]' (and Pango from your system)"

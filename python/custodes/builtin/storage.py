@@ -42,6 +42,9 @@ __all__ = ["LocalStore", "StoreError"]
 #: An object's file name (its SHA-256), and the start of one (the names of its folders).
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{1,63}$")
+#: The options the local backend reads: both are custodes' own (the archive sets them), none is the user's. An option
+#: it does not read is refused, so that `--storage local --bucket B` is not accepted and silently ignored.
+OPTIONS = ("algorithm", "owner")
 
 
 class LocalStore:
@@ -64,6 +67,13 @@ class LocalStore:
     @classmethod
     def connect(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
         """The store of the archive at ``location`` (the plugin's ``StorageBackend.open``)."""
+        unread = sorted(set(options) - set(OPTIONS))
+        if unread:
+            raise StoreError(
+                f"[storage] {', '.join(unread)}: not an option of the local backend (it takes none: its objects "
+                "live in the archive's folder, a replica's in [replica] location); bucket, endpoint and prefix "
+                "are options of a bucket's backend such as s3"
+            )
         store = cls(Path(location), options.get("algorithm", "sha256"))
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
         store.objects.parent.mkdir(mode=0o700, exist_ok=True)

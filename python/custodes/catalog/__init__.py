@@ -37,6 +37,7 @@ from custodes.errors import CustodesError
 
 __all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "Scope"]
 
+#: The catalog schema this custodes writes (one migration per step; a newer catalog is refused).
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -224,8 +224,8 @@ class Segments(Table):
             "s.ingest_id, s.ingested_ns FROM segments s LEFT JOIN ledger l ON l.seq = s.ledger_seq ORDER BY s.id"
         )
         return (
-            LedgerView(
-                *r[:3], None if r[3] is None else blob(r[3]), *r[4:7], None if r[7] is None else blob(r[7]), *r[8:]
+            LedgerView._make(
+                (*r[:3], None if r[3] is None else blob(r[3]), *r[4:7], None if r[7] is None else blob(r[7]), *r[8:])
             )
             for r in self._conn.execute(sql)
         )

@@ -16,6 +16,7 @@ from custodes.defaults import NS
 from custodes.drivers import (
     Driver,
     DriverOptionError,
+    NonRecording,
     VolumeReading,
     VolumeSegment,
     identity_from,
@@ -24,6 +25,7 @@ from custodes.drivers import (
 )
 from custodes.findings import Finding
 from custodes.hookspecs import hookimpl
+from custodes.media import MEDIA_EXTENSIONS
 from custodes.plugins import DeviceDriver
 
 __version__ = "0.1.0"
@@ -116,11 +118,18 @@ class DjiDriver(Driver):
     name = "dji"
 
     def recognise(self, volume: Path) -> float:
+        """Sure (0.8) when a .SRT sidecar sits beside its recording, less (0.5) from DJI_ names alone, or
+        (0.3) a card of sidecars only. Sidecars beside other recordings, none of them theirs, are not a
+        drone's card (the bundled sample footage: phones, cameras and two loose DJI sidecars)."""
         files, _, _ = scan_volume(volume)
-        names = [os.path.basename(f.name).upper() for f in files]
-        if any(n.endswith(".SRT") for n in names):
+        names = [f.name.upper() for f in files]
+        stems = {os.path.splitext(n)[0] for n in names if n.endswith(".SRT")}
+        media = {os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in MEDIA_EXTENSIONS}
+        if stems & media:
             return 0.8
-        return 0.5 if any(n.startswith("DJI_") for n in names) else 0.0
+        if any(os.path.basename(n).startswith("DJI_") for n in names):
+            return 0.5
+        return 0.3 if stems and not media else 0.0
 
     def read(self, volume: Path, options: Mapping[str, str]) -> VolumeReading:
         try:
@@ -205,7 +214,8 @@ class DjiDriver(Driver):
             )
         tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
         findings += timeline.name_time_findings(named, tz=options.get("tz", "UTC"), tolerance=tolerance)
-        return VolumeReading(self.name, os.fspath(volume), identity, out, [], [], findings, skipped)
+        known = [NonRecording(f.name, "sidecar") for f in files if f.name.upper().endswith(".SRT")]
+        return VolumeReading(self.name, os.fspath(volume), identity, out, [], [], findings, skipped, known)
 
 
 @hookimpl

@@ -18,6 +18,7 @@ from custodes.drivers import (
     DeviceEvent,
     Driver,
     DriverOptionError,
+    NonRecording,
     VolumeReading,
     identity_from,
     media_segments,
@@ -119,8 +120,13 @@ def _local(text: str, tz: ZoneInfo) -> int | None:
     return None
 
 
+#: The device's own files and what each is (``volume`` lists them; ingest stores them).
+OWN_FILES = {IDENTITY_FILE: "identity", CLOCK_FILE: "log", EVENT_FILE: "log"}
+
+
 class Gat947Driver(Driver):
     name = "gat947"
+    accepted_options = {"naming": f"file-naming template (default {DEFAULT_NAMING}); fields {', '.join(_FIELDS)}"}
 
     def recognise(self, volume: Path) -> float:
         if (volume / IDENTITY_FILE).is_file():
@@ -137,7 +143,7 @@ class Gat947Driver(Driver):
             raise DriverOptionError(f"unknown time zone {tz_name!r}") from e
         pattern = naming_pattern(options.get("naming", DEFAULT_NAMING))
         files, findings, skipped = scan_volume(volume)
-        own = {IDENTITY_FILE, CLOCK_FILE, EVENT_FILE}
+        own = set(OWN_FILES)
         found_identity, identity_findings = self._identity(volume)
         identity = identity_from(volume, options, file=str(volume / IDENTITY_FILE), **found_identity)
         device = identity.device_id
@@ -188,7 +194,8 @@ class Gat947Driver(Driver):
                 named.append((device, s.path, start, s.container_time))
         tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
         findings += timeline.name_time_findings(named, tz=tz_name, tolerance=tolerance)
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped)
+        known = [NonRecording(f.name, OWN_FILES[f.name]) for f in files if f.name in OWN_FILES]
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, events, findings, skipped, known)
 
     def _identity(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         path = volume / IDENTITY_FILE

@@ -17,6 +17,8 @@ from custodes.drivers import (
     ClockReading,
     Driver,
     DriverOptionError,
+    NonRecording,
+    VolumeFile,
     VolumeReading,
     identity_from,
     media_segments,
@@ -101,6 +103,22 @@ def first_gps_time(path: str, info: MediaInfo) -> tuple[int, float] | None:
     return None
 
 
+def _non_recording(f: VolumeFile) -> NonRecording | None:
+    """What a file GoPro writes beside the recordings is: MISC/version.txt the identity, a .THM the
+    thumbnail and a .LRV the low-resolution copy of a chapter, the rest of MISC/ and the camera's
+    DCIM/100GOPRO/GOPRO* files its own bookkeeping; None for a file GoPro does not write."""
+    upper, ext = f.name.upper(), os.path.splitext(f.name)[1].upper()
+    if upper == "MISC/VERSION.TXT":
+        return NonRecording(f.name, "identity")
+    if ext == ".THM":
+        return NonRecording(f.name, "thumbnail")
+    if ext == ".LRV":
+        return NonRecording(f.name, "sidecar")
+    if upper.startswith(("MISC/", "DCIM/100GOPRO/GOPRO")):
+        return NonRecording(f.name, "other")
+    return None
+
+
 class GoProDriver(Driver):
     name = "gopro"
 
@@ -123,11 +141,11 @@ class GoProDriver(Driver):
         findings = [replace(f, device=device) for f in findings + version_findings]
         segments, probe_findings, rest = media_segments(files, device, samples=True)
         findings += probe_findings
+        known = [n for n in map(_non_recording, rest) if n is not None]
         findings += [
             Finding("unknown_file", "not a recording this driver knows; kept as it is", device, f.path)
-            for f in rest
-            if not f.name.upper().startswith(("MISC/", "DCIM/100GOPRO/GOPRO"))
-            and os.path.splitext(f.name)[1].upper() not in (".THM", ".LRV")
+            for f, n in zip(rest, map(_non_recording, rest), strict=True)
+            if n is None
         ]
         clock = []
         out = []
@@ -189,7 +207,7 @@ class GoProDriver(Driver):
                         evidence={"recording": number, "missing_chapters": missing},
                     )
                 )
-        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped)
+        return VolumeReading(self.name, os.fspath(volume), identity, out, clock, [], findings, skipped, known)
 
     def _version(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
         """Model and serial from ``MISC/version.txt``, each checked for its shape; a field of
