@@ -65,7 +65,8 @@ __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 @dataclass
 class IngestResult:
     """What one ingest did: the files stored, already present, failed or skipped (by name), the findings it
-    recorded, the bytes copied and the checkpoint signed after it."""
+    recorded, the bytes copied, the checkpoint signed after it, and the segment of every file the archive holds
+    (``segments``: :class:`custodes.records.IngestedSegment`, as ``ingest --json`` lists them)."""
 
     ingest_id: int
     volume: str
