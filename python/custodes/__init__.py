@@ -37,8 +37,8 @@ from custodes.findings import Finding
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
 
 #: The public modules, each used through its ``__all__``: the library an agency tool calls (archive, ingest,
-#: verify, proofs, merkle, policy, reports, timeline; errors, findings, hashing, checksums, media) and the
-#: contract a vendor's plugin is written against (drivers, plugins, hookspecs, storage).
+#: verify, proofs, merkle, policy, query, records, reports, timeline; errors, findings, hashing, checksums, media)
+#: and the contract a vendor's plugin is written against (drivers, plugins, hookspecs, storage).
 PUBLIC_MODULES = (
     "custodes.archive",
     "custodes.checksums",
@@ -53,6 +53,8 @@ PUBLIC_MODULES = (
     "custodes.plugins",
     "custodes.policy",
     "custodes.proofs",
+    "custodes.query",
+    "custodes.records",
     "custodes.reports",
     "custodes.storage",
     "custodes.testing.conformance",

@@ -19,7 +19,7 @@ import os
 import time
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
 
 if TYPE_CHECKING:
+    from custodes.records import Device, DeviceEvent, RecordedFinding, Segment
     from custodes.storage import ObjectStore
 
 __all__ = ["Archive", "ArchiveError", "Policy", "SCHEMA_VERSION", "init_archive", "open_archive"]
@@ -577,6 +578,59 @@ class Archive:
     def transaction(self) -> AbstractContextManager[Catalog]:
         """One write transaction: catalog rows and their ledger entries commit together or not at all."""
         return self.catalog.transaction()
+
+    # --- the query API (custodes.query: the filters, how findings are chosen, paging) ----------------------
+
+    def segments(
+        self,
+        *,
+        device: str | None = None,
+        officer: str | None = None,
+        case: str | None = None,
+        task: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Iterator[Segment]:
+        """The segments the filters select, by id, read lazily a page at a time (:mod:`custodes.query`)."""
+        from custodes import query
+
+        return query.segments(self, device=device, officer=officer, case=case, task=task, start=start, end=end)
+
+    def findings(
+        self,
+        *,
+        device: str | None = None,
+        officer: str | None = None,
+        case: str | None = None,
+        task: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Iterator[RecordedFinding]:
+        """The findings ingests recorded, then the tasks' ``gap_unexplained``, the filters select, read lazily
+        (:mod:`custodes.query`)."""
+        from custodes import query
+
+        return query.findings(self, device=device, officer=officer, case=case, task=task, start=start, end=end)
+
+    def events(
+        self,
+        *,
+        device: str | None = None,
+        officer: str | None = None,
+        task: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Iterator[DeviceEvent]:
+        """The devices' own log entries the filters select, by id, read lazily (:mod:`custodes.query`)."""
+        from custodes import query
+
+        return query.events(self, device=device, officer=officer, task=task, start=start, end=end)
+
+    def devices(self) -> Iterator[Device]:
+        """Every device the archive knows, by id, read lazily (:mod:`custodes.query`)."""
+        from custodes import query
+
+        return query.devices(self)
 
     @property
     def signing_key_path(self) -> Path:

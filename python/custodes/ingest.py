@@ -54,6 +54,7 @@ from custodes.drivers import (
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 from custodes.hashing import clamp_workers, hash_files, max_workers
+from custodes.records import IngestedSegment
 from custodes.rights import as_checked
 from custodes.service import request
 from custodes.storage import ObjectStore, Put, StoredObject
@@ -65,7 +66,8 @@ __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
 @dataclass
 class IngestResult:
     """What one ingest did: the files stored, already present, failed or skipped (by name), the findings it
-    recorded, the bytes copied and the checkpoint signed after it."""
+    recorded, the bytes copied, the checkpoint signed after it, and the segment of every file the archive holds
+    (``segments``: :class:`custodes.records.IngestedSegment`, as ``ingest --json`` lists them)."""
 
     ingest_id: int
     volume: str
@@ -80,6 +82,8 @@ class IngestResult:
     checkpoint: dict[str, Any] | None = None
     #: The zone the device's local times were read in and why (custodes.drivers.device_zone), as the ledger has it.
     time_zone: dict[str, str] | None = None
+    #: Every file stored or found already present, in volume order: its segment id, name, digest.
+    segments: list[IngestedSegment] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +104,7 @@ class IngestResult:
             "findings": [f.to_json() for f in self.findings],
             "checkpoint": self.checkpoint,
             "time_zone": self.time_zone,
+            "segments": [s.to_json() for s in self.segments],
         }
 
 
@@ -253,6 +258,7 @@ def _store_files(
         group = _next_group(todo, bounds)
         copying = _start_copies(archive, pool, group, result.device, checked)
         while group:
+            present = copying.present
             copied, deferred = _finish_copies(copying, bounds.seconds)
             todo = deferred + todo[len(group) :]
             # The next group copies while this one is synced, read back, linked and recorded: the cores copy while
@@ -265,6 +271,10 @@ def _store_files(
                 if f.path not in outcomes:
                     continue  # deferred to the next group
                 outcome = outcomes[f.path]
+                if outcome in ("stored", "present"):
+                    copy = copied[f.path]
+                    sha = copy.digests["sha256"] if isinstance(copy, _Copy) else present[f.path]
+                    result.segments.append(_ingested(archive, result.device, f.name, sha, outcome == "stored"))
                 if outcome == "stored":
                     result.stored.append(f.name)
                     result.bytes += f.size
@@ -291,9 +301,10 @@ class _Copy:
 
 
 class _Copying(NamedTuple):
-    """A group's copies under way: the files found present already, the copies' futures, when they started."""
+    """A group's copies under way: the files found present already (with their SHA-256), the copies' futures,
+    when they started."""
 
-    present: set[str]
+    present: dict[str, str]
     futures: dict[Future[_Copy | str], VolumeFile]
     started: float
 
@@ -504,6 +515,14 @@ def _volume_checks(
 FINDINGS_PER_ENTRY = 1000
 
 
+def _ingested(archive: Archive, device: str, name: str, sha256: str, stored: bool) -> IngestedSegment:
+    """The file's segment, as the catalog keeps it (found by device, name and content, as ingest records it)."""
+    text = name_text(name)
+    segment = archive.catalog.segments.find(device, text, name_bytes(name), sha256)
+    assert segment is not None  # stored or present: recorded under this device, name and content
+    return IngestedSegment(segment, text, sha256, stored)
+
+
 def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, result: IngestResult) -> None:
     """Record the findings (in entries of at most FINDINGS_PER_ENTRY) and the result, sign a checkpoint,
     then mark the ingest finished."""
@@ -523,7 +542,8 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
             {
                 "type": "ingest_end",
                 "ingest": result.ingest_id,
-                "result": _json_text({k: v for k, v in result.to_json().items() if k != "findings"}),
+                # The segments are the ingest entries' own facts: not repeated here.
+                "result": _json_text({k: v for k, v in result.to_json().items() if k not in ("findings", "segments")}),
                 "time": time.time_ns(),
             },
         )
@@ -646,10 +666,10 @@ def head_digest(store: ObjectStore | None, name: str | os.PathLike[str]) -> str:
         return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 
-def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> set[str]:
-    """The volume paths of the group's files whose device, name, size and content are in the archive already:
-    stored, or lawfully purged (its tombstone is in the ledger, and the card that still holds it must not bring
-    the bytes back). An object recorded but gone from the store without a tombstone is copied again.
+def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> dict[str, str]:
+    """The volume paths (each with its SHA-256) of the group's files whose device, name, size and content are in
+    the archive already: stored, or lawfully purged (its tombstone is in the ledger, and the card that still holds
+    it must not bring the bytes back). An object recorded but gone from the store without a tombstone is copied again.
 
     Only a file seen before is read here (hashed, not copied; all of the group's in one batch), to tell "the
     same file" from "a new file with the same name"."""
@@ -658,7 +678,7 @@ def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> 
         shas = archive.catalog.segments.objects_named(device, name_text(f.name), name_bytes(f.name), f.size)
         if shas:
             known[f.path] = shas
-    present: set[str] = set()
+    present: dict[str, str] = {}
     if not known:  # a volume seen for the first time: no hashing job at all
         return present
     stored: dict[str, StoredObject] = {}
@@ -669,9 +689,9 @@ def _already_present(archive: Archive, device: str, group: list[VolumeFile]) -> 
         found = archive.store.stat(sha)
         if found is not None:
             stored[sha] = found
-            present.add(r.path)
+            present[r.path] = sha
         elif archive.catalog.objects.due_for_removal(sha):
-            present.add(r.path)
+            present[r.path] = sha
     _lock_as_recorded(archive, stored)
     return present
 

@@ -31,6 +31,7 @@ from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWin
 from custodes.catalog.devices import Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
+from custodes.catalog.query import Query
 from custodes.catalog.schema import MIGRATIONS
 from custodes.errors import CustodesError
 
@@ -68,6 +69,7 @@ class Catalog:
         self.retention = Retention(conn)
         self.refusals = RefusalWindows(conn)
         self.verify_runs = VerifyRuns(conn)
+        self.query = Query(conn)  # the query API's paged reads (custodes.query)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Catalog:

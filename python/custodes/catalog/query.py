@@ -1,0 +1,197 @@
+"""The query API's reads (custodes.query): segments, findings, device events and devices, one page at a time.
+
+Each read returns at most ``limit`` rows after a key (keyset pagination: ``WHERE id > ? ORDER BY id LIMIT ?``),
+so a caller walking the whole archive holds one page, never the archive, and no read transaction stays open
+between pages (an ingest may commit meanwhile; rows it adds have higher ids and are seen by later pages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from custodes.catalog.evidence import Table, question_marks
+
+#: A segment's time span, clock-corrected where a correction is known; a segment without an end spans its start.
+_SEG_START = "COALESCE(s.corrected_start_ns, s.start_ns)"
+_SEG_END = f"COALESCE(s.corrected_end_ns, s.end_ns, {_SEG_START})"
+#: A finding's span: its own, or its ingest's start when it has none (as the report places it).
+_FINDING_START = "COALESCE(f.start_ns, i.started_ns)"
+_FINDING_END = f"COALESCE(f.end_ns, {_FINDING_START})"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the caller asked for, resolved: ``devices`` (None: every device), the segments' ``officer``, a
+    ``case``'s segments, and the time range [lo, hi) a span must overlap (None: open on that side)."""
+
+    devices: tuple[str, ...] | None = None
+    officer: str | None = None
+    officer_devices: tuple[str, ...] = ()  # a finding without a segment is the officer's when on one of these
+    case: str | None = None
+    lo: int | None = None
+    hi: int | None = None
+
+
+def _overlaps(start: str, end: str, sel: Selection) -> tuple[list[str], list[Any]]:
+    """A span [start, end] overlaps [lo, hi): it starts before hi, and ends after lo (or, empty, starts at lo or
+    later). A span with no time at all overlaps no range."""
+    parts: list[str] = []
+    args: list[Any] = []
+    if sel.lo is not None or sel.hi is not None:
+        parts.append(f"{start} IS NOT NULL")
+    if sel.hi is not None:
+        parts.append(f"{start} < ?")
+        args.append(sel.hi)
+    if sel.lo is not None:
+        parts.append(f"({end} > ? OR {start} >= ?)")
+        args += [sel.lo, sel.lo]
+    return parts, args
+
+
+class SegmentRow(NamedTuple):
+    id: int
+    device_id: str
+    original_name: str
+    kind: str
+    sha256: str
+    size: int
+    start_ns: int | None  # corrected where known
+    end_ns: int | None
+    device_start_ns: int | None  # as the device's clock said
+    device_end_ns: int | None
+    start_source: str | None
+    sequence: int | None
+    important: int
+    recording: str | None
+    chapter: int | None
+    officer_id: str | None
+    ingest_id: int
+    ingested_ns: int
+    ledger_seq: int
+    purged_ns: int | None
+
+
+class QueryFindingRow(NamedTuple):
+    id: int
+    ingest_id: int
+    segment_id: int | None
+    kind: str
+    severity: str
+    device_id: str | None
+    path: str | None
+    start_ns: int | None
+    end_ns: int | None
+    detail: str  # the finding as JSON
+
+
+class EventRow(NamedTuple):
+    id: int
+    device_id: str
+    time_ns: int
+    kind: str
+    detail: str
+    ingest_id: int | None
+
+
+class DeviceRow(NamedTuple):
+    device_id: str
+    kind: str | None
+    vendor: str | None
+    model: str | None
+    serial: str | None
+    officer_id: str | None
+    officer_name: str | None
+    unit_id: str | None
+    unit_name: str | None
+    updated_ns: int | None
+
+
+_SEGMENT_COLUMNS = (
+    f"s.id, s.device_id, s.original_name, s.kind, s.sha256, s.size, {_SEG_START}, "
+    "COALESCE(s.corrected_end_ns, s.end_ns), s.start_ns, s.end_ns, s.start_source, s.sequence, s.important, "
+    "s.recording, s.chapter, s.officer_id, s.ingest_id, s.ingested_ns, s.ledger_seq, s.purged_ns"
+)
+
+
+class Query(Table):
+    def case_exists(self, case: str) -> bool:
+        return self._one("SELECT 1 FROM cases WHERE id = ?", (case,)) is not None
+
+    def officer_known(self, officer: str) -> bool:
+        """A device is issued to the officer, or a recording is attributed to them."""
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE officer_id = ?1) "
+            "OR EXISTS (SELECT 1 FROM segments WHERE officer_id = ?1)"
+        )
+        return self._one(sql, (officer,)) == 1
+
+    def segments(self, sel: Selection, after: int, limit: int) -> list[SegmentRow]:
+        """The selected segments with an id above ``after``, at most ``limit``, by id."""
+        parts: list[str] = ["s.id > ?"]
+        args: list[Any] = [after]
+        if sel.devices is not None:
+            parts.append(f"s.device_id IN ({question_marks(sel.devices)})")
+            args += sel.devices
+        if sel.officer is not None:
+            parts.append("s.officer_id = ?")
+            args.append(sel.officer)
+        if sel.case is not None:
+            parts.append("s.id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
+            args.append(sel.case)
+        more, more_args = _overlaps(_SEG_START, _SEG_END, sel)
+        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments s WHERE {' AND '.join(parts + more)} ORDER BY s.id LIMIT ?"  # noqa: S608
+        return [SegmentRow(*r) for r in self._conn.execute(sql, (*args, *more_args, limit))]
+
+    def findings(self, sel: Selection, after: int, limit: int) -> list[QueryFindingRow]:
+        """The selected findings ingests recorded, with an id above ``after``, at most ``limit``, by id. A
+        finding is the officer's when its segment is, or, without a segment, when it is on one of
+        ``sel.officer_devices``; a case's when its segment is linked to the case."""
+        parts: list[str] = ["f.id > ?"]
+        args: list[Any] = [after]
+        if sel.devices is not None:
+            parts.append(f"f.device_id IN ({question_marks(sel.devices)})")
+            args += sel.devices
+        if sel.officer is not None:
+            parts.append(
+                f"(s.officer_id = ? OR (f.segment_id IS NULL AND f.device_id IN "
+                f"({question_marks(sel.officer_devices)})))"
+            )
+            args += [sel.officer, *sel.officer_devices]
+        if sel.case is not None:
+            parts.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
+            args.append(sel.case)
+        more, more_args = _overlaps(_FINDING_START, _FINDING_END, sel)
+        sql = (
+            "SELECT f.id, f.ingest_id, f.segment_id, f.kind, f.severity, f.device_id, f.path, f.start_ns, f.end_ns, "  # noqa: S608
+            "f.detail FROM findings f JOIN ingests i ON i.id = f.ingest_id "
+            f"LEFT JOIN segments s ON s.id = f.segment_id WHERE {' AND '.join(parts + more)} ORDER BY f.id LIMIT ?"
+        )
+        return [QueryFindingRow(*r) for r in self._conn.execute(sql, (*args, *more_args, limit))]
+
+    def events(self, sel: Selection, after: int, limit: int) -> list[EventRow]:
+        """The selected devices' log entries with an id above ``after``, at most ``limit``, by id; a time range
+        selects the entries whose time is in it."""
+        parts: list[str] = ["e.id > ?"]
+        args: list[Any] = [after]
+        if sel.devices is not None:
+            parts.append(f"e.device_id IN ({question_marks(sel.devices)})")
+            args += sel.devices
+        if sel.hi is not None:
+            parts.append("e.time_ns < ?")
+            args.append(sel.hi)
+        if sel.lo is not None:
+            parts.append("e.time_ns >= ?")
+            args.append(sel.lo)
+        sql = (
+            "SELECT e.id, e.device_id, e.time_ns, e.kind, e.detail, e.ingest_id FROM device_events e "  # noqa: S608
+            f"WHERE {' AND '.join(parts)} ORDER BY e.id LIMIT ?"
+        )
+        return [EventRow(*r) for r in self._conn.execute(sql, (*args, limit))]
+
+    def devices(self, after: str, limit: int) -> list[DeviceRow]:
+        """Devices with an id above ``after`` (by text), at most ``limit``, by id."""
+        sql = (
+            f"SELECT {', '.join(DeviceRow._fields)} FROM devices WHERE device_id > ? "  # noqa: S608
+            "ORDER BY device_id LIMIT ?"
+        )
+        return [DeviceRow(*r) for r in self._conn.execute(sql, (after, limit))]

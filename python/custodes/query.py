@@ -1,0 +1,228 @@
+"""Asking an open archive questions: its segments, findings, device events and devices, as typed records.
+
+    with open_archive("ARCHIVE") as archive:
+        for seg in archive.segments(officer="0077", start=t0, end=t1):
+            print(seg.id, seg.name, seg.sha256)
+        gaps = [f for f in archive.findings(task="T-17") if f.kind == "gap_unexplained"]
+
+Every call returns an iterator that reads the catalog a page at a time (:data:`PAGE` rows, keyset pagination by
+id), so walking 10^6 segments holds one page, not the archive. The filters are keyword arguments, all optional,
+combined with AND:
+
+- ``device``: one device id;
+- ``officer``: a segment is the officer's when it was attributed to them at ingest (:attr:`Segment.officer`);
+  a finding when its segment is, or, without a segment, when it is on a device issued to the officer or that
+  recorded footage attributed to them; an event when it is on such a device;
+- ``case``: the segments linked to the case by ``custodes retention case``, and the findings of those segments;
+- ``task``: the task's window and its devices as task coverage takes them (the task's own devices, and the
+  devices of its officers' recordings in the window): a task filter first computes that task's coverage;
+- ``start``/``end`` (ns UTC): a segment or finding whose span overlaps [start, end) (clock-corrected times; a
+  finding without a span is placed at its ingest's start; a segment without a time matches no range), an event
+  whose time is in it.
+
+A device, officer, task or case the archive does not know is a :class:`QueryError`, never an empty answer.
+
+Which findings: :meth:`~custodes.archive.Archive.findings` yields the findings ingests recorded (by id), then the
+``gap_unexplained`` findings of the tasks' coverage, as the report shows them (a ``case`` filter selects no task
+finding: a gap belongs to no recording). Not here: the integrity findings of ``custodes verify`` (not facts the
+catalog holds: run :func:`custodes.verify.verify`) and the access refusals the report lists from the access log
+(:func:`custodes.reports.build_report`'s ``access`` section).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
+
+from custodes.catalog.query import QueryFindingRow, Selection
+from custodes.errors import CustodesError
+from custodes.findings import ARTICLES, Finding
+from custodes.records import Device, DeviceEvent, RecordedFinding, Segment
+
+if TYPE_CHECKING:
+    from custodes.archive import Archive
+    from custodes.tasks import TaskCoverage
+
+__all__ = ["PAGE", "QueryError", "devices", "events", "findings", "segments"]
+
+#: Rows read from the catalog at a time.
+PAGE = 500
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class QueryError(CustodesError, LookupError):
+    """A query the archive cannot answer as asked: a device, officer, task or case it does not know, or a time
+    range that ends before it starts."""
+
+    kind = "query"
+
+
+def _paged(fetch: Callable[[K, int], list[T]], first: K, key: Callable[[T], K]) -> Iterator[T]:
+    """Every row ``fetch(after, PAGE)`` gives, page after page, each page starting after the last row's key."""
+    after = first
+    while True:
+        rows = fetch(after, PAGE)
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = key(rows[-1])
+
+
+def _select(
+    archive: Archive,
+    device: str | None,
+    officer: str | None,
+    case: str | None,
+    task: str | None,
+    start: int | None,
+    end: int | None,
+) -> tuple[Selection, TaskCoverage | None]:
+    """The filters checked against what the archive knows and resolved into a selection (and the task's
+    coverage, when a task was named)."""
+    catalog = archive.catalog
+    if device is not None and not catalog.devices.exists(device):
+        raise QueryError(f"no device {device!r} in this archive")
+    if officer is not None and not catalog.query.officer_known(officer):
+        raise QueryError(f"no officer {officer!r} in this archive (no device issued to them, no recording theirs)")
+    if case is not None and not catalog.query.case_exists(case):
+        raise QueryError(f"no case {case!r} in this archive")
+    if start is not None and end is not None and end < start:
+        raise QueryError("the time range ends before it starts")
+    devices: tuple[str, ...] | None = None if device is None else (device,)
+    lo, hi, cov = start, end, None
+    if task is not None:
+        if catalog.tasks.get(task) is None:
+            raise QueryError(f"no task {task!r} in this archive")
+        from custodes.tasks import task_coverage
+
+        (cov,) = task_coverage(archive, [task])
+        devices = tuple(d for d in cov.devices if devices is None or d in devices)
+        lo = cov.task.start if lo is None else max(lo, cov.task.start)
+        hi = cov.task.end if hi is None else min(hi, cov.task.end)
+    officer_devices = () if officer is None else tuple(catalog.devices.of_officer(officer))
+    return Selection(devices, officer, officer_devices, case, lo, hi), cov
+
+
+def segments(
+    archive: Archive,
+    *,
+    device: str | None = None,
+    officer: str | None = None,
+    case: str | None = None,
+    task: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> Iterator[Segment]:
+    """The segments the filters select (module docstring), by id, read a page at a time."""
+    sel, _ = _select(archive, device, officer, case, task, start, end)
+    rows = _paged(lambda after, n: archive.catalog.query.segments(sel, after, n), 0, lambda r: r.id)
+    return (Segment(*r[:12], bool(r[12]), *r[13:]) for r in rows)
+
+
+def _recorded(row: QueryFindingRow) -> RecordedFinding:
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        detail = None
+    if not isinstance(detail, dict):  # an edited row: verify names it; the query still gives its columns
+        detail = {"message": row.detail}
+    evidence = detail.get("evidence")
+    return RecordedFinding(
+        row.id,
+        row.kind,
+        row.severity,
+        ARTICLES.get(row.kind),
+        str(detail.get("message", "")),
+        row.device_id,
+        row.path,
+        row.start_ns,
+        row.end_ns,
+        row.segment_id,
+        row.ingest_id,
+        None,
+        evidence if isinstance(evidence, dict) else {},
+    )
+
+
+def _of_task(task: str, f: Finding) -> RecordedFinding:
+    return RecordedFinding(
+        None, f.kind, f.severity, f.article, f.message, f.device, f.path, f.start, f.end, None, None, task, f.evidence
+    )
+
+
+def _task_findings(archive: Archive, sel: Selection, cov: TaskCoverage | None) -> Iterator[RecordedFinding]:
+    """The ``gap_unexplained`` findings of the selected tasks' coverage: the named task's, or, with no task
+    named, every task's whose devices include the selected device and whose officers include the selected
+    officer; each one overlapping the time range. None for a case."""
+    if sel.case is not None:
+        return
+    if cov is not None:
+        covs = [cov]
+    else:
+        from custodes.tasks import task_coverage
+
+        covs = task_coverage(archive)
+    for c in covs:
+        if sel.devices is not None and not set(sel.devices) & set(c.devices):
+            continue
+        if sel.officer is not None and sel.officer not in c.task.officers:
+            continue
+        for f in c.findings:
+            s, e = f.start, f.end if f.end is not None else f.start
+            if (sel.hi is None or (s is not None and s < sel.hi)) and (
+                sel.lo is None or (s is not None and e is not None and (e > sel.lo or s >= sel.lo))
+            ):
+                yield _of_task(c.task.id, f)
+
+
+def findings(
+    archive: Archive,
+    *,
+    device: str | None = None,
+    officer: str | None = None,
+    case: str | None = None,
+    task: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> Iterator[RecordedFinding]:
+    """The findings the filters select (module docstring): those ingests recorded, by id, read a page at a time;
+    then the tasks' ``gap_unexplained``."""
+    sel, cov = _select(archive, device, officer, case, task, start, end)
+
+    def walk() -> Iterator[RecordedFinding]:
+        rows = _paged(lambda after, n: archive.catalog.query.findings(sel, after, n), 0, lambda r: r.id)
+        yield from (_recorded(r) for r in rows)
+        yield from _task_findings(archive, sel, cov)
+
+    return walk()
+
+
+def events(
+    archive: Archive,
+    *,
+    device: str | None = None,
+    officer: str | None = None,
+    task: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> Iterator[DeviceEvent]:
+    """The device log entries the filters select (module docstring; an event has no case), by id."""
+    sel, _ = _select(archive, device, officer, None, task, start, end)
+    if officer is not None:
+        mine = set(sel.officer_devices)
+        sel = Selection(
+            tuple(d for d in (sel.devices if sel.devices is not None else sel.officer_devices) if d in mine),
+            lo=sel.lo,
+            hi=sel.hi,
+        )
+    rows = _paged(lambda after, n: archive.catalog.query.events(sel, after, n), 0, lambda r: r.id)
+    return (DeviceEvent(*r) for r in rows)
+
+
+def devices(archive: Archive) -> Iterator[Device]:
+    """Every device the archive knows, by id, read a page at a time."""
+    rows = _paged(lambda after, n: archive.catalog.query.devices(after, n), "", lambda r: r.device_id)
+    return (Device(*r) for r in rows)

@@ -1,0 +1,291 @@
+"""The query API (archive.segments / findings / events / devices) against an independent reading of the catalog:
+for each filter, exactly the rows an SQL query written here finds (sqlite3 on the catalog file, read-only), on
+archives made by real ingests of ffmpeg-made GA/T 947 recorders; a task's gap findings as `task coverage` shows
+them. Unknown devices, officers, tasks and cases are refused, never answered with nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custodes.archive import open_archive
+from custodes.findings import rfc3339
+from custodes.query import QueryError
+from custodes.records import DeviceEvent, RecordedFinding, Segment
+from footage import T0, make_clip
+from helpers import grant, run_cli
+
+BJ = timezone(timedelta(hours=8))
+S = 1_000_000_000
+T0_NS = int(T0.timestamp()) * S
+
+# A segment's span, clock-corrected, and the overlap of a span with [lo, hi), as this test reads the catalog.
+SEG_START = "COALESCE(s.corrected_start_ns, s.start_ns)"
+SEG_END = f"COALESCE(s.corrected_end_ns, s.end_ns, {SEG_START})"
+F_START = "COALESCE(f.start_ns, i.started_ns)"
+F_END = f"COALESCE(f.end_ns, {F_START})"
+
+
+def read_only(arch: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def overlap(start: str, end: str, lo: int | None, hi: int | None) -> tuple[str, tuple[int, ...]]:
+    if lo is None and hi is None:
+        return "1=1", ()
+    parts, args = [f"{start} IS NOT NULL"], []
+    if hi is not None:
+        parts.append(f"{start} < ?")
+        args.append(hi)
+    if lo is not None:
+        parts.append(f"({end} > ? OR {start} >= ?)")
+        args += [lo, lo]
+    return " AND ".join(parts), tuple(args)
+
+
+def recorder(root: Path, device: str, officer: str, starts: list[int], events: str = "") -> Path:
+    vol = root / device
+    for n, s in enumerate(starts, start=1):
+        t = T0 + timedelta(seconds=s)
+        make_clip(vol / f"{officer}_{device}_{t.astimezone(BJ):%Y%m%d%H%M%S}_{n:04d}.MP4", t, 1.0)
+    if events:
+        (vol / "EVENTS.LOG").write_text(events)
+    return vol
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: The tasks, and the devices each one's coverage takes: its own, and those of its officers' recordings.
+TASKS = (
+    "id,type,start,end,officers,devices\n"
+    f"T1,traffic_stop,{iso(0)},{iso(24)},005678,BWCA\n"
+    f"T2,inspection,{iso(0)},{iso(24)},,BWCA\n"
+    f"T3,inspection,{iso(0)},{iso(14)},005678,\n"
+)
+TASK_DEVICES = {"T1": ("BWCA", "BWCB"), "T2": ("BWCA",), "T3": ("BWCB",)}
+TASK_WINDOWS = {"T1": (T0_NS, T0_NS + 24 * S), "T2": (T0_NS, T0_NS + 24 * S), "T3": (T0_NS, T0_NS + 14 * S)}
+TASK_OFFICERS = {"T1": ("005678",), "T2": (), "T3": ("005678",)}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two recorders (officers 001234 and 005678; BWCB logged a low battery at 3 s), three tasks, a case."""
+    root = tmp_path_factory.mktemp("query")
+    arch = root / "archive"
+    assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")
+    a = recorder(root, "BWCA", "001234", [0, 2, 4, 6, 8, 20, 22])
+    b = recorder(
+        root,
+        "BWCB",
+        "005678",
+        [0, 2, 14, 16, 18, 20, 22],
+        events=f"{(T0 + timedelta(seconds=3)).astimezone(BJ):%Y-%m-%d %H:%M:%S} battery_low 5%\n",
+    )
+    for vol in (a, b):
+        out = run_cli("ingest", vol, "--archive", arch)
+        assert out.returncode == 1, out.stderr  # late_ingest: the footage is from 2024
+    tasks = root / "tasks.csv"
+    tasks.write_text(TASKS)
+    assert run_cli("task", "import", arch, tasks).returncode == 0
+    out = run_cli("retention", "case", arch, "--case", "C1", "--segment", "2", "--segment", "10")
+    assert out.returncode == 0, out.stderr
+    return arch
+
+
+def expected_segments(arch: Path, f: dict[str, Any]) -> list[int]:
+    """The ids of the segments ``f`` selects, by this test's own SQL."""
+    where, args = ["1=1"], []
+    devices = [f["device"]] if "device" in f else None
+    lo, hi = f.get("start"), f.get("end")
+    if "task" in f:
+        t_devices = TASK_DEVICES[f["task"]]
+        devices = [d for d in t_devices if devices is None or d in devices]
+        t_lo, t_hi = TASK_WINDOWS[f["task"]]
+        lo, hi = max(lo or t_lo, t_lo), min(hi or t_hi, t_hi)
+    if devices is not None:
+        where.append(f"s.device_id IN ({','.join('?' * len(devices))})" if devices else "0")
+        args += devices
+    if "officer" in f:
+        where.append("s.officer_id = ?")
+        args.append(f["officer"])
+    if "case" in f:
+        where.append("s.id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
+        args.append(f["case"])
+    span, span_args = overlap(SEG_START, SEG_END, lo, hi)
+    sql = f"SELECT s.id FROM segments s WHERE {' AND '.join(where)} AND {span} ORDER BY s.id"
+    return [i for (i,) in read_only(arch, sql, (*args, *span_args))]
+
+
+def expected_catalog_findings(arch: Path, f: dict[str, Any]) -> list[int]:
+    """The ids of the findings ingests recorded that ``f`` selects, by this test's own SQL."""
+    where, args = ["1=1"], []
+    devices = [f["device"]] if "device" in f else None
+    lo, hi = f.get("start"), f.get("end")
+    if "task" in f:
+        devices = [d for d in TASK_DEVICES[f["task"]] if devices is None or d in devices]
+        t_lo, t_hi = TASK_WINDOWS[f["task"]]
+        lo, hi = max(lo or t_lo, t_lo), min(hi or t_hi, t_hi)
+    if devices is not None:
+        where.append(f"f.device_id IN ({','.join('?' * len(devices))})" if devices else "0")
+        args += devices
+    if "officer" in f:
+        mine = "SELECT device_id FROM devices WHERE officer_id = ? UNION SELECT device_id FROM segments "
+        mine += "WHERE officer_id = ?"
+        where.append(f"(s.officer_id = ? OR (f.segment_id IS NULL AND f.device_id IN ({mine})))")
+        args += [f["officer"]] * 3
+    if "case" in f:
+        where.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
+        args.append(f["case"])
+    span, span_args = overlap(F_START, F_END, lo, hi)
+    sql = (
+        "SELECT f.id FROM findings f JOIN ingests i ON i.id = f.ingest_id LEFT JOIN segments s ON s.id = f.segment_id "
+        f"WHERE {' AND '.join(where)} AND {span} ORDER BY f.id"
+    )
+    return [i for (i,) in read_only(arch, sql, (*args, *span_args))]
+
+
+def coverage_findings(arch: Path, f: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(task, kind, start, end) of the task findings ``f`` selects, as `task coverage --json` shows them."""
+    if "case" in f:
+        return []
+    out = run_cli("task", "coverage", arch, "--json")
+    assert out.returncode in (0, 1), out.stderr
+    found = []
+    for t in json.loads(out.stdout)["tasks"]:
+        task = t["task"]["id"]
+        if "task" in f and task != f["task"]:
+            continue
+        if "device" in f and f["device"] not in t["devices"]:
+            continue
+        if "officer" in f and f["officer"] not in TASK_OFFICERS[task]:
+            continue
+        found += [(task, x["kind"], x["start"], x["end"]) for x in t["findings"]]
+    lo, hi = f.get("start"), f.get("end")
+    return [
+        x
+        for x in found
+        if (hi is None or x[2] < rfc3339(hi)) and (lo is None or x[3] > rfc3339(lo) or x[2] >= rfc3339(lo))
+    ]
+
+
+FILTERS = [
+    {},
+    {"device": "BWCA"},
+    {"device": "BWCB"},
+    {"officer": "001234"},
+    {"officer": "005678"},
+    {"case": "C1"},
+    {"start": T0_NS + 5 * S, "end": T0_NS + 15 * S},
+    {"start": T0_NS + 21 * S},
+    {"end": T0_NS + 3 * S},
+    {"task": "T1"},
+    {"task": "T2"},
+    {"task": "T3"},
+    {"task": "T1", "device": "BWCB"},
+    {"device": "BWCA", "start": T0_NS + 5 * S, "end": T0_NS + 21 * S},
+    {"officer": "005678", "case": "C1"},
+    {"officer": "005678", "task": "T2"},
+    {"device": "BWCA", "task": "T2", "start": T0_NS + 15 * S},
+]
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all")
+def test_segments_and_findings_are_what_sql_finds(small: Path, f: dict[str, Any]) -> None:
+    with open_archive(small) as archive:
+        segs = archive.segments(**f)
+        assert iter(segs) is segs  # an iterator, read as it is walked
+        got = list(segs)
+        found = list(archive.findings(**f))
+    assert all(isinstance(s, Segment) for s in got)
+    assert [s.id for s in got] == expected_segments(small, f)
+    assert all(isinstance(x, RecordedFinding) for x in found)
+    assert [x.id for x in found if x.task is None] == expected_catalog_findings(small, f)
+    tasks = [(x.task, x.kind, rfc3339(x.start), rfc3339(x.end)) for x in found if x.task is not None]
+    assert tasks == coverage_findings(small, f)
+
+
+def test_the_filters_select_something(small: Path) -> None:
+    # The comparisons above would pass on an archive of nothing: these are the counts the footage gives.
+    counts = {json.dumps(f): len(expected_segments(small, f)) for f in FILTERS}
+    assert counts[json.dumps({})] == 15  # 14 clips and BWCB's event log
+    assert counts[json.dumps({"device": "BWCA"})] == 7
+    assert counts[json.dumps({"officer": "005678"})] == 7
+    assert counts[json.dumps({"case": "C1"})] == 2
+    assert counts[json.dumps({"task": "T3"})] == 2  # BWCB's clips at 0 and 2 s; the one at 14 s starts as T3 ends
+    assert len(expected_catalog_findings(small, {})) > 0
+    assert coverage_findings(small, {"task": "T2"}) == [("T2", "gap_unexplained", iso(9), iso(20))]  # 1 s clips
+
+
+def test_a_segment_record_holds_what_the_catalog_holds(small: Path) -> None:
+    (row,) = read_only(
+        small,
+        "SELECT id, device_id, original_name, kind, sha256, size, start_ns, end_ns, officer_id, ingest_id, ledger_seq "
+        "FROM segments WHERE id = 2",
+    )
+    with open_archive(small) as archive:
+        (seg,) = [s for s in archive.segments(case="C1") if s.id == 2]
+    assert (
+        seg.id,
+        seg.device,
+        seg.name,
+        seg.kind,
+        seg.sha256,
+        seg.size,
+        seg.device_start,
+        seg.device_end,
+        seg.officer,
+        seg.ingest,
+        seg.ledger_index,
+    ) == row
+    assert (seg.device, seg.officer, seg.kind, seg.start) == ("BWCA", "001234", "video", T0_NS + 2 * S)
+
+
+def test_events_and_devices(small: Path) -> None:
+    with open_archive(small) as archive:
+        assert [d.id for d in archive.devices()] == ["BWCA", "BWCB"]
+        assert {d.id: d.officer for d in archive.devices()} == dict(
+            read_only(small, "SELECT device_id, officer_id FROM devices")
+        )
+        every = list(archive.events())
+        assert all(isinstance(e, DeviceEvent) for e in every)
+        assert [(e.device, e.time, e.kind, e.detail) for e in every] == read_only(
+            small, "SELECT device_id, time_ns, kind, detail FROM device_events ORDER BY id"
+        )
+        assert [(e.device, e.time, e.kind) for e in every] == [("BWCB", T0_NS + 3 * S, "battery_low")]
+        assert [e.id for e in archive.events(device="BWCA")] == []
+        assert [e.id for e in archive.events(officer="005678")] == [every[0].id]
+        assert [e.id for e in archive.events(task="T2")] == []  # BWCA only
+        assert [e.id for e in archive.events(task="T3")] == [every[0].id]
+        assert [e.id for e in archive.events(start=T0_NS + 4 * S)] == []
+        assert [e.id for e in archive.events(start=T0_NS + 3 * S, end=T0_NS + 4 * S)] == [every[0].id]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda a: a.segments(device="BWCZ"), "no device 'BWCZ' in this archive"),
+        (lambda a: a.findings(task="T9"), "no task 'T9' in this archive"),
+        (lambda a: a.segments(case="C9"), "no case 'C9' in this archive"),
+        (
+            lambda a: a.events(officer="999999"),
+            "no officer '999999' in this archive (no device issued to them, no recording theirs)",
+        ),
+        (lambda a: a.segments(start=T0_NS + S, end=T0_NS), "the time range ends before it starts"),
+    ],
+)
+def test_what_the_archive_does_not_know_is_refused(small: Path, call: Any, message: str) -> None:
+    with open_archive(small) as archive, pytest.raises(QueryError) as e:
+        call(archive)  # refused when asked, not when first read
+    assert str(e.value) == message
