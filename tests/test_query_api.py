@@ -289,3 +289,25 @@ def test_what_the_archive_does_not_know_is_refused(small: Path, call: Any, messa
     with open_archive(small) as archive, pytest.raises(QueryError) as e:
         call(archive)  # refused when asked, not when first read
     assert str(e.value) == message
+
+
+def test_a_volume_ingested_again_gives_each_finding_once(tmp_path: Path) -> None:
+    # The ledger keeps what every ingest found (a second ingest records the same gaps and late ingests again);
+    # the query API, as the report, gives each finding once: the first ingest's row of each.
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = recorder(tmp_path, "BWCA", "001234", [0, 2, 10, 12])
+    for _ in range(2):
+        out = run_cli("ingest", vol, "--archive", arch)
+        assert out.returncode == 1, out.stderr  # late_ingest: the footage is from 2024
+    rows = read_only(arch, "SELECT id, ingest_id, kind FROM findings ORDER BY id")
+    first = [kind for _, ingest, kind in rows if ingest == rows[0][1]]
+    assert len(rows) == 2 * len(first) and "gap" in first and first.count("late_ingest") == 4  # recorded twice
+    with open_archive(arch) as archive:
+        found = list(archive.findings())
+    assert [x.kind for x in found] == first
+    assert [x.id for x in found] == [i for i, ingest, _ in rows if ingest == rows[0][1]]
+    report = run_cli("report", arch, "--format", "json", "--out", tmp_path / "r.json")
+    assert report.returncode == 0, report.stderr
+    shown = [f["kind"] for f in json.loads((tmp_path / "r.json").read_text())["findings"] if "task" not in f]
+    assert sorted(k for k in shown if k in first) == sorted(first)

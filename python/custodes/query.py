@@ -22,11 +22,13 @@ combined with AND:
 
 A device, officer, task or case the archive does not know is a :class:`QueryError`, never an empty answer.
 
-Which findings: :meth:`~custodes.archive.Archive.findings` yields the findings ingests recorded (by id), then the
-``gap_unexplained`` findings of the tasks' coverage, as the report shows them (a ``case`` filter selects no task
-finding: a gap belongs to no recording). Not here: the integrity findings of ``custodes verify`` (not facts the
-catalog holds: run :func:`custodes.verify.verify`) and the access refusals the report lists from the access log
-(:func:`custodes.reports.build_report`'s ``access`` section).
+Which findings: :meth:`~custodes.archive.Archive.findings` yields the findings ingests recorded (by id), each once
+(the first ingest's row of each identity, :data:`custodes.catalog.devices.FINDING_IDENTITY`: a volume ingested again
+finds the same facts again; those recorded up to the call), then the ``gap_unexplained`` findings of the tasks'
+coverage, as the report shows them (a ``case`` filter selects no task finding: a gap belongs to no recording). Not
+here: the integrity findings of ``custodes verify`` (not facts the catalog holds: run :func:`custodes.verify.verify`)
+and the access refusals the report lists from the access log (:func:`custodes.reports.build_report`'s ``access``
+section).
 """
 
 from __future__ import annotations
@@ -193,8 +195,14 @@ def findings(
     sel, cov = _select(archive, device, officer, case, task, start, end)
 
     def walk() -> Iterator[RecordedFinding]:
-        rows = _paged(lambda after, n: archive.catalog.query.findings(sel, after, n), 0, lambda r: r.id)
-        yield from (_recorded(r) for r in rows)
+        # Each finding once, as the report counts them: a volume ingested again records its findings again.
+        query = archive.catalog.query
+        firsts = query.first_findings(sel)
+        try:
+            rows = _paged(lambda after, n: query.findings(sel, after, n, firsts), 0, lambda r: r.id)
+            yield from (_recorded(r) for r in rows)
+        finally:
+            query.drop_first_findings(firsts)
         yield from _task_findings(archive, sel, cov)
 
     return walk()

@@ -6,10 +6,15 @@ between pages (an ingest may commit meanwhile; rows it adds have higher ids and 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from custodes.catalog.devices import FINDING_IDENTITY
 from custodes.catalog.evidence import Table, question_marks
+
+#: Numbers the temporary tables of first findings, one per walk (two walks at once on one connection).
+_WALKS = itertools.count()
 
 #: A segment's time span, clock-corrected where a correction is known; a segment without an end spans its start.
 _SEG_START = "COALESCE(s.corrected_start_ns, s.start_ns)"
@@ -142,12 +147,35 @@ class Query(Table):
         sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments s WHERE {' AND '.join(parts + more)} ORDER BY s.id LIMIT ?"  # noqa: S608
         return [SegmentRow(*r) for r in self._conn.execute(sql, (*args, *more_args, limit))]
 
-    def findings(self, sel: Selection, after: int, limit: int) -> list[QueryFindingRow]:
+    def first_findings(self, sel: Selection) -> str:
+        """A temporary table (its name) of the ids of the archive's findings on the selected devices: the first row
+        of each identity (custodes.catalog.devices.FINDING_IDENTITY; a volume ingested again records its findings
+        again). Made in one pass, so each page of :meth:`findings` looks its rows up in it instead of grouping the
+        whole table again; it lives in SQLite's temporary store, not in the caller's memory. The caller drops it
+        with :meth:`drop_first_findings` when its walk ends."""
+        name = f"first_findings_{next(_WALKS)}"
+        where, args = "1=1", []
+        if sel.devices is not None:
+            where, args = f"f.device_id IN ({question_marks(sel.devices)})", list(sel.devices)
+        self._conn.execute(f"CREATE TEMP TABLE {name} (id INTEGER PRIMARY KEY)")
+        self._conn.execute(
+            f"INSERT INTO temp.{name} SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id "  # noqa: S608
+            f"WHERE {where} GROUP BY {FINDING_IDENTITY}",
+            args,
+        )
+        return name
+
+    def drop_first_findings(self, name: str) -> None:
+        self._conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def findings(self, sel: Selection, after: int, limit: int, firsts: str | None = None) -> list[QueryFindingRow]:
         """The selected findings ingests recorded, with an id above ``after``, at most ``limit``, by id. A
         finding is the officer's when its segment is, or, without a segment, when it is on one of
         ``sel.officer_devices``; a case's when its segment is linked to the case."""
         parts: list[str] = ["f.id > ?"]
         args: list[Any] = [after]
+        if firsts is not None:  # only the first row of each identity (first_findings)
+            parts.append(f"f.id IN (SELECT id FROM temp.{firsts})")
         if sel.devices is not None:
             parts.append(f"f.device_id IN ({question_marks(sel.devices)})")
             args += sel.devices
