@@ -337,3 +337,14 @@ def test_a_raising_recognise_counts_as_zero_and_a_close_runner_up_is_shown(tmp_p
     assert failed["path"] == str(vol) and failed["message"].startswith(
         "driver twin failed reading the volume (KeyError: 'no such key', at __init__.py:"
     )
+    # ingest shows the same choice, beside the zone the device's times were read in
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, env=env).returncode == 0
+    ingest = run_cli("ingest", vol, "--archive", arch, env=env)
+    assert ingest.returncode == 1, ingest.stderr  # late_ingest: the clips are from 2024
+    lines = ingest.stdout.decode().splitlines()
+    assert lines[1:4] == [
+        "  driver gat947 chosen with confidence 0.60; runner-up twin 0.55 (close: name one with --driver)",
+        "  driver boom: recognise failed (RuntimeError: vendor bug in recognise); counted as 0",
+        "  device times read in Asia/Shanghai (driver)",
+    ]

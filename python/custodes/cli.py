@@ -29,7 +29,7 @@ from custodes.progress import ProgressLine, human_bytes
 # for numpy, pluggy and cryptography at start-up.
 if TYPE_CHECKING:
     from custodes.archive import Archive
-    from custodes.drivers import VolumeReading
+    from custodes.drivers import DriverChoice, VolumeReading
     from custodes.keys import Fingerprint
     from custodes.ledger import VerifierKey
     from custodes.media import MediaInfo
@@ -814,7 +814,7 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
         )
         from custodes.findings import shown_name  # one line per segment, names escaped (issue 10)
 
-        for line in _choice_lines(reading):
+        for line in _choice_lines(reading.choice):
             click.echo(f"  {line}")
         for s in reading.segments:
             marks = " IMPORTANT" if s.important else ""
@@ -833,9 +833,8 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
     sys.exit(EXIT_FINDINGS if reading.findings else 0)
 
 
-def _choice_lines(reading: VolumeReading) -> list[str]:
+def _choice_lines(c: DriverChoice | None) -> list[str]:
     """How the driver was chosen, when that is worth a look: a close runner-up, a recognise that raised."""
-    c = reading.choice
     if c is None:
         return []
     lines = []
@@ -929,7 +928,7 @@ def timeline_command(
             )
     else:
         for r in readings:
-            for line in _choice_lines(r):
+            for line in _choice_lines(r.choice):
                 out.say(f"{r.volume}: {line}", err=True)
         for f in findings:
             click.echo(_finding_line(f))
@@ -1260,6 +1259,10 @@ def ingest_command(
             f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
             f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed"
         )
+        for why in _choice_lines(result.choice):
+            click.echo(f"  {why}")
+        if result.time_zone is not None:
+            click.echo(f"  device times read in {result.time_zone['zone']} ({result.time_zone['source']})")
         for f in result.findings:
             click.echo(f"  {_finding_line(f)}")
         if result.checkpoint:

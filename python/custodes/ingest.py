@@ -42,6 +42,7 @@ from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.defaults import NS, clock_is_set
 from custodes.drivers import (
+    DriverChoice,
     VolumeFile,
     VolumeReading,
     VolumeSegment,
@@ -82,6 +83,9 @@ class IngestResult:
     checkpoint: dict[str, Any] | None = None
     #: The zone the device's local times were read in and why (custodes.drivers.device_zone), as the ledger has it.
     time_zone: dict[str, str] | None = None
+    #: How the driver was chosen (custodes.drivers.DriverChoice): the confidence, a close runner-up, the drivers
+    #: whose ``recognise`` raised; None when ``--driver`` named it.
+    choice: DriverChoice | None = None
     #: Every file stored or found already present, in volume order: its segment id, name, digest.
     segments: list[IngestedSegment] = field(default_factory=list)
 
@@ -104,6 +108,7 @@ class IngestResult:
             "findings": [f.to_json() for f in self.findings],
             "checkpoint": self.checkpoint,
             "time_zone": self.time_zone,
+            "choice": None if self.choice is None else self.choice.to_json(),
             "segments": [s.to_json() for s in self.segments],
         }
 
@@ -168,6 +173,7 @@ def ingest(
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
+    result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
