@@ -348,3 +348,40 @@ def test_a_raising_recognise_counts_as_zero_and_a_close_runner_up_is_shown(tmp_p
         "  driver boom: recognise failed (RuntimeError: vendor bug in recognise); counted as 0",
         "  device times read in Asia/Shanghai (driver)",
     ]
+    # a volume no confident driver knows, while one's recognise is broken: nothing is chosen (hostile review:
+    # generic, at 0.1, took a card whose own driver had raised, and filed it under the folder's name)
+    plain = tmp_path / "ACME-CAM"
+    plain.mkdir()
+    (plain / "ACME.ID").write_text("serial=AC123\n")
+    shutil.copy(Path(__file__).parent / "data" / "footage" / "phones" / "bt601.mov", plain / "CLIP0001.MOV")
+    for command in (["volume", plain], ["ingest", plain, "--archive", arch]):
+        refused = run_cli(*command, env=env)
+        assert refused.returncode == 2 and refused.stdout == b"", refused.stderr
+        assert refused.stderr.decode() == (
+            "custodes: driver boom: recognise failed (RuntimeError: vendor bug in recognise); the best of the others "
+            "is generic with confidence 0.10, too unsure to choose while a driver that may know the volume is "
+            "broken: fix that driver, or name one with --driver\n"
+        )
+    named = run_cli("volume", plain, "--driver", "generic", env=env)
+    assert named.returncode == 1, named.stderr  # ACME.ID: a file generic does not know
+
+
+def test_a_clock_tolerance_that_is_no_tolerance_is_refused(tmp_path: Path) -> None:
+    # Hostile review: inf crashed with a traceback, and -5 made every file a name_time_mismatch "+0 s apart".
+    vol = gat947_volume(tmp_path)
+    for bad in ("inf", "-5", "nan", "1e6", "soon"):
+        out = run_cli("volume", vol, "-o", f"clock_tolerance={bad}")
+        assert out.returncode == 2 and out.stdout == b"", out.stderr
+        assert out.stderr.decode() == (
+            f"custodes: option clock_tolerance: {bad!r} is not a number of seconds from 0 to 86400\n"
+        )
+    assert run_cli("volume", vol, "-o", "clock_tolerance=0.5").returncode == 0
+
+
+def test_a_driver_finding_without_a_device_is_about_the_volume_s_device(tmp_path: Path) -> None:
+    # Hostile review: a driver's own findings (an unreadable log line) named no device, so the query API's
+    # `findings(device=...)` left them out.
+    vol = gat947_volume(tmp_path)
+    (vol / "NOTES.TXT").write_text("not a recording\n")
+    reading = volume_json(vol, "--driver", "generic")
+    assert reading["findings"] and {f["device"] for f in reading["findings"]} == {reading["identity"]["device_id"]}

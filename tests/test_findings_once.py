@@ -275,3 +275,27 @@ def test_a_clock_finding_shows_the_later_docking_that_corrects_it(tmp_path: Path
         (s, [{"source": "clock_reading", "ingest": 3, "ledger_index": begin, "offset_seconds": offset}]) for s in (1, 2)
     ]
     assert (model["clocks"]["clock_findings_open"], model["clocks"]["clock_findings_resolved"]) == (0, 2)
+
+
+def test_a_card_ingested_again_by_another_spelling_of_its_path_changes_no_count(tmp_path: Path) -> None:
+    # Hostile review: the generic driver names files by the path it was given; a late_ingest found through
+    # `card/CAM7` and again through `../x/card/CAM7` (or from another working folder) was two facts.
+    cam = tmp_path / "card" / "CAM7"
+    for n, at in enumerate((0, 10)):
+        t = T0 + timedelta(seconds=at)
+        make_clip(cam / f"clip{n}.mp4", t, 2.0)
+    arch = new_archive(tmp_path / "archive")
+    for where, path in ((tmp_path, "card/CAM7"), (tmp_path / "card", "CAM7"), (tmp_path, cam)):
+        out = run_cli("ingest", path, "--archive", arch, "--driver", "generic", cwd=where)
+        assert out.returncode == 1, out.stderr  # late_ingest: the footage is from 2024
+        assert counts(report(arch)) | {"listed": None} == {
+            "gaps": 1,
+            "gaps_open": 1,
+            "gaps_resolved": 0,
+            "sequence_breaks": 0,
+            "late_ingest": 2,
+            "clock_unset": 0,
+            "clock_future": 0,
+            "name_time_mismatch": 0,
+            "listed": None,
+        }

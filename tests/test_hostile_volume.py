@@ -309,16 +309,27 @@ def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path)
         assert db.execute("SELECT device_ns FROM clock_readings").fetchall() == [(10**9,)]  # the good reading is kept
     assert run_cli("verify", arch).returncode == 0
 
-    # A driver that fails outright: the volume is still stored, the failure named.
+    # A driver that fails outright: `volume` names the failure; ingest refuses and stores nothing (stored
+    # without the driver, the files were filed under the folder's name as a device: counted twice once the driver
+    # was fixed, hostile review of issue 17); --driver generic stores them, said so.
     (vol / "CRASH").write_text("")
+    shown = run_with_plugin(site, "volume", vol, "--json")
+    assert b"Traceback" not in shown.stderr and shown.returncode == 1
+    (failed,) = [f for f in json.loads(shown.stdout)["findings"] if f["kind"] == "malformed"]
+    assert "driver hostile failed reading the volume (KeyError" in failed["message"] and failed["path"] == str(vol)
     arch2 = tmp_path / "archive2"
     run_cli("init", arch2)
     out = run_with_plugin(site, "ingest", vol, "--archive", arch2, "--json")
-    assert b"Traceback" not in out.stderr and out.returncode == 1
-    report = json.loads(out.stdout)
-    assert sorted(report["stored"]) == ["A0001.mp4", "A0002.mov", "CRASH", "EVENTS.LOG", "HOSTILE.ID"]
-    (failed,) = [f for f in report["findings"] if f["kind"] == "malformed"]
-    assert "driver hostile failed reading the volume (KeyError" in failed["message"] and failed["path"] == str(vol)
+    assert out.returncode == 2 and out.stdout == b"", out.stderr
+    (line,) = out.stderr.decode().splitlines()
+    assert line.startswith(f"custodes: {vol}: driver hostile failed reading the volume (KeyError")
+    assert line.endswith("nothing was stored: fix the driver, or store the files without its metadata with "
+                         "--driver generic -o device_id=ID")  # fmt: skip
+    with sqlite3.connect(arch2 / "catalog.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM segments").fetchone() == (0,)
+    out = run_with_plugin(site, "ingest", vol, "--archive", arch2, "--json", "--driver", "generic")
+    assert out.returncode == 1, out.stderr
+    assert sorted(json.loads(out.stdout)["stored"]) == ["A0001.mp4", "A0002.mov", "CRASH", "EVENTS.LOG", "HOSTILE.ID"]
 
 
 def killed_ingest(tmp_path: Path, crashpoint: str) -> tuple[Path, Path]:

@@ -977,12 +977,17 @@ def shared_findings(reading: VolumeReading, options: Mapping[str, str]) -> list[
     if reading.time_zone is None:
         reading.time_zone = device_zone(options, model=reading.identity.model)
     zone = reading.time_zone.zone
+    given = options.get("clock_tolerance", "2")
     try:
-        tolerance = round(float(options.get("clock_tolerance", 2)) * NS)
+        seconds = float(given)
     except ValueError:
+        seconds = math.nan
+    # inf overflowed round() (a traceback); a negative tolerance made every file a name_time_mismatch "+0 s apart"
+    if not (math.isfinite(seconds) and 0 <= seconds <= 86_400):
         raise DriverOptionError(
-            f"option clock_tolerance: not a number of seconds: {options['clock_tolerance']!r}"
+            f"option clock_tolerance: {given!r} is not a number of seconds from 0 to 86400"
         ) from None
+    tolerance = round(seconds * NS)
     named = []
     for s in reading.segments:
         if s.container_time is None:

@@ -159,19 +159,24 @@ def ingest(
     (copy, read back, record), the volume-wide checks, then the findings, a signed checkpoint,
     and last the mark that the ingest finished."""
     _refuse_overlap(archive, Path(volume))
+    given = volume
+    # The volume read as the catalog names it (resolved): a finding names its file by the path it was read at,
+    # and a later ingest of the same card through another spelling (a relative path, another working folder)
+    # must name it the same, or the finding is not known as the same fact (custodes.catalog.devices).
+    volume = Path(volume).resolve()
     opts = dict(options or {})
     opts.setdefault("clock_tolerance", str(archive.policy.clock_tolerance_seconds))
     # The policy's zones go to the one zone order (custodes.drivers.device_zone), never into the option `tz`:
     # that is the user's alone, and above what the device itself states.
     zones = zone_policy(archive.policy.model_time_zones, archive.policy.device_time_zone)
     with zones, one_scan_per_volume():  # the driver's reading and the files to store come from one walk of the volume
-        reading = read_volume(volume, driver, opts)
-        files, _, skipped = scan_volume(Path(volume))
+        reading = read_volume(volume, driver, opts, strict=True)  # a driver that fails stores nothing
+        files, _, skipped = scan_volume(volume)
     started = time.time_ns() if now is None else now
     archive.sweep_spools()
-    volume_text = name_text(os.fspath(Path(volume).resolve()))
+    volume_text = name_text(os.fspath(volume))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
-    result = IngestResult(ingest_id, os.fspath(volume), reading.driver, reading.identity.device_id, skipped=skipped)
+    result = IngestResult(ingest_id, os.fspath(given), reading.driver, reading.identity.device_id, skipped=skipped)
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)

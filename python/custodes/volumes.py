@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from custodes import timeline
@@ -34,10 +35,12 @@ from custodes.plugins import BLOCK_ENV, PluginManager, plugin_manager
 
 __all__ = [
     "DriverPluginError",
+    "DriverReadError",
     "NoDriverError",
     "choose_driver",
     "cycles_collected_after",
     "raised_at",
+    "SURE_ENOUGH",
     "rank_drivers",
     "read_paths",
     "read_volume",
@@ -49,6 +52,12 @@ class NoDriverError(CustodesError, LookupError):
     """No driver recognises the volume."""
 
     kind = "no_driver"
+
+
+class DriverReadError(CustodesError):
+    """The driver raised reading the volume (ingest refuses: the files would be filed without their device)."""
+
+    kind = "driver_read"
 
 
 class DriverPluginError(CustodesError):
@@ -72,6 +81,11 @@ def _refuse_broken_plugins(pm: PluginManager) -> None:
             f"{named}; no driver is chosen while a plugin is broken: fix or uninstall it, "
             f"block it with {BLOCK_ENV}={broken[0].plugin}, or name the driver with --driver"
         )
+
+
+#: A driver at least this confident is chosen even while another's ``recognise`` raised (it knows the volume
+#: by its own files); below it, the failed driver might be the volume's, and nothing is chosen.
+SURE_ENOUGH = 0.5
 
 
 def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Driver, DriverChoice]:
@@ -98,6 +112,14 @@ def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Dr
         )
     scored.sort(key=lambda x: -x[0])  # stable: equal confidences stay in name order
     (confidence, name, driver), rest = scored[0], scored[1:]
+    if failed and confidence < SURE_ENOUGH:
+        # The driver that failed may be the one that knows the volume: a catch-all (generic, 0.1) taking it
+        # would file the footage under the folder's name, its identity and log files as unknown files.
+        raise DriverPluginError(
+            "; ".join(f"driver {d}: recognise failed ({e})" for d, e in failed)
+            + f"; the best of the others is {name} with confidence {confidence:.2f}, too unsure to choose while "
+            "a driver that may know the volume is broken: fix that driver, or name one with --driver"
+        )
     close = rest[0] if rest and confidence - rest[0][0] <= CLOSE_CONFIDENCE + 1e-9 else None
     return driver, DriverChoice(
         name, confidence, close[1] if close else None, close[0] if close else None, tuple(failed)
@@ -146,6 +168,8 @@ def read_volume(
     driver: str | None = None,
     options: Mapping[str, str] | None = None,
     manager: PluginManager | None = None,
+    *,
+    strict: bool = False,
 ) -> VolumeReading:
     """Read a device volume (a folder) with the best or the named driver.
 
@@ -153,7 +177,8 @@ def read_volume(
     (:func:`custodes.drivers.check_reading`). A driver that fails on what it
     found (any error but a :class:`CustodesError`, which says what the user
     must change) gives a reading without its metadata and a `malformed`
-    finding: the files are still there to ingest, and the failure is named."""
+    finding: the files are still there to look at, and the failure is named. ``strict`` (ingest): such a
+    failure is a :class:`DriverReadError` instead, and nothing is stored."""
     path = Path(volume)
     if not path.is_dir():
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
@@ -170,6 +195,14 @@ def read_volume(
         except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
             identity = identity_from(path, opts)
             where = raised_at(e)
+            if strict:
+                # Stored without the driver, the files would be filed under the folder's name as a device: the
+                # same footage counted twice once the driver is fixed. The volume is untouched: nothing is lost.
+                raise DriverReadError(
+                    f"{volume}: driver {name} failed reading the volume ({type(e).__name__}: {e}"
+                    f"{f', at {where}' if where else ''}); nothing was stored: fix the driver, or store the files "
+                    "without its metadata with --driver generic -o device_id=ID"
+                ) from None
             return VolumeReading(
                 name,
                 os.fspath(path),
@@ -188,6 +221,9 @@ def read_volume(
             )
         checked = check_reading(reading, name, path, opts)
         checked.findings += shared_findings(checked, opts)  # every driver's reading, once (custodes.drivers)
+        # A driver's finding that names no device is about this volume's device (a query by device finds it).
+        device = checked.identity.device_id
+        checked.findings = [f if f.device is not None else replace(f, device=device) for f in checked.findings]
         checked.choice = choice
         return checked
 
