@@ -228,6 +228,7 @@ def test_the_bundled_drivers_list_their_non_recording_files(tmp_path: Path) -> N
     ]
     text = run_cli("volume", gat).stdout.decode()
     assert "  GAT947_ID.TXT  identity (not a recording)\n" in text
+    assert "  device times read in Asia/Shanghai (driver)\n" in text  # as ingest says it (hostile review)
     assert volume_json(gopro_volume(tmp_path))["non_recordings"] == [
         {"name": "DCIM/100GOPRO/GH010001.THM", "role": "thumbnail"},
         {"name": "MISC/version.txt", "role": "identity"},

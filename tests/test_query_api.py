@@ -311,3 +311,23 @@ def test_a_volume_ingested_again_gives_each_finding_once(tmp_path: Path) -> None
     assert report.returncode == 0, report.stderr
     shown = [f["kind"] for f in json.loads((tmp_path / "r.json").read_text())["findings"] if "task" not in f]
     assert sorted(k for k in shown if k in first) == sorted(first)
+
+
+def test_a_time_filter_is_an_instant_or_refused(small: Path) -> None:
+    # Hostile review: a datetime or a string was compared as it came and matched nothing ("no recordings"),
+    # a float or a bool was taken, and 2**70 was a raw OverflowError from sqlite3.
+    lo, hi = T0_NS + 5 * S, T0_NS + 15 * S
+    with open_archive(small) as archive:
+        by_ns = [s.id for s in archive.segments(start=lo, end=hi)]
+        as_dt = [s.id for s in archive.segments(start=T0 + timedelta(seconds=5), end=T0 + timedelta(seconds=15))]
+        assert by_ns == as_dt == expected_segments(small, {"start": lo, "end": hi}) and by_ns
+        for bad, message in (
+            (T0.replace(tzinfo=None), "a datetime without a time zone is no instant"),
+            ("2024-03-01T10:00:00Z", "a time is int nanoseconds since 1970 UTC, or an aware datetime"),
+            (1.7e18, "a time is int nanoseconds since 1970 UTC, or an aware datetime"),
+            (True, "a time is int nanoseconds since 1970 UTC, or an aware datetime"),
+            (-(2**70), "outside the 64-bit nanoseconds a time is kept in"),
+        ):
+            for call in (archive.segments, archive.findings, archive.events):
+                with pytest.raises(QueryError, match=message):
+                    call(start=bad)

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -588,8 +589,8 @@ class Archive:
         officer: str | None = None,
         case: str | None = None,
         task: str | None = None,
-        start: int | None = None,
-        end: int | None = None,
+        start: int | datetime | None = None,
+        end: int | datetime | None = None,
     ) -> Iterator[Segment]:
         """The segments the filters select, by id, read lazily a page at a time (:mod:`custodes.query`)."""
         from custodes import query
@@ -603,8 +604,8 @@ class Archive:
         officer: str | None = None,
         case: str | None = None,
         task: str | None = None,
-        start: int | None = None,
-        end: int | None = None,
+        start: int | datetime | None = None,
+        end: int | datetime | None = None,
     ) -> Iterator[RecordedFinding]:
         """The findings ingests recorded, then the tasks' ``gap_unexplained``, the filters select, read lazily
         (:mod:`custodes.query`)."""
@@ -618,8 +619,8 @@ class Archive:
         device: str | None = None,
         officer: str | None = None,
         task: str | None = None,
-        start: int | None = None,
-        end: int | None = None,
+        start: int | datetime | None = None,
+        end: int | datetime | None = None,
     ) -> Iterator[DeviceEvent]:
         """The devices' own log entries the filters select, by id, read lazily (:mod:`custodes.query`)."""
         from custodes import query

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -828,9 +828,16 @@ def volume_command(volume: str, driver: str | None, options: tuple[str, ...], ou
             click.echo(f"  event {rfc3339(e.time)} {e.kind} {e.detail}")
         for n in reading.non_recordings:
             click.echo(f"  {shown_name(n.name)}  {n.role} (not a recording)")
+        if reading.time_zone is not None:
+            click.echo(_zone_line(reading.time_zone.to_json()))
         for f in reading.findings:
             click.echo(f"  {_finding_line(f)}")
     sys.exit(EXIT_FINDINGS if reading.findings else 0)
+
+
+def _zone_line(zone: Mapping[str, str]) -> str:
+    """The zone a volume's device-local times were read in, and why (custodes.drivers.device_zone)."""
+    return f"  device times read in {zone['zone']} ({zone['source']})"
 
 
 def _choice_lines(c: DriverChoice | None) -> list[str]:
@@ -1262,7 +1269,7 @@ def ingest_command(
         for why in _choice_lines(result.choice):
             click.echo(f"  {why}")
         if result.time_zone is not None:
-            click.echo(f"  device times read in {result.time_zone['zone']} ({result.time_zone['source']})")
+            click.echo(_zone_line(result.time_zone))
         for f in result.findings:
             click.echo(f"  {_finding_line(f)}")
         if result.checkpoint:

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from custodes.catalog.query import QueryFindingRow, Selection
+from custodes.defaults import INT64_MAX, INT64_MIN, NS
 from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, Finding
 from custodes.records import Device, DeviceEvent, RecordedFinding, Segment
@@ -73,14 +75,32 @@ def _paged(fetch: Callable[[K, int], list[T]], first: K, key: Callable[[T], K]) 
         after = key(rows[-1])
 
 
+def _instant(value: object, name: str) -> int | None:
+    """A time filter as ns UTC: an int (not a bool) in SQLite's 64-bit range, or an aware datetime; anything else
+    (a naive datetime, text, a float) is a QueryError. Compared as it came, a datetime or a string matched
+    nothing and the caller was told there was nothing to find."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise QueryError(f"{name}={value!r}: a datetime without a time zone is no instant; give it tzinfo")
+        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+        value = (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1000
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise QueryError(f"{name}={value!r}: a time is int nanoseconds since 1970 UTC, or an aware datetime")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise QueryError(f"{name}={value}: outside the 64-bit nanoseconds a time is kept in")
+    return value
+
+
 def _select(
     archive: Archive,
     device: str | None,
     officer: str | None,
     case: str | None,
     task: str | None,
-    start: int | None,
-    end: int | None,
+    start: int | datetime | None,
+    end: int | datetime | None,
 ) -> tuple[Selection, TaskCoverage | None]:
     """The filters checked against what the archive knows and resolved into a selection (and the task's
     coverage, when a task was named)."""
@@ -91,6 +111,7 @@ def _select(
         raise QueryError(f"no officer {officer!r} in this archive (no device issued to them, no recording theirs)")
     if case is not None and not catalog.query.case_exists(case):
         raise QueryError(f"no case {case!r} in this archive")
+    start, end = _instant(start, "start"), _instant(end, "end")
     if start is not None and end is not None and end < start:
         raise QueryError("the time range ends before it starts")
     devices: tuple[str, ...] | None = None if device is None else (device,)
@@ -115,8 +136,8 @@ def segments(
     officer: str | None = None,
     case: str | None = None,
     task: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: int | datetime | None = None,
+    end: int | datetime | None = None,
 ) -> Iterator[Segment]:
     """The segments the filters select (module docstring), by id, read a page at a time."""
     sel, _ = _select(archive, device, officer, case, task, start, end)
@@ -187,8 +208,8 @@ def findings(
     officer: str | None = None,
     case: str | None = None,
     task: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: int | datetime | None = None,
+    end: int | datetime | None = None,
 ) -> Iterator[RecordedFinding]:
     """The findings the filters select (module docstring): those ingests recorded, by id, read a page at a time;
     then the tasks' ``gap_unexplained``."""
@@ -214,8 +235,8 @@ def events(
     device: str | None = None,
     officer: str | None = None,
     task: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: int | datetime | None = None,
+    end: int | datetime | None = None,
 ) -> Iterator[DeviceEvent]:
     """The device log entries the filters select (module docstring; an event has no case), by id."""
     sel, _ = _select(archive, device, officer, None, task, start, end)
