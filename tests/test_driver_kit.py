@@ -309,6 +309,19 @@ def test_a_driver_plugin_that_fails_to_load_stops_the_automatic_choice(tmp_path:
     assert json.loads(named.stdout)["driver"] == "gat947" and len(json.loads(named.stdout)["stored"]) == 5
     blocked = run_cli("volume", vol, "--json", env={**env, "CUSTODES_BLOCK_PLUGINS": "brokenvendor"})
     assert json.loads(blocked.stdout)["driver"] == "gat947"
+    # the conformance suite, asked for the broken vendor's driver, says why it is not there (hostile review)
+    suite = subprocess.run(
+        [sys.executable, "-m", "custodes.testing.conformance", "--driver", "brokenvendor", str(vol)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert suite.returncode == 2 and suite.stdout == ""
+    assert (
+        "plugin brokenvendor: failed to load: ModuleNotFoundError: No module named 'acme_sdk_that_is_not_installed'"
+        in (suite.stderr)
+    )
 
 
 def test_a_raising_recognise_counts_as_zero_and_a_close_runner_up_is_shown(tmp_path: Path) -> None:

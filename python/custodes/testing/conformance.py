@@ -183,9 +183,16 @@ def conformance_tests(
 
 def _driver(driver: str | type[Driver] | Driver) -> tuple[Driver, str]:
     if isinstance(driver, str):
-        from custodes.plugins import plugin_manager
+        from custodes.plugins import UnknownPluginError, plugin_manager
 
-        made = plugin_manager().drivers.get(driver).factory()
+        pm = plugin_manager()
+        try:
+            record = pm.drivers.get(driver)
+        except UnknownPluginError as e:
+            # The vendor's own plugin failing to import is the likeliest reason: say why, as `custodes plugins` does
+            broken = "".join(f"; plugin {p.plugin}: {p.message}" for p in pm.driver_problems)
+            raise UnknownPluginError(f"{e}{broken}") from None
+        made = record.factory()
     elif isinstance(driver, type):
         made = driver()
     else:
