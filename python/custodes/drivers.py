@@ -91,6 +91,7 @@ from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
 __all__ = [
     "ClockReading",
     "DeviceEvent",
+    "CLOSE_CONFIDENCE",
     "COMMON_OPTIONS",
     "DeviceIdentity",
     "Driver",
@@ -102,6 +103,7 @@ __all__ = [
     "IDENTITY_KINDS",
     "SEGMENT_KINDS",
     "START_SOURCES",
+    "TEXT_MAX",
     "TimeZoneChoice",
     "ZONE_SOURCES",
     "device_zone",
@@ -149,9 +151,11 @@ START_SOURCES = ("container", "name", "sidecar", "gps")
 IDENTITY_KINDS = ("body_camera", "handheld_terminal", "recorder", "camera", "cctv", "drone")
 #: ``ClockReading.source``: a docking station's trusted clock, or GPS time found in the footage.
 CLOCK_SOURCES = ("dock", "gps")
-#: ``DeviceEvent.kind`` values custodes acts on: ``battery_low``, ``storage_full`` and ``device_fault`` explain a
-#: gap that begins after them (custodes.tasks); the others place the device's own log on the time line. A driver
-#: may pass other kinds its device logs (kept as they are, acted on by nobody).
+#: ``DeviceEvent.kind`` values custodes acts on: ``battery_low``, ``storage_full`` and ``device_fault`` explain the
+#: one gap of the device that begins within 120 s after the event (or within the gap tolerance before it), up to its
+#: next recording, never a later gap (custodes.tasks.Explanations; README, `gap explain`); the others place the
+#: device's own log on the time line. A driver may pass other kinds its device logs (kept as they are, acted on by
+#: nobody).
 EVENT_KINDS = (
     "power_on",
     "power_off",
@@ -388,7 +392,11 @@ class VolumeReading:
 
 class Driver(ABC):
     """What a device driver does. Subclass it and publish it through the
-    ``custodes_device_drivers`` hook."""
+    ``custodes_device_drivers`` hook.
+
+    Class attributes: ``name``, the driver's name (``--driver NAME``, and the reading's ``driver``);
+    ``accepted_options``, the ``-o KEY=VALUE`` options it reads beyond :data:`COMMON_OPTIONS` (key -> one-line
+    meaning; any other key is refused by :func:`check_options` before the driver reads the volume)."""
 
     name: str = ""
     #: The ``-o KEY=VALUE`` options this driver reads beyond :data:`COMMON_OPTIONS`: key -> one-line meaning.
@@ -408,7 +416,8 @@ class Driver(ABC):
 IDENTITY_FIELDS = frozenset(DeviceIdentity.__dataclass_fields__) - {"file"}
 
 #: The options every driver takes, declared once: the identity fields :func:`identity_from` reads
-#: (they override what the volume says), the device time zone and the name-vs-container tolerance.
+#: (they override what the volume says: device_id, kind, vendor, model, serial, officer_id, officer_name, unit_id,
+#: unit_name), the device time zone (tz) and the name-vs-container tolerance (clock_tolerance, seconds).
 COMMON_OPTIONS: Mapping[str, str] = {
     "device_id": "device id (default: what the volume says, else the volume folder's name)",
     "kind": "device kind: body_camera, handheld_terminal, recorder, camera, cctv, drone",
@@ -813,7 +822,8 @@ def media_segments(
 # finding naming the file it came from; a bad record is dropped the same way.
 # So no driver can crash ingest, volume or timeline with what it read.
 
-TEXT_MAX = 4096  # characters in one text field from a device file
+#: Characters in one text field a driver read from a device file (a longer one is a ``malformed`` finding).
+TEXT_MAX = 4096
 
 
 def _int64(v: Any) -> int | None:

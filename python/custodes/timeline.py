@@ -23,6 +23,7 @@ from custodes.findings import Finding, rfc3339, shown_name
 __all__ = [
     "DEFAULT_CLOCK_FLOOR",
     "DEFAULT_GAP_TOLERANCE",
+    "NO_SEQUENCE",
     "Coverage",
     "Segment",
     "analyse",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 # numpy is imported where the engine's columns are built, not at the top: `custodes probe` and
 # the hash path read this module and must start without it (tests/test_startup_imports.py).
 
+#: ``VolumeSegment.sequence`` of a file without a number (the device numbers none, or the name holds none).
 NO_SEQUENCE = -1
 _RESET_EPOCHS = _core.clock_reset_epochs()
 
