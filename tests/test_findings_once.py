@@ -299,3 +299,28 @@ def test_a_card_ingested_again_by_another_spelling_of_its_path_changes_no_count(
             "name_time_mismatch": 0,
             "listed": None,
         }
+
+
+def test_a_card_read_again_in_another_zone_keeps_its_stored_times_and_says_so(tmp_path: Path) -> None:
+    # Hostile review: a later docking read in another zone (-o tz, or a [time_zones] policy entry) drew the
+    # card's gaps an hour off, as three new open gaps beside the stored ones.
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    ingest(arch, vol)
+    once = counts(report(arch))
+    out = run_cli("ingest", vol, "--archive", arch, "-o", "tz=+09:00", "--json")
+    assert out.returncode == 1, out.stderr
+    (reread,) = [f for f in json.loads(out.stdout)["findings"] if f["kind"] == "time_reread"]
+    assert reread["message"].startswith(
+        "3 recording(s) already in the archive were read in zone +09:00 (option) at other times than they were "
+        "stored with (e.g. "
+    )
+    assert ": -3600 s); the stored times are kept" in reread["message"]
+    again = counts(report(arch))
+    # The names now disagree with the containers by an hour: three true name_time_mismatch findings, nothing else.
+    assert again == once | {
+        "name_time_mismatch": 3,
+        "listed": once["listed"] | {"name_time_mismatch": 3, "time_reread": 1},
+    }
+    segments = catalog_rows(arch, "SELECT COUNT(*) FROM segments WHERE kind = 'video'")
+    assert segments == [(3,)]

@@ -49,6 +49,7 @@ ARTICLES: dict[str, int] = {
     "orphan_sidecar": 23,
     "ingest_failed": 16,
     "clock_drift": 10,
+    "time_reread": 10,
 }
 
 _SEVERITY = {

@@ -53,7 +53,7 @@ from custodes.drivers import (
     zone_policy,
 )
 from custodes.errors import CustodesError
-from custodes.findings import Finding, rfc3339
+from custodes.findings import Finding, rfc3339, shown_name
 from custodes.hashing import clamp_workers, hash_files, max_workers
 from custodes.records import IngestedSegment
 from custodes.rights import as_checked
@@ -182,7 +182,9 @@ def ingest(
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
-    result.findings += _volume_checks(archive, volume, reading, readings, started)
+    timed, reread = _as_stored(archive, reading, result)
+    result.findings += reread
+    result.findings += _volume_checks(archive, volume, timed, readings, started)
     _finish(archive, volume, volume_text, result)
     return result
 
@@ -499,6 +501,45 @@ def _record_group(
     stored = [c.digests["sha256"] for p, c in outcomes.items() if isinstance(c, _Copy) and recorded.get(p) == "stored"]
     retention.to_store(archive, stored)
     return recorded
+
+
+def _as_stored(archive: Archive, reading: VolumeReading, result: IngestResult) -> tuple[VolumeReading, list[Finding]]:
+    """The reading with each recording already in the archive at the times it was stored with, and a
+    ``time_reread`` finding when this docking read other times for them (another time zone, a changed name
+    rule). The stored times stay the evidence; the time line of this docking is drawn with them, or a card read
+    an hour off would show every gap again, an hour off, as a new and unexplained one."""
+    present = {s.name: s.segment for s in result.segments if not s.stored}
+    if not present:
+        return reading, []
+    stored = archive.catalog.segments.device_times(sorted(set(present.values())))
+    moved: list[tuple[VolumeSegment, int | None]] = []
+    segments = []
+    for seg in reading.segments:
+        then = stored.get(present.get(name_text(seg.name), -1))
+        if then is not None and then != (seg.start, seg.end):
+            moved.append((seg, then[0]))
+            seg = replace(seg, start=then[0], end=then[1])
+        segments.append(seg)
+    if not moved:
+        return reading, []
+    seg, was = moved[0]
+    shift = f"{(seg.start - was) / NS:+.0f} s" if seg.start is not None and was is not None else "a time"
+    zone = f" in zone {reading.time_zone.zone} ({reading.time_zone.source})" if reading.time_zone else ""
+    finding = Finding(
+        "time_reread",
+        f"{len(moved)} recording(s) already in the archive were read{zone} at other times than they were stored "
+        f"with (e.g. {shown_name(seg.name)}: {shift}); the stored times are kept and this docking's time line "
+        "uses them: check the device's time zone and the policy's [time_zones]",
+        reading.identity.device_id,
+        seg.path,
+        evidence={
+            "recordings": len(moved),
+            "first": seg.name,
+            "read_start": rfc3339(seg.start),
+            "stored_start": rfc3339(was),
+        },
+    )
+    return replace(reading, segments=segments), [finding]
 
 
 def _volume_checks(

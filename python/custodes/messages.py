@@ -42,6 +42,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "clock_unset": ("时钟未设置", "Clock not set"),
     "clock_future": ("时钟超前", "Clock in the future"),
     "name_time_mismatch": ("文件名时间不符", "Name/container time mismatch"),
+    "time_reread": ("再次导入时间不符", "Re-read at other times"),
     "max_offset": ("最大偏差(秒)", "Largest offset (s)"),
     "device": ("设备", "Device"),
     "ingests": ("导入次数", "Ingests"),
