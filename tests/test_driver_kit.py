@@ -399,3 +399,16 @@ def test_a_driver_finding_without_a_device_is_about_the_volume_s_device(tmp_path
     (vol / "NOTES.TXT").write_text("not a recording\n")
     reading = volume_json(vol, "--driver", "generic")
     assert reading["findings"] and {f["device"] for f in reading["findings"]} == {reading["identity"]["device_id"]}
+
+
+def test_an_offset_no_clock_keeps_and_an_option_given_twice_are_refused(tmp_path: Path) -> None:
+    # Hostile review: +23:00 was taken as a zone, and `-o tz=+08:00 -o tz=UTC` silently read in UTC.
+    vol = gat947_volume(tmp_path)
+    for bad in ("+23:00", "-13:00", "+14:01"):
+        out = run_cli("volume", vol, "-o", f"tz={bad}")
+        assert out.returncode == 2 and b"is out of range (-12:00 to +14:00" in out.stderr, out.stderr
+    for good in ("+14:00", "-12:00", "+05:45"):
+        assert run_cli("volume", vol, "-o", f"tz={good}").returncode == 1  # accepted: the names then disagree
+    twice = run_cli("volume", vol, "-o", "tz=+08:00", "-o", "tz=UTC")
+    assert twice.returncode == 2 and b"tz given twice, as '+08:00' and 'UTC'" in twice.stderr, twice.stderr
+    assert run_cli("volume", vol, "-o", "tz=+08:00", "-o", "tz=+08:00").returncode == 0  # the same, twice: one

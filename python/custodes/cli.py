@@ -724,6 +724,10 @@ def _driver_options(values: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = v.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{v!r} is not KEY=VALUE", param_hint="--option")
+        if key.strip() in options and options[key.strip()] != value:  # the last one silently won
+            raise click.BadParameter(
+                f"{key.strip()} given twice, as {options[key.strip()]!r} and {value!r}", param_hint="--option"
+            )
         options[key.strip()] = value
     return options
 

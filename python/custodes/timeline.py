@@ -306,10 +306,12 @@ def zone_info(zone: str) -> tzinfo:
     m = _OFFSET.match(zone)
     if m:
         hours, minutes = int(m.group(2)), int(m.group(3) or 0)
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"time zone offset {zone!r} is out of range (-23:59 to +23:59)")
         delta = timedelta(hours=hours, minutes=minutes)
-        return timezone(-delta if m.group(1) == "-" else delta)
+        delta = -delta if m.group(1) == "-" else delta
+        # The offsets of the world's clocks run from -12:00 to +14:00: +23:00 is a typo, not a place.
+        if minutes > 59 or not timedelta(hours=-12) <= delta <= timedelta(hours=14):
+            raise ValueError(f"time zone offset {zone!r} is out of range (-12:00 to +14:00, minutes below 60)")
+        return timezone(delta)
     try:
         return ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
