@@ -315,6 +315,10 @@ def test_checklist_and_context(fleet: Path, tmp_path: Path) -> None:
     assert section["task_not_recorded"] == 1 and section["no_enforcement_context"] == 3
     concern = next(c for c in model["concerns"] if c["concern"] == "concern_not_recorded")
     assert "task_not_recorded" in concern["kinds"]
+    html = tmp_path / "r.html"
+    assert run_cli("report", fleet, "--format", "html", "--lang", "en", "--out", html).returncode == 0
+    assert "<th>Checklist tasks not recorded</th><td>1</td>" in html.read_text()
+    assert "<th>Recordings outside every task</th><td>3</td>" in html.read_text()
     # task coverage shows the checklist; the unrecorded task makes it exit 1
     out = run_cli("task", "coverage", fleet, "--json")
     assert out.returncode == 1
@@ -366,3 +370,42 @@ def test_policy_values_are_checked(fleet: Path) -> None:
     )
     out = set_policy(fleet, text)
     assert out.returncode == 2 and b"required_task_types must be a list" in out.stderr, out.stderr
+
+
+def test_check_reading_holds_checks_to_the_contract(tmp_path: Path) -> None:
+    from custodes.drivers import DeviceCheck, VolumeReading, check_reading, identity_from
+
+    vol = tmp_path / "V1"
+    vol.mkdir()
+    good = DeviceCheck(ns(0), -3 * S, 55, 10, ("lens",), file=str(vol / "LOG"))
+    bad = [
+        DeviceCheck(None, file=str(vol / "LOG")),  # type: ignore[arg-type]
+        DeviceCheck(ns(1), clock_offset=1.5, battery_percent=101, free_bytes=-1, faults=("",)),  # type: ignore[arg-type]
+        "not a check",
+    ]
+    reading = VolumeReading("acme", str(vol), identity_from(vol, {}), checks=[good, *bad])
+    checked = check_reading(reading, "acme", vol, {})
+    assert checked.checks == [good, DeviceCheck(ns(1))]  # each bad reading dropped alone; a timeless check whole
+    fields = sorted(f.evidence["field"] for f in checked.findings if f.kind == "malformed")
+    assert fields == ["(whole)", "battery_percent", "clock_offset", "faults", "free_bytes", "time"]
+
+
+def test_gat947_preuse_check_lines(tmp_path: Path) -> None:
+    vol = volume(tmp_path, "v", "BWC9", "000009", [0])
+    (vol / "EVENTS.LOG").write_text(
+        f"{local(-100)} power_on\n"
+        f"{local(-60 - 5)} preuse_check clock_offset=-5 battery=ninety faults=gps,mic colour=red\n"
+    )
+    out = run_cli("volume", vol, "--json")
+    assert out.returncode == 1, out.stderr
+    reading = json.loads(out.stdout)
+    assert reading["checks"] == [
+        {"time": iso(-60), "clock_offset_seconds": -5.0, "battery_percent": None, "free_bytes": None,
+         "faults": ["gps", "mic"]}
+    ]  # fmt: skip
+    assert [e["kind"] for e in reading["events"]] == ["power_on"]  # a check is not an event
+    bad = sorted(f["message"] for f in reading["findings"] if f["kind"] == "malformed")
+    assert bad == [
+        "preuse_check: 'battery=ninety' not understood; dropped",
+        "preuse_check: 'colour=red' not understood; dropped",
+    ]
