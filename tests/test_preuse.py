@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from footage import T0, make_clip
-from helpers import grant, one_line_error, policy_text, run_cli, set_policy
+from helpers import as_, catalog_rows, copy_archive, grant, one_line_error, policy_text, refused, run_cli, set_policy
 
 BJ = timezone(timedelta(hours=8))
 S = 1_000_000_000
@@ -286,6 +286,34 @@ def test_hand_check_counts_after_the_ingest(fleet: Path, tmp_path: Path) -> None
     assert rebuilt.returncode == 0, rebuilt.stdout[-2000:]
 
 
+@pytest.mark.parametrize(
+    ("edit", "kind"),
+    [
+        ("UPDATE device_checks SET clock_offset_ns = 0 WHERE device_id = 'BWC2'", "ledger_mismatch"),
+        ("DELETE FROM device_checks WHERE source = 'hand'", "missing"),
+    ],
+)
+def test_a_check_edited_in_the_catalog_is_found_and_rebuilt(fleet: Path, tmp_path: Path, edit: str, kind: str) -> None:
+    """A clock offset set right by hand, a hand check deleted: verify names the table and the entry; the catalog
+    rebuilt from the ledger has the check back."""
+    copy = copy_archive(fleet, tmp_path / "copy")
+    conn = sqlite3.connect(copy / "catalog.sqlite")
+    with conn:
+        conn.execute(edit)
+    conn.close()
+    out = run_cli("verify", copy, "--json")
+    assert out.returncode == 1
+    found = [(f["kind"], f["table"]) for f in json.loads(out.stdout)["findings"]]
+    assert found == [(kind, "device_checks")]
+    out = run_cli("ledger", "rebuild-catalog", copy, "--replace", "--json")
+    rebuilt = json.loads(out.stdout)
+    assert (out.returncode, rebuilt["equal"], rebuilt["replaced"]) == (0, False, True), out.stdout
+    assert read_only(copy, "SELECT * FROM device_checks ORDER BY id") == read_only(
+        fleet, "SELECT * FROM device_checks ORDER BY id"
+    )
+    assert run_cli("verify", copy).returncode == 0
+
+
 def test_bad_hand_checks_are_one_line_errors(fleet: Path) -> None:
     one_line_error(run_cli("device", "check", fleet, "BWC3", "--by", "000003", "--at", "yesterday"), "RFC 3339")
     out = run_cli("device", "check", fleet, "BWC3", "--by", "000003", "--battery", "101")
@@ -409,3 +437,21 @@ def test_gat947_preuse_check_lines(tmp_path: Path) -> None:
         "preuse_check: 'battery=ninety' not understood; dropped",
         "preuse_check: 'colour=red' not understood; dropped",
     ]
+
+
+def test_a_hand_check_needs_its_role_and_a_refusal_is_logged(cli_archive: Path) -> None:
+    def log() -> list[tuple[str, str, int]]:
+        return catalog_rows(cli_archive, "SELECT person, action, ok FROM access_log ORDER BY id")
+
+    before = len(log())
+    check = ("device", "check", cli_archive, "BWC0001", "--by", "000001", "--at", "2024-03-01T09:50:00Z")
+    refused(as_("carol", *check), "carol may not device_check .needs custodian or approver.")
+    assert log()[before:] == [("carol", "device_check", 0)]
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM device_checks") == [(0,)]
+    assert as_("alice", *check).returncode == 0
+    assert catalog_rows(cli_archive, "SELECT by, source FROM device_checks") == [("000001", "hand")]
+    entries = [
+        json.loads(e) for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'device_check'")
+    ]
+    assert [(e["by"], e["officer"]) for e in entries] == [("alice", "000001")]
+    assert run_cli("ledger", "verify", cli_archive).returncode == 0
