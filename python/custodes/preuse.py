@@ -178,13 +178,16 @@ def preuse_findings(archive: Archive) -> list[Finding]:
         dockings.setdefault(d, []).append(t)
     tolerance = round(archive.policy.clock_tolerance_seconds * NS)
     required = archive.policy.preuse_check_required
+    times: dict[str, list[int]] = {}  # each device's check times, for bisect
     out = []
     for segment, device, officer, start, end, seq in catalog.device_checks.recordings():
         mine = by_device.get(device, [])
         if not mine and not required:
             continue
+        if device not in times:
+            times[device] = [c.time for c in mine]
         about = {"segment": segment, "segment_ledger_index": seq, "officer": officer}
-        finding = _preuse_finding(about, device, start, end, mine, dockings.get(device, []), tolerance)
+        finding = _preuse_finding(about, device, start, end, mine, times[device], dockings.get(device, []), tolerance)
         if finding is not None:
             out.append(finding)
     return out
@@ -196,11 +199,13 @@ def _preuse_finding(
     start: int,
     end: int,
     mine: list[Check],
+    times: list[int],
     dockings: list[int],
     tolerance: int,
 ) -> Finding | None:
-    """The finding of one recording: none when the check that counts for it is in time and found the clock set."""
-    i = bisect.bisect_right([c.time for c in mine], start)
+    """The finding of one recording: none when the check that counts for it is in time and found the clock set.
+    ``mine``: the device's checks by time, ``times`` their times; ``dockings`` its dockings, by time."""
+    i = bisect.bisect_right(times, start)
     last = mine[i - 1] if i else None  # the latest check at or before the recording
     j = bisect.bisect_left(dockings, start)
     docked = dockings[j - 1] if j else None  # the last docking before the recording
