@@ -79,6 +79,13 @@ class Policy:
     #: The [replica] table: a second copy of every object (``backend`` and its options; None: one copy).
     replica: dict[str, str] | None = None
     verification_window_days: float = 30.0
+    #: [devices] preuse_check_required: every device's recordings need a pre-use check (Art. 10), not only the
+    #: recordings of devices that have ever had one (custodes.preuse).
+    preuse_check_required: bool = False
+    #: [recording] required_task_types: the recording checklist (Art. 7), task types that must be recorded.
+    required_task_types: tuple[str, ...] = ()
+    #: [recording] enforcement_context: recordings in no task window and no exemption are listed (Art. 5).
+    enforcement_context: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -105,7 +112,7 @@ class Policy:
     @classmethod
     def _from(cls, path: Path, data: dict[str, Any]) -> Policy:
         tables = ("archive", "ingest", "retention", "timeline", "hashing", "devices", "keys", "storage", "verification")
-        for table in (*tables, "replica", "time_zones"):
+        for table in (*tables, "replica", "time_zones", "recording"):
             if not isinstance(data.get(table, {}), dict):
                 raise ArchiveError(f"{path}: [{table}] must be a table")
         a, i, r, t, h, d, k, s, v = (data.get(x, {}) for x in tables)
@@ -137,6 +144,11 @@ class Policy:
             storage_options=_storage_options(path, s),
             replica=_replica(path, data.get("replica")),
             verification_window_days=_duration(path, "verification", "window_days", v.get("window_days", 30), 86400),
+            preuse_check_required=_flag(path, "devices", "preuse_check_required", d.get("preuse_check_required")),
+            required_task_types=_task_types(path, data.get("recording", {}).get("required_task_types", [])),
+            enforcement_context=_flag(
+                path, "recording", "enforcement_context", data.get("recording", {}).get("enforcement_context")
+            ),
             extra=data,
         )
 
@@ -151,7 +163,8 @@ POLICY_KEYS: dict[str, tuple[str, ...] | None] = {
     "retention": ("minimum_days",),
     "timeline": ("gap_tolerance_seconds", "clock_tolerance_seconds"),
     "hashing": ("algorithms",),
-    "devices": ("time_zone",),
+    "devices": ("time_zone", "preuse_check_required"),
+    "recording": ("required_task_types", "enforcement_context"),
     "time_zones": None,  # device model = zone, models of the agency's own devices
     "keys": ("signing_key",),
     "storage": None,  # backend, and the backend's own options (custodes.storage; checked when it opens)
@@ -445,6 +458,26 @@ def _duration(path: Path, table: str, key: str, value: Any, unit: int = 1) -> fl
     except TimeRangeError as e:
         raise ArchiveError(str(e)) from None
     return float(value)
+
+
+def _flag(path: Path, table: str, key: str, value: Any) -> bool:
+    """A true/false switch, false when absent (a new rule never changes what an archive that did not ask says)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ArchiveError(f"{path}: [{table}] {key} must be true or false; not {value!r}")
+    return value
+
+
+def _task_types(path: Path, value: Any) -> tuple[str, ...]:
+    """[recording] required_task_types: task types as tasks name them (custodes.tasks), each once."""
+    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() == x and x for x in value):
+        raise ArchiveError(
+            f'{path}: [recording] required_task_types must be a list of task types such as ["traffic_stop"]'
+        )
+    if len(set(value)) != len(value):
+        raise ArchiveError(f"{path}: [recording] required_task_types names a type twice")
+    return tuple(value)
 
 
 def _readback(path: Path, value: Any) -> str:

@@ -1924,12 +1924,17 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
     devices at once (Art. 11), the uncovered intervals with their causes, and a
     gap_unexplained finding for every uncovered interval no annotation or device
     event explains. Exit 1 when there are such findings."""
+    from custodes.preuse import checklist_findings
     from custodes.tasks import task_coverage
 
     covs = task_coverage(archive, list(task_ids) or None)
-    findings = [f for c in covs for f in c.findings]
+    # the recording checklist (Art. 7) for these tasks; recordings outside every task only for all of them
+    checklist = [f for f in checklist_findings(archive, covs) if not task_ids or f.kind == "task_not_recorded"]
+    findings = [f for c in covs for f in c.findings] + [f for f in checklist if f.severity != "info"]
     if out.json:
-        _write_json({"ok": not findings, "tasks": [c.to_json() for c in covs]})
+        _write_json(
+            {"ok": not findings, "tasks": [c.to_json() for c in covs], "checklist": [f.to_json() for f in checklist]}
+        )
     else:
         for c in covs:
             click.echo(
@@ -1947,7 +1952,63 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
                 )
             for f in c.findings:
                 click.echo(f"  {_finding_line(f)}")
+        for f in checklist:
+            click.echo(_finding_line(f))
     sys.exit(EXIT_FINDINGS if findings else 0)
+
+
+@main.group("device")
+def device_group() -> None:
+    """Devices and the people who carry them: pre-use checks (Art. 10)."""
+
+
+@device_group.command("check")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@click.option("--by", "officer", type=TEXT_LINE, required=True, help="The officer who checked the device.")
+@click.option("--at", "at", type=TEXT_LINE, default=None, help="When, RFC 3339 with offset (default: now).")
+@click.option(
+    "--clock-offset",
+    type=FiniteFloat(-(2.0**33), seconds_per_unit=1),
+    default=None,
+    help="Device clock minus the station clock, seconds, as found before the clock was set.",
+)
+@click.option("--battery", type=click.IntRange(0, 100), default=None, help="Battery, whole percent.")
+@click.option("--free-bytes", type=CatalogInt(0), default=None, help="Free storage, bytes.")
+@click.option("--fault", "faults", type=TEXT_LINE, multiple=True, help="A fault flag the check raised (repeatable).")
+@click.option("--note", type=TEXT, default="", help="What else was noted, in words.")
+@output_options()
+def device_check_command(
+    archive: Archive,
+    device: str,
+    officer: str,
+    at: str | None,
+    clock_offset: float | None,
+    battery: int | None,
+    free_bytes: int | None,
+    faults: tuple[str, ...],
+    note: str,
+    out: Output,
+) -> None:
+    """Record a pre-use check done by hand (Art. 10): the officer checked DEVICE
+    before recording and set its clock. A ledger entry, signed by the next
+    checkpoint. Recordings of a device with no check since its last docking are
+    no_preuse_check; a check that found the clock off by more than the policy's
+    clock_tolerance_seconds makes them clock_not_set_before_use (see `custodes
+    report`)."""
+    import time
+
+    from custodes.drivers import DeviceCheck
+    from custodes.preuse import record_check
+    from custodes.tasks import parse_time
+
+    when = time.time_ns() if at is None else parse_time(at, "--at")
+    offset = None if clock_offset is None else ns_from_seconds(clock_offset, "--clock-offset")
+    index = record_check(archive, device, officer, DeviceCheck(when, offset, battery, free_bytes, faults), note)
+    if out.json:
+        _write_json({"device": device, "time": rfc3339(when), "ledger_index": index})
+    else:
+        out.say(f"check of {device} at {rfc3339(when)} recorded (ledger entry {index})")
 
 
 @main.group("gap")

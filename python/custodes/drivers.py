@@ -31,6 +31,12 @@ hold at most :data:`TEXT_MAX` characters, UTF-8, without NUL.
   ``VolumeReading.time_zone.source`` in :data:`ZONE_SOURCES`.
   ``DeviceEvent.kind`` is open (a device logs what it logs), but only the kinds
   in :data:`EVENT_KINDS` mean something to custodes; spell those as written there.
+- :class:`DeviceCheck` (optional, frozen): a pre-use check the device or its docking station logged (Art. 10:
+  before recording the officer checks the device and sets its clock): its time (station clock), and what it
+  saw: ``clock_offset`` (device clock - station clock, ns, as found before the clock was set), ``battery_percent``
+  (0 to 100), ``free_bytes``, ``faults`` (the fault flags raised; empty: none). A field the device does not
+  report is None. Read at docking, a check counts for the recordings made after it until the next docking
+  (custodes.preuse); a driver whose devices log no checks leaves ``VolumeReading.checks`` empty.
 - :func:`identity_from` takes the keys in :data:`IDENTITY_FIELDS` (every
   :class:`DeviceIdentity` field but ``file``), from what the driver found and,
   above it, from the user's ``-o`` options.
@@ -93,6 +99,7 @@ __all__ = [
     "DeviceEvent",
     "CLOSE_CONFIDENCE",
     "COMMON_OPTIONS",
+    "DeviceCheck",
     "DeviceIdentity",
     "Driver",
     "DriverChoice",
@@ -297,6 +304,27 @@ class DeviceEvent:
 
 
 @dataclass(frozen=True)
+class DeviceCheck:
+    """A pre-use check (Art. 10) the device or its docking station logged. Frozen. See the module docstring."""
+
+    time: int  # ns UTC, station clock; required: a check without a time is dropped by check_reading
+    clock_offset: int | None = None  # device clock - station clock at the check, ns, before it was set
+    battery_percent: int | None = None  # 0..100
+    free_bytes: int | None = None
+    faults: tuple[str, ...] = ()  # the fault flags raised at the check; () when none
+    file: str | None = None  # the device file it was read from (findings about it name it)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": rfc3339(self.time),
+            "clock_offset_seconds": None if self.clock_offset is None else self.clock_offset / NS,
+            "battery_percent": self.battery_percent,
+            "free_bytes": self.free_bytes,
+            "faults": list(self.faults),
+        }
+
+
+@dataclass(frozen=True)
 class TimeZoneChoice:
     """The zone a volume's device-local times were read in, and why (see :func:`device_zone`). Frozen."""
 
@@ -373,6 +401,8 @@ class VolumeReading:
     choice: DriverChoice | None = None  # set by custodes.volumes.read_volume
     #: The zone device-local times were read in (:func:`device_zone`'s answer); None when the driver read none.
     time_zone: TimeZoneChoice | None = None
+    #: Pre-use checks logged on the volume (optional: most devices log none).
+    checks: list[DeviceCheck] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -386,6 +416,7 @@ class VolumeReading:
             "findings": [f.to_json() for f in self.findings],
             "skipped": self.skipped,
             "non_recordings": [n.to_json() for n in self.non_recordings],
+            "checks": [x.to_json() for x in self.checks],
             "choice": None if self.choice is None else self.choice.to_json(),
         }
 
@@ -957,6 +988,7 @@ def check_reading(
     non_recordings = [
         x for x in (_check_non_recording(c, x) for x in _items(c, reading.non_recordings, "non_recordings")) if x
     ]
+    checks = [x for x in (_check_check(c, x) for x in _items(c, reading.checks, "checks")) if x is not None]
     zone = reading.time_zone
     if zone is not None and not _zone_ok(zone):
         c.bad("reading", "time_zone", zone, None, f"a TimeZoneChoice with a zone and a source in {ZONE_SOURCES}")
@@ -972,6 +1004,7 @@ def check_reading(
         skipped,
         non_recordings,
         time_zone=zone,
+        checks=checks,
     )
 
 
@@ -1162,6 +1195,33 @@ def _check_event(c: _Checker, x: Any) -> DeviceEvent | None:
     if kind is None or when is None:
         return None
     return DeviceEvent(when, kind, detail or "", file if _is_path(file) else None)
+
+
+def _check_check(c: _Checker, x: Any) -> DeviceCheck | None:
+    """A pre-use check as the contract allows it: a time, and each reading within its range (one that is not is
+    dropped alone, with its finding; the check keeps what it did say)."""
+    file = getattr(x, "file", None)
+    if not isinstance(x, DeviceCheck):
+        c.bad("check", "(whole)", x, None, "a DeviceCheck")
+        return None
+    when = c.time("check", x, "time", file, required=True)
+    if when is None:
+        return None
+    offset = c.time("check", x, "clock_offset", file)
+    battery = x.battery_percent
+    if battery is not None and not (isinstance(battery, int) and not isinstance(battery, bool) and 0 <= battery <= 100):
+        c.bad("check", "battery_percent", battery, file, "a whole percent 0 to 100")
+        battery = None
+    free = x.free_bytes
+    if free is not None and not (isinstance(free, int) and not isinstance(free, bool) and 0 <= free < 2**63):
+        c.bad("check", "free_bytes", free, file, "a byte count")
+        free = None
+    faults: tuple[str, ...] = ()
+    if isinstance(x.faults, tuple | list) and all(_is_text(f) and f for f in x.faults):
+        faults = tuple(x.faults)
+    else:
+        c.bad("check", "faults", x.faults, file, "a tuple of non-empty texts")
+    return DeviceCheck(when, offset, battery, free, faults, file if _is_path(file) else None)
 
 
 def _check_finding(c: _Checker, x: Any) -> Finding | None:

@@ -50,6 +50,10 @@ ARTICLES: dict[str, int] = {
     "ingest_failed": 16,
     "clock_drift": 10,
     "time_reread": 10,
+    "no_preuse_check": 10,
+    "clock_not_set_before_use": 10,
+    "task_not_recorded": 7,
+    "no_enforcement_context": 5,
 }
 
 _SEVERITY = {
@@ -58,6 +62,7 @@ _SEVERITY = {
     "sequence_break": "error",
     "overlap": "error",
     "unreadable": "error",
+    "no_enforcement_context": "info",  # low: the task it belongs to may be imported later (custodes.preuse)
 }
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from custodes import retention, timeline
+from custodes import preuse, retention, timeline
 from custodes._durable import drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError
@@ -209,6 +209,8 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
                 "clock_readings": [[c.device_time, c.trusted_time, c.source] for c in reading.clock_readings],
                 # the zone the device's local times (events, clock, names) were read in, and why
                 "time_zone": None if reading.time_zone is None else reading.time_zone.to_json(),
+                # the pre-use checks the volume logged (Art. 10; custodes.preuse), only when it logged any
+                **({"checks": [preuse.check_record(x) for x in reading.checks]} if reading.checks else {}),
                 "time": started,
             },
         )

@@ -28,7 +28,7 @@ from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS
 from custodes.errors import CustodesError
-from custodes.findings import ARTICLES, ns_from_rfc3339, rfc3339
+from custodes.findings import ARTICLES, Finding, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
 from custodes.verify import VerifyResult, verify, verify_ledger_only
 
@@ -55,6 +55,7 @@ __all__ = [
     "Period",
     "Report",
     "ReportError",
+    "RecordingSection",
     "ReportFinding",
     "RetentionSection",
     "ScopeInfo",
@@ -62,6 +63,7 @@ __all__ = [
     "TaskTimeline",
     "TimelinessSection",
     "Timelines",
+    "UncheckedDevice",
     "VerificationSection",
     "build_report",
     "report_schema",
@@ -72,7 +74,7 @@ SCOPES = ("archive", "unit", "officer", "device", "case")
 #: Art. 25 concerns and the finding kinds that show each.
 CONCERNS = {
     "concern_deleted": ("missing", "sequence_break"),
-    "concern_not_recorded": ("gap_unexplained",),
+    "concern_not_recorded": ("gap_unexplained", "task_not_recorded"),
     "concern_unapproved": ("unapproved_access",),
     "concern_altered": (
         "modified",
@@ -97,6 +99,7 @@ SECTIONS = (
     "completeness",
     "clocks",
     "timeliness",
+    "recording",
     "retention",
     "access",
     "concerns",
@@ -250,6 +253,30 @@ class TimelinessSection(TypedDict):
     delay_hours: DelayHours | None
 
 
+class UncheckedDevice(TypedDict):
+    """A device whose recordings in the scope lack a pre-use check (Art. 10): how many, and why."""
+
+    device: str
+    checks: int
+    no_preuse_check: int
+    clock_not_set_before_use: int
+
+
+class RecordingSection(TypedDict):
+    """The duties before and around recording: pre-use checks (Art. 10), the recording checklist (Art. 7) and
+    the enforcement context of each recording (Art. 5); the findings themselves are in ``findings``
+    (custodes.preuse)."""
+
+    preuse_check_required: bool
+    checks: int
+    no_preuse_check: int
+    clock_not_set_before_use: int
+    unchecked_devices: list[UncheckedDevice]
+    required_task_types: list[str]
+    task_not_recorded: int
+    no_enforcement_context: int
+
+
 class RetentionSection(TypedDict):
     """Art. 19, 20: the scope's recordings due for purge, held, kept for ever, purged."""
 
@@ -376,6 +403,7 @@ class Report(_ReportHeader, total=False):
     completeness: CompletenessSection
     clocks: ClocksSection
     timeliness: TimelinessSection
+    recording: RecordingSection
     retention: RetentionSection
     access: AccessSection
     concerns: list[Concern]
@@ -534,6 +562,8 @@ def build_report(
         report["clocks"] = _clocks_section(archive, facts.period, facts.findings)
     if "timeliness" in wanted:
         report["timeliness"] = _timeliness_section(archive, facts.period, facts.findings)
+    if "recording" in wanted:
+        report["recording"] = _recording_section(archive, facts.period, facts.duties)
     if "retention" in wanted:
         report["retention"] = _retention_section(archive, facts.period, facts.now)
     if "access" in wanted:
@@ -594,6 +624,25 @@ class _Facts:
         return [f.to_json() for c in self.coverage for f in c.findings]
 
     @cached_property
+    def duties(self) -> list[dict[str, Any]]:
+        """The pre-use, checklist and context findings of the scope (custodes.preuse), each with its segment and
+        that segment's ledger index; a task on the checklist with its task. Derived now, from the catalog."""
+        from custodes.preuse import checklist_findings, preuse_findings
+
+        policy = self.archive.policy
+        coverage = self.coverage if policy.required_task_types else []  # the tasks are read only when needed
+        found = [f for f in preuse_findings(self.archive) if _in_scope(f, self.period)]
+        found += [  # the coverage is of the scope's tasks already
+            f
+            for f in checklist_findings(self.archive, coverage)
+            if f.kind == "task_not_recorded" or _in_scope(f, self.period)
+        ]
+        return [
+            f.to_json() | {"segment": f.evidence.get("segment"), "ledger_index": f.evidence.get("segment_ledger_index")}
+            for f in found
+        ]
+
+    @cached_property
     def access(self) -> tuple[AccessSection, list[dict[str, Any]]]:
         return _access_section(self.archive, self.period)
 
@@ -601,7 +650,8 @@ class _Facts:
     def everything(self) -> list[ReportFinding]:
         """Every finding of the report, each with its article (_with_articles makes every dict a ReportFinding)."""
         integrity = [f.to_json() | {"article": 23} for f in self.verification.findings]
-        return cast(list[ReportFinding], _with_articles(self.findings + integrity + self.unexplained + self.access[1]))
+        everything = self.findings + integrity + self.unexplained + self.duties + self.access[1]
+        return cast(list[ReportFinding], _with_articles(everything))
 
     def integrity(self) -> IntegritySection:
         result = self.verification
@@ -821,6 +871,42 @@ def _timeliness_section(archive: Archive, period: Scope, findings: list[dict[str
         "ingests": archive.catalog.segments.ingest_count(period),
         "late_ingest": _count(findings, "late_ingest"),
         "delay_hours": {"min": hours[0], "median": statistics.median(hours[1:-1]), "max": hours[-1]} if n else None,
+    }
+
+
+def _in_scope(f: Finding, period: Scope) -> bool:
+    """A finding about a recording is in the scope its recording is: its device, its time, its officer (a
+    recording without one belongs to its device's)."""
+    officer = f.evidence.get("officer")
+    in_devices = period.devices is None or f.device in period.devices
+    mine = in_devices if period.officer is None or officer is None else officer == period.officer
+    return mine and f.start is not None and period.lo <= f.start < period.hi
+
+
+def _recording_section(archive: Archive, period: Scope, duties: list[dict[str, Any]]) -> RecordingSection:
+    from custodes.preuse import checks
+
+    policy = archive.policy
+    made = [c for c in checks(archive, period.devices) if period.lo <= c.time < period.hi]
+    per_device: dict[str, UncheckedDevice] = {}
+    for f in duties:
+        if f["kind"] in ("no_preuse_check", "clock_not_set_before_use"):
+            row = per_device.setdefault(
+                f["device"], {"device": f["device"], "checks": 0, "no_preuse_check": 0, "clock_not_set_before_use": 0}
+            )
+            row[f["kind"]] += 1  # type: ignore[literal-required]
+    for c in made:
+        if c.device in per_device:
+            per_device[c.device]["checks"] += 1
+    return {
+        "preuse_check_required": policy.preuse_check_required,
+        "checks": len(made),
+        "no_preuse_check": _count(duties, "no_preuse_check"),
+        "clock_not_set_before_use": _count(duties, "clock_not_set_before_use"),
+        "unchecked_devices": [per_device[d] for d in sorted(per_device)],
+        "required_task_types": list(policy.required_task_types),
+        "task_not_recorded": _count(duties, "task_not_recorded"),
+        "no_enforcement_context": _count(duties, "no_enforcement_context"),
     }
 
 

@@ -435,9 +435,12 @@ def task_coverage(
     if explanations is None:
         explanations = Explanations([(d, s, e) for d, _, s, e in segs], catalog.gap_explanations.all(),
                                     catalog.devices.events(), tol)  # fmt: skip
+    per_task: dict[str, list[tuple[str, Any]]] = {}  # grouped once: a scan of every pair per task was quadratic
+    for (task, d), c in zip(pairs, covs, strict=True):
+        per_task.setdefault(task.id, []).append((d, c))
     out = []
     for t in tasks:
-        mine = [(d, c) for (task, d), c in zip(pairs, covs, strict=True) if task.id == t.id]
+        mine = per_task.get(t.id, [])
         devices = [d for d, _ in mine]
         covered_by = [_subtract([(t.start, t.end)], c.uncovered) for _, c in mine]
         union_uncovered = [(t.start, t.end)]

@@ -168,6 +168,29 @@ def _task_svg(task: dict[str, Any], lang: str) -> str:
     return "".join(parts)
 
 
+def _recording(r: dict[str, Any] | None, L: Any) -> str:
+    """The recording duties (pre-use checks, checklist, context), with each unchecked device; "" when the model
+    holds no such section (a report of other sections)."""
+    if r is None:
+        return ""
+    return f"<h2>{_e(L('recording'))}</h2>" + _table(
+        [
+            (L("preuse_checks"), r["checks"]),
+            (L("no_preuse_check"), r["no_preuse_check"]),
+            (L("clock_not_set_before_use"), r["clock_not_set_before_use"]),
+            (L("task_not_recorded"), r["task_not_recorded"]),
+            (L("no_enforcement_context"), r["no_enforcement_context"]),
+        ]
+        + [
+            (
+                f"{L('device')} {d['device']} · {L('no_preuse_check')} / {L('clock_not_set_before_use')}",
+                f"{d['no_preuse_check']} / {d['clock_not_set_before_use']}",
+            )
+            for d in r["unchecked_devices"]
+        ]
+    )
+
+
 def render_html_text(report: dict[str, Any]) -> str:
     lang = report.get("lang", "zh")
     L = lambda k: label(k, lang)  # noqa: E731
@@ -246,6 +269,7 @@ def render_html_text(report: dict[str, Any]) -> str:
                 (L("delay_max"), f"{delay.get('max', 0):.1f}"),
             ]
         ),
+        _recording(report.get("recording"), L),
         f"<h2>{_e(L('retention'))}</h2>",
         _table(
             [

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
-from custodes.catalog.devices import Devices, Findings, Ingests
+from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
 from custodes.catalog.query import Query
@@ -61,6 +61,7 @@ class Catalog:
         self.ledger = Ledger(conn)
         self.checkpoints = Checkpoints(conn)
         self.devices = Devices(conn)
+        self.device_checks = DeviceChecks(conn)
         self.ingests = Ingests(conn)
         self.findings = Findings(conn)
         self.tasks = Tasks(conn)

@@ -134,6 +134,63 @@ class Devices(Table):
         return self._conn.execute(sql).fetchall()
 
 
+class CheckRow(NamedTuple):
+    """A pre-use check (Art. 10) as the catalog holds it; offsets device clock - station clock, ns."""
+
+    device_id: str
+    time_ns: int
+    source: str  # "dock" (read by a driver at docking) or "hand" (custodes device check)
+    by: str | None
+    clock_offset_ns: int | None
+    battery_percent: int | None  # whole percent: the ledger holds no floats
+    free_bytes: int | None
+    faults: str  # JSON list of the fault flags the check saw
+    note: str
+    ingest_id: int | None
+
+
+class DeviceChecks(Table):
+    """Pre-use checks, the dockings they are measured against, and the recordings they are for."""
+
+    def add(self, row: CheckRow, ledger_seq: int) -> int | None:
+        """A check; one read before (the same volume docked again) is not repeated (None)."""
+        return _inserted(
+            self._conn.execute(
+                f"INSERT OR IGNORE INTO device_checks ({', '.join(CheckRow._fields)}, ledger_seq) "
+                f"VALUES ({question_marks(row)}, ?)",
+                (*row, ledger_seq),
+            )
+        )
+
+    def exists(self, device: str, time_ns: int, source: str) -> bool:
+        sql = "SELECT 1 FROM device_checks WHERE device_id = ? AND time_ns = ? AND source = ?"
+        return self._one(sql, (device, time_ns, source)) is not None
+
+    def all(self) -> list[tuple[int, CheckRow]]:
+        """(ledger index, check) of every check, by device and time."""
+        sql = f"SELECT ledger_seq, {', '.join(CheckRow._fields)} FROM device_checks ORDER BY device_id, time_ns, id"
+        return [(int(r[0]), CheckRow(*r[1:])) for r in self._conn.execute(sql)]
+
+    def dockings(self) -> list[tuple[str, int]]:
+        """(device, time) of every docking: each ingest of the device (the archive's clock) and each dock clock
+        reading (the station's clock, which a volume docked later still carries)."""
+        sql = (
+            "SELECT device_id, started_ns FROM ingests UNION "
+            "SELECT device_id, trusted_ns FROM clock_readings WHERE source = 'dock' ORDER BY 1, 2"
+        )
+        return [(str(d), int(t)) for d, t in self._conn.execute(sql)]
+
+    def recordings(self) -> list[tuple[int, str, str | None, int, int, int]]:
+        """(segment, device, officer, start, end, ledger index) of every timed audio/video recording not purged,
+        clock-corrected where known, by device and start."""
+        sql = (
+            "SELECT id, device_id, officer_id, COALESCE(corrected_start_ns, start_ns), "
+            "COALESCE(corrected_end_ns, end_ns), ledger_seq FROM segments WHERE kind IN ('video', 'audio') "
+            "AND start_ns IS NOT NULL AND end_ns IS NOT NULL AND purged_ns IS NULL ORDER BY device_id, 4, id"
+        )
+        return [(int(i), str(d), o, int(s), int(e), int(q)) for i, d, o, s, e, q in self._conn.execute(sql)]
+
+
 class Ingests(Table):
     def start(self, ingest_id: int, volume: str, driver: str, device: str, now: int) -> None:
         """An ingest under the id its ``ingest_begin`` entry names (catalog.replay)."""

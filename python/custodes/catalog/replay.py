@@ -20,6 +20,8 @@ Entry types and the rows they make (see :data:`HANDLERS`):
   the proposal's text is in its entry, and the policy it puts in force is the ``policy`` entry (custodes.policy).
 - ``hold``, ``hold_release``, ``retention_change`` (long-term mark or case link), ``purge`` (tombstone).
 - ``task``, ``annotation`` (gap explanation).
+- ``device_check``: a pre-use check recorded by hand (``custodes device check``); the checks a driver read at
+  docking come with their ``ingest_begin`` entry (``checks``).
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
 - No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy`` (the ledger is their
   record). Any other type (one a newer custodes writes) makes no rows here and is counted as unknown.
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
 from custodes.catalog.custody import RefusalWindow, TaskRow
-from custodes.catalog.devices import DeviceIdentity, FindingRow
+from custodes.catalog.devices import CheckRow, DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "device_events": (("id",), ()),
     "tasks": (("id",), ()),
     "gap_explanations": (("id",), ()),
+    "device_checks": (("id",), ()),
     "access_requests": (("id",), ()),
     "access_log": (("id",), ()),
     "cases": (("id",), ()),
@@ -143,7 +146,31 @@ def _ingest_begin(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     for device_ns, trusted_ns, source in e.get("clock_readings", []):
         rowid = c.devices.add_clock_reading(device, device_ns, trusted_ns, source, e["ingest"])
         touched += [("clock_readings", (rowid,))] if rowid else []
+    for check in e.get("checks", []):
+        rowid = c.device_checks.add(_check_row(device, "dock", None, check, e["ingest"]), seq)
+        touched += [("device_checks", (rowid,))] if rowid else []
     return touched
+
+
+def _check_row(device: str, source: str, by: str | None, check: dict[str, Any], ingest: int | None) -> CheckRow:
+    """A check's row from its entry's record (custodes.preuse.check_record writes it)."""
+    return CheckRow(
+        device,
+        check["time"],
+        source,
+        by,
+        check.get("clock_offset"),
+        check.get("battery_percent"),
+        check.get("free_bytes"),
+        json.dumps(check.get("faults", [])),
+        check.get("note", ""),
+        ingest,
+    )
+
+
+def _device_check(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
+    rowid = c.device_checks.add(_check_row(e["device"], "hand", e["officer"], e["check"], None), seq)
+    return [("device_checks", (rowid,))] if rowid else []
 
 
 def _ingest(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
@@ -300,6 +327,7 @@ HANDLERS: dict[str, Callable[[Catalog, int, dict[str, Any]], Touched]] = {
     "purge": _purge,
     "task": _task,
     "annotation": _annotation,
+    "device_check": _device_check,
     "catalog_adopt": _adopt,
     **{t: _nothing for t in LEDGER_ONLY},
 }

@@ -134,5 +134,17 @@ MIGRATIONS: list[str] = [
         objects INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, stopped TEXT);
     CREATE INDEX objects_by_last_verified ON objects(last_verified_ns);
     """,
+    # 11: pre-use checks (Art. 10: before recording the officer checks the device and sets its clock), read by a
+    # driver at docking (ingest_begin entries, ingest_id set) or recorded by hand (device_check entries). Offsets
+    # are device clock - station clock; NULL where the check did not say. Stands alone: the device registry's
+    # tables are not needed (a check may name a device the catalog has not seen footage of yet).
+    """
+    CREATE TABLE device_checks (
+        id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, time_ns INTEGER NOT NULL, source TEXT NOT NULL,
+        by TEXT, clock_offset_ns INTEGER, battery_percent INTEGER, free_bytes INTEGER, faults TEXT NOT NULL,
+        note TEXT NOT NULL, ingest_id INTEGER, ledger_seq INTEGER NOT NULL,
+        UNIQUE (device_id, time_ns, source));
+    CREATE INDEX device_checks_by_device ON device_checks(device_id, time_ns);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

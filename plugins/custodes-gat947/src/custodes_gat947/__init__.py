@@ -14,6 +14,7 @@ from custodes import timeline
 from custodes.defaults import NS
 from custodes.drivers import (
     ClockReading,
+    DeviceCheck,
     DeviceEvent,
     Driver,
     DriverOptionError,
@@ -148,7 +149,7 @@ class Gat947Driver(Driver):
         zone = device_zone(options, stated=dock.get("time_zone"), model=identity.model, default=DEFAULT_TZ)
         tz = zone.tzinfo
         clock, clock_findings = self._clock(volume, dock, tz)
-        events, event_findings = self._events(volume, tz)
+        events, checks, event_findings = self._events(volume, tz)
         findings += dock_findings + clock_findings + event_findings
         segments, probe_findings, rest = media_segments([f for f in files if f.name not in own], device)
         findings += probe_findings
@@ -192,7 +193,17 @@ class Gat947Driver(Driver):
         # The name's time against the container's runs centrally for every driver (drivers.shared_findings).
         known = [NonRecording(f.name, OWN_FILES[f.name]) for f in files if f.name in OWN_FILES]
         return VolumeReading(
-            self.name, os.fspath(volume), identity, out, clock, events, findings, skipped, known, time_zone=zone
+            self.name,
+            os.fspath(volume),
+            identity,
+            out,
+            clock,
+            events,
+            findings,
+            skipped,
+            known,
+            time_zone=zone,
+            checks=checks,
         )
 
     def _identity(self, volume: Path) -> tuple[dict[str, str | None], list[Finding]]:
@@ -260,11 +271,12 @@ class Gat947Driver(Driver):
             return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
         return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
-    def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[Finding]]:
+    def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[DeviceCheck], list[Finding]]:
+        """The event log's lines: events, and the pre-use checks it logs (:func:`_check`)."""
         path = volume / EVENT_FILE
         if not path.is_file() or path.is_symlink():
-            return [], []
-        events, findings = [], []
+            return [], [], []
+        events, checks, findings = [], [], []
         for line in path.read_bytes()[: 1 << 20].decode("utf-8", "replace").splitlines():
             parts = line.strip().split(None, 3)
             if not parts:
@@ -273,8 +285,41 @@ class Gat947Driver(Driver):
             if when is None:
                 findings.append(Finding("malformed", f"event log line not understood: {line[:80]!r}", path=str(path)))
                 continue
+            if parts[2] == CHECK_EVENT:
+                check, bad = _check(when, parts[3] if len(parts) > 3 else "", str(path))
+                checks.append(check)
+                findings += bad
+                continue
             events.append(DeviceEvent(when, parts[2], parts[3] if len(parts) > 3 else "", file=str(path)))
-        return events, findings
+        return events, checks, findings
+
+
+#: The event log's pre-use check line (Art. 10), written when the officer takes the device from the docking
+#: station: ``2024-03-01 07:58:00 preuse_check clock_offset=+90 battery=96 free_bytes=31000000000 faults=none``.
+#: The time is the device's own; clock_offset (seconds, device - station, as found before the station set the
+#: clock) places the check on the station's clock. Every key is optional; faults is a comma list or "none".
+CHECK_EVENT = "preuse_check"
+
+
+def _check(when: int, detail: str, file: str) -> tuple[DeviceCheck, list[Finding]]:
+    """A ``preuse_check`` line's check; a value that is not what its key needs is dropped with a finding."""
+    values: dict[str, int | None] = {"clock_offset": None, "battery": None, "free_bytes": None}
+    faults: tuple[str, ...] = ()
+    findings = []
+    for token in detail.split():
+        key, _, value = token.partition("=")
+        if key == "faults":
+            faults = tuple(f for f in value.split(",") if f and f != "none")
+            continue
+        try:
+            if key not in values:
+                raise ValueError(f"unknown key {key!r}")
+            values[key] = int(value)
+        except ValueError:
+            findings.append(Finding("malformed", f"preuse_check: {token[:80]!r} not understood; dropped", path=file))
+    offset = None if values["clock_offset"] is None else values["clock_offset"] * NS
+    station = when - (offset or 0)
+    return DeviceCheck(station, offset, values["battery"], values["free_bytes"], faults, file=file), findings
 
 
 @hookimpl
