@@ -719,7 +719,7 @@ def _print_probe(r: MediaInfo) -> None:
 
 
 def _driver_options(values: tuple[str, ...]) -> dict[str, str]:
-    options = {}
+    options: dict[str, str] = {}
     for v in values:
         key, sep, value = v.partition("=")
         if not sep or not key:
