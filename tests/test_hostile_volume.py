@@ -665,7 +665,7 @@ def test_an_identity_key_given_twice_is_ambiguous_and_the_first_value_is_kept(tm
     text = out.stdout.decode()
     assert text.splitlines()[0] == f"{vol}: driver gat947, device A123456"
     assert (
-        f"  malformed: {vol}/GAT947_ID.TXT: 'product_serial' is given more than once: ambiguous; "
+        f"  malformed: [A123456] {vol}/GAT947_ID.TXT: 'product_serial' is given more than once: ambiguous; "
         "the first value is kept"
     ) in text.splitlines()
 

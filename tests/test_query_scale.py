@@ -15,7 +15,7 @@ import pytest
 
 from custodes.archive import open_archive
 from helpers import grant, policy_text, run_cli, set_policy
-from test_query_api import (
+from query_sql import (
     T0_NS,
     S,
     expected_catalog_findings,
