@@ -49,6 +49,12 @@ ARTICLES: dict[str, int] = {
     "orphan_sidecar": 23,
     "ingest_failed": 16,
     "clock_drift": 10,
+    # the device registry and assignments (custodes.devices)
+    "unregistered_device": 6,
+    "retired_device": 6,
+    "lost_device": 25,
+    "unassigned_device": 9,
+    "device_lent": 25,
 }
 
 _SEVERITY = {

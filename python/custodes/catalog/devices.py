@@ -53,12 +53,14 @@ class Devices(Table):
         return [d for (d,) in self._conn.execute(sql, (unit, unit))]
 
     def of_officer(self, officer: str | None) -> list[str]:
-        """Devices issued to the officer, or that recorded footage marked as theirs, sorted."""
+        """Devices issued to the officer, that recorded footage marked as theirs, or assigned to them in the
+        registry (custodes.devices), sorted."""
         sql = (
             "SELECT device_id FROM devices WHERE officer_id = ? "
-            "UNION SELECT device_id FROM segments WHERE officer_id = ?"
+            "UNION SELECT device_id FROM segments WHERE officer_id = ? "
+            "UNION SELECT device_id FROM assignments WHERE officer_id = ?"
         )
-        return sorted({d for (d,) in self._conn.execute(sql, (officer, officer))})
+        return sorted({d for (d,) in self._conn.execute(sql, (officer, officer, officer))})
 
     def of_case(self, case: str | None) -> list[str]:
         sql = "SELECT s.device_id FROM case_segments c JOIN segments s ON s.id = c.segment_id WHERE c.case_id = ?"
