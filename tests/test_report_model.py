@@ -187,6 +187,6 @@ def test_an_unknown_section_is_refused(built: Path) -> None:
     with open_archive(built) as archive, pytest.raises(ReportError) as e:
         build_report(archive, sections=("completeness", "gaps", "audit"))
     assert str(e.value) == (
-        "no report section audit, gaps (known: integrity, completeness, clocks, timeliness, retention, access, devices, "
-        "concerns, findings, timelines)"
+        "no report section audit, gaps (known: integrity, completeness, clocks, timeliness, retention, access, "
+        "devices, concerns, findings, timelines)"
     )
