@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from footage import T0, make_clip
-from helpers import catalog_edit, grant, run_cli
+from helpers import as_, catalog_edit, grant, run_cli
 
 BJ = timezone(timedelta(hours=8))
 S = 1_000_000_000
@@ -293,3 +293,16 @@ def test_no_registry_no_findings(tmp_path: Path) -> None:
     rep = report(arch)
     assert rep["devices"] == {"in_use": False, "registered": 0, "units": []}
     assert not [f for f in rep["findings"] if f["kind"].endswith("_device") or f["kind"] == "device_lent"]
+
+
+def test_only_a_custodian_registers_and_assigns_and_a_refusal_is_logged(fleet: Path) -> None:
+    grant(fleet, "approver", "carol")
+    logged = read_only(fleet, "SELECT COUNT(*) FROM access_log WHERE ok = 0")[0][0]
+    before = read_only(fleet, "SELECT COUNT(*) FROM assignments")
+    out = as_("carol", "device", "assign", fleet, "BWCC", "--officer", "004444", "--from", iso(40))
+    assert out.returncode == 1 and "carol may not device_assign (needs custodian)" in out.stderr.decode()
+    out = as_("carol", "device", "add", fleet, "NEW1", "--kind", "drone")
+    assert out.returncode == 1 and "carol may not device_register (needs custodian)" in out.stderr.decode()
+    assert read_only(fleet, "SELECT COUNT(*) FROM access_log WHERE ok = 0")[0][0] == logged + 2
+    assert read_only(fleet, "SELECT COUNT(*) FROM assignments") == before
+    assert read_only(fleet, "SELECT COUNT(*) FROM registry WHERE device_id = 'NEW1'") == [(0,)]
