@@ -306,3 +306,24 @@ def test_only_a_custodian_registers_and_assigns_and_a_refusal_is_logged(fleet: P
     assert read_only(fleet, "SELECT COUNT(*) FROM access_log WHERE ok = 0")[0][0] == logged + 2
     assert read_only(fleet, "SELECT COUNT(*) FROM assignments") == before
     assert read_only(fleet, "SELECT COUNT(*) FROM registry WHERE device_id = 'NEW1'") == [(0,)]
+
+
+def test_query_api_segments_carry_the_responsible_officer(fleet: Path) -> None:
+    """archive.segments(officer=...) selects by the assignee at each recording's time; Segment.responsible is it."""
+    from custodes.archive import open_archive
+
+    def assignee(device: str, when: int) -> str | None:
+        held = [
+            o
+            for d, o, a, b in ASSIGNMENTS
+            if d == device and T0_NS + a * S <= when and (b is None or when < T0_NS + b * S)
+        ]
+        return held[0] if held else None
+
+    want = {seg: assignee(d, when) for seg, d, _, when in segments(fleet)}
+    with open_archive(fleet) as archive:
+        got = {s.id: s.responsible for s in archive.segments()}
+        mine = [s.id for s in archive.segments(officer="001234")]
+    assert got == want
+    # 001234's: every recording BWCA made while assigned to them (005678's swapped ones too), none of BWCB's.
+    assert mine == sorted(seg for seg, o in want.items() if o == "001234") and len(mine) == 4

@@ -10,7 +10,9 @@ id), so walking 10^6 segments holds one page, not the archive. The filters are k
 combined with AND:
 
 - ``device``: one device id;
-- ``officer``: a segment is the officer's when it was attributed to them at ingest (:attr:`Segment.officer`);
+- ``officer``: a segment is the officer's when its device was assigned to them at its time
+  (:attr:`Segment.responsible`, custodes.devices), or, with nobody assigned then, when it was attributed to them
+  at ingest (:attr:`Segment.officer`);
   a finding when its segment is, or, without a segment, when it is on a device issued to the officer or that
   recorded footage attributed to them; an event when it is on such a device;
 - ``case``: the segments linked to the case by ``custodes retention case``, and the findings of those segments;
