@@ -327,3 +327,28 @@ def test_query_api_segments_carry_the_responsible_officer(fleet: Path) -> None:
     assert got == want
     # 001234's: every recording BWCA made while assigned to them (005678's swapped ones too), none of BWCB's.
     assert mine == sorted(seg for seg, o in want.items() if o == "001234") and len(mine) == 4
+
+
+def test_html_and_csv_reports_carry_the_device_concerns(fleet: Path) -> None:
+    page = fleet.parent / "report.html"
+    out = run_cli("report", fleet, "--format", "html", "--lang", "en", "--out", page, "--quiet")
+    assert out.returncode in (0, 1) and b"Traceback" not in out.stderr, out.stderr.decode()
+    html = page.read_text()
+    assert "Devices lent (device_lent)</td><td>4<" in html and "Devices lost (lost_device)</td><td>2<" in html
+    table = fleet.parent / "report.csv"
+    out = run_cli("report", fleet, "--format", "csv", "--out", table, "--quiet")
+    assert out.returncode in (0, 1) and b"Traceback" not in out.stderr, out.stderr.decode()
+    assert table.read_text(encoding="utf-8-sig").count("device_lent") == 4
+
+
+def test_assignments_from_json(fleet: Path, tmp_path: Path) -> None:
+    data = tmp_path / "assignments.json"
+    rows = [{"device": "SPARE", "officer": "008888", "from": iso(100), "to": iso(200)},
+            {"device": "SPARE", "officer": "008888", "from": iso(200)}]  # fmt: skip
+    data.write_text(json.dumps(rows))
+    out = ok("device", "assign-import", fleet, data, "--json")
+    assert json.loads(out.stdout)["imported"] == [f"SPARE@{iso(100)}", f"SPARE@{iso(200)}"]
+    assert read_only(fleet, "SELECT start_ns, end_ns, officer_id FROM assignments WHERE device_id = 'SPARE'") == [
+        (T0_NS + 100 * S, T0_NS + 200 * S, "008888"),
+        (T0_NS + 200 * S, None, "008888"),
+    ]
