@@ -352,3 +352,19 @@ def test_assignments_from_json(fleet: Path, tmp_path: Path) -> None:
         (T0_NS + 100 * S, T0_NS + 200 * S, "008888"),
         (T0_NS + 200 * S, None, "008888"),
     ]
+
+
+def test_query_api_findings_include_the_registry_findings(fleet: Path) -> None:
+    from custodes.archive import open_archive
+
+    with open_archive(fleet) as archive:
+        got: dict[str, list[int]] = {}
+        for f in archive.findings():
+            if f.kind in ("device_lent", "unassigned_device", "lost_device", "unregistered_device"):
+                assert (f.id, f.ingest, f.task) == (None, None, None)
+                got.setdefault(f.kind, []).append(f.segment or 0)
+        lent_bwcb = [f.segment for f in archive.findings(device="BWCB") if f.kind == "device_lent"]
+    want = expected_findings(fleet)
+    assert got == want
+    dev_of = {seg: d for seg, d, _, _ in segments(fleet)}
+    assert lent_bwcb == [s for s in want["device_lent"] if dev_of[s] == "BWCB"] and len(lent_bwcb) == 2

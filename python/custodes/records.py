@@ -54,7 +54,8 @@ class Segment:
 @dataclass(frozen=True, slots=True)
 class RecordedFinding:
     """A finding as the archive holds it: one an ingest recorded (``id`` its catalog id, ``ingest`` the
-    ingest), or a ``gap_unexplained`` of a task's coverage (``id`` and ``ingest`` None, ``task`` the task).
+    ingest), a ``gap_unexplained`` of a task's coverage (``id`` and ``ingest`` None, ``task`` the task), or one
+    the device registry gives a recording (custodes.devices: ``id``, ``ingest`` and ``task`` None).
 
     ``kind``, ``severity`` (``error`` or ``warning``), ``article`` and ``message`` are those of
     :class:`custodes.findings.Finding`; ``start``/``end`` ns UTC (None: not a span); ``segment``: the
