@@ -368,3 +368,17 @@ def test_query_api_findings_include_the_registry_findings(fleet: Path) -> None:
     assert got == want
     dev_of = {seg: d for seg, d, _, _ in segments(fleet)}
     assert lent_bwcb == [s for s in want["device_lent"] if dev_of[s] == "BWCB"] and len(lent_bwcb) == 2
+
+
+def test_unit_report_takes_the_registry_unit(fleet: Path) -> None:
+    rep = report(fleet, "--scope", "unit=U2")
+    assert rep["scope"]["devices"] == ["BWCC", "BWCL", "SPARE"]
+    (u2,) = rep["devices"]["units"]
+    want = expected_findings(fleet)
+    assert (u2["unit"], u2["devices"], u2["lost"]["segments"], u2["unassigned"]["segments"]) == (
+        "U2",
+        3,
+        want["lost_device"],
+        want["unassigned_device"],
+    )
+    assert u2["lent"]["count"] == u2["unregistered"]["count"] == 0

@@ -49,8 +49,12 @@ class Devices(Table):
         return self._one("SELECT 1 FROM devices WHERE device_id = ?", (device,)) is not None
 
     def of_unit(self, unit: str | None) -> list[str]:
-        sql = "SELECT device_id FROM devices WHERE unit_id = ? OR unit_name = ?"
-        return [d for (d,) in self._conn.execute(sql, (unit, unit))]
+        """Devices whose volumes name the unit, or that the registry issues to it (custodes.devices)."""
+        sql = (
+            "SELECT device_id FROM devices WHERE unit_id = ?1 OR unit_name = ?1 "
+            "UNION SELECT device_id FROM registry WHERE unit = ?1 ORDER BY 1"
+        )
+        return [d for (d,) in self._conn.execute(sql, (unit,))]
 
     def of_officer(self, officer: str | None) -> list[str]:
         """Devices issued to the officer, that recorded footage marked as theirs, or assigned to them in the
