@@ -5,7 +5,7 @@ assignments (target: the report under 30 s).
 Fills a fresh archive as benches/bench_report.py does (its ``fill``: ingest entries replayed by custodes' own
 code), on 2,000 devices, then ledgers the registry the same way: 1,990 devices registered (10 left out:
 ``unregistered_device``), 20 of them lost half-way, and 10 assignments per registered device (back to back with
-short holes: ``unassigned_device``; every other one to another officer than the footage names: ``device_lent``).
+short holes: ``unassigned_device``; 20,000 in all; every other one to another officer than the footage names: ``device_lent``).
 Times the report model, the devices section alone, and the JSON render.
 
     .venv/bin/python benches/bench_devices.py [--segments 100000] [--devices 2000] [--assignments 20000]
@@ -33,8 +33,7 @@ T0 = 1_709_280_000 * NS
 
 def register(archive, devices: int, assignments: int) -> None:
     """The registry's entries, in one transaction, each recorded and its rows made by catalog.replay."""
-    per = assignments // (devices - 10)
-    span = 6 * 3600 * NS // per  # bench_report's recordings of one device span about 5 hours
+    per, extra = divmod(assignments, devices - 10)  # the first ``extra`` devices get one more
     with archive.transaction() as catalog:
         for d in range(devices - 10):
             lost = d < 20
@@ -51,7 +50,9 @@ def register(archive, devices: int, assignments: int) -> None:
                      "serial": f"SN{d}", "unit": f"U{d % 50}", "status": "lost", "since": T0 + 3 * 3600 * NS,
                      "by": "bench", "time": T0},
                 )  # fmt: skip
-            for k in range(per):
+            mine = per + (d < extra)
+            span = 6 * 3600 * NS // mine  # bench_report's recordings of one device span about 5 hours
+            for k in range(mine):
                 officer = f"{d:06d}" if k % 2 == 0 else f"{(d + 1) % devices:06d}"
                 start = T0 + k * span
                 replay.record(
