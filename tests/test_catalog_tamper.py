@@ -298,6 +298,9 @@ def _as_before(arch: Path, *statements: str) -> None:
     column on the ledger, no frontier kept with a checkpoint) and rows its ledger does not hold (an older
     custodes wrote findings without an entry). Opening it migrates it."""
     schema_5 = [
+        "DROP TABLE registry",
+        "DROP TABLE registry_statuses",
+        "DROP TABLE assignments",
         "DROP INDEX objects_by_last_verified",
         "DROP TABLE verify_runs",
         "ALTER TABLE checkpoints DROP COLUMN frontier",

@@ -188,5 +188,5 @@ def test_an_unknown_section_is_refused(built: Path) -> None:
         build_report(archive, sections=("completeness", "gaps", "audit"))
     assert str(e.value) == (
         "no report section audit, gaps (known: integrity, completeness, clocks, timeliness, recording, retention, "
-        "access, concerns, findings, timelines)"
+        "access, devices, concerns, findings, timelines)"
     )

@@ -42,6 +42,7 @@ from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashRe
 PUBLIC_MODULES = (
     "custodes.archive",
     "custodes.checksums",
+    "custodes.devices",
     "custodes.drivers",
     "custodes.errors",
     "custodes.findings",

@@ -1959,7 +1959,7 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
 
 @main.group("device")
 def device_group() -> None:
-    """Devices and the people who carry them: pre-use checks (Art. 10)."""
+    """The device registry (Art. 6), who holds which device when (Art. 9, 25), and pre-use checks (Art. 10)."""
 
 
 @device_group.command("check")
@@ -2009,6 +2009,153 @@ def device_check_command(
         _write_json({"device": device, "time": rfc3339(when), "ledger_index": index})
     else:
         out.say(f"check of {device} at {rfc3339(when)} recorded (ledger entry {index})")
+
+
+def _device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The registry's fields of a device, for device add and update (update changes only those given)."""
+    for name, what in reversed(
+        (
+            ("kind", "body_camera, handheld_terminal, recorder, camera, cctv or drone."),
+            ("vendor", "Who made it."),
+            ("model", "Its model."),
+            ("serial", "Its serial number."),
+            ("unit", "The unit it is issued to."),
+            ("status", "in_service, in_repair, lost or retired."),
+            ("since", "When the status began, RFC 3339 with offset (default: now)."),
+        )
+    ):
+        fn = click.option(f"--{name}", type=TEXT_LINE, default=None, help=what)(fn)
+    return fn
+
+
+def _say_changes(out: Output, result: dict[str, list[str]]) -> None:
+    if out.json:
+        _write_json(result)
+    else:
+        out.say(", ".join(f"{len(v)} {k}" for k, v in result.items()))
+
+
+@device_group.command("add")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@_device_options
+@output_options(quiet_help="Print nothing on success (--json still prints what changed).")
+def device_add_command(archive: Archive, device: str, out: Output, **fields: str | None) -> None:
+    """Register a device: its kind (required), vendor, model, serial, unit and
+    status. A ledger entry; refused when the device is registered already."""
+    from custodes.devices import parse_devices, register_devices
+
+    d = parse_devices([{"id": device, **fields}], "device add")[0]
+    _say_changes(out, register_devices(archive, [d], new=True))
+
+
+@device_group.command("update")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@_device_options
+@output_options(quiet_help="Print nothing on success (--json still prints what changed).")
+def device_update_command(archive: Archive, device: str, out: Output, **fields: str | None) -> None:
+    """Change a registered device's fields (only those given): a ledger entry,
+    none when nothing changes. A new --status begins at --since (default now)."""
+    from custodes.devices import update_device
+    from custodes.tasks import parse_time
+
+    since = fields.pop("since")
+    when = None if since is None else parse_time(since, "--since")
+    _say_changes(out, update_device(archive, device, since=when, **fields))
+
+
+@device_group.command("retire")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@click.option("--at", type=TEXT_LINE, default=None, help="When it left service, RFC 3339 with offset (default now).")
+@output_options(quiet_help="Print nothing on success (--json still prints what changed).")
+def device_retire_command(archive: Archive, device: str, at: str | None, out: Output) -> None:
+    """Retire a registered device from --at on: footage it records after that
+    is a retired_device finding. A ledger entry."""
+    from custodes.devices import set_status
+    from custodes.tasks import parse_time
+
+    _say_changes(out, set_status(archive, device, "retired", None if at is None else parse_time(at, "--at")))
+
+
+@device_group.command("list")
+@archive_argument
+@output_options()
+def device_list_command(archive: Archive, out: Output) -> None:
+    """List the registered devices: id, kind, unit, status and since when."""
+    from custodes.devices import registered
+
+    devices = registered(archive)
+    if out.json:
+        _write_json({"devices": [d.to_json() for d in devices]})
+    for d in [] if out.json else devices:
+        click.echo(f"{d.id}\t{d.kind}\t{d.unit or '-'}\t{d.status} since {rfc3339(d.since)}")
+
+
+@device_group.command("show")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@output_options()
+def device_show_command(archive: Archive, device: str, out: Output) -> None:
+    """Show a registered device: its fields, status history and assignments."""
+    from custodes.devices import show_device
+
+    shown = show_device(archive, device)
+    if out.json:
+        _write_json(shown)
+        return
+    for key in ("id", "kind", "vendor", "model", "serial", "unit", "status", "since"):
+        click.echo(f"{key}: {shown[key]}")
+    for st in shown["statuses"]:
+        click.echo(f"status {st['status']} since {st['since']}")
+    for a in shown["assignments"]:
+        click.echo(f"assigned to {a['officer']} from {a['from']} to {a['to'] or '(open)'}")
+
+
+@device_group.command("import")
+@archive_argument
+@click.argument("file", type=ClientInput(path_type=str, exists=True, dir_okay=False))
+@output_options(quiet_help="Print nothing on success (no line counting the devices; --json still prints them).")
+def device_import_command(archive: Archive, file: str, out: Output) -> None:
+    """Import devices from CSV (id,kind,vendor,model,serial,unit,status,since)
+    or JSON (a list of objects with those keys). All or nothing: a bad row
+    imports nothing and is named. Each new or changed device is a ledger entry."""
+    from custodes.devices import load_devices, register_devices
+
+    _say_changes(out, register_devices(archive, load_devices(file)))
+
+
+@device_group.command("assign")
+@archive_argument
+@click.argument("device", type=TEXT_LINE)
+@click.option("--officer", type=TEXT_LINE, required=True, help="The officer who holds the device.")
+@click.option("--from", "start", type=TEXT_LINE, required=True, help="From when, RFC 3339 with offset.")
+@click.option("--to", "end", type=TEXT_LINE, default=None, help="Until when (default: still holds it).")
+@output_options(quiet_help="Print nothing on success (--json still prints what changed).")
+def device_assign_command(
+    archive: Archive, device: str, officer: str, start: str, end: str | None, out: Output
+) -> None:
+    """Record that an officer holds a registered device from --from (to --to).
+    A ledger entry; refused when it overlaps another assignment of the device."""
+    from custodes.devices import assign_devices, parse_assignments
+
+    record = {"device": device, "officer": officer, "from": start, "to": end}
+    _say_changes(out, assign_devices(archive, parse_assignments([record], "device assign")))
+
+
+@device_group.command("assign-import")
+@archive_argument
+@click.argument("file", type=ClientInput(path_type=str, exists=True, dir_okay=False))
+@output_options(quiet_help="Print nothing on success (--json still prints what changed).")
+def device_assign_import_command(archive: Archive, file: str, out: Output) -> None:
+    """Import assignments from CSV (device,officer,from,to; an empty to: still
+    held) or JSON. All or nothing: bad rows and overlapping assignments of one
+    device are named and nothing is imported. Each new or changed one is a
+    ledger entry; the same file again changes nothing."""
+    from custodes.devices import assign_devices, load_assignments
+
+    _say_changes(out, assign_devices(archive, load_assignments(file)))
 
 
 @main.group("gap")

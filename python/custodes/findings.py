@@ -54,6 +54,12 @@ ARTICLES: dict[str, int] = {
     "clock_not_set_before_use": 10,
     "task_not_recorded": 7,
     "no_enforcement_context": 5,
+    # the device registry and assignments (custodes.devices)
+    "unregistered_device": 6,
+    "retired_device": 6,
+    "lost_device": 25,
+    "unassigned_device": 9,
+    "device_lent": 25,
 }
 
 _SEVERITY = {

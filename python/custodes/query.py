@@ -10,7 +10,9 @@ id), so walking 10^6 segments holds one page, not the archive. The filters are k
 combined with AND:
 
 - ``device``: one device id;
-- ``officer``: a segment is the officer's when it was attributed to them at ingest (:attr:`Segment.officer`);
+- ``officer``: a segment is the officer's when its device was assigned to them at its time
+  (:attr:`Segment.responsible`, custodes.devices), or, with nobody assigned then, when it was attributed to them
+  at ingest (:attr:`Segment.officer`);
   a finding when its segment is, or, without a segment, when it is on a device issued to the officer or that
   recorded footage attributed to them; an event when it is on such a device;
 - ``case``: the segments linked to the case by ``custodes retention case``, and the findings of those segments;
@@ -201,6 +203,23 @@ def _task_findings(archive: Archive, sel: Selection, cov: TaskCoverage | None) -
                 yield _of_task(c.task.id, f)
 
 
+def _registry_findings(archive: Archive, sel: Selection) -> Iterator[RecordedFinding]:
+    """The device registry's findings of the selected recordings (custodes.devices: derived now, from the
+    registry and assignments as they are), each at its recording's time, which must fall in the time range."""
+    from custodes.catalog import Scope
+    from custodes.devices import device_findings
+
+    devices = list(sel.devices) if sel.devices is not None else None
+    if devices is None and sel.officer is not None:
+        devices = list(sel.officer_devices)  # whose recordings without an assignment or an officer are theirs
+    lo, hi = -(2**62) if sel.lo is None else sel.lo, 2**62 if sel.hi is None else sel.hi
+    in_case = None if sel.case is None else {s.id for s in segments(archive, case=sel.case)}
+    for facts, f in device_findings(archive, Scope(devices, lo, hi, sel.officer)):
+        if in_case is None or facts.segment_id in in_case:
+            yield RecordedFinding(None, f.kind, f.severity, f.article, f.message, f.device, None, f.start, None,
+                                  facts.segment_id, None, None, f.evidence)  # fmt: skip
+
+
 def findings(
     archive: Archive,
     *,
@@ -212,7 +231,7 @@ def findings(
     end: int | datetime | None = None,
 ) -> Iterator[RecordedFinding]:
     """The findings the filters select (module docstring): those ingests recorded, by id, read a page at a time;
-    then the tasks' ``gap_unexplained``."""
+    then the tasks' ``gap_unexplained``; then the device registry's (custodes.devices), by segment."""
     sel, cov = _select(archive, device, officer, case, task, start, end)
 
     def walk() -> Iterator[RecordedFinding]:
@@ -225,6 +244,7 @@ def findings(
         finally:
             query.drop_first_findings(firsts)
         yield from _task_findings(archive, sel, cov)
+        yield from _registry_findings(archive, sel)
 
     return walk()
 

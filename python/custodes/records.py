@@ -22,7 +22,9 @@ class Segment:
     correction is known (else as the device said); ``device_start``/``device_end``: as the device's own clock
     said. ``kind``: ``video``, ``audio``, ``photo`` or ``file`` (not a recording a driver knew).
     ``start_source``: where the driver took the start from (e.g. ``container``, ``name``), None when unknown.
-    ``officer``: the officer the recording was attributed to when it was ingested (None: none named).
+    ``officer``: the officer the recording was attributed to when it was ingested (None: none named);
+    ``responsible``: the officer its device was assigned to at its time in the registry (custodes.devices; None:
+    nobody), who answers for it (Art. 9).
     ``ledger_index``: the index of its ingest entry in the ledger (``custodes ledger proof --entry``).
     ``purged``: when its bytes were purged (ns UTC), None while kept."""
 
@@ -46,12 +48,14 @@ class Segment:
     ingested: int
     ledger_index: int
     purged: int | None
+    responsible: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedFinding:
     """A finding as the archive holds it: one an ingest recorded (``id`` its catalog id, ``ingest`` the
-    ingest), or a ``gap_unexplained`` of a task's coverage (``id`` and ``ingest`` None, ``task`` the task).
+    ingest), a ``gap_unexplained`` of a task's coverage (``id`` and ``ingest`` None, ``task`` the task), or one
+    the device registry gives a recording (custodes.devices: ``id``, ``ingest`` and ``task`` None).
 
     ``kind``, ``severity`` (``error`` or ``warning``), ``article`` and ``message`` are those of
     :class:`custodes.findings.Finding`; ``start``/``end`` ns UTC (None: not a span); ``segment``: the

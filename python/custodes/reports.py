@@ -33,6 +33,7 @@ from custodes.keys import fingerprint
 from custodes.verify import VerifyResult, verify, verify_ledger_only
 
 if typing.TYPE_CHECKING:
+    from custodes.catalog.registry import SegmentDeviceFacts
     from custodes.tasks import Explanations, TaskCoverage
 
 __all__ = [
@@ -47,7 +48,9 @@ __all__ = [
     "Concern",
     "DelayHours",
     "Delivery",
+    "DeviceCount",
     "DeviceTask",
+    "DevicesSection",
     "DeviceTimeline",
     "Drift",
     "IntegritySection",
@@ -64,6 +67,7 @@ __all__ = [
     "TimelinessSection",
     "Timelines",
     "UncheckedDevice",
+    "UnitDevices",
     "VerificationSection",
     "build_report",
     "report_schema",
@@ -87,6 +91,9 @@ CONCERNS = {
         "name_time_mismatch",
     ),
     "concern_damaged": ("truncated", "no_moov", "malformed"),
+    # lending and losing devices: from the registry and its assignments (custodes.devices)
+    "concern_device_lent": ("device_lent",),
+    "concern_device_lost": ("lost_device",),
 }
 
 
@@ -102,6 +109,7 @@ SECTIONS = (
     "recording",
     "retention",
     "access",
+    "devices",
     "concerns",
     "findings",
     "timelines",
@@ -325,6 +333,38 @@ class Concern(TypedDict):
     ledger_indexes: list[int]
 
 
+class DeviceCount(TypedDict):
+    """Recordings of one registry finding kind in a unit: how many, on which devices, and their segments."""
+
+    count: int
+    devices: list[str]
+    segments: list[int]
+
+
+class UnitDevices(TypedDict):
+    """One unit's devices (``unit`` None: devices not in the registry): how many are registered, by their status
+    now, and the period's recordings lent, unassigned, lost, retired, unregistered (custodes.devices)."""
+
+    unit: str | None
+    devices: int
+    by_status: dict[str, int]
+    lent: DeviceCount
+    unassigned: DeviceCount
+    lost: DeviceCount
+    retired: DeviceCount
+    unregistered: DeviceCount
+    # Pre-use checks (Art. 10) add their "unchecked" count here.
+
+
+class DevicesSection(TypedDict):
+    """Art. 6, 9, 25: the device registry (in use once one device is registered) and, per unit, its devices and
+    the recordings the registry has findings on."""
+
+    in_use: bool
+    registered: int
+    units: list[UnitDevices]
+
+
 class _FindingKind(TypedDict):
     kind: str
     article: int | None
@@ -406,6 +446,7 @@ class Report(_ReportHeader, total=False):
     recording: RecordingSection
     retention: RetentionSection
     access: AccessSection
+    devices: DevicesSection
     concerns: list[Concern]
     findings: list[ReportFinding]
     timelines: Timelines
@@ -568,6 +609,8 @@ def build_report(
         report["retention"] = _retention_section(archive, facts.period, facts.now)
     if "access" in wanted:
         report["access"] = facts.access[0]
+    if "devices" in wanted:
+        report["devices"] = _devices_section(archive, facts.period, facts.registry)
     if "concerns" in wanted:
         report["concerns"] = _concerns(facts.everything)
     if "findings" in wanted:
@@ -647,11 +690,19 @@ class _Facts:
         return _access_section(self.archive, self.period)
 
     @cached_property
+    def registry(self) -> list[tuple[SegmentDeviceFacts, Finding]]:
+        """The registry's findings of the scope's recordings, derived now (custodes.devices)."""
+        from custodes.devices import device_findings
+
+        return device_findings(self.archive, self.period)
+
+    @cached_property
     def everything(self) -> list[ReportFinding]:
         """Every finding of the report, each with its article (_with_articles makes every dict a ReportFinding)."""
         integrity = [f.to_json() | {"article": 23} for f in self.verification.findings]
-        everything = self.findings + integrity + self.unexplained + self.duties + self.access[1]
-        return cast(list[ReportFinding], _with_articles(everything))
+        registry = [f.to_json() | {"segment": s.segment_id, "ledger_index": s.ledger_seq} for s, f in self.registry]
+        found = self.findings + integrity + self.unexplained + self.duties + self.access[1] + registry
+        return cast(list[ReportFinding], _with_articles(found))
 
     def integrity(self) -> IntegritySection:
         result = self.verification
@@ -1085,6 +1136,48 @@ def _failure(action: str, person: Any, request: Any, segments: Any, about: dict[
         "time": rfc3339(about.get("time")),
         "ledger_index": seq,
     }
+
+
+#: Each registry finding kind and the key that counts it in a unit of the devices section.
+_DEVICE_COUNTS = {
+    "device_lent": "lent",
+    "unassigned_device": "unassigned",
+    "lost_device": "lost",
+    "retired_device": "retired",
+    "unregistered_device": "unregistered",
+}
+
+
+def _devices_section(
+    archive: Archive, period: Scope, found: list[tuple[SegmentDeviceFacts, Finding]]
+) -> DevicesSection:
+    """Art. 6, 9, 25: the registered devices of the scope per unit, by status now, and per unit the period's
+    recordings the registry has findings on (unit None: devices not in the registry)."""
+    devices = None if period.devices is None else set(period.devices)
+    rows = [r for r in archive.catalog.registry.all() if devices is None or r.device_id in devices]
+    units: dict[str | None, UnitDevices] = {}
+
+    def unit(name: str | None) -> UnitDevices:
+        if name not in units:
+            empty = {key: {"count": 0, "devices": [], "segments": []} for key in _DEVICE_COUNTS.values()}
+            units[name] = cast(UnitDevices, {"unit": name, "devices": 0, "by_status": {}, **empty})
+        return units[name]
+
+    for r in rows:
+        u = unit(r.unit)
+        u["devices"] += 1
+        u["by_status"][r.status] = u["by_status"].get(r.status, 0) + 1
+    named: dict[tuple[str | None, str], set[str]] = {}  # the devices of each count, listed once each
+    for facts, f in found:
+        key = _DEVICE_COUNTS[f.kind]
+        count = cast(DeviceCount, unit(facts.unit)[key])  # type: ignore[literal-required]
+        count["count"] += 1
+        count["segments"].append(facts.segment_id)
+        named.setdefault((facts.unit, key), set()).add(facts.device_id)
+    for (name, key), listed in named.items():
+        units[name][key]["devices"] = sorted(listed)  # type: ignore[literal-required]
+    ordered = sorted(units.values(), key=lambda u: (u["unit"] is None, u["unit"] or ""))
+    return {"in_use": archive.catalog.registry.in_use(), "registered": len(rows), "units": ordered}
 
 
 def _concerns(everything: list[ReportFinding]) -> list[Concern]:

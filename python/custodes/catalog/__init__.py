@@ -32,6 +32,7 @@ from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
 from custodes.catalog.query import Query
+from custodes.catalog.registry import Registry
 from custodes.catalog.schema import MIGRATIONS
 from custodes.errors import CustodesError
 
@@ -70,6 +71,7 @@ class Catalog:
         self.retention = Retention(conn)
         self.refusals = RefusalWindows(conn)
         self.verify_runs = VerifyRuns(conn)
+        self.registry = Registry(conn)  # the device registry and assignments (custodes.devices)
         self.query = Query(conn)  # the query API's paged reads (custodes.query)
 
     @classmethod

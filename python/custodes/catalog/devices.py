@@ -49,16 +49,22 @@ class Devices(Table):
         return self._one("SELECT 1 FROM devices WHERE device_id = ?", (device,)) is not None
 
     def of_unit(self, unit: str | None) -> list[str]:
-        sql = "SELECT device_id FROM devices WHERE unit_id = ? OR unit_name = ?"
-        return [d for (d,) in self._conn.execute(sql, (unit, unit))]
+        """Devices whose volumes name the unit, or that the registry issues to it (custodes.devices)."""
+        sql = (
+            "SELECT device_id FROM devices WHERE unit_id = ?1 OR unit_name = ?1 "
+            "UNION SELECT device_id FROM registry WHERE unit = ?1 ORDER BY 1"
+        )
+        return [d for (d,) in self._conn.execute(sql, (unit,))]
 
     def of_officer(self, officer: str | None) -> list[str]:
-        """Devices issued to the officer, or that recorded footage marked as theirs, sorted."""
+        """Devices issued to the officer, that recorded footage marked as theirs, or assigned to them in the
+        registry (custodes.devices), sorted."""
         sql = (
             "SELECT device_id FROM devices WHERE officer_id = ? "
-            "UNION SELECT device_id FROM segments WHERE officer_id = ?"
+            "UNION SELECT device_id FROM segments WHERE officer_id = ? "
+            "UNION SELECT device_id FROM assignments WHERE officer_id = ?"
         )
-        return sorted({d for (d,) in self._conn.execute(sql, (officer, officer))})
+        return sorted({d for (d,) in self._conn.execute(sql, (officer, officer, officer))})
 
     def of_case(self, case: str | None) -> list[str]:
         sql = "SELECT s.device_id FROM case_segments c JOIN segments s ON s.id = c.segment_id WHERE c.case_id = ?"

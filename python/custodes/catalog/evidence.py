@@ -43,7 +43,8 @@ class Table:
 class Scope:
     """The segments a report speaks for: recorded in [lo, hi) on ``devices`` (None: every device) and, for an
     officer's report, made by ``officer``: a recording's own officer decides (a device docked by several officers
-    gives each only theirs), and a recording without one belongs to whom its device is issued to (``devices``)."""
+    gives each only theirs), and a recording without one belongs to whom its device is issued to (``devices``).
+    Once the registry assigns the device (custodes.devices), the assignee at the recording's time decides."""
 
     devices: list[str] | None
     lo: int
@@ -54,9 +55,17 @@ class Scope:
         devices = "1=1" if self.devices is None else f"s.device_id IN ({question_marks(self.devices)})"
         args: tuple[Any, ...] = (*(self.devices or ()), self.lo, self.hi)
         if self.officer is not None:
-            devices = f"(s.officer_id = ? OR (s.officer_id IS NULL AND {devices}))"
-            args = (self.officer, *args)
+            # The device's assignment at the recording's time decides (custodes.devices); without one, as before.
+            held, nobody = _held_by_officer, _held_by_nobody
+            devices = f"({held} OR ({nobody} AND (s.officer_id = ? OR (s.officer_id IS NULL AND {devices}))))"
+            args = (self.officer, self.officer, *args)
         return f"{devices} AND {_WHEN} >= ? AND {_WHEN} < ?", args
+
+
+#: The recording's device was assigned to the officer (the parameter) at the recording's time / to nobody then.
+_HELD_AT = f"a.device_id = s.device_id AND a.start_ns <= {_WHEN} AND (a.end_ns IS NULL OR a.end_ns > {_WHEN})"
+_held_by_officer = f"EXISTS (SELECT 1 FROM assignments a WHERE {_HELD_AT} AND a.officer_id = ?)"
+_held_by_nobody = f"NOT EXISTS (SELECT 1 FROM assignments a WHERE {_HELD_AT})"
 
 
 class NewSegment(NamedTuple):

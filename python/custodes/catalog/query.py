@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from custodes.catalog.devices import FINDING_IDENTITY
-from custodes.catalog.evidence import Table, question_marks
+from custodes.catalog.evidence import _HELD_AT, Table, question_marks
 
 #: Numbers the temporary tables of first findings, one per walk (two walks at once on one connection).
 _WALKS = itertools.count()
@@ -74,6 +74,7 @@ class SegmentRow(NamedTuple):
     ingested_ns: int
     ledger_seq: int
     purged_ns: int | None
+    responsible: str | None  # the assignee of its device at its time (custodes.devices)
 
 
 class QueryFindingRow(NamedTuple):
@@ -114,7 +115,14 @@ class DeviceRow(NamedTuple):
 _SEGMENT_COLUMNS = (
     f"s.id, s.device_id, s.original_name, s.kind, s.sha256, s.size, {_SEG_START}, "
     "COALESCE(s.corrected_end_ns, s.end_ns), s.start_ns, s.end_ns, s.start_source, s.sequence, s.important, "
-    "s.recording, s.chapter, s.officer_id, s.ingest_id, s.ingested_ns, s.ledger_seq, s.purged_ns"
+    "s.recording, s.chapter, s.officer_id, s.ingest_id, s.ingested_ns, s.ledger_seq, s.purged_ns, "
+    f"(SELECT a.officer_id FROM assignments a WHERE {_HELD_AT} ORDER BY a.start_ns DESC LIMIT 1)"
+)
+#: The segment ``s`` is the officer's (the parameter, given twice): its device's assignee at its time, or, with
+#: nobody assigned then, the officer it was attributed to at ingest (custodes.devices).
+_OFFICERS = (
+    f"(EXISTS (SELECT 1 FROM assignments a WHERE {_HELD_AT} AND a.officer_id = ?) "
+    f"OR (NOT EXISTS (SELECT 1 FROM assignments a WHERE {_HELD_AT}) AND s.officer_id = ?))"
 )
 
 
@@ -123,10 +131,11 @@ class Query(Table):
         return self._one("SELECT 1 FROM cases WHERE id = ?", (case,)) is not None
 
     def officer_known(self, officer: str) -> bool:
-        """A device is issued to the officer, or a recording is attributed to them."""
+        """A device is issued or assigned to the officer, or a recording is attributed to them."""
         sql = (
             "SELECT EXISTS (SELECT 1 FROM devices WHERE officer_id = ?1) "
-            "OR EXISTS (SELECT 1 FROM segments WHERE officer_id = ?1)"
+            "OR EXISTS (SELECT 1 FROM segments WHERE officer_id = ?1) "
+            "OR EXISTS (SELECT 1 FROM assignments WHERE officer_id = ?1)"
         )
         return self._one(sql, (officer,)) == 1
 
@@ -138,8 +147,8 @@ class Query(Table):
             parts.append(f"s.device_id IN ({question_marks(sel.devices)})")
             args += sel.devices
         if sel.officer is not None:
-            parts.append("s.officer_id = ?")
-            args.append(sel.officer)
+            parts.append(_OFFICERS)
+            args += [sel.officer, sel.officer]
         if sel.case is not None:
             parts.append("s.id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
             args.append(sel.case)
@@ -181,10 +190,9 @@ class Query(Table):
             args += sel.devices
         if sel.officer is not None:
             parts.append(
-                f"(s.officer_id = ? OR (f.segment_id IS NULL AND f.device_id IN "
-                f"({question_marks(sel.officer_devices)})))"
+                f"({_OFFICERS} OR (f.segment_id IS NULL AND f.device_id IN ({question_marks(sel.officer_devices)})))"
             )
-            args += [sel.officer, *sel.officer_devices]
+            args += [sel.officer, sel.officer, *sel.officer_devices]
         if sel.case is not None:
             parts.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
             args.append(sel.case)

@@ -22,6 +22,8 @@ Entry types and the rows they make (see :data:`HANDLERS`):
 - ``task``, ``annotation`` (gap explanation).
 - ``device_check``: a pre-use check recorded by hand (``custodes device check``); the checks a driver read at
   docking come with their ``ingest_begin`` entry (``checks``).
+- ``device`` (the registry's row of a device, and its status from the time it began), ``device_assign`` (who
+  held a device from when to when): custodes.devices.
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
 - No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy`` (the ledger is their
   record). Any other type (one a newer custodes writes) makes no rows here and is counted as unknown.
@@ -52,6 +54,7 @@ from custodes import merkle
 from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import CheckRow, DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment
+from custodes.catalog.registry import AssignmentRow, RegistryRow
 
 if TYPE_CHECKING:
     from custodes.catalog import Catalog
@@ -80,6 +83,9 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tasks": (("id",), ()),
     "gap_explanations": (("id",), ()),
     "device_checks": (("id",), ()),
+    "registry": (("device_id",), ()),
+    "registry_statuses": (("device_id", "since_ns"), ()),
+    "assignments": (("device_id", "start_ns"), ()),
     "access_requests": (("id",), ()),
     "access_log": (("id",), ()),
     "cases": (("id",), ()),
@@ -293,6 +299,17 @@ def _annotation(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     return [("gap_explanations", (annotation,))]
 
 
+def _device(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
+    row = RegistryRow(e["device"], e["kind"], e["vendor"], e["model"], e["serial"], e["unit"], e["status"], e["since"])
+    c.registry.upsert(row, e["by"], e["time"], seq)
+    return [("registry", (e["device"],)), ("registry_statuses", (e["device"], e["since"]))]
+
+
+def _device_assign(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
+    c.registry.assign(AssignmentRow(e["device"], e["start"], e["end"], e["officer"]), e["by"], e["time"], seq)
+    return [("assignments", (e["device"], e["start"]))]
+
+
 def _adopt(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     touched: Touched = []
     for table, held in e["tables"].items():
@@ -328,6 +345,8 @@ HANDLERS: dict[str, Callable[[Catalog, int, dict[str, Any]], Touched]] = {
     "task": _task,
     "annotation": _annotation,
     "device_check": _device_check,
+    "device": _device,
+    "device_assign": _device_assign,
     "catalog_adopt": _adopt,
     **{t: _nothing for t in LEDGER_ONLY},
 }

@@ -146,5 +146,21 @@ MIGRATIONS: list[str] = [
         UNIQUE (device_id, time_ns, source));
     CREATE INDEX device_checks_by_device ON device_checks(device_id, time_ns);
     """,
+    # 12: the device registry (Art. 6), each device's statuses with the time each began, and who held which device
+    # when (Art. 9, 25): custodes.devices. Facts, made from their ledger entries (catalog.replay). Depends on no
+    # other migration's tables: the footage a device recorded is joined at report time, not here.
+    """
+    CREATE TABLE registry (
+        device_id TEXT PRIMARY KEY, kind TEXT NOT NULL, vendor TEXT NOT NULL, model TEXT NOT NULL,
+        serial TEXT NOT NULL, unit TEXT NOT NULL, status TEXT NOT NULL, status_since_ns INTEGER NOT NULL,
+        by TEXT NOT NULL, updated_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+    CREATE TABLE registry_statuses (
+        device_id TEXT NOT NULL, since_ns INTEGER NOT NULL, status TEXT NOT NULL, ledger_seq INTEGER NOT NULL,
+        PRIMARY KEY (device_id, since_ns));
+    CREATE TABLE assignments (
+        device_id TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, officer_id TEXT NOT NULL,
+        by TEXT NOT NULL, created_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL,
+        PRIMARY KEY (device_id, start_ns));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,384 @@
+"""The device registry and assignments (issue 18, Art. 6, 9, 25) on a fleet of ffmpeg-made GA/T 947 recorders:
+two officers swapping devices for a day without an assignment change (device_lent on exactly those recordings),
+a device recording before any assignment (unassigned_device), a lost device's footage turning up (lost_device),
+an unregistered device (unregistered_device). The registry and assignments are imported after the footage: the
+findings are derived when read, so they count. The report's devices section and concerns are checked against
+counts this test works out from its own fleet plan and the catalog read with sqlite3 (read-only)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from footage import T0, make_clip
+from helpers import as_, catalog_edit, grant, run_cli
+
+BJ = timezone(timedelta(hours=8))
+S = 1_000_000_000
+T0_NS = int(T0.timestamp()) * S
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: The fleet: per device, (officer its file name names, seconds after T0) of each recording.
+FLEET: dict[str, list[tuple[str, int]]] = {
+    # 001234 holds BWCA, 005678 holds BWCB; from 10 s they swap without telling anyone.
+    "BWCA": [("001234", 0), ("001234", 2), ("005678", 10), ("005678", 12)],
+    "BWCB": [("005678", 0), ("005678", 2), ("001234", 10), ("001234", 12)],
+    # Assigned to 009999 only from 20 s: the recording at 10 s is before any assignment.
+    "BWCC": [("009999", 10), ("009999", 20), ("009999", 22)],
+    # Reported lost at 15 s; its footage turns up afterwards.
+    "BWCL": [("007777", 4), ("007777", 16), ("007777", 18)],
+    # Never registered.
+    "BWCX": [("003333", 6)],
+}
+DEVICES_CSV = (
+    "id,kind,vendor,model,serial,unit,status,since\n"
+    f"BWCA,body_camera,Acme,X1,SN-A,U1,in_service,{iso(-3600)}\n"
+    f"BWCB,body_camera,Acme,X1,SN-B,U1,in_service,{iso(-3600)}\n"
+    f"BWCC,body_camera,Acme,X2,SN-C,U2,in_service,{iso(-3600)}\n"
+    f"BWCL,body_camera,Acme,X2,SN-L,U2,in_service,{iso(-3600)}\n"
+    f"SPARE,recorder,Acme,R9,SN-S,U2,in_repair,{iso(-3600)}\n"
+)
+#: (device, officer, from, to) in seconds after T0; None: open.
+ASSIGNMENTS: list[tuple[str, str, int, int | None]] = [
+    ("BWCA", "001234", -3600, None),
+    ("BWCB", "005678", -3600, None),
+    ("BWCC", "009999", 20, None),
+    ("BWCL", "007777", -3600, None),
+]
+LOST_AT = 15
+UNITS = {"BWCA": "U1", "BWCB": "U1", "BWCC": "U2", "BWCL": "U2", "SPARE": "U2"}
+
+
+def assignments_csv(rows: list[tuple[str, str, int, int | None]]) -> str:
+    body = "".join(f"{d},{o},{iso(a)},{'' if b is None else iso(b)}\n" for d, o, a, b in rows)
+    return "device,officer,from,to\n" + body
+
+
+def read_only(arch: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def ledger_size(arch: Path) -> int:
+    return int(read_only(arch, "SELECT COUNT(*) FROM ledger")[0][0])
+
+
+def ok(*args: Any) -> Any:
+    out = run_cli(*args)
+    assert out.returncode == 0, (args, out.stdout.decode(), out.stderr.decode())
+    return out
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fleet")
+    arch = root / "archive"
+    assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")
+    for device, recordings in FLEET.items():
+        vol = root / device
+        for n, (officer, s) in enumerate(recordings, start=1):
+            t = T0 + timedelta(seconds=s)
+            make_clip(vol / f"{officer}_{device}_{t.astimezone(BJ):%Y%m%d%H%M%S}_{n:04d}.MP4", t, 1.0)
+        out = run_cli("ingest", vol, "--archive", arch)
+        assert out.returncode == 1, out.stderr  # late_ingest: the footage is from 2024
+    # The registry and the assignments come after the footage, as an agency's import would.
+    (root / "devices.csv").write_text(DEVICES_CSV)
+    ok("device", "import", arch, root / "devices.csv")
+    ok("device", "update", arch, "BWCL", "--status", "lost", "--since", iso(LOST_AT))
+    (root / "assignments.csv").write_text(assignments_csv(ASSIGNMENTS))
+    ok("device", "assign-import", arch, root / "assignments.csv")
+    return arch
+
+
+def segments(arch: Path) -> list[tuple[int, str, str, int]]:
+    """(id, device, officer the file name names, time) of every recording, read with sqlite3."""
+    return read_only(
+        arch,
+        "SELECT id, device_id, officer_id, COALESCE(corrected_start_ns, start_ns) FROM segments "
+        "WHERE kind IN ('video', 'audio', 'photo') ORDER BY id",
+    )
+
+
+def expected_findings(arch: Path) -> dict[str, list[int]]:
+    """Each registry finding kind and its segments, from this test's own plan (ASSIGNMENTS, LOST_AT)."""
+    out: dict[str, list[int]] = {}
+    for seg, device, officer, when in segments(arch):
+        held = [
+            o
+            for d, o, a, b in ASSIGNMENTS
+            if d == device and T0_NS + a * S <= when and (b is None or when < T0_NS + b * S)
+        ]
+        if device not in UNITS:
+            kind = "unregistered_device"
+        elif device == "BWCL" and when >= T0_NS + LOST_AT * S:
+            kind = "lost_device"
+        elif not held:
+            kind = "unassigned_device"
+        elif officer != held[0]:
+            kind = "device_lent"
+        else:
+            continue
+        out.setdefault(kind, []).append(seg)
+    return out
+
+
+def report(arch: Path, *args: str) -> dict[str, Any]:
+    path = arch.parent / "report.json"
+    out = run_cli("report", arch, "--out", path, "--quiet", *args)
+    assert out.returncode in (0, 1), out.stderr.decode()
+    return json.loads(path.read_text())
+
+
+def test_findings_are_exactly_the_swapped_lost_unassigned_and_unregistered_recordings(fleet: Path) -> None:
+    want = expected_findings(fleet)
+    # The plan itself, so the expectation cannot be empty: 4 swapped, 1 before assignment, 2 lost, 1 unregistered.
+    assert {k: len(v) for k, v in want.items()} == {
+        "device_lent": 4,
+        "unassigned_device": 1,
+        "lost_device": 2,
+        "unregistered_device": 1,
+    }
+    lent = {
+        seg
+        for seg, d, o, _ in segments(fleet)
+        if d in ("BWCA", "BWCB") and o != {"BWCA": "001234", "BWCB": "005678"}[d]
+    }
+    assert set(want["device_lent"]) == lent
+    found = report(fleet)["findings"]
+    got: dict[str, list[int]] = {}
+    for f in found:
+        if f["kind"] in want:
+            got.setdefault(f["kind"], []).append(f["segment"])
+            assert f["article"] == {"device_lent": 25, "lost_device": 25, "unassigned_device": 9,
+                                    "unregistered_device": 6}[f["kind"]]  # fmt: skip
+    assert {k: sorted(v) for k, v in got.items()} == want
+
+
+def test_devices_section_and_concerns_match_independent_counts(fleet: Path) -> None:
+    want = expected_findings(fleet)
+    rep = report(fleet)
+    section = rep["devices"]
+    assert (section["in_use"], section["registered"]) == (True, 5)
+    by_unit = {u["unit"]: u for u in section["units"]}
+    assert list(by_unit) == ["U1", "U2", None]
+    assert {u: (v["devices"], v["by_status"]) for u, v in by_unit.items()} == {
+        "U1": (2, {"in_service": 2}),
+        "U2": (3, {"in_service": 1, "lost": 1, "in_repair": 1}),
+        None: (0, {}),
+    }
+    dev_of = {seg: d for seg, d, _, _ in segments(fleet)}
+    keys = {"device_lent": "lent", "unassigned_device": "unassigned", "lost_device": "lost",
+            "unregistered_device": "unregistered"}  # fmt: skip
+    for unit, u in by_unit.items():
+        for kind, key in keys.items():
+            segs = [s for s in want.get(kind, []) if UNITS.get(dev_of[s]) == unit]
+            assert u[key] == {"count": len(segs), "segments": segs, "devices": sorted({dev_of[s] for s in segs})}
+        assert u["retired"] == {"count": 0, "segments": [], "devices": []}
+    concerns = {c["concern"]: c for c in rep["concerns"]}
+    assert concerns["concern_device_lent"]["segments"] == want["device_lent"]
+    assert concerns["concern_device_lost"]["segments"] == want["lost_device"]
+    ledger = dict(read_only(fleet, "SELECT id, ledger_seq FROM segments"))
+    assert concerns["concern_device_lent"]["ledger_indexes"] == sorted(ledger[s] for s in want["device_lent"])
+
+
+def test_officer_report_follows_the_assignment(fleet: Path) -> None:
+    """The responsible officer is the assignee: 001234's report holds all of BWCA's recordings (those
+    005678 made on it too) and none of what 001234 recorded on BWCB."""
+    rep = report(fleet, "--scope", "officer=001234")
+    bwca = [seg for seg, d, _, _ in segments(fleet) if d == "BWCA"]
+    assert rep["completeness"]["segments"] == len(bwca) == 4
+    assert sorted(f["segment"] for f in rep["findings"] if f["kind"] == "device_lent") == sorted(
+        s for s in expected_findings(fleet)["device_lent"] if s in bwca
+    )
+
+
+def test_assignments_import_refuses_overlaps_naming_rows_and_reimport_is_a_noop(fleet: Path, tmp_path: Path) -> None:
+    before = ledger_size(fleet)
+    again = tmp_path / "assignments.csv"
+    again.write_text(assignments_csv(ASSIGNMENTS))
+    out = ok("device", "assign-import", fleet, again, "--json")
+    assert json.loads(out.stdout)["unchanged"] and not json.loads(out.stdout)["imported"]
+    assert ledger_size(fleet) == before
+    bad = tmp_path / "overlap.csv"
+    bad.write_text(assignments_csv([("BWCC", "001111", 0, 10), ("BWCC", "002222", 5, 12), ("BWCA", "x", 1, 1)]))
+    out = run_cli("device", "assign-import", fleet, bad)
+    err = out.stderr.decode()
+    assert out.returncode == 2, err
+    assert "overlap.csv row 2: BWCC to 002222" in err and "overlaps row 1 (001111" in err, err
+    assert "overlap.csv row 3: the assignment of 'BWCA' ends before it starts" in err, err
+    assert "Traceback" not in err
+    # One that overlaps an assignment recorded before is refused too, by the CLI's single assign.
+    out = run_cli("device", "assign", fleet, "BWCC", "--officer", "004444", "--from", iso(30))
+    assert out.returncode == 2 and "overlaps the assignment recorded from" in out.stderr.decode(), out.stderr
+    out = run_cli("device", "assign", fleet, "NOPE", "--officer", "004444", "--from", iso(30))
+    assert out.returncode == 2 and "no device 'NOPE' in the registry" in out.stderr.decode(), out.stderr
+    assert ledger_size(fleet) == before
+
+
+def test_device_import_names_bad_rows_and_reimport_is_a_noop(fleet: Path, tmp_path: Path) -> None:
+    before = ledger_size(fleet)
+    same = tmp_path / "devices.json"
+    rows = [dict(zip(DEVICES_CSV.splitlines()[0].split(","), line.split(","), strict=True))
+            for line in DEVICES_CSV.splitlines()[1:]]  # fmt: skip
+    rows = [r for r in rows if r["id"] != "BWCL"]  # its status changed since: that row would be an update
+    same.write_text(json.dumps(rows))
+    out = ok("device", "import", fleet, same, "--json")
+    assert json.loads(out.stdout) == {"imported": [], "updated": [], "unchanged": [r["id"] for r in rows]}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,kind,status\nD1,phone,\nD2,drone,broken\n,drone,\nD3,drone,\n")
+    out = run_cli("device", "import", fleet, bad)
+    err = out.stderr.decode()
+    assert out.returncode == 2, err
+    assert "bad.csv row 1: device 'D1': kind 'phone'" in err and "bad.csv row 2: device 'D2': status 'broken'" in err
+    assert "bad.csv row 3: no id" in err and "Traceback" not in err
+    assert ledger_size(fleet) == before
+    assert read_only(fleet, "SELECT COUNT(*) FROM registry WHERE device_id = 'D3'") == [(0,)]  # all or nothing
+    out = run_cli("device", "add", fleet, "BWCA", "--kind", "body_camera")
+    assert out.returncode == 2 and "registered already" in out.stderr.decode()
+
+
+def test_show_and_list(fleet: Path) -> None:
+    shown = json.loads(ok("device", "show", fleet, "BWCL", "--json").stdout)
+    assert shown["status"] == "lost" and shown["since"] == iso(LOST_AT)
+    assert [s["status"] for s in shown["statuses"]] == ["in_service", "lost"]
+    assert shown["assignments"] == [{"device": "BWCL", "officer": "007777", "from": iso(-3600), "to": None}]
+    listed = json.loads(ok("device", "list", fleet, "--json").stdout)["devices"]
+    assert [d["id"] for d in listed] == sorted(UNITS)
+    out = run_cli("device", "show", fleet, "NOPE")
+    assert out.returncode == 2 and out.stderr.decode().strip() == "custodes: no device 'NOPE' in the registry"
+
+
+def test_retire_rebuild_and_tamper(fleet: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fleet, copy)
+    ok("device", "retire", copy, "BWCA", "--at", iso(11))
+    rep = report(copy)
+    retired = sorted(f["segment"] for f in rep["findings"] if f["kind"] == "retired_device")
+    assert retired == [seg for seg, d, _, when in segments(copy) if d == "BWCA" and when >= T0_NS + 11 * S]
+    out = run_cli("ledger", "rebuild-catalog", copy, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["equal"] is True, out.stdout
+    with catalog_edit(copy) as c:  # a hand edit of a registry row and of an assignment
+        c.execute("UPDATE registry SET status = 'in_service' WHERE device_id = 'BWCL'")
+        c.execute("UPDATE assignments SET officer_id = '005678' WHERE device_id = 'BWCA'")
+    out = run_cli("ledger", "verify", copy, "--json")
+    assert out.returncode == 1
+    found = {(f["kind"], f["table"]) for f in json.loads(out.stdout)["findings"]}
+    assert found == {("ledger_mismatch", "registry"), ("ledger_mismatch", "assignments")}
+
+
+def test_no_registry_no_findings(tmp_path: Path) -> None:
+    """An archive with no registered device reads as before: no registry findings, the section says not in use."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")
+    vol = tmp_path / "BWCX"
+    t = T0
+    make_clip(vol / f"003333_BWCX_{t.astimezone(BJ):%Y%m%d%H%M%S}_0001.MP4", t, 1.0)
+    assert run_cli("ingest", vol, "--archive", arch).returncode == 1
+    rep = report(arch)
+    assert rep["devices"] == {"in_use": False, "registered": 0, "units": []}
+    assert not [f for f in rep["findings"] if f["kind"].endswith("_device") or f["kind"] == "device_lent"]
+
+
+def test_only_a_custodian_registers_and_assigns_and_a_refusal_is_logged(fleet: Path) -> None:
+    grant(fleet, "approver", "carol")
+    logged = read_only(fleet, "SELECT COUNT(*) FROM access_log WHERE ok = 0")[0][0]
+    before = read_only(fleet, "SELECT COUNT(*) FROM assignments")
+    out = as_("carol", "device", "assign", fleet, "BWCC", "--officer", "004444", "--from", iso(40))
+    assert out.returncode == 1 and "carol may not device_assign (needs custodian)" in out.stderr.decode()
+    out = as_("carol", "device", "add", fleet, "NEW1", "--kind", "drone")
+    assert out.returncode == 1 and "carol may not device_register (needs custodian)" in out.stderr.decode()
+    assert read_only(fleet, "SELECT COUNT(*) FROM access_log WHERE ok = 0")[0][0] == logged + 2
+    assert read_only(fleet, "SELECT COUNT(*) FROM assignments") == before
+    assert read_only(fleet, "SELECT COUNT(*) FROM registry WHERE device_id = 'NEW1'") == [(0,)]
+
+
+def test_query_api_segments_carry_the_responsible_officer(fleet: Path) -> None:
+    """archive.segments(officer=...) selects by the assignee at each recording's time; Segment.responsible is it."""
+    from custodes.archive import open_archive
+
+    def assignee(device: str, when: int) -> str | None:
+        held = [
+            o
+            for d, o, a, b in ASSIGNMENTS
+            if d == device and T0_NS + a * S <= when and (b is None or when < T0_NS + b * S)
+        ]
+        return held[0] if held else None
+
+    want = {seg: assignee(d, when) for seg, d, _, when in segments(fleet)}
+    with open_archive(fleet) as archive:
+        got = {s.id: s.responsible for s in archive.segments()}
+        mine = [s.id for s in archive.segments(officer="001234")]
+    assert got == want
+    # 001234's: every recording BWCA made while assigned to them (005678's swapped ones too), none of BWCB's.
+    assert mine == sorted(seg for seg, o in want.items() if o == "001234") and len(mine) == 4
+
+
+def test_html_and_csv_reports_carry_the_device_concerns(fleet: Path) -> None:
+    page = fleet.parent / "report.html"
+    out = run_cli("report", fleet, "--format", "html", "--lang", "en", "--out", page, "--quiet")
+    assert out.returncode in (0, 1) and b"Traceback" not in out.stderr, out.stderr.decode()
+    html = page.read_text()
+    assert "Devices lent (device_lent)</td><td>4<" in html and "Devices lost (lost_device)</td><td>2<" in html
+    table = fleet.parent / "report.csv"
+    out = run_cli("report", fleet, "--format", "csv", "--out", table, "--quiet")
+    assert out.returncode in (0, 1) and b"Traceback" not in out.stderr, out.stderr.decode()
+    assert table.read_text(encoding="utf-8-sig").count("device_lent") == 4
+
+
+def test_assignments_from_json(fleet: Path, tmp_path: Path) -> None:
+    data = tmp_path / "assignments.json"
+    rows = [{"device": "SPARE", "officer": "008888", "from": iso(100), "to": iso(200)},
+            {"device": "SPARE", "officer": "008888", "from": iso(200)}]  # fmt: skip
+    data.write_text(json.dumps(rows))
+    out = ok("device", "assign-import", fleet, data, "--json")
+    assert json.loads(out.stdout)["imported"] == [f"SPARE@{iso(100)}", f"SPARE@{iso(200)}"]
+    assert read_only(fleet, "SELECT start_ns, end_ns, officer_id FROM assignments WHERE device_id = 'SPARE'") == [
+        (T0_NS + 100 * S, T0_NS + 200 * S, "008888"),
+        (T0_NS + 200 * S, None, "008888"),
+    ]
+
+
+def test_query_api_findings_include_the_registry_findings(fleet: Path) -> None:
+    from custodes.archive import open_archive
+
+    with open_archive(fleet) as archive:
+        got: dict[str, list[int]] = {}
+        for f in archive.findings():
+            if f.kind in ("device_lent", "unassigned_device", "lost_device", "unregistered_device"):
+                assert (f.id, f.ingest, f.task) == (None, None, None)
+                got.setdefault(f.kind, []).append(f.segment or 0)
+        lent_bwcb = [f.segment for f in archive.findings(device="BWCB") if f.kind == "device_lent"]
+    want = expected_findings(fleet)
+    assert got == want
+    dev_of = {seg: d for seg, d, _, _ in segments(fleet)}
+    assert lent_bwcb == [s for s in want["device_lent"] if dev_of[s] == "BWCB"] and len(lent_bwcb) == 2
+
+
+def test_unit_report_takes_the_registry_unit(fleet: Path) -> None:
+    rep = report(fleet, "--scope", "unit=U2")
+    assert rep["scope"]["devices"] == ["BWCC", "BWCL", "SPARE"]
+    (u2,) = rep["devices"]["units"]
+    want = expected_findings(fleet)
+    assert (u2["unit"], u2["devices"], u2["lost"]["segments"], u2["unassigned"]["segments"]) == (
+        "U2",
+        3,
+        want["lost_device"],
+        want["unassigned_device"],
+    )
+    assert u2["lent"]["count"] == u2["unregistered"]["count"] == 0
