@@ -386,6 +386,11 @@ def test_policy_requires_checks_of_every_device(fleet: Path, tmp_path: Path) -> 
     assert model["recording"]["preuse_check_required"] is True
     by_device = {d["device"]: d for d in model["recording"]["unchecked_devices"]}
     assert by_device["BWC4"] == {"device": "BWC4", "checks": 0, "no_preuse_check": 2, "clock_not_set_before_use": 0}
+    # the devices section counts them per unit (no registry here: every device is in unit None)
+    (nobody,) = model["devices"]["units"]
+    assert nobody["unit"] is None and nobody["unchecked"]["count"] == len(missing) + len(off) > len(missing)
+    assert sorted(nobody["unchecked"]["segments"]) == sorted(missing + off)
+    assert nobody["unchecked"]["devices"] == sorted({n.split("_")[1] for n in names(fleet, missing + off)})
     # a device's report holds its own
     mine = report(fleet, tmp_path, "--scope", "device=BWC4")
     assert names(fleet, found(mine, "no_preuse_check")) == names(fleet, missing)[2:]

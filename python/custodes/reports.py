@@ -353,7 +353,7 @@ class UnitDevices(TypedDict):
     lost: DeviceCount
     retired: DeviceCount
     unregistered: DeviceCount
-    # Pre-use checks (Art. 10) add their "unchecked" count here.
+    unchecked: DeviceCount  # recordings without a pre-use check, or whose check found the clock off (Art. 10)
 
 
 class DevicesSection(TypedDict):
@@ -610,7 +610,7 @@ def build_report(
     if "access" in wanted:
         report["access"] = facts.access[0]
     if "devices" in wanted:
-        report["devices"] = _devices_section(archive, facts.period, facts.registry)
+        report["devices"] = _devices_section(archive, facts.period, facts.registry, facts.duties)
     if "concerns" in wanted:
         report["concerns"] = _concerns(facts.everything)
     if "findings" in wanted:
@@ -1145,14 +1145,20 @@ _DEVICE_COUNTS = {
     "lost_device": "lost",
     "retired_device": "retired",
     "unregistered_device": "unregistered",
+    "no_preuse_check": "unchecked",  # from custodes.preuse, by the unit the registry issues the device to
+    "clock_not_set_before_use": "unchecked",
 }
 
 
 def _devices_section(
-    archive: Archive, period: Scope, found: list[tuple[SegmentDeviceFacts, Finding]]
+    archive: Archive,
+    period: Scope,
+    found: list[tuple[SegmentDeviceFacts, Finding]],
+    unchecked: list[dict[str, Any]],
 ) -> DevicesSection:
     """Art. 6, 9, 25: the registered devices of the scope per unit, by status now, and per unit the period's
-    recordings the registry has findings on (unit None: devices not in the registry)."""
+    recordings the registry has findings on, and those without a pre-use check (``unchecked``: the pre-use
+    findings, custodes.preuse) (unit None: devices not in the registry)."""
     devices = None if period.devices is None else set(period.devices)
     rows = [r for r in archive.catalog.registry.all() if devices is None or r.device_id in devices]
     units: dict[str | None, UnitDevices] = {}
@@ -1168,12 +1174,19 @@ def _devices_section(
         u["devices"] += 1
         u["by_status"][r.status] = u["by_status"].get(r.status, 0) + 1
     named: dict[tuple[str | None, str], set[str]] = {}  # the devices of each count, listed once each
-    for facts, f in found:
-        key = _DEVICE_COUNTS[f.kind]
-        count = cast(DeviceCount, unit(facts.unit)[key])  # type: ignore[literal-required]
+    hits = [(facts.unit, facts.device_id, facts.segment_id, f.kind) for facts, f in found]
+    unit_of = {r.device_id: r.unit for r in rows}
+    hits += [
+        (unit_of.get(f["device"]), f["device"], f["segment"], f["kind"])
+        for f in unchecked
+        if f["kind"] in _DEVICE_COUNTS and isinstance(f.get("segment"), int)
+    ]
+    for name, device, segment, kind in hits:
+        key = _DEVICE_COUNTS[kind]
+        count = cast(DeviceCount, unit(name)[key])  # type: ignore[literal-required]
         count["count"] += 1
-        count["segments"].append(facts.segment_id)
-        named.setdefault((facts.unit, key), set()).add(facts.device_id)
+        count["segments"].append(segment)
+        named.setdefault((name, key), set()).add(device)
     for (name, key), listed in named.items():
         units[name][key]["devices"] = sorted(listed)  # type: ignore[literal-required]
     ordered = sorted(units.values(), key=lambda u: (u["unit"] is None, u["unit"] or ""))
