@@ -298,6 +298,7 @@ def _as_before(arch: Path, *statements: str) -> None:
     column on the ledger, no frontier kept with a checkpoint) and rows its ledger does not hold (an older
     custodes wrote findings without an entry). Opening it migrates it."""
     schema_5 = [
+        "DROP TABLE device_checks",
         "DROP TABLE registry",
         "DROP TABLE registry_statuses",
         "DROP TABLE assignments",
