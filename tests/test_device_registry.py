@@ -210,14 +210,14 @@ def test_assignments_import_refuses_overlaps_naming_rows_and_reimport_is_a_noop(
     again = tmp_path / "assignments.csv"
     again.write_text(assignments_csv(ASSIGNMENTS))
     out = ok("device", "assign-import", fleet, again, "--json")
-    assert json.loads(out.stdout)["unchanged"] and not json.loads(out.stdout)["imported"]
+    assert json.loads(out.stdout)["unchanged"] and not json.loads(out.stdout)["assigned"]
     assert ledger_size(fleet) == before
     bad = tmp_path / "overlap.csv"
     bad.write_text(assignments_csv([("BWCC", "001111", 0, 10), ("BWCC", "002222", 5, 12), ("BWCA", "x", 1, 1)]))
     out = run_cli("device", "assign-import", fleet, bad)
     err = out.stderr.decode()
     assert out.returncode == 2, err
-    assert "overlap.csv row 2: BWCC to 002222" in err and "overlaps row 1 (001111" in err, err
+    assert "overlap.csv row 2: BWCC to 002222" in err and "overlaps overlap.csv row 1 (001111" in err, err
     assert "overlap.csv row 3: the assignment of 'BWCA' ends before it starts" in err, err
     assert "Traceback" not in err
     # One that overlaps an assignment recorded before is refused too, by the CLI's single assign.
@@ -347,7 +347,7 @@ def test_assignments_from_json(fleet: Path, tmp_path: Path) -> None:
             {"device": "SPARE", "officer": "008888", "from": iso(200)}]  # fmt: skip
     data.write_text(json.dumps(rows))
     out = ok("device", "assign-import", fleet, data, "--json")
-    assert json.loads(out.stdout)["imported"] == [f"SPARE@{iso(100)}", f"SPARE@{iso(200)}"]
+    assert json.loads(out.stdout)["assigned"] == [f"SPARE@{iso(100)}", f"SPARE@{iso(200)}"]
     assert read_only(fleet, "SELECT start_ns, end_ns, officer_id FROM assignments WHERE device_id = 'SPARE'") == [
         (T0_NS + 100 * S, T0_NS + 200 * S, "008888"),
         (T0_NS + 200 * S, None, "008888"),

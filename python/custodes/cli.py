@@ -2111,6 +2111,11 @@ def device_show_command(archive: Archive, device: str, out: Output) -> None:
         click.echo(f"status {st['status']} since {st['since']}")
     for a in shown["assignments"]:
         click.echo(f"assigned to {a['officer']} from {a['from']} to {a['to'] or '(open)'}")
+    for c in shown["corrections"]:
+        click.echo(
+            f"corrected: from {c['from']} {c['officer']} replaces {c['replaced']} (by {c['by']} at {c['at']}, "
+            f"{c['recordings_before']} recordings ingested before)"
+        )
 
 
 @device_group.command("import")
@@ -2132,16 +2137,24 @@ def device_import_command(archive: Archive, file: str, out: Output) -> None:
 @click.option("--officer", type=TEXT_LINE, required=True, help="The officer who holds the device.")
 @click.option("--from", "start", type=TEXT_LINE, required=True, help="From when, RFC 3339 with offset.")
 @click.option("--to", "end", type=TEXT_LINE, default=None, help="Until when (default: still holds it).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Correct the assignment recorded from --from to another officer (ledgered naming whom it replaces).",
+)
 @output_options(quiet_help="Print nothing on success (--json still prints what changed).")
 def device_assign_command(
-    archive: Archive, device: str, officer: str, start: str, end: str | None, out: Output
+    archive: Archive, device: str, officer: str, start: str, end: str | None, replace: bool, out: Output
 ) -> None:
     """Record that an officer holds a registered device from --from (to --to).
-    A ledger entry; refused when it overlaps another assignment of the device."""
+    A ledger entry; refused when it overlaps another assignment of the device,
+    starts before its registration or while it is lost or retired, or names
+    another officer than the assignment recorded from --from: that is a
+    correction, made with --replace and listed by `device show`."""
     from custodes.devices import assign_devices, parse_assignments
 
     record = {"device": device, "officer": officer, "from": start, "to": end}
-    _say_changes(out, assign_devices(archive, parse_assignments([record], "device assign")))
+    _say_changes(out, assign_devices(archive, parse_assignments([record], "device assign"), replace=replace))
 
 
 @device_group.command("assign-import")
@@ -2150,12 +2163,14 @@ def device_assign_command(
 @output_options(quiet_help="Print nothing on success (--json still prints what changed).")
 def device_assign_import_command(archive: Archive, file: str, out: Output) -> None:
     """Import assignments from CSV (device,officer,from,to; an empty to: still
-    held) or JSON. All or nothing: bad rows and overlapping assignments of one
-    device are named and nothing is imported. Each new or changed one is a
-    ledger entry; the same file again changes nothing."""
-    from custodes.devices import assign_devices, load_assignments
+    held) or JSON. All or nothing: bad rows (an unknown column, an unknown
+    device, one refused as `device assign` refuses it) and overlapping
+    assignments of one device are named with their row and nothing is
+    imported. Each new or changed one is a ledger entry; the same file again
+    changes nothing."""
+    from custodes.devices import import_assignments
 
-    _say_changes(out, assign_devices(archive, load_assignments(file)))
+    _say_changes(out, import_assignments(archive, file))
 
 
 @main.group("gap")

@@ -15,12 +15,20 @@ recorded at ingest: an assignment or a status imported after the footage must co
 its ingest when the device's clock was unset). Once the registry is in use (one device registered), each
 recording of the period gets at most one finding:
 
-- ``unregistered_device``: its device is not in the registry;
+- ``unregistered_device``: its device is not in the registry, or was not yet: the recording is from before the
+  device's first status (its registration);
 - ``lost_device`` / ``retired_device``: its device had that status at the recording's time;
 - ``unassigned_device``: its device was assigned to nobody at that time;
 - ``device_lent``: its file name (else its device's identity) names an officer other than the assignee.
 
 An archive with no registered device gets none of these: it reads as before.
+
+Refused, naming the row: a status dated beyond now (more than :data:`FUTURE_SLACK_NS`), a status other than the
+first dated before the device's registration (its first status; the first one given again earlier moves the
+registration back), an assignment starting before its device's registration or while it is lost or retired, and
+an assignment given to another officer with the start of a recorded one. That last is a **correction**, an
+explicit act (``replace=True``, ``device assign --replace``): its ledger entry names the officer it replaces, and
+:func:`show_device` lists it with the recordings already ingested whose responsible officer it changed.
 """
 
 from __future__ import annotations
@@ -48,11 +56,13 @@ __all__ = [
     "Assignment",
     "DeviceError",
     "FINDING_KINDS",
+    "FUTURE_SLACK_NS",
     "KINDS",
     "RegisteredDevice",
     "STATUSES",
     "assign_devices",
     "device_findings",
+    "import_assignments",
     "load_assignments",
     "load_devices",
     "parse_assignments",
@@ -74,6 +84,13 @@ FINDING_KINDS = ("unregistered_device", "lost_device", "retired_device", "unassi
 REGISTRARS = ("custodian",)
 #: The fields of a device in an import file, and the ones a row may leave out (status: in_service; since: now).
 _FIELDS = ("id", "kind", "vendor", "model", "serial", "unit", "status", "since")
+#: The fields of an assignment in an import file (``to`` may be empty: still held).
+_ASSIGNMENT_FIELDS = ("device", "officer", "from", "to")
+#: How far beyond now a status, an assignment's start or a check may be dated (a station clock a little ahead);
+#: later is a typing error (2099), refused.
+FUTURE_SLACK_NS = 300 * 1_000_000_000
+#: The longest device or officer id accepted (ids are shown on every line of a report).
+MAX_ID = 128
 
 
 class DeviceError(CustodesError, ValueError):
@@ -126,8 +143,22 @@ def _text(r: Mapping[str, Any], key: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _unknown_fields(r: Mapping[str, Any], fields: Sequence[str], where: str) -> None:
+    """Refuse a column or key the import does not know (a misspelt ``stauts`` would otherwise be dropped)."""
+    unknown = sorted(repr(k) if k is not None else "(a value past the last column)" for k in r if k not in fields)
+    if unknown:
+        raise DeviceError(f"{where}: unknown field {', '.join(unknown)} (known: {', '.join(fields)})")
+
+
+def _id(value: str, what: str, where: str) -> str:
+    if len(value) > MAX_ID:
+        raise DeviceError(f"{where}: {what} id of {len(value)} characters (at most {MAX_ID})")
+    return value
+
+
 def _device(r: Mapping[str, Any], where: str) -> RegisteredDevice:
-    device = _text(r, "id")
+    _unknown_fields(r, _FIELDS, where)
+    device = _id(_text(r, "id"), "device", where)
     if not device:
         raise DeviceError(f"{where}: no id")
     kind = _text(r, "kind")
@@ -207,7 +238,9 @@ def register_devices(
 ) -> dict[str, list[str]]:
     """Record devices (all or nothing): new and changed ones get a ledger entry, identical ones are skipped. A
     device whose status is unchanged keeps the time it began unless ``since`` says another; a new status without
-    ``since`` begins now. ``new``: refuse a device already registered (``device add``)."""
+    ``since`` begins now. The current status is the latest in time. Refused, naming each device: a status dated
+    beyond now, one dated before the device's registration (unless it is the first status again, moving the
+    registration back). ``new``: refuse a device already registered (``device add``)."""
     by = require_role(archive, REGISTRARS, "device_register")
     now = time.time_ns()
     out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
@@ -216,11 +249,26 @@ def register_devices(
             known = [d.id for d in devices if tx.registry.get(d.id) is not None]
             if known:
                 raise DeviceError(f"device {', '.join(known)} is registered already; change it with device update")
+        entries: list[tuple[RegisteredDevice, int, RegistryRow | None]] = []
+        problems: list[str] = []
         for d in devices:
             row = tx.registry.get(d.id)
             since = d.since if d.since is not None else (row.status_since_ns if row and row.status == d.status else now)
+            if since > now + FUTURE_SLACK_NS:
+                problems.append(f"device {d.id!r}: status {d.status} since {rfc3339(since)} is in the future")
+            first = tx.registry.statuses(d.id)[:1]
+            if first and since < first[0][0] and d.status != first[0][1]:
+                problems.append(
+                    f"device {d.id!r}: status {d.status} since {rfc3339(since)} is before its registration "
+                    f"({first[0][1]} since {rfc3339(first[0][0])})"
+                )
+            entries.append((d, since, row))
+        if problems:
+            raise DeviceError("nothing recorded:\n  " + "\n  ".join(problems))
+        for d, since, row in entries:
             values = RegistryRow(d.id, d.kind, d.vendor, d.model, d.serial, d.unit, d.status, since)
-            if row == values:
+            statuses = tx.registry.statuses(d.id) if row is not None else []
+            if row is not None and row[:6] == values[:6] and (since, d.status) in statuses:  # known already
                 out["unchanged"].append(d.id)
                 continue
             replay.record(tx, _entry(d, since, by, now))  # the row is made from the entry (catalog.replay)
@@ -261,41 +309,77 @@ def registered(archive: Archive) -> list[RegisteredDevice]:
 
 
 def show_device(archive: Archive, device: str) -> dict[str, Any]:
-    """A registered device with its status history and its assignments."""
+    """A registered device with its status history, its assignments and the corrections made to them (each
+    assignment given to another officer with ``replace``: when, by whom, whom it replaced, and how many of the
+    device's recordings of that assignment were ingested before it, whose responsible officer it changed)."""
     d = _known(archive, device)
     return d.to_json() | {
         "statuses": [{"status": s, "since": rfc3339(t)} for t, s in archive.catalog.registry.statuses(device)],
         "assignments": [_assignment(a).to_json() for a in archive.catalog.registry.assignments(device)],
+        "corrections": _corrections(archive, device),
     }
+
+
+def _corrections(archive: Archive, device: str) -> list[dict[str, Any]]:
+    """The corrections of the device's assignments, from their ledger entries (each names the one it replaced)."""
+    out = []
+    for _, seq in archive.catalog.registry.assignment_entries(device):
+        while (raw := archive.catalog.ledger.entry(seq)) is not None:
+            e = json.loads(raw)
+            if "replaces" not in e:
+                break
+            footage = archive.catalog.registry.recordings_between(device, e["start"], e["end"], e["time"])
+            out.append(
+                {"from": rfc3339(e["start"]), "officer": e["officer"], "replaced": e["replaces"], "by": e["by"],
+                 "at": rfc3339(e["time"]), "ledger_index": seq, "recordings_before": footage}  # fmt: skip
+            )
+            seq = e["replaces_entry"]
+    return sorted(out, key=lambda c: (c["from"], c["at"]))
 
 
 def _assignment(a: AssignmentRow) -> Assignment:
     return Assignment(a.device_id, a.officer_id, a.start_ns, a.end_ns)
 
 
-def parse_assignments(records: Iterable[Mapping[str, Any]], source: str) -> list[Assignment]:
-    """Assignments from records (keys device, officer, from, to; ``to`` may be empty: still held), every problem
-    reported with its row, overlaps of one device's assignments naming both rows."""
-    out: list[tuple[int, Assignment]] = []
+def _overlap_problems(rows: list[tuple[str, Assignment]]) -> list[str]:
+    """One problem for each pair of the given assignments of one device that share time, naming both."""
+    return [
+        f"{m}: {b.device} to {b.officer} from {rfc3339(b.start)} overlaps {n} "
+        f"({a.officer} from {rfc3339(a.start)} to {rfc3339(a.end) or 'open end'})"
+        for (n, a), (m, b) in _overlaps(rows)
+    ]
+
+
+def _parse_assignments(
+    records: Iterable[Mapping[str, Any]], source: str
+) -> tuple[list[tuple[str, Assignment]], list[str]]:
+    """Each well-formed record as (where, assignment), and a problem naming the row of every other one and of
+    every overlap among them."""
+    out: list[tuple[str, Assignment]] = []
     problems: list[str] = []
     for n, r in enumerate(records, start=1):
         where = f"{source} row {n}"
         try:
+            _unknown_fields(r, _ASSIGNMENT_FIELDS, where)
             device, officer = _text(r, "device"), _text(r, "officer")
             if not device or not officer:
                 raise DeviceError(f"{where}: names no {'device' if not device else 'officer'}")
+            _id(device, "device", where)
+            _id(officer, "officer", where)
             start = parse_time(r.get("from"), where)
             end = parse_time(r["to"], where) if _text(r, "to") else None
             if end is not None and end <= start:
                 raise DeviceError(f"{where}: the assignment of {device!r} ends before it starts")
-            out.append((n, Assignment(device, officer, start, end)))
-        except (DeviceError, CustodesError) as e:
+            out.append((where, Assignment(device, officer, start, end)))
+        except CustodesError as e:
             problems.append(str(e))
-    for (n, a), (m, b) in _overlaps(out):
-        problems.append(
-            f"{source} row {m}: {b.device} to {b.officer} from {rfc3339(b.start)} overlaps row {n} "
-            f"({a.officer} from {rfc3339(a.start)} to {rfc3339(a.end) or 'open end'})"
-        )
+    return out, problems + _overlap_problems(out)
+
+
+def parse_assignments(records: Iterable[Mapping[str, Any]], source: str) -> list[Assignment]:
+    """Assignments from records (keys device, officer, from, to; ``to`` may be empty: still held), every problem
+    reported with its row, overlaps of one device's assignments naming both rows; an unknown key is refused."""
+    out, problems = _parse_assignments(records, source)
     if problems:
         raise DeviceError("nothing imported:\n  " + "\n  ".join(problems))
     return [a for _, a in out]
@@ -325,40 +409,92 @@ def load_assignments(path: str | os.PathLike[str]) -> list[Assignment]:
     return parse_assignments(*_records(path, "assignment"))
 
 
-def assign_devices(archive: Archive, assignments: Sequence[Assignment]) -> dict[str, list[str]]:
+def import_assignments(
+    archive: Archive, path: str | os.PathLike[str], *, replace: bool = False
+) -> dict[str, list[str]]:
+    """:func:`load_assignments` and :func:`assign_devices` in one pass: every bad row, its format or what the
+    registry says of it (an unknown device, an overlap), named with its row number; nothing recorded then."""
+    rows, problems = _parse_assignments(*_records(path, "assignment"))
+    return _assign(archive, rows, problems, replace)
+
+
+def assign_devices(
+    archive: Archive, assignments: Sequence[Assignment], *, replace: bool = False
+) -> dict[str, list[str]]:
     """Record assignments (all or nothing): each new or changed one (one device, one start) is a ledger entry,
-    identical ones are skipped. Refused, naming each: an unregistered device, and an assignment that overlaps
-    another of its device (given here or recorded before)."""
+    identical ones are skipped; the same officer's with another end changes its end. Refused, naming each: an
+    unregistered device, an assignment starting beyond now, before its device's registration or while it is
+    lost or retired, one that overlaps another of its device (given here or recorded before), and one naming
+    another officer than the assignment recorded with its start, unless ``replace``: then it is a correction,
+    whose entry names the officer it replaces (and refused where there is none to replace)."""
+    rows = [(f"assignment {n}", a) for n, a in enumerate(assignments, start=1)]
+    return _assign(archive, rows, _overlap_problems(rows), replace)
+
+
+def _registry_problems(tx: Any, where: str, a: Assignment, now: int, replace: bool) -> list[str]:
+    """What the registry refuses of one assignment (see :func:`assign_devices`)."""
+    if tx.registry.get(a.device) is None:
+        return [f"{where}: no device {a.device!r} in the registry"]
+    problems = []
+    if a.start > now + FUTURE_SLACK_NS:
+        problems.append(f"{where}: {a.device} from {rfc3339(a.start)} is in the future")
+    statuses = tx.registry.statuses(a.device)
+    at = [(t, st) for t, st in statuses if t <= a.start][-1:]
+    if not at:
+        t0, st0 = statuses[0]
+        problems.append(
+            f"{where}: {a.device} from {rfc3339(a.start)} is before its registration ({st0} since {rfc3339(t0)})"
+        )
+    elif at[0][1] in ("lost", "retired"):
+        problems.append(f"{where}: {a.device} from {rfc3339(a.start)}: it is {at[0][1]} since {rfc3339(at[0][0])}")
+    row = tx.registry.assignment(a.device, a.start)
+    if row is not None and row.officer_id != a.officer and not replace:
+        problems.append(
+            f"{where}: {a.device} from {rfc3339(a.start)} is recorded as held by {row.officer_id}, not {a.officer}; "
+            "a correction is explicit (device assign --replace)"
+        )
+    if replace and (row is None or row.officer_id == a.officer):
+        problems.append(f"{where}: {a.device} from {rfc3339(a.start)}: no assignment to another officer to replace")
+    return problems
+
+
+def _assign(
+    archive: Archive, rows: list[tuple[str, Assignment]], problems: list[str], replace: bool
+) -> dict[str, list[str]]:
     by = require_role(archive, REGISTRARS, "device_assign")
     now = time.time_ns()
-    out: dict[str, list[str]] = {"imported": [], "updated": [], "unchanged": []}
+    out: dict[str, list[str]] = {"assigned": [], "updated": [], "unchanged": []}
     with archive.transaction() as tx:
-        problems = [f"no device {d!r} in the registry" for d in sorted({a.device for a in assignments})
-                    if tx.registry.get(d) is None]  # fmt: skip
-        given = {(a.device, a.start) for a in assignments}
+        for where, a in rows:
+            problems.extend(_registry_problems(tx, where, a, now, replace))
+        given = {(a.device, a.start) for _, a in rows}
         recorded = [
             (f"the assignment recorded from {rfc3339(r.start_ns)}", _assignment(r))
-            for d in sorted({a.device for a in assignments})
+            for d in sorted({a.device for _, a in rows})
             for r in tx.registry.assignments(d)
-            if (r.device_id, r.start_ns) not in given  # one given again with the same start replaces it
+            if (r.device_id, r.start_ns) not in given  # one given again with the same start stands for it
         ]
-        mine = [(f"the assignment given from {rfc3339(a.start)}", a) for a in assignments]
-        given_here = set(mine)
-        for (what_a, a), (what_b, b) in _overlaps(recorded + mine):
-            if (what_a, a) in given_here or (what_b, b) in given_here:
-                problems.append(f"{b.device}: {what_b} ({b.officer}) overlaps {what_a} ({a.officer})")
+        mine = set(rows)
+        for (what_a, a), (what_b, b) in _overlaps(recorded + rows):
+            if (what_a, a) in mine and (what_b, b) in mine:
+                continue  # named already (_overlap_problems)
+            if (what_a, a) in mine or (what_b, b) in mine:
+                problems.append(f"{what_b}: {b.device} ({b.officer}) overlaps {what_a} ({a.officer})")
         if problems:
             raise DeviceError("nothing assigned:\n  " + "\n  ".join(problems))
-        for a in assignments:
+        for _, a in rows:
             row = tx.registry.assignment(a.device, a.start)
             if row == AssignmentRow(a.device, a.start, a.end, a.officer):
                 out["unchanged"].append(f"{a.device}@{rfc3339(a.start)}")
                 continue
             entry = {"type": "device_assign", "device": a.device, "officer": a.officer, "start": a.start,
                      "end": a.end, "by": by, "time": now}  # fmt: skip
+            if row is not None and row.officer_id != a.officer:  # a correction (replace): name whom it replaces
+                seq = dict(tx.registry.assignment_entries(a.device))[a.start]
+                entry |= {"replaces": row.officer_id, "replaces_entry": seq}
             replay.record(tx, entry)  # the row is made from the entry (catalog.replay)
-            out["updated" if row is not None else "imported"].append(f"{a.device}@{rfc3339(a.start)}")
-    if out["imported"] or out["updated"]:
+            out["updated" if row is not None else "assigned"].append(f"{a.device}@{rfc3339(a.start)}")
+    if out["assigned"] or out["updated"]:
         archive.checkpoint()
     return out
 
@@ -368,6 +504,8 @@ def _finding(f: SegmentDeviceFacts) -> Finding | None:
     at = rfc3339(f.when_ns)
     if not f.registered:
         kind, message = "unregistered_device", f"device {f.device_id} is not in the registry (recording at {at})"
+    elif f.status is None:  # registered only after it recorded: it was not a registered device then (Art. 6)
+        kind, message = "unregistered_device", f"device {f.device_id} recorded at {at}, before its registration"
     elif f.status in ("lost", "retired"):
         kind = f"{f.status}_device"
         message = f"device {f.device_id} recorded at {at}, {f.status} since {rfc3339(f.status_since_ns)}"

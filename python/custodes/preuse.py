@@ -40,6 +40,7 @@ from custodes.archive import Archive
 from custodes.catalog import replay
 from custodes.catalog.devices import CheckRow
 from custodes.defaults import NS
+from custodes.devices import FUTURE_SLACK_NS
 from custodes.drivers import DeviceCheck
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
@@ -115,7 +116,10 @@ def check_record(x: DeviceCheck, note: str = "") -> dict[str, Any]:
 
 def record_check(archive: Archive, device: str, officer: str, check: DeviceCheck, note: str = "") -> int:
     """Record a pre-use check done by hand by ``officer`` on ``device``; returns its ledger index. The same check
-    (device and time) twice is refused: a check is a fact once."""
+    (device and time) twice is refused: a check is a fact once. Refused too: a time beyond now (more than
+    custodes.devices.FUTURE_SLACK_NS), and, once the registry is in use, a device it does not hold and the
+    catalog has no footage of (a device known by its footage alone is accepted: its recordings are
+    unregistered_device findings already, and a check of it is still a fact worth keeping)."""
     if not officer.strip():
         raise PreuseError("--by names no officer")
     if check.battery_percent is not None and not 0 <= check.battery_percent <= 100:
@@ -124,8 +128,13 @@ def record_check(archive: Archive, device: str, officer: str, check: DeviceCheck
         raise PreuseError(f"--free-bytes {check.free_bytes} is negative")
     if any(not f.strip() for f in check.faults):
         raise PreuseError("--fault names no fault")
+    if check.time > time.time_ns() + FUTURE_SLACK_NS:
+        raise PreuseError(f"a check of {device} at {rfc3339(check.time)} is in the future")
     by = require_role(archive, CHECKERS, "device_check")
     with archive.transaction() as tx:
+        known = tx.registry.get(device) is not None or tx.devices.exists(device)
+        if not known and tx.registry.in_use():
+            raise PreuseError(f"no device {device!r} in the registry or the catalog")
         if tx.device_checks.exists(device, check.time, "hand"):
             raise PreuseError(f"a check of {device} at {rfc3339(check.time)} is already recorded")
         index = replay.record(  # the row is made from the entry (catalog.replay)

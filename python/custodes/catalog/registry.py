@@ -73,6 +73,13 @@ class Registry(Table):
             "ON CONFLICT(device_id, since_ns) DO UPDATE SET status=excluded.status, ledger_seq=excluded.ledger_seq",
             (row.device_id, row.status_since_ns, row.status, ledger_seq),
         )
+        # The current status is the latest in time, not the latest entered: a status dated back (a retirement
+        # recorded late) goes into the history without overriding a later one.
+        self._conn.execute(
+            "UPDATE registry SET (status, status_since_ns) = (SELECT st.status, st.since_ns FROM registry_statuses st "
+            "WHERE st.device_id = registry.device_id ORDER BY st.since_ns DESC LIMIT 1) WHERE device_id = ?",
+            (row.device_id,),
+        )
 
     def statuses(self, device: str) -> list[tuple[int, str]]:
         """(since, status) of the device, oldest first."""
@@ -89,6 +96,20 @@ class Registry(Table):
         where = "1=1" if device is None else "device_id = ?"
         sql = f"SELECT {', '.join(AssignmentRow._fields)} FROM assignments WHERE {where} ORDER BY device_id, start_ns"  # noqa: S608
         return [AssignmentRow(*r) for r in self._conn.execute(sql, () if device is None else (device,))]
+
+    def assignment_entries(self, device: str) -> list[tuple[int, int]]:
+        """(start, ledger index of the entry that made it) of each assignment of ``device``, by start."""
+        sql = "SELECT start_ns, ledger_seq FROM assignments WHERE device_id = ? ORDER BY start_ns"
+        return [(int(t), int(q)) for t, q in self._conn.execute(sql, (device,))]
+
+    def recordings_between(self, device: str, start: int, end: int | None, ingested_before: int) -> int:
+        """How many recordings of ``device`` fall in [start, end) (their clock-corrected time) and were ingested
+        before ``ingested_before``: the footage an assignment's correction changed the responsible officer of."""
+        sql = (
+            f"SELECT COUNT(*) FROM segments s WHERE s.device_id = ? AND s.kind IN ('video', 'audio', 'photo') "
+            f"AND {_WHEN} >= ? AND (? IS NULL OR {_WHEN} < ?) AND s.ingested_ns < ?"
+        )
+        return int(self._one(sql, (device, start, end, end, ingested_before)) or 0)
 
     def assign(self, row: AssignmentRow, by: str, now: int, ledger_seq: int) -> None:
         self._conn.execute(
