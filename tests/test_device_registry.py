@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from custodes.devices import FINDING_KINDS
 from footage import T0, make_clip
 from helpers import as_, catalog_edit, grant, run_cli
 
@@ -382,3 +383,115 @@ def test_unit_report_takes_the_registry_unit(fleet: Path) -> None:
         want["unassigned_device"],
     )
     assert u2["lent"]["count"] == u2["unregistered"]["count"] == 0
+
+
+def fresh(tmp_path: Path, device: str, officer: str, seconds: list[int]) -> Path:
+    """An archive holding one device's recordings at those seconds after T0, nothing registered yet."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")
+    vol = tmp_path / device
+    for n, s in enumerate(seconds, start=1):
+        t = T0 + timedelta(seconds=s)
+        make_clip(vol / f"{officer}_{device}_{t.astimezone(BJ):%Y%m%d%H%M%S}_{n:04d}.MP4", t, 1.0)
+    assert run_cli("ingest", vol, "--archive", arch).returncode == 1  # late_ingest
+    return arch
+
+
+def refused(out: Any, *words: str) -> str:
+    err = out.stderr.decode()
+    assert out.returncode == 2 and err.startswith("custodes: ") and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+def test_footage_before_registration_is_unregistered_and_status_dates_are_checked(tmp_path: Path) -> None:
+    """H1, H2, M4: a future status, a status or assignment before registration, an assignment while retired are
+    refused; footage from before the registration is unregistered_device; the current status is the latest."""
+    arch = fresh(tmp_path, "BWC8", "001234", [0])
+    before = ledger_size(arch)
+    refused(run_cli("device", "add", arch, "BWC8", "--kind", "body_camera", "--since", "2099-01-01T00:00:00Z"),
+            "status in_service since 2099-01-01T00:00:00Z is in the future")  # fmt: skip
+    assert ledger_size(arch) == before
+    ok("device", "add", arch, "BWC8", "--kind", "body_camera", "--since", iso(3600))
+    refused(run_cli("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(-60)),
+            f"BWC8 from {iso(-60)} is before its registration (in_service since {iso(3600)})")  # fmt: skip
+    refused(run_cli("device", "retire", arch, "BWC8", "--at", iso(-7200)),
+            f"status retired since {iso(-7200)} is before its registration")  # fmt: skip
+    assert ledger_size(arch) == before + 1
+    ok("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(3600), "--to", iso(4000))
+    (seg,) = [s for s, *_ in segments(arch)]
+    found = [(f["kind"], f["segment"]) for f in report(arch)["findings"] if f["kind"] in FINDING_KINDS]
+    assert found == [("unregistered_device", seg)]
+    # A status dated back between two others goes into the history; the current one stays the latest in time.
+    ok("device", "update", arch, "BWC8", "--status", "in_repair", "--since", iso(7200))
+    ok("device", "retire", arch, "BWC8", "--at", iso(5000))
+    shown = json.loads(ok("device", "show", arch, "BWC8", "--json").stdout)
+    assert (shown["status"], shown["since"]) == ("in_repair", iso(7200))
+    assert [(s["status"], s["since"]) for s in shown["statuses"]] == [
+        ("in_service", iso(3600)), ("retired", iso(5000)), ("in_repair", iso(7200))]  # fmt: skip
+    assert [(d["id"], d["status"]) for d in json.loads(ok("device", "list", arch, "--json").stdout)["devices"]] == [
+        ("BWC8", "in_repair")
+    ]
+    assert report(arch)["devices"]["units"][0]["by_status"] == {"in_repair": 1}
+    size = ledger_size(arch)
+    assert json.loads(ok("device", "retire", arch, "BWC8", "--at", iso(5000), "--json").stdout)["unchanged"] == ["BWC8"]
+    assert ledger_size(arch) == size  # the same status again is a no-op
+    refused(run_cli("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(5500)),
+            f"BWC8 from {iso(5500)}: it is retired since {iso(5000)}")  # fmt: skip
+    out = run_cli("ledger", "rebuild-catalog", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["equal"] is True, out.stdout
+
+
+def test_reassigning_the_same_start_is_a_correction_and_listed(fleet: Path, tmp_path: Path) -> None:
+    """H3: another officer for a recorded (device, start) is refused; --replace ledgers a correction naming whom
+    it replaced, and device show lists it with the recordings already ingested it re-attributed."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fleet, copy)
+    before = ledger_size(copy)
+    refused(run_cli("device", "assign", copy, "BWCA", "--officer", "005678", "--from", iso(-3600)),
+            f"BWCA from {iso(-3600)} is recorded as held by 001234, not 005678", "--replace")  # fmt: skip
+    out = ok("device", "assign", copy, "BWCA", "--officer", "001234", "--from", iso(-3600), "--json")
+    assert json.loads(out.stdout) == {"assigned": [], "updated": [], "unchanged": [f"BWCA@{iso(-3600)}"]}
+    refused(run_cli("device", "assign", copy, "BWCA", "--officer", "001234", "--from", iso(-3600), "--replace"),
+            "no assignment to another officer to replace")  # fmt: skip
+    assert ledger_size(copy) == before
+    lent_before = [f["segment"] for f in report(copy)["findings"] if f["kind"] == "device_lent"]
+    out = ok("device", "assign", copy, "BWCA", "--officer", "005678", "--from", iso(-3600), "--replace", "--json")
+    assert json.loads(out.stdout)["updated"] == [f"BWCA@{iso(-3600)}"]
+    (entry,) = [json.loads(e) for (e,) in read_only(copy, "SELECT entry FROM ledger WHERE seq >= ?", (before,))
+                if json.loads(e)["type"] == "device_assign"]  # fmt: skip
+    bwca = [seg for seg, d, _, _ in segments(copy) if d == "BWCA"]
+    (c,) = json.loads(ok("device", "show", copy, "BWCA", "--json").stdout)["corrections"]
+    assert (c["from"], c["officer"], c["replaced"], c["recordings_before"]) == (iso(-3600), "005678", "001234", 4)
+    assert (entry["replaces"], c["by"]) == ("001234", entry["by"]) and len(bwca) == 4
+    assert "corrected: from" in ok("device", "show", copy, "BWCA").stdout.decode()
+    # The responsible officer of BWCA's recordings is now 005678: the lent ones are the other two.
+    lent = sorted(f["segment"] for f in report(copy)["findings"] if f["kind"] == "device_lent")
+    named = dict((seg, o) for seg, _, o, _ in segments(copy))
+    assert lent == sorted([s for s in lent_before if s not in bwca] + [s for s in bwca if named[s] == "001234"])
+    out = run_cli("ledger", "rebuild-catalog", copy, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["equal"] is True, out.stdout
+
+
+def test_imports_refuse_unknown_columns_and_name_every_bad_row_at_once(fleet: Path, tmp_path: Path) -> None:
+    """M3, M6, L1: a misspelt column or key is refused by name; assign-import names format errors and unknown
+    devices together, each with its row; an over-long id is refused."""
+    before = ledger_size(fleet)
+    bad = tmp_path / "devices.csv"
+    bad.write_text("id,kind,stauts\nD1,drone,lost\n")
+    refused(run_cli("device", "import", fleet, bad), "devices.csv row 1: unknown field 'stauts'")
+    bad = tmp_path / "devices.json"
+    bad.write_text(json.dumps([{"id": "D1", "kind": "drone", "colour": "red"}]))
+    refused(run_cli("device", "import", fleet, bad), "devices.json row 1: unknown field 'colour'")
+    bad = tmp_path / "assign.csv"
+    bad.write_text(f"device,officer,from,to,note\nSPARE,008888,{iso(500)},,x\n")
+    refused(run_cli("device", "assign-import", fleet, bad), "assign.csv row 1: unknown field 'note'")
+    bad.write_text(f"device,officer,from,to\nSPARE,008888,yesterday,\nNOPE,008888,{iso(500)},\n")
+    refused(run_cli("device", "assign-import", fleet, bad), "assign.csv row 1: ", "RFC 3339",
+            "assign.csv row 2: no device 'NOPE' in the registry")  # fmt: skip
+    refused(run_cli("device", "add", fleet, "X" * 129, "--kind", "drone"), "device id of 129 characters (at most 128)")
+    assert ledger_size(fleet) == before

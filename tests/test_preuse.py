@@ -464,3 +464,24 @@ def test_a_hand_check_needs_its_role_and_a_refusal_is_logged(cli_archive: Path) 
     ]
     assert [(e["by"], e["officer"]) for e in entries] == [("alice", "000001")]
     assert run_cli("ledger", "verify", cli_archive).returncode == 0
+
+
+def test_a_hand_check_of_the_future_or_of_an_unknown_device_is_refused(fleet: Path, tmp_path: Path) -> None:
+    """M2: a check dated beyond now is refused; once the registry is in use, so is a device it does not hold and
+    the catalog has no footage of (BWC3 has footage: its check is kept)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fleet, copy)
+    count = "SELECT COUNT(*) FROM device_checks"
+    before = read_only(copy, count)[0][0]
+    one_line_error(run_cli("device", "check", copy, "BWC3", "--by", "000003", "--at", "2099-01-01T00:00:00Z"),
+                   "a check of BWC3 at 2099-01-01T00:00:00Z is in the future")  # fmt: skip
+    assert run_cli("device", "add", copy, "BWC1", "--kind", "body_camera", "--since", iso(-DAY)).returncode == 0
+    one_line_error(run_cli("device", "check", copy, "NOPE", "--by", "000003", "--at", iso(-300)),
+                   "no device 'NOPE' in the registry or the catalog")  # fmt: skip
+    assert read_only(copy, count)[0][0] == before
+    for device in ("BWC1", "BWC3"):  # registered; known by its footage
+        out = run_cli("device", "check", copy, device, "--by", "000003", "--at", iso(-200))
+        assert out.returncode == 0, out.stderr
+    assert read_only(copy, count)[0][0] == before + 2
