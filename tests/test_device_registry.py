@@ -495,3 +495,30 @@ def test_imports_refuse_unknown_columns_and_name_every_bad_row_at_once(fleet: Pa
             "assign.csv row 2: no device 'NOPE' in the registry")  # fmt: skip
     refused(run_cli("device", "add", fleet, "X" * 129, "--kind", "drone"), "device id of 129 characters (at most 128)")
     assert ledger_size(fleet) == before
+
+
+def test_html_report_draws_the_devices_section(fleet: Path) -> None:
+    """M1: the HTML page has the devices section the JSON has: per unit, devices by status and the recordings
+    lent, unassigned, lost, retired, unregistered, unchecked, the counts worked out from this test's plan."""
+    want = expected_findings(fleet)
+    dev_of = {seg: d for seg, d, _, _ in segments(fleet)}
+    unchecked = {u["unit"]: u["unchecked"]["count"] for u in report(fleet)["devices"]["units"]}
+
+    def count(kind: str, unit: str | None) -> int:
+        return len([s for s in want.get(kind, []) if UNITS.get(dev_of[s]) == unit])
+
+    pages = {}
+    for lang in ("en", "zh"):
+        page = fleet.parent / f"report-{lang}.html"
+        out = run_cli("report", fleet, "--format", "html", "--lang", lang, "--out", page, "--quiet")
+        assert out.returncode in (0, 1) and b"Traceback" not in out.stderr, out.stderr.decode()
+        pages[lang] = page.read_text()
+    statuses = {"U1": "in service 2", "U2": "in service 1, lost 1, in repair 1", None: ""}
+    for unit, name in (("U1", "U1"), ("U2", "U2"), (None, "No unit")):
+        cells = [name, str(sum(1 for u in UNITS.values() if u == unit)), statuses[unit]]
+        cells += [str(count(k, unit)) for k in ("device_lent", "unassigned_device", "lost_device")]
+        cells += ["0", str(count("unregistered_device", unit)), str(unchecked[unit])]
+        row = "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        assert row in pages["en"], (row, pages["en"][pages["en"].find("<h2>Devices</h2>") :][:1500])
+    assert "<h2>Devices</h2><table><tr><th>Unit</th>" in pages["en"]
+    assert "<h2>执法记录仪</h2>" in pages["zh"] and "<td>未登记单位</td>" in pages["zh"]

@@ -91,6 +91,21 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "devices": ("执法记录仪", "Devices"),
     "none": ("无", "none"),
     "clock_correction": ("时钟校正", "Clock correction"),
+    # The report's devices section (Art. 6, 9, 10, 25): its columns and the device statuses.
+    "unit": ("单位", "Unit"),
+    "no_unit": ("未登记单位", "No unit"),
+    "registered_devices": ("登记设备", "Registered devices"),
+    "by_status": ("设备状态", "Devices by status"),
+    "in_service": ("在用", "in service"),
+    "in_repair": ("维修中", "in repair"),
+    "lost": ("遗失", "lost"),
+    "retired": ("报废", "retired"),
+    "rec_lent": ("出借期间的记录", "Recorded lent"),
+    "rec_unassigned": ("未分配时的记录", "Recorded unassigned"),
+    "rec_lost": ("遗失后的记录", "Recorded lost"),
+    "rec_retired": ("报废后的记录", "Recorded retired"),
+    "rec_unregistered": ("未登记设备的记录", "Recorded unregistered"),
+    "rec_unchecked": ("未做使用前检查的记录", "Recorded unchecked"),
 }
 
 

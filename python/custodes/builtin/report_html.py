@@ -191,6 +191,35 @@ def _recording(r: dict[str, Any] | None, L: Any) -> str:
     )
 
 
+#: The devices section's recording columns: the model's key and its label.
+_DEVICE_COUNTS = (
+    ("lent", "rec_lent"),
+    ("unassigned", "rec_unassigned"),
+    ("lost", "rec_lost"),
+    ("retired", "rec_retired"),
+    ("unregistered", "rec_unregistered"),
+    ("unchecked", "rec_unchecked"),
+)
+
+
+def _devices(d: dict[str, Any] | None, L: Any) -> str:  # noqa: N803 (the page's label function)
+    """The devices section (Art. 6, 9, 10, 25): per unit, its registered devices by status and the recordings
+    lent, unassigned, lost, retired, unregistered, unchecked; "" when the model holds no such section or no
+    device is registered (the registry is not in use: the section says nothing)."""
+    if d is None or not d["in_use"]:
+        return ""
+    head = "".join(f"<th>{_e(L(k))}</th>" for k in ("unit", "registered_devices", "by_status"))
+    head += "".join(f"<th>{_e(L(label_key))}</th>" for _, label_key in _DEVICE_COUNTS)
+    rows = "".join(
+        f"<tr><td>{_e(u['unit'] or L('no_unit'))}</td><td>{u['devices']}</td>"
+        f"<td>{_e(', '.join(f'{L(s)} {n}' for s, n in u['by_status'].items()))}</td>"
+        + "".join(f"<td>{u[key]['count']}</td>" for key, _ in _DEVICE_COUNTS)
+        + "</tr>"
+        for u in d["units"]
+    )
+    return f"<h2>{_e(L('devices'))}</h2><table><tr>{head}</tr>{rows}</table>"
+
+
 def render_html_text(report: dict[str, Any]) -> str:
     lang = report.get("lang", "zh")
     L = lambda k: label(k, lang)  # noqa: E731
@@ -270,6 +299,7 @@ def render_html_text(report: dict[str, Any]) -> str:
             ]
         ),
         _recording(report.get("recording"), L),
+        _devices(report.get("devices"), L),
         f"<h2>{_e(L('retention'))}</h2>",
         _table(
             [
