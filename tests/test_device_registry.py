@@ -292,7 +292,7 @@ def test_no_registry_no_findings(tmp_path: Path) -> None:
     make_clip(vol / f"003333_BWCX_{t.astimezone(BJ):%Y%m%d%H%M%S}_0001.MP4", t, 1.0)
     assert run_cli("ingest", vol, "--archive", arch).returncode == 1
     rep = report(arch)
-    assert rep["devices"] == {"in_use": False, "registered": 0, "units": []}
+    assert rep["devices"] == {"in_use": False, "registered": 0, "units": [], "corrections": []}
     assert not [f for f in rep["findings"] if f["kind"].endswith("_device") or f["kind"] == "device_lent"]
 
 
@@ -434,7 +434,10 @@ def test_footage_before_registration_is_unregistered_and_status_dates_are_checke
     assert [(d["id"], d["status"]) for d in json.loads(ok("device", "list", arch, "--json").stdout)["devices"]] == [
         ("BWC8", "in_repair")
     ]
-    assert report(arch)["devices"]["units"][0]["by_status"] == {"in_repair": 1}
+    # One "no unit" row (L3): BWC8 has no unit, its pre-registration recording is counted there too.
+    assert [(u["unit"], u["by_status"], u["unregistered"]["count"]) for u in report(arch)["devices"]["units"]] == [
+        (None, {"in_repair": 1}, 1)
+    ]
     size = ledger_size(arch)
     assert json.loads(ok("device", "retire", arch, "BWC8", "--at", iso(5000), "--json").stdout)["unchanged"] == ["BWC8"]
     assert ledger_size(arch) == size  # the same status again is a no-op
@@ -466,9 +469,11 @@ def test_reassigning_the_same_start_is_a_correction_and_listed(fleet: Path, tmp_
                 if json.loads(e)["type"] == "device_assign"]  # fmt: skip
     bwca = [seg for seg, d, _, _ in segments(copy) if d == "BWCA"]
     (c,) = json.loads(ok("device", "show", copy, "BWCA", "--json").stdout)["corrections"]
-    assert (c["from"], c["officer"], c["replaced"], c["recordings_before"]) == (iso(-3600), "005678", "001234", 4)
+    assert (c["start"], c["officer"], c["replaced"], c["recordings_before"]) == (iso(-3600), "005678", "001234", 4)
     assert (entry["replaces"], c["by"]) == ("001234", entry["by"]) and len(bwca) == 4
     assert "corrected: from" in ok("device", "show", copy, "BWCA").stdout.decode()
+    assert report(copy)["devices"]["corrections"] == [c | {"device": "BWCA"}]
+    assert report(copy, "--scope", "device=BWCB")["devices"]["corrections"] == []
     # The responsible officer of BWCA's recordings is now 005678: the lent ones are the other two.
     lent = sorted(f["segment"] for f in report(copy)["findings"] if f["kind"] == "device_lent")
     named = dict((seg, o) for seg, _, o, _ in segments(copy))

@@ -2113,7 +2113,7 @@ def device_show_command(archive: Archive, device: str, out: Output) -> None:
         click.echo(f"assigned to {a['officer']} from {a['from']} to {a['to'] or '(open)'}")
     for c in shown["corrections"]:
         click.echo(
-            f"corrected: from {c['from']} {c['officer']} replaces {c['replaced']} (by {c['by']} at {c['at']}, "
+            f"corrected: from {c['start']} {c['officer']} replaces {c['replaced']} (by {c['by']} at {c['at']}, "
             f"{c['recordings_before']} recordings ingested before)"
         )
 

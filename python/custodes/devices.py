@@ -38,7 +38,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ __all__ = [
     "RegisteredDevice",
     "STATUSES",
     "assign_devices",
+    "corrections",
     "device_findings",
     "import_assignments",
     "load_assignments",
@@ -311,30 +312,46 @@ def registered(archive: Archive) -> list[RegisteredDevice]:
 def show_device(archive: Archive, device: str) -> dict[str, Any]:
     """A registered device with its status history, its assignments and the corrections made to them (each
     assignment given to another officer with ``replace``: when, by whom, whom it replaced, and how many of the
-    device's recordings of that assignment were ingested before it, whose responsible officer it changed)."""
+    device's recordings of that assignment were ingested before it, whose responsible officer it changed:
+    :func:`corrections`)."""
     d = _known(archive, device)
     return d.to_json() | {
         "statuses": [{"status": s, "since": rfc3339(t)} for t, s in archive.catalog.registry.statuses(device)],
         "assignments": [_assignment(a).to_json() for a in archive.catalog.registry.assignments(device)],
-        "corrections": _corrections(archive, device),
+        "corrections": corrections(archive, [device]),
     }
 
 
-def _corrections(archive: Archive, device: str) -> list[dict[str, Any]]:
-    """The corrections of the device's assignments, from their ledger entries (each names the one it replaced)."""
+def corrections(
+    archive: Archive, devices: Collection[str] | None = None, *, window: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """The corrections of assignments (of ``devices``; all when None; with ``window`` (ns, [lo, hi)) only those
+    whose assignment shares time with it), oldest first, from their ledger entries: the device, the assignment's
+    start and end, the officer it now names and the one it replaced, who made it and when, its ledger index, and
+    ``recordings_before``: how many of the device's recordings of that assignment were ingested before it (their
+    responsible officer changed after the fact, an Art. 25 matter for reviewers)."""
     out = []
-    for _, seq in archive.catalog.registry.assignment_entries(device):
-        while (raw := archive.catalog.ledger.entry(seq)) is not None:
-            e = json.loads(raw)
-            if "replaces" not in e:
-                break
-            footage = archive.catalog.registry.recordings_between(device, e["start"], e["end"], e["time"])
-            out.append(
-                {"from": rfc3339(e["start"]), "officer": e["officer"], "replaced": e["replaces"], "by": e["by"],
-                 "at": rfc3339(e["time"]), "ledger_index": seq, "recordings_before": footage}  # fmt: skip
-            )
-            seq = e["replaces_entry"]
-    return sorted(out, key=lambda c: (c["from"], c["at"]))
+    for seq, raw in archive.catalog.ledger.of_type("device_assign"):
+        e = json.loads(raw)
+        if "replaces" not in e or devices is not None and e["device"] not in devices:
+            continue
+        if window is not None and not (e["start"] < window[1] and (e["end"] is None or e["end"] > window[0])):
+            continue
+        before = archive.catalog.registry.recordings_between(e["device"], e["start"], e["end"], e["time"])
+        out.append(
+            {
+                "device": e["device"],
+                "start": rfc3339(e["start"]),
+                "end": rfc3339(e["end"]),
+                "officer": e["officer"],
+                "replaced": e["replaces"],
+                "by": e["by"],
+                "at": rfc3339(e["time"]),
+                "ledger_index": seq,
+                "recordings_before": before,
+            }  # fmt: skip
+        )
+    return out
 
 
 def _assignment(a: AssignmentRow) -> Assignment:

@@ -41,6 +41,7 @@ __all__ = [
     "SECTIONS",
     "AccessSection",
     "ArchiveInfo",
+    "AssignmentCorrection",
     "CheckpointInfo",
     "ClocksSection",
     "ExplainedGap",
@@ -356,13 +357,30 @@ class UnitDevices(TypedDict):
     unchecked: DeviceCount  # recordings without a pre-use check, or whose check found the clock off (Art. 10)
 
 
+class AssignmentCorrection(TypedDict):
+    """An assignment given to another officer after the fact (``device assign --replace``,
+    custodes.devices.corrections): ``recordings_before`` of its device's recordings were ingested before it."""
+
+    device: str
+    start: str
+    end: str | None
+    officer: str
+    replaced: str
+    by: str
+    at: str
+    ledger_index: int
+    recordings_before: int
+
+
 class DevicesSection(TypedDict):
     """Art. 6, 9, 25: the device registry (in use once one device is registered) and, per unit, its devices and
-    the recordings the registry has findings on."""
+    the recordings the registry has findings on; the corrections of assignments of the period's devices made
+    after footage of their time was ingested (Art. 25: who was responsible changed after the fact)."""
 
     in_use: bool
     registered: int
     units: list[UnitDevices]
+    corrections: list[AssignmentCorrection]
 
 
 class _FindingKind(TypedDict):
@@ -1158,7 +1176,9 @@ def _devices_section(
 ) -> DevicesSection:
     """Art. 6, 9, 25: the registered devices of the scope per unit, by status now, and per unit the period's
     recordings the registry has findings on, and those without a pre-use check (``unchecked``: the pre-use
-    findings, custodes.preuse) (unit None: devices not in the registry)."""
+    findings, custodes.preuse) (unit None: devices not in the registry or registered with no unit)."""
+    from custodes.devices import corrections  # custodes.devices imports the catalog this module reads
+
     devices = None if period.devices is None else set(period.devices)
     rows = [r for r in archive.catalog.registry.all() if devices is None or r.device_id in devices]
     units: dict[str | None, UnitDevices] = {}
@@ -1170,7 +1190,7 @@ def _devices_section(
         return units[name]
 
     for r in rows:
-        u = unit(r.unit)
+        u = unit(r.unit or None)  # a device registered with no unit is in the one "no unit" row
         u["devices"] += 1
         u["by_status"][r.status] = u["by_status"].get(r.status, 0) + 1
     named: dict[tuple[str | None, str], set[str]] = {}  # the devices of each count, listed once each
@@ -1181,7 +1201,7 @@ def _devices_section(
         for f in unchecked
         if f["kind"] in _DEVICE_COUNTS and isinstance(f.get("segment"), int)
     ]
-    for name, device, segment, kind in hits:
+    for name, device, segment, kind in [(n or None, d, s, k) for n, d, s, k in hits]:
         key = _DEVICE_COUNTS[kind]
         count = cast(DeviceCount, unit(name)[key])  # type: ignore[literal-required]
         count["count"] += 1
@@ -1190,7 +1210,13 @@ def _devices_section(
     for (name, key), listed in named.items():
         units[name][key]["devices"] = sorted(listed)  # type: ignore[literal-required]
     ordered = sorted(units.values(), key=lambda u: (u["unit"] is None, u["unit"] or ""))
-    return {"in_use": archive.catalog.registry.in_use(), "registered": len(rows), "units": ordered}
+    fixed = [c for c in corrections(archive, devices, window=(period.lo, period.hi)) if c["recordings_before"]]
+    return {
+        "in_use": archive.catalog.registry.in_use(),
+        "registered": len(rows),
+        "units": ordered,
+        "corrections": cast(list[AssignmentCorrection], fixed),
+    }
 
 
 def _concerns(everything: list[ReportFinding]) -> list[Concern]:
