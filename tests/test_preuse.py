@@ -485,3 +485,9 @@ def test_a_hand_check_of_the_future_or_of_an_unknown_device_is_refused(fleet: Pa
         out = run_cli("device", "check", copy, device, "--by", "000003", "--at", iso(-200))
         assert out.returncode == 0, out.stderr
     assert read_only(copy, count)[0][0] == before + 2
+    # L5: a nanosecond later is another check, kept to the nanosecond; the same again names the full time.
+    later = iso(-200).replace("Z", ".000000001Z")
+    assert run_cli("device", "check", copy, "BWC3", "--by", "000003", "--at", later).returncode == 0
+    assert read_only(copy, "SELECT MAX(time_ns) FROM device_checks WHERE device_id = 'BWC3'")[0][0] == ns(-200) + 1
+    one_line_error(run_cli("device", "check", copy, "BWC3", "--by", "000003", "--at", later),
+                   f"a check of BWC3 at {later} is already recorded")  # fmt: skip

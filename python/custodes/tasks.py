@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +97,13 @@ def parse_time(value: Any, where: str) -> int:
         raise TaskError(f"{where}: {value!r} is not an RFC 3339 time") from None
     if dt.tzinfo is None:
         raise TaskError(f"{where}: {value!r} has no time zone offset; say Z or +08:00")
+    # datetime keeps microseconds and drops the digits after them; times are ns, so add the 7th to 9th back
+    # (09:50:00.000000001Z is not 09:50:00Z).
+    fraction = re.search(r":\d\d[.,](\d+)", text)
+    below_us = int(fraction.group(1)[6:9].ljust(3, "0")) if fraction and len(fraction.group(1)) > 6 else 0
     try:
-        return ns_from_datetime(dt, where)  # the one int64-ns rule: year 9999 is refused here, not in SQLite
+        # the one int64-ns rule: year 9999 is refused here, not in SQLite
+        return ns_from_datetime(dt, where) + below_us
     except TimeRangeError as e:
         raise TaskError(str(e)) from None
 
