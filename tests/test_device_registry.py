@@ -416,7 +416,7 @@ def test_footage_before_registration_is_unregistered_and_status_dates_are_checke
     assert ledger_size(arch) == before
     ok("device", "add", arch, "BWC8", "--kind", "body_camera", "--since", iso(3600))
     refused(run_cli("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(-60)),
-            f"BWC8 from {iso(-60)} is before its registration (in_service since {iso(3600)})")  # fmt: skip
+            f"BWC8 from {iso(-60)} is before its registration (in_service since {iso(3600)}; move")  # fmt: skip
     refused(run_cli("device", "retire", arch, "BWC8", "--at", iso(-7200)),
             f"status retired since {iso(-7200)} is before its registration")  # fmt: skip
     assert ledger_size(arch) == before + 1
@@ -443,6 +443,11 @@ def test_footage_before_registration_is_unregistered_and_status_dates_are_checke
     assert ledger_size(arch) == size  # the same status again is a no-op
     refused(run_cli("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(5500)),
             f"BWC8 from {iso(5500)}: it is retired since {iso(5000)}")  # fmt: skip
+    # The first status given again earlier moves the registration back; then the early assignment is accepted.
+    ok("device", "update", arch, "BWC8", "--status", "in_service", "--since", iso(-60))
+    ok("device", "assign", arch, "BWC8", "--officer", "001234", "--from", iso(-60), "--to", iso(3600))
+    assert [f["kind"] for f in report(arch)["findings"] if f["kind"] in FINDING_KINDS] == []
+    assert json.loads(ok("device", "show", arch, "BWC8", "--json").stdout)["status"] == "in_repair"
     out = run_cli("ledger", "rebuild-catalog", arch, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["equal"] is True, out.stdout
 

@@ -460,7 +460,8 @@ def _registry_problems(tx: Any, where: str, a: Assignment, now: int, replace: bo
     if not at:
         t0, st0 = statuses[0]
         problems.append(
-            f"{where}: {a.device} from {rfc3339(a.start)} is before its registration ({st0} since {rfc3339(t0)})"
+            f"{where}: {a.device} from {rfc3339(a.start)} is before its registration ({st0} since {rfc3339(t0)}; "
+            "move that back with device update --since)"
         )
     elif at[0][1] in ("lost", "retired"):
         problems.append(f"{where}: {a.device} from {rfc3339(a.start)}: it is {at[0][1]} since {rfc3339(at[0][0])}")
