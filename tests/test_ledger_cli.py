@@ -146,6 +146,7 @@ def test_ledger_checkpoint_signs_the_ledger_as_it_is(three_checkpoints: Path) ->
     assert cp["size"] == size_before + 1
     signed = parse_checkpoint(cp["note"], key)
     assert (signed.size, signed.root.hex()) == (cp["size"], cp["root"])
+    assert cp == {"origin": key.name, "size": signed.size, "root": signed.root.hex(), "note": cp["note"]}
     assert (three_checkpoints / "ledger" / "checkpoint").read_text() == cp["note"]
     assert run_cli("ledger", "verify", three_checkpoints).returncode == 0
 

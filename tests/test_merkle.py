@@ -116,3 +116,17 @@ def test_ct_reference_vector_through_the_public_api() -> None:
     ]
     leaves = [merkle.leaf_hash(x) for x in data]
     assert merkle.root(leaves).hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+
+
+def test_an_entry_s_one_byte_form_and_no_float_anywhere_in_it() -> None:
+    # Mutation run (issue 11): a float deep in an entry's dicts, and the refusal's wording, were never checked.
+    from custodes.ledger import LedgerError, canonical_json
+
+    assert (
+        canonical_json({"b": 1, "a": ["é", {"z": None, "y": True}]}) == '{"a":["é",{"y":true,"z":null}],"b":1}'.encode()
+    )
+    for entry in ({"a": 0.5}, {"a": {"b": {"c": 1.0}}}, {"a": [1, [2, 2.5]]}, {"a": [{"b": float("nan")}]}):
+        with pytest.raises(
+            LedgerError, match=r"^ledger entries carry no floats \(got .*\); use integers \(ns, bytes\)$"
+        ):
+            canonical_json(entry)
