@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,38 @@ def test_an_entry_s_one_byte_form_and_no_float_anywhere_in_it() -> None:
             LedgerError, match=r"^ledger entries carry no floats \(got .*\); use integers \(ns, bytes\)$"
         ):
             canonical_json(entry)
+
+
+def test_the_ledger_s_small_rules_that_mutants_survived(tmp_path: Path) -> None:
+    # Mutation run (issue 11): each of these could be changed without any test noticing.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from custodes.ledger import LedgerError, entry_type, load_private_key, make_checkpoint, new_private_key
+
+    # an entry is filed under its type only when the type is text
+    assert [entry_type(e) for e in ({"type": "ingest"}, {"type": 5}, {"type": None}, {})] == [
+        "ingest",
+        None,
+        None,
+        None,
+    ]
+    # the signing key is made with its folders, 0700, and a second key beside it in the same folder
+    made = new_private_key(tmp_path / "new" / "private" / "checkpoint.key")
+    assert (tmp_path / "new" / "private").stat().st_mode & 0o777 == 0o700
+    new_private_key(tmp_path / "new" / "private" / "other.key")
+    assert (
+        load_private_key(tmp_path / "new" / "private" / "checkpoint.key").private_bytes_raw()
+        == made.private_bytes_raw()
+    )
+    # a checkpoint names the origin it was made for
+    assert make_checkpoint(made, "custodes.local/x", 3, bytes(32)).origin == "custodes.local/x"
+    # a PEM key of another kind is refused, naming the file
+    other = tmp_path / "ec.pem"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(LedgerError, match=f"^{other} is not an Ed25519 private key$"):
+        load_private_key(other)
