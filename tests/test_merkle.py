@@ -166,3 +166,18 @@ def test_the_ledger_s_small_rules_that_mutants_survived(tmp_path: Path) -> None:
     )
     with pytest.raises(LedgerError, match=f"^{other} is not an Ed25519 private key$"):
         load_private_key(other)
+
+
+def test_a_verifier_key_with_characters_base64_does_not_have_is_refused() -> None:
+    # Mutation run (issue 11): without strict base64, "!" or a space inside the key was dropped and the key taken.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from custodes.ledger import LedgerError, VerifierKey
+
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    good = str(VerifierKey("custodes.local/test", public))
+    name, key_id, blob = good.split("+", 2)
+    assert VerifierKey.parse(good).name == name
+    for bad in (f"{name}+{key_id}+{blob[:10]}!{blob[10:]}", f"{name}+{key_id}+{blob[:10]} {blob[10:]}"):
+        with pytest.raises(LedgerError, match="^not a verifier key: "):
+            VerifierKey.parse(bad)
