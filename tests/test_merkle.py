@@ -150,6 +150,7 @@ def test_the_ledger_s_small_rules_that_mutants_survived(tmp_path: Path) -> None:
     # the signing key is made with its folders, 0700, and a second key beside it in the same folder
     made = new_private_key(tmp_path / "new" / "private" / "checkpoint.key")
     assert (tmp_path / "new" / "private").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "private" / "checkpoint.key").stat().st_mode & 0o777 == 0o600  # its owner's alone
     new_private_key(tmp_path / "new" / "private" / "other.key")
     assert (
         load_private_key(tmp_path / "new" / "private" / "checkpoint.key").private_bytes_raw()
