@@ -64,7 +64,6 @@ def custodes_device_drivers() -> list[DeviceDriver]:
         def custodes_device_drivers():
             return [DeviceDriver("acme", "ACME body cameras", AcmeCam)]
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -84,7 +83,6 @@ def custodes_storage_backends() -> list[StorageBackend]:
         def custodes_storage_backends():
             return [StorageBackend("vault", "ACME evidence vault", open=VaultStore.connect)]
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -98,7 +96,6 @@ def custodes_reporters() -> list[Reporter]:
             return [Reporter("ndjson", "one finding per line", "application/x-ndjson", ".ndjson",
                              render=lambda report, out: ...)]
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -112,4 +109,3 @@ def custodes_executors() -> list[Executor]:
         def custodes_executors():
             return [Executor("ray", "a Ray cluster", run=run_on_ray, remote=True)]
     """
-    raise NotImplementedError
