@@ -1907,11 +1907,7 @@ def task_import_command(archive: Archive, file: str, out: Output) -> None:
     or changed task is a ledger entry."""
     from custodes.tasks import import_tasks, load_tasks
 
-    result = import_tasks(archive, load_tasks(file))
-    if out.json:
-        _write_json(result)
-    else:
-        out.say(", ".join(f"{len(v)} {k}" for k, v in result.items()))
+    _say_changes(out, import_tasks(archive, load_tasks(file)))
 
 
 @task_group.command("coverage")

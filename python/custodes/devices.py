@@ -33,14 +33,11 @@ explicit act (``replace=True``, ``device assign --replace``): its ledger entry n
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from custodes.access import require_role
@@ -50,7 +47,7 @@ from custodes.catalog.registry import AssignmentRow, RegistryRow, SegmentDeviceF
 from custodes.drivers import IDENTITY_KINDS
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
-from custodes.tasks import parse_time
+from custodes.tasks import parse_time, read_records
 
 __all__ = [
     "Assignment",
@@ -194,28 +191,10 @@ def parse_devices(records: Iterable[Mapping[str, Any]], source: str) -> list[Reg
     return out
 
 
-def _records(path: str | os.PathLike[str], what: str) -> tuple[list[Mapping[str, Any]], str]:
-    """The rows of a CSV file, or the objects of a JSON file (a list), with the file's name."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DeviceError(f"{path}: cannot read: {e}") from e
-    if p.suffix.lower() != ".json":
-        return list(csv.DictReader(io.StringIO(text))), p.name
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise DeviceError(f"{path}: not JSON: {e}") from e
-    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
-        raise DeviceError(f"{path}: expected a JSON list of {what} objects")
-    return data, p.name
-
-
 def load_devices(path: str | os.PathLike[str]) -> list[RegisteredDevice]:
     """Devices from a CSV file (columns id,kind,vendor,model,serial,unit,status,since) or a JSON file (a list of
     objects with those keys); ``since`` is RFC 3339 with an offset."""
-    return parse_devices(*_records(path, "device"))
+    return parse_devices(*read_records(path, "device", DeviceError))
 
 
 def _entry(d: RegisteredDevice, since: int, by: str, now: int) -> dict[str, Any]:
@@ -423,7 +402,7 @@ def _overlaps(items: list[tuple[Any, Assignment]]) -> list[tuple[tuple[Any, Assi
 def load_assignments(path: str | os.PathLike[str]) -> list[Assignment]:
     """Assignments from a CSV file (columns device,officer,from,to) or a JSON file (a list of objects with those
     keys); times RFC 3339 with an offset."""
-    return parse_assignments(*_records(path, "assignment"))
+    return parse_assignments(*read_records(path, "assignment", DeviceError))
 
 
 def import_assignments(
@@ -431,7 +410,7 @@ def import_assignments(
 ) -> dict[str, list[str]]:
     """:func:`load_assignments` and :func:`assign_devices` in one pass: every bad row, its format or what the
     registry says of it (an unknown device, an overlap), named with its row number; nothing recorded then."""
-    rows, problems = _parse_assignments(*_records(path, "assignment"))
+    rows, problems = _parse_assignments(*read_records(path, "assignment", DeviceError))
     return _assign(archive, rows, problems, replace)
 
 

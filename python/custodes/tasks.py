@@ -145,20 +145,28 @@ def parse_tasks(records: Iterable[Mapping[str, Any]], source: str) -> list[Task]
 def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     """Tasks from a CSV file (columns id,type,start,end,officers,devices; names split by ';')
     or a JSON file (a list of objects with the same keys)."""
+    return parse_tasks(*read_records(path, "task", TaskError))
+
+
+def read_records(
+    path: str | os.PathLike[str], what: str, error: type[CustodesError]
+) -> tuple[Iterable[Mapping[str, Any]], str]:
+    """The rows of a CSV file, or the objects of a JSON file (``.json``: a list), with the file's name: what an
+    import (tasks, devices, assignments) parses. ``error``: the import's error class, naming the file."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: cannot read: {e}") from e
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise TaskError(f"{path}: not JSON: {e}") from e
-        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
-            raise TaskError(f"{path}: expected a JSON list of task objects")
-        return parse_tasks(data, p.name)
-    return parse_tasks(csv.DictReader(io.StringIO(text)), p.name)
+        raise error(f"{path}: cannot read: {e}") from e
+    if p.suffix.lower() != ".json":
+        return list(csv.DictReader(io.StringIO(text))), p.name
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise error(f"{path}: not JSON: {e}") from e
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        raise error(f"{path}: expected a JSON list of {what} objects")
+    return data, p.name
 
 
 #: Who may record tasks and explain gaps: the agency's custodians and approvers (a refusal is logged).
