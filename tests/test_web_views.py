@@ -5,18 +5,26 @@ picture is well-formed XML with one element per recording and every name inert."
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
 
 from custodes import access, retention
 from custodes.archive import Archive, open_archive
 from custodes.identity import Caller, acting_as
 from custodes.reports import build_report
+from custodes.web import create_app
+from custodes.web.accounts import add_account, list_accounts
 from custodes.web.dashboard import CLOCK_FAULTS, DAMAGED, KINDS, needs_a_person
 from custodes.web.svg import COLOURS, Mark, Span, Timeline, timeline_of, timeline_svg
 from helpers import FOOTAGE, PEOPLE_AND_ROOT, policy_text, run_cli, set_policy
@@ -234,3 +242,131 @@ def test_only_paths_on_this_server_are_linked() -> None:
     )
     root = _parsed(timeline_svg(line))
     assert not list(root.iter(f"{SVG}a")) and len(_rects(root, COLOURS["recorded"])) == 2
+
+
+# ---- the routes (custodes.web.views), through FastAPI's TestClient as a logged-in person ----------------------
+
+PASSWORD = "correct horse battery"
+
+
+def _web(arch: Path, account: str) -> TestClient:
+    """A client logged in as ``account`` (a local account made here, as the archive's owner would)."""
+    with open_archive(arch) as a:
+        if account not in {row.name for row in list_accounts(a)}:
+            add_account(a, account, PASSWORD)
+    web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
+    form = web.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None, form.text
+    answer = web.post("/login", data={"name": account, "password": PASSWORD, "csrf": csrf.group(1), "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return web
+
+
+def _picture(page: str) -> ET.Element:
+    """The page's time line (the legend's swatches are SVG too, without a namespace of their own)."""
+    found = re.search(r'<svg xmlns="http://www.w3.org/2000/svg".*?</svg>', page, re.S)
+    assert found is not None
+    return _parsed(found.group(0))
+
+
+def _inert(page: str) -> None:
+    """What the CSP and the escaping promise of every page: no script, no inline style, no hostile name raw."""
+    assert "<script" not in page and "style=" not in page and HOSTILE not in page
+
+
+def test_pages_need_a_login(reviewed: Path) -> None:
+    web = TestClient(create_app(reviewed), base_url="https://testserver", follow_redirects=False)
+    for path in ("/", "/devices", "/devices/BWCA", "/officers/005678"):
+        answer = web.get(path, headers={"accept": "text/html"})
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), path
+
+
+def test_dashboard_page(reviewed: Path, arch: Archive) -> None:
+    web = _web(reviewed, "carol")  # a viewer: the dashboard is a read
+    page = web.get("/", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    _inert(page.text)
+    board = needs_a_person(arch)
+    assert "执法任务中未说明的中断" in page.text  # Chinese unless the visitor asks for English
+    assert 'href="/tasks/T2"' in page.text
+    for item in board.section("clock_faults").items + board.section("damaged").items:
+        assert f'href="/recordings/{item.segment}"' in page.text
+    assert f'href="/devices/{quote(HOSTILE, safe="")}"' in page.text and "&lt;script&gt;" in page.text
+    for s in board.sections:  # each section's count, as needs_a_person counts it
+        assert re.search(rf'id="{s.name}">\s*<h2>[^<]*<span class="muted">\({s.count}\)</span>', page.text), s.name
+    assert web.get("/lang/en", params={"next": "/"}).status_code in (302, 303)  # the visitor's choice, kept
+    english = web.get("/", headers={"accept": "text/html"})
+    assert "Unexplained gaps inside tasks" in english.text and "执法任务中未说明的中断" not in english.text
+
+
+def test_devices_page(reviewed: Path, arch: Archive) -> None:
+    page = _web(reviewed, "carol").get("/devices", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    _inert(page.text)
+    for d in arch.devices():
+        assert f'href="/devices/{quote(d.id, safe="")}"' in page.text
+
+
+def test_device_page_time_line_recordings_and_findings(reviewed: Path, arch: Archive) -> None:
+    web = _web(reviewed, "carol")
+    page = web.get("/devices/BWCA", headers={"accept": "text/html"})  # the last seven days with recordings
+    assert page.status_code == 200
+    _inert(page.text)
+    segments = list(arch.segments(device="BWCA"))
+    for s in segments:  # each in the list of recordings
+        assert f'href="/recordings/{s.id}"' in page.text
+    found = list(arch.findings(device="BWCA"))
+    assert {"late_ingest", "gap", "gap_unexplained"} <= {f.kind for f in found}
+    assert all(f.message in page.text for f in found) and "/tasks/T2" in page.text  # its findings, listed
+    # Seven days on 960 pixels: its 24 s of recordings are one run, linked to the window it covers, where each
+    # recording is its own rectangle linked to its page.
+    picture = _picture(page.text)
+    (run,) = _rects(picture, COLOURS["recorded"])
+    (zoom,) = [a.get("href") for a in picture.iter(f"{SVG}a") if a.find(f"{SVG}rect") is run]
+    assert zoom.startswith("/devices/BWCA?start=")
+    closer = _picture(web.get(zoom, headers={"accept": "text/html"}).text)
+    assert len(_rects(closer, COLOURS["recorded"])) == len(segments) == 7
+    assert {f"/recordings/{s.id}" for s in segments} | {"/tasks/T2"} <= {a.get("href") for a in closer.iter(f"{SVG}a")}
+    # a window of its own, in UTC here: the recordings that overlap it, and no other
+    lo, hi = "2024-03-01T10:00:15Z", "2024-03-01T10:00:30Z"
+    narrow = web.get("/devices/BWCA", params={"start": lo, "end": hi}, headers={"accept": "text/html"})
+    inside = list(arch.segments(device="BWCA", start=T0_NS + 15 * S, end=T0_NS + 30 * S))
+    assert len(_rects(_picture(narrow.text), COLOURS["recorded"])) == len(inside) == 2
+    by_ns = web.get("/devices/BWCA", params={"start": T0_NS + 15 * S, "end": T0_NS + 30 * S})
+    assert len(_rects(_picture(by_ns.text), COLOURS["recorded"])) == 2
+
+
+def test_hostile_device_page_is_escaped(reviewed: Path) -> None:
+    page = _web(reviewed, "carol").get(f"/devices/{quote(HOSTILE, safe='')}", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    _inert(page.text)
+    assert "&lt;script&gt;&#34;onload=x" in page.text  # the name, shown as text
+    _picture(page.text)
+
+
+def test_officer_page(reviewed: Path, arch: Archive) -> None:
+    page = _web(reviewed, "carol").get("/officers/005678", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    _inert(page.text)
+    theirs = list(arch.segments(officer="005678"))
+    assert len(theirs) == 7 and all(s.device == "BWCB" for s in theirs)
+    assert all(f'href="/recordings/{s.id}"' in page.text for s in theirs)
+    picture = _picture(page.text)
+    (run,) = _rects(picture, COLOURS["recorded"])  # a week: one run, as on the device's page
+    zoom = next(a.get("href") for a in picture.iter(f"{SVG}a") if a.find(f"{SVG}rect") is run)
+    closer = _picture(_web(reviewed, "carol").get(zoom, headers={"accept": "text/html"}).text)
+    assert len(_rects(closer, COLOURS["recorded"])) == 7
+    assert len(_rects(closer, COLOURS["explained"])) >= 1  # its gap after the low battery, explained by it
+
+
+def test_bad_requests_are_pages_that_name_the_thing(reviewed: Path) -> None:
+    web = _web(reviewed, "carol")
+    html = {"accept": "text/html"}
+    missing = web.get("/devices/NOPE", headers=html)
+    assert missing.status_code == 404 and "NOPE" in missing.text and "Traceback" not in missing.text
+    assert web.get("/officers/nobody", headers=html).status_code == 404
+    bad = web.get("/devices/BWCA", params={"start": "yesterday"}, headers=html)
+    assert bad.status_code == 400 and "start=" in bad.text and "Traceback" not in bad.text
+    backwards = web.get("/devices/BWCA", params={"start": T0_NS, "end": T0_NS - S}, headers=html)
+    assert backwards.status_code == 400

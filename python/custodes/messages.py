@@ -147,3 +147,41 @@ WEB: dict[str, tuple[str, str]] = {
 def label(key: str, lang: str) -> str:
     zh, en = WEB[key] if key in WEB else CATALOGUE[key]
     return zh if lang == "zh" else en
+
+
+#: The labels of the dashboard, device and officer pages (custodes.web.views), part of :data:`WEB`.
+WEB_VIEWS: dict[str, tuple[str, str]] = {
+    "needs_a_person": ("待处理事项", "What needs a person"),
+    "dash_task_gaps": ("执法任务中未说明的中断", "Unexplained gaps inside tasks"),
+    "dash_late_ingests": ("逾期存储", "Late ingests"),
+    "dash_clock_faults": ("设备时钟异常", "Clock faults"),
+    "dash_damaged": ("文件截断或损坏", "Truncated or damaged files"),
+    "dash_access_requests": ("待审批的调阅申请", "Pending access requests"),
+    "dash_overdue": ("逾期未校验的对象", "Objects overdue for verification"),
+    "dash_holds": ("法律保全中的录像", "Recordings under a legal hold"),
+    "more_not_listed": ("另有 {n} 项未列出", "{n} more not listed"),
+    "officer": ("执法人员", "Officer"),
+    "recording_one": ("录像", "Recording"),
+    "task": ("执法任务", "Task"),
+    "request": ("调阅申请", "Access request"),
+    "hold": ("保全", "Hold"),
+    "vendor": ("厂商", "Vendor"),
+    "model": ("型号", "Model"),
+    "serial": ("序列号", "Serial number"),
+    "updated": ("更新时间", "Updated"),
+    "file_name": ("文件名", "File name"),
+    "start": ("开始", "Start"),
+    "end": ("结束", "End"),
+    "duration_s": ("时长（秒）", "Duration (s)"),
+    "details": ("说明", "Details"),
+    "findings": ("发现的问题", "Findings"),
+    "window_from": ("起始时间", "From"),
+    "window_to": ("截止时间", "To"),
+    "show": ("显示", "Show"),
+    "time_zone": ("时区", "Time zone"),
+    "timeline": ("时间轴", "Time line"),
+    "no_recordings": ("此时段内没有录像", "No recordings in this window"),
+    "devices_none": ("档案库中还没有设备", "No device in this archive yet"),
+    "shown_of": ("显示 {shown} / 共 {count}", "{shown} of {count} shown"),
+}
+WEB.update(WEB_VIEWS)
