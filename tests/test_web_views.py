@@ -370,3 +370,14 @@ def test_bad_requests_are_pages_that_name_the_thing(reviewed: Path) -> None:
     assert bad.status_code == 400 and "start=" in bad.text and "Traceback" not in bad.text
     backwards = web.get("/devices/BWCA", params={"start": T0_NS, "end": T0_NS - S}, headers=html)
     assert backwards.status_code == 400
+
+
+def test_long_lists_show_their_first_rows(reviewed: Path, arch: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    from custodes.web import views
+
+    monkeypatch.setattr(views, "LISTED", 3)
+    page = _web(reviewed, "carol").get("/devices/BWCA", headers={"accept": "text/html"}).text
+    shown = [s.id for s in arch.segments(device="BWCA")][:3]
+    rows = re.findall(r'<td><a href="/recordings/(\d+)">', page)
+    assert rows == [str(i) for i in shown]  # the first three recordings, not the fourth
+    assert page.count("仅显示前 3 项") == 2  # under the recordings and under the findings

@@ -182,6 +182,7 @@ WEB_VIEWS: dict[str, tuple[str, str]] = {
     "timeline": ("时间轴", "Time line"),
     "no_recordings": ("此时段内没有录像", "No recordings in this window"),
     "devices_none": ("档案库中还没有设备", "No device in this archive yet"),
-    "shown_of": ("显示 {shown} / 共 {count}", "{shown} of {count} shown"),
+    "first_devices_shown": ("仅显示前 {n} 台设备", "The first {n} devices shown"),
+    "first_shown": ("仅显示前 {n} 项；缩小时段可查看其余", "The first {n} shown; a shorter window shows the rest"),
 }
 WEB.update(WEB_VIEWS)

@@ -14,15 +14,15 @@ holds at most about one element per two pixels of width.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from custodes.defaults import NS
-from custodes.records import RecordedFinding
+from custodes.findings import ns_from_rfc3339
 
 if TYPE_CHECKING:
     from custodes.archive import Archive
@@ -95,23 +95,28 @@ def _seconds(ns: int) -> str:
     return f"{ns / NS:,.0f} s"
 
 
+def _gap_span(f: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(device, start, end) of a ``gap`` finding of the report's model; None for one edited out of shape (verify
+    names it; the report shows it open)."""
+    try:
+        device, a, b = f["device"], ns_from_rfc3339(f["start"]), ns_from_rfc3339(f["end"])
+    except (KeyError, ValueError):
+        return None
+    return (device, a, b) if isinstance(device, str) and b > a else None
+
+
 def timeline_of(
-    archive: Archive,
-    *,
-    device: str | None = None,
-    officer: str | None = None,
-    start: int,
-    end: int,
-    findings: Sequence[RecordedFinding] | None = None,
+    archive: Archive, *, device: str | None = None, officer: str | None = None, start: int, end: int
 ) -> Timeline:
     """The time line of ``device`` or ``officer`` (one of them) over [start, end) ns UTC: their recordings
-    (custodes.query.segments), the gaps among ``findings`` (default: custodes.query.findings of the same
-    filters) split into what custodes.tasks.Explanations explains and what it does not (a task's
-    ``gap_unexplained`` is unexplained as found), the windows of the tasks their devices served
-    (custodes.tasks.task_coverage), and each recording whose start a clock correction moved. Raises
-    custodes.query.QueryError for a device or officer the archive does not know."""
-    from custodes.query import findings as query_findings
+    (custodes.query.segments), each recording whose start a clock correction moved, the ``gap`` findings of
+    their devices (as the report reads them, custodes.reports) split into what custodes.tasks.Explanations
+    explains and what it does not, and the tasks their devices (or the officer) served (custodes.tasks.task_coverage)
+    with their ``gap_unexplained``. Raises custodes.query.QueryError for a device or officer the archive does
+    not know."""
+    from custodes.catalog import Scope
     from custodes.query import segments as query_segments
+    from custodes.reports import _catalog_findings
     from custodes.tasks import Explanations, task_coverage
 
     if (device is None) == (officer is None):
@@ -127,25 +132,28 @@ def timeline_of(
         if s.device_start is not None and s.device_start != s.start:
             moved = f"{s.name}: clock corrected by {_seconds(s.start - s.device_start)}"
             line.corrections.append(Mark(s.start, recording_href(s.id), moved))
-    if findings is None:
-        findings = list(query_findings(archive, device=device, officer=officer, start=start, end=end))
-    explanations = Explanations.of(archive)
-    for f in findings:
-        if f.start is None or f.end is None or f.end <= f.start:
-            continue
-        if f.kind == "gap_unexplained":
-            href = task_href(f.task) if f.task is not None else None
-            line.task_gaps.append(Span(f.start, f.end, href, f.message))
-        elif f.kind == "gap" and f.device is not None:
-            for a, b, why in explanations.within([f.device], f.start, f.end):
-                line.explained.append(Span(a, b, None, f"{f.device}: {why.get('cause')}: {why.get('note') or ''}"))
-            for a, b in explanations.unexplained([f.device], f.start, f.end):
-                line.unexplained.append(Span(a, b, None, f"{f.device}: {_seconds(b - a)} not recorded, no cause"))
+    if officer is not None:
+        devices |= set(archive.catalog.devices.of_officer(officer))
+    # A gap found before the window may reach into it: every gap of the devices up to the window's end, kept
+    # when it ends inside.
+    found = _catalog_findings(archive, Scope(sorted(devices), -(2**62), end), ("gap",)) if devices else []
+    gaps = [g for g in (_gap_span(f) for f in found) if g is not None and g[2] > start]
+    explanations = Explanations.of(archive) if gaps else None
+    for d, a0, b0 in gaps:
+        assert explanations is not None
+        for a, b, why in explanations.within([d], a0, b0):
+            line.explained.append(Span(a, b, None, f"{d}: {why.get('cause')}: {why.get('note') or ''}"))
+        for a, b in explanations.unexplained([d], a0, b0):
+            line.unexplained.append(Span(a, b, None, f"{d}: {_seconds(b - a)} not recorded, no cause"))
     for c in task_coverage(archive):
         t = c.task
         theirs = bool(devices & set(c.devices)) or (officer is not None and officer in t.officers)
-        if theirs and t.start < end and t.end > start:
-            line.tasks.append(Span(t.start, t.end, task_href(t.id), f"task {t.id} ({t.type})"))
+        if not theirs or t.start >= end or t.end <= start:
+            continue
+        line.tasks.append(Span(t.start, t.end, task_href(t.id), f"task {t.id} ({t.type})"))
+        for f in c.findings:  # the task's gap_unexplained, on its window
+            if f.start is not None and f.end is not None:
+                line.task_gaps.append(Span(f.start, f.end, task_href(t.id), f.message))
     return line
 
 

@@ -5,7 +5,8 @@ recordings and its findings over a window.
 Every route only reads (the per-thread archive of custodes.web.context.reading, never the write lock) and
 needs a visitor with a role in the policy (custodes.web.auth.visitor), as every read of the archive service
 does. The facts come from custodes.web.dashboard, custodes.web.svg and the query API (custodes.query); each list
-is bounded (counted in full, at most :data:`LISTED` rows shown), so a device of 10^5 recordings is still a page.
+shows its first :data:`LISTED` rows and says when there are more (the dashboard counts everything; the report
+counts a device's findings), so a device of 10^5 recordings is still a page.
 
 The window of a device or officer page is given by the query parameters ``start`` and ``end``: ns since 1970
 UTC (the time line's own links), or an ISO 8601 time (``2024-03-01T18:00``: in the archive's time zone when it
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -29,7 +31,6 @@ from custodes.catalog import Scope
 from custodes.defaults import NS, ns_from_datetime
 from custodes.errors import CustodesError
 from custodes.query import QueryError
-from custodes.records import RecordedFinding, Segment
 from custodes.timeline import zone_info
 from custodes.web.auth import Visitor, visitor
 from custodes.web.context import reading, render
@@ -40,8 +41,9 @@ from custodes.web.svg import COLOURS, timeline_of, timeline_svg
 __all__ = ["LISTED", "WEEK", "archive_zone", "device_href", "officer_href", "router"]
 
 router = APIRouter()
+T = TypeVar("T")
 
-#: Rows shown per list of a page (all are counted).
+#: Rows shown per list of a page.
 LISTED = 200
 #: The default window: the last seven days with recordings.
 WEEK = 7 * 86_400 * NS
@@ -102,11 +104,17 @@ def _window(archive: Archive, scope: Scope, start: str | None, end: str | None, 
     return lo, hi
 
 
-def _bounded(items: Any, limit: int = LISTED) -> tuple[list[Any], int]:
-    """The first ``limit`` items and how many there are in all."""
-    it = iter(items)
-    shown = list(itertools.islice(it, limit))
-    return shown, len(shown) + sum(1 for _ in it)
+def _first(items: Iterator[T], limit: int | None = None) -> tuple[list[T], bool]:
+    """The first ``limit`` of ``items``, and whether there are more. A page lists the first rows only: counting
+    every finding of a device of 10^5 would read them all (seconds), for a number the report gives anyway."""
+    limit = LISTED if limit is None else limit
+    try:
+        shown = list(itertools.islice(items, limit + 1))
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()  # a query walk drops its temporary table when it ends
+    return shown[:limit], len(shown) > limit
 
 
 def _kind_label(lang: str) -> Any:
@@ -120,10 +128,6 @@ def _kind_label(lang: str) -> Any:
             return kind
 
     return of
-
-
-#: The findings the time line draws (custodes.web.svg.timeline_of): every one of them is kept for it.
-_GAPS = ("gap", "gap_unexplained")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -148,14 +152,14 @@ def dashboard(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse
 @router.get("/devices", response_class=HTMLResponse)
 def devices(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse:  # noqa: B008
     archive = reading(request)
-    shown, count = _bounded(archive.devices(), 1000)
+    shown, more = _first(archive.devices(), 1000)
     zone = archive_zone(archive)
     return render(
         request,
         who,
         "devices.html",
         devices=shown,
-        count=count,
+        more=more,
         local=lambda ns: _local(ns, zone),
         device_href=device_href,
         officer_href=officer_href,
@@ -186,19 +190,9 @@ def _timeline_page(
         scope, here = Scope(catalog.devices.of_officer(officer), -(2**62), 2**62, officer), officer_href(officer)
     lo, hi = _window(archive, scope, start, end, zone)
     try:
-        listed: list[RecordedFinding] = []
-        gaps: list[RecordedFinding] = []
-        finding_count = 0
-        for f in archive.findings(device=device, officer=officer, start=lo, end=hi):
-            finding_count += 1
-            if len(listed) < LISTED:
-                listed.append(f)
-            if f.kind in _GAPS:
-                gaps.append(f)
-        line = timeline_of(archive, device=device, officer=officer, start=lo, end=hi, findings=gaps)
-        recordings: tuple[list[Segment], int] = _bounded(
-            archive.segments(device=device, officer=officer, start=lo, end=hi)
-        )
+        line = timeline_of(archive, device=device, officer=officer, start=lo, end=hi)
+        recordings, more_recordings = _first(archive.segments(device=device, officer=officer, start=lo, end=hi))
+        findings, more_findings = _first(archive.findings(device=device, officer=officer, start=lo, end=hi))
     except QueryError as e:
         raise HTTPException(400, str(e)) from None
     svg = timeline_svg(line, zone=zone, zoom=lambda a, b: f"{here}?start={a}&end={b}")
@@ -213,10 +207,10 @@ def _timeline_page(
         here=here,
         svg=Markup(svg),  # noqa: S704 - built by timeline_svg, every text in it escaped
         colours=COLOURS,
-        recordings=recordings[0],
-        recording_count=recordings[1],
-        findings=listed,
-        finding_count=finding_count,
+        recordings=recordings,
+        more_recordings=more_recordings,
+        findings=findings,
+        more_findings=more_findings,
         start_field=_field(lo, zone),
         end_field=_field(hi - 1, zone),
         window=(_local(lo, zone), _local(hi, zone)),
