@@ -42,7 +42,7 @@ _TASK_Y, _TASK_H = 4, 14
 _REC_Y, _REC_H = 22, 26
 _MARK_Y = 52
 _AXIS_Y = 66
-HEIGHT = 92
+HEIGHT = 100
 #: Task windows drawn at most (the rest are not: a device serves a handful of tasks a day).
 MAX_TASKS = 200
 
@@ -189,7 +189,26 @@ def _merged(
 
 
 #: Tick steps, seconds: the first that leaves at most :data:`_TICKS` ticks.
-_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400)
+_STEPS = (
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86400,
+    2 * 86400,
+    7 * 86400,
+    30 * 86400,
+)
 _TICKS = 8
 
 
@@ -201,7 +220,7 @@ def _ticks(lo: int, hi: int, zone: tzinfo) -> list[tuple[int, str]]:
         step = -(-span_s // _TICKS)
     offset = int((datetime.fromtimestamp(lo // NS, UTC).astimezone(zone).utcoffset() or timedelta()).total_seconds())
     first = -(-(lo // NS + offset) // step) * step - offset
-    fmt = "%m-%d" if step >= 86400 else ("%m-%d %H:%M" if span_s > 86400 else "%H:%M")
+    fmt = "%m-%d" if step >= 86400 else ("%m-%d %H:%M" if span_s > 86400 else ("%H:%M" if step >= 60 else "%H:%M:%S"))
     out = []
     for t in range(first, hi // NS + 1, step):
         out.append((t * NS, datetime.fromtimestamp(t, UTC).astimezone(zone).strftime(fmt)))

@@ -69,8 +69,8 @@ def _local(ns: int | None, zone: tzinfo) -> str:
 
 
 def _field(ns: int, zone: tzinfo) -> str:
-    """``ns`` as a date-time field's value, in ``zone``."""
-    return datetime.fromtimestamp(ns // NS, UTC).astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+    """``ns`` as a date-time field's value (to the second), in ``zone``."""
+    return datetime.fromtimestamp(ns // NS, UTC).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _bound(text: str | None, name: str, zone: tzinfo) -> int | None:
@@ -212,7 +212,7 @@ def _timeline_page(
         findings=findings,
         more_findings=more_findings,
         start_field=_field(lo, zone),
-        end_field=_field(hi - 1, zone),
+        end_field=_field(-(-hi // NS) * NS, zone),  # the window's end, rounded up to a whole second
         window=(_local(lo, zone), _local(hi, zone)),
         zone_name=datetime.fromtimestamp(lo // NS, UTC).astimezone(zone).tzname() or "",
         local=lambda ns: _local(ns, zone),
