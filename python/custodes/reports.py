@@ -19,7 +19,7 @@ import statistics
 import time
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any, Literal, TypedDict, cast
 
@@ -739,12 +739,13 @@ class _Facts:
         return _completeness_section(segments, self.findings, self.coverage, self.unexplained)
 
 
-def _catalog_findings(archive: Archive, period: Scope) -> list[dict[str, Any]]:
-    """The findings ingest recorded in the scope, each with its segment and that segment's ledger index (None
-    when the segment is not in the scope), in one pass. At 10^6 findings they are most of the model's memory:
-    their JSON is read in runs of one document (so each run shares its key strings), and the short values most
-    findings repeat (kind, severity, message, device) are shared too; a detail SQLite does not read as one JSON
-    object is parsed alone, as it always was, and fails or not as it always did."""
+def _catalog_findings(archive: Archive, period: Scope, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The findings ingest recorded in the scope (``kinds``: of these kinds only; None: all), each with its
+    segment and that segment's ledger index (None when the segment is not in the scope), in one pass. At 10^6
+    findings they are most of the model's memory: their JSON is read in runs of one document (so each run shares
+    its key strings), and the short values most findings repeat (kind, severity, message, device) are shared too; a
+    detail SQLite does not read as one JSON object is parsed alone, as it always was, and fails or not as it always
+    did."""
     out: list[dict[str, Any]] = []
     shared: dict[str, str] = {}
     run: list[tuple[Any, Any, str]] = []
@@ -770,7 +771,7 @@ def _catalog_findings(archive: Archive, period: Scope) -> list[dict[str, Any]]:
             out.append(f)
         run.clear()
 
-    for seg, ledger_index, detail, is_object in archive.catalog.findings.in_scope(period):
+    for seg, ledger_index, detail, is_object in archive.catalog.findings.in_scope(period, kinds):
         if not is_object:
             flush()
             run.append((seg, ledger_index, detail))

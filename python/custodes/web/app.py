@@ -256,4 +256,7 @@ def build_app(app: FastAPI) -> FastAPI:
     _install_errors(app)
     _install_login(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    from custodes.web import views
+
+    app.include_router(views.router)
     return app
