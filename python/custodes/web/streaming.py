@@ -1,0 +1,275 @@
+"""Footage to the browser's player: byte ranges of a stored object, and the view tickets that allow them.
+
+**Ranges** (RFC 9110 §14). One range is honoured: ``bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` (the last n).
+A ``Range`` header this module does not honour is ignored and the whole object is sent (200), as §14.2 lets
+a server do: several ranges (a player asks one at a time; a multipart answer would be a second way of
+sending the same bytes for no reader of ours), another unit, or a header that does not parse (a
+``last-pos`` before the ``first-pos`` is invalid, §14.1.1). A single range that parses but is not
+satisfiable (it starts at or after the end, or asks for the last 0 bytes) is :class:`RangeNotSatisfiable`:
+416 with ``Content-Range: bytes */SIZE`` (§15.5.17).
+
+**Ranged reads**: :func:`ranged` reads through :meth:`custodes.storage.ObjectStore.open` (the one way to stored
+bytes, local folder or bucket alike) in chunks of :data:`CHUNK`, so a stream holds one chunk in memory
+whatever the object's size.
+
+**View tickets**. A view starts inside an approved, unexpired ``view`` request: :func:`start_view` checks and
+logs it with :func:`custodes.access.grant_for` once (one access-log entry and ledger entry per view, action
+``stream``; a refusal is logged the same way), then hands out a random ticket bound to the account, the
+recording, the request, the object and an expiry (the request's window, at most :data:`TICKET_HOURS`). The
+player then asks ``/stream/TICKET`` for range after range; each is checked against the ticket alone (the
+visitor's account, the expiry), with no catalog read or write: a view is one entry in the log, not one per
+range. Tickets live in memory (:class:`Tickets`, per app, bounded): a restarted service forgets them and the
+visitor starts the view again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from custodes import access
+from custodes.archive import Archive
+from custodes.errors import CustodesError
+from custodes.identity import current_caller
+from custodes.storage import ObjectStore, StoreError
+
+__all__ = [
+    "CHUNK",
+    "TICKET_HOURS",
+    "ByteRange",
+    "RangeNotSatisfiable",
+    "Tickets",
+    "View",
+    "media_type",
+    "parse_range",
+    "ranged",
+    "start_view",
+]
+
+#: Bytes read and sent at a time: a player's range requests are served in a few of these, and ten streams at
+#: once hold ten of them.
+CHUNK = 2**20
+
+#: The longest a view ticket lasts, even inside a longer approval window: a page left open overnight does not
+#: keep a licence to the footage; the visitor starts the view again (a new access-log entry).
+TICKET_HOURS = 4
+
+# RFC 9110 §14.1.2: byte-range-spec = first-pos "-" [ last-pos ] / suffix-range = "-" suffix-length, each
+# 1*DIGIT; the unit is case-insensitive (§14.1), whitespace allowed around the set (OWS of the list rule).
+_ONE_RANGE = re.compile(r"^\s*bytes\s*=\s*(?:(\d+)\s*-\s*(\d*)|-\s*(\d+))\s*$", re.IGNORECASE | re.ASCII)
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes ``first`` to ``last`` (both included, as HTTP counts them) of an object of ``size`` bytes."""
+
+    first: int
+    last: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+    def content_range(self) -> str:
+        """The ``Content-Range`` value of a 206 answer."""
+        return f"bytes {self.first}-{self.last}/{self.size}"
+
+
+class RangeNotSatisfiable(CustodesError):
+    """A single byte range that starts at or past the object's end (or asks for its last 0 bytes): the answer
+    is 416 with ``Content-Range: bytes */SIZE``."""
+
+    kind = "range_not_satisfiable"
+
+    def __init__(self, header: str, size: int) -> None:
+        super().__init__(f"Range {header!r} is outside the recording's {size} bytes")
+        self.size = size
+
+    def content_range(self) -> str:
+        return f"bytes */{self.size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The range ``header`` (a ``Range`` value) asks of an object of ``size`` bytes, clamped to the object; None
+    when the whole object is to be sent (no header, or one this module ignores: see the module's docstring);
+    :class:`RangeNotSatisfiable` when it is one range outside the object."""
+    if header is None:
+        return None
+    m = _ONE_RANGE.match(header)
+    if m is None:
+        return None  # several ranges, another unit, or not a range at all: ignored (RFC 9110 §14.2)
+    first, last, suffix = m.groups()
+    if suffix is not None:
+        n = int(suffix)
+        if n == 0:
+            raise RangeNotSatisfiable(header, size)
+        if size == 0:
+            return None  # the last n bytes of nothing: the whole (empty) object
+        return ByteRange(max(0, size - n), size - 1, size)
+    start = int(first)
+    if last != "" and int(last) < start:
+        return None  # invalid (§14.1.1): ignored
+    if start >= size:
+        raise RangeNotSatisfiable(header, size)
+    return ByteRange(start, size - 1 if last == "" else min(int(last), size - 1), size)
+
+
+def ranged(store: ObjectStore, digest: str, first: int, last: int) -> Iterator[bytes]:
+    """Bytes ``first`` to ``last`` (included) of object ``digest``, in chunks of at most :data:`CHUNK`: memory
+    stays flat whatever the range. An object shorter than the range (damaged since it was stored) raises
+    StoreError once what it has was sent, so the answer is cut short, never padded or passed off as whole."""
+    left = last - first + 1
+    if left <= 0:
+        return
+    with store.open(digest, first, left) as f:
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise StoreError(
+                    f"{store.describe(digest)}: ended {left} bytes before byte {last + 1}; run `custodes verify`"
+                )
+            left -= len(chunk)
+            yield chunk
+
+
+#: What a recording's file name says its bytes are. Only audio and video types: anything else is sent as
+#: application/octet-stream, so a stored file named .html or .svg is never rendered as a page of this site.
+_MEDIA_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".qt": "video/quicktime",
+    ".avi": "video/x-msvideo",
+    ".mkv": "video/x-matroska",
+    ".webm": "video/webm",
+    ".ts": "video/mp2t",
+    ".mts": "video/mp2t",
+    ".m2ts": "video/mp2t",
+    ".3gp": "video/3gpp",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".amr": "audio/amr",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".flac": "audio/flac",
+}
+
+
+def media_type(name: str) -> str:
+    """The ``Content-Type`` of a recording named ``name`` (its original file name)."""
+    dot = name.rfind(".")
+    return _MEDIA_TYPES.get(name[dot:].lower(), "application/octet-stream") if dot >= 0 else "application/octet-stream"
+
+
+# ---- view tickets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """What a ticket lets its holder stream: one recording's object, for the account that started the view,
+    under the request that allowed it, until ``expires_ns``."""
+
+    account: str
+    segment: int
+    request: int
+    digest: str
+    size: int
+    name: str
+    expires_ns: int
+
+    def open_at(self, now: int) -> bool:
+        return now < self.expires_ns
+
+
+class Tickets:
+    """The view tickets one app has handed out, in memory: at most ``limit``; expired ones are dropped as new
+    ones come, and when full the one closest to its expiry makes room (its player has to start the view
+    again, which is logged again: never a silent extension)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._views: dict[str, View] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def issue(self, view: View, now: int | None = None) -> str:
+        """A new random ticket (256 bits, URL-safe) for ``view``."""
+        ticket = secrets.token_urlsafe(32)
+        now = time.time_ns() if now is None else now
+        with self._lock:
+            for t in [t for t, v in self._views.items() if not v.open_at(now)]:
+                del self._views[t]
+            while len(self._views) >= self._limit:
+                del self._views[min(self._views, key=lambda t: self._views[t].expires_ns)]
+            self._views[ticket] = view
+        return ticket
+
+    def check(self, ticket: str, account: str, now: int | None = None) -> View | None:
+        """The view of ``ticket`` if ``account`` started it and it has not expired; None otherwise (an unknown
+        ticket, another account's, or an expired one, which is dropped)."""
+        now = time.time_ns() if now is None else now
+        with self._lock:
+            view = self._views.get(ticket)
+            if view is not None and not view.open_at(now):
+                del self._views[ticket]
+                return None
+        if view is None or not secrets.compare_digest(view.account, account):
+            return None
+        return view
+
+
+def view_request(archive: Archive, segment: int, now: int | None = None) -> int | None:
+    """The current person's approved, unexpired ``view`` request that names ``segment`` (the one open longest,
+    when there are several), or None."""
+    person = access.current_person(archive)
+    now = time.time_ns() if now is None else now
+    best: tuple[int, int] | None = None
+    for row in archive.catalog.access.all():
+        if row.requester != person or row.status != "approved" or row.purpose != "view":
+            continue
+        until = row.valid_until_ns if row.valid_until_ns is not None else 2**63 - 1
+        if until <= now or segment not in json.loads(row.segments):
+            continue
+        if best is None or until > best[1]:
+            best = (row.id, until)
+    return None if best is None else best[0]
+
+
+def start_view(archive: Archive, tickets: Tickets, segment: int, request_id: int | None = None) -> tuple[str, View]:
+    """Start a view of recording ``segment`` by the current person (run it acting as them: custodes.identity)
+    under ``request_id``, or their approved view request that names it: the one access-log entry of the view
+    (action ``stream``, checked and logged by :func:`custodes.access.grant_for`, as ``access open`` is), then a
+    ticket. Raises :class:`custodes.access.AccessDenied`, the refusal logged, when no request allows it."""
+    if request_id is None:
+        request_id = view_request(archive, segment)
+        if request_id is None:
+            raise access.refuse(
+                archive,
+                None,
+                "stream",
+                segment,
+                f"no approved, unexpired view request of {access.current_person(archive)}'s names recording "
+                f"{segment}; request access first",
+            )
+    req = access.grant_for(archive, request_id, [segment], "view", "stream")
+    recorded = archive.catalog.segments.name_and_object(segment)
+    stored = None if recorded is None else archive.catalog.objects.get(recorded[1])
+    if recorded is None or stored is None:  # grant_for refused unknown and purged recordings
+        raise CustodesError(f"recording {segment} has no stored object; run `custodes verify`")
+    now = time.time_ns()
+    until = now + TICKET_HOURS * 3600 * 10**9
+    if req.valid_until is not None:
+        until = min(until, req.valid_until)
+    name, digest = recorded
+    view = View(current_caller().account, segment, request_id, digest, stored.size, name, until)
+    return tickets.issue(view, now), view

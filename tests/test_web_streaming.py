@@ -1,0 +1,311 @@
+"""Footage to the browser's player (custodes.web.streaming): RFC 9110 ranges against the stored bytes, flat memory
+for a 4 GiB object, and view tickets started inside an approved window, each view one access-log entry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from custodes import access
+from custodes.archive import Archive, open_archive
+from custodes.builtin.storage import LocalStore
+from custodes.catalog.custody import AccessLogRow
+from custodes.identity import Caller, acting_as
+from custodes.storage import Put
+from custodes.web import streaming
+from custodes.web.streaming import ByteRange, RangeNotSatisfiable, Tickets, View, parse_range, ranged
+from helpers import FOOTAGE
+
+
+@contextmanager
+def as_tool(account: str) -> Iterator[Caller]:
+    """Act as a local account the web front end authenticated (custodes.identity: via ``tool``)."""
+    with acting_as(Caller(None, account, "tool")) as caller:
+        yield caller
+
+
+def stored_bytes(archive: Archive, segment: int) -> tuple[str, str, bytes]:
+    """(original name, digest, every byte of the stored object) of ``segment``."""
+    recorded = archive.catalog.segments.name_and_object(segment)
+    assert recorded is not None
+    name, digest = recorded
+    with archive.store.open(digest) as f:
+        return name, digest, f.read()
+
+
+def streamed(archive: Archive, digest: str, r: ByteRange) -> bytes:
+    chunks = list(ranged(archive.store, digest, r.first, r.last))
+    assert all(0 < len(c) <= streaming.CHUNK for c in chunks)
+    return b"".join(chunks)
+
+
+def log_rows(archive: Archive, action: str) -> list[AccessLogRow]:
+    return [r for r in archive.catalog.access.log_in_period(0, 2**63 - 1) if r.action == action]
+
+
+def window_end(archive: Archive, request_id: int) -> int:
+    row = archive.catalog.access.get(request_id)
+    assert row is not None and row.valid_until_ns is not None
+    return row.valid_until_ns
+
+
+# ---- ranges ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "want"),
+    [
+        ("bytes=0-0", (0, 0)),
+        ("bytes=0-99", (0, 99)),
+        ("bytes=10-", (10, 999)),
+        ("bytes=-1", (999, 999)),
+        ("bytes=-250", (750, 999)),
+        ("bytes=-5000", (0, 999)),  # longer than the object: the whole of it (§14.1.3)
+        ("bytes=990-5000", (990, 999)),  # past the end: clamped
+        ("bytes=999-999", (999, 999)),
+        ("BYTES = 5 - 6 ", (5, 6)),  # the unit is case-insensitive, whitespace allowed
+    ],
+)
+def test_one_range_is_honoured(header: str, want: tuple[int, int]) -> None:
+    r = parse_range(header, 1000)
+    assert r is not None and (r.first, r.last) == want
+    assert r.length == want[1] - want[0] + 1
+    assert r.content_range() == f"bytes {want[0]}-{want[1]}/1000"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "bytes=0-1,5-6",  # several ranges: the whole object (RFC 9110 §14.2 lets a server ignore Range)
+        "bytes=-1,0-0",
+        "items=0-1",  # another unit
+        "bytes=5-4",  # last-pos before first-pos: invalid (§14.1.1), ignored
+        "bytes=",
+        "bytes=-",
+        "bytes=a-b",
+        "bytes=1.5-3",
+        "bytes=0x10-",
+        "bytes=\u0661-",  # an Arabic-Indic digit one: not a DIGIT of the grammar
+        "0-99",
+    ],
+)
+def test_a_range_not_honoured_is_the_whole_object(header: str | None) -> None:
+    assert parse_range(header, 1000) is None
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=1000-2000", "bytes=5000-6000", "bytes=-0"])
+def test_an_unsatisfiable_range_is_416_with_the_size(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiable) as e:
+        parse_range(header, 1000)
+    assert e.value.content_range() == "bytes */1000"
+
+
+def test_an_empty_object_has_no_satisfiable_range() -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range("bytes=0-0", 0)
+    assert parse_range("bytes=-10", 0) is None  # the last 10 bytes of nothing: the (empty) whole
+
+
+def test_ranges_agree_byte_for_byte_with_the_stored_recording(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        for segment in (1, 2, 3):
+            name, digest, whole = stored_bytes(a, segment)
+            original = next(FOOTAGE.rglob(os.path.basename(name)))
+            assert whole == original.read_bytes()  # the stored object is the file ingested, unaltered
+            size = len(whole)
+            assert size > 3 * 1000
+            headers = [
+                "bytes=0-0",  # first byte
+                "bytes=0-1023",  # first range
+                f"bytes={size // 2 - 500}-{size // 2 + 499}",  # middle
+                f"bytes={size - 1}-{size - 1}",  # last byte
+                f"bytes={size - 1000}-{size - 1}",  # last range
+                "bytes=-1",  # suffix: the last byte
+                "bytes=-777",  # suffix
+                f"bytes=-{size + 10}",  # suffix longer than the object
+                f"bytes={size // 3}-",  # open-ended
+                f"bytes=17-{size * 2}",  # past the end: clamped
+            ]
+            for header in headers:
+                r = parse_range(header, size)
+                assert r is not None
+                assert streamed(a, digest, r) == whole[r.first : r.last + 1], (segment, header)
+            full = ByteRange(0, size - 1, size)
+            assert streamed(a, digest, full) == whole
+
+
+def test_a_range_of_one_chunk_and_one_byte_comes_in_two_chunks(tmp_path: Path) -> None:
+    store = LocalStore.connect(tmp_path / "store", {})
+    data = os.urandom(streaming.CHUNK + 1)
+    spooled = store.spool / "object"
+    spooled.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    assert store.put_many([Put(spooled, len(data), {"sha256": digest})]) == [True]
+    chunks = list(ranged(store, digest, 0, len(data) - 1))
+    assert [len(c) for c in chunks] == [streaming.CHUNK, 1]
+    assert b"".join(chunks) == data
+    assert b"".join(ranged(store, digest, 5, 4)) == b""  # nothing asked, nothing opened
+
+
+def test_a_stored_object_shorter_than_asked_is_cut_short_not_padded(tmp_path: Path) -> None:
+    store = LocalStore.connect(tmp_path / "store", {})
+    data = b"x" * 100
+    spooled = store.spool / "object"
+    spooled.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    store.put_many([Put(spooled, len(data), {"sha256": digest})])
+    got = bytearray()
+    with pytest.raises(streaming.StoreError, match="ended 50 bytes before byte 150"):
+        for chunk in ranged(store, digest, 0, 149):
+            got += chunk
+    assert got == data
+
+
+def test_a_4_gib_object_streams_whole_with_flat_memory(tmp_path: Path) -> None:
+    """A sparse 4 GiB file put in a local store through the store API, streamed whole: the bytes hash to the
+    object's name and Python's peak allocation stays far below one percent of the object."""
+    size = 4 * 2**30
+    store = LocalStore.connect(tmp_path / "store", {})
+    spooled = store.spool / "sparse"
+    with open(spooled, "wb") as f:
+        f.truncate(size)  # a hole: no disk space, every byte zero
+    zeros = bytes(2**20)
+    expected = hashlib.sha256()
+    for _ in range(size // len(zeros)):
+        expected.update(zeros)
+    digest = expected.hexdigest()
+    assert store.put_many([Put(spooled, size, {"sha256": digest})]) == [True]
+    assert store.stat(digest).size == size
+    got = hashlib.sha256()
+    count = 0
+    tracemalloc.start()
+    try:
+        for chunk in ranged(store, digest, 0, size - 1):
+            got.update(chunk)
+            count += len(chunk)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == size
+    assert got.hexdigest() == digest
+    assert peak < 16 * 2**20, f"peak {peak} bytes"
+    # and a range at the very end of it, past 2**32
+    assert list(ranged(store, digest, size - 3, size - 1)) == [b"\0\0\0"]
+
+
+# ---- media types -------------------------------------------------------------------------------
+
+
+def test_the_content_type_comes_from_the_name_and_is_only_ever_media() -> None:
+    assert streaming.media_type("VID_0001.MP4") == "video/mp4"
+    assert streaming.media_type("bt601.mov") == "video/quicktime"
+    assert streaming.media_type("call.wav") == "audio/wav"
+    for hostile in ("page.html", "x.svg", "script.js", "noextension", "a.mp4.html"):
+        assert streaming.media_type(hostile) == "application/octet-stream"
+
+
+# ---- view tickets ------------------------------------------------------------------------------
+
+
+def approved_view(a: Archive, segments: list[int], requester: str = "carol", hours: float | None = None) -> int:
+    with as_tool(requester):
+        req = access.request_access(a, segments, "complaint 2024-17 review", "view")
+    with as_tool("bob"):
+        access.approve(a, req.id, hours)
+    return req.id
+
+
+def test_a_view_is_one_access_log_entry_and_a_ticket_bound_to_its_account(cli_archive: Path) -> None:
+    tickets = Tickets()
+    with open_archive(cli_archive) as a:
+        rid = approved_view(a, [1, 3])
+        _name, digest, whole = stored_bytes(a, 3)
+        with as_tool("carol"):
+            ticket, view = streaming.start_view(a, tickets, 3)  # the request is found by its segment
+        assert (view.account, view.segment, view.request, view.digest, view.size) == (
+            "carol",
+            3,
+            rid,
+            digest,
+            len(whole),
+        )
+        assert view.expires_ns <= window_end(a, rid)
+        assert view.expires_ns <= time.time_ns() + streaming.TICKET_HOURS * 3600 * 10**9
+        logged = log_rows(a, "stream")
+        assert [(r.person, r.segment_id, r.ok, r.request_id) for r in logged] == [("carol", 3, 1, rid)]
+        # each range is checked against the ticket alone: no further entry however many ranges are read
+        seq = a.catalog.ledger.size()
+        for _ in range(5):
+            assert tickets.check(ticket, "carol") == view
+        assert a.catalog.ledger.size() == seq
+        assert tickets.check(ticket, "dave") is None  # another visitor's ticket is no ticket for them
+        assert tickets.check(ticket + "x", "carol") is None
+        assert len(ticket) >= 43  # 256 random bits
+
+
+def test_a_ticket_never_outlasts_its_window(cli_archive: Path) -> None:
+    tickets = Tickets()
+    with open_archive(cli_archive) as a:
+        rid = approved_view(a, [2], hours=0.5)
+        with as_tool("carol"):
+            ticket, view = streaming.start_view(a, tickets, 2, rid)
+        assert view.expires_ns == window_end(a, rid)
+        assert tickets.check(ticket, "carol", now=view.expires_ns - 1) == view
+        assert tickets.check(ticket, "carol", now=view.expires_ns) is None
+        assert len(tickets) == 0  # an expired ticket is dropped
+        assert tickets.check(ticket, "carol") is None
+
+
+def test_no_window_no_view_and_the_refusal_is_logged(cli_archive: Path) -> None:
+    tickets = Tickets()
+    with open_archive(cli_archive) as a:
+        with as_tool("carol"):
+            with pytest.raises(access.AccessDenied, match="no approved, unexpired view request of carol's"):
+                streaming.start_view(a, tickets, 1)
+        with as_tool("carol"):
+            pending = access.request_access(a, [1], "complaint", "view")
+            with pytest.raises(access.AccessDenied, match=f"request {pending.id} is pending"):
+                streaming.start_view(a, tickets, 1, pending.id)
+        rid = approved_view(a, [2])
+        with as_tool("carol"):
+            with pytest.raises(access.AccessDenied, match=r"segment\(s\) \[1\] are not in request"):
+                streaming.start_view(a, tickets, 1, rid)
+        with as_tool("dave"):  # dave's role may view, but the request is carol's
+            with pytest.raises(access.AccessDenied, match="carol's, not dave's"):
+                streaming.start_view(a, tickets, 2, rid)
+        refusals = [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")]
+        assert refusals == [("carol", 1, 0), ("carol", 1, 0), ("carol", 1, 0), ("dave", 2, 0)]
+        assert len(tickets) == 0
+
+
+def test_an_export_request_does_not_open_a_view(cli_archive: Path) -> None:
+    tickets = Tickets()
+    with open_archive(cli_archive) as a:
+        with as_tool("carol"):
+            req = access.request_access(a, [1], "case file", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id)
+        with as_tool("carol"):
+            with pytest.raises(access.AccessDenied, match="no approved, unexpired view request"):
+                streaming.start_view(a, tickets, 1)
+            with pytest.raises(access.AccessDenied, match="approved for export, not view"):
+                streaming.start_view(a, tickets, 1, req.id)
+
+
+def test_tickets_are_bounded_and_make_room_by_expiry() -> None:
+    tickets = Tickets(limit=3)
+    views = [View("carol", 1, 1, "0" * 64, 10, "a.mp4", expires_ns=1000 + i) for i in range(4)]
+    issued = [tickets.issue(v, now=0) for v in views]
+    assert len(tickets) == 3
+    assert tickets.check(issued[0], "carol", now=0) is None  # the one closest to its expiry made room
+    assert [tickets.check(t, "carol", now=0) for t in issued[1:]] == views[1:]
+    tickets.issue(views[0], now=1002)  # the expired ones are dropped as a new one comes
+    assert len(tickets) == 2
