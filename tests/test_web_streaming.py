@@ -4,7 +4,10 @@ for a 4 GiB object, and view tickets started inside an approved window, each vie
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
+import tarfile
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -13,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from custodes import access
-from custodes.archive import Archive, open_archive
+from custodes import access, retention
+from custodes.archive import Archive, ArchiveError, open_archive, owned_output
+from custodes.bags import validate_bag
 from custodes.builtin.storage import LocalStore
 from custodes.catalog.custody import AccessLogRow
+from custodes.errors import CustodesError
+from custodes.export import export_case
 from custodes.identity import Caller, acting_as
 from custodes.storage import Put
 from custodes.web import streaming
@@ -309,3 +315,86 @@ def test_tickets_are_bounded_and_make_room_by_expiry() -> None:
     assert [tickets.check(t, "carol", now=0) for t in issued[1:]] == views[1:]
     tickets.issue(views[0], now=1002)  # the expired ones are dropped as a new one comes
     assert len(tickets) == 2
+
+
+# ---- export bags for download ------------------------------------------------------------------
+
+
+def exported_case(a: Archive, requester: str = "carol") -> tuple[int, int]:
+    """Case C-7 (segments 1 and 3) linked by alice, exported through the web's folder by ``requester`` under an
+    export request bob approved: (request, export entry)."""
+    with as_tool("alice"):
+        retention.link_case(a, "C-7", [1, 3], None)
+    with as_tool(requester):
+        req = access.request_access(a, [1, 3], "case file for the prosecutor", "export")
+    with as_tool("bob"):
+        access.approve(a, req.id)
+    with as_tool(requester):
+        return req.id, streaming.export_for_download(a, "C-7", req.id, "Body camera footage of the stop")
+
+
+def untar(tar: streaming.BagTar, into: Path) -> Path:
+    data = b"".join(tar.chunks())
+    assert len(data) == tar.size and tar.size % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        t.extractall(into, filter="data")
+    return into
+
+
+def test_a_web_export_is_kept_in_the_archive_and_downloads_as_a_valid_bag(cli_archive: Path, tmp_path: Path) -> None:
+    with open_archive(cli_archive) as a:
+        rid, export = exported_case(a)
+        entry = json.loads(a.catalog.ledger.entry(export) or b"{}")
+        assert (entry["type"], entry["case"], entry["request"], entry["segments"]) == ("export", "C-7", rid, [1, 3])
+        bag = cli_archive / "exports" / str(export)
+        assert validate_bag(bag).valid
+        assert [p.name for p in (cli_archive / "exports").iterdir()] == [str(export)]  # no staging left
+        with as_tool("carol"):
+            download = streaming.open_download(a, export)
+        assert (download.export, download.case, download.bag) == (export, "C-7", bag)
+        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "download")] == [("carol", 1, 1), ("carol", 3, 1)]
+        tar = streaming.bag_tar(download.bag, f"export-{export}")
+        out = untar(tar, tmp_path / "downloaded")
+        report = validate_bag(out / f"export-{export}", a.verifier_key)
+        assert report.valid, report.problems
+        for f in bag.rglob("*"):  # every file, byte for byte
+            if f.is_file():
+                assert (out / f"export-{export}" / f.relative_to(bag)).read_bytes() == f.read_bytes()
+
+
+def test_a_bag_is_only_for_the_person_the_export_was_approved_for(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        _rid, export = exported_case(a)
+        with as_tool("dave"):
+            with pytest.raises(access.AccessDenied, match="carol's, not dave's"):
+                streaming.open_download(a, export)
+        with as_tool("carol"):
+            with pytest.raises(CustodesError, match="no export 1 in this archive's ledger"):
+                streaming.open_download(a, 1)  # an entry that is not an export
+            with pytest.raises(CustodesError, match="no export 99999"):
+                streaming.open_download(a, 99999)
+        assert [(r.person, r.ok) for r in log_rows(a, "download")] == [("dave", 0)]
+
+
+def test_a_bag_with_a_link_planted_in_it_is_not_served(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        _rid, export = exported_case(a)
+        bag = cli_archive / "exports" / str(export)
+        (bag / "data" / "planted").symlink_to(cli_archive / "private")
+        with pytest.raises(CustodesError, match="planted: not a plain file or folder"):
+            streaming.bag_tar(bag, "x")
+
+
+def test_the_export_folder_is_the_only_place_inside_the_archive_an_export_may_go(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        with as_tool("alice"):
+            retention.link_case(a, "C-7", [1], None)
+        with as_tool("carol"):
+            req = access.request_access(a, [1], "case file", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id)
+        with as_tool("carol"), pytest.raises(ArchiveError, match="inside the archive"):
+            export_case(a, "C-7", req.id, cli_archive / "exports" / "mine")  # a path a person names: refused
+        with pytest.raises(ArchiveError, match="not a folder of"):
+            with owned_output(a, cli_archive / "objects"):
+                pass

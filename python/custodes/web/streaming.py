@@ -20,32 +20,56 @@ player then asks ``/stream/TICKET`` for range after range; each is checked again
 visitor's account, the expiry), with no catalog read or write: a view is one entry in the log, not one per
 range. Tickets live in memory (:class:`Tickets`, per app, bounded): a restarted service forgets them and the
 visitor starts the view again.
+
+**Export bags for download**. The web page has no folder of the person's to write a bag to (the CLI writes
+one where its caller says; the service stages it in the request's outbox and hands it over at once). So an
+export made through the page (:func:`export_for_download`) runs the same :func:`custodes.export.export_case`
+into a new folder of the archive's own ``exports/`` (custodes.archive.exports_folder), named, once written,
+by the export's ledger entry: ``exports/<entry>/``. The requester downloads it as an uncompressed tar built
+on the fly (:func:`bag_tar`: headers computed, files read a chunk at a time, so memory stays flat and the
+length is known before the first byte); each download is checked and logged by
+:func:`custodes.access.grant_for` under the export request (action ``download``): only the person the
+export was approved for, only while its window is open. A crash between the export and the rename leaves a
+``new-*`` folder, which is not served.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import secrets
+import stat
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from custodes import access
-from custodes.archive import Archive
+from custodes._durable import fsync_dir
+from custodes.archive import Archive, exports_folder, owned_output
 from custodes.errors import CustodesError
+from custodes.export import export_case
 from custodes.identity import current_caller
 from custodes.storage import ObjectStore, StoreError
 
 __all__ = [
     "CHUNK",
+    "BagTar",
+    "Download",
     "TICKET_HOURS",
     "ByteRange",
     "RangeNotSatisfiable",
     "Tickets",
     "View",
+    "bag_tar",
+    "export_for_download",
     "media_type",
+    "open_download",
     "parse_range",
     "ranged",
     "start_view",
@@ -273,3 +297,140 @@ def start_view(archive: Archive, tickets: Tickets, segment: int, request_id: int
     name, digest = recorded
     view = View(current_caller().account, segment, request_id, digest, stored.size, name, until)
     return tickets.issue(view, now), view
+
+
+# ---- export bags for download ----------------------------------------------------------------
+
+
+def export_for_download(archive: Archive, case: str, request_id: int, description: str = "") -> int:
+    """Export ``case`` under ``request_id`` as the current person (custodes.export.export_case: its checks, its
+    ledger entries) into the archive's ``exports/`` folder, for download; returns the export's ledger entry,
+    which names the bag (``exports/<entry>/``) and the download (``/exports/<entry>/bag.tar``)."""
+    folder = exports_folder(archive)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    target = folder / f"new-{time.time_ns()}-{secrets.token_hex(4)}"
+    with owned_output(archive, target):
+        export_case(archive, case, request_id, target, description)
+    entry = _export_entry_of(target)
+    os.rename(target, folder / str(entry))
+    fsync_dir(folder)
+    return entry
+
+
+def _export_entry_of(bag: Path) -> int:
+    """The ledger index of the ``export`` entry a bag's own custody files prove (the bag was just written)."""
+    for line in (bag / "custody" / "ledger-entries.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if json.loads(base64.b64decode(row["entry"])).get("type") == "export":
+            return int(row["index"])
+    raise CustodesError(f"{bag}: the bag holds no export entry")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A bag its requester may download now: the export's ledger entry, its case, and the bag's folder."""
+
+    export: int
+    case: str
+    bag: Path
+
+
+def open_download(archive: Archive, export: int) -> Download:
+    """The bag of export ``export`` for the current person, the download checked and logged by
+    :func:`custodes.access.grant_for` under the export's request (action ``download``: the requester only,
+    while the request is approved and unexpired, for every recording of the bag); a refusal is logged and
+    raised as :class:`custodes.access.AccessDenied`. An export that is not in the ledger, or whose bag the web
+    page did not write (an export by the CLI went to its caller's folder), is a CustodesError, before anything
+    is logged."""
+    data = archive.catalog.ledger.entry(export) if export >= 0 else None
+    entry: dict[str, Any] = json.loads(data) if data is not None else {}
+    if entry.get("type") != "export":
+        raise CustodesError(f"no export {export} in this archive's ledger")
+    bag = exports_folder(archive) / str(export)
+    if bag.is_symlink() or not bag.is_dir():
+        raise CustodesError(
+            f"export {export} (case {entry.get('case')}) was not made through the web page, so its bag is not "
+            "kept in the archive; it went to the folder its exporter named"
+        )
+    segments = [int(s) for s in entry.get("segments", [])]
+    access.grant_for(archive, int(entry["request"]), segments, "export", "download")
+    return Download(export, str(entry.get("case")), bag)
+
+
+@dataclass(frozen=True)
+class BagTar:
+    """An uncompressed POSIX (pax) tar of a bag, ready to send: its exact ``size`` in bytes, and its bytes
+    from :meth:`chunks`, made as they are sent."""
+
+    size: int
+    members: tuple[tuple[bytes, Path | None, int], ...]  # (header, the file or None for a folder, its size)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The tar's bytes: each header, then the file a chunk at a time and its padding, then the end."""
+        sent = 0
+        for header, path, size in self.members:
+            yield header
+            sent += len(header)
+            if path is not None:
+                yield from _file_chunks(path, size)
+                sent += size + _padding(size)
+                if _padding(size):
+                    yield bytes(_padding(size))
+        yield bytes(self.size - sent)  # two zero blocks, and zeros to the end of the last record
+
+
+def bag_tar(bag: Path, top: str) -> BagTar:
+    """The tar of the bag folder ``bag``, its entries under ``top/`` (what a person's ``tar -x`` makes), in
+    name order. A link or anything but a plain file or folder inside the bag is refused (the web page wrote
+    the bag; something else put it there)."""
+    members: list[tuple[bytes, Path | None, int]] = []
+    size = 0
+    for rel, path, st in _walk(bag):
+        info = tarfile.TarInfo(f"{top}/{rel}" if rel else top)
+        info.mtime = int(st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            members.append((info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), None, 0))
+        else:
+            info.size, info.mode = st.st_size, 0o644
+            members.append((info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), path, st.st_size))
+            size += st.st_size + _padding(st.st_size)
+        size += len(members[-1][0])
+    size += 2 * tarfile.BLOCKSIZE
+    size += -size % tarfile.RECORDSIZE
+    return BagTar(size, tuple(members))
+
+
+def _walk(bag: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(path relative to the bag, path, lstat) of the bag's folder and everything in it, folders before their
+    contents, names in order; never through a link."""
+    pending = [("", bag)]
+    while pending:
+        rel, path = pending.pop()
+        st = os.lstat(path)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise CustodesError(f"{path}: not a plain file or folder; the bag is not served")
+        yield rel, path, st
+        if stat.S_ISDIR(st.st_mode):
+            names = sorted(os.listdir(path), reverse=True)
+            pending += [(f"{rel}/{n}" if rel else n, path / n) for n in names]
+
+
+def _padding(size: int) -> int:
+    return -size % tarfile.BLOCKSIZE
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    """``size`` bytes of the file at ``path`` (never through a link), a chunk at a time; a file that changed
+    size since the tar's headers were made stops the download (the headers promised other bytes)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        left = size
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+        if left or f.read(1):
+            raise CustodesError(f"{path}: changed while the bag was sent")
