@@ -3,10 +3,12 @@ for a 4 GiB object, and view tickets started inside an approved window, each vie
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
 import tracemalloc
@@ -15,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from custodes import access, retention
+from custodes import access, proofs, retention
 from custodes.archive import Archive, ArchiveError, open_archive, owned_output
 from custodes.bags import validate_bag
 from custodes.builtin.storage import LocalStore
@@ -25,7 +28,8 @@ from custodes.errors import CustodesError
 from custodes.export import export_case
 from custodes.identity import Caller, acting_as
 from custodes.storage import Put
-from custodes.web import streaming
+from custodes.web import create_app, streaming
+from custodes.web.accounts import add_account, secret_digest
 from custodes.web.streaming import ByteRange, RangeNotSatisfiable, Tickets, View, parse_range, ranged
 from helpers import FOOTAGE
 
@@ -353,13 +357,12 @@ def test_a_web_export_is_kept_in_the_archive_and_downloads_as_a_valid_bag(cli_ar
             download = streaming.open_download(a, export)
         assert (download.export, download.case, download.bag) == (export, "C-7", bag)
         assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "download")] == [("carol", 1, 1), ("carol", 3, 1)]
-        tar = streaming.bag_tar(download.bag, f"export-{export}")
-        out = untar(tar, tmp_path / "downloaded")
-        report = validate_bag(out / f"export-{export}", a.verifier_key)
+        out = untar(download.tar, tmp_path / "downloaded")
+        report = validate_bag(out / f"custodes-export-{export}", a.verifier_key)
         assert report.valid, report.problems
         for f in bag.rglob("*"):  # every file, byte for byte
             if f.is_file():
-                assert (out / f"export-{export}" / f.relative_to(bag)).read_bytes() == f.read_bytes()
+                assert (out / f"custodes-export-{export}" / f.relative_to(bag)).read_bytes() == f.read_bytes()
 
 
 def test_a_bag_is_only_for_the_person_the_export_was_approved_for(cli_archive: Path) -> None:
@@ -398,3 +401,197 @@ def test_the_export_folder_is_the_only_place_inside_the_archive_an_export_may_go
         with pytest.raises(ArchiveError, match="not a folder of"):
             with owned_output(a, cli_archive / "objects"):
                 pass
+
+
+# ---- the routes, through FastAPI's TestClient --------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def web_for(arch: Path) -> TestClient:
+    return TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
+
+
+def with_accounts(arch: Path, *names: str) -> Path:
+    with open_archive(arch) as a:  # the archive's owner adds the local accounts (the tests run as root)
+        for name in names:
+            add_account(a, name, PASSWORD)
+    return arch
+
+
+def logged_in(web: TestClient, name: str) -> str:
+    """Log ``name`` in through the login form; returns their session's CSRF token (what every page carries)."""
+    form = web.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    answer = web.post("/login", data={"name": name, "password": PASSWORD, "csrf": token.group(1), "next": "/whoami"})
+    assert answer.status_code == 303, answer.text
+    session = web.app.state.custodes.store.session(secret_digest(web.cookies["custodes_session"]))
+    return session.csrf
+
+
+HTML = {"Accept": "text/html"}
+
+
+def test_a_viewer_without_an_approved_window_is_refused_and_it_is_logged(cli_archive: Path) -> None:
+    web = web_for(with_accounts(cli_archive, "carol"))
+    csrf = logged_in(web, "carol")
+    no_csrf = web.post("/recordings/1/view", headers=HTML)
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+    answer = web.post("/recordings/1/view", data={"csrf": csrf}, headers=HTML)
+    assert answer.status_code == 403
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "no approved, unexpired view request of carol&#39;s names recording 1" in answer.text
+    assert "Traceback" not in answer.text
+    as_api = web.post("/recordings/1/view", headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+    assert as_api.status_code == 403 and "no approved" in as_api.json()["error"]
+    with open_archive(cli_archive) as a:
+        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [("carol", 1, 0), ("carol", 1, 0)]
+
+
+def test_inside_a_window_ranges_stream_byte_for_byte(cli_archive: Path) -> None:
+    web = web_for(with_accounts(cli_archive, "carol"))
+    with open_archive(cli_archive) as a:
+        rid = approved_view(a, [1, 2, 3])
+        mov = next(s for s in (1, 2, 3) if stored_bytes(a, s)[0].endswith(".mov"))  # bt601.mov, a QuickTime file
+        name, _digest, whole = stored_bytes(a, mov)
+        other = next(s for s in (1, 2, 3) if s != mov)
+    csrf = logged_in(web, "carol")
+    started = web.post(f"/recordings/{mov}/view", data={"csrf": csrf}, headers=HTML)
+    assert started.status_code == 303
+    location = started.headers["location"]
+    assert location.startswith(f"/recordings/{mov}?view=")
+    src = "/stream/" + location.partition("?view=")[2]
+    size = len(whole)
+    full = web.get(src)
+    assert full.status_code == 200 and full.content == whole
+    assert full.headers["content-length"] == str(size)
+    assert full.headers["accept-ranges"] == "bytes"
+    assert full.headers["content-type"] == streaming.media_type(name) == "video/quicktime"
+    assert full.headers["cache-control"] == "no-store"
+    assert "default-src 'self'" in full.headers["content-security-policy"]
+    for first, last in [
+        (0, 0),
+        (0, 65535),
+        (size // 2, size // 2 + 4095),
+        (size - 1, size - 1),
+        (size - 100, size - 1),
+    ]:
+        part = web.get(src, headers={"Range": f"bytes={first}-{last}"})
+        assert part.status_code == 206
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{size}"
+        assert part.content == whole[first : last + 1]
+    suffix = web.get(src, headers={"Range": "bytes=-500"})
+    assert suffix.status_code == 206 and suffix.content == whole[-500:]
+    opened = web.get(src, headers={"Range": f"bytes={size - 10}-"})
+    assert opened.status_code == 206 and opened.content == whole[-10:]
+    several = web.get(src, headers={"Range": "bytes=0-1,5-6"})
+    assert several.status_code == 200 and several.content == whole
+    outside = web.get(src, headers={"Range": f"bytes={size}-"})
+    assert outside.status_code == 416 and outside.headers["content-range"] == f"bytes */{size}"
+    head = web.head(src, headers={"Range": "bytes=10-19"})
+    assert head.status_code == 206 and head.content == b""
+    assert head.headers["content-length"] == "10" and head.headers["content-range"] == f"bytes 10-19/{size}"
+    stale = web.get(src, headers={"Range": "bytes=0-9", "If-Range": '"another-version"'})
+    assert stale.status_code == 200 and stale.content == whole
+    current = web.get(src, headers={"Range": "bytes=0-9", "If-Range": full.headers["etag"]})
+    assert current.status_code == 206 and current.content == whole[:10]
+    # an API caller gets the player's source as JSON; it is a second view, a second entry
+    as_api = web.post(f"/recordings/{other}/view", data={"request": str(rid)}, headers={"X-CSRF-Token": csrf})
+    assert as_api.status_code == 200
+    assert as_api.json()["src"].startswith("/stream/") and as_api.json()["request"] == rid
+    assert web.get(as_api.json()["src"], headers={"Range": "bytes=0-3"}).status_code == 206
+    with open_archive(cli_archive) as a:
+        assert [(r.person, r.segment_id, r.ok, r.request_id) for r in log_rows(a, "stream")] == [
+            ("carol", mov, 1, rid),
+            ("carol", other, 1, rid),
+        ]
+
+
+def test_another_visitors_ticket_is_refused(cli_archive: Path) -> None:
+    arch = with_accounts(cli_archive, "carol", "dave")
+    carol, dave = web_for(arch), web_for(arch)
+    with open_archive(arch) as a:
+        approved_view(a, [2])
+    csrf = logged_in(carol, "carol")
+    src = carol.post("/recordings/2/view", headers={"X-CSRF-Token": csrf}).json()["src"]
+    assert carol.get(src, headers={"Range": "bytes=0-0"}).status_code == 206
+    logged_in(dave, "dave")
+    refused_page = dave.get(src, headers={"Range": "bytes=0-0", **HTML})
+    assert refused_page.status_code == 403 and "not open for you" in refused_page.text
+    assert dave.get("/stream/" + "A" * 43).status_code == 403  # a guessed ticket is no ticket either
+    assert web_for(arch).get(src).status_code in (401, 303)  # nobody logged in: no stream at all
+
+
+def test_an_expired_window_stops_streaming(cli_archive: Path) -> None:
+    web = web_for(with_accounts(cli_archive, "carol"))
+    with open_archive(cli_archive) as a:
+        rid = approved_view(a, [1], hours=3 / 3600)  # a three-second window
+        end = window_end(a, rid)
+    csrf = logged_in(web, "carol")
+    src = web.post("/recordings/1/view", headers={"X-CSRF-Token": csrf}).json()["src"]
+    assert web.get(src, headers={"Range": "bytes=0-99"}).status_code == 206
+    time.sleep(max(0.0, (end - time.time_ns()) / 1e9) + 0.1)
+    assert web.get(src, headers={"Range": "bytes=100-199"}).status_code == 403
+    again = web.post("/recordings/1/view", headers={"X-CSRF-Token": csrf})
+    assert again.status_code == 403 and "no approved, unexpired view request" in again.json()["error"]
+    again = web.post("/recordings/1/view", data={"request": str(rid)}, headers={"X-CSRF-Token": csrf})
+    assert again.status_code == 403 and f"request {rid} expired at" in again.json()["error"]
+    with open_archive(cli_archive) as a:
+        assert [(r.ok, r.request_id) for r in log_rows(a, "stream")] == [(1, rid), (0, None), (0, rid)]
+
+
+def test_the_proof_downloads_and_verifies_offline_with_the_archive_key(cli_archive: Path) -> None:
+    web = web_for(with_accounts(cli_archive, "carol"))
+    logged_in(web, "carol")  # a viewer: any role may fetch a proof
+    answer = web.get("/recordings/2/proof.json")
+    assert answer.status_code == 200
+    assert answer.headers["content-disposition"] == 'attachment; filename="recording-2-proof.json"'
+    with open_archive(cli_archive) as a:
+        key, index = a.verifier_key, a.catalog.segments.ledger_index(2)
+        _name, digest, _bytes = stored_bytes(a, 2)
+    proven = proofs.verify(answer.content, trusted_key=key)
+    assert proven.index == index and proven.entry is not None and proven.entry["type"] == "ingest"
+    assert proven.entry_bytes is not None and digest.encode() in proven.entry_bytes  # the recording's own entry
+    tampered = json.loads(answer.content)
+    tampered["inclusion"]["entry_base64"] = base64.b64encode(b'{"type":"ingest"}').decode()
+    with pytest.raises(proofs.ProofError):
+        proofs.verify(tampered, trusted_key=key)
+    missing = web.get("/recordings/999/proof.json", headers=HTML)
+    assert missing.status_code == 404 and "no segment 999" in missing.text
+    assert web.get("/recordings/x/proof.json").status_code == 422
+
+
+def test_an_export_made_on_the_page_downloads_as_a_valid_bag_for_its_requester_alone(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    arch = with_accounts(cli_archive, "carol", "dave")
+    with open_archive(arch) as a:
+        with as_tool("alice"):
+            retention.link_case(a, "C-7", [1, 3], None)
+        with as_tool("carol"):
+            req = access.request_access(a, [1, 3], "case file for the prosecutor", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id)
+        key = a.verifier_key
+    carol, dave = web_for(arch), web_for(arch)
+    csrf = logged_in(carol, "carol")
+    made = carol.post("/exports", data={"csrf": csrf, "case": "C-7", "request": str(req.id)}, headers=HTML)
+    assert made.status_code == 303
+    href = made.headers["location"]
+    export = int(href.split("/")[2])
+    assert href == f"/exports/{export}/bag.tar"
+    tar = carol.get(href)
+    assert tar.status_code == 200 and tar.headers["content-type"] == "application/x-tar"
+    assert tar.headers["content-length"] == str(len(tar.content))
+    assert tar.headers["content-disposition"] == f'attachment; filename="custodes-export-{export}.tar"'
+    with tarfile.open(fileobj=io.BytesIO(tar.content), mode="r:") as t:
+        t.extractall(tmp_path / "got", filter="data")
+    report = validate_bag(tmp_path / "got" / f"custodes-export-{export}", key)
+    assert report.valid, report.problems
+    logged_in(dave, "dave")
+    refused_tar = dave.get(href, headers=HTML)
+    assert refused_tar.status_code == 403 and "carol&#39;s, not dave&#39;s" in refused_tar.text
+    assert carol.get("/exports/1/bag.tar").status_code == 400  # not an export entry
+    with open_archive(arch) as a:
+        assert [(r.person, r.ok) for r in log_rows(a, "download")] == [("carol", 1), ("carol", 1), ("dave", 0)]

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
+from custodes.web import streaming
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
@@ -245,5 +246,6 @@ def build_app(app: FastAPI) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     _install_errors(app)
     _install_login(app)
+    app.include_router(streaming.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

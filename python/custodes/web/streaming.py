@@ -49,13 +49,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custodes import access
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from custodes import access, proofs
 from custodes._durable import fsync_dir
 from custodes.archive import Archive, exports_folder, owned_output
 from custodes.errors import CustodesError
 from custodes.export import export_case
+from custodes.findings import rfc3339
 from custodes.identity import current_caller
-from custodes.storage import ObjectStore, StoreError
+from custodes.ledger import LedgerError
+from custodes.storage import ObjectMissingError, ObjectStore, StoreError
+from custodes.web.auth import Visitor, csrf_checked, visitor
+from custodes.web.context import acting, reading
 
 __all__ = [
     "CHUNK",
@@ -70,6 +77,7 @@ __all__ = [
     "export_for_download",
     "media_type",
     "open_download",
+    "router",
     "parse_range",
     "ranged",
     "start_view",
@@ -326,15 +334,6 @@ def _export_entry_of(bag: Path) -> int:
     raise CustodesError(f"{bag}: the bag holds no export entry")
 
 
-@dataclass(frozen=True)
-class Download:
-    """A bag its requester may download now: the export's ledger entry, its case, and the bag's folder."""
-
-    export: int
-    case: str
-    bag: Path
-
-
 def open_download(archive: Archive, export: int) -> Download:
     """The bag of export ``export`` for the current person, the download checked and logged by
     :func:`custodes.access.grant_for` under the export's request (action ``download``: the requester only,
@@ -352,9 +351,10 @@ def open_download(archive: Archive, export: int) -> Download:
             f"export {export} (case {entry.get('case')}) was not made through the web page, so its bag is not "
             "kept in the archive; it went to the folder its exporter named"
         )
+    tar = bag_tar(bag, f"custodes-export-{export}")  # before the grant: a bag that cannot be sent is not logged
     segments = [int(s) for s in entry.get("segments", [])]
     access.grant_for(archive, int(entry["request"]), segments, "export", "download")
-    return Download(export, str(entry.get("case")), bag)
+    return Download(export, str(entry.get("case")), bag, tar)
 
 
 @dataclass(frozen=True)
@@ -377,6 +377,17 @@ class BagTar:
                 if _padding(size):
                     yield bytes(_padding(size))
         yield bytes(self.size - sent)  # two zero blocks, and zeros to the end of the last record
+
+
+@dataclass(frozen=True)
+class Download:
+    """A bag its requester may download now: the export's ledger entry, its case, the bag's folder, and the
+    tar it is sent as (entries under ``custodes-export-<entry>/``)."""
+
+    export: int
+    case: str
+    bag: Path
+    tar: BagTar
 
 
 def bag_tar(bag: Path, top: str) -> BagTar:
@@ -434,3 +445,139 @@ def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
             yield chunk
         if left or f.read(1):
             raise CustodesError(f"{path}: changed while the bag was sent")
+
+
+# ---- the routes ----------------------------------------------------------------------------------
+
+#: The routes of this module (custodes.web.app includes them).
+router = APIRouter()
+
+_tickets_lock = threading.Lock()
+
+
+def tickets_of(request: Request) -> Tickets:
+    """The view tickets of the app serving ``request`` (made on first use)."""
+    with _tickets_lock:
+        tickets: Tickets | None = getattr(request.app.state, "view_tickets", None)
+        if tickets is None:
+            tickets = request.app.state.view_tickets = Tickets()
+    return tickets
+
+
+def _wants_json(request: Request) -> bool:
+    """An API caller (a bearer token, or a client that does not ask for HTML) gets JSON, a browser a redirect."""
+    return request.headers.get("authorization") is not None or "text/html" not in request.headers.get("accept", "")
+
+
+@router.post("/recordings/{segment}/view", response_model=None)
+def view_recording(
+    request: Request,
+    segment: int,
+    request_id: int | None = Form(None, alias="request"),  # noqa: B008
+    who: Visitor = Depends(csrf_checked),  # noqa: B008
+) -> Response:
+    """Start a view of a recording inside the visitor's approved, unexpired view request (``request``, or the
+    one that names the recording): one access-log entry, then the player's source. 403, the refusal logged,
+    without one."""
+    with acting(request, who) as archive:
+        ticket, view = start_view(archive, tickets_of(request), segment, request_id)
+    src = f"/stream/{ticket}"
+    if _wants_json(request):
+        return JSONResponse(
+            {"src": src, "segment": segment, "request": view.request, "expires": rfc3339(view.expires_ns)}
+        )
+    return RedirectResponse(f"/recordings/{segment}?view={ticket}", status_code=303)
+
+
+@router.api_route("/stream/{ticket}", methods=["GET", "HEAD"], response_model=None)
+def stream(request: Request, ticket: str, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
+    """The recording a view ticket opened: whole (200) or the one range asked (206), 416 for a range outside
+    it. Only for the visitor who started the view, and only until the ticket expires (the window's end at the
+    latest); checked in memory, with no catalog read or write."""
+    view = tickets_of(request).check(ticket, who.account)
+    if view is None:
+        raise HTTPException(
+            403,
+            "this view is not open for you (not yours, or its window has closed); start it again from the "
+            "recording's page",
+        )
+    etag = f'"{view.digest}"'  # the object's name: its bytes never change
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "no-store",
+        "ETag": etag,
+        "Content-Type": media_type(view.name),
+    }
+    wanted = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        wanted = None  # RFC 9110 §13.1.5: the range was asked of other bytes, so the whole is sent
+    try:
+        span = parse_range(wanted, view.size)
+    except RangeNotSatisfiable as e:
+        return Response(status_code=416, headers={**headers, "Content-Range": e.content_range()})
+    status = 200 if span is None else 206
+    if span is None:
+        span = ByteRange(0, view.size - 1, view.size)
+    else:
+        headers["Content-Range"] = span.content_range()
+    headers["Content-Length"] = str(max(span.length, 0))
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    store = reading(request).store
+    chunks = ranged(store, view.digest, span.first, span.last)
+    try:
+        first = next(chunks, b"")  # a missing object is an error page, not a 200 cut off at once
+    except ObjectMissingError as e:
+        raise HTTPException(410, f"recording {view.segment}'s object is not in the store: {e}") from None
+    return StreamingResponse(_then(first, chunks), status_code=status, headers=headers)
+
+
+def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+@router.get("/recordings/{segment}/proof.json", response_model=None)
+def proof(request: Request, segment: int, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
+    """The inclusion proof of a recording's ledger entry in the latest signed checkpoint, with the checkpoint
+    and verifier key, as ``custodes ledger proof --segment`` prints it: checkable offline with
+    :func:`custodes.proofs.verify` and the archive's verifier key. Any role may fetch it."""
+    try:
+        made = proofs.ledger_proof(reading(request), segment=segment)
+    except LedgerError as e:
+        raise HTTPException(404 if f"no segment {segment}" == str(e) else 409, str(e)) from None
+    return JSONResponse(made, headers={"Content-Disposition": f'attachment; filename="recording-{segment}-proof.json"'})
+
+
+@router.post("/exports", response_model=None)
+def export(
+    request: Request,
+    case: str = Form(..., min_length=1, max_length=200),  # noqa: B008
+    request_id: int = Form(..., alias="request"),  # noqa: B008
+    description: str = Form("", max_length=2000),  # noqa: B008
+    who: Visitor = Depends(csrf_checked),  # noqa: B008
+) -> Response:
+    """Export a case as a bag under the visitor's approved export request (custodes.export.export_case, the
+    CLI's own), kept in the archive for them to download: 303 to the download, or JSON for an API caller."""
+    with acting(request, who) as archive:
+        entry = export_for_download(archive, case, request_id, description)
+    href = f"/exports/{entry}/bag.tar"
+    if _wants_json(request):
+        return JSONResponse({"export": entry, "case": case, "request": request_id, "href": href})
+    return RedirectResponse(href, status_code=303)
+
+
+@router.get("/exports/{export}/bag.tar", response_model=None)
+def bag_download(request: Request, export: int, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
+    """The bag of an export made through the page, as an uncompressed tar built as it is sent: only for the
+    person the export was approved for, while its window is open; each download an access-log entry."""
+    with acting(request, who) as archive:
+        download = open_download(archive, export)
+    headers = {
+        "Content-Length": str(download.tar.size),
+        "Content-Disposition": f'attachment; filename="custodes-export-{download.export}.tar"',
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(download.tar.chunks(), media_type="application/x-tar", headers=headers)
