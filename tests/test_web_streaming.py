@@ -3,6 +3,7 @@ for a 4 GiB object, and view tickets started inside an approved window, each vie
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -15,8 +16,10 @@ import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from custodes import access, proofs, retention
@@ -27,11 +30,11 @@ from custodes.catalog.custody import AccessLogRow
 from custodes.errors import CustodesError
 from custodes.export import export_case
 from custodes.identity import Caller, acting_as
-from custodes.storage import Put
+from custodes.storage import ObjectStore, Put
 from custodes.web import create_app, streaming
 from custodes.web.accounts import add_account, secret_digest
 from custodes.web.streaming import ByteRange, RangeNotSatisfiable, Tickets, View, parse_range, ranged
-from helpers import FOOTAGE
+from helpers import BACKENDS, FOOTAGE
 
 
 @contextmanager
@@ -124,6 +127,7 @@ def test_an_empty_object_has_no_satisfiable_range() -> None:
     assert parse_range("bytes=-10", 0) is None  # the last 10 bytes of nothing: the (empty) whole
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_ranges_agree_byte_for_byte_with_the_stored_recording(cli_archive: Path) -> None:
     with open_archive(cli_archive) as a:
         for segment in (1, 2, 3):
@@ -179,21 +183,32 @@ def test_a_stored_object_shorter_than_asked_is_cut_short_not_padded(tmp_path: Pa
     assert got == data
 
 
-def test_a_4_gib_object_streams_whole_with_flat_memory(tmp_path: Path) -> None:
-    """A sparse 4 GiB file put in a local store through the store API, streamed whole: the bytes hash to the
-    object's name and Python's peak allocation stays far below one percent of the object."""
-    size = 4 * 2**30
-    store = LocalStore.connect(tmp_path / "store", {})
-    spooled = store.spool / "sparse"
+FOUR_GIB = 4 * 2**30
+
+
+def put_sparse(store: ObjectStore, size: int = FOUR_GIB) -> str:
+    """A sparse file of ``size`` zero bytes (a hole: no disk space) put in ``store`` through the store API, named
+    by its real SHA-256; returns the digest."""
+    spooled = store.spool / f"sparse-{os.getpid()}"
     with open(spooled, "wb") as f:
-        f.truncate(size)  # a hole: no disk space, every byte zero
+        f.truncate(size)
     zeros = bytes(2**20)
     expected = hashlib.sha256()
     for _ in range(size // len(zeros)):
         expected.update(zeros)
+    expected.update(bytes(size % len(zeros)))
     digest = expected.hexdigest()
     assert store.put_many([Put(spooled, size, {"sha256": digest})]) == [True]
-    assert store.stat(digest).size == size
+    stat = store.stat(digest)
+    assert stat is not None and stat.size == size
+    return digest
+
+
+def test_a_4_gib_object_streams_whole_with_flat_memory(tmp_path: Path) -> None:
+    """A sparse 4 GiB file put in a local store through the store API, streamed whole: the bytes hash to the
+    object's name and Python's peak allocation stays far below one percent of the object."""
+    store = LocalStore.connect(tmp_path / "store", {})
+    size, digest = FOUR_GIB, put_sparse(store)
     got = hashlib.sha256()
     count = 0
     tracemalloc.start()
@@ -379,6 +394,49 @@ def test_a_bag_is_only_for_the_person_the_export_was_approved_for(cli_archive: P
         assert [(r.person, r.ok) for r in log_rows(a, "download")] == [("dave", 0)]
 
 
+def test_a_bag_is_kept_only_while_its_window_is_open(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        with as_tool("alice"):
+            retention.link_case(a, "C-7", [1], None)
+        with as_tool("carol"):
+            req = access.request_access(a, [1], "case file", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id, 3 / 3600)  # a three-second window
+        with as_tool("carol"):
+            export = streaming.export_for_download(a, "C-7", req.id)
+            assert streaming.sweep_exports(a) == []  # still open: kept
+            assert streaming.open_download(a, export).export == export
+            time.sleep(max(0.0, (window_end(a, req.id) - time.time_ns()) / 1e9) + 0.1)
+            with pytest.raises(access.AccessDenied, match=f"request {req.id} expired"):
+                streaming.open_download(a, export)  # refused and logged before the bag goes
+            assert (cli_archive / "exports" / str(export)).is_dir()
+            assert streaming.sweep_exports(a) == [str(export)]
+            assert not (cli_archive / "exports" / str(export)).exists()
+            with pytest.raises(CustodesError, match=f"export {export} .case C-7. has no bag kept in the archive"):
+                streaming.open_download(a, export)
+        assert [r.ok for r in log_rows(a, "download")] == [1, 0]
+
+
+def test_a_bag_a_crash_left_unnamed_is_ledgered_failed_and_removed(cli_archive: Path) -> None:
+    with open_archive(cli_archive) as a:
+        with as_tool("alice"):
+            retention.link_case(a, "C-7", [1], None)
+        with as_tool("carol"):
+            req = access.request_access(a, [1], "case file", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id)
+        left = cli_archive / "exports" / "new-1-0badc0de"
+        with as_tool("carol"), owned_output(a, left):
+            export_case(a, "C-7", req.id, left)  # the export, then a crash before its bag was named by its entry
+        exported = [i for i, _ in a.catalog.ledger.of_type("export")]
+        assert validate_bag(left).valid and len(exported) == 1
+        assert streaming.sweep_exports(a) == ["new-1-0badc0de"]
+        assert not left.exists()
+        failed = [json.loads(d) for _, d in a.catalog.ledger.of_type("export_failed")]
+        assert [f["export"] for f in failed] == exported
+        assert "the bag was removed" in failed[0]["reason"]
+
+
 def test_a_bag_with_a_link_planted_in_it_is_not_served(cli_archive: Path) -> None:
     with open_archive(cli_archive) as a:
         _rid, export = exported_case(a)
@@ -449,6 +507,7 @@ def test_a_viewer_without_an_approved_window_is_refused_and_it_is_logged(cli_arc
         assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [("carol", 1, 0), ("carol", 1, 0)]
 
 
+@pytest.mark.parametrize("archive_backend", BACKENDS)
 def test_inside_a_window_ranges_stream_byte_for_byte(cli_archive: Path) -> None:
     web = web_for(with_accounts(cli_archive, "carol"))
     with open_archive(cli_archive) as a:
@@ -595,3 +654,56 @@ def test_an_export_made_on_the_page_downloads_as_a_valid_bag_for_its_requester_a
     assert carol.get("/exports/1/bag.tar").status_code == 400  # not an export entry
     with open_archive(arch) as a:
         assert [(r.person, r.ok) for r in log_rows(a, "download")] == [("carol", 1), ("carol", 1), ("dave", 0)]
+
+
+def test_the_stream_route_sends_4_gib_with_flat_memory(cli_archive: Path) -> None:
+    """The whole app (middleware, session, ticket check, StreamingResponse) sending a 4 GiB object, driven as
+    ASGI with a receiver that hashes what it is sent: every byte arrives, and Python's peak allocation stays
+    small. The object is put in the archive's store through the store API and its ticket issued to the app's
+    own Tickets directly: ingesting 4 GiB would copy it for real, which is ingest's test, not this one."""
+    web = web_for(with_accounts(cli_archive, "carol"))
+    logged_in(web, "carol")
+    with open_archive(cli_archive) as a:
+        digest = put_sparse(a.store)
+    view = View("carol", 1, 1, digest, FOUR_GIB, "big.mp4", time.time_ns() + 3600 * 10**9)
+    ticket = streaming.tickets_of(cast(FastAPI, web.app)).issue(view)
+    cookie = f"custodes_session={web.cookies['custodes_session']}".encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": f"/stream/{ticket}",
+        "raw_path": f"/stream/{ticket}".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie)],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 443),
+    }
+    got, start = hashlib.sha256(), {}
+    count = 0
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)  # the client never hangs up
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal count
+        if message["type"] == "http.response.start":
+            start.update(status=message["status"], headers=dict(message["headers"]))
+        elif message["type"] == "http.response.body":
+            got.update(message.get("body", b""))
+            count += len(message.get("body", b""))
+
+    tracemalloc.start()
+    try:
+        asyncio.run(web.app(scope, receive, send))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert start["status"] == 200
+    assert start["headers"][b"content-length"] == str(FOUR_GIB).encode()
+    assert count == FOUR_GIB and got.hexdigest() == digest
+    assert peak < 16 * 2**20, f"peak {peak} bytes"

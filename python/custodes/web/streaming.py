@@ -29,8 +29,14 @@ by the export's ledger entry: ``exports/<entry>/``. The requester downloads it a
 on the fly (:func:`bag_tar`: headers computed, files read a chunk at a time, so memory stays flat and the
 length is known before the first byte); each download is checked and logged by
 :func:`custodes.access.grant_for` under the export request (action ``download``): only the person the
-export was approved for, only while its window is open. A crash between the export and the rename leaves a
-``new-*`` folder, which is not served.
+export was approved for, only while its window is open. A bag is kept no longer than that window
+(:func:`sweep_exports`, before each export and download on the page): it is a copy of the footage.
+
+**Routes** (:data:`router`): POST ``/recordings/{segment}/view`` starts a view (303 to the recording's page
+with ``?view=TICKET``, or JSON ``{"src": "/stream/TICKET", ...}`` for an API caller); GET and HEAD
+``/stream/{ticket}`` send the footage (200, 206, 416); GET ``/recordings/{segment}/proof.json`` is the
+recording's inclusion proof (custodes.proofs.ledger_proof, checkable offline with custodes.proofs.verify);
+POST ``/exports`` exports a case for download and GET ``/exports/{export}/bag.tar`` downloads it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import tarfile
 import threading
@@ -49,14 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from custodes import access, proofs
 from custodes._durable import fsync_dir
 from custodes.archive import Archive, exports_folder, owned_output
 from custodes.errors import CustodesError
-from custodes.export import export_case
+from custodes.export import export_case, sweep_undelivered
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
 from custodes.ledger import LedgerError
@@ -78,6 +85,7 @@ __all__ = [
     "media_type",
     "open_download",
     "router",
+    "sweep_exports",
     "parse_range",
     "ranged",
     "start_view",
@@ -316,13 +324,61 @@ def export_for_download(archive: Archive, case: str, request_id: int, descriptio
     which names the bag (``exports/<entry>/``) and the download (``/exports/<entry>/bag.tar``)."""
     folder = exports_folder(archive)
     folder.mkdir(mode=0o700, exist_ok=True)
-    target = folder / f"new-{time.time_ns()}-{secrets.token_hex(4)}"
+    sweep_exports(archive)
+    target = folder / f"{_NEW}{time.time_ns()}-{secrets.token_hex(4)}"
     with owned_output(archive, target):
         export_case(archive, case, request_id, target, description)
     entry = _export_entry_of(target)
     os.rename(target, folder / str(entry))
     fsync_dir(folder)
     return entry
+
+
+#: The name a web export's bag has until it is named by its export entry.
+_NEW = "new-"
+
+
+def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
+    """Remove from ``exports/`` the bags that may no longer be downloaded, and what a crash left; returns the
+    names removed. Run (under the write lock) before each export and download on the page.
+
+    - A bag whose export request's window has closed, or one of whose recordings was purged since: it is a
+      copy of the footage, kept only for the download the window allows (``keep``: the export being asked
+      for now, left for its refusal to be logged first; the next sweep removes it).
+    - A ``new-*`` bag (a crash came after the bag was published, before it was named by its entry): its
+      requester never had it, so its export is ledgered failed (custodes.export.sweep_undelivered, the
+      service's rule for a bag that never reached its caller) and it is removed; a staging folder of a dead
+      export is ledgered and removed by the same rule."""
+    folder = exports_folder(archive)
+    removed: list[str] = []
+    now = time.time_ns()
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        name = path.name
+        if name.isdigit() and int(name) != keep and not _downloadable(archive, int(name), now):
+            shutil.rmtree(path)
+        elif name.startswith(_NEW):
+            sweep_undelivered(archive, path)
+            shutil.rmtree(path)
+        elif name.startswith(f".{_NEW}") and ".partial-" in name:
+            sweep_undelivered(archive, folder / name[1 : name.index(".partial-")])
+            if path.exists():
+                continue  # the staging folder of a live export: not this sweep's
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _downloadable(archive: Archive, export: int, now: int) -> bool:
+    """Whether the bag of ``export`` may still be downloaded by someone: its request approved and unexpired,
+    and none of its recordings purged."""
+    data = archive.catalog.ledger.entry(export)
+    entry: dict[str, Any] = json.loads(data) if data is not None else {}
+    row = archive.catalog.access.get(int(entry.get("request", -1))) if entry.get("type") == "export" else None
+    if row is None or row.status != "approved" or row.valid_until_ns is None or row.valid_until_ns <= now:
+        return False
+    segments = [int(s) for s in entry.get("segments", [])]
+    return all(purged is None for _s, _level, purged in archive.catalog.segments.access_facts(segments))
 
 
 def _export_entry_of(bag: Path) -> int:
@@ -341,6 +397,7 @@ def open_download(archive: Archive, export: int) -> Download:
     raised as :class:`custodes.access.AccessDenied`. An export that is not in the ledger, or whose bag the web
     page did not write (an export by the CLI went to its caller's folder), is a CustodesError, before anything
     is logged."""
+    sweep_exports(archive, keep=export)
     data = archive.catalog.ledger.entry(export) if export >= 0 else None
     entry: dict[str, Any] = json.loads(data) if data is not None else {}
     if entry.get("type") != "export":
@@ -348,8 +405,9 @@ def open_download(archive: Archive, export: int) -> Download:
     bag = exports_folder(archive) / str(export)
     if bag.is_symlink() or not bag.is_dir():
         raise CustodesError(
-            f"export {export} (case {entry.get('case')}) was not made through the web page, so its bag is not "
-            "kept in the archive; it went to the folder its exporter named"
+            f"export {export} (case {entry.get('case')}) has no bag kept in the archive: a bag exported on the page "
+            "is kept only while its export request's window is open, and one exported with the CLI went to the "
+            "folder its exporter named"
         )
     tar = bag_tar(bag, f"custodes-export-{export}")  # before the grant: a bag that cannot be sent is not logged
     segments = [int(s) for s in entry.get("segments", [])]
@@ -455,12 +513,12 @@ router = APIRouter()
 _tickets_lock = threading.Lock()
 
 
-def tickets_of(request: Request) -> Tickets:
-    """The view tickets of the app serving ``request`` (made on first use)."""
+def tickets_of(app: FastAPI) -> Tickets:
+    """The view tickets of ``app`` (made on first use)."""
     with _tickets_lock:
-        tickets: Tickets | None = getattr(request.app.state, "view_tickets", None)
+        tickets: Tickets | None = getattr(app.state, "view_tickets", None)
         if tickets is None:
-            tickets = request.app.state.view_tickets = Tickets()
+            tickets = app.state.view_tickets = Tickets()
     return tickets
 
 
@@ -480,7 +538,7 @@ def view_recording(
     one that names the recording): one access-log entry, then the player's source. 403, the refusal logged,
     without one."""
     with acting(request, who) as archive:
-        ticket, view = start_view(archive, tickets_of(request), segment, request_id)
+        ticket, view = start_view(archive, tickets_of(request.app), segment, request_id)
     src = f"/stream/{ticket}"
     if _wants_json(request):
         return JSONResponse(
@@ -494,7 +552,7 @@ def stream(request: Request, ticket: str, who: Visitor = Depends(visitor)) -> Re
     """The recording a view ticket opened: whole (200) or the one range asked (206), 416 for a range outside
     it. Only for the visitor who started the view, and only until the ticket expires (the window's end at the
     latest); checked in memory, with no catalog read or write."""
-    view = tickets_of(request).check(ticket, who.account)
+    view = tickets_of(request.app).check(ticket, who.account)
     if view is None:
         raise HTTPException(
             403,
