@@ -7,6 +7,8 @@ ARCHIVE/
   objects/sha256/ab/cd/  write-once content-addressed objects (storage plugin "local")
   tmp/                   copies in flight; a crash leaves files here, cleaned on the next run
   tmp/outbox/            the archive service's per-request outboxes (custodes.service)
+  exports/<n>/           bags exported through the web page, kept for their requester to download, named by
+                         the export's ledger entry (custodes.web.streaming)
   ledger/checkpoint      the latest signed checkpoint; ledger/checkpoints/<size> every one
   keys/checkpoint.vkey   the public verifier key (travels with the archive); the first key, where trust starts
   private/checkpoint.key the signing key (policy may put it elsewhere; never in the object store)
@@ -20,7 +22,8 @@ import time
 import tomllib
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -935,7 +938,43 @@ def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option
     served = request()
     if served is not None and served.is_staged(path):
         return Path(path)
+    owned = _owned_output.get()
+    if owned is not None and _within(path, owned):
+        return Path(path)
     return refuse_inside(archive.root, path, option, archive.signing_key_path)
+
+
+#: The one output folder inside the archive that the workflow running now may write (see :func:`owned_output`).
+_owned_output: ContextVar[Path | None] = ContextVar("custodes_owned_output", default=None)
+
+
+def exports_folder(archive: Archive) -> Path:
+    """``ARCHIVE/exports/``: the bags the web page exported, each kept there for its requester to download (the
+    web front end has no folder of the person's to write to; custodes.web.streaming)."""
+    return archive.root / "exports"
+
+
+@contextmanager
+def owned_output(archive: Archive, folder: Path) -> Iterator[Path]:
+    """Inside the block, :func:`refuse_inside_archive` accepts ``folder`` (and what is in it): a new folder that
+    custodes itself chose under :func:`exports_folder`, never a path a person named, as the service's staged
+    outputs are accepted. Anything else inside the archive is still refused."""
+    if not _within(folder, exports_folder(archive)) or folder.resolve() == exports_folder(archive).resolve():
+        raise ArchiveError(f"{folder}: not a folder of {exports_folder(archive)}")
+    token = _owned_output.set(folder.resolve())
+    try:
+        yield folder
+    finally:
+        _owned_output.reset(token)
+
+
+def _within(path: str | os.PathLike[str], folder: Path) -> bool:
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return False
+    inner = folder.resolve()
+    return resolved == inner or inner in resolved.parents
 
 
 def refuse_inside(

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
-from custodes.web import auth
+from custodes.web import auth, streaming
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
@@ -255,6 +255,7 @@ def build_app(app: FastAPI) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     _install_errors(app)
     _install_login(app)
+    app.include_router(streaming.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     from custodes.web import views
 
