@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -30,7 +29,6 @@ from custodes.archive import Archive
 from custodes.catalog import Scope
 from custodes.defaults import NS, ns_from_seconds
 from custodes.errors import CustodesError
-from custodes.export import export_case
 from custodes.findings import ns_from_rfc3339, rfc3339
 from custodes.records import RecordedFinding, Segment
 from custodes.reports import SCOPES, Report, build_report
@@ -40,7 +38,7 @@ from custodes.verify import verify_ledger_only
 from custodes.web.auth import Visitor, csrf_checked, visitor
 from custodes.web.context import acting, reading, render, state
 
-__all__ = ["FLASH_COOKIE", "export_folder", "router"]
+__all__ = ["FLASH_COOKIE", "router"]
 
 router = APIRouter()
 
@@ -199,6 +197,12 @@ def _open_view(archive: Archive, who: Visitor, segment: int, now: int) -> list[A
     ]
 
 
+def _exports(archive: Archive) -> list[dict[str, Any]]:
+    """Every export the ledger records (case, request, recordings, who, when), each with its entry's index: the
+    id its bag is downloaded by (``/exports/<index>/bag.tar``, custodes.web.streaming), newest first."""
+    return [json.loads(data) | {"index": index} for index, data in reversed(archive.catalog.ledger.of_type("export"))]
+
+
 def _holds(archive: Archive, ids: list[int]) -> dict[int, dict[str, Any]]:
     """The ledger entries that placed the holds ``ids`` (their reason, who, when), by hold id."""
     wanted = set(ids)
@@ -206,12 +210,6 @@ def _holds(archive: Archive, ids: list[int]) -> dict[int, dict[str, Any]]:
         return {}
     entries = (json.loads(data) for _, data in archive.catalog.ledger.of_type("hold"))
     return {e["hold"]: e for e in entries if e.get("hold") in wanted}
-
-
-def export_folder(root: Path, request_id: int) -> Path:
-    """Where the page's export of ``request_id`` writes its bag: ``ARCHIVE-exports/request-ID`` beside the archive
-    (an export may never be written inside the archive), in a folder only the archive's owner reads."""
-    return root.parent / f"{root.name}-exports" / f"request-{request_id}"
 
 
 # --- /recordings/{segment} -----------------------------------------------------------------------------------
@@ -233,7 +231,7 @@ def recording_page(request: Request, segment: int, who: Seen) -> Response:
     entry = json.dumps(json.loads(raw), indent=2, ensure_ascii=False) if raw is not None else None
     (kept,) = retention.status(archive, [seg.id])
     now = time.time_ns()
-    ticket = request.query_params.get("ticket", "")
+    ticket = request.query_params.get("view", "")  # the ticket STREAM's view route sends the page back with
     return _page(
         request,
         who,
@@ -334,7 +332,7 @@ def access_page(request: Request, who: Seen) -> Response:
     visible = [r for r in requests(archive) if _visible(who, r)]
     held = sorted(archive.catalog.retention.held_segments())
     holds = [s for s in retention.status(archive, held) if s.holds] if held else []
-    bags = {r.id for r in visible if r.purpose == "export" and export_folder(archive.root, r.id).is_dir()}
+    exports = [e for e in _exports(archive) if e["by"] == who.person]
     return _page(
         request,
         who,
@@ -342,7 +340,7 @@ def access_page(request: Request, who: Seen) -> Response:
         requests=list(reversed(visible)),
         holds=holds,
         placed=_holds(archive, [h for s in holds for h in s.holds]),
-        bags=bags,
+        exports=exports,
         when=_when(_zone(archive)),
     )
 
@@ -416,25 +414,6 @@ async def release_form(request: Request, hold_id: int, who: Checked) -> Response
         return f"hold {hold_id} released"
 
     return _acted(request, who, back, act)
-
-
-@router.post("/exports")
-async def export_form(request: Request, who: Checked) -> Response:
-    """Export a case (``custodes export``) under an approved export request, as a bag in the archive's exports
-    folder (:func:`export_folder`)."""
-    form = await _form(request)
-
-    def act(archive: Archive) -> str:
-        case = form.get("case", "")
-        if not case:
-            raise _Refused("case: name the case to export")
-        request_id = _id(form.get("request", ""), "request")
-        folder = export_folder(archive.root, request_id)
-        folder.parent.mkdir(mode=0o700, exist_ok=True)
-        export_case(archive, case, request_id, folder, form.get("description", ""))
-        return f"case {case} exported under request {request_id}"
-
-    return _acted(request, who, "/access", act)
 
 
 # --- /report -------------------------------------------------------------------------------------------------
