@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from markupsafe import escape
@@ -300,6 +302,11 @@ def _counts(html: str) -> list[tuple[str, int]]:
 def test_report_counts_equal_build_report_and_link_to_their_items(site: tuple[Path, FastAPI]) -> None:
     arch, app = site
     alice, carol = logged_in(app, "alice"), logged_in(app, "carol")
+    from custodes.devices import parse_devices, register_devices
+
+    with open_archive(arch) as a, acting_as(local_caller("alice")):  # a registry: the devices section counts
+        device = query.segment(a, 1).device
+        register_devices(a, parse_devices([{"id": device, "kind": "body_camera", "unit": "U-1"}], "test"))
     post(carol, "/holds", segment="1", reason="r")  # a refusal, for the access section to count
     flash(alice, post(alice, "/holds", segment="3", reason="case"), "hold")
     page = alice.get("/report?lang=en")
@@ -314,6 +321,9 @@ def test_report_counts_equal_build_report_and_link_to_their_items(site: tuple[Pa
         section, count = params["section"], params["count"]
         if section == "concerns":
             expected = next(c["count"] for c in model["concerns"] if c["concern"] == count)
+        elif section == "devices":
+            unit = next(u for u in model["devices"]["units"] if (u["unit"] or "") == params.get("unit", ""))
+            expected = unit[count]["count"]  # type: ignore[literal-required]
         else:
             expected = model[section][count]  # type: ignore[literal-required]
         assert shown == expected, (section, count)
@@ -329,11 +339,11 @@ def test_report_counts_equal_build_report_and_link_to_their_items(site: tuple[Pa
         seen.add((section, count))
     # the counts the test set up are non-zero, and listed
     assert ("completeness", "segments") in seen and model["completeness"]["segments"] == 3
+    assert ("devices", "unassigned") in seen and ("recording", "checks") in seen
     assert model["retention"]["held"] == 1 and model["access"]["refusals"] >= 1
     held = alice.get(next(link for link, _ in counts if "count=held" in link)).text
     assert 'href="/recordings/3"' in held
     # the period and scope narrow it, as build_report does
-    device = query.segment(open_archive(arch), 1).device
     scoped = alice.get(f"/report?scope=device&value={device}&lang=en")
     assert scoped.status_code == 200
     with open_archive(arch) as a:
@@ -370,7 +380,11 @@ def test_hostile_names_and_notes_are_escaped(make_cli_archive: Callable[..., Pat
 
     volume = tmp_path / "BWC&quot;<b>x"
     arch = make_cli_archive(
-        people=POLICY_PEOPLE, recordings={f"{HOSTILE}.mp4": THREE_RECORDINGS[0]}, volume=volume, ingest_exit=(0, 1)
+        people=POLICY_PEOPLE,
+        recordings={f"{HOSTILE}.mp4": THREE_RECORDINGS[0]},
+        volume=volume,
+        ingest_exit=(0, 1),
+        init_args=("--time-zone", "Asia/Shanghai"),
     )
     app = create_app(with_accounts(arch))
     alice, carol = logged_in(app, "alice"), logged_in(app, "carol")
@@ -383,6 +397,10 @@ def test_hostile_names_and_notes_are_escaped(make_cli_archive: Callable[..., Pat
         text = web.get(path).text
         assert "<img" not in text and "<b>" not in text, path
     page = alice.get("/recordings/1").text
+    # times in the archive's zone, with their offset; the UTC instant beside them for a machine
+    assert seg.start is not None
+    local = datetime.fromtimestamp(seg.start // NS, tz=ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<time datetime="{rfc3339(seg.start)}">{local} +0800</time>' in page
     assert f"{ESCAPED}.mp4" in page and "BWC&amp;quot;&lt;b&gt;x" in page
     assert page.count(ESCAPED) >= 2  # the file name, and the hold's reason
     assert alice.get("/access").text.count(ESCAPED) >= 2  # the request's reason, the hold's

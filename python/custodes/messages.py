@@ -198,6 +198,12 @@ WEB: dict[str, tuple[str, str]] = {
     "file_name": ("文件名", "File name"),
     "refused": ("未执行", "Not done"),
     "back": ("返回", "Back"),
+    "id": ("编号", "ID"),
+    "source": ("来源", "Source"),
+    "clock_offset": ("时钟偏差", "Clock offset"),
+    "purpose_view": ("查看", "view"),
+    "purpose_export": ("导出", "export"),
+    "purpose_purge": ("到期删除", "purge"),
 }
 
 

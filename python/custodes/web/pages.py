@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, tzinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, unquote, urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -448,7 +448,20 @@ _ITEMS: dict[tuple[str, str], str] = {
     ("access", "approved"): "requests:approved",
     ("access", "denied"): "requests:denied",
     ("access", "refusals"): "kind:unapproved_access",
+    ("access", "failed"): "deliveries:failed_deliveries",
+    ("access", "unconfirmed"): "deliveries:unconfirmed_deliveries",
+    ("recording", "checks"): "checks",
 }
+#: The devices section's counts of recordings per unit (custodes.reports.DeviceCount), with their labels; their
+#: items are the recordings the count lists (``devices:KEY`` of the unit named by the link's ``unit``).
+_DEVICE_COUNTS = (
+    ("lent", "rec_lent"),
+    ("unassigned", "rec_unassigned"),
+    ("lost", "rec_lost"),
+    ("retired", "rec_retired"),
+    ("unregistered", "rec_unregistered"),
+    ("unchecked", "rec_unchecked"),
+)
 #: The counts each section shows, in order, with their catalogue labels.
 _COUNTS: dict[str, list[tuple[str, str]]] = {
     "integrity": [
@@ -537,23 +550,32 @@ class _Period:
 def _counts(report: Report, period: _Period) -> list[dict[str, Any]]:
     """The report's sections as rows of (label, count, link to its items or None), in the model's order."""
     model: dict[str, Any] = dict(report)
+    at = report["generated"]  # the items of a link are those of this moment (what is due, held)
+
+    def row(label: str, value: int, prefix: str = "", **link: str) -> dict[str, Any]:
+        return {
+            "prefix": prefix,
+            "label": label,
+            "value": value,
+            "link": "/report/items?" + period.query(at=at, **link) if link else None,
+        }
+
     sections = []
     for section, counts in _COUNTS.items():
-        rows = []
-        for key, label in counts:
-            link = None
-            if (section, key) in _ITEMS:
-                link = "/report/items?" + period.query(section=section, count=key, at=report["generated"])
-            rows.append({"label": label, "value": model[section][key], "link": link})
+        rows = [
+            row(label, model[section][key], **({"section": section, "count": key} if (section, key) in _ITEMS else {}))
+            for key, label in counts
+        ]
         sections.append({"section": section, "rows": rows})
-    concerns = [
-        {
-            "label": c["concern"],
-            "value": c["count"],
-            "link": "/report/items?" + period.query(section="concerns", count=c["concern"], at=report["generated"]),
-        }
-        for c in report["concerns"]
-    ]
+    devices = [row("registered_devices", report["devices"]["registered"])]
+    for u in report["devices"]["units"]:
+        name, counted = u["unit"] or "", cast(dict[str, Any], u)
+        devices += [
+            row(label, counted[key]["count"], name, section="devices", count=key, unit=name)
+            for key, label in _DEVICE_COUNTS
+        ]
+    sections.append({"section": "devices", "rows": devices})
+    concerns = [row(c["concern"], c["count"], section="concerns", count=c["concern"]) for c in report["concerns"]]
     sections.append({"section": "concerns", "rows": concerns})
     return sections
 
@@ -601,11 +623,15 @@ def report_items_page(request: Request, who: Seen) -> Response:
             if count not in CONCERNS:
                 raise _Refused(f"count: {count!r} is no Art. 25 concern")
             what = "concern:" + count
+        elif section == "devices":
+            if count not in dict(_DEVICE_COUNTS):
+                raise _Refused(f"count: {count!r} is no count of recordings of the devices section")
+            what = f"devices:{count}"
         elif (section, count) in _ITEMS:
             what = _ITEMS[(section, count)]
         else:
             raise _Refused(f"section {section!r}, count {count!r}: no count of the report lists items")
-        kind, items = _items(archive, period, what)
+        kind, items = _items(archive, period, what, params.get("unit", ""))
     except _Refused as e:
         return _refusal(request, who, str(e), 400, "/report")
     except CustodesError as e:
@@ -624,8 +650,9 @@ def report_items_page(request: Request, who: Seen) -> Response:
     )
 
 
-def _items(archive: Archive, period: _Period, what: str) -> tuple[str, list[Any]]:
-    """``(kind of item, the items)`` behind one count (see :data:`_ITEMS`)."""
+def _items(archive: Archive, period: _Period, what: str, unit: str = "") -> tuple[str, list[Any]]:
+    """``(kind of item, the items)`` behind one count (see :data:`_ITEMS`; ``unit``: the devices section's unit,
+    "" for the devices of no unit)."""
     family, _, arg = what.partition(":")
     if family in ("kind", "gap", "concern"):
         from custodes.reports import CONCERNS
@@ -640,10 +667,21 @@ def _items(archive: Archive, period: _Period, what: str) -> tuple[str, list[Any]
         return "findings", [f for f in gaps if bool(f.get("resolved_by")) == (arg == "resolved")]
     if family == "integrity":
         return "findings", [f.to_json() for f in verify_ledger_only(archive).findings]
+    if family == "deliveries":
+        access: dict[str, Any] = dict(period.build(archive, ("access",))["access"])
+        return "deliveries", list(access[arg])
+    if family == "devices":
+        units: list[dict[str, Any]] = [dict(u) for u in period.build(archive, ("devices",))["devices"]["units"]]
+        listed: list[int] = next((u[arg]["segments"] for u in units if (u["unit"] or "") == unit), [])
+        return "segments", [query.segment(archive, s) for s in listed]
     header = period.build(archive, ())
     scope = _scope(header, period)
     if family == "segments":
         return "segments", list(_segments_in(archive, scope))
+    if family == "checks":
+        from custodes.preuse import checks
+
+        return "checks", [c for c in checks(archive, scope.devices) if scope.lo <= c.time < scope.hi]
     if family == "retention":
         at = ns_from_rfc3339(header["generated"])
         ids = [s.id for s in _segments_in(archive, scope)]
@@ -656,12 +694,12 @@ def _items(archive: Archive, period: _Period, what: str) -> tuple[str, list[Any]
         }[arg]
         return "retention", [r for r in rows if pick(r)]
     if family == "requests":
-        listed = requests(archive)
+        asked = requests(archive)
         if scope.devices is not None:  # as the report counts them: those naming a recording of the scope
-            named = sorted({s for r in listed for s in r.segments})
+            named = sorted({s for r in asked for s in r.segments})
             inside = archive.catalog.segments.in_scope_among(scope, named)
-            listed = [r for r in listed if set(r.segments) & inside]
-        return "requests", [r for r in listed if arg == "all" or r.status == arg]
+            asked = [r for r in asked if set(r.segments) & inside]
+        return "requests", [r for r in asked if arg == "all" or r.status == arg]
     raise _Refused(f"no items {what!r}")
 
 
