@@ -26,6 +26,7 @@ from custodes._durable import fsync_file
 from custodes._faults import write_cut_short
 from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog, replay
+from custodes.catalog.custody import AccessRow
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
@@ -46,6 +47,7 @@ __all__ = [
     "open_recording",
     "person_role",
     "request_access",
+    "requests",
 ]
 
 ROLES = ("custodian", "approver", "viewer", "auditor")
@@ -349,6 +351,16 @@ def _load(archive: Archive, request_id: int) -> AccessRequest:
     row = archive.catalog.access.get(request_id)
     if row is None:
         raise CustodesError(f"no access request {request_id}")
+    return _request(row)
+
+
+def requests(archive: Archive) -> list[AccessRequest]:
+    """Every access request of the archive, by id (what a page or a tool lists; who may see which is theirs to
+    decide)."""
+    return sorted((_request(row) for row in archive.catalog.access.all()), key=lambda r: r.id)
+
+
+def _request(row: AccessRow) -> AccessRequest:
     return AccessRequest(
         row.id,
         row.requester,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from custodes.catalog.query import QueryFindingRow, Selection
+from custodes.catalog.query import QueryFindingRow, SegmentRow, Selection
 from custodes.defaults import INT64_MAX, INT64_MIN, NS
 from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, Finding
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from custodes.archive import Archive
     from custodes.tasks import TaskCoverage
 
-__all__ = ["PAGE", "QueryError", "devices", "events", "findings", "segments"]
+__all__ = ["PAGE", "QueryError", "devices", "events", "findings", "segment", "segments"]
 
 #: Rows read from the catalog at a time.
 PAGE = 500
@@ -144,7 +144,22 @@ def segments(
     """The segments the filters select (module docstring), by id, read a page at a time."""
     sel, _ = _select(archive, device, officer, case, task, start, end)
     rows = _paged(lambda after, n: archive.catalog.query.segments(sel, after, n), 0, lambda r: r.id)
-    return (Segment(*r[:12], bool(r[12]), *r[13:]) for r in rows)
+    return (_segment(r) for r in rows)
+
+
+def segment(archive: Archive, segment_id: int) -> Segment:
+    """The segment with id ``segment_id`` (a recording page, a link from a report); a :class:`QueryError` when the
+    archive has none. The same read as :func:`segments`: the first segment after ``segment_id - 1``."""
+    if not isinstance(segment_id, int) or isinstance(segment_id, bool) or not 0 < segment_id <= INT64_MAX:
+        raise QueryError(f"no segment {segment_id!r} in this archive")
+    rows = archive.catalog.query.segments(Selection(), segment_id - 1, 1)
+    if not rows or rows[0].id != segment_id:
+        raise QueryError(f"no segment {segment_id} in this archive")
+    return _segment(rows[0])
+
+
+def _segment(row: SegmentRow) -> Segment:
+    return Segment(*row[:12], bool(row[12]), *row[13:])
 
 
 def _recorded(row: QueryFindingRow) -> RecordedFinding:

@@ -48,4 +48,8 @@ def create_app(
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()
     )
-    return build_app(app)
+    app = build_app(app)
+    from custodes.web import pages
+
+    app.include_router(pages.router)
+    return app
