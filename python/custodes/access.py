@@ -20,14 +20,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from custodes._durable import fsync_file
 from custodes._faults import write_cut_short
 from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
 from custodes.catalog import Catalog, replay
+from custodes.catalog.custody import AccessRow
 from custodes.defaults import ns_add, ns_from_seconds
-from custodes.errors import CustodesError
+from custodes.errors import CustodesError, UnknownRecordError
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
 from custodes.storage import copy_object
@@ -37,6 +38,7 @@ __all__ = [
     "ROLES",
     "AccessDenied",
     "AccessRequest",
+    "AccessRequestJSON",
     "approve",
     "classify",
     "current_person",
@@ -46,6 +48,7 @@ __all__ = [
     "open_recording",
     "person_role",
     "request_access",
+    "requests",
 ]
 
 ROLES = ("custodian", "approver", "viewer", "auditor")
@@ -56,6 +59,21 @@ class AccessDenied(CustodesError, PermissionError):
     """An access the rules refuse; the refusal itself is logged."""
 
     kind = "unapproved_access"
+
+
+class AccessRequestJSON(TypedDict):
+    """An access request as ``custodes access request|approve|deny --json`` prints it and the HTTP API returns it
+    (one schema): times RFC 3339 UTC, None while pending or after a denial."""
+
+    id: int
+    requester: str
+    segments: list[int]
+    reason: str
+    purpose: str
+    status: str
+    decided_by: str | None
+    valid_from: str | None
+    valid_until: str | None
 
 
 @dataclass(frozen=True)
@@ -70,7 +88,7 @@ class AccessRequest:
     valid_from: int | None
     valid_until: int | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> AccessRequestJSON:
         return {
             "id": self.id,
             "requester": self.requester,
@@ -348,7 +366,16 @@ def refuse(archive: Archive, request: int | None, action: str, segment: int | No
 def _load(archive: Archive, request_id: int) -> AccessRequest:
     row = archive.catalog.access.get(request_id)
     if row is None:
-        raise CustodesError(f"no access request {request_id}")
+        raise UnknownRecordError(f"no access request {request_id}")
+    return _request(row)
+
+
+def requests(archive: Archive) -> list[AccessRequest]:
+    """Every access request the archive holds, by id: pending, approved (expired or not) and denied."""
+    return sorted((_request(row) for row in archive.catalog.access.all()), key=lambda r: r.id)
+
+
+def _request(row: AccessRow) -> AccessRequest:
     return AccessRequest(
         row.id,
         row.requester,
@@ -372,7 +399,7 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
         raise _refuse(archive, None, person, "request", None, no_role(archive, person))
     known = archive.catalog.segments.existing(segments)
     if not segments or known != set(segments):
-        raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
+        raise UnknownRecordError(f"no such segment(s): {sorted(set(segments) - known)}")
     now = time.time_ns()
     with archive.transaction() as tx:
         rid = replay.next_id(tx, "access_requests")

@@ -1920,17 +1920,13 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
     devices at once (Art. 11), the uncovered intervals with their causes, and a
     gap_unexplained finding for every uncovered interval no annotation or device
     event explains. Exit 1 when there are such findings."""
-    from custodes.preuse import checklist_findings
-    from custodes.tasks import task_coverage
+    from custodes.tasks import coverage_check
 
-    covs = task_coverage(archive, list(task_ids) or None)
     # the recording checklist (Art. 7) for these tasks; recordings outside every task only for all of them
-    checklist = [f for f in checklist_findings(archive, covs) if not task_ids or f.kind == "task_not_recorded"]
-    findings = [f for c in covs for f in c.findings] + [f for f in checklist if f.severity != "info"]
+    check = coverage_check(archive, task_ids)
+    covs, checklist, findings = check.tasks, check.checklist, check.findings
     if out.json:
-        _write_json(
-            {"ok": not findings, "tasks": [c.to_json() for c in covs], "checklist": [f.to_json() for f in checklist]}
-        )
+        _write_json(check.to_json())
     else:
         for c in covs:
             click.echo(
@@ -2206,7 +2202,7 @@ def gap_explain_command(
     """Record why a device did not record from --from to --to. The annotation
     is a ledger entry, signed by the next checkpoint, with the operating-system
     user as its author."""
-    from custodes.tasks import explain_gap, parse_time
+    from custodes.tasks import annotation_json, explain_gap, parse_time
 
     annotation = explain_gap(
         archive,
@@ -2219,7 +2215,7 @@ def gap_explain_command(
         None if offset is None else ns_from_seconds(offset, "--offset"),
     )
     if out.json:
-        _write_json({"annotation": annotation})
+        _write_json(annotation_json(annotation))
     else:
         click.echo(f"annotation {annotation} recorded")
 
@@ -2362,12 +2358,10 @@ def retention_status_command(archive: Archive, segments: tuple[int, ...], at: st
 @output_options(quiet_help="Accepted for compatibility: the new hold's id is the output.")
 def retention_hold_command(archive: Archive, segment: int, reason: str, out: Output) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
-    from custodes.retention import hold
+    from custodes.retention import hold, hold_json
 
     hold_id = hold(archive, segment, reason)
-    _write_json({"hold": hold_id, "segment": segment}) if out.json else click.echo(
-        f"hold {hold_id} on segment {segment}"
-    )
+    _write_json(hold_json(hold_id, segment)) if out.json else click.echo(f"hold {hold_id} on segment {segment}")
 
 
 @retention_group.command("release")
@@ -2378,10 +2372,10 @@ def retention_hold_command(archive: Archive, segment: int, reason: str, out: Out
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
 def retention_release_command(archive: Archive, hold_id: int, out: Output) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
-    from custodes.retention import release
+    from custodes.retention import release, release_json
 
     release(archive, hold_id)
-    _write_json({"hold": hold_id, "released": True}) if out.json else out.say(f"hold {hold_id} released")
+    _write_json(release_json(hold_id)) if out.json else out.say(f"hold {hold_id} released")
 
 
 @retention_group.command("long-term")
