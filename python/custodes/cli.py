@@ -145,31 +145,14 @@ class FreeText(click.ParamType):
         self.single_line = single_line
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from custodes.defaults import text_problem
+
         if not isinstance(value, str):
             value = str(value)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = (
-                value.encode("utf-8", "surrogateescape")
-                if _surrogate_escaped(value)
-                else value.encode("utf-8", "backslashreplace")
-            )
-            self.fail(f"{shown!r} is not valid UTF-8 text: give it in UTF-8", param, ctx)
-        allowed = "\t" if self.single_line else "\t\n"
-        for ch in value:
-            if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029"):
-                where = "one line of text" if self.single_line else "text"
-                self.fail(f"{value!r} holds a control character ({ch!r}): give {where} without it", param, ctx)
+        problem = text_problem(value, single_line=self.single_line)
+        if problem is not None:
+            self.fail(problem, param, ctx)
         return value
-
-
-def _surrogate_escaped(value: str) -> bool:
-    try:
-        value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 #: One line of free text (reasons, case ids, device and task names); :data:`TEXT` also allows newlines.
