@@ -1,4 +1,5 @@
-"""Report labels in Chinese and English, from one catalogue."""
+"""Labels in Chinese and English, from one catalogue: the report's (:data:`CATALOGUE`) and the web page's
+(:data:`WEB`, which may also use the report's)."""
 
 from __future__ import annotations
 
@@ -108,7 +109,41 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "rec_unchecked": ("未做使用前检查的记录", "Recorded unchecked"),
 }
 
+#: The web page's own labels (custodes.web); a key not here is looked up in CATALOGUE.
+WEB: dict[str, tuple[str, str]] = {
+    "app_title": ("执法音像记录档案", "Enforcement recordings archive"),
+    "dashboard": ("待处理事项", "Dashboard"),
+    "tasks": ("执法任务", "Tasks"),
+    "access_nav": ("调阅", "Access"),
+    "report_nav": ("合规报告", "Report"),
+    "language": ("语言", "Language"),
+    "login": ("登录", "Log in"),
+    "logout": ("退出", "Log out"),
+    "account_name": ("账号", "Account"),
+    "password": ("密码", "Password"),
+    "signed_in_as": ("当前用户", "Signed in as"),
+    "role": ("角色", "Role"),
+    "login_failed": ("账号或密码错误", "Wrong account name or password"),
+    "login_locked": (
+        "连续输错密码次数过多，账号已锁定；请联系保管员解锁",
+        "Too many wrong passwords: the account is locked; ask a custodian to unlock it",
+    ),
+    "login_throttled": ("登录失败次数过多，请稍后再试", "Too many failed logins from here; try again later"),
+    "login_expired": ("会话已过期，请重新登录", "Your session has ended; log in again"),
+    "error": ("错误", "Error"),
+    "error_400": ("请求有误", "Bad request"),
+    "error_401": ("需要登录", "Log in first"),
+    "error_403": ("无权执行此操作", "Not allowed"),
+    "error_404": ("未找到", "Not found"),
+    "error_405": ("不支持的请求方法", "Method not allowed"),
+    "error_413": ("请求过大", "Request too large"),
+    "error_422": ("请求内容有误", "The request's content is not valid"),
+    "error_429": ("请求过于频繁", "Too many requests"),
+    "error_500": ("服务器内部错误，已记录", "Internal error; it has been logged"),
+    "back_home": ("返回首页", "Back to the dashboard"),
+}
+
 
 def label(key: str, lang: str) -> str:
-    zh, en = CATALOGUE[key]
+    zh, en = WEB[key] if key in WEB else CATALOGUE[key]
     return zh if lang == "zh" else en

@@ -26,7 +26,9 @@ Entry types and the rows they make (see :data:`HANDLERS`):
   held a device from when to when): custodes.devices.
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
 - No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy`` (the ledger is their
-  record). Any other type (one a newer custodes writes) makes no rows here and is counted as unknown.
+  record), and the web front end's account changes (:data:`ACCOUNT_ENTRIES`: local accounts and API tokens,
+  whose state is ``accounts.sqlite``, not the catalog). Any other type (one a newer custodes writes) makes no
+  rows here and is counted as unknown.
 
 Not facts, so neither replayed nor compared (:data:`NOT_FACTS`): the ledger and its checkpoints (the proof
 itself, and a cache of the signed notes in ``ledger/checkpoints/``), ``ingest_intents`` (an ingest in flight:
@@ -105,7 +107,28 @@ def unclassified_tables(catalog: Catalog) -> list[str]:
 
 
 #: Types that are ledgered on purpose without any catalog row.
-LEDGER_ONLY = ("purge_done", "export", "export_failed", "key_rotation", "policy", "storage_repair")
+#: Entries of account changes (custodes.web.accounts): who added, disabled, unlocked an account, set its password,
+#: issued or revoked a token; no secret in them.
+ACCOUNT_ENTRIES = (
+    "account_added",
+    "account_password_set",
+    "account_disabled",
+    "account_enabled",
+    "account_unlocked",
+    "token_issued",
+    "token_revoked",
+)
+LEDGER_ONLY = (
+    "purge_done",
+    "export",
+    "export_failed",
+    "key_rotation",
+    "policy",
+    "storage_repair",
+    # The web front end's local accounts and API tokens (custodes.web.accounts): their state is
+    # ARCHIVE/accounts.sqlite, run state like a session; the ledger records who changed what, never a secret.
+    *ACCOUNT_ENTRIES,
+)
 
 Key = tuple[Any, ...]
 Touched = list[tuple[str, Key]]

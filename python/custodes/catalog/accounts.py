@@ -1,0 +1,303 @@
+"""``ARCHIVE/accounts.sqlite``: the run state of the web front end (custodes.web), and all its SQL.
+
+Local accounts (name, argon2id hash, disabled, failures in a row, locked), sessions (the sha256 of the cookie,
+its CSRF token, when it was made, last seen and when it ends), API tokens (the sha256 of the token, its account
+and role, revoked or not) and the failed logins counted per client (throttling). None of it is a fact of the
+archive: the catalog stays derived from the ledger, and the ledger records each account change (without the
+secrets) and each login. The file is the service account's alone (0600), with its own migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+from custodes.errors import CustodesError
+
+__all__ = ["ACCOUNTS_FILE", "AccountRow", "AccountStore", "SessionRow", "ThrottleRow", "TokenRow"]
+
+ACCOUNTS_FILE = "accounts.sqlite"
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, sessions, tokens, failed logins per client.
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0, created_ns INTEGER NOT NULL);
+    CREATE TABLE sessions (
+        digest TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL, created_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL);
+    CREATE INDEX sessions_by_account ON sessions(account);
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE, role TEXT NOT NULL, label TEXT NOT NULL,
+        created_ns INTEGER NOT NULL, revoked_ns INTEGER);
+    CREATE TABLE throttle (
+        client TEXT PRIMARY KEY, started_ns INTEGER NOT NULL, failures INTEGER NOT NULL,
+        counted INTEGER NOT NULL DEFAULT 0, first_ns INTEGER, last_ns INTEGER);
+    """,
+]
+
+
+class AccountRow(NamedTuple):
+    name: str
+    hash: str
+    disabled: int
+    failures: int
+    locked: int
+    created_ns: int
+
+
+class SessionRow(NamedTuple):
+    digest: str
+    account: str
+    csrf: str
+    created_ns: int
+    last_seen_ns: int
+    expires_ns: int
+
+
+class TokenRow(NamedTuple):
+    id: int
+    digest: str
+    account: str
+    role: str
+    label: str
+    created_ns: int
+    revoked_ns: int | None
+
+
+class ThrottleRow(NamedTuple):
+    """Failed logins from one client in the window that began at ``started_ns``: ``failures`` answered one by
+    one, ``counted`` more refused without a look at the password (between ``first_ns`` and ``last_ns``)."""
+
+    client: str
+    started_ns: int
+    failures: int
+    counted: int
+    first_ns: int | None
+    last_ns: int | None
+
+
+def _fields(row: type[NamedTuple]) -> str:
+    return ", ".join(row._fields)
+
+
+class AccountStore:
+    """One connection to ``accounts.sqlite``, shared by the web server's threads under a lock (each operation
+    is a statement or two: nothing is held across a request)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> AccountStore:
+        """Open (creating it owner-only when missing) ``ROOT/accounts.sqlite`` and bring its schema up to date."""
+        path = Path(root) / ACCOUNTS_FILE
+        # Created 0600 before SQLite sees it: it holds password hashes and session digests.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(path, conn)
+            store._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise CustodesError(
+                f"{self.path}: schema {version} is newer than this custodes ({len(MIGRATIONS)}); upgrade custodes"
+            )
+        for v in range(version, len(MIGRATIONS)):
+            with self._transaction():
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {v + 1}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> AccountStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # --- accounts ---
+
+    def account(self, name: str) -> AccountRow | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_fields(AccountRow)} FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else AccountRow(*row)
+
+    def accounts(self) -> list[AccountRow]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_fields(AccountRow)} FROM accounts ORDER BY name").fetchall()
+        return [AccountRow(*r) for r in rows]
+
+    def add_account(self, name: str, hashed: str, now: int) -> bool:
+        """A new account; False when ``name`` has one already."""
+        with self._transaction() as c:
+            if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                return False
+            c.execute("INSERT INTO accounts (name, hash, created_ns) VALUES (?, ?, ?)", (name, hashed, now))
+        return True
+
+    def set_hash(self, name: str, hashed: str) -> bool:
+        """A new password: the failures in a row and any lock end with it; the account's sessions end too."""
+        with self._transaction() as c:
+            n = c.execute("UPDATE accounts SET hash = ?, failures = 0, locked = 0 WHERE name = ?", (hashed, name))
+            c.execute("DELETE FROM sessions WHERE account = ?", (name,))
+        return n.rowcount == 1
+
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable (its sessions end) or enable ``name``."""
+        with self._transaction() as c:
+            n = c.execute("UPDATE accounts SET disabled = ? WHERE name = ?", (int(disabled), name))
+            if disabled:
+                c.execute("DELETE FROM sessions WHERE account = ?", (name,))
+        return n.rowcount == 1
+
+    def unlock(self, name: str) -> bool:
+        with self._transaction() as c:
+            n = c.execute("UPDATE accounts SET failures = 0, locked = 0 WHERE name = ?", (name,))
+        return n.rowcount == 1
+
+    def note_failure(self, name: str, lock_after: int) -> AccountRow | None:
+        """One more wrong password in a row for ``name``; locked at ``lock_after``. The row after it."""
+        with self._transaction() as c:
+            c.execute(
+                "UPDATE accounts SET failures = failures + 1, locked = CASE WHEN failures + 1 >= ? THEN 1 "
+                "ELSE locked END WHERE name = ?",
+                (lock_after, name),
+            )
+            row = c.execute(f"SELECT {_fields(AccountRow)} FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else AccountRow(*row)
+
+    def note_success(self, name: str) -> None:
+        with self._transaction() as c:
+            c.execute("UPDATE accounts SET failures = 0 WHERE name = ?", (name,))
+
+    # --- sessions ---
+
+    def add_session(self, digest: str, account: str, csrf: str, now: int, expires_ns: int) -> None:
+        with self._transaction() as c:
+            c.execute("DELETE FROM sessions WHERE expires_ns <= ?", (now,))  # expired ones go as new ones come
+            c.execute(
+                f"INSERT INTO sessions ({_fields(SessionRow)}) VALUES (?, ?, ?, ?, ?, ?)",
+                (digest, account, csrf, now, now, expires_ns),
+            )
+
+    def session(self, digest: str) -> SessionRow | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_fields(SessionRow)} FROM sessions WHERE digest = ?", (digest,)
+            ).fetchone()
+        return None if row is None else SessionRow(*row)
+
+    def touch_session(self, digest: str, now: int) -> None:
+        with self._transaction() as c:
+            c.execute("UPDATE sessions SET last_seen_ns = ? WHERE digest = ?", (now, digest))
+
+    def delete_session(self, digest: str) -> None:
+        with self._transaction() as c:
+            c.execute("DELETE FROM sessions WHERE digest = ?", (digest,))
+
+    # --- tokens ---
+
+    def add_token(self, digest: str, account: str, role: str, label: str, now: int) -> int:
+        with self._transaction() as c:
+            cur = c.execute(
+                "INSERT INTO tokens (digest, account, role, label, created_ns) VALUES (?, ?, ?, ?, ?)",
+                (digest, account, role, label, now),
+            )
+        return int(cur.lastrowid or 0)
+
+    def token(self, digest: str) -> TokenRow | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_fields(TokenRow)} FROM tokens WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else TokenRow(*row)
+
+    def token_by_id(self, token_id: int) -> TokenRow | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_fields(TokenRow)} FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return None if row is None else TokenRow(*row)
+
+    def tokens(self) -> list[TokenRow]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_fields(TokenRow)} FROM tokens ORDER BY id").fetchall()
+        return [TokenRow(*r) for r in rows]
+
+    def revoke_token(self, token_id: int, now: int) -> bool:
+        """Revoke token ``token_id``; False when there is none, or it was revoked already."""
+        with self._transaction() as c:
+            n = c.execute("UPDATE tokens SET revoked_ns = ? WHERE id = ? AND revoked_ns IS NULL", (now, token_id))
+        return n.rowcount == 1
+
+    # --- failed logins per client ---
+
+    def throttle(self, client: str) -> ThrottleRow | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_fields(ThrottleRow)} FROM throttle WHERE client = ?", (client,)
+            ).fetchone()
+        return None if row is None else ThrottleRow(*row)
+
+    def note_client_failure(self, client: str, now: int) -> ThrottleRow:
+        """One more failed login answered for ``client`` (a window starts at its first)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO throttle (client, started_ns, failures) VALUES (?, ?, 1) "
+                "ON CONFLICT(client) DO UPDATE SET failures = failures + 1",
+                (client, now),
+            )
+            row = c.execute(f"SELECT {_fields(ThrottleRow)} FROM throttle WHERE client = ?", (client,)).fetchone()
+        return ThrottleRow(*row)
+
+    def note_client_counted(self, client: str, now: int) -> None:
+        """One more login from ``client`` refused unread while it is throttled."""
+        with self._transaction() as c:
+            c.execute(
+                "UPDATE throttle SET counted = counted + 1, first_ns = COALESCE(first_ns, ?), last_ns = ? "
+                "WHERE client = ?",
+                (now, now, client),
+            )
+
+    def throttles_started_by(self, cutoff: int) -> list[ThrottleRow]:
+        """The clients' windows started at or before ``cutoff`` (closed, when it is now less the window)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_fields(ThrottleRow)} FROM throttle WHERE started_ns <= ? ORDER BY client", (cutoff,)
+            ).fetchall()
+        return [ThrottleRow(*r) for r in rows]
+
+    def end_throttle(self, client: str) -> None:
+        with self._transaction() as c:
+            c.execute("DELETE FROM throttle WHERE client = ?", (client,))

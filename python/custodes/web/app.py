@@ -1,0 +1,249 @@
+"""The ASGI application: security headers, login and logout, error pages, the stylesheet.
+
+FastAPI, not bare Starlette (which it is built on, and whose middleware and responses it uses as they are):
+the routes are typed, and the OpenAPI document agency tools read (``/openapi.json``) is built from those
+types, so the API and its description cannot drift apart. uvicorn runs it (custodes.service, ``serve --http``).
+
+Every response carries a Content-Security-Policy that lets the page load nothing from anywhere but this server
+(no inline script or style either), and pages are not cached. An error is a page (or, under ``/api/``, a JSON
+object) saying what went wrong in one line, never a traceback; an unexpected one is logged for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from custodes.access import AccessDenied, person_of, person_role
+from custodes.errors import CustodesError
+from custodes.messages import LANGUAGES
+from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
+from custodes.web.auth import (
+    ABSOLUTE_NS,
+    SESSION_COOKIE,
+    LoginRequired,
+    Visitor,
+    client_of,
+    csrf_checked,
+    throttled_for,
+    visitor,
+)
+from custodes.web.context import acting_as_caller, reading, render, state
+from custodes.web.i18n import LANG_COOKIE
+
+__all__ = ["CSP", "build_app"]
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; media-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+#: The login form's own CSRF cookie (double submit: no session exists yet to hold a token).
+LOGIN_COOKIE = "custodes_login"
+_log = logging.getLogger("custodes.web")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (streams pass through untouched): the security headers on every response, and
+    ``Cache-Control: no-store`` on those that do not set their own (the stylesheet does)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in dict(_HEADERS)]
+                headers += _HEADERS
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", "")
+
+
+def _local_path(target: str | None) -> str:
+    """Where to send a visitor after login or a language switch: a path on this site only, never elsewhere."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+    key = f"error_{status}" if status in (400, 401, 403, 404, 405, 413, 422, 429, 500) else "error"
+    page = render(request, None, "error.html", status_code=status, title_key=key, message=message)
+    for k, v in (headers or {}).items():
+        page.headers[k] = v
+    return page
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse(
+                {"error": exc.why, "status": 401}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        return _error(request, 401, exc.why)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'not valid')}" for e in exc.errors()
+        )
+        return _error(request, 422, where or "the request is not valid")
+
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> Response:
+        return _error(request, 403, str(exc))
+
+    @app.exception_handler(CustodesError)
+    async def refused(request: Request, exc: CustodesError) -> Response:
+        return _error(request, 400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(request, 500, "internal error; the server's log has the details")
+
+
+def _login_page(request: Request, status: int = 200, message_key: str | None = None, next_path: str = "/") -> Response:
+    token = new_secret()
+    page = render(
+        request, None, "login.html", status_code=status, csrf=token, message_key=message_key, next_path=next_path
+    )
+    page.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=state(request).secure_cookies,
+        path="/login",
+        max_age=3600,
+    )
+    return page
+
+
+def _install_login(app: FastAPI) -> None:
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query parameter's name
+        return _login_page(request, next_path=_local_path(next))
+
+    @app.post("/login", include_in_schema=False)
+    def login(
+        request: Request,
+        name: str = Form(..., max_length=200),  # noqa: B008
+        password: str = Form(..., max_length=1024),  # noqa: B008
+        csrf: str = Form(""),  # noqa: B008
+        next: str = Form("/"),  # noqa: A002, B008
+    ) -> Response:
+        """Log in with a local account's name and password: a session cookie and a redirect to ``next``."""
+        web = state(request)
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not csrf or csrf != expected:
+            return _error(request, 403, "the login form's CSRF token is missing or wrong; reload the page")
+        now = time.time_ns()
+        wait = throttled_for(request, now)
+        if wait is not None:
+            page = _login_page(request, 429, "login_throttled", _local_path(next))
+            page.headers["Retry-After"] = str(wait)
+            return page
+        result = verify_password(web.store, name, password)
+        role = None
+        if result.ok:
+            role = person_role(reading(request), person_of(reading(request).policy, name))
+            if role is None:
+                result = type(result)(False, "the account's person has no role in this archive's policy")
+        if not result.ok:
+            web.store.note_client_failure(client_of(request), now)
+        caller = local_caller(name if result.ok or web.store.account(name) is not None else "?")
+        detail = f"from {client_of(request)}" + ("" if result.ok else f": {result.why}")
+        with acting_as_caller(request, caller) as archive:
+            log_login(archive, name, result.ok, detail)
+        if not result.ok:
+            key = "login_locked" if result.locked else "login_failed"
+            return _login_page(request, 401, key, _local_path(next))
+        session, csrf_token = new_secret(), new_secret()
+        web.store.add_session(secret_digest(session), name, csrf_token, now, now + ABSOLUTE_NS)
+        response = RedirectResponse(_local_path(next), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            httponly=True,
+            samesite="strict",
+            secure=web.secure_cookies,
+            path="/",
+            max_age=ABSOLUTE_NS // 1_000_000_000,
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request, who: Visitor = Depends(csrf_checked)) -> Response:  # noqa: B008
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            state(request).store.delete_session(secret_digest(cookie))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/lang/{lang}", include_in_schema=False)
+    def switch_language(lang: str, next: str = "/") -> Response:  # noqa: A002
+        if lang not in LANGUAGES:
+            raise StarletteHTTPException(404, f"no language {lang!r}; one of {', '.join(LANGUAGES)}")
+        response = RedirectResponse(_local_path(next), status_code=303)
+        response.set_cookie(LANG_COOKIE, lang, samesite="strict", path="/", max_age=365 * 86400, httponly=True)
+        return response
+
+    @app.get("/whoami")
+    def whoami(who: Visitor = Depends(visitor)) -> dict[str, str | int | None]:  # noqa: B008
+        """Who the request acts as: the account, the person and role the policy gives it, the token used."""
+        return {"account": who.account, "person": who.person, "role": who.role, "token": who.token_id}
+
+
+def build_app(app: FastAPI) -> FastAPI:
+    """Install the middleware, error handlers, login routes and stylesheet on ``app``."""
+    from pathlib import Path
+
+    app.add_middleware(SecurityHeaders)
+    _install_errors(app)
+    _install_login(app)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    return app

@@ -1,0 +1,178 @@
+"""Who is asking: sessions, CSRF, login throttling and API tokens, as FastAPI dependencies.
+
+- A **session** is the cookie ``custodes_session``: 32 random bytes, kept in accounts.sqlite as its sha256
+  (a copy of the file lets nobody in), HttpOnly, SameSite=Strict, Secure, Path=/. It ends after
+  :data:`IDLE_NS` without a request or :data:`ABSOLUTE_NS` after the login, whichever comes first; logging out
+  deletes it. Each session has its own CSRF token, which every form carries (field ``csrf``) and a
+  cookie-authenticated API call sends as ``X-CSRF-Token``.
+- An **API token** (``Authorization: Bearer TOKEN``) acts as its account with the role it was issued for, and
+  only while the account still has that role in the policy, is not disabled, and the token is not revoked. A
+  bearer call needs no CSRF token: a browser never sends one by itself.
+- **Logins**: every login and failed login is an access-log step (action ``login``). Ten wrong passwords in a
+  row lock the account (custodes.web.accounts). Failed logins per client are throttled: past
+  :data:`CLIENT_FAILURES` in :data:`CLIENT_WINDOW_NS`, a login from that client is answered 429 without a
+  look at the password, and such attempts are counted (accounts.sqlite), not ledgered one by one; the count
+  is ledgered as one step when the window has closed, at the next login from anywhere. So a client adds at
+  most ``CLIENT_FAILURES + 1`` entries to the ledger per window, however fast it tries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+
+from custodes.access import person_of, person_role
+from custodes.findings import rfc3339
+from custodes.identity import Caller
+from custodes.web.accounts import local_caller, log_login, secret_digest
+from custodes.web.context import acting_as_caller, lang_of, reading, state
+
+__all__ = [
+    "ABSOLUTE_NS",
+    "CLIENT_FAILURES",
+    "CLIENT_WINDOW_NS",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "IDLE_NS",
+    "SESSION_COOKIE",
+    "LoginRequired",
+    "Visitor",
+    "client_of",
+    "close_throttle_windows",
+    "csrf_checked",
+    "throttled_for",
+    "visitor",
+]
+
+SESSION_COOKIE = "custodes_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_S = 1_000_000_000
+IDLE_NS = 30 * 60 * _S
+ABSOLUTE_NS = 12 * 3600 * _S
+#: Failed logins one client may make in one window before it is throttled, and the window.
+CLIENT_FAILURES = 20
+CLIENT_WINDOW_NS = 15 * 60 * _S
+#: How often a session's last-seen time is written (not at every request: a page of many requests is one visit).
+_TOUCH_NS = 30 * _S
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """The person behind a request: their local account, the person and role the policy gives it, the caller
+    they act as (``via="tool"``), their session's CSRF token ("" for a bearer token), their language, and the
+    token they came with (None for a session)."""
+
+    account: str
+    person: str
+    role: str
+    caller: Caller
+    csrf: str
+    lang: str
+    token_id: int | None = None
+
+
+class LoginRequired(Exception):
+    """No valid session or token: a page redirects to /login, an API call is answered 401."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise LoginRequired("the Authorization header is not 'Bearer TOKEN'")
+    return value.strip()
+
+
+def visitor(request: Request) -> Visitor:
+    """The visitor of ``request`` (bearer token or session cookie), or :class:`LoginRequired`."""
+    web = state(request)
+    now = time.time_ns()
+    token = _bearer(request)
+    if token is not None:
+        row = web.store.token(secret_digest(token))
+        if row is None or row.revoked_ns is not None:
+            raise LoginRequired("the token is unknown or revoked")
+        account, role, token_id, csrf = row.account, row.role, row.id, ""
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise LoginRequired("not logged in")
+        digest = secret_digest(cookie)
+        session = web.store.session(digest)
+        if session is None:
+            raise LoginRequired("no such session")
+        if now >= session.expires_ns or now - session.last_seen_ns >= IDLE_NS:
+            web.store.delete_session(digest)
+            raise LoginRequired("the session has ended")
+        if now - session.last_seen_ns >= _TOUCH_NS:
+            web.store.touch_session(digest, now)
+        account, role, token_id, csrf = session.account, "", None, session.csrf
+    found = web.store.account(account)
+    if found is None or found.disabled:
+        raise LoginRequired(f"the account {account} is disabled")
+    archive = reading(request)
+    person = person_of(archive.policy, account)
+    has = person_role(archive, person)
+    if has is None or (token_id is not None and has != role):
+        # A token acts only with the role it was issued for; a session with whatever role the person has now.
+        raise HTTPException(403, f"{person} has no role {role or ''} in this archive's policy now".replace("  ", " "))
+    return Visitor(account, person, has, local_caller(account), csrf, lang_of(request), token_id)
+
+
+async def csrf_checked(request: Request, who: Visitor = Depends(visitor)) -> Visitor:  # noqa: B008
+    """:func:`visitor`, for a request that changes something: a session's request must carry its CSRF token
+    (form field ``csrf`` or header ``X-CSRF-Token``); 403 otherwise. A bearer token needs none."""
+    if who.token_id is not None:
+        return who
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and "form" in request.headers.get("content-type", ""):
+        field = (await request.form()).get(CSRF_FIELD)
+        given = field if isinstance(field, str) else None
+    if not given or not hmac.compare_digest(given.encode(), who.csrf.encode()):
+        raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page and try again")
+    return who
+
+
+def client_of(request: Request) -> str:
+    """The client a login is counted against: its address (the proxy's, behind a reverse proxy that uvicorn
+    does not trust for X-Forwarded-For; see the README)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def close_throttle_windows(request: Request, now: int) -> None:
+    """Ledger the count of each client's closed throttle window that counted attempts (one ``login`` step,
+    ok False), and end every closed window."""
+    web = state(request)
+    for w in web.store.throttles_started_by(now - CLIENT_WINDOW_NS):
+        if w.counted:
+            detail = (
+                f"{w.counted} further logins from {w.client} between {rfc3339(w.first_ns or now)} and "
+                f"{rfc3339(w.last_ns or now)} refused unread: past {CLIENT_FAILURES} failed logins in the window "
+                f"from {rfc3339(w.started_ns)}, counted"
+            )
+            with acting_as_caller(request, local_caller("?")) as archive:
+                log_login(archive, "?", False, detail, person=f"client:{w.client}")
+        web.store.end_throttle(w.client)
+
+
+def throttled_for(request: Request, now: int) -> int | None:
+    """Seconds until ``request``'s client may try again, when it is throttled (the attempt is then counted);
+    None when it may try now."""
+    web = state(request)
+    client = client_of(request)
+    close_throttle_windows(request, now)
+    window = web.store.throttle(client)
+    if window is None or window.failures < CLIENT_FAILURES:
+        return None
+    web.store.note_client_counted(client, now)
+    return max(1, (window.started_ns + CLIENT_WINDOW_NS - now) // _S)

@@ -1,0 +1,131 @@
+"""What a route works with: the archive to read, the archive to act on, and the page it renders.
+
+- :func:`reading`: an Archive kept open per thread for reads (the catalog is SQLite in WAL mode: a read sees
+  every commit before it, and never waits for the writer). Pages never take the write lock. It is opened again
+  when the policy file changes, so a role given or taken away holds at the next request.
+- :func:`acting`: every write. It takes the service's command lock (the catalog takes one writer, shared with
+  the commands of the archive service's Unix socket), acts as the visitor
+  (:func:`custodes.identity.acting_as`), and opens the archive fresh, refusing while custodes.toml differs
+  from the ledgered policy, as the CLI does: the very library functions the CLI calls then run.
+- :func:`render`: a Jinja2 template (autoescaped), with ``t(key)`` (labels in the visitor's language), the
+  visitor and their CSRF token in every template.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from custodes.archive import POLICY_FILE, Archive, open_archive
+from custodes.catalog.accounts import AccountStore
+from custodes.identity import Caller, acting_as
+from custodes.messages import LANGUAGES
+from custodes.web.i18n import LANG_COOKIE, language_of, translator
+
+if TYPE_CHECKING:
+    from custodes.web.auth import Visitor
+
+__all__ = ["WebState", "acting", "acting_as_caller", "reading", "render", "state"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class WebState:
+    """What every request of one app shares: the archive's folder, the write lock (the archive service's
+    command lock when served), the accounts store, the templates, and each thread's open archive."""
+
+    root: Path
+    lock: threading.Lock
+    secure_cookies: bool
+    store: AccountStore
+    templates: jinja2.Environment
+    _local: threading.local = field(default_factory=threading.local)
+
+
+def state(request: Request) -> WebState:
+    web: WebState = request.app.state.custodes
+    return web
+
+
+def _policy_stamp(root: Path) -> tuple[int, int]:
+    st = os.stat(root / POLICY_FILE)
+    return st.st_mtime_ns, st.st_size
+
+
+def reading(request: Request) -> Archive:
+    """This thread's archive for reads (opened on first use, and again when the policy file has changed)."""
+    web = state(request)
+    stamp = _policy_stamp(web.root)
+    held: tuple[tuple[int, int], Archive] | None = getattr(web._local, "archive", None)
+    if held is not None and held[0] == stamp:
+        return held[1]
+    if held is not None:
+        held[1].close()
+    archive = open_archive(web.root)
+    web._local.archive = (stamp, archive)
+    return archive
+
+
+@contextmanager
+def acting_as_caller(request: Request, caller: Caller) -> Iterator[Archive]:
+    """Write to the archive as ``caller``, under the command lock, on a freshly opened archive whose
+    custodes.toml is the ledgered policy (see the module's docstring)."""
+    from custodes.policy import require_current
+
+    web = state(request)
+    with web.lock, acting_as(caller):
+        archive = open_archive(web.root)
+        try:
+            require_current(archive)
+            yield archive
+        finally:
+            archive.close()
+
+
+def acting(request: Request, visitor: Visitor) -> AbstractContextManager[Archive]:
+    """Write to the archive as ``visitor`` (see :func:`acting_as_caller`)."""
+    return acting_as_caller(request, visitor.caller)
+
+
+def lang_of(request: Request) -> str:
+    return language_of(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+
+
+def render(
+    request: Request, visitor: Visitor | None, template: str, *, status_code: int = 200, **ctx: Any
+) -> HTMLResponse:
+    """``template`` rendered for ``visitor`` (None: nobody logged in, the login and error pages)."""
+    web = state(request)
+    lang = visitor.lang if visitor is not None else lang_of(request)
+    values = {
+        "request": request,
+        "visitor": visitor,
+        "lang": lang,
+        "languages": LANGUAGES,
+        "t": translator(lang),
+        "csrf": visitor.csrf if visitor is not None else ctx.pop("csrf", ""),
+        "path": request.url.path,
+        **ctx,
+    }
+    return HTMLResponse(web.templates.get_template(template).render(values), status_code=status_code)
+
+
+def templates() -> jinja2.Environment:
+    """The Jinja2 environment of the pages: every template autoescaped (.html or not), undefined names an error."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
