@@ -2621,7 +2621,7 @@ def report_command(
     complete model; CSV one row per finding (UTF-8 with BOM); HTML a
     self-contained page with SVG timelines; PDF the same page."""
     from custodes.plugins import UnknownPluginError, plugin_manager
-    from custodes.reports import build_report
+    from custodes.reports import build_report, default_lang
     from custodes.tasks import parse_time
 
     kind, _, value = scope.partition("=")  # checked by _check_scope
@@ -2643,7 +2643,7 @@ def report_command(
         scope=kind,
         value=value or None,
         full_verify=full_verify,
-        lang=lang or str(archive.policy.extra.get("report", {}).get("lang", "zh")),
+        lang=lang or default_lang(archive),
         at=None if at is None else parse_time(at, "--at"),
     )
     # Rendered beside --out and renamed over it whole: a failure never leaves half a report.

@@ -48,4 +48,7 @@ def create_app(
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()
     )
+    from custodes.web import api
+
+    app.include_router(api.router)
     return build_app(app)
