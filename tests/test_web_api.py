@@ -195,6 +195,14 @@ def test_coverage_report_and_proof_are_the_clis(api: tuple[Path, TestClient, dic
             import_tasks(a, parse_tasks([window], "test"))
     cli = run_cli("task", "coverage", arch, "--task", "T-1", "--json")
     assert cli.returncode == 1, cli.stderr  # the minute before and after are not recorded
+    # the task's unexplained gaps are findings without an id: a cursor walks past them too, each once
+    with open_archive(arch) as a:
+        findings = [as_json(f) for f in query.findings(a)]
+        of_task = [as_json(f) for f in query.findings(a, task="T-1")]
+    assert [f["kind"] for f in findings if f["id"] is None].count("gap_unexplained") == 2
+    for limit in (1, 2, 3):
+        assert walk(web, "findings", tokens["carol"], "findings", limit=limit) == findings
+    assert walk(web, "findings", tokens["carol"], "findings", task="T-1", limit=1) == of_task
     coverage = web.get(f"{API}/tasks/T-1/coverage", headers=bearer(tokens["carol"]))
     assert coverage.status_code == 200 and coverage.json() == json.loads(cli.stdout)
     assert coverage.json()["ok"] is False
