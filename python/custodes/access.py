@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from custodes._durable import fsync_file
 from custodes._faults import write_cut_short
@@ -28,7 +28,7 @@ from custodes.archive import Archive, Policy, open_archive, refuse_inside_archiv
 from custodes.catalog import Catalog, replay
 from custodes.catalog.custody import AccessRow
 from custodes.defaults import ns_add, ns_from_seconds
-from custodes.errors import CustodesError
+from custodes.errors import CustodesError, UnknownRecordError
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
 from custodes.storage import copy_object
@@ -38,6 +38,7 @@ __all__ = [
     "ROLES",
     "AccessDenied",
     "AccessRequest",
+    "AccessRequestJSON",
     "approve",
     "classify",
     "current_person",
@@ -60,6 +61,21 @@ class AccessDenied(CustodesError, PermissionError):
     kind = "unapproved_access"
 
 
+class AccessRequestJSON(TypedDict):
+    """An access request as ``custodes access request|approve|deny --json`` prints it and the HTTP API returns it
+    (one schema): times RFC 3339 UTC, None while pending or after a denial."""
+
+    id: int
+    requester: str
+    segments: list[int]
+    reason: str
+    purpose: str
+    status: str
+    decided_by: str | None
+    valid_from: str | None
+    valid_until: str | None
+
+
 @dataclass(frozen=True)
 class AccessRequest:
     id: int
@@ -72,7 +88,7 @@ class AccessRequest:
     valid_from: int | None
     valid_until: int | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> AccessRequestJSON:
         return {
             "id": self.id,
             "requester": self.requester,
@@ -350,7 +366,7 @@ def refuse(archive: Archive, request: int | None, action: str, segment: int | No
 def _load(archive: Archive, request_id: int) -> AccessRequest:
     row = archive.catalog.access.get(request_id)
     if row is None:
-        raise CustodesError(f"no access request {request_id}")
+        raise UnknownRecordError(f"no access request {request_id}")
     return _request(row)
 
 
@@ -384,7 +400,7 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
         raise _refuse(archive, None, person, "request", None, no_role(archive, person))
     known = archive.catalog.segments.existing(segments)
     if not segments or known != set(segments):
-        raise CustodesError(f"no such segment(s): {sorted(set(segments) - known)}")
+        raise UnknownRecordError(f"no such segment(s): {sorted(set(segments) - known)}")
     now = time.time_ns()
     with archive.transaction() as tx:
         rid = replay.next_id(tx, "access_requests")

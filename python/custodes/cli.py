@@ -145,31 +145,14 @@ class FreeText(click.ParamType):
         self.single_line = single_line
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from custodes.defaults import text_problem
+
         if not isinstance(value, str):
             value = str(value)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = (
-                value.encode("utf-8", "surrogateescape")
-                if _surrogate_escaped(value)
-                else value.encode("utf-8", "backslashreplace")
-            )
-            self.fail(f"{shown!r} is not valid UTF-8 text: give it in UTF-8", param, ctx)
-        allowed = "\t" if self.single_line else "\t\n"
-        for ch in value:
-            if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029"):
-                where = "one line of text" if self.single_line else "text"
-                self.fail(f"{value!r} holds a control character ({ch!r}): give {where} without it", param, ctx)
+        problem = text_problem(value, single_line=self.single_line)
+        if problem is not None:
+            self.fail(problem, param, ctx)
         return value
-
-
-def _surrogate_escaped(value: str) -> bool:
-    try:
-        value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 #: One line of free text (reasons, case ids, device and task names); :data:`TEXT` also allows newlines.
@@ -2149,17 +2132,13 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
     devices at once (Art. 11), the uncovered intervals with their causes, and a
     gap_unexplained finding for every uncovered interval no annotation or device
     event explains. Exit 1 when there are such findings."""
-    from custodes.preuse import checklist_findings
-    from custodes.tasks import task_coverage
+    from custodes.tasks import coverage_check
 
-    covs = task_coverage(archive, list(task_ids) or None)
     # the recording checklist (Art. 7) for these tasks; recordings outside every task only for all of them
-    checklist = [f for f in checklist_findings(archive, covs) if not task_ids or f.kind == "task_not_recorded"]
-    findings = [f for c in covs for f in c.findings] + [f for f in checklist if f.severity != "info"]
+    check = coverage_check(archive, task_ids)
+    covs, checklist, findings = check.tasks, check.checklist, check.findings
     if out.json:
-        _write_json(
-            {"ok": not findings, "tasks": [c.to_json() for c in covs], "checklist": [f.to_json() for f in checklist]}
-        )
+        _write_json(check.to_json())
     else:
         for c in covs:
             click.echo(
@@ -2435,7 +2414,7 @@ def gap_explain_command(
     """Record why a device did not record from --from to --to. The annotation
     is a ledger entry, signed by the next checkpoint, with the operating-system
     user as its author."""
-    from custodes.tasks import explain_gap, parse_time
+    from custodes.tasks import annotation_json, explain_gap, parse_time
 
     annotation = explain_gap(
         archive,
@@ -2448,7 +2427,7 @@ def gap_explain_command(
         None if offset is None else ns_from_seconds(offset, "--offset"),
     )
     if out.json:
-        _write_json({"annotation": annotation})
+        _write_json(annotation_json(annotation))
     else:
         click.echo(f"annotation {annotation} recorded")
 
@@ -2591,12 +2570,10 @@ def retention_status_command(archive: Archive, segments: tuple[int, ...], at: st
 @output_options(quiet_help="Accepted for compatibility: the new hold's id is the output.")
 def retention_hold_command(archive: Archive, segment: int, reason: str, out: Output) -> None:
     """Place a legal hold on a recording; nothing purges it until released."""
-    from custodes.retention import hold
+    from custodes.retention import hold, hold_json
 
     hold_id = hold(archive, segment, reason)
-    _write_json({"hold": hold_id, "segment": segment}) if out.json else click.echo(
-        f"hold {hold_id} on segment {segment}"
-    )
+    _write_json(hold_json(hold_id, segment)) if out.json else click.echo(f"hold {hold_id} on segment {segment}")
 
 
 @retention_group.command("release")
@@ -2607,10 +2584,10 @@ def retention_hold_command(archive: Archive, segment: int, reason: str, out: Out
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
 def retention_release_command(archive: Archive, hold_id: int, out: Output) -> None:
     """Release a legal hold (approvers only); the release is a ledger entry."""
-    from custodes.retention import release
+    from custodes.retention import release, release_json
 
     release(archive, hold_id)
-    _write_json({"hold": hold_id, "released": True}) if out.json else out.say(f"hold {hold_id} released")
+    _write_json(release_json(hold_id)) if out.json else out.say(f"hold {hold_id} released")
 
 
 @retention_group.command("long-term")
@@ -2873,7 +2850,7 @@ def report_command(
     complete model; CSV one row per finding (UTF-8 with BOM); HTML a
     self-contained page with SVG timelines; PDF the same page."""
     from custodes.plugins import UnknownPluginError, plugin_manager
-    from custodes.reports import build_report
+    from custodes.reports import build_report, default_lang
     from custodes.tasks import parse_time
 
     kind, _, value = scope.partition("=")  # checked by _check_scope
@@ -2895,7 +2872,7 @@ def report_command(
         scope=kind,
         value=value or None,
         full_verify=full_verify,
-        lang=lang or str(archive.policy.extra.get("report", {}).get("lang", "zh")),
+        lang=lang or default_lang(archive),
         at=None if at is None else parse_time(at, "--at"),
     )
     # Rendered beside --out and renamed over it whole: a failure never leaves half a report.

@@ -86,3 +86,25 @@ def ns_add(a: int, b: int, what: str) -> int:
     if a + b < INT64_MIN:
         raise TimeRangeError(f"{what} would be before 1677-09-21 (UTC), where custodes' times begin")
     return a + b
+
+
+def text_problem(value: str, *, single_line: bool) -> str | None:
+    """Why ``value`` cannot be free text a person typed (a reason, a note, a case id) that is logged, ledgered
+    and printed, or None when it can: it must be valid UTF-8 (argv that is not UTF-8 reaches Python as lone
+    surrogates, and so does a JSON ``\\udcXX`` escape; no ledger entry or JSON output can hold them) and hold no
+    control character, except tab and, unless ``single_line``, newline. The CLI's text options and the HTTP
+    API's text fields both ask this."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "backslashreplace")
+        return f"{shown!r} is not valid UTF-8 text: give it in UTF-8"
+    allowed = "\t" if single_line else "\t\n"
+    for ch in value:
+        if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029"):
+            where = "one line of text" if single_line else "text"
+            return f"{value!r} holds a control character ({ch!r}): give {where} without it"
+    return None

@@ -24,6 +24,7 @@ __all__ = [
     "SymlinkLoopError",
     "TimelineInputError",
     "UnknownAlgorithmError",
+    "UnknownRecordError",
 ]
 
 
@@ -31,6 +32,13 @@ class CustodesError(Exception):
     """Base of every error custodes raises or reports."""
 
     kind = "error"
+
+
+class UnknownRecordError(CustodesError, LookupError):
+    """A record the archive does not hold: an access request, a hold, a segment named by id. A LookupError,
+    so a caller (the HTTP API: 404) tells "not there" from "there, but refused" or "not now"."""
+
+    kind = "unknown_record"
 
 
 class UnknownAlgorithmError(CustodesError, ValueError):

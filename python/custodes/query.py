@@ -24,6 +24,10 @@ combined with AND:
 
 A device, officer, task or case the archive does not know is a :class:`QueryError`, never an empty answer.
 
+``after`` resumes a walk where an earlier one stopped (the HTTP API's cursor): only segments or events with a
+greater id, devices with a greater device id, findings recorded with a greater id (then the derived findings, which
+have none).
+
 Which findings: :meth:`~custodes.archive.Archive.findings` yields the findings ingests recorded (by id), each once
 (the first ingest's row of each identity, :data:`custodes.catalog.devices.FINDING_IDENTITY`: a volume ingested again
 finds the same facts again; those recorded up to the call), then the ``gap_unexplained`` findings of the tasks'
@@ -140,10 +144,11 @@ def segments(
     task: str | None = None,
     start: int | datetime | None = None,
     end: int | datetime | None = None,
+    after: int = 0,
 ) -> Iterator[Segment]:
     """The segments the filters select (module docstring), by id, read a page at a time."""
     sel, _ = _select(archive, device, officer, case, task, start, end)
-    rows = _paged(lambda after, n: archive.catalog.query.segments(sel, after, n), 0, lambda r: r.id)
+    rows = _paged(lambda last, n: archive.catalog.query.segments(sel, last, n), after, lambda r: r.id)
     return (_segment(r) for r in rows)
 
 
@@ -244,6 +249,7 @@ def findings(
     task: str | None = None,
     start: int | datetime | None = None,
     end: int | datetime | None = None,
+    after: int = 0,
 ) -> Iterator[RecordedFinding]:
     """The findings the filters select (module docstring): those ingests recorded, by id, read a page at a time;
     then the tasks' ``gap_unexplained``; then the device registry's (custodes.devices), by segment."""
@@ -254,7 +260,7 @@ def findings(
         query = archive.catalog.query
         firsts = query.first_findings(sel)
         try:
-            rows = _paged(lambda after, n: query.findings(sel, after, n, firsts), 0, lambda r: r.id)
+            rows = _paged(lambda last, n: query.findings(sel, last, n, firsts), after, lambda r: r.id)
             yield from (_recorded(r) for r in rows)
         finally:
             query.drop_first_findings(firsts)
@@ -272,6 +278,7 @@ def events(
     task: str | None = None,
     start: int | datetime | None = None,
     end: int | datetime | None = None,
+    after: int = 0,
 ) -> Iterator[DeviceEvent]:
     """The device log entries the filters select (module docstring; an event has no case), by id."""
     sel, _ = _select(archive, device, officer, None, task, start, end)
@@ -282,11 +289,11 @@ def events(
             lo=sel.lo,
             hi=sel.hi,
         )
-    rows = _paged(lambda after, n: archive.catalog.query.events(sel, after, n), 0, lambda r: r.id)
+    rows = _paged(lambda last, n: archive.catalog.query.events(sel, last, n), after, lambda r: r.id)
     return (DeviceEvent(*r) for r in rows)
 
 
-def devices(archive: Archive) -> Iterator[Device]:
+def devices(archive: Archive, *, after: str = "") -> Iterator[Device]:
     """Every device the archive knows, by id, read a page at a time."""
-    rows = _paged(lambda after, n: archive.catalog.query.devices(after, n), "", lambda r: r.device_id)
+    rows = _paged(lambda last, n: archive.catalog.query.devices(last, n), after, lambda r: r.device_id)
     return (Device(*r) for r in rows)

@@ -71,6 +71,7 @@ __all__ = [
     "UnitDevices",
     "VerificationSection",
     "build_report",
+    "default_lang",
     "report_schema",
 ]
 
@@ -548,6 +549,11 @@ def _verification_section(archive: Archive, now: int) -> VerificationSection:
             for o in most
         ],
     }
+
+
+def default_lang(archive: Archive) -> str:
+    """The language of a report when none is asked for: the policy's ``[report] lang``, else Chinese."""
+    return str(archive.policy.extra.get("report", {}).get("lang", "zh"))
 
 
 def _devices_in_scope(archive: Archive, scope: str, value: str | None) -> list[str] | None:

@@ -18,27 +18,31 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from custodes.access import current_person, grant_for, refuse, require_role
 from custodes.archive import Archive
 from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
-from custodes.errors import CustodesError
+from custodes.errors import CustodesError, UnknownRecordError
 from custodes.findings import rfc3339
 from custodes.storage import ObjectStore, StoredObject, StoreError
 
 __all__ = [
     "LONG_TERM_REASONS",
+    "HoldJSON",
+    "ReleaseJSON",
     "RetentionStatus",
     "counts",
     "due",
     "hold",
+    "hold_json",
     "link_case",
     "long_term",
     "PurgeResult",
     "purge",
     "release",
+    "release_json",
     "resume_purge",
     "status",
 ]
@@ -225,7 +229,31 @@ def locked_as_recorded(stored: StoredObject, lock: tuple[int | None, bool], now:
 
 def _segment_exists(archive: Archive, segment: int) -> None:
     if not archive.catalog.segments.exists(segment):
-        raise CustodesError(f"no segment {segment}")
+        raise UnknownRecordError(f"no segment {segment}")
+
+
+class HoldJSON(TypedDict):
+    """A hold placed, as ``custodes retention hold --json`` prints it and the HTTP API returns it."""
+
+    hold: int
+    segment: int
+
+
+class ReleaseJSON(TypedDict):
+    """A hold released, as ``custodes retention release --json`` prints it and the HTTP API returns it."""
+
+    hold: int
+    released: bool
+
+
+def hold_json(hold_id: int, segment: int) -> HoldJSON:
+    """The JSON of the hold :func:`hold` placed (one schema for the CLI and the HTTP API)."""
+    return {"hold": hold_id, "segment": segment}
+
+
+def release_json(hold_id: int) -> ReleaseJSON:
+    """The JSON of a hold :func:`release` released (one schema for the CLI and the HTTP API)."""
+    return {"hold": hold_id, "released": True}
 
 
 def hold(archive: Archive, segment: int, reason: str) -> int:
@@ -246,7 +274,9 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
 def release(archive: Archive, hold_id: int) -> None:
     person = require_role(archive, ("approver",), "release")
     row = archive.catalog.retention.hold(hold_id)
-    if row is None or row[1] is not None:
+    if row is None:  # never placed (a hold released already is not active either: the state refuses it)
+        raise UnknownRecordError(f"no active hold {hold_id}")
+    if row[1] is not None:
         raise CustodesError(f"no active hold {hold_id}")
     now = time.time_ns()
     _ledgered(

@@ -25,7 +25,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from custodes import timeline
 from custodes.access import require_role
@@ -37,7 +37,13 @@ from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
 __all__ = [
+    "AnnotationJSON",
     "CAUSES",
+    "CoverageCheck",
+    "CoverageCheckJSON",
+    "TaskCoverageJSON",
+    "TaskJSON",
+    "UncoveredJSON",
     "EXEMPTIONS",
     "EVENT_CAUSES",
     "EVENT_LEAD",
@@ -45,6 +51,8 @@ __all__ = [
     "Task",
     "TaskCoverage",
     "TaskError",
+    "annotation_json",
+    "coverage_check",
     "explain_gap",
     "import_tasks",
     "parse_time",
@@ -69,6 +77,17 @@ class TaskError(CustodesError, ValueError):
     kind = "task"
 
 
+class TaskJSON(TypedDict):
+    """A task as the JSON of its coverage holds it: times RFC 3339 UTC."""
+
+    id: str
+    type: str
+    start: str
+    end: str
+    officers: list[str]
+    devices: list[str]
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
@@ -78,7 +97,7 @@ class Task:
     officers: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TaskJSON:
         return {
             "id": self.id,
             "type": self.type,
@@ -255,6 +274,48 @@ def explain_gap(
     return annotation
 
 
+class AnnotationJSON(TypedDict):
+    """A gap explanation recorded, as ``custodes gap explain --json`` prints it and the HTTP API returns it."""
+
+    annotation: int
+
+
+def annotation_json(annotation: int) -> AnnotationJSON:
+    """The JSON of the annotation :func:`explain_gap` recorded (one schema for the CLI and the HTTP API)."""
+    return {"annotation": annotation}
+
+
+class UncoveredJSON(TypedDict):
+    """An interval of a task's window no device recorded: RFC 3339 UTC, ``duration`` in seconds."""
+
+    start: str
+    end: str
+    duration: float
+
+
+class TaskCoverageJSON(TypedDict):
+    """One task's coverage (:meth:`TaskCoverage.to_json`): shares 0 to 1; ``explained``: each explained part of
+    an uncovered interval with what explained it (:class:`Explanations`); ``findings``: its gap_unexplained."""
+
+    task: TaskJSON
+    devices: list[str]
+    covered_share: float
+    covered_seconds: float
+    two_device_share: float
+    uncovered: list[UncoveredJSON]
+    explained: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+
+
+class CoverageCheckJSON(TypedDict):
+    """``custodes task coverage --json``'s object, and the HTTP API's: ``ok`` when no task has an unexplained gap
+    and the recording checklist (Art. 7) found nothing above info."""
+
+    ok: bool
+    tasks: list[TaskCoverageJSON]
+    checklist: list[dict[str, Any]]
+
+
 @dataclass
 class TaskCoverage:
     task: Task
@@ -269,7 +330,7 @@ class TaskCoverage:
     def window(self) -> int:
         return self.task.end - self.task.start
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TaskCoverageJSON:
         return {
             "task": self.task.to_json(),
             "devices": self.devices,
@@ -480,3 +541,34 @@ def task_coverage(
                     )
         out.append(tc)
     return out
+
+
+@dataclass(frozen=True)
+class CoverageCheck:
+    """The coverage of the tasks asked for (all when none was named) and the recording checklist's findings
+    (custodes.preuse: for named tasks only ``task_not_recorded``; recordings outside every task only when all
+    tasks were asked for): what ``custodes task coverage`` shows and the HTTP API returns."""
+
+    tasks: list[TaskCoverage]
+    checklist: list[Finding]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """What makes the check fail: every unexplained gap, and every checklist finding above info."""
+        return [f for c in self.tasks for f in c.findings] + [f for f in self.checklist if f.severity != "info"]
+
+    def to_json(self) -> CoverageCheckJSON:
+        return {
+            "ok": not self.findings,
+            "tasks": [c.to_json() for c in self.tasks],
+            "checklist": [f.to_json() for f in self.checklist],
+        }
+
+
+def coverage_check(archive: Archive, task_ids: Sequence[str] | None = None) -> CoverageCheck:
+    """:func:`task_coverage` of ``task_ids`` (None or empty: every task) with the recording checklist (Art. 7)."""
+    from custodes.preuse import checklist_findings
+
+    covs = task_coverage(archive, list(task_ids) if task_ids else None)
+    checklist = [f for f in checklist_findings(archive, covs) if not task_ids or f.kind == "task_not_recorded"]
+    return CoverageCheck(covs, checklist)

@@ -48,8 +48,8 @@ def create_app(
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()
     )
-    app = build_app(app)
-    from custodes.web import pages
+    from custodes.web import api, pages
 
     app.include_router(pages.router)
-    return app
+    app.include_router(api.router)
+    return build_app(app)
