@@ -50,6 +50,6 @@ def create_app(
     )
     from custodes.web import api, pages
 
-    app.include_router(pages.router)
+    app.include_router(pages.router, include_in_schema=False)  # HTML pages: the API is /api/v1
     app.include_router(api.router)
     return build_app(app)

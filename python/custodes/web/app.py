@@ -259,5 +259,5 @@ def build_app(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     from custodes.web import views
 
-    app.include_router(views.router)
+    app.include_router(views.router, include_in_schema=False)  # HTML pages: the API is /api/v1
     return app

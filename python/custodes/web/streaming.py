@@ -547,7 +547,9 @@ def view_recording(
     return RedirectResponse(f"/recordings/{segment}?view={ticket}", status_code=303)
 
 
-@router.api_route("/stream/{ticket}", methods=["GET", "HEAD"], response_model=None)
+# Out of the OpenAPI document: one route answering GET and HEAD has one operation id for both, and its answer is
+# bytes, not JSON; API callers reach it through the src the view route gives them.
+@router.api_route("/stream/{ticket}", methods=["GET", "HEAD"], response_model=None, include_in_schema=False)
 def stream(request: Request, ticket: str, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
     """The recording a view ticket opened: whole (200) or the one range asked (206), 416 for a range outside
     it. Only for the visitor who started the view, and only until the ticket expires (the window's end at the
