@@ -106,7 +106,8 @@ def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> 
     assert web.get("/whoami").status_code == 200  # still logged in
     # The session's token, as every page of a logged-in visitor carries it (the error page's logout form).
     token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
-    assert web.post("/logout", data={"csrf": token}).status_code == 303
+    assert web.post("/logout", headers={"x-csrf-token": "forged"}).status_code == 403
+    assert web.post("/logout", headers={"x-csrf-token": token}).status_code == 303  # as an API call sends it
     stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
     assert stale.get("/whoami").status_code == 401  # the row is gone, not just the cookie
 
@@ -336,3 +337,35 @@ def test_serve_https_with_certificate_files_and_accounts_made_through_the_servic
     rebuilt = run_cli("ledger", "rebuild-catalog", two_clip_archive)  # the account entries replay: no rows
     assert rebuilt.returncode == 0 and b"EQUAL" in rebuilt.stdout, (rebuilt.stdout, rebuilt.stderr)
     assert [(s["person"], s["ok"]) for s in logins(two_clip_archive)] == [("carol", True)]
+
+
+def test_an_unexpected_error_is_a_page_without_a_traceback(cli_archive: Path, monkeypatch, caplog) -> None:
+    from custodes.web import app as web_app
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug, with a secret path /srv/archive/keys")
+
+    monkeypatch.setattr(web_app, "verify_password", broken)
+    web = client(with_account(cli_archive))
+    token = login_form(web)
+    form = {"name": "alice", "password": PASSWORD, "csrf": token}
+    answer = web.post("/login", data=form, headers={"accept": "text/html"})
+    assert answer.status_code == 500 and answer.headers["content-security-policy"] == CSP
+    assert "Traceback" not in answer.text and "secret path" not in answer.text and "内部错误" in answer.text
+    assert "a bug, with a secret path" in caplog.text  # the operator's log has it
+    api = web.post("/login", data=form)
+    assert api.status_code == 500 and api.json() == {
+        "error": "internal error; the server's log has the details",
+        "status": 500,
+    }
+
+
+def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
+    from custodes.messages import CATALOGUE, WEB
+    from custodes.web.context import TEMPLATES
+
+    assert set(WEB) & set(CATALOGUE) == set()  # one meaning per key
+    used = {k for f in TEMPLATES.glob("*.html") for k in re.findall(r"""\bt\(['"]([a-z0-9_]+)['"]\)""", f.read_text())}
+    assert {"login", "logout", "dashboard", "devices"} <= used
+    assert used - set(WEB) - set(CATALOGUE) == set()
+    assert all(zh and en and zh != en for zh, en in WEB.values())

@@ -87,13 +87,27 @@ def _bound(text: str | None, name: str, zone: tzinfo) -> int | None:
         raise HTTPException(400, f"{name}={text!r}: give a time as 2024-03-01T18:00 (or ns since 1970)") from None
 
 
+#: How far back the latest recording is looked for first: the last month's recordings are read, not a device's
+#: years of them (10^5 rows are half a second), and only a device silent that long is read in full.
+_RECENT = 31 * 86_400 * NS
+
+
+def _latest_recording(archive: Archive, scope: Scope) -> int | None:
+    """When the scope's latest timed recording ended (ns), or None when it has none."""
+    recent = Scope(scope.devices, time.time_ns() - _RECENT, 2**62, scope.officer)
+    for where in (recent, scope):
+        latest = max((e for _, _, e in archive.catalog.segments.recorded(where)), default=None)
+        if latest is not None:
+            return latest
+    return None
+
+
 def _window(archive: Archive, scope: Scope, start: str | None, end: str | None, zone: tzinfo) -> tuple[int, int]:
     """The window asked for; what is not given, from the last seven days with recordings in ``scope`` (or the
     seven days before now when it has none)."""
     lo, hi = _bound(start, "start", zone), _bound(end, "end", zone)
     if hi is None:
-        recorded = archive.catalog.segments.recorded(scope)
-        latest = max((e for _, _, e in recorded), default=None)
+        latest = _latest_recording(archive, scope)
         hi = latest + 1 if latest is not None else time.time_ns()
         if lo is not None and hi <= lo:
             hi = lo + WEEK
