@@ -77,7 +77,7 @@ def flash(web: TestClient, answer: object, pattern: str) -> str:
     assert FLASH_COOKIE in answer.headers.get("set-cookie", "")  # type: ignore[attr-defined]
     page = web.get(answer.headers["location"])  # type: ignore[attr-defined]
     assert page.status_code == 200, page.text
-    said = re.search(r'<p class="flash">(.*?)</p>', page.text, re.S)
+    said = re.search(r'<p class="flash ok">(.*?)</p>', page.text, re.S)
     assert said is not None and re.search(pattern, unescape(said.group(1))), page.text
     return page.text
 
