@@ -92,6 +92,10 @@ def test_a_wrong_password_is_refused_and_logged(cli_archive: Path) -> None:
     steps = logins(cli_archive)
     assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("nobody", False)]
     assert "wrong password" in str(steps[0]["detail"]) and "no such local account" in str(steps[1]["detail"])
+    # A failed login is no refused access to a recording: the report's Art. 22 refusals do not count it.
+    out = run_cli("report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((cli_archive.parent / "r.json").read_text())["access"]["refusals"] == 0
 
 
 def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> None:
