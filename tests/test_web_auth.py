@@ -26,7 +26,7 @@ from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
 from custodes.web.app import CSP  # noqa: E402
-from helpers import peer, run_cli  # noqa: E402
+from helpers import peer, policy_text, run_cli, set_policy  # noqa: E402
 
 PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
@@ -373,3 +373,26 @@ def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
     assert {"login", "logout", "dashboard", "devices"} <= used
     assert used - set(WEB) - set(CATALOGUE) == set()
     assert all(zh and en and zh != en for zh, en in WEB.values())
+
+
+def test_a_role_taken_away_in_the_policy_holds_at_the_next_request(make_cli_archive, tmp_path: Path) -> None:
+    # No approver named: the owner may still set the policy alone (custodes.policy's bootstrap).
+    arch = make_cli_archive(people='[people]\nalice = "custodian"\nroot = "custodian"\n')
+    with_account(arch, "alice")
+    issued = run_cli("token", "add", arch, "alice", "--role", "custodian", "--json")
+    assert issued.returncode == 0, issued.stderr
+    bearer = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
+    web = client(arch)
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    assert web.get("/whoami").json()["role"] == "custodian"
+    assert web.get("/whoami", headers=bearer).json()["role"] == "custodian"
+    changed = set_policy(arch, policy_text(arch).replace('alice = "custodian"', 'alice = "viewer"'))
+    assert changed.returncode == 0, changed.stderr
+    assert web.get("/whoami").json()["role"] == "viewer"  # a session has the role the person has now
+    refused = web.get("/whoami", headers=bearer)  # a token acts only with the role it was issued for
+    assert refused.status_code == 403 and "viewer" in refused.json()["error"]
+    gone = set_policy(arch, policy_text(arch).replace('alice = "viewer"\n', ""))
+    assert gone.returncode == 0, gone.stderr
+    assert web.get("/whoami").status_code == 403
+    assert log_in(web, "alice", PASSWORD).status_code == 401  # no role: no login either
+    assert "no role" in str(logins(arch)[-1]["detail"])
