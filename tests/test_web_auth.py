@@ -396,3 +396,22 @@ def test_a_role_taken_away_in_the_policy_holds_at_the_next_request(make_cli_arch
     assert web.get("/whoami").status_code == 403
     assert log_in(web, "alice", PASSWORD).status_code == 401  # no role: no login either
     assert "no role" in str(logins(arch)[-1]["detail"])
+
+
+def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> None:
+    from custodes.service import HttpListen, ServiceError, http_address
+
+    assert http_address("8470") == ("127.0.0.1", 8470)
+    assert http_address("0.0.0.0:8443") == ("0.0.0.0", 8443)
+    assert http_address("[::1]:8470") == ("::1", 8470)
+    assert HttpListen("::1", 8470).url == "http://[::1]:8470/"
+    assert HttpListen("127.0.0.1", 8443, "c.pem", "k.pem").url == "https://127.0.0.1:8443/"
+    for bad in ("", "host:", ":8470", "host:0", "host:65536", "host:http", "[::1]"):
+        with pytest.raises(ServiceError, match="HOST:PORT"):
+            http_address(bad)
+    out = run_cli("serve", tmp_path, "--tls-cert", __file__, "--tls-key", __file__)
+    assert out.returncode == 2 and b"are for --http" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "8470", "--tls-cert", __file__)
+    assert out.returncode == 2 and b"go together" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "localhost:")
+    assert out.returncode == 2 and b"HOST:PORT" in out.stderr and b"Traceback" not in out.stderr, out.stderr
