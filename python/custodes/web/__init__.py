@@ -48,8 +48,4 @@ def create_app(
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()
     )
-    app = build_app(app)
-    from custodes.web import pages
-
-    app.include_router(pages.router)
-    return app
+    return build_app(app)

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
-from custodes.web import auth
+from custodes.web import auth, pages
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
@@ -268,5 +268,6 @@ def build_app(app: FastAPI) -> FastAPI:
     _install_errors(app)
     _install_login(app)
     # The route modules (pages, views, streaming, api): one line each, app.include_router(<module>.router).
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
