@@ -77,7 +77,7 @@ def flash(web: TestClient, answer: object, pattern: str) -> str:
     assert FLASH_COOKIE in answer.headers.get("set-cookie", "")  # type: ignore[attr-defined]
     page = web.get(answer.headers["location"])  # type: ignore[attr-defined]
     assert page.status_code == 200, page.text
-    said = re.search(r'<p class="flash">(.*?)</p>', page.text, re.S)
+    said = re.search(r'<p class="flash ok">(.*?)</p>', page.text, re.S)
     assert said is not None and re.search(pattern, unescape(said.group(1))), page.text
     return page.text
 
@@ -218,6 +218,11 @@ def test_a_gap_explained_through_the_form_shows_in_coverage_and_the_ledger(site:
     assert 'action="/tasks/T-1/explain"' in page
     a0, b0 = before.findings[0].start, before.findings[0].end
     assert a0 is not None and b0 is not None
+    # the form comes filled in with the first gap nothing explains, on the task's device
+    assert (
+        f'name="start" required value="{rfc3339(a0)}"' in page and f'name="end" required value="{rfc3339(b0)}"' in page
+    )
+    assert f'<option value="{seg.device}">' in page
     fields = {"device": seg.device, "start": rfc3339(a0), "end": rfc3339(b0), "cause": "battery", "note": HOSTILE}
     text = flash(bob, post(bob, "/tasks/T-1/explain", **fields), r"annotation \d+ recorded")
     assert HOSTILE not in text and ESCAPED in text  # the note is shown, escaped
@@ -233,6 +238,14 @@ def test_a_gap_explained_through_the_form_shows_in_coverage_and_the_ledger(site:
     carol = logged_in(app, "carol")
     refused = post(carol, "/tasks/T-1/explain", **fields)
     assert refused.status_code == 403  # type: ignore[attr-defined]
+    # a task the archive does not know is named, and nothing is recorded
+    unknown = post(bob, "/tasks/T-9/explain", **fields)
+    assert unknown.status_code == 400 and "no task 'T-9'" in unescape(unknown.text)  # type: ignore[attr-defined]
+    with open_archive(arch) as a:
+        assert len(a.catalog.ledger.of_type("annotation")) == 1
+    # after it, the form offers the gap still unexplained
+    b1 = before.findings[1].start
+    assert b1 is not None and f'name="start" required value="{rfc3339(b1)}"' in alice.get("/tasks/T-1").text
     # a cause the law does not know is named
     bad = post(bob, "/tasks/T-1/explain", **(fields | {"cause": "lunch"}))
     assert bad.status_code == 400 and "unknown cause 'lunch'" in unescape(bad.text)  # type: ignore[attr-defined]
@@ -407,3 +420,20 @@ def test_hostile_names_and_notes_are_escaped(make_cli_archive: Callable[..., Pat
     assert ESCAPED in carol.get("/access").text  # her request's reason
     items = alice.get(next(h for h, _ in _counts(alice.get("/report").text) if "count=segments" in h)).text
     assert "<img" not in items and f"{ESCAPED}.mp4" in items
+
+
+def test_one_segment_and_every_request_from_the_library(cli_archive: Path) -> None:
+    from custodes.query import QueryError
+
+    with open_archive(cli_archive) as a:
+        every = list(query.segments(a))
+        assert [query.segment(a, s.id) for s in every] == every
+        for wrong in (0, 4, -1, 2**63, True):
+            with pytest.raises(QueryError, match="no segment"):
+                query.segment(a, wrong)
+        assert requests(a) == []
+        with acting_as(local_caller("carol")):
+            from custodes.access import request_access
+
+            made = [request_access(a, [2], "first"), request_access(a, [1, 3], "second", "export")]
+        assert requests(a) == made and [r.id for r in made] == sorted(r.id for r in made)

@@ -48,8 +48,4 @@ def create_app(
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()
     )
-    from custodes.web import api, pages
-
-    app.include_router(pages.router, include_in_schema=False)  # HTML pages: the API is /api/v1
-    app.include_router(api.router)
     return build_app(app)

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
-from custodes.web import auth, streaming
+from custodes.web import auth, pages, streaming
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
@@ -267,9 +267,12 @@ def build_app(app: FastAPI) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     _install_errors(app)
     _install_login(app)
+    # The route modules, one line each. The HTML pages stay out of the OpenAPI document: the API is /api/v1.
+    app.include_router(pages.router, include_in_schema=False)
     app.include_router(streaming.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    from custodes.web import views
+    from custodes.web import api, views
 
-    app.include_router(views.router, include_in_schema=False)  # HTML pages: the API is /api/v1
+    app.include_router(views.router, include_in_schema=False)
+    app.include_router(api.router)
     return app

@@ -83,6 +83,21 @@ def _when(zone: tzinfo) -> Callable[[int | None], str]:
     return when
 
 
+def _when_text(zone: tzinfo) -> Callable[[str | None], str]:
+    """:func:`_when` of a time the report model holds as RFC 3339 UTC text (shown as it is if it is not one)."""
+    when = _when(zone)
+
+    def shown(text: str | None) -> str:
+        if not text:
+            return "—"
+        try:
+            return when(ns_from_rfc3339(text))
+        except ValueError:
+            return text
+
+    return shown
+
+
 def _seconds(ns: int | None) -> str:
     return "—" if ns is None else f"{ns / NS:.1f} s"
 
@@ -305,6 +320,8 @@ async def explain_gap_form(request: Request, task_id: str, who: Checked) -> Resp
     back = f"/tasks/{quote(task_id, safe='')}"
 
     def act(archive: Archive) -> str:
+        if archive.catalog.tasks.get(task_id) is None:
+            raise _Refused(f"no task {task_id!r} in this archive")
         segment = _id(form["segment"], "segment") if form.get("segment") else None
         offset = _number(form.get("offset", ""), "offset")
         annotation = explain_gap(
@@ -646,7 +663,7 @@ def report_items_page(request: Request, who: Seen) -> Response:
         items=items,
         back="/report?" + period.query(),
         when=_when(_zone(archive)),
-        utc=rfc3339,
+        when_text=_when_text(_zone(archive)),
     )
 
 
