@@ -114,7 +114,7 @@ def test_a_viewer_cannot_approve_and_the_refusal_is_logged(api: tuple[Path, Test
     assert asked.status_code == 201, asked.text
     rid = asked.json()["id"]
     assert asked.json()["status"] == "pending" and asked.json()["requester"] == "carol"
-    answer = web.post(f"{API}/access/requests/{rid}/approve", json={}, headers=bearer(tokens["carol"]))
+    answer = web.post(f"{API}/access/requests/{rid}/approve", headers=bearer(tokens["carol"]))  # no body: defaults
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"] == "carol is not an approver"
     assert refused_steps(arch, "approve") == [("carol", rid, "carol is not an approver")]

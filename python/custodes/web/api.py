@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, TypedDict, TypeVar
 
 import typing_extensions
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -575,10 +575,14 @@ def post_access_request(request: Request, who: Actor, body: AccessRequestBody) -
 
 
 @router.post("/access/requests/{request_id}/approve", response_model=pydantic_typed(AccessRequestJSON))
-def post_approve(request: Request, who: Actor, request_id: CatalogId, body: ApproveBody) -> AccessRequestJSON:
-    """Approve another person's request (approvers only) for a window, as ``custodes access approve``."""
+def post_approve(
+    request: Request, who: Actor, request_id: CatalogId, body: Annotated[ApproveBody | None, Body()] = None
+) -> AccessRequestJSON:
+    """Approve another person's request (approvers only) for a window, as ``custodes access approve``; without a
+    body, for the policy's window and without a note."""
+    given = body if body is not None else ApproveBody()
     with acting(request, who) as archive:
-        return approve(archive, request_id, body.hours, body.note).to_json()
+        return approve(archive, request_id, given.hours, given.note).to_json()
 
 
 @router.post("/access/requests/{request_id}/deny", response_model=pydantic_typed(AccessRequestJSON))
