@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
 from custodes.web.app import CSP  # noqa: E402
-from helpers import run_cli  # noqa: E402
+from helpers import peer, run_cli  # noqa: E402
 
 PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
@@ -105,7 +106,8 @@ def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> 
     assert web.get("/whoami").status_code == 200  # still logged in
     # The session's token, as every page of a logged-in visitor carries it (the error page's logout form).
     token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
-    assert web.post("/logout", data={"csrf": token}).status_code == 303
+    assert web.post("/logout", headers={"x-csrf-token": "forged"}).status_code == 403
+    assert web.post("/logout", headers={"x-csrf-token": token}).status_code == 303  # as an API call sends it
     stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
     assert stale.get("/whoami").status_code == 401  # the row is gone, not just the cookie
 
@@ -239,27 +241,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_http_answers_login_beside_the_socket(cli_archive: Path, tmp_path: Path) -> None:
-    with_account(cli_archive, "bob")
-    port = _free_port()
-    log = tmp_path / "service.log"
+def _start(arch: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``custodes serve ARCH EXTRA`` as this account (root, the archive's owner here), its output in ``log``."""
     with open(log, "wb") as said:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "custodes", "serve", str(cli_archive), "--http", f"127.0.0.1:{port}"],
+        return subprocess.Popen(
+            [sys.executable, "-m", "custodes", "serve", str(arch), *extra],
             stdin=subprocess.DEVNULL,
             stdout=said,
             stderr=said,
         )
+
+
+def _first_answer(service: subprocess.Popen[bytes], log: Path, url: str, **kw: object) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while True:
+        assert service.poll() is None, log.read_text()
+        try:
+            return httpx.get(url, timeout=5, **kw)  # type: ignore[arg-type]
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+
+def _stop(service: subprocess.Popen[bytes], log: Path) -> None:
+    os.kill(service.pid, signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert service.poll() is None, log.read_text()
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        service.wait(30)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        service.wait(10)
+    assert service.returncode == 0, log.read_text()
+
+
+def test_serve_http_answers_login_beside_the_socket(cli_archive: Path, tmp_path: Path) -> None:
+    with_account(cli_archive, "bob")
+    port = _free_port()
+    log = tmp_path / "service.log"
+    service = _start(cli_archive, log, "--http", f"127.0.0.1:{port}")
+    try:
+        page = _first_answer(service, log, f"http://127.0.0.1:{port}/login")
         assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
         form = {"name": "bob", "password": PASSWORD, "csrf": csrf_of(page), "next": "/whoami"}
         # The login cookie is Secure: httpx keeps it from plain HTTP (browsers send it to loopback), so by hand.
@@ -273,10 +293,79 @@ def test_serve_http_answers_login_beside_the_socket(cli_archive: Path, tmp_path:
         refused = run_cli("user", "add", cli_archive, "eve", "--password-stdin", input=PASSWORD.encode() + b"\n")
         assert refused.returncode == 1 and b"needs custodian" in refused.stderr, refused.stderr
     finally:
-        os.kill(service.pid, signal.SIGTERM)
-        service.wait(30)
-    assert service.returncode == 0, log.read_text()
+        _stop(service, log)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
     steps = logins(cli_archive)
     assert [(s["person"], s["ok"]) for s in steps] == [("bob", True)]
+
+
+def test_serve_https_with_certificate_files_and_accounts_made_through_the_service(
+    two_clip_archive: Path, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = peer(
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    trust = ssl.create_default_context(cafile=str(cert))
+    port = _free_port()
+    log = tmp_path / "service.log"
+    service = _start(
+        two_clip_archive, log, "--http", f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key", str(key)
+    )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        page = _first_answer(service, log, f"{url}/login", verify=trust)
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        # root is a custodian in this archive: the account is made through the service, the password sent with
+        # the request (read from stdin by the client), and the token printed once.
+        added = run_cli("user", "add", two_clip_archive, "carol", "--password-stdin", input=PASSWORD.encode() + b"\n")
+        assert added.returncode == 0, added.stderr
+        issued = run_cli("token", "add", two_clip_archive, "carol", "--role", "viewer", "--json")
+        assert issued.returncode == 0, issued.stderr
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as browser:
+            form = {"name": "carol", "password": PASSWORD, "csrf": "", "next": "/whoami"}
+            form["csrf"] = csrf_of(browser.get("/login"))
+            assert browser.post("/login", data=form).status_code == 303
+            assert browser.get("/whoami").json()["role"] == "viewer"  # the Secure cookie went back over HTTPS
+        token = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
+        assert httpx.get(f"{url}/whoami", headers=token, verify=trust).json()["account"] == "carol"
+    finally:
+        _stop(service, log)
+    rebuilt = run_cli("ledger", "rebuild-catalog", two_clip_archive)  # the account entries replay: no rows
+    assert rebuilt.returncode == 0 and b"EQUAL" in rebuilt.stdout, (rebuilt.stdout, rebuilt.stderr)
+    assert [(s["person"], s["ok"]) for s in logins(two_clip_archive)] == [("carol", True)]
+
+
+def test_an_unexpected_error_is_a_page_without_a_traceback(cli_archive: Path, monkeypatch, caplog) -> None:
+    from custodes.web import app as web_app
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug, with a secret path /srv/archive/keys")
+
+    monkeypatch.setattr(web_app, "verify_password", broken)
+    web = client(with_account(cli_archive))
+    token = login_form(web)
+    form = {"name": "alice", "password": PASSWORD, "csrf": token}
+    answer = web.post("/login", data=form, headers={"accept": "text/html"})
+    assert answer.status_code == 500 and answer.headers["content-security-policy"] == CSP
+    assert "Traceback" not in answer.text and "secret path" not in answer.text and "内部错误" in answer.text
+    assert "a bug, with a secret path" in caplog.text  # the operator's log has it
+    api = web.post("/login", data=form)
+    assert api.status_code == 500 and api.json() == {
+        "error": "internal error; the server's log has the details",
+        "status": 500,
+    }
+
+
+def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
+    from custodes.messages import CATALOGUE, WEB
+    from custodes.web.context import TEMPLATES
+
+    assert set(WEB) & set(CATALOGUE) == set()  # one meaning per key
+    used = {k for f in TEMPLATES.glob("*.html") for k in re.findall(r"""\bt\(['"]([a-z0-9_]+)['"]\)""", f.read_text())}
+    assert {"login", "logout", "dashboard", "devices"} <= used
+    assert used - set(WEB) - set(CATALOGUE) == set()
+    assert all(zh and en and zh != en for zh, en in WEB.values())

@@ -416,7 +416,6 @@ def serve(
         os.chmod(root, 0o711)  # people reach run/ through the archive folder, without seeing what else is there
     server = _bind(path)
     service = _Service(root, policy=policy_in_force)
-    web = _http_beside(service, http, server, path, listen is None)
 
     def stop(_signum: int, _frame: Any) -> None:
         service.stopping.set()
@@ -424,6 +423,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # After the handlers: a SIGTERM once the web server answers stops the service as it should.
+    web = _http_beside(service, http, server, path, listen is None)
     if on_ready is not None:
         on_ready(root, path)
     slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
