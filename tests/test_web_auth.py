@@ -26,7 +26,7 @@ from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
 from custodes.web.app import CSP  # noqa: E402
-from helpers import peer, run_cli  # noqa: E402
+from helpers import peer, policy_text, run_cli, set_policy  # noqa: E402
 
 PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
@@ -92,6 +92,10 @@ def test_a_wrong_password_is_refused_and_logged(cli_archive: Path) -> None:
     steps = logins(cli_archive)
     assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("nobody", False)]
     assert "wrong password" in str(steps[0]["detail"]) and "no such local account" in str(steps[1]["detail"])
+    # A failed login is no refused access to a recording: the report's Art. 22 refusals do not count it.
+    out = run_cli("report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((cli_archive.parent / "r.json").read_text())["access"]["refusals"] == 0
 
 
 def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> None:
@@ -369,3 +373,45 @@ def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
     assert {"login", "logout", "dashboard", "devices"} <= used
     assert used - set(WEB) - set(CATALOGUE) == set()
     assert all(zh and en and zh != en for zh, en in WEB.values())
+
+
+def test_a_role_taken_away_in_the_policy_holds_at_the_next_request(make_cli_archive, tmp_path: Path) -> None:
+    # No approver named: the owner may still set the policy alone (custodes.policy's bootstrap).
+    arch = make_cli_archive(people='[people]\nalice = "custodian"\nroot = "custodian"\n')
+    with_account(arch, "alice")
+    issued = run_cli("token", "add", arch, "alice", "--role", "custodian", "--json")
+    assert issued.returncode == 0, issued.stderr
+    bearer = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
+    web = client(arch)
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    assert web.get("/whoami").json()["role"] == "custodian"
+    assert web.get("/whoami", headers=bearer).json()["role"] == "custodian"
+    changed = set_policy(arch, policy_text(arch).replace('alice = "custodian"', 'alice = "viewer"'))
+    assert changed.returncode == 0, changed.stderr
+    assert web.get("/whoami").json()["role"] == "viewer"  # a session has the role the person has now
+    refused = web.get("/whoami", headers=bearer)  # a token acts only with the role it was issued for
+    assert refused.status_code == 403 and "viewer" in refused.json()["error"]
+    gone = set_policy(arch, policy_text(arch).replace('alice = "viewer"\n', ""))
+    assert gone.returncode == 0, gone.stderr
+    assert web.get("/whoami").status_code == 403
+    assert log_in(web, "alice", PASSWORD).status_code == 401  # no role: no login either
+    assert "no role" in str(logins(arch)[-1]["detail"])
+
+
+def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> None:
+    from custodes.service import HttpListen, ServiceError, http_address
+
+    assert http_address("8470") == ("127.0.0.1", 8470)
+    assert http_address("0.0.0.0:8443") == ("0.0.0.0", 8443)
+    assert http_address("[::1]:8470") == ("::1", 8470)
+    assert HttpListen("::1", 8470).url == "http://[::1]:8470/"
+    assert HttpListen("127.0.0.1", 8443, "c.pem", "k.pem").url == "https://127.0.0.1:8443/"
+    for bad in ("", "host:", ":8470", "host:0", "host:65536", "host:http", "[::1]"):
+        with pytest.raises(ServiceError, match="HOST:PORT"):
+            http_address(bad)
+    out = run_cli("serve", tmp_path, "--tls-cert", __file__, "--tls-key", __file__)
+    assert out.returncode == 2 and b"are for --http" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "8470", "--tls-cert", __file__)
+    assert out.returncode == 2 and b"go together" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "localhost:")
+    assert out.returncode == 2 and b"HOST:PORT" in out.stderr and b"Traceback" not in out.stderr, out.stderr

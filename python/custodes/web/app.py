@@ -267,5 +267,6 @@ def build_app(app: FastAPI) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     _install_errors(app)
     _install_login(app)
+    # The route modules (pages, views, streaming, api): one line each, app.include_router(<module>.router).
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
