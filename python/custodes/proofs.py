@@ -14,19 +14,63 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from custodes import merkle
 from custodes.archive import Archive
 from custodes.keys import archive_chain, fingerprint
 from custodes.ledger import LedgerError, VerifierKey, parse_checkpoint
 
-__all__ = ["ProofError", "VerifiedProof", "ledger_proof", "verify"]
+__all__ = [
+    "ConsistencyJSON",
+    "InclusionJSON",
+    "LedgerProofJSON",
+    "ProofError",
+    "VerifiedProof",
+    "ledger_proof",
+    "verify",
+]
+
+
+class InclusionJSON(TypedDict):
+    """That one entry is in the checkpoint's tree: the entry (parsed, and its exact bytes in base64), its leaf
+    hash, index and audit path (hashes hex)."""
+
+    index: int
+    entry: dict[str, Any]
+    entry_base64: str
+    leaf_hash: str
+    proof: list[str]
+
+
+class ConsistencyJSON(TypedDict):
+    """That the checkpoint's tree extends the tree of ``size1`` entries with root ``root1`` (hashes hex)."""
+
+    size1: int
+    root1: str
+    proof: list[str]
+
+
+class _ProofHeader(TypedDict):
+    checkpoint: str
+    verifier_key: str
+    trust: dict[str, Any]
+    tree_size: int
+    root: str
+
+
+class LedgerProofJSON(_ProofHeader, total=False):
+    """A proof as ``custodes ledger proof`` prints it and the HTTP API returns it: the signed checkpoint note,
+    the key that signed it and the chain of trust to it, the tree's size and root (hex), and the parts asked
+    for."""
+
+    inclusion: InclusionJSON
+    consistency: ConsistencyJSON
 
 
 def ledger_proof(
     archive: Archive, *, entry: int | None = None, segment: int | None = None, from_size: int | None = None
-) -> dict[str, Any]:
+) -> LedgerProofJSON:
     """Proof material against the latest signed checkpoint.
 
     ``inclusion``: the entry, its leaf hash, index, tree size, audit path and
@@ -48,7 +92,7 @@ def ledger_proof(
     leaves = archive.leaves(cp.size)
     if merkle.root(leaves) != cp.root:
         raise LedgerError("the ledger no longer matches its latest checkpoint; run `custodes verify`")
-    out: dict[str, Any] = {
+    out: LedgerProofJSON = {
         "checkpoint": note,
         "verifier_key": str(chain.key_for(cp.size)),  # the key that signed the checkpoint (after any rotation)
         "trust": chain.to_json(),

@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, TypedDict, TypeVar
 
 import typing_extensions
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -43,6 +43,7 @@ from custodes import query
 from custodes.access import PURPOSES, AccessDenied, AccessRequestJSON, approve, deny, request_access, requests
 from custodes.defaults import INT64_MAX, INT64_MIN, TimeRangeError, ns_from_seconds, text_problem
 from custodes.errors import CustodesError, UnknownRecordError
+from custodes.proofs import LedgerProofJSON, ledger_proof
 from custodes.records import Device, DeviceEvent, RecordedFinding, Segment
 from custodes.reports import SCOPES, Report, build_report, default_lang, report_schema
 from custodes.retention import HoldJSON, ReleaseJSON, hold, hold_json, release, release_json
@@ -555,12 +556,10 @@ def get_report(
     return Response(body.getvalue(), media_type="application/json")
 
 
-@router.get("/proofs/segments/{segment}", response_model=dict[str, Any])
-def get_segment_proof(request: Request, who: Reader, segment: CatalogId) -> dict[str, Any]:
+@router.get("/proofs/segments/{segment}", response_model=pydantic_typed(LedgerProofJSON))
+def get_segment_proof(request: Request, who: Reader, segment: CatalogId) -> LedgerProofJSON:
     """The inclusion proof of the segment's ingest entry against the latest signed checkpoint, as ``custodes
     ledger proof --segment ID`` prints it; checkable offline with custodes.proofs.verify."""
-    from custodes.proofs import ledger_proof
-
     _segment(request, segment)
     return ledger_proof(reading(request), segment=segment)
 
@@ -576,10 +575,14 @@ def post_access_request(request: Request, who: Actor, body: AccessRequestBody) -
 
 
 @router.post("/access/requests/{request_id}/approve", response_model=pydantic_typed(AccessRequestJSON))
-def post_approve(request: Request, who: Actor, request_id: CatalogId, body: ApproveBody) -> AccessRequestJSON:
-    """Approve another person's request (approvers only) for a window, as ``custodes access approve``."""
+def post_approve(
+    request: Request, who: Actor, request_id: CatalogId, body: Annotated[ApproveBody | None, Body()] = None
+) -> AccessRequestJSON:
+    """Approve another person's request (approvers only) for a window, as ``custodes access approve``; without a
+    body, for the policy's window and without a note."""
+    given = body if body is not None else ApproveBody()
     with acting(request, who) as archive:
-        return approve(archive, request_id, body.hours, body.note).to_json()
+        return approve(archive, request_id, given.hours, given.note).to_json()
 
 
 @router.post("/access/requests/{request_id}/deny", response_model=pydantic_typed(AccessRequestJSON))
