@@ -27,9 +27,9 @@ from custodes.web import api as api_routes  # noqa: E402
 from custodes.web import create_app  # noqa: E402
 from custodes.web.accounts import add_account, issue_token, local_caller, revoke_token, secret_digest  # noqa: E402
 from helpers import as_, catalog_rows, hand_back, run_cli  # noqa: E402
+from web_helpers import PASSWORD, logged_in  # noqa: E402
 
 API = "/api/v1"
-PASSWORD = "correct horse battery"
 ROLES = {"alice": "custodian", "bob": "approver", "carol": "viewer", "dave": "approver"}
 
 
@@ -380,3 +380,23 @@ def test_bad_input_is_a_json_error_never_a_traceback(api: tuple[Path, TestClient
         assert "Traceback" not in answer.text and 'File "' not in answer.text, case
         if says is not None:
             assert says in answer.json()["error"], case
+
+
+def test_a_viewer_lists_only_their_own_requests(api: tuple[Path, TestClient, dict[str, str]]) -> None:
+    # A request's reason and recordings are for those who decide on it or audit it, and for its requester: the
+    # API, the /access page and the dashboard list through one rule (custodes.access.requests(seen_by=)).
+    _arch, web, tokens = api
+    asked = {}
+    for person in ("carol", "alice"):
+        answer = web.post(f"{API}/access/requests", json={"segments": [1], "reason": f"asked by {person}"},
+                          headers=bearer(tokens[person]))  # fmt: skip
+        asked[person] = answer.json()["id"]
+
+    def listed(person: str) -> set[int]:
+        return {r["id"] for r in web.get(f"{API}/access/requests", headers=bearer(tokens[person])).json()["requests"]}
+
+    assert listed("carol") == {asked["carol"]}
+    assert listed("bob") == listed("dave") == set(asked.values())  # the approvers see them all
+    carol = logged_in(web.app, "carol")
+    page = carol.get("/").text + carol.get("/access").text
+    assert "asked by carol" in page and "asked by alice" not in page

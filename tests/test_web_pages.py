@@ -33,8 +33,8 @@ from custodes.tasks import Task, import_tasks, task_coverage  # noqa: E402
 from custodes.web import create_app  # noqa: E402
 from custodes.web.accounts import add_account, local_caller  # noqa: E402
 from custodes.web.pages import FLASH_COOKIE  # noqa: E402
+from web_helpers import PASSWORD, logged_in  # noqa: E402
 
-PASSWORD = "correct horse battery"
 PEOPLE = ("alice", "bob", "carol", "dave")
 #: A name or note that would run a script if a page did not escape it (no "/": it is also a file name).
 HOSTILE = "<img src=x onerror=\"alert('x')\">"
@@ -46,17 +46,6 @@ def with_accounts(arch: Path) -> Path:
         for name in PEOPLE:
             add_account(a, name, PASSWORD)
     return arch
-
-
-def logged_in(app: FastAPI, name: str) -> TestClient:
-    """A browser of ``name``'s, logged in (its own cookies: one person per client)."""
-    web = TestClient(app, base_url="https://testserver", follow_redirects=False, headers={"accept": "text/html"})
-    page = web.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None, page.text
-    answer = web.post("/login", data={"name": name, "password": PASSWORD, "csrf": token.group(1), "next": "/"})
-    assert answer.status_code == 303, answer.text
-    return web
 
 
 def csrf_of(web: TestClient, path: str = "/access") -> str:

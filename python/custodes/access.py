@@ -370,10 +370,18 @@ def _load(archive: Archive, request_id: int) -> AccessRequest:
     return _request(row)
 
 
-def requests(archive: Archive) -> list[AccessRequest]:
-    """Every access request of the archive, by id (what a page or a tool lists; who may see which is theirs to
-    decide)."""
-    return sorted((_request(row) for row in archive.catalog.access.all()), key=lambda r: r.id)
+#: The roles that see every access request (to decide on them, or to audit them); a viewer sees their own.
+SEE_ALL_REQUESTS = ("approver", "custodian", "auditor")
+
+
+def requests(archive: Archive, *, seen_by: str | None = None) -> list[AccessRequest]:
+    """The archive's access requests, by id. With ``seen_by`` (a person), only those that person may see: every
+    request for the roles of :data:`SEE_ALL_REQUESTS`, their own for anyone else (a request's reason and the
+    recordings it names are not for every viewer to read). The page, the API and the dashboard all list so."""
+    listed = sorted((_request(row) for row in archive.catalog.access.all()), key=lambda r: r.id)
+    if seen_by is None or person_role(archive, seen_by) in SEE_ALL_REQUESTS:
+        return listed
+    return [r for r in listed if r.requester == seen_by]
 
 
 def _request(row: AccessRow) -> AccessRequest:

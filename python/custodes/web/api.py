@@ -498,7 +498,7 @@ def get_devices(request: Request, who: Reader, limit: Limit = DEFAULT_LIMIT, cur
 @router.get("/access/requests", response_model=pydantic_typed(AccessRequestList))
 def get_access_requests(request: Request, who: Reader) -> AccessRequestList:
     """Every access request (custodes.access.requests), as the CLI prints each."""
-    return {"requests": [r.to_json() for r in requests(reading(request))]}
+    return {"requests": [r.to_json() for r in requests(reading(request), seen_by=who.person)]}
 
 
 @router.get("/tasks/{task}/coverage", response_model=pydantic_typed(CoverageCheckJSON))

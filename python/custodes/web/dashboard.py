@@ -18,12 +18,12 @@ task, request, hold, object) and a short text.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from custodes.access import requests
 from custodes.catalog import Scope
 from custodes.findings import ns_from_rfc3339
 from custodes.reports import CLOCK_CORRECTED, CONCERNS, _catalog_findings, _resolve_clocks, _verification_section
@@ -155,15 +155,15 @@ def _open_clock_fault(f: dict[str, Any]) -> bool:
     return f["kind"] in CLOCK_FAULTS and not (f["kind"] in CLOCK_CORRECTED and f.get("resolved_by"))
 
 
-def _access_requests(archive: Archive) -> Iterator[Item]:
-    for r in archive.catalog.access.all():
+def _access_requests(archive: Archive, seen_by: str | None) -> Iterator[Item]:
+    """The pending requests ``seen_by`` may see (custodes.access.requests: a viewer, their own)."""
+    for r in requests(archive, seen_by=seen_by):
         if r.status != "pending":
             continue
-        segments = json.loads(r.segments)
         yield Item(
             "access_request",
-            f"request {r.id} by {r.requester} ({r.purpose}, {len(segments)} recording(s)): {r.reason}",
-            segment=segments[0] if len(segments) == 1 else None,
+            f"request {r.id} by {r.requester} ({r.purpose}, {len(r.segments)} recording(s)): {r.reason}",
+            segment=r.segments[0] if len(r.segments) == 1 else None,
             request=r.id,
         )
 
@@ -204,9 +204,11 @@ def _holds(archive: Archive, limit: int) -> Section:
     return Section("holds", len(held), tuple(items))
 
 
-def needs_a_person(archive: Archive, *, now: int | None = None, limit: int = LISTED) -> Dashboard:
+def needs_a_person(
+    archive: Archive, *, now: int | None = None, limit: int = LISTED, seen_by: str | None = None
+) -> Dashboard:
     """The dashboard of ``archive`` at ``now`` (ns UTC; default: now): each section of :data:`KINDS` with its
-    count and at most ``limit`` items."""
+    count and at most ``limit`` items; the access requests those ``seen_by`` (a person) may see, when given."""
     if limit < 0:
         raise ValueError(f"limit {limit}: a number of items, 0 or more")
     now = time.time_ns() if now is None else now
@@ -220,7 +222,7 @@ def needs_a_person(archive: Archive, *, now: int | None = None, limit: int = LIS
         _bounded("late_ingests", (_finding_item(f) for f in found if f["kind"] == "late_ingest"), limit),
         _bounded("clock_faults", (_finding_item(f) for f in found if _open_clock_fault(f)), limit),
         _bounded("damaged", (_finding_item(f) for f in found if f["kind"] in DAMAGED), limit),
-        _bounded("access_requests", _access_requests(archive), limit),
+        _bounded("access_requests", _access_requests(archive, seen_by), limit),
         _overdue(archive, now, limit),
         _holds(archive, limit),
     )

@@ -194,11 +194,6 @@ def _number(value: str, what: str) -> float | None:
     return number
 
 
-def _visible(who: Visitor, req: AccessRequest) -> bool:
-    """A viewer sees their own requests; approvers, custodians and auditors see every request."""
-    return who.role in ("approver", "custodian", "auditor") or req.requester == who.person
-
-
 def _open_view(archive: Archive, who: Visitor, segment: int, now: int) -> list[AccessRequest]:
     """The visitor's approved, unexpired view requests that name ``segment``: those the player may start under."""
     return [
@@ -346,7 +341,7 @@ async def explain_gap_form(request: Request, task_id: str, who: Checked) -> Resp
 def access_page(request: Request, who: Seen) -> Response:
     """The access requests the visitor may see, the holds, and the forms that act on them."""
     archive = reading(request)
-    visible = [r for r in requests(archive) if _visible(who, r)]
+    visible = requests(archive, seen_by=who.person)
     held = sorted(archive.catalog.retention.held_segments())
     holds = [s for s in retention.status(archive, held) if s.holds] if held else []
     exports = [e for e in _exports(archive) if e["by"] == who.person]

@@ -147,7 +147,7 @@ def _kind_label(lang: str) -> Any:
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse:  # noqa: B008
     archive = reading(request)
-    board = needs_a_person(archive, limit=LISTED)
+    board = needs_a_person(archive, limit=LISTED, seen_by=who.person)
     zone = archive_zone(archive)
     return render(
         request,
