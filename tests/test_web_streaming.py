@@ -503,8 +503,15 @@ def test_a_viewer_without_an_approved_window_is_refused_and_it_is_logged(cli_arc
     assert "Traceback" not in answer.text
     as_api = web.post("/recordings/1/view", headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
     assert as_api.status_code == 403 and "no approved" in as_api.json()["error"]
+    unknown = web.post("/recordings/999/view", headers={"X-CSRF-Token": csrf})
+    assert unknown.status_code == 403 and "names recording 999" in unknown.json()["error"]
+    assert web.post("/recordings/one/view", headers={"X-CSRF-Token": csrf}).status_code == 422
     with open_archive(cli_archive) as a:
-        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [("carol", 1, 0), ("carol", 1, 0)]
+        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [
+            ("carol", 1, 0),
+            ("carol", 1, 0),
+            ("carol", 999, 0),
+        ]
 
 
 @pytest.mark.parametrize("archive_backend", BACKENDS)
@@ -635,6 +642,9 @@ def test_an_export_made_on_the_page_downloads_as_a_valid_bag_for_its_requester_a
         key = a.verifier_key
     carol, dave = web_for(arch), web_for(arch)
     csrf = logged_in(carol, "carol")
+    forged = carol.post("/exports", data={"case": "C-7", "request": str(req.id)}, headers=HTML)
+    assert forged.status_code == 403 and "CSRF" in forged.text  # a form without the token does nothing
+    assert not (arch / "exports").exists()
     made = carol.post("/exports", data={"csrf": csrf, "case": "C-7", "request": str(req.id)}, headers=HTML)
     assert made.status_code == 303
     href = made.headers["location"]
