@@ -4,20 +4,32 @@ archives, through FastAPI's TestClient (``https://testserver``, so the Secure co
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 
+import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from custodes.archive import open_archive  # noqa: E402
-from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import add_account  # noqa: E402
+from custodes.web import auth, create_app  # noqa: E402
+from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
+from custodes.web.app import CSP  # noqa: E402
+from helpers import peer, run_cli  # noqa: E402
 
 PASSWORD = "correct horse battery"
+MINUTE = 60 * 1_000_000_000
 
 
 def client(arch: Path) -> TestClient:
@@ -32,7 +44,7 @@ def login_form(web: TestClient) -> str:
     return found.group(1)
 
 
-def log_in(web: TestClient, name: str, password: str, next_path: str = "/whoami"):
+def log_in(web: TestClient, name: str, password: str, next_path: str = "/whoami") -> httpx.Response:
     token = login_form(web)
     return web.post("/login", data={"name": name, "password": password, "csrf": token, "next": next_path})
 
@@ -43,6 +55,18 @@ def with_account(arch: Path, name: str = "alice", password: str = PASSWORD) -> P
     return arch
 
 
+def logins(arch: Path) -> list[dict[str, object]]:
+    """The archive's login steps, as its ledger holds them."""
+    with open_archive(arch) as a:
+        return [json.loads(data) for _index, data in a.catalog.ledger.of_type("access_login")]
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
 def test_login_with_a_local_account_acts_as_its_person(cli_archive: Path) -> None:
     web = client(with_account(cli_archive))
     assert web.get("/whoami").status_code == 401  # an API-style call without a session
@@ -50,6 +74,265 @@ def test_login_with_a_local_account_acts_as_its_person(cli_archive: Path) -> Non
     assert answer.status_code == 303 and answer.headers["location"] == "/whoami"
     cookie = answer.headers["set-cookie"]
     assert "custodes_session=" in cookie and "HttpOnly" in cookie and "Secure" in cookie
-    assert "samesite=strict" in cookie.lower()
+    assert "samesite=strict" in cookie.lower() and "Path=/" in cookie
     me = web.get("/whoami")
     assert me.json() == {"account": "alice", "person": "alice", "role": "custodian", "token": None}
+    steps = logins(cli_archive)
+    assert [(s["person"], s["ok"], s["account"]) for s in steps] == [("alice", True, "alice")]
+
+
+def test_a_wrong_password_is_refused_and_logged(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    answer = log_in(web, "alice", "not the password")
+    assert answer.status_code == 401 and "custodes_session" not in answer.headers.get("set-cookie", "")
+    assert "账号或密码错误" in answer.text  # Chinese unless the visitor chose English
+    nobody = log_in(web, "nobody", PASSWORD)
+    assert nobody.status_code == 401
+    assert web.get("/whoami").status_code == 401
+    steps = logins(cli_archive)
+    assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("nobody", False)]
+    assert "wrong password" in str(steps[0]["detail"]) and "no such local account" in str(steps[1]["detail"])
+
+
+def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
+    page = web.get("/lang/en?next=/whoami")
+    assert page.status_code == 303
+    cookie = web.cookies.get("custodes_session")
+    assert cookie
+    assert web.post("/logout").status_code == 403  # no CSRF token
+    assert web.post("/logout", data={"csrf": "forged"}).status_code == 403
+    assert web.get("/whoami").status_code == 200  # still logged in
+    # The session's token, as every page of a logged-in visitor carries it (the error page's logout form).
+    token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
+    assert web.post("/logout", data={"csrf": token}).status_code == 303
+    stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
+    assert stale.get("/whoami").status_code == 401  # the row is gone, not just the cookie
+
+
+def test_the_login_form_without_its_csrf_token_is_refused(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    answer = web.post("/login", data={"name": "alice", "password": PASSWORD, "next": "/whoami"})
+    assert answer.status_code == 403 and "custodes_session" not in answer.headers.get("set-cookie", "")
+    assert logins(cli_archive) == []
+
+
+def test_ten_wrong_passwords_lock_the_account_until_unlocked(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    for _ in range(LOCK_AFTER):
+        assert log_in(web, "alice", "not the password").status_code == 401
+    locked = log_in(web, "alice", PASSWORD)
+    assert locked.status_code == 401 and "已锁定" in locked.text
+    listed = run_cli("user", "list", cli_archive, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (alice,) = json.loads(listed.stdout)["accounts"]
+    assert alice["locked"] is True and alice["failures"] == LOCK_AFTER
+    out = run_cli("user", "unlock", cli_archive, "alice")
+    assert out.returncode == 0, out.stderr
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    steps = logins(cli_archive)
+    assert [s["ok"] for s in steps] == [False] * (LOCK_AFTER + 1) + [True]
+    assert "locked" in str(steps[LOCK_AFTER]["detail"])
+    with open_archive(cli_archive) as a:  # the unlock is ledgered, by whom, without a secret
+        (entry,) = [json.loads(d) for _i, d in a.catalog.ledger.of_type("account_unlocked")]
+    assert entry["name"] == "alice" and entry["person"] == "root"
+
+
+def test_a_disabled_account_is_refused_and_its_session_ends(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    out = run_cli("user", "disable", cli_archive, "alice")
+    assert out.returncode == 0, out.stderr
+    assert web.get("/whoami").status_code == 401
+    assert log_in(web, "alice", PASSWORD).status_code == 401
+    assert logins(cli_archive)[-1]["ok"] is False
+
+
+def test_sessions_end_after_30_idle_minutes_and_after_12_hours(cli_archive: Path, monkeypatch) -> None:
+    web = client(with_account(cli_archive))
+    clock = [time.time_ns()]
+    monkeypatch.setattr(auth, "now_ns", lambda: clock[0])
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    for _ in range(24):  # a request every 29 minutes keeps it alive ... for 11 h 36 min
+        clock[0] += 29 * MINUTE
+        assert web.get("/whoami").status_code == 200
+    clock[0] += 25 * MINUTE  # 12 h 01 min after the login, 25 min after the last request
+    assert web.get("/whoami").status_code == 401
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    clock[0] += 30 * MINUTE
+    assert web.get("/whoami").status_code == 401
+
+
+def test_failed_logins_from_one_client_are_throttled_and_counted(cli_archive: Path, monkeypatch) -> None:
+    web = client(with_account(cli_archive))
+    clock = [time.time_ns()]
+    monkeypatch.setattr(auth, "now_ns", lambda: clock[0])
+    for i in range(auth.CLIENT_FAILURES):
+        assert log_in(web, f"guess{i}", PASSWORD).status_code == 401
+    for _ in range(5):  # answered without a look at the password, even the right one; counted, not ledgered
+        throttled = log_in(web, "alice", PASSWORD)
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
+    assert len(logins(cli_archive)) == auth.CLIENT_FAILURES
+    clock[0] += auth.CLIENT_WINDOW_NS
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    steps = logins(cli_archive)
+    assert len(steps) == auth.CLIENT_FAILURES + 2
+    count, ok = steps[-2:]
+    assert (
+        count["ok"] is False and count["person"] == "client:testclient" and "5 further logins" in str(count["detail"])
+    )
+    assert ok["ok"] is True and ok["person"] == "alice"
+
+
+def test_api_tokens_act_with_their_role_until_revoked(cli_archive: Path) -> None:
+    with_account(cli_archive, "carol")  # a viewer in the policy
+    issued = run_cli("token", "add", cli_archive, "carol", "--role", "viewer", "--label", "case system", "--json")
+    assert issued.returncode == 0, issued.stderr
+    token = json.loads(issued.stdout)
+    wrong_role = run_cli("token", "add", cli_archive, "carol", "--role", "approver", "--json")
+    web = client(cli_archive)
+    bearer = {"authorization": f"Bearer {token['token']}"}
+    assert web.get("/whoami", headers=bearer).json() == {
+        "account": "carol",
+        "person": "carol",
+        "role": "viewer",
+        "token": token["id"],
+    }
+    assert web.post("/logout", headers=bearer).status_code == 303  # no CSRF token needed with a bearer token
+    other = {"authorization": f"Bearer {json.loads(wrong_role.stdout)['token']}"}
+    assert web.get("/whoami", headers=other).status_code == 403  # carol is no approver
+    assert web.get("/whoami", headers={"authorization": "Bearer " + "x" * 43}).status_code == 401
+    listed = run_cli("token", "list", cli_archive, "--json")
+    assert token["token"] not in listed.stdout.decode() and "case system" in listed.stdout.decode()
+    assert run_cli("token", "revoke", cli_archive, str(token["id"])).returncode == 0
+    refused = web.get("/whoami", headers=bearer)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    with open_archive(cli_archive) as a:  # ledgered without the token
+        ledger = b"".join(d for _i, d in a.catalog.ledger.of_type("token_issued"))
+    assert token["token"].encode() not in ledger and b"case system" in ledger
+
+
+def test_pages_carry_the_csp_and_no_external_url(cli_archive: Path) -> None:
+    web = client(with_account(cli_archive))
+    for answer in (web.get("/login"), web.get("/nowhere", headers={"accept": "text/html"}), log_in(web, "x", "y")):
+        assert answer.headers["content-security-policy"] == CSP
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cache-control"] == "no-store"
+        assert not re.search(r"(https?:)?//[a-z0-9]", answer.text, re.I), answer.text
+        assert "Traceback" not in answer.text
+    css = web.get("/static/custodes.css")
+    assert css.status_code == 200 and "url(" not in css.text and css.headers["content-security-policy"] == CSP
+
+
+def test_the_account_commands_are_a_custodians(cli_archive: Path) -> None:
+    out = run_cli("user", "add", cli_archive, "eve", "--password-stdin", input=b"short\n")
+    assert out.returncode == 2 and b"shorter than" in out.stderr
+    out = run_cli("user", "add", cli_archive, "../eve", "--password-stdin", input=PASSWORD.encode() + b"\n")
+    assert out.returncode == 2 and b"account name" in out.stderr
+    assert run_cli("user", "passwd", cli_archive, "eve", "--password-stdin", input=b"x" * 12).returncode == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(arch: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``custodes serve ARCH EXTRA`` as this account (root, the archive's owner here), its output in ``log``."""
+    with open(log, "wb") as said:
+        return subprocess.Popen(
+            [sys.executable, "-m", "custodes", "serve", str(arch), *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=said,
+            stderr=said,
+        )
+
+
+def _first_answer(service: subprocess.Popen[bytes], log: Path, url: str, **kw: object) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while True:
+        assert service.poll() is None, log.read_text()
+        try:
+            return httpx.get(url, timeout=5, **kw)  # type: ignore[arg-type]
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+
+def _stop(service: subprocess.Popen[bytes], log: Path) -> None:
+    os.kill(service.pid, signal.SIGTERM)
+    try:
+        service.wait(30)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        service.wait(10)
+    assert service.returncode == 0, log.read_text()
+
+
+def test_serve_http_answers_login_beside_the_socket(cli_archive: Path, tmp_path: Path) -> None:
+    with_account(cli_archive, "bob")
+    port = _free_port()
+    log = tmp_path / "service.log"
+    service = _start(cli_archive, log, "--http", f"127.0.0.1:{port}")
+    try:
+        page = _first_answer(service, log, f"http://127.0.0.1:{port}/login")
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        form = {"name": "bob", "password": PASSWORD, "csrf": csrf_of(page), "next": "/whoami"}
+        # The login cookie is Secure: httpx keeps it from plain HTTP (browsers send it to loopback), so by hand.
+        pre = re.search(r"custodes_login=([^;]+)", page.headers["set-cookie"])
+        assert pre is not None and "Secure" in page.headers["set-cookie"]
+        headers = {"cookie": f"custodes_login={pre.group(1)}"}
+        answer = httpx.post(f"http://127.0.0.1:{port}/login", data=form, headers=headers, timeout=30)
+        assert answer.status_code == 303, answer.text
+        assert "Secure" in answer.headers["set-cookie"]
+        # Through the service's socket, root is an auditor here: the account commands are a custodian's.
+        refused = run_cli("user", "add", cli_archive, "eve", "--password-stdin", input=PASSWORD.encode() + b"\n")
+        assert refused.returncode == 1 and b"needs custodian" in refused.stderr, refused.stderr
+    finally:
+        _stop(service, log)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
+    steps = logins(cli_archive)
+    assert [(s["person"], s["ok"]) for s in steps] == [("bob", True)]
+
+
+def test_serve_https_with_certificate_files_and_accounts_made_through_the_service(
+    two_clip_archive: Path, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = peer(
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    trust = ssl.create_default_context(cafile=str(cert))
+    port = _free_port()
+    log = tmp_path / "service.log"
+    service = _start(
+        two_clip_archive, log, "--http", f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key", str(key)
+    )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        page = _first_answer(service, log, f"{url}/login", verify=trust)
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        # root is a custodian in this archive: the account is made through the service, the password sent with
+        # the request (read from stdin by the client), and the token printed once.
+        added = run_cli("user", "add", two_clip_archive, "carol", "--password-stdin", input=PASSWORD.encode() + b"\n")
+        assert added.returncode == 0, added.stderr
+        issued = run_cli("token", "add", two_clip_archive, "carol", "--role", "viewer", "--json")
+        assert issued.returncode == 0, issued.stderr
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as browser:
+            form = {"name": "carol", "password": PASSWORD, "csrf": "", "next": "/whoami"}
+            form["csrf"] = csrf_of(browser.get("/login"))
+            assert browser.post("/login", data=form).status_code == 303
+            assert browser.get("/whoami").json()["role"] == "viewer"  # the Secure cookie went back over HTTPS
+        token = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
+        assert httpx.get(f"{url}/whoami", headers=token, verify=trust).json()["account"] == "carol"
+    finally:
+        _stop(service, log)
+    rebuilt = run_cli("ledger", "rebuild-catalog", two_clip_archive)  # the account entries replay: no rows
+    assert rebuilt.returncode == 0 and b"EQUAL" in rebuilt.stdout, (rebuilt.stdout, rebuilt.stderr)
+    assert [(s["person"], s["ok"]) for s in logins(two_clip_archive)] == [("carol", True)]

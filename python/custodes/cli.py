@@ -1025,8 +1025,11 @@ def _forward_if_served(path: str) -> None:
     replaceable = frozenset(p.name for p, _ in named if isinstance(p.type, ClientOutput) and p.type.replaces and p.name)
     root = ctx.find_root().command
     argv = root.args if isinstance(root, CustodesGroup) else sys.argv[1:]
+    # A command that takes a password (user add, user passwd): read here, from the person, and sent with the
+    # request; the service's copy of the command reads it from there (password_option).
+    secret = _ask_password(bool(ctx.params["password_stdin"])) if "password_stdin" in ctx.params else None
     sys.stdout.flush()
-    sys.exit(service.forward(conn, path, argv, inputs, outputs, replaceable))
+    sys.exit(service.forward(conn, path, argv, inputs, outputs, replaceable, secret))
 
 
 def _preflight_output(archive: str, param: click.Parameter, value: str, outputs: dict[str, str]) -> None:
@@ -1202,25 +1205,251 @@ def init_command(
     default=None,
     help="Listen here instead of ARCHIVE/run/custodes.sock (clients then pass --server PATH).",
 )
+@click.option(
+    "--http",
+    "http_at",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the review page and HTTP API here (PORT alone: 127.0.0.1:PORT, loopback). Off by default.",
+)
+@click.option(
+    "--tls-cert",
+    type=GivenPath(path_type=str, exists=True, dir_okay=False),
+    default=None,
+    help="HTTPS: the certificate chain file (PEM) for --http; with --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=GivenPath(path_type=str, exists=True, dir_okay=False),
+    default=None,
+    help="HTTPS: the certificate's private key file (PEM); with --tls-cert.",
+)
 @output_options(quiet_help="No line on stderr when the service is ready (--json still prints its object).")
-def serve_command(archive: str, listen: str | None, out: Output) -> None:
+def serve_command(
+    archive: str, listen: str | None, http_at: str | None, tls_cert: str | None, tls_key: str | None, out: Output
+) -> None:
     """Run the archive service: the one process that writes the catalog, reads
     the objects and holds the signing key. Run it as the archive's own account
     (see the README for a systemd unit). Everyone else runs the usual commands;
     the CLI hands them to the service, which knows each caller's account from
     the kernel (SO_PEERCRED) and applies the policy's [people] roles. One
     service per archive, whatever socket it listens on. Stops on SIGTERM or
-    Ctrl-C, once the command that runs has finished."""
+    Ctrl-C, once the command that runs has finished.
+
+    With --http, the same process serves the review page and HTTP API
+    (people log in with local accounts: `custodes user add`); HTTPS with
+    --tls-cert and --tls-key, or plain HTTP on loopback behind a reverse
+    proxy that terminates TLS."""
     from custodes.identity import account_name
-    from custodes.service import serve
+    from custodes.service import HttpListen, http_address, serve
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if http_at is None and tls_cert is not None:
+        raise click.UsageError("--tls-cert and --tls-key are for --http")
+    http = None if http_at is None else HttpListen(*http_address(http_at), tls_cert, tls_key)
 
     def ready(root: object, path: object) -> None:
+        said: dict[str, Any] = {"archive": str(root), "socket": str(path), "account": account_name(os.getuid())}
+        if http is not None:
+            said["http"] = http.url
         if out.json:
-            _write_json({"archive": str(root), "socket": str(path), "account": account_name(os.getuid())})
+            _write_json(said)
         out.note(f"serving {root} on {path} as {account_name(os.getuid())}")
+        if http is not None:
+            out.note(f"review page and HTTP API on {http.url} (log in with an account from `custodes user add`)")
 
     _note_archive(archive)
-    serve(archive, listen, ready)
+    serve(archive, listen, ready, http)
+
+
+# ---- local accounts and API tokens of the web front end (custodes.web.accounts) ----------------
+
+
+def password_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--password-stdin`` (else a prompt, twice). The client reads the password, and through the archive
+    service sends it with the request (never in argv); the command gets it as ``password``."""
+
+    @click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of stdin instead of asking twice at the terminal.",
+    )
+    @functools.wraps(fn)
+    def wrapper(*args: Any, password_stdin: bool, **kwargs: Any) -> Any:
+        from custodes.service import request
+
+        served = request()
+        if served is not None:
+            if served.secret is None:
+                raise CustodesError("the client sent no password; run the command with the custodes CLI")
+            password = served.secret
+        else:
+            password = _ask_password(password_stdin)
+        return fn(*args, password=password, **kwargs)
+
+    return wrapper
+
+
+def _ask_password(from_stdin: bool) -> str:
+    """The new password, from stdin's first line or asked twice (hidden) at the terminal."""
+    if from_stdin:
+        line = sys.stdin.readline(4097)
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            raise CustodesError("--password-stdin: stdin gave no password (an empty first line)")
+        return password
+    return str(click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True))
+
+
+@main.group("user")
+def user_group() -> None:
+    """Local accounts for the review page and HTTP API (custodians only).
+
+    A local account NAME has the role the policy's [people] gives NAME (or its
+    [identity] name), as an OS account does. Passwords are kept as argon2id
+    hashes in ARCHIVE/accounts.sqlite; ten wrong passwords in a row lock the
+    account until `user unlock` or `user passwd`. Every change is ledgered
+    (never the password)."""
+
+
+@user_group.command("add")
+@archive_argument
+@click.argument("name")
+@password_option
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def user_add_command(archive: Archive, name: str, password: str, out: Output) -> None:
+    """Add local account NAME (password asked twice, or --password-stdin)."""
+    from custodes.web.accounts import add_account
+
+    add_account(archive, name, password)
+    _write_json({"account": name, "added": True}) if out.json else out.say(f"account {name} added")
+
+
+@user_group.command("passwd")
+@archive_argument
+@click.argument("name")
+@password_option
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def user_passwd_command(archive: Archive, name: str, password: str, out: Output) -> None:
+    """Set NAME's password; it unlocks the account and ends its sessions."""
+    from custodes.web.accounts import set_password
+
+    set_password(archive, name, password)
+    _write_json({"account": name, "password_set": True}) if out.json else out.say(f"password of {name} set")
+
+
+@user_group.command("disable")
+@archive_argument
+@click.argument("name")
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def user_disable_command(archive: Archive, name: str, out: Output) -> None:
+    """Disable NAME: no login, its sessions end, its tokens stop acting."""
+    from custodes.web.accounts import disable_account
+
+    disable_account(archive, name)
+    _write_json({"account": name, "disabled": True}) if out.json else out.say(f"account {name} disabled")
+
+
+@user_group.command("enable")
+@archive_argument
+@click.argument("name")
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def user_enable_command(archive: Archive, name: str, out: Output) -> None:
+    """Enable NAME again after `user disable`."""
+    from custodes.web.accounts import enable_account
+
+    enable_account(archive, name)
+    _write_json({"account": name, "disabled": False}) if out.json else out.say(f"account {name} enabled")
+
+
+@user_group.command("unlock")
+@archive_argument
+@click.argument("name")
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def user_unlock_command(archive: Archive, name: str, out: Output) -> None:
+    """End the lock that ten wrong passwords in a row put on NAME."""
+    from custodes.web.accounts import unlock_account
+
+    unlock_account(archive, name)
+    _write_json({"account": name, "locked": False}) if out.json else out.say(f"account {name} unlocked")
+
+
+@user_group.command("list")
+@archive_argument
+@output_options()
+def user_list_command(archive: Archive, out: Output) -> None:
+    """The local accounts: person and role the policy gives each, disabled, locked."""
+    from custodes.web.accounts import list_accounts
+
+    accounts = list_accounts(archive)
+    if out.json:
+        _write_json({"accounts": [a.to_json() for a in accounts]})
+        return
+    for a in accounts:
+        state = "disabled" if a.disabled else "locked" if a.locked else "active"
+        click.echo(f"{a.name}\t{a.person}\t{a.role or 'no role'}\t{state}")
+
+
+@main.group("token")
+def token_group() -> None:
+    """API tokens for agency tools (custodians only): `Authorization: Bearer TOKEN`.
+
+    A token acts as its local account with the role it was issued for, and
+    only while the policy still gives the account that role and the account
+    is not disabled; revoke it with `token revoke`. The token is printed once
+    and kept only as its sha256."""
+
+
+@token_group.command("add")
+@archive_argument
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["custodian", "approver", "viewer", "auditor"]),
+    required=True,
+    help="The role the token acts with; only while the policy gives the account that role.",
+)
+@click.option("--label", type=TEXT_LINE, default="", help="What the token is for (an agency system's name).")
+@output_options(quiet_help="Print only the token (no id line; --json still prints its object).")
+def token_add_command(archive: Archive, name: str, role: str, label: str, out: Output) -> None:
+    """Issue an API token for local account NAME, acting with ROLE; printed once."""
+    from custodes.web.accounts import issue_token
+
+    info, token = issue_token(archive, name, role, label)
+    if out.json:
+        _write_json({**info.to_json(), "token": token})
+        return
+    out.say(f"token {info.id} for {name} as {role} (shown once; keep it secret):", err=True)
+    click.echo(token)
+
+
+@token_group.command("revoke")
+@archive_argument
+@click.argument("token_id", metavar="ID", type=CatalogInt())
+@output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
+def token_revoke_command(archive: Archive, token_id: int, out: Output) -> None:
+    """Revoke API token ID (see `token list`)."""
+    from custodes.web.accounts import revoke_token
+
+    revoke_token(archive, token_id)
+    _write_json({"token": token_id, "revoked": True}) if out.json else out.say(f"token {token_id} revoked")
+
+
+@token_group.command("list")
+@archive_argument
+@output_options()
+def token_list_command(archive: Archive, out: Output) -> None:
+    """The API tokens: id, account, role, label, revoked or not (never the token)."""
+    from custodes.web.accounts import list_tokens
+
+    tokens = list_tokens(archive)
+    if out.json:
+        _write_json({"tokens": [t.to_json() for t in tokens]})
+        return
+    for t in tokens:
+        revoked = "active" if t.revoked_ns is None else f"revoked {rfc3339(t.revoked_ns)}"
+        click.echo(f"{t.id}\t{t.account}\t{t.role}\t{t.label}\t{revoked}")
 
 
 @main.command("ingest")

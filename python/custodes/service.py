@@ -83,7 +83,18 @@ from custodes.rights import check_folder, check_writable
 if TYPE_CHECKING:
     from custodes.archive import Archive, Policy
 
-__all__ = ["SOCKET_NAME", "ServiceError", "connect", "forward", "hold_embedded", "request", "serve", "socket_path"]
+__all__ = [
+    "SOCKET_NAME",
+    "HttpListen",
+    "ServiceError",
+    "connect",
+    "forward",
+    "hold_embedded",
+    "http_address",
+    "request",
+    "serve",
+    "socket_path",
+]
 
 SOCKET_NAME = "custodes.sock"
 #: In ARCHIVE/run/: held exclusively by the archive's one service, shared by the owner's CLI working embedded.
@@ -118,6 +129,8 @@ _TURN_AWAY_S = 0.2
 _SPOOL_MEMORY = 1 << 20
 #: On SIGTERM, how long deliveries in flight may still take once the running command has finished.
 _STOP_GRACE_S = 5.0
+#: The longest secret (a password for `custodes user add|passwd`) a request may carry.
+_MAX_SECRET = 4096
 #: What the service tells a client when the command hit a bug (as sysexits.h's EX_SOFTWARE).
 EXIT_INTERNAL = 70
 
@@ -154,6 +167,9 @@ class Request:
     #: What the command asks ledgered if its outputs never reach the caller: (delivery id, entry, the entry's
     #: field for the reason), each also noted in the outbox (:data:`_NOTES`) for the sweep after a crash.
     if_undelivered: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    #: A secret the caller's CLI read from the person (a new password: `custodes user add|passwd`), sent in the
+    #: request rather than in argv (which the service logs) or a file (which it stages on disk); never stored.
+    secret: str | None = None
 
     def on_undelivered(self, entry: dict[str, Any], why_field: str) -> None:
         """``entry`` is ledgered, with the reason, if the caller's CLI does not confirm it wrote the outputs: the
@@ -298,13 +314,89 @@ def outbox_root(archive: str | os.PathLike[str]) -> Path:
     return Path(archive) / "tmp" / "outbox"
 
 
+@dataclass(frozen=True)
+class HttpListen:
+    """Where the service also serves the review page and HTTP API (custodes.web): an address, and the TLS
+    certificate and key files uvicorn serves HTTPS with (None: plain HTTP, for loopback or a reverse proxy)."""
+
+    host: str
+    port: int
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.cert else 'http'}://{host}:{self.port}/"
+
+
+def http_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` (loopback: 127.0.0.1) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not (port.isdigit() and 0 < int(port) < 65536) or not host:
+        raise ServiceError(f"--http {value!r}: give HOST:PORT (127.0.0.1:8470, [::1]:8470) or PORT, a port 1-65535")
+    return host, int(port)
+
+
+def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thread]:
+    """The web application (custodes.web) run by uvicorn in a thread of this process, its writes under the
+    service's command lock. The address is bound and the certificate read here, so a port taken or a bad key
+    file stops the start with one line, not a thread's traceback later."""
+    import ssl
+
+    import uvicorn
+
+    from custodes.web import create_app
+
+    app = create_app(service.root, lock=service.commands, secure_cookies=True)
+    config = uvicorn.Config(
+        app,
+        host=http.host,
+        port=http.port,
+        ssl_certfile=http.cert,
+        ssl_keyfile=http.key,
+        lifespan="off",
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=int(_STOP_GRACE_S),
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as e:
+        raise ServiceError(f"--tls-cert {http.cert} / --tls-key {http.key}: cannot use them ({e})") from None
+    family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((http.host, http.port))
+    except OSError as e:
+        sock.close()
+        raise ServiceError(f"--http {http.host}:{http.port}: cannot listen there ({e.strerror})") from None
+    sock.listen(128)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="custodes-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        raise ServiceError(f"the web server on {http.url} did not start; see the service's log")
+    return server, thread
+
+
 def serve(
     archive: str | os.PathLike[str],
     listen: str | os.PathLike[str] | None = None,
     on_ready: Callable[[Path, Path], None] | None = None,
+    http: HttpListen | None = None,
 ) -> None:
     """Serve ``archive`` on its socket until SIGTERM or SIGINT. Only the archive's owner may serve it, and only
-    one service at a time. ``on_ready(archive, socket)`` is called once the socket accepts connections."""
+    one service at a time. ``on_ready(archive, socket)`` is called once the socket accepts connections (and the
+    web server, when ``http`` says where, accepts its own: custodes.web in a thread, sharing the command lock)."""
     from custodes.archive import open_archive
 
     root = Path(archive).absolute()
@@ -331,6 +423,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # After the handlers: a SIGTERM once the web server answers stops the service as it should.
+    web = _http_beside(service, http, server, path, listen is None)
     if on_ready is not None:
         on_ready(root, path)
     slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
@@ -365,9 +459,39 @@ def serve(
         server.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        _finish(service, threads)
+        _finish_with_http(service, threads, web)
         if listen is None:
             os.chmod(root, 0o700)  # owner-only again: with no service, nobody else has business in it
+
+
+def _http_beside(
+    service: _Service, http: HttpListen | None, server: socket.socket, path: Path, chmodded: bool
+) -> tuple[Any, threading.Thread] | None:
+    """The web server beside the socket when ``http`` asks for one; if it cannot start, the socket is closed
+    and removed (and the archive owner-only again) before the error goes up: nothing half-started is left."""
+    if http is None:
+        return None
+    try:
+        return _start_http(service, http)
+    except BaseException:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if chmodded:
+            os.chmod(service.root, 0o700)
+        raise
+
+
+def _finish_with_http(
+    service: _Service, threads: list[threading.Thread], web: tuple[Any, threading.Thread] | None
+) -> None:
+    """:func:`_finish`, the web server first told to take no new request (those under way finish: a write
+    holds the command lock, which :func:`_finish` waits for), and its thread given a grace to end."""
+    if web is not None:
+        web[0].should_exit = True
+    _finish(service, threads)
+    if web is not None:
+        web[1].join(_STOP_GRACE_S * 2)
 
 
 def _finish(service: _Service, threads: list[threading.Thread]) -> None:
@@ -655,6 +779,9 @@ def _parse_request(
         raise ServiceError("a malformed request (argv and cwd)")
     if not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs) and len(inputs) == len(fds)):
         raise ServiceError("a malformed request (each input path needs its descriptor)")
+    secret = header.get("secret")
+    if secret is not None and not (isinstance(secret, str) and len(secret) <= _MAX_SECRET):
+        raise ServiceError(f"a malformed request (a secret is a string of at most {_MAX_SECRET} characters)")
     return header, fds
 
 
@@ -682,6 +809,7 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
     settled = True  # False while a delivery that failed is not yet recorded: the outbox is then left for the sweep
     try:
         req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
+        req.secret = header.get("secret")
         with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=os.fspath(outbox)) as spool:
             with service.commands:
                 if service.stopping.is_set():
@@ -1009,11 +1137,13 @@ def forward(
     inputs: list[str],
     outputs: dict[str, str],
     replaceable: frozenset[str] = frozenset(),
+    secret: str | None = None,
 ) -> int:
     """Send a command line to the service on ``conn``; print what it prints, write what it sends, and
     return its exit code. ``inputs``: the input paths as given (each opened here, its descriptor passed);
     ``outputs``: each output parameter's name -> the path as given; ``replaceable``: the outputs that
-    replace a file already there (a report), where every other output refuses to."""
+    replace a file already there (a report), where every other output refuses to; ``secret``: a password the
+    command reads (:attr:`Request.secret`)."""
     fds: list[int] = []
     try:
         for given in inputs:
@@ -1027,6 +1157,8 @@ def forward(
             raise ServiceError("the current folder no longer exists; change to a folder that does") from None
         st = os.stat(archive)
         request = {"v": PROTOCOL, "argv": argv, "cwd": cwd, "inputs": inputs, "archive": [st.st_dev, st.st_ino]}
+        if secret is not None:
+            request["secret"] = secret
         header = json.dumps(request) + "\n"
         socket.send_fds(conn, [header.encode("utf-8", "surrogateescape")], fds)
         return _receive(conn, _ClientFiles(outputs, replaceable))

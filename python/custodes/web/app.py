@@ -12,7 +12,6 @@ object) saying what went wrong in one line, never a traceback; an unexpected one
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -21,12 +20,13 @@ from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
-from custodes.web import streaming
+from custodes.web import auth, streaming
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
@@ -99,11 +99,20 @@ def _local_path(target: str | None) -> str:
     return target
 
 
-def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _visitor_or_none(request: Request) -> Visitor | None:
+    """The logged-in visitor, for an error page's navigation and logout form; None when there is none."""
+    try:
+        return visitor(request)
+    except Exception:  # noqa: BLE001 - an error page must render whatever made the visitor unknown
+        return None
+
+
+async def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if _wants_json(request):
         return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
     key = f"error_{status}" if status in (400, 401, 403, 404, 405, 413, 422, 429, 500) else "error"
-    page = render(request, None, "error.html", status_code=status, title_key=key, message=message)
+    who = None if status == 401 else await run_in_threadpool(_visitor_or_none, request)
+    page = render(request, who, "error.html", status_code=status, title_key=key, message=message)
     for k, v in (headers or {}).items():
         page.headers[k] = v
     return page
@@ -118,31 +127,31 @@ def _install_errors(app: FastAPI) -> None:
             )
         if request.method in ("GET", "HEAD"):
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        return _error(request, 401, exc.why)
+        return await _error(request, 401, exc.why)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return await _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         where = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'not valid')}" for e in exc.errors()
         )
-        return _error(request, 422, where or "the request is not valid")
+        return await _error(request, 422, where or "the request is not valid")
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> Response:
-        return _error(request, 403, str(exc))
+        return await _error(request, 403, str(exc))
 
     @app.exception_handler(CustodesError)
     async def refused(request: Request, exc: CustodesError) -> Response:
-        return _error(request, 400, str(exc))
+        return await _error(request, 400, str(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return _error(request, 500, "internal error; the server's log has the details")
+        return await _error(request, 500, "internal error; the server's log has the details")
 
 
 def _login_page(request: Request, status: int = 200, message_key: str | None = None, next_path: str = "/") -> Response:
@@ -179,8 +188,8 @@ def _install_login(app: FastAPI) -> None:
         web = state(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not csrf or csrf != expected:
-            return _error(request, 403, "the login form's CSRF token is missing or wrong; reload the page")
-        now = time.time_ns()
+            raise StarletteHTTPException(403, "the login form's CSRF token is missing or wrong; reload the page")
+        now = auth.now_ns()
         wait = throttled_for(request, now)
         if wait is not None:
             page = _login_page(request, 429, "login_throttled", _local_path(next))

@@ -41,6 +41,7 @@ __all__ = [
     "LoginRequired",
     "Visitor",
     "client_of",
+    "now_ns",
     "close_throttle_windows",
     "csrf_checked",
     "throttled_for",
@@ -58,6 +59,11 @@ CLIENT_FAILURES = 20
 CLIENT_WINDOW_NS = 15 * 60 * _S
 #: How often a session's last-seen time is written (not at every request: a page of many requests is one visit).
 _TOUCH_NS = 30 * _S
+
+
+def now_ns() -> int:
+    """The clock sessions, tokens and throttle windows are timed by (one place, so a test can move it)."""
+    return time.time_ns()
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def _bearer(request: Request) -> str | None:
 def visitor(request: Request) -> Visitor:
     """The visitor of ``request`` (bearer token or session cookie), or :class:`LoginRequired`."""
     web = state(request)
-    now = time.time_ns()
+    now = now_ns()
     token = _bearer(request)
     if token is not None:
         row = web.store.token(secret_digest(token))
@@ -123,9 +129,10 @@ def visitor(request: Request) -> Visitor:
     archive = reading(request)
     person = person_of(archive.policy, account)
     has = person_role(archive, person)
-    if has is None or (token_id is not None and has != role):
-        # A token acts only with the role it was issued for; a session with whatever role the person has now.
-        raise HTTPException(403, f"{person} has no role {role or ''} in this archive's policy now".replace("  ", " "))
+    if has is None:
+        raise HTTPException(403, f"{person} has no role in this archive's policy now")
+    if token_id is not None and has != role:  # a token acts only with the role it was issued for
+        raise HTTPException(403, f"token {token_id} acts as {role}, and the policy gives {person} the role {has} now")
     return Visitor(account, person, has, local_caller(account), csrf, lang_of(request), token_id)
 
 
