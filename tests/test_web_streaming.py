@@ -1,5 +1,7 @@
-"""Footage to the browser's player (custodes.web.streaming): RFC 9110 ranges against the stored bytes, flat memory
-for a 4 GiB object, and view tickets started inside an approved window, each view one access-log entry."""
+"""Footage to the browser's player (custodes.web.streaming): RFC 9110 ranges against the stored bytes (local and S3
+stores), flat memory for a 4 GiB object, view tickets started inside an approved window (each view one access-log
+entry, refusals logged), the downloadable inclusion proof checked offline, and export bags downloaded as a tar by
+their requester alone; the routes through FastAPI's TestClient (``https://testserver``) on CLI-made archives."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+
+pytest.importorskip("fastapi")  # the web extra
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 

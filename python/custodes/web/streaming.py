@@ -73,10 +73,10 @@ from custodes.web.context import acting, reading
 
 __all__ = [
     "CHUNK",
-    "BagTar",
-    "Download",
     "TICKET_HOURS",
+    "BagTar",
     "ByteRange",
+    "Download",
     "RangeNotSatisfiable",
     "Tickets",
     "View",
@@ -84,11 +84,13 @@ __all__ = [
     "export_for_download",
     "media_type",
     "open_download",
-    "router",
-    "sweep_exports",
     "parse_range",
     "ranged",
+    "router",
     "start_view",
+    "sweep_exports",
+    "tickets_of",
+    "view_request",
 ]
 
 #: Bytes read and sent at a time: a player's range requests are served in a few of these, and ten streams at
