@@ -722,3 +722,11 @@ def test_the_stream_route_sends_4_gib_with_flat_memory(cli_archive: Path) -> Non
     assert start["headers"][b"content-length"] == str(FOUR_GIB).encode()
     assert count == FOUR_GIB and got.hexdigest() == digest
     assert peak < 16 * 2**20, f"peak {peak} bytes"
+
+
+def test_the_routes_are_in_the_openapi_document(cli_archive: Path) -> None:
+    paths = web_for(cli_archive).get("/openapi.json").json()["paths"]
+    assert set(paths["/stream/{ticket}"]) >= {"get", "head"}
+    assert "post" in paths["/recordings/{segment}/view"]
+    assert "get" in paths["/recordings/{segment}/proof.json"]
+    assert "post" in paths["/exports"] and "get" in paths["/exports/{export}/bag.tar"]

@@ -549,7 +549,8 @@ def view_recording(
     return RedirectResponse(f"/recordings/{segment}?view={ticket}", status_code=303)
 
 
-@router.api_route("/stream/{ticket}", methods=["GET", "HEAD"], response_model=None)
+@router.get("/stream/{ticket}", response_model=None, operation_id="stream_recording")
+@router.head("/stream/{ticket}", response_model=None, operation_id="stream_recording_head")
 def stream(request: Request, ticket: str, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
     """The recording a view ticket opened: whole (200) or the one range asked (206), 416 for a range outside
     it. Only for the visitor who started the view, and only until the ticket expires (the window's end at the
