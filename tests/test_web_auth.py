@@ -26,7 +26,7 @@ from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
 from custodes.web.app import CSP  # noqa: E402
-from helpers import peer, run_cli  # noqa: E402
+from helpers import peer, policy_text, run_cli, set_policy  # noqa: E402
 
 PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
@@ -92,6 +92,10 @@ def test_a_wrong_password_is_refused_and_logged(cli_archive: Path) -> None:
     steps = logins(cli_archive)
     assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("nobody", False)]
     assert "wrong password" in str(steps[0]["detail"]) and "no such local account" in str(steps[1]["detail"])
+    # A failed login is no refused access to a recording: the report's Art. 22 refusals do not count it.
+    out = run_cli("report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((cli_archive.parent / "r.json").read_text())["access"]["refusals"] == 0
 
 
 def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> None:
@@ -106,7 +110,8 @@ def test_logout_ends_the_session_and_needs_the_csrf_token(cli_archive: Path) -> 
     assert web.get("/whoami").status_code == 200  # still logged in
     # The session's token, as every page of a logged-in visitor carries it (the error page's logout form).
     token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
-    assert web.post("/logout", data={"csrf": token}).status_code == 303
+    assert web.post("/logout", headers={"x-csrf-token": "forged"}).status_code == 403
+    assert web.post("/logout", headers={"x-csrf-token": token}).status_code == 303  # as an API call sends it
     stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
     assert stale.get("/whoami").status_code == 401  # the row is gone, not just the cookie
 
@@ -336,3 +341,77 @@ def test_serve_https_with_certificate_files_and_accounts_made_through_the_servic
     rebuilt = run_cli("ledger", "rebuild-catalog", two_clip_archive)  # the account entries replay: no rows
     assert rebuilt.returncode == 0 and b"EQUAL" in rebuilt.stdout, (rebuilt.stdout, rebuilt.stderr)
     assert [(s["person"], s["ok"]) for s in logins(two_clip_archive)] == [("carol", True)]
+
+
+def test_an_unexpected_error_is_a_page_without_a_traceback(cli_archive: Path, monkeypatch, caplog) -> None:
+    from custodes.web import app as web_app
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug, with a secret path /srv/archive/keys")
+
+    monkeypatch.setattr(web_app, "verify_password", broken)
+    web = client(with_account(cli_archive))
+    token = login_form(web)
+    form = {"name": "alice", "password": PASSWORD, "csrf": token}
+    answer = web.post("/login", data=form, headers={"accept": "text/html"})
+    assert answer.status_code == 500 and answer.headers["content-security-policy"] == CSP
+    assert "Traceback" not in answer.text and "secret path" not in answer.text and "内部错误" in answer.text
+    assert "a bug, with a secret path" in caplog.text  # the operator's log has it
+    api = web.post("/login", data=form)
+    assert api.status_code == 500 and api.json() == {
+        "error": "internal error; the server's log has the details",
+        "status": 500,
+    }
+
+
+def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
+    from custodes.messages import CATALOGUE, WEB
+    from custodes.web.context import TEMPLATES
+
+    assert set(WEB) & set(CATALOGUE) == set()  # one meaning per key
+    used = {k for f in TEMPLATES.glob("*.html") for k in re.findall(r"""\bt\(['"]([a-z0-9_]+)['"]\)""", f.read_text())}
+    assert {"login", "logout", "dashboard", "devices"} <= used
+    assert used - set(WEB) - set(CATALOGUE) == set()
+    assert all(zh and en and zh != en for zh, en in WEB.values())
+
+
+def test_a_role_taken_away_in_the_policy_holds_at_the_next_request(make_cli_archive, tmp_path: Path) -> None:
+    # No approver named: the owner may still set the policy alone (custodes.policy's bootstrap).
+    arch = make_cli_archive(people='[people]\nalice = "custodian"\nroot = "custodian"\n')
+    with_account(arch, "alice")
+    issued = run_cli("token", "add", arch, "alice", "--role", "custodian", "--json")
+    assert issued.returncode == 0, issued.stderr
+    bearer = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
+    web = client(arch)
+    assert log_in(web, "alice", PASSWORD).status_code == 303
+    assert web.get("/whoami").json()["role"] == "custodian"
+    assert web.get("/whoami", headers=bearer).json()["role"] == "custodian"
+    changed = set_policy(arch, policy_text(arch).replace('alice = "custodian"', 'alice = "viewer"'))
+    assert changed.returncode == 0, changed.stderr
+    assert web.get("/whoami").json()["role"] == "viewer"  # a session has the role the person has now
+    refused = web.get("/whoami", headers=bearer)  # a token acts only with the role it was issued for
+    assert refused.status_code == 403 and "viewer" in refused.json()["error"]
+    gone = set_policy(arch, policy_text(arch).replace('alice = "viewer"\n', ""))
+    assert gone.returncode == 0, gone.stderr
+    assert web.get("/whoami").status_code == 403
+    assert log_in(web, "alice", PASSWORD).status_code == 401  # no role: no login either
+    assert "no role" in str(logins(arch)[-1]["detail"])
+
+
+def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> None:
+    from custodes.service import HttpListen, ServiceError, http_address
+
+    assert http_address("8470") == ("127.0.0.1", 8470)
+    assert http_address("0.0.0.0:8443") == ("0.0.0.0", 8443)
+    assert http_address("[::1]:8470") == ("::1", 8470)
+    assert HttpListen("::1", 8470).url == "http://[::1]:8470/"
+    assert HttpListen("127.0.0.1", 8443, "c.pem", "k.pem").url == "https://127.0.0.1:8443/"
+    for bad in ("", "host:", ":8470", "host:0", "host:65536", "host:http", "[::1]"):
+        with pytest.raises(ServiceError, match="HOST:PORT"):
+            http_address(bad)
+    out = run_cli("serve", tmp_path, "--tls-cert", __file__, "--tls-key", __file__)
+    assert out.returncode == 2 and b"are for --http" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "8470", "--tls-cert", __file__)
+    assert out.returncode == 2 and b"go together" in out.stderr, out.stderr
+    out = run_cli("serve", tmp_path, "--http", "localhost:")
+    assert out.returncode == 2 and b"HOST:PORT" in out.stderr and b"Traceback" not in out.stderr, out.stderr

@@ -991,6 +991,9 @@ def _retention_section(archive: Archive, period: Scope, now: int) -> RetentionSe
 #: (custodes.access.open_recording): a failed delivery, not a refusal. An export's is its ``export_failed``
 #: ledger entry (custodes.export), which makes no access-log row.
 UNDELIVERED = {"open_failed": "open"}
+#: Access-log actions that are no access to recordings: a web front end's logins and failed logins
+#: (custodes.web), logged like every step but neither a refusal of Art. 22 nor a view.
+NOT_ACCESS = frozenset({"login"})
 EXPORT_FAILED = "export_failed"
 
 
@@ -1012,7 +1015,11 @@ def _access_section(archive: Archive, period: Scope) -> tuple[AccessSection, lis
         seg_ids = archive.catalog.segments.in_scope_among(period, _integral(named))
     in_scope_requests = [r for r, listed in requests if devices is None or set(listed) & seg_ids]
     log = [row for row in log if devices is None or row.segment_id in seg_ids or row.segment_id is None]
-    refusals = [_refusal(archive, row) for row in log if not row.ok and row.action not in UNDELIVERED]
+    refusals = [
+        _refusal(archive, row)
+        for row in log
+        if not row.ok and row.action not in UNDELIVERED and row.action not in NOT_ACCESS
+    ]
     delivered, failed = _deliveries(period, seg_ids, log, failures)
     unconfirmed = _unconfirmed(archive, log)
     section: AccessSection = {

@@ -64,7 +64,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 class SecurityHeaders:
     """Pure ASGI middleware (streams pass through untouched): the security headers on every response, and
-    ``Cache-Control: no-store`` on those that do not set their own (the stylesheet does)."""
+    ``Cache-Control: no-store`` on those that do not set their own (the stylesheet does). It also answers an
+    unexpected error itself (logged, a 500 page without a traceback): Starlette's own last resort sits outside
+    every middleware, and its answer would go out without these headers."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -85,7 +87,22 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await with_headers(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # part of the answer went out: nothing to do but end the connection
+                raise
+            request = Request(scope)
+            _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+            answer = await _error(request, 500, "internal error; the server's log has the details")
+            await answer(scope, receive, with_headers)
 
 
 def _wants_json(request: Request) -> bool:
@@ -147,11 +164,6 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(CustodesError)
     async def refused(request: Request, exc: CustodesError) -> Response:
         return await _error(request, 400, str(exc))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return await _error(request, 500, "internal error; the server's log has the details")
 
 
 def _login_page(request: Request, status: int = 200, message_key: str | None = None, next_path: str = "/") -> Response:
@@ -255,6 +267,7 @@ def build_app(app: FastAPI) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     _install_errors(app)
     _install_login(app)
+    # The route modules (pages, views, streaming, api): one line each, app.include_router(<module>.router).
     app.include_router(streaming.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app
