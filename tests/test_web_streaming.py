@@ -1,5 +1,7 @@
-"""Footage to the browser's player (custodes.web.streaming): RFC 9110 ranges against the stored bytes, flat memory
-for a 4 GiB object, and view tickets started inside an approved window, each view one access-log entry."""
+"""Footage to the browser's player (custodes.web.streaming): RFC 9110 ranges against the stored bytes (local and S3
+stores), flat memory for a 4 GiB object, view tickets started inside an approved window (each view one access-log
+entry, refusals logged), the downloadable inclusion proof checked offline, and export bags downloaded as a tar by
+their requester alone; the routes through FastAPI's TestClient (``https://testserver``) on CLI-made archives."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+
+pytest.importorskip("fastapi")  # the web extra
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -503,8 +508,15 @@ def test_a_viewer_without_an_approved_window_is_refused_and_it_is_logged(cli_arc
     assert "Traceback" not in answer.text
     as_api = web.post("/recordings/1/view", headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
     assert as_api.status_code == 403 and "no approved" in as_api.json()["error"]
+    unknown = web.post("/recordings/999/view", headers={"X-CSRF-Token": csrf})
+    assert unknown.status_code == 403 and "names recording 999" in unknown.json()["error"]
+    assert web.post("/recordings/one/view", headers={"X-CSRF-Token": csrf}).status_code == 422
     with open_archive(cli_archive) as a:
-        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [("carol", 1, 0), ("carol", 1, 0)]
+        assert [(r.person, r.segment_id, r.ok) for r in log_rows(a, "stream")] == [
+            ("carol", 1, 0),
+            ("carol", 1, 0),
+            ("carol", 999, 0),
+        ]
 
 
 @pytest.mark.parametrize("archive_backend", BACKENDS)
@@ -635,6 +647,9 @@ def test_an_export_made_on_the_page_downloads_as_a_valid_bag_for_its_requester_a
         key = a.verifier_key
     carol, dave = web_for(arch), web_for(arch)
     csrf = logged_in(carol, "carol")
+    forged = carol.post("/exports", data={"case": "C-7", "request": str(req.id)}, headers=HTML)
+    assert forged.status_code == 403 and "CSRF" in forged.text  # a form without the token does nothing
+    assert not (arch / "exports").exists()
     made = carol.post("/exports", data={"csrf": csrf, "case": "C-7", "request": str(req.id)}, headers=HTML)
     assert made.status_code == 303
     href = made.headers["location"]
@@ -707,3 +722,11 @@ def test_the_stream_route_sends_4_gib_with_flat_memory(cli_archive: Path) -> Non
     assert start["headers"][b"content-length"] == str(FOUR_GIB).encode()
     assert count == FOUR_GIB and got.hexdigest() == digest
     assert peak < 16 * 2**20, f"peak {peak} bytes"
+
+
+def test_the_routes_are_in_the_openapi_document(cli_archive: Path) -> None:
+    paths = web_for(cli_archive).get("/openapi.json").json()["paths"]
+    assert set(paths["/stream/{ticket}"]) >= {"get", "head"}
+    assert "post" in paths["/recordings/{segment}/view"]
+    assert "get" in paths["/recordings/{segment}/proof.json"]
+    assert "post" in paths["/exports"] and "get" in paths["/exports/{export}/bag.tar"]

@@ -73,10 +73,10 @@ from custodes.web.context import acting, reading
 
 __all__ = [
     "CHUNK",
-    "BagTar",
-    "Download",
     "TICKET_HOURS",
+    "BagTar",
     "ByteRange",
+    "Download",
     "RangeNotSatisfiable",
     "Tickets",
     "View",
@@ -84,11 +84,13 @@ __all__ = [
     "export_for_download",
     "media_type",
     "open_download",
-    "router",
-    "sweep_exports",
     "parse_range",
     "ranged",
+    "router",
     "start_view",
+    "sweep_exports",
+    "tickets_of",
+    "view_request",
 ]
 
 #: Bytes read and sent at a time: a player's range requests are served in a few of these, and ten streams at
@@ -547,9 +549,8 @@ def view_recording(
     return RedirectResponse(f"/recordings/{segment}?view={ticket}", status_code=303)
 
 
-# Out of the OpenAPI document: one route answering GET and HEAD has one operation id for both, and its answer is
-# bytes, not JSON; API callers reach it through the src the view route gives them.
-@router.api_route("/stream/{ticket}", methods=["GET", "HEAD"], response_model=None, include_in_schema=False)
+@router.get("/stream/{ticket}", response_model=None, operation_id="stream_recording")
+@router.head("/stream/{ticket}", response_model=None, operation_id="stream_recording_head")
 def stream(request: Request, ticket: str, who: Visitor = Depends(visitor)) -> Response:  # noqa: B008
     """The recording a view ticket opened: whole (200) or the one range asked (206), 416 for a range outside
     it. Only for the visitor who started the view, and only until the ticket expires (the window's end at the
