@@ -998,6 +998,9 @@ def _retention_section(archive: Archive, period: Scope, now: int) -> RetentionSe
 #: (custodes.access.open_recording): a failed delivery, not a refusal. An export's is its ``export_failed``
 #: ledger entry (custodes.export), which makes no access-log row.
 UNDELIVERED = {"open_failed": "open"}
+#: The granted steps that hand footage to a person: ``access open`` (a view through the CLI), ``stream`` (a view in
+#: the web page's player, custodes.web.streaming) and ``export``; the report's views are the first two.
+DELIVERIES = ("open", "stream", "export")
 EXPORT_FAILED = "export_failed"
 
 
@@ -1027,7 +1030,7 @@ def _access_section(archive: Archive, period: Scope) -> tuple[AccessSection, lis
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
         "denied": sum(1 for r in in_scope_requests if r.status == "denied"),
         "refusals": sum(f["count"] for f in refusals),
-        "views": delivered["open"],
+        "views": delivered["open"] + delivered["stream"],
         "exports": delivered["export"],
         "failed": len(failed),
         "failed_deliveries": failed,
@@ -1126,7 +1129,7 @@ def _deliveries(
             for s in item.get("segments") or ():
                 _cancel(granted, ("export", item.get("request"), item.get("by"), s))
             failed.append(_failure("export", item.get("by"), item.get("request"), item.get("segments"), item, seq))
-        elif item.ok and item.action in ("open", "export"):
+        elif item.ok and item.action in DELIVERIES:
             granted.setdefault((item.action, item.request_id, item.person, item.segment_id), []).append(seq)
         elif item.action in UNDELIVERED:
             action = UNDELIVERED[item.action]
@@ -1141,7 +1144,7 @@ def _deliveries(
                     seq,
                 )
             )
-    delivered = {a: sum(len(v) for k, v in granted.items() if k[0] == a) for a in ("open", "export")}
+    delivered = {a: sum(len(v) for k, v in granted.items() if k[0] == a) for a in DELIVERIES}
     return delivered, failed
 
 
