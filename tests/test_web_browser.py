@@ -32,6 +32,7 @@ from custodes import proofs, query
 from custodes.archive import open_archive
 from custodes.findings import rfc3339
 from custodes.messages import label
+from custodes.web.svg import COLOURS
 from helpers import THREE_RECORDINGS, build_cli_archive, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,6 +49,16 @@ root = "custodian"
 window_hours = 72
 """
 CASE = "C-7"
+#: For each recording drawn on the page's time line (a rect of the given fill): whether a person sees it, i.e. it
+#: lies inside the picture and is what the browser finds at its (visible) right end, not something drawn over it.
+RECORDINGS_SEEN = """(fill) => {
+  const svg = document.querySelector("svg.timeline"), box = svg.getBoundingClientRect();
+  return [...svg.querySelectorAll(`rect[fill="${fill}"]`)].map((r) => {
+    const b = r.getBoundingClientRect();
+    const x = Math.min(b.right, box.right) - 0.5, y = b.top + b.height / 2;
+    return b.left < box.right - 0.5 && document.elementFromPoint(x, y) === r;
+  });
+}"""
 #: The mean brightness (0-255) of the player's current frame, drawn small on a canvas (same origin: readable).
 FRAME_BRIGHTNESS = """() => {
   const v = document.querySelector("video"), c = document.createElement("canvas");
@@ -325,8 +336,9 @@ def test_the_must_show_flow_in_chromium(site: Site, chromium: Any, tmp_path: Pat
             answer = carol.goto(f"{site.url}{path}")
             assert answer is not None and answer.status == 200, (path, answer)
             shot(tmp_path, carol, name)
-            if name == "device":
-                assert carol.locator("svg").count() >= 1  # its time line
+            if name == "device":  # each recording on its time line is there to see, however short
+                seen = carol.evaluate(RECORDINGS_SEEN, COLOURS["recorded"])
+                assert seen and all(seen), seen
             if name == "task":  # explaining a gap is a custodian's or an approver's
                 assert carol.locator("form[action$='/explain']").count() == 0
         # The report counts what carol did: two requests, both approved, and her one view in the player.
