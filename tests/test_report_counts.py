@@ -95,6 +95,12 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
                 {"type": "access_open", "request": 1, "person": "p", "segment": seg, "ok": ok, "detail": "d",
                  "time": T0 + DAY},
             )  # fmt: skip
+        for seg, ok in ((47, True), (12, False)):  # views in the web page's player (custodes.web.streaming)
+            replay.record(
+                catalog,
+                {"type": "access_stream", "request": 2, "person": "p", "segment": seg, "ok": ok, "detail": "d",
+                 "time": T0 + 2 * DAY},
+            )  # fmt: skip
         replay.record(
             catalog,
             {"type": "task", "task": "T1", "task_type": "stop", "start": T0, "end": T0 + 100 * DAY, "officers": ["002"],
@@ -181,7 +187,7 @@ def test_the_model_counts_what_the_rows_say(archive: Archive, kw: dict[str, Any]
     wanted = [r for (r,) in requests if devices_in is None or set(json.loads(r)) & ids]
     shown = [(a, ok) for seg, ok, t, a in log if lo <= t < hi and (devices_in is None or seg is None or seg in ids)]
     assert model["access"]["requests"] == len(wanted)
-    assert model["access"]["views"] == sum(1 for a, ok in shown if a == "open" and ok)
+    assert model["access"]["views"] == sum(1 for a, ok in shown if a in ("open", "stream") and ok)
     assert model["access"]["refusals"] == sum(1 for _, ok in shown if not ok)
 
 

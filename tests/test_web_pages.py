@@ -252,9 +252,11 @@ def test_hold_placed_and_released(site: tuple[Path, FastAPI]) -> None:
         (held,) = retention.status(a, [2])
     assert len(held.holds) == 1
     hold_id = held.holds[0]
-    assert f'action="/holds/{hold_id}/release"' in text  # back on the recording's page, with its hold
-    assert f'action="/holds/{hold_id}/release"' in alice.get("/access").text
-    # the custodian places holds; only an approver releases them (the library's rule)
+    assert ESCAPED in text  # back on the recording's page, with its hold and the reason given
+    # the custodian places holds; only an approver releases them (the library's rule): the form is the approver's
+    assert ESCAPED in alice.get("/access").text and "/release" not in alice.get("/access").text + text
+    assert f'action="/holds/{hold_id}/release"' in bob.get("/recordings/2").text
+    assert f'action="/holds/{hold_id}/release"' in bob.get("/access").text
     refused = post(alice, f"/holds/{hold_id}/release")
     assert refused.status_code == 403  # type: ignore[attr-defined]
     flash(bob, post(bob, f"/holds/{hold_id}/release"), rf"hold {hold_id} released")

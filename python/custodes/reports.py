@@ -1001,6 +1001,9 @@ UNDELIVERED = {"open_failed": "open"}
 #: Access-log actions that are no access to recordings: a web front end's logins and failed logins
 #: (custodes.web), logged like every step but neither a refusal of Art. 22 nor a view.
 NOT_ACCESS = frozenset({"login"})
+#: The granted steps that hand footage to a person: ``access open`` (a view through the CLI), ``stream`` (a view in
+#: the web page's player, custodes.web.streaming) and ``export``; the report's views are the first two.
+DELIVERIES = ("open", "stream", "export")
 EXPORT_FAILED = "export_failed"
 
 
@@ -1034,7 +1037,7 @@ def _access_section(archive: Archive, period: Scope) -> tuple[AccessSection, lis
         "approved": sum(1 for r in in_scope_requests if r.status == "approved"),
         "denied": sum(1 for r in in_scope_requests if r.status == "denied"),
         "refusals": sum(f["count"] for f in refusals),
-        "views": delivered["open"],
+        "views": delivered["open"] + delivered["stream"],
         "exports": delivered["export"],
         "failed": len(failed),
         "failed_deliveries": failed,
@@ -1133,7 +1136,7 @@ def _deliveries(
             for s in item.get("segments") or ():
                 _cancel(granted, ("export", item.get("request"), item.get("by"), s))
             failed.append(_failure("export", item.get("by"), item.get("request"), item.get("segments"), item, seq))
-        elif item.ok and item.action in ("open", "export"):
+        elif item.ok and item.action in DELIVERIES:
             granted.setdefault((item.action, item.request_id, item.person, item.segment_id), []).append(seq)
         elif item.action in UNDELIVERED:
             action = UNDELIVERED[item.action]
@@ -1148,7 +1151,7 @@ def _deliveries(
                     seq,
                 )
             )
-    delivered = {a: sum(len(v) for k, v in granted.items() if k[0] == a) for a in ("open", "export")}
+    delivered = {a: sum(len(v) for k, v in granted.items() if k[0] == a) for a in DELIVERIES}
     return delivered, failed
 
 

@@ -256,9 +256,14 @@ def release_json(hold_id: int) -> ReleaseJSON:
     return {"hold": hold_id, "released": True}
 
 
+#: Who may place a legal hold (:func:`hold`), and who may release one (:func:`release`).
+HOLDERS = ("custodian", "approver")
+RELEASERS = ("approver",)
+
+
 def hold(archive: Archive, segment: int, reason: str) -> int:
     """A legal hold: nothing purges the recording until it is released."""
-    person = require_role(archive, ("custodian", "approver"), "hold", segment)
+    person = require_role(archive, HOLDERS, "hold", segment)
     _segment_exists(archive, segment)
     now = time.time_ns()
     held: list[int] = []
@@ -272,7 +277,7 @@ def hold(archive: Archive, segment: int, reason: str) -> int:
 
 
 def release(archive: Archive, hold_id: int) -> None:
-    person = require_role(archive, ("approver",), "release")
+    person = require_role(archive, RELEASERS, "release")
     row = archive.catalog.retention.hold(hold_id)
     if row is None:  # never placed (a hold released already is not active either: the state refuses it)
         raise UnknownRecordError(f"no active hold {hold_id}")

@@ -25,6 +25,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from custodes import retention, tasks
 from custodes.archive import POLICY_FILE, Archive, open_archive
 from custodes.catalog.accounts import AccountStore
 from custodes.identity import Caller, acting_as
@@ -101,6 +102,12 @@ def lang_of(request: Request) -> str:
     return language_of(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
+#: The roles the library lets take each action a page has a form for (``may(action)`` in the templates): a form
+#: is shown only to them, since an action the library refuses is an access-log refusal, an unapproved access that
+#: the report lists against the person the page invited to try it.
+FORM_ROLES = {"hold": retention.HOLDERS, "release": retention.RELEASERS, "explain_gap": tasks.RECORDERS}
+
+
 def render(
     request: Request, visitor: Visitor | None, template: str, *, status_code: int = 200, **ctx: Any
 ) -> HTMLResponse:
@@ -115,6 +122,7 @@ def render(
         "t": translator(lang),
         "csrf": visitor.csrf if visitor is not None else ctx.pop("csrf", ""),
         "path": request.url.path,
+        "may": lambda action: visitor is not None and visitor.role in FORM_ROLES[action],
         **ctx,
     }
     return HTMLResponse(web.templates.get_template(template).render(values), status_code=status_code)

@@ -227,8 +227,9 @@ def _ticks(lo: int, hi: int, zone: tzinfo) -> list[tuple[int, str]]:
     return out
 
 
-def _rect(x0: float, x1: float, y: int, h: int, fill: str, span: Span, stroke: str = "none") -> str:
+def _rect(x0: float, x1: float, y: int, h: int, fill: str, span: Span, width: int, stroke: str = "none") -> str:
     w = max(x1 - x0, 1.0)  # a span narrower than a pixel is drawn one pixel wide, not lost
+    x0 = min(x0, width - w)  # nor drawn past the right edge (a window ends at its last recording's end)
     body = (
         f'<rect x="{x0:.1f}" y="{y}" width="{w:.1f}" height="{h}" fill="{fill}" stroke="{stroke}">'
         f"<title>{escape(span.label)}</title></rect>"
@@ -265,13 +266,15 @@ def timeline_svg(
     ]
     # Tasks are few and may share a window (each its own page): drawn each, not merged, at most MAX_TASKS.
     for s in sorted(line.tasks, key=lambda s: s.start)[:MAX_TASKS]:
-        parts.append(_rect(x(s.start), x(s.end), _TASK_Y, _TASK_H, COLOURS["task"], s, stroke="#5b7bb5"))
+        parts.append(_rect(x(s.start), x(s.end), _TASK_Y, _TASK_H, COLOURS["task"], s, width, stroke="#5b7bb5"))
     for s in _merged(line.task_gaps, lo, hi, ns_per_px, zoom):  # inside their task's window, on its row
-        parts.append(_rect(x(s.start), x(s.end), _TASK_Y, _TASK_H, COLOURS["unexplained"], s))
-    for layer in ("recorded", "explained", "unexplained"):
+        parts.append(_rect(x(s.start), x(s.end), _TASK_Y, _TASK_H, COLOURS["unexplained"], s, width))
+    # Recordings last, over the gaps: a gap ends where a recording starts, and one drawn after a recording shorter
+    # than a pixel covered it.
+    for layer in ("unexplained", "explained", "recorded"):
         spans: list[Span] = getattr(line, layer)
         for s in _merged(spans, lo, hi, ns_per_px, zoom):
-            parts.append(_rect(x(s.start), x(s.end), _REC_Y, _REC_H, COLOURS[layer], s))
+            parts.append(_rect(x(s.start), x(s.end), _REC_Y, _REC_H, COLOURS[layer], s, width))
     marks = [Span(m.time, m.time, m.href, m.label) for m in line.corrections]
     for s in _merged(marks, lo, hi, ns_per_px * 6, zoom):  # a mark is six pixels wide: closer ones are one
         cx = x(s.start)
