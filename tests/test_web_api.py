@@ -25,9 +25,9 @@ from custodes.identity import acting_as  # noqa: E402
 from custodes.tasks import import_tasks, parse_tasks  # noqa: E402
 from custodes.web import api as api_routes  # noqa: E402
 from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import add_account, issue_token, local_caller, revoke_token, secret_digest  # noqa: E402
+from custodes.web.accounts import issue_token, local_caller, revoke_token, secret_digest  # noqa: E402
 from helpers import as_, catalog_rows, hand_back, run_cli  # noqa: E402
-from web_helpers import PASSWORD, logged_in  # noqa: E402
+from web_helpers import PASSWORD, add_own_account, deciding, logged_in  # noqa: E402
 
 API = "/api/v1"
 ROLES = {"alice": "custodian", "bob": "approver", "carol": "viewer", "dave": "approver"}
@@ -40,7 +40,7 @@ def api(cli_archive: Path) -> tuple[Path, TestClient, dict[str, str]]:
     tokens = {}
     with open_archive(cli_archive) as a:  # the tests run as root, the archive's owner
         for name, role in ROLES.items():
-            add_account(a, name, PASSWORD)
+            add_own_account(a, name, PASSWORD)
             tokens[name] = issue_token(a, name, role, "tests")[1]
     web = TestClient(create_app(cli_archive), base_url="https://testserver", follow_redirects=False)
     return cli_archive, web, tokens
@@ -128,10 +128,10 @@ def test_a_viewer_cannot_approve_and_the_refusal_is_logged(api: tuple[Path, Test
 
 def test_an_approver_approves_a_viewers_request(api: tuple[Path, TestClient, dict[str, str]]) -> None:
     arch, web, tokens = api
+    bob, dave = deciding(web.app, "bob"), deciding(web.app, "dave")  # decisions: people logged in, not tokens
     rid = web.post(f"{API}/access/requests", json={"segments": [1, 3], "reason": "complaint 17"},
                    headers=bearer(tokens["carol"])).json()["id"]  # fmt: skip
-    answer = web.post(f"{API}/access/requests/{rid}/approve", json={"hours": 2, "note": "for the review"},
-                      headers=bearer(tokens["bob"]))  # fmt: skip
+    answer = bob.post(f"{API}/access/requests/{rid}/approve", json={"hours": 2, "note": "for the review"})
     assert answer.status_code == 200, answer.text
     got = answer.json()
     assert got["status"] == "approved" and got["decided_by"] == "bob" and got["segments"] == [1, 3]
@@ -140,22 +140,20 @@ def test_an_approver_approves_a_viewers_request(api: tuple[Path, TestClient, dic
     assert row.valid_until is not None and row.valid_from is not None
     assert row.valid_until - row.valid_from == 2 * 3600 * 10**9
     # decided already: the archive's state refuses it (409); nobody approves their own request (403, logged)
-    again = web.post(f"{API}/access/requests/{rid}/approve", json={}, headers=bearer(tokens["dave"]))
+    again = dave.post(f"{API}/access/requests/{rid}/approve", json={})
     assert again.status_code == 409 and again.json()["error"] == f"request {rid} is already approved"
     own = web.post(f"{API}/access/requests", json={"segments": [2], "reason": "audit"}, headers=bearer(tokens["bob"]))
-    mine = web.post(f"{API}/access/requests/{own.json()['id']}/approve", json={}, headers=bearer(tokens["bob"]))
+    mine = bob.post(f"{API}/access/requests/{own.json()['id']}/approve", json={})
     assert mine.status_code == 403 and mine.json()["error"] == "nobody approves their own request"
-    denied = web.post(f"{API}/access/requests/{own.json()['id']}/deny", json={"reason": "not needed"},
-                      headers=bearer(tokens["dave"]))  # fmt: skip
+    denied = dave.post(f"{API}/access/requests/{own.json()['id']}/deny", json={"reason": "not needed"})
     assert denied.status_code == 200 and denied.json()["status"] == "denied"
     # a window longer than the policy allows is refused before anything is logged
     third = web.post(f"{API}/access/requests", json={"segments": [2], "reason": "r"}, headers=bearer(tokens["carol"]))
-    long = web.post(f"{API}/access/requests/{third.json()['id']}/approve", json={"hours": 10_000},
-                    headers=bearer(tokens["bob"]))  # fmt: skip
+    long = bob.post(f"{API}/access/requests/{third.json()['id']}/approve", json={"hours": 10_000})
     assert long.status_code == 409 and "max_window_hours" in long.json()["error"]
     for hours in ("1e300", "NaN", "-1", "0", '"two"'):
-        bad = web.post(f"{API}/access/requests/{third.json()['id']}/approve", content=f'{{"hours": {hours}}}',
-                       headers={**bearer(tokens["bob"]), "Content-Type": "application/json"})  # fmt: skip
+        bad = bob.post(f"{API}/access/requests/{third.json()['id']}/approve", content=f'{{"hours": {hours}}}',
+                       headers={"Content-Type": "application/json"})  # fmt: skip
         assert bad.status_code == 422 and "hours" in bad.json()["error"], bad.text
     # every step (the refusals too) is ledgered, the catalog is what the ledger says, all under a checkpoint
     assert run_cli("verify", arch).returncode == 0

@@ -24,9 +24,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
-from custodes.web.accounts import LOCK_AFTER, add_account  # noqa: E402
+from custodes.web.accounts import LOCK_AFTER  # noqa: E402
 from custodes.web.app import CSP  # noqa: E402
 from helpers import peer, policy_text, run_cli, set_policy  # noqa: E402
+from web_helpers import ONE_TIME, add_own_account  # noqa: E402
 
 PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
@@ -51,7 +52,7 @@ def log_in(web: TestClient, name: str, password: str, next_path: str = "/whoami"
 
 def with_account(arch: Path, name: str = "alice", password: str = PASSWORD) -> Path:
     with open_archive(arch) as a:  # the archive's owner, working on it directly (the tests run as root)
-        add_account(a, name, password)
+        add_own_account(a, name, password)
     return arch
 
 
@@ -325,14 +326,21 @@ def test_serve_https_with_certificate_files_and_accounts_made_through_the_servic
         assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
         # root is a custodian in this archive: the account is made through the service, the password sent with
         # the request (read from stdin by the client), and the token printed once.
-        added = run_cli("user", "add", two_clip_archive, "carol", "--password-stdin", input=PASSWORD.encode() + b"\n")
+        added = run_cli("user", "add", two_clip_archive, "carol", "--password-stdin", input=ONE_TIME.encode() + b"\n")
         assert added.returncode == 0, added.stderr
         issued = run_cli("token", "add", two_clip_archive, "carol", "--role", "viewer", "--json")
         assert issued.returncode == 0, issued.stderr
         with httpx.Client(base_url=url, verify=trust, timeout=30) as browser:
-            form = {"name": "carol", "password": PASSWORD, "csrf": "", "next": "/whoami"}
+            form = {"name": "carol", "password": ONE_TIME, "csrf": "", "next": "/whoami"}
             form["csrf"] = csrf_of(browser.get("/login"))
-            assert browser.post("/login", data=form).status_code == 303
+            assert browser.post("/login", data=form).headers["location"] == "/password"  # a custodian set it
+            change = {
+                "current": ONE_TIME,
+                "new": PASSWORD,
+                "again": PASSWORD,
+                "csrf": csrf_of(browser.get("/password")),
+            }
+            assert browser.post("/password", data=change).headers["location"] == "/"
             assert browser.get("/whoami").json()["role"] == "viewer"  # the Secure cookie went back over HTTPS
         token = {"authorization": f"Bearer {json.loads(issued.stdout)['token']}"}
         assert httpx.get(f"{url}/whoami", headers=token, verify=trust).json()["account"] == "carol"

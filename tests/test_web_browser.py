@@ -34,6 +34,7 @@ from custodes.findings import rfc3339
 from custodes.messages import label
 from custodes.web.svg import COLOURS
 from helpers import THREE_RECORDINGS, build_cli_archive, run_cli
+from web_helpers import ONE_TIME, own_password
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery"
@@ -128,8 +129,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         out = run_cli(*args)
         assert out.returncode == 0, out.stderr
     for name in ("alice", "bob", "carol"):
-        out = run_cli("user", "add", arch, name, "--password-stdin", input=PASSWORD.encode() + b"\n")
+        out = run_cli("user", "add", arch, name, "--password-stdin", input=ONE_TIME.encode() + b"\n")
         assert out.returncode == 0, out.stderr
+        with open_archive(arch) as a:  # the person sets their own (the one-time password reaches only /password)
+            own_password(a, name, ONE_TIME, PASSWORD)
     port = _free_port()
     log_path = folder / "server.log"
     with open(log_path, "wb") as log:

@@ -31,9 +31,9 @@ from custodes.identity import acting_as  # noqa: E402
 from custodes.reports import build_report  # noqa: E402
 from custodes.tasks import Task, import_tasks, task_coverage  # noqa: E402
 from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import add_account, local_caller  # noqa: E402
+from custodes.web.accounts import local_caller  # noqa: E402
 from custodes.web.pages import FLASH_COOKIE  # noqa: E402
-from web_helpers import PASSWORD, logged_in  # noqa: E402
+from web_helpers import PASSWORD, add_own_account, logged_in  # noqa: E402
 
 PEOPLE = ("alice", "bob", "carol", "dave")
 #: A name or note that would run a script if a page did not escape it (no "/": it is also a file name).
@@ -44,7 +44,7 @@ ESCAPED = str(escape(HOSTILE))
 def with_accounts(arch: Path) -> Path:
     with open_archive(arch) as a:  # the archive's owner, working on it directly (the tests run as root)
         for name in PEOPLE:
-            add_account(a, name, PASSWORD)
+            add_own_account(a, name, PASSWORD)
     return arch
 
 

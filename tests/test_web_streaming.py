@@ -37,9 +37,10 @@ from custodes.export import export_case
 from custodes.identity import Caller, acting_as
 from custodes.storage import ObjectStore, Put
 from custodes.web import create_app, streaming
-from custodes.web.accounts import add_account, secret_digest
+from custodes.web.accounts import secret_digest
 from custodes.web.streaming import ByteRange, RangeNotSatisfiable, Tickets, View, parse_range, ranged
 from helpers import BACKENDS, FOOTAGE
+from web_helpers import add_own_account
 
 
 @contextmanager
@@ -478,7 +479,7 @@ def web_for(arch: Path) -> TestClient:
 def with_accounts(arch: Path, *names: str) -> Path:
     with open_archive(arch) as a:  # the archive's owner adds the local accounts (the tests run as root)
         for name in names:
-            add_account(a, name, PASSWORD)
+            add_own_account(a, name, PASSWORD)
     return arch
 
 

@@ -24,11 +24,12 @@ from custodes.archive import Archive, open_archive
 from custodes.identity import Caller, acting_as
 from custodes.reports import build_report
 from custodes.web import create_app
-from custodes.web.accounts import add_account, list_accounts
+from custodes.web.accounts import list_accounts
 from custodes.web.dashboard import CLOCK_FAULTS, DAMAGED, KINDS, needs_a_person
 from custodes.web.svg import COLOURS, Mark, Span, Timeline, timeline_of, timeline_svg
 from helpers import FOOTAGE, PEOPLE_AND_ROOT, policy_text, run_cli, set_policy
 from query_sql import T0_NS, TASKS, S, recorder
+from web_helpers import add_own_account
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>"onload=x'
@@ -253,7 +254,7 @@ def _web(arch: Path, account: str) -> TestClient:
     """A client logged in as ``account`` (a local account made here, as the archive's owner would)."""
     with open_archive(arch) as a:
         if account not in {row.name for row in list_accounts(a)}:
-            add_account(a, account, PASSWORD)
+            add_own_account(a, account, PASSWORD)
     web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
     form = web.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)

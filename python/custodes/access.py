@@ -34,6 +34,7 @@ from custodes.identity import current_caller
 from custodes.storage import copy_object
 
 __all__ = [
+    "NOT_BY_TOKEN",
     "REFUSAL_COUNT",
     "ROLES",
     "AccessDenied",
@@ -47,6 +48,7 @@ __all__ = [
     "log_step",
     "open_recording",
     "person_role",
+    "refuse_token_decision",
     "request_access",
     "requests",
 ]
@@ -232,6 +234,19 @@ def _refuse(
         _log(tx, request, person, action, segment, False, why, time.time_ns())
     archive.checkpoint()
     return AccessDenied(why)
+
+
+#: Why a caller that came with an API token (``via="token"``) may not decide. A token is handed to a program; it
+#: proves no person is there, and a custodian issues tokens for any account: an approver's token in a custodian's
+#: hands would make the second person of every decision the custodian again.
+NOT_BY_TOKEN = "decisions are made by a person logged in, not by a token"
+
+
+def refuse_token_decision(archive: Archive, request: int | None, person: str, action: str) -> None:
+    """Refuse (logged, like every refusal) a decision by an API token: approving or denying an access request
+    or a policy proposal. The one place of that rule; a token may still read and ask."""
+    if current_caller().via == "token":
+        raise _refuse(archive, request, person, action, None, NOT_BY_TOKEN)
 
 
 def require_role(
@@ -427,6 +442,7 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
     if person == req.requester or current_caller().account in requester_accounts(archive, request_id, req.requester):
         # Names and accounts: another name in [identity] does not make the same account a second person.
         raise _refuse(archive, request_id, person, action, None, "nobody approves their own request")
+    refuse_token_decision(archive, request_id, person, action)
     if current_caller().via == "process":
         # The embedded CLI acts as one account, the archive's owner: it cannot be the second person.
         raise _refuse(

@@ -1292,8 +1292,10 @@ def user_group() -> None:
     A local account NAME has the role the policy's [people] gives NAME (or its
     [identity] name), as an OS account does. Passwords are kept as argon2id
     hashes in ARCHIVE/accounts.sqlite; ten wrong passwords in a row lock the
-    account until `user unlock` or `user passwd`. Every change is ledgered
-    (never the password)."""
+    account until `user unlock` or `user passwd`. A password set here for
+    another person's account is one-time: their first login reaches only the
+    page where they set their own. Every change is ledgered (never the
+    password)."""
 
 
 @user_group.command("add")
@@ -1302,7 +1304,8 @@ def user_group() -> None:
 @password_option
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
 def user_add_command(archive: Archive, name: str, password: str, out: Output) -> None:
-    """Add local account NAME (password asked twice, or --password-stdin)."""
+    """Add local account NAME (password asked twice, or --password-stdin; one-time: NAME sets their own at
+    their first login)."""
     from custodes.web.accounts import add_account
 
     add_account(archive, name, password)
@@ -1315,7 +1318,8 @@ def user_add_command(archive: Archive, name: str, password: str, out: Output) ->
 @password_option
 @output_options(quiet_help="Print nothing on success (no confirmation line; --json still prints its object).")
 def user_passwd_command(archive: Archive, name: str, password: str, out: Output) -> None:
-    """Set NAME's password; it unlocks the account and ends its sessions."""
+    """Set NAME's password (one-time: NAME sets their own at their next login); it unlocks the account and
+    ends its sessions."""
     from custodes.web.accounts import set_password
 
     set_password(archive, name, password)
@@ -1370,7 +1374,7 @@ def user_list_command(archive: Archive, out: Output) -> None:
         _write_json({"accounts": [a.to_json() for a in accounts]})
         return
     for a in accounts:
-        state = "disabled" if a.disabled else "locked" if a.locked else "active"
+        state = "disabled" if a.disabled else "locked" if a.locked else "one-time password" if a.one_time else "active"
         click.echo(f"{a.name}\t{a.person}\t{a.role or 'no role'}\t{state}")
 
 

@@ -33,7 +33,9 @@ __all__ = ["Caller", "acting_as", "account_name", "current_caller", "peer_caller
 @dataclass(frozen=True, slots=True)
 class Caller:
     """An account and how custodes knows it: ``peer`` (the kernel, through the service's socket),
-    ``process`` (this process's real uid) or ``tool`` (a program that authenticated the person itself)."""
+    ``process`` (this process's real uid), ``tool`` (a program that authenticated the person itself: a web
+    login) or ``token`` (a program that holds an account's API token: no person shown to be there, so it decides
+    nothing; custodes.access)."""
 
     uid: int | None
     account: str

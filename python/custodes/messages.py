@@ -279,3 +279,21 @@ WEB_VIEWS: dict[str, tuple[str, str]] = {
     "overdue_object": ("逾期未校验", "Overdue for verification"),
 }
 WEB.update(WEB_VIEWS)
+
+#: The labels of the change of password (custodes.web.password), part of :data:`WEB`.
+WEB_PASSWORD: dict[str, tuple[str, str]] = {
+    "password_change": ("修改密码", "Change password"),
+    "password_one_time": (
+        "此密码由他人（保管员）设置，只能使用一次：请先设置您自己的密码。如果您从未登录过而密码已被改动，请报告。",
+        "This password was set by someone else (a custodian) and is one-time: set your own first. If you never "
+        "logged in and find it changed, report it.",
+    ),
+    "password_current": ("当前密码", "Current password"),
+    "password_new": ("新密码", "New password"),
+    "password_again": ("再次输入新密码", "New password again"),
+    "password_rule": (
+        "新密码须与当前密码不同，最少字符数：",
+        "The new password differs from the current one; characters at least:",
+    ),
+}
+WEB.update(WEB_PASSWORD)

@@ -346,9 +346,10 @@ def _proposal(archive: Archive, proposal_id: int) -> Proposal:
 def _may_decide(archive: Archive, proposal: Proposal, action: str) -> str:
     """The person deciding ``proposal``: an approver or a custodian (see :data:`DECIDERS`) and, to approve it,
     another person on another account than the proposer, through the service. Refusals are logged."""
-    from custodes.access import refuse, require_role
+    from custodes.access import refuse, refuse_token_decision, require_role
 
     person = require_role(archive, DECIDERS, action)
+    refuse_token_decision(archive, None, person, action)  # approving or denying: a person logged in decides
     if action != APPROVE:
         return person  # a proposer may withdraw their own proposal: that changes nothing
     if person == proposal.person or current_caller().account == proposal.account:

@@ -41,6 +41,12 @@ MIGRATIONS: list[str] = [
         client TEXT PRIMARY KEY, started_ns INTEGER NOT NULL, failures INTEGER NOT NULL,
         counted INTEGER NOT NULL DEFAULT 0, first_ns INTEGER, last_ns INTEGER);
     """,
+    # 2: a password someone else set is one-time: its account must change it at its next login. Every password
+    # kept before this was set by a custodian (`custodes user add|passwd`), so every account must change its own.
+    """
+    ALTER TABLE accounts ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0;
+    UPDATE accounts SET must_change = 1;
+    """,
 ]
 
 
@@ -51,6 +57,8 @@ class AccountRow(NamedTuple):
     failures: int
     locked: int
     created_ns: int
+    #: 1 while the password is one-time (set by someone else): its sessions reach only the change of password.
+    must_change: int
 
 
 class SessionRow(NamedTuple):
@@ -162,19 +170,28 @@ class AccountStore:
             rows = self._conn.execute(f"SELECT {_fields(AccountRow)} FROM accounts ORDER BY name").fetchall()
         return [AccountRow(*r) for r in rows]
 
-    def add_account(self, name: str, hashed: str, now: int) -> bool:
-        """A new account; False when ``name`` has one already."""
+    def add_account(self, name: str, hashed: str, now: int, *, one_time: bool) -> bool:
+        """A new account (``one_time``: its password must be changed at its first login); False when ``name``
+        has one already."""
         with self._transaction() as c:
             if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
                 return False
-            c.execute("INSERT INTO accounts (name, hash, created_ns) VALUES (?, ?, ?)", (name, hashed, now))
+            c.execute(
+                "INSERT INTO accounts (name, hash, created_ns, must_change) VALUES (?, ?, ?, ?)",
+                (name, hashed, now, int(one_time)),
+            )
         return True
 
-    def set_hash(self, name: str, hashed: str) -> bool:
-        """A new password: the failures in a row and any lock end with it; the account's sessions end too."""
+    def set_hash(self, name: str, hashed: str, *, one_time: bool, keep_session: str | None = None) -> bool:
+        """A new password (``one_time``: to be changed at the next login): the failures in a row and any lock
+        end with it; the account's sessions end too, all but ``keep_session`` (the digest of the session of
+        the person who changed their own)."""
         with self._transaction() as c:
-            n = c.execute("UPDATE accounts SET hash = ?, failures = 0, locked = 0 WHERE name = ?", (hashed, name))
-            c.execute("DELETE FROM sessions WHERE account = ?", (name,))
+            n = c.execute(
+                "UPDATE accounts SET hash = ?, failures = 0, locked = 0, must_change = ? WHERE name = ?",
+                (hashed, int(one_time), name),
+            )
+            c.execute("DELETE FROM sessions WHERE account = ? AND digest IS NOT ?", (name, keep_session))
         return n.rowcount == 1
 
     def set_disabled(self, name: str, disabled: bool) -> bool:

@@ -7,6 +7,13 @@ policy holds for it at its next request. Passwords are kept as argon2id hashes (
 tokens and session cookies as their sha256 (they are random, 32 bytes: nothing to stretch). Ten wrong passwords in
 a row lock an account until a custodian unlocks it or sets a new password.
 
+A password set by anyone but the account's own person (``custodes user add|passwd`` by a custodian) is
+**one-time**: a session opened with it reaches only the change of password (custodes.web.password), and the
+person's own new password (:func:`change_own_password`, through their session) is theirs alone. The roles come
+from the account's name, and a custodian sets the passwords: so a custodian could set an approver's and act as
+them. With one-time passwords that cannot go unnoticed: the person finds their password changed, and the ledger
+names who set it and every login.
+
 Every change (``account_added``, ``account_password_set``, ``account_disabled``, ``account_enabled``,
 ``account_unlocked``, ``token_issued``, ``token_revoked``) is a ledger entry naming who made it, never the
 secret; the catalog makes no rows of them (custodes.catalog.replay). Only a custodian makes them: through the
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -39,6 +47,7 @@ __all__ = [
     "AccountError",
     "Login",
     "add_account",
+    "change_own_password",
     "disable_account",
     "enable_account",
     "issue_token",
@@ -50,6 +59,7 @@ __all__ = [
     "revoke_token",
     "secret_digest",
     "set_password",
+    "token_caller",
     "unlock_account",
     "verify_password",
 ]
@@ -69,6 +79,12 @@ class AccountError(CustodesError):
 def local_caller(name: str) -> Caller:
     """The caller a local account acts as: no uid (no OS account vouches for it); the web front end did."""
     return Caller(None, name, "tool")
+
+
+def token_caller(name: str) -> Caller:
+    """The caller an API token of account ``name`` acts as: ``via="token"``, so the library knows no person
+    logged in (custodes.access refuses it every decision)."""
+    return Caller(None, name, "token")
 
 
 def new_secret() -> str:
@@ -119,25 +135,54 @@ def _existing(store: AccountStore, name: str) -> AccountRow:
     return row
 
 
+def _one_time(archive: Archive, person: str, name: str) -> bool:
+    """Whether a password ``person`` sets for account ``name`` is one-time: set by anyone but its own person."""
+    return person != person_of(archive.policy, name)
+
+
 def add_account(archive: Archive, name: str, password: str) -> None:
-    """A new local account ``name`` with ``password`` (hashed with argon2id)."""
+    """A new local account ``name`` with ``password`` (hashed with argon2id): one-time, unless the custodian
+    makes their own account."""
     person = _custodian(archive, "user_add")
     check_name(name)
     hashed = _HASHER.hash(_check_password(password))
+    one_time = _one_time(archive, person, name)
     with AccountStore.open(archive.root) as store:
-        if not store.add_account(name, hashed, time.time_ns()):
+        if not store.add_account(name, hashed, time.time_ns(), one_time=one_time):
             raise AccountError(f"local account {name!r} exists already; `custodes user passwd` sets its password")
-    _ledger(archive, "account_added", person, name=name)
+    _ledger(archive, "account_added", person, name=name, one_time=one_time)
 
 
 def set_password(archive: Archive, name: str, password: str) -> None:
-    """A new password for ``name``: it unlocks the account, and its sessions end."""
+    """A new password for ``name``, by a custodian: one-time (unless it is the custodian's own account); it
+    unlocks the account, and its sessions end."""
     person = _custodian(archive, "user_passwd")
     hashed = _HASHER.hash(_check_password(password))
+    one_time = _one_time(archive, person, name)
     with AccountStore.open(archive.root) as store:
         _existing(store, name)
-        store.set_hash(name, hashed)
-    _ledger(archive, "account_password_set", person, name=name)
+        store.set_hash(name, hashed, one_time=one_time)
+    _ledger(archive, "account_password_set", person, name=name, one_time=one_time)
+
+
+def change_own_password(archive: Archive, name: str, current: str, new: str, *, session: str | None = None) -> None:
+    """The person of account ``name``, logged in as it, sets their own password: ``current`` must be right (a
+    wrong one counts towards the lock, as at login) and ``new`` another one (a one-time password stays
+    known to whoever set it). The account's other sessions end (``session``: the digest of the one kept); the
+    ledger names the person as the maker (``account_password_set``, ``one_time`` false)."""
+    caller = current_caller()
+    if caller.via != "tool" or caller.account != name:
+        raise AccountError(f"only {name}'s own person, logged in as {name}, sets {name}'s own password")
+    _check_password(new)
+    if hmac.compare_digest(new.encode("utf-8", "surrogateescape"), current.encode("utf-8", "surrogateescape")):
+        raise AccountError("the new password is the current one; choose another")
+    with AccountStore.open(archive.root) as store:
+        checked = verify_password(store, name, current)
+        if not checked.ok:
+            why = checked.why if checked.locked else "the current password is wrong"
+            raise AccountError(why)
+        store.set_hash(name, _HASHER.hash(new), one_time=False, keep_session=session)
+    _ledger(archive, "account_password_set", person_of(archive.policy, name), name=name, one_time=False)
 
 
 def disable_account(archive: Archive, name: str) -> None:
@@ -176,6 +221,8 @@ class AccountInfo:
     disabled: bool
     locked: bool
     failures: int
+    #: The password is one-time: someone else set it, and the person has not yet set their own.
+    one_time: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +232,7 @@ class AccountInfo:
             "disabled": self.disabled,
             "locked": self.locked,
             "failures": self.failures,
+            "one_time": self.one_time,
         }
 
 
@@ -196,7 +244,15 @@ def list_accounts(archive: Archive) -> list[AccountInfo]:
     for r in rows:
         person = person_of(archive.policy, r.name)
         out.append(
-            AccountInfo(r.name, person, person_role(archive, person), bool(r.disabled), bool(r.locked), r.failures)
+            AccountInfo(
+                r.name,
+                person,
+                person_role(archive, person),
+                bool(r.disabled),
+                bool(r.locked),
+                r.failures,
+                bool(r.must_change),
+            )
         )
     return out
 
@@ -270,11 +326,14 @@ class Login:
     ok: bool
     why: str
     locked: bool = False
+    #: The password is one-time (someone else set it): the session may only change it.
+    one_time: bool = False
 
 
 def verify_password(store: AccountStore, name: str, password: str) -> Login:
-    """Check ``password`` for local account ``name``; a wrong one counts towards the lock (:data:`LOCK_AFTER` in a
-    row), a right one ends the count. A locked or disabled account is refused whatever the password."""
+    """Check ``password`` for local account ``name`` (at login, or before the person's own change of it); a
+    wrong one counts towards the lock (:data:`LOCK_AFTER` in a row), a right one ends the count.
+    A locked or disabled account is refused whatever the password."""
     row = store.account(name) if _NAME.fullmatch(name) else None
     if row is None:
         _HASHER.hash("a password to spend the time a real check takes")  # no telling names by the answer's speed
@@ -291,7 +350,7 @@ def verify_password(store: AccountStore, name: str, password: str) -> Login:
             return Login(False, f"wrong password; the account is now locked after {LOCK_AFTER} in a row", locked=True)
         return Login(False, "wrong password")
     store.note_success(name)
-    return Login(True, "")
+    return Login(True, "", one_time=bool(row.must_change))
 
 
 def log_login(archive: Archive, name: str, ok: bool, detail: str, *, person: str | None = None) -> None:

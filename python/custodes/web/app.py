@@ -26,15 +26,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
-from custodes.web import auth, pages, streaming
+from custodes.web import auth, pages, password, streaming
 from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
 from custodes.web.auth import (
     ABSOLUTE_NS,
     SESSION_COOKIE,
     LoginRequired,
+    PasswordChangeRequired,
     Visitor,
     client_of,
-    csrf_checked,
+    csrf_checked_any,
     throttled_for,
     visitor,
 )
@@ -146,6 +147,12 @@ def _install_errors(app: FastAPI) -> None:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         return await _error(request, 401, exc.why)
 
+    @app.exception_handler(PasswordChangeRequired)
+    async def password_change_required(request: Request, exc: PasswordChangeRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"error": exc.why, "status": 403}, status_code=403)
+        return RedirectResponse("/password", status_code=303)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return await _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
@@ -217,6 +224,8 @@ def _install_login(app: FastAPI) -> None:
             web.store.note_client_failure(client_of(request), now)
         caller = local_caller(name if result.ok or web.store.account(name) is not None else "?")
         detail = f"from {client_of(request)}" + ("" if result.ok else f": {result.why}")
+        if result.one_time:
+            detail += " with a one-time password (set by a custodian): it may only set its own"
         with acting_as_caller(request, caller) as archive:
             log_login(archive, name, result.ok, detail)
         if not result.ok:
@@ -224,7 +233,8 @@ def _install_login(app: FastAPI) -> None:
             return _login_page(request, 401, key, _local_path(next))
         session, csrf_token = new_secret(), new_secret()
         web.store.add_session(secret_digest(session), name, csrf_token, now, now + ABSOLUTE_NS)
-        response = RedirectResponse(_local_path(next), status_code=303)
+        # A one-time password's session reaches only the page where the person sets their own.
+        response = RedirectResponse("/password" if result.one_time else _local_path(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             session,
@@ -238,7 +248,7 @@ def _install_login(app: FastAPI) -> None:
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request, who: Visitor = Depends(csrf_checked)) -> Response:  # noqa: B008
+    def logout(request: Request, who: Visitor = Depends(csrf_checked_any)) -> Response:  # noqa: B008
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             state(request).store.delete_session(secret_digest(cookie))
@@ -270,6 +280,7 @@ def build_app(app: FastAPI) -> FastAPI:
     # The route modules, one line each. The HTML pages stay out of the OpenAPI document: the API is /api/v1.
     app.include_router(pages.router, include_in_schema=False)
     app.include_router(streaming.router)
+    app.include_router(password.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     from custodes.web import api, views
 

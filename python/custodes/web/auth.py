@@ -7,7 +7,11 @@
   cookie-authenticated API call sends as ``X-CSRF-Token``.
 - An **API token** (``Authorization: Bearer TOKEN``) acts as its account with the role it was issued for, and
   only while the account still has that role in the policy, is not disabled, and the token is not revoked. A
-  bearer call needs no CSRF token: a browser never sends one by itself.
+  bearer call needs no CSRF token: a browser never sends one by itself. A token reads and asks; it decides
+  nothing (custodes.access.refuse_token_decision: its caller is ``via="token"``).
+- A **one-time password** (set by a custodian, custodes.web.accounts) opens a session that reaches only
+  ``/password`` (:func:`session_visitor`): :func:`visitor` answers every other request with
+  :class:`PasswordChangeRequired` (a page redirects there, an API call is 403 saying why).
 - **Logins**: every login and failed login is an access-log step (action ``login``). Ten wrong passwords in a
   row lock the account (custodes.web.accounts). Failed logins per client are throttled: past
   :data:`CLIENT_FAILURES` in :data:`CLIENT_WINDOW_NS`, a login from that client is answered 429 without a
@@ -27,7 +31,7 @@ from fastapi import Depends, HTTPException, Request
 from custodes.access import person_of, person_role
 from custodes.findings import rfc3339
 from custodes.identity import Caller
-from custodes.web.accounts import local_caller, log_login, secret_digest
+from custodes.web.accounts import local_caller, log_login, secret_digest, token_caller
 from custodes.web.context import acting_as_caller, lang_of, reading, state
 
 __all__ = [
@@ -39,11 +43,14 @@ __all__ = [
     "IDLE_NS",
     "SESSION_COOKIE",
     "LoginRequired",
+    "PasswordChangeRequired",
     "Visitor",
     "client_of",
     "now_ns",
     "close_throttle_windows",
     "csrf_checked",
+    "csrf_checked_any",
+    "session_visitor",
     "throttled_for",
     "visitor",
 ]
@@ -69,8 +76,9 @@ def now_ns() -> int:
 @dataclass(frozen=True)
 class Visitor:
     """The person behind a request: their local account, the person and role the policy gives it, the caller
-    they act as (``via="tool"``), their session's CSRF token ("" for a bearer token), their language, and the
-    token they came with (None for a session)."""
+    they act as (``via="tool"``, or ``"token"`` for a bearer token), their session's CSRF token ("" for a bearer
+    token), their language, the token they came with (None for a session), and whether the session was opened
+    with a one-time password (it then reaches only ``/password``)."""
 
     account: str
     person: str
@@ -79,6 +87,7 @@ class Visitor:
     csrf: str
     lang: str
     token_id: int | None = None
+    one_time: bool = False
 
 
 class LoginRequired(Exception):
@@ -87,6 +96,15 @@ class LoginRequired(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+class PasswordChangeRequired(Exception):
+    """A session opened with a one-time password asks for anything but ``/password``: a page redirects there,
+    an API call is answered 403 with :attr:`why`."""
+
+    def __init__(self, account: str) -> None:
+        self.why = f"the password of {account} was set by someone else and is one-time: set your own at /password first"
+        super().__init__(self.why)
 
 
 def _bearer(request: Request) -> str | None:
@@ -100,7 +118,17 @@ def _bearer(request: Request) -> str | None:
 
 
 def visitor(request: Request) -> Visitor:
-    """The visitor of ``request`` (bearer token or session cookie), or :class:`LoginRequired`."""
+    """The visitor of ``request`` (bearer token or session cookie), or :class:`LoginRequired`; a session opened
+    with a one-time password is :class:`PasswordChangeRequired`."""
+    who = session_visitor(request)
+    if who.one_time:
+        raise PasswordChangeRequired(who.account)
+    return who
+
+
+def session_visitor(request: Request) -> Visitor:
+    """:func:`visitor`, also while the session's password is one-time: only the change of password and logout
+    take this one."""
     web = state(request)
     now = now_ns()
     token = _bearer(request)
@@ -133,12 +161,23 @@ def visitor(request: Request) -> Visitor:
         raise HTTPException(403, f"{person} has no role in this archive's policy now")
     if token_id is not None and has != role:  # a token acts only with the role it was issued for
         raise HTTPException(403, f"token {token_id} acts as {role}, and the policy gives {person} the role {has} now")
-    return Visitor(account, person, has, local_caller(account), csrf, lang_of(request), token_id)
+    caller = local_caller(account) if token_id is None else token_caller(account)
+    one_time = token_id is None and bool(found.must_change)
+    return Visitor(account, person, has, caller, csrf, lang_of(request), token_id, one_time)
 
 
 async def csrf_checked(request: Request, who: Visitor = Depends(visitor)) -> Visitor:  # noqa: B008
     """:func:`visitor`, for a request that changes something: a session's request must carry its CSRF token
     (form field ``csrf`` or header ``X-CSRF-Token``); 403 otherwise. A bearer token needs none."""
+    return await _csrf(request, who)
+
+
+async def csrf_checked_any(request: Request, who: Visitor = Depends(session_visitor)) -> Visitor:  # noqa: B008
+    """:func:`csrf_checked`, also while the session's password is one-time (the change of password, logout)."""
+    return await _csrf(request, who)
+
+
+async def _csrf(request: Request, who: Visitor) -> Visitor:
     if who.token_id is not None:
         return who
     given = request.headers.get(CSRF_HEADER)
