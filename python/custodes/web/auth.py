@@ -98,13 +98,14 @@ class LoginRequired(Exception):
         self.why = why
 
 
-class PasswordChangeRequired(Exception):
-    """A session opened with a one-time password asks for anything but ``/password``: a page redirects there,
-    an API call is answered 403 with :attr:`why`."""
+class PasswordChangeRequired(HTTPException):
+    """A session opened with a one-time password asks for anything but ``/password``: a page redirects there
+    (custodes.web.app), an API call is answered 403 with :attr:`why` (an HTTPException, as every route
+    answers those)."""
 
     def __init__(self, account: str) -> None:
         self.why = f"the password of {account} was set by someone else and is one-time: set your own at /password first"
-        super().__init__(self.why)
+        super().__init__(403, self.why)
 
 
 def _bearer(request: Request) -> str | None:
