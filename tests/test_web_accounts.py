@@ -157,6 +157,8 @@ def test_an_approvers_token_reads_and_asks_but_decides_nothing(cli_archive: Path
     form = web.post(f"/access/{rid}/approve", data={"hours": "1"}, headers={**bearer, **TEXT})
     assert form.status_code == 403 and NOT_BY_TOKEN in form.text
     assert refusals(cli_archive, "approve") == [("dave", rid, NOT_BY_TOKEN)] * 2
+    # nor does it set dave's password (which would make the holder dave, as far as the records tell)
+    assert web.get("/password", headers=bearer).status_code == 403
     assert refusals(cli_archive, "deny") == [("dave", rid, NOT_BY_TOKEN)]
     (row,) = [r for r in web.get(f"{API}/access/requests", headers=bearer).json()["requests"] if r["id"] == rid]
     assert row["status"] == "pending"
