@@ -29,7 +29,7 @@ from custodes import retention, tasks
 from custodes.archive import POLICY_FILE, Archive, open_archive
 from custodes.catalog.accounts import AccountStore
 from custodes.identity import Caller, acting_as
-from custodes.messages import LANGUAGES
+from custodes.messages import CATALOGUE, LANGUAGES, WEB, kind_label, label
 from custodes.web.i18n import LANG_COOKIE, language_of, translator
 
 if TYPE_CHECKING:
@@ -123,9 +123,19 @@ def render(
         "csrf": visitor.csrf if visitor is not None else ctx.pop("csrf", ""),
         "path": request.url.path,
         "may": lambda action: visitor is not None and visitor.role in FORM_ROLES[action],
+        "kind_label": lambda kind: kind_label(kind, lang),
+        "labelled": lambda prefix, value: _labelled(prefix, value, lang),
         **ctx,
     }
     return HTMLResponse(web.templates.get_template(template).render(values), status_code=status_code)
+
+
+def _labelled(prefix: str, value: object, lang: str) -> str:
+    """``labelled(prefix, value)`` in a template: the label ``prefix + value`` (a role, a severity, a media kind, a
+    report scope: ``labelled("role_", visitor.role)``), or the value as it is when the catalogue has none (a value
+    a newer library or a plugin brought)."""
+    key = f"{prefix}{value}"
+    return label(key, lang) if key in WEB or key in CATALOGUE else str(value)
 
 
 def templates() -> jinja2.Environment:
