@@ -103,7 +103,7 @@ def _said(archive: Archive, who: Visitor, key: str, **params: object) -> str:
     """What a form did, for its flash message: the label ``key`` in the visitor's language, with its parameters;
     a time among them (an int, ns UTC) shown in the archive's zone as the pages show every time."""
     when = _when(_zone(archive))
-    shown = {k: when(v) if k in _TIMES else v for k, v in params.items()}
+    shown = {k: when(v) if k in _TIMES and (v is None or isinstance(v, int)) else v for k, v in params.items()}
     return message(key, who.lang, **shown)
 
 
