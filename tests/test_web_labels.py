@@ -26,7 +26,7 @@ from custodes import query, retention  # noqa: E402
 from custodes.access import ROLES, requests  # noqa: E402
 from custodes.archive import open_archive  # noqa: E402
 from custodes.defaults import NS  # noqa: E402
-from custodes.drivers import SEGMENT_KINDS  # noqa: E402
+from custodes.drivers import IDENTITY_KINDS, SEGMENT_KINDS  # noqa: E402
 from custodes.findings import ARTICLES, Finding  # noqa: E402
 from custodes.identity import Caller, acting_as  # noqa: E402
 from custodes.messages import FINDING_KINDS, WEB  # noqa: E402
@@ -106,6 +106,7 @@ def test_every_code_a_page_shows_has_its_label() -> None:
     assert all(zh_ and en_ and zh_ != en_ for zh_, en_ in FINDING_KINDS.values())
     severities = {Finding(kind, "").severity for kind in ARTICLES} | {"warning"}
     codes = {"role_": ROLES, "severity_": severities, "media_": SEGMENT_KINDS, "scope_": SCOPES}
+    codes["device_kind_"] = IDENTITY_KINDS
     codes["long_term_"] = retention.LONG_TERM_REASONS
     for prefix, values in codes.items():
         assert {f"{prefix}{v}" for v in values} <= set(WEB), prefix
@@ -197,6 +198,8 @@ def test_a_late_ingest_item_is_one_late_ingest(site: Path) -> None:
     assert f"<strong>{late[1]}</strong>" in english and "<strong>Late ingests</strong>" not in english
     assert f"<strong>{late[0]}</strong>" in page(browser(site, "carol", "zh"), "/")
     device = page(browser(site, "carol", "en"), "/devices/BWCA")
+    assert "body camera" in device and "body_camera" not in device
+    assert "<td>执法记录仪</td>" in page(browser(site, "carol", "zh"), "/devices")
     assert f"<td>{late[1]}</td>" in device and "<td>Late ingests</td>" not in device
 
 

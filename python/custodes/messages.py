@@ -220,6 +220,13 @@ WEB: dict[str, tuple[str, str]] = {
     "media_video": ("视频", "video"),
     "media_audio": ("音频", "audio"),
     "media_photo": ("照片", "photo"),
+    # a device's kind (custodes.drivers.IDENTITY_KINDS)
+    "device_kind_body_camera": ("执法记录仪", "body camera"),
+    "device_kind_handheld_terminal": ("手持执法终端", "handheld terminal"),
+    "device_kind_recorder": ("录音录像设备", "recorder"),
+    "device_kind_camera": ("摄像机", "camera"),
+    "device_kind_cctv": ("监控摄像头", "CCTV camera"),
+    "device_kind_drone": ("无人机", "drone"),
     # the report's scopes (custodes.reports.SCOPES)
     "scope_archive": ("整个档案库", "the whole archive"),
     "scope_unit": ("单位", "unit"),
