@@ -231,3 +231,13 @@ def test_the_window_heading_and_its_form_show_the_same_end(site: Path) -> None:
         last = max(s.end for s in query.segments(a) if s.end is not None)
     # the window ends at the last recording's end; shown rounded up to the second, so the form sent again holds it
     assert heading.group(2) >= datetime.fromtimestamp(last / NS, tz=ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_the_items_of_a_report_count_are_headed_by_its_label(site: Path) -> None:
+    chinese = page(browser(site, "carol", "zh"), "/report?lang=zh")
+    link = re.search(r'href="(/report/items\?[^"]*count=late_ingest[^"]*)"', chinese)
+    assert link is not None
+    items = page(browser(site, "carol", "zh"), unescape(link.group(1)))
+    heading = re.search(r"<h1>([^<]+)</h1>", items)
+    assert heading is not None and heading.group(1) == "及时存储 · 超时导入"  # the section's and the count's labels
+    assert "<td>超时导入</td>" in items and "late_ingest" not in heading.group(1)

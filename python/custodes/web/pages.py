@@ -694,12 +694,22 @@ def report_items_page(request: Request, who: Seen) -> Response:
         "report_items.html",
         section=section,
         count=count,
+        count_label=_count_label(section, count),
         kind=kind,
         items=items,
         back="/report?" + period.query(),
         when=_when(_zone(archive)),
         when_text=_when_text(_zone(archive)),
     )
+
+
+def _count_label(section: str, count: str) -> str:
+    """The catalogue label of one count of the report (as the report page shows it); a concern is its own key."""
+    if section == "concerns":
+        return count
+    if section == "devices":
+        return dict(_DEVICE_COUNTS)[count]
+    return dict(_COUNTS[section])[count]
 
 
 def _items(archive: Archive, period: _Period, what: str, unit: str = "") -> tuple[str, list[Any]]:
