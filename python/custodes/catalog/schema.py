@@ -162,5 +162,12 @@ MIGRATIONS: list[str] = [
         by TEXT NOT NULL, created_ns INTEGER NOT NULL, ledger_seq INTEGER NOT NULL,
         PRIMARY KEY (device_id, start_ns));
     """,
+    # 13: a device's segments by id (the query API's pages: custodes.query.segments, the review page's device
+    # pages, /api/v1/segments?device=). segments_by_device_time orders a device's rows by time, so every page of
+    # ``device_id = ? AND id > ? ORDER BY id LIMIT n`` read and sorted all the device's rows after ``id``: 38 ms a
+    # page of 500 for a device of 10^5 segments. By (device_id, id) a page is read in order and stops at n.
+    """
+    CREATE INDEX segments_by_device ON segments(device_id, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
