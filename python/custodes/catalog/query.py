@@ -27,7 +27,8 @@ _FINDING_END = f"COALESCE(f.end_ns, {_FINDING_START})"
 @dataclass(frozen=True)
 class Selection:
     """What the caller asked for, resolved: ``devices`` (None: every device), the segments' ``officer``, a
-    ``case``'s segments, and the time range [lo, hi) a span must overlap (None: open on that side)."""
+    ``case``'s segments, the time range [lo, hi) a span must overlap (None: open on that side), and for findings
+    the one ``segment`` they name (None: any)."""
 
     devices: tuple[str, ...] | None = None
     officer: str | None = None
@@ -35,6 +36,7 @@ class Selection:
     case: str | None = None
     lo: int | None = None
     hi: int | None = None
+    segment: int | None = None
 
 
 def _overlaps(start: str, end: str, sel: Selection) -> tuple[list[str], list[Any]]:
@@ -166,6 +168,19 @@ class Query(Table):
         where, args = "1=1", []
         if sel.devices is not None:
             where, args = f"f.device_id IN ({question_marks(sel.devices)})", list(sel.devices)
+        if sel.segment is not None:
+            # Every row of an identity that has a row naming the segment: those naming it, and those naming no
+            # segment (a file found already present is about the recording stored before; a finding about no file,
+            # whose identity is its span, names none: an ingest takes a finding's segment from its path). The first
+            # of each of those identities is then the first of all its rows. Two index lookups, not the device's
+            # rows: a UNION, as SQLite uses no index for "segment_id = ? OR segment_id IS NULL".
+            on = "" if sel.devices is None else f"g.device_id IN ({question_marks(sel.devices)}) AND "
+            where += (
+                f" AND f.id IN (SELECT g.id FROM findings g WHERE {on}g.segment_id = ? "
+                f"UNION ALL SELECT g.id FROM findings g WHERE {on}g.segment_id IS NULL)"
+            )
+            devices = [] if sel.devices is None else list(sel.devices)
+            args += [*devices, sel.segment, *devices]
         self._conn.execute(f"CREATE TEMP TABLE {name} (id INTEGER PRIMARY KEY)")
         self._conn.execute(
             f"INSERT INTO temp.{name} SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id "  # noqa: S608
@@ -196,6 +211,9 @@ class Query(Table):
         if sel.case is not None:
             parts.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
             args.append(sel.case)
+        if sel.segment is not None:
+            parts.append("f.segment_id = ?")
+            args.append(sel.segment)
         more, more_args = _overlaps(_FINDING_START, _FINDING_END, sel)
         sql = (
             "SELECT f.id, f.ingest_id, f.segment_id, f.kind, f.severity, f.device_id, f.path, f.start_ns, f.end_ns, "  # noqa: S608
