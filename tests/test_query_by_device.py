@@ -79,3 +79,26 @@ def test_a_recordings_findings_are_read_by_index(cli_archive: Path, monkeypatch:
             steps = plan(a, sql)
             assert not any(step.startswith("SCAN f") or step.startswith("SCAN g") for step in steps), (sql, steps)
             assert any("findings_by_device_segment (device_id=? AND segment_id=?" in step for step in steps), steps
+
+
+@pytest.mark.parametrize("page", [1, 2, 500])
+def test_a_devices_findings_checked_page_by_page_are_those_found_for_the_walk(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch, page: int
+) -> None:
+    again = run_cli("ingest", cli_archive.parent / "BWC0001", "--archive", cli_archive, "--driver", "generic")
+    assert again.returncode in (0, 1), again.stderr
+    monkeypatch.setattr(query, "PAGE", page)
+    with open_archive(cli_archive) as a:
+        devices = sorted({s.device for s in a.segments()})
+        for device in devices:
+            assert a.catalog.query.few_unnamed(query.Selection(devices=(device,)), query.UNNAMED_PER_PAGE)
+            by_page = list(query.findings(a, device=device))
+            monkeypatch.setattr(query, "UNNAMED_PER_PAGE", -1)  # every identity's first row found once instead
+            for_walk = list(query.findings(a, device=device))
+            monkeypatch.undo()
+            monkeypatch.setattr(query, "PAGE", page)
+            assert by_page == for_walk
+            assert (
+                len({f.id for f in by_page if f.id is not None})
+                < a.catalog._conn.execute("SELECT COUNT(*) FROM findings WHERE device_id = ?", (device,)).fetchone()[0]
+            )  # the rows recorded again are left out

@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from custodes.catalog.devices import FINDING_IDENTITY
+from custodes.catalog.devices import _FINDING_SUBJECT, FINDING_IDENTITY
 from custodes.catalog.evidence import _HELD_AT, Table, question_marks
 
 #: Numbers the temporary tables of first findings, one per walk (two walks at once on one connection).
@@ -188,6 +188,37 @@ class Query(Table):
             args,
         )
         return name
+
+    def few_unnamed(self, sel: Selection, most: int) -> bool:
+        """The selected devices' findings that name no segment are at most ``most`` (False with no device
+        selected): then :meth:`firsts_among` reads a page's identities in a few index lookups."""
+        if sel.devices is None:
+            return False
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT 1 FROM findings WHERE "  # noqa: S608
+            f"device_id IN ({question_marks(sel.devices)}) AND segment_id IS NULL LIMIT ?)"
+        )
+        return int(self._one(sql, (*sel.devices, most + 1))) <= most
+
+    def firsts_among(self, ids: list[int]) -> set[int]:
+        """Those of the findings ``ids`` that are the first row of their identity (FINDING_IDENTITY): a page's
+        check, where :meth:`first_findings` groups every row of the devices. The rows an identity can share are
+        found by index: those naming the segment its finding is about, and those of its device naming no segment
+        (a file found already present names none; nor does a finding about no file, whose identity is its span:
+        an ingest takes a finding's segment from its path)."""
+        if not ids:
+            return set()
+        sql = (
+            f"WITH cand AS (SELECT f.id, f.device_id, {_FINDING_SUBJECT} AS subject FROM findings f "  # noqa: S608
+            f"JOIN ingests i ON i.id = f.ingest_id WHERE f.id IN ({question_marks(ids)})), "
+            "pool AS (SELECT g.id FROM cand c JOIN findings g "
+            "ON g.device_id = c.device_id AND g.segment_id = c.subject "
+            "UNION SELECT g.id FROM findings g WHERE g.device_id IN (SELECT device_id FROM cand) "
+            "AND g.segment_id IS NULL) "
+            "SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id WHERE f.id IN (SELECT id FROM pool) "
+            f"GROUP BY {FINDING_IDENTITY}"
+        )
+        return {r[0] for r in self._conn.execute(sql, ids)} & set(ids)
 
     def drop_first_findings(self, name: str) -> None:
         self._conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
