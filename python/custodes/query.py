@@ -274,8 +274,8 @@ def findings(
         else:  # every identity's first row found once, for the walk (each page would read the unnamed rows again)
             table = query.first_findings(sel)
             try:
-                rows = _paged(lambda last, n: query.findings(sel, last, n, table), after, lambda r: r.id)
-                yield from (_recorded(r) for r in rows)
+                walked = _paged(lambda last, n: query.findings(sel, last, n, table), after, lambda r: r.id)
+                yield from (_recorded(r) for r in walked)
             finally:
                 query.drop_first_findings(table)
         yield from _task_findings(archive, sel, cov)

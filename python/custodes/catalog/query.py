@@ -165,7 +165,8 @@ class Query(Table):
         whole table again; it lives in SQLite's temporary store, not in the caller's memory. The caller drops it
         with :meth:`drop_first_findings` when its walk ends."""
         name = f"first_findings_{next(_WALKS)}"
-        where, args = "1=1", []
+        where = "1=1"
+        args: list[Any] = []
         if sel.devices is not None:
             where, args = f"f.device_id IN ({question_marks(sel.devices)})", list(sel.devices)
         if sel.segment is not None:
