@@ -358,7 +358,7 @@ def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thr
         port=http.port,
         ssl_certfile=http.cert,
         ssl_keyfile=http.key,
-        lifespan="off",
+        lifespan="on",  # custodes.web's lifespan bounds the routes' threads (custodes.web.READERS)
         log_level="warning",
         server_header=False,
         timeout_graceful_shutdown=int(_STOP_GRACE_S),

@@ -249,7 +249,7 @@ def recording_page(request: Request, segment: int, who: Seen) -> Response:
         return _refusal(request, who, str(e), 404, "/")
     stored = archive.catalog.objects.get(seg.sha256)
     digests = json.loads(stored.digests) if stored is not None else {"sha256": seg.sha256}
-    found = [f for f in query.findings(archive, device=seg.device) if f.segment == seg.id]
+    found = query.segment_findings(archive, seg)
     raw = archive.catalog.ledger.entry(seg.ledger_index)
     entry = json.dumps(json.loads(raw), indent=2, ensure_ascii=False) if raw is not None else None
     (kept,) = retention.status(archive, [seg.id])
