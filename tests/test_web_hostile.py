@@ -1,0 +1,54 @@
+"""The review page and HTTP API tried as an attacker would (issue 19): each test is a hole found by trying the
+served archive from the README alone, kept shut here."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from custodes.archive import open_archive  # noqa: E402
+from custodes.web import auth, create_app  # noqa: E402
+from custodes.web.accounts import add_account  # noqa: E402
+from helpers import policy_text, set_policy  # noqa: E402
+from web_helpers import PASSWORD  # noqa: E402
+
+#: No approver: the archive's owner (who runs the tests) may set the policy alone, embedded.
+OWNER_SETS_POLICY = '[people]\nalice = "custodian"\nroot = "custodian"\n'
+
+
+def failed_login(web: TestClient, name: str) -> int:
+    page = web.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None, page.text
+    return web.post("/login", data={"name": name, "password": "not it", "csrf": token.group(1)}).status_code
+
+
+def test_failed_logins_by_names_of_no_account_leave_the_policy_changeable(make_cli_archive, monkeypatch) -> None:
+    # A failed login used to be ledgered as by the person the typed name names, acting as account "?": the
+    # policy's rule that an account keeps its name then refused every later policy, for anyone on the login page.
+    arch = make_cli_archive(people=OWNER_SETS_POLICY)
+    with open_archive(arch) as a:
+        add_account(a, "alice", PASSWORD)
+    web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
+    clock = [time.time_ns()]
+    monkeypatch.setattr(auth, "now_ns", lambda: clock[0])
+    for name in ["nobody", "root", "ALICE"] + [f"guess{i}" for i in range(auth.CLIENT_FAILURES)]:
+        assert failed_login(web, name) in (401, 429)
+    clock[0] += auth.CLIENT_WINDOW_NS  # the throttled window closes: its count is ledgered at the next login
+    assert failed_login(web, "alice") == 401
+    changed = set_policy(arch, policy_text(arch).replace("[people]\n", '[people]\ncarol = "viewer"\n'))
+    assert changed.returncode == 0, changed.stderr
+    with open_archive(arch) as a:
+        steps = [json.loads(data) for _index, data in a.catalog.ledger.of_type("access_login")]
+    assert len(steps) == auth.CLIENT_FAILURES + 2
+    first, count, last = steps[0], steps[-2], steps[-1]
+    assert first["person"] == "account:?" and "name tried: 'nobody'" in str(first["detail"])  # no person, the name kept
+    assert count["person"] == "account:?" and "further logins from testclient" in str(count["detail"])
+    assert last["person"] == "alice" and last["account"] == "alice"
