@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import add_account  # noqa: E402
-from helpers import policy_text, set_policy  # noqa: E402
+from helpers import policy_text, run_cli, set_policy  # noqa: E402
 from web_helpers import PASSWORD  # noqa: E402
 
 #: No approver: the archive's owner (who runs the tests) may set the policy alone, embedded.
@@ -52,3 +52,13 @@ def test_failed_logins_by_names_of_no_account_leave_the_policy_changeable(make_c
     assert first["person"] == "account:?" and "name tried: 'nobody'" in str(first["detail"])  # no person, the name kept
     assert count["person"] == "account:?" and "further logins from testclient" in str(count["detail"])
     assert last["person"] == "alice" and last["account"] == "alice"
+
+
+def test_plain_http_is_refused_on_an_address_other_than_loopback(cli_archive) -> None:
+    # Over plain HTTP on the network passwords, cookies and tokens cross it in clear, and a browser keeps no
+    # Secure cookie from a plain-HTTP site that is not loopback: the login form would only ever say its CSRF
+    # token is missing. 192.0.2.1 (TEST-NET-1) is no address of this machine: nothing is ever bound there.
+    out = run_cli("serve", cli_archive, "--http", "192.0.2.1:8470", timeout=60)
+    assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
+    assert b"--tls-cert" in out.stderr and b"loopback" in out.stderr, out.stderr
+    assert not (cli_archive / "run" / "custodes.sock").exists()  # nothing half-started is left
