@@ -4,13 +4,20 @@ served archive from the README alone, kept shut here."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 
+import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from custodes.archive import open_archive  # noqa: E402
@@ -62,3 +69,54 @@ def test_plain_http_is_refused_on_an_address_other_than_loopback(cli_archive) ->
     assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
     assert b"--tls-cert" in out.stderr and b"loopback" in out.stderr, out.stderr
     assert not (cli_archive / "run" / "custodes.sock").exists()  # nothing half-started is left
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _failed_login_through_a_served_page(arch: Path, log: Path, *extra: str) -> str:
+    """``custodes serve ARCH --http 127.0.0.1:PORT EXTRA``, one failed login sent with a forged
+    X-Forwarded-For, the service stopped by its pid; the login step's detail."""
+    port = _free_port()
+    with open(log, "wb") as said:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "custodes", "serve", str(arch), "--http", f"127.0.0.1:{port}", *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=said,
+            stderr=said,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert service.poll() is None, log.read_text()
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found is not None, page.text
+        headers = {"cookie": f"custodes_login={found.group(1)}", "x-forwarded-for": "203.0.113.9"}
+        form = {"name": "alice", "password": "not it", "csrf": found.group(1)}
+        assert httpx.post(f"http://127.0.0.1:{port}/login", data=form, headers=headers, timeout=30).status_code == 401
+    finally:
+        os.kill(service.pid, signal.SIGTERM)
+        service.wait(30)
+    with open_archive(arch) as a:
+        return str(json.loads([data for _i, data in a.catalog.ledger.of_type("access_login")][-1])["detail"])
+
+
+def test_x_forwarded_for_is_trusted_only_behind_a_proxy_the_operator_names(cli_archive: Path, tmp_path: Path) -> None:
+    # Served on loopback without a proxy, every local process is "127.0.0.1": trusting its X-Forwarded-For let
+    # it forge the address the access log records, and count its failed logins under as many clients as it liked
+    # (the per-client throttle is what bounds the ledger's growth).
+    with open_archive(cli_archive) as a:
+        add_account(a, "alice", PASSWORD)
+    direct = _failed_login_through_a_served_page(cli_archive, tmp_path / "direct.log")
+    assert "from 127.0.0.1" in direct and "203.0.113.9" not in direct
+    proxied = _failed_login_through_a_served_page(cli_archive, tmp_path / "proxied.log", "--behind-proxy")
+    assert "from 203.0.113.9" in proxied

@@ -317,13 +317,17 @@ def outbox_root(archive: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class HttpListen:
-    """Where the service also serves the review page and HTTP API (custodes.web): an address, and the TLS
-    certificate and key files uvicorn serves HTTPS with (None: plain HTTP, for loopback or a reverse proxy)."""
+    """Where the service also serves the review page and HTTP API (custodes.web): an address, the TLS
+    certificate and key files uvicorn serves HTTPS with (None: plain HTTP, for loopback or a reverse proxy), and
+    whether a reverse proxy on this host is in front (``behind_proxy``): only then is its X-Forwarded-For
+    believed, from loopback. Without one every local process is a loopback client, and believing the header
+    would let any of them name the address the access log records and the login throttle counts."""
 
     host: str
     port: int
     cert: str | None = None
     key: str | None = None
+    behind_proxy: bool = False
 
     @property
     def address(self) -> str:
@@ -384,6 +388,8 @@ def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thr
         lifespan="off",
         log_level="warning",
         server_header=False,
+        proxy_headers=http.behind_proxy,
+        forwarded_allow_ips="127.0.0.1,::1",
         timeout_graceful_shutdown=int(_STOP_GRACE_S),
     )
     try:
