@@ -24,7 +24,7 @@ from custodes.archive import open_archive  # noqa: E402
 from custodes.web import auth, create_app  # noqa: E402
 from custodes.web.accounts import add_account  # noqa: E402
 from helpers import policy_text, run_cli, set_policy  # noqa: E402
-from web_helpers import PASSWORD  # noqa: E402
+from web_helpers import PASSWORD, logged_in  # noqa: E402
 
 #: No approver: the archive's owner (who runs the tests) may set the policy alone, embedded.
 OWNER_SETS_POLICY = '[people]\nalice = "custodian"\nroot = "custodian"\n'
@@ -120,3 +120,35 @@ def test_x_forwarded_for_is_trusted_only_behind_a_proxy_the_operator_names(cli_a
     assert "from 127.0.0.1" in direct and "203.0.113.9" not in direct
     proxied = _failed_login_through_a_served_page(cli_archive, tmp_path / "proxied.log", "--behind-proxy")
     assert "from 203.0.113.9" in proxied
+
+
+def _ledgered(arch: Path, kind: str) -> list[dict[str, object]]:
+    with open_archive(arch) as a:
+        return [json.loads(data) for _index, data in a.catalog.ledger.of_type(kind)]
+
+
+def test_page_forms_take_free_text_as_the_cli_and_the_api_do(cli_archive: Path) -> None:
+    # The API and the CLI refuse a control character in a reason (an escape sequence ledgered in a reason is
+    # replayed on the terminal of whoever lists it later), and more than 4000 characters; the page's forms took
+    # both and ledgered them.
+    with open_archive(cli_archive) as a:
+        add_account(a, "alice", PASSWORD)
+    web = logged_in(create_app(cli_archive), "alice")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/access").text)
+    assert csrf is not None
+    token = csrf.group(1)
+    holds, requests = len(_ledgered(cli_archive, "hold")), len(_ledgered(cli_archive, "access_request"))
+    for path, form in [
+        ("/holds", {"segment": "1", "reason": "court order \x1b[2J"}),
+        ("/holds", {"segment": "1", "reason": "x" * 4001}),
+        ("/access/request", {"segments": "1", "reason": "complaint\x07", "purpose": "view"}),
+        ("/access/request", {"segments": "1", "reason": "two\nlines", "purpose": "view"}),
+        ("/exports", {"case": "C\x1b1", "request": "1"}),
+    ]:
+        answer = web.post(path, data={"csrf": token, **form})
+        assert answer.status_code in (400, 422) and "Traceback" not in answer.text, (path, answer.status_code)
+        assert "control character" in answer.text or "4000" in answer.text, answer.text
+    assert len(_ledgered(cli_archive, "hold")) == holds
+    assert len(_ledgered(cli_archive, "access_request")) == requests
+    fine = web.post("/holds", data={"csrf": token, "segment": "1", "reason": "court order 17"})
+    assert fine.status_code == 303 and len(_ledgered(cli_archive, "hold")) == holds + 1
