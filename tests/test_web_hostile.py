@@ -152,3 +152,22 @@ def test_page_forms_take_free_text_as_the_cli_and_the_api_do(cli_archive: Path) 
     assert len(_ledgered(cli_archive, "access_request")) == requests
     fine = web.post("/holds", data={"csrf": token, "segment": "1", "reason": "court order 17"})
     assert fine.status_code == 303 and len(_ledgered(cli_archive, "hold")) == holds + 1
+
+
+def test_a_reason_cannot_turn_its_own_text_around(cli_archive: Path) -> None:
+    # U+202E (right-to-left override) made "complaint \u202e RTL" show on /access as "complaint LTR": a reason,
+    # a note or a case id could read on the page, in a report or a terminal otherwise than it was ledgered.
+    with open_archive(cli_archive) as a:
+        add_account(a, "alice", PASSWORD)
+    web = logged_in(create_app(cli_archive), "alice")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/access").text)
+    assert csrf is not None
+    for mark in ("\u202e", "\u202d", "\u2066", "\u2069"):
+        body = {"segments": [1], "reason": f"complaint {mark}71", "purpose": "view"}
+        answer = web.post("/api/v1/access/requests", json=body, headers={"x-csrf-token": csrf.group(1)})
+        assert answer.status_code == 422 and "control character" in answer.json()["error"], answer.text
+        page = web.post("/holds", data={"csrf": csrf.group(1), "segment": "1", "reason": f"order {mark}17"})
+        assert page.status_code == 400 and "control character" in page.text
+    assert _ledgered(cli_archive, "hold") == [] and _ledgered(cli_archive, "access_request") == []
+    fine = web.post("/holds", data={"csrf": csrf.group(1), "segment": "1", "reason": "法院令 17"})
+    assert fine.status_code == 303
