@@ -35,9 +35,28 @@ from custodes.web.i18n import LANG_COOKIE, language_of, translator
 if TYPE_CHECKING:
     from custodes.web.auth import Visitor
 
-__all__ = ["WebState", "acting", "acting_as_caller", "reading", "render", "state"]
+__all__ = ["MAX_TEXT", "WebState", "acting", "acting_as_caller", "form_text", "reading", "render", "state"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: The longest free text (a reason, a note, a case id) a form or an API call takes: for the ledger, not a document.
+MAX_TEXT = 4000
+
+
+def form_text(field: str, value: str, *, single_line: bool = True) -> str:
+    """A form's text field taken as the CLI's options and the API's bodies take free text
+    (:func:`custodes.defaults.text_problem`: UTF-8, no control character; at most :data:`MAX_TEXT`): a 400
+    naming the field otherwise. A reason with an escape sequence would be replayed on the terminal of whoever
+    lists it later."""
+    from fastapi import HTTPException
+
+    from custodes.defaults import text_problem
+
+    problem = text_problem(value, single_line=single_line)
+    if problem is None and len(value) > MAX_TEXT:
+        problem = f"{len(value)} characters; give at most {MAX_TEXT}"
+    if problem is not None:
+        raise HTTPException(400, f"{field}: {problem}")
+    return value
 
 
 @dataclass

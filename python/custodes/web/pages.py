@@ -37,7 +37,7 @@ from custodes.tasks import CAUSES, TaskCoverage, explain_gap, parse_time, task_c
 from custodes.timeline import zone_info
 from custodes.verify import verify_ledger_only
 from custodes.web.auth import Visitor, csrf_checked, visitor
-from custodes.web.context import acting, reading, render, state
+from custodes.web.context import acting, form_text, reading, render, state
 
 __all__ = ["FLASH_COOKIE", "router"]
 
@@ -171,12 +171,13 @@ def _local(path: str, default: str) -> str:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The form's text fields (a field given twice: its first value)."""
+    """The form's text fields (a field given twice: its first value), each free text as the CLI and the API take
+    it (custodes.web.context.form_text; a note may hold lines)."""
     form = await request.form()
     out: dict[str, str] = {}
     for key, value in form.multi_items():
         if isinstance(value, str) and key not in out:
-            out[key] = value.strip()
+            out[key] = form_text(key, value.strip(), single_line=key != "note")
     return out
 
 
