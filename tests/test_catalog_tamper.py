@@ -298,6 +298,9 @@ def _as_before(arch: Path, *statements: str) -> None:
     column on the ledger, no frontier kept with a checkpoint) and rows its ledger does not hold (an older
     custodes wrote findings without an entry). Opening it migrates it."""
     schema_5 = [
+        "DROP INDEX segments_by_device",
+        "DROP INDEX findings_by_device",
+        "DROP INDEX findings_by_device_segment",
         "DROP TABLE device_checks",
         "DROP TABLE registry",
         "DROP TABLE registry_statuses",

@@ -91,7 +91,7 @@ def test_a_wrong_password_is_refused_and_logged(cli_archive: Path) -> None:
     assert nobody.status_code == 401
     assert web.get("/whoami").status_code == 401
     steps = logins(cli_archive)
-    assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("nobody", False)]
+    assert [(s["person"], s["ok"]) for s in steps] == [("alice", False), ("account:?", False)]  # no such person
     assert "wrong password" in str(steps[0]["detail"]) and "no such local account" in str(steps[1]["detail"])
     # A failed login is no refused access to a recording: the report's Art. 22 refusals do not count it.
     out = run_cli("report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
@@ -186,7 +186,9 @@ def test_failed_logins_from_one_client_are_throttled_and_counted(cli_archive: Pa
     assert len(steps) == auth.CLIENT_FAILURES + 2
     count, ok = steps[-2:]
     assert (
-        count["ok"] is False and count["person"] == "client:testclient" and "5 further logins" in str(count["detail"])
+        count["ok"] is False
+        and count["person"] == "account:?"
+        and "5 further logins from testclient" in str(count["detail"])
     )
     assert ok["ok"] is True and ok["person"] == "alice"
 

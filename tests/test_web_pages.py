@@ -33,12 +33,21 @@ from custodes.tasks import Task, import_tasks, task_coverage  # noqa: E402
 from custodes.web import create_app  # noqa: E402
 from custodes.web.accounts import local_caller  # noqa: E402
 from custodes.web.pages import FLASH_COOKIE  # noqa: E402
-from web_helpers import PASSWORD, add_own_account, logged_in  # noqa: E402
+from web_helpers import PASSWORD, add_own_account  # noqa: E402
+from web_helpers import logged_in as _logged_in  # noqa: E402
 
 PEOPLE = ("alice", "bob", "carol", "dave")
 #: A name or note that would run a script if a page did not escape it (no "/": it is also a file name).
 HOSTILE = "<img src=x onerror=\"alert('x')\">"
 ESCAPED = str(escape(HOSTILE))
+
+
+def logged_in(app: FastAPI, name: str, lang: str = "en") -> TestClient:
+    """``name``'s browser asking for pages in ``lang`` (English: the flash messages these tests read; the
+    Chinese page has its own tests)."""
+    web = _logged_in(app, name)
+    web.headers["accept-language"] = lang
+    return web
 
 
 def with_accounts(arch: Path) -> Path:
@@ -246,7 +255,9 @@ def test_hold_placed_and_released(site: tuple[Path, FastAPI]) -> None:
     refused = post(carol, "/holds", segment="2", reason="court order")
     assert refused.status_code == 403  # type: ignore[attr-defined]
     text = flash(
-        alice, post(alice, "/holds", segment="2", reason=HOSTILE, back="/recordings/2"), r"hold \d+ on segment 2"
+        alice,
+        post(alice, "/holds", segment="2", reason=HOSTILE, back="/recordings/2"),
+        r"hold \d+ placed on recording 2",
     )
     with open_archive(arch) as a:
         (held,) = retention.status(a, [2])

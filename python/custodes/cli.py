@@ -1207,9 +1207,20 @@ def init_command(
     default=None,
     help="HTTPS: the certificate's private key file (PEM); with --tls-cert.",
 )
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="A reverse proxy on this host is in front of --http: believe its X-Forwarded-For (from loopback only).",
+)
 @output_options(quiet_help="No line on stderr when the service is ready (--json still prints its object).")
 def serve_command(
-    archive: str, listen: str | None, http_at: str | None, tls_cert: str | None, tls_key: str | None, out: Output
+    archive: str,
+    listen: str | None,
+    http_at: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    behind_proxy: bool,
+    out: Output,
 ) -> None:
     """Run the archive service: the one process that writes the catalog, reads
     the objects and holds the signing key. Run it as the archive's own account
@@ -1228,9 +1239,9 @@ def serve_command(
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    if http_at is None and tls_cert is not None:
-        raise click.UsageError("--tls-cert and --tls-key are for --http")
-    http = None if http_at is None else HttpListen(*http_address(http_at), tls_cert, tls_key)
+    if http_at is None and (tls_cert is not None or behind_proxy):
+        raise click.UsageError("--tls-cert, --tls-key and --behind-proxy are for --http")
+    http = None if http_at is None else HttpListen(*http_address(http_at), tls_cert, tls_key, behind_proxy)
 
     def ready(root: object, path: object) -> None:
         said: dict[str, Any] = {"archive": str(root), "socket": str(path), "account": account_name(os.getuid())}

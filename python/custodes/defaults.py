@@ -88,12 +88,18 @@ def ns_add(a: int, b: int, what: str) -> int:
     return a + b
 
 
+#: Line and paragraph separators, and the explicit bidirectional embeddings, overrides and isolates
+#: (U+202A-U+202E, U+2066-U+2069): with one of those a reason shows on a page, in a report or on a terminal
+#: otherwise than it was ledgered ("complaint \u202e RTL" shows as "complaint LTR").
+_NOT_IN_TEXT = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def text_problem(value: str, *, single_line: bool) -> str | None:
     """Why ``value`` cannot be free text a person typed (a reason, a note, a case id) that is logged, ledgered
     and printed, or None when it can: it must be valid UTF-8 (argv that is not UTF-8 reaches Python as lone
     surrogates, and so does a JSON ``\\udcXX`` escape; no ledger entry or JSON output can hold them) and hold no
-    control character, except tab and, unless ``single_line``, newline. The CLI's text options and the HTTP
-    API's text fields both ask this."""
+    control character (nor a bidirectional override: :data:`_NOT_IN_TEXT`), except tab and, unless
+    ``single_line``, newline. The CLI's text options, the HTTP API's text fields and the page's forms ask this."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -104,7 +110,7 @@ def text_problem(value: str, *, single_line: bool) -> str | None:
         return f"{shown!r} is not valid UTF-8 text: give it in UTF-8"
     allowed = "\t" if single_line else "\t\n"
     for ch in value:
-        if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029"):
+        if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in _NOT_IN_TEXT):
             where = "one line of text" if single_line else "text"
             return f"{value!r} holds a control character ({ch!r}): give {where} without it"
     return None

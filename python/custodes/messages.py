@@ -1,5 +1,8 @@
-"""Labels in Chinese and English, from one catalogue: the report's (:data:`CATALOGUE`) and the web page's
-(:data:`WEB`, which may also use the report's)."""
+"""Labels in Chinese and English, from one catalogue: the report's (:data:`CATALOGUE`), the web page's
+(:data:`WEB`, which may also use the report's), and one label for one finding of each kind
+(:data:`FINDING_KINDS`: the report's labels of the same kinds name its sections, "Late ingests").
+
+A label may hold ``{name}`` parameters, filled in by :func:`message`."""
 
 from __future__ import annotations
 
@@ -204,6 +207,55 @@ WEB: dict[str, tuple[str, str]] = {
     "purpose_view": ("查看", "view"),
     "purpose_export": ("导出", "export"),
     "purpose_purge": ("到期删除", "purge"),
+    # the roles of custodes.access.ROLES, as the header names the visitor's
+    "role_custodian": ("保管员", "custodian"),
+    "role_approver": ("审批人", "approver"),
+    "role_viewer": ("查看人员", "viewer"),
+    "role_auditor": ("审计员", "auditor"),
+    # a finding's severity (custodes.findings.Finding.severity)
+    "severity_error": ("错误", "error"),
+    "severity_warning": ("警告", "warning"),
+    "severity_info": ("提示", "info"),
+    # a recording's kind (custodes.drivers.SEGMENT_KINDS)
+    "media_video": ("视频", "video"),
+    "media_audio": ("音频", "audio"),
+    "media_photo": ("照片", "photo"),
+    # a device's kind (custodes.drivers.IDENTITY_KINDS)
+    "device_kind_body_camera": ("执法记录仪", "body camera"),
+    "device_kind_handheld_terminal": ("手持执法终端", "handheld terminal"),
+    "device_kind_recorder": ("录音录像设备", "recorder"),
+    "device_kind_camera": ("摄像机", "camera"),
+    "device_kind_cctv": ("监控摄像头", "CCTV camera"),
+    "device_kind_drone": ("无人机", "drone"),
+    # the report's scopes (custodes.reports.SCOPES)
+    "scope_archive": ("整个档案库", "the whole archive"),
+    "scope_unit": ("单位", "unit"),
+    "scope_officer": ("执法人员", "officer"),
+    "scope_device": ("设备", "device"),
+    "scope_case": ("案件", "case"),
+    # the grounds a recording is kept on (custodes.retention.RetentionGround)
+    "keep_minimum": ("至少保存 {days} 天", "minimum {days} days"),
+    "keep_important": ("重要文件标记（第二十条）", "important-file mark (Art. 20)"),
+    "keep_long_term": ("长期保存：{reason}（第二十条）", "long-term: {reason} (Art. 20)"),
+    "keep_case_open": ("案件 {case}（未结案）", "case {case} (open)"),
+    "keep_case_until": ("案件 {case}，保存至 {until}", "case {case}, until {until}"),
+    "long_term_complaint": ("投诉", "complaint"),
+    "long_term_obstruction_or_assault": ("妨碍执法或袭警", "obstruction or assault"),
+    "long_term_mass_incident": ("群体性事件", "mass incident"),
+    "long_term_other": ("其他", "other"),
+    # what a form did (the flash message on the page it answers to)
+    "flash_gap_explained": ("已记录中断说明（说明记录 {annotation}）", "annotation {annotation} recorded"),
+    "flash_request_pending": (
+        "调阅申请 {id} 已提交，待审批（{purpose}：{reason}）",
+        "request {id} pending ({purpose}: {reason})",
+    ),
+    "flash_request_approved": ("调阅申请 {id} 已批准，有效期至 {until}", "request {id} approved until {until}"),
+    "flash_request_denied": ("调阅申请 {id} 已拒绝", "request {id} denied"),
+    "flash_hold_placed": ("已对录像 {segment} 设置保全 {hold}", "hold {hold} placed on recording {segment}"),
+    "flash_hold_released": ("保全 {hold} 已解除", "hold {hold} released"),
+    # the recording page's ledger entry (shown folded) and a task's uncovered interval with nothing explaining it
+    "show_ledger_entry": ("显示账本条目（JSON）", "Show the ledger entry (JSON)"),
+    "wholly_unexplained": ("整段未说明", "all of it"),
 }
 
 
@@ -247,15 +299,24 @@ WEB_VIEWS: dict[str, tuple[str, str]] = {
     "devices_none": ("档案库中还没有设备", "No device in this archive yet"),
     "first_devices_shown": ("仅显示前 {n} 台设备", "The first {n} devices shown"),
     "first_shown": ("仅显示前 {n} 项；缩小时段可查看其余", "The first {n} shown; a shorter window shows the rest"),
-    # finding kinds the report's catalogue has no label for (custodes.findings.ARTICLES), and the dashboard's own
+}
+WEB.update(WEB_VIEWS)
+
+#: One finding of each kind, labelled (the dashboard's items, the findings of a recording, device or officer):
+#: every kind of custodes.findings.ARTICLES, and the dashboard's own (an access request, an overdue object).
+FINDING_KINDS: dict[str, tuple[str, str]] = {
     "gap": ("录像中断", "Gap between recordings"),
     "internal_gap": ("文件内中断", "Gap inside a file"),
     "overlap": ("录像时间重叠", "Overlapping recordings"),
     "sequence_break": ("文件序号缺失", "Sequence break"),
+    "clock_unset": ("时钟未设置", "Clock not set"),
+    "clock_future": ("时钟超前", "Clock in the future"),
+    "name_time_mismatch": ("文件名时间不符", "Name/container time mismatch"),
     "truncated": ("文件被截断", "Truncated file"),
     "no_moov": ("缺少索引（moov）", "No index (moov)"),
     "malformed": ("文件结构错误", "Malformed file"),
     "unreadable": ("无法读取", "Unreadable file"),
+    "late_ingest": ("超时导入", "Late ingest"),
     "gap_unexplained": ("未说明原因的中断", "Unexplained gap"),
     "unapproved_access": ("未经批准的调阅", "Unapproved access"),
     "modified": ("对象被改动", "Object modified"),
@@ -270,6 +331,11 @@ WEB_VIEWS: dict[str, tuple[str, str]] = {
     "orphan_sidecar": ("孤立的附属文件", "Orphan sidecar file"),
     "ingest_failed": ("导入失败", "Ingest failed"),
     "clock_drift": ("时钟漂移", "Clock drift"),
+    "time_reread": ("再次导入时间不符", "Re-read at another time"),
+    "no_preuse_check": ("未做使用前检查", "No pre-use check"),
+    "clock_not_set_before_use": ("使用前未校时", "Clock not set before use"),
+    "task_not_recorded": ("应记录未记录", "Task not recorded"),
+    "no_enforcement_context": ("无执法任务", "Outside every task"),
     "unregistered_device": ("未登记的设备", "Unregistered device"),
     "retired_device": ("已停用的设备", "Retired device"),
     "lost_device": ("已挂失的设备", "Lost device"),
@@ -278,7 +344,6 @@ WEB_VIEWS: dict[str, tuple[str, str]] = {
     "access_request": ("调阅申请", "Access request"),
     "overdue_object": ("逾期未校验", "Overdue for verification"),
 }
-WEB.update(WEB_VIEWS)
 
 #: The labels of the change of password (custodes.web.password), part of :data:`WEB`.
 WEB_PASSWORD: dict[str, tuple[str, str]] = {
@@ -297,3 +362,17 @@ WEB_PASSWORD: dict[str, tuple[str, str]] = {
     ),
 }
 WEB.update(WEB_PASSWORD)
+
+
+def kind_label(kind: str, lang: str) -> str:
+    """One finding of ``kind`` labelled in ``lang`` (:data:`FINDING_KINDS`); a kind it lacks (a plugin's) as it is."""
+    if kind not in FINDING_KINDS:
+        return kind
+    zh, en = FINDING_KINDS[kind]
+    return zh if lang == "zh" else en
+
+
+def message(key: str, lang: str, **params: object) -> str:
+    """The label ``key`` in ``lang`` with its ``{name}`` parameters filled in (each given as the text it shows:
+    a time already in the archive's zone, a purpose already labelled)."""
+    return label(key, lang).format_map({k: str(v) for k, v in params.items()})

@@ -40,6 +40,7 @@ __all__ = [
     "link_case",
     "long_term",
     "PurgeResult",
+    "RetentionGround",
     "purge",
     "release",
     "release_json",
@@ -52,14 +53,36 @@ LONG_TERM_REASONS = ("complaint", "obstruction_or_assault", "mass_incident", "ot
 
 
 @dataclass(frozen=True)
+class RetentionGround:
+    """One ground a recording is kept on: ``minimum`` (``value``: the policy's days), ``important`` (the
+    device's important-file mark), ``long_term`` (``value``: one of :data:`LONG_TERM_REASONS`), ``case``
+    (``value``: the case; ``until``: its end, None while open). The page labels each in its reader's language;
+    :meth:`text` is the English of ``retention status`` and the JSON."""
+
+    kind: str
+    value: str | None = None
+    until: int | None = None
+
+    def text(self) -> str:
+        if self.kind == "minimum":
+            return f"minimum {self.value} days"
+        if self.kind == "important":
+            return "important-file mark (Art. 20)"
+        if self.kind == "long_term":
+            return f"long-term: {self.value} (Art. 20)"
+        return f"case {self.value}" + (f" until {rfc3339(self.until)}" if self.until else " (open)")
+
+
+@dataclass(frozen=True)
 class RetentionStatus:
     segment: int
     name: str
     keep_until: int | None  # None: for ever (long-term, important, open case)
-    reasons: list[str]
+    reasons: list[str]  # the grounds' English text (:meth:`RetentionGround.text`)
     holds: list[int]
     purged: bool
     minimum_until: int = 0  # the end of the minimum alone (what a recording kept for ever is kept until at least)
+    grounds: tuple[RetentionGround, ...] = ()
 
     def due(self, at: int) -> bool:
         return not self.purged and not self.holds and self.keep_until is not None and at >= self.keep_until
@@ -84,16 +107,17 @@ def status(archive: Archive, segments: list[int] | None = None) -> list[Retentio
     # reset to the year 2000 must not make its footage due for purge at once.
     out = []
     for seg, name, end, important, purged, lt_reason in catalog.segments.retention_facts(segments):
-        reasons = [f"minimum {_days(archive.policy.retention_days)} days"]
+        grounds = [RetentionGround("minimum", _days(archive.policy.retention_days))]
         if important:
-            reasons.append("important-file mark (Art. 20)")
+            grounds.append(RetentionGround("important"))
         if lt_reason:
-            reasons.append(f"long-term: {lt_reason} (Art. 20)")
+            grounds.append(RetentionGround("long_term", str(lt_reason)))
         cases = catalog.retention.cases_of(seg)
-        reasons += [f"case {case}" + (f" until {rfc3339(until)}" if until else " (open)") for case, until in cases]
+        grounds += [RetentionGround("case", case, until) for case, until in cases]
         keep = _keep_until(end + minimum, important, lt_reason, [until for _, until in cases])
         holds = catalog.retention.active_holds(seg)
-        out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None, end + minimum))
+        reasons = [g.text() for g in grounds]
+        out.append(RetentionStatus(seg, name, keep, reasons, holds, purged is not None, end + minimum, tuple(grounds)))
     return out
 
 

@@ -55,6 +55,7 @@ import contextlib
 import errno
 import fcntl
 import io
+import ipaddress
 import json
 import os
 import select
@@ -316,18 +317,27 @@ def outbox_root(archive: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class HttpListen:
-    """Where the service also serves the review page and HTTP API (custodes.web): an address, and the TLS
-    certificate and key files uvicorn serves HTTPS with (None: plain HTTP, for loopback or a reverse proxy)."""
+    """Where the service also serves the review page and HTTP API (custodes.web): an address, the TLS
+    certificate and key files uvicorn serves HTTPS with (None: plain HTTP, for loopback or a reverse proxy), and
+    whether a reverse proxy on this host is in front (``behind_proxy``): only then is its X-Forwarded-For
+    believed, from loopback. Without one every local process is a loopback client, and believing the header
+    would let any of them name the address the access log records and the login throttle counts."""
 
     host: str
     port: int
     cert: str | None = None
     key: str | None = None
+    behind_proxy: bool = False
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` as --http takes it (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.cert else 'http'}://{host}:{self.port}/"
+        return f"{'https' if self.cert else 'http'}://{self.address}/"
 
 
 def http_address(value: str) -> tuple[str, int]:
@@ -339,6 +349,23 @@ def http_address(value: str) -> tuple[str, int]:
     if not (port.isdigit() and 0 < int(port) < 65536) or not host:
         raise ServiceError(f"--http {value!r}: give HOST:PORT (127.0.0.1:8470, [::1]:8470) or PORT, a port 1-65535")
     return host, int(port)
+
+
+def _refuse_plain_http_off_loopback(http: HttpListen) -> None:
+    """Plain HTTP only on loopback (a reverse proxy on the same host, or a person on the station): elsewhere the
+    passwords, session cookies and tokens would cross the network in clear, and a browser keeps no Secure cookie
+    from a plain-HTTP site that is not loopback, so nobody could even log in."""
+    if http.cert is not None or http.host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(http.host).is_loopback:
+            return
+    except ValueError:
+        pass  # a host name: it may stand for any address
+    raise ServiceError(
+        f"--http {http.address}: plain HTTP only on loopback (127.0.0.1, ::1, localhost); on the network "
+        "give --tls-cert and --tls-key, or listen on loopback behind a reverse proxy that terminates TLS"
+    )
 
 
 def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thread]:
@@ -358,9 +385,11 @@ def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thr
         port=http.port,
         ssl_certfile=http.cert,
         ssl_keyfile=http.key,
-        lifespan="off",
+        lifespan="on",  # custodes.web's lifespan bounds the routes' threads (custodes.web.READERS)
         log_level="warning",
         server_header=False,
+        proxy_headers=http.behind_proxy,
+        forwarded_allow_ips="127.0.0.1,::1",
         timeout_graceful_shutdown=int(_STOP_GRACE_S),
     )
     try:
@@ -399,6 +428,8 @@ def serve(
     web server, when ``http`` says where, accepts its own: custodes.web in a thread, sharing the command lock)."""
     from custodes.archive import open_archive
 
+    if http is not None:
+        _refuse_plain_http_off_loopback(http)
     root = Path(archive).absolute()
     owner = os.stat(root).st_uid
     if owner != os.getuid():

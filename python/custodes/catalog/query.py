@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from custodes.catalog.devices import FINDING_IDENTITY
+from custodes.catalog.devices import _FINDING_SUBJECT, FINDING_IDENTITY
 from custodes.catalog.evidence import _HELD_AT, Table, question_marks
 
 #: Numbers the temporary tables of first findings, one per walk (two walks at once on one connection).
@@ -27,7 +27,8 @@ _FINDING_END = f"COALESCE(f.end_ns, {_FINDING_START})"
 @dataclass(frozen=True)
 class Selection:
     """What the caller asked for, resolved: ``devices`` (None: every device), the segments' ``officer``, a
-    ``case``'s segments, and the time range [lo, hi) a span must overlap (None: open on that side)."""
+    ``case``'s segments, the time range [lo, hi) a span must overlap (None: open on that side), and for findings
+    the one ``segment`` they name (None: any)."""
 
     devices: tuple[str, ...] | None = None
     officer: str | None = None
@@ -35,6 +36,7 @@ class Selection:
     case: str | None = None
     lo: int | None = None
     hi: int | None = None
+    segment: int | None = None
 
 
 def _overlaps(start: str, end: str, sel: Selection) -> tuple[list[str], list[Any]]:
@@ -163,9 +165,23 @@ class Query(Table):
         whole table again; it lives in SQLite's temporary store, not in the caller's memory. The caller drops it
         with :meth:`drop_first_findings` when its walk ends."""
         name = f"first_findings_{next(_WALKS)}"
-        where, args = "1=1", []
+        where = "1=1"
+        args: list[Any] = []
         if sel.devices is not None:
             where, args = f"f.device_id IN ({question_marks(sel.devices)})", list(sel.devices)
+        if sel.segment is not None:
+            # Every row of an identity that has a row naming the segment: those naming it, and those naming no
+            # segment (a file found already present is about the recording stored before; a finding about no file,
+            # whose identity is its span, names none: an ingest takes a finding's segment from its path). The first
+            # of each of those identities is then the first of all its rows. Two index lookups, not the device's
+            # rows: a UNION, as SQLite uses no index for "segment_id = ? OR segment_id IS NULL".
+            on = "" if sel.devices is None else f"g.device_id IN ({question_marks(sel.devices)}) AND "
+            where += (
+                f" AND f.id IN (SELECT g.id FROM findings g WHERE {on}g.segment_id = ? "
+                f"UNION ALL SELECT g.id FROM findings g WHERE {on}g.segment_id IS NULL)"
+            )
+            devices = [] if sel.devices is None else list(sel.devices)
+            args += [*devices, sel.segment, *devices]
         self._conn.execute(f"CREATE TEMP TABLE {name} (id INTEGER PRIMARY KEY)")
         self._conn.execute(
             f"INSERT INTO temp.{name} SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id "  # noqa: S608
@@ -173,6 +189,37 @@ class Query(Table):
             args,
         )
         return name
+
+    def few_unnamed(self, sel: Selection, most: int) -> bool:
+        """The selected devices' findings that name no segment are at most ``most`` (False with no device
+        selected): then :meth:`firsts_among` reads a page's identities in a few index lookups."""
+        if sel.devices is None:
+            return False
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT 1 FROM findings WHERE "  # noqa: S608
+            f"device_id IN ({question_marks(sel.devices)}) AND segment_id IS NULL LIMIT ?)"
+        )
+        return int(self._one(sql, (*sel.devices, most + 1))) <= most
+
+    def firsts_among(self, ids: list[int]) -> set[int]:
+        """Those of the findings ``ids`` that are the first row of their identity (FINDING_IDENTITY): a page's
+        check, where :meth:`first_findings` groups every row of the devices. The rows an identity can share are
+        found by index: those naming the segment its finding is about, and those of its device naming no segment
+        (a file found already present names none; nor does a finding about no file, whose identity is its span:
+        an ingest takes a finding's segment from its path)."""
+        if not ids:
+            return set()
+        sql = (
+            f"WITH cand AS (SELECT f.id, f.device_id, {_FINDING_SUBJECT} AS subject FROM findings f "  # noqa: S608
+            f"JOIN ingests i ON i.id = f.ingest_id WHERE f.id IN ({question_marks(ids)})), "
+            "pool AS (SELECT g.id FROM cand c JOIN findings g "
+            "ON g.device_id = c.device_id AND g.segment_id = c.subject "
+            "UNION SELECT g.id FROM findings g WHERE g.device_id IN (SELECT device_id FROM cand) "
+            "AND g.segment_id IS NULL) "
+            "SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id WHERE f.id IN (SELECT id FROM pool) "
+            f"GROUP BY {FINDING_IDENTITY}"
+        )
+        return {r[0] for r in self._conn.execute(sql, ids)} & set(ids)
 
     def drop_first_findings(self, name: str) -> None:
         self._conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
@@ -196,6 +243,9 @@ class Query(Table):
         if sel.case is not None:
             parts.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
             args.append(sel.case)
+        if sel.segment is not None:
+            parts.append("f.segment_id = ?")
+            args.append(sel.segment)
         more, more_args = _overlaps(_FINDING_START, _FINDING_END, sel)
         sql = (
             "SELECT f.id, f.ingest_id, f.segment_id, f.kind, f.severity, f.device_id, f.path, f.start_ns, f.end_ns, "  # noqa: S608

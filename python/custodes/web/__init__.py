@@ -13,15 +13,31 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from custodes.archive import open_archive
 from custodes.catalog.accounts import AccountStore
 from custodes.errors import CustodesError
 
-__all__ = ["WebError", "create_app"]
+__all__ = ["READERS", "WebError", "create_app"]
+
+#: Threads that run the routes at once (anyio's default is 40). Each keeps an archive open for reads
+#: (custodes.web.context.reading: 6-10 MiB each, its catalog's page cache and what the archive holds), so the
+#: server's memory is bounded by them; and on two cores more threads run no more at once, they only hold more.
+READERS = 8
+
+
+@asynccontextmanager
+async def _bounded_threads(app: FastAPI) -> AsyncIterator[None]:
+    """The server's lifespan: the routes' thread pool bounded to :data:`READERS` (set inside the event loop it
+    belongs to)."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = READERS
+    yield
 
 
 class WebError(CustodesError):
@@ -44,6 +60,7 @@ def create_app(
         summary="The review page and HTTP API of a custodes archive",
         docs_url=None,  # the interactive docs load scripts from a CDN, which the CSP forbids
         redoc_url=None,
+        lifespan=_bounded_threads,
     )
     app.state.custodes = WebState(
         folder, lock if lock is not None else threading.Lock(), secure_cookies, AccountStore.open(folder), templates()

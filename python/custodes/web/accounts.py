@@ -35,7 +35,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from custodes.access import ROLES, log_step, person_of, person_role, require_role
+from custodes.access import ROLES, UNNAMED, log_step, person_of, person_role, require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
 from custodes.catalog.accounts import AccountRow, AccountStore, TokenRow
@@ -353,11 +353,17 @@ def verify_password(store: AccountStore, name: str, password: str) -> Login:
     return Login(True, "", one_time=bool(row.must_change))
 
 
-def log_login(archive: Archive, name: str, ok: bool, detail: str, *, person: str | None = None) -> None:
-    """One access-log step (action ``login``) for a login or a failed one, by the account tried (a name that
-    cannot be an account's is not written: the person is then ``account:?``) or ``person`` when given."""
-    if person is None:
-        person = person_of(archive.policy, name) if _NAME.fullmatch(name) else "account:?"
+def log_login(archive: Archive, name: str, ok: bool, detail: str) -> None:
+    """One access-log step (action ``login``) for a login or a failed one, by the person of the account tried
+    when the step is that account's (the caller acting is it). A name that is no account's names no person: the
+    step is by ``account:?`` and says the name tried in its detail. Were it written as the step's person, account
+    ``?`` would have acted under every name anyone typed, and the policy's rule that an account keeps its name
+    (custodes.policy) would refuse every later policy: anyone on the login page could freeze it."""
+    if name == current_caller().account and _NAME.fullmatch(name):
+        person = person_of(archive.policy, name)
+    else:
+        person = UNNAMED + "?"
+        detail = detail if name == "?" else f"{detail} (name tried: {name[:100]!r})"
     with archive.transaction() as tx:
         log_step(tx, None, person, "login", None, ok, detail, time.time_ns())
     archive.checkpoint()

@@ -49,7 +49,7 @@ from custodes.reports import SCOPES, Report, build_report, default_lang, report_
 from custodes.retention import HoldJSON, ReleaseJSON, hold, hold_json, release, release_json
 from custodes.tasks import CAUSES, AnnotationJSON, CoverageCheckJSON, annotation_json, coverage_check, explain_gap
 from custodes.web.auth import LoginRequired, Visitor, csrf_checked, visitor
-from custodes.web.context import acting, reading
+from custodes.web.context import MAX_TEXT, acting, reading
 
 __all__ = ["MAX_LIMIT", "PREFIX", "ErrorJSON", "router"]
 
@@ -58,8 +58,6 @@ PREFIX = "/api/v1"
 MAX_LIMIT = 1000
 #: Records per page when ``limit`` is not given.
 DEFAULT_LIMIT = 100
-#: The longest reason or note an action takes: free text for the ledger, not a document.
-MAX_TEXT = 4000
 #: The most segments one access request names.
 MAX_SEGMENTS = 10_000
 

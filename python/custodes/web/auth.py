@@ -208,7 +208,7 @@ def close_throttle_windows(request: Request, now: int) -> None:
                 f"from {rfc3339(w.started_ns)}, counted"
             )
             with acting_as_caller(request, local_caller("?")) as archive:
-                log_login(archive, "?", False, detail, person=f"client:{w.client}")
+                log_login(archive, "?", False, detail)
         web.store.end_throttle(w.client)
 
 

@@ -29,15 +29,34 @@ from custodes import retention, tasks
 from custodes.archive import POLICY_FILE, Archive, open_archive
 from custodes.catalog.accounts import AccountStore
 from custodes.identity import Caller, acting_as
-from custodes.messages import LANGUAGES
+from custodes.messages import CATALOGUE, LANGUAGES, WEB, kind_label, label
 from custodes.web.i18n import LANG_COOKIE, language_of, translator
 
 if TYPE_CHECKING:
     from custodes.web.auth import Visitor
 
-__all__ = ["WebState", "acting", "acting_as_caller", "reading", "render", "state"]
+__all__ = ["MAX_TEXT", "WebState", "acting", "acting_as_caller", "form_text", "reading", "render", "state"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: The longest free text (a reason, a note, a case id) a form or an API call takes: for the ledger, not a document.
+MAX_TEXT = 4000
+
+
+def form_text(field: str, value: str, *, single_line: bool = True) -> str:
+    """A form's text field taken as the CLI's options and the API's bodies take free text
+    (:func:`custodes.defaults.text_problem`: UTF-8, no control character; at most :data:`MAX_TEXT`): a 400
+    naming the field otherwise. A reason with an escape sequence would be replayed on the terminal of whoever
+    lists it later."""
+    from fastapi import HTTPException
+
+    from custodes.defaults import text_problem
+
+    problem = text_problem(value, single_line=single_line)
+    if problem is None and len(value) > MAX_TEXT:
+        problem = f"{len(value)} characters; give at most {MAX_TEXT}"
+    if problem is not None:
+        raise HTTPException(400, f"{field}: {problem}")
+    return value
 
 
 @dataclass
@@ -123,9 +142,19 @@ def render(
         "csrf": visitor.csrf if visitor is not None else ctx.pop("csrf", ""),
         "path": request.url.path,
         "may": lambda action: visitor is not None and visitor.role in FORM_ROLES[action],
+        "kind_label": lambda kind: kind_label(kind, lang),
+        "labelled": lambda prefix, value: _labelled(prefix, value, lang),
         **ctx,
     }
     return HTMLResponse(web.templates.get_template(template).render(values), status_code=status_code)
+
+
+def _labelled(prefix: str, value: object, lang: str) -> str:
+    """``labelled(prefix, value)`` in a template: the label ``prefix + value`` (a role, a severity, a media kind, a
+    report scope: ``labelled("role_", visitor.role)``), or the value as it is when the catalogue has none (a value
+    a newer library or a plugin brought)."""
+    key = f"{prefix}{value}"
+    return label(key, lang) if key in WEB or key in CATALOGUE else str(value)
 
 
 def templates() -> jinja2.Environment:

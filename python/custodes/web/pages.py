@@ -30,13 +30,14 @@ from custodes.catalog import Scope
 from custodes.defaults import NS, ns_from_seconds
 from custodes.errors import CustodesError
 from custodes.findings import ns_from_rfc3339, rfc3339
+from custodes.messages import label, message
 from custodes.records import RecordedFinding, Segment
 from custodes.reports import SCOPES, Report, build_report
 from custodes.tasks import CAUSES, TaskCoverage, explain_gap, parse_time, task_coverage
 from custodes.timeline import zone_info
 from custodes.verify import verify_ledger_only
 from custodes.web.auth import Visitor, csrf_checked, visitor
-from custodes.web.context import acting, reading, render, state
+from custodes.web.context import acting, form_text, reading, render, state
 
 __all__ = ["FLASH_COOKIE", "router"]
 
@@ -96,6 +97,18 @@ def _when_text(zone: tzinfo) -> Callable[[str | None], str]:
             return text
 
     return shown
+
+
+def _said(archive: Archive, who: Visitor, key: str, **params: object) -> str:
+    """What a form did, for its flash message: the label ``key`` in the visitor's language, with its parameters;
+    a time among them (an int, ns UTC) shown in the archive's zone as the pages show every time."""
+    when = _when(_zone(archive))
+    shown = {k: when(v) if k in _TIMES and (v is None or isinstance(v, int)) else v for k, v in params.items()}
+    return message(key, who.lang, **shown)
+
+
+#: The parameters of a flash message that are times (ns UTC, or None for none).
+_TIMES = frozenset({"until"})
 
 
 def _seconds(ns: int | None) -> str:
@@ -158,12 +171,13 @@ def _local(path: str, default: str) -> str:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The form's text fields (a field given twice: its first value)."""
+    """The form's text fields (a field given twice: its first value), each free text as the CLI and the API take
+    it (custodes.web.context.form_text; a note may hold lines)."""
     form = await request.form()
     out: dict[str, str] = {}
     for key, value in form.multi_items():
         if isinstance(value, str) and key not in out:
-            out[key] = value.strip()
+            out[key] = form_text(key, value.strip(), single_line=key != "note")
     return out
 
 
@@ -236,7 +250,7 @@ def recording_page(request: Request, segment: int, who: Seen) -> Response:
         return _refusal(request, who, str(e), 404, "/")
     stored = archive.catalog.objects.get(seg.sha256)
     digests = json.loads(stored.digests) if stored is not None else {"sha256": seg.sha256}
-    found = [f for f in query.findings(archive, device=seg.device) if f.segment == seg.id]
+    found = query.segment_findings(archive, seg)
     raw = archive.catalog.ledger.entry(seg.ledger_index)
     entry = json.dumps(json.loads(raw), indent=2, ensure_ascii=False) if raw is not None else None
     (kept,) = retention.status(archive, [seg.id])
@@ -254,11 +268,31 @@ def recording_page(request: Request, segment: int, who: Seen) -> Response:
         placed=_holds(archive, kept.holds),
         windows=_open_view(archive, who, seg.id, now),
         ticket=ticket if _TICKET.fullmatch(ticket) else None,
+        kept_on=_kept_on(kept, who.lang, _when(_zone(archive))),
         when=_when(_zone(archive)),
         utc=rfc3339,
         seconds=_seconds,
         evidence=_evidence,
     )
+
+
+def _kept_on(kept: retention.RetentionStatus, lang: str, when: Callable[[int | None], str]) -> list[str]:
+    """The grounds a recording is kept on (custodes.retention.RetentionGround), each labelled in ``lang``."""
+    out = []
+    for g in kept.grounds:
+        if g.kind == "minimum":
+            out.append(message("keep_minimum", lang, days=g.value))
+        elif g.kind == "important":
+            out.append(message("keep_important", lang))
+        elif g.kind == "long_term":
+            key = f"long_term_{g.value}"
+            reason = label(key, lang) if g.value in retention.LONG_TERM_REASONS else g.value
+            out.append(message("keep_long_term", lang, reason=reason))
+        elif g.until is None:
+            out.append(message("keep_case_open", lang, case=g.value))
+        else:
+            out.append(message("keep_case_until", lang, case=g.value, until=when(g.until)))
+    return out
 
 
 def _evidence(f: RecordedFinding) -> str:
@@ -304,7 +338,11 @@ def _gaps(cov: TaskCoverage) -> list[dict[str, Any]]:
         gap = {"start": rfc3339(a), "end": rfc3339(b)}
         explained = [e for e in cov.explained if e["gap"] == gap]
         open_parts = [f for f in cov.findings if f.start is not None and a <= f.start < b]
-        out.append({"start": a, "end": b, "explained": explained, "unexplained": open_parts})
+        # Nothing explains any of it: said so, not the interval's times again; else the parts still unexplained.
+        whole = [(f.start, f.end) for f in open_parts] == [(a, b)]
+        out.append(
+            {"start": a, "end": b, "explained": explained, "unexplained": [] if whole else open_parts, "whole": whole}
+        )
     return out
 
 
@@ -329,7 +367,7 @@ async def explain_gap_form(request: Request, task_id: str, who: Checked) -> Resp
             segment,
             None if offset is None else ns_from_seconds(offset, "offset"),
         )
-        return f"annotation {annotation} recorded"
+        return _said(archive, who, "flash_gap_explained", annotation=annotation)
 
     return _acted(request, who, back, act)
 
@@ -367,7 +405,8 @@ async def request_access_form(request: Request, who: Checked) -> Response:
         req = request_access(
             archive, _ids(form.get("segments", ""), "segments"), form.get("reason", ""), form.get("purpose", "view")
         )
-        return f"request {req.id} pending ({req.purpose}: {req.reason})"
+        purpose = label(f"purpose_{req.purpose}", who.lang)
+        return _said(archive, who, "flash_request_pending", id=req.id, purpose=purpose, reason=req.reason)
 
     return _acted(request, who, back, act)
 
@@ -379,7 +418,7 @@ async def approve_form(request: Request, request_id: int, who: Checked) -> Respo
 
     def act(archive: Archive) -> str:
         req = approve(archive, request_id, _number(form.get("hours", ""), "hours"), form.get("note", ""))
-        return f"request {req.id} approved until {rfc3339(req.valid_until)}"
+        return _said(archive, who, "flash_request_approved", id=req.id, until=req.valid_until)
 
     return _acted(request, who, "/access", act)
 
@@ -394,7 +433,7 @@ async def deny_form(request: Request, request_id: int, who: Checked) -> Response
         if not reason:
             raise _Refused("reason: a denial says why (it is logged and ledgered)")
         req = deny(archive, request_id, reason)
-        return f"request {req.id} denied"
+        return _said(archive, who, "flash_request_denied", id=req.id)
 
     return _acted(request, who, "/access", act)
 
@@ -410,7 +449,8 @@ async def hold_form(request: Request, who: Checked) -> Response:
         reason = form.get("reason", "")
         if not reason:
             raise _Refused("reason: a hold says why (a case, a complaint, a court order)")
-        return f"hold {retention.hold(archive, segment, reason)} on segment {segment}"
+        placed = retention.hold(archive, segment, reason)
+        return _said(archive, who, "flash_hold_placed", hold=placed, segment=segment)
 
     return _acted(request, who, back, act)
 
@@ -423,7 +463,7 @@ async def release_form(request: Request, hold_id: int, who: Checked) -> Response
 
     def act(archive: Archive) -> str:
         retention.release(archive, hold_id)
-        return f"hold {hold_id} released"
+        return _said(archive, who, "flash_hold_released", hold=hold_id)
 
     return _acted(request, who, back, act)
 
@@ -617,6 +657,7 @@ def report_page(request: Request, who: Seen) -> Response:
         period=period,
         sections=_counts(report, period),
         scopes=SCOPES,
+        when_text=_when_text(_zone(archive)),
         downloads=[(fmt, "/report/download?" + period.query(format=fmt)) for fmt in ("pdf", "csv", "json")],
     )
 
@@ -654,12 +695,22 @@ def report_items_page(request: Request, who: Seen) -> Response:
         "report_items.html",
         section=section,
         count=count,
+        count_label=_count_label(section, count),
         kind=kind,
         items=items,
         back="/report?" + period.query(),
         when=_when(_zone(archive)),
         when_text=_when_text(_zone(archive)),
     )
+
+
+def _count_label(section: str, count: str) -> str:
+    """The catalogue label of one count of the report (as the report page shows it); a concern is its own key."""
+    if section == "concerns":
+        return count
+    if section == "devices":
+        return dict(_DEVICE_COUNTS)[count]
+    return dict(_COUNTS[section])[count]
 
 
 def _items(archive: Archive, period: _Period, what: str, unit: str = "") -> tuple[str, list[Any]]:

@@ -69,7 +69,7 @@ from custodes.identity import current_caller
 from custodes.ledger import LedgerError
 from custodes.storage import ObjectMissingError, ObjectStore, StoreError
 from custodes.web.auth import Visitor, csrf_checked, visitor
-from custodes.web.context import acting, reading
+from custodes.web.context import acting, form_text, reading
 
 __all__ = [
     "CHUNK",
@@ -622,6 +622,8 @@ def export(
 ) -> Response:
     """Export a case as a bag under the visitor's approved export request (custodes.export.export_case, the
     CLI's own), kept in the archive for them to download: 303 to the download, or JSON for an API caller."""
+    form_text("case", case)
+    form_text("description", description, single_line=False)
     with acting(request, who) as archive:
         entry = export_for_download(archive, case, request_id, description)
     href = f"/exports/{entry}/bag.tar"

@@ -19,7 +19,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -35,7 +35,6 @@ from custodes.timeline import zone_info
 from custodes.web.auth import Visitor, visitor
 from custodes.web.context import reading, render
 from custodes.web.dashboard import KINDS, needs_a_person
-from custodes.web.i18n import translator
 from custodes.web.svg import COLOURS, timeline_of, timeline_svg
 
 __all__ = ["LISTED", "WEEK", "archive_zone", "device_href", "officer_href", "router"]
@@ -62,15 +61,19 @@ def archive_zone(archive: Archive) -> tzinfo:
     return zone_info(archive.policy.device_time_zone or "UTC")
 
 
-def _local(ns: int | None, zone: tzinfo) -> str:
+def _local(ns: int | None, zone: tzinfo, sep: str = " ") -> str:
+    """``ns`` in ``zone``, to the second (the second it falls in: truncated, never rounded); ``sep`` between
+    the date and the time (``T``: a date-time field's value)."""
     if ns is None:
         return ""
-    return datetime.fromtimestamp(ns // NS, UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ns // NS, UTC).astimezone(zone).strftime(f"%Y-%m-%d{sep}%H:%M:%S")
 
 
-def _field(ns: int, zone: tzinfo) -> str:
-    """``ns`` as a date-time field's value (to the second), in ``zone``."""
-    return datetime.fromtimestamp(ns // NS, UTC).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+def _shown_window(lo: int, hi: int) -> tuple[int, int]:
+    """The window as a person reads it and gives it back: whole seconds, its end rounded up (so that the form,
+    sent again, still holds a recording that ends inside the last second). The heading and the form's fields
+    both show these two, through :func:`_local`."""
+    return lo // NS * NS, -(-hi // NS) * NS
 
 
 def _bound(text: str | None, name: str, zone: tzinfo) -> int | None:
@@ -131,19 +134,6 @@ def _first(items: Iterator[T], limit: int | None = None) -> tuple[list[T], bool]
     return shown[:limit], len(shown) > limit
 
 
-def _kind_label(lang: str) -> Any:
-    """A finding kind's label in ``lang`` where the catalogue has one, else the kind itself."""
-    t = translator(lang)
-
-    def of(kind: str) -> str:
-        try:
-            return t(kind)
-        except KeyError:
-            return kind
-
-    return of
-
-
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse:  # noqa: B008
     archive = reading(request)
@@ -155,7 +145,6 @@ def dashboard(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse
         "dashboard.html",
         board=board,
         kinds=KINDS,
-        kind_label=_kind_label(who.lang),
         local=lambda ns: _local(ns, zone),
         device_href=device_href,
         officer_href=officer_href,
@@ -210,6 +199,7 @@ def _timeline_page(
     except QueryError as e:
         raise HTTPException(400, str(e)) from None
     svg = timeline_svg(line, zone=zone, zoom=lambda a, b: f"{here}?start={a}&end={b}")
+    shown = _shown_window(lo, hi)
     facts = next((d for d in archive.devices() if d.id == device), None) if device is not None else None
     return render(
         request,
@@ -225,12 +215,11 @@ def _timeline_page(
         more_recordings=more_recordings,
         findings=findings,
         more_findings=more_findings,
-        start_field=_field(lo, zone),
-        end_field=_field(-(-hi // NS) * NS, zone),  # the window's end, rounded up to a whole second
-        window=(_local(lo, zone), _local(hi, zone)),
+        start_field=_local(shown[0], zone, "T"),
+        end_field=_local(shown[1], zone, "T"),
+        window=(_local(shown[0], zone), _local(shown[1], zone)),
         zone_name=datetime.fromtimestamp(lo // NS, UTC).astimezone(zone).tzname() or "",
         local=lambda ns: _local(ns, zone),
-        kind_label=_kind_label(who.lang),
         device_href=device_href,
         officer_href=officer_href,
         quote=lambda s: quote(s, safe=""),
