@@ -384,7 +384,10 @@ async def sample_rss(load: Load, pid: int, into: list[tuple[float, float]]) -> N
 
 async def run_load(base: str, prepared: Prepared, a: argparse.Namespace, pid: int) -> tuple[Load, list, float]:
     load = Load(base, prepared)
-    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    # An idle connection is closed by the client after 4 s, before uvicorn's 5 s keep-alive timeout: a request
+    # sent on a connection the server is closing at that moment fails ("Server disconnected without sending a
+    # response"); a browser retries it unseen, httpx does not.
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2, keepalive_expiry=4.0)
     timeout = httpx.Timeout(60)
 
     def session_client() -> httpx.AsyncClient:  # one per session, keep-alive, as a browser tab
