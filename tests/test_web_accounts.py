@@ -18,18 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes import policy  # noqa: E402
-from custodes.access import NOT_BY_TOKEN, AccessDenied, request_access  # noqa: E402
-from custodes.archive import open_archive  # noqa: E402
-from custodes.catalog.accounts import ACCOUNTS_FILE, MIGRATIONS, AccountStore  # noqa: E402
-from custodes.identity import acting_as  # noqa: E402
-from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import (  # noqa: E402
+from custodes import policy
+from custodes.access import NOT_BY_TOKEN, AccessDenied, request_access
+from custodes.archive import open_archive
+from custodes.catalog.accounts import ACCOUNTS_FILE, MIGRATIONS, AccountStore
+from custodes.identity import acting_as
+from custodes.web import create_app
+from custodes.web.accounts import (
     MIN_PASSWORD,
     add_account,
     issue_token,
@@ -37,8 +34,8 @@ from custodes.web.accounts import (  # noqa: E402
     set_password,
     token_caller,
 )
-from helpers import catalog_rows, policy_text, run_cli  # noqa: E402
-from web_helpers import ONE_TIME, PASSWORD, add_own_account, csrf_in, deciding, logged_in  # noqa: E402
+from helpers import catalog_rows, policy_text, run_cli
+from web_helpers import ONE_TIME, PASSWORD, add_own_account, csrf_in, deciding, logged_in
 
 API = "/api/v1"
 TEXT = {"accept": "text/html"}

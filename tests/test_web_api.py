@@ -12,22 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes import proofs, query  # noqa: E402
-from custodes.access import requests  # noqa: E402
-from custodes.archive import open_archive  # noqa: E402
-from custodes.findings import rfc3339  # noqa: E402
-from custodes.identity import acting_as  # noqa: E402
-from custodes.tasks import import_tasks, parse_tasks  # noqa: E402
-from custodes.web import api as api_routes  # noqa: E402
-from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import issue_token, local_caller, revoke_token, secret_digest  # noqa: E402
-from helpers import as_, catalog_rows, hand_back, run_cli  # noqa: E402
-from web_helpers import PASSWORD, add_own_account, deciding, logged_in  # noqa: E402
+from custodes import proofs, query
+from custodes.access import requests
+from custodes.archive import open_archive
+from custodes.findings import rfc3339
+from custodes.identity import acting_as
+from custodes.tasks import import_tasks, parse_tasks
+from custodes.web import api as api_routes
+from custodes.web import create_app
+from custodes.web.accounts import issue_token, local_caller, revoke_token, secret_digest
+from helpers import as_, catalog_rows, hand_back, run_cli
+from web_helpers import PASSWORD, add_own_account, deciding, logged_in
 
 API = "/api/v1"
 ROLES = {"alice": "custodian", "bob": "approver", "carol": "viewer", "dave": "approver"}

@@ -15,21 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
+from custodes.archive import open_archive
+from custodes.web import auth, create_app
+from custodes.web.accounts import LOCK_AFTER
+from custodes.web.app import CSP
+from helpers import peer, policy_text, run_cli, set_policy
+from web_helpers import ONE_TIME, PASSWORD, add_own_account
 
-import httpx  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes.archive import open_archive  # noqa: E402
-from custodes.web import auth, create_app  # noqa: E402
-from custodes.web.accounts import LOCK_AFTER  # noqa: E402
-from custodes.web.app import CSP  # noqa: E402
-from helpers import peer, policy_text, run_cli, set_policy  # noqa: E402
-from web_helpers import ONE_TIME, add_own_account  # noqa: E402
-
-PASSWORD = "correct horse battery"
 MINUTE = 60 * 1_000_000_000
 
 

@@ -34,10 +34,9 @@ from custodes.findings import rfc3339
 from custodes.messages import label
 from custodes.web.svg import COLOURS
 from helpers import THREE_RECORDINGS, build_cli_archive, run_cli
-from web_helpers import ONE_TIME, own_password
+from web_helpers import ONE_TIME, PASSWORD, own_password
 
 CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "correct horse battery"
 #: The custody people, root a custodian too: the archive's owner imports tasks and links the case through the CLI.
 POLICY = """
 [people]

@@ -13,17 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+import httpx
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-import httpx  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes.archive import open_archive  # noqa: E402
-from custodes.web import auth, create_app  # noqa: E402
-from helpers import policy_text, run_cli, set_policy  # noqa: E402
-from web_helpers import PASSWORD, add_own_account, logged_in  # noqa: E402
+from custodes.archive import open_archive
+from custodes.web import auth, create_app
+from helpers import policy_text, run_cli, set_policy
+from web_helpers import PASSWORD, add_own_account, logged_in
 
 #: No approver: the archive's owner (who runs the tests) may set the policy alone, embedded.
 OWNER_SETS_POLICY = '[people]\nalice = "custodian"\nroot = "custodian"\n'

@@ -17,26 +17,23 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes import query, retention  # noqa: E402
-from custodes.access import ROLES, requests  # noqa: E402
-from custodes.archive import open_archive  # noqa: E402
-from custodes.defaults import NS  # noqa: E402
-from custodes.drivers import IDENTITY_KINDS, SEGMENT_KINDS  # noqa: E402
-from custodes.findings import ARTICLES, Finding  # noqa: E402
-from custodes.identity import Caller, acting_as  # noqa: E402
-from custodes.messages import FINDING_KINDS, WEB  # noqa: E402
-from custodes.reports import SCOPES  # noqa: E402
-from custodes.tasks import task_coverage  # noqa: E402
-from custodes.web import create_app  # noqa: E402
-from helpers import PEOPLE_AND_ROOT, policy_text, run_cli, set_policy  # noqa: E402
-from query_sql import TASKS, recorder  # noqa: E402
-from web_helpers import PASSWORD, add_own_account  # noqa: E402
-from web_helpers import logged_in as _logged_in  # noqa: E402
+from custodes import query, retention
+from custodes.access import ROLES, requests
+from custodes.archive import open_archive
+from custodes.defaults import NS
+from custodes.drivers import IDENTITY_KINDS, SEGMENT_KINDS
+from custodes.findings import ARTICLES, Finding
+from custodes.identity import Caller, acting_as
+from custodes.messages import FINDING_KINDS, WEB
+from custodes.reports import SCOPES
+from custodes.tasks import task_coverage
+from custodes.web import create_app
+from helpers import PEOPLE_AND_ROOT, policy_text, run_cli, set_policy
+from query_sql import TASKS, recorder
+from web_helpers import PASSWORD, add_own_account
+from web_helpers import logged_in as _logged_in
 
 ZONE = ZoneInfo("Asia/Shanghai")
 CASE = "C-7"

@@ -10,10 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("fastapi")
-
 BENCH = Path(__file__).resolve().parent.parent / "benches" / "bench_web_load.py"
 #: The page kinds the bench's browsing sessions request (its PAGES), and the streaming sessions' two.
 KINDS = {

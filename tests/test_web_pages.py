@@ -15,26 +15,23 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from markupsafe import escape
 
-pytest.importorskip("fastapi")
-
-from fastapi import FastAPI  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes import query, retention  # noqa: E402
-from custodes.access import requests  # noqa: E402
-from custodes.archive import open_archive  # noqa: E402
-from custodes.defaults import NS  # noqa: E402
-from custodes.findings import rfc3339  # noqa: E402
-from custodes.identity import acting_as  # noqa: E402
-from custodes.reports import build_report  # noqa: E402
-from custodes.tasks import Task, import_tasks, task_coverage  # noqa: E402
-from custodes.web import create_app  # noqa: E402
-from custodes.web.accounts import local_caller  # noqa: E402
-from custodes.web.pages import FLASH_COOKIE  # noqa: E402
-from web_helpers import PASSWORD, add_own_account  # noqa: E402
-from web_helpers import logged_in as _logged_in  # noqa: E402
+from custodes import query, retention
+from custodes.access import requests
+from custodes.archive import open_archive
+from custodes.defaults import NS
+from custodes.findings import rfc3339
+from custodes.identity import acting_as
+from custodes.reports import build_report
+from custodes.tasks import Task, import_tasks, task_coverage
+from custodes.web import create_app
+from custodes.web.accounts import local_caller
+from custodes.web.pages import FLASH_COOKIE
+from web_helpers import PASSWORD, add_own_account
+from web_helpers import logged_in as _logged_in
 
 PEOPLE = ("alice", "bob", "carol", "dave")
 #: A name or note that would run a script if a page did not escape it (no "/": it is also a file name).

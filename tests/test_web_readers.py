@@ -12,17 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from custodes.archive import open_archive  # noqa: E402
-from custodes.web import READERS, context, create_app, views  # noqa: E402
-from web_helpers import add_own_account  # noqa: E402
-
-PASSWORD = "correct horse battery"
+from custodes.archive import open_archive
+from custodes.web import READERS, context, create_app, views
+from web_helpers import PASSWORD, add_own_account
 
 
 def test_requests_at_once_share_a_bounded_set_of_reader_archives(cli_archive: Path, monkeypatch) -> None:

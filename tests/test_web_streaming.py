@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-
-pytest.importorskip("fastapi")  # the web extra
-
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -40,7 +37,7 @@ from custodes.web import create_app, streaming
 from custodes.web.accounts import secret_digest
 from custodes.web.streaming import ByteRange, RangeNotSatisfiable, Tickets, View, parse_range, ranged
 from helpers import BACKENDS, FOOTAGE
-from web_helpers import add_own_account
+from web_helpers import PASSWORD, add_own_account
 
 
 @contextmanager
@@ -468,8 +465,6 @@ def test_the_export_folder_is_the_only_place_inside_the_archive_an_export_may_go
 
 
 # ---- the routes, through FastAPI's TestClient --------------------------------------------------
-
-PASSWORD = "correct horse battery"
 
 
 def web_for(arch: Path) -> TestClient:

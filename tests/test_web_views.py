@@ -14,10 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
-pytest.importorskip("fastapi")
-
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
 from custodes import access, retention
 from custodes.archive import Archive, open_archive
@@ -29,7 +26,7 @@ from custodes.web.dashboard import CLOCK_FAULTS, DAMAGED, KINDS, needs_a_person
 from custodes.web.svg import COLOURS, Mark, Span, Timeline, timeline_of, timeline_svg
 from helpers import FOOTAGE, PEOPLE_AND_ROOT, policy_text, run_cli, set_policy
 from query_sql import T0_NS, TASKS, S, recorder
-from web_helpers import add_own_account
+from web_helpers import PASSWORD, add_own_account
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>"onload=x'
@@ -246,8 +243,6 @@ def test_only_paths_on_this_server_are_linked() -> None:
 
 
 # ---- the routes (custodes.web.views), through FastAPI's TestClient as a logged-in person ----------------------
-
-PASSWORD = "correct horse battery"
 
 
 def _web(arch: Path, account: str) -> TestClient:
