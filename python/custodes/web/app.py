@@ -206,7 +206,7 @@ def _install_login(app: FastAPI) -> None:
         """Log in with a local account's name and password: a session cookie and a redirect to ``next``."""
         web = state(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not expected or not csrf or csrf != expected:
+        if not auth.same_token(csrf, expected):
             raise StarletteHTTPException(403, "the login form's CSRF token is missing or wrong; reload the page")
         now = auth.now_ns()
         wait = throttled_for(request, now)

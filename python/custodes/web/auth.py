@@ -178,6 +178,14 @@ async def csrf_checked_any(request: Request, who: Visitor = Depends(session_visi
     return await _csrf(request, who)
 
 
+def same_token(given: str | None, expected: str) -> bool:
+    """Whether ``given`` is the CSRF token ``expected``, compared in constant time (the one comparison of both
+    the login form's token and a session's): an empty one never matches."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
 async def _csrf(request: Request, who: Visitor) -> Visitor:
     if who.token_id is not None:
         return who
@@ -185,7 +193,7 @@ async def _csrf(request: Request, who: Visitor) -> Visitor:
     if given is None and "form" in request.headers.get("content-type", ""):
         field = (await request.form()).get(CSRF_FIELD)
         given = field if isinstance(field, str) else None
-    if not given or not hmac.compare_digest(given.encode(), who.csrf.encode()):
+    if not same_token(given, who.csrf):
         raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page and try again")
     return who
 
