@@ -37,6 +37,7 @@ if typing.TYPE_CHECKING:
     from custodes.tasks import Explanations, TaskCoverage
 
 __all__ = [
+    "DEVICE_COUNT_LABELS",
     "SCOPES",
     "SECTIONS",
     "AccessSection",
@@ -1183,6 +1184,17 @@ _DEVICE_COUNTS = {
     "no_preuse_check": "unchecked",  # from custodes.preuse, by the unit the registry issues the device to
     "clock_not_set_before_use": "unchecked",
 }
+
+#: The devices section's counts of recordings per unit (a :class:`UnitDevices`' keys), in the order a report shows
+#: them, each with its label in the message catalogue: the HTML report's columns and the review page's links.
+DEVICE_COUNT_LABELS = (
+    ("lent", "rec_lent"),
+    ("unassigned", "rec_unassigned"),
+    ("lost", "rec_lost"),
+    ("retired", "rec_retired"),
+    ("unregistered", "rec_unregistered"),
+    ("unchecked", "rec_unchecked"),
+)
 
 
 def _devices_section(

@@ -11,6 +11,7 @@ from custodes.findings import rfc3339
 from custodes.hookspecs import hookimpl
 from custodes.messages import label
 from custodes.plugins import Reporter
+from custodes.reports import DEVICE_COUNT_LABELS
 
 CAUSE_COLOURS = {"unexplained": "#c62828"}
 EXPLAINED = "#ef8f00"
@@ -191,17 +192,6 @@ def _recording(r: dict[str, Any] | None, L: Any) -> str:
     )
 
 
-#: The devices section's recording columns: the model's key and its label.
-_DEVICE_COUNTS = (
-    ("lent", "rec_lent"),
-    ("unassigned", "rec_unassigned"),
-    ("lost", "rec_lost"),
-    ("retired", "rec_retired"),
-    ("unregistered", "rec_unregistered"),
-    ("unchecked", "rec_unchecked"),
-)
-
-
 def _devices(d: dict[str, Any] | None, L: Any) -> str:  # noqa: N803 (the page's label function)
     """The devices section (Art. 6, 9, 10, 25): per unit, its registered devices by status and the recordings
     lent, unassigned, lost, retired, unregistered, unchecked; "" when the model holds no such section or no
@@ -209,11 +199,11 @@ def _devices(d: dict[str, Any] | None, L: Any) -> str:  # noqa: N803 (the page's
     if d is None or not d["in_use"]:
         return ""
     head = "".join(f"<th>{_e(L(k))}</th>" for k in ("unit", "registered_devices", "by_status"))
-    head += "".join(f"<th>{_e(L(label_key))}</th>" for _, label_key in _DEVICE_COUNTS)
+    head += "".join(f"<th>{_e(L(label_key))}</th>" for _, label_key in DEVICE_COUNT_LABELS)
     rows = "".join(
         f"<tr><td>{_e(u['unit'] or L('no_unit'))}</td><td>{u['devices']}</td>"
         f"<td>{_e(', '.join(f'{L(s)} {n}' for s, n in u['by_status'].items()))}</td>"
-        + "".join(f"<td>{u[key]['count']}</td>" for key, _ in _DEVICE_COUNTS)
+        + "".join(f"<td>{u[key]['count']}</td>" for key, _ in DEVICE_COUNT_LABELS)
         + "</tr>"
         for u in d["units"]
     )

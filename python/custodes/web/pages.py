@@ -32,7 +32,7 @@ from custodes.errors import CustodesError
 from custodes.findings import ns_from_rfc3339, rfc3339
 from custodes.messages import label, message
 from custodes.records import RecordedFinding, Segment
-from custodes.reports import SCOPES, Report, build_report
+from custodes.reports import DEVICE_COUNT_LABELS, SCOPES, Report, build_report
 from custodes.tasks import CAUSES, TaskCoverage, explain_gap, parse_time, task_coverage
 from custodes.timeline import zone_info
 from custodes.verify import verify_ledger_only
@@ -504,16 +504,6 @@ _ITEMS: dict[tuple[str, str], str] = {
     ("access", "unconfirmed"): "deliveries:unconfirmed_deliveries",
     ("recording", "checks"): "checks",
 }
-#: The devices section's counts of recordings per unit (custodes.reports.DeviceCount), with their labels; their
-#: items are the recordings the count lists (``devices:KEY`` of the unit named by the link's ``unit``).
-_DEVICE_COUNTS = (
-    ("lent", "rec_lent"),
-    ("unassigned", "rec_unassigned"),
-    ("lost", "rec_lost"),
-    ("retired", "rec_retired"),
-    ("unregistered", "rec_unregistered"),
-    ("unchecked", "rec_unchecked"),
-)
 #: The counts each section shows, in order, with their catalogue labels.
 _COUNTS: dict[str, list[tuple[str, str]]] = {
     "integrity": [
@@ -624,7 +614,7 @@ def _counts(report: Report, period: _Period) -> list[dict[str, Any]]:
         name, counted = u["unit"] or "", cast(dict[str, Any], u)
         devices += [
             row(label, counted[key]["count"], name, section="devices", count=key, unit=name)
-            for key, label in _DEVICE_COUNTS
+            for key, label in DEVICE_COUNT_LABELS
         ]
     sections.append({"section": "devices", "rows": devices})
     concerns = [row(c["concern"], c["count"], section="concerns", count=c["concern"]) for c in report["concerns"]]
@@ -645,9 +635,7 @@ def report_page(request: Request, who: Seen) -> Response:
     try:
         period = _Period(params, who.lang)
         report = period.build(archive)
-    except _Refused as e:
-        return _refusal(request, who, str(e), 400, "/report")
-    except CustodesError as e:
+    except (_Refused, CustodesError) as e:
         return _refusal(request, who, str(e), 400, "/report")
     return _page(
         request,
@@ -677,7 +665,7 @@ def report_items_page(request: Request, who: Seen) -> Response:
                 raise _Refused(f"count: {count!r} is no Art. 25 concern")
             what = "concern:" + count
         elif section == "devices":
-            if count not in dict(_DEVICE_COUNTS):
+            if count not in dict(DEVICE_COUNT_LABELS):
                 raise _Refused(f"count: {count!r} is no count of recordings of the devices section")
             what = f"devices:{count}"
         elif (section, count) in _ITEMS:
@@ -685,9 +673,7 @@ def report_items_page(request: Request, who: Seen) -> Response:
         else:
             raise _Refused(f"section {section!r}, count {count!r}: no count of the report lists items")
         kind, items = _items(archive, period, what, params.get("unit", ""))
-    except _Refused as e:
-        return _refusal(request, who, str(e), 400, "/report")
-    except CustodesError as e:
+    except (_Refused, CustodesError) as e:
         return _refusal(request, who, str(e), 400, "/report")
     return _page(
         request,
@@ -709,7 +695,7 @@ def _count_label(section: str, count: str) -> str:
     if section == "concerns":
         return count
     if section == "devices":
-        return dict(_DEVICE_COUNTS)[count]
+        return dict(DEVICE_COUNT_LABELS)[count]
     return dict(_COUNTS[section])[count]
 
 
