@@ -319,6 +319,10 @@ def test_device_page_time_line_recordings_and_findings(reviewed: Path, arch: Arc
     # recording is its own rectangle linked to its page.
     picture = _picture(page.text)
     (run,) = _rects(picture, COLOURS["recorded"])
+    # The default window runs on past the last recording, which stands inside the picture, clear of its right
+    # edge: a window ending at the last recording drew a short one as a pixel under the border.
+    right = float(run.get("x", 0)) + float(run.get("width", 0))
+    assert right < 0.97 * float(picture.get("viewBox", "0 0 0 0").split()[2])
     (zoom,) = [a.get("href") for a in picture.iter(f"{SVG}a") if a.find(f"{SVG}rect") is run]
     assert zoom.startswith("/devices/BWCA?start=")
     closer = _picture(web.get(zoom, headers={"accept": "text/html"}).text)

@@ -107,11 +107,12 @@ def _latest_recording(archive: Archive, scope: Scope) -> int | None:
 
 def _window(archive: Archive, scope: Scope, start: str | None, end: str | None, zone: tzinfo) -> tuple[int, int]:
     """The window asked for; what is not given, from the last seven days with recordings in ``scope`` (or the
-    seven days before now when it has none)."""
+    seven days before now when it has none). A default window runs a twentieth past the last recording's end: at
+    the very edge, a short last recording was a pixel under the picture's border, and the week read as all gap."""
     lo, hi = _bound(start, "start", zone), _bound(end, "end", zone)
     if hi is None:
         latest = _latest_recording(archive, scope)
-        hi = latest + 1 if latest is not None else time.time_ns()
+        hi = latest + WEEK // 20 if latest is not None else time.time_ns()
         if lo is not None and hi <= lo:
             hi = lo + WEEK
     if lo is None:
