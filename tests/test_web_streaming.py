@@ -30,7 +30,7 @@ from custodes.bags import validate_bag
 from custodes.builtin.storage import LocalStore
 from custodes.catalog.custody import AccessLogRow
 from custodes.errors import CustodesError
-from custodes.export import export_case
+from custodes.export import export_case, sweep_exports
 from custodes.identity import Caller, acting_as
 from custodes.storage import ObjectStore, Put
 from custodes.web import create_app, streaming
@@ -407,17 +407,40 @@ def test_a_bag_is_kept_only_while_its_window_is_open(cli_archive: Path) -> None:
             access.approve(a, req.id, 3 / 3600)  # a three-second window
         with as_tool("carol"):
             export = streaming.export_for_download(a, "C-7", req.id)
-            assert streaming.sweep_exports(a) == []  # still open: kept
+            assert sweep_exports(a) == []  # still open: kept
             assert streaming.open_download(a, export).export == export
             time.sleep(max(0.0, (window_end(a, req.id) - time.time_ns()) / 1e9) + 0.1)
             with pytest.raises(access.AccessDenied, match=f"request {req.id} expired"):
                 streaming.open_download(a, export)  # refused and logged before the bag goes
             assert (cli_archive / "exports" / str(export)).is_dir()
-            assert streaming.sweep_exports(a) == [str(export)]
+            assert sweep_exports(a) == [str(export)]
             assert not (cli_archive / "exports" / str(export)).exists()
             with pytest.raises(CustodesError, match=f"export {export} .case C-7. has no bag kept in the archive"):
                 streaming.open_download(a, export)
         assert [r.ok for r in log_rows(a, "download")] == [1, 0]
+
+
+def test_a_purge_removes_the_bags_that_hold_its_recordings(cli_archive: Path) -> None:
+    # A bag kept for download is a copy of the footage: the purge that lawfully removes a recording removes the
+    # bags holding it then, not at the next export or download that sweeps exports/.
+    with open_archive(cli_archive) as a:
+        with as_tool("alice"):
+            retention.link_case(a, "C-7", [1], 1)  # a case closed long ago: it keeps the 2016 recording no more
+        with as_tool("carol"):
+            req = access.request_access(a, [1], "case file", "export")
+        with as_tool("bob"):
+            access.approve(a, req.id)
+        with as_tool("carol"):
+            export = streaming.export_for_download(a, "C-7", req.id)
+        bag = cli_archive / "exports" / str(export)
+        assert bag.is_dir()
+        with as_tool("alice"):
+            purge = access.request_access(a, [1], "retention period over", "purge")
+        with as_tool("bob"):
+            access.approve(a, purge.id)
+        with as_tool("alice"):
+            assert retention.purge(a, purge.id).purged == [1]
+        assert not bag.exists()
 
 
 def test_a_bag_a_crash_left_unnamed_is_ledgered_failed_and_removed(cli_archive: Path) -> None:
@@ -433,7 +456,7 @@ def test_a_bag_a_crash_left_unnamed_is_ledgered_failed_and_removed(cli_archive: 
             export_case(a, "C-7", req.id, left)  # the export, then a crash before its bag was named by its entry
         exported = [i for i, _ in a.catalog.ledger.of_type("export")]
         assert validate_bag(left).valid and len(exported) == 1
-        assert streaming.sweep_exports(a) == ["new-1-0badc0de"]
+        assert sweep_exports(a) == ["new-1-0badc0de"]
         assert not left.exists()
         failed = [json.loads(d) for _, d in a.catalog.ledger.of_type("export_failed")]
         assert [f["export"] for f in failed] == exported

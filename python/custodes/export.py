@@ -34,7 +34,7 @@ from custodes import __version__, keys, merkle
 from custodes._durable import fsync_dir, fsync_file, process_alive
 from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
-from custodes.archive import Archive, refuse_inside_archive, refuse_links
+from custodes.archive import Archive, exports_folder, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.catalog import replay
@@ -45,10 +45,12 @@ from custodes.storage import copy_object
 
 # validate_bag and BagReport live in custodes.bags (the checked readers of untrusted bags); kept here too.
 __all__ = [
+    "NEW_BAG",
     "BagReport",
     "ExportError",
     "check_iso_target",
     "export_case",
+    "sweep_exports",
     "sweep_undelivered",
     "validate_bag",
     "write_iso",
@@ -438,3 +440,53 @@ def write_iso(bag: Path, iso: Path, label: str) -> None:
             ) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+#: The name a bag exported for download (custodes.web) has in ``ARCHIVE/exports/`` until it is named by its
+#: export entry.
+NEW_BAG = "new-"
+
+
+def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
+    """Remove from ``exports/`` the bags that may no longer be downloaded, and what a crash left; returns the
+    names removed. Run (under the write lock) before each export and download on the review page, and by a
+    purge once its objects are gone (custodes.retention): a bag holding a purged recording is not kept a moment
+    longer for the next download to find.
+
+    - A bag whose export request's window has closed, or one of whose recordings was purged since: it is a
+      copy of the footage, kept only for the download the window allows (``keep``: the export being asked
+      for now, left for its refusal to be logged first; the next sweep removes it).
+    - A ``new-*`` bag (a crash came after the bag was published, before it was named by its entry): its
+      requester never had it, so its export is ledgered failed (custodes.export.sweep_undelivered, the
+      service's rule for a bag that never reached its caller) and it is removed; a staging folder of a dead
+      export is ledgered and removed by the same rule."""
+    folder = exports_folder(archive)
+    removed: list[str] = []
+    now = time.time_ns()
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        name = path.name
+        if name.isdigit() and int(name) != keep and not _downloadable(archive, int(name), now):
+            shutil.rmtree(path)
+        elif name.startswith(NEW_BAG):
+            sweep_undelivered(archive, path)
+            shutil.rmtree(path)
+        elif name.startswith(f".{NEW_BAG}") and ".partial-" in name:
+            sweep_undelivered(archive, folder / name[1 : name.index(".partial-")])
+            if path.exists():
+                continue  # the staging folder of a live export: not this sweep's
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _downloadable(archive: Archive, export: int, now: int) -> bool:
+    """Whether the bag of ``export`` may still be downloaded by someone: its request approved and unexpired,
+    and none of its recordings purged."""
+    data = archive.catalog.ledger.entry(export)
+    entry: dict[str, Any] = json.loads(data) if data is not None else {}
+    row = archive.catalog.access.get(int(entry.get("request", -1))) if entry.get("type") == "export" else None
+    if row is None or row.status != "approved" or row.valid_until_ns is None or row.valid_until_ns <= now:
+        return False
+    segments = [int(s) for s in entry.get("segments", [])]
+    return all(purged is None for _s, _level, purged in archive.catalog.segments.access_facts(segments))

@@ -25,6 +25,7 @@ from custodes.archive import Archive
 from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
 from custodes.errors import CustodesError, UnknownRecordError
+from custodes.export import sweep_exports
 from custodes.findings import rfc3339
 from custodes.storage import ObjectStore, StoredObject, StoreError
 
@@ -465,4 +466,7 @@ def _finish(archive: Archive, person: str) -> list[int]:
         finished += segments
     if finished:
         archive.checkpoint()
+        # A bag exported for download on the review page is a copy of the footage: one holding a purged
+        # recording goes with it, not at the next export or download that sweeps ARCHIVE/exports/.
+        sweep_exports(archive)
     return sorted(finished)

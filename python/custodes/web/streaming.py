@@ -46,7 +46,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import tarfile
 import threading
@@ -63,7 +62,8 @@ from custodes import access, proofs
 from custodes._durable import fsync_dir
 from custodes.archive import Archive, exports_folder, owned_output
 from custodes.errors import CustodesError
-from custodes.export import export_case, sweep_undelivered
+from custodes.export import NEW_BAG as _NEW
+from custodes.export import export_case, sweep_exports
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
 from custodes.ledger import LedgerError
@@ -88,7 +88,6 @@ __all__ = [
     "ranged",
     "router",
     "start_view",
-    "sweep_exports",
     "tickets_of",
     "view_request",
 ]
@@ -334,53 +333,6 @@ def export_for_download(archive: Archive, case: str, request_id: int, descriptio
     os.rename(target, folder / str(entry))
     fsync_dir(folder)
     return entry
-
-
-#: The name a web export's bag has until it is named by its export entry.
-_NEW = "new-"
-
-
-def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
-    """Remove from ``exports/`` the bags that may no longer be downloaded, and what a crash left; returns the
-    names removed. Run (under the write lock) before each export and download on the page.
-
-    - A bag whose export request's window has closed, or one of whose recordings was purged since: it is a
-      copy of the footage, kept only for the download the window allows (``keep``: the export being asked
-      for now, left for its refusal to be logged first; the next sweep removes it).
-    - A ``new-*`` bag (a crash came after the bag was published, before it was named by its entry): its
-      requester never had it, so its export is ledgered failed (custodes.export.sweep_undelivered, the
-      service's rule for a bag that never reached its caller) and it is removed; a staging folder of a dead
-      export is ledgered and removed by the same rule."""
-    folder = exports_folder(archive)
-    removed: list[str] = []
-    now = time.time_ns()
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        name = path.name
-        if name.isdigit() and int(name) != keep and not _downloadable(archive, int(name), now):
-            shutil.rmtree(path)
-        elif name.startswith(_NEW):
-            sweep_undelivered(archive, path)
-            shutil.rmtree(path)
-        elif name.startswith(f".{_NEW}") and ".partial-" in name:
-            sweep_undelivered(archive, folder / name[1 : name.index(".partial-")])
-            if path.exists():
-                continue  # the staging folder of a live export: not this sweep's
-        else:
-            continue
-        removed.append(name)
-    return removed
-
-
-def _downloadable(archive: Archive, export: int, now: int) -> bool:
-    """Whether the bag of ``export`` may still be downloaded by someone: its request approved and unexpired,
-    and none of its recordings purged."""
-    data = archive.catalog.ledger.entry(export)
-    entry: dict[str, Any] = json.loads(data) if data is not None else {}
-    row = archive.catalog.access.get(int(entry.get("request", -1))) if entry.get("type") == "export" else None
-    if row is None or row.status != "approved" or row.valid_until_ns is None or row.valid_until_ns <= now:
-        return False
-    segments = [int(s) for s in entry.get("segments", [])]
-    return all(purged is None for _s, _level, purged in archive.catalog.segments.access_facts(segments))
 
 
 def _export_entry_of(bag: Path) -> int:
