@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from custodes.catalog import schema
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
@@ -105,17 +106,14 @@ class Catalog:
 
     def migrate(self) -> None:
         """Bring the catalog to SCHEMA_VERSION, one migration per transaction."""
-        version = self.schema_version
-        if version > SCHEMA_VERSION:
-            raise CatalogError(
+        schema.migrate(
+            self._conn,
+            MIGRATIONS,
+            self.transaction,
+            lambda version: CatalogError(
                 f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes"
-            )
-        for v in range(version, SCHEMA_VERSION):
-            with self.transaction():
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {v + 1}")
+            ),
+        )
 
     def close(self) -> None:
         self._conn.close()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from custodes.catalog import schema
 from custodes.errors import CustodesError
 
 __all__ = ["ACCOUNTS_FILE", "AccountRow", "AccountStore", "SessionRow", "ThrottleRow", "TokenRow"]
@@ -126,17 +127,14 @@ class AccountStore:
         return store
 
     def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise CustodesError(
+        schema.migrate(
+            self._conn,
+            MIGRATIONS,
+            self._transaction,
+            lambda version: CustodesError(
                 f"{self.path}: schema {version} is newer than this custodes ({len(MIGRATIONS)}); upgrade custodes"
-            )
-        for v in range(version, len(MIGRATIONS)):
-            with self._transaction():
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {v + 1}")
+            ),
+        )
 
     def close(self) -> None:
         self._conn.close()

@@ -5,6 +5,10 @@ open, and one written by a newer custodes is refused rather than misread."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
 MIGRATIONS: list[str] = [
     # 1: the first catalog.
     """
@@ -174,3 +178,24 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: Sequence[str],
+    transaction: Callable[[], AbstractContextManager[object]],
+    newer: Callable[[int], Exception],
+) -> None:
+    """Bring the database behind ``conn`` from its ``PRAGMA user_version`` to ``len(migrations)``, one migration
+    per ``transaction()`` (its statements and the new version commit together, or none of them); a version
+    beyond ``migrations`` (a newer custodes wrote it) raises ``newer(version)``. The catalog and the web's
+    accounts.sqlite both keep their schema so."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise newer(version)
+    for v in range(version, len(migrations)):
+        with transaction():
+            for statement in migrations[v].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
