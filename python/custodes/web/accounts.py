@@ -29,6 +29,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,30 +186,30 @@ def change_own_password(archive: Archive, name: str, current: str, new: str, *, 
     _ledger(archive, "account_password_set", person_of(archive.policy, name), name=name, one_time=False)
 
 
-def disable_account(archive: Archive, name: str) -> None:
-    """``name`` may no longer log in; its sessions end and its tokens stop acting."""
-    person = _custodian(archive, "user_disable")
+def _custodial_change(
+    archive: Archive, action: str, entry: str, name: str, change: Callable[[AccountStore], object]
+) -> None:
+    """A custodian's ``change`` to the existing account ``name`` (refused and logged as ``action`` for anyone
+    else), then its ledger entry of type ``entry``."""
+    person = _custodian(archive, action)
     with AccountStore.open(archive.root) as store:
         _existing(store, name)
-        store.set_disabled(name, True)
-    _ledger(archive, "account_disabled", person, name=name)
+        change(store)
+    _ledger(archive, entry, person, name=name)
+
+
+def disable_account(archive: Archive, name: str) -> None:
+    """``name`` may no longer log in; its sessions end and its tokens stop acting."""
+    _custodial_change(archive, "user_disable", "account_disabled", name, lambda store: store.set_disabled(name, True))
 
 
 def enable_account(archive: Archive, name: str) -> None:
-    person = _custodian(archive, "user_enable")
-    with AccountStore.open(archive.root) as store:
-        _existing(store, name)
-        store.set_disabled(name, False)
-    _ledger(archive, "account_enabled", person, name=name)
+    _custodial_change(archive, "user_enable", "account_enabled", name, lambda store: store.set_disabled(name, False))
 
 
 def unlock_account(archive: Archive, name: str) -> None:
     """End the lock ten wrong passwords put on ``name``."""
-    person = _custodian(archive, "user_unlock")
-    with AccountStore.open(archive.root) as store:
-        _existing(store, name)
-        store.unlock(name)
-    _ledger(archive, "account_unlocked", person, name=name)
+    _custodial_change(archive, "user_unlock", "account_unlocked", name, lambda store: store.unlock(name))
 
 
 @dataclass(frozen=True)
