@@ -5,13 +5,9 @@ archives, through FastAPI's TestClient (``https://testserver``, so the Secure co
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +20,7 @@ from custodes.web import auth, create_app
 from custodes.web.accounts import LOCK_AFTER
 from custodes.web.app import CSP
 from helpers import peer, policy_text, run_cli, set_policy
-from web_helpers import ONE_TIME, PASSWORD, add_own_account
+from web_helpers import ONE_TIME, PASSWORD, add_own_account, free_port, start_service, stop_service_by_pid
 
 MINUTE = 60 * 1_000_000_000
 
@@ -238,23 +234,6 @@ def test_the_account_commands_are_a_custodians(cli_archive: Path) -> None:
     assert run_cli("user", "passwd", cli_archive, "eve", "--password-stdin", input=b"x" * 12).returncode == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(arch: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """``custodes serve ARCH EXTRA`` as this account (root, the archive's owner here), its output in ``log``."""
-    with open(log, "wb") as said:
-        return subprocess.Popen(
-            [sys.executable, "-m", "custodes", "serve", str(arch), *extra],
-            stdin=subprocess.DEVNULL,
-            stdout=said,
-            stderr=said,
-        )
-
-
 def _first_answer(service: subprocess.Popen[bytes], log: Path, url: str, **kw: object) -> httpx.Response:
     deadline = time.monotonic() + 60
     while True:
@@ -267,20 +246,14 @@ def _first_answer(service: subprocess.Popen[bytes], log: Path, url: str, **kw: o
 
 
 def _stop(service: subprocess.Popen[bytes], log: Path) -> None:
-    os.kill(service.pid, signal.SIGTERM)
-    try:
-        service.wait(30)
-    except subprocess.TimeoutExpired:
-        service.kill()
-        service.wait(10)
-    assert service.returncode == 0, log.read_text()
+    assert stop_service_by_pid(service) == 0, log.read_text()
 
 
 def test_serve_http_answers_login_beside_the_socket(cli_archive: Path, tmp_path: Path) -> None:
     with_account(cli_archive, "bob")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "service.log"
-    service = _start(cli_archive, log, "--http", f"127.0.0.1:{port}")
+    service = start_service(cli_archive, log, "--http", f"127.0.0.1:{port}")
     try:
         page = _first_answer(service, log, f"http://127.0.0.1:{port}/login")
         assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
@@ -313,9 +286,9 @@ def test_serve_https_with_certificate_files_and_accounts_made_through_the_servic
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     trust = ssl.create_default_context(cafile=str(cert))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "service.log"
-    service = _start(
+    service = start_service(
         two_clip_archive, log, "--http", f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key", str(key)
     )
     try:

@@ -14,13 +14,7 @@ One archive and one server for the module; the server is stopped by its pid at t
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +28,7 @@ from custodes.findings import rfc3339
 from custodes.messages import label
 from custodes.web.svg import COLOURS
 from helpers import THREE_RECORDINGS, build_cli_archive, run_cli
-from web_helpers import ONE_TIME, PASSWORD, own_password
+from web_helpers import ONE_TIME, PASSWORD, free_port, own_password, start_service, stop_service_by_pid, wait_listening
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: The custody people, root a custodian too: the archive's owner imports tasks and links the case through the CLI.
@@ -85,24 +79,6 @@ class Site:
     device: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    """The server stopped by its pid: SIGTERM (the service's own stop), SIGKILL if it has not gone in 20 s."""
-    if server.poll() is not None:
-        return
-    os.kill(server.pid, signal.SIGTERM)
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        os.kill(server.pid, signal.SIGKILL)
-        server.wait(10)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A CLI-made archive (three real recordings; androidx-sample.mp4, H.264 in MP4, is recording 1 and a late
@@ -132,29 +108,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert out.returncode == 0, out.stderr
         with open_archive(arch) as a:  # the person sets their own (the one-time password reaches only /password)
             own_password(a, name, ONE_TIME, PASSWORD)
-    port = _free_port()
+    port = free_port()
     log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "custodes", "serve", str(arch), "--http", f"127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
+    server = start_service(arch, log_path, "--http", f"127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"the server did not listen in 60 s: {log_path.read_text()}"
-                time.sleep(0.1)
+        wait_listening(server, log_path, port)
         yield Site(arch, f"http://127.0.0.1:{port}", "T-1", 1, seg.device)
     finally:
-        _stop(server)
-    assert server.returncode == 0, log_path.read_text()
+        code = stop_service_by_pid(server)
+    assert code == 0, log_path.read_text()
 
 
 @dataclass

@@ -4,12 +4,7 @@ served archive from the README alone, kept shut here."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +14,15 @@ from fastapi.testclient import TestClient
 from custodes.archive import open_archive
 from custodes.web import auth, create_app
 from helpers import policy_text, run_cli, set_policy
-from web_helpers import PASSWORD, add_own_account, logged_in
+from web_helpers import (
+    PASSWORD,
+    add_own_account,
+    free_port,
+    logged_in,
+    start_service,
+    stop_service_by_pid,
+    wait_listening,
+)
 
 #: No approver: the archive's owner (who runs the tests) may set the policy alone, embedded.
 OWNER_SETS_POLICY = '[people]\nalice = "custodian"\nroot = "custodian"\n'
@@ -66,41 +69,21 @@ def test_plain_http_is_refused_on_an_address_other_than_loopback(cli_archive) ->
     assert not (cli_archive / "run" / "custodes.sock").exists()  # nothing half-started is left
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _failed_login_through_a_served_page(arch: Path, log: Path, *extra: str) -> str:
     """``custodes serve ARCH --http 127.0.0.1:PORT EXTRA``, one failed login sent with a forged
     X-Forwarded-For, the service stopped by its pid; the login step's detail."""
-    port = _free_port()
-    with open(log, "wb") as said:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "custodes", "serve", str(arch), "--http", f"127.0.0.1:{port}", *extra],
-            stdin=subprocess.DEVNULL,
-            stdout=said,
-            stderr=said,
-        )
+    port = free_port()
+    service = start_service(arch, log, "--http", f"127.0.0.1:{port}", *extra)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert service.poll() is None, log.read_text()
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+        wait_listening(service, log, port)
+        page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
         found = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert found is not None, page.text
         headers = {"cookie": f"custodes_login={found.group(1)}", "x-forwarded-for": "203.0.113.9"}
         form = {"name": "alice", "password": "not it", "csrf": found.group(1)}
         assert httpx.post(f"http://127.0.0.1:{port}/login", data=form, headers=headers, timeout=30).status_code == 401
     finally:
-        os.kill(service.pid, signal.SIGTERM)
-        service.wait(30)
+        stop_service_by_pid(service)
     with open_archive(arch) as a:
         return str(json.loads([data for _i, data in a.catalog.ledger.of_type("access_login")][-1])["detail"])
 

@@ -1,11 +1,18 @@
 """What the review page's tests share (issue 19): the one password of their local accounts, how an account is
 made (a custodian's one-time password, then the person's own), and a browser of one person's, logged in
 through the login form as a person logs in (its CSRF field, the Secure cookie kept because the client speaks
-to ``https://testserver``)."""
+to ``https://testserver``), and a real ``custodes serve`` started, found listening and stopped by its pid."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -54,3 +61,48 @@ def deciding(app: FastAPI, name: str) -> TestClient:
     web = logged_in(app, name)
     web.headers["X-CSRF-Token"] = csrf_in(web.get("/access").text)
     return web
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(arch: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``custodes serve ARCH EXTRA`` as this account (root, the archive's owner in these tests), its output in
+    ``log``; stop it with :func:`stop_service_by_pid`."""
+    with open(log, "wb") as said:
+        return subprocess.Popen(
+            [sys.executable, "-m", "custodes", "serve", str(arch), *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=said,
+            stderr=said,
+        )
+
+
+def wait_listening(service: subprocess.Popen[bytes], log: Path, port: int, within: float = 60) -> None:
+    """Until the service accepts connections on 127.0.0.1:``port``; fails with its output if it exits or takes
+    longer than ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        assert service.poll() is None, log.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listened in {within} s: {log.read_text()}"
+            time.sleep(0.1)
+
+
+def stop_service_by_pid(service: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (the service's own stop), SIGKILL if it has not gone in 20 s; its exit code."""
+    if service.poll() is None:
+        os.kill(service.pid, signal.SIGTERM)
+        try:
+            service.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(service.pid, signal.SIGKILL)
+            service.wait(10)
+    return service.returncode
