@@ -151,6 +151,8 @@ def test_retention_holds_and_lawful_purge(cli_archive: Path) -> None:
         ("ledger_mismatch", other),
         ("missing", other),
     ]
+    missing = next(f for f in report["findings"] if f["kind"] == "missing")
+    assert missing["message"] == "object marked purged, but the ledger has no tombstone for it"
 
 
 def test_purge_before_due(cli_archive: Path) -> None:
