@@ -1,13 +1,14 @@
 """Verify of many objects in a bucket at once: each object gets its own finding, whichever shard, batch or GET in
 flight it went through. The lock check takes the retention and legal hold each object's GET answered with (no
 HEAD of its own: half the requests of a small object), and asks the server (a HEAD) for the objects this run
-does not read: those a budget left."""
+does not read: those a budget left. A large object is read a chunk ahead of its hashing, and hashed whole."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import pytest
 from custodes import verify as verifying
 from custodes.archive import open_archive
 from custodes.schedule import Budget
+from custodes.storage import HashedObject, Put
+from custodes_s3 import store as store_module
 from custodes_s3 import testing
+from custodes_s3.store import S3Store
 from custodes_s3.testing import Seaweed
 from helpers import catalog_rows, run_cli
 
@@ -112,3 +116,27 @@ def test_a_lock_mismatch_is_found_in_objects_a_budget_left_unread(
             ("lock_mismatch", first),
             ("lock_mismatch", last),
         }
+
+
+def test_a_large_object_is_hashed_whole_while_read_ahead(
+    store: S3Store, spool: Callable[..., Put], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 1 KiB: a 200 KiB object goes through the read-ahead thread in 200 of them, in order.
+    monkeypatch.setattr(store_module, "READ_AHEAD", 1024)
+    data = os.urandom(200 * 1024 + 17)
+    small = b"a small object, read as it comes"
+    items = [spool(data, retain_until_ns=time.time_ns() + 3600 * 10**9), spool(small)]
+    assert store.put_many(items) == [True, True]
+    gone = "0" * 64
+    big, little, missing = store.hash_objects([items[0].digest, items[1].digest, gone], ["sha256", "md5"], 4)
+    assert (big.size, big.digests) == (len(data), dict(items[0].digests))
+    assert (little.size, little.digests) == (len(small), dict(items[1].digests))
+    assert isinstance(big, HashedObject) and big.stored is not None
+    assert big.stored.retain_until_ns is not None and big.stored.retain_until_ns >= items[0].retain_until_ns
+    assert missing.size is None and isinstance(missing.error, FileNotFoundError)
+
+    # A reader that stops early (an error of its own) leaves no thread behind.
+    body = store_module._ReadAhead(store.open(items[0].digest))  # type: ignore[arg-type]
+    assert body.read() == data[:1024]
+    body.close()
+    assert not body._thread.is_alive()
