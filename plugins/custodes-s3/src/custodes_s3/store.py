@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from botocore.auth import AUTH_TYPE_MAPS, S3SigV4Auth
 from botocore.exceptions import BotoCoreError, ClientError
 
 from custodes import _core
@@ -270,7 +271,45 @@ def _client(options: Mapping[str, str]) -> Any:
         # The endpoint is the archive's option, never an AWS_ENDPOINT_URL* variable or a profile's setting.
         ignore_configured_endpoint_urls=True,
     )
-    return _session(options["profile"]).client("s3", endpoint_url=options["endpoint"] or None, config=config)
+    client = _session(options["profile"]).client("s3", endpoint_url=options["endpoint"] or None, config=config)
+    _sign_parts_with_their_checksum(client)
+    return client
+
+
+#: Where a part's SHA-256 (hex) waits in a request's context for :class:`_PartSigner`, and the signer's name.
+_PART_SHA256 = "custodes_part_sha256"
+_PART_SIGNER = "custodes-s3v4-part"
+
+
+def _sign_parts_with_their_checksum(client: Any) -> None:
+    """Each UploadPart signed with the SHA-256 custodes computed of the part (its ``ChecksumSHA256``) as the
+    SigV4 payload hash, where botocore would read the part from the file again and hash it (over plain http; a
+    second SHA-256 of every byte of a large ingest, 0.8 s of 3.7 s for a 256 MiB object here). The server checks
+    the bytes it receives against both, as before: nothing it refused is accepted now. PutObject keeps
+    botocore's own hash: ``storage check`` probes whether the server honours a wrong checksum on it, which a
+    payload hash taken from that checksum would hide."""
+    AUTH_TYPE_MAPS.setdefault(_PART_SIGNER, _PartSigner)
+
+    def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        checksum = params.get("ChecksumSHA256")
+        if checksum:
+            context[_PART_SHA256] = base64.b64decode(checksum).hex()
+
+    def choose(signature_version: Any, context: dict[str, Any], **_: Any) -> str | None:
+        return _PART_SIGNER if signature_version == "s3v4" and _PART_SHA256 in context else None
+
+    client.meta.events.register("before-parameter-build.s3.UploadPart", remember)
+    client.meta.events.register_first("choose-signer.s3.UploadPart", choose)
+
+
+class _PartSigner(S3SigV4Auth):  # type: ignore[misc]
+    """S3's SigV4 signer whose payload hash is the part's known SHA-256 wherever it would hash the body itself."""
+
+    def payload(self, request: Any) -> str:
+        known = request.context.get(_PART_SHA256)
+        if known and self._should_sha256_sign_payload(request) and not self._is_streaming_checksum_payload(request):
+            return str(known)
+        return str(super().payload(request))
 
 
 class _Slice:
