@@ -32,8 +32,9 @@ The contract in one view:
 from __future__ import annotations
 
 import builtins
+import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -54,10 +55,12 @@ __all__ = [
     "StoreError",
     "StoreSpec",
     "StoredObject",
+    "HashedObject",
     "copy_object",
     "spool_stream",
     "write_hashed",
     "hash_by_streaming",
+    "hash_stream",
     "open_store",
     "valid_digest",
 ]
@@ -99,6 +102,15 @@ class StoredObject:
     size: int
     retain_until_ns: int | None = None
     legal_hold: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HashedObject(HashResult):
+    """What :meth:`ObjectStore.hash_objects` gives for an object whose read also told how the storage keeps
+    it (S3's GET answers with the object's retention and legal hold, as a HEAD does): ``stored``, seen at the
+    moment the bytes were read. Verify then checks the object's lock without asking the storage again."""
+
+    stored: StoredObject | None = None
 
 
 #: What a listing found that is not a sound object, each reported by verify with this kind:
@@ -212,7 +224,8 @@ class ObjectStore(Protocol):
         self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None
     ) -> builtins.list[HashResult]:
         """Each object's size and digests as read now, one :class:`HashResult` per digest in order (``path``:
-        :meth:`describe`); an object that cannot be read is a result with an error, never an exception."""
+        :meth:`describe`); an object that cannot be read is a result with an error, never an exception. A
+        backend whose read tells the object's retention and hold gives a :class:`HashedObject` with them."""
         ...
 
     def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
@@ -300,19 +313,20 @@ def copy_object(
 def hash_by_streaming(store: ObjectStore, digests: Sequence[str], algorithms: Sequence[str]) -> list[HashResult]:
     """:meth:`ObjectStore.hash_objects` for any store: each object streamed through the core's incremental
     hasher (every algorithm in one pass, the GIL let go while it hashes a chunk)."""
-    results = []
-    for digest in digests:
-        where = store.describe(digest)
-        try:
-            hasher = _core.StreamHasher(list(algorithms))
-            with store.open(digest) as stream:
-                while chunk := stream.read(CHUNK):
-                    hasher.update(chunk)
-            size, raw = hasher.finish()
-        except CustodesError as e:
-            results.append(HashResult(where, None, error=e))
-        except OSError as e:
-            results.append(HashResult(where, None, error=EvidenceReadError(e.errno, f"reading {where}: {e}", where)))
-        else:
-            results.append(HashResult(where, size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)}))
-    return results
+    return [hash_stream(store.describe(d), functools.partial(store.open, d), algorithms) for d in digests]
+
+
+def hash_stream(where: str, opened: Callable[[], IO[bytes]], algorithms: Sequence[str]) -> HashResult:
+    """The size and digests of the stream ``opened()`` gives, read to its end, for ``where`` (what the result's
+    ``path`` says); a stream that cannot be opened or read is a result with the error, never an exception."""
+    try:
+        hasher = _core.StreamHasher(list(algorithms))
+        with opened() as stream:
+            while chunk := stream.read(CHUNK):
+                hasher.update(chunk)
+        size, raw = hasher.finish()
+    except CustodesError as e:
+        return HashResult(where, None, error=e)
+    except OSError as e:
+        return HashResult(where, None, error=EvidenceReadError(e.errno, f"reading {where}: {e}", where))
+    return HashResult(where, size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)})

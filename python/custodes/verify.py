@@ -33,6 +33,7 @@ by side in digest order.
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import functools
 import json
@@ -57,7 +58,7 @@ from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, u
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.schedule import Budget, Selection, resumable
-from custodes.storage import PROBLEMS, Listed, ObjectStore, StoreSpec, open_store
+from custodes.storage import PROBLEMS, Listed, ObjectStore, StoredObject, StoreSpec, open_store
 from custodes.witness import check_witness
 
 __all__ = [
@@ -684,6 +685,7 @@ class Rehashed:
     digests: dict[str, str]
     error: str | None = None
     missing: bool = False  # the error is that no file is there
+    stored: StoredObject | None = None  # its retention and hold, where the read told them (HashedObject)
 
 
 def hash_shard(shard: Shard, threads: int | None) -> list[Rehashed]:
@@ -692,15 +694,27 @@ def hash_shard(shard: Shard, threads: int | None) -> list[Rehashed]:
     return [_rehashed(sha, r) for sha, r in zip(shard.objects, hashed, strict=True)]
 
 
-@functools.lru_cache(maxsize=8)
+#: The store a run of the local executor reads through, its shards' work running on this thread: the archive's
+#: own, already open (opening an S3 store again makes a client, 0.1-0.4 s of a verify of a few seconds).
+_IN_HAND: contextvars.ContextVar[ObjectStore | None] = contextvars.ContextVar("custodes_verify_store", default=None)
+
+
 def _opened(spec: StoreSpec) -> ObjectStore:
+    held = _IN_HAND.get()
+    if held is not None and held.spec() == spec:
+        return held
+    return _opened_once(spec)
+
+
+@functools.lru_cache(maxsize=8)
+def _opened_once(spec: StoreSpec) -> ObjectStore:
     """A worker opens each store once, not once per shard."""
     return open_store(spec)
 
 
 def _rehashed(sha: str, r: HashResult) -> Rehashed:
     if r.error is None:
-        return Rehashed(sha, r.size, r.digests)
+        return Rehashed(sha, r.size, r.digests, stored=getattr(r, "stored", None))
     return Rehashed(sha, None, {}, str(r.error), isinstance(r.error, FileNotFoundError))
 
 
@@ -755,61 +769,94 @@ def _verify_store(
         result.run["replica"] = replica
 
 
-#: Objects whose storage lock :func:`_verify_locks` looks at together: their catalog facts read at once, their
-#: stats sent :data:`LOCK_STATS_IN_FLIGHT` at a time.
+#: Objects whose storage lock :class:`_LockCheck` looks at together: their catalog facts read at once, the
+#: stats of those not seen by a read sent :data:`LOCK_STATS_IN_FLIGHT` at a time.
 LOCK_BATCH = 1000
 LOCK_STATS_IN_FLIGHT = 8
 LOCK_MISMATCH = "lock_mismatch"
 
 
-def _verify_locks(archive: Archive, result: VerifyResult, within: DigestRange, reported: set[str]) -> None:
+class _LockCheck:
     """Where the storage enforces retention itself (S3 Object Lock), every live object must be locked as the
     catalog keeps it (custodes.retention.storage_locks): retained until its date, under a legal hold exactly
     while a recording of it is held or kept for ever. An object left unlocked (an ingest or a retention change
     killed before its lock, a hold lifted through another client) reads back intact, yet the storage would
-    let it be deleted: ``lock_mismatch``, which ``custodes storage sync`` puts right. Objects the listing
-    reported already (gone, written over) are not looked at again."""
-    store = archive.store
-    if not store.enforces_retention:
-        return
+    let it be deleted: ``lock_mismatch``, which ``custodes storage sync`` puts right.
+
+    Objects are added as the run meets them, with what the store said of them when their bytes were read
+    (:class:`~custodes.storage.HashedObject`: an S3 GET answers with the retention and hold) or nothing, and then
+    their stat is asked; they are checked :data:`LOCK_BATCH` at a time, so memory stays flat whatever the
+    archive holds. A store that enforces nothing is never asked."""
+
+    def __init__(self, archive: Archive, result: VerifyResult) -> None:
+        self.archive, self.result = archive, result
+        self.enforced = archive.store.enforces_retention
+        self._batch: dict[str, StoredObject | None] = {}
+        self._unseen: list[str] = []
+
+    def add(self, digest: str, seen: StoredObject | None = None) -> None:
+        if not self.enforced:
+            return
+        self._batch[digest] = seen
+        if seen is None:
+            self._unseen.append(digest)
+        if len(self._batch) >= LOCK_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        from custodes.retention import storage_locks
+
+        batch, unseen, store = self._batch, self._unseen, self.archive.store
+        self._batch, self._unseen = {}, []
+        if unseen:
+            workers = min(LOCK_STATS_IN_FLIGHT, len(unseen))
+            with ThreadPoolExecutor(workers, thread_name_prefix="custodes-verify-lock") as pool:
+                batch.update(zip(unseen, pool.map(store.stat, unseen), strict=True))
+        now = time.time_ns()
+        for digest, lock in storage_locks(self.archive, list(batch)).items():
+            finding = _lock_finding(self.archive, digest, batch[digest], lock, now)
+            if finding is not None:
+                self.result.findings.append(finding)
+
+
+def _lock_finding(
+    archive: Archive, digest: str, got: StoredObject | None, lock: tuple[int | None, bool], now: int
+) -> VerifyFinding | None:
+    """``lock_mismatch`` for an object the storage keeps (``got``) otherwise than the catalog says (``lock``);
+    None when it keeps it as said, or has no such object (the listing and the re-hash report that)."""
     from custodes.findings import rfc3339
-    from custodes.retention import locked_as_recorded, storage_locks
+    from custodes.retention import locked_as_recorded
 
-    now = time.time_ns()
+    until, held = lock
+    if got is None or locked_as_recorded(got, lock, now):
+        return None
+    wrong = []
+    if until is not None and until > now and (got.retain_until_ns or 0) < until:
+        kept = "no retention" if got.retain_until_ns is None else f"retention until {rfc3339(got.retain_until_ns)}"
+        wrong.append(f"the storage has {kept}, the catalog keeps it until {rfc3339(until)}")
+    if bool(got.legal_hold) != held:
+        wrong.append(
+            "no legal hold in the storage, but a recording of it is held or kept for ever"
+            if held
+            else "a legal hold in the storage that no recording of it has"
+        )
+    detail = "; ".join(wrong) + " (`custodes storage sync` sets what the catalog says)"
+    return VerifyFinding(LOCK_MISMATCH, detail, archive.catalog.segments.first_for_object(digest), digest)
 
-    def check(batch: list[str]) -> None:
-        locks = storage_locks(archive, batch)
-        with ThreadPoolExecutor(LOCK_STATS_IN_FLIGHT, thread_name_prefix="custodes-verify-lock") as pool:
-            seen = dict(zip(locks, pool.map(store.stat, locks), strict=True))
-        for digest, (until, held) in locks.items():
-            got = seen[digest]
-            if got is None or locked_as_recorded(got, (until, held), now):
-                continue
-            wrong = []
-            if until is not None and until > now and (got.retain_until_ns or 0) < until:
-                kept = (
-                    "no retention" if got.retain_until_ns is None else f"retention until {rfc3339(got.retain_until_ns)}"
-                )
-                wrong.append(f"the storage has {kept}, the catalog keeps it until {rfc3339(until)}")
-            if bool(got.legal_hold) != held:
-                wrong.append(
-                    "no legal hold in the storage, but a recording of it is held or kept for ever"
-                    if held
-                    else "a legal hold in the storage that no recording of it has"
-                )
-            detail = "; ".join(wrong) + " (`custodes storage sync` sets what the catalog says)"
-            segment = archive.catalog.segments.first_for_object(digest)
-            result.findings.append(VerifyFinding(LOCK_MISMATCH, detail, segment, digest))
 
-    batch: list[str] = []
+def _verify_locks(archive: Archive, result: VerifyResult, within: DigestRange, reported: set[str]) -> None:
+    """The lock of every live object in the range (:class:`_LockCheck`) but those the listing reported already
+    (gone, written over): the pass of a run that does not meet each object in digest order (--quick, the
+    oldest first)."""
+    locks = _LockCheck(archive, result)
+    if not locks.enforced:
+        return
     for o in archive.catalog.objects.walk(within):
         if o.purged_ns is None and o.sha256 not in reported:
-            batch.append(o.sha256)
-            if len(batch) >= LOCK_BATCH:
-                check(batch)
-                batch = []
-    if batch:
-        check(batch)
+            locks.add(o.sha256)
+    locks.flush()
 
 
 class _SecondCopy:
@@ -852,20 +899,28 @@ def _verify_copy(
     started = now if earlier is None else earlier.started_ns
     # Resuming: what this run re-hashed and found intact before it stopped is checked for presence and size
     # (a deletion or truncation since is found), not re-hashed again.
-    walk = _StoreWalk(archive, result, fresh, selection.range, None if earlier is None else started)
     cutoff = selection.cutoff_ns(started)
+    # In digest order every live object the walk meets has its lock checked as it goes: by what its re-hash's
+    # read saw (no request of its own), else by a stat. The oldest first meets only some: a pass of its own.
+    locks = _LockCheck(archive, result) if cutoff is None else None
+    walk = _StoreWalk(archive, result, fresh, selection.range, None if earlier is None else started, locks)
     if cutoff is None:
         due: Iterator[_Due] = iter(walk)
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
         walk.finish()
         due = walk.least_recently_verified(cutoff)
-    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started, record)
+    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started, record, locks)
     hashing.run(due)
     left, left_bytes = len(hashing.left), sum(hashing.left)  # handed out and not finished, or taken and not handed
     for d in due:  # what the budget left, counted only (and the listing finished as it goes): two numbers
         left, left_bytes = left + 1, left_bytes + d.size
+        if locks is not None:
+            locks.add(d.sha256)
     walk.finish()
-    _verify_locks(archive, result, selection.range, walk.reported)
+    if locks is None:
+        _verify_locks(archive, result, selection.range, walk.reported)
+    else:
+        locks.flush()
     run = hashing.run_id
     if run is not None:
         with catalog.transaction():
@@ -901,10 +956,13 @@ class _StoreWalk:
         fresh: Catalog,
         within: DigestRange,
         verified_since: int | None = None,
+        locks: _LockCheck | None = None,
     ) -> None:
         """``verified_since``: objects stamped verified since then (by the run being resumed) are checked for
-        presence and size, not yielded to be re-hashed."""
+        presence and size, not yielded to be re-hashed. ``locks``: where the lock of each object not yielded
+        but live and listed sound is checked (those yielded are the re-hash's to add)."""
         self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
+        self.locks = locks
         self.verified_since = verified_since
         self.foreign: list[Listed] = []
         # Objects the listing found to be links or gone: reported already, not for --older-than to re-hash.
@@ -970,6 +1028,8 @@ class _StoreWalk:
             since = self.verified_since
             if since is not None and o.last_verified_ns is not None and o.last_verified_ns >= since:
                 _check_size(archive, result, due)  # (and --older-than's query no longer takes it)
+                if self.locks is not None:
+                    self.locks.add(sha)
                 continue
             yield due
         while current is not None:
@@ -1017,10 +1077,13 @@ class _Hashing:
         earlier: VerifyRun | None,
         started: int,
         record: bool = True,
+        locks: _LockCheck | None = None,
     ) -> None:
+        """``locks``: where each object handed out has its storage lock checked (with what its read saw of
+        it), None where the run checks the locks apart (_verify_locks)."""
         from custodes.plugins import ExecutorOptions, plugin_manager
 
-        self.record = record
+        self.record, self.locks = record, locks
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
@@ -1042,6 +1105,7 @@ class _Hashing:
         self.stamper = archive.catalog.another()
 
     def run(self, due: Iterator[_Due]) -> None:
+        token = None if self.executor.remote else _IN_HAND.set(self.archive.store)
         results = self.executor.run(hash_shard, self._shards(due), self.options)
         try:
             for index, hashed in results:
@@ -1053,8 +1117,13 @@ class _Hashing:
             if close is not None:  # spent, an error); a plain iterator has nothing running to cancel
                 close()
             self.stamper.close()
+            if token is not None:
+                _IN_HAND.reset(token)
         for shard in self.in_flight.values():  # handed out, not finished: left for the next run
             self.left += [d.size for d in shard]
+            if self.locks is not None:  # its lock is checked all the same
+                for d in shard:
+                    self.locks.add(d.sha256)
         self.in_flight.clear()
 
     def _out_of_time(self) -> bool:
@@ -1075,6 +1144,8 @@ class _Hashing:
                 self.stopped = f"byte budget of {limit:,} bytes spent"
             if self.stopped is not None or self._out_of_time():
                 self.left.append(d.size)
+                if self.locks is not None:  # taken from the walk, not re-hashed: its lock is checked all the same
+                    self.locks.add(d.sha256)
                 break
             shard.append(d)
             size += d.size
@@ -1103,6 +1174,10 @@ class _Hashing:
         size = 0
         for d, r in zip(shard, hashed, strict=True):
             result.checked += 1
+            if self.locks is not None:
+                # A remote worker's word on the lock is not taken (its digests are spot-checked; a lock it
+                # says it saw could not be): the object's stat is asked here instead.
+                self.locks.add(d.sha256, None if self.executor.remote else r.stored)
             if r.error is None:  # a file that could not be read counts no bytes towards the progress
                 result.bytes += r.size or 0
             found = _compare(self.archive.store, r, d)

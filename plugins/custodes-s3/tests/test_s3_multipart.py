@@ -3,6 +3,7 @@ that lasts: the next put aborts it once abandoned)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -89,6 +90,56 @@ def test_multipart_bytes_that_are_not_the_object_are_removed(
     assert "read back with another md5, sha256 than the object's; it was removed" in str(outcome)
     assert store.stat(item.digest) is None and path.exists()
     assert raw.list_object_versions(Bucket=store.bucket, Prefix="agency/").get("Versions") is None
+    assert _uploads(raw, store.bucket) == []
+
+
+def test_each_part_is_signed_with_its_own_checksum_and_refused_when_its_bytes_changed(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over plain http SigV4 signs each body's SHA-256: a part's is the one custodes computed for its
+    ChecksumSHA256 (botocore does not read the part again to hash it), and the server still refuses a part whose
+    bytes changed after they were hashed."""
+    import botocore.auth
+
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    sent: list[tuple[str, str]] = []
+    hashed_by_botocore: list[str] = []
+    real_payload = botocore.auth.SigV4Auth.payload
+
+    def payload(self: Any, request: Any) -> str:
+        if "partNumber=" in request.url:
+            hashed_by_botocore.append(request.url)
+        return real_payload(self, request)
+
+    def seen(request: Any, **_: Any) -> None:
+        signed, checksum = (request.headers[h] for h in ("x-amz-content-sha256", "x-amz-checksum-sha256"))
+        sent.append((bytes(signed).decode(), bytes(checksum).decode()))
+
+    monkeypatch.setattr(botocore.auth.SigV4Auth, "payload", payload)
+    store._s3.meta.events.register("before-send.s3.UploadPart", seen)
+    path = tmp_path / "parts"
+    item = Put(path, 12 * MiB, _write(path, 12 * MiB))
+    assert store.put_many([item]) == [True]
+    assert len(sent) == 3 and hashed_by_botocore == []
+    assert all(signed == base64.b64decode(checksum).hex() for signed, checksum in sent)
+
+    # The second part's bytes changed once their SHA-256 was taken: the server refuses the part.
+    real_sha256 = s3store._part_sha256
+
+    def changed_after(fd: int, offset: int, length: int) -> str:
+        checksum = real_sha256(fd, offset, length)
+        if offset:
+            os.pwrite(tampered.fileno(), b"changed", offset)
+        return checksum
+
+    other = tmp_path / "changed"
+    digests = _write(other, 11 * MiB)
+    with other.open("r+b") as tampered:
+        monkeypatch.setattr(s3store, "_part_sha256", changed_after)
+        (outcome,) = store.put_many([Put(other, 11 * MiB, digests)])
+    assert isinstance(outcome, S3ObjectError) and "the server refused the bytes sent" in str(outcome)
+    assert store.stat(digests["sha256"]) is None and other.exists()
     assert _uploads(raw, store.bucket) == []
 
 
