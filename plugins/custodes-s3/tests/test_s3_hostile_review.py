@@ -333,3 +333,18 @@ def test_a_purge_is_refused_whole_naming_a_forged_version_its_forger_locked(
     with pytest.raises(StoreError, match=rf"\(version {forged} of 2\): retained until .*: not purged"):
         store.purge(item.digest)
     assert len(raw.list_object_versions(Bucket=store.bucket, Prefix=key)["Versions"]) == 2  # nothing deleted
+
+
+def test_a_failed_init_gives_back_a_second_copys_folder_too(
+    seaweed: Seaweed, credentials: None, bucket: str, tmp_path: Path
+) -> None:
+    assert _init(seaweed, tmp_path / "first", bucket, "--prefix", "taken").returncode == 0
+    copy = tmp_path / "disk2" / "copy"
+    arch = tmp_path / "second"
+    local = ("--replica", "local", "--replica-option", f"location={copy}")
+    failed = _init(seaweed, arch, bucket, "--prefix", "taken", *local)  # the first copy's prefix is another's
+    assert failed.returncode != 0 and "belongs to archive" in failed.stderr.decode()
+    assert not (copy / "custodes-archive.txt").exists() and not arch.exists()
+    retried = _init(seaweed, arch, bucket, "--prefix", "mine", *local)
+    assert retried.returncode == 0, retried.stderr.decode()
+    assert (copy / "custodes-archive.txt").read_text().endswith("/replica")
