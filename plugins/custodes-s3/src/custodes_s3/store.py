@@ -402,6 +402,12 @@ class S3Store:
     # ---- put ----------------------------------------------------------------------------------------------
 
     def claim(self) -> None:
+        """The prefix is this archive's (this copy's), and the bucket can keep evidence locked: what init and an
+        ingest ask before they record anything, and every write here (see :meth:`_claim`)."""
+        self._claim()
+        self._refuse_unless(self._unlockable)
+
+    def _claim(self) -> None:
         """The prefix is this archive's (this copy's): its owner key says so, written with a conditional create
         by the first archive to use it; another archive's (or this archive's other copy's) is refused before
         anything is written, listed or deleted here. A purge or a probe of one archive must never touch
@@ -488,7 +494,6 @@ class S3Store:
         other, each :data:`PARTS_IN_FLIGHT` parts at a time, so memory stays at a few parts' worth. Multipart
         uploads an earlier run left open are aborted first (:data:`ABANDONED_AFTER`)."""
         self.claim()
-        self._refuse_unless(self._unlockable)
         self._abort_abandoned_uploads()
         whole = [i for i, item in enumerate(items) if item.size <= MULTIPART_THRESHOLD]
         outcomes: list[bool | OSError | None] = [None] * len(items)
@@ -838,7 +843,7 @@ class S3Store:
         """Every key under ``objects/sha256/`` within the range, in digest order, page by page
         (ListObjectVersions: a key written again or deleted through another client shows there), then every
         key elsewhere under ``objects/`` (foreign, whatever the range, as the local backend lists them)."""
-        self.claim()
+        self._claim()  # listed, whatever the bucket can lock: verify tells what is left
         low, high = within.low, within.high
         # S3 lists the keys after the marker: one just below the first key of the range (its last character one
         # lower, then "~", above every hex digit). A key between the two is not an object's and is skipped below.
@@ -1045,7 +1050,7 @@ class S3Store:
     def purge(self, digest: str) -> None:
         """Every version and delete marker of the key deleted, once no retention or hold of any is in force
         (checked first, so a locked object is refused whole, not half deleted). Nothing there: done already."""
-        self.claim()
+        self._claim()
         key, where = self.key(digest), self.describe(digest)
         entries = self._key_entries(key)
         now = time.time_ns()
@@ -1080,7 +1085,6 @@ class S3Store:
         server lets them go. A version the server keeps (a lock of its own) is named, and the object is left
         as verify found it but for what was deleted."""
         self.claim()
-        self._refuse_unless(self._unlockable)
         digest = valid_digest(digests.get("sha256", ""))
         key, where = self.key(digest), self.describe(digest)
         wanted = Put(Path(os.devnull), size, dict(digests))  # what the read-back compares with
