@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -1010,7 +1010,7 @@ class S3Store:
         asked)."""
         fresh = self._fresh.pop(digest, _NOT_FRESH)
         if fresh is not _NOT_FRESH:  # created by this store moments ago: no hold, no retention but a default's
-            key, version, head = self.key(digest), fresh, None
+            key, version, head = self.key(digest), cast(str | None, fresh), None
         else:
             key, version, head = self._evidence(digest)
         self._lock_version(digest, key, version, head, retain_until_ns, hold)
@@ -1076,7 +1076,7 @@ class S3Store:
                     f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
                 ) from None
 
-    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> list[str]:
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Names:
         """Put back an object verify found damaged or gone (``custodes storage repair``). A version of a key is
         never changed, so the object's own version is usually still there under what was written after it:
         the oldest version that reads back as the object becomes the current one again, every other version
