@@ -396,16 +396,48 @@ def _claim_places(archive: Archive) -> None:
             store.claim()
 
 
+def _release_places(archive: Archive | None, failed: BaseException) -> None:
+    """A failed init's claims undone (``archive``: None when it failed before opening the archive): its retry is
+    a new archive (a new id), which this one's marks would refuse as another's. A mark the storage keeps is named
+    with the init's own error."""
+    if archive is None:
+        return
+    for store in (archive.store, archive.replica):
+        if store is not None:
+            try:
+                store.release()
+            except CustodesError as e:
+                raise ArchiveError(f"{failed}; and {e}") from None
+
+
 def _check_storage(root: Path, storage: Mapping[str, str] | None, replica: Mapping[str, str] | None) -> None:
     """A new archive's [storage] and [replica], by the policy loader's rules, before anything is created."""
     options = _storage_options(Path(POLICY_FILE), dict(storage or {}), check_backend=True)
     second = _replica(Path(POLICY_FILE), None if replica is None else dict(replica))
-    _two_places(root, {"backend": (storage or {}).get("backend", "local"), **options}, second)
+    first = {"backend": (storage or {}).get("backend", "local"), **options}
+    _backend_options(first, second)
+    _two_places(root, first, second)
 
 
 def check_storage_place(root: Path, policy: Policy) -> None:
     """Where ``policy`` puts the archive's copies, checked for the archive at ``root`` (``policy set``)."""
-    _two_places(root, {"backend": policy.storage, **policy.storage_options}, policy.replica)
+    first = {"backend": policy.storage, **policy.storage_options}
+    _backend_options(first, policy.replica)
+    _two_places(root, first, policy.replica)
+
+
+def _backend_options(first: Mapping[str, str], second: Mapping[str, str] | None) -> None:
+    """Each copy's options by its backend's own rules (``StorageBackend.check``), before a policy naming them is
+    kept: a policy the backend refuses would leave an archive that no command can open."""
+    for table, options in (("storage", first), ("replica", second)):
+        if options is None:
+            continue
+        backend = plugin_manager().storage_backends.get(options["backend"])
+        if backend.check is not None:
+            try:
+                backend.check({k: v for k, v in options.items() if k not in ("backend", "location")})
+            except CustodesError as e:
+                raise ArchiveError(f"{POLICY_FILE}: {e}".replace("[storage]", f"[{table}]")) from None
 
 
 def _two_places(root: Path, first: Mapping[str, str], second: Mapping[str, str] | None) -> None:
@@ -826,6 +858,7 @@ def init_archive(
             ) from None
     work = path.with_name(f".{path.name}.init-{archive_id[:12]}") if new_folder else path
     made_key: Path | None = None
+    opened: Archive | None = None
     try:
         work.mkdir(exist_ok=not new_folder)
         for sub in ("ledger/checkpoints", "keys"):
@@ -844,6 +877,7 @@ def init_archive(
         with Archive(work, _creating=True) as archive:
             from custodes.policy import record_init
 
+            opened = archive
             _claim_places(archive)
 
             record_init(archive, policy_text)  # the first entry: the policy, and who set it
@@ -856,6 +890,7 @@ def init_archive(
         if made_key is not None:
             made_key.unlink(missing_ok=True)
         _remove_created(work, keep_folder=not new_folder)
+        _release_places(opened, e)
 
         def shown(text: str) -> str:  # the hidden build folder means nothing to the user: name the target
             return text.replace(str(work), str(path)) if new_folder else text

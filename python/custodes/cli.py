@@ -1761,15 +1761,18 @@ def storage_group() -> None:
 @output_options()
 def storage_check_command(archive: Archive, out: Output) -> None:
     """Probe what the storage of each copy really guarantees (write-once, retention and legal holds enforced by
-    the storage, checksums) and name each guarantee it is missing. Exit 1 when one is missing."""
-    copies = [("first", archive.store)] + ([("replica", archive.replica)] if archive.replica is not None else [])
-    checked = [(copy, store, store.guarantees()) for copy, store in copies]
-    missing = [(copy, g) for copy, _, found in checked for g in found if not g.held]
+    the storage, checksums) and name each guarantee it is missing; the result is a ledger entry, and the
+    compliance report shows the latest check. Exit 1 when one is missing."""
+    from custodes.repair import check_storage
+
+    check = check_storage(archive)  # ledgered: the compliance report shows the latest check
+    checked, missing = check.copies, check.missing
     if out.json:
         _write_json(
             {
                 "storage": archive.store.describe(),
                 "backend": archive.store.backend,
+                "ledger_index": check.ledger_index,
                 "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in checked[0][2]],
                 "missing": [g.name for copy, g in missing if copy == "first"],
                 "replica": None

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 from custodes import preuse, retention, timeline
 from custodes._durable import drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
-from custodes.archive import Archive, ArchiveError
+from custodes.archive import Archive, ArchiveError, _claim_places
 from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.defaults import NS, clock_is_set
@@ -174,6 +174,9 @@ def ingest(
         files, _, skipped = scan_volume(volume)
     started = time.time_ns() if now is None else now
     archive.sweep_spools()
+    # The copies' places are this archive's and can keep what is stored (a bucket that cannot lock is refused):
+    # a volume refused here records nothing, never half its files stored and the rest failed.
+    _claim_places(archive)
     volume_text = name_text(os.fspath(volume))
     ingest_id, readings = _begin(archive, reading, volume_text, started)
     result = IngestResult(ingest_id, os.fspath(given), reading.driver, reading.identity.device_id, skipped=skipped)

@@ -75,11 +75,14 @@ class DeviceDriver:
 
 @dataclass(frozen=True)
 class StorageBackend:
-    """A write-once object store: ``open(location, options)`` gives the store."""
+    """A write-once object store: ``open(location, options)`` gives the store; ``check(options)``, where the
+    backend has one, refuses options it could not work with (StoreError naming the option) without opening or
+    creating anything: ``init`` and ``policy set`` ask it before a policy naming them is kept."""
 
     name: str
     description: str
     open: Callable[[Path, Mapping[str, str]], Any]
+    check: Callable[[Mapping[str, str]], Any] | None = None
 
 
 @dataclass(frozen=True)

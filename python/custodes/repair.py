@@ -6,6 +6,9 @@ truncated in exactly one copy from the intact one, through the bad store's :meth
 (which checks the bytes against the catalog's digests before they take the object's place), and ledgers
 each repair (``storage_repair``: the object, the copy, what was wrong, who, when). An object bad in both
 copies cannot be repaired from the archive and is reported, never guessed at.
+
+A check of what each copy's storage guarantees (``custodes storage check``, :func:`check_storage`) is ledgered
+too (``storage_check``: each guarantee, held or missing, who, when): the compliance report shows the latest.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from custodes.access import require_role
+from custodes.access import current_person, require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
 from custodes.errors import CustodesError
 from custodes.retention import to_store
+from custodes.storage import Guarantee, ObjectStore
 from custodes.verify import verify
 
-__all__ = ["REPAIRABLE", "RepairResult", "repair"]
+__all__ = ["REPAIRABLE", "RepairResult", "StorageCheck", "check_storage", "repair"]
 
 #: What a repair puts right: the object's bytes are gone or wrong in one copy.
 REPAIRABLE = ("missing", "modified", "truncated")
@@ -41,6 +45,46 @@ class RepairResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"repaired": self.repaired, "unrepairable": self.unrepairable, "failed": self.failed}
+
+
+@dataclass(frozen=True)
+class StorageCheck:
+    """What :func:`check_storage` found: per copy (``first``, ``replica``) its store and the guarantees probed,
+    and the ledger index of the check's entry."""
+
+    copies: list[tuple[str, ObjectStore, list[Guarantee]]]
+    ledger_index: int
+
+    @property
+    def missing(self) -> list[tuple[str, Guarantee]]:
+        return [(copy, g) for copy, _, found in self.copies for g in found if not g.held]
+
+
+def check_storage(archive: Archive) -> StorageCheck:
+    """Probe what the storage of each copy guarantees (:meth:`ObjectStore.guarantees`) and ledger the result
+    (``storage_check``): who checked, when, each guarantee held or missing and what was seen. A check is a fact
+    an auditor asks for (was the storage ever shown to refuse a delete?), not only a line on a screen."""
+    person = current_person(archive)
+    stores = [(FIRST, archive.store)] + ([(REPLICA, archive.replica)] if archive.replica is not None else [])
+    copies = [(copy, store, store.guarantees()) for copy, store in stores]
+    entry = {
+        "type": "storage_check",
+        "by": person,
+        "time": time.time_ns(),
+        "copies": [
+            {
+                "copy": copy,
+                "storage": store.describe(),
+                "backend": store.backend,
+                "guarantees": [{"name": g.name, "held": g.held, "detail": g.detail} for g in found],
+            }
+            for copy, store, found in copies
+        ],
+    }
+    with archive.transaction() as catalog:
+        index = replay.record(catalog, entry)
+    archive.checkpoint()
+    return StorageCheck(copies, index)
 
 
 def repair(archive: Archive) -> RepairResult:

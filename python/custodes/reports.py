@@ -64,6 +64,8 @@ __all__ = [
     "ReportFinding",
     "RetentionSection",
     "ScopeInfo",
+    "StorageCheckInfo",
+    "StorageCopyCheck",
     "TaskShare",
     "TaskTimeline",
     "TimelinessSection",
@@ -173,6 +175,24 @@ class VerificationSection(TypedDict):
     overdue_objects: list[OverdueObject]
 
 
+class StorageCopyCheck(TypedDict):
+    """One copy's storage as the latest ``custodes storage check`` probed it: where, and what it was missing."""
+
+    copy: str
+    storage: str
+    backend: str
+    missing: list[str]
+
+
+class StorageCheckInfo(TypedDict):
+    """The latest ``custodes storage check`` (its ledger entry): when, by whom, each copy's missing guarantees."""
+
+    time: str
+    by: str | None
+    ledger_index: int
+    copies: list[StorageCopyCheck]
+
+
 class IntegritySection(TypedDict):
     """Art. 23: the verification run for the report (ledger only, or every object re-hashed)."""
 
@@ -183,6 +203,7 @@ class IntegritySection(TypedDict):
     findings: int
     objects_never_verified: int
     verification: VerificationSection
+    storage_check: StorageCheckInfo | None  # None: the storage was never checked
 
 
 class TaskShare(TypedDict):
@@ -739,11 +760,46 @@ class _Facts:
             "findings": len(result.findings),
             "objects_never_verified": self.archive.catalog.objects.never_verified(),
             "verification": _verification_section(self.archive, self.now),
+            "storage_check": _latest_storage_check(self.archive),
         }
 
     def completeness(self) -> CompletenessSection:
         segments = self.archive.catalog.segments.count_in_scope(self.period)
         return _completeness_section(segments, self.findings, self.coverage, self.unexplained)
+
+
+def _latest_storage_check(archive: Archive) -> StorageCheckInfo | None:
+    """The latest ``storage_check`` entry (custodes.repair.check_storage), or None: never checked. Its values are
+    read as the ledger holds them, each of the type the model says or left out (an entry is never trusted to be
+    well-formed: a report is not where a malformed one fails)."""
+    found = archive.catalog.ledger.latest_of_type("storage_check")
+    if found is None:
+        return None
+    index, data = found
+    e = json.loads(data)
+    copies: list[StorageCopyCheck] = []
+    listed = e.get("copies")
+    for c in listed if isinstance(listed, list) else []:
+        if not isinstance(c, dict):
+            continue
+        guarantees = c["guarantees"] if isinstance(c.get("guarantees"), list) else []
+        copies.append(
+            {
+                "copy": str(c.get("copy", "")),
+                "storage": str(c.get("storage", "")),
+                "backend": str(c.get("backend", "")),
+                "missing": [
+                    str(g.get("name")) for g in guarantees if isinstance(g, dict) and g.get("held") is not True
+                ],
+            }
+        )
+    when = e.get("time")
+    return {
+        "time": rfc3339(when) if isinstance(when, int) else "",
+        "by": e["by"] if isinstance(e.get("by"), str) else None,
+        "ledger_index": index,
+        "copies": copies,
+    }
 
 
 def _catalog_findings(archive: Archive, period: Scope, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -195,6 +195,12 @@ class ObjectStore(Protocol):
         anything. Two archives in one place would purge each other's evidence; two copies in one are one."""
         ...
 
+    def release(self) -> None:
+        """Undo the claim this store object made itself (:meth:`claim` wrote the mark): a failed ``init`` leaves
+        the place free for its retry, which is a new archive. Another's claim, or one this store only found,
+        is never touched; StoreError when the storage keeps the mark (the message names it)."""
+        ...
+
     def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Create objects, write-once. Per item: True (stored now), False (an object of that name was there
         already: never replaced; the file is removed) or the OSError that stopped it (its file left for the

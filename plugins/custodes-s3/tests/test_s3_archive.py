@@ -72,16 +72,16 @@ def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: 
     assert found == {("modified", keys[0].rsplit("/", 1)[1]), ("missing", keys[1].rsplit("/", 1)[1])}
 
 
-def test_storage_check_names_what_a_bucket_without_object_lock_lacks(
-    seaweed: Seaweed, environ: dict[str, str], tmp_path: Path
-) -> None:
+def test_init_refuses_a_bucket_without_object_lock(seaweed: Seaweed, environ: dict[str, str], tmp_path: Path) -> None:
+    """Nothing is stored where the server would not keep it (what such a bucket lacks, `storage check` on the
+    store names: test_s3_lock)."""
     testing.make_bucket(seaweed, "unlocked-evidence", lock=False)
     archive = tmp_path / "archive"
     made = run_cli(
         "init", "--storage", "s3", "--bucket", "unlocked-evidence", "--endpoint", seaweed.endpoint, archive,
         env=environ,
     )  # fmt: skip
-    assert made.returncode == 0, made.stderr.decode()
-    checked = run_cli("storage", "check", "--json", archive, env=environ)
-    assert checked.returncode == 1
-    assert "retention enforced by the storage" in _json(checked)["missing"]
+    assert made.returncode != 0 and "s3://unlocked-evidence/: the bucket cannot keep evidence locked" in (
+        made.stderr.decode()
+    )
+    assert not archive.exists()

@@ -65,17 +65,19 @@ def test_a_locked_object_survives_everything_until_its_retention_and_hold_end(
     assert raw.head_object(Bucket=bucket, Key=key, VersionId=version)["ObjectLockRetainUntilDate"] == s3store._date(
         until
     )
-    store.retain(item.digest, until + SECOND)  # extended: every version, the forged one too (it is evidence)
+    store.retain(item.digest, until + SECOND)  # extended: the object's own version, never the forgery over it
     for v in _versions(raw, bucket, key):
-        assert raw.head_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["ObjectLockRetainUntilDate"] == (
-            s3store._date(until + SECOND)
+        head = raw.head_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])
+        assert head.get("ObjectLockRetainUntilDate") == (
+            s3store._date(until + SECOND) if v["VersionId"] == version else None
         )
     with pytest.raises(StoreError, match=r"retained until .* \(COMPLIANCE\): not purged"):
         store.purge(item.digest)
 
     # A hold outlives the retention date, until it is released.
-    store.hold(item.digest, True)
-    assert store.stat(item.digest).legal_hold is True  # type: ignore[union-attr]
+    store.hold(item.digest, True)  # on the object's own version; the forgery over it is not kept
+    assert raw.head_object(Bucket=bucket, Key=key, VersionId=version)["ObjectLockLegalHoldStatus"] == "ON"
+    assert store.stat(item.digest).legal_hold is False  # type: ignore[union-attr]
     time.sleep(max(0.0, (until + 2 * SECOND - time.time_ns()) / SECOND) + 0.2)
     with pytest.raises(StoreError, match="under a legal hold: not purged"):
         store.purge(item.digest)

@@ -65,6 +65,18 @@ def _failed_table(failed: list[dict[str, Any]], L: Any) -> str:  # noqa: N803 (t
     )
 
 
+def _storage_check(check: dict[str, Any] | None, L: Any) -> str:  # noqa: N803 (the page's label function)
+    """The latest ``custodes storage check``: when, by whom, and each copy's missing guarantees (or none)."""
+    if check is None:
+        return L("storage_never_checked")
+    copies = "; ".join(
+        f"{c['storage']}: "
+        + (f"{L('storage_missing')} {', '.join(c['missing'])}" if c["missing"] else L("storage_all_held"))
+        for c in check["copies"]
+    )
+    return f"{check['time']} ({check['by'] or '?'}, #{check['ledger_index']}) {copies}"
+
+
 def _overdue(verification: dict[str, Any], L: Any) -> str:  # noqa: N803 (the page's label function)
     """The objects most overdue for re-hashing (the report lists the first of them; all are counted)."""
     listed = verification["overdue_objects"]
@@ -237,6 +249,7 @@ def render_html_text(report: dict[str, Any]) -> str:
                 (L("never_verified"), integ["objects_never_verified"]),
                 (L("verification_window"), integ["verification"]["window_days"]),
                 (L("overdue"), integ["verification"]["overdue"]),
+                (L("storage_check"), _storage_check(integ.get("storage_check"), L)),
             ]
         ),
         _overdue(integ["verification"], L),

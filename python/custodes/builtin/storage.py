@@ -63,6 +63,7 @@ class LocalStore:
         self._objects = os.fspath(self.objects)
         self.spool = self.root / "tmp"
         self.owner = ""
+        self._claimed_now = False  # this object wrote the owner file (release removes it)
 
     @classmethod
     def connect(cls, location: Path, options: Mapping[str, str]) -> LocalStore:
@@ -85,8 +86,15 @@ class LocalStore:
 
     def claim(self) -> None:
         """A second copy's folder is claimed (the archive's own folder is the archive's by being it)."""
-        if self.owner.endswith("/replica"):
-            _claim(self.root / OWNER_FILE, self.owner)
+        if self.owner.endswith("/replica") and _claim(self.root / OWNER_FILE, self.owner):
+            self._claimed_now = True
+
+    def release(self) -> None:
+        """The owner file this store wrote, removed (a failed init's): see :meth:`ObjectStore.release`."""
+        if self._claimed_now:
+            (self.root / OWNER_FILE).unlink(missing_ok=True)
+            fsync_dir(self.root)
+            self._claimed_now = False
 
     def spec(self) -> StoreSpec:
         return StoreSpec(self.backend, os.fspath(self.root), (("algorithm", self.algorithm),))
@@ -377,9 +385,9 @@ class _Limited:
 OWNER_FILE = "custodes-archive.txt"
 
 
-def _claim(path: Path, owner: str) -> None:
+def _claim(path: Path, owner: str) -> bool:
     """The folder is ``owner``'s: written once (O_EXCL) by the first archive to use it, refused to any other (two
-    archives in one folder would purge each other's evidence)."""
+    archives in one folder would purge each other's evidence). True when this call wrote it."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
     except FileExistsError:
@@ -389,12 +397,13 @@ def _claim(path: Path, owner: str) -> None:
                 f"{path.parent} belongs to archive {found!r} ({path.name}), not to {owner!r}: a folder holds one "
                 "archive's copy: give this one a folder of its own"
             ) from None
-        return
+        return False
     with os.fdopen(fd, "w") as f:
         f.write(owner)
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)
+    return True
 
 
 def _make_folder(folder: Path) -> None:

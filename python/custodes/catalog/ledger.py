@@ -99,6 +99,13 @@ class Ledger(Table):
         sql = f"SELECT seq, entry FROM ledger WHERE type = ? AND {_JSON_TYPE} = ? ORDER BY seq"
         return [(seq, blob(entry)) for seq, entry in self._conn.execute(sql, (kind, kind))]
 
+    def latest_of_type(self, kind: str) -> tuple[int, bytes] | None:
+        """(index, entry) of the last entry whose ``type`` is ``kind`` (checked as :meth:`of_type` checks it), or
+        None: the latest storage check, which a report shows, without reading every earlier one."""
+        sql = f"SELECT seq, entry FROM ledger WHERE type = ? AND {_JSON_TYPE} = ? ORDER BY seq DESC LIMIT 1"
+        row = self._conn.execute(sql, (kind, kind)).fetchone()
+        return None if row is None else (row[0], blob(row[1]))
+
     def ingest_begin_index(self, ingest: int) -> int | None:
         """The index of the ``ingest_begin`` entry of ``ingest`` (it holds the device's log and clock readings as
         the volume gave them), found through the type index."""

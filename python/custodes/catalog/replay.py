@@ -25,10 +25,10 @@ Entry types and the rows they make (see :data:`HANDLERS`):
 - ``device`` (the registry's row of a device, and its status from the time it began), ``device_assign`` (who
   held a device from when to when): custodes.devices.
 - ``catalog_adopt``: rows an archive written before this custodes held without an entry (see :func:`adopt`).
-- No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy`` (the ledger is their
-  record), and the web front end's account changes (:data:`ACCOUNT_ENTRIES`: local accounts and API tokens,
-  whose state is ``accounts.sqlite``, not the catalog). Any other type (one a newer custodes writes) makes no
-  rows here and is counted as unknown.
+- No rows: ``purge_done``, ``export``, ``export_failed``, ``key_rotation``, ``policy``, ``storage_repair``,
+  ``storage_check`` (the ledger is their record), and the web front end's account changes
+  (:data:`ACCOUNT_ENTRIES`: local accounts and API tokens, whose state is ``accounts.sqlite``, not the catalog).
+  Any other type (one a newer custodes writes) makes no rows here and is counted as unknown.
 
 Not facts, so neither replayed nor compared (:data:`NOT_FACTS`): the ledger and its checkpoints (the proof
 itself, and a cache of the signed notes in ``ledger/checkpoints/``), ``ingest_intents`` (an ingest in flight:
@@ -125,6 +125,7 @@ LEDGER_ONLY = (
     "key_rotation",
     "policy",
     "storage_repair",
+    "storage_check",
     # The web front end's local accounts and API tokens (custodes.web.accounts): their state is
     # ARCHIVE/accounts.sqlite, run state like a session; the ledger records who changed what, never a secret.
     *ACCOUNT_ENTRIES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from custodes.hookspecs import hookimpl
 from custodes.plugins import StorageBackend
-from custodes_s3.store import S3ObjectError, S3Store
+from custodes_s3.store import S3ObjectError, S3Store, check_options
 
 __all__ = ["S3ObjectError", "S3Store", "custodes_storage_backends"]
 
@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 def custodes_storage_backends() -> list[StorageBackend]:
     return [
         StorageBackend(
-            "s3", "write-once objects in an S3 bucket with Object Lock (retention, legal hold)", S3Store.connect
+            "s3",
+            "write-once objects in an S3 bucket with Object Lock (retention, legal hold)",
+            S3Store.connect,
+            check_options,
         )
     ]

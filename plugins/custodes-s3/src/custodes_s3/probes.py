@@ -24,7 +24,7 @@ from custodes_s3 import store as s3store
 if TYPE_CHECKING:
     from custodes_s3.store import S3Store
 
-__all__ = ["NAMES", "probe"]
+__all__ = ["NAMES", "cannot_lock", "is_probe_key", "probe"]
 
 #: Every guarantee probed, in the order reported.
 NAMES = (
@@ -257,18 +257,55 @@ def _mode(store: S3Store) -> Guarantee:
 _PROBE_KEY = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}-[a-z-]+$")
 
 
+def is_probe_key(name: str) -> bool:
+    """Whether ``name``, below ``<prefix>probes/``, is a probe object a check (or a first claim) writes."""
+    return bool(_PROBE_KEY.match(name))
+
+
 def _clear_earlier(p: _Probe) -> None:
     """Delete what earlier checks left under probes/ (their locks have run out, or the delete is refused and the
     probe waits for the next check): the keys a check writes, nothing else found there."""
     top = p.store.prefix + "probes/"
     try:
         for key, entries in p.store._versions(top, delimiter="/"):
-            if not _PROBE_KEY.match(key[len(top) :]):
+            if not is_probe_key(key[len(top) :]):
                 continue
             for entry in entries:
                 p.delete(key, entry.get("VersionId"))
     except StoreError:
         pass  # a listing that fails leaves the old probes for the next check, nothing more
+
+
+def cannot_lock(store: S3Store, try_retention: bool) -> str | None:
+    """Why ``store``'s bucket cannot keep evidence locked (None: it can): not there, no Object Lock, or (with
+    ``try_retention``, an archive's first claim of its prefix) a COMPLIANCE retention on a new probe object
+    refused (a policy that denies this identity s3:PutObjectRetention). What ``storage check`` probes in full;
+    this is what the backend refuses to store evidence without (:meth:`custodes_s3.store.S3Store.claim`)."""
+    p = _Probe(store)
+    try:
+        p.s3.head_bucket(Bucket=store.bucket)
+    except (ClientError, BotoCoreError) as e:
+        return f"the bucket is not there or not readable ({s3store._reason(e)})"
+    found = _guard(NAMES[0], lambda: _lock_configuration(p))
+    if not found.held:
+        return found.detail
+    if not try_retention:
+        return None
+    key = f"{p.run}-claim"
+    try:
+        version = p.put(key, IfNoneMatch="*")
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        p.call(
+            "put_object_retention",
+            Key=key,
+            Retention={"Mode": store.mode, "RetainUntilDate": until},
+            **s3store._version(version),
+        )
+    except (ClientError, BotoCoreError) as e:
+        return f"a {store.mode} retention could not be set on a probe object ({s3store._reason(e)})"
+    finally:
+        _clear_earlier(p)  # this probe, once its two seconds are past (or at the next check)
+    return None
 
 
 def probe(store: S3Store) -> list[Guarantee]:

@@ -1,7 +1,9 @@
 """The ``s3`` backend of :class:`custodes.storage.ObjectStore`: objects in a bucket with Object Lock.
 
-Layout: object ``<digest>`` is the key ``<prefix>objects/sha256/<digest>``; :meth:`S3Store.guarantees` writes its
-probe objects under ``<prefix>probes/``; nothing else is written. The archive's catalog, ledger and spool stay in
+Layout: object ``<digest>`` is the key ``<prefix>objects/sha256/<digest>``; :meth:`S3Store.guarantees` (and an
+archive's first claim) writes its probe objects under ``<prefix>probes/``, :meth:`S3Store.claim` the owner key
+``<prefix>custodes-archive.txt``; nothing else is written, and :meth:`S3Store.list` reports anything else under
+the prefix. The archive's catalog, ledger and spool stay in
 its local folder (``location``).
 
 Every call goes through one boto3 client (README.md, "Which client": obstore cannot send the caller's
@@ -17,7 +19,10 @@ What the server is asked to enforce, and what the store checks itself:
 - **retention and legal hold** come only after the read-back: an object whose bytes are wrong can still be
   removed (unless the bucket's default retention locks it at once; then it stays and the error says so).
 - **tampering** through another client shows in :meth:`S3Store.list`: a key written again (``versions``) or
-  deleted (``deleted``), and keys that are not objects (``foreign``, ``misplaced``).
+  deleted (``deleted``), and keys that are not objects (``foreign``, ``misplaced``). A lock goes on the
+  object's own version only (:meth:`S3Store._evidence`), never on one written over it.
+- **a bucket that cannot lock** (none, no Object Lock, a retention refused to this identity) is refused by
+  :meth:`S3Store.claim` before anything is written or stored.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 from botocore.auth import AUTH_TYPE_MAPS, S3SigV4Auth
@@ -74,6 +79,10 @@ OWNER_KEY = "custodes-archive.txt"
 _SECRET_NAME = re.compile(r"secret|passw|token|credential|access|(^|[_.-])key($|[_.-])|key_?id", re.IGNORECASE)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+#: S3's longest key, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+#: The longest key the backend writes under its prefix: an object's (a probe's and the owner key are shorter).
+LONGEST_NAME = "objects/sha256/" + "0" * 64
 
 #: Files larger than this are sent as a multipart upload: parts read from the file one at a time.
 MULTIPART_THRESHOLD = 64 * 2**20
@@ -176,11 +185,7 @@ def check_options(options: Mapping[str, str]) -> dict[str, str]:
     mode = options.get("retention_mode", "COMPLIANCE").upper()
     if mode not in ("COMPLIANCE", "GOVERNANCE"):
         raise StoreError(f"[storage] retention_mode = {options['retention_mode']!r}: COMPLIANCE or GOVERNANCE")
-    prefix = options.get("prefix", "")
-    if prefix.startswith("/") or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
-        raise StoreError(f"[storage] prefix = {prefix!r}: a key prefix such as 'agency/archive/' (no leading /)")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    prefix = _check_prefix(options.get("prefix", ""))
     return {
         "bucket": bucket,
         "endpoint": _check_endpoint(options.get("endpoint", "")),
@@ -190,6 +195,32 @@ def check_options(options: Mapping[str, str]) -> dict[str, str]:
         "profile": options.get("profile", ""),
         "owner": options.get("owner", ""),
     }
+
+
+def _check_prefix(prefix: str) -> str:
+    """The key prefix, ending in "/" (one is added): every key the archive writes under it must be a key S3 takes
+    and that names one place (no empty, "." or ".." segment, nothing a console would show otherwise)."""
+    if prefix.startswith("/") or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise StoreError(
+            f"[storage] prefix = {prefix!r}: a key prefix such as 'agency/archive/' (no leading /, no empty, "
+            "'.' or '..' segment)"
+        )
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in prefix):
+        raise StoreError(f"[storage] prefix = {prefix!r}: control characters are no part of a key prefix")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    try:
+        size = len((prefix + LONGEST_NAME).encode())
+    except UnicodeEncodeError:
+        raise StoreError(f"[storage] prefix = {prefix!r}: not UTF-8 text (S3 keys are)") from None
+    if size > MAX_KEY_BYTES:
+        longest = MAX_KEY_BYTES - len(LONGEST_NAME)
+        raise StoreError(
+            f"[storage] prefix: {len(prefix.encode())} bytes (UTF-8) is too long: the archive's keys "
+            f"(<prefix>{LONGEST_NAME.replace('0' * 64, '<64 hex digits>')}) must fit S3's {MAX_KEY_BYTES} "
+            f"bytes, so the prefix (with its closing /) takes {longest} at most"
+        )
+    return prefix
 
 
 def _check_endpoint(endpoint: str) -> str:
@@ -444,6 +475,8 @@ class S3Store:
         self.owner = checked["owner"]
         self._claimed = threading.Lock()
         self._claim_checked = False
+        self._claim_version: tuple[str | None] | None = None  # the owner key's version claim() wrote, if it did
+        self._unlockable: str | None = None  # why the bucket cannot lock (claim() found it): no put, no restore
         # Versions this store created and has not locked yet, by digest: the lock the catalog asks right after
         # (custodes.retention.to_store) needs neither a listing nor a HEAD for them (5 requests a small file
         # became 3). Another client's version written over one in those seconds is not locked with it, and
@@ -469,6 +502,12 @@ class S3Store:
     # ---- put ----------------------------------------------------------------------------------------------
 
     def claim(self) -> None:
+        """The prefix is this archive's (this copy's), and the bucket can keep evidence locked: what init and an
+        ingest ask before they record anything, and every write here (see :meth:`_claim`)."""
+        self._claim()
+        self._refuse_unless(self._unlockable)
+
+    def _claim(self) -> None:
         """The prefix is this archive's (this copy's): its owner key says so, written with a conditional create
         by the first archive to use it; another archive's (or this archive's other copy's) is refused before
         anything is written, listed or deleted here. A purge or a probe of one archive must never touch
@@ -478,10 +517,24 @@ class S3Store:
         with self._claimed:
             if self._claim_checked:
                 return
+            from custodes_s3.probes import cannot_lock
+
+            # A bucket that cannot lock is refused before anything is written (init) or stored (each process):
+            # evidence there could be deleted or overwritten by anyone with write access, and every put would
+            # fail only after its upload, at its lock, one file after the other. An archive of its own there
+            # (a bucket made again without Object Lock) may still be listed, verified and purged: verify is
+            # what tells what is left.
             key = self.prefix + OWNER_KEY
+            why = cannot_lock(self, try_retention=False)
+            if why is not None:
+                if self._owner_found(key) != self.owner:
+                    self._refuse_unless(why)
+                self._unlockable, self._claim_checked = why, True
+                return
             try:
                 try:
-                    self._s3.put_object(Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*")
+                    made = self._s3.put_object(Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*")
+                    self._claim_version = (made.get("VersionId"),)
                 except ClientError as e:
                     if _status(e) != 412:
                         raise
@@ -494,7 +547,45 @@ class S3Store:
                         ) from None
             except (ClientError, BotoCoreError) as e:
                 raise StoreError(f"{self.describe()}: whose prefix this is could not be found: {_reason(e)}") from None
+            if self._claim_version is not None:  # the prefix's first claim (init): may this identity lock at all?
+                why = cannot_lock(self, try_retention=True)
+                if why is not None:
+                    self.release()
+                    self._refuse_unless(why)
             self._claim_checked = True
+
+    def _owner_found(self, key: str) -> str | None:
+        """Whose the prefix is by its owner key, without writing it (None: no key, or it cannot be read)."""
+        try:
+            return str(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode(errors="replace"))
+        except (ClientError, BotoCoreError):
+            return None
+
+    def _refuse_unless(self, why: str | None) -> None:
+        if why is not None:
+            raise StoreError(
+                f"{self.describe()}: the bucket cannot keep evidence locked: {why}. custodes stores evidence only "
+                "where the server itself refuses its deletion (S3 Object Lock: a bucket made with "
+                "--object-lock-enabled-for-bucket, and an identity allowed s3:PutObjectRetention and "
+                "s3:PutObjectLegalHold); see `custodes storage check` for every guarantee"
+            )
+
+    def release(self) -> None:
+        """The owner key's version this store wrote, deleted (a failed init's; see
+        :meth:`custodes.storage.ObjectStore.release`): a key only found here, another archive's or not, stays."""
+        if self._claim_version is None:
+            return
+        (version,) = self._claim_version
+        key = self.prefix + OWNER_KEY
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(version))
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(
+                f"{self.describe()} stays claimed by archive {self.owner!r}: its mark s3://{self.bucket}/{key} "
+                f"(version {version}) could not be deleted ({_reason(e)}: a default retention of the bucket?)"
+            ) from None
+        self._claim_version = None
+        self._claim_checked = False
 
     def put_many(self, items: Sequence[Put]) -> Outcomes:
         """Create each object, write-once (see the module's docstring). Objects sent whole go
@@ -862,7 +953,7 @@ class S3Store:
         """Every key under ``objects/sha256/`` within the range, in digest order, page by page
         (ListObjectVersions: a key written again or deleted through another client shows there), then every
         key elsewhere under ``objects/`` (foreign, whatever the range, as the local backend lists them)."""
-        self.claim()
+        self._claim()  # listed, whatever the bucket can lock: verify tells what is left
         low, high = within.low, within.high
         # S3 lists the keys after the marker: one just below the first key of the range (its last character one
         # lower, then "~", above every hex digit). A key between the two is not an object's and is skipped below.
@@ -910,10 +1001,7 @@ class S3Store:
         newest = max(versions, key=lambda v: v["LastModified"], default=None)
         size = 0 if newest is None else int(newest["Size"])
         if not _SHA256_NAME.match(name):
-            last = name.rsplit("/", 1)[-1]
-            if _SHA256_NAME.match(last):
-                return Listed(where, last, size, "misplaced", f"an object's name, not at {self._base}{last}")
-            return Listed(where, None, size, "foreign", "not an object's key")
+            return self._stray(key, entries)
         if any(e.get("IsLatest") and e.get("DeleteMarker") for e in entries):
             return Listed(where, name, size, "deleted", f"its latest version is a delete marker ({len(versions)} kept)")
         if len(entries) > 1:
@@ -922,21 +1010,64 @@ class S3Store:
             )
         return Listed(where, name, size)
 
+    def _stray(self, key: str, entries: Entries) -> Listed:
+        """A key under the prefix that is not an object's: misplaced (an object's name elsewhere) or foreign."""
+        where, last = f"s3://{self.bucket}/{key}", key.rsplit("/", 1)[-1]
+        size = int(
+            max(
+                (e for e in entries if not e.get("DeleteMarker")), key=lambda v: v["LastModified"], default={"Size": 0}
+            )["Size"]
+        )
+        if _SHA256_NAME.match(last):
+            return Listed(where, last, size, "misplaced", f"an object's name, not at {self._base}{last}")
+        return Listed(where, None, size, "foreign", "not an object's key")
+
     def _elsewhere(self) -> Iterator[Listed]:
-        """Keys under ``objects/`` but not ``objects/sha256/``: foreign (or misplaced objects)."""
-        top: Names = []
+        """Every key under the prefix but not under ``objects/sha256/``, as foreign (or misplaced objects), but
+        for the backend's own: its owner key and what ``storage check`` writes under ``probes/``. Whatever else
+        lies there was not written by custodes (as the local backend reports a stray file in its folder). A
+        folder below holding an owner key of its own is another archive's place, not looked into (archives
+        may share a bucket, one at its top)."""
+        from custodes_s3.probes import is_probe_key
+
+        for key, entries in self._versions(self.prefix, delimiter="/"):
+            if key != self.prefix + OWNER_KEY:
+                yield self._stray(key, entries)
+        for folder in self._folders(self.prefix):
+            if folder == self._objects:
+                for key, entries in self._versions(folder, delimiter="/"):
+                    yield self._stray(key, entries)
+                for below in self._folders(folder):
+                    if below != self._base:
+                        yield from self._strays(below)
+            elif folder == self.prefix + "probes/":
+                for key, entries in self._versions(folder, delimiter="/"):
+                    if not is_probe_key(key[len(folder) :]):
+                        yield self._stray(key, entries)
+                for below in self._folders(folder):
+                    yield from self._strays(below)
+            else:
+                yield from self._strays(folder)
+
+    def _folders(self, prefix: str) -> Iterator[str]:
+        """The "folders" right below ``prefix`` (its keys' common prefixes up to the next "/")."""
         try:
             for page in self._s3.get_paginator("list_object_versions").paginate(
-                Bucket=self.bucket, Prefix=self._objects, Delimiter="/"
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
             ):
-                top += [p["Prefix"] for p in page.get("CommonPrefixes", []) if p["Prefix"] != self._base]
+                yield from (p["Prefix"] for p in page.get("CommonPrefixes", []))
         except (ClientError, BotoCoreError) as e:
             raise StoreError(f"{self.describe()}: the bucket could not be listed: {_reason(e)}") from None
-        for key, entries in self._versions(self._objects, delimiter="/"):
-            yield self._listed(key, key[len(self._objects) :], entries)
-        for prefix in top:
-            for key, entries in self._versions(prefix):
-                yield self._listed(key, key[len(self._objects) :], entries)
+
+    def _strays(self, folder: str) -> Iterator[Listed]:
+        """Every key under ``folder``, none an object where it should be, unless the folder is another
+        archive's place (its owner key)."""
+        if self._head(folder + OWNER_KEY, None) is not None:
+            return
+        for key, entries in self._versions(folder, delimiter="/"):
+            yield self._stray(key, entries)
+        for below in self._folders(folder):
+            yield from self._strays(below)
 
     # ---- retention, hold, purge ---------------------------------------------------------------------------
 
@@ -944,50 +1075,83 @@ class S3Store:
         """Every version and delete marker of exactly ``key``."""
         return next((entries for k, entries in self._versions(key) if k == key), [])
 
-    def _object_versions(self, digest: str) -> tuple[str, Entries]:
-        key = self.key(digest)
+    def _evidence(self, digest: str) -> tuple[str, str | None, dict[str, Any]]:
+        """The key, the version and the HEAD of the object's own version: the one holding the bytes the catalog
+        recorded, which a lock must keep, never whatever version is latest. A key has one version unless
+        someone wrote it again through another client (custodes' create is conditional): then it is the oldest
+        version whose bytes are the object's, told by the whole-object SHA-256 the server checked on upload,
+        else read back. A version whose SHA-256 is another (a forgery) is never it. The one version of a key
+        with no whole-object checksum (a multipart upload's is of its parts) is taken unread: reading gigabytes
+        for each hold is verify's work, and verify reports such a version as modified."""
+        key, where = self.key(digest), self.describe(digest)
         versions = [e for e in self._key_entries(key) if not e.get("DeleteMarker")]
         if not versions:
-            raise StoreError(f"object {digest} is not in the store ({self.describe(digest)})")
-        return key, versions
+            raise StoreError(f"object {digest} is not in the store ({where})")
+        unread: list[tuple[str | None, dict[str, Any]]] = []
+        for entry in sorted(versions, key=lambda e: (e["LastModified"], not e.get("IsLatest"))):
+            version = entry.get("VersionId")
+            head = self._head(key, version, checksums=True)
+            if head is None:
+                continue
+            checksum = head.get("ChecksumSHA256")
+            if checksum and "-" not in checksum:
+                if checksum == _b64(digest):
+                    return key, version, head
+                continue  # bytes of another SHA-256: written over the object, never what it keeps
+            unread.append((version, head))
+        if len(versions) == 1 and unread:
+            return key, *unread[0]
+        for version, head in unread:
+            wanted = Put(Path(os.devnull), int(head["ContentLength"]), {"sha256": digest})
+            if self._read_back(key, version, wanted) is None:
+                return key, version, head
+        raise StoreError(
+            f"{where}: none of its {len(versions)} version(s) holds the object's bytes (written over through "
+            "another client): not locked, so that no forgery is kept in its place; `custodes verify` reports it, "
+            "`custodes storage repair` restores it from a second copy"
+        )
 
     def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
-        """Every version of the key (the original and, if the key was written again, the later ones too:
-        evidence of the tampering) kept until ``retain_until_ns`` at least (extended, never shortened; None: left
-        as it is) and its legal hold set to ``hold`` (None: left as it is). The versions are listed once and each
-        looked at once: a request is sent only for what must change. An object this store created moments ago is
-        neither listed nor looked at: the retention alone is sent (and the hold, if asked)."""
+        """The object's own version (:meth:`_evidence`: never a version written over it through another client,
+        which verify reports and a repair removes) kept until ``retain_until_ns`` at least (extended, never
+        shortened; None: left as it is) and its legal hold set to ``hold`` (None: left as it is). A request is
+        sent only for what must change. An object this store created moments ago is neither listed nor looked
+        at: its version is the one the create answered, and the retention alone is sent (and the hold, if
+        asked)."""
         fresh = self._fresh.pop(digest, _NOT_FRESH)
         if fresh is not _NOT_FRESH:  # created by this store moments ago: no hold, no retention but a default's
-            key, versions = self.key(digest), [{"VersionId": fresh}]
+            key, version, head = self.key(digest), cast(str | None, fresh), None
         else:
-            key, versions = self._object_versions(digest)
-        for v in versions:
-            version = v.get("VersionId")
-            head = None if fresh is not _NOT_FRESH else self._head(key, version)
-            try:
-                if retain_until_ns is not None:
-                    self._retain_version(key, version, retain_until_ns, head)
-                if hold is not None and (head or {}).get("ObjectLockLegalHoldStatus", "OFF") != (
-                    "ON" if hold else "OFF"
-                ):
-                    self._s3.put_object_legal_hold(
-                        Bucket=self.bucket, Key=key, LegalHold={"Status": "ON" if hold else "OFF"}, **_version(version)
-                    )
-            except (ClientError, BotoCoreError) as e:
-                asked = [] if retain_until_ns is None else [f"retained until {_iso(retain_until_ns)}"]
-                asked += [] if hold is None else [f"legal hold {'on' if hold else 'off'}"]
-                raise S3ObjectError(
-                    f"{self.describe(digest)}: not locked as asked ({', '.join(asked)}): {_reason(e)}"
-                ) from None
+            key, version, head = self._evidence(digest)
+        self._lock_version(digest, key, version, head, retain_until_ns, hold)
+
+    def _lock_version(
+        self,
+        digest: str,
+        key: str,
+        version: str | None,
+        head: Mapping[str, Any] | None,
+        retain_until_ns: int | None,
+        hold: bool | None,
+    ) -> None:
+        try:
+            if retain_until_ns is not None:
+                self._retain_version(key, version, retain_until_ns, head)
+            if hold is not None and (head or {}).get("ObjectLockLegalHoldStatus", "OFF") != ("ON" if hold else "OFF"):
+                self._s3.put_object_legal_hold(
+                    Bucket=self.bucket, Key=key, LegalHold={"Status": "ON" if hold else "OFF"}, **_version(version)
+                )
+        except (ClientError, BotoCoreError) as e:
+            asked = [] if retain_until_ns is None else [f"retained until {_iso(retain_until_ns)}"]
+            asked += [] if hold is None else [f"legal hold {'on' if hold else 'off'}"]
+            raise S3ObjectError(
+                f"{self.describe(digest)}: not locked as asked ({', '.join(asked)}): {_reason(e)}"
+            ) from None
 
     def retain(self, digest: str, until_ns: int) -> None:
         """:meth:`lock` of the retention alone, the legal hold as it is."""
-        key, versions = self._object_versions(digest)
-        held = any(
-            (self._head(key, v.get("VersionId")) or {}).get("ObjectLockLegalHoldStatus") == "ON" for v in versions
-        )
-        self.lock(digest, until_ns, held)
+        key, version, head = self._evidence(digest)
+        self._lock_version(digest, key, version, head, until_ns, None)
 
     def hold(self, digest: str, on: bool) -> None:
         """:meth:`lock` of the legal hold alone, the retention as it is."""
@@ -996,7 +1160,7 @@ class S3Store:
     def purge(self, digest: str) -> None:
         """Every version and delete marker of the key deleted, once no retention or hold of any is in force
         (checked first, so a locked object is refused whole, not half deleted). Nothing there: done already."""
-        self.claim()
+        self._claim()
         key, where = self.key(digest), self.describe(digest)
         entries = self._key_entries(key)
         now = time.time_ns()
@@ -1005,10 +1169,15 @@ class S3Store:
                 continue
             head = self._head(key, v.get("VersionId")) or {}
             until = _ns(head.get("ObjectLockRetainUntilDate"))
+            # Any version's lock refuses the purge whole (a version written over the object by another client
+            # and locked by it too: named, for whoever must look into it).
+            which = "" if len(entries) == 1 else f" (version {v.get('VersionId')} of {len(entries)})"
             if head.get("ObjectLockLegalHoldStatus") == "ON":
-                raise StoreError(f"{where}: under a legal hold: not purged (the hold must be released first)")
+                raise StoreError(f"{where}{which}: under a legal hold: not purged (the hold must be released first)")
             if until is not None and until > now:
-                raise StoreError(f"{where}: retained until {_iso(until)} ({head.get('ObjectLockMode')}): not purged")
+                raise StoreError(
+                    f"{where}{which}: retained until {_iso(until)} ({head.get('ObjectLockMode')}): not purged"
+                )
         for v in entries:
             try:
                 self._s3.delete_object(Bucket=self.bucket, Key=key, **_version(v.get("VersionId")))
@@ -1017,7 +1186,7 @@ class S3Store:
                     f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
                 ) from None
 
-    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> list[str]:
+    def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Names:
         """Put back an object verify found damaged or gone (``custodes storage repair``). A version of a key is
         never changed, so the object's own version is usually still there under what was written after it:
         the oldest version that reads back as the object becomes the current one again, every other version
