@@ -698,7 +698,7 @@ def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
 #: device and name, in no order of their own: with SQLite's default 2 MiB cache nearly every insert of an
 #: archive of 10^6 segments read and wrote back pages of those indexes (56 µs a segment against 19 µs at
 #: 10^5). The cache is only taken as pages are used: a scratch smaller than this takes what it fills. Not more:
-#: the report runs this check, and 256 MiB was no faster at 10^6 (the scratch is about 1 GiB) and added its
+#: the report runs this check, and 256 MiB was no faster at 10^6 (the scratch is about 0.9 GB) and added its
 #: size to the report's peak memory (benches/README.md).
 SCRATCH_CACHE_KIB = 128 * 1024
 
