@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from custodes.catalog import Catalog, replay
 from footage import T0, make_clip
 from helpers import as_, build_cli_archive, catalog_edit, catalog_rows, request, run_cli, set_policy, stop_service
 
@@ -391,3 +392,81 @@ def test_text_that_is_not_utf8_in_the_catalog_is_a_finding_not_a_crash(copy: Pat
     assert ledger.returncode == 1 and b"ledger_mismatch" in ledger.stdout, ledger.stderr.decode()
     report = run_cli("report", copy, "--format", "json", "--out", copy.parent / "r.json")
     assert report.returncode == 0 and b"Traceback" not in report.stderr, report.stderr.decode()
+
+
+#: Edits where SQLite and Python could tell rows apart differently (verify compares in SQLite when it can:
+#: catalog.replay._unmatched), each with the (kind, table) verify must report.
+SUBTLE_TAMPERS: dict[str, tuple[Callable[[Path], None], set[tuple[str, str]]]] = {
+    # The same bytes, stored as a BLOB: not the text the ledger recorded.
+    "name_as_blob": (
+        sql("UPDATE segments SET original_name = CAST(original_name AS BLOB) WHERE id = 2"),
+        {("ledger_mismatch", "segments")},
+    ),
+    # Re-made without its key, every row twice: the second of each is a row no entry explains.
+    "holds_doubled": (
+        sql(
+            "CREATE TABLE doubled AS SELECT * FROM holds",
+            "INSERT INTO doubled SELECT * FROM holds",
+            "DROP TABLE holds",
+            "ALTER TABLE doubled RENAME TO holds",
+        ),
+        {("unexpected", "holds")},
+    ),
+    # A text key may be NULL in SQLite, twice: the same row two times, each a row no entry explains.
+    "devices_with_null_keys": (
+        sql("INSERT INTO devices (device_id, kind) VALUES (NULL, 'planted'), (NULL, 'planted')"),
+        {("unexpected", "devices")},
+    ),
+    # Re-made with its key, a task's end now text: the text '1' is not the integer 1.
+    "task_end_as_text": (
+        sql(
+            "CREATE TABLE retyped (id TEXT PRIMARY KEY, type TEXT NOT NULL, start_ns INTEGER NOT NULL, "
+            "end_ns TEXT NOT NULL, officers TEXT NOT NULL, devices TEXT NOT NULL, imported_ns INTEGER NOT NULL, "
+            "ledger_seq INTEGER NOT NULL)",
+            "INSERT INTO retyped SELECT * FROM tasks",
+            "DROP TABLE tasks",
+            "ALTER TABLE retyped RENAME TO tasks",
+        ),
+        {("ledger_mismatch", "tasks")},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SUBTLE_TAMPERS)
+def test_subtle_catalog_tampers_are_found(copy: Path, name: str) -> None:
+    tamper, expected = SUBTLE_TAMPERS[name]
+    tamper(copy)
+    found = {(f["kind"], f["table"]) for f in verify_findings(copy, 1)}
+    assert expected <= found and {table for _, table in found} == {table for _, table in expected}
+
+
+def differences_both_ways(arch: Path) -> tuple[list[replay.Difference], list[replay.Difference]]:
+    """The differences verify finds comparing in SQLite (the scratch attached to the catalog's connection), and
+    those of the merge of the whole tables in Python (a scratch made inside a transaction is not attached)."""
+    with Catalog.open(arch / "catalog.sqlite", migrate=False) as live:
+        with replay.scratch(live) as fresh, live.snapshot():
+            assert replay._attached(live, fresh)  # noqa: SLF001 - the path under test
+            in_sql = replay.differences(live, fresh, replay.replay(live, fresh))
+        with live.snapshot(), replay.scratch(live) as fresh:
+            assert not replay._attached(live, fresh)  # noqa: SLF001
+            merged = replay.differences(live, fresh, replay.replay(live, fresh))
+    return in_sql, merged
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG_TAMPERS) + sorted(SUBTLE_TAMPERS))
+def test_comparing_in_sqlite_finds_what_the_whole_merge_finds(copy: Path, name: str) -> None:
+    (CATALOG_TAMPERS | SUBTLE_TAMPERS)[name][0](copy)
+    in_sql, merged = differences_both_ways(copy)
+    assert in_sql and in_sql == merged
+
+
+def test_compare_names_the_entries_of_a_row_that_differs(copy: Path) -> None:
+    """compare replays without recording who wrote each row, and again with it once a row differs."""
+    sql(f"UPDATE segments SET start_ns = start_ns + {HOUR} WHERE id = 1")(copy)
+    with Catalog.open(copy / "catalog.sqlite", migrate=False) as live:
+        with replay.scratch(live) as fresh, live.snapshot():
+            made, found = replay.compare(live, fresh)
+    (seq,) = catalog_rows(copy, "SELECT ledger_seq FROM segments WHERE id = 1")[0]
+    assert made.written_by and [(d.kind, d.table, d.key, d.entry) for d in found] == [
+        ("ledger_mismatch", "segments", (1,), seq)
+    ]

@@ -432,14 +432,13 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
     """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
     row. An archive written before this custodes whose first write has not yet adopted its older rows
     (replay.adopt_pending) is held to what its ingest entries record, as it was then."""
-    # One snapshot: an ingest running alongside commits a row and its entry together.
-    with archive.catalog.snapshot():
+    # One snapshot: an ingest running alongside commits a row and its entry together. Taken inside the
+    # scratch, which is attached to the catalog's connection before it (catalog.replay.scratch).
+    with replay.scratch(archive.catalog) as fresh, archive.catalog.snapshot():
         if replay.adopt_pending(archive.catalog):
             _verify_segments_against_ingests(archive, result)
             return
-        with replay.scratch(archive.catalog) as fresh:
-            made = replay.replay(archive.catalog, fresh)
-            found = replay.differences(archive.catalog, fresh, made)
+        made, found = replay.compare(archive.catalog, fresh)
     result.findings += _replay_findings(made, found)
 
 

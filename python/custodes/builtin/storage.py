@@ -61,6 +61,7 @@ class LocalStore:
         self.algorithm = algorithm
         self.objects = self.root / "objects" / algorithm
         self._objects = os.fspath(self.objects)
+        self._under_root = os.path.join(os.fspath(self.root), "")  # the listing's paths start with it
         self.spool = self.root / "tmp"
         self.owner = ""
         self._claimed_now = False  # this object wrote the owner file (release removes it)
@@ -314,7 +315,10 @@ class LocalStore:
         yield from walk(top_folder, "")
 
     def _listed(self, path: str, digest: str | None, problem: str | None = "foreign") -> Listed:
-        name = os.path.relpath(path, self.root)
+        # The listing's paths are the root's own string and names joined to it: cut, not os.path.relpath, which
+        # made both absolute for every file (a fifth of a verify of 20,000 small objects).
+        under = self._under_root
+        name = path[len(under) :] if path.startswith(under) else os.path.relpath(path, self.root)
         if digest is None:
             return Listed(name, None, None, "foreign")
         return Listed(name, digest, None, problem, os.readlink(path) if problem == "link" else "")

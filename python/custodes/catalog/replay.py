@@ -47,7 +47,7 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ __all__ = [
     "Replay",
     "adopt_pending",
     "apply",
+    "compare",
     "differences",
     "next_id",
     "record",
@@ -203,11 +204,15 @@ def _device_check(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     return [("device_checks", (rowid,))] if rowid else []
 
 
+#: json.dumps(..., sort_keys=True) without making an encoder per call (one per ingest entry replayed).
+_SORTED = json.JSONEncoder(sort_keys=True)
+
+
 def _ingest(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     digests = e["digests"]
     sha = digests["sha256"]
     # An entry written before this custodes holds no head digest: "" until its catalog_adopt entry says.
-    c.objects.add(sha, e["size"], json.dumps(digests, sort_keys=True), e.get("head_sha256", ""), e["time"])
+    c.objects.add(sha, e["size"], _SORTED.encode(digests), e.get("head_sha256", ""), e["time"])
     raw = e.get("name_b64")
     c.segments.insert(
         e["segment"],
@@ -397,6 +402,9 @@ class Replay:
 
     unknown: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    #: Whether the entries that wrote each row were recorded (:data:`WRITTEN_BY`): they are only needed to name
+    #: the rows that differ, so :func:`compare` replays without them and again with them when a row differs.
+    written_by: bool = True
 
 
 #: The replayed catalog's own table of the entries that wrote each row: (table, key as JSON, entry index).
@@ -410,16 +418,18 @@ WRITTEN_BY = "replay_written_by"
 GROUP = 1000
 
 
-def replay(source: Catalog, target: Catalog) -> Replay:
+def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Replay:
     """Apply every entry of ``source``'s ledger, in order, to the empty catalog ``target`` (one transaction).
-    Foreign keys are off there: a row of an older entry may refer to one only its adoption makes."""
-    out = Replay()
+    Foreign keys are off there: a row of an older entry may refer to one only its adoption makes. ``written_by``:
+    record which entries wrote each row (:data:`WRITTEN_BY`), which names the entries of a row that differs."""
+    out = Replay(written_by=written_by)
     conn = _conn(target)
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
+    if written_by:
+        conn.execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
     group: list[tuple[int, dict[str, Any]]] = []  # bounded: memory does not grow with the ledger
     with target.transaction():
-        for seq, data, _leaf in source.ledger.walk():
+        for seq, data in source.ledger.entries():
             try:
                 entry = json.loads(data)
             except ValueError:
@@ -434,7 +444,8 @@ def replay(source: Catalog, target: Catalog) -> Replay:
             if len(group) >= GROUP:
                 _apply_group(target, group, out)
         _apply_group(target, group, out)
-        conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
+        if written_by:
+            conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
 
 
@@ -468,9 +479,10 @@ def _apply_group(target: Catalog, group: list[tuple[int, dict[str, Any]]], out: 
         if touched is None:
             kind = str(entry.get("type"))
             out.unknown[kind] = out.unknown.get(kind, 0) + 1
-        else:
+        elif out.written_by:
             written += [(table, _key_text(key), seq) for table, key in touched]
-    conn.executemany(f"INSERT INTO {WRITTEN_BY} (tbl, key, seq) VALUES (?, ?, ?)", written)  # noqa: S608
+    if out.written_by:
+        conn.executemany(f"INSERT INTO {WRITTEN_BY} (tbl, key, seq) VALUES (?, ?, ?)", written)  # noqa: S608
     group.clear()
 
 
@@ -494,8 +506,11 @@ def _key_text(key: Key) -> str:
     return json.dumps(list(key), separators=(",", ":"))
 
 
-def _written_by(replayed: Catalog, table: str, key: Key) -> tuple[int, ...]:
-    """The entries that wrote a row of the replayed catalog, in order (the first made it)."""
+def _written_by(replayed: Catalog, made: Replay, table: str, key: Key) -> tuple[int, ...]:
+    """The entries that wrote a row of the replayed catalog, in order (the first made it); none when the replay
+    did not record them (:func:`compare` replays again to name them)."""
+    if not made.written_by:
+        return ()
     sql = f"SELECT seq FROM {WRITTEN_BY} WHERE tbl = ? AND key = ? ORDER BY seq"  # noqa: S608
     return tuple(seq for (seq,) in _conn(replayed).execute(sql, (table, _key_text(key))))
 
@@ -536,10 +551,11 @@ def _columns(catalog: Catalog, table: str) -> list[str]:
 
 def rows(catalog: Catalog, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]:
     """The table's rows (BLOBs as bytes, as sqlite3 reads them) in key order, streamed; none when the table cannot
-    be read (dropped, a column gone)."""
+    be read (dropped, a column gone). The catalog's own table (``main``): never the table of the same name of
+    a scratch attached to its connection (:func:`scratch`), where this catalog's was dropped."""
     keys = ", ".join(FACT_TABLES[table][0])
     try:
-        cursor = _conn(catalog).execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {keys}")  # noqa: S608
+        cursor = _conn(catalog).execute(f"SELECT {', '.join(columns)} FROM main.{table} ORDER BY {keys}")  # noqa: S608
     except sqlite3.Error:
         return
     yield from cursor
@@ -584,23 +600,82 @@ def _paired(
 
 def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Difference]:
     """Every fact table of ``live`` against ``replayed``, row by row, in table and key order. Both are read as
-    streams in key order and merged, so memory holds the differences, not the tables."""
+    streams in key order and merged, so memory holds the differences, not the tables. When ``replayed`` is
+    :func:`scratch`'s, attached to ``live``'s connection, SQLite passes over the rows that are the same on
+    both sides (:func:`_unmatched`) and the merge sees only the others; it names them as it would have."""
     out: list[Difference] = []
+    attached = _attached(live, replayed)
     for table in FACT_TABLES:
         columns = _columns(replayed, table)
         at = [columns.index(k) for k in FACT_TABLES[table][0]]
-        pairs = _paired(rows(replayed, table, columns), rows(live, table, columns), at)
-        for key, want, have in pairs:
-            values = dict(zip(columns, want or have or (), strict=True))
-            if have is None:
-                out.append(Difference("missing", table, key, _written_by(replayed, table, key), (), values))
-            elif want is None:
-                out.append(Difference("unexpected", table, key, (), (), values, have))
-            elif have != want:
-                differ = tuple(c for c, a, b in zip(columns, have, want, strict=True) if a != b)
-                entries = _written_by(replayed, table, key)
-                out.append(Difference("ledger_mismatch", table, key, entries, differ, values, have))
+        both = _unmatched(live, table, columns) if attached else None
+        want, have = both or (rows(replayed, table, columns), rows(live, table, columns))
+        for key, w, h in _paired(want, have, at):
+            values = dict(zip(columns, w or h or (), strict=True))
+            if h is None:
+                out.append(Difference("missing", table, key, _written_by(replayed, made, table, key), (), values))
+            elif w is None:
+                out.append(Difference("unexpected", table, key, (), (), values, h))
+            elif h != w:
+                differ = tuple(c for c, a, b in zip(columns, h, w, strict=True) if a != b)
+                entries = _written_by(replayed, made, table, key)
+                out.append(Difference("ledger_mismatch", table, key, entries, differ, values, h))
     return out
+
+
+#: The name :func:`scratch` attaches its catalog under on the live catalog's connection.
+SCRATCH = "replay_scratch"
+
+
+def _attached(live: Catalog, replayed: Catalog) -> bool:
+    """``replayed`` is attached to ``live``'s connection as :data:`SCRATCH`."""
+    for _, name, file in _conn(live).execute("PRAGMA database_list"):
+        if name == SCRATCH:
+            return bool(file) and os.path.realpath(file) == os.path.realpath(replayed.path)
+    return False
+
+
+def _unmatched(
+    live: Catalog, table: str, columns: list[str]
+) -> tuple[Iterator[tuple[Any, ...]], Iterator[tuple[Any, ...]]] | None:
+    """The replayed rows with no row of the live table the same in every column, and the live rows with none
+    in the replay, each in key order; read through the live connection, the scratch attached. The merge
+    (:func:`_paired`) of these is the merge of the whole tables less the rows that are the same on both sides,
+    which say nothing, as long as no key is held by two live rows: so only where the live table is still
+    defined as the replay's, which makes its key unique, and holds no NULL in its key (which the key does not
+    make unique). Elsewhere (a table edited, dropped, re-made) None: the whole tables are merged.
+
+    "The same" is what Python's ``==`` says of the rows :func:`rows` reads: every column ``IS`` its other,
+    without type affinity (the unary ``+``: the text '1' is not the integer 1) and in BINARY collation (text
+    equal byte for byte). A row is looked for at its own rowid first, where nearly every row of a catalog
+    that is a view of its ledger finds its other (both were written in ledger order), then by its key."""
+    keys = FACT_TABLES[table][0]
+    sql = "SELECT sql FROM {}.sqlite_master WHERE type = 'table' AND name = ?"
+    conn = _conn(live)
+    try:
+        defined = [conn.execute(sql.format(db), (table,)).fetchone() for db in ("main", SCRATCH)]
+        if defined[0] is None or defined[0] != defined[1]:
+            return None
+        nulls = " OR ".join(f"{k} IS NULL" for k in keys)
+        if conn.execute(f"SELECT 1 FROM main.{table} WHERE {nulls} LIMIT 1").fetchone():  # noqa: S608
+            return None
+    except sqlite3.Error:
+        return None
+    same = " AND ".join(f"+a.{c} IS +b.{c} COLLATE BINARY" for c in columns)
+    order = ", ".join(f"+a.{k}" for k in keys)
+
+    def query(a: str, b: str) -> str:
+        by_key = " AND ".join(f"b.{k} IS a.{k}" for k in keys)
+        return (
+            f"SELECT {', '.join(f'a.{c}' for c in columns)} FROM {a}.{table} AS a "  # noqa: S608
+            f"WHERE NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE b.rowid = a.rowid AND {same}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE {by_key} AND {same}) ORDER BY {order}"
+        )
+
+    try:
+        return conn.execute(query(SCRATCH, "main")), conn.execute(query("main", SCRATCH))
+    except sqlite3.Error:
+        return None
 
 
 def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
@@ -620,11 +695,24 @@ def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
     return tuple(rank)
 
 
+#: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into indexes keyed by digest,
+#: device and name, in no order of their own: with SQLite's default 2 MiB cache nearly every insert of an
+#: archive of 10^6 segments read and wrote back pages of those indexes (56 µs a segment against 19 µs at
+#: 10^5). The cache is only taken as pages are used: a scratch smaller than this takes what it fills. Not more:
+#: the report runs this check, and 256 MiB was no faster at 10^6 (the scratch is about 0.9 GB) and added its
+#: size to the report's peak memory (benches/README.md).
+SCRATCH_CACHE_KIB = 128 * 1024
+
+
 @contextmanager
 def scratch(live: Catalog) -> Iterator[Catalog]:
     """An empty catalog to replay into, in a file removed afterwards: in the archive's own tmp/ (owner-only,
     on the disk that holds the catalog) when it can be written there, else the system's temporary folder. A
-    file, not memory: the replay of an agency's ledger is as large as its catalog."""
+    file, not memory: the replay of an agency's ledger is as large as its catalog.
+
+    Attached to ``live``'s connection (as :data:`SCRATCH`) when ``live`` is not inside a transaction (SQLite
+    attaches no database inside one), so that :func:`differences` compares the two in SQLite: take the
+    snapshot of ``live`` inside this, not around it."""
     from custodes.catalog import Catalog as _Catalog
 
     here = live.path.parent / "tmp"
@@ -634,8 +722,38 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
         tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-replay-", dir=folder) as tmp,
         _Catalog.open(Path(tmp) / "replay.sqlite") as fresh,
     ):
-        _conn(fresh).execute("PRAGMA synchronous=OFF")  # thrown away after: a crash loses nothing of value
-        yield fresh
+        conn = _conn(fresh)
+        # Thrown away after: a crash loses nothing of value, so no sync and the rollback journal in memory
+        # (savepoints still roll back; a write-ahead log would hold a second copy of every page written).
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
+        attached = not live.in_transaction
+        if attached:
+            try:
+                _conn(live).execute(f"ATTACH DATABASE ? AS {SCRATCH}", (str(fresh.path),))
+            except sqlite3.Error:  # one attached already (a scratch within a scratch): the whole merge, as before
+                attached = False
+        try:
+            yield fresh
+        finally:
+            if attached:
+                with suppress(sqlite3.Error):  # left attached, the next scratch is merged whole: slower, not wrong
+                    _conn(live).execute(f"DETACH DATABASE {SCRATCH}")
+
+
+def compare(live: Catalog, fresh: Catalog) -> tuple[Replay, list[Difference]]:
+    """``live``'s ledger replayed into ``fresh`` (from :func:`scratch`) and every fact table compared with the
+    live one (:func:`differences`); inside the caller's snapshot of ``live``. The replay does not record which
+    entries wrote each row, which only a row that differs needs: when one does, the ledger is replayed once
+    more into a second scratch, recording them, so every difference names its entries."""
+    made = replay(live, fresh, written_by=False)
+    found = differences(live, fresh, made)
+    if not found:
+        return made, found
+    with scratch(live) as named:
+        made = replay(live, named)
+        return made, differences(live, named, made)
 
 
 # --- archives written before: adoption ------------------------------------------------------------------
@@ -644,7 +762,7 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
 def adopt_pending(catalog: Catalog) -> bool:
     """The catalog was migrated from before this custodes and its first write has not adopted it yet."""
     try:
-        row = _conn(catalog).execute("SELECT adopt_pending FROM replay_state WHERE id = 1").fetchone()
+        row = _conn(catalog).execute("SELECT adopt_pending FROM main.replay_state WHERE id = 1").fetchone()
     except sqlite3.Error:  # the table edited away: nothing is adopted, and verify compares every row
         return False
     return bool(row and row[0])
