@@ -52,6 +52,7 @@ from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
 from custodes.catalog import Catalog, replay
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
+from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.findings import shown_name
 from custodes.hashing import HashResult
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
@@ -980,8 +981,27 @@ class _StoreWalk:
 
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
-            if o.sha256 not in self.reported:
+            if o.sha256 not in self.reported and self._sound_row(o):
                 yield _Due(o.sha256, o.size, o.digests, o.head_sha256, o.last_verified_ns)
+
+    def _sound_row(self, o: CatalogObject) -> bool:
+        """Whether the catalog's row of an object can be checked against: SQLite keeps whatever an edit put in a
+        column, and a size that is not a whole number (or digests that are not text) would end the run with a
+        traceback. Such a row is reported and its object is not re-hashed (the replay names the edit too)."""
+        if type(o.size) is int and isinstance(o.digests, str) and isinstance(o.head_sha256, str):
+            return True
+        self.reported.add(o.sha256)
+        self.result.checked += 1
+        self.result.findings.append(
+            VerifyFinding(
+                "ledger_mismatch",
+                f"the catalog's row of object {o.sha256} holds a size of {o.size!r} or digests that cannot be "
+                "checked against (the catalog was edited); its bytes were not re-hashed",
+                self.archive.catalog.segments.first_for_object(o.sha256),
+                o.sha256,
+            )
+        )
+        return False
 
     def _listing(self) -> Iterator[Listed]:
         """The store's objects within the range, in digest order; what is not an object at all is set aside
@@ -1022,6 +1042,8 @@ class _StoreWalk:
                 self.reported.add(sha)
                 result.checked += 1
                 result.findings.append(_listed_finding(archive, found))
+                continue
+            if not self._sound_row(o):
                 continue
             due = _Due(sha, o.size, o.digests, o.head_sha256, o.last_verified_ns)
             since = self.verified_since
