@@ -235,6 +235,20 @@ def test_lost_checkpoint_files_are_found_and_written_back(cli_archive: Path) -> 
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_a_checkpoint_the_catalog_lost_is_found_from_its_file(three_checkpoints: Path) -> None:
+    # A signed note deleted from the catalog (to hide a later rollback) is still in ledger/checkpoints/: both
+    # `ledger verify` (the report's integrity pass) and `verify` name the file the catalog no longer holds.
+    sizes = [s for (s,) in catalog_rows(three_checkpoints, "SELECT size FROM checkpoints ORDER BY size")]
+    assert len(sizes) == 4  # init's and one per ingest
+    with catalog_edit(three_checkpoints) as tx:
+        tx.execute("DELETE FROM checkpoints WHERE size = ?", (sizes[1],))
+    for command in (["ledger", "verify"], ["verify"]):
+        out = run_cli(*command, three_checkpoints, "--json")
+        assert out.returncode == 1, out.stderr
+        lost = [f for f in _json(out)["findings"] if f["kind"] == "checkpoint_mismatch"]
+        assert [f["message"] for f in lost] == [f"checkpoint file {sizes[1]} is not in the catalog"], lost
+
+
 GONE_TAIL = (
     "(the catalog still holds its signed note): find out who removed it; `custodes ledger checkpoint` writes "
     "the missing files back from the catalog's signed notes"

@@ -142,6 +142,10 @@ def test_a_recordings_object_cannot_be_deleted_overwritten_or_kept_shorter(
         original = raw.get_object(Bucket=bucket, Key=key, VersionId=heads[key]["VersionId"])["Body"].read()
         assert hashlib.sha256(original).hexdigest() == key.rsplit("/", 1)[1]
     assert verified(arch) == (1, {("modified", b.rsplit("/", 1)[1]), ("missing", c.rsplit("/", 1)[1])})
+    # Each finding says what the listing saw on the key.
+    said = {f["object"]: f["message"] for f in json.loads(run_cli("verify", arch, "--json").stdout)["findings"]}
+    assert said[b.rsplit("/", 1)[1]].endswith(": 2 versions and 0 delete markers: written again")
+    assert said[c.rsplit("/", 1)[1]].endswith(": its latest version is a delete marker (1 kept)")
 
 
 def test_a_fraction_of_a_day_of_retention_is_kept_not_rounded_down(
