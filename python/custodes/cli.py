@@ -12,13 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from custodes import __version__
-from custodes.checksums import check_checksum_list, format_check_line, format_line, format_tag_line
 from custodes.defaults import DEFAULT_GAP_TOLERANCE, TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, DigestListError
 from custodes.findings import Finding, rfc3339
@@ -335,6 +333,11 @@ def output_options(
     return decorate
 
 
+#: One ARCHIVE type shared by every command: each click.Path looks up its translated name (gettext stats the
+#: locale folders) when made, and 50 of them were a tenth of `custodes probe`'s start-up. Types hold no state.
+_ARCHIVE_TYPE = ArchivePath(path_type=str, exists=True, file_okay=False)
+
+
 def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ: bool = False) -> Callable[..., Any]:
     """ARCHIVE, for every command that works on an existing archive: click checks it is a folder, the archive
     is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
@@ -345,7 +348,7 @@ def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ:
     if fn is None:
         return functools.partial(archive_argument, policy_may_differ=policy_may_differ)
 
-    @click.argument("archive", type=ArchivePath(path_type=str, exists=True, file_okay=False))
+    @click.argument("archive", type=_ARCHIVE_TYPE)
     @functools.wraps(fn)
     def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
         with _open_archive(archive, policy_may_differ=policy_may_differ) as opened:
@@ -577,6 +580,8 @@ def hash_command(
 
 
 def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | None, out: Output) -> int:
+    from custodes.checksums import format_line, format_tag_line
+
     walked = list(walk(paths))
     to_hash = [p for p, err in walked if err is None]
     line = out.progress_line()
@@ -606,6 +611,8 @@ _VERDICTS = {"ok": b"OK", "failed": b"FAILED"}
 
 
 def _check(check_list: str, algorithm: str, workers: int | None, out: Output) -> int:
+    from custodes.checksums import check_checksum_list, format_check_line
+
     line = out.progress_line()
     try:
         check = check_checksum_list(check_list, algorithm, workers=workers, progress=line)
@@ -1027,6 +1034,8 @@ def _preflight_output(archive: str, param: click.Parameter, value: str, outputs:
 
 
 def _new_bag_folder(_option: str, value: str, _outputs: dict[str, str]) -> None:
+    from pathlib import Path  # imported where used: `custodes probe` starts without pathlib's imports
+
     from custodes.export import check_destination
 
     check_destination(Path(value))
@@ -1672,6 +1681,8 @@ def verify_command(
     remote executor reported an object bad that is intact here. Exit 0 when
     the archive is intact, 1 otherwise.
     """
+    from pathlib import Path
+
     from custodes.schedule import Budget, Selection
     from custodes.verify import Schedule, verify
 
@@ -1863,6 +1874,8 @@ def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: st
     signed by that key or a rotation it made), the catalog against the ledger,
     and with --witness the tree against every published checkpoint. Exit 1 on
     any mismatch."""
+    from pathlib import Path
+
     from custodes.verify import verify_ledger_only
 
     trusted = _trusted(trusted_key)
@@ -1967,6 +1980,8 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     written new, never rewritten. `verify --witness DIR` then proves the
     ledger still extends every one. When the ledger no longer extends what
     DIR holds, nothing is published and the findings are listed (exit 1)."""
+    from pathlib import Path
+
     from custodes.witness import publish
 
     result, findings = publish(archive, Path(folder))
