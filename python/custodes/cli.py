@@ -7,11 +7,11 @@ with the evidence), 2 usage or environment error.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _encode_str  # the C one, as json.dumps(ensure_ascii=False)
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -48,19 +48,112 @@ def _write_json(obj: Any) -> None:
     # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
     # writes it as \udcXX, which is also its JSON escape, so the output stays
     # valid JSON and json.loads gives the exact name back.
-    # Written as it is encoded, in pieces of about 64 KiB: the whole text of a volume of 10^5 files, held as the
-    # encoder's millions of small strings and then joined, took the run from about 200 to 590 MiB.
     out = sys.stdout.buffer
-    pending: list[str] = []
-    size = 0
-    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(obj):
-        pending.append(piece)
-        size += len(piece)
-        if size >= 1 << 16:
-            out.write("".join(pending).encode("utf-8", "backslashreplace"))
-            pending, size = [], 0
-    out.write("".join(pending).encode("utf-8", "backslashreplace") + b"\n")
+    _JsonText(lambda text: out.write(text.encode("utf-8", "backslashreplace"))).write(obj)
+    out.write(b"\n")
     out.flush()
+
+
+class _JsonText:
+    """``json.dumps(obj, indent=2, ensure_ascii=False)``, the same text, handed to ``write`` in pieces of some
+    64 KiB as it is made (tests/test_cli_json_text.py holds it to json's own). json's indented encoder is pure
+    Python, a generator per nesting level that every token passes through: it was a third of reading a volume
+    of 10^5 files. Here scalars go through the C string encoder and containers are one loop each. The whole
+    text of such a volume, held as millions of small strings and then joined, took the run from about 200 to
+    590 MiB: hence the pieces."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write_text = write
+        self.pieces: list[str] = []
+        self.open: set[int] = set()  # the containers being written, by id: json's circular-reference check
+
+    def write(self, obj: Any) -> None:
+        self.value(obj, "\n")
+        self.write_text("".join(self.pieces))
+        self.pieces = []
+
+    def scalar(self, v: Any) -> str | None:
+        """The text of a JSON scalar, by json's rules and in its order of checks; None for anything else."""
+        if isinstance(v, str):
+            return _encode_str(v)
+        if v is None:
+            return "null"
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if isinstance(v, int):
+            return int.__repr__(v)
+        if isinstance(v, float):
+            return _float_text(v)
+        return None
+
+    def value(self, v: Any, newline: str) -> None:
+        text = self.scalar(v)
+        if text is not None:
+            self.pieces.append(text)
+        elif isinstance(v, list | tuple):
+            self.container(v, newline, "[", "]", ((None, x) for x in v), keyed=False)
+        elif isinstance(v, dict):
+            self.container(v, newline, "{", "}", v.items(), keyed=True)
+        else:
+            raise TypeError(f"Object of type {v.__class__.__name__} is not JSON serializable")
+
+    def container(self, v: Any, newline: str, opening: str, closing: str, items: Any, *, keyed: bool) -> None:
+        if not v:
+            self.pieces.append(opening + closing)
+            return
+        if id(v) in self.open:
+            raise ValueError("Circular reference detected")
+        self.open.add(id(v))
+        pieces, inner = self.pieces, newline + "  "
+        pieces.append(opening + inner)
+        first = True
+        for key, x in items:
+            if first:
+                first = False
+            else:
+                pieces.append("," + inner)
+            if keyed:
+                pieces.append(_encode_str(_json_key(key)) + ": ")
+            text = self.scalar(x)
+            if text is not None:
+                pieces.append(text)
+            else:
+                self.value(x, inner)
+                pieces = self.pieces
+            if len(pieces) >= 8192:
+                self.write_text("".join(pieces))
+                self.pieces = pieces = []
+        pieces.append(newline + closing)
+        self.open.discard(id(v))
+
+
+def _json_key(k: Any) -> str:
+    """A dict key as json writes it (a str, or the text of a number, true, false or null)."""
+    if isinstance(k, str):
+        return k
+    if isinstance(k, float):
+        return _float_text(k)
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    if isinstance(k, int):
+        return int.__repr__(k)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
+
+
+def _float_text(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v == float("inf"):
+        return "Infinity"
+    if v == float("-inf"):
+        return "-Infinity"
+    return float.__repr__(v)
 
 
 class FiniteFloat(click.ParamType):
