@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from json.encoder import encode_basestring as _encode_str  # the C one, as json.dumps(ensure_ascii=False)
 from typing import TYPE_CHECKING, Any
 
@@ -93,39 +94,36 @@ class _JsonText:
         if text is not None:
             self.pieces.append(text)
         elif isinstance(v, list | tuple):
-            self.container(v, newline, "[", "]", ((None, x) for x in v), keyed=False)
+            self.container(v, newline, keyed=False)
         elif isinstance(v, dict):
-            self.container(v, newline, "{", "}", v.items(), keyed=True)
+            self.container(v, newline, keyed=True)
         else:
             raise TypeError(f"Object of type {v.__class__.__name__} is not JSON serializable")
 
-    def container(self, v: Any, newline: str, opening: str, closing: str, items: Any, *, keyed: bool) -> None:
+    def container(self, v: Any, newline: str, *, keyed: bool) -> None:
         if not v:
-            self.pieces.append(opening + closing)
+            self.pieces.append("{}" if keyed else "[]")
             return
         if id(v) in self.open:
             raise ValueError("Circular reference detected")
         self.open.add(id(v))
-        pieces, inner = self.pieces, newline + "  "
-        pieces.append(opening + inner)
-        first = True
-        for key, x in items:
-            if first:
-                first = False
-            else:
-                pieces.append("," + inner)
+        pieces, inner, texts = self.pieces, newline + "  ", _SCALAR_TEXT
+        lead = ("{" if keyed else "[") + inner  # before the first item; "," and the new line before the others
+        for key, x in v.items() if keyed else zip(repeat(None), v):
             if keyed:
-                pieces.append(_encode_str(_json_key(key)) + ": ")
-            text = self.scalar(x)
+                lead += _encode_str(key if type(key) is str else _json_key(key)) + ": "
+            text = texts.get(type(x))  # the exact scalar types at once; subclasses and containers in value()
             if text is not None:
-                pieces.append(text)
+                pieces.append(lead + text(x))
             else:
+                pieces.append(lead)
                 self.value(x, inner)
                 pieces = self.pieces
-            if len(pieces) >= 8192:
+            if len(pieces) >= 4096:
                 self.write_text("".join(pieces))
                 self.pieces = pieces = []
-        pieces.append(newline + closing)
+            lead = "," + inner
+        pieces.append(newline + ("}" if keyed else "]"))
         self.open.discard(id(v))
 
 
@@ -154,6 +152,16 @@ def _float_text(v: float) -> str:
     if v == float("-inf"):
         return "-Infinity"
     return float.__repr__(v)
+
+
+#: The text of a value of each exact JSON scalar type (json's own for each); subclasses take the ordered checks.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    str: _encode_str,
+    int: int.__repr__,
+    float: _float_text,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda _: "null",
+}
 
 
 class FiniteFloat(click.ParamType):
