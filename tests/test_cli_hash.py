@@ -203,3 +203,22 @@ def test_progress_is_silent_when_piped_and_shown_on_a_terminal(tmp_path: Path) -
         timeout=300,
     )
     assert quiet.stderr == b""
+
+
+def test_lines_between_errors_are_sha256sums_own(tmp_path: Path) -> None:
+    """The lines are written straight from the engine's digests (issue 14): plain, escaped and non-UTF-8
+    names between files that cannot be hashed give sha256sum's bytes, in walk order, each error on stderr."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    clip = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
+    names = [b"a.mp4", b"b\nline.mp4", b"c\\back.mp4", b"d\xff.mp4", b"f.mp4"]
+    for name in names:
+        shutil.copy(clip, os.path.join(os.fsencode(vol), name))
+    os.symlink(vol / "missing", vol / "b0-dangling")  # an error after the first line
+    (vol / "e-folder").mkdir()
+    os.symlink(vol / "e-folder", vol / "e-link")  # a symlink to a folder: not followed, an error in the walk
+    out = run_cli("hash", vol)
+    assert out.returncode == 1
+    readable = [os.fsdecode(os.path.join(os.fsencode(vol), n)) for n in names]
+    assert out.stdout == peer("sha256sum", *readable).stdout
+    assert b"b0-dangling" in out.stderr and b"e-link" in out.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,11 +27,21 @@ def imported(args: list[str]) -> set[str]:
     return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # the first line is the header
 
 
+#: Lighter modules a command still must not import, because it does not use them (issue 14: `custodes probe`,
+#: whole process, was slower than ffprobe with them): checksum lists and media for hashing a file; checksum
+#: lists, pathlib (urllib.parse, ipaddress), zoneinfo (sysconfig) and the hashing CLI's helpers for probing.
+NOT_USED = {
+    "hash": ("custodes.media", "custodes.timeline", "zoneinfo"),
+    "probe": ("custodes.checksums", "pathlib", "zoneinfo", "urllib.parse"),
+}
+
+
 @pytest.mark.parametrize("args", [["hash", str(CLIP)], ["probe", str(CLIP), "--json"]], ids=["hash", "probe"])
 def test_command_starts_without_the_heavy_imports(args: list[str]) -> None:
     modules = imported(args)
     assert "custodes.cli" in modules and "click" in modules  # the list is real: the CLI itself is in it
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
+    assert sorted(m for m in NOT_USED[args[0]] if m in modules) == []
 
 
 def test_hashing_api_starts_without_the_heavy_imports() -> None:
@@ -41,3 +52,13 @@ def test_hashing_api_starts_without_the_heavy_imports() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_volume_read_starts_without_the_archive(tmp_path: Path) -> None:
+    """`custodes volume` loads every plugin (so pluggy, and what the plugin modules need), but a built-in
+    plugin module must not pull in the archive, verify and cryptography before a hook runs (issue 14: the
+    HTML reporter's module did, a fifth of the command's start-up)."""
+    modules = imported(["volume", "--driver", "generic", "--json", str(tmp_path)])
+    assert "custodes.volumes" in modules
+    archive_side = ("custodes.reports", "custodes.archive", "custodes.verify", "cryptography", "numpy", "weasyprint")
+    assert sorted(m for m in modules if m in archive_side or m.split(".")[0] in archive_side) == []

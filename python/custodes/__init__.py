@@ -18,7 +18,6 @@ README and that page in agreement.
 from __future__ import annotations
 
 from custodes._core import __version__
-from custodes.checksums import ChecksumEntry, parse_checksum_list
 from custodes.errors import (
     ChangedWhileReadingError,
     CustodesError,
@@ -63,8 +62,12 @@ PUBLIC_MODULES = (
     "custodes.verify",
 )
 
-# Probing needs numpy; load it on first use so hashing starts fast (PEP 562).
-_LAZY = {name: "custodes.media" for name in ("CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many")}
+# Loaded on first use (PEP 562), so that each command pays only for what it runs: probing for hashing, and
+# checksum lists (regular expressions, a dozen dataclasses) for `custodes probe`.
+_LAZY = {
+    **{name: "custodes.media" for name in ("CreationTime", "MediaInfo", "TrackInfo", "probe", "probe_many")},
+    **{name: "custodes.checksums" for name in ("ChecksumEntry", "parse_checksum_list")},
+}
 
 
 def __getattr__(name: str) -> object:

@@ -7,22 +7,30 @@ with the evidence), 2 usage or environment error.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from itertools import repeat
+from json.encoder import encode_basestring as _encode_str  # the C one, as json.dumps(ensure_ascii=False)
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from custodes import __version__
-from custodes.checksums import check_checksum_list, format_check_line, format_line, format_tag_line
 from custodes.defaults import DEFAULT_GAP_TOLERANCE, TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, DigestListError
 from custodes.findings import Finding, rfc3339
-from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
+from custodes.hashing import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    HashBatch,
+    HashProgress,
+    HashResult,
+    hash_batch,
+    hash_files,
+    walk,
+)
 from custodes.progress import ProgressLine, human_bytes
 
 # Commands import what they need when they run: `custodes hash` must not pay
@@ -41,19 +49,119 @@ def _write_json(obj: Any) -> None:
     # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
     # writes it as \udcXX, which is also its JSON escape, so the output stays
     # valid JSON and json.loads gives the exact name back.
-    # Written as it is encoded, in pieces of about 64 KiB: the whole text of a volume of 10^5 files, held as the
-    # encoder's millions of small strings and then joined, took the run from about 200 to 590 MiB.
     out = sys.stdout.buffer
-    pending: list[str] = []
-    size = 0
-    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(obj):
-        pending.append(piece)
-        size += len(piece)
-        if size >= 1 << 16:
-            out.write("".join(pending).encode("utf-8", "backslashreplace"))
-            pending, size = [], 0
-    out.write("".join(pending).encode("utf-8", "backslashreplace") + b"\n")
+    _JsonText(lambda text: out.write(text.encode("utf-8", "backslashreplace"))).write(obj)
+    out.write(b"\n")
     out.flush()
+
+
+class _JsonText:
+    """``json.dumps(obj, indent=2, ensure_ascii=False)``, the same text, handed to ``write`` in pieces of some
+    64 KiB as it is made (tests/test_cli_json_text.py holds it to json's own). json's indented encoder is pure
+    Python, a generator per nesting level that every token passes through: it was a third of reading a volume
+    of 10^5 files. Here scalars go through the C string encoder and containers are one loop each. The whole
+    text of such a volume, held as millions of small strings and then joined, took the run from about 200 to
+    590 MiB: hence the pieces."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write_text = write
+        self.pieces: list[str] = []
+        self.open: set[int] = set()  # the containers being written, by id: json's circular-reference check
+
+    def write(self, obj: Any) -> None:
+        self.value(obj, "\n")
+        self.write_text("".join(self.pieces))
+        self.pieces = []
+
+    def scalar(self, v: Any) -> str | None:
+        """The text of a JSON scalar, by json's rules and in its order of checks; None for anything else."""
+        if isinstance(v, str):
+            return _encode_str(v)
+        if v is None:
+            return "null"
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if isinstance(v, int):
+            return int.__repr__(v)
+        if isinstance(v, float):
+            return _float_text(v)
+        return None
+
+    def value(self, v: Any, newline: str) -> None:
+        text = self.scalar(v)
+        if text is not None:
+            self.pieces.append(text)
+        elif isinstance(v, list | tuple):
+            self.container(v, newline, keyed=False)
+        elif isinstance(v, dict):
+            self.container(v, newline, keyed=True)
+        else:
+            raise TypeError(f"Object of type {v.__class__.__name__} is not JSON serializable")
+
+    def container(self, v: Any, newline: str, *, keyed: bool) -> None:
+        if not v:
+            self.pieces.append("{}" if keyed else "[]")
+            return
+        if id(v) in self.open:
+            raise ValueError("Circular reference detected")
+        self.open.add(id(v))
+        pieces, inner, texts = self.pieces, newline + "  ", _SCALAR_TEXT
+        lead = ("{" if keyed else "[") + inner  # before the first item; "," and the new line before the others
+        for key, x in v.items() if keyed else zip(repeat(None), v):
+            if keyed:
+                lead += _encode_str(key if type(key) is str else _json_key(key)) + ": "
+            text = texts.get(type(x))  # the exact scalar types at once; subclasses and containers in value()
+            if text is not None:
+                pieces.append(lead + text(x))
+            else:
+                pieces.append(lead)
+                self.value(x, inner)
+                pieces = self.pieces
+            if len(pieces) >= 4096:
+                self.write_text("".join(pieces))
+                self.pieces = pieces = []
+            lead = "," + inner
+        pieces.append(newline + ("}" if keyed else "]"))
+        self.open.discard(id(v))
+
+
+def _json_key(k: Any) -> str:
+    """A dict key as json writes it (a str, or the text of a number, true, false or null)."""
+    if isinstance(k, str):
+        return k
+    if isinstance(k, float):
+        return _float_text(k)
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    if isinstance(k, int):
+        return int.__repr__(k)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
+
+
+def _float_text(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v == float("inf"):
+        return "Infinity"
+    if v == float("-inf"):
+        return "-Infinity"
+    return float.__repr__(v)
+
+
+#: The text of a value of each exact JSON scalar type (json's own for each); subclasses take the ordered checks.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    str: _encode_str,
+    int: int.__repr__,
+    float: _float_text,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda _: "null",
+}
 
 
 class FiniteFloat(click.ParamType):
@@ -335,6 +443,11 @@ def output_options(
     return decorate
 
 
+#: One ARCHIVE type shared by every command: each click.Path looks up its translated name (gettext stats the
+#: locale folders) when made, and 50 of them were a tenth of `custodes probe`'s start-up. Types hold no state.
+_ARCHIVE_TYPE = ArchivePath(path_type=str, exists=True, file_okay=False)
+
+
 def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ: bool = False) -> Callable[..., Any]:
     """ARCHIVE, for every command that works on an existing archive: click checks it is a folder, the archive
     is noted for the error mapping and opened, and the command gets the open :class:`~custodes.archive.Archive`
@@ -345,7 +458,7 @@ def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ:
     if fn is None:
         return functools.partial(archive_argument, policy_may_differ=policy_may_differ)
 
-    @click.argument("archive", type=ArchivePath(path_type=str, exists=True, file_okay=False))
+    @click.argument("archive", type=_ARCHIVE_TYPE)
     @functools.wraps(fn)
     def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
         with _open_archive(archive, policy_may_differ=policy_may_differ) as opened:
@@ -577,13 +690,21 @@ def hash_command(
 
 
 def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | None, out: Output) -> int:
+    from custodes.checksums import format_line, format_tag_line
+
     walked = list(walk(paths))
     to_hash = [p for p, err in walked if err is None]
     line = out.progress_line()
+    lines_only = not out.json and len(algorithms) == 1
     try:
-        hashed = iter(hash_files(to_hash, algorithms, threads=workers, progress=line))
+        if lines_only:
+            batch = hash_batch(to_hash, algorithms, threads=workers, progress=line)
+        else:
+            hashed = iter(hash_files(to_hash, algorithms, threads=workers, progress=line))
     finally:
         line.close()
+    if lines_only:
+        return _hash_lines(walked, batch)
     results = [next(hashed) if err is None else HashResult(p, None, {}, err) for p, err in walked]
     failed = [r for r in results if not r.ok]
     if out.json:
@@ -602,10 +723,38 @@ def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | No
     return EXIT_FINDINGS if failed else 0
 
 
+def _hash_lines(walked: list[tuple[str, CustodesError | None]], batch: HashBatch) -> int:
+    """The lines of one algorithm's digests, straight from the engine's column (no object per file: with
+    20,000 small files these were a third of the run outside the engine); each error on stderr in its turn."""
+    from custodes.checksums import format_lines
+
+    stdout = sys.stdout.buffer
+    _, column, n = batch.columns[0]
+    pending: list[tuple[str, str]] = []
+    failed = False
+    i = 0  # the file's index among those hashed
+    for path, error in walked:
+        if error is None:
+            error = batch.failed.get(i)
+            if error is None:
+                pending.append((column[i * n : (i + 1) * n], path))
+            i += 1
+        if error is not None:
+            failed = True
+            stdout.write(format_lines(pending))
+            pending = []
+            _print_stderr(str(error))
+    stdout.write(format_lines(pending))
+    stdout.flush()
+    return EXIT_FINDINGS if failed else 0
+
+
 _VERDICTS = {"ok": b"OK", "failed": b"FAILED"}
 
 
 def _check(check_list: str, algorithm: str, workers: int | None, out: Output) -> int:
+    from custodes.checksums import check_checksum_list, format_check_line
+
     line = out.progress_line()
     try:
         check = check_checksum_list(check_list, algorithm, workers=workers, progress=line)
@@ -1027,6 +1176,8 @@ def _preflight_output(archive: str, param: click.Parameter, value: str, outputs:
 
 
 def _new_bag_folder(_option: str, value: str, _outputs: dict[str, str]) -> None:
+    from pathlib import Path  # imported where used: `custodes probe` starts without pathlib's imports
+
     from custodes.export import check_destination
 
     check_destination(Path(value))
@@ -1672,6 +1823,8 @@ def verify_command(
     remote executor reported an object bad that is intact here. Exit 0 when
     the archive is intact, 1 otherwise.
     """
+    from pathlib import Path
+
     from custodes.schedule import Budget, Selection
     from custodes.verify import Schedule, verify
 
@@ -1866,6 +2019,8 @@ def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: st
     signed by that key or a rotation it made), the catalog against the ledger,
     and with --witness the tree against every published checkpoint. Exit 1 on
     any mismatch."""
+    from pathlib import Path
+
     from custodes.verify import verify_ledger_only
 
     trusted = _trusted(trusted_key)
@@ -1970,6 +2125,8 @@ def ledger_publish_command(archive: Archive, folder: str, out: Output) -> None:
     written new, never rewritten. `verify --witness DIR` then proves the
     ledger still extends every one. When the ledger no longer extends what
     DIR holds, nothing is published and the findings are listed (exit 1)."""
+    from pathlib import Path
+
     from custodes.witness import publish
 
     result, findings = publish(archive, Path(folder))

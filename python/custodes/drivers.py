@@ -800,7 +800,7 @@ def media_segments(
                 VolumeSegment(f.path, f.name, "video", None, None, None, sequence=timeline.sequence_number(f.name))
             )
             continue
-        findings += [replace(x, device=device) for x in info.findings]
+        findings += [Finding(x.kind, x.message, device, x.path, x.start, x.end, x.evidence) for x in info.findings]
         start = info.creation_time if not any(x.kind == "clock_unset" for x in info.findings) else None
         end = start + round(info.duration * NS) if start is not None and info.duration is not None else None
         kind = "video" if any(t.kind == "video" for t in info.tracks) else "audio"
@@ -871,6 +871,8 @@ def _is_text(v: Any) -> bool:
     """Text a catalog column and UTF-8 JSON can hold: a str, not too long, no NUL, no lone surrogates."""
     if not isinstance(v, str) or len(v) > TEXT_MAX or "\x00" in v:
         return False
+    if v.isascii():  # no surrogate, without encoding it (a flag CPython keeps on every str)
+        return True
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:
@@ -886,6 +888,8 @@ def _is_path(v: Any) -> bool:
 def _escaped_text(v: str) -> str:
     """Any str as storable text (prose, not a name: backslashes stay): bytes that are not UTF-8
     as ``\\xNN``, NUL as ``\\x00``."""
+    if v.isascii():  # UTF-8 as it is: only NUL to escape
+        return v.replace("\x00", "\\x00")
     try:
         text = os.fsencode(v).decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no file name has
@@ -1147,7 +1151,12 @@ def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
     fixed["extra"] = extra
     if fixed["officer"] is None and s.officer is None and isinstance(extra.get("officer"), str):
         fixed["officer"] = extra["officer"]  # a driver from before the field: the one place it is still read
-    return replace(s, **fixed)
+    if isinstance(s.extra, dict) and len(extra) == len(s.extra):
+        fixed["extra"] = s.extra  # every value passed: the driver's own mapping (the segment is frozen)
+    for k, v in fixed.items():
+        if v is not getattr(s, k):
+            return replace(s, **fixed)
+    return s  # the usual case, a driver that keeps the contract: no copy of 10^5 segments
 
 
 def _media_ok(m: Any) -> bool:
@@ -1239,12 +1248,18 @@ def _check_finding(c: _Checker, x: Any) -> Finding | None:
         c.bad("finding", "evidence", x.evidence, path, "a JSON object")
     # A message is the driver's prose and may quote a file name: escaped, never dropped.
     message = _escaped_text(x.message) if isinstance(x.message, str) else c.text("finding", x, "message", path) or ""
-    return Finding(
-        kind,
-        message,
-        c.text("finding", x, "device", path),
-        path,
-        c.time("finding", x, "start", path),
-        c.time("finding", x, "end", path),
-        evidence,
-    )
+    device = c.text("finding", x, "device", path)
+    start, end = c.time("finding", x, "start", path), c.time("finding", x, "end", path)
+    if (
+        type(x) is Finding
+        and kind is x.kind
+        and device is x.device
+        and path is x.path
+        and start is x.start
+        and end is x.end
+        and evidence is x.evidence
+        and type(x.message) is str
+        and message == x.message
+    ):
+        return x  # the usual case: kept as the driver made it (frozen), no copy of 10^5 findings
+    return Finding(kind, message, device, path, start, end, evidence)

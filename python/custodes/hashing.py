@@ -114,6 +114,43 @@ def hash_files(
     algorithm name; per-file problems are reported in the results.
     """
     fs_paths = [os.fspath(p) for p in paths]
+    batch = hash_batch(fs_paths, algorithms, threads=threads, progress=progress, progress_interval=progress_interval)
+    results = []
+    for i, path in enumerate(fs_paths):
+        error = batch.failed.get(i)
+        if error is not None:
+            results.append(HashResult(path, None, {}, error))
+        else:
+            results.append(
+                HashResult(path, batch.sizes[i], {name: h[i * n : (i + 1) * n] for name, h, n in batch.columns})
+            )
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class HashBatch:
+    """What the engine found for a list of paths, before it is made into one :class:`HashResult` per file
+    (which `custodes hash` skips: it writes each line straight from these columns)."""
+
+    sizes: list[int]  # by index in the paths; meaningless where failed
+    #: (algorithm, the lowercase hex of every file's digest one after another, hex digits per digest)
+    columns: list[tuple[str, str, int]]
+    failed: dict[int, CustodesError]  # by index in the paths
+
+    def digest(self, i: int, column: int = 0) -> str:
+        _, h, n = self.columns[column]
+        return h[i * n : (i + 1) * n]
+
+
+def hash_batch(
+    fs_paths: list[str],
+    algorithms: Sequence[str] = (DEFAULT_ALGORITHM,),
+    *,
+    threads: int | None = None,
+    progress: Callable[[HashProgress], None] | None = None,
+    progress_interval: float = 0.2,
+) -> HashBatch:
+    """:func:`hash_files` without the per-file results: the engine's run and its columns."""
     # Fewer files than cores: the engine hashes a large file on the idle cores (BLAKE3), so `-j4` on one
     # file keeps the cores it names rather than being cut to one thread per file.
     job = _core.HashJob(fs_paths, list(algorithms), clamp_workers(threads, max(len(fs_paths), os.cpu_count() or 1)))
@@ -132,19 +169,11 @@ def hash_files(
         raise
     report()
     sizes, packed, errors = job.result()
-    failed = dict(errors)
     # One hex() per algorithm for the whole batch, then slices of it: per-file work stays a few steps.
     columns = [
         (name, p.hex(), 2 * len(p) // len(fs_paths) if fs_paths else 0) for name, p in zip(names, packed, strict=True)
     ]
-    results = []
-    for i, path in enumerate(fs_paths):
-        error = failed.get(i)
-        if error is not None:
-            results.append(HashResult(path, None, {}, error))
-        else:
-            results.append(HashResult(path, sizes[i], {name: h[i * n : (i + 1) * n] for name, h, n in columns}))
-    return results
+    return HashBatch(sizes, columns, dict(errors))
 
 
 def _sort_key(entry: os.DirEntry[str]) -> bytes:

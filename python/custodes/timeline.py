@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from custodes import _core
 from custodes.findings import Finding, rfc3339, shown_name
@@ -312,6 +311,9 @@ def zone_info(zone: str) -> tzinfo:
         if minutes > 59 or not timedelta(hours=-12) <= delta <= timedelta(hours=14):
             raise ValueError(f"time zone offset {zone!r} is out of range (-12:00 to +14:00, minutes below 60)")
         return timezone(delta)
+    # Imported here: zoneinfo's import reads sysconfig, which `custodes probe` need not pay for.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError):

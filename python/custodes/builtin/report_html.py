@@ -11,7 +11,6 @@ from custodes.findings import rfc3339
 from custodes.hookspecs import hookimpl
 from custodes.messages import label
 from custodes.plugins import Reporter
-from custodes.reports import DEVICE_COUNT_LABELS
 
 CAUSE_COLOURS = {"unexplained": "#c62828"}
 EXPLAINED = "#ef8f00"
@@ -208,6 +207,10 @@ def _devices(d: dict[str, Any] | None, L: Any) -> str:  # noqa: N803 (the page's
     """The devices section (Art. 6, 9, 10, 25): per unit, its registered devices by status and the recordings
     lent, unassigned, lost, retired, unregistered, unchecked; "" when the model holds no such section or no
     device is registered (the registry is not in use: the section says nothing)."""
+    # Imported here: this plugin module is loaded with every plugin, by `custodes volume` too, and
+    # custodes.reports brings the archive, verify and cryptography (a fifth of a volume read's start-up).
+    from custodes.reports import DEVICE_COUNT_LABELS
+
     if d is None or not d["in_use"]:
         return ""
     head = "".join(f"<th>{_e(L(k))}</th>" for k in ("unit", "registered_devices", "by_status"))
