@@ -71,6 +71,11 @@ def rebag(bag: Path) -> None:
             for line in info.read_text().splitlines()
         )
     )
+    rebag_tags(bag)
+
+
+def rebag_tags(bag: Path) -> None:
+    """The tag manifest regenerated from the tag files as they now are."""
     tags = sorted(
         p
         for p in bag.rglob("*")
@@ -111,6 +116,26 @@ def test_a_planted_file_in_data_is_named(case_bag: tuple[Path, Path]) -> None:
     assert only_problem_after_rebag(bag) == (
         f"data/BWC0001/planted.mp4: is not a recording export entry {export_index(bag)} lists "
         "(a file added to the payload)"
+    )
+
+
+def test_a_bag_rewritten_with_another_manifest_proves_no_recording(case_bag: tuple[Path, Path]) -> None:
+    # A forger who swaps manifest-sha256.txt for a SHA-512 one has a bag BagIt accepts, and no payload file is
+    # then held to the SHA-256 its ingest entry recorded: each recording is named, none taken as proven.
+    bag, _ = case_bag
+    files = sorted(p for p in (bag / "data").rglob("*") if p.is_file())
+    (bag / "manifest-sha512.txt").write_text(
+        "".join(f"{hashlib.sha512(p.read_bytes()).hexdigest()}  {p.relative_to(bag).as_posix()}\n" for p in files)
+    )
+    (bag / "manifest-sha256.txt").unlink()
+    rebag_tags(bag)
+    assert bagit_python_valid(bag)
+    rc, problems = validate(bag)
+    assert rc == 1
+    assert sorted(problems) == sorted(
+        f"{p.relative_to(bag).as_posix()}: does not have the digest its ingest entry {ingest_index(bag, p.name)} "
+        "recorded"
+        for p in files
     )
 
 
