@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from custodes.archive import ArchiveError, open_archive
+from custodes.export import export_case
 from helpers import (
     FOOTAGE,
     as_,
@@ -366,6 +368,18 @@ def test_export_through_a_symbolic_link_is_refused_before_logging(cli_archive: P
     assert list(real.iterdir()) == [] and list((tmp_path / "empty").iterdir()) == [] and not (tmp_path / "b").exists()
     assert len(ledger_entries(cli_archive)) == before  # refused before the grant: nothing logged
     assert as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", real / "bag").returncode == 0
+
+
+def test_the_library_refuses_an_export_through_a_link_too(cli_archive: Path, tmp_path: Path) -> None:
+    # The CLI refuses a --to through a link before it calls export_case; an agency tool calling the library
+    # gets the same refusal, in the same words, from export_case itself.
+    (tmp_path / "link").symlink_to(tmp_path)
+    to = tmp_path / "link" / "bag"
+    with open_archive(cli_archive) as archive:
+        before = len(ledger_entries(cli_archive))
+        with pytest.raises(ArchiveError, match=rf"^--to {to}: {tmp_path / 'link'} is a symbolic link; name the real"):
+            export_case(archive, "C-7", 1, to)
+    assert len(ledger_entries(cli_archive)) == before and not (tmp_path / "bag").exists()
 
 
 @pytest.mark.parametrize(("device", "safe"), [("..", "_.."), ("/", "_"), ("../..", ".._..")])
