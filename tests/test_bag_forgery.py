@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -139,6 +140,15 @@ def test_a_bag_rewritten_with_another_manifest_proves_no_recording(case_bag: tup
         "recorded"
         for p in files
     )
+
+
+def test_a_planted_file_whose_name_is_not_utf8_is_named_in_escapes(case_bag: tuple[Path, Path]) -> None:
+    # A name of raw bytes (a FAT card's, a forger's) is shown as \\xNN on the problem line, never a traceback.
+    bag, _ = case_bag
+    (bag / "data" / "BWC0001" / os.fsdecode(b"planted-\xff.mp4")).write_bytes(b"planted")
+    rc, problems = validate(bag)
+    assert rc == 1
+    assert any(p.startswith("data/BWC0001/planted-\\xff.mp4: is not a recording") for p in problems), problems
 
 
 def test_a_removed_recording_is_named(case_bag: tuple[Path, Path]) -> None:
