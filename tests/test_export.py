@@ -127,7 +127,9 @@ def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
     assert out.returncode == 0 and report["version"] in ("0.97", "1.0") and report["files"] == 1
     (plain / "data" / "statement.txt").write_text("altered\n")
     assert run_cli("bag", "validate", plain).returncode == 1
-    assert run_cli("bag", "validate", tmp_path).returncode == 2  # not a bag
+    out = run_cli("bag", "validate", tmp_path)  # a usage error: the folder given is not a bag
+    assert out.returncode == 2
+    assert f"{tmp_path}: not a bag (no bagit.txt); give the folder that holds bagit.txt\n" in out.stderr.decode()
 
 
 def test_sm3_manifest_when_the_policy_records_sm3(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
