@@ -440,6 +440,7 @@ def build_cli_archive(
         vol.mkdir()
         named = recordings.items() if isinstance(recordings, Mapping) else [(src.name, src) for src in recordings]
         for name, src in named:
+            (vol / name).parent.mkdir(parents=True, exist_ok=True)  # a name may hold folders (DCIM/100MEDIA/...)
             shutil.copy(src, vol / name)
         driver_args = () if driver is None else ("--driver", driver)
         out = run_cli("ingest", vol, "--archive", arch, *driver_args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from custodes.archive import ArchiveError, open_archive
+from custodes.export import export_case
 from helpers import (
     FOOTAGE,
     as_,
@@ -71,6 +74,11 @@ def rebag(bag: Path) -> None:
             for line in info.read_text().splitlines()
         )
     )
+    rebag_tags(bag)
+
+
+def rebag_tags(bag: Path) -> None:
+    """The tag manifest regenerated from the tag files as they now are."""
     tags = sorted(
         p
         for p in bag.rglob("*")
@@ -112,6 +120,35 @@ def test_a_planted_file_in_data_is_named(case_bag: tuple[Path, Path]) -> None:
         f"data/BWC0001/planted.mp4: is not a recording export entry {export_index(bag)} lists "
         "(a file added to the payload)"
     )
+
+
+def test_a_bag_rewritten_with_another_manifest_proves_no_recording(case_bag: tuple[Path, Path]) -> None:
+    # A forger who swaps manifest-sha256.txt for a SHA-512 one has a bag BagIt accepts, and no payload file is
+    # then held to the SHA-256 its ingest entry recorded: each recording is named, none taken as proven.
+    bag, _ = case_bag
+    files = sorted(p for p in (bag / "data").rglob("*") if p.is_file())
+    (bag / "manifest-sha512.txt").write_text(
+        "".join(f"{hashlib.sha512(p.read_bytes()).hexdigest()}  {p.relative_to(bag).as_posix()}\n" for p in files)
+    )
+    (bag / "manifest-sha256.txt").unlink()
+    rebag_tags(bag)
+    assert bagit_python_valid(bag)
+    rc, problems = validate(bag)
+    assert rc == 1
+    assert sorted(problems) == sorted(
+        f"{p.relative_to(bag).as_posix()}: does not have the digest its ingest entry {ingest_index(bag, p.name)} "
+        "recorded"
+        for p in files
+    )
+
+
+def test_a_planted_file_whose_name_is_not_utf8_is_named_in_escapes(case_bag: tuple[Path, Path]) -> None:
+    # A name of raw bytes (a FAT card's, a forger's) is shown as \\xNN on the problem line, never a traceback.
+    bag, _ = case_bag
+    (bag / "data" / "BWC0001" / os.fsdecode(b"planted-\xff.mp4")).write_bytes(b"planted")
+    rc, problems = validate(bag)
+    assert rc == 1
+    assert any(p.startswith("data/BWC0001/planted-\\xff.mp4: is not a recording") for p in problems), problems
 
 
 def test_a_removed_recording_is_named(case_bag: tuple[Path, Path]) -> None:
@@ -341,6 +378,18 @@ def test_export_through_a_symbolic_link_is_refused_before_logging(cli_archive: P
     assert list(real.iterdir()) == [] and list((tmp_path / "empty").iterdir()) == [] and not (tmp_path / "b").exists()
     assert len(ledger_entries(cli_archive)) == before  # refused before the grant: nothing logged
     assert as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", real / "bag").returncode == 0
+
+
+def test_the_library_refuses_an_export_through_a_link_too(cli_archive: Path, tmp_path: Path) -> None:
+    # The CLI refuses a --to through a link before it calls export_case; an agency tool calling the library
+    # gets the same refusal, in the same words, from export_case itself.
+    (tmp_path / "link").symlink_to(tmp_path)
+    to = tmp_path / "link" / "bag"
+    with open_archive(cli_archive) as archive:
+        before = len(ledger_entries(cli_archive))
+        with pytest.raises(ArchiveError, match=rf"^--to {to}: {tmp_path / 'link'} is a symbolic link; name the real"):
+            export_case(archive, "C-7", 1, to)
+    assert len(ledger_entries(cli_archive)) == before and not (tmp_path / "bag").exists()
 
 
 @pytest.mark.parametrize(("device", "safe"), [("..", "_.."), ("/", "_"), ("../..", ".._..")])

@@ -12,6 +12,7 @@ from pathlib import Path
 import bagit
 import pytest
 
+import custodes
 from helpers import BACKENDS, FOOTAGE, as_, refused, request, run_cli
 
 
@@ -40,6 +41,10 @@ def test_export_is_a_valid_self_proving_bag(case_bag: tuple[Path, Path], cli_arc
         assert field in info
     entries = (bag / "custody" / "ledger-entries.jsonl").read_text().splitlines()
     assert len(entries) == 3
+    # The fields RFC 8493 reserves, spelt as it spells them (bagit-python reads them by name).
+    reserved = bagit.Bag(str(bag)).info
+    assert reserved["Bag-Software-Agent"] == f"custodes {custodes.__version__}"
+    assert reserved["Payload-Oxum"] == f"{sum(p.stat().st_size for p in (bag / 'data').rglob('*') if p.is_file())}.2"
 
 
 def test_changed_byte_removed_file_and_altered_proof_fail(case_bag: tuple[Path, Path]) -> None:
@@ -122,7 +127,9 @@ def test_validates_bags_made_by_bagit_python(tmp_path: Path) -> None:
     assert out.returncode == 0 and report["version"] in ("0.97", "1.0") and report["files"] == 1
     (plain / "data" / "statement.txt").write_text("altered\n")
     assert run_cli("bag", "validate", plain).returncode == 1
-    assert run_cli("bag", "validate", tmp_path).returncode == 2  # not a bag
+    out = run_cli("bag", "validate", tmp_path)  # a usage error: the folder given is not a bag
+    assert out.returncode == 2
+    assert f"{tmp_path}: not a bag (no bagit.txt); give the folder that holds bagit.txt\n" in out.stderr.decode()
 
 
 def test_sm3_manifest_when_the_policy_records_sm3(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
@@ -147,6 +154,23 @@ def test_sm3_manifest_when_the_policy_records_sm3(make_cli_archive: Callable[...
     assert run_cli("bag", "validate", bag).returncode == 0
     out = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True, text=True)
     assert out.returncode == 0  # bagit-python checks the sha256 manifest and tolerates the sm3 one
+
+
+def test_a_recording_from_a_nested_folder_keeps_its_folders_in_the_bag(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    # A card's recordings sit in folders (DCIM/100MEDIA/...): the bag keeps them under data/<device>/, folders
+    # made as needed (a mutmut survivor: no test exported a recording from below the volume's top).
+    src = FOOTAGE / "encoders" / "androidx-sample.mp4"
+    arch = make_cli_archive(recordings={"DCIM/100MEDIA/clip.mp4": src}, ingest_exit=(1,))  # late_ingest
+    assert as_("alice", "retention", "case", arch, "--case", "C-2", "--segment", "1").returncode == 0
+    rid = request(arch, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    bag = tmp_path / "bag"
+    out = as_("carol", "export", arch, "--case", "C-2", "--request", rid, "--to", bag)
+    assert out.returncode == 0, out.stderr
+    assert (bag / "data" / "BWC0001" / "DCIM" / "100MEDIA" / "clip.mp4").read_bytes() == src.read_bytes()
+    assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0
 
 
 def test_two_names_that_become_one_bag_path_are_both_exported(

@@ -418,6 +418,28 @@ def test_export_through_every_fault(tmp_path: Path, export_template: tuple[Path,
         shutil.rmtree(out_dir)
 
 
+def test_an_export_whose_copy_reads_back_changed_is_refused(
+    tmp_path: Path, export_template: tuple[Path, int, dict[str, int]]
+) -> None:
+    # A copy of the same size whose bytes changed on the way to the disk (a bad controller, bit rot): the digest
+    # of what was written, not only its size, decides (a mutmut survivor: a size check alone passed).
+    template, rid, _ = export_template
+    arch = tmp_path / "archive"
+    copy_archive(template, arch)
+    clean, log = tmp_path / "clean", tmp_path / "ops"
+    copy_archive(template, clean)
+    assert cli("export", clean, "--case", "C-9", "--request", rid, "--to", tmp_path / "b0", log=log).returncode == 0
+    n = next(n for o, n, path, _ in logged(log) if o == "read" and ".partial-" in path)  # the staged copy
+    bag = tmp_path / "bag"
+    out = cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag, fault=f"read:{n}:corrupt")
+    no_traceback(out)
+    assert out.returncode == 2 and "differs from the archive's object" in out.stderr.decode(), out.stderr
+    assert not bag.exists()
+    entries = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+    assert [e["type"] for e in entries if e["type"].startswith("export")] == ["export_failed"]
+    assert cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag).returncode == 0  # the re-run
+
+
 @pytest.fixture
 def mount_point(tmp_path: Path):
     """An empty tmpfs mounted for the test: an export to the root of a disc or USB stick."""
