@@ -151,6 +151,20 @@ def test_a_planted_file_whose_name_is_not_utf8_is_named_in_escapes(case_bag: tup
     assert any(p.startswith("data/BWC0001/planted-\\xff.mp4: is not a recording") for p in problems), problems
 
 
+def test_a_payload_folder_that_cannot_be_listed_is_named(case_bag: tuple[Path, Path]) -> None:
+    # Its owner (carol, who exported it) reads the bag with the folder's mode at 000: a problem naming the folder
+    # inside the bag, never a traceback, never a bag called valid.
+    bag, _ = case_bag
+    folder = bag / "data" / "BWC0001"
+    folder.chmod(0)
+    try:
+        out = as_("carol", "bag", "validate", bag)
+    finally:
+        folder.chmod(0o755)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr
+    assert "invalid: data/BWC0001: cannot be listed (Permission denied)" in out.stdout.decode().splitlines()
+
+
 def test_a_removed_recording_is_named(case_bag: tuple[Path, Path]) -> None:
     bag, _ = case_bag
     victim = bag / "data" / "BWC0001" / "go-mp4-sample.mp4"  # segment 3 of case C-7
