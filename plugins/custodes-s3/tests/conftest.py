@@ -26,6 +26,16 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
 
 
 @pytest.fixture
+def bucket(seaweed: Seaweed, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new bucket with Object Lock, named after the test's module, dropped after the test (what its objects'
+    locks allow)."""
+    name = f"{request.module.__name__.removeprefix('test_s3_').replace('_', '-')}-{os.urandom(4).hex()}"
+    testing.make_bucket(seaweed, name)
+    yield name
+    testing.drop_bucket(seaweed, name)
+
+
+@pytest.fixture
 def raw(seaweed: Seaweed) -> Any:
     """A plain boto3 client of the same identity: another client, as a tamperer would use."""
     return testing.client(seaweed)

@@ -12,14 +12,12 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from custodes_s3 import testing
 from custodes_s3.store import MULTIPART_THRESHOLD
 from custodes_s3.testing import Seaweed
 from footage import make_clip
@@ -56,15 +54,6 @@ def digest_tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
     }
-
-
-@pytest.fixture
-def bucket(seaweed: Seaweed) -> Iterator[str]:
-    """A new bucket with Object Lock, dropped after the test (its objects are locked for two years)."""
-    name = f"crash-{os.urandom(4).hex()}"
-    testing.make_bucket(seaweed, name)
-    yield name
-    testing.drop_bucket(seaweed, name)
 
 
 def make_archive(seaweed: Seaweed, tmp_path: Path, bucket: str) -> Path:

@@ -9,7 +9,6 @@ import json
 import os
 import time
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,6 @@ from custodes_s3.store import MAX_KEY_BYTES, OWNER_KEY, check_options
 from custodes_s3.testing import Seaweed
 from footage import make_clip
 from helpers import catalog_rows, policy_text, run_cli, set_policy
-
-
-@pytest.fixture
-def bucket(seaweed: Seaweed) -> Iterator[str]:
-    """A new bucket with Object Lock, dropped after the test."""
-    name = f"hostile-{os.urandom(4).hex()}"
-    testing.make_bucket(seaweed, name)
-    yield name
-    testing.drop_bucket(seaweed, name)
 
 
 def _init(seaweed: Seaweed, arch: Path, bucket: str, *more: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from custodes_s3 import testing
 from custodes_s3.testing import Seaweed
 from footage import make_clip
 from helpers import PEOPLE, SERVICES, as_, catalog_rows, policy_text, request, run_cli, set_policy, stop_service
@@ -35,15 +33,6 @@ def services() -> Iterator[None]:
     yield
     for arch in list(SERVICES):
         stop_service(arch)
-
-
-@pytest.fixture
-def bucket(seaweed: Seaweed) -> Iterator[str]:
-    """A new bucket with Object Lock, dropped after the test."""
-    name = f"kept-{os.urandom(4).hex()}"
-    testing.make_bucket(seaweed, name)
-    yield name
-    testing.drop_bucket(seaweed, name)
 
 
 def archive_in_bucket(seaweed: Seaweed, tmp_path: Path, bucket: str, policy: str | Callable[[str], str] = "") -> Path:

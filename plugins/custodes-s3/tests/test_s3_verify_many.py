@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,11 @@ from custodes.archive import open_archive
 from custodes.schedule import Budget
 from custodes.storage import HashedObject, Put
 from custodes_s3 import store as store_module
-from custodes_s3 import testing
 from custodes_s3.store import S3Store
 from custodes_s3.testing import Seaweed
 from helpers import catalog_rows, run_cli
 
 FILES = 14
-
-
-@pytest.fixture
-def bucket(seaweed: Seaweed) -> Iterator[str]:
-    name = f"many-{os.urandom(4).hex()}"
-    testing.make_bucket(seaweed, name)
-    yield name
-    testing.drop_bucket(seaweed, name)
 
 
 def many_objects(seaweed: Seaweed, tmp_path: Path, bucket: str) -> tuple[Path, list[str]]:
