@@ -73,24 +73,8 @@ class _JsonText:
         self.write_text("".join(self.pieces))
         self.pieces = []
 
-    def scalar(self, v: Any) -> str | None:
-        """The text of a JSON scalar, by json's rules and in its order of checks; None for anything else."""
-        if isinstance(v, str):
-            return _encode_str(v)
-        if v is None:
-            return "null"
-        if v is True:
-            return "true"
-        if v is False:
-            return "false"
-        if isinstance(v, int):
-            return int.__repr__(v)
-        if isinstance(v, float):
-            return _float_text(v)
-        return None
-
     def value(self, v: Any, newline: str) -> None:
-        text = self.scalar(v)
+        text = _encode_str(v) if isinstance(v, str) else _scalar_text(v)
         if text is not None:
             self.pieces.append(text)
         elif isinstance(v, list | tuple):
@@ -127,21 +111,31 @@ class _JsonText:
         self.open.discard(id(v))
 
 
+def _scalar_text(v: Any) -> str | None:
+    """The text of a JSON scalar other than a str (null, true, false, a number), by json's rules; None for
+    anything else. Values and dict keys both take it: json writes a key 1.5 or True as the text it writes for
+    the value."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return int.__repr__(v)
+    if isinstance(v, float):
+        return _float_text(v)
+    return None
+
+
 def _json_key(k: Any) -> str:
     """A dict key as json writes it (a str, or the text of a number, true, false or null)."""
     if isinstance(k, str):
         return k
-    if isinstance(k, float):
-        return _float_text(k)
-    if k is True:
-        return "true"
-    if k is False:
-        return "false"
-    if k is None:
-        return "null"
-    if isinstance(k, int):
-        return int.__repr__(k)
-    raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
+    text = _scalar_text(k)
+    if text is None:
+        raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
+    return text
 
 
 def _float_text(v: float) -> str:
