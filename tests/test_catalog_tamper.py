@@ -394,12 +394,14 @@ def test_text_that_is_not_utf8_in_the_catalog_is_a_finding_not_a_crash(copy: Pat
     assert report.returncode == 0 and b"Traceback" not in report.stderr, report.stderr.decode()
 
 
-@pytest.mark.parametrize("size", ["'large'", "1.5", "x'00'"])
-def test_an_object_size_that_is_not_a_whole_number_is_a_finding_not_a_crash(copy: Path, size: str) -> None:
-    # Found while speeding up the replay: an objects row whose size was edited to text ended verify's store pass
-    # with a traceback (its shards add the sizes up), reporting nothing.
+@pytest.mark.parametrize(
+    "edit", ["size = 'large'", "size = 1.5", "size = x'00'", "digests = 'not json'", "digests = '[]'"]
+)
+def test_an_objects_row_verify_cannot_check_against_is_a_finding_not_a_crash(copy: Path, edit: str) -> None:
+    # Found while speeding up the replay and by a hostile user: an objects row whose size was edited to text, or
+    # whose digests are not a JSON object, ended verify's store pass with a traceback, reporting nothing.
     (sha,) = catalog_rows(copy, "SELECT sha256 FROM objects ORDER BY sha256 LIMIT 1")[0]
-    sql(f"UPDATE objects SET size = {size} WHERE sha256 = '{sha}'")(copy)
+    sql(f"UPDATE objects SET {edit} WHERE sha256 = '{sha}'")(copy)
     found = verify_findings(copy, 1)
     assert ("ledger_mismatch", "objects") in {(f["kind"], f.get("table")) for f in found}
     (row,) = [f for f in found if f["object"] == sha and f.get("table") is None]

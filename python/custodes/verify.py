@@ -988,7 +988,7 @@ class _StoreWalk:
         """Whether the catalog's row of an object can be checked against: SQLite keeps whatever an edit put in a
         column, and a size that is not a whole number (or digests that are not text) would end the run with a
         traceback. Such a row is reported and its object is not re-hashed (the replay names the edit too)."""
-        if type(o.size) is int and isinstance(o.digests, str) and isinstance(o.head_sha256, str):
+        if type(o.size) is int and _digest_map(o.digests) and isinstance(o.head_sha256, str):
             return True
         self.reported.add(o.sha256)
         self.result.checked += 1
@@ -1310,6 +1310,15 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
     if any(r.digests.get(a) != h for a, h in digests.items() if a in r.digests):
         return "modified", "object content differs from its digest"
     return None
+
+
+def _digest_map(text: object) -> bool:
+    """Whether an objects row's digests are what ingest writes: a JSON object of algorithm to hex text."""
+    try:
+        digests = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return False
+    return isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())
 
 
 def _purged_object(archive: Archive, sha: str, in_store: bool) -> list[VerifyFinding]:
