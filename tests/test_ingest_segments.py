@@ -9,6 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import custodes.ingest as ingest_module
+from custodes.archive import Archive
 from footage import T0, at, make_clip
 from helpers import catalog_rows, run_cli
 
@@ -48,3 +52,23 @@ def test_ingest_lists_each_file_with_its_segment_and_again_as_present(tmp_path: 
     # The list is the ingest's answer, not a fact of its own: the ingest_end entry does not repeat it.
     (result,) = catalog_rows(arch, "SELECT result FROM ingests WHERE id = ?", (again["ingest"],))[0]
     assert "segments" not in json.loads(result)
+
+
+@pytest.mark.parametrize("step", ["timeline", "late_ingest"])
+def test_a_volume_check_that_fails_is_a_malformed_finding_and_the_files_stay_stored(
+    archive: Archive, dcim_volume: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    # A volume-wide check that raises on what a driver read never un-stores the volume: one finding says which
+    # check and why (a mutmut survivor: neither the finding's kind nor its words were asserted).
+    def broken(*_args: object, **_kw: object) -> list[object]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ingest_module, "timeline_findings" if step == "timeline" else "_late", broken)
+    result = ingest_module.ingest(archive, dcim_volume, driver="generic")
+    assert sorted(result.stored) == ["DCIM/a.mp4", "DCIM/b.mov", "DCIM/c.mp4"]
+    (found,) = [f for f in result.findings if "could not be worked out" in f.message]
+    assert (found.kind, found.message, found.path) == (
+        "malformed",
+        f"{step} could not be worked out from what the driver read (RuntimeError: boom); the files are stored",
+        os.fspath(dcim_volume),
+    )
