@@ -472,6 +472,19 @@ def request(arch: Path, user: str, *segments: int, purpose: str = "view") -> int
     return json.loads(out.stdout)["id"]
 
 
+def export_as_carol(arch: Path, case: str, segments: Sequence[int], to: Path) -> subprocess.CompletedProcess[bytes]:
+    """The case linked by alice, an export requested by carol and approved by bob, then carol's export to ``to``."""
+    assert (
+        as_(
+            "alice", "retention", "case", arch, "--case", case, *[x for s in segments for x in ("--segment", s)]
+        ).returncode
+        == 0
+    )
+    rid = request(arch, "carol", *segments, purpose="export")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    return as_("carol", "export", arch, "--case", case, "--request", rid, "--to", to)
+
+
 def refused(out, pattern: str) -> None:
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert re.search(pattern, out.stderr.decode()), out.stderr

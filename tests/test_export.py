@@ -13,7 +13,7 @@ import bagit
 import pytest
 
 import custodes
-from helpers import BACKENDS, FOOTAGE, as_, refused, request, run_cli
+from helpers import BACKENDS, FOOTAGE, as_, export_as_carol, refused, request, run_cli
 
 
 def bagit_valid(bag: Path) -> bool:
@@ -163,11 +163,8 @@ def test_a_recording_from_a_nested_folder_keeps_its_folders_in_the_bag(
     # made as needed (a mutmut survivor: no test exported a recording from below the volume's top).
     src = FOOTAGE / "encoders" / "androidx-sample.mp4"
     arch = make_cli_archive(recordings={"DCIM/100MEDIA/clip.mp4": src}, ingest_exit=(1,))  # late_ingest
-    assert as_("alice", "retention", "case", arch, "--case", "C-2", "--segment", "1").returncode == 0
-    rid = request(arch, "carol", 1, purpose="export")
-    assert as_("bob", "access", "approve", arch, rid).returncode == 0
     bag = tmp_path / "bag"
-    out = as_("carol", "export", arch, "--case", "C-2", "--request", rid, "--to", bag)
+    out = export_as_carol(arch, "C-2", [1], bag)
     assert out.returncode == 0, out.stderr
     assert (bag / "data" / "BWC0001" / "DCIM" / "100MEDIA" / "clip.mp4").read_bytes() == src.read_bytes()
     assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0
@@ -180,11 +177,8 @@ def test_two_names_that_become_one_bag_path_are_both_exported(
     # the second copy overwrote the first and export called the archive's object corrupt.
     clips = {"a\\b.mp4": FOOTAGE / "encoders" / "go-mp4-sample.mp4", "a__b.mp4": FOOTAGE / "gopro" / "karma.mp4"}
     arch = make_cli_archive(recordings=clips, ingest_exit=(0, 1))
-    assert as_("alice", "retention", "case", arch, "--case", "C-1", "--segment", "1", "--segment", "2").returncode == 0
-    rid = request(arch, "carol", 1, 2, purpose="export")
-    assert as_("bob", "access", "approve", arch, rid).returncode == 0
     bag = tmp_path / "bag"
-    out = as_("carol", "export", arch, "--case", "C-1", "--request", rid, "--to", bag)
+    out = export_as_carol(arch, "C-1", [1, 2], bag)
     assert out.returncode == 0, out.stderr
     files = sorted(p.relative_to(bag / "data").as_posix() for p in (bag / "data").rglob("*") if p.is_file())
     assert len(files) == 2 and files[0] != files[1]
