@@ -745,23 +745,29 @@ class Archive:
         temps.mkdir(exist_ok=True)
         write_once(folder / str(cp.size), cp.note, temps)
         replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
+        # A crash (or a fault) between recording an earlier checkpoint and writing its file left that file
+        # missing; the next checkpoint writes it back, so verify may hold every older checkpoint to its file.
+        self.restore_checkpoint_files()
         return cp
 
     def restore_checkpoint_files(self) -> list[int]:
         """Write back every checkpoint file gone from ledger/checkpoints/ (deleted, or a crash before it was
         written) from the catalog's signed note; returns their sizes. It is the same signed text, so this
-        can only restore, never forge. Run by `custodes ledger checkpoint`, not by every checkpoint: it
-        looks at every checkpoint ever signed."""
+        can only restore, never forge. Run by every checkpoint and by `custodes ledger checkpoint`: a listing
+        of the folder and the recorded sizes, a note read only for a file that is missing."""
         folder, temps = self.root / "ledger" / "checkpoints", self.root / "tmp"
+        present = set(os.listdir(folder)) if folder.is_dir() else set()
+        missing = [size for size in self.catalog.checkpoints.sizes() if str(size) not in present]
+        if not missing:
+            return []
         temps.mkdir(exist_ok=True)
-        restored = []
+        folder.mkdir(mode=0o700, exist_ok=True)
         chain = keys.archive_chain(self)
-        for size, _root, note in self.catalog.checkpoints.all():
-            if not (folder / str(size)).exists():
-                chain.parse(note)  # only a note this archive's keys signed
-                write_once(folder / str(size), note, temps)
-                restored.append(size)
-        return restored
+        for size in missing:
+            note = self.catalog.checkpoints.note_at(size)
+            chain.parse(note)  # only a note this archive's keys signed
+            write_once(folder / str(size), note, temps)
+        return missing
 
 
 def _empty_catalog(catalog: Path) -> ArchiveError:

@@ -1993,8 +1993,8 @@ def ledger_group() -> None:
 def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
     and print the signed note, ready to hand to a witness or a supervisor."""
+    restored = archive.restore_checkpoint_files()  # first, to name them: the checkpoint writes back the rest
     cp = archive.checkpoint()
-    restored = archive.restore_checkpoint_files()
     if restored:
         out.note(f"wrote back lost checkpoint files from their signed notes: {', '.join(map(str, restored))}")
     if out.json:

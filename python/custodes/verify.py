@@ -253,6 +253,7 @@ def _signed_checkpoints(
     if not folder.is_dir():
         result.findings.append(VerifyFinding("checkpoint_mismatch", "ledger/checkpoints/ is gone"))
     recorded = {size for size, _, _ in checkpoints}
+    newest = max(recorded, default=None)
     for path in files:
         try:
             cp = chain.parse(path.read_text(encoding="utf-8"))
@@ -269,13 +270,16 @@ def _signed_checkpoints(
             )
             checkpoints.append((cp.size, cp.root, cp.note))
     # Every signed checkpoint the catalog records has its file, the copy that outlives the catalog; the
-    # newest may still be being written by an ingest alongside (the latest-checkpoint check covers it).
-    for size in sorted(recorded)[:-1] if folder.is_dir() else []:
+    # newest may still be being written by an ingest alongside (the latest-checkpoint check covers it). One
+    # whose writing crashed was written back by the next checkpoint (Archive.checkpoint), so any other
+    # missing file was removed.
+    for size in sorted(recorded - {newest}) if folder.is_dir() else []:
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
                 f"ledger/checkpoints/{size} is gone (the catalog still holds its signed note): find out who removed "
-                "it; `custodes ledger checkpoint` writes the missing files back from the catalog's signed notes",
+                "it; the next checkpoint (an ingest, or `custodes ledger checkpoint`) writes the missing files back "
+                "from the catalog's signed notes",
             )
         )
     return checkpoints

@@ -163,7 +163,7 @@ class Checkpoints(Table):
             "INSERT OR IGNORE INTO checkpoints (size, root, note, created_ns, frontier) VALUES (?, ?, ?, ?, ?)",
             (size, root, note, now, frontier),
         )
-        return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
+        return self.note_at(size)
 
     def latest_frontier(self) -> tuple[int, str, bytes] | None:
         """(size, signed note, frontier) of the latest checkpoint that kept its frontier (as bytes: anything else
@@ -183,6 +183,14 @@ class Checkpoints(Table):
     def all(self) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
         return [CheckpointRow(size, blob(root), note) for size, root, note in rows]
+
+    def sizes(self) -> list[int]:
+        """The size of every signed checkpoint, smallest first (without the notes: cheap to check at every
+        checkpoint that each has its file)."""
+        return [int(size) for (size,) in self._conn.execute("SELECT size FROM checkpoints ORDER BY size")]
+
+    def note_at(self, size: int) -> str:
+        return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
 
     def has(self, size: int, root: bytes) -> bool:
         return self._one("SELECT 1 FROM checkpoints WHERE size = ? AND root = ?", (size, root)) is not None
