@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -168,31 +169,45 @@ def custodes(lines: int, *args: str | Path) -> Callable[[], None]:
     return command(*CUSTODES, "hash", "-q", *map(str, args), lines=lines)
 
 
-def interleaved_medians(plan: list[tuple[str, Callable[[], None]]], repeat: int) -> dict[str, float]:
-    """Each round runs every tool once, in turn: on a shared machine the load drifts over minutes, and
-    running one tool's repeats back to back would hand that drift to the comparison."""
+def interleaved_medians(plan: list[tuple[str, Callable[[], None]]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each tool. Each round runs every tool once, in turn: on a shared machine
+    the load drifts over minutes, and running one tool's repeats back to back would hand that drift to the
+    comparison. CPU is the user and system time of the tool's processes (``RUSAGE_CHILDREN``, which counts
+    every waited-for descendant): on a loaded machine the wall time measures the other tenants as much as
+    the tool, the CPU time only the tool's own work."""
     times: dict[str, list[float]] = {label: [] for label, _ in plan}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in plan}
     for _ in range(repeat):
         for label, fn in plan:
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - t0)
-    return {label: statistics.median(ts) for label, ts in times.items()}
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[label].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return {label: (statistics.median(times[label]), statistics.median(cpus[label])) for label, _ in plan}
 
 
-def report(plan: list[tuple[str, str, str, Callable[[], None]]], medians: dict[str, float]) -> None:
+def report(plan: list[tuple[str, str, str, Callable[[], None]]], medians: dict[str, tuple[float, float]]) -> None:
     """The medians, then each peer against custodes on the same threads (and b3sum against all cores)."""
+    print(f"  {'':62} {'wall':>7}   {'CPU':>7}")
     for _, _, label, _ in plan:
-        print(f"  {label:62} {medians[label]:7.3f} s")
+        wall, cpu = medians[label]
+        print(f"  {label:62} {wall:7.3f} s {cpu:7.3f} s")
     ours = {(algo, th): medians[label] for algo, th, label, _ in plan if label.startswith("custodes")}
-    print("ratios (peer time / custodes time; > 1 means custodes is faster):")
+    print("ratios (peer time / custodes time; > 1 means custodes is faster), wall and CPU:")
+
+    def ratio(algo: str, th: str, label: str) -> str:
+        (wall, cpu), (our_wall, our_cpu) = medians[label], ours[(algo, th)]
+        side = "all cores" if th == "all" else "1 thread "
+        return f"  {algo} {side} vs {label:62} {wall / our_wall:5.2f}x {cpu / our_cpu:5.2f}x"
+
     for algo, th, label, _ in plan:
         if label.startswith("custodes"):
             continue
-        side = "all cores" if th == "all" else "1 thread "
-        print(f"  {algo} {side} vs {label:62} {medians[label] / ours[(algo, th)]:5.2f}x")
+        print(ratio(algo, th, label))
         if label.startswith("b3sum") and th == "1":
-            print(f"  {algo} all cores vs {label:62} {medians[label] / ours[(algo, 'all')]:5.2f}x")
+            print(ratio(algo, "all", label))
 
 
 if __name__ == "__main__":

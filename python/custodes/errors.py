@@ -93,7 +93,7 @@ class SymlinkLoopError(EvidenceReadError):
 
 
 class ChangedWhileReadingError(EvidenceReadError):
-    """The file grew or shrank while it was read: its digest would not describe it."""
+    """The file grew, shrank or was written to while it was read: its digest would not describe it."""
 
     kind = "changed_while_reading"
 
