@@ -726,12 +726,13 @@ def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
     return tuple(rank)
 
 
-#: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into indexes keyed by digest,
-#: device and name, in no order of their own: with SQLite's default 2 MiB cache nearly every insert of an
-#: archive of 10^6 segments read and wrote back pages of those indexes (56 µs a segment against 19 µs at
-#: 10^5). The cache is only taken as pages are used: a scratch smaller than this takes what it fills. Not more:
-#: the report runs this check, and 256 MiB was no faster at 10^6 (the scratch is about 0.9 GB) and added its
-#: size to the report's peak memory (benches/README.md).
+#: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into its unique indexes (the
+#: objects' digest, a segment's device, name and digest), in no order of their own: with SQLite's default 2 MiB
+#: cache nearly every insert of an archive of 10^6 segments read and wrote back pages of them (56 µs a segment
+#: against 19 µs at 10^5, when the non-unique indexes were kept too: :func:`_defer_indexes`). The cache is only
+#: taken as pages are used: a scratch smaller than this takes what it fills. Not more: the report runs this
+#: check, and 256 MiB was at most a tenth faster at 10^6 and added its size to the report's peak memory
+#: (benches/README.md).
 SCRATCH_CACHE_KIB = 128 * 1024
 
 
