@@ -442,7 +442,7 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
                 out.failed.append((seq, "not a JSON object"))
                 continue
             if deferred and not _writes_by_key(entry.get("type")):
-                build_deferred_indexes(target)  # rows do not depend on indexes: only how fast its reads run
+                _build_deferred_indexes(target)  # rows do not depend on indexes: only how fast its reads run
                 deferred = None
             group.append((seq, entry))
             if len(group) >= GROUP:
@@ -778,7 +778,7 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
 
 
 #: The non-unique indexes a scratch was made without (their CREATE statements, from this custodes' own schema),
-#: until a replay needs them (:func:`build_deferred_indexes`).
+#: until a replay needs them (:func:`_build_deferred_indexes`).
 _DEFERRED: weakref.WeakKeyDictionary[Catalog, list[str]] = weakref.WeakKeyDictionary()
 
 
@@ -799,7 +799,7 @@ def _defer_indexes(fresh: Catalog) -> None:
     _DEFERRED[fresh] = [create for _, create in made]
 
 
-def build_deferred_indexes(fresh: Catalog) -> None:
+def _build_deferred_indexes(fresh: Catalog) -> None:
     """Build the indexes :func:`scratch` made ``fresh`` without (none when it has them all)."""
     for create in _DEFERRED.pop(fresh, []):
         _conn(fresh).execute(create)
