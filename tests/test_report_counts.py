@@ -10,11 +10,13 @@ import statistics
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custodes.archive import Archive, init_archive
 from custodes.catalog import replay
 from custodes.defaults import DEFAULT_CLOCK_FLOOR, NS
-from custodes.reports import build_report
+from custodes.reports import _RecordedWindows, build_report
 from custodes.retention import status
 from helpers import catalog_rows
 
@@ -195,3 +197,23 @@ def test_the_task_finds_the_officers_devices(archive: Archive) -> None:
     tasks = build_report(archive, at=AT)["timelines"]["tasks"]
     assert [t["task"] for t in tasks] == ["T1"]
     assert set(tasks[0]["devices"]) == {"CAM-A", "CAM-B"}  # CAM-B through its officer 002, who recorded in the window
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 40)), max_size=40),
+    st.integers(-5, 150),
+    st.integers(0, 60),
+)
+def test_a_tasks_timeline_looks_at_every_recording_that_overlaps_its_window(
+    spans: list[tuple[int, int]], start: int, length: int
+) -> None:
+    """The timelines' slice of a device's recordings for a task window (reports._RecordedWindows) holds every
+    recording that overlaps the window, in order: overlapping recordings, long ones reaching past later ones,
+    recordings that touch the window's edges."""
+    recorded = sorted([s, s + d] for s, d in spans)  # by start, as the catalog reads them
+    device: dict[str, Any] = {"device": "D", "recorded": recorded, "explained": [], "tasks": []}
+    windows = _RecordedWindows({"D": device})
+    end = start + length
+    got = [r for r in windows.between("D", start, end) if r[0] < end and r[1] > start]
+    assert got == [r for r in recorded if r[0] < end and r[1] > start]
+    assert windows.between("other", start, end) == []

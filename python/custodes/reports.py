@@ -1340,6 +1340,7 @@ def _timelines(archive: Archive, period: Scope, covs: list[TaskCoverage]) -> Tim
                 [explanation.start_ns, explanation.end_ns, explanation.cause]
             )
     tasks: list[TaskTimeline] = []
+    windows = _RecordedWindows(devices)
     for c in covs:
         for d in c.devices:
             if d in devices:
@@ -1364,7 +1365,7 @@ def _timelines(archive: Archive, period: Scope, covs: list[TaskCoverage]) -> Tim
                 "devices": {
                     d: [
                         [max(s, c.task.start), min(e, c.task.end)]
-                        for s, e in (devices[d]["recorded"] if d in devices else [])
+                        for s, e in windows.between(d, c.task.start, c.task.end)
                         if s < c.task.end and e > c.task.start
                     ]
                     for d in c.devices
@@ -1372,3 +1373,28 @@ def _timelines(archive: Archive, period: Scope, covs: list[TaskCoverage]) -> Tim
             }
         )
     return {"devices": list(devices.values()), "tasks": tasks}
+
+
+class _RecordedWindows:
+    """A device's recorded intervals (in start order, as the catalog reads them) that may overlap a task's
+    window: from the first whose end, or an earlier one's, reaches past the window's start, up to the first whose
+    start is at or past the window's end. None outside that slice can overlap, so a task looks at it instead of
+    all its device's recordings (at 10^6 segments, 500 tasks scanned 2.5 million of them)."""
+
+    def __init__(self, devices: dict[str, DeviceTimeline]) -> None:
+        self._devices = devices
+        self._index: dict[str, tuple[list[Any], list[Any]]] = {}
+
+    def between(self, device: str, start: Any, end: Any) -> list[list[Any]]:
+        if device not in self._devices:
+            return []
+        recorded = self._devices[device]["recorded"]
+        if device not in self._index:
+            starts, reach, furthest = [], [], None
+            for s, e in recorded:
+                furthest = e if furthest is None else max(furthest, e)
+                starts.append(s)
+                reach.append(furthest)  # the latest end of this recording and every one before it: never falls
+            self._index[device] = starts, reach
+        starts, reach = self._index[device]
+        return recorded[bisect.bisect_right(reach, start) : bisect.bisect_left(starts, end)]

@@ -46,6 +46,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -213,33 +214,32 @@ def _ingest(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
     sha = digests["sha256"]
     # An entry written before this custodes holds no head digest: "" until its catalog_adopt entry says.
     c.objects.add(sha, e["size"], _SORTED.encode(digests), e.get("head_sha256", ""), e["time"])
-    raw = e.get("name_b64")
-    c.segments.insert(
-        e["segment"],
-        NewSegment(
-            device_id=e["device"],
-            original_name=e["name"],
-            kind=e.get("kind", "file"),
-            sha256=sha,
-            size=e["size"],
-            start_ns=e.get("start"),
-            end_ns=e.get("end"),
-            start_source=e.get("start_source"),
-            corrected_start_ns=e.get("corrected_start"),
-            corrected_end_ns=e.get("corrected_end"),
-            sequence=e.get("sequence"),
-            important=int(bool(e.get("important"))),
-            recording=e.get("recording"),
-            chapter=e.get("chapter"),
-            officer_id=e.get("officer"),
-            container=e.get("container"),
-            ingest_id=e["ingest"],
-            ingested_ns=e["time"],
-            ledger_seq=seq,
-            original_name_bytes=None if raw is None else base64.b64decode(raw),
-        ),
+    raw, segment, get = e.get("name_b64"), e["segment"], e.get
+    # NewSegment's fields in order, positionally (by keyword it cost a fifth of the handler: one per segment).
+    row = NewSegment(
+        e["device"],  # device_id
+        e["name"],  # original_name
+        get("kind", "file"),
+        sha,
+        e["size"],
+        get("start"),  # start_ns
+        get("end"),  # end_ns
+        get("start_source"),
+        get("corrected_start"),  # corrected_start_ns
+        get("corrected_end"),  # corrected_end_ns
+        get("sequence"),
+        int(bool(get("important"))),
+        get("recording"),
+        get("chapter"),
+        get("officer"),  # officer_id
+        get("container"),
+        e["ingest"],  # ingest_id
+        e["time"],  # ingested_ns
+        seq,  # ledger_seq
+        None if raw is None else base64.b64decode(raw),  # original_name_bytes
     )
-    return [("objects", (sha,)), ("segments", (e["segment"],))]
+    c.segments.insert(segment, row)
+    return [("objects", (sha,)), ("segments", (segment,))]
 
 
 def _ingest_findings(c: Catalog, seq: int, e: dict[str, Any]) -> Touched:
@@ -428,6 +428,7 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
     if written_by:
         conn.execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
     group: list[tuple[int, dict[str, Any]]] = []  # bounded: memory does not grow with the ledger
+    deferred = _DEFERRED.get(target)
     with target.transaction():
         for seq, data in source.ledger.entries():
             try:
@@ -440,6 +441,9 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
                 _apply_group(target, group, out)
                 out.failed.append((seq, "not a JSON object"))
                 continue
+            if deferred and not _writes_by_key(entry.get("type")):
+                _build_deferred_indexes(target)  # rows do not depend on indexes: only how fast its reads run
+                deferred = None
             group.append((seq, entry))
             if len(group) >= GROUP:
                 _apply_group(target, group, out)
@@ -447,6 +451,33 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
         if written_by:
             conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
+
+
+#: Entry types whose handlers write rows by their keys and read none of the schema's non-unique indexes: a
+#: scratch replays them without those indexes (:func:`scratch`). The first entry of any other type (a purge asks
+#: which live recordings need an object: ``segments_by_object``; a type a newer custodes adds) builds them first.
+_WRITES_BY_KEY = frozenset(
+    {
+        "ingest_begin",
+        "ingest",
+        "ingest_findings",
+        "ingest_end",
+        "hold",
+        "hold_release",
+        "retention_change",
+        "task",
+        "annotation",
+        "device_check",
+        "device",
+        "device_assign",
+        "catalog_adopt",
+        *LEDGER_ONLY,
+    }
+)
+
+
+def _writes_by_key(kind: object) -> bool:
+    return isinstance(kind, str) and (kind in _WRITES_BY_KEY or kind.startswith("access_"))
 
 
 class _NotApplied(Exception):
@@ -695,12 +726,13 @@ def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
     return tuple(rank)
 
 
-#: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into indexes keyed by digest,
-#: device and name, in no order of their own: with SQLite's default 2 MiB cache nearly every insert of an
-#: archive of 10^6 segments read and wrote back pages of those indexes (56 µs a segment against 19 µs at
-#: 10^5). The cache is only taken as pages are used: a scratch smaller than this takes what it fills. Not more:
-#: the report runs this check, and 256 MiB was no faster at 10^6 (the scratch is about 0.9 GB) and added its
-#: size to the report's peak memory (benches/README.md).
+#: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into its unique indexes (the
+#: objects' digest, a segment's device, name and digest), in no order of their own: with SQLite's default 2 MiB
+#: cache nearly every insert of an archive of 10^6 segments read and wrote back pages of them (56 µs a segment
+#: against 19 µs at 10^5, when the non-unique indexes were kept too: :func:`_defer_indexes`). The cache is only
+#: taken as pages are used: a scratch smaller than this takes what it fills. Not more: the report runs this
+#: check, and 256 MiB was at most a tenth faster at 10^6 and added its size to the report's peak memory
+#: (benches/README.md).
 SCRATCH_CACHE_KIB = 128 * 1024
 
 
@@ -728,6 +760,9 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA journal_mode=MEMORY")
         conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
+        # A savepoint's journal of the pages it changed (one per group of entries) in memory, not a temporary file.
+        conn.execute("PRAGMA temp_store=MEMORY")
+        _defer_indexes(fresh)
         attached = not live.in_transaction
         if attached:
             try:
@@ -740,6 +775,34 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
             if attached:
                 with suppress(sqlite3.Error):  # left attached, the next scratch is merged whole: slower, not wrong
                     _conn(live).execute(f"DETACH DATABASE {SCRATCH}")
+
+
+#: The non-unique indexes a scratch was made without (their CREATE statements, from this custodes' own schema),
+#: until a replay needs them (:func:`_build_deferred_indexes`).
+_DEFERRED: weakref.WeakKeyDictionary[Catalog, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _defer_indexes(fresh: Catalog) -> None:
+    """Drop the scratch's non-unique indexes, kept aside to be built when needed. An index makes no row and
+    refuses none: only the unique ones (primary keys, UNIQUE) decide what an entry may write, and they stay.
+    The others cost most of a replay of a large ledger: each segment and object row goes into several of them,
+    the digest-keyed ones in random order (at 10^6 segments they no longer fit the page cache), and nothing
+    the comparison does reads them (it finds rows by rowid and by key)."""
+    conn = _conn(fresh)
+    sql = (
+        "SELECT name, sql FROM main.sqlite_master "
+        "WHERE type = 'index' AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'"
+    )
+    made = conn.execute(sql).fetchall()
+    for name, _ in made:
+        conn.execute(f'DROP INDEX main."{name}"')
+    _DEFERRED[fresh] = [create for _, create in made]
+
+
+def _build_deferred_indexes(fresh: Catalog) -> None:
+    """Build the indexes :func:`scratch` made ``fresh`` without (none when it has them all)."""
+    for create in _DEFERRED.pop(fresh, []):
+        _conn(fresh).execute(create)
 
 
 def compare(live: Catalog, fresh: Catalog) -> tuple[Replay, list[Difference]]:
