@@ -1,0 +1,155 @@
+"""The store's own path for GetObject and the conditional PutObject (custodes_s3.wire), against the real server:
+the same answers as botocore's, the same errors, and botocore taking over a request it gets no answer to."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from custodes.storage import Put
+from custodes_s3 import S3Store
+from custodes_s3 import store as s3store
+from custodes_s3.testing import Seaweed
+from custodes_s3.wire import Unanswered, Wire
+
+#: GetObject's fields the store reads, as botocore gives them.
+READ = ("ContentLength", "VersionId", "ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus")
+
+
+def _key(store: S3Store, digest: str) -> str:
+    return f"{store.prefix}objects/sha256/{digest}"
+
+
+def _error(call: Callable[[], Any]) -> ClientError:
+    with pytest.raises(ClientError) as caught:
+        call()
+    return caught.value
+
+
+def _said(e: ClientError) -> tuple[str, int, bool]:
+    return s3store._code(e), s3store._status(e), bool(e.response.get("DeleteMarker"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+def test_the_stores_gets_and_puts_take_the_direct_path(
+    store: S3Store, spool: Callable[..., Put], raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert store._wire is not None
+    monkeypatch.setattr(S3Store, "_claim", lambda self: None)  # the owner key and the lock probe: botocore's
+    botocore_sent: list[str] = []
+    store._s3.meta.events.register("before-call.s3.*", lambda model, **_: botocore_sent.append(model.name))
+    data = os.urandom(70_000)
+    item = spool(data, retain_until_ns=(datetime.now(UTC) + timedelta(days=1)).timestamp() * 10**9 // 1)
+    assert store.put_many([item]) == [True]
+    with store.open(item.digest) as f:
+        assert f.read() == data
+    (result,) = store.hash_objects([item.digest], ["sha256"], None)
+    assert result.digests == {"sha256": item.digest}
+    # The PUT, its read-back and the two reads: direct; the retention (and the sweep's listing) through botocore.
+    assert store._wire._pool.num_requests == 4
+    assert sorted(set(botocore_sent)) == ["ListMultipartUploads", "PutObjectRetention"]
+
+
+def test_a_get_answers_as_botocores_does(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
+    assert store._wire is not None
+    item = spool(os.urandom(5000))
+    assert store.put_many([item]) == [True]
+    key = _key(store, item.digest)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    raw.put_object_retention(Bucket=store.bucket, Key=key, Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until})
+    raw.put_object_legal_hold(Bucket=store.bucket, Key=key, LegalHold={"Status": "ON"})
+    version = raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+    for asked in (None, version):
+        body, head = store._wire.get(key, asked)
+        got = raw.get_object(Bucket=store.bucket, Key=key, **s3store._version(asked))
+        assert body.read() == got["Body"].read()
+        body.close()
+        assert {k: head.get(k) for k in READ} == {k: got.get(k) for k in READ}
+        assert head["ObjectLockRetainUntilDate"] == until and head["ObjectLockLegalHoldStatus"] == "ON"
+    body, head = store._wire.get(key, None, "bytes=10-19")
+    assert len(body.read()) == head["ContentLength"] == 10
+    body.close()
+
+
+def test_its_errors_are_botocores(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
+    wire = store._wire
+    assert wire is not None
+    item = spool(os.urandom(3000))
+    assert store.put_many([item]) == [True]
+    key = _key(store, item.digest)
+    version = raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+    missing = _key(store, hashlib.sha256(b"never stored").hexdigest())
+
+    def both(**asked: Any) -> None:
+        ours = _error(lambda: wire.get(asked["Key"], asked.get("VersionId"), asked.get("Range")))
+        theirs = _error(lambda: raw.get_object(Bucket=store.bucket, **asked))
+        assert _said(ours) == _said(theirs) and s3store._reason(ours) == s3store._reason(theirs)
+
+    both(Key=missing)  # 404 NoSuchKey
+    both(Key=key, VersionId="not-a-version")
+    both(Key=key, Range="bytes=999999-")  # 416: the store reads it as no bytes
+    raw.delete_object(Bucket=store.bucket, Key=key)  # a delete marker over it
+    both(Key=key)
+    marker = raw.list_object_versions(Bucket=store.bucket, Prefix=key)["DeleteMarkers"][0]["VersionId"]
+    both(Key=key, VersionId=marker)
+    body, _ = wire.get(key, version)  # its own version still reads
+    assert len(body.read()) == 3000
+    body.close()
+
+    data = os.urandom(2000)
+    path = item.file.with_name("again")
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    b64 = base64.b64encode(bytes.fromhex(sha)).decode()
+    other = _key(store, sha)
+    with open(path, "rb") as f:
+        assert wire.put(other, f, len(data), sha, b64)
+    with open(path, "rb") as f:  # write-once: 412
+        e = _error(lambda: wire.put(other, f, len(data), sha, b64))
+    assert s3store._status(e) == 412
+    # Bytes that are not the SHA-256 sent with them (a file changed after it was hashed): refused, nothing stored.
+    changed = os.urandom(2000)
+    path.write_bytes(changed)
+    fresh = _key(store, hashlib.sha256(b"fresh").hexdigest())
+    for signed in (sha, hashlib.sha256(changed).hexdigest()):  # the payload hash wrong too, or right
+        with open(path, "rb") as f:
+            e = _error(lambda f=f, signed=signed: wire.put(fresh, f, len(changed), signed, b64))
+        assert s3store._status(e) == 400 and s3store._code(e) in s3store._BAD_CHECKSUM, s3store._reason(e)
+    assert "Versions" not in raw.list_object_versions(Bucket=store.bucket, Prefix=fresh)
+
+
+def test_a_request_it_gets_no_answer_to_is_botocores(
+    seaweed: Seaweed, store: S3Store, spool: Callable[..., Put], tmp_path: Path
+) -> None:
+    assert store._wire is not None
+    nowhere = Wire(store._s3, _session(), store.bucket, f"http://127.0.0.1:{_closed_port()}", 2)
+    with pytest.raises(Unanswered):
+        nowhere.get(_key(store, "0" * 64))
+    unanswered = S3Store(store.location, store.options, store._s3, nowhere)
+    datas = [os.urandom(n) for n in (0, 10, 80_000)]
+    assert unanswered.put_many([spool(d) for d in datas]) == [True, True, True]
+    for data in datas:
+        digest = hashlib.sha256(data).hexdigest()
+        (result,) = unanswered.hash_objects([digest], ["sha256"], None)
+        assert result.digests == {"sha256": digest} and result.stored is not None
+        with unanswered.open(digest, 1, 5) as f:
+            assert f.read() == data[1:6]
+    assert unanswered.put_many([spool(datas[1])]) == [False]  # the botocore PUT's 412, as before
+
+
+def _session() -> Any:
+    return s3store._session("")
