@@ -59,9 +59,9 @@ def test_the_stores_gets_and_puts_take_the_direct_path(
         assert f.read() == data
     (result,) = store.hash_objects([item.digest], ["sha256"], None)
     assert result.digests == {"sha256": item.digest}
-    # The PUT, its read-back and the two reads: direct; the retention (and the sweep's listing) through botocore.
-    assert store._wire._pool.num_requests == 4
-    assert sorted(set(botocore_sent)) == ["ListMultipartUploads", "PutObjectRetention"]
+    # The PUT, its read-back, its retention and the two reads: direct; the sweep's listing through botocore.
+    assert store._wire._pool.num_requests == 5
+    assert sorted(set(botocore_sent)) == ["ListMultipartUploads"]
 
 
 def test_a_get_answers_as_botocores_does(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
@@ -132,6 +132,38 @@ def test_its_errors_are_botocores(store: S3Store, spool: Callable[..., Put], raw
     assert "Versions" not in raw.list_object_versions(Bucket=store.bucket, Prefix=fresh)
 
 
+def test_a_retention_is_set_and_refused_as_botocores_is(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
+    wire = store._wire
+    assert wire is not None
+    item = spool(os.urandom(1000))
+    assert store.put_many([item]) == [True]
+    key = _key(store, item.digest)
+    version = raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    wire.put_retention(key, version, "GOVERNANCE", later)
+    got = raw.get_object_retention(Bucket=store.bucket, Key=key, VersionId=version)["Retention"]
+    assert (got["Mode"], got["RetainUntilDate"]) == ("GOVERNANCE", later)
+    wire.put_retention(key, None, "GOVERNANCE", later + timedelta(days=1))  # the latest version, no id named
+    got = raw.get_object_retention(Bucket=store.bucket, Key=key)["Retention"]
+    assert (got["Mode"], got["RetainUntilDate"]) == ("GOVERNANCE", later + timedelta(days=1))
+    # Refused: a shortening, a date past, GOVERNANCE made COMPLIANCE without the right to bypass it (SeaweedFS).
+    for mode, until in (
+        ("GOVERNANCE", later),
+        ("GOVERNANCE", datetime.now(UTC) - timedelta(days=1)),
+        ("COMPLIANCE", later + timedelta(days=2)),
+    ):
+        asked = {"Mode": mode, "RetainUntilDate": until}
+        ours = _error(lambda asked=asked: wire.put_retention(key, version, asked["Mode"], asked["RetainUntilDate"]))
+        theirs = _error(
+            lambda asked=asked: raw.put_object_retention(
+                Bucket=store.bucket, Key=key, VersionId=version, Retention=asked
+            )
+        )
+        assert _said(ours) == _said(theirs) and s3store._reason(ours) == s3store._reason(theirs)
+    got = raw.get_object_retention(Bucket=store.bucket, Key=key)["Retention"]
+    assert got["RetainUntilDate"] == later + timedelta(days=1)  # never shortened
+
+
 def test_a_request_it_gets_no_answer_to_is_botocores(
     seaweed: Seaweed, store: S3Store, spool: Callable[..., Put], tmp_path: Path
 ) -> None:
@@ -149,6 +181,10 @@ def test_a_request_it_gets_no_answer_to_is_botocores(
         with unanswered.open(digest, 1, 5) as f:
             assert f.read() == data[1:6]
     assert unanswered.put_many([spool(datas[1])]) == [False]  # the botocore PUT's 412, as before
+    later = int((datetime.now(UTC) + timedelta(days=1)).timestamp()) * 10**9
+    unanswered.retain(hashlib.sha256(datas[2]).hexdigest(), later)
+    stat = unanswered.stat(hashlib.sha256(datas[2]).hexdigest())
+    assert stat is not None and stat.retain_until_ns == later
 
 
 def _session() -> Any:
