@@ -33,10 +33,10 @@ import errno
 import hashlib
 import os
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 from xml.sax.saxutils import escape
 
 import urllib3
@@ -56,7 +56,11 @@ _SEND_BLOCK = 1 * 2**20
 
 class Unanswered(Exception):
     """The request got no answer this path can give (no connection, a dropped one, a timeout, a server error):
-    the caller sends it through botocore instead, whose retries decide."""
+    the caller sends it through botocore instead, whose retries decide. ``markers``: where a listing stopped."""
+
+    def __init__(self, message: str, markers: tuple[str, str] = ("", "")) -> None:
+        super().__init__(message)
+        self.markers = markers
 
 
 def wire_for(client: Any, session: Any, bucket: str, endpoint: str, connections: int) -> Wire | None:
@@ -92,10 +96,12 @@ class Wire:
         self._events = client.meta.events
 
     def url(self, key: str, query: Mapping[str, str] | None = None) -> str:
-        """The object's URL as botocore writes it (the key percent-encoded but for ``/`` and ``~``; a query
-        parameter with no value, such as ``retention``, written bare)."""
-        asked = "&".join(urlencode({k: v}) if v else quote(k) for k, v in (query or {}).items())
-        return self._base + quote(key, safe="/~") + ("?" + asked if asked else "")
+        """The object's URL as botocore writes it (the key percent-encoded but for ``/`` and ``~``; the query's
+        names and values as SigV4 encodes them, a name with no value, such as ``retention``, written bare; no
+        key: the bucket's own URL)."""
+        asked = "&".join(_quoted(k) + (f"={_quoted(v)}" if v else "") for k, v in (query or {}).items())
+        where = self._base + quote(key, safe="/~") if key else self._base.rstrip("/")
+        return where + ("?" + asked if asked else "")
 
     def get(self, key: str, version: str | None = None, byte_range: str | None = None) -> tuple[Any, dict[str, Any]]:
         """GetObject: its body as a :class:`Stream` and its headers as botocore names them (``ContentLength``,
@@ -128,6 +134,35 @@ class Wire:
             return version
         finally:
             close(r)
+
+    def list_versions(
+        self, prefix: str, key_marker: str = "", delimiter: str = "", page_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """ListObjectVersions, page after page, each page as botocore's paginator gives it (``Versions`` and
+        ``DeleteMarkers`` with ``Key``, ``VersionId``, ``IsLatest``, ``LastModified`` (aware), and a version's
+        ``Size`` and ``ETag``; ``CommonPrefixes``; ``IsTruncated``, ``NextKeyMarker``, ``NextVersionIdMarker``),
+        keys asked URL-encoded (a key may hold what XML cannot) and decoded where the server did, as botocore
+        does. Unanswered
+        names the markers to go on from (``.markers``), so that botocore can take over mid-listing."""
+        version_marker = ""
+        while True:
+            query = {"versions": "", "encoding-type": "url", "max-keys": str(page_size), "prefix": prefix}
+            query |= {"key-marker": key_marker} if key_marker else {}
+            query |= {"version-id-marker": version_marker} if version_marker else {}
+            query |= {"delimiter": delimiter} if delimiter else {}
+            try:
+                r = self._send("ListObjectVersions", "GET", self.url("", query), {})
+                try:
+                    body = Stream(r).read()
+                finally:
+                    close(r)
+                page = _versions_page(body)
+            except (Unanswered, OSError, ElementTree.ParseError, KeyError, ValueError) as e:
+                raise Unanswered(f"ListObjectVersions: {e}", markers=(key_marker, version_marker)) from e
+            yield page
+            key_marker, version_marker = page.get("NextKeyMarker", ""), page.get("NextVersionIdMarker", "")
+            if not page["IsTruncated"] or not key_marker:
+                return
 
     def put_retention(self, key: str, version: str | None, mode: str, until: datetime) -> None:
         """PutObjectRetention of one version: ``mode`` until ``until`` (whole seconds, UTC), with the Content-MD5
@@ -251,6 +286,48 @@ def _timestamp(value: str) -> datetime:
     except ValueError:
         return parse_timestamp(value)  # type: ignore[no-any-return]
     return when if when.tzinfo is not None else parse_timestamp(value)
+
+
+def _quoted(text: str) -> str:
+    """A query's name or value as SigV4 encodes it (everything but A-Z a-z 0-9 - _ . ~)."""
+    return quote(text, safe="-_.~")
+
+
+def _versions_page(body: bytes) -> dict[str, Any]:
+    """A ListVersionsResult as botocore parses it (the fields custodes reads); its keys URL-decoded where the
+    server says it encoded them (``EncodingType`` url: botocore's rule; SeaweedFS sends them as they are)."""
+    root = ElementTree.fromstring(body)
+    encoded = any(n.tag.rsplit("}", 1)[-1] == "EncodingType" and n.text == "url" for n in root)
+    key: Any = unquote_plus if encoded else str
+    page: dict[str, Any] = {"Versions": [], "DeleteMarkers": [], "CommonPrefixes": [], "IsTruncated": False}
+    for node in root:
+        tag = node.tag.rsplit("}", 1)[-1]
+        if tag in ("Version", "DeleteMarker"):
+            entry: dict[str, Any] = {}
+            for field in node:
+                name, text = field.tag.rsplit("}", 1)[-1], field.text or ""
+                if name == "Key":
+                    entry["Key"] = key(text)
+                elif name in ("VersionId", "ETag"):
+                    entry[name] = text
+                elif name == "IsLatest":
+                    entry["IsLatest"] = text == "true"
+                elif name == "LastModified":
+                    entry["LastModified"] = _timestamp(text)
+                elif name == "Size":
+                    entry["Size"] = int(text)
+            page["Versions" if tag == "Version" else "DeleteMarkers"].append(entry)
+        elif tag == "CommonPrefixes":
+            for field in node:
+                if field.tag.rsplit("}", 1)[-1] == "Prefix":
+                    page["CommonPrefixes"].append({"Prefix": key(field.text or "")})
+        elif tag == "IsTruncated":
+            page["IsTruncated"] = (node.text or "") == "true"
+        elif tag in ("NextKeyMarker", "KeyMarker", "Prefix", "Delimiter"):
+            page[tag] = key(node.text or "")
+        elif tag in ("NextVersionIdMarker", "VersionIdMarker"):
+            page[tag] = node.text or ""
+    return page
 
 
 def _client_error(operation: str, r: Any) -> ClientError:
