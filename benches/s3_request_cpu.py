@@ -4,10 +4,12 @@ path (custodes_s3.wire: botocore's SigV4 signer, a urllib3 pool), on one real Se
     PYTHONPATH=python:plugins/custodes-s3/src .venv/bin/python benches/s3_request_cpu.py [--objects 600]
         [--size-kib 100] [--threads 1,8] [--rounds 3]
 
-Both paths are the store's own code (``S3Store._get`` read to its end, ``S3Store._create``), one store with the
+Both paths are the store's own code (``S3Store._get`` read to its end, ``S3Store._create``,
+``S3Store._retain_version``: PutObjectRetention, each later than the last), one store with the
 direct path and one without (``wire=None``: every request through the boto3 client), on the same bucket; the
 paths take turns, round after round, and the medians are printed. CPU is this process's (every thread's), so
-the server's own work is not in it; wall time is per request, divided by the threads.
+the server's own work is not in it (that is the last column, from /proc); wall time is per request, divided by
+the threads.
 """
 
 from __future__ import annotations
@@ -28,17 +30,26 @@ from custodes_s3 import S3Store, testing
 from custodes_s3.store import _EXISTS
 
 
-def measure(work: Any, jobs: list[Any], threads: int) -> tuple[float, float]:
-    """Wall and CPU milliseconds per job."""
-    t0, c0 = time.perf_counter(), time.process_time()
+def server_cpu(pid: int) -> float:
+    """The server process's CPU seconds so far (Linux: /proc), NaN where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(work: Any, jobs: list[Any], threads: int, server: int) -> tuple[float, float, float]:
+    """Wall, client CPU and server CPU milliseconds per job."""
+    t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu(server)
     if threads == 1:
         for job in jobs:
             work(job)
     else:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(work, jobs))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return wall / len(jobs) * 1e3, cpu / len(jobs) * 1e3
+    wall, cpu, served = time.perf_counter() - t0, time.process_time() - c0, server_cpu(server) - s0
+    return wall / len(jobs) * 1e3, cpu / len(jobs) * 1e3, served / len(jobs) * 1e3
 
 
 def main() -> None:
@@ -101,22 +112,32 @@ def main() -> None:
 
             return one
 
-        results: dict[tuple[str, str, int], list[tuple[float, float]]] = {}
+        later = iter(range(time.time_ns() + 86400 * 10**9, 2**63, 10**9))  # each retention later than the last
+
+        def retain(store: S3Store) -> Any:
+            until = next(later)
+            return lambda key: store._retain_version(key, None, until, None)
+
+        results: dict[tuple[str, str, int], list[tuple[float, float, float]]] = {}
         for r in range(a.rounds):
             order = [("direct", direct), ("botocore", botocore)]
             for name, store in order if r % 2 == 0 else order[::-1]:
                 for threads in thread_counts:
-                    results.setdefault(("GET", name, threads), []).append(measure(get(store), keys, threads))
+                    got = measure(get(store), keys, threads, server.pid)
+                    results.setdefault(("GET", name, threads), []).append(got)
                     fresh = new_items(a.objects)
-                    results.setdefault(("PUT", name, threads), []).append(measure(put(store), fresh, threads))
+                    got = measure(retain(store), keys, threads, server.pid)
+                    results.setdefault(("RETAIN", name, threads), []).append(got)
+                    results.setdefault(("PUT", name, threads), []).append(
+                        measure(put(store), fresh, threads, server.pid)
+                    )
                     for item in fresh:
                         item.file.unlink()
         print(f"{a.objects} objects of {a.size_kib} KiB, {a.rounds} rounds, medians; load {os.getloadavg()[0]:.1f}")
-        print(f"{'request':<6} {'path':<9} {'threads':>7} {'wall ms/req':>12} {'CPU ms/req':>11}")
+        print(f"{'request':<7} {'path':<9} {'threads':>7} {'wall ms/req':>12} {'CPU ms/req':>11} {'server CPU':>11}")
         for (what, name, threads), runs in sorted(results.items()):
-            wall = statistics.median(w for w, _ in runs)
-            cpu = statistics.median(c for _, c in runs)
-            print(f"{what:<6} {name:<9} {threads:>7} {wall:>12.3f} {cpu:>11.3f}")
+            wall, cpu, served = (statistics.median(r[i] for r in runs) for i in range(3))
+            print(f"{what:<7} {name:<9} {threads:>7} {wall:>12.3f} {cpu:>11.3f} {served:>11.3f}")
         sys.stdout.flush()
 
 
