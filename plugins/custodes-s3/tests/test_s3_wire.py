@@ -61,6 +61,7 @@ def test_the_stores_gets_and_puts_take_the_direct_path(
     assert result.digests == {"sha256": item.digest}
     # The PUT, its read-back, its retention and the two reads: direct; the sweep's listing through botocore.
     assert store._wire._pool.num_requests == 5
+    assert store._wire._pool.num_connections == 1  # each answer read to its end: one connection, kept
     assert sorted(set(botocore_sent)) == ["ListMultipartUploads"]
 
 

@@ -130,6 +130,7 @@ class Wire:
         }
         r = self._send("PutObject", "PUT", self.url(key), headers, body, context)
         try:
+            Stream(r).read()  # an empty body, of any encoding: the connection is kept for the next request
             version: str | None = r.headers.get("x-amz-version-id")
             return version
         finally:
@@ -177,7 +178,11 @@ class Wire:
             "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
         }
         query = {"retention": ""} | ({"versionId": version} if version else {})
-        close(self._send("PutObjectRetention", "PUT", self.url(key, query), headers, body))
+        r = self._send("PutObjectRetention", "PUT", self.url(key, query), headers, body)
+        try:
+            Stream(r).read()
+        finally:
+            close(r)
 
     def _send(
         self,
@@ -239,8 +244,9 @@ class Stream:
 
 def close(response: Any) -> None:
     """Give the connection back to the pool when the body was read to its end; otherwise drop it (what is left
-    of a body is never read just to keep a connection)."""
-    if not response.closed and response.length_remaining:
+    of a body, or one of no stated length, is never read just to keep a connection, and a connection is never
+    reused in the middle of one)."""
+    if not response.closed and response.length_remaining != 0:
         response.close()
     response.release_conn()
 
