@@ -65,6 +65,20 @@ def test_the_stores_gets_and_puts_take_the_direct_path(
     assert sorted(set(botocore_sent)) == ["ListMultipartUploads"]
 
 
+def test_a_large_file_is_put_by_botocore(
+    store: S3Store, spool: Callable[..., Put], raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over DIRECT_PUT_MAX: botocore's PUT, whose Expect: 100-continue learns of an existing key before the bytes."""
+    assert store._wire is not None
+    monkeypatch.setattr(s3store, "DIRECT_PUT_MAX", 1000)
+    puts: list[str] = []
+    store._s3.meta.events.register("before-call.s3.PutObject", lambda model, **_: puts.append(model.name))
+    small, large = spool(os.urandom(1000)), spool(os.urandom(1001))
+    assert store.put_many([small, large]) == [True, True]
+    assert puts == ["PutObject"]  # the large one's; the small one's went the direct way
+    assert raw.head_object(Bucket=store.bucket, Key=_key(store, large.digest))["ContentLength"] == 1001
+
+
 def test_a_get_answers_as_botocores_does(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
     assert store._wire is not None
     item = spool(os.urandom(5000))
