@@ -4,6 +4,7 @@ and the CLI exits 1."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -91,6 +92,23 @@ def test_unreadable_file(good_files_dir: Path) -> None:
         str(good_files_dir / "z-good.mov"),
     ]
     assert f"{secret}: permission denied" in out.stderr.decode()
+
+
+def test_unreadable_file_named_on_the_command_line(good_files_dir: Path) -> None:
+    # Found by a hostile user: click's readable check made it a usage error (exit 2) that hashed nothing, where
+    # the README says a file it cannot read is reported and the run goes on with exit 1.
+    secret = good_files_dir / "secret.mp4"
+    shutil.copy(good_files_dir / "a-good.mp4", secret)
+    secret.chmod(0)
+    out = run_cli("hash", "--json", good_files_dir / "a-good.mp4", secret, obey_permissions=True)
+    assert out.returncode == 1, out.stderr
+    files = json.loads(out.stdout)["files"]
+    assert [(f["path"], f["error"] is None) for f in files] == [
+        (str(good_files_dir / "a-good.mp4"), True),
+        (str(secret), False),
+    ]
+    assert files[0]["digests"]["sha256"] == peer("sha256sum", good_files_dir / "a-good.mp4").stdout.decode()[:64]
+    assert files[1]["error"] == {"kind": "permission_denied", "message": f"{secret}: permission denied"}
 
 
 def test_file_truncated_while_hashed(tmp_path: Path) -> None:

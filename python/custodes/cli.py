@@ -635,7 +635,9 @@ def _print_stderr(message: str) -> None:
 
 
 @main.command("hash")
-@click.argument("paths", nargs=-1, type=GivenPath(path_type=str))
+# readable=False: a file it cannot read is the engine's per-file error (reported, the run goes on, exit 1),
+# not a usage error that hashes nothing.
+@click.argument("paths", nargs=-1, type=GivenPath(path_type=str, readable=False))
 @click.option(
     "--algo",
     "algorithms",
