@@ -260,6 +260,18 @@ def _signed_checkpoints(
         except (LedgerError, OSError, UnicodeDecodeError) as e:
             result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
             continue
+        if path.name != str(cp.size):
+            # A file is named by the size it signs: another checkpoint's note under this name (copied over it,
+            # or a copy under a new name) hides that this one's is gone. Never written over: it is evidence.
+            result.findings.append(
+                VerifyFinding(
+                    "checkpoint_mismatch",
+                    f"checkpoint file {path.name} holds the signed note of checkpoint {cp.size} (copied or "
+                    "renamed): move it aside and keep it; the next checkpoint writes back the files that are "
+                    "missing",
+                )
+            )
+            continue
         recorded.discard(cp.size)
         # Signed by an ingest running alongside after this verify's snapshot was taken: not a stray.
         if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not fresh.checkpoints.has(
@@ -269,11 +281,15 @@ def _signed_checkpoints(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
             )
             checkpoints.append((cp.size, cp.root, cp.note))
-    # Every signed checkpoint the catalog records has its file, the copy that outlives the catalog; the
-    # newest may still be being written by an ingest alongside (the latest-checkpoint check covers it). One
-    # whose writing crashed was written back by the next checkpoint (Archive.checkpoint), so any other
-    # missing file was removed.
-    for size in sorted(recorded - {newest}) if folder.is_dir() else []:
+    # Every signed checkpoint the catalog records has its file, the copy that outlives the catalog. A crash
+    # while one was written is mended by the next checkpoint (Archive.checkpoint writes back what is missing),
+    # so only the newest may lack its file, and only while it may still be being written: an ingest under way,
+    # or signed in the last minute (by `custodes ledger checkpoint`, an access approval). A file that is there
+    # but is not its note was named above.
+    present = {path.name for path in files}
+    for size in sorted(recorded) if folder.is_dir() else []:
+        if str(size) in present or (size == newest and _may_be_writing(archive, size)):
+            continue
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
@@ -285,10 +301,31 @@ def _signed_checkpoints(
     return checkpoints
 
 
+#: How long after it is signed a checkpoint's file may be missing without a finding: the command that signed it
+#: records it in the catalog first and writes the file next.
+WRITING_GRACE_NS = 60 * 10**9
+
+
+def _may_be_writing(archive: Archive, size: int) -> bool:
+    """Whether the file of the newest checkpoint may still be being written by the command that signed it."""
+    signed = archive.catalog.checkpoints.signed_ns(size)
+    recent = signed is not None and signed > time.time_ns() - WRITING_GRACE_NS
+    return recent or bool(archive.catalog.ingests.unfinished())
+
+
 def _latest_checkpoint(archive: Archive, result: VerifyResult, chain: KeyChain) -> Checkpoint | None:
     try:
         text = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
         return chain.parse(text)
+    except FileNotFoundError:
+        result.findings.append(
+            VerifyFinding(
+                "checkpoint_mismatch",
+                "ledger/checkpoint (the copy of the latest signed checkpoint) is gone: find out who removed it; "
+                "the next checkpoint (an ingest, or `custodes ledger checkpoint`) writes it again",
+            )
+        )
+        return None
     except (LedgerError, OSError, UnicodeDecodeError) as e:  # garbage in the file is a finding, not a crash
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
         return None
