@@ -153,3 +153,26 @@ def test_a_column_added_is_named(arch: Path) -> None:
 def test_a_table_that_is_a_view_now_is_named(arch: Path) -> None:
     edit(arch, "DROP TABLE long_term", "CREATE VIEW long_term AS SELECT 1 AS segment_id")
     named(arch, "ledger_mismatch", "long_term", "a view, not a table")
+
+
+def test_statistics_analyze_keeps_are_not_a_difference(arch: Path) -> None:
+    """ANALYZE (an administrator's, or sqlite3's own) adds SQLite's statistics tables: they change no row and no
+    answer, only which index a query takes."""
+    edit(arch, "ANALYZE")
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_the_report_says_not_intact_and_rebuild_restores_the_schema(arch: Path) -> None:
+    """A dropped index: the report (which runs the ledger checks) is written and says the archive is not intact;
+    `ledger rebuild-catalog` names it, and --replace (root is a custodian here) makes the index again."""
+    edit(arch, "DROP INDEX segments_by_device_time")
+    out = run_cli("report", arch, "--format", "json", "--out", arch.parent / "r.json")
+    assert out.returncode == 0, out.stderr.decode()
+    integrity = json.loads((arch.parent / "r.json").read_text())["integrity"]
+    assert integrity["ok"] is False and integrity["findings"] == 1
+    rebuilt = findings(arch, "ledger", "rebuild-catalog")
+    assert [(f["kind"], f["table"]) for f in rebuilt] == [("ledger_mismatch", "segments_by_device_time")]
+    out = run_cli("ledger", "rebuild-catalog", arch, "--replace", "--json")
+    report = json.loads(out.stdout)
+    assert (out.returncode, report["equal"], report["replaced"]) == (0, False, True), out.stderr.decode()
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
