@@ -326,6 +326,26 @@ def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+#: Statements that make a catalog of this custodes look as one custodes left at schema 5 (before the catalog
+#: was a view of the ledger): with ``PRAGMA user_version = 5`` after them, opening it migrates it forward.
+AS_SCHEMA_5 = (
+    "DROP INDEX segments_by_device",
+    "DROP INDEX findings_by_device",
+    "DROP INDEX findings_by_device_segment",
+    "DROP TABLE device_checks",
+    "DROP TABLE registry",
+    "DROP TABLE registry_statuses",
+    "DROP TABLE assignments",
+    "DROP INDEX objects_by_last_verified",
+    "DROP TABLE verify_runs",
+    "ALTER TABLE checkpoints DROP COLUMN frontier",
+    "DROP TABLE replay_state",
+    "DROP TABLE refusal_windows",
+    "DROP INDEX ledger_by_type",
+    "ALTER TABLE ledger DROP COLUMN type",
+)
+
+
 @contextmanager
 def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
     """The catalog file edited directly in one transaction, as an attacker with sqlite3 would."""

@@ -505,6 +505,15 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         text = str(e)
         # A table or column of the schema gone (dropped by hand) is damage too, not a bug in custodes.
         schema_gone = text.startswith(("no such table", "no such column"))
+        ledger_gone = schema_gone and text.split(":")[-1].split(".")[0].strip() == "ledger"
+        if schema_gone and not ledger_gone:
+            # The ledger is intact (it is what proves the rest), so the catalog can be made again from it.
+            return (
+                f"the catalog is damaged: {text} ({catalog}): its schema is not the one custodes makes; "
+                f"`custodes verify {archive or 'ARCHIVE'}` names every table, index or column that differs, and "
+                f"`custodes ledger rebuild-catalog {archive or 'ARCHIVE'} --replace` makes the catalog again from "
+                "its ledger (or restore catalog.sqlite from a backup); the stored objects are untouched"
+            )
         if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text or schema_gone:
             return (
                 f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "

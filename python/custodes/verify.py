@@ -237,7 +237,8 @@ def _signed_checkpoints(
 ) -> list[tuple[int, bytes, str]]:
     """Every checkpoint the catalog records or ledger/checkpoints/ holds, each checked against its signature."""
     checkpoints: list[tuple[int, bytes, str]] = []
-    for size, root, note in archive.catalog.checkpoints.all():
+    gone = archive.catalog.lacks("checkpoints")  # dropped by hand: every file is then one the catalog lacks
+    for size, root, note in [] if gone else archive.catalog.checkpoints.all():
         try:
             cp = chain.parse(note)
         except LedgerError as e:
@@ -274,8 +275,8 @@ def _signed_checkpoints(
             continue
         recorded.discard(cp.size)
         # Signed by an ingest running alongside after this verify's snapshot was taken: not a stray.
-        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not fresh.checkpoints.has(
-            cp.size, cp.root
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and (
+            gone or not fresh.checkpoints.has(cp.size, cp.root)
         ):
             result.findings.append(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
@@ -411,8 +412,15 @@ def _check_unsigned(
     """The latest checkpoint and the entries past the last signed one: work in flight, or a rollback."""
     # An ingest is finished once its checkpoint is signed and written (ingest sets finished_ns
     # last): entries and checkpoints of an unfinished one are work in flight, not a rollback.
-    unfinished = archive.catalog.ingests.unfinished()
-    signed_meanwhile = latest is not None and latest.size > top and fresh.checkpoints.has(latest.size, latest.root)
+    # A table dropped or re-made by hand (a finding of its own, _schema_findings) is read as empty: no ingest under
+    # way, no checkpoint recorded, so nothing is excused as work in flight.
+    unfinished = {} if archive.catalog.lacks("ingests") else archive.catalog.ingests.unfinished()
+    signed_meanwhile = (
+        latest is not None
+        and latest.size > top
+        and not fresh.lacks("checkpoints")
+        and fresh.checkpoints.has(latest.size, latest.root)
+    )
     if latest is not None and latest.size != top and not signed_meanwhile:
         if latest.size < top and walk.last_signed_by in unfinished:
             result.findings.append(
@@ -474,6 +482,7 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
     """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
     row. An archive written before this custodes whose first write has not yet adopted its older rows
     (replay.adopt_pending) is held to what its ingest entries record, as it was then."""
+    result.findings += _schema_findings(archive.catalog)
     # One snapshot: an ingest running alongside commits a row and its entry together. Taken inside the
     # scratch, which is attached to the catalog's connection before it (catalog.replay.scratch).
     with replay.scratch(archive.catalog) as fresh, archive.catalog.snapshot():
@@ -482,6 +491,19 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> No
             return
         made, found = replay.compare(archive.catalog, fresh)
     result.findings += _replay_findings(made, found)
+
+
+def _schema_findings(catalog: Catalog) -> list[VerifyFinding]:
+    """The catalog's schema against the one custodes makes (Catalog.schema_differences): a table dropped is
+    ``missing`` (an empty one leaves no row to miss), anything else made otherwise (an index dropped or made over
+    other columns, a column dropped, a trigger or view added) ``ledger_mismatch``; each names the object as its
+    ``table``. Rows are still compared table by table: a dropped table that held facts also has them ``missing``."""
+    out = []
+    for d in catalog.schema_differences():
+        kind = "missing" if d.kind == "missing" and d.type == "table" else "ledger_mismatch"
+        fix = "`custodes ledger rebuild-catalog --replace` makes the catalog again from the ledger"
+        out.append(VerifyFinding(kind, f"catalog schema: {d.message()} ({fix})", table=d.name))
+    return out
 
 
 def _replay_findings(made: replay.Replay, found: list[replay.Difference]) -> list[VerifyFinding]:
@@ -549,7 +571,8 @@ def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult
     try:
         with archive.catalog.snapshot():
             made, found = replay.rebuild(archive.catalog, new)
-        result = RebuildResult(_replay_findings(made, found), made.unknown)
+        # The schema too: a rebuilt catalog has every table and index custodes makes, and nothing else.
+        result = RebuildResult(_schema_findings(archive.catalog) + _replay_findings(made, found), made.unknown)
         if not replace:
             return result
         os.chmod(new, 0o600)
@@ -792,6 +815,18 @@ def _verify_store(
     schedule: Schedule,
 ) -> None:
     """Check the store, then the second copy where the policy keeps one: each finding says which copy."""
+    if archive.catalog.lacks("objects"):
+        # Without the objects' rows there is nothing to check the store against (the rows the ledger records are
+        # each `missing`, and the table is named by the schema check).
+        result.findings.append(
+            VerifyFinding(
+                "missing",
+                "the store was not checked: the catalog's objects table is gone or lacks its columns; "
+                "`custodes ledger rebuild-catalog --replace` makes it again from the ledger, then verify again",
+                table="objects",
+            )
+        )
+        return
     _verify_copy(archive, result, workers, progress, fresh, schedule)
     if archive.replica is None:
         return
@@ -936,7 +971,10 @@ def _verify_copy(
     # that has nothing to stamp never waits for the catalog's write lock (an ingest holds it while it records).
     now = time.time_ns()
     window = archive.policy.verification_window_days
-    earlier = resumable(catalog, selection, window, now) if schedule.resume else None
+    # The runs' table not as custodes makes it (dropped or re-made by hand: the ledger pass's finding names it):
+    # this run is neither resumed nor recorded, and verifies all the same.
+    runs = record and all(d.name != "verify_runs" for d in catalog.schema_differences())
+    earlier = resumable(catalog, selection, window, now) if schedule.resume and runs else None
     started = now if earlier is None else earlier.started_ns
     # Resuming: what this run re-hashed and found intact before it stopped is checked for presence and size
     # (a deletion or truncation since is found), not re-hashed again.
@@ -950,7 +988,7 @@ def _verify_copy(
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
         walk.finish()
         due = walk.least_recently_verified(cutoff)
-    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started, record, locks)
+    hashing = _Hashing(archive, result, schedule, workers, progress, earlier, started, record, locks, runs)
     hashing.run(due)
     left, left_bytes = len(hashing.left), sum(hashing.left)  # handed out and not finished, or taken and not handed
     for d in due:  # what the budget left, counted only (and the listing finished as it goes): two numbers
@@ -1140,12 +1178,14 @@ class _Hashing:
         started: int,
         record: bool = True,
         locks: _LockCheck | None = None,
+        runs: bool = True,
     ) -> None:
         """``locks``: where each object handed out has its storage lock checked (with what its read saw of
-        it), None where the run checks the locks apart (_verify_locks)."""
+        it), None where the run checks the locks apart (_verify_locks); ``runs``: record the run (verify_runs)
+        with the stamps."""
         from custodes.plugins import ExecutorOptions, plugin_manager
 
-        self.record, self.locks = record, locks
+        self.record, self.locks, self.runs = record, locks, runs
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
@@ -1257,10 +1297,11 @@ class _Hashing:
         if not self.record:
             return
         with self.stamper.transaction():
-            if self.run_id is None:
+            if self.runs and self.run_id is None:
                 self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
             self.stamper.objects.stamp_verified(verified, time.time_ns())
-            self.stamper.verify_runs.add(self.run_id, len(verified), size)
+            if self.run_id is not None:
+                self.stamper.verify_runs.add(self.run_id, len(verified), size)
         if self.progress is not None:
             self.progress(self.done, self.total)
 

@@ -34,10 +34,10 @@ from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
 from custodes.catalog.query import Query
 from custodes.catalog.registry import Registry
-from custodes.catalog.schema import MIGRATIONS
+from custodes.catalog.schema import MIGRATIONS, SchemaDifference
 from custodes.errors import CustodesError
 
-__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "Scope"]
+__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "Scope"]
 
 #: The catalog schema this custodes writes (one migration per step; a newer catalog is refused).
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -114,6 +114,17 @@ class Catalog:
                 f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes"
             ),
         )
+
+    def schema_differences(self) -> list[SchemaDifference]:
+        """How this catalog's schema (its tables, their columns and keys, indexes, triggers, views) differs from
+        the one this custodes makes (schema.differences): a table, index or column dropped, an index made over
+        other columns, a trigger or view added. None on an archive migrated from an older custodes."""
+        return schema.differences(self._conn)
+
+    def lacks(self, table: str) -> bool:
+        """The table is gone from this catalog, or lacks a column custodes makes it with (dropped or re-made by
+        hand): a command that would read it works without it, and verify reports it (schema_differences)."""
+        return any(d.name == table and d.unreadable for d in self.schema_differences())
 
     def close(self) -> None:
         self._conn.close()

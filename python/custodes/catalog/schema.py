@@ -6,8 +6,9 @@ open, and one written by a newer custodes is refused rather than misread."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
 MIGRATIONS: list[str] = [
     # 1: the first catalog.
@@ -199,3 +200,172 @@ def migrate(
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {v + 1}")
+
+
+# --- the live schema against the one custodes makes ------------------------------------------------------
+
+#: What one schema object is: its type, and what it is made of (a table's columns and keys, an index's table and
+#: columns, a trigger's or view's table). Compared as a whole; a table's parts are named apart in the message.
+Shape = tuple[str, tuple[object, ...]]
+
+
+@dataclass(frozen=True)
+class SchemaDifference:
+    """One object of the live catalog's schema that is not as custodes makes it: ``missing`` (custodes makes it,
+    the catalog lacks it), ``extra`` (the catalog has it, custodes makes none: a trigger, a view, an index or a
+    table someone added) or ``changed`` (made otherwise: ``detail`` says how)."""
+
+    kind: str
+    type: str  # table, index, trigger, view
+    name: str
+    detail: str = ""
+    columns_missing: tuple[str, ...] = ()  # a table's columns custodes makes that it lacks
+    live_type: str = ""  # changed: what the catalog has under this name, when not a ``type``
+
+    @property
+    def unreadable(self) -> bool:
+        """A table custodes reads that is gone, or lacks a column custodes reads from it."""
+        return self.type == "table" and (self.kind == "missing" or bool(self.columns_missing or self.live_type))
+
+    def message(self) -> str:
+        what = f"{self.type} {self.name}"
+        if self.kind == "missing":
+            text = f"{what} is missing from the catalog's schema"
+        elif self.kind == "extra":
+            text = f"{what} is in the catalog's schema but custodes makes no such {self.type}"
+        else:
+            text = f"{what} is not as custodes makes it"
+        return f"{text}{': ' + self.detail if self.detail else ''}"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _internal(name: str) -> bool:
+    """SQLite's own objects: a table's UNIQUE and PRIMARY KEY indexes (compared as part of their table, under
+    whatever name a rename left them) and the statistics ANALYZE keeps (they change no row and no answer)."""
+    return name.startswith(("sqlite_autoindex_", "sqlite_stat"))
+
+
+def _index_columns(conn: sqlite3.Connection, db: str, index: str) -> tuple[tuple[object, ...], ...]:
+    """An index's key columns in order: name (None for an expression), descending, collation."""
+    rows = conn.execute(f"PRAGMA {db}.index_xinfo({_quoted(index)})").fetchall()
+    return tuple((r[2], r[3], r[4]) for r in rows if r[5])
+
+
+def _shapes(conn: sqlite3.Connection, db: str = "main") -> dict[str, Shape]:
+    """Every object of ``db``'s schema (SQLite's own left out, :func:`_internal`) by name."""
+    out: dict[str, Shape] = {}
+    master = conn.execute(f"SELECT type, name, tbl_name FROM {db}.sqlite_master").fetchall()  # noqa: S608
+    for kind, name, table in master:
+        if _internal(name):
+            continue
+        if kind == "table":
+            columns = tuple(tuple(r[1:6]) for r in conn.execute(f"PRAGMA {db}.table_info({_quoted(name)})"))
+            keys = tuple(
+                sorted(
+                    (r[2], r[3], _index_columns(conn, db, r[1]))
+                    for r in conn.execute(f"PRAGMA {db}.index_list({_quoted(name)})")
+                    if r[3] in ("pk", "u")
+                )
+            )
+            out[name] = (kind, (columns, keys))
+        elif kind == "index":
+            listed = {r[1]: r for r in conn.execute(f"PRAGMA {db}.index_list({_quoted(table)})")}
+            unique, partial = (listed[name][2], listed[name][4]) if name in listed else (None, None)
+            out[name] = (kind, (table, unique, partial, _index_columns(conn, db, name)))
+        else:
+            out[name] = (kind, (table,))
+    return out
+
+
+def _made_shapes() -> dict[str, Shape]:
+    """The schema this custodes makes: :data:`MIGRATIONS` applied to an empty catalog in memory, as
+    :meth:`Catalog.open` applies them to a new archive and brings an older one forward (each migration only
+    ever appended, so both end in the same schema). Made once per process."""
+    if not _MADE:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+
+            @contextmanager
+            def transaction() -> Iterator[None]:
+                conn.execute("BEGIN")
+                yield
+                conn.execute("COMMIT")
+
+            migrate(conn, MIGRATIONS, transaction, lambda version: AssertionError(version))
+            _MADE.update(_shapes(conn))
+        finally:
+            conn.close()
+    return _MADE
+
+
+_MADE: dict[str, Shape] = {}
+
+
+def _column_names(table: tuple[object, ...]) -> set[str]:
+    columns = table[0]
+    assert isinstance(columns, tuple)
+    return {str(c[0]) for c in columns}
+
+
+def _table_detail(made: tuple[object, ...], live: tuple[object, ...]) -> str:
+    """How a table differs: its columns missing, extra or declared otherwise, or its keys."""
+    (want_columns, want_keys), (have_columns, have_keys) = made, live
+    assert isinstance(want_columns, tuple) and isinstance(have_columns, tuple)
+    want = {c[0]: c for c in want_columns}
+    have = {c[0]: c for c in have_columns}
+    parts = []
+    if gone := [n for n in want if n not in have]:
+        parts.append(f"column{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} missing")
+    if added := [n for n in have if n not in want]:
+        parts.append(f"column{'s' if len(added) > 1 else ''} {', '.join(map(str, added))} extra")
+    if other := [n for n in want if n in have and want[n] != have[n]]:
+        parts.append(f"column{'s' if len(other) > 1 else ''} {', '.join(map(str, other))} declared otherwise")
+    if not parts and [c[0] for c in want_columns] != [c[0] for c in have_columns]:
+        parts.append("columns in another order")
+    if want_keys != have_keys:
+        parts.append("its primary key or UNIQUE constraints differ")
+    return "; ".join(parts)
+
+
+def _index_detail(made: tuple[object, ...], live: tuple[object, ...]) -> str:
+    def columns(shape: tuple[object, ...]) -> str:
+        cols = shape[3]
+        assert isinstance(cols, tuple)
+        return ", ".join(f"{c[0] if c[0] is not None else '<expression>'}{' DESC' if c[1] else ''}" for c in cols)
+
+    if made[0] != live[0]:
+        return f"on table {live[0]}, not {made[0]}"
+    if made[3] != live[3]:
+        return f"over ({columns(live)}), not ({columns(made)})"
+    return "unique" if live[1] and not made[1] else "not unique" if made[1] != live[1] else "partial"
+
+
+def differences(conn: sqlite3.Connection) -> list[SchemaDifference]:
+    """The live catalog's schema (``main`` of ``conn``: never a scratch attached beside it) against the one this
+    custodes makes (:func:`_made_shapes`): each table, index, trigger and view by name, a table by its columns
+    and keys, an index by its table and columns. An index gone with its table is the table's difference, not
+    one of its own. Custodes' objects first (missing or changed), then the extra ones; each in name order."""
+    made, live = _made_shapes(), _shapes(conn)
+    out: list[SchemaDifference] = []
+    gone_tables = {n for n, (t, _) in made.items() if t == "table" and live.get(n, ("",))[0] != "table"}
+    for name, (kind, shape) in sorted(made.items()):
+        if name not in live:
+            if kind == "index" and shape[0] in gone_tables:
+                continue
+            dropped = [i for i, (t, s) in sorted(made.items()) if t == "index" and s[0] == name and i not in live]
+            detail = f"its index{'es' if len(dropped) > 1 else ''} {', '.join(dropped)} with it" if dropped else ""
+            out.append(SchemaDifference("missing", kind, name, detail if kind == "table" else ""))
+        elif live[name][0] != kind:
+            now = live[name][0]
+            out.append(SchemaDifference("changed", kind, name, f"a {now}, not a {kind}", live_type=now))
+        elif live[name][1] != shape:
+            detail = (_table_detail if kind == "table" else _index_detail)(shape, live[name][1])
+            lacks = tuple(_column_names(shape) - _column_names(live[name][1])) if kind == "table" else ()
+            out.append(SchemaDifference("changed", kind, name, detail, tuple(sorted(lacks))))
+    for name, (kind, _) in sorted(live.items()):
+        if name not in made:
+            out.append(SchemaDifference("extra", kind, name))
+    return out
