@@ -101,12 +101,7 @@ def test_a_get_answers_as_botocores_does(store: S3Store, spool: Callable[..., Pu
 
 
 def test_its_errors_are_botocores(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
-    wire = store._wire
-    assert wire is not None
-    item = spool(os.urandom(3000))
-    assert store.put_many([item]) == [True]
-    key = _key(store, item.digest)
-    version = raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+    wire, item, key, version = _one_stored(store, spool, raw, 3000)
     missing = _key(store, hashlib.sha256(b"never stored").hexdigest())
 
     def both(**asked: Any) -> None:
@@ -147,13 +142,19 @@ def test_its_errors_are_botocores(store: S3Store, spool: Callable[..., Put], raw
     assert "Versions" not in raw.list_object_versions(Bucket=store.bucket, Prefix=fresh)
 
 
-def test_a_retention_is_set_and_refused_as_botocores_is(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
+def _one_stored(store: S3Store, spool: Callable[..., Put], raw: Any, size: int) -> tuple[Any, Put, str, str]:
+    """The store's direct request path, and one object of ``size`` random bytes put through the store: the
+    spooled item, its key and the version the server gave it."""
     wire = store._wire
     assert wire is not None
-    item = spool(os.urandom(1000))
+    item = spool(os.urandom(size))
     assert store.put_many([item]) == [True]
     key = _key(store, item.digest)
-    version = raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+    return wire, item, key, raw.head_object(Bucket=store.bucket, Key=key)["VersionId"]
+
+
+def test_a_retention_is_set_and_refused_as_botocores_is(store: S3Store, spool: Callable[..., Put], raw: Any) -> None:
+    wire, _item, key, version = _one_stored(store, spool, raw, 1000)
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
     wire.put_retention(key, version, "GOVERNANCE", later)
     got = raw.get_object_retention(Bucket=store.bucket, Key=key, VersionId=version)["Retention"]
