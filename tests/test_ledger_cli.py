@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -226,7 +227,6 @@ def test_lost_checkpoint_files_are_found_and_written_back(cli_archive: Path) -> 
     assert len(sizes) >= 2
     for p in folder.iterdir():
         p.unlink()
-    _signed_long_ago(cli_archive)
     out = run_cli("ledger", "verify", cli_archive, "--json")
     assert out.returncode == 1
     gone = [f["message"] for f in json.loads(out.stdout)["findings"] if "is gone" in f["message"]]
@@ -273,13 +273,6 @@ def test_a_checkpoint_the_catalog_lost_is_found_from_its_file(three_checkpoints:
         assert [f["message"] for f in lost] == [f"checkpoint file {sizes[1]} is not in the catalog"], lost
 
 
-def _signed_long_ago(arch: Path) -> None:
-    """Every checkpoint recorded an hour earlier (a catalog-only time: verify compares no fact with it), so the
-    newest is past the minute its file may still be being written in."""
-    with catalog_edit(arch) as tx:
-        tx.execute("UPDATE checkpoints SET created_ns = created_ns - 3600000000000")
-
-
 def _checkpoint_findings(arch: Path, *command: str) -> list[str]:
     out = run_cli(*command, arch, "--json")
     assert out.returncode in (0, 1), out.stderr
@@ -287,17 +280,24 @@ def _checkpoint_findings(arch: Path, *command: str) -> list[str]:
 
 
 def test_the_newest_checkpoint_file_may_be_missing_only_while_it_is_written(cli_archive: Path) -> None:
-    # Found by a hostile user: the newest file deleted was never reported, though the README says a signed
-    # checkpoint whose file is gone is a checkpoint_mismatch. Its signer records it, then writes the file: a
-    # minute's grace (or an ingest under way), no more.
+    # Found by hostile users: the newest file deleted was never reported, though the README says a signed
+    # checkpoint whose file is gone is a checkpoint_mismatch; then a grace rule hid it behind catalog-only times.
+    # Its signer writes the file, then ledger/checkpoint: once ledger/checkpoint holds it, its file must be there.
     folder = cli_archive / "ledger" / "checkpoints"
-    assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0  # signed now
-    newest = max(int(p.name) for p in folder.iterdir())
+    sizes = sorted(int(p.name) for p in folder.iterdir())
+    newest, before = sizes[-1], sizes[-2]
     (folder / str(newest)).unlink()
-    assert _checkpoint_findings(cli_archive, "verify") == []
-    _signed_long_ago(cli_archive)
     for command in (["verify"], ["ledger", "verify"]):
         assert _checkpoint_findings(cli_archive, *command) == [f"ledger/checkpoints/{newest} is gone {GONE_TAIL}"]
+    # The signer stopped between recording it and writing it out: ledger/checkpoint still holds the one before.
+    # That state is named by the latest-checkpoint check (no ingest is under way), not as a lost file.
+    (cli_archive / "ledger" / "checkpoint").write_text(
+        (folder / str(before)).read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (found,) = _checkpoint_findings(cli_archive, "verify")
+    assert found.startswith(f"ledger/checkpoint is at size {before}, but a checkpoint of size {newest} exists"), found
+    assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0
+    assert run_cli("verify", cli_archive).returncode == 0
 
 
 def test_a_checkpoint_file_holding_another_note_is_named_not_called_gone(cli_archive: Path) -> None:
@@ -311,13 +311,15 @@ def test_a_checkpoint_file_holding_another_note_is_named_not_called_gone(cli_arc
     (folder / str(second)).write_text((folder / str(first)).read_text(encoding="utf-8"), encoding="utf-8")
     (folder / str(third)).write_text("junk\n", encoding="utf-8")
     (folder / "999999").write_text((folder / str(first)).read_text(encoding="utf-8"), encoding="utf-8")
-    _signed_long_ago(cli_archive)
-    held = "(copied or renamed): move it aside and keep it; the next checkpoint writes back the files that are missing"
+    held = (
+        "(copied or renamed): move it out of ledger/checkpoints/ and keep it; the next checkpoint writes back the "
+        "files that are missing"
+    )
     for command in (["verify"], ["ledger", "verify"]):
         found = _checkpoint_findings(cli_archive, *command)
         assert f"checkpoint file {second} holds the signed note of checkpoint {first} {held}" in found
         assert f"checkpoint file 999999 holds the signed note of checkpoint {first} {held}" in found
-        assert [m for m in found if m.startswith(f"{third}: ")], found
+        assert [m for m in found if m.startswith(f"ledger/checkpoints/{third} is not a checkpoint this archive signed")]
         assert not [m for m in found if "is gone" in m], found
 
 
@@ -330,6 +332,49 @@ def test_the_latest_checkpoint_copy_gone_is_said_plainly(cli_archive: Path) -> N
     ]
     assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0
     assert run_cli("verify", cli_archive).returncode == 0
+
+
+@pytest.mark.parametrize("special", ["fifo", "device", "folder", "link"])
+def test_a_checkpoint_file_that_is_not_a_regular_file_is_named_never_read(cli_archive: Path, special: str) -> None:
+    # Found by a hostile user: a FIFO in ledger/checkpoints/ hung verify, a link to /dev/zero ran it out of memory.
+    folder = cli_archive / "ledger" / "checkpoints"
+    first = min(int(p.name) for p in folder.iterdir())
+    odd = folder / str(first)
+    odd.unlink()
+    if special == "fifo":
+        os.mkfifo(odd)
+    elif special == "device":
+        odd.symlink_to("/dev/zero")
+    elif special == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to(folder / str(max(int(p.name) for p in folder.iterdir() if p.name != str(first))))
+    out = run_cli("verify", cli_archive, "--json", timeout=120)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr, out.stderr.decode()
+    found = [f["message"] for f in json.loads(out.stdout)["findings"] if f["kind"] == "checkpoint_mismatch"]
+    assert found == [
+        f"ledger/checkpoints/{first} cannot be read as a checkpoint note: not a regular file (a link, a folder, a "
+        "FIFO or a device): move it out of ledger/checkpoints/ and keep it; the next checkpoint writes back the "
+        "note the catalog holds"
+    ], found
+
+
+def test_a_catalog_row_given_another_note_is_named_and_never_written_out(cli_archive: Path) -> None:
+    # Found by a hostile user: with checkpoint 1's row given checkpoint 5's note and file 1 deleted, the write-back
+    # put 5's note under the name 1, which then could never be mended.
+    folder = cli_archive / "ledger" / "checkpoints"
+    sizes = sorted(int(p.name) for p in folder.iterdir())
+    first, other = sizes[0], sizes[1]
+    with catalog_edit(cli_archive) as tx:
+        tx.execute(
+            "UPDATE checkpoints SET note = (SELECT note FROM checkpoints WHERE size = ?) WHERE size = ?", (other, first)
+        )
+    (folder / str(first)).unlink()
+    assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0
+    assert not (folder / str(first)).exists()
+    found = _checkpoint_findings(cli_archive, "verify")
+    assert f"checkpoint row {first} differs from its signed note" in found
+    assert f"ledger/checkpoints/{first} is gone {GONE_TAIL}" in found
 
 
 GONE_TAIL = (

@@ -763,11 +763,19 @@ class Archive:
         temps.mkdir(exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
         chain = keys.archive_chain(self)
+        restored = []
         for size in missing:
             note = self.catalog.checkpoints.note_at(size)
-            chain.parse(note)  # only a note this archive's keys signed
-            write_once(folder / str(size), note, temps)
-        return missing
+            # Only a note this archive's keys signed, of this very size (a row given another checkpoint's note
+            # would write that note under the wrong name): otherwise verify names the row and nothing is written.
+            try:
+                signed = chain.parse(note).size
+            except ledger_mod.LedgerError:  # not a note this archive signed: verify names the row
+                continue
+            if signed == size:
+                write_once(folder / str(size), note, temps)
+                restored.append(size)
+        return restored
 
 
 def _empty_catalog(catalog: Path) -> ArchiveError:

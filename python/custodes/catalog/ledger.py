@@ -189,11 +189,6 @@ class Checkpoints(Table):
         checkpoint that each has its file)."""
         return [int(size) for (size,) in self._conn.execute("SELECT size FROM checkpoints ORDER BY size")]
 
-    def signed_ns(self, size: int) -> int | None:
-        """When the checkpoint of ``size`` was recorded (None when none was, or the value is not a number)."""
-        value = self._one("SELECT created_ns FROM checkpoints WHERE size = ?", (size,))
-        return value if isinstance(value, int) else None
-
     def note_at(self, size: int) -> str:
         return str(self._one("SELECT note FROM checkpoints WHERE size = ?", (size,)))
 
