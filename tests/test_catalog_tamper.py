@@ -6,6 +6,7 @@ every shape of archive the suite makes, and with --replace restores a damaged on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from custodes.archive import open_archive
 from custodes.catalog import Catalog, replay
 from footage import T0, make_clip
 from helpers import (
@@ -23,6 +25,7 @@ from helpers import (
     build_cli_archive,
     catalog_edit,
     catalog_rows,
+    plant,
     request,
     run_cli,
     set_policy,
@@ -370,8 +373,13 @@ def test_a_policy_entry_hidden_from_the_type_index_is_found(copy: Path) -> None:
 def test_an_older_archive_adopts_its_rows_once_on_its_first_write(two_clip_archive: Path) -> None:
     older = "INSERT INTO findings (ingest_id, kind, severity, detail) VALUES (1, 'gap', 'warning', '{}')"
     _as_before(two_clip_archive, older, "UPDATE segments SET officer_id = '001234' WHERE id = 2")
-    # Before its first write it is held to what its ingest entries record, as before: intact.
-    assert verify_findings(two_clip_archive, 0) == []
+    # Before its first write it is held to what its ingest entries record, as before: intact, and it says so
+    # every run (the flag is the catalog's own: set by hand on an archive that was always ledgered, it would
+    # silence the comparison of every row no ingest entry records).
+    (said,) = verify_findings(two_clip_archive, 0)
+    assert said["kind"] == "pending" and said["message"].startswith(
+        "the catalog says it was migrated from before it was a view of the ledger and awaits adopting its older rows"
+    )
     # Its first write (a hold, by root, its custodian) adopts the rows its ledger does not explain, once.
     assert run_cli("retention", "hold", two_clip_archive, "--segment", "1", "--reason", "x").returncode == 0
     types = [json.loads(e)["type"] for (e,) in catalog_rows(two_clip_archive, "SELECT entry FROM ledger ORDER BY seq")]
@@ -419,20 +427,50 @@ def test_text_that_is_not_utf8_in_the_catalog_is_a_finding_not_a_crash(copy: Pat
     assert report.returncode == 0 and b"Traceback" not in report.stderr, report.stderr.decode()
 
 
+#: A time for a forged row (any whole number: the row is forged either way).
+T0_NS = 1_700_000_000 * 10**9
+UNCHECKABLE_ROWS = ["size = 'large'", "size = 1.5", "size = x'00'", "digests = 'not json'", "digests = '[]'"]
+
+
 @pytest.mark.parametrize(
-    "edit", ["size = 'large'", "size = 1.5", "size = x'00'", "digests = 'not json'", "digests = '[]'"]
+    "edit", [*UNCHECKABLE_ROWS, "size = size + 1", "digests = json_set(digests, '$.blake3', '00')"]
 )
-def test_an_objects_row_verify_cannot_check_against_is_a_finding_not_a_crash(copy: Path, edit: str) -> None:
-    # Found while speeding up the replay and by a hostile user: an objects row whose size was edited to text, or
-    # whose digests are not a JSON object, ended verify's store pass with a traceback, reporting nothing.
+def test_an_edited_objects_row_is_named_and_the_bytes_are_judged_by_the_ledger(copy: Path, edit: str) -> None:
+    # Found by hostile users: an objects row whose size was edited to text, or whose digests are not a JSON
+    # object, ended verify's store pass with a traceback; then a size or digest edited to another value had
+    # intact footage called `truncated` or `modified` beside the row's ledger_mismatch. The ledger says what the
+    # bytes must be: the edit is the one finding, and the object is re-hashed against the ledger and intact.
     (sha,) = catalog_rows(copy, "SELECT sha256 FROM objects ORDER BY sha256 LIMIT 1")[0]
+    stored = sum(size for (size,) in catalog_rows(copy, "SELECT size FROM objects WHERE purged_ns IS NULL"))
     sql(f"UPDATE objects SET {edit} WHERE sha256 = '{sha}'")(copy)
-    found = verify_findings(copy, 1)
-    assert ("ledger_mismatch", "objects") in {(f["kind"], f.get("table")) for f in found}
-    (row,) = [f for f in found if f["object"] == sha and f.get("table") is None]
-    assert row["kind"] == "ledger_mismatch" and "its bytes were not re-hashed" in row["message"], row
-    quick = run_cli("verify", copy, "--json", "--older-than", "0")
-    assert quick.returncode == 1 and b"Traceback" not in quick.stderr, quick.stderr.decode()
+    for args in ((), ("--older-than", "0")):
+        found = verify_findings(copy, 1, *args)
+        assert [(f["kind"], f.get("table"), f["row"]) for f in found] == [("ledger_mismatch", "objects", [sha])], found
+    assert json.loads(run_cli("verify", copy, "--json").stdout)["bytes"] == stored  # every object re-hashed
+
+
+@pytest.mark.parametrize("edit", UNCHECKABLE_ROWS)
+def test_a_forged_objects_row_verify_cannot_check_against_is_a_finding_not_a_crash(copy: Path, edit: str) -> None:
+    # A row no ledger entry explains, for bytes planted in the store: nothing says what they must be, and a
+    # size that is not a number (or digests that are not a JSON object) cannot be checked against.
+    data = b"planted, with a row forged for it"
+    sha = hashlib.sha256(data).hexdigest()
+    archive = open_archive(copy)
+    try:
+        plant(archive, sha, data)
+    finally:
+        archive.close()
+    with catalog_edit(copy) as tx:
+        tx.execute(
+            "INSERT INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES (?, ?, ?, ?, ?)",
+            (sha, len(data), json.dumps({"sha256": sha}), hashlib.sha256(data).hexdigest(), T0_NS),
+        )
+    sql(f"UPDATE objects SET {edit} WHERE sha256 = '{sha}'")(copy)
+    for args in ((), ("--older-than", "0")):
+        found = verify_findings(copy, 1, *args)
+        assert ("unexpected", "objects") in {(f["kind"], f.get("table")) for f in found}, found
+        (row,) = [f for f in found if f["object"] == sha and f.get("table") is None]
+        assert row["kind"] == "ledger_mismatch" and "its bytes were not re-hashed" in row["message"], row
 
 
 #: Edits where SQLite and Python could tell rows apart differently (verify compares in SQLite when it can:

@@ -40,6 +40,7 @@ import json
 import os
 import secrets
 import shlex
+import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -157,8 +158,12 @@ def verify(
     _verify_policy(archive, result)
     with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh, chain)
-        _verify_catalog_against_ledger(archive, result)
-        _verify_store(archive, result, workers, progress, fresh, schedule or Schedule())
+        edited = _verify_catalog_against_ledger(archive, result)
+        token = _LEDGERED.set(edited)
+        try:
+            _verify_store(archive, result, workers, progress, fresh, schedule or Schedule())
+        finally:
+            _LEDGERED.reset(token)
     return result
 
 
@@ -224,8 +229,8 @@ def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog, chain
 def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> None:
     """Four passes: the signed checkpoints (catalog rows and files), the latest one, the ledger
     walked against them, and whether everything after the last signature is work in flight."""
-    checkpoints = _signed_checkpoints(archive, result, fresh, chain)
     latest = _latest_checkpoint(archive, result, chain)
+    checkpoints = _signed_checkpoints(archive, result, fresh, chain, latest)
     wanted = {s: r for s, r, _ in sorted(checkpoints)}
     top = max(wanted, default=0)
     walk = _walk_ledger(archive.catalog, result, wanted, top)
@@ -233,12 +238,14 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catal
 
 
 def _signed_checkpoints(
-    archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain
+    archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain, latest: Checkpoint | None
 ) -> list[tuple[int, bytes, str]]:
     """Every checkpoint the catalog records or ledger/checkpoints/ holds, each checked against its signature."""
     checkpoints: list[tuple[int, bytes, str]] = []
     gone = archive.catalog.lacks("checkpoints")  # dropped by hand: every file is then one the catalog lacks
-    for size, root, note in [] if gone else archive.catalog.checkpoints.all():
+    rows = [] if gone else archive.catalog.checkpoints.all()
+    recorded = {size for size, _, _ in rows}  # by the row's size: a row given another's note still needs its file
+    for size, root, note in rows:
         try:
             cp = chain.parse(note)
         except LedgerError as e:
@@ -253,13 +260,21 @@ def _signed_checkpoints(
     files = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
     if not folder.is_dir():
         result.findings.append(VerifyFinding("checkpoint_mismatch", "ledger/checkpoints/ is gone"))
-    recorded = {size for size, _, _ in checkpoints}
     newest = max(recorded, default=None)
     for path in files:
+        text = _note_file(path, result)
+        if text is None:
+            continue
         try:
-            cp = chain.parse(path.read_text(encoding="utf-8"))
-        except (LedgerError, OSError, UnicodeDecodeError) as e:
-            result.findings.append(VerifyFinding("checkpoint_mismatch", f"{path.name}: {e}"))
+            cp = chain.parse(text)
+        except LedgerError as e:
+            result.findings.append(
+                VerifyFinding(
+                    "checkpoint_mismatch",
+                    f"ledger/checkpoints/{path.name} is not a checkpoint this archive signed ({e}): move it out of "
+                    "ledger/checkpoints/ and keep it; the next checkpoint writes back the note the catalog holds",
+                )
+            )
             continue
         if path.name != str(cp.size):
             # A file is named by the size it signs: another checkpoint's note under this name (copied over it,
@@ -268,28 +283,28 @@ def _signed_checkpoints(
                 VerifyFinding(
                     "checkpoint_mismatch",
                     f"checkpoint file {path.name} holds the signed note of checkpoint {cp.size} (copied or "
-                    "renamed): move it aside and keep it; the next checkpoint writes back the files that are "
-                    "missing",
+                    "renamed): move it out of ledger/checkpoints/ and keep it; the next checkpoint writes back the "
+                    "files that are missing",
                 )
             )
             continue
-        recorded.discard(cp.size)
         # Signed by an ingest running alongside after this verify's snapshot was taken: not a stray.
-        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and (
-            gone or not fresh.checkpoints.has(cp.size, cp.root)
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not fresh.checkpoints.has(
+            cp.size, cp.root
         ):
             result.findings.append(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
             )
             checkpoints.append((cp.size, cp.root, cp.note))
-    # Every signed checkpoint the catalog records has its file, the copy that outlives the catalog. A crash
-    # while one was written is mended by the next checkpoint (Archive.checkpoint writes back what is missing),
-    # so only the newest may lack its file, and only while it may still be being written: an ingest under way,
-    # or signed in the last minute (by `custodes ledger checkpoint`, an access approval). A file that is there
-    # but is not its note was named above.
+    # Every signed checkpoint the catalog records has its file, the copy that outlives the catalog. Its signer
+    # writes the file first and then ledger/checkpoint; a crash in between is mended by the next checkpoint
+    # (Archive.checkpoint writes back what is missing). So only the newest may lack its file, and only while
+    # ledger/checkpoint does not hold it yet (the latest-checkpoint check reports that state: work in flight,
+    # or a command stopped before it wrote the file out). A file that is there but not its note is named above.
     present = {path.name for path in files}
+    writing = newest is not None and latest is not None and latest.size < newest
     for size in sorted(recorded) if folder.is_dir() else []:
-        if str(size) in present or (size == newest and _may_be_writing(archive, size)):
+        if str(size) in present or (size == newest and writing):
             continue
         result.findings.append(
             VerifyFinding(
@@ -302,21 +317,46 @@ def _signed_checkpoints(
     return checkpoints
 
 
-#: How long after it is signed a checkpoint's file may be missing without a finding: the command that signed it
-#: records it in the catalog first and writes the file next.
-WRITING_GRACE_NS = 60 * 10**9
+#: The most a checkpoint note's file is read of: a note is a few hundred bytes; anything larger is not one.
+NOTE_MAX_BYTES = 64 * 1024
 
 
-def _may_be_writing(archive: Archive, size: int) -> bool:
-    """Whether the file of the newest checkpoint may still be being written by the command that signed it."""
-    signed = archive.catalog.checkpoints.signed_ns(size)
-    recent = signed is not None and signed > time.time_ns() - WRITING_GRACE_NS
-    return recent or bool(archive.catalog.ingests.unfinished())
+def _read_note(path: Path) -> str:
+    """The text of a checkpoint note's file. Only a regular file is opened (a link is not followed, a FIFO would
+    hang the read, a device never ends) and at most NOTE_MAX_BYTES of it read; raises OSError or ValueError."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file (a link, a folder, a FIFO or a device)")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(NOTE_MAX_BYTES + 1)
+    if len(data) > NOTE_MAX_BYTES:
+        raise ValueError(f"over {NOTE_MAX_BYTES} bytes: not a checkpoint note")
+    return data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+
+
+def _unreadable(e: OSError | ValueError) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def _note_file(path: Path, result: VerifyResult) -> str | None:
+    """The text of a file in ledger/checkpoints/, or None with a finding when it is not a note's file."""
+    try:
+        return _read_note(path)
+    except (OSError, ValueError) as e:
+        result.findings.append(
+            VerifyFinding(
+                "checkpoint_mismatch",
+                f"ledger/checkpoints/{path.name} cannot be read as a checkpoint note: {_unreadable(e)}: move it out "
+                "of ledger/checkpoints/ and keep it; the next checkpoint writes back the note the catalog holds",
+            )
+        )
+        return None
 
 
 def _latest_checkpoint(archive: Archive, result: VerifyResult, chain: KeyChain) -> Checkpoint | None:
     try:
-        text = (archive.root / "ledger" / "checkpoint").read_text(encoding="utf-8")
+        text = _read_note(archive.root / "ledger" / "checkpoint")
         return chain.parse(text)
     except FileNotFoundError:
         result.findings.append(
@@ -327,8 +367,11 @@ def _latest_checkpoint(archive: Archive, result: VerifyResult, chain: KeyChain) 
             )
         )
         return None
-    except (LedgerError, OSError, UnicodeDecodeError) as e:  # garbage in the file is a finding, not a crash
+    except LedgerError as e:  # garbage in the file is a finding, not a crash
         result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {e}"))
+        return None
+    except (OSError, ValueError) as e:
+        result.findings.append(VerifyFinding("checkpoint_mismatch", f"latest checkpoint: {_unreadable(e)}"))
         return None
 
 
@@ -478,19 +521,46 @@ _LEDGERED_FACTS = {
 }
 
 
-def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> None:
+#: What the stored bytes are judged against where the catalog's objects row was edited: the row as the ledger
+#: has it (sha256 -> size, digests, head_sha256), from the catalog-against-ledger pass of the same run.
+_LEDGERED: contextvars.ContextVar[dict[str, tuple[Any, Any, Any]] | None] = contextvars.ContextVar(
+    "custodes_verify_ledgered", default=None
+)
+#: The columns of an objects row the store pass judges the bytes by.
+_JUDGED_BY = ("size", "digests", "head_sha256")
+
+
+def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> dict[str, tuple[Any, Any, Any]]:
     """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
     row. An archive written before this custodes whose first write has not yet adopted its older rows
-    (replay.adopt_pending) is held to what its ingest entries record, as it was then."""
+    (replay.adopt_pending) is held to what its ingest entries record, as it was then. Returns the ledger's
+    (size, digests, head_sha256) of each object whose catalog row differs in them: the store pass judges those
+    objects' bytes by the ledger, so an edited row is not blamed on intact evidence."""
     result.findings += _schema_findings(archive.catalog)
     # One snapshot: an ingest running alongside commits a row and its entry together. Taken inside the
     # scratch, which is attached to the catalog's connection before it (catalog.replay.scratch).
     with replay.scratch(archive.catalog) as fresh, archive.catalog.snapshot():
         if replay.adopt_pending(archive.catalog):
+            # Said every run: the flag is the catalog's own (a hostile review set it by hand on an archive that
+            # was always ledgered, and verify then compared only the ingest entries' facts).
+            result.findings.append(
+                VerifyFinding(
+                    PENDING,
+                    "the catalog says it was migrated from before it was a view of the ledger and awaits adopting "
+                    "its older rows (the first write does it): until then only what ingest entries record is "
+                    "compared. On an archive no custodes from before that change ever wrote, the flag was set by "
+                    "hand: investigate before any write, which would sign the catalog's rows as they are",
+                )
+            )
             _verify_segments_against_ingests(archive, result)
-            return
+            return {}
         made, found = replay.compare(archive.catalog, fresh)
     result.findings += _replay_findings(made, found)
+    return {
+        str(d.key[0]): tuple(d.values.get(c) for c in _JUDGED_BY)  # type: ignore[misc]
+        for d in found
+        if d.table == "objects" and d.kind == "ledger_mismatch" and set(d.columns) & set(_JUDGED_BY)
+    }
 
 
 def _schema_findings(catalog: Catalog) -> list[VerifyFinding]:
@@ -1060,14 +1130,24 @@ class _StoreWalk:
 
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
-            if o.sha256 not in self.reported and self._sound_row(o):
-                yield _Due(o.sha256, o.size, o.digests, o.head_sha256, o.last_verified_ns)
+            due = self._due(o) if o.sha256 not in self.reported else None
+            if due is not None:
+                yield due
 
-    def _sound_row(self, o: CatalogObject) -> bool:
-        """Whether the catalog's row of an object can be checked against: SQLite keeps whatever an edit put in a
-        column, and a size that is not a whole number (or digests that are not text) would end the run with a
-        traceback. Such a row is reported and its object is not re-hashed (the replay names the edit too)."""
-        if type(o.size) is int and _digest_map(o.digests) and isinstance(o.head_sha256, str):
+    def _due(self, o: CatalogObject) -> _Due | None:
+        """What object ``o``'s bytes are judged by: the ledger's size and digests where the catalog's row was
+        edited in them (the replay names the edit; the evidence is not blamed for it), else the row's; None
+        when neither can be checked against (reported: its bytes are not re-hashed)."""
+        size, digests, head = (_LEDGERED.get() or {}).get(o.sha256, (o.size, o.digests, o.head_sha256))
+        if self._sound_row(o, size, digests, head):
+            return _Due(o.sha256, size, digests, head, o.last_verified_ns)
+        return None
+
+    def _sound_row(self, o: CatalogObject, size: Any, digests: Any, head: Any) -> bool:
+        """Whether an object's row can be checked against: SQLite keeps whatever an edit put in a column, and a
+        size that is not a whole number (or digests that are not text) would end the run with a traceback.
+        Such a row is reported and its object is not re-hashed (the replay names the edit too)."""
+        if type(size) is int and _digest_map(digests) and isinstance(head, str):
             return True
         self.reported.add(o.sha256)
         self.result.checked += 1
@@ -1122,9 +1202,9 @@ class _StoreWalk:
                 result.checked += 1
                 result.findings.append(_listed_finding(archive, found))
                 continue
-            if not self._sound_row(o):
+            due = self._due(o)
+            if due is None:
                 continue
-            due = _Due(sha, o.size, o.digests, o.head_sha256, o.last_verified_ns)
             since = self.verified_since
             if since is not None and o.last_verified_ns is not None and o.last_verified_ns >= since:
                 _check_size(archive, result, due)  # (and --older-than's query no longer takes it)
