@@ -289,8 +289,8 @@ def _signed_checkpoints(
             )
             continue
         # Signed by an ingest running alongside after this verify's snapshot was taken: not a stray.
-        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and not fresh.checkpoints.has(
-            cp.size, cp.root
+        if (cp.size, cp.root) not in {(s, r) for s, r, _ in checkpoints} and (
+            gone or not fresh.checkpoints.has(cp.size, cp.root)
         ):
             result.findings.append(
                 VerifyFinding("checkpoint_mismatch", f"checkpoint file {path.name} is not in the catalog")
