@@ -443,7 +443,7 @@ def test_an_edited_objects_row_is_named_and_the_bytes_are_judged_by_the_ledger(c
     (sha,) = catalog_rows(copy, "SELECT sha256 FROM objects ORDER BY sha256 LIMIT 1")[0]
     stored = sum(size for (size,) in catalog_rows(copy, "SELECT size FROM objects WHERE purged_ns IS NULL"))
     sql(f"UPDATE objects SET {edit} WHERE sha256 = '{sha}'")(copy)
-    for args in ((), ("--older-than", "0")):
+    for args in ((), ("--older-than", "0"), ("--quick",)):
         found = verify_findings(copy, 1, *args)
         assert [(f["kind"], f.get("table"), f["row"]) for f in found] == [("ledger_mismatch", "objects", [sha])], found
     assert json.loads(run_cli("verify", copy, "--json").stdout)["bytes"] == stored  # every object re-hashed

@@ -42,7 +42,7 @@ import secrets
 import shlex
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +159,7 @@ def verify(
     with archive.catalog.another() as fresh:
         _verify_ledger(archive, result, fresh, chain)
         edited = _verify_catalog_against_ledger(archive, result)
-        token = _LEDGERED.set(edited)
-        try:
-            _verify_store(archive, result, workers, progress, fresh, schedule or Schedule())
-        finally:
-            _LEDGERED.reset(token)
+        _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
     return result
 
 
@@ -523,14 +519,12 @@ _LEDGERED_FACTS = {
 
 #: What the stored bytes are judged against where the catalog's objects row was edited: the row as the ledger
 #: has it (sha256 -> size, digests, head_sha256), from the catalog-against-ledger pass of the same run.
-_LEDGERED: contextvars.ContextVar[dict[str, tuple[Any, Any, Any]] | None] = contextvars.ContextVar(
-    "custodes_verify_ledgered", default=None
-)
+Ledgered = Mapping[str, tuple[Any, Any, Any]]
 #: The columns of an objects row the store pass judges the bytes by.
 _JUDGED_BY = ("size", "digests", "head_sha256")
 
 
-def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> dict[str, tuple[Any, Any, Any]]:
+def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> Ledgered:
     """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
     row. An archive written before this custodes whose first write has not yet adopted its older rows
     (replay.adopt_pending) is held to what its ingest entries record, as it was then. Returns the ledger's
@@ -883,8 +877,10 @@ def _verify_store(
     progress: Callable[[int, int], None] | None,
     fresh: Catalog,
     schedule: Schedule,
+    edited: Ledgered,
 ) -> None:
-    """Check the store, then the second copy where the policy keeps one: each finding says which copy."""
+    """Check the store, then the second copy where the policy keeps one: each finding says which copy. Objects
+    whose catalog row was edited are judged by the ledger's ``edited`` rows."""
     if archive.catalog.lacks("objects"):
         # Without the objects' rows there is nothing to check the store against (the rows the ledger records are
         # each `missing`, and the table is named by the schema check).
@@ -897,13 +893,13 @@ def _verify_store(
             )
         )
         return
-    _verify_copy(archive, result, workers, progress, fresh, schedule)
+    _verify_copy(archive, result, workers, progress, fresh, schedule, edited)
     if archive.replica is None:
         return
     first = (result.run, result.checked, result.bytes, len(result.findings))
     # The same selection, all of it now: the budget and --resume are the first copy's (its run is recorded).
     second = Schedule(selection=schedule.selection, executor=schedule.executor, scheduler=schedule.scheduler)
-    _verify_copy(cast(Archive, _SecondCopy(archive)), result, workers, None, fresh, second, record=False)
+    _verify_copy(cast(Archive, _SecondCopy(archive)), result, workers, None, fresh, second, edited, record=False)
     where = archive.replica.describe()
     result.findings[first[3] :] = [
         dataclasses.replace(f, copy="replica", message=f"second copy ({where}): {f.message}")
@@ -1022,6 +1018,7 @@ def _verify_copy(
     progress: Callable[[int, int], None] | None,
     fresh: Catalog,
     schedule: Schedule,
+    edited: Ledgered,
     record: bool = True,
 ) -> None:
     """Walk the catalog's objects and the store's files side by side, both in digest order (strays, links,
@@ -1030,7 +1027,7 @@ def _verify_copy(
     selection = schedule.selection
     result.rehashed = not selection.quick
     if selection.quick:
-        quick = _StoreWalk(archive, result, fresh, selection.range)
+        quick = _StoreWalk(archive, result, fresh, selection.range, edited)
         for d in quick:
             _check_size(archive, result, d)
         quick.finish()
@@ -1052,7 +1049,7 @@ def _verify_copy(
     # In digest order every live object the walk meets has its lock checked as it goes: by what its re-hash's
     # read saw (no request of its own), else by a stat. The oldest first meets only some: a pass of its own.
     locks = _LockCheck(archive, result) if cutoff is None else None
-    walk = _StoreWalk(archive, result, fresh, selection.range, None if earlier is None else started, locks)
+    walk = _StoreWalk(archive, result, fresh, selection.range, edited, None if earlier is None else started, locks)
     if cutoff is None:
         due: Iterator[_Due] = iter(walk)
     else:  # the oldest first: the listing is checked first (links found there are not re-hashed)
@@ -1104,13 +1101,16 @@ class _StoreWalk:
         result: VerifyResult,
         fresh: Catalog,
         within: DigestRange,
+        edited: Ledgered,
         verified_since: int | None = None,
         locks: _LockCheck | None = None,
     ) -> None:
-        """``verified_since``: objects stamped verified since then (by the run being resumed) are checked for
-        presence and size, not yielded to be re-hashed. ``locks``: where the lock of each object not yielded
-        but live and listed sound is checked (those yielded are the re-hash's to add)."""
-        self.archive, self.result, self.fresh, self.within = archive, result, fresh, within
+        """``edited``: the ledger's size and digests of each object whose catalog row was edited in them
+        (:func:`_verify_catalog_against_ledger`). ``verified_since``: objects stamped verified since then (by
+        the run being resumed) are checked for presence and size, not yielded to be re-hashed. ``locks``: where
+        the lock of each object not yielded but live and listed sound is checked (those yielded are the
+        re-hash's to add)."""
+        self.archive, self.result, self.fresh, self.within, self.edited = archive, result, fresh, within, edited
         self.locks = locks
         self.verified_since = verified_since
         self.foreign: list[Listed] = []
@@ -1138,7 +1138,7 @@ class _StoreWalk:
         """What object ``o``'s bytes are judged by: the ledger's size and digests where the catalog's row was
         edited in them (the replay names the edit; the evidence is not blamed for it), else the row's; None
         when neither can be checked against (reported: its bytes are not re-hashed)."""
-        size, digests, head = (_LEDGERED.get() or {}).get(o.sha256, (o.size, o.digests, o.head_sha256))
+        size, digests, head = self.edited.get(o.sha256, (o.size, o.digests, o.head_sha256))
         if self._sound_row(o, size, digests, head):
             return _Due(o.sha256, size, digests, head, o.last_verified_ns)
         return None
