@@ -860,17 +860,18 @@ class S3Store:
             return  # a date already past keeps nothing, and the server refuses it
         mode = "COMPLIANCE" if "COMPLIANCE" in (self.mode, (head or {}).get("ObjectLockMode")) else self.mode
         try:
-            try:
-                if self._wire is None:
-                    raise Unanswered("no direct path")
-                self._wire.put_retention(key, version, mode, _date(until_ns))
-            except Unanswered:  # no answer, or no direct path: botocore (again), with its retries
-                self._s3.put_object_retention(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Retention={"Mode": mode, "RetainUntilDate": _date(until_ns)},
-                    **_version(version),
-                )
+            if self._wire is not None:
+                try:
+                    self._wire.put_retention(key, version, mode, _date(until_ns))
+                    return
+                except Unanswered:
+                    pass  # no answer: botocore sends it again, with its retries
+            self._s3.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": mode, "RetainUntilDate": _date(until_ns)},
+                **_version(version),
+            )
         except ClientError:
             # Refused as a shortening: a new version the bucket's default retention locked already, for longer.
             now = self._head(key, version) if head is None else None

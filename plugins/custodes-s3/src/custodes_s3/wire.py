@@ -1,12 +1,13 @@
-"""The two requests an object's bytes take, GetObject and the conditional PutObject, sent without botocore's
-request machinery: signed by botocore's own SigV4 signer with the store's credentials, sent through a urllib3
-connection pool of the store's own, and only the headers custodes reads parsed.
+"""The requests a store makes once per object or per page, GetObject, the conditional PutObject,
+PutObjectRetention and the ListObjectVersions pages, sent without botocore's request machinery: signed by
+botocore's own SigV4 signer with the store's credentials, sent through a urllib3 connection pool of the store's
+own, and only the headers and fields custodes reads parsed.
 
 Why: botocore spends about 1.1 ms of CPU on every request (parameter validation, serialisation, its event
 hooks, endpoint rules, response parsing), GET or HEAD alike, and the server shares the machine's two cores
 here; a small object's verify is one GET and its ingest a PUT, a GET and a retention. This path takes about
-0.45 ms a GET (``benches/s3_request_cpu.py``). Everything else (listings, locks, multipart uploads, probes)
-stays on the boto3 client, and so does any request this path cannot answer:
+0.45 ms a GET (``benches/s3_request_cpu.py``). Everything else (HEADs, legal holds, multipart uploads, the
+bucket's probes) stays on the boto3 client, and so does any request this path cannot answer:
 
 - it is used only where the archive names an ``endpoint`` (path-style URLs, ``<endpoint>/<bucket>/<key>``, as
   the client is configured there), never on AWS itself, where botocore resolves the bucket's host, region
@@ -72,7 +73,7 @@ def wire_for(client: Any, session: Any, bucket: str, endpoint: str, connections:
 
 
 class Wire:
-    """GetObject and the conditional PutObject on one bucket, thread-safe (a pool of ``connections`` kept
+    """The direct requests (module notes) on one bucket, thread-safe (a pool of ``connections`` kept
     connections; more threads than that open short-lived ones)."""
 
     def __init__(self, client: Any, session: Any, bucket: str, endpoint: str, connections: int) -> None:
