@@ -122,7 +122,9 @@ def hash_files(
             results.append(HashResult(path, None, {}, error))
         else:
             results.append(
-                HashResult(path, batch.sizes[i], {name: h[i * n : (i + 1) * n] for name, h, n in batch.columns})
+                HashResult(
+                    path, batch.sizes[i], {name: batch.digest(i, c) for c, (name, _, _) in enumerate(batch.columns)}
+                )
             )
     return results
 
