@@ -127,6 +127,7 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
         # The whole archive, once, here: a verification run that finished, with nothing left.
         "run": {
             "id": 1,
+            "not_recorded": None,
             "resumed": False,
             "selection": {"slice": None, "older_than_days": None, "quick": False},
             "budget": "none",
@@ -303,6 +304,41 @@ def test_catalog_migrates_from_the_first_schema(tmp_path: Path) -> None:
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     out = run_cli("verify", arch)
     assert out.returncode == 2 and b"newer than this custodes" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        (0, "reads 0, yet it holds tables"),
+        (3, "reads 3, yet it already holds index"),
+        (12, "reads 12, yet it already holds"),
+        (-1, "reads -1, which no custodes writes"),
+    ],
+)
+def test_a_schema_version_lowered_by_hand_is_named_not_a_traceback(tmp_path: Path, version: int, said: str) -> None:
+    """PRAGMA user_version set back by hand (a hostile review): the migrations ran again over what they had made
+    and failed with a traceback (a step that only changes rows could run, and commit, first; -1 ran the last step
+    by Python's negative index), and 0 read as an empty catalog. Now each command stops before running any step,
+    saying what happened and the way back; with the version set back, the archive opens and verifies clean."""
+    from custodes.catalog import SCHEMA_VERSION
+
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    with catalog_edit(arch) as c:
+        c.execute(f"PRAGMA user_version = {version}")
+    before = catalog_rows(arch, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    entries = catalog_rows(arch, "SELECT count(*) FROM ledger")
+    for command in (("verify",), ("ledger", "verify"), ("retention", "status")):
+        out = run_cli(*command, arch)
+        text = out.stderr.decode()
+        assert out.returncode == 2 and "Traceback" not in text, text
+        assert said in text and f"this custodes makes {SCHEMA_VERSION}" in text, text
+    assert catalog_rows(arch, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == before
+    assert catalog_rows(arch, "PRAGMA user_version") == [(version,)]
+    assert catalog_rows(arch, "SELECT count(*) FROM ledger") == entries
+    with catalog_edit(arch) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    assert run_cli("verify", arch).returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -176,3 +176,259 @@ def test_the_report_says_not_intact_and_rebuild_restores_the_schema(arch: Path) 
     report = json.loads(out.stdout)
     assert (out.returncode, report["equal"], report["replaced"]) == (0, False, True), out.stderr.decode()
     assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+#: A trigger a hostile review planted: every ingest entry appended to the ledger is deleted again at once. Ingest
+#: then reported success while the recording's entry was gone, and the named fix (rebuild from the ledger) dropped
+#: the recording's rows.
+LOSE_INGESTS = (
+    "CREATE TRIGGER ingests_lost AFTER INSERT ON ledger WHEN NEW.type = 'ingest' "
+    "BEGIN DELETE FROM ledger WHERE seq = NEW.seq; END"
+)
+
+
+def test_a_write_into_a_catalog_with_another_schema_is_refused_and_nothing_is_lost(arch: Path) -> None:
+    """Custodes writes only into a catalog whose schema is its own (Catalog.write): the ingest is refused before it
+    records anything, saying why and what to do; once the trigger is gone the same volume ingests, every entry
+    kept, and verify is clean."""
+    edit(arch, LOSE_INGESTS)
+    with catalog_edit(arch) as c:
+        entries = c.execute("SELECT count(*) FROM ledger").fetchone()[0]
+    vol = arch.parent / "BWC0002"
+    vol.mkdir()
+    shutil.copy(THREE_RECORDINGS[2], vol / THREE_RECORDINGS[2].name)
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+    assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr.decode()
+    said = out.stderr.decode()
+    for words in ("custodes writes nothing into this catalog", "trigger ingests_lost", "rebuild-catalog --replace"):
+        assert words in said, said
+    with catalog_edit(arch) as c:
+        assert c.execute("SELECT count(*) FROM ledger").fetchone()[0] == entries  # not one entry written
+        assert c.execute("SELECT count(*) FROM segments").fetchone()[0] == 2
+    edit(arch, "DROP TRIGGER ingests_lost")
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+    assert out.returncode in (0, 1), out.stderr.decode()
+    with catalog_edit(arch) as c:
+        assert c.execute("SELECT count(*) FROM segments").fetchone()[0] == 3
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_verify_writes_nothing_into_a_catalog_with_another_schema(arch: Path) -> None:
+    """verify re-hashes every object and names the trigger, but records no run and stamps no object: its own
+    write would fire the trigger (here one that would rewrite every stamp)."""
+    edit(
+        arch,
+        "CREATE TRIGGER stamps_moved AFTER UPDATE OF last_verified_ns ON objects "
+        "BEGIN UPDATE objects SET last_verified_ns = 1; END",
+    )
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 1, out.stderr.decode()
+    report = json.loads(out.stdout)
+    assert report["checked"] == 2 and report["run"]["id"] is None
+    assert [(f["kind"], f["table"]) for f in report["findings"]] == [("ledger_mismatch", "stamps_moved")]
+    with catalog_edit(arch) as c:
+        assert c.execute("SELECT count(*) FROM verify_runs").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM objects WHERE last_verified_ns IS NOT NULL").fetchone()[0] == 0
+
+
+def test_a_check_constraint_edited_into_a_table_is_named_and_refuses_writes(arch: Path) -> None:
+    """A CHECK written into findings' CREATE statement (PRAGMA writable_schema, as a hostile review did): verify
+    named nothing while every later ingest failed on it. Now verify names the table and the CHECK, and ingest
+    refuses before writing, pointing to the rebuild, which makes the table as custodes makes it."""
+    with catalog_edit(arch) as c:
+        c.execute("PRAGMA writable_schema = ON")
+        c.execute(
+            "UPDATE sqlite_master SET sql = substr(sql, 1, length(sql) - 1) || ', CHECK (kind <> ''no_moov''))' "
+            "WHERE name = 'findings'"
+        )
+        c.execute("PRAGMA writable_schema = OFF")
+    named(arch, "ledger_mismatch", "findings", "CHECK (kind <> 'no_moov') extra")
+    vol = arch.parent / "BWC0003"
+    vol.mkdir()
+    shutil.copy(THREE_RECORDINGS[2], vol / THREE_RECORDINGS[2].name)
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+    assert out.returncode == 2 and b"table findings is not as custodes makes it" in out.stderr, out.stderr.decode()
+    out = run_cli("ledger", "rebuild-catalog", arch, "--replace", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["replaced"], out.stderr.decode()
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_a_foreign_key_dropped_from_a_table_is_named(arch: Path) -> None:
+    """holds made again as custodes makes it but for its reference to segments: a hold could then name no
+    recording at all."""
+    edit(
+        arch,
+        "CREATE TABLE holds_again (id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL, reason TEXT NOT NULL, "
+        "by TEXT NOT NULL, placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT)",
+        "DROP TABLE holds",
+        "ALTER TABLE holds_again RENAME TO holds",
+    )
+    named(arch, "ledger_mismatch", "holds", "its foreign keys (REFERENCES) differ")
+
+
+def test_an_index_made_again_with_another_collation_says_so(arch: Path) -> None:
+    """It read "over (device_id, start_ns), not (device_id, start_ns)"."""
+    edit(
+        arch,
+        "DROP INDEX segments_by_device_time",
+        "CREATE INDEX segments_by_device_time ON segments(device_id COLLATE NOCASE, start_ns)",
+    )
+    named(
+        arch,
+        "ledger_mismatch",
+        "segments_by_device_time",
+        "over (device_id COLLATE nocase, start_ns), not (device_id, start_ns)",
+    )
+
+
+def test_a_table_renamed_in_another_case_is_no_difference(arch: Path) -> None:
+    """SQLite matches names whatever their case: CASES is the table cases to every statement custodes makes (it
+    was named missing and extra)."""
+    edit(arch, "ALTER TABLE cases RENAME TO CASES_", "ALTER TABLE CASES_ RENAME TO CASES")
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def planted(arch: Path, *statements: str) -> None:
+    """Statements run with PRAGMA writable_schema on, as a hostile review made its edits."""
+    with catalog_edit(arch, foreign_keys=False) as c:
+        c.execute("PRAGMA writable_schema = ON")
+        for s in statements:
+            c.execute(s)
+        c.execute("PRAGMA writable_schema = OFF")
+
+
+def test_a_trigger_named_like_sqlites_own_objects_is_named(arch: Path) -> None:
+    """A trigger named sqlite_stat_h (writable_schema lets one be made) dropping every hold: the check skipped names
+    with SQLite's prefixes, so `retention hold` said "hold 1" with no row and no entry, and verify said intact."""
+    planted(
+        arch,
+        "CREATE TRIGGER sqlite_stat_h BEFORE INSERT ON holds BEGIN SELECT RAISE(IGNORE); END",
+        "CREATE TRIGGER sqlite_autoindex_h BEFORE INSERT ON ledger BEGIN SELECT RAISE(IGNORE); END",
+    )
+    named(arch, "ledger_mismatch", "sqlite_stat_h", "trigger sqlite_stat_h is in the catalog's schema")
+    named(arch, "ledger_mismatch", "sqlite_autoindex_h", "trigger sqlite_autoindex_h is in the catalog's schema")
+    out = run_cli("retention", "hold", arch, "--segment", "1", "--reason", "court order 12")
+    assert out.returncode == 2 and b"custodes writes nothing into this catalog" in out.stderr, out.stderr.decode()
+
+
+def test_a_generated_column_added_by_alter_table_is_named(arch: Path) -> None:
+    """No writable_schema needed: NOT NULL ON CONFLICT IGNORE on a generated column that is NULL drops every
+    insert into holds without an error; table_info does not list such a column."""
+    edit(arch, "ALTER TABLE holds ADD COLUMN x INTEGER GENERATED ALWAYS AS (NULL) VIRTUAL NOT NULL ON CONFLICT IGNORE")
+    named(arch, "ledger_mismatch", "holds", "column x extra")
+
+
+@pytest.mark.parametrize(
+    ("clause", "said"),
+    [
+        # A CHECK hidden from a search for the word CHECK followed by "(": by a comment, a line comment, a quote
+        # inside a comment in the expression (a hostile review's three ways).
+        ("CHECK /* x */ (reason <> 'court order 12')", "CHECK (reason <> 'court order 12') extra"),
+        ("CHECK -- x\n(reason <> 'court order 12')", "CHECK (reason <> 'court order 12') extra"),
+        ("CHECK (reason <> 'court order 12' /* ' */)", "CHECK (reason <> 'court order 12') extra"),
+        ("cHeCk(reason<>'court order 12')", "CHECK (reason <> 'court order 12') extra"),
+    ],
+)
+def test_a_check_hidden_in_a_tables_statement_is_named(arch: Path, clause: str, said: str) -> None:
+    quoted = clause.replace("'", "''")
+    planted(
+        arch,
+        f"UPDATE sqlite_master SET sql = replace(sql, 'released_by TEXT)', 'released_by TEXT, {quoted})') "
+        "WHERE name = 'holds'",
+    )
+    named(arch, "ledger_mismatch", "holds", said)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "said"),
+    [
+        ("reason TEXT NOT NULL", "reason TEXT NOT NULL COLLATE NOCASE", "collate nocase"),
+        ("REFERENCES segments(id)", "REFERENCES segments(id) DEFERRABLE INITIALLY DEFERRED", "deferrable"),
+        ("released_by TEXT)", "released_by TEXT) STRICT", "strict"),
+        ("id INTEGER PRIMARY KEY", "id INTEGER PRIMARY KEY ON CONFLICT IGNORE", "on conflict ignore"),
+    ],
+)
+def test_a_clause_no_pragma_lists_is_named_by_the_statement(arch: Path, before: str, after: str, said: str) -> None:
+    """COLLATE on a column, DEFERRABLE, STRICT, ON CONFLICT: no pragma lists them; the table's whole statement is
+    compared, and the message shows where it parts from custodes' own."""
+    planted(arch, f"UPDATE sqlite_master SET sql = replace(sql, '{before}', '{after}') WHERE name = 'holds'")
+    named(arch, "ledger_mismatch", "holds", said)
+
+
+def test_an_index_made_partial_is_named_by_its_statement(arch: Path) -> None:
+    """Same table, columns and uniqueness: only a WHERE added, which leaves every row out of the index."""
+    edit(
+        arch,
+        "DROP INDEX segments_by_device_time",
+        "CREATE INDEX segments_by_device_time ON segments(device_id, start_ns) WHERE 0",
+    )
+    named(arch, "ledger_mismatch", "segments_by_device_time", "where 0")
+
+
+def test_a_dropped_column_is_one_finding_not_one_per_row(arch: Path) -> None:
+    """ALTER TABLE findings DROP COLUMN path: the schema finding names the column; the rows, all still there, were
+    each called "missing ... not in the catalog", burying it. They are compared over the columns left."""
+    edit(arch, "ALTER TABLE findings DROP COLUMN path")
+    found = findings(arch, "verify")
+    assert [(f["kind"], f["table"]) for f in found] == [("ledger_mismatch", "findings")], found
+    assert "column path missing" in found[0]["message"]
+
+
+def test_a_trigger_in_the_accounts_store_is_named_and_refuses_its_writes(arch: Path) -> None:
+    """accounts.sqlite (the web front end's run state): a trigger resetting the failures count kept an account open
+    through any number of wrong passwords while verify said intact (a hostile review). verify names it; account
+    writes are refused, nothing changed; dropped, all works again."""
+    password = b"a long enough password 1\n"
+    assert run_cli("user", "add", arch, "bob", "--password-stdin", input=password).returncode == 0
+    accounts = arch / "accounts.sqlite"
+    with catalog_edit(arch, foreign_keys=False) as c:  # the same sqlite3 work on the other file
+        c.execute(f"ATTACH DATABASE '{accounts}' AS acc")
+        c.execute(
+            "CREATE TRIGGER acc.keep_open AFTER UPDATE OF failures ON accounts "
+            "BEGIN UPDATE accounts SET failures = 0, locked = 0 WHERE name = NEW.name; END"
+        )
+    for command in (("verify",), ("ledger", "verify")):
+        found = findings(arch, *command)
+        assert [(f["kind"], f["table"]) for f in found] == [("ledger_mismatch", "keep_open")], found
+        assert "trigger keep_open is in accounts.sqlite's schema" in found[0]["message"]
+    out = run_cli("user", "disable", arch, "bob")
+    assert out.returncode == 2 and b"custodes writes nothing into this accounts store" in out.stderr, out.stderr
+    assert b"trigger keep_open" in out.stderr
+    with catalog_edit(arch, foreign_keys=False) as c:
+        c.execute(f"ATTACH DATABASE '{accounts}' AS acc")
+        assert c.execute("SELECT disabled FROM acc.accounts WHERE name = 'bob'").fetchone() == (0,)
+        c.execute("DROP TRIGGER acc.keep_open")
+    assert run_cli("user", "disable", arch, "bob").returncode == 0
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_a_trigger_bearing_the_name_of_one_of_custodes_indexes_is_named(arch: Path) -> None:
+    """Triggers have a namespace of their own: one named holds_by_segment, made before that index was made again,
+    was overwritten by the index's shape and never compared while every hold vanished (a hostile review)."""
+    edit(
+        arch,
+        "CREATE TRIGGER holds_by_segment BEFORE INSERT ON holds BEGIN SELECT RAISE(IGNORE); END",
+        "DROP INDEX holds_by_segment",
+        "CREATE INDEX holds_by_segment ON holds(segment_id)",
+    )
+    named(arch, "ledger_mismatch", "holds_by_segment", "trigger holds_by_segment is in the catalog's schema")
+    out = run_cli("retention", "hold", arch, "--segment", "1", "--reason", "court order 12")
+    assert out.returncode == 2 and b"trigger holds_by_segment" in out.stderr, out.stderr.decode()
+
+
+def test_a_name_sqlite_does_not_fold_is_another_object(arch: Path) -> None:
+    """SQLite folds only ASCII letters: a decoy table named with a KELVIN SIGN (U+212A) took the place of a changed
+    `checkpoints` under Python's lower(), and verify said intact."""
+    edit(
+        arch,
+        'CREATE TABLE "chec\u212apoints" AS SELECT * FROM checkpoints',
+        "ALTER TABLE checkpoints ADD COLUMN x INTEGER",
+    )
+    named(arch, "ledger_mismatch", "checkpoints", "column x extra")
+    named(arch, "ledger_mismatch", "chec\u212apoints", "table chec\u212apoints is in the catalog's schema")
+
+
+def test_an_empty_accounts_file_is_no_difference(arch: Path) -> None:
+    """`sqlite3 ARCH/accounts.sqlite` with nothing typed leaves an empty file: no store was ever made there."""
+    (arch / "accounts.sqlite").touch()
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}

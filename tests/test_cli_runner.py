@@ -125,7 +125,7 @@ def test_quiet_verify_and_ledger_verify_leave_out_the_summary(archive: Path) -> 
         loud.exit_code == 0
         and loud.stdout
         == trusted.format(fingerprint)
-        + "verification run (nothing re-hashed, not recorded): every object; executor local\n"
+        + "verification run (not recorded: nothing re-hashed): every object; executor local\n"
         + "intact: 0 objects, 0 B checked, 0 finding(s)\n"
     )
     quiet = invoke("verify", archive, "--quiet")

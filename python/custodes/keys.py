@@ -295,13 +295,17 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
     pem = new_private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    write_new_file(path, pem, 0o600)  # durable before the entry names it: a crash leaves the old key in force
-    crashpoint("rotate_key_file_written")
     endorsement = old_private.sign(rotation_statement(archive.policy.origin, old, new))
+    # The key file is written inside the transaction, after the catalog took the write (a catalog custodes
+    # writes nothing into refuses it, catalog.SchemaDiffersError) and after the check that nobody rotated
+    # meanwhile: a refused rotation leaves no key behind. It is durable before the entry names it: a crash
+    # between the two leaves a key file no entry names, and the old key in force.
     with archive.transaction() as tx:
         in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
         if in_force != old:  # another rotation committed meanwhile: this endorsement speaks for a retired key
             raise LedgerError("the key was rotated by someone else meanwhile; run `custodes ledger rotate-key` again")
+        write_new_file(path, pem, 0o600)
+        crashpoint("rotate_key_file_written")
         now = time.time_ns()
         index = ledger.append(
             tx,

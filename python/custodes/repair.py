@@ -95,6 +95,7 @@ def repair(archive: Archive) -> RepairResult:
             "the policy names a second copy)"
         )
     person = require_role(archive, ("custodian",), "storage_repair")
+    archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
     bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found
     for f in verify(archive).findings:

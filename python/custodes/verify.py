@@ -33,6 +33,7 @@ by side in digest order.
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -51,7 +52,7 @@ from typing import Any, cast
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file
 from custodes.archive import Archive
-from custodes.catalog import Catalog, replay
+from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.findings import shown_name
@@ -81,6 +82,11 @@ __all__ = [
 #: per object (never their bytes), so memory stays flat either way, and progress is reported within a job.
 BATCH = 4096
 PENDING = "pending"
+#: Why a verification run was not recorded (``run["not_recorded"]``, with ``run["id"]`` None): it re-hashed
+#: nothing, or the catalog's schema is not the one custodes makes (custodes writes nothing into it,
+#: catalog.SchemaDiffersError), though the run re-hashed all the same.
+NOT_RECORDED_NOTHING = "nothing re-hashed"
+NOT_RECORDED_SCHEMA = "the catalog's schema differs"
 #: A worker of a remote executor reported an object bad that is intact when re-hashed here, or returned a result
 #: that does not match its shard: the run's machinery is at fault, not the evidence; still a failure to look at.
 EXECUTOR_FAULT = "executor_fault"
@@ -492,14 +498,20 @@ def _check_unsigned(
                 )
             )
     else:
+        # Named one by one: anyone who can write catalog.sqlite can append an entry with a correct leaf hash (an
+        # approval, a purge), and the next checkpoint signs whatever is there (a hostile review's way to make a
+        # forgery part of the signed history), so the reviewer must see what they would be signing.
+        first = [(seq, _entry_json(archive.catalog.ledger.entry(seq)).get("type")) for seq in range(top, walk.size)]
+        shown = ", ".join(f"{seq} ({kind if isinstance(kind, str) else '?'})" for seq, kind in first[:10])
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
-                f"{walk.size - top} ledger entries are not covered by any signed "
-                "checkpoint (rolled back, or an ingest was interrupted): investigate first "
-                "(the ingest log, a backup); "
-                "sign them with `custodes ledger checkpoint` only once the ledger is known to "
-                "be intact, else restore catalog.sqlite from a backup",
+                f"{walk.size - top} ledger entries are not covered by any signed checkpoint (rolled back, an "
+                f"ingest interrupted, or written into the ledger table by hand): entries {shown}"
+                f"{', ...' if len(first) > 10 else ''}. Investigate first (the ingest log, a backup, who "
+                "could write catalog.sqlite): any custodes write signs them; "
+                "sign them with `custodes ledger checkpoint` only once each is known to be custodes' own, "
+                "else restore catalog.sqlite from a backup",
             )
         )
 
@@ -530,7 +542,7 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> Le
     (replay.adopt_pending) is held to what its ingest entries record, as it was then. Returns the ledger's
     (size, digests, head_sha256) of each object whose catalog row differs in them: the store pass judges those
     objects' bytes by the ledger, so an edited row is not blamed on intact evidence."""
-    result.findings += _schema_findings(archive.catalog)
+    result.findings += _schema_findings(archive.catalog) + _accounts_schema_findings(archive)
     # One snapshot: an ingest running alongside commits a row and its entry together. Taken inside the
     # scratch, which is attached to the catalog's connection before it (catalog.replay.scratch).
     with replay.scratch(archive.catalog) as fresh, archive.catalog.snapshot():
@@ -567,6 +579,18 @@ def _schema_findings(catalog: Catalog) -> list[VerifyFinding]:
         kind = "missing" if d.kind == "missing" and d.type == "table" else "ledger_mismatch"
         fix = "`custodes ledger rebuild-catalog --replace` makes the catalog again from the ledger"
         out.append(VerifyFinding(kind, f"catalog schema: {d.message()} ({fix})", table=d.name))
+    return out
+
+
+def _accounts_schema_findings(archive: Archive) -> list[VerifyFinding]:
+    """The web front end's accounts.sqlite holds no fact, but its rules (a lock after ten wrong passwords) are
+    custodes' too: a schema made otherwise there is named as the catalog's is (and refuses its writes,
+    AccountStore). Not the rebuild's: rebuilding the catalog changes nothing there."""
+    out = []
+    for d in accounts.schema_differences_at(archive.root) or ():
+        fix = f"drop what was added by hand, or move {accounts.ACCOUNTS_FILE} aside and add the accounts again"
+        message = f"{accounts.ACCOUNTS_FILE} schema: {d.message(of=accounts.ACCOUNTS_FILE)} ({fix})"
+        out.append(VerifyFinding("ledger_mismatch", message, table=d.name))
     return out
 
 
@@ -1038,9 +1062,12 @@ def _verify_copy(
     # that has nothing to stamp never waits for the catalog's write lock (an ingest holds it while it records).
     now = time.time_ns()
     window = archive.policy.verification_window_days
-    # The runs' table not as custodes makes it (dropped or re-made by hand: the ledger pass's finding names it):
-    # this run is neither resumed nor recorded, and verifies all the same.
-    runs = record and all(d.name != "verify_runs" for d in catalog.schema_differences())
+    # A catalog whose schema is not as custodes makes it (a table dropped or re-made, a trigger added: the ledger
+    # pass's finding names it) gets no write from verify (Catalog.write): this run is neither resumed nor
+    # recorded, stamps nothing, and verifies all the same.
+    schema_differs = record and bool(catalog.schema_differences())
+    record = record and not schema_differs
+    runs = record
     earlier = resumable(catalog, selection, window, now) if schedule.resume and runs else None
     started = now if earlier is None else earlier.started_ns
     # Resuming: what this run re-hashed and found intact before it stopped is checked for presence and size
@@ -1068,15 +1095,22 @@ def _verify_copy(
     else:
         locks.flush()
     run = hashing.run_id
-    if run is not None:
-        with catalog.transaction():
+    if run is not None and hashing.record:
+        with contextlib.suppress(SchemaDiffersError), catalog.write():  # changed during the run: as in _record
             if hashing.stopped is None:
                 catalog.verify_runs.finish(run, time.time_ns())
             else:
                 catalog.verify_runs.stop(run, hashing.stopped)
     got = None if run is None else catalog.verify_runs.get(run)
+    if run is None and (schema_differs or hashing.schema_changed):
+        not_recorded: str | None = NOT_RECORDED_SCHEMA
+    elif run is None:
+        not_recorded = NOT_RECORDED_NOTHING
+    else:
+        not_recorded = None
     result.run = {
-        "id": run,  # None: nothing was re-hashed, so nothing was recorded
+        "id": run,  # None: not recorded, for the reason "not_recorded" gives
+        "not_recorded": not_recorded,
         "resumed": earlier is not None,
         "selection": selection.to_json(),
         "budget": str(schedule.budget),
@@ -1266,6 +1300,7 @@ class _Hashing:
         from custodes.plugins import ExecutorOptions, plugin_manager
 
         self.record, self.locks, self.runs = record, locks, runs
+        self.schema_changed = False  # the catalog's schema came to differ during the run: no more recorded
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
@@ -1376,12 +1411,17 @@ class _Hashing:
         self.done += sum(d.size for d in shard)
         if not self.record:
             return
-        with self.stamper.transaction():
-            if self.runs and self.run_id is None:
-                self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
-            self.stamper.objects.stamp_verified(verified, time.time_ns())
-            if self.run_id is not None:
-                self.stamper.verify_runs.add(self.run_id, len(verified), size)
+        try:
+            with self.stamper.write():
+                if self.runs and self.run_id is None:
+                    self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
+                self.stamper.objects.stamp_verified(verified, time.time_ns())
+                if self.run_id is not None:
+                    self.stamper.verify_runs.add(self.run_id, len(verified), size)
+        except SchemaDiffersError:
+            # The schema changed during the run: nothing more is written; the next verify names the change.
+            self.record = self.runs = False
+            self.schema_changed = True
         if self.progress is not None:
             self.progress(self.done, self.total)
 

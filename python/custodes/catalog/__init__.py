@@ -37,7 +37,7 @@ from custodes.catalog.registry import Registry
 from custodes.catalog.schema import MIGRATIONS, SchemaDifference
 from custodes.errors import CustodesError
 
-__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "Scope"]
+__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "SchemaDiffersError", "Scope"]
 
 #: The catalog schema this custodes writes (one migration per step; a newer catalog is refused).
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -51,6 +51,24 @@ class CatalogError(CustodesError):
     """The catalog cannot be used as it is (a schema from a newer custodes)."""
 
 
+class SchemaDiffersError(CatalogError):
+    """A write refused: the catalog's schema is not the one custodes makes (:meth:`Catalog.schema_differences`).
+    A trigger, constraint or index added by hand could drop, change or refuse what custodes writes, unseen: a
+    trigger that deleted each new ingest entry let ingest report success while the recording's entry was gone."""
+
+    def __init__(self, path: Path, found: list[SchemaDifference]) -> None:
+        self.path, self.differences = path, found
+        shown = "; ".join(d.message() for d in found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+        #: What is refused and why, without the way out (a caller that may not take it names another).
+        self.what = (
+            f"{path}: custodes writes nothing into this catalog, its schema is not the one custodes makes ({shown})"
+        )
+        super().__init__(
+            f"{self.what}. `custodes verify` lists every difference; `custodes ledger rebuild-catalog --replace` "
+            "makes the catalog again from the ledger (the old file is kept beside it)"
+        )
+
+
 class Catalog:
     """One connection to ``catalog.sqlite`` and the named operations over it. Not thread-safe:
     a thread that writes on its own opens :meth:`another`."""
@@ -58,6 +76,7 @@ class Catalog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self._schema_seen: tuple[int, list[SchemaDifference]] | None = None  # (schema cookie, its differences)
         self.segments = Segments(conn)
         self.objects = Objects(conn)
         self.ledger = Ledger(conn)
@@ -113,13 +132,43 @@ class Catalog:
             lambda version: CatalogError(
                 f"catalog schema {version} is newer than this custodes ({SCHEMA_VERSION}); upgrade custodes"
             ),
+            lambda why: CatalogError(f"{self.path}: {why}"),
         )
+
+    @property
+    def holds_tables(self) -> bool:
+        """Any of the tables custodes makes, whatever ``PRAGMA user_version`` says: a catalog at version 0 holding
+        them had its version set by hand, it is not empty (one holding only tables of its own making is)."""
+        return bool(schema.made_tables() & set(schema.table_names(self._conn)))
 
     def schema_differences(self) -> list[SchemaDifference]:
         """How this catalog's schema (its tables, their columns and keys, indexes, triggers, views) differs from
         the one this custodes makes (schema.differences): a table, index or column dropped, an index made over
-        other columns, a trigger or view added. None on an archive migrated from an older custodes."""
-        return schema.differences(self._conn)
+        other columns, a trigger or view added. None on an archive migrated from an older custodes.
+
+        Worked out again only when SQLite's schema cookie (``PRAGMA schema_version``, which every change to
+        the schema moves, and which each transaction reads afresh) has moved since the last time."""
+        cookie = int(self._conn.execute("PRAGMA schema_version").fetchone()[0])
+        if self._schema_seen is None or self._schema_seen[0] != cookie:
+            self._schema_seen = (cookie, schema.differences(self._conn))
+        return list(self._schema_seen[1])
+
+    @contextmanager
+    def write(self) -> Iterator[Catalog]:
+        """:meth:`transaction` for custodes' own writes into the live catalog: refused (:class:`SchemaDiffersError`,
+        nothing written) when its schema is not the one custodes makes. Looked at under the write lock, so no
+        change to the schema can come between the look and the writes."""
+        with self.transaction():
+            self.require_own_schema()
+            yield self
+
+    def require_own_schema(self) -> None:
+        """Refuse (:class:`SchemaDiffersError`) a catalog whose schema is not the one custodes makes: what
+        :meth:`write` checks under the write lock, for a command whose first irreversible step comes before its
+        first write (a purge removes bytes, a repair replaces them, then records it): refused there, it must
+        have done nothing."""
+        if found := self.schema_differences():
+            raise SchemaDiffersError(self.path, found)
 
     def lacks(self, table: str) -> bool:
         """The table is gone from this catalog, or lacks a column custodes makes it with (dropped or re-made by

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -20,7 +20,16 @@ from typing import NamedTuple
 from custodes.catalog import schema
 from custodes.errors import CustodesError
 
-__all__ = ["ACCOUNTS_FILE", "AccountRow", "AccountStore", "SessionRow", "ThrottleRow", "TokenRow"]
+__all__ = [
+    "ACCOUNTS_FILE",
+    "AccountRow",
+    "AccountStore",
+    "AccountsSchemaError",
+    "SessionRow",
+    "ThrottleRow",
+    "TokenRow",
+    "schema_differences_at",
+]
 
 ACCOUNTS_FILE = "accounts.sqlite"
 
@@ -93,6 +102,40 @@ class ThrottleRow(NamedTuple):
     last_ns: int | None
 
 
+class AccountsSchemaError(CustodesError):
+    """A write into accounts.sqlite refused: its schema is not the one custodes makes."""
+
+    def __init__(self, path: Path, found: list[schema.SchemaDifference]) -> None:
+        self.differences = found
+        shown = "; ".join(d.message(of=ACCOUNTS_FILE) for d in found[:3])
+        super().__init__(
+            f"{path}: custodes writes nothing into this accounts store, its schema is not the one custodes makes "
+            f"({shown}{f'; and {len(found) - 3} more' if len(found) > 3 else ''}). Drop what was added by hand "
+            f"(sqlite3 {path} 'DROP TRIGGER name'), or move the file aside and add the accounts again "
+            "(`custodes user add`); `custodes verify` lists every difference"
+        )
+
+
+def schema_differences_at(root: str | os.PathLike[str]) -> list[schema.SchemaDifference] | None:
+    """The schema differences of ``ROOT/accounts.sqlite``, read only (never created, never migrated); None when
+    the archive has no such file (no web front end ever ran) or it cannot be read."""
+    path = Path(root) / ACCOUNTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            return None  # an empty file (`sqlite3 accounts.sqlite` makes one): no store was ever made in it
+        return schema.differences(conn, MIGRATIONS)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
 def _fields(row: type[NamedTuple]) -> str:
     return ", ".join(row._fields)
 
@@ -105,6 +148,7 @@ class AccountStore:
         self.path = path
         self._conn = conn
         self._lock = threading.RLock()
+        self._schema_seen: tuple[int, list[schema.SchemaDifference]] | None = None
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> AccountStore:
@@ -130,10 +174,11 @@ class AccountStore:
         schema.migrate(
             self._conn,
             MIGRATIONS,
-            self._transaction,
+            lambda: self._transaction(as_made=False),
             lambda version: CustodesError(
                 f"{self.path}: schema {version} is newer than this custodes ({len(MIGRATIONS)}); upgrade custodes"
             ),
+            lambda why: CustodesError(f"{self.path}: {why}"),
         )
 
     def close(self) -> None:
@@ -145,11 +190,56 @@ class AccountStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def schema_differences(self) -> list[schema.SchemaDifference]:
+        """This file's schema against the one its migrations make (a trigger added here kept an account open
+        through any number of wrong passwords, unseen: a hostile review). Worked out again only when SQLite's
+        schema cookie moves, as the catalog's (Catalog.schema_differences)."""
+        with self._lock:
+            cookie = int(self._conn.execute("PRAGMA schema_version").fetchone()[0])
+            if self._schema_seen is None or self._schema_seen[0] != cookie:
+                self._schema_seen = (cookie, schema.differences(self._conn, MIGRATIONS))
+            return list(self._schema_seen[1])
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def held(self) -> Iterator[Callable[[], None]]:
+        """Several of this store's writes as one transaction (BEGIN IMMEDIATE), which the operations called
+        inside it join. It commits when the block ends, or earlier when the block calls the function it is
+        given (the rest of the block then writes nothing here); it rolls back when the block fails before that.
+        An account change commits it before or after the catalog's transaction (custodes.web.accounts).
+        Refused, as :meth:`_transaction`, while the schema is not the one custodes makes."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            done = False
+
+            def commit() -> None:
+                nonlocal done
+                if not done:
+                    self._conn.execute("COMMIT")
+                    done = True
+
             try:
+                if found := self.schema_differences():
+                    raise AccountsSchemaError(self.path, found)
+                yield commit
+            except BaseException:
+                if not done:
+                    self._conn.execute("ROLLBACK")
+                raise
+            commit()
+
+    @contextmanager
+    def _transaction(self, *, as_made: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write, refused (nothing written) while the schema is not the one custodes makes: the catalog's rule
+        (Catalog.write), under the write lock. ``as_made=False``: a migration's step, which makes that schema.
+        Inside :meth:`held` a write joins its transaction (checked when it began)."""
+        with self._lock:
+            if self._conn.in_transaction:  # inside held(): this write is part of its transaction
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if as_made and (found := self.schema_differences()):
+                    raise AccountsSchemaError(self.path, found)
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -216,9 +306,12 @@ class AccountStore:
             row = c.execute(f"SELECT {_fields(AccountRow)} FROM accounts WHERE name = ?", (name,)).fetchone()
         return None if row is None else AccountRow(*row)
 
-    def note_success(self, name: str) -> None:
+    def note_success(self, name: str) -> AccountRow | None:
+        """A right password for ``name``: its wrong ones in a row end. The row after it."""
         with self._transaction() as c:
             c.execute("UPDATE accounts SET failures = 0 WHERE name = ?", (name,))
+            row = c.execute(f"SELECT {_fields(AccountRow)} FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else AccountRow(*row)
 
     # --- sessions ---
 

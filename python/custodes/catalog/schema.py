@@ -5,9 +5,10 @@ open, and one written by a newer custodes is refused rather than misread."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 MIGRATIONS: list[str] = [
@@ -186,20 +187,69 @@ def migrate(
     migrations: Sequence[str],
     transaction: Callable[[], AbstractContextManager[object]],
     newer: Callable[[int], Exception],
+    failed: Callable[[str], Exception],
 ) -> None:
     """Bring the database behind ``conn`` from its ``PRAGMA user_version`` to ``len(migrations)``, one migration
     per ``transaction()`` (its statements and the new version commit together, or none of them); a version
-    beyond ``migrations`` (a newer custodes wrote it) raises ``newer(version)``. The catalog and the web's
-    accounts.sqlite both keep their schema so."""
+    beyond ``migrations`` (a newer custodes wrote it) raises ``newer(version)``. A version no custodes wrote (below
+    0, or lower than what the database already holds: set by hand) raises ``failed(why)`` before any step runs: a
+    step run again over what it made can change rows before SQLite refuses one of its statements (a hostile review
+    had adopt_pending set again that way, by a read-only command). The catalog and the web's accounts.sqlite both
+    keep their schema so."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(migrations):
         raise newer(version)
+    if version == len(migrations):
+        return
+    way_back = (
+        f"Nothing was run. Set it back to the version it was (this custodes makes {len(migrations)}), then run "
+        "`custodes verify`"
+    )
+    if version < 0:
+        raise failed(f"its schema version (PRAGMA user_version) reads {version}, which no custodes writes. {way_back}")
+    if ahead := _made_later(conn, migrations, version):
+        raise failed(
+            f"its schema version (PRAGMA user_version) reads {version}, yet it already holds {ahead}, which a later "
+            f"version makes: the version was lowered by hand. {way_back}"
+        )
     for v in range(version, len(migrations)):
-        with transaction():
-            for statement in migrations[v].split(";"):
+        try:
+            with transaction():
+                for statement in migrations[v].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+        except sqlite3.Error as e:  # the step's transaction was rolled back: it wrote nothing
+            raise failed(
+                f"bringing its schema from version {v} to {v + 1} failed ({e}); that step wrote nothing"
+            ) from e
+
+
+def _made_later(conn: sqlite3.Connection, migrations: Sequence[str], version: int) -> str:
+    """The first object or column the database holds that only a step after ``version`` makes ("" if none)."""
+    before, after, live = _shapes_at(migrations, version), _shapes_at(migrations, len(migrations)), _shapes(conn)
+    for name, (kind, shape) in sorted(after.items()):
+        if name not in before:
+            if name in live:
+                return f"{live[name][0]} {_shown(name)}"
+        elif kind == "table" and live.get(name, ("",))[0] == "table":
+            later = (_column_names(shape) - _column_names(before[name][1])) & _column_names(live[name][1])
+            if later:
+                return f"column {name}.{min(later)}"
+    return ""
+
+
+def _shapes_at(migrations: Sequence[str], version: int) -> dict[str, Shape]:
+    """The schema the first ``version`` steps make, in memory."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in migrations[:version]:
+            for statement in step.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {v + 1}")
+        return _shapes(conn)
+    finally:
+        conn.close()
 
 
 # --- the live schema against the one custodes makes ------------------------------------------------------
@@ -227,12 +277,12 @@ class SchemaDifference:
         """A table custodes reads that is gone, or lacks a column custodes reads from it."""
         return self.type == "table" and (self.kind == "missing" or bool(self.columns_missing or self.live_type))
 
-    def message(self) -> str:
+    def message(self, of: str = "the catalog") -> str:
         what = f"{self.type} {self.name}"
         if self.kind == "missing":
-            text = f"{what} is missing from the catalog's schema"
+            text = f"{what} is missing from {of}'s schema"
         elif self.kind == "extra":
-            text = f"{what} is in the catalog's schema but custodes makes no such {self.type}"
+            text = f"{what} is in {of}'s schema but custodes makes no such {self.type}"
         else:
             text = f"{what} is not as custodes makes it"
         return f"{text}{': ' + self.detail if self.detail else ''}"
@@ -242,42 +292,150 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _internal(name: str) -> bool:
-    """SQLite's own objects: a table's UNIQUE and PRIMARY KEY indexes (compared as part of their table, under
-    whatever name a rename left them) and the statistics ANALYZE keeps (they change no row and no answer)."""
-    return name.startswith(("sqlite_autoindex_", "sqlite_stat"))
+def _internal(kind: str, name: str, sql: str | None) -> bool:
+    """SQLite's own objects, and only those: a table's UNIQUE and PRIMARY KEY indexes (an index with no CREATE
+    statement; compared as part of its table, under whatever name a rename left it) and the statistics tables
+    ANALYZE keeps (they change no row and no answer). Judged by what the object is, not by its name alone: a
+    trigger named ``sqlite_stat_x`` (PRAGMA writable_schema makes one) hid from a check that went by the prefix."""
+    if kind == "index":
+        return name.startswith("sqlite_autoindex_") and sql is None
+    return kind == "table" and name in _STATISTICS
+
+
+_STATISTICS = frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"})
+
+
+def _fold(name: object) -> object:
+    """A name as SQLite matches it: names of tables, columns, indexes and collations, and declared types, are the
+    same whatever their ASCII case (``ALTER TABLE cases RENAME TO CASES`` changes nothing custodes reads). Only
+    ASCII: SQLite folds no other letter, and Python's own lower() made a decoy table named with a KELVIN SIGN
+    (U+212A) stand for ``checkpoints`` while the real one was changed (a hostile review)."""
+    return name.translate(_ASCII_LOWER) if isinstance(name, str) else name
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+#: A trigger's key among the shapes: triggers have a namespace of their own in SQLite, so a trigger may bear the
+#: name of one of custodes' indexes (a hostile review's did, and was overwritten by that index's shape, unseen).
+_TRIGGER = "\x00trigger"
+
+
+def _shown(key: str) -> str:
+    return key.split("\x00", 1)[0]
+
+
+#: One token of an SQL statement: a string literal, a number, a name or keyword, an operator, or one character
+#: of punctuation. Blanks and comments are skipped (they carry no meaning).
+_TOKEN = re.compile(
+    r"""\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$)"""  # blanks, comments: skipped
+    r"""|(?P<string>'(?:[^']|'')*'?)"""  # a string literal, its case kept
+    r"""|(?P<quoted>"(?:[^"]|"")*"?|`(?:[^`]|``)*`?|\[[^\]]*\]?)"""  # a quoted name
+    r"""|(?P<word>[^\W\d]\w*|\$\w*)"""  # a name or keyword
+    r"""|(?P<number>\d[\w.]*|\.\d[\w.]*)"""
+    r"""|(?P<other>->>|->|<>|<=|>=|!=|==|\|\||<<|>>|.)""",  # an operator SQLite reads as one
+    re.DOTALL,
+)
+
+
+def _tokens(sql: str) -> tuple[str, ...]:
+    """A CREATE statement as SQLite reads it: names and keywords whatever their case and quoting (a rename
+    rewrites a name as ``"cases"``), string literals as written, blanks and comments dropped. Two statements with
+    the same tokens make the same object. The whole statement is compared, so a clause nothing else lists
+    (a CHECK, a column's COLLATE or GENERATED ALWAYS, ON CONFLICT, DEFERRABLE, STRICT, a partial index's WHERE)
+    cannot hide: a hostile review hid CHECKs from a search for the word CHECK behind comments."""
+    out: list[str] = []
+    for m in _TOKEN.finditer(sql):
+        kind = m.lastgroup
+        if kind is None:
+            continue
+        text = m.group(kind)
+        if kind == "quoted":
+            close = {"[": "]"}.get(text[0], text[0])
+            inner = text[1:-1] if len(text) > 1 and text.endswith(close) else text[1:]
+            text = inner.replace(close * 2, close) if close != "]" else inner
+            out.append(text.translate(_ASCII_LOWER))
+        elif kind in ("word", "number"):
+            out.append(text.translate(_ASCII_LOWER))
+        else:
+            out.append(text)
+    return tuple(out)
+
+
+def _checks(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    """The CHECK constraints of a table's statement (:func:`_tokens`), each its expression, in order."""
+    found = []
+    for i, t in enumerate(tokens):
+        if t == "check" and i + 1 < len(tokens) and tokens[i + 1] == "(":
+            depth, j = 0, i + 1
+            while j < len(tokens):
+                depth += {"(": 1, ")": -1}.get(tokens[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            found.append(" ".join(tokens[i + 2 : j]))
+    return tuple(sorted(found))
 
 
 def _index_columns(conn: sqlite3.Connection, db: str, index: str) -> tuple[tuple[object, ...], ...]:
     """An index's key columns in order: name (None for an expression), descending, collation."""
     rows = conn.execute(f"PRAGMA {db}.index_xinfo({_quoted(index)})").fetchall()
-    return tuple((r[2], r[3], r[4]) for r in rows if r[5])
+    return tuple((_fold(r[2]), r[3], _fold(r[4])) for r in rows if r[5])
 
 
 def _shapes(conn: sqlite3.Connection, db: str = "main") -> dict[str, Shape]:
-    """Every object of ``db``'s schema (SQLite's own left out, :func:`_internal`) by name."""
+    """Every object of ``db``'s schema (SQLite's own left out, :func:`_internal`) by name, as SQLite matches names
+    (:func:`_fold`). A table's and an index's shape end with their statement's tokens (:func:`_tokens`): the
+    parts before them only name what differs."""
     out: dict[str, Shape] = {}
-    master = conn.execute(f"SELECT type, name, tbl_name FROM {db}.sqlite_master").fetchall()  # noqa: S608
-    for kind, name, table in master:
-        if _internal(name):
+    master = conn.execute(f"SELECT type, name, tbl_name, sql FROM {db}.sqlite_master").fetchall()  # noqa: S608
+    for kind, given, table, sql in master:
+        if _internal(kind, given, sql):
             continue
+        name, table_name, tokens = str(_fold(given)), _fold(table), _tokens(sql or "")
+        if kind == "trigger":
+            name += _TRIGGER
+        while name in out:  # a second object of one name (writable_schema makes one): never in place of the first
+            name += "\x00again"
         if kind == "table":
-            columns = tuple(tuple(r[1:6]) for r in conn.execute(f"PRAGMA {db}.table_info({_quoted(name)})"))
+            # table_xinfo, not table_info: a generated column is hidden from the latter (one added by a plain
+            # ALTER TABLE, NOT NULL ON CONFLICT IGNORE, made SQLite drop custodes' rows unseen).
+            columns = tuple(
+                (_fold(r[1]), _fold(r[2]), *r[3:7]) for r in conn.execute(f"PRAGMA {db}.table_xinfo({_quoted(given)})")
+            )
             keys = tuple(
                 sorted(
                     (r[2], r[3], _index_columns(conn, db, r[1]))
-                    for r in conn.execute(f"PRAGMA {db}.index_list({_quoted(name)})")
+                    for r in conn.execute(f"PRAGMA {db}.index_list({_quoted(given)})")
                     if r[3] in ("pk", "u")
                 )
             )
-            out[name] = (kind, (columns, keys))
+            # (table, from, to, on update, on delete, match) of each reference, in the order SQLite lists them.
+            references = tuple(
+                sorted(
+                    (*map(_fold, r[2:5]), *r[5:8])
+                    for r in conn.execute(f"PRAGMA {db}.foreign_key_list({_quoted(given)})")
+                )
+            )
+            out[name] = (kind, (columns, keys, references, _checks(tokens), tokens))
         elif kind == "index":
             listed = {r[1]: r for r in conn.execute(f"PRAGMA {db}.index_list({_quoted(table)})")}
-            unique, partial = (listed[name][2], listed[name][4]) if name in listed else (None, None)
-            out[name] = (kind, (table, unique, partial, _index_columns(conn, db, name)))
+            unique, partial = (listed[given][2], listed[given][4]) if given in listed else (None, None)
+            out[name] = (kind, (table_name, unique, partial, _index_columns(conn, db, given), tokens))
         else:
-            out[name] = (kind, (table,))
+            out[name] = (kind, (table_name,))
     return out
+
+
+def _first_difference(want: object, have: object) -> str:
+    """Where two statements' tokens first part, a few tokens either side of it, as it is and as custodes makes it."""
+    assert isinstance(want, tuple) and isinstance(have, tuple)
+    at = next((i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b), min(len(want), len(have)))
+
+    def around(tokens: tuple[str, ...]) -> str:
+        part = " ".join(tokens[max(0, at - 4) : at + 6])
+        return ("... " if at > 4 else "") + part + (" ..." if at + 6 < len(tokens) else "")
+
+    return f"its statement reads `{around(have)}` where custodes makes `{around(want)}`"
 
 
 def _made_shapes() -> dict[str, Shape]:
@@ -285,23 +443,21 @@ def _made_shapes() -> dict[str, Shape]:
     :meth:`Catalog.open` applies them to a new archive and brings an older one forward (each migration only
     ever appended, so both end in the same schema). Made once per process."""
     if not _MADE:
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        try:
-
-            @contextmanager
-            def transaction() -> Iterator[None]:
-                conn.execute("BEGIN")
-                yield
-                conn.execute("COMMIT")
-
-            migrate(conn, MIGRATIONS, transaction, lambda version: AssertionError(version))
-            _MADE.update(_shapes(conn))
-        finally:
-            conn.close()
+        _MADE.update(_shapes_at(MIGRATIONS, len(MIGRATIONS)))
     return _MADE
 
 
 _MADE: dict[str, Shape] = {}
+
+
+def made_tables() -> set[str]:
+    """The names of the tables custodes makes (as SQLite matches names: :func:`_fold`)."""
+    return {name for name, (kind, _) in _made_shapes().items() if kind == "table"}
+
+
+def table_names(conn: sqlite3.Connection) -> list[str]:
+    """The names of the tables of ``main``, folded as :func:`made_tables`'s."""
+    return [str(_fold(n)) for (n,) in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
 
 
 def _column_names(table: tuple[object, ...]) -> set[str]:
@@ -311,8 +467,9 @@ def _column_names(table: tuple[object, ...]) -> set[str]:
 
 
 def _table_detail(made: tuple[object, ...], live: tuple[object, ...]) -> str:
-    """How a table differs: its columns missing, extra or declared otherwise, or its keys."""
-    (want_columns, want_keys), (have_columns, have_keys) = made, live
+    """How a table differs: its columns missing, extra or declared otherwise, its keys, references or CHECKs."""
+    (want_columns, want_keys, want_references, want_checks, want_tokens) = made
+    (have_columns, have_keys, have_references, have_checks, have_tokens) = live
     assert isinstance(want_columns, tuple) and isinstance(have_columns, tuple)
     want = {c[0]: c for c in want_columns}
     have = {c[0]: c for c in have_columns}
@@ -327,6 +484,21 @@ def _table_detail(made: tuple[object, ...], live: tuple[object, ...]) -> str:
         parts.append("columns in another order")
     if want_keys != have_keys:
         parts.append("its primary key or UNIQUE constraints differ")
+    if want_references != have_references:
+        parts.append("its foreign keys (REFERENCES) differ")
+    if want_checks != have_checks:
+        assert isinstance(want_checks, tuple) and isinstance(have_checks, tuple)
+        lost, planted = (
+            [c for c in want_checks if c not in have_checks],
+            [c for c in have_checks if c not in want_checks],
+        )
+        parts.append(
+            "its CHECK constraints differ"
+            + "".join(f"; CHECK ({c}) missing" for c in lost)
+            + "".join(f"; CHECK ({c}) extra" for c in planted)
+        )
+    if not parts and want_tokens != have_tokens:  # a clause no pragma lists: COLLATE, ON CONFLICT, STRICT ...
+        parts.append(_first_difference(want_tokens, have_tokens))
     return "; ".join(parts)
 
 
@@ -334,21 +506,29 @@ def _index_detail(made: tuple[object, ...], live: tuple[object, ...]) -> str:
     def columns(shape: tuple[object, ...]) -> str:
         cols = shape[3]
         assert isinstance(cols, tuple)
-        return ", ".join(f"{c[0] if c[0] is not None else '<expression>'}{' DESC' if c[1] else ''}" for c in cols)
+        return ", ".join(
+            f"{c[0] if c[0] is not None else '<expression>'}{f' COLLATE {c[2]}' if c[2] != 'binary' else ''}"
+            f"{' DESC' if c[1] else ''}"
+            for c in cols
+        )
 
     if made[0] != live[0]:
         return f"on table {live[0]}, not {made[0]}"
     if made[3] != live[3]:
         return f"over ({columns(live)}), not ({columns(made)})"
-    return "unique" if live[1] and not made[1] else "not unique" if made[1] != live[1] else "partial"
+    if made[1] != live[1]:
+        return "unique" if live[1] else "not unique"
+    return _first_difference(made[4], live[4])  # partial, or its WHERE another
 
 
-def differences(conn: sqlite3.Connection) -> list[SchemaDifference]:
+def differences(conn: sqlite3.Connection, migrations: Sequence[str] | None = None) -> list[SchemaDifference]:
     """The live catalog's schema (``main`` of ``conn``: never a scratch attached beside it) against the one this
-    custodes makes (:func:`_made_shapes`): each table, index, trigger and view by name, a table by its columns
-    and keys, an index by its table and columns. An index gone with its table is the table's difference, not
-    one of its own. Custodes' objects first (missing or changed), then the extra ones; each in name order."""
-    made, live = _made_shapes(), _shapes(conn)
+    custodes makes (:func:`_made_shapes`; or the one ``migrations`` make, for accounts.sqlite): each table, index,
+    trigger and view by name, a table and an index by their statement. An index gone with its table is the table's
+    difference, not one of its own. Custodes' objects first (missing or changed), then the extra ones; each in name
+    order."""
+    made = _made_shapes() if migrations is None else _shapes_at(migrations, len(migrations))
+    live = _shapes(conn)
     out: list[SchemaDifference] = []
     gone_tables = {n for n, (t, _) in made.items() if t == "table" and live.get(n, ("",))[0] != "table"}
     for name, (kind, shape) in sorted(made.items()):
@@ -357,15 +537,15 @@ def differences(conn: sqlite3.Connection) -> list[SchemaDifference]:
                 continue
             dropped = [i for i, (t, s) in sorted(made.items()) if t == "index" and s[0] == name and i not in live]
             detail = f"its index{'es' if len(dropped) > 1 else ''} {', '.join(dropped)} with it" if dropped else ""
-            out.append(SchemaDifference("missing", kind, name, detail if kind == "table" else ""))
+            out.append(SchemaDifference("missing", kind, _shown(name), detail if kind == "table" else ""))
         elif live[name][0] != kind:
             now = live[name][0]
-            out.append(SchemaDifference("changed", kind, name, f"a {now}, not a {kind}", live_type=now))
+            out.append(SchemaDifference("changed", kind, _shown(name), f"a {now}, not a {kind}", live_type=now))
         elif live[name][1] != shape:
             detail = (_table_detail if kind == "table" else _index_detail)(shape, live[name][1])
             lacks = tuple(_column_names(shape) - _column_names(live[name][1])) if kind == "table" else ()
-            out.append(SchemaDifference("changed", kind, name, detail, tuple(sorted(lacks))))
+            out.append(SchemaDifference("changed", kind, _shown(name), detail, tuple(sorted(lacks))))
     for name, (kind, _) in sorted(live.items()):
         if name not in made:
-            out.append(SchemaDifference("extra", kind, name))
+            out.append(SchemaDifference("extra", kind, _shown(name)))
     return out
