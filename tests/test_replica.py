@@ -167,3 +167,25 @@ def test_copies_a_dead_process_left_in_the_second_copy_s_spool_are_swept(
     r = run_cli("storage", "repair", arch)
     assert r.returncode == 0, r.stderr
     assert not left.exists() and in_flight.exists()
+
+
+def test_repair_on_a_catalog_whose_schema_differs_changes_no_copy(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`storage repair` replaces what a copy holds before it writes its entry: on a catalog custodes writes nothing
+    into (a trigger planted) it must refuse first, the damaged file left as it was for the repair after the fix."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    name = sorted(_objects(arch))[0]
+    damaged = _objects(second)[name]
+    _flip_a_byte(damaged)
+    before = damaged.read_bytes()
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        db.execute("CREATE TRIGGER planted AFTER INSERT ON findings BEGIN SELECT 1; END")
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 2 and b"custodes writes nothing into this catalog" in r.stderr, r.stderr
+    assert damaged.read_bytes() == before  # not removed, not replaced
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        db.execute("DROP TRIGGER planted")
+    assert run_cli("storage", "repair", arch).returncode == 0
+    assert _verify(arch) == (0, [])

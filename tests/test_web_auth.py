@@ -328,7 +328,7 @@ def test_an_unexpected_error_is_a_page_without_a_traceback(cli_archive: Path, mo
     def broken(*_args: object) -> None:
         raise RuntimeError("a bug, with a secret path /srv/archive/keys")
 
-    monkeypatch.setattr(web_app, "verify_password", broken)
+    monkeypatch.setattr(web_app, "check_password", broken)
     web = client(with_account(cli_archive))
     token = login_form(web)
     form = {"name": "alice", "password": PASSWORD, "csrf": token}

@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 from custodes._durable import fsync_file
 from custodes._faults import write_cut_short
 from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
-from custodes.catalog import Catalog, replay
+from custodes.catalog import Catalog, SchemaDiffersError, replay
 from custodes.catalog.custody import AccessRow
 from custodes.defaults import ns_add, ns_from_seconds
 from custodes.errors import CustodesError, UnknownRecordError
@@ -40,6 +40,7 @@ __all__ = [
     "AccessDenied",
     "AccessRequest",
     "AccessRequestJSON",
+    "RefusalNotLogged",
     "approve",
     "classify",
     "current_person",
@@ -227,11 +228,47 @@ def _step(
 log_step = _log
 
 
+class RefusalNotLogged(SchemaDiffersError):
+    """A refusal that could not be logged: the catalog's schema is not the one custodes makes, so custodes writes
+    nothing into it, the refusal's own entry included. Not an :class:`AccessDenied` (which is logged): an
+    environment error, whose message says both and the way out (:func:`_rebuild_way_out`)."""
+
+    def __init__(self, why: str, cause: SchemaDiffersError, way_out: str) -> None:
+        self.path, self.differences, self.what = cause.path, cause.differences, cause.what
+        CustodesError.__init__(self, f"refused: {why}; and this refusal is not logged either: {cause.what}. {way_out}")
+
+
+def _rebuild_way_out(archive: Archive) -> str:
+    """Who may take the way out of a catalog custodes writes nothing into (``custodes ledger rebuild-catalog
+    --replace``): the policy's custodians, and the archive's owner while it names no approver
+    (custodes.policy.owner_alone); said to a caller who may not, so that they know whom to ask."""
+    from custodes.policy import owner_account
+
+    people = archive.policy.extra.get("people", {})
+    roles = people if isinstance(people, dict) else {}
+    who = [f"custodian {p}" for p, r in sorted(roles.items()) if r == "custodian"]
+    if "approver" not in roles.values():
+        who.append(f"the archive's owner (account {owner_account(archive)})")
+    listed = "`custodes verify` lists every difference"
+    if not who:
+        return (
+            f"{listed}; this policy names no custodian, and no one may run `custodes ledger rebuild-catalog "
+            "--replace`: the archive's owner can remove each difference by hand (sqlite3)"
+        )
+    return (
+        f"{listed}; `custodes ledger rebuild-catalog --replace`, which {' or '.join(who)} may run, makes the "
+        "catalog again from the ledger"
+    )
+
+
 def _refuse(
     archive: Archive, request: int | None, person: str, action: str, segment: int | None, why: str
 ) -> AccessDenied:
-    with archive.transaction() as tx:
-        _log(tx, request, person, action, segment, False, why, time.time_ns())
+    try:
+        with archive.transaction() as tx:
+            _log(tx, request, person, action, segment, False, why, time.time_ns())
+    except SchemaDiffersError as e:
+        raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
     archive.checkpoint()
     return AccessDenied(why)
 
@@ -322,15 +359,18 @@ def _refuse_without_role(archive: Archive, person: str, action: str) -> AccessDe
     why = no_role(archive, person)
     limit, window = _refusal_limits(archive)
     now = time.time_ns()
-    with archive.transaction() as tx:
-        closed = _ledger_closed_windows(tx, now, limit, window)
-        current = tx.refusals.get(person) or tx.refusals.start(person, now)
-        one_by_one = current.logged < limit
-        if one_by_one:
-            tx.refusals.note_logged(person)
-            _log(tx, None, person, action, None, False, why, now)
-        else:
-            tx.refusals.note_counted(current, action, now)
+    try:
+        with archive.transaction() as tx:
+            closed = _ledger_closed_windows(tx, now, limit, window)
+            current = tx.refusals.get(person) or tx.refusals.start(person, now)
+            one_by_one = current.logged < limit
+            if one_by_one:
+                tx.refusals.note_logged(person)
+                _log(tx, None, person, action, None, False, why, now)
+            else:
+                tx.refusals.note_counted(current, action, now)
+    except SchemaDiffersError as e:
+        raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
     if one_by_one or closed:
         archive.checkpoint()
     if one_by_one:
@@ -539,6 +579,8 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
             )
         elif classified and person_role(archive, person) not in _classified_roles(archive):
             why = f"segment(s) {classified} are classified and {person}'s role may not see them"
+        else:
+            why = request_unproven(archive, req)
     if why is not None:
         raise _refuse(archive, request_id, person, action, segments[0] if len(segments) == 1 else None, why)
     with archive.transaction() as tx:
@@ -546,6 +588,44 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
             _log(tx, request_id, person, action, s, True, req.reason, now)
     archive.checkpoint()
     return req
+
+
+def request_unproven(archive: Archive, req: AccessRequest) -> str | None:
+    """Why the catalog's row of an approved request is not enough to act on, or None: the ledger must make the
+    very row (its request, and an approval by a person other than the requester, for that purpose, those
+    recordings and that window), since anyone who can write catalog.sqlite can write an approval into it.
+    The one check of every act under a request (:func:`grant_for`): export, purge, open, stream, download."""
+    why = replay.unproven(archive.catalog, "access_requests", [req.id])
+    if not why and req.decided_by == req.requester:
+        why = [f"access_requests row {req.id} was approved by its own requester {req.requester}"]
+    return not_in_ledger(archive, "; ".join(why)) if why else None
+
+
+def purge_unapproved(archive: Archive, request_id: int, segments: list[int]) -> str | None:
+    """Why request ``request_id`` does not authorise the purge of ``segments`` (a tombstone's, when the removal of
+    its bytes is finished later), or None: a purge request, approved by a person other than its requester as the
+    ledger records it, naming them. Its window is not asked again: it was asked when the tombstone
+    was written. A purge entry forged into the ledger table named a pending export request (a hostile review)."""
+    try:
+        req = _load(archive, request_id)
+    except CustodesError as e:
+        return str(e)
+    if req.purpose != "purge" or req.status != "approved":
+        return f"request {request_id} is a {req.status} request for {req.purpose}, not an approved purge"
+    # One of them at least: an object several recordings share has one tombstone, whose segments may come from
+    # several purge requests; each recording's own purge entry is checked by replay.tombstones_unproven.
+    if not set(segments) & set(req.segments):
+        return f"none of segment(s) {sorted(segments)} is in purge request {request_id}"
+    return request_unproven(archive, req)
+
+
+def not_in_ledger(archive: Archive, why: str) -> str:
+    """A refusal of an act on a catalog row the ledger does not prove (``why`` names the row), with the way on:
+    what differs, and the catalog made from the ledger again."""
+    return (
+        f"{why}; nothing was done. The catalog is a view of the ledger: `custodes verify {archive.root}` shows what "
+        f"differs, and `custodes ledger rebuild-catalog {archive.root} --replace` makes the catalog from the ledger"
+    )
 
 
 def open_recording(archive: Archive, request_id: int, segment: int, to: str | os.PathLike[str] | None = None) -> Path:

@@ -584,6 +584,9 @@ class Archive:
         from custodes import policy as policy_mod
 
         self.root = Path(root)
+        #: The checkpoint files written back while this archive was open (restore_checkpoint_files: any checkpoint
+        #: does it, so any command may): the CLI names them when the command ends.
+        self.checkpoint_files_restored: list[int] = []
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
@@ -596,7 +599,14 @@ class Archive:
             raise _empty_catalog(catalog)
         self.catalog = Catalog.open(catalog, migrate=False)
         if not _creating and self.catalog.schema_version == 0:
+            lowered = self.catalog.holds_tables
             self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
+            if lowered:
+                raise ArchiveError(
+                    f"{catalog}: its schema version (PRAGMA user_version) reads 0, yet it holds tables: the version "
+                    f"was set by hand, and custodes would make every table again over them. Set it back to the "
+                    f"version it was (this custodes makes {SCHEMA_VERSION}), then run `custodes verify`"
+                )
             raise _empty_catalog(catalog)
         self.catalog.migrate()
         try:
@@ -619,7 +629,9 @@ class Archive:
             self.store: ObjectStore = backend.open(self.root, {**self.policy.storage_options, **owner})
             self.replica: ObjectStore | None = None if self.policy.replica is None else _open_replica(self, _creating)
             self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
-            if self.ledgered_policy is None and not _creating:
+            # Not into a catalog whose schema differs (Catalog.write refuses it): the archive still opens, so
+            # verify can name the differences; the first write refuses with them.
+            if self.ledgered_policy is None and not _creating and not self.catalog.schema_differences():
                 policy_mod.adopt(self)
         except BaseException:
             self.catalog.close()
@@ -645,8 +657,9 @@ class Archive:
         self.close()
 
     def transaction(self) -> AbstractContextManager[Catalog]:
-        """One write transaction: catalog rows and their ledger entries commit together or not at all."""
-        return self.catalog.transaction()
+        """One write transaction: catalog rows and their ledger entries commit together or not at all. Refused
+        (catalog.SchemaDiffersError) on a catalog whose schema is not the one custodes makes: Catalog.write."""
+        return self.catalog.write()
 
     # --- the query API (custodes.query: the filters, how findings are chosen, paging) ----------------------
 
@@ -730,6 +743,12 @@ class Archive:
 
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically."""
+        # A crash (or a fault) between recording an earlier checkpoint and writing its file left that file
+        # missing, or someone deleted it: written back first (so it is named as such, not taken for the new one's),
+        # so verify may hold every older checkpoint to its file. Not beside a catalog whose schema differs: the
+        # transaction below refuses, and a refused command writes nothing.
+        if not self.catalog.schema_differences():
+            self.restore_checkpoint_files()
         with self.transaction() as catalog:
             chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
             acc = _accumulator(catalog, chain)
@@ -745,9 +764,6 @@ class Archive:
         temps.mkdir(exist_ok=True)
         write_once(folder / str(cp.size), cp.note, temps)
         replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
-        # A crash (or a fault) between recording an earlier checkpoint and writing its file left that file
-        # missing; the next checkpoint writes it back, so verify may hold every older checkpoint to its file.
-        self.restore_checkpoint_files()
         return cp
 
     def restore_checkpoint_files(self) -> list[int]:
@@ -775,6 +791,7 @@ class Archive:
             if signed == size:
                 write_once(folder / str(size), note, temps)
                 restored.append(size)
+        self.checkpoint_files_restored += restored
         return restored
 
 

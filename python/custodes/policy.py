@@ -69,6 +69,8 @@ __all__ = [
     "history",
     "latest",
     "mismatch",
+    "owner_account",
+    "owner_alone",
     "proposals",
     "record_init",
     "require_current",
@@ -488,14 +490,31 @@ def _same_archive(archive: Archive, new: Policy, path: str) -> None:
             )
 
 
+def owner_alone(archive: Archive) -> bool:
+    """Whether the caller is the archive's owner while its policy names no approver (what ``custodes init``
+    makes: no ``[people]``): with no second person to answer to, the owner acts as the station itself. The one
+    rule of what such an owner may do without a role: set the policy directly (a new archive's first people),
+    and make the catalog again from the ledger (``custodes ledger rebuild-catalog --replace``), the way out of
+    a catalog custodes writes nothing into."""
+    # The policy in force is the latest policy entry found by type: one filed otherwise would leave an older
+    # policy, perhaps one naming no approver, in force (catalog.ledger.MisfiledError).
+    archive.catalog.ledger.require_filed()
+    people = archive.policy.extra.get("people", {})
+    return "approver" not in people.values() and current_caller().uid == _owner(archive)
+
+
+def owner_account(archive: Archive) -> str:
+    """The account that owns the archive's folder (its embedded owner)."""
+    return account_name(_owner(archive))
+
+
 def _may_set(archive: Archive) -> tuple[str, bool]:
     """The person setting the policy, and whether they set it directly: the archive's owner while the ledgered
     policy names no approver (a new archive's first people); else an approver, who proposes. Anyone else is
     refused, and the refusal is logged."""
     from custodes.access import current_person, require_role
 
-    people = archive.policy.extra.get("people", {})
-    if "approver" not in people.values() and current_caller().uid == _owner(archive):
+    if owner_alone(archive):
         return current_person(archive), True
     return require_role(archive, ("approver",), "set_policy"), False
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from custodes.access import current_person, grant_for, refuse, require_role
+from custodes.access import current_person, grant_for, not_in_ledger, purge_unapproved, refuse, require_role
 from custodes.archive import Archive
 from custodes.catalog import Catalog, Scope, replay
 from custodes.defaults import NS
@@ -380,7 +380,10 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResu
     require_role(archive, ("custodian", "approver"), "purge", segments[0] if len(segments) == 1 else None, request_id)
     at = time.time_ns() if at is None else at
     # No such request: no segment to check (an empty list would mean all of them); grant_for refuses it.
-    for st in status(archive, segments) if segments else []:
+    statuses = status(archive, segments) if segments else []
+    # A hold the ledger placed and never released holds, whatever the catalog's holds row says.
+    held = replay.held_in_ledger(archive.catalog, [st.segment for st in statuses if not st.purged])
+    for st in statuses:
         if st.purged:
             continue  # its tombstone is in the ledger: only the object's removal may be left to do
         # Each refusal is logged and ledgered like an access refusal (Art. 22): who tried to destroy what.
@@ -392,6 +395,8 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResu
                 st.segment,
                 f"segment {st.segment} is under hold {st.holds}: nothing overrides a hold",
             )
+        if st.segment in held:
+            raise refuse(archive, request_id, "purge", st.segment, _released_in_catalog_only(archive, st, held))
         if st.keep_until is None:
             raise refuse(
                 archive,
@@ -423,7 +428,7 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResu
             purged.append(seg)
     if purged:
         archive.checkpoint()  # phase 1 is signed before phase 2 removes anything
-    finished = _finish(archive, person)
+    finished = _finish(archive, person, "purge", request_id)
     return PurgeResult(
         request_id,
         purged,
@@ -432,20 +437,44 @@ def purge(archive: Archive, request_id: int, at: int | None = None) -> PurgeResu
     )
 
 
+def _released_in_catalog_only(archive: Archive, st: RetentionStatus, held: dict[int, list[int]]) -> str:
+    """Why a recording the catalog shows as not held is still held: holds the ledger placed and never released
+    (:func:`custodes.catalog.replay.held_in_ledger`); a release written into catalog.sqlite is no approver's act."""
+    ids = held[st.segment]
+    rows = replay.unproven(archive.catalog, "holds", [h for h in ids if h > 0]) or [
+        f"holds row {h} is not released in the ledger" for h in ids if h > 0
+    ]
+    rows += [f"the hold of ledger entry {-h} names no hold id, so no release matches it" for h in ids if h < 0]
+    return not_in_ledger(archive, f"segment {st.segment} is under a hold in the ledger: {'; '.join(rows)}")
+
+
 def resume_purge(archive: Archive) -> PurgeResult:
     """Finish every purge that was stopped after its tombstone (``purge_incomplete``), without a request:
     the tombstone in the signed ledger is the lawful decision, and the request that made it may have
     expired since. Custodians and approvers only; a refusal is logged like any other."""
-    finished = _finish(archive, require_role(archive, ("custodian", "approver"), "purge_resume"))
+    finished = _finish(archive, require_role(archive, ("custodian", "approver"), "purge_resume"), "purge_resume")
     return PurgeResult(None, [], finished, [])
 
 
-def _finish(archive: Archive, person: str) -> list[int]:
+def _finish(archive: Archive, person: str, action: str, request: int | None = None) -> list[int]:
     """Phase 2 of every tombstoned object whose completion is not in the ledger: remove its bytes (when
     still stored), then append its ``purge_done`` entry, one object at a time, so a run stopped part way
-    leaves each object either finished and recorded or still to do. Returns the segments finished."""
+    leaves each object either finished and recorded or still to do. Returns the segments finished.
+
+    Nothing is removed unless every tombstone to finish is the ledger's own (its ``purge`` entries: digest,
+    segments, request) and the catalog's schema is custodes' own (the ``purge_done`` entries could not be
+    written otherwise, and removed bytes cannot be put back): a refusal (``action``, logged) comes first."""
+    archive.catalog.require_own_schema()
+    tombstones = archive.catalog.retention.unfinished_tombstones()
+    forged = replay.tombstones_unproven(archive.catalog, [tomb.sha256 for tomb in tombstones])
+    if forged:
+        raise refuse(archive, request, action, None, not_in_ledger(archive, "; ".join(forged)))
+    # And each tombstone's request must be an approved purge of its recordings, as the ledger has it.
+    for tomb in tombstones:
+        if why := purge_unapproved(archive, tomb.request_id, json.loads(tomb.segment_ids)):
+            raise refuse(archive, request, action, None, f"the tombstone of object {tomb.sha256}: {why}")
     finished = []
-    for tomb in archive.catalog.retention.unfinished_tombstones():
+    for tomb in tombstones:
         if not archive.catalog.objects.due_for_removal(tomb.sha256):
             continue  # a live recording needs the bytes (not reachable through purge; never remove them)
         stored = archive.store.stat(tomb.sha256) is not None

@@ -182,6 +182,10 @@ class Segments(Table):
     def first_for_object(self, sha256: str) -> int | None:
         return self._one("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,))
 
+    def all_for_object(self, sha256: str) -> list[int]:
+        """Every recording of the object, purged or not, by id."""
+        return [s for (s,) in self._conn.execute("SELECT id FROM segments WHERE sha256 = ? ORDER BY id", (sha256,))]
+
     def name_and_object(self, segment: int) -> tuple[str, str] | None:
         row = self._conn.execute("SELECT original_name, sha256 FROM segments WHERE id = ?", (segment,)).fetchone()
         return None if row is None else (row[0], row[1])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from custodes.catalog.evidence import Table, blob
+from custodes.errors import CustodesError
 
 _TEXT = "CAST(entry AS TEXT)"
 #: An entry's own ``type`` as SQLite reads it: NULL when the entry is not JSON or its type is not a string,
@@ -17,6 +19,11 @@ _JSON_TYPE = (
 )
 
 
+class MisfiledError(CustodesError):
+    """An act refused: an entry of the ledger is filed under another type than its own, so a lookup through the
+    type index (the proofs of an approval, a hold, a tombstone, the policy in force) could miss it."""
+
+
 class LedgerRow(NamedTuple):
     seq: int
     entry: bytes
@@ -24,6 +31,11 @@ class LedgerRow(NamedTuple):
 
 
 class Ledger(Table):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        #: (PRAGMA data_version, the first index not yet looked at) of :meth:`require_filed`'s last pass.
+        self._filed_to: tuple[int, int] | None = None
+
     def next_index(self) -> int:
         """The index the next entry gets: a row that names its own entry (a segment) is written first,
         inside the same transaction as the entry."""
@@ -113,6 +125,21 @@ class Ledger(Table):
         row = self._conn.execute(sql, (kind, kind)).fetchone()
         return None if row is None else (row[0], blob(row[1]))
 
+    def naming(self, kinds: tuple[str, ...], field: str, values: list[Any]) -> list[tuple[int, bytes]]:
+        """(index, entry) of every entry of one of ``kinds`` whose own ``field`` is one of ``values``, in order: the
+        entries that wrote some rows (catalog.replay.ledgered_rows). Found through the type index in one pass, so
+        a lookup reads the entries of those types once, never the whole ledger; each entry's own JSON is checked
+        as :meth:`of_type` checks it, and a value matches only its own JSON type (the text '1' is not 1)."""
+        self.require_filed()  # an entry filed under another type would be missed here
+        marks = ", ".join("?" * len(kinds))
+        sql = (
+            f"SELECT seq, entry FROM ledger WHERE type IN ({marks}) AND {_JSON_TYPE} IN ({marks}) "  # noqa: S608
+            f"AND (CASE WHEN json_valid({_TEXT}) THEN json_extract({_TEXT}, '$.' || ?) END) "
+            "IN (SELECT value FROM json_each(?)) ORDER BY seq"
+        )
+        rows = self._conn.execute(sql, (*kinds, *kinds, field, json.dumps(values)))
+        return [(seq, blob(entry)) for seq, entry in rows]
+
     def ingest_begin_index(self, ingest: int) -> int | None:
         """The index of the ``ingest_begin`` entry of ``ingest`` (it holds the device's log and clock readings as
         the volume gave them), found through the type index."""
@@ -128,6 +155,28 @@ class Ledger(Table):
         :meth:`of_type` would put an older policy in force, so verify reports every one."""
         sql = f"SELECT seq, type, {_JSON_TYPE} AS own FROM ledger WHERE type IS NOT own ORDER BY seq"
         return self._conn.execute(sql).fetchall()
+
+    def require_filed(self) -> None:
+        """Raise :class:`MisfiledError` when any entry is filed under another type than its own (:meth:`misfiled`):
+        a hostile review set the ``type`` of a hold's entry to NULL, and a purge found no hold to honour; of the
+        latest policy entry, and the owner counted as alone. Run before an act that rests on a lookup by type: one
+        pass over the ledger (the entries' own JSON), then, while no other connection has committed anything
+        (``PRAGMA data_version`` unmoved), only the entries appended since (this connection's own: the review
+        page grants each stream request, and a whole pass each time would be a second per request at 10^6)."""
+        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        start = self._filed_to[1] if self._filed_to is not None and self._filed_to[0] == version else 0
+        sql = (
+            f"SELECT seq, type, {_JSON_TYPE} AS own FROM ledger WHERE seq >= ? AND type IS NOT own ORDER BY seq LIMIT 1"
+        )
+        found = self._conn.execute(sql, (start,)).fetchone()
+        self._filed_to = None if found is not None else (version, self.next_index())
+        if found is not None:
+            seq, filed, own = found
+            raise MisfiledError(
+                f"ledger entry {seq} is filed as {filed!r} but is a {own!r} entry (its type column was edited by "
+                "hand): custodes does not act on what a lookup by type could miss; `custodes verify` names it, and "
+                "`custodes ledger rebuild-catalog --replace` files every entry under its own type again"
+            )
 
     def actors(self) -> list[tuple[str, str | None]]:
         """Every (name, account) that an entry names as the person who acted (``person``, or ``by`` of a hold or

@@ -63,16 +63,21 @@ if TYPE_CHECKING:
     from custodes.catalog import Catalog
 
 __all__ = [
+    "DECISIONS",
     "Difference",
     "Replay",
     "adopt_pending",
     "apply",
     "compare",
     "differences",
+    "held_in_ledger",
+    "ledgered_rows",
     "next_id",
     "record",
     "replay",
     "scratch",
+    "tombstones_unproven",
+    "unproven",
 ]
 
 #: Each fact table: its key columns, and the columns that are not facts (caches and run state, see above).
@@ -391,6 +396,143 @@ def apply(catalog: Catalog, seq: int, entry: dict[str, Any]) -> Touched | None:
     return None if handler is None else handler(catalog, seq, entry)
 
 
+# --- rows as the ledger makes them: what an irreversible act rests on -----------------------------------
+
+#: The rows an act that deletes or discloses evidence rests on (an approved request, a hold and its release, a
+#: tombstone), with the entries that write each: its types, and the entry field that names the row's key. A
+#: ``catalog_adopt`` entry is left out on purpose: it holds what the catalog said when adopted, which no person
+#: decided in the ledger, so it proves no decision.
+DECISIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "access_requests": (("access_request", "access_approve", "access_deny"), "request"),
+    "holds": (("hold", "hold_release"), "hold"),
+    "tombstones": (("purge",), "sha256"),
+}
+
+
+@contextmanager
+def _in_memory() -> Iterator[Catalog]:
+    """An empty catalog in memory, to apply a few entries to."""
+    from custodes.catalog import Catalog as _Catalog
+
+    with _Catalog.open(Path(":memory:")) as fresh:
+        # Alone in memory, a row points at rows that are not there (a hold's segment, a tombstone's object).
+        _conn(fresh).execute("PRAGMA foreign_keys=OFF")
+        yield fresh
+
+
+def _apply_all(fresh: Catalog, entries: list[tuple[int, bytes]]) -> None:
+    for seq, data in entries:
+        try:
+            apply(fresh, seq, json.loads(data))
+        except (ValueError, KeyError, TypeError, AttributeError, sqlite3.Error):
+            continue  # an entry this custodes cannot apply makes no row in a replay either (verify names it)
+
+
+def ledgered_rows(
+    live: Catalog, table: str, keys: list[Any], entries: list[tuple[int, bytes]] | None = None
+) -> dict[Any, dict[str, Any] | None]:
+    """The rows of a :data:`DECISIONS` table under ``keys`` as the ledger makes them (None: it makes none): the
+    entries that name them, found through the type index in one pass (:meth:`~custodes.catalog.ledger.Ledger.
+    naming`), or ``entries`` when the caller found them another way (of the table's types only), applied by the
+    very handlers that make the live rows, into an empty catalog in memory. The cost is one indexed lookup and
+    the entries found applied, never a replay of the ledger."""
+    if entries is None:
+        kinds, field_name = DECISIONS[table]
+        entries = live.ledger.naming(kinds, field_name, keys) if keys else []
+    if not entries:
+        return dict.fromkeys(keys)
+    with _in_memory() as fresh:
+        _apply_all(fresh, entries)
+        return {key: row_of(fresh, table, key) for key in keys}
+
+
+def row_of(catalog: Catalog, table: str, key: Any) -> dict[str, Any] | None:
+    """The row of a :data:`DECISIONS` table under ``key`` (its one key column) in ``catalog``, column by column."""
+    columns = _columns(catalog, table)
+    (key_column,) = FACT_TABLES[table][0]
+    sql = f"SELECT {', '.join(columns)} FROM main.{table} WHERE {key_column} IS ?"  # noqa: S608
+    try:
+        found = _conn(catalog).execute(sql, (key,)).fetchone()
+    except sqlite3.Error:  # a table edited away: there is no row to prove
+        return None
+    return None if found is None else dict(zip(columns, found, strict=True))
+
+
+def unproven(live: Catalog, table: str, keys: list[Any], entries: list[tuple[int, bytes]] | None = None) -> list[str]:
+    """Why each of ``live``'s rows of a :data:`DECISIONS` table under ``keys`` is not what the ledger records
+    (:func:`ledgered_rows`), naming the row and the columns that differ; none for a row that is exactly the
+    ledger's (compared as verify compares rows: every column equal, a column of either side alone a difference)."""
+    out = []
+    for key, want in ledgered_rows(live, table, keys, entries).items():
+        have, named = row_of(live, table, key), f"{table} row {key}"
+        if have is None and want is None:
+            continue
+        if want is None:
+            out.append(f"the ledger does not record {named}: no entry of the ledger makes it")
+        elif have is None:
+            out.append(f"{named} the ledger records is not in the catalog")
+        elif differ := [c for c in {**want, **have} if c not in want or c not in have or have[c] != want[c]]:
+            told = ", ".join(f"{c} {have.get(c)!r} where the ledger says {want.get(c)!r}" for c in differ)
+            out.append(f"the ledger does not record {named} as the catalog holds it: {told}")
+    return out
+
+
+def tombstones_unproven(live: Catalog, digests: list[str]) -> list[str]:
+    """Why the catalog's tombstones of these objects are not enough to remove their bytes. Each must be the row
+    the ``purge`` entry it names (``ledger_seq``, read by its index) makes: the digest, the segment, the request,
+    who and when. And every recording of the object the catalog knows must be purged in the ledger, since one the
+    ledger still keeps needs the bytes whatever the catalog's ``purged_ns`` says: the tombstone's own entry
+    covers an object of one recording (nearly all); the purge entries of objects of several are looked up in one
+    pass over the purge entries, for all of them at once."""
+    entries: dict[int, bytes] = {}
+    own: dict[str, Any] = {}
+    for digest in digests:
+        row = row_of(live, "tombstones", digest)
+        seq = None if row is None else row["ledger_seq"]
+        data = live.ledger.entry(seq) if isinstance(seq, int) and not isinstance(seq, bool) else None
+        if seq is None or data is None:
+            continue
+        with suppress(ValueError, AttributeError):
+            e = json.loads(data)
+            if e.get("type") == "purge":  # any other entry (an adoption of catalog rows) proves no purge
+                entries[seq] = data
+                own[digest] = e.get("segment")
+    out = unproven(live, "tombstones", digests, sorted(entries.items()))
+    recordings = {d: live.segments.all_for_object(d) for d in digests}
+    shared = [d for d in digests if set(recordings[d]) - {own.get(d)}]
+    purged: dict[str, set[Any]] = {d: set() for d in shared}
+    for _seq, data in live.ledger.naming(("purge",), "sha256", shared) if shared else []:
+        with suppress(ValueError, AttributeError, KeyError):
+            e = json.loads(data)
+            purged[e["sha256"]].add(e.get("segment"))
+    for digest in shared:
+        if kept := [s for s in recordings[digest] if s not in purged[digest]]:
+            out.append(f"the ledger does not record the purge of segments rows {kept}, which need object {digest}")
+    return out
+
+
+def held_in_ledger(live: Catalog, segments: list[int]) -> dict[int, list[int]]:
+    """The holds on each of ``segments`` that the ledger says are placed and not released, whatever the catalog's
+    rows say: each ``hold`` entry naming the segment, with the releases of its hold applied (two passes over the
+    hold entries, for all the segments at once). A hold entry written before entries named their hold's id
+    cannot be matched with its release: it counts as held, named by its entry's index negated (never a row's
+    id). Segments held by none are left out."""
+    placed: list[tuple[int, int, Any]] = []
+    for seq, data in live.ledger.naming(("hold",), "segment", segments):
+        with suppress(ValueError, AttributeError):
+            e = json.loads(data)
+            placed.append((e.get("segment"), seq, e.get("hold")))
+    ids = [hold for _, _, hold in placed if type(hold) is int]
+    rows = ledgered_rows(live, "holds", ids)
+    held: dict[int, list[int]] = {}
+    for segment, seq, hold in placed:
+        if type(hold) is not int:
+            held.setdefault(segment, []).append(-seq)
+        elif (row := rows.get(hold)) is None or row["released_ns"] is None:
+            held.setdefault(segment, []).append(hold)
+    return held
+
+
 # --- replaying the whole ledger -------------------------------------------------------------------------
 
 
@@ -638,6 +780,13 @@ def differences(live: Catalog, replayed: Catalog, made: Replay) -> list[Differen
     attached = _attached(live, replayed)
     for table in FACT_TABLES:
         columns = _columns(replayed, table)
+        kept = {r[1] for r in _conn(live).execute(f"PRAGMA main.table_info({table})")}
+        if kept and not kept.issuperset(columns):
+            # A column dropped from the live table (the schema check's finding names it): its rows are compared
+            # over the columns it still has, not each called missing; with a key column gone they cannot be.
+            if not kept.issuperset(FACT_TABLES[table][0]):
+                continue
+            columns = [c for c in columns if c in kept]
         at = [columns.index(k) for k in FACT_TABLES[table][0]]
         both = _unmatched(live, table, columns) if attached else None
         want, have = both or (rows(replayed, table, columns), rows(live, table, columns))

@@ -29,16 +29,18 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from custodes._faults import crashpoint
 from custodes.access import ROLES, UNNAMED, log_step, person_of, person_role, require_role
 from custodes.archive import Archive
-from custodes.catalog import replay
+from custodes.catalog import Catalog, replay
 from custodes.catalog.accounts import AccountRow, AccountStore, TokenRow
 from custodes.errors import CustodesError
 from custodes.identity import Caller, current_caller
@@ -47,22 +49,26 @@ __all__ = [
     "LOCK_AFTER",
     "AccountError",
     "Login",
+    "PasswordCheck",
     "add_account",
     "change_own_password",
+    "check_password",
+    "count_password",
     "disable_account",
     "enable_account",
     "issue_token",
+    "ledgered",
     "list_accounts",
     "list_tokens",
     "local_caller",
     "log_login",
+    "login_step",
     "new_secret",
     "revoke_token",
     "secret_digest",
     "set_password",
     "token_caller",
     "unlock_account",
-    "verify_password",
 ]
 
 #: Wrong passwords in a row that lock an account (the issue's "ten").
@@ -121,12 +127,56 @@ def _custodian(archive: Archive, action: str) -> str:
     return require_role(archive, ("custodian",), action)
 
 
-def _ledger(archive: Archive, kind: str, person: str, **facts: Any) -> None:
-    """One ledger entry of an account change (no secret in it), signed into a checkpoint."""
-    entry = {"type": kind, "person": person, "account": current_caller().account, "time": time.time_ns(), **facts}
-    with archive.transaction() as tx:
-        replay.record(tx, entry)
+@contextmanager
+def ledgered(
+    archive: Archive, store: AccountStore | None = None
+) -> Iterator[tuple[Catalog, AccountStore, Callable[[], None]]]:
+    """The catalog's write transaction, and inside it the accounts store's own (``store``, else the archive's
+    accounts.sqlite, opened only then): for a change of accounts.sqlite and its ledger entry (an account change,
+    a login counted). Yields the catalog (to record the entry in), the store, and the function that commits the
+    store at once; else it commits after the catalog.
+
+    The catalog's transaction is taken first: a catalog custodes writes nothing into (catalog.SchemaDiffersError)
+    refuses before accounts.sqlite is touched, and its write lock makes these changes one at a time. The two files
+    cannot commit as one, so the order is the one whose crash between the two commits is harmless:
+    accounts.sqlite never lets anyone do more than the ledger records. A change that grants (an account, a
+    password, enabling, unlocking, a token, a right password ending the count of wrong ones) leaves the commit
+    to after the ledger entry's; a crash then leaves an entry whose change never took effect (the command failed:
+    run again, it makes the change and a second entry). A change that takes away (disabling, revoking a token, a
+    wrong password counted) calls the function before the block ends: a crash then leaves an account or token
+    that can do less than the ledger says, never more."""
+    with ExitStack() as accounts:
+        with archive.transaction() as tx:
+            if store is None:  # opened (made, when there is none yet) only once the catalog took the write
+                store = accounts.enter_context(AccountStore.open(archive.root))
+            commit = accounts.enter_context(store.held())  # after the catalog's lock: one order everywhere
+
+            def commit_first() -> None:
+                commit()
+                crashpoint("accounts_committed_before_entry")
+
+            yield tx, store, commit_first
+        crashpoint("account_entry_committed")
+        commit()
+
+
+def _change(
+    archive: Archive, kind: str, person: str, change: Callable[[AccountStore], dict[str, Any]], *, grants: bool
+) -> None:
+    """An account change and its ledger entry (type ``kind``, by ``person``, with the facts ``change`` returns;
+    never a secret), made by :func:`ledgered` (``grants``: whether the change gives rather than takes away), then
+    signed into a checkpoint. ``change`` makes the change in the store it is given, or raises (AccountError) and
+    nothing is written anywhere."""
+    with ledgered(archive) as (tx, store, commit_accounts):
+        replay.record(tx, _entry(kind, person, change(store)))
+        if not grants:
+            commit_accounts()
     archive.checkpoint()
+
+
+def _entry(kind: str, person: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """The ledger entry of an account change: who made it, through which account, when, and its facts."""
+    return {"type": kind, "person": person, "account": current_caller().account, "time": time.time_ns(), **facts}
 
 
 def _existing(store: AccountStore, name: str) -> AccountRow:
@@ -148,10 +198,13 @@ def add_account(archive: Archive, name: str, password: str) -> None:
     check_name(name)
     hashed = _HASHER.hash(_check_password(password))
     one_time = _one_time(archive, person, name)
-    with AccountStore.open(archive.root) as store:
+
+    def add(store: AccountStore) -> dict[str, Any]:
         if not store.add_account(name, hashed, time.time_ns(), one_time=one_time):
             raise AccountError(f"local account {name!r} exists already; `custodes user passwd` sets its password")
-    _ledger(archive, "account_added", person, name=name, one_time=one_time)
+        return {"name": name, "one_time": one_time}
+
+    _change(archive, "account_added", person, add, grants=True)
 
 
 def set_password(archive: Archive, name: str, password: str) -> None:
@@ -160,10 +213,13 @@ def set_password(archive: Archive, name: str, password: str) -> None:
     person = _custodian(archive, "user_passwd")
     hashed = _HASHER.hash(_check_password(password))
     one_time = _one_time(archive, person, name)
-    with AccountStore.open(archive.root) as store:
+
+    def set_hash(store: AccountStore) -> dict[str, Any]:
         _existing(store, name)
         store.set_hash(name, hashed, one_time=one_time)
-    _ledger(archive, "account_password_set", person, name=name, one_time=one_time)
+        return {"name": name, "one_time": one_time}
+
+    _change(archive, "account_password_set", person, set_hash, grants=True)
 
 
 def change_own_password(archive: Archive, name: str, current: str, new: str, *, session: str | None = None) -> None:
@@ -178,38 +234,52 @@ def change_own_password(archive: Archive, name: str, current: str, new: str, *, 
     if hmac.compare_digest(new.encode("utf-8", "surrogateescape"), current.encode("utf-8", "surrogateescape")):
         raise AccountError("the new password is the current one; choose another")
     with AccountStore.open(archive.root) as store:
-        checked = verify_password(store, name, current)
-        if not checked.ok:
-            why = checked.why if checked.locked else "the current password is wrong"
-            raise AccountError(why)
-        store.set_hash(name, _HASHER.hash(new), one_time=False, keep_session=session)
-    _ledger(archive, "account_password_set", person_of(archive.policy, name), name=name, one_time=False)
+        checked = check_password(store, name, current)  # argon2id's time, before any lock is taken
+        hashed = _HASHER.hash(new)
+        # As at login: on a catalog custodes writes nothing into, refused before the password is counted.
+        with ledgered(archive, store) as (tx, _, commit_accounts):
+            counted = count_password(store, checked)
+            if not counted.ok:
+                # A wrong one counts towards the lock (it takes away: it may stand alone); nothing is ledgered.
+                commit_accounts()
+                raise AccountError(counted.why if counted.locked else "the current password is wrong")
+            store.set_hash(name, hashed, one_time=False, keep_session=session)
+            facts = {"name": name, "one_time": False}
+            replay.record(tx, _entry("account_password_set", person_of(archive.policy, name), facts))
+    archive.checkpoint()
 
 
 def _custodial_change(
-    archive: Archive, action: str, entry: str, name: str, change: Callable[[AccountStore], object]
+    archive: Archive, action: str, entry: str, name: str, change: Callable[[AccountStore], object], *, grants: bool
 ) -> None:
     """A custodian's ``change`` to the existing account ``name`` (refused and logged as ``action`` for anyone
-    else), then its ledger entry of type ``entry``."""
+    else) and its ledger entry of type ``entry`` (:func:`_change`: ``grants`` says which commits first)."""
     person = _custodian(archive, action)
-    with AccountStore.open(archive.root) as store:
+
+    def made(store: AccountStore) -> dict[str, Any]:
         _existing(store, name)
         change(store)
-    _ledger(archive, entry, person, name=name)
+        return {"name": name}
+
+    _change(archive, entry, person, made, grants=grants)
 
 
 def disable_account(archive: Archive, name: str) -> None:
     """``name`` may no longer log in; its sessions end and its tokens stop acting."""
-    _custodial_change(archive, "user_disable", "account_disabled", name, lambda store: store.set_disabled(name, True))
+    _custodial_change(
+        archive, "user_disable", "account_disabled", name, lambda store: store.set_disabled(name, True), grants=False
+    )
 
 
 def enable_account(archive: Archive, name: str) -> None:
-    _custodial_change(archive, "user_enable", "account_enabled", name, lambda store: store.set_disabled(name, False))
+    _custodial_change(
+        archive, "user_enable", "account_enabled", name, lambda store: store.set_disabled(name, False), grants=True
+    )
 
 
 def unlock_account(archive: Archive, name: str) -> None:
     """End the lock ten wrong passwords put on ``name``."""
-    _custodial_change(archive, "user_unlock", "account_unlocked", name, lambda store: store.unlock(name))
+    _custodial_change(archive, "user_unlock", "account_unlocked", name, lambda store: store.unlock(name), grants=True)
 
 
 @dataclass(frozen=True)
@@ -293,24 +363,32 @@ def issue_token(archive: Archive, name: str, role: str, label: str = "") -> tupl
     if len(label) > 200:
         raise AccountError("the token's label is longer than 200 characters")
     secret = new_secret()
-    with AccountStore.open(archive.root) as store:
+    issued: list[TokenRow] = []
+
+    def add(store: AccountStore) -> dict[str, Any]:
         _existing(store, name)
         token_id = store.add_token(secret_digest(secret), name, role, label, time.time_ns())
         row = store.token_by_id(token_id)
-    assert row is not None
-    _ledger(archive, "token_issued", person, name=name, token=token_id, role=role, label=label)
-    return TokenInfo.of(row), secret
+        assert row is not None
+        issued.append(row)
+        return {"name": name, "token": token_id, "role": role, "label": label}
+
+    _change(archive, "token_issued", person, add, grants=True)
+    return TokenInfo.of(issued[0]), secret
 
 
 def revoke_token(archive: Archive, token_id: int) -> None:
     person = _custodian(archive, "token_revoke")
-    with AccountStore.open(archive.root) as store:
+
+    def revoke(store: AccountStore) -> dict[str, Any]:
         row = store.token_by_id(token_id)
         if row is None:
             raise AccountError(f"no token {token_id}")
         if not store.revoke_token(token_id, time.time_ns()):
             raise AccountError(f"token {token_id} is revoked already")
-    _ledger(archive, "token_revoked", person, name=row.account, token=token_id)
+        return {"name": row.account, "token": token_id}
+
+    _change(archive, "token_revoked", person, revoke, grants=False)
 
 
 def list_tokens(archive: Archive) -> list[TokenInfo]:
@@ -331,27 +409,51 @@ class Login:
     one_time: bool = False
 
 
-def verify_password(store: AccountStore, name: str, password: str) -> Login:
-    """Check ``password`` for local account ``name`` (at login, or before the person's own change of it); a
-    wrong one counts towards the lock (:data:`LOCK_AFTER` in a row), a right one ends the count.
-    A locked or disabled account is refused whatever the password."""
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What :func:`check_password` found, before anything is counted (:func:`count_password`)."""
+
+    name: str
+    #: The account is there, enabled and not locked, and the password is its own.
+    right: bool
+    #: Why not, when the account is missing, disabled or locked (the password was not looked at).
+    refused: Login | None = None
+
+
+def check_password(store: AccountStore, name: str, password: str) -> PasswordCheck:
+    """Check ``password`` for local account ``name``, writing nothing (argon2id takes its time: no lock is held
+    for it). A locked or disabled account is refused whatever the password."""
     row = store.account(name) if _NAME.fullmatch(name) else None
     if row is None:
         _HASHER.hash("a password to spend the time a real check takes")  # no telling names by the answer's speed
-        return Login(False, "no such local account")
+        return PasswordCheck(name, False, Login(False, "no such local account"))
     if row.disabled:
-        return Login(False, "the account is disabled")
+        return PasswordCheck(name, False, Login(False, "the account is disabled"))
     if row.locked:
-        return Login(False, f"the account is locked after {LOCK_AFTER} wrong passwords", locked=True)
+        return PasswordCheck(
+            name, False, Login(False, f"the account is locked after {LOCK_AFTER} wrong passwords", locked=True)
+        )
     try:
         _HASHER.verify(row.hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return PasswordCheck(name, False)
+    return PasswordCheck(name, True)
+
+
+def count_password(store: AccountStore, checked: PasswordCheck) -> Login:
+    """Count what :func:`check_password` found: a wrong password counts towards the lock (:data:`LOCK_AFTER` in
+    a row), a right one ends the count. The login's ledger entry is the caller's to write with it
+    (:func:`ledgered`: nothing counted that is not ledgered)."""
+    if checked.refused is not None:
+        return checked.refused
+    name = checked.name
+    if not checked.right:
         after = store.note_failure(name, LOCK_AFTER)
         if after is not None and after.locked:
             return Login(False, f"wrong password; the account is now locked after {LOCK_AFTER} in a row", locked=True)
         return Login(False, "wrong password")
-    store.note_success(name)
-    return Login(True, "", one_time=bool(row.must_change))
+    row = store.note_success(name)
+    return Login(True, "", one_time=row is not None and bool(row.must_change))
 
 
 def log_login(archive: Archive, name: str, ok: bool, detail: str) -> None:
@@ -360,11 +462,17 @@ def log_login(archive: Archive, name: str, ok: bool, detail: str) -> None:
     step is by ``account:?`` and says the name tried in its detail. Were it written as the step's person, account
     ``?`` would have acted under every name anyone typed, and the policy's rule that an account keeps its name
     (custodes.policy) would refuse every later policy: anyone on the login page could freeze it."""
+    with archive.transaction() as tx:
+        login_step(archive, tx, name, ok, detail)
+    archive.checkpoint()
+
+
+def login_step(archive: Archive, tx: Catalog, name: str, ok: bool, detail: str) -> None:
+    """The access-log step of :func:`log_login`, in the caller's transaction ``tx`` (with the count of the
+    password it logs, :func:`ledgered`)."""
     if name == current_caller().account and _NAME.fullmatch(name):
         person = person_of(archive.policy, name)
     else:
         person = UNNAMED + "?"
         detail = detail if name == "?" else f"{detail} (name tried: {name[:100]!r})"
-    with archive.transaction() as tx:
-        log_step(tx, None, person, "login", None, ok, detail, time.time_ns())
-    archive.checkpoint()
+    log_step(tx, None, person, "login", None, ok, detail, time.time_ns())

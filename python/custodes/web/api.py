@@ -14,7 +14,9 @@ Who: a bearer token (``Authorization: Bearer TOKEN``) or a session cookie, whose
 JSON or a cursor this API did not give; 401 no valid session or token; 403 refused (the refusal is in the
 access log and the ledger); 404 a request, hold, segment, task, device, officer or case the archive does not
 hold; 409 the archive's state refuses it now (a request decided already, a hold released already, a window
-longer than the policy allows); 422 a value that is not valid. Never a traceback.
+longer than the policy allows); 422 a value that is not valid; 503 the catalog's schema is not the one
+custodes makes, so it writes nothing into it (catalog.SchemaDiffersError: the message names the way out).
+Never a traceback.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from custodes.reports import SCOPES, Report, build_report, default_lang, report_
 from custodes.retention import HoldJSON, ReleaseJSON, hold, hold_json, release, release_json
 from custodes.tasks import CAUSES, AnnotationJSON, CoverageCheckJSON, annotation_json, coverage_check, explain_gap
 from custodes.web.auth import LoginRequired, Visitor, csrf_checked, visitor
-from custodes.web.context import MAX_TEXT, acting, reading
+from custodes.web.context import MAX_TEXT, acting, reading, status_of
 
 __all__ = ["MAX_LIMIT", "PREFIX", "ErrorJSON", "router"]
 
@@ -144,7 +146,7 @@ def _status_of(exc: CustodesError) -> int:
         return 404
     if isinstance(exc, ValueError):
         return 422
-    return 409
+    return status_of(exc, 409)
 
 
 class ApiRoute(APIRoute):

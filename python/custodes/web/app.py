@@ -27,7 +27,16 @@ from custodes.access import AccessDenied, person_of, person_role
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
 from custodes.web import auth, pages, password, streaming
-from custodes.web.accounts import local_caller, log_login, new_secret, secret_digest, verify_password
+from custodes.web.accounts import (
+    Login,
+    check_password,
+    count_password,
+    ledgered,
+    local_caller,
+    login_step,
+    new_secret,
+    secret_digest,
+)
 from custodes.web.auth import (
     ABSOLUTE_NS,
     SESSION_COOKIE,
@@ -39,7 +48,7 @@ from custodes.web.auth import (
     throttled_for,
     visitor,
 )
-from custodes.web.context import acting_as_caller, reading, render, state
+from custodes.web.context import acting_as_caller, reading, render, state, status_of
 from custodes.web.i18n import LANG_COOKIE
 
 __all__ = ["CSP", "build_app"]
@@ -170,7 +179,7 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(CustodesError)
     async def refused(request: Request, exc: CustodesError) -> Response:
-        return await _error(request, 400, str(exc))
+        return await _error(request, status_of(exc, 400), str(exc))
 
 
 def _login_page(request: Request, status: int = 200, message_key: str | None = None, next_path: str = "/") -> Response:
@@ -209,25 +218,29 @@ def _install_login(app: FastAPI) -> None:
         if not auth.same_token(csrf, expected):
             raise StarletteHTTPException(403, "the login form's CSRF token is missing or wrong; reload the page")
         now = auth.now_ns()
+        reading(request).catalog.require_own_schema()  # nothing counted that cannot be ledgered
         wait = throttled_for(request, now)
         if wait is not None:
             page = _login_page(request, 429, "login_throttled", _local_path(next))
             page.headers["Retry-After"] = str(wait)
             return page
-        result = verify_password(web.store, name, password)
-        role = None
-        if result.ok:
-            role = person_role(reading(request), person_of(reading(request).policy, name))
-            if role is None:
-                result = type(result)(False, "the account's person has no role in this archive's policy")
-        if not result.ok:
-            web.store.note_client_failure(client_of(request), now)
-        caller = local_caller(name if result.ok or web.store.account(name) is not None else "?")
-        detail = f"from {client_of(request)}" + ("" if result.ok else f": {result.why}")
-        if result.one_time:
-            detail += " with a one-time password (set by a custodian): it may only set its own"
+        checked = check_password(web.store, name, password)  # argon2id's time, before any lock is taken
+        caller = local_caller(name if web.store.account(name) is not None else "?")
         with acting_as_caller(request, caller) as archive:
-            log_login(archive, name, result.ok, detail)
+            # The count of the password and the login's ledger entry: refused together (the catalog's schema
+            # differs: 503, nothing counted), and a crash between them never leaves more allowed than ledgered.
+            with ledgered(archive, web.store) as (tx, _, commit_accounts):
+                result = count_password(web.store, checked)
+                if result.ok and person_role(archive, person_of(archive.policy, name)) is None:
+                    result = Login(False, "the account's person has no role in this archive's policy")
+                if not result.ok:
+                    web.store.note_client_failure(client_of(request), now)
+                    commit_accounts()  # a failure counted takes away: it may stand without its entry, not more
+                detail = f"from {client_of(request)}" + ("" if result.ok else f": {result.why}")
+                if result.one_time:
+                    detail += " with a one-time password (set by a custodian): it may only set its own"
+                login_step(archive, tx, name, result.ok, detail)
+            archive.checkpoint()
         if not result.ok:
             key = "login_locked" if result.locked else "login_failed"
             return _login_page(request, 401, key, _local_path(next))

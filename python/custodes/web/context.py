@@ -27,7 +27,9 @@ from fastapi.responses import HTMLResponse
 
 from custodes import retention, tasks
 from custodes.archive import POLICY_FILE, Archive, open_archive
-from custodes.catalog.accounts import AccountStore
+from custodes.catalog import SchemaDiffersError
+from custodes.catalog.accounts import AccountsSchemaError, AccountStore
+from custodes.errors import CustodesError
 from custodes.identity import Caller, acting_as
 from custodes.messages import CATALOGUE, LANGUAGES, WEB, kind_label, label
 from custodes.web.i18n import LANG_COOKIE, language_of, translator
@@ -35,7 +37,7 @@ from custodes.web.i18n import LANG_COOKIE, language_of, translator
 if TYPE_CHECKING:
     from custodes.web.auth import Visitor
 
-__all__ = ["MAX_TEXT", "WebState", "acting", "acting_as_caller", "form_text", "reading", "render", "state"]
+__all__ = ["MAX_TEXT", "WebState", "acting", "acting_as_caller", "form_text", "reading", "render", "state", "status_of"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The longest free text (a reason, a note, a case id) a form or an API call takes: for the ledger, not a document.
@@ -115,6 +117,13 @@ def acting_as_caller(request: Request, caller: Caller) -> Iterator[Archive]:
 def acting(request: Request, visitor: Visitor) -> AbstractContextManager[Archive]:
     """Write to the archive as ``visitor`` (see :func:`acting_as_caller`)."""
     return acting_as_caller(request, visitor.caller)
+
+
+def status_of(error: CustodesError, default: int) -> int:
+    """The HTTP status of a library error: 503 for a catalog or an accounts store custodes writes nothing into
+    (catalog.SchemaDiffersError, catalog.accounts.AccountsSchemaError: the server's condition, not the request's
+    fault), else ``default``."""
+    return 503 if isinstance(error, SchemaDiffersError | AccountsSchemaError) else default
 
 
 def lang_of(request: Request) -> str:

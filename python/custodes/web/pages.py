@@ -37,7 +37,7 @@ from custodes.tasks import CAUSES, TaskCoverage, explain_gap, parse_time, task_c
 from custodes.timeline import zone_info
 from custodes.verify import verify_ledger_only
 from custodes.web.auth import Visitor, csrf_checked, visitor
-from custodes.web.context import acting, form_text, reading, render, state
+from custodes.web.context import acting, form_text, reading, render, state, status_of
 
 __all__ = ["FLASH_COOKIE", "router"]
 
@@ -152,7 +152,8 @@ def _refusal(request: Request, who: Visitor, message: str, status: int, back: st
 
 def _acted(request: Request, who: Visitor, back: str, act: Callable[[Archive], str]) -> Response:
     """Run ``act`` (one library call) as the visitor under the write lock; 303 back with what it says, or the
-    library's refusal: 403 for what the rules refuse, 400 for input it cannot take."""
+    library's refusal: 403 for what the rules refuse, 400 for input it cannot take, 503 for a catalog custodes
+    writes nothing into."""
     try:
         with acting(request, who) as archive:
             said = act(archive)
@@ -161,7 +162,7 @@ def _acted(request: Request, who: Visitor, back: str, act: Callable[[Archive], s
     except AccessDenied as e:
         return _refusal(request, who, str(e), 403, back)
     except CustodesError as e:
-        return _refusal(request, who, str(e), 400, back)
+        return _refusal(request, who, str(e), status_of(e, 400), back)
     return _back(request, back, said)
 
 

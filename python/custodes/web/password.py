@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from custodes.errors import CustodesError
 from custodes.web.accounts import MAX_PASSWORD, MIN_PASSWORD, change_own_password, secret_digest
 from custodes.web.auth import SESSION_COOKIE, Visitor, csrf_checked_any, session_visitor
-from custodes.web.context import acting, render
+from custodes.web.context import acting, render, status_of
 
 __all__ = ["router"]
 
@@ -69,5 +69,5 @@ async def change_password(request: Request, who: Visitor = Depends(csrf_checked_
     try:
         await run_in_threadpool(change)  # argon2id takes its time: not on the event loop
     except CustodesError as e:
-        return _form_page(request, who, 400, str(e))
+        return _form_page(request, who, status_of(e, 400), str(e))
     return RedirectResponse("/", status_code=303)

@@ -1,0 +1,306 @@
+"""Acts that delete or disclose evidence rest on what the ledger proves, never on catalog rows alone (hostile21
+findings 4 and 5): an approval, a hold's release or a tombstone written into catalog.sqlite by hand is refused,
+naming the row, and nothing is deleted or exported; the same acts done lawfully (a second person's approval
+and release, ledgered) still go through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    FOOTAGE,
+    PEOPLE,
+    as_,
+    catalog_edit,
+    catalog_rows,
+    one_line_error,
+    policy_text,
+    request,
+    run_cli,
+    set_policy,
+)
+
+DAY = 86_400 * 10**9
+
+
+def object_of(arch: Path, segment: int) -> Path:
+    (sha,) = catalog_rows(arch, "SELECT sha256 FROM segments WHERE id = ?", (segment,))[0]
+    return arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+
+
+def entry_types(arch: Path) -> list[str]:
+    return [json.loads(e)["type"] for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+
+
+def forge_approval(arch: Path, rid: int, by: str = "bob") -> None:
+    """What one UPDATE by anyone who can write catalog.sqlite makes of a pending request: approved by ``by``."""
+    now = time.time_ns()
+    with catalog_edit(arch) as conn:
+        conn.execute(
+            "UPDATE access_requests SET status = 'approved', decided_by = ?, decided_ns = ?, valid_from_ns = ?, "
+            "valid_until_ns = ? WHERE id = ?",
+            (by, now, now, now + DAY, rid),
+        )
+
+
+def refused_unproven(out, row: str, arch: Path) -> str:
+    """Refused (exit 1, logged like every refusal) because the ledger does not record ``row``; the message names
+    the row and the way on."""
+    err = out.stderr.decode()
+    assert out.returncode == 1, (out.stdout, err)
+    assert "Traceback" not in err, err
+    assert re.search(rf"the ledger does not record {re.escape(row)}(?![0-9a-f])", err), err
+    assert f"custodes verify {arch}" in err and f"custodes ledger rebuild-catalog {arch} --replace" in err, err
+    return err
+
+
+def test_a_forged_approval_discloses_nothing_and_a_real_one_does(cli_archive: Path, tmp_path: Path) -> None:
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-9", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "carol", 1, purpose="export")
+    forge_approval(cli_archive, rid)
+    bag = tmp_path / "bag"
+    out = as_("carol", "export", cli_archive, "--case", "C-9", "--request", rid, "--to", bag)
+    err = refused_unproven(out, f"access_requests row {rid}", cli_archive)
+    assert "status 'approved' where the ledger says 'pending'" in err
+    assert not bag.exists()
+    assert "export" not in entry_types(cli_archive)
+    (ok,) = catalog_rows(cli_archive, "SELECT ok FROM access_log ORDER BY id DESC LIMIT 1")[0]
+    assert ok == 0  # the refusal is in the access log, like every refusal
+
+    # A view request approved in the catalog only opens nothing either.
+    view = request(cli_archive, "carol", 1)
+    forge_approval(cli_archive, view)
+    opened = tmp_path / "opened"
+    out = as_("carol", "access", "open", cli_archive, view, "--segment", 1, "--to", opened)
+    refused_unproven(out, f"access_requests row {view}", cli_archive)
+    assert not opened.exists() or not any(opened.iterdir())
+
+    # An approval of the requester's own request, forged as theirs, is no approval either.
+    own = request(cli_archive, "carol", 1, purpose="export")
+    forge_approval(cli_archive, own, by="carol")
+    out = as_("carol", "export", cli_archive, "--case", "C-9", "--request", own, "--to", bag)
+    refused_unproven(out, f"access_requests row {own}", cli_archive)
+    assert not bag.exists()
+
+    # The lawful flow: bob approves in the ledger, carol exports.
+    lawful = request(cli_archive, "carol", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, lawful).returncode == 0
+    out = as_("carol", "export", cli_archive, "--case", "C-9", "--request", lawful, "--to", bag)
+    assert out.returncode == 0, out.stderr
+    assert (bag / "bagit.txt").is_file()
+    assert entry_types(cli_archive).count("export") == 1
+
+
+def test_a_forged_purge_approval_deletes_nothing_and_a_real_one_does(cli_archive: Path) -> None:
+    obj = object_of(cli_archive, 1)  # androidx-sample, 2016: long past its retention
+    rid = request(cli_archive, "alice", 1, purpose="purge")
+    forge_approval(cli_archive, rid)
+    out = as_("alice", "retention", "purge", cli_archive, "--request", rid)
+    refused_unproven(out, f"access_requests row {rid}", cli_archive)
+    assert obj.is_file()
+    assert "purge" not in entry_types(cli_archive)
+
+    lawful = request(cli_archive, "alice", 1, purpose="purge")
+    assert as_("bob", "access", "approve", cli_archive, lawful).returncode == 0
+    out = as_("alice", "retention", "purge", cli_archive, "--request", lawful, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["purged"] == [1]
+    assert not obj.exists()
+
+
+def test_a_hold_released_in_the_catalog_only_still_holds(cli_archive: Path) -> None:
+    obj = object_of(cli_archive, 1)
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", 1, "--reason", "court order 12").returncode == 0
+    (hold,) = catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")[0]
+    with catalog_edit(cli_archive) as conn:
+        conn.execute("UPDATE holds SET released_ns = ?, released_by = 'bob' WHERE id = ?", (time.time_ns(), hold))
+    rid = request(cli_archive, "alice", 1, purpose="purge")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0  # a real approval: the hold decides
+    out = as_("alice", "retention", "purge", cli_archive, "--request", rid)
+    err = refused_unproven(out, f"holds row {hold}", cli_archive)
+    assert "segment 1 is under a hold in the ledger" in err
+    assert obj.is_file()
+    assert "purge" not in entry_types(cli_archive)
+
+    # The way out the message names: the catalog made from the ledger again (the hold is back), then a release
+    # by an approver, in the ledger; the purge then goes through.
+    rebuilt = as_("alice", "ledger", "rebuild-catalog", cli_archive, "--replace")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert catalog_rows(cli_archive, "SELECT released_ns FROM holds WHERE id = ?", (hold,)) == [(None,)]
+    assert as_("bob", "retention", "release", cli_archive, "--hold", hold).returncode == 0
+    out = as_("alice", "retention", "purge", cli_archive, "--request", rid, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["purged"] == [1]
+    assert not obj.exists()
+
+
+def test_a_hold_hidden_from_the_type_index_still_holds(cli_archive: Path) -> None:
+    """The hold's entry left whole but filed under no type (the ledger's ``type`` column set to NULL), its catalog
+    row released by hand, and a purge approved lawfully: the lookup by type found no hold and the held recording
+    was deleted (hostile22). Any entry filed otherwise now stops the act, naming it."""
+    obj = object_of(cli_archive, 1)
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", 1, "--reason", "court order 7").returncode == 0
+    rid = request(cli_archive, "alice", 1, purpose="purge")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    with catalog_edit(cli_archive) as conn:
+        conn.execute("UPDATE holds SET released_ns = ?, released_by = 'bob'", (time.time_ns(),))
+        conn.execute("UPDATE ledger SET type = NULL WHERE type = 'hold'")
+    out = as_("alice", "retention", "purge", cli_archive, "--request", rid)
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "Traceback" not in err, err
+    assert re.search(r"ledger entry \d+ is filed as None but is a 'hold' entry", err), err
+    assert obj.is_file()
+    assert "purge" not in entry_types(cli_archive)
+
+
+def forge_tombstone(arch: Path, segment: int, trigger: bool = False) -> str:
+    """A tombstone and a purge mark written into the catalog by hand, with no purge request, approval or entry."""
+    (sha,) = catalog_rows(arch, "SELECT sha256 FROM segments WHERE id = ?", (segment,))[0]
+    (last,) = catalog_rows(arch, "SELECT MAX(seq) FROM ledger")[0]
+    now = time.time_ns()
+    with catalog_edit(arch) as conn:
+        conn.execute("INSERT INTO tombstones VALUES (?, ?, 1, 'bob', ?, ?)", (sha, json.dumps([segment]), now, last))
+        conn.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (now, segment))
+        if trigger:
+            conn.execute("CREATE TRIGGER planted AFTER INSERT ON findings BEGIN SELECT 1; END")
+    return sha
+
+
+def test_a_forged_tombstone_removes_nothing(cli_archive: Path) -> None:
+    obj = object_of(cli_archive, 1)
+    sha = forge_tombstone(cli_archive, 1)
+    before = entry_types(cli_archive)
+    out = as_("bob", "retention", "purge", cli_archive, "--resume")
+    refused_unproven(out, f"tombstones row {sha}", cli_archive)
+    assert obj.is_file()
+    assert entry_types(cli_archive) == [*before, "access_purge_resume"]  # the refusal, and no purge_done
+
+
+def test_resume_on_a_catalog_whose_schema_differs_refuses_before_removing(cli_archive: Path) -> None:
+    obj = object_of(cli_archive, 1)
+    forge_tombstone(cli_archive, 1, trigger=True)
+    out = run_cli("retention", "purge", cli_archive, "--resume", user="bob")
+    one_line_error(out, "custodes writes nothing into this catalog.*trigger planted")
+    assert obj.is_file()
+
+
+def test_a_tombstone_copied_from_the_ledger_removes_no_bytes_a_kept_recording_needs(
+    make_cli_archive: Callable[..., Path],
+) -> None:
+    """Two recordings of one object (the same bytes under two names): the lawful purge of one leaves the object,
+    since the other needs it. A tombstone written by hand as the ledger's purge entry of the first would make it,
+    with the second marked purged in the catalog only, proves the row but not the second recording's purge."""
+    clip = FOOTAGE / "encoders" / "androidx-sample.mp4"
+    arch = make_cli_archive(recordings={"a.mp4": clip, "b.mp4": clip}, ingest_exit=(0, 1))
+    first, second = (s for (s,) in catalog_rows(arch, "SELECT id FROM segments ORDER BY id"))
+    obj = object_of(arch, first)
+    assert object_of(arch, second) == obj
+    rid = request(arch, "alice", first, purpose="purge")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    out = as_("alice", "retention", "purge", arch, "--request", rid)
+    assert out.returncode == 0, out.stderr
+    assert obj.is_file() and catalog_rows(arch, "SELECT COUNT(*) FROM tombstones") == [(0,)]
+    (entry,) = [
+        (seq, json.loads(e))
+        for seq, e in catalog_rows(arch, "SELECT seq, entry FROM ledger ORDER BY seq")
+        if json.loads(e)["type"] == "purge"
+    ]
+    seq, e = entry
+    with catalog_edit(arch) as conn:
+        conn.execute(
+            "INSERT INTO tombstones VALUES (?, ?, ?, ?, ?, ?)",
+            (e["sha256"], json.dumps([first]), e["request"], e["by"], e["time"], seq),
+        )
+        conn.execute("UPDATE segments SET purged_ns = ? WHERE id = ?", (e["time"], second))
+    out = as_("bob", "retention", "purge", arch, "--resume")
+    err = refused_unproven(out, f"the purge of segments rows [{second}]", arch)
+    assert obj.name in err
+    assert obj.is_file()
+
+
+def test_a_policy_hidden_from_the_type_index_does_not_make_the_owner_alone(tmp_path: Path) -> None:
+    """The latest policy entry (the one naming approvers) filed under no type: the first policy, naming nobody,
+    was in force again and the owner, alone by that rule, set a policy naming himself approver (hostile22)."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    first = policy_text(arch)
+    assert set_policy(arch, first + PEOPLE).returncode == 0  # the owner's bootstrap: approvers named
+    with catalog_edit(arch) as conn:
+        conn.execute("UPDATE ledger SET type = NULL WHERE seq = (SELECT MAX(seq) FROM ledger WHERE type = 'policy')")
+    out = set_policy(arch, first + '[people]\nroot = "approver"\n')
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "Traceback" not in err, err
+    assert "is filed as None but is a 'policy' entry" in err, err
+
+
+def test_an_entry_written_into_the_ledger_table_is_named_before_anything_signs_it(cli_archive: Path) -> None:
+    """An approval appended to the ledger table by hand, with its correct leaf hash: the next checkpoint signs it
+    into the history (open: entries carry no mark of their own). verify names each entry no checkpoint covers, by
+    index and type, and says that any custodes write signs them, so the reviewer sees what they would sign."""
+    (seq,) = catalog_rows(cli_archive, "SELECT MAX(seq) + 1 FROM ledger")[0]
+    data = json.dumps(
+        {"type": "access_approve", "request": 1, "person": "bob", "ok": True}, sort_keys=True, separators=(",", ":")
+    ).encode()
+    with catalog_edit(cli_archive) as conn:
+        conn.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'access_approve')",
+            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
+        )
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1, out.stderr
+    (found,) = [f for f in json.loads(out.stdout)["findings"] if "not covered by any signed checkpoint" in f["message"]]
+    assert f"entries {seq} (access_approve)" in found["message"], found
+    assert (
+        "written into the ledger table by hand" in found["message"]
+        and "any custodes write signs them" in (found["message"])
+    )
+
+
+def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:
+    """A `purge` entry appended to the ledger table with its leaf hash (a lawful purge's, retargeted at segment 2
+    and naming a pending export request) and its tombstone made by the rebuild from the ledger: `purge --resume`
+    deleted the only copy (hostile22). The tombstone's request must be an approved purge, as the ledger has it."""
+    lawful = request(cli_archive, "alice", 1, purpose="purge")
+    assert as_("bob", "access", "approve", cli_archive, lawful).returncode == 0
+    assert as_("alice", "retention", "purge", cli_archive, "--request", lawful).returncode == 0
+    export = request(cli_archive, "carol", 2, purpose="export")  # pending
+    (sha2,) = catalog_rows(cli_archive, "SELECT sha256 FROM segments WHERE id = 2")[0]
+    (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'purge' ORDER BY seq DESC LIMIT 1")[0]
+    forged = {**json.loads(raw), "segment": 2, "sha256": sha2, "request": export}
+    data = json.dumps(forged, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    with catalog_edit(cli_archive) as conn:
+        (seq,) = conn.execute("SELECT MAX(seq) + 1 FROM ledger").fetchone()
+        conn.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'purge')",
+            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
+        )
+    assert as_("alice", "ledger", "rebuild-catalog", cli_archive, "--replace").returncode in (0, 1)
+    assert catalog_rows(cli_archive, "SELECT request_id FROM tombstones WHERE sha256 = ?", (sha2,)) == [(export,)]
+    obj = object_of(cli_archive, 2)
+    out = as_("bob", "retention", "purge", cli_archive, "--resume")
+    err = out.stderr.decode()
+    assert out.returncode == 1 and "Traceback" not in err, err
+    assert f"request {export} is a pending request for export, not an approved purge" in err, err
+    assert obj.is_file()
+
+
+def test_an_entry_misfiled_while_an_archive_is_open_is_seen_by_its_next_act(cli_archive: Path) -> None:
+    """require_filed looks only at new entries while no other connection has committed (the review page grants
+    each stream request): an edit by another connection in between must still be seen, by a whole pass."""
+    from custodes.archive import open_archive
+    from custodes.catalog.ledger import MisfiledError
+
+    with open_archive(cli_archive) as a:
+        a.catalog.ledger.require_filed()
+        a.catalog.ledger.require_filed()  # nothing new: the short look
+        with catalog_edit(cli_archive) as conn:  # another connection
+            conn.execute("UPDATE ledger SET type = NULL WHERE seq = (SELECT MIN(seq) FROM ledger)")
+        with pytest.raises(MisfiledError, match=r"ledger entry 0 is filed as None but is a 'policy' entry"):
+            a.catalog.ledger.require_filed()
