@@ -259,6 +259,18 @@ def test_one_lost_older_checkpoint_file_is_found_and_the_next_checkpoint_writes_
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_any_command_whose_checkpoint_writes_a_lost_file_back_says_so(two_clip_archive: Path) -> None:
+    """A hold's checkpoint (any command's) mends a deleted checkpoint file: it used to do so unseen, only
+    `ledger checkpoint` said it."""
+    folder = two_clip_archive / "ledger" / "checkpoints"
+    oldest = min(int(p.name) for p in folder.iterdir())
+    (folder / str(oldest)).unlink()
+    out = run_cli("retention", "hold", two_clip_archive, "--segment", "1", "--reason", "court order 12")
+    assert out.returncode == 0, out.stderr.decode()
+    assert f"custodes: wrote back lost checkpoint files from their signed notes: {oldest}\n" in out.stderr.decode()
+    assert (folder / str(oldest)).is_file()
+
+
 def test_a_checkpoint_the_catalog_lost_is_found_from_its_file(three_checkpoints: Path) -> None:
     # A signed note deleted from the catalog (to hide a later rollback) is still in ledger/checkpoints/: both
     # `ledger verify` (the report's integrity pass) and `verify` name the file the catalog no longer holds.

@@ -456,9 +456,23 @@ def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ:
     @functools.wraps(fn)
     def wrapper(*args: Any, archive: str, **kwargs: Any) -> Any:
         with _open_archive(archive, policy_may_differ=policy_may_differ) as opened:
-            return fn(*args, archive=opened, **kwargs)
+            try:
+                result = fn(*args, archive=opened, **kwargs)
+            except SystemExit as e:
+                if e.code in (None, 0, EXIT_FINDINGS):  # an error stays one line
+                    _say_restored(opened)
+                raise
+            _say_restored(opened)
+            return result
 
     return wrapper
+
+
+def _say_restored(archive: Archive) -> None:
+    """Any checkpoint writes back lost checkpoint files (an ingest's, a hold's): said after whatever command did
+    it, so a deletion is never mended unseen."""
+    if restored := archive.checkpoint_files_restored:
+        _print_stderr(f"wrote back lost checkpoint files from their signed notes: {', '.join(map(str, restored))}")
 
 
 EXIT_USAGE = 2
@@ -1454,7 +1468,8 @@ def _ask_password(from_stdin: bool) -> str:
 
 @main.group("user")
 def user_group() -> None:
-    """Local accounts for the review page and HTTP API (custodians only).
+    """Local accounts for the review page and HTTP API (custodians, through the archive service; or the archive's
+    owner working on it directly, who owns its files).
 
     A local account NAME has the role the policy's [people] gives NAME (or its
     [identity] name), as an OS account does. Passwords are kept as argon2id
@@ -1547,7 +1562,8 @@ def user_list_command(archive: Archive, out: Output) -> None:
 
 @main.group("token")
 def token_group() -> None:
-    """API tokens for agency tools (custodians only): `Authorization: Bearer TOKEN`.
+    """API tokens for agency tools: `Authorization: Bearer TOKEN`. Custodians issue and revoke them (through the
+    archive service; or the archive's owner working on it directly).
 
     A token acts as its local account with the role it was issued for, and
     only while the policy still gives the account that role and the account
@@ -1822,7 +1838,8 @@ def verify_command(
     an ingest under way or interrupted,
     which says how to finish it and leaves the archive intact; "trust" says which
     key the checkpoints were checked with and where it came from; "rehashed"
-    is false after --quick; "run" says which verification run this was (a run
+    is false after --quick (a resumed run's part before its stop counts as
+    re-hashed: run.verified_before); "run" says which verification run this was (a run
     stopped by --budget or killed is resumed by the same selection), whether
     the budget stopped it and what it left. executor_fault: a worker of a
     remote executor reported an object bad that is intact here. Exit 0 when
@@ -1893,7 +1910,9 @@ def _say_run(out: Output, result: Any) -> None:
         parts.append(f"last re-hashed over {chosen['older_than_days']:g} days ago, oldest first")
     if run["budget"] != "none":
         parts.append(f"budget {run['budget']}")
-    recorded = f"verification run {run['id']}" if run["id"] else "verification run (nothing re-hashed, not recorded)"
+    recorded = (
+        f"verification run {run['id']}" if run["id"] else f"verification run (not recorded: {run['not_recorded']})"
+    )
     out.say(f"{recorded}: {', '.join(parts)}; executor {run['executor']}")
     if run["resumed"]:
         out.say(
@@ -2004,10 +2023,7 @@ def ledger_group() -> None:
 def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
     and print the signed note, ready to hand to a witness or a supervisor."""
-    restored = archive.restore_checkpoint_files()  # first, to name them: the checkpoint writes back the rest
-    cp = archive.checkpoint()
-    if restored:
-        out.note(f"wrote back lost checkpoint files from their signed notes: {', '.join(map(str, restored))}")
+    cp = archive.checkpoint()  # writes back lost checkpoint files, which archive_argument names
     if out.json:
         _write_json(cp.to_json())
     else:
@@ -2063,7 +2079,8 @@ def _say_trust(out: Output, trust: dict[str, Any] | None) -> None:
 @click.option(
     "--replace",
     is_flag=True,
-    help="Put the rebuilt catalog in place of catalog.sqlite (custodians only), keeping the old file as "
+    help="Put the rebuilt catalog in place of catalog.sqlite (custodians only, or the archive's owner while "
+    "its policy names no approver), keeping the old file as "
     "catalog.sqlite.before-rebuild-<time>.",
 )
 @output_options(quiet_help="No closing summary line; differences stay (the exit code says equal or not).")
@@ -2076,9 +2093,12 @@ def ledger_rebuild_catalog_command(archive: Archive, replace: bool, out: Output)
     archive whose catalog rows were lost or damaged while its ledger is intact
     (run `custodes ledger verify` first)."""
     from custodes.access import require_role
+    from custodes.policy import owner_alone
     from custodes.verify import rebuild_catalog
 
-    if replace:
+    # The owner of an archive that names no approver (what init makes) may, as they may set its first policy:
+    # else a one-person archive whose catalog custodes refuses had no way out (its refusal not even loggable).
+    if replace and not owner_alone(archive):
         require_role(archive, ("custodian",), "rebuild_catalog")
     result = rebuild_catalog(archive, replace=replace)
     if out.json:
