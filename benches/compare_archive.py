@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import MiB, build_corpus  # noqa: E402
-from _measure import Run, measure, must, stored_all  # noqa: E402
+from _measure import Run, as_installed, measure, must, stored_all  # noqa: E402
 from compare_hash import hashlib_loop, make_bag  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=None, help="files of 20-200 KiB in the many-small-files volume")
     ap.add_argument("--objects", type=int, default=20_000, help="4 KiB objects in the archive --small verifies")
     a = ap.parse_args()
+    a.dir.mkdir(parents=True, exist_ok=True)
+    as_installed(a.dir)
     if a.small is not None:
         small_main(a)
         return

@@ -84,7 +84,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import GNU_TIME, HAVE_GNU_TIME, Run, must, stored_all  # noqa: E402
+from _measure import GNU_TIME, HAVE_GNU_TIME, Run, as_installed, must, stored_all  # noqa: E402
 from compare_archive import small_corpus  # noqa: E402
 from custodes_s3 import testing  # noqa: E402
 
@@ -656,6 +656,7 @@ def run_bench(a: argparse.Namespace) -> None:
                 f"{work}: {free / MiB:.0f} MiB free, the run needs about {need / MiB:.0f} MiB (three copies of the "
                 "largest volume): lower --big-mib/--rss-gib/--small or give --work on a larger disk"
             )
+        as_installed(work)
         with testing.seaweed_server(work / "s3") as server:
             bench = Bench(server, work, a.repeat, a.run_timeout)
             try:

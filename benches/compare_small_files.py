@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import MiB  # noqa: E402
+from _measure import as_installed  # noqa: E402
 from compare_hash import command, peak_rss_mib  # noqa: E402
 
 CUSTODES = [sys.executable, "-m", "custodes"]
@@ -108,10 +109,7 @@ def main() -> None:
 
     cores = os.cpu_count() or 1
     a.dir.mkdir(parents=True, exist_ok=True)
-    # custodes runs with byte-code caching on, as an installed package has it (compiling cli.py alone is
-    # some 50 ms a run), in a cache folder of its own; the timed rounds' first run fills it.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str((a.dir / "pycache").resolve())
+    as_installed(a.dir)
     folder, paths = small_corpus(a.dir, a.files, a.size)
     n = len(paths)
     names = [str(p) for p in paths]
