@@ -876,7 +876,7 @@ class _Due:
 
     sha256: str
     size: int
-    digests: str  # JSON
+    digests: dict[str, str]  # the row's JSON, read once (_digest_map) when the object was found due
     head: str
     last_verified_ns: int | None
 
@@ -1173,16 +1173,12 @@ class _StoreWalk:
         edited in them (the replay names the edit; the evidence is not blamed for it), else the row's; None
         when neither can be checked against (reported: its bytes are not re-hashed)."""
         size, digests, head = self.edited.get(o.sha256, (o.size, o.digests, o.head_sha256))
-        if self._sound_row(o, size, digests, head):
-            return _Due(o.sha256, size, digests, head, o.last_verified_ns)
-        return None
-
-    def _sound_row(self, o: CatalogObject, size: Any, digests: Any, head: Any) -> bool:
-        """Whether an object's row can be checked against: SQLite keeps whatever an edit put in a column, and a
-        size that is not a whole number (or digests that are not text) would end the run with a traceback.
-        Such a row is reported and its object is not re-hashed (the replay names the edit too)."""
-        if type(size) is int and _digest_map(digests) and isinstance(head, str):
-            return True
+        # SQLite keeps whatever an edit put in a column: a size that is not a whole number, digests that are not
+        # ingest's JSON (_digest_map) or a head that is not text would end the run with a traceback. Such a row is
+        # reported and its object is not re-hashed (the replay names the edit too).
+        parsed = _digest_map(digests)
+        if parsed is not None and type(size) is int and isinstance(head, str):
+            return _Due(o.sha256, size, parsed, head, o.last_verified_ns)
         self.reported.add(o.sha256)
         self.result.checked += 1
         self.result.findings.append(
@@ -1194,7 +1190,7 @@ class _StoreWalk:
                 o.sha256,
             )
         )
-        return False
+        return None
 
     def _listing(self) -> Iterator[Listed]:
         """The store's objects within the range, in digest order; what is not an object at all is set aside
@@ -1508,19 +1504,21 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
         return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
     if r.size != size:
         return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"
-    digests = json.loads(d.digests)
-    if any(r.digests.get(a) != h for a, h in digests.items() if a in r.digests):
+    if any(r.digests.get(a) != h for a, h in d.digests.items() if a in r.digests):
         return "modified", "object content differs from its digest"
     return None
 
 
-def _digest_map(text: object) -> bool:
-    """Whether an objects row's digests are what ingest writes: a JSON object of algorithm to hex text."""
+def _digest_map(text: object) -> dict[str, str] | None:
+    """An objects row's digests, where they are what ingest writes (a JSON object of algorithm to hex text);
+    None where not."""
     try:
         digests = json.loads(text) if isinstance(text, str) else None
     except ValueError:
-        return False
-    return isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())
+        return None
+    if isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values()):
+        return digests
+    return None
 
 
 def _purged_object(archive: Archive, sha: str, in_store: bool) -> list[VerifyFinding]:
