@@ -133,6 +133,60 @@ def test_local_listing_names_links_and_strays(tmp_path: Path) -> None:
             s.open(item.digest)  # never read through the link
 
 
+def test_local_listing_is_what_find_sees(tmp_path: Path) -> None:
+    """The digest tree is read by the core (_core.list_digest_tree): every entry that is not a folder, as `find`
+    lists them, each once, objects in digest order, whatever else is there named as it is; a digest range lists
+    its own objects and leaves whole folders outside it unread."""
+    from custodes.archive import init_archive
+
+    with init_archive(tmp_path / "arch") as a:
+        s = a.store
+        items = [_spool_file(a.spool, f"object {i}".encode()) for i in range(40)]
+        s.put_many(items)
+        digests = sorted(i.digest for i in items)
+        tree = a.root / "objects" / "sha256"
+        wrong_folder = tree / digests[0][:2] / "00" / digests[1]  # an object's name under another's folder
+        wrong_folder.parent.mkdir(exist_ok=True)
+        wrong_folder.write_bytes(b"x")
+        (tree / digests[2]).write_bytes(b"x")  # an object's name at the top of the tree
+        deep = tree / digests[3][:2] / digests[3][2:4] / "more"
+        deep.mkdir()
+        (deep / "x.txt").write_bytes(b"x")  # a folder inside a leaf folder
+        (tree / "zz" / "not hex").mkdir(parents=True)
+        (tree / "zz" / "not hex" / digests[4]).write_bytes(b"x")
+        (tree / digests[5][:2] / digests[5][2:4] / "loop").symlink_to(tree)  # never followed
+        (a.root / "objects" / "beside").write_bytes(b"x")
+        (a.root / "objects" / "md5").mkdir()
+        (a.root / "objects" / "md5" / "old").write_bytes(b"x")
+        found = subprocess.run(
+            ["find", "objects", "-not", "-type", "d", "-print0"], cwd=a.root, capture_output=True, text=True, check=True
+        ).stdout.split("\0")[:-1]
+        listed = list(s.list())
+        assert sorted(x.name for x in listed) == sorted(found)
+        sound = [x.digest for x in listed if x.problem is None]
+        assert sound == digests  # each object once, in digest order, none of the strays among them
+        kinds = {x.name: (x.problem, x.digest) for x in listed if x.problem is not None}
+        assert kinds == {
+            os.path.relpath(wrong_folder, a.root): ("misplaced", digests[1]),
+            f"objects/sha256/{digests[2]}": ("misplaced", digests[2]),
+            os.path.relpath(deep / "x.txt", a.root): ("foreign", None),
+            f"objects/sha256/zz/not hex/{digests[4]}": ("misplaced", digests[4]),
+            f"objects/sha256/{digests[5][:2]}/{digests[5][2:4]}/loop": ("foreign", None),
+            "objects/beside": ("foreign", None),
+            "objects/md5/old": ("foreign", None),
+        }
+        low, high = digests[10], digests[30]
+        ranged = list(s.list(DigestRange(low, high)))
+        assert [x.digest for x in ranged if x.problem is None] == digests[10:30]
+        # Strays in folders the range reaches are listed; folders wholly outside it are not read.
+        inside = {x.name for x in ranged if x.problem is not None}
+        assert "objects/beside" in inside and f"objects/sha256/zz/not hex/{digests[4]}" in inside
+        assert os.path.relpath(wrong_folder, a.root) not in inside  # its folder holds no digest of the range
+        assert all(x.digest is None or x.problem is not None or low <= x.digest < high for x in ranged), (
+            "an object outside the range was listed"
+        )
+
+
 def test_stream_hasher_matches_published_vectors() -> None:
     # FIPS 180-2 "abc", BLAKE3's reference empty-input hash, GB/T 32905 "abc", RFC 1321 "abc".
     h = _core.StreamHasher(["sha256", "blake3", "sm3", "md5"])

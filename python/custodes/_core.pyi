@@ -22,6 +22,7 @@ __all__ = [
     "coverage",
     "copy_and_hash",
     "hash_bytes",
+    "list_digest_tree",
     "MerkleAccumulator",
     "merkle_consistency_proof",
     "merkle_inclusion_proof",
@@ -40,6 +41,13 @@ def algorithms() -> list[str]:
 
 def hash_bytes(algorithms: list[str], data: bytes) -> list[bytes]:
     """Digests of ``data``, one per algorithm, in the order given."""
+
+def list_digest_tree(
+    folder: str | os.PathLike[str], low: str = "", high: str | None = None
+) -> list[tuple[str, bool | None]]:
+    """Every entry under ``folder`` (a tree of ``ab/cd/<digest>``) that is not a folder, in the tree's order:
+    ``(digest, is_link)`` for an object at its own place with ``low <= digest < high``, ``(path below folder,
+    None)`` for anything else. Folders the range rules out are not read; links are never followed."""
 
 @final
 class StreamHasher:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, cast
 
+from custodes import _core
 from custodes._durable import fsync_dir, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
@@ -39,9 +40,8 @@ from custodes.storage import (
 
 __all__ = ["LocalStore", "StoreError"]
 
-#: An object's file name (its SHA-256), and the start of one (the names of its folders).
+#: An object's file name (its SHA-256).
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
-_HEX_PREFIX = re.compile(r"^[0-9a-f]{1,63}$")
 #: The options the local backend reads: both are custodes' own (the archive sets them), none is the user's. An option
 #: it does not read is refused, so that `--storage local --bucket B` is not accepted and silently ignored.
 OPTIONS = ("algorithm", "owner")
@@ -104,7 +104,11 @@ class LocalStore:
         return os.fspath(self.root if digest is None else self.path_for(digest))
 
     def path_for(self, digest: str) -> Path:
-        return Path(self.folder_of(valid_digest(digest)), digest)
+        return Path(self.file_of(digest))
+
+    def file_of(self, digest: str) -> str:
+        """:meth:`path_for` as a string."""
+        return os.path.join(self.folder_of(valid_digest(digest)), digest)
 
     def folder_of(self, digest: str) -> str:
         """The folder ``digest``'s object belongs in, as a string: the listing asks it of every file in the
@@ -277,42 +281,34 @@ class LocalStore:
         ``objects/`` is listed as ``misplaced`` or ``foreign``, and an object that is a symbolic link as
         ``link``.
 
-        One ``scandir`` per folder and no system call per file: paths are strings, and whether an entry is a
-        folder or a link comes from the directory listing itself."""
-        low, high = within.low or "", within.high
-
-        def outside(prefix: str) -> bool:
-            """A folder of digests starting with ``prefix`` (ab, then abcd) holds none within the range."""
-            if not _HEX_PREFIX.match(prefix):
-                return False  # not a digest folder: listed, and what is in it is foreign
-            return prefix.ljust(64, "f") < low or (high is not None and prefix.ljust(64, "0") >= high)
-
-        def walk(folder: str, prefix: str) -> Iterator[Listed]:
-            try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except OSError:
-                return
-            at_top = folder == top_folder
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    below = "" if e.path == self._objects or at_top else prefix + e.name
-                    if below and outside(below):
-                        continue
-                    if at_top and e.path != self._objects:
-                        yield from self._all_foreign(e.path)
-                    else:
-                        yield from walk(e.path, below)
-                elif at_top:
-                    yield self._listed(e.path, None)  # a file beside objects/sha256
-                elif _DIGEST_NAME.match(e.name) and self.folder_of(e.name) == folder:
-                    if e.name >= low and (high is None or e.name < high):
-                        yield self._listed(e.path, e.name, "link" if e.is_symlink() else None)
-                else:
-                    yield self._listed(e.path, e.name if _DIGEST_NAME.match(e.name) else None, "misplaced")
-
+        The digest tree is read by the core (``_core.list_digest_tree``: its folders in parallel, no system
+        call per file; in Python one ``scandir`` and sort per folder cost more than re-hashing a small object),
+        the rest of ``objects/`` here."""
         top_folder = os.fspath(self.objects.parent)
-        yield from walk(top_folder, "")
+        try:
+            with os.scandir(top_folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if e.path == self._objects and e.is_dir(follow_symlinks=False):
+                yield from self._digest_tree(within)
+            elif e.is_dir(follow_symlinks=False):
+                yield from self._all_foreign(e.path)
+            else:
+                yield self._listed(e.path, None)  # a file (or a link) beside objects/sha256
+
+    def _digest_tree(self, within: DigestRange) -> Iterator[Listed]:
+        under = os.path.join(os.path.relpath(self._objects, self.root), "")  # objects/sha256/, as findings name it
+        for found, link in _core.list_digest_tree(self._objects, within.low or "", within.high):
+            if link is None:  # not an object at its own place: what it is named, where it is
+                name = os.path.basename(found)
+                digest = name if _DIGEST_NAME.match(name) else None
+                yield self._listed(os.path.join(self._objects, found), digest, "misplaced")
+            elif link:
+                yield self._listed(os.path.join(self.folder_of(found), found), found, "link")
+            else:
+                yield Listed(f"{under}{found[:2]}/{found[2:4]}/{found}", found, None, None, "")
 
     def _listed(self, path: str, digest: str | None, problem: str | None = "foreign") -> Listed:
         # The listing's paths are the root's own string and names joined to it: cut, not os.path.relpath, which
@@ -334,7 +330,8 @@ class LocalStore:
     ) -> builtins.list[HashResult]:
         # The core's batch hasher reads the files in parallel at the disk's speed: a stream per object
         # (custodes.storage.hash_by_streaming) would give that up for nothing.
-        return hash_files([self.path_for(d) for d in digests], tuple(algorithms), threads=threads)
+        # Paths as strings: a Path per object cost as much as the engine's hashing of a 4 KiB object.
+        return hash_files([self.file_of(d) for d in digests], tuple(algorithms), threads=threads)
 
     def lock(self, digest: str, retain_until_ns: int | None, hold: bool | None) -> None:
         """A local disk cannot refuse its owner a delete: the catalog's retention and holds, the read-only

@@ -7,6 +7,7 @@
 mod error;
 mod gateway;
 mod hashing;
+mod listing;
 mod media;
 mod merkle;
 mod timeline;
@@ -19,6 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::init(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(m)?;
+    listing::register(m)?;
     media::register(m)?;
     merkle::register(m)?;
     timeline::register(m)?;
