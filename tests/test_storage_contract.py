@@ -156,13 +156,14 @@ def test_local_listing_is_what_find_sees(tmp_path: Path) -> None:
         (tree / "zz" / "not hex" / digests[4]).write_bytes(b"x")
         (tree / digests[5][:2] / digests[5][2:4] / "loop").symlink_to(tree)  # never followed
         (a.root / "objects" / "beside").write_bytes(b"x")
+        (tree / os.fsdecode(b"\xffnot utf-8")).write_bytes(b"x")  # named as os.fsdecode names it
         (a.root / "objects" / "md5").mkdir()
         (a.root / "objects" / "md5" / "old").write_bytes(b"x")
         found = subprocess.run(
-            ["find", "objects", "-not", "-type", "d", "-print0"], cwd=a.root, capture_output=True, text=True, check=True
-        ).stdout.split("\0")[:-1]
+            ["find", "objects", "-not", "-type", "d", "-print0"], cwd=a.root, capture_output=True, check=True
+        ).stdout.split(b"\0")[:-1]
         listed = list(s.list())
-        assert sorted(x.name for x in listed) == sorted(found)
+        assert sorted(x.name for x in listed) == sorted(os.fsdecode(f) for f in found)
         sound = [x.digest for x in listed if x.problem is None]
         assert sound == digests  # each object once, in digest order, none of the strays among them
         kinds = {x.name: (x.problem, x.digest) for x in listed if x.problem is not None}
@@ -173,6 +174,7 @@ def test_local_listing_is_what_find_sees(tmp_path: Path) -> None:
             f"objects/sha256/zz/not hex/{digests[4]}": ("misplaced", digests[4]),
             f"objects/sha256/{digests[5][:2]}/{digests[5][2:4]}/loop": ("foreign", None),
             "objects/beside": ("foreign", None),
+            os.fsdecode(b"objects/sha256/\xffnot utf-8"): ("foreign", None),
             "objects/md5/old": ("foreign", None),
         }
         low, high = digests[10], digests[30]
