@@ -164,6 +164,9 @@ def test_local_listing_is_what_find_sees(tmp_path: Path) -> None:
         ).stdout.split(b"\0")[:-1]
         listed = list(s.list())
         assert sorted(x.name for x in listed) == sorted(os.fsdecode(f) for f in found)
+        walk = s.list()
+        assert next(walk).name == "objects/beside"  # a listing left after its first entry neither hangs nor leaks
+        walk.close()
         sound = [x.digest for x in listed if x.problem is None]
         assert sound == digests  # each object once, in digest order, none of the strays among them
         kinds = {x.name: (x.problem, x.digest) for x in listed if x.problem is not None}

@@ -21,8 +21,8 @@ __all__ = [
     "correct_times",
     "coverage",
     "copy_and_hash",
+    "DigestTreeWalk",
     "hash_bytes",
-    "list_digest_tree",
     "MerkleAccumulator",
     "merkle_consistency_proof",
     "merkle_inclusion_proof",
@@ -42,12 +42,16 @@ def algorithms() -> list[str]:
 def hash_bytes(algorithms: list[str], data: bytes) -> list[bytes]:
     """Digests of ``data``, one per algorithm, in the order given."""
 
-def list_digest_tree(
-    folder: str | os.PathLike[str], low: str = "", high: str | None = None
-) -> list[tuple[str, bool | None]]:
-    """Every entry under ``folder`` (a tree of ``ab/cd/<digest>``) that is not a folder, in the tree's order:
-    ``(digest, is_link)`` for an object at its own place with ``low <= digest < high``, ``(path below folder,
-    None)`` for anything else. Folders the range rules out are not read; links are never followed."""
+@final
+class DigestTreeWalk:
+    """Every entry under ``folder`` (a tree of ``ab/cd/<digest>``) that is not a folder, in the tree's order, one
+    first-level folder's entries per iteration, read ahead on a thread of the core's (each folder's across the
+    cores): ``(digest, is_link)`` for an object at its own place with ``low <= digest < high``, ``(path below
+    folder, None)`` for anything else. Folders the range rules out are not read; links are never followed."""
+
+    def __init__(self, folder: str | os.PathLike[str], low: str = "", high: str | None = None) -> None: ...
+    def __iter__(self) -> DigestTreeWalk: ...
+    def __next__(self) -> list[tuple[str, bool | None]]: ...
 
 @final
 class StreamHasher:

@@ -281,9 +281,9 @@ class LocalStore:
         ``objects/`` is listed as ``misplaced`` or ``foreign``, and an object that is a symbolic link as
         ``link``.
 
-        The digest tree is read by the core (``_core.list_digest_tree``: its folders in parallel, no system
-        call per file; in Python one ``scandir`` and sort per folder cost more than re-hashing a small object),
-        the rest of ``objects/`` here."""
+        The digest tree is read by the core (``_core.DigestTreeWalk``: its folders in parallel, no system call
+        per file, streamed; in Python one ``scandir`` and sort per folder cost more than re-hashing a small
+        object), the rest of ``objects/`` here."""
         top_folder = os.fspath(self.objects.parent)
         try:
             with os.scandir(top_folder) as it:
@@ -299,16 +299,23 @@ class LocalStore:
                 yield self._listed(e.path, None)  # a file (or a link) beside objects/sha256
 
     def _digest_tree(self, within: DigestRange) -> Iterator[Listed]:
+        """The tree under ``objects/sha256``, as the core reads it ahead of this loop a first-level folder at a
+        time: a bounded share of the listing in memory, however many objects the store holds."""
         under = os.path.join(os.path.relpath(self._objects, self.root), "")  # objects/sha256/, as findings name it
-        for found, link in _core.list_digest_tree(self._objects, within.low or "", within.high):
-            if link is None:  # not an object at its own place: what it is named, where it is
-                name = os.path.basename(found)
-                digest = name if _DIGEST_NAME.match(name) else None
-                yield self._listed(os.path.join(self._objects, found), digest, "misplaced")
-            elif link:
-                yield self._listed(os.path.join(self.folder_of(found), found), found, "link")
-            else:
-                yield Listed(f"{under}{found[:2]}/{found[2:4]}/{found}", found, None, None, "")
+        for part in _core.DigestTreeWalk(self._objects, within.low or "", within.high):
+            for found, link in part:
+                if link is None:  # not an object at its own place: named as what it is, where it is
+                    yield self._misplaced(found)
+                elif link:
+                    yield self._listed(os.path.join(self.folder_of(found), found), found, "link")
+                else:
+                    yield Listed(f"{under}{found[:2]}/{found[2:4]}/{found}", found, None, None, "")
+
+    def _misplaced(self, below: str) -> Listed:
+        """A file at ``below`` in the tree that is not an object at its own place: misplaced where it is named
+        as one, else foreign."""
+        name = os.path.basename(below)
+        return self._listed(os.path.join(self._objects, below), name if _DIGEST_NAME.match(name) else None, "misplaced")
 
     def _listed(self, path: str, digest: str | None, problem: str | None = "foreign") -> Listed:
         # The listing's paths are the root's own string and names joined to it: cut, not os.path.relpath, which

@@ -14,6 +14,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 
 use rayon::prelude::*;
 
@@ -59,29 +60,63 @@ fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Every entry under `folder` that is not a folder, depth first, each folder's entries in byte order;
-/// objects outside `range` left out, and folders that can hold none of them not read. A folder that cannot
-/// be read is passed over (its objects are then not listed, which the caller sees as missing). Symbolic
-/// links are never followed.
-pub fn list_digest_tree(folder: &Path, range: &DigestRange) -> Vec<TreeEntry> {
-    let top = sorted_entries(folder);
-    let parts: Vec<Vec<TreeEntry>> = top
+/// Every entry under `folder/below` that is not a folder, depth first, each folder's entries in byte order,
+/// named by its path below `folder`; objects outside `range` left out, and folders that can hold none of them
+/// not read (`below` itself included). A folder that cannot be read is passed over (its objects are then not
+/// listed, which the caller sees as missing). Symbolic links are never followed. `below` empty: the whole tree;
+/// a first-level folder: a 256th of it, so that a caller streaming a tree of millions of objects holds one
+/// such part at a time. The entries of `below` are shared out over the cores.
+pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec<TreeEntry> {
+    if excluded(below, range) {
+        return Vec::new();
+    }
+    let parts: Vec<Vec<TreeEntry>> = sorted_entries(&folder.join(below))
         .par_iter()
         .map(|(name, kind)| {
             let mut out = Vec::new();
-            visit(folder, PathBuf::from(name), *kind, range, &mut out);
+            visit(folder, below.join(name), *kind, range, &mut out);
             out
         })
         .collect();
     parts.into_iter().flatten().collect()
 }
 
+/// [`list_digest_tree`] of the whole tree, streamed: a thread of its own lists the tree's first-level folders
+/// in order (each across the cores) and sends each one's entries as one part, at most `ahead` parts waiting, so
+/// that the caller works on one part while the next is read and holds a bounded share of a listing of millions
+/// of objects. Entries at the top of the tree that are not folders come as parts of their own. The thread stops
+/// when the receiver is dropped.
+pub fn stream_digest_tree(folder: PathBuf, range: DigestRange, ahead: usize) -> Receiver<Vec<TreeEntry>> {
+    let (parts, received) = sync_channel(ahead.max(1));
+    std::thread::spawn(move || {
+        for (name, kind) in sorted_entries(&folder) {
+            let part = if kind == Kind::Folder {
+                list_digest_tree(&folder, Path::new(&name), &range)
+            } else {
+                let mut out = Vec::new();
+                visit(&folder, PathBuf::from(name), kind, &range, &mut out);
+                out
+            };
+            if !part.is_empty() && parts.send(part).is_err() {
+                return; // nobody is listening any more
+            }
+        }
+    });
+    received
+}
+
+/// Whether the folder at `relative` can hold no object of the range: its path's names, joined, are the start
+/// of every digest it may hold.
+fn excluded(relative: &Path, range: &DigestRange) -> bool {
+    let prefix: Option<String> = relative.iter().map(|c| c.to_str()).collect();
+    prefix.is_some_and(|p| range.excludes(&p))
+}
+
 /// One entry at `relative` below `root`: a folder is read (unless the range rules it out), anything else is
 /// classified.
 fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &mut Vec<TreeEntry>) {
     if kind == Kind::Folder {
-        let prefix: Option<String> = relative.iter().map(|c| c.to_str()).collect();
-        if prefix.is_some_and(|p| range.excludes(&p)) {
+        if excluded(&relative, range) {
             return;
         }
         for (name, kind) in sorted_entries(&root.join(&relative)) {
@@ -187,7 +222,7 @@ mod tests {
         fs::write(root.join("aa").join(&b), b"x").unwrap();
         fs::write(root.join("bb").join("bb").join("notes.txt"), b"x").unwrap();
         fs::write(root.join("top"), b"x").unwrap();
-        let got = list_digest_tree(root, &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
         assert_eq!(objects(&got), vec![(c.clone(), false), (a.clone(), false), (b.clone(), false), (e, true)]);
         assert_eq!(elsewhere(&got), vec![format!("aa/{b}"), "bb/bb/notes.txt".to_owned(), "top".to_owned()]);
     }
@@ -205,10 +240,37 @@ mod tests {
         fs::write(root.join("11").join("11").join("stray"), b"x").unwrap();
         fs::write(root.join("88").join("88").join("stray"), b"x").unwrap();
         let range = DigestRange { low: all[5].clone(), high: Some(all[9].clone()) };
-        let got = list_digest_tree(root, &range);
+        let got = list_digest_tree(root, Path::new(""), &range);
         let digests: Vec<String> = objects(&got).into_iter().map(|(d, _)| d).collect();
         assert_eq!(digests, all[5..9].to_vec());
         assert_eq!(elsewhere(&got), vec!["88/88/stray".to_owned()]);
+    }
+
+    #[test]
+    fn the_tree_listed_part_by_part_is_the_tree_listed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in "0123456789abcdef".chars().map(digest) {
+            fs::write(place(root, &d), b"x").unwrap();
+        }
+        fs::write(root.join("33").join("stray"), b"x").unwrap();
+        let range = DigestRange { low: digest('2'), high: Some(digest('c')) };
+        let whole = list_digest_tree(root, Path::new(""), &range);
+        let mut parts = Vec::new();
+        for (name, kind) in sorted_entries(root) {
+            assert_eq!(kind, Kind::Folder);
+            parts.extend(list_digest_tree(root, Path::new(&name), &range));
+        }
+        assert_eq!(parts, whole);
+        assert_eq!(objects(&whole).len(), 10);
+        // A part the range rules out is not read at all.
+        assert!(list_digest_tree(root, Path::new("ff"), &range).is_empty());
+        fs::write(root.join("at the top"), b"x").unwrap();
+        let streamed: Vec<TreeEntry> =
+            stream_digest_tree(root.to_owned(), range.clone(), 2).into_iter().flatten().collect();
+        let whole = list_digest_tree(root, Path::new(""), &range);
+        assert_eq!(streamed, whole);
+        assert_eq!(elsewhere(&streamed), vec!["33/stray".to_owned(), "at the top".to_owned()]);
     }
 
     #[test]
@@ -218,9 +280,9 @@ mod tests {
         let a = digest('a');
         fs::write(place(root, &a), b"x").unwrap();
         symlink(root, root.join("loop")).unwrap();
-        let got = list_digest_tree(root, &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
         assert_eq!(objects(&got), vec![(a, false)]);
         assert_eq!(elsewhere(&got), vec!["loop".to_owned()]);
-        assert!(list_digest_tree(&root.join("no such folder"), &DigestRange::default()).is_empty());
+        assert!(list_digest_tree(&root.join("no such folder"), Path::new(""), &DigestRange::default()).is_empty());
     }
 }

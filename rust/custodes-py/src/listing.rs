@@ -1,39 +1,61 @@
-//! The store's listing: the digest tree read by the core with the GIL let go.
+//! The store's listing: the digest tree read by the core, streamed part by part, the GIL let go while a part is
+//! awaited.
 
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
 
 use custodes_core::listing::{self as core, DigestRange, TreeEntry};
+use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::gateway::detached;
 
-/// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, as
-/// `(digest, is_link)` for an object at its own place within `low <= digest < high`, and `(path below
-/// folder, None)` for anything else. Folders the range rules out are not read.
-#[pyfunction]
-#[pyo3(signature = (folder, low = String::new(), high = None))]
-fn list_digest_tree(
-    py: Python<'_>,
-    folder: PathBuf,
-    low: String,
-    high: Option<String>,
-) -> PyResult<Vec<(Py<PyAny>, Option<bool>)>> {
-    let range = DigestRange { low, high };
-    let entries = detached(py, move || core::list_digest_tree(&folder, &range));
-    // A path below the folder goes out as `str` (os.fsdecode's), as os.scandir names it, not as a pathlib.Path.
-    entries
-        .into_iter()
-        .map(|e| {
-            Ok(match e {
-                TreeEntry::Object { digest, link } => (PyString::new(py, &digest).into_any().unbind(), Some(link)),
-                TreeEntry::Elsewhere(path) => (path.into_os_string().into_pyobject(py)?.into_any().unbind(), None),
+/// Parts read ahead of the caller: enough to keep the reading thread busy while one part is worked on.
+const AHEAD: usize = 4;
+
+/// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, one
+/// first-level folder's entries at a time (a list per iteration): `(digest, is_link)` for an object at its own
+/// place within `low <= digest < high`, `(path below folder, None)` for anything else. Folders the range rules
+/// out are not read; links are never followed.
+#[pyclass(frozen, module = "custodes._core")]
+struct DigestTreeWalk {
+    parts: Mutex<Receiver<Vec<TreeEntry>>>,
+}
+
+#[pymethods]
+impl DigestTreeWalk {
+    #[new]
+    #[pyo3(signature = (folder, low = String::new(), high = None))]
+    fn new(folder: PathBuf, low: String, high: Option<String>) -> Self {
+        let parts = core::stream_digest_tree(folder, DigestRange { low, high }, AHEAD);
+        DigestTreeWalk { parts: Mutex::new(parts) }
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Option<bool>)>> {
+        // Locked and awaited without the GIL: the reading thread may be waiting for a folder on a slow disk.
+        let parts = &self.parts;
+        let Some(part) = detached(py, || parts.lock().ok().and_then(|p| p.recv().ok())) else {
+            return Err(PyStopIteration::new_err(())); // the tree is listed (or its thread is gone)
+        };
+        // A path below the folder goes out as `str` (os.fsdecode's), as os.scandir names it, not a pathlib.Path.
+        part.into_iter()
+            .map(|e| {
+                Ok(match e {
+                    TreeEntry::Object { digest, link } => (PyString::new(py, &digest).into_any().unbind(), Some(link)),
+                    TreeEntry::Elsewhere(path) => (path.into_os_string().into_pyobject(py)?.into_any().unbind(), None),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(list_digest_tree, m)?)?;
+    m.add_class::<DigestTreeWalk>()?;
     Ok(())
 }
