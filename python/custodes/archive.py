@@ -620,8 +620,10 @@ class Archive:
                 self.policy = Policy.parse(self.ledgered_policy.text, policy_mod.where(self.root, self.ledgered_policy))
             _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
             # The spool: copies in flight, on the archive's own disk whatever the storage (custodes.storage).
+            from custodes.storage import own_folder
+
             self.spool = self.root / "tmp"
-            self.spool.mkdir(mode=0o700, exist_ok=True)
+            own_folder(self.spool)  # never a link: ingest's copies would be written outside the archive
             backend = plugin_manager().storage_backends.get(self.policy.storage)
             # ``owner``: the store's claim on its place, so that no two archives (nor an archive's two copies)
             # ever share one (custodes.storage: a bucket prefix or a folder holds one archive's objects).

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import builtins
 import functools
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -42,6 +45,7 @@ from typing import IO, Protocol, runtime_checkable
 from custodes import _core
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.errors import CustodesError, EvidenceReadError
+from custodes.findings import shown_name
 from custodes.hashing import HashResult
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "hash_by_streaming",
     "hash_stream",
     "open_store",
+    "own_folder",
     "valid_digest",
 ]
 
@@ -83,6 +88,21 @@ class ObjectMissingError(StoreError, FileNotFoundError):
     :meth:`ObjectStore.hash_objects` result for it: a FileNotFoundError, as a missing file's is)."""
 
     kind = "missing"
+
+
+def own_folder(folder: Path) -> None:
+    """A folder of the archive's own (its spool ``tmp/``, a local store's ``objects/`` and ``objects/sha256/``),
+    made 0700 where it is not there; one that is a symbolic link or not a folder is refused (StoreError): through
+    it, copies of the footage would be written (and objects looked for) outside the archive."""
+    with suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        what = f"a symbolic link to {shown_name(os.readlink(folder))}" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise StoreError(
+            f"{shown_name(os.fspath(folder))} is {what}: the store's folders are the archive's own, never followed "
+            "elsewhere; put the folder back (from a backup) before any command uses the store"
+        )
 
 
 def valid_digest(digest: str) -> str:

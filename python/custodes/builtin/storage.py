@@ -12,10 +12,12 @@ which the retention workflow calls only after writing a ledger tombstone.
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, cast
 
@@ -23,6 +25,7 @@ from custodes import _core
 from custodes._durable import fsync_dir, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
+from custodes.findings import shown_name
 from custodes.hashing import HashResult, hash_files
 from custodes.hookspecs import hookimpl
 from custodes.plugins import StorageBackend
@@ -34,6 +37,7 @@ from custodes.storage import (
     StoredObject,
     StoreError,
     StoreSpec,
+    own_folder,
     spool_stream,
     valid_digest,
 )
@@ -78,9 +82,8 @@ class LocalStore:
             )
         store = cls(Path(location), options.get("algorithm", "sha256"))
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
-        store.objects.parent.mkdir(mode=0o700, exist_ok=True)
-        store.objects.mkdir(mode=0o700, exist_ok=True)
-        store.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (store.objects.parent, store.objects, store.spool):
+            own_folder(folder)
         store.owner = options.get("owner", "")
         store.claim()
         return store
@@ -116,10 +119,32 @@ class LocalStore:
         store, where building a Path each time would cost more than the rest of the check."""
         return os.path.join(self._objects, digest[:2], digest[2:4])
 
+    @contextmanager
+    def _object_folder(self, digest: str, create: bool = False) -> Iterator[int]:
+        """The folder of ``digest``'s object (``objects/sha256/ab/cd``), open, reached from the store's root
+        without following a link at any step: every write into the store goes through it, so none lands outside
+        the archive whatever was put in the tree (:func:`_open_folder`)."""
+        d = valid_digest(digest)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            shown = os.fspath(self.root)
+            for name in ("objects", self.algorithm, d[:2], d[2:4]):
+                shown = os.path.join(shown, name)
+                below = _open_folder(name, fd, create, shown)
+                os.close(fd)
+                fd = below
+            yield fd
+        finally:
+            os.close(fd)
+
     def local_file(self, digest: str) -> Path | None:
         """The object as the read-only file it is (``access open`` without a folder hands out its path)."""
-        path = self.path_for(digest)
-        return path if os.path.isfile(path) and not os.path.islink(path) else None
+        try:
+            with self._object_folder(digest) as folder:
+                st = os.stat(digest, dir_fd=folder, follow_symlinks=False)
+        except (OSError, StoreError):
+            return None
+        return self.path_for(digest) if stat.S_ISREG(st.st_mode) else None
 
     def put_many(self, items: Sequence[Put]) -> builtins.list[bool | OSError]:
         """Link fully written, durable spool files into place, each under its digest, and make the new names
@@ -180,36 +205,34 @@ class LocalStore:
 
     def _link_many(self, items: Sequence[Put | OSError]) -> builtins.list[bool | OSError]:
         outcomes: list[bool | OSError] = []
-        created: list[Path] = []
-        folders: dict[Path, None] = {}
+        created: list[str] = []
+        folders: dict[str, None] = {}
         for item in items:
             if isinstance(item, OSError):
                 outcomes.append(item)
                 continue
             try:
-                final = self.path_for(item.digest)
-                for folder in (final.parent.parent, final.parent):
-                    if folder not in folders:
-                        _make_folder(folder)
-                        folders[folder] = None
+                final = self.file_of(item.digest)
                 os.chmod(item.file, stat.S_IRUSR)  # read-only, and for the archive's account alone
                 storage_op("write", final)
-                try:
-                    os.link(item.file, final)
-                    created.append(final)
-                    outcomes.append(True)
-                except FileExistsError:
-                    outcomes.append(False)
+                with self._object_folder(item.digest, create=True) as folder:
+                    try:
+                        os.link(item.file, item.digest, dst_dir_fd=folder)
+                        created.append(item.digest)
+                        outcomes.append(True)
+                    except FileExistsError:
+                        outcomes.append(False)
                 # Also when the name was there already, its folders are synced: it may be
                 # the link of an earlier run that died before its sync, and the catalog is
                 # about to rely on it surviving a power cut.
+                folders[os.path.dirname(final)] = None
             except (OSError, StoreError) as e:
                 outcomes.append(e if isinstance(e, OSError) else OSError(0, str(e)))
         try:
-            sync_together(self.objects, list(folders))
+            sync_together(self.objects, [Path(f) for f in folders])
         except OSError as e:
-            for final in created:
-                final.unlink(missing_ok=True)
+            for digest in created:
+                self._unlink(digest)
             return [e if isinstance(o, bool) else o for o in outcomes]
         # The spool files' removal is not synced: the objects are durable now, and one
         # that a power cut brings back is cleaned by the next ingest.
@@ -237,21 +260,22 @@ class LocalStore:
         digest = valid_digest(digests["sha256"])
         temp = spool_stream(self.spool, stream, size, digests, durable=True)
         try:
-            path = self.path_for(digest)
-            for folder in (path.parent.parent, path.parent):
-                _make_folder(folder)
-            done = ["the object was missing"]
-            if os.path.lexists(path):
-                if os.path.islink(path):
-                    done = [f"removed a symbolic link to {os.readlink(path)}"]
-                else:
-                    done = [f"removed a damaged file of {os.lstat(path).st_size} bytes"]
-                    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-                storage_op("write", path)
-                os.unlink(path)
-            os.chmod(temp, stat.S_IRUSR)
-            os.link(temp, path)
-            fsync_dir(path.parent)
+            with self._object_folder(digest, create=True) as folder:
+                done = ["the object was missing"]
+                try:
+                    st = os.stat(digest, dir_fd=folder, follow_symlinks=False)
+                except FileNotFoundError:
+                    st = None
+                if st is not None:
+                    if stat.S_ISLNK(st.st_mode):
+                        done = [f"removed a symbolic link to {shown_name(os.readlink(digest, dir_fd=folder))}"]
+                    else:
+                        done = [f"removed a damaged file of {st.st_size} bytes"]
+                    storage_op("write", self.file_of(digest))
+                    os.unlink(digest, dir_fd=folder)  # the name only: never what a link points to
+                os.chmod(temp, stat.S_IRUSR)
+                os.link(temp, digest, dst_dir_fd=folder)
+                self._fsync_folder(digest, folder)
         finally:
             temp.unlink(missing_ok=True)
         return done
@@ -348,11 +372,20 @@ class LocalStore:
 
     def purge(self, digest: str) -> None:
         """Remove an object. Only the retention workflow calls this, after its tombstone is in the ledger."""
-        path = self.path_for(digest)
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-        storage_op("write", path)
-        os.unlink(path)
-        fsync_dir(path.parent)
+        storage_op("write", self.file_of(digest))
+        with self._object_folder(digest) as folder:
+            os.unlink(digest, dir_fd=folder)  # the name only: never what a link points to
+            self._fsync_folder(digest, folder)
+
+    def _fsync_folder(self, digest: str, folder: int) -> None:
+        """The object's folder, open as ``folder``, made durable (fsync_dir's, through the descriptor held)."""
+        storage_op("fsync", Path(os.path.dirname(self.file_of(digest))))
+        os.fsync(folder)
+
+    def _unlink(self, digest: str) -> None:
+        """A name this store just linked, removed again (its group could not be made durable)."""
+        with suppress(OSError, StoreError), self._object_folder(digest) as folder:
+            os.unlink(digest, dir_fd=folder)
 
     def guarantees(self) -> builtins.list[Guarantee]:
         return [
@@ -415,12 +448,22 @@ def _claim(path: Path, owner: str) -> bool:
     return True
 
 
-def _make_folder(folder: Path) -> None:
-    """A folder of the store, made 0700 (``parents=True`` would not), or left as it is."""
+def _open_folder(name: str, parent: int, create: bool, shown: str) -> int:
+    """The folder ``name`` in the folder open as ``parent`` (made 0700 first with ``create``), opened without
+    following a link: a digest folder that is a link or a file is refused (StoreError naming it), never written
+    through."""
+    if create:
+        with suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=parent)
     try:
-        os.mkdir(folder, 0o700)
-    except FileExistsError:
-        pass
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise StoreError(
+            f"{shown_name(shown)} is a symbolic link or not a folder: nothing is written through it (verify names "
+            "it; put the folder back from a backup)"
+        ) from None
 
 
 @hookimpl
