@@ -1352,10 +1352,12 @@ class _Hashing:
         shard: list[_Due] = []
         limit = self.budget.bytes
         for d in due:
-            # At least one object per run, however large: a budget smaller than an object must not stall.
-            if limit is not None and self.handed_bytes + size + d.size > limit and (shard or self.handed_bytes):
+            # At least one object per run, however large: a budget smaller than an object, or a time budget spent
+            # before the first object was found (a listing of many folders), must not stall the next runs.
+            first = not (shard or self.handed_bytes)
+            if limit is not None and self.handed_bytes + size + d.size > limit and not first:
                 self.stopped = f"byte budget of {limit:,} bytes spent"
-            if self.stopped is not None or self._out_of_time():
+            if self.stopped is not None or (not first and self._out_of_time()):
                 self.left.append(d.size)
                 if self.locks is not None:  # taken from the walk, not re-hashed: its lock is checked all the same
                     self.locks.add(d.sha256)
