@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,3 +90,81 @@ def test_a_store_folder_that_is_a_link_or_a_file_stops_every_command_in_one_line
         assert r.returncode == 2 and "Traceback" not in text, text
         assert f"{place}" in text and ("symbolic link" in text or "not a folder" in text), text
     assert sorted(p.name for p in outside.iterdir()) == ["moved"]
+
+
+def _findings(arch: Path, *args: str, code: int = 1, **kw: bool) -> list[dict[str, object]]:
+    r = run_cli("verify", arch, "--json", *args, **kw)  # type: ignore[arg-type]
+    assert r.returncode == code and "Traceback" not in r.stderr.decode(), r.stderr
+    return json.loads(r.stdout)["findings"]  # type: ignore[no-any-return]
+
+
+def test_a_folder_of_the_store_that_cannot_be_listed_is_named(cli_archive: Path) -> None:
+    """It was passed over in silence: a stray folder's contents were never seen (intact, exit 0) and the
+    objects of an unreadable digest folder were only `missing`."""
+    tree = cli_archive / "objects" / "sha256"
+    digest = hashlib.sha256(CLIP.read_bytes()).hexdigest()
+    leaf = tree / digest[:2] / digest[2:4]
+    stray = tree / "zz"
+    stray.mkdir()
+    (stray / "f").write_bytes(b"x")
+    for folder in (leaf, stray):
+        folder.chmod(0)
+    try:
+        found = _findings(cli_archive, obey_permissions=True)
+    finally:
+        for folder in (leaf, stray):
+            folder.chmod(0o700)
+    kinds = {(f["kind"], f["object"]) for f in found}
+    assert ("unreadable", None) in kinds and ("missing", digest) in kinds, found
+    named = [str(f["message"]) for f in found if f["kind"] == "unreadable"]
+    assert len(named) == 2 and all("cannot be listed" in m and "Permission denied" in m for m in named), named
+    assert any(f"objects/sha256/{digest[:2]}/{digest[2:4]}" in m for m in named) and any(
+        "sha256/zz" in m for m in named
+    )
+
+
+def test_a_fifo_at_an_object_s_place_is_named_by_every_kind_of_run(cli_archive: Path) -> None:
+    """--quick, --older-than and --resume judged it by its size (a FIFO of an empty object was intact); the
+    listing every run makes names it."""
+    digest = hashlib.sha256(CLIP.read_bytes()).hexdigest()
+    place = cli_archive / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+    place.chmod(0o600)
+    place.unlink()
+    os.mkfifo(place)
+    for args in ((), ("--quick",), ("--older-than", "30")):
+        found = _findings(cli_archive, *args)
+        assert [(f["kind"], f["object"]) for f in found] == [("modified", digest)], (args, found)
+        assert "object is a FIFO" in str(found[0]["message"])
+
+
+def test_stray_names_are_shown_on_one_line(cli_archive: Path) -> None:
+    """A stray named with a newline printed a fake summary line into verify's text output."""
+    leaf = next(p for p in (cli_archive / "objects" / "sha256").rglob("*") if p.is_file()).parent
+    (leaf / "x\nintact: 3 objects, 0 finding(s)").write_bytes(b"x")
+    r = run_cli("verify", cli_archive)
+    assert r.returncode == 1
+    lines = r.stdout.decode().splitlines()
+    assert not any(line.startswith("intact:") for line in lines), lines
+    assert any("x\\nintact: 3 objects" in line for line in lines), lines
+
+
+def test_a_folder_too_deep_beside_the_tree_is_listed_without_a_traceback(cli_archive: Path) -> None:
+    """os.walk ran out of Python's stack on 1,000 nested folders beside objects/sha256."""
+    folder = cli_archive / "objects" / "other"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(1200):  # made by descriptor: deeper than a path may be spelled
+            os.mkdir("a", dir_fd=fd)
+            below = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        with open(os.open("deep", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+            f.write(b"x")
+    finally:
+        os.close(fd)
+    try:
+        found = _findings(cli_archive)
+    finally:
+        subprocess.run(["rm", "-rf", str(folder)], check=True)  # shutil.rmtree recurses as deep as os.walk did
+    assert {f["kind"] for f in found} <= {"unexpected", "unreadable"} and found, found

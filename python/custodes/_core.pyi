@@ -46,12 +46,14 @@ def hash_bytes(algorithms: list[str], data: bytes) -> list[bytes]:
 class DigestTreeWalk:
     """Every entry under ``folder`` (a tree of ``ab/cd/<digest>``) that is not a folder, in the tree's order, one
     first-level folder's entries per iteration, read ahead on a thread of the core's (each folder's across the
-    cores): ``(digest, is_link)`` for an object at its own place with ``low <= digest < high``, ``(path below
-    folder, None)`` for anything else. Folders the range rules out are not read; links are never followed."""
+    cores), each ``(name, kind, detail)``: ``(digest, "object" | "link" | "special", what it is)`` at an
+    object's own place with ``low <= digest < high``, ``(path below folder, "elsewhere", "")`` for anything else,
+    ``(path below folder, "unreadable", why)`` for a folder that could not be read. Folders the range rules out
+    are not read; links are never followed."""
 
     def __init__(self, folder: str | os.PathLike[str], low: str = "", high: str | None = None) -> None: ...
     def __iter__(self) -> DigestTreeWalk: ...
-    def __next__(self) -> list[tuple[str, bool | None]]: ...
+    def __next__(self) -> list[tuple[str, str, str]]: ...
 
 @final
 class StreamHasher:

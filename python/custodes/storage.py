@@ -140,6 +140,8 @@ PROBLEMS = {
     "foreign": "unexpected",  # something that is not an object at all
     "versions": "modified",  # the object was written again (an overwrite as a new version)
     "deleted": "missing",  # the object's latest version is a delete marker
+    "special": "modified",  # a FIFO, socket or device where the object should be: no bytes of the object's
+    "unreadable": "unreadable",  # a folder of the store that cannot be listed: what is in it cannot be checked
 }
 
 

@@ -767,20 +767,28 @@ def _listed_finding(archive: Archive, listed: Listed) -> VerifyFinding:
     kind = PROBLEMS[listed.problem or "foreign"]
     digest = listed.digest
     segment = None if digest is None else archive.catalog.segments.first_for_object(digest)
+    name = shown_name(listed.name)  # on one line, whatever a stray was named (a newline in it faked a summary)
     if listed.problem == "misplaced":
-        detail = f"{listed.name} is not where object {digest} belongs"
+        detail = f"{name} is not where object {digest} belongs"
     elif listed.problem == "link":
         detail = f"object is a symbolic link (to {shown_name(listed.detail)}), not the file the archive stored"
     elif listed.problem in ("versions", "deleted"):
-        detail = f"{listed.name}: {listed.detail}"
+        detail = f"{name}: {listed.detail}"
+    elif listed.problem == "special":
+        detail = f"object is {listed.detail}, not the file the archive stored ({name})"
+    elif listed.problem == "unreadable":
+        detail = (
+            f"folder of the store that cannot be listed: {name} ({listed.detail}); the objects in it cannot be checked"
+        )
     else:
-        detail = f"file in the store that is not an object: {listed.name}"
+        detail = f"file in the store that is not an object: {name}"
     return VerifyFinding(kind, detail, segment if kind != "unexpected" else None, digest)
 
 
 def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyFinding:
     """An object in the store that this verify's snapshot of the catalog does not know: `pending` when an
     ingest noted its intent to store it (or recorded it after the snapshot), otherwise `unexpected`."""
+    where = shown_name(where)
     if fresh.objects.known(digest):
         return VerifyFinding(
             PENDING, f"{where} was recorded by an ingest while this verify ran; not checked this time", object=digest

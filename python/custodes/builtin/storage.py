@@ -328,13 +328,23 @@ class LocalStore:
         time: a bounded share of the listing in memory, however many objects the store holds."""
         under = os.path.join(os.path.relpath(self._objects, self.root), "")  # objects/sha256/, as findings name it
         for part in _core.DigestTreeWalk(self._objects, within.low or "", within.high):
-            for found, link in part:
-                if link is None:  # not an object at its own place: named as what it is, where it is
-                    yield self._misplaced(found)
-                elif link:
-                    yield self._listed(os.path.join(self.folder_of(found), found), found, "link")
-                else:
+            for found, kind, detail in part:
+                if kind == "object":
                     yield Listed(f"{under}{found[:2]}/{found[2:4]}/{found}", found, None, None, "")
+                elif kind == "elsewhere":  # not an object at its own place: named as what it is, where it is
+                    yield self._misplaced(found)
+                else:
+                    yield self._odd(self._objects, found, kind, detail)
+
+    def _odd(self, folder: str, found: str, kind: str, detail: str) -> Listed:
+        """A link or a FIFO, socket or device at an object's place (``found`` its digest), or a folder the listing
+        could not read (``found`` its path below ``folder``)."""
+        if kind == "unreadable":
+            return Listed(self._listed(os.path.join(folder, found), None).name, None, None, "unreadable", detail)
+        path = os.path.join(folder, found[:2], found[2:4], found)
+        if kind == "link":
+            return self._listed(path, found, "link")
+        return Listed(self._listed(path, None).name, found, None, "special", detail)
 
     def _misplaced(self, below: str) -> Listed:
         """A file at ``below`` in the tree that is not an object at its own place: misplaced where it is named
@@ -352,10 +362,17 @@ class LocalStore:
         return Listed(name, digest, None, problem, os.readlink(path) if problem == "link" else "")
 
     def _all_foreign(self, folder: str) -> Iterator[Listed]:
-        """Everything in a folder beside objects/sha256: foreign (never follows links, so a loop cannot hang it)."""
-        for top, dirs, files in os.walk(folder):
-            for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
-                yield self._listed(os.path.join(top, n), None)
+        """Everything in a folder beside objects/sha256: foreign, however it is named (read by the core as the
+        digest tree is: never follows links, so a loop cannot hang it, and no depth can exhaust Python's stack);
+        a folder in it that cannot be read is named."""
+        for part in _core.DigestTreeWalk(folder):
+            for found, kind, detail in part:
+                if kind == "unreadable":
+                    yield self._odd(folder, found, kind, detail)
+                elif kind == "elsewhere":
+                    yield self._listed(os.path.join(folder, found), None)
+                else:  # named like an object at its place: still not one of this store's
+                    yield self._listed(os.path.join(folder, found[:2], found[2:4], found), None)
 
     def hash_objects(
         self, digests: Sequence[str], algorithms: Sequence[str], threads: int | None

@@ -9,10 +9,14 @@
 //! directory listing itself.
 //!
 //! The listing says only where things are; what they mean (a stray object, a
-//! misplaced file, a link) is the caller's to decide.
+//! misplaced file, a link) is the caller's to decide. A folder it cannot read
+//! is an entry of its own, never passed over in silence: the objects in it
+//! would only look missing.
 
 use std::ffi::OsString;
 use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
@@ -21,12 +25,25 @@ use rayon::prelude::*;
 /// One entry of a digest tree, in the tree's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TreeEntry {
-    /// A file (not a folder) named by a digest, in the folder its name belongs in: the digest, and whether
-    /// the entry is a symbolic link.
-    Object { digest: String, link: bool },
+    /// An entry (not a folder) named by a digest, in the folder its name belongs in: the digest, and what the
+    /// listing says it is.
+    Object { digest: String, kind: ObjectKind },
     /// Anything else that is not a folder (a file at the wrong depth or under the wrong folder, a name that is
     /// no digest, a socket): its path below the tree's folder.
     Elsewhere(PathBuf),
+    /// A folder that could not be read (its path below the tree's folder, empty for the tree's own), and why.
+    Unreadable { path: PathBuf, error: String },
+}
+
+/// What an entry at an object's place is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A regular file: the object, as far as a listing can tell.
+    File,
+    /// A symbolic link (never followed).
+    Link,
+    /// Neither: a FIFO, a socket or a device, named (reading one could hang or never end).
+    Special(&'static str),
 }
 
 /// The digests the listing keeps: `low <= digest < high` (no `high`: no upper bound).
@@ -70,7 +87,11 @@ pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec
     if excluded(below, range) {
         return Vec::new();
     }
-    let parts: Vec<Vec<TreeEntry>> = sorted_entries(&folder.join(below))
+    let entries = match sorted_entries(&folder.join(below)) {
+        Ok(entries) => entries,
+        Err(e) => return vec![unreadable(below, &e)],
+    };
+    let parts: Vec<Vec<TreeEntry>> = entries
         .par_iter()
         .map(|(name, kind)| {
             let mut out = Vec::new();
@@ -89,7 +110,14 @@ pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec
 pub fn stream_digest_tree(folder: PathBuf, range: DigestRange, ahead: usize) -> Receiver<Vec<TreeEntry>> {
     let (parts, received) = sync_channel(ahead.max(1));
     std::thread::spawn(move || {
-        for (name, kind) in sorted_entries(&folder) {
+        let top = match sorted_entries(&folder) {
+            Ok(top) => top,
+            Err(e) => {
+                let _ = parts.send(vec![unreadable(Path::new(""), &e)]);
+                return;
+            }
+        };
+        for (name, kind) in top {
             let part = if kind == Kind::Folder {
                 list_digest_tree(&folder, Path::new(&name), &range)
             } else {
@@ -119,14 +147,24 @@ fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &
         if excluded(&relative, range) {
             return;
         }
-        for (name, kind) in sorted_entries(&root.join(&relative)) {
-            visit(root, relative.join(name), kind, range, out);
+        match sorted_entries(&root.join(&relative)) {
+            Ok(entries) => {
+                for (name, kind) in entries {
+                    visit(root, relative.join(name), kind, range, out);
+                }
+            }
+            Err(e) => out.push(unreadable(&relative, &e)),
         }
         return;
     }
     match object_at_its_place(&relative) {
         Some(digest) if range.holds(digest) => {
-            out.push(TreeEntry::Object { digest: digest.to_owned(), link: kind == Kind::Link });
+            let kind = match kind {
+                Kind::Link => ObjectKind::Link,
+                Kind::Special(what) => ObjectKind::Special(what),
+                Kind::Folder | Kind::File => ObjectKind::File,
+            };
+            out.push(TreeEntry::Object { digest: digest.to_owned(), kind });
         }
         Some(_) => {} // an object outside the range
         None => out.push(TreeEntry::Elsewhere(relative)),
@@ -147,26 +185,34 @@ fn object_at_its_place(relative: &Path) -> Option<&str> {
 enum Kind {
     Folder,
     Link,
-    Other,
+    File,
+    Special(&'static str),
+}
+
+fn unreadable(relative: &Path, error: &io::Error) -> TreeEntry {
+    TreeEntry::Unreadable { path: relative.to_owned(), error: error.to_string() }
 }
 
 /// A folder's entries in byte order, each with its kind (from the listing itself: no `stat` unless the file
-/// system leaves the type out). Nothing for a folder that cannot be read.
-fn sorted_entries(folder: &Path) -> Vec<(OsString, Kind)> {
-    let Ok(read) = fs::read_dir(folder) else { return Vec::new() };
-    let mut entries: Vec<(OsString, Kind)> = read
-        .filter_map(Result::ok)
-        .map(|e| {
-            let kind = match e.file_type() {
-                Ok(t) if t.is_dir() => Kind::Folder,
-                Ok(t) if t.is_symlink() => Kind::Link,
-                _ => Kind::Other,
-            };
-            (e.file_name(), kind)
-        })
-        .collect();
+/// system leaves the type out), or why the folder cannot be read.
+fn sorted_entries(folder: &Path) -> io::Result<Vec<(OsString, Kind)>> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(folder)? {
+        let entry = entry?;
+        let kind = match entry.file_type() {
+            Ok(t) if t.is_dir() => Kind::Folder,
+            Ok(t) if t.is_symlink() => Kind::Link,
+            Ok(t) if t.is_file() => Kind::File,
+            Ok(t) if t.is_fifo() => Kind::Special("a FIFO"),
+            Ok(t) if t.is_socket() => Kind::Special("a socket"),
+            Ok(t) if t.is_char_device() => Kind::Special("a character device"),
+            Ok(t) if t.is_block_device() => Kind::Special("a block device"),
+            _ => Kind::Special("of a type this listing cannot tell"),
+        };
+        entries.push((entry.file_name(), kind));
+    }
     entries.sort_unstable_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
-    entries
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -192,8 +238,8 @@ mod tests {
         entries
             .iter()
             .filter_map(|e| match e {
-                TreeEntry::Object { digest, link } => Some((digest.clone(), *link)),
-                TreeEntry::Elsewhere(_) => None,
+                TreeEntry::Object { digest, kind } => Some((digest.clone(), *kind == ObjectKind::Link)),
+                _ => None,
             })
             .collect()
     }
@@ -203,7 +249,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 TreeEntry::Elsewhere(p) => Some(p.to_string_lossy().into_owned()),
-                TreeEntry::Object { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -257,7 +303,7 @@ mod tests {
         let range = DigestRange { low: digest('2'), high: Some(digest('c')) };
         let whole = list_digest_tree(root, Path::new(""), &range);
         let mut parts = Vec::new();
-        for (name, kind) in sorted_entries(root) {
+        for (name, kind) in sorted_entries(root).unwrap() {
             assert_eq!(kind, Kind::Folder);
             parts.extend(list_digest_tree(root, Path::new(&name), &range));
         }
@@ -274,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn links_to_folders_are_not_followed_and_unreadable_folders_are_passed_over() {
+    fn links_to_folders_are_not_followed_and_unreadable_folders_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let a = digest('a');
@@ -283,6 +329,21 @@ mod tests {
         let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
         assert_eq!(objects(&got), vec![(a, false)]);
         assert_eq!(elsewhere(&got), vec!["loop".to_owned()]);
-        assert!(list_digest_tree(&root.join("no such folder"), Path::new(""), &DigestRange::default()).is_empty());
+        let gone = list_digest_tree(&root.join("no such folder"), Path::new(""), &DigestRange::default());
+        assert!(
+            matches!(gone.as_slice(), [TreeEntry::Unreadable { path, error }] if path.as_os_str().is_empty() && error.contains("No such file"))
+        );
+    }
+
+    #[test]
+    fn a_fifo_at_an_object_s_place_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = digest('a');
+        let place = place(root, &a);
+        let made = std::process::Command::new("mkfifo").arg(&place).status().unwrap();
+        assert!(made.success());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        assert_eq!(got, vec![TreeEntry::Object { digest: a, kind: ObjectKind::Special("a FIFO") }]);
     }
 }

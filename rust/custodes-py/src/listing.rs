@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 
-use custodes_core::listing::{self as core, DigestRange, TreeEntry};
+use custodes_core::listing::{self as core, DigestRange, ObjectKind, TreeEntry};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -16,9 +16,10 @@ use crate::gateway::detached;
 const AHEAD: usize = 4;
 
 /// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, one
-/// first-level folder's entries at a time (a list per iteration): `(digest, is_link)` for an object at its own
-/// place within `low <= digest < high`, `(path below folder, None)` for anything else. Folders the range rules
-/// out are not read; links are never followed.
+/// first-level folder's entries at a time (a list per iteration), each `(name, kind, detail)`: `(digest,
+/// "object" | "link" | "special", what it is)` at an object's own place within `low <= digest < high`, `(path
+/// below folder, "elsewhere", "")` for anything else, `(path below folder, "unreadable", why)` for a folder
+/// that could not be read. Folders the range rules out are not read; links are never followed.
 #[pyclass(frozen, module = "custodes._core")]
 struct DigestTreeWalk {
     parts: Mutex<Receiver<Vec<TreeEntry>>>,
@@ -37,7 +38,7 @@ impl DigestTreeWalk {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Option<bool>)>> {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, &'static str, String)>> {
         // Locked and awaited without the GIL: the reading thread may be waiting for a folder on a slow disk.
         let parts = &self.parts;
         let Some(part) = detached(py, || parts.lock().ok().and_then(|p| p.recv().ok())) else {
@@ -46,9 +47,18 @@ impl DigestTreeWalk {
         // A path below the folder goes out as `str` (os.fsdecode's), as os.scandir names it, not a pathlib.Path.
         part.into_iter()
             .map(|e| {
+                let path = |p: PathBuf| -> PyResult<Py<PyAny>> {
+                    Ok(p.into_os_string().into_pyobject(py)?.into_any().unbind())
+                };
+                let digest = |d: &str| PyString::new(py, d).into_any().unbind();
                 Ok(match e {
-                    TreeEntry::Object { digest, link } => (PyString::new(py, &digest).into_any().unbind(), Some(link)),
-                    TreeEntry::Elsewhere(path) => (path.into_os_string().into_pyobject(py)?.into_any().unbind(), None),
+                    TreeEntry::Object { digest: d, kind: ObjectKind::File } => (digest(&d), "object", String::new()),
+                    TreeEntry::Object { digest: d, kind: ObjectKind::Link } => (digest(&d), "link", String::new()),
+                    TreeEntry::Object { digest: d, kind: ObjectKind::Special(what) } => {
+                        (digest(&d), "special", what.to_owned())
+                    }
+                    TreeEntry::Elsewhere(p) => (path(p)?, "elsewhere", String::new()),
+                    TreeEntry::Unreadable { path: p, error } => (path(p)?, "unreadable", error),
                 })
             })
             .collect()
