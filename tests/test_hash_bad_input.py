@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,33 @@ def test_unlistable_folder_is_reported(good_files_dir: Path) -> None:
     assert out.returncode == 1
     assert f"{locked}: cannot list folder" in out.stderr.decode()
     assert len(out.stdout.splitlines()) == 2
+
+
+def test_a_tree_nested_past_python_s_recursion_is_walked(tmp_path: Path) -> None:
+    """1,200 nested folders (a hostile review: the walk was recursive and died with a RecursionError, printing
+    nothing); the deepest file's line is sha256sum's, and a folder nested past PATH_MAX is named, not skipped."""
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for level in range(2100):  # made by descriptor: deeper than a path may be spelled
+            if level == 1200:
+                with open(os.open("clip.mp4", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+                    f.write((FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes())
+            os.mkdir("a", dir_fd=fd)
+            below = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    finally:
+        os.close(fd)
+    try:
+        out = run_cli("hash", top, timeout=120)
+        text = out.stderr.decode()
+        assert out.returncode == 1 and "Traceback" not in text, text
+        (line,) = out.stdout.decode().splitlines()
+        digest, name = line.split("  ", 1)
+        assert name == str(top) + "/a" * 1200 + "/clip.mp4"
+        assert digest == peer("sha256sum", FOOTAGE / "encoders" / "go-mp4-sample.mp4").stdout.split()[0].decode()
+        assert "cannot list folder" in text and "name too long" in text.lower(), text
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=True)  # shutil.rmtree recurses as the walk did

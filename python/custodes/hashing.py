@@ -208,18 +208,27 @@ def walk(paths: Iterable[StrPath]) -> Iterator[tuple[str, CustodesError | None]]
             yield top, None
 
 
-def _walk_dir(folder: str) -> Iterator[tuple[str, CustodesError | None]]:
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=_sort_key)
-    except OSError as e:
-        yield folder, EvidenceReadError(e.errno, f"cannot list folder: {e.strerror}", folder)
+def _walk_dir(top: str) -> Iterator[tuple[str, CustodesError | None]]:
+    # Depth first with a stack of its own, not by recursion: a tree of a thousand nested folders ran out of
+    # Python's stack (a hostile review), and a volume may nest as deep as its paths may be long.
+    listed = _sorted_listing(top)
+    if isinstance(listed, CustodesError):
+        yield top, listed
         return
-    for entry in entries:
+    stack = [iter(listed)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
         path = entry.path  # os.path.join(folder, entry.name), already made by scandir
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk_dir(path)
+                below = _sorted_listing(path)
+                if isinstance(below, CustodesError):
+                    yield path, below
+                else:
+                    stack.append(iter(below))
                 continue
             if entry.is_symlink() and entry.is_dir(follow_symlinks=True):
                 yield path, NotRegularFileError(None, "symlink to a folder, not followed", path)
@@ -227,3 +236,12 @@ def _walk_dir(folder: str) -> Iterator[tuple[str, CustodesError | None]]:
         except OSError:
             pass  # hashing the path reports the problem precisely
         yield path, None
+
+
+def _sorted_listing(folder: str) -> list[os.DirEntry[str]] | CustodesError:
+    """A folder's entries in byte order, or why it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=_sort_key)
+    except OSError as e:
+        return EvidenceReadError(e.errno, f"cannot list folder: {e.strerror}", folder)
