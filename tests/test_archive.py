@@ -369,3 +369,15 @@ def test_a_foreign_file_in_the_store_is_one_unexpected_finding(tmp_path: Path, d
     assert report["checked"] == 3
     assert [f["kind"] for f in report["findings"]] == ["unexpected"], report["findings"]
     assert str(planted.relative_to(arch)) in report["findings"][0]["message"]
+
+
+def test_an_archive_whose_path_is_not_utf8_verifies(tmp_path: Path) -> None:
+    """init and ingest took it; verify and ledger verify died with a UnicodeEncodeError when they attached the
+    replay's scratch catalog by a name SQLite wants as UTF-8 text (a hostile review)."""
+    arch = Path(os.fsdecode(os.fsencode(tmp_path) + b"/arch\xff\xfe"))
+    assert run_cli("init", arch).returncode == 0
+    out = run_cli("ingest", FOOTAGE / "encoders", "--archive", arch, "--driver", "generic", "--json")
+    assert out.returncode in (0, 1) and json.loads(out.stdout)["stored"], out.stderr
+    for command in (("verify",), ("ledger", "verify")):
+        r = run_cli(*command, arch)
+        assert r.returncode == 0 and "Traceback" not in r.stderr.decode(), r.stderr

@@ -915,7 +915,9 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
         attached = not live.in_transaction
         if attached:
             try:
-                _conn(live).execute(f"ATTACH DATABASE ? AS {SCRATCH}", (str(fresh.path),))
+                # The name as the file system's bytes: an archive's path need not be UTF-8, which a text
+                # parameter must be (a hostile review: verify died with UnicodeEncodeError on one).
+                _conn(live).execute(f"ATTACH DATABASE ? AS {SCRATCH}", (os.fsencode(fresh.path),))
             except sqlite3.Error:  # one attached already (a scratch within a scratch): the whole merge, as before
                 attached = False
         try:
