@@ -284,8 +284,10 @@ class LocalStore:
         path = self.path_for(digest)
         storage_op("read", path)
         try:
-            # Never through a link: the bytes read are the archive's own file's, or none.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            # Never through a link, the object's nor a folder's: the bytes read are the archive's own file's, or
+            # none (a digest folder that is a link is a StoreError naming it).
+            with self._object_folder(digest) as folder:
+                fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
         except FileNotFoundError:
             raise ObjectMissingError(f"object {digest} is not in the store") from None
         f = os.fdopen(fd, "rb")
