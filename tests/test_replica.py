@@ -10,7 +10,18 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import PEOPLE, THREE_RECORDINGS, policy_text, run_cli, set_policy
+from helpers import (
+    PEOPLE,
+    SERVICE_ACCOUNT,
+    THREE_RECORDINGS,
+    as_,
+    catalog_rows,
+    ensure_accounts,
+    policy_text,
+    request,
+    run_cli,
+    set_policy,
+)
 
 CUSTODIAN_ROOT = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
 
@@ -189,3 +200,29 @@ def test_repair_on_a_catalog_whose_schema_differs_changes_no_copy(
         db.execute("DROP TRIGGER planted")
     assert run_cli("storage", "repair", arch).returncode == 0
     assert _verify(arch) == (0, [])
+
+
+def test_a_purge_removes_both_copies(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    """A lawful purge left the second copy (a hostile review): the purged object's bytes stayed in the replica
+    and verify called the archive not intact at once."""
+    second = tmp_path / "disk2" / "copy"
+    arch = make_cli_archive(
+        recordings=THREE_RECORDINGS,
+        ingest_exit=(1,),
+        init_args=("--replica", "local", "--replica-option", f"location={second}"),
+    )
+    seg, sha = next(
+        (s, h)
+        for s, n, h in catalog_rows(arch, "SELECT id, original_name, sha256 FROM segments")
+        if n == "androidx-sample.mp4"  # 2016: long past its retention
+    )
+    ensure_accounts()
+    subprocess.run(["chown", "-R", f"{SERVICE_ACCOUNT}:", str(second.parent)], check=True)  # the service keeps both
+    rid = request(arch, "alice", seg, purpose="purge")
+    assert as_("bob", "access", "approve", arch, rid).returncode == 0
+    out = as_("alice", "retention", "purge", arch, "--request", rid, "--json")
+    assert out.returncode == 0, out.stderr
+    assert sha not in _objects(arch) and sha not in _objects(second)
+    assert _verify(arch) == (0, [])
+    (done,) = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger") if b"purge_done" in e]
+    assert done["removed"] is True and done["removed_second_copy"] is True

@@ -456,6 +456,14 @@ def resume_purge(archive: Archive) -> PurgeResult:
     return PurgeResult(None, [], finished, [])
 
 
+def _purge_copy(store: ObjectStore, sha256: str) -> bool:
+    """Remove an object's bytes from one copy; whether they were there."""
+    if store.stat(sha256) is None:
+        return False
+    store.purge(sha256)
+    return True
+
+
 def _finish(archive: Archive, person: str, action: str, request: int | None = None) -> list[int]:
     """Phase 2 of every tombstoned object whose completion is not in the ledger: remove its bytes (when
     still stored), then append its ``purge_done`` entry, one object at a time, so a run stopped part way
@@ -477,9 +485,7 @@ def _finish(archive: Archive, person: str, action: str, request: int | None = No
     for tomb in tombstones:
         if not archive.catalog.objects.due_for_removal(tomb.sha256):
             continue  # a live recording needs the bytes (not reachable through purge; never remove them)
-        stored = archive.store.stat(tomb.sha256) is not None
-        if stored:
-            archive.store.purge(tomb.sha256)
+        stored = _purge_copy(archive.store, tomb.sha256)
         segments = json.loads(tomb.segment_ids)
         entry = {
             "type": "purge_done",
@@ -490,6 +496,10 @@ def _finish(archive: Archive, person: str, action: str, request: int | None = No
             "by": person,
             "time": time.time_ns(),
         }
+        if archive.replica is not None:
+            # The second copy goes too (a hostile review: it stayed, and verify called the purged object's
+            # bytes back in the store). A run stopped between the two finds the first gone and this one left.
+            entry["removed_second_copy"] = _purge_copy(archive.replica, tomb.sha256)
         with archive.transaction() as tx:
             replay.record(tx, entry)
         finished += segments
