@@ -168,3 +168,111 @@ def test_a_folder_too_deep_beside_the_tree_is_listed_without_a_traceback(cli_arc
     finally:
         subprocess.run(["rm", "-rf", str(folder)], check=True)  # shutil.rmtree recurses as deep as os.walk did
     assert {f["kind"] for f in found} <= {"unexpected", "unreadable"} and found, found
+
+
+@pytest.mark.parametrize("entry", ["ledger", "ledger/checkpoints", "exports", "run", "catalog.sqlite"])
+def test_the_archive_s_own_folders_and_catalog_are_never_followed_out_of_it(
+    cli_archive: Path, tmp_path: Path, entry: str
+) -> None:
+    """Through a linked ledger/ or ledger/checkpoints/ ingest wrote checkpoints outside (and verify called the
+    archive intact); through exports/ a purge removed folders outside; through run/ the service changed an
+    outside folder's mode; through catalog.sqlite the catalog was written outside (a hostile review)."""
+    outside = _outside(tmp_path)
+    place = cli_archive / entry
+    place.parent.mkdir(exist_ok=True)
+    if place.exists():
+        shutil.move(place, outside / "moved")
+    else:
+        (outside / "moved").mkdir()
+    place.symlink_to(outside / "moved")
+    before = sorted((p.relative_to(outside), p.stat().st_mtime_ns) for p in outside.rglob("*"))
+    for command in (("verify", cli_archive), ("ingest", FOOTAGE / "gopro", "--archive", cli_archive)):
+        r = run_cli(*command)
+        text = r.stderr.decode()
+        assert r.returncode == 2 and "Traceback" not in text, text
+        assert str(place) in text and "symbolic link" in text, text
+    assert sorted((p.relative_to(outside), p.stat().st_mtime_ns) for p in outside.rglob("*")) == before
+
+
+def test_a_bag_s_place_in_exports_that_is_a_link_is_removed_not_followed(cli_archive: Path, tmp_path: Path) -> None:
+    from custodes.archive import open_archive
+    from custodes.export import sweep_exports
+
+    outside = _outside(tmp_path)
+    (outside / "keep").write_bytes(b"x")
+    exports = cli_archive / "exports"
+    exports.mkdir(exist_ok=True)
+    (exports / "99").symlink_to(outside)  # no export 99 exists: not downloadable, swept
+    (exports / "98").write_bytes(b"x")
+    with open_archive(cli_archive) as a:
+        assert sorted(sweep_exports(a)) == ["98", "99"]
+    assert list(exports.iterdir()) == [] and (outside / "keep").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "folder"])
+def test_key_and_lock_files_that_are_not_files_stop_commands_in_one_line(
+    cli_archive: Path, tmp_path: Path, kind: str
+) -> None:
+    """keys/checkpoint.vkey or run/service.lock as a FIFO hung every command; as a link to another file the
+    error printed the start of it; as a folder it was a traceback (a hostile review)."""
+    secret = tmp_path / "secret"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::\n")
+    for name in ("keys/checkpoint.vkey", "run/service.lock"):
+        place = cli_archive / name
+        saved = place.read_bytes() if place.exists() else None
+        place.parent.mkdir(exist_ok=True)
+        place.unlink(missing_ok=True)
+        if kind == "fifo":
+            os.mkfifo(place)
+        elif kind == "link":
+            place.symlink_to(secret)
+        else:
+            place.mkdir()
+        r = run_cli("verify", cli_archive, timeout=60)
+        text = r.stderr.decode()
+        assert r.returncode == 2 and "Traceback" not in text and "SECRET" not in text, (name, text)
+        assert name.split("/")[-1] in text, (name, text)
+        if place.is_dir() and not place.is_symlink():
+            place.rmdir()
+        else:
+            place.unlink()
+        if saved is not None:
+            place.write_bytes(saved)
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
+@pytest.mark.parametrize("planted", ["fifo", "garbage", "link"])
+def test_ingest_never_takes_what_was_planted_at_an_object_s_place_for_the_object(
+    cli_archive: Path, tmp_path: Path, planted: str
+) -> None:
+    """A FIFO, other bytes or a link where a new object belongs was taken as stored and the copy thrown away
+    (a hostile review): now that file fails, the planted entry is left for verify to name."""
+    volume = tmp_path / "CARD"
+    volume.mkdir()
+    shutil.copy(FOOTAGE / "gopro" / "karma.mp4", volume / "NEW.mp4")
+    digest = hashlib.sha256((volume / "NEW.mp4").read_bytes()).hexdigest()
+    folder = cli_archive / "objects" / "sha256" / digest[:2] / digest[2:4]
+    folder.mkdir(parents=True, exist_ok=True)
+    if planted == "fifo":
+        os.mkfifo(folder / digest)
+    elif planted == "garbage":
+        (folder / digest).write_bytes(b"garbage")
+    else:
+        (folder / digest).symlink_to(volume / "NEW.mp4")
+    r = run_cli("ingest", volume, "--archive", cli_archive, "--driver", "generic", "--json", timeout=60)
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["stored"] == [] and out["failed"] == ["NEW.mp4"], (r.stderr, out)
+    assert any("is there already" in f["message"] for f in out["findings"]), out["findings"]
+
+
+def test_access_open_never_waits_on_a_fifo_at_an_object_s_place(cli_archive: Path, tmp_path: Path) -> None:
+    from custodes.archive import open_archive
+    from custodes.storage import StoreError
+
+    digest = hashlib.sha256(CLIP.read_bytes()).hexdigest()
+    place = cli_archive / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+    place.chmod(0o600)
+    place.unlink()
+    os.mkfifo(place)
+    with open_archive(cli_archive) as a, pytest.raises(StoreError, match="not a regular file"):
+        a.store.open(digest)

@@ -7,8 +7,10 @@ storage step goes through the fault injector (``_faults.storage_op``) so tests c
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from custodes._faults import storage_op
@@ -25,6 +27,25 @@ __all__ = [
     "write_new_file",
     "write_once",
 ]
+
+
+def read_small(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of a small file the archive keeps (a key, a checkpoint note, an owner file): only a regular
+    file is read (a FIFO would hang the read, a device never ends, a folder is no file), at most ``limit`` bytes,
+    and a link is not followed unless ``follow`` (a key the policy places elsewhere may be one). Raises OSError,
+    or ValueError saying what the file is instead."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):  # as reading a folder's path would say
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        raise ValueError("not a regular file (a FIFO or a device)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"over {limit} bytes")
+    return data
 
 
 def fsync_dir(path: Path) -> None:

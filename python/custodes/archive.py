@@ -17,6 +17,7 @@ ARCHIVE/
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import tomllib
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
-from custodes._durable import fsync_dir, replace_file, sweep_dead_temps, write_once
+from custodes._durable import fsync_dir, read_small, replace_file, sweep_dead_temps, write_once
 from custodes._faults import write_cut_short
 from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
@@ -595,6 +596,7 @@ class Archive:
                 "(the ledger inside it is what proves the archive)"
             )
         catalog = self.root / CATALOG_FILE
+        _own_entries(self.root)
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
         self.catalog = Catalog.open(catalog, migrate=False)
@@ -797,6 +799,29 @@ class Archive:
         return restored
 
 
+#: The archive's own folders besides the store's and the spool (checked where they open): none may be a link.
+OWN_FOLDERS = ("ledger", "ledger/checkpoints", "exports", "run", "keys")
+
+
+def _own_entries(root: Path) -> None:
+    """The catalog and the archive's own folders are its own, never links (a hostile review: through a linked
+    ``ledger/``, ``exports/``, ``run/`` or ``catalog.sqlite`` commands wrote checkpoints, removed bags, changed a
+    folder's mode and wrote the catalog outside the archive, and verify called it intact)."""
+    from custodes.storage import StoreError, own_folder
+
+    catalog = root / CATALOG_FILE
+    if catalog.is_symlink():
+        raise ArchiveError(
+            f"{catalog} is a symbolic link to {os.readlink(catalog)!r}: the catalog is the archive's own file, "
+            "never written elsewhere; put the file back (from a backup)"
+        )
+    for name in OWN_FOLDERS:
+        try:
+            own_folder(root / name, create=False)
+        except StoreError as e:
+            raise ArchiveError(str(e)) from None
+
+
 def _empty_catalog(catalog: Path) -> ArchiveError:
     return ArchiveError(
         f"the catalog is damaged (empty): it holds no schema and no ledger ({catalog}): restore it "
@@ -808,13 +833,23 @@ def _empty_catalog(catalog: Path) -> ArchiveError:
 def _verifier_key(path: Path) -> ledger_mod.VerifierKey:
     """The archive's public key; without it no checkpoint can be checked, so every command stops here."""
     try:
-        return ledger_mod.VerifierKey.parse(path.read_text(encoding="utf-8"))
+        # Never through a link, nor waiting on a FIFO (a hostile review: verify hung, or printed the start of
+        # the file a link pointed to).
+        return ledger_mod.VerifierKey.parse(read_small(path, 64 * 1024).decode("utf-8"))
     except FileNotFoundError:
         raise ArchiveError(
             f"{path}: the verifier key is missing; restore it from a backup or from the custody/ folder "
             "of a bag this archive exported (it is public; it checks every signed checkpoint)"
         ) from None
-    except (UnicodeDecodeError, ledger_mod.LedgerError) as e:  # other OSErrors: the CLI's one mapping names them
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.EISDIR):
+            raise  # the CLI's one mapping names it
+        what = "a symbolic link" if e.errno == errno.ELOOP else "a folder"
+        raise ArchiveError(
+            f"{path}: the verifier key is {what}, not the archive's own file; restore it from a backup or from "
+            "the custody/ folder of a bag this archive exported"
+        ) from None
+    except (ValueError, ledger_mod.LedgerError) as e:  # other OSErrors: the CLI's one mapping names them
         raise ArchiveError(
             f"{path}: the verifier key is damaged ({e}); restore it from a backup or from the "
             "custody/ folder of a bag this archive exported"

@@ -466,10 +466,10 @@ def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         name = path.name
         if name.isdigit() and int(name) != keep and not _downloadable(archive, int(name), now):
-            shutil.rmtree(path)
+            _remove(path)
         elif name.startswith(NEW_BAG):
             sweep_undelivered(archive, path)
-            shutil.rmtree(path)
+            _remove(path)
         elif name.startswith(f".{NEW_BAG}") and ".partial-" in name:
             sweep_undelivered(archive, folder / name[1 : name.index(".partial-")])
             if path.exists():
@@ -478,6 +478,15 @@ def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
             continue
         removed.append(name)
     return removed
+
+
+def _remove(path: Path) -> None:
+    """A bag's folder removed; a link or a file in its place removed itself, never what a link points to (a
+    hostile review: a purge's sweep removed folders outside the archive through a link, or ended in a traceback)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _downloadable(archive: Archive, export: int, now: int) -> bool:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custodes import merkle
-from custodes._durable import write_new_file
+from custodes._durable import read_small, write_new_file
 from custodes.errors import CustodesError
 
 if TYPE_CHECKING:
@@ -190,7 +190,13 @@ def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The signing key at ``path`` (which may be a link: the policy may keep it elsewhere), read only as a
+    regular file of at most 64 KiB (a FIFO hung every signing command, /dev/zero ran it out of memory)."""
+    try:
+        pem = read_small(path, 64 * 1024, follow=True)
+    except ValueError as e:
+        raise LedgerError(f"{path} is not a key file ({e})") from None
+    key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise LedgerError(f"{path} is not an Ed25519 private key")
     return key

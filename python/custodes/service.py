@@ -545,15 +545,32 @@ def _finish(service: _Service, threads: list[threading.Thread]) -> None:
     service.commands.acquire()
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """The service's lock file, opened without following a link or waiting on a FIFO planted there (either
+    hung or crashed every command, a hostile review): anything but a regular file is an error naming it."""
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise ServiceError(f"{path} is a symbolic link: remove it (the service makes its lock file again)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ServiceError(f"{path} is not a regular file: remove it (the service makes its lock file again)")
+    return fd
+
+
 def _hold_archive(root: Path, listen: Path) -> int:
     """The exclusive lock of the archive's one service (``run/service.lock``), whatever socket it listens on:
     two services would be two writers, and so would a service and the owner's CLI working embedded (which
     holds the lock shared, :func:`hold_embedded`). Returns the descriptor that holds it; a second service is
     told who has it."""
+    from custodes.storage import own_folder
+
     run = root / "run"
-    run.mkdir(mode=0o755, exist_ok=True)
+    own_folder(run, 0o755)  # never a link: its mode is changed below
     os.chmod(run, 0o755)  # the default socket is there, for everyone
-    fd = os.open(run / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = _open_lock(run / _LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -589,7 +606,7 @@ def hold_embedded(archive: str | os.PathLike[str]) -> None:
     if root in _EMBEDDED:
         return
     try:
-        fd = os.open(root / "run" / _LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = _open_lock(root / "run" / _LOCK_NAME, os.O_RDONLY)
     except FileNotFoundError:
         return
     try:
@@ -818,8 +835,10 @@ def _parse_request(
 
 def _new_outbox(root: Path) -> Path:
     """A fresh outbox for one request, named by this process (so the next service knows a dead one's)."""
+    from custodes.storage import own_folder
+
     folder = outbox_root(root)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    own_folder(folder)  # never a link: requests' outboxes are made in it and swept from it
     outbox = folder / f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
     outbox.mkdir(mode=0o700)
     return outbox

@@ -90,18 +90,25 @@ class ObjectMissingError(StoreError, FileNotFoundError):
     kind = "missing"
 
 
-def own_folder(folder: Path) -> None:
-    """A folder of the archive's own (its spool ``tmp/``, a local store's ``objects/`` and ``objects/sha256/``),
-    made 0700 where it is not there; one that is a symbolic link or not a folder is refused (StoreError): through
-    it, copies of the footage would be written (and objects looked for) outside the archive."""
-    with suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    st = os.lstat(folder)
+def own_folder(folder: Path, mode: int = 0o700, *, create: bool = True) -> None:
+    """A folder of the archive's own (its spool ``tmp/``, a local store's ``objects/`` and ``objects/sha256/``, the
+    ledger's folders, ``exports/``, ``run/``), made with ``mode`` where it is not there (``create``; else only
+    checked where it is); one that is a symbolic link or not a folder is refused (StoreError): through it, a
+    command would write, remove or change files outside the archive."""
+    if create:
+        with suppress(FileExistsError):
+            os.mkdir(folder, mode)
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
     if not stat.S_ISDIR(st.st_mode):
         what = f"a symbolic link to {shown_name(os.readlink(folder))}" if stat.S_ISLNK(st.st_mode) else "not a folder"
         raise StoreError(
-            f"{shown_name(os.fspath(folder))} is {what}: the store's folders are the archive's own, never followed "
-            "elsewhere; put the folder back (from a backup) before any command uses the store"
+            f"{shown_name(os.fspath(folder))} is {what}: the archive's folders are its own, never followed "
+            "elsewhere; put the folder back (from a backup) before any command uses the archive"
         )
 
 

@@ -36,12 +36,12 @@ import base64
 import contextlib
 import contextvars
 import dataclasses
+import errno
 import functools
 import json
 import os
 import secrets
 import shlex
-import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from custodes import merkle
-from custodes._durable import fsync_dir, fsync_file
+from custodes._durable import fsync_dir, fsync_file, read_small
 from custodes.archive import Archive
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
@@ -324,16 +324,21 @@ NOTE_MAX_BYTES = 64 * 1024
 
 
 def _read_note(path: Path) -> str:
-    """The text of a checkpoint note's file. Only a regular file is opened (a link is not followed, a FIFO would
-    hang the read, a device never ends) and at most NOTE_MAX_BYTES of it read; raises OSError or ValueError."""
-    st = path.lstat()
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError("not a regular file (a link, a folder, a FIFO or a device)")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(NOTE_MAX_BYTES + 1)
-    if len(data) > NOTE_MAX_BYTES:
-        raise ValueError(f"over {NOTE_MAX_BYTES} bytes: not a checkpoint note")
+    """The text of a checkpoint note's file: at most NOTE_MAX_BYTES of a regular file, a link not followed
+    (custodes._durable.read_small); raises OSError or ValueError."""
+    try:
+        data = read_small(path, NOTE_MAX_BYTES)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        raise ValueError("not a regular file (a link, a folder, a FIFO or a device)") from None
+    except ValueError as e:
+        too_big = str(e).startswith("over ")
+        raise ValueError(
+            f"over {NOTE_MAX_BYTES} bytes: not a checkpoint note"
+            if too_big
+            else "not a regular file (a link, a folder, a FIFO or a device)"
+        ) from None
     return data.decode("utf-8")  # UnicodeDecodeError is a ValueError
 
 

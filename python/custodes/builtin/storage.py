@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from custodes import _core
-from custodes._durable import fsync_dir, sync_together
+from custodes._durable import fsync_dir, read_small, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.findings import shown_name
@@ -221,6 +221,7 @@ class LocalStore:
                         created.append(item.digest)
                         outcomes.append(True)
                     except FileExistsError:
+                        self._already_there(item, folder)
                         outcomes.append(False)
                 # Also when the name was there already, its folders are synced: it may be
                 # the link of an earlier run that died before its sync, and the catalog is
@@ -240,6 +241,27 @@ class LocalStore:
             if isinstance(item, Put) and isinstance(outcome, bool):
                 os.unlink(item.file)
         return outcomes
+
+    def _already_there(self, item: Put, folder: int) -> None:
+        """A name that is there already (an earlier run's link that died before its catalog row, or something
+        planted) is taken for the object only where it is a regular file of the object's size and digests; else
+        an OSError naming what is there: the file is not stored (ingest's ingest_failed: the card keeps it). A
+        hostile review: a FIFO, a link or garbage at the object's place was taken as stored and the copy thrown
+        away."""
+        path = self.file_of(item.digest)
+        st = os.stat(item.digest, dir_fd=folder, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and st.st_size == item.size:
+            (held,) = hash_files([path], tuple(sorted(item.digests)))
+            if held.ok and held.digests == dict(item.digests):
+                return
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        if stat.S_ISREG(st.st_mode):
+            what = "a file with other bytes"
+        raise OSError(
+            errno.EEXIST,
+            f"{shown_name(path)} is there already and is {what}, not this object: "
+            "nothing was stored over it (verify names it; see the README on a damaged store)",
+        )
 
     def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
         """One object from a stream: written to the spool while hashed, checked against ``digests``, made
@@ -287,9 +309,13 @@ class LocalStore:
             # Never through a link, the object's nor a folder's: the bytes read are the archive's own file's, or
             # none (a digest folder that is a link is a StoreError naming it).
             with self._object_folder(digest) as folder:
-                fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-        except FileNotFoundError:
+                fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectMissingError(f"object {digest} is not in the store") from None
+        # Never waiting on a FIFO or reading a device planted at the object's place (access open and export hung).
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"object {digest} is not a regular file in the store ({shown_name(str(path))}): not read")
         f = os.fdopen(fd, "rb")
         if offset:
             f.seek(offset)
@@ -298,7 +324,7 @@ class LocalStore:
     def stat(self, digest: str) -> StoredObject | None:
         try:
             st = os.lstat(self.path_for(digest))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where a digest folder belongs holds no object
             return None
         return StoredObject(digest, st.st_size)
 
@@ -452,7 +478,14 @@ def _claim(path: Path, owner: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
     except FileExistsError:
-        found = path.read_text(errors="replace")
+        try:  # never through a link, nor waiting on a FIFO (a hostile review: both hung or leaked every command)
+            found = read_small(path, 4096).decode(errors="replace")
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise StoreError(
+                f"{path}: the folder's owner file is not one custodes wrote ({why}): put it back or give this copy a "
+                "folder of its own"
+            ) from None
         if found != owner:
             raise StoreError(
                 f"{path.parent} belongs to archive {found!r} ({path.name}), not to {owner!r}: a folder holds one "
