@@ -276,3 +276,37 @@ def test_access_open_never_waits_on_a_fifo_at_an_object_s_place(cli_archive: Pat
     os.mkfifo(place)
     with open_archive(cli_archive) as a, pytest.raises(StoreError, match="not a regular file"):
         a.store.open(digest)
+
+
+def test_a_link_in_the_service_s_outbox_is_removed_not_followed(cli_archive: Path, tmp_path: Path) -> None:
+    """A link planted among the service's outboxes led its sweep outside the archive (a hostile review)."""
+    from custodes.archive import open_archive
+    from custodes.service import _sweep_outboxes, outbox_root
+
+    outside = _outside(tmp_path)
+    staged = outside / "1" / "out"
+    staged.mkdir(parents=True)
+    (staged / "keep").write_bytes(b"x")
+    folder = outbox_root(cli_archive)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "12345678-1-aa").symlink_to(outside)
+    with open_archive(cli_archive) as a:
+        _sweep_outboxes(a)
+    assert list(folder.iterdir()) == [] and (staged / "keep").read_bytes() == b"x"
+
+
+def test_a_folder_where_an_object_or_the_latest_checkpoint_belongs_is_named(cli_archive: Path) -> None:
+    from custodes.archive import open_archive
+
+    digest = hashlib.sha256(CLIP.read_bytes()).hexdigest()
+    place = cli_archive / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+    place.chmod(0o600)
+    place.unlink()
+    place.mkdir()
+    with open_archive(cli_archive) as a:
+        assert a.store.stat(digest) is None  # not the object: a purge passes it by, verify calls it missing
+    latest = cli_archive / "ledger" / "checkpoint"
+    latest.unlink()
+    latest.mkdir()
+    r = run_cli("verify", cli_archive)
+    assert r.returncode == 2 and "Traceback" not in r.stderr.decode() and "is a folder" in r.stderr.decode()

@@ -820,6 +820,12 @@ def _own_entries(root: Path) -> None:
             own_folder(root / name, create=False)
         except StoreError as e:
             raise ArchiveError(str(e)) from None
+    latest = root / "ledger" / "checkpoint"
+    if latest.is_dir() and not latest.is_symlink():  # every checkpoint replaces this file: a folder stops them all
+        raise ArchiveError(
+            f"{latest} is a folder: it is the file of the latest signed checkpoint; remove the folder (the next "
+            "checkpoint writes the file again)"
+        )
 
 
 def _empty_catalog(catalog: Path) -> ArchiveError:

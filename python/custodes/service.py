@@ -629,10 +629,14 @@ def _sweep_outboxes(archive: Archive) -> None:
     (:func:`custodes.export.sweep_undelivered`)."""
     from custodes.access import record_undelivered
     from custodes.export import sweep_undelivered
+    from custodes.storage import own_folder
 
     folder = outbox_root(archive.root)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    own_folder(folder)
     for old in sorted(folder.iterdir()):
+        if old.is_symlink() or not old.is_dir():
+            old.unlink()  # no service made it: never followed (a hostile review: one led the sweep outside)
+            continue
         pid = old.name.partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue

@@ -326,6 +326,8 @@ class LocalStore:
             st = os.lstat(self.path_for(digest))
         except (FileNotFoundError, NotADirectoryError):  # a file where a digest folder belongs holds no object
             return None
+        if stat.S_ISDIR(st.st_mode):  # a folder where the object belongs is not it (a purge traced back on one)
+            return None
         return StoredObject(digest, st.st_size)
 
     def list(self, within: DigestRange = EVERY_DIGEST) -> Iterator[Listed]:
