@@ -310,3 +310,27 @@ def test_a_folder_where_an_object_or_the_latest_checkpoint_belongs_is_named(cli_
     latest.mkdir()
     r = run_cli("verify", cli_archive)
     assert r.returncode == 2 and "Traceback" not in r.stderr.decode() and "is a folder" in r.stderr.decode()
+
+
+def test_a_dead_process_s_spool_folder_of_any_depth_is_swept_links_and_all(cli_archive: Path, tmp_path: Path) -> None:
+    """shutil.rmtree recursed: a dead process's folder nested 1,200 deep stopped every ingest (a hostile review)."""
+    outside = _outside(tmp_path)
+    (outside / "keep").write_bytes(b"x")
+    dead = cli_archive / "tmp" / "99999999-x"
+    dead.mkdir()
+    fd = os.open(dead, os.O_RDONLY)
+    try:
+        for _ in range(1200):
+            os.symlink(outside, "out", dir_fd=fd)  # never followed: removed as the link it is
+            os.mkdir("a", dir_fd=fd)
+            below = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    finally:
+        os.close(fd)
+    volume = tmp_path / "CARD"
+    volume.mkdir()
+    shutil.copy(FOOTAGE / "gopro" / "karma.mp4", volume / "NEW.mp4")
+    r = run_cli("ingest", volume, "--archive", cli_archive, "--driver", "generic", "--json")
+    assert json.loads(r.stdout)["stored"] == ["NEW.mp4"], r.stderr
+    assert not dead.exists() and (outside / "keep").read_bytes() == b"x"
