@@ -45,6 +45,26 @@ def test_output_is_byte_identical_to_the_peer_tool(nested_volume: Path, algo: st
     assert out.stdout == peer(tool, *files).stdout
 
 
+@pytest.mark.parametrize(("algo", "tool"), [("sha256", "sha256sum"), ("blake3", "b3sum"), ("md5", "md5sum")])
+def test_names_with_a_carriage_return_are_written_as_each_peer_writes_them(
+    tmp_path: Path, algo: str, tool: str
+) -> None:
+    """b3sum leaves a carriage return in a name as it is (and its --check refuses ``\\r``), sha256sum and md5sum
+    escape it (a hostile review: custodes' blake3 lines escaped it, and `b3sum -c` stopped at the first one)."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in ("cr\rhere.mp4", "nl\nhere.mp4", "back\\slash.mp4", "plain.mp4"):
+        (folder / name).write_bytes(name.encode())
+    files = sorted(os.fsdecode(p) for p in sorted_files(folder))
+    out = run_cli("hash", "--algo", algo, folder)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == peer(tool, *files).stdout
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(out.stdout)
+    checked = peer(tool, "--check", listing)
+    assert checked.returncode == 0 and checked.stdout.decode().count(": OK") == 4, checked.stderr
+
+
 def test_peer_tools_check_our_lists(nested_volume: Path, tmp_path: Path) -> None:
     for algo, tool in (("sha256", "sha256sum"), ("blake3", "b3sum")):
         listing = tmp_path / f"{algo}.txt"

@@ -734,7 +734,7 @@ def _hash(paths: tuple[str, ...], algorithms: tuple[str, ...], workers: int | No
             if r.error is not None:
                 _print_stderr(str(r.error))
             elif len(algorithms) == 1:
-                stdout.write(format_line(r.digests[algorithms[0]], r.path))
+                stdout.write(format_line(r.digests[algorithms[0]], r.path, algorithms[0]))
             else:
                 for a in algorithms:
                     stdout.write(format_tag_line(a, r.digests[a], r.path))
@@ -748,7 +748,7 @@ def _hash_lines(walked: list[tuple[str, CustodesError | None]], batch: HashBatch
     from custodes.checksums import format_lines
 
     stdout = sys.stdout.buffer
-    _, column, n = batch.columns[0]
+    algorithm, column, n = batch.columns[0]
     pending: list[tuple[str, str]] = []
     failed = False
     i = 0  # the file's index among those hashed
@@ -760,10 +760,10 @@ def _hash_lines(walked: list[tuple[str, CustodesError | None]], batch: HashBatch
             i += 1
         if error is not None:
             failed = True
-            stdout.write(format_lines(pending))
+            stdout.write(format_lines(pending, algorithm))
             pending = []
             _print_stderr(str(error))
-    stdout.write(format_lines(pending))
+    stdout.write(format_lines(pending, algorithm))
     stdout.flush()
     return EXIT_FINDINGS if failed else 0
 
