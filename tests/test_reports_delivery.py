@@ -11,7 +11,9 @@ anything (a crash point) leaves the copy unsent, and the next service records it
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import subprocess
 from pathlib import Path
 
@@ -140,3 +142,28 @@ def test_an_export_sent_but_unconfirmed_counts_and_one_never_sent_does_not(cli_a
     model = _model(cli_archive, tmp_path / "r4.json")
     assert model["integrity"]["ok"] is False and model["access"]["failed"] == 0
     assert [u["segments"] for u in model["access"]["unconfirmed_deliveries"]] == [[]]
+
+
+def test_a_report_is_never_written_through_a_planted_link_nor_over_a_device(cli_archive: Path, tmp_path: Path) -> None:
+    """The temp beside --out had a predictable name and was opened following links: links planted at the next
+    pids' names made a report overwrite any file the caller could write; a device or FIFO at --out was replaced
+    by a regular file (/dev/null once). A hostile review."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out_dir = tmp_path / "drop"
+    out_dir.mkdir()
+    pid = int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+    for n in range(pid, pid + 200):
+        (out_dir / f"r.json.{n}.part").symlink_to(victim)
+    r = run_cli("report", cli_archive, "--format", "json", "--out", out_dir / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert victim.read_text() == "precious"
+    written = out_dir / "r.json"
+    assert not written.is_symlink() and json.loads(written.read_bytes())["report"] == "custodes compliance report"
+    assert written.stat().st_mode & 0o077 == 0  # the archive's facts, for its reader alone
+    fifo = out_dir / "fifo.json"
+    os.mkfifo(fifo)
+    r = run_cli("report", cli_archive, "--format", "json", "--out", fifo, timeout=60)
+    assert r.returncode == 2 and "not a regular file" in r.stderr.decode(), r.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("r.json.")) == ["fifo.json", "r.json"]

@@ -3075,16 +3075,31 @@ def report_command(
         lang=lang or default_lang(archive),
         at=None if at is None else parse_time(at, "--at"),
     )
-    # Rendered beside --out and renamed over it whole: a failure never leaves half a report.
-    temp = f"{out_path}.{os.getpid()}.part"
+    import contextlib
+    import stat
+
+    # Rendered beside --out into a new file of its own and renamed over it whole: a failure never leaves half a
+    # report. The temp's name is random and it is made with O_EXCL|O_NOFOLLOW (a hostile review: a link planted
+    # at a predictable temp name was written through, to any file the caller could write); --out itself is
+    # replaced only where it is a regular file (a device or a FIFO there, /dev/null once, was replaced by one).
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(out_path).st_mode):
+            raise click.UsageError(
+                f"--out {shown_path(out_path)}: not a regular file (a link, a folder, a device or a FIFO): name a file"
+            )
+    temp = os.path.join(os.path.dirname(out_path) or ".", f".custodes-report-{os.urandom(8).hex()}.part")
+    made = False
     try:
-        with open(temp, "wb") as f:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        made = True
+        with os.fdopen(fd, "wb") as f:
             reporter.render(model, f)
         os.replace(temp, out_path)
+        made = False
     except OSError as e:
         raise click.UsageError(f"cannot write the report to {out_path}: {e.strerror}") from e
     finally:
-        if os.path.exists(temp):
+        if made:
             os.unlink(temp)
     if out.json:
         _write_json({"format": fmt, "out": shown_path(os.path.abspath(out_path)), "findings": len(model["findings"])})

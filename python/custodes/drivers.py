@@ -70,6 +70,7 @@ it themselves.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import numbers
@@ -124,6 +125,7 @@ __all__ = [
     "NOISE",
     "check_options",
     "check_reading",
+    "read_head",
     "identity_from",
     "known_options",
     "media_segments",
@@ -468,6 +470,18 @@ def known_options(driver: Driver) -> dict[str, str]:
     """Every option ``driver`` takes: :data:`COMMON_OPTIONS` and its own ``accepted_options``."""
     own = getattr(driver, "accepted_options", {})
     return {**COMMON_OPTIONS, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+def read_head(path: Path, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of a small file on a volume (a driver's metadata: an ``.ini``, an event
+    log, a version file), read as such: only a regular file, never more than ``limit`` bytes in memory whatever
+    its size (a hostile review: an 8 GB sparse event log was read whole, and the device's identity lost to a
+    MemoryError), never waiting on a FIFO. Raises OSError as reading the file would."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        return f.read(limit)
 
 
 def check_options(driver: Driver, name: str, options: Mapping[str, str]) -> None:

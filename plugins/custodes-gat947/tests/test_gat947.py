@@ -136,3 +136,28 @@ def test_bad_template_is_a_clear_error(tmp_path: Path, template: str) -> None:
     vol = recorder(tmp_path, "001234", "BWC0005", [(0, 1, False)])
     out = run_cli("volume", vol, "--driver", "gat947", "-o", f"naming={template}")
     assert out.returncode == 2 and b"unknown field {nonsense}" in out.stderr
+
+
+def test_huge_device_files_are_read_only_as_far_as_they_matter(tmp_path: Path) -> None:
+    """An 8 GB sparse EVENTS.LOG (and identity file) was read whole before being cut (a hostile review: 2 GB of
+    memory, or a MemoryError that lost the device's identity). Under a 1.5 GiB address-space limit the volume
+    still reads, its identity and first events with it."""
+    import subprocess
+    import sys
+
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False)])
+    with open(vol / "EVENTS.LOG", "wb") as f:
+        f.write(b"2024-03-01 18:00:00 power_on\n")
+        f.truncate(8 << 30)
+    with open(vol / "GAT947_ID.TXT", "ab") as f:
+        f.truncate(8 << 30)
+    script = (
+        "import json, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))\n"
+        "from custodes.volumes import read_volume\n"
+        "r = read_volume(sys.argv[1])\n"
+        "print(json.dumps([r.identity.device_id, [e.kind for e in r.events][:1]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(vol)], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert json.loads(out.stdout) == ["A123456", ["power_on"]]

@@ -23,6 +23,7 @@ from custodes.drivers import (
     device_zone,
     identity_from,
     media_segments,
+    read_head,
     scan_volume,
 )
 from custodes.findings import Finding
@@ -79,7 +80,7 @@ def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
     values: dict[str, str] = {}
     bad: list[str] = []
     repeated: list[str] = []
-    raw = path.read_bytes()[:65536]
+    raw = read_head(path, 65536)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -277,7 +278,7 @@ class Gat947Driver(Driver):
         if not path.is_file() or path.is_symlink():
             return [], [], []
         events, checks, findings = [], [], []
-        for line in path.read_bytes()[: 1 << 20].decode("utf-8", "replace").splitlines():
+        for line in read_head(path, 1 << 20).decode("utf-8", "replace").splitlines():
             parts = line.strip().split(None, 3)
             if not parts:
                 continue

@@ -21,6 +21,7 @@ from custodes.drivers import (
     device_zone,
     identity_from,
     media_segments,
+    read_head,
     scan_volume,
 )
 from custodes.findings import Finding
@@ -220,7 +221,7 @@ class GoProDriver(Driver):
         if not path.is_file() or path.is_symlink():
             return {}, []
         try:
-            text = path.read_bytes()[:65536].decode("utf-8", "replace").strip()
+            text = read_head(path, 65536).decode("utf-8", "replace").strip()
             # GoPro writes JSON with a trailing comma before the closing brace.
             info, repeated = _json_first_wins(re.sub(r",\s*}\s*$", "}", text))
         except (OSError, ValueError, RecursionError) as e:
