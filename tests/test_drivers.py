@@ -43,7 +43,7 @@ def test_hostile_volume(tmp_path: Path, driver: str) -> None:
     shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", raw)
     (vol / "EMPTY.MP4").write_bytes(b"")
     (vol / "GAT947_ID.TXT").write_bytes(b"\x00\xff garbage \x89PNG\r\n")
-    (vol / "._DS_junk").write_bytes(b"appledouble")
+    (vol / "._DS_junk").write_bytes(b"\x00\x05\x16\x07appledouble")  # what macOS writes: skipped as noise
     (vol / "System Volume Information").mkdir()
     before = snapshot(tmp_path)
     reading = read_volume(vol, driver)
@@ -79,3 +79,30 @@ def test_unreadable_file_on_a_volume_is_a_finding(tmp_path: Path) -> None:
     assert out.returncode == 1
     (f,) = [f for f in reading["findings"] if f["kind"] == "unreadable"]
     assert f["path"].endswith("CLIP0002.mp4") and "permission denied" in f["message"]
+
+
+def test_recordings_in_a_trash_or_under_a_noise_name_are_read_like_the_rest(tmp_path: Path) -> None:
+    """Deleted recordings in .Trashes or $RECYCLE.BIN, and recordings renamed Thumbs.db or ._FILE.MP4, were
+    skipped without a word (a hostile review); files of the desktops' own formats under those names still are."""
+    vol = tmp_path / "CARD"
+    for folder in ("DCIM/100MEDIA", ".Trashes/501", "DCIM/$RECYCLE.BIN", "System Volume Information"):
+        (vol / folder).mkdir(parents=True)
+    clip = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
+    recordings = [
+        "DCIM/100MEDIA/FILE0001.MP4",
+        ".Trashes/501/FILE0002.MP4",
+        "DCIM/$RECYCLE.BIN/FILE0003.MP4",
+        "DCIM/100MEDIA/._FILE0004.MP4",
+        "DCIM/100MEDIA/Thumbs.db",
+    ]
+    for name in recordings:
+        shutil.copy(clip, vol / name)
+    (vol / "DCIM" / "._FILE0001.MP4").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    (vol / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 60)
+    (vol / "System Volume Information" / "IndexerVolumeGuid").write_bytes(b"x")
+    reading = read_volume(vol, "generic")
+    assert sorted(reading.skipped) == [".DS_Store", "DCIM/._FILE0001.MP4", "System Volume Information"]
+    read = {os.path.relpath(s.path, vol) for s in reading.segments}
+    assert read == set(recordings[:4])  # the four named as footage are recordings
+    named = {os.path.relpath(f.path, vol) for f in reading.findings if f.path}
+    assert "DCIM/100MEDIA/Thumbs.db" in named  # read, and said what it is (ingest stores it)

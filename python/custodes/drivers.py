@@ -123,6 +123,8 @@ __all__ = [
     "VolumeReading",
     "VolumeSegment",
     "NOISE",
+    "NOISE_FILES",
+    "APPLE_DOUBLE",
     "check_options",
     "check_reading",
     "read_head",
@@ -138,19 +140,18 @@ __all__ = [
     "shown_name",
 ]
 
-#: Names file systems and desktops leave on removable volumes; skipped, and listed.
-NOISE = frozenset(
-    {
-        "System Volume Information",
-        ".Trashes",
-        "Thumbs.db",
-        ".DS_Store",
-        ".Spotlight-V100",
-        ".fseventsd",
-        "$RECYCLE.BIN",
-        "desktop.ini",
-    }
-)
+#: Folders file systems and desktops leave on removable volumes (their indexes, never footage); skipped, and listed.
+#: A trash folder (``.Trashes``, ``$RECYCLE.BIN``) is not one: what a person deleted on the card is read like
+#: the rest (a hostile review: deleted recordings there were skipped without a word).
+NOISE = frozenset({"System Volume Information", ".Spotlight-V100", ".fseventsd"})
+#: Files desktops leave, by name, each skipped only when its first bytes are that file's own format (magic, or
+#: None: text of a few KiB): a recording renamed ``Thumbs.db`` or ``._FILE0004.MP4`` is read like the rest.
+NOISE_FILES: dict[str, bytes | None] = {
+    "Thumbs.db": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",  # an OLE2 compound file
+    ".DS_Store": b"\x00\x00\x00\x01Bud1",
+    "desktop.ini": None,
+}
+APPLE_DOUBLE = b"\x00\x05\x16\x07"  # the first bytes of a ``._NAME`` file macOS writes beside NAME
 #: ``VolumeSegment.kind``: a video recording (with or without sound), sound only, a still photo.
 SEGMENT_KINDS = ("video", "audio", "photo")
 #: ``VolumeSegment.start_source``, where the start time was read: the container's own creation time, the file
@@ -616,8 +617,25 @@ def odd_name(name: str) -> str | None:
     return None
 
 
-def _is_noise(name: str) -> bool:
-    return name in NOISE or name.startswith("._")
+def _is_noise(entry: os.DirEntry[str]) -> bool:
+    """A system folder of :data:`NOISE`, or a file named as desktops name theirs whose first bytes are that
+    file's format (:data:`NOISE_FILES`, :data:`APPLE_DOUBLE`). Only those few files are opened here."""
+    name = entry.name
+    if name in NOISE:
+        return True
+    if name in NOISE_FILES:
+        magic: bytes | None = NOISE_FILES[name]
+    elif name.startswith("._"):
+        magic = APPLE_DOUBLE
+    else:
+        return False
+    try:
+        if not entry.is_file(follow_symlinks=False):
+            return False
+        head = read_head(Path(entry.path), 4096)
+    except OSError:
+        return False  # read like the rest: what is wrong with it is said there
+    return head.startswith(magic) if magic is not None else b"\x00" not in head
 
 
 _NAME = operator.attrgetter("name")
@@ -684,7 +702,7 @@ def _walk(root: str) -> _Scan:
         subfolders = []
         for entry in entries:
             rel = prefix + entry.name  # what os.path.relpath(entry.path, root) gives, without its work per file
-            if _is_noise(entry.name):
+            if _is_noise(entry):
                 skipped.append(rel)
                 continue
             try:

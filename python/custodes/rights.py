@@ -77,7 +77,7 @@ import struct
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from custodes.drivers import _is_noise
+from custodes.drivers import NOISE
 from custodes.errors import CustodesError
 from custodes.findings import shown_name
 from custodes.identity import Caller, account_name
@@ -200,8 +200,8 @@ def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int
             raise _refusal(current, folder, given, f"the archive service cannot list it ({e.strerror})") from None
         subfolders = []
         for entry in entries:
-            if _is_noise(entry.name):
-                continue  # never opened: scan_volume lists it as skipped, by name only
+            if entry.name in NOISE:
+                continue  # a system folder, never opened: scan_volume lists it as skipped, by name only
             if _entry(entry.path, folder, given, caller, links, files):
                 subfolders.append(entry.path)
         stack.extend(reversed(subfolders))
@@ -212,7 +212,7 @@ def check_folder(folder: str, given: str, caller: Caller) -> frozenset[tuple[int
             raise _refusal(link, folder, given, f"a symbolic link that leads nowhere readable ({e.strerror})") from None
         inside = os.path.relpath(target, root)
         outside = inside == os.pardir or inside.startswith(os.pardir + os.sep)
-        if target != root and (outside or any(_is_noise(p) for p in inside.split(os.sep))):
+        if target != root and (outside or any(p in NOISE for p in inside.split(os.sep))):
             why = f"a symbolic link to {shown_name(os.readlink(link))}, outside what the service checked"
             raise _refusal(link, folder, given, why)
     return frozenset(files)
