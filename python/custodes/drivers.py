@@ -151,7 +151,8 @@ NOISE_FILES: dict[str, bytes | None] = {
     ".DS_Store": b"\x00\x00\x00\x01Bud1",
     "desktop.ini": None,
 }
-APPLE_DOUBLE = b"\x00\x05\x16\x07"  # the first bytes of a ``._NAME`` file macOS writes beside NAME
+#: The first bytes of the ``._NAME`` file macOS writes beside NAME (AppleDouble): such a file is noise.
+APPLE_DOUBLE = b"\x00\x05\x16\x07"
 #: ``VolumeSegment.kind``: a video recording (with or without sound), sound only, a still photo.
 SEGMENT_KINDS = ("video", "audio", "photo")
 #: ``VolumeSegment.start_source``, where the start time was read: the container's own creation time, the file
