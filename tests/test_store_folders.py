@@ -334,3 +334,23 @@ def test_a_dead_process_s_spool_folder_of_any_depth_is_swept_links_and_all(cli_a
     r = run_cli("ingest", volume, "--archive", cli_archive, "--driver", "generic", "--json")
     assert json.loads(r.stdout)["stored"] == ["NEW.mp4"], r.stderr
     assert not dead.exists() and (outside / "keep").read_bytes() == b"x"
+
+
+def test_another_way_into_the_archive_is_refused_like_the_first(cli_archive: Path, tmp_path: Path) -> None:
+    """The inside-the-archive checks compared path text: through a bind mount of the archive a report was
+    written over its catalog, and the archive ingested itself, private key included (a hostile review)."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    door = tmp_path / "door"
+    door.mkdir()
+    subprocess.run(["mount", "--bind", str(cli_archive), str(door)], check=True)
+    try:
+        catalog = (cli_archive / "catalog.sqlite").read_bytes()
+        r = run_cli("report", cli_archive, "--format", "json", "--out", door / "catalog.sqlite")
+        assert r.returncode == 2 and "inside the archive" in r.stderr.decode(), r.stderr
+        r = run_cli("ingest", door, "--archive", cli_archive, "--driver", "generic")
+        assert r.returncode == 2 and "the archive is inside the volume" in r.stderr.decode(), r.stderr
+        assert (cli_archive / "catalog.sqlite").read_bytes() == catalog
+    finally:
+        subprocess.run(["umount", str(door)], check=True)
+    assert run_cli("verify", cli_archive).returncode == 0

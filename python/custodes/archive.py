@@ -1086,6 +1086,27 @@ def _within(path: str | os.PathLike[str], folder: Path) -> bool:
     return resolved == inner or inner in resolved.parents
 
 
+def within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (resolved) is ``folder`` or inside it: by name, and by the device and inode of ``path``
+    and each of its parents, so that another way to the same folder (a bind mount, a second mount of the disk)
+    is no way round (a hostile review: a report was written over the catalog, and an archive ingested itself,
+    its private key included, through a bind mount)."""
+    if path == folder or folder in path.parents:
+        return True
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    for p in (path, *path.parents):
+        try:
+            here = os.stat(p)
+        except OSError:
+            continue  # not there yet (the file to be written): its parents say
+        if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
 def refuse_inside(
     root: str | os.PathLike[str], path: str | os.PathLike[str], option: str, signing_key: Path | None = None
 ) -> Path:
@@ -1100,7 +1121,7 @@ def refuse_inside(
     if signing_key is not None:
         places.append((signing_key.resolve(), "the archive's signing key"))
     for inner, what in places:
-        if resolved == inner or inner in resolved.parents:
+        if within(resolved, inner):
             raise ArchiveError(
                 f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder"
             )

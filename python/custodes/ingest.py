@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 from custodes import preuse, retention, timeline
 from custodes._durable import drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
-from custodes.archive import Archive, ArchiveError, _claim_places
+from custodes.archive import Archive, ArchiveError, _claim_places, within
 from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
 from custodes.defaults import NS, clock_is_set
@@ -122,7 +122,7 @@ def _refuse_overlap(archive: Archive, volume: Path) -> None:
         (archive.signing_key_path.resolve(), vol, "the archive's signing key is inside the volume"),
         (vol, archive.root.resolve(), "the volume is inside the archive"),
     ):
-        if inner == outer or outer in inner.parents:
+        if within(inner, outer):
             raise ArchiveError(f"{volume}: {what}; ingest a device volume from outside the archive")
 
 
