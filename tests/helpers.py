@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -715,3 +715,22 @@ TAMPERS = {
     "important_mark_flipped": (_important_mark_flipped, "ledger_mismatch"),
     "segment_and_object_deleted": (_segment_and_object_deleted, "missing"),
 }
+
+
+def nested_folders(top: Path, depth: int, at_each: Callable[[int, int], None] | None = None) -> None:
+    """``depth`` folders named ``a``, each in the one before, under the existing folder ``top``: made by
+    descriptor, so deeper than a path may be spelled (PATH_MAX) and than Python's recursion goes. ``at_each(level,
+    fd)`` runs in each folder (``top`` is level 0) before the next is made, to put something there by ``dir_fd``."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for level in range(depth + 1):
+            if at_each is not None:
+                at_each(level, fd)
+            if level == depth:
+                break
+            os.mkdir("a", dir_fd=fd)
+            below = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    finally:
+        os.close(fd)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import custodes
-from helpers import FOOTAGE, peer, run_cli
+from helpers import FOOTAGE, nested_folders, peer, run_cli
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 NON_UTF8 = b"\xff\xfeclip-\xe4\xb8.mp4"  # Latin-1 bytes, invalid as UTF-8
@@ -193,18 +193,13 @@ def test_a_tree_nested_past_python_s_recursion_is_walked(tmp_path: Path) -> None
     nothing); the deepest file's line is sha256sum's, and a folder nested past PATH_MAX is named, not skipped."""
     top = tmp_path / "deep"
     top.mkdir()
-    fd = os.open(top, os.O_RDONLY)
-    try:
-        for level in range(2100):  # made by descriptor: deeper than a path may be spelled
-            if level == 1200:
-                with open(os.open("clip.mp4", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
-                    f.write((FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes())
-            os.mkdir("a", dir_fd=fd)
-            below = os.open("a", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = below
-    finally:
-        os.close(fd)
+
+    def clip_at_1200(level: int, fd: int) -> None:
+        if level == 1200:
+            with open(os.open("clip.mp4", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+                f.write((FOOTAGE / "encoders" / "go-mp4-sample.mp4").read_bytes())
+
+    nested_folders(top, 2100, clip_at_1200)
     try:
         out = run_cli("hash", top, timeout=120)
         text = out.stderr.decode()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, PEOPLE, THREE_RECORDINGS, run_cli
+from helpers import FOOTAGE, PEOPLE, THREE_RECORDINGS, nested_folders, run_cli
 
 CUSTODIAN_ROOT = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
 CLIP = FOOTAGE / "encoders" / "androidx-sample.mp4"
@@ -152,17 +152,13 @@ def test_a_folder_too_deep_beside_the_tree_is_listed_without_a_traceback(cli_arc
     """os.walk ran out of Python's stack on 1,000 nested folders beside objects/sha256."""
     folder = cli_archive / "objects" / "other"
     folder.mkdir()
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        for _ in range(1200):  # made by descriptor: deeper than a path may be spelled
-            os.mkdir("a", dir_fd=fd)
-            below = os.open("a", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = below
-        with open(os.open("deep", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
-            f.write(b"x")
-    finally:
-        os.close(fd)
+
+    def deep_file(level: int, fd: int) -> None:
+        if level == 1200:
+            with open(os.open("deep", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+                f.write(b"x")
+
+    nested_folders(folder, 1200, deep_file)
     try:
         found = _findings(cli_archive)
     finally:
@@ -318,16 +314,7 @@ def test_a_dead_process_s_spool_folder_of_any_depth_is_swept_links_and_all(cli_a
     (outside / "keep").write_bytes(b"x")
     dead = cli_archive / "tmp" / "99999999-x"
     dead.mkdir()
-    fd = os.open(dead, os.O_RDONLY)
-    try:
-        for _ in range(1200):
-            os.symlink(outside, "out", dir_fd=fd)  # never followed: removed as the link it is
-            os.mkdir("a", dir_fd=fd)
-            below = os.open("a", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = below
-    finally:
-        os.close(fd)
+    nested_folders(dead, 1200, lambda _, fd: os.symlink(outside, "out", dir_fd=fd))  # links: never followed
     volume = tmp_path / "CARD"
     volume.mkdir()
     shutil.copy(FOOTAGE / "gopro" / "karma.mp4", volume / "NEW.mp4")
