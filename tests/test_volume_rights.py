@@ -229,6 +229,10 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_copied(fresh_archive: 
     # name is made to lead to a file only the service may read. The copy holds the file it opens to the one
     # the check approved.
     later = vol / GOPRO / "GH010002.MP4"
+    # The first copy made long enough (64 MiB of zeros after the clip) that the swap, on a thread of this process,
+    # lands before the second copy opens its file however loaded the machine (it once landed after, in a full run).
+    with open(vol / GOPRO / "GH010001.MP4", "r+b") as f:
+        f.truncate(os.fstat(f.fileno()).st_size + (64 << 20))
     swapper = _swap_once(fresh_archive / "tmp", _IN_CREATE, later, private / "clip.mov")
     out = _ingest_as_alice(vol, fresh_archive, "--workers", "1")
     swapper.join(10)
