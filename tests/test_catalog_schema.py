@@ -130,18 +130,23 @@ def test_an_added_trigger_is_named(arch: Path) -> None:
     named(arch, "ledger_mismatch", "holds_undone", "trigger holds_undone is in the catalog's schema")
 
 
+def remake(arch: Path, table: str, columns: str) -> None:
+    """``table`` made again with ``columns`` (its rows gone with it): a copy, the old one dropped, the copy renamed."""
+    edit(
+        arch,
+        f"CREATE TABLE {table}_again ({columns})",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_again RENAME TO {table}",
+    )
+
+
 def test_an_added_view_is_named(arch: Path) -> None:
     edit(arch, "CREATE VIEW footage AS SELECT id, original_name FROM segments")
     named(arch, "ledger_mismatch", "footage", "view footage is in the catalog's schema")
 
 
 def test_a_table_made_again_without_a_column_is_named(arch: Path) -> None:
-    edit(
-        arch,
-        "CREATE TABLE cases_again (id TEXT PRIMARY KEY, retention_until_ns INTEGER)",
-        "DROP TABLE cases",
-        "ALTER TABLE cases_again RENAME TO cases",
-    )
+    remake(arch, "cases", "id TEXT PRIMARY KEY, retention_until_ns INTEGER")
     named(arch, "ledger_mismatch", "cases", "column description missing")
 
 
@@ -256,12 +261,11 @@ def test_a_check_constraint_edited_into_a_table_is_named_and_refuses_writes(arch
 def test_a_foreign_key_dropped_from_a_table_is_named(arch: Path) -> None:
     """holds made again as custodes makes it but for its reference to segments: a hold could then name no
     recording at all."""
-    edit(
+    remake(
         arch,
-        "CREATE TABLE holds_again (id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL, reason TEXT NOT NULL, "
-        "by TEXT NOT NULL, placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT)",
-        "DROP TABLE holds",
-        "ALTER TABLE holds_again RENAME TO holds",
+        "holds",
+        "id INTEGER PRIMARY KEY, segment_id INTEGER NOT NULL, reason TEXT NOT NULL, by TEXT NOT NULL, "
+        "placed_ns INTEGER NOT NULL, released_ns INTEGER, released_by TEXT",
     )
     named(arch, "ledger_mismatch", "holds", "its foreign keys (REFERENCES) differ")
 
