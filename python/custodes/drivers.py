@@ -480,9 +480,10 @@ def read_head(path: Path, limit: int) -> bytes:
     its size (a hostile review: an 8 GB sparse event log was read whole, and the device's identity lost to a
     MemoryError), never waiting on a FIFO. Raises OSError as reading the file would."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder naming only its descriptor
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
         return f.read(limit)
 
 
