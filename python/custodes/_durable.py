@@ -29,20 +29,27 @@ __all__ = [
 ]
 
 
-def read_small(path: Path, limit: int, *, follow: bool = False) -> bytes:
-    """The bytes of a small file the archive keeps (a key, a checkpoint note, an owner file): only a regular
-    file is read (a FIFO would hang the read, a device never ends, a folder is no file), at most ``limit`` bytes,
-    and a link is not followed unless ``follow`` (a key the policy places elsewhere may be one). Raises OSError,
-    or ValueError saying what the file is instead."""
+def read_head(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """At most the first ``limit`` bytes of a regular file, never more in memory whatever its size; a FIFO would
+    hang the read and a device never ends, so anything but a regular file is refused before it is read
+    (ValueError; a folder IsADirectoryError, as reading its path would say). A link is followed only with
+    ``follow``."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):  # as reading a folder's path would say
+        if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
         raise ValueError("not a regular file (a FIFO or a device)")
     with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
+        return f.read(limit)
+
+
+def read_small(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of a small file the archive keeps (a key, a checkpoint note, an owner file), whole: a regular
+    file of at most ``limit`` bytes (:func:`read_head`), a link not followed unless ``follow`` (a key the policy
+    places elsewhere may be one). Raises OSError, or ValueError saying what the file is instead."""
+    data = read_head(path, limit + 1, follow=follow)
     if len(data) > limit:
         raise ValueError(f"over {limit} bytes")
     return data

@@ -89,7 +89,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
-from custodes import timeline
+from custodes import _durable, timeline
 from custodes.defaults import INT64_MAX, INT64_MIN, NS
 from custodes.errors import CustodesError
 from custodes.findings import Finding, _escaped, rfc3339, shown_name
@@ -478,13 +478,11 @@ def read_head(path: Path, limit: int) -> bytes:
     """At most the first ``limit`` bytes of a small file on a volume (a driver's metadata: an ``.ini``, an event
     log, a version file), read as such: only a regular file, never more than ``limit`` bytes in memory whatever
     its size (a hostile review: an 8 GB sparse event log was read whole, and the device's identity lost to a
-    MemoryError), never waiting on a FIFO. Raises OSError as reading the file would."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder naming only its descriptor
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
-    with os.fdopen(fd, "rb") as f:
-        return f.read(limit)
+    MemoryError), never waiting on a FIFO. Raises OSError as reading the file would (EINVAL: not a regular file)."""
+    try:
+        return _durable.read_head(path, limit)
+    except ValueError as e:
+        raise OSError(errno.EINVAL, str(e), os.fspath(path)) from None
 
 
 def check_options(driver: Driver, name: str, options: Mapping[str, str]) -> None:
