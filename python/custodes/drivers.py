@@ -29,6 +29,8 @@ hold at most :data:`TEXT_MAX` characters, UTF-8, without NUL.
   :data:`START_SOURCES` (or None), ``DeviceIdentity.kind`` in
   :data:`IDENTITY_KINDS`, ``ClockReading.source`` in :data:`CLOCK_SOURCES`,
   ``VolumeReading.time_zone.source`` in :data:`ZONE_SOURCES`.
+- A reading says at most :data:`FINDINGS_PER_FILE` findings of one kind about one file (and device); the rest
+  are counted in one more finding of that kind (a device log of junk is one file, not half a million findings).
   ``DeviceEvent.kind`` is open (a device logs what it logs), but only the kinds
   in :data:`EVENT_KINDS` mean something to custodes; spell those as written there.
 - :class:`DeviceCheck` (optional, frozen): a pre-use check the device or its docking station logged (Art. 10:
@@ -126,6 +128,8 @@ __all__ = [
     "NOISE_FILES",
     "APPLE_DOUBLE",
     "check_options",
+    "FINDINGS_PER_FILE",
+    "bounded_findings",
     "check_reading",
     "read_head",
     "identity_from",
@@ -1036,12 +1040,36 @@ def check_reading(
         segments,
         clock,
         events,
-        identity.findings + findings + c.findings,
+        bounded_findings(identity.findings + findings + c.findings),
         skipped,
         non_recordings,
         time_zone=zone,
         checks=checks,
     )
+
+
+#: Findings of one kind a reading keeps about one file (and device). A device file of junk made one finding a
+#: line: 1 MiB of bad event-log lines was 524,288 `malformed` findings, each a catalog row and a ledger entry's
+#: part (a 391 MB catalog from one volume). Past this, one more finding of the kind counts the rest.
+FINDINGS_PER_FILE = 100
+
+
+def bounded_findings(findings: list[Finding]) -> list[Finding]:
+    """``findings`` with at most :data:`FINDINGS_PER_FILE` of each (kind, device, file), in their order, and for
+    each that had more, one finding of the same kind after them saying how many were left out."""
+    said: dict[tuple[str, str | None, str | None], int] = {}
+    kept = []
+    for f in findings:
+        key = (f.kind, f.device, f.path)
+        n = said[key] = said.get(key, 0) + 1
+        if n <= FINDINGS_PER_FILE:
+            kept.append(f)
+    for (kind, device, path), n in said.items():
+        if n > FINDINGS_PER_FILE:
+            left = n - FINDINGS_PER_FILE
+            message = f"{left} more {kind} findings about this file not listed (at most {FINDINGS_PER_FILE} a file)"
+            kept.append(Finding(kind, message, device, path, evidence={"left_out": left}))
+    return kept
 
 
 def shared_findings(reading: VolumeReading, options: Mapping[str, str]) -> list[Finding]:

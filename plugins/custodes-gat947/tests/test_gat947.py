@@ -11,7 +11,7 @@ import pytest
 
 from custodes.volumes import read_volume
 from footage import T0, make_clip
-from helpers import FOOTAGE, run_cli
+from helpers import FOOTAGE, catalog_rows, run_cli
 
 BEIJING = timezone(timedelta(hours=8))
 IDENTITY = """# GA/T 947 identity
@@ -161,3 +161,35 @@ def test_huge_device_files_are_read_only_as_far_as_they_matter(tmp_path: Path) -
     out = subprocess.run([sys.executable, "-c", script, str(vol)], capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert json.loads(out.stdout) == ["A123456", ["power_on"]]
+
+
+def test_a_device_log_of_junk_is_a_bounded_number_of_findings(tmp_path: Path) -> None:
+    """1 MiB of junk lines in EVENTS.LOG made one `malformed` finding a line (a hostile review: 524,288 findings,
+    a 391 MB catalog from one volume). A reading keeps FINDINGS_PER_FILE of a kind about one file, and one more
+    counts the rest; the good lines among the junk are still events, and the ingest stores the recordings."""
+    from custodes.drivers import FINDINGS_PER_FILE
+
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False)])
+    junk = [f"junk line {i}" for i in range(3 * FINDINGS_PER_FILE)]
+    lines = ["2024-03-01 18:00:00 power_on", *junk, "2024-03-01 18:00:06 battery_low 15%"]
+    (vol / "EVENTS.LOG").write_text("\n".join(lines) + "\n")
+    r = read_volume(vol)
+    assert [(e.kind, e.detail) for e in r.events] == [("power_on", ""), ("battery_low", "15%")]
+    about_log = [f for f in r.findings if f.kind == "malformed" and f.path and f.path.endswith("EVENTS.LOG")]
+    assert len(about_log) == FINDINGS_PER_FILE + 1
+    assert [f.message for f in about_log[:2]] == [
+        "event log line not understood: 'junk line 0'",
+        "event log line not understood: 'junk line 1'",
+    ]
+    assert about_log[-1].message.startswith(f"{2 * FINDINGS_PER_FILE} more malformed findings about this file")
+    assert about_log[-1].evidence == {"left_out": 2 * FINDINGS_PER_FILE}
+
+    arch = tmp_path / "arch"
+    assert run_cli("init", arch).returncode == 0
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "gat947", "--json")
+    assert out.returncode == 1, out.stderr.decode()[-2000:]
+    stored = json.loads(out.stdout)
+    assert "DCIM/001234_BWC0001_20240301180000_0001.MP4" in stored["stored"]
+    rows = catalog_rows(arch, "SELECT detail FROM findings WHERE kind = 'malformed' AND path LIKE '%EVENTS.LOG'")
+    assert len(rows) == FINDINGS_PER_FILE + 1
+    assert run_cli("verify", arch).returncode == 0
