@@ -487,3 +487,42 @@ def test_export_to_a_mount_point_through_faults(
         assert bagit.Bag(str(mount_point)).is_valid(), fault
     with open_archive(arch) as a:
         assert verify(a).findings == []
+
+
+def test_a_refused_export_leaves_what_a_crashed_one_left(
+    tmp_path: Path, export_template: tuple[Path, int, dict[str, int]]
+) -> None:
+    """An export crashed after its entry leaves its staging folder beside --to. The next export there ledgers it
+    failed and removes the folder, but only once it is granted (a hostile review: a refused export, by anyone,
+    removed the folder and appended export_failed before its request was looked at)."""
+    template, rid, _ = export_template
+    arch = tmp_path / "archive"
+    copy_archive(template, arch)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    bag = out_dir / "bag-C-9"
+    log = tmp_path / "ops"
+    assert cli("export", copy_archive(template, tmp_path / "clean"), "--case", "C-9", "--request", rid,
+               "--to", bag, log=log).returncode == 0  # fmt: skip
+    shutil.rmtree(bag)
+    custody = next(n for o, n, p, _ in logged(log) if o == "fsync" and "/custody/" in p)  # after the export entry
+    out = cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag, fault=f"fsync:{custody}:crash")
+    assert out.returncode == -9, out.stderr
+    (staging,) = out_dir.iterdir()
+    assert ".partial-" in staging.name
+
+    def types() -> list[str]:
+        return [json.loads(e)["type"] for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+
+    before = types()
+    assert before[-1] == "export"
+    refused = cli("export", arch, "--case", "C-9", "--request", rid + 1000, "--to", bag)
+    no_traceback(refused)
+    assert refused.returncode == 1 and b"refused: no access request" in refused.stderr, refused.stderr
+    assert list(out_dir.iterdir()) == [staging]  # still there, untouched
+    assert "export_failed" not in types()[len(before) :]
+    rerun = cli("export", arch, "--case", "C-9", "--request", rid, "--to", bag)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [p.name for p in out_dir.iterdir()] == ["bag-C-9"]
+    assert types()[len(before) :].count("export_failed") == 1
+    assert bagit.Bag(str(bag)).is_valid()

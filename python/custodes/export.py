@@ -80,13 +80,15 @@ def export_case(
     hidden ``.partial-`` name), which the next export to ``to`` removes and ledgers as failed."""
     bag = refuse_inside_archive(archive, to, "--to")
     refuse_links(bag, "--to")
-    _clean_stale_staging(archive, bag)  # what a crashed export left must not make --to look taken
     check_destination(bag)
     rows = archive.catalog.segments.of_case(case)
     if not rows:
         raise ExportError(f"case {case!r} has no recordings in this archive")
     segments = [r[0] for r in rows]
     grant_for(archive, request_id, segments, "export", "export")
+    # Only once the export is granted: a refused one changes nothing (it removed, and ledgered, what crashed
+    # exports to the same place had left, for anyone who asked).
+    _clean_stale_staging(archive, bag)
     extractor = current_person(archive)
     now = time.time_ns()
     about: dict[str, Any] = {"case": case, "request": request_id, "segments": segments, "by": extractor}
@@ -201,12 +203,14 @@ def _stage(
 
 def check_destination(bag: Path) -> None:
     """``--to`` names a new folder or an empty one: a bag never lands on a file or mixes into other files
-    (another bag above all). Checked before anything is logged or written."""
+    (another bag above all). Checked before anything is logged or written. What a crashed export to ``bag`` left
+    inside it (its staging folder, when ``bag`` is a mount point) does not count: the export removes it."""
     if (bag.is_symlink() and not bag.exists()) or (bag.exists() and not bag.is_dir()):
         raise ExportError(f"{bag}: exists and is not a folder; give --to a new folder for the bag")
     if bag.is_dir():
         try:
-            empty = not any(bag.iterdir())
+            stale = set(_stale_staging(bag))
+            empty = not any(p not in stale for p in bag.iterdir())
         except OSError as e:
             raise ExportError(f"{bag}: cannot be listed ({e.strerror}); give --to a new folder for the bag") from e
         if not empty:
@@ -292,14 +296,23 @@ def _clean_stale_staging(archive: Archive, final: Path) -> None:
     """Remove the staging folders of exports to ``final`` whose process is gone (killed, a power cut).
     One whose export entry is in the ledger with no outcome is ledgered as failed first: its bag never
     reached ``final``, and the ledger must not read as if it had."""
-    parent, prefix = _staging_place(final)
-    for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
-        pid, _, started = old.name[len(prefix) :].partition("-")
-        if not pid.isdigit() or process_alive(int(pid)):
-            continue
+    _, prefix = _staging_place(final)
+    for old in _stale_staging(final):
+        started = old.name[len(prefix) :].partition("-")[2]
         if started.isdigit():
             _ledger_interrupted(archive, int(started), old)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _stale_staging(final: Path) -> list[Path]:
+    """The staging folders of exports to ``final`` whose process is gone."""
+    parent, prefix = _staging_place(final)
+    stale = []
+    for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
+        pid = old.name[len(prefix) :].partition("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            stale.append(old)
+    return stale
 
 
 def sweep_undelivered(archive: Archive, final: Path) -> None:
