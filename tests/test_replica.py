@@ -226,3 +226,40 @@ def test_a_purge_removes_both_copies(make_cli_archive: Callable[..., Path], tmp_
     assert _verify(arch) == (0, [])
     (done,) = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger") if b"purge_done" in e]
     assert done["removed"] is True and done["removed_second_copy"] is True
+
+
+def test_a_folder_at_an_object_s_place_is_repaired_only_when_empty(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A folder where an object belongs (a hostile review: repair failed on "[Errno 21] Is a directory"): an
+    empty one is removed and the object restored, in the ledger as such; one holding files is left as it is, and
+    its failure names it and says what to do."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    empty, full = _objects(arch)[names[0]], _objects(second)[names[1]]
+    for place in (empty, full):
+        place.chmod(0o600)
+        place.unlink()
+        place.mkdir()
+    (full / "notes.txt").write_bytes(b"not the archive's")
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert [(x["object"], x["copy"], x["done"]) for x in out["repaired"]] == [
+        (names[0], "first", ["removed an empty folder"])
+    ]
+    ((failed),) = out["failed"]
+    assert (failed["object"], failed["copy"]) == (names[1], "replica")
+    assert "a folder that is not empty is at its place" in failed["why"] and str(full) in failed["why"]
+    assert "Errno" not in failed["why"]
+    assert (full / "notes.txt").read_bytes() == b"not the archive's"  # nothing in it removed
+    (full / "notes.txt").unlink()
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(x["object"], x["copy"], x["done"]) for x in json.loads(r.stdout)["repaired"]] == [
+        (names[1], "replica", ["removed an empty folder"])
+    ]
+    assert _verify(arch) == (0, [])
+    assert hashlib.sha256(empty.read_bytes()).hexdigest() == names[0]
+    assert hashlib.sha256(full.read_bytes()).hexdigest() == names[1]

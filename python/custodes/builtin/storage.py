@@ -288,7 +288,20 @@ class LocalStore:
                     st = os.stat(digest, dir_fd=folder, follow_symlinks=False)
                 except FileNotFoundError:
                     st = None
-                if st is not None:
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    # Only an empty folder goes: what a folder holds is not the archive's to throw away unseen
+                    # (the unlink failed with a bare "[Errno 21] Is a directory").
+                    storage_op("write", self.file_of(digest))
+                    try:
+                        os.rmdir(digest, dir_fd=folder)
+                    except OSError as e:
+                        raise StoreError(
+                            f"object {digest}: a folder that is not empty is at its place "
+                            f"({shown_name(str(self.path_for(digest)))}; {e.strerror}): it is left as it is; "
+                            "move it away, then run storage repair again"
+                        ) from None
+                    done = ["removed an empty folder"]
+                elif st is not None:
                     if stat.S_ISLNK(st.st_mode):
                         done = [f"removed a symbolic link to {shown_name(os.readlink(digest, dir_fd=folder))}"]
                     else:
