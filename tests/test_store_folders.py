@@ -166,6 +166,24 @@ def test_a_folder_too_deep_beside_the_tree_is_listed_without_a_traceback(cli_arc
     assert {f["kind"] for f in found} <= {"unexpected", "unreadable"} and found, found
 
 
+@pytest.mark.parametrize("end", ["-wal", "-shm", "-journal"])
+def test_a_linked_journal_of_the_catalog_is_named_as_a_link(cli_archive: Path, tmp_path: Path, end: str) -> None:
+    """SQLite refuses a write-ahead log that is a link, rightly, but its error read as a question of rights (the
+    message said to run as the archive's account; a hostile review). The link is named, and nothing is written
+    through it."""
+    outside = _outside(tmp_path) / "journal"
+    outside.write_bytes(b"not the archive's")
+    place = cli_archive / f"catalog.sqlite{end}"
+    place.unlink(missing_ok=True)
+    place.symlink_to(outside)
+    for command in (("verify", cli_archive), ("ingest", FOOTAGE / "gopro", "--archive", cli_archive)):
+        r = run_cli(*command)
+        text = r.stderr.decode()
+        assert r.returncode == 2 and "Traceback" not in text, text
+        assert f"{place} is a symbolic link" in text and "remove the link" in text, text
+    assert outside.read_bytes() == b"not the archive's"
+
+
 @pytest.mark.parametrize("entry", ["ledger", "ledger/checkpoints", "exports", "run", "catalog.sqlite"])
 def test_the_archive_s_own_folders_and_catalog_are_never_followed_out_of_it(
     cli_archive: Path, tmp_path: Path, entry: str

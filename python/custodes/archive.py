@@ -809,12 +809,16 @@ def _own_entries(root: Path) -> None:
     folder's mode and wrote the catalog outside the archive, and verify called it intact)."""
     from custodes.storage import StoreError, own_folder
 
-    catalog = root / CATALOG_FILE
-    if catalog.is_symlink():
-        raise ArchiveError(
-            f"{catalog} is a symbolic link to {os.readlink(catalog)!r}: the catalog is the archive's own file, "
-            "never written elsewhere; put the file back (from a backup)"
-        )
+    for name in (CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm", "-journal"))):
+        catalog = root / name
+        # SQLite refuses a linked write-ahead log too, but its "unable to open database file" read as a
+        # question of rights (the error said to run as the archive's account).
+        if catalog.is_symlink():
+            raise ArchiveError(
+                f"{catalog} is a symbolic link to {os.readlink(catalog)!r}: the catalog and its journal files are "
+                "the archive's own, never written elsewhere; "
+                + ("put the file back (from a backup)" if name == CATALOG_FILE else "remove the link")
+            )
     for name in OWN_FOLDERS:
         try:
             own_folder(root / name, create=False)
