@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
     them (helpers.serve opens the folders on their way)."""
     if config.option.basetemp is None:
         config.option.basetemp = str(Path(tempfile.gettempdir()) / f"custodes-tests-{os.getpid()}")
+    # Kept replays (verify --incremental) go to the session's folder, never to the tester's own ~/.cache.
+    os.environ["XDG_CACHE_HOME"] = str(Path(config.option.basetemp) / "xdg-cache")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

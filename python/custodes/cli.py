@@ -1705,6 +1705,30 @@ def trust_options(witness: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
+def incremental_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--incremental: the ledger replayed from the verifier's own kept replay (custodes.catalog.replay_cache)."""
+    return click.option(
+        "--incremental",
+        is_flag=True,
+        help="Replay only the ledger entries appended since your last --incremental run, onto the replay of the "
+        "ones before kept in your own cache folder ($XDG_CACHE_HOME/custodes/replay, yours alone; entries kept "
+        "only up to a checkpoint whose signed root they give). Without it the whole ledger is replayed.",
+    )(fn)
+
+
+def _say_replay(out: Output, replay: dict[str, Any] | None) -> None:
+    """With --incremental, how the ledger was replayed (custodes.verify.VerifyResult.replay)."""
+    if replay is None:
+        return
+    if "whole" in replay:
+        out.say(f"ledger replayed whole: {shown_text(replay['whole'])}")
+    else:
+        out.say(
+            f"ledger replayed from your kept replay ({replay['held']:,} entries held, {replay['replayed']:,} "
+            f"replayed now): {shown_text(replay['kept'])}"
+        )
+
+
 def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:
     from custodes.keys import load_trusted
 
@@ -1749,6 +1773,7 @@ def _parse_budget(value: str) -> Any:
 @archive_argument(policy_may_differ=True)
 @workers_option("Objects hashed")
 @trust_options()
+@incremental_option
 @click.option(
     "--slice",
     "part",
@@ -1816,6 +1841,7 @@ def verify_command(
     workers: int | None,
     trusted_key: str | None,
     witness: str | None,
+    incremental: bool,
     part: Any,
     older_than: float | None,
     resume: bool,
@@ -1842,7 +1868,9 @@ def verify_command(
     re-hashed: run.verified_before); "run" says which verification run this was (a run
     stopped by --budget or killed is resumed by the same selection), whether
     the budget stopped it and what it left. executor_fault: a worker of a
-    remote executor reported an object bad that is intact here. Exit 0 when
+    remote executor reported an object bad that is intact here. "replay"
+    says, with --incremental, how many ledger entries the kept replay held
+    and how many were replayed (or why the whole ledger was). Exit 0 when
     the archive is intact, 1 otherwise.
     """
     from pathlib import Path
@@ -1880,6 +1908,7 @@ def verify_command(
             trusted_key=trusted,
             witness=None if witness is None else Path(witness),
             schedule=schedule,
+            incremental=incremental,
         )
     finally:
         line.close()
@@ -1891,6 +1920,7 @@ def verify_command(
             segment = f" [segment {f.segment}]" if f.segment is not None else ""
             click.echo(f"{f.kind}: {shown_text(f.message)}{segment}")
         _say_run(out, result)
+        _say_replay(out, result.replay)
         out.say(
             f"{'intact' if result.ok else 'NOT INTACT'}: {result.checked} objects, {human_bytes(result.bytes)} "
             f"{'checked' if result.rehashed else 'checked by size only: no object was re-hashed (--quick)'}, "
@@ -2033,8 +2063,11 @@ def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
 @ledger_group.command("verify")
 @archive_argument(policy_may_differ=True)
 @trust_options()
+@incremental_option
 @output_options(quiet_help="No closing summary line; findings stay (the exit code says consistent or not).")
-def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: str | None, out: Output) -> None:
+def ledger_verify_command(
+    archive: Archive, trusted_key: str | None, witness: str | None, incremental: bool, out: Output
+) -> None:
     """Check the ledger alone, without re-hashing objects: entries against their
     leaf hashes, the tree against every signed checkpoint (with --trusted-key,
     signed by that key or a rotation it made), the catalog against the ledger,
@@ -2045,13 +2078,16 @@ def ledger_verify_command(archive: Archive, trusted_key: str | None, witness: st
     from custodes.verify import verify_ledger_only
 
     trusted = _trusted(trusted_key)
-    result = verify_ledger_only(archive, trusted_key=trusted, witness=None if witness is None else Path(witness))
+    result = verify_ledger_only(
+        archive, trusted_key=trusted, witness=None if witness is None else Path(witness), incremental=incremental
+    )
     if out.json:
         _write_json(_as_named(result.to_json()))
     else:
         _say_trust(out, _as_named(result.to_json())["trust"])
         for f in result.findings:
             click.echo(f"{f.kind}: {shown_text(f.message)}")
+        _say_replay(out, result.replay)
         out.say(f"ledger {'consistent' if result.ok else 'NOT CONSISTENT'}: {len(result.findings)} finding(s)")
     sys.exit(0 if result.ok else EXIT_FINDINGS)
 
@@ -3025,6 +3061,7 @@ def _check_scope(scope: str) -> str:
 @click.option(
     "--verify/--no-verify", "full_verify", default=False, help="Re-hash every object for the integrity section."
 )
+@incremental_option
 @click.option(
     "--at",
     type=TEXT_LINE,
@@ -3041,6 +3078,7 @@ def report_command(
     scope: str,
     lang: str | None,
     full_verify: bool,
+    incremental: bool,
     at: str | None,
     out: Output,
 ) -> None:
@@ -3072,6 +3110,7 @@ def report_command(
         scope=kind,
         value=value or None,
         full_verify=full_verify,
+        incremental=incremental,
         lang=lang or default_lang(archive),
         at=None if at is None else parse_time(at, "--at"),
     )

@@ -203,6 +203,9 @@ class IntegritySection(TypedDict):
     findings: int
     objects_never_verified: int
     verification: VerificationSection
+    #: With --incremental: the verifier's kept replay (file, entries it held, entries replayed) or why the whole
+    #: ledger was replayed (custodes.catalog.replay_cache); None: the whole ledger was replayed, as by default.
+    replay: dict[str, Any] | None
     storage_check: StorageCheckInfo | None  # None: the storage was never checked
 
 
@@ -599,6 +602,7 @@ def build_report(
     scope: str = "archive",
     value: str | None = None,
     full_verify: bool = False,
+    incremental: bool = False,
     lang: str = "zh",
     at: int | None = None,
     sections: Iterable[str] = SECTIONS,
@@ -624,6 +628,7 @@ def build_report(
         Scope(devices, lo, hi, value if scope == "officer" else None),
         full_verify,
         time.time_ns() if at is None else at,
+        incremental,
     )
     cp = archive.catalog.checkpoints.latest()
     report: Report = {
@@ -670,8 +675,9 @@ class _Facts:
     """What several sections share, each gathered on first use (so a report of one section reads only what it
     needs) and then kept for the others."""
 
-    def __init__(self, archive: Archive, period: Scope, full_verify: bool, now: int) -> None:
+    def __init__(self, archive: Archive, period: Scope, full_verify: bool, now: int, incremental: bool) -> None:
         self.archive, self.period, self.full_verify, self.now = archive, period, full_verify, now
+        self.incremental = incremental
 
     @cached_property
     def findings(self) -> list[dict[str, Any]]:
@@ -692,7 +698,9 @@ class _Facts:
 
     @cached_property
     def verification(self) -> VerifyResult:
-        return verify(self.archive) if self.full_verify else verify_ledger_only(self.archive)
+        if self.full_verify:
+            return verify(self.archive, incremental=self.incremental)
+        return verify_ledger_only(self.archive, incremental=self.incremental)
 
     @cached_property
     def coverage(self) -> list[TaskCoverage]:
@@ -761,6 +769,7 @@ class _Facts:
             "objects_never_verified": self.archive.catalog.objects.never_verified(),
             "verification": _verification_section(self.archive, self.now),
             "storage_check": _latest_storage_check(self.archive),
+            "replay": result.replay,
         }
 
     def completeness(self) -> CompletenessSection:

@@ -52,7 +52,7 @@ from typing import Any, cast
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, read_small
 from custodes.archive import Archive
-from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay
+from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.findings import shown_name
@@ -129,6 +129,9 @@ class VerifyResult:
     trust: dict[str, Any] | None = None  # the key chain checkpoints were checked with, and the witness (keys.py)
     rehashed: bool = True  # False: --quick, sizes only, no object's bytes read
     run: dict[str, Any] | None = None  # the verification run (custodes.schedule): resumed, stopped, left
+    #: How the ledger was replayed: {"kept": file, "held": n, "replayed": k} with a kept replay (incremental),
+    #: {"whole": why} when it was replayed whole although asked to keep one; None: replayed whole as asked.
+    replay: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -144,6 +147,7 @@ class VerifyResult:
             "trust": self.trust,
             "rehashed": self.rehashed,
             "run": self.run,
+            "replay": self.replay,
         }
 
 
@@ -155,30 +159,44 @@ def verify(
     trusted_key: VerifierKey | Fingerprint | None = None,
     witness: Path | None = None,
     schedule: Schedule | None = None,
+    incremental: bool = False,
 ) -> VerifyResult:
     """``trusted_key``: the key kept outside the archive (else its own keys/checkpoint.vkey is trusted);
     ``witness``: a folder of published checkpoints the tree must extend (custodes.witness); ``schedule``: which
-    objects to re-hash, within what budget, on which executor (default: all of them, here)."""
+    objects to re-hash, within what budget, on which executor (default: all of them, here); ``incremental``:
+    replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache)."""
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
     _verify_policy(archive, result)
     with archive.catalog.another() as fresh:
-        _verify_ledger(archive, result, fresh, chain)
-        edited = _verify_catalog_against_ledger(archive, result)
+        signed = _verify_ledger(archive, result, fresh, chain)
+        edited = _verify_catalog_against_ledger(archive, result, _kept_on(result, signed, incremental))
         _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
     return result
 
 
 def verify_ledger_only(
-    archive: Archive, *, trusted_key: VerifierKey | Fingerprint | None = None, witness: Path | None = None
+    archive: Archive,
+    *,
+    trusted_key: VerifierKey | Fingerprint | None = None,
+    witness: Path | None = None,
+    incremental: bool = False,
 ) -> VerifyResult:
     """The ledger and catalog checks of :func:`verify`, without re-hashing objects."""
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
     with archive.catalog.another() as fresh:
-        _verify_ledger(archive, result, fresh, chain)
-    _verify_catalog_against_ledger(archive, result)
+        signed = _verify_ledger(archive, result, fresh, chain)
+    _verify_catalog_against_ledger(archive, result, _kept_on(result, signed, incremental))
     return result
+
+
+def _kept_on(result: VerifyResult, signed: dict[int, bytes] | None, incremental: bool) -> dict[int, bytes] | None:
+    """What a kept replay may rest on this run: the signed checkpoints when one was asked for and the ledger's
+    own checks found nothing, else None (and, when one was asked for, ``result.replay`` says why not)."""
+    if incremental and signed is None:
+        result.replay = {"whole": "the ledger's own checks found something: a kept replay is not used"}
+    return signed if incremental else None
 
 
 def _verify_policy(archive: Archive, result: VerifyResult) -> None:
@@ -221,14 +239,21 @@ def _entry_ingest(entry: bytes) -> int | None:
     return ingest if isinstance(ingest, int) else None
 
 
-def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> None:
+def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> dict[int, bytes] | None:
+    """The ledger against its signed checkpoints. Returns the size and root of each signed checkpoint when
+    everything so far checked out (no finding but pending work or the policy file's): a kept replay may then
+    rest on them (catalog.replay_cache); else None."""
     # One snapshot of the catalog for all of this: an ingest running alongside
     # may append entries and sign checkpoints meanwhile.
     with archive.catalog.snapshot():
-        _verify_ledger_snapshot(archive, result, fresh, chain)
+        signed = _verify_ledger_snapshot(archive, result, fresh, chain)
+    clean = all(f.kind in (PENDING, POLICY_MISMATCH) for f in result.findings)
+    return signed if clean else None
 
 
-def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> None:
+def _verify_ledger_snapshot(
+    archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain
+) -> dict[int, bytes]:
     """Four passes: the signed checkpoints (catalog rows and files), the latest one, the ledger
     walked against them, and whether everything after the last signature is work in flight."""
     latest = _latest_checkpoint(archive, result, chain)
@@ -237,6 +262,7 @@ def _verify_ledger_snapshot(archive: Archive, result: VerifyResult, fresh: Catal
     top = max(wanted, default=0)
     walk = _walk_ledger(archive.catalog, result, wanted, top)
     _check_unsigned(archive, result, fresh, latest, top, walk)
+    return wanted
 
 
 def _signed_checkpoints(
@@ -541,13 +567,23 @@ Ledgered = Mapping[str, tuple[Any, Any, Any]]
 _JUDGED_BY = ("size", "digests", "head_sha256")
 
 
-def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> Ledgered:
+def _verify_catalog_against_ledger(
+    archive: Archive, result: VerifyResult, signed: dict[int, bytes] | None = None
+) -> Ledgered:
     """The live catalog against the ledger replayed into a fresh one (catalog.replay), every fact table row by
     row. An archive written before this custodes whose first write has not yet adopted its older rows
     (replay.adopt_pending) is held to what its ingest entries record, as it was then. Returns the ledger's
     (size, digests, head_sha256) of each object whose catalog row differs in them: the store pass judges those
-    objects' bytes by the ledger, so an edited row is not blamed on intact evidence."""
+    objects' bytes by the ledger, so an edited row is not blamed on intact evidence.
+
+    ``signed``: the signed checkpoints this run checked (:func:`_verify_ledger`), given when the verifier asked
+    for its kept replay (``--incremental``): only the entries after it are replayed (catalog.replay_cache)."""
     result.findings += _schema_findings(archive.catalog) + _accounts_schema_findings(archive)
+    compared = _compared_with_kept(archive, result, signed) if signed is not None else None
+    if compared is not None:
+        made, found = compared
+        result.findings += _replay_findings(made, found)
+        return _ledgered(found)
     # One snapshot: an ingest running alongside commits a row and its entry together. Taken inside the
     # scratch, which is attached to the catalog's connection before it (catalog.replay.scratch).
     with replay.scratch(archive.catalog) as fresh, archive.catalog.snapshot():
@@ -567,11 +603,37 @@ def _verify_catalog_against_ledger(archive: Archive, result: VerifyResult) -> Le
             return {}
         made, found = replay.compare(archive.catalog, fresh)
     result.findings += _replay_findings(made, found)
+    return _ledgered(found)
+
+
+def _ledgered(found: list[replay.Difference]) -> Ledgered:
     return {
         str(d.key[0]): tuple(d.values.get(c) for c in _JUDGED_BY)  # type: ignore[misc]
         for d in found
         if d.table == "objects" and d.kind == "ledger_mismatch" and set(d.columns) & set(_JUDGED_BY)
     }
+
+
+def _compared_with_kept(
+    archive: Archive, result: VerifyResult, signed: dict[int, bytes]
+) -> tuple[replay.Replay, list[replay.Difference]] | None:
+    """The comparison made with the verifier's kept replay, or None (said in ``result.replay``) when it cannot
+    be used this run and the ledger is replayed whole."""
+    if replay.adopt_pending(archive.catalog):  # held to its ingest entries only: the whole path says why
+        result.replay = {"whole": "the catalog awaits adopting its older rows"}
+        return None
+    try:
+        compared = replay_cache.compare_kept(archive.catalog, archive.policy.archive_id, signed)
+    except replay_cache.ReplayCacheError as e:
+        result.replay = {"whole": str(e)}
+        return None
+    if compared is None:
+        result.replay = {"whole": "no kept replay fits this ledger (another custodes made it, or the ledger no "
+                         "longer extends it): it is made again by the next --incremental run"}  # fmt: skip
+        return None
+    made, found, kept = compared
+    result.replay = kept.to_json()
+    return made, found
 
 
 def _schema_findings(catalog: Catalog) -> list[VerifyFinding]:

@@ -83,11 +83,11 @@ class Ledger(Table):
             for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
         )
 
-    def entries(self) -> Iterator[tuple[int, bytes]]:
-        """(index, entry) of every entry in order, as stored (streamed): :meth:`walk` without the leaves, which
-        replaying the ledger does not read. The catalog's own ledger (``main``), never a scratch's attached to
-        its connection (catalog.replay.scratch)."""
-        rows = self._conn.execute("SELECT seq, entry FROM main.ledger ORDER BY seq")
+    def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(index, entry) of every entry from index ``start`` on, in order, as stored (streamed): :meth:`walk`
+        without the leaves, which replaying the ledger does not read. The catalog's own ledger (``main``), never a
+        scratch's attached to its connection (catalog.replay.scratch)."""
+        rows = self._conn.execute("SELECT seq, entry FROM main.ledger WHERE seq >= ? ORDER BY seq", (start,))
         return ((seq, entry if type(entry) is bytes else blob(entry)) for seq, entry in rows)
 
     def ingests_without_segment(self) -> list[tuple[int, str | None, str | None, int]]:

@@ -569,30 +569,36 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
     conn.execute("PRAGMA foreign_keys=OFF")
     if written_by:
         conn.execute(f"CREATE TABLE {WRITTEN_BY} (tbl TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)")
-    group: list[tuple[int, dict[str, Any]]] = []  # bounded: memory does not grow with the ledger
-    deferred = _DEFERRED.get(target)
     with target.transaction():
-        for seq, data in source.ledger.entries():
-            try:
-                entry = json.loads(data)
-            except ValueError:
-                _apply_group(target, group, out)  # the entries before it first: failures are listed in order
-                out.failed.append((seq, "not JSON (verify's leaf and checkpoint checks say more)"))
-                continue
-            if not isinstance(entry, dict):
-                _apply_group(target, group, out)
-                out.failed.append((seq, "not a JSON object"))
-                continue
-            if deferred and not _writes_by_key(entry.get("type")):
-                _build_deferred_indexes(target)  # rows do not depend on indexes: only how fast its reads run
-                deferred = None
-            group.append((seq, entry))
-            if len(group) >= GROUP:
-                _apply_group(target, group, out)
-        _apply_group(target, group, out)
+        apply_entries(source.ledger.entries(), target, out)
         if written_by:
             conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
+
+
+def apply_entries(entries: Iterable[tuple[int, bytes]], target: Catalog, out: Replay) -> None:
+    """Apply ``entries`` (index, entry as stored), in order, to ``target``, inside the caller's transaction: what
+    :func:`replay` does with the whole ledger, and a kept replay (catalog.replay_cache) with the entries after it."""
+    group: list[tuple[int, dict[str, Any]]] = []  # bounded: memory does not grow with the ledger
+    deferred = _DEFERRED.get(target)
+    for seq, data in entries:
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            _apply_group(target, group, out)  # the entries before it first: failures are listed in order
+            out.failed.append((seq, "not JSON (verify's leaf and checkpoint checks say more)"))
+            continue
+        if not isinstance(entry, dict):
+            _apply_group(target, group, out)
+            out.failed.append((seq, "not a JSON object"))
+            continue
+        if deferred and not _writes_by_key(entry.get("type")):
+            _build_deferred_indexes(target)  # rows do not depend on indexes: only how fast its reads run
+            deferred = None
+        group.append((seq, entry))
+        if len(group) >= GROUP:
+            _apply_group(target, group, out)
+    _apply_group(target, group, out)
 
 
 #: Entry types whose handlers write rows by their keys and read none of the schema's non-unique indexes: a
@@ -878,7 +884,7 @@ def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
 #: The scratch catalog's page cache (KiB). The replay inserts rows in ledger order into its unique indexes (the
 #: objects' digest, a segment's device, name and digest), in no order of their own: with SQLite's default 2 MiB
 #: cache nearly every insert of an archive of 10^6 segments read and wrote back pages of them (56 µs a segment
-#: against 19 µs at 10^5, when the non-unique indexes were kept too: :func:`_defer_indexes`). The cache is only
+#: against 19 µs at 10^5, when the non-unique indexes were kept too: :func:`defer_indexes`). The cache is only
 #: taken as pages are used: a scratch smaller than this takes what it fills. Not more: the report runs this
 #: check, and 256 MiB was at most a tenth faster at 10^6 and added its size to the report's peak memory
 #: (benches/README.md).
@@ -911,21 +917,30 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
         conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
         # A savepoint's journal of the pages it changed (one per group of entries) in memory, not a temporary file.
         conn.execute("PRAGMA temp_store=MEMORY")
-        _defer_indexes(fresh)
-        attached = not live.in_transaction
-        if attached:
-            try:
-                # The name as the file system's bytes: an archive's path need not be UTF-8, which a text
-                # parameter must be (a hostile review: verify died with UnicodeEncodeError on one).
-                _conn(live).execute(f"ATTACH DATABASE ? AS {SCRATCH}", (os.fsencode(fresh.path),))
-            except sqlite3.Error:  # one attached already (a scratch within a scratch): the whole merge, as before
-                attached = False
-        try:
+        defer_indexes(fresh)
+        with attached_to(live, fresh):
             yield fresh
-        finally:
-            if attached:
-                with suppress(sqlite3.Error):  # left attached, the next scratch is merged whole: slower, not wrong
-                    _conn(live).execute(f"DETACH DATABASE {SCRATCH}")
+
+
+@contextmanager
+def attached_to(live: Catalog, replayed: Catalog) -> Iterator[None]:
+    """``replayed`` attached to ``live``'s connection as :data:`SCRATCH` while inside this, when ``live`` is not
+    inside a transaction (SQLite attaches no database inside one) and no other is attached: then
+    :func:`differences` compares the two in SQLite; else it merges them whole (slower, not wrong)."""
+    attached = not live.in_transaction
+    if attached:
+        try:
+            # The name as the file system's bytes: an archive's path need not be UTF-8, which a text
+            # parameter must be (a hostile review: verify died with UnicodeEncodeError on one).
+            _conn(live).execute(f"ATTACH DATABASE ? AS {SCRATCH}", (os.fsencode(replayed.path),))
+        except sqlite3.Error:  # one attached already (a scratch within a scratch): the whole merge, as before
+            attached = False
+    try:
+        yield
+    finally:
+        if attached:
+            with suppress(sqlite3.Error):  # left attached, the next scratch is merged whole: slower, not wrong
+                _conn(live).execute(f"DETACH DATABASE {SCRATCH}")
 
 
 #: The non-unique indexes a scratch was made without (their CREATE statements, from this custodes' own schema),
@@ -933,12 +948,22 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
 _DEFERRED: weakref.WeakKeyDictionary[Catalog, list[str]] = weakref.WeakKeyDictionary()
 
 
-def _defer_indexes(fresh: Catalog) -> None:
+def deferred_indexes(fresh: Catalog) -> list[str]:
+    """The CREATE statements of the indexes ``fresh`` is still without (a kept replay remembers them)."""
+    return list(_DEFERRED.get(fresh, ()))
+
+
+def defer_indexes(fresh: Catalog, dropped: list[str] | None = None) -> None:
     """Drop the scratch's non-unique indexes, kept aside to be built when needed. An index makes no row and
     refuses none: only the unique ones (primary keys, UNIQUE) decide what an entry may write, and they stay.
     The others cost most of a replay of a large ledger: each segment and object row goes into several of them,
     the digest-keyed ones in random order (at 10^6 segments they no longer fit the page cache), and nothing
-    the comparison does reads them (it finds rows by rowid and by key)."""
+    the comparison does reads them (it finds rows by rowid and by key). ``dropped``: the indexes a kept replay
+    was already made without (:func:`deferred_indexes`), remembered as such, nothing dropped."""
+    if dropped is not None:
+        if dropped:
+            _DEFERRED[fresh] = list(dropped)
+        return
     conn = _conn(fresh)
     sql = (
         "SELECT name, sql FROM main.sqlite_master "

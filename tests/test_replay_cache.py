@@ -1,0 +1,193 @@
+"""verify --incremental: the verifier's own kept replay of the ledger (custodes.catalog.replay_cache).
+
+Only the entries appended since are replayed; the kept replay is used only on a ledger whose own checks found
+nothing, only up to checkpoints whose signed roots its entries give, only from a folder of the verifier's own,
+and a kept replay that is wrong can only cost a whole replay, never hide an edit (the tamper matrix run both ways
+is in test_catalog_tamper.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from footage import T0, make_clip
+from helpers import catalog_edit, run_cli, run_cli_with_faults
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The verifier's cache folder for this test (XDG_CACHE_HOME), and the kept replays' folder in it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "custodes" / "replay"
+
+
+def verified(arch: Path, *extra: str, code: int = 0, command: str = "verify") -> dict:
+    out = run_cli(*command.split(), arch, "--json", "--incremental", *extra)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    assert out.returncode == code, (out.stdout.decode()[-3000:], out.stderr.decode())
+    return json.loads(out.stdout)
+
+
+def ledger_size(arch: Path) -> int:
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+
+def more_footage(tmp_path: Path, name: str = "BWC0002") -> Path:
+    vol = tmp_path / name
+    make_clip(vol / "DCIM" / "more.mp4", T0)
+    return vol
+
+
+def test_only_the_entries_appended_since_are_replayed(cli_archive: Path, cache: Path, tmp_path: Path) -> None:
+    first = verified(cli_archive)
+    size = ledger_size(cli_archive)
+    assert first["replay"]["held"] == 0 and first["replay"]["replayed"] == size
+    kept = Path(first["replay"]["kept"])
+    assert kept.parent == cache and kept.is_file()
+    assert kept.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
+    again = verified(cli_archive)
+    assert (again["replay"]["held"], again["replay"]["replayed"]) == (size, 0)
+    assert again["findings"] == first["findings"]
+
+    assert run_cli("ingest", more_footage(tmp_path), "--archive", cli_archive).returncode in (0, 1)
+    grown = ledger_size(cli_archive)
+    after = verified(cli_archive)
+    assert (after["replay"]["held"], after["replay"]["replayed"]) == (size, grown - size)
+    whole = json.loads(run_cli("verify", cli_archive, "--json").stdout)
+    assert whole["replay"] is None and after["findings"] == whole["findings"]
+
+    # The text output says how the ledger was replayed; ledger verify and the report use the same kept replay.
+    text = run_cli("verify", cli_archive, "--incremental").stdout.decode()
+    assert f"ledger replayed from your kept replay ({grown:,} entries held, 0 replayed now)" in text
+    assert verified(cli_archive, command="ledger verify")["replay"]["held"] == grown
+    out = run_cli("report", cli_archive, "--format", "json", "--out", tmp_path / "r.json", "--incremental")
+    assert out.returncode == 0, out.stderr.decode()
+    integrity = json.loads((tmp_path / "r.json").read_text())["integrity"]
+    assert integrity["replay"] == {"kept": str(kept), "held": grown, "replayed": 0}
+
+
+def test_an_edit_made_after_the_replay_was_kept_is_found(cli_archive: Path, cache: Path) -> None:
+    verified(cli_archive)
+    with catalog_edit(cli_archive) as db:
+        db.execute("UPDATE segments SET start_ns = 1 WHERE id = 2")
+    found = verified(cli_archive, code=1)
+    assert found["replay"]["held"] > 0
+    (edit,) = [f for f in found["findings"] if f.get("table") == "segments"]
+    assert (edit["kind"], edit["row"]) == ("ledger_mismatch", [2])
+
+
+def test_a_wrong_kept_replay_costs_a_whole_replay_never_a_finding_or_a_miss(cli_archive: Path, cache: Path) -> None:
+    """Damaged or edited by its owner, the kept replay can only make rows look different: every difference is
+    checked by a whole replay, which says the archive is as it was, and the kept replay is made again."""
+    before = verified(cli_archive)
+    kept = Path(before["replay"]["kept"])
+    with sqlite3.connect(kept) as db:
+        db.execute("DELETE FROM segments WHERE id = 1")
+    after = verified(cli_archive)
+    assert after["findings"] == before["findings"]
+    assert not kept.exists()  # thrown away: it named a difference a whole replay did not
+    assert verified(cli_archive)["replay"]["held"] == 0
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_a_kept_replay_others_could_write_is_not_used(cli_archive: Path, cache: Path, what: str) -> None:
+    kept = Path(verified(cli_archive)["replay"]["kept"])
+    (kept if what == "file" else cache).chmod(0o666 if what == "file" else 0o777)
+    found = verified(cli_archive)
+    assert "whole" in found["replay"] and "kept" not in found["replay"], found["replay"]
+    assert "others" in found["replay"]["whole"] or "alone" in found["replay"]["whole"]
+
+
+def test_a_ledger_edited_under_the_kept_replay_is_replayed_whole(cli_archive: Path, cache: Path) -> None:
+    """An entry the kept replay holds, edited (its leaf made to match): the signed roots say so, and a kept
+    replay is never used on a ledger whose own checks found something."""
+    verified(cli_archive)
+    with catalog_edit(cli_archive) as db:
+        (entry,) = db.execute("SELECT entry FROM ledger WHERE seq = 3").fetchone()
+        forged = bytes(entry).replace(b'"time":', b'"time": ', 1)
+        assert forged != bytes(entry)
+        db.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = 3", (forged, _leaf(forged)))
+    found = verified(cli_archive, code=1)
+    assert "checkpoint_mismatch" in {f["kind"] for f in found["findings"]}
+    assert found["replay"] == {"whole": "the ledger's own checks found something: a kept replay is not used"}
+
+
+def _leaf(entry: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def test_an_archive_put_back_from_an_older_copy_is_replayed_afresh(
+    cli_archive: Path, cache: Path, tmp_path: Path
+) -> None:
+    """The same archive at the same place, its ledger shorter than what was kept (restored from a backup): the
+    kept replay does not fit; the whole ledger is replayed, and the next run keeps it again."""
+    older = shutil.copytree(cli_archive, tmp_path / "older")
+    assert run_cli("ingest", more_footage(tmp_path), "--archive", cli_archive).returncode in (0, 1)
+    verified(cli_archive)
+    shutil.rmtree(cli_archive)
+    shutil.copytree(older, cli_archive)
+    found = verified(cli_archive)
+    assert "no kept replay fits this ledger" in found["replay"]["whole"]
+    remade = verified(cli_archive)["replay"]
+    assert (remade["held"], remade["replayed"]) == (0, ledger_size(cli_archive))
+    again = verified(cli_archive)["replay"]
+    assert (again["held"], again["replayed"]) == (ledger_size(cli_archive), 0)
+
+
+def test_entries_of_an_ingest_in_flight_are_kept_and_held_to_what_they_were(
+    cli_archive: Path, cache: Path, tmp_path: Path
+) -> None:
+    """An ingest killed before its checkpoint leaves entries no checkpoint signs: the kept replay holds them
+    with their leaf hashes; signed later (the ingest run again), they are not replayed twice; edited before
+    that, the kept replay does not fit and the whole ledger is replayed."""
+    vol = more_footage(tmp_path)
+    crashed = run_cli_with_faults("ingest", vol, "--archive", cli_archive, crashpoint="before_checkpoint")
+    assert crashed.returncode == -9
+    size = ledger_size(cli_archive)
+    pending = verified(cli_archive)
+    assert "pending" in {f["kind"] for f in pending["findings"]}
+    assert (pending["replay"]["held"], pending["replay"]["replayed"]) == (0, size)
+    assert verified(cli_archive)["replay"]["replayed"] == 0
+
+    edited = shutil.copytree(cli_archive, tmp_path / "edited")  # (its kept replay is another: another place)
+    assert run_cli("ingest", vol, "--archive", cli_archive).returncode in (0, 1)  # finishes it, signs it
+    finished = verified(cli_archive)
+    assert finished["replay"]["held"] == size and finished["replay"]["replayed"] == ledger_size(cli_archive) - size
+    assert "pending" not in {f["kind"] for f in finished["findings"]}
+
+    # The same in flight, the unsigned entry edited between two runs (its leaf made to match: nothing signs it).
+    verified(edited)
+    with catalog_edit(edited) as db:
+        (seq, entry) = db.execute("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        forged = bytes(entry).replace(b'"time":', b'"time": ', 1)
+        db.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = ?", (forged, _leaf(forged), seq))
+    found = verified(edited)
+    assert "no kept replay fits this ledger" in found["replay"]["whole"]
+    whole = json.loads(run_cli("verify", edited, "--json").stdout)
+    assert found["findings"] == whole["findings"]
+
+
+def test_the_cache_folder_is_the_verifier_s_own(cli_archive: Path, tmp_path: Path) -> None:
+    """XDG_CACHE_HOME, else ~/.cache: never the archive's folder; a link there is not followed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CACHE_HOME": ""}
+    out = run_cli("verify", cli_archive, "--json", "--incremental", env=env)
+    kept = Path(json.loads(out.stdout)["replay"]["kept"])
+    assert kept.parent == home / ".cache" / "custodes" / "replay"
+    assert not any(p.name.endswith(".sqlite") and "replay" in str(p) for p in cli_archive.rglob("*"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    shutil.rmtree(home / ".cache" / "custodes" / "replay")
+    os.symlink(elsewhere, home / ".cache" / "custodes" / "replay")
+    found = json.loads(run_cli("verify", cli_archive, "--json", "--incremental", env=env).stdout)
+    assert "not a folder (a link?)" in found["replay"]["whole"]
+    assert list(elsewhere.iterdir()) == []
