@@ -263,3 +263,20 @@ def test_a_folder_at_an_object_s_place_is_repaired_only_when_empty(
     assert _verify(arch) == (0, [])
     assert hashlib.sha256(empty.read_bytes()).hexdigest() == names[0]
     assert hashlib.sha256(full.read_bytes()).hexdigest() == names[1]
+
+
+def test_no_output_lands_in_the_second_copy(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    """A report written over an object of the second copy replaced it (a hostile review): every output path a
+    person names is refused inside the second copy's folder as inside the archive's, through a link as well."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    name, target = next(iter(_objects(second).items()))
+    (tmp_path / "door").symlink_to(second / "objects")
+    for out in (target, second / "report.json", tmp_path / "door" / "report.json"):
+        r = run_cli("report", arch, "--format", "json", "--out", out)
+        assert r.returncode == 2 and b"inside the archive's second copy" in r.stderr, r.stderr
+    r = run_cli("ledger", "publish", arch, second / "witness")
+    assert r.returncode == 2 and b"inside the archive's second copy" in r.stderr, r.stderr
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == name
+    assert sorted(p.name for p in second.iterdir()) == sorted(["custodes-archive.txt", "objects", "tmp"])
+    assert _verify(arch) == (0, [])

@@ -22,7 +22,7 @@ import os
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -1054,7 +1054,11 @@ def refuse_inside_archive(archive: Archive, path: str | os.PathLike[str], option
     owned = _owned_output.get()
     if owned is not None and _within(path, owned):
         return Path(path)
-    return refuse_inside(archive.root, path, option, archive.signing_key_path)
+    # A second copy on another disk holds the same evidence: a report written there replaced a stored object (a
+    # hostile review). Its folder is refused like the archive's (a bucket has no folder to write into).
+    second = archive.replica.spec() if archive.replica is not None else None
+    copies = [Path(second.location)] if second is not None and second.backend == "local" else []
+    return refuse_inside(archive.root, path, option, archive.signing_key_path, copies)
 
 
 #: The one output folder inside the archive that the workflow running now may write (see :func:`owned_output`).
@@ -1112,10 +1116,16 @@ def within(path: Path, folder: Path) -> bool:
 
 
 def refuse_inside(
-    root: str | os.PathLike[str], path: str | os.PathLike[str], option: str, signing_key: Path | None = None
+    root: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    option: str,
+    signing_key: Path | None = None,
+    copies: Sequence[Path] = (),
 ) -> Path:
     """:func:`refuse_inside_archive` for a caller that knows only the archive's folder (the CLI in front of
-    the archive service, which cannot read the policy to learn where the key lives)."""
+    the archive service, which cannot read the policy to learn where the key or a second copy lives; its
+    caller's account cannot write the service's folders either). ``copies``: the folders of the archive's other
+    copies of its objects."""
     given = Path(path)
     try:
         resolved = given.resolve()
@@ -1124,10 +1134,11 @@ def refuse_inside(
     places = [(Path(root).resolve(), "inside the archive")]
     if signing_key is not None:
         places.append((signing_key.resolve(), "the archive's signing key"))
+    places += [(copy.resolve(), "inside the archive's second copy") for copy in copies]
     for inner, what in places:
         if within(resolved, inner):
             raise ArchiveError(
-                f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive folder"
+                f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive's folders"
             )
     return given
 
