@@ -526,3 +526,34 @@ def test_a_refused_export_leaves_what_a_crashed_one_left(
     assert [p.name for p in out_dir.iterdir()] == ["bag-C-9"]
     assert types()[len(before) :].count("export_failed") == 1
     assert bagit.Bag(str(bag)).is_valid()
+
+
+def test_only_a_staging_folder_an_export_made_is_taken_for_one(
+    tmp_path: Path, export_template: tuple[Path, int, dict[str, int]]
+) -> None:
+    """Named like a crashed export's staging folder but not one (a hostile review): a folder holding other files
+    was removed with them, and a link or an empty folder named after a delivered export's time had that export
+    ledgered as failed. Now only a folder of the exporter's account holding nothing but what an export stages is
+    removed, and only one holding a staged bag stands for an export entry."""
+    template, rid, _ = export_template
+    arch = tmp_path / "archive"
+    copy_archive(template, arch)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert cli("export", arch, "--case", "C-9", "--request", rid, "--to", out_dir / "bag1").returncode == 0
+    (delivered,) = [
+        e["time"] for (e,) in ((json.loads(r),) for (r,) in catalog_rows(arch, "SELECT entry FROM ledger"))
+        if e["type"] == "export"
+    ]  # fmt: skip
+    dead = 2**22 + 7  # past the kernel's largest pid: no such process
+    notes = out_dir / f".bag2.partial-{dead}-1"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("precious")
+    (out_dir / f".bag2.partial-{dead}-{delivered}").symlink_to(tmp_path)
+    (out_dir / f".bag2.partial-{dead + 1}-{delivered}").mkdir()
+    assert cli("export", arch, "--case", "C-9", "--request", rid, "--to", out_dir / "bag2").returncode == 0
+    types = [json.loads(e)["type"] for (e,) in catalog_rows(arch, "SELECT entry FROM ledger ORDER BY seq")]
+    assert "export_failed" not in types  # the delivered export stays delivered
+    assert (notes / "notes.txt").read_text() == "precious"  # not the export's: left as it is
+    assert (out_dir / f".bag2.partial-{dead}-{delivered}").is_symlink()
+    assert not (out_dir / f".bag2.partial-{dead + 1}-{delivered}").exists()  # an empty one: removed, nothing said

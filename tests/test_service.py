@@ -655,7 +655,7 @@ def _ledger(arch: Path) -> list[dict]:
 @pytest.mark.parametrize(
     ("crashpoint", "reason"),
     [
-        ("export_entry_committed", "interrupted before its bag was published; the partial bag .out.partial-"),
+        ("export_entry_committed", "interrupted before its bag was published; its partial bag .out.partial-"),
         ("service_before_delivery", "the archive service stopped before the caller confirmed it had written it"),
     ],
 )

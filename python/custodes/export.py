@@ -23,7 +23,9 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -299,19 +301,35 @@ def _clean_stale_staging(archive: Archive, final: Path) -> None:
     _, prefix = _staging_place(final)
     for old in _stale_staging(final):
         started = old.name[len(prefix) :].partition("-")[2]
-        if started.isdigit():
+        # The export entry comes after the bag was staged and checked: a folder without a staged bag in it
+        # (a crash right after it was made, or one made by hand) stands for no entry.
+        if started.isdigit() and (old / "data").is_dir() and (old / "bagit.txt").is_file():
             _ledger_interrupted(archive, int(started), old)
         shutil.rmtree(old, ignore_errors=True)
 
 
+#: What a staging folder holds at any moment of an export: the payload, the custody files and the tag files.
+_STAGED = re.compile(r"data|custody|bagit\.txt|bag-info\.txt|(tag)?manifest-[a-z0-9]+\.txt")
+
+
 def _stale_staging(final: Path) -> list[Path]:
-    """The staging folders of exports to ``final`` whose process is gone."""
+    """The staging folders of exports to ``final`` whose process is gone: folders of this account (not links)
+    holding nothing but what an export stages. Anything else with such a name is left as it is (a hostile review:
+    a folder of notes named like one was removed with its files, and a link or an empty folder named after a
+    delivered export's time had it ledgered as failed)."""
     parent, prefix = _staging_place(final)
     stale = []
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
         pid = old.name[len(prefix) :].partition("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            stale.append(old)
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        try:
+            st = os.lstat(old)
+            ours = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            if ours and all(_STAGED.fullmatch(name) for name in os.listdir(old)):
+                stale.append(old)
+        except OSError:  # gone meanwhile, or not ours to read: not ours to remove
+            continue
     return stale
 
 
@@ -342,7 +360,7 @@ def _ledger_interrupted(archive: Archive, started: int, staging: Path, why: str 
         elif entry.get("type") == "export_failed" and export_seq is not None and entry.get("export") == export_seq:
             return
     if about is not None:
-        why = why or f"interrupted before its bag was published; the partial bag {staging.name} was removed"
+        why = why or f"interrupted before its bag was published; its partial bag {staging.name} is removed"
         if not _record_failure(archive, about, export_seq, why):
             raise ExportError(f"{staging}: an interrupted export could not be ledgered as failed; run again")
 
