@@ -106,3 +106,25 @@ def test_recordings_in_a_trash_or_under_a_noise_name_are_read_like_the_rest(tmp_
     assert read == set(recordings[:4])  # the four named as footage are recordings
     named = {os.path.relpath(f.path, vol) for f in reading.findings if f.path}
     assert "DCIM/100MEDIA/Thumbs.db" in named  # read, and said what it is (ingest stores it)
+
+
+def test_entries_a_volume_does_not_store_are_a_bounded_number_of_findings(tmp_path: Path) -> None:
+    """20,000 dangling links were 20,000 findings, 35 MB of catalog at every docking of the card, each costing
+    whoever made the volume an inode only (a hostile review). The scanner keeps FINDINGS_PER_VOLUME of a kind and
+    counts the rest in one more finding; the recordings on the volume are read as ever."""
+    from custodes.drivers import FINDINGS_PER_VOLUME
+
+    vol = tmp_path / "BWC0009"
+    (vol / "links").mkdir(parents=True)
+    for i in range(FINDINGS_PER_VOLUME + 250):
+        os.symlink(f"/nonexistent/{i}", vol / "links" / f"l{i:05d}")
+    os.mkfifo(vol / "pipe")
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", vol / "clip.mp4")
+    r = read_volume(vol, driver="generic")
+    links = [f for f in r.findings if f.kind == "symlink"]
+    assert len(links) == FINDINGS_PER_VOLUME + 1
+    assert links[0].path == str(vol / "links" / "l00000")  # the first ones, in the volume's order
+    assert links[-1].evidence == {"left_out": 250} and links[-1].path == str(vol)
+    assert links[-1].message.startswith("250 more symlink findings on this volume not listed")
+    assert [f.path for f in r.findings if f.kind == "not_regular_file"] == [str(vol / "pipe")]  # under the cap
+    assert [s.name for s in r.segments] == ["clip.mp4"]
