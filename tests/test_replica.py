@@ -280,3 +280,21 @@ def test_no_output_lands_in_the_second_copy(make_cli_archive: Callable[..., Path
     assert hashlib.sha256(target.read_bytes()).hexdigest() == name
     assert sorted(p.name for p in second.iterdir()) == sorted(["custodes-archive.txt", "objects", "tmp"])
     assert _verify(arch) == (0, [])
+
+
+def test_a_second_copy_s_folder_that_is_a_link_is_not_followed(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The second copy's folder swapped for a link to an empty folder: repair filled wherever it pointed (a
+    hostile review). Every command now stops, naming the link; nothing is written there."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    second.rename(tmp_path / "disk2" / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    second.symlink_to(elsewhere)
+    for command in (("storage", "repair", arch), ("verify", arch)):
+        r = run_cli(*command)
+        assert r.returncode == 2 and b"is a symbolic link" in r.stderr and str(second).encode() in r.stderr, r
+        assert b"Traceback" not in r.stderr
+    assert list(elsewhere.iterdir()) == []

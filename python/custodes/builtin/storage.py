@@ -81,6 +81,14 @@ class LocalStore:
                 "are options of a bucket's backend such as s3"
             )
         store = cls(Path(location), options.get("algorithm", "sha256"))
+        if options.get("owner", "").endswith("/replica") and store.root.is_symlink():
+            # A second copy's place that is a link was followed wherever it pointed, and repair filled that (a
+            # hostile review). (The archive's own folder is named by whoever runs the command, links and all.)
+            raise StoreError(
+                f"{shown_name(os.fspath(store.root))} is a symbolic link to "
+                f"{shown_name(os.readlink(store.root))}: a copy's folder is its own, never followed elsewhere; "
+                "mount the disk there, or name the folder itself in the policy"
+            )
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
         for folder in (store.objects.parent, store.objects, store.spool):
             own_folder(folder)
