@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -298,3 +299,27 @@ def test_a_second_copy_s_folder_that_is_a_link_is_not_followed(
         assert r.returncode == 2 and b"is a symbolic link" in r.stderr and str(second).encode() in r.stderr, r
         assert b"Traceback" not in r.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_repair_says_what_it_removed(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
+    """A FIFO at an object's place was recorded as "a damaged file of 0 bytes", the lines printed never said what
+    was removed, and an object bad in both copies was said as a Python dict (a hostile review)."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    fifo = _objects(arch)[names[0]]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    _flip_a_byte(_objects(arch)[names[1]])
+    _flip_a_byte(_objects(second)[names[1]])
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 1
+    assert f"repaired {names[0]}: its first copy was modified (removed a FIFO (not a file)); restored".encode() in (
+        r.stdout
+    ), r.stdout
+    assert (
+        f"NOT repaired {names[1]}: both copies are bad: the first copy is modified, the replica copy is modified"
+    ).encode() in r.stderr, r.stderr
+    with sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+        entries = [json.loads(e) for (e,) in db.execute("SELECT entry FROM ledger WHERE type = 'storage_repair'")]
+    assert [e["done"] for e in entries] == [["removed a FIFO (not a file)"]]

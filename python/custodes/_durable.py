@@ -253,3 +253,17 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` is, for messages: "a FIFO", "a folder", "a socket", "a character device", "a block
+    device", "a link", else "not a regular file"."""
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")

@@ -2033,7 +2033,10 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
         _write_json(result.to_json())
     else:
         for r in result.repaired:
-            out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']}; restored from the other copy")
+            done = "; ".join(shown_text(d) for d in r["done"])
+            out.say(
+                f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); restored from the other copy"
+            )
         for r in result.unrepairable + result.failed:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
         if not (result.repaired or result.unrepairable or result.failed):

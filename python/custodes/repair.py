@@ -108,7 +108,8 @@ def repair(archive: Archive) -> RepairResult:
         if recorded is None or recorded.purged_ns is not None:
             continue  # not evidence the archive keeps (a stray, a purged object): verify reports it
         if len(copies) == 2:
-            result.unrepairable.append({"object": digest, "why": f"both copies are bad ({copies})"})
+            said = ", ".join(f"the {copy} copy is {was}" for copy, was in sorted(copies.items()))
+            result.unrepairable.append({"object": digest, "why": f"both copies are bad: {said}"})
             continue
         ((copy, was),) = copies.items()
         source = stores[REPLICA if copy == FIRST else FIRST]

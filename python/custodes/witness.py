@@ -27,13 +27,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
-from custodes._durable import write_once
+from custodes._durable import file_kind, write_once
 from custodes.errors import CustodesError
 from custodes.keys import KeyChain, archive_chain
 from custodes.ledger import LedgerError, checkpoint_body
@@ -125,23 +124,13 @@ class _NotANote(Exception):
     """A published name that holds no small regular file: why, as the finding says it."""
 
 
-def _kind(mode: int) -> str:
-    kinds: tuple[tuple[Callable[[int], bool], str], ...] = (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    kinds += ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a link"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
 def _read_note(path: Path) -> str:
     """The text of the file published at ``path``, read without following a link and without blocking (a FIFO
     opened O_NONBLOCK returns at once), and only when the descriptor is a regular file of at most
     :data:`MAX_NOTE` bytes; else :class:`_NotANote`. Checked on the descriptor, so nothing swapped in after a
     look by name is read. A device is not even opened (opening one may act on it): a look first skips it."""
     if not stat.S_ISREG(mode := os.lstat(path).st_mode):
-        raise _NotANote(f"{_kind(mode)}, not a checkpoint file; a witness folder holds only the notes published")
+        raise _NotANote(f"{file_kind(mode)}, not a checkpoint file; a witness folder holds only the notes published")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
@@ -151,7 +140,7 @@ def _read_note(path: Path) -> str:
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
-            raise _NotANote(f"{_kind(opened.st_mode)}, not a checkpoint file (it changed while it was read)")
+            raise _NotANote(f"{file_kind(opened.st_mode)}, not a checkpoint file (it changed while it was read)")
         data = b""
         while len(data) <= MAX_NOTE and (chunk := os.read(fd, MAX_NOTE + 1 - len(data))):
             data += chunk

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from custodes import _core
-from custodes._durable import fsync_dir, read_small, sync_together
+from custodes._durable import file_kind, fsync_dir, read_small, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.findings import shown_name
@@ -312,8 +312,10 @@ class LocalStore:
                 elif st is not None:
                     if stat.S_ISLNK(st.st_mode):
                         done = [f"removed a symbolic link to {shown_name(os.readlink(digest, dir_fd=folder))}"]
-                    else:
+                    elif stat.S_ISREG(st.st_mode):
                         done = [f"removed a damaged file of {st.st_size} bytes"]
+                    else:  # the ledger said "a damaged file of 0 bytes" of a FIFO (a hostile review)
+                        done = [f"removed {file_kind(st.st_mode)} (not a file)"]
                     storage_op("write", self.file_of(digest))
                     os.unlink(digest, dir_fd=folder)  # the name only: never what a link points to
                 os.chmod(temp, stat.S_IRUSR)
