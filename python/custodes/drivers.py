@@ -135,6 +135,7 @@ __all__ = [
     "bounded_findings",
     "check_reading",
     "read_head",
+    "read_lines_head",
     "identity_from",
     "known_options",
     "media_segments",
@@ -490,6 +491,28 @@ def read_head(path: Path, limit: int) -> bytes:
         return _durable.read_head(path, limit)
     except ValueError as e:
         raise OSError(errno.EINVAL, str(e), os.fspath(path)) from None
+
+
+def read_lines_head(path: Path, limit: int) -> tuple[bytes, Finding | None]:
+    """The whole lines of a device's text file (an event log, a ``key=value`` file) in its first ``limit`` bytes
+    (:func:`read_head`), and, when the file is longer, a ``malformed`` finding saying how much was read: the
+    rest was dropped without a word (an event log's newest lines), and the line the limit cut was blamed as not
+    understood (a hostile review). Raises OSError as :func:`read_head`."""
+    data = read_head(path, limit + 1)
+    if len(data) <= limit:
+        return data, None
+    kept = data[: data.rfind(b"\n", 0, limit) + 1]  # no whole line at all: nothing
+    try:
+        size = f"{os.stat(path).st_size:,} bytes"
+    except OSError:
+        size = "longer"
+    return kept, Finding(
+        "malformed",
+        f"file of {size}, over the {limit:,} bytes read of it: only its first {len(kept):,} bytes (whole lines) "
+        "were read; what follows is not",
+        path=os.fspath(path),
+        evidence={"read_bytes": len(kept), "limit": limit},
+    )
 
 
 def check_options(driver: Driver, name: str, options: Mapping[str, str]) -> None:

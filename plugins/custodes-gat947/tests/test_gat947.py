@@ -193,3 +193,48 @@ def test_a_device_log_of_junk_is_a_bounded_number_of_findings(tmp_path: Path) ->
     rows = catalog_rows(arch, "SELECT detail FROM findings WHERE kind = 'malformed' AND path LIKE '%EVENTS.LOG'")
     assert len(rows) == FINDINGS_PER_FILE + 1
     assert run_cli("verify", arch).returncode == 0
+
+
+def test_device_files_read_in_part_say_so(tmp_path: Path) -> None:
+    """An event log past the limit lost its newest lines without a word, and the line the limit cut was blamed
+    as not understood; an identity file past it lost the serial after a long comment, silently (a hostile
+    review). Now whole lines are read up to the limit and one finding says the file was read in part."""
+    from custodes_gat947 import EVENTS_LIMIT, KEY_VALUES_LIMIT
+
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False)])
+    line = b"2024-03-01 18:00:00 power_on\n"
+    with open(vol / "EVENTS.LOG", "wb") as f:
+        f.write(line * (EVENTS_LIMIT // len(line) + 1000))
+    (vol / "GAT947_ID.TXT").write_text("# " + "x" * KEY_VALUES_LIMIT + "\nproduct_serial=G123456\n")
+    r = read_volume(vol)
+    whole = EVENTS_LIMIT // len(line)
+    assert len(r.events) == whole  # every whole line up to the limit, none cut
+    assert not any("not understood" in f.message for f in r.findings)
+    cut = {f.path.rsplit("/", 1)[-1]: f for f in r.findings if f.message.startswith("file of ")}
+    assert sorted(cut) == ["EVENTS.LOG", "GAT947_ID.TXT"]
+    assert cut["EVENTS.LOG"].kind == "malformed" and cut["EVENTS.LOG"].evidence["read_bytes"] == whole * len(line)
+    assert "only its first" in cut["GAT947_ID.TXT"].message
+
+
+@pytest.mark.parametrize(
+    ("station", "ok"),
+    [
+        ("2024-03-01T10:00:00Z", True),
+        ("2024-03-01T18:00:00+08:00", True),
+        ("2024-03-01T10:00:00", False),  # no offset: it was read in the ingesting machine's zone
+        ("2024-03-01T10:00:00+23:59", False),  # no zone is that far from UTC
+    ],
+)
+def test_a_dock_clock_station_time_needs_its_offset(tmp_path: Path, station: str, ok: bool) -> None:
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False)])
+    (vol / "DOCKCLOCK.TXT").write_text(f"device_time=2024-03-01 18:00:05\nstation_time={station}\n")
+    for tz in ("UTC", "America/New_York"):
+        out = run_cli("volume", vol, "--json", env={"TZ": tz})
+        got = json.loads(out.stdout)
+        readings = got["clock_readings"]
+        if ok:
+            assert [c["offset_seconds"] for c in readings] == [5.0], (tz, readings)
+        else:
+            assert readings == [] and any(
+                f["kind"] == "malformed" and "UTC offset" in f["message"] for f in got["findings"]
+            ), got["findings"]

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from custodes import timeline
@@ -23,7 +23,7 @@ from custodes.drivers import (
     device_zone,
     identity_from,
     media_segments,
-    read_head,
+    read_lines_head,
     scan_volume,
 )
 from custodes.findings import Finding
@@ -74,17 +74,26 @@ def naming_pattern(template: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$", re.IGNORECASE)
 
 
-def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    """``key=value`` lines of a small text file, the lines that are not, and the keys given more
-    than once (ambiguous: the first value is kept, never silently the last)."""
+#: The largest UTC offset of any zone: a station time said further from UTC is no time (+23:59 was accepted).
+_MAX_OFFSET = timedelta(hours=14)
+#: The most of a ``key=value`` file and of the event log read (a longer one is a finding, and read in part).
+KEY_VALUES_LIMIT = 64 << 10
+EVENTS_LIMIT = 8 << 20
+
+
+def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str], list[Finding]]:
+    """``key=value`` lines of a small text file, the lines that are not, the keys given more
+    than once (ambiguous: the first value is kept, never silently the last), and a finding when the file is
+    longer than :data:`KEY_VALUES_LIMIT` (read in part)."""
     values: dict[str, str] = {}
     bad: list[str] = []
     repeated: list[str] = []
-    raw = read_head(path, 65536)
+    raw, cut = read_lines_head(path, KEY_VALUES_LIMIT)
+    read_in_part = [] if cut is None else [cut]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return {}, ["not UTF-8 text"], []
+        return {}, ["not UTF-8 text"], [], read_in_part
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -98,7 +107,7 @@ def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
             values[key] = value.strip()
         elif key not in repeated:
             repeated.append(key)
-    return values, bad, repeated
+    return values, bad, repeated, read_in_part
 
 
 def _repeated_findings(path: Path, repeated: list[str]) -> list[Finding]:
@@ -211,8 +220,8 @@ class Gat947Driver(Driver):
         path = volume / IDENTITY_FILE
         if not path.is_file() or path.is_symlink():
             return {}, []
-        values, bad, repeated = read_key_values(path)
-        findings = [Finding("malformed_identity", f"line is not key=value: {b!r}", path=str(path)) for b in bad]
+        values, bad, repeated, findings = read_key_values(path)
+        findings += [Finding("malformed_identity", f"line is not key=value: {b!r}", path=str(path)) for b in bad]
         findings += _repeated_findings(path, repeated)
         good: dict[str, str] = {}
         for key, value in values.items():
@@ -249,8 +258,8 @@ class Gat947Driver(Driver):
         path = volume / CLOCK_FILE
         if not path.is_file() or path.is_symlink():
             return {}, []
-        values, _, repeated = read_key_values(path)
-        findings = _repeated_findings(path, repeated)
+        values, _, repeated, findings = read_key_values(path)
+        findings += _repeated_findings(path, repeated)
         if "time_zone" in values:
             try:
                 timeline.zone_info(values["time_zone"])
@@ -265,11 +274,26 @@ class Gat947Driver(Driver):
         device_time = _local(values.get("device_time", ""), tz)
         station = values.get("station_time", "").replace("Z", "+00:00")
         try:
-            trusted = int(datetime.fromisoformat(station).timestamp()) * NS if station else None
+            read = datetime.fromisoformat(station) if station else None
         except ValueError:
-            trusted = None
+            read = None
+        offset = None if read is None else read.utcoffset()
+        # Without its offset the station's time was read in the zone of the machine ingesting the card (TZ), and
+        # the correction of the evidence's clock with it (a hostile review); no zone is more than 14 h from UTC.
+        trusted = (
+            int(read.timestamp()) * NS
+            if read is not None and offset is not None and abs(offset) <= _MAX_OFFSET
+            else None
+        )
         if device_time is None or trusted is None:
-            return [], [Finding("malformed", "clock reading needs device_time and station_time", path=str(path))]
+            return [], [
+                Finding(
+                    "malformed",
+                    "clock reading needs device_time and station_time, the station's with its UTC offset "
+                    "(2024-03-01T10:00:00Z or +08:00)",
+                    path=str(path),
+                )
+            ]
         return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
     def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[DeviceCheck], list[Finding]]:
@@ -278,7 +302,9 @@ class Gat947Driver(Driver):
         if not path.is_file() or path.is_symlink():
             return [], [], []
         events, checks, findings = [], [], []
-        for line in read_head(path, 1 << 20).decode("utf-8", "replace").splitlines():
+        raw, cut = read_lines_head(path, EVENTS_LIMIT)
+        findings += [] if cut is None else [cut]
+        for line in raw.decode("utf-8", "replace").splitlines():
             parts = line.strip().split(None, 3)
             if not parts:
                 continue
