@@ -690,3 +690,13 @@ def test_gopro_version_txt_that_is_a_folder_is_a_finding(tmp_path: Path) -> None
         f"  malformed: [GOPRO-CARD] {card}/MISC/version.txt: a folder, not the file GoPro writes; camera type and "
         "serial not read"
     ) in out.stdout.decode().splitlines()
+
+
+def test_a_fifo_given_as_the_volume_is_refused_not_read_through_its_folder(tmp_path: Path) -> None:
+    """click refuses a regular file for VOLUME, but a FIFO went through and its parent folder was read as the
+    volume (the whole of /tmp, archives and all; a hostile review)."""
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "clip.mp4").write_bytes(b"not read")
+    out = run_cli("volume", tmp_path / "pipe", "--json")
+    assert out.returncode == 2 and out.stdout == b""
+    assert b"pipe is not a folder; a device volume is the folder of its files" in out.stderr, out.stderr

@@ -20,7 +20,7 @@ import click
 from custodes import __version__
 from custodes.defaults import DEFAULT_GAP_TOLERANCE, TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, DigestListError
-from custodes.findings import Finding, rfc3339
+from custodes.findings import Finding, rfc3339, shown_name
 from custodes.hashing import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -908,6 +908,14 @@ def volume_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _a_folder(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A volume is a folder: click's ``file_okay=False`` refuses a regular file only, and a FIFO given was then
+    read through its parent folder (the whole of /tmp, archives and all; a hostile review)."""
+    if not os.path.isdir(value):
+        raise click.BadParameter(f"{shown_name(value)} is not a folder; a device volume is the folder of its files")
+    return value
+
+
 def _read_volumes(paths: tuple[str, ...], driver: str | None, options: dict[str, str]) -> list[VolumeReading]:
     """Folders as volumes, files through the volume they sit in. A driver name or option no driver takes,
     a volume no driver knows, a broken driver plugin: custodes errors, one line and exit 2 (CustodesGroup)."""
@@ -943,7 +951,7 @@ def plugins_command(out: Output) -> None:
 
 
 @main.command("volume")
-@click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False))
+@click.argument("volume", type=click.Path(path_type=str, exists=True, file_okay=False), callback=_a_folder)
 @volume_options
 @output_options()
 def volume_command(volume: str, driver: str | None, options: tuple[str, ...], out: Output) -> None:
