@@ -62,12 +62,16 @@ def naming_pattern(template: str) -> re.Pattern[str]:
     """A regular expression for a naming template such as ``{officer}_{device}_{time}_{seq}{imp}.{ext}``."""
     parts = re.split(r"(\{\w+\})", template)
     out = []
+    seen: set[str] = set()
     for p in parts:
         if p.startswith("{") and p.endswith("}"):
             if p[1:-1] not in _FIELDS:
                 raise DriverOptionError(
                     f"unknown field {p} in naming template {template!r} (known: {', '.join(_FIELDS)})"
                 )
+            if p in seen:  # one value each: twice made a regular expression error, "driver gat947 failed"
+                raise DriverOptionError(f"field {p} is in naming template {template!r} twice; each field once")
+            seen.add(p)
             out.append(_FIELDS[p[1:-1]])
         else:
             out.append(re.escape(p))
