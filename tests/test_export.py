@@ -185,3 +185,27 @@ def test_two_names_that_become_one_bag_path_are_both_exported(
     digests = {hashlib.sha256((bag / "data" / f).read_bytes()).hexdigest() for f in files}
     assert digests == {hashlib.sha256(p.read_bytes()).hexdigest() for p in clips.values()}
     assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0
+
+
+def test_names_too_long_for_a_bag_once_told_apart_are_shortened_not_refused(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Two recordings of 255-byte names that become one bag path: the second's `.segN` made a name the file
+    system refuses, and the case could never be exported ("File name too long"; a hostile review). A name over
+    255 bytes keeps its start and extension with a hash of the whole between; the bag validates with both tools."""
+    long = "L" * 247
+    clips = {
+        f"{long}a\\b.mp4": FOOTAGE / "encoders" / "go-mp4-sample.mp4",
+        f"{long}a__b.mp4": FOOTAGE / "gopro" / "karma.mp4",
+    }
+    arch = make_cli_archive(recordings=clips, ingest_exit=(0, 1))
+    bag = tmp_path / "bag"
+    out = export_as_carol(arch, "C-1", [1, 2], bag)
+    assert out.returncode == 0, out.stderr
+    files = sorted(p.relative_to(bag / "data").as_posix() for p in (bag / "data").rglob("*") if p.is_file())
+    assert len(files) == 2 and all(len(f.split("/")[-1].encode()) <= 255 for f in files)
+    assert files[0].endswith(f"/{long}a__b.mp4")  # a name that fits is as it always was
+    assert files[1].endswith(".mp4") and "~" in files[1].split("/")[-1]
+    digests = {hashlib.sha256((bag / "data" / f).read_bytes()).hexdigest() for f in files}
+    assert digests == {hashlib.sha256(p.read_bytes()).hexdigest() for p in clips.values()}
+    assert bagit_valid(bag) and run_cli("bag", "validate", bag).returncode == 0

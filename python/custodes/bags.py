@@ -90,11 +90,31 @@ def payload_path(device: str, name: str, segment: int, taken: set[str]) -> str:
     Two names that become the same path (``a\\b.mp4`` and ``a__b.mp4``) must not overwrite each other:
     taken in segment order, a later one is told apart by its segment id (``a__b.seg12.mp4``). Export
     and ``bag validate`` both place recordings by this one rule; ``taken`` is updated."""
-    rel = PurePosixPath("data", safe_part(device), *[safe_part(x) for x in Path(name).parts])
+    rel = PurePosixPath("data", _fit(safe_part(device)), *[_fit(safe_part(x)) for x in Path(name).parts])
     if str(rel) in taken:
-        rel = rel.with_name(f"{rel.stem}.seg{segment}{rel.suffix}")
+        rel = rel.with_name(_fit(f"{rel.stem}.seg{segment}{rel.suffix}"))
     taken.add(str(rel))
     return str(rel)
+
+
+#: The longest name of one path component most file systems take (bytes).
+NAME_MAX = 255
+
+
+def _fit(part: str) -> str:
+    """``part`` when it fits in :data:`NAME_MAX` bytes, else its start, a ``~`` and 16 hex digits of the
+    SHA-256 of the whole, and its extension: a name legal on the card became too long for a bag once ``.segN``
+    was added (a case could never be exported, "File name too long"; a hostile review). Names that fit are as
+    before, so every bag made before places its recordings as it did."""
+    raw = part.encode("utf-8", "surrogateescape")
+    if len(raw) <= NAME_MAX:
+        return part
+    suffix = PurePosixPath(part).suffix
+    suffix = suffix if len(suffix.encode("utf-8", "surrogateescape")) <= 16 else ""
+    tag = "~" + hashlib.sha256(raw).hexdigest()[:16]
+    room = NAME_MAX - len(tag) - len(suffix.encode("utf-8", "surrogateescape"))
+    stem = raw[: len(raw) - len(suffix.encode("utf-8", "surrogateescape"))][:room]
+    return stem.decode("utf-8", "ignore") + tag + suffix  # "ignore": a character the cut split is left out
 
 
 def safe_part(text: str) -> str:
