@@ -144,8 +144,15 @@ class Kept:
 
     def discard(self) -> None:
         """Thrown away (it named a difference a full replay did not): the next run makes it again."""
-        with suppress(OSError):
-            self.path.unlink()
+        _remove(self.path)
+
+
+def _remove(path: Path) -> None:
+    """A kept replay gone, with its write-ahead log and index (a log left behind could be applied to the next
+    file made under the name)."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with suppress(FileNotFoundError):
+            name.unlink()
 
 
 def _file_for(live: Catalog, archive_id: str) -> Path:
@@ -172,7 +179,7 @@ def _open(path: Path) -> tuple[Catalog, _Meta]:
                 raise _Stale(meta.made_by)
         except (sqlite3.Error, ValueError, KeyError, TypeError, _Stale):
             fresh.close()
-            path.unlink()
+            _remove(path)
         else:
             replay.defer_indexes(fresh, meta.deferred)
             return fresh, meta
@@ -260,18 +267,18 @@ def compare_kept(
         # Brought up once on its own (the bulk of the entries), then again inside the snapshot the comparison
         # reads, so that what an ingest commits meanwhile is in both or in neither.
         first = _brought_up(live, fresh, meta, signed)
-        if first is None:
-            path.unlink(missing_ok=True)
-            return None
-        with replay.attached_to(live, fresh), live.snapshot():
-            then = _brought_up(live, fresh, first[1], signed)
-            if then is None:
-                path.unlink(missing_ok=True)
-                return None
-            made = then[0]
-            found = replay.differences(live, fresh, made)
+        then = None
+        if first is not None:
+            with replay.attached_to(live, fresh), live.snapshot():
+                then = _brought_up(live, fresh, first[1], signed)
+                if then is not None:
+                    made = then[0]
+                    found = replay.differences(live, fresh, made)
     finally:
         fresh.close()
+    if then is None:  # the ledger no longer extends it: made again from nothing by the next run
+        _remove(path)
+        return None
     kept = Kept(path, meta.applied, then[1].applied - meta.applied)
     if not found:
         return made, found, kept
