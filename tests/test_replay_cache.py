@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,8 @@ def test_an_edit_made_after_the_replay_was_kept_is_found(cli_archive: Path, cach
     with catalog_edit(cli_archive) as db:
         db.execute("UPDATE segments SET start_ns = 1 WHERE id = 2")
     found = verified(cli_archive, code=1)
-    assert found["replay"]["held"] > 0
+    assert found["replay"]["held"] > 0 and found["replay"]["named_by_whole_replay"] is True
+    assert "removed" not in found["replay"]  # the whole replay found the edit too: the kept one was right
     (edit,) = [f for f in found["findings"] if f.get("table") == "segments"]
     assert (edit["kind"], edit["row"]) == ("ledger_mismatch", [2])
 
@@ -91,6 +93,7 @@ def test_a_wrong_kept_replay_costs_a_whole_replay_never_a_finding_or_a_miss(cli_
         db.execute("DELETE FROM segments WHERE id = 1")
     after = verified(cli_archive)
     assert after["findings"] == before["findings"]
+    assert after["replay"]["named_by_whole_replay"] is True and after["replay"]["removed"] is True
     assert not kept.exists()  # thrown away: it named a difference a whole replay did not
     assert verified(cli_archive)["replay"]["held"] == 0
 
@@ -135,7 +138,7 @@ def test_an_archive_put_back_from_an_older_copy_is_replayed_afresh(
     shutil.rmtree(cli_archive)
     shutil.copytree(older, cli_archive)
     found = verified(cli_archive)
-    assert "no kept replay fits this ledger" in found["replay"]["whole"]
+    assert "the kept replay does not fit this ledger" in found["replay"]["whole"]
     remade = verified(cli_archive)["replay"]
     assert (remade["held"], remade["replayed"]) == (0, ledger_size(cli_archive))
     again = verified(cli_archive)["replay"]
@@ -170,7 +173,7 @@ def test_entries_of_an_ingest_in_flight_are_kept_and_held_to_what_they_were(
         forged = bytes(entry).replace(b'"time":', b'"time": ', 1)
         db.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = ?", (forged, _leaf(forged), seq))
     found = verified(edited)
-    assert "no kept replay fits this ledger" in found["replay"]["whole"]
+    assert "the kept replay does not fit this ledger" in found["replay"]["whole"]
     whole = json.loads(run_cli("verify", edited, "--json").stdout)
     assert found["findings"] == whole["findings"]
 
@@ -191,3 +194,70 @@ def test_the_cache_folder_is_the_verifier_s_own(cli_archive: Path, tmp_path: Pat
     found = json.loads(run_cli("verify", cli_archive, "--json", "--incremental", env=env).stdout)
     assert "not a folder (a link?)" in found["replay"]["whole"]
     assert list(elsewhere.iterdir()) == []
+
+
+def test_two_runs_at_once_never_apply_the_same_entries_twice(cli_archive: Path, cache: Path, tmp_path: Path) -> None:
+    """Two runs opened the kept replay, one brought it up, and the other applied the same entries again from what
+    it had read before (a hostile review: duplicate access-log rows then matched a forged duplicate for good).
+    The record is read under the write lock: the second run finds the entries applied and applies none."""
+    from custodes.archive import open_archive
+    from custodes.catalog import replay_cache
+
+    verified(cli_archive)
+    assert run_cli("ingest", more_footage(tmp_path), "--archive", cli_archive).returncode in (0, 1)
+    with open_archive(cli_archive) as a:
+        signed = {size: root for size, root, _ in a.catalog.checkpoints.all()}
+        path = replay_cache._file_for(a.catalog, a.policy.archive_id)  # noqa: SLF001
+        one, two = replay_cache._open(path), replay_cache._open(path)  # noqa: SLF001 - both opened before either
+        try:
+            by_one = replay_cache._brought_up(a.catalog, one, signed)  # noqa: SLF001
+            by_two = replay_cache._brought_up(a.catalog, two, signed)  # noqa: SLF001
+        finally:
+            one.close()
+            two.close()
+    assert by_one is not None and by_two is not None
+    assert by_one[2] - by_one[1] > 0 and by_two[1:] == (by_one[2], by_one[2])  # the second applied nothing
+    again = verified(cli_archive)
+    assert again["findings"] == [] and again["replay"]["replayed"] == 0
+
+
+def test_a_kept_replay_another_run_holds_too_long_means_a_whole_replay(cli_archive: Path, cache: Path) -> None:
+    """Waiting on a run that held the kept replay ended the verify with "the catalog is busy" (a hostile review):
+    after BUSY_MS it replays whole, and says why."""
+    kept = Path(verified(cli_archive)["replay"]["kept"])
+    with sqlite3.connect(kept, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")
+        found = verified(cli_archive)
+        other.execute("ROLLBACK")
+    assert "another run held the kept replay" in found["replay"]["whole"], found["replay"]
+    assert verified(cli_archive)["replay"]["held"] > 0
+
+
+def test_a_damaged_kept_replay_is_made_again(cli_archive: Path, cache: Path) -> None:
+    kept = Path(verified(cli_archive)["replay"]["kept"])
+    with open(kept, "r+b") as f:
+        f.write(b"not a database at all" * 10)
+    assert verified(cli_archive)["replay"]["held"] == 0  # made again, not given up on for good
+    assert verified(cli_archive)["replay"]["replayed"] == 0
+
+
+def test_kept_replays_unused_for_a_month_are_removed(cli_archive: Path, cache: Path) -> None:
+    kept = Path(verified(cli_archive)["replay"]["kept"])
+    old = cache / ("0" * 32 + ".sqlite")
+    old.write_bytes(b"")
+    month_ago = time.time() - 31 * 86_400
+    os.utime(old, (month_ago, month_ago))
+    os.utime(kept, (month_ago + 86_400 * 2, month_ago + 86_400 * 2))  # 29 days: kept
+    verified(cli_archive)
+    assert not old.exists() and kept.exists()
+    assert time.time() - kept.stat().st_mtime < 3600  # used: its time is now
+
+
+def test_a_relative_cache_home_is_ignored(cli_archive: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    out = run_cli("verify", cli_archive, "--json", "--incremental", env={"HOME": str(home), "XDG_CACHE_HOME": "rel"},
+                  cwd=tmp_path)  # fmt: skip
+    kept = Path(json.loads(out.stdout)["replay"]["kept"])
+    assert kept.is_absolute() and kept.parent == home / ".cache" / "custodes" / "replay"
+    assert not (tmp_path / "rel").exists()

@@ -628,8 +628,8 @@ def _compared_with_kept(
         result.replay = {"whole": str(e)}
         return None
     if compared is None:
-        result.replay = {"whole": "no kept replay fits this ledger (another custodes made it, or the ledger no "
-                         "longer extends it): it is made again by the next --incremental run"}  # fmt: skip
+        result.replay = {"whole": "the kept replay does not fit this ledger (the ledger no longer extends it): "
+                         "it is removed, and made again by the next --incremental run"}  # fmt: skip
         return None
     made, found, kept = compared
     result.replay = kept.to_json()

@@ -963,6 +963,8 @@ def defer_indexes(fresh: Catalog, dropped: list[str] | None = None) -> None:
     if dropped is not None:
         if dropped:
             _DEFERRED[fresh] = list(dropped)
+        else:
+            _DEFERRED.pop(fresh, None)
         return
     conn = _conn(fresh)
     sql = (

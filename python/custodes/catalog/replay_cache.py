@@ -32,6 +32,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class _Stale(Exception):
 
 def cache_folder() -> Path:
     """Where kept replays live: ``$XDG_CACHE_HOME/custodes/replay``, else ``~/.cache/custodes/replay``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # a relative one is to be ignored (XDG Base Directory): it would follow the cwd
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "custodes" / "replay"
 
 
@@ -133,18 +136,27 @@ class _Meta:
 @dataclass
 class Kept:
     """A kept replay as a run used it: where it is kept, how many entries it already held and how many the run
-    replayed into it."""
+    replayed into it; and, when it named differences, that a whole replay named them instead (and, when the whole
+    replay found none, that the kept replay was wrong and is removed)."""
 
     path: Path
     held: int
     replayed: int
+    named_by_whole_replay: bool = False
+    removed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"kept": str(self.path), "held": self.held, "replayed": self.replayed}
+        out: dict[str, Any] = {"kept": str(self.path), "held": self.held, "replayed": self.replayed}
+        if self.named_by_whole_replay:
+            out["named_by_whole_replay"] = True  # the differences are the whole replay's, naming their entries
+        if self.removed:
+            out["removed"] = True  # it named differences the whole replay did not: made again next run
+        return out
 
-    def discard(self) -> None:
-        """Thrown away (it named a difference a full replay did not): the next run makes it again."""
-        _remove(self.path)
+
+#: A kept replay no run has used for this long is removed (an archive moved, a copy verified once, a restored
+#: backup: each leaves a file about the size of its catalog).
+UNUSED_DAYS = 30
 
 
 def _remove(path: Path) -> None:
@@ -155,6 +167,18 @@ def _remove(path: Path) -> None:
             name.unlink()
 
 
+def _prune(folder: Path, now: float) -> None:
+    """Kept replays unused for :data:`UNUSED_DAYS`, and files a run that died left half made, removed."""
+    for entry in os.scandir(folder):
+        with suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            old = now - st.st_mtime
+            if entry.name.endswith(".sqlite") and old > UNUSED_DAYS * 86_400:
+                _remove(Path(entry.path))
+            elif ".new" in entry.name and old > 86_400:
+                Path(entry.path).unlink()
+
+
 def _file_for(live: Catalog, archive_id: str) -> Path:
     """One kept replay per archive, by its id and its place (two copies of one archive are two ledgers)."""
     where = os.fsencode(os.path.realpath(live.path))
@@ -162,41 +186,73 @@ def _file_for(live: Catalog, archive_id: str) -> Path:
     return cache_folder() / f"{name}.sqlite"
 
 
-def _open(path: Path) -> tuple[Catalog, _Meta]:
-    """The kept replay at ``path``, or a new empty one (made without its non-unique indexes, as a scratch is)."""
+def _busy(e: sqlite3.Error) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
+def _open(path: Path) -> Catalog:
+    """The kept replay at ``path``; a new, empty one where there is none, or where the one there cannot be read
+    or was made by another custodes (it is made whole under another name, then linked into place: another run
+    never finds one half made)."""
     from custodes.catalog import Catalog
 
     if path.exists():
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
             raise ReplayCacheError(f"{path}: not a file of this account alone: kept replays are not used")
-        fresh = Catalog.open(path, migrate=False)
         try:
-            _pragmas(fresh)
-            (text,) = replay._conn(fresh).execute(f"SELECT meta FROM {META_TABLE}").fetchone()  # noqa: SLF001
-            meta = _Meta.from_text(text)
-            if meta.made_by != MADE_BY:
-                raise _Stale(meta.made_by)
-        except (sqlite3.Error, ValueError, KeyError, TypeError, _Stale):
+            fresh = Catalog.open(path, migrate=False)
+        except sqlite3.Error as e:
+            if _busy(e):
+                raise ReplayCacheError(f"{path}: another run holds the kept replay ({e})") from None
+            _remove(path)  # not a database (damaged): made again
+        else:
+            try:
+                _pragmas(fresh)
+                if _read_meta(fresh).made_by == MADE_BY:
+                    return fresh
+            except sqlite3.Error as e:
+                if _busy(e):
+                    fresh.close()
+                    raise ReplayCacheError(f"{path}: another run holds the kept replay ({e})") from None
+            except (ValueError, KeyError, TypeError):
+                pass
             fresh.close()
             _remove(path)
-        else:
-            replay.defer_indexes(fresh, meta.deferred)
-            return fresh, meta
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
-    fresh = Catalog.open(path)
+    new = Path(f"{path}.{os.getpid()}.new")
+    _remove(new)
+    os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    with Catalog.open(new) as made:
+        _pragmas(made)
+        conn = replay._conn(made)  # noqa: SLF001
+        conn.execute(f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT NOT NULL)")
+        replay.defer_indexes(made)
+        meta = _Meta(deferred=replay.deferred_indexes(made))
+        conn.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta.to_text(),))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        os.link(new, path)  # never over one another run linked meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        _remove(new)
+    fresh = Catalog.open(path, migrate=False)
     _pragmas(fresh)
-    conn = replay._conn(fresh)  # noqa: SLF001
-    conn.execute(f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT NOT NULL)")
-    replay.defer_indexes(fresh)
-    meta = _Meta(deferred=replay.deferred_indexes(fresh))
-    conn.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta.to_text(),))
-    return fresh, meta
+    return fresh
+
+
+def _read_meta(fresh: Catalog) -> _Meta:
+    (text,) = replay._conn(fresh).execute(f"SELECT meta FROM {META_TABLE}").fetchone()  # noqa: SLF001
+    return _Meta.from_text(text)
+
+
+#: How long a run waits for the kept replay another run is bringing up (ms) before it replays whole instead.
+BUSY_MS = 5000
 
 
 def _pragmas(fresh: Catalog) -> None:
     conn = replay._conn(fresh)  # noqa: SLF001
+    conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
     conn.execute("PRAGMA synchronous=NORMAL")  # kept, so a crash must not tear it: a write-ahead log
     conn.execute(f"PRAGMA cache_size=-{replay.SCRATCH_CACHE_KIB}")
     conn.execute("PRAGMA temp_store=MEMORY")
@@ -254,32 +310,37 @@ def compare_kept(
     """:func:`custodes.catalog.replay.compare` with the verifier's kept replay of ``live``'s ledger: brought up to
     the ledger (only the entries after it replayed) and compared with the live catalog in one snapshot of it.
     ``signed``: the size and root of every checkpoint whose signature this run checked and whose root it found
-    the ledger giving. None when no kept replay can be used this run (made by another custodes, or the ledger
-    no longer extends it: it is made again by the next run; another run holding it): the caller replays whole.
-    A cache folder that is not the verifier's own raises :class:`ReplayCacheError`."""
-    _own_folder(cache_folder())
+    the ledger giving. None when the ledger no longer extends the kept replay (it is removed, and made again by
+    the next run): the caller replays whole. :class:`ReplayCacheError` (the caller replays whole and says why)
+    when the cache folder is not the verifier's own or another run holds the kept replay."""
+    folder = cache_folder()
+    _own_folder(folder)
+    _prune(folder, time.time())
     path = _file_for(live, archive_id)
-    try:
-        fresh, meta = _open(path)
-    except (FileExistsError, sqlite3.Error):  # another run is making it, or it cannot be read: not this time
-        return None
+    fresh = _open(path)
+    then = None
     try:
         # Brought up once on its own (the bulk of the entries), then again inside the snapshot the comparison
         # reads, so that what an ingest commits meanwhile is in both or in neither.
-        first = _brought_up(live, fresh, meta, signed)
-        then = None
+        first = _brought_up(live, fresh, signed)
         if first is not None:
             with replay.attached_to(live, fresh), live.snapshot():
-                then = _brought_up(live, fresh, first[1], signed)
+                then = _brought_up(live, fresh, signed)
                 if then is not None:
                     made = then[0]
                     found = replay.differences(live, fresh, made)
+    except sqlite3.Error as e:
+        if not _busy(e):
+            raise
+        raise ReplayCacheError(f"{path}: another run held the kept replay too long ({e})") from None
     finally:
         fresh.close()
-    if then is None:  # the ledger no longer extends it: made again from nothing by the next run
+    if first is None or then is None:  # the ledger no longer extends it: made again from nothing by the next run
         _remove(path)
         return None
-    kept = Kept(path, meta.applied, then[1].applied - meta.applied)
+    with suppress(OSError):
+        os.utime(path)  # used: kept (_prune)
+    kept = Kept(path, first[1], then[2] - first[1])
     if not found:
         return made, found, kept
     # Every difference is named by a full replay (which records the entries that wrote each row): it is the
@@ -287,23 +348,30 @@ def compare_kept(
     with replay.scratch(live) as named, live.snapshot():
         made = replay.replay(live, named)
         found = replay.differences(live, named, made)
+    kept.named_by_whole_replay = True
     if not found:
-        kept.discard()
+        _remove(path)
+        kept.removed = True
     return made, found, kept
 
 
-def _brought_up(
-    live: Catalog, fresh: Catalog, meta: _Meta, signed: dict[int, bytes]
-) -> tuple[replay.Replay, _Meta] | None:
-    """The entries after those ``meta`` holds applied to ``fresh`` and the new record of it committed with them;
-    None (nothing committed) when the ledger no longer extends what was kept."""
-    made = replay.Replay(dict(meta.unknown), list(meta.failed), written_by=False)
-    new = _Meta(signed=meta.signed, frontier=meta.frontier)
+def _brought_up(live: Catalog, fresh: Catalog, signed: dict[int, bytes]) -> tuple[replay.Replay, int, int] | None:
+    """The entries after those the kept replay holds applied to it and its new record committed with them:
+    (what replaying made, entries held before, entries held after); None (nothing committed) when the ledger no
+    longer extends what was kept. The record is read under the write lock: a run beside this one may have
+    brought it up meanwhile, and what it applied must not be applied twice (a hostile review: two runs at once
+    applied the same entries twice, and the replay then matched a forged duplicate row)."""
     try:
         with live.snapshot(), fresh.transaction():
+            meta = _read_meta(fresh)
+            if meta.made_by != MADE_BY:
+                raise _Stale(meta.made_by)
+            replay.defer_indexes(fresh, meta.deferred)
+            made = replay.Replay(dict(meta.unknown), list(meta.failed), written_by=False)
+            new = _Meta(signed=meta.signed, frontier=meta.frontier)
             replay.apply_entries(_signed_entries(live, meta, signed, new), fresh, made)
             new.failed, new.unknown, new.deferred = made.failed, made.unknown, replay.deferred_indexes(fresh)
             replay._conn(fresh).execute(f"UPDATE {META_TABLE} SET meta = ?", (new.to_text(),))  # noqa: SLF001
-    except _Stale:
+    except (_Stale, ValueError, KeyError, TypeError):  # (a record that is not one custodes wrote: made again)
         return None
-    return made, new
+    return made, meta.applied, new.applied
