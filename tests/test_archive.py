@@ -138,6 +138,7 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
             "run_bytes": sum(p.stat().st_size for p in dcim_volume.rglob("*") if p.is_file()),
             "verified_before": 0,
         },
+        "replay": None,  # the whole ledger replayed (no --incremental)
     }
     assert run_cli("verify", tmp_path / "not-an-archive").returncode == 2
     assert run_cli("ledger", "verify", arch).returncode == 0
