@@ -1731,10 +1731,14 @@ def _say_replay(out: Output, replay: dict[str, Any] | None) -> None:
     if "whole" in replay:
         out.say(f"ledger replayed whole: {shown_text(replay['whole'])}")
     else:
+        remade = f"; it {replay['remade']}, and was made again" if "remade" in replay else ""
         out.say(
             f"ledger replayed from your kept replay ({replay['held']:,} entries held, {replay['replayed']:,} "
-            f"replayed now): {shown_text(replay['kept'])}"
+            f"replayed now{remade}): {shown_text(replay['kept'])}"
         )
+        if replay.get("named_by_whole_replay"):
+            kept = "it was wrong and is removed" if replay.get("removed") else "it found them too"
+            out.say(f"  the differences were checked by replaying the whole ledger, which names them ({kept})")
 
 
 def _trusted(value: str | None) -> VerifierKey | Fingerprint | None:

@@ -624,6 +624,11 @@ def _compared_with_kept(
         return None
     try:
         compared = replay_cache.compare_kept(archive.catalog, archive.policy.archive_id, signed)
+    except replay_cache.RolledBack as e:
+        # What the verifier saw signed is gone from the ledger: found, as a monitor finds a log that shrank.
+        result.findings.append(VerifyFinding("checkpoint_mismatch", str(e)))
+        result.replay = {"whole": "the ledger does not extend your kept replay (the checkpoint_mismatch finding)"}
+        return None
     except replay_cache.ReplayCacheError as e:
         result.replay = {"whole": str(e)}
         return None

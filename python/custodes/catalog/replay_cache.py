@@ -43,11 +43,12 @@ from custodes import __version__, merkle
 from custodes.catalog import replay
 from custodes.catalog.schema import SCHEMA_VERSION
 from custodes.errors import CustodesError
+from custodes.findings import shown_name
 
 if TYPE_CHECKING:
     from custodes.catalog import Catalog
 
-__all__ = ["Kept", "ReplayCacheError", "cache_folder", "compare_kept"]
+__all__ = ["Kept", "ReplayCacheError", "RolledBack", "cache_folder", "compare_kept"]
 
 #: What a kept replay was made by: a replay made by another custodes (other handlers, another schema) is not used.
 MADE_BY = f"custodes {__version__}, catalog schema {SCHEMA_VERSION}, kept replay 1"
@@ -61,6 +62,12 @@ class ReplayCacheError(CustodesError):
 
 class _Stale(Exception):
     """The kept replay does not fit the ledger any more: it is made again from nothing."""
+
+
+class RolledBack(ReplayCacheError):
+    """The ledger does not extend the signed checkpoint the verifier's kept replay holds: rolled back, put back
+    from an older copy, or rewritten. The kept replay is left as it is (a monitor that meets a shorter log keeps
+    what it saw), so every run says so until the verifier removes it."""
 
 
 def cache_folder() -> Path:
@@ -144,9 +151,12 @@ class Kept:
     replayed: int
     named_by_whole_replay: bool = False
     removed: bool = False
+    remade: str | None = None  # why the kept replay found was made again from nothing (damaged, another custodes)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kept": str(self.path), "held": self.held, "replayed": self.replayed}
+        if self.remade is not None:
+            out["remade"] = self.remade
         if self.named_by_whole_replay:
             out["named_by_whole_replay"] = True  # the differences are the whole replay's, naming their entries
         if self.removed:
@@ -190,12 +200,13 @@ def _busy(e: sqlite3.Error) -> bool:
     return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
 
 
-def _open(path: Path) -> Catalog:
+def _open(path: Path) -> tuple[Catalog, str | None]:
     """The kept replay at ``path``; a new, empty one where there is none, or where the one there cannot be read
     or was made by another custodes (it is made whole under another name, then linked into place: another run
-    never finds one half made)."""
+    never finds one half made), with why it was made again (None: it was not)."""
     from custodes.catalog import Catalog
 
+    remade = None
     if path.exists():
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
@@ -206,11 +217,15 @@ def _open(path: Path) -> Catalog:
             if _busy(e):
                 raise ReplayCacheError(f"{path}: another run holds the kept replay ({e})") from None
             _remove(path)  # not a database (damaged): made again
+            remade = f"could not be read ({e}): damaged, or not one custodes wrote"
         else:
+            remade = "could not be read: damaged, or not one custodes wrote"
             try:
                 _pragmas(fresh)
-                if _read_meta(fresh).made_by == MADE_BY:
-                    return fresh
+                made_by = _read_meta(fresh).made_by
+                if made_by == MADE_BY:
+                    return fresh, None
+                remade = f"was made by {made_by}"
             except sqlite3.Error as e:
                 if _busy(e):
                     fresh.close()
@@ -238,7 +253,7 @@ def _open(path: Path) -> Catalog:
         _remove(new)
     fresh = Catalog.open(path, migrate=False)
     _pragmas(fresh)
-    return fresh
+    return fresh, remade
 
 
 def _read_meta(fresh: Catalog) -> _Meta:
@@ -259,6 +274,14 @@ def _pragmas(fresh: Catalog) -> None:
     conn.execute("PRAGMA foreign_keys=OFF")  # as in any replay: an older entry's row may name one adopted later
 
 
+class _Forked(Exception):
+    """The ledger does not extend the signed size ``meta`` holds (:class:`RolledBack`, said with why)."""
+
+    def __init__(self, meta: _Meta, why: str) -> None:
+        super().__init__(why)
+        self.meta = meta
+
+
 def _signed_entries(live: Catalog, meta: _Meta, signed: dict[int, bytes], new: _Meta) -> Iterator[tuple[int, bytes]]:
     """The ledger's entries after those ``meta`` holds, each hashed as it goes by: at every size with a signed
     root the hashes so far must give it (:class:`_Stale` otherwise), and ``new`` keeps the last such size, its
@@ -268,9 +291,9 @@ def _signed_entries(live: Catalog, meta: _Meta, signed: dict[int, bytes], new: _
     # (checked as the entries after it go by). A ledger whose checkpoints all stop short of it (an archive put
     # back from an older copy, or another archive's ledger at the same place) does not fit it.
     if max(signed, default=0) < meta.signed:
-        raise _Stale(f"no checkpoint this run checked reaches the {meta.signed} entries kept")
+        raise _Forked(meta, f"no signed checkpoint of this ledger reaches the {meta.signed:,} entries kept")
     if meta.signed in signed and acc.root() != signed[meta.signed]:
-        raise _Stale(f"the {meta.signed} entries kept do not give their signed root")
+        raise _Forked(meta, f"this ledger's checkpoint of {meta.signed:,} entries has another root")
     tail = bytearray()
 
     def passed(leaf: bytes) -> None:
@@ -279,7 +302,7 @@ def _signed_entries(live: Catalog, meta: _Meta, signed: dict[int, bytes], new: _
         root = signed.get(acc.size)
         if root is not None:
             if acc.root() != root:
-                raise _Stale(f"the first {acc.size} entries do not give their signed root")
+                raise _Forked(meta, f"its first {acc.size:,} entries and the ones kept do not give their signed root")
             new.signed, new.frontier = acc.size, acc.frontier()
             tail.clear()
 
@@ -317,12 +340,21 @@ def compare_kept(
     _own_folder(folder)
     _prune(folder, time.time())
     path = _file_for(live, archive_id)
-    fresh = _open(path)
+    fresh, remade = _open(path)
     then = None
     try:
         # Brought up once on its own (the bulk of the entries), then again inside the snapshot the comparison
         # reads, so that what an ingest commits meanwhile is in both or in neither.
-        first = _brought_up(live, fresh, signed)
+        try:
+            first = _brought_up(live, fresh, signed)
+        except _Forked as e:
+            root = merkle.Accumulator.resume(e.meta.signed, e.meta.frontier).root().hex()
+            raise RolledBack(
+                f"your kept replay holds {e.meta.signed:,} signed entries of this archive (root {root}) that its "
+                f"ledger does not extend ({e}): the ledger was rolled back, put back from an older copy or "
+                "rewritten; compare it with a backup and with the checkpoints held elsewhere (ledger publish), and "
+                f"once the ledger as it is now is known good, remove {shown_name(os.fspath(path))} to accept it"
+            ) from None
         if first is not None:
             with replay.attached_to(live, fresh), live.snapshot():
                 then = _brought_up(live, fresh, signed)
@@ -340,7 +372,7 @@ def compare_kept(
         return None
     with suppress(OSError):
         os.utime(path)  # used: kept (_prune)
-    kept = Kept(path, first[1], then[2] - first[1])
+    kept = Kept(path, first[1], then[2] - first[1], remade=remade)
     if not found:
         return made, found, kept
     # Every difference is named by a full replay (which records the entries that wrote each row): it is the
