@@ -1137,9 +1137,7 @@ def refuse_inside(
     places += [(copy.resolve(), "inside the archive's second copy") for copy in copies]
     for inner, what in places:
         if within(resolved, inner):
-            raise ArchiveError(
-                f"{option} {given}: that is {what}; write {option.lstrip('-')} outside the archive's folders"
-            )
+            raise ArchiveError(f"{option} {given}: that is {what}; give {option} a place outside the archive's folders")
     return given
 
 

@@ -243,5 +243,19 @@ def test_a_dock_clock_station_time_needs_its_offset(tmp_path: Path, station: str
             assert [c["offset_seconds"] for c in readings] == [5.0], (tz, readings)
         else:
             assert readings == [] and any(
-                f["kind"] == "malformed" and "UTC offset" in f["message"] for f in got["findings"]
+                f["kind"] == "malformed" and f"station_time {station!r}" in f["message"] for f in got["findings"]
             ), got["findings"]
+
+
+def test_one_cap_per_file_whoever_made_its_findings(tmp_path: Path) -> None:
+    """Junk lines (the driver's findings) and lines dated 2262 (the contract checker's, which names the device)
+    about one EVENTS.LOG were capped apart: two count lines and 200 findings (a final review)."""
+    from custodes.drivers import FINDINGS_PER_FILE
+
+    vol = recorder(tmp_path, "001234", "BWC0001", [(0, 1, False)])
+    lines = [f"junk {i}" if i % 2 else "2262-05-01 00:00:00 power_on" for i in range(3 * FINDINGS_PER_FILE)]
+    (vol / "EVENTS.LOG").write_text("\n".join(lines) + "\n")
+    about_log = [f for f in read_volume(vol).findings if f.path and f.path.endswith("EVENTS.LOG")]
+    assert {f.kind for f in about_log} == {"malformed"}
+    assert len(about_log) == FINDINGS_PER_FILE + 1
+    assert about_log[-1].evidence == {"left_out": 2 * FINDINGS_PER_FILE}

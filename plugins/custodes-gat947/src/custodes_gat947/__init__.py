@@ -275,29 +275,28 @@ class Gat947Driver(Driver):
         path = volume / CLOCK_FILE
         if not path.is_file() or path.is_symlink():
             return [], []
-        device_time = _local(values.get("device_time", ""), tz)
-        station = values.get("station_time", "").replace("Z", "+00:00")
+        given_device, given_station = values.get("device_time", ""), values.get("station_time", "")
+        device_time = _local(given_device, tz)
         try:
-            read = datetime.fromisoformat(station) if station else None
+            read = datetime.fromisoformat(given_station.replace("Z", "+00:00")) if given_station else None
         except ValueError:
             read = None
         offset = None if read is None else read.utcoffset()
         # Without its offset the station's time was read in the zone of the machine ingesting the card (TZ), and
         # the correction of the evidence's clock with it (a hostile review); no zone is more than 14 h from UTC.
-        trusted = (
-            int(read.timestamp()) * NS
-            if read is not None and offset is not None and abs(offset) <= _MAX_OFFSET
-            else None
-        )
-        if device_time is None or trusted is None:
-            return [], [
-                Finding(
-                    "malformed",
-                    "clock reading needs device_time and station_time, the station's with its UTC offset "
-                    "(2024-03-01T10:00:00Z or +08:00)",
-                    path=str(path),
-                )
-            ]
+        why = None
+        if device_time is None:
+            why = f"device_time {given_device!r} is not a device-local time (YYYY-MM-DD hh:mm:ss)"
+        elif read is None:
+            why = f"station_time {given_station!r} is not an RFC 3339 time"
+        elif offset is None:
+            why = f"station_time {given_station!r} has no UTC offset (Z, or +08:00)"
+        elif abs(offset) > _MAX_OFFSET:
+            why = f"station_time {given_station!r} is more than 14 hours from UTC"
+        if why is not None:
+            return [], [Finding("malformed", f"no clock reading: {why}", path=str(path))]
+        assert read is not None  # noqa: S101 - why is None only with a time read
+        trusted = int(read.timestamp()) * NS
         return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
     def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[DeviceCheck], list[Finding]]:
