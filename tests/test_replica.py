@@ -323,3 +323,37 @@ def test_repair_says_what_it_removed(make_cli_archive: Callable[..., Path], tmp_
     with sqlite3.connect(f"file:{arch / 'catalog.sqlite'}?mode=ro", uri=True) as db:
         entries = [json.loads(e) for (e,) in db.execute("SELECT entry FROM ledger WHERE type = 'storage_repair'")]
     assert [e["done"] for e in entries] == [["removed a FIFO (not a file)"]]
+
+
+def test_an_object_made_writable_or_readable_by_others_is_found_and_repaired(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An object's file chmod-ed from 0400 went unreported, by verify and by repair (two hostile reviews): now
+    it is `unprotected` in every kind of run, in either copy, its bytes still re-hashed (a change of them is
+    `modified` too), and repair makes it read-only again in place, in the ledger."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    _objects(arch)[names[0]].chmod(0o644)
+    _objects(second)[names[1]].chmod(0o600)
+    _flip_a_byte(_objects(arch)[names[2]])  # written through a mode opened for it, then closed again...
+    _objects(arch)[names[2]].chmod(0o640)  # ...and left readable by the group
+    for extra in ((), ("--quick",)):
+        r = run_cli("verify", arch, "--json", *extra)
+        assert r.returncode == 1
+        found = {(f["kind"], f["copy"], f["object"]) for f in json.loads(r.stdout)["findings"]}
+        expected = {
+            ("unprotected", None, names[0]),
+            ("unprotected", "replica", names[1]),
+            ("unprotected", None, names[2]),
+        }
+        assert found == expected | (set() if extra else {("modified", None, names[2])}), found
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stderr
+    done = {(x["object"], x["copy"], x["was"], tuple(x["done"])) for x in json.loads(r.stdout)["repaired"]}
+    assert (names[0], "first", "unprotected", ("set mode 0644 back to 0400",)) in done
+    assert (names[1], "replica", "unprotected", ("set mode 0600 back to 0400",)) in done
+    assert any(o == names[2] and was == "modified" for o, _, was, _ in done)  # restored whole, read-only
+    assert _verify(arch) == (0, [])
+    for path in [*_objects(arch).values(), *_objects(second).values()]:
+        assert path.stat().st_mode & 0o7777 == 0o400, path

@@ -71,6 +71,7 @@ def test_a_slice_reports_a_damaged_object_only_in_its_own_slice_but_ledger_damag
     path = many / "objects" / "sha256" / victim[:2] / victim[2:4] / victim
     path.chmod(0o644)
     path.write_bytes(b"x" + path.read_bytes()[1:])
+    path.chmod(0o400)  # the bytes changed, the protection put back (a widened mode is a finding of its own)
     first = verify(many, "--slice", "1/2", code=1)
     assert [(f["kind"], f["object"]) for f in first["findings"]] == [("modified", victim)]
     assert verify(many, "--slice", "2/2")["ok"]
@@ -178,6 +179,8 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
     os.truncate(short, short.stat().st_size - 10)
     flipped.chmod(0o644)
     flipped.write_bytes(b"!" + flipped.read_bytes()[1:])  # same size: only a re-hash can see it
+    for p in (short, flipped):
+        p.chmod(0o400)  # the protection put back (a widened mode is a finding of its own)
     before = stamps(many)
     report = verify(many, "--quick", code=1)
     assert report["rehashed"] is False and report["bytes"] == 0 and report["run"] is None
@@ -264,6 +267,7 @@ def test_a_resumed_run_finds_objects_deleted_or_truncated_since_and_a_plain_run_
     gone.unlink()
     short.chmod(0o644)
     os.truncate(short, short.stat().st_size - 1)
+    short.chmod(0o400)
     report = verify(many, "--resume", code=1)
     assert report["run"]["resumed"] and report["checked"] == OBJECTS
     assert {(f["kind"], f["object"]) for f in report["findings"]} == {("missing", done[0]), ("truncated", done[1])}

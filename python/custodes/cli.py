@@ -1869,7 +1869,8 @@ def verify_command(
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
     modified, truncated, missing, unexpected, ledger_mismatch,
     checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
-    purge --resume`), untrusted_key, witness_mismatch, policy_mismatch
+    purge --resume`), unprotected (an object's file not read-only, 0400, any
+    more), untrusted_key, witness_mismatch, policy_mismatch
     (custodes.toml is not the ledgered policy), with the segment and
     object it concerns (a catalog row that the ledger, replayed, does not
     explain also names its table, row and ledger entry), or pending: work of

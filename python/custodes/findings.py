@@ -38,6 +38,7 @@ ARTICLES: dict[str, int] = {
     "gap_unexplained": 14,
     "unapproved_access": 22,
     "modified": 23,
+    "unprotected": 23,
     "missing": 23,
     "unexpected": 23,
     "ledger_mismatch": 23,

@@ -324,6 +324,7 @@ FINDING_KINDS: dict[str, tuple[str, str]] = {
     "gap_unexplained": ("未说明原因的中断", "Unexplained gap"),
     "unapproved_access": ("未经批准的调阅", "Unapproved access"),
     "modified": ("对象被改动", "Object modified"),
+    "unprotected": ("对象未受保护", "Object unprotected"),
     "missing": ("对象缺失", "Object missing"),
     "unexpected": ("多余的对象", "Unexpected object"),
     "ledger_mismatch": ("账本不符", "Ledger mismatch"),

@@ -28,8 +28,9 @@ from custodes.verify import verify
 
 __all__ = ["REPAIRABLE", "RepairResult", "StorageCheck", "check_storage", "repair"]
 
-#: What a repair puts right: the object's bytes are gone or wrong in one copy.
-REPAIRABLE = ("missing", "modified", "truncated")
+#: What a repair puts right: the object's bytes are gone or wrong in one copy (restored from the other), or its
+#: file is no longer read-only for the archive's account alone (made so again, in place).
+REPAIRABLE = ("missing", "modified", "truncated", "unprotected")
 FIRST, REPLICA = "first", "replica"
 
 
@@ -107,6 +108,16 @@ def repair(archive: Archive) -> RepairResult:
         recorded = archive.catalog.objects.get(digest)
         if recorded is None or recorded.purged_ns is not None:
             continue  # not evidence the archive keeps (a stray, a purged object): verify reports it
+        for copy in [c for c, was in copies.items() if was == "unprotected"]:  # its bytes are sound: in place
+            del copies[copy]
+            try:
+                done = stores[copy].protect(digest)  # type: ignore[union-attr,attr-defined]  # the local store's
+            except (OSError, CustodesError, AttributeError) as e:
+                result.failed.append({"object": digest, "copy": copy, "why": str(e)})
+                continue
+            _record(archive, result, person, digest, copy, "unprotected", done)
+        if not copies:
+            continue
         if len(copies) == 2:
             said = ", ".join(f"the {copy} copy is {was}" for copy, was in sorted(copies.items()))
             result.unrepairable.append({"object": digest, "why": f"both copies are bad: {said}"})
@@ -120,19 +131,25 @@ def repair(archive: Archive) -> RepairResult:
             result.failed.append({"object": digest, "copy": copy, "why": str(e)})
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
-        now = time.time_ns()
-        entry = {
-            "type": "storage_repair",
-            "sha256": digest,
-            "copy": copy,
-            "was": was,
-            "done": done,  # what the repair removed (forged versions, a damaged file): the damage's record
-            "by": person,
-            "time": now,
-        }
-        with archive.transaction() as catalog:
-            replay.record(catalog, entry)
-        result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})
+        _record(archive, result, person, digest, copy, was, done)
     if result.repaired:
         archive.checkpoint()
     return result
+
+
+def _record(
+    archive: Archive, result: RepairResult, person: str, digest: str, copy: str, was: str, done: list[str]
+) -> None:
+    """A repair made: its ledger entry (``done``: what it removed or changed, the damage's record) and its line."""
+    entry = {
+        "type": "storage_repair",
+        "sha256": digest,
+        "copy": copy,
+        "was": was,
+        "done": done,
+        "by": person,
+        "time": time.time_ns(),
+    }
+    with archive.transaction() as catalog:
+        replay.record(catalog, entry)
+    result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})

@@ -149,6 +149,7 @@ PROBLEMS = {
     "deleted": "missing",  # the object's latest version is a delete marker
     "special": "modified",  # a FIFO, socket or device where the object should be: no bytes of the object's
     "unreadable": "unreadable",  # a folder of the store that cannot be listed: what is in it cannot be checked
+    "unprotected": "unprotected",  # an object's file writable, or readable by others: its bytes are still checked
 }
 
 

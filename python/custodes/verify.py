@@ -96,8 +96,9 @@ EXECUTOR_FAULT = "executor_fault"
 class VerifyFinding:
     """One thing verify found: an object, catalog row, ledger entry or checkpoint that is not as recorded."""
 
-    kind: str  # modified, truncated, missing, unexpected, ledger_mismatch, checkpoint_mismatch, purge_incomplete,
+    # modified, truncated, missing, unexpected, unprotected, ledger_mismatch, checkpoint_mismatch, purge_incomplete,
     # policy_mismatch; pending (not a failure)
+    kind: str
     message: str
     segment: int | None = None
     object: str | None = None
@@ -848,6 +849,12 @@ def _listed_finding(archive: Archive, listed: Listed) -> VerifyFinding:
         detail = f"{name}: {listed.detail}"
     elif listed.problem == "special":
         detail = f"object is {listed.detail}, not the file the archive stored ({name})"
+    elif listed.problem == "unprotected":
+        detail = (
+            f"object file is {listed.detail}, not read-only for the archive's account alone ({name}): others, or "
+            "the archive's own programs, could change or read it; `chmod 400` it as that account (with a second "
+            "copy, `custodes storage repair` does it and records it)"
+        )
     elif listed.problem == "unreadable":
         detail = (
             f"folder of the store that cannot be listed: {name} ({listed.detail}); the objects in it cannot be checked"
@@ -1305,7 +1312,9 @@ class _StoreWalk:
                     VerifyFinding("missing", "object is not in the store", catalog.segments.first_for_object(sha), sha)
                 )
                 continue
-            if found.problem is not None:
+            if found.problem == "unprotected":
+                result.findings.append(_listed_finding(archive, found))  # and its bytes re-hashed all the same
+            elif found.problem is not None:
                 # A link (hashing would follow it: the bytes checked would not be the archive's own), an object
                 # written again or deleted through another client: reported as the listing saw it.
                 self.reported.add(sha)

@@ -221,7 +221,7 @@ class LocalStore:
                 continue
             try:
                 final = self.file_of(item.digest)
-                os.chmod(item.file, stat.S_IRUSR)  # read-only, and for the archive's account alone
+                os.chmod(item.file, OBJECT_MODE)  # read-only, and for the archive's account alone
                 storage_op("write", final)
                 with self._object_folder(item.digest, create=True) as folder:
                     try:
@@ -318,12 +318,28 @@ class LocalStore:
                         done = [f"removed {file_kind(st.st_mode)} (not a file)"]
                     storage_op("write", self.file_of(digest))
                     os.unlink(digest, dir_fd=folder)  # the name only: never what a link points to
-                os.chmod(temp, stat.S_IRUSR)
+                os.chmod(temp, OBJECT_MODE)
                 os.link(temp, digest, dst_dir_fd=folder)
                 self._fsync_folder(digest, folder)
         finally:
             temp.unlink(missing_ok=True)
         return done
+
+    def protect(self, digest: str) -> builtins.list[str]:
+        """The object's file made read-only for the archive's account alone again (:data:`OBJECT_MODE`), through
+        its folder and never through a link; what was done, for the ledger."""
+        with self._object_folder(digest) as folder:
+            fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise StoreError(f"object {digest} is {file_kind(st.st_mode)}, not a file: not changed")
+                storage_op("write", self.file_of(digest))
+                os.fchmod(fd, OBJECT_MODE)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return [f"set mode {stat.S_IMODE(st.st_mode):04o} back to {_OBJECT_MODE_TEXT}"]
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)
@@ -383,7 +399,16 @@ class LocalStore:
         for part in _core.DigestTreeWalk(self._objects, within.low or "", within.high):
             for found, kind, detail in part:
                 if kind == "object":
-                    yield Listed(f"{under}{found[:2]}/{found[2:4]}/{found}", found, None, None, "")
+                    # detail: the file's permission bits as the core read them ("" when it could not): an object
+                    # made writable, or readable by others, is still hashed, and named (a hostile review).
+                    wrong = detail and detail != _OBJECT_MODE_TEXT
+                    yield Listed(
+                        f"{under}{found[:2]}/{found[2:4]}/{found}",
+                        found,
+                        None,
+                        "unprotected" if wrong else None,
+                        f"mode {detail}" if wrong else "",
+                    )
                 elif kind == "elsewhere":  # not an object at its own place: named as what it is, where it is
                     yield self._misplaced(found)
                 else:
@@ -495,6 +520,9 @@ class _Limited:
 
 #: In a second copy's folder: the archive (and copy) the folder belongs to.
 OWNER_FILE = "custodes-archive.txt"
+#: An object's file: read-only, and for the archive's account alone.
+OBJECT_MODE = stat.S_IRUSR
+_OBJECT_MODE_TEXT = f"{OBJECT_MODE:04o}"
 
 
 def _claim(path: Path, owner: str) -> bool:

@@ -4,9 +4,10 @@
 //! digest's first four hex digits. A listing of 20,000 objects opens some
 //! 17,500 folders: in Python each `scandir`, sort and check of its one file
 //! cost more than re-hashing the object. Here the folders are read in
-//! parallel (the first level's folders shared out over the cores), with no
-//! system call per file: whether an entry is a folder or a link comes from the
-//! directory listing itself.
+//! parallel (the first level's folders shared out over the cores): whether an
+//! entry is a folder or a link comes from the directory listing itself, and an
+//! object's file is `lstat`-ed once for its mode (the store keeps objects
+//! read-only; a widened mode is a finding of the caller's).
 //!
 //! The listing says only where things are; what they mean (a stray object, a
 //! misplaced file, a link) is the caller's to decide. A folder it cannot read
@@ -16,7 +17,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
@@ -38,8 +39,9 @@ pub enum TreeEntry {
 /// What an entry at an object's place is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// A regular file: the object, as far as a listing can tell.
-    File,
+    /// A regular file: the object, as far as a listing can tell, with its permission bits (`mode & 0o7777`;
+    /// None when it was gone by the time it was looked at).
+    File(Option<u32>),
     /// A symbolic link (never followed).
     Link,
     /// Neither: a FIFO, a socket or a device, named (reading one could hang or never end).
@@ -162,7 +164,9 @@ fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &
             let kind = match kind {
                 Kind::Link => ObjectKind::Link,
                 Kind::Special(what) => ObjectKind::Special(what),
-                Kind::Folder | Kind::File => ObjectKind::File,
+                Kind::Folder | Kind::File => ObjectKind::File(
+                    fs::symlink_metadata(root.join(&relative)).ok().map(|m| m.permissions().mode() & 0o7777),
+                ),
             };
             out.push(TreeEntry::Object { digest: digest.to_owned(), kind });
         }
@@ -345,5 +349,24 @@ mod tests {
         assert!(made.success());
         let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
         assert_eq!(got, vec![TreeEntry::Object { digest: a, kind: ObjectKind::Special("a FIFO") }]);
+    }
+
+    #[test]
+    fn an_object_s_mode_is_listed_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (a, b) = (digest('a'), digest('b'));
+        for (d, mode) in [(&a, 0o400), (&b, 0o644)] {
+            fs::write(place(root, d), b"x").unwrap();
+            fs::set_permissions(place(root, d), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        assert_eq!(
+            got,
+            vec![
+                TreeEntry::Object { digest: a, kind: ObjectKind::File(Some(0o400)) },
+                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(0o644)) },
+            ]
+        );
     }
 }

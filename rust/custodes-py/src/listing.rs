@@ -52,7 +52,10 @@ impl DigestTreeWalk {
                 };
                 let digest = |d: &str| PyString::new(py, d).into_any().unbind();
                 Ok(match e {
-                    TreeEntry::Object { digest: d, kind: ObjectKind::File } => (digest(&d), "object", String::new()),
+                    // The mode's permission bits in octal ("" when unknown): the store judges them.
+                    TreeEntry::Object { digest: d, kind: ObjectKind::File(mode) } => {
+                        (digest(&d), "object", mode.map_or_else(String::new, |m| format!("{m:04o}")))
+                    }
                     TreeEntry::Object { digest: d, kind: ObjectKind::Link } => (digest(&d), "link", String::new()),
                     TreeEntry::Object { digest: d, kind: ObjectKind::Special(what) } => {
                         (digest(&d), "special", what.to_owned())
