@@ -164,9 +164,8 @@ fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &
             let kind = match kind {
                 Kind::Link => ObjectKind::Link,
                 Kind::Special(what) => ObjectKind::Special(what),
-                Kind::Folder | Kind::File => ObjectKind::File(
-                    fs::symlink_metadata(root.join(&relative)).ok().map(|m| m.permissions().mode() & 0o7777),
-                ),
+                Kind::File(mode) => ObjectKind::File(mode),
+                Kind::Folder => ObjectKind::File(None),
             };
             out.push(TreeEntry::Object { digest: digest.to_owned(), kind });
         }
@@ -189,7 +188,8 @@ fn object_at_its_place(relative: &Path) -> Option<&str> {
 enum Kind {
     Folder,
     Link,
-    File,
+    /// With its permission bits, read relative to the folder being listed (`fstatat`, no path walked again).
+    File(Option<u32>),
     Special(&'static str),
 }
 
@@ -206,7 +206,7 @@ fn sorted_entries(folder: &Path) -> io::Result<Vec<(OsString, Kind)>> {
         let kind = match entry.file_type() {
             Ok(t) if t.is_dir() => Kind::Folder,
             Ok(t) if t.is_symlink() => Kind::Link,
-            Ok(t) if t.is_file() => Kind::File,
+            Ok(t) if t.is_file() => Kind::File(entry.metadata().ok().map(|m| m.permissions().mode() & 0o7777)),
             Ok(t) if t.is_fifo() => Kind::Special("a FIFO"),
             Ok(t) if t.is_socket() => Kind::Special("a socket"),
             Ok(t) if t.is_char_device() => Kind::Special("a character device"),
