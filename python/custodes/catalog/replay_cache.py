@@ -345,22 +345,21 @@ def compare_kept(
     try:
         # Brought up once on its own (the bulk of the entries), then again inside the snapshot the comparison
         # reads, so that what an ingest commits meanwhile is in both or in neither.
-        try:
-            first = _brought_up(live, fresh, signed)
-        except _Forked as e:
-            root = merkle.Accumulator.resume(e.meta.signed, e.meta.frontier).root().hex()
-            raise RolledBack(
-                f"your kept replay holds {e.meta.signed:,} signed entries of this archive (root {root}) that its "
-                f"ledger does not extend ({e}): the ledger was rolled back, put back from an older copy or "
-                "rewritten; compare it with a backup and with the checkpoints held elsewhere (ledger publish), and "
-                f"once the ledger as it is now is known good, remove {shown_name(os.fspath(path))} to accept it"
-            ) from None
+        first = _brought_up(live, fresh, signed)
         if first is not None:
             with replay.attached_to(live, fresh), live.snapshot():
                 then = _brought_up(live, fresh, signed)
                 if then is not None:
                     made = then[0]
                     found = replay.differences(live, fresh, made)
+    except _Forked as e:
+        root = merkle.Accumulator.resume(e.meta.signed, e.meta.frontier).root().hex()
+        raise RolledBack(
+            f"your kept replay holds {e.meta.signed:,} signed entries of this archive (root {root}) that its "
+            f"ledger does not extend ({e}): the ledger was rolled back, put back from an older copy or "
+            "rewritten; compare it with a backup and with the checkpoints held elsewhere (ledger publish), and "
+            f"once the ledger as it is now is known good, remove {shown_name(os.fspath(path))} to accept it"
+        ) from None
     except sqlite3.Error as e:
         if not _busy(e):
             raise
