@@ -1086,12 +1086,12 @@ def owned_output(archive: Archive, folder: Path) -> Iterator[Path]:
 
 
 def _within(path: str | os.PathLike[str], folder: Path) -> bool:
+    """:func:`within` for a path as a person gave it (resolved first; one that cannot be is not within)."""
     try:
         resolved = Path(path).resolve()
     except OSError:
         return False
-    inner = folder.resolve()
-    return resolved == inner or inner in resolved.parents
+    return within(resolved, folder.resolve())
 
 
 def within(path: Path, folder: Path) -> bool:
