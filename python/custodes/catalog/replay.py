@@ -914,12 +914,21 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
         # (savepoints still roll back; a write-ahead log would hold a second copy of every page written).
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA journal_mode=MEMORY")
-        conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
-        # A savepoint's journal of the pages it changed (one per group of entries) in memory, not a temporary file.
-        conn.execute("PRAGMA temp_store=MEMORY")
+        tune_for_replay(fresh)
         defer_indexes(fresh)
         with attached_to(live, fresh):
             yield fresh
+
+
+def tune_for_replay(fresh: Catalog) -> None:
+    """A catalog to replay into, a scratch or a kept replay (catalog.replay_cache), set as a replay wants it:
+    :data:`SCRATCH_CACHE_KIB` of page cache, a savepoint's journal of the pages it changed (one per group of
+    entries) in memory rather than in a temporary file, and foreign keys off (a row of an older entry may refer
+    to one only its adoption makes). Outside a transaction: SQLite ignores the last inside one."""
+    conn = _conn(fresh)
+    conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA foreign_keys=OFF")
 
 
 @contextmanager
@@ -953,19 +962,21 @@ def deferred_indexes(fresh: Catalog) -> list[str]:
     return list(_DEFERRED.get(fresh, ()))
 
 
-def defer_indexes(fresh: Catalog, dropped: list[str] | None = None) -> None:
+def keep_deferred(fresh: Catalog, creates: list[str]) -> None:
+    """``fresh`` (a kept replay, opened again) is without the indexes of ``creates`` (:func:`deferred_indexes`
+    when it was last written): they are built when a replay needs them, as a scratch's are."""
+    if creates:
+        _DEFERRED[fresh] = list(creates)
+    else:
+        _DEFERRED.pop(fresh, None)
+
+
+def defer_indexes(fresh: Catalog) -> None:
     """Drop the scratch's non-unique indexes, kept aside to be built when needed. An index makes no row and
     refuses none: only the unique ones (primary keys, UNIQUE) decide what an entry may write, and they stay.
     The others cost most of a replay of a large ledger: each segment and object row goes into several of them,
     the digest-keyed ones in random order (at 10^6 segments they no longer fit the page cache), and nothing
-    the comparison does reads them (it finds rows by rowid and by key). ``dropped``: the indexes a kept replay
-    was already made without (:func:`deferred_indexes`), remembered as such, nothing dropped."""
-    if dropped is not None:
-        if dropped:
-            _DEFERRED[fresh] = list(dropped)
-        else:
-            _DEFERRED.pop(fresh, None)
-        return
+    the comparison does reads them (it finds rows by rowid and by key)."""
     conn = _conn(fresh)
     sql = (
         "SELECT name, sql FROM main.sqlite_master "

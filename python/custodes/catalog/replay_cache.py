@@ -269,9 +269,7 @@ def _pragmas(fresh: Catalog) -> None:
     conn = replay._conn(fresh)  # noqa: SLF001
     conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
     conn.execute("PRAGMA synchronous=NORMAL")  # kept, so a crash must not tear it: a write-ahead log
-    conn.execute(f"PRAGMA cache_size=-{replay.SCRATCH_CACHE_KIB}")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA foreign_keys=OFF")  # as in any replay: an older entry's row may name one adopted later
+    replay.tune_for_replay(fresh)
 
 
 class _Forked(Exception):
@@ -397,7 +395,7 @@ def _brought_up(live: Catalog, fresh: Catalog, signed: dict[int, bytes]) -> tupl
             meta = _read_meta(fresh)
             if meta.made_by != MADE_BY:
                 raise _Stale(meta.made_by)
-            replay.defer_indexes(fresh, meta.deferred)
+            replay.keep_deferred(fresh, meta.deferred)
             made = replay.Replay(dict(meta.unknown), list(meta.failed), written_by=False)
             new = _Meta(signed=meta.signed, frontier=meta.frontier)
             replay.apply_entries(_signed_entries(live, meta, signed, new), fresh, made)
