@@ -246,3 +246,23 @@ def test_the_local_backend_refuses_a_bucket_s_options_rather_than_ignoring_them(
         "prefix=p/",
     )
     assert r.returncode == 2 and b"[storage] prefix" in r.stderr and not (tmp_path / "r").exists()
+
+
+def test_an_object_no_longer_read_only_is_listed_so_and_protected_again(store: tuple[ObjectStore, Path]) -> None:
+    """`protect` is the contract's: on a disk the listing names an object whose file's mode was widened and
+    `protect` makes it 0400 again; a bucket names none and refuses it (its objects' guard is Object Lock)."""
+    s, spool = store
+    item = _spool_file(spool, os.urandom(1000))
+    assert s.put_many([item]) == [True]
+    assert [x.problem for x in s.list()] == [None]
+    if s.backend == "s3":
+        with pytest.raises(StoreError, match="no file mode"):
+            s.protect(item.digest)
+        return
+    path = s.file_of(item.digest)  # type: ignore[attr-defined]
+    os.chmod(path, 0o644)
+    (listed,) = s.list()
+    assert (listed.problem, listed.detail) == ("unprotected", "mode 0644")
+    assert s.protect(item.digest) == ["set mode 0644 back to 0400"]
+    assert os.stat(path).st_mode & 0o7777 == 0o400
+    assert [x.problem for x in s.list()] == [None]

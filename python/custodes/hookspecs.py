@@ -72,10 +72,10 @@ def custodes_storage_backends() -> list[StorageBackend]:
     contract of :class:`custodes.storage.ObjectStore` (bytes, never paths: ``put_many`` from spool files with
     the caller's digests, ``put_stream``, ``open`` whole or ranged, ``stat``, ``list`` in digest order with the
     problems it sees, ``hash_objects``, ``lock`` (retention and legal hold) where the storage enforces them,
-    ``purge`` after a tombstone, ``restore`` for a repair, ``guarantees`` probed, ``spec`` to reopen it on a
-    cluster's worker). ``location`` is the archive's folder (its spool is ``location/tmp``); ``options`` the
-    policy's ``[storage]`` (or ``[replica]``) table. ``tests/test_storage_contract.py`` is the contract's test
-    suite; ``plugins/custodes-s3`` a whole backend.
+    ``purge`` after a tombstone, ``restore`` and ``protect`` for a repair, ``guarantees`` probed, ``spec`` to
+    reopen it on a cluster's worker). ``location`` is the archive's folder (its spool is ``location/tmp``);
+    ``options`` the policy's ``[storage]`` (or ``[replica]``) table. ``tests/test_storage_contract.py`` is the
+    contract's test suite; ``plugins/custodes-s3`` a whole backend.
 
     Example::
 

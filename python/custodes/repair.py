@@ -111,8 +111,8 @@ def repair(archive: Archive) -> RepairResult:
         for copy in [c for c, was in copies.items() if was == "unprotected"]:  # its bytes are sound: in place
             del copies[copy]
             try:
-                done = stores[copy].protect(digest)  # type: ignore[union-attr,attr-defined]  # the local store's
-            except (OSError, CustodesError, AttributeError) as e:
+                done = stores[copy].protect(digest)  # type: ignore[union-attr]  # (a second copy: there is one)
+            except (OSError, CustodesError) as e:
                 result.failed.append({"object": digest, "copy": copy, "why": str(e)})
                 continue
             _record(archive, result, person, digest, copy, "unprotected", done)

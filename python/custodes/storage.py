@@ -283,6 +283,13 @@ class ObjectStore(Protocol):
         what it removed or did, one line each, for the repair's ledger entry (the damage is evidence too)."""
         ...
 
+    def protect(self, digest: str) -> builtins.list[str]:
+        """Make the object read-only for the archive's account alone again where the storage keeps that as its
+        file's mode and :meth:`list` named it ``unprotected`` (``custodes storage repair``, which ledgers it); a
+        store that never names one (a bucket: what protects its objects is Object Lock, which :meth:`lock` sets)
+        raises StoreError. Returns what it did, one line each, for the repair's ledger entry."""
+        ...
+
     def guarantees(self) -> builtins.list[Guarantee]:
         """Probe what the store guarantees (write-once, retention, holds, checksums) and say what was seen."""
         ...

@@ -1224,6 +1224,14 @@ class S3Store:
                     f"{where}: the server refused to delete a version ({_reason(e)}): not purged"
                 ) from None
 
+    def protect(self, digest: str) -> Names:
+        """A bucket's objects have no file mode to widen (``list`` never names one ``unprotected``): Object Lock
+        is what protects them (:meth:`lock`, ``custodes storage sync``)."""
+        raise StoreError(
+            f"object {valid_digest(digest)}: a bucket keeps no file mode to put back; its lock is set by "
+            "`custodes storage sync`"
+        )
+
     def restore(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> Names:
         """Put back an object verify found damaged or gone (``custodes storage repair``). A version of a key is
         never changed, so the object's own version is usually still there under what was written after it:
