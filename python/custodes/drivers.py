@@ -29,12 +29,13 @@ hold at most :data:`TEXT_MAX` characters, UTF-8, without NUL.
   :data:`START_SOURCES` (or None), ``DeviceIdentity.kind`` in
   :data:`IDENTITY_KINDS`, ``ClockReading.source`` in :data:`CLOCK_SOURCES`,
   ``VolumeReading.time_zone.source`` in :data:`ZONE_SOURCES`.
-- A reading says at most :data:`FINDINGS_PER_FILE` findings of one kind about one file (and device); the rest
-  are counted in one more finding of that kind (a device log of junk is one file, not half a million findings).
-  The volume scanner says at most :data:`FINDINGS_PER_VOLUME` of each kind about entries it does not store or
-  names oddly (links, FIFOs, unreadable entries, odd names), and counts the rest the same way.
   ``DeviceEvent.kind`` is open (a device logs what it logs), but only the kinds
   in :data:`EVENT_KINDS` mean something to custodes; spell those as written there.
+- A reading says at most :data:`FINDINGS_PER_FILE` findings of one kind about one file; the rest are counted in
+  one more finding of that kind (a device log of junk is one file, not half a million findings). The volume
+  scanner says at most :data:`FINDINGS_PER_VOLUME` of each kind about entries it does not store or names oddly
+  (links, FIFOs, unreadable entries, odd names), and counts the rest the same way. A device's text file past
+  what a driver reads of it is read in whole lines up to there, and said so (:func:`read_lines_head`).
 - :class:`DeviceCheck` (optional, frozen): a pre-use check the device or its docking station logged (Art. 10:
   before recording the officer checks the device and sets its clock): its time (station clock), and what it
   saw: ``clock_offset`` (device clock - station clock, ns, as found before the clock was set), ``battery_percent``
@@ -1074,7 +1075,7 @@ def check_reading(
     )
 
 
-#: Findings of one kind a reading keeps about one file (and device). A device file of junk made one finding a
+#: Findings of one kind a reading keeps about one file. A device file of junk made one finding a
 #: line: 1 MiB of bad event-log lines was 524,288 `malformed` findings, each a catalog row and a ledger entry's
 #: part (a 391 MB catalog from one volume). Past this, one more finding of the kind counts the rest.
 FINDINGS_PER_FILE = 100

@@ -17,6 +17,9 @@ What the kept replay rests on, and what it does not:
 - Entries after the latest signed checkpoint (an ingest in flight) are replayed too, with their leaf hashes kept
   beside the replay: the next run requires the ledger to hold exactly those entries there still, else it starts
   again from nothing.
+- A ledger that does not extend the signed checkpoint the kept replay holds (rolled back, put back from an older
+  copy, rewritten) is :class:`RolledBack`: a finding every run, the kept replay left as it is, until the
+  verifier removes it to accept the ledger as it now is (a monitor that meets a shorter log keeps what it saw).
 - It is used only when the run's own ledger checks found nothing (every entry matches its leaf, every signed
   root is the ledger's), and is keyed by this custodes' version and schema: another version replays afresh.
 - A kept replay that is wrong (damaged, edited by its owner) can only make rows look different: every difference

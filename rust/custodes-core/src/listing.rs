@@ -5,9 +5,9 @@
 //! 17,500 folders: in Python each `scandir`, sort and check of its one file
 //! cost more than re-hashing the object. Here the folders are read in
 //! parallel (the first level's folders shared out over the cores): whether an
-//! entry is a folder or a link comes from the directory listing itself, and an
-//! object's file is `lstat`-ed once for its mode (the store keeps objects
-//! read-only; a widened mode is a finding of the caller's).
+//! entry is a folder or a link comes from the directory listing itself, and a
+//! file's mode from one `fstatat` on the folder being listed (the store keeps
+//! objects read-only; a widened mode is a finding of the caller's).
 //!
 //! The listing says only where things are; what they mean (a stray object, a
 //! misplaced file, a link) is the caller's to decide. A folder it cannot read
