@@ -85,6 +85,24 @@ KEY_VALUES_LIMIT = 64 << 10
 EVENTS_LIMIT = 8 << 20
 
 
+def _station_time(given: str) -> tuple[int | None, str]:
+    """The docking station's time (ns UTC), or None and why not. It must carry its UTC offset: without one it
+    was read in the zone of the machine ingesting the card (TZ), and the evidence's clock corrected with that (a
+    hostile review); and no zone is more than 14 h from UTC."""
+    try:
+        read = datetime.fromisoformat(given.replace("Z", "+00:00")) if given else None
+    except ValueError:
+        read = None
+    if read is None:
+        return None, f"station_time {given!r} is not an RFC 3339 time"
+    offset = read.utcoffset()
+    if offset is None:
+        return None, f"station_time {given!r} has no UTC offset (Z, or +08:00)"
+    if abs(offset) > _MAX_OFFSET:
+        return None, f"station_time {given!r} is more than 14 hours from UTC"
+    return int(read.timestamp()) * NS, ""
+
+
 def read_key_values(path: Path) -> tuple[dict[str, str], list[str], list[str], list[Finding]]:
     """``key=value`` lines of a small text file, the lines that are not, the keys given more
     than once (ambiguous: the first value is kept, never silently the last), and a finding when the file is
@@ -275,28 +293,13 @@ class Gat947Driver(Driver):
         path = volume / CLOCK_FILE
         if not path.is_file() or path.is_symlink():
             return [], []
-        given_device, given_station = values.get("device_time", ""), values.get("station_time", "")
+        given_device = values.get("device_time", "")
         device_time = _local(given_device, tz)
-        try:
-            read = datetime.fromisoformat(given_station.replace("Z", "+00:00")) if given_station else None
-        except ValueError:
-            read = None
-        offset = None if read is None else read.utcoffset()
-        # Without its offset the station's time was read in the zone of the machine ingesting the card (TZ), and
-        # the correction of the evidence's clock with it (a hostile review); no zone is more than 14 h from UTC.
-        why = None
+        trusted, why = _station_time(values.get("station_time", ""))
         if device_time is None:
             why = f"device_time {given_device!r} is not a device-local time (YYYY-MM-DD hh:mm:ss)"
-        elif read is None:
-            why = f"station_time {given_station!r} is not an RFC 3339 time"
-        elif offset is None:
-            why = f"station_time {given_station!r} has no UTC offset (Z, or +08:00)"
-        elif abs(offset) > _MAX_OFFSET:
-            why = f"station_time {given_station!r} is more than 14 hours from UTC"
-        if why is not None:
+        if trusted is None or device_time is None:
             return [], [Finding("malformed", f"no clock reading: {why}", path=str(path))]
-        assert read is not None  # noqa: S101 - why is None only with a time read
-        trusted = int(read.timestamp()) * NS
         return [ClockReading(device_time, trusted, "dock", file=str(path))], []
 
     def _events(self, volume: Path, tz: tzinfo) -> tuple[list[DeviceEvent], list[DeviceCheck], list[Finding]]:
