@@ -172,7 +172,7 @@ def test_the_report_says_not_intact_and_rebuild_restores_the_schema(arch: Path) 
     `ledger rebuild-catalog` names it, and --replace (root is a custodian here) makes the index again."""
     edit(arch, "DROP INDEX segments_by_device_time")
     out = run_cli("report", arch, "--format", "json", "--out", arch.parent / "r.json")
-    assert out.returncode == 0, out.stderr.decode()
+    assert out.returncode == 1 and b"integrity: 1 finding(s)" in out.stderr, out.stderr.decode()  # written, exit 1
     integrity = json.loads((arch.parent / "r.json").read_text())["integrity"]
     assert integrity["ok"] is False and integrity["findings"] == 1
     rebuilt = findings(arch, "ledger", "rebuild-catalog")

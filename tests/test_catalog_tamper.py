@@ -424,7 +424,8 @@ def test_text_that_is_not_utf8_in_the_catalog_is_a_finding_not_a_crash(copy: Pat
     ledger = run_cli("ledger", "verify", copy)
     assert ledger.returncode == 1 and b"ledger_mismatch" in ledger.stdout, ledger.stderr.decode()
     report = run_cli("report", copy, "--format", "json", "--out", copy.parent / "r.json")
-    assert report.returncode == 0 and b"Traceback" not in report.stderr, report.stderr.decode()
+    assert report.returncode == 1 and b"Traceback" not in report.stderr, report.stderr.decode()  # not intact
+    assert json.loads((copy.parent / "r.json").read_text())["integrity"]["ok"] is False
 
 
 #: A time for a forged row (any whole number: the row is forged either way).

@@ -169,7 +169,7 @@ def test_report_verify_rehashes_and_reports_damage(three_checkpoints: Path, tmp_
         a.close()
     assert run_cli("report", three_checkpoints, "--out", out_file).returncode == 0
     assert json.loads(out_file.read_text())["integrity"]["ok"] is True
-    assert run_cli("report", three_checkpoints, "--verify", "--out", out_file).returncode == 0
+    assert run_cli("report", three_checkpoints, "--verify", "--out", out_file).returncode == 1  # written, not intact
     integrity = json.loads(out_file.read_text())["integrity"]
     assert (integrity["full_verify"], integrity["ok"], integrity["findings"]) == (True, False, 1)
 

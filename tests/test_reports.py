@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from footage import T0, make_clip
-from helpers import as_, build_cli_archive, request, run_cli
+from helpers import as_, build_cli_archive, catalog_edit, request, run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -152,3 +152,36 @@ def test_html_is_self_contained_and_pdf_carries_the_chinese_labels(built: Path, 
     assert 0.005 < dark / (width * height) < 0.5  # text and pictures on the page, not a blank or black page
     english = report(built, "html", tmp_path / "en.html", "--lang", "en").read_text()
     assert "Compliance report on enforcement recordings" in english
+
+
+@pytest.mark.parametrize("damage", ["object", "catalog"])
+def test_a_report_whose_integrity_is_not_intact_is_written_and_exits_1(
+    cli_archive: Path, tmp_path: Path, damage: str
+) -> None:
+    """A report exited 0 whatever its integrity check found, so a scheduled `report --verify` passed over a
+    modified object or an edited catalog in silence (the CLI's rule: exit 1 when something is wrong with the
+    evidence). The report is still written whole: it is the record of what is wrong."""
+    clean = run_cli("report", cli_archive, "--format", "json", "--out", tmp_path / "clean.json", "--verify", "--json")
+    assert clean.returncode == 0, clean.stderr  # gaps, late ingests and clock findings alone leave it at 0
+    assert json.loads(clean.stdout)["integrity_ok"] is True
+    assert json.loads((tmp_path / "clean.json").read_text())["findings"]  # (there are such findings)
+    if damage == "object":
+        obj = next(p for p in (cli_archive / "objects").rglob("*") if p.is_file())
+        obj.chmod(0o644)
+        obj.write_bytes(obj.read_bytes()[:-1] + b"X")
+        obj.chmod(0o400)
+    else:
+        with catalog_edit(cli_archive) as c:
+            c.execute("UPDATE segments SET start_ns = start_ns + 1000000000 WHERE id = 1")
+    out = tmp_path / "damaged.json"
+    r = run_cli("report", cli_archive, "--format", "json", "--out", out, "--verify", "--json")
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["integrity_ok"] is False
+    assert re.search(rb"integrity: [1-9]\d* finding\(s\)", r.stderr)
+    model = json.loads(out.read_text())
+    assert model["integrity"]["ok"] is False and model["integrity"]["findings"] >= 1
+    html = run_cli("report", cli_archive, "--format", "html", "--out", tmp_path / "damaged.html", "--verify", "--quiet")
+    assert html.returncode == 1 and (tmp_path / "damaged.html").stat().st_size > 0
+    # Without --verify the objects are not re-hashed: a changed object is not seen, an edited catalog still is.
+    quick = run_cli("report", cli_archive, "--format", "json", "--out", tmp_path / "quick.json")
+    assert quick.returncode == (0 if damage == "object" else 1), quick.stderr

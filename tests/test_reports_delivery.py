@@ -30,14 +30,14 @@ from helpers import (
 )
 
 
-def _report(arch: Path, out: Path, fmt: str = "json") -> Path:
+def _report(arch: Path, out: Path, fmt: str = "json", code: int = 0) -> Path:
     r = run_cli("report", arch, "--format", fmt, "--out", out)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == code, r.stderr
     return out
 
 
-def _model(arch: Path, out: Path) -> dict:
-    return json.loads(_report(arch, out).read_text())
+def _model(arch: Path, out: Path, code: int = 0) -> dict:
+    return json.loads(_report(arch, out, code=code).read_text())
 
 
 def test_a_view_the_caller_could_not_write_is_a_view_whose_receipt_is_unconfirmed(
@@ -139,7 +139,7 @@ def test_an_export_sent_but_unconfirmed_counts_and_one_never_sent_does_not(cli_a
             c.execute(
                 "UPDATE ledger SET entry = ? WHERE seq = ?", (json.dumps(edited, separators=(",", ":")).encode(), seq)
             )
-    model = _model(cli_archive, tmp_path / "r4.json")
+    model = _model(cli_archive, tmp_path / "r4.json", code=1)  # made, and exit 1: its integrity is not intact
     assert model["integrity"]["ok"] is False and model["access"]["failed"] == 0
     assert [u["segments"] for u in model["access"]["unconfirmed_deliveries"]] == [[]]
 

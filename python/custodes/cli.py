@@ -3102,7 +3102,9 @@ def report_command(
     completeness, clocks, timeliness, retention, access, and the Art. 25
     concerns with the segments and ledger entries behind each. JSON is the
     complete model; CSV one row per finding (UTF-8 with BOM); HTML a
-    self-contained page with SVG timelines; PDF the same page."""
+    self-contained page with SVG timelines; PDF the same page. Exit 1 when
+    the integrity check found something wrong (the report is written all the
+    same), else 0 whatever else the report holds."""
     from custodes.plugins import UnknownPluginError, plugin_manager
     from custodes.reports import build_report, default_lang
     from custodes.tasks import parse_time
@@ -3156,7 +3158,27 @@ def report_command(
     finally:
         if made:
             os.unlink(temp)
+    # The report is written whatever it found (it is the record of what is wrong); but a report whose integrity
+    # check failed exits 1, as verify does on the same findings: a scheduled `report --verify` must not pass
+    # silently over a modified object or an edited catalog. Its other findings (gaps, late ingests, clocks)
+    # are what the report is for, and leave the exit at 0.
+    integrity = model.get("integrity")
+    intact = integrity is None or integrity["ok"] is True
     if out.json:
-        _write_json({"format": fmt, "out": shown_path(os.path.abspath(out_path)), "findings": len(model["findings"])})
+        _write_json(
+            {
+                "format": fmt,
+                "out": shown_path(os.path.abspath(out_path)),
+                "findings": len(model["findings"]),
+                "integrity_ok": None if integrity is None else intact,
+            }
+        )
     else:
         out.say(f"{fmt} report written to {shown_path(out_path)}")
+    if not intact:
+        assert integrity is not None
+        _print_stderr(
+            f"integrity: {integrity['findings']} finding(s) of the archive's verification (the report's integrity "
+            "section; `custodes verify` names each)"
+        )
+        sys.exit(EXIT_FINDINGS)
