@@ -120,9 +120,34 @@ def test_an_object_bad_in_both_copies_is_reported_not_guessed(
     assert rc == 1 and {f["copy"] for f in findings} == {None, "replica"}  # nothing was changed
 
 
-def test_repair_needs_a_second_copy_and_a_custodian(cli_archive: Path) -> None:
-    r = run_cli("storage", "repair", cli_archive)
-    assert r.returncode == 2 and b"one copy" in r.stderr
+def test_with_one_copy_repair_protects_in_place_and_reports_bad_bytes(make_cli_archive: Callable[..., Path]) -> None:
+    """An archive of one copy was refused whole ("nothing to repair from"), so an object whose mode was widened
+    had to be chmod-ed by hand, outside the ledger. Its bytes are sound: repair makes it read-only again in
+    place, ledgered; bytes that are bad have no other copy to come from and are reported, never guessed at."""
+    arch = make_cli_archive(recordings=THREE_RECORDINGS, ingest_exit=(1,), people=CUSTODIAN_ROOT)
+    names = sorted(_objects(arch))
+    _objects(arch)[names[0]].chmod(0o644)
+    refused = as_("carol", "storage", "repair", arch)  # carol is no custodian
+    assert refused.returncode == 1 and b"custodian" in refused.stderr
+    assert _objects(arch)[names[0]].stat().st_mode & 0o777 == 0o644  # refused: nothing was done
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 0, r.stderr
+    assert f"repaired {names[0]}: its first copy was unprotected".encode() in r.stdout
+    assert b"made read-only again in place" in r.stdout and b"restored" not in r.stdout
+    assert _objects(arch)[names[0]].stat().st_mode & 0o7777 == 0o400
+    assert _verify(arch) == (0, [])
+    entries = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger")]
+    entries = [e for e in entries if e["type"] == "storage_repair"]
+    assert [(e["sha256"], e["copy"], e["was"], e["done"]) for e in entries] == [
+        (names[0], "first", "unprotected", ["set mode 0644 back to 0400"])
+    ]
+    _flip_a_byte(_objects(arch)[names[1]])
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["repaired"] == [] and [u["object"] for u in out["unrepairable"]] == [names[1]]
+    assert "is modified and the archive keeps one copy" in out["unrepairable"][0]["why"]
+    assert _verify(arch)[0] == 1  # nothing was changed
 
 
 def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:

@@ -2037,8 +2037,9 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
 @archive_argument
 @output_options(quiet_help="Print nothing when nothing is left to repair (--json still prints its object).")
 def storage_repair_command(archive: Archive, out: Output) -> None:
-    """Verify both copies of every object and restore each one bad in one copy from the intact other
-    (custodians; each repair is a ledger entry). Exit 1 when an object could not be repaired."""
+    """Verify every copy of every object and restore each one bad in one copy from the intact other; an object
+    file whose mode was widened is made read-only again in place, with one copy too (custodians; each repair is
+    a ledger entry). Exit 1 when an object could not be repaired."""
     from custodes.repair import repair
 
     result = repair(archive)
@@ -2047,13 +2048,12 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
     else:
         for r in result.repaired:
             done = "; ".join(shown_text(d) for d in r["done"])
-            out.say(
-                f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); restored from the other copy"
-            )
+            how = "made read-only again in place" if r["was"] == "unprotected" else "restored from the other copy"
+            out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); {how}")
         for r in result.unrepairable + result.failed:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
         if not (result.repaired or result.unrepairable or result.failed):
-            out.say("both copies of every object are intact: nothing to repair")
+            out.say("every copy of every object is intact: nothing to repair")
     if not result.ok:
         sys.exit(EXIT_FINDINGS)
 

@@ -5,7 +5,9 @@ bad. A repair re-verifies both copies whole, then puts back each object that is 
 truncated in exactly one copy from the intact one, through the bad store's :meth:`ObjectStore.restore`
 (which checks the bytes against the catalog's digests before they take the object's place), and ledgers
 each repair (``storage_repair``: the object, the copy, what was wrong, who, when). An object bad in both
-copies cannot be repaired from the archive and is reported, never guessed at.
+copies cannot be repaired from the archive and is reported, never guessed at. An object file that is only
+``unprotected`` (its mode widened) is made read-only again in place, in whichever copy, an archive of one copy
+included; with one copy, bytes that are bad have nothing to come back from and are reported.
 
 A check of what each copy's storage guarantees (``custodes storage check``, :func:`check_storage`) is ledgered
 too (``storage_check``: each guarantee, held or missing, who, when): the compliance report shows the latest.
@@ -89,12 +91,9 @@ def check_storage(archive: Archive) -> StorageCheck:
 
 
 def repair(archive: Archive) -> RepairResult:
-    """Verify both copies and restore each object bad in one of them from the other (custodians)."""
-    if archive.replica is None:
-        raise CustodesError(
-            "this archive keeps one copy of its objects: there is nothing to repair from (a [replica] table in "
-            "the policy names a second copy)"
-        )
+    """Verify every copy and restore each object bad in one of them from the other (custodians). An object that
+    is only ``unprotected`` is made read-only again in place, in an archive of one copy too (its bytes are
+    sound: nothing is needed from another copy); one whose bytes are bad in every copy it has is reported."""
     person = require_role(archive, ("custodian",), "storage_repair")
     archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
@@ -103,7 +102,9 @@ def repair(archive: Archive) -> RepairResult:
         if f.object is not None and f.kind in REPAIRABLE:
             bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
     result = RepairResult()
-    stores = {FIRST: archive.store, REPLICA: archive.replica}
+    stores: dict[str, ObjectStore] = {FIRST: archive.store}
+    if archive.replica is not None:
+        stores[REPLICA] = archive.replica
     for digest, copies in sorted(bad.items()):
         recorded = archive.catalog.objects.get(digest)
         if recorded is None or recorded.purged_ns is not None:
@@ -111,12 +112,21 @@ def repair(archive: Archive) -> RepairResult:
         for copy in [c for c, was in copies.items() if was == "unprotected"]:  # its bytes are sound: in place
             del copies[copy]
             try:
-                done = stores[copy].protect(digest)  # type: ignore[union-attr]  # (a second copy: there is one)
+                done = stores[copy].protect(digest)
             except (OSError, CustodesError) as e:
                 result.failed.append({"object": digest, "copy": copy, "why": str(e)})
                 continue
             _record(archive, result, person, digest, copy, "unprotected", done)
         if not copies:
+            continue
+        if len(copies) == len(stores) == 1:
+            result.unrepairable.append(
+                {
+                    "object": digest,
+                    "why": f"it is {copies[FIRST]} and the archive keeps one copy: there is nothing to restore it "
+                    "from (a [replica] table in the policy names a second copy)",
+                }
+            )
             continue
         if len(copies) == 2:
             said = ", ".join(f"the {copy} copy is {was}" for copy, was in sorted(copies.items()))
