@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 from collections.abc import Callable
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -312,6 +313,29 @@ def _replayed_indexes(arch: Path) -> tuple[set[str], set[str], list[replay.Diffe
         with replay.scratch(live) as fresh, live.snapshot():
             found = replay.differences(live, fresh, replay.replay(live, fresh))
             return _indexes(live), _indexes(fresh) - {f"{replay.WRITTEN_BY}_by_row"}, found
+
+
+def test_a_scratch_is_never_synced_not_even_while_its_schema_is_made(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch a verify replays into is thrown away after; it was opened as the catalog is (full sync, a
+    write-ahead log) and its schema made so, some fifteen fdatasyncs of a file no one keeps, every verify."""
+    from custodes.catalog import schema
+
+    seen: list[tuple[int, str]] = []
+    made = schema.migrate
+
+    def spying(conn: sqlite3.Connection, *args: object, **kwargs: object) -> object:
+        seen.append(
+            (conn.execute("PRAGMA synchronous").fetchone()[0], conn.execute("PRAGMA journal_mode").fetchone()[0])
+        )
+        return made(conn, *args, **kwargs)
+
+    with Catalog.open(cli_archive / "catalog.sqlite", migrate=False) as live:
+        monkeypatch.setattr(schema, "migrate", spying)
+        with replay.scratch(live) as fresh, live.snapshot():
+            assert replay.differences(live, fresh, replay.replay(live, fresh)) == []
+    assert seen == [(0, "memory")]  # synchronous OFF, the journal in memory, from the first statement
 
 
 def test_a_scratch_builds_its_non_unique_indexes_only_when_an_entry_reads_them(cli_archive: Path) -> None:

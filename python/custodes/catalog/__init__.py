@@ -95,16 +95,21 @@ class Catalog:
         self.query = Query(conn)  # the query API's paged reads (custodes.query)
 
     @classmethod
-    def open(cls, path: Path, *, migrate: bool = True) -> Catalog:
-        """Connect (WAL, full fsync on commit, foreign keys on) and bring the schema up to date."""
+    def open(cls, path: Path, *, migrate: bool = True, scratch: bool = False) -> Catalog:
+        """Connect (WAL, full fsync on commit, foreign keys on) and bring the schema up to date.
+
+        ``scratch``: a catalog thrown away after use (verify's replay of the ledger): no sync and the rollback
+        journal in memory from the start (savepoints still roll back; a write-ahead log would hold a second copy of
+        every page written). Set before the schema is made: under full sync its migrations' commits were some
+        fifteen fdatasyncs of a file no one keeps, every verify."""
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
         # Text that is not UTF-8 (an edit of the file: custodes writes none) is read with its bytes kept as
         # surrogates, so verify compares it and names the row instead of stopping at it (one such cell made
         # verify, report and the ledger commands fail with a traceback and report nothing).
         conn.text_factory = _text
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA journal_mode={'MEMORY' if scratch else 'WAL'}")
+            conn.execute(f"PRAGMA synchronous={'OFF' if scratch else 'FULL'}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=60000")
             catalog = cls(path, conn)

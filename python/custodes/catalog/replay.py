@@ -907,13 +907,8 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
     # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove.
     with (
         tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-replay-", dir=folder) as tmp,
-        _Catalog.open(Path(tmp) / "replay.sqlite") as fresh,
+        _Catalog.open(Path(tmp) / "replay.sqlite", scratch=True) as fresh,  # thrown away after: a crash loses nothing
     ):
-        conn = _conn(fresh)
-        # Thrown away after: a crash loses nothing of value, so no sync and the rollback journal in memory
-        # (savepoints still roll back; a write-ahead log would hold a second copy of every page written).
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA journal_mode=MEMORY")
         tune_for_replay(fresh)
         defer_indexes(fresh)
         with attached_to(live, fresh):
