@@ -124,6 +124,7 @@ def test_cli_init_ingest_verify(tmp_path: Path, dcim_volume: Path) -> None:
             "witness": None,
         },
         "rehashed": True,
+        "algorithms": ["sha256", "blake3"],  # every digest the policy records, re-hashed and compared
         # The whole archive, once, here: a verification run that finished, with nothing left.
         "run": {
             "id": 1,

@@ -15,7 +15,7 @@ import pytest
 
 from custodes.archive import open_archive
 from custodes.reports import build_report
-from helpers import BACKENDS, catalog_edit, catalog_rows, run_cli, storage_args
+from helpers import BACKENDS, catalog_edit, catalog_rows, run_cli, set_policy, storage_args
 
 OBJECTS = 40
 
@@ -212,6 +212,9 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
         (("--budget", "99999999999999999999PB"), "at most a zettabyte"),
         (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler is for a cluster's executor"),
         (("--quick", "--budget", "1GB"), "--quick re-hashes nothing"),
+        (("--quick", "--algo", "blake3"), "--quick re-hashes nothing"),
+        (("--algo", "md5"), "--algo md5: the policy records no such digest; it records sha256, blake3"),
+        (("--algo", "whirlpool"), "Invalid value for '--algo'"),
     ],
 )
 def test_schedule_arguments_that_cannot_be_taken_are_one_line_errors(many: Path, args, message) -> None:
@@ -292,3 +295,52 @@ def test_a_run_of_part_of_the_archive_still_finds_objects_gone_from_the_store(ma
         assert found == [("missing", victim)], args
     assert verify(many, "--slice", "1/2")["ok"]  # not in slice 1: its listing does not reach it
     assert [f["kind"] for f in verify(many, "--slice", "2/2", code=1)["findings"]] == ["missing"]
+
+
+@pytest.mark.parametrize("archive_backend", BACKENDS)
+@pytest.mark.parametrize("algo", ["blake3", "sha256"])
+def test_one_recorded_digest_re_hashed_finds_every_change(many: Path, algo: str) -> None:
+    """--algo re-hashes and compares one of the recorded digests only (BLAKE3 costs a fraction of SHA-256's
+    CPU): one bit changed in an object is found by it as by both, and the run says which it used."""
+    clean = verify(many, "--algo", algo.upper())
+    assert (clean["algorithms"], clean["checked"]) == ([algo], OBJECTS)
+    assert verify(many)["algorithms"] == ["sha256", "blake3"]  # the default: every one the policy records
+    from helpers import TAMPERS
+
+    a = open_archive(many)
+    try:
+        TAMPERS["bit_flip_middle"][0](a, many.parent)  # same size: only a digest can tell
+    finally:
+        a.close()
+    found = verify(many, "--algo", algo, code=1)
+    assert found["algorithms"] == [algo]
+    assert [f["kind"] for f in found["findings"]] == ["modified"]
+    assert found["findings"] == verify(many, code=1)["findings"]
+    text = run_cli("verify", many, "--algo", algo)
+    assert text.returncode == 1 and f"checked by {algo}, 1 finding(s)".encode() in text.stdout
+
+
+def test_an_object_recorded_without_the_digest_asked_for_is_re_hashed_with_those_it_has(tmp_path: Path) -> None:
+    """Objects ingested while the policy recorded sha256 alone have no blake3 to compare: with --algo blake3
+    (which the policy records since) nothing would have been compared and a changed one passed. Each is re-hashed
+    with the digests it has."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "--algo", "sha256").returncode == 0
+    vol = tmp_path / "CAM7" / "DCIM"
+    vol.mkdir(parents=True)
+    for i in range(3):
+        (vol / f"clip{i}.bin").write_bytes(os.urandom(5000 + i))
+    assert run_cli("ingest", vol.parent, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    text = (arch / "custodes.toml").read_text()
+    both = text.replace('algorithms = [\n    "sha256",\n]', 'algorithms = [\n    "sha256",\n    "blake3",\n]')
+    assert both != text
+    assert set_policy(arch, both).returncode == 0  # the owner's (no approver is named yet)
+    (vol / "late.bin").write_bytes(os.urandom(7000))
+    assert run_cli("ingest", vol.parent, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    assert verify(arch, "--algo", "blake3")["checked"] == 4
+    old = sorted(p for p in (arch / "objects").rglob("*") if p.is_file() and p.stat().st_size < 7000)[0]
+    old.chmod(0o600)
+    old.write_bytes(b"X" + old.read_bytes()[1:])
+    old.chmod(0o400)
+    found = verify(arch, "--algo", "blake3", code=1)
+    assert [(f["kind"], f["object"]) for f in found["findings"]] == [("modified", old.name)]

@@ -55,8 +55,9 @@ from custodes.archive import Archive
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
+from custodes.errors import CustodesError
 from custodes.findings import shown_name
-from custodes.hashing import HashResult
+from custodes.hashing import ALGORITHMS, HashResult
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
@@ -129,6 +130,8 @@ class VerifyResult:
     findings: list[VerifyFinding] = field(default_factory=list)
     trust: dict[str, Any] | None = None  # the key chain checkpoints were checked with, and the witness (keys.py)
     rehashed: bool = True  # False: --quick, sizes only, no object's bytes read
+    #: The digests re-hashed and compared (Schedule.algorithms, else every one the policy records); [] after --quick.
+    algorithms: list[str] = field(default_factory=list)
     run: dict[str, Any] | None = None  # the verification run (custodes.schedule): resumed, stopped, left
     #: How the ledger was replayed: {"kept": file, "held": n, "replayed": k} with a kept replay (incremental),
     #: {"whole": why} when it was replayed whole although asked to keep one; None: replayed whole as asked.
@@ -147,6 +150,7 @@ class VerifyResult:
             "findings": [f.to_json() for f in self.findings],
             "trust": self.trust,
             "rehashed": self.rehashed,
+            "algorithms": self.algorithms,
             "run": self.run,
             "replay": self.replay,
         }
@@ -979,6 +983,26 @@ class Schedule:
     shard_objects: int = SHARD_OBJECTS  # at most this many objects per shard
     shard_bytes: int | None = None  # and at most this many bytes (None: SHARD_BYTES for the executor's kind)
     resume: bool = False  # go on with the latest unfinished run of this selection (custodes.schedule)
+    #: The recorded digests to re-hash and compare, a part of the policy's (None: all of them). Any one of them
+    #: read from every byte finds a change (each is collision-resistant, each was recorded by ingest and ledgered);
+    #: BLAKE3 alone costs a fraction of SHA-256's CPU, which decides a verify of large objects where reading is
+    #: fast (an S3 server close by: 1 GiB 1.34 -> 0.90 s). An object recorded without any of them (ingested under
+    #: an older policy) is re-hashed with every digest it has.
+    algorithms: tuple[str, ...] | None = None
+
+    def rehashing(self, policy: tuple[str, ...]) -> tuple[str, ...]:
+        """The algorithms this run re-hashes with, under a policy recording ``policy``; CustodesError naming
+        those it records when one asked for is not among them."""
+        if self.algorithms is None:
+            return policy
+        if not self.algorithms:
+            raise CustodesError("re-hashing needs at least one algorithm")
+        unknown = [a for a in self.algorithms if a not in policy]
+        if unknown:
+            raise CustodesError(
+                f"the policy records no {', '.join(unknown)} digest to compare with: it records {', '.join(policy)}"
+            )
+        return tuple(dict.fromkeys(self.algorithms))
 
 
 def _verify_store(
@@ -1009,7 +1033,12 @@ def _verify_store(
         return
     first = (result.run, result.checked, result.bytes, len(result.findings))
     # The same selection, all of it now: the budget and --resume are the first copy's (its run is recorded).
-    second = Schedule(selection=schedule.selection, executor=schedule.executor, scheduler=schedule.scheduler)
+    second = Schedule(
+        selection=schedule.selection,
+        executor=schedule.executor,
+        scheduler=schedule.scheduler,
+        algorithms=schedule.algorithms,
+    )
     _verify_copy(cast(Archive, _SecondCopy(archive)), result, workers, None, fresh, second, edited, record=False)
     where = archive.replica.describe()
     result.findings[first[3] :] = [
@@ -1137,6 +1166,7 @@ def _verify_copy(
     what was found intact and record the run (the first copy's pass)."""
     selection = schedule.selection
     result.rehashed = not selection.quick
+    result.algorithms = [] if selection.quick else list(schedule.rehashing(tuple(archive.policy.algorithms)))
     if selection.quick:
         quick = _StoreWalk(archive, result, fresh, selection.range, edited)
         for d in quick:
@@ -1389,6 +1419,7 @@ class _Hashing:
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
+        self.algorithms = schedule.rehashing(tuple(archive.policy.algorithms))
         self.shard_objects = max(1, schedule.shard_objects)
         self.executor = plugin_manager().executors.get(schedule.executor)
         kind = "remote" if self.executor.remote else "local"
@@ -1436,7 +1467,7 @@ class _Hashing:
         return True
 
     def _shards(self, due: Iterator[_Due]) -> Iterator[Shard]:
-        algorithms = tuple(self.archive.policy.algorithms)
+        algorithms = self.algorithms
         index, size = 0, 0
         shard: list[_Due] = []
         limit = self.budget.bytes
@@ -1477,6 +1508,10 @@ class _Hashing:
         verified: list[str] = []
         size = 0
         for d, r in zip(shard, hashed, strict=True):
+            if r.error is None and not any(a in r.digests for a in d.digests):
+                # Recorded without any digest this run re-hashes (ingested under an older policy): nothing would
+                # be compared, so it is re-hashed here with every one it has, never passed unread.
+                (r,) = self._here([d], 1, tuple(a for a in d.digests if a in ALGORITHMS) or ("sha256",))
             result.checked += 1
             if self.locks is not None:
                 # A remote worker's word on the lock is not taken (its digests are spot-checked; a lock it
@@ -1556,9 +1591,13 @@ class _Hashing:
         )
         return self._here(shard, self.workers)
 
-    def _here(self, shard: list[_Due], threads: int | None) -> list[Rehashed]:
-        algorithms = tuple(self.archive.policy.algorithms)
-        return hash_shard(Shard(-1, algorithms, self.archive.store.spec(), tuple(d.sha256 for d in shard)), threads)
+    def _here(
+        self, shard: list[_Due], threads: int | None, algorithms: tuple[str, ...] | None = None
+    ) -> list[Rehashed]:
+        """``shard`` re-hashed in this process, with the run's algorithms (a remote worker's are compared with
+        these) or with ``algorithms``."""
+        chosen = algorithms or self.algorithms
+        return hash_shard(Shard(-1, chosen, self.archive.store.spec(), tuple(d.sha256 for d in shard)), threads)
 
     def _confirm(self, d: _Due, found: tuple[str, str]) -> tuple[str, str] | None:
         """A remote worker says an object is bad: re-hashed here before it is reported. Intact here: the worker
@@ -1595,8 +1634,11 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
         return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
     if r.size != size:
         return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"
-    if any(r.digests.get(a) != h for a, h in d.digests.items() if a in r.digests):
+    compared = [a for a in d.digests if a in r.digests]
+    if any(r.digests[a] != d.digests[a] for a in compared):
         return "modified", "object content differs from its digest"
+    if not compared and r.digests.get("sha256", d.sha256) != d.sha256:  # no recorded digest: its name, then
+        return "modified", "object content differs from its name (its SHA-256)"
     return None
 
 
