@@ -15,7 +15,9 @@ by one each round) quoted as medians, measures as whole processes:
    such a bucket as they are: neither needs it off), and the bucket is removed once the run is checked.
 2. **Verify**, every byte read back from the server: ``custodes verify A`` against ``rclone check --download
    VOL bench:B/bench`` (which downloads every object and compares it with the file), each on what its own
-   ingest stored in that round: the same bytes, custodes' objects named by their SHA-256.
+   ingest stored in that round: the same bytes, custodes' objects named by their SHA-256. custodes twice:
+   as it verifies by default (every digest the policy records: SHA-256 and BLAKE3) and with ``--algo blake3``
+   (every byte read and compared with its BLAKE3 digest alone), the two in an order turned each round.
 3. **Peak RSS ingesting one file** of ``--rss-gib`` GiB (default 4; 0 skips it): the custodes ingest process's
    (GNU time's ``%M``, else wait4's), and rclone copy's for contrast. Target: under 200 MiB.
 
@@ -269,11 +271,16 @@ class Bench:
             raise
         self.drop(bucket)
 
-    def once(self, tool: str, volume: Volume) -> tuple[Sample, Sample | None]:
+    def once(self, tool: str, volume: Volume, turn: int = 0) -> tuple[Sample, dict[str, Sample]]:
+        """One run of ``tool``: its ingest, and its verifies by label (VERIFY_LABELS)."""
         with self.fresh_bucket(tool) as bucket:
+            if tool == "custodes":
+                return self._custodes(bucket, volume, turn)
             return getattr(self, f"_{tool}")(bucket, volume)
 
-    def _custodes(self, bucket: str, volume: Volume) -> tuple[Sample, Sample]:
+    def _custodes(self, bucket: str, volume: Volume, turn: int = 0) -> tuple[Sample, dict[str, Sample]]:
+        """Ingest, then ``verify`` and ``verify --algo blake3`` of what it stored, the two in an order turned by
+        ``turn`` (the second finds the server's caches warmer)."""
         archive = self.work / "archives" / bucket
         init = [*CUSTODES, "init", "--storage", "s3", "--bucket", bucket, "--endpoint", self.server.endpoint]
         must(self.run(*init, "--prefix", PREFIX, str(archive)), "custodes init")
@@ -282,34 +289,39 @@ class Bench:
             ingest = [*CUSTODES, "ingest", str(volume.path), "--archive", str(archive), "--driver", "generic"]
             got = must(self.run(*ingest, "-q", "--json"), "custodes ingest", ok=(0, 1))
             stored_all(got, "custodes ingest", volume.files, FINDINGS)
-            checked = must(self.run(*CUSTODES, "verify", str(archive), "-q", "--json"), "custodes verify")
-            said = json.loads(checked.stdout)
-            if not said.get("ok") or said.get("checked") != volume.files or said.get("bytes") != volume.bytes:
-                raise SystemExit(
-                    f"custodes verify checked {said.get('checked')} objects, {said.get('bytes')} bytes: the volume "
-                    f"has {volume.files} files, {volume.bytes} bytes"
-                )
-            return Sample(got.seconds, got.rss_mib), Sample(checked.seconds, checked.rss_mib)
+            verifies: dict[str, Sample] = {}
+            kinds = {"custodes": (), "custodes-blake3": ("--algo", "blake3")}
+            for kind in sorted(kinds, reverse=turn % 2 == 1):
+                argv = [*CUSTODES, "verify", str(archive), *kinds[kind], "-q", "--json"]
+                checked = must(self.run(*argv), f"custodes verify {' '.join(kinds[kind])}")
+                said = json.loads(checked.stdout)
+                if not said.get("ok") or said.get("checked") != volume.files or said.get("bytes") != volume.bytes:
+                    raise SystemExit(
+                        f"custodes verify checked {said.get('checked')} objects, {said.get('bytes')} bytes: the "
+                        f"volume has {volume.files} files, {volume.bytes} bytes"
+                    )
+                verifies[kind] = Sample(checked.seconds, checked.rss_mib)
+            return Sample(got.seconds, got.rss_mib), verifies
         finally:
             shutil.rmtree(archive, ignore_errors=True)
 
-    def _rclone(self, bucket: str, volume: Volume) -> tuple[Sample, Sample]:
+    def _rclone(self, bucket: str, volume: Volume) -> tuple[Sample, dict[str, Sample]]:
         self.sync()
         copied = must(
             self.run(self.rclone, "--config", str(self.config), "copy", str(volume.path), self._remote(bucket)),
             "rclone copy",
         )
         checked = self._check(bucket, volume)
-        return Sample(copied.seconds, copied.rss_mib), Sample(checked.seconds, checked.rss_mib)
+        return Sample(copied.seconds, copied.rss_mib), {"rclone": Sample(checked.seconds, checked.rss_mib)}
 
-    def _s5cmd(self, bucket: str, volume: Volume) -> tuple[Sample, None]:
+    def _s5cmd(self, bucket: str, volume: Volume) -> tuple[Sample, dict[str, Sample]]:
         self.sync()
         target = f"s3://{bucket}/{PREFIX}/"
         copied = must(
             self.run(self.s5cmd, "--endpoint-url", self.server.endpoint, "cp", f"{volume.path}/*", target), "s5cmd cp"
         )
         self._check(bucket, volume)  # untimed: s5cmd has no check of its own
-        return Sample(copied.seconds, copied.rss_mib), None
+        return Sample(copied.seconds, copied.rss_mib), {}
 
     def _remote(self, bucket: str) -> str:
         return f"{REMOTE}:{bucket}/{PREFIX}"
@@ -330,13 +342,13 @@ class Bench:
         for i in range(self.repeat):
             order = tools[i % len(tools) :] + tools[: i % len(tools)]
             for tool in order:
-                ingest, verify = self.once(tool, volume)
+                ingest, verifies = self.once(tool, volume, i)
                 volume.ingest.setdefault(tool, []).append(ingest)
-                if verify is not None:
-                    volume.verify.setdefault(tool, []).append(verify)
+                for kind, verify in verifies.items():
+                    volume.verify.setdefault(kind, []).append(verify)
                 print(
                     f"  round {i + 1} {tool:8} ingest {ingest.seconds:7.2f} s, peak RSS {ingest.rss_mib:5.0f} MiB"
-                    + (f"; verify {verify.seconds:7.2f} s" if verify else ""),
+                    + "".join(f"; {VERIFY_LABELS[k].split(' [')[0]} {v.seconds:.2f} s" for k, v in verifies.items()),
                     flush=True,
                 )
 
@@ -465,6 +477,7 @@ LABELS = {
 }
 VERIFY_LABELS = {
     "custodes": "custodes verify [8 GETs in flight]",
+    "custodes-blake3": "custodes verify --algo blake3 [8 GETs in flight]",
     "rclone": "rclone check --download [8 checkers]",
 }
 
@@ -502,6 +515,7 @@ def report_volume(v: Volume, repeat: int) -> dict[str, Any]:
     said["ingest_vs_rclone"] = median(v.ingest["rclone"]) / median(v.ingest["custodes"])
     said["ingest_vs_s5cmd"] = median(v.ingest["s5cmd"]) / median(v.ingest["custodes"])
     said["verify_vs_rclone_check"] = median(v.verify["rclone"]) / median(v.verify["custodes"])
+    said["verify_blake3_vs_rclone_check"] = median(v.verify["rclone"]) / median(v.verify["custodes-blake3"])
     return said
 
 
@@ -610,6 +624,9 @@ def targets(results: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"  verify >= {TARGET_VERIFY}x rclone check --download, {name:5}: {r:5.2f}x  {met(r >= TARGET_VERIFY)}"
             )
+            b3 = results[name]["verify_blake3_vs_rclone_check"]
+            said[f"verify_blake3_{name}"] = {"ratio": b3, "target": TARGET_VERIFY, "met": b3 >= TARGET_VERIFY}
+            print(f"    (verify --algo blake3, {name:5}: {b3:5.2f}x  {met(b3 >= TARGET_VERIFY)})")
     if "rss" in results:
         rss, theirs = results["rss"]["custodes"]["rss_mib"], results["rss"]["rclone"]["rss_mib"]
         ok = rss < TARGET_RSS_MIB

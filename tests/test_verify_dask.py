@@ -61,6 +61,13 @@ def test_a_verify_on_the_cli_cluster_finds_what_a_local_verify_finds(tmp_path: P
     clean = tampered(tmp_path / "clean", [])
     out = run_cli("verify", clean, "--json", "--executor", "dask", "--scheduler", dask_cluster.address)
     assert out.returncode == 0 and json.loads(out.stdout)["checked"] == 32, out.stderr
+    # With --algo the workers re-hash that digest alone, and the spot checks here compare it alone: no fault.
+    flipped = tampered(tmp_path / "flipped", ["bit_flip_middle"])
+    args = ("--executor", "dask", "--scheduler", dask_cluster.address, "--shard-size", "4", "--algo", "blake3")
+    out = run_cli("verify", flipped, "--json", *args)
+    there = json.loads(out.stdout)
+    assert out.returncode == 1 and there["algorithms"] == ["blake3"], out.stderr
+    assert {kind for kind, _, _ in findings(there)} == {"modified"} and there["checked"] == 32
 
 
 def test_a_worker_killed_mid_verify_has_its_shards_run_again(tmp_path: Path, dask_cluster: Any) -> None:
