@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from footage import T0, make_clip
-from helpers import catalog_edit, run_cli, run_cli_with_faults
+from helpers import catalog_edit, run_cli, run_cli_with_faults, stop_service
 
 
 @pytest.fixture
@@ -140,12 +140,15 @@ def test_an_archive_put_back_from_an_older_copy_is_found_until_the_verifier_acce
     shutil.rmtree(cli_archive)
     shutil.copytree(older, cli_archive)
     assert json.loads(run_cli("verify", cli_archive, "--json").stdout)["ok"] is True  # plain verify cannot tell
+    almost = time.time() - 29 * 86_400
     for _ in range(2):
+        os.utime(kept, (almost, almost))  # a run that says so uses it: not pruned while runs keep saying it
         found = verified(cli_archive, code=1)
         (alarm,) = found["findings"]
         assert alarm["kind"] == "checkpoint_mismatch" and "rolled back" in alarm["message"], alarm
         assert f"remove {kept}" in alarm["message"] and kept.exists()
         assert "does not extend your kept replay" in found["replay"]["whole"]
+        assert time.time() - kept.stat().st_mtime < 3600
     kept.unlink()
     remade = verified(cli_archive)["replay"]
     assert (remade["held"], remade["replayed"]) == (0, ledger_size(cli_archive))
@@ -156,7 +159,9 @@ def test_entries_of_an_ingest_in_flight_are_kept_and_held_to_what_they_were(
 ) -> None:
     """An ingest killed before its checkpoint leaves entries no checkpoint signs: the kept replay holds them
     with their leaf hashes; signed later (the ingest run again), they are not replayed twice; edited before
-    that, the kept replay does not fit and the whole ledger is replayed."""
+    that, the verifier saw them as they were: a ledger_mismatch naming the entry, every run until the verifier
+    removes its kept replay (a hostile review: it was only replayed whole, and the forged entry, signed by the
+    next checkpoint, called intact)."""
     vol = more_footage(tmp_path)
     crashed = run_cli_with_faults("ingest", vol, "--archive", cli_archive, crashpoint="before_checkpoint")
     assert crashed.returncode == -9
@@ -178,10 +183,14 @@ def test_entries_of_an_ingest_in_flight_are_kept_and_held_to_what_they_were(
         (seq, entry) = db.execute("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
         forged = bytes(entry).replace(b'"time":', b'"time": ', 1)
         db.execute("UPDATE ledger SET entry = ?, leaf = ? WHERE seq = ?", (forged, _leaf(forged), seq))
-    found = verified(edited)
-    assert "the kept replay does not fit this ledger" in found["replay"]["whole"]
+    for _ in range(2):
+        found = verified(edited, code=1)
+        (alarm,) = [f for f in found["findings"] if f["kind"] == "ledger_mismatch"]
+        assert alarm["ledger_index"] == seq and "is not the entry your kept replay replayed" in alarm["message"]
+        assert "ledger_mismatch finding" in found["replay"]["whole"]
     whole = json.loads(run_cli("verify", edited, "--json").stdout)
-    assert found["findings"] == whole["findings"]
+    assert [f for f in found["findings"] if f != alarm] == whole["findings"]  # and the whole replay's, as without
+    assert whole["ok"] is True  # (nothing signs the entry: only the verifier that saw it can tell)
 
 
 def test_the_cache_folder_is_the_verifier_s_own(cli_archive: Path, tmp_path: Path) -> None:
@@ -270,3 +279,87 @@ def test_a_relative_cache_home_is_ignored(cli_archive: Path, tmp_path: Path) -> 
     kept = Path(json.loads(out.stdout)["replay"]["kept"])
     assert kept.is_absolute() and kept.parent == home / ".cache" / "custodes" / "replay"
     assert not (tmp_path / "rel").exists()
+
+
+def test_a_link_put_in_the_archive_s_place_is_still_its_place(cli_archive: Path, cache: Path, tmp_path: Path) -> None:
+    """The kept replay is keyed by the place as the verifier names it: the archive moved aside and a link to an
+    older copy put in its place was a new place, with a new kept replay (a hostile review: the rollback unseen)."""
+    older = shutil.copytree(cli_archive, tmp_path / "older")
+    assert run_cli("ingest", more_footage(tmp_path), "--archive", cli_archive).returncode in (0, 1)
+    verified(cli_archive)
+    cli_archive.rename(tmp_path / "newer")
+    os.symlink(older, cli_archive)
+    found = verified(cli_archive, code=1)
+    assert [f["kind"] for f in found["findings"]] == ["checkpoint_mismatch"]
+
+
+def test_a_kept_replay_with_a_table_gone_is_removed_and_the_ledger_replayed_whole(
+    cli_archive: Path, cache: Path
+) -> None:
+    """A table of the kept replay dropped: verify, ledger verify and report ended in a traceback, every run until
+    the file was removed by hand (a hostile review). Now the run replays whole and says why; the next makes it
+    again."""
+    for command in ("verify", "ledger verify"):
+        kept = Path(verified(cli_archive, command=command)["replay"]["kept"])
+        with sqlite3.connect(kept) as db:
+            db.execute("DROP TABLE findings")
+        found = verified(cli_archive, command=command)  # exit 0, no traceback
+        assert "your kept replay could not be used" in found["replay"]["whole"] and not kept.exists()
+        assert verified(cli_archive, command=command)["replay"]["held"] == 0  # made again
+    report = run_cli("report", cli_archive, "--incremental", "--out", cache.parent / "r.json", "--json")
+    assert report.returncode == 0 and b"Traceback" not in report.stderr
+
+
+def test_a_link_in_place_of_the_kept_replay_is_removed_never_followed(
+    cli_archive: Path, cache: Path, tmp_path: Path
+) -> None:
+    """A link (dangling) at the kept replay's name was followed: SQLite made the file it named, and the error
+    then blamed the archive's catalog (a hostile review)."""
+    kept = Path(verified(cli_archive)["replay"]["kept"])
+    kept.unlink()
+    planted = tmp_path / "planted.sqlite"
+    os.symlink(planted, kept)
+    found = verified(cli_archive)
+    assert found["replay"]["remade"] == "was a link (removed, not followed)" and found["replay"]["held"] == 0
+    assert not planted.exists() and kept.is_file() and not kept.is_symlink()
+
+
+@pytest.mark.parametrize("inside", ["objects", "."])
+def test_a_cache_folder_inside_the_archive_is_never_used(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch, inside: str
+) -> None:
+    """XDG_CACHE_HOME inside the archive: verify wrote its kept replay into the store and then named it an
+    unexpected file there (a hostile review)."""
+    home = cli_archive / inside
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    found = verified(cli_archive)
+    assert "is inside the archive" in found["replay"]["whole"] and found["findings"] == []
+    assert not (home / "custodes").exists()
+
+
+def test_a_cache_home_others_could_write_is_not_used(
+    cli_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another account could rename the verifier's own folder out of a cache home it can write, and with it the
+    rollback the kept replay was reporting (a hostile review). A sticky one (as /tmp) lets only the owner."""
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    found = verified(cli_archive)
+    assert "another account could move your kept replays away" in found["replay"]["whole"]
+    home.chmod(0o1777)
+    assert "kept" in verified(cli_archive)["replay"]
+
+
+def test_through_the_service_no_replay_is_kept(cli_archive: Path, cache: Path) -> None:
+    """Through the archive service the replay was kept in the service account's cache: the account whose edits
+    it is there to catch (a hostile review). It is replayed whole, and the run says why."""
+    try:
+        out = run_cli("verify", cli_archive, "--json", "--incremental", user="alice")
+        assert out.returncode == 0, out.stderr.decode()
+        found = json.loads(out.stdout)
+        assert "through the archive service" in found["replay"]["whole"]
+    finally:
+        stop_service(cli_archive)
+    assert not cache.exists()

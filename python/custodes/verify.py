@@ -627,12 +627,28 @@ def _compared_with_kept(
     if replay.adopt_pending(archive.catalog):  # held to its ingest entries only: the whole path says why
         result.replay = {"whole": "the catalog awaits adopting its older rows"}
         return None
+    from custodes import identity
+
+    if identity.served():
+        # The service runs as the archive's account: a replay kept there would be the account's whose edits it
+        # is to catch, not the caller's (a hostile review: the caller's own cache was never used).
+        result.replay = {
+            "whole": "through the archive service a kept replay would be the archive's account's, not yours: run "
+            "`custodes verify --incremental` as yourself on a copy you can read, or without --incremental"
+        }
+        return None
     try:
         compared = replay_cache.compare_kept(archive.catalog, archive.policy.archive_id, signed)
     except replay_cache.RolledBack as e:
         # What the verifier saw signed is gone from the ledger: found, as a monitor finds a log that shrank.
         result.findings.append(VerifyFinding("checkpoint_mismatch", str(e)))
         result.replay = {"whole": "the ledger does not extend your kept replay (the checkpoint_mismatch finding)"}
+        return None
+    except replay_cache.Rewritten as e:
+        # An entry the verifier replayed, which nothing signs yet, changed or went: it saw the entry, so it knows.
+        result.findings.append(VerifyFinding("ledger_mismatch", str(e), ledger_index=e.index))
+        result.replay = {"whole": "an entry your kept replay replayed is not in the ledger as it was (the "
+                         "ledger_mismatch finding)"}  # fmt: skip
         return None
     except replay_cache.ReplayCacheError as e:
         result.replay = {"whole": str(e)}

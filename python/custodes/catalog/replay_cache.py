@@ -9,14 +9,16 @@ What the kept replay rests on, and what it does not:
 
 - It is **the verifier's own**: a file in the verifier's cache folder (``$XDG_CACHE_HOME/custodes/replay``, else
   ``~/.cache/custodes/replay``; folders 0700, files 0600, refused when another account owns them or can write
-  them), never in the archive: whoever can edit the archive's catalog cannot edit it, unless they are the
-  verifier. An auditor who wants no state carried between runs runs without ``--incremental``.
+  them or a folder above them that is not sticky), never in the archive (a cache folder inside it is refused):
+  whoever can edit the archive's catalog cannot edit it, unless they are the verifier. Through the archive
+  service none is kept (verify.py): it would be the archive account's. An auditor who wants no state carried
+  between runs runs without ``--incremental``.
 - Each entry it holds was **hashed as it was replayed**, and the replay is kept only up to a checkpoint whose
   signed root those very hashes give (the verifier checked the checkpoint's signature in the same run): the
   entries replayed are the signed ones, whatever the catalog's ledger said between two runs.
 - Entries after the latest signed checkpoint (an ingest in flight) are replayed too, with their leaf hashes kept
-  beside the replay: the next run requires the ledger to hold exactly those entries there still, else it starts
-  again from nothing.
+  beside the replay: the next run requires the ledger to hold exactly those entries there still; one edited or
+  gone is :class:`Rewritten` (the verifier saw it: proof of an edit, said every run like a rollback).
 - A ledger that does not extend the signed checkpoint the kept replay holds (rolled back, put back from an older
   copy, rewritten) is :class:`RolledBack`: a finding every run, the kept replay left as it is, until the
   verifier removes it to accept the ledger as it now is (a monitor that meets a shorter log keeps what it saw).
@@ -51,7 +53,7 @@ from custodes.findings import shown_name
 if TYPE_CHECKING:
     from custodes.catalog import Catalog
 
-__all__ = ["Kept", "ReplayCacheError", "RolledBack", "cache_folder", "compare_kept"]
+__all__ = ["Damaged", "Kept", "ReplayCacheError", "Rewritten", "RolledBack", "cache_folder", "compare_kept"]
 
 #: What a kept replay was made by: a replay made by another custodes (other handlers, another schema) is not used.
 MADE_BY = f"custodes {__version__}, catalog schema {SCHEMA_VERSION}, kept replay 1"
@@ -73,6 +75,22 @@ class RolledBack(ReplayCacheError):
     what it saw), so every run says so until the verifier removes it."""
 
 
+class Rewritten(ReplayCacheError):
+    """An entry the verifier's kept replay replayed on an earlier run, one no checkpoint signed yet (an ingest in
+    flight), is not in the ledger as it was: edited or removed since. The verifier saw it, so that is proof of an
+    edit, not a reason to start again: said every run, the kept replay left as it is, until the verifier removes
+    it. ``index``: the first entry that differs (or the first one gone)."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class Damaged(ReplayCacheError):
+    """The kept replay could not be used (a table of it gone or changed, its record unreadable): it is removed,
+    and the run replays the whole ledger, as without one."""
+
+
 def cache_folder() -> Path:
     """Where kept replays live: ``$XDG_CACHE_HOME/custodes/replay``, else ``~/.cache/custodes/replay``."""
     base = os.environ.get("XDG_CACHE_HOME", "")
@@ -83,7 +101,11 @@ def cache_folder() -> Path:
 
 def _own_folder(folder: Path) -> None:
     """``folder`` made (0700) where missing, and refused unless it is a real folder of this account that no one
-    else can write: a kept replay is trusted as the verifier's own, so nobody else may be able to replace it."""
+    else can write, in folders no one else can rename it out of: a kept replay is trusted as the verifier's own,
+    so nobody else may be able to replace it, or move it away and with it what it saw (a hostile review: the
+    rollback it reported was forgotten once another account renamed the folder, in a cache home others could
+    write)."""
+    _safe_above(folder.parent.parent)
     try:
         os.makedirs(folder.parent.parent, 0o700, exist_ok=True)
         for part in (folder.parent, folder):
@@ -100,6 +122,24 @@ def _own_folder(folder: Path) -> None:
                 f"{part}: owned by another account or writable by others (mode {stat.S_IMODE(st.st_mode):o}): "
                 "kept replays are not used; make it yours alone (chmod 700)"
             )
+
+
+def _safe_above(top: Path) -> None:
+    """Every folder from ``top`` (the cache home) up to ``/``, as the path resolves: this account's or root's,
+    and writable by no one else unless sticky (as /tmp is: there only an entry's owner may rename it)."""
+    here = Path(os.path.realpath(top))
+    while True:
+        with suppress(FileNotFoundError):  # (made below, 0700, by this account)
+            st = os.stat(here)
+            if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+                raise ReplayCacheError(
+                    f"{shown_name(os.fspath(here))}: owned by another account or writable by others (mode "
+                    f"{stat.S_IMODE(st.st_mode):o}): another account could move your kept replays away; kept "
+                    "replays are not used"
+                )
+        if here.parent == here:
+            return
+        here = here.parent
 
 
 @dataclass
@@ -193,8 +233,11 @@ def _prune(folder: Path, now: float) -> None:
 
 
 def _file_for(live: Catalog, archive_id: str) -> Path:
-    """One kept replay per archive, by its id and its place (two copies of one archive are two ledgers)."""
-    where = os.fsencode(os.path.realpath(live.path))
+    """One kept replay per archive, by its id and its place (two copies of one archive are two ledgers): the
+    place as the verifier names it, links not resolved, so that a link put in the archive's place pointing at an
+    older copy is still this place (a hostile review: it was a new place, with a new kept replay, and the rollback
+    went unseen)."""
+    where = os.fsencode(os.path.abspath(live.path))
     name = hashlib.sha256(archive_id.encode() + b"\0" + where).hexdigest()[:32]
     return cache_folder() / f"{name}.sqlite"
 
@@ -210,10 +253,13 @@ def _open(path: Path) -> tuple[Catalog, str | None]:
     from custodes.catalog import Catalog
 
     remade = None
-    if path.exists():
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise ReplayCacheError(f"{path}: not a file of this account alone: kept replays are not used")
+    if os.path.islink(path):
+        # Never followed (SQLite would open, or make, whatever it points at): the link itself removed, in a folder
+        # of the verifier's own, and a kept replay made again in its place.
+        os.unlink(path)
+        remade = "was a link (removed, not followed)"
+    elif os.path.lexists(path):
+        _own_file(path)
         try:
             fresh = Catalog.open(path, migrate=False)
         except sqlite3.Error as e:
@@ -254,9 +300,16 @@ def _open(path: Path) -> tuple[Catalog, str | None]:
         pass
     finally:
         _remove(new)
+    _own_file(path)  # (what another run linked meanwhile: a file of this account alone still)
     fresh = Catalog.open(path, migrate=False)
     _pragmas(fresh)
     return fresh, remade
+
+
+def _own_file(path: Path) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise ReplayCacheError(f"{path}: not a file of this account alone (a link?): kept replays are not used")
 
 
 def _read_meta(fresh: Catalog) -> _Meta:
@@ -281,6 +334,14 @@ class _Forked(Exception):
     def __init__(self, meta: _Meta, why: str) -> None:
         super().__init__(why)
         self.meta = meta
+
+
+class _Unsigned(Exception):
+    """An entry replayed before, past the last signed checkpoint, differs or is gone (:class:`Rewritten`)."""
+
+    def __init__(self, index: int, why: str) -> None:
+        super().__init__(why)
+        self.index = index
 
 
 def _signed_entries(live: Catalog, meta: _Meta, signed: dict[int, bytes], new: _Meta) -> Iterator[tuple[int, bytes]]:
@@ -314,17 +375,19 @@ def _signed_entries(live: Catalog, meta: _Meta, signed: dict[int, bytes], new: _
     seen = meta.signed
     for index, (seq, data) in enumerate(live.ledger.entries(meta.signed), start=meta.signed):
         if seq != index:
+            if index < held:
+                raise _Unsigned(index, f"ledger entry {index}, which your kept replay replayed, is gone")
             raise _Stale(f"ledger entry {index} is gone")
         seen = index + 1
         leaf = merkle.leaf_hash(data)
         if index < held:
             if leaf != meta.tail[(index - meta.signed) * 32 : (index - meta.signed + 1) * 32]:
-                raise _Stale(f"ledger entry {index} is not the one replayed before")
+                raise _Unsigned(index, f"ledger entry {index} is not the entry your kept replay replayed")
             continue
         passed(leaf)
         yield seq, data
     if seen < held:
-        raise _Stale("the ledger is shorter than the replay kept of it")
+        raise _Unsigned(seen, f"the ledger holds {seen:,} entries, short of the {held:,} your kept replay replayed")
     new.tail = bytes(tail)
 
 
@@ -338,6 +401,12 @@ def compare_kept(
     the next run): the caller replays whole. :class:`ReplayCacheError` (the caller replays whole and says why)
     when the cache folder is not the verifier's own or another run holds the kept replay."""
     folder = cache_folder()
+    archive = Path(os.path.realpath(live.path.parent))
+    if Path(os.path.realpath(folder)).is_relative_to(archive):
+        raise ReplayCacheError(
+            f"{shown_name(os.fspath(folder))} is inside the archive: a kept replay is the verifier's own, never the "
+            "archive's (set XDG_CACHE_HOME to a folder of yours outside it); kept replays are not used"
+        )
     _own_folder(folder)
     _prune(folder, time.time())
     path = _file_for(live, archive_id)
@@ -354,6 +423,7 @@ def compare_kept(
                     made = then[0]
                     found = replay.differences(live, fresh, made)
     except _Forked as e:
+        _used(path)  # what it saw is the evidence: kept, however long it is said (_prune)
         root = merkle.Accumulator.resume(e.meta.signed, e.meta.frontier).root().hex()
         raise RolledBack(
             f"your kept replay holds {e.meta.signed:,} signed entries of this archive (root {root}) that its "
@@ -361,17 +431,28 @@ def compare_kept(
             "rewritten; compare it with a backup and with the checkpoints held elsewhere (ledger publish), and "
             f"once the ledger as it is now is known good, remove {shown_name(os.fspath(path))} to accept it"
         ) from None
+    except _Unsigned as e:
+        _used(path)
+        raise Rewritten(
+            f"{e} on an earlier run (no checkpoint signs it yet; the kept replay holds its leaf hash): the ledger "
+            "was edited since; compare it with a backup, and once the ledger as it is now is known good, remove "
+            f"{shown_name(os.fspath(path))} to accept it",
+            e.index,
+        ) from None
     except sqlite3.Error as e:
         if not _busy(e):
-            raise
+            _remove(path)  # a table of it dropped or changed: it is the kept replay that is wrong
+            raise Damaged(_damaged(e)) from None
         raise ReplayCacheError(f"{path}: another run held the kept replay too long ({e})") from None
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        _remove(path)
+        raise Damaged(_damaged(e)) from None
     finally:
         fresh.close()
     if first is None or then is None:  # the ledger no longer extends it: made again from nothing by the next run
         _remove(path)
         return None
-    with suppress(OSError):
-        os.utime(path)  # used: kept (_prune)
+    _used(path)
     kept = Kept(path, first[1], then[2] - first[1], remade=remade)
     if not found:
         return made, found, kept
@@ -385,6 +466,18 @@ def compare_kept(
         _remove(path)
         kept.removed = True
     return made, found, kept
+
+
+def _used(path: Path) -> None:
+    with suppress(OSError):
+        os.utime(path)  # kept (_prune)
+
+
+def _damaged(e: Exception) -> str:
+    return (
+        f"your kept replay could not be used ({type(e).__name__}: {e}): it is removed, and made again by the next "
+        "--incremental run"
+    )
 
 
 def _brought_up(live: Catalog, fresh: Catalog, signed: dict[int, bytes]) -> tuple[replay.Replay, int, int] | None:
