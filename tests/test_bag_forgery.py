@@ -434,3 +434,36 @@ def test_an_unsafe_device_id_stays_inside_data(
     ]
     assert [e["device"] for e in ingest if e["type"] == "ingest"] == [device]
     assert validate(bag) == (0, []) and bagit_python_valid(bag)
+
+
+@pytest.mark.parametrize("how", ["embedded", "served"])
+def test_a_bag_and_its_disc_image_are_the_exporter_s_alone(cli_archive: Path, tmp_path: Path, how: str) -> None:
+    """With a umask of 022 an embedded export left the footage's copies, the tag files and the disc image readable
+    by every account (the service's bag was 0600/0700): a hostile review. Both are the exporter's alone now; inside
+    the disc image every file is readable (it is read on other machines, by other accounts)."""
+    out = tmp_path / ("out-" + how)
+    out.mkdir()
+    if how == "served":
+        out.chmod(0o777)  # carol's CLI writes there
+        bag, iso = out / "bag", out / "bag.iso"
+        rid = approved_export(cli_archive, "C-7", 1, 3)
+        done = as_("carol", "export", cli_archive, "--case", "C-7", "--request", rid, "--to", bag, "--iso", iso)
+    else:
+        bag, iso = out / "bag", out / "bag.iso"
+        rid = approved_export(cli_archive, "C-7", 1, 3, requester="root")
+        hand_back(cli_archive)
+        done = subprocess.run(
+            [sys.executable, "-m", "custodes", "export", str(cli_archive), "--case", "C-7", "--request", str(rid),
+             "--to", str(bag), "--iso", str(iso)],
+            capture_output=True,
+            preexec_fn=lambda: os.umask(0o022),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    modes = {p: p.stat().st_mode & 0o777 for p in [bag, *bag.rglob("*"), iso]}
+    assert {oct(m) for p, m in modes.items() if p.is_dir()} == {"0o700"}, modes
+    assert {oct(m) for p, m in modes.items() if not p.is_dir()} == {"0o600"}, modes
+    listing = subprocess.run(
+        ["xorriso", "-indev", str(iso), "-find", "/", "-exec", "lsdl"], capture_output=True, text=True
+    )
+    kinds = {line.split()[0] for line in listing.stdout.splitlines() if line.startswith(("-", "d"))}
+    assert kinds == {"dr-xr-xr-x", "-r--r--r--"}, listing.stdout[:2000]

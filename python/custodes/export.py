@@ -163,8 +163,8 @@ def _stage(
         rel = Path(payload_path(device, name, seg, taken))
         target = bag / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        # 0666 less the umask, as any file a person writes: the bag is theirs to hand over.
-        write_cut_short(target, functools.partial(copy_object, archive.store, sha, target, mode=0o666))
+        # The exporter's alone (BAG_FILE_MODE), whatever the umask: a copy of evidence is not for every account.
+        write_cut_short(target, functools.partial(copy_object, archive.store, sha, target, mode=BAG_FILE_MODE))
         payload.append((rel.as_posix(), target, json.loads(digests), size, seq, seg))
     algorithms = ["sha256"] + (["sm3"] if "sm3" in archive.policy.algorithms else [])
     for _, p, *_ in payload:
@@ -379,11 +379,21 @@ def _staging(final: Path, started: int) -> Path:
     return staging
 
 
+#: A bag's files and folders are the exporter's alone, embedded or through the archive service alike: with a
+#: umask of 022 an embedded export left copies of the footage readable by every account (a hostile review; the
+#: service's were 0600/0700, and `access open --to` writes 0400). The exporter widens them to hand the bag over;
+#: the disc image records every file readable (write_iso).
+BAG_FILE_MODE, BAG_FOLDER_MODE = 0o600, 0o700
+
+
 def _publish(staging: Path, final: Path) -> None:
-    """fsync every file and folder of the bag, then move it to ``final`` (a new or empty folder)."""
+    """Make every file and folder of the bag the exporter's alone and durable, then move it to ``final`` (a new or
+    empty folder)."""
     for folder, _dirs, files in os.walk(staging, topdown=False):
         for name in files:
+            os.chmod(os.path.join(folder, name), BAG_FILE_MODE, follow_symlinks=False)
             fsync_file(Path(folder) / name)
+        os.chmod(folder, BAG_FOLDER_MODE)
         fsync_dir(Path(folder))
     if staging.parent == final:  # a mount point: move the entries up, the bag declaration last
         moved: list[str] = []
@@ -436,11 +446,14 @@ def check_iso_path(iso: str | os.PathLike[str], bag: str | os.PathLike[str]) -> 
 def write_iso(bag: Path, iso: Path, label: str) -> None:
     """A disc image of the bag, ready to burn (ISO 9660 level 3: files over 4 GiB; Joliet and Rock Ridge names).
 
-    xorriso writes a temporary name beside ``iso``; the image is then linked
-    into place, which refuses to replace a file that appeared meanwhile."""
+    xorriso writes a temporary name beside ``iso``, made first as the exporter's alone (as the bag's files); the
+    image is then linked into place, which refuses to replace a file that appeared meanwhile. Inside it every file
+    is readable by all and owned by no one in particular (Rock Ridge rationalized, ``-r``): a disc handed to a
+    court is read by other accounts on other machines."""
     volid = "".join(c if c.isalnum() or c == "_" else "_" for c in label.upper())[:32] or "CUSTODES"
     temp = iso.with_name(f".{iso.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, BAG_FILE_MODE))
         out = subprocess.run(
             [
                 "xorriso",
@@ -450,7 +463,7 @@ def write_iso(bag: Path, iso: Path, label: str) -> None:
                 "3",
                 "-J",
                 "-joliet-long",
-                "-R",
+                "-r",
                 "-V",
                 volid,
                 "-o",
