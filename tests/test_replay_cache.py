@@ -363,3 +363,13 @@ def test_through_the_service_no_replay_is_kept(cli_archive: Path, cache: Path) -
     finally:
         stop_service(cli_archive)
     assert not cache.exists()
+
+
+def test_the_kept_replay_s_place_is_said_on_one_line(
+    cli_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "new\nline"))
+    out = run_cli("verify", cli_archive, "--incremental")
+    assert out.returncode == 0, out.stderr
+    said = [x for x in out.stdout.decode().splitlines() if x.startswith("ledger replayed from your kept replay")]
+    assert len(said) == 1 and "new\\nline/custodes/replay/" in said[0], out.stdout

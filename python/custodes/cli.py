@@ -1734,7 +1734,7 @@ def _say_replay(out: Output, replay: dict[str, Any] | None) -> None:
         remade = f"; it {replay['remade']}, and was made again" if "remade" in replay else ""
         out.say(
             f"ledger replayed from your kept replay ({replay['held']:,} entries held, {replay['replayed']:,} "
-            f"replayed now{remade}): {shown_text(replay['kept'])}"
+            f"replayed now{remade}): {shown_name(replay['kept'])}"  # a path on one line, escaped
         )
         if replay.get("named_by_whole_replay"):
             kept = "it was wrong and is removed" if replay.get("removed") else "it found them too"
@@ -3174,8 +3174,11 @@ def report_command(
             reporter.render(model, f)
         os.replace(temp, out_path)
         made = False
-    except OSError as e:
-        raise click.UsageError(f"cannot write the report to {out_path}: {e.strerror}") from e
+    except OSError as e:  # a missing folder, a full disk: an environment error, one line (exit 2)
+        raise CustodesError(
+            f"cannot write the report ({shown_path(out_path)}): {e.strerror}; give --out a file in a folder you "
+            "can write"
+        ) from e
     finally:
         if made:
             os.unlink(temp)
