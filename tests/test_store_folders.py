@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -358,4 +359,33 @@ def test_another_way_into_the_archive_is_refused_like_the_first(cli_archive: Pat
         assert (cli_archive / "catalog.sqlite").read_bytes() == catalog
     finally:
         subprocess.run(["umount", str(door)], check=True)
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "said"),
+    [
+        ("", lambda p: p.chmod(0o777), "the archive's own folder must be"),
+        ("catalog.sqlite", lambda p: p.chmod(0o666), "writable by others"),
+        ("keys", lambda p: os.chown(p, 65534, -1), "owned by account 65534"),
+        ("private/checkpoint.key", lambda p: p.chmod(0o644), "the signing key must be"),
+    ],
+)
+def test_the_archive_s_own_entries_others_could_write_are_unprotected(
+    cli_archive: Path, what: str, change: Callable[[Path], None], said: str
+) -> None:
+    """Folders and the catalog made 0777/0666, a folder given to another account and the signing key readable by
+    all were called intact, and checkpoints were signed with that key (a hostile review)."""
+    path = cli_archive / what
+    was = path.stat()
+    change(path)
+    try:
+        out = run_cli("verify", cli_archive, "--json")
+        assert out.returncode == 1, out.stderr
+        found = json.loads(out.stdout)["findings"]
+        assert {f["kind"] for f in found} == {"unprotected"}, found  # (SQLite gives its -wal and -shm the mode too)
+        assert any(said in f["message"] and f["message"].startswith(f"{path}: ") for f in found), found
+    finally:
+        os.chown(path, was.st_uid, was.st_gid)
+        path.chmod(stat.S_IMODE(was.st_mode))
     assert run_cli("verify", cli_archive).returncode == 0

@@ -42,6 +42,7 @@ import json
 import os
 import secrets
 import shlex
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +52,7 @@ from typing import Any, cast
 
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, read_small
-from custodes.archive import Archive
+from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
@@ -173,6 +174,7 @@ def verify(
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
     _verify_policy(archive, result)
+    _verify_own_entries(archive, result)
     with archive.catalog.another() as fresh:
         signed = _verify_ledger(archive, result, fresh, chain)
         edited = _verify_catalog_against_ledger(archive, result, _kept_on(result, signed, incremental))
@@ -210,6 +212,47 @@ def _verify_policy(archive: Archive, result: VerifyResult) -> None:
     if line is not None:
         index = archive.ledgered_policy.index if archive.ledgered_policy is not None else None
         result.findings.append(VerifyFinding(POLICY_MISMATCH, line, ledger_index=index))
+
+
+def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
+    """The archive's own folders and files, its catalog and its signing key, are its account's alone to write
+    (the key also to read): one another account owns, or that others may write, is ``unprotected`` (a hostile
+    review: folders and the catalog made 0777/0666 and the key 0666 were called intact, and checkpoints were
+    signed with that key). The account is the archive folder's owner; the objects' own files are the store's
+    listing's to judge."""
+    root = archive.root
+    try:
+        owner = os.stat(root).st_uid
+    except OSError:
+        return  # (the archive could not have been opened)
+    names = ["", CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm")), POLICY_FILE, *OWN_FOLDERS]
+    names += ["objects", "objects/sha256", "tmp"]
+    key = archive.signing_key_path
+    for path, secret in [*((root / n, False) for n in names), (key.parent, False), (key, True)]:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
+        wrong = []
+        if st.st_uid != owner:
+            wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
+        if st.st_mode & (0o077 if secret else 0o022):
+            wrong.append(
+                f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
+            )
+        if wrong:
+            what = (
+                "the signing key"
+                if secret
+                else "the archive's own " + ("folder" if stat.S_ISDIR(st.st_mode) else "file")
+            )
+            result.findings.append(
+                VerifyFinding(
+                    "unprotected",
+                    f"{shown_name(os.fspath(path))}: {'; '.join(wrong)}: {what} must be the archive's account's "
+                    f"alone ({'chmod 600' if secret else 'chmod go-w'}, and chown it back to that account)",
+                )
+            )
 
 
 def _trust(
