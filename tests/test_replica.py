@@ -382,3 +382,21 @@ def test_an_object_made_writable_or_readable_by_others_is_found_and_repaired(
     assert _verify(arch) == (0, [])
     for path in [*_objects(arch).values(), *_objects(second).values()]:
         assert path.stat().st_mode & 0o7777 == 0o400, path
+
+
+def test_an_object_given_to_another_account_is_unprotected_and_given_back(
+    make_cli_archive: Callable[..., Path],
+) -> None:
+    """An object file chown-ed to another account, still 0400, was called intact (a hostile review): that
+    account can make it writable and change it. Verify names it; repair (root) gives it back, in the ledger."""
+    arch = make_cli_archive(recordings=THREE_RECORDINGS, ingest_exit=(1,), people=CUSTODIAN_ROOT)
+    name = sorted(_objects(arch))[0]
+    os.chown(_objects(arch)[name], 65534, -1)
+    rc, findings = _verify(arch)
+    assert rc == 1 and [(f["kind"], f["object"]) for f in findings] == [("unprotected", name)]
+    assert "owned by account 65534, not the store's (0)" in findings[0]["message"]
+    assert "mode" not in findings[0]["message"].split(": ", 1)[-1].split(";")[0]  # (its mode is as it should be)
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [x["done"] for x in json.loads(r.stdout)["repaired"]] == [["gave it back to account 0 from 65534"]]
+    assert _objects(arch)[name].stat().st_uid == 0 and _verify(arch) == (0, [])

@@ -46,10 +46,10 @@ def hash_bytes(algorithms: list[str], data: bytes) -> list[bytes]:
 class DigestTreeWalk:
     """Every entry under ``folder`` (a tree of ``ab/cd/<digest>``) that is not a folder, in the tree's order, one
     first-level folder's entries per iteration, read ahead on a thread of the core's (each folder's across the
-    cores), each ``(name, kind, detail)``: ``(digest, "object" | "link" | "special", what it is)`` at an
-    object's own place with ``low <= digest < high``, ``(path below folder, "elsewhere", "")`` for anything else,
-    ``(path below folder, "unreadable", why)`` for a folder that could not be read. Folders the range rules out
-    are not read; links are never followed."""
+    cores), each ``(name, kind, detail)``: ``(digest, "object" | "link" | "special", what it is: an object
+    file's mode and owner, ``"0400 1000"``)`` at an object's own place with ``low <= digest < high``, ``(path
+    below folder, "elsewhere", "")`` for anything else, ``(path below folder, "unreadable", why)`` for a folder
+    that could not be read. Folders the range rules out are not read; links are never followed."""
 
     def __new__(cls, folder: str | os.PathLike[str], low: str = ..., high: str | None = None) -> DigestTreeWalk: ...
     def __iter__(self) -> DigestTreeWalk: ...

@@ -915,8 +915,8 @@ def _listed_finding(archive: Archive, listed: Listed) -> VerifyFinding:
     elif listed.problem == "unprotected":
         detail = (
             f"object file is {listed.detail}, not read-only for the archive's account alone ({name}): others, or "
-            "the archive's own programs, could change or read it; `chmod 400` it as that account (with a second "
-            "copy, `custodes storage repair` does it and records it)"
+            "the archive's own programs, could change or read it; `custodes storage repair` makes it so again "
+            "and records it"
         )
     elif listed.problem == "unreadable":
         detail = (

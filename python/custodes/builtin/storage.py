@@ -326,8 +326,10 @@ class LocalStore:
         return done
 
     def protect(self, digest: str) -> builtins.list[str]:
-        """The object's file made read-only for the archive's account alone again (:data:`OBJECT_MODE`), through
-        its folder and never through a link; what was done, for the ledger."""
+        """The object's file made read-only for the archive's account alone again (:data:`OBJECT_MODE`, owned by
+        the store's account), through its folder and never through a link; what was done, for the ledger."""
+        done = []
+        account = self._account()
         with self._object_folder(digest) as folder:
             fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
             try:
@@ -335,11 +337,26 @@ class LocalStore:
                 if not stat.S_ISREG(st.st_mode):
                     raise StoreError(f"object {digest} is {file_kind(st.st_mode)}, not a file: not changed")
                 storage_op("write", self.file_of(digest))
-                os.fchmod(fd, OBJECT_MODE)
+                if st.st_uid != account:
+                    try:
+                        os.fchown(fd, account, -1)
+                    except PermissionError:
+                        raise StoreError(
+                            f"object {digest} is owned by account {st.st_uid}, not the archive's ({account}): only "
+                            "root can give it back (chown); not changed"
+                        ) from None
+                    done.append(f"gave it back to account {account} from {st.st_uid}")
+                if stat.S_IMODE(st.st_mode) != OBJECT_MODE:
+                    os.fchmod(fd, OBJECT_MODE)
+                    done.append(f"set mode {stat.S_IMODE(st.st_mode):04o} back to {_OBJECT_MODE_TEXT}")
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return [f"set mode {stat.S_IMODE(st.st_mode):04o} back to {_OBJECT_MODE_TEXT}"]
+        return done
+
+    def _account(self) -> int:
+        """The store's account: the owner of its folder (the archive's, or a second copy's)."""
+        return os.stat(self.root).st_uid
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)
@@ -396,18 +413,20 @@ class LocalStore:
         """The tree under ``objects/sha256``, as the core reads it ahead of this loop a first-level folder at a
         time: a bounded share of the listing in memory, however many objects the store holds."""
         under = os.path.join(os.path.relpath(self._objects, self.root), "")  # objects/sha256/, as findings name it
+        expected = f"{_OBJECT_MODE_TEXT} {self._account()}"
         for part in _core.DigestTreeWalk(self._objects, within.low or "", within.high):
             for found, kind, detail in part:
                 if kind == "object":
-                    # detail: the file's permission bits as the core read them ("" when it could not): an object
-                    # made writable, or readable by others, is still hashed, and named (a hostile review).
-                    wrong = detail and detail != _OBJECT_MODE_TEXT
+                    # detail: the file's permission bits and owner as the core read them, "0400 1000" ("" when it
+                    # could not): an object made writable, readable by others, or given to another account (which
+                    # can then make it writable) is still hashed, and named (hostile reviews).
+                    wrong = detail and detail != expected
                     yield Listed(
                         f"{under}{found[:2]}/{found[2:4]}/{found}",
                         found,
                         None,
                         "unprotected" if wrong else None,
-                        f"mode {detail}" if wrong else "",
+                        _protection_said(detail, expected) if wrong else "",
                     )
                 elif kind == "elsewhere":  # not an object at its own place: named as what it is, where it is
                     yield self._misplaced(found)
@@ -523,6 +542,16 @@ OWNER_FILE = "custodes-archive.txt"
 #: An object's file: read-only, and for the archive's account alone.
 OBJECT_MODE = stat.S_IRUSR
 _OBJECT_MODE_TEXT = f"{OBJECT_MODE:04o}"
+
+
+def _protection_said(detail: str, expected: str) -> str:
+    """What is wrong with an object file's protection, from the listing's "MODE UID" and the one expected."""
+    mode, _, uid = detail.partition(" ")
+    want_mode, _, want_uid = expected.partition(" ")
+    said = [f"mode {mode}"] if mode != want_mode else []
+    if uid != want_uid:
+        said.append(f"owned by account {uid}, not the store's ({want_uid})")
+    return "; ".join(said)
 
 
 def _claim(path: Path, owner: str) -> bool:

@@ -17,7 +17,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
@@ -39,13 +39,21 @@ pub enum TreeEntry {
 /// What an entry at an object's place is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// A regular file: the object, as far as a listing can tell, with its permission bits (`mode & 0o7777`;
-    /// None when it was gone by the time it was looked at).
-    File(Option<u32>),
+    /// A regular file: the object, as far as a listing can tell, with its permission bits and owner (None when
+    /// it was gone by the time it was looked at).
+    File(Option<Protection>),
     /// A symbolic link (never followed).
     Link,
     /// Neither: a FIFO, a socket or a device, named (reading one could hang or never end).
     Special(&'static str),
+}
+
+/// What a listing reads of an object file's protection: its permission bits (`mode & 0o7777`) and its owner.
+/// The store judges them (another account that owns the file can make it writable and change it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    pub mode: u32,
+    pub uid: u32,
 }
 
 /// The digests the listing keeps: `low <= digest < high` (no `high`: no upper bound).
@@ -188,8 +196,9 @@ fn object_at_its_place(relative: &Path) -> Option<&str> {
 enum Kind {
     Folder,
     Link,
-    /// With its permission bits, read relative to the folder being listed (`fstatat`, no path walked again).
-    File(Option<u32>),
+    /// With its permission bits and owner, read relative to the folder being listed (`fstatat`, no path walked
+    /// again).
+    File(Option<Protection>),
     Special(&'static str),
 }
 
@@ -206,7 +215,9 @@ fn sorted_entries(folder: &Path) -> io::Result<Vec<(OsString, Kind)>> {
         let kind = match entry.file_type() {
             Ok(t) if t.is_dir() => Kind::Folder,
             Ok(t) if t.is_symlink() => Kind::Link,
-            Ok(t) if t.is_file() => Kind::File(entry.metadata().ok().map(|m| m.permissions().mode() & 0o7777)),
+            Ok(t) if t.is_file() => Kind::File(
+                entry.metadata().ok().map(|m| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() }),
+            ),
             Ok(t) if t.is_fifo() => Kind::Special("a FIFO"),
             Ok(t) if t.is_socket() => Kind::Special("a socket"),
             Ok(t) if t.is_char_device() => Kind::Special("a character device"),
@@ -361,11 +372,12 @@ mod tests {
             fs::set_permissions(place(root, d), fs::Permissions::from_mode(mode)).unwrap();
         }
         let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        let me = fs::metadata(root).unwrap().uid(); // (the files' owner: whoever runs the test made them)
         assert_eq!(
             got,
             vec![
-                TreeEntry::Object { digest: a, kind: ObjectKind::File(Some(0o400)) },
-                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(0o644)) },
+                TreeEntry::Object { digest: a, kind: ObjectKind::File(Some(Protection { mode: 0o400, uid: me })) },
+                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(Protection { mode: 0o644, uid: me })) },
             ]
         );
     }

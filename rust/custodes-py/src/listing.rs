@@ -17,7 +17,7 @@ const AHEAD: usize = 4;
 
 /// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, one
 /// first-level folder's entries at a time (a list per iteration), each `(name, kind, detail)`: `(digest,
-/// "object" | "link" | "special", what it is)` at an object's own place within `low <= digest < high`, `(path
+/// "object" | "link" | "special", what it is: an object's mode and owner, "0400 1000")` at an object's own place within `low <= digest < high`, `(path
 /// below folder, "elsewhere", "")` for anything else, `(path below folder, "unreadable", why)` for a folder
 /// that could not be read. Folders the range rules out are not read; links are never followed.
 #[pyclass(frozen, module = "custodes._core")]
@@ -52,9 +52,10 @@ impl DigestTreeWalk {
                 };
                 let digest = |d: &str| PyString::new(py, d).into_any().unbind();
                 Ok(match e {
-                    // The mode's permission bits in octal ("" when unknown): the store judges them.
-                    TreeEntry::Object { digest: d, kind: ObjectKind::File(mode) } => {
-                        (digest(&d), "object", mode.map_or_else(String::new, |m| format!("{m:04o}")))
+                    // The permission bits in octal and the owner's uid, "0400 1000" ("" when unknown): the store
+                    // judges them.
+                    TreeEntry::Object { digest: d, kind: ObjectKind::File(seen) } => {
+                        (digest(&d), "object", seen.map_or_else(String::new, |p| format!("{:04o} {}", p.mode, p.uid)))
                     }
                     TreeEntry::Object { digest: d, kind: ObjectKind::Link } => (digest(&d), "link", String::new()),
                     TreeEntry::Object { digest: d, kind: ObjectKind::Special(what) } => {
