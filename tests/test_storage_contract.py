@@ -209,14 +209,21 @@ def test_stream_hasher_matches_published_vectors() -> None:
 
 
 def test_storage_check_names_what_a_local_disk_cannot_guarantee(cli_archive: Path) -> None:
-    r = run_cli("storage", "check", str(cli_archive), "--json")
-    assert r.returncode == 1, r.stderr
+    """Read-only objects are probed: a file's 0400 does not stop root (it said so as a constant: a hostile
+    review), and does stop an account without CAP_DAC_OVERRIDE."""
     import json
 
+    r = run_cli("storage", "check", str(cli_archive), "--json", obey_permissions=True)  # root without the override
+    assert r.returncode == 1, r.stderr
     report = json.loads(r.stdout)
     assert report["backend"] == "local"
     assert set(report["missing"]) == {"retention enforced by the storage", "legal hold enforced by the storage"}
     assert {g["name"] for g in report["guarantees"] if g["held"]} == {"write-once", "read-only objects"}
+    if os.geteuid() == 0:
+        r = run_cli("storage", "check", str(cli_archive), "--json")
+        (read_only,) = [g for g in json.loads(r.stdout)["guarantees"] if g["name"] == "read-only objects"]
+        assert read_only["held"] is False and "CAP_DAC_OVERRIDE" in read_only["detail"], read_only
+    assert not [p for p in (cli_archive / "tmp").iterdir() if "probe" in p.name]  # the probe file is gone
 
 
 def test_init_refuses_an_unknown_backend_and_a_bad_option(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -504,7 +505,7 @@ class LocalStore:
     def guarantees(self) -> builtins.list[Guarantee]:
         return [
             Guarantee("write-once", True, "objects are linked into place with link(2), which never replaces a name"),
-            Guarantee("read-only objects", True, "objects are read-only files of the archive's account (0400)"),
+            self._read_only_probed(),
             Guarantee(
                 "retention enforced by the storage",
                 False,
@@ -513,6 +514,32 @@ class LocalStore:
             ),
             Guarantee("legal hold enforced by the storage", False, "as for retention: custodes' holds only"),
         ]
+
+    def _read_only_probed(self) -> Guarantee:
+        """Whether an object's mode (0400) stops this account writing it, probed on a file of the store's spool:
+        it does not stop root (CAP_DAC_OVERRIDE), which the check said it did (a hostile review: a constant)."""
+        folder = self.spool if self.spool.is_dir() else self.root
+        fd, name = tempfile.mkstemp(prefix=".custodes-probe-read-only-", dir=folder)
+        try:
+            os.fchmod(fd, OBJECT_MODE)
+            os.close(fd)
+            try:
+                os.close(os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC))
+            except PermissionError:
+                return Guarantee(
+                    "read-only objects",
+                    True,
+                    "objects are read-only files of the archive's account (0400): a write to one was refused (probed)",
+                )
+            return Guarantee(
+                "read-only objects",
+                False,
+                "objects are read-only files (0400), but this account opened one for writing all the same (probed: "
+                "root, or CAP_DAC_OVERRIDE): their mode does not stop it; keep the archive under an account of its "
+                "own without that privilege (custodes serve)",
+            )
+        finally:
+            os.unlink(name)
 
 
 class _Limited:
