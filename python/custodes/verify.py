@@ -218,8 +218,8 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     """The archive's own folders and files, its catalog and its signing key, are its account's alone to write
     (the key also to read): one another account owns, or that others may write, is ``unprotected`` (a hostile
     review: folders and the catalog made 0777/0666 and the key 0666 were called intact, and checkpoints were
-    signed with that key). The account is the archive folder's owner; the objects' own files are the store's
-    listing's to judge."""
+    signed with that key). The account is the archive folder's owner (root may own one too: a key kept in a
+    folder of root's, say); the objects' own files are the store's listing's to judge."""
     root = archive.root
     try:
         owner = os.stat(root).st_uid
@@ -234,7 +234,7 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
         wrong = []
-        if st.st_uid != owner:
+        if st.st_uid not in (owner, 0):
             wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
         if st.st_mode & (0o077 if secret else 0o022):
             wrong.append(
