@@ -322,6 +322,14 @@ def test_a_link_in_place_of_the_kept_replay_is_removed_never_followed(
     found = verified(cli_archive)
     assert found["replay"]["remade"] == "was a link (removed, not followed)" and found["replay"]["held"] == 0
     assert not planted.exists() and kept.is_file() and not kept.is_symlink()
+    # Nor at its journal's name: SQLite rolled a "hot journal" back through it, and the run ended with exit 2
+    # blaming the archive's catalog.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a journal")
+    journal = Path(f"{kept}-journal")
+    os.symlink(victim, journal)
+    found = verified(cli_archive)
+    assert "kept" in found["replay"] and not journal.is_symlink() and victim.read_text() == "not a journal"
 
 
 @pytest.mark.parametrize("inside", ["objects", "."])
@@ -373,3 +381,16 @@ def test_the_kept_replay_s_place_is_said_on_one_line(
     assert out.returncode == 0, out.stderr
     said = [x for x in out.stdout.decode().splitlines() if x.startswith("ledger replayed from your kept replay")]
     assert len(said) == 1 and "new\\nline/custodes/replay/" in said[0], out.stdout
+
+
+def test_a_rollback_is_named_beside_an_unprotected_folder(cli_archive: Path, cache: Path, tmp_path: Path) -> None:
+    """A folder's mode widened was a finding the ledger's checks counted, so --incremental's kept replay was not
+    used and a rollback alongside it went unnamed (a hostile review)."""
+    older = shutil.copytree(cli_archive, tmp_path / "older")
+    assert run_cli("ingest", more_footage(tmp_path), "--archive", cli_archive).returncode in (0, 1)
+    verified(cli_archive)
+    shutil.rmtree(cli_archive)
+    shutil.copytree(older, cli_archive)
+    (cli_archive / "ledger").chmod(0o775)
+    found = verified(cli_archive, code=1)
+    assert sorted(f["kind"] for f in found["findings"]) == ["checkpoint_mismatch", "unprotected"]

@@ -142,12 +142,16 @@ def test_with_one_copy_repair_protects_in_place_and_reports_bad_bytes(make_cli_a
         (names[0], "first", "unprotected", ["set mode 0644 back to 0400"])
     ]
     _flip_a_byte(_objects(arch)[names[1]])
+    _objects(arch)[names[1]].chmod(0o644)  # changed, and left writable (a hostile review: it stayed so)
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 1
     out = json.loads(r.stdout)
-    assert out["repaired"] == [] and [u["object"] for u in out["unrepairable"]] == [names[1]]
+    assert [(x["object"], x["was"]) for x in out["repaired"]] == [(names[1], "unprotected")]  # made read-only
+    assert [u["object"] for u in out["unrepairable"]] == [names[1]]
     assert "is modified and the archive keeps one copy" in out["unrepairable"][0]["why"]
-    assert _verify(arch)[0] == 1  # nothing was changed
+    assert _objects(arch)[names[1]].stat().st_mode & 0o777 == 0o400
+    rc, findings = _verify(arch)
+    assert rc == 1 and [f["kind"] for f in findings] == ["modified"]  # its bytes as they were: not guessed at
 
 
 def test_a_replica_inside_the_archive_is_refused(tmp_path: Path) -> None:
@@ -400,3 +404,18 @@ def test_an_object_given_to_another_account_is_unprotected_and_given_back(
     assert r.returncode == 0, r.stderr
     assert [x["done"] for x in json.loads(r.stdout)["repaired"]] == [["gave it back to account 0 from 65534"]]
     assert _objects(arch)[name].stat().st_uid == 0 and _verify(arch) == (0, [])
+
+
+def test_the_second_copy_s_folders_others_could_write_are_unprotected(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The second copy's folder, its objects/ and tmp/ made 0777 were called intact (the first copy's were
+    named): a hostile review."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    (second / "objects").chmod(0o777)
+    rc, findings = _verify(arch)
+    assert rc == 1 and [f["kind"] for f in findings] == ["unprotected"]
+    assert findings[0]["message"].startswith(f"{second / 'objects'}: mode 0777")
+    (second / "objects").chmod(0o700)
+    assert _verify(arch) == (0, [])

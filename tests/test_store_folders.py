@@ -369,6 +369,8 @@ def test_another_way_into_the_archive_is_refused_like_the_first(cli_archive: Pat
         ("catalog.sqlite", lambda p: p.chmod(0o666), "writable by others"),
         ("keys", lambda p: os.chown(p, 65534, -1), "owned by account 65534"),
         ("private/checkpoint.key", lambda p: p.chmod(0o644), "the signing key must be"),
+        ("keys/checkpoint.vkey", lambda p: p.chmod(0o666), "writable by others"),  # the key verify trusts
+        ("ledger/checkpoint", lambda p: os.chown(p, 65534, -1), "owned by account 65534"),
     ],
 )
 def test_the_archive_s_own_entries_others_could_write_are_unprotected(
@@ -389,3 +391,30 @@ def test_the_archive_s_own_entries_others_could_write_are_unprotected(
         os.chown(path, was.st_uid, was.st_gid)
         path.chmod(stat.S_IMODE(was.st_mode))
     assert run_cli("verify", cli_archive).returncode == 0
+
+
+def test_an_archive_or_its_key_reached_through_a_link_is_judged_by_what_the_link_names(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """A link's own mode (0777) is no one's: verify through a link to the archive, and with the signing key kept
+    elsewhere through a link, called a clean archive unprotected (a hostile review). A sticky folder for the key
+    (as /tmp) lets only its owner replace it."""
+    link = tmp_path / "alink"
+    link.symlink_to(cli_archive)
+    assert run_cli("verify", link).returncode == 0
+    key = cli_archive / "private" / "checkpoint.key"
+    kept = tmp_path / "hsm"
+    kept.mkdir(mode=0o700)
+    key.rename(kept / key.name)
+    key.symlink_to(kept / key.name)
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 0, out.stdout
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert run_cli("init", tmp_path / "other", "--signing-key", shared / "k.key").returncode == 0
+    out = run_cli("verify", tmp_path / "other", "--json")
+    assert out.returncode == 0, out.stdout
+    shared.chmod(0o777)  # not sticky: another account could replace the key
+    found = json.loads(run_cli("verify", tmp_path / "other", "--json").stdout)["findings"]
+    assert [f["kind"] for f in found] == ["unprotected"] and f"{shared}: mode 0777" in found[0]["message"]

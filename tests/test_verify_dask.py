@@ -18,7 +18,7 @@ from custodes.archive import init_archive, open_archive
 from custodes.ingest import ingest
 from custodes.plugins import Executor, ExecutorOptions, ShardFn
 from custodes.verify import Rehashed, Schedule, verify
-from helpers import BACKENDS, FOOTAGE, TAMPERS, run_cli
+from helpers import BACKENDS, FOOTAGE, TAMPERS, run_cli, set_policy
 
 
 def tampered(tmp_path: Path, names: Iterable[str], big: int = 0, storage: dict[str, str] | None = None) -> Path:
@@ -212,3 +212,26 @@ def test_a_worker_that_reads_another_copy_is_caught_by_the_spot_check(
         result = verify(a, schedule=Schedule(executor="stale", shard_objects=1))
     kinds = sorted(f.kind for f in result.findings)
     assert kinds == ["executor_fault", "modified"] and not result.ok
+
+
+def test_an_older_object_changed_is_modified_on_a_cluster_with_algo_too(tmp_path: Path, dask_cluster: Any) -> None:
+    """An object ingested before the policy recorded BLAKE3, changed, verified with --algo blake3 on a cluster:
+    re-hashed here with its SHA-256 (it has no BLAKE3 record) and found, then "confirmed" here with BLAKE3 alone,
+    which compared nothing: called intact, an executor_fault, and stamped verified (a hostile review)."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "--algo", "sha256").returncode == 0
+    vol = tmp_path / "CAM7" / "DCIM"
+    vol.mkdir(parents=True)
+    (vol / "clip.bin").write_bytes(os.urandom(9000))
+    assert run_cli("ingest", vol.parent, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    text = (arch / "custodes.toml").read_text()
+    assert set_policy(arch, text.replace('    "sha256",\n]', '    "sha256",\n    "blake3",\n]')).returncode == 0
+    (obj,) = [p for p in (arch / "objects").rglob("*") if p.is_file()]
+    obj.chmod(0o600)
+    obj.write_bytes(b"X" + obj.read_bytes()[1:])
+    obj.chmod(0o400)
+    args = ("--executor", "dask", "--scheduler", dask_cluster.address, "--algo", "blake3")
+    out = run_cli("verify", arch, "--json", *args)
+    assert out.returncode == 1, out.stderr
+    assert [(f["kind"], f["object"]) for f in json.loads(out.stdout)["findings"]] == [("modified", obj.name)]
+    assert run_cli("verify", arch, "--older-than", "1").returncode == 1  # not stamped verified: re-hashed, found

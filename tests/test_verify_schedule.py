@@ -213,7 +213,8 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
         (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler is for a cluster's executor"),
         (("--quick", "--budget", "1GB"), "--quick re-hashes nothing"),
         (("--quick", "--algo", "blake3"), "--quick re-hashes nothing"),
-        (("--algo", "md5"), "--algo md5: the policy records no such digest; it records sha256, blake3"),
+        (("--algo", "sm3"), "--algo sm3: the policy records no such digest; it records sha256, blake3"),
+        (("--algo", "md5"), "--algo md5: md5 is not collision-resistant"),
         (("--algo", "whirlpool"), "Invalid value for '--algo'"),
     ],
 )

@@ -1929,6 +1929,10 @@ def verify_command(
         algorithms=tuple(dict.fromkeys(a.lower() for a in algorithms)) or None,
     )
     recorded = tuple(archive.policy.algorithms)
+    if schedule.algorithms is not None and "md5" in schedule.algorithms:
+        from custodes.verify import MD5_ALONE
+
+        raise click.UsageError(f"--algo md5: {MD5_ALONE}")
     if schedule.algorithms is not None and not set(schedule.algorithms) <= set(recorded):
         unknown = ", ".join(a for a in schedule.algorithms if a not in recorded)
         raise click.UsageError(f"--algo {unknown}: the policy records no such digest; it records {', '.join(recorded)}")

@@ -97,10 +97,18 @@ def repair(archive: Archive) -> RepairResult:
     person = require_role(archive, ("custodian",), "storage_repair")
     archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
-    bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found
+    bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found of its bytes
+    unprotected: dict[str, list[str]] = {}  # object -> the copies whose file's mode or owner is wrong
     for f in verify(archive).findings:
         if f.object is not None and f.kind in REPAIRABLE:
-            bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
+            # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
+            # hostile review: the second finding hid the first, and a changed object in an archive of one copy
+            # stayed writable).
+            if f.kind == "unprotected":
+                unprotected.setdefault(f.object, []).append(f.copy or FIRST)
+                bad.setdefault(f.object, {})
+            else:
+                bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
     result = RepairResult()
     stores: dict[str, ObjectStore] = {FIRST: archive.store}
     if archive.replica is not None:
@@ -109,8 +117,7 @@ def repair(archive: Archive) -> RepairResult:
         recorded = archive.catalog.objects.get(digest)
         if recorded is None or recorded.purged_ns is not None:
             continue  # not evidence the archive keeps (a stray, a purged object): verify reports it
-        for copy in [c for c, was in copies.items() if was == "unprotected"]:  # its bytes are sound: in place
-            del copies[copy]
+        for copy in unprotected.get(digest, []):  # its mode and owner, in place
             try:
                 done = stores[copy].protect(digest)
             except (OSError, CustodesError) as e:

@@ -174,10 +174,12 @@ def verify(
     result = VerifyResult()
     chain = _trust(archive, result, trusted_key, witness)
     _verify_policy(archive, result)
-    _verify_own_entries(archive, result)
     with archive.catalog.another() as fresh:
         signed = _verify_ledger(archive, result, fresh, chain)
         edited = _verify_catalog_against_ledger(archive, result, _kept_on(result, signed, incremental))
+        # After the ledger's checks, which hold a kept replay to a ledger with no other finding: a widened mode
+        # turned --incremental's rollback check off (a hostile review).
+        _verify_own_entries(archive, result)
         _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
     return result
 
@@ -215,28 +217,35 @@ def _verify_policy(archive: Archive, result: VerifyResult) -> None:
 
 
 def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
-    """The archive's own folders and files, its catalog and its signing key, are its account's alone to write
-    (the key also to read): one another account owns, or that others may write, is ``unprotected`` (a hostile
-    review: folders and the catalog made 0777/0666 and the key 0666 were called intact, and checkpoints were
-    signed with that key). The account is the archive folder's owner (root may own one too: a key kept in a
-    folder of root's, say); the objects' own files are the store's listing's to judge."""
+    """The archive's own folders and files, its catalog, its keys and its second copy's folders are its account's
+    alone to write (the signing key also to read): one another account owns, or that others may write, is
+    ``unprotected`` (a hostile review: folders and the catalog made 0777/0666 and the key 0666 were called intact,
+    and checkpoints were signed with that key). The account is the archive folder's owner (root may own one too: a
+    key kept in a folder of root's, say); a folder others may write that is sticky (as /tmp) lets only an entry's
+    owner replace it. Links are followed (an archive named through one, a key kept elsewhere through one: their
+    own mode is no one's); the objects' own files are the store's listing's to judge."""
     root = archive.root
     try:
         owner = os.stat(root).st_uid
     except OSError:
         return  # (the archive could not have been opened)
     names = ["", CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm")), POLICY_FILE, *OWN_FOLDERS]
-    names += ["objects", "objects/sha256", "tmp"]
+    names += ["objects", "objects/sha256", "tmp", "keys/checkpoint.vkey", "ledger/checkpoint"]
     key = archive.signing_key_path
-    for path, secret in [*((root / n, False) for n in names), (key.parent, False), (key, True)]:
+    entries = [*((root / n, False) for n in names), (key.parent, False), (key, True)]
+    second = archive.replica.spec() if archive.replica is not None else None
+    if second is not None and second.backend == "local":
+        entries += [(Path(second.location) / n, False) for n in ("", "objects", "objects/sha256", "tmp")]
+    for path, secret in entries:
         try:
-            st = os.lstat(path)
+            st = os.stat(path)
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
         wrong = []
         if st.st_uid not in (owner, 0):
             wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
-        if st.st_mode & (0o077 if secret else 0o022):
+        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        if st.st_mode & (0o077 if secret else 0o022) and not sticky:
             wrong.append(
                 f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
             )
@@ -1031,6 +1040,11 @@ class _Due:
     last_verified_ns: int | None
 
 
+#: Why md5 is never one of the digests a run compares alone: bytes made to match a recorded md5 are a matter of
+#: seconds (without --algo every recorded digest is compared, md5 among them, beside a collision-resistant one).
+MD5_ALONE = "md5 is not collision-resistant: a run that compares only some digests compares sha256, blake3 or sm3"
+
+
 @dataclass
 class Schedule:
     """How a verify run is made: what it selects (custodes.schedule), how much it may do, and who re-hashes."""
@@ -1056,6 +1070,8 @@ class Schedule:
             return policy
         if not self.algorithms:
             raise CustodesError("re-hashing needs at least one algorithm")
+        if "md5" in self.algorithms:
+            raise CustodesError(MD5_ALONE)
         unknown = [a for a in self.algorithms if a not in policy]
         if unknown:
             raise CustodesError(
@@ -1567,10 +1583,12 @@ class _Hashing:
         verified: list[str] = []
         size = 0
         for d, r in zip(shard, hashed, strict=True):
+            here = False
             if r.error is None and not any(a in r.digests for a in d.digests):
                 # Recorded without any digest this run re-hashes (ingested under an older policy): nothing would
                 # be compared, so it is re-hashed here with every one it has, never passed unread.
-                (r,) = self._here([d], 1, tuple(a for a in d.digests if a in ALGORITHMS) or ("sha256",))
+                (r,) = self._here([d], 1, self._algorithms_for(d))
+                here = True
             result.checked += 1
             if self.locks is not None:
                 # A remote worker's word on the lock is not taken (its digests are spot-checked; a lock it
@@ -1579,7 +1597,7 @@ class _Hashing:
             if r.error is None:  # a file that could not be read counts no bytes towards the progress
                 result.bytes += r.size or 0
             found = _compare(self.archive.store, r, d)
-            if found is not None and self.executor.remote:
+            if found is not None and self.executor.remote and not here:  # (a worker's word, not this process's)
                 found = self._confirm(d, found)
             if found is None:
                 verified.append(d.sha256)
@@ -1658,10 +1676,18 @@ class _Hashing:
         chosen = algorithms or self.algorithms
         return hash_shard(Shard(-1, chosen, self.archive.store.spec(), tuple(d.sha256 for d in shard)), threads)
 
+    def _algorithms_for(self, d: _Due) -> tuple[str, ...]:
+        """What object ``d`` is re-hashed with here: the run's algorithms, or, for one recorded with none of them,
+        every one it has (a hostile review: a worker's `modified` was confirmed here with the run's BLAKE3 alone,
+        which such an object has no record of, so it was called intact and stamped verified)."""
+        if any(a in d.digests for a in self.algorithms):
+            return self.algorithms
+        return tuple(a for a in d.digests if a in ALGORITHMS) or ("sha256",)
+
     def _confirm(self, d: _Due, found: tuple[str, str]) -> tuple[str, str] | None:
         """A remote worker says an object is bad: re-hashed here before it is reported. Intact here: the worker
         is what is wrong (a fault of its machine or its mount), and that is reported instead."""
-        (mine,) = self._here([d], 1)
+        (mine,) = self._here([d], 1, self._algorithms_for(d))
         again = _compare(self.archive.store, mine, d)
         if again is None:
             self.result.findings.append(

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import __version__, merkle
+from custodes._durable import file_kind
 from custodes.catalog import replay
 from custodes.catalog.schema import SCHEMA_VERSION
 from custodes.errors import CustodesError
@@ -215,9 +216,14 @@ UNUSED_DAYS = 30
 def _remove(path: Path) -> None:
     """A kept replay gone, with its write-ahead log and index (a log left behind could be applied to the next
     file made under the name)."""
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for name in (path, *_beside(path)):
         with suppress(FileNotFoundError):
             name.unlink()
+
+
+def _beside(path: Path) -> tuple[Path, ...]:
+    """The files SQLite keeps beside a database: its journal, write-ahead log and index."""
+    return tuple(Path(f"{path}{end}") for end in ("-journal", "-wal", "-shm"))
 
 
 def _prune(folder: Path, now: float) -> None:
@@ -253,6 +259,13 @@ def _open(path: Path) -> tuple[Catalog, str | None]:
     from custodes.catalog import Catalog
 
     remade = None
+    for name in _beside(path):
+        # A link there is not followed either (SQLite would roll back a "hot journal" through it, and the error
+        # then blamed the archive's catalog: a hostile review); anything but a file makes the kept replay unusable.
+        if os.path.islink(name):
+            os.unlink(name)
+        elif os.path.lexists(name) and not stat.S_ISREG(os.lstat(name).st_mode):
+            raise ReplayCacheError(f"{name}: not a file: kept replays are not used; remove it")
     if os.path.islink(path):
         # Never followed (SQLite would open, or make, whatever it points at): the link itself removed, in a folder
         # of the verifier's own, and a kept replay made again in its place.
@@ -309,7 +322,10 @@ def _open(path: Path) -> tuple[Catalog, str | None]:
 def _own_file(path: Path) -> None:
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise ReplayCacheError(f"{path}: not a file of this account alone (a link?): kept replays are not used")
+        raise ReplayCacheError(
+            f"{path}: not a file of this account alone ({file_kind(st.st_mode)}, mode {stat.S_IMODE(st.st_mode):04o}, "
+            f"account {st.st_uid}): kept replays are not used"
+        )
 
 
 def _read_meta(fresh: Catalog) -> _Meta:
@@ -410,7 +426,13 @@ def compare_kept(
     _own_folder(folder)
     _prune(folder, time.time())
     path = _file_for(live, archive_id)
-    fresh, remade = _open(path)
+    try:
+        fresh, remade = _open(path)
+    except sqlite3.Error as e:  # (what the kept replay's own files are; the catalog is not to blame)
+        if _busy(e):
+            raise ReplayCacheError(f"{path}: another run holds the kept replay ({e})") from None
+        _remove(path)
+        raise Damaged(_damaged(e)) from None
     then = None
     try:
         # Brought up once on its own (the bulk of the entries), then again inside the snapshot the comparison
@@ -434,7 +456,7 @@ def compare_kept(
     except _Unsigned as e:
         _used(path)
         raise Rewritten(
-            f"{e} on an earlier run (no checkpoint signs it yet; the kept replay holds its leaf hash): the ledger "
+            f"{e} on an earlier run (no checkpoint signed it then; the kept replay holds its leaf hash): the ledger "
             "was edited since; compare it with a backup, and once the ledger as it is now is known good, remove "
             f"{shown_name(os.fspath(path))} to accept it",
             e.index,
