@@ -418,3 +418,10 @@ def test_an_archive_or_its_key_reached_through_a_link_is_judged_by_what_the_link
     shared.chmod(0o777)  # not sticky: another account could replace the key
     found = json.loads(run_cli("verify", tmp_path / "other", "--json").stdout)["findings"]
     assert [f["kind"] for f in found] == ["unprotected"] and f"{shared}: mode 0777" in found[0]["message"]
+    # init holds a key's folder to the same rule (a new archive was NOT INTACT from its first verify)
+    group = tmp_path / "group"
+    group.mkdir()
+    group.chmod(0o775)
+    refused = run_cli("init", tmp_path / "third", "--signing-key", group / "k.key")
+    assert refused.returncode == 2 and b"mode 0775: writable by others" in refused.stderr, refused.stderr
+    assert not (tmp_path / "third").exists() and not (group / "k.key").exists()

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -285,6 +286,37 @@ def _key_path(path: Path | None, value: Any) -> str:
     if "\0" in value:
         raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
     return value
+
+
+def protection_problems(st: os.stat_result, owner: int, secret: bool = False) -> list[str]:
+    """The one rule for the archive's own entries (verify's `unprotected`, and init's --signing-key): each the
+    archive account's (``owner``) or root's, and writable by no one else unless a sticky folder (as /tmp: only an
+    entry's owner may replace it there); a ``secret`` (the signing key) readable by no one else either. What is
+    wrong, said in words; [] when nothing."""
+    wrong = []
+    if st.st_uid not in (owner, 0):
+        wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
+    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+    if st.st_mode & (0o077 if secret else 0o022) and not sticky:
+        wrong.append(
+            f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
+        )
+    return wrong
+
+
+def _key_protected(key: Path) -> None:
+    """init's --signing-key outside the archive: its folder (and the key, if there already) held to verify's rule
+    at once (a hostile review: a new archive was NOT INTACT from its first verify, its key in a folder others
+    could write). Only at init: an archive whose key's folder changed since is verify's to report, not a reason
+    for every command to stop."""
+    for path, secret in ((key.parent, False), (key, True)):
+        with suppress(FileNotFoundError):
+            wrong = protection_problems(os.stat(path), os.geteuid(), secret)
+            if wrong:
+                raise ArchiveError(
+                    f"--signing-key {key}: {path}: {'; '.join(wrong)}: another account could replace or read the "
+                    "signing key; make it yours alone, or name a key in a folder that is"
+                )
 
 
 def _key_place(root: Path, value: str, where: str) -> None:
@@ -922,6 +954,7 @@ def init_archive(
     archive_id = uuid.uuid4().hex
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
+    _key_protected(Path(key_path) if os.path.isabs(key_path) else path / key_path)
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
     if target_key.exists():
         _signing_key(target_key)  # an existing key must be a key before anything is created

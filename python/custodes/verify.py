@@ -52,7 +52,7 @@ from typing import Any, cast
 
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, read_small
-from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
+from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive, protection_problems
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
@@ -241,14 +241,7 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
             st = os.stat(path)
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
-        wrong = []
-        if st.st_uid not in (owner, 0):
-            wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
-        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
-        if st.st_mode & (0o077 if secret else 0o022) and not sticky:
-            wrong.append(
-                f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
-            )
+        wrong = protection_problems(st, owner, secret)
         if wrong:
             what = (
                 "the signing key"
