@@ -310,7 +310,7 @@ def _key_protected(key: Path) -> None:
     could write). Only at init: an archive whose key's folder changed since is verify's to report, not a reason
     for every command to stop."""
     for path, secret in ((key.parent, False), (key, True)):
-        with suppress(FileNotFoundError):
+        with suppress(OSError):  # not there (yet), or not a folder: init's own steps say so
             wrong = protection_problems(os.stat(path), os.geteuid(), secret)
             if wrong:
                 raise ArchiveError(
@@ -954,10 +954,10 @@ def init_archive(
     archive_id = uuid.uuid4().hex
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
-    _key_protected(Path(key_path) if os.path.isabs(key_path) else path / key_path)
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
     if target_key.exists():
         _signing_key(target_key)  # an existing key must be a key before anything is created
+    _key_protected(target_key)
     new_folder = not path.exists()
     if new_folder:
         try:
