@@ -267,3 +267,22 @@ def file_kind(mode: int) -> str:
         (stat.S_ISLNK, "a link"),
     )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def protection_problems(
+    st: os.stat_result, owner: int, secret: bool = False, whose: str = "the archive's"
+) -> list[str]:
+    """The one rule for what only one account may change: the archive's own entries (verify's `unprotected`,
+    init's --signing-key) and the folders above a verifier's kept replays (catalog.replay_cache). Each ``owner``'s
+    (``whose``, in words) or root's, and writable by no one else unless a sticky folder (as /tmp: only an entry's
+    owner may replace it there); a ``secret`` (the signing key) readable by no one else either. What is wrong,
+    said in words; [] when nothing."""
+    wrong = []
+    if st.st_uid not in (owner, 0):
+        wrong.append(f"owned by account {st.st_uid}, not {whose} ({owner})")
+    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+    if st.st_mode & (0o077 if secret else 0o022) and not sticky:
+        wrong.append(
+            f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
+        )
+    return wrong

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
 import tomllib
 import uuid
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
-from custodes._durable import fsync_dir, read_small, replace_file, sweep_dead_temps, write_once
+from custodes._durable import fsync_dir, protection_problems, read_small, replace_file, sweep_dead_temps, write_once
 from custodes._faults import write_cut_short
 from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
@@ -286,22 +285,6 @@ def _key_path(path: Path | None, value: Any) -> str:
     if "\0" in value:
         raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
     return value
-
-
-def protection_problems(st: os.stat_result, owner: int, secret: bool = False) -> list[str]:
-    """The one rule for the archive's own entries (verify's `unprotected`, and init's --signing-key): each the
-    archive account's (``owner``) or root's, and writable by no one else unless a sticky folder (as /tmp: only an
-    entry's owner may replace it there); a ``secret`` (the signing key) readable by no one else either. What is
-    wrong, said in words; [] when nothing."""
-    wrong = []
-    if st.st_uid not in (owner, 0):
-        wrong.append(f"owned by account {st.st_uid}, not the archive's ({owner})")
-    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
-    if st.st_mode & (0o077 if secret else 0o022) and not sticky:
-        wrong.append(
-            f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
-        )
-    return wrong
 
 
 def _key_protected(key: Path) -> None:

@@ -1928,14 +1928,10 @@ def verify_command(
         resume=resume,
         algorithms=tuple(dict.fromkeys(a.lower() for a in algorithms)) or None,
     )
-    recorded = tuple(archive.policy.algorithms)
-    if schedule.algorithms is not None and "md5" in schedule.algorithms:
-        from custodes.verify import MD5_ALONE
-
-        raise click.UsageError(f"--algo md5: {MD5_ALONE}")
-    if schedule.algorithms is not None and not set(schedule.algorithms) <= set(recorded):
-        unknown = ", ".join(a for a in schedule.algorithms if a not in recorded)
-        raise click.UsageError(f"--algo {unknown}: the policy records no such digest; it records {', '.join(recorded)}")
+    try:
+        schedule.rehashing(tuple(archive.policy.algorithms))  # (verify's own rule, asked before anything is read)
+    except CustodesError as e:
+        raise click.UsageError(f"--algo {e}") from e
     line, progress = _bytes_progress(out)
     try:
         result = verify(
@@ -3191,20 +3187,19 @@ def report_command(
     # silently over a modified object or an edited catalog. Its other findings (gaps, late ingests, clocks)
     # are what the report is for, and leave the exit at 0.
     integrity = model.get("integrity")
-    intact = integrity is None or integrity["ok"] is True
+    broken = integrity is not None and integrity["ok"] is not True
     if out.json:
         _write_json(
             {
                 "format": fmt,
                 "out": shown_path(os.path.abspath(out_path)),
                 "findings": len(model["findings"]),
-                "integrity_ok": None if integrity is None else intact,
+                "integrity_ok": None if integrity is None else not broken,
             }
         )
     else:
         out.say(f"{fmt} report written to {shown_path(out_path)}")
-    if not intact:
-        assert integrity is not None
+    if integrity is not None and broken:
         _print_stderr(
             f"integrity: {integrity['findings']} finding(s) of the archive's verification (the report's integrity "
             "section; `custodes verify` names each)"

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from custodes import merkle
-from custodes._durable import fsync_dir, fsync_file, read_small
-from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive, protection_problems
+from custodes._durable import fsync_dir, fsync_file, protection_problems, read_small
+from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
@@ -1052,23 +1052,23 @@ class Schedule:
     #: The recorded digests to re-hash and compare, a part of the policy's (None: all of them). Any one of them
     #: read from every byte finds a change (each is collision-resistant, each was recorded by ingest and ledgered);
     #: BLAKE3 alone costs a fraction of SHA-256's CPU, which decides a verify of large objects where reading is
-    #: fast (an S3 server close by: 1 GiB 1.34 -> 0.90 s). An object recorded without any of them (ingested under
-    #: an older policy) is re-hashed with every digest it has.
+    #: fast (an S3 server close by: 1 GiB 1.24 -> 0.97 s, benches/README.md). An object recorded without any of
+    #: them (ingested under an older policy) is re-hashed with every digest it has.
     algorithms: tuple[str, ...] | None = None
 
     def rehashing(self, policy: tuple[str, ...]) -> tuple[str, ...]:
-        """The algorithms this run re-hashes with, under a policy recording ``policy``; CustodesError naming
-        those it records when one asked for is not among them."""
+        """The algorithms this run re-hashes with, under a policy recording ``policy``; CustodesError, starting
+        with the algorithms it is about (the CLI puts ``--algo`` before it), when one asked for cannot be."""
         if self.algorithms is None:
             return policy
         if not self.algorithms:
             raise CustodesError("re-hashing needs at least one algorithm")
         if "md5" in self.algorithms:
-            raise CustodesError(MD5_ALONE)
+            raise CustodesError(f"md5: {MD5_ALONE}")
         unknown = [a for a in self.algorithms if a not in policy]
         if unknown:
             raise CustodesError(
-                f"the policy records no {', '.join(unknown)} digest to compare with: it records {', '.join(policy)}"
+                f"{', '.join(unknown)}: the policy records no such digest; it records {', '.join(policy)}"
             )
         return tuple(dict.fromkeys(self.algorithms))
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import __version__, merkle
-from custodes._durable import file_kind
+from custodes._durable import file_kind, protection_problems
 from custodes.catalog import replay
 from custodes.catalog.schema import SCHEMA_VERSION
 from custodes.errors import CustodesError
@@ -131,12 +131,11 @@ def _safe_above(top: Path) -> None:
     here = Path(os.path.realpath(top))
     while True:
         with suppress(FileNotFoundError):  # (made below, 0700, by this account)
-            st = os.stat(here)
-            if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            wrong = protection_problems(os.stat(here), os.geteuid(), whose="yours")
+            if wrong:
                 raise ReplayCacheError(
-                    f"{shown_name(os.fspath(here))}: owned by another account or writable by others (mode "
-                    f"{stat.S_IMODE(st.st_mode):o}): another account could move your kept replays away; kept "
-                    "replays are not used"
+                    f"{shown_name(os.fspath(here))}: {'; '.join(wrong)}: another account could move your kept "
+                    "replays away; kept replays are not used"
                 )
         if here.parent == here:
             return
