@@ -419,3 +419,44 @@ def test_the_second_copy_s_folders_others_could_write_are_unprotected(
     assert findings[0]["message"].startswith(f"{second / 'objects'}: mode 0777")
     (second / "objects").chmod(0o700)
     assert _verify(arch) == (0, [])
+
+
+def test_a_digest_folder_others_could_write_or_another_account_owns_is_unprotected(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The digest tree's own folders (objects/sha256/ab, objects/sha256/ab/cd) made 0777 or given to another account
+    were called intact (only objects/ and objects/sha256 were checked): another account may then replace the
+    objects in them. Named in either copy, with the folder; a folder only different from the store's (a store made
+    under another umask: 0755) or sticky is not."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    first, other = sorted(_objects(arch).values())[:2]
+    top, leaf = first.parent.parent, _objects(second)[first.name].parent
+    top.chmod(0o777)
+    leaf.chmod(0o775)
+    os.chown(other.parent, 65534, -1)
+    rc, findings = _verify(arch)
+    assert rc == 1 and sorted((f["kind"], f["copy"] or "first", f["object"]) for f in findings) == [
+        ("unprotected", "first", None),
+        ("unprotected", "first", None),
+        ("unprotected", "replica", None),
+    ]
+    said = sorted(str(f["message"]) for f in findings)
+    assert any(
+        m.startswith(f"folder of the store {top.relative_to(arch)}: mode 0777: writable by others") for m in said
+    )
+    assert any(f"{other.parent.relative_to(arch)}: owned by account 65534, not the store's (0)" in m for m in said)
+    assert any(f"{leaf.relative_to(second)}: mode 0775: writable by others" in m for m in said)
+    top.chmod(0o755)  # only unlike the others
+    leaf.chmod(0o1777)  # sticky, as /tmp: only an entry's owner may replace it
+    os.chown(other.parent, 0, -1)
+    assert _verify(arch) == (0, [])
+    # Beside the digest tree everything is foreign, a folder of another mode included: its file is named, once.
+    stray = arch / "objects" / "extra" / "aa"
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_bytes(b"x")
+    stray.chmod(0o777)
+    rc, findings = _verify(arch)
+    assert rc == 1 and [(f["kind"], f["message"]) for f in findings] == [
+        ("unexpected", "file in the store that is not an object: objects/extra/aa/notes.txt")
+    ]

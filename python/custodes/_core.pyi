@@ -49,7 +49,9 @@ class DigestTreeWalk:
     cores), each ``(name, kind, detail)``: ``(digest, "object" | "link" | "special", what it is: an object
     file's mode and owner, ``"0400 1000"``)`` at an object's own place with ``low <= digest < high``, ``(path
     below folder, "elsewhere", "")`` for anything else, ``(path below folder, "unreadable", why)`` for a folder
-    that could not be read. Folders the range rules out are not read; links are never followed."""
+    that could not be read, and ``(path below folder, "folder", "0777 1000")`` for a folder whose mode or owner
+    differs from ``folder``'s own, before what it holds. Folders the range rules out are not read; links are never
+    followed."""
 
     def __new__(cls, folder: str | os.PathLike[str], low: str = ..., high: str | None = None) -> DigestTreeWalk: ...
     def __iter__(self) -> DigestTreeWalk: ...

@@ -914,6 +914,11 @@ def _listed_finding(archive: Archive, listed: Listed) -> VerifyFinding:
         detail = f"{name}: {listed.detail}"
     elif listed.problem == "special":
         detail = f"object is {listed.detail}, not the file the archive stored ({name})"
+    elif listed.problem == "unprotected" and digest is None:  # a folder of the store's digest tree
+        detail = (
+            f"folder of the store {name}: {listed.detail}: others could replace the objects in it; it must be the "
+            "archive's account's alone (chmod 700, and chown it back to that account)"
+        )
     elif listed.problem == "unprotected":
         detail = (
             f"object file is {listed.detail}, not read-only for the archive's account alone ({name}): others, or "

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from custodes import _core
-from custodes._durable import file_kind, fsync_dir, read_small, sync_together
+from custodes._durable import file_kind, fsync_dir, protection_problems, read_small, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.findings import shown_name
@@ -431,8 +431,24 @@ class LocalStore:
                     )
                 elif kind == "elsewhere":  # not an object at its own place: named as what it is, where it is
                     yield self._misplaced(found)
+                elif kind == "folder":
+                    yield from self._folder_unprotected(found)
                 else:
                     yield self._odd(self._objects, found, kind, detail)
+
+    def _folder_unprotected(self, below: str) -> Iterator[Listed]:
+        """A folder of the digest tree unlike the tree's own (the core lists those; the store makes each 0700):
+        ``unprotected`` when another account owns it or others may write it (they could replace the objects in
+        it), by the archive's one rule for that (_durable.protection_problems); nothing when it is only
+        different (a store made under another umask)."""
+        path = os.path.join(self._objects, below)
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return  # gone since it was listed: what it held is missing, and named so
+        wrong = protection_problems(st, self._account(), whose="the store's")
+        if wrong:
+            yield Listed(self._listed(path, None).name, None, None, "unprotected", "; ".join(wrong))
 
     def _odd(self, folder: str, found: str, kind: str, detail: str) -> Listed:
         """A link or a FIFO, socket or device at an object's place (``found`` its digest), or a folder the listing
@@ -465,6 +481,8 @@ class LocalStore:
         a folder in it that cannot be read is named."""
         for part in _core.DigestTreeWalk(folder):
             for found, kind, detail in part:
+                if kind == "folder":
+                    continue  # a folder's mode: everything in it is foreign all the same
                 if kind == "unreadable":
                     yield self._odd(folder, found, kind, detail)
                 elif kind == "elsewhere":

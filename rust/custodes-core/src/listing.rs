@@ -7,7 +7,10 @@
 //! parallel (the first level's folders shared out over the cores): whether an
 //! entry is a folder or a link comes from the directory listing itself, and a
 //! file's mode from one `fstatat` on the folder being listed (the store keeps
-//! objects read-only; a widened mode is a finding of the caller's).
+//! objects read-only; a widened mode is a finding of the caller's), and a
+//! folder's the same way: a folder whose mode or owner differs from the tree's
+//! own folder is listed (others could replace objects in a folder they may
+//! write), which is none in a store kept as it was made.
 //!
 //! The listing says only where things are; what they mean (a stray object, a
 //! misplaced file, a link) is the caller's to decide. A folder it cannot read
@@ -34,6 +37,9 @@ pub enum TreeEntry {
     Elsewhere(PathBuf),
     /// A folder that could not be read (its path below the tree's folder, empty for the tree's own), and why.
     Unreadable { path: PathBuf, error: String },
+    /// A folder whose permission bits or owner differ from the tree's own folder's (its path below the tree's
+    /// folder, and what they are): listed before what it holds. Whether that is wrong is the caller's to say.
+    Folder { path: PathBuf, protection: Protection },
 }
 
 /// What an entry at an object's place is.
@@ -92,8 +98,9 @@ fn is_lower_hex(s: &str) -> bool {
 /// not read (`below` itself included). A folder that cannot be read is passed over (its objects are then not
 /// listed, which the caller sees as missing). Symbolic links are never followed. `below` empty: the whole tree;
 /// a first-level folder: a 256th of it, so that a caller streaming a tree of millions of objects holds one
-/// such part at a time. The entries of `below` are shared out over the cores.
-pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec<TreeEntry> {
+/// such part at a time. The entries of `below` are shared out over the cores. A folder below `below` whose
+/// protection is not `like` (the tree's own folder's: [`tree_protection`]) is listed as [`TreeEntry::Folder`].
+pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange, like: Option<Protection>) -> Vec<TreeEntry> {
     if excluded(below, range) {
         return Vec::new();
     }
@@ -105,7 +112,7 @@ pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec
         .par_iter()
         .map(|(name, kind)| {
             let mut out = Vec::new();
-            visit(folder, below.join(name), *kind, range, &mut out);
+            visit(folder, below.join(name), *kind, range, like, &mut out);
             out
         })
         .collect();
@@ -120,6 +127,7 @@ pub fn list_digest_tree(folder: &Path, below: &Path, range: &DigestRange) -> Vec
 pub fn stream_digest_tree(folder: PathBuf, range: DigestRange, ahead: usize) -> Receiver<Vec<TreeEntry>> {
     let (parts, received) = sync_channel(ahead.max(1));
     std::thread::spawn(move || {
+        let like = tree_protection(&folder);
         let top = match sorted_entries(&folder) {
             Ok(top) => top,
             Err(e) => {
@@ -128,11 +136,16 @@ pub fn stream_digest_tree(folder: PathBuf, range: DigestRange, ahead: usize) -> 
             }
         };
         for (name, kind) in top {
-            let part = if kind == Kind::Folder {
-                list_digest_tree(&folder, Path::new(&name), &range)
+            let part = if let Kind::Folder(seen) = kind {
+                let mut part = Vec::new();
+                if !excluded(Path::new(&name), &range) {
+                    part.extend(unlike(Path::new(&name), seen, like));
+                }
+                part.extend(list_digest_tree(&folder, Path::new(&name), &range, like));
+                part
             } else {
                 let mut out = Vec::new();
-                visit(&folder, PathBuf::from(name), kind, &range, &mut out);
+                visit(&folder, PathBuf::from(name), kind, &range, like, &mut out);
                 out
             };
             if !part.is_empty() && parts.send(part).is_err() {
@@ -150,17 +163,41 @@ fn excluded(relative: &Path, range: &DigestRange) -> bool {
     prefix.is_some_and(|p| range.excludes(&p))
 }
 
-/// One entry at `relative` below `root`: a folder is read (unless the range rules it out), anything else is
-/// classified.
-fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &mut Vec<TreeEntry>) {
-    if kind == Kind::Folder {
+/// The permission bits and owner of a tree's own folder (links followed: the store's folder may be named
+/// through one), what its folders are compared with; None when it cannot be read (nothing is compared).
+pub fn tree_protection(folder: &Path) -> Option<Protection> {
+    fs::metadata(folder).ok().map(|m| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() })
+}
+
+/// A folder's entry when its protection (`seen`) is known and not `like`.
+fn unlike(relative: &Path, seen: Option<Protection>, like: Option<Protection>) -> Option<TreeEntry> {
+    match (seen, like) {
+        (Some(seen), Some(like)) if seen != like => {
+            Some(TreeEntry::Folder { path: relative.to_owned(), protection: seen })
+        }
+        _ => None,
+    }
+}
+
+/// One entry at `relative` below `root`: a folder is read (unless the range rules it out), and listed first when
+/// its protection is not `like`; anything else is classified.
+fn visit(
+    root: &Path,
+    relative: PathBuf,
+    kind: Kind,
+    range: &DigestRange,
+    like: Option<Protection>,
+    out: &mut Vec<TreeEntry>,
+) {
+    if let Kind::Folder(seen) = kind {
         if excluded(&relative, range) {
             return;
         }
+        out.extend(unlike(&relative, seen, like));
         match sorted_entries(&root.join(&relative)) {
             Ok(entries) => {
                 for (name, kind) in entries {
-                    visit(root, relative.join(name), kind, range, out);
+                    visit(root, relative.join(name), kind, range, like, out);
                 }
             }
             Err(e) => out.push(unreadable(&relative, &e)),
@@ -173,7 +210,7 @@ fn visit(root: &Path, relative: PathBuf, kind: Kind, range: &DigestRange, out: &
                 Kind::Link => ObjectKind::Link,
                 Kind::Special(what) => ObjectKind::Special(what),
                 Kind::File(mode) => ObjectKind::File(mode),
-                Kind::Folder => ObjectKind::File(None),
+                Kind::Folder(_) => ObjectKind::File(None),
             };
             out.push(TreeEntry::Object { digest: digest.to_owned(), kind });
         }
@@ -194,10 +231,10 @@ fn object_at_its_place(relative: &Path) -> Option<&str> {
 /// What a folder's listing says an entry is (a link to a folder is a link, never a folder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Folder,
+    /// A file or folder with its permission bits and owner, read relative to the folder being listed (`fstatat`,
+    /// no path walked again; None when it was gone by then).
+    Folder(Option<Protection>),
     Link,
-    /// With its permission bits and owner, read relative to the folder being listed (`fstatat`, no path walked
-    /// again).
     File(Option<Protection>),
     Special(&'static str),
 }
@@ -212,12 +249,12 @@ fn sorted_entries(folder: &Path) -> io::Result<Vec<(OsString, Kind)>> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(folder)? {
         let entry = entry?;
+        let protection =
+            || entry.metadata().ok().map(|m| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() });
         let kind = match entry.file_type() {
-            Ok(t) if t.is_dir() => Kind::Folder,
+            Ok(t) if t.is_dir() => Kind::Folder(protection()),
             Ok(t) if t.is_symlink() => Kind::Link,
-            Ok(t) if t.is_file() => Kind::File(
-                entry.metadata().ok().map(|m| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() }),
-            ),
+            Ok(t) if t.is_file() => Kind::File(protection()),
             Ok(t) if t.is_fifo() => Kind::Special("a FIFO"),
             Ok(t) if t.is_socket() => Kind::Special("a socket"),
             Ok(t) if t.is_char_device() => Kind::Special("a character device"),
@@ -283,7 +320,7 @@ mod tests {
         fs::write(root.join("aa").join(&b), b"x").unwrap();
         fs::write(root.join("bb").join("bb").join("notes.txt"), b"x").unwrap();
         fs::write(root.join("top"), b"x").unwrap();
-        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), None);
         assert_eq!(objects(&got), vec![(c.clone(), false), (a.clone(), false), (b.clone(), false), (e, true)]);
         assert_eq!(elsewhere(&got), vec![format!("aa/{b}"), "bb/bb/notes.txt".to_owned(), "top".to_owned()]);
     }
@@ -301,7 +338,7 @@ mod tests {
         fs::write(root.join("11").join("11").join("stray"), b"x").unwrap();
         fs::write(root.join("88").join("88").join("stray"), b"x").unwrap();
         let range = DigestRange { low: all[5].clone(), high: Some(all[9].clone()) };
-        let got = list_digest_tree(root, Path::new(""), &range);
+        let got = list_digest_tree(root, Path::new(""), &range, None);
         let digests: Vec<String> = objects(&got).into_iter().map(|(d, _)| d).collect();
         assert_eq!(digests, all[5..9].to_vec());
         assert_eq!(elsewhere(&got), vec!["88/88/stray".to_owned()]);
@@ -316,21 +353,30 @@ mod tests {
         }
         fs::write(root.join("33").join("stray"), b"x").unwrap();
         let range = DigestRange { low: digest('2'), high: Some(digest('c')) };
-        let whole = list_digest_tree(root, Path::new(""), &range);
+        // Folders unlike the tree's own (whatever the umask made the others): each listed before what it holds.
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(root.join("55"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(root.join("99").join("99"), fs::Permissions::from_mode(0o750)).unwrap();
+        let like = tree_protection(root);
+        let whole = list_digest_tree(root, Path::new(""), &range, like);
         let mut parts = Vec::new();
         for (name, kind) in sorted_entries(root).unwrap() {
-            assert_eq!(kind, Kind::Folder);
-            parts.extend(list_digest_tree(root, Path::new(&name), &range));
+            let Kind::Folder(seen) = kind else { panic!("{name:?} is not a folder") };
+            if !excluded(Path::new(&name), &range) {
+                parts.extend(unlike(Path::new(&name), seen, like));
+            }
+            parts.extend(list_digest_tree(root, Path::new(&name), &range, like));
         }
         assert_eq!(parts, whole);
         assert_eq!(objects(&whole).len(), 10);
         // A part the range rules out is not read at all.
-        assert!(list_digest_tree(root, Path::new("ff"), &range).is_empty());
+        assert!(list_digest_tree(root, Path::new("ff"), &range, like).is_empty());
         fs::write(root.join("at the top"), b"x").unwrap();
         let streamed: Vec<TreeEntry> =
             stream_digest_tree(root.to_owned(), range.clone(), 2).into_iter().flatten().collect();
-        let whole = list_digest_tree(root, Path::new(""), &range);
+        let whole = list_digest_tree(root, Path::new(""), &range, like);
         assert_eq!(streamed, whole);
+        assert!(streamed.iter().any(|e| matches!(e, TreeEntry::Folder { .. })));
         assert_eq!(elsewhere(&streamed), vec!["33/stray".to_owned(), "at the top".to_owned()]);
     }
 
@@ -341,10 +387,10 @@ mod tests {
         let a = digest('a');
         fs::write(place(root, &a), b"x").unwrap();
         symlink(root, root.join("loop")).unwrap();
-        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), None);
         assert_eq!(objects(&got), vec![(a, false)]);
         assert_eq!(elsewhere(&got), vec!["loop".to_owned()]);
-        let gone = list_digest_tree(&root.join("no such folder"), Path::new(""), &DigestRange::default());
+        let gone = list_digest_tree(&root.join("no such folder"), Path::new(""), &DigestRange::default(), None);
         assert!(
             matches!(gone.as_slice(), [TreeEntry::Unreadable { path, error }] if path.as_os_str().is_empty() && error.contains("No such file"))
         );
@@ -358,7 +404,7 @@ mod tests {
         let place = place(root, &a);
         let made = std::process::Command::new("mkfifo").arg(&place).status().unwrap();
         assert!(made.success());
-        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), None);
         assert_eq!(got, vec![TreeEntry::Object { digest: a, kind: ObjectKind::Special("a FIFO") }]);
     }
 
@@ -371,7 +417,7 @@ mod tests {
             fs::write(place(root, d), b"x").unwrap();
             fs::set_permissions(place(root, d), fs::Permissions::from_mode(mode)).unwrap();
         }
-        let got = list_digest_tree(root, Path::new(""), &DigestRange::default());
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), None);
         let me = fs::metadata(root).unwrap().uid(); // (the files' owner: whoever runs the test made them)
         assert_eq!(
             got,
@@ -380,5 +426,47 @@ mod tests {
                 TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(Protection { mode: 0o644, uid: me })) },
             ]
         );
+    }
+
+    #[test]
+    fn a_folder_unlike_the_tree_s_own_is_listed_before_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (a, b) = (digest('a'), digest('b'));
+        for d in [&a, &b] {
+            fs::write(place(root, d), b"x").unwrap();
+            fs::set_permissions(place(root, d), fs::Permissions::from_mode(0o400)).unwrap();
+            for folder in [root.join(&d[..2]), root.join(&d[..2]).join(&d[2..4])] {
+                fs::set_permissions(folder, fs::Permissions::from_mode(0o700)).unwrap();
+            }
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).unwrap();
+        let like = tree_protection(root);
+        assert!(!list_digest_tree(root, Path::new(""), &DigestRange::default(), like)
+            .iter()
+            .any(|e| matches!(e, TreeEntry::Folder { .. })));
+        // bb/bb made writable by everyone: listed, with its mode and owner, just before the object in it.
+        let widened = root.join("bb").join("bb");
+        fs::set_permissions(&widened, fs::Permissions::from_mode(0o777)).unwrap();
+        let me = fs::metadata(root).unwrap().uid();
+        let streamed: Vec<TreeEntry> =
+            stream_digest_tree(root.to_owned(), DigestRange::default(), 2).into_iter().flatten().collect();
+        assert_eq!(
+            streamed[1..],
+            [
+                TreeEntry::Folder { path: PathBuf::from("bb/bb"), protection: Protection { mode: 0o777, uid: me } },
+                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(Protection { mode: 0o400, uid: me })) },
+            ]
+        );
+        // A first-level folder as well; none when nothing is compared.
+        fs::set_permissions(root.join("aa"), fs::Permissions::from_mode(0o755)).unwrap();
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), like);
+        assert_eq!(
+            got[0],
+            TreeEntry::Folder { path: PathBuf::from("aa"), protection: Protection { mode: 0o755, uid: me } }
+        );
+        assert!(!list_digest_tree(root, Path::new(""), &DigestRange::default(), None)
+            .iter()
+            .any(|e| matches!(e, TreeEntry::Folder { .. })));
     }
 }

@@ -17,9 +17,11 @@ const AHEAD: usize = 4;
 
 /// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, one
 /// first-level folder's entries at a time (a list per iteration), each `(name, kind, detail)`: `(digest,
-/// "object" | "link" | "special", what it is: an object's mode and owner, "0400 1000")` at an object's own place within `low <= digest < high`, `(path
-/// below folder, "elsewhere", "")` for anything else, `(path below folder, "unreadable", why)` for a folder
-/// that could not be read. Folders the range rules out are not read; links are never followed.
+/// "object" | "link" | "special", what it is: an object's mode and owner, "0400 1000")` at an object's own place
+/// within `low <= digest < high`, `(path below folder, "elsewhere", "")` for anything else, `(path below folder,
+/// "unreadable", why)` for a folder that could not be read, and `(path below folder, "folder", "0777 1000")` for a
+/// folder whose mode or owner differs from `folder`'s own, before what it holds. Folders the range rules out are
+/// not read; links are never followed.
 #[pyclass(frozen, module = "custodes._core")]
 struct DigestTreeWalk {
     parts: Mutex<Receiver<Vec<TreeEntry>>>,
@@ -63,6 +65,9 @@ impl DigestTreeWalk {
                     }
                     TreeEntry::Elsewhere(p) => (path(p)?, "elsewhere", String::new()),
                     TreeEntry::Unreadable { path: p, error } => (path(p)?, "unreadable", error),
+                    TreeEntry::Folder { path: p, protection: seen } => {
+                        (path(p)?, "folder", format!("{:04o} {}", seen.mode, seen.uid))
+                    }
                 })
             })
             .collect()
