@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,6 +170,19 @@ def test_storage_check_probes_both_copies(make_cli_archive: Callable[..., Path],
     report = json.loads(r.stdout)
     assert r.returncode == 1 and report["replica"]["storage"] == str(second)
     assert "retention enforced by the storage" in report["replica"]["missing"]  # a disk, honestly named
+    # Both copies on one file system (the tests' own): one disk's failure loses both (a hostile review: a second
+    # copy on the first's disk, even made of hard links to its files, passed every check).
+    apart = {g["name"]: g for g in report["replica"]["guarantees"]}["second copy kept apart"]
+    assert not apart["held"] and "on the first copy's file system" in apart["detail"]
+    assert "hard links" not in apart["detail"]
+    for name, path in _objects(arch).items():  # the second copy made of the first's own files
+        copy = _objects(second)[name]
+        copy.unlink()
+        os.link(path, copy)
+    assert _verify(arch) == (0, [])  # (byte for byte the same: only the storage check can tell)
+    report = json.loads(run_cli("storage", "check", arch, "--json").stdout)
+    apart = {g["name"]: g for g in report["replica"]["guarantees"]}["second copy kept apart"]
+    assert "and 3 of its objects are the first copy's own files (hard links" in apart["detail"], apart
 
 
 def test_a_second_copy_never_shares_a_place(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
@@ -414,10 +428,14 @@ def test_the_second_copy_s_folders_others_could_write_are_unprotected(
     second = tmp_path / "disk2" / "copy"
     arch = _archive_with_replica(make_cli_archive, second)
     (second / "objects").chmod(0o777)
+    (second / "custodes-archive.txt").chmod(0o666)  # its owner file too
     rc, findings = _verify(arch)
-    assert rc == 1 and [f["kind"] for f in findings] == ["unprotected"]
-    assert findings[0]["message"].startswith(f"{second / 'objects'}: mode 0777")
+    assert rc == 1 and [(f["kind"], f["copy"]) for f in findings] == [("unprotected", "replica")] * 2
+    said = sorted(str(f["message"]) for f in findings)
+    assert said[0].startswith(f"second copy ({second}): {second / 'custodes-archive.txt'}: mode 0666")
+    assert said[1].startswith(f"second copy ({second}): {second / 'objects'}: mode 0777")
     (second / "objects").chmod(0o700)
+    (second / "custodes-archive.txt").chmod(0o400)
     assert _verify(arch) == (0, [])
 
 
@@ -460,3 +478,82 @@ def test_a_digest_folder_others_could_write_or_another_account_owns_is_unprotect
     assert rc == 1 and [(f["kind"], f["message"]) for f in findings] == [
         ("unexpected", "file in the store that is not an object: objects/extra/aa/notes.txt")
     ]
+
+
+def test_a_second_copy_s_folder_is_new_or_empty_never_another_archive_s_or_a_folder_of_things(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A hostile review: `init --replica local --replica-option location=<another archive's folder>` was
+    accepted, the owner file written into it, and the two archives shared one store (each calling the other's
+    objects unexpected); the archive's parent folder, full of other things, was accepted too. A second copy's
+    folder not claimed yet must be new or empty; the refusal writes nothing there."""
+    other = make_cli_archive(recordings=THREE_RECORDINGS, ingest_exit=(1,))
+    before = sorted(p.relative_to(other) for p in other.rglob("*"))
+    things = tmp_path / "things"
+    (things / "objects" / "sha256" / "ab").mkdir(parents=True)
+    (things / "notes.txt").write_text("x")
+    for place, names in ((other, "catalog.sqlite"), (things, "notes.txt, objects/sha256/ab")):
+        r = run_cli("init", tmp_path / "x", "--replica", "local", "--replica-option", f"location={place}")
+        assert r.returncode == 2 and not (tmp_path / "x").exists(), r.stderr
+        line = r.stderr.decode().strip()
+        assert f"{place} holds" in line and names in line and "must be new or empty" in line, line
+    assert sorted(p.name for p in things.iterdir()) == ["notes.txt", "objects"]  # nothing written there
+    # The folder above a new archive's (where it would lie inside its own copy): refused as that.
+    r = run_cli("init", tmp_path / "x", "--replica", "local", "--replica-option", f"location={tmp_path}")
+    assert r.returncode == 2 and b"the archive lies inside it" in r.stderr and not (tmp_path / "x").exists()
+    assert sorted(p.relative_to(other) for p in other.rglob("*")) == before and _verify(other) == (0, [])
+    # An empty folder, or one a claim cut short left (empty objects/sha256 and tmp), is taken.
+    cut_short = tmp_path / "cut-short"
+    (cut_short / "objects" / "sha256").mkdir(parents=True)
+    (cut_short / "tmp").mkdir()
+    arch = make_cli_archive(
+        "second",
+        recordings=THREE_RECORDINGS,
+        volume=tmp_path / "BWC0002",
+        ingest_exit=(1,),
+        init_args=("--replica", "local", "--replica-option", f"location={cut_short}"),
+    )
+    assert _verify(arch) == (0, []) and len(_objects(cut_short)) == 3
+
+
+def test_a_folder_above_the_second_copy_others_may_write_stops_every_command(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A hostile review: a second copy in a folder any account may write (0777, not sticky) was accepted; another
+    account moved the copy away and put its own in its place, and ingest and repair filled that with the
+    evidence. init refuses such a place; one made so later stops every command (as a copy's folder that is gone
+    does) until it is put right; a sticky folder, as /tmp, is sound."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    r = run_cli("init", tmp_path / "x", "--replica", "local", "--replica-option", f"location={shared / 'copy'}")
+    assert r.returncode == 2 and not (tmp_path / "x").exists() and not (shared / "copy").exists()
+    line = r.stderr.decode().strip()
+    assert f"{shared} above it: mode 0777: writable by others: another account could move" in line, line
+    shared.chmod(0o1777)
+    arch = _archive_with_replica(make_cli_archive, shared / "copy")
+    assert _verify(arch) == (0, [])
+    shared.chmod(0o777)
+    for args in (("verify", arch), ("storage", "repair", arch), ("ingest", arch, "--archive", arch)):
+        r = run_cli(*args)
+        assert r.returncode == 2 and b"above it: mode 0777" in r.stderr and r.stderr.count(b"\n") == 1, args
+    shared.chmod(0o755)
+    assert _verify(arch) == (0, [])
+
+
+def test_a_second_copy_that_is_the_archive_s_folder_under_another_name_is_refused(tmp_path: Path) -> None:
+    """A hostile review: a bind mount of the archive's folder named as the second copy was accepted (one folder,
+    two names: two copies by every check). The folders themselves are compared, not only their paths. (Mounted
+    in a mount namespace of the command's own: nothing stays mounted.)"""
+    arch, view = tmp_path / "a", tmp_path / "view"
+    view.mkdir()
+    assert run_cli("init", arch).returncode == 0
+    for location in (view, view / "copy"):
+        policy = tmp_path / "policy.toml"
+        policy.write_text(policy_text(arch) + f'\n[replica]\nbackend = "local"\nlocation = "{location}"\n')
+        script = f'mount --bind "{arch}" "{view}" && exec "$@"'
+        command = [sys.executable, "-m", "custodes", "policy", "set", str(arch), str(policy)]
+        r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *command], capture_output=True)
+        line = r.stderr.decode().strip()
+        assert r.returncode == 2 and f"{view} is the archive's own folder under another name" in line, line
+    assert "[replica]" not in policy_text(arch) and run_cli("verify", arch).returncode == 0

@@ -286,3 +286,18 @@ def protection_problems(
             f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
         )
     return wrong
+
+
+def problems_above(top: Path, owner: int, whose: str = "the archive's") -> tuple[Path, list[str]] | None:
+    """The first folder from ``top`` up to ``/`` (as the path resolves) that :func:`protection_problems` finds
+    wrong, and what is: another account that may write a folder above a place (not sticky) may rename the place
+    away and put its own in its stead. None when every one is sound; a folder not there (yet) is passed over."""
+    here = Path(os.path.realpath(top))
+    while True:
+        with suppress(FileNotFoundError):
+            wrong = protection_problems(os.stat(here), owner, whose=whose)
+            if wrong:
+                return here, wrong
+        if here.parent == here:
+            return None
+        here = here.parent

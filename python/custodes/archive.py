@@ -35,7 +35,15 @@ from cryptography.hazmat.primitives import serialization
 
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
-from custodes._durable import fsync_dir, protection_problems, read_small, replace_file, sweep_dead_temps, write_once
+from custodes._durable import (
+    fsync_dir,
+    problems_above,
+    protection_problems,
+    read_small,
+    replace_file,
+    sweep_dead_temps,
+    write_once,
+)
 from custodes._faults import write_cut_short
 from custodes.catalog import SCHEMA_VERSION, Catalog
 from custodes.defaults import TimeRangeError, ns_from_seconds
@@ -392,6 +400,7 @@ def _open_replica(archive: Archive, creating: bool) -> ObjectStore:
     if "location" in options:
         location = Path(options.pop("location"))
         _outside(archive.root, location)
+        _guarded_above(archive.root, location)
         if not creating and not location.is_dir():
             # Never made again here: an unmounted disk would get a new, empty "copy" and verify would say every
             # object is missing from it, or worse, nothing would say the real copy is not being written.
@@ -469,9 +478,56 @@ def _two_places(root: Path, first: Mapping[str, str], second: Mapping[str, str] 
 
 
 def _outside(root: Path, location: Path) -> None:
-    """A second copy inside the archive's folder is no second copy (and verify would call it foreign)."""
+    """A second copy inside the archive's folder is no second copy (and verify would call it foreign), nor one
+    that holds the archive: by path, and by the folders themselves (a bind mount of the archive's folder elsewhere
+    is the archive's folder under another name: a hostile review)."""
     if location.resolve() == root.resolve() or root.resolve() in location.resolve().parents:
         raise ArchiveError(f"[replica] location {location}: the second copy must live outside the archive's folder")
+    try:
+        archive_ids = {_file_id(p) for p in (root, *root.resolve().parents)}
+        archive_folder = _file_id(root)
+    except OSError:
+        return  # (an archive not made yet: init makes it where the path says)
+    for folder in (location, *location.resolve().parents):
+        try:
+            found = _file_id(folder)
+        except OSError:
+            continue  # not made yet
+        if found == archive_folder:
+            raise ArchiveError(
+                f"[replica] location {location}: {folder} is the archive's own folder under another name (a bind "
+                "mount or link): the second copy must live outside the archive's folder"
+            )
+        if folder == location and found in archive_ids:
+            raise ArchiveError(
+                f"[replica] location {location}: the archive lies inside it: a second copy's folder holds that "
+                "copy alone"
+            )
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _guarded_above(root: Path, location: Path) -> None:
+    """Every folder above a second copy's (as its path resolves) the archive's account's or root's, and writable
+    by no one else unless sticky (a hostile review: another account renamed the copy out of a shared folder and
+    put one of its own in its place, and ingest and repair filled that). The copy's own folders are verify's to
+    name (``unprotected``); a folder above them is not the archive's at all, so every command stops until it is
+    put right, as it does for a copy's folder that is gone."""
+    try:
+        owner = os.stat(root).st_uid
+    except OSError:
+        owner = os.geteuid()  # (init: the archive is made by this account)
+    found = problems_above(location.parent, owner)
+    if found is not None:
+        here, wrong = found
+        raise ArchiveError(
+            f"[replica] location {location}: {here} above it: {'; '.join(wrong)}: another "
+            "account could move the second copy away and put its own in its place; make that folder the archive's "
+            "account's or root's alone (chmod o-w, or +t as /tmp is), or name a copy's folder that is"
+        )
 
 
 def _replica(path: Path, table: dict[str, Any] | None) -> dict[str, str] | None:

@@ -16,7 +16,9 @@ too (``storage_check``: each guarantee, held or missing, who, when): the complia
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +72,10 @@ def check_storage(archive: Archive) -> StorageCheck:
     person = current_person(archive)
     stores = [(FIRST, archive.store)] + ([(REPLICA, archive.replica)] if archive.replica is not None else [])
     copies = [(copy, store, store.guarantees()) for copy, store in stores]
+    if archive.replica is not None:
+        apart = _copies_apart(archive, archive.store, archive.replica)
+        if apart is not None:
+            copies[1][2].append(apart)
     entry = {
         "type": "storage_check",
         "by": person,
@@ -88,6 +94,77 @@ def check_storage(archive: Archive) -> StorageCheck:
         index = replay.record(catalog, entry)
     archive.checkpoint()
     return StorageCheck(copies, index)
+
+
+#: The guarantee a second copy exists for: what loses the first copy does not lose it too.
+APART = "second copy kept apart"
+
+
+def _copies_apart(archive: Archive, first: ObjectStore, second: ObjectStore) -> Guarantee | None:
+    """Whether the second copy is kept where the first's loss is not its loss (a hostile review: a second copy on
+    the first's disk, even made of hard links to its files, was two copies by every check). Local folders: another
+    file system (a second copy on the first's cannot outlive its disk, and only there can its files be the
+    first's own, counted); buckets: another bucket or server. None where this cannot be told (a backend of a
+    plugin's): nothing is claimed either way."""
+    a, b = first.spec(), second.spec()
+    if a.backend != b.backend:
+        return Guarantee(APART, True, f"the copies are kept by different backends ({a.backend}, {b.backend})")
+    if a.backend == "s3":
+        where_a, where_b = (
+            (dict(s.options).get("endpoint") or "AWS", dict(s.options).get("bucket", "")) for s in (a, b)
+        )
+        if where_a == where_b:
+            return Guarantee(
+                APART,
+                False,
+                f"both copies are in bucket {where_a[1]} ({where_a[0]}): the bucket's loss, or one account or "
+                "lifecycle rule deleting in it, loses both; keep the second copy in another bucket, on another "
+                "server or account",
+            )
+        return Guarantee(
+            APART,
+            True,
+            f"the second copy is in bucket {where_b[1]} ({where_b[0]}), the first in {where_a[1]} ({where_a[0]}); "
+            "whether their disks differ is the servers' to say",
+        )
+    if a.backend != "local":
+        return None
+    try:
+        device_a, device_b = os.stat(a.location).st_dev, os.stat(b.location).st_dev
+    except OSError as e:
+        return Guarantee(APART, False, f"the copies' folders cannot be looked at ({e})")
+    if device_a != device_b:
+        return Guarantee(
+            APART, True, f"the second copy is on another file system (device {device_b}, the first {device_a})"
+        )
+    shared = _shared_files(archive, first, second)
+    return Guarantee(
+        APART,
+        False,
+        f"the second copy is on the first copy's file system (device {device_a}): one disk's failure loses both"
+        + (
+            f", and {shared:,} of its objects are the first copy's own files (hard links: one file, two names)"
+            if shared
+            else ""
+        )
+        + "; keep it on another disk",
+    )
+
+
+def _shared_files(archive: Archive, first: ObjectStore, second: ObjectStore) -> int:
+    """Objects whose two copies are one file (the same device and inode), over the catalog's objects, streamed."""
+    file_a, file_b = getattr(first, "local_file", None), getattr(second, "local_file", None)
+    if file_a is None or file_b is None:
+        return 0
+    shared = 0
+    for o in archive.catalog.objects.walk():
+        pa, pb = file_a(o.sha256), file_b(o.sha256)
+        if pa is None or pb is None:
+            continue  # missing or not a file in one copy: verify names it
+        with suppress(OSError):
+            sa, sb = os.stat(pa, follow_symlinks=False), os.stat(pb, follow_symlinks=False)
+            shared += (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+    return shared
 
 
 def repair(archive: Archive) -> RepairResult:

@@ -53,6 +53,7 @@ from typing import Any, cast
 from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, protection_problems, read_small
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
+from custodes.builtin.storage import OWNER_FILE
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
@@ -232,11 +233,13 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     names = ["", CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm")), POLICY_FILE, *OWN_FOLDERS]
     names += ["objects", "objects/sha256", "tmp", "keys/checkpoint.vkey", "ledger/checkpoint"]
     key = archive.signing_key_path
-    entries = [*((root / n, False) for n in names), (key.parent, False), (key, True)]
+    entries = [*((root / n, False, None) for n in names), (key.parent, False, None), (key, True, None)]
     second = archive.replica.spec() if archive.replica is not None else None
     if second is not None and second.backend == "local":
-        entries += [(Path(second.location) / n, False) for n in ("", "objects", "objects/sha256", "tmp")]
-    for path, secret in entries:
+        entries += [
+            (Path(second.location) / n, False, "replica") for n in ("", OWNER_FILE, "objects", "objects/sha256", "tmp")
+        ]
+    for path, secret, copy in entries:
         try:
             st = os.stat(path)
         except OSError:
@@ -248,13 +251,13 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
                 if secret
                 else "the archive's own " + ("folder" if stat.S_ISDIR(st.st_mode) else "file")
             )
-            result.findings.append(
-                VerifyFinding(
-                    "unprotected",
-                    f"{shown_name(os.fspath(path))}: {'; '.join(wrong)}: {what} must be the archive's account's "
-                    f"alone ({'chmod 600' if secret else 'chmod go-w'}, and chown it back to that account)",
-                )
+            said = (
+                f"{shown_name(os.fspath(path))}: {'; '.join(wrong)}: {what} must be the archive's account's "
+                f"alone ({'chmod 600' if secret else 'chmod go-w'}, and chown it back to that account)"
             )
+            if copy is not None:  # named as every finding of the second copy is (a hostile review: "copy": null)
+                said = f"second copy ({archive.replica.describe() if archive.replica else ''}): {said}"
+            result.findings.append(VerifyFinding("unprotected", said, copy=copy))
 
 
 def _trust(

@@ -53,6 +53,9 @@ def test_a_bucket_as_the_second_copy(seaweed: Seaweed, credentials: None, raw: A
     head = raw.head_object(Bucket="second-copy", Key=keys[0])
     assert head["ObjectLockMode"] == "COMPLIANCE"  # the second copy is locked as the catalog keeps it too
     assert _findings(arch) == (0, set())
+    checked = json.loads(run_cli("storage", "check", arch, "--json").stdout)
+    apart = {g["name"]: g for g in checked["replica"]["guarantees"]}["second copy kept apart"]
+    assert apart["held"] and apart["detail"] == "the copies are kept by different backends (local, s3)", apart
 
     raw.put_object(Bucket="second-copy", Key=keys[0], Body=b"forged")  # written again by another client
     raw.delete_object(Bucket="second-copy", Key=keys[1])  # a delete marker
@@ -110,3 +113,13 @@ def test_one_prefix_holds_one_archive_and_one_copy(seaweed: Seaweed, credentials
     r = run_cli("init", tmp_path / "d", *first[:-1], "d1", "--replica", "s3", "--replica-option",
                 "bucket=shared-prefix", "--replica-option", "prefix=station", *endpoint)  # fmt: skip
     assert r.returncode == 2 and b"belongs to archive" in r.stderr  # another archive's first copy
+    # Another prefix of the first copy's bucket is a place of its own, and not a copy kept apart: a storage check
+    # says so (one bucket lost, or one account deleting in it, loses both).
+    r = run_cli("init", tmp_path / "e", *first[:-1], "e1", "--replica", "s3", "--replica-option",
+                "bucket=shared-prefix", "--replica-option", "prefix=e2", *endpoint)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    checked = run_cli("storage", "check", tmp_path / "e", "--json")
+    apart = {g["name"]: g for g in json.loads(checked.stdout)["replica"]["guarantees"]}["second copy kept apart"]
+    assert (
+        checked.returncode == 1 and not apart["held"] and "both copies are in bucket shared-prefix" in apart["detail"]
+    )

@@ -90,6 +90,8 @@ class LocalStore:
                 f"{shown_name(os.readlink(store.root))}: a copy's folder is its own, never followed elsewhere; "
                 "mount the disk there, or name the folder itself in the policy"
             )
+        if options.get("owner", "").endswith("/replica"):
+            _unclaimed_is_empty(store.root)
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
         for folder in (store.objects.parent, store.objects, store.spool):
             own_folder(folder)
@@ -597,6 +599,36 @@ def _protection_said(detail: str, expected: str) -> str:
     if uid != want_uid:
         said.append(f"owned by account {uid}, not the store's ({want_uid})")
     return "; ".join(said)
+
+
+def _unclaimed_is_empty(root: Path) -> None:
+    """A second copy's folder not claimed yet holds nothing but what a claim cut short made (empty ``objects/sha256``
+    and ``tmp``): a hostile review named another archive's own folder as a second copy, and the two archives then
+    shared one store (each calling the other's objects unexpected); a folder of other things is no copy's."""
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return  # made new
+    except NotADirectoryError:
+        raise StoreError(f"{shown_name(os.fspath(root))} is not a folder: a second copy needs a folder") from None
+    if OWNER_FILE in names:
+        return  # claimed: _claim says whose
+    made = {"objects": ["sha256"], "tmp": []}
+    other = [n for n in names if n not in made or _listing(root / n) not in ([], made[n])]
+    other += [f"objects/sha256/{n}" for n in _listing(root / "objects" / "sha256")]
+    if other:
+        shown = ", ".join(shown_name(n) for n in other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise StoreError(
+            f"{shown_name(os.fspath(root))} holds {shown} and is no copy's yet: a second copy's folder must be new "
+            "or empty (custodes storage repair fills it); name another"
+        )
+
+
+def _listing(folder: Path) -> builtins.list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _claim(path: Path, owner: str) -> bool:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import __version__, merkle
-from custodes._durable import file_kind, protection_problems
+from custodes._durable import file_kind, problems_above
 from custodes.catalog import replay
 from custodes.catalog.schema import SCHEMA_VERSION
 from custodes.errors import CustodesError
@@ -128,18 +128,13 @@ def _own_folder(folder: Path) -> None:
 def _safe_above(top: Path) -> None:
     """Every folder from ``top`` (the cache home) up to ``/``, as the path resolves: this account's or root's,
     and writable by no one else unless sticky (as /tmp is: there only an entry's owner may rename it)."""
-    here = Path(os.path.realpath(top))
-    while True:
-        with suppress(FileNotFoundError):  # (made below, 0700, by this account)
-            wrong = protection_problems(os.stat(here), os.geteuid(), whose="yours")
-            if wrong:
-                raise ReplayCacheError(
-                    f"{shown_name(os.fspath(here))}: {'; '.join(wrong)}: another account could move your kept "
-                    "replays away; kept replays are not used"
-                )
-        if here.parent == here:
-            return
-        here = here.parent
+    found = problems_above(top, os.geteuid(), whose="yours")  # (a folder not there yet is made below, 0700)
+    if found is not None:
+        here, wrong = found
+        raise ReplayCacheError(
+            f"{shown_name(os.fspath(here))}: {'; '.join(wrong)}: another account could move your kept "
+            "replays away; kept replays are not used"
+        )
 
 
 @dataclass
