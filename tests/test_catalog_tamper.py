@@ -267,6 +267,24 @@ def test_rebuild_catalog_replace_restores_a_damaged_catalog(two_clip_archive: Pa
     assert rebuilt(two_clip_archive)[0] == 0
 
 
+def test_rebuild_catalog_replace_refuses_while_another_process_has_the_catalog_open(two_clip_archive: Path) -> None:
+    """A connection of another process left open (a running service, an ingest) across the replace would go on
+    writing into the file kept aside, and the new file shared its WAL index: the next command read a "malformed"
+    catalog (found while testing a repair). Refused, one line, nothing replaced; once it is closed, done."""
+    other = sqlite3.connect(two_clip_archive / "catalog.sqlite")
+    with other:  # it has written, as a service does
+        other.execute("UPDATE segments SET start_ns = start_ns + 1 WHERE id = 1")
+    try:
+        out = run_cli("ledger", "rebuild-catalog", two_clip_archive, "--replace")
+        assert out.returncode == 2 and b"another process has the catalog open" in out.stderr, out.stderr
+        assert out.stderr.count(b"\n") == 1
+        assert not [p for p in two_clip_archive.iterdir() if "before-rebuild" in p.name]
+    finally:
+        other.close()
+    code, report = rebuilt(two_clip_archive, "--replace")
+    assert (code, report["replaced"]) == (0, True) and verify_findings(two_clip_archive, 0) == []
+
+
 def test_rebuild_catalog_replace_needs_a_custodian(cli_archive: Path) -> None:
     """root has no role in cli_archive's policy: refused (exit 1), logged, and nothing replaced."""
     before = catalog_rows(cli_archive, "SELECT COUNT(*) FROM access_log")[0][0]

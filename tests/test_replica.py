@@ -557,3 +557,38 @@ def test_a_second_copy_that_is_the_archive_s_folder_under_another_name_is_refuse
         line = r.stderr.decode().strip()
         assert r.returncode == 2 and f"{view} is the archive's own folder under another name" in line, line
     assert "[replica]" not in policy_text(arch) and run_cli("verify", arch).returncode == 0
+
+
+def test_repair_of_an_object_whose_catalog_row_was_edited_says_to_rebuild_the_catalog_first(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A hostile review: the first copy changed and its catalog row's digests edited to the forgery's; verify named
+    both (modified, ledger_mismatch), but repair checked the good copy's bytes against the edited row, refused
+    them, and said only that "the bytes streamed are not the ones named". It says what to do, and changes no
+    copy; after `ledger rebuild-catalog --replace` the repair restores the first copy from the second."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    name = sorted(_objects(arch))[0]
+    forged = _objects(arch)[name]
+    _flip_a_byte(forged)
+    data = forged.read_bytes()
+    digests = json.dumps({"sha256": hashlib.sha256(data).hexdigest()}, sort_keys=True)
+    db = sqlite3.connect(arch / "catalog.sqlite")
+    with db:
+        db.execute("UPDATE objects SET digests = ? WHERE sha256 = ?", (digests, name))
+    db.close()
+    rc, findings = _verify(arch)
+    assert rc == 1 and {(f["kind"], f["object"] or f["row"][0]) for f in findings} >= {
+        ("modified", name),
+        ("ledger_mismatch", name),
+    }
+    r = run_cli("storage", "repair", arch, "--json")
+    said = json.loads(r.stdout)
+    assert r.returncode == 1 and said["repaired"] == [] and said["failed"] == [], said
+    assert [u["object"] for u in said["unrepairable"]] == [name]
+    assert "ledger rebuild-catalog" in said["unrepairable"][0]["why"] and forged.read_bytes() == data
+    r = run_cli("ledger", "rebuild-catalog", arch, "--replace")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0 and [x["object"] for x in json.loads(r.stdout)["repaired"]] == [name], r.stderr
+    assert _verify(arch) == (0, [])

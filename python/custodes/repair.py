@@ -176,7 +176,10 @@ def repair(archive: Archive) -> RepairResult:
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
     bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found of its bytes
     unprotected: dict[str, list[str]] = {}  # object -> the copies whose file's mode or owner is wrong
+    edited: set[str] = set()  # objects whose catalog row is not the ledger's
     for f in verify(archive).findings:
+        if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
+            edited.add(str(f.row[0]))
         if f.object is not None and f.kind in REPAIRABLE:
             # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
             # hostile review: the second finding hid the first, and a changed object in an archive of one copy
@@ -202,6 +205,19 @@ def repair(archive: Archive) -> RepairResult:
                 continue
             _record(archive, result, person, digest, copy, "unprotected", done)
         if not copies:
+            continue
+        if digest in edited:
+            # A restore checks the bytes it puts back against the catalog's digests: an edited row would refuse
+            # the good copy's bytes (a hostile review: "the bytes streamed are not the ones named"), or take a
+            # forger's. The ledger's record is put back first.
+            result.unrepairable.append(
+                {
+                    "object": digest,
+                    "why": "the catalog's row of this object is not the ledger's (verify's ledger_mismatch): "
+                    "rebuild the catalog from the ledger first (`custodes ledger rebuild-catalog ARCHIVE "
+                    "--replace`), then repair again",
+                }
+            )
             continue
         if len(copies) == len(stores) == 1:
             result.unrepairable.append(

@@ -184,9 +184,23 @@ class Catalog:
         self._conn.close()
 
     def flush_wal(self) -> None:
-        """Write everything committed into the database file itself and empty the WAL: the file alone is then
-        the whole catalog (kept aside by ``ledger rebuild-catalog --replace``)."""
+        """Write everything committed into the database file itself and empty the WAL, this connection the only
+        one open on the file: the file alone is then the whole catalog, kept aside by ``ledger rebuild-catalog
+        --replace``. CatalogError when another connection has it open (a running ``custodes serve``, an ingest):
+        it would go on writing into the file kept aside, its entries lost to the catalog that takes its place,
+        and its shared WAL index would be the new file's (found: the next command read a "malformed" catalog)."""
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.execute("PRAGMA busy_timeout = 2000")
+        try:
+            # Leaving WAL needs the file to itself: the one check SQLite offers for "no one else has it open".
+            alone = self._conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+        except sqlite3.OperationalError:
+            alone = False
+        if not alone:
+            raise CatalogError(
+                f"{self.path}: another process has the catalog open (custodes serve, an ingest, a verify): stop it, "
+                "then run this again"
+            )
 
     def __enter__(self) -> Catalog:
         return self
