@@ -174,21 +174,7 @@ def repair(archive: Archive) -> RepairResult:
     person = require_role(archive, ("custodian",), "storage_repair")
     archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
-    bad: dict[str, dict[str, str]] = {}  # object -> copy -> what verify found of its bytes
-    unprotected: dict[str, list[str]] = {}  # object -> the copies whose file's mode or owner is wrong
-    edited: set[str] = set()  # objects whose catalog row is not the ledger's
-    for f in verify(archive).findings:
-        if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
-            edited.add(str(f.row[0]))
-        if f.object is not None and f.kind in REPAIRABLE:
-            # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
-            # hostile review: the second finding hid the first, and a changed object in an archive of one copy
-            # stayed writable).
-            if f.kind == "unprotected":
-                unprotected.setdefault(f.object, []).append(f.copy or FIRST)
-                bad.setdefault(f.object, {})
-            else:
-                bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
+    bad, unprotected, edited = _what_verify_found(archive)
     result = RepairResult()
     stores: dict[str, ObjectStore] = {FIRST: archive.store}
     if archive.replica is not None:
@@ -245,6 +231,28 @@ def repair(archive: Archive) -> RepairResult:
     if result.repaired:
         archive.checkpoint()
     return result
+
+
+def _what_verify_found(archive: Archive) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str]]:
+    """Verify of every copy, as a repair needs it: per object, what is wrong with its bytes in each copy (an
+    object only ``unprotected`` has an empty entry), the copies whose file's mode or owner is wrong, and the
+    objects whose catalog row is not the ledger's."""
+    bad: dict[str, dict[str, str]] = {}
+    unprotected: dict[str, list[str]] = {}
+    edited: set[str] = set()
+    for f in verify(archive).findings:
+        if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
+            edited.add(str(f.row[0]))
+        if f.object is not None and f.kind in REPAIRABLE:
+            # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
+            # hostile review: the second finding hid the first, and a changed object in an archive of one copy
+            # stayed writable).
+            if f.kind == "unprotected":
+                unprotected.setdefault(f.object, []).append(f.copy or FIRST)
+                bad.setdefault(f.object, {})
+            else:
+                bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
+    return bad, unprotected, edited
 
 
 def _record(
