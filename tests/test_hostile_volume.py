@@ -700,3 +700,21 @@ def test_a_fifo_given_as_the_volume_is_refused_not_read_through_its_folder(tmp_p
     out = run_cli("volume", tmp_path / "pipe", "--json")
     assert out.returncode == 2 and out.stdout == b""
     assert b"pipe is not a folder; a device volume is the folder of its files" in out.stderr, out.stderr
+
+
+def test_a_file_that_changes_while_it_is_copied_is_named_by_its_own_name(tmp_path: Path) -> None:
+    """A hostile review: a file appended to while ingest copied it was refused, rightly, but named by the descriptor
+    ingest held it by ("/proc/self/fd/6: file changed size while being read"). A file whose size says 0 and whose
+    reading gives more (a kernel file bind-mounted into the volume, in a mount namespace of the command's own) is
+    the same case, every run."""
+    arch, vol = tmp_path / "archive", tmp_path / "vol"
+    vol.mkdir()
+    assert run_cli("init", arch).returncode == 0
+    (vol / "clip.mp4").touch()
+    script = f'mount --bind /proc/version "{vol / "clip.mp4"}" && exec "$@"'
+    command = [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--json"]
+    r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *command], capture_output=True)
+    assert r.returncode == 1, r.stderr
+    failed = [f["message"] for f in json.loads(r.stdout)["findings"] if f["kind"] == "ingest_failed"]
+    assert failed == [f"could not copy: {vol / 'clip.mp4'}: file changed size while being read: 0 bytes when "
+                      "opened, 1 bytes read, 0 bytes now"], failed  # fmt: skip

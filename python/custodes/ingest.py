@@ -372,16 +372,21 @@ def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int
     computed = algorithms if READBACK in algorithms else (*algorithms, READBACK)
     # The file copied is the one the scan found (through the service: the one found readable by the caller): a
     # link or another file put in its place since, or on the way to it, is refused, never followed.
+    held = None
     try:
         with (
             as_checked(f.path, checked)
             if checked is not None
             else as_checked(f.path, {(f.device, f.inode)}, "the file found there when the volume was read")
         ) as source:
+            held = source
             size, raw = archive.store_copy(source, temp, computed)
     except CustodesError as e:
         temp.unlink(missing_ok=True)
-        return f"could not copy: {e}"
+        said = str(e)
+        if held is not None and held != f.path:  # the file held open is named as the volume names it (a hostile
+            said = said.replace(held, shown_name(f.path))  # review: "/proc/self/fd/6: file changed size")
+        return f"could not copy: {said}"
     crashpoint("after_copy")
     digests = {a: d.hex() for a, d in zip(computed, raw, strict=True)}
     return _Copy(temp, size, {a: digests[a] for a in algorithms}, digests[READBACK])
