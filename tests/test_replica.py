@@ -514,6 +514,16 @@ def test_a_second_copy_s_folder_is_new_or_empty_never_another_archive_s_or_a_fol
         init_args=("--replica", "local", "--replica-option", f"location={cut_short}"),
     )
     assert _verify(arch) == (0, []) and len(_objects(cut_short)) == 3
+    # The owner file of a copy that holds objects lost: every command stops and says how to put it back.
+    mark = cut_short / "custodes-archive.txt"
+    owner = mark.read_text()
+    mark.unlink()
+    r = run_cli("verify", arch)
+    line = r.stderr.decode().strip()
+    assert r.returncode == 2 and f"put it back holding {owner!r}" in line and "\n" not in line, line
+    mark.write_text(owner)
+    mark.chmod(0o400)
+    assert _verify(arch) == (0, [])
 
 
 def test_a_folder_above_the_second_copy_others_may_write_stops_every_command(

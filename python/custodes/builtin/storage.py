@@ -91,7 +91,7 @@ class LocalStore:
                 "mount the disk there, or name the folder itself in the policy"
             )
         if options.get("owner", "").endswith("/replica"):
-            _unclaimed_is_empty(store.root)
+            _unclaimed_is_empty(store.root, options["owner"])
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a replica's own folder, made on first use
         for folder in (store.objects.parent, store.objects, store.spool):
             own_folder(folder)
@@ -601,7 +601,7 @@ def _protection_said(detail: str, expected: str) -> str:
     return "; ".join(said)
 
 
-def _unclaimed_is_empty(root: Path) -> None:
+def _unclaimed_is_empty(root: Path, owner: str) -> None:
     """A second copy's folder not claimed yet holds nothing but what a claim cut short made (empty ``objects/sha256``
     and ``tmp``): a hostile review named another archive's own folder as a second copy, and the two archives then
     shared one store (each calling the other's objects unexpected); a folder of other things is no copy's."""
@@ -619,8 +619,9 @@ def _unclaimed_is_empty(root: Path) -> None:
     if other:
         shown = ", ".join(shown_name(n) for n in other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
         raise StoreError(
-            f"{shown_name(os.fspath(root))} holds {shown} and is no copy's yet: a second copy's folder must be new "
-            "or empty (custodes storage repair fills it); name another"
+            f"{shown_name(os.fspath(root))} holds {shown} and is no copy's yet ({OWNER_FILE} is not there): a "
+            "second copy's folder must be new or empty (custodes storage repair fills it); name another, or, if "
+            f"this is the copy whose {OWNER_FILE} was lost, put it back holding {owner!r}"
         )
 
 
