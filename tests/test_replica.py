@@ -465,6 +465,14 @@ def test_a_digest_folder_others_could_write_or_another_account_owns_is_unprotect
     )
     assert any(f"{other.parent.relative_to(arch)}: owned by account 65534, not the store's (0)" in m for m in said)
     assert any(f"{leaf.relative_to(second)}: mode 0775: writable by others" in m for m in said)
+    # A repair puts no folder right: it says they remain (a hostile review: "every copy of every object is
+    # intact", exit 0, beside verify's NOT INTACT).
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 1 and b"3 finding(s) that a repair does not put right remain" in r.stderr, r.stderr
+    left = json.loads(run_cli("storage", "repair", arch, "--json").stdout)["left"]
+    assert sorted((x["kind"], x["copy"] or "first") for x in left) == [("unprotected", "first")] * 2 + [
+        ("unprotected", "replica")
+    ]
     top.chmod(0o755)  # only unlike the others
     leaf.chmod(0o1777)  # sticky, as /tmp: only an entry's owner may replace it
     os.chown(other.parent, 0, -1)
@@ -549,6 +557,26 @@ def test_a_folder_above_the_second_copy_others_may_write_stops_every_command(
         assert r.returncode == 2 and b"above it: mode 0777" in r.stderr and r.stderr.count(b"\n") == 1, args
     shared.chmod(0o755)
     assert _verify(arch) == (0, [])
+    # The copy's folder itself given to another account (which could then rename objects/ away; repair gave it
+    # the evidence files, as "the store's account"): stops every command too.
+    os.chown(shared / "copy", 65534, -1)
+    r = run_cli("verify", arch)
+    line = r.stderr.decode().strip()
+    assert r.returncode == 2 and "its folder: owned by account 65534, not the archive's (0)" in line, line
+    os.chown(shared / "copy", 0, -1)
+    assert _verify(arch) == (0, [])
+    # ... and a folder another account made for it beforehand, open to all, is refused at init.
+    made = tmp_path / "made-by-another"
+    made.mkdir(mode=0o777)
+    made.chmod(0o777)
+    os.chown(made, 65534, -1)
+    r = run_cli("init", tmp_path / "y", "--replica", "local", "--replica-option", f"location={made}")
+    line = r.stderr.decode().strip()
+    assert r.returncode == 2 and not (tmp_path / "y").exists() and "its folder: owned by account 65534" in line
+    assert list(made.iterdir()) == []
+    # A location through "..": the kernel would resolve it after a folder the checks found missing.
+    r = run_cli("init", tmp_path / "z", "--replica", "local", "--replica-option", f"location={tmp_path}/no/../c")
+    assert r.returncode == 2 and b"without . or .." in r.stderr and not (tmp_path / "no").exists()
 
 
 def test_a_second_copy_that_is_the_archive_s_folder_under_another_name_is_refused(tmp_path: Path) -> None:

@@ -411,6 +411,8 @@ def _open_replica(archive: Archive, creating: bool) -> ObjectStore:
     replica: ObjectStore = backend.open(
         location, {**options, "algorithm": "sha256", "owner": f"{archive.policy.archive_id}/replica"}
     )
+    if hasattr(replica, "account"):  # a folder's store: its files are the archive's account's, not its folder's
+        replica.account = _archive_account(archive.root)
     return replica
 
 
@@ -510,23 +512,29 @@ def _file_id(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _guarded_above(root: Path, location: Path) -> None:
-    """Every folder above a second copy's (as its path resolves) the archive's account's or root's, and writable
-    by no one else unless sticky (a hostile review: another account renamed the copy out of a shared folder and
-    put one of its own in its place, and ingest and repair filled that). The copy's own folders are verify's to
-    name (``unprotected``); a folder above them is not the archive's at all, so every command stops until it is
-    put right, as it does for a copy's folder that is gone."""
+def _archive_account(root: Path) -> int:
+    """The archive's account: its folder's owner (the account running init, before the folder is made)."""
     try:
-        owner = os.stat(root).st_uid
+        return os.stat(root).st_uid
     except OSError:
-        owner = os.geteuid()  # (init: the archive is made by this account)
-    found = problems_above(location.parent, owner)
+        return os.geteuid()
+
+
+def _guarded_above(root: Path, location: Path) -> None:
+    """A second copy's folder and every folder above it (as its path resolves) the archive's account's or root's,
+    and writable by no one else unless sticky (hostile reviews: another account renamed the copy out of a shared
+    folder and put one of its own in its place, and ingest and repair filled that; a copy's folder another account
+    made 0777 beforehand was taken, and repair gave the evidence files to that account). The folders inside the
+    copy are verify's to name (``unprotected``); these are where the copy is at all, so every command stops until
+    they are put right, as it does for a copy's folder that is gone."""
+    found = problems_above(location, _archive_account(root))
     if found is not None:
         here, wrong = found
+        where = "its folder" if Path(os.path.realpath(location)) == here else f"{here} above it"
         raise ArchiveError(
-            f"[replica] location {location}: {here} above it: {'; '.join(wrong)}: another "
-            "account could move the second copy away and put its own in its place; make that folder the archive's "
-            "account's or root's alone (chmod o-w, or +t as /tmp is), or name a copy's folder that is"
+            f"[replica] location {location}: {where}: {'; '.join(wrong)}: another account could move the second "
+            "copy away and put its own in its place; make it the archive's account's or root's alone (chown, "
+            "chmod o-w, or +t as /tmp is), or name a folder for the copy where every folder on the way is"
         )
 
 
@@ -541,6 +549,12 @@ def _replica(path: Path, table: dict[str, Any] | None) -> dict[str, str] | None:
     if "location" in options and not os.path.isabs(options["location"]):
         # Relative, it would be taken from wherever a command runs: each run a copy somewhere else.
         raise ArchiveError(f"{path}: [replica] location = {options['location']!r}: give the folder as an absolute path")
+    if "location" in options and any(part in (".", "..") for part in options["location"].split("/")):
+        # The kernel resolves ".." after a folder the checks found missing (a hostile review: x/../copy, x not
+        # there, passed the empty-folder check and the copy went into a folder of other things).
+        raise ArchiveError(
+            f"{path}: [replica] location = {options['location']!r}: name the folder plainly, without . or .."
+        )
     return options
 
 

@@ -2060,7 +2060,8 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
 def storage_repair_command(archive: Archive, out: Output) -> None:
     """Verify every copy of every object and restore each one bad in one copy from the intact other; an object
     file whose mode was widened is made read-only again in place, with one copy too (custodians; each repair is
-    a ledger entry). Exit 1 when an object could not be repaired."""
+    a ledger entry). Exit 1 when an object could not be repaired, or verify found what a repair does not put
+    right (a folder's mode, a catalog row, a stray file: said, and left to verify to name)."""
     from custodes.repair import repair
 
     result = repair(archive)
@@ -2073,7 +2074,14 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
             out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); {how}")
         for r in result.unrepairable + result.failed:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
-        if not (result.repaired or result.unrepairable or result.failed):
+        if result.left:
+            first = result.left[0]
+            click.echo(
+                f"{len(result.left)} finding(s) that a repair does not put right remain (custodes verify names "
+                f"them), the first: {first['kind']}: {shown_text(first['message'])}",
+                err=True,
+            )
+        elif not (result.repaired or result.unrepairable or result.failed):
             out.say("every copy of every object is intact: nothing to repair")
     if not result.ok:
         sys.exit(EXIT_FINDINGS)

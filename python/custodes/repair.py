@@ -28,7 +28,7 @@ from custodes.catalog import replay
 from custodes.errors import CustodesError
 from custodes.retention import to_store
 from custodes.storage import Guarantee, ObjectStore
-from custodes.verify import verify
+from custodes.verify import PENDING, verify
 
 __all__ = ["REPAIRABLE", "RepairResult", "StorageCheck", "check_storage", "repair"]
 
@@ -43,13 +43,17 @@ class RepairResult:
     repaired: list[dict[str, Any]] = field(default_factory=list)  # {object, copy, was}
     unrepairable: list[dict[str, Any]] = field(default_factory=list)  # {object, why}
     failed: list[dict[str, Any]] = field(default_factory=list)  # {object, copy, why}: the restore itself failed
+    #: {kind, copy, message}: what verify found that a repair does not put right (a folder's mode, a catalog row,
+    #: a stray file): a repair that fixed every object does not call the archive intact while these remain (a
+    #: hostile review: "every copy of every object is intact", exit 0, beside verify's NOT INTACT).
+    left: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.unrepairable and not self.failed
+        return not self.unrepairable and not self.failed and not self.left
 
     def to_json(self) -> dict[str, Any]:
-        return {"repaired": self.repaired, "unrepairable": self.unrepairable, "failed": self.failed}
+        return {"repaired": self.repaired, "unrepairable": self.unrepairable, "failed": self.failed, "left": self.left}
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,8 @@ def repair(archive: Archive) -> RepairResult:
     person = require_role(archive, ("custodian",), "storage_repair")
     archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
-    bad, unprotected, edited = _what_verify_found(archive)
     result = RepairResult()
+    bad, unprotected, edited = _what_verify_found(archive, result.left)
     stores: dict[str, ObjectStore] = {FIRST: archive.store}
     if archive.replica is not None:
         stores[REPLICA] = archive.replica
@@ -233,16 +237,20 @@ def repair(archive: Archive) -> RepairResult:
     return result
 
 
-def _what_verify_found(archive: Archive) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str]]:
+def _what_verify_found(
+    archive: Archive, left: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str]]:
     """Verify of every copy, as a repair needs it: per object, what is wrong with its bytes in each copy (an
     object only ``unprotected`` has an empty entry), the copies whose file's mode or owner is wrong, and the
-    objects whose catalog row is not the ledger's."""
+    objects whose catalog row is not the ledger's; what no repair puts right is added to ``left``."""
     bad: dict[str, dict[str, str]] = {}
     unprotected: dict[str, list[str]] = {}
     edited: set[str] = set()
     for f in verify(archive).findings:
         if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
             edited.add(str(f.row[0]))
+        if (f.object is None or f.kind not in REPAIRABLE) and f.kind != PENDING:
+            left.append({"kind": f.kind, "copy": f.copy, "message": f.message})
         if f.object is not None and f.kind in REPAIRABLE:
             # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
             # hostile review: the second finding hid the first, and a changed object in an archive of one copy

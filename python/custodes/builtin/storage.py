@@ -68,6 +68,7 @@ class LocalStore:
         self._objects = os.fspath(self.objects)
         self._under_root = os.path.join(os.fspath(self.root), "")  # the listing's paths start with it
         self.spool = self.root / "tmp"
+        self.account: int | None = None  # the account its files belong to, where it is not its folder's owner
         self.owner = ""
         self._claimed_now = False  # this object wrote the owner file (release removes it)
 
@@ -358,8 +359,10 @@ class LocalStore:
         return done
 
     def _account(self) -> int:
-        """The store's account: the owner of its folder (the archive's, or a second copy's)."""
-        return os.stat(self.root).st_uid
+        """The store's account: the archive's (set by the archive on a second copy's store: a hostile review gave
+        a copy's folder to another account, and repair then handed that account the evidence files), else the
+        owner of the store's folder (the archive's own)."""
+        return self.account if self.account is not None else os.stat(self.root).st_uid
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)

@@ -198,8 +198,8 @@ class Catalog:
             alone = False
         if not alone:
             raise CatalogError(
-                f"{self.path}: another process has the catalog open (custodes serve, an ingest, a verify): stop it, "
-                "then run this again"
+                f"{self.path}: another process has the catalog open through SQLite (custodes serve, an ingest, a "
+                "verify): stop it, then run this again"
             )
 
     def __enter__(self) -> Catalog:
