@@ -96,7 +96,9 @@ def test_a_local_second_copy_repairs_the_bucket(seaweed: Seaweed, credentials: N
     assert next(p for p in (second / "objects").rglob(names[1])).stat().st_mode & 0o222 == 0
 
 
-def test_one_prefix_holds_one_archive_and_one_copy(seaweed: Seaweed, credentials: None, tmp_path: Path) -> None:
+def test_one_prefix_holds_one_archive_and_one_copy(
+    seaweed: Seaweed, credentials: None, raw: Any, tmp_path: Path
+) -> None:
     # Found by a hostile user: two archives on one bucket and prefix each took the other's objects for its own,
     # and a lawful purge in one left the other's recording missing; a "second copy" in the first copy's own
     # place was one copy.
@@ -113,6 +115,18 @@ def test_one_prefix_holds_one_archive_and_one_copy(seaweed: Seaweed, credentials
     r = run_cli("init", tmp_path / "d", *first[:-1], "d1", "--replica", "s3", "--replica-option",
                 "bucket=shared-prefix", "--replica-option", "prefix=station", *endpoint)  # fmt: skip
     assert r.returncode == 2 and b"belongs to archive" in r.stderr  # another archive's first copy
+    # A prefix inside another archive's (among its evidence), or above it (the bucket's root), is refused before
+    # anything is written (a hostile review: the owner key went in among archive a's objects).
+    for prefix, said in (
+        ("station/objects", b"lies inside archive"),
+        ("station/probes/x", b"own probes/ folder"),
+    ):
+        r = run_cli("init", tmp_path / "f", *first[:-1], prefix)
+        assert r.returncode == 2 and said in r.stderr and not (tmp_path / "f").exists(), r.stderr
+    assert _findings(tmp_path / "a") == (0, set())  # nothing planted among a's objects
+    raw.put_object(Bucket="shared-prefix", Key="loose/notes.txt", Body=b"x")  # a prefix of things, no archive's
+    r = run_cli("init", tmp_path / "f", *first[:-1], "loose")
+    assert r.returncode == 2 and b"holds loose/notes.txt and is no archive's yet" in r.stderr, r.stderr
     # Another prefix of the first copy's bucket is a place of its own, and not a copy kept apart: a storage check
     # says so (one bucket lost, or one account deleting in it, loses both).
     r = run_cli("init", tmp_path / "e", *first[:-1], "e1", "--replica", "s3", "--replica-option",

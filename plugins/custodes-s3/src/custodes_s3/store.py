@@ -79,6 +79,8 @@ log = logging.getLogger("custodes_s3")
 OPTIONS = ("algorithm", "bucket", "endpoint", "owner", "prefix", "profile", "region", "retention_mode")
 #: The key, under the prefix, naming the archive (and which of its copies) the prefix belongs to.
 OWNER_KEY = "custodes-archive.txt"
+#: The folders an archive writes below its prefix: no other archive's prefix lies inside them.
+_OWN_FOLDERS = ("objects", "probes")
 #: An option named like one of these is a credential: refused, whatever its value.
 _SECRET_NAME = re.compile(r"secret|passw|token|credential|access|(^|[_.-])key($|[_.-])|key_?id", re.IGNORECASE)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -542,6 +544,8 @@ class S3Store:
                 self._unlockable, self._claim_checked = why, True
                 return
             try:
+                if self._owner_found(key) is None:
+                    self._first_claim_is_alone()
                 try:
                     made = self._s3.put_object(Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*")
                     self._claim_version = (made.get("VersionId"),)
@@ -563,6 +567,35 @@ class S3Store:
                     self.release()
                     self._refuse_unless(why)
             self._claim_checked = True
+
+    def _first_claim_is_alone(self) -> None:
+        """A prefix no archive has claimed yet lies in no archive's own folders (``objects/``, ``probes/``) and
+        holds nothing but other archives' places and the probes of an init of its own that failed (a hostile
+        review: a prefix inside another archive's ``objects/`` was taken, the owner key written among its
+        evidence, and each archive then called the other's objects its strays or passed over them). Archives may
+        nest beside each other's folders: each passes over a folder holding another's owner key."""
+        parts = self.prefix.split("/")[:-1]  # "a/b/" -> ["a", "b"]: the prefixes above are "" and "a/"
+        for depth in range(len(parts)):
+            above = "".join(p + "/" for p in parts[:depth])
+            if parts[depth] not in _OWN_FOLDERS:
+                continue
+            found = self._owner_found(above + OWNER_KEY)
+            if found is not None:
+                raise StoreError(
+                    f"{self.describe()} lies inside archive {found!r}'s own {parts[depth]}/ folder "
+                    f"(s3://{self.bucket}/{above}{parts[depth]}/): give this one a prefix of its own, beside it"
+                )
+        page = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
+        held = [o["Key"] for o in page.get("Contents", [])]
+        for folder in (p["Prefix"] for p in page.get("CommonPrefixes", [])):
+            if folder != self.prefix + "probes/" and self._owner_found(folder + OWNER_KEY) is None:
+                held.append(folder)
+        if held:
+            raise StoreError(
+                f"{self.describe()} holds {held[0]} and is no archive's yet ({OWNER_KEY} is not there): a new "
+                "archive's prefix must be empty but for other archives' prefixes; give this one a prefix of its "
+                f"own, or, if this is the archive whose {OWNER_KEY} was lost, put it back holding {self.owner!r}"
+            )
 
     def _owner_found(self, key: str) -> str | None:
         """Whose the prefix is by its owner key, without writing it (None: no key, or it cannot be read)."""
