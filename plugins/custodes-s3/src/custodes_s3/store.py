@@ -544,21 +544,32 @@ class S3Store:
                 self._unlockable, self._claim_checked = why, True
                 return
             try:
-                if self._owner_found(key) is None:
-                    self._first_claim_is_alone()
-                try:
-                    made = self._s3.put_object(Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*")
-                    self._claim_version = (made.get("VersionId"),)
+                try:  # an established archive's claim: this one request
+                    found: str | None = (
+                        self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode(errors="replace")
+                    )
                 except ClientError as e:
-                    if _status(e) != 412:
+                    if _status(e) != 404:  # (a refusal or a fault is said as that, not taken for "no claim")
                         raise
-                    found = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode(errors="replace")
-                    if found != self.owner:
-                        raise StoreError(
-                            f"{self.describe()} belongs to archive {found!r} ({key}), not to {self.owner!r}: a "
-                            "bucket prefix holds one archive's objects (and one of its copies): give this one a "
-                            "prefix of its own"
-                        ) from None
+                    found = None
+                if found is None:
+                    self._first_claim_is_alone()
+                    try:
+                        made = self._s3.put_object(
+                            Bucket=self.bucket, Key=key, Body=self.owner.encode(), IfNoneMatch="*"
+                        )
+                        self._claim_version = (made.get("VersionId"),)
+                    except ClientError as e:
+                        if _status(e) != 412:
+                            raise
+                        # Another init took it between the two requests: whose it is now decides.
+                        found = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode(errors="replace")
+                if found is not None and found != self.owner:
+                    raise StoreError(
+                        f"{self.describe()} belongs to archive {found!r} ({key}), not to {self.owner!r}: a "
+                        "bucket prefix holds one archive's objects (and one of its copies): give this one a "
+                        "prefix of its own"
+                    ) from None
             except (ClientError, BotoCoreError) as e:
                 raise StoreError(f"{self.describe()}: whose prefix this is could not be found: {_reason(e)}") from None
             if self._claim_version is not None:  # the prefix's first claim (init): may this identity lock at all?
