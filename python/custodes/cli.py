@@ -2044,14 +2044,34 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
     retention change interrupted before it reached the storage is applied. No-op for storage that enforces
     neither (local)."""
     from custodes.access import require_role
-    from custodes.retention import to_store
+    from custodes.retention import NotLockedError, to_store
 
     require_role(archive, ("custodian", "approver"), "storage_sync")
     digests = [o.sha256 for o in archive.catalog.objects.walk() if o.purged_ns is None]
-    to_store(archive, digests)
     enforcing = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
-    applied = len(digests) if enforcing else 0
-    _write_json({"objects": applied}) if out.json else out.say(f"retention and holds set on {applied} object(s)")
+    missing: list[str] = []
+    try:
+        to_store(archive, digests)
+    except NotLockedError as e:
+        if not e.missing:
+            raise  # the storage refused or failed: an environment error (exit 2)
+        # Objects gone from the storage: the evidence is what is wrong (exit 1), every other one was set.
+        missing = [str(x) for x in e.failed]
+    applied = len(digests) - len(missing) if enforcing else 0
+    if out.json:
+        _write_json({"objects": applied, "missing": missing})
+    else:
+        out.say(f"retention and holds set on {applied} object(s)")
+        for line in missing:
+            click.echo(f"NOT set: {shown_text(line)}", err=True)
+        if missing:
+            click.echo(
+                "`custodes verify` names what is wrong with them; `custodes storage repair` puts back what a second "
+                "copy holds",
+                err=True,
+            )
+    if missing:
+        sys.exit(EXIT_FINDINGS)
 
 
 @storage_group.command("repair")

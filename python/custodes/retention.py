@@ -200,19 +200,29 @@ def to_store(archive: Archive, digests: list[str]) -> None:
 
     # Each lock is a few requests that wait on the storage: several at once (one at a time, half of a small
     # file's ingest into a bucket was its lock). The catalog was read above, on this thread only.
-    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> str | None:
+    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> OSError | None:
         store, digest, (until, held) = job
         try:
             store.lock(digest, until, held)
         except (StoreError, OSError) as e:
-            return str(e)
+            return e
         return None
 
     with ThreadPoolExecutor(min(LOCKS_IN_FLIGHT, max(1, len(locks))), thread_name_prefix="custodes-lock") as pool:
         failed = [why for why in pool.map(lock, locks) if why is not None]
     if failed:  # every lock was tried: one that fails (an object gone) stops none of the others
+        raise NotLockedError(failed)
+
+
+class NotLockedError(StoreError):
+    """Objects the storage does not keep as the catalog says, each lock's error; ``missing``: all of them are
+    objects gone from the storage (verify's ``missing``: the evidence, not the storage, is what is wrong)."""
+
+    def __init__(self, failed: list[OSError]) -> None:
+        self.failed = failed
+        self.missing = all(isinstance(e, FileNotFoundError) for e in failed)
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise StoreError(f"{len(failed)} object(s) not locked as the catalog keeps them: {failed[0]}{more}")
+        super().__init__(f"{len(failed)} object(s) not locked as the catalog keeps them: {failed[0]}{more}")
 
 
 #: Objects :func:`to_store` locks at once.

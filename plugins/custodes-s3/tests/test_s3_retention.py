@@ -253,3 +253,19 @@ def test_verify_finds_an_object_the_storage_does_not_keep_as_the_catalog_says(
     assert raw.head_object(Bucket=bucket, Key=held_key)["ObjectLockLegalHoldStatus"] == "ON"
     assert raw.head_object(Bucket=bucket, Key=other_key)["ObjectLockLegalHoldStatus"] == "OFF"
     assert run_cli("verify", arch).returncode == 0
+
+    # Footage past its minimum retention when ingested gets no date: another client can delete its version for
+    # good. Sync sets every other object and names the one gone, exit 1 (the evidence, not the storage, is what
+    # is wrong: a hostile review had exit 2 and one line).
+    old = tmp_path / "old"
+    make_clip(old / "OLD0.mp4", datetime(2016, 1, 1, tzinfo=UTC))
+    stored = as_("alice", "ingest", old, "--archive", arch, "--driver", "generic")
+    assert stored.returncode == 1, stored.stderr  # (a late ingest)
+    ((sha,),) = catalog_rows(arch, "SELECT sha256 FROM segments WHERE original_name = 'OLD0.mp4'")
+    old_key = f"objects/sha256/{sha}"
+    version = raw.head_object(Bucket=bucket, Key=old_key)["VersionId"]
+    raw.delete_object(Bucket=bucket, Key=old_key, VersionId=version)
+    synced = as_("alice", "storage", "sync", arch, "--json")
+    said = json.loads(synced.stdout)
+    assert synced.returncode == 1 and said["objects"] == 2 and len(said["missing"]) == 1, synced.stderr
+    assert old_key.rsplit("/", 1)[1] in said["missing"][0] and "is not in the store" in said["missing"][0]

@@ -1168,7 +1168,7 @@ class S3Store:
         key, where = self.key(digest), self.describe(digest)
         versions = [e for e in self._key_entries(key) if not e.get("DeleteMarker")]
         if not versions:
-            raise StoreError(f"object {digest} is not in the store ({where})")
+            raise ObjectMissingError(f"object {digest} is not in the store ({where})")
         unread: list[tuple[str | None, dict[str, Any]]] = []
         for entry in sorted(versions, key=lambda e: (e["LastModified"], not e.get("IsLatest"))):
             version = entry.get("VersionId")
