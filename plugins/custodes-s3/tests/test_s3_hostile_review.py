@@ -146,6 +146,21 @@ def test_a_bucket_that_lost_its_lock_is_refused_before_the_first_put(
     assert catalog_rows(arch, "SELECT COUNT(*) FROM ingests") == [(0,)]
 
 
+def test_a_bucket_not_reached_is_said_as_that_not_as_a_bucket_without_object_lock(
+    seaweed: Seaweed, credentials: None, bucket: str, tmp_path: Path
+) -> None:
+    """A hostile review: a wrong secret key and a dead endpoint were both said as "the bucket cannot keep evidence
+    locked ... S3 Object Lock: a bucket made with --object-lock-enabled-for-bucket", sending the user to the
+    bucket's settings."""
+    arch = tmp_path / "archive"
+    assert _init(seaweed, arch, bucket).returncode == 0
+    out = run_cli("verify", arch, env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+    error = out.stderr.decode()
+    assert out.returncode == 2 and error.count("\n") == 1 and "Object Lock" not in error, error
+    assert f"s3://{bucket}/: the bucket cannot be reached (403" in error and "the credentials" in error
+    assert run_cli("verify", arch).returncode == 0
+
+
 # ---- 3. prefixes S3 cannot hold ------------------------------------------------------------------------------
 
 LONGEST = MAX_KEY_BYTES - len("objects/sha256/") - 64  # bytes of a prefix, its closing "/" included

@@ -285,7 +285,13 @@ def cannot_lock(store: S3Store, try_retention: bool) -> str | None:
     try:
         p.s3.head_bucket(Bucket=store.bucket)
     except (ClientError, BotoCoreError) as e:
-        return f"the bucket is not there or not readable ({s3store._reason(e)})"
+        # Not reached at all is no answer about Object Lock (a hostile review: wrong credentials and a dead
+        # endpoint were both said as "the bucket cannot keep evidence locked", sending the user to the bucket).
+        raise StoreError(
+            f"{store.describe()}: the bucket cannot be reached ({s3store._reason(e)}): check the endpoint, that the "
+            "bucket exists, and the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the [storage] "
+            "profile) and what they are allowed"
+        ) from None
     found = _guard(NAMES[0], lambda: _lock_configuration(p))
     if not found.held:
         return found.detail
