@@ -200,7 +200,7 @@ def to_store(archive: Archive, digests: list[str]) -> None:
 
     # Each lock is a few requests that wait on the storage: several at once (one at a time, half of a small
     # file's ingest into a bucket was its lock). The catalog was read above, on this thread only.
-    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> OSError | None:
+    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> Exception | None:
         store, digest, (until, held) = job
         try:
             store.lock(digest, until, held)
@@ -218,7 +218,7 @@ class NotLockedError(StoreError):
     """Objects the storage does not keep as the catalog says, each lock's error; ``missing``: all of them are
     objects gone from the storage (verify's ``missing``: the evidence, not the storage, is what is wrong)."""
 
-    def __init__(self, failed: list[OSError]) -> None:
+    def __init__(self, failed: list[Exception]) -> None:
         self.failed = failed
         self.missing = all(isinstance(e, FileNotFoundError) for e in failed)
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""

@@ -233,7 +233,11 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     names = ["", CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm")), POLICY_FILE, *OWN_FOLDERS]
     names += ["objects", "objects/sha256", "tmp", "keys/checkpoint.vkey", "ledger/checkpoint"]
     key = archive.signing_key_path
-    entries = [*((root / n, False, None) for n in names), (key.parent, False, None), (key, True, None)]
+    entries: list[tuple[Path, bool, str | None]] = [
+        *((root / n, False, None) for n in names),
+        (key.parent, False, None),
+        (key, True, None),
+    ]
     second = archive.replica.spec() if archive.replica is not None else None
     if second is not None and second.backend == "local":
         entries += [
