@@ -61,7 +61,7 @@ def test_an_object_reached_through_a_linked_folder_is_not_intact(cli_archive: Pa
     findings = _verify(cli_archive)
     assert {(f["kind"], f["message"], f["object"]) for f in findings} == {
         ("unexpected", f"file in the store that is not an object: objects/sha256/{sha[:2]}", None),
-        ("missing", "object is not in the store", sha),
+        ("missing", f"object is not in the store ({folder}/{sha[2:4]}/{sha})", sha),
     }
 
 

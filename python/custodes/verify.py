@@ -1419,7 +1419,12 @@ class _StoreWalk:
                 self.reported.add(sha)
                 result.checked += 1
                 result.findings.append(
-                    VerifyFinding("missing", "object is not in the store", catalog.segments.first_for_object(sha), sha)
+                    VerifyFinding(
+                        "missing",
+                        f"object is not in the store ({shown_name(archive.store.describe(sha))})",
+                        catalog.segments.first_for_object(sha),
+                        sha,
+                    )
                 )
                 continue
             if found.problem == "unprotected":
@@ -1455,7 +1460,11 @@ def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
     except OSError as e:
         st, found = None, ("modified", f"object cannot be looked at: {e.strerror or e}")
     else:
-        found = None if st is not None else ("missing", "object is not in the store")
+        found = (
+            None
+            if st is not None
+            else ("missing", f"object is not in the store ({archive.store.describe(due.sha256)})")
+        )
     if st is not None:
         if st.size < due.size:
             found = (
