@@ -218,6 +218,8 @@ def test_unreadable_and_vanishing_files_fail_alone(tmp_path: Path, dcim_volume: 
     failed = next(f for f in report["findings"] if f["kind"] == "ingest_failed")
     # Opened by ingest itself, to hold it against the file its scan found (custodes.rights.as_checked).
     assert failed["message"].endswith("b.mov: cannot open it (Permission denied); not copied"), failed
+    # One finding for the one file (a hostile review: the probe's "unreadable" of it came too).
+    assert [f["kind"] for f in report["findings"] if f["path"] and f["path"].endswith("b.mov")] == ["ingest_failed"]
     (dcim_volume / "DCIM" / "b.mov").chmod(0o644)
     rerun = run_cli("ingest", dcim_volume, "--archive", arch, "--json")
     again = json.loads(rerun.stdout)

@@ -588,6 +588,10 @@ def _ingested(archive: Archive, device: str, name: str, sha256: str, stored: boo
 def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, result: IngestResult) -> None:
     """Record the findings (in entries of at most FINDINGS_PER_ENTRY) and the result, sign a checkpoint,
     then mark the ingest finished."""
+    # A file that could not be copied is one finding, ingest_failed, which says why: the probe's "unreadable" of
+    # the same file said it again in other words (a hostile review: findings are counted once).
+    failed = {f.path for f in result.findings if f.kind == "ingest_failed"}
+    result.findings = [f for f in result.findings if not (f.kind == "unreadable" and f.path in failed)]
     with archive.transaction() as catalog:
         seg_ids = catalog.segments.ids_by_name(result.ingest_id)
         for first in range(0, len(result.findings), FINDINGS_PER_ENTRY):
