@@ -185,7 +185,9 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
     report = verify(many, "--quick", code=1)
     assert report["rehashed"] is False and report["bytes"] == 0 and report["run"] is None
     found = {(f["kind"], f["object"]) for f in report["findings"]}
-    assert found == {("missing", shas[0]), ("truncated", shas[1])}  # nothing it did not check
+    # Nothing it did not check; the short object of 10 bytes less, too short to compare its first bytes with the
+    # recorded ones, is what a whole verify calls it (a hostile review: truncated here, modified there).
+    assert found == {("missing", shas[0]), ("modified", shas[1])}
     assert stamps(many) == before  # and nothing stamped as verified
     out = run_cli("verify", many, "--quick")
     assert "checked by size only: no object was re-hashed (--quick)" in out.stdout.decode()
@@ -195,6 +197,7 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
     assert "ledger_mismatch" in kinds or "checkpoint_mismatch" in kinds
     full = {(f["kind"], f["object"]) for f in verify(many, code=1)["findings"]}
     assert ("modified", shas[2]) in full  # the full run finds what --quick said it could not
+    assert ("modified", shas[1]) in full  # and calls the short one what --quick did
 
 
 @pytest.mark.parametrize(
@@ -274,7 +277,7 @@ def test_a_resumed_run_finds_objects_deleted_or_truncated_since_and_a_plain_run_
     short.chmod(0o400)
     report = verify(many, "--resume", code=1)
     assert report["run"]["resumed"] and report["checked"] == OBJECTS
-    assert {(f["kind"], f["object"]) for f in report["findings"]} == {("missing", done[0]), ("truncated", done[1])}
+    assert {(f["kind"], f["object"]) for f in report["findings"]} == {("missing", done[0]), ("modified", done[1])}
     # A run planted in the catalog, unfinished and "verified" everything: a plain verify is a new, full run.
     with catalog_edit(many) as db:
         db.execute("UPDATE objects SET last_verified_ns = ?", (time.time_ns(),))
@@ -345,3 +348,22 @@ def test_an_object_recorded_without_the_digest_asked_for_is_re_hashed_with_those
     old.chmod(0o400)
     found = verify(arch, "--algo", "blake3", code=1)
     assert [(f["kind"], f["object"]) for f in found["findings"]] == [("modified", old.name)]
+
+
+def test_a_short_object_is_one_kind_whether_quick_or_whole(cli_archive: Path) -> None:
+    """A hostile review: one object cut short was truncated by --quick (sizes only) and modified by a whole run.
+    --quick reads the first bytes of an object it found short, as a whole run does: its first bytes as recorded,
+    truncated; replaced, modified; both runs say the same."""
+    (sha, size), (other, other_size) = catalog_rows(
+        cli_archive, "SELECT sha256, size FROM objects WHERE size > 8192 ORDER BY sha256 LIMIT 2"
+    )
+    folder = cli_archive / "objects" / "sha256"
+    cut, replaced = folder / sha[:2] / sha[2:4] / sha, folder / other[:2] / other[2:4] / other
+    for path, data in ((cut, cut.read_bytes()[:-100]), (replaced, b"x" * (other_size - 100))):
+        path.chmod(0o644)
+        path.write_bytes(data)
+        path.chmod(0o400)
+    for extra in ((), ("--quick",)):
+        found = {f["object"]: f for f in verify(cli_archive, *extra, code=1)["findings"]}
+        assert (found[sha]["kind"], found[other]["kind"]) == ("truncated", "modified"), (extra, found)
+        assert found[sha]["message"].startswith(f"object is {size - 100} bytes, 100 short of {size}")

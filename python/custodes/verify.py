@@ -1467,11 +1467,10 @@ def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
         )
     if st is not None:
         if st.size < due.size:
-            found = (
-                "truncated",
-                f"object is {st.size} bytes, {due.size - st.size} short of {due.size} "
-                "(sizes only: --quick read none of its bytes)",
-            )
+            # Judged as a whole verify judges it, by the first bytes too, read of this damaged object alone (a
+            # hostile review: the same object was truncated by --quick and modified by a whole verify).
+            kind, detail = _shorter(archive.store, due, st.size)
+            found = (kind, f"{detail} (--quick read only its first bytes)")
         elif st.size != due.size:
             found = ("modified", f"object is {st.size} bytes, expected {due.size} (sizes only)")
     if found is not None:
@@ -1722,15 +1721,7 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
     if r.error is not None:
         return ("missing" if r.missing else "modified"), r.error
     if r.size is not None and r.size < size:
-        # Only here: ingest brings the drivers and the timeline (numpy) with it, which verify needs for nothing
-        # else, and which cost more start-up time than checking a few thousand small objects.
-        from custodes.ingest import HEAD_BYTES, head_digest
-
-        if r.size >= HEAD_BYTES and head_digest(store, d.sha256) == d.head:
-            return "truncated", f"object is {r.size} bytes, {size - r.size} short of {size}"
-        if r.size < HEAD_BYTES:  # too little left to compare with the recorded first bytes
-            return "modified", f"object is {r.size} bytes instead of {size} (truncated or replaced)"
-        return "modified", f"object is {r.size} bytes instead of {size} and its first bytes differ (replaced)"
+        return _shorter(store, d, r.size)
     if r.size != size:
         return "modified", f"object is {r.size} bytes, expected {size} (extended or replaced)"
     compared = [a for a in d.digests if a in r.digests]
@@ -1739,6 +1730,21 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
     if not compared and r.digests.get("sha256", d.sha256) != d.sha256:  # no recorded digest: its name, then
         return "modified", "object content differs from its name (its SHA-256)"
     return None
+
+
+def _shorter(store: ObjectStore, d: _Due, found: int) -> tuple[str, str]:
+    """(kind, detail) of object ``d`` found ``found`` bytes long, shorter than recorded: truncated when its first
+    bytes are the recorded ones, else modified (replaced, or too short to tell)."""
+    # Only here: ingest brings the drivers and the timeline (numpy) with it, which verify needs for nothing
+    # else, and which cost more start-up time than checking a few thousand small objects.
+    from custodes.ingest import HEAD_BYTES, head_digest
+
+    size = d.size
+    if found >= HEAD_BYTES and head_digest(store, d.sha256) == d.head:
+        return "truncated", f"object is {found} bytes, {size - found} short of {size}"
+    if found < HEAD_BYTES:  # too little left to compare with the recorded first bytes
+        return "modified", f"object is {found} bytes instead of {size} (truncated or replaced)"
+    return "modified", f"object is {found} bytes instead of {size} and its first bytes differ (replaced)"
 
 
 def _digest_map(text: object) -> dict[str, str] | None:
