@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -629,4 +630,29 @@ def test_repair_of_an_object_whose_catalog_row_was_edited_says_to_rebuild_the_ca
     assert r.returncode == 0, r.stderr
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 0 and [x["object"] for x in json.loads(r.stdout)["repaired"]] == [name], r.stderr
+    assert _verify(arch) == (0, [])
+
+
+def _grant_write_by_acl(folder: Path, uid: int) -> None:
+    """A POSIX access ACL giving account ``uid`` rwx on ``folder`` (the kernel's xattr form: version 2, then each
+    entry's tag, permissions and id, in tag order), as `setfacl -m u:UID:rwx` makes it."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, 7, uid), (0x04, 5, undefined), (0x10, 7, undefined), (0x20, 5, undefined)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(folder, "system.posix_acl_access", blob)
+
+
+def test_a_folder_another_account_may_write_through_an_acl_is_named_with_the_acl(
+    make_cli_archive: Callable[..., Path],
+) -> None:
+    """A hostile review: a digest folder another account could write through a POSIX ACL was named "mode 0775:
+    writable by others", the ACL's mask shown as group bits; the message now says an ACL grants it."""
+    arch = make_cli_archive(recordings=THREE_RECORDINGS, ingest_exit=(1,))
+    folder = sorted(_objects(arch).values())[0].parent
+    _grant_write_by_acl(folder, 65534)
+    rc, findings = _verify(arch)
+    assert rc == 1 and [f["kind"] for f in findings] == ["unprotected"]
+    assert "mode 0775: writable by others (through a POSIX ACL: `getfacl` names whom)" in findings[0]["message"]
+    os.removexattr(folder, "system.posix_acl_access")
+    folder.chmod(0o700)
     assert _verify(arch) == (0, [])

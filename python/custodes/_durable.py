@@ -270,7 +270,11 @@ def file_kind(mode: int) -> str:
 
 
 def protection_problems(
-    st: os.stat_result, owner: int, secret: bool = False, whose: str = "the archive's"
+    st: os.stat_result,
+    owner: int,
+    secret: bool = False,
+    whose: str = "the archive's",
+    path: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """The one rule for what only one account may change: the archive's own entries (verify's `unprotected`,
     init's --signing-key) and the folders above a verifier's kept replays (catalog.replay_cache). Each ``owner``'s
@@ -284,8 +288,18 @@ def protection_problems(
     if st.st_mode & (0o077 if secret else 0o022) and not sticky:
         wrong.append(
             f"mode {stat.S_IMODE(st.st_mode):04o}: {'readable or writable' if secret else 'writable'} by others"
+            + (" (through a POSIX ACL: `getfacl` names whom)" if path is not None and _has_acl(path) else "")
         )
     return wrong
+
+
+def _has_acl(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has a POSIX access ACL: its group bits are then the ACL's mask, and an entry of the ACL,
+    not the group, is who may write (a hostile review: only "mode 0775" was said)."""
+    try:
+        return "system.posix_acl_access" in os.listxattr(path)
+    except OSError:
+        return False
 
 
 def problems_above(top: Path, owner: int, whose: str = "the archive's") -> tuple[Path, list[str]] | None:
@@ -295,7 +309,7 @@ def problems_above(top: Path, owner: int, whose: str = "the archive's") -> tuple
     here = Path(os.path.realpath(top))
     while True:
         with suppress(FileNotFoundError):
-            wrong = protection_problems(os.stat(here), owner, whose=whose)
+            wrong = protection_problems(os.stat(here), owner, whose=whose, path=here)
             if wrong:
                 return here, wrong
         if here.parent == here:

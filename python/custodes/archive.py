@@ -302,7 +302,7 @@ def _key_protected(key: Path) -> None:
     for every command to stop."""
     for path, secret in ((key.parent, False), (key, True)):
         with suppress(OSError):  # not there (yet), or not a folder: init's own steps say so
-            wrong = protection_problems(os.stat(path), os.geteuid(), secret)
+            wrong = protection_problems(os.stat(path), os.geteuid(), secret, path=path)
             if wrong:
                 raise ArchiveError(
                     f"--signing-key {key}: {path}: {'; '.join(wrong)}: another account could replace or read the "

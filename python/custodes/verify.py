@@ -248,7 +248,7 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
             st = os.stat(path)
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
-        wrong = protection_problems(st, owner, secret)
+        wrong = protection_problems(st, owner, secret, path=path)
         if wrong:
             what = (
                 "the signing key"

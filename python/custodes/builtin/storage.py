@@ -451,7 +451,7 @@ class LocalStore:
             st = os.stat(path, follow_symlinks=False)
         except OSError:
             return  # gone since it was listed: what it held is missing, and named so
-        wrong = protection_problems(st, self._account(), whose="the store's")
+        wrong = protection_problems(st, self._account(), whose="the store's", path=path)
         if wrong:
             yield Listed(self._listed(path, None).name, None, None, "unprotected", "; ".join(wrong))
 
