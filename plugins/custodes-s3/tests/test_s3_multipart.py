@@ -235,3 +235,35 @@ def test_a_large_object_already_stored_is_not_sent_again(
     monkeypatch.setattr(store._s3, "create_multipart_upload", lambda **kw: started.append(kw["Key"]) or real(**kw))
     assert store.put_many([Put(again, 11 * MiB, digests)]) == [False]
     assert started == [] and not again.exists()
+
+
+def test_an_upload_another_put_of_the_object_aborted_is_reported_there_not_failed(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile review: two ingests of one volume at once; the one that stored a key first aborted the uploads
+    still open for it (what it does for a killed put's), the other's among them, and the other then said the file
+    had failed (NoSuchUpload), exit 1, though it was stored. Here the other put is played while this one's first
+    part is sent: the object is stored whole (a plain conditional PUT) and this upload aborted."""
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3store, "PARTS_IN_FLIGHT", 1)
+    path = tmp_path / "raced"
+    digests = _write(path, 12 * MiB)
+    item = Put(path, 12 * MiB, digests)
+    key = f"agency/a1/objects/sha256/{item.digest}"
+    real_upload_part = store._s3.upload_part
+    raced: list[str] = []
+
+    def upload_part(**kw: Any) -> Any:
+        if not raced:  # the other ingest: stores the key, then aborts what is open for it
+            raced.append(kw["UploadId"])
+            raw.put_object(Bucket=store.bucket, Key=key, Body=path.read_bytes(), IfNoneMatch="*")
+            for upload in raw.list_multipart_uploads(Bucket=store.bucket, Prefix=key).get("Uploads", []):
+                raw.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"])
+        return real_upload_part(**kw)
+
+    monkeypatch.setattr(store._s3, "upload_part", upload_part)
+    assert store.put_many([item]) == [False]  # there already: not stored by this put, and no failure
+    assert raced and _uploads(raw, store.bucket) == []
+    (hashed,) = store.hash_objects([item.digest], ["sha256"], None)
+    assert hashed.digests["sha256"] == digests["sha256"]

@@ -781,7 +781,10 @@ class S3Store:
             )
         except ClientError as e:
             self._abort(key, upload)
-            if _status(e) == 412:
+            # 412: another put stored the key first. NoSuchUpload with the key there: another put stored it and,
+            # as every put that stores a key does, aborted the uploads still open for it, this one among them (a
+            # hostile review: two ingests of one volume, and the slower one said each file had failed).
+            if _status(e) == 412 or (_code(e) == "NoSuchUpload" and self._head(key, None) is not None):
                 return _EXISTS
             raise self._refused(key, item, e) from None
         except BaseException:
@@ -793,7 +796,8 @@ class S3Store:
         """Abort every multipart upload still open for ``key``, which exists now: none can ever complete (a
         completion is a conditional create), so each is what a killed put of this object left (the re-run that
         stored it is the one that knows it is dead, long before :data:`ABANDONED_AFTER`), or a put of it running
-        elsewhere at this moment, which then fails and keeps its file: nothing is lost. Failing stops no put."""
+        elsewhere at this moment, which then finds the key stored and reports it there (:meth:`_create_multipart`).
+        Failing stops no put."""
         try:
             for page in self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=key):
                 for upload in page.get("Uploads", []):
