@@ -275,6 +275,16 @@ def test_unreachable_scheduler_is_an_executor_error_naming_it() -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786"])
+def test_an_address_that_is_no_schedulers_is_said_as_that_at_once(address: str) -> None:
+    """A hostile review: `--scheduler garbage` waited, then said "cannot reach the Dask scheduler at garbage
+    within 10 s: ValueError: missing port number"."""
+    started = time.monotonic()
+    with pytest.raises(ExecutorError, match=r"is not a scheduler's address: give tcp://HOST:PORT"):
+        list(run_dask(square, [1, 2], ExecutorOptions(scheduler=address)))
+    assert time.monotonic() - started < 2
+
+
 def listener(answer: bytes | None) -> tuple[str, Callable[[], None]]:
     """A TCP server on loopback that accepts and then says nothing (``answer`` None) or sends ``answer``; it
     holds its connections open until the returned ``stop()``, which returns once the port is closed."""

@@ -12,6 +12,7 @@ started without a scheduler speaks mutual TLS with certificates of the run's, an
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -54,9 +55,19 @@ def _client_class() -> type:
     return BoundedClient
 
 
+#: A scheduler's address: tcp:// or tls://, a host (a bracketed IPv6 address too) and a port; tcp:// by default.
+_ADDRESS = re.compile(r"(?:(?:tcp|tls)://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}")
+
+
 def connect(address: str, security: Any = None) -> Any:
     """A client of the scheduler at ``address`` within :data:`CONNECT_TIMEOUT` s, or an ExecutorError naming it.
-    Whatever fails is wrapped: an HTTP server on the port makes distributed raise a MemoryError, for instance."""
+    Whatever fails is wrapped: an HTTP server on the port makes distributed raise a MemoryError, for instance. An
+    address that is none is said as that (a hostile review: "garbage" was "cannot reach ... within 10 s")."""
+    if not _ADDRESS.fullmatch(address):
+        raise ExecutorError(
+            f"--scheduler {address!r} is not a scheduler's address: give tcp://HOST:PORT (or tls://HOST:PORT, or "
+            "HOST:PORT), as `dask scheduler` prints it"
+        )
     try:
         return _client_class()(address, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
     except Exception as e:
