@@ -191,3 +191,19 @@ def test_driver_is_chosen_by_confidence(tmp_path: Path) -> None:
     make_clip(vol / "001234_BWC0001_20240301180000_0001.MP4", T0)
     assert read_volume(vol).driver == "gat947"
     assert read_volume(vol, "generic").driver == "generic"
+
+
+def test_a_volume_no_driver_recognises_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    """A volume of files no driver knows (not media by their names): one line naming the drivers and the way on,
+    --driver (a hostile review: the line said no "what to do"); with --driver generic its files are stored."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "data.bin").write_bytes(b"x" * 100)
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    out = run_cli("ingest", vol, "--archive", arch)
+    line = out.stderr.decode()
+    assert out.returncode == 2 and line.count("\n") == 1 and "no driver recognises this volume" in line, line
+    assert "name one with --driver (generic takes every file of any volume)" in line
+    stored = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json")
+    assert stored.returncode in (0, 1) and json.loads(stored.stdout)["stored"] == ["data.bin"], stored.stderr

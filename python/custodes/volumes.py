@@ -109,6 +109,7 @@ def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Dr
         raise NoDriverError(
             f"{volume}: no driver recognises this volume (drivers: {', '.join(pm.drivers.names())})"
             + "".join(f"; {d}: recognise failed ({e})" for d, e in failed)
+            + "; name one with --driver (generic takes every file of any volume)"
         )
     scored.sort(key=lambda x: -x[0])  # stable: equal confidences stay in name order
     (confidence, name, driver), rest = scored[0], scored[1:]
