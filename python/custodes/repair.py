@@ -185,8 +185,7 @@ def repair(archive: Archive) -> RepairResult:
         stores[REPLICA] = archive.replica
     for digest, copies in sorted(bad.items()):
         recorded = archive.catalog.objects.get(digest)
-        if recorded is None or recorded.purged_ns is not None:
-            continue  # not evidence the archive keeps (a stray, a purged object): verify reports it
+        assert recorded is not None  # (only objects the catalog keeps are in ``bad``: _what_verify_found)
         for copy in unprotected.get(digest, []):  # its mode and owner, in place
             try:
                 done = stores[copy].protect(digest)
@@ -246,12 +245,18 @@ def _what_verify_found(
     bad: dict[str, dict[str, str]] = {}
     unprotected: dict[str, list[str]] = {}
     edited: set[str] = set()
+    kept: dict[str, bool] = {}  # object -> the catalog keeps it as evidence (recorded, not purged)
     for f in verify(archive).findings:
         if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
             edited.add(str(f.row[0]))
-        if (f.object is None or f.kind not in REPAIRABLE) and f.kind != PENDING:
-            left.append({"kind": f.kind, "copy": f.copy, "message": f.message})
-        if f.object is not None and f.kind in REPAIRABLE:
+        if f.object is not None and f.object not in kept:
+            recorded = archive.catalog.objects.get(f.object)
+            kept[f.object] = recorded is not None and recorded.purged_ns is None
+        if f.object is None or f.kind not in REPAIRABLE or not kept[f.object]:
+            # Nothing a repair restores: a stray, a purged object without its tombstone, a folder, a row.
+            if f.kind != PENDING:
+                left.append({"kind": f.kind, "copy": f.copy, "message": f.message})
+        else:
             # Kept apart: a file both widened and changed is made read-only whatever becomes of its bytes (a
             # hostile review: the second finding hid the first, and a changed object in an archive of one copy
             # stayed writable).

@@ -1419,12 +1419,7 @@ class _StoreWalk:
                 self.reported.add(sha)
                 result.checked += 1
                 result.findings.append(
-                    VerifyFinding(
-                        "missing",
-                        f"object is not in the store ({shown_name(archive.store.describe(sha))})",
-                        catalog.segments.first_for_object(sha),
-                        sha,
-                    )
+                    VerifyFinding("missing", _not_in_store(archive, sha), catalog.segments.first_for_object(sha), sha)
                 )
                 continue
             if found.problem == "unprotected":
@@ -1460,11 +1455,7 @@ def _check_size(archive: Archive, result: VerifyResult, due: _Due) -> None:
     except OSError as e:
         st, found = None, ("modified", f"object cannot be looked at: {e.strerror or e}")
     else:
-        found = (
-            None
-            if st is not None
-            else ("missing", f"object is not in the store ({archive.store.describe(due.sha256)})")
-        )
+        found = None if st is not None else ("missing", _not_in_store(archive, due.sha256))
     if st is not None:
         if st.size < due.size:
             # Judged as a whole verify judges it, by the first bytes too, read of this damaged object alone (a
@@ -1730,6 +1721,11 @@ def _compare(store: ObjectStore, r: Rehashed, d: _Due) -> tuple[str, str] | None
     if not compared and r.digests.get("sha256", d.sha256) != d.sha256:  # no recorded digest: its name, then
         return "modified", "object content differs from its name (its SHA-256)"
     return None
+
+
+def _not_in_store(archive: Archive, sha: str) -> str:
+    """What a missing object's finding says: where it should be (its path, or its s3:// key)."""
+    return f"object is not in the store ({shown_name(archive.store.describe(sha))})"
 
 
 def _shorter(store: ObjectStore, d: _Due, found: int) -> tuple[str, str]:
