@@ -2050,14 +2050,15 @@ def storage_sync_command(archive: Archive, out: Output) -> None:
     digests = [o.sha256 for o in archive.catalog.objects.walk() if o.purged_ns is None]
     enforcing = [s for s in (archive.store, archive.replica) if s is not None and s.enforces_retention]
     missing: list[str] = []
+    not_set = 0
     try:
         to_store(archive, digests)
     except NotLockedError as e:
         if not e.missing:
             raise  # the storage refused or failed: an environment error (exit 2)
         # Objects gone from the storage: the evidence is what is wrong (exit 1), every other one was set.
-        missing = [str(x) for x in e.failed]
-    applied = len(digests) - len(missing) if enforcing else 0
+        missing, not_set = [str(x) for x in e.failed], len(e.objects)
+    applied = len(digests) - not_set if enforcing else 0
     if out.json:
         _write_json({"objects": applied, "missing": missing})
     else:

@@ -200,12 +200,12 @@ def to_store(archive: Archive, digests: list[str]) -> None:
 
     # Each lock is a few requests that wait on the storage: several at once (one at a time, half of a small
     # file's ingest into a bucket was its lock). The catalog was read above, on this thread only.
-    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> Exception | None:
+    def lock(job: tuple[ObjectStore, str, tuple[int | None, bool]]) -> tuple[str, Exception] | None:
         store, digest, (until, held) = job
         try:
             store.lock(digest, until, held)
         except (StoreError, OSError) as e:
-            return e
+            return digest, e
         return None
 
     with ThreadPoolExecutor(min(LOCKS_IN_FLIGHT, max(1, len(locks))), thread_name_prefix="custodes-lock") as pool:
@@ -215,14 +215,16 @@ def to_store(archive: Archive, digests: list[str]) -> None:
 
 
 class NotLockedError(StoreError):
-    """Objects the storage does not keep as the catalog says, each lock's error; ``missing``: all of them are
-    objects gone from the storage (verify's ``missing``: the evidence, not the storage, is what is wrong)."""
+    """Objects the storage does not keep as the catalog says: each failed lock's object and error (an object of
+    two copies may fail in both); ``objects``: the objects, once each; ``missing``: every failure is an object
+    gone from the storage (verify's ``missing``: the evidence, not the storage, is what is wrong)."""
 
-    def __init__(self, failed: list[Exception]) -> None:
-        self.failed = failed
-        self.missing = all(isinstance(e, FileNotFoundError) for e in failed)
+    def __init__(self, failed: list[tuple[str, Exception]]) -> None:
+        self.failed = [e for _, e in failed]
+        self.objects = sorted({digest for digest, _ in failed})
+        self.missing = all(isinstance(e, FileNotFoundError) for e in self.failed)
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        super().__init__(f"{len(failed)} object(s) not locked as the catalog keeps them: {failed[0]}{more}")
+        super().__init__(f"{len(self.objects)} object(s) not locked as the catalog keeps them: {self.failed[0]}{more}")
 
 
 #: Objects :func:`to_store` locks at once.
