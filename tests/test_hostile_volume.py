@@ -555,9 +555,9 @@ def test_a_name_that_is_not_utf8_never_takes_the_text_of_another_name(tmp_path: 
     assert run_cli("verify", arch).returncode == 0
 
 
-def test_an_object_left_by_a_killed_ingest_whose_file_is_gone_stays_pending(tmp_path: Path) -> None:
-    """Killed after linking a file; the file is gone from the volume before the re-run, which finishes
-    the rest: verify still knows the object came from an ingest (pending, with why), never `unexpected`."""
+def killed_after_linking(tmp_path: Path) -> tuple[Path, Path, str, str]:
+    """A card's ingest killed after linking its files, none recorded; one file then gone from the card. The
+    card, the archive, the gone file's name and its digest."""
     vol = gopro_card(tmp_path, hostile=False)
     arch = tmp_path / "archive"
     run_cli("init", arch)
@@ -570,20 +570,65 @@ def test_an_object_left_by_a_killed_ingest_whose_file_is_gone_stays_pending(tmp_
     )
     # The kill lands after the links of the card's one group (custodes.ingest.Groups): every object is linked,
     # none recorded. (Its ingest_begin entry, unsigned too, is a pending finding of no object.)
-    linked = {f["object"] for f in json.loads(run_cli("verify", arch, "--json").stdout)["findings"] if f["object"]}
+    result = json.loads(run_cli("verify", arch, "--json").stdout)
+    assert result["ok"] is True and {f["kind"] for f in result["findings"]} == {"pending"}
+    linked = {f["object"] for f in result["findings"] if f["object"]}
     by_digest = {d: n for n, d in regular_files(vol).items()}
     assert {by_digest[d] for d in linked} == set(ORDINARY)
-    left = {min(linked)}  # one file is gone from the card before the re-run
-    gone = {by_digest[d] for d in left}
-    for name in gone:
-        (vol / name).unlink()
+    gone = min(linked)
+    (vol / by_digest[gone]).unlink()  # one file is gone from the card before the re-run
+    return vol, arch, by_digest[gone], gone
+
+
+SEGMENT_FACTS = "SELECT original_name, sha256, kind, start_ns, end_ns, device_id FROM segments ORDER BY original_name"
+
+
+def test_a_file_a_killed_ingest_stored_and_gone_from_the_volume_is_recorded_by_the_re_run(tmp_path: Path) -> None:
+    """Killed after storing a file, not recording it; the file gone from the card before the re-run (a card wiped
+    or lost): the re-run records it from what the killed ingest noted with its intent (what its driver read),
+    for that ingest, and says so ("recovered"); verify is clean. It was `pending` for ever, `ok`, while the
+    catalog never named the recording (and on a bucket the object stayed unlocked)."""
+    vol, arch, name, gone = killed_after_linking(tmp_path)
+    code, report, out = ingest(vol, arch)
+    assert report["recovered"] == [name], report
+    assert sorted(report["stored"] + report["already_present"]) == sorted(set(ORDINARY) - {name})
+    assert report["failed"] == [] and name not in report["stored"] + report["already_present"]
+    listed = run_cli("ingest", vol, "--archive", arch)  # again: nothing left to recover, nothing doubled
+    assert b"recovered" not in listed.stdout, listed.stdout
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        facts = db.execute(SEGMENT_FACTS).fetchall()
+        (by,) = db.execute("SELECT ingest_id FROM segments WHERE sha256 = ?", (gone,)).fetchone()
+        first = db.execute("SELECT min(id) FROM ingests").fetchone()[0]
+    assert by == first  # recorded for the ingest that stored it
+    # Recorded as an ingest of the whole card records it: the same segment facts (times and kind as read then).
+    whole = tmp_path / "whole"
+    run_cli("init", whole)
+    card = gopro_card(tmp_path / "again", hostile=False)
+    ingest(card, whole)
+    with sqlite3.connect(whole / "catalog.sqlite") as db:
+        assert db.execute(SEGMENT_FACTS).fetchall() == facts
+
+
+def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unrecorded(tmp_path: Path) -> None:
+    """The same, but the killed ingest's intent holds no facts to record the file by (as an older custodes wrote
+    it): the re-run cannot record it, and verify says so, a failure (exit 1, `unrecorded`, naming the ingest and
+    the way on), where it said `pending`, `ok`, for ever (a hostile review)."""
+    vol, arch, name, gone = killed_after_linking(tmp_path)
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        db.execute("UPDATE ingest_intents SET entry = NULL WHERE sha256 = ?", (gone,))
     code, report, _ = ingest(vol, arch)
-    assert sorted(report["stored"] + report["already_present"]) == sorted(set(ORDINARY) - gone)
+    assert report["recovered"] == [] and sorted(report["stored"] + report["already_present"]) == sorted(
+        set(ORDINARY) - {name}
+    )
     out = run_cli("verify", arch, "--json")
     result = json.loads(out.stdout)
-    assert out.returncode == 0 and result["ok"] is True
-    assert {f["object"] for f in result["findings"]} == left
-    assert all(f["kind"] == "pending" and "finished without recording it" in f["message"] for f in result["findings"])
+    assert out.returncode == 1 and result["ok"] is False
+    (finding,) = result["findings"]
+    assert finding["kind"] == "unrecorded" and finding["object"] == gone, finding
+    assert "finished without recording it" in finding["message"] and "keep them" in finding["message"]
+    assert f"custodes ingest {vol}" in finding["message"]
 
 
 def odd_names_volume(root: Path) -> Path:

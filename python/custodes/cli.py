@@ -1677,6 +1677,8 @@ def ingest_command(
             f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
             f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed"
         )
+        for name in result.recovered:
+            click.echo(f"  recovered {shown_text(name)}: stored by an interrupted ingest, gone from the volume since")
         for why in _choice_lines(result.choice):
             click.echo(f"  {why}")
         if result.time_zone is not None:
@@ -1876,7 +1878,8 @@ def verify_command(
     """Re-hash every object and check store against catalog against ledger against checkpoints.
 
     Prints {"ok", "checked", "bytes", "findings"}; each finding's kind is one of
-    modified, truncated, missing, unexpected, ledger_mismatch,
+    modified, truncated, missing, unexpected, unrecorded (stored by an ingest
+    that finished without recording it), ledger_mismatch,
     checkpoint_mismatch, purge_incomplete (a purge to finish with `retention
     purge --resume`), unprotected (an object's file not read-only, 0400, any
     more), untrusted_key, witness_mismatch, policy_mismatch

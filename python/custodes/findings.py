@@ -41,6 +41,7 @@ ARTICLES: dict[str, int] = {
     "unprotected": 23,
     "missing": 23,
     "unexpected": 23,
+    "unrecorded": 23,
     "ledger_mismatch": 23,
     "checkpoint_mismatch": 23,
     "purge_incomplete": 19,

@@ -23,6 +23,7 @@ already present and not copied again.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -76,6 +77,9 @@ class IngestResult:
     device: str
     stored: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
+    #: Files an interrupted ingest of this volume stored and did not record, gone from the volume since: recorded
+    #: by this run from what that ingest read (:func:`_recover`), for that ingest.
+    recovered: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -102,6 +106,7 @@ class IngestResult:
             "device": self.device,
             "stored": self.stored,
             "already_present": self.already_present,
+            "recovered": self.recovered,
             "failed": self.failed,
             "skipped": self.skipped,
             "bytes": self.bytes,
@@ -183,6 +188,7 @@ def ingest(
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
+    _recover(archive, result, volume_text)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     timed, reread = _as_stored(archive, reading, result)
@@ -283,7 +289,10 @@ def _store_files(
             # the disk syncs and reads back (a big file's group would otherwise leave one of them idle).
             following = _next_group(todo, bounds)
             copying = _start_copies(archive, pool, following, result.device, checked)
-            copied.update(_settle(archive, result.ingest_id, {p: c for p, c in copied.items() if isinstance(c, _Copy)}))
+            names = {f.path: f.name for f in group}
+            noted = functools.partial(_intent_entry, result.device, names, segments, readings)
+            stored = {p: c for p, c in copied.items() if isinstance(c, _Copy)}
+            copied.update(_settle(archive, result.ingest_id, stored, noted))
             outcomes = _record_group(archive, result, group, copied, segments, readings, started)
             for f in group:
                 if f.path not in outcomes:
@@ -392,9 +401,12 @@ def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int
     return _Copy(temp, size, {a: digests[a] for a in algorithms}, digests[READBACK])
 
 
-def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[str, _Copy | str]:
-    """Make a group's copies durable together, read each back from the disk and compare, note the intents,
-    and link the copies into the store. By volume path: the linked copy, or why it failed (its temp removed)."""
+def _settle(
+    archive: Archive, ingest_id: int, copies: dict[str, _Copy], entry: Callable[[str, _Copy], str | None]
+) -> dict[str, _Copy | str]:
+    """Make a group's copies durable together, read each back from the disk and compare, note the intents (each
+    with the ``entry`` its file would be recorded by), and link the copies into the store. By volume path: the
+    linked copy, or why it failed (its temp removed)."""
     outcomes: dict[str, _Copy | str] = dict(copies)
 
     def fail(path: str, why: str) -> None:
@@ -425,8 +437,8 @@ def _settle(archive: Archive, ingest_id: int, copies: dict[str, _Copy]) -> dict[
         with archive.transaction() as catalog:
             # Written down, durably and before the objects are linked into the store, that this ingest is about
             # to link them: until it records them, verify reports them as `pending`, not `unexpected`.
-            for c in linked.values():
-                catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns())
+            for path, c in linked.items():
+                catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns(), entry(path, c))
     if archive.replica is not None:
         linked = _put_replica(archive, linked, fail)
     put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in linked.values()])
@@ -511,6 +523,52 @@ def _record_group(
     stored = [c.digests["sha256"] for p, c in outcomes.items() if isinstance(c, _Copy) and recorded.get(p) == "stored"]
     retention.to_store(archive, stored)
     return recorded
+
+
+def _recover(archive: Archive, result: IngestResult, volume: str) -> None:
+    """Record what an interrupted ingest of this volume stored but never recorded, and this run did not store
+    again: its file is gone from the volume since (or could not be copied this time), and the bytes in the store
+    are all the archive has of it. Each is recorded for the ingest that stored it, from the facts that ingest
+    noted with its intent (what its driver read then), once its bytes, read again from the store, are those
+    facts' and every copy holds them; the finish of this run marks that ingest finished. What cannot be
+    recorded so (an intent an older custodes noted without its facts, bytes that differ) stays for verify to
+    name, as ``unrecorded``."""
+    found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for sha, ingest, entry in archive.catalog.ingests.interrupted_intents(result.ingest_id, volume, result.device):
+        facts = json.loads(entry)
+        raw = base64.b64decode(facts["name_b64"]) if "name_b64" in facts else None
+        if archive.catalog.segments.find(result.device, facts["name"], raw, sha) is None:
+            found.setdefault(sha, []).append((ingest, facts))
+    if not found:
+        return
+    # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
+    algorithms = sorted({a for noted in found.values() for _, facts in noted for a in facts["digests"]})
+    read = archive.store.hash_objects(list(found), algorithms, None)
+    whole = [
+        sha
+        for sha, r in zip(found, read, strict=True)
+        if r.ok
+        and all(
+            r.size == facts["size"] and all(r.digests.get(a) == d for a, d in facts["digests"].items())
+            for _, facts in found[sha]
+        )
+        and (archive.replica is None or archive.replica.stat(sha) is not None)
+    ]
+    recorded: list[str] = []
+    with archive.transaction() as catalog:
+        now = time.time_ns()
+        for sha in whole:
+            for ingest, facts in found[sha]:
+                try:
+                    with catalog.savepoint():
+                        if _record_entry(catalog, facts, ingest, now) == "stored":
+                            result.recovered.append(facts["name"])
+                            recorded.append(sha)
+                except Exception as e:  # noqa: BLE001 - as _record_file: one file never stops the volume
+                    if _environment(e):
+                        raise
+    # The storage's own lock, as for every file an ingest records (_record_group).
+    retention.to_store(archive, sorted(set(recorded)))
 
 
 def _as_stored(archive: Archive, reading: VolumeReading, result: IngestResult) -> tuple[VolumeReading, list[Finding]]:
@@ -796,11 +854,19 @@ def _record(
     copied: _Copy,
     now: int,
 ) -> str:
-    """Catalog row and ledger entry for one stored file, inside the caller's transaction: 'stored' or 'present'.
+    """Catalog row and ledger entry for one stored file, inside the caller's transaction: 'stored' or 'present'."""
+    return _record_entry(catalog, _entry_facts(device, name, seg, readings, copied), ingest_id, now)
+
+
+def _entry_facts(
+    device: str, name: str, seg: VolumeSegment | None, readings: list[tuple[int, int]], copied: _Copy
+) -> dict[str, Any]:
+    """Every fact of one stored file's `ingest` entry but its segment id, ingest and time: what the catalog's
+    rows are made from (catalog.replay), and what the ingest's intent keeps so that a re-run can record the file
+    although it is gone from the volume (:func:`_recover`).
 
     The name is kept as :func:`~custodes.drivers.name_text` (``original_name``, ledger ``name``) and,
     when it is not UTF-8, its exact bytes too (``original_name_bytes``, ledger ``name_b64``)."""
-    sha = copied.digests["sha256"]
     text, raw = name_text(name), name_bytes(name)
     start, end = (seg.start, seg.end) if seg else (None, None)
     c_start, c_end = _corrected([start, end], readings)
@@ -816,12 +882,7 @@ def _record(
                 "tracks": [{"kind": t.kind, "codec": t.codec, "samples": t.samples} for t in m.tracks],
             }
         )
-    if catalog.segments.find(device, text, raw, sha) is not None:
-        return "present"
-    # Every fact of the segment and its object is in the entry: the rows are made from it (catalog.replay).
-    entry = {
-        "type": "ingest",
-        "segment": replay.next_id(catalog, "segments"),
+    facts: dict[str, Any] = {
         "device": device,
         "name": text,
         "size": copied.size,
@@ -839,10 +900,40 @@ def _record(
         "chapter": seg.chapter if seg else None,
         "officer": seg.officer if seg else None,
         "container": container,
-        "ingest": ingest_id,
-        "time": now,
     }
     if raw is not None:
-        entry["name_b64"] = base64.b64encode(raw).decode("ascii")
-    replay.record(catalog, entry)
+        facts["name_b64"] = base64.b64encode(raw).decode("ascii")
+    return facts
+
+
+def _intent_entry(
+    device: str,
+    names: Mapping[str, str],
+    segments: Mapping[str, VolumeSegment],
+    readings: list[tuple[int, int]],
+    path: str,
+    copied: _Copy,
+) -> str | None:
+    """The facts (JSON) an intent keeps of the file at volume ``path`` (its name in ``names``): as
+    :func:`_record_file` would record it, with what the driver read, or as a plain file when that cannot be
+    written down; None when neither can."""
+    seg = segments.get(path)
+    for attempt in (seg, None) if seg is not None else (None,):
+        try:
+            return _json_text(_entry_facts(device, names[path], attempt, readings, copied))
+        except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume (as _record_file)
+            if _environment(e):
+                raise
+    return None
+
+
+def _record_entry(catalog: Catalog, facts: dict[str, Any], ingest_id: int, now: int) -> str:
+    """Record the file the ``facts`` (:func:`_entry_facts`) describe, for ingest ``ingest_id``: 'stored', or
+    'present' when the archive holds it already (this device, name and content)."""
+    raw = base64.b64decode(facts["name_b64"]) if "name_b64" in facts else None
+    if catalog.segments.find(facts["device"], facts["name"], raw, facts["digests"]["sha256"]) is not None:
+        return "present"
+    # Every fact of the segment and its object is in the entry: the rows are made from it (catalog.replay).
+    segment = replay.next_id(catalog, "segments")
+    replay.record(catalog, {"type": "ingest", "segment": segment, **facts, "ingest": ingest_id, "time": now})
     return "stored"

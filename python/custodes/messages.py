@@ -327,6 +327,7 @@ FINDING_KINDS: dict[str, tuple[str, str]] = {
     "unprotected": ("对象未受保护", "Object unprotected"),
     "missing": ("对象缺失", "Object missing"),
     "unexpected": ("多余的对象", "Unexpected object"),
+    "unrecorded": ("未登记的对象", "Unrecorded object"),
     "ledger_mismatch": ("账本不符", "Ledger mismatch"),
     "checkpoint_mismatch": ("检查点不符", "Checkpoint mismatch"),
     "purge_incomplete": ("删除未完成", "Purge incomplete"),

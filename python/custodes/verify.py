@@ -19,7 +19,9 @@
   finish it; the archive is still intact (``ok``) when only these remain.
   Verify reads the catalog in one snapshot; what an ingest running alongside
   adds after it is checked again through a fresh read, so work in flight is
-  never taken for tampering.
+  never taken for tampering. Running the ingest again finishes the interrupted one: it records what that one
+  stored, from the facts it noted with each intent, even when the file is gone from the volume since. An
+  object of an ingest that finished without recording it is ``unrecorded``: a failure.
 
 - **Schedule** (custodes.schedule): a run may re-hash only a slice, the least recently verified objects, or as
   much as a budget allows, and resumes where a stopped or killed run was; ``--quick`` re-hashes nothing.
@@ -85,6 +87,8 @@ __all__ = [
 #: per object (never their bytes), so memory stays flat either way, and progress is reported within a job.
 BATCH = 4096
 PENDING = "pending"
+#: An object an ingest stored and finished without recording (see _stray).
+UNRECORDED = "unrecorded"
 #: Why a verification run was not recorded (``run["not_recorded"]``, with ``run["id"]`` None): it re-hashed
 #: nothing, or the catalog's schema is not the one custodes makes (custodes writes nothing into it,
 #: catalog.SchemaDiffersError), though the run re-hashed all the same.
@@ -99,8 +103,8 @@ EXECUTOR_FAULT = "executor_fault"
 class VerifyFinding:
     """One thing verify found: an object, catalog row, ledger entry or checkpoint that is not as recorded."""
 
-    # modified, truncated, missing, unexpected, unprotected, ledger_mismatch, checkpoint_mismatch, purge_incomplete,
-    # policy_mismatch; pending (not a failure)
+    # modified, truncated, missing, unexpected, unrecorded, unprotected, ledger_mismatch, checkpoint_mismatch,
+    # purge_incomplete, policy_mismatch, lock_mismatch; pending (not a failure)
     kind: str
     message: str
     segment: int | None = None
@@ -960,11 +964,15 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
             f"{_ingest_command(archive, volume)}",
             object=digest,
         )
+    # Finished, yet never recorded: no ingest will record it now (a run again records what the interrupted one
+    # stored from the facts it noted: custodes.ingest._recover), so the archive holds bytes of the device that
+    # its catalog does not account for. Not work in flight: a failure, until an ingest of the file records it.
     return VerifyFinding(
-        PENDING,
-        f"{where} was linked by ingest {ingest}, which finished without recording it (an "
-        f"ingest_failed file, or one gone from the volume since); {_ingest_command(archive, volume)} "
-        "while the file is on the volume",
+        UNRECORDED,
+        f"{where} was stored by ingest {ingest}, which finished without recording it (the file failed, or "
+        f"was gone from the volume when it was run again, and the facts to record it by were not noted): these "
+        f"bytes may be the only copy of a recording the catalog does not name; keep them, and "
+        f"{_ingest_command(archive, volume)} if the file is on the volume",
         object=digest,
     )
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -105,15 +106,19 @@ def check_killed(arch: Path, bucket: str, raw: Any, vol: Path, before: dict[str,
     assert unrecorded <= {obj for kind, obj in found if kind == "pending"}, (unrecorded, found)
 
 
-def check_finished(arch: Path, bucket: str, raw: Any, vol: Path, before: dict[str, str], rerun: Any) -> None:
-    """The re-run finished the ingest: every file once, every object once and locked, nothing open, verify clean."""
+def check_finished(
+    arch: Path, bucket: str, raw: Any, vol: Path, before: dict[str, str], rerun: Any, gone: str | None = None
+) -> None:
+    """The re-run finished the ingest: every file once, every object once and locked, nothing open, verify clean.
+    ``gone``: a file taken off the volume before the re-run, which the re-run recovers."""
     report = json.loads(rerun.stdout)
     assert report["failed"] == [], report
     # Exit 1 for the big card: DEVICE.LOG is no recording the driver knows, kept as it is (unknown_file).
     assert {f["kind"] for f in report["findings"]} <= {"unknown_file"}, report["findings"]
     assert rerun.returncode == ("DEVICE.LOG" in before), rerun.stderr.decode()[-800:]
-    assert sorted(report["stored"] + report["already_present"]) == sorted(before)
-    assert digest_tree(vol) == before
+    assert report["recovered"] == ([] if gone is None else [gone]), report
+    assert sorted(report["stored"] + report["already_present"] + report["recovered"]) == sorted(before)
+    assert digest_tree(vol) == {name: sha for name, sha in before.items() if name != gone}
     rows = catalog_rows(arch, "SELECT original_name, sha256 FROM segments")
     assert sorted(rows) == sorted(before.items())  # every file of the volume recorded, once
     ingested = "SELECT COUNT(*) FROM ledger WHERE json_extract(entry, '$.type') = 'ingest'"
@@ -145,6 +150,29 @@ def test_killed_between_upload_and_commit_then_rerun(
     check_killed(arch, bucket, raw, small_card, before)
     rerun = subprocess.run(ingest_cmd(small_card, arch), capture_output=True, timeout=120)
     check_finished(arch, bucket, raw, small_card, before, rerun)
+
+
+def test_a_file_gone_from_the_volume_after_the_kill_is_recorded_and_locked_by_the_rerun(
+    seaweed: Seaweed, credentials: None, raw: Any, bucket: str, small_card: Path, tmp_path: Path
+) -> None:
+    """Killed with every object uploaded and none recorded or locked; one clip then gone from the card (wiped,
+    lost). The re-run records it from the killed ingest's intent and locks it: it stayed `pending`, unlocked
+    (deletable by any client with the right), and no record named it (a hostile review)."""
+    vol = tmp_path / "BWC0016"
+    shutil.copytree(small_card, vol)
+    arch = make_archive(seaweed, tmp_path, bucket)
+    before = digest_tree(vol)
+    crashed = subprocess.run(
+        ingest_cmd(vol, arch),
+        capture_output=True,
+        env={**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"},
+        timeout=120,
+    )
+    assert crashed.returncode == -9, crashed.stderr.decode()[-800:]
+    check_killed(arch, bucket, raw, vol, before)
+    (vol / CLIPS[0]).unlink()
+    rerun = subprocess.run(ingest_cmd(vol, arch), capture_output=True, timeout=120)
+    check_finished(arch, bucket, raw, vol, before, rerun, gone=CLIPS[0])
 
 
 def test_killed_after_a_multipart_upload_completed_then_rerun(

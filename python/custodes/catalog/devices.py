@@ -221,11 +221,22 @@ class Ingests(Table):
         """Volume of each ingest not finished (under way, or interrupted)."""
         return dict(self._conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
 
-    def note_intent(self, sha256: str, ingest_id: int, now: int) -> None:
+    def note_intent(self, sha256: str, ingest_id: int, now: int, entry: str | None = None) -> None:
+        """Note that the ingest is about to store this object, with the ``entry`` (JSON) it would record it by."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
-            (sha256, ingest_id, now),
+            "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?)",
+            (sha256, ingest_id, now, entry),
         )
+
+    def interrupted_intents(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str]]:
+        """(object, ingest, entry) of every intent, with its entry, of the unfinished ingests of this volume and
+        device before ``ingest_id``: those :meth:`finish` marks finished with it. Oldest ingest first."""
+        return self._conn.execute(
+            "SELECT t.sha256, t.ingest_id, t.entry FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+            "WHERE i.finished_ns IS NULL AND i.id < ? AND i.volume = ? AND i.device_id = ? AND t.entry IS NOT NULL "
+            "ORDER BY t.ingest_id, t.sha256",
+            (ingest_id, volume, device),
+        ).fetchall()
 
     def intent_for(self, sha256: str) -> tuple[int, str, int | None] | None:
         """(ingest, volume, finished) of the latest ingest that noted it would link this object."""

@@ -178,6 +178,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX findings_by_device ON findings(device_id, id);
     CREATE INDEX findings_by_device_segment ON findings(device_id, segment_id);
     """,
+    # 14: an ingest intent keeps the ledger entry its ingest would record for the file (JSON: every fact of the
+    # `ingest` entry but its segment id and time). An ingest killed after storing a file, whose file is gone from
+    # the volume before the re-run, left bytes in the store that nothing recorded; the re-run, which finishes the
+    # interrupted ingest, records them from this (custodes.ingest._recover). NULL in rows written before.
+    """
+    ALTER TABLE ingest_intents ADD COLUMN entry TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
