@@ -329,6 +329,7 @@ def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
 #: Statements that make a catalog of this custodes look as one custodes left at schema 5 (before the catalog
 #: was a view of the ledger): with ``PRAGMA user_version = 5`` after them, opening it migrates it forward.
 AS_SCHEMA_5 = (
+    "DROP INDEX ingest_intents_by_ingest",
     "ALTER TABLE ingest_intents DROP COLUMN entry",
     "DROP INDEX segments_by_device",
     "DROP INDEX findings_by_device",

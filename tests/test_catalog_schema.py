@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from custodes.catalog import replay
-from helpers import AS_SCHEMA_5, PEOPLE_AND_ROOT, THREE_RECORDINGS, build_cli_archive, catalog_edit, run_cli
+from helpers import (
+    AS_SCHEMA_5,
+    PEOPLE_AND_ROOT,
+    THREE_RECORDINGS,
+    build_cli_archive,
+    catalog_edit,
+    catalog_rows,
+    run_cli,
+)
 
 SCHEMA = "catalog schema: "  # how a finding of the schema check begins
 
@@ -73,6 +81,24 @@ def test_an_archive_migrated_from_an_older_schema_has_none(arch: Path) -> None:
     """Schema 5 brought forward on open by the same migrations a new catalog is made with: nothing differs."""
     edit(arch, *AS_SCHEMA_5, "PRAGMA user_version = 5")
     assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_the_intents_an_older_custodes_kept_for_ever_go_when_the_catalog_is_brought_forward(arch: Path) -> None:
+    """Schema 13 kept an intent for every object ever ingested (a row each, for ever); schema 14 keeps the facts
+    of each file with it, and drops an intent once its ingest finished with its object recorded. Brought forward,
+    an older catalog drops those it kept, and keeps the intent of an object nothing records."""
+    nobody = "ab" * 32
+    edit(
+        arch,
+        "DROP INDEX ingest_intents_by_ingest",
+        "ALTER TABLE ingest_intents DROP COLUMN entry",
+        "INSERT INTO ingest_intents (sha256, ingest_id, created_ns) SELECT sha256, 1, 0 FROM objects",
+        f"INSERT INTO ingest_intents (sha256, ingest_id, created_ns) VALUES ('{nobody}', 1, 0)",
+        "PRAGMA user_version = 13",
+    )
+    assert catalog_rows(arch, "SELECT count(*) FROM ingest_intents")[0][0] > 1
+    assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+    assert catalog_rows(arch, "SELECT sha256, ingest_id, entry FROM ingest_intents") == [(nobody, 1, None)]
 
 
 #: Every table of the schema (tests/test_catalog_tamper.py holds each to being one of these), but the ledger.

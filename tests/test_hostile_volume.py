@@ -17,7 +17,9 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from helpers import FOOTAGE, policy_text, run_cli, set_policy
+import pytest
+
+from helpers import FOOTAGE, catalog_rows, policy_text, run_cli, set_policy
 
 GOPRO = "DCIM/100GOPRO"
 #: Ordinary recordings (real footage) and what each is a copy of.
@@ -622,6 +624,11 @@ def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unr
     assert report["recovered"] == [] and sorted(report["stored"] + report["already_present"]) == sorted(
         set(ORDINARY) - {name}
     )
+    # The re-run says what it could not finish (exit 1), where it said nothing.
+    assert code == 1 and report["failed"] == [f"object {gone}"], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert "stored by ingest 1, which was interrupted" in failed["message"]
+    assert "noted no facts to record it by" in failed["message"]
     out = run_cli("verify", arch, "--json")
     result = json.loads(out.stdout)
     assert out.returncode == 1 and result["ok"] is False
@@ -629,6 +636,66 @@ def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unr
     assert finding["kind"] == "unrecorded" and finding["object"] == gone, finding
     assert "finished without recording it" in finding["message"] and "keep them" in finding["message"]
     assert f"custodes ingest {vol}" in finding["message"]
+
+
+@pytest.mark.parametrize(
+    ("done", "said"),
+    [
+        ("changed", "its bytes in the store are not those the ingest read"),
+        ("link", "the store holds no sound object there (link: "),
+        ("fifo", "the store holds no sound object there (special: "),
+        ("deleted", "it is not in the store"),
+    ],
+)
+def test_a_killed_ingests_object_not_as_it_read_it_is_not_recovered_and_the_re_run_says_why(
+    tmp_path: Path, done: str, said: str
+) -> None:
+    """Between the kill and the re-run, the object of the file gone from the card was changed in the store,
+    replaced by a link to another file or by a FIFO, or deleted (a hostile review): the re-run recorded the
+    link's target as the recording, or said ok and nothing (the recording gone without a trace). It records
+    none of them, and says which file it could not recover and why (exit 1)."""
+    vol, arch, name, gone = killed_after_linking(tmp_path)
+    obj = arch / "objects" / "sha256" / gone[:2] / gone[2:4] / gone
+    other = tmp_path / "other.mp4"
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", other)
+    obj.chmod(0o600)
+    if done == "changed":
+        with obj.open("r+b") as f:
+            f.seek(1000)
+            f.write(b"X")
+    else:
+        obj.unlink()
+        if done == "link":
+            obj.symlink_to(other)
+        elif done == "fifo":
+            os.mkfifo(obj)
+    code, report, _ = ingest(vol, arch)
+    assert code == 1 and report["recovered"] == [] and report["failed"] == [name], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert failed["path"] == str(vol / name) and said in failed["message"], failed
+    rows = catalog_rows(arch, "SELECT count(*) FROM segments WHERE sha256 = ?", (gone,))
+    assert rows == [(0,)]  # nothing recorded as the recording
+
+
+def test_the_same_bytes_under_two_names_are_both_recovered(tmp_path: Path) -> None:
+    """A card holding one recording under two names (a copy): the intent kept one name only, and the re-run
+    after a wipe recorded the first and lost the second without a word (a hostile review). Both are recorded."""
+    vol = gopro_card(tmp_path, hostile=False)
+    twin = f"{GOPRO}/copy-of-sample.mp4"
+    shutil.copy(vol / f"{GOPRO}/sample.mp4", vol / twin)
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_link:1"})
+    assert killed.returncode == -9, killed.stderr.decode()
+    for name in (f"{GOPRO}/sample.mp4", twin):
+        (vol / name).unlink()
+    code, report, _ = ingest(vol, arch)
+    assert sorted(report["recovered"]) == sorted([f"{GOPRO}/sample.mp4", twin]), report
+    named = catalog_rows(arch, "SELECT original_name FROM segments ORDER BY original_name")
+    assert [n for (n,) in named] == sorted([*ORDINARY, twin])
+    assert run_cli("verify", arch).returncode == 0
+    # Intents are dropped once their ingest finished with their objects recorded: none is kept for ever.
+    assert catalog_rows(arch, "SELECT count(*) FROM ingest_intents") == [(0,)]
 
 
 def odd_names_volume(root: Path) -> Path:

@@ -41,6 +41,7 @@ from custodes._faults import crashpoint, storage_op
 from custodes.archive import Archive, ArchiveError, _claim_places, within
 from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
+from custodes.catalog.evidence import DigestRange
 from custodes.defaults import NS, clock_is_set
 from custodes.drivers import (
     DriverChoice,
@@ -188,7 +189,7 @@ def ingest(
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
-    _recover(archive, result, volume_text)
+    _recover(archive, result, volume, volume_text)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     timed, reread = _as_stored(archive, reading, result)
@@ -525,50 +526,102 @@ def _record_group(
     return recorded
 
 
-def _recover(archive: Archive, result: IngestResult, volume: str) -> None:
+def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: str) -> None:
     """Record what an interrupted ingest of this volume stored but never recorded, and this run did not store
     again: its file is gone from the volume since (or could not be copied this time), and the bytes in the store
-    are all the archive has of it. Each is recorded for the ingest that stored it, from the facts that ingest
-    noted with its intent (what its driver read then), once its bytes, read again from the store, are those
-    facts' and every copy holds them; the finish of this run marks that ingest finished. What cannot be
-    recorded so (an intent an older custodes noted without its facts, bytes that differ) stays for verify to
-    name, as ``unrecorded``."""
-    found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for sha, ingest, entry in archive.catalog.ingests.interrupted_intents(result.ingest_id, volume, result.device):
-        facts = json.loads(entry)
-        raw = base64.b64decode(facts["name_b64"]) if "name_b64" in facts else None
-        if archive.catalog.segments.find(result.device, facts["name"], raw, sha) is None:
-            found.setdefault(sha, []).append((ingest, facts))
-    if not found:
+    are all the archive has of it. Each file is recorded for the ingest that stored it, from the facts that
+    ingest noted with its intent (what its driver read then), once the store's own listing shows a sound object
+    in every copy and its bytes, read again, are those the facts name; the finish of this run marks that ingest
+    finished. A file that cannot be recorded so is this run's ``ingest_failed``, saying why, and its bytes stay
+    for verify to name (``unrecorded``)."""
+    noted: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
+    for sha, ingest, entries in archive.catalog.ingests.interrupted_intents(
+        result.ingest_id, volume_text, result.device
+    ):
+        for facts in [None] if entries is None else json.loads(entries):
+            if facts is None:  # noted by an older custodes, without its facts: unless the object is recorded since
+                unrecorded = not archive.catalog.objects.known(sha)
+            else:
+                unrecorded = archive.catalog.segments.find(result.device, facts["name"], _raw(facts), sha) is None
+            if unrecorded:
+                noted.setdefault(sha, []).append((ingest, facts))
+    if not noted:
         return
-    # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
-    algorithms = sorted({a for noted in found.values() for _, facts in noted for a in facts["digests"]})
-    read = archive.store.hash_objects(list(found), algorithms, None)
-    whole = [
-        sha
-        for sha, r in zip(found, read, strict=True)
-        if r.ok
-        and all(
-            r.size == facts["size"] and all(r.digests.get(a) == d for a, d in facts["digests"].items())
-            for _, facts in found[sha]
-        )
-        and (archive.replica is None or archive.replica.stat(sha) is not None)
-    ]
+    why = _not_recoverable(archive, {sha: files for sha, files in noted.items() if any(f for _, f in files)})
     recorded: list[str] = []
     with archive.transaction() as catalog:
         now = time.time_ns()
-        for sha in whole:
-            for ingest, facts in found[sha]:
-                try:
-                    with catalog.savepoint():
-                        if _record_entry(catalog, facts, ingest, now) == "stored":
-                            result.recovered.append(facts["name"])
-                            recorded.append(sha)
-                except Exception as e:  # noqa: BLE001 - as _record_file: one file never stops the volume
-                    if _environment(e):
-                        raise
+        for sha, files in noted.items():
+            for ingest, facts in files:
+                name = f"object {sha}" if facts is None else _noted_name(facts)
+                cause = "its ingest noted no facts to record it by" if facts is None else why.get(sha)
+                if facts is not None and cause is None:
+                    try:
+                        with catalog.savepoint():
+                            if _record_entry(catalog, facts, ingest, now) == "stored":
+                                result.recovered.append(name)
+                                recorded.append(sha)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - as _record_file: one file never stops the volume
+                        if _environment(e):
+                            raise
+                        cause = f"it could not be recorded: {type(e).__name__}: {e}"
+                said = (
+                    f"stored by ingest {ingest}, which was interrupted, and not on the volume when it was run "
+                    f"again; not recovered from what that ingest noted: {cause}"
+                )
+                result.failed.append(name)
+                path = None if facts is None else os.path.join(volume, name)
+                result.findings.append(Finding("ingest_failed", said, result.device, path))
     # The storage's own lock, as for every file an ingest records (_record_group).
     retention.to_store(archive, sorted(set(recorded)))
+
+
+def _raw(facts: Mapping[str, Any]) -> bytes | None:
+    """A noted file's exact name bytes, where its name is not UTF-8 (_entry_facts: ``name_b64``)."""
+    return base64.b64decode(facts["name_b64"]) if "name_b64" in facts else None
+
+
+def _noted_name(facts: Mapping[str, Any]) -> str:
+    """A noted file's name as the volume's own names are given (``stored``, ``already_present``): its bytes,
+    surrogate-escaped where they are not UTF-8, not the catalog's escaped text."""
+    raw = _raw(facts)
+    return facts["name"] if raw is None else os.fsdecode(raw)
+
+
+def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, str]:
+    """Why each object whose files :func:`_recover` would record may not be, by object: the store's listing
+    (as verify's: a link, a FIFO, a version written over, gone) in either copy, then its bytes read again
+    against every noted file's size and digests."""
+    why: dict[str, str] = {}
+    for sha in noted:
+        for store, copy in ((archive.store, ""), (archive.replica, "its second copy: ")):
+            if store is None or sha in why:
+                continue
+            listed = [x for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
+            if not listed:
+                why[sha] = f"{copy}it is not in the store ({store.describe()})"
+            elif all(x.problem not in (None, "unprotected") for x in listed):
+                seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
+                why[sha] = f"{copy}the store holds no sound object there ({seen})"
+    sound = [sha for sha in noted if sha not in why]
+    if not sound:
+        return why
+    # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
+    algorithms = sorted({a for sha in sound for _, facts in noted[sha] if facts for a in facts["digests"]})
+    for sha, r in zip(sound, archive.store.hash_objects(sound, algorithms, None), strict=True):
+        if not r.ok:
+            why[sha] = f"it cannot be read from the store: {r.error}"
+            continue
+        for _, facts in noted[sha]:
+            if facts is not None and (
+                r.size != facts["size"] or any(r.digests.get(a) != d for a, d in facts["digests"].items())
+            ):
+                why[sha] = (
+                    f"its bytes in the store are not those the ingest read ({r.size} bytes, SHA-256 "
+                    f"{r.digests.get('sha256')}; it read {facts['size']} bytes, SHA-256 {sha})"
+                )
+    return why
 
 
 def _as_stored(archive: Archive, reading: VolumeReading, result: IngestResult) -> tuple[VolumeReading, list[Finding]]:

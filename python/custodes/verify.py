@@ -969,10 +969,10 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
     # its catalog does not account for. Not work in flight: a failure, until an ingest of the file records it.
     return VerifyFinding(
         UNRECORDED,
-        f"{where} was stored by ingest {ingest}, which finished without recording it (the file failed, or "
-        f"was gone from the volume when it was run again, and the facts to record it by were not noted): these "
-        f"bytes may be the only copy of a recording the catalog does not name; keep them, and "
-        f"{_ingest_command(archive, volume)} if the file is on the volume",
+        f"{where} was stored by ingest {ingest}, which finished without recording it (the file failed, or was "
+        f"gone from the volume when the ingest was run again and could not be recovered from what it noted: "
+        f"that run's ingest_failed says why): these bytes may be the only copy of a recording the catalog does "
+        f"not name; keep them, and {_ingest_command(archive, volume)} if the file is on the volume",
         object=digest,
     )
 

@@ -210,30 +210,51 @@ class Ingests(Table):
 
     def finish(self, ingest_id: int, volume: str, device: str, now: int) -> None:
         """Mark the ingest finished, and with it earlier unfinished ingests of the same volume and
-        device: running an ingest again is how an interrupted one is finished."""
-        self._conn.execute(
-            "UPDATE ingests SET finished_ns = ? WHERE id = ? OR (finished_ns IS NULL AND id < ? AND "
-            "volume = ? AND device_id = ?)",
-            (now, ingest_id, ingest_id, volume, device),
-        )
+        device: running an ingest again is how an interrupted one is finished. Their intents whose objects
+        are recorded are done with; those left name objects stored that nothing records (verify: unrecorded)."""
+        finished = [
+            i
+            for (i,) in self._conn.execute(
+                "SELECT id FROM ingests WHERE id = ? OR (finished_ns IS NULL AND id < ? AND volume = ? AND "
+                "device_id = ?)",
+                (ingest_id, ingest_id, volume, device),
+            )
+        ]
+        for i in finished:
+            self._conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ?", (now, i))
+            self._conn.execute(
+                "DELETE FROM ingest_intents WHERE ingest_id = ? AND sha256 IN (SELECT sha256 FROM objects)", (i,)
+            )
 
     def unfinished(self) -> dict[int, str]:
         """Volume of each ingest not finished (under way, or interrupted)."""
         return dict(self._conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
 
     def note_intent(self, sha256: str, ingest_id: int, now: int, entry: str | None = None) -> None:
-        """Note that the ingest is about to store this object, with the ``entry`` (JSON) it would record it by."""
-        self._conn.execute(
-            "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?)",
-            (sha256, ingest_id, now, entry),
-        )
+        """Note that the ingest is about to store this object, with the ``entry`` (a JSON object) it would record
+        one file of it by. The intent's entry is the JSON array of them (a volume may hold the same bytes under
+        two names, each a recording of its own); an intent once noted without one stays without."""
+        row = self._conn.execute(
+            "SELECT entry FROM ingest_intents WHERE sha256 = ? AND ingest_id = ?", (sha256, ingest_id)
+        ).fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?)",
+                (sha256, ingest_id, now, None if entry is None else f"[{entry}]"),
+            )
+        elif row[0] is not None and entry is not None:
+            self._conn.execute(
+                "UPDATE ingest_intents SET entry = ? WHERE sha256 = ? AND ingest_id = ?",
+                (f"{row[0][:-1]},{entry}]", sha256, ingest_id),
+            )
 
-    def interrupted_intents(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str]]:
-        """(object, ingest, entry) of every intent, with its entry, of the unfinished ingests of this volume and
-        device before ``ingest_id``: those :meth:`finish` marks finished with it. Oldest ingest first."""
+    def interrupted_intents(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str | None]]:
+        """(object, ingest, entries) of every intent of the unfinished ingests of this volume and device before
+        ``ingest_id`` (those :meth:`finish` marks finished with it); ``entries`` the JSON array :meth:`note_intent`
+        keeps, None when noted without. Oldest ingest first."""
         return self._conn.execute(
             "SELECT t.sha256, t.ingest_id, t.entry FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
-            "WHERE i.finished_ns IS NULL AND i.id < ? AND i.volume = ? AND i.device_id = ? AND t.entry IS NOT NULL "
+            "WHERE i.finished_ns IS NULL AND i.id < ? AND i.volume = ? AND i.device_id = ? "
             "ORDER BY t.ingest_id, t.sha256",
             (ingest_id, volume, device),
         ).fetchall()
