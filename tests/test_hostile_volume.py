@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import struct
@@ -675,6 +676,23 @@ def test_a_killed_ingests_object_not_as_it_read_it_is_not_recovered_and_the_re_r
     assert failed["path"] == str(vol / name) and said in failed["message"], failed
     rows = catalog_rows(arch, "SELECT count(*) FROM segments WHERE sha256 = ?", (gone,))
     assert rows == [(0,)]  # nothing recorded as the recording
+
+
+def test_a_card_wiped_whole_is_recovered_by_the_command_pending_names(tmp_path: Path) -> None:
+    """The card wiped of its identity file too before the re-run (a hostile review): the command `pending`
+    printed failed (no driver recognises an empty volume), and `--driver generic` read another device (the
+    folder's name), finishing nothing, for ever. `pending` names the device and the options that read it so."""
+    vol, arch, name, gone = killed_after_linking(tmp_path)
+    for entry in vol.iterdir():
+        shutil.rmtree(entry)
+    result = json.loads(run_cli("verify", arch, "--json").stdout)
+    hints = {f["message"].rsplit("add `", 1)[1].rstrip("`)") for f in result["findings"] if f["object"]}
+    (hint,) = hints
+    assert hint.startswith("--driver generic -o device_id="), hint
+    out = run_cli("ingest", vol, "--archive", arch, "--json", *shlex.split(hint))
+    report = json.loads(out.stdout)
+    assert sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert run_cli("verify", arch).returncode == 0
 
 
 def test_the_same_bytes_under_two_names_are_both_recovered(tmp_path: Path) -> None:

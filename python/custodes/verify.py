@@ -956,12 +956,15 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
     row = fresh.ingests.intent_for(digest)
     if row is None:
         return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
-    ingest, volume, finished = row
+    ingest, volume, finished, device = row
     if finished is None:
+        # The run again must read the same device at the same path (custodes.ingest._recover); a card wiped of its
+        # identity file too reads as another device unless told which (a hostile review).
         return VerifyFinding(
             PENDING,
-            f"{where} was linked by ingest {ingest}, which is under way or was interrupted; "
-            f"{_ingest_command(archive, volume)}",
+            f"{where} was linked by ingest {ingest} of device {shown_name(device)}, which is under way or was "
+            f"interrupted; {_ingest_command(archive, volume)} (a card wiped since: add "
+            f"`--driver generic -o device_id={shlex.quote(device)}`)",
             object=digest,
         )
     # Finished, yet never recorded: no ingest will record it now (a run again records what the interrupted one

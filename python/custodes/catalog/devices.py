@@ -259,11 +259,11 @@ class Ingests(Table):
             (ingest_id, volume, device),
         ).fetchall()
 
-    def intent_for(self, sha256: str) -> tuple[int, str, int | None] | None:
-        """(ingest, volume, finished) of the latest ingest that noted it would link this object."""
+    def intent_for(self, sha256: str) -> tuple[int, str, int | None, str] | None:
+        """(ingest, volume, finished, device) of the latest ingest that noted it would link this object."""
         return self._conn.execute(
-            "SELECT i.id, i.volume, i.finished_ns FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
-            "WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1",
+            "SELECT i.id, i.volume, i.finished_ns, i.device_id FROM ingest_intents t "
+            "JOIN ingests i ON i.id = t.ingest_id WHERE t.sha256 = ? ORDER BY i.id DESC LIMIT 1",
             (sha256,),
         ).fetchone()
 
