@@ -695,6 +695,49 @@ def test_a_card_wiped_whole_is_recovered_by_the_command_pending_names(tmp_path: 
     assert run_cli("verify", arch).returncode == 0
 
 
+def test_a_recovered_file_has_the_findings_an_ingest_of_the_whole_card_gives_it(tmp_path: Path) -> None:
+    """Recovered after a wipe, the files had no findings at all: no clock_unset, no late_ingest, no gap (the
+    volume's reading they came from was gone), and the compliance report counted none (a hostile review). The
+    driver's findings of each file are noted with its intent, and the timeline and late-ingest checks take the
+    recovered files as the killed ingest read them: the findings are those of an ingest of the whole card."""
+    clips = ("encoders/androidx-sample.mp4", "phones/bt601.mov", "encoders/go-mp4-sample.mp4")
+
+    def card(at: Path) -> Path:
+        vol = at / "BWC0042"
+        vol.mkdir(parents=True)
+        for clip in clips:
+            shutil.copy(FOOTAGE / clip, vol)
+        return vol
+
+    def found(arch: Path) -> list[tuple[str, str | None]]:
+        rows = catalog_rows(
+            arch,
+            "SELECT f.kind, s.original_name FROM findings f LEFT JOIN segments s ON s.id = f.segment_id "
+            "WHERE f.kind != 'ingest_failed' ORDER BY 1, 2",
+        )
+        return [(k, n) for k, n in rows]
+
+    whole = tmp_path / "whole"
+    run_cli("init", whole)
+    run_cli("ingest", card(tmp_path / "a"), "--archive", whole, "--driver", "generic")
+    vol = card(tmp_path / "b")
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    killed = run_cli(
+        "ingest", vol, "--archive", arch, "--driver", "generic", env={"CUSTODES_CRASHPOINT": "after_link:1"}
+    )
+    assert killed.returncode == -9, killed.stderr.decode()
+    for clip in vol.iterdir():
+        clip.unlink()
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json")
+    report = json.loads(out.stdout)
+    assert sorted(report["recovered"]) == sorted(os.path.basename(c) for c in clips), report
+    expected = found(whole)
+    assert {k for k, _ in expected} >= {"clock_unset", "late_ingest", "gap"}, expected  # what the card gives
+    assert found(arch) == expected
+    assert out.returncode == 1  # findings, as the ingest of the whole card
+
+
 def test_the_same_bytes_under_two_names_are_both_recovered(tmp_path: Path) -> None:
     """A card holding one recording under two names (a copy): the intent kept one name only, and the re-run
     after a wipe recorded the first and lost the second without a word (a hostile review). Both are recorded."""

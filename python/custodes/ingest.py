@@ -23,13 +23,14 @@ already present and not copied again.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -189,12 +190,12 @@ def ingest(
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
-    _recover(archive, result, volume, volume_text)
+    recovered = _recover(archive, result, volume, volume_text)
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     timed, reread = _as_stored(archive, reading, result)
     result.findings += reread
-    result.findings += _volume_checks(archive, volume, timed, readings, started)
+    result.findings += _volume_checks(archive, volume, timed, readings, started, recovered)
     _finish(archive, volume, volume_text, result)
     return result
 
@@ -265,6 +266,11 @@ def _store_files(
     """Copy every file not already present into the store and record it, group by group; each outcome
     goes into ``result``, in volume order within each group (a copy deferred past its group's time is
     recorded with the next group)."""
+    # What the driver found of each file, noted with its intent: a re-run recovering the file has no reading of it.
+    said: dict[str, list[Finding]] = {}
+    for finding in reading.findings:
+        if finding.path is not None:
+            said.setdefault(finding.path, []).append(finding)
     # A recording's officer is its own (VolumeSegment.officer), else whom the device is issued to at this docking.
     issued = reading.identity.officer_id
     segments = {
@@ -291,7 +297,7 @@ def _store_files(
             following = _next_group(todo, bounds)
             copying = _start_copies(archive, pool, following, result.device, checked)
             names = {f.path: f.name for f in group}
-            noted = functools.partial(_intent_entry, result.device, names, segments, readings)
+            noted = functools.partial(_intent_entry, result.device, names, segments, said, readings, started)
             stored = {p: c for p, c in copied.items() if isinstance(c, _Copy)}
             copied.update(_settle(archive, result.ingest_id, stored, noted))
             outcomes = _record_group(archive, result, group, copied, segments, readings, started)
@@ -526,41 +532,50 @@ def _record_group(
     return recorded
 
 
-def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: str) -> None:
+def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: str) -> list[tuple[VolumeSegment, int]]:
     """Record what an interrupted ingest of this volume stored but never recorded, and this run did not store
     again: its file is gone from the volume since (or could not be copied this time), and the bytes in the store
-    are all the archive has of it. Each file is recorded for the ingest that stored it, from the facts that
-    ingest noted with its intent (what its driver read then), once the store's own listing shows a sound object
-    in every copy and its bytes, read again, are those the facts name; the finish of this run marks that ingest
-    finished. A file that cannot be recorded so is this run's ``ingest_failed``, saying why, and its bytes stay
-    for verify to name (``unrecorded``)."""
+    are all the archive has of it. Each file is recorded for the ingest that stored it, from what that ingest
+    noted with its intent (_intent_entry: what its driver read then), once the store's own listing shows a sound
+    object in every copy and its bytes, read again, are those the facts name; the driver's findings of it are
+    this run's, and the finish of this run marks that ingest finished. A file that cannot be recorded so is this
+    run's ``ingest_failed``, saying why, and its bytes stay for verify to name (``unrecorded``).
+
+    Returns each recorded file's segment, as the volume's timeline checks take it, with when its ingest began."""
     noted: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
     for sha, ingest, entries in archive.catalog.ingests.interrupted_intents(
         result.ingest_id, volume_text, result.device
     ):
-        for facts in [None] if entries is None else json.loads(entries):
-            if facts is None:  # noted by an older custodes, without its facts: unless the object is recorded since
+        for note in [None] if entries is None else json.loads(entries):
+            if note is None:  # noted by an older custodes, without its facts: unless the object is recorded since
                 unrecorded = not archive.catalog.objects.known(sha)
             else:
+                facts = note["facts"]
                 unrecorded = archive.catalog.segments.find(result.device, facts["name"], _raw(facts), sha) is None
             if unrecorded:
-                noted.setdefault(sha, []).append((ingest, facts))
+                noted.setdefault(sha, []).append((ingest, note))
     if not noted:
-        return
-    why = _not_recoverable(archive, {sha: files for sha, files in noted.items() if any(f for _, f in files)})
-    recorded: list[str] = []
+        return []
+    why = _not_recoverable(archive, {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)})
+    recorded: dict[str, str] = {}  # name: object
+    recovered: list[tuple[VolumeSegment, int]] = []
     with archive.transaction() as catalog:
         now = time.time_ns()
-        for sha, files in noted.items():
-            for ingest, facts in files:
-                name = f"object {sha}" if facts is None else _noted_name(facts)
-                cause = "its ingest noted no facts to record it by" if facts is None else why.get(sha)
-                if facts is not None and cause is None:
+        for sha, notes in noted.items():
+            for ingest, note in notes:
+                name = f"object {sha}" if note is None else _noted_name(note["facts"])
+                path = None if note is None else os.path.join(volume, name)
+                cause = "its ingest noted no facts to record it by" if note is None else why.get(sha)
+                if note is not None and cause is None:
                     try:
                         with catalog.savepoint():
-                            if _record_entry(catalog, facts, ingest, now) == "stored":
+                            if _record_entry(catalog, note["facts"], ingest, now) == "stored":
                                 result.recovered.append(name)
-                                recorded.append(sha)
+                                result.findings += [Finding(**f) for f in note["findings"]]
+                                recovered.append(
+                                    (_noted_segment(note["facts"], os.path.join(volume, name)), note["started"])
+                                )
+                                recorded[name] = sha
                         continue
                     except Exception as e:  # noqa: BLE001 - as _record_file: one file never stops the volume
                         if _environment(e):
@@ -571,10 +586,11 @@ def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: 
                     f"again; not recovered from what that ingest noted: {cause}"
                 )
                 result.failed.append(name)
-                path = None if facts is None else os.path.join(volume, name)
                 result.findings.append(Finding("ingest_failed", said, result.device, path))
+    result.segments += [_ingested(archive, result.device, name, sha, True) for name, sha in recorded.items()]
     # The storage's own lock, as for every file an ingest records (_record_group).
-    retention.to_store(archive, sorted(set(recorded)))
+    retention.to_store(archive, sorted(set(recorded.values())))
+    return recovered
 
 
 def _raw(facts: Mapping[str, Any]) -> bytes | None:
@@ -587,6 +603,23 @@ def _noted_name(facts: Mapping[str, Any]) -> str:
     surrogate-escaped where they are not UTF-8, not the catalog's escaped text."""
     raw = _raw(facts)
     return facts["name"] if raw is None else os.fsdecode(raw)
+
+
+def _noted_segment(facts: Mapping[str, Any], path: str) -> VolumeSegment:
+    """The segment a noted file's facts describe, as the volume's timeline checks take it (times, kind, number)."""
+    return VolumeSegment(
+        path,
+        _noted_name(facts),
+        facts["kind"],
+        facts["start"],
+        facts["end"],
+        facts["start_source"],
+        timeline.NO_SEQUENCE if facts["sequence"] is None else facts["sequence"],
+        facts["important"],
+        facts["recording"],
+        facts["chapter"],
+        officer=facts["officer"],
+    )
 
 
 def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, str]:
@@ -608,12 +641,13 @@ def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[
     if not sound:
         return why
     # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
-    algorithms = sorted({a for sha in sound for _, facts in noted[sha] if facts for a in facts["digests"]})
+    algorithms = sorted({a for sha in sound for _, note in noted[sha] if note for a in note["facts"]["digests"]})
     for sha, r in zip(sound, archive.store.hash_objects(sound, algorithms, None), strict=True):
         if not r.ok:
             why[sha] = f"it cannot be read from the store: {r.error}"
             continue
-        for _, facts in noted[sha]:
+        for _, note in noted[sha]:
+            facts = note["facts"] if note is not None else None
             if facts is not None and (
                 r.size != facts["size"] or any(r.digests.get(a) != d for a, d in facts["digests"].items())
             ):
@@ -669,18 +703,24 @@ def _volume_checks(
     reading: VolumeReading,
     readings: list[tuple[int, int]],
     started: int,
+    recovered: Sequence[tuple[VolumeSegment, int]] = (),
 ) -> list[Finding]:
-    """The checks over the whole volume: its timeline (gaps, overlaps, clocks) and late ingest."""
+    """The checks over the whole volume: its timeline (gaps, overlaps, clocks) and late ingest. ``recovered``:
+    the files :func:`_recover` recorded, each with the start of the ingest that stored it (its handing in)."""
     device = reading.identity.device_id
     gap_tolerance = round(archive.policy.gap_tolerance_seconds * NS)
+    whole = replace(reading, segments=[*reading.segments, *(s for s, _ in recovered)])
+    deadline = archive.policy.ingest_deadline_hours
+
+    def late() -> list[Finding]:
+        found = _late(reading.segments, readings, deadline, started, device)
+        for handed_in in sorted({t for _, t in recovered}):
+            found += _late([s for s, t in recovered if t == handed_in], readings, deadline, handed_in, device)
+        return found
+
     return _volume_step(
-        "timeline", volume, device, lambda: timeline_findings([reading], gap_tolerance=gap_tolerance)
-    ) + _volume_step(
-        "late_ingest",
-        volume,
-        device,
-        lambda: _late(reading.segments, readings, archive.policy.ingest_deadline_hours, started, device),
-    )
+        "timeline", volume, device, lambda: timeline_findings([whole], gap_tolerance=gap_tolerance)
+    ) + _volume_step("late_ingest", volume, device, late)
 
 
 #: Findings per ``ingest_findings`` entry: a volume of 10^5 files the driver does not know has 10^5 findings,
@@ -705,6 +745,8 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
     result.findings = [f for f in result.findings if not (f.kind == "unreadable" and f.path in failed)]
     with archive.transaction() as catalog:
         seg_ids = catalog.segments.ids_by_name(result.ingest_id)
+        for held in result.segments:  # and those recovered for the interrupted ingest that stored them (_recover)
+            seg_ids.setdefault(held.name, held.segment)
         for first in range(0, len(result.findings), FINDINGS_PER_ENTRY):
             rows = []
             for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
@@ -963,17 +1005,22 @@ def _intent_entry(
     device: str,
     names: Mapping[str, str],
     segments: Mapping[str, VolumeSegment],
+    said: Mapping[str, list[Finding]],
     readings: list[tuple[int, int]],
+    started: int,
     path: str,
     copied: _Copy,
 ) -> str | None:
-    """The facts (JSON) an intent keeps of the file at volume ``path`` (its name in ``names``): as
-    :func:`_record_file` would record it, with what the driver read, or as a plain file when that cannot be
-    written down; None when neither can."""
+    """What an intent keeps of the file at volume ``path`` (its name in ``names``), JSON: its ``facts``, as
+    :func:`_record_file` would record it (with what the driver read, or as a plain file when that cannot be
+    written down), the ``findings`` the driver made of it, and when the ingest ``started``; None when neither
+    can be written down. All :func:`_recover` needs to record the file as this ingest would have."""
     seg = segments.get(path)
+    found = [dataclasses.asdict(f) for f in said.get(path, [])]
     for attempt in (seg, None) if seg is not None else (None,):
         try:
-            return _json_text(_entry_facts(device, names[path], attempt, readings, copied))
+            facts = _entry_facts(device, names[path], attempt, readings, copied)
+            return _json_text({"facts": facts, "findings": found, "started": started})
         except Exception as e:  # noqa: BLE001 - one file's metadata never stops the volume (as _record_file)
             if _environment(e):
                 raise
