@@ -234,19 +234,12 @@ class Ingests(Table):
         """Note that the ingest is about to store this object, with the ``entry`` (a JSON object) it would record
         one file of it by. The intent's entry is the JSON array of them (a volume may hold the same bytes under
         two names, each a recording of its own); an intent once noted without one stays without."""
-        row = self._conn.execute(
-            "SELECT entry FROM ingest_intents WHERE sha256 = ? AND ingest_id = ?", (sha256, ingest_id)
-        ).fetchone()
-        if row is None:
-            self._conn.execute(
-                "INSERT INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?)",
-                (sha256, ingest_id, now, None if entry is None else f"[{entry}]"),
-            )
-        elif row[0] is not None and entry is not None:
-            self._conn.execute(
-                "UPDATE ingest_intents SET entry = ? WHERE sha256 = ? AND ingest_id = ?",
-                (f"{row[0][:-1]},{entry}]", sha256, ingest_id),
-            )
+        self._conn.execute(
+            "INSERT INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (sha256, ingest_id) DO UPDATE SET entry = CASE WHEN entry IS NULL OR excluded.entry IS NULL "
+            "THEN entry ELSE substr(entry, 1, length(entry) - 1) || ',' || substr(excluded.entry, 2) END",
+            (sha256, ingest_id, now, None if entry is None else f"[{entry}]"),
+        )
 
     def interrupted_intents(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str | None]]:
         """(object, ingest, entries) of every intent of the unfinished ingests of this volume and device before
