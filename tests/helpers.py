@@ -330,7 +330,7 @@ def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
 #: was a view of the ledger): with ``PRAGMA user_version = 5`` after them, opening it migrates it forward.
 AS_SCHEMA_5 = (
     "DROP INDEX ingest_intents_by_ingest",
-    "ALTER TABLE ingest_intents DROP COLUMN entry",
+    "DROP TABLE ingest_notes",
     "DROP INDEX segments_by_device",
     "DROP INDEX findings_by_device",
     "DROP INDEX findings_by_device_segment",

@@ -558,12 +558,12 @@ def test_a_name_that_is_not_utf8_never_takes_the_text_of_another_name(tmp_path: 
     assert run_cli("verify", arch).returncode == 0
 
 
-def killed_after_linking(tmp_path: Path) -> tuple[Path, Path, str, str]:
+def killed_after_linking(tmp_path: Path, *init: str) -> tuple[Path, Path, str, str]:
     """A card's ingest killed after linking its files, none recorded; one file then gone from the card. The
-    card, the archive, the gone file's name and its digest."""
+    card, the archive (made with ``init``'s options), the gone file's name and its digest."""
     vol = gopro_card(tmp_path, hostile=False)
     arch = tmp_path / "archive"
-    run_cli("init", arch)
+    assert run_cli("init", arch, *init).returncode == 0
     env = {**os.environ, "CUSTODES_CRASHPOINT": "after_link:1"}
     subprocess.run(
         [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)],
@@ -620,7 +620,7 @@ def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unr
     the way on), where it said `pending`, `ok`, for ever (a hostile review)."""
     vol, arch, name, gone = killed_after_linking(tmp_path)
     with sqlite3.connect(arch / "catalog.sqlite") as db:
-        db.execute("UPDATE ingest_intents SET entry = NULL WHERE sha256 = ?", (gone,))
+        db.execute("DELETE FROM ingest_notes WHERE sha256 = ?", (gone,))
     code, report, _ = ingest(vol, arch)
     assert report["recovered"] == [] and sorted(report["stored"] + report["already_present"]) == sorted(
         set(ORDINARY) - {name}
@@ -695,11 +695,14 @@ def test_a_card_wiped_whole_is_recovered_by_the_command_pending_names(tmp_path: 
     assert run_cli("verify", arch).returncode == 0
 
 
-def test_a_recovered_file_has_the_findings_an_ingest_of_the_whole_card_gives_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("point", ["after_link:1", "after_commit:1"])
+def test_a_recovered_file_has_the_findings_an_ingest_of_the_whole_card_gives_it(tmp_path: Path, point: str) -> None:
     """Recovered after a wipe, the files had no findings at all: no clock_unset, no late_ingest, no gap (the
     volume's reading they came from was gone), and the compliance report counted none (a hostile review). The
     driver's findings of each file are noted with its intent, and the timeline and late-ingest checks take the
-    recovered files as the killed ingest read them: the findings are those of an ingest of the whole card."""
+    recovered files as the killed ingest read them: the findings are those of an ingest of the whole card. So
+    too when the killed ingest had recorded them (after its commit), and only its findings were left to write
+    (a second hostile review: they were lost for good)."""
     clips = ("encoders/androidx-sample.mp4", "phones/bt601.mov", "encoders/go-mp4-sample.mp4")
 
     def card(at: Path) -> Path:
@@ -723,9 +726,7 @@ def test_a_recovered_file_has_the_findings_an_ingest_of_the_whole_card_gives_it(
     vol = card(tmp_path / "b")
     arch = tmp_path / "archive"
     run_cli("init", arch)
-    killed = run_cli(
-        "ingest", vol, "--archive", arch, "--driver", "generic", env={"CUSTODES_CRASHPOINT": "after_link:1"}
-    )
+    killed = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", env={"CUSTODES_CRASHPOINT": point})
     assert killed.returncode == -9, killed.stderr.decode()
     for clip in vol.iterdir():
         clip.unlink()
@@ -736,6 +737,38 @@ def test_a_recovered_file_has_the_findings_an_ingest_of_the_whole_card_gives_it(
     assert {k for k, _ in expected} >= {"clock_unset", "late_ingest", "gap"}, expected  # what the card gives
     assert found(arch) == expected
     assert out.returncode == 1  # findings, as the ingest of the whole card
+
+
+@pytest.mark.parametrize("damaged", ["first", "second", "both"])
+def test_a_file_whose_one_copy_is_damaged_is_recovered_from_the_other(tmp_path: Path, damaged: str) -> None:
+    """An archive with a second copy; between the kill and the re-run one copy of the gone file's object is
+    damaged. One sound copy is enough to record it (verify then names the damaged copy, which repair restores
+    from the other); a changed second copy was taken unread and a deleted one refused (a hostile review). With
+    both copies damaged it is not recovered, and the re-run names each copy's fault."""
+    second = tmp_path / "disk2" / "copy"
+    vol, arch, name, gone = killed_after_linking(
+        tmp_path, "--replica", "local", "--replica-option", f"location={second}"
+    )
+    copies = {"first": arch, "second": second}
+    for which in ("first", "second") if damaged == "both" else (damaged,):
+        obj = copies[which] / "objects" / "sha256" / gone[:2] / gone[2:4] / gone
+        obj.chmod(0o600)
+        with obj.open("r+b") as f:
+            f.seek(100)
+            f.write(b"X")
+        obj.chmod(0o400)
+    code, report, _ = ingest(vol, arch)
+    out = run_cli("verify", arch, "--json")
+    found = {(f["kind"], f["copy"], f["object"]) for f in json.loads(out.stdout)["findings"]}
+    if damaged == "both":
+        assert report["recovered"] == [] and report["failed"] == [name], report
+        (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+        assert "the first copy: its bytes in the store are not those" in failed["message"]
+        assert "the second copy: its bytes in the store are not those" in failed["message"]
+        assert {kind for kind, _, _ in found} == {"unrecorded"}
+    else:
+        assert report["recovered"] == [name] and report["failed"] == [], report
+        assert found == {("modified", None if damaged == "first" else "replica", gone)}, found
 
 
 def test_the_same_bytes_under_two_names_are_both_recovered(tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ def ingest(
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
     _store_files(archive, files, reading, readings, started, result, progress, workers, groups or GROUPS)
-    recovered = _recover(archive, result, volume, volume_text)
+    recovered = _recover(archive, result, volume, volume_text, {f.name for f in files})
     result.findings += reading.findings
     # Every file is stored by now; the volume-wide steps below cannot take that back.
     timed, reread = _as_stored(archive, reading, result)
@@ -532,33 +532,58 @@ def _record_group(
     return recorded
 
 
-def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: str) -> list[tuple[VolumeSegment, int]]:
-    """Record what an interrupted ingest of this volume stored but never recorded, and this run did not store
-    again: its file is gone from the volume since (or could not be copied this time), and the bytes in the store
-    are all the archive has of it. Each file is recorded for the ingest that stored it, from what that ingest
-    noted with its intent (_intent_entry: what its driver read then), once the store's own listing shows a sound
-    object in every copy and its bytes, read again, are those the facts name; the driver's findings of it are
-    this run's, and the finish of this run marks that ingest finished. A file that cannot be recorded so is this
-    run's ``ingest_failed``, saying why, and its bytes stay for verify to name (``unrecorded``).
-
-    Returns each recorded file's segment, as the volume's timeline checks take it, with when its ingest began."""
+def _notes_to_finish(
+    archive: Archive, result: IngestResult, volume_text: str, on_volume: set[str]
+) -> tuple[dict[str, list[tuple[int, dict[str, Any] | None]]], list[tuple[str, dict[str, Any]]]]:
+    """What :func:`_recover` has to finish: by object, the notes (ingest, note; None: an intent without one) of
+    the files nothing records; and (object, note) of the files the killed ingest recorded, gone from the volume."""
     noted: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
-    for sha, ingest, entries in archive.catalog.ingests.interrupted_intents(
-        result.ingest_id, volume_text, result.device
-    ):
-        for note in [None] if entries is None else json.loads(entries):
-            if note is None:  # noted by an older custodes, without its facts: unless the object is recorded since
-                unrecorded = not archive.catalog.objects.known(sha)
-            else:
-                facts = note["facts"]
-                unrecorded = archive.catalog.segments.find(result.device, facts["name"], _raw(facts), sha) is None
-            if unrecorded:
-                noted.setdefault(sha, []).append((ingest, note))
-    if not noted:
+    finished: list[tuple[str, dict[str, Any]]] = []  # recorded by the killed ingest: (object, note)
+    for sha, ingest, entry in archive.catalog.ingests.interrupted_intents(result.ingest_id, volume_text, result.device):
+        if entry is None:  # noted by an older custodes, without its facts: unless the object is recorded since
+            if not archive.catalog.objects.known(sha):
+                noted.setdefault(sha, []).append((ingest, None))
+            continue
+        note = json.loads(entry)
+        facts = note["facts"]
+        if archive.catalog.segments.find(result.device, facts["name"], _raw(facts), sha) is None:
+            noted.setdefault(sha, []).append((ingest, note))
+        elif _noted_name(facts) not in on_volume:
+            finished.append((sha, note))
+    return noted, finished
+
+
+def _recover(
+    archive: Archive, result: IngestResult, volume: Path, volume_text: str, on_volume: set[str]
+) -> list[tuple[VolumeSegment, int]]:
+    """Finish, for the interrupted ingests of this volume, the files they stored that are not on the volume any
+    more (a card wiped before this run; ``on_volume``: the names this run read): the bytes in the store are all
+    the archive has of each, and what the killed ingest noted with its intent (_intent_entry: what its driver
+    read then) all it knows of it. A file the killed ingest had not recorded is recorded for it, from those
+    facts, once a copy in the store (every copy: a damaged one is then verify's and repair's) is a sound object
+    whose bytes, read again, are those the facts name; one it had recorded (killed after its commit) was not
+    locked in the storage nor had its findings recorded. Either way the driver's findings of it are this run's,
+    the storage's lock is set, and the file is listed as recovered; the finish of this run marks the ingest
+    finished. A file that cannot be recorded so is this run's ``ingest_failed``, saying why, and its bytes stay
+    for verify to name (``unrecorded``). A file still on the volume is this run's to store and read.
+
+    Returns each recovered file's segment, as the volume's timeline checks take it, with when its ingest began."""
+    noted, finished = _notes_to_finish(archive, result, volume_text, on_volume)
+    if not noted and not finished:
         return []
     why = _not_recoverable(archive, {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)})
-    recorded: dict[str, str] = {}  # name: object
     recovered: list[tuple[VolumeSegment, int]] = []
+    done: dict[str, str] = {}  # name: object
+
+    def take(sha: str, note: dict[str, Any]) -> None:
+        name = _noted_name(note["facts"])
+        result.recovered.append(name)
+        result.findings += [Finding(**f) for f in note["findings"]]
+        recovered.append((_noted_segment(note["facts"], os.path.join(volume, name)), note["started"]))
+        done[name] = sha
+
+    for sha, recorded in finished:
+        take(sha, recorded)
     with archive.transaction() as catalog:
         now = time.time_ns()
         for sha, notes in noted.items():
@@ -570,12 +595,7 @@ def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: 
                     try:
                         with catalog.savepoint():
                             if _record_entry(catalog, note["facts"], ingest, now) == "stored":
-                                result.recovered.append(name)
-                                result.findings += [Finding(**f) for f in note["findings"]]
-                                recovered.append(
-                                    (_noted_segment(note["facts"], os.path.join(volume, name)), note["started"])
-                                )
-                                recorded[name] = sha
+                                take(sha, note)
                         continue
                     except Exception as e:  # noqa: BLE001 - as _record_file: one file never stops the volume
                         if _environment(e):
@@ -587,9 +607,9 @@ def _recover(archive: Archive, result: IngestResult, volume: Path, volume_text: 
                 )
                 result.failed.append(name)
                 result.findings.append(Finding("ingest_failed", said, result.device, path))
-    result.segments += [_ingested(archive, result.device, name, sha, True) for name, sha in recorded.items()]
+    result.segments += [_ingested(archive, result.device, name, sha, True) for name, sha in done.items()]
     # The storage's own lock, as for every file an ingest records (_record_group).
-    retention.to_store(archive, sorted(set(recorded.values())))
+    retention.to_store(archive, sorted(set(done.values())))
     return recovered
 
 
@@ -623,39 +643,42 @@ def _noted_segment(facts: Mapping[str, Any], path: str) -> VolumeSegment:
 
 
 def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, str]:
-    """Why each object whose files :func:`_recover` would record may not be, by object: the store's listing
-    (as verify's: a link, a FIFO, a version written over, gone) in either copy, then its bytes read again
-    against every noted file's size and digests."""
-    why: dict[str, str] = {}
-    for sha in noted:
-        for store, copy in ((archive.store, ""), (archive.replica, "its second copy: ")):
-            if store is None or sha in why:
-                continue
+    """Why each object whose files :func:`_recover` would record may not be, by object: no copy holds it sound,
+    by the store's listing (as verify's: a link, a FIFO, a version written over, gone) and its bytes read again
+    against every noted file's size and digests. One sound copy is enough: the file is then recorded, and the
+    other copy is verify's ``missing`` or ``modified`` and ``storage repair``'s to restore from it."""
+    copies = [(archive.store, "")]
+    if archive.replica is not None:
+        copies = [(archive.store, "the first copy: "), (archive.replica, "the second copy: ")]
+    wrong: dict[str, list[str]] = {sha: [] for sha in noted}
+    sound: set[str] = set()
+    # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
+    algorithms = sorted({a for notes in noted.values() for _, note in notes if note for a in note["facts"]["digests"]})
+    for store, copy in copies:
+        listed_sound = []
+        for sha in noted:
             listed = [x for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
             if not listed:
-                why[sha] = f"{copy}it is not in the store ({store.describe()})"
+                wrong[sha].append(f"{copy}it is not in the store ({store.describe()})")
             elif all(x.problem not in (None, "unprotected") for x in listed):
                 seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
-                why[sha] = f"{copy}the store holds no sound object there ({seen})"
-    sound = [sha for sha in noted if sha not in why]
-    if not sound:
-        return why
-    # Read again with the algorithms the intents recorded (the policy may have changed since): every digest must agree.
-    algorithms = sorted({a for sha in sound for _, note in noted[sha] if note for a in note["facts"]["digests"]})
-    for sha, r in zip(sound, archive.store.hash_objects(sound, algorithms, None), strict=True):
-        if not r.ok:
-            why[sha] = f"it cannot be read from the store: {r.error}"
+                wrong[sha].append(f"{copy}the store holds no sound object there ({seen})")
+            else:
+                listed_sound.append(sha)
+        if not listed_sound:
             continue
-        for _, note in noted[sha]:
-            facts = note["facts"] if note is not None else None
-            if facts is not None and (
-                r.size != facts["size"] or any(r.digests.get(a) != d for a, d in facts["digests"].items())
-            ):
-                why[sha] = (
-                    f"its bytes in the store are not those the ingest read ({r.size} bytes, SHA-256 "
-                    f"{r.digests.get('sha256')}; it read {facts['size']} bytes, SHA-256 {sha})"
+        for sha, r in zip(listed_sound, store.hash_objects(listed_sound, algorithms, None), strict=True):
+            facts = [note["facts"] for _, note in noted[sha] if note is not None]
+            if not r.ok:
+                wrong[sha].append(f"{copy}it cannot be read from the store: {r.error}")
+            elif any(r.size != f["size"] or any(r.digests.get(a) != d for a, d in f["digests"].items()) for f in facts):
+                wrong[sha].append(
+                    f"{copy}its bytes in the store are not those the ingest read ({r.size} bytes, SHA-256 "
+                    f"{r.digests.get('sha256')}; it read {facts[0]['size']} bytes, SHA-256 {sha})"
                 )
-    return why
+            else:
+                sound.add(sha)
+    return {sha: "; ".join(said) for sha, said in wrong.items() if sha not in sound}
 
 
 def _as_stored(archive: Archive, reading: VolumeReading, result: IngestResult) -> tuple[VolumeReading, list[Finding]]:
@@ -709,7 +732,10 @@ def _volume_checks(
     the files :func:`_recover` recorded, each with the start of the ingest that stored it (its handing in)."""
     device = reading.identity.device_id
     gap_tolerance = round(archive.policy.gap_tolerance_seconds * NS)
-    whole = replace(reading, segments=[*reading.segments, *(s for s, _ in recovered)])
+    whole = reading
+    if recovered:  # in name order, as a driver reads a whole card: a tie in time falls as it would there
+        merged = sorted([*reading.segments, *(s for s, _ in recovered)], key=lambda s: os.fsencode(s.name))
+        whole = replace(reading, segments=merged)
     deadline = archive.policy.ingest_deadline_hours
 
     def late() -> list[Finding]:

@@ -281,9 +281,15 @@ def _trust(
     return chain
 
 
-def _ingest_command(archive: Archive, volume: str | None) -> str:
+def _ingest_command(archive: Archive, volume: str | None, device: str | None = None) -> str:
+    """The command that finishes an interrupted ingest of ``volume``; with the ``device`` it read, what to add
+    when the card was wiped whole since (its identity file too): the run again must read the same device at the
+    same path (custodes.ingest._recover), and an empty card is no device a driver recognises (a hostile review)."""
     archive_path = shlex.quote(os.path.abspath(archive.root))
-    return f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {archive_path}`"
+    command = f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {archive_path}`"
+    if device is not None:
+        command += f" (a card wiped since: add `--driver generic -o device_id={shlex.quote(device)}`)"
+    return command
 
 
 #: The entries an ingest writes (catalog.replay): until its checkpoint is signed they are its work in flight.
@@ -564,7 +570,7 @@ def _check_unsigned(
                 VerifyFinding(
                     PENDING,
                     f"ingest {walk.last_signed_by} signed a checkpoint of {top} entries but has not written it out "
-                    f"yet (under way, or interrupted): {_ingest_command(archive, unfinished[walk.last_signed_by])}",
+                    f"yet (under way, or interrupted): {_ingest_command(archive, *unfinished[walk.last_signed_by])}",
                 )
             )
         else:
@@ -586,7 +592,7 @@ def _check_unsigned(
                 VerifyFinding(
                     PENDING,
                     f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
-                    f"was interrupted; {_ingest_command(archive, unfinished[ingest])}",
+                    f"was interrupted; {_ingest_command(archive, *unfinished[ingest])}",
                 )
             )
     else:
@@ -963,8 +969,7 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
         return VerifyFinding(
             PENDING,
             f"{where} was linked by ingest {ingest} of device {shown_name(device)}, which is under way or was "
-            f"interrupted; {_ingest_command(archive, volume)} (a card wiped since: add "
-            f"`--driver generic -o device_id={shlex.quote(device)}`)",
+            f"interrupted; {_ingest_command(archive, volume, device)}",
             object=digest,
         )
     # Finished, yet never recorded: no ingest will record it now (a run again records what the interrupted one

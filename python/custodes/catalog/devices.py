@@ -222,33 +222,38 @@ class Ingests(Table):
         ]
         for i in finished:
             self._conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ?", (now, i))
-            self._conn.execute(
-                "DELETE FROM ingest_intents WHERE ingest_id = ? AND sha256 IN (SELECT sha256 FROM objects)", (i,)
-            )
+            for table in ("ingest_intents", "ingest_notes"):
+                self._conn.execute(
+                    f"DELETE FROM {table} WHERE ingest_id = ? AND sha256 IN (SELECT sha256 FROM objects)",  # noqa: S608
+                    (i,),
+                )
 
-    def unfinished(self) -> dict[int, str]:
-        """Volume of each ingest not finished (under way, or interrupted)."""
-        return dict(self._conn.execute("SELECT id, volume FROM ingests WHERE finished_ns IS NULL").fetchall())
+    def unfinished(self) -> dict[int, tuple[str, str]]:
+        """(volume, device) of each ingest not finished (under way, or interrupted)."""
+        rows = self._conn.execute("SELECT id, volume, device_id FROM ingests WHERE finished_ns IS NULL")
+        return {i: (v, d) for i, v, d in rows}
 
     def note_intent(self, sha256: str, ingest_id: int, now: int, entry: str | None = None) -> None:
-        """Note that the ingest is about to store this object, with the ``entry`` (a JSON object) it would record
-        one file of it by. The intent's entry is the JSON array of them (a volume may hold the same bytes under
-        two names, each a recording of its own); an intent once noted without one stays without."""
+        """Note that the ingest is about to store this object, with the ``entry`` (JSON) it would record one file
+        of it by: a note each, as a volume may hold the same bytes under many names, each a recording."""
         self._conn.execute(
-            "INSERT INTO ingest_intents (sha256, ingest_id, created_ns, entry) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (sha256, ingest_id) DO UPDATE SET entry = CASE WHEN entry IS NULL OR excluded.entry IS NULL "
-            "THEN entry ELSE substr(entry, 1, length(entry) - 1) || ',' || substr(excluded.entry, 2) END",
-            (sha256, ingest_id, now, None if entry is None else f"[{entry}]"),
+            "INSERT OR IGNORE INTO ingest_intents (sha256, ingest_id, created_ns) VALUES (?, ?, ?)",
+            (sha256, ingest_id, now),
         )
+        if entry is not None:
+            self._conn.execute(
+                "INSERT INTO ingest_notes (ingest_id, sha256, entry) VALUES (?, ?, ?)", (ingest_id, sha256, entry)
+            )
 
     def interrupted_intents(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str | None]]:
-        """(object, ingest, entries) of every intent of the unfinished ingests of this volume and device before
-        ``ingest_id`` (those :meth:`finish` marks finished with it); ``entries`` the JSON array :meth:`note_intent`
-        keeps, None when noted without. Oldest ingest first."""
+        """(object, ingest, entry) of every note of the intents of the unfinished ingests of this volume and
+        device before ``ingest_id`` (those :meth:`finish` marks finished with it); an intent without a note once,
+        with ``entry`` None. Oldest ingest first, each ingest's notes in the order noted."""
         return self._conn.execute(
-            "SELECT t.sha256, t.ingest_id, t.entry FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+            "SELECT t.sha256, t.ingest_id, n.entry FROM ingest_intents t JOIN ingests i ON i.id = t.ingest_id "
+            "LEFT JOIN ingest_notes n ON n.ingest_id = t.ingest_id AND n.sha256 = t.sha256 "
             "WHERE i.finished_ns IS NULL AND i.id < ? AND i.volume = ? AND i.device_id = ? "
-            "ORDER BY t.ingest_id, t.sha256",
+            "ORDER BY t.ingest_id, t.sha256, n.rowid",
             (ingest_id, volume, device),
         ).fetchall()
 

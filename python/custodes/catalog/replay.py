@@ -103,7 +103,15 @@ FACT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "holds": (("id",), ()),
     "tombstones": (("sha256",), ()),
 }
-NOT_FACTS = ("ledger", "checkpoints", "ingest_intents", "replay_state", "refusal_windows", "verify_runs")
+NOT_FACTS = (
+    "ledger",
+    "checkpoints",
+    "ingest_intents",
+    "ingest_notes",
+    "replay_state",
+    "refusal_windows",
+    "verify_runs",
+)
 
 
 def unclassified_tables(catalog: Catalog) -> list[str]:

@@ -178,15 +178,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX findings_by_device ON findings(device_id, id);
     CREATE INDEX findings_by_device_segment ON findings(device_id, segment_id);
     """,
-    # 14: an ingest intent keeps the ledger entry its ingest would record for the file (JSON: every fact of the
-    # `ingest` entry but its segment id and time). An ingest killed after storing a file, whose file is gone from
-    # the volume before the re-run, left bytes in the store that nothing recorded; the re-run, which finishes the
-    # interrupted ingest, records them from this (custodes.ingest._recover). NULL in rows written before. An
-    # intent is dropped when its ingest finishes with its object recorded (Ingests.finish): it was kept for
-    # ever, one row per object ever stored, and with its entry would grow the catalog by some 600 bytes a file;
-    # what is left are the objects nothing records (verify: unrecorded). Those an older custodes kept go here.
+    # 14: an ingest notes, with each intent, the ledger entry it would record for each file of those bytes
+    # (ingest_notes: JSON of every fact of the `ingest` entry but its segment id and time, the driver's findings of
+    # the file, when the ingest began; a row a file, as a volume may hold the same bytes under many names). An
+    # ingest killed after storing a file, whose file is gone from the volume before the re-run, left bytes in the
+    # store that nothing recorded; the re-run, which finishes the interrupted ingest, records them from this
+    # (custodes.ingest._recover). Run state, not a fact (replay.NOT_FACTS). An intent and its notes are dropped
+    # when the ingest finishes with the object recorded (Ingests.finish): intents were kept for ever, one row per
+    # object ever stored; what is left are the objects nothing records (verify: unrecorded). Those an older
+    # custodes kept go here.
     """
-    ALTER TABLE ingest_intents ADD COLUMN entry TEXT;
+    CREATE TABLE ingest_notes (
+        ingest_id INTEGER NOT NULL REFERENCES ingests(id), sha256 TEXT NOT NULL, entry TEXT NOT NULL);
+    CREATE INDEX ingest_notes_by_intent ON ingest_notes(ingest_id, sha256);
     DELETE FROM ingest_intents WHERE sha256 IN (SELECT sha256 FROM objects)
         AND ingest_id IN (SELECT id FROM ingests WHERE finished_ns IS NOT NULL);
     CREATE INDEX ingest_intents_by_ingest ON ingest_intents(ingest_id);
