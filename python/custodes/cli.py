@@ -1674,11 +1674,13 @@ def ingest_command(
         _write_json(result.to_json())
     else:
         click.echo(
-            f"{result.volume}: driver {result.driver}, device {result.device}: {len(result.stored)} stored "
-            f"({human_bytes(result.bytes)}), {len(result.already_present)} already present, {len(result.failed)} failed"
+            f"{shown_name(result.volume)}: driver {result.driver}, device {shown_name(result.device)}: "
+            f"{len(result.stored)} stored ({human_bytes(result.bytes)}), {len(result.already_present)} already "
+            f"present, {len(result.failed)} failed"
+            + (f", {len(result.recovered)} recovered" if result.recovered else "")
         )
         for name in result.recovered:
-            click.echo(f"  recovered {shown_text(name)}: stored by an interrupted ingest, gone from the volume since")
+            click.echo(f"  recovered {shown_name(name)}: stored by an interrupted ingest, gone from the volume since")
         for why in _choice_lines(result.choice):
             click.echo(f"  {why}")
         if result.time_zone is not None:

@@ -631,6 +631,25 @@ def name_bytes(name: str) -> bytes | None:
     return None if name_text(name) == name else os.fsencode(name)
 
 
+def name_from_text(text: str) -> str:
+    """The name (surrogate-escaped str) back from :func:`name_text` alone (a volume's path, kept as text only):
+    ``\\\\`` a backslash, ``\\xNN`` a byte that is not UTF-8, the escapes being all it adds."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("\\\\", i):
+            out.append("\\")
+            i += 2
+        elif text.startswith("\\x", i) and len(text) >= i + 4:
+            out.append(chr(0xDC00 + int(text[i + 2 : i + 4], 16)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def name_from(text: str, raw: bytes | None) -> str:
     """The name (surrogate-escaped str) back from what :func:`name_text` and :func:`name_bytes` kept."""
     return os.fsdecode(bytes(raw)) if raw is not None else text

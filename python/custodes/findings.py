@@ -15,11 +15,12 @@ custodes.catalog.devices.FINDING_IDENTITY. A gap a later fact explains keeps its
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
 
-__all__ = ["ARTICLES", "Finding", "ns_from_rfc3339", "rfc3339", "shown_name"]
+__all__ = ["ARTICLES", "Finding", "ns_from_rfc3339", "rfc3339", "shell_word", "shown_name"]
 
 #: The article of the regulation each kind of finding serves.
 ARTICLES: dict[str, int] = {
@@ -95,6 +96,32 @@ def _escaped(name: str, *, controls: bool) -> str:
 
 
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shell_word(word: str) -> str:
+    """``word`` (a path or an option's text, surrogate-escaped where its bytes are not UTF-8) as one word a shell
+    reads back byte for byte: quoted as :func:`shlex.quote` does when it is UTF-8 without control characters,
+    else in ANSI-C quotes (``$'...'``, bash, zsh, ksh and POSIX 2024 sh) with every other byte as ``\\xNN``. A
+    command a message gives to be run again is pasted as it is (a hostile review: a volume named with bytes
+    that are not UTF-8 was given as its escaped display name, which names another folder)."""
+    import shlex
+
+    raw = os.fsencode(word)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return shlex.quote(text)
+    out = []
+    for b in raw:
+        if b in b"\\'":
+            out.append("\\" + chr(b))
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "$'" + "".join(out) + "'"
 
 
 def shown_name(name: str) -> str:

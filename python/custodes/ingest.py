@@ -185,7 +185,7 @@ def ingest(
     # a volume refused here records nothing, never half its files stored and the rest failed.
     _claim_places(archive)
     volume_text = name_text(os.fspath(volume))
-    ingest_id, readings = _begin(archive, reading, volume_text, started)
+    ingest_id, readings = _begin(archive, reading, volume_text, started, dict(options or {}))
     result = IngestResult(ingest_id, os.fspath(given), reading.driver, reading.identity.device_id, skipped=skipped)
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
@@ -200,8 +200,11 @@ def ingest(
     return result
 
 
-def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) -> tuple[int, list[tuple[int, int]]]:
-    """Record the device as the volume describes it, the ingest, the device's own log and clock readings;
+def _begin(
+    archive: Archive, reading: VolumeReading, volume: str, started: int, options: dict[str, str]
+) -> tuple[int, list[tuple[int, int]]]:
+    """Record the device as the volume describes it, the ingest (with the driver ``options`` it was given: an
+    interrupted ingest is finished by running it again as it was run), the device's own log and clock readings;
     returns the ingest's id and the device's dock readings (device clock, trusted clock)."""
     device = reading.identity.device_id
     ident = reading.identity
@@ -214,6 +217,7 @@ def _begin(archive: Archive, reading: VolumeReading, volume: str, started: int) 
                 "ingest": ingest_id,
                 "volume": volume,
                 "driver": reading.driver,
+                **({"options": options} if options else {}),
                 "device": device,
                 "identity": {k: getattr(ident, k) for k in DeviceIdentity._fields[1:]},
                 "events": [[e.time, e.kind, e.detail] for e in reading.events if e.time is not None],
@@ -590,7 +594,7 @@ def _recover(
             for ingest, note in notes:
                 name = f"object {sha}" if note is None else _noted_name(note["facts"])
                 path = None if note is None else os.path.join(volume, name)
-                cause = "its ingest noted no facts to record it by" if note is None else why.get(sha)
+                cause = f"its ingest noted no facts to record object {sha} by" if note is None else why.get(sha)
                 if note is not None and cause is None:
                     try:
                         with catalog.savepoint():

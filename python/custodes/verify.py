@@ -60,7 +60,7 @@ from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, repl
 from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
-from custodes.findings import shown_name
+from custodes.findings import shell_word, shown_name
 from custodes.hashing import ALGORITHMS, HashResult
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
@@ -281,14 +281,35 @@ def _trust(
     return chain
 
 
-def _ingest_command(archive: Archive, volume: str | None, device: str | None = None) -> str:
-    """The command that finishes an interrupted ingest of ``volume``; with the ``device`` it read, what to add
-    when the card was wiped whole since (its identity file too): the run again must read the same device at the
-    same path (custodes.ingest._recover), and an empty card is no device a driver recognises (a hostile review)."""
-    archive_path = shlex.quote(os.path.abspath(archive.root))
-    command = f"re-run `custodes ingest {shlex.quote(volume or 'VOLUME')} --archive {archive_path}`"
-    if device is not None:
-        command += f" (a card wiped since: add `--driver generic -o device_id={shlex.quote(device)}`)"
+def _ingest_command(archive: Archive, ingest: int, volume: str | None, device: str | None = None) -> str:
+    """The command that finishes interrupted ``ingest`` of ``volume`` (the catalog's text of its path): as it was
+    run, with its driver and options (its ``ingest_begin`` entry), each word quoted so that it can be pasted as it
+    is (custodes.findings.shell_word; a hostile review: the options were left out, and the re-run read another
+    device and recorded the footage again under it). With the ``device`` it read, the command for a card wiped
+    whole since (its identity file too): the run again must read the same device at the same path
+    (custodes.ingest._recover), and an empty card is no device a driver recognises."""
+    from custodes.drivers import COMMON_OPTIONS, name_from_text, name_text
+
+    begun: dict[str, Any] = {}
+    index = None if archive.catalog.lacks("ledger") else archive.catalog.ledger.ingest_begin_index(ingest)
+    with contextlib.suppress(TypeError, ValueError):
+        begun = json.loads(archive.catalog.ledger.entry(index) or b"{}") if index is not None else {}
+    found = begun.get("options")
+    options: dict[str, Any] = found if isinstance(found, dict) else {}
+    driver = begun.get("driver") if isinstance(begun.get("driver"), str) else None
+    path = name_from_text(volume) if volume else None
+    archive_word = shell_word(os.path.abspath(archive.root))
+    base = f"custodes ingest {shell_word(path) if path else 'VOLUME'} --archive {archive_word}"
+
+    def given(keep: Callable[[str], bool]) -> str:
+        return "".join(f" -o {shell_word(f'{k}={v}')}" for k, v in options.items() if keep(k))
+
+    command = f"re-run `{base}{f' --driver {shell_word(driver)}' if driver else ''}{given(lambda k: True)}`"
+    if device is not None and path is not None:
+        folder_named = device == name_text(os.path.basename(path))  # generic's device when none is given
+        pin = "" if folder_named else f" -o {shell_word(f'device_id={device}')}"
+        wiped = given(lambda k: k in COMMON_OPTIONS and k != "device_id")
+        command += f" (a card wiped whole since, identity file too: `{base} --driver generic{pin}{wiped}`)"
     return command
 
 
@@ -570,7 +591,8 @@ def _check_unsigned(
                 VerifyFinding(
                     PENDING,
                     f"ingest {walk.last_signed_by} signed a checkpoint of {top} entries but has not written it out "
-                    f"yet (under way, or interrupted): {_ingest_command(archive, *unfinished[walk.last_signed_by])}",
+                    f"yet (under way, or interrupted): "
+                    f"{_ingest_command(archive, walk.last_signed_by, *unfinished[walk.last_signed_by])}",
                 )
             )
         else:
@@ -592,7 +614,7 @@ def _check_unsigned(
                 VerifyFinding(
                     PENDING,
                     f"{count} ledger entries of ingest {ingest} are not signed yet: the ingest is under way or "
-                    f"was interrupted; {_ingest_command(archive, *unfinished[ingest])}",
+                    f"was interrupted; {_ingest_command(archive, ingest, *unfinished[ingest])}",
                 )
             )
     else:
@@ -969,18 +991,30 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
         return VerifyFinding(
             PENDING,
             f"{where} was linked by ingest {ingest} of device {shown_name(device)}, which is under way or was "
-            f"interrupted; {_ingest_command(archive, volume, device)}",
+            f"interrupted; {_ingest_command(archive, ingest, volume, device)}",
             object=digest,
         )
     # Finished, yet never recorded: no ingest will record it now (a run again records what the interrupted one
     # stored from the facts it noted: custodes.ingest._recover), so the archive holds bytes of the device that
     # its catalog does not account for. Not work in flight: a failure, until an ingest of the file records it.
+    # Read here (such objects are few): bytes that are not their name's are said as such (a hostile review: they
+    # were called a recording's possible only copy, and they block the file's own bytes from that place).
+    read = archive.store.hash_objects([digest], ("sha256",), 1)[0]
+    got = read.digests.get("sha256") if read.ok else None
+    if got is not None and got != digest:
+        return VerifyFinding(
+            "modified",
+            f"{where} is not what its name says (its SHA-256 is {got}); nothing records it (ingest {ingest} noted "
+            f"it and finished without recording it): it holds the place of that object, which an ingest of the "
+            f"file cannot store while it is there",
+            object=digest,
+        )
     return VerifyFinding(
         UNRECORDED,
-        f"{where} was stored by ingest {ingest}, which finished without recording it (the file failed, or was "
+        f"{where} was noted by ingest {ingest}, which finished without recording it (the file failed, or was "
         f"gone from the volume when the ingest was run again and could not be recovered from what it noted: "
         f"that run's ingest_failed says why): these bytes may be the only copy of a recording the catalog does "
-        f"not name; keep them, and {_ingest_command(archive, volume)} if the file is on the volume",
+        f"not name; keep them, and {_ingest_command(archive, ingest, volume)} if the file is on the volume",
         object=digest,
     )
 

@@ -30,7 +30,7 @@ from custodes.drivers import (
     shared_findings,
 )
 from custodes.errors import CustodesError
-from custodes.findings import Finding
+from custodes.findings import Finding, shown_name
 from custodes.plugins import BLOCK_ENV, PluginManager, plugin_manager
 
 __all__ = [
@@ -107,7 +107,8 @@ def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Dr
             scored.append((confidence, record.name, driver))
     if not scored:
         raise NoDriverError(
-            f"{volume}: no driver recognises this volume (drivers: {', '.join(pm.drivers.names())})"
+            f"{shown_name(os.fspath(volume))}: no driver recognises this volume "
+            f"(drivers: {', '.join(pm.drivers.names())})"
             + "".join(f"; {d}: recognise failed ({e})" for d, e in failed)
             + "; name one with --driver (generic takes every file of any volume)"
         )

@@ -1058,8 +1058,8 @@ def _unpack(value: Any) -> Any:
 
 def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
     """Write a new catalog at ``path`` from ``live``'s ledger alone: its ledger and checkpoints copied, every
-    row replayed, the run state an archive needs (an ingest finished, refusals being counted) taken from the
-    live catalog where it can be read. Returns the replay and its differences from ``live``."""
+    row replayed, the run state an archive needs (an ingest finished or in flight, refusals being counted) taken
+    from the live catalog where it can be read. Returns the replay and its differences from ``live``."""
     from custodes.catalog import Catalog as _Catalog
 
     with _Catalog.open(path) as new:
@@ -1076,6 +1076,11 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
             except sqlite3.Error:
                 finished = []
             _conn(new).executemany("UPDATE ingests SET finished_ns = ? WHERE id = ?", [(f, i) for i, f in finished])
+            # An ingest in flight or interrupted: what it is about to store and how to record it, which a re-run
+            # needs to finish it (custodes.ingest._recover; a hostile review: a rebuild dropped them, and the
+            # objects of an interrupted ingest whose card was wiped became unexpected, for good).
+            _copy(live, new, "ingest_intents", ("sha256", "ingest_id", "created_ns"))
+            _copy(live, new, "ingest_notes", ("ingest_id", "sha256", "entry"))
         _conn(new).execute("PRAGMA foreign_keys=ON")
         found = differences(live, new, made)
         _conn(new).execute(f"DROP TABLE {WRITTEN_BY}")  # the replay's own record, not the schema's
