@@ -723,6 +723,21 @@ def test_a_catalog_rebuilt_while_an_ingest_is_interrupted_keeps_what_finishing_i
     assert run_cli("verify", arch).returncode == 0
 
 
+def test_a_volume_named_with_bytes_that_are_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
+    """The ingest's line printed such a volume's name raw, and "no driver recognises" it as ``\\udcff`` (a
+    hostile review): both go through the one display rule (``\\xff``)."""
+    vol = Path(os.fsdecode(os.fsencode(tmp_path) + b"/card-\xff"))
+    vol.mkdir()
+    arch = tmp_path / "archive"
+    run_cli("init", arch)
+    refused = run_cli("ingest", vol, "--archive", arch)
+    assert refused.returncode == 2 and b"card-\\xff: no driver recognises this volume" in refused.stderr, refused
+    shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol)
+    out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+    line = out.stdout.splitlines()[0]
+    assert b"card-\\xff: driver generic" in line and b"\xff" not in line, line
+
+
 def test_the_run_again_pending_names_is_the_command_the_ingest_was_run_with(tmp_path: Path) -> None:
     """Killed, the card kept: the command `pending` named left out the driver and the options the ingest was run
     with; pasted, it read another device (the folder's name), recorded the footage again under it, and left the
