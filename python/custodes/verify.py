@@ -43,7 +43,6 @@ import functools
 import json
 import os
 import secrets
-import shlex
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -1839,7 +1838,7 @@ def _purged_object(archive: Archive, sha: str, in_store: bool) -> list[VerifyFin
             "purge_incomplete",
             f"object {sha} is purged in the ledger (request {catalog.retention.tombstone_request(sha)}) but its "
             f"bytes are still in the store (the purge was interrupted): run "
-            f"`custodes retention purge {shlex.quote(os.path.abspath(archive.root))} --resume`",
+            f"`custodes retention purge {shell_word(os.path.abspath(archive.root))} --resume`",
             segment,
             sha,
         )
