@@ -926,3 +926,51 @@ def test_through_the_service_verify_runs_no_cluster_a_caller_names(cli_archive: 
         assert out.returncode == 2 and b"through the archive service, verify re-hashes on this machine" in out.stderr
         assert b"Traceback" not in out.stderr
     assert run_cli("verify", cli_archive, "--executor", "local", user="alice").returncode == 0
+
+
+def test_a_request_outlasts_a_root_reader_making_the_catalogs_shared_files(cli_archive: Path) -> None:
+    """SQLite as root (an auditor's `sqlite3 catalog.sqlite` beside the service) makes the catalog's -wal and -shm
+    files as root, then gives them to the file's owner; a request that opened the catalog in between failed
+    ("unable to open database file", about one in 150 with such a reader polling). Here the moment is held
+    open: the two files root's when a request starts (0600: the service cannot open them; 0644: only to read,
+    and the write failed), given back 0.3 s later; the request waits it out. Files that stay another account's
+    fail that request only, naming them and whose they are."""
+    import pwd
+    from concurrent.futures import ThreadPoolExecutor
+
+    serve(cli_archive)
+    request(cli_archive, "carol", 1)  # the service's catalog made and its connections closed
+    shared = [cli_archive / f"catalog.sqlite{end}" for end in ("-wal", "-shm")]
+    log = cli_archive.parent / f"{cli_archive.name}.service.log"
+
+    def held_by_root(mode: int) -> None:
+        for path in shared:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, mode))
+            os.chown(path, 0, 0)
+            os.chmod(path, mode)
+
+    svc = pwd.getpwnam(SERVICE_ACCOUNT)
+    for mode in (0o600, 0o644):
+        held_by_root(mode)
+        said = log.read_bytes().count(b"carol: access request")
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(
+                _as, "carol", "access", "request", cli_archive, "--segment", 1, "--reason", "why", "--json"
+            )
+            _wait_for("the request's start", lambda: log.read_bytes().count(b"carol: access request") > said)  # noqa: B023
+            time.sleep(0.3)
+            for path in shared:
+                os.chown(path, svc.pw_uid, svc.pw_gid)
+            done = asked.result(60)
+        assert done.returncode == 0, (oct(mode), done.stderr)
+        assert json.loads(done.stdout)["id"]
+
+    held_by_root(0o644)
+    out = _as("carol", "access", "request", cli_archive, "--segment", 1, "--reason", "complaint 2024-17")
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "Traceback" not in err, err
+    assert f"{cli_archive / 'catalog.sqlite'}: SQLite cannot open it to write" in err, err
+    assert "catalog.sqlite-wal belongs to root and catalog.sqlite-shm belongs to root" in err, err
+    for path in shared:
+        path.unlink()
+    request(cli_archive, "carol", 1)  # the service still serves

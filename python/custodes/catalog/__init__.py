@@ -22,7 +22,10 @@ look past a snapshot).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +72,66 @@ class SchemaDiffersError(CatalogError):
         )
 
 
+#: How long opening a database waits out the moment in which another account's process has made its ``-wal`` or
+#: ``-shm`` file and not yet handed it to the database's owner. SQLite running as root (an auditor's ``sqlite3
+#: catalog.sqlite`` beside the service) creates the two files as root, then gives them to the file's owner. An
+#: open by the owner in between was refused ("unable to open database file"), or, when the owner's SQLite could
+#: open the ``-shm`` file for reading only, made a connection that silently could not write ("attempt to write a
+#: readonly database" at its first write): a service's request failed either way, about one in 150 with such a
+#: reader polling beside it.
+SHARED_FILES_WAIT_S = 2.0
+
+#: What SQLite says when it cannot open the ``-wal``/``-shm`` files (SQLITE_CANTOPEN), or has them for reading only
+#: where the database itself is writable (SQLITE_READONLY).
+_SHARED_FILES_REFUSED = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+
+
+def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection to the SQLite database ``path`` (``isolation_level=None``: explicit BEGIN/COMMIT only) in
+    ``journal_mode``, set here because setting it is the first read: the one that opens the ``-wal`` and ``-shm``
+    files. When this account may write ``path``, a write-ahead log is also made to show it can be written: a
+    passive checkpoint (it waits on nobody, and has nothing to do in the usual case, a log emptied by the last
+    connection to close) is refused on ``-shm`` opened for reading only. Refused either way while ``path`` is
+    there, the open is tried again for :data:`SHARED_FILES_WAIT_S`; then CatalogError names the files another
+    account holds. A database this account may only read (a read-only disk) opens for reading, as before."""
+    deadline = time.monotonic() + SHARED_FILES_WAIT_S
+    while True:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
+        try:
+            mode = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()[0]
+            if mode == "wal" and os.access(path, os.W_OK):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if e.sqlite_errorcode & 0xFF not in _SHARED_FILES_REFUSED or not os.path.isfile(path):
+                raise
+            if time.monotonic() >= deadline:
+                raise CatalogError(f"{path}: SQLite cannot open it to write ({e}){_not_ours(path)}") from None
+            time.sleep(0.01)
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _not_ours(path: Path) -> str:
+    """Which of ``path``'s ``-wal`` and ``-shm`` files belong to an account other than this process's, said so."""
+    from custodes.identity import account_name
+
+    held = []
+    for end in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            owner = os.stat(f"{path}{end}").st_uid
+            if owner != os.geteuid():
+                held.append(f"{path.name}{end} belongs to {account_name(owner)}")
+    if not held:
+        return ""
+    return (
+        f": {' and '.join(held)}, not to this account ({account_name(os.geteuid())}); give it back (chown) or "
+        "remove it while nothing has the catalog open"
+    )
+
+
 class Catalog:
     """One connection to ``catalog.sqlite`` and the named operations over it. Not thread-safe:
     a thread that writes on its own opens :meth:`another`."""
@@ -102,13 +165,12 @@ class Catalog:
         journal in memory from the start (savepoints still roll back; a write-ahead log would hold a second copy of
         every page written). Set before the schema is made: under full sync its migrations' commits were some
         fifteen fdatasyncs of a file no one keeps, every verify."""
-        conn = sqlite3.connect(path, timeout=60, isolation_level=None)  # explicit BEGIN/COMMIT only
+        conn = connect(path, journal_mode="MEMORY" if scratch else "WAL", timeout=60)
         # Text that is not UTF-8 (an edit of the file: custodes writes none) is read with its bytes kept as
         # surrogates, so verify compares it and names the row instead of stopping at it (one such cell made
         # verify, report and the ledger commands fail with a traceback and report nothing).
         conn.text_factory = _text
         try:
-            conn.execute(f"PRAGMA journal_mode={'MEMORY' if scratch else 'WAL'}")
             conn.execute(f"PRAGMA synchronous={'OFF' if scratch else 'FULL'}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=60000")
