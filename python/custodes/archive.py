@@ -1074,8 +1074,9 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
     """The Merkle accumulator over the whole ledger: from the frontier the latest checkpoint kept, plus the
     entries appended since, or (no usable frontier) from every leaf. A frontier is used only when it gives the
     root of its checkpoint's signed note (checked with the key in force at its size: the catalog's own root column
-    could be edited to match an edited frontier) and the ledger still reaches its size; any edit of the leaves
-    under it is verify's to find (the signed checkpoints say what they were)."""
+    could be edited to match an edited frontier) and the ledger still reaches its size (an entry at its last
+    index: a lookup, where counting the entries walked all of them, every ingest); any edit of the leaves under
+    it is verify's to find (the signed checkpoints say what they were)."""
     saved = catalog.checkpoints.latest_frontier()
     if saved is not None:
         size, note, packed = saved
@@ -1084,7 +1085,7 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
             acc = merkle.Accumulator.resume(size, [packed[i : i + 32] for i in range(0, len(packed), 32)])
         except CustodesError:  # a note that does not verify, or a frontier of the wrong length: not used
             acc = None
-        if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.size() >= size:
+        if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.reaches(size):
             acc.extend(b"".join(catalog.ledger.leaves_from(size)))
             return acc
     acc = merkle.Accumulator()

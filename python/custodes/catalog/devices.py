@@ -223,8 +223,11 @@ class Ingests(Table):
         for i in finished:
             self._conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ?", (now, i))
             for table in ("ingest_intents", "ingest_notes"):
+                # EXISTS, not `sha256 IN (SELECT sha256 FROM objects)`: for that, SQLite walked every object in
+                # the archive (0.35 s at 10^6) and looked each up among the intents.
                 self._conn.execute(
-                    f"DELETE FROM {table} WHERE ingest_id = ? AND sha256 IN (SELECT sha256 FROM objects)",  # noqa: S608
+                    f"DELETE FROM {table} WHERE ingest_id = ? AND "  # noqa: S608
+                    f"EXISTS (SELECT 1 FROM objects o WHERE o.sha256 = {table}.sha256)",
                     (i,),
                 )
 

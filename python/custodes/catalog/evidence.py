@@ -175,10 +175,6 @@ class Segments(Table):
         )
         return [sha for (sha,) in self._conn.execute(sql, (device, name, name_bytes, size))]
 
-    def ids_by_name(self, ingest_id: int) -> dict[str, int]:
-        sql = "SELECT original_name, id FROM segments WHERE ingest_id = ?"
-        return dict(self._conn.execute(sql, (ingest_id,)).fetchall())
-
     def first_for_object(self, sha256: str) -> int | None:
         return self._one("SELECT id FROM segments WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,))
 

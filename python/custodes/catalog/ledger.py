@@ -57,7 +57,12 @@ class Ledger(Table):
         self._conn.execute(f"UPDATE ledger SET type = {_JSON_TYPE}")
 
     def size(self) -> int:
+        """The number of entries (a walk of the whole ledger's smallest index)."""
         return int(self._one("SELECT COUNT(*) FROM ledger"))
+
+    def reaches(self, size: int) -> bool:
+        """The ledger holds an entry at index ``size - 1`` (one lookup, where :meth:`size` counts them all)."""
+        return size == 0 or self._one("SELECT 1 FROM ledger WHERE seq = ?", (size - 1,)) is not None
 
     def leaves_from(self, start: int) -> list[bytes]:
         """The leaves from index ``start`` on, in order."""

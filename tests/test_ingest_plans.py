@@ -1,0 +1,81 @@
+"""An ingest's statements read the rows of its own volume only: none walks a table that grows with the archive.
+
+Found at 10^6 segments (benches/bench_scale.py --synthetic): ingesting 1,000 files there took 1.5x the time it
+took into an empty archive, because two statements walked every segment or every object: the segment ids of
+the ingest (no index on ingest_id) and the intents dropped when it finishes (``sha256 IN (SELECT sha256 FROM
+objects)``, which SQLite answered by walking all the objects). No timing is asserted here: each statement an
+ingest runs is traced, and SQLite's own plan for it (``EXPLAIN QUERY PLAN``) must not scan a growing table,
+nor walk one to answer an ``IN``. The planner has no statistics in either case (custodes runs no ANALYZE), so
+its plans on a small archive are those it makes at 10^6.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from custodes.archive import init_archive
+from custodes.ingest import ingest
+
+#: Tables whose rows grow with the footage the archive holds (those of its people, devices and tasks grow
+#: with the agency, and are read whole by design).
+GROWING = ("segments", "objects", "ledger", "findings", "ingest_intents", "ingest_notes", "access_log", "tombstones")
+
+
+def _walks(plan: list[tuple]) -> list[str]:
+    """The steps of a plan that read a growing table whole: a SCAN of one, or an index walked for an IN."""
+    steps = [row[3] for row in plan]
+    found = []
+    for i, step in enumerate(steps):
+        scanned = re.match(r"SCAN (\w+)", step)
+        if scanned and scanned.group(1) in GROWING:
+            found.append(step)
+        elif "FOR IN-OPERATOR" in step and i > 0 and any(f" {t} " in steps[i - 1] + " " for t in GROWING):
+            found.append(f"{steps[i - 1]} / {step}")
+    return found
+
+
+def test_no_statement_of_an_ingest_walks_a_table_that_grows(
+    tmp_path: Path, dcim_volume: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = init_archive(tmp_path / "archive")
+    try:
+        ingest(archive, dcim_volume)  # rows in every table an ingest reads
+        again = tmp_path / "again"
+        shutil.copytree(dcim_volume, again)  # the same card's files (present) and a new one
+        (again / "DCIM" / "d.bin").write_bytes(b"not a recording")
+        statements: list[str] = []
+        connect = sqlite3.connect
+
+        def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+            conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+            conn.set_trace_callback(statements.append)
+            return conn
+
+        with monkeypatch.context() as m:
+            m.setattr(sqlite3, "connect", traced)
+            archive.close()
+            from custodes.archive import open_archive
+
+            archive = open_archive(tmp_path / "archive")
+            ingest(archive, again)
+            ingest(archive, dcim_volume)
+    finally:
+        archive.close()
+    reader = sqlite3.connect(tmp_path / "archive" / "catalog.sqlite")
+    walked = {}
+    for sql in dict.fromkeys(statements):
+        if not re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", sql, re.I):
+            continue
+        try:
+            plan = reader.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+        except sqlite3.Error:
+            continue  # a temporary table of the connection that ran it
+        if found := _walks(plan):
+            walked[sql[:200]] = found
+    assert len(statements) > 100
+    assert not walked, "\n".join(f"{sql}\n    {found}" for sql, found in walked.items())
