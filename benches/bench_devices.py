@@ -2,7 +2,7 @@
 """The compliance report with the device registry in use (issue 18): 10^5 segments on 2,000 devices, 20,000
 assignments (target: the report under 30 s).
 
-Fills a fresh archive as benches/bench_report.py does (its ``fill``: ingest entries replayed by custodes' own
+Fills a fresh archive as benches/bench_report.py does (``_catalog_fill.fill``: ingest entries replayed by custodes' own
 code), on 2,000 devices, then ledgers the registry the same way: 1,990 devices registered (10 left out:
 ``unregistered_device``), 20 of them lost half-way, and 10 assignments per registered device (back to back with
 short holes: ``unassigned_device``; 20,000 in all; every other one to another officer than the footage names:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_report import NS, fill  # noqa: E402
+from _catalog_fill import NS, fill  # noqa: E402
 from custodes.archive import init_archive  # noqa: E402
 from custodes.builtin.reporters import render_json  # noqa: E402
 from custodes.catalog import replay  # noqa: E402

@@ -15,21 +15,30 @@ Every run is checked: each ingest must store its whole volume (exit 1 only for t
 findings of files no driver knows), each verify must exit 0 having checked every object so far.
 Not part of CI: 10^6 segments take hours on a small machine; ``--segments 100000`` takes minutes.
 
+``--synthetic``: the catalog and ledger of ``--segments`` recordings filled in a minute or two
+(benches/_catalog_fill.py, custodes' own replay of ledger entries; no object stored), then ``--rounds`` real
+ingests of ``--per-volume`` files into it and into an archive that starts empty, taking turns; prints the median
+of each and their ratio. It measures what the catalog's size does to an ingest, not the store's.
+
     .venv/bin/python benches/bench_scale.py [--segments 1000000] [--per-volume 1000] [--dir bench-scale] [--keep]
+    .venv/bin/python benches/bench_scale.py --synthetic [--segments 1000000] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import measure, must, stored_all  # noqa: E402
+from _catalog_fill import fill  # noqa: E402
+from _measure import as_installed, measure, must, stored_all  # noqa: E402
 
 CUSTODES = [sys.executable, "-m", "custodes"]
 #: What the generic driver says of files it cannot read the time of: every file here.
@@ -80,6 +89,55 @@ def rate(volumes: list[tuple[int, float]], want: int = 1000) -> float:
     return files / seconds
 
 
+def synthetic(folder: Path, segments: int, files: int, size: int, rounds: int) -> None:
+    """Ingests of ``files`` files into an archive whose catalog holds ``segments`` recordings (filled by
+    replayed entries) and into one that starts empty, ``rounds`` each, taking turns (the machine's load falls on
+    both alike); the medians and their ratio."""
+    from custodes.archive import open_archive
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    as_installed(folder)
+    empty, full, volume = folder / "empty", folder / "full", folder / "volume"
+    for archive in (empty, full):
+        must(measure(*CUSTODES, "init", str(archive), "-q"), "init")
+    started = time.perf_counter()
+    with open_archive(full) as opened:
+        fill(opened, segments)
+    print(f"catalog of {full} filled with {segments:,} recordings in {time.perf_counter() - started:.0f} s")
+    os.sync()  # the fill's gigabyte written out now, not under the first rounds' fsyncs (they took 1.5x as long)
+    times: dict[Path, list[float]] = {empty: [], full: []}
+    rss: dict[Path, list[float]] = {empty: [], full: []}
+    made = 0
+    for r in range(rounds + 1):  # round 0 warms both (byte-code, the page cache): not counted
+        for archive in (empty, full) if r % 2 else (full, empty):
+            made += 1
+            make_volume(volume, made, files, size)  # a seed of its own: every file a new object
+            run = must(
+                measure(
+                    *CUSTODES, "ingest", str(volume), "--archive", str(archive), "--driver", "generic", "-q", "--json"
+                ),
+                f"ingest into {archive}",
+                ok=(0, 1),
+            )
+            stored_all(run, f"ingest into {archive}", files, VOLUME_FINDINGS)
+            shutil.rmtree(volume)
+            if r:
+                times[archive].append(run.seconds)
+                rss[archive].append(run.rss_mib)
+    first, last = statistics.median(times[empty]), statistics.median(times[full])
+    print(f"ingest of {files:,} files of {size} B, {rounds} rounds, medians (each round's times in brackets):")
+    print(
+        f"  into an archive of under {(rounds + 1) * files:,} segments {first:6.2f} s  "
+        f"({files / first:,.0f} files/s, peak RSS {max(rss[empty]):.0f} MiB)  {[round(t, 2) for t in times[empty]]}"
+    )
+    print(
+        f"  into one of {segments:,} segments           {last:6.2f} s  "
+        f"({files / last:,.0f} files/s, peak RSS {max(rss[full]):.0f} MiB)  {[round(t, 2) for t in times[full]]}"
+    )
+    print(f"  last / first {last / first:.2f}x (target: within 1.2x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--segments", type=int, default=1_000_000)
@@ -87,7 +145,14 @@ def main() -> None:
     ap.add_argument("--file-size", type=int, default=1024)
     ap.add_argument("--dir", type=Path, default=Path("bench-scale"))
     ap.add_argument("--keep", action="store_true", help="keep the archive (to time the report model on it again)")
+    ap.add_argument("--synthetic", action="store_true", help="fill the catalog by replayed entries, not ingests")
+    ap.add_argument("--rounds", type=int, default=5, help="--synthetic: ingests timed into each archive")
     a = ap.parse_args()
+    if a.synthetic:
+        synthetic(a.dir, a.segments, a.per_volume, a.file_size, a.rounds)
+        if not a.keep:
+            shutil.rmtree(a.dir)
+        return
     count = max(1, a.segments // a.per_volume)
     shutil.rmtree(a.dir, ignore_errors=True)
     a.dir.mkdir(parents=True)
