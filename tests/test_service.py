@@ -965,12 +965,19 @@ def test_a_request_outlasts_a_root_reader_making_the_catalogs_shared_files(cli_a
         assert done.returncode == 0, (oct(mode), done.stderr)
         assert json.loads(done.stdout)["id"]
 
-    held_by_root(0o644)
+    # Files that stay another account's: a request that writes fails, naming them and saying to give them back
+    # (never to remove them: a -wal file can hold ledger entries not yet in the catalog file).
+    held_by_root(0o600)
     out = _as("carol", "access", "request", cli_archive, "--segment", 1, "--reason", "complaint 2024-17")
     err = out.stderr.decode()
     assert out.returncode == 2 and "Traceback" not in err, err
-    assert f"{cli_archive / 'catalog.sqlite'}: SQLite cannot open it to write" in err, err
+    assert f"{cli_archive / 'catalog.sqlite'}: SQLite cannot open it" in err, err
     assert "catalog.sqlite-wal belongs to root and catalog.sqlite-shm belongs to root" in err, err
+    assert f"chown {SERVICE_ACCOUNT} catalog.sqlite-wal catalog.sqlite-shm" in err and "never remove them" in err, err
+    held_by_root(0o644)  # readable: SQLite reads through them, and the write is refused as before
+    out = _as("carol", "access", "request", cli_archive, "--segment", 1, "--reason", "complaint 2024-17")
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "cannot write the catalog: attempt to write a readonly database" in err, err
     for path in shared:
-        path.unlink()
+        os.chown(path, svc.pw_uid, svc.pw_gid)
     request(cli_archive, "carol", 1)  # the service still serves

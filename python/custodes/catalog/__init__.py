@@ -78,44 +78,80 @@ class SchemaDiffersError(CatalogError):
 #: open by the owner in between was refused ("unable to open database file"), or, when the owner's SQLite could
 #: open the ``-shm`` file for reading only, made a connection that silently could not write ("attempt to write a
 #: readonly database" at its first write): a service's request failed either way, about one in 150 with such a
-#: reader polling beside it.
-SHARED_FILES_WAIT_S = 2.0
-
-#: What SQLite says when it cannot open the ``-wal``/``-shm`` files (SQLITE_CANTOPEN), or has them for reading only
-#: where the database itself is writable (SQLITE_READONLY).
-_SHARED_FILES_REFUSED = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+#: reader polling beside it. The moment lasts two system calls; the wait is paid only where the files look so.
+SHARED_FILES_WAIT_S = 0.5
 
 
 def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection to the SQLite database ``path`` (``isolation_level=None``: explicit BEGIN/COMMIT only) in
     ``journal_mode``, set here because setting it is the first read: the one that opens the ``-wal`` and ``-shm``
-    files. When this account may write ``path``, a write-ahead log is also made to show it can be written: a
-    passive checkpoint (it waits on nobody, and has nothing to do in the usual case, a log emptied by the last
-    connection to close) is refused on ``-shm`` opened for reading only. Refused either way while ``path`` is
-    there, the open is tried again for :data:`SHARED_FILES_WAIT_S`; then CatalogError names the files another
-    account holds. A database this account may only read (a read-only disk) opens for reading, as before."""
+    files. Where this account may write ``path``, a write-ahead log is also checked to be writable: a passive
+    checkpoint (it waits on nobody, and has nothing to do in the usual case, a log emptied by the last connection
+    to close) is refused on a ``-shm`` file SQLite could open for reading only.
+
+    Refused so, or unable to open the files at all, while they look as another account's SQLite leaves them for a
+    moment (:func:`_being_handed_over`), the open is tried again for :data:`SHARED_FILES_WAIT_S`. Otherwise all is
+    as SQLite has it: a connection that can only read serves a command that only reads (a catalog or its files
+    made read-only), and an error of the environment (a folder or disk this account cannot write) goes up at once
+    to the CLI's one account of such errors. When the files stay another account's, CatalogError names them."""
     deadline = time.monotonic() + SHARED_FILES_WAIT_S
     while True:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
         try:
             mode = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()[0]
-            if mode == "wal" and os.access(path, os.W_OK):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            return conn
         except sqlite3.OperationalError as e:
             conn.close()
-            if e.sqlite_errorcode & 0xFF not in _SHARED_FILES_REFUSED or not os.path.isfile(path):
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or not os.path.isfile(path):
                 raise
-            if time.monotonic() >= deadline:
-                raise CatalogError(f"{path}: SQLite cannot open it to write ({e}){_not_ours(path)}") from None
-            time.sleep(0.01)
+            if _being_handed_over(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            if held := _not_ours(path):
+                raise CatalogError(f"{path}: SQLite cannot open it ({e}): {held}") from None
+            raise
         except BaseException:
             conn.close()
             raise
+        if mode != "wal" or not os.access(path, os.W_OK) or _writable(conn):
+            return conn
+        if not (_being_handed_over(path) and time.monotonic() < deadline):
+            return conn
+        conn.close()
+        time.sleep(0.01)
+
+
+def _writable(conn: sqlite3.Connection) -> bool:
+    """The connection's write-ahead log can be written (a passive checkpoint is not refused as read-only)."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.OperationalError as e:
+        if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_READONLY:
+            raise
+        return False
+    return True
+
+
+def _being_handed_over(path: Path) -> bool:
+    """``path``'s ``-wal`` or ``-shm`` file is there, and each that is there is another account's or this one's
+    to write: as SQLite running as another account leaves them between making them and giving them to the
+    database's owner (or just after). Files of this account that it may not write (made read-only) are no such
+    moment; nor is a folder where they cannot be made."""
+    seen = False
+    for end in ("-wal", "-shm"):
+        try:
+            owner = os.stat(f"{path}{end}").st_uid
+        except OSError:
+            continue
+        seen = True
+        if owner == os.geteuid() and not os.access(f"{path}{end}", os.W_OK):
+            return False
+    return seen
 
 
 def _not_ours(path: Path) -> str:
-    """Which of ``path``'s ``-wal`` and ``-shm`` files belong to an account other than this process's, said so."""
+    """Which of ``path``'s ``-wal`` and ``-shm`` files belong to an account other than this process's, and what
+    to do: give them back. Never remove them: a ``-wal`` holds committed transactions (ledger entries) that are
+    not yet in the database file. "" when none is another's."""
     from custodes.identity import account_name
 
     held = []
@@ -123,12 +159,14 @@ def _not_ours(path: Path) -> str:
         with contextlib.suppress(OSError):
             owner = os.stat(f"{path}{end}").st_uid
             if owner != os.geteuid():
-                held.append(f"{path.name}{end} belongs to {account_name(owner)}")
+                held.append((f"{path.name}{end}", account_name(owner)))
     if not held:
         return ""
+    me = account_name(os.geteuid())
     return (
-        f": {' and '.join(held)}, not to this account ({account_name(os.geteuid())}); give it back (chown) or "
-        "remove it while nothing has the catalog open"
+        f"{' and '.join(f'{name} belongs to {owner}' for name, owner in held)}, not to this account ({me}); give "
+        f"{'it' if len(held) == 1 else 'them'} back to {me} (chown {me} {' '.join(name for name, _ in held)}), and "
+        "never remove them: a -wal file holds ledger entries not yet in the catalog file"
     )
 
 
