@@ -260,6 +260,49 @@ def test_one_lost_older_checkpoint_file_is_found_and_the_next_checkpoint_writes_
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_a_checkpoint_lists_the_checkpoint_files_only_when_their_folder_changed(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command's checkpoint (each ingest, each act) listed ledger/checkpoints/ and read every recorded size
+    to write back lost files: 0.11 s a checkpoint at 10^5 of them, and growing. It lists them only when the
+    folder changed since the newest checkpoint's file was put in; `ledger checkpoint` always does."""
+    import time
+
+    folder = cli_archive / "ledger" / "checkpoints"
+    sizes = sorted(int(p.name) for p in folder.iterdir())
+    listed: list[str] = []
+    listdir = os.listdir
+
+    def watched(path: str | os.PathLike[str] = ".") -> list[str]:
+        listed.append(os.fspath(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", watched)
+    with open_archive(cli_archive) as archive:
+        archive.checkpoint()
+        assert str(folder) not in listed  # nothing changed there: not listed
+        time.sleep(0.05)  # past the file system's clock tick
+        (folder / str(sizes[0])).unlink()
+        archive.checkpoint()
+        assert str(folder) in listed and (folder / str(sizes[0])).is_file()  # changed: listed, written back
+        # A loss the folder's time cannot show (the newest file's own time moved past it: as a loss within the
+        # clock tick of the newest file's link would look): the next checkpoint leaves it; verify names it, and
+        # `ledger checkpoint`, which looks for every file, writes it back.
+        time.sleep(0.05)
+        (folder / str(sizes[0])).unlink()
+        newest = max(int(p) for p in listdir(folder))
+        os.chmod(folder / str(newest), 0o600)
+        listed.clear()
+        archive.checkpoint()
+        assert str(folder) not in listed and not (folder / str(sizes[0])).exists()
+    out = run_cli("ledger", "verify", cli_archive, "--json")
+    gone = [f["message"] for f in json.loads(out.stdout)["findings"] if "is gone" in f["message"]]
+    assert out.returncode == 1 and gone == [f"ledger/checkpoints/{sizes[0]} is gone {GONE_TAIL}"], out.stdout
+    out = run_cli("ledger", "checkpoint", cli_archive)
+    assert out.returncode == 0 and f"from their signed notes: {sizes[0]}" in out.stderr.decode(), out.stderr
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
 def test_any_command_whose_checkpoint_writes_a_lost_file_back_says_so(two_clip_archive: Path) -> None:
     """A hold's checkpoint (any command's) mends a deleted checkpoint file: it used to do so unseen, only
     `ledger checkpoint` said it."""

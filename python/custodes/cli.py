@@ -2124,7 +2124,7 @@ def ledger_group() -> None:
 def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
     and print the signed note, ready to hand to a witness or a supervisor."""
-    cp = archive.checkpoint()  # writes back lost checkpoint files, which archive_argument names
+    cp = archive.checkpoint(every_file=True)  # writes back lost checkpoint files, which archive_argument names
     if out.json:
         _write_json(cp.to_json())
     else:
