@@ -261,11 +261,14 @@ def test_one_lost_older_checkpoint_file_is_found_and_the_next_checkpoint_writes_
 
 
 def test_a_checkpoint_lists_the_checkpoint_files_only_when_their_folder_changed(
-    cli_archive: Path, monkeypatch: pytest.MonkeyPatch
+    cli_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every command's checkpoint (each ingest, each act) listed ledger/checkpoints/ and read every recorded size
     to write back lost files: 0.11 s a checkpoint at 10^5 of them, and growing. It lists them only when the
-    folder changed since the newest checkpoint's file was put in; `ledger checkpoint` always does."""
+    folder's ctime moved since the catalog recorded it, once the newest checkpoint's file was in; `ledger
+    checkpoint` always does. A hostile review of a first version, which compared the folder's ctime with the
+    newest file's: a chmod of that file, a backup's hard link of it or a copy put back moved the file's time and
+    hid a deletion from every later checkpoint."""
     import time
 
     folder = cli_archive / "ledger" / "checkpoints"
@@ -280,18 +283,35 @@ def test_a_checkpoint_lists_the_checkpoint_files_only_when_their_folder_changed(
     monkeypatch.setattr(os, "listdir", watched)
     with open_archive(cli_archive) as archive:
         archive.checkpoint()
-        assert str(folder) not in listed  # nothing changed there: not listed
-        time.sleep(0.05)  # past the file system's clock tick
-        (folder / str(sizes[0])).unlink()
+        newest = folder / str(max(int(p) for p in listdir(folder)))
+        os.chmod(newest, 0o600)  # the files' own times move: nothing was lost, nothing to look for
+        os.link(newest, tmp_path / "backup-link")
+        listed.clear()
         archive.checkpoint()
-        assert str(folder) in listed and (folder / str(sizes[0])).is_file()  # changed: listed, written back
-        # A loss the folder's time cannot show (the newest file's own time moved past it: as a loss within the
-        # clock tick of the newest file's link would look): the next checkpoint leaves it; verify names it, and
-        # `ledger checkpoint`, which looks for every file, writes it back.
-        time.sleep(0.05)
-        (folder / str(sizes[0])).unlink()
-        newest = max(int(p) for p in listdir(folder))
-        os.chmod(folder / str(newest), 0o600)
+        assert str(folder) not in listed
+        for hide in ("chmod", "link", "copy back"):
+            time.sleep(0.05)  # past the file system's clock tick
+            (folder / str(sizes[0])).unlink()
+            newest = folder / str(max(int(p) for p in listdir(folder)))
+            if hide == "chmod":
+                os.chmod(newest, 0o600)
+            elif hide == "link":
+                os.link(newest, tmp_path / f"link-{hide}")
+            else:
+                kept = newest.read_bytes()
+                newest.unlink()
+                newest.write_bytes(kept)
+            listed.clear()
+            archive.checkpoint()
+            assert str(folder) in listed, hide
+            assert (folder / str(sizes[0])).is_file(), hide  # written back
+    # A loss the folder's time cannot show (within the clock tick of the newest file's link: here the recorded
+    # time set to the folder's after the loss): the next checkpoint leaves it; verify names it, and `ledger
+    # checkpoint`, which looks for every file, writes it back.
+    (folder / str(sizes[0])).unlink()
+    with catalog_edit(cli_archive) as tx:
+        tx.execute("UPDATE checkpoints SET folder_ctime_ns = ?", (os.stat(folder).st_ctime_ns,))
+    with open_archive(cli_archive) as archive:
         listed.clear()
         archive.checkpoint()
         assert str(folder) not in listed and not (folder / str(sizes[0])).exists()

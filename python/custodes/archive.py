@@ -855,8 +855,17 @@ class Archive:
         temps = self.root / "tmp"
         temps.mkdir(exist_ok=True)
         write_once(folder / str(cp.size), cp.note, temps)
+        self._folder_seen(folder, cp.size)
         replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
         return cp
+
+    def _folder_seen(self, folder: Path, size: int) -> None:
+        """Record the checkpoint folder's ctime now that checkpoint ``size``'s file is in it (what the next
+        checkpoint compares, :meth:`_checkpoint_folder_unchanged`): a transaction of its own, after the file, as
+        the checkpoint's row is recorded before it (a crash between leaves the row, and the file is written back)."""
+        ctime = os.stat(folder, follow_symlinks=False).st_ctime_ns
+        with self.transaction() as catalog:
+            catalog.checkpoints.folder_seen(size, ctime)
 
     def restore_checkpoint_files(self, *, every_file: bool = False) -> list[int]:
         """Write back every checkpoint file gone from ledger/checkpoints/ (deleted, or a crash before it was
@@ -865,10 +874,10 @@ class Archive:
         of the folder and the recorded sizes, a note read only for a file that is missing.
 
         Unless ``every_file``, the listing is skipped where the folder has not changed since the newest recorded
-        checkpoint's file was put in it (the folder's ctime, which no one can set back, not after that file's):
-        one checkpoint a command, each ingest and each act, an archive gathers 10^5 of them, and listing and
-        comparing them all cost 0.11 s a checkpoint there. A file lost within the same clock tick as the newest
-        was put in is left to verify, which names every lost file, and to `custodes ledger checkpoint`."""
+        checkpoint's file was put in: its ctime (which no one can set) is the one recorded then, in the catalog. One
+        checkpoint a command, each ingest and each act, an archive gathers 10^5 of them, and listing and comparing
+        them all cost 0.11 s a checkpoint there. A file lost within the same clock tick as the newest was put in is
+        left to verify, which names every lost file, and to `custodes ledger checkpoint`."""
         folder, temps = self.root / "ledger" / "checkpoints", self.root / "tmp"
         if not every_file and self._checkpoint_folder_unchanged(folder):
             return []
@@ -895,18 +904,20 @@ class Archive:
         return restored
 
     def _checkpoint_folder_unchanged(self, folder: Path) -> bool:
-        """The newest recorded checkpoint's file is in ``folder``, and nothing was added, removed or renamed there
-        since it was linked in (the folder's ctime is not after the file's, which its link and the unlink of its
-        temporary name set)."""
-        latest = self.catalog.checkpoints.latest()
-        if latest is None:
+        """The newest recorded checkpoint's file is in ``folder``, and nothing was added, removed or renamed there,
+        nor the folder's mode changed, since it was put in: the folder's ctime is the one recorded then. Not the
+        file's own times: a chmod, a backup's hard link or a copy put back moves those, and that hid a deletion
+        from every later checkpoint (a hostile review)."""
+        latest = self.catalog.checkpoints.latest_folder_seen()
+        if latest is None or latest[1] is None:
             return False
+        size, seen = latest
         try:
-            newest = os.stat(folder / str(latest[0]), follow_symlinks=False)
+            newest = os.stat(folder / str(size), follow_symlinks=False)
             here = os.stat(folder, follow_symlinks=False)
         except OSError:
             return False
-        return stat.S_ISREG(newest.st_mode) and here.st_ctime_ns <= newest.st_ctime_ns
+        return stat.S_ISREG(newest.st_mode) and here.st_ctime_ns == seen
 
 
 #: The archive's own folders besides the store's and the spool (checked where they open): none may be a link.

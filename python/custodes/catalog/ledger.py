@@ -252,3 +252,15 @@ class Checkpoints(Table):
     def latest(self) -> tuple[int, bytes] | None:
         row = self._conn.execute("SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else (int(row[0]), blob(row[1]))
+
+    def folder_seen(self, size: int, ctime_ns: int) -> None:
+        """The checkpoint folder's ctime once the file of checkpoint ``size`` was in it (custodes.archive)."""
+        self._conn.execute("UPDATE checkpoints SET folder_ctime_ns = ? WHERE size = ?", (ctime_ns, size))
+
+    def latest_folder_seen(self) -> tuple[int, int | None] | None:
+        """(size, the checkpoint folder's ctime once its file was in it, None when not recorded) of the latest
+        checkpoint; None when there is none."""
+        row = self._conn.execute("SELECT size, folder_ctime_ns FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return int(row[0]), row[1] if isinstance(row[1], int) else None

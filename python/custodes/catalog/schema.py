@@ -195,6 +195,13 @@ MIGRATIONS: list[str] = [
         AND ingest_id IN (SELECT id FROM ingests WHERE finished_ns IS NOT NULL);
     CREATE INDEX ingest_intents_by_ingest ON ingest_intents(ingest_id);
     """,
+    # 15: the ctime of ledger/checkpoints/ right after a checkpoint's file was linked in (custodes.archive): the
+    # next checkpoint looks for lost checkpoint files only when the folder's ctime moved since. The files' own
+    # times would not do: a chmod, a backup's hard link or a copy put back moves them, and hid a deletion from
+    # every later checkpoint (a hostile review). A cache: NULL in older and rebuilt rows (then it looks).
+    """
+    ALTER TABLE checkpoints ADD COLUMN folder_ctime_ns INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
