@@ -323,6 +323,45 @@ def test_a_checkpoint_lists_the_checkpoint_files_only_when_their_folder_changed(
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_a_file_lost_while_a_checkpoint_is_signed_is_looked_for_by_the_next(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second hostile review: a file removed after a checkpoint looked (or saw it need not look) and before its
+    own file was linked in passed for seen, the folder's time then recorded with the loss in it, and no later
+    checkpoint wrote it back. Nothing is recorded then, and the next checkpoint looks. And the folder's time is
+    a cache: a catalog busy when it is recorded never turns the command's complete checkpoint into an error."""
+    import sqlite3
+
+    import custodes.archive
+    from custodes.catalog.ledger import Checkpoints
+
+    folder = cli_archive / "ledger" / "checkpoints"
+    oldest = min(int(p.name) for p in folder.iterdir())
+    write_once = custodes.archive.write_once
+
+    def lost_meanwhile(path: Path, *args: object, **kwargs: object) -> None:
+        (folder / str(oldest)).unlink(missing_ok=True)
+        write_once(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    with open_archive(cli_archive) as archive:
+        archive.checkpoint()  # the folder's time recorded: the next would not look
+        with monkeypatch.context() as m:
+            m.setattr(custodes.archive, "write_once", lost_meanwhile)
+            archive.checkpoint()
+        assert not (folder / str(oldest)).exists()
+        archive.checkpoint()
+        assert (folder / str(oldest)).is_file()  # looked, and wrote it back
+
+        def busy(*_args: object) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(Checkpoints, "folder_seen", busy)
+        cp = archive.checkpoint()  # no error; the checkpoint is whole
+        assert (folder / str(cp.size)).is_file()
+        assert (cli_archive / "ledger" / "checkpoint").read_text(encoding="utf-8") == cp.note
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
 def test_any_command_whose_checkpoint_writes_a_lost_file_back_says_so(two_clip_archive: Path) -> None:
     """A hold's checkpoint (any command's) mends a deleted checkpoint file: it used to do so unseen, only
     `ledger checkpoint` said it."""
@@ -454,8 +493,9 @@ def test_a_catalog_row_given_another_note_is_named_and_never_written_out(cli_arc
 
 
 GONE_TAIL = (
-    "(the catalog still holds its signed note): find out who removed it; the next checkpoint (an ingest, or "
-    "`custodes ledger checkpoint`) writes the missing files back from the catalog's signed notes"
+    "(the catalog still holds its signed note): find out who removed it; `custodes ledger checkpoint` writes the "
+    "missing files back from the catalog's signed notes (an ingest's or an act's checkpoint does too, when it sees "
+    "the folder changed)"
 )
 
 

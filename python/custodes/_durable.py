@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -218,13 +219,22 @@ def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 
     return tmp
 
 
-def write_once(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> None:
-    """Create ``path`` atomically (``mode``: 0600 unless said); an existing file is never replaced."""
+def write_once(
+    path: Path,
+    text: str,
+    folder: Path | None = None,
+    mode: int = 0o600,
+    before_link: Callable[[], object] | None = None,
+) -> None:
+    """Create ``path`` atomically (``mode``: 0600 unless said); an existing file is never replaced.
+    ``before_link``: called once the content is durable, just before it is linked in (not when ``path`` exists)."""
     if path.exists():
         return
     tmp = durable_temp(path, text, folder, mode)
     try:
         storage_op("write", path)
+        if before_link is not None:
+            before_link()
         os.link(tmp, path)
     except FileExistsError:
         pass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import stat
 import time
 import tomllib
@@ -839,8 +840,11 @@ class Archive:
         # missing, or someone deleted it: written back first (so it is named as such, not taken for the new one's),
         # so verify may hold every older checkpoint to its file. Not beside a catalog whose schema differs: the
         # transaction below refuses, and a refused command writes nothing.
+        folder = self.root / "ledger" / "checkpoints"
+        complete = None  # the folder's ctime when it was last known to hold every recorded checkpoint's file
         if not self.catalog.schema_differences():
             self.restore_checkpoint_files(every_file=every_file)
+            complete = _ctime(folder)
         with self.transaction() as catalog:
             chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
             acc = _accumulator(catalog, chain)
@@ -849,23 +853,31 @@ class Archive:
             # The note of the first checkpoint signed at this size stands; another signing is not recorded.
             recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
             cp = chain.parse(recorded)
-        folder = self.root / "ledger" / "checkpoints"
         # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
         # every file as a checkpoint): one left by a crash is cleaned there.
         temps = self.root / "tmp"
         temps.mkdir(exist_ok=True)
-        write_once(folder / str(cp.size), cp.note, temps)
-        self._folder_seen(folder, cp.size)
+        before_link: list[int | None] = []
+        write_once(folder / str(cp.size), cp.note, temps, before_link=lambda: before_link.append(_ctime(folder)))
+        linked = _ctime(folder)
         replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
+        # The folder as this checkpoint left it, for the next one (_checkpoint_folder_unchanged): only when nothing
+        # but its own link changed it since it was last known complete (a file removed while this one was signed
+        # and written would otherwise pass for seen). Else nothing is recorded, and the next checkpoint looks.
+        if complete is not None and linked is not None and (before_link[0] if before_link else linked) == complete:
+            self._folder_seen(cp.size, linked)
         return cp
 
-    def _folder_seen(self, folder: Path, size: int) -> None:
-        """Record the checkpoint folder's ctime now that checkpoint ``size``'s file is in it (what the next
-        checkpoint compares, :meth:`_checkpoint_folder_unchanged`): a transaction of its own, after the file, as
-        the checkpoint's row is recorded before it (a crash between leaves the row, and the file is written back)."""
-        ctime = os.stat(folder, follow_symlinks=False).st_ctime_ns
-        with self.transaction() as catalog:
-            catalog.checkpoints.folder_seen(size, ctime)
+    def _folder_seen(self, size: int, ctime: int) -> None:
+        """Record the checkpoint folder's ``ctime`` with checkpoint ``size``, whose file is in it: a transaction of
+        its own, after the file (the checkpoint's row comes before it: a crash between leaves the row, and the
+        file is written back). A cache: when the catalog is busy or cannot be written now, it is left unrecorded
+        (the next checkpoint looks), never an error of the command, whose act and checkpoint are complete."""
+        try:
+            with self.transaction() as catalog:
+                catalog.checkpoints.folder_seen(size, ctime)
+        except (sqlite3.OperationalError, CustodesError):
+            pass
 
     def restore_checkpoint_files(self, *, every_file: bool = False) -> list[int]:
         """Write back every checkpoint file gone from ledger/checkpoints/ (deleted, or a crash before it was
@@ -1127,6 +1139,14 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
     acc = merkle.Accumulator()
     acc.extend(b"".join(catalog.ledger.leaves()))
     return acc
+
+
+def _ctime(folder: Path) -> int | None:
+    """The ctime of ``folder`` itself (not followed through a link), None when it cannot be read."""
+    try:
+        return os.stat(folder, follow_symlinks=False).st_ctime_ns
+    except OSError:
+        return None
 
 
 def _owner_only(root: Path) -> None:

@@ -425,8 +425,8 @@ def _signed_checkpoints(
             VerifyFinding(
                 "checkpoint_mismatch",
                 f"ledger/checkpoints/{size} is gone (the catalog still holds its signed note): find out who removed "
-                "it; the next checkpoint (an ingest, or `custodes ledger checkpoint`) writes the missing files back "
-                "from the catalog's signed notes",
+                "it; `custodes ledger checkpoint` writes the missing files back from the catalog's signed notes (an "
+                "ingest's or an act's checkpoint does too, when it sees the folder changed)",
             )
         )
     return checkpoints
