@@ -888,8 +888,9 @@ class Archive:
         Unless ``every_file``, the listing is skipped where the folder has not changed since the newest recorded
         checkpoint's file was put in: its ctime (which no one can set) is the one recorded then, in the catalog. One
         checkpoint a command, each ingest and each act, an archive gathers 10^5 of them, and listing and comparing
-        them all cost 0.11 s a checkpoint there. A file lost within the same clock tick as the newest was put in is
-        left to verify, which names every lost file, and to `custodes ledger checkpoint`."""
+        them all cost 0.11 s a checkpoint there. A file removed at the very moment a checkpoint linked its own, or
+        where the recorded time was edited, is left to verify, which names every lost file, and to `custodes
+        ledger checkpoint`."""
         folder, temps = self.root / "ledger" / "checkpoints", self.root / "tmp"
         if not every_file and self._checkpoint_folder_unchanged(folder):
             return []
