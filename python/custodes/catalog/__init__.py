@@ -121,13 +121,14 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
 
 
 def _writable(conn: sqlite3.Connection) -> bool:
-    """The connection's write-ahead log can be written (a passive checkpoint is not refused as read-only)."""
+    """The connection's write-ahead log can be written (a passive checkpoint is not refused as read-only). Any
+    other trouble of the checkpoint (a full disk, a damaged log) is not this question's: it is the command's to
+    meet where it reads or writes, with the CLI's account of it, as before this probe (a command that only reads
+    may still succeed), so it counts as writable here."""
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    except sqlite3.OperationalError as e:
-        if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_READONLY:
-            raise
-        return False
+    except sqlite3.DatabaseError as e:
+        return (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_READONLY
     return True
 
 
