@@ -557,3 +557,24 @@ def test_only_a_staging_folder_an_export_made_is_taken_for_one(
     assert (notes / "notes.txt").read_text() == "precious"  # not the export's: left as it is
     assert (out_dir / f".bag2.partial-{dead}-{delivered}").is_symlink()
     assert not (out_dir / f".bag2.partial-{dead + 1}-{delivered}").exists()  # an empty one: removed, nothing said
+
+
+def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_archive: Path, tmp_path: Path) -> None:
+    """A hold recorded, then its checkpoint's file refused by a full disk: the disk's message said "run the command
+    again (what was not finished was not recorded)", and run again it placed a second hold (a hostile review).
+    It says the act is done, not to run it again, and how the file is written once the disk has room."""
+    from helpers import run_cli
+
+    log = tmp_path / "ops"
+    hold = ["retention", "hold", cli_archive, "--segment", "1", "--reason", "court order 12"]
+    assert run_cli_with_faults(*hold, user="alice", log=log).returncode == 0
+    (n,) = [n for op, n, path, _ in logged(log) if op == "write" and "/ledger/checkpoints/" in path]
+    out = run_cli_with_faults(*hold, user="alice", fault=f"write:{n}:ENOSPC")
+    no_traceback(out)
+    text = out.stderr.decode()
+    assert out.returncode == 2 and text.count("\n") == 1 and text.startswith("custodes: No space left on device"), text
+    assert "anything else is done (do not run it again): free space on the disk, then `custodes ledger" in text, text
+    assert len(catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")) == 2  # the two asked for
+    out = run_cli("ledger", "checkpoint", cli_archive, user="alice")
+    assert out.returncode == 0 and b"wrote back lost checkpoint files from their signed notes: " in out.stderr
+    assert run_cli("verify", cli_archive).returncode == 0

@@ -858,9 +858,12 @@ class Archive:
         temps = self.root / "tmp"
         temps.mkdir(exist_ok=True)
         before_link: list[int | None] = []
-        write_once(folder / str(cp.size), cp.note, temps, before_link=lambda: before_link.append(_ctime(folder)))
-        linked = _ctime(folder)
-        replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
+        try:
+            write_once(folder / str(cp.size), cp.note, temps, before_link=lambda: before_link.append(_ctime(folder)))
+            linked = _ctime(folder)
+            replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
+        except OSError as e:
+            raise CheckpointFileError(self.root, cp.size, e) from e
         # The folder as this checkpoint left it, for the next one (_checkpoint_folder_unchanged): only when nothing
         # but its own link changed it since it was last known complete (a file removed while this one was signed
         # and written would otherwise pass for seen). Else nothing is recorded, and the next checkpoint looks.
@@ -1140,6 +1143,23 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
     acc = merkle.Accumulator()
     acc.extend(b"".join(catalog.ledger.leaves()))
     return acc
+
+
+class CheckpointFileError(CustodesError):
+    """A checkpoint signed and recorded in the catalog, after the command's own entries, whose file could not be
+    written (a full disk, an I/O error). What the command did is recorded: said so, so that no one runs an act a
+    second time (the disk's "run the command again" placed a second hold). An ingest, a purge or an export run
+    again finishes itself; `custodes ledger checkpoint` writes the file back for any other."""
+
+    def __init__(self, root: Path, size: int, e: OSError) -> None:
+        where = os.fsdecode(e.filename) if e.filename is not None else str(root / "ledger")
+        mend = "free space on the disk" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
+        super().__init__(
+            f"{e.strerror or e} ({where}) writing the file of checkpoint {size}, which is signed and recorded with "
+            f"what this command did: an ingest, a purge or an export: {mend}, then run the command again to "
+            f"finish it; anything else is done (do not run it again): {mend}, then `custodes ledger checkpoint "
+            f"{root}` writes the file"
+        )
 
 
 def _ctime(folder: Path) -> int | None:
