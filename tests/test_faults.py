@@ -574,6 +574,7 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_arch
     text = out.stderr.decode()
     assert out.returncode == 2 and text.count("\n") == 1 and text.startswith("custodes: No space left on device"), text
     assert "anything else is done (do not run it again): free space on the disk, then `custodes ledger" in text, text
+    assert f"`custodes ledger checkpoint {cli_archive}` writes the file" in text, text  # a word a shell reads back
     assert len(catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")) == 2  # the two asked for
     out = run_cli("ledger", "checkpoint", cli_archive, user="alice")
     assert out.returncode == 0 and b"wrote back lost checkpoint files from their signed notes: " in out.stderr

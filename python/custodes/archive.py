@@ -1152,13 +1152,15 @@ class CheckpointFileError(CustodesError):
     again finishes itself; `custodes ledger checkpoint` writes the file back for any other."""
 
     def __init__(self, root: Path, size: int, e: OSError) -> None:
+        from custodes.findings import shell_word
+
         where = os.fsdecode(e.filename) if e.filename is not None else str(root / "ledger")
         mend = "free space on the disk" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
         super().__init__(
             f"{e.strerror or e} ({where}) writing the file of checkpoint {size}, which is signed and recorded with "
             f"what this command did: an ingest, a purge or an export: {mend}, then run the command again to "
             f"finish it; anything else is done (do not run it again): {mend}, then `custodes ledger checkpoint "
-            f"{root}` writes the file"
+            f"{shell_word(str(root))}` writes the file"
         )
 
 
