@@ -1155,7 +1155,13 @@ class CheckpointFileError(CustodesError):
         from custodes.findings import shell_word
 
         where = os.fsdecode(e.filename) if e.filename is not None else str(root / "ledger")
-        mend = "free space on the disk" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the disk"
+        mend = {
+            errno.ENOSPC: "free space on the disk",
+            errno.EDQUOT: "free space on the disk",
+            errno.EACCES: "give the archive's files back to its account",
+            errno.EPERM: "give the archive's files back to its account",
+            errno.EROFS: "remount the disk read-write",
+        }.get(e.errno or 0, "check the disk (dmesg, smartctl)")
         super().__init__(
             f"{e.strerror or e} ({where}) writing the file of checkpoint {size}, which is signed and recorded with "
             f"what this command did: an ingest, a purge or an export: {mend}, then run the command again to "
