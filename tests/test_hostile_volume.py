@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, catalog_rows, policy_text, run_cli, set_policy
+from helpers import FOOTAGE, catalog_edit, catalog_rows, policy_text, run_cli, set_policy
 
 GOPRO = "DCIM/100GOPRO"
 #: Ordinary recordings (real footage) and what each is a copy of.
@@ -994,3 +994,18 @@ def test_a_file_that_changes_while_it_is_copied_is_named_by_its_own_name(tmp_pat
     failed = [f["message"] for f in json.loads(r.stdout)["findings"] if f["kind"] == "ingest_failed"]
     assert failed == [f"could not copy: {vol / 'clip.mp4'}: file changed size while being read: 0 bytes when "
                       "opened, 1 bytes read, 0 bytes now"], failed  # fmt: skip
+
+
+def test_a_volume_path_edited_in_the_catalog_is_shown_in_pending_never_a_crash(tmp_path: Path) -> None:
+    """The catalog keeps an ingest's volume as text (``\\xNN`` for a byte that is not UTF-8); the command pending
+    gives turns it back into the path. A path edited by hand to hold ``\\xzz`` or ``\\x41`` (no byte custodes
+    writes so) stopped verify with a traceback (int('zz', 16)), or would have made a byte that is no name's; it
+    is kept as written."""
+    vol, arch = killed_ingest(tmp_path, "after_link:1")
+    edited = f"{vol}\\xzz\\x41"
+    with catalog_edit(arch) as conn:
+        conn.execute("UPDATE ingests SET volume = ?", (edited,))
+    out = run_cli("verify", arch, "--json")
+    assert b"Traceback" not in out.stderr, out.stderr
+    pending = [f["message"] for f in json.loads(out.stdout)["findings"] if f["kind"] == "pending"]
+    assert pending and all(f"custodes ingest {shlex.quote(edited)} --archive" in m for m in pending), pending

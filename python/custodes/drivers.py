@@ -631,9 +631,15 @@ def name_bytes(name: str) -> bytes | None:
     return None if name_text(name) == name else os.fsencode(name)
 
 
+#: The two hex digits :func:`name_text` writes after ``\\x``: a byte that is not UTF-8 on its own.
+_NOT_UTF8_BYTE = re.compile(r"[89a-f][0-9a-f]")
+
+
 def name_from_text(text: str) -> str:
     """The name (surrogate-escaped str) back from :func:`name_text` alone (a volume's path, kept as text only):
-    ``\\\\`` a backslash, ``\\xNN`` a byte that is not UTF-8, the escapes being all it adds."""
+    ``\\\\`` a backslash, ``\\xNN`` a byte that is not UTF-8 (80 to ff), the escapes being all it adds. Any other
+    ``\\x`` (a catalog edited by hand: ``\\xzz``, ``\\x41``) is kept as it is written, never a crash of the
+    command that shows it (verify's pending)."""
     if "\\" not in text:
         return text
     out, i = [], 0
@@ -641,7 +647,7 @@ def name_from_text(text: str) -> str:
         if text.startswith("\\\\", i):
             out.append("\\")
             i += 2
-        elif text.startswith("\\x", i) and len(text) >= i + 4:
+        elif text.startswith("\\x", i) and _NOT_UTF8_BYTE.fullmatch(text, i + 2, i + 4):
             out.append(chr(0xDC00 + int(text[i + 2 : i + 4], 16)))
             i += 4
         else:
