@@ -573,9 +573,22 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_arch
     no_traceback(out)
     text = out.stderr.decode()
     assert out.returncode == 2 and text.count("\n") == 1 and text.startswith("custodes: No space left on device"), text
-    assert "anything else is done (do not run it again): free space on the disk, then `custodes ledger" in text, text
-    assert f"`custodes ledger checkpoint {cli_archive}` writes the file" in text, text  # a word a shell reads back
+    assert "what this command recorded stands, so do not repeat an act; free space on the disk, then" in text, text
+    assert f"`custodes ledger checkpoint {cli_archive}` to write them" in text, text  # a word a shell reads back
     assert len(catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")) == 2  # the two asked for
     out = run_cli("ledger", "checkpoint", cli_archive, user="alice")
     assert out.returncode == 0 and b"wrote back lost checkpoint files from their signed notes: " in out.stderr
+    assert run_cli("verify", cli_archive).returncode == 0
+    # The same when what fails is writing back a lost older file, first thing at the checkpoint (a third review:
+    # that one still said "what was not finished was not recorded", and the hold was recorded).
+    folder = cli_archive / "ledger" / "checkpoints"
+    (folder / str(min(int(p.name) for p in folder.iterdir()))).unlink()
+    log = tmp_path / "ops-again"
+    out = run_cli_with_faults(*hold, user="alice", fault="write:2:ENOSPC", log=log)
+    (hit,) = [path for op, _, path, fired in logged(log) if fired]
+    text = out.stderr.decode()
+    assert "/ledger/checkpoints/" in hit and out.returncode == 2 and text.count("\n") == 1, (hit, text)
+    assert "what this command recorded stands, so do not repeat an act" in text, text
+    assert len(catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")) == 3
+    assert run_cli("ledger", "checkpoint", cli_archive, user="alice").returncode == 0
     assert run_cli("verify", cli_archive).returncode == 0

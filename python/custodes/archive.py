@@ -843,7 +843,10 @@ class Archive:
         folder = self.root / "ledger" / "checkpoints"
         complete = None  # the folder's ctime when it was last known to hold every recorded checkpoint's file
         if not self.catalog.schema_differences():
-            self.restore_checkpoint_files(every_file=every_file)
+            try:
+                self.restore_checkpoint_files(every_file=every_file)
+            except OSError as e:  # after the command's own entries, as the checkpoint's own file below
+                raise CheckpointFileError(self.root, e) from e
             complete = _ctime(folder)
         with self.transaction() as catalog:
             chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
@@ -863,7 +866,7 @@ class Archive:
             linked = _ctime(folder)
             replace_file(self.root / "ledger" / "checkpoint", cp.note, temps)
         except OSError as e:
-            raise CheckpointFileError(self.root, cp.size, e) from e
+            raise CheckpointFileError(self.root, e) from e
         # The folder as this checkpoint left it, for the next one (_checkpoint_folder_unchanged): only when nothing
         # but its own link changed it since it was last known complete (a file removed while this one was signed
         # and written would otherwise pass for seen). Else nothing is recorded, and the next checkpoint looks.
@@ -1146,13 +1149,13 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
 
 
 class CheckpointFileError(CustodesError):
-    """A checkpoint signed and recorded in the catalog, after the command's own entries, whose file could not be
-    written (a full disk, an I/O error). What the command did is recorded: said so, so that no one runs an act a
-    second time (the disk's "run the command again" placed a second hold). An ingest, a purge or an export run
-    again finishes itself; `custodes ledger checkpoint` writes the file back for any other."""
+    """A checkpoint file (the command's own, or a lost one written back first) that could not be written (a full
+    disk, an I/O error) after what the command did was recorded: said so, so that no one repeats an act (the
+    disk's "run the command again, what was not finished was not recorded" placed a second hold; a hostile
+    review). `custodes ledger checkpoint` writes the files; an ingest, a purge or an export run again finishes."""
 
-    def __init__(self, root: Path, size: int, e: OSError) -> None:
-        from custodes.findings import shell_word
+    def __init__(self, root: Path, e: OSError) -> None:
+        from custodes.findings import shell_word, shown_name
 
         where = os.fsdecode(e.filename) if e.filename is not None else str(root / "ledger")
         mend = {
@@ -1163,10 +1166,10 @@ class CheckpointFileError(CustodesError):
             errno.EROFS: "remount the disk read-write",
         }.get(e.errno or 0, "check the disk (dmesg, smartctl)")
         super().__init__(
-            f"{e.strerror or e} ({where}) writing the file of checkpoint {size}, which is signed and recorded with "
-            f"what this command did: an ingest, a purge or an export: {mend}, then run the command again to "
-            f"finish it; anything else is done (do not run it again): {mend}, then `custodes ledger checkpoint "
-            f"{shell_word(str(root))}` writes the file"
+            f"{e.strerror or e} ({shown_name(where)}) writing the ledger's checkpoint files: what this command "
+            f"recorded stands, so do not repeat an act; {mend}, then run `custodes ledger checkpoint "
+            f"{shell_word(os.path.abspath(root))}` to write them (an ingest, a purge or an export: run the command "
+            "again, which finishes it)"
         )
 
 
