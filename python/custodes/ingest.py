@@ -3,7 +3,8 @@
 Every file on the volume (recordings, sidecars, files no driver knows) is
 
 1. copied into the store's ``tmp/`` while it is hashed (one read of the source),
-2. made durable, then read back and hashed again (the copy must equal the source),
+2. made durable, then read back and hashed again (the copy must equal the source), where that copy becomes
+   the stored object (``local``; a bucket reads back what it stored instead: ``spool_is_object``),
 3. linked into the write-once store under its SHA-256 (never replacing),
 4. recorded in the catalog and the ledger,
 
@@ -417,8 +418,11 @@ def _settle(
 ) -> dict[str, _Copy | str]:
     """Make a group's copies durable together, read each back from the disk and compare, note the intents (each
     with the ``entry`` its file would be recorded by), and link the copies into the store. By volume path: the
-    linked copy, or why it failed (its temp removed)."""
+    linked copy, or why it failed (its temp removed). The copies are synced and read back only where a store
+    keeps the spool file as the object (:attr:`~custodes.storage.ObjectStore.spool_is_object`); a bucket reads
+    back what it stored, against the digests taken from the volume, which is the check that counts there."""
     outcomes: dict[str, _Copy | str] = dict(copies)
+    kept = any(s.spool_is_object for s in (archive.store, archive.replica) if s is not None)
 
     def fail(path: str, why: str) -> None:
         copies[path].temp.unlink(missing_ok=True)
@@ -428,21 +432,24 @@ def _settle(
     # the link) is that file's ingest_failed with the reason; the rest of the volume
     # goes on, and a re-run copies it again. A failed sync fails the whole group:
     # it cannot say which file's write-back failed.
-    try:
-        sync_together(archive.spool, [c.temp for c in copies.values()])
-    except OSError as e:
-        for path in copies:
-            fail(path, f"could not store the copy: {e}")
-        return outcomes
-    for path, c in copies.items():
-        crashpoint("after_fsync")
+    if kept:
         try:
-            if archive.policy.readback == "storage":  # the read-back below comes from the storage, not the cache
-                drop_cached_pages(c.temp)
-            storage_op("read", c.temp)
+            sync_together(archive.spool, [c.temp for c in copies.values()])
         except OSError as e:
-            fail(path, f"could not store the copy: {e}")
-    _read_back(archive, {p: c for p, c in copies.items() if outcomes[p] is c}, fail)
+            for path in copies:
+                fail(path, f"could not store the copy: {e}")
+            return outcomes
+        for path, c in copies.items():
+            crashpoint("after_fsync")
+            try:
+                if archive.policy.readback == "storage":  # the read-back below comes from the storage, not the cache
+                    drop_cached_pages(c.temp)
+                storage_op("read", c.temp)
+            except OSError as e:
+                fail(path, f"could not store the copy: {e}")
+        _read_back(archive, {p: c for p, c in copies.items() if outcomes[p] is c}, fail)
+    else:
+        _take_heads({p: c for p, c in copies.items() if outcomes[p] is c}, fail)
     linked = {p: c for p, c in copies.items() if outcomes[p] is c}
     if linked:
         with archive.transaction() as catalog:
@@ -500,11 +507,17 @@ def _read_back(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, 
             fail(path, "the copy read back differs from what was read from the volume (storage fault?)")
         else:
             crashpoint("after_readback")
-            try:
-                storage_op("read", c.temp)
-                c.head = head_digest(None, c.temp)
-            except OSError as e:
-                fail(path, f"could not store the copy: {e}")
+            _take_heads({path: c}, fail)
+
+
+def _take_heads(copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> None:
+    """The head digest of each copy (its first bytes), read from the spool file."""
+    for path, c in copies.items():
+        try:
+            storage_op("read", c.temp)
+            c.head = head_digest(None, c.temp)
+        except OSError as e:
+            fail(path, f"could not store the copy: {e}")
 
 
 def _record_group(

@@ -11,9 +11,10 @@ legal hold is on.
 
 The contract in one view:
 
-- :meth:`ObjectStore.put_many`: new objects from complete, durable local files (the archive's spool), each
-  with every digest the caller computed; the backend checks the bytes it stores against them (a server-side
-  checksum where it has one, a read-back where it does not) and consumes the file.
+- :meth:`ObjectStore.put_many`: new objects from complete local files (the archive's spool), each with every
+  digest the caller computed; the backend checks the bytes it stores against them (a server-side checksum
+  where it has one, a read-back where it does not) and consumes the file. The files are durable and read back
+  from the disk already where the file becomes the object (:attr:`ObjectStore.spool_is_object`).
 - :meth:`ObjectStore.put_stream`: one new object from a stream (a repair from a replica).
 - :meth:`ObjectStore.open`: a streaming read, whole or a byte range.
 - :meth:`ObjectStore.stat`: an object's size, retention and hold, or None.
@@ -214,6 +215,12 @@ class ObjectStore(Protocol):
     #: True where the storage itself enforces :meth:`lock` (S3 Object Lock); False where it is a no-op
     #: (``local``), and custodes does not spend time working out the dates.
     enforces_retention: bool
+    #: True where :meth:`put_many` makes the spool file itself the object (``local`` links it into place): ingest
+    #: then makes the spool copies durable and reads them back from the disk before handing them over, as that
+    #: file is the evidence from then on. False where the bytes are sent elsewhere and read back from there by
+    #: :meth:`put_many` itself (``s3``): the spool copy is only what is sent, a crash leaves it to be copied again,
+    #: and syncing and re-reading it would check a file that is thrown away (0.6 s a GiB, a tenth of an S3 ingest).
+    spool_is_object: bool
 
     def describe(self, digest: str | None = None) -> str:
         """Where the store is (no digest) or where one object lives, as findings and messages show it."""

@@ -72,6 +72,40 @@ def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: 
     assert found == {("modified", keys[0].rsplit("/", 1)[1]), ("missing", keys[1].rsplit("/", 1)[1])}
 
 
+def test_a_spool_copy_that_changed_before_it_was_sent_is_never_stored(
+    seaweed: Seaweed, environ: dict[str, str], raw: Any, tmp_path: Path
+) -> None:
+    """On a bucket the spool copy is not the object (``spool_is_object``): it is neither synced nor read back from
+    the disk. What checks it is the server's checksum (the SHA-256 taken from the card) and the store's read-back:
+    a copy that lost a bit after it was hashed is refused, nothing is recorded for it, and a re-run stores it."""
+    testing.make_bucket(seaweed, "spool-bit")
+    archive, card = tmp_path / "archive", tmp_path / "card"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for i in range(2):
+        make_clip(card / f"CLIP000{i}.mp4", start + timedelta(seconds=3 * i))
+    made = run_cli(
+        "init", "--storage", "s3", "--bucket", "spool-bit", "--endpoint", seaweed.endpoint, archive, env=environ
+    )
+    assert made.returncode == 0, made.stderr.decode()
+    # The first read of an archive file is the first copy's head, taken from the spool before it is sent.
+    out = run_cli("ingest", card, "--archive", archive, "--json", env={**environ, "CUSTODES_FAULT": "read:1:corrupt"})
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    report = _json(out)
+    assert len(report["stored"]) == 1 and len(report["failed"]) == 1
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert failed["path"].endswith(report["failed"][0])
+    assert "the server refused the bytes sent" in failed["message"]
+    listed = raw.list_object_versions(Bucket="spool-bit", Prefix="objects/").get("Versions", [])
+    assert len(listed) == 1  # the refused bytes left nothing in the bucket
+    verified = run_cli("verify", "--json", archive, env=environ)
+    assert verified.returncode == 0 and _json(verified)["checked"] == 1
+    again = _json(run_cli("ingest", card, "--archive", archive, "--json", env=environ))
+    assert again["stored"] == report["failed"] and again["already_present"] == report["stored"]
+    verified = run_cli("verify", "--json", archive, env=environ)
+    assert verified.returncode == 0 and _json(verified)["checked"] == 2
+    assert not list((archive / "tmp").iterdir())
+
+
 def test_init_refuses_a_bucket_without_object_lock(seaweed: Seaweed, environ: dict[str, str], tmp_path: Path) -> None:
     """Nothing is stored where the server would not keep it (what such a bucket lacks, `storage check` on the
     store names: test_s3_lock)."""

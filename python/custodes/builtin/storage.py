@@ -60,6 +60,7 @@ class LocalStore:
     backend = "local"
     remote = False
     enforces_retention = False
+    spool_is_object = True  # linked into place: ingest syncs the spool copies and reads them back first
 
     def __init__(self, root: Path, algorithm: str = "sha256") -> None:
         self.root = Path(root)

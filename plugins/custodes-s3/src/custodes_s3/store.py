@@ -462,6 +462,7 @@ class S3Store:
     backend = "s3"
     remote = True
     enforces_retention = True
+    spool_is_object = False  # sent, then read back from the bucket (_read_back): the spool copy is thrown away
     #: Keys asked for per ListObjectVersions page (S3's most); a test lowers it to cross pages with few objects.
     page_size = 1000
 
