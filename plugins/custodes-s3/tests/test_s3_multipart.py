@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -71,6 +72,17 @@ def test_a_large_file_goes_in_parts_with_memory_bounded(store: S3Store, tmp_path
     (hashed,) = store.hash_objects([item.digest], ["sha256", "md5"], None)
     assert hashed.digests == digests
     assert _uploads(raw, store.bucket) == []
+
+    # Large files go up MULTIPART_IN_FLIGHT at a time: the memory is still the parts in flight, not the files.
+    pair = [tmp_path / "left", tmp_path / "right"]
+    items = [Put(p, 120 * MiB, _write(p, 120 * MiB)) for p in pair]
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_kib()
+    assert store.put_many(items) == [True, True]
+    grown = (_peak_kib() - before) // 1024
+    bound = s3store.MULTIPART_IN_FLIGHT * s3store.PARTS_IN_FLIGHT * s3store.PART_SIZE // MiB
+    assert grown < bound < 240, f"peak RSS grew by {grown} MiB putting two files of 120 MiB at once"
+    assert [store.stat(i.digest).size for i in items] == [120 * MiB, 120 * MiB]  # type: ignore[union-attr]
 
 
 def test_multipart_bytes_that_are_not_the_object_are_removed(
@@ -162,6 +174,41 @@ def test_an_upload_interrupted_in_the_process_is_aborted_at_once(
         store.put_many([item])
     assert _uploads(raw, store.bucket) == [] and path.exists()
     assert store.stat(item.digest) is None
+
+
+def test_an_interrupt_while_large_objects_go_up_aborts_them_at_once(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the thread that called put_many while its worker threads send two large objects at once
+    (MULTIPART_IN_FLIGHT): no more parts are sent, both uploads are aborted, and the files stay for the re-run;
+    the parts still to send are not sent first (a 4 GiB object would have gone up whole before the interrupt)."""
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3store, "PARTS_IN_FLIGHT", 1)
+    items = []
+    for name in ("one", "two"):
+        path = tmp_path / name
+        items.append(Put(path, 30 * MiB, _write(path, 30 * MiB)))
+    main = threading.get_ident()
+    sent: list[int] = []
+    real = s3store._Slice.read
+
+    def read(self: Any, n: int = -1) -> bytes:
+        if self._pos == 0:
+            sent.append(self._offset)
+            if len(sent) == 3:  # both objects under way: the user presses Ctrl-C
+                signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.5)
+        return real(self, n)
+
+    monkeypatch.setattr(s3store._Slice, "read", read)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_many(items)
+    assert len(sent) <= 4  # of twelve parts: those in flight when it came, and none after
+    assert _uploads(raw, store.bucket) == []
+    assert all(store.stat(item.digest) is None and item.file.exists() for item in items)
+    monkeypatch.setattr(s3store._Slice, "read", real)
+    assert store.put_many(items) == [True, True]  # the re-run: nothing left over stops it
 
 
 _KILLED_MID_UPLOAD = """
