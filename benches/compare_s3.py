@@ -471,7 +471,7 @@ def peak(samples: list[Sample]) -> float:
 
 
 LABELS = {
-    "custodes": f"custodes ingest [{CORES} cores, 8 puts or 4 parts in flight]",
+    "custodes": f"custodes ingest [{CORES} cores, 8 puts or 2 objects x 4 parts in flight]",
     "rclone": "rclone copy [4 transfers]",
     "s5cmd": "s5cmd cp [256 workers]",
 }
