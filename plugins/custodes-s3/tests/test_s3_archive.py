@@ -76,8 +76,10 @@ def test_a_spool_copy_that_changed_before_it_was_sent_is_never_stored(
     seaweed: Seaweed, environ: dict[str, str], raw: Any, tmp_path: Path
 ) -> None:
     """On a bucket the spool copy is not the object (``spool_is_object``): it is neither synced nor read back from
-    the disk. What checks it is the server's checksum (the SHA-256 taken from the card) and the store's read-back:
-    a copy that lost a bit after it was hashed is refused, nothing is recorded for it, and a re-run stores it."""
+    the disk. What checks it is the store's read-back against the card's digests and, for a file sent whole as
+    here, the server's checksum (the card's SHA-256; a multipart object's parts carry the spool's, and its
+    read-back removes it: test_s3_multipart): a copy that lost a bit after it was hashed is refused, nothing is
+    recorded for it, and a re-run stores it."""
     testing.make_bucket(seaweed, "spool-bit")
     archive, card = tmp_path / "archive", tmp_path / "card"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

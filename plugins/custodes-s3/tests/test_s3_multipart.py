@@ -181,7 +181,9 @@ def test_an_interrupt_while_large_objects_go_up_aborts_them_at_once(
 ) -> None:
     """Ctrl-C reaches the thread that called put_many while its worker threads send two large objects at once
     (MULTIPART_IN_FLIGHT): no more parts are sent, both uploads are aborted, and the files stay for the re-run;
-    the parts still to send are not sent first (a 4 GiB object would have gone up whole before the interrupt)."""
+    the parts still to send are not sent first (a 4 GiB object would have gone up whole before the interrupt).
+    Pressed again and again while the uploads are aborted, it waits for them all the same (a hostile review: the
+    process left with its threads still sending, uploads open at the server and a traceback of its exit)."""
     monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
     monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
     monkeypatch.setattr(s3store, "PARTS_IN_FLIGHT", 1)
@@ -196,19 +198,57 @@ def test_an_interrupt_while_large_objects_go_up_aborts_them_at_once(
     def read(self: Any, n: int = -1) -> bytes:
         if self._pos == 0:
             sent.append(self._offset)
-            if len(sent) == 3:  # both objects under way: the user presses Ctrl-C
+            if len(sent) == 3:  # both objects under way: the user presses Ctrl-C, then again, and again
                 signal.pthread_kill(main, signal.SIGINT)
-                time.sleep(0.5)
+                assert store._interrupted.wait(10)
+                for _ in range(3):
+                    time.sleep(0.1)
+                    signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.3)
         return real(self, n)
 
     monkeypatch.setattr(s3store._Slice, "read", read)
     with pytest.raises(KeyboardInterrupt):
         store.put_many(items)
+    assert not [t for t in threading.enumerate() if t.name.startswith("custodes-s3-part")]  # none still sending
+    for idle in [t for t in threading.enumerate() if t.name.startswith("custodes-s3")]:
+        idle.join(5)  # the put threads, with nothing left to do, end at once
+        assert not idle.is_alive()
     assert len(sent) <= 4  # of twelve parts: those in flight when it came, and none after
     assert _uploads(raw, store.bucket) == []
     assert all(store.stat(item.digest) is None and item.file.exists() for item in items)
     monkeypatch.setattr(s3store._Slice, "read", real)
     assert store.put_many(items) == [True, True]  # the re-run: nothing left over stops it
+
+
+def test_an_interrupt_during_a_read_back_leaves_the_object_for_the_re_run(
+    store: S3Store, tmp_path: Path, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a large object is read back: the reading stops (a 3 GiB read-back ran on for 5 s), the object
+    stays as stored, unlocked and unrecorded, as after a crash there; the re-run reads it back and locks it."""
+    monkeypatch.setattr(s3store, "MULTIPART_THRESHOLD", 5 * MiB)
+    monkeypatch.setattr(s3store, "PART_SIZE", 5 * MiB)
+    path = tmp_path / "read-back"
+    item = Put(path, 20 * MiB, _write(path, 20 * MiB), retain_until_ns=time.time_ns() + 60 * 10**9)
+    main = threading.get_ident()
+    real = s3store.S3Store._get
+
+    def get(self: S3Store, key: str, version: str | None, **ranged: str) -> Any:
+        body = real(self, key, version, **ranged)
+        signal.pthread_kill(main, signal.SIGINT)  # the read-back begins: the user presses Ctrl-C
+        assert self._interrupted.wait(10)
+        return body
+
+    monkeypatch.setattr(s3store.S3Store, "_get", get)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_many([item])
+    stored = store.stat(item.digest)
+    assert stored is not None and stored.retain_until_ns is None and path.exists()  # not removed, not locked
+    monkeypatch.setattr(s3store.S3Store, "_get", real)
+    assert store.put_many([item]) == [False]  # there already: read back and locked now, the file consumed
+    locked = store.stat(item.digest)
+    assert locked is not None and locked.retain_until_ns is not None and not path.exists()
+    assert _uploads(raw, store.bucket) == []
 
 
 _KILLED_MID_UPLOAD = """

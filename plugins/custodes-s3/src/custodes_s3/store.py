@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
@@ -669,22 +669,27 @@ class S3Store:
             if not chosen:
                 continue
             pool = ThreadPoolExecutor(min(at_once, len(chosen)), thread_name_prefix=f"custodes-s3-{name}")
+            puts = [pool.submit(self._put_one, items[i]) for i in chosen]
             try:
-                for i, outcome in zip(chosen, pool.map(lambda i: self._put_one(items[i]), chosen), strict=True):
-                    outcomes[i] = outcome
+                for i, put in zip(chosen, puts, strict=True):
+                    outcomes[i] = put.result()
             except BaseException:
-                # Interrupted here (Ctrl-C) or on a thread: nothing more starts, and an upload in flight sends no
-                # more parts and is aborted (its part in flight ends first); each file stays for the re-run.
+                # Interrupted here (Ctrl-C) or on a thread: nothing more starts, an upload in flight sends no more
+                # parts and is aborted (its parts in flight end first), a read-back stops; each file stays for the
+                # re-run. Another Ctrl-C meanwhile waits for that too (seconds): the process leaving with threads
+                # still sending left their uploads open, and a traceback of the interpreter's own exit.
                 self._interrupted.set()
-                pool.shutdown(wait=True, cancel_futures=True)
+                _wait_for(puts)
+                pool.shutdown(wait=False)  # its threads have nothing left to do
                 raise
-            finally:
-                pool.shutdown(wait=True)
+            pool.shutdown(wait=True)
         return outcomes
 
     def _put_one(self, item: Put) -> bool | OSError:
         try:
             return self._put(item)
+        except _Stopped as e:
+            return S3ObjectError(f"{self._where(item)}: interrupted {e}; the re-run finishes it")
         except S3ObjectError as e:
             return e
         except (StoreError, OSError, BotoCoreError, ClientError) as e:
@@ -775,10 +780,10 @@ class S3Store:
             raise self._refused(key, item, e) from None
 
         def send(number: int, offset: int) -> dict[str, Any]:
-            if self._interrupted.is_set():
-                raise S3ObjectError(f"{self.describe(item.digest)}: interrupted: not stored")
+            self._stop_if_interrupted("before it was sent whole")
             length = min(part, item.size - offset)
             checksum = _part_sha256(fd, offset, length)
+            self._stop_if_interrupted("before it was sent whole")
             r = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=key,
@@ -845,6 +850,7 @@ class S3Store:
             # A large object read a chunk ahead of its hashing (a 256 MiB read-back took 0.8 s one step at a time).
             with _ReadAhead(got) if item.size > READ_AHEAD else got as body:
                 while chunk := body.read(CHUNK):
+                    self._stop_if_interrupted("before it was read back (stored, not locked)")
                     hasher.update(chunk)
         except (OSError, StoreError) as e:
             return f"could not be read back ({e})"
@@ -855,6 +861,13 @@ class S3Store:
         if differ:
             return f"read back with another {', '.join(differ)} than the object's"
         return None
+
+    def _stop_if_interrupted(self, when: str) -> None:
+        """Raise :class:`_Stopped` once put_many's caller was interrupted (Ctrl-C): what this thread does for a
+        large object (its parts, its read-back) stops there, and the re-run does the rest (a stored object not yet
+        read back is read back and locked then, as after a crash)."""
+        if self._interrupted.is_set():
+            raise _Stopped(when)
 
     def _get(self, key: str, version: str | None, **ranged: str) -> _Body:
         where = f"s3://{self.bucket}/{key}"
@@ -1379,6 +1392,26 @@ def _version(version: str | None) -> dict[str, str]:
 
 def _range(offset: int, length: int | None) -> str:
     return f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+
+
+class _Stopped(Exception):
+    """A put stopped because its caller was interrupted (:meth:`S3Store._stop_if_interrupted`): not an OSError or
+    a StoreError, so no handler on the way takes it for the object's own failure (a read-back that failed
+    removes the version; one that was stopped leaves it for the re-run)."""
+
+
+def _wait_for(puts: list[Future[bool | OSError]]) -> None:
+    """Wait until each of ``puts`` is done or cancelled (those not started), whatever Ctrl-C says meanwhile: on the
+    futures, not by joining the threads (a join that Ctrl-C interrupts marks its thread stopped while it runs on,
+    CPython 3.11, and the next join returned at once)."""
+    for put in puts:
+        put.cancel()
+    while True:
+        try:
+            wait(puts)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _part_sha256(fd: int, offset: int, length: int) -> str:
