@@ -16,6 +16,7 @@ import pytest
 from custodes.catalog import replay
 from helpers import (
     AS_SCHEMA_5,
+    AS_SCHEMA_15,
     PEOPLE_AND_ROOT,
     THREE_RECORDINGS,
     build_cli_archive,
@@ -83,6 +84,22 @@ def test_an_archive_migrated_from_an_older_schema_has_none(arch: Path) -> None:
     assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
 
 
+def test_an_objects_row_without_a_digest_is_brought_forward_and_reported(arch: Path) -> None:
+    """A rowid table's TEXT PRIMARY KEY lets a NULL in (only an edit writes one). Schema 16 keys the objects by their
+    digest: the row is kept as "unkeyed row N" rather than failing the step (and with it every command, `ledger
+    rebuild-catalog` too), and verify reports it and goes on (before: a traceback from comparing it with the
+    store's listing; a key of other text stopped the run at the object's path)."""
+    row = "INSERT INTO objects (sha256, size, digests, head_sha256, stored_ns) VALUES ({}, 1, '{{}}', 'x', 1)"
+    edit(arch, *AS_SCHEMA_5, row.format("NULL"), row.format("'zz'"), "PRAGMA user_version = 5")
+    for command in (("verify",), ("verify", "--older-than", "0")):
+        said = [f["message"] for f in findings(arch, *command) if f["kind"] == "ledger_mismatch"]
+        for key in ("'unkeyed row ", "'zz'"):
+            assert [m for m in said if key in m and "not a SHA-256 digest" in m], (command, key, said)
+    # The remedy runs (a schema-5 catalog's first write adopted the rows into the ledger: they are its facts now).
+    rebuilt = run_cli("ledger", "rebuild-catalog", arch, "--replace")
+    assert rebuilt.returncode == 0, rebuilt.stderr.decode()
+
+
 def test_the_intents_an_older_custodes_kept_for_ever_go_when_the_catalog_is_brought_forward(arch: Path) -> None:
     """Schema 13 kept an intent for every object ever ingested (a row each, for ever); schema 14 keeps the facts
     of each file with it, and drops an intent once its ingest finished with its object recorded. Brought forward,
@@ -90,6 +107,7 @@ def test_the_intents_an_older_custodes_kept_for_ever_go_when_the_catalog_is_brou
     nobody = "ab" * 32
     edit(
         arch,
+        *AS_SCHEMA_15,
         "ALTER TABLE checkpoints DROP COLUMN folder_ctime_ns",  # schema 15's
         "DROP INDEX ingest_intents_by_ingest",
         "DROP TABLE ingest_notes",

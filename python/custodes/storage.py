@@ -66,6 +66,7 @@ __all__ = [
     "write_hashed",
     "hash_by_streaming",
     "hash_stream",
+    "is_digest",
     "open_store",
     "own_folder",
     "valid_digest",
@@ -116,9 +117,14 @@ def own_folder(folder: Path, mode: int = 0o700, *, create: bool = True) -> None:
 def valid_digest(digest: str) -> str:
     """``digest`` if it is an object's name (64 lower-case hex digits), else StoreError: a name from outside
     never reaches a path or a key unchecked."""
-    if not isinstance(digest, str) or not _SHA256.match(digest):
+    if not is_digest(digest):
         raise StoreError(f"not a SHA-256 digest: {digest!r}")
     return digest
+
+
+def is_digest(digest: object) -> bool:
+    """Whether ``digest`` is an object's name (64 lower-case hex digits)."""
+    return isinstance(digest, str) and _SHA256.match(digest) is not None
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, u
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.schedule import Budget, Selection, resumable
-from custodes.storage import PROBLEMS, Listed, ObjectStore, StoredObject, StoreSpec, open_store
+from custodes.storage import PROBLEMS, Listed, ObjectStore, StoredObject, StoreSpec, is_digest, open_store
 from custodes.witness import check_witness
 
 __all__ = [
@@ -1410,9 +1410,27 @@ class _StoreWalk:
 
     def least_recently_verified(self, cutoff: int) -> Iterator[_Due]:
         for o in self.archive.catalog.objects.least_recently_verified(cutoff, self.within):
-            due = self._due(o) if o.sha256 not in self.reported else None
+            due = self._due(o) if o.sha256 not in self.reported and not self._unnamed(o) else None
             if due is not None:
                 yield due
+
+    def _unnamed(self, o: CatalogObject) -> bool:
+        """Whether the row's key is not an object's name (a SHA-256 digest): only an edit of the catalog writes one
+        (a NULL, other text; schema 16 keeps a NULL as "unkeyed row N"). Reported once; nothing in the store is
+        looked for under it (a path made of it would be no object's, and stopped the run with a traceback)."""
+        if is_digest(o.sha256):
+            return False
+        if o.sha256 not in self.reported:
+            self.reported.add(o.sha256)
+            self.result.checked += 1
+            self.result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch",
+                    f"the catalog's objects table holds a row named {o.sha256!r}, which is not a SHA-256 digest (the "
+                    "catalog was edited); no object is looked for under it",
+                )
+            )
+        return True
 
     def _due(self, o: CatalogObject) -> _Due | None:
         """What object ``o``'s bytes are judged by: the ledger's size and digests where the catalog's row was
@@ -1452,6 +1470,8 @@ class _StoreWalk:
         in_store = self._listing()
         current = next(in_store, None)
         for o in self._objects:
+            if self._unnamed(o):
+                continue
             sha = o.sha256
             while current is not None and current.digest < sha:  # type: ignore[operator]
                 result.findings.append(_stray(archive, self.fresh, current.digest, current.name))  # type: ignore[arg-type]
