@@ -326,22 +326,9 @@ def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
-#: Statements that make a catalog of this custodes look as one custodes left at schema 15: the objects a rowid
-#: table again (foreign keys are off in the edits that run these).
-AS_SCHEMA_15 = (
-    "CREATE TABLE objects_rowid (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL, "
-    "head_sha256 TEXT NOT NULL, stored_ns INTEGER NOT NULL, last_verified_ns INTEGER, purged_ns INTEGER)",
-    "INSERT INTO objects_rowid SELECT sha256, size, digests, head_sha256, stored_ns, last_verified_ns, purged_ns "
-    "FROM objects",
-    "DROP TABLE objects",
-    "ALTER TABLE objects_rowid RENAME TO objects",
-    "CREATE INDEX objects_by_last_verified ON objects(last_verified_ns)",
-)
-
 #: Statements that make a catalog of this custodes look as one custodes left at schema 5 (before the catalog
 #: was a view of the ledger): with ``PRAGMA user_version = 5`` after them, opening it migrates it forward.
 AS_SCHEMA_5 = (
-    *AS_SCHEMA_15,
     "ALTER TABLE checkpoints DROP COLUMN folder_ctime_ns",
     "DROP INDEX ingest_intents_by_ingest",
     "DROP TABLE ingest_notes",

@@ -168,32 +168,3 @@ def test_the_work_of_a_persons_acts_does_not_grow_with_the_archive(
         archive.close()
     assert small > 500  # counted at all
     assert large <= 1.3 * small, (small, large)
-
-
-def test_a_verify_shard_stamps_the_pages_of_its_own_objects_not_the_whole_table(tmp_path: Path) -> None:
-    """Verify hands out shards of objects in digest order and stamps each shard verified in one transaction: the
-    pages that transaction writes (WAL frames) hold those objects' rows, not the whole objects table. As a rowid
-    table in the order objects were stored, a shard's digests were spread over nearly every page: at 10^6 objects
-    about 4,000 pages (16 MiB of WAL) a shard, 4 GB for one verify; with the digest as the table's key (schema
-    16) a shard's rows lie together."""
-    archive = init_archive(tmp_path / "archive")
-    try:
-        assert len(ingest(archive, _volume(tmp_path / "CARD", 3000, False), driver="generic").stored) == 3000
-    finally:
-        archive.close()
-    catalog = tmp_path / "archive" / "catalog.sqlite"
-    raw = sqlite3.connect(catalog)
-    try:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page = raw.execute("PRAGMA page_size").fetchone()[0]
-        table = raw.execute("SELECT COUNT(*) FROM dbstat WHERE name = 'objects'").fetchone()[0]
-        shard = [d for (d,) in raw.execute("SELECT sha256 FROM objects ORDER BY sha256 LIMIT 300")]
-    finally:
-        raw.close()
-    wal = tmp_path / "archive" / "catalog.sqlite-wal"
-    with open_archive(tmp_path / "archive") as a:
-        before = wal.stat().st_size if wal.exists() else 0
-        with a.transaction() as c:
-            c.objects.stamp_verified(shard, 1)
-        frames = (wal.stat().st_size - max(before, 32)) // (24 + page)
-    assert table > 100 and frames < table / 4, f"stamping 300 of 3,000 objects wrote {frames} pages of {table}"

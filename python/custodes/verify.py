@@ -1416,7 +1416,7 @@ class _StoreWalk:
 
     def _unnamed(self, o: CatalogObject) -> bool:
         """Whether the row's key is not an object's name (a SHA-256 digest): only an edit of the catalog writes one
-        (a NULL, other text; schema 16 keeps a NULL as "unkeyed row N"). Reported once; nothing in the store is
+        (a NULL, which the rowid table's TEXT PRIMARY KEY lets in, other text). Reported once; nothing in the store is
         looked for under it (a path made of it would be no object's, and stopped the run with a traceback)."""
         if is_digest(o.sha256):
             return False

@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import sqlite3
 import tempfile
 import weakref
@@ -843,8 +842,7 @@ def _unmatched(
     "The same" is what Python's ``==`` says of the rows :func:`rows` reads: every column ``IS`` its other,
     without type affinity (the unary ``+``: the text '1' is not the integer 1) and in BINARY collation (text
     equal byte for byte). A row is looked for at its own rowid first, where nearly every row of a catalog
-    that is a view of its ledger finds its other (both were written in ledger order), then by its key (a table
-    WITHOUT ROWID, the objects, has no rowid: its key is where its rows are)."""
+    that is a view of its ledger finds its other (both were written in ledger order), then by its key."""
     keys = FACT_TABLES[table][0]
     sql = "SELECT sql FROM {}.sqlite_master WHERE type = 'table' AND name = ?"
     conn = _conn(live)
@@ -859,25 +857,19 @@ def _unmatched(
         return None
     same = " AND ".join(f"+a.{c} IS +b.{c} COLLATE BINARY" for c in columns)
     order = ", ".join(f"+a.{k}" for k in keys)
-    by_rowid = "" if _without_rowid(defined[0][0]) else "b.rowid = a.rowid AND "
 
     def query(a: str, b: str) -> str:
         by_key = " AND ".join(f"b.{k} IS a.{k}" for k in keys)
-        at_rowid = f"NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE {by_rowid}{same}) AND " if by_rowid else ""
         return (
             f"SELECT {', '.join(f'a.{c}' for c in columns)} FROM {a}.{table} AS a "  # noqa: S608
-            f"WHERE {at_rowid}NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE {by_key} AND {same}) ORDER BY {order}"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE b.rowid = a.rowid AND {same}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {b}.{table} AS b WHERE {by_key} AND {same}) ORDER BY {order}"
         )
 
     try:
         return conn.execute(query(SCRATCH, "main")), conn.execute(query("main", SCRATCH))
     except sqlite3.Error:
         return None
-
-
-def _without_rowid(sql: object) -> bool:
-    """A table made WITHOUT ROWID (its ``CREATE TABLE`` text ends so): it has no rowid to find a row by."""
-    return isinstance(sql, str) and re.search(r"\bWITHOUT\s+ROWID\s*$", sql, re.IGNORECASE) is not None
 
 
 def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:

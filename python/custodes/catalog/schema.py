@@ -202,26 +202,6 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checkpoints ADD COLUMN folder_ctime_ns INTEGER;
     """,
-    # 16: the objects kept in digest order (WITHOUT ROWID: the digest is the table's key, not an index beside it).
-    # Verify reads them in digest order and stamps a shard (a run of digests) verified at a time: as a rowid table,
-    # in the order they were stored, every shard's stamps touched nearly every page of the table (at 10^6 objects
-    # about 4,000 pages a shard, each written to the WAL: 4 GB for one verify), and the walk read each row by a
-    # seek from the digest's index. Rebuilt row for row; a row with no digest (NULL passes a rowid table's TEXT
-    # PRIMARY KEY, and only an edit of the file writes one) is kept under the key "unkeyed row <its rowid>", for
-    # verify to report as the edit it is: refused, it failed the step, and every command with it, `ledger
-    # rebuild-catalog` too. Foreign keys are off while a step runs (schema.migrate): segments refer to objects,
-    # which is dropped and made again here.
-    """
-    CREATE TABLE objects_by_digest (
-        sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, digests TEXT NOT NULL, head_sha256 TEXT NOT NULL,
-        stored_ns INTEGER NOT NULL, last_verified_ns INTEGER, purged_ns INTEGER) WITHOUT ROWID;
-    INSERT INTO objects_by_digest (sha256, size, digests, head_sha256, stored_ns, last_verified_ns, purged_ns)
-        SELECT COALESCE(sha256, 'unkeyed row ' || rowid), size, digests, head_sha256, stored_ns, last_verified_ns,
-            purged_ns FROM objects;
-    DROP TABLE objects;
-    ALTER TABLE objects_by_digest RENAME TO objects;
-    CREATE INDEX objects_by_last_verified ON objects(last_verified_ns);
-    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -245,24 +225,6 @@ def migrate(
         raise newer(version)
     if version == len(migrations):
         return
-    # A step may make a table again (a new one filled, the old dropped, the new renamed, as SQLite's ALTER TABLE
-    # cannot change a table's key): with foreign keys enforced, dropping a table others refer to would delete its
-    # rows first and be refused. Set outside any transaction (inside one SQLite ignores it), then back as it was.
-    enforced = int(conn.execute("PRAGMA foreign_keys").fetchone()[0])
-    conn.execute("PRAGMA foreign_keys=OFF")
-    try:
-        _steps(conn, migrations, transaction, failed, version)
-    finally:
-        conn.execute(f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
-
-
-def _steps(
-    conn: sqlite3.Connection,
-    migrations: Sequence[str],
-    transaction: Callable[[], AbstractContextManager[object]],
-    failed: Callable[[str], Exception],
-    version: int,
-) -> None:
     way_back = (
         f"Nothing was run. Set it back to the version it was (this custodes makes {len(migrations)}), then run "
         "`custodes verify`"
