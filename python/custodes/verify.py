@@ -1421,16 +1421,20 @@ class _StoreWalk:
         if is_digest(o.sha256):
             return False
         if o.sha256 not in self.reported:
-            self.reported.add(o.sha256)
-            self.result.checked += 1
-            self.result.findings.append(
-                VerifyFinding(
-                    "ledger_mismatch",
-                    f"the catalog's objects table holds a row named {o.sha256!r}, which is not a SHA-256 digest (the "
-                    "catalog was edited); no object is looked for under it",
-                )
+            self._edited_row(
+                o.sha256,
+                f"the catalog's objects table holds a row named {o.sha256!r}, which is not a SHA-256 digest (the "
+                "catalog was edited); no object is looked for under it",
+                is_object=False,
             )
         return True
+
+    def _edited_row(self, key: str, message: str, segment: int | None = None, is_object: bool = True) -> None:
+        """An objects row verify cannot judge the store by (the catalog was edited): reported once, counted as
+        checked, its object not re-hashed; the finding names the object where ``key`` is one."""
+        self.reported.add(key)
+        self.result.checked += 1
+        self.result.findings.append(VerifyFinding("ledger_mismatch", message, segment, key if is_object else None))
 
     def _due(self, o: CatalogObject) -> _Due | None:
         """What object ``o``'s bytes are judged by: the ledger's size and digests where the catalog's row was
@@ -1443,16 +1447,11 @@ class _StoreWalk:
         parsed = _digest_map(digests)
         if parsed is not None and type(size) is int and isinstance(head, str):
             return _Due(o.sha256, size, parsed, head, o.last_verified_ns)
-        self.reported.add(o.sha256)
-        self.result.checked += 1
-        self.result.findings.append(
-            VerifyFinding(
-                "ledger_mismatch",
-                f"the catalog's row of object {o.sha256} holds a size of {o.size!r} or digests that cannot be "
-                "checked against (the catalog was edited); its bytes were not re-hashed",
-                self.archive.catalog.segments.first_for_object(o.sha256),
-                o.sha256,
-            )
+        self._edited_row(
+            o.sha256,
+            f"the catalog's row of object {o.sha256} holds a size of {o.size!r} or digests that cannot be checked "
+            "against (the catalog was edited); its bytes were not re-hashed",
+            self.archive.catalog.segments.first_for_object(o.sha256),
         )
         return None
 

@@ -35,12 +35,18 @@ def _json(result: Any) -> Any:
     return json.loads(result.stdout)
 
 
-def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: Any, tmp_path: Path) -> None:
-    testing.make_bucket(seaweed, "station-evidence")
+def _bucket_and_card(seaweed: Seaweed, bucket: str, tmp_path: Path, clips: int) -> tuple[Path, Path]:
+    """A new Object Lock bucket, and a card of ``clips`` real recordings an hour old: (archive to be, card)."""
+    testing.make_bucket(seaweed, bucket)
     archive, card = tmp_path / "archive", tmp_path / "card"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    for i in range(3):
+    for i in range(clips):
         make_clip(card / f"CLIP000{i}.mp4", start + timedelta(seconds=3 * i))
+    return archive, card
+
+
+def test_an_archive_in_a_bucket(seaweed: Seaweed, environ: dict[str, str], raw: Any, tmp_path: Path) -> None:
+    archive, card = _bucket_and_card(seaweed, "station-evidence", tmp_path, 3)
     made = run_cli(
         "init", "--storage", "s3", "--bucket", "station-evidence", "--endpoint", seaweed.endpoint,
         "--prefix", "station1", archive, env=environ,
@@ -80,11 +86,7 @@ def test_a_spool_copy_that_changed_before_it_was_sent_is_never_stored(
     here, the server's checksum (the card's SHA-256; a multipart object's parts carry the spool's, and its
     read-back removes it: test_s3_multipart): a copy that lost a bit after it was hashed is refused, nothing is
     recorded for it, and a re-run stores it."""
-    testing.make_bucket(seaweed, "spool-bit")
-    archive, card = tmp_path / "archive", tmp_path / "card"
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    for i in range(2):
-        make_clip(card / f"CLIP000{i}.mp4", start + timedelta(seconds=3 * i))
+    archive, card = _bucket_and_card(seaweed, "spool-bit", tmp_path, 2)
     made = run_cli(
         "init", "--storage", "s3", "--bucket", "spool-bit", "--endpoint", seaweed.endpoint, archive, env=environ
     )
