@@ -174,6 +174,42 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     ]
 
 
+def test_ctrl_c_pressed_again_and_again_during_an_ingest_stops_it_once(tmp_path: Path) -> None:
+    """Six presses, 50 ms apart, while an ingest copies: one line, exit 130, no traceback (a hostile review: from
+    the third press the copies' threads were left running and the interpreter's exit printed one), nothing left
+    copying in the spool, and the re-run stores every file."""
+    card, arch = tmp_path / "card", tmp_path / "archive"
+    card.mkdir()
+    for i in range(12):
+        (card / f"CLIP{i:04d}.bin").write_bytes(os.urandom(24 * 2**20))
+    assert run_cli("init", arch).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "custodes", "ingest", card, "--archive", arch, "--driver", "generic", "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any((arch / "tmp").glob("*CLIP*")):  # the first copy is under way
+            assert proc.poll() is None and time.monotonic() < deadline, "the ingest ended before copying"
+            time.sleep(0.005)
+        for _ in range(6):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.decode().splitlines() == ["custodes: interrupted; run the command again to finish"]
+    again = run_cli("ingest", card, "--archive", arch, "--driver", "generic", "--json")
+    assert again.returncode in (0, 1), again.stderr.decode()  # (1: random bytes named .bin are no recordings)
+    report = json.loads(again.stdout)
+    assert sorted(report["stored"] + report["already_present"]) == sorted(p.name for p in card.iterdir())
+    assert run_cli("verify", arch).returncode == 0
+    assert not list((arch / "tmp").iterdir())
+
+
 # 2: a full disk, on a real small file system.
 
 

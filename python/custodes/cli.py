@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
@@ -609,6 +611,10 @@ class CustodesGroup(click.Group):
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         self.args = list(sys.argv[1:] if args is None else args)
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
+            signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, _stop_once)
         return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -628,6 +634,15 @@ class CustodesGroup(click.Group):
                 raise
             _print_stderr(line)
             ctx.exit(EXIT_USAGE)
+
+
+def _stop_once(signum: int, frame: object) -> None:
+    """Ctrl-C: the command stops (KeyboardInterrupt), and a second Ctrl-C is not heard while it does. What it
+    finishes on its way out (a copy or an upload part in flight, their temps removed, uploads aborted) is seconds;
+    cut short, it left threads still writing when the process exited, uploads open at the server and a traceback
+    of the interpreter's exit (a hostile review pressed it three to ten times during an ingest)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _is_refusal(e: BaseException) -> bool:

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from custodes import preuse, retention, timeline
 from custodes._durable import drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
+from custodes._interrupts import stop_pool
 from custodes.archive import Archive, ArchiveError, _claim_places, within
 from custodes.catalog import Catalog, replay
 from custodes.catalog.devices import DeviceIdentity, FindingRow
@@ -290,9 +291,12 @@ def _store_files(
     served = request()  # read here: the copying threads do not see the request being served
     checked = None if served is None else frozenset(served.checked)
     todo = list(files)
-    with ThreadPoolExecutor(max_workers=copies) as pool:
+    pool = ThreadPoolExecutor(max_workers=copies)
+    handed: list[Future[_Copy | str]] = []  # every copy given to the pool, for stop_pool to call off or wait for
+    try:
         group = _next_group(todo, bounds)
         copying = _start_copies(archive, pool, group, result.device, checked)
+        handed += copying.futures
         while group:
             present = copying.present
             copied, deferred = _finish_copies(copying, bounds.seconds)
@@ -301,6 +305,7 @@ def _store_files(
             # the disk syncs and reads back (a big file's group would otherwise leave one of them idle).
             following = _next_group(todo, bounds)
             copying = _start_copies(archive, pool, following, result.device, checked)
+            handed += copying.futures
             names = {f.path: f.name for f in group}
             noted = functools.partial(_intent_entry, result.device, names, segments, said, readings, started)
             stored = {p: c for p, c in copied.items() if isinstance(c, _Copy)}
@@ -326,6 +331,10 @@ def _store_files(
                 if progress is not None:
                     progress(done, total)
             group = following
+    except BaseException:  # Ctrl-C, or an error: no copy is left running behind the command
+        stop_pool(pool, handed)
+        raise
+    pool.shutdown(wait=True)
 
 
 @dataclass

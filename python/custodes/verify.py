@@ -122,7 +122,9 @@ class VerifyFinding:
             "object": self.object,
             "ledger_index": self.ledger_index,
             "table": self.table,
-            "row": None if self.row is None else list(self.row),
+            # A key an edit made a BLOB (no key custodes writes is one) is shown as SQLite writes its literal:
+            # JSON has no bytes, and one such cell stopped every --json verify with a traceback.
+            "row": None if self.row is None else [f"x'{v.hex()}'" if isinstance(v, bytes) else v for v in self.row],
         }
 
 

@@ -194,22 +194,30 @@ def test_an_interrupt_while_large_objects_go_up_aborts_them_at_once(
     main = threading.get_ident()
     sent: list[int] = []
     real = s3store._Slice.read
+    heard = threading.Semaphore(0)  # each press handled by the main thread (none left pending after the test)
 
     def read(self: Any, n: int = -1) -> bytes:
         if self._pos == 0:
             sent.append(self._offset)
             if len(sent) == 3:  # both objects under way: the user presses Ctrl-C, then again, and again
-                signal.pthread_kill(main, signal.SIGINT)
-                assert store._interrupted.wait(10)
-                for _ in range(3):
-                    time.sleep(0.1)
+                for _ in range(4):
                     signal.pthread_kill(main, signal.SIGINT)
-                time.sleep(0.3)
+                    assert heard.acquire(timeout=30)
+                    time.sleep(0.05)
+                assert store._interrupted.is_set()
         return real(self, n)
 
+    def pressed(signum: int, frame: object) -> None:
+        heard.release()
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(s3store._Slice, "read", read)
-    with pytest.raises(KeyboardInterrupt):
-        store.put_many(items)
+    default = signal.signal(signal.SIGINT, pressed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.put_many(items)
+    finally:
+        signal.signal(signal.SIGINT, default)
     assert not [t for t in threading.enumerate() if t.name.startswith("custodes-s3-part")]  # none still sending
     for idle in [t for t in threading.enumerate() if t.name.startswith("custodes-s3")]:
         idle.join(5)  # the put threads, with nothing left to do, end at once
@@ -236,12 +244,16 @@ def test_an_interrupt_during_a_read_back_leaves_the_object_for_the_re_run(
     def get(self: S3Store, key: str, version: str | None, **ranged: str) -> Any:
         body = real(self, key, version, **ranged)
         signal.pthread_kill(main, signal.SIGINT)  # the read-back begins: the user presses Ctrl-C
-        assert self._interrupted.wait(10)
+        assert self._interrupted.wait(30)
         return body
 
     monkeypatch.setattr(s3store.S3Store, "_get", get)
-    with pytest.raises(KeyboardInterrupt):
-        store.put_many([item])
+    default = signal.signal(signal.SIGINT, signal.default_int_handler)  # (as a library caller has it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.put_many([item])
+    finally:
+        signal.signal(signal.SIGINT, default)
     stored = store.stat(item.digest)
     assert stored is not None and stored.retain_until_ns is None and path.exists()  # not removed, not locked
     monkeypatch.setattr(s3store.S3Store, "_get", real)

@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
@@ -52,6 +52,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from custodes import _core
 from custodes._faults import crashpoint
+from custodes._interrupts import stop_pool
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.errors import EvidenceReadError
 from custodes.hashing import HashResult
@@ -679,8 +680,7 @@ class S3Store:
                 # re-run. Another Ctrl-C meanwhile waits for that too (seconds): the process leaving with threads
                 # still sending left their uploads open, and a traceback of the interpreter's own exit.
                 self._interrupted.set()
-                _wait_for(puts)
-                pool.shutdown(wait=False)  # its threads have nothing left to do
+                stop_pool(pool, puts)
                 raise
             pool.shutdown(wait=True)
         return outcomes
@@ -1398,20 +1398,6 @@ class _Stopped(Exception):
     """A put stopped because its caller was interrupted (:meth:`S3Store._stop_if_interrupted`): not an OSError or
     a StoreError, so no handler on the way takes it for the object's own failure (a read-back that failed
     removes the version; one that was stopped leaves it for the re-run)."""
-
-
-def _wait_for(puts: list[Future[bool | OSError]]) -> None:
-    """Wait until each of ``puts`` is done or cancelled (those not started), whatever Ctrl-C says meanwhile: on the
-    futures, not by joining the threads (a join that Ctrl-C interrupts marks its thread stopped while it runs on,
-    CPython 3.11, and the next join returned at once)."""
-    for put in puts:
-        put.cancel()
-    while True:
-        try:
-            wait(puts)
-            return
-        except KeyboardInterrupt:
-            continue
 
 
 def _part_sha256(fd: int, offset: int, length: int) -> str:
