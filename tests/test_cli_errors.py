@@ -210,6 +210,21 @@ def test_ctrl_c_pressed_again_and_again_during_an_ingest_stops_it_once(tmp_path:
     assert not list((arch / "tmp").iterdir())
 
 
+def test_the_cli_run_inside_a_program_leaves_its_ctrl_c_as_it_was() -> None:
+    """The CLI hears only the first Ctrl-C of a command (above), and only while the command runs: run inside
+    another program (click's runner here), Python's own handler is back when it returns."""
+    from click.testing import CliRunner
+
+    from custodes.cli import main
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert CliRunner().invoke(main, ["--version"]).exit_code == 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 # 2: a full disk, on a real small file system.
 
 

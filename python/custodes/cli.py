@@ -611,11 +611,18 @@ class CustodesGroup(click.Group):
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         self.args = list(sys.argv[1:] if args is None else args)
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
+        # Only over Python's own handler (a run started in the background ignores SIGINT; a caller may have its
+        # own), and put back when the command returns (the CLI run inside another program, or a test).
+        ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
             signal.default_int_handler
-        ):
+        )
+        if ours:
             signal.signal(signal.SIGINT, _stop_once)
-        return super().main(args, *rest, **kwargs)
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:
+            if ours:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
