@@ -612,7 +612,8 @@ class CustodesGroup(click.Group):
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         self.args = list(sys.argv[1:] if args is None else args)
         # Only over Python's own handler (a run started in the background ignores SIGINT; a caller may have its
-        # own), and put back when the command returns (the CLI run inside another program, or a test).
+        # own), and put back when the command returns unstopped (the CLI run inside another program, or a test);
+        # a command Ctrl-C stopped leaves SIGINT ignored, as the process it ends is leaving too.
         ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
             signal.default_int_handler
         )
@@ -621,7 +622,7 @@ class CustodesGroup(click.Group):
         try:
             return super().main(args, *rest, **kwargs)
         finally:
-            if ours:
+            if ours and signal.getsignal(signal.SIGINT) is _stop_once:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def invoke(self, ctx: click.Context) -> Any:
