@@ -207,3 +207,47 @@ def test_a_volume_no_driver_recognises_is_one_line_that_says_what_to_do(tmp_path
     assert "name one with --driver (generic takes every file of any volume)" in line
     stored = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json")
     assert stored.returncode in (0, 1) and json.loads(stored.stdout)["stored"] == ["data.bin"], stored.stderr
+
+
+def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) -> None:
+    """A backend whose store lacks a name of the storage contract (here ``spool_is_object``, which the contract
+    gained after the plugin was written) is named with what it lacks when the archive is opened; before, ingest
+    stopped on an AttributeError."""
+    site = tmp_path / "site"
+    (site / "custodes_oldvault").mkdir(parents=True)
+    (site / "custodes_oldvault" / "__init__.py").write_text(
+        textwrap.dedent("""
+        from custodes.builtin.storage import LocalStore
+        from custodes.hookspecs import hookimpl
+        from custodes.plugins import StorageBackend
+
+        class OldStore:
+            backend = "oldvault"
+
+            def __init__(self, store):
+                self._store = store
+
+            def __getattr__(self, name):
+                if name == "spool_is_object":
+                    raise AttributeError(name)
+                return getattr(self._store, name)
+
+        def opened(location, options):
+            return OldStore(LocalStore.connect(location, options))
+
+        @hookimpl
+        def custodes_storage_backends():
+            return [StorageBackend("oldvault", "a vault of last year", opened)]
+    """)
+    )
+    dist = site / "custodes_oldvault-0.9.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-oldvault\nVersion: 0.9\n")
+    (dist / "entry_points.txt").write_text("[custodes]\noldvault = custodes_oldvault\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    made = run_cli("init", "--storage", "oldvault", tmp_path / "archive", env=env)
+    assert b"Traceback" not in made.stderr and made.returncode == 2, made.stderr.decode()
+    assert made.stderr.decode().splitlines() == [
+        "custodes: storage backend 'oldvault' (plugin 'oldvault') gave a store without spool_is_object of the "
+        "storage contract (custodes.storage.ObjectStore): upgrade the plugin"
+    ]

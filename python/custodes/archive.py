@@ -396,8 +396,10 @@ def _storage_options(path: Path, table: dict[str, Any], check_backend: bool = Fa
 def _open_replica(archive: Archive, creating: bool) -> ObjectStore:
     """The store of the second copy: a local one in its own folder (made like an archive's store), any other
     backend from its options as the first copy's are."""
+    from custodes.storage import open_backend
+
     options = dict(archive.policy.replica or {})
-    backend = plugin_manager().storage_backends.get(options.pop("backend"))
+    backend = options.pop("backend")
     location = archive.root  # a bucket's store keeps only its spool in the archive's folder
     if "location" in options:
         location = Path(options.pop("location"))
@@ -410,8 +412,8 @@ def _open_replica(archive: Archive, creating: bool) -> ObjectStore:
                 f"[replica] location {location}: the second copy's folder is not there (an unmounted disk?); "
                 "mount it, or make the folder to start a new second copy (`custodes storage repair` fills it)"
             )
-    replica: ObjectStore = backend.open(
-        location, {**options, "algorithm": "sha256", "owner": f"{archive.policy.archive_id}/replica"}
+    replica = open_backend(
+        backend, location, {**options, "algorithm": "sha256", "owner": f"{archive.policy.archive_id}/replica"}
     )
     if hasattr(replica, "account"):  # a folder's store: its files are the archive's account's, not its folder's
         replica.account = _archive_account(archive.root)
@@ -709,15 +711,16 @@ class Archive:
                 self.policy = Policy.parse(self.ledgered_policy.text, policy_mod.where(self.root, self.ledgered_policy))
             _key_place(self.root, self.policy.signing_key, f"{self.root / POLICY_FILE}: [keys] signing_key")
             # The spool: copies in flight, on the archive's own disk whatever the storage (custodes.storage).
-            from custodes.storage import own_folder
+            from custodes.storage import open_backend, own_folder
 
             self.spool = self.root / "tmp"
             own_folder(self.spool)  # never a link: ingest's copies would be written outside the archive
-            backend = plugin_manager().storage_backends.get(self.policy.storage)
             # ``owner``: the store's claim on its place, so that no two archives (nor an archive's two copies)
             # ever share one (custodes.storage: a bucket prefix or a folder holds one archive's objects).
             owner = {"algorithm": "sha256", "owner": self.policy.archive_id}
-            self.store: ObjectStore = backend.open(self.root, {**self.policy.storage_options, **owner})
+            self.store: ObjectStore = open_backend(
+                self.policy.storage, self.root, {**self.policy.storage_options, **owner}
+            )
             self.replica: ObjectStore | None = None if self.policy.replica is None else _open_replica(self, _creating)
             self.verifier_key = _verifier_key(self.root / "keys" / "checkpoint.vkey")
             # Not into a catalog whose schema differs (Catalog.write refuses it): the archive still opens, so

@@ -67,6 +67,7 @@ __all__ = [
     "hash_by_streaming",
     "hash_stream",
     "is_digest",
+    "open_backend",
     "open_store",
     "own_folder",
     "valid_digest",
@@ -312,11 +313,23 @@ class ObjectStore(Protocol):
 
 def open_store(spec: StoreSpec) -> ObjectStore:
     """The store ``spec`` names, opened through its backend's plugin."""
+    return open_backend(spec.backend, Path(spec.location), dict(spec.options))
+
+
+def open_backend(name: str, location: Path, options: Mapping[str, str]) -> ObjectStore:
+    """The store backend ``name`` opens at ``location`` with ``options``: the one way a store is opened. StoreError
+    when what the backend gave lacks a name of the contract (:class:`ObjectStore`): a plugin written to an older
+    contract (one without ``spool_is_object``) failed ingest with an AttributeError, not a word of what it lacks."""
     from custodes.plugins import plugin_manager
 
-    backend = plugin_manager().storage_backends.get(spec.backend)
-    store: ObjectStore = backend.open(Path(spec.location), dict(spec.options))
-    return store
+    store = plugin_manager().storage_backends.get(name).open(location, options)
+    missing = [n for n in _CONTRACT if not hasattr(store, n)]
+    if missing:
+        raise StoreError(
+            f"storage backend {name!r} (plugin {plugin_manager().storage_backends.provider(name)!r}) gave a store "
+            f"without {', '.join(missing)} of the storage contract (custodes.storage.ObjectStore): upgrade the plugin"
+        )
+    return store  # type: ignore[no-any-return]
 
 
 def write_hashed(
@@ -386,3 +399,7 @@ def hash_stream(where: str, opened: Callable[[], IO[bytes]], algorithms: Sequenc
     except OSError as e:
         return HashResult(where, None, error=EvidenceReadError(e.errno, f"reading {where}: {e}", where))
     return HashResult(where, size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)})
+
+
+#: The names every store has (:class:`ObjectStore`'s attributes and methods), checked by :func:`open_backend`.
+_CONTRACT = (*ObjectStore.__annotations__, *(n for n in vars(ObjectStore) if not n.startswith("_")))
