@@ -225,6 +225,20 @@ def test_the_cli_run_inside_a_program_leaves_its_ctrl_c_as_it_was() -> None:
         signal.signal(signal.SIGINT, before)
 
 
+def test_a_command_done_leaves_with_ctrl_c_ignored() -> None:
+    """Run as `custodes`, a command whose work is done leaves with SIGINT ignored: Python puts SIG_DFL back for its
+    own handler as it shuts down, and a press then killed a finished verify or ingest (exit 130, not a word; a
+    hostile review)."""
+    leaving = (
+        "import signal, sys\n"
+        "sys.argv = ['custodes', '--version']\n"
+        "from custodes.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", leaving], capture_output=True, check=True)
+    assert out.stdout.decode().splitlines()[-1] == "True", out.stdout
+
+
 # 2: a full disk, on a real small file system.
 
 

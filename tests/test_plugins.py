@@ -217,22 +217,33 @@ def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) 
     (site / "custodes_oldvault").mkdir(parents=True)
     (site / "custodes_oldvault" / "__init__.py").write_text(
         textwrap.dedent("""
+        import os
+
         from custodes.builtin.storage import LocalStore
         from custodes.hookspecs import hookimpl
         from custodes.plugins import StorageBackend
 
+        VARIANT = os.environ.get("OLDVAULT", "old")
+
         class OldStore:
             backend = "oldvault"
+            put_many = None if VARIANT == "uncallable" else LocalStore.put_many
 
             def __init__(self, store):
                 self._store = store
 
             def __getattr__(self, name):
+                if VARIANT == "broken":
+                    raise RuntimeError("the vault's driver is broken")
                 if name == "spool_is_object":
                     raise AttributeError(name)
                 return getattr(self._store, name)
 
         def opened(location, options):
+            if VARIANT == "offline":
+                raise ConnectionRefusedError(111, "Connection refused")
+            if VARIANT == "none":
+                return None
             return OldStore(LocalStore.connect(location, options))
 
         @hookimpl
@@ -251,3 +262,15 @@ def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) 
         "custodes: storage backend 'oldvault' (plugin 'oldvault') gave a store without spool_is_object of the "
         "storage contract (custodes.storage.ObjectStore): upgrade the plugin"
     ]
+    # What else a plugin can do wrong, at init and when an archive made by it is opened (a second review: tracebacks).
+    said = {
+        "offline": "could not open the store at {}: ConnectionRefusedError: [Errno 111] Connection refused",
+        "none": "gave no store: upgrade or remove the plugin",
+        "uncallable": "gave a store without spool_is_object, put_many (not callable) of the storage contract",
+        "broken": "could not open the store at {}: RuntimeError: the vault's driver is broken",
+    }
+    for variant, words in said.items():
+        failed = run_cli("init", "--storage", "oldvault", tmp_path / variant, env={**env, "OLDVAULT": variant})
+        assert b"Traceback" not in failed.stderr and failed.returncode == 2, (variant, failed.stderr.decode())
+        (line,) = failed.stderr.decode().splitlines()
+        assert words.format(tmp_path / variant) in line, (variant, line)

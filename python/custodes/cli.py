@@ -612,8 +612,10 @@ class CustodesGroup(click.Group):
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         self.args = list(sys.argv[1:] if args is None else args)
         # Only over Python's own handler (a run started in the background ignores SIGINT; a caller may have its
-        # own), and put back when the command returns unstopped (the CLI run inside another program, or a test);
-        # a command Ctrl-C stopped leaves SIGINT ignored, as the process it ends is leaving too.
+        # own). When the command is over: the process run as `custodes` leaves with SIGINT ignored (Python puts
+        # SIG_DFL back for a handler of its own as it shuts down, and a press then killed a command that had done
+        # its work, exit 130 and not a word: a hostile review); the CLI run inside another program (``args``
+        # given: a test's runner) gets Python's handler back, unless Ctrl-C stopped the command.
         ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
             signal.default_int_handler
         )
@@ -622,7 +624,9 @@ class CustodesGroup(click.Group):
         try:
             return super().main(args, *rest, **kwargs)
         finally:
-            if ours and signal.getsignal(signal.SIGINT) is _stop_once:
+            if ours and args is None:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            elif ours and signal.getsignal(signal.SIGINT) is _stop_once:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -646,7 +650,8 @@ class CustodesGroup(click.Group):
 
 def _stop_once(signum: int, frame: object) -> None:
     """Ctrl-C: the command stops (KeyboardInterrupt), and a second Ctrl-C is not heard while it does. What it
-    finishes on its way out (a copy or an upload part in flight, their temps removed, uploads aborted) is seconds;
+    finishes on its way out (a copy or an upload part in flight, uploads aborted; temps left for the re-run's sweep)
+    is seconds;
     cut short, it left threads still writing when the process exited, uploads open at the server and a traceback
     of the interpreter's exit (a hostile review pressed it three to ten times during an ingest)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

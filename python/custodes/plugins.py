@@ -276,6 +276,10 @@ class PluginManager:
                 records[record.name] = (plugin, record)
         return _Registry(kind.rstrip("s") if kind != "storage" else "storage backend", records)
 
+    def is_builtin(self, plugin: str) -> bool:
+        """Whether ``plugin`` (a name :meth:`_Registry.provider` gives) is one of custodes' own."""
+        return plugin in self._builtin
+
     @property
     def driver_problems(self) -> list[PluginProblem]:
         """The problems that may have cost a driver: a plugin that failed to load (it may have provided

@@ -318,18 +318,39 @@ def open_store(spec: StoreSpec) -> ObjectStore:
 
 def open_backend(name: str, location: Path, options: Mapping[str, str]) -> ObjectStore:
     """The store backend ``name`` opens at ``location`` with ``options``: the one way a store is opened. StoreError
-    when what the backend gave lacks a name of the contract (:class:`ObjectStore`): a plugin written to an older
-    contract (one without ``spool_is_object``) failed ingest with an AttributeError, not a word of what it lacks."""
+    when the backend's plugin fails to open one (anything but custodes' own errors, which say what they say), or
+    gives one lacking a name of the contract (:class:`ObjectStore`) or a method it cannot call: a plugin written to
+    an older contract (one without ``spool_is_object``) failed ingest with an AttributeError, and a plugin's own
+    exception was a traceback."""
     from custodes.plugins import plugin_manager
 
-    store = plugin_manager().storage_backends.get(name).open(location, options)
-    missing = [n for n in _CONTRACT if not hasattr(store, n)]
-    if missing:
+    manager = plugin_manager()
+    backend, provider = manager.storage_backends.get(name), manager.storage_backends.provider(name)
+    plugin = f"storage backend {name!r} (plugin {provider!r})"
+    try:
+        store = backend.open(location, options)
+        if store is None:
+            raise StoreError(f"{plugin} gave no store: upgrade or remove the plugin")
+        gaps = [n for n in _CONTRACT_DATA if not hasattr(store, n)]
+        gaps += [
+            f"{n} (not callable)" if hasattr(store, n) else n for n in _CONTRACT_METHODS if not _callable(store, n)
+        ]
+    except CustodesError:
+        raise
+    except Exception as e:  # a plugin's own failure, named as its, never a traceback of the command
+        if isinstance(e, OSError) and manager.is_builtin(provider):
+            raise  # custodes' own backend: the command says what the disk said (cli.environment_error)
+        raise StoreError(f"{plugin} could not open the store at {location}: {type(e).__name__}: {e}") from e
+    if gaps:
         raise StoreError(
-            f"storage backend {name!r} (plugin {plugin_manager().storage_backends.provider(name)!r}) gave a store "
-            f"without {', '.join(missing)} of the storage contract (custodes.storage.ObjectStore): upgrade the plugin"
+            f"{plugin} gave a store without {', '.join(gaps)} of the storage contract (custodes.storage.ObjectStore): "
+            "upgrade the plugin"
         )
     return store  # type: ignore[no-any-return]
+
+
+def _callable(store: object, name: str) -> bool:
+    return callable(getattr(store, name, None))
 
 
 def write_hashed(
@@ -401,5 +422,6 @@ def hash_stream(where: str, opened: Callable[[], IO[bytes]], algorithms: Sequenc
     return HashResult(where, size, {a: d.hex() for a, d in zip(algorithms, raw, strict=True)})
 
 
-#: The names every store has (:class:`ObjectStore`'s attributes and methods), checked by :func:`open_backend`.
-_CONTRACT = (*ObjectStore.__annotations__, *(n for n in vars(ObjectStore) if not n.startswith("_")))
+#: The names every store has (:class:`ObjectStore`'s attributes, and its methods), checked by :func:`open_backend`.
+_CONTRACT_DATA = tuple(ObjectStore.__annotations__)
+_CONTRACT_METHODS = tuple(n for n in vars(ObjectStore) if not n.startswith("_") and n not in _CONTRACT_DATA)
