@@ -123,13 +123,26 @@ def test_installed_plugins_are_listed_by_the_cli() -> None:
     assert names["reporters"]["provides"] == {"reporters": ["csv", "json"]}
 
 
+def _installed(site: Path, name: str, version: str, module: str) -> None:
+    """A package ``custodes_<name>`` in ``site`` as pip installs one: the module, and a dist-info whose entry
+    point registers it with custodes."""
+    (site / f"custodes_{name}").mkdir(parents=True)
+    (site / f"custodes_{name}" / "__init__.py").write_text(textwrap.dedent(module))
+    dist = site / f"custodes_{name}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: custodes-{name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[custodes]\n{name} = custodes_{name}\n")
+
+
 def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
     """A vendor package installed the ordinary way: a module plus dist-info with an entry point.
     custodes is not changed; only the import path knows about it."""
     site = tmp_path / "site"
-    (site / "custodes_fakevendor").mkdir(parents=True)
-    (site / "custodes_fakevendor" / "__init__.py").write_text(
-        textwrap.dedent("""
+    _installed(
+        site,
+        "fakevendor",
+        "1.2.3",
+        """
         from custodes.builtin.generic import GenericDriver
         from custodes.hookspecs import hookimpl
         from custodes.plugins import DeviceDriver
@@ -147,12 +160,8 @@ def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
         @hookimpl
         def custodes_device_drivers():
             return [DeviceDriver("fakecam", "a tiny fake vendor", FakeCam)]
-    """)
+    """,
     )
-    dist = site / "custodes_fakevendor-1.2.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-fakevendor\nVersion: 1.2.3\n")
-    (dist / "entry_points.txt").write_text("[custodes]\nfakevendor = custodes_fakevendor\n")
     vol = tmp_path / "card"
     make_clip(vol / "CLIP0001.mp4", T0)
     (vol / "FAKECAM.TXT").write_text("FAKE-42\n")
@@ -214,9 +223,11 @@ def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) 
     gained after the plugin was written) is named with what it lacks when the archive is opened; before, ingest
     stopped on an AttributeError."""
     site = tmp_path / "site"
-    (site / "custodes_oldvault").mkdir(parents=True)
-    (site / "custodes_oldvault" / "__init__.py").write_text(
-        textwrap.dedent("""
+    _installed(
+        site,
+        "oldvault",
+        "0.9",
+        """
         import os
 
         from custodes.builtin.storage import LocalStore
@@ -249,12 +260,8 @@ def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) 
         @hookimpl
         def custodes_storage_backends():
             return [StorageBackend("oldvault", "a vault of last year", opened)]
-    """)
+    """,
     )
-    dist = site / "custodes_oldvault-0.9.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-oldvault\nVersion: 0.9\n")
-    (dist / "entry_points.txt").write_text("[custodes]\noldvault = custodes_oldvault\n")
     env = {"PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
     made = run_cli("init", "--storage", "oldvault", tmp_path / "archive", env=env)
     assert b"Traceback" not in made.stderr and made.returncode == 2, made.stderr.decode()
