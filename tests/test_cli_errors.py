@@ -145,6 +145,35 @@ def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) ->
     assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
 
 
+def test_an_ingest_into_an_archive_whose_tmp_cannot_take_a_file_is_refused_before_it_records(
+    tmp_path: Path,
+) -> None:
+    # A hostile review: the ingest recorded a failed copy for each file, then stopped at the checkpoint with a
+    # message about the checkpoint files alone (`ingest --json` printed no JSON; verify then said "pending").
+    arch = build_cli_archive(tmp_path / "archive", people=PEOPLE_AND_ROOT)
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    shutil.copy(THREE_RECORDINGS[0], vol / THREE_RECORDINGS[0].name)
+    entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+    (arch / "tmp").chmod(0o555)
+    try:
+        out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json", obey_permissions=True)
+    finally:
+        (arch / "tmp").chmod(0o700)
+    one_line_error(
+        out,
+        rf"Permission denied \({re.escape(str(arch))}/tmp\): ingest copies every file through the archive's tmp/ "
+        r"folder, and it cannot take a new file; nothing was recorded\. Give the folder back",
+    )
+    assert out.stdout == b""
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
+    assert list((arch / "tmp").iterdir()) == []  # no probe left behind
+    # Given back, the same ingest stores the file and the archive verifies clean.
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(1,)]
+    assert run_cli("verify", arch).returncode == 0
+
+
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     # `hash --check -` blocks reading standard input: a real place for a user to press Ctrl-C.
     proc = subprocess.Popen(

@@ -744,6 +744,25 @@ class Archive:
             if isinstance(spool, Path) and spool != self.spool:
                 sweep_dead_temps(spool)
 
+    def check_spool(self, command: str) -> None:
+        """ArchiveError unless the archive's tmp/ takes a new file, asked before ``command`` records anything: it
+        copies every file through tmp/ and writes the ledger's checkpoint files from it. Without this, an ingest
+        into an archive whose tmp/ could not be written (its owner or mode changed, an immutable flag) recorded
+        one failed copy per file, then stopped at the checkpoint with a message that named neither the spool nor
+        the copies (a hostile review)."""
+        from custodes.findings import shown_name
+
+        probe = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-probe"  # a dead run's is swept (<pid>-...)
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            probe.unlink()
+        except OSError as e:
+            raise ArchiveError(
+                f"{e.strerror or e} ({shown_name(str(self.spool))}): {command} copies every file through the "
+                "archive's tmp/ folder, and it cannot take a new file; nothing was recorded. Give the folder back "
+                "to the archive's account (its owner and mode; no immutable flag, `lsattr -d`), then run it again"
+            ) from None
+
     def __enter__(self) -> Archive:
         return self
 
