@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, catalog_edit, catalog_rows, policy_text, run_cli, set_policy
+from helpers import (
+    FOOTAGE,
+    build_cli_archive,
+    catalog_edit,
+    catalog_rows,
+    policy_text,
+    run_cli,
+    run_cli_with_faults,
+    set_policy,
+)
 
 GOPRO = "DCIM/100GOPRO"
 #: Ordinary recordings (real footage) and what each is a copy of.
@@ -706,6 +715,28 @@ def test_a_card_wiped_whole_is_recovered_by_the_command_pending_names(tmp_path: 
     assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")
     report = json.loads(out.stdout)
     assert sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert run_cli("verify", arch).returncode == 0
+
+
+def test_a_killed_generic_ingest_is_named_by_one_command(tmp_path: Path) -> None:
+    """Run with ``--driver generic`` on a folder whose name is the device, the command for a card wiped whole is
+    the command as it was run: `pending` said it twice, "re-run `X` (a card wiped whole since, identity file
+    too: `X`)". It says it once, and that command finishes the ingest."""
+    arch = build_cli_archive(tmp_path / "archive", people=None)
+    vol = tmp_path / "CAM1"
+    vol.mkdir()
+    shutil.copy(ORDINARY[f"{GOPRO}/sample.mp4"], vol / "sample.mp4")
+    killed = run_cli_with_faults(
+        "ingest", vol, "--archive", arch, "--driver", "generic", crashpoint="before_checkpoint"
+    )
+    assert killed.returncode == -9, killed.stderr
+    pending = [f for f in json.loads(run_cli("verify", arch, "--json").stdout)["findings"] if f["kind"] == "pending"]
+    command = f"custodes ingest {vol} --archive {arch} --driver generic"
+    assert pending and all(f"re-run `{command}`" in f["message"] for f in pending), pending
+    assert all(f["message"].count(command) == 1 and "wiped whole" not in f["message"] for f in pending), pending
+    custodes = f'custodes() {{ {shlex.quote(sys.executable)} -m custodes "$@"; }}'
+    out = subprocess.run(["bash", "-c", f"{custodes}; {command}"], capture_output=True, timeout=300)
+    assert out.returncode in (0, 1), out.stderr.decode(errors="replace")
     assert run_cli("verify", arch).returncode == 0
 
 

@@ -305,12 +305,14 @@ def _ingest_command(archive: Archive, ingest: int, volume: str | None, device: s
     def given(keep: Callable[[str], bool]) -> str:
         return "".join(f" -o {shell_word(f'{k}={v}')}" for k, v in options.items() if keep(k))
 
-    command = f"re-run `{base}{f' --driver {shell_word(driver)}' if driver else ''}{given(lambda k: True)}`"
+    as_run = f"{base}{f' --driver {shell_word(driver)}' if driver else ''}{given(lambda k: True)}"
+    command = f"re-run `{as_run}`"
     if device is not None and path is not None:
         folder_named = device == name_text(os.path.basename(path))  # generic's device when none is given
         pin = "" if folder_named else f" -o {shell_word(f'device_id={device}')}"
-        wiped = given(lambda k: k in COMMON_OPTIONS and k != "device_id")
-        command += f" (a card wiped whole since, identity file too: `{base} --driver generic{pin}{wiped}`)"
+        wiped = f"{base} --driver generic{pin}{given(lambda k: k in COMMON_OPTIONS and k != 'device_id')}"
+        if wiped != as_run:  # (a run with the generic driver and the folder's name is already that command)
+            command += f" (a card wiped whole since, identity file too: `{wiped}`)"
     return command
 
 
