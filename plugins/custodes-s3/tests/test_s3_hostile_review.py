@@ -120,6 +120,33 @@ def test_a_bucket_without_object_lock_is_refused_at_init_naming_it(
     assert not arch.exists() and _keys(raw, name) == []  # nothing kept, nothing written to the bucket
 
 
+def test_an_init_refused_on_a_bucket_whose_default_retention_keeps_its_mark_says_why_once(
+    seaweed: Seaweed, credentials: None, raw: Any, tmp_path: Path
+) -> None:
+    """A bucket with a GOVERNANCE default retention, on which this identity cannot set COMPLIANCE: the init
+    is refused, and its owner key, locked the moment it was written, cannot be deleted. The refusal said the
+    failed delete twice ("X; and X") and not why the init was refused. It says why, then that the mark stays."""
+    name = f"default-{os.urandom(4).hex()}"
+    testing.make_bucket(seaweed, name)
+    raw.put_object_lock_configuration(
+        Bucket=name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
+    )
+    arch = tmp_path / "archive"
+    made = _init(seaweed, arch, name, "--prefix", "station1")
+    error = made.stderr.decode()
+    assert made.returncode == 2 and "Traceback" not in error and len(error.splitlines()) == 1, error
+    said = error.split("; and ")
+    assert len(said) == 2, error
+    assert "the bucket cannot keep evidence locked: a COMPLIANCE retention could not be set" in said[0], error
+    assert f"s3://{name}/station1/ stays claimed by archive" in said[1], error
+    assert error.count("could not be deleted") == 1, error
+    assert not arch.exists()
+
+
 def test_a_bucket_that_lost_its_lock_is_refused_before_the_first_put(
     seaweed: Seaweed, credentials: None, raw: Any, bucket: str, tmp_path: Path
 ) -> None:

@@ -587,7 +587,13 @@ class S3Store:
             if self._claim_version is not None:  # the prefix's first claim (init): may this identity lock at all?
                 why = cannot_lock(self, try_retention=True)
                 if why is not None:
-                    self.release()
+                    try:
+                        self.release()
+                    except StoreError as e:
+                        # Said once, with why the init was refused: the mark stays, and a second release (the
+                        # init's own undoing) would only repeat this (a hostile review: "X; and X", the why lost).
+                        self._claim_version = None
+                        raise StoreError(f"{_refusal(self, why)}; and {e}") from None
                     self._refuse_unless(why)
             self._claim_checked = True
 
@@ -629,12 +635,7 @@ class S3Store:
 
     def _refuse_unless(self, why: str | None) -> None:
         if why is not None:
-            raise StoreError(
-                f"{self.describe()}: the bucket cannot keep evidence locked: {why}. custodes stores evidence only "
-                "where the server itself refuses its deletion (S3 Object Lock: a bucket made with "
-                "--object-lock-enabled-for-bucket, and an identity allowed s3:PutObjectRetention and "
-                "s3:PutObjectLegalHold); see `custodes storage check` for every guarantee"
-            )
+            raise StoreError(_refusal(self, why))
 
     def release(self) -> None:
         """The owner key's version this store wrote, deleted (a failed init's; see
@@ -1383,6 +1384,16 @@ def _stored(digest: str, head: Mapping[str, Any]) -> StoredObject:
         head["ContentLength"],
         _ns(head.get("ObjectLockRetainUntilDate")),
         head.get("ObjectLockLegalHoldStatus") == "ON",
+    )
+
+
+def _refusal(store: S3Store, why: str) -> str:
+    """What the backend says refusing a bucket that cannot keep evidence locked, and ``why``."""
+    return (
+        f"{store.describe()}: the bucket cannot keep evidence locked: {why}. custodes stores evidence only where "
+        "the server itself refuses its deletion (S3 Object Lock: a bucket made with --object-lock-enabled-for-bucket, "
+        "and an identity allowed s3:PutObjectRetention and s3:PutObjectLegalHold); see `custodes storage check` "
+        "for every guarantee"
     )
 
 
