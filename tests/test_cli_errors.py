@@ -8,6 +8,7 @@ should not be (evidence is never modified or lost).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -162,8 +163,8 @@ def test_an_ingest_into_an_archive_whose_tmp_cannot_take_a_file_is_refused_befor
         (arch / "tmp").chmod(0o700)
     one_line_error(
         out,
-        rf"Permission denied \({re.escape(str(arch))}/tmp\): ingest copies every file through the archive's tmp/ "
-        r"folder, and it cannot take a new file; nothing was recorded\. Give the folder back",
+        rf"Permission denied: the archive's tmp/ folder cannot take a new file \({re.escape(str(arch))}/tmp\): "
+        r"nothing was recorded\. Give it back to the archive's account",
     )
     assert out.stdout == b""
     assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
@@ -172,6 +173,62 @@ def test_an_ingest_into_an_archive_whose_tmp_cannot_take_a_file_is_refused_befor
     assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode in (0, 1)
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(1,)]
     assert run_cli("verify", arch).returncode == 0
+
+
+def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
+    """One of the places an act needs after it is recorded, made unusable (undone when ``stack`` closes)."""
+    if place == "tmp read-only":
+        (arch / "tmp").chmod(0o555)
+        stack.callback((arch / "tmp").chmod, 0o700)
+    elif place == "checkpoints read-only":
+        (arch / "ledger" / "checkpoints").chmod(0o555)
+        stack.callback((arch / "ledger" / "checkpoints").chmod, 0o700)
+    elif place == "tmp on another disk":
+        stack.enter_context(small_tmpfs(arch / "tmp", "1m"))
+    elif place == "key unreadable":
+        key = arch / "private" / "checkpoint.key"
+        key.chmod(0o000)
+        stack.callback(key.chmod, 0o400)
+    elif place == "private not a folder":
+        (arch / "private").rename(arch.parent / "private-kept")
+        (arch / "private").write_text("")
+        stack.callback(lambda: ((arch / "private").unlink(), (arch.parent / "private-kept").rename(arch / "private")))
+
+
+@pytest.mark.parametrize(
+    ("place", "said"),
+    [
+        ("tmp read-only", r"Permission denied: the archive's tmp/ folder cannot take a new file \(.*/tmp\)"),
+        (
+            "checkpoints read-only",
+            r"the ledger's checkpoint files cannot be written into this folder \(.*/checkpoints\)",
+        ),
+        ("tmp on another disk", r"renamed here from tmp/, on another filesystem \(.*/ledger\)"),
+        ("key unreadable", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
+        ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
+    ],
+)
+def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recorded(
+    two_clip_archive: Path, place: str, said: str
+) -> None:
+    """A hostile review: a hold (so an access request, a policy change) was recorded, then the command failed at
+    its checkpoint: unsigned entries `ledger verify` refused until a later act signed them, the new id never
+    shown (no --json output), and a traceback where private/ was a file. Now the act is refused before it is
+    recorded, one line naming the place, and done once the place is given back."""
+    arch = two_clip_archive
+    entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+    hold = ("retention", "hold", arch, "--segment", "1", "--reason", "litigation", "--json")
+    with contextlib.ExitStack() as stack:
+        _broken_place(arch, place, stack)
+        out = run_cli(*hold, obey_permissions=True)
+    one_line_error(out, said + r".*[:;] nothing was recorded")
+    assert out.stdout == b""
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM holds") == [(0,)]
+    assert run_cli("ledger", "verify", arch).returncode == 0
+    done = run_cli(*hold)
+    assert done.returncode == 0 and json.loads(done.stdout)["hold"] == 1, done.stderr
+    assert run_cli("ledger", "verify", arch).returncode == 0
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:

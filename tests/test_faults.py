@@ -27,13 +27,14 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import bagit
 import pytest
 
-from custodes.archive import init_archive, open_archive
+from custodes.archive import Archive, init_archive, open_archive
 from custodes.verify import verify
 from helpers import (
     FOOTAGE,
@@ -592,3 +593,26 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_arch
     assert len(catalog_rows(cli_archive, "SELECT id FROM holds WHERE segment_id = 1")) == 3
     assert run_cli("ledger", "checkpoint", cli_archive, user="alice").returncode == 0
     assert run_cli("verify", cli_archive).returncode == 0
+
+
+def test_a_checkpoint_the_catalog_refuses_to_sign_says_the_act_stands(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's own transaction refused by SQLite after the act was recorded (a full disk: a hostile
+    review's hold on a nearly full tmpfs): the disk's "run the command again (what was not finished was not
+    recorded)" made a second hold. It says the act stands, and how it is signed once the disk has room."""
+    from custodes.archive import CheckpointFileError
+    from custodes.catalog.ledger import Checkpoints
+
+    def full(*_: object) -> str:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Checkpoints, "add", full)
+    with pytest.raises(CheckpointFileError) as refused:
+        archive.checkpoint()
+    said = str(refused.value)
+    assert said.startswith(f"database or disk is full ({archive.root / 'catalog.sqlite'}) signing the ledger's"), said
+    assert "what this command recorded stands, so do not repeat an act; free space on the disk, then run" in said
+    assert f"`custodes ledger checkpoint {archive.root}` to sign and write them" in said, said
+    monkeypatch.undo()
+    assert archive.checkpoint().size == archive.catalog.ledger.size()

@@ -674,6 +674,7 @@ class Archive:
         from custodes import policy as policy_mod
 
         self.root = Path(root)
+        self._creating = _creating  # (init's own archive, still being made: ready_to_record is not asked)
         #: The checkpoint files written back while this archive was open (restore_checkpoint_files: any checkpoint
         #: does it, so any command may): the CLI names them when the command ends.
         self.checkpoint_files_restored: list[int] = []
@@ -744,24 +745,48 @@ class Archive:
             if isinstance(spool, Path) and spool != self.spool:
                 sweep_dead_temps(spool)
 
-    def check_spool(self, command: str) -> None:
-        """ArchiveError unless the archive's tmp/ takes a new file, asked before ``command`` records anything: it
-        copies every file through tmp/ and writes the ledger's checkpoint files from it. Without this, an ingest
-        into an archive whose tmp/ could not be written (its owner or mode changed, an immutable flag) recorded
-        one failed copy per file, then stopped at the checkpoint with a message that named neither the spool nor
-        the copies (a hostile review)."""
+    def ready_to_record(self) -> None:
+        """ArchiveError unless what every act needs after it is recorded is there, asked before each write
+        transaction (:meth:`transaction`): tmp/ takes a new file (ingest's copies, and every temp of the
+        checkpoint files and the policy file go through it); ledger/ and ledger/checkpoints/ can take the files
+        renamed there from tmp/ (writable, and on tmp/'s filesystem: a rename cannot cross one); the signing key
+        in force can be read. A hostile review found each of these missing only once the act was recorded: a
+        hold, an access request or a policy entry recorded unsigned, the command then failing with empty
+        ``--json`` output (so the new id was never shown) and `ledger verify` failing until a later act signed
+        it; an ingest recording one failed copy per file; a traceback for a file where private/ should be.
+        Checked here, nothing is recorded and the one line says what to put right. About 0.1 ms."""
+        from custodes import keys
         from custodes.findings import shown_name
+
+        def refuse(where: Path, why: str) -> ArchiveError:
+            return ArchiveError(
+                f"{why} ({shown_name(str(where))}): nothing was recorded. Give it back to the archive's account (its "
+                "owner and mode; no immutable flag, `lsattr -d`; on the archive's own disk, not a mount of its own), "
+                "then run the command again"
+            )
 
         probe = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-probe"  # a dead run's is swept (<pid>-...)
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
             probe.unlink()
         except OSError as e:
-            raise ArchiveError(
-                f"{e.strerror or e} ({shown_name(str(self.spool))}): {command} copies every file through the "
-                "archive's tmp/ folder, and it cannot take a new file; nothing was recorded. Give the folder back "
-                "to the archive's account (its owner and mode; no immutable flag, `lsattr -d`), then run it again"
-            ) from None
+            raise refuse(self.spool, f"{e.strerror or e}: the archive's tmp/ folder cannot take a new file") from None
+        spool_device = os.stat(self.spool).st_dev
+        for folder in (self.root / "ledger", self.root / "ledger" / "checkpoints"):
+            # Not written to: a probe in checkpoints/ would change the folder's ctime, which tells the next
+            # checkpoint that no file went missing (_checkpoint_folder_unchanged).
+            try:
+                st = os.stat(folder)
+            except OSError as e:
+                raise refuse(folder, f"{e.strerror or e}: the ledger's folder cannot be read") from None
+            if not os.access(folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+                raise refuse(folder, "the ledger's checkpoint files cannot be written into this folder")
+            if st.st_dev != spool_device:
+                raise refuse(folder, "the ledger's checkpoint files are renamed here from tmp/, on another filesystem")
+        try:
+            keys.signing_key(self, keys.archive_chain(self).current)
+        except ArchiveError as e:  # (names the key file and what is wrong with it)
+            raise ArchiveError(f"{e}; nothing was recorded") from None
 
     def __enter__(self) -> Archive:
         return self
@@ -771,7 +796,10 @@ class Archive:
 
     def transaction(self) -> AbstractContextManager[Catalog]:
         """One write transaction: catalog rows and their ledger entries commit together or not at all. Refused
-        (catalog.SchemaDiffersError) on a catalog whose schema is not the one custodes makes: Catalog.write."""
+        (catalog.SchemaDiffersError) on a catalog whose schema is not the one custodes makes: Catalog.write; and
+        (ArchiveError) when what the act needs after it is recorded is not there: :meth:`ready_to_record`."""
+        if not self._creating:
+            self.ready_to_record()
         return self.catalog.write()
 
     # --- the query API (custodes.query: the filters, how findings are chosen, paging) ----------------------
@@ -870,14 +898,18 @@ class Archive:
             except OSError as e:  # after the command's own entries, as the checkpoint's own file below
                 raise CheckpointFileError(self.root, e) from e
             complete = _ctime(folder)
-        with self.transaction() as catalog:
-            chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
-            acc = _accumulator(catalog, chain)
-            key = keys.signing_key(self, chain.key_for(acc.size))
-            cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
-            # The note of the first checkpoint signed at this size stands; another signing is not recorded.
-            recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
-            cp = chain.parse(recorded)
+        try:
+            with self.transaction() as catalog:
+                chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
+                acc = _accumulator(catalog, chain)
+                key = keys.signing_key(self, chain.key_for(acc.size))
+                cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
+                # The note of the first checkpoint signed at this size stands; another signing is not recorded.
+                recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
+                cp = chain.parse(recorded)
+        except (sqlite3.OperationalError, OSError) as e:
+            # After the command's act: a full disk here is no "run it again" (a hostile review: a second hold).
+            raise CheckpointFileError(self.root, e, "signing the ledger's checkpoint") from e
         # Temps go to tmp/, never into ledger/checkpoints/ (where verify reads
         # every file as a checkpoint): one left by a crash is cleaned there.
         temps = self.root / "tmp"
@@ -1045,6 +1077,11 @@ def _signing_key(path: Path) -> Any:
             f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
             "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)"
         ) from None
+    except OSError as e:  # unreadable (its mode, private/ not a folder): said, never a traceback
+        raise ArchiveError(
+            f"{path}: the signing key cannot be read ({e.strerror or e}); without it no new checkpoint can be "
+            "signed: give it back to the archive's account (private/ a folder, the key readable by it alone)"
+        ) from None
     except (ValueError, TypeError, UnsupportedAlgorithm, ledger_mod.LedgerError):
         raise ArchiveError(
             f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); name the key custodes "
@@ -1176,22 +1213,29 @@ class CheckpointFileError(CustodesError):
     disk's "run the command again, what was not finished was not recorded" placed a second hold; a hostile
     review). `custodes ledger checkpoint` writes the files; an ingest, a purge or an export run again finishes."""
 
-    def __init__(self, root: Path, e: OSError) -> None:
+    def __init__(
+        self, root: Path, e: OSError | sqlite3.OperationalError, step: str = "writing the ledger's checkpoint files"
+    ) -> None:
         from custodes.findings import shell_word, shown_name
 
-        where = os.fsdecode(e.filename) if e.filename is not None else str(root / "ledger")
+        if isinstance(e, OSError):
+            why, where, code = e.strerror or str(e), e.filename, e.errno or 0
+        else:  # the catalog's own transaction (SQLite names no errno: its message says what happened)
+            why, where = str(e), root / CATALOG_FILE
+            code = errno.ENOSPC if "full" in why else errno.EROFS if "readonly" in why else 0
         mend = {
             errno.ENOSPC: "free space on the disk",
             errno.EDQUOT: "free space on the disk",
             errno.EACCES: "give the archive's files back to its account",
             errno.EPERM: "give the archive's files back to its account",
             errno.EROFS: "remount the disk read-write",
-        }.get(e.errno or 0, "check the disk (dmesg, smartctl)")
+        }.get(code, "check the disk (dmesg, smartctl)")
+        shown = shown_name(os.fsdecode(where) if where is not None else str(root / "ledger"))
         super().__init__(
-            f"{e.strerror or e} ({shown_name(where)}) writing the ledger's checkpoint files: what this command "
-            f"recorded stands, so do not repeat an act; {mend}, then run `custodes ledger checkpoint "
-            f"{shell_word(os.path.abspath(root))}` to write them (an ingest, a purge or an export: run the command "
-            "again, which finishes it)"
+            f"{why} ({shown}) {step}: what this command recorded stands, so do not repeat an act; {mend}, then run "
+            f"`custodes ledger checkpoint {shell_word(os.path.abspath(root))}` to "
+            f"{'sign and ' if step.startswith('signing') else ''}write them (an ingest, a purge or an export: run "
+            "the command again, which finishes it)"
         )
 
 

@@ -183,7 +183,6 @@ def ingest(
         files, _, skipped = scan_volume(volume)
     started = time.time_ns() if now is None else now
     archive.sweep_spools()
-    archive.check_spool("ingest")
     # The copies' places are this archive's and can keep what is stored (a bucket that cannot lock is refused):
     # a volume refused here records nothing, never half its files stored and the rest failed.
     _claim_places(archive)
