@@ -567,10 +567,12 @@ def test_a_name_that_is_not_utf8_never_takes_the_text_of_another_name(tmp_path: 
     assert run_cli("verify", arch).returncode == 0
 
 
-def killed_after_linking(tmp_path: Path, *init: str, card: str = "GOPRO-CARD") -> tuple[Path, Path, str, str]:
-    """A card's ingest killed after linking its files, none recorded; one file then gone from the card. The
-    card (its folder named ``card``), the archive (made with ``init``'s options), the gone file's name and its
-    digest."""
+def killed_after_linking(
+    tmp_path: Path, *init: str, card: str = "GOPRO-CARD", wipe: bool = True
+) -> tuple[Path, Path, str, str]:
+    """A card's ingest killed after linking its files, none recorded; one file then gone from the card (unless
+    not ``wipe``: left there). The card (its folder named ``card``), the archive (made with ``init``'s
+    options), that file's name and its digest."""
     vol = gopro_card(tmp_path, hostile=False).rename(tmp_path / card)
     arch = tmp_path / "archive"
     assert run_cli("init", arch, *init).returncode == 0
@@ -589,8 +591,36 @@ def killed_after_linking(tmp_path: Path, *init: str, card: str = "GOPRO-CARD") -
     by_digest = {d: n for n, d in regular_files(vol).items()}
     assert {by_digest[d] for d in linked} == set(ORDINARY)
     gone = min(linked)
-    (vol / by_digest[gone]).unlink()  # one file is gone from the card before the re-run
+    if wipe:
+        (vol / by_digest[gone]).unlink()  # one file is gone from the card before the re-run
     return vol, arch, by_digest[gone], gone
+
+
+def test_a_file_a_killed_ingest_stored_whose_copy_fails_on_the_re_run_is_recovered_once(tmp_path: Path) -> None:
+    """Killed after storing a file, not recording it; the re-run's own copy of it, still on the card, refused by
+    a full disk (a hostile review, on a tmpfs): the re-run recorded it from the store for the killed ingest and
+    also called it failed, then drew it twice on the volume's time line: an `overlap` error ("starts 12 s
+    before it ends: clock jump or forgery") of the file with itself, and a second late_ingest. Recovered, it is
+    recorded once, not failed, and overlaps nothing."""
+    vol, arch, name, sha = killed_after_linking(tmp_path, wipe=False)
+    counted = tmp_path / "counted"
+    subprocess.run(["cp", "-a", str(arch), str(counted)], check=True)
+    log = tmp_path / "ops"
+    run_cli_with_faults("ingest", vol, "--archive", counted, "--json", log=log)
+    (n,) = [
+        int(n)
+        for op, n, path in (line.split("\t")[:3] for line in log.read_text().splitlines())
+        if op == "write" and "/tmp/" in path and path.rstrip("'").endswith(os.path.basename(name))
+    ][:1]
+    out = run_cli_with_faults("ingest", vol, "--archive", arch, "--json", fault=f"write:{n}:ENOSPC")
+    assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")
+    report = json.loads(out.stdout)
+    assert report["recovered"] == [name] and report["failed"] == [], report
+    about = [f["kind"] for f in report["findings"] if f["path"] == str(vol / name)]
+    assert "ingest_failed" not in about and about.count("late_ingest") <= 1, about
+    assert not [f for f in report["findings"] if f["kind"] == "overlap"], report["findings"]
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM segments WHERE sha256 = ?", (sha,)) == [(1,)]
+    assert run_cli("verify", arch).returncode == 0
 
 
 SEGMENT_FACTS = "SELECT original_name, sha256, kind, start_ns, end_ns, device_id FROM segments ORDER BY original_name"

@@ -603,9 +603,18 @@ def _recover(
 
     def take(sha: str, note: dict[str, Any]) -> None:
         name = _noted_name(note["facts"])
+        path = os.path.join(volume, name)
         result.recovered.append(name)
-        result.findings += [Finding(**f) for f in note["findings"]]
-        recovered.append((_noted_segment(note["facts"], os.path.join(volume, name)), note["started"]))
+        if name in on_volume and name in result.failed:
+            # Still on the card, and this run could not store it (its copy failed: a full disk), so it is
+            # recorded from the killed ingest's sound object instead: not this run's failure, and this run's
+            # reading of it (its findings, its place on the time line) already stands. A hostile review: it was
+            # called failed too, and drawn twice, an `overlap` of the file with itself.
+            result.failed.remove(name)
+            result.findings = [f for f in result.findings if not (f.kind == "ingest_failed" and f.path == path)]
+        else:
+            result.findings += [Finding(**f) for f in note["findings"]]
+            recovered.append((_noted_segment(note["facts"], path), note["started"]))
         done[name] = sha
 
     for sha, recorded in finished:
