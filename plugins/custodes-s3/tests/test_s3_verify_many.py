@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,3 +135,39 @@ def test_a_large_object_is_hashed_whole_while_read_ahead(
     assert body.read() == data[:1024]
     body.close()
     assert not body._thread.is_alive()
+
+
+def test_large_objects_are_read_ahead_a_few_at_a_time_among_many_readers(
+    store: S3Store, spool: Callable[..., Put], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hash_objects runs READERS GETs at once (small objects mostly wait on the server), but holds at most
+    LARGE_READERS large objects' read-ahead chunks: memory stays that of LARGE_READERS, whatever READERS is."""
+    monkeypatch.setattr(store_module, "READ_AHEAD", 1024)
+    monkeypatch.setattr(store, "_large_reads", threading.BoundedSemaphore(2))
+    reading, most = [0], [0]
+    lock = threading.Lock()
+
+    class Counted(store_module._ReadAhead):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: Any) -> None:
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            super().__init__(*args)
+
+        def read(self, n: int = -1) -> bytes:
+            time.sleep(0.002)  # slow enough that the six would overlap if nothing held them back
+            return super().read(n)
+
+        def close(self) -> None:
+            with lock:
+                reading[0] -= 1
+            super().close()
+
+    monkeypatch.setattr(store_module, "_ReadAhead", Counted)
+    items = [spool(os.urandom(64 * 1024 + k)) for k in range(6)]
+    assert store.put_many(items) == [True] * 6
+    most[0] = 0  # (the puts' read-backs read ahead too, on threads of their own)
+    hashed = store.hash_objects([i.digest for i in items], ["sha256"], 6)
+    assert [(h.size, h.digests["sha256"]) for h in hashed] == [(i.size, i.digest) for i in items]
+    assert most[0] == 2, most  # two at once, never more
+    assert all(store._large_reads.acquire(blocking=False) for _ in range(2))  # every slot given back
