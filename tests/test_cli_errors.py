@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -229,6 +230,23 @@ def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recor
     done = run_cli(*hold)
     assert done.returncode == 0 and json.loads(done.stdout)["hold"] == 1, done.stderr
     assert run_cli("ledger", "verify", arch).returncode == 0
+
+
+def test_a_store_folder_that_cannot_be_written_is_named_by_its_whole_path(tmp_path: Path) -> None:
+    """objects/sha256 not writable: the file's ingest_failed finding said "Permission denied: 'b2'" (a hostile
+    review), the folder's last name alone. It names the folder."""
+    arch = build_cli_archive(tmp_path / "archive", people=None)
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    shutil.copy(THREE_RECORDINGS[0], vol / "clip.mp4")
+    sha = hashlib.sha256((vol / "clip.mp4").read_bytes()).hexdigest()
+    (arch / "objects" / "sha256").chmod(0o555)
+    try:
+        out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json", obey_permissions=True)
+    finally:
+        (arch / "objects" / "sha256").chmod(0o700)
+    (failed,) = [f for f in json.loads(out.stdout)["findings"] if f["kind"] == "ingest_failed"]
+    assert f"Permission denied: '{arch}/objects/sha256/{sha[:2]}'" in failed["message"], failed
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:

@@ -668,14 +668,16 @@ def _open_folder(name: str, parent: int, create: bool, shown: str) -> int:
     """The folder ``name`` in the folder open as ``parent`` (made 0700 first with ``create``), opened without
     following a link: a digest folder that is a link or a file is refused (StoreError naming it), never written
     through."""
-    if create:
-        with suppress(FileExistsError):
-            os.mkdir(name, 0o700, dir_fd=parent)
     try:
+        if create:
+            with suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=parent)
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError as e:
         if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-            raise
+            # Named by its whole path: relative to ``parent``, the error said "Permission denied: '6a'" (a
+            # hostile review), which names no folder anyone can find.
+            raise OSError(e.errno, e.strerror, shown) from None
         raise StoreError(
             f"{shown_name(shown)} is a symbolic link or not a folder: nothing is written through it (verify names "
             "it; put the folder back from a backup)"
