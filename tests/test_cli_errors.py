@@ -190,6 +190,12 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         key = arch / "private" / "checkpoint.key"
         key.chmod(0o000)
         stack.callback(key.chmod, 0o400)
+    elif place in ("checkpoint immutable", "ledger append-only", "tmp append-only"):
+        flagged = {"checkpoint": arch / "ledger" / "checkpoint", "ledger": arch / "ledger", "tmp": arch / "tmp"}
+        where, flag = flagged[place.split()[0]], "+i" if "immutable" in place else "+a"
+        if subprocess.run(["chattr", flag, str(where)], capture_output=True).returncode != 0:
+            pytest.skip(f"chattr {flag} is not supported here")
+        stack.callback(subprocess.run, ["chattr", "-i", "-a", str(where)], check=True)
     elif place == "private not a folder":
         (arch / "private").rename(arch.parent / "private-kept")
         (arch / "private").write_text("")
@@ -207,6 +213,12 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         ("tmp on another disk", r"renamed here from tmp/, on another filesystem \(.*/ledger\)"),
         ("key unreadable", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
         ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
+        (
+            "checkpoint immutable",
+            r"immutable \(chattr\): custodes cannot replace or remove a file there \(.*/ledger/checkpoint\)",
+        ),
+        ("ledger append-only", r"append-only \(chattr\): custodes cannot replace or remove a file there \(.*/ledger\)"),
+        ("tmp append-only", r"append-only \(chattr\): custodes cannot replace or remove a file there \(.*/tmp\)"),
     ],
 )
 def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recorded(
@@ -227,6 +239,7 @@ def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recor
     assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
     assert catalog_rows(arch, "SELECT COUNT(*) FROM holds") == [(0,)]
     assert run_cli("ledger", "verify", arch).returncode == 0
+    assert [p.name for p in (arch / "tmp").iterdir() if p.name.endswith("-probe")] == []  # (an append-only tmp/)
     done = run_cli(*hold)
     assert done.returncode == 0 and json.loads(done.stdout)["hold"] == 1, done.stderr
     assert run_cli("ledger", "verify", arch).returncode == 0

@@ -616,3 +616,48 @@ def test_a_checkpoint_the_catalog_refuses_to_sign_says_the_act_stands(
     assert f"`custodes ledger checkpoint {archive.root}` to sign and write them" in said, said
     monkeypatch.undo()
     assert archive.checkpoint().size == archive.catalog.ledger.size()
+
+
+def test_a_refusal_whose_checkpoint_file_cannot_be_written_is_said_as_a_refusal_first(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """A refused act is recorded (a ledger entry) and checkpointed like any other. When that checkpoint's file
+    could not be written, the command said only "what this command recorded stands, so do not repeat an act",
+    exit 2 (a second hostile review): the operator took the refused hold for placed. The refusal comes first,
+    exit 1, and then that its record is not signed yet and how to sign it."""
+    hold = ["retention", "hold", cli_archive, "--segment", "1", "--reason", "court order 12"]
+    log = tmp_path / "ops"
+    refused = run_cli_with_faults(*hold, log=log)  # root: no role in this archive's policy
+    no_traceback(refused)
+    assert refused.returncode == 1, refused.stderr
+    said = refused.stderr.decode().strip()
+    (n,) = [n for op, n, path, _ in logged(log) if op == "write" and "/ledger/checkpoints/" in path]
+    out = run_cli_with_faults(*hold, fault=f"write:{n}:ENOSPC")
+    no_traceback(out)
+    text = out.stderr.decode()
+    assert out.returncode == 1 and text.count("\n") == 1, text
+    assert text.startswith(said + " (this refusal is recorded; its checkpoint is not: No space left on device"), text
+    assert "what this command recorded stands, so do not repeat an act" in text, text
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
+    # ledger verify's finding names the same way out (it said only "else restore catalog.sqlite from a backup").
+    found = json.loads(run_cli_with_faults("ledger", "verify", cli_archive, "--json").stdout)["findings"]
+    (mismatch,) = [f for f in found if f["kind"] == "checkpoint_mismatch"]
+    assert f"`custodes ledger checkpoint {cli_archive}` writes its file out" in mismatch["message"], mismatch
+    assert run_cli_with_faults("ledger", "checkpoint", cli_archive).returncode == 0
+    assert run_cli_with_faults("verify", cli_archive).returncode == 0
+
+
+def test_a_checkpoint_file_whose_rename_is_refused_names_the_file_it_replaces(tmp_path: Path) -> None:
+    """A rename names the temp first and the name it replaces second: the message named tmp/NNNN-checkpoint,
+    sending the operator to tmp/, when ledger/checkpoint was the one refusing (a second hostile review)."""
+    from custodes.archive import CheckpointFileError
+
+    refused = OSError(
+        errno.EPERM,
+        "Operation not permitted",
+        str(tmp_path / "tmp" / "1-ab-checkpoint"),
+        None,
+        str(tmp_path / "ledger" / "checkpoint"),
+    )
+    said = str(CheckpointFileError(tmp_path, refused))
+    assert said.startswith(f"Operation not permitted ({tmp_path / 'ledger' / 'checkpoint'}) writing"), said

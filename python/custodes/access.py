@@ -24,7 +24,14 @@ from typing import Any, TypedDict
 
 from custodes._durable import fsync_file
 from custodes._faults import write_cut_short
-from custodes.archive import Archive, Policy, open_archive, refuse_inside_archive, refuse_links
+from custodes.archive import (
+    Archive,
+    CheckpointFileError,
+    Policy,
+    open_archive,
+    refuse_inside_archive,
+    refuse_links,
+)
 from custodes.catalog import Catalog, SchemaDiffersError, replay
 from custodes.catalog.custody import AccessRow
 from custodes.defaults import ns_add, ns_from_seconds
@@ -269,8 +276,18 @@ def _refuse(
             _log(tx, request, person, action, segment, False, why, time.time_ns())
     except SchemaDiffersError as e:
         raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
-    archive.checkpoint()
-    return AccessDenied(why)
+    return AccessDenied(why + _signed(archive))
+
+
+def _signed(archive: Archive) -> str:
+    """The checkpoint over a refusal just recorded: "" once signed and written; else what went wrong, said after
+    the refusal (a second hostile review: the checkpoint's "what this command recorded stands" was all that was
+    said, exit 2, and the operator took the refused hold for placed)."""
+    try:
+        archive.checkpoint()
+    except CheckpointFileError as e:
+        return f" (this refusal is recorded; its checkpoint is not: {e})"
+    return ""
 
 
 #: Why a caller that came with an API token (``via="token"``) may not decide. A token is handed to a program; it
@@ -371,13 +388,12 @@ def _refuse_without_role(archive: Archive, person: str, action: str) -> AccessDe
                 tx.refusals.note_counted(current, action, now)
     except SchemaDiffersError as e:
         raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
-    if one_by_one or closed:
-        archive.checkpoint()
+    signed = _signed(archive) if one_by_one or closed else ""
     if one_by_one:
-        return AccessDenied(why)
+        return AccessDenied(why + signed)
     return AccessDenied(
         f"{why}; its refusals past {limit} since {rfc3339(current.started_ns)} are counted, and the count is "
-        f"ledgered after {rfc3339(current.started_ns + window)}"
+        f"ledgered after {rfc3339(current.started_ns + window)}{signed}"
     )
 
 

@@ -18,9 +18,11 @@ ARCHIVE/
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sqlite3
 import stat
+import struct
 import time
 import tomllib
 import uuid
@@ -765,12 +767,22 @@ class Archive:
                 "then run the command again"
             )
 
+        # Flags first: an append-only tmp/ takes the probe and keeps it; an immutable or append-only ledger/ or
+        # ledger/checkpoint refuses the rename that replaces the latest checkpoint (a second hostile review).
+        ledger = self.root / "ledger"
+        for place in (self.spool, ledger, ledger / "checkpoint"):
+            flag = _refusing_flag(place)
+            if flag is not None:
+                raise refuse(place, f"{flag} (chattr): custodes cannot replace or remove a file there")
         probe = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-probe"  # a dead run's is swept (<pid>-...)
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-            probe.unlink()
         except OSError as e:
             raise refuse(self.spool, f"{e.strerror or e}: the archive's tmp/ folder cannot take a new file") from None
+        try:
+            probe.unlink()
+        except OSError as e:
+            raise refuse(probe, f"{e.strerror or e}: a file cannot be removed from the archive's tmp/ folder") from None
         spool_device = os.stat(self.spool).st_dev
         for folder in (self.root / "ledger", self.root / "ledger" / "checkpoints"):
             # Not written to: a probe in checkpoints/ would change the folder's ctime, which tells the next
@@ -1218,8 +1230,8 @@ class CheckpointFileError(CustodesError):
     ) -> None:
         from custodes.findings import shell_word, shown_name
 
-        if isinstance(e, OSError):
-            why, where, code = e.strerror or str(e), e.filename, e.errno or 0
+        if isinstance(e, OSError):  # a rename names the temp first and the name it replaces second: that one
+            why, where, code = e.strerror or str(e), e.filename2 or e.filename, e.errno or 0
         else:  # the catalog's own transaction (SQLite names no errno: its message says what happened)
             why, where = str(e), root / CATALOG_FILE
             code = errno.ENOSPC if "full" in why else errno.EROFS if "readonly" in why else 0
@@ -1237,6 +1249,27 @@ class CheckpointFileError(CustodesError):
             f"{'sign and ' if step.startswith('signing') else ''}write them (an ingest, a purge or an export: run "
             "the command again, which finishes it)"
         )
+
+
+#: FS_IOC_GETFLAGS (``_IOR('f', 1, long)``) and the two flags that stop a rename over a name: chattr's i and a.
+_GETFLAGS = 0x80006601 | (struct.calcsize("l") << 16)
+_FLAGS = {0x10: "immutable", 0x20: "append-only"}
+
+
+def _refusing_flag(path: Path) -> str | None:
+    """ "immutable" or "append-only" where ``path`` carries that flag; None where it has neither, or the flags
+    cannot be read (no such file, a file system without them: the write itself then says what is wrong)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        (flags,) = struct.unpack("l", fcntl.ioctl(fd, _GETFLAGS, bytes(struct.calcsize("l"))))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return next((name for bit, name in _FLAGS.items() if flags & bit), None)
 
 
 def _ctime(folder: Path) -> int | None:

@@ -605,8 +605,10 @@ def _check_unsigned(
                     f"ledger/checkpoint is at size {latest.size}, "
                     f"but a checkpoint of size {top} exists (rolled back, or the command that "
                     "signed it was stopped before writing it out): find out which first (compare with a backup "
-                    "and the checkpoints held elsewhere); sign a new checkpoint only over a ledger "
-                    "known to be intact, else restore catalog.sqlite from a backup",
+                    'and the checkpoints held elsewhere; a command that said "what this command recorded stands" '
+                    f"was stopped so, and `custodes ledger checkpoint {shell_word(os.path.abspath(archive.root))}` "
+                    "writes its file out); sign a new checkpoint only over a ledger known to be intact, else "
+                    "restore catalog.sqlite from a backup",
                 )
             )
     if walk.size <= top:
