@@ -677,6 +677,7 @@ class Archive:
 
         self.root = Path(root)
         self._creating = _creating  # (init's own archive, still being made: ready_to_record is not asked)
+        self._ready = False  # ready_to_record passed (asked at the first transaction)
         #: The checkpoint files written back while this archive was open (restore_checkpoint_files: any checkpoint
         #: does it, so any command may): the CLI names them when the command ends.
         self.checkpoint_files_restored: list[int] = []
@@ -756,7 +757,7 @@ class Archive:
         hold, an access request or a policy entry recorded unsigned, the command then failing with empty
         ``--json`` output (so the new id was never shown) and `ledger verify` failing until a later act signed
         it; an ingest recording one failed copy per file; a traceback for a file where private/ should be.
-        Checked here, nothing is recorded and the one line says what to put right. About 0.1 ms."""
+        Checked here, nothing is recorded and the one line says what to put right."""
         from custodes import keys
         from custodes.findings import shown_name
 
@@ -810,8 +811,12 @@ class Archive:
         """One write transaction: catalog rows and their ledger entries commit together or not at all. Refused
         (catalog.SchemaDiffersError) on a catalog whose schema is not the one custodes makes: Catalog.write; and
         (ArchiveError) when what the act needs after it is recorded is not there: :meth:`ready_to_record`."""
-        if not self._creating:
+        if not self._creating and not self._ready:
+            # Asked once per opened archive, before its first act: an ingest's later groups, and the checkpoint
+            # after an act, come after something was recorded, so "nothing was recorded" would be false there
+            # (their own failures say what they are). The service opens the archive anew for each command.
             self.ready_to_record()
+            self._ready = True
         return self.catalog.write()
 
     # --- the query API (custodes.query: the filters, how findings are chosen, paging) ----------------------
