@@ -88,6 +88,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import GNU_TIME, HAVE_GNU_TIME, Run, as_installed, must, stored_all  # noqa: E402
 from compare_archive import small_corpus  # noqa: E402
+from custodes_s3 import store as s3_store  # noqa: E402
 from custodes_s3 import testing  # noqa: E402
 
 #: custodes as this interpreter runs it: importable from PYTHONPATH is enough, no console script needed.
@@ -470,14 +471,15 @@ def peak(samples: list[Sample]) -> float:
     return max(s.rss_mib for s in samples)
 
 
-LABELS = {
-    "custodes": f"custodes ingest [{CORES} cores, 8 puts or 2 objects x 4 parts in flight]",
+LABELS = {  # (the store's own figures, so that a label never says another number than the code sends)
+    "custodes": f"custodes ingest [{CORES} cores, {s3_store.PUTS_IN_FLIGHT} puts or {s3_store.MULTIPART_IN_FLIGHT} "
+    f"objects x {s3_store.PARTS_IN_FLIGHT} parts in flight]",
     "rclone": "rclone copy [4 transfers]",
     "s5cmd": "s5cmd cp [256 workers]",
 }
 VERIFY_LABELS = {
-    "custodes": "custodes verify [8 GETs in flight]",
-    "custodes-blake3": "custodes verify --algo blake3 [8 GETs in flight]",
+    "custodes": f"custodes verify [{s3_store.READERS} GETs in flight]",
+    "custodes-blake3": f"custodes verify --algo blake3 [{s3_store.READERS} GETs in flight]",
     "rclone": "rclone check --download [8 checkers]",
 }
 
