@@ -605,7 +605,9 @@ def test_a_checkpoint_the_catalog_refuses_to_sign_says_the_act_stands(
     from custodes.catalog.ledger import Checkpoints
 
     def full(*_: object) -> str:
-        raise sqlite3.OperationalError("database or disk is full")
+        refused = sqlite3.OperationalError("database or disk is full")
+        refused.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it  # type: ignore[attr-defined]
+        raise refused
 
     monkeypatch.setattr(Checkpoints, "add", full)
     with pytest.raises(CheckpointFileError) as refused:

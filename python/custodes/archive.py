@@ -1237,9 +1237,9 @@ class CheckpointFileError(CustodesError):
 
         if isinstance(e, OSError):  # a rename names the temp first and the name it replaces second: that one
             why, where, code = e.strerror or str(e), e.filename2 or e.filename, e.errno or 0
-        else:  # the catalog's own transaction (SQLite names no errno: its message says what happened)
+        else:  # the catalog's own transaction: SQLite's primary result code says what happened
             why, where = str(e), root / CATALOG_FILE
-            code = errno.ENOSPC if "full" in why else errno.EROFS if "readonly" in why else 0
+            code = _SQLITE_ERRNO.get((getattr(e, "sqlite_errorcode", None) or 0) & 0xFF, 0)
         mend = {
             errno.ENOSPC: "free space on the disk",
             errno.EDQUOT: "free space on the disk",
@@ -1255,6 +1255,10 @@ class CheckpointFileError(CustodesError):
             "the command again, which finishes it)"
         )
 
+
+#: SQLite's primary result codes (sqlite3.h) as the errno whose remedy CheckpointFileError gives: FULL, and
+#: READONLY, PERM and CANTOPEN (the archive's files taken from its account).
+_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EACCES, 3: errno.EACCES, 14: errno.EACCES}
 
 #: FS_IOC_GETFLAGS (``_IOR('f', 1, long)``) and the two flags that stop a rename over a name: chattr's i and a.
 _GETFLAGS = 0x80006601 | (struct.calcsize("l") << 16)
