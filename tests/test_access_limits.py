@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import (
     PEOPLE,
     THREE_RECORDINGS,
@@ -156,3 +158,29 @@ def test_refusal_limits_in_the_policy_are_checked(tmp_path: Path) -> None:
         new = tmp_path / "policy.toml"
         new.write_text((arch / "custodes.toml").read_text() + f"\n[access]\n{bad}\n")
         one_line_error(run_cli("policy", "set", arch, new), said)
+
+
+def test_a_read_through_the_service_is_not_refused_for_refusal_counts_it_cannot_record_now(tmp_path: Path) -> None:
+    """Every request through the service first ledgers the counts of closed refusal windows. With the archive
+    unable to record (here tmp/ append-only), that housekeeping failed every request, an auditor's read too (a
+    hostile review). The read is answered; the count waits in the catalog and is ledgered once the archive can
+    record again."""
+    quick = LIMITED.replace(f"refusals_per_window = {LIMIT}", "refusals_per_window = 1").replace(
+        f"refusal_window_seconds = {WINDOW_S}", "refusal_window_seconds = 1"
+    )
+    arch = build_cli_archive(tmp_path / "archive", people=quick, recordings=THREE_RECORDINGS[:1], ingest_exit=(0, 1))
+    serve(arch)
+    assert {code for code, _ in _flood(arch, "mallory", 2)} == {1}  # one ledgered, one counted
+    time.sleep(1.5)  # the window has closed
+    if subprocess.run(["chattr", "+a", str(arch / "tmp")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +a is not supported here")
+    try:
+        out = run_cli("verify", arch, user="alice")
+    finally:
+        subprocess.run(["chattr", "-a", str(arch / "tmp")], check=True)
+    assert out.returncode == 0, out.stderr
+    assert catalog_rows(arch, "SELECT counted FROM refusal_windows WHERE person = 'mallory'") == [(1,)]
+    assert run_cli("verify", arch, user="alice").returncode == 0  # now it can: the count is ledgered
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM refusal_windows") == [(0,)]
+    assert [e["type"] for e in _entries(arch, 0)][-1] == "access_refusal_count"
+    assert run_cli("ledger", "verify", arch).returncode == 0

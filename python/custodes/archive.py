@@ -762,7 +762,7 @@ class Archive:
         from custodes.findings import shown_name
 
         def refuse(where: Path, why: str) -> ArchiveError:
-            return ArchiveError(
+            return NotReadyToRecord(
                 f"{why} ({shown_name(str(where))}): nothing was recorded. Give it back to the archive's account (its "
                 "owner and mode; no immutable flag, `lsattr -d`; on the archive's own disk, not a mount of its own), "
                 "then run the command again"
@@ -799,7 +799,7 @@ class Archive:
         try:
             keys.signing_key(self, keys.archive_chain(self).current)
         except ArchiveError as e:  # (names the key file and what is wrong with it)
-            raise ArchiveError(f"{e}; nothing was recorded") from None
+            raise NotReadyToRecord(f"{e}; nothing was recorded") from None
 
     def __enter__(self) -> Archive:
         return self
@@ -1222,6 +1222,12 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
     acc = merkle.Accumulator()
     acc.extend(b"".join(catalog.ledger.leaves()))
     return acc
+
+
+class NotReadyToRecord(ArchiveError):
+    """:meth:`Archive.ready_to_record` refused: an act would have been recorded and left unsigned. Nothing was
+    recorded; housekeeping a read command does on its way (custodes.access ledgering closed refusal windows) is
+    left for a later request rather than failing the read."""
 
 
 class CheckpointFileError(CustodesError):

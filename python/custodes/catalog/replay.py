@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
+from custodes._durable import remove_tree
 from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import CheckRow, DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment
@@ -912,15 +913,19 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
 
     here = live.path.parent / "tmp"
     folder = here if here.is_dir() and os.access(here, os.W_OK | os.X_OK) else None
-    # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove.
-    with (
-        tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-replay-", dir=folder) as tmp,
-        _Catalog.open(Path(tmp) / "replay.sqlite", scratch=True) as fresh,  # thrown away after: a crash loses nothing
-    ):
-        tune_for_replay(fresh)
-        defer_indexes(fresh)
-        with attached_to(live, fresh):
-            yield fresh
+    # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove, and so does
+    # a folder that lets nothing be removed. Not tempfile.TemporaryDirectory: in an append-only tmp/ its cleanup
+    # recursed on the refused removal until a RecursionError ended verify (a review).
+    tmp = tempfile.mkdtemp(prefix=f"{os.getpid()}-replay-", dir=folder)
+    try:
+        with _Catalog.open(Path(tmp) / "replay.sqlite", scratch=True) as fresh:  # thrown away after
+            tune_for_replay(fresh)
+            defer_indexes(fresh)
+            with attached_to(live, fresh):
+                yield fresh
+    finally:
+        with suppress(OSError):
+            remove_tree(Path(tmp))
 
 
 def tune_for_replay(fresh: Catalog) -> None:
