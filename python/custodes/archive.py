@@ -785,7 +785,7 @@ class Archive:
         except OSError as e:
             raise refuse(probe, f"{e.strerror or e}: a file cannot be removed from the archive's tmp/ folder") from None
         spool_device = os.stat(self.spool).st_dev
-        for folder in (self.root / "ledger", self.root / "ledger" / "checkpoints"):
+        for folder in (ledger, ledger / "checkpoints"):
             # Not written to: a probe in checkpoints/ would change the folder's ctime, which tells the next
             # checkpoint that no file went missing (_checkpoint_folder_unchanged).
             try:
