@@ -11,7 +11,11 @@ errno name (``EIO``, ``ENOSPC``, ...) raised as the :class:`OSError` that
 operation raises, or ``crash``: SIGKILL just before it, so a ``fsync:n:crash``
 is a power cut before that fsync completes, or (for ``read``) ``corrupt``: the
 read succeeds but the storage hands back other bytes than it was given (one
-bit flipped in the middle of the file first: bit rot, a bad controller). ``CUSTODES_FAULT_LOG=FILE``
+bit flipped in the middle of the file first: bit rot, a bad controller).
+``op:n:what:NAME`` counts only the operations on a path that ends
+with ``NAME``: ingest copies files on several threads, so the n-th write of
+the whole process is not the same file from one run to the next, while the
+n-th write of one recording's copy is. ``CUSTODES_FAULT_LOG=FILE``
 appends one line per operation (``op<TAB>n<TAB>path``, plus ``<TAB>fault``
 where one was injected): a clean run with only the log set counts the
 operations a test then walks through.
@@ -64,28 +68,35 @@ def crashpoint(phase: str) -> None:
 CORRUPT = -1
 
 
-def _parse(plan: str) -> tuple[str, int, int | None]:
-    """(op, n, errno) from ``op:n:what``; errno None means crash, CORRUPT a
-    corrupting read. A bad plan is a broken test, so it fails loudly at import."""
-    op, n, what = plan.split(":")
-    if op not in OPS or int(n) < 1 or (what == "corrupt" and op != "read"):
-        raise ValueError(f"CUSTODES_FAULT={plan!r}: want op:n:what with op in {OPS} and n >= 1 (corrupt: read only)")
-    if what == "corrupt":
-        return op, int(n), CORRUPT
-    return op, int(n), None if what == "crash" else int(getattr(_errno, what))
+def _parse(plan: str) -> tuple[str, int, int | None, str]:
+    """(op, n, errno, name) from ``op:n:what[:name]``; errno None means crash,
+    CORRUPT a corrupting read; name "" counts every path. A bad plan is a
+    broken test, so it fails loudly at import."""
+    op, n, what, *name = plan.split(":", 3)
+    if op not in OPS or int(n) < 1 or (what == "corrupt" and op != "read") or name == [""]:
+        raise ValueError(
+            f"CUSTODES_FAULT={plan!r}: want op:n:what[:name] with op in {OPS} and n >= 1 (corrupt: read only)"
+        )
+    code = CORRUPT if what == "corrupt" else None if what == "crash" else int(getattr(_errno, what))
+    return op, int(n), code, "".join(name)
 
 
 _TARGET = _parse(_FAULT) if _FAULT else None
 _OP_COUNTS = dict.fromkeys(OPS, 0)
+_TARGET_COUNT = 0  # the operations the plan counts: its kind, on its name when it names one
 _LOCK = threading.Lock()
 
 
 def _hit(op: str, path: str | os.PathLike[str]) -> int | None:
     """Count one ``op``; the errno to fail it with, when it is the planned one (a crash never returns)."""
+    global _TARGET_COUNT
     with _LOCK:
         _OP_COUNTS[op] += 1
         n = _OP_COUNTS[op]
-        fire = _TARGET is not None and _TARGET[0] == op and _TARGET[1] == n
+        fire = False
+        if _TARGET is not None and _TARGET[0] == op and os.fsdecode(path).rstrip("/").endswith(_TARGET[3]):
+            _TARGET_COUNT += 1
+            fire = _TARGET_COUNT == _TARGET[1]
         if _LOG:
             with open(_LOG, "a", encoding="utf-8") as log:
                 log.write(f"{op}\t{n}\t{os.fsdecode(path)!r}" + ("\tfault\n" if fire else "\n"))
