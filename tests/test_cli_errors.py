@@ -30,11 +30,13 @@ from helpers import (
     FOOTAGE,
     PEOPLE_AND_ROOT,
     THREE_RECORDINGS,
+    as_,
     build_cli_archive,
     catalog_edit,
     catalog_rows,
     one_line_error,
     peer,
+    request,
     run_cli,
     small_tmpfs,
 )
@@ -1046,3 +1048,29 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
         "gap", "explain", two_clip_archive, "--device", "BWC0001", "--from", same, "--to", same, "--cause", "battery"
     )
     one_line_error(out, r"the explained interval is empty \(--from equals --to\)")
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank: str) -> None:
+    """A hold, an access request, a denial: each is ledgered with the reason a person gave (Art. 22), and a
+    blank one is refused, whoever calls (a hostile review placed a hold with `--reason ""`: the library
+    asked for a reason in some acts and not in others; one rule now asks it of every act)."""
+    from custodes.access import request_access
+    from custodes.archive import open_archive
+    from custodes.errors import CustodesError
+
+    rid = request(cli_archive, "carol", 1)
+    before = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")
+    one_line_error(
+        as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", blank), "a hold needs a reason"
+    )
+    one_line_error(
+        as_("carol", "access", "request", cli_archive, "--segment", "1", "--reason", blank), "a request needs a reason"
+    )
+    one_line_error(as_("bob", "access", "deny", cli_archive, rid, "--reason", blank), "a denial needs a reason")
+    with open_archive(cli_archive) as archive:  # the library, as an agency's tool calls it: the same rule
+        with pytest.raises(CustodesError, match="a request needs a reason"):
+            request_access(archive, [1], blank)
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == before
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
+    assert as_("bob", "access", "deny", cli_archive, rid, "--reason", "not needed").returncode == 0

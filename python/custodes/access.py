@@ -35,7 +35,7 @@ from custodes.archive import (
 )
 from custodes.catalog import Catalog, SchemaDiffersError, replay
 from custodes.catalog.custody import AccessRow
-from custodes.defaults import ns_add, ns_from_seconds
+from custodes.defaults import given_reason, ns_add, ns_from_seconds
 from custodes.errors import CustodesError, UnknownRecordError
 from custodes.findings import rfc3339
 from custodes.identity import current_caller
@@ -479,8 +479,7 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
     person = current_person(archive)
     if purpose not in PURPOSES:
         raise CustodesError(f"purpose must be one of {', '.join(PURPOSES)}")
-    if not reason.strip():
-        raise CustodesError("a request needs a reason (Art. 22)")
+    given_reason(reason, "a request")
     if person_role(archive, person) is None:
         raise _refuse(archive, None, person, "request", None, no_role(archive, person))
     known = archive.catalog.segments.existing(segments)
@@ -516,6 +515,8 @@ def _decide(archive: Archive, request_id: int, approve_it: bool, hours: float | 
             "a decision needs a second person: run it through the archive service (`custodes serve`), "
             "where each person acts as their own account",
         )
+    if not approve_it:
+        given_reason(why, "a denial")
     if req.status != "pending":
         raise CustodesError(f"request {request_id} is already {req.status}")
     now = time.time_ns()

@@ -94,6 +94,15 @@ def ns_add(a: int, b: int, what: str) -> int:
 _NOT_IN_TEXT = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+def given_reason(reason: str, act: str) -> str:
+    """``reason`` as the reason for ``act`` ("a hold", "a denial"), refused when it says nothing: every act a
+    person must give a reason for (Art. 22: who, when, why) asks this one rule, in the library, so no caller
+    (the CLI, the HTTP API, an agency's own tool) records a blank reason."""
+    if not reason.strip():
+        raise CustodesError(f"{act} needs a reason: say why, in words")
+    return reason
+
+
 def text_problem(value: str, *, single_line: bool) -> str | None:
     """Why ``value`` cannot be free text a person typed (a reason, a note, a case id) that is logged, ledgered
     and printed, or None when it can: it must be valid UTF-8 (argv that is not UTF-8 reaches Python as lone

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from custodes import ledger
 from custodes._durable import replace_file
 from custodes._faults import crashpoint
+from custodes.defaults import given_reason
 from custodes.errors import CustodesError
 from custodes.findings import rfc3339
 from custodes.identity import account_name, current_caller
@@ -412,8 +413,7 @@ def approve_proposal(archive: Archive, proposal_id: int) -> SetResult:
 
 def deny_proposal(archive: Archive, proposal_id: int, reason: str) -> Proposal:
     """Close proposal ``proposal_id`` without putting it in force."""
-    if not reason.strip():
-        raise CustodesError("a denial needs a reason")
+    given_reason(reason, "a denial")
     proposal = _proposal(archive, proposal_id)
     if proposal.status != "pending":
         raise CustodesError(f"policy proposal {proposal.id} is already {proposal.status} by {proposal.decided_by}")

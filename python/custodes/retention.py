@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 from custodes.access import current_person, grant_for, not_in_ledger, purge_unapproved, refuse, require_role
 from custodes.archive import Archive
 from custodes.catalog import Catalog, Scope, replay
-from custodes.defaults import NS
+from custodes.defaults import NS, given_reason
 from custodes.errors import CustodesError, UnknownRecordError
 from custodes.export import sweep_exports
 from custodes.findings import rfc3339
@@ -301,6 +301,7 @@ RELEASERS = ("approver",)
 def hold(archive: Archive, segment: int, reason: str) -> int:
     """A legal hold: nothing purges the recording until it is released."""
     person = require_role(archive, HOLDERS, "hold", segment)
+    given_reason(reason, "a hold")
     _segment_exists(archive, segment)
     now = time.time_ns()
     held: list[int] = []
