@@ -1053,7 +1053,7 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
 @pytest.mark.parametrize("blank", ["", "   ", "\t"])
 def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank: str) -> None:
     """A hold, an access request, a denial: each is ledgered with the reason a person gave (Art. 22), and a
-    blank one is refused, whoever calls (a hostile review placed a hold with `--reason ""`: the library
+    blank one is refused (and a blank case id), whoever calls (a hostile review placed a hold with `--reason ""`: the library
     asked for a reason in some acts and not in others; one rule now asks it of every act)."""
     from custodes.access import request_access
     from custodes.archive import open_archive
@@ -1068,6 +1068,9 @@ def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank
         as_("carol", "access", "request", cli_archive, "--segment", "1", "--reason", blank), "a request needs a reason"
     )
     one_line_error(as_("bob", "access", "deny", cli_archive, rid, "--reason", blank), "a denial needs a reason")
+    one_line_error(
+        as_("alice", "retention", "case", cli_archive, "--case", blank, "--segment", "1"), "a case needs its id"
+    )
     with open_archive(cli_archive) as archive:  # the library, as an agency's tool calls it: the same rule
         with pytest.raises(CustodesError, match="a request needs a reason"):
             request_access(archive, [1], blank)

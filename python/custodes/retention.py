@@ -345,6 +345,8 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
 def link_case(archive: Archive, case: str, segments: list[int], until: int | None, description: str = "") -> None:
     """Link recordings to a case; they follow its retention (``until`` None: the case is open)."""
     person = require_role(archive, ("custodian", "approver"), "case")
+    if not case.strip():  # the id an export, a hold's reason and a court name it by
+        raise CustodesError("a case needs its id: it is blank")
     for s in segments:
         _segment_exists(archive, s)
     now = time.time_ns()
