@@ -198,6 +198,9 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         if subprocess.run(["chattr", flag, str(where)], capture_output=True).returncode != 0:
             pytest.skip(f"chattr {flag} is not supported here")
         stack.callback(subprocess.run, ["chattr", "-i", "-a", str(where)], check=True)
+    elif place == "private shut":
+        (arch / "private").chmod(0o000)
+        stack.callback((arch / "private").chmod, 0o700)
     elif place == "private not a folder":
         (arch / "private").rename(arch.parent / "private-kept")
         (arch / "private").write_text("")
@@ -214,6 +217,7 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         ),
         ("tmp on another disk", r"renamed here from tmp/, on another filesystem \(.*/ledger\)"),
         ("key unreadable", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
+        ("private shut", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
         ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
         (
             "checkpoint immutable",
@@ -245,6 +249,21 @@ def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recor
     done = run_cli(*hold)
     assert done.returncode == 0 and json.loads(done.stdout)["hold"] == 1, done.stderr
     assert run_cli("ledger", "verify", arch).returncode == 0
+
+
+@pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])
+def test_what_never_signs_runs_without_the_signing_key(two_clip_archive: Path, tmp_path: Path, place: str) -> None:
+    """verify, `ledger verify` and report read no key (a hostile review: private/ at 0000 stopped all three with
+    "permission denied (private/checkpoint.key)", while a missing key stopped none)."""
+    with contextlib.ExitStack() as stack:
+        _broken_place(two_clip_archive, place, stack)
+        for command in (
+            ["verify", two_clip_archive],
+            ["ledger", "verify", two_clip_archive],
+            ["report", two_clip_archive, "--format", "json", "--out", tmp_path / "report.json"],
+        ):
+            out = run_cli(*command, obey_permissions=True)
+            assert out.returncode == 0 and out.stderr == b"", (command, out.stderr)
 
 
 def test_a_store_folder_that_cannot_be_written_is_named_by_its_whole_path(tmp_path: Path) -> None:
@@ -1053,8 +1072,8 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
 @pytest.mark.parametrize("blank", ["", "   ", "\t"])
 def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank: str) -> None:
     """A hold, an access request, a denial: each is ledgered with the reason a person gave (Art. 22), and a
-    blank one is refused (and a blank case id), whoever calls (a hostile review placed a hold with `--reason ""`: the library
-    asked for a reason in some acts and not in others; one rule now asks it of every act)."""
+    blank one is refused (and a blank case id), whoever calls (a hostile review placed a hold with `--reason ""`:
+    the library asked for a reason in some acts and not in others; one rule now asks it of every act)."""
     from custodes.access import request_access
     from custodes.archive import open_archive
     from custodes.errors import CustodesError

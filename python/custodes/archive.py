@@ -323,7 +323,13 @@ def _key_place(root: Path, value: str, where: str) -> None:
         rel = Path(os.path.normpath(key.parent.resolve() / key.name)).relative_to(root.resolve())
     except (ValueError, OSError, RuntimeError):
         rel = None  # outside the archive folder
-    if key.is_dir():
+    try:
+        folder = stat.S_ISDIR(os.stat(key).st_mode)
+    except OSError:
+        # Not there, or private/ shut to this account: a command that signs says so when it loads the key, and
+        # verify, `ledger verify` and report never read it (a hostile review: private/ at 0000 stopped all three).
+        folder = False
+    if folder:
         raise ArchiveError(
             f"{where} {value!r} is a folder ({key}): name the key file, e.g. {os.path.join(value, 'checkpoint.key')}"
         )
