@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
     as SQLite has it: a connection that can only read serves a command that only reads (a catalog or its files
     made read-only), and an error of the environment (a folder or disk this account cannot write) goes up at once
     to the CLI's one account of such errors. When the files stay another account's, CatalogError names them."""
+    _shared_files_as_the_database(path)
     deadline = time.monotonic() + SHARED_FILES_WAIT_S
     while True:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
@@ -118,6 +120,28 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
             return conn
         conn.close()
         time.sleep(0.01)
+
+
+def _shared_files_as_the_database(path: Path) -> None:
+    """Give this account's ``-wal`` and ``-shm`` files of ``path`` the database file's own mode where they are
+    narrower. SQLite makes them with the database's mode: made while the catalog was read-only (0400: a copy
+    audited read-only, a chmod by hand), they stayed so after it was writable again, and every later write
+    failed naming the catalog, a file that is fine (a hostile review). Only this account's regular files, and
+    only towards a mode the database has: never wider than the catalog, never another account's files (which
+    :func:`_not_ours` names), never a link."""
+    try:
+        db = os.stat(path)
+    except OSError:
+        return
+    if db.st_uid != os.geteuid() or not os.access(path, os.W_OK):
+        return
+    want = stat.S_IMODE(db.st_mode) & 0o666
+    for end in ("-wal", "-shm"):
+        shared = f"{path}{end}"
+        with contextlib.suppress(OSError):
+            st = os.lstat(shared)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == db.st_uid and stat.S_IMODE(st.st_mode) & want != want:
+                os.chmod(shared, want, follow_symlinks=False)
 
 
 def _writable(conn: sqlite3.Connection) -> bool:
