@@ -198,6 +198,10 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         if subprocess.run(["chattr", flag, str(where)], capture_output=True).returncode != 0:
             pytest.skip(f"chattr {flag} is not supported here")
         stack.callback(subprocess.run, ["chattr", "-i", "-a", str(where)], check=True)
+    elif place == "key readable by others":
+        key = arch / "private" / "checkpoint.key"
+        key.chmod(0o644)
+        stack.callback(key.chmod, 0o600)
     elif place == "private shut":
         (arch / "private").chmod(0o000)
         stack.callback((arch / "private").chmod, 0o700)
@@ -218,6 +222,7 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         ("tmp on another disk", r"renamed here from tmp/, on another filesystem \(.*/ledger\)"),
         ("key unreadable", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
         ("private shut", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
+        ("key readable by others", r"checkpoint\.key: mode 0644: readable or writable by others: .* signs nothing"),
         ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
         (
             "checkpoint immutable",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custodes import ledger
-from custodes._durable import write_new_file
+from custodes._durable import protection_problems, write_new_file
 from custodes._faults import crashpoint
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 
@@ -273,12 +274,32 @@ def signing_key(archive: Archive, key: VerifierKey) -> Ed25519PrivateKey:
 
     path = archive.signing_key_path if key == archive.verifier_key else rotated_key_path(archive.signing_key_path, key)
     private = load(path)
+    _refuse_an_exposed_key(archive, path)
     public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if public != key.public:
         raise LedgerError(
             f"{path}: this signing key is not the key in force ({fingerprint(key)}); restore the right key file"
         )
     return private
+
+
+def _refuse_an_exposed_key(archive: Archive, path: Path) -> None:
+    """A key others may read or replace signs nothing: what it signed anyone with it could have signed (a hostile
+    review: a key at 0644 signed every act without a word, and only verify called it ``unprotected``). Judged by
+    the one rule verify uses (:func:`custodes._durable.protection_problems`), against the archive folder's owner;
+    a link's target is judged, as verify does. The way out: chmod 600, or chown it back."""
+    from custodes.archive import ArchiveError
+
+    try:
+        owner, st = os.stat(archive.root).st_uid, os.stat(path)
+    except OSError:
+        return  # (the key was just read: a folder that vanished since is the act's own failure to meet)
+    wrong = protection_problems(st, owner, secret=True, path=path)
+    if wrong:
+        raise ArchiveError(
+            f"{path}: {'; '.join(wrong)}: the signing key must be the archive's account's alone; it signs nothing "
+            f"so (chmod 600 {path}, and chown it back to that account)"
+        )
 
 
 def rotate_key(archive: Archive) -> dict[str, Any]:
