@@ -661,6 +661,14 @@ def test_open_a_purged_recording_is_refused_and_logged(two_clip_archive: Path, t
             r"\[retention\] minimum_dayz: not a key of \[retention\]; allowed: minimum_days",
         ),
         ("[retention]", "[retension]", r"\[retension\] is not a policy table; allowed: archive, ingest, retention"),
+        # A key file the proposed policy names that is not there (a hostile review: it was told to restore the
+        # archive's custodes.toml, where nothing was wrong).
+        (
+            'signing_key = "private/checkpoint.key"',
+            'signing_key = "private/moved.key"',
+            r"\[keys\] signing_key = 'private/moved\.key': .*/private/moved\.key: the signing key is missing; move "
+            "the key file there before a policy names it",
+        ),
     ],
 )
 def test_bad_policy_values_are_named_at_load(
@@ -911,11 +919,16 @@ def test_an_empty_catalog_is_damaged_not_new(
         ("/tmp", r"--signing-key '/tmp' is a folder \(/tmp\): name the key file"),
         ("\udcff\udcfe.key", r"--signing-key b'\\xff\\xfe.key': the path is not UTF-8"),
         ("", r"--signing-key must be the path of the Ed25519 key file"),
+        # Said as what it is (a hostile review: "not an Ed25519 key", as if its bytes were read).
+        ("FIFO", r"fifo: not a regular file \(a FIFO or a device\), not a key file; name the key custodes made"),
     ],
 )
 def test_init_refuses_a_bad_signing_key_and_creates_nothing(tmp_path: Path, key: str, pattern: str) -> None:
     target = tmp_path / "A6"
     key = key.replace("ABSOLUTE", str(target))
+    if key == "FIFO":
+        os.mkfifo(tmp_path / "fifo")
+        key = str(tmp_path / "fifo")
     before = sorted(p.name for p in tmp_path.iterdir())
     one_line_error(run_cli("init", "--signing-key", key, target, cwd=tmp_path), pattern)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no archive, no hidden staging folder, no key

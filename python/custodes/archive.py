@@ -1087,29 +1087,42 @@ def _now() -> int:
     return time.time_ns()
 
 
-def _signing_key(path: Path) -> Any:
-    """The Ed25519 signing key at ``path``, or an :class:`ArchiveError` saying what is wrong with the file."""
+#: What to do about a missing signing key, said where the archive's policy names it (every command that signs).
+KEY_MISSING_ADVICE = (
+    "restore it from where it is kept safe (without it no new checkpoint can be signed; set [keys] signing_key "
+    "in custodes.toml if it moved)"
+)
+
+
+def _signing_key(
+    path: Path,
+    *,
+    missing: str = KEY_MISSING_ADVICE,
+    not_a_key: str = "name the key custodes made for this archive",
+) -> Any:
+    """The Ed25519 signing key at ``path``, or an :class:`ArchiveError` saying what is wrong with the file and what
+    to do, in the caller's words: ``missing`` when there is none, ``not_a_key`` when the file holds no such key
+    (init may also make one; a proposed policy names a file that must be there first)."""
     try:
         return ledger_mod.load_private_key(path)
     except IsADirectoryError:
         raise ArchiveError(
-            f"{path}: the signing key path is a folder; set [keys] signing_key in custodes.toml to the key file"
+            f"{path}: the signing key path is a folder; {not_a_key} (the key file, not its folder)"
         ) from None
     except FileNotFoundError:
-        raise ArchiveError(
-            f"{path}: the signing key is missing; restore it from where it is kept safe (without it "
-            "no new checkpoint can be signed; set [keys] signing_key in custodes.toml if it moved)"
-        ) from None
+        raise ArchiveError(f"{path}: the signing key is missing; {missing}") from None
     except OSError as e:  # unreadable (its mode, private/ not a folder): said, never a traceback
         raise ArchiveError(
             f"{path}: the signing key cannot be read ({e.strerror or e}); without it no new checkpoint can be "
             "signed: give it back to the archive's account (private/ a folder, the key readable by it alone)"
         ) from None
+    except ledger_mod.NotAKeyFile as e:  # a FIFO, a device, a file too large: said as it is
+        raise ArchiveError(f"{e}; {not_a_key}") from None
     except (ValueError, TypeError, UnsupportedAlgorithm, ledger_mod.LedgerError):
-        raise ArchiveError(
-            f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); name the key custodes "
-            "made for this archive, or a path where none exists yet to create one"
-        ) from None
+        raise ArchiveError(f"{path}: not an Ed25519 private key (PEM, PKCS#8, no password); {not_a_key}") from None
+
+
+_INIT_KEY_ADVICE = "name the key custodes made for this archive, or a path where none exists yet to create one"
 
 
 def init_archive(
@@ -1145,8 +1158,8 @@ def init_archive(
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
-    if target_key.exists():
-        _signing_key(target_key)  # an existing key must be a key before anything is created
+    if target_key.exists() or target_key.is_symlink():
+        _signing_key(target_key, not_a_key=_INIT_KEY_ADVICE)  # an existing key must be a key before anything is made
     _key_protected(target_key)
     new_folder = not path.exists()
     if new_folder:
@@ -1166,7 +1179,7 @@ def init_archive(
             (work / sub).mkdir(parents=True, exist_ok=True)
         absolute_key = Path(key_path) if Path(key_path).is_absolute() else work / key_path
         if absolute_key.exists():
-            key = _signing_key(absolute_key)
+            key = _signing_key(absolute_key, not_a_key=_INIT_KEY_ADVICE)
         else:
             key = ledger_mod.new_private_key(absolute_key)
             made_key = absolute_key

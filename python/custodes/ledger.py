@@ -60,6 +60,11 @@ class LedgerError(CustodesError):
     kind = "ledger"
 
 
+class NotAKeyFile(LedgerError):
+    """A key path that names no regular file of a key's size (a FIFO, a device, a file too large): said as what
+    it is, not as a file whose bytes are no key."""
+
+
 def canonical_json(entry: dict[str, Any]) -> bytes:
     """The one byte form of an entry: sorted keys, no spaces, UTF-8 (RFC 8785
     for the integers and strings entries are made of; entries carry no floats)."""
@@ -195,7 +200,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         pem = read_small(path, 64 * 1024, follow=True)
     except ValueError as e:
-        raise LedgerError(f"{path} is not a key file ({e})") from None
+        raise NotAKeyFile(f"{path}: {e}, not a key file") from None
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise LedgerError(f"{path} is not an Ed25519 private key")

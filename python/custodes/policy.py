@@ -465,7 +465,7 @@ def _read_new(path: str) -> str:
 def _same_archive(archive: Archive, new: Policy, path: str) -> None:
     """What a policy may not change: the archive's id and origin (they name every signed checkpoint), its
     storage (the objects live there) and its signing key (a path must hold the same key)."""
-    from custodes.archive import _key_place, _signing_key
+    from custodes.archive import ArchiveError, _key_place, _signing_key
 
     old = archive.policy
     for table, key, was, now in (
@@ -480,7 +480,15 @@ def _same_archive(archive: Archive, new: Policy, path: str) -> None:
     _key_place(archive.root, new.signing_key, f"{path}: [keys] signing_key")
     if new.signing_key != old.signing_key:
         moved = Path(new.signing_key) if os.path.isabs(new.signing_key) else archive.root / new.signing_key
-        same = _signing_key(moved).public_key().public_bytes_raw() == (
+        try:  # said of the proposed file (a hostile review: told to restore custodes.toml, where all was well)
+            named = _signing_key(
+                moved,
+                missing="move the key file there before a policy names it",
+                not_a_key="a policy names the file that holds the archive's key",
+            )
+        except ArchiveError as e:
+            raise CustodesError(f"{path}: [keys] signing_key = {new.signing_key!r}: {e}") from None
+        same = named.public_key().public_bytes_raw() == (
             _signing_key(archive.signing_key_path).public_key().public_bytes_raw()
         )
         if not same:
