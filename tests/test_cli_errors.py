@@ -701,6 +701,14 @@ def test_init_with_a_file_that_is_not_a_key_creates_nothing(tmp_path: Path) -> N
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.parametrize("under", ["f/sub", "f/sub/deeper"])
+def test_init_inside_a_file_names_the_file(tmp_path: Path, under: str) -> None:
+    """A file where a folder of the path should be is named as one (a hostile review: "File exists")."""
+    (tmp_path / "f").write_bytes(b"not a folder")
+    one_line_error(run_cli("init", under, cwd=tmp_path), r"^custodes: f: a file, not a folder: the archive cannot go")
+    assert (tmp_path / "f").read_bytes() == b"not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -1166,8 +1166,12 @@ def init_archive(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            # A file on the way (f/sub with f a file) is named as one: mkdir says "File exists" or "Not a directory".
+            in_way = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
             raise ArchiveError(
-                f"{path.parent}: cannot make the folder the archive goes in: {e.strerror}; "
+                f"{in_way}: a file, not a folder: the archive cannot go inside it; name a path in a folder"
+                if e.errno in (errno.EEXIST, errno.ENOTDIR) and in_way is not None
+                else f"{path.parent}: cannot make the folder the archive goes in: {e.strerror}; "
                 "name a path in a folder you can write to"
             ) from None
     work = path.with_name(f".{path.name}.init-{archive_id[:12]}") if new_folder else path
