@@ -1036,6 +1036,19 @@ def test_a_fifo_given_as_the_volume_is_refused_not_read_through_its_folder(tmp_p
     assert b"pipe is not a folder; a device volume is the folder of its files" in out.stderr, out.stderr
 
 
+def test_a_volume_gone_before_it_is_read_is_said_gone(tmp_path: Path) -> None:
+    """A card taken out after the command named it (a hostile review: "not a folder"): the library's reader, which
+    ingest calls, says it is gone."""
+    from custodes.errors import CustodesError
+    from custodes.volumes import read_volume
+
+    with pytest.raises(CustodesError, match=r"GONE: no such folder \(a card taken out, or unmounted\?\)"):
+        read_volume(tmp_path / "GONE", "generic")
+    (tmp_path / "FILE").write_bytes(b"")
+    with pytest.raises(CustodesError, match=r"FILE: not a folder; a device volume is the folder"):
+        read_volume(tmp_path / "FILE", "generic")
+
+
 def test_a_file_that_changes_while_it_is_copied_is_named_by_its_own_name(tmp_path: Path) -> None:
     """A hostile review: a file appended to while ingest copied it was refused, rightly, but named by the descriptor
     ingest held it by ("/proc/self/fd/6: file changed size while being read"). A file whose size says 0 and whose

@@ -183,6 +183,8 @@ def read_volume(
     failure is a :class:`DriverReadError` instead, and nothing is stored."""
     path = Path(volume)
     if not path.is_dir():
+        if not os.path.lexists(path):  # (a hostile review: a card taken out mid-ingest was "not a folder")
+            raise NoDriverError(f"{volume}: no such folder (a card taken out, or unmounted?); nothing was read")
         raise NoDriverError(f"{volume}: not a folder; a device volume is the folder the device's files are in")
     opts = dict(options or {})
     # The drivers' recognise() and the read walk the volume once between them.
