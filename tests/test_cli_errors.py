@@ -149,21 +149,27 @@ def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) ->
     assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
 
 
+@pytest.mark.parametrize("how", ["read-only", "another account's"])
 def test_an_ingest_into_an_archive_whose_tmp_cannot_take_a_file_is_refused_before_it_records(
-    tmp_path: Path,
+    tmp_path: Path, how: str
 ) -> None:
     # A hostile review: the ingest recorded a failed copy for each file, then stopped at the checkpoint with a
     # message about the checkpoint files alone (`ingest --json` printed no JSON; verify then said "pending").
+    # A second: tmp/ another account's (0700) stopped the spool sweep before that, with the disk's words alone.
     arch = build_cli_archive(tmp_path / "archive", people=PEOPLE_AND_ROOT)
     vol = tmp_path / "BWC0001"
     vol.mkdir()
     shutil.copy(THREE_RECORDINGS[0], vol / THREE_RECORDINGS[0].name)
     entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
-    (arch / "tmp").chmod(0o555)
+    if how == "read-only":
+        (arch / "tmp").chmod(0o555)
+    else:
+        os.chown(arch / "tmp", 65534, -1)
     try:
         out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "--json", obey_permissions=True)
     finally:
         (arch / "tmp").chmod(0o700)
+        os.chown(arch / "tmp", os.getuid(), -1)
     one_line_error(
         out,
         rf"Permission denied: the archive's tmp/ folder cannot take a new file \({re.escape(str(arch))}/tmp\): "
@@ -198,6 +204,9 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         if subprocess.run(["chattr", flag, str(where)], capture_output=True).returncode != 0:
             pytest.skip(f"chattr {flag} is not supported here")
         stack.callback(subprocess.run, ["chattr", "-i", "-a", str(where)], check=True)
+    elif place == "ledger shut":
+        (arch / "ledger").chmod(0o000)
+        stack.callback((arch / "ledger").chmod, 0o700)
     elif place == "key readable by others":
         key = arch / "private" / "checkpoint.key"
         key.chmod(0o644)
@@ -222,6 +231,8 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         ("tmp on another disk", r"renamed here from tmp/, on another filesystem \(.*/ledger\)"),
         ("key unreadable", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
         ("private shut", r"checkpoint\.key: the signing key cannot be read \(Permission denied\)"),
+        # Refused by the disk as the archive opens, the folder that refused named (it was ledger/checkpoints).
+        ("ledger shut", r"permission denied \(.*/ledger\): .*the archive could not be opened"),
         ("key readable by others", r"checkpoint\.key: mode 0644: readable or writable by others: .* signs nothing"),
         ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
         (
@@ -721,7 +732,7 @@ def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     empty.mkdir()
     one_line_error(run_cli("init", empty, "--signing-key", "/etc/passwd/checkpoint.key"), "nothing was kept")
     assert list(empty.iterdir()) == []
-    one_line_error(run_cli("init", "/etc/passwd/archive"), r"/etc/passwd: cannot make the folder the archive goes in")
+    one_line_error(run_cli("init", "/etc/passwd/archive"), r"/etc/passwd: a file, not a folder: the archive cannot go")
     key = tmp_path / "keys" / "new.key"  # a refused init makes no key either
     (tmp_path / "occupied").mkdir()
     (tmp_path / "occupied" / "x").write_text("x")

@@ -747,7 +747,10 @@ class Archive:
     def sweep_spools(self) -> None:
         """Remove what dead ingests, repairs and verifies left half-written in the spools: the archive's tmp/,
         and a local second copy's own (a copy from the archive's disk onto the replica's is made there first;
-        one cut short by a crash used to stay for ever)."""
+        one cut short by a crash used to stay for ever). Asked after :meth:`ready_to_record`, as an act is: a tmp/
+        the sweep cannot enter (another account's) is refused so, naming it, nothing recorded (a hostile review:
+        the disk's "permission denied" alone)."""
+        self._ready_before_first_act()
         sweep_dead_temps(self.spool)
         for store in (self.store, self.replica):
             spool = getattr(store, "spool", None)  # a folder store's own spool; a bucket's is the archive's tmp/
@@ -817,13 +820,17 @@ class Archive:
         """One write transaction: catalog rows and their ledger entries commit together or not at all. Refused
         (catalog.SchemaDiffersError) on a catalog whose schema is not the one custodes makes: Catalog.write; and
         (ArchiveError) when what the act needs after it is recorded is not there: :meth:`ready_to_record`."""
+        self._ready_before_first_act()
+        return self.catalog.write()
+
+    def _ready_before_first_act(self) -> None:
+        """:meth:`ready_to_record`, asked once per opened archive, before its first act (or the spool sweep that
+        comes before an ingest's first act): an ingest's later groups, and the checkpoint after an act, come after
+        something was recorded, so "nothing was recorded" would be false there (their own failures say what they
+        are). The service opens the archive anew for each command."""
         if not self._creating and not self._ready:
-            # Asked once per opened archive, before its first act: an ingest's later groups, and the checkpoint
-            # after an act, come after something was recorded, so "nothing was recorded" would be false there
-            # (their own failures say what they are). The service opens the archive anew for each command.
             self.ready_to_record()
             self._ready = True
-        return self.catalog.write()
 
     # --- the query API (custodes.query: the filters, how findings are chosen, paging) ----------------------
 

@@ -564,8 +564,19 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno == errno.EROFS:
             return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
         if e.errno in (errno.EACCES, errno.EPERM):
-            return f"permission denied ({where}): {keeper_advice(archive, 'fix the permissions')}"
+            return f"permission denied ({_refusing_folder(where)}): {keeper_advice(archive, 'fix the permissions')}"
     return None
+
+
+def _refusing_folder(where: str) -> str:
+    """``where``, or the folder on the way to it that this account cannot enter: a ledger/ at 0000 refuses the
+    open of ledger/checkpoints, which names the wrong place (a hostile review)."""
+    from pathlib import Path
+
+    for folder in reversed(Path(where).parents):
+        if folder != Path(".") and os.path.isdir(folder) and not os.access(folder, os.X_OK, effective_ids=True):
+            return str(folder)
+    return where
 
 
 def keeper_advice(archive: str | None, otherwise: str = "") -> str:
@@ -1150,6 +1161,8 @@ def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
     instead, and this process exits with the service's exit code. Otherwise (embedded) only the
     archive's owner may work on it directly. A policy file that differs from the ledgered policy is
     refused (one line naming both, exit 2) unless ``policy_may_differ``."""
+    import sqlite3
+
     from custodes.archive import open_archive
     from custodes.policy import require_current
     from custodes.service import hold_embedded, request
@@ -1159,7 +1172,15 @@ def _open_archive(path: str, *, policy_may_differ: bool = False) -> Archive:
         _forward_if_served(path)
         _refuse_unless_owner(path)
         hold_embedded(path)  # no second writer beside a service on another socket
-    archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+    try:
+        archive = open_archive(path)  # an archive that cannot be opened is a CustodesError: one line, exit 2
+    except (OSError, sqlite3.Error) as e:
+        # The disk's own refusal (a folder shut, another account's tmp/) before any act: said so, as an act that
+        # Archive.ready_to_record refuses is (a hostile review: the disk's words alone, nothing on what stands).
+        said = environment_error(e, path)
+        if said is None or "recorded" in said:
+            raise
+        raise CustodesError(f"{said}; the archive could not be opened: nothing was recorded") from None
     try:
         # Through the service, the role gate ran before the command line was parsed (custodes.service._gate).
         if not policy_may_differ:
