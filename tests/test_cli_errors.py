@@ -267,6 +267,24 @@ def test_an_act_whose_checkpoint_could_not_be_made_is_refused_before_it_is_recor
     assert run_cli("ledger", "verify", arch).returncode == 0
 
 
+def test_a_refusal_on_an_archive_not_ready_to_record_is_said_first(cli_archive: Path) -> None:
+    """root, the auditor, may not hold; tmp/ cannot take a file, so the refusal cannot be recorded: both said,
+    the refusal first (a hostile review: only the place's "nothing was recorded"; the refusal never shown)."""
+    entries = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")
+    with contextlib.ExitStack() as stack:
+        _broken_place(cli_archive, "tmp read-only", stack)
+        out = run_cli("retention", "hold", cli_archive, "--segment", "1", "--reason", "x", obey_permissions=True)
+    one_line_error(
+        out,
+        r"^custodes: refused: root may not hold \(needs custodian or approver\); and this refusal could not be "
+        r"recorded either: Permission denied: the archive's tmp/ folder cannot take a new file .*nothing was recorded",
+    )
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == entries
+    out = run_cli("retention", "hold", cli_archive, "--segment", "1", "--reason", "x")  # recorded, given back
+    assert out.returncode == 1 and b"refused: root may not hold" in out.stderr, out.stderr
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == [(entries[0][0] + 1,)]
+
+
 @pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])
 def test_what_never_signs_runs_without_the_signing_key(two_clip_archive: Path, tmp_path: Path, place: str) -> None:
     """verify, `ledger verify` and report read no key (a hostile review: private/ at 0000 stopped all three with

@@ -246,6 +246,16 @@ class RefusalNotLogged(SchemaDiffersError):
         CustodesError.__init__(self, f"refused: {why}; and this refusal is not logged either: {cause.what}. {way_out}")
 
 
+class RefusalNotRecorded(NotReadyToRecord):
+    """A refusal that could not be recorded, the archive not ready to record any act
+    (:meth:`custodes.archive.Archive.ready_to_record`): the refusal said first, then why it is not recorded (a
+    hostile review: only the broken place's "nothing was recorded" was said, and the refused person never
+    learnt of the refusal)."""
+
+    def __init__(self, why: str, cause: NotReadyToRecord) -> None:
+        super().__init__(f"refused: {why}; and this refusal could not be recorded either: {cause}")
+
+
 def _rebuild_way_out(archive: Archive) -> str:
     """Who may take the way out of a catalog custodes writes nothing into (``custodes ledger rebuild-catalog
     --replace``): the policy's custodians, and the archive's owner while it names no approver
@@ -277,6 +287,8 @@ def _refuse(
             _log(tx, request, person, action, segment, False, why, time.time_ns())
     except SchemaDiffersError as e:
         raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
+    except NotReadyToRecord as e:
+        raise RefusalNotRecorded(why, e) from None
     return AccessDenied(why + _signed(archive))
 
 
