@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from custodes.archive import init_archive, open_archive
+from custodes.ingest import Groups
+from custodes.ingest import ingest as ingest_volume
 from custodes.verify import verify
-from helpers import catalog_rows
+from helpers import catalog_rows, run_cli, small_tmpfs
 
 #: Seven files, stored two at a time: four groups, the last of one file.
 NAMES = [f"DCIM/F{i}.LOG" for i in range(7)]
@@ -194,3 +196,51 @@ def test_what_is_put_in_a_files_place_after_the_scan_is_refused_not_copied(
     (failure,) = [f for f in result.findings if f.kind == "ingest_failed" and f.path.endswith("B.LOG")]
     assert "not the file found there when the volume was read (it changed since); not copied" in failure.message
     assert ("DCIM/A.LOG" in result.stored) == (swap == "file")  # a swapped folder takes A's place too
+
+
+def test_a_volume_the_archive_s_disk_has_no_room_for_is_refused_before_it_is_recorded(tmp_path: Path) -> None:
+    """The first group's files need more than the archive's disk has free: refused at once, with the numbers,
+    nothing recorded (a hostile review: a full disk was met copy by copy, one "No space left" finding each)."""
+    with small_tmpfs(tmp_path / "disk", "6m") as disk:
+        arch = disk / "archive"
+        init_archive(arch).close()
+        vol = tmp_path / "vol"
+        vol.mkdir()
+        (vol / "BIG.LOG").write_bytes(random.Random(1).randbytes(7 << 20))
+        entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+        out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+        err = out.stderr.decode()
+        assert out.returncode == 2 and len(err.splitlines()) == 1, err
+        assert f"custodes: the disk is full ({arch}): free space on it, then run the command again: " in err, err
+        assert "MiB free, and the next 1 file(s) of the volume need 7.00 MiB" in err and "nothing was recorded" in err
+        assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
+        assert list((arch / "tmp").iterdir()) == [] and not list((arch / "objects").rglob("*.*"))
+
+
+def test_an_ingest_whose_disk_fills_stops_at_the_group_without_room_and_says_so_once(tmp_path: Path) -> None:
+    """One file a group: the first two fit, the third does not. The two are stored and recorded; the third is
+    failed with one finding for it and what was left, before any copy of it was made; with room, the re-run
+    stores it."""
+    with small_tmpfs(tmp_path / "disk", "12m") as disk:
+        arch = disk / "archive"
+        init_archive(arch).close()
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        vol = tmp_path / "vol"
+        vol.mkdir()
+        rng = random.Random(2)
+        for name in ("A.LOG", "B.LOG", "C.LOG", "D.LOG"):
+            (vol / name).write_bytes(rng.randbytes(int(free * 0.35)))
+        with open_archive(arch) as a:
+            r = ingest_volume(a, vol, driver="generic", groups=Groups(1, 1 << 30, 60.0))
+        assert (r.stored, r.failed) == (["A.LOG", "B.LOG"], ["C.LOG", "D.LOG"]), r.to_json()
+        (said,) = [f for f in r.findings if f.kind == "ingest_failed"]
+        assert said.message.startswith(f"2 file(s) not copied, the first C.LOG: the disk is full ({arch})"), said
+        assert "what was stored before is recorded, and the re-run copies the rest" in said.message
+        assert list((arch / "tmp").iterdir()) == []
+        with open_archive(arch) as a:
+            assert verify(a).ok
+        subprocess.run(["mount", "-o", "remount,size=32m", str(disk)], check=True)
+        with open_archive(arch) as a:
+            again = ingest_volume(a, vol, driver="generic", groups=Groups(1, 1 << 30, 60.0))
+            assert (again.stored, again.already_present, again.failed) == (["C.LOG", "D.LOG"], ["A.LOG", "B.LOG"], [])
+            assert verify(a).ok

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -186,6 +187,19 @@ def ingest(
     # The copies' places are this archive's and can keep what is stored (a bucket that cannot lock is refused):
     # a volume refused here records nothing, never half its files stored and the rest failed.
     _claim_places(archive)
+    # The first group's new files must fit before the ingest is recorded at all (files seen before may be there
+    # already: the group's own check, once they are hashed, counts them if not).
+    first = _next_group(files, groups or GROUPS)
+    seen = {
+        f.path
+        for f in first
+        if archive.catalog.segments.objects_named(
+            reading.identity.device_id, name_text(f.name), name_bytes(f.name), f.size
+        )
+    }
+    short = _short_of_room(archive, [f for f in first if f.path not in seen])
+    if short is not None:
+        raise ArchiveError(f"{short}; nothing was recorded")
     volume_text = name_text(os.fspath(volume))
     ingest_id, readings = _begin(archive, reading, volume_text, started, dict(options or {}))
     result = IngestResult(ingest_id, os.fspath(given), reading.driver, reading.identity.device_id, skipped=skipped)
@@ -247,6 +261,36 @@ class Groups(NamedTuple):
 #: The default bounds: about a second of copying small files, a few seconds of big ones on a local disk.
 GROUPS = Groups(files=1000, bytes=512 << 20, seconds=5.0)
 
+#: Free space a group's copies leave on the archive's disk, for what recording them writes (the catalog's log,
+#: ledger entries, the checkpoint files): a disk filled by the copies themselves fails the record of them. So
+#: much for the group, and so much more per file (a file's rows and entry take 2-3 KiB, written twice with the
+#: catalog's log).
+ROOM_KEPT = (256 << 10, 8 << 10)
+
+
+def _short_of_room(archive: Archive, files: list[VolumeFile]) -> str | None:
+    """Why ``files`` cannot all be copied into the archive's tmp/ now, or None: their bytes and
+    :data:`ROOM_KEPT` are more than its disk has free. Asked before each group's copies start, so a disk that is
+    too small is said once, with the numbers, before a copy fails (a hostile review: a full disk was met file by
+    file, one "No space left on device" finding each)."""
+    need = sum(f.size for f in files)
+    kept = ROOM_KEPT[0] + ROOM_KEPT[1] * len(files)
+    try:
+        free = shutil.disk_usage(archive.spool).free
+    except OSError:
+        return None  # (not this check's to say: the copies meet it)
+    if need + kept <= free:
+        return None
+    return (
+        f"the disk is full ({archive.root}): free space on it, then run the command again: {_size(free)} free, "
+        f"and the next {len(files)} file(s) of the volume need {_size(need)}, with {_size(kept)} kept for "
+        "recording them"
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
 
 def _next_group(files: list[VolumeFile], bounds: Groups) -> list[VolumeFile]:
     """The first run of ``files`` (in volume order) within the bounds."""
@@ -293,6 +337,7 @@ def _store_files(
     todo = list(files)
     pool = ThreadPoolExecutor(max_workers=copies)
     handed: list[Future[_Copy | str]] = []  # every copy given to the pool, for stop_pool to call off or wait for
+    no_room: list[VolumeFile] = []  # the files not copied for want of room: one finding for them all
     try:
         group = _next_group(todo, bounds)
         copying = _start_copies(archive, pool, group, result.device, checked)
@@ -301,9 +346,15 @@ def _store_files(
             present = copying.present
             copied, deferred = _finish_copies(copying, bounds.seconds)
             todo = deferred + todo[len(group) :]
+            if copying.short is not None:
+                # No room for this group's copies: its files present already are recorded, the rest of the
+                # volume is not copied (said once, below), and nothing more is started.
+                no_room = [f for f in group if f.path not in present] + todo
+                todo = []
             # The next group copies while this one is synced, read back, linked and recorded: the cores copy while
             # the disk syncs and reads back (a big file's group would otherwise leave one of them idle).
             following = _next_group(todo, bounds)
+            short = copying.short
             copying = _start_copies(archive, pool, following, result.device, checked)
             handed += copying.futures
             names = {f.path: f.name for f in group}
@@ -313,7 +364,7 @@ def _store_files(
             outcomes = _record_group(archive, result, group, copied, segments, readings, started)
             for f in group:
                 if f.path not in outcomes:
-                    continue  # deferred to the next group
+                    continue  # deferred to the next group (or, short of room, not copied)
                 outcome = outcomes[f.path]
                 if outcome in ("stored", "present"):
                     copy = copied[f.path]
@@ -331,6 +382,16 @@ def _store_files(
                 if progress is not None:
                     progress(done, total)
             group = following
+            if short is not None:
+                result.failed += [f.name for f in no_room]
+                result.findings.append(
+                    Finding(
+                        "ingest_failed",
+                        f"{len(no_room)} file(s) not copied, the first {no_room[0].name}: {short}; what was "
+                        "stored before is recorded, and the re-run copies the rest",
+                        result.device,
+                    )
+                )
     except BaseException:  # Ctrl-C, or an error: no copy is left running behind the command
         stop_pool(pool, handed)
         raise
@@ -350,11 +411,12 @@ class _Copy:
 
 class _Copying(NamedTuple):
     """A group's copies under way: the files found present already (with their SHA-256), the copies' futures,
-    when they started."""
+    when they started; ``short``: why none was started, the archive's disk lacking the room for them."""
 
     present: dict[str, str]
     futures: dict[Future[_Copy | str], VolumeFile]
     started: float
+    short: str | None = None
 
 
 def _start_copies(
@@ -367,12 +429,13 @@ def _start_copies(
     """Start copying the group's files that are not in the archive yet, in parallel and largest first (so a big
     file does not start last and leave a worker idle)."""
     present = _already_present(archive, device, group)
+    short = _short_of_room(archive, [f for f in group if f.path not in present])
     futures = {
         pool.submit(_copy_one, archive, f, checked): f
         for f in sorted(group, key=lambda f: -f.size)
-        if f.path not in present
+        if f.path not in present and short is None
     }
-    return _Copying(present, futures, time.monotonic())
+    return _Copying(present, futures, time.monotonic(), short)
 
 
 def _finish_copies(copying: _Copying, seconds: float) -> tuple[dict[str, _Copy | str], list[VolumeFile]]:
