@@ -9,12 +9,16 @@ waited 2 s and ended on a message without the way out, and a command that only r
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from helpers import catalog_rows, run_cli
 
 
 def test_a_catalog_folder_that_cannot_be_written_is_said_so_as_before(cli_archive: Path) -> None:
+    """Named as the folder that cannot be written (a hostile review: told to remount a disk that was writable)."""
     os.chmod(cli_archive, 0o555)
     try:
         out = run_cli("ledger", "verify", cli_archive, obey_permissions=True)
@@ -23,8 +27,39 @@ def test_a_catalog_folder_that_cannot_be_written_is_said_so_as_before(cli_archiv
     err = out.stderr.decode()
     assert out.returncode == 2 and "Traceback" not in err, err
     assert "cannot write the catalog: " in err, err
-    assert "run as the account that keeps the archive, or remount its disk read-write" in err, err
-    assert "SQLite cannot open it" not in err, err
+    assert f"{cli_archive} cannot be written by this account (its owner or mode): run as the account that keeps" in err
+    assert "remount" not in err and "SQLite cannot open it" not in err, err
+
+
+def test_an_immutable_write_ahead_log_is_named(cli_archive: Path) -> None:
+    wal = cli_archive / "catalog.sqlite-wal"
+    wal.write_bytes(b"")
+    if subprocess.run(["chattr", "+i", str(wal)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        out = run_cli("verify", cli_archive)
+    finally:
+        subprocess.run(["chattr", "-i", str(wal)], check=True)
+    err = out.stderr.decode()
+    assert out.returncode == 2 and f"{wal} is immutable (chattr; `lsattr -d {wal}`)" in err, err
+    assert "remount" not in err, err
+    assert run_cli("verify", cli_archive).returncode == 0
+
+
+def test_a_disk_mounted_read_only_is_said_so(cli_archive: Path, tmp_path: Path) -> None:
+    """A read-only bind mount of the archive: a command that writes is told to remount it (the one case where
+    that is the way out); one that only reads still answers."""
+    view = tmp_path / "ro"
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(cli_archive), str(view)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        out = run_cli("retention", "case", view, "--case", "C-1", "--segment", "1")
+        err = out.stderr.decode()
+        assert out.returncode == 2 and "its disk is mounted read-only: run as the account" in err, err
+        assert "or remount it read-write" in err, err
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
 
 
 def test_shared_files_made_read_only_still_serve_a_command_that_only_reads(cli_archive: Path) -> None:

@@ -733,8 +733,9 @@ def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: 
     assert out.returncode == 2, out
     assert out.stderr.startswith(b"custodes: cannot write the catalog: attempt to write a readonly database ("), out
     assert out.stderr.endswith(
-        f"): the archive service runs as {SERVICE_ACCOUNT}, the archive's account, and is still refused: give the "
-        "archive's files back to that account, or remount its disk read-write\n".encode()
+        f"catalog.sqlite cannot be written by this account (its owner or mode): the archive service runs as "
+        f"{SERVICE_ACCOUNT}, the archive's account, and is still refused: give the archive's files back to that "
+        "account\n".encode()
     ), out.stderr
     assert b"run as the account that keeps the archive" not in out.stderr
     assert _as("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x").returncode == 0

@@ -546,9 +546,7 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 "to a sound disk if it is failing, then run the command again"
             )
         if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
-            return (
-                f"cannot write the catalog: {text} ({catalog}): {keeper_advice(archive, 'remount its disk read-write')}"
-            )
+            return f"cannot write the catalog: {text} ({catalog}): {_why_read_only(archive, catalog)}"
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
         return None
@@ -566,6 +564,31 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno in (errno.EACCES, errno.EPERM):
             return f"permission denied ({_refusing_folder(where)}): {keeper_advice(archive, 'fix the permissions')}"
     return None
+
+
+def _why_read_only(archive: str | None, catalog: str) -> str:
+    """What keeps SQLite from writing the catalog, and what to do: a disk mounted read-only is remounted; a flag
+    (chattr) or a mode on the archive's folder or the catalog's files is named (a hostile review: an archive
+    folder at 0500, or an immutable -wal, was told to remount a disk that was writable)."""
+    from pathlib import Path
+
+    from custodes.archive import _refusing_flag
+
+    try:
+        mounted_read_only = bool(os.statvfs(archive or catalog).f_flag & os.ST_RDONLY)
+    except OSError:
+        mounted_read_only = False
+    if mounted_read_only:
+        return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+    folder = os.path.dirname(catalog) or "."
+    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
+        flag = _refusing_flag(Path(path))
+        if flag is not None:
+            return f"{path} is {flag} (chattr; `lsattr -d {path}`): custodes cannot write there; clear the flag"
+    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
+        if os.path.lexists(path) and not os.access(path, os.W_OK, effective_ids=True):
+            return f"{path} cannot be written by this account (its owner or mode): {keeper_advice(archive)}"
+    return keeper_advice(archive, "remount its disk read-write")
 
 
 def _refusing_folder(where: str) -> str:
