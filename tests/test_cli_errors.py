@@ -434,6 +434,16 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.parametrize("size", ["120k", "300k"])
+def test_init_on_a_nearly_full_disk_says_the_disk_is_full(tmp_path: Path, size: str) -> None:
+    """The catalog's schema made step by step on a disk that fills on the way: said as a full disk, not as a
+    schema step that failed (a hostile review: "bringing its schema from version 3 to 4 failed"); nothing kept."""
+    with small_tmpfs(tmp_path / "nearly", size) as disk:
+        out = run_cli("init", disk / "archive")
+        one_line_error(out, r"the disk is full \(.*archive.*\): free space on it, then run the command again")
+        assert "schema" not in out.stderr.decode() and list(disk.iterdir()) == []
+
+
 def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
     arch = build_cli_archive(
         small_disk / "archive",
