@@ -285,6 +285,24 @@ def test_a_refusal_on_an_archive_not_ready_to_record_is_said_first(cli_archive: 
     assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == [(entries[0][0] + 1,)]
 
 
+def test_a_key_rotation_whose_new_key_cannot_be_written_records_nothing(two_clip_archive: Path) -> None:
+    """private/ at 0500: the old key reads, the new one cannot be written; said so, nothing recorded (a hostile
+    review: "permission denied" alone)."""
+    private = two_clip_archive / "private"
+    entries = catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM ledger")
+    private.chmod(0o500)
+    try:
+        out = run_cli("ledger", "rotate-key", two_clip_archive, obey_permissions=True)
+    finally:
+        private.chmod(0o700)
+    one_line_error(
+        out, r"private/checkpoint\.key\.[0-9a-f]+: the new key file cannot be written \(Permission denied\): nothing"
+    )
+    assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM ledger") == entries
+    assert [p.name for p in private.iterdir()] == ["checkpoint.key"]
+    assert run_cli("ledger", "rotate-key", two_clip_archive).returncode == 0
+
+
 @pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])
 def test_what_never_signs_runs_without_the_signing_key(two_clip_archive: Path, tmp_path: Path, place: str) -> None:
     """verify, `ledger verify` and report read no key (a hostile review: private/ at 0000 stopped all three with

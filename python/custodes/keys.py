@@ -325,7 +325,13 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
         in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
         if in_force != old:  # another rotation committed meanwhile: this endorsement speaks for a retired key
             raise LedgerError("the key was rotated by someone else meanwhile; run `custodes ledger rotate-key` again")
-        write_new_file(path, pem, 0o600)
+        try:
+            write_new_file(path, pem, 0o600)
+        except OSError as e:  # the transaction rolls back: said so (a hostile review: the disk's words alone)
+            raise LedgerError(
+                f"{path}: the new key file cannot be written ({e.strerror or e}): nothing was recorded; give its "
+                "folder back to the archive's account (writable by it), then run the command again"
+            ) from None
         crashpoint("rotate_key_file_written")
         now = time.time_ns()
         index = ledger.append(
