@@ -303,6 +303,27 @@ def test_a_key_rotation_whose_new_key_cannot_be_written_records_nothing(two_clip
     assert run_cli("ledger", "rotate-key", two_clip_archive).returncode == 0
 
 
+def test_a_file_in_the_next_checkpoint_s_place_is_said_not_passed_over(two_clip_archive: Path) -> None:
+    """A junk file named as the next checkpoint (tampering): the hold is recorded, and its checkpoint file is said
+    not written, naming the file, which is left as it is (a hostile review: the hold reported done, the file
+    never written). Moved aside, `ledger checkpoint` writes it and the ledger verifies."""
+    arch = two_clip_archive
+    (size,) = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")[0]
+    junk = arch / "ledger" / "checkpoints" / str(size + 1)
+    junk.write_text("planted\n")
+    out = run_cli("retention", "hold", arch, "--segment", "1", "--reason", "litigation")
+    one_line_error(
+        out,
+        rf"another file is already there under this name, left as it is \(.*checkpoints/{size + 1}\) writing the "
+        r"ledger's checkpoint files: what this command recorded stands, so do not repeat an act; move that file "
+        r"aside, and keep it",
+    )
+    assert junk.read_text() == "planted\n" and catalog_rows(arch, "SELECT COUNT(*) FROM holds") == [(1,)]
+    junk.rename(arch.parent / "kept-aside")
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0
+    assert run_cli("ledger", "verify", arch).returncode == 0
+
+
 @pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])
 def test_what_never_signs_runs_without_the_signing_key(two_clip_archive: Path, tmp_path: Path, place: str) -> None:
     """verify, `ledger verify` and report read no key (a hostile review: private/ at 0000 stopped all three with

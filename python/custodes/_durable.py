@@ -226,9 +226,13 @@ def write_once(
     mode: int = 0o600,
     before_link: Callable[[], object] | None = None,
 ) -> None:
-    """Create ``path`` atomically (``mode``: 0600 unless said); an existing file is never replaced.
-    ``before_link``: called once the content is durable, just before it is linked in (not when ``path`` exists)."""
-    if path.exists():
+    """Create ``path`` atomically (``mode``: 0600 unless said); an existing file is never replaced. One holding
+    ``text`` already is this write done before (a crash, a restore); one holding anything else is an OSError
+    (EEXIST) naming it: a checkpoint's name taken by another file (tampering) was passed over in silence, the
+    act reported done without its file (a hostile review). ``before_link``: called once the content is durable,
+    just before it is linked in (not when ``path`` exists)."""
+    if os.path.lexists(path):
+        _same_text_there(path, text)
         return
     tmp = durable_temp(path, text, folder, mode)
     try:
@@ -237,10 +241,19 @@ def write_once(
             before_link()
         os.link(tmp, path)
     except FileExistsError:
-        pass
+        _same_text_there(path, text)
     finally:
         os.unlink(tmp)
     fsync_dir(path.parent)
+
+
+def _same_text_there(path: Path, text: str) -> None:
+    try:
+        there = read_small(path, len(text.encode()) + 1)
+    except ValueError:  # a folder, a FIFO, a file too long: not this text either
+        there = None
+    if there != text.encode():
+        raise OSError(errno.EEXIST, "another file is already there under this name, left as it is", path)
 
 
 def replace_file(path: Path, text: str, folder: Path | None = None) -> None:

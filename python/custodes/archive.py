@@ -1282,6 +1282,7 @@ class CheckpointFileError(CustodesError):
             errno.EACCES: "give the archive's files back to its account",
             errno.EPERM: "give the archive's files back to its account",
             errno.EROFS: "remount the disk read-write",
+            errno.EEXIST: "move that file aside, and keep it (`custodes ledger verify` names it)",
         }.get(code, "check the disk (dmesg, smartctl)")
         shown = shown_name(os.fsdecode(where) if where is not None else str(root / "ledger"))
         super().__init__(
