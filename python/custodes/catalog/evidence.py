@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -389,10 +390,18 @@ class Objects(Table):
         return int(self._one(f"SELECT COALESCE(SUM(size), 0) FROM objects WHERE {where}", args))  # noqa: S608
 
     def walk(self, within: DigestRange = EVERY_DIGEST) -> Iterator[StoredObject]:
-        """Every object in digest order (streamed: nothing grows with the archive)."""
+        """Every object in digest order (streamed: nothing grows with the archive). A row whose key is NULL (only
+        an edit of the catalog writes one) lies in no digest range: the first slice takes it, first, as SQLite
+        orders NULL (verify --slice 1/N reported no such row; "sha256 IS NULL OR" in the range would cost its
+        index, a scan of every row for each first slice)."""
         where, args = within.where()
         sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {where} ORDER BY sha256"  # noqa: S608
-        return (StoredObject(*r) for r in self._conn.execute(sql, args))
+        unnamed = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE sha256 IS NULL"  # noqa: S608
+        first = within.low is None and within.high is not None  # (the whole range holds NULL already)
+        return (
+            StoredObject(*r)
+            for r in itertools.chain(self._conn.execute(unnamed) if first else (), self._conn.execute(sql, args))
+        )
 
     def least_recently_verified(self, before_ns: int, within: DigestRange = EVERY_DIGEST) -> Iterator[StoredObject]:
         """Live objects not re-hashed since ``before_ns``, never-verified first, then the oldest first (streamed,
