@@ -211,6 +211,9 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         key = arch / "private" / "checkpoint.key"
         key.chmod(0o644)
         stack.callback(key.chmod, 0o600)
+    elif place == "private writable by others":
+        (arch / "private").chmod(0o777)
+        stack.callback((arch / "private").chmod, 0o700)
     elif place == "private shut":
         (arch / "private").chmod(0o000)
         stack.callback((arch / "private").chmod, 0o700)
@@ -234,6 +237,7 @@ def _broken_place(arch: Path, place: str, stack: contextlib.ExitStack) -> None:
         # Refused by the disk as the archive opens, the folder that refused named (it was ledger/checkpoints).
         ("ledger shut", r"permission denied \(.*/ledger\): .*the archive could not be opened"),
         ("key readable by others", r"checkpoint\.key: mode 0644: readable or writable by others: .* signs nothing"),
+        ("private writable by others", r"private: mode 0777: writable by others: the folder that holds the signing"),
         ("private not a folder", r"checkpoint\.key: the signing key cannot be read \(Not a directory\)"),
         (
             "checkpoint immutable",
@@ -322,6 +326,35 @@ def test_a_file_in_the_next_checkpoint_s_place_is_said_not_passed_over(two_clip_
     junk.rename(arch.parent / "kept-aside")
     assert run_cli("ledger", "checkpoint", arch).returncode == 0
     assert run_cli("ledger", "verify", arch).returncode == 0
+
+
+def test_a_key_reached_through_a_link_into_an_open_folder_or_proposed_there_signs_nothing(
+    two_clip_archive: Path, tmp_path: Path
+) -> None:
+    """The folder a key lives in decides who may swap or delete it (a hostile review: a policy moved the key into
+    a 0777 folder and signing went on until another account deleted it; a link from private/ into such a folder
+    was not even flagged by verify)."""
+    arch = two_clip_archive
+    key = arch / "private" / "checkpoint.key"
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)
+    shutil.copy2(key, open_folder / "k.key")
+    text = (arch / "custodes.toml").read_text()
+    proposed = tmp_path / "moved.toml"
+    proposed.write_text(text.replace('signing_key = "private/checkpoint.key"', f'signing_key = "{open_folder}/k.key"'))
+    one_line_error(
+        run_cli("policy", "set", arch, proposed),
+        rf"moved\.toml: \[keys\] signing_key = .*: {open_folder}: mode 0777: writable by others: another account",
+    )
+    key.rename(tmp_path / "kept.key")
+    key.symlink_to(open_folder / "k.key")
+    entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+    out = run_cli("retention", "hold", arch, "--segment", "1", "--reason", "litigation")
+    one_line_error(out, rf"{open_folder}: mode 0777: writable by others: the folder that holds the signing key")
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
+    found = json.loads(run_cli("verify", arch, "--json").stdout)["findings"]
+    assert [f for f in found if f["kind"] == "unprotected" and f["message"].startswith(f"{open_folder}: ")], found
 
 
 @pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])

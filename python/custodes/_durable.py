@@ -316,6 +316,20 @@ def protection_problems(
     return wrong
 
 
+def key_places(key: Path) -> list[tuple[Path, bool]]:
+    """The places that decide who may read or replace the signing key at ``key``, each with whether it is the
+    secret itself: the key (a link followed), the folder that holds its name, and, for a link, the folder of the
+    file it names (a hostile review: a key kept in a 0777 folder, or reached through a link into one, signed on
+    while anyone could delete or swap it). Judged by :func:`protection_problems` wherever the key is used."""
+    places = [(key, True), (key.parent, False)]
+    if key.is_symlink():
+        with suppress(OSError, RuntimeError):
+            target = key.resolve(strict=True)
+            if target.parent != key.parent.resolve():
+                places.append((target.parent, False))
+    return places
+
+
 def _has_acl(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` has a POSIX access ACL: its group bits are then the ACL's mask, and an entry of the ACL,
     not the group, is who may write (a hostile review: only "mode 0775" was said)."""

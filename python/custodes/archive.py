@@ -41,6 +41,7 @@ from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import (
     fsync_dir,
+    key_places,
     problems_above,
     protection_problems,
     read_small,
@@ -299,18 +300,18 @@ def _key_path(path: Path | None, value: Any) -> str:
     return value
 
 
-def _key_protected(key: Path) -> None:
+def _key_protected(key: Path, named: str | None = None) -> None:
     """init's --signing-key outside the archive: its folder (and the key, if there already) held to verify's rule
     at once (a hostile review: a new archive was NOT INTACT from its first verify, its key in a folder others
-    could write). Only at init: an archive whose key's folder changed since is verify's to report, not a reason
-    for every command to stop."""
-    for path, secret in ((key.parent, False), (key, True)):
+    could write); ``named``: what named the key, where not init's option (a proposed policy's [keys]
+    signing_key). A key already in force is held to the same rule each time it signs (keys.signing_key)."""
+    for path, secret in key_places(key):
         with suppress(OSError):  # not there (yet), or not a folder: init's own steps say so
             wrong = protection_problems(os.stat(path), os.geteuid(), secret, path=path)
             if wrong:
                 raise ArchiveError(
-                    f"--signing-key {key}: {path}: {'; '.join(wrong)}: another account could replace or read the "
-                    "signing key; make it yours alone, or name a key in a folder that is"
+                    f"{named or f'--signing-key {key}'}: {path}: {'; '.join(wrong)}: another account could replace "
+                    "or read the signing key; make it yours alone, or name a key in a folder that is"
                 )
 
 

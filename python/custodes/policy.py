@@ -465,7 +465,7 @@ def _read_new(path: str) -> str:
 def _same_archive(archive: Archive, new: Policy, path: str) -> None:
     """What a policy may not change: the archive's id and origin (they name every signed checkpoint), its
     storage (the objects live there) and its signing key (a path must hold the same key)."""
-    from custodes.archive import ArchiveError, _key_place, _signing_key
+    from custodes.archive import ArchiveError, _key_place, _key_protected, _signing_key
 
     old = archive.policy
     for table, key, was, now in (
@@ -488,6 +488,9 @@ def _same_archive(archive: Archive, new: Policy, path: str) -> None:
             )
         except ArchiveError as e:
             raise CustodesError(f"{path}: [keys] signing_key = {new.signing_key!r}: {e}") from None
+        # Held to init's rule at once (a hostile review: a key moved into a folder anyone could write was accepted,
+        # and signed until another account deleted it); a key already in force is verify's to report.
+        _key_protected(moved, f"{path}: [keys] signing_key = {new.signing_key!r}")
         same = named.public_key().public_bytes_raw() == (
             _signing_key(archive.signing_key_path).public_key().public_bytes_raw()
         )

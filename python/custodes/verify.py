@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from custodes import merkle
-from custodes._durable import fsync_dir, fsync_file, protection_problems, read_small
+from custodes._durable import fsync_dir, fsync_file, key_places, protection_problems, read_small
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.builtin.storage import OWNER_FILE
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
@@ -240,8 +240,7 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     key = archive.signing_key_path
     entries: list[tuple[Path, bool, str | None]] = [
         *((root / n, False, None) for n in names),
-        (key.parent, False, None),
-        (key, True, None),
+        *((place, secret, None) for place, secret in key_places(key)),
     ]
     second = archive.replica.spec() if archive.replica is not None else None
     if second is not None and second.backend == "local":
