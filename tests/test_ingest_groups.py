@@ -244,3 +244,29 @@ def test_an_ingest_whose_disk_fills_stops_at_the_group_without_room_and_says_so_
             again = ingest_volume(a, vol, driver="generic", groups=Groups(1, 1 << 30, 60.0))
             assert (again.stored, again.already_present, again.failed) == (["C.LOG", "D.LOG"], ["A.LOG", "B.LOG"], [])
             assert verify(a).ok
+
+
+def test_a_disk_out_of_inodes_is_met_as_a_full_one(tmp_path: Path) -> None:
+    """Room in bytes, but few inodes (a hostile review: a tmpfs of 40 inodes failed 700 files one by one): the
+    volume is refused before it is recorded, the inodes said."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m,nr_inodes=64", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        arch = disk / "archive"
+        init_archive(arch).close()
+        vol = tmp_path / "vol"
+        vol.mkdir()
+        for i in range(100):
+            (vol / f"F{i:03d}.LOG").write_bytes(b"log %d" % i)
+        entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
+        out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+        err = out.stderr.decode()
+        assert out.returncode == 2 and len(err.splitlines()) == 1, err
+        assert "more file(s) (inodes), and the next 100 file(s) of the volume need up to 316" in err, err
+        assert "nothing was recorded" in err and catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -275,17 +274,28 @@ def _short_of_room(archive: Archive, files: list[VolumeFile]) -> str | None:
     file, one "No space left on device" finding each)."""
     need = sum(f.size for f in files)
     kept = ROOM_KEPT[0] + ROOM_KEPT[1] * len(files)
+    # A file each copy, and up to two folders of the store for its object (objects/sha256/ab/cd), and a few for
+    # the catalog's and the checkpoint's files: a disk out of inodes fails them as a full one does (a hostile
+    # review: a tmpfs of 40 inodes failed 700 files one by one). A file system that counts none says 0.
+    inodes = 3 * len(files) + 16
     try:
-        free = shutil.disk_usage(archive.spool).free
+        st = os.statvfs(archive.spool)
     except OSError:
         return None  # (not this check's to say: the copies meet it)
-    if need + kept <= free:
-        return None
-    return (
-        f"the disk is full ({archive.root}): free space on it, then run the command again: {_size(free)} free, "
-        f"and the next {len(files)} file(s) of the volume need {_size(need)}, with {_size(kept)} kept for "
-        "recording them"
-    )
+    free = st.f_bavail * st.f_frsize
+    if need + kept > free:
+        return (
+            f"the disk is full ({archive.root}): free space on it, then run the command again: {_size(free)} free, "
+            f"and the next {len(files)} file(s) of the volume need {_size(need)}, with {_size(kept)} kept for "
+            "recording them"
+        )
+    if st.f_files and st.f_favail < inodes:
+        return (
+            f"the disk is full ({archive.root}): free space on it, then run the command again: it can make "
+            f"{st.f_favail} more file(s) (inodes), and the next {len(files)} file(s) of the volume need up to "
+            f"{inodes}"
+        )
+    return None
 
 
 def _size(n: int) -> str:
