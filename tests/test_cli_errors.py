@@ -820,6 +820,18 @@ def test_init_inside_a_file_names_the_file(tmp_path: Path, under: str) -> None:
     assert (tmp_path / "f").read_bytes() == b"not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
+@pytest.mark.parametrize("how", ["absolute", "through .."])
+def test_init_with_a_key_path_into_the_new_folder_makes_it_there(tmp_path: Path, how: str) -> None:
+    """A key named by a path into the archive's new folder (a hostile review: the init failed with "Directory not
+    empty", left the folder, and the next init was refused as "not empty")."""
+    key = f"{tmp_path}/I/private/x.key" if how == "absolute" else "../I/private/x.key"
+    out = run_cli("init", "--signing-key", key, tmp_path / "I", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert tomllib.loads((tmp_path / "I" / "custodes.toml").read_text())["keys"]["signing_key"] == "private/x.key"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["I"]
+    assert run_cli("ledger", "checkpoint", tmp_path / "I").returncode == 0
+
+
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -1133,6 +1133,17 @@ def _signing_key(
 _INIT_KEY_ADVICE = "name the key custodes made for this archive, or a path where none exists yet to create one"
 
 
+def _named_from_the_archive(root: Path, key: Path, key_path: str) -> str:
+    """A key path into the archive's own folder (absolute, or through ``..``: ``key`` is where it leads), named
+    from that folder: init makes it in the folder being built, which becomes the archive (a hostile review: made
+    in the target itself, it blocked that rename, and the failed init left the folder behind, refusing the next
+    init as "not empty"). Any other path, as it was given."""
+    try:
+        return Path(os.path.normpath(key.parent.resolve() / key.name)).relative_to(root.resolve()).as_posix()
+    except (ValueError, OSError, RuntimeError):
+        return key_path  # outside the archive folder
+
+
 def init_archive(
     root: str | os.PathLike[str],
     *,
@@ -1166,6 +1177,7 @@ def init_archive(
     key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
     _key_place(path, key_path, "--signing-key")
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
+    key_path = _named_from_the_archive(path, target_key, key_path)
     if target_key.exists() or target_key.is_symlink():
         _signing_key(target_key, not_a_key=_INIT_KEY_ADVICE)  # an existing key must be a key before anything is made
     _key_protected(target_key)
