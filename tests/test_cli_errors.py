@@ -1218,11 +1218,36 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
     one_line_error(out, r"the explained interval is empty \(--from equals --to\)")
 
 
-@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        (" C1", "starts or ends with a space"),
+        ("C1 ", "starts or ends with a space"),
+        ("C\u200b1", r"holds a character that shows nothing \(U\+200B\)"),
+        ("C\u2060\u00ad1", r"holds a character that shows nothing \(U\+2060\)"),
+    ],
+)
+def test_a_case_id_is_what_it_shows(cli_archive: Path, case: str, said: str) -> None:
+    """ "C1", "C1 " and "C\u200b1" were three cases that all showed as C1, and " lead" was not found by an export
+    of "lead" (a hostile review)."""
+    one_line_error(as_("alice", "retention", "case", cli_archive, "--case", case, "--segment", "1"), said)
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger WHERE type = 'retention_change'") == [(0,)]
+
+
+def test_free_text_is_held_to_one_length_everywhere(cli_archive: Path) -> None:
+    """The HTTP API refused a reason of 4,001 characters, the CLI took 120,000 and echoed it (a hostile review)."""
+    out = as_("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x" * 4001)
+    assert out.returncode == 2 and b"4001 characters; give at most 4000" in out.stderr, out.stderr
+    assert len(out.stderr) < 400, out.stderr
+    assert as_("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x" * 4000).returncode == 0
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t", ".", "\u200b", "\ufeff\u2060", "\u2800", "\u00ad"])
 def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank: str) -> None:
     """A hold, an access request, a denial: each is ledgered with the reason a person gave (Art. 22), and a
     blank one is refused (and a blank case id), whoever calls (a hostile review placed a hold with `--reason ""`:
-    the library asked for a reason in some acts and not in others; one rule now asks it of every act)."""
+    the library asked for a reason in some acts and not in others; one rule now asks it of every act). A second
+    review: ".", and characters that show nothing (U+200B, U+FEFF, U+2800, a soft hyphen), said nothing too."""
     from custodes.access import request_access
     from custodes.archive import open_archive
     from custodes.errors import CustodesError
@@ -1237,7 +1262,8 @@ def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank
     )
     one_line_error(as_("bob", "access", "deny", cli_archive, rid, "--reason", blank), "a denial needs a reason")
     one_line_error(
-        as_("alice", "retention", "case", cli_archive, "--case", blank, "--segment", "1"), "a case needs its id"
+        as_("alice", "retention", "case", cli_archive, "--case", blank, "--segment", "1"),
+        r"the case id .* says nothing: give it in letters or digits",
     )
     with open_archive(cli_archive) as archive:  # the library, as an agency's tool calls it: the same rule
         with pytest.raises(CustodesError, match="a request needs a reason"):

@@ -1,5 +1,6 @@
 """Defaults a user can defend (DESIGN.md), in a module light enough for the CLI to import at start."""
 
+import unicodedata
 from datetime import UTC
 
 from custodes.errors import CustodesError
@@ -94,13 +95,42 @@ def ns_add(a: int, b: int, what: str) -> int:
 _NOT_IN_TEXT = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+#: The most characters a person's free text may hold (a reason, a note, a case id): the CLI's options, the
+#: HTTP API's fields and the page's forms alike (a hostile review: the API refused 4,001, the CLI took 120,000).
+MAX_TEXT = 4000
+
+
+def says_something(text: str) -> bool:
+    """The one rule of text that says something: it holds a letter or a digit of any script. Blank text,
+    punctuation alone, or characters that show nothing (U+200B, U+FEFF, U+2800 ...) say nothing."""
+    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
 def given_reason(reason: str, act: str) -> str:
-    """``reason`` as the reason for ``act`` ("a hold", "a denial"), refused when it says nothing: every act a
-    person must give a reason for (Art. 22: who, when, why) asks this one rule, in the library, so no caller
-    (the CLI, the HTTP API, an agency's own tool) records a blank reason."""
-    if not reason.strip():
+    """``reason`` as the reason for ``act`` ("a hold", "a denial"), refused when it says nothing (no letter or
+    digit: blank, "." or invisible characters alone; a hostile review): every act a person must give a reason
+    for (Art. 22: who, when, why) asks this one rule, in the library, so no caller (the CLI, the HTTP API, an
+    agency's own tool) records a reason that says nothing."""
+    if not says_something(reason):
         raise CustodesError(f"{act} needs a reason: say why, in words")
     return reason
+
+
+def given_id(value: str, what: str) -> str:
+    """``value`` as an identifier people type and match again (a case id): refused when it says nothing, starts or
+    ends with a space, or holds a character that shows nothing (a format character such as U+200B): "C1",
+    "C1 " and "C\u200b1" were three cases that all showed as C1, and an export of " lead" was not found as
+    "lead" (a hostile review)."""
+    if not says_something(value):
+        raise CustodesError(f"{what} {value!r} says nothing: give it in letters or digits")
+    if value != value.strip():
+        raise CustodesError(f"{what} {value!r} starts or ends with a space: give it without")
+    hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)
+    if hidden is not None:
+        raise CustodesError(
+            f"{what} {value!r} holds a character that shows nothing (U+{ord(hidden):04X}): give it without"
+        )
+    return value
 
 
 def text_problem(value: str, *, single_line: bool) -> str | None:
@@ -117,6 +147,8 @@ def text_problem(value: str, *, single_line: bool) -> str | None:
         except UnicodeEncodeError:
             shown = value.encode("utf-8", "backslashreplace")
         return f"{shown!r} is not valid UTF-8 text: give it in UTF-8"
+    if len(value) > MAX_TEXT:
+        return f"{len(value)} characters; give at most {MAX_TEXT}"
     allowed = "\t" if single_line else "\t\n"
     for ch in value:
         if ch not in allowed and (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in _NOT_IN_TEXT):

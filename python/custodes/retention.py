@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 from custodes.access import current_person, grant_for, not_in_ledger, purge_unapproved, refuse, require_role
 from custodes.archive import Archive
 from custodes.catalog import Catalog, Scope, replay
-from custodes.defaults import NS, given_reason
+from custodes.defaults import NS, given_id, given_reason
 from custodes.errors import CustodesError, UnknownRecordError
 from custodes.export import sweep_exports
 from custodes.findings import rfc3339
@@ -345,8 +345,7 @@ def long_term(archive: Archive, segment: int, reason: str) -> None:
 def link_case(archive: Archive, case: str, segments: list[int], until: int | None, description: str = "") -> None:
     """Link recordings to a case; they follow its retention (``until`` None: the case is open)."""
     person = require_role(archive, ("custodian", "approver"), "case")
-    if not case.strip():  # the id an export, a hold's reason and a court name it by
-        raise CustodesError("a case needs its id: it is blank")
+    given_id(case, "the case id")  # the id an export, a hold's reason and a court name it by
     for s in segments:
         _segment_exists(archive, s)
     now = time.time_ns()

@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException
 
 from custodes import query
 from custodes.access import PURPOSES, AccessDenied, AccessRequestJSON, approve, deny, request_access, requests
-from custodes.defaults import INT64_MAX, INT64_MIN, TimeRangeError, ns_from_seconds, text_problem
+from custodes.defaults import INT64_MAX, INT64_MIN, TimeRangeError, ns_from_seconds, says_something, text_problem
 from custodes.errors import CustodesError, UnknownRecordError
 from custodes.proofs import LedgerProofJSON, ledger_proof
 from custodes.records import Device, DeviceEvent, RecordedFinding, Segment
@@ -226,7 +226,7 @@ def _text(value: str) -> str:
 
 
 def _said(value: str) -> str:
-    if not value.strip():
+    if not says_something(value):  # (blank, ".", or characters that show nothing: custodes.defaults)
         raise ValueError("say why, in words")
     return value
 

@@ -29,6 +29,7 @@ from custodes import retention, tasks
 from custodes.archive import POLICY_FILE, Archive, open_archive
 from custodes.catalog import SchemaDiffersError
 from custodes.catalog.accounts import AccountsSchemaError, AccountStore
+from custodes.defaults import MAX_TEXT
 from custodes.errors import CustodesError
 from custodes.identity import Caller, acting_as
 from custodes.messages import CATALOGUE, LANGUAGES, WEB, kind_label, label
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_TEXT", "WebState", "acting", "acting_as_caller", "form_text", "reading", "render", "state", "status_of"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-#: The longest free text (a reason, a note, a case id) a form or an API call takes: for the ledger, not a document.
-MAX_TEXT = 4000
 
 
 def form_text(field: str, value: str, *, single_line: bool = True) -> str:
@@ -54,8 +53,6 @@ def form_text(field: str, value: str, *, single_line: bool = True) -> str:
     from custodes.defaults import text_problem
 
     problem = text_problem(value, single_line=single_line)
-    if problem is None and len(value) > MAX_TEXT:
-        problem = f"{len(value)} characters; give at most {MAX_TEXT}"
     if problem is not None:
         raise HTTPException(400, f"{field}: {problem}")
     return value
