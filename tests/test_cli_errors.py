@@ -357,6 +357,20 @@ def test_a_key_reached_through_a_link_into_an_open_folder_or_proposed_there_sign
     assert [f for f in found if f["kind"] == "unprotected" and f["message"].startswith(f"{open_folder}: ")], found
 
 
+def test_a_key_rotation_whose_entry_is_not_recorded_leaves_no_key(two_clip_archive: Path) -> None:
+    """The catalog immutable: the rotation's entry cannot commit, and the new key it wrote is removed (a hostile
+    review: a stray private key each try, no entry naming it)."""
+    catalog = two_clip_archive / "catalog.sqlite"
+    if subprocess.run(["chattr", "+i", str(catalog)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        out = run_cli("ledger", "rotate-key", two_clip_archive)
+    finally:
+        subprocess.run(["chattr", "-i", str(catalog)], check=True)
+    assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
+    assert [p.name for p in (two_clip_archive / "private").iterdir()] == ["checkpoint.key"]
+
+
 @pytest.mark.parametrize("place", ["key unreadable", "private shut", "private not a folder"])
 def test_what_never_signs_runs_without_the_signing_key(two_clip_archive: Path, tmp_path: Path, place: str) -> None:
     """verify, `ledger verify` and report read no key (a hostile review: private/ at 0000 stopped all three with

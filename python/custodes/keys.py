@@ -327,30 +327,41 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
     # writes nothing into refuses it, catalog.SchemaDiffersError) and after the check that nobody rotated
     # meanwhile: a refused rotation leaves no key behind. It is durable before the entry names it: a crash
     # between the two leaves a key file no entry names, and the old key in force.
-    with archive.transaction() as tx:
-        in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
-        if in_force != old:  # another rotation committed meanwhile: this endorsement speaks for a retired key
-            raise LedgerError("the key was rotated by someone else meanwhile; run `custodes ledger rotate-key` again")
-        try:
-            write_new_file(path, pem, 0o600)
-        except OSError as e:  # the transaction rolls back: said so (a hostile review: the disk's words alone)
-            raise LedgerError(
-                f"{path}: the new key file cannot be written ({e.strerror or e}): nothing was recorded; give its "
-                "folder back to the archive's account (writable by it), then run the command again"
-            ) from None
-        crashpoint("rotate_key_file_written")
-        now = time.time_ns()
-        index = ledger.append(
-            tx,
-            {
-                "type": ROTATION,
-                "key": str(new),
-                "previous": str(old),
-                "endorsement": base64.b64encode(endorsement).decode(),
-                "by": person,
-                "time": now,
-            },
-        )
+    written = False
+    try:
+        with archive.transaction() as tx:
+            in_force = chain_from_entries(archive.verifier_key, "archive", tx.ledger.of_type(ROTATION)).current
+            if in_force != old:  # another rotation committed meanwhile: this endorsement speaks for a retired key
+                raise LedgerError(
+                    "the key was rotated by someone else meanwhile; run `custodes ledger rotate-key` again"
+                )
+            try:
+                write_new_file(path, pem, 0o600)
+                written = True
+            except OSError as e:  # the transaction rolls back: said so (a hostile review: the disk's words alone)
+                raise LedgerError(
+                    f"{path}: the new key file cannot be written ({e.strerror or e}): nothing was recorded; give its "
+                    "folder to the archive's account, writable by it (chmod u+w), then run the command again"
+                ) from None
+            crashpoint("rotate_key_file_written")
+            now = time.time_ns()
+            index = ledger.append(
+                tx,
+                {
+                    "type": ROTATION,
+                    "key": str(new),
+                    "previous": str(old),
+                    "endorsement": base64.b64encode(endorsement).decode(),
+                    "by": person,
+                    "time": now,
+                },
+            )
+    except BaseException:
+        # The entry was not recorded (refused, or its commit failed: an immutable catalog): the key it would have
+        # named is no one's, and a re-run made another (a hostile review found two stray private keys).
+        if written:
+            path.unlink(missing_ok=True)
+        raise
     crashpoint("rotate_key_entry_committed")  # `ledger checkpoint` then signs the entry, with the old key
     cp = archive.checkpoint()  # signed by the old key: the entry's own checkpoint
     return {
