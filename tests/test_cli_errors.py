@@ -1285,3 +1285,11 @@ def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank
     assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == before
     assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
     assert as_("bob", "access", "deny", cli_archive, rid, "--reason", "not needed").returncode == 0
+
+
+def test_a_recording_named_twice_is_one(cli_archive: Path) -> None:
+    """`--segment 1 --segment 1` said "2 recording(s)" for a case, and an access request stored [1, 1]."""
+    out = as_("alice", "retention", "case", cli_archive, "--case", "C-2", "--segment", "1", "--segment", "1")
+    assert out.returncode == 0 and out.stdout.decode().strip() == "case C-2: 1 recording(s)", out
+    out = as_("carol", "access", "request", cli_archive, "--segment", "1", "--segment", "1", "--reason", "r", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["segments"] == [1], out.stdout

@@ -492,6 +492,7 @@ def request_access(archive: Archive, segments: list[int], reason: str, purpose: 
     if purpose not in PURPOSES:
         raise CustodesError(f"purpose must be one of {', '.join(PURPOSES)}")
     given_reason(reason, "a request")
+    segments = list(dict.fromkeys(segments))  # one recording named twice is asked for once (it was stored [1, 1])
     if person_role(archive, person) is None:
         raise _refuse(archive, None, person, "request", None, no_role(archive, person))
     known = archive.catalog.segments.existing(segments)

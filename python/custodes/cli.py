@@ -3021,7 +3021,7 @@ def retention_case_command(
     if out.json:
         _write_json({"case": case_id, "segments": sorted(set(segments)), "until": rfc3339(until_ns)})
     else:
-        out.say(f"case {case_id}: {len(segments)} recording(s)")
+        out.say(f"case {case_id}: {len(set(segments))} recording(s)")  # a segment named twice is one recording
 
 
 @retention_group.command("due")
