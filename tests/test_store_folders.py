@@ -367,6 +367,8 @@ def test_another_way_into_the_archive_is_refused_like_the_first(cli_archive: Pat
     [
         ("", lambda p: p.chmod(0o777), "the archive's own folder must be"),
         ("catalog.sqlite", lambda p: p.chmod(0o666), "writable by others"),
+        # Read by others: the access log, who saw what and why (a hostile review: 0644 was called intact).
+        ("catalog.sqlite", lambda p: p.chmod(0o644), "mode 0644: readable or writable by others: the archive's own"),
         ("keys", lambda p: os.chown(p, 65534, -1), "owned by account 65534"),
         ("private/checkpoint.key", lambda p: p.chmod(0o644), "the signing key must be"),
         ("keys/checkpoint.vkey", lambda p: p.chmod(0o666), "writable by others"),  # the key verify trusts

@@ -235,11 +235,16 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
         owner = os.stat(root).st_uid
     except OSError:
         return  # (the archive could not have been opened)
-    names = ["", CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm")), POLICY_FILE, *OWN_FOLDERS]
+    names = ["", POLICY_FILE, *OWN_FOLDERS]
     names += ["objects", "objects/sha256", "tmp", "keys/checkpoint.vkey", "ledger/checkpoint"]
+    # What others may not even read: the catalog (who saw which recording, and why: the access log) and the web's
+    # accounts (password and token hashes), with their SQLite logs (a hostile review: both at 0644 in a folder of
+    # 0711, read by another account, were called intact).
+    private = [db + end for db in (CATALOG_FILE, accounts.ACCOUNTS_FILE) for end in ("", "-wal", "-shm")]
     key = archive.signing_key_path
     entries: list[tuple[Path, bool, str | None]] = [
         *((root / n, False, None) for n in names),
+        *((root / n, True, None) for n in private),
         *((place, secret, None) for place, secret in key_places(key)),
     ]
     second = archive.replica.spec() if archive.replica is not None else None
@@ -252,11 +257,12 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
             st = os.stat(path)
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
-        wrong = protection_problems(st, owner, secret, path=path)
+        # An empty file hides nothing (`sqlite3 accounts.sqlite` with nothing typed leaves one, at the umask's mode).
+        wrong = protection_problems(st, owner, secret and (st.st_size > 0 or path.parent != root), path=path)
         if wrong:
             what = (
                 "the signing key"
-                if secret
+                if secret and path.parent != root
                 else "the archive's own " + ("folder" if stat.S_ISDIR(st.st_mode) else "file")
             )
             said = (
