@@ -89,3 +89,12 @@ def test_shared_files_made_read_only_still_serve_a_command_that_only_reads(cli_a
     assert wrote.returncode == 1 and b"refused: root may not case" in wrote.stderr, wrote.stderr
     assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM access_log") == [(logged + 1,)]
     assert run_cli("verify", cli_archive, obey_permissions=True).returncode == 0
+
+
+def test_a_folder_in_the_catalog_s_place_is_not_said_missing(cli_archive: Path) -> None:
+    catalog = cli_archive / "catalog.sqlite"
+    catalog.rename(cli_archive.parent / "kept.sqlite")
+    catalog.mkdir()
+    out = run_cli("verify", cli_archive)
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "the catalog (catalog.sqlite) is not a regular file; move that aside" in err, err

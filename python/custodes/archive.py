@@ -691,9 +691,11 @@ class Archive:
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
+            there = os.path.lexists(self.root / CATALOG_FILE)  # a folder or a FIFO there is no missing file
             raise ArchiveError(
-                f"{root}: the catalog ({CATALOG_FILE}) is missing; restore it from a backup "
-                "(the ledger inside it is what proves the archive)"
+                f"{root}: the catalog ({CATALOG_FILE}) is "
+                + ("not a regular file; move that aside and restore" if there else "missing; restore")
+                + " it from a backup (the ledger inside it is what proves the archive)"
             )
         catalog = self.root / CATALOG_FILE
         _own_entries(self.root)
