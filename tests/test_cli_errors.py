@@ -144,7 +144,8 @@ def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) ->
     one_line_error(
         out,
         rf"cannot write the catalog: .*readonly database \({re.escape(str(two_clip_archive))}/catalog\.sqlite\): "
-        "run as the account that keeps the archive",
+        rf"{re.escape(str(two_clip_archive))} cannot be written by this account \(its owner or mode\): run as the "
+        "account that keeps the archive",
     )
     assert catalog_rows(two_clip_archive, "SELECT COUNT(*) FROM holds") == [(0,)]
 

@@ -45,6 +45,15 @@ def make_volume(root: Path) -> Path:
     return vol
 
 
+def log_volume(root: Path, count: int) -> Path:
+    """A volume of ``count`` tiny log files the generic driver does not know, each its own content."""
+    vol = root / "vol"
+    vol.mkdir()
+    for i in range(count):
+        (vol / f"{i:04d}.LOG").write_bytes(b"%d" % i)
+    return vol
+
+
 def ingest(
     arch: Path, vol: Path, files: int = 2, seconds: float = 60.0, workers: int = 2, **env: str
 ) -> subprocess.CompletedProcess[bytes]:
@@ -138,10 +147,7 @@ def test_findings_are_ledgered_a_thousand_an_entry(tmp_path: Path) -> None:
     # entry that grows with the volume (10^5 files made one of 48 MB).
     arch = tmp_path / "archive"
     init_archive(arch).close()
-    vol = tmp_path / "vol"
-    vol.mkdir()
-    for i in range(1001):
-        (vol / f"{i:04d}.LOG").write_bytes(b"%d" % i)
+    vol = log_volume(tmp_path, 1001)
     out = ingest(arch, vol, files=1000)
     assert out.returncode == 0, out.stderr
     assert [f["kind"] for f in json.loads(out.stdout)["findings"]] == ["unknown_file"] * 1001
@@ -258,10 +264,7 @@ def test_a_disk_out_of_inodes_is_met_as_a_full_one(tmp_path: Path) -> None:
     try:
         arch = disk / "archive"
         init_archive(arch).close()
-        vol = tmp_path / "vol"
-        vol.mkdir()
-        for i in range(100):
-            (vol / f"F{i:03d}.LOG").write_bytes(b"log %d" % i)
+        vol = log_volume(tmp_path, 100)
         entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
         out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
         err = out.stderr.decode()

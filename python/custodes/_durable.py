@@ -322,8 +322,8 @@ def key_places(key: Path) -> list[tuple[Path, bool]]:
     file it names (a hostile review: a key kept in a 0777 folder, or reached through a link into one, signed on
     while anyone could delete or swap it). Judged by :func:`protection_problems` wherever the key is used."""
     places = [(key, True), (key.parent, False)]
-    if key.is_symlink():
-        with suppress(OSError, RuntimeError):
+    with suppress(OSError, RuntimeError):  # (a folder shut to this account hides whether it is a link: verify,
+        if key.is_symlink():  # which reads no key, still runs there)
             target = key.resolve(strict=True)
             if target.parent != key.parent.resolve():
                 places.append((target.parent, False))
