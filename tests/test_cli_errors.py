@@ -348,6 +348,16 @@ def test_a_key_reached_through_a_link_into_an_open_folder_or_proposed_there_sign
         run_cli("policy", "set", arch, proposed),
         rf"moved\.toml: \[keys\] signing_key = .*: {open_folder}: mode 0777: writable by others: another account",
     )
+    # A 0700 folder inside the open one: whoever may write the open one may rename it away (a second review).
+    (open_folder / "sub").mkdir(mode=0o700)
+    proposed.write_text(
+        text.replace('signing_key = "private/checkpoint.key"', f'signing_key = "{open_folder}/sub/k.key"')
+    )
+    shutil.copy2(key, open_folder / "sub" / "k.key")
+    one_line_error(
+        run_cli("policy", "set", arch, proposed),
+        rf"moved\.toml: \[keys\] signing_key = .*: {open_folder}: mode 0777: writable by others: another account",
+    )
     key.rename(tmp_path / "kept.key")
     key.symlink_to(open_folder / "k.key")
     entries = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")
@@ -1294,3 +1304,33 @@ def test_a_recording_named_twice_is_one(cli_archive: Path) -> None:
     assert out.returncode == 0 and out.stdout.decode().strip() == "case C-2: 1 recording(s)", out
     out = as_("carol", "access", "request", cli_archive, "--segment", "1", "--segment", "1", "--reason", "r", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["segments"] == [1], out.stdout
+
+
+def test_a_new_file_the_disk_cannot_hold_is_not_left_behind(small_disk: Path) -> None:
+    """A key rotation on a full disk left a 0-byte private/checkpoint.key.<id> behind (a hostile review): the one
+    writer of new files (the rotated key among them) removes what it made when the write fails."""
+    from custodes._durable import write_new_file
+
+    target = small_disk / "checkpoint.key.new"
+    with pytest.raises(OSError) as raised:
+        write_new_file(target, b"k" * (8 << 20), 0o600)  # twice the disk
+    assert raised.value.errno == errno.ENOSPC and not target.exists()
+
+
+def test_a_disk_out_of_inodes_is_said_so_when_the_catalog_cannot_open(tmp_path: Path) -> None:
+    """SQLite's "unable to open database file" on a disk with no free inode was told "remount read-write"."""
+    disk = tmp_path / "ino"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m,nr_inodes=40", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        assert run_cli("init", disk / "a").returncode == 0
+        for i in range(100):
+            try:
+                (disk / f"f{i}").touch()
+            except OSError:
+                break
+        out = run_cli("verify", disk / "a")
+        one_line_error(out, r"its disk can make no more files \(no free inodes\): free some")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

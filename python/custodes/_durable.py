@@ -271,10 +271,14 @@ def replace_file(path: Path, text: str, folder: Path | None = None) -> None:
 def write_new_file(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` with ``data`` and ``mode``, flushed; never replaces a file already there."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # made here and not whole (a full disk): no empty key file is left (a hostile review)
+        path.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -318,15 +322,21 @@ def protection_problems(
 
 def key_places(key: Path) -> list[tuple[Path, bool]]:
     """The places that decide who may read or replace the signing key at ``key``, each with whether it is the
-    secret itself: the key (a link followed), the folder that holds its name, and, for a link, the folder of the
-    file it names (a hostile review: a key kept in a 0777 folder, or reached through a link into one, signed on
-    while anyone could delete or swap it). Judged by :func:`protection_problems` wherever the key is used."""
-    places = [(key, True), (key.parent, False)]
+    secret itself: the key (a link followed), the folder that holds its name and every folder above it, and, for
+    a link, the folder of the file it names and those above it (a hostile review: a key kept in a 0777 folder,
+    or reached through a link into one, signed on while anyone could delete or swap it). Judged by
+    :func:`protection_problems` wherever the key is used."""
+    folders = [Path(os.path.abspath(key.parent))]
     with suppress(OSError, RuntimeError):  # (a folder shut to this account hides whether it is a link: verify,
         if key.is_symlink():  # which reads no key, still runs there)
             target = key.resolve(strict=True)
-            if target.parent != key.parent.resolve():
-                places.append((target.parent, False))
+            if target.parent != folders[0].resolve():
+                folders.append(target.parent)
+    # Every folder above too: whoever may write one may rename the folder below it away and put their own there
+    # (a second review: a key in a 0700 folder inside a 0777 one was taken away by another account).
+    places = [(key, True)]
+    for folder in folders:
+        places += [(f, False) for f in (folder, *folder.parents) if (f, False) not in places]
     return places
 
 

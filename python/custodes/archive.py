@@ -1099,8 +1099,8 @@ def _now() -> int:
 
 #: What to do about a missing signing key, said where the archive's policy names it (every command that signs).
 KEY_MISSING_ADVICE = (
-    "restore it from where it is kept safe (without it no new checkpoint can be signed; set [keys] signing_key "
-    "in custodes.toml if it moved)"
+    "restore it from where it is kept safe (without it no new checkpoint can be signed; if it moved, propose the "
+    "policy naming its new path: `custodes policy set`)"
 )
 
 

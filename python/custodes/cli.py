@@ -570,6 +570,7 @@ def _why_read_only(archive: str | None, catalog: str) -> str:
     """What keeps SQLite from writing the catalog, and what to do: a disk mounted read-only is remounted; a flag
     (chattr) or a mode on the archive's folder or the catalog's files is named (a hostile review: an archive
     folder at 0500, or an immutable -wal, was told to remount a disk that was writable)."""
+    import contextlib
     from pathlib import Path
 
     from custodes.archive import _refusing_flag
@@ -580,6 +581,10 @@ def _why_read_only(archive: str | None, catalog: str) -> str:
         mounted_read_only = False
     if mounted_read_only:
         return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+    with contextlib.suppress(OSError):
+        st = os.statvfs(archive or catalog)
+        if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
+            return "its disk can make no more files (no free inodes): free some, then run the command again"
     folder = os.path.dirname(catalog) or "."
     for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
         flag = _refusing_flag(Path(path))

@@ -20,6 +20,7 @@ before its entry is appended: a crash between the two leaves an unused file and 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import time
@@ -339,9 +340,14 @@ def rotate_key(archive: Archive) -> dict[str, Any]:
                 write_new_file(path, pem, 0o600)
                 written = True
             except OSError as e:  # the transaction rolls back: said so (a hostile review: the disk's words alone)
+                mend = (
+                    "free space on its disk"
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "give its folder to the archive's account, writable by it (chmod u+w)"
+                )
                 raise LedgerError(
-                    f"{path}: the new key file cannot be written ({e.strerror or e}): nothing was recorded; give its "
-                    "folder to the archive's account, writable by it (chmod u+w), then run the command again"
+                    f"{path}: the new key file cannot be written ({e.strerror or e}): nothing was recorded; {mend}, "
+                    "then run the command again"
                 ) from None
             crashpoint("rotate_key_file_written")
             now = time.time_ns()
