@@ -273,3 +273,20 @@ def test_a_disk_out_of_inodes_is_met_as_a_full_one(tmp_path: Path) -> None:
         assert "nothing was recorded" in err and catalog_rows(arch, "SELECT COUNT(*) FROM ledger") == entries
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_volume_held_whole_already_needs_no_room(tmp_path: Path) -> None:
+    """Ingested again onto a disk with less free than the room kept for recording copies: every file is present,
+    nothing is copied, so no room is asked (a group with nothing to copy was held to it, and its one finding named
+    the first of no files: an IndexError)."""
+    with small_tmpfs(tmp_path / "disk", "8m") as disk:
+        arch = disk / "archive"
+        init_archive(arch).close()
+        vol = log_volume(tmp_path, 3)
+        with open_archive(arch) as a:
+            assert ingest_volume(a, vol, driver="generic", groups=Groups(1, 1 << 30, 60.0)).failed == []
+        st = os.statvfs(disk)
+        (disk / "filler").write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - (160 << 10)))
+        with open_archive(arch) as a:
+            again = ingest_volume(a, vol, driver="generic", groups=Groups(1, 1 << 30, 60.0))
+        assert (again.already_present, again.failed) == (["0000.LOG", "0001.LOG", "0002.LOG"], []), again.to_json()

@@ -196,7 +196,8 @@ def ingest(
             reading.identity.device_id, name_text(f.name), name_bytes(f.name), f.size
         )
     }
-    short = _short_of_room(archive, [f for f in first if f.path not in seen])
+    unseen = [f for f in first if f.path not in seen]
+    short = _short_of_room(archive, unseen) if unseen else None
     if short is not None:
         raise ArchiveError(f"{short}; nothing was recorded")
     volume_text = name_text(os.fspath(volume))
@@ -439,7 +440,8 @@ def _start_copies(
     """Start copying the group's files that are not in the archive yet, in parallel and largest first (so a big
     file does not start last and leave a worker idle)."""
     present = _already_present(archive, device, group)
-    short = _short_of_room(archive, [f for f in group if f.path not in present])
+    wanted = [f for f in group if f.path not in present]
+    short = _short_of_room(archive, wanted) if wanted else None  # (nothing to copy needs no room)
     futures = {
         pool.submit(_copy_one, archive, f, checked): f
         for f in sorted(group, key=lambda f: -f.size)
