@@ -340,6 +340,21 @@ def key_places(key: Path) -> list[tuple[Path, bool]]:
     return places
 
 
+def key_exposure(key: Path, owner: int) -> tuple[Path, bool, list[str]] | None:
+    """The first of :func:`key_places` another account than ``owner`` (or root) could read (the key) or write,
+    whether it is the key itself, and what is wrong with it; None when none is. Places that cannot be seen (not
+    there yet, a folder shut) are left to the step that reads or makes the key. The one judgement init, a
+    proposed policy and every signing ask."""
+    for place, secret in key_places(key):
+        try:
+            wrong = protection_problems(os.stat(place), owner, secret, path=place)
+        except OSError:
+            continue
+        if wrong:
+            return place, secret, wrong
+    return None
+
+
 def _has_acl(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` has a POSIX access ACL: its group bits are then the ACL's mask, and an entry of the ACL,
     not the group, is who may write (a hostile review: only "mode 0775" was said)."""

@@ -27,7 +27,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,9 +41,8 @@ from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import (
     fsync_dir,
-    key_places,
+    key_exposure,
     problems_above,
-    protection_problems,
     read_small,
     replace_file,
     sweep_dead_temps,
@@ -305,14 +304,13 @@ def _key_protected(key: Path, named: str | None = None) -> None:
     at once (a hostile review: a new archive was NOT INTACT from its first verify, its key in a folder others
     could write); ``named``: what named the key, where not init's option (a proposed policy's [keys]
     signing_key). A key already in force is held to the same rule each time it signs (keys.signing_key)."""
-    for path, secret in key_places(key):
-        with suppress(OSError):  # not there (yet), or not a folder: init's own steps say so
-            wrong = protection_problems(os.stat(path), os.geteuid(), secret, path=path)
-            if wrong:
-                raise ArchiveError(
-                    f"{named or f'--signing-key {key}'}: {path}: {'; '.join(wrong)}: another account could replace "
-                    "or read the signing key; make it yours alone, or name a key in a folder that is"
-                )
+    exposed = key_exposure(key, os.geteuid())
+    if exposed is not None:
+        path, _, wrong = exposed
+        raise ArchiveError(
+            f"{named or f'--signing-key {key}'}: {path}: {'; '.join(wrong)}: another account could replace "
+            "or read the signing key; make it yours alone, or name a key in a folder that is"
+        )
 
 
 def _key_place(root: Path, value: str, where: str) -> None:

@@ -575,14 +575,10 @@ def _why_read_only(archive: str | None, catalog: str) -> str:
 
     from custodes.archive import _refusing_flag
 
-    try:
-        mounted_read_only = bool(os.statvfs(archive or catalog).f_flag & os.ST_RDONLY)
-    except OSError:
-        mounted_read_only = False
-    if mounted_read_only:
-        return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
     with contextlib.suppress(OSError):
         st = os.statvfs(archive or catalog)
+        if st.f_flag & os.ST_RDONLY:
+            return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
         if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
             return "its disk can make no more files (no free inodes): free some, then run the command again"
     folder = os.path.dirname(catalog) or "."

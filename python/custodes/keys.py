@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custodes import ledger
-from custodes._durable import key_places, protection_problems, write_new_file
+from custodes._durable import key_exposure, write_new_file
 from custodes._faults import crashpoint
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 
@@ -287,8 +287,8 @@ def signing_key(archive: Archive, key: VerifierKey) -> Ed25519PrivateKey:
 def _refuse_an_exposed_key(archive: Archive, path: Path) -> None:
     """A key others may read or replace signs nothing: what it signed anyone with it could have signed (a hostile
     review: a key at 0644, or in a folder anyone may write, signed every act without a word, and only verify
-    called it ``unprotected``). Judged by the one rule verify uses (:func:`custodes._durable.protection_problems`
-    over :func:`custodes._durable.key_places`), against the archive folder's owner. The way out: chmod, or chown
+    called it ``unprotected``). Judged by the one rule verify uses (:func:`custodes._durable.key_exposure`),
+    against the archive folder's owner. The way out: chmod, or chown
     it back."""
     from custodes.archive import ArchiveError
 
@@ -296,17 +296,14 @@ def _refuse_an_exposed_key(archive: Archive, path: Path) -> None:
         owner = os.stat(archive.root).st_uid
     except OSError:
         return  # (the key was just read: a folder that vanished since is the act's own failure to meet)
-    for place, secret in key_places(path):
-        try:
-            wrong = protection_problems(os.stat(place), owner, secret=secret, path=place)
-        except OSError:
-            continue
-        if wrong:
-            what = "the signing key" if secret else f"the folder that holds the signing key {path}"
-            raise ArchiveError(
-                f"{place}: {'; '.join(wrong)}: {what} must be the archive's account's alone; it signs nothing so "
-                f"({'chmod 600' if secret else 'chmod go-w'} {place}, and chown it back to that account)"
-            )
+    exposed = key_exposure(path, owner)
+    if exposed is not None:
+        place, secret, wrong = exposed
+        what = "the signing key" if secret else f"the folder that holds the signing key {path}"
+        raise ArchiveError(
+            f"{place}: {'; '.join(wrong)}: {what} must be the archive's account's alone; it signs nothing so "
+            f"({'chmod 600' if secret else 'chmod go-w'} {place}, and chown it back to that account)"
+        )
 
 
 def rotate_key(archive: Archive) -> dict[str, Any]:
