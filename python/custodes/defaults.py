@@ -1,6 +1,5 @@
 """Defaults a user can defend (DESIGN.md), in a module light enough for the CLI to import at start."""
 
-import unicodedata
 from datetime import UTC
 
 from custodes.errors import CustodesError
@@ -103,6 +102,8 @@ MAX_TEXT = 4000
 def says_something(text: str) -> bool:
     """The one rule of text that says something: it holds a letter or a digit of any script. Blank text,
     punctuation alone, or characters that show nothing (U+200B, U+FEFF, U+2800 ...) say nothing."""
+    import unicodedata  # (here, not at the top: this module is imported as the CLI starts)
+
     return any(unicodedata.category(ch)[0] in "LN" for ch in text)
 
 
@@ -125,6 +126,8 @@ def given_id(value: str, what: str) -> str:
         raise CustodesError(f"{what} {value!r} says nothing: give it in letters or digits")
     if value != value.strip():
         raise CustodesError(f"{what} {value!r} starts or ends with a space: give it without")
+    import unicodedata
+
     hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)
     if hidden is not None:
         raise CustodesError(
