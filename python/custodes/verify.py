@@ -241,30 +241,32 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     # accounts (password and token hashes), with their SQLite logs (a hostile review: both at 0644 in a folder of
     # 0711, read by another account, were called intact).
     private = [db + end for db in (CATALOG_FILE, accounts.ACCOUNTS_FILE) for end in ("", "-wal", "-shm")]
-    key = archive.signing_key_path
-    entries: list[tuple[Path, bool, str | None]] = [
-        *((root / n, False, None) for n in names),
-        *((root / n, True, None) for n in private),
-        *((place, secret, None) for place, secret in key_places(key)),
+    # (path, what it is in words, whether others may not even read it, whose copy): "" is the archive's own
+    # entry, its words taken from what it is found to be.
+    entries: list[tuple[Path, str, bool, str | None]] = [
+        *((root / n, "", False, None) for n in names),
+        *((root / n, "", True, None) for n in private),
+        *(
+            (place, "the signing key" if secret else "a folder on the signing key's path", secret, None)
+            for place, secret in key_places(archive.signing_key_path)
+        ),
     ]
     second = archive.replica.spec() if archive.replica is not None else None
     if second is not None and second.backend == "local":
         entries += [
-            (Path(second.location) / n, False, "replica") for n in ("", OWNER_FILE, "objects", "objects/sha256", "tmp")
+            (Path(second.location) / n, "", False, "replica")
+            for n in ("", OWNER_FILE, "objects", "objects/sha256", "tmp")
         ]
-    for path, secret, copy in entries:
+    for path, what, secret, copy in entries:
         try:
             st = os.stat(path)
         except OSError:
             continue  # not made yet (a folder a command makes on first use), or named missing elsewhere
         # An empty file hides nothing (`sqlite3 accounts.sqlite` with nothing typed leaves one, at the umask's mode).
-        wrong = protection_problems(st, owner, secret and (st.st_size > 0 or path.parent != root), path=path)
+        secret = secret and (st.st_size > 0 or stat.S_ISDIR(st.st_mode))
+        wrong = protection_problems(st, owner, secret, path=path)
         if wrong:
-            what = (
-                "the signing key"
-                if secret and path.parent != root
-                else "the archive's own " + ("folder" if stat.S_ISDIR(st.st_mode) else "file")
-            )
+            what = what or "the archive's own " + ("folder" if stat.S_ISDIR(st.st_mode) else "file")
             said = (
                 f"{shown_name(os.fspath(path))}: {'; '.join(wrong)}: {what} must be the archive's account's "
                 f"alone ({'chmod 600' if secret else 'chmod go-w'}, and chown it back to that account)"
