@@ -11,8 +11,12 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from custodes.archive import open_archive
+from custodes.query import segment as segment_of
+from custodes.query import segment_findings
+from custodes.web.dashboard import needs_a_person
 from footage import T0, make_clip
-from helpers import catalog_rows, grant, run_cli
+from helpers import catalog_rows, grant, run_cli, run_cli_with_faults
 
 BJ = timezone(timedelta(hours=8))
 DEVICE = "BWC0001"
@@ -324,3 +328,66 @@ def test_a_card_read_again_in_another_zone_keeps_its_stored_times_and_says_so(tm
     }
     segments = catalog_rows(arch, "SELECT COUNT(*) FROM segments WHERE kind = 'video'")
     assert segments == [(3,)]
+
+
+def failed_then_stored(tmp_path: Path) -> tuple[Path, Path, str]:
+    """The second clip's copy read back different on the first ingest (a storage fault: it is not stored), then
+    a clean re-run of the same card that stores it: (archive, volume, that clip's name)."""
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    name = sorted(p.name for p in vol.iterdir())[1]
+    out = run_cli_with_faults("ingest", vol, "--archive", arch, "--json", fault=f"read:1:corrupt:{name}")
+    assert json.loads(out.stdout)["failed"] == [name], out.stdout
+    ingest(arch, vol)
+    return arch, vol, name
+
+
+def test_a_file_that_failed_and_the_re_run_stored_is_counted_once_and_its_failure_resolved(tmp_path: Path) -> None:
+    """A file one ingest could not store and the re-run stored: its late_ingest was counted twice (the failed
+    run's row named no segment, so it was about the name, the re-run's about the recording), and the report kept
+    calling it failed with nothing to say it was stored since (a review of the catalog's identities)."""
+    arch, vol, name = failed_then_stored(tmp_path)
+    model = report(arch)
+    alone = new_archive(tmp_path / "alone")
+    ingest(alone, vol)
+    clean = counts(report(alone))
+    assert counts(model) == clean | {"listed": clean["listed"] | {"ingest_failed": 1}}
+    (segment,) = catalog_rows(arch, "SELECT id, ingest_id, ledger_seq FROM segments WHERE original_name = ?", (name,))
+    (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
+    assert failed["path"] == str(vol / name) and failed["evidence"] == {"size": (vol / name).stat().st_size}
+    assert failed["resolved_by"] == [
+        {"source": "ingest", "ingest": segment[1], "segment": segment[0], "ledger_index": segment[2]}
+    ]
+    # The late_ingest it keeps is the failed run's (the first), about the recording stored since.
+    (late,) = [f for f in model["findings"] if f["kind"] == "late_ingest" and f["path"] == str(vol / name)]
+    assert (late["segment"], late["ledger_index"]) == (segment[0], segment[2])
+    # The query API and the recording's own findings say the same.
+    with open_archive(arch) as a:
+        about = [f for f in a.findings(device=DEVICE) if f.path == str(vol / name)]
+        assert sorted((f.kind, f.segment) for f in about) == [
+            ("ingest_failed", segment[0]),
+            ("late_ingest", segment[0]),
+        ]
+        recording = segment_of(a, segment[0])
+        assert sorted(f.kind for f in segment_findings(a, recording)) == ["ingest_failed", "late_ingest"]
+        assert needs_a_person(a).section("not_stored").count == 0  # mended: nobody need look at the card
+
+
+def test_a_failure_is_not_resolved_by_another_recording_of_its_name(tmp_path: Path) -> None:
+    """A file one ingest could not store, then the card formatted and a new recording given the same name (a
+    camera numbering its files from 1 again): the new one, of another size, is not the lost one, and the failure
+    stays unresolved."""
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    name = sorted(p.name for p in vol.iterdir())[1]
+    out = run_cli_with_faults("ingest", vol, "--archive", arch, "--json", fault=f"read:1:corrupt:{name}")
+    assert json.loads(out.stdout)["failed"] == [name], out.stdout
+    (vol / name).unlink()
+    make_clip(vol / name, T0 + timedelta(seconds=10), 3.0)  # another recording, of that name and another size
+    ingest(arch, vol)
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM segments WHERE original_name = ?", (name,)) == [(1,)]
+    (failed,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    assert (failed["resolved_by"], failed["segment"]) == (None, None)
+    with open_archive(arch) as a:
+        (item,) = needs_a_person(a).section("not_stored").items
+        assert (item.kind, item.device, item.segment, item.text) == ("ingest_failed", DEVICE, None, failed["message"])

@@ -166,18 +166,32 @@ def test_the_model_counts_what_the_rows_say(archive: Archive, kw: dict[str, Any]
     want = {"min": min(delays), "median": statistics.median(delays), "max": max(delays)}
     assert model["timeliness"]["delay_hours"] == want
 
-    # Findings: every finding row of the scope's devices and period, in order, each with its segment's ledger index
-    # when that segment is in the scope.
+    # Findings: every finding row of the scope's devices and period, in order, each with the recording it is about
+    # (its own segment, else the device's latest of its file's name stored by its ingest, else the first stored
+    # later) and that segment's ledger index when the segment is in the scope.
     found = catalog_rows(
         archive.root,
-        "SELECT f.segment_id, f.detail, f.device_id, COALESCE(f.start_ns, i.started_ns) FROM findings f "
-        "JOIN ingests i ON i.id = f.ingest_id ORDER BY f.id",
+        "SELECT f.segment_id, f.detail, f.device_id, COALESCE(f.start_ns, i.started_ns), f.path, f.ingest_id, "
+        "i.volume FROM findings f JOIN ingests i ON i.id = f.ingest_id ORDER BY f.id",
     )
+    stored = catalog_rows(archive.root, "SELECT id, device_id, original_name, ingest_id, size FROM segments")
+
+    def about(seg: int | None, detail: str, device: str, path: str | None, ingest: int, volume: str) -> int | None:
+        if path is None or seg is not None:
+            return None if path is None else seg
+        name = path[len(volume) + 1 :] if path.startswith(volume + "/") else path
+        named = [(s, i, size) for s, d, n, i, size in stored if (d, n) == (device, name)]
+        before = [s for s, i, _ in named if i <= ingest]
+        size = json.loads(detail).get("evidence", {}).get("size")
+        later = [s for s, i, n in named if i > ingest and size in (None, n)]
+        return max(before) if before else min(later) if later else None
+
     ledger_of = {s["id"]: s["ledger_seq"] for s in rows}
     expected = [
         (json.loads(detail)["kind"], seg, ledger_of.get(seg))
-        for seg, detail, device, when in found
+        for seg, detail, device, when, path, ingest, volume in found
         if (devices_in is None or device in devices_in) and lo <= when < hi
+        for seg in [about(seg, detail, device, path, ingest, volume)]
     ]
     listed = [(f["kind"], f["segment"], f["ledger_index"]) for f in model["findings"][: len(expected)]]
     assert listed == expected  # the catalog's findings come first; verify's, the tasks' and refusals follow

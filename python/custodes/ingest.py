@@ -388,7 +388,10 @@ def _store_files(
                     result.already_present.append(f.name)
                 else:
                     result.failed.append(f.name)
-                    result.findings.append(Finding("ingest_failed", outcome, result.device, f.path))
+                    # The size the volume listed: the recording a later ingest stores is this one only at it
+                    # (custodes.catalog.devices.FINDING_SEGMENT).
+                    failure = Finding("ingest_failed", outcome, result.device, f.path, evidence={"size": f.size})
+                    result.findings.append(failure)
                 done += f.size
                 if progress is not None:
                     progress(done, total)

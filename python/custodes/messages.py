@@ -271,6 +271,7 @@ def label(key: str, lang: str) -> str:
 #: The labels of the dashboard, device and officer pages (custodes.web.views), part of :data:`WEB`.
 WEB_VIEWS: dict[str, tuple[str, str]] = {
     "needs_a_person": ("待处理事项", "What needs a person"),
+    "dash_not_stored": ("导入失败且尚未存储的文件", "Files an ingest could not store, not stored since"),
     "dash_task_gaps": ("执法任务中未说明的中断", "Unexplained gaps inside tasks"),
     "dash_late_ingests": ("逾期存储", "Late ingests"),
     "dash_clock_faults": ("设备时钟异常", "Clock faults"),

@@ -686,6 +686,7 @@ class _Facts:
         if any(f.get("kind") == "gap" for f in found):
             _resolve_gaps(found, self.explanations)
         _resolve_clocks(self.archive, found)
+        _resolve_failures(self.archive, found)
         return found
 
     @cached_property
@@ -930,6 +931,22 @@ def _resolve_clocks(archive: Archive, findings: list[dict[str, Any]]) -> None:
                 "offset_seconds": (at[1] - at[2]) / NS,
             }
         ]
+
+
+def _resolve_failures(archive: Archive, findings: list[dict[str, Any]]) -> None:
+    """Each ``ingest_failed`` of a file with ``resolved_by``: the ingest that stored that file since (a re-run,
+    or an earlier ingest that held it already; its ledger index, the recording), or None while the archive holds
+    no such recording (custodes.catalog.devices.FINDING_SEGMENT: the finding's segment is it). Set in place: the
+    failure stays one finding, as it happened; the report says it is mended."""
+    for f in findings:
+        if f.get("kind") != "ingest_failed" or not f.get("path"):
+            continue
+        f["resolved_by"] = None
+        segment = f.get("segment")
+        docked = archive.catalog.devices.docked(segment) if isinstance(segment, int) else None
+        if isinstance(segment, int) and docked is not None:
+            index = archive.catalog.segments.ledger_index(segment)
+            f["resolved_by"] = [{"source": "ingest", "ingest": docked[1], "segment": segment, "ledger_index": index}]
 
 
 #: What a resolved gap shows of each explanation.

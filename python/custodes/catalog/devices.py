@@ -287,15 +287,26 @@ _FINDING_FILE = (
     "CASE WHEN substr(f.path, 1, length(i.volume) + 1) = i.volume || '/' "
     "THEN substr(f.path, length(i.volume) + 2) ELSE f.path END"
 )
-#: The recording a finding about a file concerns: its segment; for a file the ingest found already present (its
-#: row names no segment: it was stored by an earlier ingest), the latest segment of that device and name stored by
-#: then; for a file that is no recording, its name. Not the name alone: a camera that numbers its files from 1
-#: again after the card is formatted gives a new recording an old name.
-_FINDING_SUBJECT = (
-    "CASE WHEN f.path IS NULL THEN NULL WHEN f.segment_id IS NOT NULL THEN f.segment_id ELSE COALESCE("
+#: The recording a finding about a file concerns, None for a finding about no file or about a file the archive
+#: never stored: its own segment; for a file the ingest found already present (its row names no segment: it was
+#: stored by an earlier ingest), the latest segment of that device and name stored by then; for a file that ingest
+#: failed to store, the first segment of that device and name a later ingest stored (the re-run's). Not the name
+#: alone for the first: a camera that numbers its files from 1 again after the card is formatted gives a new
+#: recording an old name. So, for the second, a finding that says the size it read (an ingest_failed says the
+#: size the volume listed) is about a later file of that size only: the failure of a recording never stored is
+#: not resolved by a new one of its name. (Its other findings, late_ingest and the like, say no size: those of a
+#: recording lost so, failed and then formatted away, are counted with the new one's.)
+FINDING_SEGMENT = (
+    "CASE WHEN f.path IS NULL THEN NULL ELSE COALESCE(f.segment_id, "
     f"(SELECT MAX(s.id) FROM segments s WHERE s.device_id = f.device_id AND s.original_name = {_FINDING_FILE} "
-    f"AND s.ingest_id <= f.ingest_id), {_FINDING_FILE}) END"
+    "AND s.ingest_id <= f.ingest_id), "
+    f"(SELECT MIN(s.id) FROM segments s WHERE s.device_id = f.device_id AND s.original_name = {_FINDING_FILE} "
+    "AND s.ingest_id > f.ingest_id AND s.size = COALESCE(CASE WHEN json_valid(f.detail) "
+    "THEN json_extract(f.detail, '$.evidence.size') END, s.size))) END"
 )
+#: What a finding about a file is about: the recording (:data:`FINDING_SEGMENT`), else the file's name (a file
+#: that is no recording, or one never stored).
+_FINDING_SUBJECT = f"CASE WHEN f.path IS NULL THEN NULL ELSE COALESCE({FINDING_SEGMENT}, {_FINDING_FILE}) END"
 #: A finding's identity (issue 17): its kind, its device, and what it is about: the recording (or file) for a
 #: finding about a file (late_ingest, clock_unset, truncated ...: one per kind and recording, whatever times a
 #: later ingest gives it: a late_ingest's end is the time of the ingest that found it, and a later docking's clock
@@ -340,12 +351,16 @@ class Findings(Table):
             f"SELECT MIN(f.id) FROM findings f JOIN ingests i ON i.id = f.ingest_id WHERE {where} "
             f"GROUP BY {FINDING_IDENTITY}"
         )
-        sql = (
-            "SELECT f.segment_id, s.ledger_seq, f.detail, "
-            "CASE WHEN json_valid(f.detail) THEN json_type(f.detail) = 'object' ELSE 0 END "
-            "FROM findings f JOIN ingests i ON i.id = f.ingest_id "
-            f"LEFT JOIN segments s ON s.id = f.segment_id AND {seg_where} "
-            f"WHERE f.id IN ({firsts}) AND {when} >= ? AND {when} < ? ORDER BY f.id"
+        # Each with the recording it is about (FINDING_SEGMENT): the first row of a file found already present, or
+        # of one a failed ingest could not store, names no segment of its own.
+        picked = (
+            f"SELECT f.id, f.detail, {FINDING_SEGMENT} AS segment_id FROM findings f "
+            f"JOIN ingests i ON i.id = f.ingest_id WHERE f.id IN ({firsts}) AND {when} >= ? AND {when} < ?"
         )
-        args = (*seg_args, *(scope.devices or ()), *(kinds or ()), scope.lo, scope.hi)
+        sql = (
+            "SELECT p.segment_id, s.ledger_seq, p.detail, "
+            "CASE WHEN json_valid(p.detail) THEN json_type(p.detail) = 'object' ELSE 0 END "
+            f"FROM ({picked}) p LEFT JOIN segments s ON s.id = p.segment_id AND {seg_where} ORDER BY p.id"
+        )
+        args = (*(scope.devices or ()), *(kinds or ()), scope.lo, scope.hi, *seg_args)
         return iter(self._conn.execute(sql, args))

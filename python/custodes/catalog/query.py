@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from custodes.catalog.devices import _FINDING_SUBJECT, FINDING_IDENTITY
+from custodes.catalog.devices import _FINDING_SUBJECT, FINDING_IDENTITY, FINDING_SEGMENT
 from custodes.catalog.evidence import _HELD_AT, Table, question_marks
 
 #: Numbers the temporary tables of first findings, one per walk (two walks at once on one connection).
@@ -225,7 +225,8 @@ class Query(Table):
         self._conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
     def findings(self, sel: Selection, after: int, limit: int, firsts: str | None = None) -> list[QueryFindingRow]:
-        """The selected findings ingests recorded, with an id above ``after``, at most ``limit``, by id. A
+        """The selected findings ingests recorded, with an id above ``after``, at most ``limit``, by id, each with
+        the recording it is about (custodes.catalog.devices.FINDING_SEGMENT: a failed file's, once stored). A
         finding is the officer's when its segment is, or, without a segment, when it is on one of
         ``sel.officer_devices``; a case's when its segment is linked to the case."""
         parts: list[str] = ["f.id > ?"]
@@ -236,21 +237,20 @@ class Query(Table):
             parts.append(f"f.device_id IN ({question_marks(sel.devices)})")
             args += sel.devices
         if sel.officer is not None:
-            parts.append(
-                f"({_OFFICERS} OR (f.segment_id IS NULL AND f.device_id IN ({question_marks(sel.officer_devices)})))"
-            )
+            parts.append(f"({_OFFICERS} OR (s.id IS NULL AND f.device_id IN ({question_marks(sel.officer_devices)})))")
             args += [sel.officer, sel.officer, *sel.officer_devices]
         if sel.case is not None:
-            parts.append("f.segment_id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
+            parts.append("s.id IN (SELECT segment_id FROM case_segments WHERE case_id = ?)")
             args.append(sel.case)
         if sel.segment is not None:
-            parts.append("f.segment_id = ?")
-            args.append(sel.segment)
+            # Its own rows, and those naming no segment that are about it: two index lookups (as first_findings).
+            parts.append("(f.segment_id = ? OR (f.segment_id IS NULL AND s.id = ?))")
+            args += [sel.segment, sel.segment]
         more, more_args = _overlaps(_FINDING_START, _FINDING_END, sel)
         sql = (
-            "SELECT f.id, f.ingest_id, f.segment_id, f.kind, f.severity, f.device_id, f.path, f.start_ns, f.end_ns, "  # noqa: S608
+            "SELECT f.id, f.ingest_id, s.id, f.kind, f.severity, f.device_id, f.path, f.start_ns, f.end_ns, "  # noqa: S608
             "f.detail FROM findings f JOIN ingests i ON i.id = f.ingest_id "
-            f"LEFT JOIN segments s ON s.id = f.segment_id WHERE {' AND '.join(parts + more)} ORDER BY f.id LIMIT ?"
+            f"LEFT JOIN segments s ON s.id = {FINDING_SEGMENT} WHERE {' AND '.join(parts + more)} ORDER BY f.id LIMIT ?"
         )
         return [QueryFindingRow(*r) for r in self._conn.execute(sql, (*args, *more_args, limit))]
 

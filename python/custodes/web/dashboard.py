@@ -1,6 +1,8 @@
 """What needs a person: the review page's dashboard, gathered from the rules the report and the query API already
 apply (no rule of its own).
 
+- ``not_stored``: the files an ingest could not store (``ingest_failed``) that no ingest has stored since (the
+  report's rule, custodes.reports: a failure a re-run mended is resolved); their bytes may be only on the card;
 - ``task_gaps``: the ``gap_unexplained`` findings of the tasks' coverage (custodes.tasks.task_coverage, as the
   query API's and the report's task findings);
 - ``late_ingests``, ``clock_faults``, ``damaged``: the findings ingests recorded (the report's own reading of
@@ -26,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 from custodes.access import requests
 from custodes.catalog import Scope
 from custodes.findings import ns_from_rfc3339
-from custodes.reports import CLOCK_CORRECTED, CONCERNS, _catalog_findings, _resolve_clocks, _verification_section
+from custodes.reports import (
+    CLOCK_CORRECTED,
+    CONCERNS,
+    _catalog_findings,
+    _resolve_clocks,
+    _resolve_failures,
+    _verification_section,
+)
 
 if TYPE_CHECKING:
     from custodes.archive import Archive
@@ -38,7 +47,7 @@ CLOCK_FAULTS = ("clock_unset", "clock_future", "name_time_mismatch", "time_rerea
 #: Files found damaged (truncated, no index, malformed): the report's "damaged" concern.
 DAMAGED = CONCERNS["concern_damaged"]
 #: The dashboard's sections, in the order a page shows them.
-KINDS = ("task_gaps", "late_ingests", "clock_faults", "damaged", "access_requests", "overdue", "holds")
+KINDS = ("not_stored", "task_gaps", "late_ingests", "clock_faults", "damaged", "access_requests", "overdue", "holds")
 #: Items listed per section when the caller names no limit.
 LISTED = 50
 
@@ -155,6 +164,12 @@ def _open_clock_fault(f: dict[str, Any]) -> bool:
     return f["kind"] in CLOCK_FAULTS and not (f["kind"] in CLOCK_CORRECTED and f.get("resolved_by"))
 
 
+def _not_stored(f: dict[str, Any]) -> bool:
+    """A file an ingest could not store that no ingest has stored since; and a failure naming no file (a disk
+    short of room for the rest of a volume: the report says how many), which no later fact resolves."""
+    return f["kind"] == "ingest_failed" and not f.get("resolved_by")
+
+
 def _access_requests(archive: Archive, seen_by: str | None) -> Iterator[Item]:
     """The pending requests ``seen_by`` may see (custodes.access.requests: a viewer, their own)."""
     for r in requests(archive, seen_by=seen_by):
@@ -213,11 +228,14 @@ def needs_a_person(
         raise ValueError(f"limit {limit}: a number of items, 0 or more")
     now = time.time_ns() if now is None else now
     # The findings ingests recorded, of these kinds only, read as the report reads them (each once), each clock
-    # fault with the dock clock reading that corrected it since (the report's rule, custodes.reports).
+    # fault with the dock clock reading that corrected it since, each failed file with the ingest that stored it
+    # since (the report's rules, custodes.reports).
     everything = Scope(None, -(2**62), 2**62)
-    found = _catalog_findings(archive, everything, ("late_ingest", *CLOCK_FAULTS, *DAMAGED))
+    found = _catalog_findings(archive, everything, ("ingest_failed", "late_ingest", *CLOCK_FAULTS, *DAMAGED))
     _resolve_clocks(archive, found)
+    _resolve_failures(archive, found)
     sections = (
+        _bounded("not_stored", (_finding_item(f) for f in found if _not_stored(f)), limit),
         _bounded("task_gaps", _task_gaps(archive), limit),
         _bounded("late_ingests", (_finding_item(f) for f in found if f["kind"] == "late_ingest"), limit),
         _bounded("clock_faults", (_finding_item(f) for f in found if _open_clock_fault(f)), limit),
