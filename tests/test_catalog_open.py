@@ -8,22 +8,31 @@ waited 2 s and ended on a message without the way out, and a command that only r
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from custodes.archive import open_archive
 from helpers import catalog_rows, run_cli
 
 
 def test_a_catalog_folder_that_cannot_be_written_is_said_so_as_before(cli_archive: Path) -> None:
-    """Named as the folder that cannot be written (a hostile review: told to remount a disk that was writable)."""
+    """Named as the folder that cannot be written (a hostile review: told to remount a disk that was writable), to
+    a command that writes; one that only reads answers (SQLite can make no -shm file there: it failed so too)."""
     os.chmod(cli_archive, 0o555)
     try:
-        out = run_cli("ledger", "verify", cli_archive, obey_permissions=True)
+        read = run_cli("ledger", "verify", cli_archive, obey_permissions=True)
+        out = run_cli("retention", "case", cli_archive, "--case", "C-1", "--segment", "1", obey_permissions=True)
     finally:
         os.chmod(cli_archive, 0o700)
+    assert read.returncode == 0 and b"ledger consistent" in read.stdout, read.stderr
     err = out.stderr.decode()
     assert out.returncode == 2 and "Traceback" not in err, err
     assert "cannot write the catalog: " in err, err
@@ -98,3 +107,87 @@ def test_a_folder_in_the_catalog_s_place_is_not_said_missing(cli_archive: Path) 
     out = run_cli("verify", cli_archive)
     err = out.stderr.decode()
     assert out.returncode == 2 and "the catalog (catalog.sqlite) is not a regular file; move that aside" in err, err
+
+
+@contextmanager
+def read_only_view(archive: Path, view: Path) -> Iterator[Path]:
+    """``archive`` seen at ``view`` through a read-only bind mount: a copy handed over on a read-only disk."""
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(archive), str(view)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_copy_on_a_read_only_disk_is_verified_and_reported_as_it_is(cli_archive: Path, tmp_path: Path) -> None:
+    """An auditor's copy on a read-only disk: verify re-hashes every object and says its run is not recorded,
+    `ledger verify` and the report answer, and a command that writes is refused, nothing recorded. Each of them
+    failed at the open ("unable to open database file": SQLite could make no -shm file there). Damage in such a
+    copy is found as anywhere."""
+    copy = shutil.copytree(cli_archive, tmp_path / "copy", symlinks=True)
+    objects = catalog_rows(copy, "SELECT COUNT(*) FROM objects")[0][0]
+    with read_only_view(copy, tmp_path / "ro") as view:
+        out = run_cli("verify", view, "--json")
+        assert out.returncode == 0, out.stderr
+        checked = json.loads(out.stdout)
+        assert checked["run"]["not_recorded"] == "the catalog is read-only here", checked["run"]
+        assert checked["checked"] == objects > 0, checked
+        assert run_cli("ledger", "verify", view).returncode == 0
+        report = run_cli("report", view, "--out", tmp_path / "report.json")
+        assert report.returncode == 0 and json.loads((tmp_path / "report.json").read_text())["findings"], report.stderr
+        wrote = run_cli("retention", "case", view, "--case", "C-1", "--segment", "1")
+        err = wrote.stderr.decode()
+        assert wrote.returncode == 2 and "cannot write the catalog: it is read-only here" in err, err
+        assert "its disk is mounted read-only" in err and "nothing was recorded" in err, err
+    assert catalog_rows(copy, "SELECT COUNT(*) FROM access_log") == catalog_rows(
+        cli_archive, "SELECT COUNT(*) FROM access_log"
+    )
+    assert catalog_rows(copy, "SELECT COUNT(*) FROM verify_runs") == [(0,)]
+    # One object's bytes changed in the copy: found there, read-only.
+    (digest,) = catalog_rows(copy, "SELECT sha256 FROM objects ORDER BY sha256 LIMIT 1")[0]
+    victim = copy / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    mode = victim.stat().st_mode
+    victim.chmod(0o600)
+    victim.write_bytes(bytes(data))
+    victim.chmod(mode)
+    with read_only_view(copy, tmp_path / "ro2") as view:
+        out = run_cli("verify", view, "--json")
+    assert out.returncode == 1, out.stderr
+    found = json.loads(out.stdout)["findings"]
+    assert [(f["kind"], f["object"]) for f in found] == [("modified", digest)], found
+
+
+def test_a_copy_taken_while_the_archive_was_in_use_is_read_with_its_write_ahead_log(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """A copy taken while transactions were still in the -wal file: on a read-only disk they are read with it
+    (SQLite's immutable open, which reads a copy without a -shm file, would ignore them: an older catalog, its
+    latest ledger entries missing); without the -shm file beside it the copy is refused, naming the -wal file,
+    never read as an older catalog."""
+    source = shutil.copytree(cli_archive, tmp_path / "source", symlinks=True)
+    holder = sqlite3.connect(source / "catalog.sqlite")
+    try:
+        holder.execute("PRAGMA wal_autocheckpoint=0")
+        holder.execute("BEGIN")
+        holder.execute("SELECT COUNT(*) FROM ledger").fetchone()  # a reader: the writer's commits stay in the -wal
+        refused = run_cli("retention", "case", source, "--case", "C-1", "--segment", "1")  # root: refused, recorded
+        assert refused.returncode == 1, refused.stderr
+        assert (source / "catalog.sqlite-wal").stat().st_size > 0
+        copy = shutil.copytree(source, tmp_path / "copy", symlinks=True)
+    finally:
+        holder.close()
+    entries = catalog_rows(source, "SELECT COUNT(*) FROM ledger")
+    with read_only_view(copy, tmp_path / "ro") as view:
+        assert run_cli("ledger", "verify", view).returncode == 0
+        with open_archive(view) as a:  # the library opens it so too
+            assert a.catalog.read_only and a.catalog.ledger.size() == entries[0][0]
+    (copy / "catalog.sqlite-shm").unlink()
+    with read_only_view(copy, tmp_path / "ro2") as view:
+        out = run_cli("verify", view)
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "its write-ahead log (catalog.sqlite-wal) holds transactions not yet in" in err, err
+    assert "copy the archive, -wal file and all, to a place this account may write" in err, err

@@ -143,7 +143,8 @@ def test_permission_denied_on_the_catalog_is_one_line(two_clip_archive: Path) ->
         (two_clip_archive / "catalog.sqlite").chmod(0o644)
     one_line_error(
         out,
-        rf"cannot write the catalog: .*readonly database \({re.escape(str(two_clip_archive))}/catalog\.sqlite\): "
+        rf"cannot write the catalog: it is read-only here \({re.escape(str(two_clip_archive))}/catalog\.sqlite\); "
+        "nothing was recorded: "
         rf"{re.escape(str(two_clip_archive))} cannot be written by this account \(its owner or mode\): run as the "
         "account that keeps the archive",
     )

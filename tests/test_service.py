@@ -731,7 +731,7 @@ def test_a_refused_write_in_the_service_says_what_fits_the_service(cli_archive: 
         for made in cli_archive.glob("catalog.sqlite*"):  # SQLite gave a -shm it made the catalog's mode
             made.chmod(0o600)
     assert out.returncode == 2, out
-    assert out.stderr.startswith(b"custodes: cannot write the catalog: attempt to write a readonly database ("), out
+    assert out.stderr.startswith(b"custodes: cannot write the catalog: it is read-only here ("), out
     assert out.stderr.endswith(
         f"catalog.sqlite cannot be written by this account (its owner or mode): the archive service runs as "
         f"{SERVICE_ACCOUNT}, the archive's account, and is still refused: give the archive's files back to that "

@@ -27,7 +27,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -778,6 +778,8 @@ class Archive:
                 "then run the command again"
             )
 
+        if self.catalog.read_only:  # (the probe below would name tmp/ on a read-only disk, not the catalog)
+            raise CatalogReadOnly(self.root, self.catalog.path)
         # Flags first: an append-only tmp/ takes the probe and keeps it; an immutable or append-only ledger/ or
         # ledger/checkpoint refuses the rename that replaces the latest checkpoint (a second hostile review).
         ledger = self.root / "ledger"
@@ -1271,6 +1273,47 @@ class NotReadyToRecord(ArchiveError):
     """:meth:`Archive.ready_to_record` refused: an act would have been recorded and left unsigned. Nothing was
     recorded; housekeeping a read command does on its way (custodes.access ledgering closed refusal windows) is
     left for a later request rather than failing the read."""
+
+
+def why_read_only(archive: str | None, catalog: str) -> str:
+    """What keeps SQLite from writing the catalog, and what to do: a disk mounted read-only is remounted; a flag
+    (chattr) or a mode on the archive's folder or the catalog's files is named (a hostile review: an archive
+    folder at 0500, or an immutable -wal, was told to remount a disk that was writable)."""
+    from custodes.identity import keeper_advice
+
+    with suppress(OSError):
+        st = os.statvfs(archive or catalog)
+        if st.f_flag & os.ST_RDONLY:
+            return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+        if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
+            return "its disk can make no more files (no free inodes): free some, then run the command again"
+    folder = os.path.dirname(catalog) or "."
+    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
+        flag = _refusing_flag(Path(path))
+        if flag is not None:
+            return f"{path} is {flag} (chattr; `lsattr -d {path}`): custodes cannot write there; clear the flag"
+    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
+        if os.path.lexists(path) and not os.access(path, os.W_OK, effective_ids=True):
+            return f"{path} cannot be written by this account (its owner or mode): {keeper_advice(archive)}"
+    return keeper_advice(archive, "remount its disk read-write")
+
+
+class CatalogReadOnly(NotReadyToRecord):
+    """This account cannot write the catalog where it is (catalog.Catalog.read_only): an act would not be recorded.
+    A copy on a read-only disk is for reading: verify, ``ledger verify`` and the report work on it as it is."""
+
+    def __init__(self, root: Path, path: Path) -> None:
+        self.path = path
+        why = why_read_only(str(root), str(path))
+        on_a_copy = ""
+        with suppress(OSError):
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                on_a_copy = (
+                    " (a copy on a read-only disk is verified and reported on as it is: verify, ledger verify, report)"
+                )
+        super().__init__(
+            f"cannot write the catalog: it is read-only here ({path}); nothing was recorded: {why}{on_a_copy}"
+        )
 
 
 class CheckpointFileError(CustodesError):

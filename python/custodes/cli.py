@@ -546,7 +546,9 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 "to a sound disk if it is failing, then run the command again"
             )
         if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
-            return f"cannot write the catalog: {text} ({catalog}): {_why_read_only(archive, catalog)}"
+            from custodes.archive import why_read_only
+
+            return f"cannot write the catalog: {text} ({catalog}): {why_read_only(archive, catalog)}"
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
         return None
@@ -562,34 +564,10 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         if e.errno == errno.EROFS:
             return f"read-only file system ({where}): remount it read-write, or work on a writable copy"
         if e.errno in (errno.EACCES, errno.EPERM):
+            from custodes.identity import keeper_advice
+
             return f"permission denied ({_refusing_folder(where)}): {keeper_advice(archive, 'fix the permissions')}"
     return None
-
-
-def _why_read_only(archive: str | None, catalog: str) -> str:
-    """What keeps SQLite from writing the catalog, and what to do: a disk mounted read-only is remounted; a flag
-    (chattr) or a mode on the archive's folder or the catalog's files is named (a hostile review: an archive
-    folder at 0500, or an immutable -wal, was told to remount a disk that was writable)."""
-    import contextlib
-    from pathlib import Path
-
-    from custodes.archive import _refusing_flag
-
-    with contextlib.suppress(OSError):
-        st = os.statvfs(archive or catalog)
-        if st.f_flag & os.ST_RDONLY:
-            return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
-        if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
-            return "its disk can make no more files (no free inodes): free some, then run the command again"
-    folder = os.path.dirname(catalog) or "."
-    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
-        flag = _refusing_flag(Path(path))
-        if flag is not None:
-            return f"{path} is {flag} (chattr; `lsattr -d {path}`): custodes cannot write there; clear the flag"
-    for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
-        if os.path.lexists(path) and not os.access(path, os.W_OK, effective_ids=True):
-            return f"{path} cannot be written by this account (its owner or mode): {keeper_advice(archive)}"
-    return keeper_advice(archive, "remount its disk read-write")
 
 
 def _refusing_folder(where: str) -> str:
@@ -601,35 +579,6 @@ def _refusing_folder(where: str) -> str:
         if folder != Path(".") and os.path.isdir(folder) and not os.access(folder, os.X_OK, effective_ids=True):
             return str(folder)
     return where
-
-
-def keeper_advice(archive: str | None, otherwise: str = "") -> str:
-    """What to do when the archive's files refuse a person, as fits the mode; the one place that says it.
-    In the archive service (already the archive's account) the files' owner or modes are wrong; without
-    one, the archive's account works on it, or starts its service for the others (where a service answers,
-    the CLI hands it the command before it touches the archive). ``otherwise``: the other remedy (a
-    read-only disk remounted), added where the person could apply it."""
-    import contextlib
-
-    from custodes import identity
-
-    alternative = f", or {otherwise}" if otherwise else ""
-    if identity.served():
-        return (
-            f"the archive service runs as {identity.account_name(os.getuid())}, the archive's account, and is "
-            f"still refused: give the archive's files back to that account{alternative}"
-        )
-    owner = None
-    with contextlib.suppress(OSError):
-        owner = os.stat(archive).st_uid if archive else None
-    if owner is None or owner == os.getuid():
-        return f"run as the account that keeps the archive{alternative}"
-    # Another's archive, and no service answered (one that does is handed the command before anything is read).
-    name = identity.account_name(owner)
-    return (
-        f"ask {name} to start its archive service (`custodes serve {archive}` as {name}), which then answers for "
-        "everyone; if it listens on another socket, pass --server SOCKET"
-    )
 
 
 class CustodesGroup(click.Group):
@@ -1291,7 +1240,7 @@ def _new_disc_image(_option: str, value: str, outputs: dict[str, str]) -> None:
 
 def _refuse_unless_owner(path: str) -> None:
     from custodes.archive import ArchiveError
-    from custodes.identity import account_name
+    from custodes.identity import account_name, keeper_advice
 
     owner = os.stat(path).st_uid
     if owner != os.getuid():

@@ -108,3 +108,30 @@ def _peer_groups(conn: socket.socket) -> tuple[int, ...]:
     except OSError:
         return ()
     return struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
+
+
+def keeper_advice(archive: str | None, otherwise: str = "") -> str:
+    """What to do when the archive's files refuse a person, as fits the mode; the one place that says it.
+    In the archive service (already the archive's account) the files' owner or modes are wrong; without
+    one, the archive's account works on it, or starts its service for the others (where a service answers,
+    the CLI hands it the command before it touches the archive). ``otherwise``: the other remedy (a
+    read-only disk remounted), added where the person could apply it."""
+    import contextlib
+
+    alternative = f", or {otherwise}" if otherwise else ""
+    if served():
+        return (
+            f"the archive service runs as {account_name(os.getuid())}, the archive's account, and is "
+            f"still refused: give the archive's files back to that account{alternative}"
+        )
+    owner = None
+    with contextlib.suppress(OSError):
+        owner = os.stat(archive).st_uid if archive else None
+    if owner is None or owner == os.getuid():
+        return f"run as the account that keeps the archive{alternative}"
+    # Another's archive, and no service answered (one that does is handed the command before anything is read).
+    name = account_name(owner)
+    return (
+        f"ask {name} to start its archive service (`custodes serve {archive}` as {name}), which then answers for "
+        "everyone; if it listens on another socket, pass --server SOCKET"
+    )

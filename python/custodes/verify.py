@@ -93,6 +93,8 @@ UNRECORDED = "unrecorded"
 #: catalog.SchemaDiffersError), though the run re-hashed all the same.
 NOT_RECORDED_NOTHING = "nothing re-hashed"
 NOT_RECORDED_SCHEMA = "the catalog's schema differs"
+#: Or this account cannot write the catalog (catalog.Catalog.read_only): an auditor's copy on a read-only disk.
+NOT_RECORDED_READ_ONLY = "the catalog is read-only here"
 #: A worker of a remote executor reported an object bad that is intact when re-hashed here, or returned a result
 #: that does not match its shard: the run's machinery is at fault, not the evidence; still a failure to look at.
 EXECUTOR_FAULT = "executor_fault"
@@ -1325,7 +1327,9 @@ def _verify_copy(
     # pass's finding names it) gets no write from verify (Catalog.write): this run is neither resumed nor
     # recorded, stamps nothing, and verifies all the same.
     schema_differs = record and bool(catalog.schema_differences())
-    record = record and not schema_differs
+    # Nor into a catalog this account cannot write (a copy on a read-only disk): verified all the same.
+    read_only = record and catalog.read_only
+    record = record and not schema_differs and not read_only
     runs = record
     earlier = resumable(catalog, selection, window, now) if schedule.resume and runs else None
     started = now if earlier is None else earlier.started_ns
@@ -1363,6 +1367,8 @@ def _verify_copy(
     got = None if run is None else catalog.verify_runs.get(run)
     if run is None and (schema_differs or hashing.schema_changed):
         not_recorded: str | None = NOT_RECORDED_SCHEMA
+    elif run is None and read_only:
+        not_recorded = NOT_RECORDED_READ_ONLY
     elif run is None:
         not_recorded = NOT_RECORDED_NOTHING
     else:

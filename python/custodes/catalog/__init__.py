@@ -103,13 +103,19 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
             mode = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()[0]
         except sqlite3.OperationalError as e:
             conn.close()
-            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or not os.path.isfile(path):
+            code = e.sqlite_errorcode & 0xFF
+            # (A catalog file this account may write in a folder it may not: SQLite says "read-only directory".)
+            if code == sqlite3.SQLITE_READONLY and os.path.isfile(path) and _place_read_only(path):
+                return _read_only(path, timeout, check_same_thread)
+            if code != sqlite3.SQLITE_CANTOPEN or not os.path.isfile(path):
                 raise
             if _being_handed_over(path) and time.monotonic() < deadline:
                 time.sleep(0.01)
                 continue
             if held := _not_ours(path):
                 raise CatalogError(f"{path}: SQLite cannot open it ({e}): {held}") from None
+            if _place_read_only(path):
+                return _read_only(path, timeout, check_same_thread)
             raise
         except BaseException:
             conn.close()
@@ -120,6 +126,42 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
             return conn
         conn.close()
         time.sleep(0.01)
+
+
+def _place_read_only(path: Path) -> bool:
+    """The folder holding ``path`` cannot be written by this account (a read-only disk, a copy handed over on one,
+    a folder made read-only): SQLite can make no ``-wal`` or ``-shm`` file beside it."""
+    return not os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
+    """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (:func:`_place_read_only`):
+    an auditor's copy on a read-only disk, verified and reported there. SQLite reads a write-ahead database so only
+    as ``immutable`` (nobody writes it), and then ignores any ``-wal`` file: one holding committed transactions
+    (ledger entries not yet in the catalog file: a copy taken while the archive was in use) is read with its
+    ``-shm`` where both are there (``mode=ro``), and otherwise refused, naming it, rather than read as an older
+    catalog. A write on the connection is refused by SQLite as one on a read-only database."""
+    wal = Path(f"{path}-wal")
+    try:
+        pending = wal.stat().st_size > 0
+    except FileNotFoundError:
+        pending = False
+    except OSError as e:
+        raise CatalogError(f"{wal}: cannot be read ({e.strerror}), and the catalog is on a read-only place") from None
+    uri = f"{path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as e:
+        conn.close()
+        if not pending:
+            raise
+        raise CatalogError(
+            f"{path}: on a read-only place, and its write-ahead log ({wal.name}) holds transactions not yet in the "
+            f"catalog file (a copy taken while the archive was in use) that SQLite cannot read there ({e}): copy the "
+            "archive, -wal file and all, to a place this account may write, and open the copy"
+        ) from None
+    return conn
 
 
 def _shared_files_as_the_database(path: Path) -> None:
@@ -219,6 +261,13 @@ class Catalog:
         self.verify_runs = VerifyRuns(conn)
         self.registry = Registry(conn)  # the device registry and assignments (custodes.devices)
         self.query = Query(conn)  # the query API's paged reads (custodes.query)
+
+    @property
+    def read_only(self) -> bool:
+        """This account cannot write the catalog here: its file, or the folder its -wal and -shm files go in (a
+        read-only disk: an auditor's copy). A command that only reads works; one that would record refuses, and
+        verify re-hashes without recording its run (custodes.verify)."""
+        return not os.access(self.path, os.W_OK) or _place_read_only(self.path)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True, scratch: bool = False) -> Catalog:
