@@ -52,4 +52,6 @@ def test_the_catalog_does_and_the_check_sees_each_kind() -> None:
     assert sql_uses('msg = "Update the archive, then verify it"') == []
     inside = [p for p in product_modules() if CATALOG in p.parents]
     assert {p.name for p in inside} >= {"__init__.py", "schema.py", "evidence.py", "ledger.py"}
-    assert all(sql_uses(p.read_text(encoding="utf-8")) for p in inside)
+    # Each of them speaks SQL, but codes.py: SQLite's result codes, the rest of what only the catalog knows of it.
+    assert all(sql_uses(p.read_text(encoding="utf-8")) for p in inside if p.name != "codes.py")
+    assert not sql_uses((CATALOG / "codes.py").read_text(encoding="utf-8"))

@@ -49,7 +49,7 @@ from custodes._durable import (
     write_once,
 )
 from custodes._faults import write_cut_short
-from custodes.catalog import SCHEMA_VERSION, Catalog
+from custodes.catalog import SCHEMA_VERSION, Catalog, codes
 from custodes.defaults import TimeRangeError, ns_from_seconds
 from custodes.errors import CustodesError, EvidenceReadError
 from custodes.plugins import plugin_manager
@@ -1331,7 +1331,7 @@ class CheckpointFileError(CustodesError):
             why, where, code = e.strerror or str(e), e.filename2 or e.filename, e.errno or 0
         else:  # the catalog's own transaction: SQLite's primary result code says what happened
             why, where = str(e), root / CATALOG_FILE
-            code = _SQLITE_ERRNO.get((getattr(e, "sqlite_errorcode", None) or 0) & 0xFF, 0)
+            code = codes.as_errno(e)
         mend = {
             errno.ENOSPC: "free space on the disk",
             errno.EDQUOT: "free space on the disk",
@@ -1348,10 +1348,6 @@ class CheckpointFileError(CustodesError):
             "the command again, which finishes it)"
         )
 
-
-#: SQLite's primary result codes (sqlite3.h) as the errno whose remedy CheckpointFileError gives: FULL, and
-#: READONLY, PERM and CANTOPEN (the archive's files taken from its account).
-_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EACCES, 3: errno.EACCES, 14: errno.EACCES}
 
 #: FS_IOC_GETFLAGS (``_IOR('f', 1, long)``) and the two flags that stop a rename over a name: chattr's i and a.
 _GETFLAGS = 0x80006601 | (struct.calcsize("l") << 16)

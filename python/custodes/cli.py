@@ -482,9 +482,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 #: Where a command records the archive it works on, so an error without a file name (SQLite's) can name one.
 _ARCHIVE_META = "custodes.archive"
 
-# SQLite primary result codes (sqlite3.h) that are about the environment, not a bug in custodes.
-_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
-_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
 #: Below this much free space, an I/O error on the archive's disk is reported as a full disk.
 _NEARLY_FULL = 1 << 20
 
@@ -517,7 +514,9 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         return str(e)  # custodes' own errors already name the file or value and what to do
     catalog = os.path.join(archive, "catalog.sqlite") if archive else "the archive's catalog"
     if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.ProgrammingError):
-        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+        from custodes.catalog.codes import result_code
+
+        code = result_code(e)
         text = str(e)
         # A table or column of the schema gone (dropped by hand) is damage too, not a bug in custodes.
         schema_gone = text.startswith(("no such table", "no such column"))
@@ -530,14 +529,19 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 f"`custodes ledger rebuild-catalog {archive or 'ARCHIVE'} --replace` makes the catalog again from "
                 "its ledger (or restore catalog.sqlite from a backup); the stored objects are untouched"
             )
-        if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text or schema_gone:
+        if (
+            code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+            or "not a database" in text
+            or "malformed" in text
+            or schema_gone
+        ):
             return (
                 f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
                 "objects are untouched, and `custodes verify` on the restored archive shows what differs"
             )
-        if code == _SQLITE_FULL or "disk is full" in text:
+        if code == sqlite3.SQLITE_FULL or "disk is full" in text:
             return _disk_full(catalog)
-        if code == _SQLITE_IOERR or "disk I/O error" in text:
+        if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
             free = _free_bytes(archive or ".")
             if free is not None and free < _NEARLY_FULL:
                 return _disk_full(catalog)
@@ -545,11 +549,11 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
                 "to a sound disk if it is failing, then run the command again"
             )
-        if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
             from custodes.archive import why_read_only
 
             return f"cannot write the catalog: {text} ({catalog}): {why_read_only(archive, catalog)}"
-        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             return f"the catalog is busy ({catalog}): another custodes command holds it; wait for it, then run again"
         return None
     if isinstance(e, OSError) and e.errno is not None:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from custodes.catalog import schema
+from custodes.catalog import codes, schema
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
 from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
@@ -103,7 +103,7 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
             mode = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()[0]
         except sqlite3.OperationalError as e:
             conn.close()
-            code = e.sqlite_errorcode & 0xFF
+            code = codes.result_code(e)
             # (A catalog file this account may write in a folder it may not: SQLite says "read-only directory".)
             if code == sqlite3.SQLITE_READONLY and os.path.isfile(path) and _place_read_only(path):
                 return _read_only(path, timeout, check_same_thread)
@@ -194,7 +194,7 @@ def _writable(conn: sqlite3.Connection) -> bool:
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     except sqlite3.DatabaseError as e:
-        return (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_READONLY
+        return codes.result_code(e) != sqlite3.SQLITE_READONLY
     return True
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from custodes.catalog import codes
+
 MIGRATIONS: list[str] = [
     # 1: the first catalog.
     """
@@ -244,21 +246,13 @@ def migrate(
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {v + 1}")
         except sqlite3.Error as e:  # the step's transaction was rolled back: it wrote nothing
-            if _of_the_environment(e):  # a full disk, a read-only file: said as such by the caller, not as the schema's
+            if codes.of_the_environment(
+                e
+            ):  # a full disk, a read-only file: said as such by the caller, not as the schema's
                 raise
             raise failed(
                 f"bringing its schema from version {v} to {v + 1} failed ({e}); that step wrote nothing"
             ) from e
-
-
-#: SQLite's primary result codes that are about the disk or the file, not the statements: FULL, IOERR, READONLY,
-#: CANTOPEN, PERM, BUSY, LOCKED (sqlite3.h). A step failing so says nothing of the schema (a hostile review: init
-#: on a nearly full disk said "bringing its schema from version 3 to 4 failed").
-_ENVIRONMENT_CODES = frozenset({13, 10, 8, 14, 3, 5, 6})
-
-
-def _of_the_environment(e: sqlite3.Error) -> bool:
-    return ((getattr(e, "sqlite_errorcode", None) or 0) & 0xFF) in _ENVIRONMENT_CODES
 
 
 def _made_later(conn: sqlite3.Connection, migrations: Sequence[str], version: int) -> str:
