@@ -858,6 +858,23 @@ def test_init_with_a_key_path_into_the_new_folder_makes_it_there(tmp_path: Path,
     assert run_cli("ledger", "checkpoint", tmp_path / "I").returncode == 0
 
 
+def test_init_with_a_key_that_is_there_already_says_it_reuses_it(tmp_path: Path) -> None:
+    """A second archive given the first one's key (a hostile review: init said only "keep it safe", as for a key
+    it made, and a mistyped path made two archives sign with one key unseen)."""
+    first = run_cli("init", tmp_path / "A", "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["signing_key_made"] is True, first.stderr
+    key = tmp_path / "A" / "private" / "checkpoint.key"
+    before = key.read_bytes()
+    out = run_cli("init", tmp_path / "B", "--signing-key", key)
+    assert out.returncode == 0, out.stderr
+    assert f"signing key  {key} (already there, not made: this archive signs with that key;" in out.stdout.decode()
+    assert key.read_bytes() == before
+    again = json.loads(run_cli("init", tmp_path / "C", "--signing-key", key, "--json").stdout)
+    assert (again["signing_key"], again["signing_key_made"]) == (str(key), False)
+    made = run_cli("init", tmp_path / "D").stdout.decode()
+    assert "(made now; keep it safe; it signs the ledger's checkpoints)" in made, made
+
+
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -683,6 +683,9 @@ class Archive:
         self.root = Path(root)
         self._creating = _creating  # (init's own archive, still being made: ready_to_record is not asked)
         self._ready = False  # ready_to_record passed (asked at the first transaction)
+        #: Set by :func:`init_archive` on the archive it returns: whether it made the signing key (False: the key
+        #: given was there already, and this archive now signs with it too); None on any other open.
+        self.signing_key_made: bool | None = None
         #: The checkpoint files written back while this archive was open (restore_checkpoint_files: any checkpoint
         #: does it, so any command may): the CLI names them when the command ends.
         self.checkpoint_files_restored: list[int] = []
@@ -1243,7 +1246,9 @@ def init_archive(
         if isinstance(e, CustodesError) and new_folder and str(work) in str(e):
             raise ArchiveError(shown(str(e))) from None
         raise
-    return Archive(path)
+    created = Archive(path)
+    created.signing_key_made = made_key is not None
+    return created
 
 
 def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:

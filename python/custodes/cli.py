@@ -1368,6 +1368,7 @@ def init_command(
             "verifier_key": str(a.verifier_key),
             "verifier_key_fingerprint": fingerprint(a.verifier_key),
             "signing_key": str(a.signing_key_path),
+            "signing_key_made": a.signing_key_made,
             "storage": a.store.describe(),
             "replica": None if a.replica is None else a.replica.describe(),
         }
@@ -1379,7 +1380,13 @@ def init_command(
             f"  fingerprint  {info['verifier_key_fingerprint']} (SHA-256 of the verifier key text)\n"
             "  keep both outside the archive (on paper, with the agency): `verify --trusted-key KEY` checks the "
             "archive against them (the key, or just its fingerprint)\n"
-            f"  signing key  {info['signing_key']} (keep it safe; it signs the ledger's checkpoints)"
+            f"  signing key  {info['signing_key']} ("
+            + (
+                "made now; "
+                if info["signing_key_made"]
+                else "already there, not made: this archive signs with that key; "
+            )
+            + "keep it safe; it signs the ledger's checkpoints)"
         )
 
 
