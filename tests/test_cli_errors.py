@@ -1268,6 +1268,8 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
         ("C1 ", "starts or ends with a space"),
         ("C\u200b1", r"holds a character that shows nothing \(U\+200B\)"),
         ("C\u2060\u00ad1", r"holds a character that shows nothing \(U\+2060\)"),
+        ("C\t1", r"holds a space other than ' ' \('\\t'\)"),  # a third review: it showed as "C 1"
+        ("C\u30001", r"holds a space other than ' ' \('\\u3000'\)"),
     ],
 )
 def test_a_case_id_is_what_it_shows(cli_archive: Path, case: str, said: str) -> None:

@@ -142,6 +142,10 @@ def test_an_exemption_is_a_cause(tasks_archive: Path) -> None:
         (["--cause", "battery", "--device", "NOPE"], b"no device 'NOPE'"),
         (["--cause", "battery", "--from", iso(30)], b"ends before it starts"),
         (["--cause", "battery", "--from", "2024-03-01 10:00:10"], b"no time zone offset"),
+        # A note of "." or blank explains nothing, and "other" says nothing without one (a hostile review).
+        (["--cause", "battery", "--note", "."], b"the note '.' says nothing: say what stopped the recording"),
+        (["--cause", "battery", "--note", " \u200b"], b"says nothing"),
+        (["--cause", "other"], b"the cause 'other' needs a note saying what it was (--note)"),
     ],
 )
 def test_explanation_refusals(tasks_archive: Path, args: list[str], message: bytes) -> None:

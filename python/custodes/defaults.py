@@ -126,6 +126,10 @@ def given_id(value: str, what: str) -> str:
         raise CustodesError(f"{what} {value!r} says nothing: give it in letters or digits")
     if value != value.strip():
         raise CustodesError(f"{what} {value!r} starts or ends with a space: give it without")
+    # A tab or another space than U+0020 shows as one ("C\t1", "C\u30001" and "C 1" look alike).
+    odd = next((ch for ch in value if ch.isspace() and ch != " "), None)
+    if odd is not None:
+        raise CustodesError(f"{what} {value!r} holds a space other than ' ' ({odd!r}): give it with plain spaces")
     import unicodedata
 
     hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)

@@ -32,7 +32,7 @@ from custodes.access import require_role
 from custodes.archive import Archive
 from custodes.catalog import replay
 from custodes.catalog.custody import Explanation, TaskRow
-from custodes.defaults import NS, TimeRangeError, ns_from_datetime
+from custodes.defaults import NS, TimeRangeError, ns_from_datetime, says_something
 from custodes.errors import CustodesError
 from custodes.findings import Finding, rfc3339
 
@@ -240,6 +240,12 @@ def explain_gap(
     resuming (Art. 14). The annotation is a ledger entry."""
     if cause not in CAUSES:
         raise TaskError(f"unknown cause {cause!r}; one of: {', '.join(CAUSES)}")
+    # A note that says nothing ("." or blank) explains nothing, and "other" is a cause only with words saying
+    # which (a hostile review recorded both); no note at all is none.
+    if note and not says_something(note):
+        raise TaskError(f"the note {note!r} says nothing: say what stopped the recording, in words, or give none")
+    if cause == "other" and not note:
+        raise TaskError("the cause 'other' needs a note saying what it was (--note)")
     if end <= start:
         raise TaskError(
             "the explained interval is empty (--from equals --to)"
