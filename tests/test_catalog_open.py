@@ -191,3 +191,22 @@ def test_a_copy_taken_while_the_archive_was_in_use_is_read_with_its_write_ahead_
     err = out.stderr.decode()
     assert out.returncode == 2 and "its write-ahead log (catalog.sqlite-wal) holds transactions not yet in" in err, err
     assert "copy the archive, -wal file and all, to a place this account may write" in err, err
+
+
+def test_a_catalog_file_mounted_read_only_alone_is_said_so(cli_archive: Path) -> None:
+    """The catalog file bind-mounted read-only by itself, its folder on a writable disk: named as a read-only
+    mount (a hostile review: it was called a file "this account cannot write (its owner or mode)", as the folder's
+    disk is writable); verify still re-hashes and records nothing."""
+    catalog = cli_archive / "catalog.sqlite"
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(catalog), str(catalog)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        wrote = run_cli("retention", "case", cli_archive, "--case", "C-1", "--segment", "1")
+        checked = run_cli("verify", cli_archive, "--json")
+    finally:
+        subprocess.run(["umount", str(catalog)], check=True)
+    err = wrote.stderr.decode()
+    assert wrote.returncode == 2 and "it is read-only here" in err and "its disk is mounted read-only" in err, err
+    assert "owner or mode" not in err, err
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["run"]["not_recorded"] == "the catalog is read-only here"

@@ -1286,12 +1286,14 @@ def why_read_only(archive: str | None, catalog: str) -> str:
     folder at 0500, or an immutable -wal, was told to remount a disk that was writable)."""
     from custodes.identity import keeper_advice
 
-    with suppress(OSError):
-        st = os.statvfs(archive or catalog)
-        if st.f_flag & os.ST_RDONLY:
-            return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
-        if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
-            return "its disk can make no more files (no free inodes): free some, then run the command again"
+    # The catalog's own mount too: a file bind-mounted read-only alone sits in a folder of a writable disk.
+    for place in dict.fromkeys((archive or catalog, catalog)):
+        with suppress(OSError):
+            st = os.statvfs(place)
+            if st.f_flag & os.ST_RDONLY:
+                return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+            if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
+                return "its disk can make no more files (no free inodes): free some, then run the command again"
     folder = os.path.dirname(catalog) or "."
     for path in (folder, catalog, f"{catalog}-wal", f"{catalog}-shm"):
         flag = _refusing_flag(Path(path))
