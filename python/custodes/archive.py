@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import (
+    file_kind,
     fsync_dir,
     key_exposure,
     problems_above,
@@ -1048,6 +1049,17 @@ def _own_entries(root: Path) -> None:
                 f"{catalog} is a symbolic link to {os.readlink(catalog)!r}: the catalog and its journal files are "
                 "the archive's own, never written elsewhere; "
                 + ("put the file back (from a backup)" if name == CATALOG_FILE else "remove the link")
+            )
+        # A journal file that is no file (a FIFO, a folder: planted, or left by a hand) read as a failing disk
+        # ("disk I/O error: check the disk") or a question of rights. The catalog's own is said where it opens.
+        try:
+            mode = os.lstat(catalog).st_mode
+        except OSError:
+            continue
+        if name != CATALOG_FILE and not stat.S_ISREG(mode):
+            raise ArchiveError(
+                f"{catalog} is {file_kind(mode)}, not a file: SQLite keeps its journal there, and cannot; move it "
+                "aside (SQLite makes the file again)"
             )
     for name in OWN_FOLDERS:
         try:
