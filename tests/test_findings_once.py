@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes.archive import open_archive
+from custodes.findings import ns_from_rfc3339
 from custodes.query import segment as segment_of
 from custodes.query import segment_findings
 from custodes.web.dashboard import needs_a_person
@@ -352,15 +353,25 @@ def test_a_file_that_failed_and_the_re_run_stored_is_counted_once_and_its_failur
     ingest(alone, vol)
     clean = counts(report(alone))
     assert counts(model) == clean | {"listed": clean["listed"] | {"ingest_failed": 1}}
-    (segment,) = catalog_rows(arch, "SELECT id, ingest_id, ledger_seq FROM segments WHERE original_name = ?", (name,))
+    (segment,) = catalog_rows(
+        arch, "SELECT id, ingest_id, ledger_seq, sha256 FROM segments WHERE original_name = ?", (name,)
+    )
     (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
-    assert failed["path"] == str(vol / name) and failed["evidence"] == {"size": (vol / name).stat().st_size}
+    # What was read from the card: its size, and the digest of the copy made of it (its read-back differed).
+    assert failed["path"] == str(vol / name)
+    assert failed["evidence"] == {"size": (vol / name).stat().st_size, "sha256": segment[3]}
     assert failed["resolved_by"] == [
         {"source": "ingest", "ingest": segment[1], "segment": segment[0], "ledger_index": segment[2]}
     ]
-    # The late_ingest it keeps is the failed run's (the first), about the recording stored since.
+    # The late_ingest is the one of the run that stored it, with its times: the failed run records only that it
+    # failed (a second review: its late_ingest, naming no recording, was kept as the first, with its times).
     (late,) = [f for f in model["findings"] if f["kind"] == "late_ingest" and f["path"] == str(vol / name)]
     assert (late["segment"], late["ledger_index"]) == (segment[0], segment[2])
+    ingested = catalog_rows(arch, "SELECT ingested_ns FROM segments WHERE id = ?", (segment[0],))[0][0]
+    assert abs(ns_from_rfc3339(late["end"]) - ingested) < 10**9, (late["end"], ingested)
+    assert catalog_rows(arch, "SELECT kind FROM findings WHERE ingest_id = 1 AND path = ?", (str(vol / name),)) == [
+        ("ingest_failed",)
+    ]
     # The query API and the recording's own findings say the same.
     with open_archive(arch) as a:
         about = [f for f in a.findings(device=DEVICE) if f.path == str(vol / name)]
@@ -391,3 +402,40 @@ def test_a_failure_is_not_resolved_by_another_recording_of_its_name(tmp_path: Pa
     with open_archive(arch) as a:
         (item,) = needs_a_person(a).section("not_stored").items
         assert (item.kind, item.device, item.segment, item.text) == ("ingest_failed", DEVICE, None, failed["message"])
+
+
+def test_a_failure_is_not_resolved_by_other_bytes_of_its_name_and_size(tmp_path: Path) -> None:
+    """The card's file changed between the failed run and the re-run, keeping its name and size (a second
+    review): what the re-run stores is not what failed, whose digest the failure gives, so it stays open."""
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    name = sorted(p.name for p in vol.iterdir())[1]
+    out = run_cli_with_faults("ingest", vol, "--archive", arch, "--json", fault=f"read:1:corrupt:{name}")
+    assert json.loads(out.stdout)["failed"] == [name], out.stdout
+    data = bytearray((vol / name).read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the moov box's last atom: the file still probes
+    (vol / name).write_bytes(bytes(data))
+    ingest(arch, vol)
+    (failed,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    assert (failed["resolved_by"], failed["segment"]) == (None, None)
+    with open_archive(arch) as a:
+        assert needs_a_person(a).section("not_stored").count == 1
+
+
+def test_a_later_recording_of_an_old_name_that_fails_is_not_hidden_by_the_old_one(tmp_path: Path) -> None:
+    """A file stored (after one failure), then a new recording given its name that fails too (a second review):
+    the new failure was taken for the old file's, already resolved, and no one was told that evidence was not
+    stored. The old failure stays resolved, the new one open."""
+    arch, vol, name = failed_then_stored(tmp_path)
+    (vol / name).unlink()
+    make_clip(vol / name, T0 + timedelta(seconds=10), 3.0)  # another recording, of that name and another size
+    out = run_cli_with_faults("ingest", vol, "--archive", arch, "--json", fault=f"read:1:corrupt:{name}")
+    assert json.loads(out.stdout)["failed"] == [name], out.stdout
+    failures = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    assert [(f["evidence"]["size"], bool(f["resolved_by"])) for f in failures] == [
+        (catalog_rows(arch, "SELECT size FROM segments WHERE original_name = ?", (name,))[0][0], True),
+        ((vol / name).stat().st_size, False),
+    ]
+    with open_archive(arch) as a:
+        (item,) = needs_a_person(a).section("not_stored").items
+        assert item.text == failures[1]["message"]

@@ -174,16 +174,20 @@ def test_the_model_counts_what_the_rows_say(archive: Archive, kw: dict[str, Any]
         "SELECT f.segment_id, f.detail, f.device_id, COALESCE(f.start_ns, i.started_ns), f.path, f.ingest_id, "
         "i.volume FROM findings f JOIN ingests i ON i.id = f.ingest_id ORDER BY f.id",
     )
-    stored = catalog_rows(archive.root, "SELECT id, device_id, original_name, ingest_id, size FROM segments")
+    stored = catalog_rows(archive.root, "SELECT id, device_id, original_name, ingest_id, size, sha256 FROM segments")
 
     def about(seg: int | None, detail: str, device: str, path: str | None, ingest: int, volume: str) -> int | None:
         if path is None or seg is not None:
             return None if path is None else seg
         name = path[len(volume) + 1 :] if path.startswith(volume + "/") else path
-        named = [(s, i, size) for s, d, n, i, size in stored if (d, n) == (device, name)]
-        before = [s for s, i, _ in named if i <= ingest]
-        size = json.loads(detail).get("evidence", {}).get("size")
-        later = [s for s, i, n in named if i > ingest and size in (None, n)]
+        said = json.loads(detail).get("evidence", {})  # the file's size and digest, where the finding says them
+        same = [
+            (s, i)
+            for s, d, n, i, size, sha in stored
+            if (d, n) == (device, name) and said.get("size") in (None, size) and said.get("sha256") in (None, sha)
+        ]
+        before = [s for s, i in same if i <= ingest]
+        later = [s for s, i in same if i > ingest]
         return max(before) if before else min(later) if later else None
 
     ledger_of = {s["id"]: s["ledger_seq"] for s in rows}

@@ -388,10 +388,12 @@ def _store_files(
                     result.already_present.append(f.name)
                 else:
                     result.failed.append(f.name)
-                    # The size the volume listed: the recording a later ingest stores is this one only at it
-                    # (custodes.catalog.devices.FINDING_SEGMENT).
-                    failure = Finding("ingest_failed", outcome, result.device, f.path, evidence={"size": f.size})
-                    result.findings.append(failure)
+                    # What it was: the size the volume listed, and the digest of what was read where the copy was
+                    # made. A later ingest's recording of its name is this one only if it is that
+                    # (custodes.catalog.devices.FINDING_SEGMENT): not a new one given the name after a format.
+                    read = stored.get(f.path)  # (its copy as made: what _settle failed is a reason in copied)
+                    what = {"size": f.size} | ({"sha256": read.digests["sha256"]} if isinstance(read, _Copy) else {})
+                    result.findings.append(Finding("ingest_failed", outcome, result.device, f.path, evidence=what))
                 done += f.size
                 if progress is not None:
                     progress(done, total)
@@ -878,19 +880,23 @@ def _ingested(archive: Archive, device: str, name: str, sha256: str, stored: boo
 def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, result: IngestResult) -> None:
     """Record the findings (in entries of at most FINDINGS_PER_ENTRY) and the result, sign a checkpoint,
     then mark the ingest finished."""
-    # A file that could not be copied is one finding, ingest_failed, which says why: the probe's "unreadable" of
-    # the same file said it again in other words (a hostile review: findings are counted once).
-    failed = {f.path for f in result.findings if f.kind == "ingest_failed"}
-    result.findings = [f for f in result.findings if not (f.kind == "unreadable" and f.path in failed)]
+    # A file this run could not store is one finding, ingest_failed, which says why (a hostile review: the probe's
+    # "unreadable" said it again in other words). What else was found of it (late_ingest, clock_unset,
+    # truncated ...) is found again, with its recording and its times, by the run that stores it; recorded now,
+    # it named no recording, and was taken for another one given its name later (a second hostile review).
+    named = [(f, name_text(os.path.relpath(f.path, volume)) if f.path else None) for f in result.findings]
+    if result.failed:
+        failed = set(result.failed)
+        named = [(f, name) for f, name in named if f.kind == "ingest_failed" or name not in failed]
+        result.findings = [f for f, _ in named]
     with archive.transaction() as catalog:
         # Each file of the volume recorded or found present, and each recovered for the interrupted ingest that
         # stored it (_recover: names not on the volume), once. Not a query by ingest: segments has no index on
         # it, and the scan of 10^6 segments was a fifth of an ingest of 1,000 files into such an archive.
         seg_ids = {held.name: held.segment for held in result.segments}
-        for first in range(0, len(result.findings), FINDINGS_PER_ENTRY):
+        for first in range(0, len(named), FINDINGS_PER_ENTRY):
             rows = []
-            for finding in result.findings[first : first + FINDINGS_PER_ENTRY]:
-                name = name_text(os.path.relpath(finding.path, volume)) if finding.path else None
+            for finding, name in named[first : first + FINDINGS_PER_ENTRY]:
                 row = _finding_row(result.ingest_id, None if name is None else seg_ids.get(name), finding)._asdict()
                 del row["ingest_id"]  # the entry's own
                 rows.append(row)

@@ -287,22 +287,26 @@ _FINDING_FILE = (
     "CASE WHEN substr(f.path, 1, length(i.volume) + 1) = i.volume || '/' "
     "THEN substr(f.path, length(i.volume) + 2) ELSE f.path END"
 )
+#: A fact a finding's evidence gives of its file (its ``size``, its ``sha256``), NULL where it gives none.
+_SAID = "CASE WHEN json_valid(f.detail) THEN json_extract(f.detail, '$.evidence.{}') END"
+#: The segment ``s`` is the file the finding read, as far as the finding says: of its device and name, and of the
+#: digest and size it gives (an ingest_failed gives the size the volume listed, and the digest of what was read
+#: where the copy was made). Not the name alone: a camera that numbers its files from 1 again after the card is
+#: formatted gives a new recording an old name.
+_SAME_FILE = (
+    f"s.device_id = f.device_id AND s.original_name = {_FINDING_FILE} "
+    f"AND s.sha256 = COALESCE({_SAID.format('sha256')}, s.sha256) AND s.size = COALESCE({_SAID.format('size')}, s.size)"
+)
 #: The recording a finding about a file concerns, None for a finding about no file or about a file the archive
 #: never stored: its own segment; for a file the ingest found already present (its row names no segment: it was
-#: stored by an earlier ingest), the latest segment of that device and name stored by then; for a file that ingest
-#: failed to store, the first segment of that device and name a later ingest stored (the re-run's). Not the name
-#: alone for the first: a camera that numbers its files from 1 again after the card is formatted gives a new
-#: recording an old name. So, for the second, a finding that says the size it read (an ingest_failed says the
-#: size the volume listed) is about a later file of that size only: the failure of a recording never stored is
-#: not resolved by a new one of its name. (Its other findings, late_ingest and the like, say no size: those of a
-#: recording lost so, failed and then formatted away, are counted with the new one's.)
+#: stored by an earlier ingest), the latest segment of that file (:data:`_SAME_FILE`) stored by then; for a file
+#: that ingest failed to store (its one finding then is its ingest_failed: custodes.ingest), the first such
+#: segment a later ingest stored (the re-run's): the failure is resolved by that recording, and by no other one
+#: given its name.
 FINDING_SEGMENT = (
     "CASE WHEN f.path IS NULL THEN NULL ELSE COALESCE(f.segment_id, "
-    f"(SELECT MAX(s.id) FROM segments s WHERE s.device_id = f.device_id AND s.original_name = {_FINDING_FILE} "
-    "AND s.ingest_id <= f.ingest_id), "
-    f"(SELECT MIN(s.id) FROM segments s WHERE s.device_id = f.device_id AND s.original_name = {_FINDING_FILE} "
-    "AND s.ingest_id > f.ingest_id AND s.size = COALESCE(CASE WHEN json_valid(f.detail) "
-    "THEN json_extract(f.detail, '$.evidence.size') END, s.size))) END"
+    f"(SELECT MAX(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id <= f.ingest_id), "
+    f"(SELECT MIN(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id > f.ingest_id)) END"
 )
 #: What a finding about a file is about: the recording (:data:`FINDING_SEGMENT`), else the file's name (a file
 #: that is no recording, or one never stored).
