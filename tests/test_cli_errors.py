@@ -1270,6 +1270,11 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
         ("C\u2060\u00ad1", r"holds a character that shows nothing \(U\+2060\)"),
         ("C\t1", r"holds a space other than ' ' \('\\t'\)"),  # a third review: it showed as "C 1"
         ("C\u30001", r"holds a space other than ' ' \('\\u3000'\)"),
+        ("C  1", "holds two spaces in a row: give it with one"),
+        # Characters Unicode says show nothing, though a letter (U+3164) or a mark (U+FE0F) by category.
+        ("C1\u3164", r"holds a character that shows nothing \(U\+3164\)"),
+        ("C1\ufe0f", r"holds a character that shows nothing \(U\+FE0F\)"),
+        ("C\u03011", r"a letter written as a letter and a combining mark: give it composed \(NFC\)"),
     ],
 )
 def test_a_case_id_is_what_it_shows(cli_archive: Path, case: str, said: str) -> None:
@@ -1287,7 +1292,9 @@ def test_free_text_is_held_to_one_length_everywhere(cli_archive: Path) -> None:
     assert as_("carol", "access", "request", cli_archive, "--segment", "1", "--reason", "x" * 4000).returncode == 0
 
 
-@pytest.mark.parametrize("blank", ["", "   ", "\t", ".", "\u200b", "\ufeff\u2060", "\u2800", "\u00ad"])
+@pytest.mark.parametrize(
+    "blank", ["", "   ", "\t", ".", "\u200b", "\ufeff\u2060", "\u2800", "\u00ad", "\u3164", "\u115f\u1160", "\uffa0"]
+)
 def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank: str) -> None:
     """A hold, an access request, a denial: each is ledgered with the reason a person gave (Art. 22), and a
     blank one is refused (and a blank case id), whoever calls (a hostile review placed a hold with `--reason ""`:

@@ -145,6 +145,7 @@ def test_an_exemption_is_a_cause(tasks_archive: Path) -> None:
         # A note of "." or blank explains nothing, and "other" says nothing without one (a hostile review).
         (["--cause", "battery", "--note", "."], b"the note '.' says nothing: say what stopped the recording"),
         (["--cause", "battery", "--note", " \u200b"], b"says nothing"),
+        (["--cause", "other", "--note", "\u3164"], b"says nothing"),  # a Hangul filler: a letter that shows nothing
         (["--cause", "other"], b"the cause 'other' needs a note saying what it was (--note)"),
     ],
 )

@@ -99,12 +99,42 @@ _NOT_IN_TEXT = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067
 MAX_TEXT = 4000
 
 
+#: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters a text shows nothing of,
+#: some of them letters by their category (U+3164 HANGUL FILLER, U+115F, U+FFA0) or marks (U+034F, the variation
+#: selectors), so neither the category nor "format character" alone finds them all (a hostile review).
+_IGNORABLE = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def shows_nothing(ch: str) -> bool:
+    """``ch`` is a character that text shows nothing of (:data:`_IGNORABLE`)."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _IGNORABLE)
+
+
 def says_something(text: str) -> bool:
-    """The one rule of text that says something: it holds a letter or a digit of any script. Blank text,
-    punctuation alone, or characters that show nothing (U+200B, U+FEFF, U+2800 ...) say nothing."""
+    """The one rule of text that says something: it holds a letter or a digit of any script that shows. Blank
+    text, punctuation alone, or characters that show nothing (U+200B, U+FEFF, U+2800, U+3164 ...) say nothing."""
     import unicodedata  # (here, not at the top: this module is imported as the CLI starts)
 
-    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
+    return any(unicodedata.category(ch)[0] in "LN" and not shows_nothing(ch) for ch in text)
 
 
 def given_reason(reason: str, act: str) -> str:
@@ -126,13 +156,20 @@ def given_id(value: str, what: str) -> str:
         raise CustodesError(f"{what} {value!r} says nothing: give it in letters or digits")
     if value != value.strip():
         raise CustodesError(f"{what} {value!r} starts or ends with a space: give it without")
-    # A tab or another space than U+0020 shows as one ("C\t1", "C\u30001" and "C 1" look alike).
+    # A tab or another space than U+0020 shows as one ("C\t1", "C\u30001" and "C 1" look alike), and so do two.
     odd = next((ch for ch in value if ch.isspace() and ch != " "), None)
     if odd is not None:
         raise CustodesError(f"{what} {value!r} holds a space other than ' ' ({odd!r}): give it with plain spaces")
+    if "  " in value:
+        raise CustodesError(f"{what} {value!r} holds two spaces in a row: give it with one")
     import unicodedata
 
-    hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)
+    if unicodedata.normalize("NFC", value) != value:  # "C\u0301" and "\u0106" are one letter, shown alike
+        raise CustodesError(
+            f"{what} {value!r} holds a letter written as a letter and a combining mark: give it composed (NFC), "
+            f"as {unicodedata.normalize('NFC', value)!r}"
+        )
+    hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf" or shows_nothing(ch)), None)
     if hidden is not None:
         raise CustodesError(
             f"{what} {value!r} holds a character that shows nothing (U+{ord(hidden):04X}): give it without"
