@@ -42,17 +42,23 @@ def test_a_catalog_folder_that_cannot_be_written_is_said_so_as_before(cli_archiv
 
 
 def test_an_immutable_write_ahead_log_is_named(cli_archive: Path) -> None:
+    """Named, by a command that writes (nothing recorded) and by verify, which reads the catalog through it and
+    records no run (a second hostile review: a copy kept with its -wal made immutable could not be verified)."""
     wal = cli_archive / "catalog.sqlite-wal"
     wal.write_bytes(b"")
     if subprocess.run(["chattr", "+i", str(wal)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not supported here")
     try:
-        out = run_cli("verify", cli_archive)
+        out = run_cli("retention", "case", cli_archive, "--case", "C-1", "--segment", "1")
+        checked = run_cli("verify", cli_archive)
     finally:
         subprocess.run(["chattr", "-i", str(wal)], check=True)
     err = out.stderr.decode()
     assert out.returncode == 2 and f"{wal} is immutable (chattr; `lsattr -d {wal}`)" in err, err
-    assert "remount" not in err, err
+    assert "remount" not in err and "nothing was recorded" in err, err
+    said = checked.stdout.decode()
+    assert checked.returncode == 0 and "(not recorded: the catalog is read-only here)" in said, checked.stderr
+    assert f"why: {wal} is immutable (chattr; `lsattr -d {wal}`)" in said, said
     assert run_cli("verify", cli_archive).returncode == 0
 
 

@@ -875,6 +875,15 @@ def test_init_with_a_key_that_is_there_already_says_it_reuses_it(tmp_path: Path)
     assert "(made now; keep it safe; it signs the ledger's checkpoints)" in made, made
 
 
+@pytest.mark.parametrize("ending", ["/", "/.", "/.."])
+def test_init_refuses_a_key_path_that_names_a_folder(tmp_path: Path, ending: str) -> None:
+    """`--signing-key keys/newdir/` made a key file named newdir (a second hostile review): a folder is never the
+    key, and the path said one."""
+    key = f"{tmp_path}/keys/newdir{ending}"
+    one_line_error(run_cli("init", tmp_path / "A", "--signing-key", key), r"names a folder: name the key file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -297,6 +297,8 @@ def _key_path(path: Path | None, value: Any) -> str:
         ) from None
     if "\0" in value:
         raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
+    if value.endswith(("/", "/.", "/..")) or value in (".", ".."):  # (init made a key file named as the folder)
+        raise ArchiveError(f"{where} {value!r} names a folder: name the key file (a folder is never the key)")
     return value
 
 

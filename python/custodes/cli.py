@@ -1937,7 +1937,7 @@ def verify_command(
     from pathlib import Path
 
     from custodes.schedule import Budget, Selection
-    from custodes.verify import Schedule, verify
+    from custodes.verify import NOT_RECORDED_READ_ONLY, Schedule, verify
 
     trusted = _trusted(trusted_key)
     from custodes import identity
@@ -1991,6 +1991,10 @@ def verify_command(
             segment = f" [segment {f.segment}]" if f.segment is not None else ""
             click.echo(f"{f.kind}: {shown_text(f.message)}{segment}")
         _say_run(out, result)
+        if result.run is not None and result.run["not_recorded"] == NOT_RECORDED_READ_ONLY:
+            from custodes.archive import why_read_only
+
+            out.say(f"  why: {why_read_only(str(archive.root), str(archive.catalog.path))}")
         _say_replay(out, result.replay)
         how = "checked" if schedule.algorithms is None else f"checked by {', '.join(result.algorithms)}"
         out.say(

@@ -134,6 +134,20 @@ def _place_read_only(path: Path) -> bool:
     return not os.access(path.parent, os.W_OK | os.X_OK)
 
 
+def _journal_read_only(path: Path) -> bool:
+    """A ``-wal`` or ``-shm`` file of this account beside ``path`` that it cannot write (an immutable flag, a
+    mode): SQLite may read through it, and refuses the first write. Another account's journal files are not
+    this: they are the moment :func:`_being_handed_over` waits out, or :func:`_not_ours` names."""
+    for end in ("-wal", "-shm"):
+        try:
+            owner = os.stat(f"{path}{end}").st_uid
+        except OSError:
+            continue
+        if owner == os.geteuid() and not os.access(f"{path}{end}", os.W_OK):
+            return True
+    return False
+
+
 def _read_only(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
     """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (:func:`_place_read_only`):
     an auditor's copy on a read-only disk, verified and reported there. SQLite reads a write-ahead database so only
@@ -264,10 +278,10 @@ class Catalog:
 
     @property
     def read_only(self) -> bool:
-        """This account cannot write the catalog here: its file, or the folder its -wal and -shm files go in (a
-        read-only disk: an auditor's copy). A command that only reads works; one that would record refuses, and
-        verify re-hashes without recording its run (custodes.verify)."""
-        return not os.access(self.path, os.W_OK) or _place_read_only(self.path)
+        """This account cannot write the catalog here: its file, the folder its -wal and -shm files go in (a
+        read-only disk: an auditor's copy), or those files themselves (a flag, a mode). A command that only reads
+        works; one that would record refuses, and verify re-hashes without recording its run (custodes.verify)."""
+        return not os.access(self.path, os.W_OK) or _place_read_only(self.path) or _journal_read_only(self.path)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True, scratch: bool = False) -> Catalog:
