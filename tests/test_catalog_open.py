@@ -219,8 +219,11 @@ def test_a_catalog_file_mounted_read_only_alone_is_said_so(cli_archive: Path) ->
     assert json.loads(checked.stdout)["run"]["not_recorded"] == "the catalog is read-only here"
 
 
-@pytest.mark.parametrize(("end", "make", "kind"), [("-wal", os.mkfifo, "a FIFO"), ("-shm", os.mkdir, "a folder")])
-def test_a_journal_file_that_is_no_file_is_named(cli_archive: Path, end: str, make: Any, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("end", "make", "kind", "kept"),
+    [("-wal", os.mkfifo, "a FIFO", "write-ahead log"), ("-shm", os.mkdir, "a folder", "write-ahead log index")],
+)
+def test_a_journal_file_that_is_no_file_is_named(cli_archive: Path, end: str, make: Any, kind: str, kept: str) -> None:
     """A FIFO for the -wal was "disk I/O error: check the disk (dmesg, smartctl)", and a folder for the -shm a
     question of rights (a hostile review): neither is either."""
     journal = cli_archive / f"catalog.sqlite{end}"
@@ -228,7 +231,9 @@ def test_a_journal_file_that_is_no_file_is_named(cli_archive: Path, end: str, ma
     make(journal)
     out = run_cli("verify", cli_archive)
     err = out.stderr.decode()
-    assert out.returncode == 2 and f"{journal} is {kind}, not a file: SQLite keeps its journal there" in err, err
+    assert out.returncode == 2 and f"{journal} is {kind}, not a file: SQLite keeps the catalog's {kept} there" in err, (
+        err
+    )
     assert "disk I/O" not in err and "account" not in err, err
     journal.unlink() if end == "-wal" else journal.rmdir()
     assert run_cli("verify", cli_archive).returncode == 0

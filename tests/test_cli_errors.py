@@ -875,12 +875,16 @@ def test_init_with_a_key_that_is_there_already_says_it_reuses_it(tmp_path: Path)
     assert "(made now; keep it safe; it signs the ledger's checkpoints)" in made, made
 
 
-@pytest.mark.parametrize("ending", ["/", "/.", "/.."])
-def test_init_refuses_a_key_path_that_names_a_folder(tmp_path: Path, ending: str) -> None:
-    """`--signing-key keys/newdir/` made a key file named newdir (a second hostile review): a folder is never the
-    key, and the path said one."""
+@pytest.mark.parametrize(
+    ("ending", "said"),
+    [("/", "names a folder: name the key file"), ("/.", "names a folder"), ("/..", "names a folder"),
+     (" ", "starts or ends with a space: name the key file without")],
+)  # fmt: skip
+def test_init_refuses_a_key_path_that_names_a_folder(tmp_path: Path, ending: str, said: str) -> None:
+    """`--signing-key keys/newdir/` made a key file named newdir, and `k.key ` a new key beside k.key, shown
+    alike (hostile reviews): a folder is never the key, and a space at the end is a slip."""
     key = f"{tmp_path}/keys/newdir{ending}"
-    one_line_error(run_cli("init", tmp_path / "A", "--signing-key", key), r"names a folder: name the key file")
+    one_line_error(run_cli("init", tmp_path / "A", "--signing-key", key), said)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -1284,6 +1288,10 @@ def test_empty_periods_are_refused(two_clip_archive: Path) -> None:
         ("C1\u3164", r"holds a character that shows nothing \(U\+3164\)"),
         ("C1\ufe0f", r"holds a character that shows nothing \(U\+FE0F\)"),
         ("C\u03011", r"a letter written as a letter and a combining mark: give it composed \(NFC\)"),
+        # Shown as a blank, a box or nothing: a blank Braille pattern, private use, unassigned (a second review).
+        ("C1\u2800", r"holds a character that shows nothing \(U\+2800\)"),
+        ("C1\ue000", r"holds a character no font shows as itself \(U\+E000, private use or unassigned\)"),
+        ("C1\u0378", r"no font shows as itself \(U\+0378"),
     ],
 )
 def test_a_case_id_is_what_it_shows(cli_archive: Path, case: str, said: str) -> None:

@@ -361,7 +361,13 @@ def test_a_file_that_failed_and_the_re_run_stored_is_counted_once_and_its_failur
     assert failed["path"] == str(vol / name)
     assert failed["evidence"] == {"size": (vol / name).stat().st_size, "sha256": segment[3]}
     assert failed["resolved_by"] == [
-        {"source": "ingest", "ingest": segment[1], "segment": segment[0], "ledger_index": segment[2]}
+        {
+            "source": "ingest",
+            "ingest": segment[1],
+            "segment": segment[0],
+            "ledger_index": segment[2],
+            "matched_by": "digest",  # the failed run read it whole: its digest is the stored one's
+        }
     ]
     # The late_ingest is the one of the run that stored it, with its times: the failed run records only that it
     # failed (a second review: its late_ingest, naming no recording, was kept as the first, with its times).
@@ -439,3 +445,22 @@ def test_a_later_recording_of_an_old_name_that_fails_is_not_hidden_by_the_old_on
     with open_archive(arch) as a:
         (item,) = needs_a_person(a).section("not_stored").items
         assert item.text == failures[1]["message"]
+
+
+def test_a_failure_of_a_file_never_read_says_it_was_matched_by_name_and_size(tmp_path: Path) -> None:
+    """A file the failed run could not read at all gives no digest: the recording a re-run stores under its name
+    and size is taken for it, and the report says that is all the match rests on (a second hostile review: a
+    camera writing files of one size could have another recording taken for the lost one, unsaid)."""
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    name = sorted(p.name for p in vol.iterdir())[1]
+    (vol / name).chmod(0)
+    try:
+        out = run_cli("ingest", vol, "--archive", arch, "--json", obey_permissions=True)
+    finally:
+        (vol / name).chmod(0o644)
+    assert json.loads(out.stdout)["failed"] == [name], out.stdout
+    ingest(arch, vol)
+    (failed,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    assert failed["evidence"] == {"size": (vol / name).stat().st_size}
+    assert [r["matched_by"] for r in failed["resolved_by"]] == ["name and size"]

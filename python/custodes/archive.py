@@ -299,6 +299,8 @@ def _key_path(path: Path | None, value: Any) -> str:
         raise ArchiveError(f"{where} {value!r}: a path cannot hold a NUL byte")
     if value.endswith(("/", "/.", "/..")) or value in (".", ".."):  # (init made a key file named as the folder)
         raise ArchiveError(f"{where} {value!r} names a folder: name the key file (a folder is never the key)")
+    if value != value.strip():  # "k.key " made a new key beside k.key, shown alike (a second hostile review)
+        raise ArchiveError(f"{where} {value!r} starts or ends with a space: name the key file without")
     return value
 
 
@@ -1032,6 +1034,9 @@ class Archive:
         return stat.S_ISREG(newest.st_mode) and here.st_ctime_ns == seen
 
 
+#: What SQLite keeps in each of the catalog's own files beside it.
+_JOURNAL_FILES = {"-wal": "write-ahead log", "-shm": "write-ahead log index", "-journal": "rollback journal"}
+
 #: The archive's own folders besides the store's and the spool (checked where they open): none may be a link.
 OWN_FOLDERS = ("ledger", "ledger/checkpoints", "exports", "run", "keys")
 
@@ -1042,7 +1047,7 @@ def _own_entries(root: Path) -> None:
     folder's mode and wrote the catalog outside the archive, and verify called it intact)."""
     from custodes.storage import StoreError, own_folder
 
-    for name in (CATALOG_FILE, *(CATALOG_FILE + end for end in ("-wal", "-shm", "-journal"))):
+    for name in (CATALOG_FILE, *(CATALOG_FILE + end for end in _JOURNAL_FILES)):
         catalog = root / name
         # SQLite refuses a linked write-ahead log too, but its "unable to open database file" read as a
         # question of rights (the error said to run as the archive's account).
@@ -1059,9 +1064,10 @@ def _own_entries(root: Path) -> None:
         except OSError:
             continue
         if name != CATALOG_FILE and not stat.S_ISREG(mode):
+            kept = _JOURNAL_FILES[name.removeprefix(CATALOG_FILE)]
             raise ArchiveError(
-                f"{catalog} is {file_kind(mode)}, not a file: SQLite keeps its journal there, and cannot; move it "
-                "aside (SQLite makes the file again)"
+                f"{catalog} is {file_kind(mode)}, not a file: SQLite keeps the catalog's {kept} there, and cannot; "
+                "move it aside (SQLite makes the file again)"
             )
     for name in OWN_FOLDERS:
         try:

@@ -123,6 +123,11 @@ _IGNORABLE = (
 )
 
 
+#: Characters that are no space nor default-ignorable, yet show as a blank: the empty Braille pattern, the Khitan
+#: small script filler.
+_BLANK_LOOKING = frozenset("\u2800\U00016fe4")
+
+
 def shows_nothing(ch: str) -> bool:
     """``ch`` is a character that text shows nothing of (:data:`_IGNORABLE`)."""
     cp = ord(ch)
@@ -169,7 +174,17 @@ def given_id(value: str, what: str) -> str:
             f"{what} {value!r} holds a letter written as a letter and a combining mark: give it composed (NFC), "
             f"as {unicodedata.normalize('NFC', value)!r}"
         )
-    hidden = next((ch for ch in value if unicodedata.category(ch) == "Cf" or shows_nothing(ch)), None)
+    # Private-use and unassigned characters show as a box, or as nothing, or as another's glyph in some font; a
+    # blank Braille pattern and the fillers show as a space (a second hostile review).
+    unseen = next((ch for ch in value if unicodedata.category(ch) in ("Co", "Cn")), None)
+    if unseen is not None:
+        raise CustodesError(
+            f"{what} {value!r} holds a character no font shows as itself (U+{ord(unseen):04X}, private use or "
+            "unassigned): give it without"
+        )
+    hidden = next(
+        (ch for ch in value if unicodedata.category(ch) == "Cf" or shows_nothing(ch) or ch in _BLANK_LOOKING), None
+    )
     if hidden is not None:
         raise CustodesError(
             f"{what} {value!r} holds a character that shows nothing (U+{ord(hidden):04X}): give it without"

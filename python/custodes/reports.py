@@ -936,8 +936,10 @@ def _resolve_clocks(archive: Archive, findings: list[dict[str, Any]]) -> None:
 def _resolve_failures(archive: Archive, findings: list[dict[str, Any]]) -> None:
     """Each ``ingest_failed`` of a file with ``resolved_by``: the ingest that stored that file since (a re-run,
     or an earlier ingest that held it already; its ledger index, the recording), or None while the archive holds
-    no such recording (custodes.catalog.devices.FINDING_SEGMENT: the finding's segment is it). Set in place: the
-    failure stays one finding, as it happened; the report says it is mended."""
+    no such recording (custodes.catalog.devices.FINDING_SEGMENT: the finding's segment is it). ``matched_by``
+    says how sure that is: ``digest`` where the failed run read the file whole, else ``name and size`` (a file it
+    could not read at all: a recording of that name and size is taken for it). Set in place: the failure stays
+    one finding, as it happened; the report says it is mended."""
     for f in findings:
         if f.get("kind") != "ingest_failed" or not f.get("path"):
             continue
@@ -946,7 +948,17 @@ def _resolve_failures(archive: Archive, findings: list[dict[str, Any]]) -> None:
         docked = archive.catalog.devices.docked(segment) if isinstance(segment, int) else None
         if isinstance(segment, int) and docked is not None:
             index = archive.catalog.segments.ledger_index(segment)
-            f["resolved_by"] = [{"source": "ingest", "ingest": docked[1], "segment": segment, "ledger_index": index}]
+            evidence = f.get("evidence")
+            read = isinstance(evidence, dict) and evidence.get("sha256") is not None
+            f["resolved_by"] = [
+                {
+                    "source": "ingest",
+                    "ingest": docked[1],
+                    "segment": segment,
+                    "ledger_index": index,
+                    "matched_by": "digest" if read else "name and size",
+                }
+            ]
 
 
 #: What a resolved gap shows of each explanation.
