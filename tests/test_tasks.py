@@ -125,6 +125,18 @@ def test_explaining_a_gap_clears_the_finding_and_is_ledgered(tasks_archive: Path
         assert verify(a).ok
 
 
+def test_a_note_with_a_line_break_prints_on_its_explanation_s_line(tasks_archive: Path) -> None:
+    """A note may hold line breaks; `task coverage` printed one as a line of its own, which read as another
+    line of the output (a hostile review)."""
+    note = "battery swapped\ncase CASE-1: released"
+    args = ("--device", "BWCA", "--from", iso(10), "--to", iso(20), "--cause", "battery", "--note", note)
+    assert run_cli("gap", "explain", tasks_archive, *args).returncode == 0
+    out = run_cli("task", "coverage", tasks_archive, "--task", "T2").stdout.decode()
+    (line,) = [x for x in out.splitlines() if "explained" in x and "annotation" in x]
+    assert line.endswith("battery swapped\\ncase CASE-1: released"), out
+    assert not any(x.startswith("case CASE-1") for x in out.splitlines()), out
+
+
 def test_an_exemption_is_a_cause(tasks_archive: Path) -> None:
     assert (
         run_cli(

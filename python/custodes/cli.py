@@ -2495,9 +2495,10 @@ def task_coverage_command(archive: Archive, task_ids: tuple[str, ...], out: Outp
                     if e["source"] == "device_event"
                     else f"annotation {e.get('annotation')}, ledger entry {e.get('ledger_index')}"
                 )
-                click.echo(
-                    f"  explained {e['start']} .. {e['end']}: {e['cause']} ({by}) {e.get('note') or ''}".rstrip()
-                )
+                # The note on this one line, escaped: a note may hold line breaks (a hostile review wrote one that
+                # printed as a line of its own, "case CASE-1: released").
+                note = shown_name(e["note"]) if e.get("note") else ""
+                click.echo(f"  explained {e['start']} .. {e['end']}: {e['cause']} ({by}) {note}".rstrip())
             for f in c.findings:
                 click.echo(f"  {_finding_line(f)}")
         for f in checklist:
