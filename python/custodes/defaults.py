@@ -169,10 +169,11 @@ def given_id(value: str, what: str) -> str:
         raise CustodesError(f"{what} {value!r} holds two spaces in a row: give it with one")
     import unicodedata
 
-    if unicodedata.normalize("NFC", value) != value:  # "C\u0301" and "\u0106" are one letter, shown alike
+    # "C\u0301" and "\u0106" are one letter, and the Kelvin sign is K: each shown alike, a case of its own.
+    if unicodedata.normalize("NFC", value) != value:
         raise CustodesError(
-            f"{what} {value!r} holds a letter written as a letter and a combining mark: give it composed (NFC), "
-            f"as {unicodedata.normalize('NFC', value)!r}"
+            f"{what} {value!r} is not in Unicode's composed form (NFC): give it as "
+            f"{unicodedata.normalize('NFC', value)!r}, which shows the same"
         )
     # Private-use and unassigned characters show as a box, or as nothing, or as another's glyph in some font; a
     # blank Braille pattern and the fillers show as a space (a second hostile review).
