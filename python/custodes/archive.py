@@ -1300,6 +1300,15 @@ class NotReadyToRecord(ArchiveError):
     left for a later request rather than failing the read."""
 
 
+def _mounted_read_only(*places: str | os.PathLike[str]) -> bool:
+    """One of ``places`` is on a file system mounted read-only (one that cannot be asked is not said to be)."""
+    for place in places:
+        with suppress(OSError):
+            if os.statvfs(place).f_flag & os.ST_RDONLY:
+                return True
+    return False
+
+
 def why_read_only(archive: str | None, catalog: str) -> str:
     """What keeps SQLite from writing the catalog, and what to do: a disk mounted read-only is remounted; a flag
     (chattr) or a mode on the archive's folder or the catalog's files is named (a hostile review: an archive
@@ -1307,11 +1316,12 @@ def why_read_only(archive: str | None, catalog: str) -> str:
     from custodes.identity import keeper_advice
 
     # The catalog's own mount too: a file bind-mounted read-only alone sits in a folder of a writable disk.
-    for place in dict.fromkeys((archive or catalog, catalog)):
+    places = (archive or catalog, catalog)
+    if _mounted_read_only(*places):
+        return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+    for place in dict.fromkeys(places):
         with suppress(OSError):
             st = os.statvfs(place)
-            if st.f_flag & os.ST_RDONLY:
-                return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
             if st.f_files and st.f_favail == 0:  # SQLite cannot make its -wal: "unable to open" (a hostile review)
                 return "its disk can make no more files (no free inodes): free some, then run the command again"
     folder = os.path.dirname(catalog) or "."
@@ -1332,12 +1342,11 @@ class CatalogReadOnly(NotReadyToRecord):
     def __init__(self, root: Path, path: Path) -> None:
         self.path = path
         why = why_read_only(str(root), str(path))
-        on_a_copy = ""
-        with suppress(OSError):
-            if os.statvfs(root).f_flag & os.ST_RDONLY:
-                on_a_copy = (
-                    " (a copy on a read-only disk is verified and reported on as it is: verify, ledger verify, report)"
-                )
+        on_a_copy = (
+            " (a copy on a read-only disk is verified and reported on as it is: verify, ledger verify, report)"
+            if _mounted_read_only(root)
+            else ""
+        )
         super().__init__(
             f"cannot write the catalog: it is read-only here ({path}); nothing was recorded: {why}{on_a_copy}"
         )

@@ -196,8 +196,7 @@ def ingest(
             reading.identity.device_id, name_text(f.name), name_bytes(f.name), f.size
         )
     }
-    unseen = [f for f in first if f.path not in seen]
-    short = _short_of_room(archive, unseen) if unseen else None
+    short = _short_of_room(archive, [f for f in first if f.path not in seen])
     if short is not None:
         raise ArchiveError(f"{short}; nothing was recorded")
     volume_text = name_text(os.fspath(volume))
@@ -272,7 +271,10 @@ def _short_of_room(archive: Archive, files: list[VolumeFile]) -> str | None:
     """Why ``files`` cannot all be copied into the archive's tmp/ now, or None: their bytes and
     :data:`ROOM_KEPT` are more than its disk has free. Asked before each group's copies start, so a disk that is
     too small is said once, with the numbers, before a copy fails (a hostile review: a full disk was met file by
-    file, one "No space left on device" finding each)."""
+    file, one "No space left on device" finding each). Nothing to copy needs no room (a volume held whole
+    already was refused on a nearly full disk)."""
+    if not files:
+        return None
     need = sum(f.size for f in files)
     kept = ROOM_KEPT[0] + ROOM_KEPT[1] * len(files)
     # A file each copy, and up to two folders of the store for its object (objects/sha256/ab/cd), and a few for
@@ -445,8 +447,7 @@ def _start_copies(
     """Start copying the group's files that are not in the archive yet, in parallel and largest first (so a big
     file does not start last and leave a worker idle)."""
     present = _already_present(archive, device, group)
-    wanted = [f for f in group if f.path not in present]
-    short = _short_of_room(archive, wanted) if wanted else None  # (nothing to copy needs no room)
+    short = _short_of_room(archive, [f for f in group if f.path not in present])
     futures = {
         pool.submit(_copy_one, archive, f, checked): f
         for f in sorted(group, key=lambda f: -f.size)

@@ -288,8 +288,7 @@ def _refuse_an_exposed_key(archive: Archive, path: Path) -> None:
     """A key others may read or replace signs nothing: what it signed anyone with it could have signed (a hostile
     review: a key at 0644, or in a folder anyone may write, signed every act without a word, and only verify
     called it ``unprotected``). Judged by the one rule verify uses (:func:`custodes._durable.key_exposure`),
-    against the archive folder's owner. The way out: chmod, or chown
-    it back."""
+    against the archive folder's owner. The way out: chmod, or chown it back."""
     from custodes.archive import ArchiveError
 
     try:

@@ -945,20 +945,19 @@ def _resolve_failures(archive: Archive, findings: list[dict[str, Any]]) -> None:
             continue
         f["resolved_by"] = None
         segment = f.get("segment")
-        docked = archive.catalog.devices.docked(segment) if isinstance(segment, int) else None
-        if isinstance(segment, int) and docked is not None:
-            index = archive.catalog.segments.ledger_index(segment)
-            evidence = f.get("evidence")
-            read = isinstance(evidence, dict) and evidence.get("sha256") is not None
-            f["resolved_by"] = [
-                {
-                    "source": "ingest",
-                    "ingest": docked[1],
-                    "segment": segment,
-                    "ledger_index": index,
-                    "matched_by": "digest" if read else "name and size",
-                }
-            ]
+        if not isinstance(segment, int) or (docked := archive.catalog.devices.docked(segment)) is None:
+            continue
+        evidence = f.get("evidence")
+        read = isinstance(evidence, dict) and evidence.get("sha256") is not None
+        f["resolved_by"] = [
+            {
+                "source": "ingest",
+                "ingest": docked[1],
+                "segment": segment,
+                "ledger_index": archive.catalog.segments.ledger_index(segment),
+                "matched_by": "digest" if read else "name and size",
+            }
+        ]
 
 
 #: What a resolved gap shows of each explanation.

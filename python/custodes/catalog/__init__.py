@@ -104,16 +104,16 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
         except sqlite3.OperationalError as e:
             conn.close()
             code = codes.result_code(e)
-            # (A catalog file this account may write in a folder it may not: SQLite says "read-only directory".)
-            if code == sqlite3.SQLITE_READONLY and os.path.isfile(path) and _place_read_only(path):
-                return _read_only(path, timeout, check_same_thread)
-            if code != sqlite3.SQLITE_CANTOPEN or not os.path.isfile(path):
+            if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or not os.path.isfile(path):
                 raise
-            if _being_handed_over(path) and time.monotonic() < deadline:
-                time.sleep(0.01)
-                continue
-            if held := _not_ours(path):
-                raise CatalogError(f"{path}: SQLite cannot open it ({e}): {held}") from None
+            if code == sqlite3.SQLITE_CANTOPEN:
+                if _being_handed_over(path) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                if held := _not_ours(path):
+                    raise CatalogError(f"{path}: SQLite cannot open it ({e}): {held}") from None
+            # A folder this account cannot write: SQLite could make no -wal or -shm there ("unable to open", or
+            # "read-only directory" for a catalog file this account may write). Read, as it is.
             if _place_read_only(path):
                 return _read_only(path, timeout, check_same_thread)
             raise

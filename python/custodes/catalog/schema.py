@@ -246,9 +246,8 @@ def migrate(
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {v + 1}")
         except sqlite3.Error as e:  # the step's transaction was rolled back: it wrote nothing
-            if codes.of_the_environment(
-                e
-            ):  # a full disk, a read-only file: said as such by the caller, not as the schema's
+            # A full disk, a read-only file: said as such by the caller, not as the schema's.
+            if codes.of_the_environment(e):
                 raise
             raise failed(
                 f"bringing its schema from version {v} to {v + 1} failed ({e}); that step wrote nothing"
