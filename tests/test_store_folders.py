@@ -5,6 +5,7 @@ archive through one and said it had repaired the object)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FOOTAGE, PEOPLE, THREE_RECORDINGS, nested_folders, run_cli
+from helpers import FOOTAGE, PEOPLE, THREE_RECORDINGS, nested_folders, run_cli, small_tmpfs
 
 CUSTODIAN_ROOT = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
 CLIP = FOOTAGE / "encoders" / "androidx-sample.mp4"
@@ -427,3 +428,34 @@ def test_an_archive_or_its_key_reached_through_a_link_is_judged_by_what_the_link
     refused = run_cli("init", tmp_path / "third", "--signing-key", group / "k.key")
     assert refused.returncode == 2 and b"mode 0775: writable by others" in refused.stderr, refused.stderr
     assert not (tmp_path / "third").exists() and not (group / "k.key").exists()
+
+
+def test_an_ingest_writes_no_part_of_the_catalog_to_the_system_s_temporary_folder(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """SQLite keeps a savepoint's journal (ingest records each file under one) in memory until it outgrows 64 KiB,
+    then in a file of the system's temporary folder (/var/tmp): pages of the catalog written outside the archive,
+    and an ingest that failed when that folder was full. Here that folder is a full file system: the ingest of
+    enough files to outgrow it stores and records every one."""
+    volume = tmp_path / "CARD"
+    volume.mkdir()
+    for n in range(300):
+        (volume / f"f{n:04d}.bin").write_bytes(b"custodes %d" % n)
+    with small_tmpfs(tmp_path / "full", "64k") as full:
+        with open(full / "filler", "wb") as f:
+            with contextlib.suppress(OSError):
+                f.write(bytes(128 * 1024))
+        r = run_cli(
+            "ingest",
+            volume,
+            "--archive",
+            cli_archive,
+            "--driver",
+            "generic",
+            "-q",
+            "--json",
+            env={"SQLITE_TMPDIR": str(full)},
+        )
+    assert r.returncode == 1, r.stderr  # an unknown_file finding for each: stored, not failed
+    assert len(json.loads(r.stdout)["segments"]) == 300
+    assert run_cli("verify", cli_archive).returncode == 0

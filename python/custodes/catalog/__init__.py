@@ -285,7 +285,8 @@ class Catalog:
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True, scratch: bool = False) -> Catalog:
-        """Connect (WAL, full fsync on commit, foreign keys on) and bring the schema up to date.
+        """Connect (WAL, full fsync on commit, foreign keys on, temporary data in memory) and bring the schema up
+        to date.
 
         ``scratch``: a catalog thrown away after use (verify's replay of the ledger): no sync and the rollback
         journal in memory from the start (savepoints still roll back; a write-ahead log would hold a second copy of
@@ -300,6 +301,10 @@ class Catalog:
             conn.execute(f"PRAGMA synchronous={'OFF' if scratch else 'FULL'}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=60000")
+            # A savepoint's journal (ingest records each file under one; a replay each group of entries) kept in
+            # memory: past 64 KiB SQLite moves it to a file in the system's temporary folder, which wrote pages
+            # of the catalog outside the archive and failed the ingest when that folder was full.
+            conn.execute("PRAGMA temp_store=MEMORY")
             catalog = cls(path, conn)
             if migrate:
                 catalog.migrate()

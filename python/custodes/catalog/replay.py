@@ -930,12 +930,10 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
 
 def tune_for_replay(fresh: Catalog) -> None:
     """A catalog to replay into, a scratch or a kept replay (catalog.replay_cache), set as a replay wants it:
-    :data:`SCRATCH_CACHE_KIB` of page cache, a savepoint's journal of the pages it changed (one per group of
-    entries) in memory rather than in a temporary file, and foreign keys off (a row of an older entry may refer
+    :data:`SCRATCH_CACHE_KIB` of page cache and foreign keys off (a row of an older entry may refer
     to one only its adoption makes). Outside a transaction: SQLite ignores the last inside one."""
     conn = _conn(fresh)
     conn.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
-    conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA foreign_keys=OFF")
 
 
