@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from custodes.archive import open_archive
-from helpers import grant, policy_text, run_cli, set_policy
+from helpers import grant, memory_folder, policy_text, run_cli, set_policy
 from query_sql import (
     T0_NS,
     S,
@@ -31,10 +31,14 @@ FLAT = 20 * 2**20
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A volume of 10^5 small files (device BIG, one unknown_file finding each), a GA/T 947 recorder with
-    officer 001234's clips, and a case holding segments of both."""
-    root = tmp_path_factory.mktemp("query-scale")
+    officer 001234's clips, and a case holding segments of both; in memory where a tmpfs can be mounted."""
+    with memory_folder(tmp_path_factory.mktemp("query-scale"), "4g") as root:
+        yield _make_large(root)
+
+
+def _make_large(root: Path) -> Path:
     arch = root / "archive"
     assert run_cli("init", arch).returncode == 0
     # Copies checked from the page cache: this test is about the catalog, not the disk (10^5 reads saved).
