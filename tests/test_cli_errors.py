@@ -875,6 +875,24 @@ def test_init_with_a_key_that_is_there_already_says_it_reuses_it(tmp_path: Path)
     assert "(made now; keep it safe; it signs the ledger's checkpoints)" in made, made
 
 
+def test_init_with_a_key_named_through_a_folder_it_has_not_made_yet(tmp_path: Path) -> None:
+    """``private/../../keys/k.key``, from the new archive folder, is ``../keys/k.key``: the key there is used
+    (init said "File exists" and made nothing: the kernel cannot pass through a private/ init has not made yet)."""
+    first = run_cli("init", tmp_path / "A", "--signing-key", tmp_path / "keys" / "k.key", "--json")
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "keys" / "k.key").read_bytes()
+    out = run_cli("init", tmp_path / "B", "--signing-key", "private/../../keys/k.key", "--json")
+    assert out.returncode == 0, out.stderr
+    made = json.loads(out.stdout)
+    assert (made["signing_key"], made["signing_key_made"]) == (str(tmp_path / "B" / "../keys/k.key"), False)
+    assert tomllib.loads((tmp_path / "B" / "custodes.toml").read_text())["keys"]["signing_key"] == "../keys/k.key"
+    assert (tmp_path / "keys" / "k.key").read_bytes() == before
+    assert json.loads(first.stdout)["verifier_key"].split("+")[-1] == made["verifier_key"].split("+")[-1]
+    # Inside the folder the folded path is held to the rule as ever: never the archive's own files.
+    one_line_error(run_cli("init", tmp_path / "C", "--signing-key", "private/../ledger/k.key"), "not under private/")
+    assert not (tmp_path / "C").exists()
+
+
 @pytest.mark.parametrize(
     ("ending", "said"),
     [("/", "names a folder: name the key file"), ("/.", "names a folder"), ("/..", "names a folder"),

@@ -304,6 +304,26 @@ def _key_path(path: Path | None, value: Any) -> str:
     return value
 
 
+def _folded_in_new_folder(value: str) -> str:
+    """init's relative --signing-key with each ``name/..`` that lies inside the new archive folder folded away
+    (``private/../../keys/k.key`` is ``../keys/k.key``). Nothing is in that folder yet (an archive starts in a new
+    or empty folder), so the kernel cannot pass through ``private/..`` before init makes it: a key there already
+    was not seen, and init failed making it again with "File exists". From the first ``..`` that leaves the
+    archive folder on, the path is left to the kernel as given: a folder out there may be a link."""
+    if os.path.isabs(value):
+        return value
+    parts = value.split("/")
+    inside: list[str] = []
+    for i, part in enumerate(parts):
+        if part == "..":
+            if not inside:
+                return "/".join(parts[i:])
+            inside.pop()
+        elif part not in ("", "."):
+            inside.append(part)
+    return "/".join(inside)
+
+
 def _key_protected(key: Path, named: str | None = None) -> None:
     """init's --signing-key outside the archive: its folder (and the key, if there already) held to verify's rule
     at once (a hostile review: a new archive was NOT INTACT from its first verify, its key in a folder others
@@ -1199,7 +1219,7 @@ def init_archive(
     time_zone = _time_zone(None, time_zone)
     _check_storage(path, storage, replica)
     archive_id = uuid.uuid4().hex
-    key_path = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
+    key_path = _folded_in_new_folder(_key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key))
     _key_place(path, key_path, "--signing-key")
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
     key_path = _named_from_the_archive(path, target_key, key_path)
