@@ -1307,10 +1307,12 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
         except CustodesError:  # a note that does not verify, or a frontier of the wrong length: not used
             acc = None
         if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.reaches(size):
-            acc.extend(b"".join(catalog.ledger.leaves_from(size)))
+            for part in catalog.ledger.leaves_from(size):
+                acc.extend(part)
             return acc
     acc = merkle.Accumulator()
-    acc.extend(b"".join(catalog.ledger.leaves()))
+    for part in catalog.ledger.leaves_from(0):
+        acc.extend(part)
     return acc
 
 
