@@ -102,8 +102,8 @@ class IngestResult:
         return not self.failed
 
     def to_json(self, *, per_file: bool = True) -> dict[str, Any]:
-        """``per_file`` False: without ``findings`` and ``segments``, a dict per file each (the ingest_end entry's
-        result: those are entries of their own, and built only to be dropped they were 18 MiB for 30,000 files)."""
+        """The result as ``custodes ingest --json`` writes it. ``per_file`` False: without ``findings`` and
+        ``segments`` (a dict per file each): a summary whose size does not grow with the volume."""
         out: dict[str, Any] = {
             "ok": self.ok,
             "ingest": self.ingest_id,
@@ -923,7 +923,7 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
                 "type": "ingest_end",
                 "ingest": result.ingest_id,
                 # The segments are the ingest entries' own facts, the findings the ingest_findings entries': not
-                # repeated here.
+                # repeated here, nor built to be dropped (18 MiB at 30,000 files).
                 "result": _json_text(result.to_json(per_file=False)),
                 "time": time.time_ns(),
             },
