@@ -893,13 +893,13 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
     """Record the findings (in entries of at most FINDINGS_PER_ENTRY) and the result, sign a checkpoint,
     then mark the ingest finished."""
 
+    def name(finding: Finding) -> str | None:  # the file's name on the volume, asked one entry at a time
+        return name_text(os.path.relpath(finding.path, volume)) if finding.path else None
+
     # A file this run could not store is one finding, ingest_failed, which says why (a hostile review: the probe's
     # "unreadable" said it again in other words). What else was found of it (late_ingest, clock_unset,
     # truncated ...) is found again, with its recording and its times, by the run that stores it; recorded now,
     # it named no recording, and was taken for another one given its name later (a second hostile review).
-    def name(finding: Finding) -> str | None:  # the file's name on the volume, asked one entry at a time
-        return name_text(os.path.relpath(finding.path, volume)) if finding.path else None
-
     if result.failed:
         failed = set(result.failed)
         result.findings = [f for f in result.findings if f.kind == "ingest_failed" or name(f) not in failed]
