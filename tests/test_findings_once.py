@@ -5,8 +5,10 @@ Real GA/T 947 volumes made with ffmpeg, the real CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import sqlite3
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -464,3 +466,59 @@ def test_a_failure_of_a_file_never_read_says_it_was_matched_by_name_and_size(tmp
     (failed,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
     assert failed["evidence"] == {"size": (vol / name).stat().st_size}
     assert [r["matched_by"] for r in failed["resolved_by"]] == ["name and size"]
+
+
+def test_a_file_an_interrupted_ingest_read_and_the_card_then_lost_is_resolved_by_those_bytes_only(
+    tmp_path: Path,
+) -> None:
+    """An ingest killed after it noted a file's copy and before it stored it; the card is then wiped, so the re-run
+    cannot recover it (the copy was in the spool, not the store). That failure gives what the killed ingest read,
+    its size and digest: a new recording later given its name does not resolve it (a hostile review: the failure
+    gave no evidence, so the name alone resolved it, said to be "matched by name and size")."""
+    vol = recorder(tmp_path / "card", CLIPS)
+    arch = new_archive(tmp_path / "archive")
+    name = sorted(p.name for p in vol.iterdir())[0]
+    size = (vol / name).stat().st_size
+    read = hashlib.sha256((vol / name).read_bytes()).hexdigest()
+    killed = run_cli(
+        "ingest", vol, "--archive", arch, "--driver", "gat947", env={"CUSTODES_CRASHPOINT": "after_intent:1"}
+    )
+    assert killed.returncode == -9, killed.stderr
+    kept = tmp_path / "kept"
+    shutil.move(vol, kept)
+    vol.mkdir()  # the card, wiped (its driver named: an empty card says nothing of its maker)
+    rerun = run_cli("ingest", vol, "--archive", arch, "--driver", "gat947", "--json")
+    assert rerun.returncode == 1, rerun.stderr
+    again = json.loads(rerun.stdout)
+    assert name in again["failed"]
+    (failed,) = [f for f in again["findings"] if f["kind"] == "ingest_failed" and f["path"] == str(vol / name)]
+    assert failed["evidence"] == {"size": size, "sha256": read}
+    assert "interrupted before it recorded it" in failed["message"]
+    make_clip(vol / name, T0 + timedelta(seconds=10), 3.0)  # another recording under its name
+    run_cli("ingest", vol, "--archive", arch, "--driver", "gat947")
+    (lost,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed" and f["path"] == str(vol / name)]
+    assert (lost["resolved_by"], lost["segment"]) == (None, None)
+    with open_archive(arch) as a:
+        assert lost["message"] in [item.text for item in needs_a_person(a).section("not_stored").items]
+    # The card found again: what it held is stored, and resolves the failure by its digest.
+    (vol / name).unlink()
+    shutil.copy(kept / name, vol / name)
+    run_cli("ingest", vol, "--archive", arch, "--driver", "gat947")
+    (mended,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed" and f["path"] == str(vol / name)]
+    assert [r["matched_by"] for r in mended["resolved_by"]] == ["digest"]
+
+
+def test_a_failure_that_gives_neither_size_nor_digest_is_resolved_by_nothing(tmp_path: Path) -> None:
+    """An ingest_failed whose evidence says nothing of the file (as ingests recorded them before failures gave
+    the size and digest read; here its row edited so, as in such an archive): a recording of its name is not
+    taken for it, which the name alone cannot show."""
+    arch, vol, name = failed_then_stored(tmp_path)
+    conn = sqlite3.connect(arch / "catalog.sqlite")
+    with conn:
+        conn.execute("UPDATE findings SET detail = json_remove(detail, '$.evidence') WHERE kind = 'ingest_failed'")
+    conn.close()
+    out = run_cli("report", arch, "--out", tmp_path / "r.json", "--lang", "en")
+    assert out.returncode == 1, out.stderr  # the edit is a finding of the report's integrity section
+    model = json.loads((tmp_path / "r.json").read_text())
+    (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
+    assert (failed.get("evidence"), failed["resolved_by"], failed["segment"]) == (None, None, None)

@@ -558,6 +558,7 @@ def _settle(
             # to link them: until it records them, verify reports them as `pending`, not `unexpected`.
             for path, c in linked.items():
                 catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns(), entry(path, c))
+        crashpoint("after_intent")
     if archive.replica is not None:
         linked = _put_replica(archive, linked, fail)
     put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in linked.values()])
@@ -729,11 +730,14 @@ def _recover(
                             raise
                         cause = f"it could not be recorded: {type(e).__name__}: {e}"
                 said = (
-                    f"stored by ingest {ingest}, which was interrupted, and not on the volume when it was run "
-                    f"again; not recovered from what that ingest noted: {cause}"
+                    f"copied by ingest {ingest}, which was interrupted before it recorded it, and not on the volume "
+                    f"when it was run again; not recovered from what that ingest noted: {cause}"
                 )
                 result.failed.append(name)
-                result.findings.append(Finding("ingest_failed", said, result.device, path))
+                # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one
+                # (a new file given its name after the card was wiped was taken for it: a hostile review).
+                what = {} if note is None else {"size": note["facts"]["size"], "sha256": sha}
+                result.findings.append(Finding("ingest_failed", said, result.device, path, evidence=what))
     result.segments += [_ingested(archive, result.device, name, sha, True) for name, sha in done.items()]
     # The storage's own lock, as for every file an ingest records (_record_group).
     retention.to_store(archive, sorted(set(done.values())))

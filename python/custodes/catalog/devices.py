@@ -302,11 +302,12 @@ _SAME_FILE = (
 #: stored by an earlier ingest), the latest segment of that file (:data:`_SAME_FILE`) stored by then; for a file
 #: that ingest failed to store (its one finding then is its ingest_failed: custodes.ingest), the first such
 #: segment a later ingest stored (the re-run's): the failure is resolved by that recording, and by no other one
-#: given its name.
+#: given its name; never by the name alone (a failure whose evidence gives neither size nor digest stays open).
 FINDING_SEGMENT = (
     "CASE WHEN f.path IS NULL THEN NULL ELSE COALESCE(f.segment_id, "
     f"(SELECT MAX(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id <= f.ingest_id), "
-    f"(SELECT MIN(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id > f.ingest_id)) END"
+    f"(SELECT MIN(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id > f.ingest_id "
+    f"AND COALESCE({_SAID.format('size')}, {_SAID.format('sha256')}) IS NOT NULL)) END"
 )
 #: What a finding about a file is about: the recording (:data:`FINDING_SEGMENT`), else the file's name (a file
 #: that is no recording, or one never stored).
