@@ -889,7 +889,10 @@ def test_init_with_a_key_named_through_a_folder_it_has_not_made_yet(tmp_path: Pa
     assert (tmp_path / "keys" / "k.key").read_bytes() == before
     assert json.loads(first.stdout)["verifier_key"].split("+")[-1] == made["verifier_key"].split("+")[-1]
     # Inside the folder the folded path is held to the rule as ever: never the archive's own files.
-    one_line_error(run_cli("init", tmp_path / "C", "--signing-key", "private/../ledger/k.key"), "not under private/")
+    refused = run_cli("init", tmp_path / "C", "--signing-key", "private/../ledger/k.key")
+    one_line_error(
+        refused, r"--signing-key 'private/\.\./ledger/k\.key' is inside the archive folder \(ledger/k\.key\)"
+    )
     assert not (tmp_path / "C").exists()
 
 

@@ -1219,8 +1219,9 @@ def init_archive(
     time_zone = _time_zone(None, time_zone)
     _check_storage(path, storage, replica)
     archive_id = uuid.uuid4().hex
-    key_path = _folded_in_new_folder(_key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key))
-    _key_place(path, key_path, "--signing-key")
+    given = _key_path(None, DEFAULT_SIGNING_KEY if signing_key is None else signing_key)
+    _key_place(path, given, "--signing-key")  # a refusal quotes the path as it was given
+    key_path = _folded_in_new_folder(given)
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
     key_path = _named_from_the_archive(path, target_key, key_path)
     if target_key.exists() or target_key.is_symlink():
