@@ -514,9 +514,9 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
         return str(e)  # custodes' own errors already name the file or value and what to do
     catalog = os.path.join(archive, "catalog.sqlite") if archive else "the archive's catalog"
     if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.ProgrammingError):
-        from custodes.catalog.codes import result_code
+        from custodes.catalog import codes
 
-        code = result_code(e)
+        code, meant = codes.result_code(e), codes.as_errno(e)
         text = str(e)
         # A table or column of the schema gone (dropped by hand) is damage too, not a bug in custodes.
         schema_gone = text.startswith(("no such table", "no such column"))
@@ -539,7 +539,7 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
                 "objects are untouched, and `custodes verify` on the restored archive shows what differs"
             )
-        if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        if meant == errno.ENOSPC or "disk is full" in text:
             return _disk_full(catalog)
         if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
             free = _free_bytes(archive or ".")
@@ -549,7 +549,7 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
                 "to a sound disk if it is failing, then run the command again"
             )
-        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        if meant == errno.EACCES:  # read-only, refused, or cannot be opened: the files taken from this account
             from custodes.archive import why_read_only
 
             return f"cannot write the catalog: {text} ({catalog}): {why_read_only(archive, catalog)}"

@@ -23,7 +23,7 @@ import pwd
 import socket
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -116,8 +116,6 @@ def keeper_advice(archive: str | None, otherwise: str = "") -> str:
     one, the archive's account works on it, or starts its service for the others (where a service answers,
     the CLI hands it the command before it touches the archive). ``otherwise``: the other remedy (a
     read-only disk remounted), added where the person could apply it."""
-    import contextlib
-
     alternative = f", or {otherwise}" if otherwise else ""
     if served():
         return (
@@ -125,7 +123,7 @@ def keeper_advice(archive: str | None, otherwise: str = "") -> str:
             f"still refused: give the archive's files back to that account{alternative}"
         )
     owner = None
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         owner = os.stat(archive).st_uid if archive else None
     if owner is None or owner == os.getuid():
         return f"run as the account that keeps the archive{alternative}"

@@ -405,7 +405,7 @@ def _store_files(
                     # made. A later ingest's recording of its name is this one only if it is that
                     # (custodes.catalog.devices.FINDING_SEGMENT): not a new one given the name after a format.
                     read = stored.get(f.path)  # (its copy as made: what _settle failed is a reason in copied)
-                    what = {"size": f.size} | ({"sha256": read.digests["sha256"]} if isinstance(read, _Copy) else {})
+                    what = _what_was_read(f.size, read.digests["sha256"] if isinstance(read, _Copy) else None)
                     result.findings.append(Finding("ingest_failed", outcome, result.device, f.path, evidence=what))
                 done += f.size
                 if progress is not None:
@@ -425,6 +425,12 @@ def _store_files(
         stop_pool(pool, handed)
         raise
     pool.shutdown(wait=True)
+
+
+def _what_was_read(size: int, sha256: str | None) -> dict[str, Any]:
+    """An ``ingest_failed``'s evidence of its file: its size, and its SHA-256 where its bytes were read whole. The
+    recording a later ingest stores resolves the failure only if it has these (catalog.devices.FINDING_SEGMENT)."""
+    return {"size": size} | ({"sha256": sha256} if sha256 is not None else {})
 
 
 @dataclass
@@ -736,7 +742,7 @@ def _recover(
                 result.failed.append(name)
                 # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one
                 # (a new file given its name after the card was wiped was taken for it: a hostile review).
-                what = {} if note is None else {"size": note["facts"]["size"], "sha256": sha}
+                what = {} if note is None else _what_was_read(note["facts"]["size"], sha)
                 result.findings.append(Finding("ingest_failed", said, result.device, path, evidence=what))
     result.segments += [_ingested(archive, result.device, name, sha, True) for name, sha in done.items()]
     # The storage's own lock, as for every file an ingest records (_record_group).
