@@ -522,3 +522,32 @@ def test_a_failure_that_gives_neither_size_nor_digest_is_resolved_by_nothing(tmp
     model = json.loads((tmp_path / "r.json").read_text())
     (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
     assert (failed.get("evidence"), failed["resolved_by"], failed["segment"]) == (None, None, None)
+
+
+def test_a_failure_is_not_resolved_by_an_earlier_recording_of_its_name_and_size(tmp_path: Path) -> None:
+    """A card reused after a format: a new recording under an old name, of the old one's size, fails to be
+    stored. The old recording stored before is not it (a hostile review: it resolved the failure, 'matched by name
+    and size', and the dashboard no longer listed footage that was never stored); only the same digest would be.
+    Nor does a failure whose evidence gives nothing (as older archives hold) fall back on the name."""
+    arch = new_archive(tmp_path / "archive")
+    vol = tmp_path / "card"
+    vol.mkdir()
+    (vol / "FILE0001.MP4").write_bytes(bytes(range(256)) * 20)
+    args = ("ingest", vol, "--archive", arch, "--driver", "generic", "-o", "device_id=BWC-1", "--json")
+    assert run_cli(*args).returncode == 1  # an unknown_file finding
+    (vol / "FILE0001.MP4").write_bytes(bytes(reversed(range(256))) * 20)  # new footage, same name and size
+    failed = run_cli_with_faults(*args, fault="write:1:EIO:FILE0001.MP4")
+    assert json.loads(failed.stdout)["failed"] == ["FILE0001.MP4"], failed.stdout
+    (failure,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    assert failure["evidence"] == {"size": 5120}
+    assert (failure["resolved_by"], failure["segment"]) == (None, None)
+    with open_archive(arch) as a:
+        assert needs_a_person(a).section("not_stored").count == 1
+    conn = sqlite3.connect(arch / "catalog.sqlite")
+    with conn:
+        conn.execute("UPDATE findings SET detail = json_remove(detail, '$.evidence') WHERE kind = 'ingest_failed'")
+    conn.close()
+    out = run_cli("report", arch, "--out", tmp_path / "r.json", "--lang", "en")
+    assert out.returncode == 1, out.stderr  # the edit is a finding of the report's integrity section
+    (failure,) = [f for f in json.loads((tmp_path / "r.json").read_text())["findings"] if f["kind"] == "ingest_failed"]
+    assert (failure.get("evidence"), failure["resolved_by"], failure["segment"]) == (None, None, None)

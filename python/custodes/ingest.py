@@ -737,7 +737,7 @@ def _recover(
                         cause = f"it could not be recorded: {type(e).__name__}: {e}"
                 said = (
                     f"copied by ingest {ingest}, which was interrupted before it recorded it, and not on the volume "
-                    f"when it was run again; not recovered from what that ingest noted: {cause}"
+                    f"as that ingest read it when it was run again; not recovered from what it noted: {cause}"
                 )
                 result.failed.append(name)
                 # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one

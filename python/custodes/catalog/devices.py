@@ -302,10 +302,13 @@ _SAME_FILE = (
 #: stored by an earlier ingest), the latest segment of that file (:data:`_SAME_FILE`) stored by then; for a file
 #: that ingest failed to store (its one finding then is its ingest_failed: custodes.ingest), the first such
 #: segment a later ingest stored (the re-run's): the failure is resolved by that recording, and by no other one
-#: given its name; never by the name alone (a failure whose evidence gives neither size nor digest stays open).
+#: given its name; never by the name alone (a failure whose evidence gives neither size nor digest stays open),
+#: and by a recording stored before it only with its digest (a card reused after a format: the new recording of an
+#: old name and size that failed is not the old one stored: two hostile reviews).
 FINDING_SEGMENT = (
     "CASE WHEN f.path IS NULL THEN NULL ELSE COALESCE(f.segment_id, "
-    f"(SELECT MAX(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id <= f.ingest_id), "
+    f"(SELECT MAX(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id <= f.ingest_id "
+    f"AND (f.kind <> 'ingest_failed' OR {_SAID.format('sha256')} IS NOT NULL)), "
     f"(SELECT MIN(s.id) FROM segments s WHERE {_SAME_FILE} AND s.ingest_id > f.ingest_id "
     f"AND COALESCE({_SAID.format('size')}, {_SAID.format('sha256')}) IS NOT NULL)) END"
 )
