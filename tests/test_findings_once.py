@@ -471,8 +471,9 @@ def test_a_failure_of_a_file_never_read_says_it_was_matched_by_name_and_size(tmp
 def test_a_file_an_interrupted_ingest_read_and_the_card_then_lost_is_resolved_by_those_bytes_only(
     tmp_path: Path,
 ) -> None:
-    """An ingest killed after it noted a file's copy and before it stored it; the card is then wiped, so the re-run
-    cannot recover it (the copy was in the spool, not the store). That failure gives what the killed ingest read,
+    """An ingest killed after it noted a file's copy and before it stored it; the card is then wiped and the copies
+    it left in the spool lost too (tmp/ emptied by hand: a copy there whose bytes are those noted is stored since
+    2026-12-01, test_hostile_volume), so the re-run cannot recover it. That failure gives what the killed ingest read,
     its size and digest: a new recording later given its name does not resolve it (a hostile review: the failure
     gave no evidence, so the name alone resolved it, said to be "matched by name and size")."""
     vol = recorder(tmp_path / "card", CLIPS)
@@ -487,6 +488,8 @@ def test_a_file_an_interrupted_ingest_read_and_the_card_then_lost_is_resolved_by
     kept = tmp_path / "kept"
     shutil.move(vol, kept)
     vol.mkdir()  # the card, wiped (its driver named: an empty card says nothing of its maker)
+    for copy in (arch / "tmp").iterdir():
+        copy.unlink()
     rerun = run_cli("ingest", vol, "--archive", arch, "--driver", "gat947", "--json")
     assert rerun.returncode == 1, rerun.stderr
     again = json.loads(rerun.stdout)

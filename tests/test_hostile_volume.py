@@ -651,6 +651,46 @@ def test_a_file_a_killed_ingest_stored_and_gone_from_the_volume_is_recorded_by_t
         assert db.execute(SEGMENT_FACTS).fetchall() == facts
 
 
+def test_copies_a_killed_ingest_noted_and_never_linked_are_stored_from_the_spool(tmp_path: Path) -> None:
+    """Killed after noting its intents and before linking its copies, which lay complete and synced in tmp/; the
+    card then wiped. The re-run's spool sweep removed those copies, the archive's only copy of the footage, and
+    then called every file lost (`ingest_failed`: "not in the store"). Each copy whose bytes are those the killed
+    ingest noted is stored and recorded for that ingest; one whose bytes changed in the spool is not (swept: it is
+    not what the card held), and is that file's `ingest_failed`."""
+    vol = gopro_card(tmp_path, hostile=False).rename(tmp_path / "GOPRO-CARD")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    read = regular_files(vol)
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
+    assert killed.returncode == -9, killed.stderr
+    spooled = {p.name.split("-", 2)[2]: p for p in (arch / "tmp").iterdir()}  # <pid>-<random>-<file's name>
+    assert sorted(spooled) == sorted(os.path.basename(n) for n in ORDINARY), spooled
+    changed = f"{GOPRO}/phone.mov"
+    with open(spooled["phone.mov"], "r+b") as f:  # a byte of one copy changed while it lay there
+        f.seek(100)
+        f.write(bytes([f.read(1)[0] ^ 1]))
+    for name in ORDINARY:
+        (vol / name).unlink()  # the card wiped before the re-run (its driver named: an empty card names none)
+    rerun = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")
+    assert b"Traceback" not in rerun.stderr, rerun.stderr.decode(errors="replace")
+    report = json.loads(rerun.stdout)
+    assert sorted(report["recovered"]) == sorted(set(ORDINARY) - {changed}), report
+    assert report["failed"] == [changed], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert failed["evidence"] == {"size": (ORDINARY[changed]).stat().st_size, "sha256": read[changed]}
+    assert list((arch / "tmp").iterdir()) == []  # nothing left in the spool, the changed copy neither
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        recorded = dict(db.execute("SELECT original_name, sha256 FROM segments").fetchall())
+        first = db.execute("SELECT min(id) FROM ingests").fetchone()[0]
+        by = {i for (i,) in db.execute("SELECT ingest_id FROM segments")}
+    assert recorded == {n: read[n] for n in ORDINARY if n != changed} and by == {first}
+    for sha in recorded.values():  # each object's bytes, by an independent tool, are the card's
+        stored = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+        assert subprocess.run(["sha256sum", stored], capture_output=True, text=True).stdout.split()[0] == sha
+
+
 def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unrecorded(tmp_path: Path) -> None:
     """The same, but the killed ingest's intent holds no facts to record the file by (as an older custodes wrote
     it): the re-run cannot record it, and verify says so, a failure (exit 1, `unrecorded`, naming the ingest and

@@ -225,6 +225,32 @@ def test_copies_a_dead_process_left_in_the_second_copy_s_spool_are_swept(
     assert not left.exists() and in_flight.exists()
 
 
+def test_copies_a_killed_ingest_noted_and_never_stored_go_into_both_copies(tmp_path: Path) -> None:
+    """An ingest killed after noting its intents, before storing either copy; the card then wiped. The re-run
+    stores the spool's copies (their bytes those noted) in both copies, then records them, and verify is clean:
+    the second copy is not left short of what the first holds."""
+    second = tmp_path / "disk2" / "copy"
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "--replica", "local", "--replica-option", f"location={second}").returncode == 0
+    vol = tmp_path / "BWC0002"
+    vol.mkdir()
+    for src in THREE_RECORDINGS:
+        (vol / src.name).write_bytes(src.read_bytes())
+    read = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in vol.iterdir()}
+    args = ("ingest", vol, "--archive", arch, "--driver", "generic", "-o", "device_id=BWC0002", "--json")
+    killed = run_cli(*args, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
+    assert killed.returncode == -9, killed.stderr
+    assert _objects(arch) == {} and _objects(second) == {}
+    for p in list(vol.iterdir()):
+        p.unlink()  # the card wiped
+    rerun = run_cli(*args)
+    report = json.loads(rerun.stdout)
+    assert sorted(report["recovered"]) == sorted(read) and report["failed"] == [], report
+    assert _objects(arch).keys() == _objects(second).keys() == set(read.values())
+    assert _verify(arch) == (0, [])
+    assert list((arch / "tmp").iterdir()) == [] and list((second / "tmp").iterdir()) == []
+
+
 def test_repair_on_a_catalog_whose_schema_differs_changes_no_copy(
     make_cli_archive: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import suppress
 from pathlib import Path
 
@@ -176,22 +176,33 @@ def remove_tree(path: Path) -> None:
     os.rmdir(path)
 
 
-def sweep_dead_temps(folder: Path) -> None:
-    """Remove what dead processes left in ``folder`` (entries named ``<pid>-...`` whose pid is gone: half-written
-    copies, a verify's replay folder); a live process's entries are work in flight and stay. Run only by the
-    process that writes the folder, on the archive's own machine: a worker elsewhere sees other pids."""
+def dead_temps(folder: Path) -> list[os.DirEntry[str]]:
+    """What dead processes left in ``folder``: entries named ``<pid>-...`` whose pid is gone (half-written copies,
+    a killed ingest's complete ones, a verify's replay folder); a live process's entries are work in flight."""
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as it:
+            entries = list(it)
     except FileNotFoundError:
-        return
+        return []
+    dead = []
     for entry in entries:
         pid = entry.name.split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            if entry.is_dir(follow_symlinks=False):
-                with suppress(OSError):
-                    remove_tree(Path(entry.path))
-            else:
-                Path(entry.path).unlink(missing_ok=True)
+            dead.append(entry)
+    return dead
+
+
+def sweep_dead_temps(folder: Path, keep: Container[str] = ()) -> None:
+    """Remove what dead processes left in ``folder`` (:func:`dead_temps`) but the paths in ``keep``. Run only by
+    the process that writes the folder, on the archive's own machine: a worker elsewhere sees other pids."""
+    for entry in dead_temps(folder):
+        if entry.path in keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            with suppress(OSError):
+                remove_tree(Path(entry.path))
+        else:
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> Path:

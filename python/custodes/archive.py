@@ -774,13 +774,18 @@ class Archive:
         self.catalog.close()
 
     def sweep_spools(self) -> None:
-        """Remove what dead ingests, repairs and verifies left half-written in the spools: the archive's tmp/,
+        """Remove what dead ingests, repairs and verifies left half-written in the spools (but a killed ingest's
+        complete copies of what it noted, which are stored: custodes.ingest.keep_noted_copies): the archive's tmp/,
         and a local second copy's own (a copy from the archive's disk onto the replica's is made there first;
         one cut short by a crash used to stay for ever). Asked after :meth:`ready_to_record`, as an act is: a tmp/
         the sweep cannot enter (another account's) is refused so, naming it, nothing recorded (a hostile review:
         the disk's "permission denied" alone)."""
         self._ready_before_first_act()
-        sweep_dead_temps(self.spool)
+        # A killed ingest's complete copies of the objects it noted it would link are stored, not swept: once its
+        # card is wiped they are the archive's only copy of those bytes (custodes.ingest.keep_noted_copies).
+        from custodes.ingest import keep_noted_copies
+
+        sweep_dead_temps(self.spool, keep_noted_copies(self))
         for store in (self.store, self.replica):
             spool = getattr(store, "spool", None)  # a folder store's own spool; a bucket's is the archive's tmp/
             if isinstance(spool, Path) and spool != self.spool:

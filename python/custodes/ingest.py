@@ -24,12 +24,14 @@ already present and not copied again.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from custodes import preuse, retention, timeline
-from custodes._durable import drop_cached_pages, sync_together
+from custodes._durable import dead_temps, drop_cached_pages, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes._interrupts import stop_pool
 from custodes.archive import Archive, ArchiveError, _claim_places, within
@@ -565,15 +567,60 @@ def _settle(
             for path, c in linked.items():
                 catalog.ingests.note_intent(c.digests["sha256"], ingest_id, time.time_ns(), entry(path, c))
         crashpoint("after_intent")
+    _put_copies(archive, linked, fail)
+    return outcomes
+
+
+def _put_copies(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> None:
+    """Store each copy (by key), the second copy first (:func:`_put_replica`); one the storage refuses is
+    ``fail``ed with why."""
     if archive.replica is not None:
-        linked = _put_replica(archive, linked, fail)
-    put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in linked.values()])
-    for path, stored in zip(linked, put, strict=True):
+        copies = _put_replica(archive, copies, fail)
+    put = archive.store.put_many([Put(c.temp, c.size, c.digests) for c in copies.values()])
+    for key, stored in zip(copies, put, strict=True):
         if isinstance(stored, OSError):
-            fail(path, f"could not store the copy: {stored}")
+            fail(key, f"could not store the copy: {stored}")
         else:
             crashpoint("after_link")
-    return outcomes
+
+
+def keep_noted_copies(archive: Archive) -> set[str]:
+    """Store the copies a killed ingest left complete in the spool, of the objects it had noted it would link
+    (killed after its intents and before the link): once its card is wiped they are the archive's only copy of
+    those bytes, and the spool's sweep used to remove them (a review: the re-run then called the files lost). A
+    copy is stored only when its bytes, read again, are those a note names (size and every digest); the next
+    ingest of its volume records it from the note, as it does a file the killed ingest stored (:func:`_recover`).
+    Asked by :meth:`~custodes.archive.Archive.sweep_spools` before it sweeps; costs one listing of the spool when
+    no dead process left a file there. Returns the spool files holding such bytes that the storage refused now:
+    the sweep keeps them for the next run to try again."""
+    dead: dict[tuple[int, int], tuple[Path, int]] = {}
+    for entry in dead_temps(archive.spool):
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):  # a copy and its second name (_put_replica) once
+                dead.setdefault((st.st_dev, st.st_ino), (Path(entry.path), st.st_size))
+    if not dead:
+        return set()
+    noted: dict[int, dict[str, dict[str, str]]] = {}  # size: {object: its digests}
+    for sha, entry_text in archive.catalog.ingests.unfinished_notes():
+        facts = json.loads(entry_text)["facts"]
+        noted.setdefault(facts["size"], {})[sha] = facts["digests"]
+    candidates = [(path, size) for path, size in dead.values() if size in noted]
+    if not candidates:
+        return set()
+    algorithms = sorted({a for by_object in noted.values() for digests in by_object.values() for a in digests})
+    found: dict[str, _Copy] = {}
+    for (path, size), read in zip(candidates, hash_files([p for p, _ in candidates], algorithms), strict=True):
+        for sha, digests in noted[size].items():
+            if sha not in found and read.size == size and all(read.digests.get(a) == d for a, d in digests.items()):
+                found[sha] = _Copy(path, size, dict(digests), readback="")
+    found = {sha: c for sha, c in found.items() if archive.store.stat(sha) is None}
+    if not found:
+        return set()
+    _claim_places(archive)
+    refused: set[str] = set()
+    _put_copies(archive, found, lambda sha, _why: refused.add(os.fspath(found[sha].temp)))
+    return refused
 
 
 def _put_replica(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> dict[str, _Copy]:

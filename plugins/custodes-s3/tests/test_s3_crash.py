@@ -152,14 +152,15 @@ def test_killed_between_upload_and_commit_then_rerun(
     check_finished(arch, bucket, raw, small_card, before, rerun)
 
 
-@pytest.mark.parametrize("point", ["after_link:1", "after_commit:1"])
+@pytest.mark.parametrize("point", ["after_intent:1", "after_link:1", "after_commit:1"])
 def test_a_file_gone_from_the_volume_after_the_kill_is_recorded_and_locked_by_the_rerun(
     seaweed: Seaweed, credentials: None, raw: Any, bucket: str, small_card: Path, tmp_path: Path, point: str
 ) -> None:
-    """Killed with every object uploaded and none recorded or locked (or recorded, not locked); one clip then gone
-    from the card (wiped, lost). The re-run records it from the killed ingest's intent and locks it: it stayed
-    `pending`, unlocked (deletable by any client with the right), and no record named it; recorded, it stayed
-    unlocked, and the re-run said all was well (two hostile reviews)."""
+    """Killed with every object uploaded and none recorded or locked (or recorded, not locked), or with none
+    uploaded yet, its copies noted and left in the spool; one clip then gone from the card (wiped, lost). The
+    re-run records it from the killed ingest's intent and locks it: it stayed `pending`, unlocked (deletable by
+    any client with the right), and no record named it; recorded, it stayed unlocked, and the re-run said all was
+    well (two hostile reviews); never uploaded, its spool copy was swept and the clip called lost (a review)."""
     vol = tmp_path / "BWC0016"
     shutil.copytree(small_card, vol)
     arch = make_archive(seaweed, tmp_path, bucket)
