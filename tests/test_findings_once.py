@@ -390,6 +390,8 @@ def test_a_file_that_failed_and_the_re_run_stored_is_counted_once_and_its_failur
         recording = segment_of(a, segment[0])
         assert sorted(f.kind for f in segment_findings(a, recording)) == ["ingest_failed", "late_ingest"]
         assert needs_a_person(a).section("not_stored").count == 0  # mended: nobody need look at the card
+    # Nor is it footage lost (Art. 25 (7)): the report's concerns leave a resolved failure out.
+    assert "concern_not_stored" not in {c["concern"] for c in model["concerns"]}
 
 
 def test_a_failure_is_not_resolved_by_another_recording_of_its_name(tmp_path: Path) -> None:
@@ -405,11 +407,15 @@ def test_a_failure_is_not_resolved_by_another_recording_of_its_name(tmp_path: Pa
     make_clip(vol / name, T0 + timedelta(seconds=10), 3.0)  # another recording, of that name and another size
     ingest(arch, vol)
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments WHERE original_name = ?", (name,)) == [(1,)]
-    (failed,) = [f for f in report(arch)["findings"] if f["kind"] == "ingest_failed"]
+    model = report(arch)
+    (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
     assert (failed["resolved_by"], failed["segment"]) == (None, None)
     with open_archive(arch) as a:
         (item,) = needs_a_person(a).section("not_stored").items
         assert (item.kind, item.device, item.segment, item.text) == ("ingest_failed", DEVICE, None, failed["message"])
+    # Footage lost for not being stored (Art. 25 (7)), a concern of the report (it was in none: a review).
+    (lost,) = [c for c in model["concerns"] if c["concern"] == "concern_not_stored"]
+    assert (lost["count"], lost["kinds"], lost["segments"]) == (1, ["ingest_failed"], [])
 
 
 def test_a_failure_is_not_resolved_by_other_bytes_of_its_name_and_size(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "concern_unapproved": ("未经批准的访问或导出", "Access or export without approval"),
     "concern_altered": ("记录被篡改或伪造", "Recordings altered or falsified"),
     "concern_damaged": ("记录损坏", "Recordings damaged"),
+    "concern_not_stored": ("音像资料未存储", "Footage never stored"),
     "concern_device_lent": ("出借执法记录仪", "Devices lent"),
     "concern_device_lost": ("执法记录仪遗失", "Devices lost"),
     "devices": ("执法记录仪", "Devices"),

@@ -19,7 +19,7 @@ import statistics
 import time
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Literal, TypedDict, cast
 
@@ -96,6 +96,9 @@ CONCERNS = {
         "name_time_mismatch",
     ),
     "concern_damaged": ("truncated", "no_moov", "malformed"),
+    # Art. 25 (7), footage lost for not being stored: a file an ingest could not store, while no ingest has stored
+    # it since (in_concern: a resolved failure is none).
+    "concern_not_stored": ("ingest_failed",),
     # lending and losing devices: from the registry and its assignments (custodes.devices)
     "concern_device_lent": ("device_lent",),
     "concern_device_lost": ("lost_device",),
@@ -1341,11 +1344,23 @@ def _devices_section(
     }
 
 
+#: The kinds whose findings leave their concern once a later fact resolves them (``resolved_by``): a file an ingest
+#: could not store and a later one stored is no footage lost.
+_LEFT_ONCE_RESOLVED = frozenset({"ingest_failed"})
+
+
+def in_concern(concern: str, finding: Mapping[str, Any]) -> bool:
+    """Whether a finding of the report model is one of the Art. 25 ``concern``'s (a key of :data:`CONCERNS`): its
+    kind is, and it is not a failure resolved since."""
+    kind = finding["kind"]
+    return kind in CONCERNS[concern] and not (kind in _LEFT_ONCE_RESOLVED and finding.get("resolved_by"))
+
+
 def _concerns(everything: list[ReportFinding]) -> list[Concern]:
     """Art. 25: the findings grouped by the concern a supervisor looks into."""
     concerns: list[Concern] = []
-    for key, kinds in CONCERNS.items():
-        hits = [f for f in everything if f["kind"] in kinds]
+    for key in CONCERNS:
+        hits = [f for f in everything if in_concern(key, f)]
         if hits:
             concerns.append(
                 {

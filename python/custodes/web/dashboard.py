@@ -35,6 +35,7 @@ from custodes.reports import (
     _resolve_clocks,
     _resolve_failures,
     _verification_section,
+    in_concern,
 )
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _open_clock_fault(f: dict[str, Any]) -> bool:
 def _not_stored(f: dict[str, Any]) -> bool:
     """A file an ingest could not store that no ingest has stored since; and a failure naming no file (a disk
     short of room for the rest of a volume: the report says how many), which no later fact resolves."""
-    return f["kind"] == "ingest_failed" and not f.get("resolved_by")
+    return in_concern("concern_not_stored", f)
 
 
 def _access_requests(archive: Archive, seen_by: str | None) -> Iterator[Item]:

@@ -705,14 +705,14 @@ def _items(archive: Archive, period: _Period, what: str, unit: str = "") -> tupl
     "" for the devices of no unit)."""
     family, _, arg = what.partition(":")
     if family in ("kind", "gap", "concern"):
-        from custodes.reports import CONCERNS
+        from custodes.reports import in_concern
 
         report = period.build(archive, ("findings",))
         found: list[Any] = report["findings"]
         if family == "kind":
             return "findings", [f for f in found if f["kind"] == arg]
         if family == "concern":
-            return "findings", [f for f in found if f["kind"] in CONCERNS[arg]]
+            return "findings", [f for f in found if in_concern(arg, f)]
         gaps = [f for f in found if f["kind"] == "gap"]
         return "findings", [f for f in gaps if bool(f.get("resolved_by")) == (arg == "resolved")]
     if family == "integrity":
