@@ -91,3 +91,23 @@ def test_circular_reference_is_refused() -> None:
         text_of(loop)
     shared = [1]
     assert text_of([shared, shared]) == json.dumps([shared, shared], indent=2)  # the same list twice is no loop
+
+
+def lazily(obj: Any) -> Any:
+    """``obj`` with every list an iterator of its items (containers within made lazy too)."""
+    if isinstance(obj, list):
+        return iter([lazily(x) for x in obj])
+    if isinstance(obj, dict):
+        return {k: lazily(v) for k, v in obj.items()}
+    return obj
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_an_iterator_is_written_as_the_list_of_its_items(obj: Any) -> None:
+    """IngestResult.to_json(lazy=True) hands the CLI its per-file lists as iterators, each dict made as it is
+    written: the text is the one the lists give, an empty iterator `[]` included."""
+    assert text_of(lazily(obj)) == json.dumps(obj, indent=2, ensure_ascii=False)
+    assert text_of({"findings": iter([]), "segments": iter([{"a": 1}])}) == json.dumps(
+        {"findings": [], "segments": [{"a": 1}]}, indent=2, ensure_ascii=False
+    )

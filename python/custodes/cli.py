@@ -11,9 +11,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from json.encoder import encode_basestring as _encode_str  # the C one, as json.dumps(ensure_ascii=False)
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +83,14 @@ class _JsonText:
             self.container(v, newline, keyed=False)
         elif isinstance(v, dict):
             self.container(v, newline, keyed=True)
+        elif isinstance(v, Iterator):  # an array whose items are made as they are written (IngestResult.to_json)
+            first = next(v, _END)
+            self.container(v if first is _END else chain((first,), v), newline, keyed=False, empty=first is _END)
         else:
             raise TypeError(f"Object of type {v.__class__.__name__} is not JSON serializable")
 
-    def container(self, v: Any, newline: str, *, keyed: bool) -> None:
-        if not v:
+    def container(self, v: Any, newline: str, *, keyed: bool, empty: bool | None = None) -> None:
+        if not v if empty is None else empty:
             self.pieces.append("{}" if keyed else "[]")
             return
         if id(v) in self.open:
@@ -111,6 +114,9 @@ class _JsonText:
             lead = "," + inner
         pieces.append(newline + ("}" if keyed else "]"))
         self.open.discard(id(v))
+
+
+_END = object()  # no first item: an empty iterator
 
 
 def _scalar_text(v: Any) -> str | None:
@@ -1704,7 +1710,7 @@ def ingest_command(
         finally:
             line.close()
     if out.json:
-        _write_json(result.to_json())
+        _write_json(result.to_json(lazy=True))
     else:
         click.echo(
             f"{shown_name(result.volume)}: driver {result.driver}, device {shown_name(result.device)}: "

@@ -33,7 +33,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,9 +103,12 @@ class IngestResult:
     def ok(self) -> bool:
         return not self.failed
 
-    def to_json(self, *, per_file: bool = True) -> dict[str, Any]:
+    def to_json(self, *, per_file: bool = True, lazy: bool = False) -> dict[str, Any]:
         """The result as ``custodes ingest --json`` writes it. ``per_file`` False: without ``findings`` and
-        ``segments`` (a dict per file each): a summary whose size does not grow with the volume."""
+        ``segments`` (a dict per file each): a summary whose size does not grow with the volume. ``lazy``: those
+        two as iterators, each dict made as it is read (the CLI writes them so: at 10^5 files, 2 x 10^5 dicts held
+        at once took the run 20 MiB over its 150 MiB bound)."""
+        listed: Callable[[Iterator[Any]], Any] = iter if lazy else list
         out: dict[str, Any] = {
             "ok": self.ok,
             "ingest": self.ingest_id,
@@ -120,14 +123,14 @@ class IngestResult:
             "bytes": self.bytes,
         }
         if per_file:
-            out["findings"] = [f.to_json() for f in self.findings]
+            out["findings"] = listed(f.to_json() for f in self.findings)
         out |= {
             "checkpoint": self.checkpoint,
             "time_zone": self.time_zone,
             "choice": None if self.choice is None else self.choice.to_json(),
         }
         if per_file:
-            out["segments"] = [s.to_json() for s in self.segments]
+            out["segments"] = listed(s.to_json() for s in self.segments)
         return out
 
 
