@@ -95,7 +95,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from custodes import _durable, timeline
-from custodes.defaults import INT64_MAX, INT64_MIN, NS
+from custodes.defaults import INT64_MAX, INT64_MIN, NOISE, NS
 from custodes.errors import CustodesError
 from custodes.findings import Finding, _escaped, rfc3339, shown_name
 from custodes.media import MEDIA_EXTENSIONS, MediaInfo, probe_many
@@ -149,10 +149,6 @@ __all__ = [
     "shown_name",
 ]
 
-#: Folders file systems and desktops leave on removable volumes (their indexes, never footage); skipped, and listed.
-#: A trash folder (``.Trashes``, ``$RECYCLE.BIN``) is not one: what a person deleted on the card is read like
-#: the rest (a hostile review: deleted recordings there were skipped without a word).
-NOISE = frozenset({"System Volume Information", ".Spotlight-V100", ".fseventsd"})
 #: Files desktops leave, by name, each skipped only when its first bytes are that file's own format (magic, or
 #: None: text of a few KiB): a recording renamed ``Thumbs.db`` or ``._FILE0004.MP4`` is read like the rest.
 NOISE_FILES: dict[str, bytes | None] = {

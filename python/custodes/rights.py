@@ -77,7 +77,7 @@ import struct
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from custodes.drivers import NOISE
+from custodes.defaults import NOISE
 from custodes.errors import CustodesError
 from custodes.findings import shown_name
 from custodes.identity import Caller, account_name
