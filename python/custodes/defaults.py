@@ -8,8 +8,9 @@ NS = 1_000_000_000
 
 #: Folders file systems and desktops leave on removable volumes (their indexes, never footage); skipped, and listed
 #: (custodes.drivers.scan_volume, which re-exports this; kept in custodes.defaults so that custodes.rights, which
-#: every command imports, does not import the drivers for it). A trash folder (``.Trashes``, ``$RECYCLE.BIN``) is not one: what a person deleted on
-#: the card is read like the rest (a hostile review: deleted recordings there were skipped without a word).
+#: every command imports, does not import the drivers for it). A trash folder (``.Trashes``, ``$RECYCLE.BIN``) is
+#: not one: what a person deleted on the card is read like the rest (a hostile review: deleted recordings there
+#: were skipped without a word).
 NOISE = frozenset({"System Volume Information", ".Spotlight-V100", ".fseventsd"})
 #: Times before 2005-01-01 are an unset clock: no enforcement recorder predates it.
 DEFAULT_CLOCK_FLOOR = 1_104_537_600 * NS
