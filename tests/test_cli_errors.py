@@ -909,6 +909,17 @@ def test_init_refuses_a_key_path_that_names_a_folder(tmp_path: Path, ending: str
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_init_given_a_link_to_no_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    """A --signing-key that is a link to a file not there: init never writes through a link, so it makes no key;
+    it said "the signing key is missing; restore it ... `custodes policy set`", the advice of an archive whose key
+    went missing, for an archive that does not exist yet (a review)."""
+    link = tmp_path / "k.key"
+    link.symlink_to(tmp_path / "elsewhere" / "k.key")
+    said = one_line_error(run_cli("init", tmp_path / "A", "--signing-key", link), "a symbolic link to a file")
+    assert "policy set" not in said and "init makes a key only as a new file" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.key"] and link.is_symlink()
+
+
 def test_init_failing_half_way_leaves_nothing(tmp_path: Path) -> None:
     # The key's folder cannot be made (a file is in the way): found after the archive folder exists.
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -1181,6 +1181,9 @@ def _signing_key(
 
 
 _INIT_KEY_ADVICE = "name the key custodes made for this archive, or a path where none exists yet to create one"
+_INIT_DANGLING_ADVICE = (
+    f"it is a symbolic link to a file that is not there, and init makes a key only as a new file; {_INIT_KEY_ADVICE}"
+)
 
 
 def _named_from_the_archive(root: Path, key: Path, key_path: str) -> str:
@@ -1230,7 +1233,9 @@ def init_archive(
     target_key = Path(key_path) if os.path.isabs(key_path) else path / key_path
     key_path = _named_from_the_archive(path, target_key, key_path)
     if target_key.exists() or target_key.is_symlink():
-        _signing_key(target_key, not_a_key=_INIT_KEY_ADVICE)  # an existing key must be a key before anything is made
+        # An existing key must be a key before anything is made; a link to none is no path to make one at (init
+        # never writes through a link): said so, not the advice of an archive whose key went missing.
+        _signing_key(target_key, missing=_INIT_DANGLING_ADVICE, not_a_key=_INIT_KEY_ADVICE)
     _key_protected(target_key)
     new_folder = not path.exists()
     if new_folder:
