@@ -651,29 +651,46 @@ def test_a_file_a_killed_ingest_stored_and_gone_from_the_volume_is_recorded_by_t
         assert db.execute(SEGMENT_FACTS).fetchall() == facts
 
 
+def killed_after_noting(tmp_path: Path, *init: str) -> tuple[Path, Path, dict[str, str], dict[str, Path]]:
+    """A card's ingest killed after noting its intents, before linking its copies (complete and synced in the
+    archive's tmp/). The card, the archive (made with ``init``'s options), each file's digest, and each copy in
+    the spool by the file's base name."""
+    vol = gopro_card(tmp_path, hostile=False).rename(tmp_path / "GOPRO-CARD")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, *init).returncode == 0
+    read = regular_files(vol)
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
+    assert killed.returncode == -9, killed.stderr
+    spooled = {p.name.split("-", 2)[2]: p for p in (arch / "tmp").iterdir()}  # <pid>-<random>-<file's name>
+    assert sorted(spooled) == sorted(os.path.basename(n) for n in ORDINARY), spooled
+    return vol, arch, read, spooled
+
+
+def wiped_and_run_again(vol: Path, arch: Path) -> dict:
+    """The card's recordings wiped, then its ingest run again: its --json report."""
+    for name in ORDINARY:
+        (vol / name).unlink()  # (its driver named: an empty card names none)
+    rerun = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")
+    assert b"Traceback" not in rerun.stderr, rerun.stderr.decode(errors="replace")
+    return json.loads(rerun.stdout)
+
+
+def object_file(arch: Path, sha: str) -> Path:
+    return arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+
+
 def test_copies_a_killed_ingest_noted_and_never_linked_are_stored_from_the_spool(tmp_path: Path) -> None:
     """Killed after noting its intents and before linking its copies, which lay complete and synced in tmp/; the
     card then wiped. The re-run's spool sweep removed those copies, the archive's only copy of the footage, and
     then called every file lost (`ingest_failed`: "not in the store"). Each copy whose bytes are those the killed
     ingest noted is stored and recorded for that ingest; one whose bytes changed in the spool is not (swept: it is
     not what the card held), and is that file's `ingest_failed`."""
-    vol = gopro_card(tmp_path, hostile=False).rename(tmp_path / "GOPRO-CARD")
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    read = regular_files(vol)
-    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
-    assert killed.returncode == -9, killed.stderr
-    spooled = {p.name.split("-", 2)[2]: p for p in (arch / "tmp").iterdir()}  # <pid>-<random>-<file's name>
-    assert sorted(spooled) == sorted(os.path.basename(n) for n in ORDINARY), spooled
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
     changed = f"{GOPRO}/phone.mov"
     with open(spooled["phone.mov"], "r+b") as f:  # a byte of one copy changed while it lay there
         f.seek(100)
         f.write(bytes([f.read(1)[0] ^ 1]))
-    for name in ORDINARY:
-        (vol / name).unlink()  # the card wiped before the re-run (its driver named: an empty card names none)
-    rerun = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")
-    assert b"Traceback" not in rerun.stderr, rerun.stderr.decode(errors="replace")
-    report = json.loads(rerun.stdout)
+    report = wiped_and_run_again(vol, arch)
     assert sorted(report["recovered"]) == sorted(set(ORDINARY) - {changed}), report
     assert report["failed"] == [changed], report
     (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
@@ -689,6 +706,68 @@ def test_copies_a_killed_ingest_noted_and_never_linked_are_stored_from_the_spool
     for sha in recorded.values():  # each object's bytes, by an independent tool, are the card's
         stored = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
         assert subprocess.run(["sha256sum", stored], capture_output=True, text=True).stdout.split()[0] == sha
+
+
+def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored(tmp_path: Path) -> None:
+    """A file at a killed ingest's copy's name in tmp/ that is a hard link to a file outside the archive (the
+    card's own, here), with the bytes noted: stored, the object would be that file, changed through its other
+    name (a hostile review). Not taken; its name in tmp/ is swept, the file outside untouched; the file is failed."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(vol / name, outside)
+    spooled["sample.mp4"].unlink()
+    os.link(outside, spooled["sample.mp4"])
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name] and sorted(report["recovered"]) == sorted(set(ORDINARY) - {name}), report
+    assert not object_file(arch, read[name]).exists() and outside.stat().st_nlink == 1
+    assert hashlib.sha256(outside.read_bytes()).hexdigest() == read[name]
+
+
+def test_a_spool_copy_whose_object_s_place_holds_other_bytes_is_kept(tmp_path: Path) -> None:
+    """Other bytes of the same size put at a noted object's place before the re-run: the place is never replaced
+    (write-once), and the spool's copy of the card's bytes was swept with it, the only copy (a hostile review).
+    The copy stays in tmp/; the file is failed, and verify reads the bytes at the place and calls them modified
+    (they were `pending`, the archive ok, never read)."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.write_bytes(b"\0" * (vol / name).stat().st_size)
+    place.chmod(0o400)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name], report
+    assert [p.name for p in (arch / "tmp").iterdir()] == [spooled["sample.mp4"].name]
+    assert hashlib.sha256(spooled["sample.mp4"].read_bytes()).hexdigest() == read[name]
+    out = run_cli("verify", arch, "--json")
+    found = json.loads(out.stdout)["findings"]
+    assert out.returncode == 1 and [(f["kind"], f["object"]) for f in found] == [("modified", read[name])], found
+    again = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro")  # and a later sweep keeps it too
+    assert again.returncode in (0, 1) and spooled["sample.mp4"].exists(), again.stderr
+
+
+def test_a_killed_ingest_s_copies_go_into_the_sound_copy_when_the_other_holds_other_bytes(tmp_path: Path) -> None:
+    """With a second copy whose place for a noted object holds other bytes: the spool's copy went nowhere (the
+    second copy refused, so the first was not tried), was swept once the re-run had failed the file, and the
+    footage was lost (a hostile review). It goes into the first copy; the file is recorded (one sound copy is
+    enough), verify names the second copy's bytes, and repair restores them from the first."""
+    second = tmp_path / "disk2" / "copy"
+    vol, arch, read, _ = killed_after_noting(tmp_path, "--replica", "local", "--replica-option", f"location={second}")
+    name = f"{GOPRO}/sample.mp4"
+    place = object_file(second, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.write_bytes(b"\0" * (vol / name).stat().st_size)
+    place.chmod(0o400)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert hashlib.sha256(object_file(arch, read[name]).read_bytes()).hexdigest() == read[name]
+    out = run_cli("verify", arch, "--json")
+    found = [(f["kind"], f["object"], f.get("copy")) for f in json.loads(out.stdout)["findings"]]
+    assert out.returncode == 1 and found == [("modified", read[name], "replica")], found
+    set_policy(arch, policy_text(arch) + '[people]\nroot = "custodian"\n')
+    assert run_cli("storage", "repair", arch).returncode == 0
+    assert run_cli("verify", arch).returncode == 0
+    assert hashlib.sha256(place.read_bytes()).hexdigest() == read[name]
 
 
 def test_an_object_stored_by_an_ingest_that_finished_without_recording_it_is_unrecorded(tmp_path: Path) -> None:

@@ -180,10 +180,19 @@ def test_storage_check_probes_both_copies(make_cli_archive: Callable[..., Path],
         copy = _objects(second)[name]
         copy.unlink()
         os.link(path, copy)
-    assert _verify(arch) == (0, [])  # (byte for byte the same: only the storage check can tell)
+    # Byte for byte the same; verify names each copy's file as one with a second name (since 2026-12-01: it said
+    # nothing, and a change through either name changed both copies), and the storage check says why.
+    rc, found = _verify(arch)
+    assert rc == 1 and sorted((f["kind"], f["copy"] or "first") for f in found) == sorted(
+        [("unprotected", "first")] * 3 + [("unprotected", "replica")] * 3
+    ), found
+    assert all("2 names" in f["message"] for f in found), found
     report = json.loads(run_cli("storage", "check", arch, "--json").stdout)
     apart = {g["name"]: g for g in report["replica"]["guarantees"]}["second copy kept apart"]
     assert "and 3 of its objects are the first copy's own files (hard links" in apart["detail"], apart
+    assert run_cli("storage", "repair", arch).returncode == 0  # each copy given a file of its own
+    assert _verify(arch) == (0, [])
+    assert all(p.stat().st_nlink == 1 for p in [*_objects(arch).values(), *_objects(second).values()])
 
 
 def test_a_second_copy_never_shares_a_place(make_cli_archive: Callable[..., Path], tmp_path: Path) -> None:
@@ -427,6 +436,42 @@ def test_an_object_made_writable_or_readable_by_others_is_found_and_repaired(
     assert _verify(arch) == (0, [])
     for path in [*_objects(arch).values(), *_objects(second).values()]:
         assert path.stat().st_mode & 0o7777 == 0o400, path
+
+
+def test_an_object_that_is_one_file_with_a_name_elsewhere_is_named_and_given_a_file_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """A card's file hard-linked at its object's place before the ingest: the store took it as the object, so
+    the card's file was the evidence; verify said only `unprotected` (its mode), repair then set the mode of the
+    card's own file, and verify called the archive intact while a change of the card's file changed the evidence
+    (a hostile review). Verify names the other name; repair gives the object a file of its own, checked against
+    its name, and leaves the card's file as it was; a change of the card's file is no change of the archive."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    assert set_policy(arch, policy_text(arch) + CUSTODIAN_ROOT).returncode == 0
+    vol = tmp_path / "BWC0003"
+    vol.mkdir()
+    card_file = vol / "clip.mp4"
+    card_file.write_bytes(THREE_RECORDINGS[0].read_bytes())
+    card_file.chmod(0o644)
+    sha = hashlib.sha256(card_file.read_bytes()).hexdigest()
+    place = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+    place.parent.mkdir(parents=True)
+    os.link(card_file, place)
+    r = run_cli("ingest", vol, "--archive", arch, "--driver", "generic", "-o", "device_id=BWC0003")
+    assert r.returncode in (0, 1), r.stderr
+    rc, found = _verify(arch)
+    assert rc == 1 and [(f["kind"], f["object"]) for f in found] == [("unprotected", sha)], found
+    assert "2 names" in found[0]["message"] and "hard link" in found[0]["message"], found
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stderr
+    (done,) = json.loads(r.stdout)["repaired"]
+    assert done["done"] == ["gave it a file of its own: it was one file with 1 other name(s)"], done
+    assert card_file.stat().st_mode & 0o7777 == 0o644 and card_file.stat().st_nlink == 1  # the card's, untouched
+    assert place.stat().st_mode & 0o7777 == 0o400 and place.stat().st_nlink == 1
+    assert _verify(arch) == (0, [])
+    card_file.write_bytes(b"shredded")
+    assert _verify(arch) == (0, [])
 
 
 def test_an_object_given_to_another_account_is_unprotected_and_given_back(

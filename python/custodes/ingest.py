@@ -591,39 +591,98 @@ def keep_noted_copies(archive: Archive) -> set[str]:
     """Store the copies a killed ingest left complete in the spool, of the objects it had noted it would link
     (killed after its intents and before the link): once its card is wiped they are the archive's only copy of
     those bytes, and the spool's sweep used to remove them (a review: the re-run then called the files lost). A
-    copy is stored only when its bytes, read again, are those a note names (size and every digest); the next
-    ingest of its volume records it from the note, as it does a file the killed ingest stored (:func:`_recover`).
-    Asked by :meth:`~custodes.archive.Archive.sweep_spools` before it sweeps; costs one listing of the spool when
-    no dead process left a file there. Returns the spool files holding such bytes that the storage refused now:
-    the sweep keeps them for the next run to try again."""
-    dead: dict[tuple[int, int], tuple[Path, int]] = {}
+    copy is taken only when it is a file of the archive's own, with no name outside the spool (a hard link would
+    share the evidence with a file elsewhere), and its bytes, read again, are those a note names (size and every
+    digest). It goes into each copy of the store that lacks the object, each on its own (one sound copy is enough
+    to record it, and repair restores the other); the next ingest of its volume records it from the note, as a file
+    the killed ingest stored (:func:`_recover`). Asked by :meth:`~custodes.archive.Archive.sweep_spools` before it
+    sweeps; costs one listing of the spool when no dead process left a file there.
+
+    Returns the spool files the sweep must keep: those a copy of the store refused now, and those whose object's
+    place holds other bytes (put there by hand: write-once, it is not replaced, and these may be the only copy of
+    what the card held), for the next run or a person to take."""
+    found = _noted_among(archive, _own_dead_copies(archive))
+    if not found:
+        return set()
+    _claim_places(archive)
+    keep: set[str] = set()
+    for store in (archive.replica, archive.store):  # the second first: the first consumes the spool file
+        if store is not None:
+            keep |= _into_store(store, found, second_name=store is archive.replica)
+    return keep
+
+
+def _own_dead_copies(archive: Archive) -> list[tuple[Path, int]]:
+    """(path, size) of each file dead processes left in the spool that is the archive's own (its account's, or this
+    process's) and has no name outside the spool: its names there are a copy and, where a kill left both,
+    :func:`_second_name`'s; one name of each."""
+    owners = {os.geteuid(), os.stat(archive.root).st_uid}
+    names: dict[tuple[int, int], list[os.stat_result]] = {}
+    paths: dict[tuple[int, int], Path] = {}
     for entry in dead_temps(archive.spool):
         with contextlib.suppress(OSError):
             st = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode):  # a copy and its second name (_put_replica) once
-                dead.setdefault((st.st_dev, st.st_ino), (Path(entry.path), st.st_size))
+            if stat.S_ISREG(st.st_mode):
+                names.setdefault((st.st_dev, st.st_ino), []).append(st)
+                paths.setdefault((st.st_dev, st.st_ino), Path(entry.path))
+    return [
+        (paths[inode], seen[0].st_size)
+        for inode, seen in names.items()
+        if seen[0].st_nlink == len(seen) and seen[0].st_uid in owners
+    ]
+
+
+def _noted_among(archive: Archive, dead: list[tuple[Path, int]]) -> dict[str, _Copy]:
+    """By object, a spool file among ``dead`` whose bytes, read again, are those a note of an unrecorded object
+    names (its size and every digest)."""
     if not dead:
-        return set()
+        return {}
     noted: dict[int, dict[str, dict[str, str]]] = {}  # size: {object: its digests}
-    for sha, entry_text in archive.catalog.ingests.unfinished_notes():
+    for sha, entry_text in archive.catalog.ingests.unrecorded_notes():
         facts = json.loads(entry_text)["facts"]
         noted.setdefault(facts["size"], {})[sha] = facts["digests"]
-    candidates = [(path, size) for path, size in dead.values() if size in noted]
+    candidates = [(path, size) for path, size in dead if size in noted]
     if not candidates:
-        return set()
+        return {}
     algorithms = sorted({a for by_object in noted.values() for digests in by_object.values() for a in digests})
     found: dict[str, _Copy] = {}
     for (path, size), read in zip(candidates, hash_files([p for p, _ in candidates], algorithms), strict=True):
         for sha, digests in noted[size].items():
             if sha not in found and read.size == size and all(read.digests.get(a) == d for a, d in digests.items()):
                 found[sha] = _Copy(path, size, dict(digests), readback="")
-    found = {sha: c for sha, c in found.items() if archive.store.stat(sha) is None}
-    if not found:
-        return set()
-    _claim_places(archive)
-    refused: set[str] = set()
-    _put_copies(archive, found, lambda sha, _why: refused.add(os.fspath(found[sha].temp)))
-    return refused
+    return found
+
+
+def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: bool) -> set[str]:
+    """Each copy put into ``store`` where it lacks the object (``second_name``: a second name of each file put,
+    which the store consumes); the spool files to keep: those the store refused, and those whose object's place
+    holds other bytes (put there by hand: never replaced, and the spool's may be the only copy of the card's)."""
+    keep: set[str] = set()
+    there = [sha for sha in found if store.stat(sha) is not None]
+    algorithms = sorted({a for c in found.values() for a in c.digests})
+    for sha, held in zip(there, store.hash_objects(there, algorithms, None) if there else [], strict=True):
+        c = found[sha]
+        if not held.ok or held.size != c.size or any(held.digests.get(a) != d for a, d in c.digests.items()):
+            keep.add(os.fspath(c.temp))
+    missing = [c for sha, c in found.items() if sha not in there]
+    items = [_second_name(c) if second_name else c for c in missing]
+    for c, item, outcome in zip(
+        missing, items, store.put_many([Put(i.temp, i.size, i.digests) for i in items]), strict=True
+    ):
+        if isinstance(outcome, OSError):
+            if item is not c:
+                item.temp.unlink(missing_ok=True)  # the second name the store refused
+            keep.add(os.fspath(c.temp))
+    return keep
+
+
+def _second_name(c: _Copy) -> _Copy:
+    """The copy under a second name in the spool, for the replica's store to consume: the first store then
+    consumes the first name."""
+    second = c.temp.with_name(c.temp.name + "-2")
+    second.unlink(missing_ok=True)
+    os.link(c.temp, second)
+    return replace(c, temp=second)
 
 
 def _put_replica(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str, str], None]) -> dict[str, _Copy]:
@@ -631,12 +690,7 @@ def _put_replica(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str
     stored). The replica consumes a second name of each spool file, so the first copy's file stays for the
     first store. The copies the replica stored; the others failed, with why."""
     assert archive.replica is not None
-    items = []
-    for c in copies.values():
-        second = c.temp.with_name(c.temp.name + "-2")
-        second.unlink(missing_ok=True)
-        os.link(c.temp, second)
-        items.append(Put(second, c.size, c.digests))
+    items = [Put(second.temp, second.size, second.digests) for second in map(_second_name, copies.values())]
     outcomes = archive.replica.put_many(items)
     stored = {}
     for (path, c), item, outcome in zip(copies.items(), items, outcomes, strict=True):

@@ -999,6 +999,20 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
     if row is None:
         return VerifyFinding("unexpected", f"file in the store that the catalog does not know: {where}", object=digest)
     ingest, volume, finished, device = row
+    # Read here (such objects are few: work in flight, or a crash's): bytes that are not their name's are said as
+    # such, whether the ingest is finished or not (hostile reviews: they were called a recording's possible only
+    # copy; and bytes put at an interrupted ingest's object's place were `pending`, the archive ok, never read).
+    read = archive.store.hash_objects([digest], ("sha256",), 1)[0]
+    got = read.digests.get("sha256") if read.ok else None
+    if got is not None and got != digest:
+        how = "and finished without recording it" if finished is not None else "which is under way or was interrupted"
+        return VerifyFinding(
+            "modified",
+            f"{where} is not what its name says (its SHA-256 is {got}); nothing records it (ingest {ingest} noted "
+            f"it, {how}): it holds the place of that object, which an ingest of the file cannot store while it is "
+            "there",
+            object=digest,
+        )
     if finished is None:
         # The run again must read the same device at the same path (custodes.ingest._recover); a card wiped of its
         # identity file too reads as another device unless told which (a hostile review).
@@ -1011,18 +1025,6 @@ def _stray(archive: Archive, fresh: Catalog, digest: str, where: str) -> VerifyF
     # Finished, yet never recorded: no ingest will record it now (a run again records what the interrupted one
     # stored from the facts it noted: custodes.ingest._recover), so the archive holds bytes of the device that
     # its catalog does not account for. Not work in flight: a failure, until an ingest of the file records it.
-    # Read here (such objects are few): bytes that are not their name's are said as such (a hostile review: they
-    # were called a recording's possible only copy, and they block the file's own bytes from that place).
-    read = archive.store.hash_objects([digest], ("sha256",), 1)[0]
-    got = read.digests.get("sha256") if read.ok else None
-    if got is not None and got != digest:
-        return VerifyFinding(
-            "modified",
-            f"{where} is not what its name says (its SHA-256 is {got}); nothing records it (ingest {ingest} noted "
-            f"it and finished without recording it): it holds the place of that object, which an ingest of the "
-            f"file cannot store while it is there",
-            object=digest,
-        )
     return VerifyFinding(
         UNRECORDED,
         f"{where} was noted by ingest {ingest}, which finished without recording it (the file failed, or was "

@@ -341,6 +341,15 @@ class LocalStore:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     raise StoreError(f"object {digest} is {file_kind(st.st_mode)}, not a file: not changed")
+                if st.st_nlink > 1:
+                    # Another name (a hard link) shares the object's file: a mode or owner set here would be set on
+                    # that file too, wherever it is (a hostile review: repair made a card's own file read-only, and
+                    # verify then called the object intact while the card's bytes were the archive's). The object
+                    # gets a file of its own, copied from these bytes once they are checked against its name; the
+                    # other name keeps the old file, unchanged.
+                    with os.fdopen(os.dup(fd), "rb") as stream:
+                        self.restore(stream, st.st_size, {"sha256": digest})
+                    return [f"gave it a file of its own: it was one file with {st.st_nlink - 1} other name(s)"]
                 storage_op("write", self.file_of(digest))
                 if st.st_uid != account:
                     try:
@@ -596,12 +605,18 @@ _OBJECT_MODE_TEXT = f"{OBJECT_MODE:04o}"
 
 
 def _protection_said(detail: str, expected: str) -> str:
-    """What is wrong with an object file's protection, from the listing's "MODE UID" and the one expected."""
-    mode, _, uid = detail.partition(" ")
+    """What is wrong with an object file's protection, from the listing's "MODE UID" (and its number of names
+    after them where it has more than one, "MODE UID NAMES") and the "MODE UID" expected."""
+    mode, uid, *names = detail.split(" ")
     want_mode, _, want_uid = expected.partition(" ")
     said = [f"mode {mode}"] if mode != want_mode else []
     if uid != want_uid:
         said.append(f"owned by account {uid}, not the store's ({want_uid})")
+    if names:
+        said.append(
+            f"{names[0]} names: its bytes are one file with a name elsewhere (a hard link), through which they can "
+            "be changed"
+        )
     return "; ".join(said)
 
 

@@ -260,12 +260,13 @@ class Ingests(Table):
             (ingest_id, volume, device),
         ).fetchall()
 
-    def unfinished_notes(self) -> list[tuple[str, str]]:
-        """(object, entry) of every note of the intents of the ingests not finished, of every volume: what the
-        copies a killed ingest left in the spool may be (custodes.ingest.keep_noted_copies)."""
+    def unrecorded_notes(self) -> list[tuple[str, str]]:
+        """(object, entry) of every note of an intent whose object the catalog does not record, of any ingest and
+        volume (a finished ingest keeps only those: :meth:`finish`): what the copies a killed ingest left in the
+        spool may be (custodes.ingest.keep_noted_copies)."""
         return self._conn.execute(
-            "SELECT n.sha256, n.entry FROM ingest_notes n JOIN ingests i ON i.id = n.ingest_id "
-            "WHERE i.finished_ns IS NULL ORDER BY n.rowid"
+            "SELECT n.sha256, n.entry FROM ingest_notes n "
+            "WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.sha256 = n.sha256) ORDER BY n.rowid"
         ).fetchall()
 
     def intent_for(self, sha256: str) -> tuple[int, str, int | None, str] | None:

@@ -45,9 +45,9 @@ pub enum TreeEntry {
 /// What an entry at an object's place is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// A regular file: the object, as far as a listing can tell, with its permission bits and owner (None when
-    /// it was gone by the time it was looked at).
-    File(Option<Protection>),
+    /// A regular file: the object, as far as a listing can tell, with its permission bits, owner and names
+    /// (None when it was gone by the time it was looked at).
+    File(Option<ObjectFile>),
     /// A symbolic link (never followed).
     Link,
     /// Neither: a FIFO, a socket or a device, named (reading one could hang or never end).
@@ -60,6 +60,15 @@ pub enum ObjectKind {
 pub struct Protection {
     pub mode: u32,
     pub uid: u32,
+}
+
+/// What a listing reads of an object file: its protection, and how many names it has (its link count). A file
+/// the store made has one; more, and its bytes are shared with a name elsewhere (a hard link), through which they
+/// can be changed, and a change of its mode there is a change of the object's (the store judges it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectFile {
+    pub protection: Protection,
+    pub names: u64,
 }
 
 /// The digests the listing keeps: `low <= digest < high` (no `high`: no upper bound).
@@ -209,7 +218,7 @@ fn visit(
             let kind = match kind {
                 Kind::Link => ObjectKind::Link,
                 Kind::Special(what) => ObjectKind::Special(what),
-                Kind::File(mode) => ObjectKind::File(mode),
+                Kind::File(file) => ObjectKind::File(file),
                 Kind::Folder(_) => ObjectKind::File(None),
             };
             out.push(TreeEntry::Object { digest: digest.to_owned(), kind });
@@ -235,7 +244,7 @@ enum Kind {
     /// no path walked again; None when it was gone by then).
     Folder(Option<Protection>),
     Link,
-    File(Option<Protection>),
+    File(Option<ObjectFile>),
     Special(&'static str),
 }
 
@@ -249,12 +258,13 @@ fn sorted_entries(folder: &Path) -> io::Result<Vec<(OsString, Kind)>> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(folder)? {
         let entry = entry?;
-        let protection =
-            || entry.metadata().ok().map(|m| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() });
+        let protection = |m: &fs::Metadata| Protection { mode: m.permissions().mode() & 0o7777, uid: m.uid() };
         let kind = match entry.file_type() {
-            Ok(t) if t.is_dir() => Kind::Folder(protection()),
+            Ok(t) if t.is_dir() => Kind::Folder(entry.metadata().ok().map(|m| protection(&m))),
             Ok(t) if t.is_symlink() => Kind::Link,
-            Ok(t) if t.is_file() => Kind::File(protection()),
+            Ok(t) if t.is_file() => {
+                Kind::File(entry.metadata().ok().map(|m| ObjectFile { protection: protection(&m), names: m.nlink() }))
+            }
             Ok(t) if t.is_fifo() => Kind::Special("a FIFO"),
             Ok(t) if t.is_socket() => Kind::Special("a socket"),
             Ok(t) if t.is_char_device() => Kind::Special("a character device"),
@@ -408,6 +418,23 @@ mod tests {
         assert_eq!(got, vec![TreeEntry::Object { digest: a, kind: ObjectKind::Special("a FIFO") }]);
     }
 
+    fn file(mode: u32, uid: u32, names: u64) -> ObjectKind {
+        ObjectKind::File(Some(ObjectFile { protection: Protection { mode, uid }, names }))
+    }
+
+    #[test]
+    fn an_object_with_a_second_name_is_listed_with_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = digest('a');
+        fs::write(place(root, &a), b"x").unwrap();
+        fs::set_permissions(place(root, &a), fs::Permissions::from_mode(0o400)).unwrap();
+        fs::hard_link(place(root, &a), dir.path().join("elsewhere")).unwrap(); // a name outside the tree
+        let me = fs::metadata(root).unwrap().uid();
+        let got = list_digest_tree(root, Path::new(""), &DigestRange::default(), None);
+        assert_eq!(got[0], TreeEntry::Object { digest: a, kind: file(0o400, me, 2) });
+    }
+
     #[test]
     fn an_object_s_mode_is_listed_with_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -422,8 +449,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                TreeEntry::Object { digest: a, kind: ObjectKind::File(Some(Protection { mode: 0o400, uid: me })) },
-                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(Protection { mode: 0o644, uid: me })) },
+                TreeEntry::Object { digest: a, kind: file(0o400, me, 1) },
+                TreeEntry::Object { digest: b, kind: file(0o644, me, 1) },
             ]
         );
     }
@@ -455,7 +482,7 @@ mod tests {
             streamed[1..],
             [
                 TreeEntry::Folder { path: PathBuf::from("bb/bb"), protection: Protection { mode: 0o777, uid: me } },
-                TreeEntry::Object { digest: b, kind: ObjectKind::File(Some(Protection { mode: 0o400, uid: me })) },
+                TreeEntry::Object { digest: b, kind: file(0o400, me, 1) },
             ]
         );
         // A first-level folder as well; none when nothing is compared.

@@ -17,7 +17,8 @@ const AHEAD: usize = 4;
 
 /// Every entry under `folder` (a tree of `ab/cd/<digest>`) that is not a folder, in the tree's order, one
 /// first-level folder's entries at a time (a list per iteration), each `(name, kind, detail)`: `(digest,
-/// "object" | "link" | "special", what it is: an object's mode and owner, "0400 1000")` at an object's own place
+/// "object" | "link" | "special", what it is: an object's mode and owner, "0400 1000", and its names after them
+/// where it has more than one, "0400 1000 2")` at an object's own place
 /// within `low <= digest < high`, `(path below folder, "elsewhere", "")` for anything else, `(path below folder,
 /// "unreadable", why)` for a folder that could not be read, and `(path below folder, "folder", "0777 1000")` for a
 /// folder whose mode or owner differs from `folder`'s own, before what it holds. Folders the range rules out are
@@ -54,10 +55,14 @@ impl DigestTreeWalk {
                 };
                 let digest = |d: &str| PyString::new(py, d).into_any().unbind();
                 Ok(match e {
-                    // The permission bits in octal and the owner's uid, "0400 1000" ("" when unknown): the store
-                    // judges them.
+                    // The permission bits in octal and the owner's uid, "0400 1000", and its number of names after
+                    // them where it has more than one, "0400 1000 2" ("" when unknown): the store judges them.
                     TreeEntry::Object { digest: d, kind: ObjectKind::File(seen) } => {
-                        (digest(&d), "object", seen.map_or_else(String::new, |p| format!("{:04o} {}", p.mode, p.uid)))
+                        let said = |f: core::ObjectFile| match f.names {
+                            0 | 1 => format!("{:04o} {}", f.protection.mode, f.protection.uid),
+                            n => format!("{:04o} {} {n}", f.protection.mode, f.protection.uid),
+                        };
+                        (digest(&d), "object", seen.map_or_else(String::new, said))
                     }
                     TreeEntry::Object { digest: d, kind: ObjectKind::Link } => (digest(&d), "link", String::new()),
                     TreeEntry::Object { digest: d, kind: ObjectKind::Special(what) } => {
