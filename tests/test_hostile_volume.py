@@ -708,6 +708,21 @@ def test_copies_a_killed_ingest_noted_and_never_linked_are_stored_from_the_spool
         assert subprocess.run(["sha256sum", stored], capture_output=True, text=True).stdout.split()[0] == sha
 
 
+def test_a_spool_copy_written_before_the_last_boot_is_no_running_process_s(tmp_path: Path) -> None:
+    """A killed ingest's copy whose pid a process runs under again (after a power cut and a reboot: here pid 1,
+    the copy's time set before the boot): it was kept as that live process's work in flight, the re-run called
+    the file lost, and once that process ended the next sweep removed it (a hostile review). Written before the
+    system booted, it is no running process's: it is stored and the file recovered."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    reused = spooled["sample.mp4"].with_name("1-" + spooled["sample.mp4"].name.split("-", 1)[1])
+    spooled["sample.mp4"].rename(reused)
+    os.utime(reused, (1_600_000_000, 1_600_000_000))  # 2020: before any boot of a machine running this test
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert object_file(arch, read[name]).exists() and not reused.exists()
+
+
 def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored(tmp_path: Path) -> None:
     """A file at a killed ingest's copy's name in tmp/ that is a hard link to a file outside the archive (the
     card's own, here), with the bytes noted: stored, the object would be that file, changed through its other

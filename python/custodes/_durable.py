@@ -8,6 +8,7 @@ storage step goes through the fault injector (``_faults.storage_op``) so tests c
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable, Container
@@ -128,9 +129,16 @@ def sync_together(folder: Path, files: list[Path]) -> None:
         os.close(fd)
 
 
-def process_alive(pid: int) -> bool:
+def process_alive(pid: int, since_ns: int | None = None) -> bool:
     """Whether the process that named a temp file (``<pid>-...``) still runs: a dead one's
-    temps are leftovers to clean, a live one's are work in flight (another user's counts as live)."""
+    temps are leftovers to clean, a live one's are work in flight (another user's counts as live).
+    ``since_ns``: when that process last wrote it (the file's mtime); one written before the system's
+    latest boot is no running process's, whatever runs under its pid now (a power cut, a reboot: a hostile
+    review found a killed ingest's copies kept from its re-run as a live process's, then swept once that
+    process ended). The boot, not the process's own start: a clock stepped back since would make a live
+    process's new file look older than the process."""
+    if since_ns is not None and since_ns < _boot_ns() - _BOOT_SLACK_NS:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -138,6 +146,23 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: The boot time in /proc is whole seconds, and a clock set at boot may move it a little.
+_BOOT_SLACK_NS = 60 * 10**9
+
+
+@functools.cache
+def _boot_ns() -> int:
+    """When the system last booted, in ns since 1970 (``/proc/stat``); 0 where that cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return int(line.split()[1]) * 10**9
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 _TREE = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -187,7 +212,13 @@ def dead_temps(folder: Path) -> list[os.DirEntry[str]]:
     dead = []
     for entry in entries:
         pid = entry.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            written = entry.stat(follow_symlinks=False).st_mtime_ns
+        except OSError:
+            continue  # gone meanwhile
+        if not process_alive(int(pid), written):
             dead.append(entry)
     return dead
 

@@ -321,10 +321,13 @@ def _stale_staging(final: Path) -> list[Path]:
     stale = []
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
         pid = old.name[len(prefix) :].partition("-")[0]
-        if not pid.isdigit() or process_alive(int(pid)):
-            continue
         try:
             st = os.lstat(old)
+        except OSError:
+            continue
+        if not pid.isdigit() or process_alive(int(pid), st.st_mtime_ns):
+            continue
+        try:
             ours = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
             if ours and all(_STAGED.fullmatch(name) for name in os.listdir(old)):
                 stale.append(old)

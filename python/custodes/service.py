@@ -638,7 +638,11 @@ def _sweep_outboxes(archive: Archive) -> None:
             old.unlink()  # no service made it: never followed (a hostile review: one led the sweep outside)
             continue
         pid = old.name.partition("-")[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+        try:
+            written = old.lstat().st_mtime_ns
+        except OSError:
+            continue  # gone meanwhile
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid), written):
             continue
         if (old / _NOTES).is_file():  # gone once the caller confirmed; sent or not, say what became of it
             why = "the archive service stopped before the caller confirmed it had written it"
