@@ -352,6 +352,7 @@ def catalog_rows(arch: Path, sql: str, params: tuple = ()) -> list[tuple]:
 #: Statements that make a catalog of this custodes look as one custodes left at schema 5 (before the catalog
 #: was a view of the ledger): with ``PRAGMA user_version = 5`` after them, opening it migrates it forward.
 AS_SCHEMA_5 = (
+    "DROP TABLE object_findings",
     "ALTER TABLE checkpoints DROP COLUMN folder_ctime_ns",
     "DROP INDEX ingest_intents_by_ingest",
     "DROP TABLE ingest_notes",

@@ -117,6 +117,7 @@ def test_the_intents_an_older_custodes_kept_for_ever_go_when_the_catalog_is_brou
     nobody = "ab" * 32
     edit(
         arch,
+        "DROP TABLE object_findings",  # schema 16's
         "ALTER TABLE checkpoints DROP COLUMN folder_ctime_ns",  # schema 15's
         "DROP INDEX ingest_intents_by_ingest",
         "DROP TABLE ingest_notes",

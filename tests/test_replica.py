@@ -38,6 +38,14 @@ def _verify(arch: Path) -> tuple[int, list[dict[str, object]]]:
     return r.returncode, json.loads(r.stdout)["findings"]
 
 
+def _report_integrity(arch: Path, out: Path) -> set[tuple[str, str | None, str | None]]:
+    """(kind, copy, object) of the integrity findings of a report made without re-hashing (exit 1 when any)."""
+    r = run_cli("report", arch, "--format", "json", "--out", out)
+    found = {(f["kind"], f["copy"], f["object"]) for f in json.loads(out.read_text())["findings"] if f["article"] == 23}
+    assert r.returncode == (1 if found else 0), r.stderr
+    return found
+
+
 def _flip_a_byte(path: Path) -> None:
     path.chmod(0o600)
     data = bytearray(path.read_bytes())
@@ -85,9 +93,15 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
     }
     replica_finding = next(f for f in findings if f["copy"] == "replica")
     assert str(second) in str(replica_finding["message"])  # the message says where the bad copy is
+    # A report made without re-hashing says what verify found of each copy, until it is mended.
+    assert _report_integrity(arch, tmp_path / "before.json") == {
+        ("modified", "replica", names[0]),
+        ("missing", None, names[1]),
+    }
 
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 0, r.stderr
+    assert _report_integrity(arch, tmp_path / "after.json") == set()
     repaired = json.loads(r.stdout)["repaired"]
     assert {(x["object"], x["copy"], x["was"], x["done"][0].split(" of ")[0]) for x in repaired} == {
         (names[0], "replica", "modified", "removed a damaged file"),

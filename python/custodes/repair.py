@@ -283,4 +283,6 @@ def _record(
     }
     with archive.transaction() as catalog:
         replay.record(catalog, entry)
+        # What verify found of it, kept for reports: a mode set back mends that alone; bytes restored, all of it.
+        catalog.object_findings.mended(digest, copy, "unprotected" if was == "unprotected" else None)
     result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})

@@ -30,7 +30,7 @@ from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, Finding, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
-from custodes.verify import VerifyResult, verify, verify_ledger_only
+from custodes.verify import VerifyFinding, VerifyResult, verify, verify_ledger_only
 
 if typing.TYPE_CHECKING:
     from custodes.catalog.registry import SegmentDeviceFacts
@@ -704,7 +704,22 @@ class _Facts:
     def verification(self) -> VerifyResult:
         if self.full_verify:
             return verify(self.archive, incremental=self.incremental)
-        return verify_ledger_only(self.archive, incremental=self.incremental)
+        result = verify_ledger_only(self.archive, incremental=self.incremental)
+        # Not re-hashed here: what the latest verify found wrong with an object stands until a verify finds it sound
+        # or a repair mends it (a hostile review: the report said integrity ok, 0 findings, after verify had found
+        # an object modified).
+        catalog = self.archive.catalog
+        result.findings += [
+            VerifyFinding(
+                f.kind,
+                f"{f.message} (found by verify at {rfc3339(f.found_ns)}; not re-hashed for this report)",
+                catalog.segments.first_for_object(f.sha256),
+                f.sha256,
+                copy=None if f.copy == "first" else f.copy,
+            )
+            for f in ([] if catalog.lacks("object_findings") else catalog.object_findings.all())
+        ]
+        return result
 
     @cached_property
     def coverage(self) -> list[TaskCoverage]:

@@ -56,7 +56,7 @@ from custodes._durable import fsync_dir, fsync_file, key_places, protection_prob
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.builtin.storage import OWNER_FILE
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
-from custodes.catalog.evidence import DigestRange, LedgerView, VerifyRun
+from custodes.catalog.evidence import DigestRange, LedgerView, ObjectFinding, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
 from custodes.findings import shell_word, shown_name
@@ -189,7 +189,31 @@ def verify(
         # turned --incremental's rollback check off (a hostile review).
         _verify_own_entries(archive, result)
         _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
+    _keep_object_findings(archive, result)
     return result
+
+
+#: What verify finds of an object that is not its object's state (work in flight, bytes the catalog does not name).
+_NOT_OF_EVIDENCE = (PENDING, "unexpected", "unrecorded")
+
+
+def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
+    """What this run found wrong with the objects the catalog records, kept until a verify finds them sound or a
+    repair mends them (catalog.evidence.ObjectFindings), for a report made without re-hashing (a hostile review:
+    it said integrity ok after verify had found an object modified). Not on a catalog this account cannot write or
+    whose schema differs (nothing is recorded there: _verify_copy)."""
+    catalog = archive.catalog
+    if catalog.read_only or catalog.schema_differences():
+        return
+    now = time.time_ns()
+    found = [
+        ObjectFinding(f.object, f.copy or "first", f.kind, f.message, now)
+        for f in result.findings
+        if f.object is not None and f.kind not in _NOT_OF_EVIDENCE and catalog.objects.known(f.object)
+    ]
+    if found:
+        with catalog.write():
+            catalog.object_findings.found(found)
 
 
 def verify_ledger_only(
@@ -1708,6 +1732,7 @@ class _Hashing:
                 if self.runs and self.run_id is None:
                     self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
                 self.stamper.objects.stamp_verified(verified, time.time_ns())
+                self.stamper.object_findings.sound(verified)
                 if self.run_id is not None:
                     self.stamper.verify_runs.add(self.run_id, len(verified), size)
         except SchemaDiffersError:

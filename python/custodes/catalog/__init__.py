@@ -34,7 +34,7 @@ from pathlib import Path
 from custodes.catalog import codes, schema
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
-from custodes.catalog.evidence import Objects, Scope, Segments, VerifyRuns
+from custodes.catalog.evidence import ObjectFindings, Objects, Scope, Segments, VerifyRuns
 from custodes.catalog.ledger import Checkpoints, Ledger
 from custodes.catalog.query import Query
 from custodes.catalog.registry import Registry
@@ -273,6 +273,7 @@ class Catalog:
         self.retention = Retention(conn)
         self.refusals = RefusalWindows(conn)
         self.verify_runs = VerifyRuns(conn)
+        self.object_findings = ObjectFindings(conn)
         self.registry = Registry(conn)  # the device registry and assignments (custodes.devices)
         self.query = Query(conn)  # the query API's paged reads (custodes.query)
 

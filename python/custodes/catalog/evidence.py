@@ -458,6 +458,45 @@ class VerifyRun(NamedTuple):
     stopped: str | None  # why it stopped before the end (a budget spent), None while running or when finished
 
 
+class ObjectFinding(NamedTuple):
+    sha256: str
+    copy: str  # "first", "replica"
+    kind: str
+    message: str
+    found_ns: int
+
+
+class ObjectFindings(Table):
+    """What the latest verify that looked at an object found wrong with it, by copy, until a verify finds it sound
+    or a repair mends it: for a report made without re-hashing. Run state, not a fact."""
+
+    def found(self, findings: list[ObjectFinding]) -> None:
+        """What a verify found of these objects, replacing what an earlier one found of them (in any copy: a run
+        looks at every copy of the objects it selects)."""
+        self._conn.executemany(
+            "DELETE FROM object_findings WHERE sha256 = ?", [(d,) for d in {f.sha256 for f in findings}]
+        )
+        self._conn.executemany("INSERT OR REPLACE INTO object_findings VALUES (?, ?, ?, ?, ?)", findings)
+
+    def sound(self, digests: list[str]) -> None:
+        """These objects were found sound (their bytes re-hashed, in every copy the run looked at)."""
+        self._conn.executemany("DELETE FROM object_findings WHERE sha256 = ?", [(d,) for d in digests])
+
+    def mended(self, sha256: str, copy: str, kind: str | None = None) -> None:
+        """A repair mended the object's copy: what was found of it (``kind``: that finding only)."""
+        self._conn.execute(
+            "DELETE FROM object_findings WHERE sha256 = ? AND copy = ? AND kind = COALESCE(?, kind)",
+            (sha256, copy, kind),
+        )
+
+    def all(self) -> list[ObjectFinding]:
+        rows = self._conn.execute(
+            "SELECT f.sha256, f.copy, f.kind, f.message, f.found_ns FROM object_findings f "
+            "JOIN objects o ON o.sha256 = f.sha256 WHERE o.purged_ns IS NULL ORDER BY f.sha256, f.copy, f.kind"
+        )
+        return [ObjectFinding(*r) for r in rows]
+
+
 class VerifyRuns(Table):
     """Verification runs (custodes.schedule): run state, so a stopped run resumes; not a fact."""
 

@@ -36,7 +36,8 @@ what it is about to link), ``objects.last_verified_ns`` (when verify last re-has
 (set once the ingest's checkpoint is signed, after its last entry), ``replay_state`` and ``refusal_windows``
 (refusals being counted in a window still open: the count becomes an ``access_refusal_count`` entry when it
 closes; a rebuild carries it over), ``verify_runs`` (verification runs under way, to resume them; see
-custodes.schedule).
+custodes.schedule), ``object_findings`` (what the latest verify found wrong with an object, for a report made
+without re-hashing).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ NOT_FACTS = (
     "replay_state",
     "refusal_windows",
     "verify_runs",
+    "object_findings",
 )
 
 

@@ -204,6 +204,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checkpoints ADD COLUMN folder_ctime_ns INTEGER;
     """,
+    # 16: what the latest verify that looked at an object found wrong with it, by copy ("first", "replica"), until
+    # a verify finds it sound again or a repair mends it (custodes.verify, custodes.repair): a report made without
+    # re-hashing said integrity ok, 0 findings, after verify had found an object modified (a hostile review). Run
+    # state, not a fact (replay.NOT_FACTS).
+    """
+    CREATE TABLE object_findings (
+        sha256 TEXT NOT NULL, copy TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL,
+        found_ns INTEGER NOT NULL, PRIMARY KEY (sha256, copy, kind));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
