@@ -329,3 +329,101 @@ def test_a_bundled_driver_reports_each_mismatch_once(tmp_path: Path) -> None:
     assert reading["time_zone"] == {"zone": "Asia/Shanghai", "source": "driver"}
     mismatches = [f for f in reading["findings"] if f["kind"] == "name_time_mismatch"]
     assert [os.path.basename(f["path"]) for f in mismatches] == [gat947_name("001234", "BWC0010", 300, 2)]
+
+
+LIAR = '''
+import dataclasses, os
+from custodes.drivers import Driver, VolumeReading, identity_from, media_segments, scan_volume
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver
+
+class Liar(Driver):
+    """A vendor driver with a bug of each kind (LIAR_MODE): what it returns is not the volume's."""
+    name = "liarcam"
+    def recognise(self, volume):
+        return 1.0 if (volume / "LIAR.ID").exists() else 0.0
+    def read(self, volume, options):
+        mode = os.environ["LIAR_MODE"]
+        if mode == "none":
+            return None
+        files, findings, skipped = scan_volume(volume)
+        identity = identity_from(volume, options, device_id="LIAR-1")
+        segments, found, _ = media_segments([f for f in files if f.name != "LIAR.ID"], "LIAR-1")
+        one, two = segments
+        if mode == "phantom":
+            segments.append(dataclasses.replace(one, path=os.path.join(volume, "REC_0777.mp4"), name="REC_0777.mp4",
+                                                sequence=777))
+        elif mode == "outside":
+            segments.append(dataclasses.replace(one, path="/etc/passwd", name="../../etc/passwd"))
+        elif mode == "dup":
+            segments.append(one)
+        elif mode == "swap":
+            segments = [dataclasses.replace(one, path=two.path), two]
+        elif mode == "backwards":
+            segments = [dataclasses.replace(one, end=one.start - 10**9), two]
+        return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings + found,
+                             skipped=skipped)
+
+@hookimpl
+def custodes_device_drivers():
+    return [DeviceDriver("liarcam", "a vendor driver with bugs", Liar)]
+'''
+
+
+@pytest.mark.parametrize("mode", ["phantom", "outside", "dup", "swap", "backwards"])
+def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_device_s(
+    tmp_path: Path, mode: str
+) -> None:
+    """A driver's segment of a file not on the volume, of a path outside it, returned twice, read from another
+    recording's file, or ending before it starts: ingest wrote each down against the device (an `overlap` error,
+    "clock jump or forgery", and a `sequence_break`, "a deleted file"; findings about /etc/passwd; the volume's
+    whole time line lost to the bad end), which a hostile review called false accusations. Each is the driver's
+    `malformed` finding naming it; the files are stored as they are, and the device gets no error for it."""
+    site = tmp_path / "site"
+    (site / "custodes_liarcam").mkdir(parents=True)
+    (site / "custodes_liarcam" / "__init__.py").write_text(textwrap.dedent(LIAR))
+    dist = site / "custodes_liarcam-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-liarcam\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[custodes]\nliarcam = custodes_liarcam\n")
+    vol = tmp_path / "LIAR"
+    make_clip(vol / "REC_0001.mp4", T0, 2.0)
+    make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
+    (vol / "LIAR.ID").write_text("liar\n")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    env = {**os.environ, "LIAR_MODE": mode}
+    cmd = [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--json"]
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *sys.path])
+    out = subprocess.run(cmd, env=env, capture_output=True)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    report = json.loads(out.stdout)
+    assert sorted(report["stored"]) == ["LIAR.ID", "REC_0001.mp4", "REC_0002.mp4"], report
+    kinds = {f["kind"] for f in report["findings"]}
+    assert not kinds & {"overlap", "sequence_break", "name_time_mismatch"}, report["findings"]
+    assert not [f for f in report["findings"] if f["path"] and not f["path"].startswith(str(vol))], report
+    (bad,) = [f for f in report["findings"] if f["kind"] == "malformed"]
+    assert bad["message"].startswith("driver liarcam: segment ") and bad["evidence"]["driver"] == "liarcam", bad
+    recorded = catalog_rows(arch, "SELECT original_name, kind FROM segments ORDER BY original_name")
+    assert ("REC_0002.mp4", "video") in recorded, recorded
+
+
+def test_a_driver_that_returns_no_reading_stores_nothing(tmp_path: Path) -> None:
+    """A driver's `read` returning None was taken as a reading of no device: the files were stored under the
+    folder's name as one (a hostile review), which a driver that raises is refused for. Refused the same way."""
+    site = tmp_path / "site"
+    (site / "custodes_liarcam").mkdir(parents=True)
+    (site / "custodes_liarcam" / "__init__.py").write_text(textwrap.dedent(LIAR))
+    dist = site / "custodes_liarcam-0.1.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[custodes]\nliarcam = custodes_liarcam\n")
+    vol = tmp_path / "LIAR"
+    make_clip(vol / "REC_0001.mp4", T0, 2.0)
+    (vol / "LIAR.ID").write_text("liar\n")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    env = {**os.environ, "LIAR_MODE": "none", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    cmd = [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)]
+    out = subprocess.run(cmd, env=env, capture_output=True)
+    assert out.returncode == 2 and b"returned NoneType, not a VolumeReading; nothing was stored" in out.stderr, out
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(0,)]

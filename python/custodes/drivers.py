@@ -1064,6 +1064,7 @@ def check_reading(
     identity = _check_identity(reading.identity, driver, vol, options)
     c = _Checker(driver, vol, identity.findings_device)
     segments = [s for s in (_check_segment(c, s) for s in _items(c, reading.segments, "segments")) if s is not None]
+    segments = _files_of_the_volume(c, segments)
     clock = [
         x for x in (_check_clock(c, x) for x in _items(c, reading.clock_readings, "clock_readings")) if x is not None
     ]
@@ -1311,6 +1312,46 @@ def _check_segment(c: _Checker, s: Any) -> VolumeSegment | None:
         if v is not getattr(s, k):
             return replace(s, **fixed)
     return s  # the usual case, a driver that keeps the contract: no copy of 10^5 segments
+
+
+def _files_of_the_volume(c: _Checker, segments: list[VolumeSegment]) -> list[VolumeSegment]:
+    """The segments that each describe a file of the volume (its ``path`` the file's, as :func:`scan_volume`
+    lists it under its ``name``), once, with an end not before the start. A hostile review had a driver's bugs
+    written down as the device's doing: a segment of a file not on the volume, or read from another file (a path
+    outside it, another recording's), made `overlap` ("clock jump or forgery") and `sequence_break` ("a deleted
+    file") errors against the device and findings about /etc/passwd; one returned twice, an overlap with itself;
+    an end before the start stopped the volume's whole time line. Each is the driver's `malformed` finding now:
+    the segment dropped (its file, if on the volume, stored as it is), or its end."""
+    files = {f.name: f.path for f in scan_volume(Path(c.volume))[0]}
+    kept: list[VolumeSegment] = []
+    seen: set[str] = set()
+    for s in segments:
+        where = files.get(s.name)
+        if where != s.path or s.name in seen:
+            why = (
+                "returned twice"
+                if where == s.path
+                else ("not a file on the volume" if where is None else f"read from {shown_name(s.path)}, not that file")
+            )
+            c.findings.append(
+                Finding(
+                    "malformed",
+                    f"driver {c.driver}: segment {shown_name(s.name)} is {why}; dropped (the volume's files are "
+                    "stored as they are)",
+                    c.device,
+                    where if where is not None else c.volume,
+                    evidence={"driver": c.driver, "record": "segment", "name": s.name, "path": s.path},
+                )
+            )
+            continue
+        seen.add(s.name)
+        if s.start is not None and s.end is not None and s.end < s.start:
+            # (the start kept, as the driver said it, with the container's time beside it: which one is wrong is
+            # for a person to see; without an end the recording is off the time line, as one without times)
+            c.bad("segment", "end", s.end, s.path, f"a time not before its start ({s.start})")
+            s = replace(s, end=None)
+        kept.append(s)
+    return kept
 
 
 def _media_ok(m: Any) -> bool:

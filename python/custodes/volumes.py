@@ -223,6 +223,13 @@ def read_volume(
                 ],
                 choice=choice,
             )
+        if strict and not isinstance(reading, VolumeReading):
+            # As a driver that raised: what it returned says nothing of the device, and the files stored without
+            # it would be filed under the folder's name as one (a hostile review: `None` did so).
+            raise DriverReadError(
+                f"{volume}: driver {name} returned {type(reading).__name__}, not a VolumeReading; nothing was stored: "
+                "fix the driver, or store the files without its metadata with --driver generic -o device_id=ID"
+            )
         checked = check_reading(reading, name, path, opts)
         checked.findings += shared_findings(checked, opts)  # every driver's reading, once (custodes.drivers)
         # A driver's finding that names no device is about this volume's device (a query by device finds it).
