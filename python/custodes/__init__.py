@@ -17,6 +17,8 @@ README and that page in agreement.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from custodes._core import __version__
 from custodes.errors import (
     ChangedWhileReadingError,
@@ -34,6 +36,10 @@ from custodes.errors import (
 )
 from custodes.findings import Finding
 from custodes.hashing import ALGORITHMS, DEFAULT_ALGORITHM, HashProgress, HashResult, hash_files, walk
+
+if TYPE_CHECKING:  # their real types for a type checker; at run time loaded on first use (_LAZY below)
+    from custodes.checksums import ChecksumEntry, parse_checksum_list
+    from custodes.media import CreationTime, MediaInfo, TrackInfo, probe, probe_many
 
 #: The public modules, each used through its ``__all__``: the library an agency tool calls (archive, ingest,
 #: verify, proofs, merkle, policy, query, records, reports, timeline; errors, findings, hashing, checksums, media)
