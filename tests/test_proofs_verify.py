@@ -157,3 +157,22 @@ def test_what_is_not_a_proof_is_refused(cli_archive: Path, given: Any, message: 
     with pytest.raises(ProofError) as e:
         proofs.verify(given, trusted_key=key_text(cli_archive))
     assert str(e.value) == message
+
+
+def test_the_library_takes_the_key_as_text_and_refuses_a_negative_entry(cli_archive: Path, tmp_path: Path) -> None:
+    """Through the library, as an agency tool pins the key the README asks it to keep: verify and
+    verify_ledger_only took only the internal key types (its text, as init printed it, failed with an
+    AttributeError), and ledger_proof(entry=-1) ended in a bare AssertionError (a hostile review)."""
+    from custodes.archive import open_archive
+    from custodes.ledger import LedgerError
+    from custodes.verify import verify, verify_ledger_only
+
+    good, wrong = key_text(cli_archive), key_text(build_cli_archive(tmp_path / "other"))
+    fingerprint = json.loads(run_cli("ledger", "verify", cli_archive, "--json").stdout)["trust"]["fingerprint"]
+    with open_archive(cli_archive) as a:
+        for key in (good, fingerprint, str(cli_archive / "keys" / "checkpoint.vkey")):
+            assert verify_ledger_only(a, trusted_key=key).ok, key
+        assert verify(a, trusted_key=good).trust is not None
+        assert "untrusted_key" in {f.kind for f in verify_ledger_only(a, trusted_key=wrong).findings}
+        with pytest.raises(LedgerError, match="an entry is its index in the ledger, 0 or more"):
+            proofs.ledger_proof(a, entry=-1)

@@ -104,6 +104,8 @@ def ledger_proof(
         if entry is None:
             raise LedgerError(f"no segment {segment}")
     if entry is not None:
+        if type(entry) is not int or entry < 0:  # (a hostile review: -1 ended in an AssertionError)
+            raise LedgerError(f"entry {entry!r}: an entry is its index in the ledger, 0 or more")
         if entry >= cp.size:
             raise LedgerError(f"entry {entry} is not covered by the latest checkpoint (size {cp.size})")
         data = archive.catalog.ledger.entry(entry)

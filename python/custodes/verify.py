@@ -61,7 +61,7 @@ from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
 from custodes.findings import shell_word, shown_name
 from custodes.hashing import ALGORITHMS, HashResult
-from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, untrusted
+from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, load_trusted, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.schedule import Budget, Selection, resumable
@@ -170,12 +170,13 @@ def verify(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    trusted_key: VerifierKey | Fingerprint | None = None,
+    trusted_key: VerifierKey | Fingerprint | str | None = None,
     witness: Path | None = None,
     schedule: Schedule | None = None,
     incremental: bool = False,
 ) -> VerifyResult:
-    """``trusted_key``: the key kept outside the archive (else its own keys/checkpoint.vkey is trusted);
+    """``trusted_key``: the key kept outside the archive, or its text, fingerprint or file as ``--trusted-key`` takes
+    them (else its own keys/checkpoint.vkey is trusted);
     ``witness``: a folder of published checkpoints the tree must extend (custodes.witness); ``schedule``: which
     objects to re-hash, within what budget, on which executor (default: all of them, here); ``incremental``:
     replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache)."""
@@ -219,7 +220,7 @@ def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
 def verify_ledger_only(
     archive: Archive,
     *,
-    trusted_key: VerifierKey | Fingerprint | None = None,
+    trusted_key: VerifierKey | Fingerprint | str | None = None,
     witness: Path | None = None,
     incremental: bool = False,
 ) -> VerifyResult:
@@ -303,9 +304,13 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
 
 
 def _trust(
-    archive: Archive, result: VerifyResult, trusted_key: VerifierKey | Fingerprint | None, witness: Path | None
+    archive: Archive, result: VerifyResult, trusted_key: VerifierKey | Fingerprint | str | None, witness: Path | None
 ) -> KeyChain:
-    """The key chain checkpoints are checked with (custodes.keys), what is wrong with it, and the witness's findings."""
+    """The key chain checkpoints are checked with (custodes.keys), what is wrong with it, and the witness's findings.
+    A key given as text is read as ``--trusted-key`` reads it: the key, its fingerprint, or a file holding the key
+    (a hostile review: the text, as init prints it and the README asks to pin, failed with an AttributeError)."""
+    if isinstance(trusted_key, str):
+        trusted_key = load_trusted(trusted_key)
     chain = archive_chain(archive, trusted_key)
     for message, index in untrusted(chain, archive.verifier_key, "keys/checkpoint.vkey"):
         result.findings.append(VerifyFinding(UNTRUSTED_KEY, message, ledger_index=index))
