@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from custodes.archive import open_archive
+from custodes.reports import ReportError, build_report
 from footage import T0, make_clip
 from helpers import as_, build_cli_archive, catalog_edit, request, run_cli
 
@@ -108,8 +110,16 @@ def test_json_numbers_equal_what_was_built(built: Path, tmp_path: Path) -> None:
 
 
 def test_scope_and_period(built: Path, tmp_path: Path) -> None:
-    other = json.loads(report(built, "json", tmp_path / "o.json", "--scope", "device=NOPE").read_text())
-    assert other["completeness"]["segments"] == 0 and other["timeliness"]["late_ingest"] == 0
+    # A device, unit, officer or case the archive does not know is refused, not a confident report of 0 recordings
+    # (since 2026-12-01: a hostile review), through the CLI and the library alike.
+    for scope in ("device=NOPE", "unit=NOPE", "officer=NOPE", "case=NOPE"):
+        out = run_cli("report", built, "--format", "json", "--out", tmp_path / "o.json", "--scope", scope)
+        assert out.returncode == 2 and b"the archive knows no" in out.stderr, (scope, out.stderr)
+    assert not (tmp_path / "o.json").exists()
+    with open_archive(built) as a:
+        for kw in ({"scope": "planet"}, {"scope": "device"}, {"start": 10, "end": 5}, {"lang": "fr"}):
+            with pytest.raises(ReportError):
+                build_report(a, **kw)
     early = json.loads(report(built, "json", tmp_path / "e.json", "--to", "2023-01-01T00:00:00Z").read_text())
     assert early["completeness"]["segments"] == 0  # before 2023: nothing but the 2000 clip, placed at its ingest
     assert run_cli("report", built, "--format", "json", "--out", tmp_path / "x", "--scope", "planet=3").returncode == 2

@@ -3135,10 +3135,10 @@ def bag_validate_command(bag: str, trusted_key: str | None, out: Output) -> None
 
 def _check_scope(scope: str) -> str:
     """--scope is checked as it is parsed, before the archive is opened."""
-    from custodes.reports import SCOPES
+    from custodes.reports import scope_problem
 
     kind, _, value = scope.partition("=")
-    if kind not in SCOPES or (kind != "archive" and not value):
+    if scope_problem(kind, value) is not None:
         raise click.BadParameter(
             f"{scope!r}: use archive, or one of unit=, officer=, device=, case= with an id", param_hint="--scope"
         )

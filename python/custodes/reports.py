@@ -30,6 +30,7 @@ from custodes.defaults import NS
 from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, Finding, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
+from custodes.messages import LANGUAGES
 from custodes.verify import VerifyFinding, VerifyResult, verify, verify_ledger_only
 
 if typing.TYPE_CHECKING:
@@ -584,6 +585,35 @@ def default_lang(archive: Archive) -> str:
     return str(archive.policy.extra.get("report", {}).get("lang", "zh"))
 
 
+def scope_problem(scope: str, value: str | None) -> str | None:
+    """What is wrong with a report's scope as given (one of :data:`SCOPES`, and an id with any but ``archive``);
+    None when nothing is."""
+    if scope not in SCOPES or (scope != "archive" and not value):
+        return f"scope {scope!r}: use archive, or one of unit, officer, device, case with an id"
+    return None
+
+
+def _asked_for(
+    archive: Archive, scope: str, value: str | None, start: int | None, end: int | None, lang: str
+) -> list[str] | None:
+    """The scope's devices (None: the whole archive), or a ReportError for a report that cannot be made as asked:
+    a scope that is none, a period that ends before it starts, a language there is none of, a device, unit,
+    officer or case the archive does not know (a hostile review: each gave a confident report of 0 recordings
+    and 0 gaps, where the query API refuses the same name)."""
+    problem = scope_problem(scope, value)
+    if problem is not None:
+        raise ReportError(problem)
+    if start is not None and end is not None and end <= start:
+        raise ReportError(f"the period ends ({rfc3339(end)}) where or before it starts ({rfc3339(start)})")
+    if lang not in LANGUAGES:
+        raise ReportError(f"no report language {lang!r} (known: {', '.join(LANGUAGES)})")
+    devices = _devices_in_scope(archive, scope, value)
+    known = archive.catalog.devices.exists(value or "") or archive.catalog.registry.get(value or "") is not None
+    if devices == [] or (scope == "device" and not known):
+        raise ReportError(f"the archive knows no {scope} {value!r}: no report is made for it")
+    return devices
+
+
 def _devices_in_scope(archive: Archive, scope: str, value: str | None) -> list[str] | None:
     devices = archive.catalog.devices
     if scope == "archive":
@@ -623,8 +653,8 @@ def build_report(
     unknown = sorted(wanted - set(SECTIONS))
     if unknown:
         raise ReportError(f"no report section {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
+    devices = _asked_for(archive, scope, value, start, end, lang)
     lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
-    devices = _devices_in_scope(archive, scope, value)
     # A recording is in the period its time says; with an unset clock (before the floor), its ingest's.
     facts = _Facts(
         archive,
