@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import custodes.ingest
 from custodes.archive import init_archive, open_archive
 from custodes.ingest import ingest
 from custodes.storage import copy_object
@@ -62,7 +63,7 @@ def test_ingest_and_verify_real_footage(archive, tmp_path: Path) -> None:
     assert verify(archive).ok
 
 
-def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> None:
+def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vol = tmp_path / "REC"
     (vol / "GAT947_ID.TXT").parent.mkdir(parents=True)
     (vol / "GAT947_ID.TXT").write_text("product_serial=A123456\nofficer_number=001234\n")
@@ -73,7 +74,9 @@ def test_ffmpeg_gat947_volume_findings_and_times(archive, tmp_path: Path) -> Non
         t = T0 + timedelta(seconds=2 * i)
         make_clip(vol / f"001234_A123456_{t.astimezone(bj):%Y%m%d%H%M%S}_{seq:04d}.MP4", t)
     (vol / "DOCKCLOCK.TXT").write_text("device_time=2024-03-01 18:00:10\nstation_time=2024-03-01T10:00:00Z\n")
-    r = ingest(archive, vol, now=int((T0 + timedelta(hours=30)).timestamp()) * 10**9)
+    then = int((T0 + timedelta(hours=30)).timestamp()) * 10**9
+    monkeypatch.setattr(custodes.ingest, "_clock", lambda: then)  # (the system clock, for this test)
+    r = ingest(archive, vol)
     kinds = sorted(f.kind for f in r.findings)
     assert kinds == ["late_ingest", "late_ingest", "late_ingest", "sequence_break"]
     rows = catalog_rows(
@@ -388,3 +391,11 @@ def test_an_archive_whose_path_is_not_utf8_verifies(tmp_path: Path) -> None:
     for command in (("verify",), ("ledger", "verify")):
         r = run_cli(*command, arch)
         assert r.returncode == 0 and "Traceback" not in r.stderr.decode(), r.stderr
+
+
+def test_an_ingest_takes_its_time_from_the_system_clock_alone() -> None:
+    """`ingest(..., now=T)` let a library caller set when footage was taken in: an ingest backdated to 1970 was
+    signed into the ledger and no check could tell (a hostile review). The time is the system's clock's."""
+    import inspect
+
+    assert "now" not in inspect.signature(ingest).parameters

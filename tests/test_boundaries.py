@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import custodes.ingest
 from custodes import merkle, timeline
 from custodes.archive import init_archive
 from custodes.ingest import ingest
@@ -80,12 +81,15 @@ def _volume_and_end(tmp_path: Path) -> tuple[Path, int]:
 
 
 @pytest.mark.parametrize("past_deadline_ns, late", [(0, False), (1, True)])
-def test_late_ingest_at_the_deadline_and_one_ns_past_it(tmp_path: Path, past_deadline_ns: int, late: bool) -> None:
+def test_late_ingest_at_the_deadline_and_one_ns_past_it(
+    tmp_path: Path, past_deadline_ns: int, late: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vol, end = _volume_and_end(tmp_path)
     archive = init_archive(tmp_path / "archive")
     try:
         deadline = round(archive.policy.ingest_deadline_hours * 3600 * NS)
-        result = ingest(archive, vol, now=end + deadline + past_deadline_ns)
+        monkeypatch.setattr(custodes.ingest, "_clock", lambda: end + deadline + past_deadline_ns)
+        result = ingest(archive, vol)
         kinds = [f.kind for f in result.findings]
         assert kinds.count("late_ingest") == (1 if late else 0), kinds
         assert result.stored == ["CLIP0001.mp4"]
@@ -93,11 +97,12 @@ def test_late_ingest_at_the_deadline_and_one_ns_past_it(tmp_path: Path, past_dea
         archive.close()
 
 
-def test_an_hour_early_is_not_late(tmp_path: Path) -> None:
+def test_an_hour_early_is_not_late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vol, end = _volume_and_end(tmp_path)
     archive = init_archive(tmp_path / "archive")
     try:
-        result = ingest(archive, vol, now=end + int(timedelta(hours=1).total_seconds()) * NS)
+        monkeypatch.setattr(custodes.ingest, "_clock", lambda: end + int(timedelta(hours=1).total_seconds()) * NS)
+        result = ingest(archive, vol)
         assert [f.kind for f in result.findings] == []
     finally:
         archive.close()
