@@ -620,6 +620,27 @@ def test_a_file_a_killed_ingest_stored_whose_copy_fails_on_the_re_run_is_recover
     assert run_cli("verify", arch).returncode == 0
 
 
+def test_a_file_whose_object_s_place_holds_other_bytes_fails_once_and_truly(tmp_path: Path) -> None:
+    """Killed after linking, a byte of one linked object then changed; the card unchanged. The re-run's own copy
+    fails (the place holds other bytes, never replaced), and the file was failed a second time for the killed
+    ingest, "not on the volume as that ingest read it" while it was, listed twice (a hostile review). Once, with
+    this run's reason; verify names the bytes at the place."""
+    vol, arch, name, sha = killed_after_linking(tmp_path, wipe=False)
+    place = arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+    place.chmod(0o600)
+    with open(place, "r+b") as f:
+        f.seek(100)
+        f.write(bytes([f.read(1)[0] ^ 1]))
+    place.chmod(0o400)
+    code, report, _ = ingest(vol, arch)
+    assert report["failed"] == [name], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert "is there already and is a file with other bytes" in failed["message"], failed
+    assert "not on the volume" not in failed["message"]
+    found = json.loads(run_cli("verify", arch, "--json").stdout)["findings"]
+    assert [(f["kind"], f["object"]) for f in found] == [("modified", sha)], found
+
+
 SEGMENT_FACTS = "SELECT original_name, sha256, kind, start_ns, end_ns, device_id FROM segments ORDER BY original_name"
 
 

@@ -829,11 +829,22 @@ def _recover(
 
     for sha, recorded in finished:
         take(sha, recorded)
+    # The bytes this run read under each name (stored, present, or failed with what it read): a noted file this
+    # run read the same bytes of is this run's to store, and its outcome stands (a hostile review: a file whose
+    # object's place held other bytes failed twice, the second time said to be "not on the volume" while it was).
+    read_here = {s.name: s.sha256 for s in result.segments}
+    read_here |= {
+        name_text(os.path.relpath(f.path, volume)): f.evidence["sha256"]
+        for f in result.findings
+        if f.kind == "ingest_failed" and f.path and isinstance(f.evidence, dict) and "sha256" in f.evidence
+    }
     with archive.transaction() as catalog:
         now = time.time_ns()
         for sha, notes in noted.items():
             for ingest, note in notes:
                 name = f"object {sha}" if note is None else _noted_name(note["facts"])
+                if note is not None and name in on_volume and read_here.get(name_text(name)) == sha:
+                    continue
                 path = None if note is None else os.path.join(volume, name)
                 cause = f"its ingest noted no facts to record object {sha} by" if note is None else why.get(sha)
                 if note is not None and cause is None:
