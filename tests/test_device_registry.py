@@ -17,7 +17,7 @@ import pytest
 
 from custodes.devices import FINDING_KINDS
 from footage import T0, make_clip
-from helpers import as_, catalog_edit, grant, run_cli
+from helpers import as_, catalog_edit, catalog_rows, grant, run_cli
 
 BJ = timezone(timedelta(hours=8))
 S = 1_000_000_000
@@ -532,3 +532,27 @@ def test_html_report_draws_the_devices_section(fleet: Path) -> None:
         assert row in pages["en"], (row, pages["en"][pages["en"].find("<h2>Devices</h2>") :][:1500])
     assert "<h2>Devices</h2><table><tr><th>Unit</th>" in pages["en"]
     assert "<h2>执法记录仪</h2>" in pages["zh"] and "<td>未登记单位</td>" in pages["zh"]
+
+
+def test_the_library_refuses_a_device_the_import_would_refuse(tmp_path: Path) -> None:
+    """Devices handed to register_devices were recorded as given (a hostile review of the library: an empty id,
+    kind "toaster", status "stolen", ledgered for good, where an import refuses each row naming it). The same rule
+    now, nothing recorded; a good device then registers."""
+    from custodes.archive import open_archive
+    from custodes.devices import DeviceError, RegisteredDevice, register_devices
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    grant(arch, "custodian")
+    bad = [
+        RegisteredDevice("Q", "toaster"),
+        RegisteredDevice("", "body_camera"),
+        RegisteredDevice("Q3", "body_camera", status="stolen"),
+        RegisteredDevice("Q4", "body_camera", since="2020"),  # type: ignore[arg-type]
+    ]
+    with open_archive(arch) as a:
+        for device in bad:
+            with pytest.raises(DeviceError, match="nothing recorded"):
+                register_devices(a, [RegisteredDevice("OK1", "body_camera"), device])
+        assert catalog_rows(arch, "SELECT COUNT(*) FROM registry") == [(0,)]
+        assert register_devices(a, [RegisteredDevice("OK1", "body_camera")])["imported"] == ["OK1"]

@@ -156,18 +156,30 @@ def _id(value: str, what: str, where: str) -> str:
 
 def _device(r: Mapping[str, Any], where: str) -> RegisteredDevice:
     _unknown_fields(r, _FIELDS, where)
-    device = _id(_text(r, "id"), "device", where)
-    if not device:
-        raise DeviceError(f"{where}: no id")
-    kind = _text(r, "kind")
-    if kind not in KINDS:
-        raise DeviceError(f"{where}: device {device!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    status = _text(r, "status") or "in_service"
-    if status not in STATUSES:
-        raise DeviceError(f"{where}: device {device!r}: status {status!r} is not one of {', '.join(STATUSES)}")
     since = parse_time(r["since"], where) if _text(r, "since") else None
     vendor, model, serial, unit = (_text(r, k) for k in _FIELDS[2:6])
-    return RegisteredDevice(device, kind, vendor, model, serial, unit, status, since)
+    device = RegisteredDevice(_text(r, "id"), _text(r, "kind"), vendor, model, serial, unit, "", since)
+    return _checked(replace(device, status=_text(r, "status") or "in_service"), where)
+
+
+def _checked(d: RegisteredDevice, where: str) -> RegisteredDevice:
+    """The device as the registry may hold it, or a DeviceError naming what is wrong: an id (text, not empty, not
+    too long), a kind of :data:`KINDS`, a status of :data:`STATUSES`, text fields, a time in ns or None. Asked of
+    an import's rows and of devices handed to :func:`register_devices` alike (a hostile review: through the library
+    an empty id, kind "toaster" and status "stolen" were recorded for good)."""
+    if not isinstance(d.id, str) or not d.id.strip():
+        raise DeviceError(f"{where}: no id")
+    _id(d.id, "device", where)
+    if d.kind not in KINDS:
+        raise DeviceError(f"{where}: device {d.id!r}: kind {d.kind!r} is not one of {', '.join(KINDS)}")
+    if d.status not in STATUSES:
+        raise DeviceError(f"{where}: device {d.id!r}: status {d.status!r} is not one of {', '.join(STATUSES)}")
+    for name in ("vendor", "model", "serial", "unit"):
+        if not isinstance(getattr(d, name), str):
+            raise DeviceError(f"{where}: device {d.id!r}: {name} {getattr(d, name)!r} is not text")
+    if d.since is not None and type(d.since) is not int:
+        raise DeviceError(f"{where}: device {d.id!r}: since {d.since!r} is not a time (ns since 1970)")
+    return d
 
 
 def parse_devices(records: Iterable[Mapping[str, Any]], source: str) -> list[RegisteredDevice]:
@@ -231,7 +243,12 @@ def register_devices(
                 raise DeviceError(f"device {', '.join(known)} is registered already; change it with device update")
         entries: list[tuple[RegisteredDevice, int, RegistryRow | None]] = []
         problems: list[str] = []
-        for d in devices:
+        for n, d in enumerate(devices, start=1):
+            try:
+                _checked(d, f"device {n}")
+            except DeviceError as e:
+                problems.append(str(e))
+                continue
             row = tx.registry.get(d.id)
             since = d.since if d.since is not None else (row.status_since_ns if row and row.status == d.status else now)
             if since > now + FUTURE_SLACK_NS:
