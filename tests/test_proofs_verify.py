@@ -170,8 +170,11 @@ def test_the_library_takes_the_key_as_text_and_refuses_a_negative_entry(cli_arch
     good, wrong = key_text(cli_archive), key_text(build_cli_archive(tmp_path / "other"))
     fingerprint = json.loads(run_cli("ledger", "verify", cli_archive, "--json").stdout)["trust"]["fingerprint"]
     with open_archive(cli_archive) as a:
-        for key in (good, fingerprint, str(cli_archive / "keys" / "checkpoint.vkey")):
+        vkey = cli_archive / "keys" / "checkpoint.vkey"
+        for key in (good, fingerprint, str(vkey), vkey):  # (a Path was taken for a key object: "untrusted")
             assert verify_ledger_only(a, trusted_key=key).ok, key
+        with pytest.raises(TypeError):
+            verify_ledger_only(a, trusted_key=good.encode())  # type: ignore[arg-type]
         assert verify(a, trusted_key=good).trust is not None
         assert "untrusted_key" in {f.kind for f in verify_ledger_only(a, trusted_key=wrong).findings}
         with pytest.raises(LedgerError, match="an entry is its index in the ledger, 0 or more"):

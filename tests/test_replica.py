@@ -93,8 +93,14 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
     }
     replica_finding = next(f for f in findings if f["copy"] == "replica")
     assert str(second) in str(replica_finding["message"])  # the message says where the bad copy is
-    # A report made without re-hashing says what verify found of each copy, until it is mended.
+    # A report made without re-hashing says what verify found of each copy, until it is mended; a catalog rebuilt
+    # from the ledger keeps it (a hostile review: the rebuild dropped it, and the report said all was well).
     assert _report_integrity(arch, tmp_path / "before.json") == {
+        ("modified", "replica", names[0]),
+        ("missing", None, names[1]),
+    }
+    assert run_cli("ledger", "rebuild-catalog", arch, "--replace").returncode == 0
+    assert _report_integrity(arch, tmp_path / "rebuilt.json") == {
         ("modified", "replica", names[0]),
         ("missing", None, names[1]),
     }
@@ -204,7 +210,10 @@ def test_storage_check_probes_both_copies(make_cli_archive: Callable[..., Path],
     report = json.loads(run_cli("storage", "check", arch, "--json").stdout)
     apart = {g["name"]: g for g in report["replica"]["guarantees"]}["second copy kept apart"]
     assert "and 3 of its objects are the first copy's own files (hard links" in apart["detail"], apart
-    assert run_cli("storage", "repair", arch).returncode == 0  # each copy given a file of its own
+    r = run_cli("storage", "repair", arch, "--json")  # each copy given a file of its own
+    assert r.returncode == 0, r.stderr
+    # Once the first copy's file is its own, the second's is too: no entry that did nothing (a hostile review).
+    assert all(x["done"] for x in json.loads(r.stdout)["repaired"]), r.stdout
     assert _verify(arch) == (0, [])
     assert all(p.stat().st_nlink == 1 for p in [*_objects(arch).values(), *_objects(second).values()])
 
@@ -486,6 +495,26 @@ def test_an_object_that_is_one_file_with_a_name_elsewhere_is_named_and_given_a_f
     assert _verify(arch) == (0, [])
     card_file.write_bytes(b"shredded")
     assert _verify(arch) == (0, [])
+
+
+def test_a_hard_linked_copy_whose_bytes_changed_is_restored_from_the_other_once(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The first copy's file hard-linked elsewhere and its bytes changed through that name: repair reported it
+    both failed (its own file could not be made from bytes that are not its name's) and repaired (restored from
+    the second copy), exit 1 (a hostile review). Restored once, exit 0; the other name keeps its file."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    name = sorted(_objects(arch))[0]
+    elsewhere = tmp_path / "elsewhere"
+    os.link(_objects(arch)[name], elsewhere)
+    _flip_a_byte(elsewhere)
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0, r.stdout
+    done = json.loads(r.stdout)
+    assert done["failed"] == [] and [(x["object"], x["was"]) for x in done["repaired"]] == [(name, "modified")]
+    assert _verify(arch) == (0, [])
+    assert elsewhere.stat().st_nlink == 1 and hashlib.sha256(elsewhere.read_bytes()).hexdigest() != name
 
 
 def test_an_object_given_to_another_account_is_unprotected_and_given_back(

@@ -671,8 +671,16 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
         c = found[sha]
         if not held.ok or held.size != c.size or any(held.digests.get(a) != d for a, d in c.digests.items()):
             keep.add(os.fspath(c.temp))
-    missing = [c for sha, c in found.items() if sha not in there]
-    items = [_second_name(c) if second_name else c for c in missing]
+    missing = []
+    items = []
+    for sha, c in found.items():
+        if sha in there:
+            continue
+        try:  # (another process sweeping the same dead ingest's copies may have taken this one meanwhile)
+            items.append(_second_name(c) if second_name else c)
+            missing.append(c)
+        except FileNotFoundError:
+            continue
     for c, item, outcome in zip(
         missing, items, store.put_many([Put(i.temp, i.size, i.digests) for i in items]), strict=True
     ):

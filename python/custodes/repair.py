@@ -186,13 +186,20 @@ def repair(archive: Archive) -> RepairResult:
     for digest, copies in sorted(bad.items()):
         recorded = archive.catalog.objects.get(digest)
         assert recorded is not None  # (only objects the catalog keeps are in ``bad``: _what_verify_found)
+        # A copy restored whole from the other below is a new read-only file: protecting it first in place is
+        # nothing, or a failure (a hard-linked copy whose bytes changed too cannot be given its own file from them:
+        # a hostile review saw it both failed and repaired).
+        restored = set(copies) if len(copies) == 1 and len(stores) == 2 and digest not in edited else set()
         for copy in unprotected.get(digest, []):  # its mode and owner, in place
+            if copy in restored:
+                continue
             try:
                 done = stores[copy].protect(digest)
             except (OSError, CustodesError) as e:
                 result.failed.append({"object": digest, "copy": copy, "why": str(e)})
                 continue
-            _record(archive, result, person, digest, copy, "unprotected", done)
+            if done:  # (nothing to do: the two copies were one file, split when the first was protected)
+                _record(archive, result, person, digest, copy, "unprotected", done)
         if not copies:
             continue
         if digest in edited:

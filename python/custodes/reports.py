@@ -586,9 +586,9 @@ def default_lang(archive: Archive) -> str:
 
 
 def scope_problem(scope: str, value: str | None) -> str | None:
-    """What is wrong with a report's scope as given (one of :data:`SCOPES`, and an id with any but ``archive``);
-    None when nothing is."""
-    if scope not in SCOPES or (scope != "archive" and not value):
+    """What is wrong with a report's scope as given (one of :data:`SCOPES`, and an id with any but ``archive``, none
+    with ``archive``); None when nothing is."""
+    if scope not in SCOPES or (scope != "archive") != bool(value):
         return f"scope {scope!r}: use archive, or one of unit, officer, device, case with an id"
     return None
 

@@ -170,7 +170,7 @@ def verify(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    trusted_key: VerifierKey | Fingerprint | str | None = None,
+    trusted_key: VerifierKey | Fingerprint | str | os.PathLike[str] | None = None,
     witness: Path | None = None,
     schedule: Schedule | None = None,
     incremental: bool = False,
@@ -220,7 +220,7 @@ def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
 def verify_ledger_only(
     archive: Archive,
     *,
-    trusted_key: VerifierKey | Fingerprint | str | None = None,
+    trusted_key: VerifierKey | Fingerprint | str | os.PathLike[str] | None = None,
     witness: Path | None = None,
     incremental: bool = False,
 ) -> VerifyResult:
@@ -304,13 +304,18 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
 
 
 def _trust(
-    archive: Archive, result: VerifyResult, trusted_key: VerifierKey | Fingerprint | str | None, witness: Path | None
+    archive: Archive,
+    result: VerifyResult,
+    trusted_key: VerifierKey | Fingerprint | str | os.PathLike[str] | None,
+    witness: Path | None,
 ) -> KeyChain:
     """The key chain checkpoints are checked with (custodes.keys), what is wrong with it, and the witness's findings.
     A key given as text is read as ``--trusted-key`` reads it: the key, its fingerprint, or a file holding the key
     (a hostile review: the text, as init prints it and the README asks to pin, failed with an AttributeError)."""
-    if isinstance(trusted_key, str):
-        trusted_key = load_trusted(trusted_key)
+    if isinstance(trusted_key, (str, os.PathLike)):
+        trusted_key = load_trusted(os.fspath(trusted_key))  # (a Path was taken for a key object: a hostile review)
+    elif trusted_key is not None and not isinstance(trusted_key, (VerifierKey, Fingerprint)):
+        raise TypeError(f"trusted_key: a verifier key, its fingerprint, or their text or file, not {trusted_key!r}")
     chain = archive_chain(archive, trusted_key)
     for message, index in untrusted(chain, archive.verifier_key, "keys/checkpoint.vkey"):
         result.findings.append(VerifyFinding(UNTRUSTED_KEY, message, ledger_index=index))

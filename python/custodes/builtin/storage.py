@@ -177,7 +177,9 @@ class LocalStore:
         for item, own, outcome in zip(items, spooled, outcomes, strict=True):
             if isinstance(own, Put) and own.file != item.file:
                 if isinstance(outcome, bool):
-                    os.unlink(item.file)  # stored from its copy: consumed, as a file of the spool would be
+                    # stored from its copy: consumed, as a file of the spool would be (another process sweeping the
+                    # same dead ingest's copies may have consumed it first: a hostile review's traceback)
+                    Path(item.file).unlink(missing_ok=True)
                 else:
                     own.file.unlink(missing_ok=True)  # the copy goes, the caller's file stays theirs
 

@@ -1086,6 +1086,9 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
             # objects of an interrupted ingest whose card was wiped became unexpected, for good).
             _copy(live, new, "ingest_intents", ("sha256", "ingest_id", "created_ns"))
             _copy(live, new, "ingest_notes", ("ingest_id", "sha256", "entry"))
+            # What verify last found wrong with objects, which a report made without re-hashing shows (a hostile
+            # review: a rebuild dropped it, and the report said all was well of an object still modified).
+            _copy(live, new, "object_findings", ("sha256", "copy", "kind", "message", "found_ns"))
         _conn(new).execute("PRAGMA foreign_keys=ON")
         found = differences(live, new, made)
         _conn(new).execute(f"DROP TABLE {WRITTEN_BY}")  # the replay's own record, not the schema's
