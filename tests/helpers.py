@@ -792,3 +792,16 @@ def nested_folders(top: Path, depth: int, at_each: Callable[[int, int], None] | 
             fd = below
     finally:
         os.close(fd)
+
+
+def install_plugin(site: Path, name: str, module: str, version: str = "0.1") -> None:
+    """A package ``custodes_<name>`` in ``site`` as pip installs one: the module (its source, dedented), and a
+    dist-info whose entry point registers it with custodes. Put ``site`` on PYTHONPATH to have it loaded."""
+    import textwrap
+
+    (site / f"custodes_{name}").mkdir(parents=True)
+    (site / f"custodes_{name}" / "__init__.py").write_text(textwrap.dedent(module))
+    dist = site / f"custodes_{name}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: custodes-{name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[custodes]\n{name} = custodes_{name}\n")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import replace
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ from custodes.drivers import (
     zone_policy,
 )
 from footage import T0, make_clip
-from helpers import catalog_rows, grant, policy_text, run_cli, set_policy
+from helpers import catalog_rows, grant, install_plugin, policy_text, run_cli, set_policy
 
 NS = 10**9
 T0_NS = int(T0.timestamp()) * NS
@@ -293,12 +292,7 @@ def with_plugin(site: Path, *args: str | Path) -> subprocess.CompletedProcess[by
 
 def test_a_third_party_driver_gets_the_name_time_check_without_calling_it(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    (site / "custodes_plaincam").mkdir(parents=True)
-    (site / "custodes_plaincam" / "__init__.py").write_text(textwrap.dedent(THIRD_PARTY))
-    dist = site / "custodes_plaincam-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-plaincam\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[custodes]\nplaincam = custodes_plaincam\n")
+    install_plugin(site, "plaincam", THIRD_PARTY)
     vol = tmp_path / "PLAIN"
     make_clip(vol / "CAM_20240301100000_0001.mp4", T0)  # the name agrees with the container (read in UTC)
     make_clip(vol / "CAM_20240301100500_0002.mp4", T0)  # the name says 300 s later
@@ -380,12 +374,7 @@ def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_de
     whole time line lost to the bad end), which a hostile review called false accusations. Each is the driver's
     `malformed` finding naming it; the files are stored as they are, and the device gets no error for it."""
     site = tmp_path / "site"
-    (site / "custodes_liarcam").mkdir(parents=True)
-    (site / "custodes_liarcam" / "__init__.py").write_text(textwrap.dedent(LIAR))
-    dist = site / "custodes_liarcam-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-liarcam\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[custodes]\nliarcam = custodes_liarcam\n")
+    install_plugin(site, "liarcam", LIAR)
     vol = tmp_path / "LIAR"
     make_clip(vol / "REC_0001.mp4", T0, 2.0)
     make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
@@ -412,11 +401,7 @@ def test_a_driver_that_returns_no_reading_stores_nothing(tmp_path: Path) -> None
     """A driver's `read` returning None was taken as a reading of no device: the files were stored under the
     folder's name as one (a hostile review), which a driver that raises is refused for. Refused the same way."""
     site = tmp_path / "site"
-    (site / "custodes_liarcam").mkdir(parents=True)
-    (site / "custodes_liarcam" / "__init__.py").write_text(textwrap.dedent(LIAR))
-    dist = site / "custodes_liarcam-0.1.dist-info"
-    dist.mkdir()
-    (dist / "entry_points.txt").write_text("[custodes]\nliarcam = custodes_liarcam\n")
+    install_plugin(site, "liarcam", LIAR)
     vol = tmp_path / "LIAR"
     make_clip(vol / "REC_0001.mp4", T0, 2.0)
     (vol / "LIAR.ID").write_text("liar\n")

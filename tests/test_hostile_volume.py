@@ -14,7 +14,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from helpers import (
     build_cli_archive,
     catalog_edit,
     catalog_rows,
+    install_plugin,
     policy_text,
     run_cli,
     run_cli_with_faults,
@@ -272,12 +272,7 @@ def test_the_driver_contract_is_enforced_for_third_party_drivers(tmp_path: Path)
     """Whatever a driver hands back, ingest checks each field: a bad one is a finding naming the file
     it came from, and every file of the volume is still stored."""
     site = tmp_path / "site"
-    (site / "custodes_hostile").mkdir(parents=True)
-    (site / "custodes_hostile" / "__init__.py").write_text(textwrap.dedent(HOSTILE_DRIVER))
-    dist = site / "custodes_hostile-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: custodes-hostile\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[custodes]\nhostile = custodes_hostile\n")
+    install_plugin(site, "hostile", HOSTILE_DRIVER)
     vol = tmp_path / "HOSTCAM"
     vol.mkdir()
     shutil.copy(FOOTAGE / "encoders" / "androidx-sample.mp4", vol / "A0001.mp4")
@@ -700,6 +695,14 @@ def object_file(arch: Path, sha: str) -> Path:
     return arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
 
 
+def squatted(place: Path, size: int) -> Path:
+    """Other bytes of ``size`` put at an object's place, read-only, as by hand."""
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.write_bytes(b"\0" * size)
+    place.chmod(0o400)
+    return place
+
+
 def test_copies_a_killed_ingest_noted_and_never_linked_are_stored_from_the_spool(tmp_path: Path) -> None:
     """Killed after noting its intents and before linking its copies, which lay complete and synced in tmp/; the
     card then wiped. The re-run's spool sweep removed those copies, the archive's only copy of the footage, and
@@ -767,10 +770,7 @@ def test_a_spool_copy_whose_object_s_place_holds_other_bytes_is_kept(tmp_path: P
     (they were `pending`, the archive ok, never read)."""
     vol, arch, read, spooled = killed_after_noting(tmp_path)
     name = f"{GOPRO}/sample.mp4"
-    place = object_file(arch, read[name])
-    place.parent.mkdir(parents=True, exist_ok=True)
-    place.write_bytes(b"\0" * (vol / name).stat().st_size)
-    place.chmod(0o400)
+    squatted(object_file(arch, read[name]), (vol / name).stat().st_size)
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [name], report
     assert [p.name for p in (arch / "tmp").iterdir()] == [spooled["sample.mp4"].name]
@@ -790,10 +790,7 @@ def test_a_killed_ingest_s_copies_go_into_the_sound_copy_when_the_other_holds_ot
     second = tmp_path / "disk2" / "copy"
     vol, arch, read, _ = killed_after_noting(tmp_path, "--replica", "local", "--replica-option", f"location={second}")
     name = f"{GOPRO}/sample.mp4"
-    place = object_file(second, read[name])
-    place.parent.mkdir(parents=True, exist_ok=True)
-    place.write_bytes(b"\0" * (vol / name).stat().st_size)
-    place.chmod(0o400)
+    place = squatted(object_file(second, read[name]), (vol / name).stat().st_size)
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
     assert hashlib.sha256(object_file(arch, read[name]).read_bytes()).hexdigest() == read[name]

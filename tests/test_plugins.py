@@ -6,7 +6,6 @@ import inspect
 import json
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from custodes.hookspecs import hookimpl
 from custodes.plugins import DeviceDriver, DuplicatePluginError, PluginManager, Reporter, UnknownPluginError
 from custodes.volumes import read_volume
 from footage import T0, make_clip
-from helpers import run_cli
+from helpers import install_plugin, run_cli
 
 HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("custodes_")]
 THIS_FILE = Path(__file__).read_text()
@@ -123,26 +122,15 @@ def test_installed_plugins_are_listed_by_the_cli() -> None:
     assert names["reporters"]["provides"] == {"reporters": ["csv", "json"]}
 
 
-def _installed(site: Path, name: str, version: str, module: str) -> None:
-    """A package ``custodes_<name>`` in ``site`` as pip installs one: the module, and a dist-info whose entry
-    point registers it with custodes."""
-    (site / f"custodes_{name}").mkdir(parents=True)
-    (site / f"custodes_{name}" / "__init__.py").write_text(textwrap.dedent(module))
-    dist = site / f"custodes_{name}-{version}.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: custodes-{name}\nVersion: {version}\n")
-    (dist / "entry_points.txt").write_text(f"[custodes]\n{name} = custodes_{name}\n")
-
-
 def test_third_party_plugin_through_an_entry_point(tmp_path: Path) -> None:
     """A vendor package installed the ordinary way: a module plus dist-info with an entry point.
     custodes is not changed; only the import path knows about it."""
     site = tmp_path / "site"
-    _installed(
+    install_plugin(
         site,
         "fakevendor",
-        "1.2.3",
-        """
+        version="1.2.3",
+        module="""
         from custodes.builtin.generic import GenericDriver
         from custodes.hookspecs import hookimpl
         from custodes.plugins import DeviceDriver
@@ -223,11 +211,11 @@ def test_a_storage_plugin_of_an_older_contract_is_a_clear_error(tmp_path: Path) 
     gained after the plugin was written) is named with what it lacks when the archive is opened; before, ingest
     stopped on an AttributeError."""
     site = tmp_path / "site"
-    _installed(
+    install_plugin(
         site,
         "oldvault",
-        "0.9",
-        """
+        version="0.9",
+        module="""
         import os
 
         from custodes.builtin.storage import LocalStore

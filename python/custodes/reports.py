@@ -597,9 +597,9 @@ def _asked_for(
     archive: Archive, scope: str, value: str | None, start: int | None, end: int | None, lang: str
 ) -> list[str] | None:
     """The scope's devices (None: the whole archive), or a ReportError for a report that cannot be made as asked:
-    a scope that is none, a period that ends before it starts, a language there is none of, a device, unit,
-    officer or case the archive does not know (a hostile review: each gave a confident report of 0 recordings
-    and 0 gaps, where the query API refuses the same name)."""
+    a scope that is none, a period that ends before it starts, a language there is none of, a device or a case the
+    archive does not know (a hostile review: each gave a confident report of 0 recordings and 0 gaps, where the
+    query API refuses the same name)."""
     problem = scope_problem(scope, value)
     if problem is not None:
         raise ReportError(problem)
@@ -607,11 +607,14 @@ def _asked_for(
         raise ReportError(f"the period ends ({rfc3339(end)}) where or before it starts ({rfc3339(start)})")
     if lang not in LANGUAGES:
         raise ReportError(f"no report language {lang!r} (known: {', '.join(LANGUAGES)})")
-    devices = _devices_in_scope(archive, scope, value)
-    known = archive.catalog.devices.exists(value or "") or archive.catalog.registry.get(value or "") is not None
-    if devices == [] or (scope == "device" and not known):
-        raise ReportError(f"the archive knows no {scope} {value!r}: no report is made for it")
-    return devices
+    catalog = archive.catalog
+    if scope == "device" and not (catalog.devices.exists(value or "") or catalog.registry.get(value or "")):
+        raise ReportError(f"the archive knows no device {value!r}: no report is made for it")
+    if scope == "case" and not catalog.query.case_exists(value or ""):
+        raise ReportError(f"the archive knows no case {value!r}: no report is made for it")
+    # (an officer or a unit may have no recording in the archive and still be one: a device was issued to them at
+    # a docking since superseded, a unit has yet to record; their report says 0 recordings)
+    return _devices_in_scope(archive, scope, value)
 
 
 def _devices_in_scope(archive: Archive, scope: str, value: str | None) -> list[str] | None:
