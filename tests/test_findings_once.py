@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from custodes.query import segment as segment_of
 from custodes.query import segment_findings
 from custodes.web.dashboard import needs_a_person
 from footage import T0, make_clip
-from helpers import catalog_rows, grant, run_cli, run_cli_with_faults
+from helpers import catalog_edit, catalog_rows, grant, run_cli, run_cli_with_faults
 
 BJ = timezone(timedelta(hours=8))
 DEVICE = "BWC0001"
@@ -517,19 +516,23 @@ def test_a_file_an_interrupted_ingest_read_and_the_card_then_lost_is_resolved_by
     assert [r["matched_by"] for r in mended["resolved_by"]] == ["digest"]
 
 
+def failure_without_evidence(arch: Path, out: Path) -> dict[str, Any]:
+    """The archive's one ingest_failed as the report gives it once its row's evidence is edited away (as ingests
+    recorded failures before they gave the size and digest read)."""
+    with catalog_edit(arch) as c:
+        c.execute("UPDATE findings SET detail = json_remove(detail, '$.evidence') WHERE kind = 'ingest_failed'")
+    run = run_cli("report", arch, "--out", out, "--lang", "en")
+    assert run.returncode == 1, run.stderr  # the edit is a finding of the report's integrity section
+    (failed,) = [f for f in json.loads(out.read_text())["findings"] if f["kind"] == "ingest_failed"]
+    return failed
+
+
 def test_a_failure_that_gives_neither_size_nor_digest_is_resolved_by_nothing(tmp_path: Path) -> None:
     """An ingest_failed whose evidence says nothing of the file (as ingests recorded them before failures gave
     the size and digest read; here its row edited so, as in such an archive): a recording of its name is not
     taken for it, which the name alone cannot show."""
     arch, vol, name = failed_then_stored(tmp_path)
-    conn = sqlite3.connect(arch / "catalog.sqlite")
-    with conn:
-        conn.execute("UPDATE findings SET detail = json_remove(detail, '$.evidence') WHERE kind = 'ingest_failed'")
-    conn.close()
-    out = run_cli("report", arch, "--out", tmp_path / "r.json", "--lang", "en")
-    assert out.returncode == 1, out.stderr  # the edit is a finding of the report's integrity section
-    model = json.loads((tmp_path / "r.json").read_text())
-    (failed,) = [f for f in model["findings"] if f["kind"] == "ingest_failed"]
+    failed = failure_without_evidence(arch, tmp_path / "r.json")
     assert (failed.get("evidence"), failed["resolved_by"], failed["segment"]) == (None, None, None)
 
 
@@ -552,11 +555,5 @@ def test_a_failure_is_not_resolved_by_an_earlier_recording_of_its_name_and_size(
     assert (failure["resolved_by"], failure["segment"]) == (None, None)
     with open_archive(arch) as a:
         assert needs_a_person(a).section("not_stored").count == 1
-    conn = sqlite3.connect(arch / "catalog.sqlite")
-    with conn:
-        conn.execute("UPDATE findings SET detail = json_remove(detail, '$.evidence') WHERE kind = 'ingest_failed'")
-    conn.close()
-    out = run_cli("report", arch, "--out", tmp_path / "r.json", "--lang", "en")
-    assert out.returncode == 1, out.stderr  # the edit is a finding of the report's integrity section
-    (failure,) = [f for f in json.loads((tmp_path / "r.json").read_text())["findings"] if f["kind"] == "ingest_failed"]
+    failure = failure_without_evidence(arch, tmp_path / "r.json")
     assert (failure.get("evidence"), failure["resolved_by"], failure["segment"]) == (None, None, None)

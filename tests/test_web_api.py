@@ -226,6 +226,16 @@ def test_coverage_report_and_proof_are_the_clis(api: tuple[Path, TestClient, dic
     )
     assert scoped.status_code == 200 and scoped.json()["scope"]["devices"] == [seg.device]
     assert web.get(f"{API}/report", params={"scope": "planet"}, headers=bearer(tokens["bob"])).status_code == 422
+    # what build_report refuses, the API answers 422 with its reason: no scope id, an unknown device, a language,
+    # a period that ends before it starts
+    for params in (
+        {"scope": "device"},
+        {"scope": "device", "value": "NO-SUCH-DEVICE"},
+        {"lang": "fr"},
+        {"from": "2024-03-02T00:00:00Z", "to": "2024-03-01T00:00:00Z"},
+    ):
+        refused = web.get(f"{API}/report", params=params, headers=bearer(tokens["bob"]))
+        assert refused.status_code == 422, (params, refused.text)
     # the proof of a segment's ingest entry checks offline against the archive's key
     proof = web.get(f"{API}/proofs/segments/{seg.id}", headers=bearer(tokens["carol"]))
     assert proof.status_code == 200
