@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from custodes._durable import process_tag
 from helpers import (
     FOOTAGE,
     build_cli_archive,
@@ -745,6 +746,44 @@ def test_a_spool_copy_written_before_the_last_boot_is_no_running_process_s(tmp_p
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
     assert object_file(arch, read[name]).exists() and not reused.exists()
+
+
+def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -> None:
+    """What a process leaves in tmp/ is named by its pid, start and boot (``process_tag``). Judged by the pid and
+    the file's time against the boot (session 13's note): a clock stepped forward after the boot (a station with
+    no clock battery reaching NTP) made a live ingest's copies look older than the boot, and another ingest's sweep
+    removed them; a file of a dead process whose pid runs again in the same boot (a restarted container) was
+    kept for ever. Now a live process's file stays whatever its time; a dead one's goes whatever runs under its
+    pid now; a name of an older custodes (``<pid>-``) is still judged by its time."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0003"
+    vol.mkdir()
+    (vol / "a.bin").write_bytes(b"a recording")
+    spool = arch / "tmp"
+    with subprocess.Popen(["sleep", "60"]) as alive:
+        try:
+            tag = process_tag(alive.pid)
+            assert tag.startswith(f"{alive.pid}.") and tag != process_tag(1), tag
+            in_flight = spool / f"{tag}-0123456789ab-copy"
+            in_flight.write_bytes(b"being written")
+            os.utime(in_flight, (1_600_000_000, 1_600_000_000))  # its time before the boot: the clock stepped since
+            pid, _, rest = process_tag(1).partition(".")
+            reused = spool / f"{pid}.{int(rest.partition('.')[0]) + 1}.{rest.partition('.')[2]}-0123456789ab-copy"
+            reused.write_bytes(b"left by a process that ran as pid 1 before")  # pid 1 runs, another process
+            other_boot = spool / f"{tag.rpartition('.')[0]}.00000000-0123456789ab-copy"
+            other_boot.write_bytes(b"left in another boot")
+            old_name = spool / "1-0123456789ab-copy"
+            old_name.write_bytes(b"an older custodes' copy, pid 1 running")
+            out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
+            assert out.returncode == 1 and b"stored" in out.stdout, out.stderr  # 1: an unregistered device's
+            assert in_flight.exists() and old_name.exists(), sorted(p.name for p in spool.iterdir())
+            assert not reused.exists() and not other_boot.exists()
+        finally:
+            alive.kill()
+    os.utime(old_name, (1_600_000_000, 1_600_000_000))  # written before the boot: no running process's
+    assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
+    assert list(spool.iterdir()) == []
 
 
 def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ __all__ = [
     "durable_temp",
     "fsync_dir",
     "fsync_file",
+    "left_by_dead_process",
     "process_alive",
+    "process_tag",
     "sweep_dead_temps",
     "replace_file",
     "sync_together",
@@ -130,13 +132,10 @@ def sync_together(folder: Path, files: list[Path]) -> None:
 
 
 def process_alive(pid: int, since_ns: int | None = None) -> bool:
-    """Whether the process that named a temp file (``<pid>-...``) still runs: a dead one's
-    temps are leftovers to clean, a live one's are work in flight (another user's counts as live).
-    ``since_ns``: when that process last wrote it (the file's mtime); one written before the system's
-    latest boot is no running process's, whatever runs under its pid now (a power cut, a reboot: a hostile
-    review found a killed ingest's copies kept from its re-run as a live process's, then swept once that
-    process ended). The boot, not the process's own start: a clock stepped back since would make a live
-    process's new file look older than the process."""
+    """Whether process ``pid`` still runs (another user's counts as live). ``since_ns``: when it last wrote a
+    file it left (the file's mtime); one written before the system's latest boot is no running process's,
+    whatever runs under its pid now. For names made by an older custodes (``<pid>-...``); a temp named by
+    :func:`process_tag` is judged exactly by :func:`left_by_dead_process`."""
     if since_ns is not None and since_ns < _boot_ns() - _BOOT_SLACK_NS:
         return False
     try:
@@ -163,6 +162,72 @@ def _boot_ns() -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+@functools.cache
+def _boot_id() -> str:
+    """This boot's id (``/proc/sys/kernel/random/boot_id``), its first 8 hex digits; "" where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:8]
+    except OSError:
+        return ""
+
+
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since the boot (``/proc/<pid>/stat``, field 22): with the
+    pid, one process of this boot, whatever the clock did since. None where it cannot be read (gone, or
+    hidden by ``hidepid``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        return int(stat_line.rpartition(b")")[2].split()[19])  # after the name, which may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_tag(pid: int | None = None) -> str:
+    """How a process (this one by default) names what it leaves in a shared folder: ``<pid>.<start>.<boot>``,
+    its pid, its start in ticks since the boot and the boot's id; just ``<pid>`` where /proc says neither.
+    The pid alone was judged by the files' times against the boot, and missed (session 13's note): a clock
+    stepped forward after the boot, as on a station without a clock battery once it reaches NTP, made a live
+    ingest's copies look older than the boot, so another ingest's sweep would remove them; a restarted
+    container's processes reuse pids within one boot."""
+    global _own_tag
+    if pid is not None:
+        return _tag_of(pid)
+    if _own_tag[0] != os.getpid():  # read once a process (a fork is a process of its own)
+        _own_tag = (os.getpid(), _tag_of(os.getpid()))
+    return _own_tag[1]
+
+
+_own_tag = (0, "")
+
+
+def _tag_of(pid: int) -> str:
+    started, boot = _started(pid), _boot_id()
+    return f"{pid}.{started}.{boot}" if started is not None and boot else str(pid)
+
+
+def left_by_dead_process(name: str, written_ns: int) -> bool:
+    """Whether the entry ``name`` (``<tag>-...``, :func:`process_tag`) was left by a process that no longer runs:
+    a dead one's entries are leftovers to clean, a live one's (this one's, another user's) work in flight.
+    Anything else named is no temp of custodes' and never counts as left (False). A name of an older custodes
+    (``<pid>-...``) is judged by its time ``written_ns`` against the boot (:func:`process_alive`)."""
+    pid, _, rest = name.partition("-")[0].partition(".")
+    if not pid.isdigit():
+        return False
+    if not rest:
+        return int(pid) != os.getpid() and not process_alive(int(pid), written_ns)
+    started, _, boot = rest.partition(".")
+    if not started.isdigit() or not boot:
+        return False  # not a tag of ours
+    if boot != _boot_id():
+        return True  # written in another boot: no process of that boot runs now
+    now = _started(int(pid))
+    if now is None:
+        # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.
+        return not process_alive(int(pid))
+    return now != int(started)  # another process under a reused pid
 
 
 _TREE = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -211,14 +276,11 @@ def dead_temps(folder: Path) -> list[os.DirEntry[str]]:
         return []
     dead = []
     for entry in entries:
-        pid = entry.name.split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
         try:
             written = entry.stat(follow_symlinks=False).st_mtime_ns
         except OSError:
             continue  # gone meanwhile
-        if not process_alive(int(pid), written):
+        if left_by_dead_process(entry.name, written):
             dead.append(entry)
     return dead
 
@@ -241,7 +303,7 @@ def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 
     named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
     the temp is removed: a failed write leaves nothing behind."""
     tmp = (
-        folder / f"{os.getpid()}-{os.urandom(6).hex()}-{path.name}"
+        folder / f"{process_tag()}-{os.urandom(6).hex()}-{path.name}"
         if folder is not None
         else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     )

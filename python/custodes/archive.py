@@ -44,6 +44,7 @@ from custodes._durable import (
     fsync_dir,
     key_exposure,
     problems_above,
+    process_tag,
     read_small,
     replace_file,
     sweep_dead_temps,
@@ -820,7 +821,7 @@ class Archive:
             flag = _refusing_flag(place)
             if flag is not None:
                 raise refuse(place, f"{flag} (chattr): custodes cannot replace or remove a file there")
-        probe = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-probe"  # a dead run's is swept (<pid>-...)
+        probe = self.spool / f"{process_tag()}-{os.urandom(6).hex()}-probe"  # a dead run's is swept
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         except OSError as e:
@@ -928,7 +929,7 @@ class Archive:
 
     def new_temp(self, hint: str) -> Path:
         """A fresh name in the spool (on the local store's file system, so its copies are linked into place)."""
-        return self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-{hint}"
+        return self.spool / f"{process_tag()}-{os.urandom(6).hex()}-{hint}"
 
     def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
         """Copy a source file to a new temp file in the spool while hashing it (the Rust core)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import __version__, keys, merkle
-from custodes._durable import fsync_dir, fsync_file, process_alive
+from custodes._durable import fsync_dir, fsync_file, left_by_dead_process, process_tag
 from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, exports_folder, refuse_inside_archive, refuse_links
@@ -320,12 +320,11 @@ def _stale_staging(final: Path) -> list[Path]:
     parent, prefix = _staging_place(final)
     stale = []
     for old in parent.glob(f"{glob.escape(prefix)}*") if parent.is_dir() else ():
-        pid = old.name[len(prefix) :].partition("-")[0]
         try:
             st = os.lstat(old)
         except OSError:
             continue
-        if not pid.isdigit() or process_alive(int(pid), st.st_mtime_ns):
+        if not left_by_dead_process(old.name[len(prefix) :], st.st_mtime_ns):
             continue
         try:
             ours = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
@@ -373,7 +372,7 @@ def _staging(final: Path, started: int) -> Path:
     parent, prefix = _staging_place(final)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = parent / f"{prefix}{os.getpid()}-{started}"
+        staging = parent / f"{prefix}{process_tag()}-{started}"
         staging.mkdir()
     except OSError as e:
         raise ExportError(

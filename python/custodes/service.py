@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from custodes._durable import fsync_dir, process_alive
+from custodes._durable import fsync_dir, left_by_dead_process, process_alive, process_tag
 from custodes._faults import crashpoint
 from custodes.errors import CustodesError
 from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
@@ -637,12 +637,11 @@ def _sweep_outboxes(archive: Archive) -> None:
         if old.is_symlink() or not old.is_dir():
             old.unlink()  # no service made it: never followed (a hostile review: one led the sweep outside)
             continue
-        pid = old.name.partition("-")[0]
         try:
             written = old.lstat().st_mtime_ns
         except OSError:
             continue  # gone meanwhile
-        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid), written):
+        if not left_by_dead_process(old.name, written):
             continue
         if (old / _NOTES).is_file():  # gone once the caller confirmed; sent or not, say what became of it
             why = "the archive service stopped before the caller confirmed it had written it"
@@ -847,7 +846,7 @@ def _new_outbox(root: Path) -> Path:
 
     folder = outbox_root(root)
     own_folder(folder)  # never a link: requests' outboxes are made in it and swept from it
-    outbox = folder / f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
+    outbox = folder / f"{process_tag()}-{time.time_ns()}-{os.urandom(4).hex()}"
     outbox.mkdir(mode=0o700)
     return outbox
 

@@ -376,7 +376,9 @@ def spool_stream(spool: Path, stream: IO[bytes], size: int, digests: Mapping[str
     unless they are ``size`` bytes with ``digests``: what a backend's ``put_stream`` and ``restore`` store."""
     import os
 
-    temp = spool / f"{os.getpid()}-{os.urandom(6).hex()}-stream"
+    from custodes._durable import process_tag
+
+    temp = spool / f"{process_tag()}-{os.urandom(6).hex()}-stream"
     try:
         got_size, got = write_hashed(stream, temp, sorted(digests))
         if got_size != size or got != {a: d.lower() for a, d in digests.items()}:

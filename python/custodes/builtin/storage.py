@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from custodes import _core
-from custodes._durable import file_kind, fsync_dir, protection_problems, read_small, sync_together
+from custodes._durable import file_kind, fsync_dir, process_tag, protection_problems, read_small, sync_together
 from custodes._faults import storage_op
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange
 from custodes.findings import shown_name
@@ -195,7 +195,7 @@ class LocalStore:
             if os.path.dirname(os.path.abspath(item.file)) == os.fspath(self.spool.absolute()):
                 out.append(item)
                 continue
-            temp = self.spool / f"{os.getpid()}-{os.urandom(6).hex()}-copy"
+            temp = self.spool / f"{process_tag()}-{os.urandom(6).hex()}-copy"
             algorithms = sorted(item.digests)
             try:
                 storage_op("write", temp)

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
-from custodes._durable import remove_tree
+from custodes._durable import process_tag, remove_tree
 from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import CheckRow, DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment
@@ -918,7 +918,7 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
     # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove, and so does
     # a folder that lets nothing be removed. Not tempfile.TemporaryDirectory: in an append-only tmp/ its cleanup
     # recursed on the refused removal until a RecursionError ended verify (a review).
-    tmp = tempfile.mkdtemp(prefix=f"{os.getpid()}-replay-", dir=folder)
+    tmp = tempfile.mkdtemp(prefix=f"{process_tag()}-replay-", dir=folder)
     try:
         with _Catalog.open(Path(tmp) / "replay.sqlite", scratch=True) as fresh:  # thrown away after
             tune_for_replay(fresh)
