@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from custodes.archive import open_archive
 from custodes.verify import verify
 from footage import T0, make_clip
-from helpers import catalog_rows, grant, run_cli
+from helpers import catalog_rows, copy_archive, grant, run_cli
 
 BJ = timezone(timedelta(hours=8))
 
@@ -30,15 +31,18 @@ def iso(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture
-def tasks_archive(tmp_path: Path) -> Path:
-    arch = tmp_path / "archive"
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The archive the tests start from, made once (two recorders' clips made, ingested and tasks imported: 5 s
+    of the suite each time), with its tasks.csv beside it."""
+    root = tmp_path_factory.mktemp("tasks")
+    arch = root / "archive"
     assert run_cli("init", arch).returncode == 0
     grant(arch, "custodian")  # tasks and gap explanations are recorded by a custodian (or an approver)
     # A records 0-10 s and 20-24 s; B records 0-4 s and 14-24 s and logged a low battery at 3 s.
-    a = recorder(tmp_path, "BWCA", "001234", [0, 2, 4, 6, 8, 20, 22])
+    a = recorder(root, "BWCA", "001234", [0, 2, 4, 6, 8, 20, 22])
     b = recorder(
-        tmp_path,
+        root,
         "BWCB",
         "005678",
         [0, 2, 14, 16, 18, 20, 22],
@@ -56,6 +60,13 @@ def tasks_archive(tmp_path: Path) -> Path:
     out = run_cli("task", "import", arch, tasks, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["imported"] == ["T1", "T2", "T3"]
     return arch
+
+
+@pytest.fixture
+def tasks_archive(made_once: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`made_once`'s archive, and its tasks.csv, for one test to change."""
+    shutil.copy(made_once.parent / "tasks.csv", tmp_path)
+    return copy_archive(made_once, tmp_path / "archive")
 
 
 def coverage(arch: Path, *tasks: str) -> tuple[int, dict[str, dict]]:

@@ -16,17 +16,29 @@ import pytest
 from custodes.archive import open_archive
 from custodes.ingest import HEAD_BYTES
 from custodes.reports import build_report
-from helpers import BACKENDS, catalog_edit, catalog_rows, run_cli, set_policy, storage_args
+from helpers import BACKENDS, catalog_edit, catalog_rows, copy_archive, run_cli, set_policy, storage_args
 
 OBJECTS = 40
 
 
 @pytest.fixture
-def many(tmp_path: Path, storage_options: dict[str, str] | None) -> Path:
-    """An archive of OBJECTS small objects of different sizes (random bytes), ingested by the generic driver."""
-    arch = tmp_path / "archive"
+def many(tmp_path: Path, storage_options: dict[str, str] | None, request: pytest.FixtureRequest) -> Path:
+    """An archive of OBJECTS small objects of different sizes (random bytes), ingested by the generic driver; on
+    the local backend a copy of one made once for the module (a bucket's objects are not in the folder)."""
+    if storage_options is None:
+        return copy_archive(request.getfixturevalue("many_local"), tmp_path / "archive")
+    return _made(tmp_path, storage_options)
+
+
+@pytest.fixture(scope="module")
+def many_local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _made(tmp_path_factory.mktemp("many"), None)
+
+
+def _made(root: Path, storage_options: dict[str, str] | None) -> Path:
+    arch = root / "archive"
     assert run_cli("init", arch, *storage_args(storage_options)).returncode == 0
-    vol = tmp_path / "CAM7" / "DCIM"
+    vol = root / "CAM7" / "DCIM"
     vol.mkdir(parents=True)
     for i in range(OBJECTS):
         (vol / f"clip{i:03}.bin").write_bytes(os.urandom(1000 + 97 * i))
