@@ -355,6 +355,9 @@ class Liar(Driver):
             segments = [dataclasses.replace(one, path=two.path), two]
         elif mode == "backwards":
             segments = [dataclasses.replace(one, end=one.start - 10**9), two]
+        elif mode == "sidecars":
+            named = ("../../etc/passwd", one.name, two.name, "NOTES.SRT", "GONE.SRT")
+            segments = [dataclasses.replace(one, sidecars=named), two]
         return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings + found,
                              skipped=skipped)
 
@@ -395,6 +398,29 @@ def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_de
     assert bad["message"].startswith("driver liarcam: segment ") and bad["evidence"]["driver"] == "liarcam", bad
     recorded = catalog_rows(arch, "SELECT original_name, kind FROM segments ORDER BY original_name")
     assert ("REC_0002.mp4", "video") in recorded, recorded
+
+
+def test_sidecars_a_driver_names_that_are_no_file_of_the_volume_or_a_recording_are_its_fault(tmp_path: Path) -> None:
+    """Sidecars are the files that describe a recording; a driver naming a file outside the volume, one not on it,
+    another recording or the recording itself had them listed so by `custodes volume` (session 13's note). Those
+    are dropped, each as the driver's `malformed` finding; the sidecar on the volume stays."""
+    site = tmp_path / "site"
+    install_plugin(site, "liarcam", LIAR)
+    vol = tmp_path / "LIAR"
+    make_clip(vol / "REC_0001.mp4", T0, 2.0)
+    make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
+    (vol / "NOTES.SRT").write_text("1\n00:00:00,000 --> 00:00:01,000\nnotes\n")
+    (vol / "LIAR.ID").write_text("liar\n")
+    env = {**os.environ, "LIAR_MODE": "sidecars", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    out = subprocess.run([sys.executable, "-m", "custodes", "volume", str(vol), "--json"], env=env, capture_output=True)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    reading = json.loads(out.stdout)
+    by_name = {s["name"]: s for s in reading["segments"]}
+    assert by_name["REC_0001.mp4"]["sidecars"] == ["NOTES.SRT"], by_name
+    (bad,) = [f for f in reading["findings"] if f["kind"] == "malformed"]
+    assert bad["evidence"]["field"] == "sidecars" and bad["path"] == str(vol / "REC_0001.mp4"), bad
+    for dropped in ("../../etc/passwd", "REC_0001.mp4", "REC_0002.mp4", "GONE.SRT"):
+        assert dropped in bad["evidence"]["value"], bad
 
 
 def test_a_driver_that_returns_no_reading_stores_nothing(tmp_path: Path) -> None:

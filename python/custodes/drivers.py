@@ -1320,9 +1320,11 @@ def _files_of_the_volume(c: _Checker, segments: list[VolumeSegment]) -> list[Vol
     written down as the device's doing: a segment of a file not on the volume, or read from another file (a path
     outside it, another recording's), made `overlap` ("clock jump or forgery") and `sequence_break` ("a deleted
     file") errors against the device and findings about /etc/passwd; one returned twice, an overlap with itself;
-    an end before the start stopped the volume's whole time line. Each is the driver's `malformed` finding now:
-    the segment dropped (its file, if on the volume, stored as it is), or its end."""
+    an end before the start stopped the volume's whole time line; sidecars naming files outside it, another
+    recording or the recording itself were listed as what describes it. Each is the driver's `malformed` finding
+    now: the segment dropped (its file, if on the volume, stored as it is), or its end, or those sidecars."""
     files = {f.name: f.path for f in scan_volume(Path(c.volume))[0]}
+    recordings = {s.name for s in segments}
     kept: list[VolumeSegment] = []
     seen: set[str] = set()
     for s in segments:
@@ -1350,6 +1352,10 @@ def _files_of_the_volume(c: _Checker, segments: list[VolumeSegment]) -> list[Vol
             # for a person to see; without an end the recording is off the time line, as one without times)
             c.bad("segment", "end", s.end, s.path, f"a time not before its start ({s.start})")
             s = replace(s, end=None)
+        wrong = [x for x in s.sidecars if x not in files or x in recordings]
+        if wrong:  # (listed by `volume` as what describes the recording: /etc/passwd, or the recording itself)
+            c.bad("segment", "sidecars", wrong, s.path, "names of files on the volume that are no recording")
+            s = replace(s, sidecars=tuple(x for x in s.sidecars if x not in wrong))
         kept.append(s)
     return kept
 
