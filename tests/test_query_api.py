@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from custodes.archive import open_archive
+from custodes.archive import ArchiveError, open_archive
 from custodes.findings import rfc3339
 from custodes.query import QueryError
 from custodes.records import DeviceEvent, RecordedFinding, Segment
@@ -233,3 +233,15 @@ def test_a_time_filter_is_an_instant_or_refused(small: Path) -> None:
             for call in (archive.segments, archive.findings, archive.events):
                 with pytest.raises(QueryError, match=message):
                     call(start=bad)
+
+
+def test_a_closed_archive_says_so(small: Path) -> None:
+    """A query of an archive after it is closed was sqlite3's ProgrammingError ("Cannot operate on a closed
+    database"), naming no archive (session 13's note): an ArchiveError naming it; closing twice is no error."""
+    with open_archive(small) as a:
+        assert next(iter(a.segments())).id == 1
+    a.close()
+    for call in (a.segments, a.devices):
+        with pytest.raises(ArchiveError, match="the archive was closed; open it again") as refused:
+            next(iter(call()))
+        assert str(small) in str(refused.value)

@@ -728,7 +728,7 @@ class Archive:
         _own_entries(self.root)
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
-        self.catalog = Catalog.open(catalog, migrate=False)
+        self._catalog: Catalog | None = Catalog.open(catalog, migrate=False)
         if not _creating and self.catalog.schema_version == 0:
             lowered = self.catalog.holds_tables
             self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
@@ -771,8 +771,19 @@ class Archive:
             self.catalog.close()
             raise
 
+    @property
+    def catalog(self) -> Catalog:
+        """The archive's catalog (the one place its SQL is spoken); ArchiveError once the archive is closed (a
+        library caller's query of a closed archive was sqlite3's ProgrammingError, naming no archive)."""
+        if self._catalog is None:
+            raise ArchiveError(f"{self.root}: the archive was closed; open it again (custodes.open_archive)")
+        return self._catalog
+
     def close(self) -> None:
-        self.catalog.close()
+        """Close the catalog; closing again does nothing. Using the archive after is an ArchiveError."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
 
     def sweep_spools(self) -> None:
         """Remove what dead ingests, repairs and verifies left half-written in the spools (but a killed ingest's
