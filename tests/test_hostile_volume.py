@@ -821,6 +821,33 @@ def test_a_spool_copy_whose_object_s_place_holds_other_bytes_is_kept(tmp_path: P
     assert again.returncode in (0, 1) and spooled["sample.mp4"].exists(), again.stderr
 
 
+def test_a_kept_spool_copy_is_named_by_the_failure_and_recorded_once_its_place_is_freed(tmp_path: Path) -> None:
+    """The copy kept above was named nowhere, and once what held its place was moved aside the next sweep stored
+    it and nothing recorded it (verify: `unrecorded`, for ever; session 13's note): the failure names the copy,
+    and the next ingest of the volume records the file for the ingest that read it, as recovered."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    place = squatted(object_file(arch, read[name]), (vol / name).stat().st_size)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert f"a copy of the bytes it read is kept at {spooled['sample.mp4']}" in failed["message"], failed
+    again = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")  # still there: not failed twice
+    assert json.loads(again.stdout)["failed"] == [] and spooled["sample.mp4"].exists(), again.stdout
+    place.unlink()  # moved aside by a person
+    freed = json.loads(run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json").stdout)
+    assert freed["recovered"] == [name] and freed["failed"] == [], freed
+    assert hashlib.sha256(object_file(arch, read[name]).read_bytes()).hexdigest() == read[name]
+    assert list((arch / "tmp").iterdir()) == []
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+    with sqlite3.connect(arch / "catalog.sqlite") as db:
+        (by,) = db.execute("SELECT ingest_id FROM segments WHERE sha256 = ?", (read[name],)).fetchone()
+    assert by == 1  # for the ingest that read it
+    last = json.loads(run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json").stdout)
+    assert last["recovered"] == [] and last["failed"] == [], last  # recorded once
+
+
 def test_a_killed_ingest_s_copies_go_into_the_sound_copy_when_the_other_holds_other_bytes(tmp_path: Path) -> None:
     """With a second copy whose place for a noted object holds other bytes: the spool's copy went nowhere (the
     second copy refused, so the first was not tried), was swept once the re-run had failed the file, and the

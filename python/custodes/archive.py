@@ -715,6 +715,9 @@ class Archive:
         #: The checkpoint files written back while this archive was open (restore_checkpoint_files: any checkpoint
         #: does it, so any command may): the CLI names them when the command ends.
         self.checkpoint_files_restored: list[int] = []
+        #: The spool files the latest sweep kept, each with its object (path: object): a killed ingest's complete
+        #: copies the store could not take (custodes.ingest.keep_noted_copies); their files' failures name them.
+        self.kept_in_spool: dict[str, str] = {}
         if not (self.root / POLICY_FILE).is_file():
             raise ArchiveError(f"{root}: not a custodes archive (no {POLICY_FILE}); create one with `custodes init`")
         if not (self.root / CATALOG_FILE).is_file() and not _creating:
@@ -797,7 +800,8 @@ class Archive:
         # card is wiped they are the archive's only copy of those bytes (custodes.ingest.keep_noted_copies).
         from custodes.ingest import keep_noted_copies
 
-        sweep_dead_temps(self.spool, keep_noted_copies(self))
+        self.kept_in_spool = keep_noted_copies(self)
+        sweep_dead_temps(self.spool, self.kept_in_spool)
         for store in (self.store, self.replica):
             spool = getattr(store, "spool", None)  # a folder store's own spool; a bucket's is the archive's tmp/
             if isinstance(spool, Path) and spool != self.spool:

@@ -594,7 +594,7 @@ def _put_copies(archive: Archive, copies: dict[str, _Copy], fail: Callable[[str,
             crashpoint("after_link")
 
 
-def keep_noted_copies(archive: Archive) -> set[str]:
+def keep_noted_copies(archive: Archive) -> dict[str, str]:
     """Store the copies a killed ingest left complete in the spool, of the objects it had noted it would link
     (killed after its intents and before the link): once its card is wiped they are the archive's only copy of
     those bytes, and the spool's sweep used to remove them (a review: the re-run then called the files lost). A
@@ -605,18 +605,19 @@ def keep_noted_copies(archive: Archive) -> set[str]:
     the killed ingest stored (:func:`_recover`). Asked by :meth:`~custodes.archive.Archive.sweep_spools` before it
     sweeps; costs one listing of the spool when no dead process left a file there.
 
-    Returns the spool files the sweep must keep: those a copy of the store refused now, and those whose object's
-    place holds other bytes (put there by hand: write-once, it is not replaced, and these may be the only copy of
-    what the card held), for the next run or a person to take."""
+    Returns the spool files the sweep must keep, each with its object: those a copy of the store refused now, and
+    those whose object's place holds other bytes (put there by hand: write-once, it is not replaced, and these
+    may be the only copy of what the card held), for the next run or a person to take; the failure of their
+    files names them (:func:`_recover`)."""
     found = _noted_among(archive, _own_dead_copies(archive))
     if not found:
-        return set()
+        return {}
     _claim_places(archive)
     keep: set[str] = set()
     for store in (archive.replica, archive.store):  # the second first: the first consumes the spool file
         if store is not None:
             keep |= _into_store(store, found, second_name=store is archive.replica)
-    return keep
+    return {os.fspath(c.temp): sha for sha, c in found.items() if os.fspath(c.temp) in keep}
 
 
 def _own_dead_copies(archive: Archive) -> list[tuple[Path, int]]:
@@ -776,12 +777,19 @@ def _record_group(
     return recorded
 
 
+#: By object, the notes (ingest, note; None: an intent noted without one) of files nothing records.
+_Noted = dict[str, list[tuple[int, dict[str, Any] | None]]]
+
+
 def _notes_to_finish(
     archive: Archive, result: IngestResult, volume_text: str, on_volume: set[str]
-) -> tuple[dict[str, list[tuple[int, dict[str, Any] | None]]], list[tuple[str, dict[str, Any]]]]:
+) -> tuple[_Noted, list[tuple[str, dict[str, Any]]], _Noted]:
     """What :func:`_recover` has to finish: by object, the notes (ingest, note; None: an intent without one) of
-    the files nothing records; and (object, note) of the files the killed ingest recorded, gone from the volume."""
-    noted: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
+    the files nothing records; and (object, note) of the files the killed ingest recorded, gone from the volume.
+    With them, ``later``: by object, the notes of files gone from the volume whose ingest was finished without
+    recording them (its object not sound in the store then: a copy kept in tmp/ while its place held other bytes),
+    for :func:`_recover` to record once it is sound, and to leave alone, already failed, while it is not."""
+    noted: _Noted = {}
     finished: list[tuple[str, dict[str, Any]]] = []  # recorded by the killed ingest: (object, note)
     for sha, ingest, entry in archive.catalog.ingests.interrupted_intents(result.ingest_id, volume_text, result.device):
         if entry is None:  # noted by an older custodes, without its facts: unless the object is recorded since
@@ -794,7 +802,12 @@ def _notes_to_finish(
             noted.setdefault(sha, []).append((ingest, note))
         elif _noted_name(facts) not in on_volume:
             finished.append((sha, note))
-    return noted, finished
+    later: _Noted = {}
+    for sha, ingest, entry in archive.catalog.ingests.unrecorded_notes_of(result.ingest_id, volume_text, result.device):
+        note = json.loads(entry)
+        if _noted_name(note["facts"]) not in on_volume:  # (a file of that name on the card is this run's)
+            later.setdefault(sha, []).append((ingest, note))
+    return noted, finished, later
 
 
 def _recover(
@@ -812,10 +825,13 @@ def _recover(
     for verify to name (``unrecorded``). A file still on the volume is this run's to store and read.
 
     Returns each recovered file's segment, as the volume's timeline checks take it, with when its ingest began."""
-    noted, finished = _notes_to_finish(archive, result, volume_text, on_volume)
-    if not noted and not finished:
+    noted, finished, later = _notes_to_finish(archive, result, volume_text, on_volume)
+    later = {sha: notes for sha, notes in later.items() if sha not in noted}
+    if not noted and not finished and not later:
         return []
-    why = _not_recoverable(archive, {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)})
+    with_facts = {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)}
+    why = _not_recoverable(archive, with_facts | later)
+    kept = {sha: path for path, sha in archive.kept_in_spool.items()}
     recovered: list[tuple[VolumeSegment, int]] = []
     done: dict[str, str] = {}  # name: object
 
@@ -848,13 +864,17 @@ def _recover(
     }
     with archive.transaction() as catalog:
         now = time.time_ns()
-        for sha, notes in noted.items():
+        for sha, notes, failed_before in [(k, v, False) for k, v in noted.items()] + [
+            (k, v, True) for k, v in later.items()
+        ]:
             for ingest, note in notes:
                 name = f"object {sha}" if note is None else _noted_name(note["facts"])
                 if note is not None and name in on_volume and read_here.get(name_text(name)) == sha:
                     continue
                 path = None if note is None else os.path.join(volume, name)
                 cause = f"its ingest noted no facts to record object {sha} by" if note is None else why.get(sha)
+                if cause is not None and failed_before:
+                    continue  # its ingest finished with it failed; still not sound, it is not failed again
                 if note is not None and cause is None:
                     try:
                         with catalog.savepoint():
@@ -869,6 +889,11 @@ def _recover(
                     f"copied by ingest {ingest}, which was interrupted before it recorded it, and not on the volume "
                     f"as that ingest read it when it was run again; not recovered from what it noted: {cause}"
                 )
+                if sha in kept:  # (keep_noted_copies: the only copy of what the card held, maybe)
+                    said += (
+                        f"; a copy of the bytes it read is kept at {shown_name(kept[sha])}: once the store takes "
+                        "it (what holds the object's place moved aside), an ingest of this volume records the file"
+                    )
                 result.failed.append(name)
                 # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one
                 # (a new file given its name after the card was wiped was taken for it: a hostile review).
