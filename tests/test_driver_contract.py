@@ -367,6 +367,24 @@ def custodes_device_drivers():
 '''
 
 
+def liar_card(tmp_path: Path) -> Path:
+    """A card of the liarcam driver (LIAR, installed from ``tmp_path/site``): two clips and its ID file."""
+    install_plugin(tmp_path / "site", "liarcam", LIAR)
+    vol = tmp_path / "LIAR"
+    make_clip(vol / "REC_0001.mp4", T0, 2.0)
+    make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
+    (vol / "LIAR.ID").write_text("liar\n")
+    return vol
+
+
+def as_liar(tmp_path: Path, mode: str, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    """``custodes ARGS`` with liarcam installed, lying as ``mode`` says."""
+    env = {**os.environ, "LIAR_MODE": mode, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    out = subprocess.run([sys.executable, "-m", "custodes", *map(str, args)], env=env, capture_output=True)
+    assert b"Traceback" not in out.stderr, out.stderr.decode()
+    return out
+
+
 @pytest.mark.parametrize("mode", ["phantom", "outside", "dup", "swap", "backwards"])
 def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_device_s(
     tmp_path: Path, mode: str
@@ -376,20 +394,10 @@ def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_de
     "clock jump or forgery", and a `sequence_break`, "a deleted file"; findings about /etc/passwd; the volume's
     whole time line lost to the bad end), which a hostile review called false accusations. Each is the driver's
     `malformed` finding naming it; the files are stored as they are, and the device gets no error for it."""
-    site = tmp_path / "site"
-    install_plugin(site, "liarcam", LIAR)
-    vol = tmp_path / "LIAR"
-    make_clip(vol / "REC_0001.mp4", T0, 2.0)
-    make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
-    (vol / "LIAR.ID").write_text("liar\n")
+    vol = liar_card(tmp_path)
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
-    env = {**os.environ, "LIAR_MODE": mode}
-    cmd = [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch), "--json"]
-    env["PYTHONPATH"] = os.pathsep.join([str(site), *sys.path])
-    out = subprocess.run(cmd, env=env, capture_output=True)
-    assert b"Traceback" not in out.stderr, out.stderr.decode()
-    report = json.loads(out.stdout)
+    report = json.loads(as_liar(tmp_path, mode, "ingest", vol, "--archive", arch, "--json").stdout)
     assert sorted(report["stored"]) == ["LIAR.ID", "REC_0001.mp4", "REC_0002.mp4"], report
     kinds = {f["kind"] for f in report["findings"]}
     assert not kinds & {"overlap", "sequence_break", "name_time_mismatch"}, report["findings"]
@@ -404,17 +412,9 @@ def test_sidecars_a_driver_names_that_are_no_file_of_the_volume_or_a_recording_a
     """Sidecars are the files that describe a recording; a driver naming a file outside the volume, one not on it,
     another recording or the recording itself had them listed so by `custodes volume` (session 13's note). Those
     are dropped, each as the driver's `malformed` finding; the sidecar on the volume stays."""
-    site = tmp_path / "site"
-    install_plugin(site, "liarcam", LIAR)
-    vol = tmp_path / "LIAR"
-    make_clip(vol / "REC_0001.mp4", T0, 2.0)
-    make_clip(vol / "REC_0002.mp4", T0 + timedelta(seconds=2), 2.0)
+    vol = liar_card(tmp_path)
     (vol / "NOTES.SRT").write_text("1\n00:00:00,000 --> 00:00:01,000\nnotes\n")
-    (vol / "LIAR.ID").write_text("liar\n")
-    env = {**os.environ, "LIAR_MODE": "sidecars", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
-    out = subprocess.run([sys.executable, "-m", "custodes", "volume", str(vol), "--json"], env=env, capture_output=True)
-    assert b"Traceback" not in out.stderr, out.stderr.decode()
-    reading = json.loads(out.stdout)
+    reading = json.loads(as_liar(tmp_path, "sidecars", "volume", vol, "--json").stdout)
     by_name = {s["name"]: s for s in reading["segments"]}
     assert by_name["REC_0001.mp4"]["sidecars"] == ["NOTES.SRT"], by_name
     (bad,) = [f for f in reading["findings"] if f["kind"] == "malformed"]
@@ -426,15 +426,9 @@ def test_sidecars_a_driver_names_that_are_no_file_of_the_volume_or_a_recording_a
 def test_a_driver_that_returns_no_reading_stores_nothing(tmp_path: Path) -> None:
     """A driver's `read` returning None was taken as a reading of no device: the files were stored under the
     folder's name as one (a hostile review), which a driver that raises is refused for. Refused the same way."""
-    site = tmp_path / "site"
-    install_plugin(site, "liarcam", LIAR)
-    vol = tmp_path / "LIAR"
-    make_clip(vol / "REC_0001.mp4", T0, 2.0)
-    (vol / "LIAR.ID").write_text("liar\n")
+    vol = liar_card(tmp_path)
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
-    env = {**os.environ, "LIAR_MODE": "none", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
-    cmd = [sys.executable, "-m", "custodes", "ingest", str(vol), "--archive", str(arch)]
-    out = subprocess.run(cmd, env=env, capture_output=True)
+    out = as_liar(tmp_path, "none", "ingest", vol, "--archive", arch)
     assert out.returncode == 2 and b"returned NoneType, not a VolumeReading; nothing was stored" in out.stderr, out
     assert catalog_rows(arch, "SELECT COUNT(*) FROM segments") == [(0,)]
