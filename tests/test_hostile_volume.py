@@ -14,6 +14,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -761,29 +762,55 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
     vol.mkdir()
     (vol / "a.bin").write_bytes(b"a recording")
     spool = arch / "tmp"
-    with subprocess.Popen(["sleep", "60"]) as alive:
+    with subprocess.Popen(["sleep", "60"]) as alive, subprocess.Popen(["sleep", "0"]) as zombie:
         try:
             tag = process_tag(alive.pid)
-            assert tag.startswith(f"{alive.pid}.") and tag != process_tag(1), tag
+            pid, start, boot, space = tag.split(".")
+            _, start_1, _, _ = process_tag(1).split(".")
+            assert pid == str(alive.pid) and tag != process_tag(1), tag
             in_flight = spool / f"{tag}-0123456789ab-copy"
             in_flight.write_bytes(b"being written")
             os.utime(in_flight, (1_600_000_000, 1_600_000_000))  # its time before the boot: the clock stepped since
-            pid, _, rest = process_tag(1).partition(".")
-            reused = spool / f"{pid}.{int(rest.partition('.')[0]) + 1}.{rest.partition('.')[2]}-0123456789ab-copy"
-            reused.write_bytes(b"left by a process that ran as pid 1 before")  # pid 1 runs, another process
-            other_boot = spool / f"{tag.rpartition('.')[0]}.00000000-0123456789ab-copy"
-            other_boot.write_bytes(b"left in another boot")
-            old_name = spool / "1-0123456789ab-copy"
-            old_name.write_bytes(b"an older custodes' copy, pid 1 running")
+            left = {
+                "reused": f"1.{int(start_1) + 1}.{boot}.{space}",  # pid 1 runs: another process
+                "another boot": f"{pid}.{start}.00000000.{space}",
+                # Ended and not yet waited for by its parent: a zombie's copies were "not in the store" (a review).
+                "zombie": process_tag(zombie.pid),
+                # Past any pid: no process runs under it (a hostile review: os.kill's OverflowError, a traceback).
+                "too large": "2147483648",
+                "far too large": f"99999999999999999999.{start}.{boot}.{space}",
+            }
+            for what, left_by in left.items():
+                (spool / f"{left_by}-0123456789ab-copy").write_bytes(what.encode())
+            while _state(zombie.pid) != "Z":
+                time.sleep(0.01)
+            kept = {
+                "live": in_flight,
+                "older custodes, pid 1 running": spool / "1-0123456789ab-copy",
+                # A container's process: its pid is of another namespace, and nothing here can tell whether it runs
+                # (a hostile review: a live ingest in a container lost its copy to a sweep on the host).
+                "other namespace": spool / f"1.{int(start_1) + 1}.{boot}.1-0123456789ab-copy",
+            }
+            # No name of ours, kept (a hostile review: each stopped ingest, repair and the service with a traceback).
+            for crafted in ("\u00b2", f"1.\u00b2.{boot}.{space}", "0", f"{pid}.{start}"):
+                kept[crafted] = spool / f"{crafted}-0123456789ab-copy"
+            for path in kept.values():
+                path.touch()
             out = run_cli("ingest", vol, "--archive", arch, "--driver", "generic")
             assert out.returncode == 1 and b"stored" in out.stdout, out.stderr  # 1: an unregistered device's
-            assert in_flight.exists() and old_name.exists(), sorted(p.name for p in spool.iterdir())
-            assert not reused.exists() and not other_boot.exists()
+            assert sorted(p.name for p in spool.iterdir()) == sorted(p.name for p in kept.values())
         finally:
             alive.kill()
-    os.utime(old_name, (1_600_000_000, 1_600_000_000))  # written before the boot: no running process's
+    os.utime(kept["older custodes, pid 1 running"], (1_600_000_000, 1_600_000_000))  # before the boot: nobody's
     assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
-    assert list(spool.iterdir()) == []
+    assert sorted(p.name for p in spool.iterdir()) == sorted(
+        p.name for what, p in kept.items() if what not in ("live", "older custodes, pid 1 running")
+    )
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (/proc/PID/stat: R, S, Z ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
 def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored(tmp_path: Path) -> None:
@@ -832,6 +859,7 @@ def test_a_kept_spool_copy_is_named_by_the_failure_and_recorded_once_its_place_i
     assert report["failed"] == [name], report
     (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
     assert f"a copy of the bytes it read is kept at {spooled['sample.mp4']}" in failed["message"], failed
+    assert f"an ingest of {vol} as docked here records the file" in failed["message"], failed
     again = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")  # still there: not failed twice
     assert json.loads(again.stdout)["failed"] == [] and spooled["sample.mp4"].exists(), again.stdout
     place.unlink()  # moved aside by a person
@@ -846,6 +874,50 @@ def test_a_kept_spool_copy_is_named_by_the_failure_and_recorded_once_its_place_i
     assert by == 1  # for the ingest that read it
     last = json.loads(run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json").stdout)
     assert last["recovered"] == [] and last["failed"] == [], last  # recorded once
+
+
+def test_a_link_at_the_object_s_place_keeps_the_spool_copy(tmp_path: Path) -> None:
+    """A symbolic link at a noted object's place to a file elsewhere holding the card's bytes: read through the
+    link, the place seemed to hold them, and the sweep removed the spool's copy; once that file went, the archive
+    had no copy of the footage (a hostile review). A link is no object: the copy is kept and named, and the
+    file is failed."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(vol / name, outside)
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.symlink_to(outside)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name], report
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert f"kept at {spooled['sample.mp4']}" in failed["message"], failed
+    outside.unlink()
+    assert hashlib.sha256(spooled["sample.mp4"].read_bytes()).hexdigest() == read[name]
+
+
+def test_a_kept_copy_stored_from_another_card_meanwhile_is_still_recorded_for_its_own(tmp_path: Path) -> None:
+    """The copy kept above, its place freed, and another card holding the same bytes ingested first: that card's
+    recording was recorded, and this card's never (only notes of objects nothing recorded were looked at), its
+    failure open for good (a hostile review). The re-run records it for this card too; two noting ingests of the
+    card killed before make one failure of the file, not two ("2 failed", one file)."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    place = squatted(object_file(arch, read[name]), (vol / name).stat().st_size)
+    again = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
+    assert again.returncode == -9, again.stderr  # a second ingest of the card noted it too, and was killed
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name], report
+    place.unlink()
+    other = tmp_path / "OTHER"
+    other.mkdir()
+    shutil.copy(ORDINARY[name], other / "copy.mp4")
+    out = run_cli("ingest", other, "--archive", arch, "--driver", "generic", "-o", "device_id=OTHER1")
+    assert out.returncode in (0, 1), out.stderr
+    freed = json.loads(run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json").stdout)
+    assert freed["recovered"] == [name] and freed["failed"] == [], freed
+    devices = catalog_rows(arch, "SELECT device_id FROM segments WHERE sha256 = ? ORDER BY device_id", (read[name],))
+    assert len(devices) == 2 and ("OTHER1",) in devices, devices
 
 
 def test_a_killed_ingest_s_copies_go_into_the_sound_copy_when_the_other_holds_other_bytes(tmp_path: Path) -> None:

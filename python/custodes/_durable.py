@@ -18,6 +18,7 @@ from pathlib import Path
 from custodes._faults import storage_op
 
 __all__ = [
+    "ascii_digits",
     "drop_cached_pages",
     "durable_temp",
     "fsync_dir",
@@ -140,7 +141,7 @@ def process_alive(pid: int, since_ns: int | None = None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (no pid is that large)
         return False
     except PermissionError:
         return True
@@ -173,25 +174,36 @@ def _boot_id() -> str:
         return ""
 
 
-def _started(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since the boot (``/proc/<pid>/stat``, field 22): with the
-    pid, one process of this boot, whatever the clock did since. None where it cannot be read (gone, or
+def _process(pid: int) -> tuple[bytes, int] | None:
+    """Process ``pid``'s state and start, in clock ticks since the boot (``/proc/<pid>/stat``, fields 3 and 22):
+    with the pid, one process of this boot, whatever the clock did since. None where it cannot be read (gone, or
     hidden by ``hidepid``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat_line = f.read()
-        return int(stat_line.rpartition(b")")[2].split()[19])  # after the name, which may hold spaces
+            fields = f.read().rpartition(b")")[2].split()  # after the name, which may hold spaces
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 
 
+@functools.cache
+def _pid_namespace() -> str:
+    """This process's pid namespace (the inode of ``/proc/self/ns/pid``); "" where there is none to read."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def process_tag(pid: int | None = None) -> str:
-    """How a process (this one by default) names what it leaves in a shared folder: ``<pid>.<start>.<boot>``,
-    its pid, its start in ticks since the boot and the boot's id; just ``<pid>`` where /proc says neither.
-    The pid alone was judged by the files' times against the boot, and missed (session 13's note): a clock
-    stepped forward after the boot, as on a station without a clock battery once it reaches NTP, made a live
-    ingest's copies look older than the boot, so another ingest's sweep would remove them; a restarted
-    container's processes reuse pids within one boot."""
+    """How a process (this one by default) names what it leaves in a shared folder:
+    ``<pid>.<start>.<boot>.<pid namespace>``, its pid, its start in ticks since the boot, the boot's id and
+    the namespace its pid is of; just ``<pid>`` where /proc says none of them. The pid alone was judged by the
+    files' times against the boot, and missed (session 13's note): a clock stepped forward after the boot, as
+    on a station without a clock battery once it reaches NTP, made a live ingest's copies look older than the
+    boot, so another ingest's sweep would remove them; a restarted container's processes reuse pids within one
+    boot. The namespace, since a hostile review: an ingest in a container (its pid 1) had its copy in flight
+    swept by one on the host, whose pid 1 is another process."""
     global _own_tag
     if pid is not None:
         return _tag_of(pid)
@@ -204,30 +216,48 @@ _own_tag = (0, "")
 
 
 def _tag_of(pid: int) -> str:
-    started, boot = _started(pid), _boot_id()
-    return f"{pid}.{started}.{boot}" if started is not None and boot else str(pid)
+    running, boot, space = _process(pid), _boot_id(), _pid_namespace()
+    return f"{pid}.{running[1]}.{boot}.{space}" if running is not None and boot and space else str(pid)
 
 
 def left_by_dead_process(name: str, written_ns: int) -> bool:
     """Whether the entry ``name`` (``<tag>-...``, :func:`process_tag`) was left by a process that no longer runs:
-    a dead one's entries are leftovers to clean, a live one's (this one's, another user's) work in flight.
-    Anything else named is no temp of custodes' and never counts as left (False). A name of an older custodes
-    (``<pid>-...``) is judged by its time ``written_ns`` against the boot (:func:`process_alive`)."""
-    pid, _, rest = name.partition("-")[0].partition(".")
-    if not pid.isdigit():
-        return False
-    if not rest:
-        return int(pid) != os.getpid() and not process_alive(int(pid), written_ns)
-    started, _, boot = rest.partition(".")
-    if not started.isdigit() or not boot:
-        return False  # not a tag of ours
+    a dead one's entries are leftovers to clean, a live one's (this one's, another user's, one of another pid
+    namespace: a container's, which cannot be told) work in flight. Anything else named is no temp of custodes'
+    and never counts as left (False). A name of an older custodes (``<pid>-...``) is judged by its time
+    ``written_ns`` against the boot (:func:`process_alive`)."""
+    tag = name.partition("-")[0]
+    if "." not in tag:
+        pid = _pid(tag)
+        return pid is not None and pid != os.getpid() and not process_alive(pid, written_ns)
+    parts = tag.split(".")
+    pid = _pid(parts[0])
+    if pid is None or len(parts) != 4 or not ascii_digits(parts[1]) or not parts[2] or not ascii_digits(parts[3]):
+        return False  # not a tag of ours (a hostile review: '²' passed str.isdigit, and int refused it)
+    started, boot, space = int(parts[1]), parts[2], parts[3]
     if boot != _boot_id():
         return True  # written in another boot: no process of that boot runs now
-    now = _started(int(pid))
-    if now is None:
+    if space != _pid_namespace():
+        return False  # another namespace's pid: nothing here says whether that process runs
+    running = _process(pid)
+    if running is None:
         # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.
-        return not process_alive(int(pid))
-    return now != int(started)  # another process under a reused pid
+        return not process_alive(pid)
+    state, now = running
+    # Another process under a reused pid, or this one ended, not yet reaped by its parent (a hostile review: a
+    # zombie's complete copies were called "not in the store").
+    return now != started or state in (b"Z", b"X")
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is a number ``int`` reads: ASCII digits (``str.isdigit`` takes '²' and '٣', which ``int``
+    refuses: a name made so stopped ingest, repair, the service and export with a traceback)."""
+    return text.isascii() and text.isdigit()
+
+
+def _pid(text: str) -> int | None:
+    """``text`` as a pid; one too large for any is a process that does not run (os.kill's OverflowError)."""
+    return int(text) if ascii_digits(text) and int(text) > 0 else None
 
 
 _TREE = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes import __version__, keys, merkle
-from custodes._durable import fsync_dir, fsync_file, left_by_dead_process, process_tag
+from custodes._durable import ascii_digits, fsync_dir, fsync_file, left_by_dead_process, process_tag
 from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
 from custodes.archive import Archive, exports_folder, refuse_inside_archive, refuse_links
@@ -303,7 +303,7 @@ def _clean_stale_staging(archive: Archive, final: Path) -> None:
         started = old.name[len(prefix) :].partition("-")[2]
         # The export entry comes after the bag was staged and checked: a folder without a staged bag in it
         # (a crash right after it was made, or one made by hand) stands for no entry.
-        if started.isdigit() and (old / "data").is_dir() and (old / "bagit.txt").is_file():
+        if ascii_digits(started) and (old / "data").is_dir() and (old / "bagit.txt").is_file():
             _ledger_interrupted(archive, int(started), old)
         shutil.rmtree(old, ignore_errors=True)
 
@@ -511,7 +511,7 @@ def sweep_exports(archive: Archive, keep: int | None = None) -> list[str]:
     now = time.time_ns()
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         name = path.name
-        if name.isdigit() and int(name) != keep and not _downloadable(archive, int(name), now):
+        if ascii_digits(name) and int(name) != keep and not _downloadable(archive, int(name), now):
             _remove(path)
         elif name.startswith(NEW_BAG):
             sweep_undelivered(archive, path)

@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from custodes._durable import fsync_dir, left_by_dead_process, process_alive, process_tag
+from custodes._durable import ascii_digits, fsync_dir, left_by_dead_process, process_alive, process_tag
 from custodes._faults import crashpoint
 from custodes.errors import CustodesError
 from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
@@ -591,7 +591,7 @@ def _holder(fd: int) -> str | None:
     is gone (the text is left by it) and the holder is a command working embedded."""
     holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
     pid = holder.split(" ")[1] if holder.startswith("pid ") else ""
-    return holder if pid.isdigit() and process_alive(int(pid)) else None
+    return holder if ascii_digits(pid) and process_alive(int(pid)) else None
 
 
 #: The descriptors by which this process holds archives' service locks shared (the CLI working embedded).
