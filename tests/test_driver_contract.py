@@ -356,7 +356,7 @@ class Liar(Driver):
         elif mode == "backwards":
             segments = [dataclasses.replace(one, end=one.start - 10**9), two]
         elif mode == "sidecars":
-            named = ("../../etc/passwd", one.name, two.name, "NOTES.SRT", "GONE.SRT")
+            named = ("../../etc/passwd", one.name, two.name, "NOTES.SRT", "GONE.SRT", "NOTES.SRT")
             segments = [dataclasses.replace(one, sidecars=named), two]
         return VolumeReading(self.name, os.fspath(volume), identity, segments, findings=findings + found,
                              skipped=skipped)
@@ -410,8 +410,9 @@ def test_what_a_driver_says_that_is_not_the_volume_s_is_its_own_fault_not_the_de
 
 def test_sidecars_a_driver_names_that_are_no_file_of_the_volume_or_a_recording_are_its_fault(tmp_path: Path) -> None:
     """Sidecars are the files that describe a recording; a driver naming a file outside the volume, one not on it,
-    another recording or the recording itself had them listed so by `custodes volume` (session 13's note). Those
-    are dropped, each as the driver's `malformed` finding; the sidecar on the volume stays."""
+    another recording or the recording itself had them listed so by `custodes volume` (session 13's note), and
+    one named twice twice (a hostile review). Those are dropped as the driver's `malformed` finding; the sidecar
+    on the volume stays, once."""
     vol = liar_card(tmp_path)
     (vol / "NOTES.SRT").write_text("1\n00:00:00,000 --> 00:00:01,000\nnotes\n")
     reading = json.loads(as_liar(tmp_path, "sidecars", "volume", vol, "--json").stdout)

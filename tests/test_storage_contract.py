@@ -66,6 +66,30 @@ def test_put_is_write_once_and_reads_back(store: tuple[ObjectStore, Path]) -> No
         s.open("../../etc/passwd")
 
 
+def test_a_spool_file_another_process_consumed_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ingests sweeping one killed ingest's copies: one linked a copy while the other stored it and removed
+    the spool file; the first then failed to remove it, a FileNotFoundError traceback (a hostile review). The
+    object is stored either way: the put says so. (A bucket's put reads the file into its request and removes
+    nothing after.)"""
+    import custodes.builtin.storage as local
+    from custodes.archive import init_archive
+
+    synced = local.sync_together
+    with init_archive(tmp_path / "arch") as a:
+        item = _spool_file(a.spool, os.urandom(5000))
+
+        def and_the_other_sweep(folder: Path, files: list[Path]) -> None:
+            synced(folder, files)
+            item.file.unlink()  # the other's sweep, between this one's link and its removal of the spool file
+
+        monkeypatch.setattr(local, "sync_together", and_the_other_sweep)
+        assert a.store.put_many([item]) == [True]
+        with a.store.open(item.digest) as f:
+            assert hashlib.sha256(f.read()).hexdigest() == item.digest
+
+
 def test_listing_is_in_digest_order_and_honours_a_range(store: tuple[ObjectStore, Path]) -> None:
     s, spool = store
     items = [_spool_file(spool, os.urandom(100) + bytes([i])) for i in range(40)]

@@ -863,6 +863,7 @@ class Archive:
             raise NotReadyToRecord(f"{e}; nothing was recorded") from None
 
     def __enter__(self) -> Archive:
+        self.catalog  # noqa: B018 - an archive closed already is refused here, not at its first use
         return self
 
     def __exit__(self, *exc: object) -> None:

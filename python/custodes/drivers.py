@@ -1352,10 +1352,10 @@ def _files_of_the_volume(c: _Checker, segments: list[VolumeSegment]) -> list[Vol
             # for a person to see; without an end the recording is off the time line, as one without times)
             c.bad("segment", "end", s.end, s.path, f"a time not before its start ({s.start})")
             s = replace(s, end=None)
-        wrong = [x for x in s.sidecars if x not in files or x in recordings]
+        wrong = [x for n, x in enumerate(s.sidecars) if x not in files or x in recordings or x in s.sidecars[:n]]
         if wrong:  # (listed by `volume` as what describes the recording: /etc/passwd, or the recording itself)
-            c.bad("segment", "sidecars", wrong, s.path, "names of files on the volume that are no recording")
-            s = replace(s, sidecars=tuple(x for x in s.sidecars if x not in wrong))
+            c.bad("segment", "sidecars", wrong, s.path, "names of files on the volume that are no recording, once")
+            s = replace(s, sidecars=tuple(dict.fromkeys(x for x in s.sidecars if x in files and x not in recordings)))
         kept.append(s)
     return kept
 

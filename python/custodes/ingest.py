@@ -667,10 +667,14 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
     holds other bytes (put there by hand: never replaced, and the spool's may be the only copy of the card's)."""
     keep: set[str] = set()
     there = [sha for sha in found if store.stat(sha) is not None]
+    # Kept unless the place holds a sound object of those bytes, as the store lists it: a link there to a file
+    # elsewhere read as the bytes, and the copy was swept, the archive's only one (a hostile review).
+    listed = [sha for sha in there if _listed_problems(store, sha) == [None]]
     algorithms = sorted({a for c in found.values() for a in c.digests})
-    for sha, held in zip(there, store.hash_objects(there, algorithms, None) if there else [], strict=True):
-        c = found[sha]
-        if not held.ok or held.size != c.size or any(held.digests.get(a) != d for a, d in c.digests.items()):
+    held = dict(zip(listed, store.hash_objects(listed, algorithms, None) if listed else [], strict=True))
+    for sha in there:
+        c, h = found[sha], held.get(sha)
+        if h is None or not h.ok or h.size != c.size or any(h.digests.get(a) != d for a, d in c.digests.items()):
             keep.add(os.fspath(c.temp))
     missing = []
     items = []
@@ -690,6 +694,11 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
                 item.temp.unlink(missing_ok=True)  # the second name the store refused
             keep.add(os.fspath(c.temp))
     return keep
+
+
+def _listed_problems(store: ObjectStore, sha: str) -> list[str | None]:
+    """What the store's listing says of each entry at the object's place (None: a sound object file)."""
+    return [x.problem for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
 
 
 def _second_name(c: _Copy) -> _Copy:
@@ -787,8 +796,9 @@ def _notes_to_finish(
     """What :func:`_recover` has to finish: by object, the notes (ingest, note; None: an intent without one) of
     the files nothing records; and (object, note) of the files the killed ingest recorded, gone from the volume.
     With them, ``later``: by object, the notes of files gone from the volume whose ingest was finished without
-    recording them (its object not sound in the store then: a copy kept in tmp/ while its place held other bytes),
-    for :func:`_recover` to record once it is sound, and to leave alone, already failed, while it is not."""
+    recording them (its object not sound in the store then: a copy kept in tmp/ while its place held other bytes;
+    since stored by the sweep, or by another card of the same bytes), for :func:`_recover` to record once it is
+    sound, and to leave alone, already failed, while it is not."""
     noted: _Noted = {}
     finished: list[tuple[str, dict[str, Any]]] = []  # recorded by the killed ingest: (object, note)
     for sha, ingest, entry in archive.catalog.ingests.interrupted_intents(result.ingest_id, volume_text, result.device):
@@ -803,9 +813,12 @@ def _notes_to_finish(
         elif _noted_name(facts) not in on_volume:
             finished.append((sha, note))
     later: _Noted = {}
-    for sha, ingest, entry in archive.catalog.ingests.unrecorded_notes_of(result.ingest_id, volume_text, result.device):
+    for sha, ingest, entry in archive.catalog.ingests.finished_notes(result.ingest_id, volume_text, result.device):
         note = json.loads(entry)
-        if _noted_name(note["facts"]) not in on_volume:  # (a file of that name on the card is this run's)
+        facts = note["facts"]
+        if _noted_name(facts) in on_volume:
+            continue  # a file of that name on the card is this run's to read
+        if archive.catalog.segments.find(result.device, facts["name"], _raw(facts), sha) is None:
             later.setdefault(sha, []).append((ingest, note))
     return noted, finished, later
 
@@ -892,8 +905,11 @@ def _recover(
                 if sha in kept:  # (keep_noted_copies: the only copy of what the card held, maybe)
                     said += (
                         f"; a copy of the bytes it read is kept at {shown_name(kept[sha])}: once the store takes "
-                        "it (what holds the object's place moved aside), an ingest of this volume records the file"
+                        "it (what holds the object's place moved aside), an ingest of "
+                        f"{shown_name(os.fspath(volume))} as docked here records the file"
                     )
+                if name in result.failed:
+                    continue  # noted by two interrupted ingests of the card: one failure (a hostile review: "2 failed")
                 result.failed.append(name)
                 # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one
                 # (a new file given its name after the card was wiped was taken for it: a hostile review).

@@ -254,7 +254,8 @@ class LocalStore:
         # that a power cut brings back is cleaned by the next ingest.
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(item, Put) and isinstance(outcome, bool):
-                os.unlink(item.file)
+                # (another ingest's sweep may have stored and removed it meanwhile: a hostile review's traceback)
+                Path(item.file).unlink(missing_ok=True)
         return outcomes
 
     def _already_there(self, item: Put, folder: int) -> None:

@@ -260,13 +260,14 @@ class Ingests(Table):
             (ingest_id, volume, device),
         ).fetchall()
 
-    def unrecorded_notes_of(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str]]:
+    def finished_notes(self, ingest_id: int, volume: str, device: str) -> list[tuple[str, int, str]]:
         """(object, ingest, entry) of every note the finished ingests of this volume and device before
-        ``ingest_id`` keep: notes of objects nothing records (:meth:`finish` keeps no other), as noted."""
+        ``ingest_id`` keep: of objects nothing recorded when they finished (:meth:`finish` keeps no other; another
+        volume's ingest may have recorded one since), as noted."""
         return self._conn.execute(
             "SELECT n.sha256, n.ingest_id, n.entry FROM ingest_notes n JOIN ingests i ON i.id = n.ingest_id "
             "WHERE i.finished_ns IS NOT NULL AND i.id < ? AND i.volume = ? AND i.device_id = ? "
-            "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.sha256 = n.sha256) ORDER BY n.ingest_id, n.rowid",
+            "ORDER BY n.ingest_id, n.rowid",
             (ingest_id, volume, device),
         ).fetchall()
 
