@@ -875,6 +875,7 @@ def _recover(
         for f in result.findings
         if f.kind == "ingest_failed" and f.path and isinstance(f.evidence, dict) and "sha256" in f.evidence
     }
+    failed_here: set[tuple[str, str]] = set()
     with archive.transaction() as catalog:
         now = time.time_ns()
         for sha, notes, failed_before in [(k, v, False) for k, v in noted.items()] + [
@@ -908,8 +909,9 @@ def _recover(
                         "it (what holds the object's place moved aside), an ingest of "
                         f"{shown_name(os.fspath(volume))} as docked here records the file"
                     )
-                if name in result.failed:
+                if (name, sha) in failed_here:
                     continue  # noted by two interrupted ingests of the card: one failure (a hostile review: "2 failed")
+                failed_here.add((name, sha))
                 result.failed.append(name)
                 # What that ingest read, as any failure gives it: only a recording of those bytes resolves this one
                 # (a new file given its name after the card was wiped was taken for it: a hostile review).
