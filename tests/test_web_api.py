@@ -23,24 +23,33 @@ from custodes.tasks import import_tasks, parse_tasks
 from custodes.web import api as api_routes
 from custodes.web import create_app
 from custodes.web.accounts import issue_token, local_caller, revoke_token, secret_digest
-from helpers import as_, catalog_rows, hand_back, run_cli
+from helpers import THREE_RECORDINGS, as_, build_cli_archive, catalog_rows, copy_archive, hand_back, run_cli
 from web_helpers import PASSWORD, add_own_account, deciding, logged_in
 
 API = "/api/v1"
 ROLES = {"alice": "custodian", "bob": "approver", "carol": "viewer", "dave": "approver"}
 
 
-@pytest.fixture
-def api(cli_archive: Path) -> tuple[Path, TestClient, dict[str, str]]:
-    """The archive, a client of its app, and a bearer token for each person (issued by the archive's owner
-    through custodes.web.accounts, as `custodes token add` does)."""
+@pytest.fixture(scope="module")
+def with_tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """An archive as ``cli_archive`` with a bearer token for each person (issued by the archive's owner through
+    custodes.web.accounts, as `custodes token add` does), made once a module: its password hashes are a second."""
+    arch = build_cli_archive(tmp_path_factory.mktemp("api") / "archive", recordings=THREE_RECORDINGS)
     tokens = {}
-    with open_archive(cli_archive) as a:  # the tests run as root, the archive's owner
+    with open_archive(arch) as a:  # the tests run as root, the archive's owner
         for name, role in ROLES.items():
             add_own_account(a, name, PASSWORD)
             tokens[name] = issue_token(a, name, role, "tests")[1]
-    web = TestClient(create_app(cli_archive), base_url="https://testserver", follow_redirects=False)
-    return cli_archive, web, tokens
+    return arch, tokens
+
+
+@pytest.fixture
+def api(with_tokens: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, TestClient, dict[str, str]]:
+    """A copy of :func:`with_tokens`'s archive, a client of its app, and each person's token."""
+    template, tokens = with_tokens
+    arch = copy_archive(template, tmp_path / "archive")
+    web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
+    return arch, web, tokens
 
 
 def as_json(value: Any) -> Any:

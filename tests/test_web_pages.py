@@ -30,6 +30,7 @@ from custodes.tasks import Task, import_tasks, task_coverage
 from custodes.web import create_app
 from custodes.web.accounts import local_caller
 from custodes.web.pages import FLASH_COOKIE
+from helpers import THREE_RECORDINGS, build_cli_archive, copy_archive
 from web_helpers import PASSWORD, add_own_account
 from web_helpers import logged_in as _logged_in
 
@@ -77,9 +78,17 @@ def flash(web: TestClient, answer: object, pattern: str) -> str:
     return page.text
 
 
+@pytest.fixture(scope="module")
+def accounts_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An archive as ``cli_archive`` with PEOPLE's accounts, made once a module (their password hashes are a
+    second of each test)."""
+    return with_accounts(build_cli_archive(tmp_path_factory.mktemp("site") / "archive", recordings=THREE_RECORDINGS))
+
+
 @pytest.fixture
-def site(cli_archive: Path) -> tuple[Path, FastAPI]:
-    return with_accounts(cli_archive), create_app(cli_archive)
+def site(accounts_made: Path, tmp_path: Path) -> tuple[Path, FastAPI]:
+    arch = copy_archive(accounts_made, tmp_path / "archive")
+    return arch, create_app(arch)
 
 
 def test_each_page_renders_on_a_real_archive(site: tuple[Path, FastAPI]) -> None:
