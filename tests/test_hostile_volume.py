@@ -790,6 +790,8 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
                 # A container's process: its pid is of another namespace, and nothing here can tell whether it runs
                 # (a hostile review: a live ingest in a container lost its copy to a sweep on the host).
                 "other namespace": spool / f"1.{int(start_1) + 1}.{boot}.1-0123456789ab-copy",
+                # /proc gives a start relative to the reader's time namespace (unshare -T): not judged either.
+                "other time namespace": spool / f"1.{int(start_1) + 1}.{boot}.{space.split('_')[0]}_1-0123-copy",
             }
             # No name of ours, kept (a hostile review: each stopped ingest, repair and the service with a traceback).
             for crafted in ("\u00b2", f"1.\u00b2.{boot}.{space}", "0", f"{pid}.{start}"):
@@ -816,7 +818,8 @@ def _state(pid: int) -> str:
 def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored(tmp_path: Path) -> None:
     """A file at a killed ingest's copy's name in tmp/ that is a hard link to a file outside the archive (the
     card's own, here), with the bytes noted: stored, the object would be that file, changed through its other
-    name (a hostile review). Not taken; its name in tmp/ is swept, the file outside untouched; the file is failed."""
+    name (a hostile review). Not taken; its name in tmp/ is kept and named, the file outside untouched; the file is
+    failed."""
     vol, arch, read, spooled = killed_after_noting(tmp_path)
     name = f"{GOPRO}/sample.mp4"
     outside = tmp_path / "outside.mp4"
@@ -825,7 +828,11 @@ def test_a_spool_copy_that_shares_its_file_with_a_name_elsewhere_is_never_stored
     os.link(outside, spooled["sample.mp4"])
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [name] and sorted(report["recovered"]) == sorted(set(ORDINARY) - {name}), report
-    assert not object_file(arch, read[name]).exists() and outside.stat().st_nlink == 1
+    # Its name in tmp/ is kept now, and named by the failure (a hostile review: such a copy, another account's
+    # or linked elsewhere, may be all that is left of the card, and the sweep removed it).
+    (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert f"kept at {spooled['sample.mp4']}" in failed["message"], failed
+    assert not object_file(arch, read[name]).exists() and outside.stat().st_nlink == 2
     assert hashlib.sha256(outside.read_bytes()).hexdigest() == read[name]
 
 
@@ -918,6 +925,41 @@ def test_a_kept_copy_stored_from_another_card_meanwhile_is_still_recorded_for_it
     assert freed["recovered"] == [name] and freed["failed"] == [], freed
     devices = catalog_rows(arch, "SELECT device_id FROM segments WHERE sha256 = ? ORDER BY device_id", (read[name],))
     assert len(devices) == 2 and ("OTHER1",) in devices, devices
+
+
+def test_a_hard_link_at_the_object_s_place_is_made_the_store_s_own_before_it_is_recorded(tmp_path: Path) -> None:
+    """The card's bytes at a noted object's place as a hard link to a file elsewhere (a restore with `cp -al`):
+    the file was recorded from that object, the spool's copy (no note's any more) swept, and an edit of the other
+    name changed the evidence (a hostile review). The object is given a file of its own first, as repair does;
+    then recorded, and the other name is not the evidence."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    outside = tmp_path / "restored.mp4"
+    shutil.copy(vol / name, outside)
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    os.link(outside, place)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [] and name in report["recovered"], report
+    assert list((arch / "tmp").iterdir()) == [] and place.stat().st_nlink == 1
+    outside.write_bytes(b"edited")  # the other name: not the evidence
+    assert hashlib.sha256(place.read_bytes()).hexdigest() == read[name]
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+
+
+def test_a_kept_copy_another_account_owns_is_never_swept(tmp_path: Path) -> None:
+    """A kept copy changed to another account's (or left by a killed `sudo` ingest into a service's archive) was
+    not the archive's own, so not stored, and the sweep then removed it: the only copy of a wiped card's file (a
+    hostile review). It is kept; a person takes it."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    place = squatted(object_file(arch, read[name]), (vol / name).stat().st_size)
+    assert wiped_and_run_again(vol, arch)["failed"] == [name]
+    os.chown(spooled["sample.mp4"], 65534, 65534)
+    place.unlink()
+    run_cli("ingest", vol, "--archive", arch, "--driver", "gopro")
+    assert hashlib.sha256(spooled["sample.mp4"].read_bytes()).hexdigest() == read[name]
 
 
 def test_a_killed_ingest_s_copies_go_into_the_sound_copy_when_the_other_holds_other_bytes(tmp_path: Path) -> None:

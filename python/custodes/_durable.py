@@ -187,23 +187,31 @@ def _process(pid: int) -> tuple[bytes, int] | None:
 
 
 @functools.cache
-def _pid_namespace() -> str:
-    """This process's pid namespace (the inode of ``/proc/self/ns/pid``); "" where there is none to read."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""
+def _namespaces() -> str:
+    """This process's pid and time namespaces (the inodes of ``/proc/self/ns/pid`` and ``ns/time``, joined by
+    "_"): a pid is one process within its pid namespace, and /proc gives a start relative to the reader's time
+    namespace (a hostile review: an ingest under ``unshare -T`` had its copy swept as another process's). ""
+    where the pid namespace cannot be read; the time one is left out where the kernel has none."""
+    found = []
+    for kind in ("pid", "time"):
+        try:
+            found.append(str(os.stat(f"/proc/self/ns/{kind}").st_ino))
+        except OSError:
+            if kind == "pid":
+                return ""
+    return "_".join(found)
 
 
 def process_tag(pid: int | None = None) -> str:
     """How a process (this one by default) names what it leaves in a shared folder:
-    ``<pid>.<start>.<boot>.<pid namespace>``, its pid, its start in ticks since the boot, the boot's id and
-    the namespace its pid is of; just ``<pid>`` where /proc says none of them. The pid alone was judged by the
-    files' times against the boot, and missed (session 13's note): a clock stepped forward after the boot, as
-    on a station without a clock battery once it reaches NTP, made a live ingest's copies look older than the
-    boot, so another ingest's sweep would remove them; a restarted container's processes reuse pids within one
-    boot. The namespace, since a hostile review: an ingest in a container (its pid 1) had its copy in flight
-    swept by one on the host, whose pid 1 is another process."""
+    ``<pid>.<start>.<boot>.<namespaces>``, its pid, its start in ticks since the boot, the boot's id and the
+    namespaces its pid and start are of (this process's: :func:`_namespaces`); just ``<pid>`` where /proc says
+    none of them. The pid alone was judged by the files' times against the boot, and missed (session 13's
+    note): a clock stepped forward after the boot, as on a station without a clock battery once it reaches NTP,
+    made a live ingest's copies look older than the boot, so another ingest's sweep would remove them; a
+    restarted container's processes reuse pids within one boot. The namespaces, since a hostile review: an
+    ingest in a container (its pid 1) had its copy in flight swept by one on the host, whose pid 1 is another
+    process."""
     global _own_tag
     if pid is not None:
         return _tag_of(pid)
@@ -216,7 +224,7 @@ _own_tag = (0, "")
 
 
 def _tag_of(pid: int) -> str:
-    running, boot, space = _process(pid), _boot_id(), _pid_namespace()
+    running, boot, space = _process(pid), _boot_id(), _namespaces()
     return f"{pid}.{running[1]}.{boot}.{space}" if running is not None and boot and space else str(pid)
 
 
@@ -232,13 +240,16 @@ def left_by_dead_process(name: str, written_ns: int) -> bool:
         return pid is not None and pid != os.getpid() and not process_alive(pid, written_ns)
     parts = tag.split(".")
     pid = _pid(parts[0])
-    if pid is None or len(parts) != 4 or not ascii_digits(parts[1]) or not parts[2] or not ascii_digits(parts[3]):
+    spaces = parts[3].split("_") if len(parts) == 4 else [""]
+    if pid is None or len(parts) != 4 or not ascii_digits(parts[1]) or not parts[2]:
+        return False  # not a tag of ours (a hostile review: '²' passed str.isdigit, and int refused it)
+    if not all(map(ascii_digits, spaces)):
         return False  # not a tag of ours (a hostile review: '²' passed str.isdigit, and int refused it)
     started, boot, space = int(parts[1]), parts[2], parts[3]
     if boot != _boot_id():
         return True  # written in another boot: no process of that boot runs now
-    if space != _pid_namespace():
-        return False  # another namespace's pid: nothing here says whether that process runs
+    if space != _namespaces():
+        return False  # another namespace's pid or start: nothing here says whether that process runs
     running = _process(pid)
     if running is None:
         # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.

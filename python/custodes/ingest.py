@@ -33,7 +33,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -609,21 +609,27 @@ def keep_noted_copies(archive: Archive) -> dict[str, str]:
     those whose object's place holds other bytes (put there by hand: write-once, it is not replaced, and these
     may be the only copy of what the card held), for the next run or a person to take; the failure of their
     files names them (:func:`_recover`)."""
-    found = _noted_among(archive, _own_dead_copies(archive))
+    own, others = _dead_copies(archive)
+    found = _noted_among(archive, own)
+    # Never stored, never swept either: a copy of another account's (a killed `sudo` ingest into a service's
+    # archive), or one with a name outside tmp/, may be all that is left of a wiped card (a hostile review: a copy
+    # chowned after the failure named it was then swept). The failure names it; a person takes it.
+    held = {sha: c for sha, c in _noted_among(archive, others).items() if sha not in found}
     if not found:
-        return {}
+        return {os.fspath(c.temp): sha for sha, c in held.items()}
     _claim_places(archive)
     keep: set[str] = set()
     for store in (archive.replica, archive.store):  # the second first: the first consumes the spool file
         if store is not None:
             keep |= _into_store(store, found, second_name=store is archive.replica)
-    return {os.fspath(c.temp): sha for sha, c in found.items() if os.fspath(c.temp) in keep}
+    kept = {os.fspath(c.temp): sha for sha, c in found.items() if os.fspath(c.temp) in keep}
+    return kept | {os.fspath(c.temp): sha for sha, c in held.items()}
 
 
-def _own_dead_copies(archive: Archive) -> list[tuple[Path, int]]:
-    """(path, size) of each file dead processes left in the spool that is the archive's own (its account's, or this
-    process's) and has no name outside the spool: its names there are a copy and, where a kill left both,
-    :func:`_second_name`'s; one name of each."""
+def _dead_copies(archive: Archive) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(path, size) of each file dead processes left in the spool: those that are the archive's own (its account's,
+    or this process's) with no name outside the spool (its names there are a copy and, where a kill left both,
+    :func:`_second_name`'s; one name of each), and the others."""
     owners = {os.geteuid(), os.stat(archive.root).st_uid}
     names: dict[tuple[int, int], list[os.stat_result]] = {}
     paths: dict[tuple[int, int], Path] = {}
@@ -633,11 +639,12 @@ def _own_dead_copies(archive: Archive) -> list[tuple[Path, int]]:
             if stat.S_ISREG(st.st_mode):
                 names.setdefault((st.st_dev, st.st_ino), []).append(st)
                 paths.setdefault((st.st_dev, st.st_ino), Path(entry.path))
-    return [
-        (paths[inode], seen[0].st_size)
-        for inode, seen in names.items()
-        if seen[0].st_nlink == len(seen) and seen[0].st_uid in owners
-    ]
+    own: list[tuple[Path, int]] = []
+    others: list[tuple[Path, int]] = []
+    for inode, seen in names.items():
+        ours = seen[0].st_nlink == len(seen) and seen[0].st_uid in owners
+        (own if ours else others).append((paths[inode], seen[0].st_size))
+    return own, others
 
 
 def _noted_among(archive: Archive, dead: list[tuple[Path, int]]) -> dict[str, _Copy]:
@@ -668,8 +675,16 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
     keep: set[str] = set()
     there = [sha for sha in found if store.stat(sha) is not None]
     # Kept unless the place holds a sound object of those bytes, as the store lists it: a link there to a file
-    # elsewhere read as the bytes, and the copy was swept, the archive's only one (a hostile review).
-    listed = [sha for sha in there if _listed_problems(store, sha) == [None]]
+    # elsewhere read as the bytes, and the copy was swept, the archive's only one (a hostile review). An object
+    # file only unprotected (a hard link to a file elsewhere, another account's, writable) is made the store's
+    # own first, as repair would (it is recorded from it next: a hostile review saw the evidence edited through
+    # the other name once the copy was swept).
+    problems = {sha: _listed_problems(store, sha) for sha in there}
+    for sha in [sha for sha in there if problems[sha] == ["unprotected"]]:
+        with contextlib.suppress(OSError, CustodesError):
+            store.protect(sha)
+            problems[sha] = _listed_problems(store, sha)
+    listed = [sha for sha in there if problems[sha] == [None]]
     algorithms = sorted({a for c in found.values() for a in c.digests})
     held = dict(zip(listed, store.hash_objects(listed, algorithms, None) if listed else [], strict=True))
     for sha in there:
@@ -843,8 +858,8 @@ def _recover(
     if not noted and not finished and not later:
         return []
     with_facts = {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)}
-    why = _not_recoverable(archive, with_facts | later)
     kept = {sha: path for path, sha in archive.kept_in_spool.items()}
+    why = _not_recoverable(archive, with_facts | later, kept)
     recovered: list[tuple[VolumeSegment, int]] = []
     done: dict[str, str] = {}  # name: object
 
@@ -905,9 +920,10 @@ def _recover(
                 )
                 if sha in kept:  # (keep_noted_copies: the only copy of what the card held, maybe)
                     said += (
-                        f"; a copy of the bytes it read is kept at {shown_name(kept[sha])}: once the store takes "
-                        "it (what holds the object's place moved aside), an ingest of "
-                        f"{shown_name(os.fspath(volume))} as docked here records the file"
+                        f"; a copy of the bytes it read is kept at {shown_name(kept[sha])}: once the store can take "
+                        "it (what holds the object's place moved aside or repaired; the copy the archive's "
+                        f"account's, with no name outside tmp/), an ingest of {shown_name(os.fspath(volume))} as "
+                        "docked here records the file"
                     )
                 if (name, sha) in failed_here:
                     continue  # noted by two interrupted ingests of the card: one failure (a hostile review: "2 failed")
@@ -952,7 +968,9 @@ def _noted_segment(facts: Mapping[str, Any], path: str) -> VolumeSegment:
     )
 
 
-def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, str]:
+def _not_recoverable(
+    archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]], kept: Container[str]
+) -> dict[str, str]:
     """Why each object whose files :func:`_recover` would record may not be, by object: no copy holds it sound,
     by the store's listing (as verify's: a link, a FIFO, a version written over, gone) and its bytes read again
     against every noted file's size and digests. One sound copy is enough: the file is then recorded, and the
@@ -973,6 +991,11 @@ def _not_recoverable(archive: Archive, noted: Mapping[str, list[tuple[int, dict[
             elif all(x.problem not in (None, "unprotected") for x in listed):
                 seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
                 wrong[sha].append(f"{copy}the store holds no sound object there ({seen})")
+            elif sha in kept and all(x.problem is not None for x in listed):
+                # Its file shared with a name elsewhere, or another's to change: recorded so, the spool's copy
+                # (then no note's) was swept, and the object changed through that other name (a hostile review).
+                seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
+                wrong[sha].append(f"{copy}its object there is not protected ({seen}) and could not be made so")
             else:
                 listed_sound.append(sha)
         if not listed_sound:
