@@ -948,6 +948,25 @@ def test_a_hard_link_at_the_object_s_place_is_made_the_store_s_own_before_it_is_
     assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
 
 
+def test_two_recordings_noted_under_one_name_fail_each(tmp_path: Path) -> None:
+    """Two killed ingests each noted a different recording under one name (the card formatted between them), and
+    neither could be recovered: the re-run failed the name once, so the second recording and its kept copy were
+    named nowhere (a hostile review). Each recording is its own failure, with what was read of it."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    squatted(object_file(arch, read[name]), (vol / name).stat().st_size)
+    second = FOOTAGE / "encoders" / "go-mp4-sample.mp4"
+    (vol / name).unlink()
+    shutil.copy(second, vol / name)  # another recording under the same name
+    other = hashlib.sha256(second.read_bytes()).hexdigest()
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_intent:1"})
+    assert killed.returncode == -9, killed.stderr
+    squatted(object_file(arch, other), second.stat().st_size)
+    report = wiped_and_run_again(vol, arch)
+    failed = [f["evidence"]["sha256"] for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert sorted(failed) == sorted([read[name], other]) and report["failed"] == [name, name], report
+
+
 def test_a_kept_copy_another_account_owns_is_never_swept(tmp_path: Path) -> None:
     """A kept copy changed to another account's (or left by a killed `sudo` ingest into a service's archive) was
     not the archive's own, so not stored, and the sweep then removed it: the only copy of a wiped card's file (a
