@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -697,6 +698,19 @@ def object_file(arch: Path, sha: str) -> Path:
     return arch / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
 
 
+def linked_at_its_place(
+    tmp_path: Path, vol: Path, arch: Path, name: str, sha: str, link: Callable[[Path, Path], None]
+) -> tuple[Path, Path]:
+    """A copy of the card's file ``name`` outside the archive, and a link to it (``Path.symlink_to`` or
+    ``Path.hardlink_to``) made at its object's place, as by hand: (the copy outside, the place)."""
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(vol / name, outside)
+    place = object_file(arch, sha)
+    place.parent.mkdir(parents=True, exist_ok=True)
+    link(place, outside)
+    return outside, place
+
+
 def squatted(place: Path, size: int) -> Path:
     """Other bytes of ``size`` put at an object's place, read-only, as by hand."""
     place.parent.mkdir(parents=True, exist_ok=True)
@@ -890,11 +904,7 @@ def test_a_link_at_the_object_s_place_keeps_the_spool_copy(tmp_path: Path) -> No
     file is failed."""
     vol, arch, read, spooled = killed_after_noting(tmp_path)
     name = f"{GOPRO}/sample.mp4"
-    outside = tmp_path / "outside.mp4"
-    shutil.copy(vol / name, outside)
-    place = object_file(arch, read[name])
-    place.parent.mkdir(parents=True, exist_ok=True)
-    place.symlink_to(outside)
+    outside, _ = linked_at_its_place(tmp_path, vol, arch, name, read[name], Path.symlink_to)
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [name], report
     (failed,) = [f for f in report["findings"] if f["kind"] == "ingest_failed"]
@@ -934,11 +944,7 @@ def test_a_hard_link_at_the_object_s_place_is_made_the_store_s_own_before_it_is_
     then recorded, and the other name is not the evidence."""
     vol, arch, read, spooled = killed_after_noting(tmp_path)
     name = f"{GOPRO}/sample.mp4"
-    outside = tmp_path / "restored.mp4"
-    shutil.copy(vol / name, outside)
-    place = object_file(arch, read[name])
-    place.parent.mkdir(parents=True, exist_ok=True)
-    os.link(outside, place)
+    outside, place = linked_at_its_place(tmp_path, vol, arch, name, read[name], Path.hardlink_to)
     report = wiped_and_run_again(vol, arch)
     assert report["failed"] == [] and name in report["recovered"], report
     assert list((arch / "tmp").iterdir()) == [] and place.stat().st_nlink == 1
