@@ -1719,7 +1719,11 @@ def ingest_command(
             + (f", {len(result.recovered)} recovered" if result.recovered else "")
         )
         for name in result.recovered:
-            click.echo(f"  recovered {shown_name(name)}: stored by an interrupted ingest, gone from the volume since")
+            # (not "stored by an interrupted ingest": one recorded from a finished ingest's note was failed by it)
+            click.echo(
+                f"  recovered {shown_name(name)}: recorded from what an earlier ingest read of it, its bytes in the "
+                "store; gone from the volume since"
+            )
         for why in _choice_lines(result.choice):
             click.echo(f"  {why}")
         if result.time_zone is not None:
