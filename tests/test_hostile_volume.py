@@ -976,6 +976,47 @@ def test_two_recordings_noted_under_one_name_fail_each(tmp_path: Path) -> None:
     assert sorted(failed) == sorted([read[name], other]) and report["failed"] == [name, name], report
 
 
+def test_a_copy_killed_between_its_link_and_the_removal_of_its_spool_name_is_recorded(tmp_path: Path) -> None:
+    """Killed after linking a copy into place and before removing its spool name: one file with both names. Taken
+    for a copy with a name outside tmp/, it was kept, and its file failed on every re-run with the object
+    "not protected" (a hostile review). The spool name is swept and the file recorded from its object."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    spooled["sample.mp4"].chmod(0o400)
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    os.link(spooled["sample.mp4"], place)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert list((arch / "tmp").iterdir()) == [] and place.stat().st_nlink == 1
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+
+
+def test_a_file_mounted_at_the_object_s_place_is_never_changed(tmp_path: Path) -> None:
+    """Another file system's file bind-mounted at a noted object's place, with the card's bytes, another
+    account's: the sweep chown'd and chmod'ed that file (protect), recorded the file from it and swept the copy; once
+    unmounted, the evidence was gone (a hostile review). That file is left as it is; the copy is kept and named."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    outside = tmp_path / "elsewhere.mp4"
+    shutil.copy(vol / name, outside)
+    os.chown(outside, 65534, 65534)
+    outside.chmod(0o666)
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.touch()
+    subprocess.run(["mount", "--bind", str(outside), str(place)], check=True)
+    try:
+        report = wiped_and_run_again(vol, arch)
+        assert report["failed"] == [name], report
+        st = outside.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (65534, 0o666)
+        assert hashlib.sha256(spooled["sample.mp4"].read_bytes()).hexdigest() == read[name]
+    finally:
+        subprocess.run(["umount", str(place)], check=True)
+
+
 def test_a_kept_copy_another_account_owns_is_never_swept(tmp_path: Path) -> None:
     """A kept copy changed to another account's (or left by a killed `sudo` ingest into a service's archive) was
     not the archive's own, so not stored, and the sweep then removed it: the only copy of a wiped card's file (a

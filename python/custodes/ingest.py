@@ -614,7 +614,11 @@ def keep_noted_copies(archive: Archive) -> dict[str, str]:
     # Never stored, never swept either: a copy of another account's (a killed `sudo` ingest into a service's
     # archive), or one with a name outside tmp/, may be all that is left of a wiped card (a hostile review: a copy
     # chowned after the failure named it was then swept). The failure names it; a person takes it.
-    held = {sha: c for sha, c in _noted_among(archive, others).items() if sha not in found}
+    held = {
+        sha: c
+        for sha, c in _noted_among(archive, others).items()
+        if sha not in found and not _is_its_object(archive, sha, c.temp)
+    }
     if not found:
         return {os.fspath(c.temp): sha for sha, c in held.items()}
     _claim_places(archive)
@@ -624,6 +628,18 @@ def keep_noted_copies(archive: Archive) -> dict[str, str]:
             keep |= _into_store(store, found, second_name=store is archive.replica)
     kept = {os.fspath(c.temp): sha for sha, c in found.items() if os.fspath(c.temp) in keep}
     return kept | {os.fspath(c.temp): sha for sha, c in held.items()}
+
+
+def _is_its_object(archive: Archive, sha: str, temp: Path) -> bool:
+    """Whether the spool file is its object's file in a local store (a kill between an ingest's link and its
+    removal of the spool name leaves one file with both names: the object is stored, the spool name is the sweep's;
+    a hostile review saw it kept and its file failed for ever)."""
+    for store in (archive.store, archive.replica):
+        place = getattr(store, "local_file", lambda _: None)(sha)
+        with contextlib.suppress(OSError):
+            if place is not None and os.path.samefile(place, temp):
+                return True
+    return False
 
 
 def _dead_copies(archive: Archive) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
@@ -675,21 +691,16 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
     keep: set[str] = set()
     there = [sha for sha in found if store.stat(sha) is not None]
     # Kept unless the place holds a sound object of those bytes, as the store lists it: a link there to a file
-    # elsewhere read as the bytes, and the copy was swept, the archive's only one (a hostile review). An object
-    # file only unprotected (a hard link to a file elsewhere, another account's, writable) is made the store's
-    # own first, as repair would (it is recorded from it next: a hostile review saw the evidence edited through
-    # the other name once the copy was swept).
+    # elsewhere read as the bytes, and the copy was swept, the archive's only one (a hostile review).
     problems = {sha: _listed_problems(store, sha) for sha in there}
-    for sha in [sha for sha in there if problems[sha] == ["unprotected"]]:
-        with contextlib.suppress(OSError, CustodesError):
-            store.protect(sha)
-            problems[sha] = _listed_problems(store, sha)
-    listed = [sha for sha in there if problems[sha] == [None]]
+    listed = [sha for sha in there if problems[sha] in ([None], ["unprotected"])]
     algorithms = sorted({a for c in found.values() for a in c.digests})
     held = dict(zip(listed, store.hash_objects(listed, algorithms, None) if listed else [], strict=True))
     for sha in there:
         c, h = found[sha], held.get(sha)
         if h is None or not h.ok or h.size != c.size or any(h.digests.get(a) != d for a, d in c.digests.items()):
+            keep.add(os.fspath(c.temp))
+        elif problems[sha] != [None] and not _taken_in_place_of(store, c):
             keep.add(os.fspath(c.temp))
     missing = []
     items = []
@@ -709,6 +720,19 @@ def _into_store(store: ObjectStore, found: dict[str, _Copy], *, second_name: boo
                 item.temp.unlink(missing_ok=True)  # the second name the store refused
             keep.add(os.fspath(c.temp))
     return keep
+
+
+def _taken_in_place_of(store: ObjectStore, c: _Copy) -> bool:
+    """The copy, the archive's own, put in place of the file at its object's place that holds the same bytes but
+    is not the store's (a hard link from a `cp -al` restore, another account's, writable): recorded from that
+    file, the copy swept, an edit through its other name changed the evidence (a hostile review). Never a
+    change of that file (a protect would chown a file outside, a bind mount's); whether it was done."""
+    try:
+        with open(c.temp, "rb") as stream:
+            store.restore(stream, c.size, c.digests)
+    except (OSError, CustodesError):
+        return False  # (a mount point at the place refuses the unlink: kept, and its failure says why)
+    return True
 
 
 def _listed_problems(store: ObjectStore, sha: str) -> list[str | None]:
