@@ -240,16 +240,13 @@ def left_by_dead_process(name: str, written_ns: int) -> bool:
         return pid is not None and pid != os.getpid() and not process_alive(pid, written_ns)
     parts = tag.split(".")
     pid = _pid(parts[0])
-    spaces = parts[3].split("_") if len(parts) == 4 else [""]
     if pid is None or len(parts) != 4 or not ascii_digits(parts[1]) or not parts[2]:
-        return False  # not a tag of ours (a hostile review: '²' passed str.isdigit, and int refused it)
-    if not all(map(ascii_digits, spaces)):
         return False  # not a tag of ours (a hostile review: '²' passed str.isdigit, and int refused it)
     started, boot, space = int(parts[1]), parts[2], parts[3]
     if boot != _boot_id():
         return True  # written in another boot: no process of that boot runs now
     if space != _namespaces():
-        return False  # another namespace's pid or start: nothing here says whether that process runs
+        return False  # another namespace's pid or start (or no tag of ours): nothing here says whether it runs
     running = _process(pid)
     if running is None:
         # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.
@@ -341,7 +338,7 @@ def sweep_dead_temps(folder: Path, keep: Container[str] = ()) -> None:
 
 def durable_temp(path: Path, text: str, folder: Path | None = None, mode: int = 0o600) -> Path:
     """``text`` written and fsynced to a temp file beside ``path`` (or in ``folder``,
-    named ``<pid>-...`` as ingest's stale-temp cleaning expects). On an error
+    named ``<process tag>-...`` as the spool's sweep expects: :func:`process_tag`). On an error
     the temp is removed: a failed write leaves nothing behind."""
     tmp = (
         folder / f"{process_tag()}-{os.urandom(6).hex()}-{path.name}"

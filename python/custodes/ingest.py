@@ -65,7 +65,7 @@ from custodes.hashing import clamp_workers, hash_files, max_workers
 from custodes.records import IngestedSegment
 from custodes.rights import as_checked
 from custodes.service import request
-from custodes.storage import ObjectStore, Put, StoredObject
+from custodes.storage import Listed, ObjectStore, Put, StoredObject
 from custodes.volumes import read_volume, timeline_findings
 
 __all__ = ["GROUPS", "Groups", "IngestResult", "ingest"]
@@ -607,18 +607,16 @@ def keep_noted_copies(archive: Archive) -> dict[str, str]:
 
     Returns the spool files the sweep must keep, each with its object: those a copy of the store refused now, and
     those whose object's place holds other bytes (put there by hand: write-once, it is not replaced, and these
-    may be the only copy of what the card held), for the next run or a person to take; the failure of their
-    files names them (:func:`_recover`)."""
+    may be the only copy of what the card held), and those that are not the archive's own, never stored, for the
+    next run or a person to take; the failure of their files names them (:func:`_recover`)."""
     own, others = _dead_copies(archive)
-    found = _noted_among(archive, own)
+    noted = _noted_among(archive, own + others)  # (an object's own copy first, where it has both)
+    mine = {path for path, _ in own}
+    found = {sha: c for sha, c in noted.items() if c.temp in mine}
     # Never stored, never swept either: a copy of another account's (a killed `sudo` ingest into a service's
     # archive), or one with a name outside tmp/, may be all that is left of a wiped card (a hostile review: a copy
     # chowned after the failure named it was then swept). The failure names it; a person takes it.
-    held = {
-        sha: c
-        for sha, c in _noted_among(archive, others).items()
-        if sha not in found and not _is_its_object(archive, sha, c.temp)
-    }
+    held = {sha: c for sha, c in noted.items() if sha not in found and not _is_its_object(archive, sha, c.temp)}
     if not found:
         return {os.fspath(c.temp): sha for sha, c in held.items()}
     _claim_places(archive)
@@ -825,8 +823,9 @@ def _record_group(
     return recorded
 
 
-#: By object, the notes (ingest, note; None: an intent noted without one) of files nothing records.
-_Noted = dict[str, list[tuple[int, dict[str, Any] | None]]]
+#: An object's notes (ingest, note; None: an intent noted without one) of files nothing records.
+_Notes = list[tuple[int, dict[str, Any] | None]]
+_Noted = dict[str, _Notes]
 
 
 def _notes_to_finish(
@@ -917,9 +916,10 @@ def _recover(
     failed_here: set[tuple[str, str]] = set()
     with archive.transaction() as catalog:
         now = time.time_ns()
-        for sha, notes, failed_before in [(k, v, False) for k, v in noted.items()] + [
-            (k, v, True) for k, v in later.items()
-        ]:
+        # The interrupted ingests' notes, then the finished ones' (their files failed before: not failed again).
+        to_finish = [(sha, notes, False) for sha, notes in noted.items()]
+        to_finish += [(sha, notes, True) for sha, notes in later.items()]
+        for sha, notes, failed_before in to_finish:
             for ingest, note in notes:
                 name = f"object {sha}" if note is None else _noted_name(note["facts"])
                 if note is not None and name in on_volume and read_here.get(name_text(name)) == sha:
@@ -992,9 +992,12 @@ def _noted_segment(facts: Mapping[str, Any], path: str) -> VolumeSegment:
     )
 
 
-def _not_recoverable(
-    archive: Archive, noted: Mapping[str, list[tuple[int, dict[str, Any] | None]]], kept: Container[str]
-) -> dict[str, str]:
+def _seen(x: Listed) -> str:
+    """What the store's listing says is wrong at an object's place, with its detail."""
+    return f"{x.problem}: {x.detail}" if x.detail else str(x.problem)
+
+
+def _not_recoverable(archive: Archive, noted: Mapping[str, _Notes], kept: Container[str]) -> dict[str, str]:
     """Why each object whose files :func:`_recover` would record may not be, by object: no copy holds it sound,
     by the store's listing (as verify's: a link, a FIFO, a version written over, gone) and its bytes read again
     against every noted file's size and digests. One sound copy is enough: the file is then recorded, and the
@@ -1013,13 +1016,13 @@ def _not_recoverable(
             if not listed:
                 wrong[sha].append(f"{copy}it is not in the store ({store.describe()})")
             elif all(x.problem not in (None, "unprotected") for x in listed):
-                seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
-                wrong[sha].append(f"{copy}the store holds no sound object there ({seen})")
+                wrong[sha].append(f"{copy}the store holds no sound object there ({_seen(listed[0])})")
             elif sha in kept and all(x.problem is not None for x in listed):
                 # Its file shared with a name elsewhere, or another's to change: recorded so, the spool's copy
                 # (then no note's) was swept, and the object changed through that other name (a hostile review).
-                seen = f"{listed[0].problem}: {listed[0].detail}" if listed[0].detail else listed[0].problem
-                wrong[sha].append(f"{copy}its object there is not protected ({seen}) and could not be made so")
+                wrong[sha].append(
+                    f"{copy}its object there is not protected ({_seen(listed[0])}) and could not be made so"
+                )
             else:
                 listed_sound.append(sha)
         if not listed_sound:
