@@ -769,15 +769,19 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
     no clock battery reaching NTP) made a live ingest's copies look older than the boot, and another ingest's sweep
     removed them; a file of a dead process whose pid runs again in the same boot (a restarted container) was
     kept for ever. Now a live process's file stays whatever its time; a dead one's goes whatever runs under its
-    pid now; a name of an older custodes (``<pid>-``) is still judged by its time."""
+    pid now; a name of an older custodes (``<pid>-``) is still judged by its time. One of another pid namespace (a
+    container's) stays while a process is in that namespace, and goes once none is (the tests run as root on the
+    host, who sees every process)."""
     arch = tmp_path / "archive"
     assert run_cli("init", arch).returncode == 0
     vol = tmp_path / "BWC0003"
     vol.mkdir()
     (vol / "a.bin").write_bytes(b"a recording")
     spool = arch / "tmp"
-    with subprocess.Popen(["sleep", "60"]) as alive, subprocess.Popen(["sleep", "0"]) as zombie:
+    container = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sleep", "60"])
+    with container, subprocess.Popen(["sleep", "60"]) as alive, subprocess.Popen(["sleep", "0"]) as zombie:
         try:
+            container_space = in_its_namespace(container.pid)
             tag = process_tag(alive.pid)
             pid, start, boot, space = tag.split(".")
             _, start_1, _, _ = process_tag(1).split(".")
@@ -790,6 +794,9 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
                 "another boot": f"{pid}.{start}.00000000.{space}",
                 # Ended and not yet waited for by its parent: a zombie's copies were "not in the store" (a review).
                 "zombie": process_tag(zombie.pid),
+                # A container's process, the container gone (no process of the machine is in its pid namespace):
+                # kept for ever before, and its complete copies with it until a reboot (session 14's note).
+                "gone container": f"1.{int(start_1) + 1}.{boot}.1_1",
                 # Past any pid: no process runs under it (a hostile review: os.kill's OverflowError, a traceback).
                 "too large": "2147483648",
                 "far too large": f"99999999999999999999.{start}.{boot}.{space}",
@@ -801,9 +808,9 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
             kept = {
                 "live": in_flight,
                 "older custodes, pid 1 running": spool / "1-0123456789ab-copy",
-                # A container's process: its pid is of another namespace, and nothing here can tell whether it runs
-                # (a hostile review: a live ingest in a container lost its copy to a sweep on the host).
-                "other namespace": spool / f"1.{int(start_1) + 1}.{boot}.1-0123456789ab-copy",
+                # A live container's process: its pid is of another namespace, and nothing here can tell whether it
+                # runs (a hostile review: a live ingest in a container lost its copy to a sweep on the host).
+                "other namespace": spool / f"1.{int(start_1) + 1}.{boot}.{container_space}-0123456789ab-copy",
                 # /proc gives a start relative to the reader's time namespace (unshare -T): not judged either.
                 "other time namespace": spool / f"1.{int(start_1) + 1}.{boot}.{space.split('_')[0]}_1-0123-copy",
             }
@@ -817,11 +824,53 @@ def test_a_spool_file_is_judged_by_its_process_not_by_its_time(tmp_path: Path) -
             assert sorted(p.name for p in spool.iterdir()) == sorted(p.name for p in kept.values())
         finally:
             alive.kill()
+            container.kill()
     os.utime(kept["older custodes, pid 1 running"], (1_600_000_000, 1_600_000_000))  # before the boot: nobody's
     assert run_cli("ingest", vol, "--archive", arch, "--driver", "generic").returncode == 1
     assert sorted(p.name for p in spool.iterdir()) == sorted(
         p.name for what, p in kept.items() if what not in ("live", "older custodes, pid 1 running")
     )
+
+
+def in_its_namespace(unshared: int) -> str:
+    """The namespaces (as ``process_tag`` names them) of the process ``unshare --pid --fork`` (pid ``unshared``)
+    runs in a pid namespace of its own, once it runs."""
+    deadline = time.monotonic() + 30
+    while not (children := Path(f"/proc/{unshared}/task/{unshared}/children").read_text().split()):
+        assert time.monotonic() < deadline, "unshare started no process"
+        time.sleep(0.01)
+    own = process_tag().split(".")[3]
+    return "_".join([str(os.stat(f"/proc/{children[0]}/ns/pid").st_ino), *own.split("_")[1:]])
+
+
+def test_a_killed_ingest_in_a_container_is_recovered_on_the_host_once_the_container_is_gone(tmp_path: Path) -> None:
+    """An ingest killed in a container (a pid namespace of its own) after noting its intents: its complete copies
+    were kept in tmp/ until a reboot (their process could not be judged from the host), and the host's re-run of
+    the wiped card failed every file "not in the store" (session 14's note). Once no process is in that namespace,
+    the host's run takes them and records the files (while one is, they are kept: the test above)."""
+    vol = gopro_card(tmp_path, hostile=False).rename(tmp_path / "GOPRO-CARD")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    read = regular_files(vol)
+    # Not the namespace's pid 1 (which a SIGKILL from inside it does not end), as an ingest in a container is not.
+    in_container = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", '"$@"; exit $?', "sh"]
+    killed = subprocess.run(
+        [*in_container, sys.executable, "-m", "custodes", "ingest", vol, "--archive", arch],
+        env={**os.environ, "CUSTODES_CRASHPOINT": "after_intent:1"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode != 0 and b"Traceback" not in killed.stderr, killed.stderr
+    spooled = sorted(p.name for p in (arch / "tmp").iterdir())
+    assert len(spooled) == len(ORDINARY) and all(
+        n.split("-")[0].split(".")[3] != process_tag().split(".")[3] for n in spooled
+    )
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert list((arch / "tmp").iterdir()) == []
+    assert all(object_file(arch, read[name]).exists() for name in ORDINARY)
+    out = run_cli("verify", arch, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
 
 
 def _state(pid: int) -> str:

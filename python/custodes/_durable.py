@@ -228,12 +228,60 @@ def _tag_of(pid: int) -> str:
     return f"{pid}.{running[1]}.{boot}.{space}" if running is not None and boot and space else str(pid)
 
 
-def left_by_dead_process(name: str, written_ns: int) -> bool:
+#: The initial pid namespace's inode (the kernel's PROC_PID_INIT_INO): a process in it sees every process of the
+#: machine in /proc, those of every container included.
+_INIT_PID_NAMESPACE = 0xEFFFFFFC
+
+
+def _live_pid_namespaces() -> frozenset[str] | None:
+    """The pid namespaces some process of the machine is in (inodes, as :func:`process_tag` writes them), or None
+    where this process cannot see every process's: only root in the initial pid namespace can (elsewhere /proc
+    shows one namespace's processes, or hides other users' with ``hidepid``, or refuses their ``ns`` links)."""
+    try:
+        if os.geteuid() != 0 or os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NAMESPACE:
+            return None
+        pids = [p for p in os.listdir("/proc") if ascii_digits(p)]
+    except OSError:
+        return None
+    found = {str(_INIT_PID_NAMESPACE)}
+    for pid in pids:
+        try:
+            found.add(str(os.stat(f"/proc/{pid}/ns/pid").st_ino))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended since the listing
+        except OSError:
+            # Refused even to root (a sandbox's own pid 1 here): its status, readable by all, says whether it is
+            # in a namespace below this one (a pid in each); one that is, unread, leaves the others unknowable.
+            if not _only_in_this_namespace(pid):
+                return None
+    return frozenset(found)
+
+
+def _only_in_this_namespace(pid: str) -> bool:
+    """Whether /proc/PID/status gives the process one pid only: it is in the namespace of this /proc, no other."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            spaces = [line.split()[1:] for line in f if line.startswith(b"NSpid:")]
+    except FileNotFoundError:
+        return True  # ended since: in no namespace now
+    except OSError:
+        return False
+    return len(spaces) == 1 and len(spaces[0]) == 1
+
+
+def left_by_dead_process(
+    name: str, written_ns: int, namespaces: Callable[[], frozenset[str] | None] = _live_pid_namespaces
+) -> bool:
     """Whether the entry ``name`` (``<tag>-...``, :func:`process_tag`) was left by a process that no longer runs:
-    a dead one's entries are leftovers to clean, a live one's (this one's, another user's, one of another pid
-    namespace: a container's, which cannot be told) work in flight. Anything else named is no temp of custodes'
-    and never counts as left (False). A name of an older custodes (``<pid>-...``) is judged by its time
-    ``written_ns`` against the boot (:func:`process_alive`)."""
+    a dead one's entries are leftovers to clean, a live one's (this one's, another user's) work in flight. Anything
+    else named is no temp of custodes' and never counts as left (False). A name of an older custodes
+    (``<pid>-...``) is judged by its time ``written_ns`` against the boot (:func:`process_alive`).
+
+    One of another pid namespace (a container's) is dead once no process of the machine is in that namespace, as
+    ``namespaces`` (:func:`_live_pid_namespaces`, asked only then; read after the entry was listed, so a live
+    writer's namespace is in it) says; where it cannot say, or the namespace lives on, nothing here tells whether
+    its pid runs, and the entry is kept (session 14's note: a killed ingest's complete copies stayed in tmp/ until
+    a reboot, and the host's re-run failed their files)."""
     tag = name.partition("-")[0]
     if "." not in tag:
         pid = _pid(tag)
@@ -246,7 +294,10 @@ def left_by_dead_process(name: str, written_ns: int) -> bool:
     if boot != _boot_id():
         return True  # written in another boot: no process of that boot runs now
     if space != _namespaces():
-        return False  # another namespace's pid or start (or no tag of ours): nothing here says whether it runs
+        # Another namespace's pid or start: dead with its pid namespace; a time namespace of its own (the same pid
+        # namespace) gives a start this process cannot compare, and is kept.
+        live = namespaces() if space.partition("_")[0] != _namespaces().partition("_")[0] else None
+        return live is not None and space.partition("_")[0] not in live
     running = _process(pid)
     if running is None:
         # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.
@@ -313,12 +364,13 @@ def dead_temps(folder: Path) -> list[os.DirEntry[str]]:
     except FileNotFoundError:
         return []
     dead = []
+    namespaces = functools.cache(_live_pid_namespaces)  # read once, after the listing, and only if a name needs it
     for entry in entries:
         try:
             written = entry.stat(follow_symlinks=False).st_mtime_ns
         except OSError:
             continue  # gone meanwhile
-        if left_by_dead_process(entry.name, written):
+        if left_by_dead_process(entry.name, written, namespaces):
             dead.append(entry)
     return dead
 
