@@ -5,6 +5,7 @@ on real footage (tests/data/footage) and hand-made hostile files."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -871,6 +872,47 @@ def test_a_killed_ingest_in_a_container_is_recovered_on_the_host_once_the_contai
     assert all(object_file(arch, read[name]).exists() for name in ORDINARY)
     out = run_cli("verify", arch, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
+
+
+def test_a_killed_ingest_s_copies_in_a_running_container_are_named_by_the_host_s_failures(tmp_path: Path) -> None:
+    """The copies of an ingest killed in a container that still runs (its namespace lives: their process cannot
+    be judged from the host) are kept, and the host's re-run of the wiped card fails each file naming where its
+    bytes lie (it named nothing: session 14's note); once the container is gone, the next run records them."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    container = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sleep", "60"])
+    with container:
+        try:
+            space = in_its_namespace(container.pid)
+            moved = {}
+            for base, copy in spooled.items():  # as its process in the container named them
+                tag, _, rest = copy.name.partition("-")
+                moved[base] = copy.rename(copy.with_name(".".join([*tag.split(".")[:3], space]) + "-" + rest))
+            report = wiped_and_run_again(vol, arch)
+            assert sorted(report["failed"]) == sorted(ORDINARY) and report["recovered"] == [], report
+            said = {f["path"]: f["message"] for f in report["findings"] if f["kind"] == "ingest_failed"}
+            for name in ORDINARY:
+                assert f"a copy of the bytes it read lies at {moved[os.path.basename(name)]}" in said[str(vol / name)]
+            assert all(p.exists() for p in moved.values())
+        finally:
+            container.kill()
+    container.wait()
+    deadline = time.monotonic() + 30
+    while any(in_namespace == space.split("_")[0] for in_namespace in _pid_namespaces()):
+        assert time.monotonic() < deadline, "the container's process outlived it"
+        time.sleep(0.05)
+    again = run_cli("ingest", vol, "--archive", arch, "--driver", "gopro", "--json")
+    report = json.loads(again.stdout)
+    assert report["failed"] == [] and sorted(report["recovered"]) == sorted(ORDINARY), report
+    assert all(object_file(arch, read[name]).exists() for name in ORDINARY)
+
+
+def _pid_namespaces() -> set[str]:
+    """The pid namespaces of the processes whose ns link this test may read."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            found.add(str(os.stat(f"/proc/{pid}/ns/pid").st_ino))
+    return found
 
 
 def _state(pid: int) -> str:

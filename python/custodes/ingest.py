@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from custodes import preuse, retention, timeline
-from custodes._durable import dead_temps, drop_cached_pages, sync_together
+from custodes._durable import dead_temps, drop_cached_pages, process_tag, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes._interrupts import stop_pool
 from custodes.archive import Archive, ArchiveError, _claim_places, within
@@ -883,6 +883,8 @@ def _recover(
     with_facts = {sha: notes for sha, notes in noted.items() if any(n for _, n in notes)}
     kept = {sha: path for path, sha in archive.kept_in_spool.items()}
     why = _not_recoverable(archive, with_facts | later, kept)
+    sizes = {sha: n["facts"]["size"] for sha in why if sha not in kept for _, n in noted.get(sha, []) if n}
+    unjudged = _left_alive(archive, sizes)
     recovered: list[tuple[VolumeSegment, int]] = []
     done: dict[str, str] = {}  # name: object
 
@@ -938,17 +940,8 @@ def _recover(
                         if _environment(e):
                             raise
                         cause = f"it could not be recorded: {type(e).__name__}: {e}"
-                said = (
-                    f"copied by ingest {ingest}, which was interrupted before it recorded it, and not on the volume "
-                    f"as that ingest read it when it was run again; not recovered from what it noted: {cause}"
-                )
-                if sha in kept:  # (keep_noted_copies: the only copy of what the card held, maybe)
-                    said += (
-                        f"; a copy of the bytes it read is kept at {shown_name(kept[sha])}: once the store can take "
-                        "it (what holds the object's place moved aside or repaired; the copy the archive's "
-                        f"account's, with no name outside tmp/), an ingest of {shown_name(os.fspath(volume))} as "
-                        "docked here records the file"
-                    )
+                assert cause is not None  # recorded (continue above), or why not
+                said = _not_recovered(ingest, cause, kept.get(sha), unjudged.get(sha), volume)
                 if (name, sha) in failed_here:
                     continue  # noted by two interrupted ingests of the card: one failure (a hostile review: "2 failed")
                 failed_here.add((name, sha))
@@ -961,6 +954,52 @@ def _recover(
     # The storage's own lock, as for every file an ingest records (_record_group).
     retention.to_store(archive, sorted(set(done.values())))
     return recovered
+
+
+def _not_recovered(ingest: int, cause: str, kept: str | None, unjudged: str | None, volume: Path) -> str:
+    """The failure of a file an interrupted ingest copied and this run could not record (``cause``), naming the
+    spool file that holds its bytes where one does: ``kept`` for the archive (keep_noted_copies), or ``unjudged``,
+    another process's (_left_alive)."""
+    said = (
+        f"copied by ingest {ingest}, which was interrupted before it recorded it, and not on the volume "
+        f"as that ingest read it when it was run again; not recovered from what it noted: {cause}"
+    )
+    docked = f"an ingest of {shown_name(os.fspath(volume))} as docked here"
+    if kept is not None:  # (keep_noted_copies: the only copy of what the card held, maybe)
+        said += (
+            f"; a copy of the bytes it read is kept at {shown_name(kept)}: once the store can take it (what holds "
+            "the object's place moved aside or repaired; the copy the archive's account's, with no name outside "
+            f"tmp/), {docked} records the file"
+        )
+    elif unjudged is not None:
+        said += (
+            f"; a copy of the bytes it read lies at {shown_name(unjudged)}, left by a process this run cannot call "
+            "ended (one that runs still, or a container's, whose processes only root on the host sees): once it "
+            f"has ended, {docked}, run as root on the host, records the file"
+        )
+    return said
+
+
+def _left_alive(archive: Archive, sizes: Mapping[str, int]) -> dict[str, str]:
+    """By object (``sizes``: each one's size, by SHA-256), a file in the spool holding its bytes that this process
+    did not write and cannot call left by a dead one (a copy a running ingest is making, or a killed one's in a pid
+    namespace it cannot judge: _durable.left_by_dead_process), so that its file's failure says where the bytes
+    are (session 14's note: a killed ingest in a container, the host's re-run failed the files without a word of
+    the copies). Read only, never taken: its writer may be at work."""
+    if not sizes:
+        return {}
+    dead = {e.path for e in dead_temps(archive.spool)}
+    ours = process_tag() + "-"
+    same_size, wanted = [], set(sizes.values())
+    with contextlib.suppress(OSError), os.scandir(archive.spool) as it:
+        for e in it:
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if e.path not in dead and not e.name.startswith(ours) and stat.S_ISREG(st.st_mode):
+                    if st.st_size in wanted:
+                        same_size.append(e.path)
+    read = hash_files(same_size, ("sha256",))
+    return {r.digests["sha256"]: r.path for r in read if r.ok and r.digests["sha256"] in sizes}
 
 
 def _raw(facts: Mapping[str, Any]) -> bytes | None:
