@@ -126,6 +126,34 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
     assert r.returncode == 0 and b"nothing to repair" in r.stdout
 
 
+def test_a_repair_cut_short_before_its_checkpoint_is_signed_by_the_next_repair_that_repairs(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A repair killed after its ledger entry, before its checkpoint, leaves that entry unsigned (verify's
+    checkpoint_mismatch). A repair with nothing to repair signs nothing and leaves it (exit 1); the next that
+    repairs signs it with its own checkpoint, as any custodes write does, and says so: it listed it as left, and
+    exit 1, while its checkpoint had signed it (session 14's note)."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    _flip_a_byte(_objects(second)[names[0]])
+    killed = run_cli("storage", "repair", arch, env={"CUSTODES_CRASHPOINT": "before_checkpoint:1"})
+    assert killed.returncode == -9, killed.stderr
+    rc, findings = _verify(arch)
+    assert rc == 1 and [f["kind"] for f in findings] == ["checkpoint_mismatch"], findings
+    unsigned = findings[0]["row"]
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 1 and [x["kind"] for x in json.loads(r.stdout)["left"]] == ["checkpoint_mismatch"]
+    assert json.loads(r.stdout)["signed"] == []
+    _flip_a_byte(_objects(second)[names[1]])
+    r = run_cli("storage", "repair", arch)
+    assert r.returncode == 0, r.stderr
+    said = r.stderr.decode()
+    assert f"ledger entries {unsigned[0]} to {unsigned[1]}, which no checkpoint covered" in said, said
+    assert "remain" not in said and b"repaired " + names[1].encode() in r.stdout
+    assert _verify(arch) == (0, [])
+
+
 def test_an_object_bad_in_both_copies_is_reported_not_guessed(
     make_cli_archive: Callable[..., Path], tmp_path: Path
 ) -> None:

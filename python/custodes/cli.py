@@ -2147,6 +2147,13 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
             out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); {how}")
         for r in result.unrepairable + result.failed:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
+        for s in result.signed:
+            click.echo(
+                f"signed with this repair's checkpoint: ledger entries {s['from']} to {s['to'] - 1}, which no "
+                "checkpoint covered (an earlier command stopped before its checkpoint: a repair cut short leaves "
+                f"its own so), as any custodes write signs them; verify had said: {shown_text(s['message'])}",
+                err=True,
+            )
         if result.left:
             first = result.left[0]
             click.echo(

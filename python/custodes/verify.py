@@ -674,7 +674,10 @@ def _check_unsigned(
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
-                f"{walk.size - top} ledger entries are not covered by any signed checkpoint (rolled back, an "
+                # The ledger's rows no checkpoint covers, first and end: what a command's checkpoint signs (repair's).
+                table="ledger",
+                row=(top, walk.size),
+                message=f"{walk.size - top} ledger entries are not covered by any signed checkpoint (rolled back, an "
                 f"ingest interrupted, or written into the ledger table by hand): entries {shown}"
                 f"{', ...' if len(first) > 10 else ''}. Investigate first (the ingest log, a backup, who "
                 "could write catalog.sqlite): any custodes write signs them; "
