@@ -219,6 +219,32 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
     assert ("modified", under[1]) in full and ("truncated", over[0]) in full  # and calls the short ones as --quick
 
 
+def test_what_a_verify_found_stands_in_a_run_that_does_not_re_hash_it(many: Path) -> None:
+    """An object a whole verify found modified (same size: only a re-hash sees it) is named by a --quick run, which
+    reads no bytes, as found then and not re-hashed now: it said nothing of it and exit 0 (session 13's note).
+    Once its bytes are put back and a verify re-hashes it, it is sound again, and --quick is clean."""
+    sizes = dict(catalog_rows(many, "SELECT sha256, size FROM objects"))
+    sha = max(sizes, key=lambda s: sizes[s])
+    place = many / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+    kept = place.read_bytes()
+    place.chmod(0o644)
+    place.write_bytes(b"!" + kept[1:])
+    place.chmod(0o400)
+    assert run_cli("verify", many, "--quick").returncode == 0  # never found yet: --quick cannot see it
+    full = verify(many, code=1)["findings"]
+    assert [(f["kind"], f["object"]) for f in full] == [("modified", sha)]
+    quick = verify(many, "--quick", code=1)["findings"]
+    assert [(f["kind"], f["object"], f["segment"]) for f in quick] == [("modified", sha, full[0]["segment"])]
+    assert "(found by verify at " in quick[0]["message"] and "not re-hashed by this run)" in quick[0]["message"]
+    out = run_cli("verify", many, "--quick")
+    assert out.returncode == 1 and b"modified" in out.stdout + out.stderr
+    place.chmod(0o644)
+    place.write_bytes(kept)
+    place.chmod(0o400)
+    assert verify(many)["findings"] == []  # re-hashed: sound again
+    assert verify(many, "--quick")["findings"] == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

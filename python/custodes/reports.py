@@ -31,7 +31,7 @@ from custodes.errors import CustodesError
 from custodes.findings import ARTICLES, Finding, ns_from_rfc3339, rfc3339
 from custodes.keys import fingerprint
 from custodes.messages import LANGUAGES
-from custodes.verify import VerifyFinding, VerifyResult, verify, verify_ledger_only
+from custodes.verify import VerifyResult, standing_findings, verify, verify_ledger_only
 
 if typing.TYPE_CHECKING:
     from custodes.catalog.registry import SegmentDeviceFacts
@@ -741,17 +741,7 @@ class _Facts:
         # Not re-hashed here: what the latest verify found wrong with an object stands until a verify finds it sound
         # or a repair mends it (a hostile review: the report said integrity ok, 0 findings, after verify had found
         # an object modified).
-        catalog = self.archive.catalog
-        result.findings += [
-            VerifyFinding(
-                f.kind,
-                f"{f.message} (found by verify at {rfc3339(f.found_ns)}; not re-hashed for this report)",
-                catalog.segments.first_for_object(f.sha256),
-                f.sha256,
-                copy=None if f.copy == "first" else f.copy,
-            )
-            for f in ([] if catalog.lacks("object_findings") else catalog.object_findings.all())
-        ]
+        result.findings += standing_findings(self.archive, "this report")
         return result
 
     @cached_property

@@ -45,7 +45,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +56,10 @@ from custodes._durable import fsync_dir, fsync_file, key_places, protection_prob
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.builtin.storage import OWNER_FILE
 from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
-from custodes.catalog.evidence import DigestRange, LedgerView, ObjectFinding, VerifyRun
+from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView, ObjectFinding, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
-from custodes.findings import shell_word, shown_name
+from custodes.findings import rfc3339, shell_word, shown_name
 from custodes.hashing import ALGORITHMS, HashResult
 from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, load_trusted, untrusted
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
@@ -77,6 +77,7 @@ __all__ = [
     "VerifyResult",
     "hash_shard",
     "rebuild_catalog",
+    "standing_findings",
     "verify",
     "verify_ledger_only",
 ]
@@ -191,7 +192,37 @@ def verify(
         _verify_own_entries(archive, result)
         _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
     _keep_object_findings(archive, result)
+    # What an earlier verify found wrong with an object of this run's range that it did not judge (--quick reads no
+    # bytes, a budget stops short) stands: said, so a run that re-hashed none of it does not call the archive
+    # intact (session 13's note: --quick said nothing of a standing `modified`). On a catalog this account cannot
+    # write, this run's sound objects were not cleared there: only a run that re-hashed nothing can tell which.
+    if not result.rehashed or not (archive.catalog.read_only or archive.catalog.schema_differences()):
+        judged = {f.object for f in result.findings if f.object is not None}
+        within = (schedule or Schedule()).selection.range
+        result.findings += standing_findings(archive, "this run", within, judged)
     return result
+
+
+def standing_findings(
+    archive: Archive, by: str, within: DigestRange = EVERY_DIGEST, judged: Container[str] = ()
+) -> list[VerifyFinding]:
+    """What the latest verify that re-hashed each object ``within`` the range found wrong with it, where it still
+    stands (no verify has found it sound since, no repair mended it: catalog.evidence.ObjectFindings), but for the
+    objects ``judged`` otherwise; each message says when it was found and that ``by`` (this report, this run) did
+    not re-hash it."""
+    catalog = archive.catalog
+    low, high = within.low or "", within.high
+    return [
+        VerifyFinding(
+            f.kind,
+            f"{f.message} (found by verify at {rfc3339(f.found_ns)}; not re-hashed by {by})",
+            catalog.segments.first_for_object(f.sha256),
+            f.sha256,
+            copy=None if f.copy == "first" else f.copy,
+        )
+        for f in ([] if catalog.lacks("object_findings") else catalog.object_findings.all())
+        if f.sha256 not in judged and low <= f.sha256 and (high is None or f.sha256 < high)
+    ]
 
 
 #: What verify finds of an object that is not its object's state (work in flight, bytes the catalog does not name).
@@ -1291,7 +1322,6 @@ def _lock_finding(
 ) -> VerifyFinding | None:
     """``lock_mismatch`` for an object the storage keeps (``got``) otherwise than the catalog says (``lock``);
     None when it keeps it as said, or has no such object (the listing and the re-hash report that)."""
-    from custodes.findings import rfc3339
     from custodes.retention import locked_as_recorded
 
     until, held = lock
