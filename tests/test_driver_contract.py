@@ -367,6 +367,46 @@ def custodes_device_drivers():
 '''
 
 
+MISNAMED = """
+from custodes.drivers import Driver
+from custodes.hookspecs import hookimpl
+from custodes.plugins import DeviceDriver
+from custodes.builtin.generic import GenericDriver
+
+class Misnamed(GenericDriver):
+    name = "gopro"  # registered below as "bwcam": a vendor's copy and paste
+    def recognise(self, volume):
+        return 1.0 if (volume / "BWCAM.ID").exists() else 0.0
+
+@hookimpl
+def custodes_device_drivers():
+    return [DeviceDriver("bwcam", "a driver that calls itself another", Misnamed)]
+"""
+
+
+def test_a_driver_that_calls_itself_by_another_name_is_refused(tmp_path: Path) -> None:
+    """A plugin registers a driver under one name whose Driver calls itself another: its volume was read as the
+    name it gave itself (session 13's note), while ``--driver`` and the plugin list named the registration. Named
+    or chosen, it is refused, naming both names; nothing is stored."""
+    install_plugin(tmp_path / "site", "bwcam", MISNAMED)
+    vol = tmp_path / "BWCAM"
+    make_clip(vol / "REC_0001.mp4", T0, 2.0)
+    (vol / "BWCAM.ID").write_text("bwcam\n")
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    named = run_cli("volume", vol, "--driver", "bwcam", "--json", env=env)
+    assert named.returncode == 2 and b"Traceback" not in named.stderr, named.stderr
+    assert b"driver bwcam makes a driver that calls itself 'gopro'" in named.stderr, named.stderr
+    chosen = run_cli("ingest", vol, "--archive", arch, env=env)
+    assert chosen.returncode == 2 and b"calls itself 'gopro'" in chosen.stderr, chosen.stderr
+    assert catalog_rows(arch, "SELECT count(*) FROM segments") == [(0,)]
+    # The vendor's conformance kit says so too, by the registered name.
+    kit = f"from custodes.testing.conformance import check_driver; check_driver('bwcam', {str(vol)!r})"
+    out = subprocess.run([sys.executable, "-c", kit], env={**os.environ, **env}, capture_output=True, text=True)
+    assert out.returncode == 1 and "DriverPluginError: driver bwcam makes a driver that calls itself" in out.stderr
+
+
 def liar_card(tmp_path: Path) -> Path:
     """A card of the liarcam driver (LIAR, installed from ``tmp_path/site``): two clips and its ID file."""
     install_plugin(tmp_path / "site", "liarcam", LIAR)

@@ -31,7 +31,7 @@ from custodes.drivers import (
 )
 from custodes.errors import CustodesError
 from custodes.findings import Finding, shown_name
-from custodes.plugins import BLOCK_ENV, PluginManager, plugin_manager
+from custodes.plugins import BLOCK_ENV, DeviceDriver, PluginManager, plugin_manager
 
 __all__ = [
     "DriverPluginError",
@@ -67,8 +67,18 @@ class DriverPluginError(CustodesError):
     kind = "driver_plugin"
 
 
-def _driver_name(driver: object) -> str:
-    return getattr(driver, "name", "") or type(driver).__name__
+def made_driver(record: DeviceDriver) -> Driver:
+    """The driver a plugin's record makes, refused when it calls itself by another name than the one it is
+    registered under: its readings, named by the registration (``--driver``), would say one driver and its own
+    findings and logs another (session 13's note: a driver registered as one name filed under another)."""
+    driver: Driver = record.factory()
+    own = getattr(driver, "name", "")
+    if own and own != record.name:
+        raise DriverPluginError(
+            f"driver {record.name} makes a driver that calls itself {own!r}: register it as {own!r}, or name it "
+            f"{record.name!r} (Driver.name is the name it is registered under)"
+        )
+    return driver
 
 
 def _refuse_broken_plugins(pm: PluginManager) -> None:
@@ -98,7 +108,7 @@ def rank_drivers(volume: Path, manager: PluginManager | None = None) -> tuple[Dr
     failed: list[tuple[str, str]] = []
     for record in pm.drivers:  # by name
         try:
-            driver = record.factory()
+            driver = made_driver(record)
             confidence = float(driver.recognise(volume))
         except Exception as e:  # noqa: BLE001 - third-party code reading a hostile volume
             failed.append((record.name, f"{type(e).__name__}: {e}"[:300]))
@@ -140,7 +150,9 @@ def _chosen(volume: Path, name: str | None, manager: PluginManager | None) -> tu
         return rank_drivers(volume, manager)
     record = (manager or plugin_manager()).drivers.get(name)
     try:
-        driver = record.factory()
+        driver = made_driver(record)
+    except CustodesError:
+        raise
     except Exception as e:  # noqa: BLE001 - third-party code
         raise DriverPluginError(f"driver {name} could not be made ({type(e).__name__}: {e})") from None
     return driver, DriverChoice(name)
@@ -190,7 +202,7 @@ def read_volume(
     # The drivers' recognise() and the read walk the volume once between them.
     with cycles_collected_after(), one_scan_per_volume():
         chosen, choice = _chosen(path, driver, manager)
-        name = _driver_name(chosen)
+        name = choice.driver  # as registered (made_driver: the driver's own name, where it gives one)
         check_options(chosen, name, opts)
         try:
             reading = chosen.read(path, opts)

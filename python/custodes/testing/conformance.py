@@ -192,7 +192,9 @@ def _driver(driver: str | type[Driver] | Driver) -> tuple[Driver, str]:
             # The vendor's own plugin failing to import is the likeliest reason: say why, as `custodes plugins` does
             broken = "".join(f"; plugin {p.plugin}: {p.message}" for p in pm.driver_problems)
             raise UnknownPluginError(f"{e}{broken}") from None
-        made = record.factory()
+        from custodes.volumes import made_driver
+
+        return made_driver(record), driver  # refused when it calls itself by another name than it is registered as
     elif isinstance(driver, type):
         made = driver()
     else:
