@@ -1048,6 +1048,26 @@ def test_a_hard_link_at_the_object_s_place_is_made_the_store_s_own_before_it_is_
     assert out.returncode == 0 and json.loads(out.stdout)["findings"] == [], out.stdout
 
 
+def test_other_bytes_hard_linked_at_the_object_s_place_fail_the_file_for_its_bytes(tmp_path: Path) -> None:
+    """Another file's bytes hard-linked at a noted object's place: the place is not protected, but what matters is
+    that it holds other bytes (session 14's note: the failure said only "not protected"). The file fails saying
+    so, its copy kept and named; the other file is not touched."""
+    vol, arch, read, spooled = killed_after_noting(tmp_path)
+    name = f"{GOPRO}/sample.mp4"
+    other = tmp_path / "other.mp4"
+    shutil.copy(FOOTAGE / "encoders" / "go-mp4-sample.mp4", other)
+    before = other.read_bytes()
+    place = object_file(arch, read[name])
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.hardlink_to(other)
+    report = wiped_and_run_again(vol, arch)
+    assert report["failed"] == [name], report
+    (said,) = [f["message"] for f in report["findings"] if f["kind"] == "ingest_failed"]
+    assert "its bytes in the store are not those the ingest read" in said and "not protected" not in said, said
+    assert "a copy of the bytes it read is kept at" in said and spooled[os.path.basename(name)].exists()
+    assert other.read_bytes() == before
+
+
 def test_two_recordings_noted_under_one_name_fail_each(tmp_path: Path) -> None:
     """Two killed ingests each noted a different recording under one name (the card formatted between them), and
     neither could be recovered: the re-run failed the name once, so the second recording and its kept copy were

@@ -1050,19 +1050,16 @@ def _not_recoverable(archive: Archive, noted: Mapping[str, _Notes], kept: Contai
     algorithms = sorted({a for notes in noted.values() for _, note in notes if note for a in note["facts"]["digests"]})
     for store, copy in copies:
         listed_sound = []
+        unprotected: dict[str, Listed] = {}
         for sha in noted:
             listed = [x for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
             if not listed:
                 wrong[sha].append(f"{copy}it is not in the store ({store.describe()})")
             elif all(x.problem not in (None, "unprotected") for x in listed):
                 wrong[sha].append(f"{copy}the store holds no sound object there ({_seen(listed[0])})")
-            elif sha in kept and all(x.problem is not None for x in listed):
-                # Its file shared with a name elsewhere, or another's to change: recorded so, the spool's copy
-                # (then no note's) was swept, and the object changed through that other name (a hostile review).
-                wrong[sha].append(
-                    f"{copy}its object there is not protected ({_seen(listed[0])}) and could not be made so"
-                )
             else:
+                if sha in kept and all(x.problem is not None for x in listed):
+                    unprotected[sha] = listed[0]  # its bytes read all the same: other bytes are what to say then
                 listed_sound.append(sha)
         if not listed_sound:
             continue
@@ -1074,6 +1071,12 @@ def _not_recoverable(archive: Archive, noted: Mapping[str, _Notes], kept: Contai
                 wrong[sha].append(
                     f"{copy}its bytes in the store are not those the ingest read ({r.size} bytes, SHA-256 "
                     f"{r.digests.get('sha256')}; it read {facts[0]['size']} bytes, SHA-256 {sha})"
+                )
+            elif sha in unprotected:
+                # Its file shared with a name elsewhere, or another's to change: recorded so, the spool's copy
+                # (then no note's) was swept, and the object changed through that other name (a hostile review).
+                wrong[sha].append(
+                    f"{copy}its object there is not protected ({_seen(unprotected[sha])}) and could not be made so"
                 )
             else:
                 sound.add(sha)
