@@ -18,6 +18,7 @@ from helpers import (
     SERVICE_ACCOUNT,
     THREE_RECORDINGS,
     as_,
+    catalog_edit,
     catalog_rows,
     ensure_accounts,
     policy_text,
@@ -149,9 +150,27 @@ def test_a_repair_cut_short_before_its_checkpoint_is_signed_by_the_next_repair_t
     r = run_cli("storage", "repair", arch)
     assert r.returncode == 0, r.stderr
     said = r.stderr.decode()
-    assert f"ledger entries {unsigned[0]} to {unsigned[1]}, which no checkpoint covered" in said, said
+    assert f"ledger entries {unsigned[0]} to {unsigned[1] - 1}, each a repair's, which no checkpoint" in said, said
     assert "remain" not in said and b"repaired " + names[1].encode() in r.stdout
     assert _verify(arch) == (0, [])
+    # An entry no repair wrote (an approval appended by hand, with its right leaf hash) is not signed by the next
+    # repair, nor is the repair's own after it (a hostile review: the forgery was signed, exit 0): left, exit 1.
+    (seq,) = catalog_rows(arch, "SELECT MAX(seq) + 1 FROM ledger")[0]
+    data = json.dumps({"type": "access_approve", "request": 1, "person": "mallory", "ok": True}).encode()
+    with catalog_edit(arch) as db:
+        db.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'access_approve')",
+            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
+        )
+    _flip_a_byte(_objects(second)[names[2]])
+    r = run_cli("storage", "repair", arch, "--json")
+    done = json.loads(r.stdout)
+    assert r.returncode == 1 and done["signed"] == [] and [x["object"] for x in done["repaired"]] == [names[2]]
+    (left,) = [x for x in done["left"] if x["kind"] == "checkpoint_mismatch"]
+    assert f"entries {seq} (access_approve)" in left["message"] and "this repair signed nothing" in left["message"]
+    rc, findings = _verify(arch)
+    uncovered = [f["row"] for f in findings if f["kind"] == "checkpoint_mismatch"]
+    assert rc == 1 and uncovered == [[seq, seq + 2]], findings  # the forgery and the repair's own entry
 
 
 def test_an_object_bad_in_both_copies_is_reported_not_guessed(

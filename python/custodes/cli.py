@@ -2149,9 +2149,9 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
         for s in result.signed:
             click.echo(
-                f"signed with this repair's checkpoint: ledger entries {s['from']} to {s['to'] - 1}, which no "
-                "checkpoint covered (an earlier command stopped before its checkpoint: a repair cut short leaves "
-                f"its own so), as any custodes write signs them; verify had said: {shown_text(s['message'])}",
+                f"signed with this repair's checkpoint: ledger entries {s['from']} to {s['to'] - 1}, each a "
+                "repair's, which no checkpoint covered (a repair stopped before its checkpoint leaves its own so); "
+                f"verify had said: {shown_text(s['message'])}",
                 err=True,
             )
         if result.left:

@@ -49,8 +49,9 @@ class RepairResult:
     #: hostile review: "every copy of every object is intact", exit 0, beside verify's NOT INTACT).
     left: list[dict[str, Any]] = field(default_factory=list)
     #: {from, to, message}: ledger entries ``from``..``to - 1`` that no checkpoint covered (verify's
-    #: checkpoint_mismatch, its ``message``), signed by this repair's checkpoint, as any custodes write signs them
-    #: (a repair killed before its checkpoint leaves its own so): said, not listed as left (session 14's note).
+    #: checkpoint_mismatch, its ``message``), each a repair's (a repair killed before its checkpoint leaves its own
+    #: so), signed by this repair's checkpoint: said, not listed as left (session 14's note). Entries of any other
+    #: kind are left unsigned, and this repair's own after them.
     signed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -249,15 +250,43 @@ def repair(archive: Archive) -> RepairResult:
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         _record(archive, result, person, digest, copy, was, done)
-    if result.repaired:
+    # Entries no checkpoint covered are signed by this repair's checkpoint only where each is a repair's (what a
+    # repair killed before its checkpoint leaves): anything else may have been written into the ledger by hand, and
+    # signed it would be history (a hostile review: a forged approval signed, exit 0). Then nothing is signed, this
+    # repair's own entries neither; they are left for a person to look at and sign (`ledger checkpoint`).
+    foreign = [f for f in uncovered if not _repairs_only(archive, f)]
+    if result.repaired and not foreign:
         crashpoint("before_checkpoint")
-        signed = archive.checkpoint().size
-        for f in uncovered:
-            assert f.row is not None  # (the rows no checkpoint covered: verify._check_unsigned)
-            result.signed.append({"from": f.row[0], "to": signed, "message": f.message})
+        archive.checkpoint()
+        result.signed += [{"from": f.row[0], "to": f.row[1], "message": f.message} for f in uncovered if f.row]
+    elif result.repaired:
+        result.left += [
+            {
+                "kind": f.kind,
+                "copy": f.copy,
+                "message": f"{f.message}; this repair signed nothing, its own entries after them neither: "
+                "`custodes ledger checkpoint` signs them all once each is known to be custodes' own",
+            }
+            for f in foreign
+        ]
     else:
         result.left += [{"kind": f.kind, "copy": f.copy, "message": f.message} for f in uncovered]
     return result
+
+
+def _repairs_only(archive: Archive, uncovered: VerifyFinding) -> bool:
+    """Whether every ledger entry of ``uncovered`` (verify's rows no checkpoint covers) is a repair's."""
+    if uncovered.row is None:
+        return False
+    first, end = uncovered.row
+    for seq in range(first, end):
+        try:
+            entry = json.loads(archive.catalog.ledger.entry(seq) or b"")
+        except ValueError:
+            return False
+        if not isinstance(entry, dict) or entry.get("type") != "storage_repair":
+            return False
+    return True
 
 
 def _what_verify_found(
