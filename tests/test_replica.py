@@ -496,7 +496,12 @@ def test_an_object_made_writable_or_readable_by_others_is_found_and_repaired(
             ("unprotected", "replica", names[1]),
             ("unprotected", None, names[2]),
         }
-        assert found == expected | (set() if extra else {("modified", None, names[2])}), found
+        # --quick reads no bytes: the `modified` it names is the whole run's before it, standing (it said nothing of
+        # it before standing findings were named; a hostile review: its `unprotected` had erased it).
+        assert found == expected | {("modified", None, names[2])}, found
+        if extra:
+            (standing,) = [f for f in json.loads(r.stdout)["findings"] if f["kind"] == "modified"]
+            assert "(found by verify at " in standing["message"], standing
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 0, r.stderr
     done = {(x["object"], x["copy"], x["was"], tuple(x["done"])) for x in json.loads(r.stdout)["repaired"]}

@@ -220,11 +220,13 @@ def test_quick_finds_deleted_and_truncated_objects_and_ledger_damage_without_rea
 
 
 def test_what_a_verify_found_stands_in_a_run_that_does_not_re_hash_it(many: Path) -> None:
-    """An object a whole verify found modified (same size: only a re-hash sees it) is named by a --quick run, which
-    reads no bytes, as found then and not re-hashed now: it said nothing of it and exit 0 (session 13's note).
-    Once its bytes are put back and a verify re-hashes it, it is sound again, and --quick is clean."""
-    sizes = dict(catalog_rows(many, "SELECT sha256, size FROM objects"))
-    sha = max(sizes, key=lambda s: sizes[s])
+    """An object a whole verify found modified (same size: only a re-hash sees it) is named by a run that does not
+    re-hash it, as found then and not re-hashed now: --quick, which reads no bytes, said nothing of it and exit 0
+    (session 13's note). So does a --quick run that finds its mode widened (its `unprotected` erased the kept
+    `modified`), and a budget run that stops before it on a catalog it cannot write (it skipped what stood: two
+    hostile reviews). Once its bytes are put back and a verify re-hashes it, it is sound again, and --quick is
+    clean; an edited time of a kept finding is shown as it is, not a traceback."""
+    sha = sorted(stamps(many))[-1]  # the highest digest: a budget of one byte re-hashes the lowest only
     place = many / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
     kept = place.read_bytes()
     place.chmod(0o644)
@@ -238,6 +240,21 @@ def test_what_a_verify_found_stands_in_a_run_that_does_not_re_hash_it(many: Path
     assert "(found by verify at " in quick[0]["message"] and "not re-hashed by this run)" in quick[0]["message"]
     out = run_cli("verify", many, "--quick")
     assert out.returncode == 1 and b"modified" in out.stdout + out.stderr
+    place.chmod(0o444)
+    widened = {(f["kind"], f["object"]) for f in verify(many, "--quick", code=1)["findings"]}
+    assert widened == {("unprotected", sha), ("modified", sha)}
+    place.chmod(0o400)
+    assert [f["kind"] for f in verify(many, "--quick", code=1)["findings"]] == ["modified"]  # (still kept)
+    many.chmod(0o555)  # the catalog cannot be written by a person who obeys file modes
+    try:
+        out = run_cli("verify", many, "--budget", "1", "--json", obey_permissions=True)
+    finally:
+        many.chmod(0o700)
+    assert out.returncode == 1 and [f["kind"] for f in json.loads(out.stdout)["findings"]] == ["modified"]
+    with catalog_edit(many) as db:
+        db.execute("UPDATE object_findings SET found_ns = 1e30")
+    (edited,) = verify(many, "--quick", code=1)["findings"]
+    assert "found by verify at a time the catalog's row does not give (1e+30)" in edited["message"], edited
     place.chmod(0o644)
     place.write_bytes(kept)
     place.chmod(0o400)

@@ -45,7 +45,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +146,10 @@ class VerifyResult:
     #: How the ledger was replayed: {"kept": file, "held": n, "replayed": k} with a kept replay (incremental),
     #: {"whole": why} when it was replayed whole although asked to keep one; None: replayed whole as asked.
     replay: dict[str, Any] | None = None
+    #: The objects with a finding kept from an earlier run (ObjectFindings), and those of them, or of this run's
+    #: findings, this run re-hashed, by (object, copy): what stands is what it did not (standing_findings).
+    _kept: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _rehashed: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +186,9 @@ def verify(
     objects to re-hash, within what budget, on which executor (default: all of them, here); ``incremental``:
     replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache)."""
     result = VerifyResult()
+    within = (schedule or Schedule()).selection.range
+    before = [f for f in standing_findings(archive, "this run", within) if f.kind == "modified"]
+    result._kept = frozenset(f.object for f in before if f.object is not None)
     chain = _trust(archive, result, trusted_key, witness)
     _verify_policy(archive, result)
     with archive.catalog.another() as fresh:
@@ -192,37 +199,51 @@ def verify(
         _verify_own_entries(archive, result)
         _verify_store(archive, result, workers, progress, fresh, schedule or Schedule(), edited)
     _keep_object_findings(archive, result)
-    # What an earlier verify found wrong with an object of this run's range that it did not judge (--quick reads no
-    # bytes, a budget stops short) stands: said, so a run that re-hashed none of it does not call the archive
-    # intact (session 13's note: --quick said nothing of a standing `modified`). On a catalog this account cannot
-    # write, this run's sound objects were not cleared there: only a run that re-hashed nothing can tell which.
-    if not result.rehashed or not (archive.catalog.read_only or archive.catalog.schema_differences()):
-        judged = {f.object for f in result.findings if f.object is not None}
-        within = (schedule or Schedule()).selection.range
-        result.findings += standing_findings(archive, "this run", within, judged)
+    # What an earlier verify's re-hash found of an object of this run's range, in a copy this run did not re-hash
+    # (--quick reads no bytes, a budget stops short), stands: said, so such a run does not call the archive intact
+    # (session 13's note: --quick said nothing of a standing `modified`; a hostile review: a finding of another
+    # kind of the same object, or a run on a catalog it cannot write, hid it). Only `modified`: the one thing
+    # only a re-hash sees; presence, size and mode every run looks at again.
+    seen = {(f.object, f.copy, f.kind) for f in result.findings}
+    result.findings += [
+        f
+        for f in before
+        if f.object is not None
+        and (f.object, f.copy or FIRST_COPY) not in result._rehashed
+        and (f.object, f.copy, f.kind) not in seen
+    ]
     return result
 
 
-def standing_findings(
-    archive: Archive, by: str, within: DigestRange = EVERY_DIGEST, judged: Container[str] = ()
-) -> list[VerifyFinding]:
+def standing_findings(archive: Archive, by: str, within: DigestRange = EVERY_DIGEST) -> list[VerifyFinding]:
     """What the latest verify that re-hashed each object ``within`` the range found wrong with it, where it still
-    stands (no verify has found it sound since, no repair mended it: catalog.evidence.ObjectFindings), but for the
-    objects ``judged`` otherwise; each message says when it was found and that ``by`` (this report, this run) did
-    not re-hash it."""
+    stands (no verify has found it sound since, no repair mended it: catalog.evidence.ObjectFindings); each
+    message says when it was found and that ``by`` (this report, this run) did not re-hash it."""
     catalog = archive.catalog
     low, high = within.low or "", within.high
     return [
         VerifyFinding(
             f.kind,
-            f"{f.message} (found by verify at {rfc3339(f.found_ns)}; not re-hashed by {by})",
+            f"{f.message} (found by verify at {_when(f.found_ns)}; not re-hashed by {by})",
             catalog.segments.first_for_object(f.sha256),
             f.sha256,
-            copy=None if f.copy == "first" else f.copy,
+            copy=None if f.copy == FIRST_COPY else f.copy,
         )
-        for f in ([] if catalog.lacks("object_findings") else catalog.object_findings.all())
-        if f.sha256 not in judged and low <= f.sha256 and (high is None or f.sha256 < high)
+        for f in ([] if catalog.lacks("object_findings") or catalog.lacks("objects") else catalog.object_findings.all())
+        if low <= f.sha256 and (high is None or f.sha256 < high)
     ]
+
+
+#: ObjectFindings' name of the first copy (a VerifyFinding's ``copy`` is None there).
+FIRST_COPY = "first"
+
+
+def _when(ns: object) -> str:
+    """A time the catalog keeps, as RFC 3339; one an edit made no time at all is shown as it is (a hostile review:
+    a found_ns of 1e30 stopped verify --quick and the report with a traceback)."""
+    if type(ns) is int and 0 <= ns < 1 << 63:
+        return rfc3339(ns)
+    return f"a time the catalog's row does not give ({ns!r})"
 
 
 #: What verify finds of an object that is not its object's state (work in flight, bytes the catalog does not name).
@@ -239,13 +260,16 @@ def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
         return
     now = time.time_ns()
     found = [
-        ObjectFinding(f.object, f.copy or "first", f.kind, f.message, now)
+        ObjectFinding(f.object, f.copy or FIRST_COPY, f.kind, f.message, now)
         for f in result.findings
         if f.object is not None and f.kind not in _NOT_OF_EVIDENCE and catalog.objects.known(f.object)
     ]
     if found:
         with catalog.write():
-            catalog.object_findings.found(found)
+            # What a re-hash found of a copy replaces what was found of it before; what a look without reading its
+            # bytes found (a mode, a size, gone) is added (a hostile review: --quick's `unprotected` erased the
+            # `modified` a re-hash had found).
+            catalog.object_findings.found(found, {(f.sha256, f.copy) for f in found} & result._rehashed)
 
 
 def verify_ledger_only(
@@ -1650,6 +1674,7 @@ class _Hashing:
         from custodes.plugins import ExecutorOptions, plugin_manager
 
         self.record, self.locks, self.runs = record, locks, runs
+        self.copy = "replica" if isinstance(archive, _SecondCopy) else FIRST_COPY
         self.schema_changed = False  # the catalog's schema came to differ during the run: no more recorded
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
@@ -1759,6 +1784,8 @@ class _Hashing:
             found = _compare(self.archive.store, r, d)
             if found is not None and self.executor.remote and not here:  # (a worker's word, not this process's)
                 found = self._confirm(d, found)
+            if found is not None or d.sha256 in result._kept:  # (what stands is what was not: verify's end)
+                result._rehashed.add((d.sha256, self.copy))
             if found is None:
                 verified.append(d.sha256)
                 size += d.size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -470,12 +470,10 @@ class ObjectFindings(Table):
     """What the latest verify that looked at an object found wrong with it, by copy, until a verify finds it sound
     or a repair mends it: for a report made without re-hashing. Run state, not a fact."""
 
-    def found(self, findings: list[ObjectFinding]) -> None:
-        """What a verify found of these objects, replacing what an earlier one found of them (in any copy: a run
-        looks at every copy of the objects it selects)."""
-        self._conn.executemany(
-            "DELETE FROM object_findings WHERE sha256 = ?", [(d,) for d in {f.sha256 for f in findings}]
-        )
+    def found(self, findings: list[ObjectFinding], rehashed: Collection[tuple[str, str]] = ()) -> None:
+        """What a verify found of these objects; for the (object, copy) pairs it ``rehashed``, replacing what an
+        earlier one found of that copy (a look without reading the bytes adds to it)."""
+        self._conn.executemany("DELETE FROM object_findings WHERE sha256 = ? AND copy = ?", list(rehashed))
         self._conn.executemany("INSERT OR REPLACE INTO object_findings VALUES (?, ?, ?, ?, ?)", findings)
 
     def sound(self, digests: list[str]) -> None:
