@@ -109,7 +109,9 @@ pub enum HashError {
     SymlinkLoop,
     #[error("file changed size while being read: {expected} bytes when opened, {read} bytes read, {now} bytes now")]
     ChangedWhileReading { expected: u64, read: u64, now: u64 },
-    #[error("file was written to while being read: its size is still {size} bytes, its modification time changed")]
+    #[error(
+        "file was written to while being read: its size is still {size} bytes, its modification or change time moved"
+    )]
     ModifiedWhileReading { size: u64 },
     #[error("hashing was cancelled before this file was finished")]
     Cancelled,
@@ -642,17 +644,22 @@ fn read_opened(
 }
 
 /// The check after the last read of a file: `read` bytes came in, the size
-/// said at the open, and the descriptor's size and modification time now are
-/// those of the open. The size is the check that cannot be fooled by a clock;
-/// the modification time (to the file system's granularity) adds writes that
-/// keep the size, which the bytes read cannot show.
+/// said at the open, and the descriptor's size, modification time and change
+/// time now are those of the open. The size is the check that cannot be
+/// fooled by a clock; the modification time (to the file system's
+/// granularity) adds writes that keep the size, which the bytes read cannot
+/// show, and the change time a write whose modification time was set back
+/// after it (`touch -r`, a copy tool keeping times: a hostile review stored a
+/// file rewritten so, bytes the card never held whole), which no caller can
+/// set.
 fn unchanged_since_open(file: &File, opened: &std::fs::Metadata, read: u64) -> Result<(), HashError> {
     let expected = opened.len();
     let now = file.metadata()?;
     if read != expected || now.len() != expected {
         return Err(HashError::ChangedWhileReading { expected, read, now: now.len() });
     }
-    if (now.mtime(), now.mtime_nsec()) != (opened.mtime(), opened.mtime_nsec()) {
+    let times = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    if times(&now) != times(opened) {
         return Err(HashError::ModifiedWhileReading { size: expected });
     }
     Ok(())
@@ -1416,6 +1423,28 @@ mod tests {
             std::fs::OpenOptions::new().write(true).open(p).unwrap().write_all_at(b"x", 1 << 30).unwrap();
         });
         assert!(matches!(got, Err(HashError::ModifiedWhileReading { size }) if size == 2 << 30), "{got:?}");
+    }
+
+    #[test]
+    fn a_write_whose_modification_time_was_set_back_is_seen() {
+        // Written at the same size while it was read, its modification time then put back as it was: the change
+        // time, which no caller can set, shows it.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rewritten");
+        std::fs::write(&p, b"the card's bytes").unwrap();
+        let (file, opened) = open_evidence(&p).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20)); // past the file system's time granularity
+        std::fs::write(&p, b"other bytes here").unwrap();
+        let back = libc::timespec { tv_sec: opened.mtime(), tv_nsec: opened.mtime_nsec() };
+        // SAFETY: a path we made, as a C string, and two timespecs that live through the call.
+        let set = unsafe {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [back, back].as_ptr(), 0)
+        };
+        assert_eq!(set, 0);
+        assert_eq!((std::fs::metadata(&p).unwrap().mtime_nsec(), opened.mtime_nsec()), (back.tv_nsec, back.tv_nsec));
+        let got = unchanged_since_open(&file, &opened, opened.len());
+        assert!(matches!(got, Err(HashError::ModifiedWhileReading { size: 16 })), "{got:?}");
     }
 
     /// Start hashing a 2 GiB sparse file on several cores, wait until reading has begun, then do
