@@ -21,6 +21,7 @@ __all__ = [
     "correct_times",
     "coverage",
     "copy_and_hash",
+    "CopyCancel",
     "DigestTreeWalk",
     "hash_bytes",
     "MerkleAccumulator",
@@ -137,12 +138,22 @@ def correct_times(
 ) -> npt.NDArray[np.int64]:
     """Device-clock times corrected linearly between docking clock readings."""
 
+@final
+class CopyCancel:
+    """Stops the copies given it: each ends at its next buffer with HashingCancelledError once cancelled."""
+
+    def __new__(cls) -> CopyCancel: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
 def copy_and_hash(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str]
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], algorithms: list[str], cancel: CopyCancel | None = None
 ) -> tuple[int, list[bytes]]:
     """Copy ``src`` to the new file ``dst`` while hashing it: (size, digests). Not fsynced.
 
-    Raises the :class:`custodes.errors.EvidenceReadError` subclass saying why ``src`` could not be read.
+    Raises the :class:`custodes.errors.EvidenceReadError` subclass saying why ``src`` could not be read
+    (HashingCancelledError once ``cancel`` is cancelled).
     """
 
 # The merkle_* functions and MerkleAccumulator.extend raise custodes.errors.MerkleInputError

@@ -8,15 +8,18 @@ review pressed Ctrl-C three to ten times during an ingest's copies, and during S
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 
-def stop_pool(pool: ThreadPoolExecutor, futures: Iterable[Future[Any]]) -> None:
-    """Cancel those of ``futures`` not started, wait until the others are done (through any Ctrl-C meanwhile: each
-    is work that ends in seconds, a copy or a part in flight), then let ``pool``'s idle threads go."""
+def stop_pool(pool: ThreadPoolExecutor, futures: Iterable[Future[Any]], stop: Callable[[], None] | None = None) -> None:
+    """Cancel those of ``futures`` not started, ask the others to ``stop`` where they can be (a copy of a large
+    file from a slow card ran for minutes), wait until they are done (through any Ctrl-C meanwhile: each is work
+    that ends in seconds, a copy or a part in flight), then let ``pool``'s idle threads go."""
     started = [f for f in futures if not f.cancel()]
+    if stop is not None:
+        stop()
     while True:
         try:
             wait(started)

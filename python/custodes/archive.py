@@ -947,12 +947,15 @@ class Archive:
         """A fresh name in the spool (on the local store's file system, so its copies are linked into place)."""
         return self.spool / f"{process_tag()}-{os.urandom(6).hex()}-{hint}"
 
-    def store_copy(self, src: str, temp: Path, algorithms: tuple[str, ...]) -> tuple[int, list[bytes]]:
-        """Copy a source file to a new temp file in the spool while hashing it (the Rust core)."""
+    def store_copy(
+        self, src: str, temp: Path, algorithms: tuple[str, ...], cancel: _core.CopyCancel | None = None
+    ) -> tuple[int, list[bytes]]:
+        """Copy a source file to a new temp file in the spool while hashing it (the Rust core); ``cancel`` stops it
+        (HashingCancelledError)."""
         # One storage write for the fault injector: the bytes are written in Rust.
         return write_cut_short(
             temp,
-            lambda: _core.copy_and_hash(src, temp, list(algorithms)),
+            lambda: _core.copy_and_hash(src, temp, list(algorithms), cancel),
             lambda e: EvidenceReadError(e.errno, f"writing the copy {temp}: {e.strerror}", src),
         )
 

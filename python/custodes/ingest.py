@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from custodes import preuse, retention, timeline
+from custodes import _core, preuse, retention, timeline
 from custodes._durable import dead_temps, drop_cached_pages, process_tag, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes._interrupts import stop_pool
@@ -368,6 +368,7 @@ def _store_files(
     checked = None if served is None else frozenset(served.checked)
     todo = list(files)
     pool = ThreadPoolExecutor(max_workers=copies)
+    cancel = _core.CopyCancel()  # Ctrl-C stops the copies under way at their next buffer, not at their end
     # The copies given to the pool and perhaps not done, for stop_pool to call off or wait for: those of the group
     # started last (a group's copies are all done or called off once _finish_copies returns). Not every copy ever
     # handed: each future keeps its result, which held some 2.6 KiB per file of the volume until the end (10^5
@@ -376,7 +377,7 @@ def _store_files(
     no_room: list[VolumeFile] = []  # the files not copied for want of room: one finding for them all
     try:
         group = _next_group(todo, bounds)
-        copying = _start_copies(archive, pool, group, result.device, checked)
+        copying = _start_copies(archive, pool, group, result.device, checked, cancel)
         handed = copying.futures
         while group:
             present = copying.present
@@ -391,7 +392,7 @@ def _store_files(
             # the disk syncs and reads back (a big file's group would otherwise leave one of them idle).
             following = _next_group(todo, bounds)
             short = copying.short
-            copying = _start_copies(archive, pool, following, result.device, checked)
+            copying = _start_copies(archive, pool, following, result.device, checked, cancel)
             handed = copying.futures
             names = {f.path: f.name for f in group}
             noted = functools.partial(_intent_entry, result.device, names, segments, said, readings, started)
@@ -434,7 +435,7 @@ def _store_files(
                     )
                 )
     except BaseException:  # Ctrl-C, or an error: no copy is left running behind the command
-        stop_pool(pool, handed)
+        stop_pool(pool, handed, cancel.cancel)
         raise
     pool.shutdown(wait=True)
 
@@ -472,13 +473,14 @@ def _start_copies(
     group: list[VolumeFile],
     device: str,
     checked: frozenset[tuple[int, int]] | None,
+    cancel: _core.CopyCancel,
 ) -> _Copying:
     """Start copying the group's files that are not in the archive yet, in parallel and largest first (so a big
     file does not start last and leave a worker idle)."""
     present = _already_present(archive, device, group)
     short = _short_of_room(archive, [f for f in group if f.path not in present])
     futures = {
-        pool.submit(_copy_one, archive, f, checked): f
+        pool.submit(_copy_one, archive, f, checked, cancel): f
         for f in sorted(group, key=lambda f: -f.size)
         if f.path not in present and short is None
     }
@@ -503,9 +505,12 @@ def _finish_copies(copying: _Copying, seconds: float) -> tuple[dict[str, _Copy |
     return outcomes, sorted((futures[future] for future in called_off), key=lambda f: os.fsencode(f.name))
 
 
-def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None) -> _Copy | str:
+def _copy_one(
+    archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int]] | None, cancel: _core.CopyCancel
+) -> _Copy | str:
     """Copy one file into a new temp in the store's tmp/ while hashing it. ``checked``: through the service,
-    the files the caller was found to be able to read (custodes.rights.as_checked). The copy, or why not."""
+    the files the caller was found to be able to read (custodes.rights.as_checked); ``cancel`` stops it. The copy,
+    or why not."""
     temp = archive.new_temp(os.path.basename(f.name)[-40:])
     crashpoint("copy")
     algorithms = archive.policy.algorithms
@@ -520,7 +525,7 @@ def _copy_one(archive: Archive, f: VolumeFile, checked: frozenset[tuple[int, int
             else as_checked(f.path, {(f.device, f.inode)}, "the file found there when the volume was read")
         ) as source:
             held = source
-            size, raw = archive.store_copy(source, temp, computed)
+            size, raw = archive.store_copy(source, temp, computed, cancel)
     except CustodesError as e:
         temp.unlink(missing_ok=True)
         said = str(e)

@@ -165,21 +165,47 @@ fn hash_bytes<'py>(py: Python<'py>, algorithms: Vec<String>, data: &[u8]) -> err
     Ok(digests.iter().map(|d| PyBytes::new(py, d)).collect())
 }
 
+/// A way to stop copies under way: each copy given it ends at its next buffer
+/// with HashingCancelledError once `cancel()` is called (ingest's, on Ctrl-C:
+/// a copy of a multi-GB file from a slow card ran to its end first).
+#[pyclass(frozen, module = "custodes._core")]
+struct CopyCancel {
+    progress: Arc<Progress>,
+}
+
+#[pymethods]
+impl CopyCancel {
+    #[new]
+    fn new() -> Self {
+        CopyCancel { progress: Arc::new(Progress::default()) }
+    }
+
+    fn cancel(&self) {
+        self.progress.cancel();
+    }
+
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.progress.is_cancelled()
+    }
+}
+
 /// Copy `src` to the new file `dst` (which must not exist), hashing on the way:
 /// `(size, [digest per algorithm])`. Not fsynced; read errors raise the
-/// same classes as per-file hashing errors, naming `src`.
+/// same classes as per-file hashing errors, naming `src`; `cancel` stops it.
 #[pyfunction]
+#[pyo3(signature = (src, dst, algorithms, cancel=None))]
 fn copy_and_hash<'py>(
     py: Python<'py>,
     src: PathBuf,
     dst: PathBuf,
     algorithms: Vec<String>,
+    cancel: Option<&CopyCancel>,
 ) -> error::Result<(u64, Vec<Bound<'py, PyBytes>>)> {
     let algorithms = parse_algorithms(algorithms)?;
     let s = src.clone();
-    let r = detached(py, move || {
-        core::copy_file_hashed(&s, &dst, &algorithms, core::DEFAULT_CHUNK_SIZE, &Progress::default())
-    });
+    let progress = cancel.map_or_else(|| Arc::new(Progress::default()), |c| Arc::clone(&c.progress));
+    let r = detached(py, move || core::copy_file_hashed(&s, &dst, &algorithms, core::DEFAULT_CHUNK_SIZE, &progress));
     // The core's error does not carry the path; the binding adds it here.
     let fd = match r {
         Ok(fd) => fd,
@@ -256,6 +282,7 @@ fn algorithms() -> Vec<&'static str> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HashJob>()?;
     m.add_class::<StreamHasher>()?;
+    m.add_class::<CopyCancel>()?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(copy_and_hash, m)?)?;
