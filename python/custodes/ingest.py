@@ -979,8 +979,9 @@ def _not_recovered(ingest: int, cause: str, kept: str | None, unjudged: str | No
     elif unjudged is not None:
         said += (
             f"; a copy of the bytes it read lies at {shown_name(unjudged)}, left by a process this run cannot call "
-            "ended (one that runs still, or a container's, whose processes only root on the host sees): once it "
-            f"has ended, {docked}, run as root on the host, records the file"
+            "ended (one that runs still, or a container's, whose end only root on the host sees): once it has "
+            f"ended, {docked} records the file, run by root on the host where the archive lets root write it, "
+            "else after the machine has restarted (which ends every process)"
         )
     return said
 
