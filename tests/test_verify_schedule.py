@@ -248,9 +248,11 @@ def test_what_a_verify_found_stands_in_a_run_that_does_not_re_hash_it(many: Path
     many.chmod(0o555)  # the catalog cannot be written by a person who obeys file modes
     try:
         out = run_cli("verify", many, "--budget", "1", "--json", obey_permissions=True)
+        said = run_cli("verify", many, "--budget", "1", obey_permissions=True).stdout.decode()
     finally:
         many.chmod(0o700)
     assert out.returncode == 1 and [f["kind"] for f in json.loads(out.stdout)["findings"]] == ["modified"]
+    assert "run None" not in said and "this run was not recorded, so no run resumes it" in said, said
     with catalog_edit(many) as db:
         db.execute("UPDATE object_findings SET found_ns = 1e30")
     (edited,) = verify(many, "--quick", code=1)["findings"]

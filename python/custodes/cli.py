@@ -2037,10 +2037,16 @@ def _say_run(out: Output, result: Any) -> None:
         )
     if run["stopped"] is not None:
         left = run["left"]
+        # A run not recorded (a catalog it cannot write) cannot be resumed: it said "run None has re-hashed 0".
+        goes_on = (
+            f"the same selection with --resume goes on (run {run['id']} has re-hashed {run['run_objects'] or 0} so far)"
+            if run["id"]
+            else "this run was not recorded, so no run resumes it: give a larger budget, or run where the catalog "
+            "can be written"
+        )
         out.say(
             f"stopped: {run['stopped']}; {left['objects']} object(s) ({human_bytes(left['bytes'])}) not re-hashed: "
-            f"the same selection with --resume goes on (run {run['id']} has re-hashed {run['run_objects'] or 0} "
-            "so far)"
+            + goes_on
         )
 
 
