@@ -29,14 +29,14 @@ from custodes.catalog import replay
 from custodes.errors import CustodesError
 from custodes.retention import to_store
 from custodes.storage import Guarantee, ObjectStore
-from custodes.verify import PENDING, VerifyFinding, verify
+from custodes.verify import FIRST_COPY, PENDING, VerifyFinding, verify
 
 __all__ = ["REPAIRABLE", "RepairResult", "StorageCheck", "check_storage", "repair"]
 
 #: What a repair puts right: the object's bytes are gone or wrong in one copy (restored from the other), or its
 #: file is no longer read-only for the archive's account alone (made so again, in place).
 REPAIRABLE = ("missing", "modified", "truncated", "unprotected")
-FIRST, REPLICA = "first", "replica"
+FIRST, REPLICA = FIRST_COPY, "replica"  # as verify and ObjectFindings name the copies
 
 
 @dataclass
