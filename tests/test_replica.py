@@ -127,13 +127,14 @@ def test_a_bad_copy_is_named_and_repaired_from_the_other(make_cli_archive: Calla
     assert r.returncode == 0 and b"nothing to repair" in r.stdout
 
 
-def test_a_repair_cut_short_before_its_checkpoint_is_signed_by_the_next_repair_that_repairs(
+def test_entries_no_checkpoint_covers_are_never_signed_by_a_repair(
     make_cli_archive: Callable[..., Path], tmp_path: Path
 ) -> None:
     """A repair killed after its ledger entry, before its checkpoint, leaves that entry unsigned (verify's
-    checkpoint_mismatch). A repair with nothing to repair signs nothing and leaves it (exit 1); the next that
-    repairs signs it with its own checkpoint, as any custodes write does, and says so: it listed it as left, and
-    exit 1, while its checkpoint had signed it (session 14's note)."""
+    checkpoint_mismatch). The next repair, whether it repairs something or not, signs nothing and says so: its
+    checkpoint signed such entries, and listed them as left all the same (session 14's note); signing them, it
+    signed forgeries too (two hostile reviews: an approval, a repair and a policy filed as a repair, each appended
+    by hand with its right leaf hash, signed with exit 0). A person signs them, once known to be custodes' own."""
     second = tmp_path / "disk2" / "copy"
     arch = _archive_with_replica(make_cli_archive, second)
     names = sorted(_objects(arch))
@@ -142,35 +143,30 @@ def test_a_repair_cut_short_before_its_checkpoint_is_signed_by_the_next_repair_t
     assert killed.returncode == -9, killed.stderr
     rc, findings = _verify(arch)
     assert rc == 1 and [f["kind"] for f in findings] == ["checkpoint_mismatch"], findings
-    unsigned = findings[0]["row"]
+    (first, _), signed = findings[0]["row"], catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0]
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 1 and [x["kind"] for x in json.loads(r.stdout)["left"]] == ["checkpoint_mismatch"]
-    assert json.loads(r.stdout)["signed"] == []
-    _flip_a_byte(_objects(second)[names[1]])
-    r = run_cli("storage", "repair", arch)
-    assert r.returncode == 0, r.stderr
-    said = r.stderr.decode()
-    assert f"ledger entries {unsigned[0]} to {unsigned[1] - 1}, each a repair's, which no checkpoint" in said, said
-    assert "remain" not in said and b"repaired " + names[1].encode() in r.stdout
-    assert _verify(arch) == (0, [])
-    # An entry no repair wrote (an approval appended by hand, with its right leaf hash) is not signed by the next
-    # repair, nor is the repair's own after it (a hostile review: the forgery was signed, exit 0): left, exit 1.
+    # One appended by hand, as a repair of an object nobody touched, with its right leaf hash.
     (seq,) = catalog_rows(arch, "SELECT MAX(seq) + 1 FROM ledger")[0]
-    data = json.dumps({"type": "access_approve", "request": 1, "person": "mallory", "ok": True}).encode()
+    forged = {"type": "storage_repair", "sha256": names[2], "copy": "replica", "was": "modified", "by": "alice"}
+    data = json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
     with catalog_edit(arch) as db:
         db.execute(
-            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'access_approve')",
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'storage_repair')",
             (seq, data, hashlib.sha256(b"\x00" + data).digest()),
         )
-    _flip_a_byte(_objects(second)[names[2]])
+    _flip_a_byte(_objects(second)[names[1]])
     r = run_cli("storage", "repair", arch, "--json")
     done = json.loads(r.stdout)
-    assert r.returncode == 1 and done["signed"] == [] and [x["object"] for x in done["repaired"]] == [names[2]]
-    (left,) = [x for x in done["left"] if x["kind"] == "checkpoint_mismatch"]
-    assert f"entries {seq} (access_approve)" in left["message"] and "this repair signed nothing" in left["message"]
+    assert r.returncode == 1 and [x["object"] for x in done["repaired"]] == [names[1]], r.stderr
+    (left,) = done["left"]
+    assert left["kind"] == "checkpoint_mismatch" and "this repair signed nothing" in left["message"], left
+    assert f"entries {first} (storage_repair), {seq} (storage_repair)" in left["message"], left
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == signed  # nothing signed since the kill
     rc, findings = _verify(arch)
-    uncovered = [f["row"] for f in findings if f["kind"] == "checkpoint_mismatch"]
-    assert rc == 1 and uncovered == [[seq, seq + 2]], findings  # the forgery and the repair's own entry
+    assert rc == 1 and [f["row"] for f in findings] == [[first, seq + 2]], findings  # the repair's own entry too
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0  # a person's word: known to be custodes' own
+    assert _verify(arch) == (0, [])
 
 
 def test_an_object_bad_in_both_copies_is_reported_not_guessed(

@@ -2153,13 +2153,6 @@ def storage_repair_command(archive: Archive, out: Output) -> None:
             out.say(f"repaired {r['object']}: its {r['copy']} copy was {r['was']} ({done}); {how}")
         for r in result.unrepairable + result.failed:
             click.echo(f"NOT repaired {r['object']}: {r['why']}", err=True)
-        for s in result.signed:
-            click.echo(
-                f"signed with this repair's checkpoint: ledger entries {s['from']} to {s['to'] - 1}, each a "
-                "repair's, which no checkpoint covered (a repair stopped before its checkpoint leaves its own so); "
-                f"verify had said: {shown_text(s['message'])}",
-                err=True,
-            )
         if result.left:
             first = result.left[0]
             click.echo(

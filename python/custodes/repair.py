@@ -48,24 +48,13 @@ class RepairResult:
     #: a stray file): a repair that fixed every object does not call the archive intact while these remain (a
     #: hostile review: "every copy of every object is intact", exit 0, beside verify's NOT INTACT).
     left: list[dict[str, Any]] = field(default_factory=list)
-    #: {from, to, message}: ledger entries ``from``..``to - 1`` that no checkpoint covered (verify's
-    #: checkpoint_mismatch, its ``message``), each a repair's (a repair killed before its checkpoint leaves its own
-    #: so), signed by this repair's checkpoint: said, not listed as left (session 14's note). Entries of any other
-    #: kind are left unsigned, and this repair's own after them.
-    signed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.unrepairable and not self.failed and not self.left
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "repaired": self.repaired,
-            "unrepairable": self.unrepairable,
-            "failed": self.failed,
-            "left": self.left,
-            "signed": self.signed,
-        }
+        return {"repaired": self.repaired, "unrepairable": self.unrepairable, "failed": self.failed, "left": self.left}
 
 
 @dataclass(frozen=True)
@@ -250,15 +239,13 @@ def repair(archive: Archive) -> RepairResult:
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         _record(archive, result, person, digest, copy, was, done)
-    # Entries no checkpoint covered are signed by this repair's checkpoint only where each is a repair's (what a
-    # repair killed before its checkpoint leaves): anything else may have been written into the ledger by hand, and
-    # signed it would be history (a hostile review: a forged approval signed, exit 0). Then nothing is signed, this
-    # repair's own entries neither; they are left for a person to look at and sign (`ledger checkpoint`).
-    foreign = [f for f in uncovered if not _repairs_only(archive, f)]
-    if result.repaired and not foreign:
+    # Entries no checkpoint covers are never signed by a repair: they may have been written into the ledger by
+    # hand, and signed they would be history (two hostile reviews: a forged approval, then forged repairs and a
+    # policy filed as one, signed with exit 0). Its own entries after them are left unsigned too, for a person to
+    # look at and sign (`ledger checkpoint`): a repair killed before its checkpoint leaves its own so.
+    if result.repaired and not uncovered:
         crashpoint("before_checkpoint")
         archive.checkpoint()
-        result.signed += [{"from": f.row[0], "to": f.row[1], "message": f.message} for f in uncovered if f.row]
     elif result.repaired:
         result.left += [
             {
@@ -267,26 +254,11 @@ def repair(archive: Archive) -> RepairResult:
                 "message": f"{f.message}; this repair signed nothing, its own entries after them neither: "
                 "`custodes ledger checkpoint` signs them all once each is known to be custodes' own",
             }
-            for f in foreign
+            for f in uncovered
         ]
     else:
         result.left += [{"kind": f.kind, "copy": f.copy, "message": f.message} for f in uncovered]
     return result
-
-
-def _repairs_only(archive: Archive, uncovered: VerifyFinding) -> bool:
-    """Whether every ledger entry of ``uncovered`` (verify's rows no checkpoint covers) is a repair's."""
-    if uncovered.row is None:
-        return False
-    first, end = uncovered.row
-    for seq in range(first, end):
-        try:
-            entry = json.loads(archive.catalog.ledger.entry(seq) or b"")
-        except ValueError:
-            return False
-        if not isinstance(entry, dict) or entry.get("type") != "storage_repair":
-            return False
-    return True
 
 
 def _what_verify_found(
@@ -294,8 +266,8 @@ def _what_verify_found(
 ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str], list[VerifyFinding]]:
     """Verify of every copy, as a repair needs it: per object, what is wrong with its bytes in each copy (an
     object only ``unprotected`` has an empty entry), the copies whose file's mode or owner is wrong, the
-    objects whose catalog row is not the ledger's, and the ledger's entries no checkpoint covers (the repair's
-    checkpoint signs them, if it makes one); what no repair puts right is added to ``left``."""
+    objects whose catalog row is not the ledger's, and the ledger's entries no checkpoint covers (a repair does not
+    sign them); what no repair puts right is added to ``left``."""
     bad: dict[str, dict[str, str]] = {}
     unprotected: dict[str, list[str]] = {}
     edited: set[str] = set()
