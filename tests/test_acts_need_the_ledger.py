@@ -240,6 +240,23 @@ def test_a_policy_hidden_from_the_type_index_does_not_make_the_owner_alone(tmp_p
     assert "is filed as None but is a 'policy' entry" in err, err
 
 
+def test_an_entry_naming_a_key_twice_is_not_custodes_json(cli_archive: Path) -> None:
+    """An entry whose JSON names "type" twice: Python's parser takes the last, SQLite's json_extract the first, so
+    the replay read it as a repair while the catalog's queries filed and read it as a policy (a hostile review:
+    its text was the policy in force). verify names it: not custodes' JSON."""
+    (seq,) = catalog_rows(cli_archive, "SELECT MAX(seq) + 1 FROM ledger")[0]
+    data = b'{"action":"set","text":"x","type":"policy","type":"storage_repair"}'
+    with catalog_edit(cli_archive) as conn:
+        conn.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'policy')",
+            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
+        )
+    out = run_cli("verify", cli_archive, "--json")
+    assert out.returncode == 1, out.stderr
+    said = [f["message"] for f in json.loads(out.stdout)["findings"] if f["kind"] == "ledger_mismatch"]
+    assert f"ledger entry {seq} not custodes' JSON: it names the key 'type' twice" in "\n".join(said), said
+
+
 def test_an_entry_written_into_the_ledger_table_is_named_before_anything_signs_it(cli_archive: Path) -> None:
     """An approval appended to the ledger table by hand, with its correct leaf hash: the next checkpoint signs it
     into the history (open: entries carry no mark of their own). verify names each entry no checkpoint covers, by

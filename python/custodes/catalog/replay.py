@@ -434,7 +434,7 @@ def _in_memory() -> Iterator[Catalog]:
 def _apply_all(fresh: Catalog, entries: list[tuple[int, bytes]]) -> None:
     for seq, data in entries:
         try:
-            apply(fresh, seq, json.loads(data))
+            apply(fresh, seq, entry_json(data))
         except (ValueError, KeyError, TypeError, AttributeError, sqlite3.Error):
             continue  # an entry this custodes cannot apply makes no row in a replay either (verify names it)
 
@@ -587,6 +587,31 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
     return out
 
 
+class KeyTwiceError(ValueError):
+    """A JSON object of a ledger entry names one key twice."""
+
+
+def _pairs_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise KeyTwiceError(f"it names the key {twice!r} twice")
+    return found
+
+
+#: JSON as custodes writes its entries: an object that names a key twice is refused. Python takes the last of
+#: them and SQLite's json_extract the first, so such an entry was replayed as one type and filed and read by the
+#: catalog's queries as another (a hostile review: a policy entry replayed as a repair put its text in force).
+_ENTRY_JSON = json.JSONDecoder(object_pairs_hook=_pairs_once)
+
+
+def entry_json(data: bytes) -> Any:
+    """A ledger entry as stored, parsed as the replay takes it: ValueError for bytes that are not UTF-8 JSON or for an
+    object naming a key twice."""
+    return _ENTRY_JSON.decode(data.decode("utf-8"))
+
+
 def apply_entries(entries: Iterable[tuple[int, bytes]], target: Catalog, out: Replay) -> None:
     """Apply ``entries`` (index, entry as stored), in order, to ``target``, inside the caller's transaction: what
     :func:`replay` does with the whole ledger, and a kept replay (catalog.replay_cache) with the entries after it."""
@@ -594,10 +619,11 @@ def apply_entries(entries: Iterable[tuple[int, bytes]], target: Catalog, out: Re
     deferred = _DEFERRED.get(target)
     for seq, data in entries:
         try:
-            entry = json.loads(data)
-        except ValueError:
+            entry = entry_json(data)
+        except ValueError as e:
             _apply_group(target, group, out)  # the entries before it first: failures are listed in order
-            out.failed.append((seq, "not JSON (verify's leaf and checkpoint checks say more)"))
+            why = f"not custodes' JSON: {e}" if isinstance(e, KeyTwiceError) else "not JSON"
+            out.failed.append((seq, f"{why} (verify's leaf and checkpoint checks say more)"))
             continue
         if not isinstance(entry, dict):
             _apply_group(target, group, out)

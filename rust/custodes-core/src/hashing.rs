@@ -113,6 +113,11 @@ pub enum HashError {
         "file was written to while being read: its size is still {size} bytes, its modification or change time moved"
     )]
     ModifiedWhileReading { size: u64 },
+    #[error(
+        "file's change time moved while it was read, its size and modification time as they were: its mode, owner \
+         or links changed meanwhile, or it was written and its modification time set back; read it again"
+    )]
+    TouchedWhileReading { size: u64 },
     #[error("hashing was cancelled before this file was finished")]
     Cancelled,
     #[error("{0}")]
@@ -309,14 +314,14 @@ fn file_kind(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Hash one file, reading it once.
+/// Hash one file, reading it once (again only where its change time moved meanwhile: [`again_if_touched`]).
 pub fn hash_file(
     path: &Path,
     algorithms: &[Algorithm],
     chunk_size: usize,
     progress: &Progress,
 ) -> Result<FileDigest, HashError> {
-    read_evidence(path, algorithms, chunk_size, progress, |_| Ok(()))
+    again_if_touched(progress, || read_evidence(path, algorithms, chunk_size, progress, |_| Ok(())))
 }
 
 /// Hash one large file on several cores. BLAKE3 alone hashes the file as
@@ -332,10 +337,20 @@ pub fn hash_file_wide(
     chunk_size: usize,
     progress: &Progress,
 ) -> Result<FileDigest, HashError> {
-    let wide_chunk = chunk_size.max(4096).saturating_mul(WIDE_CHUNKS);
     if !algorithms.contains(&Algorithm::Blake3) {
         return hash_file(path, algorithms, chunk_size, progress);
     }
+    again_if_touched(progress, || hash_file_wide_once(path, algorithms, chunk_size, progress))
+}
+
+/// One read of [`hash_file_wide`] (BLAKE3 among the algorithms).
+fn hash_file_wide_once(
+    path: &Path,
+    algorithms: &[Algorithm],
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<FileDigest, HashError> {
+    let wide_chunk = chunk_size.max(4096).saturating_mul(WIDE_CHUNKS);
     let (file, meta) = open_evidence(path)?;
     if meta.len() <= wide_chunk as u64 {
         return read_opened(file, &meta, algorithms, chunk_size, progress, |_| Ok(()));
@@ -658,11 +673,33 @@ fn unchanged_since_open(file: &File, opened: &std::fs::Metadata, read: u64) -> R
     if read != expected || now.len() != expected {
         return Err(HashError::ChangedWhileReading { expected, read, now: now.len() });
     }
-    let times = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-    if times(&now) != times(opened) {
+    if (now.mtime(), now.mtime_nsec()) != (opened.mtime(), opened.mtime_nsec()) {
         return Err(HashError::ModifiedWhileReading { size: expected });
     }
+    if (now.ctime(), now.ctime_nsec()) != (opened.ctime(), opened.ctime_nsec()) {
+        return Err(HashError::TouchedWhileReading { size: expected });
+    }
     Ok(())
+}
+
+/// Reads of one file while each ends with only its change time moved (a chmod, a link made or removed
+/// meanwhile, as a backup's `rsync --link-dest` does: a hostile review saw intact objects called modified);
+/// the last read's outcome stands.
+const TOUCHED_TRIES: usize = 3;
+
+/// `read` again while it ends with [`HashError::TouchedWhileReading`], up to [`TOUCHED_TRIES`] reads in all;
+/// the bytes of each read that is done again are taken off the progress, which counted them.
+fn again_if_touched(
+    progress: &Progress,
+    read: impl Fn() -> Result<FileDigest, HashError>,
+) -> Result<FileDigest, HashError> {
+    let mut last = read();
+    for _ in 1..TOUCHED_TRIES {
+        let Err(HashError::TouchedWhileReading { size }) = last else { break };
+        progress.bytes_done.fetch_sub(size, Ordering::Relaxed);
+        last = read();
+    }
+    last
 }
 
 /// One read of the file into the unused capacity of `buf`, appended to what it
@@ -1444,7 +1481,37 @@ mod tests {
         assert_eq!(set, 0);
         assert_eq!((std::fs::metadata(&p).unwrap().mtime_nsec(), opened.mtime_nsec()), (back.tv_nsec, back.tv_nsec));
         let got = unchanged_since_open(&file, &opened, opened.len());
-        assert!(matches!(got, Err(HashError::ModifiedWhileReading { size: 16 })), "{got:?}");
+        assert!(matches!(got, Err(HashError::TouchedWhileReading { size: 16 })), "{got:?}");
+    }
+
+    #[test]
+    fn a_file_touched_once_while_it_is_read_is_read_again() {
+        // A chmod during the first read only: read again, the digest of the bytes, each byte counted once; touched
+        // during every read, the error stands.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("touched");
+        std::fs::write(&p, b"the card's bytes").unwrap();
+        let progress = Progress::default();
+        let reads = AtomicUsize::new(0);
+        let read = |every: bool| {
+            let n = reads.fetch_add(1, Ordering::Relaxed);
+            let (file, opened) = open_evidence(&p)?;
+            progress.bytes_done.fetch_add(opened.len(), Ordering::Relaxed);
+            if every || n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let mode = if n % 2 == 0 { 0o600 } else { 0o644 };
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            unchanged_since_open(&file, &opened, opened.len())?;
+            Ok(FileDigest { size: opened.len(), digests: vec![] })
+        };
+        assert_eq!(again_if_touched(&progress, || read(false)).unwrap().size, 16);
+        assert_eq!((reads.load(Ordering::Relaxed), progress.bytes_done.load(Ordering::Relaxed)), (2, 16));
+        reads.store(0, Ordering::Relaxed);
+        let got = again_if_touched(&progress, || read(true));
+        assert!(matches!(got, Err(HashError::TouchedWhileReading { size: 16 })), "{got:?}");
+        assert_eq!(reads.load(Ordering::Relaxed), TOUCHED_TRIES);
     }
 
     /// Start hashing a 2 GiB sparse file on several cores, wait until reading has begun, then do

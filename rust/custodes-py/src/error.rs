@@ -172,9 +172,9 @@ pub fn hash_exception<'py>(py: Python<'py>, err: &HashError, path: &Path) -> PyR
         HashError::PermissionDenied => (&c.permission_denied, Some(libc::EACCES)),
         HashError::NotRegularFile { .. } => (&c.not_regular_file, None),
         HashError::SymlinkLoop => (&c.symlink_loop, Some(libc::ELOOP)),
-        HashError::ChangedWhileReading { .. } | HashError::ModifiedWhileReading { .. } => {
-            (&c.changed_while_reading, None)
-        }
+        HashError::ChangedWhileReading { .. }
+        | HashError::ModifiedWhileReading { .. }
+        | HashError::TouchedWhileReading { .. } => (&c.changed_while_reading, None),
         HashError::Cancelled => (&c.cancelled, None),
         HashError::Io(e) => (&c.read, e.raw_os_error()),
     };
