@@ -221,6 +221,8 @@ def standing_findings(archive: Archive, by: str, within: DigestRange = EVERY_DIG
     message says when it was found and that ``by`` (this report, this run) did not re-hash it."""
     catalog = archive.catalog
     low, high = within.low or "", within.high
+    # The copies the archive keeps: a row of another (made by hand, or of a replica since dropped) is no finding.
+    copies = {FIRST_COPY, *(["replica"] if archive.replica is not None else [])}
     return [
         VerifyFinding(
             f.kind,
@@ -230,7 +232,7 @@ def standing_findings(archive: Archive, by: str, within: DigestRange = EVERY_DIG
             copy=None if f.copy == FIRST_COPY else f.copy,
         )
         for f in ([] if catalog.lacks("object_findings") or catalog.lacks("objects") else catalog.object_findings.all())
-        if low <= f.sha256 and (high is None or f.sha256 < high)
+        if f.copy in copies and low <= f.sha256 and (high is None or f.sha256 < high)
     ]
 
 
