@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     FOOTAGE,
     PEOPLE,
+    appended_by_hand,
     as_,
     catalog_edit,
     catalog_rows,
@@ -244,13 +245,8 @@ def test_an_entry_naming_a_key_twice_is_not_custodes_json(cli_archive: Path) -> 
     """An entry whose JSON names "type" twice: Python's parser takes the last, SQLite's json_extract the first, so
     the replay read it as a repair while the catalog's queries filed and read it as a policy (a hostile review:
     its text was the policy in force). verify names it: not custodes' JSON."""
-    (seq,) = catalog_rows(cli_archive, "SELECT MAX(seq) + 1 FROM ledger")[0]
     data = b'{"action":"set","text":"x","type":"policy","type":"storage_repair"}'
-    with catalog_edit(cli_archive) as conn:
-        conn.execute(
-            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'policy')",
-            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
-        )
+    seq = appended_by_hand(cli_archive, data, "policy")
     out = run_cli("verify", cli_archive, "--json")
     assert out.returncode == 1, out.stderr
     said = [f["message"] for f in json.loads(out.stdout)["findings"] if f["kind"] == "ledger_mismatch"]
@@ -261,15 +257,10 @@ def test_an_entry_written_into_the_ledger_table_is_named_before_anything_signs_i
     """An approval appended to the ledger table by hand, with its correct leaf hash: the next checkpoint signs it
     into the history (open: entries carry no mark of their own). verify names each entry no checkpoint covers, by
     index and type, and says that any custodes write signs them, so the reviewer sees what they would sign."""
-    (seq,) = catalog_rows(cli_archive, "SELECT MAX(seq) + 1 FROM ledger")[0]
     data = json.dumps(
         {"type": "access_approve", "request": 1, "person": "bob", "ok": True}, sort_keys=True, separators=(",", ":")
     ).encode()
-    with catalog_edit(cli_archive) as conn:
-        conn.execute(
-            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'access_approve')",
-            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
-        )
+    seq = appended_by_hand(cli_archive, data, "access_approve")
     out = run_cli("verify", cli_archive, "--json")
     assert out.returncode == 1, out.stderr
     (found,) = [f for f in json.loads(out.stdout)["findings"] if "not covered by any signed checkpoint" in f["message"]]

@@ -17,8 +17,8 @@ from helpers import (
     PEOPLE,
     SERVICE_ACCOUNT,
     THREE_RECORDINGS,
+    appended_by_hand,
     as_,
-    catalog_edit,
     catalog_rows,
     ensure_accounts,
     policy_text,
@@ -147,14 +147,8 @@ def test_entries_no_checkpoint_covers_are_never_signed_by_a_repair(
     r = run_cli("storage", "repair", arch, "--json")
     assert r.returncode == 1 and [x["kind"] for x in json.loads(r.stdout)["left"]] == ["checkpoint_mismatch"]
     # One appended by hand, as a repair of an object nobody touched, with its right leaf hash.
-    (seq,) = catalog_rows(arch, "SELECT MAX(seq) + 1 FROM ledger")[0]
     forged = {"type": "storage_repair", "sha256": names[2], "copy": "replica", "was": "modified", "by": "alice"}
-    data = json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
-    with catalog_edit(arch) as db:
-        db.execute(
-            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, 'storage_repair')",
-            (seq, data, hashlib.sha256(b"\x00" + data).digest()),
-        )
+    seq = appended_by_hand(arch, json.dumps(forged, sort_keys=True, separators=(",", ":")).encode(), "storage_repair")
     _flip_a_byte(_objects(second)[names[1]])
     r = run_cli("storage", "repair", arch, "--json")
     done = json.loads(r.stdout)
