@@ -296,8 +296,11 @@ def left_by_dead_process(
     if space != _namespaces():
         # Another namespace's pid or start: dead with its pid namespace; a time namespace of its own (the same pid
         # namespace) gives a start this process cannot compare, and is kept.
-        live = namespaces() if space.partition("_")[0] != _namespaces().partition("_")[0] else None
-        return live is not None and space.partition("_")[0] not in live
+        pid_space = space.partition("_")[0]
+        if pid_space == _namespaces().partition("_")[0]:
+            return False
+        live = namespaces()
+        return live is not None and pid_space not in live
     running = _process(pid)
     if running is None:
         # Gone, or /proc hides it (hidepid): the signal check tells them apart; one we may not signal is live.

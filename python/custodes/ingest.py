@@ -738,9 +738,14 @@ def _taken_in_place_of(store: ObjectStore, c: _Copy) -> bool:
     return True
 
 
+def _listed_at(store: ObjectStore, sha: str) -> list[Listed]:
+    """What the store lists at the object's place (the object, or what holds its place)."""
+    return [x for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
+
+
 def _listed_problems(store: ObjectStore, sha: str) -> list[str | None]:
     """What the store's listing says of each entry at the object's place (None: a sound object file)."""
-    return [x.problem for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
+    return [x.problem for x in _listed_at(store, sha)]
 
 
 def _second_name(c: _Copy) -> _Copy:
@@ -1058,7 +1063,7 @@ def _not_recoverable(archive: Archive, noted: Mapping[str, _Notes], kept: Contai
         listed_sound = []
         unprotected: dict[str, Listed] = {}
         for sha in noted:
-            listed = [x for x in store.list(DigestRange(sha, sha + "0")) if x.digest == sha]
+            listed = _listed_at(store, sha)
             if not listed:
                 wrong[sha].append(f"{copy}it is not in the store ({store.describe()})")
             elif all(x.problem not in (None, "unprotected") for x in listed):

@@ -431,6 +431,31 @@ def _in_memory() -> Iterator[Catalog]:
         yield fresh
 
 
+class KeyTwiceError(ValueError):
+    """A JSON object of a ledger entry names one key twice."""
+
+
+def _pairs_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise KeyTwiceError(f"it names the key {twice!r} twice")
+    return found
+
+
+#: JSON as custodes writes its entries: an object that names a key twice is refused. Python takes the last of
+#: them and SQLite's json_extract the first, so such an entry was replayed as one type and filed and read by the
+#: catalog's queries as another (a hostile review: a policy entry replayed as a repair put its text in force).
+_ENTRY_JSON = json.JSONDecoder(object_pairs_hook=_pairs_once)
+
+
+def entry_json(data: bytes) -> Any:
+    """A ledger entry as stored, parsed as the replay takes it: ValueError for bytes that are not UTF-8 JSON or for an
+    object naming a key twice."""
+    return _ENTRY_JSON.decode(data.decode("utf-8"))
+
+
 def _apply_all(fresh: Catalog, entries: list[tuple[int, bytes]]) -> None:
     for seq, data in entries:
         try:
@@ -504,7 +529,7 @@ def tombstones_unproven(live: Catalog, digests: list[str]) -> list[str]:
         if seq is None or data is None:
             continue
         with suppress(ValueError, AttributeError):
-            e = json.loads(data)
+            e = entry_json(data)
             if e.get("type") == "purge":  # any other entry (an adoption of catalog rows) proves no purge
                 entries[seq] = data
                 own[digest] = e.get("segment")
@@ -514,7 +539,7 @@ def tombstones_unproven(live: Catalog, digests: list[str]) -> list[str]:
     purged: dict[str, set[Any]] = {d: set() for d in shared}
     for _seq, data in live.ledger.naming(("purge",), "sha256", shared) if shared else []:
         with suppress(ValueError, AttributeError, KeyError):
-            e = json.loads(data)
+            e = entry_json(data)
             purged[e["sha256"]].add(e.get("segment"))
     for digest in shared:
         if kept := [s for s in recordings[digest] if s not in purged[digest]]:
@@ -531,7 +556,7 @@ def held_in_ledger(live: Catalog, segments: list[int]) -> dict[int, list[int]]:
     placed: list[tuple[int, int, Any]] = []
     for seq, data in live.ledger.naming(("hold",), "segment", segments):
         with suppress(ValueError, AttributeError):
-            e = json.loads(data)
+            e = entry_json(data)
             placed.append((e.get("segment"), seq, e.get("hold")))
     ids = [hold for _, _, hold in placed if type(hold) is int]
     rows = ledgered_rows(live, "holds", ids)
@@ -585,31 +610,6 @@ def replay(source: Catalog, target: Catalog, *, written_by: bool = True) -> Repl
         if written_by:
             conn.execute(f"CREATE INDEX {WRITTEN_BY}_by_row ON {WRITTEN_BY} (tbl, key, seq)")
     return out
-
-
-class KeyTwiceError(ValueError):
-    """A JSON object of a ledger entry names one key twice."""
-
-
-def _pairs_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        keys = [k for k, _ in pairs]
-        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
-        raise KeyTwiceError(f"it names the key {twice!r} twice")
-    return found
-
-
-#: JSON as custodes writes its entries: an object that names a key twice is refused. Python takes the last of
-#: them and SQLite's json_extract the first, so such an entry was replayed as one type and filed and read by the
-#: catalog's queries as another (a hostile review: a policy entry replayed as a repair put its text in force).
-_ENTRY_JSON = json.JSONDecoder(object_pairs_hook=_pairs_once)
-
-
-def entry_json(data: bytes) -> Any:
-    """A ledger entry as stored, parsed as the replay takes it: ValueError for bytes that are not UTF-8 JSON or for an
-    object naming a key twice."""
-    return _ENTRY_JSON.decode(data.decode("utf-8"))
 
 
 def apply_entries(entries: Iterable[tuple[int, bytes]], target: Catalog, out: Replay) -> None:

@@ -109,9 +109,7 @@ pub enum HashError {
     SymlinkLoop,
     #[error("file changed size while being read: {expected} bytes when opened, {read} bytes read, {now} bytes now")]
     ChangedWhileReading { expected: u64, read: u64, now: u64 },
-    #[error(
-        "file was written to while being read: its size is still {size} bytes, its modification or change time moved"
-    )]
+    #[error("file was written to while being read: its size is still {size} bytes, its modification time changed")]
     ModifiedWhileReading { size: u64 },
     #[error(
         "file's change time moved while it was read, its size and modification time as they were: its mode, owner \
@@ -522,10 +520,9 @@ pub fn copy_file_hashed(
     use std::io::Write;
     let writing =
         |e: io::Error| HashError::Io(io::Error::new(e.kind(), format!("writing the copy {}: {e}", dst.display())));
-    let create = || std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing);
     let (file, meta) = open_evidence(src)?;
     // Created only once the source has opened as a regular file: nothing is left behind for a bad source.
-    let mut out = create()?;
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(writing)?;
     if meta.len() <= WIDE_COPY {
         return read_opened(file, &meta, algorithms, chunk_size, progress, |chunk| {
             out.write_all(chunk).map_err(writing)
