@@ -45,6 +45,20 @@ __all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "Sch
 
 #: The catalog schema this custodes writes (one migration per step; a newer catalog is refused).
 SCHEMA_VERSION = len(MIGRATIONS)
+#: The ledger entries this process appended and committed, by catalog file (its real path): shared by every
+#: connection this process opens to it (an ingest's writer threads, Catalog.another), so a checkpoint knows its
+#: command's own entries from those another hand put there (catalog.ledger.Ledger.written).
+_WRITTEN_HERE: dict[tuple[str, int, int], set[int]] = {}
+
+
+def _written_here(path: Path) -> set[int]:
+    # Keyed by the file itself too: an archive made again at the same path (a test, a rebuilt catalog put in
+    # place) is another ledger, whose entries at those indexes this process did not write.
+    try:
+        st = os.stat(path)
+    except OSError:  # in memory: a catalog of its own
+        return set()
+    return _WRITTEN_HERE.setdefault((os.path.realpath(path), st.st_dev, st.st_ino), set())
 
 
 def _text(raw: bytes) -> str:
@@ -261,7 +275,7 @@ class Catalog:
         self._schema_seen: tuple[int, list[SchemaDifference]] | None = None  # (schema cookie, its differences)
         self.segments = Segments(conn)
         self.objects = Objects(conn)
-        self.ledger = Ledger(conn)
+        self.ledger = Ledger(conn, _written_here(path))
         self.checkpoints = Checkpoints(conn)
         self.devices = Devices(conn)
         self.device_checks = DeviceChecks(conn)
@@ -414,19 +428,23 @@ class Catalog:
             yield self
         except BaseException:
             self._conn.execute("ROLLBACK")
+            self.ledger.rolled_back()
             raise
         self._conn.execute("COMMIT")
+        self.ledger.committed()
 
     @contextmanager
     def savepoint(self) -> Iterator[Catalog]:
         """A part of the caller's transaction that can fail alone: what it wrote is undone, the rest stays
         (ingest records a group of files in one transaction, and one file's bad metadata must not undo the others)."""
         self._conn.execute("SAVEPOINT part")
+        mark = self.ledger.appended_mark()
         try:
             yield self
         except BaseException:
             self._conn.execute("ROLLBACK TO part")
             self._conn.execute("RELEASE part")
+            self.ledger.rolled_back(mark)
             raise
         self._conn.execute("RELEASE part")
 

@@ -31,10 +31,28 @@ class LedgerRow(NamedTuple):
 
 
 class Ledger(Table):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, written: set[int] | None = None) -> None:
         super().__init__(conn)
         #: (PRAGMA data_version, the first index not yet looked at) of :meth:`require_filed`'s last pass.
         self._filed_to: tuple[int, int] | None = None
+        #: The indexes of the entries this process appended and committed, on any connection to this catalog
+        #: (custodes.catalog: one set per file): what a checkpoint may sign as the command's own work, where an
+        #: entry no checkpoint covers that some other hand put there is not signed (custodes.archive).
+        self.written: set[int] = set() if written is None else written
+        self._appending: list[int] = []  # appended in the transaction under way: written once it commits
+
+    def committed(self) -> None:
+        """The transaction under way committed: its entries are this process's own (:attr:`written`)."""
+        self.written.update(self._appending)
+        self._appending.clear()
+
+    def appended_mark(self) -> int:
+        """Where :meth:`rolled_back` goes back to when the part of the transaction begun now is undone."""
+        return len(self._appending)
+
+    def rolled_back(self, mark: int = 0) -> None:
+        """The entries appended since ``mark`` were undone (their indexes may go to another writer's entries)."""
+        del self._appending[mark:]
 
     def next_index(self) -> int:
         """The index the next entry gets: a row that names its own entry (a segment) is written first,
@@ -48,6 +66,7 @@ class Ledger(Table):
         self._conn.execute(
             "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, ?)", (index, entry, leaf, type)
         )
+        self._appending.append(index)
         return index
 
     def restore(self, rows: Iterable[LedgerRow]) -> None:
@@ -64,11 +83,14 @@ class Ledger(Table):
         """The ledger holds an entry at index ``size - 1`` (one lookup, where :meth:`size` counts them all)."""
         return size == 0 or self._one("SELECT 1 FROM ledger WHERE seq = ?", (size - 1,)) is not None
 
-    def leaves_from(self, start: int, per_part: int = 4096) -> Iterator[bytes]:
-        """The leaves from index ``start`` on, in order, ``per_part`` of them joined into each part: a Merkle
-        accumulator takes them part by part (all at once, an ingest of 10^5 files held them as 10^5 bytes objects
-        and then joined, about 10 MiB at its checkpoint)."""
-        rows = self._conn.execute("SELECT leaf FROM ledger WHERE seq >= ? ORDER BY seq", (start,))
+    def leaves_from(self, start: int, end: int | None = None, per_part: int = 4096) -> Iterator[bytes]:
+        """The leaves from index ``start`` on (to ``end``, not included, where given), in order, ``per_part`` of
+        them joined into each part: a Merkle accumulator takes them part by part (all at once, an ingest of 10^5
+        files held them as 10^5 bytes objects and then joined, about 10 MiB at its checkpoint)."""
+        last = -1 if end is None else end - 1  # (-1: no end; SQLite's integers go far past any ledger)
+        rows = self._conn.execute(
+            "SELECT leaf FROM ledger WHERE seq >= ? AND (? < 0 OR seq <= ?) ORDER BY seq", (start, last, last)
+        )
         while part := rows.fetchmany(per_part):
             yield b"".join(blob(leaf) for (leaf,) in part)
 
@@ -90,6 +112,10 @@ class Ledger(Table):
             LedgerRow(seq, blob(entry), blob(leaf))
             for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
         )
+
+    def indexes_from(self, start: int) -> list[int]:
+        """The index of every entry from ``start`` on, in order (the entries themselves not read)."""
+        return [seq for (seq,) in self._conn.execute("SELECT seq FROM ledger WHERE seq >= ? ORDER BY seq", (start,))]
 
     def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """(index, entry) of every entry from index ``start`` on, in order, as stored (streamed): :meth:`walk`
