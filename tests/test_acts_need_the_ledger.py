@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from helpers import (
     as_,
     catalog_edit,
     catalog_rows,
+    grant,
     one_line_error,
     policy_text,
     request,
@@ -253,10 +256,12 @@ def test_an_entry_naming_a_key_twice_is_not_custodes_json(cli_archive: Path) -> 
     assert f"ledger entry {seq} not custodes' JSON: it names the key 'type' twice" in "\n".join(said), said
 
 
-def test_an_entry_written_into_the_ledger_table_is_named_before_anything_signs_it(cli_archive: Path) -> None:
-    """An approval appended to the ledger table by hand, with its correct leaf hash: the next checkpoint signs it
-    into the history (open: entries carry no mark of their own). verify names each entry no checkpoint covers, by
-    index and type, and says that any custodes write signs them, so the reviewer sees what they would sign."""
+def test_an_entry_written_into_the_ledger_table_is_signed_by_no_command_but_a_person_s(cli_archive: Path) -> None:
+    """An approval appended to the ledger table by hand, with its correct leaf hash: the next command's checkpoint
+    signed it into the history (a hostile review; entries carry no mark of their own). Now verify names each entry
+    no checkpoint covers, by index and type; every command that would record refuses, nothing recorded, naming
+    them (the web page's, the service's and the CLI's alike: one rule, Archive.ready_to_record); only `custodes
+    ledger checkpoint`, a person's look at them, signs them."""
     data = json.dumps(
         {"type": "access_approve", "request": 1, "person": "bob", "ok": True}, sort_keys=True, separators=(",", ":")
     ).encode()
@@ -265,10 +270,92 @@ def test_an_entry_written_into_the_ledger_table_is_named_before_anything_signs_i
     assert out.returncode == 1, out.stderr
     (found,) = [f for f in json.loads(out.stdout)["findings"] if "not covered by any signed checkpoint" in f["message"]]
     assert f"entries {seq} (access_approve)" in found["message"], found
-    assert (
-        "written into the ledger table by hand" in found["message"]
-        and "any custodes write signs them" in (found["message"])
+    assert "written into the ledger table by hand" in found["message"], found
+    assert "custodes records nothing more while they are there" in found["message"], found
+    size = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")[0][0]
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, rf"entries no checkpoint covers .*\({seq} \(access_approve\)\): nothing was recorded")
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")[0][0] == size
+    assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
+    assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0  # the person who looked signs it
+    assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] == seq + 1
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+
+
+def test_a_checkpoints_row_written_by_hand_covers_nothing(cli_archive: Path) -> None:
+    """The forged entry with a checkpoints row of its own making (the size past it, any note: only the key signs
+    a note): the row signs nothing, and the command refuses as without it."""
+    data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
+    seq = appended_by_hand(cli_archive, data, "access_approve")
+    with catalog_edit(cli_archive) as conn:
+        (note, frontier) = conn.execute("SELECT note, frontier FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        conn.execute(
+            "INSERT INTO checkpoints (size, root, note, created_ns, frontier) VALUES (?, ?, ?, ?, ?)",
+            (seq + 1, b"\0" * 32, note, time.time_ns(), frontier),
+        )
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, rf"entries no checkpoint covers .*\({seq} \(access_approve\)\): nothing was recorded")
+
+
+def test_an_entry_written_by_hand_while_a_command_acts_is_not_signed_and_its_act_is_left_unsigned(
+    tmp_path: Path,
+) -> None:
+    """The forged entry arrives after a command's check and before its act (the library: an agency tool holds an
+    archive open): the act is recorded after it, and its checkpoint signs the ledger only up to the forged entry;
+    the command's own entries stand unsigned (UnsignedEntriesError says so, and not to act again)."""
+    from custodes.archive import UnsignedEntriesError, open_archive
+    from custodes.devices import RegisteredDevice, register_devices
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "-q").returncode == 0
+    grant(arch, "custodian")
+    with open_archive(arch) as archive:
+        archive.ready_to_record()  # (its first act's check, passed)
+        archive._ready = True
+        data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
+        seq = appended_by_hand(arch, data, "access_approve")
+        started = time.monotonic()
+        with pytest.raises(UnsignedEntriesError, match=rf"\({seq} \(access_approve\)\).*entries {seq + 1}\.\.") as e:
+            register_devices(archive, [RegisteredDevice("BWC-1", "body_camera")])
+        assert "do not do it again" in str(e.value) and time.monotonic() - started >= 3.0  # (others were waited for)
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq
+
+
+def test_a_command_waits_for_another_to_sign_what_it_recorded(tmp_path: Path) -> None:
+    """Two commands at once: one recorded its entry and has not signed it yet (here it takes 1.5 s) when the other
+    comes to act. That entry is no forgery: the second waits for the first's checkpoint, then acts and signs its
+    own; both stand, signed, and verify finds nothing."""
+    from custodes.archive import open_archive
+    from custodes.devices import RegisteredDevice, register_devices
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "-q").returncode == 0
+    grant(arch, "custodian")
+    size = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")[0][0]
+    script = tmp_path / "slow_to_sign.py"
+    script.write_text(
+        "import sys, time\n"
+        "from custodes.archive import Archive, open_archive\n"
+        "from custodes.devices import RegisteredDevice, register_devices\n"
+        "plain = Archive.checkpoint\n"
+        "def slow(self, **kw):\n"
+        "    time.sleep(1.5)\n"
+        "    return plain(self, **kw)\n"
+        "Archive.checkpoint = slow\n"
+        "with open_archive(sys.argv[1]) as a:\n"
+        "    register_devices(a, [RegisteredDevice('BWC-1', 'body_camera')])\n"
     )
+    first = subprocess.Popen([sys.executable, str(script), str(arch)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while catalog_rows(arch, "SELECT COUNT(*) FROM ledger")[0][0] == size and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with open_archive(arch) as a:
+        assert a.catalog.checkpoints.latest()[0] == size  # (its entry is there, not signed yet)
+        register_devices(a, [RegisteredDevice("BWC-2", "body_camera")])
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == size + 2
+    assert run_cli("verify", arch).returncode == 0
 
 
 def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:
@@ -294,8 +381,11 @@ def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_no
     obj = object_of(cli_archive, 2)
     out = as_("bob", "retention", "purge", cli_archive, "--resume")
     err = out.stderr.decode()
-    assert out.returncode == 1 and "Traceback" not in err, err
+    # Refused; and the forged entry, which no checkpoint covers, keeps the refusal from being recorded too (since
+    # 2026-12-01 nothing is recorded while such an entry is there: Archive.ready_to_record), exit 2, said so.
+    assert out.returncode == 2 and "Traceback" not in err, err
     assert f"request {export} is a pending request for export, not an approved purge" in err, err
+    assert "this refusal could not be recorded either: the ledger holds entries no checkpoint covers" in err, err
     assert obj.is_file()
 
 

@@ -183,14 +183,19 @@ def test_a_crash_between_the_entry_and_the_file_is_finished_by_setting_it_again(
     shown = run_cli("policy", "show", arch)
     assert shown.returncode == 1
     assert b"the file is behind the ledger (it holds the policy of entry 0)" in shown.stdout, shown.stdout
-    one_line_error(run_cli("ledger", "checkpoint", arch), refusing(arch, 1) + ": the file is behind the ledger")
     with open_archive(arch) as a:
         assert a.policy.retention_days == 3650  # the ledger wins
+    # The entry the crash left unsigned is one no command signs, nor acts beside (since 2026-12-01: it could as
+    # well have been written into catalog.sqlite by hand), setting the policy again neither: a person looks at it
+    # and signs it, with the file still behind the ledger; then setting it again writes the file.
+    one_line_error(run_cli("policy", "set", arch, new), r"no checkpoint covers .*\(1 \(policy\)\): nothing was")
+    assert policy_text(arch) == first  # refused before the file too
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0
     done = run_cli("policy", "set", arch, new, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "file_rewritten" and json.loads(done.stdout)["policy"]["index"] == 1
     assert policy_text(arch) == new.read_text() and len(policy_entries(arch)) == 2
-    assert run_cli("verify", arch).returncode == 0  # the entry the crash left unsigned is signed now
+    assert run_cli("verify", arch).returncode == 0
 
 
 def test_policy_set_checks_the_file_and_keeps_the_archive_s_identity(tmp_path: Path) -> None:
@@ -449,8 +454,14 @@ def test_a_crash_between_the_approval_and_the_file_is_finished_by_approving_agai
     assert policy_entries(cli_archive)[-1][1]["proposal"] == n
     shown = as_("carol", "policy", "show", cli_archive)
     assert shown.returncode == 1 and b"the file is behind the ledger" in shown.stdout, shown.stdout
+    # Approving again is refused beside the entry the crash left unsigned (since 2026-12-01, as any act): a
+    # custodian looks at it and signs it, then the approval again writes the file.
+    refused = as_("dave", "policy", "approve", cli_archive, n)
+    one_line_error(refused, r"no checkpoint covers .*\(access_approve_policy\), \d+ \(policy\)\): nothing was")
+    assert policy_text(cli_archive) == before  # refused before the file too
+    assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
     done = as_("dave", "policy", "approve", cli_archive, n, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "file_rewritten"
     assert policy_text(cli_archive) == longer
-    assert run_cli("verify", cli_archive, user="alice").returncode == 0  # the entry the crash left unsigned is signed
+    assert run_cli("verify", cli_archive, user="alice").returncode == 0

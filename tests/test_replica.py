@@ -21,6 +21,7 @@ from helpers import (
     as_,
     catalog_rows,
     ensure_accounts,
+    one_line_error,
     policy_text,
     request,
     run_cli,
@@ -131,10 +132,11 @@ def test_entries_no_checkpoint_covers_are_never_signed_by_a_repair(
     make_cli_archive: Callable[..., Path], tmp_path: Path
 ) -> None:
     """A repair killed after its ledger entry, before its checkpoint, leaves that entry unsigned (verify's
-    checkpoint_mismatch). The next repair, whether it repairs something or not, signs nothing and says so: its
-    checkpoint signed such entries, and listed them as left all the same (session 14's note); signing them, it
-    signed forgeries too (two hostile reviews: an approval, a repair and a policy filed as a repair, each appended
-    by hand with its right leaf hash, signed with exit 0). A person signs them, once known to be custodes' own."""
+    checkpoint_mismatch). A later repair signed such entries, forgeries too (two hostile reviews: an approval, a
+    repair and a policy filed as a repair, each appended by hand with its right leaf hash, signed with exit 0);
+    then one signed nothing and repaired all the same (session 15). Now it refuses before it begins, as every
+    command does while they are there (Archive.ready_to_record), naming them; a person signs them, once known to
+    be custodes' own, and the repair then runs."""
     second = tmp_path / "disk2" / "copy"
     arch = _archive_with_replica(make_cli_archive, second)
     names = sorted(_objects(arch))
@@ -144,22 +146,19 @@ def test_entries_no_checkpoint_covers_are_never_signed_by_a_repair(
     rc, findings = _verify(arch)
     assert rc == 1 and [f["kind"] for f in findings] == ["checkpoint_mismatch"], findings
     (first, _), signed = findings[0]["row"], catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0]
-    r = run_cli("storage", "repair", arch, "--json")
-    assert r.returncode == 1 and [x["kind"] for x in json.loads(r.stdout)["left"]] == ["checkpoint_mismatch"]
     # One appended by hand, as a repair of an object nobody touched, with its right leaf hash.
     forged = {"type": "storage_repair", "sha256": names[2], "copy": "replica", "was": "modified", "by": "alice"}
     seq = appended_by_hand(arch, json.dumps(forged, sort_keys=True, separators=(",", ":")).encode(), "storage_repair")
     _flip_a_byte(_objects(second)[names[1]])
-    r = run_cli("storage", "repair", arch, "--json")
-    done = json.loads(r.stdout)
-    assert r.returncode == 1 and [x["object"] for x in done["repaired"]] == [names[1]], r.stderr
-    (left,) = done["left"]
-    assert left["kind"] == "checkpoint_mismatch" and "this repair signed nothing" in left["message"], left
-    assert f"entries {first} (storage_repair), {seq} (storage_repair)" in left["message"], left
+    refused = run_cli("storage", "repair", arch, "--json")
+    one_line_error(refused, rf"\({first} \(storage_repair\), {seq} \(storage_repair\)\): nothing was recorded")
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == signed  # nothing signed since the kill
     rc, findings = _verify(arch)
-    assert rc == 1 and [f["row"] for f in findings] == [[first, seq + 2]], findings  # the repair's own entry too
+    assert rc == 1 and [f["row"] for f in findings if f["kind"] == "checkpoint_mismatch"] == [[first, seq + 1]]
+    assert [f["object"] for f in findings if f["kind"] == "modified"] == [names[1]], findings  # not repaired
     assert run_cli("ledger", "checkpoint", arch).returncode == 0  # a person's word: known to be custodes' own
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0 and [x["object"] for x in json.loads(r.stdout)["repaired"]] == [names[1]], r.stdout
     assert _verify(arch) == (0, [])
 
 

@@ -709,6 +709,7 @@ class Archive:
         self.root = Path(root)
         self._creating = _creating  # (init's own archive, still being made: ready_to_record is not asked)
         self._ready = False  # ready_to_record passed (asked at the first transaction)
+        self._signing_all = False  # `ledger checkpoint`: a person signs what no checkpoint covers (checkpoint)
         #: Set by :func:`init_archive` on the archive it returns: whether it made the signing key (False: the key
         #: given was there already, and this archive now signs with it too); None on any other open.
         self.signing_key_made: bool | None = None
@@ -816,7 +817,10 @@ class Archive:
         hold, an access request or a policy entry recorded unsigned, the command then failing with empty
         ``--json`` output (so the new id was never shown) and `ledger verify` failing until a later act signed
         it; an ingest recording one failed copy per file; a traceback for a file where private/ should be.
-        Checked here, nothing is recorded and the one line says what to put right."""
+        Checked here, nothing is recorded and the one line says what to put right. And the ledger holds no entry
+        no checkpoint covers that no command under way wrote (:meth:`unsigned_of_others`): the act's checkpoint
+        would not sign past it, and a person signs it (`custodes ledger checkpoint`) once they know it is
+        custodes' own; an act beside it could also rest on it (a forged approval)."""
         from custodes import keys
         from custodes.findings import shown_name
 
@@ -861,6 +865,21 @@ class Archive:
             keys.signing_key(self, keys.archive_chain(self).current)
         except ArchiveError as e:  # (names the key file and what is wrong with it)
             raise NotReadyToRecord(f"{e}; nothing was recorded") from None
+        # Entries no checkpoint covers that no command under way wrote: this act's checkpoint would not sign
+        # past them (Archive.checkpoint), and signed they would be history (a hostile review: a forged approval
+        # appended to the ledger table was signed by the next command of anyone). A person signs them.
+        foreign = [] if self._signing_all else self.unsigned_of_others()
+        if foreign:
+            from custodes.catalog import replay
+            from custodes.findings import shell_word
+
+            raise NotReadyToRecord(
+                "the ledger holds entries no checkpoint covers that no custodes command under way wrote "
+                f"({replay.named_entries(self.catalog, foreign)}): nothing was recorded. Investigate them first "
+                "(`custodes verify` names them; who could write catalog.sqlite; a command stopped before its "
+                f"checkpoint leaves its own so); `custodes ledger checkpoint {shell_word(os.path.abspath(self.root))}` "
+                "signs them once each is known to be custodes' own, else restore catalog.sqlite from a backup"
+            )
 
     def __enter__(self) -> Archive:
         self.catalog  # noqa: B018 - an archive closed already is refused here, not at its first use
@@ -965,13 +984,28 @@ class Archive:
     def ledger_size(self) -> int:
         return self.catalog.ledger.size()
 
-    def checkpoint(self, *, every_file: bool = False) -> ledger_mod.Checkpoint:
+    def checkpoint(self, *, every_file: bool = False, sign_all: bool = False) -> ledger_mod.Checkpoint:
         """Sign (size, root) of the ledger as it is now and write the note.
 
         Checkpoints are files named by size and never rewritten; the latest is
         also at ledger/checkpoint, replaced atomically. Lost checkpoint files
         are written back first (:meth:`restore_checkpoint_files`; ``every_file``:
-        every recorded one looked for, however the folder looks)."""
+        every recorded one looked for, however the folder looks).
+
+        What it signs is the ledger up to the first entry no checkpoint covers that is not custodes' own work in
+        flight: this process's own entries, and an unfinished ingest's (which its run signs). Another command's
+        entries about to be signed are waited for (:data:`OTHERS_SIGN_WITHIN_S`); an entry still there after that
+        was put in the ledger by another hand (written into catalog.sqlite, or left by a command stopped before
+        its checkpoint), and signed it would become history that no verify questions again. This command's own
+        entries after it are left unsigned: :class:`UnsignedEntriesError`, once the files are written.
+        ``sign_all``: a person looked at what no checkpoint covers (`custodes ledger checkpoint`): all of it."""
+        self._signing_all = sign_all  # (its transaction's readiness check: Archive.ready_to_record)
+        try:
+            return self._checkpoint(every_file, sign_all)
+        finally:
+            self._signing_all = False
+
+    def _checkpoint(self, every_file: bool, sign_all: bool) -> ledger_mod.Checkpoint:
         # A crash (or a fault) between recording an earlier checkpoint and writing its file left that file
         # missing, or someone deleted it: written back first (so it is named as such, not taken for the new one's),
         # so verify may hold every older checkpoint to its file. Not beside a catalog whose schema differs: the
@@ -984,10 +1018,16 @@ class Archive:
             except OSError as e:  # after the command's own entries, as the checkpoint's own file below
                 raise CheckpointFileError(self.root, e) from e
             complete = _ctime(folder)
+        if not sign_all:  # outside the transaction: the command whose entries are waited for signs them in its own
+            self.unsigned_of_others(before=_OWN_LAST)
+        foreign: list[int] = []
         try:
             with self.transaction() as catalog:
                 chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
-                acc = _accumulator(catalog, chain)
+                acc = _signed_accumulator(catalog, chain)
+                foreign = [] if sign_all else _foreign_entries(catalog, acc.size)
+                for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
+                    acc.extend(part)
                 key = keys.signing_key(self, chain.key_for(acc.size))
                 cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
                 # The note of the first checkpoint signed at this size stands; another signing is not recorded.
@@ -1012,7 +1052,28 @@ class Archive:
         # and written would otherwise pass for seen). Else nothing is recorded, and the next checkpoint looks.
         if complete is not None and linked is not None and (before_link[0] if before_link else linked) == complete:
             self._folder_seen(cp.size, linked)
+        own_left = sorted(seq for seq in self.catalog.ledger.written if seq >= cp.size)
+        if foreign and own_left:
+            from custodes.catalog import replay
+
+            raise UnsignedEntriesError(self.root, replay.named_entries(self.catalog, foreign), own_left)
         return cp
+
+    def unsigned_of_others(self, before: int | None = None) -> list[int]:
+        """The entries no checkpoint covers that neither this process appended nor an unfinished ingest wrote, once
+        other commands had :data:`OTHERS_SIGN_WITHIN_S` to sign theirs (a command signs its entries a moment after
+        it records them); ``before``: only those before that index (:data:`_OWN_LAST`: before this process's last
+        entry no checkpoint covers yet, none when it has none). Empty at once when there are none."""
+        deadline = time.monotonic() + OTHERS_SIGN_WITHIN_S
+        while True:
+            with self.catalog.snapshot() as catalog:
+                top = _signed_accumulator(catalog, keys.archive_chain(self)).size
+                if before == _OWN_LAST:
+                    before = max((seq for seq in catalog.ledger.written if seq >= top), default=top)
+                found = [seq for seq in _foreign_entries(catalog, top) if before is None or seq < before]
+            if not found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
     def _folder_seen(self, size: int, ctime: int) -> None:
         """Record the checkpoint folder's ``ctime`` with checkpoint ``size``, whose file is in it: a transaction of
@@ -1322,13 +1383,15 @@ def init_archive(
     return created
 
 
-def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
-    """The Merkle accumulator over the whole ledger: from the frontier the latest checkpoint kept, plus the
-    entries appended since, or (no usable frontier) from every leaf. A frontier is used only when it gives the
-    root of its checkpoint's signed note (checked with the key in force at its size: the catalog's own root column
-    could be edited to match an edited frontier) and the ledger still reaches its size (an entry at its last
-    index: a lookup, where counting the entries walked all of them, every ingest); any edit of the leaves under
-    it is verify's to find (the signed checkpoints say what they were)."""
+def _signed_accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
+    """The Merkle accumulator at the size the latest checkpoint signs: from the frontier that checkpoint kept, or
+    (no usable frontier) from the leaves, at the latest checkpoint whose signed note gives the root of that many;
+    the empty tree when none does. A frontier is used only when it gives the root of its checkpoint's signed note
+    (checked with the key in force at its size: the catalog's own root column could be edited to match an edited
+    frontier) and the ledger still reaches its size (an entry at its last index: a lookup, where counting the
+    entries walked all of them, every ingest); any edit of the leaves under it is verify's to find (the signed
+    checkpoints say what they were). A checkpoints row whose note does not verify (written by hand) covers
+    nothing."""
     saved = catalog.checkpoints.latest_frontier()
     if saved is not None:
         size, note, packed = saved
@@ -1338,13 +1401,75 @@ def _accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumulator:
         except CustodesError:  # a note that does not verify, or a frontier of the wrong length: not used
             acc = None
         if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.reaches(size):
-            for part in catalog.ledger.leaves_from(size):
-                acc.extend(part)
             return acc
-    acc = merkle.Accumulator()
+    rows = {row.size: row.note for row in catalog.checkpoints.all() if row.size > 0}
+    sizes = sorted(rows)
+    acc, signed_acc, i = merkle.Accumulator(), merkle.Accumulator(), 0
     for part in catalog.ledger.leaves_from(0):
-        acc.extend(part)
-    return acc
+        while part and i < len(sizes):
+            room = (sizes[i] - acc.size) * 32  # the leaves up to the next checkpoint's size, then that root
+            acc.extend(part[:room])
+            part = part[room:]
+            if acc.size == sizes[i]:
+                if _signs(chain, rows[sizes[i]], acc.size, acc.root()):
+                    signed_acc = merkle.Accumulator.resume(acc.size, acc.frontier())
+                i += 1
+        if i == len(sizes):
+            break
+    return signed_acc
+
+
+def _signs(chain: keys.KeyChain, note: object, size: int, root: bytes) -> bool:
+    try:
+        signed = chain.parse(note) if isinstance(note, str) else None
+    except CustodesError:
+        return False
+    return signed is not None and (signed.size, signed.root) == (size, root)
+
+
+def _foreign_entries(catalog: Catalog, top: int) -> list[int]:
+    """The entries from ``top`` on that this process did not append and no unfinished ingest wrote, in order."""
+    from custodes.catalog import replay
+
+    written = catalog.ledger.written
+    # The indexes first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
+    others = [seq for seq in catalog.ledger.indexes_from(top) if seq not in written]
+    if not others:
+        return []
+    unfinished = {} if catalog.lacks("ingests") else catalog.ingests.unfinished()
+    return [
+        seq
+        for seq, data in catalog.ledger.entries(others[0])
+        if seq not in written and replay.entry_ingest(data) not in unfinished
+    ]
+
+
+#: How long a command waits for the entries no checkpoint covers that another custodes command recorded and is
+#: about to sign (it signs them a moment after it records them: milliseconds, a second or two on a loaded
+#: machine), before it takes them for entries another hand put in the ledger (Archive.checkpoint).
+OTHERS_SIGN_WITHIN_S = 3.0
+#: Archive.unsigned_of_others: before this process's last entry no checkpoint covers (those after it are not
+#: signed by its checkpoint, and are not its to wait for).
+_OWN_LAST = -1
+
+
+class UnsignedEntriesError(ArchiveError):
+    """A checkpoint signed the ledger only up to entries another hand put there (no checkpoint covers them, and
+    neither this command nor an ingest under way wrote them): this command's own entries after them are recorded,
+    and left unsigned for a person to look at (they came in between this command's check before it acted and its
+    checkpoint). The act stands: it is not to be done again."""
+
+    def __init__(self, root: Path, foreign: str, own: list[int]) -> None:
+        from custodes.findings import shell_word
+
+        super().__init__(
+            f"the ledger holds entries no checkpoint covers that no custodes command under way wrote ({foreign}): "
+            f"what this command did is recorded (entries {own[0]}..{own[-1]}) but not signed, and stands (do not "
+            "do it again). Investigate them first (`custodes verify` names them; who could write catalog.sqlite; "
+            "a command stopped before its checkpoint leaves its own so); `custodes ledger checkpoint "
+            f"{shell_word(os.path.abspath(root))}` signs them all once each is known to be custodes' own, else "
+            "restore catalog.sqlite from a backup"
+        )
 
 
 class NotReadyToRecord(ArchiveError):

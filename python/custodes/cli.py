@@ -456,7 +456,7 @@ def archive_argument(fn: Callable[..., Any] | None = None, *, policy_may_differ:
     as ``archive``; it is closed when the command ends. An archive that cannot be opened is one line, exit 2.
     So is one whose custodes.toml differs from its ledgered policy (custodes.policy), except for the commands
     that say so themselves or only read the ledger (``@archive_argument(policy_may_differ=True)``: verify,
-    ledger verify and proof, policy show and set)."""
+    ledger verify, proof and checkpoint, policy show and set)."""
     if fn is None:
         return functools.partial(archive_argument, policy_may_differ=policy_may_differ)
 
@@ -2172,12 +2172,16 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("checkpoint")
-@archive_argument
+@archive_argument(policy_may_differ=True)  # a crash left the policy's entry unsigned, and the file behind it
 @output_options()
 def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
-    """Sign a checkpoint of the ledger as it is now (ingest does this at its end)
-    and print the signed note, ready to hand to a witness or a supervisor."""
-    cp = archive.checkpoint(every_file=True)  # writes back lost checkpoint files, which archive_argument names
+    """Sign a checkpoint of the ledger as it is now and print the signed note, ready
+    to hand to a witness or a supervisor. It signs every entry in the ledger,
+    those no other command signs included: entries no checkpoint covers that no
+    command under way wrote (`custodes verify` names them), which every other
+    command refuses to act beside. Look at them first."""
+    # A person's signing: of every entry no checkpoint covers, which no other command signs (Archive.checkpoint).
+    cp = archive.checkpoint(every_file=True, sign_all=True)  # writes back lost checkpoint files too
     if out.json:
         _write_json(cp.to_json())
     else:

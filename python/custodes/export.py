@@ -110,7 +110,7 @@ def export_case(
         _publish(staging, final)
     except BaseException as e:
         why = _reason(e)
-        if _record_failure(archive, about, export_seq, why):
+        if _record_failure(archive, about, export_seq, why) is None:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, KeyboardInterrupt) or (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
@@ -136,9 +136,9 @@ def _reason(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | None, why: str) -> bool:
+def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | None, why: str) -> str | None:
     """Append ``export_failed`` (naming the export entry when one was appended, so no reader takes that
-    entry for a bag that exists) and sign a checkpoint. False when even that failed: the staging folder
+    entry for a bag that exists) and sign a checkpoint. What failed when even that failed: the staging folder
     is then kept for the next export to ``--to`` to ledger (see :func:`_clean_stale_staging`)."""
     try:
         with archive.transaction() as tx:
@@ -146,9 +146,9 @@ def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | N
                 tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": time.time_ns()}
             )
         archive.checkpoint()
-    except Exception:  # the first error is the one the person sees
-        return False
-    return True
+    except Exception as e:  # the first error is the one the person sees (the caller's)
+        return str(e)
+    return None
 
 
 def _stage(
@@ -363,8 +363,9 @@ def _ledger_interrupted(archive: Archive, started: int, staging: Path, why: str 
             return
     if about is not None:
         why = why or f"interrupted before its bag was published; its partial bag {staging.name} is removed"
-        if not _record_failure(archive, about, export_seq, why):
-            raise ExportError(f"{staging}: an interrupted export could not be ledgered as failed; run again")
+        failed = _record_failure(archive, about, export_seq, why)
+        if failed is not None:
+            raise ExportError(f"{staging}: an interrupted export could not be ledgered as failed ({failed}); run again")
 
 
 def _staging(final: Path, started: int) -> Path:

@@ -381,6 +381,7 @@ def approve_proposal(archive: Archive, proposal_id: int) -> SetResult:
     assert current is not None
     if proposal.status == "approved" and current.proposal == proposal.id:
         require_role(archive, DECIDERS, APPROVE)  # finishing it takes the role that may decide it
+        archive.ready_to_record()  # refused beside entries no checkpoint covers: before the file is written
         status = "file_rewritten" if _write_file(archive, proposal.text) else "unchanged"
         return SetResult(_in_force(archive, Policy.parse(proposal.text, where(archive.root, current))), status)
     if proposal.status != "pending":
@@ -600,6 +601,7 @@ def set_policy(archive: Archive, path: str) -> SetResult:
     current = archive.ledgered_policy
     assert current is not None  # an archive opened for work has one (init records it, an old one adopts it)
     if current.sha256 == digest(text):  # in force already; the file may still be behind (a crash)
+        archive.ready_to_record()  # refused beside entries no checkpoint covers: before the file is written
         status = "file_rewritten" if _write_file(archive, text) else "unchanged"
         return SetResult(_in_force(archive, new), status)
     if not directly:

@@ -24,12 +24,12 @@ from typing import Any
 
 from custodes._faults import crashpoint
 from custodes.access import current_person, require_role
-from custodes.archive import Archive
+from custodes.archive import Archive, UnsignedEntriesError
 from custodes.catalog import replay
 from custodes.errors import CustodesError
 from custodes.retention import to_store
 from custodes.storage import Guarantee, ObjectStore
-from custodes.verify import FIRST_COPY, PENDING, VerifyFinding, verify
+from custodes.verify import FIRST_COPY, PENDING, verify
 
 __all__ = ["REPAIRABLE", "RepairResult", "StorageCheck", "check_storage", "repair"]
 
@@ -180,7 +180,7 @@ def repair(archive: Archive) -> RepairResult:
     archive.catalog.require_own_schema()  # a restore replaces what a copy holds before its entry is written
     archive.sweep_spools()  # a repair cut short left its half-restored copies there
     result = RepairResult()
-    bad, unprotected, edited, uncovered = _what_verify_found(archive, result.left)
+    bad, unprotected, edited = _what_verify_found(archive, result.left)
     stores: dict[str, ObjectStore] = {FIRST: archive.store}
     if archive.replica is not None:
         stores[REPLICA] = archive.replica
@@ -239,46 +239,32 @@ def repair(archive: Archive) -> RepairResult:
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         _record(archive, result, person, digest, copy, was, done)
-    # Entries no checkpoint covers are never signed by a repair: they may have been written into the ledger by
-    # hand, and signed they would be history (two hostile reviews: a forged approval, then forged repairs and a
-    # policy filed as one, signed with exit 0). Its own entries after them are left unsigned too, for a person to
-    # look at and sign (`ledger checkpoint`): a repair killed before its checkpoint leaves its own so.
-    if result.repaired and not uncovered:
+    # Entries no checkpoint covers that no command under way wrote are never signed by a repair, as by no command
+    # (Archive.checkpoint; two hostile reviews: a forged approval, then forged repairs and a policy filed as one,
+    # signed with exit 0). Such entries made it refuse before it began (Archive.ready_to_record); one put there
+    # while it ran leaves its own entries after it unsigned, for a person to look at and sign.
+    if result.repaired:
         crashpoint("before_checkpoint")
-        archive.checkpoint()
-    elif result.repaired:
-        result.left += [
-            {
-                "kind": f.kind,
-                "copy": f.copy,
-                "message": f"{f.message}; this repair signed nothing, its own entries after them neither: "
-                "`custodes ledger checkpoint` signs them all once each is known to be custodes' own",
-            }
-            for f in uncovered
-        ]
-    else:
-        result.left += [{"kind": f.kind, "copy": f.copy, "message": f.message} for f in uncovered]
+        try:
+            archive.checkpoint()
+        except UnsignedEntriesError as e:
+            result.left.append({"kind": "checkpoint_mismatch", "copy": None, "message": str(e)})
     return result
 
 
 def _what_verify_found(
     archive: Archive, left: list[dict[str, Any]]
-) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str], list[VerifyFinding]]:
+) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], set[str]]:
     """Verify of every copy, as a repair needs it: per object, what is wrong with its bytes in each copy (an
-    object only ``unprotected`` has an empty entry), the copies whose file's mode or owner is wrong, the
-    objects whose catalog row is not the ledger's, and the ledger's entries no checkpoint covers (a repair does not
-    sign them); what no repair puts right is added to ``left``."""
+    object only ``unprotected`` has an empty entry), the copies whose file's mode or owner is wrong, and the
+    objects whose catalog row is not the ledger's; what no repair puts right is added to ``left``."""
     bad: dict[str, dict[str, str]] = {}
     unprotected: dict[str, list[str]] = {}
     edited: set[str] = set()
-    uncovered: list[VerifyFinding] = []
     kept: dict[str, bool] = {}  # object -> the catalog keeps it as evidence (recorded, not purged)
     for f in verify(archive).findings:
         if f.kind == "ledger_mismatch" and f.table == "objects" and f.row:
             edited.add(str(f.row[0]))
-        if f.kind == "checkpoint_mismatch" and f.table == "ledger":
-            uncovered.append(f)
-            continue
         if f.object is not None and f.object not in kept:
             recorded = archive.catalog.objects.get(f.object)
             kept[f.object] = recorded is not None and recorded.purged_ns is None
@@ -295,7 +281,7 @@ def _what_verify_found(
                 bad.setdefault(f.object, {})
             else:
                 bad.setdefault(f.object, {})[f.copy or FIRST] = f.kind
-    return bad, unprotected, edited, uncovered
+    return bad, unprotected, edited
 
 
 def _record(

@@ -417,19 +417,6 @@ def _ingest_command(archive: Archive, ingest: int, volume: str | None, device: s
 
 
 #: The entries an ingest writes (catalog.replay): until its checkpoint is signed they are its work in flight.
-_INGEST_TYPES = ("ingest_begin", "ingest", "ingest_findings", "ingest_end")
-
-
-def _entry_ingest(entry: bytes) -> int | None:
-    """The ingest a ledger entry was written by, or None when it is not an ingest entry."""
-    try:
-        e = json.loads(bytes(entry))
-    except ValueError:
-        return None
-    ingest = e.get("ingest") if isinstance(e, dict) and e.get("type") in _INGEST_TYPES else None
-    return ingest if isinstance(ingest, int) else None
-
-
 def _verify_ledger(archive: Archive, result: VerifyResult, fresh: Catalog, chain: KeyChain) -> dict[int, bytes] | None:
     """The ledger against its signed checkpoints. Returns the size and root of each signed checkpoint when
     everything so far checked out (no finding but pending work or the policy file's): a kept replay may then
@@ -634,13 +621,13 @@ def _walk_ledger(catalog: Catalog, result: VerifyResult, wanted: dict[int, bytes
                 )
             )
         if index >= top:
-            by = _entry_ingest(entry)
+            by = replay.entry_ingest(entry)
             if by is None:
                 walk.unsigned_other = True
             else:
                 walk.unsigned_by[by] = walk.unsigned_by.get(by, 0) + 1
         elif index == top - 1:
-            walk.last_signed_by = _entry_ingest(entry)
+            walk.last_signed_by = replay.entry_ingest(entry)
         acc.extend(recomputed)
         expected_index += 1
         if acc.size in wanted and acc.root() != wanted[acc.size]:
@@ -724,22 +711,20 @@ def _check_unsigned(
             )
     else:
         # Named one by one: anyone who can write catalog.sqlite can append an entry with a correct leaf hash (an
-        # approval, a purge), and the next checkpoint signs whatever is there (a hostile review's way to make a
-        # forgery part of the signed history), so the reviewer must see what they would be signing.
-        first = [(seq, _entry_json(archive.catalog.ledger.entry(seq)).get("type")) for seq in range(top, walk.size)]
-        shown = ", ".join(f"{seq} ({kind if isinstance(kind, str) else '?'})" for seq, kind in first[:10])
+        # approval, a purge); no command signs it (custodes.archive: each refuses to act while it is there), but
+        # `ledger checkpoint` would, so the person must see what they would be signing.
+        shown = replay.named_entries(archive.catalog, range(top, walk.size))
         result.findings.append(
             VerifyFinding(
                 "checkpoint_mismatch",
-                # The ledger's rows no checkpoint covers, first and end: what a command's checkpoint signs (repair's).
+                # The ledger's rows no checkpoint covers, first and end: what `ledger checkpoint` would sign.
                 table="ledger",
                 row=(top, walk.size),
-                message=f"{walk.size - top} ledger entries are not covered by any signed checkpoint (rolled back, an "
-                f"ingest interrupted, or written into the ledger table by hand): entries {shown}"
-                f"{', ...' if len(first) > 10 else ''}. Investigate first (the ingest log, a backup, who "
-                "could write catalog.sqlite): any custodes write signs them; "
-                "sign them with `custodes ledger checkpoint` only once each is known to be custodes' own, "
-                "else restore catalog.sqlite from a backup",
+                message=f"{walk.size - top} ledger entries are not covered by any signed checkpoint (rolled back, a "
+                f"command stopped before its checkpoint, or written into the ledger table by hand): entries {shown}. "
+                "Investigate first (the command's output, a backup, who could write catalog.sqlite): custodes "
+                "records nothing more while they are there; sign them with `custodes ledger checkpoint` only once "
+                "each is known to be custodes' own, else restore catalog.sqlite from a backup",
             )
         )
 

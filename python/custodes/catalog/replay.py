@@ -48,7 +48,7 @@ import os
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,14 +66,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECISIONS",
+    "INGEST_TYPES",
     "Difference",
     "Replay",
     "adopt_pending",
     "apply",
     "compare",
     "differences",
+    "entry_ingest",
+    "entry_json",
     "held_in_ledger",
     "ledgered_rows",
+    "named_entries",
     "next_id",
     "record",
     "replay",
@@ -454,6 +458,38 @@ def entry_json(data: bytes) -> Any:
     """A ledger entry as stored, parsed as the replay takes it: ValueError for bytes that are not UTF-8 JSON or for an
     object naming a key twice."""
     return _ENTRY_JSON.decode(data.decode("utf-8"))
+
+
+#: The entries an ingest writes, each naming its ingest: while that ingest is unfinished (under way, or interrupted
+#: and waiting for its re-run) they are work in flight, which its own checkpoint signs (verify says `pending`).
+INGEST_TYPES = ("ingest_begin", "ingest", "ingest_findings", "ingest_end")
+
+
+def entry_ingest(data: bytes) -> int | None:
+    """The ingest a ledger entry (as stored) was written by; None when it is not an ingest's entry as the replay
+    reads one (:func:`entry_json`)."""
+    try:
+        e = entry_json(bytes(data))
+    except ValueError:
+        return None
+    ingest = e.get("ingest") if isinstance(e, dict) and e.get("type") in INGEST_TYPES else None
+    return ingest if type(ingest) is int else None
+
+
+def named_entries(catalog: Catalog, seqs: Sequence[int], shown: int = 10) -> str:
+    """Ledger entries as a person is shown them: the first ``shown`` indexes, each with its type ('?' where it has
+    none: not custodes' JSON, or no type)."""
+
+    def kind(seq: int) -> str:
+        try:
+            e = entry_json(catalog.ledger.entry(seq) or b"")
+        except ValueError:
+            return "?"
+        t = e.get("type") if isinstance(e, dict) else None
+        return t if isinstance(t, str) else "?"
+
+    named = ", ".join(f"{seq} ({kind(seq)})" for seq in seqs[:shown])
+    return named + (", ..." if len(seqs) > shown else "")
 
 
 def _apply_all(fresh: Catalog, entries: list[tuple[int, bytes]]) -> None:
