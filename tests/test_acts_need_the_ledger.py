@@ -358,6 +358,116 @@ def test_a_command_waits_for_another_to_sign_what_it_recorded(tmp_path: Path) ->
     assert run_cli("verify", arch).returncode == 0
 
 
+def test_two_commands_whose_entries_interleave_both_sign_them(tmp_path: Path) -> None:
+    """A command that records twice before its checkpoint (a purge's two phases, a repair) and a one-entry command
+    recording between the two, each in its own process: each waited for the other to sign first, and both left
+    their entries unsigned after 3 s (a hostile review). Now each signs what comes before the other's entry
+    before it waits: both sign theirs, and the ledger is whole and signed."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "-q").returncode == 0
+    common = (
+        "import sys, time\n"
+        "from custodes.archive import open_archive\n"
+        "from custodes.catalog import replay\n"
+        "a = open_archive(sys.argv[1])\n"
+        "def entry(n):\n"
+        "    with a.transaction() as tx:\n"
+        "        replay.record(tx, {'type': 'storage_check', 'n': n, 'time': time.time_ns()})\n"
+    )
+    (tmp_path / "twice.py").write_text(common + "entry(1)\ntime.sleep(1.0)\nentry(3)\na.checkpoint()\n")
+    (tmp_path / "between.py").write_text(
+        common + "a.ready_to_record()\na._ready = True\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+        "time.sleep(0.4)\nentry(2)\na.checkpoint()\n"
+    )
+    between = subprocess.Popen(
+        [sys.executable, str(tmp_path / "between.py"), str(arch)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert between.stdout is not None and between.stdout.readline() == b"ready\n"  # checked before the first entry
+    twice = subprocess.Popen([sys.executable, str(tmp_path / "twice.py"), str(arch)], stderr=subprocess.PIPE)
+    between.communicate(b"go\n", timeout=60)
+    _, err = twice.communicate(timeout=60)
+    assert (between.returncode, twice.returncode) == (0, 0), (between.stderr, err)
+    kinds = [json.loads(e)["n"] for (e,) in catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'storage_check'")]
+    assert kinds == [1, 2, 3]  # interleaved as meant
+    assert catalog_rows(arch, "SELECT (SELECT COUNT(*) FROM ledger) = (SELECT MAX(size) FROM checkpoints)") == [(1,)]
+    assert run_cli("verify", arch).returncode == 0
+
+
+def test_entries_numbered_by_hand_outside_the_ledger_are_no_proof_and_cannot_be_signed(cli_archive: Path) -> None:
+    """An approval (and its request) inserted at negative indexes, which no check past the latest checkpoint saw
+    and the lookup of an act's proofs read: a purge went through on it (a hostile review). A ledger whose
+    indexes are not 0 to n-1 now stops every act, and `ledger checkpoint` too: only a backup puts it right."""
+    data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
+    with catalog_edit(cli_archive) as conn:
+        conn.execute(
+            "INSERT INTO ledger (seq, entry, leaf, type) VALUES (-1, ?, ?, 'access_approve')",
+            (data, hashlib.sha256(b"\0" + data).digest()),
+        )
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, r"rows at indexes below 0 .*restore catalog.sqlite from a backup; nothing was recorded")
+    with catalog_edit(cli_archive) as conn:  # a gap instead
+        conn.execute("UPDATE ledger SET seq = (SELECT MAX(seq) + 5 FROM ledger) WHERE seq = -1")
+    one_line_error(run_cli("ledger", "checkpoint", cli_archive), r"4 indexes missing between 0 and \d+")
+
+
+def test_a_long_running_process_signs_nothing_over_checkpoints_removed_from_the_catalog(tmp_path: Path) -> None:
+    """The archive service recorded and signed an act; the entry was then rewritten in place and the checkpoint
+    that signed it removed from catalog.sqlite: the service's next request signed the rewritten entry as its own
+    (a hostile review: its own entries were known by index alone). A process keeps what it saw signed, and its
+    entries' leaves: it signs nothing over such a catalog, nor records."""
+    from custodes.archive import CheckpointsGoneError, open_archive
+    from custodes.devices import RegisteredDevice, register_devices
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "-q").returncode == 0
+    grant(arch, "custodian")
+    with open_archive(arch) as a:  # one request of a service
+        register_devices(a, [RegisteredDevice("BWC-1", "body_camera")])
+    (seq,) = catalog_rows(arch, "SELECT MAX(seq) FROM ledger")[0]
+    forged = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
+    with catalog_edit(arch) as conn:
+        conn.execute(
+            "UPDATE ledger SET entry = ?, leaf = ? WHERE seq = ?",
+            (forged, hashlib.sha256(b"\0" + forged).digest(), seq),
+        )
+        conn.execute("DELETE FROM checkpoints WHERE size = ?", (seq + 1,))
+    size = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")[0][0]
+    with open_archive(arch) as a, pytest.raises(CheckpointsGoneError, match=rf"reach {seq} ledger entries, but"):
+        register_devices(a, [RegisteredDevice("BWC-2", "body_camera")])  # the next request
+    counted = "SELECT (SELECT COUNT(*) FROM ledger), (SELECT MAX(size) FROM checkpoints)"
+    assert catalog_rows(arch, counted) == [(size, seq)]  # nothing recorded, nothing signed
+
+
+@pytest.mark.parametrize("how", ["reopened", "begun by hand"])
+def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_archive: Path, how: str) -> None:
+    """An unfinished ingest's entries past the latest checkpoint are work in flight, which another command's
+    checkpoint signs. A recording appended by hand as an ingest's, with that ingest made unfinished in the catalog
+    (its row reopened, or a begin and a row of a new one written by hand), was signed so (a hostile review).
+    Only an ingest whose begin a checkpoint signed, and whose end none did, is under way (by the signed ledger)."""
+    (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4", "officer": "007"}
+    if how == "begun by hand":
+        (begin,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest_begin' LIMIT 1")[0]
+        forged_begin = {**json.loads(begin), "ingest": 9, "device": "BWC-99"}
+        appended_by_hand(cli_archive, json.dumps(forged_begin).encode(), "ingest_begin")
+        with catalog_edit(cli_archive) as conn:
+            conn.execute(
+                "INSERT INTO ingests (id, volume, driver, device_id, started_ns) VALUES (9, 'v', 'generic', ?, 1)",
+                (json.loads(begin)["device"],),
+            )
+        planted["ingest"] = 9
+    else:
+        with catalog_edit(cli_archive) as conn:
+            conn.execute("UPDATE ingests SET finished_ns = NULL WHERE id = ?", (planted["ingest"],))
+    seq = appended_by_hand(cli_archive, json.dumps(planted).encode(), "ingest")
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
+    assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq - (how == "begun by hand")
+
+
 def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:
     """A `purge` entry appended to the ledger table with its leaf hash (a lawful purge's, retargeted at segment 2
     and naming a pending export request) and its tombstone made by the rebuild from the ledger: `purge --resume`

@@ -88,10 +88,10 @@ def test_groups_store_the_volume_in_order_with_two_syncs_each(setup: tuple[Path,
     assert report["stored"] == NAMES and report["failed"] == []
     assert recorded(arch) == NAMES  # volume order in the ledger, group after group
     syncs = [ast.literal_eval(line.split("\t")[2]) for line in log.read_text().splitlines() if line[:6] == "fsync\t"]
-    # Per group: one sync of its copies (tmp/) and one of their new names (objects/); then the checkpoint's
-    # two files and their two folders.
+    # The checkpoint the ingest's begin was signed with (since 2026-12-01: its two files and their two folders);
+    # per group: one sync of its copies (tmp/) and one of their new names (objects/); then the final checkpoint's.
     per_group = [str(arch / "tmp"), str(arch / "objects" / "sha256")]
-    assert syncs[:8] == per_group * 4 and len(syncs) == 12, syncs
+    assert syncs[4:12] == per_group * 4 and len(syncs) == 16, syncs
     with open_archive(arch) as a:
         v = verify(a)
     assert v.ok and v.findings == [] and v.checked == len(NAMES)

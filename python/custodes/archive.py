@@ -868,6 +868,8 @@ class Archive:
         # Entries no checkpoint covers that no command under way wrote: this act's checkpoint would not sign
         # past them (Archive.checkpoint), and signed they would be history (a hostile review: a forged approval
         # appended to the ledger table was signed by the next command of anyone). A person signs them.
+        if why := self.catalog.ledger.misnumbered():
+            raise NotReadyToRecord(f"{LedgerNumberingError(self.root, why)}; nothing was recorded")
         foreign = [] if self._signing_all else self.unsigned_of_others()
         if foreign:
             from custodes.catalog import replay
@@ -1018,21 +1020,28 @@ class Archive:
             except OSError as e:  # after the command's own entries, as the checkpoint's own file below
                 raise CheckpointFileError(self.root, e) from e
             complete = _ctime(folder)
-        if not sign_all:  # outside the transaction: the command whose entries are waited for signs them in its own
+        if not sign_all and self.unsigned_of_others(before=_OWN_LAST, wait=False):
+            # Another command's entries lie among this one's, unsigned yet: what comes before the first of them is
+            # signed first, so a command waiting on this one's entries goes on (two commands each waiting for the
+            # other to sign, a hostile review), then theirs are waited for (outside any transaction: they sign in
+            # their own).
+            self._sign(folder, complete, sign_all)
+            complete = None  # (the folder changed with that file: the next checkpoint looks)
             self.unsigned_of_others(before=_OWN_LAST)
-        foreign: list[int] = []
+        cp, foreign = self._sign(folder, complete, sign_all)
+        own_left = sorted(seq for seq in self.catalog.ledger.own.leaves if seq >= cp.size)
+        if foreign and own_left:
+            from custodes.catalog import replay
+
+            raise UnsignedEntriesError(self.root, replay.named_entries(self.catalog, foreign), own_left)
+        return cp
+
+    def _sign(self, folder: Path, complete: int | None, sign_all: bool) -> tuple[ledger_mod.Checkpoint, list[int]]:
+        """Sign the ledger up to the first entry another hand put there (all of it: ``sign_all``) and write the
+        checkpoint's files; the checkpoint, and the entries it left unsigned for that reason."""
         try:
             with self.transaction() as catalog:
-                chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
-                acc = _signed_accumulator(catalog, chain)
-                foreign = [] if sign_all else _foreign_entries(catalog, acc.size)
-                for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
-                    acc.extend(part)
-                key = keys.signing_key(self, chain.key_for(acc.size))
-                cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
-                # The note of the first checkpoint signed at this size stands; another signing is not recorded.
-                recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
-                cp = chain.parse(recorded)
+                cp, foreign = self.sign_within(catalog, sign_all=sign_all)
         except (sqlite3.OperationalError, OSError) as e:
             # After the command's act: a full disk here is no "run it again" (a hostile review: a second hold).
             raise CheckpointFileError(self.root, e, "signing the ledger's checkpoint") from e
@@ -1052,25 +1061,45 @@ class Archive:
         # and written would otherwise pass for seen). Else nothing is recorded, and the next checkpoint looks.
         if complete is not None and linked is not None and (before_link[0] if before_link else linked) == complete:
             self._folder_seen(cp.size, linked)
-        own_left = sorted(seq for seq in self.catalog.ledger.written if seq >= cp.size)
-        if foreign and own_left:
-            from custodes.catalog import replay
+        return cp, foreign
 
-            raise UnsignedEntriesError(self.root, replay.named_entries(self.catalog, foreign), own_left)
-        return cp
+    def sign_within(self, catalog: Catalog, *, sign_all: bool = False) -> tuple[ledger_mod.Checkpoint, list[int]]:
+        """Inside the caller's transaction: sign the ledger up to the first entry another hand put there (all of
+        it: ``sign_all``) and record the checkpoint's row; its files are :meth:`checkpoint`'s to write (one a crash
+        kept from being written is written back by the next, and verify says so meanwhile). The checkpoint, and
+        the entries left unsigned for that reason. An ingest signs its begin so, in the very transaction that
+        records it: only a begun ingest whose begin is signed has its later entries taken for work in flight."""
+        chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
+        if why := catalog.ledger.misnumbered():
+            raise LedgerNumberingError(self.root, why)
+        acc = _signed_accumulator(catalog, chain)
+        foreign = [] if sign_all else _foreign_entries(catalog, acc.size)
+        for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
+            acc.extend(part)
+        key = keys.signing_key(self, chain.key_for(acc.size))
+        cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
+        # The note of the first checkpoint signed at this size stands; another signing is not recorded.
+        recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
+        catalog.ledger.own.signed = max(catalog.ledger.own.signed, cp.size)
+        return chain.parse(recorded), foreign
 
-    def unsigned_of_others(self, before: int | None = None) -> list[int]:
+    def unsigned_of_others(self, before: int | None = None, *, wait: bool = True) -> list[int]:
         """The entries no checkpoint covers that neither this process appended nor an unfinished ingest wrote, once
         other commands had :data:`OTHERS_SIGN_WITHIN_S` to sign theirs (a command signs its entries a moment after
-        it records them); ``before``: only those before that index (:data:`_OWN_LAST`: before this process's last
-        entry no checkpoint covers yet, none when it has none). Empty at once when there are none."""
-        deadline = time.monotonic() + OTHERS_SIGN_WITHIN_S
+        it records them; ``wait``: False, as they are now); ``before``: only those before that index
+        (:data:`_OWN_LAST`: before this process's last entry no checkpoint covers yet, none when it has none).
+        Empty at once when there are none."""
+        deadline = time.monotonic() + (OTHERS_SIGN_WITHIN_S if wait else 0)
         while True:
             with self.catalog.snapshot() as catalog:
                 top = _signed_accumulator(catalog, keys.archive_chain(self)).size
-                if before == _OWN_LAST:
-                    before = max((seq for seq in catalog.ledger.written if seq >= top), default=top)
-                found = [seq for seq in _foreign_entries(catalog, top) if before is None or seq < before]
+                own = catalog.ledger.own
+                if top < own.signed:
+                    raise CheckpointsGoneError(self.root, top, own.signed)
+                own.signed = top
+                last = max((seq for seq in own.leaves if seq >= top), default=top)
+                upto = last if before == _OWN_LAST else before
+                found = [seq for seq in _foreign_entries(catalog, top) if upto is None or seq < upto]
             if not found or time.monotonic() >= deadline:
                 return found
             time.sleep(0.05)
@@ -1402,21 +1431,31 @@ def _signed_accumulator(catalog: Catalog, chain: keys.KeyChain) -> merkle.Accumu
             acc = None
         if acc is not None and (signed.size, signed.root) == (size, acc.root()) and catalog.ledger.reaches(size):
             return acc
-    rows = {row.size: row.note for row in catalog.checkpoints.all() if row.size > 0}
-    sizes = sorted(rows)
-    acc, signed_acc, i = merkle.Accumulator(), merkle.Accumulator(), 0
-    for part in catalog.ledger.leaves_from(0):
+    # The root at each recorded size in one pass over the leaves, then the notes from the latest down: one
+    # signature checked, not one per checkpoint (a rebuilt catalog keeps no frontier; 10^5 of them took seconds).
+    notes = {row.size: row.note for row in catalog.checkpoints.all() if row.size > 0}
+    roots = _roots_at(catalog, sorted(notes))
+    for size in sorted(roots, reverse=True):
+        if _signs(chain, notes[size], size, roots[size]):
+            acc = merkle.Accumulator()
+            for part in catalog.ledger.leaves_from(0, size):
+                acc.extend(part)
+            return acc
+    return merkle.Accumulator()
+
+
+def _roots_at(catalog: Catalog, sizes: list[int]) -> dict[int, bytes]:
+    """The Merkle root of the ledger's first ``size`` leaves for each of ``sizes`` (ascending) it reaches."""
+    acc, roots, i = merkle.Accumulator(), {}, 0
+    for part in catalog.ledger.leaves_from(0, sizes[-1] if sizes else 0):
         while part and i < len(sizes):
-            room = (sizes[i] - acc.size) * 32  # the leaves up to the next checkpoint's size, then that root
+            room = (sizes[i] - acc.size) * 32  # the leaves up to the next recorded size, then its root
             acc.extend(part[:room])
             part = part[room:]
             if acc.size == sizes[i]:
-                if _signs(chain, rows[sizes[i]], acc.size, acc.root()):
-                    signed_acc = merkle.Accumulator.resume(acc.size, acc.frontier())
+                roots[sizes[i]] = acc.root()
                 i += 1
-        if i == len(sizes):
-            break
-    return signed_acc
+    return roots
 
 
 def _signs(chain: keys.KeyChain, note: object, size: int, root: bytes) -> bool:
@@ -1428,20 +1467,37 @@ def _signs(chain: keys.KeyChain, note: object, size: int, root: bytes) -> bool:
 
 
 def _foreign_entries(catalog: Catalog, top: int) -> list[int]:
-    """The entries from ``top`` on that this process did not append and no unfinished ingest wrote, in order."""
+    """The entries from ``top`` on that this process did not append (as they are: one rewritten since is not its
+    own) and no unfinished ingest wrote, in order."""
     from custodes.catalog import replay
 
-    written = catalog.ledger.written
-    # The indexes first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
-    others = [seq for seq in catalog.ledger.indexes_from(top) if seq not in written]
+    own = catalog.ledger.own.leaves
+    # The leaves first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
+    others = {seq for seq, leaf in catalog.ledger.leaves_by_index(top) if own.get(seq) != leaf}
     if not others:
         return []
-    unfinished = {} if catalog.lacks("ingests") else catalog.ingests.unfinished()
-    return [
-        seq
-        for seq, data in catalog.ledger.entries(others[0])
-        if seq not in written and replay.entry_ingest(data) not in unfinished
-    ]
+    by = [(seq, replay.entry_ingest(data)) for seq, data in catalog.ledger.entries(min(others)) if seq in others]
+    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top)
+    return [seq for seq, ingest in by if ingest not in under_way]
+
+
+def _ingests_under_way(catalog: Catalog, ids: set[int], top: int) -> set[int]:
+    """Of ``ids``, the ingests whose begin a checkpoint signed (an ingest signs it as it records it) and whose end
+    none did: under way, or interrupted and waiting for their re-run; their entries past ``top`` are work in flight,
+    which another command's checkpoint signs. By the signed ledger, never the catalog's rows: an ``ingests`` row
+    made or reopened by hand, or a begin appended by hand, puts no entry in flight (a hostile review: forged
+    recordings were signed as an unfinished ingest's)."""
+    from custodes.catalog import replay
+
+    begun: set[int] = set()
+    ended: set[int] = set()
+    if not ids:
+        return begun
+    for seq, data in catalog.ledger.naming(("ingest_begin", "ingest_end"), "ingest", sorted(ids)):
+        e = replay.entry_json(data) if seq < top else None
+        if isinstance(e, dict) and type(e.get("ingest")) is int:
+            (begun if e.get("type") == "ingest_begin" else ended).add(e["ingest"])
+    return begun - ended
 
 
 #: How long a command waits for the entries no checkpoint covers that another custodes command recorded and is
@@ -1451,6 +1507,30 @@ OTHERS_SIGN_WITHIN_S = 3.0
 #: Archive.unsigned_of_others: before this process's last entry no checkpoint covers (those after it are not
 #: signed by its checkpoint, and are not its to wait for).
 _OWN_LAST = -1
+
+
+class LedgerNumberingError(ArchiveError):
+    """The ledger's entries are not numbered 0 to n-1 (rows below 0, or gaps): rows inserted or removed by hand.
+    Nothing is signed over it, by a person neither: the catalog is put back from a backup."""
+
+    def __init__(self, root: Path, why: str) -> None:
+        super().__init__(
+            f"the ledger of {root} holds {why}: rows inserted into or removed from the ledger table by hand, which "
+            "no checkpoint can sign; nothing was signed. `custodes verify` names them; restore catalog.sqlite from a "
+            "backup"
+        )
+
+
+class CheckpointsGoneError(ArchiveError):
+    """The catalog's signed checkpoints reach fewer entries than this process signed or saw signed there: rows
+    removed from its checkpoints table (or the catalog put back from an older copy while it ran)."""
+
+    def __init__(self, root: Path, now: int, seen: int) -> None:
+        super().__init__(
+            f"the signed checkpoints of {root} reach {now} ledger entries, but this process signed or saw {seen} "
+            "signed: checkpoints were removed from catalog.sqlite (or it was put back from an older copy); nothing "
+            "was signed. `custodes verify` says what differs"
+        )
 
 
 class UnsignedEntriesError(ArchiveError):

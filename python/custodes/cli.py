@@ -2180,6 +2180,9 @@ def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     those no other command signs included: entries no checkpoint covers that no
     command under way wrote (`custodes verify` names them), which every other
     command refuses to act beside. Look at them first."""
+    from custodes.policy import require_current
+
+    require_current(archive, behind_ok=True)  # (the archive argument lets a differing file through: this says which)
     # A person's signing: of every entry no checkpoint covers, which no other command signs (Archive.checkpoint).
     cp = archive.checkpoint(every_file=True, sign_all=True)  # writes back lost checkpoint files too
     if out.json:

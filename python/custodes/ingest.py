@@ -215,6 +215,7 @@ def ingest(
         raise ArchiveError(f"{short}; nothing was recorded")
     volume_text = name_text(os.fspath(volume))
     ingest_id, readings = _begin(archive, reading, volume_text, started, dict(options or {}))
+    archive.checkpoint()  # the files of the checkpoint its begin was signed with (a crash first: written back later)
     result = IngestResult(ingest_id, os.fspath(given), reading.driver, reading.identity.device_id, skipped=skipped)
     result.time_zone = None if reading.time_zone is None else reading.time_zone.to_json()
     result.choice = reading.choice
@@ -263,6 +264,9 @@ def _begin(
                 "time": started,
             },
         )
+        # Signed with it, in this transaction: the ingest's later entries are then work in flight for every other
+        # command's checkpoint, which signs them (Archive.sign_within); the checkpoint's files come right after.
+        archive.sign_within(catalog)
         return ingest_id, catalog.devices.dock_readings(device)
 
 

@@ -214,10 +214,10 @@ def mismatch(archive: Archive) -> str | None:
         f"{path} (sha256 {file_sha[:16]}) differs from the ledgered policy (ledger entry {current.index}, "
         f"set by {current.person} at {rfc3339(current.time)}, sha256 {current.sha256[:16]})"
     )
-    older = [p for p in history(archive.catalog)[:-1] if p.sha256 == file_sha]
-    if older:
+    older = _behind(archive, file_sha)
+    if older is not None:
         return (
-            f"{said}: the file is behind the ledger (it holds the policy of entry {older[-1].index}); run "
+            f"{said}: the file is behind the ledger (it holds the policy of entry {older}); run "
             "`custodes policy set ARCHIVE FILE` with the ledgered policy again to finish writing it"
         )
     return (
@@ -227,11 +227,20 @@ def mismatch(archive: Archive) -> str | None:
     )
 
 
-def require_current(archive: Archive) -> None:
+def _behind(archive: Archive, file_sha: str) -> int | None:
+    """The ledger entry of the earlier policy custodes.toml holds (a crash between a policy's entry and its file),
+    or None."""
+    older = [p for p in history(archive.catalog)[:-1] if p.sha256 == file_sha]
+    return older[-1].index if older else None
+
+
+def require_current(archive: Archive, *, behind_ok: bool = False) -> None:
     """Refuse (one line naming both) while custodes.toml differs from the ledgered policy: called before every
-    command that acts on evidence or records (the CLI's archive argument does it)."""
+    command that acts on evidence or records (the CLI's archive argument does it). ``behind_ok``: a file that
+    holds an earlier ledgered policy is let through (`ledger checkpoint`: the policy's entry a crash left unsigned
+    is signed before `policy set` finishes the file), never one edited by hand."""
     line = mismatch(archive)
-    if line is not None:
+    if line is not None and not (behind_ok and _behind(archive, _file_digest(archive)) is not None):
         raise PolicyMismatch(f"refusing to act: {line}")
 
 

@@ -35,7 +35,7 @@ from custodes.catalog import codes, schema
 from custodes.catalog.custody import AccessRequests, GapExplanations, RefusalWindows, Retention, Tasks
 from custodes.catalog.devices import DeviceChecks, Devices, Findings, Ingests
 from custodes.catalog.evidence import ObjectFindings, Objects, Scope, Segments, VerifyRuns
-from custodes.catalog.ledger import Checkpoints, Ledger
+from custodes.catalog.ledger import Checkpoints, Ledger, OwnEntries
 from custodes.catalog.query import Query
 from custodes.catalog.registry import Registry
 from custodes.catalog.schema import MIGRATIONS, SchemaDifference
@@ -47,18 +47,18 @@ __all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "Sch
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The ledger entries this process appended and committed, by catalog file (its real path): shared by every
 #: connection this process opens to it (an ingest's writer threads, Catalog.another), so a checkpoint knows its
-#: command's own entries from those another hand put there (catalog.ledger.Ledger.written).
-_WRITTEN_HERE: dict[tuple[str, int, int], set[int]] = {}
+#: command's own entries from those another hand put there (catalog.ledger.OwnEntries).
+_OWN_HERE: dict[tuple[str, int, int], OwnEntries] = {}
 
 
-def _written_here(path: Path) -> set[int]:
+def _own_here(path: Path) -> OwnEntries:
     # Keyed by the file itself too: an archive made again at the same path (a test, a rebuilt catalog put in
     # place) is another ledger, whose entries at those indexes this process did not write.
     try:
         st = os.stat(path)
     except OSError:  # in memory: a catalog of its own
-        return set()
-    return _WRITTEN_HERE.setdefault((os.path.realpath(path), st.st_dev, st.st_ino), set())
+        return OwnEntries()
+    return _OWN_HERE.setdefault((os.path.realpath(path), st.st_dev, st.st_ino), OwnEntries())
 
 
 def _text(raw: bytes) -> str:
@@ -275,7 +275,7 @@ class Catalog:
         self._schema_seen: tuple[int, list[SchemaDifference]] | None = None  # (schema cookie, its differences)
         self.segments = Segments(conn)
         self.objects = Objects(conn)
-        self.ledger = Ledger(conn, _written_here(path))
+        self.ledger = Ledger(conn, _own_here(path))
         self.checkpoints = Checkpoints(conn)
         self.devices = Devices(conn)
         self.device_checks = DeviceChecks(conn)
@@ -430,7 +430,11 @@ class Catalog:
             self._conn.execute("ROLLBACK")
             self.ledger.rolled_back()
             raise
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:  # (not committed: its entries are no one's yet)
+            self.ledger.rolled_back()
+            raise
         self.ledger.committed()
 
     @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from custodes.catalog.evidence import Table, blob
@@ -30,20 +31,31 @@ class LedgerRow(NamedTuple):
     leaf: bytes
 
 
+@dataclass
+class OwnEntries:
+    """What this process wrote into one catalog's ledger and saw signed there, on any connection to it
+    (custodes.catalog keeps one per file): what a checkpoint may sign as its command's own work, where an entry no
+    checkpoint covers that some other hand put there is not signed (custodes.archive)."""
+
+    #: index -> leaf of every entry this process appended and committed: an entry rewritten since (its leaf is
+    #: another) is not its own any more.
+    leaves: dict[int, bytes] = field(default_factory=dict)
+    #: The largest size this process signed or found signed: a catalog whose checkpoints go back below it had
+    #: some removed (or was put back from an older copy), and nothing is signed over it.
+    signed: int = 0
+
+
 class Ledger(Table):
-    def __init__(self, conn: sqlite3.Connection, written: set[int] | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, own: OwnEntries | None = None) -> None:
         super().__init__(conn)
         #: (PRAGMA data_version, the first index not yet looked at) of :meth:`require_filed`'s last pass.
         self._filed_to: tuple[int, int] | None = None
-        #: The indexes of the entries this process appended and committed, on any connection to this catalog
-        #: (custodes.catalog: one set per file): what a checkpoint may sign as the command's own work, where an
-        #: entry no checkpoint covers that some other hand put there is not signed (custodes.archive).
-        self.written: set[int] = set() if written is None else written
-        self._appending: list[int] = []  # appended in the transaction under way: written once it commits
+        self.own = OwnEntries() if own is None else own
+        self._appending: list[tuple[int, bytes]] = []  # appended in the transaction under way: own once committed
 
     def committed(self) -> None:
-        """The transaction under way committed: its entries are this process's own (:attr:`written`)."""
-        self.written.update(self._appending)
+        """The transaction under way committed: its entries are this process's own (:attr:`own`)."""
+        self.own.leaves.update(self._appending)
         self._appending.clear()
 
     def appended_mark(self) -> int:
@@ -66,7 +78,7 @@ class Ledger(Table):
         self._conn.execute(
             "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, ?)", (index, entry, leaf, type)
         )
-        self._appending.append(index)
+        self._appending.append((index, leaf))
         return index
 
     def restore(self, rows: Iterable[LedgerRow]) -> None:
@@ -87,10 +99,9 @@ class Ledger(Table):
         """The leaves from index ``start`` on (to ``end``, not included, where given), in order, ``per_part`` of
         them joined into each part: a Merkle accumulator takes them part by part (all at once, an ingest of 10^5
         files held them as 10^5 bytes objects and then joined, about 10 MiB at its checkpoint)."""
-        last = -1 if end is None else end - 1  # (-1: no end; SQLite's integers go far past any ledger)
-        rows = self._conn.execute(
-            "SELECT leaf FROM ledger WHERE seq >= ? AND (? < 0 OR seq <= ?) ORDER BY seq", (start, last, last)
-        )
+        bounds: tuple[int, ...] = (start,) if end is None else (start, end)
+        where = "seq >= ?" if end is None else "seq >= ? AND seq < ?"
+        rows = self._conn.execute(f"SELECT leaf FROM ledger WHERE {where} ORDER BY seq", bounds)  # noqa: S608
         while part := rows.fetchmany(per_part):
             yield b"".join(blob(leaf) for (leaf,) in part)
 
@@ -113,9 +124,21 @@ class Ledger(Table):
             for seq, entry, leaf in self._conn.execute("SELECT seq, entry, leaf FROM ledger ORDER BY seq")
         )
 
-    def indexes_from(self, start: int) -> list[int]:
-        """The index of every entry from ``start`` on, in order (the entries themselves not read)."""
-        return [seq for (seq,) in self._conn.execute("SELECT seq FROM ledger WHERE seq >= ? ORDER BY seq", (start,))]
+    def leaves_by_index(self, start: int) -> list[tuple[int, bytes]]:
+        """(index, leaf) of every entry from ``start`` on, in order (the entries themselves not read)."""
+        rows = self._conn.execute("SELECT seq, leaf FROM ledger WHERE seq >= ? ORDER BY seq", (start,))
+        return [(seq, blob(leaf)) for seq, leaf in rows]
+
+    def misnumbered(self) -> str | None:
+        """What is wrong with the entries' indexes, which are 0 to n-1 when custodes alone appended them: rows
+        below 0 or gaps (rows inserted or removed by hand, which a lookup of the proofs of an act would read and
+        no checkpoint covers); None when they are whole."""
+        low, high, count = self._conn.execute("SELECT MIN(seq), MAX(seq), COUNT(*) FROM ledger").fetchone()
+        if count == 0 or (low == 0 and high == count - 1):
+            return None
+        if low < 0:
+            return f"rows at indexes below 0 (the first is {low})"
+        return f"{high + 1 - count} indexes missing between 0 and {high}"
 
     def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """(index, entry) of every entry from index ``start`` on, in order, as stored (streamed): :meth:`walk`
