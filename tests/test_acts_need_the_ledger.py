@@ -410,7 +410,7 @@ def test_entries_numbered_by_hand_outside_the_ledger_are_no_proof_and_cannot_be_
     one_line_error(refused, r"rows at indexes below 0 .*restore catalog.sqlite from a backup; nothing was recorded")
     with catalog_edit(cli_archive) as conn:  # a gap instead
         conn.execute("UPDATE ledger SET seq = (SELECT MAX(seq) + 5 FROM ledger) WHERE seq = -1")
-    one_line_error(run_cli("ledger", "checkpoint", cli_archive), r"4 indexes missing between 0 and \d+")
+    one_line_error(run_cli("ledger", "checkpoint", cli_archive), r"4 indexes missing between \d+ and \d+")
 
 
 def test_a_long_running_process_signs_nothing_over_checkpoints_removed_from_the_catalog(tmp_path: Path) -> None:
@@ -466,6 +466,57 @@ def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_arc
     refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq - (how == "begun by hand")
+
+
+def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive: Path) -> None:
+    """A recording appended by hand as finished ingest 1's, with the text of its signed end rewritten to name
+    another ingest (its leaf kept, to be put back after): ingest 1 looked under way and any command signed the
+    forgery (a second hostile review). The signed begins and ends are held to their leaves: edited, none counts."""
+    (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4"}
+    seq = appended_by_hand(cli_archive, json.dumps(planted).encode(), "ingest")
+    ((end, text),) = catalog_rows(
+        cli_archive, "SELECT seq, CAST(entry AS TEXT) FROM ledger WHERE type = 'ingest_end' AND seq < ? LIMIT 1", (seq,)
+    )
+    other = json.dumps({**json.loads(text), "ingest": 99}).encode()
+    with catalog_edit(cli_archive) as conn:
+        conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (other, end))
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
+
+
+def test_checkpoints_removed_from_the_catalog_but_named_by_ledger_checkpoint_stop_every_act(cli_archive: Path) -> None:
+    """The latest checkpoint's row removed from catalog.sqlite (its file, ledger/checkpoint, left): entries it
+    signed look unsigned, those of a finished ingest under way again (a second hostile review: rewritten, they were
+    signed by the next command). A fresh process reads what ledger/checkpoint signs: it refuses; the person who
+    put an older catalog back on purpose signs it as it is with ledger checkpoint."""
+    (top,) = catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0]
+    with catalog_edit(cli_archive) as conn:
+        conn.execute("DELETE FROM checkpoints WHERE size = ?", (top,))
+    (now,) = catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0]
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, rf"reach {now} ledger entries, but {top} were signed .*ledger checkpoint")
+    assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+
+
+def test_a_checkpoint_whose_transaction_failed_is_not_taken_for_one_removed(tmp_path: Path) -> None:
+    """A checkpoint's transaction that does not commit (a full disk at its COMMIT) signed nothing: the process
+    took it for signed, and every later request of the service said checkpoints had been removed (a second
+    hostile review). What a transaction signs is seen signed only once it commits."""
+    from custodes.catalog import Catalog
+
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch, "-q").returncode == 0
+    with Catalog.open(arch / "catalog.sqlite") as catalog:
+        signed = catalog.ledger.own.signed
+        with pytest.raises(RuntimeError), catalog.transaction():
+            catalog.ledger.signing(signed + 5)
+            raise RuntimeError("the COMMIT failed")
+        assert catalog.ledger.own.signed == signed
+        with catalog.transaction():
+            catalog.ledger.signing(signed + 5)
+        assert catalog.ledger.own.signed == signed + 5
 
 
 def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:

@@ -187,10 +187,10 @@ def ingest_ops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     report = json.loads(out.stdout)
     assert report["failed"] == [] and sorted(report["stored"]) == sorted(FILES)
     counts = count_ops(log)
-    # 3 copies, 3 links, 2 checkpoint temps and their 2 links; one sync of the group's copies and one of their
-    # new names (all 3 files are one group), 2 fsyncs of the checkpoint temps and 2 of their folders; 2 reads
-    # back per copy.
-    assert counts == {"write": 10, "read": 6, "fsync": 6}
+    # 3 copies, 3 links, two checkpoints' 2 temps and their 2 links each (its begin's, since 2026-12-01, and its
+    # end's); one sync of the group's copies and one of their new names (all 3 files are one group), per
+    # checkpoint 2 fsyncs of its temps and 2 of their folders; 2 reads back per copy.
+    assert counts == {"write": 14, "read": 6, "fsync": 10}
     return counts
 
 

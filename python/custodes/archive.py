@@ -868,19 +868,16 @@ class Archive:
         # Entries no checkpoint covers that no command under way wrote: this act's checkpoint would not sign
         # past them (Archive.checkpoint), and signed they would be history (a hostile review: a forged approval
         # appended to the ledger table was signed by the next command of anyone). A person signs them.
-        if why := self.catalog.ledger.misnumbered():
-            raise NotReadyToRecord(f"{LedgerNumberingError(self.root, why)}; nothing was recorded")
-        foreign = [] if self._signing_all else self.unsigned_of_others()
+        try:
+            foreign = [] if self._signing_all else self.unsigned_of_others()
+        except LedgerNumberingError as e:
+            raise NotReadyToRecord(f"{e}; nothing was recorded") from None
         if foreign:
             from custodes.catalog import replay
-            from custodes.findings import shell_word
 
             raise NotReadyToRecord(
                 "the ledger holds entries no checkpoint covers that no custodes command under way wrote "
-                f"({replay.named_entries(self.catalog, foreign)}): nothing was recorded. Investigate them first "
-                "(`custodes verify` names them; who could write catalog.sqlite; a command stopped before its "
-                f"checkpoint leaves its own so); `custodes ledger checkpoint {shell_word(os.path.abspath(self.root))}` "
-                "signs them once each is known to be custodes' own, else restore catalog.sqlite from a backup"
+                f"({replay.named_entries(self.catalog, foreign)}): nothing was recorded. {_look_then_sign(self.root)}"
             )
 
     def __enter__(self) -> Archive:
@@ -1029,7 +1026,11 @@ class Archive:
             complete = None  # (the folder changed with that file: the next checkpoint looks)
             self.unsigned_of_others(before=_OWN_LAST)
         cp, foreign = self._sign(folder, complete, sign_all)
-        own_left = sorted(seq for seq in self.catalog.ledger.own.leaves if seq >= cp.size)
+        own_left = (
+            []
+            if self.catalog.ledger.own.last < cp.size
+            else sorted(seq for seq in self.catalog.ledger.own.leaves if seq >= cp.size)
+        )
         if foreign and own_left:
             from custodes.catalog import replay
 
@@ -1063,6 +1064,16 @@ class Archive:
             self._folder_seen(cp.size, linked)
         return cp, foreign
 
+    def _latest_file_signs(self, chain: keys.KeyChain) -> int:
+        """The size ledger/checkpoint signs, where it holds a note the key signed (else 0: verify names it): a
+        catalog whose signed checkpoints reach fewer entries had some removed, or was put back from an older copy
+        (a hostile review: checkpoints removed above a finished ingest's begin made it look under way, and its
+        entries, rewritten, were signed)."""
+        try:  # a small regular file, never a link or a FIFO waited on (verify names what else is there)
+            return chain.parse(read_small(self.root / "ledger" / "checkpoint", 64 * 1024).decode("utf-8")).size
+        except (OSError, ValueError, CustodesError):
+            return 0
+
     def sign_within(self, catalog: Catalog, *, sign_all: bool = False) -> tuple[ledger_mod.Checkpoint, list[int]]:
         """Inside the caller's transaction: sign the ledger up to the first entry another hand put there (all of
         it: ``sign_all``) and record the checkpoint's row; its files are :meth:`checkpoint`'s to write (one a crash
@@ -1070,9 +1081,9 @@ class Archive:
         the entries left unsigned for that reason. An ingest signs its begin so, in the very transaction that
         records it: only a begun ingest whose begin is signed has its later entries taken for work in flight."""
         chain = keys.archive_chain(self)  # after a key rotation the new key signs (custodes.keys)
-        if why := catalog.ledger.misnumbered():
-            raise LedgerNumberingError(self.root, why)
         acc = _signed_accumulator(catalog, chain)
+        if why := catalog.ledger.misnumbered(acc.size):
+            raise LedgerNumberingError(self.root, why)
         foreign = [] if sign_all else _foreign_entries(catalog, acc.size)
         for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
             acc.extend(part)
@@ -1080,7 +1091,7 @@ class Archive:
         cp = ledger_mod.make_checkpoint(key, self.policy.origin, acc.size, acc.root())
         # The note of the first checkpoint signed at this size stands; another signing is not recorded.
         recorded = catalog.checkpoints.add(cp.size, cp.root, cp.note, _now(), b"".join(acc.frontier()))
-        catalog.ledger.own.signed = max(catalog.ledger.own.signed, cp.size)
+        catalog.ledger.signing(cp.size)  # seen signed once the caller's transaction commits
         return chain.parse(recorded), foreign
 
     def unsigned_of_others(self, before: int | None = None, *, wait: bool = True) -> list[int]:
@@ -1092,13 +1103,16 @@ class Archive:
         deadline = time.monotonic() + (OTHERS_SIGN_WITHIN_S if wait else 0)
         while True:
             with self.catalog.snapshot() as catalog:
-                top = _signed_accumulator(catalog, keys.archive_chain(self)).size
+                chain = keys.archive_chain(self)
+                top = _signed_accumulator(catalog, chain).size
                 own = catalog.ledger.own
-                if top < own.signed:
-                    raise CheckpointsGoneError(self.root, top, own.signed)
+                seen = max(own.signed, self._latest_file_signs(chain))
+                if top < seen:
+                    raise CheckpointsGoneError(self.root, top, seen)
+                if why := catalog.ledger.misnumbered(top):
+                    raise LedgerNumberingError(self.root, why)
                 own.signed = top
-                last = max((seq for seq in own.leaves if seq >= top), default=top)
-                upto = last if before == _OWN_LAST else before
+                upto = max(own.last, top) if before == _OWN_LAST else before
                 found = [seq for seq in _foreign_entries(catalog, top) if upto is None or seq < upto]
             if not found or time.monotonic() >= deadline:
                 return found
@@ -1471,9 +1485,9 @@ def _foreign_entries(catalog: Catalog, top: int) -> list[int]:
     own) and no unfinished ingest wrote, in order."""
     from custodes.catalog import replay
 
-    own = catalog.ledger.own.leaves
+    ledger = catalog.ledger
     # The leaves first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
-    others = {seq for seq, leaf in catalog.ledger.leaves_by_index(top) if own.get(seq) != leaf}
+    others = {seq for seq, leaf in ledger.leaves_by_index(top) if not ledger.is_own(seq, leaf)}
     if not others:
         return []
     by = [(seq, replay.entry_ingest(data)) for seq, data in catalog.ledger.entries(min(others)) if seq in others]
@@ -1493,11 +1507,15 @@ def _ingests_under_way(catalog: Catalog, ids: set[int], top: int) -> set[int]:
     ended: set[int] = set()
     if not ids:
         return begun
-    for seq, data in catalog.ledger.naming(("ingest_begin", "ingest_end"), "ingest", sorted(ids)):
-        e = replay.entry_json(data) if seq < top else None
+    # Every signed begin and end, each held to its leaf: an end's text rewritten to name another ingest (and put
+    # back after) made a finished ingest look under way (a second hostile review). Any of them edited: none is.
+    for _, data, leaf in catalog.ledger.of_types_below(("ingest_begin", "ingest_end"), top):
+        if merkle.leaf_hash(data) != leaf:
+            return set()
+        e = replay.entry_json(data)
         if isinstance(e, dict) and type(e.get("ingest")) is int:
             (begun if e.get("type") == "ingest_begin" else ended).add(e["ingest"])
-    return begun - ended
+    return (begun - ended) & ids
 
 
 #: How long a command waits for the entries no checkpoint covers that another custodes command recorded and is
@@ -1527,9 +1545,10 @@ class CheckpointsGoneError(ArchiveError):
 
     def __init__(self, root: Path, now: int, seen: int) -> None:
         super().__init__(
-            f"the signed checkpoints of {root} reach {now} ledger entries, but this process signed or saw {seen} "
-            "signed: checkpoints were removed from catalog.sqlite (or it was put back from an older copy); nothing "
-            "was signed. `custodes verify` says what differs"
+            f"the signed checkpoints of {root} reach {now} ledger entries, but {seen} were signed (by this process, "
+            "or as ledger/checkpoint says): checkpoints were removed from catalog.sqlite, or it was put back from an "
+            "older copy; nothing was recorded or signed. `custodes verify` says what differs; where catalog.sqlite "
+            "was put back from a backup on purpose, `custodes ledger checkpoint` signs the ledger as it now is"
         )
 
 
@@ -1540,16 +1559,22 @@ class UnsignedEntriesError(ArchiveError):
     checkpoint). The act stands: it is not to be done again."""
 
     def __init__(self, root: Path, foreign: str, own: list[int]) -> None:
-        from custodes.findings import shell_word
-
         super().__init__(
             f"the ledger holds entries no checkpoint covers that no custodes command under way wrote ({foreign}): "
             f"what this command did is recorded (entries {own[0]}..{own[-1]}) but not signed, and stands (do not "
-            "do it again). Investigate them first (`custodes verify` names them; who could write catalog.sqlite; "
-            "a command stopped before its checkpoint leaves its own so); `custodes ledger checkpoint "
-            f"{shell_word(os.path.abspath(root))}` signs them all once each is known to be custodes' own, else "
-            "restore catalog.sqlite from a backup"
+            f"do it again). {_look_then_sign(root)}"
         )
+
+
+def _look_then_sign(root: Path) -> str:
+    """The way on beside entries another hand put in the ledger, as every message about them says it."""
+    from custodes.findings import shell_word
+
+    return (
+        "Investigate them first (`custodes verify` names them; who could write catalog.sqlite; a command stopped "
+        f"before its checkpoint leaves its own so); `custodes ledger checkpoint {shell_word(os.path.abspath(root))}` "
+        "signs them once each is known to be custodes' own, else restore catalog.sqlite from a backup"
+    )
 
 
 class NotReadyToRecord(ArchiveError):

@@ -242,13 +242,7 @@ def repair(archive: Archive) -> RepairResult:
     # Entries no checkpoint covers that no command under way wrote are never signed by a repair, as by no command
     # (Archive.checkpoint; two hostile reviews: a forged approval, then forged repairs and a policy filed as one,
     # signed with exit 0). Such entries made it refuse before it began (Archive.ready_to_record); one put there
-    # while it ran leaves its own entries after it unsigned, for a person to look at and sign.
-    if result.repaired:
-        crashpoint("before_checkpoint")
-        try:
-            archive.checkpoint()
-        except UnsignedEntriesError as e:
-            result.left.append({"kind": "checkpoint_mismatch", "copy": None, "message": str(e)})
+    # while it ran leaves its own entries after it unsigned, for a person to look at and sign (_record).
     return result
 
 
@@ -302,3 +296,11 @@ def _record(
         # What verify found of it, kept for reports: a mode set back mends that alone; bytes restored, all of it.
         catalog.object_findings.mended(digest, copy, "unprotected" if was == "unprotected" else None)
     result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})
+    # Signed at once, each: the next object's restore may take minutes, and another command waits only seconds
+    # for entries no checkpoint covers before it takes them for another hand's (Archive.checkpoint; a hostile
+    # review: a long repair stopped every other command). One put there meanwhile leaves this one unsigned.
+    crashpoint("before_checkpoint")
+    try:
+        archive.checkpoint()
+    except UnsignedEntriesError as e:
+        result.left.append({"kind": "checkpoint_mismatch", "copy": None, "message": str(e)})

@@ -478,6 +478,12 @@ def _purge_copy(store: ObjectStore, sha256: str) -> bool:
     return True
 
 
+#: A purge of many objects signs what it recorded at least this often: another command waits only
+#: OTHERS_SIGN_WITHIN_S for entries no checkpoint covers before it takes them for another hand's (a hostile review:
+#: a long purge stopped every other command).
+SIGN_EVERY_S = 1.0
+
+
 def _finish(archive: Archive, person: str, action: str, request: int | None = None) -> list[int]:
     """Phase 2 of every tombstoned object whose completion is not in the ledger: remove its bytes (when
     still stored), then append its ``purge_done`` entry, one object at a time, so a run stopped part way
@@ -496,6 +502,7 @@ def _finish(archive: Archive, person: str, action: str, request: int | None = No
         if why := purge_unapproved(archive, tomb.request_id, json.loads(tomb.segment_ids)):
             raise refuse(archive, request, action, None, f"the tombstone of object {tomb.sha256}: {why}")
     finished = []
+    signed = time.monotonic()
     for tomb in tombstones:
         if not archive.catalog.objects.due_for_removal(tomb.sha256):
             continue  # a live recording needs the bytes (not reachable through purge; never remove them)
@@ -517,6 +524,9 @@ def _finish(archive: Archive, person: str, action: str, request: int | None = No
         with archive.transaction() as tx:
             replay.record(tx, entry)
         finished += segments
+        if time.monotonic() - signed >= SIGN_EVERY_S:
+            archive.checkpoint()  # others wait only seconds for what no checkpoint covers (Archive.checkpoint)
+            signed = time.monotonic()
     if finished:
         archive.checkpoint()
         # A bag exported for download on the review page is a copy of the footage: one holding a purged

@@ -43,6 +43,8 @@ class OwnEntries:
     #: The largest size this process signed or found signed: a catalog whose checkpoints go back below it had
     #: some removed (or was put back from an older copy), and nothing is signed over it.
     signed: int = 0
+    #: The index of the last entry it appended (-1: none).
+    last: int = -1
 
 
 class Ledger(Table):
@@ -51,20 +53,38 @@ class Ledger(Table):
         #: (PRAGMA data_version, the first index not yet looked at) of :meth:`require_filed`'s last pass.
         self._filed_to: tuple[int, int] | None = None
         self.own = OwnEntries() if own is None else own
-        self._appending: list[tuple[int, bytes]] = []  # appended in the transaction under way: own once committed
+        self._appending: dict[int, bytes] = {}  # appended in the transaction under way (in order): own once committed
+        self._signing = 0  # the size a checkpoint of the transaction under way signs: seen signed once committed
+
+    def signing(self, size: int) -> None:
+        """The transaction under way records a checkpoint of ``size``: :attr:`OwnEntries.signed` once it commits."""
+        self._signing = max(self._signing, size)
+
+    def is_own(self, index: int, leaf: bytes) -> bool:
+        """Entry ``index``, as its ``leaf`` says it is now, is one this process appended: committed, or in the
+        transaction under way on this connection."""
+        return self.own.leaves.get(index) == leaf or self._appending.get(index) == leaf
 
     def committed(self) -> None:
         """The transaction under way committed: its entries are this process's own (:attr:`own`)."""
         self.own.leaves.update(self._appending)
+        self.own.last = max(self.own.last, *self._appending, -1)
         self._appending.clear()
+        self.own.signed = max(self.own.signed, self._signing)
+        self._signing = 0
 
     def appended_mark(self) -> int:
         """Where :meth:`rolled_back` goes back to when the part of the transaction begun now is undone."""
         return len(self._appending)
 
     def rolled_back(self, mark: int = 0) -> None:
-        """The entries appended since ``mark`` were undone (their indexes may go to another writer's entries)."""
-        del self._appending[mark:]
+        """The entries appended since ``mark`` were undone (their indexes may go to another writer's entries); the
+        whole transaction (``mark`` 0): its checkpoint too (a full disk at its COMMIT, a hostile review: the
+        process then took its own failed checkpoint for one removed)."""
+        for index in list(self._appending)[mark:]:
+            del self._appending[index]
+        if mark == 0:
+            self._signing = 0
 
     def next_index(self) -> int:
         """The index the next entry gets: a row that names its own entry (a segment) is written first,
@@ -78,7 +98,7 @@ class Ledger(Table):
         self._conn.execute(
             "INSERT INTO ledger (seq, entry, leaf, type) VALUES (?, ?, ?, ?)", (index, entry, leaf, type)
         )
-        self._appending.append((index, leaf))
+        self._appending[index] = leaf
         return index
 
     def restore(self, rows: Iterable[LedgerRow]) -> None:
@@ -129,16 +149,23 @@ class Ledger(Table):
         rows = self._conn.execute("SELECT seq, leaf FROM ledger WHERE seq >= ? ORDER BY seq", (start,))
         return [(seq, blob(leaf)) for seq, leaf in rows]
 
-    def misnumbered(self) -> str | None:
+    def misnumbered(self, top: int) -> str | None:
         """What is wrong with the entries' indexes, which are 0 to n-1 when custodes alone appended them: rows
-        below 0 or gaps (rows inserted or removed by hand, which a lookup of the proofs of an act would read and
-        no checkpoint covers); None when they are whole."""
-        low, high, count = self._conn.execute("SELECT MIN(seq), MAX(seq), COUNT(*) FROM ledger").fetchone()
-        if count == 0 or (low == 0 and high == count - 1):
+        below 0, or gaps past ``top`` (the size a checkpoint signs: below it, the signed root says what was
+        removed) — rows inserted or removed by hand, which a lookup of the proofs of an act would read and no
+        checkpoint covers; None when they are whole. Its work does not grow with the ledger: the lowest index, and
+        the rows past ``top``."""
+        low = self._one("SELECT MIN(seq) FROM ledger")
+        high, count = self._conn.execute("SELECT MAX(seq), COUNT(*) FROM ledger WHERE seq >= ?", (top,)).fetchone()
+        if low is None:
             return None
+        if type(low) is not int or (count and type(high) is not int):  # a table re-made by hand without its key
+            return f"indexes that are not whole numbers ({low!r} to {high!r})"
         if low < 0:
             return f"rows at indexes below 0 (the first is {low})"
-        return f"{high + 1 - count} indexes missing between 0 and {high}"
+        if count and high - top + 1 != count:
+            return f"{high - top + 1 - count} indexes missing between {top} and {high}"
+        return None
 
     def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """(index, entry) of every entry from index ``start`` on, in order, as stored (streamed): :meth:`walk`
@@ -166,6 +193,17 @@ class Ledger(Table):
             f"AND json_extract({_TEXT}, '$.sha256') = ?"
         )
         return self._one(sql, (sha256,))
+
+    def of_types_below(self, kinds: tuple[str, ...], end: int) -> list[LedgerRow]:
+        """Every entry of one of ``kinds`` (filed and typed so, as :meth:`of_type` checks) below index ``end``, with
+        its leaf, in order: what a decision on the signed ledger reads, each to be held to its leaf."""
+        self.require_filed()  # an entry filed under another type would be missed here
+        marks = ", ".join("?" * len(kinds))
+        sql = (
+            f"SELECT seq, entry, leaf FROM ledger WHERE type IN ({marks}) AND {_JSON_TYPE} IN ({marks}) "  # noqa: S608
+            "AND seq < ? ORDER BY seq"
+        )
+        return [LedgerRow(seq, blob(e), blob(leaf)) for seq, e, leaf in self._conn.execute(sql, (*kinds, *kinds, end))]
 
     def of_type(self, kind: str) -> list[tuple[int, bytes]]:
         """(index, entry) of every entry whose ``type`` is ``kind``, in order: the policy in force, read on every
