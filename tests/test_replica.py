@@ -162,6 +162,24 @@ def test_entries_no_checkpoint_covers_are_never_signed_by_a_repair(
     assert _verify(arch) == (0, [])
 
 
+def test_a_repair_signs_each_object_s_entry_as_it_records_it(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Another command waits only seconds for entries no checkpoint covers before it takes them for another hand's
+    and refuses: a repair of large objects, signing once at its end, stopped every other command (a hostile
+    review). Each object's entry is signed as it is recorded."""
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    names = sorted(_objects(arch))
+    for name in names[:2]:
+        _flip_a_byte(_objects(second)[name])
+    r = run_cli("storage", "repair", arch, "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["repaired"]) == 2, r.stdout
+    repairs = [seq for (seq,) in catalog_rows(arch, "SELECT seq FROM ledger WHERE type = 'storage_repair'")]
+    sizes = {size for (size,) in catalog_rows(arch, "SELECT size FROM checkpoints")}
+    assert len(repairs) == 2 and all(seq + 1 in sizes for seq in repairs), (repairs, sizes)
+
+
 def test_an_object_bad_in_both_copies_is_reported_not_guessed(
     make_cli_archive: Callable[..., Path], tmp_path: Path
 ) -> None:
