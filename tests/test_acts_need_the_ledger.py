@@ -24,6 +24,7 @@ from helpers import (
     catalog_edit,
     catalog_rows,
     grant,
+    hand_back,
     one_line_error,
     policy_text,
     request,
@@ -517,6 +518,46 @@ def test_a_checkpoint_whose_transaction_failed_is_not_taken_for_one_removed(tmp_
         with catalog.transaction():
             catalog.ledger.signing(signed + 5)
         assert catalog.ledger.own.signed == signed + 5
+
+
+def test_an_export_beside_an_entry_put_in_while_it_ran_fails_whole(cli_archive: Path, tmp_path: Path) -> None:
+    """An entry appended by hand while an export staged its bag: the export's checkpoint signed nothing past it, and
+    the export said both that its act stood ("do not do it again") and that it failed, and left its staging folder
+    (a full copy of the footage) beside the destination (a hostile review). It fails whole: the failure is recorded
+    (unsigned too, beside the entry, for the person who looks), no copy is left, and the message is one."""
+    assert as_("alice", "retention", "case", cli_archive, "--case", "C-7", "--segment", "1").returncode == 0
+    rid = request(cli_archive, "root", 1, purpose="export")
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    hand_back(cli_archive)  # root exports embedded, as the archive's owner
+    forged = json.dumps({"type": "storage_check", "time": 1}).encode()
+    script = tmp_path / "forged_meanwhile.py"
+    script.write_text(
+        "import hashlib, sqlite3, sys\n"
+        "import custodes.export as export\n"
+        "from custodes.cli import main\n"
+        "staged = export._stage\n"
+        "def stage_then_forge(archive, *args):\n"
+        "    out = staged(archive, *args)\n"
+        "    with sqlite3.connect(archive.root / 'catalog.sqlite') as db:\n"
+        f"        data = {forged!r}\n"
+        "        db.execute('INSERT INTO ledger (seq, entry, leaf, type) VALUES ((SELECT MAX(seq) + 1 FROM ledger), "
+        "?, ?, ?)', (data, hashlib.sha256(b'\\0' + data).digest(), 'storage_check'))\n"
+        "    return out\n"
+        "export._stage = stage_then_forge\n"
+        "main(sys.argv[1:])\n"
+    )
+    bag = tmp_path / "out" / "bag"
+    bag.parent.mkdir()
+    out = subprocess.run(
+        [sys.executable, str(script), "export", str(cli_archive), "--case", "C-7", "--request", str(rid), "--to", bag],
+        capture_output=True,
+    )
+    err = out.stderr.decode()
+    assert out.returncode != 0 and "Traceback" not in err, err
+    assert "came into the ledger while it ran" in err and "do not do it again" not in err, err
+    assert list(bag.parent.iterdir()) == []  # no bag, and no staging folder with the footage
+    types = [json.loads(e)["type"] for (e,) in catalog_rows(cli_archive, "SELECT entry FROM ledger ORDER BY seq")]
+    assert types[-3:] == ["storage_check", "export", "export_failed"], types
 
 
 def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:

@@ -1559,6 +1559,7 @@ class UnsignedEntriesError(ArchiveError):
     checkpoint). The act stands: it is not to be done again."""
 
     def __init__(self, root: Path, foreign: str, own: list[int]) -> None:
+        self.foreign = foreign  # the entries, as named to a person
         super().__init__(
             f"the ledger holds entries no checkpoint covers that no custodes command under way wrote ({foreign}): "
             f"what this command did is recorded (entries {own[0]}..{own[-1]}) but not signed, and stands (do not "

@@ -36,7 +36,7 @@ from custodes import __version__, keys, merkle
 from custodes._durable import ascii_digits, fsync_dir, fsync_file, left_by_dead_process, process_tag
 from custodes._faults import crashpoint, storage_op, write_cut_short
 from custodes.access import current_person, grant_for, if_undelivered
-from custodes.archive import Archive, exports_folder, refuse_inside_archive, refuse_links
+from custodes.archive import Archive, UnsignedEntriesError, exports_folder, refuse_inside_archive, refuse_links
 from custodes.bags import BagError, BagReport, payload_path, shown, validate_bag
 from custodes.bags import manifest_path as _manifest_path
 from custodes.catalog import replay
@@ -133,6 +133,12 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, OSError):
         where = f" ({os.fsdecode(e.filename)})" if e.filename is not None else ""
         return f"{e.strerror or e}{where}"
+    if isinstance(e, UnsignedEntriesError):  # (its own words say the act stands: this one does not)
+        return (
+            f"entries no checkpoint covers that no custodes command under way wrote ({e.foreign}) came into the "
+            "ledger while it ran, and nothing is signed past them (`custodes verify` names them; `custodes ledger "
+            "checkpoint` signs them once each is known to be custodes' own)"
+        )
     return str(e) or type(e).__name__
 
 
@@ -146,6 +152,8 @@ def _record_failure(archive: Archive, about: dict[str, Any], export_seq: int | N
                 tx, {"type": "export_failed", **about, "export": export_seq, "reason": why, "time": time.time_ns()}
             )
         archive.checkpoint()
+    except UnsignedEntriesError:
+        return None  # recorded, and left unsigned beside those entries as the export's own: the staging goes
     except Exception as e:  # the first error is the one the person sees (the caller's)
         return str(e)
     return None
