@@ -469,10 +469,12 @@ def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_arc
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq - (how == "begun by hand")
 
 
-def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive: Path) -> None:
+@pytest.mark.parametrize("leaf_too", [False, True])
+def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive: Path, leaf_too: bool) -> None:
     """A recording appended by hand as finished ingest 1's, with the text of its signed end rewritten to name
-    another ingest (its leaf kept, to be put back after): ingest 1 looked under way and any command signed the
-    forgery (a second hostile review). The signed begins and ends are held to their leaves: edited, none counts."""
+    another ingest (its leaf kept, or rewritten with it; to be put back after): ingest 1 looked under way and any
+    command signed the forgery (a second and a third hostile review). The signed part is held to its signed root,
+    and each signed begin and end to its leaf: any of it edited, no ingest is under way."""
     (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
     planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4"}
     seq = appended_by_hand(cli_archive, json.dumps(planted).encode(), "ingest")
@@ -482,6 +484,8 @@ def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive:
     other = json.dumps({**json.loads(text), "ingest": 99}).encode()
     with catalog_edit(cli_archive) as conn:
         conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (other, end))
+        if leaf_too:
+            conn.execute("UPDATE ledger SET leaf = ? WHERE seq = ?", (hashlib.sha256(b"\0" + other).digest(), end))
     refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
 
@@ -497,6 +501,17 @@ def test_checkpoints_removed_from_the_catalog_but_named_by_ledger_checkpoint_sto
     (now,) = catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0]
     refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
     one_line_error(refused, rf"reach {now} ledger entries, but {top} were signed .*ledger checkpoint")
+    assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
+    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+
+
+def test_an_archive_without_its_latest_checkpoint_file_records_nothing(cli_archive: Path) -> None:
+    """ledger/checkpoint removed (with the checkpoints above a finished ingest's begin: what it signed could then be
+    rewritten and signed again by the next command, a third hostile review), or replaced by something no key of
+    the archive signed: nothing is recorded beside it until a person signs again."""
+    (cli_archive / "ledger" / "checkpoint").unlink()
+    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    one_line_error(refused, r"ledger/checkpoint holds no checkpoint the catalog's keys signed .*ledger checkpoint")
     assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
     assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
 

@@ -1064,15 +1064,26 @@ class Archive:
             self._folder_seen(cp.size, linked)
         return cp, foreign
 
-    def _latest_file_signs(self, chain: keys.KeyChain) -> int:
-        """The size ledger/checkpoint signs, where it holds a note the key signed (else 0: verify names it): a
-        catalog whose signed checkpoints reach fewer entries had some removed, or was put back from an older copy
-        (a hostile review: checkpoints removed above a finished ingest's begin made it look under way, and its
-        entries, rewritten, were signed)."""
-        try:  # a small regular file, never a link or a FIFO waited on (verify names what else is there)
-            return chain.parse(read_small(self.root / "ledger" / "checkpoint", 64 * 1024).decode("utf-8")).size
-        except (OSError, ValueError, CustodesError):
-            return 0
+    def _latest_file(self) -> str | Exception:
+        """What ledger/checkpoint holds, or why it cannot be read: a small regular file, never a link or a FIFO
+        waited on."""
+        try:
+            return read_small(self.root / "ledger" / "checkpoint", 64 * 1024).decode("utf-8")
+        except (OSError, ValueError) as e:
+            return e
+
+    def _latest_file_signs(self, chain: keys.KeyChain, latest: str | Exception) -> int:
+        """The size ledger/checkpoint signs: a catalog whose signed checkpoints reach fewer entries had some
+        removed, or was put back from an older copy (a hostile review: checkpoints removed above a finished
+        ingest's begin made it look under way, and its entries, rewritten, were signed). A file gone, or one that
+        holds no note the catalog's keys signed (replaced, or a catalog put back from before a key rotation) cannot
+        say: nothing is recorded beside it (LatestCheckpointError) until a person signs again."""
+        try:
+            if isinstance(latest, Exception):
+                raise latest
+            return chain.parse(latest).size
+        except (OSError, ValueError, CustodesError) as e:
+            raise LatestCheckpointError(self.root, e) from None
 
     def sign_within(self, catalog: Catalog, *, sign_all: bool = False) -> tuple[ledger_mod.Checkpoint, list[int]]:
         """Inside the caller's transaction: sign the ledger up to the first entry another hand put there (all of
@@ -1084,7 +1095,7 @@ class Archive:
         acc = _signed_accumulator(catalog, chain)
         if why := catalog.ledger.misnumbered(acc.size):
             raise LedgerNumberingError(self.root, why)
-        foreign = [] if sign_all else _foreign_entries(catalog, acc.size)
+        foreign = [] if sign_all else _foreign_entries(catalog, acc.size, acc.root())
         for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
             acc.extend(part)
         key = keys.signing_key(self, chain.key_for(acc.size))
@@ -1102,18 +1113,22 @@ class Archive:
         Empty at once when there are none."""
         deadline = time.monotonic() + (OTHERS_SIGN_WITHIN_S if wait else 0)
         while True:
+            # Read before the catalog's snapshot: a checkpoint's file never runs ahead of its committed row, so one
+            # signed meanwhile is in the snapshot too (read after it, a hostile review saw a false "removed").
+            latest = self._latest_file()
             with self.catalog.snapshot() as catalog:
                 chain = keys.archive_chain(self)
-                top = _signed_accumulator(catalog, chain).size
-                own = catalog.ledger.own
-                seen = max(own.signed, self._latest_file_signs(chain))
+                acc = _signed_accumulator(catalog, chain)
+                top, own = acc.size, catalog.ledger.own
+                recorded = catalog.checkpoints.latest() is not None  # (none yet: init's first, with no file)
+                seen = max(own.signed, self._latest_file_signs(chain, latest) if recorded else 0)
                 if top < seen:
                     raise CheckpointsGoneError(self.root, top, seen)
                 if why := catalog.ledger.misnumbered(top):
                     raise LedgerNumberingError(self.root, why)
                 own.signed = top
                 upto = max(own.last, top) if before == _OWN_LAST else before
-                found = [seq for seq in _foreign_entries(catalog, top) if upto is None or seq < upto]
+                found = [seq for seq in _foreign_entries(catalog, top, acc.root()) if upto is None or seq < upto]
             if not found or time.monotonic() >= deadline:
                 return found
             time.sleep(0.05)
@@ -1480,9 +1495,9 @@ def _signs(chain: keys.KeyChain, note: object, size: int, root: bytes) -> bool:
     return signed is not None and (signed.size, signed.root) == (size, root)
 
 
-def _foreign_entries(catalog: Catalog, top: int) -> list[int]:
-    """The entries from ``top`` on that this process did not append (as they are: one rewritten since is not its
-    own) and no unfinished ingest wrote, in order."""
+def _foreign_entries(catalog: Catalog, top: int, root: bytes) -> list[int]:
+    """The entries from ``top`` (signed with ``root``) on that this process did not append (as they are: one
+    rewritten since is not its own) and no ingest under way wrote, in order."""
     from custodes.catalog import replay
 
     ledger = catalog.ledger
@@ -1491,11 +1506,11 @@ def _foreign_entries(catalog: Catalog, top: int) -> list[int]:
     if not others:
         return []
     by = [(seq, replay.entry_ingest(data)) for seq, data in catalog.ledger.entries(min(others)) if seq in others]
-    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top)
+    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top, root)
     return [seq for seq, ingest in by if ingest not in under_way]
 
 
-def _ingests_under_way(catalog: Catalog, ids: set[int], top: int) -> set[int]:
+def _ingests_under_way(catalog: Catalog, ids: set[int], top: int, root: bytes) -> set[int]:
     """Of ``ids``, the ingests whose begin a checkpoint signed (an ingest signs it as it records it) and whose end
     none did: under way, or interrupted and waiting for their re-run; their entries past ``top`` are work in flight,
     which another command's checkpoint signs. By the signed ledger, never the catalog's rows: an ``ingests`` row
@@ -1507,8 +1522,15 @@ def _ingests_under_way(catalog: Catalog, ids: set[int], top: int) -> set[int]:
     ended: set[int] = set()
     if not ids:
         return begun
-    # Every signed begin and end, each held to its leaf: an end's text rewritten to name another ingest (and put
-    # back after) made a finished ingest look under way (a second hostile review). Any of them edited: none is.
+    # The signed part as it is now against its signed root (the whole of it: this runs only while entries of an
+    # ingest lie past the latest checkpoint), then every signed begin and end held to its leaf: an end rewritten
+    # to name another ingest, its leaf with it, or removed (and put back after) made a finished ingest look under
+    # way (two hostile reviews). Any of it edited: no ingest is.
+    signed = merkle.Accumulator()
+    for part in catalog.ledger.leaves_from(0, top):
+        signed.extend(part)
+    if (signed.size, signed.root()) != (top, root):
+        return set()
     for _, data, leaf in catalog.ledger.of_types_below(("ingest_begin", "ingest_end"), top):
         if merkle.leaf_hash(data) != leaf:
             return set()
@@ -1548,7 +1570,24 @@ class CheckpointsGoneError(ArchiveError):
             f"the signed checkpoints of {root} reach {now} ledger entries, but {seen} were signed (by this process, "
             "or as ledger/checkpoint says): checkpoints were removed from catalog.sqlite, or it was put back from an "
             "older copy; nothing was recorded or signed. `custodes verify` says what differs; where catalog.sqlite "
-            "was put back from a backup on purpose, `custodes ledger checkpoint` signs the ledger as it now is"
+            "was put back from a backup on purpose, move the files of ledger/checkpoints/ above "
+            f"{now} aside (keep them: they are what was signed after the backup), then `custodes ledger checkpoint` "
+            "signs the ledger as it now is"
+        )
+
+
+class LatestCheckpointError(ArchiveError):
+    """ledger/checkpoint is gone, or holds no note the catalog's keys signed: the catalog's checkpoints cannot be
+    held to it (removed with it, or a catalog put back from before a key rotation)."""
+
+    def __init__(self, root: Path, why: Exception) -> None:
+        from custodes.findings import shell_word
+
+        super().__init__(
+            f"{root / 'ledger' / 'checkpoint'} holds no checkpoint the catalog's keys signed ({why}): removed or "
+            "replaced, or catalog.sqlite was put back from before a key rotation; nothing was recorded or signed. "
+            f"`custodes verify` says what differs; `custodes ledger checkpoint {shell_word(os.path.abspath(root))}` "
+            "writes it again once that is known"
         )
 
 

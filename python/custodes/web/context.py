@@ -26,7 +26,14 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from custodes import retention, tasks
-from custodes.archive import POLICY_FILE, Archive, CheckpointsGoneError, NotReadyToRecord, open_archive
+from custodes.archive import (
+    POLICY_FILE,
+    Archive,
+    CheckpointsGoneError,
+    LatestCheckpointError,
+    NotReadyToRecord,
+    open_archive,
+)
 from custodes.catalog import SchemaDiffersError
 from custodes.catalog.accounts import AccountsSchemaError, AccountStore
 from custodes.defaults import MAX_TEXT
@@ -119,9 +126,10 @@ def acting(request: Request, visitor: Visitor) -> AbstractContextManager[Archive
 def status_of(error: CustodesError, default: int) -> int:
     """The HTTP status of a library error: 503 for a catalog or an accounts store custodes writes nothing into
     (catalog.SchemaDiffersError, catalog.accounts.AccountsSchemaError), and for an archive that records nothing now
-    (archive.NotReadyToRecord: a disk, a key, entries no checkpoint covers; CheckpointsGoneError): the server's
+    (archive.NotReadyToRecord: a disk, a key, entries no checkpoint covers; CheckpointsGoneError,
+    LatestCheckpointError): the server's
     condition, not the request's fault; else ``default``."""
-    server = SchemaDiffersError | AccountsSchemaError | NotReadyToRecord | CheckpointsGoneError
+    server = SchemaDiffersError | AccountsSchemaError | NotReadyToRecord | CheckpointsGoneError | LatestCheckpointError
     return 503 if isinstance(error, server) else default
 
 
