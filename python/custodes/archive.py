@@ -1106,7 +1106,7 @@ class Archive:
         return chain.parse(recorded), foreign
 
     def unsigned_of_others(self, before: int | None = None, *, wait: bool = True) -> list[int]:
-        """The entries no checkpoint covers that neither this process appended nor an unfinished ingest wrote, once
+        """The entries no checkpoint covers that neither this process appended nor an ingest under way wrote, once
         other commands had :data:`OTHERS_SIGN_WITHIN_S` to sign theirs (a command signs its entries a moment after
         it records them; ``wait``: False, as they are now); ``before``: only those before that index
         (:data:`_OWN_LAST`: before this process's last entry no checkpoint covers yet, none when it has none).
