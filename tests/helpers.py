@@ -387,6 +387,13 @@ def catalog_edit(arch: Path, *, foreign_keys: bool = True) -> Iterator[sqlite3.C
         conn.close()
 
 
+#: An approval of request 1 by bob as someone who can write catalog.sqlite would append it (appended_by_hand): no
+#: command of custodes wrote it.
+FORGED_APPROVAL = json.dumps(
+    {"type": "access_approve", "request": 1, "person": "bob", "ok": True}, sort_keys=True, separators=(",", ":")
+).encode()
+
+
 def appended_by_hand(arch: Path, entry: bytes, filed_as: str) -> int:
     """``entry`` appended to the ledger table as by hand, with its right leaf hash and filed under ``filed_as``: an
     entry no custodes command wrote, which only the checkpoints can tell from one. Its index."""

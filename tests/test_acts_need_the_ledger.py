@@ -18,6 +18,7 @@ import pytest
 
 from helpers import (
     FOOTAGE,
+    FORGED_APPROVAL,
     PEOPLE,
     appended_by_hand,
     as_,
@@ -33,6 +34,11 @@ from helpers import (
 )
 
 DAY = 86_400 * 10**9
+
+
+def alice_holds(arch: Path) -> subprocess.CompletedProcess[bytes]:
+    """A custodian's act through the service: a hold on segment 1 (what every refusal below is tried with)."""
+    return as_("alice", "retention", "hold", arch, "--segment", "1", "--reason", "case C-9")
 
 
 def object_of(arch: Path, segment: int) -> Path:
@@ -263,10 +269,7 @@ def test_an_entry_written_into_the_ledger_table_is_signed_by_no_command_but_a_pe
     no checkpoint covers, by index and type; every command that would record refuses, nothing recorded, naming
     them (the web page's, the service's and the CLI's alike: one rule, Archive.ready_to_record); only `custodes
     ledger checkpoint`, a person's look at them, signs them."""
-    data = json.dumps(
-        {"type": "access_approve", "request": 1, "person": "bob", "ok": True}, sort_keys=True, separators=(",", ":")
-    ).encode()
-    seq = appended_by_hand(cli_archive, data, "access_approve")
+    seq = appended_by_hand(cli_archive, FORGED_APPROVAL, "access_approve")
     out = run_cli("verify", cli_archive, "--json")
     assert out.returncode == 1, out.stderr
     (found,) = [f for f in json.loads(out.stdout)["findings"] if "not covered by any signed checkpoint" in f["message"]]
@@ -274,27 +277,26 @@ def test_an_entry_written_into_the_ledger_table_is_signed_by_no_command_but_a_pe
     assert "written into the ledger table by hand" in found["message"], found
     assert "custodes records nothing more while they are there" in found["message"], found
     size = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")[0][0]
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, rf"entries no checkpoint covers .*\({seq} \(access_approve\)\): nothing was recorded")
     assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")[0][0] == size
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
     assert run_cli("ledger", "checkpoint", cli_archive).returncode == 0  # the person who looked signs it
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] == seq + 1
-    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+    assert alice_holds(cli_archive).returncode == 0
 
 
 def test_a_checkpoints_row_written_by_hand_covers_nothing(cli_archive: Path) -> None:
     """The forged entry with a checkpoints row of its own making (the size past it, any note: only the key signs
     a note): the row signs nothing, and the command refuses as without it."""
-    data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
-    seq = appended_by_hand(cli_archive, data, "access_approve")
+    seq = appended_by_hand(cli_archive, FORGED_APPROVAL, "access_approve")
     with catalog_edit(cli_archive) as conn:
         (note, frontier) = conn.execute("SELECT note, frontier FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         conn.execute(
             "INSERT INTO checkpoints (size, root, note, created_ns, frontier) VALUES (?, ?, ?, ?, ?)",
             (seq + 1, b"\0" * 32, note, time.time_ns(), frontier),
         )
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, rf"entries no checkpoint covers .*\({seq} \(access_approve\)\): nothing was recorded")
 
 
@@ -313,8 +315,7 @@ def test_an_entry_written_by_hand_while_a_command_acts_is_not_signed_and_its_act
     with open_archive(arch) as archive:
         archive.ready_to_record()  # (its first act's check, passed)
         archive._ready = True
-        data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
-        seq = appended_by_hand(arch, data, "access_approve")
+        seq = appended_by_hand(arch, FORGED_APPROVAL, "access_approve")
         started = time.monotonic()
         with pytest.raises(UnsignedEntriesError, match=rf"\({seq} \(access_approve\)\).*entries {seq + 1}\.\.") as e:
             register_devices(archive, [RegisteredDevice("BWC-1", "body_camera")])
@@ -401,13 +402,12 @@ def test_entries_numbered_by_hand_outside_the_ledger_are_no_proof_and_cannot_be_
     """An approval (and its request) inserted at negative indexes, which no check past the latest checkpoint saw
     and the lookup of an act's proofs read: a purge went through on it (a hostile review). A ledger whose
     indexes are not 0 to n-1 now stops every act, and `ledger checkpoint` too: only a backup puts it right."""
-    data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
     with catalog_edit(cli_archive) as conn:
         conn.execute(
             "INSERT INTO ledger (seq, entry, leaf, type) VALUES (-1, ?, ?, 'access_approve')",
-            (data, hashlib.sha256(b"\0" + data).digest()),
+            (FORGED_APPROVAL, hashlib.sha256(b"\0" + FORGED_APPROVAL).digest()),
         )
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, r"rows at indexes below 0 .*restore catalog.sqlite from a backup; nothing was recorded")
     with catalog_edit(cli_archive) as conn:  # a gap instead
         conn.execute("UPDATE ledger SET seq = (SELECT MAX(seq) + 5 FROM ledger) WHERE seq = -1")
@@ -428,11 +428,10 @@ def test_a_long_running_process_signs_nothing_over_checkpoints_removed_from_the_
     with open_archive(arch) as a:  # one request of a service
         register_devices(a, [RegisteredDevice("BWC-1", "body_camera")])
     (seq,) = catalog_rows(arch, "SELECT MAX(seq) FROM ledger")[0]
-    forged = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
     with catalog_edit(arch) as conn:
         conn.execute(
             "UPDATE ledger SET entry = ?, leaf = ? WHERE seq = ?",
-            (forged, hashlib.sha256(b"\0" + forged).digest(), seq),
+            (FORGED_APPROVAL, hashlib.sha256(b"\0" + FORGED_APPROVAL).digest(), seq),
         )
         conn.execute("DELETE FROM checkpoints WHERE size = ?", (seq + 1,))
     size = catalog_rows(arch, "SELECT COUNT(*) FROM ledger")[0][0]
@@ -464,7 +463,7 @@ def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_arc
         with catalog_edit(cli_archive) as conn:
             conn.execute("UPDATE ingests SET finished_ns = NULL WHERE id = ?", (planted["ingest"],))
     seq = appended_by_hand(cli_archive, json.dumps(planted).encode(), "ingest")
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq - (how == "begun by hand")
 
@@ -486,7 +485,7 @@ def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive:
         conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (other, end))
         if leaf_too:
             conn.execute("UPDATE ledger SET leaf = ? WHERE seq = ?", (hashlib.sha256(b"\0" + other).digest(), end))
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
 
 
@@ -499,10 +498,10 @@ def test_checkpoints_removed_from_the_catalog_but_named_by_ledger_checkpoint_sto
     with catalog_edit(cli_archive) as conn:
         conn.execute("DELETE FROM checkpoints WHERE size = ?", (top,))
     (now,) = catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0]
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, rf"reach {now} ledger entries, but {top} were signed .*ledger checkpoint")
     assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
-    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+    assert alice_holds(cli_archive).returncode == 0
 
 
 def test_an_archive_without_its_latest_checkpoint_file_records_nothing(cli_archive: Path) -> None:
@@ -510,10 +509,10 @@ def test_an_archive_without_its_latest_checkpoint_file_records_nothing(cli_archi
     rewritten and signed again by the next command, a third hostile review), or replaced by something no key of
     the archive signed: nothing is recorded beside it until a person signs again."""
     (cli_archive / "ledger" / "checkpoint").unlink()
-    refused = as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9")
+    refused = alice_holds(cli_archive)
     one_line_error(refused, r"ledger/checkpoint holds no checkpoint the catalog's keys signed .*ledger checkpoint")
     assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
-    assert as_("alice", "retention", "hold", cli_archive, "--segment", "1", "--reason", "case C-9").returncode == 0
+    assert alice_holds(cli_archive).returncode == 0
 
 
 def test_a_checkpoint_whose_transaction_failed_is_not_taken_for_one_removed(tmp_path: Path) -> None:

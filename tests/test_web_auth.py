@@ -19,7 +19,7 @@ from custodes.archive import open_archive
 from custodes.web import auth, create_app
 from custodes.web.accounts import LOCK_AFTER
 from custodes.web.app import CSP
-from helpers import appended_by_hand, peer, policy_text, run_cli, set_policy
+from helpers import FORGED_APPROVAL, appended_by_hand, peer, policy_text, run_cli, set_policy
 from web_helpers import ONE_TIME, PASSWORD, add_own_account, free_port, start_service, stop_service_by_pid
 
 MINUTE = 60 * 1_000_000_000
@@ -97,8 +97,7 @@ def test_a_login_beside_an_entry_another_hand_put_in_the_ledger_is_the_server_s_
     condition: 503, the page, naming the entry, nothing recorded."""
     web = client(with_account(cli_archive))
     web.headers["accept"] = "text/html,application/xhtml+xml"  # as a browser asks
-    data = json.dumps({"type": "access_approve", "request": 1, "person": "bob", "ok": True}).encode()
-    seq = appended_by_hand(cli_archive, data, "access_approve")
+    seq = appended_by_hand(cli_archive, FORGED_APPROVAL, "access_approve")
     answer = log_in(web, "alice", PASSWORD)
     assert answer.status_code == 503 and "text/html" in answer.headers["content-type"], answer.text
     assert f"{seq} (access_approve)" in answer.text and "custodes_session" not in answer.headers.get("set-cookie", "")

@@ -239,10 +239,6 @@ def repair(archive: Archive) -> RepairResult:
             continue
         to_store(archive, [digest])  # the restored version locked as the catalog keeps it
         _record(archive, result, person, digest, copy, was, done)
-    # Entries no checkpoint covers that no command under way wrote are never signed by a repair, as by no command
-    # (Archive.checkpoint; two hostile reviews: a forged approval, then forged repairs and a policy filed as one,
-    # signed with exit 0). Such entries made it refuse before it began (Archive.ready_to_record); one put there
-    # while it ran leaves its own entries after it unsigned, for a person to look at and sign (_record).
     return result
 
 
@@ -298,7 +294,10 @@ def _record(
     result.repaired.append({"object": digest, "copy": copy, "was": was, "done": done})
     # Signed at once, each: the next object's restore may take minutes, and another command waits only seconds
     # for entries no checkpoint covers before it takes them for another hand's (Archive.checkpoint; a hostile
-    # review: a long repair stopped every other command). One put there meanwhile leaves this one unsigned.
+    # review: a long repair stopped every other command). Entries another hand put in the ledger are signed by no
+    # repair, as by no command (two hostile reviews: a forged approval, then forged repairs and a policy filed as
+    # one, signed with exit 0): the repair refused before it began (Archive.ready_to_record), and one put there
+    # while it ran leaves this entry unsigned, for a person to look at and sign.
     crashpoint("before_checkpoint")
     try:
         archive.checkpoint()
