@@ -1126,7 +1126,7 @@ class Archive:
                     raise CheckpointsGoneError(self.root, top, seen)
                 if why := catalog.ledger.misnumbered(top):
                     raise LedgerNumberingError(self.root, why)
-                own.signed = top
+                own.seen_signed(top)
                 upto = max(own.last, top) if before == _OWN_LAST else before
                 found = [seq for seq in _foreign_entries(catalog, top, acc.root()) if upto is None or seq < upto]
             if not found or time.monotonic() >= deadline:

@@ -37,14 +37,22 @@ class OwnEntries:
     (custodes.catalog keeps one per file): what a checkpoint may sign as its command's own work, where an entry no
     checkpoint covers that some other hand put there is not signed (custodes.archive)."""
 
-    #: index -> leaf of every entry this process appended and committed: an entry rewritten since (its leaf is
-    #: another) is not its own any more.
+    #: index -> leaf of every entry this process appended and committed that no checkpoint it saw covers yet: an
+    #: entry rewritten since (its leaf is another) is not its own any more.
     leaves: dict[int, bytes] = field(default_factory=dict)
     #: The largest size this process signed or found signed: a catalog whose checkpoints go back below it had
     #: some removed (or was put back from an older copy), and nothing is signed over it.
     signed: int = 0
     #: The index of the last entry it appended (-1: none).
     last: int = -1
+
+    def seen_signed(self, size: int) -> None:
+        """A checkpoint of ``size`` is signed: the leaves below it are forgotten. Whose an entry is matters only
+        past the latest checkpoint (one that goes back below :attr:`signed` is refused before anything is asked),
+        and kept for every entry, the archive service's memory grew by each one it ever appended."""
+        if size > self.signed:
+            self.signed = size
+            self.leaves = {index: leaf for index, leaf in self.leaves.items() if index >= size}
 
 
 class Ledger(Table):
@@ -70,7 +78,7 @@ class Ledger(Table):
         self.own.leaves.update(self._appending)
         self.own.last = max(self.own.last, *self._appending, -1)
         self._appending.clear()
-        self.own.signed = max(self.own.signed, self._signing)
+        self.own.seen_signed(self._signing)
         self._signing = 0
 
     def appended_mark(self) -> int:
