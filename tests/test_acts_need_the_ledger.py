@@ -574,6 +574,52 @@ def test_an_export_beside_an_entry_put_in_while_it_ran_fails_whole(cli_archive: 
     assert types[-3:] == ["storage_check", "export", "export_failed"], types
 
 
+def test_an_ingest_beside_an_entry_put_in_while_it_ran_still_says_what_it_stored(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """An entry appended by hand while an ingest recorded its files: the ingest stands unsigned (its checkpoint
+    signs nothing past that entry) and `--json` wrote nothing, so an agency tool had no word of what was stored (a
+    hostile review). It writes the result, not ok, with the error that stopped the checkpoint and its reason."""
+    hand_back(cli_archive)  # root ingests embedded, as the archive's owner
+    forged = json.dumps({"type": "storage_check", "time": 1}).encode()
+    script = tmp_path / "forged_meanwhile.py"
+    script.write_text(
+        "import hashlib, sqlite3, sys\n"
+        "import custodes.ingest as ingest\n"
+        "from custodes.cli import main\n"
+        "recorded = ingest._record_group\n"
+        "def record_then_forge(archive, *args):\n"
+        "    out = recorded(archive, *args)\n"
+        "    with sqlite3.connect(archive.root / 'catalog.sqlite') as db:\n"
+        f"        data = {forged!r}\n"
+        "        db.execute('INSERT INTO ledger (seq, entry, leaf, type) VALUES ((SELECT MAX(seq) + 1 FROM ledger), "
+        "?, ?, ?)', (data, hashlib.sha256(b'\\0' + data).digest(), 'storage_check'))\n"
+        "    return out\n"
+        "ingest._record_group = record_then_forge\n"
+        "main(sys.argv[1:])\n"
+    )
+    vol = tmp_path / "BWC0002"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    out = subprocess.run(
+        [sys.executable, str(script), "ingest", str(vol), "--archive", str(cli_archive), "--json"], capture_output=True
+    )
+    err = out.stderr.decode()
+    assert out.returncode == 2 and "Traceback" not in err, err
+    assert "not signed, and stands (do not do it again)" in err, err
+    result = json.loads(out.stdout)
+    assert (result["ok"], result["stored"], result["checkpoint"]) == (False, ["DCIM/bt601.mov"], None), result
+    assert result["error"]["kind"] == "unsigned_entries" and "(do not do it again)" in result["error"]["message"], (
+        result
+    )
+    assert [s["name"] for s in result["segments"]] == ["DCIM/bt601.mov"], result
+    signed = catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0]
+    assert json.loads(catalog_rows(cli_archive, f"SELECT entry FROM ledger WHERE seq = {signed}")[0][0]) == {
+        "type": "storage_check",
+        "time": 1,
+    }  # signed up to the entry put in by hand, and not past it
+
+
 def test_a_purge_entry_forged_into_the_ledger_under_an_export_request_removes_nothing(cli_archive: Path) -> None:
     """A `purge` entry appended to the ledger table with its leaf hash (a lawful purge's, retargeted at segment 2
     and naming a pending export request) and its tombstone made by the rebuild from the ledger: `purge --resume`

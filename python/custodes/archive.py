@@ -1597,6 +1597,8 @@ class UnsignedEntriesError(ArchiveError):
     and left unsigned for a person to look at (they came in between this command's check before it acted and its
     checkpoint). The act stands: it is not to be done again."""
 
+    kind = "unsigned_entries"  # (--json of an ingest so stopped: what it stored, and this)
+
     def __init__(self, root: Path, foreign: str, own: list[int]) -> None:
         self.foreign = foreign  # the entries, as named to a person
         super().__init__(

@@ -1701,12 +1701,17 @@ def ingest_command(
     ingest finishes when run again. Exit 1 when a file failed or there are
     findings.
     """
-    from custodes.ingest import ingest
+    from custodes.ingest import IngestResult, ingest
 
     with _open_archive(archive_path) as a:
         line, progress = _bytes_progress(out)
         try:  # a bad driver, option or volume is a CustodesError: one line, exit 2
             result = ingest(a, volume, driver, _driver_options(options), progress=progress, workers=workers)
+        except CustodesError as e:
+            if out.json and isinstance(e.done, IngestResult):  # recorded, not signed: what stands, and why
+                error = {"kind": e.kind, "message": str(e)}
+                _write_json({**e.done.to_json(lazy=True), "ok": False, "error": error})
+            raise
         finally:
             line.close()
     if out.json:

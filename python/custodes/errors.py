@@ -32,6 +32,9 @@ class CustodesError(Exception):
     """Base of every error custodes raises or reports."""
 
     kind = "error"
+    #: What the act had done, and stands, when this error stopped it (an ingest recorded whole whose checkpoint was
+    #: not signed: its :class:`custodes.ingest.IngestResult`, which ``--json`` still writes); None: nothing.
+    done: object | None = None
 
 
 class UnknownRecordError(CustodesError, LookupError):

@@ -1219,7 +1219,13 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
             },
         )
     crashpoint("before_checkpoint")
-    result.checkpoint = archive.checkpoint().to_json()
+    try:
+        result.checkpoint = archive.checkpoint().to_json()
+    except CustodesError as e:
+        # Recorded, not signed (entries another hand put in between, the checkpoint's file not written): the
+        # ingest stands, and a caller is still told what it stored (--json wrote nothing, a hostile review).
+        e.done = result
+        raise
     # Finished only once signed: until then verify calls this ingest's objects and
     # unsigned ledger entries `pending` (under way, or interrupted: run it again).
     # Running it again is how an interrupted ingest of this volume is finished, so
