@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -65,6 +66,8 @@ def run_cli(
             cwd = cwd if cwd is not None else arch.parent  # a folder the person may write (copies land here)
         prefix, command = as_account(user), account_python()
         full_env["HOME"] = "/"  # LOGNAME and USER stay whatever they were: they say nothing about who runs it
+    if not prefix and _forkable(env):
+        return _forked_cli([*command, *map(str, args)], cwd, input, full_env, timeout)
     return subprocess.run(
         [*prefix, *command, *map(str, args)],
         cwd=cwd,
@@ -73,6 +76,115 @@ def run_cli(
         timeout=timeout,
         env=full_env,
     )
+
+
+#: Set (to anything) to run every CLI command of the tests as ``python -m custodes`` (the fork server below off).
+REAL_PROCESSES_ENV = "CUSTODES_TESTS_REAL_PROCESSES"
+#: Variables the interpreter reads as it starts (its locale, its own options): a run that sets one is started
+#: whole, since a process forked from one already started would not read them.
+_READ_AT_START = ("PYTHON", "LC_", "LANG")
+_FORK_SERVER: list[tuple[subprocess.Popen[bytes], str]] = []
+_FORK_SERVER_LOCK = __import__("threading").Lock()
+
+
+def _forkable(env: Mapping[str, str] | None) -> bool:
+    if os.environ.get(REAL_PROCESSES_ENV):
+        return False
+    return not any(key.startswith(_READ_AT_START) for key in env or {})
+
+
+def _fork_server() -> str:
+    """The socket of this test process's fork server (tests/cli_zygote.py), started on first use and stopped by
+    its pid when the test process ends."""
+    with _FORK_SERVER_LOCK:
+        if _FORK_SERVER and _FORK_SERVER[0][0].poll() is None:
+            return _FORK_SERVER[0][1]
+        folder = tempfile.mkdtemp(prefix="custodes-fork-server-")
+        path = os.path.join(folder, "socket")
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("cli_zygote.py")), path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert server.stdout is not None
+        if server.stdout.readline() != b"ready\n":
+            server.kill()
+            raise RuntimeError(f"the CLI fork server did not start (exit {server.wait()})")
+        _FORK_SERVER[:] = [(server, path)]
+
+        def stop() -> None:
+            assert server.stdin is not None
+            server.stdin.close()  # it ends when its stdin does
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            shutil.rmtree(folder, ignore_errors=True)  # (it removes its socket and folder as it ends)
+
+        atexit.register(stop)
+        return path
+
+
+class _Lines:
+    """The lines the fork server answers on one connection (a socket file object cannot be read again after a
+    timeout)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn, self.held = conn, b""
+
+    def next(self) -> bytes:
+        while b"\n" not in self.held:
+            more = self.conn.recv(64)
+            if not more:
+                raise ConnectionError("the CLI fork server closed the connection")
+            self.held += more
+        line, self.held = self.held.split(b"\n", 1)
+        return line
+
+
+def _forked_cli(
+    command: list[str], cwd: Path | None, input: bytes | None, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """``command`` (``python -m custodes ARGS``) run by a process forked from the fork server, as run_cli's
+    subprocess.run would run it: the same result, exit status and TimeoutExpired; stdin empty when no ``input``
+    (the test worker's own stdin is execnet's channel)."""
+    import array
+
+    umask = os.umask(0o077)  # (read by setting it: given back at once)
+    os.umask(umask)
+    header = {
+        "args": command[3:],
+        "env": dict(env),
+        "cwd": os.path.abspath(cwd if cwd is not None else os.getcwd()),
+        "umask": umask,
+    }
+    with (
+        tempfile.TemporaryFile() as stdin,
+        tempfile.TemporaryFile() as stdout,
+        tempfile.TemporaryFile() as stderr,
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn,
+    ):
+        stdin.write(input or b"")
+        stdin.seek(0)
+        conn.connect(_fork_server())
+        fds = array.array("i", [stdin.fileno(), stdout.fileno(), stderr.fileno()])
+        conn.sendmsg([json.dumps(header).encode() + b"\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        conn.settimeout(timeout)
+        answers = _Lines(conn)
+        pid = int(answers.next())
+        try:
+            status = answers.next()
+        except TimeoutError:
+            os.kill(pid, 9)
+            conn.settimeout(30)
+            answers.next()  # its end, as subprocess.run waits for the process it killed
+            stdout.seek(0)
+            stderr.seek(0)
+            raise subprocess.TimeoutExpired(command, timeout, stdout.read(), stderr.read()) from None
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(command, int(status), stdout.read(), stderr.read())
 
 
 # ---- real accounts and the archive service ----------------------------------------------
