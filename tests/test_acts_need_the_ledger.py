@@ -468,6 +468,33 @@ def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_arc
     assert catalog_rows(cli_archive, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq - (how == "begun by hand")
 
 
+def test_an_interrupted_ingest_finished_by_its_re_run_has_no_work_in_flight_left(tmp_path: Path) -> None:
+    """An ingest killed after its begin was signed is under way until its re-run finishes it; the re-run ended only
+    its own ingest in the ledger, so the killed one stayed under way for good, and a recording appended by hand as
+    its entry was signed by the next command (an open door ever after, a review of the rule). The re-run's end
+    names the ingests it finishes, and none of them has work in flight once it is signed."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0001"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})  # its file in
+    assert killed.returncode == -9, killed.stderr
+    again = run_cli("ingest", vol, "--archive", arch, "--json")
+    assert again.returncode in (0, 1) and json.loads(again.stdout)["ingest"] == 2, again.stderr
+    ends = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest_end'")]
+    assert [(e["ingest"], e.get("finishes")) for e in ends] == [(2, [1])], ends
+    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    planted = {**json.loads(raw), "ingest": 1, "segment": 99, "name": "planted.mp4"}
+    seq = appended_by_hand(arch, json.dumps(planted).encode(), "ingest")
+    other = tmp_path / "BWC0002"
+    other.mkdir()
+    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    refused = run_cli("ingest", other, "--archive", arch)
+    one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
+
+
 @pytest.mark.parametrize("leaf_too", [False, True])
 def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive: Path, leaf_too: bool) -> None:
     """A recording appended by hand as finished ingest 1's, with the text of its signed end rewritten to name

@@ -1512,7 +1512,8 @@ def _foreign_entries(catalog: Catalog, top: int, root: bytes) -> list[int]:
 
 def _ingests_under_way(catalog: Catalog, ids: set[int], top: int, root: bytes) -> set[int]:
     """Of ``ids``, the ingests whose begin a checkpoint signed (an ingest signs it as it records it) and whose end
-    none did: under way, or interrupted and waiting for their re-run; their entries past ``top`` are work in flight,
+    none did, neither their own nor that of the re-run that finished them (its ``finishes``): under way, or
+    interrupted and waiting for their re-run; their entries past ``top`` are work in flight,
     which another command's checkpoint signs. By the signed ledger, never the catalog's rows: an ``ingests`` row
     made or reopened by hand, or a begin appended by hand, puts no entry in flight (a hostile review: forged
     recordings were signed as an unfinished ingest's)."""
@@ -1537,6 +1538,8 @@ def _ingests_under_way(catalog: Catalog, ids: set[int], top: int, root: bytes) -
         e = replay.entry_json(data)
         if isinstance(e, dict) and type(e.get("ingest")) is int:
             (begun if e.get("type") == "ingest_begin" else ended).add(e["ingest"])
+        if isinstance(e, dict) and e.get("type") == "ingest_end" and isinstance(e.get("finishes"), list):
+            ended.update(i for i in e["finishes"] if type(i) is int)  # the interrupted ones its run finished
     return (begun - ended) & ids
 
 

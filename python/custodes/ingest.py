@@ -1207,17 +1207,20 @@ def _finish(archive: Archive, volume: str | os.PathLike[str], volume_text: str, 
                 rows.append(row)
             entry = {"type": "ingest_findings", "ingest": result.ingest_id, "findings": rows, "time": time.time_ns()}
             replay.record(catalog, entry)
-        replay.record(
-            catalog,
-            {
-                "type": "ingest_end",
-                "ingest": result.ingest_id,
-                # The segments are the ingest entries' own facts, the findings the ingest_findings entries': not
-                # repeated here, nor built to be dropped (18 MiB at 30,000 files).
-                "result": _json_text(result.to_json(per_file=False)),
-                "time": time.time_ns(),
-            },
-        )
+        end: dict[str, Any] = {
+            "type": "ingest_end",
+            "ingest": result.ingest_id,
+            # The segments are the ingest entries' own facts, the findings the ingest_findings entries': not
+            # repeated here, nor built to be dropped (18 MiB at 30,000 files).
+            "result": _json_text(result.to_json(per_file=False)),
+            "time": time.time_ns(),
+        }
+        # The interrupted ingests of this volume this run finishes, said where the ledger ends them: until a
+        # signed end does, an ingest is under way, and its entries past the latest checkpoint are work in flight
+        # that any command signs (custodes.archive); one finished only in the catalog stayed so for good.
+        if finishes := catalog.ingests.finished_with(result.ingest_id, volume_text, result.device):
+            end["finishes"] = finishes
+        replay.record(catalog, end)
     crashpoint("before_checkpoint")
     try:
         result.checkpoint = archive.checkpoint().to_json()

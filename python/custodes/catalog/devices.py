@@ -208,19 +208,17 @@ class Ingests(Table):
     def set_result(self, ingest_id: int, result: str) -> None:
         self._conn.execute("UPDATE ingests SET result = ? WHERE id = ?", (result, ingest_id))
 
+    def finished_with(self, ingest_id: int, volume: str, device: str) -> list[int]:
+        """The earlier unfinished ingests of the same volume and device, which ``ingest_id`` finishes as it ends
+        (:meth:`finish`; its ``ingest_end`` entry names them, custodes.ingest)."""
+        sql = "SELECT id FROM ingests WHERE finished_ns IS NULL AND id < ? AND volume = ? AND device_id = ? ORDER BY id"
+        return [i for (i,) in self._conn.execute(sql, (ingest_id, volume, device))]
+
     def finish(self, ingest_id: int, volume: str, device: str, now: int) -> None:
         """Mark the ingest finished, and with it earlier unfinished ingests of the same volume and
         device: running an ingest again is how an interrupted one is finished. Their intents whose objects
         are recorded are done with; those left name objects stored that nothing records (verify: unrecorded)."""
-        finished = [
-            i
-            for (i,) in self._conn.execute(
-                "SELECT id FROM ingests WHERE id = ? OR (finished_ns IS NULL AND id < ? AND volume = ? AND "
-                "device_id = ?)",
-                (ingest_id, ingest_id, volume, device),
-            )
-        ]
-        for i in finished:
+        for i in [ingest_id, *self.finished_with(ingest_id, volume, device)]:
             self._conn.execute("UPDATE ingests SET finished_ns = ? WHERE id = ?", (now, i))
             for table in ("ingest_intents", "ingest_notes"):
                 # EXISTS, not `sha256 IN (SELECT sha256 FROM objects)`: for that, SQLite walked every object in

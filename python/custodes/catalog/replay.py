@@ -11,7 +11,8 @@ Entry types and the rows they make (see :data:`HANDLERS`):
   readings (and the zone its local times were read in, with its source: the entry is its only record);
   ``ingest``: the object and its segment (times, corrected times, marks, officer, container);
   ``ingest_findings``: some of the ingest's findings (at most 1000 an entry); ``ingest_end``: the ingest's
-  result (and, written before ``ingest_findings`` existed, its findings).
+  result (and, written before ``ingest_findings`` existed, its findings; ``finishes``: the interrupted ingests of
+  the same volume its run finished, which the ledger has no end of their own for).
 - ``access_<action>``: an access-log row each; ``access_request`` (granted) the request; ``access_approve`` /
   ``access_deny`` the decision; ``access_classify`` the classification; ``access_refusal_count`` (the refusals
   of an account without a role counted beyond the policy's limit in one window, see custodes.access) only
