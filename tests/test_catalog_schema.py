@@ -150,6 +150,39 @@ def test_a_dropped_ledger_table_stops_the_commands_naming_it(arch: Path) -> None
         assert b"no such table: ledger" in out.stderr and b"restore catalog.sqlite from a backup" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("how", "shown"),
+    [
+        (  # made again by hand without its integer key, every index a text
+            [
+                "CREATE TABLE l2 (seq TEXT, entry BLOB NOT NULL, leaf BLOB NOT NULL, type TEXT)",
+                "INSERT INTO l2 SELECT CAST(seq AS TEXT) || 'x', entry, leaf, type FROM ledger",
+                "DROP TABLE ledger",
+                "ALTER TABLE l2 RENAME TO ledger",
+                "CREATE INDEX ledger_by_type ON ledger(type, seq)",
+            ],
+            "'2x'",
+        ),
+        (["INSERT INTO ledger (seq, entry, leaf, type) SELECT -1, entry, leaf, type FROM ledger WHERE seq = 1"], "-1"),
+    ],
+)
+def test_ledger_rows_no_index_places_are_named_and_no_catalog_is_rebuilt_from_them(
+    arch: Path, how: list[str], shown: str
+) -> None:
+    """Rows at an index that is not a whole number, or below 0: verify and ledger verify crashed on the first
+    (a TypeError in the gap message) and said entries "0..-2" were gone for the second; rebuild-catalog crashed
+    on the first (a datatype mismatch) and copied the second. Each row is a finding; the rebuild refuses."""
+    edit(arch, *how)
+    for command in (("verify",), ("ledger", "verify")):
+        found = [f["message"] for f in findings(arch, *command) if f["kind"] == "ledger_mismatch"]
+        assert any(m.startswith(f"a ledger row at index {shown}, which no entry") for m in found), (command, found)
+        assert not any(" are gone" in m for m in found), found
+    rebuilt = run_cli("ledger", "rebuild-catalog", arch, "--replace")
+    assert rebuilt.returncode == 2 and b"Traceback" not in rebuilt.stderr, rebuilt.stderr.decode()
+    assert b"no catalog is rebuilt from it" in rebuilt.stderr, rebuilt.stderr.decode()
+    assert list(arch.glob("catalog.sqlite.before-rebuild-*")) == [] and list((arch / "tmp").iterdir()) == []
+
+
 def test_a_dropped_empty_table_fails_the_report_pointing_to_verify_and_rebuild(arch: Path) -> None:
     edit(arch, "DROP TABLE cases")
     out = run_cli("report", arch, "--format", "json", "--out", arch.parent / "r.json")

@@ -604,6 +604,15 @@ def _walk_ledger(catalog: Catalog, result: VerifyResult, wanted: dict[int, bytes
     if 0 in wanted and acc.root() != wanted[0]:
         result.findings.append(VerifyFinding("checkpoint_mismatch", "the empty-tree checkpoint has a wrong root"))
     for index, entry, leaf in catalog.ledger.walk():
+        if type(index) is not int or index < expected_index:  # (rows sort by index: a lower one is below 0)
+            result.findings.append(
+                VerifyFinding(
+                    "ledger_mismatch",
+                    f"a ledger row at index {index!r}, which no entry custodes appends has (not a whole number, or "
+                    "below 0): the ledger table was re-made or written by hand",
+                )
+            )
+            continue
         if index != expected_index:
             result.findings.append(
                 VerifyFinding(

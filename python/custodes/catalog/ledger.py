@@ -158,21 +158,29 @@ class Ledger(Table):
         return [(seq, blob(leaf)) for seq, leaf in rows]
 
     def misnumbered(self, top: int) -> str | None:
-        """What is wrong with the entries' indexes, which are 0 to n-1 when custodes alone appended them: rows
-        below 0, or gaps past ``top`` (the size a checkpoint signs: below it, the signed root says what was
-        removed) — rows inserted or removed by hand, which a lookup of the proofs of an act would read and no
-        checkpoint covers; None when they are whole. Its work does not grow with the ledger: the lowest index, and
-        the rows past ``top``."""
-        low = self._one("SELECT MIN(seq) FROM ledger")
+        """What is wrong with the entries' indexes, which are 0 to n-1 when custodes alone appended them: rows no
+        index places (:meth:`unplaceable`), or gaps past ``top`` (the size a checkpoint signs: below it, the signed
+        root says what was removed) — rows inserted or removed by hand, which a lookup of the proofs of an act would
+        read and no checkpoint covers; None when they are whole. Its work does not grow with the ledger: the lowest
+        and highest index, and the rows past ``top``."""
+        if why := self.unplaceable():
+            return why
         high, count = self._conn.execute("SELECT MAX(seq), COUNT(*) FROM ledger WHERE seq >= ?", (top,)).fetchone()
+        if count and high - top + 1 != count:
+            return f"{high - top + 1 - count} indexes missing between {top} and {high}"
+        return None
+
+    def unplaceable(self) -> str | None:
+        """Rows at indexes no Merkle tree has a place for: below 0, or not whole numbers (a table re-made by hand
+        without its integer key); None when there are none. A rebuild refuses to copy them (and verify names each,
+        verify._walk_ledger)."""
+        low, high = self._conn.execute("SELECT MIN(seq), MAX(seq) FROM ledger").fetchone()
         if low is None:
             return None
-        if type(low) is not int or (count and type(high) is not int):  # a table re-made by hand without its key
+        if type(low) is not int or type(high) is not int:
             return f"indexes that are not whole numbers ({low!r} to {high!r})"
         if low < 0:
             return f"rows at indexes below 0 (the first is {low})"
-        if count and high - top + 1 != count:
-            return f"{high - top + 1 - count} indexes missing between {top} and {high}"
         return None
 
     def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:

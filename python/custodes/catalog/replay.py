@@ -1129,7 +1129,14 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
     row replayed, the run state an archive needs (an ingest finished or in flight, refusals being counted) taken
     from the live catalog where it can be read. Returns the replay and its differences from ``live``."""
     from custodes.catalog import Catalog as _Catalog
+    from custodes.catalog import CatalogError
 
+    if why := live.ledger.unplaceable():  # (gaps are copied as they are: verify of the new catalog names them)
+        raise CatalogError(
+            f"the ledger holds {why}: rows the table was re-made or written with by hand, which no index of the "
+            "tree places; no catalog is rebuilt from it (`custodes verify` names them): restore catalog.sqlite "
+            "from a backup"
+        )
     with _Catalog.open(path) as new:
         _conn(new).execute("UPDATE replay_state SET adopt_pending = 0")
         with new.transaction():
