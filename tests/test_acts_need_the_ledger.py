@@ -561,6 +561,29 @@ def test_a_checkpoint_whose_transaction_failed_is_not_taken_for_one_removed(tmp_
         assert catalog.ledger.own.signed == signed + 5
 
 
+def forging_after(tmp_path: Path, module: str, step: str) -> Path:
+    """A script that runs the CLI with ``custodes.MODULE.STEP`` followed, each time it returns, by an entry appended
+    to the ledger table by hand (a storage check, with its right leaf): an entry put in while the command acts."""
+    forged = json.dumps({"type": "storage_check", "time": 1}).encode()
+    script = tmp_path / "forged_meanwhile.py"
+    script.write_text(
+        "import hashlib, sqlite3, sys\n"
+        f"import custodes.{module} as acting\n"
+        "from custodes.cli import main\n"
+        f"step = acting.{step}\n"
+        "def step_then_forge(archive, *args):\n"
+        "    out = step(archive, *args)\n"
+        "    with sqlite3.connect(archive.root / 'catalog.sqlite') as db:\n"
+        f"        data = {forged!r}\n"
+        "        db.execute('INSERT INTO ledger (seq, entry, leaf, type) VALUES ((SELECT MAX(seq) + 1 FROM ledger), "
+        "?, ?, ?)', (data, hashlib.sha256(b'\\0' + data).digest(), 'storage_check'))\n"
+        "    return out\n"
+        f"acting.{step} = step_then_forge\n"
+        "main(sys.argv[1:])\n"
+    )
+    return script
+
+
 def test_an_export_beside_an_entry_put_in_while_it_ran_fails_whole(cli_archive: Path, tmp_path: Path) -> None:
     """An entry appended by hand while an export staged its bag: the export's checkpoint signed nothing past it, and
     the export said both that its act stood ("do not do it again") and that it failed, and left its staging folder
@@ -570,23 +593,7 @@ def test_an_export_beside_an_entry_put_in_while_it_ran_fails_whole(cli_archive: 
     rid = request(cli_archive, "root", 1, purpose="export")
     assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
     hand_back(cli_archive)  # root exports embedded, as the archive's owner
-    forged = json.dumps({"type": "storage_check", "time": 1}).encode()
-    script = tmp_path / "forged_meanwhile.py"
-    script.write_text(
-        "import hashlib, sqlite3, sys\n"
-        "import custodes.export as export\n"
-        "from custodes.cli import main\n"
-        "staged = export._stage\n"
-        "def stage_then_forge(archive, *args):\n"
-        "    out = staged(archive, *args)\n"
-        "    with sqlite3.connect(archive.root / 'catalog.sqlite') as db:\n"
-        f"        data = {forged!r}\n"
-        "        db.execute('INSERT INTO ledger (seq, entry, leaf, type) VALUES ((SELECT MAX(seq) + 1 FROM ledger), "
-        "?, ?, ?)', (data, hashlib.sha256(b'\\0' + data).digest(), 'storage_check'))\n"
-        "    return out\n"
-        "export._stage = stage_then_forge\n"
-        "main(sys.argv[1:])\n"
-    )
+    script = forging_after(tmp_path, "export", "_stage")
     bag = tmp_path / "out" / "bag"
     bag.parent.mkdir()
     out = subprocess.run(
@@ -608,23 +615,7 @@ def test_an_ingest_beside_an_entry_put_in_while_it_ran_still_says_what_it_stored
     signs nothing past that entry) and `--json` wrote nothing, so an agency tool had no word of what was stored (a
     hostile review). It writes the result, not ok, with the error that stopped the checkpoint and its reason."""
     hand_back(cli_archive)  # root ingests embedded, as the archive's owner
-    forged = json.dumps({"type": "storage_check", "time": 1}).encode()
-    script = tmp_path / "forged_meanwhile.py"
-    script.write_text(
-        "import hashlib, sqlite3, sys\n"
-        "import custodes.ingest as ingest\n"
-        "from custodes.cli import main\n"
-        "recorded = ingest._record_group\n"
-        "def record_then_forge(archive, *args):\n"
-        "    out = recorded(archive, *args)\n"
-        "    with sqlite3.connect(archive.root / 'catalog.sqlite') as db:\n"
-        f"        data = {forged!r}\n"
-        "        db.execute('INSERT INTO ledger (seq, entry, leaf, type) VALUES ((SELECT MAX(seq) + 1 FROM ledger), "
-        "?, ?, ?)', (data, hashlib.sha256(b'\\0' + data).digest(), 'storage_check'))\n"
-        "    return out\n"
-        "ingest._record_group = record_then_forge\n"
-        "main(sys.argv[1:])\n"
-    )
+    script = forging_after(tmp_path, "ingest", "_record_group")
     vol = tmp_path / "BWC0002"
     (vol / "DCIM").mkdir(parents=True)
     (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
