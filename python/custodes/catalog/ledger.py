@@ -174,7 +174,8 @@ class Ledger(Table):
         """Rows at indexes no Merkle tree has a place for: below 0, or not whole numbers (a table re-made by hand
         without its integer key); None when there are none. A rebuild refuses to copy them (and verify names each,
         verify._walk_ledger)."""
-        low, high = self._conn.execute("SELECT MIN(seq), MAX(seq) FROM ledger").fetchone()
+        # Two subqueries: SQLite looks up MIN or MAX alone in a query by the key, and walks the table for both.
+        low, high = self._conn.execute("SELECT (SELECT MIN(seq) FROM ledger), (SELECT MAX(seq) FROM ledger)").fetchone()
         if low is None:
             return None
         if type(low) is not int or type(high) is not int:
