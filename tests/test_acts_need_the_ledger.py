@@ -286,6 +286,23 @@ def test_an_entry_written_into_the_ledger_table_is_signed_by_no_command_but_a_pe
     assert alice_holds(cli_archive).returncode == 0
 
 
+def test_an_entry_with_no_type_is_named_so(cli_archive: Path) -> None:
+    """An entry that is not custodes' (no type) appended by hand, filed under a type: the refusal named it
+    "(?)", and the next one "a None entry"."""
+    seq = appended_by_hand(cli_archive, json.dumps({"note": "evil"}).encode(), "note")
+    for _ in range(2):
+        refused = alice_holds(cli_archive)
+        text = refused.stderr.decode()
+        assert refused.returncode == 2 and "None" not in text and "(?)" not in text, text
+        assert f"{seq} (no type)" in text, text
+    hand_back(cli_archive)
+    from custodes.archive import open_archive
+    from custodes.catalog.ledger import MisfiledError
+
+    with open_archive(cli_archive) as a, pytest.raises(MisfiledError, match=rf"{seq} is filed as 'note' but is not a"):
+        a.catalog.ledger.require_filed()  # (an act resting on a lookup by type checks so first)
+
+
 def test_a_checkpoints_row_written_by_hand_covers_nothing(cli_archive: Path) -> None:
     """The forged entry with a checkpoints row of its own making (the size past it, any note: only the key signs
     a note): the row signs nothing, and the command refuses as without it."""

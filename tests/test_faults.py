@@ -607,6 +607,22 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_arch
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_an_ingest_whose_closing_checkpoint_file_cannot_be_written_says_what_it_stored(tmp_path: Path) -> None:
+    """`ingest --json` whose closing checkpoint's file a full disk refused: the result, not ok, with an error of a
+    kind of its own (it was "error", as any other: a tool could not tell "write the files" from the rest)."""
+    arch = new_archive(tmp_path / "archive")
+    vol = make_volume(tmp_path)
+    log = tmp_path / "ops"
+    assert ingest(vol, copy_archive(arch, tmp_path / "clean"), log=log).returncode in (0, 1)
+    writes = [n for op, n, path, _ in logged(log) if op == "write" and path.endswith("/ledger/checkpoint")]
+    out = ingest(vol, arch, fault=f"write:{writes[-1]}:ENOSPC")
+    assert out.returncode == 2 and out.stderr.decode().count("\n") == 1, out.stderr.decode()
+    result = json.loads(out.stdout)
+    assert (result["ok"], result["checkpoint"], result["error"]["kind"]) == (False, None, "checkpoint_file"), result
+    assert sorted(result["stored"]) == sorted(FILES)
+    assert "what this command recorded stands" in result["error"]["message"], result
+
+
 def test_a_checkpoint_the_catalog_refuses_to_sign_says_the_act_stands(
     archive: Archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1686,6 +1686,8 @@ class CheckpointFileError(CustodesError):
     disk's "run the command again, what was not finished was not recorded" placed a second hold; a hostile
     review). `custodes ledger checkpoint` writes the files; an ingest, a purge or an export run again finishes."""
 
+    kind = "checkpoint_file"  # (--json of an ingest so stopped: what it stored, and this)
+
     def __init__(
         self, root: Path, e: OSError | sqlite3.OperationalError, step: str = "writing the ledger's checkpoint files"
     ) -> None:

@@ -284,8 +284,9 @@ class Ledger(Table):
         self._filed_to = None if found is not None else (version, self.next_index())
         if found is not None:
             seq, filed, own = found
+            what = "not a custodes entry (no type)" if own is None else f"a {own!r} entry"
             raise MisfiledError(
-                f"ledger entry {seq} is filed as {filed!r} but is a {own!r} entry (its type column was edited by "
+                f"ledger entry {seq} is filed as {filed!r} but is {what} (its type column was edited by "
                 "hand): custodes does not act on what a lookup by type could miss; `custodes verify` names it, and "
                 "`custodes ledger rebuild-catalog --replace` files every entry under its own type again"
             )

@@ -478,16 +478,16 @@ def entry_ingest(data: bytes) -> int | None:
 
 
 def named_entries(catalog: Catalog, seqs: Sequence[int], shown: int = 10) -> str:
-    """Ledger entries as a person is shown them: the first ``shown`` indexes, each with its type ('?' where it has
-    none: not custodes' JSON, or no type)."""
+    """Ledger entries as a person is shown them: the first ``shown`` indexes, each with its type ("no type" where
+    it has none: not custodes' JSON, or no type field)."""
 
     def kind(seq: int) -> str:
         try:
             e = entry_json(catalog.ledger.entry(seq) or b"")
         except ValueError:
-            return "?"
+            return "no type"
         t = e.get("type") if isinstance(e, dict) else None
-        return t if isinstance(t, str) else "?"
+        return t if isinstance(t, str) else "no type"
 
     named = ", ".join(f"{seq} ({kind(seq)})" for seq in seqs[:shown])
     return named + (", ..." if len(seqs) > shown else "")
