@@ -559,6 +559,35 @@ def test_an_archive_without_its_latest_checkpoint_file_records_nothing(cli_archi
     assert alice_holds(cli_archive).returncode == 0
 
 
+def test_an_ingest_whose_latest_checkpoint_file_is_replaced_while_it_runs_says_its_files_stand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ledger/checkpoint replaced while an ingest recorded its files: its closing checkpoint refused, saying
+    "nothing was recorded or signed" of an ingest whose files were all recorded (a hostile review). At the
+    checkpoint after an act, it says the act stands, not signed; the ingest's result says what was stored."""
+    import custodes.ingest as ingest_mod
+    from custodes.archive import LatestCheckpointError, init_archive, open_archive
+
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    recorded = ingest_mod._record_group
+
+    def record_then_replace(*args: object) -> object:
+        out = recorded(*args)  # type: ignore[arg-type]
+        (arch / "ledger" / "checkpoint").write_text("garbage\n")
+        return out
+
+    monkeypatch.setattr(ingest_mod, "_record_group", record_then_replace)
+    with open_archive(arch) as a, pytest.raises(LatestCheckpointError) as e:
+        ingest_mod.ingest(a, vol, driver="generic")
+    assert "what this command recorded stands, not signed (do not do it again)" in str(e.value), e.value
+    assert "nothing was recorded" not in str(e.value)
+    assert e.value.done is not None and e.value.done.stored == ["clip.mov"]  # type: ignore[attr-defined]
+
+
 def test_a_checkpoint_whose_transaction_failed_is_not_taken_for_one_removed(tmp_path: Path) -> None:
     """A checkpoint's transaction that does not commit (a full disk at its COMMIT) signed nothing: the process
     took it for signed, and every later request of the service said checkpoints had been removed (a second

@@ -1001,6 +1001,10 @@ class Archive:
         self._signing_all = sign_all  # (its transaction's readiness check: Archive.ready_to_record)
         try:
             return self._checkpoint(every_file, sign_all)
+        except _NothingSignedError as e:
+            if self.catalog.ledger.own.leaves:  # entries this process recorded that no checkpoint covers
+                e.after_act()
+            raise
         finally:
             self._signing_all = False
 
@@ -1564,7 +1568,21 @@ class LedgerNumberingError(ArchiveError):
         )
 
 
-class CheckpointsGoneError(ArchiveError):
+class _NothingSignedError(ArchiveError):
+    """A state of the archive in which nothing is signed, found before an act (nothing was recorded, its message
+    says) or at the checkpoint after one (:meth:`after_act`: what the command recorded stands)."""
+
+    NOTHING = "nothing was recorded or signed"
+
+    def after_act(self) -> None:
+        """Raised at the checkpoint of a command that recorded its act: the act stands, not signed (a hostile
+        review: an ingest's 3,000 files, recorded, were said to be "nothing recorded")."""
+        self.args = (
+            str(self).replace(self.NOTHING, "what this command recorded stands, not signed (do not do it again)"),
+        )
+
+
+class CheckpointsGoneError(_NothingSignedError):
     """The catalog's signed checkpoints reach fewer entries than this process signed or saw signed there: rows
     removed from its checkpoints table (or the catalog put back from an older copy while it ran)."""
 
@@ -1572,14 +1590,14 @@ class CheckpointsGoneError(ArchiveError):
         super().__init__(
             f"the signed checkpoints of {root} reach {now} ledger entries, but {seen} were signed (by this process, "
             "or as ledger/checkpoint says): checkpoints were removed from catalog.sqlite, or it was put back from an "
-            "older copy; nothing was recorded or signed. `custodes verify` says what differs; where catalog.sqlite "
+            f"older copy; {self.NOTHING}. `custodes verify` says what differs; where catalog.sqlite "
             "was put back from a backup on purpose, move the files of ledger/checkpoints/ above "
             f"{now} aside (keep them: they are what was signed after the backup), then `custodes ledger checkpoint` "
             "signs the ledger as it now is"
         )
 
 
-class LatestCheckpointError(ArchiveError):
+class LatestCheckpointError(_NothingSignedError):
     """ledger/checkpoint is gone, or holds no note the catalog's keys signed: the catalog's checkpoints cannot be
     held to it (removed with it, or a catalog put back from before a key rotation)."""
 
@@ -1588,7 +1606,7 @@ class LatestCheckpointError(ArchiveError):
 
         super().__init__(
             f"{root / 'ledger' / 'checkpoint'} holds no checkpoint the catalog's keys signed ({why}): removed or "
-            "replaced, or catalog.sqlite was put back from before a key rotation; nothing was recorded or signed. "
+            f"replaced, or catalog.sqlite was put back from before a key rotation; {self.NOTHING}. "
             f"`custodes verify` says what differs; `custodes ledger checkpoint {shell_word(os.path.abspath(root))}` "
             "writes it again once that is known"
         )
