@@ -1443,3 +1443,23 @@ def test_a_disk_out_of_inodes_is_said_so_when_the_catalog_cannot_open(tmp_path: 
         one_line_error(out, r"its disk can make no more files \(no free inodes\): free some")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_an_output_that_cannot_be_written_is_named_not_the_archive(tmp_path: Path) -> None:
+    """`ingest --json >/dev/full` after a whole, signed ingest: the disk error was put on the archive ("the disk is
+    full (ARCHIVE) ... what was not finished was not recorded"), and a person would look for lost work (a hostile
+    review). The line names standard output, and says the command ran to its end."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    for args in (["ingest", str(vol), "--archive", str(arch), "--json"], ["hash", "--json", str(vol / "clip.mov")]):
+        with open("/dev/full", "wb") as full:
+            out = subprocess.run([sys.executable, "-m", "custodes", *args], stdout=full, stderr=subprocess.PIPE)
+        text = out.stderr.decode()
+        assert out.returncode == 2 and text.count("\n") == 1 and "Traceback" not in text, text
+        assert "(No space left on device: standard output): the command ran to its end" in text, text
+        assert str(arch) not in text and "not recorded" not in text, text
+    again = run_cli("ingest", vol, "--archive", arch, "--json")
+    assert json.loads(again.stdout)["already_present"] == ["clip.mov"], again.stdout  # the ingest was whole

@@ -6,6 +6,7 @@ with the evidence), 2 usage or environment error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -47,14 +48,28 @@ if TYPE_CHECKING:
 EXIT_FINDINGS = 1
 
 
+class OutputError(CustodesError):
+    """Standard output refused what a command wrote (a full disk, a closed pipe) after its work was done."""
+
+    kind = "output"
+
+
 def _write_json(obj: Any) -> None:
     # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
     # writes it as \udcXX, which is also its JSON escape, so the output stays
     # valid JSON and json.loads gives the exact name back.
     out = sys.stdout.buffer
-    _JsonText(lambda text: out.write(text.encode("utf-8", "backslashreplace"))).write(obj)
-    out.write(b"\n")
-    out.flush()
+    try:
+        _JsonText(lambda text: out.write(text.encode("utf-8", "backslashreplace"))).write(obj)
+        out.write(b"\n")
+        out.flush()
+    except OSError as e:
+        # Not the archive's disk, nor work undone (a hostile review: `--json >/dev/full` after a whole ingest said
+        # the archive's disk was full and what was not finished was not recorded).
+        raise OutputError(
+            f"cannot write the output ({e.strerror or e}: standard output): the command ran to its end and only "
+            "its output is lost; give it somewhere with room to write"
+        ) from None
 
 
 class _JsonText:
@@ -1710,7 +1725,8 @@ def ingest_command(
         except CustodesError as e:
             if out.json and isinstance(e.done, IngestResult):  # recorded, not signed: what stands, and why
                 error = {"kind": e.kind, "message": str(e)}
-                _write_json({**e.done.to_json(lazy=True), "ok": False, "error": error})
+                with contextlib.suppress(OutputError):  # (this error is the one to say)
+                    _write_json({**e.done.to_json(lazy=True), "ok": False, "error": error})
             raise
         finally:
             line.close()
