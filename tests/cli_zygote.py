@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import importlib
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import tempfile
@@ -53,11 +55,14 @@ def _run_child(header: dict, fds: list[int]) -> None:
             os.close(fd)
         os.environ.clear()
         os.environ.update(header["env"])
+        os.umask(header["umask"])
+        os.chdir(header["cwd"])  # (the caller checked it is a folder, as subprocess.run would have)
         time.tzset()
         tempfile.tempdir = None
-        importlib.reload(custodes._faults)  # its plans are read from the environment as it is imported
-        os.umask(header["umask"])
-        os.chdir(header["cwd"])
+        try:
+            importlib.reload(custodes._faults)  # its plans are read from the environment as it is imported
+        except Exception:  # a plan it refuses: every import of it fails in a fresh process, which is the one to run
+            os.execv(sys.executable, [sys.executable, "-m", "custodes", *header["args"]])
         sys.path[0] = header["cwd"]  # python -m puts its working folder first
         sys.argv = ["custodes", *header["args"]]
         try:
@@ -75,6 +80,8 @@ def _run_child(header: dict, fds: list[int]) -> None:
             traceback.print_exc()
             code = 1
         atexit._run_exitfuncs()
+    except BaseException:  # the setup itself: said where the test reads it, never a silent exit 1
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -106,7 +113,8 @@ def serve(path: str) -> None:
     sys.stdout.flush()
     running: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the caller's connection)
     while True:
-        ready, _, _ = select.select([listener, sys.stdin, *running], [], [])
+        callers = {conn: pidfd for pidfd, (_, conn) in running.items()}
+        ready, _, _ = select.select([listener, sys.stdin, *running, *callers], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 4096):  # the test worker is gone
             os.unlink(path)
             os.rmdir(os.path.dirname(path))
@@ -127,8 +135,14 @@ def serve(path: str) -> None:
                 _run_child(header, fds)
             for fd in fds:
                 os.close(fd)
-            conn.sendall(b"%d\n" % pid)
             running[os.pidfd_open(pid)] = (pid, conn)
+        for conn in [c for c in ready if c in callers]:
+            # The caller's timeout (or the caller gone): killed through its pidfd, which names this very process
+            # (a pid may be another's once it is reaped); its end is answered below as any other.
+            with contextlib.suppress(OSError):
+                conn.recv(64)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(callers[conn], signal.SIGKILL)
         for pidfd in [fd for fd in ready if isinstance(fd, int)]:
             pid, conn = running.pop(pidfd)
             os.close(pidfd)
@@ -136,7 +150,7 @@ def serve(path: str) -> None:
             try:
                 conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
             except OSError:
-                pass  # the caller gave up on it (its timeout)
+                pass  # the caller gave up on it
             conn.close()
 
 

@@ -72,6 +72,7 @@ def run_cli(
         [*prefix, *command, *map(str, args)],
         cwd=cwd,
         input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True,
         timeout=timeout,
         env=full_env,
@@ -82,7 +83,7 @@ def run_cli(
 REAL_PROCESSES_ENV = "CUSTODES_TESTS_REAL_PROCESSES"
 #: Variables the interpreter reads as it starts (its locale, its own options): a run that sets one is started
 #: whole, since a process forked from one already started would not read them.
-_READ_AT_START = ("PYTHON", "LC_", "LANG")
+_READ_AT_START = ("PYTHON", "LC_", "LANG", "LD_", "GLIBC_", "MALLOC_")
 _FORK_SERVER: list[tuple[subprocess.Popen[bytes], str]] = []
 _FORK_SERVER_LOCK = __import__("threading").Lock()
 
@@ -147,16 +148,21 @@ def _forked_cli(
     command: list[str], cwd: Path | None, input: bytes | None, env: Mapping[str, str], timeout: float
 ) -> subprocess.CompletedProcess[bytes]:
     """``command`` (``python -m custodes ARGS``) run by a process forked from the fork server, as run_cli's
-    subprocess.run would run it: the same result, exit status and TimeoutExpired; stdin empty when no ``input``
-    (the test worker's own stdin is execnet's channel)."""
+    subprocess.run would run it: the same result, exit status and TimeoutExpired, and the same errors for a
+    working folder that is none or an environment with a NUL in it."""
     import array
 
+    folder = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(2, "No such file or directory", folder)
+    if any("\0" in k or "\0" in v or "=" in k for k, v in env.items()):
+        raise ValueError("embedded null byte, or '=' in a variable's name")
     umask = os.umask(0o077)  # (read by setting it: given back at once)
     os.umask(umask)
     header = {
         "args": command[3:],
         "env": dict(env),
-        "cwd": os.path.abspath(cwd if cwd is not None else os.getcwd()),
+        "cwd": folder,
         "umask": umask,
     }
     with (
@@ -172,11 +178,10 @@ def _forked_cli(
         conn.sendmsg([json.dumps(header).encode() + b"\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         conn.settimeout(timeout)
         answers = _Lines(conn)
-        pid = int(answers.next())
         try:
             status = answers.next()
         except TimeoutError:
-            os.kill(pid, 9)
+            conn.sendall(b"k")  # the server kills it (by its pidfd: the pid may be another's once reaped)
             conn.settimeout(30)
             answers.next()  # its end, as subprocess.run waits for the process it killed
             stdout.seek(0)

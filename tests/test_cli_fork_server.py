@@ -73,3 +73,23 @@ def test_a_run_past_its_timeout_is_killed_and_raises_as_subprocess_run_does(tmp_
     assert b"serving" in (e.value.stderr or b""), e.value.stderr
     with socket.socket(socket.AF_UNIX) as conn, pytest.raises(ConnectionRefusedError):
         conn.connect(str(arch / "run" / "custodes.sock"))  # killed: nothing answers there
+
+
+def test_what_a_fresh_process_refuses_or_reads_at_start_is_the_same_forked(tmp_path: Path) -> None:
+    """A hostile review's cases: a working folder that is none, and a NUL in the environment, raise as
+    subprocess.run raises (forked, they were a silent exit 1); a fault plan custodes._faults refuses fails every
+    import of it, as in a fresh process (forked: a silent exit 1); what the dynamic loader reads as a process
+    starts (LD_PRELOAD here) is read; and stdin is empty when no input is given, both ways."""
+    with pytest.raises(FileNotFoundError):
+        run_cli("plugins", cwd=tmp_path / "none")
+    with pytest.raises(ValueError, match="null byte"):
+        run_cli("plugins", env={"CUSTODES_X": "a\0b"})
+    forked, real = both("plugins", env={"CUSTODES_FAULT": "bogus"})
+    same(forked, real)
+    assert b"plugin gopro: failed to load: ValueError" in forked.stderr, forked
+    forked, real = both("--version", env={"LD_PRELOAD": str(tmp_path / "none.so")})
+    same(forked, real)
+    assert b"LD_PRELOAD cannot be preloaded" in forked.stderr, forked
+    forked, real = both("hash", "--check", "-")
+    same(forked, real)
+    assert forked.returncode == 2, forked
