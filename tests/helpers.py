@@ -40,7 +40,8 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``custodes ARGS`` as a user would: a subprocess, stdout as bytes, the real exit code.
+    """Run ``custodes ARGS`` as a user would: a process of its own (forked from the fork server when run as root,
+    tests/cli_zygote.py), stdout as bytes, the real exit code; ``input`` its stdin (empty when None).
 
     ``obey_permissions``: when the tests run as root (CI does), drop the
     capabilities that let root read anything, so file modes apply as they

@@ -512,6 +512,33 @@ def test_an_interrupted_ingest_finished_by_its_re_run_has_no_work_in_flight_left
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
 
 
+def test_an_entry_whose_leaf_is_not_its_text_is_signed_by_no_one(tmp_path: Path) -> None:
+    """An entry appended by hand with a leaf that is not its text's hash: as an interrupted ingest's entry it was
+    work in flight, signed by the next command, and `ledger checkpoint` signed it too (a hostile review): a signed
+    root no entry proves. The first is an entry another hand put there; the second refuses, signing nothing."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0001"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})
+    assert killed.returncode == -9, killed.stderr  # ingest 1 under way: its begin signed, no end
+    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    planted = json.dumps({**json.loads(raw), "segment": 99, "name": "planted.mp4"}).encode()
+    (seq,) = catalog_rows(arch, "SELECT MAX(seq) + 1 FROM ledger")[0]
+    with catalog_edit(arch) as conn:
+        conn.execute("INSERT INTO ledger VALUES (?, ?, ?, 'ingest')", (seq, planted, hashlib.sha256(b"x").digest()))
+    other = tmp_path / "BWC0002"
+    other.mkdir()
+    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    refused = run_cli("ingest", other, "--archive", arch)
+    one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
+    signed = catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0]
+    out = run_cli("ledger", "checkpoint", arch)
+    one_line_error(out, rf"ledger entries {seq} of .* do not match their leaf hashes .*: nothing was signed")
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == signed
+
+
 @pytest.mark.parametrize("leaf_too", [False, True])
 def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive: Path, leaf_too: bool) -> None:
     """A recording appended by hand as finished ingest 1's, with the text of its signed end rewritten to name

@@ -1100,6 +1100,8 @@ class Archive:
         if why := catalog.ledger.misnumbered(acc.size):
             raise LedgerNumberingError(self.root, why)
         foreign = [] if sign_all else _foreign_entries(catalog, acc.size, acc.root())
+        if sign_all and (edited := _edited_entries(catalog, acc.size)):
+            raise EditedEntriesError(self.root, edited)
         for part in catalog.ledger.leaves_from(acc.size, foreign[0] if foreign else None):
             acc.extend(part)
         key = keys.signing_key(self, chain.key_for(acc.size))
@@ -1506,12 +1508,25 @@ def _foreign_entries(catalog: Catalog, top: int, root: bytes) -> list[int]:
 
     ledger = catalog.ledger
     # The leaves first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
-    others = {seq for seq, leaf in ledger.leaves_by_index(top) if not ledger.is_own(seq, leaf)}
+    others = {seq: leaf for seq, leaf in ledger.leaves_by_index(top) if not ledger.is_own(seq, leaf)}
     if not others:
         return []
-    by = [(seq, replay.entry_ingest(data)) for seq, data in catalog.ledger.entries(min(others)) if seq in others]
-    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top, root)
+    # An entry whose leaf is not its text's is no work in flight, whatever it says it is of.
+    by = [
+        (seq, replay.entry_ingest(data) if merkle.leaf_hash(data) == others[seq] else -1)
+        for seq, data in catalog.ledger.entries(min(others))
+        if seq in others
+    ]
+    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None and i >= 0}, top, root)
     return [seq for seq, ingest in by if ingest not in under_way]
+
+
+def _edited_entries(catalog: Catalog, start: int) -> list[int]:
+    """The entries from ``start`` on whose leaf is not the hash of their text: edited after they were appended
+    (or put in so), which a signature would make a signed root that no entry proves."""
+    leaves = catalog.ledger.leaves_by_index(start)
+    entries = catalog.ledger.entries(start)
+    return [seq for (seq, leaf), (_, data) in zip(leaves, entries, strict=True) if merkle.leaf_hash(data) != leaf]
 
 
 def _ingests_under_way(catalog: Catalog, ids: set[int], top: int, root: bytes) -> set[int]:
@@ -1626,6 +1641,18 @@ class UnsignedEntriesError(ArchiveError):
             f"the ledger holds entries no checkpoint covers that no custodes command under way wrote ({foreign}): "
             f"what this command did is recorded (entries {own[0]}..{own[-1]}) but not signed, and stands (do not "
             f"do it again). {_look_then_sign(root)}"
+        )
+
+
+class EditedEntriesError(ArchiveError):
+    """Entries no checkpoint covers whose text is not what their leaf hash says: a person's `ledger checkpoint`
+    signed them, and the signed root then stood over entries none of which proves it (a hostile review)."""
+
+    def __init__(self, root: Path, edited: list[int]) -> None:
+        shown = ", ".join(map(str, edited[:10])) + (", ..." if len(edited) > 10 else "")
+        super().__init__(
+            f"ledger entries {shown} of {root} do not match their leaf hashes (edited after they were appended, or "
+            "put in so): nothing was signed; `custodes verify` names them; restore catalog.sqlite from a backup"
         )
 
 
