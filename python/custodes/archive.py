@@ -1511,13 +1511,13 @@ def _foreign_entries(catalog: Catalog, top: int, root: bytes) -> list[int]:
     others = {seq: leaf for seq, leaf in ledger.leaves_by_index(top) if not ledger.is_own(seq, leaf)}
     if not others:
         return []
-    # An entry whose leaf is not its text's is no work in flight, whatever it says it is of.
+    # An entry whose leaf is not its text's is no ingest's work in flight, whatever it says it is of.
     by = [
-        (seq, replay.entry_ingest(data) if merkle.leaf_hash(data) == others[seq] else -1)
+        (seq, replay.entry_ingest(data) if merkle.leaf_hash(data) == others[seq] else None)
         for seq, data in catalog.ledger.entries(min(others))
         if seq in others
     ]
-    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None and i >= 0}, top, root)
+    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top, root)
     return [seq for seq, ingest in by if ingest not in under_way]
 
 
