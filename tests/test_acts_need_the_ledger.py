@@ -611,6 +611,7 @@ def test_an_ingest_whose_latest_checkpoint_file_is_replaced_while_it_runs_says_i
     with open_archive(arch) as a, pytest.raises(LatestCheckpointError) as e:
         ingest_mod.ingest(a, vol, driver="generic")
     assert "what this command recorded stands, not signed (do not do it again)" in str(e.value), e.value
+    assert e.value.kind == "latest_checkpoint"  # (ingest --json's error.kind: "archive" before, as many others)
     assert "nothing was recorded" not in str(e.value)
     assert e.value.done is not None and e.value.done.stored == ["clip.mov"]  # type: ignore[attr-defined]
 

@@ -164,6 +164,21 @@ def test_a_dropped_ledger_table_stops_the_commands_naming_it(arch: Path) -> None
             "'2x'",
         ),
         (["INSERT INTO ledger (seq, entry, leaf, type) SELECT -1, entry, leaf, type FROM ledger WHERE seq = 1"], "-1"),
+        *(  # made again without its key, one row at an index between whole ones (a second review: MIN and MAX
+            # missed them, and the rebuild crashed)
+            (
+                [
+                    "CREATE TABLE l2 (seq, entry BLOB NOT NULL, leaf BLOB NOT NULL, type TEXT)",
+                    "INSERT INTO l2 SELECT seq, entry, leaf, type FROM ledger",
+                    f"INSERT INTO l2 SELECT {odd}, entry, leaf, type FROM ledger WHERE seq = 3",
+                    "DROP TABLE ledger",
+                    "ALTER TABLE l2 RENAME TO ledger",
+                    "CREATE INDEX ledger_by_type ON ledger(type, seq)",
+                ],
+                shown,
+            )
+            for odd, shown in (("NULL", "None"), ("2.5", "2.5"))
+        ),
     ],
 )
 def test_ledger_rows_no_index_places_are_named_and_no_catalog_is_rebuilt_from_them(

@@ -1454,12 +1454,25 @@ def test_an_output_that_cannot_be_written_is_named_not_the_archive(tmp_path: Pat
     vol = tmp_path / "BWC0001"
     vol.mkdir()
     (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
-    for args in (["ingest", str(vol), "--archive", str(arch), "--json"], ["hash", "--json", str(vol / "clip.mov")]):
-        with open("/dev/full", "wb") as full:
-            out = subprocess.run([sys.executable, "-m", "custodes", *args], stdout=full, stderr=subprocess.PIPE)
-        text = out.stderr.decode()
-        assert out.returncode == 2 and text.count("\n") == 1 and "Traceback" not in text, text
-        assert "(No space left on device: standard output): the command ran to its end" in text, text
-        assert str(arch) not in text and "not recorded" not in text, text
+    commands = (
+        ["ingest", str(vol), "--archive", str(arch), "--json"],
+        ["hash", "--json", str(vol / "clip.mov")],
+        ["verify", str(arch)],  # text, written by click.echo (a second review: still the archive's disk)
+        ["verify", str(arch), "--json"],
+    )
+    for args in commands:
+        for stdout, why in (("/dev/full", "No space left on device"), (None, "closed")):  # None: started with `>&-`
+            with open(stdout or os.devnull, "wb") as sink:
+                command = [sys.executable, "-m", "custodes", *args]
+                if stdout is None:
+                    command = ["sh", "-c", 'exec "$@" >&-', "sh", *command]
+                out = subprocess.run(command, stdout=sink, stderr=subprocess.PIPE)
+            text = out.stderr.decode()
+            if stdout is None and "--json" not in args:
+                assert out.returncode == 0 and text == "", text  # (print to a closed stdout: Python says nothing)
+                continue
+            assert out.returncode == 2 and text.count("\n") == 1 and "Traceback" not in text, (args, text)
+            assert f"({why}: standard output): the command ran to its end" in text, (args, text)
+            assert str(arch) not in text and "not recorded" not in text, text
     again = run_cli("ingest", vol, "--archive", arch, "--json")
     assert json.loads(again.stdout)["already_present"] == ["clip.mov"], again.stdout  # the ingest was whole

@@ -1601,6 +1601,8 @@ class CheckpointsGoneError(_NothingSignedError):
     """The catalog's signed checkpoints reach fewer entries than this process signed or saw signed there: rows
     removed from its checkpoints table (or the catalog put back from an older copy while it ran)."""
 
+    kind = "checkpoints_gone"
+
     def __init__(self, root: Path, now: int, seen: int) -> None:
         super().__init__(
             f"the signed checkpoints of {root} reach {now} ledger entries, but {seen} were signed (by this process, "
@@ -1615,6 +1617,8 @@ class CheckpointsGoneError(_NothingSignedError):
 class LatestCheckpointError(_NothingSignedError):
     """ledger/checkpoint is gone, or holds no note the catalog's keys signed: the catalog's checkpoints cannot be
     held to it (removed with it, or a catalog put back from before a key rotation)."""
+
+    kind = "latest_checkpoint"
 
     def __init__(self, root: Path, why: Exception) -> None:
         from custodes.findings import shell_word

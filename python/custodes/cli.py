@@ -58,6 +58,8 @@ def _write_json(obj: Any) -> None:
     # A non-UTF-8 file name is a lone surrogate in Python; "backslashreplace"
     # writes it as \udcXX, which is also its JSON escape, so the output stays
     # valid JSON and json.loads gives the exact name back.
+    if sys.stdout is None:  # started with it closed (`>&-`)
+        raise _output_error("closed")
     out = sys.stdout.buffer
     try:
         _JsonText(lambda text: out.write(text.encode("utf-8", "backslashreplace"))).write(obj)
@@ -66,10 +68,25 @@ def _write_json(obj: Any) -> None:
     except OSError as e:
         # Not the archive's disk, nor work undone (a hostile review: `--json >/dev/full` after a whole ingest said
         # the archive's disk was full and what was not finished was not recorded).
-        raise OutputError(
-            f"cannot write the output ({e.strerror or e}: standard output): the command ran to its end and only "
-            "its output is lost; give it somewhere with room to write"
-        ) from None
+        raise _output_error(e.strerror or str(e)) from None
+
+
+def _output_error(why: str) -> OutputError:
+    return OutputError(
+        f"cannot write the output ({why}: standard output): the command ran to its end and only its output is "
+        "lost; give it somewhere it can be written"
+    )
+
+
+def _raised_writing_output(e: BaseException) -> bool:
+    """``e`` was raised writing a command's text output (click.echo), or there is no output to write to: an OSError
+    that names no file, said as the output's, not the archive's (after a flush fails, nothing is left to tell)."""
+    if sys.stdout is None:
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is click.echo.__code__
 
 
 class _JsonText:
@@ -650,6 +667,8 @@ class CustodesGroup(click.Group):
             if _is_refusal(e):
                 _print_stderr(f"refused: {e}")
                 ctx.exit(EXIT_FINDINGS)
+            if isinstance(e, OSError) and e.filename is None and _raised_writing_output(e):
+                e = _output_error(e.strerror or str(e))
             line = environment_error(e, ctx.meta.get(_ARCHIVE_META))
             if line is None:
                 raise

@@ -170,10 +170,16 @@ class Ledger(Table):
             return f"{high - top + 1 - count} indexes missing between {top} and {high}"
         return None
 
-    def unplaceable(self) -> str | None:
+    def unplaceable(self, *, every_row: bool = False) -> str | None:
         """Rows at indexes no Merkle tree has a place for: below 0, or not whole numbers (a table re-made by hand
-        without its integer key); None when there are none. A rebuild refuses to copy them (and verify names each,
+        without its integer key); None when there are none. By the lowest and the highest index (with the key,
+        only whole numbers can be between: every act asks); ``every_row``: each row's (NULL or 2.5 between two
+        whole numbers, in a table without it), as a rebuild, which refuses to copy them, asks (verify names each,
         verify._walk_ledger)."""
+        if every_row:
+            row = self._conn.execute("SELECT seq FROM ledger WHERE typeof(seq) != 'integer' OR seq < 0 LIMIT 1")
+            if (found := row.fetchone()) is not None:
+                return f"a row at index {found[0]!r}, not a whole number from 0 on"
         # Two subqueries: SQLite looks up MIN or MAX alone in a query by the key, and walks the table for both.
         low, high = self._conn.execute("SELECT (SELECT MIN(seq) FROM ledger), (SELECT MAX(seq) FROM ledger)").fetchone()
         if low is None:

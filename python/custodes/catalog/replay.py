@@ -1131,7 +1131,7 @@ def rebuild(live: Catalog, path: Path) -> tuple[Replay, list[Difference]]:
     from custodes.catalog import Catalog as _Catalog
     from custodes.catalog import CatalogError
 
-    if why := live.ledger.unplaceable():  # (gaps are copied as they are: verify of the new catalog names them)
+    if why := live.ledger.unplaceable(every_row=True):  # (gaps are copied as they are: verify names them)
         raise CatalogError(
             f"the ledger holds {why}: rows the table was re-made or written with by hand, which no index of the "
             "tree places; no catalog is rebuilt from it (`custodes verify` names them): restore catalog.sqlite "
