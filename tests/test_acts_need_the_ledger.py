@@ -512,6 +512,58 @@ def test_an_interrupted_ingest_finished_by_its_re_run_has_no_work_in_flight_left
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
 
 
+def test_an_entry_of_an_ingest_after_an_end_of_it_is_no_work_in_flight(tmp_path: Path) -> None:
+    """Ingest 1 killed, its re-run (2) killed after writing its end (finishes [1], unsigned), then a recording
+    appended by hand as ingest 1's: the next run signed it as ingest 1's work in flight (a second review). An entry
+    after an end of its ingest, signed or not, is no work of it."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0001"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    for phase in ("after_commit", "before_checkpoint"):
+        killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": phase})
+        assert killed.returncode == -9, killed.stderr
+    (end,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest_end'")[0]
+    assert json.loads(end)["finishes"] == [1]
+    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    planted = {**json.loads(raw), "ingest": 1, "segment": 99, "name": "planted.mp4"}
+    seq = appended_by_hand(arch, json.dumps(planted).encode(), "ingest")
+    refused = run_cli("ingest", vol, "--archive", arch)
+    one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq
+
+
+def test_an_entry_put_in_as_the_running_ingest_s_own_is_not_signed_by_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording appended by hand as the entry of an ingest while it runs (a second review): it named an ingest
+    under way, so the ingest's own checkpoint signed it as work in flight. Every entry of an ingest this process
+    runs is its own: another is put in by another hand, left unsigned, and the ingest says its own act stands."""
+    import custodes.ingest as ingest_mod
+    from custodes.archive import UnsignedEntriesError, init_archive, open_archive
+
+    arch = tmp_path / "archive"
+    init_archive(arch).close()
+    vol = tmp_path / "BWC0001"
+    vol.mkdir()
+    (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    recorded, planted_at = ingest_mod._record_group, []
+
+    def record_then_plant(archive: object, result: object, *args: object) -> object:
+        out = recorded(archive, result, *args)  # type: ignore[arg-type]
+        (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+        planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4"}  # this ingest's id
+        planted_at.append(appended_by_hand(arch, json.dumps(planted).encode(), "ingest"))
+        return out
+
+    monkeypatch.setattr(ingest_mod, "_record_group", record_then_plant)
+    with open_archive(arch) as a, pytest.raises(UnsignedEntriesError) as e:
+        ingest_mod.ingest(a, vol, driver="generic")
+    assert f"({planted_at[0]} (ingest))" in str(e.value) and "stands (do not do it again)" in str(e.value)
+    assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == planted_at[0]
+
+
 def test_an_entry_whose_leaf_is_not_its_text_is_signed_by_no_one(tmp_path: Path) -> None:
     """An entry appended by hand with a leaf that is not its text's hash: as an interrupted ingest's entry it was
     work in flight, signed by the next command, and `ledger checkpoint` signed it too (a hostile review): a signed

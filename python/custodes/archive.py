@@ -1503,22 +1503,31 @@ def _signs(chain: keys.KeyChain, note: object, size: int, root: bytes) -> bool:
 
 def _foreign_entries(catalog: Catalog, top: int, root: bytes) -> list[int]:
     """The entries from ``top`` (signed with ``root``) on that this process did not append (as they are: one
-    rewritten since is not its own) and no ingest under way wrote, in order."""
+    rewritten since is not its own) and no ingest under way wrote, in order. Not an ingest's work in flight: an
+    entry whose leaf is not its text's, one of an ingest this process runs (it appended all of those), and one
+    after an end of its ingest (its own, or a re-run's ``finishes``), signed or not (two hostile reviews)."""
     from custodes.catalog import replay
 
     ledger = catalog.ledger
     # The leaves first: at the end of an ingest, every one of its 10^5 entries is its own, and none is read.
-    others = {seq: leaf for seq, leaf in ledger.leaves_by_index(top) if not ledger.is_own(seq, leaf)}
+    leaves = ledger.leaves_by_index(top)
+    others = {seq: leaf for seq, leaf in leaves if not ledger.is_own(seq, leaf)}
     if not others:
         return []
-    # An entry whose leaf is not its text's is no ingest's work in flight, whatever it says it is of.
-    by = [
-        (seq, replay.entry_ingest(data) if merkle.leaf_hash(data) == others[seq] else None)
-        for seq, data in catalog.ledger.entries(min(others))
-        if seq in others
-    ]
-    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top, root)
-    return [seq for seq, ingest in by if ingest not in under_way]
+    leaf_of = dict(leaves)
+    by: list[tuple[int, int | None]] = []
+    ended_at: dict[int, int] = {}  # ingest -> the first entry past top that ends it
+    for seq, data in ledger.entries(top):
+        if merkle.leaf_hash(data) != leaf_of[seq]:
+            by += [(seq, None)] if seq in others else []
+            continue
+        if seq in others:
+            by.append((seq, replay.entry_ingest(data)))
+        for ended in replay.ingests_ended(data):
+            ended_at.setdefault(ended, seq)
+    mine = ledger.own.ingests
+    under_way = _ingests_under_way(catalog, {i for _, i in by if i is not None}, top, root) - mine
+    return [seq for seq, ingest in by if ingest not in under_way or seq > ended_at.get(ingest, seq)]
 
 
 def _edited_entries(catalog: Catalog, start: int) -> list[int]:
@@ -1555,10 +1564,9 @@ def _ingests_under_way(catalog: Catalog, ids: set[int], top: int, root: bytes) -
         if merkle.leaf_hash(data) != leaf:
             return set()
         e = replay.entry_json(data)
-        if isinstance(e, dict) and type(e.get("ingest")) is int:
-            (begun if e.get("type") == "ingest_begin" else ended).add(e["ingest"])
-        if isinstance(e, dict) and e.get("type") == "ingest_end" and isinstance(e.get("finishes"), list):
-            ended.update(i for i in e["finishes"] if type(i) is int)  # the interrupted ones its run finished
+        if isinstance(e, dict) and e.get("type") == "ingest_begin" and type(e.get("ingest")) is int:
+            begun.add(e["ingest"])
+        ended.update(replay.ingests_ended(data))
     return (begun - ended) & ids
 
 

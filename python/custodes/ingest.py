@@ -267,7 +267,9 @@ def _begin(
         # Signed with it, in this transaction: the ingest's later entries are then work in flight for every other
         # command's checkpoint, which signs them (Archive.sign_within); the checkpoint's files come right after.
         archive.sign_within(catalog)
-        return ingest_id, catalog.devices.dock_readings(device)
+        readings = catalog.devices.dock_readings(device)
+    archive.catalog.ledger.own.ingests.add(ingest_id)  # (committed: the id is this run's)
+    return ingest_id, readings
 
 
 class Groups(NamedTuple):

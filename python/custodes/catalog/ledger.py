@@ -45,6 +45,9 @@ class OwnEntries:
     signed: int = 0
     #: The index of the last entry it appended (-1: none).
     last: int = -1
+    #: The ingests this process runs (begun here): every entry of theirs is its own, so one that is not was put
+    #: in by another hand, not written by an ingest under way (custodes.archive).
+    ingests: set[int] = field(default_factory=set)
 
     def seen_signed(self, size: int) -> None:
         """A checkpoint of ``size`` is signed: the leaves below it are forgotten. Whose an entry is matters only

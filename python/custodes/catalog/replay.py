@@ -477,6 +477,20 @@ def entry_ingest(data: bytes) -> int | None:
     return ingest if type(ingest) is int else None
 
 
+def ingests_ended(data: bytes) -> list[int]:
+    """The ingests an entry ends: an ``ingest_end``'s own, and those its run finished (``finishes``); none for any
+    other entry, or one that is not custodes' JSON."""
+    try:
+        e = entry_json(data)
+    except ValueError:
+        return []
+    if not isinstance(e, dict) or e.get("type") != "ingest_end":
+        return []
+    finishes = e.get("finishes")
+    named = [e.get("ingest"), *(finishes if isinstance(finishes, list) else [])]
+    return [i for i in named if type(i) is int]
+
+
 def named_entries(catalog: Catalog, seqs: Sequence[int], shown: int = 10) -> str:
     """Ledger entries as a person is shown them: the first ``shown`` indexes, each with its type ("no type" where
     it has none: not custodes' JSON, or no type field)."""
