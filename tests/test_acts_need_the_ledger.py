@@ -512,6 +512,28 @@ def test_an_interrupted_ingest_finished_by_its_re_run_has_no_work_in_flight_left
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
 
 
+def test_verify_names_an_ingest_that_began_and_never_ended(tmp_path: Path) -> None:
+    """An ingest killed after its first group, its entries then signed by another volume's ingest (work in flight):
+    verify said intact with nothing pending (a second review, where the re-run came under another device id),
+    though the ingest is open and its later entries would pass for work in flight. It is named, with its re-run."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = tmp_path / "BWC0001"
+    (vol / "DCIM").mkdir(parents=True)
+    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})
+    assert killed.returncode == -9, killed.stderr
+    other = tmp_path / "BWC0002"
+    other.mkdir()
+    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    assert run_cli("ingest", other, "--archive", arch).returncode in (0, 1)
+    out = run_cli("verify", arch, "--json")
+    found = json.loads(out.stdout)["findings"]
+    assert [f["kind"] for f in found] == ["pending"], found
+    assert found[0]["message"].startswith("ingest 1 began and has not ended (under way, or interrupted)"), found
+    assert f"custodes ingest {vol}" in found[0]["message"], found
+
+
 def test_an_entry_of_an_ingest_after_an_end_of_it_is_no_work_in_flight(tmp_path: Path) -> None:
     """Ingest 1 killed, its re-run (2) killed after writing its end (finishes [1], unsigned), then a recording
     appended by hand as ingest 1's: the next run signed it as ingest 1's work in flight (a second review). An entry

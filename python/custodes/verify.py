@@ -707,6 +707,18 @@ def _check_unsigned(
                     "restore catalog.sqlite from a backup",
                 )
             )
+    named = {walk.last_signed_by} | set(walk.unsigned_by) if walk.size > top else {walk.last_signed_by}
+    for ingest in sorted(set(unfinished) - named):
+        # Begun, every entry it wrote signed (a later command signed them as work in flight), and never ended: a
+        # run killed whose re-run of the same volume and device never came (one under another device id does not
+        # finish it; a second review: verify said intact, and its later entries would pass for work in flight).
+        result.findings.append(
+            VerifyFinding(
+                PENDING,
+                f"ingest {ingest} began and has not ended (under way, or interrupted); "
+                f"{_ingest_command(archive, ingest, *unfinished[ingest])}",
+            )
+        )
     if walk.size <= top:
         return
     if walk.unsigned_by and not walk.unsigned_other and set(walk.unsigned_by) <= set(unfinished):
