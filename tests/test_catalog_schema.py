@@ -539,3 +539,14 @@ def test_an_empty_accounts_file_is_no_difference(arch: Path) -> None:
     """`sqlite3 ARCH/accounts.sqlite` with nothing typed leaves an empty file: no store was ever made there."""
     (arch / "accounts.sqlite").touch()
     assert schema_findings(arch, code=0) == {"verify": set(), "ledger verify": set()}
+
+
+def test_a_difference_no_entry_is_known_to_have_made_names_the_ledger_not_a_blank() -> None:
+    """A row the replay made that no entry is known to have touched (a second review met "segments row 7 is in the
+    ledger (entry ) but not in the catalog" and "... from what ledger entry  recorded")."""
+    missing = replay.Difference("missing", "segments", (7,), ())
+    differs = replay.Difference("ledger_mismatch", "segments", (7,), (), ("officer_id",))
+    assert missing.message() == "segments row 7 is in the ledger but not in the catalog"
+    assert differs.message() == "segments row 7: officer_id differs from what the ledger recorded"
+    named = replay.Difference("ledger_mismatch", "segments", (7,), (12, 30), ("officer_id", "unit"))
+    assert named.message() == "segments row 7: officer_id, unit differ from what ledger entries 12, 30 recorded"

@@ -802,13 +802,15 @@ class Difference:
 
     def message(self) -> str:
         row = f"{self.table} row {', '.join(map(str, self.key))}"
+        # A row the replay made that no entry is known to have touched is "the ledger"'s (it was "entry " and a blank).
         named = f"{'entries' if len(self.entries) > 1 else 'entry'} {', '.join(map(str, self.entries))}"
         if self.kind == "missing":
-            return f"{row} is in the ledger ({named}) but not in the catalog"
+            return f"{row} is in the ledger{f' ({named})' if self.entries else ''} but not in the catalog"
         if self.kind == "unexpected":
             return f"{row} is in the catalog but no ledger entry explains it"
         verb = "differs" if len(self.columns) == 1 else "differ"
-        return f"{row}: {', '.join(self.columns)} {verb} from what ledger {named} recorded"
+        source = f"ledger {named}" if self.entries else "the ledger"
+        return f"{row}: {', '.join(self.columns)} {verb} from what {source} recorded"
 
 
 def _columns(catalog: Catalog, table: str) -> list[str]:
