@@ -72,6 +72,32 @@ def refused_unproven(out, row: str, arch: Path) -> str:
     return err
 
 
+def clip_volume(where: Path, name: str = "DCIM/bt601.mov", footage: str = "phones/bt601.mov") -> Path:
+    """A device volume at ``where`` holding one real recording, as ``name``."""
+    (where / name).parent.mkdir(parents=True, exist_ok=True)
+    (where / name).write_bytes((FOOTAGE / footage).read_bytes())
+    return where
+
+
+def interrupted_ingest(tmp_path: Path, *phases: str) -> tuple[Path, Path]:
+    """(archive, volume): a new archive, and a one-recording volume whose ingest was killed at each of ``phases``
+    in turn (custodes._faults.crashpoint), the first after its begin was signed."""
+    arch = tmp_path / "archive"
+    assert run_cli("init", arch).returncode == 0
+    vol = clip_volume(tmp_path / "BWC0001")
+    for phase in phases:
+        killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": phase})
+        assert killed.returncode == -9, killed.stderr
+    return arch, vol
+
+
+def planted_recording(arch: Path, **changes: object) -> bytes:
+    """The archive's first recording entry made into another (segment 99, planted.mp4, and ``changes``): what a
+    hand that can write catalog.sqlite appends."""
+    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
+    return json.dumps({**json.loads(raw), "segment": 99, "name": "planted.mp4", **changes}).encode()
+
+
 def test_a_forged_approval_discloses_nothing_and_a_real_one_does(cli_archive: Path, tmp_path: Path) -> None:
     assert as_("alice", "retention", "case", cli_archive, "--case", "C-9", "--segment", "1").returncode == 0
     rid = request(cli_archive, "carol", 1, purpose="export")
@@ -464,8 +490,7 @@ def test_entries_forged_as_an_unfinished_ingest_s_are_not_work_in_flight(cli_arc
     checkpoint signs. A recording appended by hand as an ingest's, with that ingest made unfinished in the catalog
     (its row reopened, or a begin and a row of a new one written by hand), was signed so (a hostile review).
     Only an ingest whose begin a checkpoint signed, and whose end none did, is under way (by the signed ledger)."""
-    (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-    planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4", "officer": "007"}
+    planted = json.loads(planted_recording(cli_archive, officer="007"))
     if how == "begun by hand":
         (begin,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest_begin' LIMIT 1")[0]
         forged_begin = {**json.loads(begin), "ingest": 9, "device": "BWC-99"}
@@ -490,23 +515,13 @@ def test_an_interrupted_ingest_finished_by_its_re_run_has_no_work_in_flight_left
     its own ingest in the ledger, so the killed one stayed under way for good, and a recording appended by hand as
     its entry was signed by the next command (an open door ever after, a review of the rule). The re-run's end
     names the ingests it finishes, and none of them has work in flight once it is signed."""
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    vol = tmp_path / "BWC0001"
-    (vol / "DCIM").mkdir(parents=True)
-    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
-    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})  # its file in
-    assert killed.returncode == -9, killed.stderr
+    arch, vol = interrupted_ingest(tmp_path, "after_commit")  # its file in
     again = run_cli("ingest", vol, "--archive", arch, "--json")
     assert again.returncode in (0, 1) and json.loads(again.stdout)["ingest"] == 2, again.stderr
     ends = [json.loads(e) for (e,) in catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest_end'")]
     assert [(e["ingest"], e.get("finishes")) for e in ends] == [(2, [1])], ends
-    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-    planted = {**json.loads(raw), "ingest": 1, "segment": 99, "name": "planted.mp4"}
-    seq = appended_by_hand(arch, json.dumps(planted).encode(), "ingest")
-    other = tmp_path / "BWC0002"
-    other.mkdir()
-    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    seq = appended_by_hand(arch, planted_recording(arch, ingest=1), "ingest")
+    other = clip_volume(tmp_path / "BWC0002", "clip.mp4", "encoders/androidx-sample.mp4")
     refused = run_cli("ingest", other, "--archive", arch)
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] == seq  # not signed
@@ -516,16 +531,8 @@ def test_verify_names_an_ingest_that_began_and_never_ended(tmp_path: Path) -> No
     """An ingest killed after its first group, its entries then signed by another volume's ingest (work in flight):
     verify said intact with nothing pending (a second review, where the re-run came under another device id),
     though the ingest is open and its later entries would pass for work in flight. It is named, with its re-run."""
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    vol = tmp_path / "BWC0001"
-    (vol / "DCIM").mkdir(parents=True)
-    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
-    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})
-    assert killed.returncode == -9, killed.stderr
-    other = tmp_path / "BWC0002"
-    other.mkdir()
-    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    arch, vol = interrupted_ingest(tmp_path, "after_commit")
+    other = clip_volume(tmp_path / "BWC0002", "clip.mp4", "encoders/androidx-sample.mp4")
     assert run_cli("ingest", other, "--archive", arch).returncode in (0, 1)
     out = run_cli("verify", arch, "--json")
     found = json.loads(out.stdout)["findings"]
@@ -538,19 +545,10 @@ def test_an_entry_of_an_ingest_after_an_end_of_it_is_no_work_in_flight(tmp_path:
     """Ingest 1 killed, its re-run (2) killed after writing its end (finishes [1], unsigned), then a recording
     appended by hand as ingest 1's: the next run signed it as ingest 1's work in flight (a second review). An entry
     after an end of its ingest, signed or not, is no work of it."""
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    vol = tmp_path / "BWC0001"
-    (vol / "DCIM").mkdir(parents=True)
-    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
-    for phase in ("after_commit", "before_checkpoint"):
-        killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": phase})
-        assert killed.returncode == -9, killed.stderr
+    arch, vol = interrupted_ingest(tmp_path, "after_commit", "before_checkpoint")
     (end,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest_end'")[0]
     assert json.loads(end)["finishes"] == [1]
-    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-    planted = {**json.loads(raw), "ingest": 1, "segment": 99, "name": "planted.mp4"}
-    seq = appended_by_hand(arch, json.dumps(planted).encode(), "ingest")
+    seq = appended_by_hand(arch, planted_recording(arch, ingest=1), "ingest")
     refused = run_cli("ingest", vol, "--archive", arch)
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
     assert catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0] <= seq
@@ -567,16 +565,12 @@ def test_an_entry_put_in_as_the_running_ingest_s_own_is_not_signed_by_it(
 
     arch = tmp_path / "archive"
     init_archive(arch).close()
-    vol = tmp_path / "BWC0001"
-    vol.mkdir()
-    (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    vol = clip_volume(tmp_path / "BWC0001", "clip.mov")
     recorded, planted_at = ingest_mod._record_group, []
 
     def record_then_plant(archive: object, result: object, *args: object) -> object:
         out = recorded(archive, result, *args)  # type: ignore[arg-type]
-        (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-        planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4"}  # this ingest's id
-        planted_at.append(appended_by_hand(arch, json.dumps(planted).encode(), "ingest"))
+        planted_at.append(appended_by_hand(arch, planted_recording(arch), "ingest"))  # this ingest's id
         return out
 
     monkeypatch.setattr(ingest_mod, "_record_group", record_then_plant)
@@ -590,21 +584,12 @@ def test_an_entry_whose_leaf_is_not_its_text_is_signed_by_no_one(tmp_path: Path)
     """An entry appended by hand with a leaf that is not its text's hash: as an interrupted ingest's entry it was
     work in flight, signed by the next command, and `ledger checkpoint` signed it too (a hostile review): a signed
     root no entry proves. The first is an entry another hand put there; the second refuses, signing nothing."""
-    arch = tmp_path / "archive"
-    assert run_cli("init", arch).returncode == 0
-    vol = tmp_path / "BWC0001"
-    (vol / "DCIM").mkdir(parents=True)
-    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
-    killed = run_cli("ingest", vol, "--archive", arch, env={"CUSTODES_CRASHPOINT": "after_commit"})
-    assert killed.returncode == -9, killed.stderr  # ingest 1 under way: its begin signed, no end
-    (raw,) = catalog_rows(arch, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-    planted = json.dumps({**json.loads(raw), "segment": 99, "name": "planted.mp4"}).encode()
+    arch, _ = interrupted_ingest(tmp_path, "after_commit")  # ingest 1 under way: its begin signed, no end
+    planted = planted_recording(arch)
     (seq,) = catalog_rows(arch, "SELECT MAX(seq) + 1 FROM ledger")[0]
     with catalog_edit(arch) as conn:
         conn.execute("INSERT INTO ledger VALUES (?, ?, ?, 'ingest')", (seq, planted, hashlib.sha256(b"x").digest()))
-    other = tmp_path / "BWC0002"
-    other.mkdir()
-    (other / "clip.mp4").write_bytes((FOOTAGE / "encoders" / "androidx-sample.mp4").read_bytes())
+    other = clip_volume(tmp_path / "BWC0002", "clip.mp4", "encoders/androidx-sample.mp4")
     refused = run_cli("ingest", other, "--archive", arch)
     one_line_error(refused, rf"no checkpoint covers .*{seq} \(ingest\)\): nothing was recorded")
     signed = catalog_rows(arch, "SELECT MAX(size) FROM checkpoints")[0][0]
@@ -619,9 +604,7 @@ def test_a_finished_ingest_whose_end_was_rewritten_is_not_under_way(cli_archive:
     another ingest (its leaf kept, or rewritten with it; to be put back after): ingest 1 looked under way and any
     command signed the forgery (a second and a third hostile review). The signed part is held to its signed root,
     and each signed begin and end to its leaf: any of it edited, no ingest is under way."""
-    (raw,) = catalog_rows(cli_archive, "SELECT entry FROM ledger WHERE type = 'ingest' ORDER BY seq LIMIT 1")[0]
-    planted = {**json.loads(raw), "segment": 99, "name": "planted.mp4"}
-    seq = appended_by_hand(cli_archive, json.dumps(planted).encode(), "ingest")
+    seq = appended_by_hand(cli_archive, planted_recording(cli_archive), "ingest")
     ((end, text),) = catalog_rows(
         cli_archive, "SELECT seq, CAST(entry AS TEXT) FROM ledger WHERE type = 'ingest_end' AND seq < ? LIMIT 1", (seq,)
     )
@@ -671,9 +654,7 @@ def test_an_ingest_whose_latest_checkpoint_file_is_replaced_while_it_runs_says_i
 
     arch = tmp_path / "archive"
     init_archive(arch).close()
-    vol = tmp_path / "BWC0001"
-    vol.mkdir()
-    (vol / "clip.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    vol = clip_volume(tmp_path / "BWC0001", "clip.mov")
     recorded = ingest_mod._record_group
 
     def record_then_replace(*args: object) -> object:
@@ -764,9 +745,7 @@ def test_an_ingest_beside_an_entry_put_in_while_it_ran_still_says_what_it_stored
     hostile review). It writes the result, not ok, with the error that stopped the checkpoint and its reason."""
     hand_back(cli_archive)  # root ingests embedded, as the archive's owner
     script = forging_after(tmp_path, "ingest", "_record_group")
-    vol = tmp_path / "BWC0002"
-    (vol / "DCIM").mkdir(parents=True)
-    (vol / "DCIM" / "bt601.mov").write_bytes((FOOTAGE / "phones" / "bt601.mov").read_bytes())
+    vol = clip_volume(tmp_path / "BWC0002")
     out = subprocess.run(
         [sys.executable, str(script), "ingest", str(vol), "--archive", str(cli_archive), "--json"], capture_output=True
     )
