@@ -684,6 +684,9 @@ def _check_unsigned(
         and not fresh.lacks("checkpoints")
         and fresh.checkpoints.has(latest.size, latest.root)
     )
+    # The unfinished ingests a pending finding names, or will: that of the last signed entry is the one at work
+    # now (its objects linked and not yet recorded are pending in the store's pass), not one left open.
+    named: set[int | None] = {walk.last_signed_by}
     if latest is not None and latest.size != top and not signed_meanwhile:
         if latest.size < top and walk.last_signed_by in unfinished:
             result.findings.append(
@@ -707,22 +710,10 @@ def _check_unsigned(
                     "restore catalog.sqlite from a backup",
                 )
             )
-    named = {walk.last_signed_by} | set(walk.unsigned_by) if walk.size > top else {walk.last_signed_by}
-    for ingest in sorted(set(unfinished) - named):
-        # Begun, every entry it wrote signed (a later command signed them as work in flight), and never ended: a
-        # run killed whose re-run of the same volume and device never came (one under another device id does not
-        # finish it; a second review: verify said intact, and its later entries would pass for work in flight).
-        result.findings.append(
-            VerifyFinding(
-                PENDING,
-                f"ingest {ingest} began and has not ended (under way, or interrupted); "
-                f"{_ingest_command(archive, ingest, *unfinished[ingest])}",
-            )
-        )
-    if walk.size <= top:
-        return
-    if walk.unsigned_by and not walk.unsigned_other and set(walk.unsigned_by) <= set(unfinished):
+    in_flight = walk.unsigned_by and not walk.unsigned_other and set(walk.unsigned_by) <= set(unfinished)
+    if walk.size > top and in_flight:
         for ingest, count in sorted(walk.unsigned_by.items()):
+            named.add(ingest)
             result.findings.append(
                 VerifyFinding(
                     PENDING,
@@ -730,7 +721,7 @@ def _check_unsigned(
                     f"was interrupted; {_ingest_command(archive, ingest, *unfinished[ingest])}",
                 )
             )
-    else:
+    elif walk.size > top:
         # Named one by one: anyone who can write catalog.sqlite can append an entry with a correct leaf hash (an
         # approval, a purge); no command signs it (custodes.archive: each refuses to act while it is there), but
         # `ledger checkpoint` would, so the person must see what they would be signing.
@@ -746,6 +737,18 @@ def _check_unsigned(
                 "Investigate first (the command's output, a backup, who could write catalog.sqlite): custodes "
                 "records nothing more while they are there; sign them with `custodes ledger checkpoint` only once "
                 "each is known to be custodes' own, else restore catalog.sqlite from a backup",
+            )
+        )
+
+    for ingest in sorted(set(unfinished) - named):
+        # Begun, every entry it wrote signed (a later command signed them as work in flight), and never ended: a
+        # run killed whose re-run of the same volume and device never came (one under another device id does not
+        # finish it; a second review: verify said intact, and its later entries would pass for work in flight).
+        result.findings.append(
+            VerifyFinding(
+                PENDING,
+                f"ingest {ingest} began and has not ended (under way, or interrupted); "
+                f"{_ingest_command(archive, ingest, *unfinished[ingest])}",
             )
         )
 
