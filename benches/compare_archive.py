@@ -70,6 +70,23 @@ def median(fn: Callable[[], None], repeat: int, setup: Callable[[], None] = lamb
     return statistics.median(times)
 
 
+def interleaved(rows: dict[str, tuple[Callable[[], None], Callable[[], None]]], repeat: int) -> dict[str, float]:
+    """The median time of each row's run (``setup`` untimed before each), in ``repeat`` rounds that run every row
+    once, in an order turned by one each round. Rows measured in blocks of their own drifted with the virtual
+    disk's write-back: the same ``cp -r && sync`` took 1.3 s in its block and 2.2 s between ingests (session 15),
+    so that a ratio between blocks said more about the order than about the tools."""
+    names = list(rows)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for k in range(repeat):
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            setup, fn = rows[name]
+            setup()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=2048)
@@ -135,15 +152,20 @@ def main() -> None:
 
         return go
 
-    rows = {}
-    rows[f"custodes ingest [{CORES} cores]"] = median(ingest(), a.repeat, fresh)
-    rows["custodes ingest --workers 1 [1 thread]"] = median(ingest("--workers", "1"), a.repeat, fresh)
-    rows[f"custodes ingest readback=cache [{CORES} cores]"] = median(ingest(), a.repeat, lambda: fresh("cache"))
-    rows["cp -r [1 thread]"] = median(lambda: run("cp", "-r", str(volume), str(work / "copy")), a.repeat, fresh)
-    rows["cp -r && sync [1 thread]"] = median(
-        lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")), a.repeat, fresh
+    rows = interleaved(
+        {
+            f"custodes ingest [{CORES} cores]": (fresh, ingest()),
+            "custodes ingest --workers 1 [1 thread]": (fresh, ingest("--workers", "1")),
+            f"custodes ingest readback=cache [{CORES} cores]": (lambda: fresh("cache"), ingest()),
+            "cp -r [1 thread]": (fresh, lambda: run("cp", "-r", str(volume), str(work / "copy"))),
+            "cp -r && sync [1 thread]": (
+                fresh,
+                lambda: (run("cp", "-r", str(volume), str(work / "copy")), run("sync")),
+            ),
+        },
+        a.repeat,
     )
-    print("ingest:")
+    print(f"ingest (median of {a.repeat} rounds, each running every row once, in an order turned by one a round):")
     for name, s in rows.items():
         print(f"  {name:44} {total / s:8.0f} MiB/s  ({s:.2f} s)")
     print("ratios (peer time / custodes time):")
