@@ -595,7 +595,6 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
     full = r"the disk is full \(.*archive.*\): free space on it, then run the command again"
     report = tmp_path / "report.json"
     for command in (
-        ["verify", arch],  # it records when each object was last verified: a writer too
         ["ingest", vol2, "--archive", arch, "--driver", "generic"],
         ["ledger", "checkpoint", arch],
         ["access", "request", arch, "--segment", "1", "--reason", "complaint 7"],
@@ -604,18 +603,17 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
     ):
         fill(small_disk)
         one_line_error(run_cli(*command), full)  # root: the custodian of PEOPLE_AND_ROOT, embedded
-    # Pure readers: opening the catalog needs its WAL shared-memory file. Where a failed writer left it in
-    # place they answer, and correctly; where it cannot be created they stop with the same clear line.
+    # Readers answer, and correctly: opening the catalog needs its WAL shared-memory file, and where the full
+    # disk has no room for it the catalog is read as it is (they stopped with the line above before; verify,
+    # which records its run, too: test_verify_on_a_full_disk_verifies_and_records_nothing).
     for command, answered in (
         (["ledger", "verify", arch], lambda out: out.stdout.endswith(b")\nledger consistent: 0 finding(s)\n")),
         (["report", arch, "--out", report], lambda out: json.loads(report.read_bytes())["integrity"] is not None),
+        (["verify", arch], lambda out: out.stdout.endswith(b"intact: 2 objects, 107.4 KiB checked, 0 finding(s)\n")),
     ):
         fill(small_disk)
         out = run_cli(*command)
-        if out.returncode == 0:
-            assert out.stderr == b"" and answered(out), (out.stdout, out.stderr)
-        else:
-            one_line_error(out, full)
+        assert out.returncode == 0 and out.stderr == b"" and answered(out), (out.stdout, out.stderr)
     (small_disk / "filler").unlink()
     intact = run_cli("verify", arch, "--json")
     assert intact.returncode == 0, intact.stdout
@@ -627,6 +625,48 @@ def test_every_archive_command_on_a_full_disk(small_disk: Path, tmp_path: Path) 
     assert run_cli("ingest", vol2, "--archive", arch, "--driver", "generic").returncode in (0, 1)
     assert run_cli("task", "import", arch, tasks).returncode == 0
     assert run_cli("verify", arch).returncode == 0
+
+
+@pytest.mark.parametrize("shm", ["none", "held"])
+def test_verify_on_a_full_disk_verifies_and_records_nothing(small_disk: Path, tmp_path: Path, shm: str) -> None:
+    """A full disk is when an archive most wants checking: verify stopped with "the disk is full" and checked
+    nothing (SQLite could not size the catalog's -shm file, "disk I/O error"). Now the catalog is read as it is
+    (``none``: no -shm yet), or, where one is there and its stamps meet the full disk (``held``: another connection
+    open, as a running service's), recording stops: every object is re-hashed all the same, a modified one found,
+    and the run is "not recorded: the disk is full". With room again, the next verify records its run."""
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:2], volume=tmp_path / "BWC0001")
+    runs = catalog_rows(arch, "SELECT COUNT(*) FROM verify_runs")
+    victim = sorted(p for p in (arch / "objects").rglob("*") if p.is_file())[0]
+    victim.chmod(0o600)
+    with open(victim, "r+b") as f:  # the same size: a change the full disk lets through
+        f.seek(10)
+        f.write(b"\xff" if f.read(1) != b"\xff" else b"\x00")
+    held = sqlite3.connect(arch / "catalog.sqlite") if shm == "held" else None
+    try:
+        if held is not None:
+            held.execute("SELECT COUNT(*) FROM objects").fetchone()  # its -wal and -shm made, and kept open
+        fill(small_disk)
+        out = run_cli("verify", arch, "--json")
+        assert out.returncode == 1 and out.stderr == b"", out.stderr
+        said = json.loads(out.stdout)
+        assert said["checked"] == 2 and said["run"]["not_recorded"] == "the disk is full", said["run"]
+        assert {(f["kind"], f["object"]) for f in said["findings"]} >= {("modified", victim.name)}
+        if held is None:  # (where it is held, the WAL a refused write grew may take the next run's stamps)
+            text = run_cli("verify", arch)
+            assert text.returncode == 1 and b"verification run (not recorded: the disk is full)" in text.stdout
+    finally:
+        if held is not None:
+            held.close()
+    # An act is refused, naming the full disk, not a read-only catalog.
+    fill(small_disk)
+    one_line_error(
+        run_cli("ledger", "checkpoint", arch),
+        r"^custodes: the disk is full \(.*catalog.sqlite\): free space on it, then run the command again",
+    )
+    (small_disk / "filler").unlink()
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM verify_runs") == runs  # nothing half-recorded
+    again = json.loads(run_cli("verify", arch, "--json").stdout)
+    assert again["run"]["id"] is not None and again["run"]["not_recorded"] is None
 
 
 # 4: one int64-ns rule for every time and duration.

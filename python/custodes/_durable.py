@@ -19,6 +19,8 @@ from custodes._faults import storage_op
 
 __all__ = [
     "ascii_digits",
+    "NEARLY_FULL",
+    "disk_full",
     "drop_cached_pages",
     "durable_temp",
     "fsync_dir",
@@ -58,6 +60,20 @@ def read_small(path: Path, limit: int, *, follow: bool = False) -> bytes:
     if len(data) > limit:
         raise ValueError(f"over {limit} bytes")
     return data
+
+
+#: Below this much free space (for this account) a disk counts as full: an I/O error on it is a full disk's.
+NEARLY_FULL = 1 << 20
+
+
+def disk_full(path: str | os.PathLike[str]) -> bool:
+    """The disk holding ``path`` has under :data:`NEARLY_FULL` free for this account (one that cannot be asked is
+    not said to be full)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
 
 
 def fsync_dir(path: Path) -> None:

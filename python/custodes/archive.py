@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import (
+    disk_full,
     file_kind,
     fsync_dir,
     key_exposure,
@@ -832,7 +833,7 @@ class Archive:
             )
 
         if self.catalog.read_only:  # (the probe below would name tmp/ on a read-only disk, not the catalog)
-            raise CatalogReadOnly(self.root, self.catalog.path)
+            raise CatalogReadOnly(self.root, self.catalog.path, full=self.catalog.disk_full)
         # Flags first: an append-only tmp/ takes the probe and keeps it; an immutable or append-only ledger/ or
         # ledger/checkpoint refuses the rename that replaces the latest checkpoint (a second hostile review).
         ledger = self.root / "ledger"
@@ -1704,6 +1705,8 @@ def why_read_only(archive: str | None, catalog: str) -> str:
     places = (archive or catalog, catalog)
     if _mounted_read_only(*places):
         return f"its disk is mounted read-only: {keeper_advice(archive, 'remount it read-write')}"
+    if any(disk_full(place) for place in places):  # (catalog.connect then reads it as it is)
+        return "its disk is full: free space on it, then run the command again"
     for place in dict.fromkeys(places):
         with suppress(OSError):
             st = os.statvfs(place)
@@ -1724,8 +1727,14 @@ class CatalogReadOnly(NotReadyToRecord):
     """This account cannot write the catalog where it is (catalog.Catalog.read_only): an act would not be recorded.
     A copy on a read-only disk is for reading: verify, ``ledger verify`` and the report work on it as it is."""
 
-    def __init__(self, root: Path, path: Path) -> None:
+    def __init__(self, root: Path, path: Path, *, full: bool = False) -> None:
         self.path = path
+        if full:  # (catalog.Catalog.disk_full: opened to read only for that); as the CLI says a full disk
+            super().__init__(
+                f"the disk is full ({path}): free space on it, then run the command again (nothing was recorded; "
+                "verify, ledger verify and the report work on the archive as it is)"
+            )
+            return
         why = why_read_only(str(root), str(path))
         on_a_copy = (
             " (a copy on a read-only disk is verified and reported on as it is: verify, ledger verify, report)"

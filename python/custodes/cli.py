@@ -520,17 +520,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 #: Where a command records the archive it works on, so an error without a file name (SQLite's) can name one.
 _ARCHIVE_META = "custodes.archive"
 
-#: Below this much free space, an I/O error on the archive's disk is reported as a full disk.
-_NEARLY_FULL = 1 << 20
-
-
-def _free_bytes(path: str) -> int | None:
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
 
 def _disk_full(where: str) -> str:
     return (
@@ -577,12 +566,9 @@ def environment_error(e: BaseException, archive: str | None) -> str | None:
                 f"the catalog is damaged: {text} ({catalog}): restore catalog.sqlite from a backup; the stored "
                 "objects are untouched, and `custodes verify` on the restored archive shows what differs"
             )
-        if meant == errno.ENOSPC or "disk is full" in text:
+        if codes.full_disk(e, archive or "."):
             return _disk_full(catalog)
         if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
-            free = _free_bytes(archive or ".")
-            if free is not None and free < _NEARLY_FULL:
-                return _disk_full(catalog)
             return (
                 f"disk I/O error on the catalog ({catalog}): check the disk (dmesg, smartctl), copy the archive "
                 "to a sound disk if it is failing, then run the command again"

@@ -43,6 +43,7 @@ import functools
 import json
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +56,7 @@ from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, key_places, protection_problems, read_small
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.builtin.storage import OWNER_FILE
-from custodes.catalog import Catalog, SchemaDiffersError, accounts, replay, replay_cache
+from custodes.catalog import Catalog, SchemaDiffersError, accounts, codes, replay, replay_cache
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView, ObjectFinding, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
@@ -96,6 +97,8 @@ NOT_RECORDED_NOTHING = "nothing re-hashed"
 NOT_RECORDED_SCHEMA = "the catalog's schema differs"
 #: Or this account cannot write the catalog (catalog.Catalog.read_only): an auditor's copy on a read-only disk.
 NOT_RECORDED_READ_ONLY = "the catalog is read-only here"
+#: Or its disk is full (catalog.Catalog.disk_full): verified all the same, the run recorded nowhere.
+NOT_RECORDED_DISK_FULL = "the disk is full"
 #: A worker of a remote executor reported an object bad that is intact when re-hashed here, or returned a result
 #: that does not match its shard: the run's machinery is at fault, not the evidence; still a failure to look at.
 EXECUTOR_FAULT = "executor_fault"
@@ -267,11 +270,23 @@ def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
         if f.object is not None and f.kind not in _NOT_OF_EVIDENCE and catalog.objects.known(f.object)
     ]
     if found:
-        with catalog.write():
+        # On a disk that filled: not kept (the run says so); the next verify finds them again.
+        with _room_permitting(catalog), catalog.write():
             # What a re-hash found of a copy replaces what was found of it before; what a look without reading its
             # bytes found (a mode, a size, gone) is added (a hostile review: --quick's `unprotected` erased the
             # `modified` a re-hash had found).
             catalog.object_findings.found(found, {(f.sha256, f.copy) for f in found} & result._rehashed)
+
+
+@contextlib.contextmanager
+def _room_permitting(catalog: Catalog) -> Iterator[None]:
+    """A write of verify's own records that a full disk refuses is left undone: verify checks a full archive
+    all the same (its run then says "not recorded: the disk is full"); any other error goes up."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if not codes.full_disk(e, catalog.path.parent):
+            raise
 
 
 def verify_ledger_only(
@@ -1463,7 +1478,8 @@ def _verify_copy(
         locks.flush()
     run = hashing.run_id
     if run is not None and hashing.record:
-        with contextlib.suppress(SchemaDiffersError), catalog.write():  # changed during the run: as in _record
+        # The schema changed during the run (as in _record), or the disk filled: left as a stopped run is.
+        with _room_permitting(catalog), contextlib.suppress(SchemaDiffersError), catalog.write():
             if hashing.stopped is None:
                 catalog.verify_runs.finish(run, time.time_ns())
             else:
@@ -1471,6 +1487,8 @@ def _verify_copy(
     got = None if run is None else catalog.verify_runs.get(run)
     if run is None and (schema_differs or hashing.schema_changed):
         not_recorded: str | None = NOT_RECORDED_SCHEMA
+    elif hashing.disk_full or (run is None and catalog.disk_full):
+        not_recorded = NOT_RECORDED_DISK_FULL
     elif run is None and read_only:
         not_recorded = NOT_RECORDED_READ_ONLY
     elif run is None:
@@ -1687,6 +1705,7 @@ class _Hashing:
         self.record, self.locks, self.runs = record, locks, runs
         self.copy = "replica" if isinstance(archive, _SecondCopy) else FIRST_COPY
         self.schema_changed = False  # the catalog's schema came to differ during the run: no more recorded
+        self.disk_full = False  # the disk filled during the run: no more recorded
         self.archive, self.result, self.budget, self.progress = archive, result, schedule.budget, progress
         self.run_id = None if earlier is None else earlier.id
         self.selection, self.started_ns = schedule.selection.key, started
@@ -1806,8 +1825,13 @@ class _Hashing:
                     VerifyFinding(kind, detail, catalog.segments.first_for_object(d.sha256), d.sha256)
                 )
         self.done += sum(d.size for d in shard)
-        if not self.record:
-            return
+        if self.record:
+            self._stamp(verified, size)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _stamp(self, verified: list[str], size: int) -> None:
+        """Record a shard: when its intact objects were verified, and the run's count (started with the first)."""
         try:
             with self.stamper.write():
                 if self.runs and self.run_id is None:
@@ -1820,8 +1844,13 @@ class _Hashing:
             # The schema changed during the run: nothing more is written; the next verify names the change.
             self.record = self.runs = False
             self.schema_changed = True
-        if self.progress is not None:
-            self.progress(self.done, self.total)
+        except sqlite3.OperationalError as e:
+            if not codes.full_disk(e, self.stamper.path.parent):
+                raise
+            # The disk filled (the catalog opened, its -shm there already): verified all the same, recorded no
+            # further; a run already started is left as a stopped one is, for the next verify to resume.
+            self.record = self.runs = False
+            self.disk_full = True
 
     def _trusted(self, shard: list[_Due], hashed: Any) -> list[Rehashed]:
         """A result must be one Rehashed per object of its shard, in order; anything else (a plugin's bug, a

@@ -118,6 +118,11 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
         except sqlite3.OperationalError as e:
             conn.close()
             code = codes.result_code(e)
+            if codes.full_disk(e, path.parent) and os.path.isfile(path):
+                # A full disk: SQLite could not size its -shm file ("disk I/O error"), and every command stopped
+                # there, verify too, when a full disk is when an archive most wants checking. Read, as it is:
+                # verify re-hashes without recording its run, an act is refused naming the full disk.
+                return _read_only(path, timeout, check_same_thread, FULL_DISK)
             if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or not os.path.isfile(path):
                 raise
             if code == sqlite3.SQLITE_CANTOPEN:
@@ -162,32 +167,47 @@ def _journal_read_only(path: Path) -> bool:
     return False
 
 
-def _read_only(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
-    """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (:func:`_place_read_only`):
-    an auditor's copy on a read-only disk, verified and reported there. SQLite reads a write-ahead database so only
-    as ``immutable`` (nobody writes it), and then ignores any ``-wal`` file: one holding committed transactions
+#: Why :func:`_read_only` reads a catalog: where it is, this account can make no ``-shm`` file beside it.
+READ_ONLY_PLACE = "on a read-only place"
+#: Or the disk is full (:func:`custodes._durable.disk_full`): there is no room for one.
+FULL_DISK = "on a full disk"
+
+
+def _read_only(path: Path, timeout: float, check_same_thread: bool, where: str = READ_ONLY_PLACE) -> sqlite3.Connection:
+    """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (``where``: a place this
+    account cannot write, :func:`_place_read_only`, or a full disk): an auditor's copy on a read-only disk, or an
+    archive whose disk filled, verified and reported there. SQLite reads a write-ahead database so only as
+    ``immutable`` (nobody writes it), and then ignores any ``-wal`` file: one holding committed transactions
     (ledger entries not yet in the catalog file: a copy taken while the archive was in use) is read with its
     ``-shm`` where both are there (``mode=ro``), and otherwise refused, naming it, rather than read as an older
-    catalog. A write on the connection is refused by SQLite as one on a read-only database."""
+    catalog. A write on the connection is refused by SQLite as one on a read-only database; on a full disk the
+    connection is also ``query_only``, which :attr:`Catalog.disk_full` reads."""
     wal = Path(f"{path}-wal")
     try:
         pending = wal.stat().st_size > 0
     except FileNotFoundError:
         pending = False
     except OSError as e:
-        raise CatalogError(f"{wal}: cannot be read ({e.strerror}), and the catalog is on a read-only place") from None
+        raise CatalogError(f"{wal}: cannot be read ({e.strerror}), and the catalog is {where}") from None
     uri = f"{path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}"
     conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        if where == FULL_DISK:
+            conn.execute("PRAGMA query_only=ON")
     except sqlite3.OperationalError as e:
         conn.close()
         if not pending:
             raise
+        remedy = (
+            "free space on it, then run the command again"
+            if where == FULL_DISK
+            else "copy the archive, -wal file and all, to a place this account may write, and open the copy"
+        )
         raise CatalogError(
-            f"{path}: on a read-only place, and its write-ahead log ({wal.name}) holds transactions not yet in the "
-            f"catalog file (a copy taken while the archive was in use) that SQLite cannot read there ({e}): copy the "
-            "archive, -wal file and all, to a place this account may write, and open the copy"
+            f"{path}: {where}, and its write-ahead log ({wal.name}) holds transactions not yet in the catalog file "
+            f"(a copy taken while the archive was in use, or work the full disk stopped) that SQLite cannot read "
+            f"there ({e}): {remedy}"
         ) from None
     return conn
 
@@ -272,6 +292,9 @@ class Catalog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        #: Opened to read only because its disk is full (:func:`connect`): nothing can be recorded until there is
+        #: room; :attr:`read_only` says so too.
+        self.disk_full = bool(conn.execute("PRAGMA query_only").fetchone()[0])
         self._schema_seen: tuple[int, list[SchemaDifference]] | None = None  # (schema cookie, its differences)
         self.segments = Segments(conn)
         self.objects = Objects(conn)
@@ -296,7 +319,12 @@ class Catalog:
         """This account cannot write the catalog here: its file, the folder its -wal and -shm files go in (a
         read-only disk: an auditor's copy), or those files themselves (a flag, a mode). A command that only reads
         works; one that would record refuses, and verify re-hashes without recording its run (custodes.verify)."""
-        return not os.access(self.path, os.W_OK) or _place_read_only(self.path) or _journal_read_only(self.path)
+        return (
+            self.disk_full
+            or not os.access(self.path, os.W_OK)
+            or _place_read_only(self.path)
+            or _journal_read_only(self.path)
+        )
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True, scratch: bool = False) -> Catalog:

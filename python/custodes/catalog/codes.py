@@ -8,9 +8,12 @@ of the schema or of custodes."""
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
-__all__ = ["ENVIRONMENT", "as_errno", "of_the_environment", "result_code"]
+from custodes._durable import disk_full
+
+__all__ = ["ENVIRONMENT", "as_errno", "full_disk", "of_the_environment", "result_code"]
 
 #: FULL, IOERR, READONLY, CANTOPEN, PERM, BUSY, LOCKED: the disk, the files or another process, not the catalog's
 #: content (a hostile review: init on a nearly full disk said "bringing its schema from version 3 to 4 failed").
@@ -48,3 +51,11 @@ def of_the_environment(e: BaseException) -> bool:
 def as_errno(e: BaseException) -> int:
     """The errno whose remedy fits the error (ENOSPC, EACCES), 0 where none does."""
     return _ERRNO.get(result_code(e), 0)
+
+
+def full_disk(e: BaseException, place: str | os.PathLike[str]) -> bool:
+    """SQLite failed because the disk holding ``place`` is full: said so (SQLITE_FULL), or an I/O error on a disk
+    with no room left (SQLite's write of its ``-shm`` file meets a full disk as "disk I/O error")."""
+    if as_errno(e) == errno.ENOSPC or "disk is full" in str(e):
+        return True
+    return result_code(e) == sqlite3.SQLITE_IOERR and disk_full(place)

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from custodes import merkle
-from custodes._durable import process_tag, remove_tree
+from custodes._durable import disk_full, process_tag, remove_tree
 from custodes.catalog.custody import RefusalWindow, TaskRow
 from custodes.catalog.devices import CheckRow, DeviceIdentity, FindingRow
 from custodes.catalog.evidence import NewSegment
@@ -984,8 +984,8 @@ SCRATCH_CACHE_KIB = 128 * 1024
 @contextmanager
 def scratch(live: Catalog) -> Iterator[Catalog]:
     """An empty catalog to replay into, in a file removed afterwards: in the archive's own tmp/ (owner-only,
-    on the disk that holds the catalog) when it can be written there, else the system's temporary folder. A
-    file, not memory: the replay of an agency's ledger is as large as its catalog.
+    on the disk that holds the catalog) when it can be written there and that disk is not full, else the system's
+    temporary folder. A file, not memory: the replay of an agency's ledger is as large as its catalog.
 
     Attached to ``live``'s connection (as :data:`SCRATCH`) when ``live`` is not inside a transaction (SQLite
     attaches no database inside one), so that :func:`differences` compares the two in SQLite: take the
@@ -993,7 +993,7 @@ def scratch(live: Catalog) -> Iterator[Catalog]:
     from custodes.catalog import Catalog as _Catalog
 
     here = live.path.parent / "tmp"
-    folder = here if here.is_dir() and os.access(here, os.W_OK | os.X_OK) else None
+    folder = here if here.is_dir() and os.access(here, os.W_OK | os.X_OK) and not disk_full(here) else None
     # Named for this process, as ingest's copies are: a crash leaves it to the next ingest to remove, and so does
     # a folder that lets nothing be removed. Not tempfile.TemporaryDirectory: in an append-only tmp/ its cleanup
     # recursed on the refused removal until a RecursionError ended verify (a review).
