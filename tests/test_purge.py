@@ -245,3 +245,27 @@ def test_every_refused_act_is_an_access_log_row_and_a_ledger_entry(cli_archive: 
     refused_and_logged("alice", ("retention", "purge", arch, "--request", kept), "purge", recent, kept, "kept for ever")
     # Nothing was purged, and every refusal is under a signed checkpoint.
     assert ledger_of(arch, "purge") == [] and run_cli("ledger", "verify", arch).returncode == 0
+
+
+def test_a_long_purge_signs_what_it_removed_as_it_goes(cli_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another command waits only seconds for entries no checkpoint covers before it takes them for another hand's:
+    a purge of many objects signs its removals at least every retention.SIGN_EVERY_S (a hostile review: a long
+    purge stopped every other command). Set to 0 here, each removal is signed as it is recorded, not only the last.
+    In this process, as root: the checkpoints are read from the catalog (their files are root's now, which the
+    archive's own account cannot read)."""
+    from custodes import retention
+    from custodes.identity import Caller, acting_as
+
+    ids = segment_ids(cli_archive)
+    due = [ids["androidx-sample.mp4"], ids["bt601.mov"]]  # both due (2016, 2024-02)
+    rid = purge_request(cli_archive, *due)
+    monkeypatch.setattr(retention, "SIGN_EVERY_S", 0.0)
+    with open_archive(cli_archive) as a, acting_as(Caller(None, "alice", "tool")):
+        assert retention.purge(a, rid).purged == sorted(due)
+    done = [
+        seq
+        for (seq, e) in catalog_rows(cli_archive, "SELECT seq, entry FROM ledger ORDER BY seq")
+        if json.loads(e)["type"] == "purge_done"
+    ]
+    signed = {size for (size,) in catalog_rows(cli_archive, "SELECT size FROM checkpoints")}
+    assert len(done) == 2 and {seq + 1 for seq in done} <= signed, (done, sorted(signed))
