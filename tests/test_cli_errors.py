@@ -21,10 +21,14 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from custodes.archive import open_archive
 from custodes.hashing import clamp_workers, max_workers
 from helpers import (
     FOOTAGE,
@@ -650,6 +654,7 @@ def test_verify_on_a_full_disk_verifies_and_records_nothing(small_disk: Path, tm
         assert out.returncode == 1 and out.stderr == b"", out.stderr
         said = json.loads(out.stdout)
         assert said["checked"] == 2 and said["run"]["not_recorded"] == "the disk is full", said["run"]
+        assert said["run"]["id"] is None  # (held: it named the run its rolled-back stamp had started, a review)
         assert {(f["kind"], f["object"]) for f in said["findings"]} >= {("modified", victim.name)}
         if held is None:  # (where it is held, the WAL a refused write grew may take the next run's stamps)
             text = run_cli("verify", arch)
@@ -667,6 +672,50 @@ def test_verify_on_a_full_disk_verifies_and_records_nothing(small_disk: Path, tm
     assert catalog_rows(arch, "SELECT COUNT(*) FROM verify_runs") == runs  # nothing half-recorded
     again = json.loads(run_cli("verify", arch, "--json").stdout)
     assert again["run"]["id"] is not None and again["run"]["not_recorded"] is None
+
+
+def test_a_catalog_read_on_a_full_disk_is_not_written_under_it(small_disk: Path, tmp_path: Path) -> None:
+    """On a full disk the catalog is read as it is, and no other process writes it meanwhile (a hostile review:
+    read as ``immutable``, a verify met the pages an ingest wrote once space was freed and called the sound
+    catalog damaged): until the reading connection closes, a writer is told the catalog is busy, even with room
+    again; then it writes."""
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:1], volume=tmp_path / "BWC0001")
+    write = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=0.5, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); c.execute('UPDATE objects SET last_verified_ns = 1'); c.execute('COMMIT')\n"
+    )
+    fill(small_disk)
+    with open_archive(arch) as a:
+        assert a.catalog.disk_full and a.catalog.read_only
+        (small_disk / "filler").unlink()  # room again: only the reading connection stands in the way
+        refused = subprocess.run([sys.executable, "-c", write, arch / "catalog.sqlite"], capture_output=True)
+        assert refused.returncode == 1 and b"database is locked" in refused.stderr, refused.stderr
+    done = subprocess.run([sys.executable, "-c", write, arch / "catalog.sqlite"], capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_error_after_sqlite_rolled_back_by_itself_is_the_one_raised(two_clip_archive: Path) -> None:
+    """SQLite rolls a transaction back itself when the disk fills or an I/O error strikes mid-statement (a stamp
+    of thousands of objects); the ROLLBACK after it then failed with "no transaction is active", and that took
+    the place of the full disk (a hostile review: verify's traceback, exit 1). Here the rollback is SQLite's own
+    statement, in a transaction and in a savepoint inside one."""
+    with open_archive(two_clip_archive) as a:
+        catalog = a.catalog
+        for scope in (catalog.transaction, lambda: _savepoint_in_transaction(catalog)):
+            with pytest.raises(sqlite3.OperationalError, match="^database or disk is full$"):
+                with scope():
+                    catalog._conn.execute("ROLLBACK")  # what SQLite does of itself on SQLITE_FULL
+                    raise sqlite3.OperationalError("database or disk is full")
+            assert not catalog.in_transaction
+        with catalog.transaction():  # and the catalog takes the next transaction as ever
+            catalog.objects.stamp_verified([], 1)
+
+
+@contextmanager
+def _savepoint_in_transaction(catalog: Any) -> Iterator[None]:
+    with catalog.transaction(), catalog.savepoint():
+        yield
 
 
 # 4: one int64-ns rule for every time and duration.
@@ -1423,7 +1472,6 @@ def test_an_act_that_needs_a_reason_refuses_a_blank_one(cli_archive: Path, blank
     the library asked for a reason in some acts and not in others; one rule now asks it of every act). A second
     review: ".", and characters that show nothing (U+200B, U+FEFF, U+2800, a soft hyphen), said nothing too."""
     from custodes.access import request_access
-    from custodes.archive import open_archive
     from custodes.errors import CustodesError
 
     rid = request(cli_archive, "carol", 1)

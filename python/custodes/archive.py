@@ -1732,7 +1732,7 @@ class CatalogReadOnly(NotReadyToRecord):
         if full:  # (catalog.Catalog.disk_full: opened to read only for that); as the CLI says a full disk
             super().__init__(
                 f"the disk is full ({path}): free space on it, then run the command again (nothing was recorded; "
-                "verify, ledger verify and the report work on the archive as it is)"
+                "meanwhile verify, ledger verify and the report, run by the archive's account, work on it as it is)"
             )
             return
         why = why_read_only(str(root), str(path))

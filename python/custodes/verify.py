@@ -271,22 +271,29 @@ def _keep_object_findings(archive: Archive, result: VerifyResult) -> None:
     ]
     if found:
         # On a disk that filled: not kept (the run says so); the next verify finds them again.
-        with _room_permitting(catalog), catalog.write():
+        with _FullDisk(catalog), catalog.write():
             # What a re-hash found of a copy replaces what was found of it before; what a look without reading its
             # bytes found (a mode, a size, gone) is added (a hostile review: --quick's `unprotected` erased the
             # `modified` a re-hash had found).
             catalog.object_findings.found(found, {(f.sha256, f.copy) for f in found} & result._rehashed)
 
 
-@contextlib.contextmanager
-def _room_permitting(catalog: Catalog) -> Iterator[None]:
-    """A write of verify's own records that a full disk refuses is left undone: verify checks a full archive
-    all the same (its run then says "not recorded: the disk is full"); any other error goes up."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        if not codes.full_disk(e, catalog.path.parent):
-            raise
+class _FullDisk:
+    """Around a write of verify's own records: one a full disk refuses is left undone, and ``met`` says so, for
+    verify checks a full archive all the same (its run then "not recorded: the disk is full"); any other error
+    goes up. (SQLite rolls such a transaction back whole: nothing of it stays.)"""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.place = catalog.path.parent
+        self.met = False
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, kind: object, e: BaseException | None, tb: object) -> bool:
+        if isinstance(e, sqlite3.OperationalError) and codes.full_disk(e, self.place):
+            self.met = True
+        return self.met
 
 
 def verify_ledger_only(
@@ -1477,17 +1484,20 @@ def _verify_copy(
     else:
         locks.flush()
     run = hashing.run_id
+    full = _FullDisk(catalog)
     if run is not None and hashing.record:
-        # The schema changed during the run (as in _record), or the disk filled: left as a stopped run is.
-        with _room_permitting(catalog), contextlib.suppress(SchemaDiffersError), catalog.write():
+        # The schema changed during the run (as in _record), or the disk filled: left as a killed run is.
+        with full, contextlib.suppress(SchemaDiffersError), catalog.write():
             if hashing.stopped is None:
                 catalog.verify_runs.finish(run, time.time_ns())
             else:
                 catalog.verify_runs.stop(run, hashing.stopped)
+    if hashing.disk_full or full.met:
+        run = None  # (its row, if an earlier shard wrote one, is a run the full disk cut short, as a kill would)
     got = None if run is None else catalog.verify_runs.get(run)
     if run is None and (schema_differs or hashing.schema_changed):
         not_recorded: str | None = NOT_RECORDED_SCHEMA
-    elif hashing.disk_full or (run is None and catalog.disk_full):
+    elif run is None and (hashing.disk_full or full.met or catalog.disk_full):
         not_recorded = NOT_RECORDED_DISK_FULL
     elif run is None and read_only:
         not_recorded = NOT_RECORDED_READ_ONLY
@@ -1832,9 +1842,11 @@ class _Hashing:
 
     def _stamp(self, verified: list[str], size: int) -> None:
         """Record a shard: when its intact objects were verified, and the run's count (started with the first)."""
+        full, started = _FullDisk(self.stamper), False
         try:
-            with self.stamper.write():
-                if self.runs and self.run_id is None:
+            with full, self.stamper.write():
+                started = self.runs and self.run_id is None
+                if started:
                     self.run_id = self.stamper.verify_runs.start(self.selection, self.started_ns).id
                 self.stamper.objects.stamp_verified(verified, time.time_ns())
                 self.stamper.object_findings.sound(verified)
@@ -1844,13 +1856,13 @@ class _Hashing:
             # The schema changed during the run: nothing more is written; the next verify names the change.
             self.record = self.runs = False
             self.schema_changed = True
-        except sqlite3.OperationalError as e:
-            if not codes.full_disk(e, self.stamper.path.parent):
-                raise
+        if full.met:
             # The disk filled (the catalog opened, its -shm there already): verified all the same, recorded no
-            # further; a run already started is left as a stopped one is, for the next verify to resume.
+            # further. A run this shard started was rolled back with it (a hostile review: its id was printed).
             self.record = self.runs = False
             self.disk_full = True
+            if started:
+                self.run_id = None
 
     def _trusted(self, shard: list[_Due], hashed: Any) -> list[Rehashed]:
         """A result must be one Rehashed per object of its shard, in order; anything else (a plugin's bug, a

@@ -118,11 +118,12 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
         except sqlite3.OperationalError as e:
             conn.close()
             code = codes.result_code(e)
-            if codes.full_disk(e, path.parent) and os.path.isfile(path):
+            if codes.full_disk(e, path.parent) and os.path.isfile(path) and os.path.getsize(path) > 0:
                 # A full disk: SQLite could not size its -shm file ("disk I/O error"), and every command stopped
                 # there, verify too, when a full disk is when an archive most wants checking. Read, as it is:
-                # verify re-hashes without recording its run, an act is refused naming the full disk.
-                return _read_only(path, timeout, check_same_thread, FULL_DISK)
+                # verify re-hashes without recording its run, an act is refused naming the full disk. (Not a new
+                # file: a catalog being made, rebuild-catalog's, is the full disk's failure as it is.)
+                return _alone_on_a_full_disk(path, timeout, check_same_thread)
             if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or not os.path.isfile(path):
                 raise
             if code == sqlite3.SQLITE_CANTOPEN:
@@ -167,48 +168,54 @@ def _journal_read_only(path: Path) -> bool:
     return False
 
 
-#: Why :func:`_read_only` reads a catalog: where it is, this account can make no ``-shm`` file beside it.
-READ_ONLY_PLACE = "on a read-only place"
-#: Or the disk is full (:func:`custodes._durable.disk_full`): there is no room for one.
-FULL_DISK = "on a full disk"
-
-
-def _read_only(path: Path, timeout: float, check_same_thread: bool, where: str = READ_ONLY_PLACE) -> sqlite3.Connection:
-    """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (``where``: a place this
-    account cannot write, :func:`_place_read_only`, or a full disk): an auditor's copy on a read-only disk, or an
-    archive whose disk filled, verified and reported there. SQLite reads a write-ahead database so only as
-    ``immutable`` (nobody writes it), and then ignores any ``-wal`` file: one holding committed transactions
+def _read_only(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
+    """A connection that only reads ``path`` where no ``-shm`` file can be made beside it (:func:`_place_read_only`):
+    an auditor's copy on a read-only disk, verified and reported there. SQLite reads a write-ahead database so only
+    as ``immutable`` (nobody writes it), and then ignores any ``-wal`` file: one holding committed transactions
     (ledger entries not yet in the catalog file: a copy taken while the archive was in use) is read with its
     ``-shm`` where both are there (``mode=ro``), and otherwise refused, naming it, rather than read as an older
-    catalog. A write on the connection is refused by SQLite as one on a read-only database; on a full disk the
-    connection is also ``query_only``, which :attr:`Catalog.disk_full` reads."""
+    catalog. A write on the connection is refused by SQLite as one on a read-only database."""
     wal = Path(f"{path}-wal")
     try:
         pending = wal.stat().st_size > 0
     except FileNotFoundError:
         pending = False
     except OSError as e:
-        raise CatalogError(f"{wal}: cannot be read ({e.strerror}), and the catalog is {where}") from None
+        raise CatalogError(f"{wal}: cannot be read ({e.strerror}), and the catalog is on a read-only place") from None
     uri = f"{path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}"
     conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        if where == FULL_DISK:
-            conn.execute("PRAGMA query_only=ON")
     except sqlite3.OperationalError as e:
         conn.close()
         if not pending:
             raise
-        remedy = (
-            "free space on it, then run the command again"
-            if where == FULL_DISK
-            else "copy the archive, -wal file and all, to a place this account may write, and open the copy"
-        )
         raise CatalogError(
-            f"{path}: {where}, and its write-ahead log ({wal.name}) holds transactions not yet in the catalog file "
-            f"(a copy taken while the archive was in use, or work the full disk stopped) that SQLite cannot read "
-            f"there ({e}): {remedy}"
+            f"{path}: on a read-only place, and its write-ahead log ({wal.name}) holds transactions not yet in the "
+            f"catalog file (a copy taken while the archive was in use) that SQLite cannot read there ({e}): copy the "
+            "archive, -wal file and all, to a place this account may write, and open the copy"
         ) from None
+    return conn
+
+
+def _alone_on_a_full_disk(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
+    """A connection that reads ``path`` where the disk is full and no other connection has the catalog open (one
+    that had would have sized the ``-shm`` file): in exclusive locking mode, in which SQLite keeps the write-ahead
+    log's index in its own memory, needs no ``-shm`` file, and reads the ``-wal`` (what an interrupted command
+    committed) as any connection does. It holds the catalog until it closes: another process waits (``busy``)
+    rather than write under it, as it would once space is freed (a hostile review: read as ``immutable``, a
+    verify met an ingest's pages half-written and called the sound catalog damaged). ``query_only``: it records
+    nothing, which :attr:`Catalog.disk_full` reads."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
+    try:
+        # The catalog only (a database attached later, verify's scratch replay, keeps its own), before the first
+        # read: no shared memory is ever asked for.
+        conn.execute("PRAGMA main.locking_mode=EXCLUSIVE")
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        conn.execute("PRAGMA query_only=ON")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -292,8 +299,8 @@ class Catalog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
-        #: Opened to read only because its disk is full (:func:`connect`): nothing can be recorded until there is
-        #: room; :attr:`read_only` says so too.
+        #: Opened to read only because its disk is full (:func:`_alone_on_a_full_disk`): nothing can be recorded
+        #: until there is room; :attr:`read_only` says so too.
         self.disk_full = bool(conn.execute("PRAGMA query_only").fetchone()[0])
         self._schema_seen: tuple[int, list[SchemaDifference]] | None = None  # (schema cookie, its differences)
         self.segments = Segments(conn)
@@ -357,7 +364,10 @@ class Catalog:
         return catalog
 
     def another(self) -> Catalog:
-        """A second connection to the same catalog (already migrated)."""
+        """A second connection to the same catalog (already migrated). On a full disk (:attr:`disk_full`) this one
+        again: a second would wait on the first's exclusive lock; neither writes, and no other process can."""
+        if self.disk_full:
+            return _Borrowed(self.path, self._conn)
         return Catalog.open(self.path, migrate=False)
 
     @property
@@ -455,7 +465,10 @@ class Catalog:
         try:
             yield self
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # Unless SQLite rolled it back itself (a full disk, an I/O error): a ROLLBACK then failed with "no
+            # transaction is active", and that error took the place of the one that says what happened.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             self.ledger.rolled_back()
             raise
         try:
@@ -474,8 +487,9 @@ class Catalog:
         try:
             yield self
         except BaseException:
-            self._conn.execute("ROLLBACK TO part")
-            self._conn.execute("RELEASE part")
+            if self._conn.in_transaction:  # (gone: SQLite rolled the whole transaction back; the caller's ends it)
+                self._conn.execute("ROLLBACK TO part")
+                self._conn.execute("RELEASE part")
             self.ledger.rolled_back(mark)
             raise
         self._conn.execute("RELEASE part")
@@ -492,3 +506,10 @@ class Catalog:
             yield self
         finally:
             self._conn.execute("COMMIT")
+
+
+class _Borrowed(Catalog):
+    """Another :class:`Catalog` on a connection its first owner closes (:meth:`Catalog.another` on a full disk)."""
+
+    def close(self) -> None:
+        pass
