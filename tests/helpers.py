@@ -274,9 +274,10 @@ def _let_accounts_through(folder: Path) -> None:
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def serve(arch: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def serve(arch: Path, env: Mapping[str, str] | None = None, log_folder: Path | None = None) -> subprocess.Popen[bytes]:
     """Hand ``arch`` to its service account and start ``custodes serve`` there (once; ``env``: extra
-    variables for the service, e.g. an injected fault). Returns the running service."""
+    variables for the service, e.g. an injected fault; ``log_folder``: where its log goes, by default beside the
+    archive). Returns the running service."""
     import time
 
     running = SERVICES.get(arch)
@@ -285,7 +286,7 @@ def serve(arch: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[
     ensure_accounts()
     _let_accounts_through(arch.parent)
     subprocess.run(["chown", "-R", f"{SERVICE_ACCOUNT}:", str(arch)], check=True)
-    log_path = arch.parent / f"{arch.name}.service.log"
+    log_path = (log_folder or arch.parent) / f"{arch.name}.service.log"
     said_before = log_path.stat().st_size if log_path.exists() else 0
     log = open(log_path, "ab")  # noqa: SIM115 (the service writes it until stopped)
     service = subprocess.Popen(

@@ -42,7 +42,9 @@ from helpers import (
     peer,
     request,
     run_cli,
+    serve,
     small_tmpfs,
+    stop_service,
 )
 
 
@@ -672,6 +674,60 @@ def test_verify_on_a_full_disk_verifies_and_records_nothing(small_disk: Path, tm
     assert catalog_rows(arch, "SELECT COUNT(*) FROM verify_runs") == runs  # nothing half-recorded
     again = json.loads(run_cli("verify", arch, "--json").stdout)
     assert again["run"]["id"] is not None and again["run"]["not_recorded"] is None
+
+
+def test_the_archive_service_on_a_full_disk_answers_what_reads(small_disk: Path, tmp_path: Path) -> None:
+    """The service of an archive whose disk is full starts (it could not write who holds its lock), and answers
+    a verify, which re-hashes everything and records nothing; an act is refused naming the full disk, and a report
+    it stages in the archive names the archive's disk, not the folder the caller gave (a hostile review: "give
+    --out a file in a folder you can write", for a folder with room)."""
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:2], volume=tmp_path / "BWC0001")
+    fill(small_disk)
+    serve(arch, log_folder=tmp_path)  # (its log on another disk)
+    try:
+        out = as_("alice", "verify", arch, "--json")
+        assert out.returncode == 0, out.stderr
+        said = json.loads(out.stdout)
+        assert said["checked"] == 2 and said["run"] == {**said["run"], "id": None, "not_recorded": "the disk is full"}
+        one_line_error(
+            as_("alice", "retention", "hold", arch, "--segment", "1", "--reason", "litigation"),
+            r"the disk is full \(.*catalog.sqlite\): free space on it, then run the command again",
+        )
+        report = tmp_path / "report.json"
+        one_line_error(
+            as_("alice", "report", arch, "--out", report),
+            r"cannot write the report \(.*report.json\): the disk it is made on is full \(.*archive/tmp/outbox/",
+        )
+        assert not report.exists()
+    finally:
+        stop_service(arch)
+
+
+def test_an_answer_of_the_service_on_a_full_disk_is_kept_whole(tmp_path: Path) -> None:
+    """The service keeps a command's answer in memory up to 1 MiB, then in a file in the archive: on a full disk
+    a verify --json naming thousands of objects failed there, its findings lost (a hostile review). Now it is
+    kept in memory whole, and reaches the caller."""
+    volume = tmp_path / "BWC0001"
+    volume.mkdir()
+    for i in range(3000):
+        (volume / f"c{i:05d}.srt").write_text(f"1\n00:00:00,000 --> 00:00:01,000\nline {i}\n")
+    with small_tmpfs(tmp_path / "disk", "48m") as disk:
+        arch = disk / "archive"
+        assert run_cli("init", arch).returncode == 0
+        assert run_cli("ingest", volume, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+        for f in (arch / "objects").rglob("*"):
+            if f.is_file():
+                f.chmod(0o444)  # each object `unprotected`: a finding each, some 400 bytes of --json
+        fill(disk)
+        serve(arch, log_folder=tmp_path)
+        try:
+            out = as_("root", "verify", arch, "--json")
+            assert len(out.stdout) > 1 << 20 and out.returncode == 1, out.stderr
+            said = json.loads(out.stdout)
+            assert said["checked"] == 3000 and said["run"]["not_recorded"] == "the disk is full"
+            assert sum(f["kind"] == "unprotected" for f in said["findings"]) == 3000
+        finally:
+            stop_service(arch)
 
 
 def test_a_catalog_read_on_a_full_disk_is_not_written_under_it(small_disk: Path, tmp_path: Path) -> None:

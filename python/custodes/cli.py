@@ -3247,6 +3247,8 @@ def report_command(
     self-contained page with SVG timelines; PDF the same page. Exit 1 when
     the integrity check found something wrong (the report is written all the
     same), else 0 whatever else the report holds."""
+    import errno
+
     from custodes.plugins import UnknownPluginError, plugin_manager
     from custodes.reports import build_report, default_lang
     from custodes.tasks import parse_time
@@ -3296,6 +3298,13 @@ def report_command(
         os.replace(temp, out_path)
         made = False
     except OSError as e:  # a missing folder, a full disk: an environment error, one line (exit 2)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The disk it is made on: beside --out, or, through the archive service, the archive's own (its
+            # outbox: a report to a folder with room failed "give --out a file in a folder you can write").
+            raise CustodesError(
+                f"cannot write the report ({shown_path(out_path)}): the disk it is made on is full "
+                f"({os.path.dirname(os.path.abspath(temp))}): free space on it, then run the command again"
+            ) from e
         raise CustodesError(
             f"cannot write the report ({shown_path(out_path)}): {e.strerror}; give --out a file in a folder you "
             "can write"

@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from custodes._durable import ascii_digits, fsync_dir, left_by_dead_process, process_alive, process_tag
+from custodes._durable import ascii_digits, disk_full, fsync_dir, left_by_dead_process, process_alive, process_tag
 from custodes._faults import crashpoint
 from custodes.errors import CustodesError
 from custodes.identity import Caller, account_name, acting_as, current_caller, peer_caller
@@ -582,7 +582,14 @@ def _hold_archive(root: Path, listen: Path) -> int:
             why = f"already served (by {holder}); stop that service first"
         raise ServiceError(f"{root}: {why}") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {listen.absolute()}\n".encode("utf-8", "surrogateescape"), 0)
+    try:
+        os.pwrite(fd, f"pid {os.getpid()} on {listen.absolute()}\n".encode("utf-8", "surrogateescape"), 0)
+    except OSError as e:
+        # On a full disk the lock holds all the same: only who holds it goes unsaid (a second service is told a
+        # command has it). The service then answers what reads the archive as it is (catalog.connect).
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            os.close(fd)
+            raise
     return fd
 
 
@@ -867,7 +874,10 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
     try:
         req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
         req.secret = header.get("secret")
-        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, dir=os.fspath(outbox)) as spool:
+        # Kept in memory whole where the archive's disk is full (a verify through the service listing thousands of
+        # findings failed there, its answer lost: a hostile review).
+        spooled = 0 if disk_full(outbox) else _SPOOL_MEMORY
+        with tempfile.SpooledTemporaryFile(spooled, dir=os.fspath(outbox)) as spool:
             with service.commands:
                 if service.stopping.is_set():
                     raise ServiceError("it is stopping; run the command again once it is back")
