@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from helpers import (
     request,
     run_cli,
     run_cli_with_faults,
+    stop_service,
 )
 
 
@@ -251,14 +253,15 @@ def test_a_long_purge_signs_what_it_removed_as_it_goes(cli_archive: Path, monkey
     """Another command waits only seconds for entries no checkpoint covers before it takes them for another hand's:
     a purge of many objects signs its removals at least every retention.SIGN_EVERY_S (a hostile review: a long
     purge stopped every other command). Set to 0 here, each removal is signed as it is recorded, not only the last.
-    In this process, as root: the checkpoints are read from the catalog (their files are root's now, which the
-    archive's own account cannot read)."""
+    In this process, by the library, as the archive's owner: its service stopped and the archive handed to root."""
     from custodes import retention
     from custodes.identity import Caller, acting_as
 
     ids = segment_ids(cli_archive)
     due = [ids["androidx-sample.mp4"], ids["bt601.mov"]]  # both due (2016, 2024-02)
     rid = purge_request(cli_archive, *due)
+    stop_service(cli_archive)
+    subprocess.run(["chown", "-R", "root:", str(cli_archive)], check=True)
     monkeypatch.setattr(retention, "SIGN_EVERY_S", 0.0)
     with open_archive(cli_archive) as a, acting_as(Caller(None, "alice", "tool")):
         assert retention.purge(a, rid).purged == sorted(due)
@@ -269,3 +272,25 @@ def test_a_long_purge_signs_what_it_removed_as_it_goes(cli_archive: Path, monkey
     ]
     signed = {size for (size,) in catalog_rows(cli_archive, "SELECT size FROM checkpoints")}
     assert len(done) == 2 and {seq + 1 for seq in done} <= signed, (done, sorted(signed))
+
+
+def test_an_act_through_the_library_by_another_account_than_the_archive_s_is_refused(cli_archive: Path) -> None:
+    """Without its service, the CLI works on an archive only as its owner; the library did not ask: root purged
+    another account's archive in this process, and the checkpoint files it wrote were root's, which the archive's
+    own account (its service) could not read, so every later verify failed on them. Now an act is refused first,
+    naming both accounts, and nothing is recorded or written."""
+    from custodes import retention
+    from custodes.archive import NotReadyToRecord
+    from custodes.identity import Caller, acting_as
+
+    ids = segment_ids(cli_archive)
+    rid = purge_request(cli_archive, ids["androidx-sample.mp4"])  # served: the archive is custodes-svc's
+    before = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")
+    with open_archive(cli_archive) as a, acting_as(Caller(None, "alice", "tool")):
+        with pytest.raises(NotReadyToRecord, match="runs as root and the archive belongs to custodes-svc"):
+            retention.purge(a, rid)
+        with pytest.raises(NotReadyToRecord, match="nothing was recorded"):
+            retention.hold(a, ids["bt601.mov"], "litigation")
+    assert catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger") == before
+    assert [p for p in cli_archive.rglob("*") if p.owner() == "root"] == []
+    assert verify_json(cli_archive, 0) == []

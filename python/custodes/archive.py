@@ -821,9 +821,23 @@ class Archive:
         Checked here, nothing is recorded and the one line says what to put right. And the ledger holds no entry
         no checkpoint covers that no command under way wrote (:meth:`unsigned_of_others`): the act's checkpoint
         would not sign past it, and a person signs it (`custodes ledger checkpoint`) once they know it is
-        custodes' own; an act beside it could also rest on it (a forged approval)."""
+        custodes' own; an act beside it could also rest on it (a forged approval). First of all, this process is
+        the archive's own account's: a library caller of another account, root included, made files that account
+        could not read."""
         from custodes import keys
         from custodes.findings import shown_name
+        from custodes.identity import account_name, keeper_advice
+
+        owner = os.stat(self.root).st_uid
+        if os.geteuid() != owner:
+            # As the CLI has it without a service, so a tool calling the library: every file an act makes (a
+            # checkpoint, an object, a key) would be this account's, and the archive's own could not read it (the
+            # service then failed each later command on "Permission denied", found writing a test).
+            raise NotReadyToRecord(
+                f"{self.root}: this process runs as {account_name(os.geteuid())} and the archive belongs to "
+                f"{account_name(owner)}: an act on it is that account's, or its service's; nothing was recorded: "
+                f"{keeper_advice(str(self.root))}"
+            )
 
         def refuse(where: Path, why: str) -> ArchiveError:
             return NotReadyToRecord(
