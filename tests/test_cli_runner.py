@@ -314,3 +314,24 @@ def test_custody_commands_print_one_json_object(cli_archive: Path) -> None:
     report = as_json("alice", "report", cli_archive, "--format", "json", "--out", cli_archive.parent / "r.json")
     assert report["out"] == str(cli_archive.parent / "r.json") and report["format"] == "json"
     assert json.loads((cli_archive.parent / "r.json").read_text())["report"] == "custodes compliance report"
+
+
+def test_a_ledger_checkpoint_the_disk_refused_to_sign_says_nothing_was_signed(
+    archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ledger checkpoint`'s signing is its one act: where its transaction failed (SQLite's "database or disk is
+    full", as a full disk gives it), it said "what this command recorded stands, so do not repeat an act", telling
+    a person not to do the one thing to do (a hostile review). Now: nothing was signed, free space, run it again."""
+    import sqlite3
+
+    from custodes.archive import Archive
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Archive, "sign_within", full)
+    said = one_line(invoke("ledger", "checkpoint", archive), 2)
+    assert said.endswith(
+        "signing the ledger's checkpoint: nothing was signed; free space on the disk, then run the command again"
+    ), said
+    assert "do not repeat" not in said

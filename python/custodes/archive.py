@@ -1777,7 +1777,7 @@ class CheckpointFileError(CustodesError):
             why, where, code = e.strerror or str(e), e.filename2 or e.filename, e.errno or 0
         else:  # the catalog's own transaction: SQLite's primary result code says what happened
             why, where = str(e), root / CATALOG_FILE
-            code = codes.as_errno(e)
+            code = errno.ENOSPC if codes.full_disk(e, root) else codes.as_errno(e)  # (an I/O error of a full disk too)
         mend = {
             errno.ENOSPC: "free space on the disk",
             errno.EDQUOT: "free space on the disk",
@@ -1787,6 +1787,9 @@ class CheckpointFileError(CustodesError):
             errno.EEXIST: "move that file aside, and keep it (`custodes ledger verify` names it)",
         }.get(code, "check the disk (dmesg, smartctl)")
         shown = shown_name(os.fsdecode(where) if where is not None else str(root / "ledger"))
+        #: The checkpoint's transaction committed (only its files are missing); False: nothing of it was signed.
+        self.signed = not step.startswith("signing")
+        self.cause, self.mend = f"{why} ({shown})", mend
         super().__init__(
             f"{why} ({shown}) {step}: what this command recorded stands, so do not repeat an act; {mend}, then run "
             f"`custodes ledger checkpoint {shell_word(os.path.abspath(root))}` to "

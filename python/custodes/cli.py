@@ -2206,11 +2206,21 @@ def ledger_checkpoint_command(archive: Archive, out: Output) -> None:
     those no other command signs included: entries no checkpoint covers that no
     command under way wrote (`custodes verify` names them), which every other
     command refuses to act beside. Look at them first."""
+    from custodes.archive import CheckpointFileError
     from custodes.policy import require_current
 
     require_current(archive, behind_ok=True)  # (the archive argument lets a differing file through: this says which)
     # A person's signing: of every entry no checkpoint covers, which no other command signs (Archive.checkpoint).
-    cp = archive.checkpoint(every_file=True, sign_all=True)  # writes back lost checkpoint files too
+    try:
+        cp = archive.checkpoint(every_file=True, sign_all=True)  # writes back lost checkpoint files too
+    except CheckpointFileError as e:
+        if e.signed:
+            raise
+        # Its own signing is this command's one act: "what this command recorded stands, so do not repeat an act"
+        # told a person not to do the one thing to do (a hostile review, on a full disk).
+        raise CustodesError(
+            f"{e.cause} signing the ledger's checkpoint: nothing was signed; {e.mend}, then run the command again"
+        ) from e
     if out.json:
         _write_json(cp.to_json())
     else:
