@@ -703,6 +703,25 @@ def test_the_archive_service_on_a_full_disk_answers_what_reads(small_disk: Path,
         stop_service(arch)
 
 
+def test_a_refusal_the_full_disk_kept_from_the_ledger_is_said_as_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    """A request by an account with no role is refused and the refusal ledgered; on a full disk that ledgering
+    failed, and the service answered SQLite's own words ("could not answer: database or disk is full", a hostile
+    review): now the CLI's line for a full disk."""
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:1], volume=tmp_path / "BWC0001")
+    serve(arch, log_folder=tmp_path)
+    held = sqlite3.connect(arch / "catalog.sqlite")  # (its -shm sized: the refusal's write meets the full disk)
+    try:
+        held.execute("SELECT COUNT(*) FROM objects").fetchone()
+        fill(small_disk)
+        one_line_error(
+            as_("mallory", "verify", arch),
+            r"^custodes: the archive service could not answer: the disk is full \(.*catalog.sqlite\): free space",
+        )
+    finally:
+        held.close()
+        stop_service(arch)
+
+
 def test_an_answer_of_the_service_on_a_full_disk_is_kept_whole(tmp_path: Path) -> None:
     """The service keeps a command's answer in memory up to 1 MiB, then in a file in the archive: on a full disk
     a verify --json naming thousands of objects failed there, its findings lost (a hostile review). Now it is
@@ -728,6 +747,34 @@ def test_an_answer_of_the_service_on_a_full_disk_is_kept_whole(tmp_path: Path) -
             assert sum(f["kind"] == "unprotected" for f in said["findings"]) == 3000
         finally:
             stop_service(arch)
+
+
+def test_a_write_ahead_log_a_full_disk_cannot_fold_in_is_left_as_it_is(small_disk: Path, tmp_path: Path) -> None:
+    """Transactions in the catalog's -wal and no -shm file (a process killed, its -shm removed since), on a full
+    disk: read in exclusive locking mode, SQLite folded the log into the catalog file as the command closed, the
+    full disk cut that short, and catalog.sqlite alone was no catalog (a hostile review). Now the command is
+    refused, naming the log, and neither file is touched; with room again, all is read."""
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:1], volume=tmp_path / "BWC0001")
+    killed = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('UPDATE objects SET last_verified_ns = 7')\n"  # committed, in the -wal only
+        "os._exit(0)\n"  # gone without closing: the -wal stays
+    )
+    subprocess.run([sys.executable, "-c", killed, arch / "catalog.sqlite"], check=True)
+    (arch / "catalog.sqlite-shm").unlink()
+    files = {end: (arch / f"catalog.sqlite{end}").read_bytes() for end in ("", "-wal")}
+    assert files["-wal"]
+    fill(small_disk)
+    one_line_error(
+        run_cli("verify", arch),
+        r"catalog.sqlite: on a full disk, and its write-ahead log \(catalog.sqlite-wal\) holds transactions not yet "
+        r"in the catalog file.*: free space on it, then run the command again",
+    )
+    assert {end: (arch / f"catalog.sqlite{end}").read_bytes() for end in ("", "-wal")} == files
+    (small_disk / "filler").unlink()
+    assert catalog_rows(arch, "SELECT DISTINCT last_verified_ns FROM objects") == [(7,)]
+    assert run_cli("verify", arch).returncode == 0
 
 
 def test_a_catalog_read_on_a_full_disk_is_not_written_under_it(small_disk: Path, tmp_path: Path) -> None:

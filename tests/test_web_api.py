@@ -414,3 +414,36 @@ def test_a_viewer_lists_only_their_own_requests(api: tuple[Path, TestClient, dic
     carol = logged_in(web.app, "carol")
     page = carol.get("/").text + carol.get("/access").text
     assert "asked by carol" in page and "asked by alice" not in page
+
+
+def test_a_catalog_another_command_holds_is_503_busy_not_an_internal_error(
+    api: tuple[Path, TestClient, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read kept waiting past the catalog's busy timeout (a verify on a full disk holds the catalog whole until it
+    ends) was answered 500, "internal error" (a hostile review): it is the server's condition, 503, and says so."""
+    import sqlite3
+
+    from custodes.web.context import BUSY
+
+    arch, web, tokens = api
+    db = tmp_path / "held.sqlite"
+    holder, waiter = sqlite3.connect(db, isolation_level=None), sqlite3.connect(db, timeout=0)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        waiter.execute("SELECT * FROM t")
+    except sqlite3.OperationalError as e:  # SQLite's own "database is locked", its code and all
+        locked = e
+    finally:
+        holder.close()
+        waiter.close()
+
+    def held(*_args: Any, **_kwargs: Any) -> Any:
+        raise locked
+
+    monkeypatch.setattr(api_routes.query, "segments", held)
+    monkeypatch.setattr(api_routes.query, "segment", held)
+    answer = web.get(f"{API}/segments", headers=bearer(tokens["carol"]))
+    assert (answer.status_code, answer.json()) == (503, {"error": BUSY, "status": 503})
+    page = logged_in(web.app, "carol").get("/recordings/1")  # a page: the same, as a page says it
+    assert page.status_code == 503 and BUSY.split(":")[0] in page.text, page.text

@@ -793,9 +793,14 @@ def _answer(service: _Service, conn: socket.socket, caller: Caller) -> None:
         conn.settimeout(_ANSWER_TIMEOUT_S)
         _run(service, conn, caller, header, fds)
     except Exception as e:  # noqa: BLE001 - a request, however malformed (JSON nested 100,000 deep), never ends the service
+        from custodes.cli import environment_error
+
         _log(f"a request failed: {type(e).__name__}: {e}")
+        # A full disk, a busy catalog: the CLI's one line for it (a refusal the full disk kept from the ledger
+        # was "database or disk is full", SQLite's words: a hostile review).
+        said = environment_error(e, os.fspath(service.root)) or str(e)
         with contextlib.suppress(OSError):
-            _send(conn, b"e", f"custodes: the archive service could not answer: {e}\n".encode())
+            _send(conn, b"e", f"custodes: the archive service could not answer: {said}\n".encode())
             _send(conn, b"x", struct.pack(">i", 2))
     finally:
         for fd in fds:

@@ -205,7 +205,19 @@ def _alone_on_a_full_disk(path: Path, timeout: float, check_same_thread: bool) -
     committed) as any connection does. It holds the catalog until it closes: another process waits (``busy``)
     rather than write under it, as it would once space is freed (a hostile review: read as ``immutable``, a
     verify met an ingest's pages half-written and called the sound catalog damaged). ``query_only``: it records
-    nothing, which :attr:`Catalog.disk_full` reads."""
+    nothing, which :attr:`Catalog.disk_full` reads.
+
+    Not where the ``-wal`` holds transactions (an ingest killed, its ``-shm`` gone since): closing, SQLite would
+    fold them into the catalog file, which the full disk cuts short, and the file alone is then no catalog (a
+    hostile review). Refused instead, as a copy on a read-only place whose log cannot be read is."""
+    wal = Path(f"{path}-wal")
+    with contextlib.suppress(OSError):
+        if wal.stat().st_size > 0:
+            raise CatalogError(
+                f"{path}: on a full disk, and its write-ahead log ({wal.name}) holds transactions not yet in the "
+                "catalog file, which reading it would fold into the file as it closes, a write the full disk would "
+                "cut short: free space on it, then run the command again"
+            )
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
     try:
         # The catalog only (a database attached later, verify's scratch replay, keeps its own), before the first

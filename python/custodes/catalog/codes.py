@@ -13,7 +13,7 @@ import sqlite3
 
 from custodes._durable import disk_full
 
-__all__ = ["ENVIRONMENT", "as_errno", "full_disk", "of_the_environment", "result_code"]
+__all__ = ["BUSY", "ENVIRONMENT", "LOCKED", "as_errno", "full_disk", "of_the_environment", "result_code"]
 
 #: FULL, IOERR, READONLY, CANTOPEN, PERM, BUSY, LOCKED: the disk, the files or another process, not the catalog's
 #: content (a hostile review: init on a nearly full disk said "bringing its schema from version 3 to 4 failed").
@@ -28,6 +28,9 @@ ENVIRONMENT = frozenset(
         sqlite3.SQLITE_LOCKED,
     }
 )
+
+#: Another connection held the database past the busy timeout, or a table of it.
+BUSY, LOCKED = sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED
 
 #: The errno whose remedy fits a primary code: a full disk, or the archive's files taken from its account.
 _ERRNO = {

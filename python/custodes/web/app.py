@@ -48,7 +48,7 @@ from custodes.web.auth import (
     throttled_for,
     visitor,
 )
-from custodes.web.context import acting_as_caller, reading, render, state, status_of
+from custodes.web.context import BUSY, acting_as_caller, busy, reading, render, state, status_of
 from custodes.web.i18n import LANG_COOKIE
 
 __all__ = ["CSP", "build_app"]
@@ -111,7 +111,10 @@ class SecurityHeaders:
                 raise
             request = Request(scope)
             _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-            answer = await _error(request, 500, "internal error; the server's log has the details")
+            if busy(exc):
+                answer = await _error(request, 503, BUSY)
+            else:
+                answer = await _error(request, 500, "internal error; the server's log has the details")
             await answer(scope, receive, with_headers)
 
 

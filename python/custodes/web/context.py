@@ -133,6 +133,18 @@ def status_of(error: CustodesError, default: int) -> int:
     return 503 if isinstance(error, server) else default
 
 
+#: The answer to a request the catalog kept waiting past its busy timeout: another command holds it (a verify on
+#: a full disk holds it whole until it ends); the server's condition, 503, not an internal error.
+BUSY = "the catalog is busy: another custodes command holds it; try again once it is done"
+
+
+def busy(error: BaseException) -> bool:
+    """``error`` is SQLite's "database is locked" (or a table locked): another command held the catalog."""
+    from custodes.catalog import codes
+
+    return codes.result_code(error) in (codes.BUSY, codes.LOCKED)
+
+
 def lang_of(request: Request) -> str:
     return language_of(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
