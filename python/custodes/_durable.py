@@ -18,8 +18,8 @@ from pathlib import Path
 from custodes._faults import storage_op
 
 __all__ = [
-    "ascii_digits",
     "NEARLY_FULL",
+    "ascii_digits",
     "disk_full",
     "drop_cached_pages",
     "durable_temp",
