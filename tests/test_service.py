@@ -340,6 +340,26 @@ def test_nobody_without_a_role_gets_anything_through_the_service(cli_archive: Pa
     assert catalog_rows(cli_archive, "SELECT count(*) FROM segments") == [(4,)]
 
 
+def test_a_refusal_the_archive_cannot_record_is_a_refusal_still(cli_archive: Path) -> None:
+    """The gate refuses an account with no role and records it; where it could not record the refusal (the key
+    unreadable, a full disk), the gate took that for an archive the command would explain, and let the account
+    through to every command: mallory read `retention status` and ran verify (a third hostile review)."""
+    serve(cli_archive)
+    key = cli_archive / "private" / "checkpoint.key"
+    mode = key.stat().st_mode
+    key.chmod(0)
+    try:
+        for command in (["retention", "status", cli_archive], ["verify", cli_archive]):
+            out = _as("mallory", *command)
+            err = out.stderr.decode()
+            assert out.returncode == 2 and out.stdout == b"", (out.stdout, err)
+            assert err.startswith("custodes: refused: mallory has no role in this archive's policy"), err
+            assert "this refusal could not be recorded either" in err, err
+    finally:
+        key.chmod(mode)
+    refused(_as("mallory", "retention", "status", cli_archive), "mallory has no role in this archive's policy")
+
+
 def test_the_service_runs_archive_commands_only(cli_archive: Path) -> None:
     serve(cli_archive)
     key = cli_archive / "private"

@@ -401,6 +401,8 @@ def _refuse_without_role(archive: Archive, person: str, action: str) -> AccessDe
                 tx.refusals.note_counted(current, action, now)
     except SchemaDiffersError as e:
         raise RefusalNotLogged(why, e, _rebuild_way_out(archive)) from None
+    except NotReadyToRecord as e:  # (the refusal first: the archive's trouble was said alone, as if it were all)
+        raise RefusalNotRecorded(why, e) from None
     signed = _signed(archive) if one_by_one or closed else ""
     if one_by_one:
         return AccessDenied(why + signed)

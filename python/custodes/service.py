@@ -930,13 +930,21 @@ def _gate(root: Path, command: str) -> int:
     from custodes.archive import open_archive
 
     try:
-        with contextlib.closing(open_archive(root)) as archive:
-            require_role_to_serve(archive, command)
-    except AccessDenied as e:
-        print(f"custodes: refused: {e}", file=sys.stderr)
-        return 1
+        archive = open_archive(root)
     except CustodesError:
         return 0  # an archive that cannot be opened: the command says so, in the CLI's words, when it opens it
+    with contextlib.closing(archive):
+        try:
+            require_role_to_serve(archive, command)
+        except AccessDenied as e:
+            print(f"custodes: refused: {e}", file=sys.stderr)
+            return 1
+        except CustodesError as e:
+            # Refused all the same, as an error (exit 2): a refusal the archive could not record (a full disk, an
+            # unreadable key) was taken for an archive the command would explain, and let an account with no role
+            # through to every command, `retention status` and verify among them (a third hostile review).
+            print(f"custodes: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
