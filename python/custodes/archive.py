@@ -822,22 +822,11 @@ class Archive:
         no checkpoint covers that no command under way wrote (:meth:`unsigned_of_others`): the act's checkpoint
         would not sign past it, and a person signs it (`custodes ledger checkpoint`) once they know it is
         custodes' own; an act beside it could also rest on it (a forged approval). First of all, this process is
-        the archive's own account's: a library caller of another account, root included, made files that account
-        could not read."""
+        the archive's own account's (:meth:`require_its_account`)."""
         from custodes import keys
         from custodes.findings import shown_name
-        from custodes.identity import account_name, keeper_advice
 
-        owner = os.stat(self.root).st_uid
-        if os.geteuid() != owner:
-            # As the CLI has it without a service, so a tool calling the library: every file an act makes (a
-            # checkpoint, an object, a key) would be this account's, and the archive's own could not read it (the
-            # service then failed each later command on "Permission denied", found writing a test).
-            raise NotReadyToRecord(
-                f"{self.root}: this process runs as {account_name(os.geteuid())} and the archive belongs to "
-                f"{account_name(owner)}: an act on it is that account's, or its service's; nothing was recorded: "
-                f"{keeper_advice(str(self.root))}"
-            )
+        self.require_its_account()
 
         def refuse(where: Path, why: str) -> ArchiveError:
             return NotReadyToRecord(
@@ -908,6 +897,24 @@ class Archive:
         (ArchiveError) when what the act needs after it is recorded is not there: :meth:`ready_to_record`."""
         self._ready_before_first_act()
         return self.catalog.write()
+
+    def require_its_account(self) -> None:
+        """NotReadyToRecord unless this process runs as the archive's own account (its folder's owner), asked
+        before anything that writes into the archive (:meth:`ready_to_record`, :meth:`checkpoint`, a catalog
+        rebuilt in its place): as the CLI has it without a service, so a tool calling the library, root included.
+        Every file such a write makes (a checkpoint, an object, a key, a catalog) would be this account's, which
+        the archive's own account and its service could not read (found writing a test: every later verify
+        failed on "Permission denied")."""
+        from custodes.identity import account_name
+
+        owner = os.stat(self.root).st_uid
+        if os.geteuid() != owner:
+            raise NotReadyToRecord(
+                f"{self.root}: this process runs as {account_name(os.geteuid())} and the archive belongs to "
+                f"{account_name(owner)}: nothing was recorded or written; an act on it is done as "
+                f"{account_name(owner)} (a tool calling the library runs as that account), or through its service "
+                "(the custodes commands hand their work to a running `custodes serve`)"
+            )
 
     def _ready_before_first_act(self) -> None:
         """:meth:`ready_to_record`, asked once per opened archive, before its first act (or the spool sweep that
@@ -1013,6 +1020,7 @@ class Archive:
         its checkpoint), and signed it would become history that no verify questions again. This command's own
         entries after it are left unsigned: :class:`UnsignedEntriesError`, once the files are written.
         ``sign_all``: a person looked at what no checkpoint covers (`custodes ledger checkpoint`): all of it."""
+        self.require_its_account()  # before the lost files are written back: they would be this account's
         self._signing_all = sign_all  # (its transaction's readiness check: Archive.ready_to_record)
         try:
             return self._checkpoint(every_file, sign_all)

@@ -962,6 +962,8 @@ def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult
     table itself is what is replayed, so it must be intact (``ledger verify`` says). An archive written before
     the catalog was a view of the ledger adopts its older rows first (catalog.replay.adopt), as its first
     write would: a rebuild without them would lose them."""
+    if replace:
+        archive.require_its_account()  # (the new catalog file would be this process's account's)
     live = archive.catalog.path
     temps = archive.root / "tmp"
     temps.mkdir(mode=0o700, exist_ok=True)
