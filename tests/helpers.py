@@ -8,6 +8,7 @@ Fixtures live in conftest.py; everything here is an ordinary function or constan
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import hashlib
 import json
@@ -425,6 +426,20 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte (again: a failed command may have freed pages on its way out)."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as f:
+        for chunk in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+    assert shutil.disk_usage(disk).free == 0
+    return filler
 
 
 @contextmanager

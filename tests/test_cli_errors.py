@@ -38,6 +38,7 @@ from helpers import (
     build_cli_archive,
     catalog_edit,
     catalog_rows,
+    fill,
     one_line_error,
     peer,
     request,
@@ -556,20 +557,6 @@ def small_disk(tmp_path: Path):
         yield disk
 
 
-def fill(disk: Path) -> Path:
-    """Take every free byte (again: a failed command may have freed pages on its way out)."""
-    filler = disk / "filler"
-    with open(filler, "ab", buffering=0) as f:
-        for chunk in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError as e:
-                assert e.errno == errno.ENOSPC
-    assert shutil.disk_usage(disk).free == 0
-    return filler
-
-
 @pytest.mark.parametrize("size", ["120k", "300k"])
 def test_init_on_a_nearly_full_disk_says_the_disk_is_full(tmp_path: Path, size: str) -> None:
     """The catalog's schema made step by step on a disk that fills on the way: said as a full disk, not as a
@@ -726,14 +713,18 @@ def test_an_answer_of_the_service_on_a_full_disk_is_kept_whole(tmp_path: Path) -
     """The service keeps a command's answer in memory up to 1 MiB, then in a file in the archive: on a full disk
     a verify --json naming thousands of objects failed there, its findings lost (a hostile review). Now it is
     kept in memory whole, and reaches the caller."""
-    volume = tmp_path / "BWC0001"
-    volume.mkdir()
+    made = tmp_path / "subtitles"
+    made.mkdir()
     for i in range(3000):
-        (volume / f"c{i:05d}.srt").write_text(f"1\n00:00:00,000 --> 00:00:01,000\nline {i}\n")
+        (made / f"c{i:05d}.srt").write_text(f"1\n00:00:00,000 --> 00:00:01,000\nline {i}\n")
     with small_tmpfs(tmp_path / "disk", "48m") as disk:
-        arch = disk / "archive"
-        assert run_cli("init", arch).returncode == 0
-        assert run_cli("ingest", volume, "--archive", arch, "--driver", "generic").returncode in (0, 1)
+        arch = build_cli_archive(
+            disk / "archive",
+            people=PEOPLE_AND_ROOT,  # root an auditor: a verify through the service needs a role
+            recordings={f.name: f for f in sorted(made.iterdir())},
+            volume=tmp_path / "BWC0001",
+            ingest_exit=(0, 1),
+        )
         for f in (arch / "objects").rglob("*"):
             if f.is_file():
                 f.chmod(0o444)  # each object `unprotected`: a finding each, some 400 bytes of --json

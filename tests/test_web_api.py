@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,17 @@ from custodes.tasks import import_tasks, parse_tasks
 from custodes.web import api as api_routes
 from custodes.web import create_app
 from custodes.web.accounts import issue_token, local_caller, revoke_token, secret_digest
-from helpers import THREE_RECORDINGS, as_, build_cli_archive, catalog_rows, copy_archive, hand_back, run_cli
+from helpers import (
+    THREE_RECORDINGS,
+    as_,
+    build_cli_archive,
+    catalog_rows,
+    copy_archive,
+    fill,
+    hand_back,
+    run_cli,
+    small_tmpfs,
+)
 from web_helpers import PASSWORD, add_own_account, deciding, logged_in
 
 API = "/api/v1"
@@ -447,3 +458,23 @@ def test_a_catalog_another_command_holds_is_503_busy_not_an_internal_error(
     assert (answer.status_code, answer.json()) == (503, {"error": BUSY, "status": 503})
     page = logged_in(web.app, "carol").get("/recordings/1")  # a page: the same, as a page says it
     assert page.status_code == 503 and BUSY.split(":")[0] in page.text, page.text
+
+
+def test_a_read_on_a_full_disk_leaves_the_catalog_to_the_next_command(tmp_path: Path) -> None:
+    """On a full disk a read takes the catalog whole until it closes (catalog._alone_on_a_full_disk); the review
+    page kept each thread's archive open, so after one API read every command of the service, verify included,
+    waited 60 s and was told the catalog was busy, until a restart (a third hostile review). The page's archive is
+    closed as its answer goes out; the next command reads at once."""
+    with small_tmpfs(tmp_path / "disk", "8m") as disk:
+        arch = build_cli_archive(disk / "archive", recordings=THREE_RECORDINGS[:1], volume=tmp_path / "BWC0001")
+        with open_archive(arch) as a:
+            add_own_account(a, "alice", PASSWORD)
+            token = issue_token(a, "alice", "custodian", "tests")[1]
+        fill(disk)
+        web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False)
+        answer = web.get(f"{API}/segments", headers=bearer(token))
+        assert answer.status_code == 200 and len(answer.json()["segments"]) == 1, answer.text
+        started = time.monotonic()
+        out = run_cli("verify", arch, "--json")
+        assert out.returncode == 0 and time.monotonic() - started < 30, out.stderr
+        assert json.loads(out.stdout)["run"]["not_recorded"] == "the disk is full"

@@ -123,7 +123,7 @@ def connect(path: Path, *, journal_mode: str, timeout: float, check_same_thread:
                 # there, verify too, when a full disk is when an archive most wants checking. Read, as it is:
                 # verify re-hashes without recording its run, an act is refused naming the full disk. (Not a new
                 # file: a catalog being made, rebuild-catalog's, is the full disk's failure as it is.)
-                return _alone_on_a_full_disk(path, timeout, check_same_thread)
+                return _alone_on_a_full_disk(path, timeout)
             if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or not os.path.isfile(path):
                 raise
             if code == sqlite3.SQLITE_CANTOPEN:
@@ -198,7 +198,7 @@ def _read_only(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.C
     return conn
 
 
-def _alone_on_a_full_disk(path: Path, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
+def _alone_on_a_full_disk(path: Path, timeout: float) -> sqlite3.Connection:
     """A connection that reads ``path`` where the disk is full and no other connection has the catalog open (one
     that had would have sized the ``-shm`` file): in exclusive locking mode, in which SQLite keeps the write-ahead
     log's index in its own memory, needs no ``-shm`` file, and reads the ``-wal`` (what an interrupted command
@@ -218,7 +218,8 @@ def _alone_on_a_full_disk(path: Path, timeout: float, check_same_thread: bool) -
                 "catalog file, which reading it would fold into the file as it closes, a write the full disk would "
                 "cut short: free space on it, then run the command again"
             )
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
+    # Any thread may close it: the review page closes it as the request's answer has gone out (web.context).
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         # The catalog only (a database attached later, verify's scratch replay, keeps its own), before the first
         # read: no shared memory is ever asked for.

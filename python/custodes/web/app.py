@@ -48,7 +48,7 @@ from custodes.web.auth import (
     throttled_for,
     visitor,
 )
-from custodes.web.context import BUSY, acting_as_caller, busy, reading, render, state, status_of
+from custodes.web.context import BUSY, CLOSE_AFTER, acting_as_caller, busy, reading, render, state, status_of
 from custodes.web.i18n import LANG_COOKIE
 
 __all__ = ["CSP", "build_app"]
@@ -116,6 +116,9 @@ class SecurityHeaders:
             else:
                 answer = await _error(request, 500, "internal error; the server's log has the details")
             await answer(scope, receive, with_headers)
+        finally:
+            for archive in scope.get("state", {}).get(CLOSE_AFTER, ()):  # (context.reading: on a full disk)
+                archive.close()
 
 
 def _wants_json(request: Request) -> bool:

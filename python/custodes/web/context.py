@@ -91,15 +91,29 @@ def _policy_stamp(root: Path) -> tuple[int, int]:
 def reading(request: Request) -> Archive:
     """This thread's archive for reads (opened on first use, and again when the policy file has changed)."""
     web = state(request)
+    pending = getattr(request.state, CLOSE_AFTER, None)
+    if pending:  # this request's, on a full disk (below): one for all its steps, whichever thread runs them
+        return pending[0]  # type: ignore[no-any-return]
     stamp = _policy_stamp(web.root)
     held: tuple[tuple[int, int], Archive] | None = getattr(web._local, "archive", None)
     if held is not None and held[0] == stamp:
         return held[1]
     if held is not None:
         held[1].close()
+        web._local.archive = None
     archive = open_archive(web.root)
+    if archive.catalog.disk_full:
+        # Read as it is on a full disk, the catalog held whole until this closes (catalog._alone_on_a_full_disk):
+        # closed when the request ends (the app's middleware, :data:`CLOSE_AFTER`), never kept for the thread,
+        # which held it for good and every other command of the service waited on it (a third hostile review).
+        setattr(request.state, CLOSE_AFTER, [archive])
+        return archive
     web._local.archive = (stamp, archive)
     return archive
+
+
+#: The request's state key (``scope["state"]``) listing the archives to close once its answer has gone out.
+CLOSE_AFTER = "custodes_close_after"
 
 
 @contextmanager
