@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -478,3 +479,19 @@ def test_a_read_on_a_full_disk_leaves_the_catalog_to_the_next_command(tmp_path: 
         out = run_cli("verify", arch, "--json")
         assert out.returncode == 0 and time.monotonic() - started < 30, out.stderr
         assert json.loads(out.stdout)["run"]["not_recorded"] == "the disk is full"
+
+
+def test_the_review_page_of_another_account_s_archive_is_not_made(tmp_path: Path) -> None:
+    """The review page runs in the archive's service, as its account. An app made by root on another account's
+    archive made its accounts store (and, at a request, a bag's folder) root's, which the service could not read:
+    every later `custodes user add` and export through it failed (a third hostile review). Refused at once now,
+    and nothing is made."""
+    from custodes.archive import ArchiveError
+
+    arch = build_cli_archive(tmp_path / "archive", recordings=THREE_RECORDINGS[:1])
+    (arch / "accounts.sqlite").unlink(missing_ok=True)
+    subprocess.run(["chown", "-R", "custodes-svc:", str(arch)], check=True)
+    with pytest.raises(ArchiveError, match="runs as root and the archive belongs to custodes-svc"):
+        create_app(arch)
+    assert not (arch / "accounts.sqlite").exists()
+    assert [p for p in arch.rglob("*") if p.owner() == "root"] == []

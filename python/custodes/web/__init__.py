@@ -54,7 +54,11 @@ def create_app(
     from custodes.web.context import WebState, templates
 
     folder = Path(root).absolute()
-    open_archive(folder).close()  # an archive that cannot be opened is refused now, not at the first request
+    with open_archive(folder) as archive:  # an archive that cannot be opened is refused now, not at the first request
+        # Its accounts store is made now, and a request's files (a bag for download) later: as the archive's
+        # account only (an app run by root made them root's, which the archive's service could not read: a
+        # third hostile review). The page runs in the service (`custodes serve --http`), as that account.
+        archive.require_its_account()
     app = FastAPI(
         title="custodes",
         summary="The review page and HTTP API of a custodes archive",
