@@ -476,6 +476,11 @@ def test_a_read_on_a_full_disk_leaves_the_catalog_to_the_next_command(tmp_path: 
         answer = web.get(f"{API}/segments", headers=bearer(token))
         assert answer.status_code == 200 and len(answer.json()["segments"]) == 1, answer.text
         started = time.monotonic()
+        # An act in a request that has read: refused at once, naming the full disk (it waited 60 s on the
+        # request's own read and said "busy").
+        held = web.post(f"{API}/holds", json={"segment": 1, "reason": "court"}, headers=bearer(token))
+        assert held.status_code == 503 and "the disk is full" in held.json()["error"], held.text
+        assert time.monotonic() - started < 30
         out = run_cli("verify", arch, "--json")
         assert out.returncode == 0 and time.monotonic() - started < 30, out.stderr
         assert json.loads(out.stdout)["run"]["not_recorded"] == "the disk is full"

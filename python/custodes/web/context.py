@@ -124,12 +124,16 @@ def acting_as_caller(request: Request, caller: Caller) -> Iterator[Archive]:
 
     web = state(request)
     with web.lock, acting_as(caller):
-        archive = open_archive(web.root)
+        # On a full disk, the archive this request read already holds the catalog (:func:`reading`): a second would
+        # wait on it for the busy timeout and answer "busy"; on it, the act is refused at once, naming the full disk.
+        pending = getattr(request.state, CLOSE_AFTER, None)
+        archive = pending[0] if pending else open_archive(web.root)
         try:
             require_current(archive)
             yield archive
         finally:
-            archive.close()
+            if not pending:
+                archive.close()
 
 
 def acting(request: Request, visitor: Visitor) -> AbstractContextManager[Archive]:
