@@ -21,6 +21,7 @@ __all__ = [
     "NEARLY_FULL",
     "ascii_digits",
     "disk_full",
+    "disk_full_line",
     "drop_cached_pages",
     "durable_temp",
     "fsync_dir",
@@ -74,6 +75,11 @@ def disk_full(path: str | os.PathLike[str]) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
+def disk_full_line(where: str | os.PathLike[str]) -> str:
+    """How every command says a disk is full, naming ``where`` (what follows it is the caller's to add)."""
+    return f"the disk is full ({os.fspath(where)}): free space on it, then run the command again"
 
 
 def fsync_dir(path: Path) -> None:

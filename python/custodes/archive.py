@@ -41,6 +41,7 @@ from custodes import _core, keys, merkle
 from custodes import ledger as ledger_mod
 from custodes._durable import (
     disk_full,
+    disk_full_line,
     file_kind,
     fsync_dir,
     key_exposure,
@@ -1753,8 +1754,8 @@ class CatalogReadOnly(NotReadyToRecord):
         self.path = path
         if full:  # (catalog.Catalog.disk_full: opened to read only for that); as the CLI says a full disk
             super().__init__(
-                f"the disk is full ({path}): free space on it, then run the command again (nothing was recorded; "
-                "meanwhile verify, ledger verify and the report, run by the archive's account, work on it as it is)"
+                f"{disk_full_line(path)} (nothing was recorded; meanwhile verify, ledger verify and the report, run "
+                "by the archive's account, work on it as it is)"
             )
             return
         why = why_read_only(str(root), str(path))

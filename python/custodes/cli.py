@@ -522,10 +522,9 @@ _ARCHIVE_META = "custodes.archive"
 
 
 def _disk_full(where: str) -> str:
-    return (
-        f"the disk is full ({where}): free space on it, then run the command again "
-        "(what was not finished was not recorded)"
-    )
+    from custodes._durable import disk_full_line
+
+    return f"{disk_full_line(where)} (what was not finished was not recorded)"
 
 
 def environment_error(e: BaseException, archive: str | None) -> str | None:

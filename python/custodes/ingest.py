@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from custodes import _core, preuse, retention, timeline
-from custodes._durable import dead_temps, drop_cached_pages, process_tag, sync_together
+from custodes._durable import dead_temps, disk_full_line, drop_cached_pages, process_tag, sync_together
 from custodes._faults import crashpoint, storage_op
 from custodes._interrupts import stop_pool
 from custodes.archive import Archive, ArchiveError, _claim_places, within
@@ -313,13 +313,13 @@ def _short_of_room(archive: Archive, files: list[VolumeFile]) -> str | None:
     free = st.f_bavail * st.f_frsize
     if need + kept > free:
         return (
-            f"the disk is full ({archive.root}): free space on it, then run the command again: {_size(free)} free, "
+            f"{disk_full_line(archive.root)}: {_size(free)} free, "
             f"and the next {len(files)} file(s) of the volume need {_size(need)}, with {_size(kept)} kept for "
             "recording them"
         )
     if st.f_files and st.f_favail < inodes:
         return (
-            f"the disk is full ({archive.root}): free space on it, then run the command again: it can make "
+            f"{disk_full_line(archive.root)}: it can make "
             f"{st.f_favail} more file(s) (inodes), and the next {len(files)} file(s) of the volume need up to "
             f"{inodes}"
         )
