@@ -459,6 +459,15 @@ def test_a_catalog_another_command_holds_is_503_busy_not_an_internal_error(
     assert (answer.status_code, answer.json()) == (503, {"error": BUSY, "status": 503})
     page = logged_in(web.app, "carol").get("/recordings/1")  # a page: the same, as a page says it
     assert page.status_code == 503 and BUSY.split(":")[0] in page.text, page.text
+    # A full disk, as SQLite says it at an act's COMMIT: the server's condition too, named (a fourth review: 500).
+    full = sqlite3.OperationalError("database or disk is full")
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise full
+
+    monkeypatch.setattr(api_routes.query, "segments", refused)
+    answer = web.get(f"{API}/segments", headers=bearer(tokens["carol"]))
+    assert answer.status_code == 503 and answer.json()["error"].startswith("the disk is full ("), answer.text
 
 
 def test_a_read_on_a_full_disk_leaves_the_catalog_to_the_next_command(tmp_path: Path) -> None:

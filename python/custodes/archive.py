@@ -1193,6 +1193,7 @@ class Archive:
         missing = [size for size in self.catalog.checkpoints.sizes() if str(size) not in present]
         if not missing:
             return []
+        self.require_its_account()  # (public: the files written back would be this process's account's)
         temps.mkdir(exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
         chain = keys.archive_chain(self)

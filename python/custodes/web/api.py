@@ -51,7 +51,7 @@ from custodes.reports import SCOPES, Report, ReportError, build_report, default_
 from custodes.retention import HoldJSON, ReleaseJSON, hold, hold_json, release, release_json
 from custodes.tasks import CAUSES, AnnotationJSON, CoverageCheckJSON, annotation_json, coverage_check, explain_gap
 from custodes.web.auth import LoginRequired, Visitor, csrf_checked, visitor
-from custodes.web.context import BUSY, MAX_TEXT, acting, busy, reading, status_of
+from custodes.web.context import MAX_TEXT, acting, reading, server_condition, status_of
 
 __all__ = ["MAX_LIMIT", "PREFIX", "ErrorJSON", "router"]
 
@@ -170,8 +170,8 @@ class ApiRoute(APIRoute):
                 return _error(_status_of(e), str(e))
             except Exception as e:
                 _log.exception("%s %s failed", request.method, request.url.path)
-                if busy(e):
-                    return _error(503, BUSY)
+                if (condition := server_condition(request, e)) is not None:
+                    return _error(503, condition)
                 return _error(500, "internal error; the server's log has the details")
 
         return answer

@@ -48,7 +48,15 @@ from custodes.web.auth import (
     throttled_for,
     visitor,
 )
-from custodes.web.context import BUSY, CLOSE_AFTER, acting_as_caller, busy, reading, render, state, status_of
+from custodes.web.context import (
+    CLOSE_AFTER,
+    acting_as_caller,
+    reading,
+    render,
+    server_condition,
+    state,
+    status_of,
+)
 from custodes.web.i18n import LANG_COOKIE
 
 __all__ = ["CSP", "build_app"]
@@ -111,8 +119,8 @@ class SecurityHeaders:
                 raise
             request = Request(scope)
             _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-            if busy(exc):
-                answer = await _error(request, 503, BUSY)
+            if (condition := server_condition(request, exc)) is not None:
+                answer = await _error(request, 503, condition)
             else:
                 answer = await _error(request, 500, "internal error; the server's log has the details")
             await answer(scope, receive, with_headers)

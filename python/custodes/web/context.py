@@ -156,11 +156,18 @@ def status_of(error: CustodesError, default: int) -> int:
 BUSY = "the catalog is busy: another custodes command holds it; try again once it is done"
 
 
-def busy(error: BaseException) -> bool:
-    """``error`` is SQLite's "database is locked" (or a table locked): another command held the catalog."""
+def server_condition(request: Request, error: BaseException) -> str | None:
+    """What to answer 503 for an error of SQLite's that is the server's condition, not the request's fault nor a
+    bug: another command holds the catalog (:data:`BUSY`), or the archive's disk is full (an act on the API
+    answered 500 "internal error" there: a hostile review); None for any other error."""
+    from custodes._durable import disk_full_line
     from custodes.catalog import codes
 
-    return codes.result_code(error) in (codes.BUSY, codes.LOCKED)
+    if codes.result_code(error) in (codes.BUSY, codes.LOCKED):
+        return BUSY
+    if codes.full_disk(error, state(request).root):
+        return f"{disk_full_line(state(request).root)} (what was not finished was not recorded)"
+    return None
 
 
 def lang_of(request: Request) -> str:
