@@ -422,9 +422,13 @@ def test_two_commands_whose_entries_interleave_both_sign_them(tmp_path: Path) ->
         "        replay.record(tx, {'type': 'storage_check', 'n': n, 'time': time.time_ns()})\n"
     )
     (tmp_path / "twice.py").write_text(common + "entry(1)\ntime.sleep(1.0)\nentry(3)\na.checkpoint()\n")
+    # Entry 2 waits for entry 1 to be there (it slept 0.4 s, and on a loaded machine the other process's start took
+    # longer: [2, 1, 3], in a fresh clone's run beside other work).
     (tmp_path / "between.py").write_text(
-        common + "a.ready_to_record()\na._ready = True\nprint('ready', flush=True)\nsys.stdin.readline()\n"
-        "time.sleep(0.4)\nentry(2)\na.checkpoint()\n"
+        common + "a.ready_to_record()\na._ready = True\nbefore = a.catalog.ledger.next_index()\n"
+        "print('ready', flush=True)\nsys.stdin.readline()\ndeadline = time.monotonic() + 30\n"
+        "while a.catalog.ledger.next_index() == before and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
+        "entry(2)\na.checkpoint()\n"
     )
     between = subprocess.Popen(
         [sys.executable, str(tmp_path / "between.py"), str(arch)],
