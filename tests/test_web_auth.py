@@ -19,7 +19,17 @@ from custodes.archive import open_archive
 from custodes.web import auth, create_app
 from custodes.web.accounts import LOCK_AFTER
 from custodes.web.app import CSP
-from helpers import FORGED_APPROVAL, appended_by_hand, peer, policy_text, run_cli, set_policy
+from helpers import (
+    FORGED_APPROVAL,
+    appended_by_hand,
+    build_cli_archive,
+    fill,
+    peer,
+    policy_text,
+    run_cli,
+    set_policy,
+    small_tmpfs,
+)
 from web_helpers import ONE_TIME, PASSWORD, add_own_account, free_port, start_service, stop_service_by_pid
 
 MINUTE = 60 * 1_000_000_000
@@ -407,3 +417,33 @@ def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> 
     assert out.returncode == 2 and b"go together" in out.stderr, out.stderr
     out = run_cli("serve", tmp_path, "--http", "localhost:")
     assert out.returncode == 2 and b"HOST:PORT" in out.stderr and b"Traceback" not in out.stderr, out.stderr
+
+
+def test_logout_on_a_full_disk_ends_the_session_here_and_writes_its_end_once_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging out on a full disk was a 500, and the session stayed valid: the cookie a person believed ended
+    still opened every page (a fourth hostile review). The session ends in the running server at once, the
+    answer says the disk is full, and its end is written with the store's next write once there is room: a
+    server started afterwards refuses it too."""
+    with small_tmpfs(tmp_path / "disk", "8m") as disk:
+        arch = with_account(build_cli_archive(disk / "archive"))
+        web = client(arch)
+        assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
+        cookie = web.cookies.get("custodes_session")
+        token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
+        filler = fill(disk)
+        later = auth.now_ns() + 31 * 1_000_000_000  # past the time a session's last visit is written
+        monkeypatch.setattr(auth, "now_ns", lambda: later)
+        assert web.get("/whoami").status_code == 200  # a read on a full disk (was 503: the visit not written)
+        answer = web.post("/logout", headers={"x-csrf-token": token, "accept": "text/html"})
+        assert answer.status_code == 503 and "the disk is full" in answer.text, answer.text
+        assert 'custodes_session=""' in answer.headers.get("set-cookie", ""), answer.headers  # the browser's ends
+        stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
+        assert stale.get("/whoami").status_code == 401  # and this server refuses it
+        filler.unlink()
+        again = TestClient(web.app, base_url="https://testserver", follow_redirects=False)
+        assert log_in(again, "alice", PASSWORD, "/login").status_code == 303  # a write of its: the end with it
+        web.app.state.custodes.store.close()
+        restarted = TestClient(create_app(arch), base_url="https://testserver", cookies={"custodes_session": cookie})
+        assert restarted.get("/whoami").status_code == 401

@@ -149,6 +149,9 @@ class AccountStore:
         self._conn = conn
         self._lock = threading.RLock()
         self._schema_seen: tuple[int, list[schema.SchemaDifference]] | None = None
+        # Sessions ended (:meth:`delete_session`) whose deletion is not written yet (a full disk refused it): gone
+        # for this store at once, and deleted in the file by its next write (:meth:`_begin`).
+        self._ended: set[str] = set()
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> AccountStore:
@@ -207,24 +210,21 @@ class AccountStore:
         An account change commits it before or after the catalog's transaction (custodes.web.accounts).
         Refused, as :meth:`_transaction`, while the schema is not the one custodes makes."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             done = False
 
             def commit() -> None:
                 nonlocal done
                 if not done:
-                    self._conn.execute("COMMIT")
+                    self._commit(ended)
                     done = True
 
             try:
-                if found := self.schema_differences():
-                    raise AccountsSchemaError(self.path, found)
+                ended = self._begin()
                 yield commit
+                commit()
             except BaseException:
-                if not done:
-                    self._conn.execute("ROLLBACK")
+                self._roll_back()
                 raise
-            commit()
 
     @contextmanager
     def _transaction(self, *, as_made: bool = True) -> Iterator[sqlite3.Connection]:
@@ -235,15 +235,35 @@ class AccountStore:
             if self._conn.in_transaction:  # inside held(): this write is part of its transaction
                 yield self._conn
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                if as_made and (found := self.schema_differences()):
-                    raise AccountsSchemaError(self.path, found)
+                ended = self._begin(as_made=as_made)
                 yield self._conn
+                self._commit(ended)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._roll_back()
                 raise
-            self._conn.execute("COMMIT")
+
+    def _begin(self, *, as_made: bool = True) -> frozenset[str]:
+        """BEGIN IMMEDIATE, the schema checked (``as_made``), and the sessions ended but not yet deleted deleted in
+        it: the digests it deletes, for :meth:`_commit`."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if not as_made:
+            return frozenset()
+        if found := self.schema_differences():
+            raise AccountsSchemaError(self.path, found)
+        ended = frozenset(self._ended)
+        self._conn.executemany("DELETE FROM sessions WHERE digest = ?", [(d,) for d in ended])
+        return ended
+
+    def _commit(self, ended: frozenset[str]) -> None:
+        self._conn.execute("COMMIT")
+        self._ended -= ended
+
+    def _roll_back(self) -> None:
+        # Only while a transaction is open: SQLite has rolled back already where a statement or the COMMIT met a
+        # full disk, and "cannot rollback - no transaction is active" would stand in for the error that did it.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     # --- accounts ---
 
@@ -324,6 +344,8 @@ class AccountStore:
 
     def session(self, digest: str) -> SessionRow | None:
         with self._lock:
+            if digest in self._ended:
+                return None
             row = self._conn.execute(
                 f"SELECT {_fields(SessionRow)} FROM sessions WHERE digest = ?", (digest,)
             ).fetchone()
@@ -334,8 +356,13 @@ class AccountStore:
             c.execute("UPDATE sessions SET last_seen_ns = ? WHERE digest = ?", (now, digest))
 
     def delete_session(self, digest: str) -> None:
-        with self._transaction() as c:
-            c.execute("DELETE FROM sessions WHERE digest = ?", (digest,))
+        """End a session: at once for this store, whatever becomes of the write. Where the deletion cannot be
+        written (a full disk), the error is raised and the deletion goes with this store's next write, so that a
+        person who logged out is not let in again by the cookie they believe ended (a hostile review)."""
+        with self._lock:
+            self._ended.add(digest)
+            with self._transaction():
+                pass  # the deletion is :meth:`_begin`'s, of every session ended and not yet deleted
 
     # --- tokens ---
 

@@ -12,6 +12,7 @@ object) saying what went wrong in one line, never a traceback; an unexpected one
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -213,6 +214,23 @@ def _login_page(request: Request, status: int = 200, message_key: str | None = N
     return page
 
 
+def _end_session(request: Request, digest: str, response: Response) -> None:
+    """Log out the session ``digest``. Where its end cannot be written (a full disk), it is ended for this server
+    all the same (AccountStore.delete_session) and for the browser: the answer, 503, says what is not written yet
+    and why, and still clears the cookie."""
+    try:
+        state(request).store.delete_session(digest)
+    except sqlite3.Error as e:
+        condition = server_condition(request, e)
+        if condition is None:
+            raise
+        raise StarletteHTTPException(
+            503,
+            f"logged out of this server; the end of the session is written with its next change: {condition}",
+            headers={"set-cookie": response.headers["set-cookie"]},
+        ) from None
+
+
 def _install_login(app: FastAPI) -> None:
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query parameter's name
@@ -276,11 +294,11 @@ def _install_login(app: FastAPI) -> None:
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, who: Visitor = Depends(csrf_checked_any)) -> Response:  # noqa: B008
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            state(request).store.delete_session(secret_digest(cookie))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            _end_session(request, secret_digest(cookie), response)
         return response
 
     @app.get("/lang/{lang}", include_in_schema=False)

@@ -22,7 +22,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -147,10 +149,14 @@ def session_visitor(request: Request) -> Visitor:
         if session is None:
             raise LoginRequired("no such session")
         if now >= session.expires_ns or now - session.last_seen_ns >= IDLE_NS:
-            web.store.delete_session(digest)
+            with contextlib.suppress(sqlite3.Error):  # ended all the same: written with the store's next write
+                web.store.delete_session(digest)
             raise LoginRequired("the session has ended")
         if now - session.last_seen_ns >= _TOUCH_NS:
-            web.store.touch_session(digest, now)
+            # Not written on a full disk: the session is seen less recently than it was, and every page of a
+            # logged-in person was a 503 there once the first 30 s had gone (reads work on a full disk).
+            with contextlib.suppress(sqlite3.Error):
+                web.store.touch_session(digest, now)
         account, role, token_id, csrf = session.account, "", None, session.csrf
     found = web.store.account(account)
     if found is None or found.disabled:
