@@ -6,6 +6,7 @@ traceback."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import re
 import subprocess
@@ -36,7 +37,7 @@ from helpers import (
     run_cli,
     small_tmpfs,
 )
-from web_helpers import PASSWORD, add_own_account, deciding, logged_in
+from web_helpers import PASSWORD, add_own_account, csrf_in, deciding, logged_in
 
 API = "/api/v1"
 ROLES = {"alice": "custodian", "bob": "approver", "carol": "viewer", "dave": "approver"}
@@ -509,3 +510,35 @@ def test_the_review_page_of_another_account_s_archive_is_not_made(tmp_path: Path
         create_app(arch)
     assert not (arch / "accounts.sqlite").exists()
     assert [p for p in arch.rglob("*") if p.owner() == "root"] == []
+
+
+def test_an_act_whose_checkpoint_file_cannot_be_written_is_answered_as_done(
+    api: tuple[Path, TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold recorded, then its checkpoint's file refused (a full disk, a running service's catalog still
+    writable): the API answered 409 and the page "refused" (400), and a person placed it again (a fourth hostile
+    review). The API says it is recorded (503, ``recorded``), the page goes back as after the act, saying so."""
+    import custodes.archive
+
+    arch, web, tokens = api
+
+    def full(path: Path, *_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    page = logged_in(web.app, "alice")  # (a login is signed too)
+    page.get("/lang/en?next=/")
+    form = {"segment": "1", "reason": "court order 12", "back": "/recordings/1", "csrf": csrf_in(page.get("/").text)}
+    monkeypatch.setattr(custodes.archive, "write_once", full)
+    answer = web.post(f"{API}/holds", json={"segment": 1, "reason": "court"}, headers=bearer(tokens["alice"]))
+    said = answer.json()
+    assert (answer.status_code, said["status"], said.get("recorded")) == (503, 503, True), said
+    assert "what this command recorded stands, so do not repeat an act" in said["error"], said
+    placed = page.post("/holds", data=form)
+    assert (placed.status_code, placed.headers["location"]) == (303, "/recordings/1"), placed.text
+    shown = page.get("/recordings/1").text
+    assert "done and recorded in the ledger (do not do it again), but its checkpoint is not written" in shown, shown
+    assert "No space left on device" in shown and "free space on the disk" in shown, shown
+    monkeypatch.undo()
+    assert len(catalog_rows(arch, "SELECT id FROM holds WHERE segment_id = 1")) == 2  # the two asked for, no more
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0
+    assert run_cli("verify", arch).returncode == 0

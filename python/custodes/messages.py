@@ -258,6 +258,12 @@ WEB: dict[str, tuple[str, str]] = {
     "flash_request_denied": ("调阅申请 {id} 已拒绝", "request {id} denied"),
     "flash_hold_placed": ("已对录像 {segment} 设置保全 {hold}", "hold {hold} placed on recording {segment}"),
     "flash_hold_released": ("保全 {hold} 已解除", "hold {hold} released"),
+    "flash_recorded_unsigned": (
+        "已完成并记入账本（请勿重复操作）；但其检查点尚未写入：{cause}；{mend}，"
+        "然后由保管员运行 `custodes ledger checkpoint`",
+        "done and recorded in the ledger (do not do it again), but its checkpoint is not written: {cause}; {mend}, "
+        "then a custodian runs `custodes ledger checkpoint`",
+    ),
     # the recording page's ledger entry (shown folded) and a task's uncovered interval with nothing explaining it
     "show_ledger_entry": ("显示账本条目（JSON）", "Show the ledger entry (JSON)"),
     "wholly_unexplained": ("整段未说明", "all of it"),

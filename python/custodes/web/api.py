@@ -15,8 +15,9 @@ JSON or a cursor this API did not give; 401 no valid session or token; 403 refus
 access log and the ledger); 404 a request, hold, segment, task, device, officer or case the archive does not
 hold; 409 the archive's state refuses it now (a request decided already, a hold released already, a window
 longer than the policy allows); 422 a value that is not valid; 503 the catalog's schema is not the one
-custodes makes, so it writes nothing into it (catalog.SchemaDiffersError: the message names the way out).
-Never a traceback.
+custodes makes, so it writes nothing into it (catalog.SchemaDiffersError: the message names the way out), the
+catalog is busy or the disk full, or an act was recorded and its checkpoint not (``"recorded": true``: it stands,
+and must not be sent again). Never a traceback.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any, TypedDict, TypeVar
+from typing import Annotated, Any, NotRequired, TypedDict, TypeVar
 
 import typing_extensions
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -43,6 +44,7 @@ from starlette.exceptions import HTTPException
 
 from custodes import query
 from custodes.access import PURPOSES, AccessDenied, AccessRequestJSON, approve, deny, request_access, requests
+from custodes.archive import CheckpointFileError
 from custodes.defaults import INT64_MAX, INT64_MIN, TimeRangeError, ns_from_seconds, says_something, text_problem
 from custodes.errors import CustodesError, UnknownRecordError
 from custodes.proofs import LedgerProofJSON, ledger_proof
@@ -68,10 +70,13 @@ T = TypeVar("T")
 
 
 class ErrorJSON(TypedDict):
-    """Every error of the API: what went wrong, in one line, and the HTTP status."""
+    """Every error of the API: what went wrong, in one line, and the HTTP status. ``recorded`` (true, 503) only
+    where the act was done and recorded in the ledger and its checkpoint could not be written or signed (a full
+    disk): the act stands, and must not be sent again."""
 
     error: str
     status: int
+    recorded: NotRequired[bool]
 
 
 # ---- the library's TypedDicts, as pydantic reads them ------------------------------------------------------
@@ -166,6 +171,10 @@ class ApiRoute(APIRoute):
                 return _error(401, e.why, {"WWW-Authenticate": "Bearer"})
             except HTTPException as e:
                 return _error(e.status_code, str(e.detail), dict(e.headers or {}))
+            except CheckpointFileError as e:
+                # After the act (its checkpoint alone is missing): the server's condition, and said to be done,
+                # so a client does not send it again (it was 409, an error like any other: a second hold).
+                return JSONResponse({"error": str(e), "status": 503, "recorded": True}, status_code=503)
             except CustodesError as e:
                 return _error(_status_of(e), str(e))
             except Exception as e:

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from custodes import query, retention
 from custodes.access import AccessDenied, AccessRequest, approve, deny, request_access, requests
-from custodes.archive import Archive
+from custodes.archive import Archive, CheckpointFileError
 from custodes.catalog import Scope
 from custodes.defaults import NS, ns_from_seconds
 from custodes.errors import CustodesError
@@ -161,6 +161,10 @@ def _acted(request: Request, who: Visitor, back: str, act: Callable[[Archive], s
         return _refusal(request, who, str(e), 400, back)
     except AccessDenied as e:
         return _refusal(request, who, str(e), 403, back)
+    except CheckpointFileError as e:
+        # Raised once the act was recorded (its checkpoint alone is missing): back to the page as after any act,
+        # saying so. A "refused" page (400) had a person do it again: a second hold (a fourth hostile review).
+        return _back(request, back, message("flash_recorded_unsigned", who.lang, cause=e.cause, mend=e.mend))
     except CustodesError as e:
         return _refusal(request, who, str(e), status_of(e, 400), back)
     return _back(request, back, said)
