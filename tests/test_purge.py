@@ -4,6 +4,8 @@ wrong role or refused by the retention rules, leaves an access-log row and a led
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from custodes.archive import open_archive
+from custodes.storage import StoreError
 from helpers import (
     BACKENDS,
     FOOTAGE,
@@ -287,7 +290,14 @@ def test_an_act_through_the_library_by_another_account_than_the_archive_s_is_ref
     ids = segment_ids(cli_archive)
     rid = purge_request(cli_archive, ids["androidx-sample.mp4"])  # served: the archive is custodes-svc's
     before = catalog_rows(cli_archive, "SELECT COUNT(*) FROM ledger")
+    shutil.rmtree(cli_archive / "tmp")  # (made again by the archive's own account: opened by root, it was root's)
     with open_archive(cli_archive) as a, acting_as(Caller(None, "alice", "tool")):
+        # The store's writes, below the archive's acts (a fourth review: root wrote a root-owned object).
+        data = b"not the archive account's"
+        digests = {"sha256": hashlib.sha256(data).hexdigest()}
+        with pytest.raises(StoreError, match="runs as root and the store's files belong to custodes-svc"):
+            a.store.put_stream(io.BytesIO(data), len(data), digests)
+        assert a.store.stat(digests["sha256"]) is None
         with pytest.raises(NotReadyToRecord, match="runs as root and the archive belongs to custodes-svc"):
             retention.purge(a, rid)
         with pytest.raises(NotReadyToRecord, match="nothing was recorded"):

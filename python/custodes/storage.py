@@ -97,7 +97,11 @@ def own_folder(folder: Path, mode: int = 0o700, *, create: bool = True) -> None:
     """A folder of the archive's own (its spool ``tmp/``, a local store's ``objects/`` and ``objects/sha256/``, the
     ledger's folders, ``exports/``, ``run/``), made with ``mode`` where it is not there (``create``; else only
     checked where it is); one that is a symbolic link or not a folder is refused (StoreError): through it, a
-    command would write, remove or change files outside the archive."""
+    command would write, remove or change files outside the archive. It is made only by the account that owns
+    the folder it goes in: another (root reading someone's archive) made it its own, which the archive's account
+    could not write into (a fourth hostile review); the write that needs it says so."""
+    if create and os.geteuid() != os.stat(folder.parent).st_uid:
+        create = False
     if create:
         with suppress(FileExistsError):
             os.mkdir(folder, mode)

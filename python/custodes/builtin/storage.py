@@ -172,6 +172,7 @@ class LocalStore:
         All or nothing per name: a name this call created is removed again when it cannot be made durable,
         so a failed put never leaves an object that no catalog row will ever name (verify would call it
         unexpected)."""
+        self._require_account()
         spooled = self._into_spool(items)
         outcomes = self._link_many(spooled)
         for item, own, outcome in zip(items, spooled, outcomes, strict=True):
@@ -282,6 +283,7 @@ class LocalStore:
     def put_stream(self, stream: IO[bytes], size: int, digests: Mapping[str, str]) -> bool:
         """One object from a stream: written to the spool while hashed, checked against ``digests``, made
         durable, then linked like :meth:`put_many`'s."""
+        self._require_account()
         temp = spool_stream(self.spool, stream, size, digests, durable=True)
         try:
             (outcome,) = self.put_many([Put(temp, size, dict(digests))])
@@ -295,6 +297,7 @@ class LocalStore:
         """The checked bytes take the damaged object's place: what is there (a damaged file, a link) is removed
         and the new file linked in, its folder synced; between the two a crash leaves the object missing, which
         the next verify reports and the next repair restores."""
+        self._require_account()
         digest = valid_digest(digests["sha256"])
         temp = spool_stream(self.spool, stream, size, digests, durable=True)
         try:
@@ -376,6 +379,21 @@ class LocalStore:
         a copy's folder to another account, and repair then handed that account the evidence files), else the
         owner of the store's folder (the archive's own)."""
         return self.account if self.account is not None else os.stat(self.root).st_uid
+
+    def _require_account(self) -> None:
+        """StoreError unless this process runs as the store's account (:meth:`_account`), asked before any write:
+        an object (and a digest folder, 0700) another account wrote is one the archive's own account cannot
+        remove or read through (root put one through the library: a fourth hostile review). The archive asks the
+        same of every act (Archive.require_its_account); this is the storage contract's own rule, for a caller
+        of the store itself."""
+        from custodes.identity import account_name
+
+        account = self._account()
+        if os.geteuid() != account:
+            raise StoreError(
+                f"{self.root}: this process runs as {account_name(os.geteuid())} and the store's files belong to "
+                f"{account_name(account)}: nothing was stored; store objects as {account_name(account)}"
+            )
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> IO[bytes]:
         path = self.path_for(digest)
