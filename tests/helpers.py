@@ -428,6 +428,27 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
+@contextmanager
+def small_ext4(folder: Path, size: str) -> Iterator[Path]:
+    """A real small ext4 (an image file beside ``folder``, mounted by a loop device) on ``folder`` for the test,
+    unmounted after it: where a new folder takes a block, which on a tmpfs it does not. Skips where mounting is
+    not allowed (not root), as :func:`small_tmpfs`."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a loop device needs root")
+    image = folder.with_name(folder.name + ".ext4")
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)  # (the loop device goes with it: autoclear)
+        image.unlink()
+
+
 def fill(disk: Path) -> Path:
     """Take every free byte (again: a failed command may have freed pages on its way out)."""
     filler = disk / "filler"

@@ -158,7 +158,9 @@ class Request:
     archive: Path
     cwd: str
     inputs: dict[str, int]  # the path as the caller gave it -> the descriptor the caller opened it as
-    outbox: Path
+    #: The request's outbox, made at its first use (:attr:`outbox`): a command that stages nothing (a verify) then
+    #: needs no room, where a new folder takes a block (ext4): through the service on a full disk it failed there.
+    place: Path
     #: Each output parameter's name -> (the path the caller named, made absolute; where it is staged).
     outputs: dict[str, tuple[str, Path]] = field(default_factory=dict)
     #: Input files copied from the caller's descriptors: (the path as given, the copy the command reads).
@@ -171,6 +173,15 @@ class Request:
     #: A secret the caller's CLI read from the person (a new password: `custodes user add|passwd`), sent in the
     #: request rather than in argv (which the service logs) or a file (which it stages on disk); never stored.
     secret: str | None = None
+    _made: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def outbox(self) -> Path:
+        """The request's outbox, made (owner-only) the first time it is asked for."""
+        if not self._made:
+            self.place.mkdir(mode=0o700, exist_ok=True)
+            self._made = True
+        return self.place
 
     def on_undelivered(self, entry: dict[str, Any], why_field: str) -> None:
         """``entry`` is ledgered, with the reason, if the caller's CLI does not confirm it wrote the outputs: the
@@ -249,8 +260,17 @@ class Request:
 
     def stage_output(self, given: str, name: str) -> str:
         """Where the command writes the output ``name`` the caller named: a fresh place in the outbox."""
-        staged = self.outbox / str(len(self.outputs)) / "out"
-        staged.parent.mkdir(mode=0o700)
+        try:
+            staged = self.outbox / str(len(self.outputs)) / "out"
+            staged.parent.mkdir(mode=0o700)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # (Where a new folder takes a block, ext4: the command would have said the same at its first write.)
+            raise CustodesError(
+                f"cannot write {self.absolute(given)}: the disk it is made on is full ({self.place.parent}): free "
+                "space on it, then run the command again"
+            ) from e
         self.outputs[name] = (self.absolute(given), staged)
         return str(staged)
 
@@ -853,14 +873,14 @@ def _parse_request(
 
 
 def _new_outbox(root: Path) -> Path:
-    """A fresh outbox for one request, named by this process (so the next service knows a dead one's)."""
+    """A fresh outbox's name for one request, named by this process (so the next service knows a dead one's); the
+    request makes it at its first use (:attr:`Request.outbox`)."""
     from custodes.storage import own_folder
 
     folder = outbox_root(root)
+    own_folder(folder.parent)  # the spool, made again where someone removed it while the service ran
     own_folder(folder)  # never a link: requests' outboxes are made in it and swept from it
-    outbox = folder / f"{process_tag()}-{time.time_ns()}-{os.urandom(4).hex()}"
-    outbox.mkdir(mode=0o700)
-    return outbox
+    return folder / f"{process_tag()}-{time.time_ns()}-{os.urandom(4).hex()}"
 
 
 def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[str, Any], fds: list[int]) -> None:
@@ -881,8 +901,9 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
         req.secret = header.get("secret")
         # Kept in memory whole where the archive's disk is full (a verify through the service listing thousands of
         # findings failed there, its answer lost: a hostile review).
-        spooled = 0 if disk_full(outbox) else _SPOOL_MEMORY
-        with tempfile.SpooledTemporaryFile(spooled, dir=os.fspath(outbox)) as spool:
+        # (A spool past its memory goes to a temp file with no name: in the outboxes' folder, which is there.)
+        spooled = 0 if disk_full(root) else _SPOOL_MEMORY
+        with tempfile.SpooledTemporaryFile(spooled, dir=os.fspath(outbox.parent)) as spool:
             with service.commands:
                 if service.stopping.is_set():
                     raise ServiceError("it is stopping; run the command again once it is back")
