@@ -1014,3 +1014,34 @@ def test_a_request_outlasts_a_root_reader_making_the_catalogs_shared_files(cli_a
     for path in shared:
         os.chown(path, svc.pw_uid, svc.pw_gid)
     request(cli_archive, "carol", 1)  # the service still serves
+
+
+def test_the_web_s_log_goes_to_the_service_s_log_not_to_a_running_command_s_client(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """custodes.web logs an internal error with its traceback. It had no handler: logging's last resort wrote it to
+    ``sys.stderr``, which is a client's while one of its commands runs in the service, and the service's log had
+    no details (a second hostile review). It goes to the service's own log (its stderr), once."""
+    import io
+    import logging
+
+    from custodes import service
+
+    web = logging.getLogger("custodes.web")
+    before = (list(web.handlers), web.propagate)
+    service.web_log_to_service_log()
+    service.web_log_to_service_log()  # (a second web server started in the process adds no second handler)
+    client, saved = io.StringIO(), sys.stderr
+    sys.stderr = client  # as while a command of the service runs
+    try:
+        try:
+            raise RuntimeError("a bug in a route")
+        except RuntimeError:
+            web.exception("GET /x failed")
+    finally:
+        sys.stderr = saved
+        web.handlers[:], web.propagate = before
+    assert client.getvalue() == ""
+    logged = capfd.readouterr().err
+    assert logged.count("custodes: custodes.web: GET /x failed\n") == 1, logged
+    assert "RuntimeError: a bug in a route" in logged, logged

@@ -57,6 +57,7 @@ import fcntl
 import io
 import ipaddress
 import json
+import logging
 import os
 import select
 import shutil
@@ -399,6 +400,7 @@ def _start_http(service: _Service, http: HttpListen) -> tuple[Any, threading.Thr
     from custodes.web import create_app
 
     app = create_app(service.root, lock=service.commands, secure_cookies=True)
+    web_log_to_service_log()
     config = uvicorn.Config(
         app,
         host=http.host,
@@ -724,6 +726,25 @@ def _bind(path: Path) -> socket.socket:
 def _log(line: str) -> None:
     """A line for the service's own log. Never sys.stderr: while a command runs, that is the command's."""
     print(f"custodes: {line}", file=sys.__stderr__, flush=True)
+
+
+def web_log_to_service_log() -> None:
+    """The web's log lines (custodes.web: an internal error with its traceback) into the service's own log, as
+    :func:`_log` writes it. With no handler of its own, logging's last resort writes to ``sys.stderr``, which is a
+    client's while one of its commands runs: a person's web request's traceback went to whoever's command was
+    running, and not into the log (a second hostile review)."""
+    import logging
+
+    web = logging.getLogger("custodes.web")
+    if not any(isinstance(h, _ServiceLog) for h in web.handlers):
+        handler = _ServiceLog(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("custodes: %(name)s: %(message)s"))
+        web.addHandler(handler)
+    web.propagate = False
+
+
+class _ServiceLog(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`web_log_to_service_log` adds (once, whatever the number of web servers started)."""
 
 
 _turning_away = threading.BoundedSemaphore(_MAX_TURNING_AWAY)
