@@ -664,6 +664,34 @@ def test_verify_on_a_full_disk_verifies_and_records_nothing(small_disk: Path, tm
     assert again["run"]["id"] is not None and again["run"]["not_recorded"] is None
 
 
+def test_a_verify_on_a_full_disk_lets_go_of_the_catalog_once_it_reads_a_copy(small_disk: Path, tmp_path: Path) -> None:
+    """On a full disk the catalog is read alone (catalog._alone_on_a_full_disk) and a verify held it for its whole
+    length: every other command, and the review page, waited 60 s and was told the catalog was busy, for hours on
+    a large archive, and freeing space did not end it. Where the system's temporary folder has room, verify reads
+    a copy of the catalog from its start and lets go of the catalog: another command answers while it runs."""
+    import tempfile
+
+    from custodes._durable import process_tag
+    from custodes.verify import verify
+
+    arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:2], volume=tmp_path / "BWC0001")
+    fill(small_disk)
+    meanwhile: list[subprocess.CompletedProcess[bytes]] = []
+
+    def another_command(_done: int, _total: int) -> None:
+        if not meanwhile:
+            meanwhile.append(run_cli("ledger", "verify", arch, timeout=30))
+
+    with open_archive(arch) as a:
+        result = verify(a, progress=another_command, workers=1)
+        said = result.to_json()
+        assert result.ok and result.checked == 2 and said["run"]["not_recorded"] == "the disk is full", said
+        assert a.catalog.path == arch / "catalog.sqlite"  # (what its messages name)
+    assert meanwhile and meanwhile[0].returncode == 0, meanwhile
+    assert meanwhile[0].stdout.endswith(b"ledger consistent: 0 finding(s)\n"), meanwhile[0].stdout
+    assert list(Path(tempfile.gettempdir()).glob(f"{process_tag()}-catalog-*")) == []  # the copy went with it
+
+
 @pytest.mark.parametrize("disk", [small_tmpfs, small_ext4])
 def test_the_archive_service_on_a_full_disk_answers_what_reads(tmp_path: Path, disk: Callable[..., Any]) -> None:
     """The service of an archive whose disk is full starts (it could not write who holds its lock), and answers

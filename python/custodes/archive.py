@@ -785,6 +785,23 @@ class Archive:
             raise ArchiveError(f"{self.root}: the archive was closed; open it again (custodes.open_archive)")
         return self._catalog
 
+    def read_a_copy_of_the_catalog(self) -> bool:
+        """On a full disk the catalog is read alone: every other command, the review page included, waits on it for
+        as long as this archive is open (catalog._alone_on_a_full_disk), and a verify of hours kept them at "busy"
+        (a hostile review). Where the system's temporary folder has room, read a copy of it taken now instead
+        (Catalog.copied_into), and let go of the catalog at once; True then. False, and nothing changed, where the
+        disk is not full, or the copy cannot be made (it is then held, as before)."""
+        import tempfile
+
+        if not self.catalog.disk_full:
+            return False
+        copy = self.catalog.copied_into(tempfile.gettempdir())
+        if copy is None:
+            return False
+        self.catalog.close()
+        self._catalog = copy
+        return True
+
     def close(self) -> None:
         """Close the catalog; closing again does nothing. Using the archive after is an ArchiveError."""
         if self._catalog is not None:

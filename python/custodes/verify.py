@@ -189,6 +189,7 @@ def verify(
     objects to re-hash, within what budget, on which executor (default: all of them, here); ``incremental``:
     replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache)."""
     result = VerifyResult()
+    archive.read_a_copy_of_the_catalog()  # (on a full disk: the catalog let go, not held for the whole run)
     within = (schedule or Schedule()).selection.range
     before = [f for f in standing_findings(archive, "this run", within) if f.kind == "modified"]
     result._kept = frozenset(f.object for f in before if f.object is not None)

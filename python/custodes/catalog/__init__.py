@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -383,6 +385,36 @@ class Catalog:
             return _Borrowed(self.path, self._conn)
         return Catalog.open(self.path, migrate=False)
 
+    def copied_into(self, folder: str | os.PathLike[str]) -> Catalog | None:
+        """This catalog as it is now, copied (SQLite's backup) into a file of ``folder``, owner-only, removed when
+        the copy closes (one a crash leaves is named for its process), and read from there: query only, as
+        :attr:`disk_full` says, and named by this catalog's path. None where ``folder`` has no room for it, or the
+        copy fails. For a long reader that holds the catalog alone on a full disk
+        (Archive.read_a_copy_of_the_catalog)."""
+        from custodes._durable import NEARLY_FULL, process_tag
+
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        size = pages * self._conn.execute("PRAGMA page_size").fetchone()[0]
+        try:
+            if shutil.disk_usage(folder).free < size + NEARLY_FULL:
+                return None
+            fd, name = tempfile.mkstemp(prefix=f"{process_tag()}-catalog-", suffix=".sqlite", dir=folder)
+        except OSError:
+            return None
+        os.close(fd)
+        copy = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+        try:
+            copy.execute("PRAGMA journal_mode=OFF")  # (written once, by the backup: a file no one keeps)
+            self._conn.backup(copy)
+            copy.execute("PRAGMA query_only=ON")
+            copy.execute("PRAGMA temp_store=MEMORY")
+            copy.text_factory = _text
+            return _Copied(self.path, copy, name)
+        except (sqlite3.Error, OSError):
+            copy.close()
+            os.unlink(name)
+            return None
+
     @property
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -519,6 +551,21 @@ class Catalog:
             yield self
         finally:
             self._conn.execute("COMMIT")
+
+
+class _Copied(Catalog):
+    """A :class:`Catalog` read from a copy (:meth:`Catalog.copied_into`) in ``file``, which goes as it closes."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, file: str) -> None:
+        super().__init__(path, conn)
+        self._file = file
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self._file)
 
 
 class _Borrowed(Catalog):
