@@ -733,8 +733,6 @@ def web_log_to_service_log() -> None:
     :func:`_log` writes it. With no handler of its own, logging's last resort writes to ``sys.stderr``, which is a
     client's while one of its commands runs: a person's web request's traceback went to whoever's command was
     running, and not into the log (a second hostile review)."""
-    import logging
-
     web = logging.getLogger("custodes.web")
     if not any(isinstance(h, _ServiceLog) for h in web.handlers):
         handler = _ServiceLog(sys.__stderr__)

@@ -187,7 +187,10 @@ def verify(
     them (else its own keys/checkpoint.vkey is trusted);
     ``witness``: a folder of published checkpoints the tree must extend (custodes.witness); ``schedule``: which
     objects to re-hash, within what budget, on which executor (default: all of them, here); ``incremental``:
-    replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache)."""
+    replay only the ledger entries after the verifier's own kept replay (catalog.replay_cache).
+
+    On a full disk the run reads a copy of the catalog (Archive.read_a_copy_of_the_catalog), and so does
+    ``archive`` until it is closed: open the archive again to record anything once the disk has room."""
     result = VerifyResult()
     archive.read_a_copy_of_the_catalog()  # (on a full disk: the catalog let go, not held for the whole run)
     within = (schedule or Schedule()).selection.range
