@@ -677,6 +677,9 @@ def test_a_verify_on_a_full_disk_lets_go_of_the_catalog_once_it_reads_a_copy(sma
     arch = build_cli_archive(small_disk / "archive", recordings=THREE_RECORDINGS[:2], volume=tmp_path / "BWC0001")
     fill(small_disk)
     meanwhile: list[subprocess.CompletedProcess[bytes]] = []
+    pid, start, _boot, space = process_tag().split(".")
+    killed = Path(tempfile.gettempdir()) / f"{pid}.{start}.anotherboot.{space}-x-catalog-copy.sqlite"
+    killed.write_bytes(b"the copy of a verify killed in another boot")
 
     def another_command(_done: int, _total: int) -> None:
         if not meanwhile:
@@ -689,7 +692,8 @@ def test_a_verify_on_a_full_disk_lets_go_of_the_catalog_once_it_reads_a_copy(sma
         assert a.catalog.path == arch / "catalog.sqlite"  # (what its messages name)
     assert meanwhile and meanwhile[0].returncode == 0, meanwhile
     assert meanwhile[0].stdout.endswith(b"ledger consistent: 0 finding(s)\n"), meanwhile[0].stdout
-    assert list(Path(tempfile.gettempdir()).glob(f"{process_tag()}-catalog-*")) == []  # the copy went with it
+    assert list(Path(tempfile.gettempdir()).glob(f"{process_tag()}-*-catalog-copy.sqlite")) == []  # gone with it
+    assert not killed.exists()  # and a dead process's, found then
 
 
 @pytest.mark.parametrize("disk", [small_tmpfs, small_ext4])

@@ -391,14 +391,18 @@ class Catalog:
         :attr:`disk_full` says, and named by this catalog's path. None where ``folder`` has no room for it, or the
         copy fails. For a long reader that holds the catalog alone on a full disk
         (Archive.read_a_copy_of_the_catalog)."""
-        from custodes._durable import NEARLY_FULL, process_tag
+        from custodes._durable import NEARLY_FULL, dead_temps, process_tag
 
+        for left in dead_temps(Path(folder)):  # a killed reader's copy, as large as the catalog
+            if left.name.endswith(_COPY_END) and left.stat(follow_symlinks=False).st_uid == os.geteuid():
+                with contextlib.suppress(OSError):
+                    os.unlink(left.path)
         pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
         size = pages * self._conn.execute("PRAGMA page_size").fetchone()[0]
         try:
             if shutil.disk_usage(folder).free < size + NEARLY_FULL:
                 return None
-            fd, name = tempfile.mkstemp(prefix=f"{process_tag()}-catalog-", suffix=".sqlite", dir=folder)
+            fd, name = tempfile.mkstemp(prefix=f"{process_tag()}-", suffix=_COPY_END, dir=folder)
         except OSError:
             return None
         os.close(fd)
@@ -551,6 +555,10 @@ class Catalog:
             yield self
         finally:
             self._conn.execute("COMMIT")
+
+
+#: How a copy of :meth:`Catalog.copied_into` is named, after its process's tag.
+_COPY_END = "-catalog-copy.sqlite"
 
 
 class _Copied(Catalog):
