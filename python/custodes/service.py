@@ -175,6 +175,7 @@ class Request:
     #: request rather than in argv (which the service logs) or a file (which it stages on disk); never stored.
     secret: str | None = None
     _made: bool = field(default=False, init=False, repr=False)
+    _in_memory: list[int] = field(default_factory=list, init=False, repr=False)  # inputs staged in memory (memfd)
 
     @property
     def outbox(self) -> Path:
@@ -240,18 +241,30 @@ class Request:
     def _stage_input(self, given: str, fd: int, size: int) -> str:
         if size > _MAX_INPUT:
             raise ServiceError(f"{given}: {size} bytes is more than the service takes for one file ({_MAX_INPUT})")
-        folder = self.outbox / f"in-{len(self.staged_inputs)}"
-        folder.mkdir(mode=0o700)
-        staged = folder / (os.path.basename(given.rstrip(os.sep)) or "input")
-        with open(staged, "xb") as f:
-            offset = 0
-            while chunk := os.pread(fd, _CHUNK, offset):
-                offset += len(chunk)
-                if offset > _MAX_INPUT:
-                    raise ServiceError(f"{given}: grew past {_MAX_INPUT} bytes while it was read")
-                f.write(chunk)
+        try:
+            folder = self.outbox / f"in-{len(self.staged_inputs)}"
+            folder.mkdir(mode=0o700)
+            staged = folder / (os.path.basename(given.rstrip(os.sep)) or "input")
+            with open(staged, "xb") as f:
+                _copy_input(given, fd, f)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The archive's disk is full (on ext4 a new folder takes a block): held in memory instead, as large as
+            # any input may be (`verify --trusted-key FILE` through the service failed there: a hostile review).
+            held = os.memfd_create(f"custodes-input-{len(self.staged_inputs)}", os.MFD_CLOEXEC)
+            self._in_memory.append(held)
+            with open(held, "wb", closefd=False) as f:
+                _copy_input(given, fd, f)
+            staged = Path(f"/proc/self/fd/{held}")
         self.staged_inputs.append((given, staged))
         return str(staged)
+
+    def close(self) -> None:
+        """Let go of the inputs held in memory (the outbox is removed by the service)."""
+        for held in self._in_memory:
+            os.close(held)
+        self._in_memory.clear()
 
     def shown_text(self, data: bytes) -> bytes:
         """Error and note lines with each staged path as the caller named it."""
@@ -269,8 +282,8 @@ class Request:
                 raise
             # (Where a new folder takes a block, ext4: the command would have said the same at its first write.)
             raise CustodesError(
-                f"cannot write {self.absolute(given)}: the disk it is made on is full ({self.place.parent}): free "
-                "space on it, then run the command again"
+                f"cannot write {self.absolute(given)}: it is made first on the archive's disk, which is full "
+                f"({self.place.parent}): free space there, then run the command again"
             ) from e
         self.outputs[name] = (self.absolute(given), staged)
         return str(staged)
@@ -915,8 +928,8 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
         raise ServiceError(f"it serves {root}, not the archive the command names; name that archive, or its socket")
     outbox = _new_outbox(root)
     settled = True  # False while a delivery that failed is not yet recorded: the outbox is then left for the sweep
+    req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
     try:
-        req = Request(root, header["cwd"], dict(zip(header["inputs"], fds, strict=True)), outbox)
         req.secret = header.get("secret")
         # Kept in memory whole where the archive's disk is full (a verify through the service listing thousands of
         # findings failed there, its answer lost: a hostile review).
@@ -947,8 +960,19 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
                 _send_spooled(conn, spool)
         _send(conn, b"x", struct.pack(">i", code))
     finally:
+        req.close()
         if settled:
             shutil.rmtree(outbox, ignore_errors=True)
+
+
+def _copy_input(given: str, fd: int, f: IO[bytes]) -> None:
+    """The caller's file ``given`` (open as ``fd``) copied into ``f``, at most :data:`_MAX_INPUT` bytes."""
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        offset += len(chunk)
+        if offset > _MAX_INPUT:
+            raise ServiceError(f"{given}: grew past {_MAX_INPUT} bytes while it was read")
+        f.write(chunk)
 
 
 def _reread_policy(service: _Service) -> None:
