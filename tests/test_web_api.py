@@ -542,3 +542,35 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_is_answered_as_done(
     assert len(catalog_rows(arch, "SELECT id FROM holds WHERE segment_id = 1")) == 2  # the two asked for, no more
     assert run_cli("ledger", "checkpoint", arch).returncode == 0
     assert run_cli("verify", arch).returncode == 0
+
+
+def test_a_view_granted_whose_checkpoint_file_cannot_be_written_is_shown(
+    api: tuple[Path, TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view logged as started (action ``stream``, allowed), then its checkpoint's file refused (a full disk): the
+    page answered 400 "Bad request" and showed nothing, and each try logged another view, so the access log said
+    a person saw footage she never got (a hostile review). What is granted and recorded is given."""
+    import custodes.archive
+
+    arch, web, tokens = api
+    bob = deciding(web.app, "bob")
+    rid = web.post(f"{API}/access/requests", json={"segments": [1], "reason": "complaint 17", "purpose": "view"},
+                   headers=bearer(tokens["carol"])).json()["id"]  # fmt: skip
+    assert bob.post(f"{API}/access/requests/{rid}/approve", json={"hours": 2}).status_code == 200
+    carol = logged_in(web.app, "carol")
+    csrf = csrf_in(carol.get("/recordings/1").text)
+
+    def full(path: Path, *_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(custodes.archive, "write_once", full)
+    started = carol.post("/recordings/1/view", data={"request": str(rid), "csrf": csrf})
+    assert started.status_code == 303 and "?view=" in started.headers["location"], started.text
+    ticket = started.headers["location"].split("?view=")[1]
+    played = carol.get(f"/stream/{ticket}")
+    assert played.status_code == 200 and len(played.content) > 0
+    monkeypatch.undo()
+    views = catalog_rows(arch, "SELECT person, ok FROM access_log WHERE action = 'stream'")
+    assert views == [("carol", 1)]  # one view, one entry
+    assert run_cli("ledger", "checkpoint", arch).returncode == 0
+    assert run_cli("verify", arch).returncode == 0

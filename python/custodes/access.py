@@ -624,7 +624,7 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
     with archive.transaction() as tx:
         for s in segments:
             _log(tx, request_id, person, action, s, True, req.reason, now)
-    archive.checkpoint()
+    archive.checkpoint_after_grant()  # the grant is recorded: what it allows is given, signed or not yet
     return req
 
 
