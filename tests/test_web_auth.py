@@ -4,6 +4,7 @@ archives, through FastAPI's TestClient (``https://testserver``, so the Secure co
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import ssl
@@ -447,3 +448,36 @@ def test_logout_on_a_full_disk_ends_the_session_here_and_writes_its_end_once_the
         web.app.state.custodes.store.close()
         restarted = TestClient(create_app(arch), base_url="https://testserver", cookies={"custodes_session": cookie})
         assert restarted.get("/whoami").status_code == 401
+
+
+def test_a_login_and_a_password_set_whose_checkpoint_file_cannot_be_written_are_made(
+    cli_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person's new password set and ledgered, then its checkpoint's file refused (a full disk): the form came
+    back with a 400, the person sent it again, and that "current password" (the old one) was wrong and counted
+    towards the lock (a hostile review). The page goes back as after the change, saying it is recorded; a login
+    so recorded is made."""
+    from urllib.parse import unquote
+
+    import custodes.archive
+    from custodes.catalog.accounts import AccountStore
+
+    def full(path: Path, *_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    web = client(with_account(cli_archive))
+    monkeypatch.setattr(custodes.archive, "write_once", full)
+    # The login too: recorded as made (ok), it made no session and answered 400 (a hostile review, from the code).
+    assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
+    assert web.get("/whoami").status_code == 200
+    csrf = csrf_of(web.get("/password", headers={"accept": "text/html"}))
+    new = "another horse battery staple"
+    answer = web.post("/password", data={"current": PASSWORD, "new": new, "again": new, "csrf": csrf})
+    assert (answer.status_code, answer.headers.get("location")) == (303, "/"), answer.text
+    flash = unquote(web.cookies.get("custodes_flash") or "")
+    assert "custodes ledger checkpoint" in flash and "No space left on device" in flash, flash
+    monkeypatch.undo()
+    with AccountStore.open(cli_archive) as store:
+        found = store.account("alice")
+        assert found is not None and found.failures == 0
+    assert log_in(client(cli_archive), "alice", new).status_code == 303

@@ -162,11 +162,17 @@ def _acted(request: Request, who: Visitor, back: str, act: Callable[[Archive], s
     except AccessDenied as e:
         return _refusal(request, who, str(e), 403, back)
     except CheckpointFileError as e:
-        # Raised once the act was recorded (its checkpoint alone is missing): back to the page as after any act,
-        # saying so. A "refused" page (400) had a person do it again: a second hold (a fourth hostile review).
-        return _back(request, back, message("flash_recorded_unsigned", who.lang, cause=e.cause, mend=e.mend))
+        return recorded_back(request, who, back, e)
     except CustodesError as e:
         return _refusal(request, who, str(e), status_of(e, 400), back)
+    return _back(request, back, said)
+
+
+def recorded_back(request: Request, who: Visitor, back: str, unsigned: CheckpointFileError) -> RedirectResponse:
+    """The answer to a form whose act was recorded and whose checkpoint was not (``unsigned``: raised after the
+    act, its checkpoint file or signature alone missing): back to ``back`` as after any act, saying so. A
+    "refused" page (400) had a person do it again: a second hold (a fourth hostile review)."""
+    said = message("flash_recorded_unsigned", who.lang, cause=unsigned.cause, mend=unsigned.mend)
     return _back(request, back, said)
 
 

@@ -15,10 +15,12 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from custodes.archive import CheckpointFileError
 from custodes.errors import CustodesError
 from custodes.web.accounts import MAX_PASSWORD, MIN_PASSWORD, change_own_password, secret_digest
 from custodes.web.auth import SESSION_COOKIE, Visitor, csrf_checked_any, session_visitor
 from custodes.web.context import acting, render, status_of
+from custodes.web.pages import recorded_back
 
 __all__ = ["router"]
 
@@ -68,6 +70,10 @@ async def change_password(request: Request, who: Visitor = Depends(csrf_checked_
 
     try:
         await run_in_threadpool(change)  # argon2id takes its time: not on the event loop
+    except CheckpointFileError as e:
+        # The password is set (the form again had the person send it twice: the second "current password" was
+        # wrong, and counted towards the lock: a hostile review).
+        return recorded_back(request, who, "/", e)
     except CustodesError as e:
         return _form_page(request, who, status_of(e, 400), str(e))
     return RedirectResponse("/", status_code=303)
