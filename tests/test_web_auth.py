@@ -420,13 +420,20 @@ def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> 
     assert out.returncode == 2 and b"HOST:PORT" in out.stderr and b"Traceback" not in out.stderr, out.stderr
 
 
-def test_logout_on_a_full_disk_ends_the_session_here_and_writes_its_end_once_there_is_room(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_logout_on_a_full_disk_ends_the_session_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Logging out on a full disk was a 500, and the session stayed valid: the cookie a person believed ended
-    still opened every page (a fourth hostile review). The session ends in the running server at once, the
-    answer says the disk is full, and its end is written with the store's next write once there is room: a
-    server started afterwards refuses it too."""
+    still opened every page (a fourth hostile review); then, ended in memory alone, a server started again before
+    the disk had room let it in again (a fifth). Its end is written over the pages the accounts store's
+    write-ahead log already has. Where even that fails, the session ends in the running server at once, the
+    answer says the disk is full, and its end is written with the store's next write."""
+    import sqlite3
+
+    from custodes.catalog.accounts import AccountStore
+
+    def restarted(arch: Path, cookie: str | None, web: TestClient) -> TestClient:
+        web.app.state.custodes.store.close()
+        return TestClient(create_app(arch), base_url="https://testserver", cookies={"custodes_session": cookie or ""})
+
     with small_tmpfs(tmp_path / "disk", "8m") as disk:
         arch = with_account(build_cli_archive(disk / "archive"))
         web = client(arch)
@@ -434,20 +441,40 @@ def test_logout_on_a_full_disk_ends_the_session_here_and_writes_its_end_once_the
         cookie = web.cookies.get("custodes_session")
         token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
         filler = fill(disk)
-        later = auth.now_ns() + 31 * 1_000_000_000  # past the time a session's last visit is written
+        logged_in_at = auth.now_ns()
+        later = logged_in_at + 31 * 1_000_000_000  # past the time a session's last visit is written
         monkeypatch.setattr(auth, "now_ns", lambda: later)
         assert web.get("/whoami").status_code == 200  # a read on a full disk (was 503: the visit not written)
+        # The visit is written: 30 min after the login (10 s past the idle limit) the person is still logged in.
+        later = logged_in_at + auth.IDLE_NS + 10 * 1_000_000_000
+        assert web.get("/whoami").status_code == 200
         answer = web.post("/logout", headers={"x-csrf-token": token, "accept": "text/html"})
-        assert answer.status_code == 503 and "the disk is full" in answer.text, answer.text
-        assert 'custodes_session=""' in answer.headers.get("set-cookie", ""), answer.headers  # the browser's ends
-        stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
-        assert stale.get("/whoami").status_code == 401  # and this server refuses it
+        assert answer.status_code == 303 and 'custodes_session=""' in answer.headers["set-cookie"], answer.text
+        assert restarted(arch, cookie, web).get("/whoami").status_code == 401  # the disk still full: on it
+        monkeypatch.undo()
         filler.unlink()
+
+        # The log cannot take it either (every write of the store refused as a full disk's).
+        web = client(arch)
+        assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
+        cookie = web.cookies.get("custodes_session")
+        token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
+
+        def full(*_args: object) -> None:
+            refused = sqlite3.OperationalError("database or disk is full")
+            refused.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it  # type: ignore[attr-defined]
+            raise refused
+
+        with monkeypatch.context() as refusing:
+            refusing.setattr(AccountStore, "_commit", full)
+            answer = web.post("/logout", headers={"x-csrf-token": token, "accept": "text/html"})
+            assert answer.status_code == 503 and "the disk is full" in answer.text, answer.text
+            assert 'custodes_session=""' in answer.headers.get("set-cookie", ""), answer.headers  # the browser's ends
+            stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
+            assert stale.get("/whoami").status_code == 401  # and this server refuses it
         again = TestClient(web.app, base_url="https://testserver", follow_redirects=False)
         assert log_in(again, "alice", PASSWORD, "/login").status_code == 303  # a write of its: the end with it
-        web.app.state.custodes.store.close()
-        restarted = TestClient(create_app(arch), base_url="https://testserver", cookies={"custodes_session": cookie})
-        assert restarted.get("/whoami").status_code == 401
+        assert restarted(arch, cookie, web).get("/whoami").status_code == 401
 
 
 def test_a_login_and_a_password_set_whose_checkpoint_file_cannot_be_written_are_made(

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from custodes.catalog import connect, schema
+from custodes.catalog import codes, connect, schema
 from custodes.errors import CustodesError
 
 __all__ = [
@@ -352,8 +352,10 @@ class AccountStore:
         return None if row is None else SessionRow(*row)
 
     def touch_session(self, digest: str, now: int) -> None:
-        with self._transaction() as c:
-            c.execute("UPDATE sessions SET last_seen_ns = ? WHERE digest = ?", (now, digest))
+        """A session's last visit (on a full disk too: a person at work was logged out for idleness there)."""
+        self._written_on_a_full_disk_too(
+            lambda c: c.execute("UPDATE sessions SET last_seen_ns = ? WHERE digest = ?", (now, digest))
+        )
 
     def delete_session(self, digest: str) -> None:
         """End a session: at once for this store, whatever becomes of the write. Where the deletion cannot be
@@ -361,8 +363,23 @@ class AccountStore:
         person who logged out is not let in again by the cookie they believe ended (a hostile review)."""
         with self._lock:
             self._ended.add(digest)
-            with self._transaction():
-                pass  # the deletion is :meth:`_begin`'s, of every session ended and not yet deleted
+            # The deletion is :meth:`_begin`'s, of every session ended and not yet deleted (in memory alone, a
+            # server started again before the disk had room let the session in again: a hostile review).
+            self._written_on_a_full_disk_too(lambda _: None)
+
+    def _written_on_a_full_disk_too(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """``write`` in a transaction; where the disk is full, once more after the write-ahead log is begun again
+        from its start, over pages it already has on the disk, where a write as small as a session's end or a
+        visit fits."""
+        try:
+            with self._transaction() as c:
+                write(c)
+        except sqlite3.OperationalError as e:
+            if not codes.full_disk(e, self.path):
+                raise
+            self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
+            with self._transaction() as c:
+                write(c)
 
     # --- tokens ---
 
