@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -829,3 +830,28 @@ def test_a_folder_another_account_may_write_through_an_acl_is_named_with_the_acl
     os.removexattr(folder, "system.posix_acl_access")
     folder.chmod(0o700)
     assert _verify(arch) == (0, [])
+
+
+def test_another_account_reading_an_archive_makes_nothing_in_either_copy(
+    make_cli_archive: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Root opening through the library an archive another account owns, with a second copy whose owner file and
+    folders were gone: it wrote a root-owned owner file into the copy's folder (every later command of the
+    archive's own account failed on it) and, where a folder was gone, stopped with a FileNotFoundError (a
+    hostile review). It reads, and makes nothing."""
+    from custodes.archive import open_archive
+    from custodes.verify import verify
+
+    second = tmp_path / "disk2" / "copy"
+    arch = _archive_with_replica(make_cli_archive, second)
+    ensure_accounts()
+    for place in (arch, second):
+        subprocess.run(["chown", "-R", f"{SERVICE_ACCOUNT}:", str(place)], check=True)
+    (second / "custodes-archive.txt").unlink()
+    shutil.rmtree(second / "objects")
+    shutil.rmtree(arch / "tmp")
+    with open_archive(arch) as a:
+        found = {(f.kind, f.copy) for f in verify(a).findings}
+    assert found == {("missing", "replica")}, found
+    assert [p for p in (*arch.rglob("*"), *second.rglob("*")) if p.owner() == "root"] == []
+    assert not (second / "custodes-archive.txt").exists() and not (second / "objects").exists()

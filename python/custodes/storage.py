@@ -100,8 +100,11 @@ def own_folder(folder: Path, mode: int = 0o700, *, create: bool = True) -> None:
     command would write, remove or change files outside the archive. It is made only by the account that owns
     the folder it goes in: another (root reading someone's archive) made it its own, which the archive's account
     could not write into (a fourth hostile review); the write that needs it says so."""
-    if create and os.geteuid() != os.stat(folder.parent).st_uid:
-        create = False
+    if create:
+        try:
+            create = os.geteuid() == os.stat(folder.parent).st_uid
+        except FileNotFoundError:  # (its folder gone too: nothing made, and what needs it says so)
+            create = False
     if create:
         with suppress(FileExistsError):
             os.mkdir(folder, mode)

@@ -102,8 +102,12 @@ class LocalStore:
         return store
 
     def claim(self) -> None:
-        """A second copy's folder is claimed (the archive's own folder is the archive's by being it)."""
-        if self.owner.endswith("/replica") and _claim(self.root / OWNER_FILE, self.owner):
+        """A second copy's folder is claimed (the archive's own folder is the archive's by being it): its owner
+        file written, by the folder's own account only (root reading the archive wrote one that the archive's
+        account could not read, and every command of it failed: a hostile review), or checked where it is."""
+        if not self.owner.endswith("/replica"):
+            return
+        if _claim(self.root / OWNER_FILE, self.owner, write=os.geteuid() == os.stat(self.root).st_uid):
             self._claimed_now = True
 
     def release(self) -> None:
@@ -672,10 +676,13 @@ def _listing(folder: Path) -> builtins.list[str]:
         return []
 
 
-def _claim(path: Path, owner: str) -> bool:
+def _claim(path: Path, owner: str, *, write: bool = True) -> bool:
     """The folder is ``owner``'s: written once (O_EXCL) by the first archive to use it, refused to any other (two
-    archives in one folder would purge each other's evidence). True when this call wrote it."""
+    archives in one folder would purge each other's evidence). True when this call wrote it; ``write`` False:
+    only checked where it is."""
     try:
+        if not write and not os.path.lexists(path):
+            return False
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
     except FileExistsError:
         try:  # never through a link, nor waiting on a FIFO (a hostile review: both hung or leaked every command)
