@@ -584,10 +584,15 @@ def classify(archive: Archive, segment: int, level: int) -> None:
     archive.checkpoint()
 
 
-def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: str, action: str) -> AccessRequest:
+def grant_for(
+    archive: Archive, request_id: int, segments: list[int], purpose: str, action: str, *, gives: bool = False
+) -> AccessRequest:
     """Check that the current person may do ``purpose`` on ``segments`` under the request now.
 
-    Success is logged as ``action``; any refusal is logged and raised."""
+    Success is logged as ``action``; any refusal is logged and raised. ``gives``: the caller hands over at once
+    what is granted (a view, a copy, a download), which, once the grant is recorded, it does even where the
+    grant's checkpoint cannot be written (Archive.checkpoint_after_grant); else (an export, a purge: acts that
+    follow it) that failure stops the act."""
     person = current_person(archive)
     try:
         req = _load(archive, request_id)
@@ -624,7 +629,10 @@ def grant_for(archive: Archive, request_id: int, segments: list[int], purpose: s
     with archive.transaction() as tx:
         for s in segments:
             _log(tx, request_id, person, action, s, True, req.reason, now)
-    archive.checkpoint_after_grant()  # the grant is recorded: what it allows is given, signed or not yet
+    if gives:
+        archive.checkpoint_after_grant()
+    else:
+        archive.checkpoint()
     return req
 
 
@@ -688,7 +696,7 @@ def open_recording(archive: Archive, request_id: int, segment: int, to: str | os
             f"this archive's objects are stored in {archive.store.describe()}, not in local files: open the "
             "recording with --to FOLDER for a checked copy"
         )
-    grant_for(archive, request_id, [segment], "view", "open")
+    grant_for(archive, request_id, [segment], "view", "open", gives=True)
     recorded = archive.catalog.segments.name_and_object(segment)
     assert recorded is not None  # grant_for refused a segment not in the request, and requests name known ones
     name, sha = recorded

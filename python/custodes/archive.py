@@ -1054,8 +1054,8 @@ class Archive:
         a login): a CheckpointFileError is returned, not raised. Refused, a view logged as started showed nothing
         and each try logged another, so the access log said a person saw footage she never got (a hostile review,
         on a full disk). What is missing is named without it: verify reports the checkpoint file gone, and entries
-        left unsigned stop other commands until `custodes ledger checkpoint` signs them; an act that follows the
-        grant (an export, a purge) signs its own steps and stops where it cannot."""
+        left unsigned stop other commands until `custodes ledger checkpoint` signs them (custodes.access.grant_for:
+        an act that follows a grant, an export or a purge, calls :meth:`checkpoint` and stops)."""
         try:
             self.checkpoint()
         except CheckpointFileError as e:

@@ -302,7 +302,7 @@ def start_view(archive: Archive, tickets: Tickets, segment: int, request_id: int
                 f"no approved, unexpired view request of {access.current_person(archive)}'s names recording "
                 f"{segment}; request access first",
             )
-    req = access.grant_for(archive, request_id, [segment], "view", "stream")
+    req = access.grant_for(archive, request_id, [segment], "view", "stream", gives=True)
     recorded = archive.catalog.segments.name_and_object(segment)
     stored = None if recorded is None else archive.catalog.objects.get(recorded[1])
     if recorded is None or stored is None:  # grant_for refused unknown and purged recordings
@@ -365,7 +365,7 @@ def open_download(archive: Archive, export: int) -> Download:
         )
     tar = bag_tar(bag, f"custodes-export-{export}")  # before the grant: a bag that cannot be sent is not logged
     segments = [int(s) for s in entry.get("segments", [])]
-    access.grant_for(archive, int(entry["request"]), segments, "export", "download")
+    access.grant_for(archive, int(entry["request"]), segments, "export", "download", gives=True)
     return Download(export, str(entry.get("case")), bag, tar)
 
 
