@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import re
+import sqlite3
 import ssl
 import subprocess
 import time
@@ -423,23 +424,33 @@ def test_the_http_address_is_loopback_unless_a_host_is_named(tmp_path: Path) -> 
 def test_logout_on_a_full_disk_ends_the_session_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Logging out on a full disk was a 500, and the session stayed valid: the cookie a person believed ended
     still opened every page (a fourth hostile review); then, ended in memory alone, a server started again before
-    the disk had room let it in again (a fifth). Its end is written over the pages the accounts store's
-    write-ahead log already has. Where even that fails, the session ends in the running server at once, the
-    answer says the disk is full, and its end is written with the store's next write."""
-    import sqlite3
-
-    from custodes.catalog.accounts import AccountStore
+    the disk had room let it in again (a fifth and a sixth, the second with a server started on the full disk,
+    whose store is read as it is). Its end is written over the pages the accounts store's write-ahead log already
+    has; where that cannot be, it is kept aside in accounts.ended, a file made whole while there was room, and
+    every store opened later refuses the session; where even that fails, the answer says so."""
+    from custodes.catalog.accounts import ENDED_FILE, AccountStore, EndedSessions
 
     def restarted(arch: Path, cookie: str | None, web: TestClient) -> TestClient:
         web.app.state.custodes.store.close()
         return TestClient(create_app(arch), base_url="https://testserver", cookies={"custodes_session": cookie or ""})
 
-    with small_tmpfs(tmp_path / "disk", "8m") as disk:
-        arch = with_account(build_cli_archive(disk / "archive"))
+    def logged_in_one(arch: Path) -> tuple[TestClient, str | None, str]:
         web = client(arch)
         assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
-        cookie = web.cookies.get("custodes_session")
-        token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
+        return (
+            web,
+            web.cookies.get("custodes_session"),
+            csrf_of(web.get("/no-such-page", headers={"accept": "text/html"})),
+        )
+
+    def log_out(web: TestClient, csrf: str) -> httpx.Response:
+        answer = web.post("/logout", headers={"x-csrf-token": csrf, "accept": "text/html"})
+        assert 'custodes_session=""' in answer.headers.get("set-cookie", ""), answer.headers  # the browser's ends
+        return answer
+
+    with small_tmpfs(tmp_path / "disk", "8m") as disk:
+        arch = with_account(build_cli_archive(disk / "archive"))
+        web, cookie, csrf = logged_in_one(arch)
         filler = fill(disk)
         logged_in_at = auth.now_ns()
         later = logged_in_at + 31 * 1_000_000_000  # past the time a session's last visit is written
@@ -448,17 +459,32 @@ def test_logout_on_a_full_disk_ends_the_session_for_good(tmp_path: Path, monkeyp
         # The visit is written: 30 min after the login (10 s past the idle limit) the person is still logged in.
         later = logged_in_at + auth.IDLE_NS + 10 * 1_000_000_000
         assert web.get("/whoami").status_code == 200
-        answer = web.post("/logout", headers={"x-csrf-token": token, "accept": "text/html"})
-        assert answer.status_code == 303 and 'custodes_session=""' in answer.headers["set-cookie"], answer.text
+        assert log_out(web, csrf).status_code == 303
         assert restarted(arch, cookie, web).get("/whoami").status_code == 401  # the disk still full: on it
         monkeypatch.undo()
         filler.unlink()
 
-        # The log cannot take it either (every write of the store refused as a full disk's).
-        web = client(arch)
-        assert log_in(web, "alice", PASSWORD, "/login").status_code == 303
-        cookie = web.cookies.get("custodes_session")
-        token = csrf_of(web.get("/no-such-page", headers={"accept": "text/html"}))
+        # A server started on the full disk reads its accounts store as it is: the end is kept aside.
+        web, cookie, csrf = logged_in_one(arch)
+        web.app.state.custodes.store.close()
+        filler = fill(disk)
+        web = TestClient(create_app(arch), base_url="https://testserver", follow_redirects=False,
+                         cookies={"custodes_session": cookie or ""})  # fmt: skip
+        answer = log_out(web, csrf)
+        assert answer.status_code == 503 and "its end is kept aside" in answer.text, answer.text
+        web = restarted(arch, cookie, web)
+        assert web.get("/whoami").status_code == 401  # the disk still full
+        assert EndedSessions(arch / ENDED_FILE).read() != set()
+        filler.unlink()
+        assert restarted(arch, cookie, web).get("/whoami").status_code == 401
+        again = client(arch)
+        assert log_in(again, "alice", PASSWORD, "/login").status_code == 303  # a write: the end with it
+        assert EndedSessions(arch / ENDED_FILE).read() == set()  # (written in the store: its slot freed)
+        assert restarted(arch, cookie, again).get("/whoami").status_code == 401
+
+        # Where even that fails (no file to keep it in), the answer says so; this server refuses the session.
+        web, cookie, csrf = logged_in_one(arch)
+        (arch / ENDED_FILE).unlink()
 
         def full(*_args: object) -> None:
             refused = sqlite3.OperationalError("database or disk is full")
@@ -467,14 +493,10 @@ def test_logout_on_a_full_disk_ends_the_session_for_good(tmp_path: Path, monkeyp
 
         with monkeypatch.context() as refusing:
             refusing.setattr(AccountStore, "_commit", full)
-            answer = web.post("/logout", headers={"x-csrf-token": token, "accept": "text/html"})
-            assert answer.status_code == 503 and "the disk is full" in answer.text, answer.text
-            assert 'custodes_session=""' in answer.headers.get("set-cookie", ""), answer.headers  # the browser's ends
-            stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie})
-            assert stale.get("/whoami").status_code == 401  # and this server refuses it
-        again = TestClient(web.app, base_url="https://testserver", follow_redirects=False)
-        assert log_in(again, "alice", PASSWORD, "/login").status_code == 303  # a write of its: the end with it
-        assert restarted(arch, cookie, web).get("/whoami").status_code == 401
+            answer = log_out(web, csrf)
+            assert answer.status_code == 503 and "logged out of this server only" in answer.text, answer.text
+            stale = TestClient(web.app, base_url="https://testserver", cookies={"custodes_session": cookie or ""})
+            assert stale.get("/whoami").status_code == 401
 
 
 def test_a_login_and_a_password_set_whose_checkpoint_file_cannot_be_written_are_made(

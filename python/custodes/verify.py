@@ -351,6 +351,7 @@ def _verify_own_entries(archive: Archive, result: VerifyResult) -> None:
     # accounts (password and token hashes), with their SQLite logs (a hostile review: both at 0644 in a folder of
     # 0711, read by another account, were called intact).
     private = [db + end for db in (CATALOG_FILE, accounts.ACCOUNTS_FILE) for end in ("", "-wal", "-shm")]
+    private.append(accounts.ENDED_FILE)  # (ended sessions' digests, kept aside on a full disk)
     # (path, what it is in words, whether others may not even read it, whose copy): "" is the archive's own
     # entry, its words taken from what it is found to be.
     entries: list[tuple[Path, str, bool, str | None]] = [

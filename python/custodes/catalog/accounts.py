@@ -9,10 +9,13 @@ secrets) and each login. The file is the service account's alone (0600), with it
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +28,9 @@ __all__ = [
     "AccountRow",
     "AccountStore",
     "AccountsSchemaError",
+    "ENDED_FILE",
+    "EndedSessions",
+    "SessionEndNotWritten",
     "SessionRow",
     "ThrottleRow",
     "TokenRow",
@@ -32,6 +38,8 @@ __all__ = [
 ]
 
 ACCOUNTS_FILE = "accounts.sqlite"
+#: Sessions ended whose deletion the accounts store could not write (a full disk): :class:`EndedSessions`.
+ENDED_FILE = "accounts.ended"
 
 MIGRATIONS: list[str] = [
     # 1: accounts, sessions, tokens, failed logins per client.
@@ -140,6 +148,89 @@ def _fields(row: type[NamedTuple]) -> str:
     return ", ".join(row._fields)
 
 
+class SessionEndNotWritten(CustodesError):
+    """A session ended (:meth:`AccountStore.delete_session`) whose deletion accounts.sqlite could not take (a full
+    disk, a store read as it is). ``kept``: its end is in :data:`ENDED_FILE` (any store opened later refuses the
+    session, and deletes it at its next write); else it is ended in this store alone, until it closes."""
+
+    def __init__(self, cause: sqlite3.Error, kept: bool) -> None:
+        self.cause, self.kept = cause, kept
+        super().__init__(f"{cause}: the end of the session is {'kept aside' if kept else 'not kept'}")
+
+
+class EndedSessions:
+    """``ARCHIVE/accounts.ended``: the digests of sessions ended whose deletion accounts.sqlite could not take, in
+    fixed slots of a file made whole (zeros) while there is room, so that noting one needs no room at all: a
+    session ended in memory alone came back when the server started again before the disk had room (a hostile
+    review). Owner-only, as accounts.sqlite. Slots are taken and freed under the file's lock."""
+
+    SLOT = 65  # 64 hex digits and a newline
+    SLOTS = 512
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def make(self) -> None:
+        """The file, at its full size, where it is not there yet; where there is no room, none (said when a
+        session's end cannot be kept)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return  # there already, or no room for it
+        try:
+            os.write(fd, bytes(self.SLOT * self.SLOTS))
+            os.fsync(fd)
+        except OSError:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def read(self) -> set[str]:
+        """The digests noted (none where the file is not there or not one this class made)."""
+        from custodes._durable import read_small
+
+        try:
+            data = read_small(self.path, self.SLOT * self.SLOTS)
+        except (OSError, ValueError):
+            return set()
+        slots = (data[i : i + 64].decode("ascii", "replace") for i in range(0, len(data), self.SLOT))
+        return {d for d in slots if re.fullmatch("[0-9a-f]{64}", d)}
+
+    def note(self, digest: str) -> bool:
+        """``digest`` written, synced, in a free slot: True; False where there is no file or no free slot."""
+        line = digest.encode("ascii") + b"\n"
+        try:
+            with self._locked() as fd:
+                data = os.pread(fd, self.SLOT * self.SLOTS, 0)
+                free = next((i for i in range(0, len(data) - self.SLOT + 1, self.SLOT) if data[i] == 0), None)
+                if free is None:
+                    return False
+                os.pwrite(fd, line, free)
+                os.fsync(fd)
+        except OSError:
+            return False
+        return True
+
+    def free(self, digests: Collection[str]) -> None:
+        """The slots of ``digests`` freed (their deletion is written in accounts.sqlite now)."""
+        lines = {d.encode("ascii") + b"\n" for d in digests}
+        with contextlib.suppress(OSError), self._locked() as fd:
+            data = os.pread(fd, self.SLOT * self.SLOTS, 0)
+            for i in range(0, len(data) - self.SLOT + 1, self.SLOT):
+                if data[i : i + self.SLOT] in lines:
+                    os.pwrite(fd, bytes(self.SLOT), i)
+            os.fsync(fd)
+
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+
 class AccountStore:
     """One connection to ``accounts.sqlite``, shared by the web server's threads under a lock (each operation
     is a statement or two: nothing is held across a request)."""
@@ -149,9 +240,11 @@ class AccountStore:
         self._conn = conn
         self._lock = threading.RLock()
         self._schema_seen: tuple[int, list[schema.SchemaDifference]] | None = None
-        # Sessions ended (:meth:`delete_session`) whose deletion is not written yet (a full disk refused it): gone
-        # for this store at once, and deleted in the file by its next write (:meth:`_begin`).
-        self._ended: set[str] = set()
+        # Sessions ended whose deletion is not written yet (a full disk refused it): gone for this store at once,
+        # and deleted in the file by its next write (:meth:`_begin`); those kept aside (:class:`EndedSessions`)
+        # come back here when a store is opened again.
+        self._kept = EndedSessions(path.with_name(ENDED_FILE))
+        self._ended: set[str] = self._kept.read()
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> AccountStore:
@@ -161,6 +254,7 @@ class AccountStore:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         os.close(fd)
         os.chmod(path, 0o600)
+        EndedSessions(path.with_name(ENDED_FILE)).make()  # while there is room (it needs none later)
         conn = connect(path, journal_mode="WAL", timeout=30, check_same_thread=False)
         try:
             conn.execute("PRAGMA synchronous=FULL")
@@ -258,6 +352,8 @@ class AccountStore:
     def _commit(self, ended: frozenset[str]) -> None:
         self._conn.execute("COMMIT")
         self._ended -= ended
+        if ended:
+            self._kept.free(ended)
 
     def _roll_back(self) -> None:
         # Only while a transaction is open: SQLite has rolled back already where a statement or the COMMIT met a
@@ -358,28 +454,32 @@ class AccountStore:
         )
 
     def delete_session(self, digest: str) -> None:
-        """End a session: at once for this store, whatever becomes of the write. Where the deletion cannot be
-        written (a full disk), the error is raised and the deletion goes with this store's next write, so that a
-        person who logged out is not let in again by the cookie they believe ended (a hostile review)."""
+        """End a session: at once for this store, whatever becomes of the write, so that a person who logged out
+        is not let in again by the cookie they believe ended. Where the deletion cannot be written (a full disk),
+        it is kept aside (:class:`EndedSessions`: every store opened later refuses the session) and goes with the
+        next write; :class:`SessionEndNotWritten` says whether it could be kept."""
         with self._lock:
             self._ended.add(digest)
-            # The deletion is :meth:`_begin`'s, of every session ended and not yet deleted (in memory alone, a
-            # server started again before the disk had room let the session in again: a hostile review).
-            self._written_on_a_full_disk_too(lambda _: None)
+            try:  # (the deletion is :meth:`_begin`'s, of every session ended and not yet deleted)
+                self._written_on_a_full_disk_too(lambda _: None)
+            except sqlite3.Error as e:
+                raise SessionEndNotWritten(e, self._kept.note(digest)) from e
 
     def _written_on_a_full_disk_too(self, write: Callable[[sqlite3.Connection], object]) -> None:
-        """``write`` in a transaction; where the disk is full, once more after the write-ahead log is begun again
-        from its start, over pages it already has on the disk, where a write as small as a session's end or a
-        visit fits."""
-        try:
-            with self._transaction() as c:
-                write(c)
-        except sqlite3.OperationalError as e:
-            if not codes.full_disk(e, self.path):
-                raise
-            self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
-            with self._transaction() as c:
-                write(c)
+        """``write`` in a transaction; where the disk is full, once more after a checkpoint that waits for nobody
+        (PASSIVE: one that waited for a reader held every request at the store's lock), which lets the write-ahead
+        log begin again from its start, over pages it already has on the disk: a write as small as a session's
+        end or a visit then fits."""
+        with self._lock:
+            try:
+                with self._transaction() as c:
+                    write(c)
+            except sqlite3.OperationalError as e:
+                if not codes.full_disk(e, self.path):
+                    raise
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                with self._transaction() as c:
+                    write(c)
 
     # --- tokens ---
 

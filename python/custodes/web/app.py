@@ -12,7 +12,6 @@ object) saying what went wrong in one line, never a traceback; an unexpected one
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes.access import AccessDenied, person_of, person_role
+from custodes.catalog.accounts import SessionEndNotWritten
 from custodes.errors import CustodesError
 from custodes.messages import LANGUAGES
 from custodes.web import auth, pages, password, streaming
@@ -215,19 +215,22 @@ def _login_page(request: Request, status: int = 200, message_key: str | None = N
 
 
 def _end_session(request: Request, digest: str, response: Response) -> None:
-    """Log out the session ``digest``. Where its end cannot be written (a full disk), it is ended for this server
-    all the same (AccountStore.delete_session) and for the browser: the answer, 503, says what is not written yet
-    and why, and still clears the cookie."""
+    """Log out the session ``digest``. Where its end cannot be written (a full disk), it is ended all the same
+    (AccountStore.delete_session: kept aside, or in this server alone where even that fails) and for the
+    browser: the answer, 503, says which, and why, and still clears the cookie."""
     try:
         state(request).store.delete_session(digest)
-    except sqlite3.Error as e:
-        condition = server_condition(request, e)
-        if condition is None:
-            raise
+    except SessionEndNotWritten as e:
+        why = server_condition(request, e.cause) or f"the accounts store cannot be written ({e.cause})"
+        said = (
+            "logged out; its end is kept aside and written into the accounts store once it can be"
+            if e.kept
+            else "logged out of this server only: its end could not be kept, and a server started before the disk "
+            "has room would let the session in again; once there is room, change your password, which ends "
+            "every other session of yours"
+        )
         raise StarletteHTTPException(
-            503,
-            f"logged out of this server; the end of the session is written with its next change: {condition}",
-            headers={"set-cookie": response.headers["set-cookie"]},
+            503, f"{said}: {why}", headers={"set-cookie": response.headers["set-cookie"]}
         ) from None
 
 

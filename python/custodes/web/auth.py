@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 
 from custodes.access import person_of, person_role
+from custodes.catalog.accounts import SessionEndNotWritten
 from custodes.findings import rfc3339
 from custodes.identity import Caller
 from custodes.web.accounts import local_caller, log_login, secret_digest, token_caller
@@ -149,7 +150,7 @@ def session_visitor(request: Request) -> Visitor:
         if session is None:
             raise LoginRequired("no such session")
         if now >= session.expires_ns or now - session.last_seen_ns >= IDLE_NS:
-            with contextlib.suppress(sqlite3.Error):  # ended all the same: written with the store's next write
+            with contextlib.suppress(SessionEndNotWritten):  # ended all the same (AccountStore.delete_session)
                 web.store.delete_session(digest)
             raise LoginRequired("the session has ended")
         if now - session.last_seen_ns >= _TOUCH_NS:
