@@ -607,6 +607,33 @@ def test_an_act_whose_checkpoint_file_cannot_be_written_says_it_is_done(cli_arch
     assert run_cli("verify", cli_archive).returncode == 0
 
 
+def test_a_copy_whose_grant_s_checkpoint_file_cannot_be_written_is_made_and_said(
+    cli_archive: Path, tmp_path: Path
+) -> None:
+    """`access open` whose grant was recorded and whose checkpoint file a full disk refused: the access log said
+    carol opened it, and she got nothing (a hostile review); then, handed over, it was silent, and verify later
+    called the missing file a rollback (a second). The copy is made, and a note says what to run."""
+    from helpers import as_, request
+
+    rid = request(cli_archive, "carol", 1)
+    assert as_("bob", "access", "approve", cli_archive, rid).returncode == 0
+    log = tmp_path / "ops"
+    opened = ["access", "open", cli_archive, rid, "--segment", "1", "--to"]
+    assert run_cli_with_faults(*opened, tmp_path / "first", user="carol", log=log).returncode == 0
+    (n, *_) = [n for op, n, path, _ in logged(log) if op == "write" and "/ledger/checkpoints/" in path]
+    out = run_cli_with_faults(*opened, tmp_path / "second", user="carol", fault=f"write:{n}:ENOSPC")
+    no_traceback(out)
+    assert out.returncode == 0 and [p.name for p in (tmp_path / "second").iterdir()] == ["androidx-sample.mp4"]
+    text = out.stderr.decode()
+    assert text.startswith("custodes: note: the access is recorded, its checkpoint is not: No space left") and (
+        "custodes ledger checkpoint" in text
+    ), text
+    opens = catalog_rows(cli_archive, "SELECT COUNT(*) FROM access_log WHERE action = 'open' AND ok = 1")
+    assert opens == [(2,)]  # one a try, each handed over
+    assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
+    assert as_("alice", "verify", cli_archive).returncode == 0
+
+
 def test_an_ingest_whose_closing_checkpoint_file_cannot_be_written_says_what_it_stored(tmp_path: Path) -> None:
     """`ingest --json` whose closing checkpoint's file a full disk refused: the result, not ok, with an error of a
     kind of its own (it was "error", as any other: a tool could not tell "write the files" from the rest)."""

@@ -550,6 +550,8 @@ def test_a_view_granted_whose_checkpoint_file_cannot_be_written_is_shown(
     """A view logged as started (action ``stream``, allowed), then its checkpoint's file refused (a full disk): the
     page answered 400 "Bad request" and showed nothing, and each try logged another view, so the access log said
     a person saw footage she never got (a hostile review). What is granted and recorded is given."""
+    from urllib.parse import unquote
+
     import custodes.archive
 
     arch, web, tokens = api
@@ -567,6 +569,8 @@ def test_a_view_granted_whose_checkpoint_file_cannot_be_written_is_shown(
     started = carol.post("/recordings/1/view", data={"request": str(rid), "csrf": csrf})
     assert started.status_code == 303 and "?view=" in started.headers["location"], started.text
     ticket = started.headers["location"].split("?view=")[1]
+    # Said (silent, verify later called the missing file a rollback, and nobody had been told to sign it).
+    assert "custodes ledger checkpoint" in unquote(carol.cookies.get("custodes_flash") or ""), carol.cookies
     played = carol.get(f"/stream/{ticket}")
     assert played.status_code == 200 and len(played.content) > 0
     monkeypatch.undo()

@@ -735,6 +735,9 @@ class Archive:
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
         self._catalog: Catalog | None = Catalog.open(catalog, migrate=False)
+        #: The checkpoint after a grant that could not be written (:meth:`checkpoint_after_grant`), for the command
+        #: to say: silent, verify later called the missing file a rollback, and nobody had been told to sign it.
+        self.unsigned_grant: CheckpointFileError | None = None
         if not _creating and self.catalog.schema_version == 0:
             lowered = self.catalog.holds_tables
             self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
@@ -1051,7 +1054,9 @@ class Archive:
 
     def checkpoint_after_grant(self) -> CheckpointFileError | None:
         """:meth:`checkpoint`, after recording something that must be given once it is recorded (a grant of access,
-        a login): a CheckpointFileError is returned, not raised. Refused, a view logged as started showed nothing
+        a login): a CheckpointFileError is returned, not raised, and kept as :attr:`unsigned_grant` for the
+        command to say once it has handed the grant over (the CLI's `access open` a line on stderr, the review
+        page a note and its log). Refused, a view logged as started showed nothing
         and each try logged another, so the access log said a person saw footage she never got (a hostile review,
         on a full disk). What is missing is named without it: verify reports the checkpoint file gone, and entries
         left unsigned stop other commands until `custodes ledger checkpoint` signs them (custodes.access.grant_for:
@@ -1059,6 +1064,7 @@ class Archive:
         try:
             self.checkpoint()
         except CheckpointFileError as e:
+            self.unsigned_grant = e
             return e
         return None
 

@@ -2920,6 +2920,8 @@ def access_open_command(archive: Archive, request: int, segment: int, to_dir: st
         to_dir = serving.stage_output(".", "to_dir")
     path = shown_path(open_recording(archive, request, segment, to_dir))
     _write_json({"request": request, "segment": segment, "path": path}) if out.json else click.echo(path)
+    if archive.unsigned_grant is not None:  # the copy is made and its grant recorded: said, not an error
+        click.echo(f"custodes: note: the access is recorded, its checkpoint is not: {archive.unsigned_grant}", err=True)
 
 
 @access_group.command("classify")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
@@ -60,7 +61,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 
 from custodes import access, proofs
 from custodes._durable import fsync_dir
-from custodes.archive import Archive, exports_folder, owned_output
+from custodes.archive import Archive, CheckpointFileError, exports_folder, owned_output
 from custodes.errors import CustodesError
 from custodes.export import NEW_BAG as _NEW
 from custodes.export import export_case, sweep_exports
@@ -91,6 +92,8 @@ __all__ = [
     "tickets_of",
     "view_request",
 ]
+
+_log = logging.getLogger("custodes.web")
 
 #: Bytes read and sent at a time: a player's range requests are served in a few of these, and ten streams at
 #: once hold ten of them.
@@ -493,12 +496,23 @@ def view_recording(
     without one."""
     with acting(request, who) as archive:
         ticket, view = start_view(archive, tickets_of(request.app), segment, request_id)
+        unsigned = _said_unsigned(archive)
     src = f"/stream/{ticket}"
     if _wants_json(request):
-        return JSONResponse(
-            {"src": src, "segment": segment, "request": view.request, "expires": rfc3339(view.expires_ns)}
-        )
+        said = {"src": src, "segment": segment, "request": view.request, "expires": rfc3339(view.expires_ns)}
+        return JSONResponse({**said, **({"recorded_unsigned": str(unsigned)} if unsigned else {})})
+    if unsigned is not None:
+        from custodes.web.pages import recorded_back
+
+        return recorded_back(request, who, f"/recordings/{segment}?view={ticket}", unsigned)
     return RedirectResponse(f"/recordings/{segment}?view={ticket}", status_code=303)
+
+
+def _said_unsigned(archive: Archive) -> CheckpointFileError | None:
+    """The grant's checkpoint that could not be written (Archive.unsigned_grant), said in the service's log."""
+    if archive.unsigned_grant is not None:
+        _log.warning("an access is recorded, its checkpoint is not: %s", archive.unsigned_grant)
+    return archive.unsigned_grant
 
 
 @router.get("/stream/{ticket}", response_model=None, operation_id="stream_recording")
@@ -590,6 +604,7 @@ def bag_download(request: Request, export: int, who: Visitor = Depends(visitor))
     person the export was approved for, while its window is open; each download an access-log entry."""
     with acting(request, who) as archive:
         download = open_download(archive, export)
+        _said_unsigned(archive)
     headers = {
         "Content-Length": str(download.tar.size),
         "Content-Disposition": f'attachment; filename="custodes-export-{download.export}.tar"',
