@@ -45,6 +45,7 @@ import os
 import secrets
 import sqlite3
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +67,16 @@ from custodes.keys import UNTRUSTED_KEY, Fingerprint, KeyChain, archive_chain, l
 from custodes.ledger import Checkpoint, LedgerError, VerifierKey
 from custodes.policy import POLICY_MISMATCH, mismatch
 from custodes.schedule import Budget, Selection, resumable
-from custodes.storage import PROBLEMS, Listed, ObjectStore, StoredObject, StoreSpec, is_digest, open_store
+from custodes.storage import (
+    PROBLEMS,
+    Listed,
+    ObjectStore,
+    StoredObject,
+    StoreSpec,
+    is_digest,
+    open_store,
+    own_folder,
+)
 from custodes.witness import check_witness
 
 __all__ = [
@@ -971,7 +981,11 @@ def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult
         archive.require_its_account()  # (the new catalog file would be this process's account's)
     live = archive.catalog.path
     temps = archive.root / "tmp"
-    temps.mkdir(mode=0o700, exist_ok=True)
+    own_folder(temps)  # (made only by the archive's account)
+    if not replace and not (temps.is_dir() and temps.stat().st_uid == os.geteuid()):
+        # Compared only, by another account (root reading the archive through the library): not written into the
+        # archive, whose tmp/ it made its own (a hostile review).
+        temps = Path(tempfile.gettempdir())
     now = time.time_ns()
     if replay.adopt_pending(archive.catalog):
         with archive.transaction() as tx:
