@@ -1791,8 +1791,8 @@ class CatalogReadOnly(NotReadyToRecord):
         self.path = path
         if full:  # (catalog.Catalog.disk_full: opened to read only for that); as the CLI says a full disk
             super().__init__(
-                f"{disk_full_line(path)} (nothing was recorded; meanwhile verify, ledger verify and the report, run "
-                "by the archive's account, work on it as it is)"
+                f"{disk_full_line(path)} (nothing was recorded; meanwhile verify and ledger verify work on it as it "
+                "is)"  # (not the report through the service: it is made on the archive's disk first, a review)
             )
             return
         why = why_read_only(str(root), str(path))

@@ -181,7 +181,7 @@ class Request:
     def outbox(self) -> Path:
         """The request's outbox, made (owner-only) the first time it is asked for."""
         if not self._made:
-            self.place.mkdir(mode=0o700, exist_ok=True)
+            self.place.mkdir(mode=0o700, parents=True, exist_ok=True)  # (its folders too, where a full disk kept them)
             self._made = True
         return self.place
 
@@ -910,8 +910,14 @@ def _new_outbox(root: Path) -> Path:
     from custodes.storage import own_folder
 
     folder = outbox_root(root)
-    own_folder(folder.parent)  # the spool, made again where someone removed it while the service ran
-    own_folder(folder)  # never a link: requests' outboxes are made in it and swept from it
+    try:
+        own_folder(folder.parent)  # the spool, made again where someone removed it while the service ran
+        own_folder(folder)  # never a link: requests' outboxes are made in it and swept from it
+    except OSError as e:
+        # Not made on a full disk (on ext4 a new folder takes a block): a command that stages nothing goes on, one
+        # that does says the disk is full (Request.stage_output; an input is held in memory) (a hostile review).
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
     return folder / f"{process_tag()}-{time.time_ns()}-{os.urandom(4).hex()}"
 
 
@@ -933,8 +939,9 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
         req.secret = header.get("secret")
         # Kept in memory whole where the archive's disk is full (a verify through the service listing thousands of
         # findings failed there, its answer lost: a hostile review).
-        # (A spool past its memory goes to a temp file with no name: in the outboxes' folder, which is there.)
+        # (A spool past its memory goes to a temp file with no name, in the outboxes' folder.)
         spooled = 0 if disk_full(root) else _SPOOL_MEMORY
+        # (Its folder is there but where the disk is full, and there the spool stays in memory.)
         with tempfile.SpooledTemporaryFile(spooled, dir=os.fspath(outbox.parent)) as spool:
             with service.commands:
                 if service.stopping.is_set():
