@@ -16,8 +16,8 @@ access log and the ledger); 404 a request, hold, segment, task, device, officer 
 hold; 409 the archive's state refuses it now (a request decided already, a hold released already, a window
 longer than the policy allows); 422 a value that is not valid; 503 the catalog's schema is not the one
 custodes makes, so it writes nothing into it (catalog.SchemaDiffersError: the message names the way out), the
-catalog is busy or the disk full, or an act was recorded and its checkpoint not (``"recorded": true``: it stands,
-and must not be sent again). Never a traceback.
+catalog is busy or the disk full. An act done and recorded whose checkpoint could not be written is 202,
+``{"recorded": true, "warning": "..."}``: it stands, and must not be sent again. Never a traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any, NotRequired, TypedDict, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import typing_extensions
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -70,13 +70,20 @@ T = TypeVar("T")
 
 
 class ErrorJSON(TypedDict):
-    """Every error of the API: what went wrong, in one line, and the HTTP status. ``recorded`` (true, 503) only
-    where the act was done and recorded in the ledger and its checkpoint could not be written or signed (a full
-    disk): the act stands, and must not be sent again."""
+    """Every error of the API: what went wrong, in one line, and the HTTP status."""
 
     error: str
     status: int
-    recorded: NotRequired[bool]
+
+
+class RecordedJSON(TypedDict):
+    """An act done and recorded in the ledger whose checkpoint could not be written or signed (a full disk): 202,
+    ``recorded`` true, and why in ``warning``. It stands and must not be sent again: a status no client retries
+    by itself (a 503 is retried by many, and the hold placed twice: a hostile review)."""
+
+    recorded: bool
+    status: int
+    warning: str
 
 
 # ---- the library's TypedDicts, as pydantic reads them ------------------------------------------------------
@@ -172,9 +179,10 @@ class ApiRoute(APIRoute):
             except HTTPException as e:
                 return _error(e.status_code, str(e.detail), dict(e.headers or {}))
             except CheckpointFileError as e:
-                # After the act (its checkpoint alone is missing): the server's condition, and said to be done,
-                # so a client does not send it again (it was 409, an error like any other: a second hold).
-                return JSONResponse({"error": str(e), "status": 503, "recorded": True}, status_code=503)
+                # After the act (its checkpoint alone is missing): done, and said so (it was 409, an error like any
+                # other, and a client sent it again: a second hold).
+                recorded = RecordedJSON(recorded=True, status=202, warning=str(e))
+                return JSONResponse(recorded, status_code=202)
             except CustodesError as e:
                 return _error(_status_of(e), str(e))
             except Exception as e:
@@ -196,6 +204,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "The archive's state refuses it now (decided already, released already, beyond the policy)."),
         (422, "A value that is not valid."),
     )
+}
+#: The answer an action may give besides its own (:class:`RecordedJSON`), on every action's route.
+_RECORDED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": pydantic_typed(RecordedJSON),
+        "description": "Done and recorded, its checkpoint not written (a full disk): it stands; do not send it again.",
+    }
 }
 
 router = APIRouter(prefix=PREFIX, route_class=ApiRoute, responses=_ERRORS, tags=["api"])
@@ -570,14 +585,16 @@ def get_segment_proof(request: Request, who: Reader, segment: CatalogId) -> Ledg
 # ---- actions: the CLI's library functions, as the visitor --------------------------------------------------
 
 
-@router.post("/access/requests", status_code=201, response_model=pydantic_typed(AccessRequestJSON))
+@router.post("/access/requests", status_code=201, response_model=pydantic_typed(AccessRequestJSON), responses=_RECORDED)
 def post_access_request(request: Request, who: Actor, body: AccessRequestBody) -> AccessRequestJSON:
     """Ask to view, export or purge recordings, as ``custodes access request``."""
     with acting(request, who) as archive:
         return request_access(archive, list(body.segments), body.reason, body.purpose).to_json()
 
 
-@router.post("/access/requests/{request_id}/approve", response_model=pydantic_typed(AccessRequestJSON))
+@router.post(
+    "/access/requests/{request_id}/approve", response_model=pydantic_typed(AccessRequestJSON), responses=_RECORDED
+)
 def post_approve(
     request: Request, who: Actor, request_id: CatalogId, body: Annotated[ApproveBody | None, Body()] = None
 ) -> AccessRequestJSON:
@@ -588,14 +605,16 @@ def post_approve(
         return approve(archive, request_id, given.hours, given.note).to_json()
 
 
-@router.post("/access/requests/{request_id}/deny", response_model=pydantic_typed(AccessRequestJSON))
+@router.post(
+    "/access/requests/{request_id}/deny", response_model=pydantic_typed(AccessRequestJSON), responses=_RECORDED
+)
 def post_deny(request: Request, who: Actor, request_id: CatalogId, body: DenyBody) -> AccessRequestJSON:
     """Deny a request (approvers only), as ``custodes access deny``."""
     with acting(request, who) as archive:
         return deny(archive, request_id, body.reason).to_json()
 
 
-@router.post("/gaps/explain", status_code=201, response_model=pydantic_typed(AnnotationJSON))
+@router.post("/gaps/explain", status_code=201, response_model=pydantic_typed(AnnotationJSON), responses=_RECORDED)
 def post_gap_explain(request: Request, who: Actor, body: GapExplainBody) -> AnnotationJSON:
     """Record why a device did not record from ``start`` to ``end``, as ``custodes gap explain``."""
     start, end = _instant(body.start, "start"), _instant(body.end, "end")
@@ -606,14 +625,14 @@ def post_gap_explain(request: Request, who: Actor, body: GapExplainBody) -> Anno
     return annotation_json(annotation)
 
 
-@router.post("/holds", status_code=201, response_model=pydantic_typed(HoldJSON))
+@router.post("/holds", status_code=201, response_model=pydantic_typed(HoldJSON), responses=_RECORDED)
 def post_hold(request: Request, who: Actor, body: HoldBody) -> HoldJSON:
     """Place a legal hold on a recording (custodians and approvers), as ``custodes retention hold``."""
     with acting(request, who) as archive:
         return hold_json(hold(archive, body.segment, body.reason), body.segment)
 
 
-@router.post("/holds/{hold_id}/release", response_model=pydantic_typed(ReleaseJSON))
+@router.post("/holds/{hold_id}/release", response_model=pydantic_typed(ReleaseJSON), responses=_RECORDED)
 def post_release(request: Request, who: Actor, hold_id: CatalogId) -> ReleaseJSON:
     """Release a legal hold (approvers only), as ``custodes retention release``."""
     with acting(request, who) as archive:
