@@ -694,6 +694,11 @@ def test_a_verify_on_a_full_disk_lets_go_of_the_catalog_once_it_reads_a_copy(sma
     assert meanwhile[0].stdout.endswith(b"ledger consistent: 0 finding(s)\n"), meanwhile[0].stdout
     assert list(Path(tempfile.gettempdir()).glob(f"{process_tag()}-*-catalog-copy.sqlite")) == []  # gone with it
     assert not killed.exists()  # and a dead process's, found then
+    killed.write_bytes(b"the copy of a verify killed in another boot")
+    (small_disk / "filler").unlink()
+    with open_archive(arch) as a:  # (and by a verify with room: a killed verify's copy did not wait for a full disk)
+        assert verify(a, workers=1).ok
+    assert not killed.exists()
 
 
 @pytest.mark.parametrize("disk", [small_tmpfs, small_ext4])

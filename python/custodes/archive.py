@@ -796,7 +796,10 @@ class Archive:
         disk is not full, or the copy cannot be made (it is then held, as before)."""
         import tempfile
 
+        from custodes.catalog import sweep_copies
+
         if not self.catalog.disk_full:
+            sweep_copies(tempfile.gettempdir())  # (a killed verify's, found by the next verify, full disk or not)
             return False
         copy = self.catalog.copied_into(tempfile.gettempdir())
         if copy is None:

@@ -43,7 +43,15 @@ from custodes.catalog.registry import Registry
 from custodes.catalog.schema import MIGRATIONS, SchemaDifference
 from custodes.errors import CustodesError
 
-__all__ = ["Catalog", "CatalogError", "SCHEMA_VERSION", "SchemaDifference", "SchemaDiffersError", "Scope"]
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "SCHEMA_VERSION",
+    "SchemaDifference",
+    "SchemaDiffersError",
+    "Scope",
+    "sweep_copies",
+]
 
 #: The catalog schema this custodes writes (one migration per step; a newer catalog is refused).
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -391,12 +399,9 @@ class Catalog:
         :attr:`disk_full` says, and named by this catalog's path. None where ``folder`` has no room for it, or the
         copy fails. For a long reader that holds the catalog alone on a full disk
         (Archive.read_a_copy_of_the_catalog)."""
-        from custodes._durable import NEARLY_FULL, dead_temps, process_tag
+        from custodes._durable import NEARLY_FULL, process_tag
 
-        for left in dead_temps(Path(folder)):  # a killed reader's copy, as large as the catalog
-            if left.name.endswith(_COPY_END) and left.stat(follow_symlinks=False).st_uid == os.geteuid():
-                with contextlib.suppress(OSError):
-                    os.unlink(left.path)
+        sweep_copies(folder)
         pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
         size = pages * self._conn.execute("PRAGMA page_size").fetchone()[0]
         try:
@@ -559,6 +564,17 @@ class Catalog:
 
 #: How a copy of :meth:`Catalog.copied_into` is named, after its process's tag.
 _COPY_END = "-catalog-copy.sqlite"
+
+
+def sweep_copies(folder: str | os.PathLike[str]) -> None:
+    """Remove the copies of a catalog (:meth:`Catalog.copied_into`) that killed processes of this account left in
+    ``folder``: each as large as its catalog, and as private."""
+    from custodes._durable import dead_temps
+
+    for left in dead_temps(Path(folder)):
+        with contextlib.suppress(OSError):
+            if left.name.endswith(_COPY_END) and left.stat(follow_symlinks=False).st_uid == os.geteuid():
+                os.unlink(left.path)
 
 
 class _Copied(Catalog):
