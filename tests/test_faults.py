@@ -29,6 +29,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import bagit
@@ -632,6 +633,31 @@ def test_a_copy_whose_grant_s_checkpoint_file_cannot_be_written_is_made_and_said
     assert opens == [(2,)]  # one a try, each handed over
     assert as_("alice", "ledger", "checkpoint", cli_archive).returncode == 0
     assert as_("alice", "verify", cli_archive).returncode == 0
+
+
+def test_housekeeping_before_an_act_whose_checkpoint_file_cannot_be_written_does_not_speak_for_it(
+    tmp_path: Path,
+) -> None:
+    """Before a served command acts, the service ledgers the count of refusals of every closed window and signs
+    it. That checkpoint's file refused by a full disk said "what this command recorded stands, so do not repeat an
+    act" of a hold that was never placed (a hostile review). The command goes on; its own checkpoint writes the
+    file back."""
+    from helpers import THREE_RECORDINGS, as_, build_cli_archive
+
+    few = PEOPLE.replace(
+        "window_hours = 72\n", "window_hours = 72\nrefusals_per_window = 1\nrefusal_window_seconds = 2\n"
+    )
+    arch = build_cli_archive(tmp_path / "archive", people=few, recordings=THREE_RECORDINGS[:1])
+    for _ in range(3):
+        assert as_("mallory", "ledger", "verify", arch).returncode != 0  # refused: no role; counted past one
+    time.sleep(3)  # the window closed: its count is ledgered before the next served command acts
+    hold = ["retention", "hold", arch, "--segment", "1", "--reason", "court order 12"]
+    out = run_cli_with_faults(*hold, user="alice", fault="write:1:ENOSPC", log=tmp_path / "ops")
+    (hit,) = [path for _op, _n, path, fired in logged(tmp_path / "ops") if fired]
+    assert "/archive/tmp/" in hit, hit  # (the housekeeping's checkpoint file, written first as a temp)
+    assert out.returncode == 0, out.stderr
+    assert catalog_rows(arch, "SELECT COUNT(*) FROM holds") == [(1,)]
+    assert as_("alice", "verify", arch).returncode == 0
 
 
 def test_an_ingest_whose_closing_checkpoint_file_cannot_be_written_says_what_it_stored(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ and a ledger entry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -426,7 +427,11 @@ def _close_refusal_windows(archive: Archive) -> None:
         # review: with tmp/ broken, every request through the service failed on this housekeeping).
         return
     if closed:
-        archive.checkpoint()
+        # Not the command's act: a failure here must not speak for it ("what this command recorded stands, so do
+        # not repeat an act", said of a hold that was never placed: a hostile review). The counts are recorded;
+        # the act's own checkpoint, or the next command's, writes the file or signs them.
+        with contextlib.suppress(CheckpointFileError):
+            archive.checkpoint()
 
 
 def _ledger_closed_windows(tx: Catalog, now: int, limit: int, window: int) -> int:
