@@ -198,7 +198,20 @@ def test_failed_logins_from_one_client_are_throttled_and_counted(cli_archive: Pa
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     assert len(logins(cli_archive)) == auth.CLIENT_FAILURES
     clock[0] += auth.CLIENT_WINDOW_NS
+    # The count's checkpoint file refused (a full disk) is not the login's to say (it answered the login 400).
+    import custodes.archive
+
+    written, refused = custodes.archive.write_once, []
+
+    def full_once(path: Path, *args: object, **kwargs: object) -> None:
+        if not refused:
+            refused.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(custodes.archive, "write_once", full_once)
     assert log_in(web, "alice", PASSWORD).status_code == 303
+    assert refused  # (the count's, before the login)
     steps = logins(cli_archive)
     assert len(steps) == auth.CLIENT_FAILURES + 2
     count, ok = steps[-2:]
