@@ -57,7 +57,7 @@ from custodes import merkle
 from custodes._durable import fsync_dir, fsync_file, key_places, protection_problems, read_small
 from custodes.archive import CATALOG_FILE, OWN_FOLDERS, POLICY_FILE, Archive
 from custodes.builtin.storage import OWNER_FILE
-from custodes.catalog import Catalog, SchemaDiffersError, accounts, codes, replay, replay_cache
+from custodes.catalog import Catalog, SchemaDiffersError, accounts, codes, copy_file, replay, replay_cache
 from custodes.catalog.evidence import EVERY_DIGEST, DigestRange, LedgerView, ObjectFinding, VerifyRun
 from custodes.catalog.evidence import StoredObject as CatalogObject
 from custodes.errors import CustodesError
@@ -992,7 +992,7 @@ def rebuild_catalog(archive: Archive, *, replace: bool = False) -> RebuildResult
             adopted = replay.adopt(tx, now)
         if adopted is not None:
             archive.checkpoint()
-    new = temps / f"catalog.rebuilt-{os.getpid()}-{now}.sqlite"
+    new = copy_file(temps, "rebuilt")  # (owner-only; one a kill left is swept: it is the whole catalog)
     try:
         with archive.catalog.snapshot():
             made, found = replay.rebuild(archive.catalog, new)

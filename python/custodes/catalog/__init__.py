@@ -399,7 +399,7 @@ class Catalog:
         :attr:`disk_full` says, and named by this catalog's path. None where ``folder`` has no room for it, or the
         copy fails. For a long reader that holds the catalog alone on a full disk
         (Archive.read_a_copy_of_the_catalog)."""
-        from custodes._durable import NEARLY_FULL, process_tag
+        from custodes._durable import NEARLY_FULL
 
         sweep_copies(folder)
         pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
@@ -407,10 +407,9 @@ class Catalog:
         try:
             if shutil.disk_usage(folder).free < size + NEARLY_FULL:
                 return None
-            fd, name = tempfile.mkstemp(prefix=f"{process_tag()}-", suffix=_COPY_END, dir=folder)
+            name = os.fspath(copy_file(folder, "copy"))
         except OSError:
             return None
-        os.close(fd)
         copy = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
         try:
             copy.execute("PRAGMA journal_mode=OFF")  # (written once, by the backup: a file no one keeps)
@@ -566,14 +565,26 @@ class Catalog:
 _COPY_END = "-catalog-copy.sqlite"
 
 
+def copy_file(folder: str | os.PathLike[str], kind: str) -> Path:
+    """A new empty file in ``folder`` for a copy of a catalog (``kind``: ``copy``, :meth:`Catalog.copied_into`;
+    ``rebuilt``, custodes.verify.rebuild_catalog), owner-only, named for this process: :func:`sweep_copies`
+    removes one a kill left."""
+    from custodes._durable import process_tag
+
+    fd, name = tempfile.mkstemp(prefix=f"{process_tag()}-{kind}-", suffix=_COPY_END, dir=folder)
+    os.close(fd)
+    return Path(name)
+
+
 def sweep_copies(folder: str | os.PathLike[str]) -> None:
-    """Remove the copies of a catalog (:meth:`Catalog.copied_into`) that killed processes of this account left in
-    ``folder``: each as large as its catalog, and as private."""
+    """Remove the copies of a catalog (:func:`copy_file`) that killed processes of this account left in
+    ``folder``, with their SQLite logs: each as large as its catalog, and as private."""
     from custodes._durable import dead_temps
 
+    ends = tuple(_COPY_END + end for end in ("", "-wal", "-shm", "-journal"))
     for left in dead_temps(Path(folder)):
         with contextlib.suppress(OSError):
-            if left.name.endswith(_COPY_END) and left.stat(follow_symlinks=False).st_uid == os.geteuid():
+            if left.name.endswith(ends) and left.stat(follow_symlinks=False).st_uid == os.geteuid():
                 os.unlink(left.path)
 
 
