@@ -269,3 +269,29 @@ def test_verify_finds_an_object_the_storage_does_not_keep_as_the_catalog_says(
     said = json.loads(synced.stdout)
     assert synced.returncode == 1 and said["objects"] == 2 and len(said["missing"]) == 1, synced.stderr
     assert old_key.rsplit("/", 1)[1] in said["missing"][0] and "is not in the store" in said["missing"][0]
+
+
+def test_a_hold_whose_checkpoint_file_cannot_be_written_is_kept_by_the_storage_all_the_same(
+    seaweed: Seaweed, credentials: None, raw: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold recorded, then its checkpoint's file refused (a full disk): the act stands (the review page says so)
+    but the storage was never asked for its legal hold, which came after the checkpoint (a hostile review)."""
+    import errno
+
+    import custodes.archive
+    from custodes import retention
+    from custodes.archive import CheckpointFileError, open_archive
+
+    custodian_root = PEOPLE.replace('root = "auditor"', 'root = "custodian"')
+    arch = archive_in_bucket(seaweed, tmp_path, bucket, custodian_root)
+    card = tmp_path / "BWC0023"
+    make_clip(card / "CLIP0000.mp4", datetime.now(UTC).replace(microsecond=0) - DAY)
+    ((seg, key),) = ingest(arch, card, 0).values()
+
+    def full(path: Path, *_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(custodes.archive, "write_once", full)
+    with open_archive(arch) as a, pytest.raises(CheckpointFileError):
+        retention.hold(a, seg, "court order 12")
+    assert raw.head_object(Bucket=bucket, Key=key)["ObjectLockLegalHoldStatus"] == "ON"
