@@ -543,3 +543,27 @@ def test_a_login_and_a_password_set_whose_checkpoint_file_cannot_be_written_are_
         found = store.account("alice")
         assert found is not None and found.failures == 0
     assert log_in(client(cli_archive), "alice", new).status_code == 303
+
+
+def test_the_file_of_ended_sessions_is_made_whole_and_noted_in_only_when_it_is(tmp_path: Path) -> None:
+    """accounts.ended (custodes.catalog.accounts.EndedSessions) is noted in only where it is read back: a file left
+    short (a disk that filled, a kill, while it was made) stayed short for good, and one grown by a hand took a
+    note that no store read, so a logout said "kept aside" of an end that was not (a third hostile review)."""
+    from custodes.catalog.accounts import EndedSessions
+
+    ended = EndedSessions(tmp_path / "accounts.ended")
+    whole = EndedSessions.SLOT * EndedSessions.SLOTS
+    ended.path.write_bytes(bytes(8192))  # left short
+    ended.make()
+    assert ended.path.stat().st_size == whole  # completed
+    digest = "ab" * 32
+    assert ended.note(digest) and ended.read() == {digest}
+    ended.free([digest])
+    assert ended.read() == set() and ended.path.stat().st_size == whole
+    with open(ended.path, "ab") as f:
+        f.write(b"0123456789")  # grown by a hand: read() refuses it, so note() must not say it kept anything
+    assert not ended.note(digest) and ended.read() == set()
+    ended.path.unlink()
+    ended.path.symlink_to(tmp_path / "elsewhere")
+    ended.make()  # never through a link
+    assert not (tmp_path / "elsewhere").exists() and not ended.note(digest)

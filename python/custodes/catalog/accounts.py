@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -171,17 +172,22 @@ class EndedSessions:
         self.path = path
 
     def make(self) -> None:
-        """The file, at its full size, where it is not there yet; where there is no room, none (said when a
-        session's end cannot be kept)."""
+        """The file at its full size: made, or completed where it is short (a disk that filled, a kill, while it
+        was made: a hostile review found one left at a quarter, for good); where there is no room, as it is (said
+        when a session's end cannot be kept). Never through a link, nor anything but a regular file."""
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError:
-            return  # there already, or no room for it
+            return
         try:
-            os.write(fd, bytes(self.SLOT * self.SLOTS))
-            os.fsync(fd)
+            st = os.fstat(fd)
+            size = st.st_size
+            while stat.S_ISREG(st.st_mode) and size < self.SLOT * self.SLOTS:  # zeros written: blocks it owns
+                size += os.pwrite(fd, bytes(self.SLOT * self.SLOTS - size), size)
+            if size != st.st_size:
+                os.fsync(fd)
         except OSError:
-            self.path.unlink(missing_ok=True)
+            return  # no room: the slots there are all it has
         finally:
             os.close(fd)
 
@@ -201,6 +207,9 @@ class EndedSessions:
         line = digest.encode("ascii") + b"\n"
         try:
             with self._locked() as fd:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size != self.SLOT * self.SLOTS:
+                    return False  # not the file this class makes: nothing noted in it would be read back
                 data = os.pread(fd, self.SLOT * self.SLOTS, 0)
                 free = next((i for i in range(0, len(data) - self.SLOT + 1, self.SLOT) if data[i] == 0), None)
                 if free is None:
@@ -223,7 +232,7 @@ class EndedSessions:
 
     @contextmanager
     def _locked(self) -> Iterator[int]:
-        fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
