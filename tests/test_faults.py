@@ -622,9 +622,10 @@ def test_a_copy_whose_grant_s_checkpoint_file_cannot_be_written_is_made_and_said
     opened = ["access", "open", cli_archive, rid, "--segment", "1", "--to"]
     assert run_cli_with_faults(*opened, tmp_path / "first", user="carol", log=log).returncode == 0
     (n, *_) = [n for op, n, path, _ in logged(log) if op == "write" and "/ledger/checkpoints/" in path]
-    out = run_cli_with_faults(*opened, tmp_path / "second", user="carol", fault=f"write:{n}:ENOSPC")
+    out = run_cli_with_faults(*opened, tmp_path / "second", "--json", user="carol", fault=f"write:{n}:ENOSPC")
     no_traceback(out)
     assert out.returncode == 0 and [p.name for p in (tmp_path / "second").iterdir()] == ["androidx-sample.mp4"]
+    assert "custodes ledger checkpoint" in json.loads(out.stdout)["recorded_unsigned"], out.stdout  # (a tool's too)
     text = out.stderr.decode()
     assert text.startswith("custodes: note: the access is recorded, its checkpoint is not: No space left") and (
         "custodes ledger checkpoint" in text

@@ -2919,9 +2919,11 @@ def access_open_command(archive: Archive, request: int, segment: int, to_dir: st
     if to_dir is None and serving is not None:  # only the service reads its objects: it sends a copy
         to_dir = serving.stage_output(".", "to_dir")
     path = shown_path(open_recording(archive, request, segment, to_dir))
-    _write_json({"request": request, "segment": segment, "path": path}) if out.json else click.echo(path)
-    if archive.unsigned_grant is not None:  # the copy is made and its grant recorded: said, not an error
-        click.echo(f"custodes: note: the access is recorded, its checkpoint is not: {archive.unsigned_grant}", err=True)
+    unsigned = archive.unsigned_grant  # the copy is made and its grant recorded: said, not an error
+    said = {"request": request, "segment": segment, "path": path}
+    _write_json({**said, "recorded_unsigned": str(unsigned)} if unsigned else said) if out.json else click.echo(path)
+    if unsigned is not None:
+        click.echo(f"custodes: note: the access is recorded, its checkpoint is not: {unsigned}", err=True)
 
 
 @access_group.command("classify")
