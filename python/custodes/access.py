@@ -14,7 +14,6 @@ and a ledger entry.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -46,6 +45,7 @@ __all__ = [
     "NOT_BY_TOKEN",
     "REFUSAL_COUNT",
     "ROLES",
+    "UNSIGNED_GRANT",
     "AccessDenied",
     "AccessRequest",
     "AccessRequestJSON",
@@ -427,11 +427,7 @@ def _close_refusal_windows(archive: Archive) -> None:
         # review: with tmp/ broken, every request through the service failed on this housekeeping).
         return
     if closed:
-        # Not the command's act: a failure here must not speak for it ("what this command recorded stands, so do
-        # not repeat an act", said of a hold that was never placed: a hostile review). The counts are recorded;
-        # the act's own checkpoint, or the next command's, writes the file or signs them.
-        with contextlib.suppress(CheckpointFileError):
-            archive.checkpoint()
+        archive.checkpoint_going_on()  # not the command's act: its failure must not speak for it
 
 
 def _ledger_closed_windows(tx: Catalog, now: int, limit: int, window: int) -> int:
@@ -589,6 +585,10 @@ def classify(archive: Archive, segment: int, level: int) -> None:
     archive.checkpoint()
 
 
+#: What a command says of a grant it handed over whose checkpoint it could not write (Archive.unsigned).
+UNSIGNED_GRANT = "the access is recorded, its checkpoint is not"
+
+
 def grant_for(
     archive: Archive, request_id: int, segments: list[int], purpose: str, action: str, *, gives: bool = False
 ) -> AccessRequest:
@@ -596,7 +596,7 @@ def grant_for(
 
     Success is logged as ``action``; any refusal is logged and raised. ``gives``: the caller hands over at once
     what is granted (a view, a copy, a download), which, once the grant is recorded, it does even where the
-    grant's checkpoint cannot be written (Archive.checkpoint_after_grant); else (an export, a purge: acts that
+    grant's checkpoint cannot be written (Archive.checkpoint_going_on); else (an export, a purge: acts that
     follow it) that failure stops the act."""
     person = current_person(archive)
     try:
@@ -635,7 +635,7 @@ def grant_for(
         for s in segments:
             _log(tx, request_id, person, action, s, True, req.reason, now)
     if gives:
-        archive.checkpoint_after_grant()
+        archive.checkpoint_going_on()
     else:
         archive.checkpoint()
     return req

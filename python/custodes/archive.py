@@ -735,9 +735,9 @@ class Archive:
         if not _creating and catalog.stat().st_size == 0:  # before connect: SQLite would make it a new database
             raise _empty_catalog(catalog)
         self._catalog: Catalog | None = Catalog.open(catalog, migrate=False)
-        #: The checkpoint after a grant that could not be written (:meth:`checkpoint_after_grant`), for the command
-        #: to say: silent, verify later called the missing file a rollback, and nobody had been told to sign it.
-        self.unsigned_grant: CheckpointFileError | None = None
+        #: The latest checkpoint a command went on past, unwritten (:meth:`checkpoint_going_on`), for the command to
+        #: say: silent, verify later called the missing file a rollback, and nobody had been told to sign it.
+        self.unsigned: CheckpointFileError | None = None
         if not _creating and self.catalog.schema_version == 0:
             lowered = self.catalog.holds_tables
             self.catalog.close()  # no schema: only init creates a catalog, so an archive's empty one is damaged
@@ -798,8 +798,8 @@ class Archive:
 
         from custodes.catalog import sweep_copies
 
+        sweep_copies(tempfile.gettempdir())  # (a killed verify's, found by the next verify, full disk or not)
         if not self.catalog.disk_full:
-            sweep_copies(tempfile.gettempdir())  # (a killed verify's, found by the next verify, full disk or not)
             return False
         copy = self.catalog.copied_into(tempfile.gettempdir())
         if copy is None:
@@ -1055,20 +1055,23 @@ class Archive:
         finally:
             self._signing_all = False
 
-    def checkpoint_after_grant(self) -> CheckpointFileError | None:
-        """:meth:`checkpoint`, after recording something that must be given once it is recorded (a grant of access,
-        a login): a CheckpointFileError is returned, not raised, and kept as :attr:`unsigned_grant` for the
-        command to say once it has handed the grant over (the CLI's `access open` a line on stderr, the review
-        page a note and its log). Refused, a view logged as started showed nothing
-        and each try logged another, so the access log said a person saw footage she never got (a hostile review,
-        on a full disk). What is missing is named without it: verify reports the checkpoint file gone, and entries
-        left unsigned stop other commands until `custodes ledger checkpoint` signs them (custodes.access.grant_for:
-        an act that follows a grant, an export or a purge, calls :meth:`checkpoint` and stops)."""
+    def checkpoint_going_on(self) -> CheckpointFileError | None:
+        """:meth:`checkpoint` for a command that goes on past it, the one rule for what a checkpoint's failure must
+        not stop or speak for: a grant of access handed over at once, a login (a view logged as started showed
+        nothing, and each try logged another: the access log said a person saw footage she never got), and the
+        housekeeping before an act (its failure said "what this command recorded stands" of a hold never placed).
+        A CheckpointFileError is returned, not raised, and kept as :attr:`unsigned` (None once a checkpoint is
+        written) for the command to say (`access open` a note, the review page a flash and its log). What is
+        missing is named without it: verify reports the checkpoint file gone, and entries left unsigned stop
+        other commands until `custodes ledger checkpoint` signs them; the act's own checkpoint, or the next
+        command's, writes the file back. (custodes.access.grant_for: an act that follows a grant, an export or a
+        purge, calls :meth:`checkpoint` and stops.)"""
         try:
             self.checkpoint()
         except CheckpointFileError as e:
-            self.unsigned_grant = e
+            self.unsigned = e
             return e
+        self.unsigned = None
         return None
 
     def _checkpoint(self, every_file: bool, sign_all: bool) -> ledger_mod.Checkpoint:

@@ -2912,18 +2912,18 @@ def access_open_command(archive: Archive, request: int, segment: int, to_dir: st
     """Open one recording under an approved, unexpired view request. Refused
     (and logged) without approval, after expiry, outside the request, or for a
     classified recording without a role that may see it."""
-    from custodes.access import open_recording
+    from custodes.access import UNSIGNED_GRANT, open_recording
     from custodes.service import request as served
 
     serving = served()
     if to_dir is None and serving is not None:  # only the service reads its objects: it sends a copy
         to_dir = serving.stage_output(".", "to_dir")
     path = shown_path(open_recording(archive, request, segment, to_dir))
-    unsigned = archive.unsigned_grant  # the copy is made and its grant recorded: said, not an error
+    unsigned = archive.unsigned  # the copy is made and its grant recorded: said, not an error
     said = {"request": request, "segment": segment, "path": path}
     _write_json({**said, "recorded_unsigned": str(unsigned)} if unsigned else said) if out.json else click.echo(path)
     if unsigned is not None:
-        click.echo(f"custodes: note: the access is recorded, its checkpoint is not: {unsigned}", err=True)
+        click.echo(f"custodes: note: {UNSIGNED_GRANT}: {unsigned}", err=True)
 
 
 @access_group.command("classify")

@@ -939,9 +939,9 @@ def _run(service: _Service, conn: socket.socket, caller: Caller, header: dict[st
         req.secret = header.get("secret")
         # Kept in memory whole where the archive's disk is full (a verify through the service listing thousands of
         # findings failed there, its answer lost: a hostile review).
-        # (A spool past its memory goes to a temp file with no name, in the outboxes' folder.)
+        # Past its memory a spool goes to a temp file with no name in the outboxes' folder, which is there but
+        # where the disk is full, and there it stays in memory.
         spooled = 0 if disk_full(root) else _SPOOL_MEMORY
-        # (Its folder is there but where the disk is full, and there the spool stays in memory.)
         with tempfile.SpooledTemporaryFile(spooled, dir=os.fspath(outbox.parent)) as spool:
             with service.commands:
                 if service.stopping.is_set():

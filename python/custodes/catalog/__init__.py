@@ -50,6 +50,7 @@ __all__ = [
     "SchemaDifference",
     "SchemaDiffersError",
     "Scope",
+    "copy_file",
     "sweep_copies",
 ]
 
@@ -401,7 +402,6 @@ class Catalog:
         (Archive.read_a_copy_of_the_catalog)."""
         from custodes._durable import NEARLY_FULL
 
-        sweep_copies(folder)
         pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
         size = pages * self._conn.execute("PRAGMA page_size").fetchone()[0]
         try:

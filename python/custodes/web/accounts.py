@@ -24,7 +24,6 @@ owner working on it directly (the station itself, as for every command run embed
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import re
@@ -40,7 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from custodes._faults import crashpoint
 from custodes.access import ROLES, UNNAMED, log_step, person_of, person_role, require_role
-from custodes.archive import Archive, CheckpointFileError
+from custodes.archive import Archive
 from custodes.catalog import Catalog, replay
 from custodes.catalog.accounts import AccountRow, AccountStore, TokenRow
 from custodes.errors import CustodesError
@@ -465,10 +464,7 @@ def log_login(archive: Archive, name: str, ok: bool, detail: str) -> None:
     (custodes.policy) would refuse every later policy: anyone on the login page could freeze it."""
     with archive.transaction() as tx:
         login_step(archive, tx, name, ok, detail)
-    # Housekeeping before a login (custodes.web.auth.close_throttle_windows): its failure to write the checkpoint
-    # file is not the login's to say (custodes.access._close_refusal_windows: a hostile review).
-    with contextlib.suppress(CheckpointFileError):
-        archive.checkpoint()
+    archive.checkpoint_going_on()  # housekeeping before a login (auth.close_throttle_windows): not the login's
 
 
 def login_step(archive: Archive, tx: Catalog, name: str, ok: bool, detail: str) -> None:

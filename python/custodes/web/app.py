@@ -275,7 +275,7 @@ def _install_login(app: FastAPI) -> None:
                 if result.one_time:
                     detail += " with a one-time password (set by a custodian): it may only set its own"
                 login_step(archive, tx, name, result.ok, detail)
-            if (unsigned := archive.checkpoint_after_grant()) is not None:  # a login recorded is a login made
+            if (unsigned := archive.checkpoint_going_on()) is not None:  # a login recorded is a login made
                 _log.warning("%s's login is recorded, its checkpoint is not: %s", name, unsigned)
         if not result.ok:
             key = "login_locked" if result.locked else "login_failed"

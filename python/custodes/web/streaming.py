@@ -509,10 +509,10 @@ def view_recording(
 
 
 def _said_unsigned(archive: Archive) -> CheckpointFileError | None:
-    """The grant's checkpoint that could not be written (Archive.unsigned_grant), said in the service's log."""
-    if archive.unsigned_grant is not None:
-        _log.warning("an access is recorded, its checkpoint is not: %s", archive.unsigned_grant)
-    return archive.unsigned_grant
+    """The grant's checkpoint that could not be written (Archive.unsigned), said in the service's log."""
+    if archive.unsigned is not None:
+        _log.warning("%s: %s", access.UNSIGNED_GRANT, archive.unsigned)
+    return archive.unsigned
 
 
 @router.get("/stream/{ticket}", response_model=None, operation_id="stream_recording")
